@@ -1,0 +1,134 @@
+// Package pipelines is minecart's one stage runtime: it consumes a stage's
+// input topics in a consumer group, hands each record to the stage's
+// Processor, produces what the processor emits and commits the consumed
+// offsets, all in one Kafka transaction (exactly once, read_committed).
+// Records a processor rejects go to the dead-letter topic with their reason;
+// transient errors are retried with backoff. Stages never see a Kafka client:
+// they see Record, Emitter and the optional interfaces below.
+package pipelines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Header is one Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is one consumed Kafka record as a stage sees it.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	Timestamp time.Time
+}
+
+// Header returns the value of the first header named key, or nil.
+func (r *Record) Header(key string) []byte {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return h.Value
+		}
+	}
+	return nil
+}
+
+// Emitter collects the records a processor produces. Everything emitted while
+// handling a record is produced in the same transaction that commits that
+// record's offset; if the processor returns an error for the record, what it
+// emitted for that record is discarded.
+type Emitter interface {
+	// Emit produces to topic, choosing the partition by key with Kafka's
+	// default (murmur2) partitioner, so keys land where the Java client
+	// would put them.
+	Emit(topic string, key, value []byte, headers ...Header)
+	// EmitTo produces to an explicit partition of topic (changelogs are
+	// co-partitioned with the input partition that owns them).
+	EmitTo(topic string, partition int32, key, value []byte, headers ...Header)
+}
+
+// Task names the unit of work a Processor owns: one partition number across
+// all of a stage's (co-partitioned) input topics, as in Kafka Streams.
+type Task struct {
+	Stage     string
+	Partition int32
+}
+
+// Processor handles the records of one Task, one at a time, in offset order
+// within each input partition.
+type Processor interface {
+	// Process handles one record. Return Reject(code, err) for bad input
+	// (the record goes to the dead-letter topic and processing goes on);
+	// any other error is treated as transient and retried with backoff.
+	// Process must not change its state before it knows it will succeed.
+	Process(ctx context.Context, rec Record, out Emitter) error
+}
+
+// Restorer is implemented by processors whose Stage has a Changelog: before
+// the first Process call of a task, the runtime replays the task's changelog
+// partition (read_committed, from the start to the end) through Restore.
+type Restorer interface {
+	Restore(ctx context.Context, rec Record) error
+}
+
+// Ticker is implemented by processors that act on time (closing idle
+// windows). Tick is called every Stage.TickEvery inside a transaction; what it
+// emits is produced atomically with the offsets consumed so far.
+type Ticker interface {
+	Tick(ctx context.Context, now time.Time, out Emitter) error
+}
+
+// Flusher is implemented by processors that do work once per polled batch:
+// Flush is called after the batch's records were processed and before the
+// transaction commits.
+type Flusher interface {
+	Flush(ctx context.Context, out Emitter) error
+}
+
+// Stage declares one stage of the pipeline for Run.
+type Stage struct {
+	// Name is the stage's name: the consumer group, the transactional id
+	// prefix and the "stage" label of its metrics.
+	Name string
+	// Inputs are the topics consumed, co-partitioned: partition p of each
+	// input belongs to Task p.
+	Inputs []string
+	// Changelog is the compacted topic holding the stage's state, if any:
+	// partition p belongs to Task p and is replayed through Restorer.
+	Changelog string
+	// NewProcessor makes the processor of a task when its partitions are
+	// assigned. It is closed (if it implements io.Closer) when they are
+	// revoked.
+	NewProcessor func(ctx context.Context, t Task) (Processor, error)
+	// TickEvery is how often Ticker processors are ticked (0: never).
+	TickEvery time.Duration
+}
+
+// RejectError marks a record as bad input: it is dead-lettered with Code.
+type RejectError struct {
+	Code string // machine-readable reason, e.g. "decode", "speed_out_of_range"
+	Err  error
+}
+
+func (e *RejectError) Error() string { return fmt.Sprintf("%s: %v", e.Code, e.Err) }
+func (e *RejectError) Unwrap() error { return e.Err }
+
+// Reject returns an error that dead-letters the record with code.
+func Reject(code string, err error) error { return &RejectError{Code: code, Err: err} }
+
+// RejectCode reports the reason code of a reject error anywhere in err's chain.
+func RejectCode(err error) (string, bool) {
+	var re *RejectError
+	if errors.As(err, &re) {
+		return re.Code, true
+	}
+	return "", false
+}

@@ -1,0 +1,72 @@
+package pipelines
+
+import "time"
+
+// Topic names. Every topic minecart uses is declared in Topology below.
+const (
+	TopicDevices          = "minecart.devices"           // device registry, compacted, key = device id
+	TopicTelemetryRaw     = "minecart.telemetry.raw"     // gateway -> ingest, key = vehicle id
+	TopicTelemetryClean   = "minecart.telemetry.clean"   // ingest -> scoring, sink; key = vehicle id
+	TopicIngestChangelog  = "minecart.ingest.changelog"  // ingest dedup state, compacted
+	TopicDeadLetter       = "minecart.deadletter"        // every stage's rejects
+	TopicScoringChangelog = "minecart.scoring.changelog" // open vehicle-day windows, compacted
+	TopicLateEvents       = "minecart.scoring.late"      // events later than the grace period
+	TopicScores           = "minecart.scores"            // daily scores + watermarks -> ledger, sink
+	TopicLedgerRequests   = "minecart.ledger.requests"   // debits and adjustments -> ledger
+	TopicLedgerChangelog  = "minecart.ledger.changelog"  // ledger's pending credits, compacted
+	TopicLedgerBlocks     = "minecart.ledger.blocks"     // the book: signed blocks with their entries, kept forever
+	TopicLedgerEntries    = "minecart.ledger.entries"    // one record per entry, with inclusion proof -> settlement, sink
+	TopicAccounts         = "minecart.accounts"          // vehicle -> owner bindings, compacted
+	TopicCatalog          = "minecart.catalog"           // partner catalog, compacted
+	TopicRedemptions      = "minecart.redemptions.requests"
+	TopicSettlementLog    = "minecart.settlement.changelog" // balances, reservations, compacted
+	TopicRedemptionStatus = "minecart.redemptions.status"   // every redemption state change
+	TopicRewardCredits    = "minecart.rewards.credits"      // partners: one record per settled credit
+	TopicPartnerAcks      = "minecart.partners.acks"        // partners -> minecart: fulfilment acks
+	TopicStatements       = "minecart.settlement.statements"
+)
+
+// PartnerRedemptionsTopic is the topic of the orders partner must fulfil.
+func PartnerRedemptionsTopic(partner string) string {
+	return "minecart.partner." + partner + ".redemptions"
+}
+
+// TopicSpec declares one topic.
+type TopicSpec struct {
+	Name       string
+	Partitions int32
+	Compacted  bool
+	Retention  time.Duration // 0 with Compacted false: kept forever (-1)
+	Doc        string
+}
+
+// TelemetryPartitions is the partition count of the telemetry topics and
+// of the changelogs co-partitioned with them: the unit of scale-out for
+// ingest and scoring.
+const TelemetryPartitions = 8
+
+// Topology lists every topic, with which stage writes and reads it.
+// Single-partition topics are the ones whose order matters across all keys
+// (the ledger is one Merkle tree; settlement guards balances in one place).
+var Topology = []TopicSpec{
+	{TopicDevices, 1, true, 0, "gateway/CLI write; gateway, ingest read (whole table)"},
+	{TopicTelemetryRaw, TelemetryPartitions, false, 7 * 24 * time.Hour, "gateway writes; ingest reads"},
+	{TopicIngestChangelog, TelemetryPartitions, true, 0, "ingest's dedup state"},
+	{TopicTelemetryClean, TelemetryPartitions, false, 7 * 24 * time.Hour, "ingest writes; scoring, sink read"},
+	{TopicDeadLetter, 1, false, 30 * 24 * time.Hour, "every stage writes; operators, sink read"},
+	{TopicScoringChangelog, TelemetryPartitions, true, 0, "scoring's window state"},
+	{TopicLateEvents, TelemetryPartitions, false, 30 * 24 * time.Hour, "scoring writes events past the grace period"},
+	{TopicScores, 1, false, 0, "scoring writes scores and watermarks; ledger, sink read"},
+	{TopicLedgerRequests, 1, false, 0, "settlement (debits) and CLI (adjustments) write; ledger reads"},
+	{TopicLedgerChangelog, 1, true, 0, "ledger's pending credits"},
+	{TopicLedgerBlocks, 1, false, 0, "ledger writes the signed blocks; anyone reads from offset 0"},
+	{TopicLedgerEntries, 1, false, 0, "ledger writes; settlement, sink read"},
+	{TopicAccounts, 1, true, 0, "CLI writes; settlement reads"},
+	{TopicCatalog, 1, true, 0, "CLI writes; settlement reads"},
+	{TopicRedemptions, 1, false, 0, "HTTP API writes; settlement reads"},
+	{TopicSettlementLog, 1, true, 0, "settlement's balances and reservations"},
+	{TopicRedemptionStatus, 1, false, 0, "settlement writes; sink, owners read"},
+	{TopicRewardCredits, 1, false, 0, "settlement writes; partners read"},
+	{TopicPartnerAcks, 1, false, 0, "partners write; settlement reads"},
+	{TopicStatements, 1, false, 0, "settlement writes daily statements"},
+}
