@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make run    the embedded pipeline with a simulated fleet (summary, then serves until Ctrl-C)
+#   make test   everything CI checks
+# Both install what they need first (make setup): apt packages, libchdb.so, Go modules, npm test deps.
+
+GO      ?= go
+ARGS    ?=
+BIN     := bin/minecart
+
+.PHONY: setup build run test test-short vet bench soak clean
+
+setup:
+	@bash infra/setup.sh
+
+build: setup
+	$(GO) build -o $(BIN) ./cmd/minecart
+
+run: build
+	./$(BIN) run $(ARGS)
+
+vet:
+	gofmt -l . | (! grep .) || (echo "gofmt: the files above need formatting" && false)
+	$(GO) vet ./...
+	docker-compose config -q
+
+test: setup vet
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+test-short: setup
+	$(GO) test -short -count=1 ./...
+
+# Benchmarks print figures and ratios against baselines measured in the same run.
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+# Long runs: a bigger fleet through the whole embedded pipeline.
+soak: build
+	./$(BIN) run --once --vehicles 20000 --days 2 --data-dir $$(mktemp -d)
+
+clean:
+	rm -rf bin .minecart

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Creates the SCRAM users and ACLs of the production cluster (docker-compose.yml runs it once).
+# Services authenticate as "minecart" (full access to minecart.* topics and groups); each partner
+# gets its own user that may read only the reward topics: the settled-credits topic and its own
+# redemptions topic, and write only to the acknowledgements topic. Telemetry (personal data: positions)
+# is never readable by a partner. See docs/partners.md.
+set -euo pipefail
+BS=${BOOTSTRAP:-kafka:9093}
+CFG=/etc/kafka/admin.properties
+kc() { /opt/kafka/bin/kafka-configs.sh --bootstrap-server "$BS" --command-config "$CFG" "$@"; }
+ka() { /opt/kafka/bin/kafka-acls.sh --bootstrap-server "$BS" --command-config "$CFG" "$@"; }
+
+kc --alter --add-config "SCRAM-SHA-512=[password=${MINECART_KAFKA_PASSWORD}]" --entity-type users --entity-name minecart
+ka --add --allow-principal User:minecart --operation All --topic minecart. --resource-pattern-type prefixed
+ka --add --allow-principal User:minecart --operation All --group minecart --resource-pattern-type prefixed
+ka --add --allow-principal User:minecart --operation All --transactional-id minecart --resource-pattern-type prefixed
+for p in ${MINECART_PARTNERS:-}; do
+  user="partner-$p"
+  pass_var="PARTNER_${p^^}_PASSWORD"
+  kc --alter --add-config "SCRAM-SHA-512=[password=${!pass_var}]" --entity-type users --entity-name "$user"
+  ka --add --allow-principal "User:$user" --operation Read --operation Describe --topic minecart.rewards.credits
+  ka --add --allow-principal "User:$user" --operation Read --operation Describe --topic "minecart.partner.$p.redemptions"
+  ka --add --allow-principal "User:$user" --operation Write --operation Describe --topic minecart.partners.acks
+  ka --add --allow-principal "User:$user" --operation Read --group "partner-$p" --resource-pattern-type prefixed
+done
