@@ -1,0 +1,36 @@
+// Package schemas holds the Avro schemas of every record on minecart's topics
+// (the embedded *.avsc files, one per record, named as in names.go) and the
+// Serde that frames and encodes them.
+//
+// # Framing
+//
+// A Kafka record value is never bare Avro: a reader must know the writer's
+// schema. Two framings are supported, and Decode accepts both:
+//
+//   - Avro single-object encoding (the default, SingleObject): the bytes
+//     C3 01, then the 8-byte little-endian CRC-64-AVRO fingerprint of the
+//     schema's Parsing Canonical Form, then the Avro binary body. It is the
+//     Avro specification's own format, needs no service, and any Avro
+//     implementation that has the .avsc file can compute the fingerprint and
+//     decode the record, which is what partners get (the schemas are
+//     published with the code). minecart computes the canonical form and the
+//     fingerprint itself, following the specification (pcf.go): goavro's
+//     are wrong for logical types and unstable with nested names, and a
+//     header other implementations cannot match is worse than none.
+//   - Confluent wire format (NewSerde with SerdeConfig.RegistryURL): 00, the
+//     4-byte big-endian schema id, the Avro binary body, for deployments
+//     whose consumers use a Schema Registry. NewSerde registers every
+//     embedded schema under the subject of its full record name
+//     (RecordNameStrategy: several record types share a topic, e.g. scores
+//     carries DailyScore and Watermark); Decode asks the registry for ids
+//     it has not seen and caches the answer.
+//
+// The body is encoded by github.com/linkedin/goavro/v2 with one Codec per
+// schema, built once. Natives follow goavro: a record is map[string]any, a
+// nullable union is nil or map[string]any{"double": v}, timestamp-millis is
+// time.Time, bytes are []byte, arrays are []any.
+//
+// A broken .avsc makes that schema unusable with a clear error at its first
+// use (NewSerde reports all of them up front); nothing panics at package
+// initialisation.
+package schemas

@@ -1,0 +1,149 @@
+package schemas
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Framing bytes.
+const (
+	singleObjectMagic0 = 0xC3 // Avro single-object encoding: C3 01 + 8-byte LE fingerprint
+	singleObjectMagic1 = 0x01
+	singleObjectHeader = 10
+	confluentMagic     = 0x00 // Confluent wire format: 00 + 4-byte BE schema id
+	confluentHeader    = 5
+)
+
+// Serde encodes minecart's records as framed Avro and decodes them back. It
+// is safe for concurrent use. Build one per process (SingleObject or
+// NewSerde) and share it.
+type Serde struct {
+	cat *catalog
+	reg *registry // nil: single-object framing, no registry
+}
+
+// SingleObject returns a Serde that writes the Avro single-object encoding:
+// C3 01, the schema's CRC-64-AVRO fingerprint (8 bytes, little-endian) and
+// the Avro binary body. It needs no registry. A schema whose .avsc is broken
+// makes Encode and Decode of that schema fail with the reason; NewSerde
+// reports such errors up front instead.
+func SingleObject() *Serde { return &Serde{cat: embeddedCatalog()} }
+
+// Encode returns native (a goavro native record) encoded as the record name
+// (a constant of names.go), framed.
+func (s *Serde) Encode(name string, native map[string]any) ([]byte, error) {
+	return s.AppendEncode(make([]byte, 0, 256), name, native)
+}
+
+// AppendEncode appends the framed encoding of native as record name to dst
+// and returns the extended buffer. On error it returns dst unchanged.
+func (s *Serde) AppendEncode(dst []byte, name string, native map[string]any) ([]byte, error) {
+	e, err := s.cat.lookup(name)
+	if err != nil {
+		return dst, err
+	}
+	n := len(dst)
+	if s.reg != nil {
+		dst = append(dst, confluentMagic)
+		dst = binary.BigEndian.AppendUint32(dst, s.reg.ids[name])
+	} else {
+		dst = append(dst, e.header[:]...)
+	}
+	out, err := e.codec.BinaryFromNative(dst, native)
+	if err != nil {
+		return dst[:n], fmt.Errorf("encode %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// Decode decodes a record in either framing (single-object or Confluent
+// wire format) and returns its record name and goavro native value. Errors
+// wrap ErrUnknownSchema (fingerprint or id not known) or ErrMalformed (bytes
+// that are not a valid record); with a registry, other errors mean the
+// registry could not be asked and are worth a retry.
+func (s *Serde) Decode(b []byte) (name string, native map[string]any, err error) {
+	e, body, err := s.schemaOf(b)
+	if err != nil {
+		return "", nil, err
+	}
+	native, err = e.decode(body)
+	if err != nil {
+		return "", nil, err
+	}
+	return e.name, native, nil
+}
+
+// DecodeAs decodes b, which must be a record of schema name; a record of any
+// other schema is an error wrapping ErrUnknownSchema, and its body is not
+// decoded.
+func (s *Serde) DecodeAs(name string, b []byte) (map[string]any, error) {
+	e, body, err := s.schemaOf(b)
+	if err != nil {
+		return nil, err
+	}
+	if e.name != name {
+		return nil, fmt.Errorf("%w: got a %s record, want %s", ErrUnknownSchema, e.name, name)
+	}
+	return e.decode(body)
+}
+
+// schemaOf reads the framing header of b and returns the writer's schema and
+// the Avro body.
+func (s *Serde) schemaOf(b []byte) (*entry, []byte, error) {
+	if len(b) == 0 {
+		return nil, nil, fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	switch b[0] {
+	case singleObjectMagic0:
+		if len(b) < singleObjectHeader {
+			return nil, nil, fmt.Errorf("%w: %d bytes, shorter than a single-object header", ErrMalformed, len(b))
+		}
+		if b[1] != singleObjectMagic1 {
+			return nil, nil, fmt.Errorf("%w: single-object marker c3 %02x, want c3 01", ErrMalformed, b[1])
+		}
+		fp := binary.LittleEndian.Uint64(b[2:singleObjectHeader])
+		e := s.cat.byFP[fp]
+		if e == nil {
+			return nil, nil, fmt.Errorf("%w: fingerprint %016x", ErrUnknownSchema, fp)
+		}
+		return e, b[singleObjectHeader:], nil
+	case confluentMagic:
+		if len(b) < confluentHeader {
+			return nil, nil, fmt.Errorf("%w: %d bytes, shorter than a Confluent header", ErrMalformed, len(b))
+		}
+		id := binary.BigEndian.Uint32(b[1:confluentHeader])
+		if s.reg == nil {
+			return nil, nil, fmt.Errorf("%w: schema registry id %d (no registry configured)", ErrUnknownSchema, id)
+		}
+		e, err := s.reg.resolve(s.cat, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		return e, b[confluentHeader:], nil
+	default:
+		return nil, nil, fmt.Errorf("%w: first byte %02x is neither single-object (c3) nor Confluent (00) framing", ErrMalformed, b[0])
+	}
+}
+
+// decode decodes an Avro body of e's schema. A body goavro rejects, a body
+// with bytes left over and (as a safety net) a panic inside goavro all
+// become ErrMalformed errors.
+func (e *entry) decode(body []byte) (native map[string]any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			native, err = nil, fmt.Errorf("%w: %s: decoder panic: %v", ErrMalformed, e.name, r)
+		}
+	}()
+	v, rest, err := e.codec.NativeFromBinary(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, e.name, err)
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %s: %d bytes after the record", ErrMalformed, e.name, len(rest))
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: decoded a %T, not a record", ErrMalformed, e.name, v)
+	}
+	return m, nil
+}
