@@ -1,0 +1,284 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/minecart/minecart/services/ledger/merkle"
+)
+
+// Inconsistency is the first thing wrong with a book, said precisely: which
+// block (height), which entry (leaf index, or -1 for the block itself),
+// what, and what was expected versus found.
+type Inconsistency struct {
+	Block    uint64
+	Entry    int64
+	What     string
+	Expected string
+	Found    string
+}
+
+func (e *Inconsistency) Error() string {
+	where := fmt.Sprintf("block %d", e.Block)
+	if e.Entry >= 0 {
+		where += fmt.Sprintf(", entry %d", e.Entry)
+	}
+	if e.Expected == "" && e.Found == "" {
+		return where + ": " + e.What
+	}
+	return fmt.Sprintf("%s: %s: expected %s, found %s", where, e.What, e.Expected, e.Found)
+}
+
+// idKey is the compact key of a credited score id or a request id in the
+// book's idempotency sets: the first 16 bytes of SHA-256(kind || id). At
+// 10^7 ids the chance of any collision is below 10^-24.
+type idKey [16]byte
+
+func keyOf(credit bool, id string) idKey {
+	h := sha256.New()
+	if credit {
+		h.Write([]byte{'c'})
+	} else {
+		h.Write([]byte{'r'})
+	}
+	h.Write([]byte(id))
+	var k idKey
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// Book is the ledger's state: the Merkle tree of every entry, the chain of
+// block headers, and the idempotency sets (credited score ids with the
+// points credited so far, and request ids of debits and adjustments). The
+// writer appends to it (Append); readers and the verifier rebuild it block
+// by block (Apply), checking everything. A Book is not safe for concurrent
+// use.
+type Book struct {
+	tree     merkle.Tree
+	height   uint64      // height of the next block
+	last     merkle.Hash // hash of the last header
+	lastHead Header
+	lastCP   string // the last block's checkpoint
+	origin   string
+	credits  map[idKey]int64 // credited score id -> points credited (incl. late-data adjustments)
+	requests map[idKey]struct{}
+}
+
+// NewBook returns an empty book.
+func NewBook() *Book {
+	return &Book{credits: make(map[idKey]int64), requests: make(map[idKey]struct{})}
+}
+
+// Size is the number of entries.
+func (b *Book) Size() uint64 { return b.tree.Size() }
+
+// Height is the number of blocks.
+func (b *Book) Height() uint64 { return b.height }
+
+// Head is the last block's header (zero before the first block).
+func (b *Book) Head() Header { return b.lastHead }
+
+// Checkpoint is the last block's signed checkpoint ("" before the first).
+func (b *Book) Checkpoint() string { return b.lastCP }
+
+// Origin is the log's name, from its first block or signer.
+func (b *Book) Origin() string { return b.origin }
+
+// Tree is the book's Merkle tree (read-only use).
+func (b *Book) Tree() *merkle.Tree { return &b.tree }
+
+// Credited reports whether score id was credited and the points credited
+// for it so far (credit plus late-data adjustments).
+func (b *Book) Credited(id string) (int64, bool) {
+	p, ok := b.credits[keyOf(true, id)]
+	return p, ok
+}
+
+// HasRequest reports whether a debit or adjustment request id was applied.
+func (b *Book) HasRequest(id string) bool {
+	_, ok := b.requests[keyOf(false, id)]
+	return ok
+}
+
+// record updates the idempotency sets for an appended entry. It returns an
+// error if the entry repeats a credit or request id.
+func (b *Book) record(e *Entry) error {
+	switch e.Kind {
+	case KindCredit:
+		k := keyOf(true, e.ID)
+		if _, dup := b.credits[k]; dup {
+			return fmt.Errorf("vehicle-day %q credited twice", e.ID)
+		}
+		b.credits[k] = e.Points
+	default:
+		k := keyOf(false, e.ID)
+		if _, dup := b.requests[k]; dup {
+			return fmt.Errorf("request %q applied twice", e.ID)
+		}
+		if e.Kind == KindAdjustment && e.Ref != "" {
+			ck := keyOf(true, e.Ref)
+			if p, ok := b.credits[ck]; ok {
+				b.credits[ck] = p + e.Amount
+			}
+		}
+		b.requests[k] = struct{}{}
+	}
+	return nil
+}
+
+// Apply checks block blk against the book and the ledger public key and, if
+// everything holds, appends it. It recomputes every leaf and the root,
+// checks the link to the previous header, the indexes, the signature and
+// the checkpoint, and that no vehicle-day or request appears twice. The
+// error is an *Inconsistency; after one the book must not be used.
+func (b *Book) Apply(blk *Block, pub ed25519.PublicKey) error {
+	h := &blk.Header
+	bad := func(entry int64, what string, expected, found any) error {
+		return &Inconsistency{Block: b.height, Entry: entry, What: what, Expected: fmt.Sprint(expected), Found: fmt.Sprint(found)}
+	}
+	if h.Height != b.height {
+		return bad(-1, "height", b.height, h.Height)
+	}
+	if h.PrevHash != b.last {
+		return bad(-1, "previous block hash", b.last, h.PrevHash)
+	}
+	if h.FirstIndex != b.tree.Size() {
+		return bad(-1, "first entry index", b.tree.Size(), h.FirstIndex)
+	}
+	if len(blk.Entries) == 0 {
+		return bad(-1, "entry count", ">= 1", 0)
+	}
+	if want := h.FirstIndex + uint64(len(blk.Entries)) - 1; h.LastIndex != want {
+		return bad(-1, "last entry index", want, h.LastIndex)
+	}
+	if want := h.FirstIndex + uint64(len(blk.Entries)); h.TreeSize != want {
+		return bad(-1, "tree size", want, h.TreeSize)
+	}
+	if !ed25519.Verify(pub, h.Marshal(), blk.Signature) {
+		return bad(-1, "header signature by the ledger key", "valid Ed25519 signature", hex.EncodeToString(blk.Signature))
+	}
+	cp, err := VerifyCheckpoint(blk.Checkpoint, pub)
+	if err != nil {
+		return &Inconsistency{Block: b.height, Entry: -1, What: err.Error()}
+	}
+	if b.origin != "" && cp.Origin != b.origin {
+		return bad(-1, "checkpoint origin", b.origin, cp.Origin)
+	}
+	if cp.Size != h.TreeSize || cp.Root != h.Root {
+		return bad(-1, "checkpoint tree head", fmt.Sprintf("%d %s", h.TreeSize, h.Root), fmt.Sprintf("%d %s", cp.Size, cp.Root))
+	}
+	if h.Height > 0 && h.Clock == ClockEvent && b.lastHead.Clock == ClockEvent && h.TimestampMs < b.lastHead.TimestampMs {
+		return bad(-1, "credit block timestamp (window end) not before the previous one", fmt.Sprintf(">= %d", b.lastHead.TimestampMs), h.TimestampMs)
+	}
+	for i, raw := range blk.Entries {
+		idx := int64(h.FirstIndex) + int64(i)
+		e, err := DecodeEntry(raw)
+		if err != nil {
+			return &Inconsistency{Block: b.height, Entry: idx, What: err.Error()}
+		}
+		if h.Clock == ClockEvent && e.Kind == KindCredit && e.WindowEndMs > h.TimestampMs {
+			return bad(idx, "credit window end within the block's timestamp", fmt.Sprintf("<= %d", h.TimestampMs), e.WindowEndMs)
+		}
+		if err := b.record(&e); err != nil {
+			return &Inconsistency{Block: b.height, Entry: idx, What: err.Error()}
+		}
+		b.tree.Append(raw)
+	}
+	if root := b.tree.Root(); root != h.Root {
+		return bad(-1, fmt.Sprintf("root after entries %d..%d", h.FirstIndex, h.LastIndex), "signed "+h.Root.String(), "recomputed "+root.String())
+	}
+	if b.origin == "" {
+		b.origin = cp.Origin
+	}
+	b.last = h.Hash()
+	b.lastHead = *h
+	b.lastCP = blk.Checkpoint
+	b.height++
+	return nil
+}
+
+// Release is a group of entries the writer appends together, split into
+// blocks of at most MaxPerBlock entries.
+type Release struct {
+	Entries     []Entry
+	TimestampMs int64
+	Clock       Clock
+}
+
+// Appended is one entry as the writer appended it.
+type Appended struct {
+	Entry     Entry
+	Raw       []byte
+	LeafIndex uint64
+	Block     *Block
+}
+
+// ErrDuplicate is returned by Append for an entry whose id the book holds.
+var ErrDuplicate = errors.New("ledger: duplicate id")
+
+// Append appends the release's entries in order as blocks of at most
+// maxPerBlock entries, signed by s, and returns the blocks and the
+// appended entries. Entries whose credit or request id the book already
+// holds (or that repeat within the release) are skipped and reported in
+// skipped. A release whose entries are all skipped makes no block.
+func (b *Book) Append(rel Release, maxPerBlock int, s *Signer) (blocks []*Block, out []Appended, skipped []Entry, err error) {
+	if maxPerBlock < 1 {
+		return nil, nil, nil, fmt.Errorf("max entries per block %d, want >= 1", maxPerBlock)
+	}
+	if b.origin != "" && s.Origin() != b.origin {
+		return nil, nil, nil, fmt.Errorf("signer origin %q, book origin %q", s.Origin(), b.origin)
+	}
+	// Encode and filter first, so a bad entry changes nothing.
+	type enc struct {
+		e   Entry
+		raw []byte
+	}
+	todo := make([]enc, 0, len(rel.Entries))
+	seen := make(map[idKey]struct{})
+	for _, e := range rel.Entries {
+		raw, err := e.Encode()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		k := keyOf(e.Kind == KindCredit, e.ID)
+		_, inBook := b.requests[k]
+		if e.Kind == KindCredit {
+			_, inBook = b.credits[k]
+		}
+		if _, inRel := seen[k]; inBook || inRel {
+			skipped = append(skipped, e)
+			continue
+		}
+		seen[k] = struct{}{}
+		todo = append(todo, enc{e, raw})
+	}
+	out = make([]Appended, 0, len(todo))
+	for start := 0; start < len(todo); start += maxPerBlock {
+		chunk := todo[start:min(start+maxPerBlock, len(todo))]
+		blk := &Block{Entries: make([][]byte, 0, len(chunk))}
+		first := b.tree.Size()
+		for _, c := range chunk {
+			if err := b.record(&c.e); err != nil { // cannot happen: filtered above
+				return nil, nil, nil, err
+			}
+			b.tree.Append(c.raw)
+			blk.Entries = append(blk.Entries, c.raw)
+			out = append(out, Appended{Entry: c.e, Raw: c.raw, LeafIndex: b.tree.Size() - 1, Block: blk})
+		}
+		blk.Header = Header{
+			Height: b.height, PrevHash: b.last, TreeSize: b.tree.Size(), Root: b.tree.Root(),
+			FirstIndex: first, LastIndex: b.tree.Size() - 1, TimestampMs: rel.TimestampMs, Clock: rel.Clock,
+		}
+		blk.Signature, blk.Checkpoint = s.Sign(&blk.Header)
+		b.last = blk.Header.Hash()
+		b.lastHead = blk.Header
+		b.lastCP = blk.Checkpoint
+		b.origin = s.Origin()
+		b.height++
+		blocks = append(blocks, blk)
+	}
+	return blocks, out, skipped, nil
+}

@@ -1,0 +1,304 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/minecart/minecart/services/ledger/merkle"
+)
+
+func testKey(seed byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
+}
+
+func credit(vehicle string, day int, points int64) Entry {
+	date := fmt.Sprintf("2026-11-%02d", day)
+	return Entry{
+		Kind: KindCredit, ID: vehicle + "/" + date, VehicleID: vehicle, Date: date, TZ: "Europe/Paris",
+		WindowEndMs: int64(day) * 86_400_000, ConfigVersion: "v1", Points: points, Score: 0.75,
+		EventsHash: bytes.Repeat([]byte{byte(day)}, 32), Flags: []string{"capped"},
+	}
+}
+
+// smallBook builds a book of 3 blocks: 5 credits split 3+2, then a debit
+// and an adjustment.
+func smallBook(t testing.TB, s *Signer) (*Book, []*Block) {
+	t.Helper()
+	b := NewBook()
+	var all []*Block
+	rel := Release{TimestampMs: 2 * 86_400_000, Clock: ClockEvent}
+	for _, v := range []string{"v1", "v2", "v3", "v4", "v5"} {
+		rel.Entries = append(rel.Entries, credit(v, 2, 100))
+	}
+	blocks, _, _, err := b.Append(rel, 3, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all = append(all, blocks...)
+	blocks, _, _, err = b.Append(Release{TimestampMs: 1_800_000_000_000, Clock: ClockWall, Entries: []Entry{
+		{Kind: KindDebit, ID: "req-1", Account: "acct-1", VehicleID: "v1", Amount: 30, Reason: "redemption", Partner: "fuelco", Item: "coffee", RedemptionID: "r-1", RequestedAtMs: 1_799_999_999_000},
+		{Kind: KindAdjustment, ID: "req-2", Account: "acct-2", VehicleID: "v2", Amount: -5, Reason: "late data", Ref: "v2/2026-11-02", RequestedAtMs: 1_799_999_999_500},
+	}}, 3, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, append(all, blocks...)
+}
+
+type sliceSource []*Block
+
+func (s sliceSource) Blocks(ctx context.Context, fn func(*Block) error) error {
+	for _, b := range s {
+		cp := *b
+		if err := fn(&cp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestEntryRoundTrip(t *testing.T) {
+	for _, e := range []Entry{
+		credit("veh-1", 3, 42),
+		{Kind: KindDebit, ID: "r", Account: "a", Amount: 1, RequestedAtMs: -1},
+		{Kind: KindAdjustment, ID: "r2", VehicleID: "v", Amount: -7, Reason: "fix"},
+	} {
+		raw, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeEntry(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", e.Kind, err)
+		}
+		again, _ := got.Encode()
+		if !bytes.Equal(raw, again) {
+			t.Errorf("%s: re-encoding differs", e.Kind)
+		}
+		for i := range raw {
+			if _, err := DecodeEntry(raw[:i]); err == nil {
+				t.Errorf("%s: prefix of %d bytes decoded", e.Kind, i)
+			}
+		}
+		if _, err := DecodeEntry(append(raw, 0)); err == nil {
+			t.Errorf("%s: trailing byte accepted", e.Kind)
+		}
+	}
+	bad := []Entry{
+		{Kind: KindCredit, ID: "x"},
+		{Kind: KindDebit, ID: "x", Account: "a", Amount: 0},
+		{Kind: KindAdjustment, ID: "x", Account: "a", Amount: 5},
+		{Kind: 9, ID: "x"},
+		{Kind: KindCredit, ID: "x", VehicleID: "v", Flags: []string{"b", "a"}},
+	}
+	for _, e := range bad {
+		if _, err := e.Encode(); !errors.Is(err, ErrEntry) {
+			t.Errorf("%+v: err %v, want ErrEntry", e, err)
+		}
+	}
+}
+
+// TestEntryGolden pins the canonical encoding of docs/ledger.md byte by byte.
+func TestEntryGolden(t *testing.T) {
+	e := Entry{Kind: KindAdjustment, ID: "r", Account: "a", VehicleID: "", Amount: -2, Reason: "x", Ref: "v/d", RequestedAtMs: 1}
+	raw, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "01 03 00000001 72 00000001 61 00000000 fffffffffffffffe 00000001 78 00000003 762f64 0000000000000001"
+	if got := fmt.Sprintf("%x", raw); got != strings.ReplaceAll(want, " ", "") {
+		t.Errorf("encoding %s, want %s", got, want)
+	}
+}
+
+func TestBookVerifyAndProve(t *testing.T) {
+	s, _ := NewSigner("minecart.test/ledger", testKey(1))
+	book, blocks := smallBook(t, s)
+	if len(blocks) != 3 || book.Size() != 7 {
+		t.Fatalf("%d blocks, %d entries; want 3, 7", len(blocks), book.Size())
+	}
+	sum, err := Verify(context.Background(), sliceSource(blocks), s.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Entries != 7 || sum.Credits != 5 || sum.Debits != 1 || sum.Adjustments != 1 || sum.Head.Root != book.Tree().Root() {
+		t.Errorf("summary %+v", sum)
+	}
+	if p, ok := book.Credited("v2/2026-11-02"); !ok || p != 95 {
+		t.Errorf("v2 credited %d %v, want 95 after the -5 adjustment", p, ok)
+	}
+	// A repeated release appends nothing.
+	again, _, skipped, err := book.Append(Release{Entries: []Entry{credit("v1", 2, 100)}, TimestampMs: 2 * 86_400_000}, 3, s)
+	if err != nil || len(again) != 0 || len(skipped) != 1 {
+		t.Errorf("duplicate credit: %d blocks, %d skipped, %v", len(again), len(skipped), err)
+	}
+	for _, ref := range []string{"v4/2026-11-02", "req-2", "0", "6"} {
+		bundle, err := Prove(context.Background(), sliceSource(blocks), s.Public(), ref)
+		if err != nil {
+			t.Fatalf("prove %s: %v", ref, err)
+		}
+		if _, err := CheckBundle(bundle, s.Public()); err != nil {
+			t.Errorf("check %s: %v", ref, err)
+		}
+		bundle.Entry[len(bundle.Entry)-1] ^= 1
+		if _, err := CheckBundle(bundle, s.Public()); err == nil {
+			t.Errorf("tampered bundle %s checked", ref)
+		}
+	}
+	if _, err := Prove(context.Background(), sliceSource(blocks), s.Public(), "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("prove nope: %v", err)
+	}
+	other, _ := NewSigner("minecart.test/ledger", testKey(2))
+	if _, err := Verify(context.Background(), sliceSource(blocks), other.Public()); err == nil {
+		t.Error("verified with another key")
+	}
+}
+
+func export(t testing.TB, blocks []*Block) []byte {
+	var buf bytes.Buffer
+	if _, err := Export(context.Background(), sliceSource(blocks), &buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestVerifyDetectsEveryByteFlip flips every bit pattern 0xff of every byte
+// of an export, one at a time: verify must fail each time.
+func TestVerifyDetectsEveryByteFlip(t *testing.T) {
+	s, _ := NewSigner("minecart.test/ledger", testKey(1))
+	_, blocks := smallBook(t, s)
+	data := export(t, blocks)
+	if _, err := Verify(context.Background(), ReadExport(bytes.NewReader(data)), s.Public()); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range data {
+		for _, mask := range []byte{0x01, 0x80, byte(1 + r.IntN(255))} {
+			bad := bytes.Clone(data)
+			bad[i] ^= mask
+			if _, err := Verify(context.Background(), ReadExport(bytes.NewReader(bad)), s.Public()); err == nil {
+				t.Fatalf("flip of byte %d (mask %#x) of %d not detected", i, mask, len(data))
+			}
+		}
+	}
+	t.Logf("%d bytes x 3 flips each detected", len(data))
+}
+
+func TestVerifyDetectsStructuralTampering(t *testing.T) {
+	s, _ := NewSigner("minecart.test/ledger", testKey(1))
+	_, blocks := smallBook(t, s)
+	ctx := context.Background()
+	clone := func() []*Block {
+		out := make([]*Block, len(blocks))
+		for i, b := range blocks {
+			c := *b
+			c.Entries = append([][]byte(nil), b.Entries...)
+			out[i] = &c
+		}
+		return out
+	}
+	cases := map[string]func([]*Block) []*Block{
+		"delete entry": func(bs []*Block) []*Block {
+			bs[0].Entries = append(bs[0].Entries[:1], bs[0].Entries[2:]...)
+			return bs
+		},
+		"reorder entries": func(bs []*Block) []*Block {
+			bs[0].Entries[0], bs[0].Entries[1] = bs[0].Entries[1], bs[0].Entries[0]
+			return bs
+		},
+		"insert entry": func(bs []*Block) []*Block {
+			extra, _ := (&Entry{Kind: KindAdjustment, ID: "sneaky", Account: "me", Amount: 1000, Reason: "gift"}).Encode()
+			bs[2].Entries = append(bs[2].Entries, extra)
+			return bs
+		},
+		"delete block":    func(bs []*Block) []*Block { return append(bs[:1], bs[2:]...) },
+		"reorder blocks":  func(bs []*Block) []*Block { bs[0], bs[1] = bs[1], bs[0]; return bs },
+		"duplicate block": func(bs []*Block) []*Block { return append(bs, bs[2]) },
+		"re-signed with another key": func(bs []*Block) []*Block {
+			o, _ := NewSigner("minecart.test/ledger", testKey(9))
+			bs[1].Signature, bs[1].Checkpoint = o.Sign(&bs[1].Header)
+			return bs
+		},
+		"moved a credit between blocks": func(bs []*Block) []*Block {
+			bs[1].Entries = append([][]byte{bs[0].Entries[2]}, bs[1].Entries...)
+			bs[0].Entries = bs[0].Entries[:2]
+			return bs
+		},
+	}
+	for name, tamper := range cases {
+		_, err := Verify(ctx, sliceSource(tamper(clone())), s.Public())
+		var inc *Inconsistency
+		if !errors.As(err, &inc) {
+			t.Errorf("%s: err %v, want an Inconsistency", name, err)
+			continue
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	// The first inconsistency is reported precisely.
+	bs := clone()
+	bs[1].Entries[0] = bytes.Clone(bs[1].Entries[0])
+	bs[1].Entries[0][3] ^= 0x40 // a length byte: does not parse
+	_, err := Verify(ctx, sliceSource(bs), s.Public())
+	var inc *Inconsistency
+	if !errors.As(err, &inc) || inc.Block != 1 || inc.Entry != 3 {
+		t.Errorf("err %v, want block 1 entry 3", err)
+	}
+}
+
+func TestCheckpointFormat(t *testing.T) {
+	s, _ := NewSigner("minecart.test/ledger", testKey(1))
+	h := Header{TreeSize: 8, Root: merkle.EmptyRoot}
+	_, cp := s.Sign(&h)
+	lines := strings.Split(cp, "\n")
+	if len(lines) != 6 || lines[0] != "minecart.test/ledger" || lines[1] != "8" || lines[2] != "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=" || lines[3] != "" || !strings.HasPrefix(lines[4], "\u2014 minecart.test/ledger ") {
+		t.Errorf("checkpoint %q", cp)
+	}
+	got, err := VerifyCheckpoint(cp, s.Public())
+	if err != nil || got.Size != 8 || got.Root != merkle.EmptyRoot {
+		t.Errorf("VerifyCheckpoint: %+v %v", got, err)
+	}
+	vk := VerifierKey(s.Origin(), s.Public())
+	pub, err := ParsePublicKey(vk)
+	if err != nil || !pub.Equal(s.Public()) {
+		t.Errorf("ParsePublicKey(%q): %v", vk, err)
+	}
+}
+
+func TestLoadOrCreateKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys", "ledger.key")
+	k1, err := LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := LoadOrCreateKey(path)
+	if err != nil || !k1.Equal(k2) {
+		t.Fatalf("second load: %v, equal %v", err, k1.Equal(k2))
+	}
+	pub, err := LoadPublicKey(path + ".pub")
+	if err != nil || !pub.Equal(k1.Public()) {
+		t.Errorf("public key file: %v", err)
+	}
+}
+
+func TestHeaderEncoding(t *testing.T) {
+	h := Header{Height: 1, TreeSize: 2, FirstIndex: 1, LastIndex: 1, TimestampMs: 3, Clock: ClockWall}
+	b := h.Marshal()
+	if len(b) != HeaderSize || string(b[:8]) != "mcledger" {
+		t.Fatalf("header %x", b)
+	}
+	if got := binary.BigEndian.Uint64(b[9:]); got != 1 {
+		t.Errorf("height field %d", got)
+	}
+	back, err := UnmarshalHeader(b)
+	if err != nil || back != h {
+		t.Errorf("round trip %+v %v", back, err)
+	}
+}

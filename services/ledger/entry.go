@@ -1,0 +1,357 @@
+// Package ledger is minecart's reward ledger: an append-only, signed,
+// RFC 6962 Merkle log of credits (vehicle-day rewards), debits (redemptions)
+// and operator adjustments. The pure parts live here (entry and block
+// encodings, the book that appends and checks blocks, the verifier, proof
+// bundles, keys); the Kafka stage, the blocks-topic reader and the HTTP proof
+// server are thin layers over them. docs/ledger.md defines every encoding
+// byte by byte.
+package ledger
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"unicode/utf8"
+)
+
+// Kind is the kind of a ledger entry.
+type Kind uint8
+
+// Entry kinds; the numbers are the kind byte of the canonical encoding.
+const (
+	KindCredit     Kind = 1 // a vehicle-day reward from a DailyScore
+	KindDebit      Kind = 2 // points taken out by a redemption
+	KindAdjustment Kind = 3 // an operator's or a late-data correction, with a reason
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindCredit:
+		return "credit"
+	case KindDebit:
+		return "debit"
+	case KindAdjustment:
+		return "adjustment"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// entryVersion is the first byte of every canonical entry.
+const entryVersion = 1
+
+// maxField bounds one string or bytes field of an entry.
+const maxField = 1 << 16
+
+// ErrEntry marks an entry that is not valid or not canonical.
+var ErrEntry = errors.New("invalid ledger entry")
+
+// Entry is one ledger entry. Which fields a kind uses, and in which order
+// they are encoded, is fixed by Encode (and docs/ledger.md).
+type Entry struct {
+	Kind Kind
+	// ID is the credit's score id "<vehicle>/<date>" or the request id of a
+	// debit or adjustment: the key that makes appending idempotent.
+	ID        string
+	VehicleID string
+	Account   string // debit, adjustment: the account charged or corrected
+
+	// Credit fields, copied from the DailyScore.
+	Date          string
+	TZ            string
+	WindowEndMs   int64
+	ConfigVersion string
+	Points        int64
+	Score         float64
+	EventsHash    []byte
+	Flags         []string // sorted, no duplicates
+
+	// Debit and adjustment fields.
+	Amount        int64 // debit: points taken (> 0); adjustment: signed change (!= 0)
+	Reason        string
+	Partner       string // debit
+	Item          string // debit
+	RedemptionID  string // debit
+	Ref           string // adjustment: id of the credit it corrects, if any
+	RequestedAtMs int64
+}
+
+// Delta is the entry's effect on its owner's balance.
+func (e *Entry) Delta() int64 {
+	switch e.Kind {
+	case KindCredit:
+		return e.Points
+	case KindDebit:
+		return -e.Amount
+	default:
+		return e.Amount
+	}
+}
+
+// Key is the Kafka key of the entry on the entries topic: the account of a
+// debit or adjustment that names one, else the vehicle id.
+func (e *Entry) Key() string {
+	if e.Kind != KindCredit && e.Account != "" {
+		return e.Account
+	}
+	return e.VehicleID
+}
+
+// Validate checks the rules every entry of its kind must meet.
+func (e *Entry) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%s %q: %s: %w", e.Kind, e.ID, fmt.Sprintf(format, a...), ErrEntry)
+	}
+	if e.ID == "" {
+		return bad("empty id")
+	}
+	for _, s := range e.strings() {
+		if len(s) > maxField {
+			return bad("field longer than %d bytes", maxField)
+		}
+		if !utf8.ValidString(s) {
+			return bad("field not UTF-8")
+		}
+	}
+	switch e.Kind {
+	case KindCredit:
+		if e.VehicleID == "" {
+			return bad("no vehicle id")
+		}
+		if e.Points < 0 {
+			return bad("negative points %d", e.Points)
+		}
+		if math.IsNaN(e.Score) || math.IsInf(e.Score, 0) {
+			return bad("score %v", e.Score)
+		}
+		if len(e.EventsHash) > maxField {
+			return bad("events hash too long")
+		}
+		if !slices.IsSorted(e.Flags) || len(slices.Compact(slices.Clone(e.Flags))) != len(e.Flags) {
+			return bad("flags not sorted and unique")
+		}
+	case KindDebit:
+		if e.Account == "" {
+			return bad("no account")
+		}
+		if e.Amount <= 0 {
+			return bad("debit amount %d, want > 0", e.Amount)
+		}
+	case KindAdjustment:
+		if e.Account == "" && e.VehicleID == "" {
+			return bad("neither account nor vehicle")
+		}
+		if e.Amount == 0 {
+			return bad("zero adjustment")
+		}
+		if e.Reason == "" {
+			return bad("no reason")
+		}
+	default:
+		return bad("unknown kind")
+	}
+	return nil
+}
+
+func (e *Entry) strings() []string {
+	s := []string{e.ID, e.VehicleID, e.Account, e.Date, e.TZ, e.ConfigVersion, e.Reason, e.Partner, e.Item, e.RedemptionID, e.Ref}
+	return append(s, e.Flags...)
+}
+
+// Encode returns the canonical encoding of a valid entry (docs/ledger.md):
+//
+//	credit:     01 01 id vehicle date tz window_end config points score events_hash flags
+//	debit:      01 02 id account vehicle amount reason partner item redemption requested_at
+//	adjustment: 01 03 id account vehicle amount reason ref requested_at
+//
+// with strings and bytes as a 4-byte big-endian length then the bytes,
+// integers as 8-byte big-endian two's complement, the score as its IEEE 754
+// binary64 bits big-endian, and flags as a 4-byte count then each string.
+func (e *Entry) Encode() ([]byte, error) {
+	return e.AppendEncode(nil)
+}
+
+// AppendEncode appends the canonical encoding to dst.
+func (e *Entry) AppendEncode(dst []byte) ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return dst, err
+	}
+	b := append(dst, entryVersion, byte(e.Kind))
+	b = appendStr(b, e.ID)
+	switch e.Kind {
+	case KindCredit:
+		b = appendStr(b, e.VehicleID)
+		b = appendStr(b, e.Date)
+		b = appendStr(b, e.TZ)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.WindowEndMs))
+		b = appendStr(b, e.ConfigVersion)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Points))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(e.Score))
+		b = appendBytes(b, e.EventsHash)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e.Flags)))
+		for _, f := range e.Flags {
+			b = appendStr(b, f)
+		}
+	case KindDebit:
+		b = appendStr(b, e.Account)
+		b = appendStr(b, e.VehicleID)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Amount))
+		b = appendStr(b, e.Reason)
+		b = appendStr(b, e.Partner)
+		b = appendStr(b, e.Item)
+		b = appendStr(b, e.RedemptionID)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
+	case KindAdjustment:
+		b = appendStr(b, e.Account)
+		b = appendStr(b, e.VehicleID)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Amount))
+		b = appendStr(b, e.Reason)
+		b = appendStr(b, e.Ref)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
+	}
+	return b, nil
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+	return append(b, v...)
+}
+
+// DecodeEntry parses a canonical entry. It rejects anything Encode would not
+// produce byte for byte: unknown version or kind, short or trailing bytes,
+// invalid fields, unsorted flags.
+func DecodeEntry(b []byte) (Entry, error) {
+	r := reader{b: b}
+	var e Entry
+	if v := r.byte(); v != entryVersion && r.err == nil {
+		return e, fmt.Errorf("entry version %d, want %d: %w", v, entryVersion, ErrEntry)
+	}
+	e.Kind = Kind(r.byte())
+	e.ID = r.str()
+	switch e.Kind {
+	case KindCredit:
+		e.VehicleID = r.str()
+		e.Date = r.str()
+		e.TZ = r.str()
+		e.WindowEndMs = r.i64()
+		e.ConfigVersion = r.str()
+		e.Points = r.i64()
+		e.Score = math.Float64frombits(uint64(r.i64()))
+		e.EventsHash = r.bytes()
+		n := r.u32()
+		if r.err == nil && uint64(n) > uint64(len(r.b)) {
+			r.fail()
+		}
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			e.Flags = append(e.Flags, r.str())
+		}
+	case KindDebit:
+		e.Account = r.str()
+		e.VehicleID = r.str()
+		e.Amount = r.i64()
+		e.Reason = r.str()
+		e.Partner = r.str()
+		e.Item = r.str()
+		e.RedemptionID = r.str()
+		e.RequestedAtMs = r.i64()
+	case KindAdjustment:
+		e.Account = r.str()
+		e.VehicleID = r.str()
+		e.Amount = r.i64()
+		e.Reason = r.str()
+		e.Ref = r.str()
+		e.RequestedAtMs = r.i64()
+	default:
+		if r.err == nil {
+			return e, fmt.Errorf("entry kind %d: %w", e.Kind, ErrEntry)
+		}
+	}
+	if r.err != nil {
+		return e, fmt.Errorf("entry truncated: %w", ErrEntry)
+	}
+	if len(r.b) != 0 {
+		return e, fmt.Errorf("%d trailing bytes after entry: %w", len(r.b), ErrEntry)
+	}
+	if err := e.Validate(); err != nil {
+		return e, err
+	}
+	// Canonical: -0 scores, for one, decode fine but are not what Encode makes
+	// of the decoded value only if bits differ; compare to be exact.
+	again, _ := e.Encode()
+	if !bytes.Equal(again, b) {
+		return e, fmt.Errorf("entry not canonical: %w", ErrEntry)
+	}
+	return e, nil
+}
+
+// reader decodes big-endian fields, remembering the first short read.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail() {
+	if r.err == nil {
+		r.err = errShort
+	}
+	r.b = nil
+}
+
+var errShort = errors.New("short input")
+
+func (r *reader) take(n uint64) []byte {
+	if r.err != nil || uint64(len(r.b)) < n {
+		r.fail()
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	v := r.take(1)
+	if v == nil {
+		return 0
+	}
+	return v[0]
+}
+
+func (r *reader) u32() uint32 {
+	v := r.take(4)
+	if v == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint32(v)
+}
+
+func (r *reader) u64() uint64 {
+	v := r.take(8)
+	if v == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func (r *reader) i64() int64 { return int64(r.u64()) }
+
+func (r *reader) bytes() []byte {
+	n := r.u32()
+	v := r.take(uint64(n))
+	if v == nil {
+		return nil
+	}
+	return slices.Clone(v)
+}
+
+func (r *reader) str() string {
+	n := r.u32()
+	return string(r.take(uint64(n)))
+}

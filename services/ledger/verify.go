@@ -1,0 +1,310 @@
+package ledger
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+
+	"github.com/minecart/minecart/services/ledger/merkle"
+)
+
+// BlockSource yields the book's blocks in order from height 0: the blocks
+// topic (KafkaBlocks) or an export file (ReadExport). It stops at the end
+// of what is there when it is called.
+type BlockSource interface {
+	Blocks(ctx context.Context, fn func(*Block) error) error
+}
+
+// Summary describes a verified book.
+type Summary struct {
+	Blocks      uint64
+	Entries     uint64
+	Credits     uint64
+	Debits      uint64
+	Adjustments uint64
+	Head        Header
+	Checkpoint  string // the last block's signed checkpoint
+}
+
+// Verify reads every block of src and checks it with no trust in whoever
+// serves it: every leaf and root recomputed, every header link, index,
+// signature and checkpoint checked against pub, no vehicle-day credited
+// twice. The first problem is returned as an *Inconsistency (or, for an
+// unreadable source, the read error wrapped in one).
+func Verify(ctx context.Context, src BlockSource, pub ed25519.PublicKey) (Summary, error) {
+	var sum Summary
+	_, err := replay(ctx, src, pub, func(blk *Block) {
+		sum.Blocks++
+		sum.Head = blk.Header
+		sum.Checkpoint = blk.Checkpoint
+		for _, raw := range blk.Entries {
+			sum.Entries++
+			switch Kind(raw[1]) {
+			case KindCredit:
+				sum.Credits++
+			case KindDebit:
+				sum.Debits++
+			default:
+				sum.Adjustments++
+			}
+		}
+	})
+	return sum, err
+}
+
+// replay applies every block of src to a new book, calling each for every
+// block applied.
+func replay(ctx context.Context, src BlockSource, pub ed25519.PublicKey, each func(*Block)) (*Book, error) {
+	book := NewBook()
+	err := src.Blocks(ctx, func(blk *Block) error {
+		if err := book.Apply(blk, pub); err != nil {
+			return err
+		}
+		if each != nil {
+			each(blk)
+		}
+		return nil
+	})
+	var inc *Inconsistency
+	if err != nil && !errors.As(err, &inc) && ctx.Err() == nil {
+		err = &Inconsistency{Block: book.Height(), Entry: -1, What: "reading the book: " + err.Error()}
+	}
+	return book, err
+}
+
+// exportMagic is the first line of an export file.
+const exportMagic = "minecart-ledger-export v1\n"
+
+// Export writes every block of src to w in the export format: the line
+// "minecart-ledger-export v1", then each block as a 4-byte big-endian
+// length and Block.MarshalBinary. It does not verify; Verify the file.
+func Export(ctx context.Context, src BlockSource, w io.Writer) (blocks uint64, err error) {
+	bw := bufio.NewWriter(w)
+	if _, err := bw.WriteString(exportMagic); err != nil {
+		return 0, err
+	}
+	err = src.Blocks(ctx, func(blk *Block) error {
+		b, err := blk.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+		if _, err := bw.Write(n[:]); err != nil {
+			return err
+		}
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+		blocks++
+		return nil
+	})
+	if err != nil {
+		return blocks, fmt.Errorf("export: %w", err)
+	}
+	return blocks, bw.Flush()
+}
+
+// exportSource reads an export file.
+type exportSource struct{ r io.Reader }
+
+// ReadExport returns the blocks of an export file as a BlockSource.
+func ReadExport(r io.Reader) BlockSource { return exportSource{r: r} }
+
+// maxBlockBytes bounds one exported block (a block of 100,000 entries of
+// ~200 bytes is 20 MB).
+const maxBlockBytes = 256 << 20
+
+func (s exportSource) Blocks(ctx context.Context, fn func(*Block) error) error {
+	br := bufio.NewReader(s.r)
+	magic := make([]byte, len(exportMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != exportMagic {
+		return fmt.Errorf("not a minecart ledger export (magic %q)", magic)
+	}
+	for i := 0; ; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var n [4]byte
+		if _, err := io.ReadFull(br, n[:]); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("block %d length: %w", i, err)
+		}
+		size := binary.BigEndian.Uint32(n[:])
+		if size > maxBlockBytes {
+			return fmt.Errorf("block %d: length %d too large", i, size)
+		}
+		data := make([]byte, size)
+		if _, err := io.ReadFull(br, data); err != nil {
+			return fmt.Errorf("block %d: %w", i, err)
+		}
+		blk, err := UnmarshalBlock(data)
+		if err != nil {
+			return fmt.Errorf("block %d: %w", i, err)
+		}
+		if err := fn(&blk); err != nil {
+			return err
+		}
+	}
+}
+
+// Bundle is a self-contained proof that one entry is in the book: the
+// entry's canonical bytes, its leaf index, the tree head it is proven
+// against (size, root and the ledger's signed checkpoint of them) and the
+// RFC 9162 inclusion proof. CheckBundle checks it offline.
+type Bundle struct {
+	Entry      []byte   `json:"entry"` // canonical entry, base64 in JSON
+	LeafIndex  uint64   `json:"leaf_index"`
+	TreeSize   uint64   `json:"tree_size"`
+	Root       string   `json:"root"`  // hex
+	Proof      []string `json:"proof"` // hex, from the leaf's sibling upwards
+	Checkpoint string   `json:"checkpoint"`
+	// Decoded is the entry, decoded, for people reading the bundle; CheckBundle
+	// ignores it and trusts only Entry.
+	Decoded *EntryJSON `json:"decoded,omitempty"`
+}
+
+// EntryJSON is an entry's fields for JSON output.
+type EntryJSON struct {
+	Kind          string   `json:"kind"`
+	ID            string   `json:"id"`
+	VehicleID     string   `json:"vehicle_id,omitempty"`
+	Account       string   `json:"account,omitempty"`
+	Date          string   `json:"date,omitempty"`
+	TZ            string   `json:"tz,omitempty"`
+	WindowEndMs   int64    `json:"window_end_ms,omitempty"`
+	ConfigVersion string   `json:"config_version,omitempty"`
+	Points        int64    `json:"points,omitempty"`
+	Score         float64  `json:"score,omitempty"`
+	EventsHash    string   `json:"events_hash,omitempty"`
+	Flags         []string `json:"flags,omitempty"`
+	Amount        int64    `json:"amount,omitempty"`
+	Reason        string   `json:"reason,omitempty"`
+	Partner       string   `json:"partner,omitempty"`
+	Item          string   `json:"item,omitempty"`
+	RedemptionID  string   `json:"redemption_id,omitempty"`
+	Ref           string   `json:"ref,omitempty"`
+	RequestedAtMs int64    `json:"requested_at_ms,omitempty"`
+}
+
+// JSON returns the entry's fields for JSON output.
+func (e *Entry) JSON() *EntryJSON {
+	return &EntryJSON{
+		Kind: e.Kind.String(), ID: e.ID, VehicleID: e.VehicleID, Account: e.Account, Date: e.Date, TZ: e.TZ,
+		WindowEndMs: e.WindowEndMs, ConfigVersion: e.ConfigVersion, Points: e.Points, Score: e.Score,
+		EventsHash: fmt.Sprintf("%x", e.EventsHash), Flags: e.Flags, Amount: e.Amount, Reason: e.Reason,
+		Partner: e.Partner, Item: e.Item, RedemptionID: e.RedemptionID, Ref: e.Ref, RequestedAtMs: e.RequestedAtMs,
+	}
+}
+
+// ErrNotFound is returned for an entry id or index the book does not hold.
+var ErrNotFound = errors.New("ledger: entry not found")
+
+// Prove verifies the whole book from src against pub and returns the proof
+// bundle of one entry, named by its id (score id or request id) or, if
+// ref is a decimal number that is no id, by its leaf index, against the
+// book's latest signed head.
+func Prove(ctx context.Context, src BlockSource, pub ed25519.PublicKey, ref string) (*Bundle, error) {
+	var (
+		found   []byte
+		index   uint64
+		byIndex = uint64(1<<64 - 1)
+		book    *Book
+	)
+	if n, err := strconv.ParseUint(ref, 10, 64); err == nil {
+		byIndex = n
+	}
+	var foundByIndex []byte
+	var idxOfIndex uint64
+	book, err := replay(ctx, src, pub, func(blk *Block) {
+		for i, raw := range blk.Entries {
+			li := blk.Header.FirstIndex + uint64(i)
+			if found == nil {
+				if e, err := DecodeEntry(raw); err == nil && e.ID == ref {
+					found, index = slices.Clone(raw), li
+				}
+			}
+			if li == byIndex {
+				foundByIndex, idxOfIndex = slices.Clone(raw), li
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if found == nil {
+		found, index = foundByIndex, idxOfIndex
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%q: %w", ref, ErrNotFound)
+	}
+	head := book.Head()
+	proof, err := book.Tree().InclusionProof(index, head.TreeSize)
+	if err != nil {
+		return nil, err
+	}
+	e, _ := DecodeEntry(found)
+	return &Bundle{
+		Entry: found, LeafIndex: index, TreeSize: head.TreeSize, Root: head.Root.String(),
+		Proof: hexHashes(proof), Checkpoint: book.Checkpoint(), Decoded: e.JSON(),
+	}, nil
+}
+
+func hexHashes(hs []merkle.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.String()
+	}
+	return out
+}
+
+// CheckBundle checks a proof bundle offline against the ledger public key:
+// the checkpoint is signed by the key and names the bundle's tree size and
+// root, the entry is canonical, and the inclusion proof leads from the
+// entry's leaf hash to that root. It returns the decoded entry.
+func CheckBundle(b *Bundle, pub ed25519.PublicKey) (Entry, error) {
+	cp, err := VerifyCheckpoint(b.Checkpoint, pub)
+	if err != nil {
+		return Entry{}, err
+	}
+	root, err := merkle.ParseHash(b.Root)
+	if err != nil {
+		return Entry{}, err
+	}
+	if cp.Size != b.TreeSize || cp.Root != root {
+		return Entry{}, fmt.Errorf("checkpoint head %d %s differs from the bundle's %d %s: %w", cp.Size, cp.Root, b.TreeSize, root, ErrSignature)
+	}
+	e, err := DecodeEntry(b.Entry)
+	if err != nil {
+		return Entry{}, err
+	}
+	proof := make([]merkle.Hash, len(b.Proof))
+	for i, s := range b.Proof {
+		if proof[i], err = merkle.ParseHash(s); err != nil {
+			return Entry{}, err
+		}
+	}
+	if err := merkle.VerifyInclusion(b.LeafIndex, b.TreeSize, merkle.HashLeaf(b.Entry), proof, root); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// ReadBundle decodes a bundle's JSON.
+func ReadBundle(r io.Reader) (*Bundle, error) {
+	var b Bundle
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return nil, fmt.Errorf("proof bundle: %w", err)
+	}
+	return &b, nil
+}
