@@ -1,0 +1,806 @@
+package settlement
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"time"
+)
+
+// Policy holds the rules of the book.
+type Policy struct {
+	// DebitTimeout is how long the ledger has to append a redemption's
+	// debit: the request carries NotAfter = request time + DebitTimeout and
+	// the ledger refuses it after that. Settlement releases the reservation
+	// once the ledger's own clock (the append time of the entries it
+	// writes) passed NotAfter without the debit, so a late debit can never
+	// land on released points.
+	DebitTimeout time.Duration
+	// MaxQuantity bounds the units of one redemption.
+	MaxQuantity int32
+}
+
+// DefaultPolicy is the policy used when the stage's config leaves it zero.
+func DefaultPolicy() Policy {
+	return Policy{DebitTimeout: 2 * time.Minute, MaxQuantity: 100}
+}
+
+// Validate reports a policy that cannot work.
+func (p Policy) Validate() error {
+	if p.DebitTimeout <= 0 {
+		return errors.New("debit timeout must be positive")
+	}
+	if p.MaxQuantity <= 0 {
+		return errors.New("max quantity must be positive")
+	}
+	return nil
+}
+
+// Account is one account's balance. Balance is what the ledger says the
+// account holds; Reserved is what pending redemptions set aside from it.
+type Account struct {
+	ID       string
+	Balance  int64
+	Reserved int64
+	// Held are the credits of a holding account ("vehicle:<id>") waiting
+	// for the vehicle to be bound to an owner.
+	Held []CreditSettled `json:",omitempty"`
+}
+
+// Available is what the account can spend now.
+func (a Account) Available() int64 { return a.Balance - a.Reserved }
+
+// ItemState is a catalog item with the units sold since its last record.
+type ItemState struct {
+	Item CatalogItem
+	Sold int64
+}
+
+// left is the units still for sale, or -1 for unlimited.
+func (s ItemState) left() int64 {
+	if s.Item.Stock == nil {
+		return -1
+	}
+	return max(*s.Item.Stock-s.Sold, 0)
+}
+
+// DayTotals accumulates one day of a statement.
+type DayTotals struct {
+	Minted   int64
+	Redeemed int64
+	Partners map[string]PartnerTotal `json:",omitempty"`
+}
+
+// Meta is the book's totals and cursors.
+type Meta struct {
+	Seq         int64 // last debit request sequence number used
+	NextLeaf    int64 // leaf index of the next ledger entry expected
+	Minted      int64 // all-time points credited
+	Redeemed    int64 // all-time points debited
+	Outstanding int64 // minted - redeemed through the last closed day
+	LedgerTime  time.Time
+	OpenDay     string // first day without a statement ("" = none yet)
+	Days        map[string]DayTotals `json:",omitempty"`
+}
+
+func (m Meta) clone() Meta {
+	c := m
+	c.Days = make(map[string]DayTotals, len(m.Days))
+	for d, t := range m.Days {
+		if t.Partners != nil {
+			p := make(map[string]PartnerTotal, len(t.Partners))
+			for k, v := range t.Partners {
+				p[k] = v
+			}
+			t.Partners = p
+		}
+		c.Days[d] = t
+	}
+	return c
+}
+
+// Alert is an anomaly the stage must make loud (metric and error log).
+type Alert struct {
+	Kind string // short label: invariant, overdraft, leaf_gap, duplicate_entry, ...
+	Msg  string
+}
+
+// Book is the whole settlement state of the one settlement task. It is
+// not safe for concurrent use: the stage feeds it one record at a time.
+//
+// Every operation returns a Tx that holds the changes and the records to
+// write without touching the book; Commit applies it. The stage encodes
+// and emits a Tx's output before committing it, so a failure leaves the
+// book as it was.
+type Book struct {
+	policy      Policy
+	accounts    map[string]Account
+	bindings    map[string]Binding
+	items       map[string]ItemState
+	redemptions map[string]Redemption
+	meta        Meta
+	pending     []string // ids of PENDING redemptions by Seq (may hold stale ids)
+}
+
+// NewBook returns an empty book.
+func NewBook(p Policy) (*Book, error) {
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("settlement policy: %w", err)
+	}
+	return &Book{
+		policy:      p,
+		accounts:    make(map[string]Account),
+		bindings:    make(map[string]Binding),
+		items:       make(map[string]ItemState),
+		redemptions: make(map[string]Redemption),
+		meta:        Meta{Days: map[string]DayTotals{}},
+	}, nil
+}
+
+// Account returns an account's state.
+func (b *Book) Account(id string) (Account, bool) { a, ok := b.accounts[id]; return a, ok }
+
+// Redemption returns a redemption's state.
+func (b *Book) Redemption(id string) (Redemption, bool) { r, ok := b.redemptions[id]; return r, ok }
+
+// Binding returns a vehicle's owner binding.
+func (b *Book) Binding(vehicle string) (Binding, bool) { x, ok := b.bindings[vehicle]; return x, ok }
+
+// Item returns a catalog item's state.
+func (b *Book) Item(key string) (ItemState, bool) { x, ok := b.items[key]; return x, ok }
+
+// Meta returns the totals.
+func (b *Book) Meta() Meta { return b.meta.clone() }
+
+// Totals sums every balance and reservation.
+func (b *Book) Totals() (balances, reserved, accounts int64) {
+	for _, a := range b.accounts {
+		balances += a.Balance
+		reserved += a.Reserved
+	}
+	return balances, reserved, int64(len(b.accounts))
+}
+
+// Output is what a Tx writes besides its state changes.
+type Output struct {
+	Status     []Redemption    // every redemption change: the status topic
+	Orders     []Redemption    // confirmed redemptions: the partners' topics
+	Debits     []DebitRequest  // to the ledger requests topic
+	Credits    []CreditSettled // to the reward credits topic
+	Statements []Statement
+	Alerts     []Alert
+}
+
+// Tx is a set of changes to a Book and what they write.
+type Tx struct {
+	b           *Book
+	accounts    map[string]*Account // nil value: deleted
+	bindings    map[string]*Binding
+	items       map[string]*ItemState
+	redemptions map[string]*Redemption
+	meta        *Meta
+	newPending  []string
+	Output
+}
+
+func (b *Book) begin() *Tx {
+	return &Tx{b: b, accounts: map[string]*Account{}, bindings: map[string]*Binding{},
+		items: map[string]*ItemState{}, redemptions: map[string]*Redemption{}}
+}
+
+func (t *Tx) account(id string) Account {
+	if a, ok := t.accounts[id]; ok {
+		if a == nil {
+			return Account{ID: id}
+		}
+		return *a
+	}
+	if a, ok := t.b.accounts[id]; ok {
+		return a
+	}
+	return Account{ID: id}
+}
+
+func (t *Tx) putAccount(a Account) { t.accounts[a.ID] = &a }
+
+func (t *Tx) binding(vehicle string) (Binding, bool) {
+	if x, ok := t.bindings[vehicle]; ok {
+		if x == nil {
+			return Binding{}, false
+		}
+		return *x, true
+	}
+	x, ok := t.b.bindings[vehicle]
+	return x, ok
+}
+
+func (t *Tx) item(key string) (ItemState, bool) {
+	if x, ok := t.items[key]; ok {
+		if x == nil {
+			return ItemState{}, false
+		}
+		return *x, true
+	}
+	x, ok := t.b.items[key]
+	return x, ok
+}
+
+func (t *Tx) redemption(id string) (Redemption, bool) {
+	if x, ok := t.redemptions[id]; ok {
+		return *x, true
+	}
+	x, ok := t.b.redemptions[id]
+	return x, ok
+}
+
+func (t *Tx) putRedemption(r Redemption) {
+	t.redemptions[r.ID] = &r
+	t.Status = append(t.Status, r)
+}
+
+func (t *Tx) getMeta() *Meta {
+	if t.meta == nil {
+		m := t.b.meta.clone()
+		t.meta = &m
+	}
+	return t.meta
+}
+
+func (t *Tx) alert(kind, format string, args ...any) {
+	t.Alerts = append(t.Alerts, Alert{Kind: kind, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Change is one changed piece of state, keyed as in the changelog.
+type Change struct {
+	Key   string
+	Value any // Account, Binding, ItemState, Redemption or Meta; nil = deleted
+}
+
+// Changelog keys.
+const (
+	keyAccount    = "a/"
+	keyBinding    = "b/"
+	keyItem       = "i/"
+	keyRedemption = "r/"
+	keyMeta       = "m"
+)
+
+// AccountKey is the changelog key of an account's state.
+func AccountKey(id string) string { return keyAccount + id }
+
+// RedemptionKey is the changelog key of a redemption's state.
+func RedemptionKey(id string) string { return keyRedemption + id }
+
+// Changes lists the Tx's state changes in a stable order.
+func (t *Tx) Changes() []Change {
+	var out []Change
+	for _, k := range sortedKeys(t.accounts) {
+		if a := t.accounts[k]; a != nil && (a.Balance != 0 || a.Reserved != 0 || len(a.Held) > 0 || !isHold(k)) {
+			out = append(out, Change{keyAccount + k, *a})
+		} else {
+			out = append(out, Change{keyAccount + k, nil})
+		}
+	}
+	for _, k := range sortedKeys(t.bindings) {
+		if x := t.bindings[k]; x != nil {
+			out = append(out, Change{keyBinding + k, *x})
+		} else {
+			out = append(out, Change{keyBinding + k, nil})
+		}
+	}
+	for _, k := range sortedKeys(t.items) {
+		if x := t.items[k]; x != nil {
+			out = append(out, Change{keyItem + k, *x})
+		} else {
+			out = append(out, Change{keyItem + k, nil})
+		}
+	}
+	for _, k := range sortedKeys(t.redemptions) {
+		out = append(out, Change{keyRedemption + k, *t.redemptions[k]})
+	}
+	if t.meta != nil {
+		out = append(out, Change{keyMeta, *t.meta})
+	}
+	return out
+}
+
+func isHold(id string) bool { return len(id) > len(HoldPrefix) && id[:len(HoldPrefix)] == HoldPrefix }
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// Commit applies the Tx to its book.
+func (t *Tx) Commit() {
+	b := t.b
+	for k, a := range t.accounts {
+		if a == nil || (isHold(k) && a.Balance == 0 && a.Reserved == 0 && len(a.Held) == 0) {
+			delete(b.accounts, k)
+		} else {
+			b.accounts[k] = *a
+		}
+	}
+	for k, x := range t.bindings {
+		if x == nil {
+			delete(b.bindings, k)
+		} else {
+			b.bindings[k] = *x
+		}
+	}
+	for k, x := range t.items {
+		if x == nil {
+			delete(b.items, k)
+		} else {
+			b.items[k] = *x
+		}
+	}
+	for k, x := range t.redemptions {
+		b.redemptions[k] = *x
+	}
+	if t.meta != nil {
+		b.meta = *t.meta
+	}
+	b.pending = append(b.pending, t.newPending...)
+	b.trimPending()
+}
+
+func (b *Book) trimPending() {
+	i := 0
+	for i < len(b.pending) && b.redemptions[b.pending[i]].Status != StatusPending {
+		i++
+	}
+	if i > 0 {
+		b.pending = slices.Delete(b.pending, 0, i)
+	}
+}
+
+// dayOf buckets a time into a statement day: its UTC date, or the first
+// open day if that date already has its statement.
+func (t *Tx) dayOf(at time.Time) string {
+	m := t.getMeta()
+	d := at.UTC().Format(time.DateOnly)
+	if m.OpenDay == "" {
+		m.OpenDay = d
+	}
+	if d < m.OpenDay {
+		d = m.OpenDay
+	}
+	return d
+}
+
+func (t *Tx) addMinted(at time.Time, n int64) {
+	m := t.getMeta()
+	d := t.dayOf(at)
+	dt := m.Days[d]
+	dt.Minted += n
+	m.Days[d] = dt
+	m.Minted += n
+}
+
+func (t *Tx) addRedeemed(at time.Time, partner string, n int64) {
+	m := t.getMeta()
+	d := t.dayOf(at)
+	dt := m.Days[d]
+	dt.Redeemed += n
+	if partner != "" {
+		if dt.Partners == nil {
+			dt.Partners = map[string]PartnerTotal{}
+		}
+		p := dt.Partners[partner]
+		p.Partner = partner
+		p.Redemptions++
+		p.Points += n
+		dt.Partners[partner] = p
+	}
+	m.Days[d] = dt
+	m.Redeemed += n
+}
+
+// ErrBadInput marks input the book refuses: the stage dead-letters it.
+var ErrBadInput = errors.New("bad input")
+
+func bad(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadInput, fmt.Sprintf(format, args...))
+}
+
+// Bind binds a vehicle to an owner (owner "" unbinds it). Credits held for
+// the vehicle move to the owner's account and are settled now.
+func (b *Book) Bind(x Binding) (*Tx, error) {
+	if x.VehicleID == "" {
+		return nil, bad("binding without vehicle id")
+	}
+	if isHold(x.Owner) {
+		return nil, bad("owner %q uses the holding prefix %q", x.Owner, HoldPrefix)
+	}
+	t := b.begin()
+	if x.Owner == "" {
+		t.bindings[x.VehicleID] = nil
+		return t, nil
+	}
+	t.bindings[x.VehicleID] = &x
+	hold := t.account(HoldAccount(x.VehicleID))
+	if len(hold.Held) > 0 {
+		owner := t.account(x.Owner)
+		for _, c := range hold.Held {
+			c.Account = x.Owner
+			c.SettledAt = x.UpdatedAt
+			owner.Balance += c.Points
+			hold.Balance -= c.Points
+			t.Credits = append(t.Credits, c)
+		}
+		hold.Held = nil
+		t.putAccount(owner)
+		t.putAccount(hold)
+	}
+	return t, nil
+}
+
+// PutItem adds, changes or (with Active false) withdraws a catalog item.
+// Its Stock restarts the count of units for sale.
+func (b *Book) PutItem(it CatalogItem) (*Tx, error) {
+	if it.Partner == "" || it.ItemID == "" {
+		return nil, bad("catalog item without partner or item id")
+	}
+	if it.PricePoints <= 0 {
+		return nil, bad("catalog item %s: price %d points, want > 0", it.Key(), it.PricePoints)
+	}
+	if it.Stock != nil && *it.Stock < 0 {
+		return nil, bad("catalog item %s: negative stock", it.Key())
+	}
+	t := b.begin()
+	t.items[it.Key()] = &ItemState{Item: it}
+	return t, nil
+}
+
+// DeleteItem removes a catalog item (a tombstone on the catalog topic).
+func (b *Book) DeleteItem(key string) *Tx {
+	t := b.begin()
+	t.items[key] = nil
+	return t
+}
+
+// Redeem handles a redemption request: a new one is either rejected with a
+// reason or reserves the points and the stock and asks the ledger for the
+// debit. A request whose id exists already changes nothing; one that
+// reuses an idempotency key for a different order is bad input.
+func (b *Book) Redeem(req RedemptionRequest) (*Tx, error) {
+	if req.Owner == "" || req.IdempotencyKey == "" {
+		return nil, bad("redemption request without owner or idempotency key")
+	}
+	id := RedemptionID(req.Owner, req.IdempotencyKey)
+	t := b.begin()
+	if old, ok := t.redemption(id); ok {
+		if old.Partner != req.Partner || old.ItemID != req.ItemID || old.Quantity != req.Quantity {
+			return nil, bad("idempotency key %q of owner %q reused for a different order", req.IdempotencyKey, req.Owner)
+		}
+		return t, nil
+	}
+	r := Redemption{ID: id, IdempotencyKey: req.IdempotencyKey, Owner: req.Owner, Partner: req.Partner,
+		ItemID: req.ItemID, Quantity: req.Quantity, RequestedAt: req.RequestedAt, UpdatedAt: req.RequestedAt}
+	reject := func(reason string) (*Tx, error) {
+		r.Status, r.Reason = StatusRejected, reason
+		t.putRedemption(r)
+		return t, nil
+	}
+	if isHold(req.Owner) || req.Quantity <= 0 || req.Quantity > b.policy.MaxQuantity {
+		return reject(ReasonInvalid)
+	}
+	it, ok := t.item(ItemKey(req.Partner, req.ItemID))
+	if !ok || !it.Item.Active {
+		return reject(ReasonUnknownItem)
+	}
+	if left := it.left(); left >= 0 && left < int64(req.Quantity) {
+		return reject(ReasonOutOfStock)
+	}
+	if it.Item.PricePoints > math.MaxInt64/int64(req.Quantity) {
+		return reject(ReasonInvalid)
+	}
+	r.Points = it.Item.PricePoints * int64(req.Quantity)
+	if req.MaxPoints != nil && r.Points > *req.MaxPoints {
+		return reject(ReasonPriceChanged)
+	}
+	acct := t.account(req.Owner)
+	if acct.Available() < r.Points {
+		return reject(ReasonInsufficient)
+	}
+	acct.Reserved += r.Points
+	it.Sold += int64(req.Quantity)
+	m := t.getMeta()
+	m.Seq++
+	r.Seq = m.Seq
+	r.Status = StatusPending
+	t.putAccount(acct)
+	t.items[it.Item.Key()] = &it
+	t.putRedemption(r)
+	t.newPending = append(t.newPending, id)
+	t.Debits = append(t.Debits, DebitRequest{
+		RequestID: id, Kind: KindDebit, Account: req.Owner, Amount: r.Points,
+		Reason: "redemption", Partner: req.Partner, ItemID: req.ItemID, RedemptionID: id,
+		RequestedAt: req.RequestedAt, NotAfter: req.RequestedAt.Add(b.policy.DebitTimeout),
+	})
+	return t, nil
+}
+
+// release rejects a pending redemption and gives back its points and stock.
+func (t *Tx) release(r Redemption, reason string, at time.Time) {
+	acct := t.account(r.Owner)
+	acct.Reserved -= r.Points
+	if acct.Reserved < 0 {
+		t.alert("reserved_negative", "account %s: reserved %d after releasing %s", r.Owner, acct.Reserved, r.ID)
+		acct.Reserved = 0
+	}
+	t.putAccount(acct)
+	if it, ok := t.item(ItemKey(r.Partner, r.ItemID)); ok {
+		it.Sold = max(it.Sold-int64(r.Quantity), 0)
+		t.items[it.Item.Key()] = &it
+	}
+	r.Status, r.Reason, r.UpdatedAt = StatusRejected, reason, at
+	t.putRedemption(r)
+}
+
+// Apply handles one ledger entry.
+func (b *Book) Apply(e Entry) (*Tx, error) {
+	t := b.begin()
+	m := t.getMeta()
+	switch {
+	case e.Proof.LeafIndex < m.NextLeaf:
+		t.alert("duplicate_entry", "ledger entry %d seen again (next expected %d): ignored", e.Proof.LeafIndex, m.NextLeaf)
+		t.meta = nil
+		return t, nil
+	case e.Proof.LeafIndex > m.NextLeaf:
+		t.alert("leaf_gap", "ledger entry %d follows %d: entries %d..%d were never seen", e.Proof.LeafIndex, m.NextLeaf-1, m.NextLeaf, e.Proof.LeafIndex-1)
+	}
+	m.NextLeaf = e.Proof.LeafIndex + 1
+	if e.AppendedAt.After(m.LedgerTime) {
+		m.LedgerTime = e.AppendedAt
+	}
+	switch e.Kind {
+	case KindCredit:
+		if e.VehicleID == "" || e.Amount < 0 {
+			t.alert("bad_entry", "credit entry %d: vehicle %q amount %d", e.Proof.LeafIndex, e.VehicleID, e.Amount)
+			return t, nil
+		}
+		t.credit(e)
+	case KindAdjustment:
+		t.adjust(e)
+	case KindDebit:
+		t.debit(e)
+	default:
+		t.alert("bad_entry", "ledger entry %d of unknown kind %q", e.Proof.LeafIndex, e.Kind)
+	}
+	return t, nil
+}
+
+// credit settles a vehicle's credit into its owner's account, or holds it.
+func (t *Tx) credit(e Entry) {
+	c := CreditSettled{VehicleID: e.VehicleID, Day: e.Day, ScoreID: e.ScoreID, Points: e.Amount, Proof: e.Proof, SettledAt: e.AppendedAt}
+	t.addMinted(e.AppendedAt, e.Amount)
+	if x, ok := t.binding(e.VehicleID); ok {
+		c.Account = x.Owner
+		a := t.account(x.Owner)
+		a.Balance += e.Amount
+		t.putAccount(a)
+		t.Credits = append(t.Credits, c)
+		return
+	}
+	h := t.account(HoldAccount(e.VehicleID))
+	h.Balance += e.Amount
+	h.Held = append(slices.Clip(h.Held), c)
+	t.putAccount(h)
+}
+
+// adjust applies an adjustment: positive ones are credits, negative ones
+// take points back as far as the account's available points allow.
+func (t *Tx) adjust(e Entry) {
+	if e.Amount >= 0 {
+		if e.Account == "" {
+			t.credit(e)
+			return
+		}
+		a := t.account(e.Account)
+		a.Balance += e.Amount
+		t.putAccount(a)
+		t.addMinted(e.AppendedAt, e.Amount)
+		return
+	}
+	id := e.Account
+	if id == "" {
+		if x, ok := t.binding(e.VehicleID); ok {
+			id = x.Owner
+		} else {
+			id = HoldAccount(e.VehicleID)
+		}
+	}
+	a := t.account(id)
+	a.Balance += e.Amount
+	if a.Available() < 0 {
+		t.alert("overdraft", "adjustment entry %d takes %d from %s: available %d", e.Proof.LeafIndex, -e.Amount, id, a.Available())
+	}
+	t.putAccount(a)
+	t.addMinted(e.AppendedAt, e.Amount)
+}
+
+// debit applies a debit entry and confirms the redemption it pays for.
+func (t *Tx) debit(e Entry) {
+	r, ok := t.redemption(e.RedemptionID)
+	if !ok || e.RedemptionID == "" {
+		a := t.account(e.Account)
+		a.Balance -= e.Amount
+		if a.Available() < 0 {
+			t.alert("overdraft", "debit entry %d of %d points on %s is no redemption of ours: available %d", e.Proof.LeafIndex, e.Amount, e.Account, a.Available())
+		}
+		t.putAccount(a)
+		t.addRedeemed(e.AppendedAt, "", e.Amount)
+		return
+	}
+	// The ledger appends debits in request order: pending requests sent
+	// before this one that have no entry were refused by the ledger.
+	for _, id := range t.pendingBefore(r.Seq) {
+		p, _ := t.redemption(id)
+		t.release(p, ReasonLedgerReject, e.AppendedAt)
+	}
+	a := t.account(e.Account)
+	confirm := r.Status == StatusPending
+	if confirm {
+		a.Reserved -= r.Points
+	}
+	if e.Amount != r.Points || e.Account != r.Owner {
+		t.alert("debit_mismatch", "debit entry %d: %d points on %s, redemption %s wants %d on %s", e.Proof.LeafIndex, e.Amount, e.Account, r.ID, r.Points, r.Owner)
+	}
+	a.Balance -= e.Amount
+	if !confirm {
+		// The ledger appended a debit settlement had given up on. The points
+		// are gone either way: if they were still free, deliver the order.
+		if r.Status == StatusRejected && a.Available() >= 0 {
+			confirm = true
+			if it, ok := t.item(ItemKey(r.Partner, r.ItemID)); ok {
+				it.Sold += int64(r.Quantity)
+				t.items[it.Item.Key()] = &it
+			}
+		}
+		t.alert("late_debit", "debit entry %d for redemption %s in status %s (confirmed now: %v)", e.Proof.LeafIndex, r.ID, r.Status, confirm)
+	}
+	if a.Available() < 0 {
+		t.alert("overdraft", "debit entry %d leaves %s at %d available", e.Proof.LeafIndex, e.Account, a.Available())
+	}
+	t.putAccount(a)
+	t.addRedeemed(e.AppendedAt, r.Partner, e.Amount)
+	if !confirm {
+		return
+	}
+	proof := e.Proof
+	r.Status, r.Reason, r.UpdatedAt, r.Debit = StatusConfirmed, "", e.AppendedAt, &proof
+	t.putRedemption(r)
+	t.Orders = append(t.Orders, r)
+}
+
+// pendingBefore lists the ids of PENDING redemptions with a lower Seq.
+func (t *Tx) pendingBefore(seq int64) []string {
+	var ids []string
+	for _, id := range t.b.pending {
+		r, _ := t.redemption(id)
+		if r.Seq >= seq {
+			break
+		}
+		if r.Status == StatusPending {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Reject handles the ledger's explicit refusal of a debit request.
+func (b *Book) Reject(redemptionID, reason string, at time.Time) (*Tx, error) {
+	t := b.begin()
+	r, ok := t.redemption(redemptionID)
+	if !ok || r.Status != StatusPending {
+		return t, nil
+	}
+	t.release(r, ReasonLedgerReject+": "+reason, at)
+	return t, nil
+}
+
+// Ack handles a partner's acknowledgement of a confirmed redemption.
+func (b *Book) Ack(a PartnerAck) (*Tx, error) {
+	t := b.begin()
+	r, ok := t.redemption(a.RedemptionID)
+	if !ok {
+		return nil, bad("ack for unknown redemption %q", a.RedemptionID)
+	}
+	if r.Partner != a.Partner {
+		return nil, bad("ack from partner %q for redemption %s of partner %q", a.Partner, r.ID, r.Partner)
+	}
+	switch {
+	case r.Status == StatusConfirmed:
+	case r.Status.Terminal():
+		return t, nil // a repeated ack
+	default:
+		return nil, bad("ack for redemption %s in status %s", r.ID, r.Status)
+	}
+	switch a.Status {
+	case AckFulfilled:
+		r.Status = StatusFulfilled
+	case AckFailed:
+		// The points were debited; giving them back is a ledger adjustment
+		// an operator makes after talking to the partner.
+		r.Status, r.Reason = StatusFailed, a.Reason
+		t.alert("partner_failed", "partner %s could not fulfil redemption %s: %s", a.Partner, r.ID, a.Reason)
+	default:
+		return nil, bad("ack status %q", a.Status)
+	}
+	r.PartnerRef, r.UpdatedAt = a.Reference, a.AckedAt
+	t.putRedemption(r)
+	return t, nil
+}
+
+// Tick releases redemptions whose debit the ledger can no longer append
+// and writes the statements of the days that ended before now.
+func (b *Book) Tick(now time.Time) *Tx {
+	t := b.begin()
+	lt := b.meta.LedgerTime
+	for _, id := range b.pending {
+		r := b.redemptions[id]
+		if r.Status != StatusPending {
+			continue
+		}
+		if !lt.After(r.RequestedAt.Add(b.policy.DebitTimeout)) {
+			break // pending is in Seq order, which is request order
+		}
+		t.release(r, ReasonLedgerTimeout, now)
+	}
+	t.closeDays(now)
+	return t
+}
+
+// closeDays writes a statement for every open day that ended before now.
+func (t *Tx) closeDays(now time.Time) {
+	today := now.UTC().Format(time.DateOnly)
+	open := t.b.meta.OpenDay
+	if open == "" {
+		t.getMeta().OpenDay = today
+		return
+	}
+	if open >= today {
+		return
+	}
+	m := t.getMeta()
+	balances, reserved, n := t.b.Totals()
+	// Totals of this Tx's own changes (releases in the same tick move
+	// reservations only, never balances).
+	for k, a := range t.accounts {
+		old := t.b.accounts[k]
+		reserved += a.Reserved - old.Reserved
+	}
+	expected := m.Minted - m.Redeemed
+	for d := open; d < today; d = nextDay(d) {
+		dt := m.Days[d]
+		m.Outstanding += dt.Minted - dt.Redeemed
+		st := Statement{Day: d, Minted: dt.Minted, Redeemed: dt.Redeemed, Outstanding: m.Outstanding,
+			Reserved: reserved, BalanceSum: balances, Expected: expected, InvariantOK: balances == expected,
+			Accounts: n, GeneratedAt: now}
+		for _, p := range sortedKeys(dt.Partners) {
+			st.Partners = append(st.Partners, dt.Partners[p])
+		}
+		if !st.InvariantOK {
+			t.alert("invariant", "statement %s: sum of balances %d != minted - redeemed %d (delta %d)", d, balances, expected, balances-expected)
+		}
+		t.Statements = append(t.Statements, st)
+		delete(m.Days, d)
+	}
+	m.OpenDay = today
+}
+
+func nextDay(d string) string {
+	t, err := time.Parse(time.DateOnly, d)
+	if err != nil {
+		return "9999-12-31"
+	}
+	return t.AddDate(0, 0, 1).Format(time.DateOnly)
+}

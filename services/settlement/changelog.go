@@ -1,0 +1,126 @@
+package settlement
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// The changelog holds the book as one record per piece of state (key =
+// Change.Key, value = JSON of the state, tombstone = deleted). It is
+// settlement's private state, read back only by settlement, so it is JSON
+// with its Go field names rather than a published Avro contract; the
+// records other services read (status, orders, credits, statements) are
+// Avro.
+
+// EncodeChange returns the changelog value of a change (nil = tombstone).
+func EncodeChange(c Change) ([]byte, error) {
+	if c.Value == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(c.Value)
+	if err != nil {
+		return nil, fmt.Errorf("changelog %s: %w", c.Key, err)
+	}
+	return b, nil
+}
+
+// Restore loads one changelog record into the book. Call Restored after
+// the last one.
+func (b *Book) Restore(key string, value []byte) error {
+	del := value == nil
+	var err error
+	switch {
+	case key == keyMeta:
+		if del {
+			b.meta = Meta{Days: map[string]DayTotals{}}
+			return nil
+		}
+		var m Meta
+		if err = json.Unmarshal(value, &m); err == nil {
+			if m.Days == nil {
+				m.Days = map[string]DayTotals{}
+			}
+			b.meta = m
+		}
+	case strings.HasPrefix(key, keyAccount):
+		id := key[len(keyAccount):]
+		if del {
+			delete(b.accounts, id)
+			return nil
+		}
+		var a Account
+		if err = json.Unmarshal(value, &a); err == nil {
+			b.accounts[id] = a
+		}
+	case strings.HasPrefix(key, keyBinding):
+		id := key[len(keyBinding):]
+		if del {
+			delete(b.bindings, id)
+			return nil
+		}
+		var x Binding
+		if err = json.Unmarshal(value, &x); err == nil {
+			b.bindings[id] = x
+		}
+	case strings.HasPrefix(key, keyItem):
+		id := key[len(keyItem):]
+		if del {
+			delete(b.items, id)
+			return nil
+		}
+		var x ItemState
+		if err = json.Unmarshal(value, &x); err == nil {
+			b.items[id] = x
+		}
+	case strings.HasPrefix(key, keyRedemption):
+		id := key[len(keyRedemption):]
+		if del {
+			delete(b.redemptions, id)
+			return nil
+		}
+		var x Redemption
+		if err = json.Unmarshal(value, &x); err == nil {
+			b.redemptions[id] = x
+		}
+	default:
+		return fmt.Errorf("changelog key %q: unknown prefix", key)
+	}
+	if err != nil {
+		return fmt.Errorf("changelog %s: %w", key, err)
+	}
+	return nil
+}
+
+// Restored rebuilds the indexes after the changelog was replayed.
+func (b *Book) Restored() {
+	b.pending = b.pending[:0]
+	for id, r := range b.redemptions {
+		if r.Status == StatusPending {
+			b.pending = append(b.pending, id)
+		}
+	}
+	slices.SortFunc(b.pending, func(x, y string) int {
+		return int(b.redemptions[x].Seq - b.redemptions[y].Seq)
+	})
+}
+
+// DecodeAccount decodes an account's changelog value (for readers of the
+// changelog such as the HTTP API).
+func DecodeAccount(value []byte) (Account, error) {
+	var a Account
+	if err := json.Unmarshal(value, &a); err != nil {
+		return a, fmt.Errorf("account state: %w", err)
+	}
+	return a, nil
+}
+
+// DecodeRedemption decodes a redemption's changelog value.
+func DecodeRedemption(value []byte) (Redemption, error) {
+	var r Redemption
+	if err := json.Unmarshal(value, &r); err != nil {
+		return r, fmt.Errorf("redemption state: %w", err)
+	}
+	return r, nil
+}

@@ -1,0 +1,225 @@
+// Package settlement turns ledger entries into account balances and lets
+// owners spend them: it binds vehicles to owner accounts, reserves points for
+// a redemption, has the ledger append the debit, confirms the order to the
+// partner once the debit is in the tree, and writes a daily statement that
+// checks sum(balances) = minted - redeemed.
+//
+// The domain (Book) is pure: no Kafka, no clock. The stage (NewStage) feeds
+// it the single-partition input topics in order, so one task serialises
+// every balance change, and keeps its state in the changelog topic.
+package settlement
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// Status is where a redemption stands.
+type Status string
+
+// Redemption statuses, in the order a successful one passes them.
+const (
+	StatusPending   Status = "PENDING"   // points reserved, debit requested from the ledger
+	StatusConfirmed Status = "CONFIRMED" // debit entry in the ledger; order sent to the partner
+	StatusFulfilled Status = "FULFILLED" // the partner acknowledged delivery
+	StatusRejected  Status = "REJECTED"  // refused or failed; any reservation released
+	StatusFailed    Status = "PARTNER_FAILED"
+)
+
+// Terminal reports whether no further change can happen to a redemption
+// in status s, except a partner ack to a confirmed one.
+func (s Status) Terminal() bool {
+	return s == StatusFulfilled || s == StatusRejected || s == StatusFailed
+}
+
+// Reasons a redemption is rejected.
+const (
+	ReasonUnknownItem   = "unknown_item"
+	ReasonOutOfStock    = "out_of_stock"
+	ReasonInsufficient  = "insufficient_balance"
+	ReasonPriceChanged  = "price_above_max_points"
+	ReasonLedgerReject  = "ledger_rejected"
+	ReasonLedgerTimeout = "ledger_timeout"
+	ReasonInvalid       = "invalid_request"
+)
+
+// HoldPrefix starts the account that holds a vehicle's credits while the
+// vehicle has no owner: "vehicle:<id>".
+const HoldPrefix = "vehicle:"
+
+// HoldAccount is the holding account of vehicle.
+func HoldAccount(vehicle string) string { return HoldPrefix + vehicle }
+
+// Binding says which owner's account a vehicle's credits go to.
+type Binding struct {
+	VehicleID string
+	Owner     string // "" = unbound (a tombstone on the accounts topic)
+	UpdatedAt time.Time
+}
+
+// CatalogItem is one thing a partner offers for points. Stock counts the
+// units that can still be sold from the time of this record on: every new
+// record of an item restarts the count (settlement subtracts what it sold
+// since). A nil Stock is unlimited.
+type CatalogItem struct {
+	Partner     string
+	ItemID      string
+	Title       string
+	PricePoints int64
+	Stock       *int64
+	Active      bool
+	UpdatedAt   time.Time
+}
+
+// Key is the item's key on the catalog topic: "<partner>/<item>".
+func (c CatalogItem) Key() string { return ItemKey(c.Partner, c.ItemID) }
+
+// ItemKey is the catalog key of partner's item.
+func ItemKey(partner, item string) string { return partner + "/" + item }
+
+// RedemptionRequest is an owner's request to exchange points for Quantity
+// units of a catalog item. IdempotencyKey is chosen by the client: the same
+// owner and key name the same redemption, whatever the number of retries.
+type RedemptionRequest struct {
+	IdempotencyKey string
+	Owner          string
+	Partner        string
+	ItemID         string
+	Quantity       int32
+	MaxPoints      *int64 // refuse if the price went above this (optional)
+	RequestedAt    time.Time
+}
+
+// RedemptionID derives the redemption id from the owner and the
+// idempotency key: 32 hex digits of SHA-256(owner 0x00 key).
+func RedemptionID(owner, key string) string {
+	h := sha256.New()
+	h.Write([]byte(owner))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Proof locates a ledger entry in the Merkle tree: its leaf, the tree size
+// and root of the block that included it, and the RFC 6962 audit path.
+type Proof struct {
+	EntryID     string
+	LeafIndex   int64
+	BlockHeight int64
+	TreeSize    int64
+	Root        []byte
+	LeafHash    []byte
+	Leaf        []byte // the exact leaf data the ledger hashed (may be nil)
+	Path        [][]byte
+}
+
+// Redemption is the state of one redemption; its every change is written
+// to the status topic, and the confirmed one is the partner's order.
+type Redemption struct {
+	ID             string
+	IdempotencyKey string
+	Owner          string
+	Partner        string
+	ItemID         string
+	Quantity       int32
+	Points         int64
+	Status         Status
+	Reason         string
+	Seq            int64 // order of the debit requests settlement sent
+	RequestedAt    time.Time
+	UpdatedAt      time.Time
+	PartnerRef     string // the partner's reference from its ack
+	Debit          *Proof // the ledger's debit entry, once confirmed
+}
+
+// EntryKind is the kind of a ledger entry.
+type EntryKind string
+
+// Ledger entry kinds.
+const (
+	KindCredit     EntryKind = "credit"
+	KindDebit      EntryKind = "debit"
+	KindAdjustment EntryKind = "adjustment"
+)
+
+// Entry is what settlement reads of one ledger entry.
+type Entry struct {
+	Kind         EntryKind
+	VehicleID    string // credits and vehicle adjustments
+	Account      string // debits and account adjustments
+	Amount       int64  // points; adjustments may be negative
+	ScoreID      string
+	Day          string // the vehicle-day of a credit, YYYY-MM-DD
+	RequestID    string // the DebitRequest that caused a debit or adjustment
+	RedemptionID string
+	Proof        Proof
+	AppendedAt   time.Time
+}
+
+// DebitRequest asks the ledger to append a debit (or adjustment).
+type DebitRequest struct {
+	RequestID    string
+	Kind         EntryKind
+	Account      string
+	Amount       int64
+	Reason       string
+	Partner      string
+	ItemID       string
+	RedemptionID string
+	RequestedAt  time.Time
+	NotAfter     time.Time // the ledger refuses the request after this time
+}
+
+// CreditSettled tells partners that a vehicle-day credit reached an owner
+// account, with the proof that the ledger includes it.
+type CreditSettled struct {
+	Account   string
+	VehicleID string
+	Day       string
+	ScoreID   string
+	Points    int64
+	Proof     Proof
+	SettledAt time.Time
+}
+
+// AckStatus is a partner's answer to an order.
+type AckStatus string
+
+// Partner ack statuses.
+const (
+	AckFulfilled AckStatus = "FULFILLED"
+	AckFailed    AckStatus = "FAILED"
+)
+
+// PartnerAck is a partner's acknowledgement of an order.
+type PartnerAck struct {
+	RedemptionID string
+	Partner      string
+	Status       AckStatus
+	Reference    string
+	Reason       string
+	AckedAt      time.Time
+}
+
+// PartnerTotal is one partner's line of a statement.
+type PartnerTotal struct {
+	Partner     string
+	Redemptions int64
+	Points      int64
+}
+
+// Statement is the settlement of one UTC day.
+type Statement struct {
+	Day          string // YYYY-MM-DD
+	Minted       int64  // points credited (credits and adjustments) that day
+	Redeemed     int64  // points debited that day
+	Outstanding  int64  // minted - redeemed, all days through this one
+	Reserved     int64  // points held by pending redemptions at close
+	Partners     []PartnerTotal
+	BalanceSum   int64 // sum of every account balance at close
+	Expected     int64 // all-time minted - redeemed at close
+	InvariantOK  bool
+	Accounts     int64
+	GeneratedAt  time.Time
+}
