@@ -81,7 +81,7 @@ type Meta struct {
 	Redeemed    int64 // all-time points debited
 	Outstanding int64 // minted - redeemed through the last closed day
 	LedgerTime  time.Time
-	OpenDay     string // first day without a statement ("" = none yet)
+	OpenDay     string               // first day without a statement ("" = none yet)
 	Days        map[string]DayTotals `json:",omitempty"`
 }
 

@@ -337,7 +337,7 @@ func TestStatements(t *testing.T) {
 	f.ledgerDebit(f.out.Debits[1], t0.Add(time.Minute))
 	day2 := t0.Add(24 * time.Hour)
 	f.entry(Entry{Kind: KindCredit, VehicleID: "v1", Amount: 1, AppendedAt: day2})
-	f.commit(f.b.Tick(day2.Add(time.Hour)), nil)  // closes 11-25
+	f.commit(f.b.Tick(day2.Add(time.Hour)), nil)    // closes 11-25
 	f.commit(f.b.Tick(day2.Add(48*time.Hour)), nil) // closes 11-26 and 11-27
 	if len(f.out.Statements) != 3 {
 		t.Fatalf("%d statements, want 3", len(f.out.Statements))

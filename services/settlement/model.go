@@ -211,15 +211,15 @@ type PartnerTotal struct {
 
 // Statement is the settlement of one UTC day.
 type Statement struct {
-	Day          string // YYYY-MM-DD
-	Minted       int64  // points credited (credits and adjustments) that day
-	Redeemed     int64  // points debited that day
-	Outstanding  int64  // minted - redeemed, all days through this one
-	Reserved     int64  // points held by pending redemptions at close
-	Partners     []PartnerTotal
-	BalanceSum   int64 // sum of every account balance at close
-	Expected     int64 // all-time minted - redeemed at close
-	InvariantOK  bool
-	Accounts     int64
-	GeneratedAt  time.Time
+	Day         string // YYYY-MM-DD
+	Minted      int64  // points credited (credits and adjustments) that day
+	Redeemed    int64  // points debited that day
+	Outstanding int64  // minted - redeemed, all days through this one
+	Reserved    int64  // points held by pending redemptions at close
+	Partners    []PartnerTotal
+	BalanceSum  int64 // sum of every account balance at close
+	Expected    int64 // all-time minted - redeemed at close
+	InvariantOK bool
+	Accounts    int64
+	GeneratedAt time.Time
 }
