@@ -1,0 +1,424 @@
+package scoring
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/minecart/minecart/services/telemetry"
+)
+
+// ErrTimeZone is returned by Windows.Add for an event whose time zone is not
+// a known IANA name.
+var ErrTimeZone = errors.New("unknown time zone")
+
+// metaKey is the changelog key of a task's stream time and closed-through
+// mark. Window keys always contain a '/', so it cannot collide.
+const metaKey = "task"
+
+// Windows holds one scoring task's open vehicle-days: event-time tumbling
+// windows of one local calendar day per vehicle. Stream time is the largest
+// event time seen; a window closes when stream time passes its end plus the
+// grace period, or when Advance moves stream time on an idle task. Windows
+// close in end order, so one number, ClosedThrough, tells which events are
+// late. It is pure (no I/O, no clock): the caller feeds events, ticks and
+// changelog records, and gets closed days and state to persist.
+type Windows struct {
+	rules     *Rules
+	defaultTZ string
+	grace     int64
+
+	zones    map[string]*zone
+	zoneList []*zone
+
+	slots   []slot
+	free    []int32
+	index   map[winKey]int32
+	buckets map[int64][]int32 // window end -> slots ending then
+	nextEnd int64             // smallest key of buckets (MaxInt64 when none)
+	touched []int32
+
+	stream, closed int64
+	metaDirty      bool
+	restoring      map[string]int32 // changelog key -> slot, only while restoring
+
+	buf []byte
+}
+
+type slot struct {
+	day     Day
+	vehicle string
+	zone    uint16
+	used    bool
+	touched bool
+}
+
+type winKey struct {
+	vehicle string
+	start   int64
+}
+
+type zone struct {
+	name string
+	loc  *time.Location
+	idx  uint16
+	days [2]zoneDay // two most recent days computed (today and, in grace, yesterday)
+}
+
+type zoneDay struct {
+	start, end int64
+	night      uint32
+	date       string
+}
+
+// Closed is a window that closed: its day and result are valid only during
+// the callback that receives it.
+type Closed struct {
+	ID      string // "<vehicle>/<yyyy-mm-dd>"
+	Vehicle string
+	Date    string
+	TZ      string
+	Day     *Day
+	Result  Result
+}
+
+// NewWindows makes an empty window set. defaultTZ is used for events with
+// an empty TZ; grace is how long after its end a day stays open.
+func NewWindows(rules *Rules, defaultTZ string, grace time.Duration) (*Windows, error) {
+	w := &Windows{
+		rules:   rules,
+		grace:   grace.Milliseconds(),
+		zones:   map[string]*zone{},
+		index:   map[winKey]int32{},
+		buckets: map[int64][]int32{},
+		nextEnd: maxInt64,
+	}
+	if _, err := w.zone(defaultTZ); err != nil {
+		return nil, fmt.Errorf("default time zone: %w", err)
+	}
+	w.defaultTZ = defaultTZ
+	return w, nil
+}
+
+const maxInt64 = int64(^uint64(0) >> 1)
+
+// Open is the number of open windows.
+func (w *Windows) Open() int { return len(w.index) }
+
+// StreamTime is the largest event time seen (or set by Advance), Unix ms.
+func (w *Windows) StreamTime() int64 { return w.stream }
+
+// ClosedThrough is the task's mark: every window ending at or before it has
+// been closed (0 before the first close).
+func (w *Windows) ClosedThrough() int64 { return w.closed }
+
+func (w *Windows) zone(name string) (*zone, error) {
+	if z, ok := w.zones[name]; ok {
+		if z == nil {
+			return nil, fmt.Errorf("%w %q", ErrTimeZone, name)
+		}
+		return z, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil || name == "" || strings.EqualFold(name, "local") {
+		if len(w.zones) < 4096 {
+			w.zones[name] = nil
+		}
+		return nil, fmt.Errorf("%w %q", ErrTimeZone, name)
+	}
+	if len(w.zoneList) >= 1<<16 {
+		return nil, fmt.Errorf("%w %q: too many zones", ErrTimeZone, name)
+	}
+	z := &zone{name: name, loc: loc, idx: uint16(len(w.zoneList))}
+	w.zones[name] = z
+	w.zoneList = append(w.zoneList, z)
+	return z, nil
+}
+
+// day returns the local calendar day holding t (Unix ms) in z.
+func (w *Windows) day(z *zone, t int64) *zoneDay {
+	for i := range z.days {
+		if d := &z.days[i]; t >= d.start && t < d.end {
+			return d
+		}
+	}
+	lt := time.UnixMilli(t).In(z.loc)
+	y, m, dd := lt.Date()
+	start := time.Date(y, m, dd, 0, 0, 0, 0, z.loc)
+	nd := zoneDay{
+		start: start.UnixMilli(),
+		end:   time.Date(y, m, dd+1, 0, 0, 0, 0, z.loc).UnixMilli(),
+		night: uint32(time.Date(y, m, dd, w.rules.NightEndHour, 0, 0, 0, z.loc).UnixMilli() - start.UnixMilli()),
+		date:  start.Format(time.DateOnly),
+	}
+	// Keep the later day in slot 0, the earlier in slot 1.
+	if nd.start >= z.days[0].start {
+		z.days[1], z.days[0] = z.days[0], nd
+		return &z.days[0]
+	}
+	z.days[1] = nd
+	return &z.days[1]
+}
+
+// Late describes an event whose window had already closed.
+type Late struct {
+	WindowEnd     int64
+	ClosedThrough int64
+	Date          string
+}
+
+// Add places one event. It first advances stream time to the event's time,
+// closing (through closed) every window ending at or before stream time
+// minus grace, in (end, vehicle) order; then it adds the event to its
+// window. An event whose window had closed is returned as late and changes
+// nothing. The only error is ErrTimeZone (bad input).
+func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
+	w.endRestore()
+	name := ev.TZ
+	if name == "" {
+		name = w.defaultTZ
+	}
+	z, err := w.zone(name)
+	if err != nil {
+		return nil, err
+	}
+	zd := w.day(z, ev.TimeMs)
+	if zd.end <= w.closed {
+		return &Late{WindowEnd: zd.end, ClosedThrough: w.closed, Date: zd.date}, nil
+	}
+	start, end, night := zd.start, zd.end, zd.night // zd may move when closing computes days
+	if ev.TimeMs > w.stream {
+		w.advance(ev.TimeMs, closed)
+	}
+	k := winKey{ev.VehicleID, start}
+	i, ok := w.index[k]
+	if !ok {
+		i = w.alloc()
+		s := &w.slots[i]
+		s.day = NewDay(start, end, night)
+		s.vehicle = ev.VehicleID
+		s.zone = z.idx
+		s.used = true
+		w.index[k] = i
+		w.addBucket(end, i)
+	}
+	s := &w.slots[i]
+	w.buf = s.day.Add(w.rules, ev, w.buf)
+	if !s.touched {
+		s.touched = true
+		w.touched = append(w.touched, i)
+	}
+	return nil, nil
+}
+
+// Advance moves stream time to now (Unix ms) if it is ahead, closing what
+// that closes. The idle ticker calls it with the wall clock.
+func (w *Windows) Advance(now int64, closed func(Closed)) {
+	w.endRestore()
+	if now > w.stream {
+		w.advance(now, closed)
+	}
+}
+
+func (w *Windows) advance(t int64, closed func(Closed)) {
+	w.stream = t
+	w.metaDirty = true
+	limit := t - w.grace
+	if limit <= w.closed {
+		return
+	}
+	if limit >= w.nextEnd {
+		ends := make([]int64, 0, 4)
+		for e := range w.buckets {
+			if e <= limit {
+				ends = append(ends, e)
+			}
+		}
+		slices.Sort(ends)
+		for _, e := range ends {
+			w.closeBucket(e, closed)
+		}
+		w.nextEnd = maxInt64
+		for e := range w.buckets {
+			w.nextEnd = min(w.nextEnd, e)
+		}
+	}
+	w.closed = limit
+}
+
+func (w *Windows) closeBucket(end int64, closed func(Closed)) {
+	idx := w.buckets[end]
+	delete(w.buckets, end)
+	slices.SortFunc(idx, func(a, b int32) int { return cmp.Compare(w.slots[a].vehicle, w.slots[b].vehicle) })
+	for _, i := range idx {
+		s := &w.slots[i]
+		z := w.zoneList[s.zone]
+		date := w.dateOf(s)
+		c := Closed{
+			ID:      s.vehicle + "/" + date,
+			Vehicle: s.vehicle,
+			Date:    date,
+			TZ:      z.name,
+			Day:     &s.day,
+			Result:  s.day.Result(w.rules),
+		}
+		closed(c)
+		delete(w.index, winKey{s.vehicle, s.day.Start})
+		*s = slot{}
+		w.free = append(w.free, i)
+	}
+}
+
+func (w *Windows) dateOf(s *slot) string {
+	z := w.zoneList[s.zone]
+	for _, d := range z.days {
+		if d.start == s.day.Start {
+			return d.date
+		}
+	}
+	return time.UnixMilli(s.day.Start).In(z.loc).Format(time.DateOnly)
+}
+
+func (w *Windows) alloc() int32 {
+	if n := len(w.free); n > 0 {
+		i := w.free[n-1]
+		w.free = w.free[:n-1]
+		return i
+	}
+	w.slots = append(w.slots, slot{})
+	return int32(len(w.slots) - 1)
+}
+
+func (w *Windows) addBucket(end int64, i int32) {
+	w.buckets[end] = append(w.buckets[end], i)
+	w.nextEnd = min(w.nextEnd, end)
+}
+
+// Flush calls put once for every window changed since the last Flush (key
+// "<vehicle>/<date>", value its state encoding) and once for the task's
+// meta record when stream time moved. Closed windows were already written
+// as tombstones by the caller of Add/Advance.
+func (w *Windows) Flush(put func(key string, value []byte)) {
+	w.endRestore()
+	for _, i := range w.touched {
+		s := &w.slots[i]
+		if !s.used || !s.touched {
+			continue
+		}
+		s.touched = false
+		put(s.vehicle+"/"+w.dateOf(s), w.encodeSlot(s))
+	}
+	w.touched = w.touched[:0]
+	if w.metaDirty {
+		w.metaDirty = false
+		put(metaKey, w.encodeMeta())
+	}
+}
+
+const stateVersion = 1
+
+func (w *Windows) encodeSlot(s *slot) []byte {
+	z := w.zoneList[s.zone]
+	b := make([]byte, 0, dayFixedSize+8+len(z.name)+len(s.day.Device)+len(s.vehicle))
+	b = append(b, stateVersion)
+	b = s.day.AppendBinary(b)
+	b = binary.AppendUvarint(b, uint64(len(z.name)))
+	b = append(b, z.name...)
+	b = binary.AppendUvarint(b, uint64(len(s.vehicle)))
+	return append(b, s.vehicle...)
+}
+
+func (w *Windows) encodeMeta() []byte {
+	b := make([]byte, 0, 17)
+	b = append(b, stateVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(w.stream))
+	return binary.BigEndian.AppendUint64(b, uint64(w.closed))
+}
+
+// Restore applies one changelog record (replayed from the start of the
+// task's changelog partition before any Add): a window's state, a window's
+// tombstone, or the task's meta record.
+func (w *Windows) Restore(key string, value []byte) error {
+	if w.restoring == nil {
+		w.restoring = map[string]int32{}
+	}
+	if key == metaKey {
+		if value == nil {
+			return nil
+		}
+		if len(value) != 17 || value[0] != stateVersion {
+			return fmt.Errorf("restore %s: bad meta record (%d bytes)", key, len(value))
+		}
+		w.stream = int64(binary.BigEndian.Uint64(value[1:]))
+		w.closed = int64(binary.BigEndian.Uint64(value[9:]))
+		return nil
+	}
+	if i, ok := w.restoring[key]; ok {
+		w.drop(i)
+		delete(w.restoring, key)
+	}
+	if value == nil {
+		return nil
+	}
+	if len(value) < 1 || value[0] != stateVersion {
+		return fmt.Errorf("restore %s: unknown state version", key)
+	}
+	var d Day
+	rest, err := d.UnmarshalBinary(value[1:])
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", key, err)
+	}
+	name, rest, err := readString(rest)
+	if err != nil {
+		return fmt.Errorf("restore %s: tz: %w", key, err)
+	}
+	vehicle, rest, err := readString(rest)
+	if err != nil || len(rest) != 0 {
+		return fmt.Errorf("restore %s: vehicle: bad encoding", key)
+	}
+	z, err := w.zone(name)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", key, err)
+	}
+	i := w.alloc()
+	w.slots[i] = slot{day: d, vehicle: vehicle, zone: z.idx, used: true}
+	w.index[winKey{vehicle, d.Start}] = i
+	w.restoring[key] = i
+	return nil
+}
+
+func (w *Windows) drop(i int32) {
+	s := &w.slots[i]
+	delete(w.index, winKey{s.vehicle, s.day.Start})
+	*s = slot{}
+	w.free = append(w.free, i)
+}
+
+// endRestore ends a restore: it forgets the restore index and files the
+// restored windows by end (kept out of Restore so that a window rewritten
+// many times in the changelog costs O(1) per record).
+func (w *Windows) endRestore() {
+	if w.restoring == nil {
+		return
+	}
+	w.restoring = nil
+	clear(w.buckets)
+	w.nextEnd = maxInt64
+	for i := range w.slots {
+		if s := &w.slots[i]; s.used {
+			w.addBucket(s.day.End, int32(i))
+		}
+	}
+}
+
+func readString(b []byte) (string, []byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return "", nil, errors.New("truncated string")
+	}
+	return string(b[k : k+int(n)]), b[k+int(n):], nil
+}
