@@ -1,0 +1,278 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+)
+
+// fakeRegistry is an in-process Schema Registry (real HTTP API) that counts
+// the schema-by-id requests it serves and can be made to fail them.
+type fakeRegistry struct {
+	*srfake.Registry
+	byIDRequests atomic.Int32
+	down         atomic.Bool
+}
+
+func newFakeRegistry(t *testing.T) *fakeRegistry {
+	t.Helper()
+	f := &fakeRegistry{Registry: srfake.New()}
+	t.Cleanup(f.Close)
+	f.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasPrefix(r.URL.Path, "/schemas/ids/") {
+			return false
+		}
+		f.byIDRequests.Add(1)
+		if f.down.Load() {
+			http.Error(w, "registry down", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	return f
+}
+
+func TestRegistrySerde(t *testing.T) {
+	reg := newFakeRegistry(t)
+	s, err := NewSerde(t.Context(), SerdeConfig{RegistryURL: reg.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every embedded schema is registered under its full record name.
+	for _, name := range Names() {
+		got, ok := reg.GetSchema(name, 1)
+		if !ok {
+			t.Errorf("subject %s not registered", name)
+			continue
+		}
+		if text, _ := Schema(name); got.Schema.Schema != text || got.ID != int(s.reg.ids[name]) {
+			t.Errorf("subject %s: id %d (serde has %d), schema registered differs", name, got.ID, s.reg.ids[name])
+		}
+	}
+
+	b, err := s.Encode(DeadLetter, deadLetterNative())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.reg.ids[DeadLetter]
+	if b[0] != 0 || binary.BigEndian.Uint32(b[1:5]) != id {
+		t.Errorf("header % x, want 00 + %d big-endian", b[:5], id)
+	}
+	single, _ := SingleObject().Encode(DeadLetter, deadLetterNative())
+	if !bytes.Equal(b[5:], single[10:]) {
+		t.Errorf("bodies differ between framings")
+	}
+	for _, in := range [][]byte{b, single} { // Decode reads both framings
+		name, native, err := s.Decode(in)
+		if err != nil || name != DeadLetter || native["stage"] != "ingest" {
+			t.Errorf("Decode(% x...) = %s, %v, %v", in[:5], name, native, err)
+		}
+	}
+	if reg.byIDRequests.Load() != 0 {
+		t.Errorf("%d registry lookups for ids the serde registered itself", reg.byIDRequests.Load())
+	}
+
+	// A second process (another Serde on the same registry) gets the same
+	// ids and decodes the first one's records.
+	s2, err := NewSerde(t.Context(), SerdeConfig{RegistryURL: reg.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps(s.reg.ids, s2.reg.ids) {
+		t.Errorf("ids differ between two registrations: %v / %v", s.reg.ids, s2.reg.ids)
+	}
+	if _, err := s2.DecodeAs(DeadLetter, b); err != nil {
+		t.Error(err)
+	}
+}
+
+func maps(a, b map[string]uint32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRegistryWriterSchema: a record written by another producer with a
+// newer version of a schema (an id this process never registered) is
+// resolved through the registry once, cached, and decoded with the
+// writer's schema.
+func TestRegistryWriterSchema(t *testing.T) {
+	reg := newFakeRegistry(t)
+	s, err := NewSerde(t.Context(), SerdeConfig{RegistryURL: reg.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := Schema(DeadLetter)
+	newer := strings.Replace(text, `"fields": [`, `"fields": [{"name": "attempts", "type": "int", "default": 0},`, 1)
+	id, _, err := reg.RegisterSchema(DeadLetter, sr.Schema{Schema: newer, Type: sr.TypeAvro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint32(id) == s.reg.ids[DeadLetter] {
+		t.Fatal("the newer schema got the old id")
+	}
+	cat := loadCatalog(fstestFS("DeadLetter.avsc", newer))
+	e := cat.byName[DeadLetter]
+	if e.err != nil {
+		t.Fatal(e.err)
+	}
+	native := deadLetterNative()
+	native["attempts"] = int32(4)
+	b := binary.BigEndian.AppendUint32([]byte{0}, uint32(id))
+	b, err = e.codec.BinaryFromNative(b, native)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		name, got, err := s.Decode(b)
+		if err != nil || name != DeadLetter || got["attempts"] != int32(4) || got["stage"] != "ingest" {
+			t.Fatalf("Decode = %s, %v, %v", name, got, err)
+		}
+	}
+	if n := reg.byIDRequests.Load(); n != 1 {
+		t.Errorf("%d registry lookups for one new id, want 1 (cached)", n)
+	}
+}
+
+// TestRegistryUnknownID: an id the registry does not know is ErrUnknownSchema,
+// remembered for MissTTL (by the injected clock), then asked again.
+func TestRegistryUnknownID(t *testing.T) {
+	reg := newFakeRegistry(t)
+	var now atomic.Int64
+	now.Store(time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC).UnixNano())
+	s, err := NewSerde(t.Context(), SerdeConfig{
+		RegistryURL: reg.URL(),
+		MissTTL:     time.Minute,
+		Now:         func() time.Time { return time.Unix(0, now.Load()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bogus := []byte{0, 0, 0, 0x30, 0x39, 2, 'x'} // id 12345
+	for range 5 {
+		_, _, err := s.Decode(bogus)
+		if !errors.Is(err, ErrUnknownSchema) || !strings.Contains(err.Error(), "id 12345") {
+			t.Fatalf("Decode of an unknown id: %v", err)
+		}
+	}
+	if n := reg.byIDRequests.Load(); n != 1 {
+		t.Errorf("%d lookups within MissTTL, want 1", n)
+	}
+	now.Add(int64(time.Minute))
+	if _, _, err := s.Decode(bogus); !errors.Is(err, ErrUnknownSchema) {
+		t.Fatal(err)
+	}
+	if n := reg.byIDRequests.Load(); n != 2 {
+		t.Errorf("%d lookups after MissTTL, want 2", n)
+	}
+}
+
+// TestRegistryDown: when the registry cannot answer, Decode fails with an
+// error that is neither ErrUnknownSchema nor ErrMalformed (transient: retry,
+// don't dead-letter), nothing is cached, and the next Decode asks again.
+func TestRegistryDown(t *testing.T) {
+	reg := newFakeRegistry(t)
+	s, err := NewSerde(t.Context(), SerdeConfig{RegistryURL: reg.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := Schema(DeadLetter)
+	other := strings.Replace(text, `"fields": [`, `"fields": [{"name": "n", "type": "int", "default": 0},`, 1)
+	id, _, err := reg.RegisterSchema(DeadLetter, sr.Schema{Schema: other, Type: sr.TypeAvro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(id)), make([]byte, 64)...)
+	reg.down.Store(true)
+	_, _, err = s.Decode(b)
+	if err == nil || errors.Is(err, ErrUnknownSchema) || errors.Is(err, ErrMalformed) {
+		t.Fatalf("Decode with the registry down: %v, want a transient error", err)
+	}
+	reg.down.Store(false)
+	if _, _, err := s.Decode(b); !errors.Is(err, ErrMalformed) { // zeros are not a valid record of it
+		t.Fatalf("Decode after the registry is back: %v", err)
+	}
+	if n := reg.byIDRequests.Load(); n != 2 {
+		t.Errorf("%d lookups, want 2 (a failed lookup is not cached)", n)
+	}
+}
+
+// TestRegistryConcurrentLookup: many goroutines decoding records of a new id
+// at once share one registry request.
+func TestRegistryConcurrentLookup(t *testing.T) {
+	reg := newFakeRegistry(t)
+	s, err := NewSerde(t.Context(), SerdeConfig{RegistryURL: reg.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := Schema(DeadLetter)
+	other := strings.Replace(text, `"fields": [`, `"fields": [{"name": "n", "type": "int", "default": 0},`, 1)
+	id, _, err := reg.RegisterSchema(DeadLetter, sr.Schema{Schema: other, Type: sr.TypeAvro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := loadCatalog(fstestFS("DeadLetter.avsc", other)).byName[DeadLetter]
+	native := deadLetterNative()
+	native["n"] = int32(9)
+	b, err := e.codec.BinaryFromNative(binary.BigEndian.AppendUint32([]byte{0}, uint32(id)), native)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			if got, err := s.DecodeAs(DeadLetter, b); err != nil || got["n"] != int32(9) {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent decode: %v", err)
+	}
+	if n := reg.byIDRequests.Load(); n != 1 {
+		t.Errorf("%d lookups for one id from 16 goroutines, want 1", n)
+	}
+}
+
+func TestRegistryRejects(t *testing.T) {
+	reg := newFakeRegistry(t)
+	reg.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/subjects/") {
+			w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"error_code":409,"message":"Schema being registered is incompatible with an earlier schema"}`))
+			return true
+		}
+		return false
+	})
+	_, err := NewSerde(t.Context(), SerdeConfig{RegistryURL: reg.URL()})
+	if err == nil || !strings.Contains(err.Error(), "incompatible") || !strings.Contains(err.Error(), "register minecart.") {
+		t.Errorf("NewSerde with a registry that rejects: %v", err)
+	}
+	if _, err := NewSerde(t.Context(), SerdeConfig{RegistryURL: "http://127.0.0.1:1"}); err == nil {
+		t.Error("NewSerde with no registry listening: no error")
+	}
+}
+
+func fstestFS(file, text string) fstest.MapFS {
+	return fstest.MapFS{file: {Data: []byte(text)}}
+}
