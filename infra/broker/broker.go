@@ -1,0 +1,193 @@
+// Package broker runs minecart's embedded Kafka broker: kfake (from
+// franz-go) speaking the real Kafka wire protocol on a TCP address, with its
+// log, groups and transactions persisted in a data directory and reloaded on
+// restart. Start also creates every topic of pipelines.Topology, so a fresh
+// broker is ready for the stages.
+//
+// kfake differs from Apache Kafka in ways met while building minecart (each
+// checked in this package's or the pipelines package's tests):
+//   - It always has a single process; there is no replication, so acks=all
+//     means "written to this process's log" (fsynced only with SyncWrites).
+//   - group.min.session.timeout.ms defaults to 6 s as in Kafka; this package
+//     lowers it to MinSessionTimeout (default 250 ms) so tests can use short
+//     session timeouts. Production Kafka keeps its own setting.
+//   - Compaction runs on a timer inside the process (or Cluster.Compact);
+//     like Kafka it never removes the last batch of a partition.
+//   - Close does not return an error: persistence errors are only logged.
+//     Close here reports the first error-level message kfake logged while
+//     shutting down, so a failed save is not silent.
+//   - After an unclean stop, a transaction left open is aborted on reload
+//     (Kafka aborts it when the transaction timeout expires).
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/minecart/minecart/pipelines"
+)
+
+// Config configures the embedded broker.
+type Config struct {
+	// Addr is the TCP address to listen on (default "127.0.0.1:9092";
+	// "127.0.0.1:0" picks a free port, see Broker.Addrs).
+	Addr string
+	// DataDir, when set, persists the log, groups and transactions there
+	// and reloads them on the next Start with the same directory. Empty:
+	// in memory only.
+	DataDir string
+	// Partitions is the partition count of topics created without one
+	// (CreateTopics with -1). Topology topics keep their own counts.
+	// Default 1.
+	Partitions int32
+	// SyncWrites fsyncs every produced batch (slower, survives power loss).
+	SyncWrites bool
+	// MinSessionTimeout is the shortest consumer-group session timeout
+	// accepted (default 250ms; Kafka's default is 6s).
+	MinSessionTimeout time.Duration
+	// Logger receives kfake's warnings and errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:9092"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 1
+	}
+	if c.MinSessionTimeout == 0 {
+		c.MinSessionTimeout = 250 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports whether the configuration is usable.
+func (c Config) Validate() error {
+	c.setDefaults()
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("broker addr %q: %w", c.Addr, err)
+	}
+	if c.Partitions < 1 {
+		return fmt.Errorf("broker partitions %d: must be >= 1", c.Partitions)
+	}
+	if c.MinSessionTimeout < 0 {
+		return errors.New("broker min session timeout: negative")
+	}
+	return nil
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	c   *kfake.Cluster
+	log *logAdapter
+}
+
+// Start starts the broker on cfg.Addr and creates the topics of
+// pipelines.Topology that do not exist yet. Close stops it.
+func Start(ctx context.Context, cfg Config) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	la := &logAdapter{l: cfg.Logger}
+	addr := cfg.Addr
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, addr)
+		}),
+		kfake.ClusterID("minecart"),
+		kfake.DefaultNumPartitions(int(cfg.Partitions)),
+		kfake.GroupMinSessionTimeout(cfg.MinSessionTimeout),
+		kfake.WithLogger(la),
+		kfake.BrokerConfigs(map[string]string{
+			// Kafka's defaults, stated so they are visible here.
+			"transaction.max.timeout.ms": "900000",
+			"message.max.bytes":          "1048588",
+		}),
+	}
+	if cfg.DataDir != "" {
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+		if cfg.SyncWrites {
+			opts = append(opts, kfake.SyncWrites())
+		}
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start kfake on %s: %w", addr, err)
+	}
+	b := &Broker{c: c, log: la}
+	if err := pipelines.EnsureTopics(ctx, b.Addrs(), pipelines.Topology); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("create topology: %w", err)
+	}
+	cfg.Logger.Info("broker started", "addrs", b.Addrs(), "data_dir", cfg.DataDir)
+	return b, nil
+}
+
+// Addrs returns the host:port the broker listens on (the real port when
+// Config.Addr asked for port 0).
+func (b *Broker) Addrs() []string { return b.c.ListenAddrs() }
+
+// Cluster returns the underlying kfake cluster (for tests that inject
+// faults or trigger compaction).
+func (b *Broker) Cluster() *kfake.Cluster { return b.c }
+
+// Close stops the broker, persisting its state when it has a DataDir. It
+// returns the first error kfake logged while shutting down.
+func (b *Broker) Close() error {
+	b.log.startCapture()
+	b.c.Close()
+	return b.log.captured()
+}
+
+// logAdapter sends kfake's log to slog (warnings and errors only: kfake
+// logs every request at info) and captures errors logged during Close.
+type logAdapter struct {
+	l *slog.Logger
+
+	mu        sync.Mutex
+	capturing bool
+	first     error
+}
+
+func (a *logAdapter) Logf(level kfake.LogLevel, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	switch level {
+	case kfake.LogLevelError:
+		a.l.Error("kfake: " + msg)
+		a.mu.Lock()
+		if a.capturing && a.first == nil {
+			a.first = errors.New(strings.TrimSpace(msg))
+		}
+		a.mu.Unlock()
+	case kfake.LogLevelWarn:
+		a.l.Warn("kfake: " + msg)
+	}
+}
+
+func (a *logAdapter) startCapture() {
+	a.mu.Lock()
+	a.capturing = true
+	a.mu.Unlock()
+}
+
+func (a *logAdapter) captured() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.first != nil {
+		return fmt.Errorf("broker close: %w", a.first)
+	}
+	return nil
+}

@@ -1,0 +1,284 @@
+// Package pipetest holds test helpers for code built on the pipelines
+// runtime: an embedded broker on a random port, producing and reading
+// records (read_committed), running a stage for the length of a test, and
+// the bare franz-go consume-and-produce baseline that stage benchmarks
+// compare themselves with.
+//
+// Typical use in a stage's test:
+//
+//	brokers := pipetest.Broker(t)               // kfake with every Topology topic
+//	cfg := pipetest.Config(brokers)             // short session timeout, quick retries
+//	stop := pipetest.Run(t, cfg, myStage)       // pipelines.Run until stop() or the test ends
+//	pipetest.ProduceN(t, brokers, pipelines.TopicTelemetryRaw, 100, gen)
+//	out := pipetest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, 100, 20*time.Second)
+//	stop()
+package pipetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/infra/broker"
+	"github.com/minecart/minecart/pipelines"
+)
+
+// Logger is the logger the helpers give the runtime: warnings and errors
+// to stderr (shown by go test for failing packages only).
+func Logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// Broker starts an in-memory embedded broker on 127.0.0.1 with a random
+// port, with every topic of pipelines.Topology plus extra, and closes it
+// when the test ends. It returns the seed brokers.
+func Broker(t testing.TB, extra ...pipelines.TopicSpec) []string {
+	t.Helper()
+	b := StartBroker(t, "", extra...)
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("close broker: %v", err)
+		}
+	})
+	return b.Addrs()
+}
+
+// StartBroker starts an embedded broker on a random port with dataDir
+// ("": in memory) and the extra topics; the caller closes it (tests that
+// restart the broker).
+func StartBroker(t testing.TB, dataDir string, extra ...pipelines.TopicSpec) *broker.Broker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := broker.Start(ctx, broker.Config{Addr: "127.0.0.1:0", DataDir: dataDir, Logger: Logger()})
+	if err != nil {
+		t.Fatalf("start broker: %v", err)
+	}
+	if len(extra) > 0 {
+		if err := pipelines.EnsureTopics(ctx, b.Addrs(), extra); err != nil {
+			b.Close()
+			t.Fatalf("create topics: %v", err)
+		}
+	}
+	return b
+}
+
+// CreateTopics creates topics on brokers.
+func CreateTopics(t testing.TB, brokers []string, specs ...pipelines.TopicSpec) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := pipelines.EnsureTopics(ctx, brokers, specs); err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
+}
+
+// Config returns a runtime configuration for tests: a 1s session timeout
+// (so a killed member's partitions move quickly), 10ms first retry backoff,
+// batches of at most 500 records, warnings to stderr.
+func Config(brokers []string) pipelines.Config {
+	return pipelines.Config{
+		Brokers:         brokers,
+		Logger:          Logger(),
+		SessionTimeout:  time.Second,
+		RetryBackoff:    10 * time.Millisecond,
+		MaxRetryBackoff: 200 * time.Millisecond,
+		MaxBatch:        500,
+		ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+// Run runs pipelines.Run(cfg, st) in a goroutine. The returned stop cancels
+// it and waits for it to return (it is also called when the test ends);
+// Run's error fails the test.
+func Run(t testing.TB, cfg pipelines.Config, st pipelines.Stage) (stop func()) {
+	t.Helper()
+	return runFn(t, func(ctx context.Context) error { return pipelines.Run(ctx, cfg, st) })
+}
+
+// RunSink is Run for pipelines.RunSink.
+func RunSink(t testing.TB, cfg pipelines.Config, st pipelines.SinkStage) (stop func()) {
+	t.Helper()
+	return runFn(t, func(ctx context.Context) error { return pipelines.RunSink(ctx, cfg, st) })
+}
+
+func runFn(t testing.TB, fn func(context.Context) error) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// Produce writes recs (acks=all) and fails the test on error.
+func Produce(t testing.TB, brokers []string, recs ...pipelines.Output) {
+	t.Helper()
+	p, err := pipelines.NewProducer(pipelines.Config{Brokers: brokers, Logger: Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := p.ProduceBatch(ctx, recs); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+// ProduceN writes n records to topic, record i with the key and value
+// gen(i) returns.
+func ProduceN(t testing.TB, brokers []string, topic string, n int, gen func(i int) (key, value []byte)) {
+	t.Helper()
+	recs := make([]pipelines.Output, n)
+	for i := range recs {
+		k, v := gen(i)
+		recs[i] = pipelines.Output{Topic: topic, Key: k, Value: v}
+	}
+	Produce(t, brokers, recs...)
+}
+
+// ReadCommitted returns every committed record of topic up to the end
+// offsets (last stable offsets) at the time of the call, partition by
+// partition in offset order.
+func ReadCommitted(ctx context.Context, brokers []string, topic string) ([]pipelines.Record, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("end offsets %s: %w", topic, err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	byP := map[int32][]pipelines.Record{}
+	pos := map[int32]int64{}
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := want[r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			pos[r.Partition] = r.Offset + 1
+			if !r.Attrs.IsControl() {
+				byP[r.Partition] = append(byP[r.Partition], toRecord(r))
+			}
+			if pos[r.Partition] >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	var out []pipelines.Record
+	for p := int32(0); len(byP) > 0; p++ {
+		out = append(out, byP[p]...)
+		delete(byP, p)
+	}
+	return out, nil
+}
+
+// WaitRecords reads topic (read_committed) until it holds at least n
+// records or timeout passes, and returns what it read; fewer than n fails
+// the test.
+func WaitRecords(t testing.TB, brokers []string, topic string, n int, timeout time.Duration) []pipelines.Record {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Until(deadline)+time.Second)
+		recs, err := ReadCommitted(ctx, brokers, topic)
+		cancel()
+		if err == nil && len(recs) >= n {
+			return recs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s: %d records after %v, want %d (err %v)", topic, len(recs), timeout, n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func toRecord(r *kgo.Record) pipelines.Record {
+	hs := make([]pipelines.Header, len(r.Headers))
+	for i, h := range r.Headers {
+		hs[i] = pipelines.Header{Key: h.Key, Value: h.Value}
+	}
+	return pipelines.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key,
+		Value: r.Value, Headers: hs, Timestamp: r.Timestamp}
+}
+
+// Passthrough is the baseline of stage benchmarks: a bare franz-go client
+// consumes n records of in (direct, from the start, read_committed) and
+// produces their key and value to out (acks=all, idempotent, murmur2 by
+// key), with no group, transactions, decoding or metrics. It returns the
+// time from the first poll to the last acknowledgement.
+func Passthrough(ctx context.Context, brokers []string, in, out string, n int) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(in),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+	)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	start := time.Now()
+	var (
+		mu   sync.Mutex
+		perr error
+	)
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			perr = errors.Join(perr, err)
+			mu.Unlock()
+		}
+	}
+	for got := 0; got < n; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			got++
+			cl.Produce(ctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value}, promise)
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return 0, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return time.Since(start), perr
+}

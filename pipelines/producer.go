@@ -1,0 +1,122 @@
+package pipelines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Output is one record for Producer.ProduceBatch.
+type Output struct {
+	Topic      string
+	Key, Value []byte
+	Headers    []Header
+}
+
+// Producer writes records for non-stage writers (the gateway, the CLI, HTTP
+// APIs): acks=all, idempotent, partitioned by key with Kafka's murmur2 like
+// the Java client. ProduceSync and ProduceBatch return only once the broker
+// has confirmed every record, or the error that stopped it.
+type Producer struct {
+	cl *kgo.Client
+}
+
+// NewProducer connects a producer (lazily: the first produce dials).
+func NewProducer(cfg Config) (*Producer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	opts := append(cfg.baseOpts(),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(30*time.Second),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
+	return &Producer{cl: cl}, nil
+}
+
+// ProduceSync writes one record and waits for the broker's acknowledgement.
+func (p *Producer) ProduceSync(ctx context.Context, topic string, key, value []byte, headers ...Header) error {
+	r := &kgo.Record{Topic: topic, Key: key, Value: value, Headers: kgoHeaders(headers)}
+	if err := p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		return fmt.Errorf("produce to %s: %w", topic, err)
+	}
+	return nil
+}
+
+// ProduceBatch writes recs and waits until the broker acknowledged all of
+// them. On error some records may have been written (each is idempotent,
+// not the batch): callers that retry may write those again.
+func (p *Producer) ProduceBatch(ctx context.Context, recs []Output) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	rs := make([]*kgo.Record, len(recs))
+	for i, o := range recs {
+		rs[i] = &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: kgoHeaders(o.Headers)}
+	}
+	var errs []error
+	for _, res := range p.cl.ProduceSync(ctx, rs...) {
+		if res.Err != nil {
+			errs = append(errs, fmt.Errorf("produce to %s: %w", res.Record.Topic, res.Err))
+			if len(errs) == 3 {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close waits for anything still buffered, then closes the connections.
+func (p *Producer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := p.cl.Flush(ctx)
+	p.cl.Close()
+	if err != nil {
+		return fmt.Errorf("producer close: %w", err)
+	}
+	return nil
+}
+
+func kgoHeaders(hs []Header) []kgo.RecordHeader {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]kgo.RecordHeader, len(hs))
+	for i, h := range hs {
+		out[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+	}
+	return out
+}
+
+func fromKgoHeaders(hs []kgo.RecordHeader) []Header {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]Header, len(hs))
+	for i, h := range hs {
+		out[i] = Header{Key: h.Key, Value: h.Value}
+	}
+	return out
+}
+
+func fromKgo(r *kgo.Record) Record {
+	return Record{
+		Topic:     r.Topic,
+		Partition: r.Partition,
+		Offset:    r.Offset,
+		Key:       r.Key,
+		Value:     r.Value,
+		Headers:   fromKgoHeaders(r.Headers),
+		Timestamp: r.Timestamp,
+	}
+}

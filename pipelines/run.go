@@ -1,0 +1,587 @@
+package pipelines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/schemas"
+)
+
+// CodeRetriesExhausted is the dead-letter code of a record that kept failing
+// with a transient (non-reject) error after Config.MaxRetries retries. The
+// record is dead-lettered rather than retried forever so that one poisoned
+// record never blocks its partition; it is logged at error level and
+// counted, and can be replayed from the dead-letter topic once the cause is
+// fixed.
+const CodeRetriesExhausted = "retries_exhausted"
+
+// Run runs st until ctx is done: it consumes st.Inputs in the consumer
+// group st.Name and, for every polled batch (at most Config.MaxBatch
+// records), calls the task processors, produces what they emit plus any
+// dead letters, and commits the batch's offsets in one Kafka transaction
+// (KIP-447: a rebalance during the batch aborts it; a zombie instance's
+// offset commit is refused by the group generation check). An aborted batch
+// is consumed again and, since processors may have changed their in-memory
+// state for it, every processor is rebuilt (and restored from the
+// changelog) first.
+//
+// When ctx is cancelled, Run finishes the in-flight batch and commits it
+// (within Config.ShutdownTimeout, else aborts), closes the processors and
+// leaves the group; it then returns nil. It returns an error only for a bad
+// configuration; failures of the Kafka session are logged and the session
+// is rebuilt with backoff.
+func Run(ctx context.Context, cfg Config, st Stage) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := st.validate(); err != nil {
+		return err
+	}
+	cfg = cfg.withDefaults()
+	log := cfg.Logger.With("stage", st.Name)
+	if err := checkCopartitioned(ctx, cfg, st); err != nil {
+		return err
+	}
+	m := newMetrics(cfg.Registerer)
+	for attempt := 0; ; attempt++ {
+		r := &runner{cfg: cfg, st: st, log: log, m: m, tasks: map[int32]*task{}, owned: map[int32]int{}, drop: map[int32]bool{}}
+		err := r.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		d := cfg.backoff(min(attempt, 10))
+		log.Error("stage session failed; restarting", "err", err, "in", d)
+		if sleepCtx(ctx, d) != nil {
+			return nil
+		}
+		if err == nil {
+			attempt = -1
+		}
+	}
+}
+
+func (st Stage) validate() error {
+	if st.Name == "" || len(st.Inputs) == 0 || st.NewProcessor == nil {
+		return errors.New("pipelines: stage needs Name, Inputs and NewProcessor")
+	}
+	if st.TickEvery < 0 {
+		return fmt.Errorf("stage %s: negative TickEvery", st.Name)
+	}
+	return nil
+}
+
+// checkCopartitioned verifies that every input has the same partition count
+// (a Task owns partition p of each) and that the changelog has at least as
+// many.
+func checkCopartitioned(ctx context.Context, cfg Config, st Stage) error {
+	cl, err := kgo.NewClient(cfg.baseOpts()...)
+	if err != nil {
+		return fmt.Errorf("stage %s: %w", st.Name, err)
+	}
+	defer cl.Close()
+	topics := append([]string{}, st.Inputs...)
+	if st.Changelog != "" {
+		topics = append(topics, st.Changelog)
+	}
+	tds, err := kadm.NewClient(cl).ListTopics(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("stage %s: list topics: %w", st.Name, err)
+	}
+	n := -1
+	for _, t := range topics {
+		d, ok := tds[t]
+		if !ok || d.Err != nil {
+			return fmt.Errorf("stage %s: topic %s missing (EnsureTopics first)", st.Name, t)
+		}
+		if t == st.Changelog {
+			if len(d.Partitions) < n {
+				return fmt.Errorf("stage %s: changelog %s has %d partitions, inputs %d", st.Name, t, len(d.Partitions), n)
+			}
+			continue
+		}
+		if n >= 0 && len(d.Partitions) != n {
+			return fmt.Errorf("stage %s: inputs are not co-partitioned (%s has %d partitions, not %d)", st.Name, t, len(d.Partitions), n)
+		}
+		n = len(d.Partitions)
+	}
+	return nil
+}
+
+type task struct {
+	id      Task
+	proc    Processor
+	ticker  Ticker
+	flusher Flusher
+}
+
+// runner is one group session of a stage: one client, its tasks.
+type runner struct {
+	cfg Config
+	st  Stage
+	log *slog.Logger
+	m   *metrics
+
+	sess    *kgo.GroupTransactSession
+	restore *kgo.Client // changelog reader, made on first use
+	tasks   map[int32]*task
+
+	mu    sync.Mutex     // guards owned and drop, written by group callbacks
+	owned map[int32]int  // task -> number of its input partitions assigned
+	drop  map[int32]bool // tasks revoked or lost since the last sync
+
+	em       emitter
+	produced int           // records produced in the open transaction
+	dead     map[string]int
+	prodMu   sync.Mutex
+	prodErr  error
+	promise  func(*kgo.Record, error)
+	lag      map[string]map[int32]prometheus.Gauge
+	nextTick time.Time
+}
+
+func (r *runner) session(ctx context.Context) error {
+	txnID := r.st.Name + "-" + r.cfg.InstanceID
+	hb := max(r.cfg.SessionTimeout/4, 50*time.Millisecond)
+	opts := append(r.cfg.baseOpts(),
+		kgo.ConsumerGroup(r.st.Name),
+		kgo.ConsumeTopics(r.st.Inputs...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.Balancers(kgo.RangeBalancer()), // partition p of every input to one member
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.SessionTimeout(r.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(hb),
+		kgo.TransactionalID(txnID),
+		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
+		kgo.RecordPartitioner(newPartitioner()),
+		kgo.OnPartitionsAssigned(r.onAssigned),
+		kgo.OnPartitionsRevoked(r.onRevoked),
+		kgo.OnPartitionsLost(r.onRevoked),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return fmt.Errorf("new session: %w", err)
+	}
+	r.sess = sess
+	r.promise = r.onProduced
+	r.lag = map[string]map[int32]prometheus.Gauge{}
+	r.dead = map[string]int{}
+	r.log.Info("stage session started", "txn_id", txnID, "inputs", r.st.Inputs)
+	defer func() {
+		r.closeTasks()
+		sess.Close() // leaves the group
+		if r.restore != nil {
+			r.restore.Close()
+		}
+	}()
+	if r.st.TickEvery > 0 {
+		r.nextTick = time.Now().Add(r.st.TickEvery)
+	}
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs := r.poll(ctx)
+		if ctx.Err() != nil && fs.NumRecords() == 0 {
+			return nil
+		}
+		if err := r.fetchErr(fs); err != nil {
+			return err
+		}
+		// Once polled, the batch is finished even if ctx is cancelled
+		// meanwhile: wctx outlives ctx by at most ShutdownTimeout.
+		wctx, cancel := workCtx(ctx, r.cfg.ShutdownTimeout)
+		err := r.batch(wctx, fs)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// workCtx is ctx without its cancellation, cancelled ShutdownTimeout after
+// ctx is.
+func workCtx(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(wctx, func() { t.Stop() })
+	})
+	return wctx, func() { stop(); cancel() }
+}
+
+func (r *runner) poll(ctx context.Context) kgo.Fetches {
+	pctx := ctx
+	if !r.nextTick.IsZero() {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithDeadline(ctx, r.nextTick)
+		defer cancel()
+	}
+	return r.sess.PollRecords(pctx, r.cfg.MaxBatch)
+}
+
+func (r *runner) fetchErr(fs kgo.Fetches) error {
+	var fatal error
+	fs.EachError(func(topic string, p int32, err error) {
+		switch {
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, kgo.ErrClientClosed):
+			fatal = err
+		default:
+			r.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+		}
+	})
+	return fatal
+}
+
+// batch processes one polled batch in one transaction.
+func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
+	start := time.Now()
+	if err := r.syncTasks(ctx); err != nil {
+		return err
+	}
+	tick := !r.nextTick.IsZero() && !time.Now().Before(r.nextTick)
+	n := fs.NumRecords()
+	if n == 0 && !tick {
+		return nil
+	}
+	if err := r.sess.Begin(); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	r.produced = 0
+	clear(r.dead)
+	var perr error
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if perr != nil || len(p.Records) == 0 {
+			return
+		}
+		r.setLag(p)
+		t := r.tasks[p.Partition]
+		if t == nil {
+			return // revoked during the poll: the session aborts this transaction
+		}
+		for _, kr := range p.Records {
+			if perr = r.process(ctx, t, kr); perr != nil {
+				return
+			}
+		}
+	})
+	if perr == nil && tick {
+		r.tick(ctx)
+		r.nextTick = time.Now().Add(r.st.TickEvery)
+	}
+	if perr == nil {
+		perr = r.flush(ctx)
+	}
+	commit := perr == nil
+	if commit {
+		if err := r.sess.Client().Flush(ctx); err != nil {
+			perr = fmt.Errorf("flush produce: %w", err)
+			commit = false
+		}
+	}
+	r.prodMu.Lock()
+	if r.prodErr != nil {
+		perr, commit = fmt.Errorf("produce: %w", r.prodErr), false
+		r.prodErr = nil
+	}
+	r.prodMu.Unlock()
+	committed, err := r.sess.End(ctx, kgo.TransactionEndTry(commit))
+	if committed {
+		r.m.txns.WithLabelValues(r.st.Name, "committed").Inc()
+		r.m.recordsIn.WithLabelValues(r.st.Name).Add(float64(n))
+		r.m.recordsOut.WithLabelValues(r.st.Name).Add(float64(r.produced))
+		for code, c := range r.dead {
+			r.m.dead.WithLabelValues(r.st.Name, code).Add(float64(c))
+		}
+		r.m.batch.WithLabelValues(r.st.Name).Observe(time.Since(start).Seconds())
+	} else {
+		r.m.txns.WithLabelValues(r.st.Name, "aborted").Inc()
+		// Processors may hold state from the aborted batch: rebuild them
+		// from the changelog before the batch is consumed again.
+		r.closeTasks()
+		if perr == nil && err == nil {
+			r.log.Info("transaction aborted (rebalance); batch will be consumed again", "records", n)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("end transaction: %w", err)
+	}
+	if perr != nil {
+		r.log.Error("batch aborted", "records", n, "err", perr)
+		if err := sleepCtx(ctx, r.cfg.backoff(0)); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// process runs one record through its task, retrying transient errors and
+// dead-lettering rejects.
+func (r *runner) process(ctx context.Context, t *task, kr *kgo.Record) error {
+	rec := fromKgo(kr)
+	for attempt := 0; ; attempt++ {
+		r.em.reset()
+		err := safeProcess(ctx, t.proc, rec, &r.em)
+		if err == nil {
+			for _, out := range r.em.recs {
+				r.produce(ctx, out)
+			}
+			return nil
+		}
+		if code, ok := RejectCode(err); ok {
+			return r.deadLetter(ctx, rec, code, err)
+		}
+		if attempt >= r.cfg.MaxRetries {
+			r.log.Error("record failed after retries; dead-lettered", "topic", rec.Topic, "partition", rec.Partition,
+				"offset", rec.Offset, "retries", attempt, "err", err)
+			return r.deadLetter(ctx, rec, CodeRetriesExhausted, err)
+		}
+		r.m.retries.WithLabelValues(r.st.Name).Inc()
+		r.log.Warn("record failed; retrying", "topic", rec.Topic, "partition", rec.Partition,
+			"offset", rec.Offset, "attempt", attempt+1, "err", err)
+		if err := sleepCtx(ctx, r.cfg.backoff(attempt)); err != nil {
+			return fmt.Errorf("retry: %w", err)
+		}
+	}
+}
+
+func safeProcess(ctx context.Context, p Processor, rec Record, out Emitter) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("processor panic: %v\n%s", v, debug.Stack())
+		}
+	}()
+	return p.Process(ctx, rec, out)
+}
+
+func (r *runner) produce(ctx context.Context, rec *kgo.Record) {
+	r.produced++
+	r.sess.Produce(ctx, rec, r.promise)
+}
+
+func (r *runner) onProduced(rec *kgo.Record, err error) {
+	if err == nil {
+		return
+	}
+	r.prodMu.Lock()
+	if r.prodErr == nil {
+		r.prodErr = fmt.Errorf("topic %s: %w", rec.Topic, err)
+	}
+	r.prodMu.Unlock()
+}
+
+// deadLetter produces rec to the dead-letter topic as a schemas.DeadLetter.
+func (r *runner) deadLetter(ctx context.Context, rec Record, code string, cause error) error {
+	var key any
+	if rec.Key != nil {
+		key = map[string]any{"bytes": rec.Key}
+	}
+	value := rec.Value
+	if value == nil {
+		value = []byte{}
+	}
+	b, err := r.cfg.Serde.Encode(schemas.DeadLetter, map[string]any{
+		"stage":            r.st.Name,
+		"reason_code":      code,
+		"error":            cause.Error(),
+		"source_topic":     rec.Topic,
+		"source_partition": rec.Partition,
+		"source_offset":    rec.Offset,
+		"key":              key,
+		"value":            value,
+		"time":             r.cfg.Now().UTC().Truncate(time.Millisecond),
+	})
+	if err != nil {
+		return fmt.Errorf("encode dead letter: %w", err)
+	}
+	r.sess.Produce(ctx, &kgo.Record{
+		Topic: r.cfg.DeadLetterTopic,
+		Key:   rec.Key,
+		Value: b,
+		Headers: []kgo.RecordHeader{
+			{Key: "stage", Value: []byte(r.st.Name)},
+			{Key: "code", Value: []byte(code)},
+		},
+	}, r.promise)
+	r.dead[code]++
+	r.log.Debug("record dead-lettered", "code", code, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", cause)
+	return nil
+}
+
+func (r *runner) tick(ctx context.Context) {
+	now := r.cfg.Now()
+	for _, p := range r.taskOrder() {
+		t := r.tasks[p]
+		if t.ticker == nil {
+			continue
+		}
+		r.em.reset()
+		if err := t.ticker.Tick(ctx, now, &r.em); err != nil {
+			r.log.Error("tick failed; its output is dropped", "partition", p, "err", err)
+			continue
+		}
+		for _, out := range r.em.recs {
+			r.produce(ctx, out)
+		}
+	}
+}
+
+func (r *runner) flush(ctx context.Context) error {
+	for _, p := range r.taskOrder() {
+		t := r.tasks[p]
+		if t.flusher == nil {
+			continue
+		}
+		r.em.reset()
+		if err := t.flusher.Flush(ctx, &r.em); err != nil {
+			return fmt.Errorf("flush task %d: %w", p, err)
+		}
+		for _, out := range r.em.recs {
+			r.produce(ctx, out)
+		}
+	}
+	return nil
+}
+
+func (r *runner) taskOrder() []int32 {
+	ps := make([]int32, 0, len(r.tasks))
+	for p := range r.tasks {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+	return ps
+}
+
+func (r *runner) setLag(p kgo.FetchTopicPartition) {
+	last := p.Records[len(p.Records)-1]
+	byP := r.lag[p.Topic]
+	if byP == nil {
+		byP = map[int32]prometheus.Gauge{}
+		r.lag[p.Topic] = byP
+	}
+	g := byP[p.Partition]
+	if g == nil {
+		g = r.m.lag.WithLabelValues(r.st.Name, p.Topic, strconv.Itoa(int(p.Partition)))
+		byP[p.Partition] = g
+	}
+	g.Set(float64(max(p.HighWatermark-last.Offset-1, 0)))
+}
+
+// Group callbacks: they run on the client's goroutines, so they only
+// record what changed; the poll loop applies it in syncTasks.
+
+func (r *runner) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ps := range assigned {
+		for _, p := range ps {
+			r.owned[p]++
+		}
+	}
+}
+
+func (r *runner) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ps := range revoked {
+		for _, p := range ps {
+			if r.owned[p]--; r.owned[p] <= 0 {
+				delete(r.owned, p)
+			}
+			r.drop[p] = true
+		}
+	}
+}
+
+// syncTasks closes the processors of revoked tasks and creates (and
+// restores) those of newly assigned ones.
+func (r *runner) syncTasks(ctx context.Context) error {
+	r.mu.Lock()
+	var want []int32
+	for p := range r.owned {
+		want = append(want, p)
+	}
+	drop := r.drop
+	r.drop = map[int32]bool{}
+	r.mu.Unlock()
+	for p := range drop {
+		r.closeTask(p)
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i] < want[j] })
+	for _, p := range want {
+		if r.tasks[p] != nil {
+			continue
+		}
+		t, err := r.newTask(ctx, p)
+		if err != nil {
+			return err
+		}
+		r.tasks[p] = t
+	}
+	return nil
+}
+
+func (r *runner) newTask(ctx context.Context, p int32) (*task, error) {
+	id := Task{Stage: r.st.Name, Partition: p}
+	proc, err := r.st.NewProcessor(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("new processor %d: %w", p, err)
+	}
+	t := &task{id: id, proc: proc}
+	t.ticker, _ = proc.(Ticker)
+	t.flusher, _ = proc.(Flusher)
+	if r.st.Changelog != "" {
+		rs, ok := proc.(Restorer)
+		if !ok {
+			closeProc(proc)
+			return nil, fmt.Errorf("stage %s has a changelog but its processor is not a Restorer", r.st.Name)
+		}
+		start := time.Now()
+		n, err := r.restoreTask(ctx, p, rs)
+		if err != nil {
+			closeProc(proc)
+			return nil, fmt.Errorf("restore task %d: %w", p, err)
+		}
+		d := time.Since(start)
+		r.m.restore.WithLabelValues(r.st.Name).Observe(d.Seconds())
+		r.log.Info("task restored", "partition", p, "records", n, "took", d)
+	}
+	return t, nil
+}
+
+func (r *runner) closeTask(p int32) {
+	t := r.tasks[p]
+	if t == nil {
+		return
+	}
+	delete(r.tasks, p)
+	if err := closeProc(t.proc); err != nil {
+		r.log.Warn("close processor", "partition", p, "err", err)
+	}
+}
+
+func (r *runner) closeTasks() {
+	for p := range r.tasks {
+		r.closeTask(p)
+	}
+}
+
+func closeProc(p Processor) error {
+	if c, ok := p.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}

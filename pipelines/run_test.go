@@ -1,0 +1,293 @@
+package pipelines_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/schemas"
+)
+
+// upper is a stateless stage: it emits every input value upper-cased to
+// out, keyed like the input.
+type upper struct {
+	out   string
+	count *atomic.Int64
+	hook  func(rec pipelines.Record) error // optional, before emitting
+}
+
+func (u *upper) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+	out.Emit(u.out, rec.Key, bytes.ToUpper(rec.Value))
+	if u.hook != nil {
+		if err := u.hook(rec); err != nil {
+			return err
+		}
+	}
+	if u.count != nil {
+		u.count.Add(1)
+	}
+	return nil
+}
+
+func upperStage(name, in, out string, count *atomic.Int64, hook func(pipelines.Record) error) pipelines.Stage {
+	return pipelines.Stage{
+		Name:   name,
+		Inputs: []string{in},
+		NewProcessor: func(context.Context, pipelines.Task) (pipelines.Processor, error) {
+			return &upper{out: out, count: count, hook: hook}, nil
+		},
+	}
+}
+
+func values(recs []pipelines.Record) map[string]int {
+	m := map[string]int{}
+	for _, r := range recs {
+		m[string(r.Value)]++
+	}
+	return m
+}
+
+// checkExactlyOnce asserts that out holds "V<i>" exactly once for i < n.
+func checkExactlyOnce(t *testing.T, recs []pipelines.Record, n int) {
+	t.Helper()
+	got := values(recs)
+	for i := 0; i < n; i++ {
+		if c := got[fmt.Sprintf("V%d", i)]; c != 1 {
+			t.Errorf("V%d seen %d times, want 1", i, c)
+		}
+	}
+	if len(recs) != n {
+		t.Errorf("%d output records, want %d", len(recs), n)
+	}
+}
+
+func gen(i int) ([]byte, []byte) {
+	return []byte("k" + strconv.Itoa(i%37)), []byte("v" + strconv.Itoa(i))
+}
+
+// TestExactlyOnceAcrossRestart stops a stage in the middle of its input and
+// starts it again: the output read_committed holds every input once.
+func TestExactlyOnceAcrossRestart(t *testing.T) {
+	const n = 3000
+	brokers := pipetest.Broker(t,
+		pipelines.TopicSpec{Name: "eo.in", Partitions: 4},
+		pipelines.TopicSpec{Name: "eo.out", Partitions: 4})
+	pipetest.ProduceN(t, brokers, "eo.in", n, gen)
+	cfg := pipetest.Config(brokers)
+	var count atomic.Int64
+	stop := pipetest.Run(t, cfg, upperStage("eo", "eo.in", "eo.out", &count, nil))
+	for count.Load() < n/3 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	first := count.Load()
+	if first >= n {
+		t.Fatalf("first run processed everything (%d); the test did not stop it midway", first)
+	}
+	pipetest.Run(t, cfg, upperStage("eo", "eo.in", "eo.out", &count, nil))
+	recs := pipetest.WaitRecords(t, brokers, "eo.out", n, 30*time.Second)
+	time.Sleep(200 * time.Millisecond) // any duplicate would be committed by now
+	recs, err := pipetest.ReadCommitted(context.Background(), brokers, "eo.out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, recs, n)
+	// Keys keep their partitions: murmur2 like the Java client.
+	for _, r := range recs {
+		if want := javaPartition(r.Key, 4); r.Partition != want {
+			t.Fatalf("key %s on partition %d, want %d", r.Key, r.Partition, want)
+		}
+	}
+}
+
+// javaPartition is Kafka's DefaultPartitioner for keyed records:
+// toPositive(murmur2(key)) % n, written out here as a reference.
+func javaPartition(key []byte, n int32) int32 {
+	const seed, m, r = uint32(0x9747b28c), uint32(0x5bd1e995), 24
+	l := len(key)
+	h := seed ^ uint32(l)
+	for i := 0; i+4 <= l; i += 4 {
+		k := uint32(key[i]) | uint32(key[i+1])<<8 | uint32(key[i+2])<<16 | uint32(key[i+3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	tail := key[l-l%4:]
+	switch len(tail) {
+	case 3:
+		h ^= uint32(tail[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(tail[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(tail[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return int32(h&0x7fffffff) % n
+}
+
+// TestDeadLetter: a corrupt record among good ones is dead-lettered with its
+// reason, offset and original bytes; what the processor emitted for it is
+// discarded; the records around it are processed.
+func TestDeadLetter(t *testing.T) {
+	brokers := pipetest.Broker(t,
+		pipelines.TopicSpec{Name: "dl.in", Partitions: 1},
+		pipelines.TopicSpec{Name: "dl.out", Partitions: 1})
+	bad := []byte{0xC3, 0x01, 0xff, 'x'}
+	recs := []pipelines.Output{
+		{Topic: "dl.in", Key: []byte("a"), Value: []byte("v0")},
+		{Topic: "dl.in", Key: []byte("b"), Value: bad},
+		{Topic: "dl.in", Key: nil, Value: []byte("v2")},
+	}
+	pipetest.Produce(t, brokers, recs...)
+	cfg := pipetest.Config(brokers)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	cfg.Now = func() time.Time { return now }
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	pipetest.Run(t, cfg, upperStage("dl", "dl.in", "dl.out", nil, func(r pipelines.Record) error {
+		if !bytes.HasPrefix(r.Value, []byte("v")) {
+			return pipelines.Reject("decode", errors.New("not a v record"))
+		}
+		return nil
+	}))
+	out := pipetest.WaitRecords(t, brokers, "dl.out", 2, 20*time.Second)
+	dl := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 20*time.Second)
+	if got := values(out); len(out) != 2 || got["V0"] != 1 || got["V2"] != 1 {
+		t.Fatalf("output %v, want V0 and V2 once", got)
+	}
+	if len(dl) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dl))
+	}
+	d, err := schemas.SingleObject().DecodeAs(schemas.DeadLetter, dl[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d["stage"] != "dl" || d["reason_code"] != "decode" || d["source_topic"] != "dl.in" ||
+		d["source_partition"] != int32(0) || d["source_offset"] != int64(1) ||
+		!bytes.Equal(d["value"].([]byte), bad) || !strings.Contains(d["error"].(string), "not a v record") {
+		t.Fatalf("dead letter %v", d)
+	}
+	if k, _ := d["key"].(map[string]any); k == nil || !bytes.Equal(k["bytes"].([]byte), []byte("b")) {
+		t.Fatalf("dead letter key %v", d["key"])
+	}
+	if ts, _ := d["time"].(time.Time); !ts.Equal(now) {
+		t.Fatalf("dead letter time %v, want %v", d["time"], now)
+	}
+	waitMetric(t, reg, "minecart_pipeline_records_dead_total", map[string]string{"stage": "dl", "code": "decode"}, 1)
+	waitMetric(t, reg, "minecart_pipeline_records_in_total", map[string]string{"stage": "dl"}, 3)
+}
+
+// TestTransientRetry: a record failing with a plain error is retried until
+// it succeeds (emitted once); one that always fails is dead-lettered as
+// retries_exhausted after MaxRetries and the partition goes on.
+func TestTransientRetry(t *testing.T) {
+	brokers := pipetest.Broker(t,
+		pipelines.TopicSpec{Name: "rt.in", Partitions: 1},
+		pipelines.TopicSpec{Name: "rt.out", Partitions: 1})
+	pipetest.Produce(t, brokers,
+		pipelines.Output{Topic: "rt.in", Key: []byte("a"), Value: []byte("flaky")},
+		pipelines.Output{Topic: "rt.in", Key: []byte("b"), Value: []byte("broken")},
+		pipelines.Output{Topic: "rt.in", Key: []byte("c"), Value: []byte("fine")})
+	cfg := pipetest.Config(brokers)
+	cfg.MaxRetries = 3
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	pipetest.Run(t, cfg, upperStage("rt", "rt.in", "rt.out", nil, func(r pipelines.Record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts[string(r.Value)]++
+		switch {
+		case string(r.Value) == "flaky" && attempts["flaky"] <= 2:
+			return errors.New("database busy")
+		case string(r.Value) == "broken":
+			return errors.New("always down")
+		}
+		return nil
+	}))
+	out := pipetest.WaitRecords(t, brokers, "rt.out", 2, 20*time.Second)
+	dl := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 20*time.Second)
+	if got := values(out); len(out) != 2 || got["FLAKY"] != 1 || got["FINE"] != 1 {
+		t.Fatalf("output %v", got)
+	}
+	d, err := schemas.SingleObject().DecodeAs(schemas.DeadLetter, dl[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d["reason_code"] != pipelines.CodeRetriesExhausted || string(d["value"].([]byte)) != "broken" {
+		t.Fatalf("dead letter %v", d)
+	}
+	mu.Lock()
+	if attempts["flaky"] != 3 || attempts["broken"] != 4 {
+		t.Errorf("attempts %v, want flaky 3, broken 4 (1 + MaxRetries)", attempts)
+	}
+	mu.Unlock()
+	waitMetric(t, reg, "minecart_pipeline_retries_total", map[string]string{"stage": "rt"}, 5)
+}
+
+// waitMetric waits until the series of name with labels has value want.
+func waitMetric(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var got float64
+	for time.Now().Before(deadline) {
+		got = metricValue(t, g, name, labels)
+		if got == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s%v = %v, want %v", name, labels, got, want)
+}
+
+func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,244 @@
+package pipelines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// SinkStage declares an at-least-once sink for RunSink: records are handed
+// to Write in batches, and their offsets are committed only after Write
+// returned nil.
+type SinkStage struct {
+	// Name is the consumer group and the "stage" label of the metrics.
+	Name string
+	// Inputs are the topics consumed.
+	Inputs []string
+	// MaxRows is the most records per Write (default 10000).
+	MaxRows int
+	// MaxWait is the longest a record waits in the buffer before Write
+	// (default 1s).
+	MaxWait time.Duration
+	// Write stores a batch. It is retried with backoff, with the same
+	// records (and possibly records appended), until it returns nil: it
+	// must be idempotent enough for at-least-once delivery (a batch
+	// written just before a crash or a rebalance is written again).
+	// Records Write cannot store (undecodable bytes) are its own business:
+	// it should skip or dead-letter them and return nil, since an error
+	// for one bad record would retry the batch forever.
+	Write func(ctx context.Context, recs []Record) error
+}
+
+// RunSink runs st until ctx is done. While Write fails, fetching is paused
+// (Kafka is the buffer) and the batch is retried with backoff; offsets are
+// committed after each successful Write. On rebalance, buffered records of
+// revoked partitions are dropped unwritten (their new owner reads them from
+// the committed offset). When ctx is cancelled, the buffer is written and
+// committed once more (within Config.ShutdownTimeout) and the group is left.
+// It returns nil after ctx is done, or an error for a bad configuration.
+func RunSink(ctx context.Context, cfg Config, st SinkStage) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if st.Name == "" || len(st.Inputs) == 0 || st.Write == nil {
+		return errors.New("pipelines: sink needs Name, Inputs and Write")
+	}
+	if st.MaxRows <= 0 {
+		st.MaxRows = 10000
+	}
+	if st.MaxWait <= 0 {
+		st.MaxWait = time.Second
+	}
+	cfg = cfg.withDefaults()
+	s := &sink{cfg: cfg, st: st, log: cfg.Logger.With("stage", st.Name), m: newMetrics(cfg.Registerer),
+		revoked: map[string]map[int32]bool{}}
+	hb := max(cfg.SessionTimeout/4, 50*time.Millisecond)
+	cl, err := kgo.NewClient(append(cfg.baseOpts(),
+		kgo.ConsumerGroup(st.Name),
+		kgo.ConsumeTopics(st.Inputs...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.HeartbeatInterval(hb),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+		kgo.OnPartitionsLost(s.onRevoked),
+	)...)
+	if err != nil {
+		return fmt.Errorf("sink %s: %w", st.Name, err)
+	}
+	s.cl = cl
+	defer cl.Close()
+	s.run(ctx)
+	return nil
+}
+
+type sink struct {
+	cfg Config
+	st  SinkStage
+	log *slog.Logger
+	m   *metrics
+	cl  *kgo.Client
+
+	buf      []Record
+	offsets  map[string]map[int32]kgo.EpochOffset
+	deadline time.Time // when the oldest buffered record must be written
+
+	mu      sync.Mutex
+	revoked map[string]map[int32]bool
+}
+
+func (s *sink) onRevoked(_ context.Context, _ *kgo.Client, rev map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t, ps := range rev {
+		if s.revoked[t] == nil {
+			s.revoked[t] = map[int32]bool{}
+		}
+		for _, p := range ps {
+			s.revoked[t][p] = true
+		}
+	}
+}
+
+func (s *sink) run(ctx context.Context) {
+	s.offsets = map[string]map[int32]kgo.EpochOffset{}
+	for ctx.Err() == nil {
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(s.buf) > 0 {
+			pctx, cancel = context.WithDeadline(ctx, s.deadline)
+		}
+		fs := s.cl.PollRecords(pctx, s.st.MaxRows-len(s.buf))
+		cancel()
+		fs.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, kgo.ErrClientClosed) {
+				s.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		s.dropRevoked()
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			if len(s.buf) == 0 {
+				s.deadline = time.Now().Add(s.st.MaxWait)
+			}
+			for _, r := range p.Records {
+				s.buf = append(s.buf, fromKgo(r))
+			}
+			last := p.Records[len(p.Records)-1]
+			if s.offsets[p.Topic] == nil {
+				s.offsets[p.Topic] = map[int32]kgo.EpochOffset{}
+			}
+			s.offsets[p.Topic][p.Partition] = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
+			s.m.recordsIn.WithLabelValues(s.st.Name).Add(float64(len(p.Records)))
+			s.m.lag.WithLabelValues(s.st.Name, p.Topic, itoa(p.Partition)).Set(float64(max(p.HighWatermark-last.Offset-1, 0)))
+		})
+		if len(s.buf) > 0 && (len(s.buf) >= s.st.MaxRows || !time.Now().Before(s.deadline) || ctx.Err() != nil) {
+			s.writeAndCommit(ctx)
+		}
+	}
+}
+
+// dropRevoked removes buffered records of partitions revoked since the last
+// call: they were not committed, their next owner reads them.
+func (s *sink) dropRevoked() {
+	s.mu.Lock()
+	rev := s.revoked
+	s.revoked = map[string]map[int32]bool{}
+	s.mu.Unlock()
+	if len(rev) == 0 {
+		return
+	}
+	kept := s.buf[:0]
+	for _, r := range s.buf {
+		if !rev[r.Topic][r.Partition] {
+			kept = append(kept, r)
+		}
+	}
+	clear(s.buf[len(kept):])
+	s.buf = kept
+	for t, ps := range rev {
+		for p := range ps {
+			delete(s.offsets[t], p)
+		}
+	}
+}
+
+// writeAndCommit writes the buffer, retrying with fetching paused, then
+// commits its offsets. If ctx ends first (and the shutdown grace with it),
+// the buffer is dropped uncommitted: it is read again on the next start.
+func (s *sink) writeAndCommit(ctx context.Context) {
+	wctx, cancel := workCtx(ctx, s.cfg.ShutdownTimeout)
+	defer cancel()
+	paused := false
+	defer func() {
+		if paused {
+			s.cl.ResumeFetchTopics(s.st.Inputs...)
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		err := s.st.Write(wctx, s.buf)
+		if err == nil {
+			s.m.sinkWrites.WithLabelValues(s.st.Name, "ok").Inc()
+			s.m.sinkSeconds.WithLabelValues(s.st.Name).Observe(time.Since(start).Seconds())
+			s.m.sinkRows.WithLabelValues(s.st.Name).Add(float64(len(s.buf)))
+			break
+		}
+		s.m.sinkWrites.WithLabelValues(s.st.Name, "error").Inc()
+		d := s.cfg.backoff(attempt)
+		s.log.Warn("sink write failed; retrying", "rows", len(s.buf), "attempt", attempt+1, "in", d, "err", err)
+		if !paused {
+			s.cl.PauseFetchTopics(s.st.Inputs...)
+			paused = true
+		}
+		if sleepCtx(wctx, d) != nil {
+			s.log.Error("sink stopping with an unwritten batch; it will be read again", "rows", len(s.buf))
+			s.reset()
+			return
+		}
+		// Partitions revoked meanwhile are no longer ours to write.
+		s.dropRevoked()
+		if len(s.buf) == 0 {
+			s.reset()
+			return
+		}
+	}
+	// A rebalance during Write may refuse this commit: the batch is then
+	// written again by the partitions' next owner (at-least-once).
+	var cerr error
+	s.cl.CommitOffsetsSync(wctx, s.offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			cerr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && cerr == nil {
+					cerr = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, err)
+				}
+			}
+		}
+	})
+	if cerr != nil {
+		s.log.Warn("sink commit failed; the batch may be written again", "err", cerr)
+	}
+	s.reset()
+}
+
+func (s *sink) reset() {
+	clear(s.buf)
+	s.buf = s.buf[:0]
+	s.offsets = map[string]map[int32]kgo.EpochOffset{}
+}
+
+func itoa(p int32) string { return strconv.Itoa(int(p)) }
