@@ -1,0 +1,183 @@
+// Package chtest starts the embedded ClickHouse server (infra/chserver) in a
+// child process for tests, as `minecart run` does in production: chDB takes
+// over fatal-signal handlers and allows one session per process, so it never
+// runs inside a test binary.
+package chtest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/infra/chserver"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds infra/chserver/cmd/chserver once per test binary.
+func binary() (string, error) {
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		pkgDir := filepath.Join(filepath.Dir(file), "..", "cmd", "chserver")
+		dir, err := os.MkdirTemp("", "chserver-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "chserver")
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Dir = pkgDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build chserver: %v\n%s", err, out)
+		}
+	})
+	return binPath, buildErr
+}
+
+// Server is a running chserver child process.
+type Server struct {
+	Addr    string // host:port of the HTTP interface
+	DataDir string
+	cmd     *exec.Cmd
+	waitErr chan error
+	stderr  *strings.Builder
+	mu      sync.Mutex
+	stop    sync.Once
+	stopErr error
+}
+
+// Start runs a server on a free port with its data in a fresh temporary
+// directory, and stops it when the test ends. It skips the test when
+// libchdb.so is not installed.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartDir(t, t.TempDir())
+}
+
+// StartDir is Start with a given data directory (to restart on old data).
+func StartDir(t testing.TB, dataDir string) *Server {
+	t.Helper()
+	if _, err := os.Stat(chserver.LibraryPath()); err != nil {
+		t.Skipf("libchdb.so not installed (infra/chdb/install.sh): %v", err)
+	}
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := startProcess(bin, dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("chserver stop: %v", err)
+		}
+	})
+	return s
+}
+
+// Run starts a server with its data in dataDir outside a test (TestMain,
+// benchmarks); the caller must Stop it. It returns chserver.ErrNoLibrary
+// when libchdb.so is not installed.
+func Run(dataDir string) (*Server, error) {
+	if _, err := os.Stat(chserver.LibraryPath()); err != nil {
+		return nil, fmt.Errorf("%w: %v", chserver.ErrNoLibrary, err)
+	}
+	bin, err := binary()
+	if err != nil {
+		return nil, err
+	}
+	return startProcess(bin, dataDir)
+}
+
+func startProcess(bin, dataDir string) (*Server, error) {
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data-dir", dataDir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{DataDir: dataDir, cmd: cmd, waitErr: make(chan error, 1), stderr: &strings.Builder{}}
+	cmd.Stderr = lockedWriter{s}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
+				addr <- a
+			}
+		}
+		s.waitErr <- cmd.Wait()
+	}()
+	select {
+	case s.Addr = <-addr:
+		return s, nil
+	case err := <-s.waitErr:
+		return nil, fmt.Errorf("chserver exited: %v\n%s", err, s.Stderr())
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		return nil, errors.New("chserver did not start in 60s")
+	}
+}
+
+type lockedWriter struct{ s *Server }
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	return w.s.stderr.Write(p)
+}
+
+// Stderr is what the server logged so far.
+func (s *Server) Stderr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+// URL is the server's base URL, http://host:port.
+func (s *Server) URL() string { return "http://" + s.Addr }
+
+// DSN is a clickhouse-go DSN for the server over HTTP.
+func (s *Server) DSN() string { return "http://" + s.Addr + "/default" }
+
+// Stop sends SIGTERM and waits for a clean exit (SIGKILL after 30 s).
+// Calling it twice is fine.
+func (s *Server) Stop() error {
+	s.stop.Do(func() { s.stopErr = s.terminate() })
+	return s.stopErr
+}
+
+func (s *Server) terminate() error {
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	select {
+	case err := <-s.waitErr:
+		if err != nil {
+			return fmt.Errorf("%v\n%s", err, s.Stderr())
+		}
+		return nil
+	case <-ctx.Done():
+		s.cmd.Process.Kill()
+		return errors.New("chserver did not stop in 30s; killed")
+	}
+}

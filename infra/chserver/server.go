@@ -1,0 +1,620 @@
+// Package chserver is minecart's embedded ClickHouse: the chDB engine
+// (ClickHouse as a library, libchdb.so) with its data in a directory, served
+// over ClickHouse's own HTTP interface, so that clickhouse-go/v2 with
+// Protocol: clickhouse.HTTP, curl and any other ClickHouse HTTP client work
+// against it as against a server.
+//
+// What the interface covers: the query in the URL (?query=) or the body,
+// insert data in the POST body (any input format, gzip/deflate/br/zstd
+// Content-Encoding), default_format, database, query_id, settings and
+// param_* query parameters as URL parameters, X-ClickHouse-* response headers
+// (Query-Id, Format, Timezone, Summary, Exception-Code), ClickHouse error
+// bodies ("Code: 62. DB::Exception: ...") with the server's HTTP statuses,
+// /ping and /replicas_status, and Native output at the revision the client
+// asks for with client_protocol_version.
+//
+// chDB allows one session per process and replaces the process's fatal
+// signal handlers, so the server is meant to run in a process of its own
+// (`minecart clickhouse`); Serve also puts Go's handlers back after
+// connecting. One goroutine owns the session and runs requests from a queue,
+// one statement at a time.
+//
+// Cancellation: a request whose client went away before its turn is dropped
+// from the queue; while a statement runs inside chDB it cannot be
+// interrupted from outside (chDB's non-streaming query call has no cancel),
+// so the HTTP side returns at once and the statement finishes in the
+// background. Bound statements with the max_execution_time setting, which
+// chDB enforces.
+package chserver
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/andybalholm/brotli"
+	"github.com/google/uuid"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Config configures Serve.
+type Config struct {
+	// Addr is the HTTP listen address (default "127.0.0.1:8123"; port 0
+	// picks a free one, reported to OnListen).
+	Addr string
+	// DataDir holds the databases (chDB's --path). Required.
+	DataDir string
+	// Logger receives start/stop and failed-request logs (default: discard).
+	Logger *slog.Logger
+	// QueueSize bounds the requests waiting for the engine (default 256);
+	// beyond it the server answers 503 (TOO_MANY_SIMULTANEOUS_QUERIES).
+	QueueSize int
+	// MaxQueryBytes bounds a query read from the request body
+	// (default 64 MiB); insert data in the body is not bounded.
+	MaxQueryBytes int64
+	// OnListen, if set, is called with the bound address once the server
+	// accepts connections.
+	OnListen func(addr net.Addr)
+}
+
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8123"
+	}
+	if c.DataDir == "" {
+		return errors.New("chserver: DataDir is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 256
+	}
+	if c.MaxQueryBytes <= 0 {
+		c.MaxQueryBytes = 64 << 20
+	}
+	return nil
+}
+
+// Serve opens the engine in cfg.DataDir, serves ClickHouse's HTTP interface
+// on cfg.Addr until ctx is done, then shuts down cleanly: in-flight requests
+// finish (up to 30 s), queued ones are answered, the session is closed.
+func Serve(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("chserver: data dir: %w", err)
+	}
+	tmpDir := filepath.Join(dataDir, "http_tmp")
+	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
+		return fmt.Errorf("chserver: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("chserver: %w", err)
+	}
+	eng, err := openEngine(filepath.Join(dataDir, "chdb"))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("chserver: %w", err)
+	}
+	s := &server{cfg: cfg, tmpDir: tmpDir, eng: eng, jobs: make(chan *job, cfg.QueueSize)}
+	if err := s.hello(); err != nil {
+		eng.close()
+		ln.Close()
+		return fmt.Errorf("chserver: %w", err)
+	}
+	ownerDone := make(chan struct{})
+	go func() {
+		defer close(ownerDone)
+		s.own()
+	}()
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	cfg.Logger.Info("clickhouse serving", "addr", ln.Addr().String(), "data_dir", dataDir,
+		"version", s.version, "library", LibraryPath())
+	if cfg.OnListen != nil {
+		cfg.OnListen(ln.Addr())
+	}
+
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-serveErr:
+		err = fmt.Errorf("chserver: %w", err)
+	}
+	shCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if e := srv.Shutdown(shCtx); e != nil && err == nil {
+		err = fmt.Errorf("chserver: shutdown: %w", e)
+	}
+	close(s.jobs)
+	<-ownerDone
+	eng.close()
+	cfg.Logger.Info("clickhouse stopped", "addr", ln.Addr().String())
+	return err
+}
+
+type server struct {
+	cfg    Config
+	tmpDir string
+	eng    *engine
+	jobs   chan *job
+
+	display  string
+	version  string
+	timezone string
+	revision uint64
+}
+
+// job is one request's work for the engine's owner.
+type job struct {
+	ctx      context.Context
+	setup    []string // SET/USE statements run before sql
+	sql      string
+	format   string
+	teardown []string // statements that undo setup, run whatever happens
+	done     chan jobResult
+}
+
+type jobResult struct {
+	res *result
+	err error
+}
+
+// own runs queued jobs one at a time until the queue is closed.
+func (s *server) own() {
+	for j := range s.jobs {
+		if err := j.ctx.Err(); err != nil {
+			j.done <- jobResult{err: newException(codeQueryWasCancelled, "QUERY_WAS_CANCELLED", "Query was cancelled before it started")}
+			continue
+		}
+		j.done <- s.run(j)
+	}
+}
+
+func (s *server) run(j *job) (out jobResult) {
+	defer func() {
+		for _, q := range j.teardown {
+			if _, err := s.eng.exec(q, "TabSeparated"); err != nil {
+				s.cfg.Logger.Error("clickhouse: undo request setting", "sql", q, "err", err)
+			}
+		}
+	}()
+	for _, q := range j.setup {
+		if _, err := s.eng.exec(q, "TabSeparated"); err != nil {
+			return jobResult{err: err}
+		}
+	}
+	res, err := s.eng.exec(j.sql, j.format)
+	return jobResult{res: res, err: err}
+}
+
+// hello reads the engine's identity, as a client's handshake would.
+func (s *server) hello() error {
+	r, err := s.eng.exec("SELECT displayName(), version(), revision(), timezone()", "TabSeparated")
+	if err != nil {
+		return err
+	}
+	f := strings.Split(strings.TrimRight(string(r.data), "\n"), "\t")
+	if len(f) != 4 {
+		return fmt.Errorf("unexpected hello %q", r.data)
+	}
+	s.display, s.version, s.timezone = f[0], f[1], f[3]
+	s.revision, err = strconv.ParseUint(f[2], 10, 64)
+	return err
+}
+
+// submit queues j and waits for its result or for ctx to end.
+func (s *server) submit(ctx context.Context, j *job) (*result, error) {
+	j.ctx = ctx
+	j.done = make(chan jobResult, 1)
+	select {
+	case s.jobs <- j:
+	default:
+		return nil, newException(codeTooManySimultaneousReqs, "TOO_MANY_SIMULTANEOUS_QUERIES",
+			fmt.Sprintf("Too many simultaneous queries. Maximum: %d", cap(s.jobs)))
+	}
+	select {
+	case r := <-j.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, newException(codeQueryWasCancelled, "QUERY_WAS_CANCELLED", "Query was cancelled")
+	}
+}
+
+// params that are not settings.
+var reservedParams = map[string]bool{
+	"query": true, "database": true, "default_format": true, "user": true, "password": true,
+	"query_id": true, "quota_key": true, "session_id": true, "session_timeout": true,
+	"session_check": true, "compress": true, "decompress": true, "client_protocol_version": true,
+	"buffer_size": true, "wait_end_of_query": true, "role": true, "stacktrace": true,
+	"enable_http_compression": true, "http_zlib_compression_level": true, "readonly": true,
+	"http_native_compression_disable_checksumming_on_decompress": true,
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/ping", "/replicas_status":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "Method not allowed\n", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		io.WriteString(w, "Ok.\n")
+		return
+	case "/":
+	default:
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, "There is no handle %s\n\nUse / or /ping for health checks.\nOr /replicas_status for more sophisticated health checks.\n\nSend queries from your program with POST method or GET /?query=...\n", r.URL.Path)
+		return
+	}
+	params := r.URL.Query()
+	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		// A form POST carries parameters, as ClickHouse's HTTP handler reads them.
+		if err := r.ParseForm(); err == nil {
+			params = r.Form
+		}
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if _, ok := params["query"]; !ok {
+			w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+			io.WriteString(w, "Ok.\n")
+			return
+		}
+	}
+	queryID := params.Get("query_id")
+	if queryID == "" {
+		queryID = uuid.NewString()
+	}
+	w.Header().Set("X-ClickHouse-Server-Display-Name", s.display)
+	w.Header().Set("X-ClickHouse-Query-Id", queryID)
+	w.Header().Set("X-ClickHouse-Timezone", s.timezone)
+
+	if err := s.handle(w, r, params); err != nil {
+		s.writeError(w, r, queryID, err)
+	}
+}
+
+// handle runs one query request; errors are written by the caller.
+func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Values) error {
+	var body io.Reader = http.NoBody
+	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		b, err := decodeBody(r)
+		if err != nil {
+			return err
+		}
+		body = b
+	}
+	readonly := r.Method == http.MethodGet || params.Get("readonly") == "1" || params.Get("readonly") == "2"
+
+	sql := params.Get("query")
+	var insert insertHead
+	isInsert := false
+	var dataReader io.Reader
+	if sql == "" {
+		// The whole body is the query; an INSERT's data follows it.
+		br := &prefixReader{r: body}
+		head, err := br.peek(64 << 10)
+		if err != nil {
+			return err
+		}
+		if kindOf(head) == stmtInsert {
+			if h, ok := parseInsert(head); ok && (h.format != "Values" || len(head) < 64<<10) {
+				insert, isInsert = h, true
+				// Everything after the head is data: the parsed inline
+				// part of the peeked prefix, then the rest of the body.
+				dataReader = io.MultiReader(strings.NewReader(h.inline), br.rest())
+			}
+		}
+		if !isInsert {
+			all, err := io.ReadAll(io.LimitReader(io.MultiReader(strings.NewReader(head), br.rest()), s.cfg.MaxQueryBytes+1))
+			if err != nil {
+				return newException(codeCannotParseInput, "CANNOT_READ_ALL_DATA", "Cannot read the request body: "+err.Error())
+			}
+			if int64(len(all)) > s.cfg.MaxQueryBytes {
+				return newException(codeSyntaxError, "SYNTAX_ERROR", "Query is too large")
+			}
+			sql = string(all)
+		}
+	} else if kindOf(sql) == stmtInsert {
+		if h, ok := parseInsert(sql); ok {
+			insert, isInsert = h, true
+			sep := ""
+			if h.inline != "" {
+				sep = "\n"
+			}
+			dataReader = io.MultiReader(strings.NewReader(h.inline+sep), body)
+		}
+	} else {
+		// ClickHouse appends the body to the query from the URL.
+		rest, err := io.ReadAll(io.LimitReader(body, s.cfg.MaxQueryBytes+1))
+		if err != nil {
+			return newException(codeCannotParseInput, "CANNOT_READ_ALL_DATA", "Cannot read the request body: "+err.Error())
+		}
+		if len(rest) > 0 {
+			sql = sql + "\n" + string(rest)
+		}
+	}
+	if strings.TrimSpace(skipSpaceAndComments(sql)) == "" && !isInsert {
+		return newException(codeSyntaxError, "SYNTAX_ERROR", "Empty query")
+	}
+	kind := kindOf(sql)
+	if isInsert {
+		kind = stmtInsert
+	}
+	if readonly && (kind == stmtInsert || kind == stmtWrite) {
+		return newException(codeReadonly, "READONLY", "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. You should use method POST for modifying queries")
+	}
+
+	j := &job{}
+	if err := s.requestSettings(j, params); err != nil {
+		return err
+	}
+	format := params.Get("default_format")
+	if format == "" {
+		format = "TabSeparated"
+	}
+	if isInsert {
+		path, err := s.spool(dataReader)
+		if err != nil {
+			return err
+		}
+		defer os.Remove(path)
+		j.sql = insert.infileSQL(path)
+	} else {
+		j.sql = sql
+		if f := explicitFormat(sql); f != "" {
+			format = f
+		}
+	}
+	j.format = format
+
+	res, err := s.submit(r.Context(), j)
+	if err != nil {
+		return err
+	}
+	out := res.data
+	if kind == stmtInsert || kind == stmtWrite {
+		out = nil
+	}
+	if strings.EqualFold(format, "Native") && len(out) > 0 {
+		rev, _ := strconv.ParseUint(params.Get("client_protocol_version"), 10, 64)
+		if rev > 0 {
+			out, err = s.reencodeNative(out, rev)
+			if err != nil {
+				return newException(codeUnknownException, "UNKNOWN_EXCEPTION", "Native re-encoding: "+err.Error())
+			}
+		}
+	}
+	written := uint64(0)
+	resultRows, resultBytes := res.rowsRead, res.bytesRead
+	if kind == stmtInsert {
+		written, resultRows, resultBytes = res.rowsRead, 0, 0
+	}
+	h := w.Header()
+	h.Set("X-ClickHouse-Format", format)
+	h.Set("Content-Type", contentType(format))
+	h.Set("X-ClickHouse-Summary", fmt.Sprintf(`{"read_rows":"%d","read_bytes":"%d","written_rows":"%d","written_bytes":"%d","total_rows_to_read":"%d","result_rows":"%d","result_bytes":"%d","elapsed_ns":"%d"}`,
+		res.storageRows, res.storageBytes, written, res.bytesRead*btoi(kind == stmtInsert), res.storageRows,
+		resultRows, resultBytes, int64(res.elapsed*1e9)))
+	return writeBody(w, r, params, out)
+}
+
+func btoi(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// requestSettings turns URL parameters into statements run around the query
+// in the shared session: SET k = v before, SET k = DEFAULT after.
+func (s *server) requestSettings(j *job, params url.Values) error {
+	if db := params.Get("database"); db != "" && db != "default" {
+		if !identRe.MatchString(db) {
+			return newException(codeUnknownDatabase, "UNKNOWN_DATABASE", "Database "+db+" does not exist")
+		}
+		j.setup = append(j.setup, "USE "+db)
+		j.teardown = append(j.teardown, "USE default")
+	}
+	for k, vs := range params {
+		if reservedParams[k] || len(vs) == 0 {
+			continue
+		}
+		if !identRe.MatchString(k) {
+			continue // external table structure and such: not a setting name
+		}
+		if strings.HasSuffix(k, "_format") && k != "output_format" || strings.HasSuffix(k, "_structure") || strings.HasSuffix(k, "_types") {
+			// External tables' parameters are not supported (multipart only).
+			if params.Has(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(k, "_format"), "_structure"), "_types") + "_structure") {
+				continue
+			}
+		}
+		j.setup = append(j.setup, "SET "+k+" = "+settingLiteral(vs[len(vs)-1]))
+		if !strings.HasPrefix(k, "param_") {
+			j.teardown = append(j.teardown, "SET "+k+" = DEFAULT")
+		}
+	}
+	return nil
+}
+
+// spool writes insert data to a temporary file for INSERT ... FROM INFILE.
+func (s *server) spool(data io.Reader) (string, error) {
+	f, err := os.CreateTemp(s.tmpDir, "insert-*.dat")
+	if err != nil {
+		return "", newException(codeUnknownException, "CANNOT_OPEN_FILE", "insert spool: "+err.Error())
+	}
+	_, err = io.Copy(f, data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", newException(codeUnexpectedEndOfFile, "CANNOT_READ_ALL_DATA", "Cannot read all insert data: "+err.Error())
+	}
+	return f.Name(), nil
+}
+
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, queryID string, err error) {
+	var ex *Exception
+	if !errors.As(err, &ex) {
+		ex = newException(codeUnknownException, "UNKNOWN_EXCEPTION", err.Error())
+	}
+	if ex.Code == codeQueryWasCancelled && r.Context().Err() != nil {
+		s.cfg.Logger.Debug("clickhouse: request cancelled by client", "query_id", queryID)
+		return
+	}
+	s.cfg.Logger.Debug("clickhouse: request failed", "query_id", queryID, "code", ex.Code, "err", ex.Text)
+	h := w.Header()
+	h.Del("X-ClickHouse-Format")
+	h.Del("Content-Encoding")
+	h.Set("Content-Type", "text/plain; charset=UTF-8")
+	h.Set("X-ClickHouse-Exception-Code", strconv.Itoa(ex.Code))
+	status := httpStatus(ex.Code)
+	w.WriteHeader(status)
+	io.WriteString(w, ex.Text+" (version "+s.version+")\n")
+}
+
+// contentType is the Content-Type ClickHouse sends for a format.
+func contentType(format string) string {
+	f := strings.ToLower(format)
+	switch {
+	case strings.HasPrefix(f, "tabseparated") || strings.HasPrefix(f, "tsv"):
+		return "text/tab-separated-values; charset=UTF-8"
+	case f == "csvwithnames" || f == "csvwithnamesandtypes":
+		return "text/csv; charset=UTF-8; header=present"
+	case strings.HasPrefix(f, "csv"):
+		return "text/csv; charset=UTF-8; header=absent"
+	case f == "jsoneachrow" || f == "jsonlines" || f == "ndjson" || strings.HasPrefix(f, "jsoncompacteachrow") || strings.HasPrefix(f, "jsonstringseachrow"):
+		return "application/x-ndjson; charset=UTF-8"
+	case strings.HasPrefix(f, "json"):
+		return "application/json; charset=UTF-8"
+	case f == "native" || strings.HasPrefix(f, "rowbinary") || f == "parquet" || f == "arrow" || f == "arrowstream" || f == "orc" || f == "avro" || f == "protobuf" || f == "msgpack":
+		return "application/octet-stream"
+	case f == "xml":
+		return "application/xml; charset=UTF-8"
+	}
+	return "text/plain; charset=UTF-8"
+}
+
+// decodeBody undoes the request's Content-Encoding.
+func decodeBody(r *http.Request) (io.Reader, error) {
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity", "none":
+		return r.Body, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, newException(codeCannotParseInput, "CANNOT_DECOMPRESS", "gzip body: "+err.Error())
+		}
+		return zr, nil
+	case "deflate":
+		zr, err := zlib.NewReader(r.Body)
+		if err != nil {
+			return nil, newException(codeCannotParseInput, "CANNOT_DECOMPRESS", "deflate body: "+err.Error())
+		}
+		return zr, nil
+	case "br":
+		return brotli.NewReader(r.Body), nil
+	case "zstd":
+		zr, err := zstd.NewReader(r.Body)
+		if err != nil {
+			return nil, newException(codeCannotParseInput, "CANNOT_DECOMPRESS", "zstd body: "+err.Error())
+		}
+		return zr.IOReadCloser(), nil
+	default:
+		return nil, newException(codeNotImplemented, "NOT_IMPLEMENTED", "Unknown HTTP Content-Encoding: "+enc)
+	}
+}
+
+// writeBody writes the result, compressed when the client enabled HTTP
+// compression and accepts an encoding.
+func writeBody(w http.ResponseWriter, r *http.Request, params url.Values, out []byte) error {
+	enc := ""
+	if params.Get("enable_http_compression") == "1" {
+		for _, e := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+			e = strings.TrimSpace(strings.SplitN(e, ";", 2)[0])
+			if e == "gzip" || e == "deflate" || e == "br" || e == "zstd" {
+				enc = e
+				break
+			}
+		}
+	}
+	if enc == "" || len(out) == 0 {
+		w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+		_, err := w.Write(out)
+		return ignoreClientGone(err)
+	}
+	var buf bytes.Buffer
+	var zw io.WriteCloser
+	switch enc {
+	case "gzip":
+		zw = gzip.NewWriter(&buf)
+	case "deflate":
+		zw, _ = zlib.NewWriterLevel(&buf, flate.DefaultCompression)
+	case "br":
+		zw = brotli.NewWriter(&buf)
+	case "zstd":
+		zw, _ = zstd.NewWriter(&buf)
+	}
+	if _, err := zw.Write(out); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Encoding", enc)
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	_, err := w.Write(buf.Bytes())
+	return ignoreClientGone(err)
+}
+
+// ignoreClientGone: once headers are out, a write error means the client
+// left; there is nobody to tell.
+func ignoreClientGone(err error) error { return nil }
+
+// prefixReader lets the handler look at the start of a body and then read
+// the whole of it.
+type prefixReader struct {
+	r   io.Reader
+	buf []byte
+}
+
+// peek reads up to n bytes (fewer at EOF) and returns them as a string.
+func (p *prefixReader) peek(n int) (string, error) {
+	p.buf = make([]byte, n)
+	m, err := io.ReadFull(p.r, p.buf)
+	p.buf = p.buf[:m]
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return "", newException(codeCannotParseInput, "CANNOT_READ_ALL_DATA", "Cannot read the request body: "+err.Error())
+	}
+	return string(p.buf), nil
+}
+
+// rest is what follows the peeked prefix.
+func (p *prefixReader) rest() io.Reader { return p.r }
