@@ -1,0 +1,408 @@
+package ledger
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"encoding/json"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/ledger/merkle"
+)
+
+const dayMs = 86_400_000
+
+// scoreNative is a minecart.scoring.DailyScore native for vehicle v, day d.
+func scoreNative(v string, d int, points int64) map[string]any {
+	start := time.UnixMilli(int64(d) * dayMs).UTC()
+	date := start.Format("2006-01-02")
+	eh := sha256.Sum256([]byte(v + date))
+	return map[string]any{
+		"id": v + "/" + date, "vehicle_id": v, "device_id": "dev-" + v, "date": date, "tz": "UTC",
+		"window_start": start, "window_end": start.Add(24 * time.Hour), "config_version": "rules-1",
+		"distance_km": 12.5, "gps_km": 12.5, "odometer_km": 12.4, "driving_s": int64(1800),
+		"harsh_brake": int32(1), "harsh_accel": int32(0), "harsh_corner": int32(0), "speeding_s": int64(0),
+		"night_s": int64(0), "fatigue_events": int32(0), "events": int64(900), "late_events": nil,
+		"gps_jumps": int32(0), "hdop_rejected": int64(0), "odometer_rollbacks": int32(0),
+		"score": 87.5, "points": points, "flags": []any{"too_regular", "capped"}, "flag_reasons": []any{"a", "b"},
+		"events_hash": eh[:],
+	}
+}
+
+func wmNative(task, tasks int, throughMs int64) map[string]any {
+	return map[string]any{"task": int32(task), "tasks": int32(tasks), "closed_through_ms": time.UnixMilli(throughMs).UTC()}
+}
+
+func enc(t testing.TB, name string, m map[string]any) []byte {
+	t.Helper()
+	b, err := schemas.SingleObject().Encode(name, m)
+	if err != nil {
+		t.Fatalf("encode %s: %v", name, err)
+	}
+	return b
+}
+
+// scoreStream is what 2 scoring tasks write for vehicles x days: each
+// task's scores of a day then its watermark, the two tasks interleaved
+// differently each day, and some score records repeated (redelivery).
+func scoreStream(t testing.TB, vehicles, days int, seed uint64) []pipelines.Output {
+	r := rand.New(rand.NewPCG(seed, 7))
+	var out []pipelines.Output
+	var sent []pipelines.Output
+	for d := 1; d <= days; d++ {
+		var per [2][]pipelines.Output
+		for i := 0; i < vehicles; i++ {
+			v := fmt.Sprintf("veh-%03d", i)
+			rec := pipelines.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: enc(t, schemas.DailyScore, scoreNative(v, d, int64(10+i%7)))}
+			per[i%2] = append(per[i%2], rec)
+			sent = append(sent, rec)
+		}
+		for _, task := range r.Perm(2) {
+			out = append(out, per[task]...)
+			out = append(out, pipelines.Output{Topic: pipelines.TopicScores, Key: []byte(fmt.Sprintf("wm/%d", task)),
+				Value: enc(t, schemas.Watermark, wmNative(task, 2, int64(d+1)*dayMs))})
+			// Redeliver a few earlier scores.
+			for k := 0; k < 3; k++ {
+				out = append(out, sent[r.IntN(len(sent))])
+			}
+		}
+	}
+	return out
+}
+
+// expectedBook builds, with the pure Book, the book the stage must write
+// for the scores of scoreStream.
+func expectedBook(t testing.TB, s *Signer, vehicles, days, perBlock int) *Book {
+	b := NewBook()
+	for d := 1; d <= days; d++ {
+		var rel Release
+		rel.TimestampMs = int64(d+1) * dayMs
+		for i := 0; i < vehicles; i++ {
+			v := fmt.Sprintf("veh-%03d", i)
+			e, err := CreditFromScore(scoreNative(v, d, int64(10+i%7)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel.Entries = append(rel.Entries, e)
+		}
+		slices.SortFunc(rel.Entries, func(a, b Entry) int { return cmp.Compare(a.VehicleID, b.VehicleID) })
+		if _, _, _, err := b.Append(rel, perBlock, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+// crashy wraps the processor and fails the transaction (Flush error) every
+// n-th batch: the runtime aborts it and rebuilds the task from the blocks
+// topic and the changelog, as after a crash between two steps.
+type crashy struct {
+	*Processor
+	batches *atomic.Int64
+	every   int64
+}
+
+func (c crashy) Flush(ctx context.Context, out pipelines.Emitter) error {
+	if c.batches.Add(1)%c.every == 0 {
+		return errors.New("injected crash")
+	}
+	return c.Processor.Flush(ctx, out)
+}
+
+func stageConfig(brokers []string, perBlock int) Config {
+	return Config{
+		Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: perBlock,
+		Serde: schemas.SingleObject(), Brokers: brokers, Logger: pipetest.Logger(),
+	}
+}
+
+func runConfig(brokers []string, batch int) pipelines.Config {
+	c := pipetest.Config(brokers)
+	c.Serde = schemas.SingleObject()
+	c.MaxBatch = batch
+	return c
+}
+
+// waitBook waits until the blocks topic holds n entries and returns the
+// verified summary.
+func waitBook(t *testing.T, brokers []string, pub []byte, n uint64) Summary {
+	t.Helper()
+	src := &KafkaBlocks{Brokers: brokers, Serde: schemas.SingleObject()}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		sum, err := Verify(ctx, src, pub)
+		cancel()
+		if err != nil {
+			t.Fatalf("verify blocks topic: %v", err)
+		}
+		if sum.Entries >= n {
+			return sum
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("blocks topic: %d entries, want %d", sum.Entries, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestStageSameRootAcrossCrashes runs the ledger stage on a real broker
+// three ways — uninterrupted; stopped and restarted between input chunks;
+// with a crash injected every few transactions — and requires the same
+// final head (root and block chain) from all three, equal to the pure
+// Book's, with every vehicle-day credited exactly once despite
+// redelivered scores.
+func TestStageSameRootAcrossCrashes(t *testing.T) {
+	const vehicles, days, perBlock = 40, 4, 16
+	signer, _ := NewSigner("minecart.test/ledger", testKey(1))
+	want := expectedBook(t, signer, vehicles, days, perBlock)
+	stream := scoreStream(t, vehicles, days, 1)
+
+	t.Run("uninterrupted", func(t *testing.T) {
+		brokers := pipetest.Broker(t)
+		pipetest.Produce(t, brokers, stream...)
+		stop := pipetest.Run(t, runConfig(brokers, 500), NewStage(stageConfig(brokers, perBlock)))
+		sum := waitBook(t, brokers, signer.Public(), want.Size())
+		stop()
+		checkHead(t, sum, want)
+	})
+	t.Run("restarts", func(t *testing.T) {
+		brokers := pipetest.Broker(t)
+		chunks := 4
+		for c := 0; c < chunks; c++ {
+			lo, hi := c*len(stream)/chunks, (c+1)*len(stream)/chunks
+			pipetest.Produce(t, brokers, stream[lo:hi]...)
+			stop := pipetest.Run(t, runConfig(brokers, 13), NewStage(stageConfig(brokers, perBlock)))
+			waitConsumed(t, brokers, hi)
+			stop()
+		}
+		sum := waitBook(t, brokers, signer.Public(), want.Size())
+		checkHead(t, sum, want)
+	})
+	t.Run("crashes", func(t *testing.T) {
+		brokers := pipetest.Broker(t)
+		pipetest.Produce(t, brokers, stream...)
+		var batches atomic.Int64
+		st := NewStage(stageConfig(brokers, perBlock))
+		inner := st.NewProcessor
+		st.NewProcessor = func(ctx context.Context, task pipelines.Task) (pipelines.Processor, error) {
+			p, err := inner(ctx, task)
+			if err != nil {
+				return nil, err
+			}
+			return crashy{Processor: p.(*Processor), batches: &batches, every: 3}, nil
+		}
+		stop := pipetest.Run(t, runConfig(brokers, 11), st)
+		sum := waitBook(t, brokers, signer.Public(), want.Size())
+		stop()
+		checkHead(t, sum, want)
+		if batches.Load() < 6 {
+			t.Errorf("only %d batches: the crash injection did not run", batches.Load())
+		}
+	})
+}
+
+// waitConsumed waits until the ledger group committed n records of the
+// scores topic.
+func waitConsumed(t *testing.T, brokers []string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		off, err := committedOffset(ctx, brokers, StageName, pipelines.TopicScores)
+		cancel()
+		if err == nil && off >= int64(n) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("ledger did not consume %d score records", n)
+}
+
+func checkHead(t *testing.T, sum Summary, want *Book) {
+	t.Helper()
+	if sum.Entries != want.Size() || sum.Credits != want.Size() {
+		t.Errorf("book has %d entries (%d credits), want %d credits", sum.Entries, sum.Credits, want.Size())
+	}
+	wh := want.Head()
+	if sum.Head.Root != wh.Root || sum.Head.Hash() != wh.Hash() {
+		t.Errorf("head %d %s, want %d %s", sum.Head.TreeSize, sum.Head.Root, want.Head().TreeSize, want.Head().Root)
+	}
+}
+
+// TestStageDebitsEntriesAndReader covers requests (debit, duplicate,
+// adjustment, a bad one), the entries topic's proofs and the HTTP reader.
+func TestStageDebitsEntriesAndReader(t *testing.T) {
+	brokers := pipetest.Broker(t)
+	signer, _ := NewSigner("minecart.test/ledger", testKey(1))
+	recs := scoreStream(t, 6, 1, 2)
+	debit := Entry{Kind: KindDebit, ID: "req-1", Account: "acct-1", VehicleID: "veh-001", Amount: 5, Reason: "redeem", Partner: "fuelco", Item: "coffee", RedemptionID: "red-1", RequestedAtMs: 1_700_000_000_000}
+	adj := Entry{Kind: KindAdjustment, ID: "req-2", Account: "acct-1", VehicleID: "veh-001", Amount: -3, Reason: "operator correction", Ref: "veh-001/1970-01-02", RequestedAtMs: 1_700_000_000_001}
+	badRef := Entry{Kind: KindAdjustment, ID: "req-3", Account: "acct-1", Amount: 1, Reason: "x", Ref: "nope/1970-01-01"}
+	for _, e := range []Entry{debit, debit, adj, badRef} {
+		recs = append(recs, pipelines.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(e.Account), Value: enc(t, schemas.DebitRequest, RequestNative(e))})
+	}
+	recs = append(recs, pipelines.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte("x"), Value: []byte("not avro")})
+	pipetest.Produce(t, brokers, recs...)
+	stop := pipetest.Run(t, runConfig(brokers, 100), NewStage(stageConfig(brokers, 4)))
+	sum := waitBook(t, brokers, signer.Public(), 8)
+	if sum.Credits != 6 || sum.Debits != 1 || sum.Adjustments != 1 {
+		t.Errorf("summary %+v, want 6 credits, 1 debit, 1 adjustment", sum)
+	}
+	dead := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 2, 20*time.Second)
+	if len(dead) != 2 {
+		t.Errorf("%d dead letters, want 2 (unknown ref, not avro)", len(dead))
+	}
+	stop()
+
+	// Every entry record carries a proof that checks against its checkpoint.
+	entries := pipetest.WaitRecords(t, brokers, pipelines.TopicLedgerEntries, 8, 20*time.Second)
+	if len(entries) != 8 {
+		t.Fatalf("%d entry records, want 8", len(entries))
+	}
+	for _, rec := range entries {
+		m, err := schemas.SingleObject().DecodeAs(schemas.LedgerEntry, rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &Bundle{Entry: m["entry"].([]byte), LeafIndex: uint64(m["leaf_index"].(int64)), TreeSize: uint64(m["tree_size"].(int64)),
+			Root: fmt.Sprintf("%x", m["root"].([]byte)), Checkpoint: m["checkpoint"].(string)}
+		for _, p := range m["proof"].([]any) {
+			b.Proof = append(b.Proof, fmt.Sprintf("%x", p.([]byte)))
+		}
+		e, err := CheckBundle(b, signer.Public())
+		if err != nil {
+			t.Errorf("entry %d: %v", b.LeafIndex, err)
+		}
+		if string(rec.Key) != e.Key() {
+			t.Errorf("entry %d key %q, want %q", b.LeafIndex, rec.Key, e.Key())
+		}
+	}
+
+	// The reader follows the topic and serves proofs.
+	rd, err := NewReader(ReaderConfig{Blocks: &KafkaBlocks{Brokers: brokers, Serde: schemas.SingleObject()}, PublicKey: signer.Public(), Logger: pipetest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rd.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("reader: %v", err)
+		}
+	}()
+	srv := httptest.NewServer(rd.Handler())
+	defer srv.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	var head HeadJSON
+	for head.TreeSize < 8 && time.Now().Before(deadline) {
+		getJSON(t, srv.URL+"/v1/ledger/head", http.StatusOK, &head)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if head.TreeSize != 8 || head.Root != sum.Head.Root.String() {
+		t.Fatalf("head %+v, want size 8 root %s", head, sum.Head.Root)
+	}
+	var pj ProofJSON
+	getJSON(t, srv.URL+"/v1/ledger/entries/veh-003%2F1970-01-02/proof?tree_size=7", http.StatusOK, &pj)
+	checkProofJSON(t, pj)
+	getJSON(t, srv.URL+"/v1/ledger/entries/veh-003/1970-01-02/proof", http.StatusOK, &pj)
+	checkProofJSON(t, pj)
+	if pj.Checkpoint == "" || pj.TreeSize != 8 {
+		t.Errorf("proof at head: %+v", pj)
+	}
+	var cj ConsistencyJSON
+	getJSON(t, srv.URL+"/v1/ledger/consistency?first=3&second=8", http.StatusOK, &cj)
+	r1, _ := merkle.ParseHash(cj.Root1)
+	r2, _ := merkle.ParseHash(cj.Root2)
+	var cp []merkle.Hash
+	for _, s := range cj.Proof {
+		h, _ := merkle.ParseHash(s)
+		cp = append(cp, h)
+	}
+	if err := merkle.VerifyConsistency(3, 8, cp, r1, r2); err != nil || r2 != sum.Head.Root {
+		t.Errorf("consistency 3..8: %v", err)
+	}
+	for url, code := range map[string]int{
+		"/v1/ledger/entries/nope/proof":                   http.StatusNotFound,
+		"/v1/ledger/entries/req-1/proof?tree_size=x":      http.StatusBadRequest,
+		"/v1/ledger/entries/req-1/proof?tree_size=99":     http.StatusNotFound,
+		"/v1/ledger/entries/req-2/proof?tree_size=2":      http.StatusBadRequest,
+		"/v1/ledger/consistency?first=5&second=2":         http.StatusBadRequest,
+		"/v1/ledger/consistency":                          http.StatusBadRequest,
+		"/v1/ledger/consistency?first=1&second=100":       http.StatusNotFound,
+		"/v1/ledger/entries/veh-000%2F1970-01-02/nothing": http.StatusNotFound,
+	} {
+		var e map[string]string
+		getJSON(t, srv.URL+url, code, &e)
+		if e["error"] == "" {
+			t.Errorf("%s: no error message", url)
+		}
+	}
+}
+
+func getJSON(t *testing.T, url string, code int, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != code {
+		t.Errorf("GET %s: %d, want %d", url, resp.StatusCode, code)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Errorf("GET %s: %v", url, err)
+	}
+}
+
+func checkProofJSON(t *testing.T, pj ProofJSON) {
+	t.Helper()
+	leaf, _ := merkle.ParseHash(pj.LeafHash)
+	root, _ := merkle.ParseHash(pj.Root)
+	var proof []merkle.Hash
+	for _, s := range pj.Proof {
+		h, _ := merkle.ParseHash(s)
+		proof = append(proof, h)
+	}
+	if err := merkle.VerifyInclusion(pj.LeafIndex, pj.TreeSize, leaf, proof, root); err != nil {
+		t.Errorf("proof %+v: %v", pj, err)
+	}
+	if !strings.Contains(pj.ID, "/") {
+		t.Errorf("id %q", pj.ID)
+	}
+}
+
+func committedOffset(ctx context.Context, brokers []string, group, topic string) (int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+	if err != nil {
+		return 0, err
+	}
+	o, ok := offs.Lookup(topic, 0)
+	if !ok {
+		return 0, nil
+	}
+	return o.At, o.Err
+}
