@@ -12,11 +12,12 @@ import (
 // Policy holds the rules of the book.
 type Policy struct {
 	// DebitTimeout is how long the ledger has to append a redemption's
-	// debit: the request carries NotAfter = request time + DebitTimeout and
-	// the ledger refuses it after that. Settlement releases the reservation
-	// once the ledger's own clock (the append time of the entries it
-	// writes) passed NotAfter without the debit, so a late debit can never
-	// land on released points.
+	// debit before settlement gives up and releases the reservation. The
+	// ledger cannot be told to refuse a request later (DebitRequest has no
+	// deadline), so a debit appended after the timeout is still honoured:
+	// the order is confirmed late if the points are still free, else the
+	// overdraft is alerted and settlement asks the ledger to reverse it.
+	// Keep it well above the ledger's normal latency.
 	DebitTimeout time.Duration
 	// MaxQuantity bounds the units of one redemption.
 	MaxQuantity int32
@@ -24,7 +25,7 @@ type Policy struct {
 
 // DefaultPolicy is the policy used when the stage's config leaves it zero.
 func DefaultPolicy() Policy {
-	return Policy{DebitTimeout: 2 * time.Minute, MaxQuantity: 100}
+	return Policy{DebitTimeout: 5 * time.Minute, MaxQuantity: 100}
 }
 
 // Validate reports a policy that cannot work.
@@ -75,12 +76,11 @@ type DayTotals struct {
 
 // Meta is the book's totals and cursors.
 type Meta struct {
-	Seq         int64 // last debit request sequence number used
-	NextLeaf    int64 // leaf index of the next ledger entry expected
-	Minted      int64 // all-time points credited
-	Redeemed    int64 // all-time points debited
-	Outstanding int64 // minted - redeemed through the last closed day
-	LedgerTime  time.Time
+	Seq         int64                // last debit request sequence number used
+	NextLeaf    int64                // leaf index of the next ledger entry expected
+	Minted      int64                // all-time points credited
+	Redeemed    int64                // all-time points debited
+	Outstanding int64                // minted - redeemed through the last closed day
 	OpenDay     string               // first day without a statement ("" = none yet)
 	Days        map[string]DayTotals `json:",omitempty"`
 }
@@ -523,7 +523,7 @@ func (b *Book) Redeem(req RedemptionRequest) (*Tx, error) {
 	t.Debits = append(t.Debits, DebitRequest{
 		RequestID: id, Kind: KindDebit, Account: req.Owner, Amount: r.Points,
 		Reason: "redemption", Partner: req.Partner, ItemID: req.ItemID, RedemptionID: id,
-		RequestedAt: req.RequestedAt, NotAfter: req.RequestedAt.Add(b.policy.DebitTimeout),
+		RequestedAt: req.RequestedAt,
 	})
 	return t, nil
 }
@@ -558,9 +558,6 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 		t.alert("leaf_gap", "ledger entry %d follows %d: entries %d..%d were never seen", e.Proof.LeafIndex, m.NextLeaf-1, m.NextLeaf, e.Proof.LeafIndex-1)
 	}
 	m.NextLeaf = e.Proof.LeafIndex + 1
-	if e.AppendedAt.After(m.LedgerTime) {
-		m.LedgerTime = e.AppendedAt
-	}
 	switch e.Kind {
 	case KindCredit:
 		if e.VehicleID == "" || e.Amount < 0 {
@@ -669,6 +666,13 @@ func (t *Tx) debit(e Entry) {
 	}
 	if a.Available() < 0 {
 		t.alert("overdraft", "debit entry %d leaves %s at %d available", e.Proof.LeafIndex, e.Account, a.Available())
+		if !confirm {
+			t.Debits = append(t.Debits, DebitRequest{
+				RequestID: "reversal/" + r.ID, Kind: KindAdjustment, Account: r.Owner, Amount: e.Amount,
+				Reason:      "reversal of the debit of redemption " + r.ID + ", appended after settlement released it",
+				RequestedAt: e.AppendedAt,
+			})
+		}
 	}
 	t.putAccount(a)
 	t.addRedeemed(e.AppendedAt, r.Partner, e.Amount)
@@ -740,18 +744,15 @@ func (b *Book) Ack(a PartnerAck) (*Tx, error) {
 	return t, nil
 }
 
-// Tick releases redemptions whose debit the ledger can no longer append
-// and writes the statements of the days that ended before now.
+// Tick releases the redemptions whose debit the ledger did not append
+// within the policy's DebitTimeout and writes the statements of the days
+// that ended before now.
 func (b *Book) Tick(now time.Time) *Tx {
 	t := b.begin()
-	lt := b.meta.LedgerTime
 	for _, id := range b.pending {
 		r := b.redemptions[id]
-		if r.Status != StatusPending {
+		if r.Status != StatusPending || !now.After(r.RequestedAt.Add(b.policy.DebitTimeout)) {
 			continue
-		}
-		if !lt.After(r.RequestedAt.Add(b.policy.DebitTimeout)) {
-			break // pending is in Seq order, which is request order
 		}
 		t.release(r, ReasonLedgerTimeout, now)
 	}

@@ -167,7 +167,7 @@ func TestRedeemRejections(t *testing.T) {
 	if b, res := f.balance("alice"); b != 100 || res != 60 {
 		t.Fatalf("alice balance %d reserved %d, want 100 and 60", b, res)
 	}
-	if len(f.out.Debits) != 1 || f.out.Debits[0].Amount != 60 || f.out.Debits[0].NotAfter != t0.Add(DefaultPolicy().DebitTimeout) {
+	if len(f.out.Debits) != 1 || f.out.Debits[0].Amount != 60 || f.out.Debits[0].Kind != KindDebit {
 		t.Fatalf("debits = %+v", f.out.Debits)
 	}
 	// Holding accounts cannot redeem.
@@ -245,16 +245,15 @@ func TestLedgerSkipsAndTimeouts(t *testing.T) {
 	if b, res := f.balance("alice"); b != 90 || res != 10 {
 		t.Fatalf("balance %d reserved %d, want 90 and 10", b, res)
 	}
-	// k3 waits: the ledger's clock has not passed its deadline.
-	f.commit(f.b.Tick(t0.Add(time.Hour)), nil)
+	// k3 waits until its timeout.
+	f.commit(f.b.Tick(t0.Add(DefaultPolicy().DebitTimeout)), nil)
 	if r, _ := f.b.Redemption(r3.ID); r.Status != StatusPending {
-		t.Fatalf("k3 released before the ledger passed its deadline: %+v", r)
+		t.Fatalf("k3 released before its timeout: %+v", r)
 	}
-	// A credit appended after the deadline proves the ledger will refuse k3.
-	f.entry(Entry{Kind: KindCredit, VehicleID: "v1", Amount: 1, AppendedAt: t0.Add(DefaultPolicy().DebitTimeout + time.Second)})
-	f.commit(f.b.Tick(t0.Add(time.Hour)), nil)
+	f.credit("v1", 1)
+	f.commit(f.b.Tick(t0.Add(DefaultPolicy().DebitTimeout+time.Millisecond)), nil)
 	if r, _ := f.b.Redemption(r3.ID); r.Status != StatusRejected || r.Reason != ReasonLedgerTimeout {
-		t.Fatalf("k3 after deadline: %+v", r)
+		t.Fatalf("k3 after timeout: %+v", r)
 	}
 	if b, res := f.balance("alice"); b != 91 || res != 0 {
 		t.Fatalf("balance %d reserved %d, want 91 and 0", b, res)
@@ -392,7 +391,7 @@ func TestRestore(t *testing.T) {
 			got, want any
 		}{{"accounts", b2.accounts, f.b.accounts}, {"bindings", b2.bindings, f.b.bindings},
 			{"items", b2.items, f.b.items}, {"redemptions", b2.redemptions, f.b.redemptions},
-			{"meta", b2.meta, f.b.meta}, {"pending", b2.pending, f.b.pending}} {
+			{"meta", b2.meta, f.b.meta}, {"pending", append([]string{}, b2.pending...), append([]string{}, f.b.pending...)}} {
 			if !reflect.DeepEqual(m.got, m.want) {
 				t.Fatalf("%s: restored %s\n got %v\nwant %v", step, m.name, m.got, m.want)
 			}
@@ -412,4 +411,36 @@ func TestRestore(t *testing.T) {
 	f.commit(f.b.Bind(Binding{VehicleID: "v2", Owner: "bob", UpdatedAt: t0}))
 	f.commit(f.b.Tick(t0.Add(50*time.Hour)), nil)
 	check("tick")
+}
+
+// TestLateDebitOverdraft: the ledger appends a debit after settlement
+// released it and the owner spent the points meanwhile: settlement alerts
+// and asks the ledger to reverse the debit.
+func TestLateDebitOverdraft(t *testing.T) {
+	f := newFixture(t)
+	f.commit(f.b.Bind(Binding{VehicleID: "v1", Owner: "alice", UpdatedAt: t0}))
+	f.credit("v1", 10)
+	f.item("acme", "mug", 10, nil)
+	r1 := f.redeem("alice", "k1", "acme", "mug", 1)
+	f.commit(f.b.Tick(t0.Add(time.Hour)), nil)
+	r2 := f.redeem("alice", "k2", "acme", "mug", 1)
+	if r2.Status != StatusPending {
+		t.Fatalf("k2 after k1 timed out: %+v", r2)
+	}
+	f.ledgerDebit(f.out.Debits[1], t0.Add(time.Hour)) // k2 first
+	f.ledgerDebit(f.out.Debits[0], t0.Add(time.Hour)) // then the late k1
+	if r, _ := f.b.Redemption(r1.ID); r.Status != StatusRejected {
+		t.Fatalf("k1: %+v", r)
+	}
+	if !hasAlert(f.out.Alerts, "overdraft") {
+		t.Fatal("no overdraft alert")
+	}
+	rev := f.out.Debits[len(f.out.Debits)-1]
+	if rev.Kind != KindAdjustment || rev.Amount != 10 || rev.Account != "alice" {
+		t.Fatalf("reversal request %+v", rev)
+	}
+	f.entry(Entry{Kind: KindAdjustment, Account: rev.Account, Amount: rev.Amount, RequestID: rev.RequestID})
+	if b, res := f.balance("alice"); b != 0 || res != 0 {
+		t.Fatalf("after reversal: balance %d reserved %d", b, res)
+	}
 }

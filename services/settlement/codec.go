@@ -57,7 +57,7 @@ func get[T any](f *fields, name string) T {
 	var zero T
 	v, ok := f.m[name].(T)
 	if !ok && f.err == nil {
-		f.err = fmt.Errorf("field %s: %T, want %T", name, f.m[name], zero)
+		f.err = fmt.Errorf("%w: field %s: %T, want %T", ErrBadInput, name, f.m[name], zero)
 	}
 	return v
 }
@@ -77,7 +77,7 @@ func proofNative(p Proof) map[string]any {
 	return map[string]any{
 		"entry_id": p.EntryID, "leaf_index": p.LeafIndex, "block_height": p.BlockHeight,
 		"tree_size": p.TreeSize, "root": nz(p.Root), "leaf_hash": nz(p.LeafHash), "leaf": nz(p.Leaf),
-		"audit_path": path,
+		"audit_path": path, "checkpoint": p.Checkpoint,
 	}
 }
 
@@ -91,7 +91,8 @@ func nz(b []byte) []byte {
 func proofFrom(m map[string]any) (Proof, error) {
 	f := fields{m: m}
 	p := Proof{EntryID: f.str("entry_id"), LeafIndex: f.i64("leaf_index"), BlockHeight: f.i64("block_height"),
-		TreeSize: f.i64("tree_size"), Root: f.bytes("root"), LeafHash: f.bytes("leaf_hash"), Leaf: f.bytes("leaf")}
+		TreeSize: f.i64("tree_size"), Root: f.bytes("root"), LeafHash: f.bytes("leaf_hash"), Leaf: f.bytes("leaf"),
+		Checkpoint: f.str("checkpoint")}
 	for _, h := range get[[]any](&f, "audit_path") {
 		b, ok := h.([]byte)
 		if !ok {

@@ -11,7 +11,7 @@ import (
 func TestCodecRoundTrip(t *testing.T) {
 	c := NewCodec(schemas.SingleObject())
 	proof := Proof{EntryID: "req-1", LeafIndex: 7, BlockHeight: 3, TreeSize: 9, Root: bytes.Repeat([]byte{1}, 32),
-		LeafHash: bytes.Repeat([]byte{2}, 32), Leaf: []byte{1, 2, 3}, Path: [][]byte{bytes.Repeat([]byte{3}, 32), bytes.Repeat([]byte{4}, 32)}}
+		LeafHash: bytes.Repeat([]byte{2}, 32), Leaf: []byte{1, 2, 3}, Checkpoint: "cp\n", Path: [][]byte{bytes.Repeat([]byte{3}, 32), bytes.Repeat([]byte{4}, 32)}}
 	check := func(name string, in any, enc func() ([]byte, error), dec func([]byte) (any, error)) {
 		t.Helper()
 		b, err := enc()

@@ -112,6 +112,7 @@ type Proof struct {
 	LeafHash    []byte
 	Leaf        []byte // the exact leaf data the ledger hashed (may be nil)
 	Path        [][]byte
+	Checkpoint  string // the block's signed C2SP checkpoint
 }
 
 // Redemption is the state of one redemption; its every change is written
@@ -168,7 +169,6 @@ type DebitRequest struct {
 	ItemID       string
 	RedemptionID string
 	RequestedAt  time.Time
-	NotAfter     time.Time // the ledger refuses the request after this time
 }
 
 // CreditSettled tells partners that a vehicle-day credit reached an owner

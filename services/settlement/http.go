@@ -1,0 +1,300 @@
+package settlement
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+)
+
+// Producer writes one record and waits for the broker's ack.
+// *pipelines.Producer implements it.
+type Producer interface {
+	ProduceSync(ctx context.Context, topic string, key, value []byte, headers ...pipelines.Header) error
+}
+
+// StateReader reads settlement's changelog by key; a *pipelines.Table
+// following pipelines.TopicSettlementLog implements it.
+type StateReader interface {
+	Get(key string) ([]byte, bool)
+}
+
+// HandlerConfig configures the redemption and balance HTTP API. HTTP
+// replicas never change balances: they produce requests to
+// pipelines.TopicRedemptions and read the state the stage wrote.
+type HandlerConfig struct {
+	Producer Producer
+	State    StateReader
+	Serde    *schemas.Serde
+	Logger   *slog.Logger
+	Now      func() time.Time // default time.Now
+	// Wait is how long POST /v1/redemptions waits for the stage to decide
+	// before answering 202 with the pending redemption (default 5s).
+	Wait time.Duration
+	// Poll is how often the state is read while waiting (default 10ms).
+	Poll time.Duration
+}
+
+// Validate reports a config the handler cannot work with.
+func (c HandlerConfig) Validate() error {
+	switch {
+	case c.Producer == nil:
+		return errors.New("settlement http: no producer")
+	case c.State == nil:
+		return errors.New("settlement http: no state reader")
+	case c.Serde == nil:
+		return errors.New("settlement http: no serde")
+	case c.Wait < 0 || c.Poll < 0:
+		return errors.New("settlement http: negative duration")
+	}
+	return nil
+}
+
+type handler struct {
+	cfg   HandlerConfig
+	codec Codec
+}
+
+// NewHandler returns the HTTP API:
+//
+//	POST /v1/redemptions                 (header Idempotency-Key) request a redemption
+//	GET  /v1/redemptions/{id}            a redemption's state
+//	GET  /v1/accounts/{owner}/balance    an account's balance, reserved and available points
+func NewHandler(cfg HandlerConfig) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Wait == 0 {
+		cfg.Wait = 5 * time.Second
+	}
+	if cfg.Poll == 0 {
+		cfg.Poll = 10 * time.Millisecond
+	}
+	h := &handler{cfg: cfg, codec: NewCodec(cfg.Serde)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/redemptions", h.redeem)
+	mux.HandleFunc("GET /v1/redemptions/{id}", h.redemption)
+	mux.HandleFunc("GET /v1/accounts/{owner}/balance", h.balance)
+	return mux, nil
+}
+
+// RedemptionBody is the JSON body of POST /v1/redemptions.
+type RedemptionBody struct {
+	Owner     string `json:"owner"`
+	Partner   string `json:"partner"`
+	ItemID    string `json:"item_id"`
+	Quantity  int32  `json:"quantity"`
+	MaxPoints *int64 `json:"max_points,omitempty"`
+}
+
+// ProofJSON is a ledger proof in API answers (hashes in hex).
+type ProofJSON struct {
+	EntryID     string   `json:"entry_id"`
+	LeafIndex   int64    `json:"leaf_index"`
+	BlockHeight int64    `json:"block_height"`
+	TreeSize    int64    `json:"tree_size"`
+	Root        string   `json:"root"`
+	LeafHash    string   `json:"leaf_hash"`
+	AuditPath   []string `json:"audit_path"`
+	Checkpoint  string   `json:"checkpoint"`
+}
+
+// RedemptionJSON is a redemption in API answers.
+type RedemptionJSON struct {
+	ID          string     `json:"id"`
+	Owner       string     `json:"owner"`
+	Partner     string     `json:"partner"`
+	ItemID      string     `json:"item_id"`
+	Quantity    int32      `json:"quantity"`
+	Points      int64      `json:"points"`
+	Status      Status     `json:"status"`
+	Reason      string     `json:"reason,omitempty"`
+	RequestedAt time.Time  `json:"requested_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	PartnerRef  string     `json:"partner_ref,omitempty"`
+	Debit       *ProofJSON `json:"debit,omitempty"`
+}
+
+func redemptionJSON(r Redemption) RedemptionJSON {
+	out := RedemptionJSON{ID: r.ID, Owner: r.Owner, Partner: r.Partner, ItemID: r.ItemID, Quantity: r.Quantity,
+		Points: r.Points, Status: r.Status, Reason: r.Reason, RequestedAt: r.RequestedAt, UpdatedAt: r.UpdatedAt,
+		PartnerRef: r.PartnerRef}
+	if p := r.Debit; p != nil {
+		pj := &ProofJSON{EntryID: p.EntryID, LeafIndex: p.LeafIndex, BlockHeight: p.BlockHeight, TreeSize: p.TreeSize,
+			Root: hex.EncodeToString(p.Root), LeafHash: hex.EncodeToString(p.LeafHash), Checkpoint: p.Checkpoint}
+		for _, h := range p.Path {
+			pj.AuditPath = append(pj.AuditPath, hex.EncodeToString(h))
+		}
+		out.Debit = pj
+	}
+	return out
+}
+
+// BalanceJSON is the answer of GET /v1/accounts/{owner}/balance.
+type BalanceJSON struct {
+	Owner     string `json:"owner"`
+	Balance   int64  `json:"balance"`
+	Reserved  int64  `json:"reserved"`
+	Available int64  `json:"available"`
+}
+
+type errorJSON struct {
+	Error string `json:"error"`
+}
+
+func (h *handler) reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		h.cfg.Logger.Debug("settlement http: write answer", "err", err)
+	}
+}
+
+func (h *handler) fail(w http.ResponseWriter, code int, format string, args ...any) {
+	h.reply(w, code, errorJSON{Error: fmt.Sprintf(format, args...)})
+}
+
+func (h *handler) lookup(id string) (Redemption, bool, error) {
+	v, ok := h.cfg.State.Get(RedemptionKey(id))
+	if !ok || v == nil {
+		return Redemption{}, false, nil
+	}
+	r, err := DecodeRedemption(v)
+	return r, err == nil, err
+}
+
+const maxBody = 1 << 16
+
+func (h *handler) redeem(w http.ResponseWriter, req *http.Request) {
+	key := req.Header.Get("Idempotency-Key")
+	if key == "" || len(key) > 255 {
+		h.fail(w, http.StatusBadRequest, "an Idempotency-Key header of 1 to 255 characters is required")
+		return
+	}
+	var body RedemptionBody
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		h.fail(w, http.StatusBadRequest, "body: %v", err)
+		return
+	}
+	if body.Quantity == 0 {
+		body.Quantity = 1
+	}
+	switch {
+	case body.Owner == "" || body.Partner == "" || body.ItemID == "":
+		h.fail(w, http.StatusBadRequest, "owner, partner and item_id are required")
+		return
+	case strings.HasPrefix(body.Owner, HoldPrefix):
+		h.fail(w, http.StatusBadRequest, "owner %q: accounts starting with %q cannot redeem", body.Owner, HoldPrefix)
+		return
+	case body.Quantity < 0:
+		h.fail(w, http.StatusBadRequest, "quantity %d: must be positive", body.Quantity)
+		return
+	}
+	id := RedemptionID(body.Owner, key)
+	same := func(r Redemption) bool {
+		return r.Partner == body.Partner && r.ItemID == body.ItemID && r.Quantity == body.Quantity
+	}
+	r, found, err := h.lookup(id)
+	if err != nil {
+		h.fail(w, http.StatusInternalServerError, "redemption state: %v", err)
+		return
+	}
+	if !found {
+		rq := RedemptionRequest{IdempotencyKey: key, Owner: body.Owner, Partner: body.Partner, ItemID: body.ItemID,
+			Quantity: body.Quantity, MaxPoints: body.MaxPoints, RequestedAt: h.cfg.Now().UTC().Truncate(time.Millisecond)}
+		v, err := h.codec.EncodeRequest(rq)
+		if err != nil {
+			h.fail(w, http.StatusInternalServerError, "encode request: %v", err)
+			return
+		}
+		if err := h.cfg.Producer.ProduceSync(req.Context(), pipelines.TopicRedemptions, []byte(body.Owner), v); err != nil {
+			h.cfg.Logger.Error("settlement http: produce redemption request", "err", err)
+			h.fail(w, http.StatusServiceUnavailable, "request not accepted, retry with the same Idempotency-Key")
+			return
+		}
+		r, found, err = h.wait(req.Context(), id)
+		if err != nil {
+			h.fail(w, http.StatusInternalServerError, "redemption state: %v", err)
+			return
+		}
+	}
+	switch {
+	case !found:
+		w.Header().Set("Location", "/v1/redemptions/"+id)
+		h.reply(w, http.StatusAccepted, RedemptionJSON{ID: id, Owner: body.Owner, Partner: body.Partner,
+			ItemID: body.ItemID, Quantity: body.Quantity, Status: StatusPending})
+	case !same(r):
+		h.fail(w, http.StatusUnprocessableEntity, "Idempotency-Key %q was used for a different redemption", key)
+	case r.Status == StatusPending:
+		w.Header().Set("Location", "/v1/redemptions/"+id)
+		h.reply(w, http.StatusAccepted, redemptionJSON(r))
+	default:
+		w.Header().Set("Location", "/v1/redemptions/"+id)
+		h.reply(w, http.StatusCreated, redemptionJSON(r))
+	}
+}
+
+// wait polls the state until the redemption is decided or Wait passes.
+func (h *handler) wait(ctx context.Context, id string) (Redemption, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Wait)
+	defer cancel()
+	t := time.NewTicker(h.cfg.Poll)
+	defer t.Stop()
+	var (
+		r     Redemption
+		found bool
+		err   error
+	)
+	for {
+		r, found, err = h.lookup(id)
+		if err != nil || (found && r.Status != StatusPending) {
+			return r, found, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, found, nil
+		case <-t.C:
+		}
+	}
+}
+
+func (h *handler) redemption(w http.ResponseWriter, req *http.Request) {
+	r, found, err := h.lookup(req.PathValue("id"))
+	switch {
+	case err != nil:
+		h.fail(w, http.StatusInternalServerError, "redemption state: %v", err)
+	case !found:
+		h.fail(w, http.StatusNotFound, "no redemption %q", req.PathValue("id"))
+	default:
+		h.reply(w, http.StatusOK, redemptionJSON(r))
+	}
+}
+
+func (h *handler) balance(w http.ResponseWriter, req *http.Request) {
+	owner := req.PathValue("owner")
+	a := Account{ID: owner}
+	if v, ok := h.cfg.State.Get(AccountKey(owner)); ok && v != nil {
+		var err error
+		if a, err = DecodeAccount(v); err != nil {
+			h.fail(w, http.StatusInternalServerError, "account state: %v", err)
+			return
+		}
+	}
+	h.reply(w, http.StatusOK, BalanceJSON{Owner: owner, Balance: a.Balance, Reserved: a.Reserved, Available: a.Available()})
+}
