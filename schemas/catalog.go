@@ -37,6 +37,7 @@ type entry struct {
 	fp        uint64 // CRC-64-AVRO of canonical
 	header    [10]byte
 	codec     *goavro.Codec
+	shape     *shape // for checking a body before goavro decodes it
 	err       error // why the schema is unusable; other fields may be empty
 }
 
@@ -128,6 +129,11 @@ func (e *entry) build() error {
 	if err != nil {
 		return err
 	}
+	shape, err := compileShape(canonical)
+	if err != nil {
+		return err
+	}
+	e.shape = shape
 	e.canonical = canonical
 	e.fp = fingerprint64([]byte(canonical))
 	e.header[0], e.header[1] = 0xC3, 0x01

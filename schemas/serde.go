@@ -125,10 +125,19 @@ func (s *Serde) schemaOf(b []byte) (*entry, []byte, error) {
 	}
 }
 
-// decode decodes an Avro body of e's schema. A body goavro rejects, a body
-// with bytes left over and (as a safety net) a panic inside goavro all
-// become ErrMalformed errors.
+// decode decodes an Avro body of e's schema. The body is checked against
+// the schema first (see validate.go: goavro would otherwise allocate what a
+// hostile block count asks for); a body that fails the check, that goavro
+// rejects or that has bytes left over, and (as a safety net) a panic inside
+// goavro, all become ErrMalformed errors.
 func (e *entry) decode(body []byte) (native map[string]any, err error) {
+	rest, err := e.shape.check(body, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, e.name, err)
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %s: %d bytes after the record", ErrMalformed, e.name, len(rest))
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			native, err = nil, fmt.Errorf("%w: %s: decoder panic: %v", ErrMalformed, e.name, r)
