@@ -38,7 +38,7 @@ type entry struct {
 	header    [10]byte
 	codec     *goavro.Codec
 	shape     *shape // for checking a body before goavro decodes it
-	err       error // why the schema is unusable; other fields may be empty
+	err       error  // why the schema is unusable; other fields may be empty
 }
 
 // catalog is the set of embedded schemas. It is built once and read-only
