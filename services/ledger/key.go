@@ -41,7 +41,7 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	if err := writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(path+".pub", []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644); err != nil {
+	if err := writeAtomic(path+".pub", []byte(encodePub(pub)+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	return priv, nil
@@ -140,3 +140,6 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 	}
 	return ParsePublicKey(string(b))
 }
+
+// encodePub is the public key file's form: base64 of the 32 raw bytes.
+func encodePub(pub ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(pub) }
