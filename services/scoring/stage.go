@@ -1,0 +1,425 @@
+package scoring
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/telemetry"
+)
+
+// Config configures the scoring stage.
+type Config struct {
+	// Name is the stage name: consumer group and transactional id prefix
+	// (default "scoring").
+	Name string
+	// Rules are the score's thresholds and weights (default DefaultRules()).
+	Rules *Rules
+	// DefaultTZ is the time zone of events with an empty TZ (default
+	// "Asia/Shanghai").
+	DefaultTZ string
+	// Grace is how long after its local midnight a day stays open for
+	// late events (default 2h).
+	Grace time.Duration
+	// IdleTimeout: a task that got no record for this long (wall clock)
+	// moves its stream time to the wall clock on the next tick, so a quiet
+	// night does not hold back rewards (default 10m; negative: never).
+	IdleTimeout time.Duration
+	// TickEvery is how often idle tasks are checked (default 10s).
+	TickEvery time.Duration
+	// MaxFuture rejects an event whose time is later than its Kafka record
+	// timestamp by more than this (a box with a wrong clock must not close
+	// everyone's day; default 10m).
+	MaxFuture time.Duration
+	// Tasks is P in every Watermark: the partition count of the input
+	// topic (default pipelines.TelemetryPartitions).
+	Tasks int
+	// Topics (defaults: pipelines.TopicTelemetryClean, TopicScores,
+	// TopicLateEvents, TopicScoringChangelog).
+	Input, Scores, Late, Changelog string
+	// Serde frames the Avro records (default schemas.SingleObject()).
+	Serde *schemas.Serde
+	// Registerer receives the stage's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the wall clock used to detect idle tasks (default time.Now).
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = "scoring"
+	}
+	if c.Rules == nil {
+		r := DefaultRules()
+		c.Rules = &r
+	}
+	if c.DefaultTZ == "" {
+		c.DefaultTZ = "Asia/Shanghai"
+	}
+	if c.Grace == 0 {
+		c.Grace = 2 * time.Hour
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.TickEvery == 0 {
+		c.TickEvery = 10 * time.Second
+	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = 10 * time.Minute
+	}
+	if c.Tasks == 0 {
+		c.Tasks = pipelines.TelemetryPartitions
+	}
+	if c.Input == "" {
+		c.Input = pipelines.TopicTelemetryClean
+	}
+	if c.Scores == "" {
+		c.Scores = pipelines.TopicScores
+	}
+	if c.Late == "" {
+		c.Late = pipelines.TopicLateEvents
+	}
+	if c.Changelog == "" {
+		c.Changelog = pipelines.TopicScoringChangelog
+	}
+	if c.Serde == nil {
+		c.Serde = schemas.SingleObject()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports a configuration NewStage cannot run, after defaults.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if err := c.Rules.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := time.LoadLocation(c.DefaultTZ); err != nil {
+		errs = append(errs, fmt.Errorf("default tz: %w", err))
+	}
+	if c.Grace < 0 || c.Grace > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("grace %v not in [0, 7d]", c.Grace))
+	}
+	if c.TickEvery < 0 || c.MaxFuture < 0 {
+		errs = append(errs, errors.New("negative TickEvery or MaxFuture"))
+	}
+	if c.Tasks < 1 {
+		errs = append(errs, fmt.Errorf("tasks %d < 1", c.Tasks))
+	}
+	return errors.Join(errs...)
+}
+
+// NewStage returns the scoring stage for pipelines.Run: clean telemetry in;
+// DailyScore records (key vehicle id) and Watermark records (key
+// "wm/<task>") to the scores topic, LateEvent records to the late topic,
+// window state to the compacted changelog — all in the transaction that
+// commits the input offsets.
+func NewStage(cfg Config) (pipelines.Stage, error) {
+	if err := cfg.Validate(); err != nil {
+		return pipelines.Stage{}, err
+	}
+	cfg = cfg.withDefaults()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return pipelines.Stage{}, err
+	}
+	header, err := eventHeader(cfg.Serde)
+	if err != nil {
+		return pipelines.Stage{}, err
+	}
+	tick := cfg.TickEvery
+	if cfg.IdleTimeout < 0 {
+		tick = 0
+	}
+	return pipelines.Stage{
+		Name:      cfg.Name,
+		Inputs:    []string{cfg.Input},
+		Changelog: cfg.Changelog,
+		TickEvery: tick,
+		NewProcessor: func(_ context.Context, t pipelines.Task) (pipelines.Processor, error) {
+			return newProcessor(&cfg, m, header, t.Partition)
+		},
+	}, nil
+}
+
+// eventHeader is the framing header the serde writes before an Event body:
+// records carrying it are decoded by telemetry's specialised decoder (~5x
+// goavro); anything else goes through the serde.
+func eventHeader(s *schemas.Serde) ([]byte, error) {
+	b, err := s.Encode(schemas.TelemetryEvent, telemetry.ToNative(&telemetry.Event{}))
+	if err != nil {
+		return nil, fmt.Errorf("probe event encoding: %w", err)
+	}
+	body := telemetry.AppendAvro(nil, &telemetry.Event{})
+	if !bytes.HasSuffix(b, body) {
+		return nil, errors.New("serde and telemetry disagree on the Event encoding")
+	}
+	return b[:len(b)-len(body)], nil
+}
+
+type processor struct {
+	cfg      *Config
+	m        *metrics
+	header   []byte
+	task     int32
+	w        *Windows
+	lastSeen time.Time // wall clock of the last record
+	lastWM   int64     // closed-through of the last Watermark written
+	open     int       // open windows last reported to the gauge
+}
+
+func newProcessor(cfg *Config, m *metrics, header []byte, task int32) (*processor, error) {
+	w, err := NewWindows(cfg.Rules, cfg.DefaultTZ, cfg.Grace)
+	if err != nil {
+		return nil, err
+	}
+	return &processor{cfg: cfg, m: m, header: header, task: task, w: w, lastSeen: cfg.Now()}, nil
+}
+
+// Close reports the task's windows as no longer open here.
+func (p *processor) Close() error {
+	p.m.open.Sub(float64(p.open))
+	p.open = 0
+	return nil
+}
+
+func (p *processor) decode(v []byte) (telemetry.Event, error) {
+	if bytes.HasPrefix(v, p.header) {
+		return telemetry.DecodeAvro(v[len(p.header):], telemetry.Limits{})
+	}
+	native, err := p.cfg.Serde.DecodeAs(schemas.TelemetryEvent, v)
+	if err != nil {
+		return telemetry.Event{}, err
+	}
+	return telemetry.FromNative(native)
+}
+
+// Process scores one clean telemetry event.
+func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+	ev, err := p.decode(rec.Value)
+	if err != nil {
+		return pipelines.Reject("decode", err)
+	}
+	if ev.VehicleID == "" {
+		return pipelines.Reject("vehicle_id", errors.New("empty vehicle_id"))
+	}
+	if !rec.Timestamp.IsZero() && ev.TimeMs > rec.Timestamp.UnixMilli()+p.cfg.MaxFuture.Milliseconds() {
+		return pipelines.Reject("future", fmt.Errorf("event time %s is %v after its record timestamp",
+			time.UnixMilli(ev.TimeMs).UTC().Format(time.RFC3339), time.Duration(ev.TimeMs-rec.Timestamp.UnixMilli())*time.Millisecond))
+	}
+	var cerr error
+	late, err := p.w.Add(&ev, func(c Closed) {
+		if err := p.emitClosed(out, c); err != nil && cerr == nil {
+			cerr = err
+		}
+	})
+	if err != nil {
+		return pipelines.Reject("tz", err)
+	}
+	if cerr != nil {
+		return cerr // encoding our own schema failed: a bug, retried then dead-lettered
+	}
+	p.lastSeen = p.cfg.Now()
+	p.m.events.Inc()
+	if late != nil {
+		p.m.late.Inc()
+		return p.emitLate(out, &ev, late)
+	}
+	return nil
+}
+
+// Tick closes windows on the wall clock when the task has been idle.
+func (p *processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter) error {
+	if p.cfg.IdleTimeout < 0 || p.cfg.Now().Sub(p.lastSeen) < p.cfg.IdleTimeout {
+		return nil
+	}
+	var cerr error
+	p.w.Advance(now.UnixMilli(), func(c Closed) {
+		if err := p.emitClosed(out, c); err != nil && cerr == nil {
+			cerr = err
+		}
+	})
+	return cerr
+}
+
+// Flush writes the changelog once per window touched in the batch, and the
+// task's Watermark when its closed-through mark moved.
+func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
+	p.w.Flush(func(key string, value []byte) {
+		out.EmitTo(p.cfg.Changelog, p.task, []byte(key), value)
+	})
+	if n := p.w.Open(); n != p.open {
+		p.m.open.Add(float64(n - p.open))
+		p.open = n
+	}
+	if ct := p.w.ClosedThrough(); ct > p.lastWM {
+		b, err := p.cfg.Serde.Encode(schemas.Watermark, map[string]any{
+			"task":              p.task,
+			"tasks":             int32(p.cfg.Tasks),
+			"closed_through_ms": time.UnixMilli(ct).UTC(),
+		})
+		if err != nil {
+			return fmt.Errorf("encode watermark: %w", err)
+		}
+		out.Emit(p.cfg.Scores, []byte("wm/"+strconv.Itoa(int(p.task))), b)
+		p.lastWM = ct
+	}
+	return nil
+}
+
+// Restore replays one changelog record. A record that does not decode is
+// logged and counted, not fatal: one bad record must not block the task.
+func (p *processor) Restore(_ context.Context, rec pipelines.Record) error {
+	if err := p.w.Restore(string(rec.Key), rec.Value); err != nil {
+		p.m.restoreErrors.Inc()
+		p.cfg.Logger.Error("scoring changelog record skipped", "task", p.task, "offset", rec.Offset, "err", err)
+		return nil
+	}
+	p.lastWM = p.w.ClosedThrough()
+	return nil
+}
+
+func (p *processor) emitClosed(out pipelines.Emitter, c Closed) error {
+	b, err := p.cfg.Serde.Encode(schemas.DailyScore, scoreNative(p.cfg.Rules, &c))
+	if err != nil {
+		return fmt.Errorf("encode score %s: %w", c.ID, err)
+	}
+	out.Emit(p.cfg.Scores, []byte(c.Vehicle), b)
+	out.EmitTo(p.cfg.Changelog, p.task, []byte(c.ID), nil)
+	p.m.closed.Inc()
+	for _, f := range c.Result.Flags {
+		p.m.flags.WithLabelValues(f).Inc()
+	}
+	return nil
+}
+
+func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *Late) error {
+	m := telemetry.ToNative(ev)
+	m["time_ms"] = time.UnixMilli(ev.TimeMs).UTC()
+	m["reason"] = fmt.Sprintf("window %s of %s closed: task %d closed through %s", l.Date, ev.VehicleID, p.task,
+		time.UnixMilli(l.ClosedThrough).UTC().Format(time.RFC3339))
+	m["window_end"] = time.UnixMilli(l.WindowEnd).UTC()
+	m["closed_through_ms"] = time.UnixMilli(l.ClosedThrough).UTC()
+	b, err := p.cfg.Serde.Encode(schemas.LateEvent, m)
+	if err != nil {
+		return fmt.Errorf("encode late event: %w", err)
+	}
+	out.Emit(p.cfg.Late, []byte(ev.VehicleID), b)
+	return nil
+}
+
+// scoreNative is a closed day as the native form of schemas.DailyScore.
+func scoreNative(r *Rules, c *Closed) map[string]any {
+	res := &c.Result
+	flags := make([]any, len(res.Flags))
+	for i, f := range res.Flags {
+		flags[i] = f
+	}
+	reasons := make([]any, len(res.Reasons))
+	for i, f := range res.Reasons {
+		reasons[i] = f
+	}
+	return map[string]any{
+		"id":                 c.ID,
+		"vehicle_id":         c.Vehicle,
+		"device_id":          c.Day.Device,
+		"date":               c.Date,
+		"tz":                 c.TZ,
+		"window_start":       time.UnixMilli(c.Day.Start).UTC(),
+		"window_end":         time.UnixMilli(c.Day.End).UTC(),
+		"config_version":     r.Version,
+		"distance_km":        res.DistanceKm,
+		"gps_km":             res.GPSKm,
+		"odometer_km":        res.OdometerKm,
+		"driving_s":          res.DrivingS,
+		"harsh_brake":        int32(res.HarshBrake),
+		"harsh_accel":        int32(res.HarshAccel),
+		"harsh_corner":       int32(res.HarshCorner),
+		"speeding_s":         res.SpeedingS,
+		"night_s":            res.NightS,
+		"fatigue_events":     int32(res.FatigueEvents),
+		"events":             res.Events,
+		"late_events":        map[string]any{"long": res.LateEvents},
+		"gps_jumps":          int32(res.GPSJumps),
+		"hdop_rejected":      res.HDOPRejected,
+		"odometer_rollbacks": int32(res.OdometerRollbacks),
+		"score":              res.Score,
+		"points":             res.Points,
+		"flags":              flags,
+		"flag_reasons":       reasons,
+		"events_hash":        res.EventsHash[:],
+	}
+}
+
+type metrics struct {
+	events, late, closed, restoreErrors prometheus.Counter
+	open                                prometheus.Gauge
+	flags                               *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		events: prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_scoring_events_total",
+			Help: "Telemetry events scored (late ones included)."}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_scoring_late_events_total",
+			Help: "Events whose day had closed, written to the late-events topic."}),
+		closed: prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_scoring_windows_closed_total",
+			Help: "Vehicle-days closed and scored."}),
+		restoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_scoring_restore_errors_total",
+			Help: "Changelog records that could not be restored and were skipped."}),
+		open: prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_scoring_open_windows",
+			Help: "Vehicle-days open in this process."}),
+		flags: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "minecart_scoring_flags_total",
+			Help: "Anti-fraud flags raised on closed days, by code."}, []string{"flag"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.events, err = register(reg, m.events, err)
+	m.late, err = register(reg, m.late, err)
+	m.closed, err = register(reg, m.closed, err)
+	m.restoreErrors, err = register(reg, m.restoreErrors, err)
+	m.open, err = register(reg, m.open, err)
+	m.flags, err = register(reg, m.flags, err)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// its name (two stages in one process share the series).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, prev error) (C, error) {
+	if prev != nil {
+		return c, prev
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if ex, ok := are.ExistingCollector.(C); ok {
+				return ex, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}

