@@ -15,6 +15,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -410,14 +411,20 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 		out.EmitTo(p.cfg.BlocksTopic, 0, blockKey(blk.Header.Height), v)
 	}
 	tree := p.book.Tree()
+	var proofs [][]merkle.Hash
+	var proofBlock *Block
 	for i := range appended {
 		a := &appended[i]
-		proof, err := tree.InclusionProof(a.LeafIndex, a.Block.Header.TreeSize)
-		if err != nil {
-			p.broken = err
-			return nil
+		if a.Block != proofBlock {
+			h := &a.Block.Header
+			var err error
+			if proofs, err = tree.InclusionProofs(h.FirstIndex, h.LastIndex, h.TreeSize); err != nil {
+				p.broken = err
+				return nil
+			}
+			proofBlock = a.Block
 		}
-		v, err := p.cfg.Serde.Encode(schemas.LedgerEntry, EntryNative(a, proof))
+		v, err := p.cfg.Serde.Encode(schemas.LedgerEntry, EntryNative(a, proofs[a.LeafIndex-a.Block.Header.FirstIndex]))
 		if err != nil {
 			p.broken = fmt.Errorf("encode entry %d: %w", a.LeafIndex, err)
 			return nil

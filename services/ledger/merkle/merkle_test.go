@@ -375,7 +375,7 @@ func equalHashes(a, b []Hash) bool {
 
 // TestAgainstReference checks roots, inclusion and consistency proofs of the
 // Tree against the reference on random trees of 1..2,000 leaves: every size
-// up to 70 exhaustively, and random sizes, indexes and past sizes above it.
+// up to 70 exhaustively, and 120 random sizes, indexes and past sizes above it.
 func TestAgainstReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	const maxLeaves = 2000
@@ -404,13 +404,14 @@ func TestAgainstReference(t *testing.T) {
 			if err != nil || !equalHashes(cp, cwant) {
 				t.Fatalf("ConsistencyProof(%d, %d) = %v, %v; want %v", first, n, cp, err, cwant)
 			}
-			if err := VerifyConsistency(uint64(first), uint64(n), cp, refMTH(d[:first]), root); err != nil {
+			root1 := refMTH(d[:first])
+			if err := VerifyConsistency(uint64(first), uint64(n), cp, root1, root); err != nil {
 				t.Fatalf("VerifyConsistency(%d, %d): %v", first, n, err)
 			}
 			if len(cp) > 0 {
 				bad := append([]Hash{}, cp...)
 				bad[r.IntN(len(bad))][r.IntN(HashSize)] ^= 1
-				if VerifyConsistency(uint64(first), uint64(n), bad, refMTH(d[:first]), root) == nil {
+				if VerifyConsistency(uint64(first), uint64(n), bad, root1, root) == nil {
 					t.Fatalf("corrupted consistency proof %d..%d verified", first, n)
 				}
 			}
@@ -421,11 +422,26 @@ func TestAgainstReference(t *testing.T) {
 			check(n, m, m+1)
 		}
 	}
-	for i := 0; i < 300; i++ {
+	for i := 0; i < 120; i++ {
 		n := 71 + r.IntN(maxLeaves-70)
 		check(n, r.IntN(n), 1+r.IntN(n))
 	}
 	check(maxLeaves, maxLeaves-1, maxLeaves-1)
+	// Batched proofs of a range equal the single ones.
+	for i := 0; i < 50; i++ {
+		n := 1 + r.IntN(maxLeaves)
+		first := r.IntN(n)
+		last := first + r.IntN(min(n-first, 40))
+		batch, err := tr.InclusionProofs(uint64(first), uint64(last), uint64(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, got := range batch {
+			if want := refPath(first+j, d[:n]); !equalHashes(got, want) {
+				t.Fatalf("InclusionProofs(%d..%d, %d)[%d] = %v, want %v", first, last, n, j, got, want)
+			}
+		}
+	}
 	// A tree built leaf by leaf agrees with the reference at every size.
 	var inc Tree
 	for n := 1; n <= 300; n++ {
