@@ -98,13 +98,13 @@ func (c KafkaConfig) Validate() error {
 // on the partitions the Java client and franz-go would choose, so a
 // vehicle's events share a partition with those the gateway produced.
 type KafkaProducer struct {
-	cfg   KafkaConfig
-	w     *kafka.Writer
-	codec *wire.Codec
-	msgs  []kafka.Message
-	buf   []byte
-	start time.Time
-	lastP time.Time
+	cfg     KafkaConfig
+	w       *kafka.Writer
+	codec   *wire.Codec
+	msgs    []kafka.Message
+	buf     []byte
+	start   time.Time
+	lastP   time.Time
 	lat     latencies
 	rep     Report
 	retries int64

@@ -482,4 +482,3 @@ func BenchmarkGenerate(b *testing.B) {
 }
 
 const unsafeSizeofEvent = unsafe.Sizeof(telemetry.Event{})
-
