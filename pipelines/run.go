@@ -142,7 +142,7 @@ type runner struct {
 	drop  map[int32]bool // tasks revoked or lost since the last sync
 
 	em       emitter
-	produced int           // records produced in the open transaction
+	produced int // records produced in the open transaction
 	dead     map[string]int
 	prodMu   sync.Mutex
 	prodErr  error
@@ -223,12 +223,16 @@ func workCtx(ctx context.Context, grace time.Duration) (context.Context, context
 }
 
 func (r *runner) poll(ctx context.Context) kgo.Fetches {
-	pctx := ctx
-	if !r.nextTick.IsZero() {
-		var cancel context.CancelFunc
-		pctx, cancel = context.WithDeadline(ctx, r.nextTick)
-		defer cancel()
+	if r.nextTick.IsZero() {
+		return r.sess.PollRecords(ctx, r.cfg.MaxBatch)
 	}
+	if !time.Now().Before(r.nextTick) {
+		// A tick is due: take what is buffered without waiting (a nil
+		// context drains; an expired one would return nothing).
+		return r.sess.PollRecords(nil, r.cfg.MaxBatch) //nolint:staticcheck // nil ctx is kgo's non-blocking poll
+	}
+	pctx, cancel := context.WithDeadline(ctx, r.nextTick)
+	defer cancel()
 	return r.sess.PollRecords(pctx, r.cfg.MaxBatch)
 }
 
@@ -282,8 +286,15 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 		r.tick(ctx)
 		r.nextTick = time.Now().Add(r.st.TickEvery)
 	}
-	if perr == nil {
+	if perr == nil && n > 0 {
 		perr = r.flush(ctx)
+	}
+	if perr == nil && n == 0 && r.produced == 0 {
+		// A tick that emitted nothing: there is nothing to commit.
+		if _, err := r.sess.End(ctx, kgo.TryAbort); err != nil {
+			return fmt.Errorf("end empty transaction: %w", err)
+		}
+		return nil
 	}
 	commit := perr == nil
 	if commit {

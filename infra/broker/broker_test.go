@@ -1,0 +1,146 @@
+package broker_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/infra/broker"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+)
+
+func start(t *testing.T, dir string) *broker.Broker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := broker.Start(ctx, broker.Config{Addr: "127.0.0.1:0", DataDir: dir,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestRestartKeepsData: committed transactional records and a group's
+// committed offsets survive a restart on the same data directory; an
+// aborted transaction's records stay invisible to read_committed.
+func TestRestartKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	b := start(t, dir)
+	ctx := context.Background()
+	topic := pipelines.TopicLedgerBlocks
+
+	// Every Topology topic exists with its partition count.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tds, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range pipelines.Topology {
+		if got := len(tds[s.Name].Partitions); got != int(s.Partitions) {
+			t.Errorf("topic %s: %d partitions, want %d", s.Name, got, s.Partitions)
+		}
+	}
+	cl.Close()
+
+	txn, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.TransactionalID("restart-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round, commit := range []bool{true, false, true} {
+		if err := txn.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 10; i++ {
+			v := strconv.Itoa(round*10 + i)
+			if err := txn.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := txn.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn.Close()
+	cl, err = kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: topic, Partition: 0, At: 7, LeaderEpoch: -1})
+	if err := kadm.NewClient(cl).CommitAllOffsets(ctx, "restart-group", offs); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = start(t, dir)
+	defer func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	got := readCommitted(t, b.Addrs(), topic)
+	if len(got) != 20 {
+		t.Fatalf("%d committed records after restart, want 20: %v", len(got), got)
+	}
+	for i, v := range got {
+		want := i
+		if i >= 10 {
+			want = i + 10 // round 1 was aborted
+		}
+		if v != strconv.Itoa(want) {
+			t.Fatalf("record %d = %s, want %d", i, v, want)
+		}
+	}
+	cl, err = kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fetched, err := kadm.NewClient(cl).FetchOffsets(ctx, "restart-group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := fetched.Lookup(topic, 0); !ok || o.At != 7 {
+		t.Fatalf("group offset after restart %+v, want 7", o)
+	}
+}
+
+func readCommitted(t *testing.T, brokers []string, topic string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	recs, err := pipetest.ReadCommitted(ctx, brokers, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = string(r.Value)
+	}
+	return out
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []broker.Config{{Addr: "nohostport"}, {Partitions: -1}} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+	if err := (broker.Config{}).Validate(); err != nil {
+		t.Errorf("zero config: %v", err)
+	}
+}

@@ -1,0 +1,275 @@
+package pipelines_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+)
+
+// ticking counts its records; Tick emits the count with the injected time,
+// Flush emits how many records the batch held.
+type ticking struct {
+	task    pipelines.Task
+	inBatch int
+}
+
+func (p *ticking) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+	p.inBatch++
+	return nil
+}
+
+func (p *ticking) Tick(_ context.Context, now time.Time, out pipelines.Emitter) error {
+	out.EmitTo("tk.out", p.task.Partition, []byte("tick"), []byte(now.UTC().Format(time.RFC3339)))
+	return nil
+}
+
+func (p *ticking) Flush(_ context.Context, out pipelines.Emitter) error {
+	if p.inBatch > 0 {
+		out.EmitTo("tk.out", p.task.Partition, []byte("flush"), []byte(strconv.Itoa(p.inBatch)))
+	}
+	p.inBatch = 0
+	return nil
+}
+
+// TestTickerFlusher: ticks run on idle tasks with the injected clock; every
+// batch is flushed before its commit (the flushed counts add up to the
+// input).
+func TestTickerFlusher(t *testing.T) {
+	const n = 1200
+	brokers := pipetest.Broker(t,
+		pipelines.TopicSpec{Name: "tk.in", Partitions: 2},
+		pipelines.TopicSpec{Name: "tk.out", Partitions: 2})
+	cfg := pipetest.Config(brokers)
+	cfg.MaxBatch = 100
+	fake := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	cfg.Now = func() time.Time { return fake }
+	pipetest.Run(t, cfg, pipelines.Stage{
+		Name:      "tk",
+		Inputs:    []string{"tk.in"},
+		TickEvery: 20 * time.Millisecond,
+		NewProcessor: func(_ context.Context, task pipelines.Task) (pipelines.Processor, error) {
+			return &ticking{task: task}, nil
+		},
+	})
+	// No input yet: both tasks tick anyway.
+	ticks := pipetest.WaitRecords(t, brokers, "tk.out", 4, 20*time.Second)
+	parts := map[int32]bool{}
+	for _, r := range ticks {
+		if string(r.Key) != "tick" || string(r.Value) != "2030-01-02T03:04:05Z" {
+			t.Fatalf("unexpected record %s=%s", r.Key, r.Value)
+		}
+		parts[r.Partition] = true
+	}
+	if len(parts) != 2 {
+		t.Fatalf("ticks on partitions %v, want both", parts)
+	}
+	pipetest.ProduceN(t, brokers, "tk.in", n, gen)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		recs, err := pipetest.ReadCommitted(context.Background(), brokers, "tk.out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		flushed := 0
+		for _, r := range recs {
+			if string(r.Key) == "flush" {
+				c, _ := strconv.Atoi(string(r.Value))
+				flushed += c
+			}
+		}
+		if flushed == n {
+			break
+		}
+		if flushed > n || time.Now().After(deadline) {
+			t.Fatalf("flushed %d records, want %d", flushed, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunSink: Write fails three times; offsets are not committed until it
+// succeeds; then every record has been written and the offsets are at the
+// end.
+func TestRunSink(t *testing.T) {
+	const n = 500
+	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "sk.in", Partitions: 3})
+	pipetest.ProduceN(t, brokers, "sk.in", n, gen)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	committed := func() int64 {
+		offs, err := adm.FetchOffsets(context.Background(), "sk")
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			return 0 // nothing committed yet
+		}
+		if err != nil {
+			t.Error(err)
+			return -1
+		}
+		var sum int64
+		offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+		return sum
+	}
+	var (
+		mu      sync.Mutex
+		written = map[string]int{}
+		fails   atomic.Int32
+	)
+	cfg := pipetest.Config(brokers)
+	pipetest.RunSink(t, cfg, pipelines.SinkStage{
+		Name:    "sk",
+		Inputs:  []string{"sk.in"},
+		MaxRows: 1000,
+		MaxWait: 50 * time.Millisecond,
+		Write: func(_ context.Context, recs []pipelines.Record) error {
+			if fails.Load() < 3 {
+				fails.Add(1)
+				if c := committed(); c > 0 {
+					t.Errorf("offsets committed (%d) before a successful write", c)
+				}
+				return errors.New("clickhouse down")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range recs {
+				written[string(r.Value)]++
+			}
+			return nil
+		},
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for committed() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %d offsets, want %d", committed(), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 0; i < n; i++ {
+		if written["v"+strconv.Itoa(i)] == 0 {
+			t.Fatalf("v%d never written", i)
+		}
+	}
+	if fails.Load() != 3 {
+		t.Fatalf("%d failed writes, want 3", fails.Load())
+	}
+}
+
+// TestTable follows a compacted topic: latest value per key, nil deletes,
+// WaitCaught after the initial contents, later updates arrive.
+func TestTable(t *testing.T) {
+	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "tb", Partitions: 2, Compacted: true})
+	pipetest.Produce(t, brokers,
+		pipelines.Output{Topic: "tb", Key: []byte("a"), Value: []byte("1")},
+		pipelines.Output{Topic: "tb", Key: []byte("b"), Value: []byte("2")},
+		pipelines.Output{Topic: "tb", Key: []byte("a"), Value: []byte("3")},
+		pipelines.Output{Topic: "tb", Key: []byte("b"), Value: nil},
+		pipelines.Output{Topic: "tb", Key: []byte("c"), Value: []byte("4")})
+	ctx := context.Background()
+	tb, err := pipelines.NewTable(ctx, pipetest.Config(brokers), "tb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := tb.WaitCaught(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := tb.Get("a"); !ok || string(v) != "3" {
+		t.Fatalf("a = %q %v, want 3", v, ok)
+	}
+	if _, ok := tb.Get("b"); ok {
+		t.Fatal("b still present after its tombstone")
+	}
+	all := map[string]string{}
+	tb.Range(func(k string, v []byte) bool { all[k] = string(v); return true })
+	if len(all) != 2 || all["c"] != "4" {
+		t.Fatalf("table %v", all)
+	}
+	pipetest.Produce(t, brokers, pipelines.Output{Topic: "tb", Key: []byte("d"), Value: []byte("5")})
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if v, ok := tb.Get("d"); ok && string(v) == "5" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("update never seen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := tb.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEnsureTopics creates topics with their configs and is idempotent.
+func TestEnsureTopics(t *testing.T) {
+	brokers := pipetest.Broker(t)
+	specs := []pipelines.TopicSpec{
+		{Name: "et.log", Partitions: 3, Compacted: true},
+		{Name: "et.keep", Partitions: 1},
+		{Name: "et.week", Partitions: 2, Retention: 7 * 24 * time.Hour},
+	}
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if err := pipelines.EnsureTopics(ctx, brokers, specs); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	tds, err := adm.ListTopics(ctx, "et.log", "et.keep", "et.week")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range specs {
+		if got := len(tds[s.Name].Partitions); got != int(s.Partitions) {
+			t.Errorf("%s: %d partitions, want %d", s.Name, got, s.Partitions)
+		}
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, "et.log", "et.keep", "et.week")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]string{
+		"et.log":  {"cleanup.policy": "compact"},
+		"et.keep": {"retention.ms": "-1"},
+		"et.week": {"retention.ms": "604800000"},
+	}
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if w, ok := want[rc.Name][c.Key]; ok {
+				if c.MaybeValue() != w {
+					t.Errorf("%s %s = %s, want %s", rc.Name, c.Key, c.MaybeValue(), w)
+				}
+				delete(want[rc.Name], c.Key)
+			}
+		}
+	}
+	for name, left := range want {
+		if len(left) > 0 {
+			t.Errorf("%s: configs %v missing", name, left)
+		}
+	}
+	if err := pipelines.EnsureTopics(ctx, brokers, []pipelines.TopicSpec{{Name: "et.log", Partitions: 4}}); err == nil {
+		t.Error("no error for an existing topic with fewer partitions than its spec")
+	}
+}
