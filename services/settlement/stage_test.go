@@ -1,0 +1,235 @@
+package settlement_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/settlement/settletest"
+)
+
+// replica is one HTTP replica: its own producer and changelog table.
+func replica(t *testing.T, env *settletest.Env) *httptest.Server {
+	t.Helper()
+	p, err := pipelines.NewProducer(pipelines.Config{Brokers: env.Brokers, Logger: pipetest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	tbl, err := pipelines.NewTable(ctx, env.Cfg, pipelines.TopicSettlementLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := settlement.NewHandler(settlement.HandlerConfig{Producer: p, State: tbl, Serde: env.Serde, Logger: pipetest.Logger(), Wait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		_ = tbl.Close()
+	})
+	return srv
+}
+
+func post(srv *httptest.Server, key string, body settlement.RedemptionBody) (int, settlement.RedemptionJSON, error) {
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/redemptions", bytes.NewReader(b))
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		return 0, settlement.RedemptionJSON{}, err
+	}
+	defer resp.Body.Close()
+	var r settlement.RedemptionJSON
+	if resp.StatusCode < 300 {
+		err = json.NewDecoder(resp.Body).Decode(&r)
+	}
+	return resp.StatusCode, r, err
+}
+
+// TestConcurrentRedemptions sends 1,000 redemptions (plus 200 retries of
+// the same idempotency keys) from 64 clients through two HTTP replicas
+// against balances that cover only some of them, restarts settlement in
+// the middle, and checks the outcome against what the balances allow:
+// never negative, every accepted one debited exactly once on the ledger,
+// every rejected one released.
+func TestConcurrentRedemptions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded pipeline")
+	}
+	env := settletest.Start(t, "acme", "zeta")
+	const (
+		owners   = 50
+		perOwner = 20
+		price    = 10
+		stock    = 7
+	)
+	// Owner i can pay for want(i) mugs: 0..29 (some fewer than asked, some more).
+	want := func(i int) int { return min(perOwner, i%30) }
+	funds := func(i int) int64 { return int64(price*(i%30) + 5) }
+	for i := range owners {
+		env.Fund(fmt.Sprintf("o%02d", i), funds(i))
+	}
+	env.Fund("rich", 1_000_000)
+	env.PutItem("acme", "mug", price, nil)
+	env.PutItem("zeta", "pen", price, ptr(int64(stock)))
+	for i := range owners {
+		env.WaitBalance(fmt.Sprintf("o%02d", i), funds(i))
+	}
+	env.WaitBalance("rich", 1_000_000)
+
+	type job struct {
+		key  string
+		body settlement.RedemptionBody
+	}
+	var jobs []job
+	for n := range owners * perOwner {
+		o := fmt.Sprintf("o%02d", n%owners)
+		jobs = append(jobs, job{fmt.Sprintf("k%04d", n), settlement.RedemptionBody{Owner: o, Partner: "acme", ItemID: "mug", Quantity: 1}})
+	}
+	for n := range 40 { // 40 asks for 7 pens
+		jobs = append(jobs, job{fmt.Sprintf("pen%02d", n), settlement.RedemptionBody{Owner: "rich", Partner: "zeta", ItemID: "pen", Quantity: 1}})
+	}
+	retries := jobs[:200]
+	srvs := []*httptest.Server{replica(t, env), replica(t, env)}
+
+	work := make(chan job)
+	var (
+		wg      sync.WaitGroup
+		sent    atomic.Int64
+		restart sync.Once
+		errs    = make(chan error, len(jobs))
+	)
+	for w := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				code, _, err := post(srvs[w%2], j.key, j.body)
+				if err == nil && code != http.StatusCreated && code != http.StatusAccepted {
+					err = fmt.Errorf("%s: HTTP %d", j.key, code)
+				}
+				if err != nil {
+					errs <- err
+				}
+				if sent.Add(1) == int64(len(jobs)/2) {
+					restart.Do(func() { // settlement restarts while requests keep coming
+						env.StopSettlement()
+						env.StartSettlement()
+					})
+				}
+			}
+		}()
+	}
+	for _, j := range append(jobs, retries...) {
+		work <- j
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	ids := map[string]settlement.RedemptionBody{}
+	for _, j := range jobs {
+		ids[settlement.RedemptionID(j.body.Owner, j.key)] = j.body
+	}
+	env.Wait(60*time.Second, func() bool {
+		for id := range ids {
+			if r, ok := env.Redemption(id); !ok || r.Status == settlement.StatusPending {
+				return false
+			}
+		}
+		return true
+	}, func() string {
+		missing, pending := 0, 0
+		for id := range ids {
+			if r, ok := env.Redemption(id); !ok {
+				missing++
+			} else if r.Status == settlement.StatusPending {
+				pending++
+			}
+		}
+		return fmt.Sprintf("of %d redemptions, %d unknown to settlement, %d pending", len(ids), missing, pending)
+	})
+
+	confirmed := map[string]int{}
+	for id, b := range ids {
+		r, _ := env.Redemption(id)
+		switch r.Status {
+		case settlement.StatusConfirmed:
+			confirmed[b.Owner]++
+		case settlement.StatusRejected:
+			if want := map[string]string{"mug": settlement.ReasonInsufficient, "pen": settlement.ReasonOutOfStock}[b.ItemID]; r.Reason != want {
+				t.Errorf("redemption %s rejected for %q, want %q", id, r.Reason, want)
+			}
+		default:
+			t.Errorf("redemption %s: status %s", id, r.Status)
+		}
+	}
+	total := 0
+	for i := range owners {
+		o := fmt.Sprintf("o%02d", i)
+		a := env.Account(o)
+		if confirmed[o] != want(i) || a.Balance != funds(i)-int64(price*want(i)) || a.Reserved != 0 || a.Balance < 0 {
+			t.Errorf("%s: %d confirmed, balance %d, reserved %d; want %d, %d, 0", o, confirmed[o], a.Balance, a.Reserved, want(i), funds(i)-int64(price*want(i)))
+		}
+		total += confirmed[o]
+	}
+	if confirmed["rich"] != stock {
+		t.Errorf("%d pens sold, stock was %d", confirmed["rich"], stock)
+	}
+	if a := env.Account("rich"); a.Balance != 1_000_000-price*stock || a.Reserved != 0 {
+		t.Errorf("rich: %+v", a)
+	}
+
+	// The ledger's own record: one debit entry per confirmed redemption.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	entries, err := pipetest.ReadCommitted(ctx, env.Brokers, pipelines.TopicLedgerEntries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	debits := map[string]int{}
+	for _, rec := range entries {
+		e, err := env.Codec.DecodeEntry(rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Kind == settlement.KindDebit {
+			debits[e.RedemptionID]++
+		}
+	}
+	n := 0
+	for id := range ids {
+		r, _ := env.Redemption(id)
+		switch d := debits[id]; {
+		case r.Status == settlement.StatusConfirmed && d != 1:
+			t.Errorf("confirmed redemption %s has %d debit entries", id, d)
+		case r.Status != settlement.StatusConfirmed && d != 0:
+			t.Errorf("%s redemption %s has %d debit entries", r.Status, id, d)
+		}
+		n += debits[id]
+	}
+	if n != total+stock || len(debits) != n {
+		t.Errorf("%d debit entries for %d confirmed redemptions (%d ids)", n, total+stock, len(debits))
+	}
+	t.Logf("%d requests + %d retries: %d confirmed (%d mugs, %d pens), %d rejected; %d debit entries",
+		len(jobs), len(retries), total+stock, total, stock, len(jobs)-total-stock, n)
+}
+
+func ptr[T any](v T) *T { return &v }
