@@ -220,5 +220,7 @@ func (e *Env) topicSizes() string {
 func (e *Env) WaitBalance(owner string, want int64) {
 	e.T.Helper()
 	e.Wait(30*time.Second, func() bool { return e.Account(owner).Balance == want },
-		func() string { return fmt.Sprintf("balance of %s = %d, want %d", owner, e.Account(owner).Balance, want) })
+		func() string {
+			return fmt.Sprintf("balance of %s = %d, want %d", owner, e.Account(owner).Balance, want)
+		})
 }
