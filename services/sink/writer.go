@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -38,7 +39,13 @@ type Writer struct {
 	stage string
 	now   func() time.Time
 	log   *slog.Logger
+
+	skipped atomic.Uint64
 }
+
+// Skipped is how many records Write skipped because their offsets were
+// already stored (redeliveries after a crash or rebalance).
+func (w *Writer) Skipped() uint64 { return w.skipped.Load() }
 
 // WriterConfig configures NewWriter.
 type WriterConfig struct {
@@ -125,6 +132,7 @@ func (w *Writer) Write(ctx context.Context, recs []pipelines.Record) error {
 		}
 	}
 	if skipped > 0 {
+		w.skipped.Add(uint64(skipped))
 		w.log.Info("sink: skipped records already stored", "records", skipped)
 	}
 	if len(b.dead) > 0 {

@@ -105,7 +105,35 @@ func Run(dataDir string) (*Server, error) {
 }
 
 func startProcess(bin, dataDir string) (*Server, error) {
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data-dir", dataDir)
+	return startAt(bin, dataDir, "127.0.0.1:0")
+}
+
+// Restart stops the server and starts it again on the same address and
+// data directory (tests of clients riding out an outage); the caller stops
+// the returned server. Start may have to
+// wait for the port; it tries for up to 10 s.
+func (s *Server) Restart() (*Server, error) {
+	if err := s.Stop(); err != nil {
+		return nil, err
+	}
+	bin, err := binary()
+	if err != nil {
+		return nil, err
+	}
+	var last error
+	for i := 0; i < 50; i++ {
+		n, err := startAt(bin, s.DataDir, s.Addr)
+		if err == nil {
+			return n, nil
+		}
+		last = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil, last
+}
+
+func startAt(bin, dataDir, addr string) (*Server, error) {
+	cmd := exec.Command(bin, "--addr", addr, "--data-dir", dataDir)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -115,18 +143,18 @@ func startProcess(bin, dataDir string) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	addr := make(chan string, 1)
+	listening := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
-				addr <- a
+				listening <- a
 			}
 		}
 		s.waitErr <- cmd.Wait()
 	}()
 	select {
-	case s.Addr = <-addr:
+	case s.Addr = <-listening:
 		return s, nil
 	case err := <-s.waitErr:
 		return nil, fmt.Errorf("chserver exited: %v\n%s", err, s.Stderr())

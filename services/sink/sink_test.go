@@ -1,0 +1,210 @@
+package sink_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/services/sink"
+)
+
+// fleetSums are what n events of the synthetic fleet must add up to.
+func fleetSums(from, n int) (seq, odo uint64) {
+	for i := from; i < from+n; i++ {
+		ev := event(i)
+		seq += ev.Seq
+		odo += uint64(ev.OdometerKm*1000 + 0.5)
+	}
+	return seq, odo
+}
+
+func produceEvents(t *testing.T, brokers []string, from, n int) {
+	t.Helper()
+	pipetest.ProduceN(t, brokers, pipelines.TopicTelemetryClean, n, func(i int) ([]byte, []byte) {
+		ev := event(from + i)
+		return []byte(ev.VehicleID), encodeEvent(t, ev)
+	})
+}
+
+func TestSinkEndToEnd(t *testing.T) {
+	brokers := pipetest.Broker(t)
+	srv, conn := migrated(t)
+	const n = 20000
+	produceEvents(t, brokers, 0, n)
+	pipetest.Produce(t, brokers, pipelines.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte("v-bad"), Value: []byte{0xC3, 0x01, 1, 2}})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- sink.Run(ctx, sink.Config{Runtime: pipetest.Config(brokers), DSN: srv.DSN(), MaxRows: 5000, MaxWait: 100 * time.Millisecond})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitCount(t, conn, "SELECT count() FROM telemetry", n, 60*time.Second)
+	wantSeq, wantOdo := fleetSums(0, n)
+	var cnt, ids, seq, odo, hourly uint64
+	if err := conn.QueryRow(context.Background(), `SELECT count(), uniqExact(event_id), sum(seq), sum(odometer_m),
+		(SELECT sum(events) FROM telemetry_hourly) FROM telemetry`).Scan(&cnt, &ids, &seq, &odo, &hourly); err != nil {
+		t.Fatal(err)
+	}
+	if cnt != n || ids != n || seq != wantSeq || odo != wantOdo || hourly != n {
+		t.Fatalf("landed count %d ids %d seq %d/%d odometer %d/%d hourly %d", cnt, ids, seq, wantSeq, odo, wantOdo, hourly)
+	}
+	dead := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 30*time.Second)
+	_, m, err := serde.Decode(dead[0].Value)
+	if err != nil || m["reason_code"] != sink.CodeDecode || m["source_topic"] != pipelines.TopicTelemetryClean {
+		t.Fatalf("dead letter %v %v", m, err)
+	}
+}
+
+// TestSinkCrashBetweenInsertAndCommit kills the sink after its first
+// insert and before the offset commit, restarts it, and finds every event
+// stored exactly once (and counted once by the rollup views).
+func TestSinkCrashBetweenInsertAndCommit(t *testing.T) {
+	brokers := pipetest.Broker(t)
+	_, conn := migrated(t)
+	const n = 6000
+	produceEvents(t, brokers, 0, n)
+	cfg := pipetest.Config(brokers)
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+
+	w, err := sink.NewWriter(sink.WriterConfig{Conn: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// First life: the first batch is inserted, then the process "dies":
+	// every later call fails and the runtime is cancelled, so no offset
+	// is committed.
+	ctx, cancel := context.WithCancel(context.Background())
+	var inserted atomic.Int64
+	var dead atomic.Bool
+	crashErr := errors.New("killed between insert and commit")
+	first := pipelines.SinkStage{Name: "sink", Inputs: []string{pipelines.TopicTelemetryClean}, MaxRows: 2000, MaxWait: 50 * time.Millisecond,
+		Write: func(ctx context.Context, recs []pipelines.Record) error {
+			if dead.Load() {
+				return crashErr
+			}
+			if err := w.Write(ctx, recs); err != nil {
+				return err
+			}
+			inserted.Store(int64(len(recs)))
+			dead.Store(true)
+			cancel()
+			return crashErr
+		}}
+	if err := pipelines.RunSink(ctx, cfg, first); err != nil {
+		t.Fatal(err)
+	}
+	var stored uint64
+	if err := conn.QueryRow(context.Background(), "SELECT count() FROM telemetry").Scan(&stored); err != nil || stored == 0 || int64(stored) != inserted.Load() {
+		t.Fatalf("first life stored %d rows (%v), inserted %d", stored, err, inserted.Load())
+	}
+
+	// Second life: the uncommitted batch is delivered again.
+	w2, err := sink.NewWriter(sink.WriterConfig{Conn: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := pipetest.RunSink(t, cfg, pipelines.SinkStage{Name: "sink", Inputs: []string{pipelines.TopicTelemetryClean},
+		MaxRows: 2000, MaxWait: 50 * time.Millisecond, Write: w2.Write})
+	waitCount(t, conn, "SELECT count() FROM telemetry", n, 60*time.Second)
+	stop()
+	if w2.Skipped() != stored {
+		t.Errorf("second life skipped %d records, want the %d stored before the crash", w2.Skipped(), stored)
+	}
+	var cnt, keys, hourly uint64
+	if err := conn.QueryRow(context.Background(), `SELECT count(), uniqExact(src_partition, src_offset),
+		(SELECT sum(events) FROM telemetry_hourly) FROM telemetry`).Scan(&cnt, &keys, &hourly); err != nil {
+		t.Fatal(err)
+	}
+	if cnt != n || keys != n || hourly != n {
+		t.Fatalf("after restart: %d rows, %d distinct offsets, hourly rollup %d; want %d each", cnt, keys, hourly, n)
+	}
+}
+
+// TestSinkClickHouseOutage stops ClickHouse under a running sink: it
+// retries with backoff, and after ClickHouse returns every event is there
+// once.
+func TestSinkClickHouseOutage(t *testing.T) {
+	brokers := pipetest.Broker(t)
+	srv, conn := migrated(t)
+	dsn := srv.DSN()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	rcfg := pipetest.Config(brokers)
+	failed := make(chan struct{})
+	var once sync.Once
+	rcfg.Logger = slog.New(&watchHandler{Handler: rcfg.Logger.Handler(), msg: "sink write failed; retrying",
+		seen: func() { once.Do(func() { close(failed) }) }})
+	go func() {
+		done <- sink.Run(ctx, sink.Config{Runtime: rcfg, DSN: dsn, MaxRows: 1000, MaxWait: 50 * time.Millisecond})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	produceEvents(t, brokers, 0, 3000)
+	waitCount(t, conn, "SELECT count() FROM telemetry", 3000, 60*time.Second)
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	produceEvents(t, brokers, 3000, 3000)
+	select { // the sink meets the outage and retries
+	case <-failed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the sink never failed a write during the outage")
+	}
+	srv2, err := srv.Restart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Stop()
+	conn2 := connect(t, srv2)
+	waitCount(t, conn2, "SELECT count() FROM telemetry", 6000, 60*time.Second)
+	var keys uint64
+	seq, _ := fleetSums(0, 6000)
+	var gotSeq uint64
+	if err := conn2.QueryRow(context.Background(), "SELECT uniqExact(event_id), sum(seq) FROM telemetry").Scan(&keys, &gotSeq); err != nil || keys != 6000 || gotSeq != seq {
+		t.Fatalf("after outage: %d ids, seq %d/%d (%v)", keys, gotSeq, seq, err)
+	}
+}
+
+// watchHandler calls seen when a log record with message msg passes.
+type watchHandler struct {
+	slog.Handler
+	msg  string
+	seen func()
+}
+
+func (h *watchHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.seen()
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *watchHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *watchHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &watchHandler{Handler: h.Handler.WithAttrs(as), msg: h.msg, seen: h.seen}
+}
+
+func (h *watchHandler) WithGroup(g string) slog.Handler {
+	return &watchHandler{Handler: h.Handler.WithGroup(g), msg: h.msg, seen: h.seen}
+}
