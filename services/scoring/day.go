@@ -14,12 +14,16 @@ import (
 // sequence of events it was given (see Add), so replaying the same events
 // gives the same Day bit for bit. Times inside are milliseconds after Start.
 type Day struct {
-	Start    int64  // window start, UTC Unix ms (local 00:00)
-	End      int64  // window end, exclusive (local 00:00 of the next day)
-	NightEnd uint32 // ms after Start where night driving ends
-	Device   string // first device seen this day
+	Start  int64  // window start, UTC Unix ms (local 00:00)
+	End    int64  // window end, exclusive (local 00:00 of the next day)
+	Device string // first device seen this day
 
-	bits uint32 // see bit* constants
+	gpsM           float64
+	odoLast, odoKm float64
+	hash           [32]byte
+
+	NightEnd uint32 // ms after Start where night driving ends
+	bits     uint32 // see bit* constants
 
 	last      uint32 // time of the latest in-order event
 	lastSpeed int32  // its speed, centi-km/h
@@ -27,9 +31,6 @@ type Day struct {
 
 	fixT, fixLat, fixLon    int32 // distance anchor: time (ms after Start; int32 fits a 25 h day), E7 degrees
 	candT, candLat, candLon int32 // candidate re-anchor after rejected jumps
-	candN                   uint8
-
-	harsh [3]harshState // brake, accel, corner
 
 	events, late     uint32
 	drivingMs        uint32
@@ -38,14 +39,13 @@ type Day struct {
 	speedRunMs       uint32
 	stretchStart     uint32
 	lastMoving       uint32
+	hdopRejected     uint32
+	lastDt           uint32        // previous in-order interval, ms
+	pairs, quiet     uint32        // moving sample pairs judged for regularity; of them noiseless
+	harsh            [3]harshState // brake, accel, corner
 	fatigue          uint16
 	jumps, rollbacks uint16
-	hdopRejected     uint32
-	gpsM             float64
-	odoLast, odoKm   float64
-	lastDt           uint32 // previous in-order interval, ms
-	pairs, quiet     uint32 // moving sample pairs judged for regularity; of them noiseless
-	hash             [32]byte
+	candN            uint8
 }
 
 type harshState struct {

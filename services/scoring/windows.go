@@ -35,7 +35,8 @@ type Windows struct {
 	zones    map[string]*zone
 	zoneList []*zone
 
-	slots   []slot
+	slots   [][]slot // chunks of slabChunk: no doubling copies, no 2x capacity
+	n       int32    // slots handed out
 	free    []int32
 	index   map[winKey]int32
 	buckets map[int64][]int32 // window end -> slots ending then
@@ -50,8 +51,8 @@ type Windows struct {
 }
 
 type slot struct {
-	day     Day
 	vehicle string
+	day     Day
 	zone    uint16
 	used    bool
 	touched bool
@@ -198,7 +199,7 @@ func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
 	i, ok := w.index[k]
 	if !ok {
 		i = w.alloc()
-		s := &w.slots[i]
+		s := w.slot(i)
 		s.day = NewDay(start, end, night)
 		s.vehicle = ev.VehicleID
 		s.zone = z.idx
@@ -206,7 +207,7 @@ func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
 		w.index[k] = i
 		w.addBucket(end, i)
 	}
-	s := &w.slots[i]
+	s := w.slot(i)
 	w.buf = s.day.Add(w.rules, ev, w.buf)
 	if !s.touched {
 		s.touched = true
@@ -253,9 +254,9 @@ func (w *Windows) advance(t int64, closed func(Closed)) {
 func (w *Windows) closeBucket(end int64, closed func(Closed)) {
 	idx := w.buckets[end]
 	delete(w.buckets, end)
-	slices.SortFunc(idx, func(a, b int32) int { return cmp.Compare(w.slots[a].vehicle, w.slots[b].vehicle) })
+	slices.SortFunc(idx, func(a, b int32) int { return cmp.Compare(w.slot(a).vehicle, w.slot(b).vehicle) })
 	for _, i := range idx {
-		s := &w.slots[i]
+		s := w.slot(i)
 		z := w.zoneList[s.zone]
 		date := w.dateOf(s)
 		c := Closed{
@@ -283,14 +284,21 @@ func (w *Windows) dateOf(s *slot) string {
 	return time.UnixMilli(s.day.Start).In(z.loc).Format(time.DateOnly)
 }
 
+const slabChunk = 4096
+
+func (w *Windows) slot(i int32) *slot { return &w.slots[i/slabChunk][i%slabChunk] }
+
 func (w *Windows) alloc() int32 {
 	if n := len(w.free); n > 0 {
 		i := w.free[n-1]
 		w.free = w.free[:n-1]
 		return i
 	}
-	w.slots = append(w.slots, slot{})
-	return int32(len(w.slots) - 1)
+	if w.n%slabChunk == 0 {
+		w.slots = append(w.slots, make([]slot, slabChunk))
+	}
+	w.n++
+	return w.n - 1
 }
 
 func (w *Windows) addBucket(end int64, i int32) {
@@ -305,7 +313,7 @@ func (w *Windows) addBucket(end int64, i int32) {
 func (w *Windows) Flush(put func(key string, value []byte)) {
 	w.endRestore()
 	for _, i := range w.touched {
-		s := &w.slots[i]
+		s := w.slot(i)
 		if !s.used || !s.touched {
 			continue
 		}
@@ -385,14 +393,14 @@ func (w *Windows) Restore(key string, value []byte) error {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
 	i := w.alloc()
-	w.slots[i] = slot{day: d, vehicle: vehicle, zone: z.idx, used: true}
+	*w.slot(i) = slot{day: d, vehicle: vehicle, zone: z.idx, used: true}
 	w.index[winKey{vehicle, d.Start}] = i
 	w.restoring[key] = i
 	return nil
 }
 
 func (w *Windows) drop(i int32) {
-	s := &w.slots[i]
+	s := w.slot(i)
 	delete(w.index, winKey{s.vehicle, s.day.Start})
 	*s = slot{}
 	w.free = append(w.free, i)
@@ -408,8 +416,8 @@ func (w *Windows) endRestore() {
 	w.restoring = nil
 	clear(w.buckets)
 	w.nextEnd = maxInt64
-	for i := range w.slots {
-		if s := &w.slots[i]; s.used {
+	for i := range w.n {
+		if s := w.slot(i); s.used {
 			w.addBucket(s.day.End, int32(i))
 		}
 	}
