@@ -72,6 +72,8 @@ var insertFormatRe = regexp.MustCompile(`(?is)^\s*INSERT\s+INTO\s+(.+?)\s+FORMAT
 // insertValuesRe matches "INSERT INTO t [(cols)] VALUES" with the values after it.
 var insertValuesRe = regexp.MustCompile(`(?is)^\s*INSERT\s+INTO\s+(.+?)\s+VALUES\b`)
 
+var ownSourceRe = regexp.MustCompile(`(?i)\bFROM\s+INFILE\b|\bSELECT\b|\bWITH\b`)
+
 var settingsClauseRe = regexp.MustCompile(`(?is)\s+SETTINGS\s+`)
 
 // insertHead is a parsed INSERT whose data comes after the statement.
@@ -107,8 +109,8 @@ func parseInsert(sql string) (insertHead, bool) {
 	} else {
 		return h, false
 	}
-	if strings.Contains(strings.ToUpper(h.target), " SELECT ") {
-		return h, false
+	if ownSourceRe.MatchString(h.target) {
+		return h, false // INSERT ... SELECT / FROM INFILE: the statement names its data
 	}
 	if loc := settingsClauseRe.FindStringIndex(h.target); loc != nil {
 		h.settings = strings.TrimSpace(h.target[loc[1]:])
