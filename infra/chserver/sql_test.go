@@ -30,10 +30,10 @@ func TestParseInsert(t *testing.T) {
 func TestStatementKinds(t *testing.T) {
 	for sql, want := range map[string]stmtKind{
 		"  -- c\n/* x */ select 1": stmtRead,
-		"WITH 1 AS x SELECT x":      stmtRead,
-		"insert into t values (1)":  stmtInsert,
-		"CREATE TABLE x (a UInt8)":  stmtWrite,
-		"SELEC 1":                   stmtOther,
+		"WITH 1 AS x SELECT x":     stmtRead,
+		"insert into t values (1)": stmtInsert,
+		"CREATE TABLE x (a UInt8)": stmtWrite,
+		"SELEC 1":                  stmtOther,
 	} {
 		if got := kindOf(sql); got != want {
 			t.Errorf("%q: %v, want %v", sql, got, want)

@@ -7,8 +7,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	chmig "github.com/minecart/minecart/infra/clickhouse"
 	"github.com/minecart/minecart/infra/chserver/chtest"
+	chmig "github.com/minecart/minecart/infra/clickhouse"
 )
 
 func open(t testing.TB, srv *chtest.Server) driver.Conn {
