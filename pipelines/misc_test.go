@@ -273,3 +273,82 @@ func TestEnsureTopics(t *testing.T) {
 		t.Error("no error for an existing topic with fewer partitions than its spec")
 	}
 }
+
+// TestRunSinkRestart: a sink stopped while its Write fails commits nothing;
+// the next run writes every record.
+func TestRunSinkRestart(t *testing.T) {
+	const n = 300
+	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "sr.in", Partitions: 2})
+	pipetest.ProduceN(t, brokers, "sr.in", n, gen)
+	cfg := pipetest.Config(brokers)
+	var failed atomic.Int32
+	stop := pipetest.RunSink(t, cfg, pipelines.SinkStage{
+		Name: "sr", Inputs: []string{"sr.in"}, MaxRows: 1000, MaxWait: 20 * time.Millisecond,
+		Write: func(context.Context, []pipelines.Record) error {
+			failed.Add(1)
+			return errors.New("down")
+		},
+	})
+	for failed.Load() < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	var mu sync.Mutex
+	written := map[string]bool{}
+	pipetest.RunSink(t, cfg, pipelines.SinkStage{
+		Name: "sr", Inputs: []string{"sr.in"}, MaxRows: 1000, MaxWait: 20 * time.Millisecond,
+		Write: func(_ context.Context, recs []pipelines.Record) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range recs {
+				written[string(r.Value)] = true
+			}
+			return nil
+		},
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		mu.Lock()
+		got := len(written)
+		mu.Unlock()
+		if got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records written after restart, want %d", got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestProducerErrors: the producer returns the broker's real errors.
+func TestProducerErrors(t *testing.T) {
+	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "pe", Partitions: 1})
+	p, err := pipelines.NewProducer(pipetest.Config(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx := context.Background()
+	if err := p.ProduceSync(ctx, "pe", []byte("k"), []byte("v"), pipelines.Header{Key: "h", Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	err = p.ProduceSync(ctx, "pe", nil, make([]byte, 2<<20))
+	if !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("2 MiB record: err %v, want a too-large error", err)
+	}
+	err = p.ProduceBatch(ctx, []pipelines.Output{
+		{Topic: "pe", Value: []byte("ok")},
+		{Topic: "pe", Value: make([]byte, 2<<20)},
+	})
+	if err == nil {
+		t.Fatal("batch with a too-large record: no error")
+	}
+	recs := pipetest.WaitRecords(t, brokers, "pe", 2, 10*time.Second)
+	if string(recs[0].Value) != "v" || string(recs[0].Header("h")) != "1" || string(recs[1].Value) != "ok" {
+		t.Fatalf("records %+v", recs)
+	}
+}

@@ -149,6 +149,7 @@ type runner struct {
 	promise  func(*kgo.Record, error)
 	lag      map[string]map[int32]prometheus.Gauge
 	nextTick time.Time
+	failures int // consecutive aborted batches
 }
 
 func (r *runner) session(ctx context.Context) error {
@@ -253,7 +254,13 @@ func (r *runner) fetchErr(fs kgo.Fetches) error {
 // batch processes one polled batch in one transaction.
 func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	start := time.Now()
-	if err := r.syncTasks(ctx); err != nil {
+	var fetched []int32
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			fetched = append(fetched, p.Partition)
+		}
+	})
+	if err := r.syncTasks(ctx, fetched); err != nil {
 		return err
 	}
 	tick := !r.nextTick.IsZero() && !time.Now().Before(r.nextTick)
@@ -273,9 +280,6 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 		}
 		r.setLag(p)
 		t := r.tasks[p.Partition]
-		if t == nil {
-			return // revoked during the poll: the session aborts this transaction
-		}
 		for _, kr := range p.Records {
 			if perr = r.process(ctx, t, kr); perr != nil {
 				return
@@ -330,12 +334,17 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	if err != nil {
 		return fmt.Errorf("end transaction: %w", err)
 	}
-	if perr != nil {
-		r.log.Error("batch aborted", "records", n, "err", perr)
-		if err := sleepCtx(ctx, r.cfg.backoff(0)); err != nil {
-			return nil
-		}
+	if perr == nil {
+		r.failures = 0
+		return nil
 	}
+	// The batch is consumed again after a growing pause: a processor or
+	// output that keeps failing this way (Flush errors, an output topic
+	// that does not exist) stops the stage loudly rather than losing data.
+	d := r.cfg.backoff(min(r.failures, 10))
+	r.failures++
+	r.log.Error("batch aborted", "records", n, "err", perr, "retry_in", d)
+	_ = sleepCtx(ctx, d)
 	return nil
 }
 
@@ -519,9 +528,9 @@ func (r *runner) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string]
 
 // syncTasks closes the processors of revoked tasks and creates (and
 // restores) those of newly assigned ones.
-func (r *runner) syncTasks(ctx context.Context) error {
+func (r *runner) syncTasks(ctx context.Context, fetched []int32) error {
 	r.mu.Lock()
-	var want []int32
+	want := fetched // the client only returns records of assigned partitions
 	for p := range r.owned {
 		want = append(want, p)
 	}

@@ -245,7 +245,7 @@ func TestTransientRetry(t *testing.T) {
 }
 
 // waitMetric waits until the series of name with labels has value want.
-func waitMetric(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string, want float64) {
+func waitMetric(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var got float64
@@ -259,7 +259,7 @@ func waitMetric(t *testing.T, g prometheus.Gatherer, name string, labels map[str
 	t.Fatalf("%s%v = %v, want %v", name, labels, got, want)
 }
 
-func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+func metricValue(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
 	mfs, err := g.Gather()
 	if err != nil {
 		t.Fatal(err)

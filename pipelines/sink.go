@@ -174,8 +174,9 @@ func (s *sink) dropRevoked() {
 }
 
 // writeAndCommit writes the buffer, retrying with fetching paused, then
-// commits its offsets. If ctx ends first (and the shutdown grace with it),
-// the buffer is dropped uncommitted: it is read again on the next start.
+// commits its offsets. If ctx ends while Write fails, the buffer is dropped
+// uncommitted: it is read again on the next start. A Write in progress when
+// ctx ends gets Config.ShutdownTimeout to finish.
 func (s *sink) writeAndCommit(ctx context.Context) {
 	wctx, cancel := workCtx(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -201,7 +202,7 @@ func (s *sink) writeAndCommit(ctx context.Context) {
 			s.cl.PauseFetchTopics(s.st.Inputs...)
 			paused = true
 		}
-		if sleepCtx(wctx, d) != nil {
+		if ctx.Err() != nil || sleepCtx(ctx, d) != nil {
 			s.log.Error("sink stopping with an unwritten batch; it will be read again", "rows", len(s.buf))
 			s.reset()
 			return

@@ -44,7 +44,9 @@ func (r *Record) Header(key string) []byte {
 // Emitter collects the records a processor produces. Everything emitted while
 // handling a record is produced in the same transaction that commits that
 // record's offset; if the processor returns an error for the record, what it
-// emitted for that record is discarded.
+// emitted for that record is discarded. The runtime keeps the key, value
+// and header slices until the transaction ends: do not modify them after
+// the call.
 type Emitter interface {
 	// Emit produces to topic, choosing the partition by key with Kafka's
 	// default (murmur2) partitioner, so keys land where the Java client
