@@ -680,9 +680,15 @@ func (t *Tx) debit(e Entry) {
 		return
 	}
 	proof := e.Proof
-	r.Status, r.Reason, r.UpdatedAt, r.Debit = StatusConfirmed, "", e.AppendedAt, &proof
+	early := r.EarlyAck
+	r.Status, r.Reason, r.UpdatedAt, r.Debit, r.EarlyAck = StatusConfirmed, "", e.AppendedAt, &proof, nil
 	t.putRedemption(r)
 	t.Orders = append(t.Orders, r)
+	if early != nil {
+		if err := t.ack(r, *early); err != nil {
+			t.alert("bad_ack", "early ack of redemption %s: %v", r.ID, err)
+		}
+	}
 }
 
 // pendingBefore lists the ids of PENDING redemptions with a lower Seq.
@@ -725,9 +731,23 @@ func (b *Book) Ack(a PartnerAck) (*Tx, error) {
 	case r.Status == StatusConfirmed:
 	case r.Status.Terminal():
 		return t, nil // a repeated ack
+	case r.Status == StatusPending:
+		if r.EarlyAck == nil {
+			r.EarlyAck = &a
+			t.redemptions[r.ID] = &r // state only: no status change to publish
+		}
+		return t, nil
 	default:
 		return nil, bad("ack for redemption %s in status %s", r.ID, r.Status)
 	}
+	if err := t.ack(r, a); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// ack applies a partner's ack to a confirmed redemption.
+func (t *Tx) ack(r Redemption, a PartnerAck) error {
 	switch a.Status {
 	case AckFulfilled:
 		r.Status = StatusFulfilled
@@ -737,11 +757,11 @@ func (b *Book) Ack(a PartnerAck) (*Tx, error) {
 		r.Status, r.Reason = StatusFailed, a.Reason
 		t.alert("partner_failed", "partner %s could not fulfil redemption %s: %s", a.Partner, r.ID, a.Reason)
 	default:
-		return nil, bad("ack status %q", a.Status)
+		return bad("ack status %q", a.Status)
 	}
-	r.PartnerRef, r.UpdatedAt = a.Reference, a.AckedAt
+	r.PartnerRef, r.UpdatedAt, r.EarlyAck = a.Reference, a.AckedAt, nil
 	t.putRedemption(r)
-	return t, nil
+	return nil
 }
 
 // Tick releases the redemptions whose debit the ledger did not append

@@ -444,3 +444,22 @@ func TestLateDebitOverdraft(t *testing.T) {
 		t.Fatalf("after reversal: balance %d reserved %d", b, res)
 	}
 }
+
+// TestEarlyAck: an ack seen before the debit confirms the redemption is
+// kept and applied at confirmation.
+func TestEarlyAck(t *testing.T) {
+	f := newFixture(t)
+	f.commit(f.b.Bind(Binding{VehicleID: "v1", Owner: "alice", UpdatedAt: t0}))
+	f.credit("v1", 100)
+	f.item("acme", "mug", 30, nil)
+	r := f.redeem("alice", "k1", "acme", "mug", 1)
+	tx := f.commit(f.b.Ack(PartnerAck{RedemptionID: r.ID, Partner: "acme", Status: AckFulfilled, Reference: "x", AckedAt: t0}))
+	if len(tx.Status) != 0 {
+		t.Fatal("early ack published a status")
+	}
+	f.ledgerDebit(f.out.Debits[0], t0)
+	r, _ = f.b.Redemption(r.ID)
+	if r.Status != StatusFulfilled || r.PartnerRef != "x" || r.EarlyAck != nil || len(f.out.Orders) != 1 {
+		t.Fatalf("after debit: %+v", r)
+	}
+}

@@ -132,6 +132,11 @@ type Redemption struct {
 	UpdatedAt      time.Time
 	PartnerRef     string // the partner's reference from its ack
 	Debit          *Proof // the ledger's debit entry, once confirmed
+	// EarlyAck is a partner ack that arrived while the redemption was
+	// still pending (a partner client that shows records of aborted
+	// transactions can see an order before it commits); it is applied
+	// when the debit confirms the redemption.
+	EarlyAck *PartnerAck `json:",omitempty"`
 }
 
 // EntryKind is the kind of a ledger entry.

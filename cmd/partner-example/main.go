@@ -1,0 +1,73 @@
+// Command partner-example is a minecart partner's order consumer written
+// with segmentio/kafka-go: it verifies every order's ledger proof,
+// fulfils it and acknowledges it. See README.md for its flags.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/minecart/minecart/cmd/partner-example/partner"
+	"github.com/minecart/minecart/services/flagenv"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/settlement"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "partner-example:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("partner-example", flag.ContinueOnError)
+	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
+	name := fs.String("partner", "", "partner id (reads minecart.partner.<id>.redemptions)")
+	keyFile := fs.String("ledger-key", "", "file with the ledger's public key (Ed25519, as minecart ledger key prints it)")
+	user := fs.String("user", "", "SASL/SCRAM-SHA-512 user (default partner-<id> when -password is set)")
+	pass := fs.String("password", "", "SASL/SCRAM-SHA-512 password (empty: no SASL)")
+	credits := fs.Bool("credits", false, "also follow and verify minecart.rewards.credits")
+	if err := flagenv.Parse(fs, "MINECART_PARTNER", args); err != nil {
+		return err
+	}
+	if *name == "" || *keyFile == "" {
+		fs.Usage()
+		return fmt.Errorf("-partner and -ledger-key are required")
+	}
+	pub, err := ledger.LoadPublicKey(*keyFile)
+	if err != nil {
+		return err
+	}
+	if *pass != "" && *user == "" {
+		*user = settlement.PartnerUser(*name)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var orders, credited int
+	return partner.Run(ctx, partner.Config{
+		Brokers: strings.Split(*brokers, ","), Partner: *name, LedgerKey: pub, User: *user, Password: *pass,
+		Credits: *credits, Logger: log,
+		OnOrder: func(o partner.Order, err error) {
+			orders++
+			if err != nil {
+				log.Error("order refused", "redemption", o.ID, "err", err)
+				return
+			}
+			log.Info("order fulfilled", "redemption", o.ID, "owner", o.Owner, "item", o.ItemID, "quantity", o.Quantity,
+				"points", o.Points, "leaf", o.Debit.LeafIndex, "tree_size", o.Debit.TreeSize, "orders", orders)
+		},
+		OnCredit: func(c settlement.CreditSettled, err error) {
+			credited++
+			log.Info("credit", "account", c.Account, "vehicle", c.VehicleID, "day", c.Day, "points", c.Points,
+				"leaf", c.Proof.LeafIndex, "verified", err == nil, "credits", credited)
+		},
+	})
+}

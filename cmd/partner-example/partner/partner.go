@@ -1,0 +1,412 @@
+// Package partner is what a minecart partner runs, written with
+// github.com/segmentio/kafka-go (not the pipeline's franz-go) to show that
+// any Kafka client can take part: it reads the partner's redemptions topic
+// (orders), checks each order's debit entry against the ledger (the leaf
+// is the canonical entry for this order, the RFC 6962 inclusion proof
+// folds to the root, and the root is the one in the checkpoint the ledger
+// key signed), fulfils it and acknowledges it on the acks topic. It can
+// also follow the settled-credits topic and verify those proofs.
+//
+// Delivery is at least once (offsets are committed after the acks are
+// written); orders are de-duplicated by redemption id, and settlement
+// ignores a repeated ack.
+package partner
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/merkle"
+	"github.com/minecart/minecart/services/settlement"
+)
+
+// Config configures a partner consumer.
+type Config struct {
+	Brokers []string
+	Partner string
+	// Group is the consumer group (default "partner-<partner>", which the
+	// partner's ACLs allow).
+	Group string
+	// LedgerKey is the ledger's Ed25519 public key: checkpoints must carry
+	// its signature.
+	LedgerKey ed25519.PublicKey
+	// User and Password, if set, authenticate with SASL/SCRAM-SHA-512.
+	User, Password string
+	// Credits also follows the settled-credits topic and verifies it.
+	Credits bool
+	// Fulfil delivers an order and returns the partner's reference for
+	// it (default: "<partner>-<redemption id>").
+	Fulfil func(ctx context.Context, o Order) (ref string, err error)
+	// OnOrder and OnCredit see every order and credit once, after
+	// verification (err = why it did not verify).
+	OnOrder  func(o Order, err error)
+	OnCredit func(c settlement.CreditSettled, err error)
+	// Seen de-duplicates orders across restarts (default: in memory).
+	Seen Store
+	// BatchTimeout is how long the ack writer waits to fill a batch
+	// (default 5ms): kafka-go's default of 1s would hold every ack for a
+	// second when, as here, few messages are written at a time.
+	BatchTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Store remembers which orders were handled.
+type Store interface {
+	Seen(id string) bool
+	Mark(id string)
+}
+
+// MemStore is an in-memory Store.
+type MemStore struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+// Seen reports whether id was marked.
+func (s *MemStore) Seen(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ids[id]
+}
+
+// Mark marks id.
+func (s *MemStore) Mark(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil {
+		s.ids = map[string]bool{}
+	}
+	s.ids[id] = true
+}
+
+// Validate reports a config that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("partner: no brokers")
+	case settlement.ValidID(c.Partner) != nil:
+		return fmt.Errorf("partner: %w", settlement.ValidID(c.Partner))
+	case len(c.LedgerKey) != ed25519.PublicKeySize:
+		return errors.New("partner: no ledger public key")
+	case (c.User == "") != (c.Password == ""):
+		return errors.New("partner: set both user and password, or neither")
+	case c.BatchTimeout < 0:
+		return errors.New("partner: negative batch timeout")
+	}
+	return nil
+}
+
+// Order is a confirmed redemption the partner must fulfil.
+type Order = settlement.Redemption
+
+// VerifyProof checks that leaf is in the ledger: its hash, the inclusion
+// proof to the root at the tree size, and the checkpoint signed by key
+// for that size and root. It returns the decoded canonical entry.
+func VerifyProof(p settlement.Proof, key ed25519.PublicKey) (ledger.Entry, error) {
+	if len(p.Leaf) == 0 {
+		return ledger.Entry{}, errors.New("no leaf")
+	}
+	leaf := merkle.HashLeaf(p.Leaf)
+	if len(p.LeafHash) > 0 && !bytes.Equal(leaf[:], p.LeafHash) {
+		return ledger.Entry{}, errors.New("leaf hash does not match the leaf")
+	}
+	if p.LeafIndex < 0 || p.TreeSize <= p.LeafIndex || len(p.Root) != merkle.HashSize {
+		return ledger.Entry{}, fmt.Errorf("leaf %d of tree size %d, root of %d bytes", p.LeafIndex, p.TreeSize, len(p.Root))
+	}
+	path := make([]merkle.Hash, len(p.Path))
+	for i, h := range p.Path {
+		if len(h) != merkle.HashSize {
+			return ledger.Entry{}, fmt.Errorf("proof hash %d: %d bytes", i, len(h))
+		}
+		copy(path[i][:], h)
+	}
+	root := merkle.Hash(p.Root)
+	if err := merkle.VerifyInclusion(uint64(p.LeafIndex), uint64(p.TreeSize), leaf, path, root); err != nil {
+		return ledger.Entry{}, fmt.Errorf("inclusion: %w", err)
+	}
+	cp, err := ledger.VerifyCheckpoint(p.Checkpoint, key)
+	if err != nil {
+		return ledger.Entry{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	if cp.Size != uint64(p.TreeSize) || cp.Root != root {
+		return ledger.Entry{}, fmt.Errorf("checkpoint is for size %d root %s, proof for size %d root %s", cp.Size, cp.Root, p.TreeSize, root)
+	}
+	e, err := ledger.DecodeEntry(p.Leaf)
+	if err != nil {
+		return ledger.Entry{}, fmt.Errorf("leaf: %w", err)
+	}
+	return e, nil
+}
+
+// VerifyOrder checks an order's debit entry: in the ledger, and a debit of
+// exactly this redemption, owner, partner and points.
+func VerifyOrder(o Order, partner string, key ed25519.PublicKey) error {
+	if o.Partner != partner {
+		return fmt.Errorf("order for partner %q", o.Partner)
+	}
+	if o.Status != settlement.StatusConfirmed || o.Debit == nil {
+		return fmt.Errorf("order in status %s without debit proof", o.Status)
+	}
+	e, err := VerifyProof(*o.Debit, key)
+	if err != nil {
+		return err
+	}
+	if e.Kind != ledger.KindDebit || e.RedemptionID != o.ID || e.Account != o.Owner || e.Amount != o.Points || e.Partner != partner || e.Item != o.ItemID {
+		return fmt.Errorf("ledger entry %s %q (%s, %d points, %s/%s) is not this order", e.Kind, e.RedemptionID, e.Account, e.Amount, e.Partner, e.Item)
+	}
+	return nil
+}
+
+// VerifyCredit checks a settled credit's entry: in the ledger, and the
+// credit of this vehicle-day and points.
+func VerifyCredit(c settlement.CreditSettled, key ed25519.PublicKey) error {
+	e, err := VerifyProof(c.Proof, key)
+	if err != nil {
+		return err
+	}
+	if e.VehicleID != c.VehicleID || e.Delta() != c.Points || (e.Kind == ledger.KindCredit && e.ID != c.ScoreID) {
+		return fmt.Errorf("ledger entry %s %q (%s, %d points) is not this credit", e.Kind, e.ID, e.VehicleID, e.Delta())
+	}
+	return nil
+}
+
+// Run consumes until ctx is done, then returns nil (or the first fatal
+// error).
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Group == "" {
+		cfg.Group = settlement.PartnerGroupPrefix(cfg.Partner)
+	}
+	if cfg.Seen == nil {
+		cfg.Seen = &MemStore{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BatchTimeout == 0 {
+		cfg.BatchTimeout = 5 * time.Millisecond
+	}
+	if cfg.Fulfil == nil {
+		cfg.Fulfil = func(_ context.Context, o Order) (string, error) { return cfg.Partner + "-" + o.ID, nil }
+	}
+	var mech sasl.Mechanism
+	if cfg.User != "" {
+		var err error
+		if mech, err = scram.Mechanism(scram.SHA512, cfg.User, cfg.Password); err != nil {
+			return fmt.Errorf("partner: sasl: %w", err)
+		}
+	}
+	dialer := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, SASLMechanism: mech}
+	c := &consumer{cfg: cfg, codec: settlement.NewCodec(schemas.SingleObject()), log: cfg.Logger.With("partner", cfg.Partner)}
+	// The ack writer: acks=all, Java-compatible murmur2 partitioning by
+	// redemption id, and batches flushed after BatchTimeout or 500
+	// messages. Untuned, kafka-go's Writer waits 1s (BatchTimeout) before
+	// sending a batch that is not full: one ack per second.
+	c.acks = &kafka.Writer{
+		Addr:         kafka.TCP(cfg.Brokers...),
+		Topic:        pipelines.TopicPartnerAcks,
+		Balancer:     kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    500,
+		BatchTimeout: cfg.BatchTimeout,
+		Transport:    &kafka.Transport{SASL: mech, DialTimeout: 10 * time.Second},
+	}
+	readers := []*kafka.Reader{c.reader(dialer, pipelines.PartnerRedemptionsTopic(cfg.Partner))}
+	if cfg.Credits {
+		readers = append(readers, c.reader(dialer, pipelines.TopicRewardCredits))
+	}
+	errc := make(chan error, len(readers))
+	for i, r := range readers {
+		go func() { errc <- c.consume(ctx, r, i == 0) }()
+	}
+	var first error
+	for range readers {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, r := range readers {
+		if err := r.Close(); err != nil && first == nil {
+			first = fmt.Errorf("partner: close reader: %w", err)
+		}
+	}
+	if err := c.acks.Close(); err != nil && first == nil {
+		first = fmt.Errorf("partner: close writer: %w", err)
+	}
+	return first
+}
+
+type consumer struct {
+	cfg   Config
+	codec settlement.Codec
+	acks  *kafka.Writer
+	log   *slog.Logger
+}
+
+func (c *consumer) reader(d *kafka.Dialer, topic string) *kafka.Reader {
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers: c.cfg.Brokers,
+		GroupID: c.cfg.Group + "-" + topic,
+		Topic:   topic,
+		Dialer:  d,
+		// Settlement writes in transactions: read only committed ones.
+		IsolationLevel: kafka.ReadCommitted,
+		StartOffset:    kafka.FirstOffset,
+		MinBytes:       1,
+		MaxBytes:       10 << 20,
+		// Hand over what is there after 100ms rather than the default
+		// 10s; commits are synchronous (CommitInterval 0), after the acks.
+		MaxWait:           100 * time.Millisecond,
+		ReadBatchTimeout:  time.Second,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		JoinGroupBackoff:  500 * time.Millisecond,
+	})
+}
+
+// consume reads one topic in batches: what arrives within BatchTimeout of
+// the first message is handled, acknowledged in one write and committed.
+func (c *consumer) consume(ctx context.Context, r *kafka.Reader, orders bool) error {
+	for {
+		batch, err := c.fetchBatch(ctx, r)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("partner: fetch %s: %w", r.Config().Topic, err)
+		}
+		var (
+			acks []kafka.Message
+			done []Order
+			errs []error
+		)
+		for _, m := range batch {
+			if isControl(m) {
+				continue
+			}
+			if !orders {
+				c.credit(m)
+				continue
+			}
+			o, verr, a, ok := c.order(ctx, m)
+			if ok {
+				acks, done, errs = append(acks, a), append(done, o), append(errs, verr)
+			}
+		}
+		if len(acks) > 0 {
+			if err := c.acks.WriteMessages(ctx, acks...); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("partner: write acks: %w", err)
+			}
+			// Only acknowledged orders count as handled: one that was
+			// fulfilled but not acknowledged comes again after a restart,
+			// so Fulfil must be idempotent by redemption id.
+			for i, o := range done {
+				c.cfg.Seen.Mark(o.ID)
+				if c.cfg.OnOrder != nil {
+					c.cfg.OnOrder(o, errs[i])
+				}
+			}
+		}
+		if err := r.CommitMessages(ctx, batch...); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("partner: commit: %w", err)
+		}
+	}
+}
+
+func (c *consumer) fetchBatch(ctx context.Context, r *kafka.Reader) ([]kafka.Message, error) {
+	m, err := r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := []kafka.Message{m}
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.BatchTimeout)
+	defer cancel()
+	for len(batch) < 500 {
+		m, err := r.FetchMessage(wctx)
+		if err != nil {
+			break
+		}
+		batch = append(batch, m)
+	}
+	return batch, ctx.Err()
+}
+
+// isControl reports a transaction marker. kafka-go (v0.4.51) hands
+// control records of transactional topics to the application as messages
+// (key: int16 version 0, int16 type 0 abort / 1 commit; value: int16
+// version, int32 coordinator epoch), and does not drop the records of
+// aborted transactions either: the order de-duplication and the ledger
+// proof check are what make that harmless here.
+func isControl(m kafka.Message) bool {
+	k := m.Key
+	return len(k) == 4 && k[0] == 0 && k[1] == 0 && k[2] == 0 && k[3] <= 1 && len(m.Value) == 6
+}
+
+// order verifies and fulfils one order and returns it, why it did not
+// verify, and its ack; ok is false for an order already handled or one
+// that does not decode.
+func (c *consumer) order(ctx context.Context, m kafka.Message) (o Order, verr error, ack kafka.Message, ok bool) {
+	o, err := c.codec.DecodeRedemption(m.Value)
+	if err != nil {
+		c.log.Error("order does not decode", "offset", m.Offset, "err", err)
+		return o, nil, ack, false
+	}
+	if c.cfg.Seen.Seen(o.ID) {
+		return o, nil, ack, false
+	}
+	a := settlement.PartnerAck{RedemptionID: o.ID, Partner: c.cfg.Partner, AckedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	verr = VerifyOrder(o, c.cfg.Partner, c.cfg.LedgerKey)
+	if verr != nil {
+		c.log.Error("order does not verify: not fulfilled", "redemption", o.ID, "err", verr)
+		a.Status, a.Reason = settlement.AckFailed, "proof: "+verr.Error()
+	} else if ref, err := c.cfg.Fulfil(ctx, o); err != nil {
+		a.Status, a.Reason = settlement.AckFailed, err.Error()
+	} else {
+		a.Status, a.Reference = settlement.AckFulfilled, ref
+	}
+	v, err := c.codec.EncodeAck(a)
+	if err != nil {
+		c.log.Error("encode ack", "redemption", o.ID, "err", err)
+		return o, verr, ack, false
+	}
+	return o, verr, kafka.Message{Key: []byte(o.ID), Value: v}, true
+}
+
+func (c *consumer) credit(m kafka.Message) {
+	cr, err := c.codec.DecodeCredit(m.Value)
+	if err == nil {
+		id := "credit/" + cr.Proof.EntryID
+		if c.cfg.Seen.Seen(id) {
+			return
+		}
+		c.cfg.Seen.Mark(id)
+		err = VerifyCredit(cr, c.cfg.LedgerKey)
+	}
+	if err != nil {
+		c.log.Error("credit does not verify", "offset", m.Offset, "err", err)
+	}
+	if c.cfg.OnCredit != nil {
+		c.cfg.OnCredit(cr, err)
+	}
+}
