@@ -79,11 +79,11 @@ func streamHash(t testing.TB, s *Sim) (whole [32]byte, perVehicle [][32]byte, ev
 }
 
 func TestDeterministic(t *testing.T) {
-	cfg := Config{Seed: 42, Vehicles: 24, Days: 2, Start: monday}
+	cfg := Config{Seed: 42, Vehicles: 16, Days: 2, Start: monday}
 	a := mustNew(t, cfg)
 	wa, va, n := streamHash(t, a)
-	if n < 24*1000 {
-		t.Fatalf("only %d events for 24 vehicle-days x2", n)
+	if n < 16*2*1000 {
+		t.Fatalf("only %d events for 32 vehicle-days", n)
 	}
 	// same config, run again, and on several workers: identical bytes
 	wb, _, _ := streamHash(t, mustNew(t, cfg))
@@ -101,7 +101,7 @@ func TestDeterministic(t *testing.T) {
 		t.Fatal("per-vehicle events changed with Window/ChunkVehicles")
 	}
 	// Vehicle(i) alone gives the same events as the stream
-	for _, i := range []int{0, 5, 23} {
+	for _, i := range []int{0, 5, 15} {
 		ev, _ := a.Vehicle(i)
 		h := sha256.New()
 		for k := range ev {
@@ -200,7 +200,7 @@ func run(t testing.TB, cfg Config) *fleetRun {
 
 var (
 	shared    *fleetRun
-	sharedCfg = Config{Seed: 2026, Vehicles: 120, Days: 2, Start: monday,
+	sharedCfg = Config{Seed: 2026, Vehicles: 80, Days: 2, Start: monday,
 		Mix: Mix{Calm: 1, Average: 1, Aggressive: 1, Fraudulent: 1}}
 )
 
@@ -270,7 +270,7 @@ func TestPhysicalSanity(t *testing.T) {
 		if math.Abs(d.OdometerKm-d.DistanceKm) > 0.01 {
 			t.Errorf("%s day %d: odometer %.3f km, driven %.3f km", d.VehicleID, d.Day, d.OdometerKm, d.DistanceKm)
 		}
-		if d.GPSKm < 0.97*d.DistanceKm || d.GPSKm > 1.10*d.DistanceKm {
+		if d.GPSKm < 0.97*d.DistanceKm || d.GPSKm > 1.08*d.DistanceKm+0.3 {
 			t.Errorf("%s day %d: GPS %.2f km, driven %.2f km", d.VehicleID, d.Day, d.GPSKm, d.DistanceKm)
 		}
 	}
@@ -417,8 +417,8 @@ func TestFraudTraits(t *testing.T) {
 // TestStreamingMemory runs a fleet whose events would take gigabytes if
 // held, and checks the live heap stays at a chunk's worth.
 func TestStreamingMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("simulates 600 vehicles")
+	if testing.Short() || raceEnabled {
+		t.Skip("simulates 600 vehicles; memory figures mean nothing under -race")
 	}
 	cfg := Config{Seed: 9, Vehicles: 600, Days: 1, Start: monday, ChunkVehicles: 100, Window: 10 * time.Minute}
 	s := mustNew(t, cfg)
@@ -455,30 +455,34 @@ func TestStreamingMemory(t *testing.T) {
 	}
 }
 
+// BenchmarkGenerate measures events generated per second, against the
+// cost of JSON-encoding the same events in batches of 100 as the Sender
+// does (the baseline: above 1x the simulator outpaces the HTTP path's
+// encoding on the same core).
 func BenchmarkGenerate(b *testing.B) {
 	cfg := Config{Seed: 1, Vehicles: 100, Days: 1, Start: monday}
 	var n int
+	var sample []telemetry.Event
 	start := time.Now()
 	for b.Loop() {
 		for c := range mustNew(b, cfg).Chunks() {
 			n += len(c.Events)
+			if len(sample) < 200_000 {
+				sample = append(sample, c.Events...)
+			}
 		}
 	}
 	simRate := float64(n) / time.Since(start).Seconds()
-	// baseline: materialising the same number of events with fixed values
-	// (the floor any generator pays for building and appending structs).
 	start = time.Now()
-	var sink []telemetry.Event
-	for i := 0; i < n; i++ {
-		if len(sink) == 4096 {
-			sink = sink[:0]
+	for lo := 0; lo < len(sample); lo += 100 {
+		if _, err := telemetry.EncodeJSON(sample[lo:min(lo+100, len(sample))]); err != nil {
+			b.Fatal(err)
 		}
-		sink = append(sink, telemetry.Event{EventID: "box-0123456789abcdef-" + "1", DeviceID: "d", VehicleID: "v",
-			Seq: uint64(i), TimeMs: int64(i), TZ: "Asia/Shanghai", Lat: 31, Lon: 121, SpeedKmh: 50})
 	}
-	baseRate := float64(n) / time.Since(start).Seconds()
+	baseRate := float64(len(sample)) / time.Since(start).Seconds()
 	b.ReportMetric(simRate, "events/s")
-	b.ReportMetric(simRate/baseRate, "x_baseline")
+	b.ReportMetric(baseRate, "json_events/s")
+	b.ReportMetric(simRate/baseRate, "x_json_encode")
 }
 
 const unsafeSizeofEvent = unsafe.Sizeof(telemetry.Event{})

@@ -107,13 +107,17 @@ func (s *Sim) Chunks() iter.Seq[Chunk] {
 			vs[i] = newVehicle(s.w, &s.vehicles[i])
 		}
 		win := s.cfg.Window.Milliseconds()
+		// each group's last chunk size sizes its next: appends never copy
+		hint := make([]int, (len(vs)+s.cfg.ChunkVehicles-1)/s.cfg.ChunkVehicles)
 		for t := s.w.dayStart[0]; t < s.w.dayStart[s.w.days]; t += win {
 			until := min(t+win, s.w.dayStart[s.w.days])
 			for lo := 0; lo < len(vs); lo += s.cfg.ChunkVehicles {
 				hi := min(lo+s.cfg.ChunkVehicles, len(vs))
 				c := Chunk{Start: time.UnixMilli(t).In(s.start.Location()),
 					End: time.UnixMilli(until).In(s.start.Location()), First: lo, Last: hi}
-				c.Events, c.Days = s.advance(vs[lo:hi], until)
+				g := lo / s.cfg.ChunkVehicles
+				c.Events, c.Days = s.advance(vs[lo:hi], until, hint[g])
+				hint[g] = len(c.Events) + len(c.Events)/4 + 16
 				if !yield(c) {
 					return
 				}
@@ -124,10 +128,10 @@ func (s *Sim) Chunks() iter.Seq[Chunk] {
 
 // advance moves vs to until on the configured number of workers; the
 // result is concatenated in vehicle order, so it does not depend on them.
-func (s *Sim) advance(vs []*vehicle, until int64) ([]telemetry.Event, []DayTruth) {
+func (s *Sim) advance(vs []*vehicle, until int64, hint int) ([]telemetry.Event, []DayTruth) {
 	n := min(s.cfg.Workers, len(vs))
 	if n <= 1 {
-		var ev []telemetry.Event
+		ev := make([]telemetry.Event, 0, hint)
 		var days []DayTruth
 		for _, v := range vs {
 			v.advance(until, &ev, &days)
@@ -139,6 +143,7 @@ func (s *Sim) advance(vs []*vehicle, until int64) ([]telemetry.Event, []DayTruth
 	var wg sync.WaitGroup
 	for k := 0; k < n; k++ {
 		lo, hi := k*len(vs)/n, (k+1)*len(vs)/n
+		evs[k] = make([]telemetry.Event, 0, hint/n)
 		wg.Go(func() {
 			for _, v := range vs[lo:hi] {
 				v.advance(until, &evs[k], &dys[k])

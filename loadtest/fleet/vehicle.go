@@ -55,6 +55,7 @@ type vehicle struct {
 	lastLat  float64
 	lastLon  float64
 	haveLast bool
+	cosLat   float64 // cosine of the last reported latitude
 
 	day         int // index of cur
 	cur         DayTruth
@@ -312,13 +313,17 @@ func (v *vehicle) event(t int64, engine bool) telemetry.Event {
 				v.tr.canyon = v.r.Range(10, 60)
 			}
 		}
-		sigma := v.p.gpsSigma * hdop
-		v.nx = 0.9*v.nx + 0.436*sigma*v.r.Norm()
-		v.ny = 0.9*v.ny + 0.436*sigma*v.r.Norm()
+		// a standing car's receiver holds its fix (static navigation)
+		if !engine || v.tr.v > 0 {
+			sigma := v.p.gpsSigma * hdop
+			v.nx = 0.9*v.nx + 0.436*sigma*v.r.Norm()
+			v.ny = 0.9*v.ny + 0.436*sigma*v.r.Norm()
+		}
 	}
 	rep := v.pos.add(v.offset).add(xy{v.nx, v.ny})
 	lat := w.center.Lat + rep.y/mPerDeg
-	lon := w.center.Lon + rep.x/(mPerDeg*math.Cos(lat*math.Pi/180))
+	v.cosLat = math.Cos(lat * math.Pi / 180)
+	lon := w.center.Lon + rep.x/(mPerDeg*v.cosLat)
 	id := make([]byte, 0, len(v.info.DeviceID)+12)
 	id = append(id, v.info.DeviceID...)
 	id = append(id, '-')
@@ -369,7 +374,7 @@ func (v *vehicle) emit(t int64, e telemetry.Event, moved float64, ev *[]telemetr
 	}
 	c.OdometerKm = e.OdometerKm - v.odoStart
 	if v.haveLast {
-		c.GPSKm += haversineKm(v.lastLat, v.lastLon, e.Lat, e.Lon)
+		c.GPSKm += trackKm(v.lastLat, v.lastLon, e.Lat, e.Lon, v.cosLat)
 	}
 	v.lastLat, v.lastLon, v.haveLast = e.Lat, e.Lon, true
 	secs := w.sampleSec
@@ -400,6 +405,19 @@ func (v *vehicle) emit(t int64, e telemetry.Event, moved float64, ev *[]telemetr
 	}
 	v.inAccel, v.inBrake, v.inCorner = acc, brk, cor
 	*ev = append(*ev, e)
+}
+
+// trackKm is the distance between two reported fixes: the equirectangular
+// approximation (cosLat near both latitudes) for fixes under ~10 km apart,
+// which agrees with haversine to better than 1e-5 there, and haversine for
+// the jumps of a teleporting box.
+func trackKm(lat1, lon1, lat2, lon2, cosLat float64) float64 {
+	dy := (lat2 - lat1) * mPerDeg
+	dx := (lon2 - lon1) * mPerDeg * cosLat
+	if d := math.Sqrt(dx*dx + dy*dy); d < 10000 {
+		return d / 1000
+	}
+	return haversineKm(lat1, lon1, lat2, lon2)
 }
 
 func haversineKm(lat1, lon1, lat2, lon2 float64) float64 {
