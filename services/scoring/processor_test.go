@@ -1,0 +1,153 @@
+package scoring
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/telemetry"
+)
+
+// emitted collects what a processor emits (the runtime's Emitter contract).
+type emitted struct{ recs []pipelines.Output }
+
+func (e *emitted) Emit(topic string, key, value []byte, _ ...pipelines.Header) {
+	e.recs = append(e.recs, pipelines.Output{Topic: topic, Key: key, Value: value})
+}
+
+func (e *emitted) EmitTo(topic string, _ int32, key, value []byte, _ ...pipelines.Header) {
+	e.recs = append(e.recs, pipelines.Output{Topic: topic, Key: key, Value: value})
+}
+
+func (e *emitted) on(topic string) []pipelines.Output {
+	var out []pipelines.Output
+	for _, r := range e.recs {
+		if r.Topic == topic {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestProcessor(t *testing.T) {
+	serde := schemas.SingleObject()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	st, err := NewStage(Config{Serde: serde, Now: clock, IdleTimeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := st.NewProcessor(context.Background(), pipelines.Task{Stage: st.Name, Partition: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pr.(*processor)
+	ctx := context.Background()
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, shanghai)
+	rec := func(ev *telemetry.Event) pipelines.Record {
+		b, err := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(ev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pipelines.Record{Topic: pipelines.TopicTelemetryClean, Partition: 3, Key: []byte(ev.VehicleID), Value: b,
+			Timestamp: time.UnixMilli(ev.TimeMs).Add(time.Second)}
+	}
+
+	var out emitted
+	for i, h := range []time.Duration{9 * time.Hour, 9*time.Hour + time.Second, 27 * time.Hour} {
+		ev := ev("car", day.Add(h))
+		ev.EventID += string(rune('a' + i))
+		if err := p.Process(ctx, rec(ev), &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx, &out); err != nil {
+		t.Fatal(err)
+	}
+	scores := out.on(pipelines.TopicScores)
+	if len(scores) != 2 { // the 24th's score, then the watermark
+		t.Fatalf("%d records on scores", len(scores))
+	}
+	m, err := serde.DecodeAs(schemas.DailyScore, scores[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "id", m["id"].(string), "car/2026-11-24")
+	eq(t, "events", m["events"].(int64), 2)
+	eq(t, "config_version", m["config_version"].(string), DefaultRules().Version)
+	eq(t, "key", string(scores[0].Key), "car")
+	wm, err := serde.DecodeAs(schemas.Watermark, scores[1].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "wm key", string(scores[1].Key), "wm/3")
+	eq(t, "wm task", wm["task"].(int32), 3)
+	eq(t, "wm tasks", wm["tasks"].(int32), int32(pipelines.TelemetryPartitions))
+	eq(t, "wm", wm["closed_through_ms"].(time.Time).UnixMilli(), day.Add(25*time.Hour).UnixMilli())
+	cl := out.on(pipelines.TopicScoringChangelog)
+	// tombstone of the 24th, the 25th's window, the task meta
+	if len(cl) != 3 || string(cl[0].Key) != "car/2026-11-24" || cl[0].Value != nil || string(cl[2].Key) != metaKey {
+		t.Fatalf("changelog %v", cl)
+	}
+
+	// Late event: to the late topic, with the reason.
+	out = emitted{}
+	if err := p.Process(ctx, rec(ev("car", day.Add(20*time.Hour))), &out); err != nil {
+		t.Fatal(err)
+	}
+	late := out.on(pipelines.TopicLateEvents)
+	if len(late) != 1 {
+		t.Fatalf("late records %v", out.recs)
+	}
+	lm, err := serde.DecodeAs(schemas.LateEvent, late[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lm["reason"].(string) == "" || lm["vehicle_id"] != "car" {
+		t.Fatalf("late event %v", lm)
+	}
+
+	// Bad input is rejected with a code and changes nothing.
+	before := p.w.StreamTime()
+	for _, c := range []struct {
+		code string
+		rec  pipelines.Record
+	}{
+		{"decode", pipelines.Record{Value: []byte{0xC3, 0x01, 1, 2}}},
+		{"tz", func() pipelines.Record { e := ev("car", day.Add(40*time.Hour)); e.TZ = "Nowhere/Else"; return rec(e) }()},
+		{"future", func() pipelines.Record {
+			r := rec(ev("car", day.Add(40*time.Hour)))
+			r.Timestamp = r.Timestamp.Add(-time.Hour)
+			return r
+		}()},
+	} {
+		err := p.Process(ctx, c.rec, &emitted{})
+		if code, ok := pipelines.RejectCode(err); !ok || code != c.code {
+			t.Fatalf("want reject %s, got %v", c.code, err)
+		}
+	}
+	eq(t, "stream time", p.w.StreamTime(), before)
+
+	// Idle: nothing closes before IdleTimeout of wall time, then the wall clock closes the 25th.
+	out = emitted{}
+	tick := day.Add(60 * time.Hour)
+	now = now.Add(4 * time.Minute)
+	if err := p.Tick(ctx, tick, &out); err != nil || len(out.recs) != 0 {
+		t.Fatalf("tick before idle timeout: %v %v", err, out.recs)
+	}
+	now = now.Add(2 * time.Minute)
+	if err := p.Tick(ctx, tick, &out); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx, &out); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.on(pipelines.TopicScores); len(s) != 2 {
+		t.Fatalf("idle close: %d records on scores", len(s))
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
