@@ -344,11 +344,7 @@ func (s *Sender) encode(events []telemetry.Event, size int, zbuf *bytes.Buffer, 
 	if s.codec != nil {
 		body = s.codec.AppendBatch(make([]byte, 0, size), events)
 	} else {
-		b, err := telemetry.EncodeJSON(events)
-		if err != nil {
-			return nil, err
-		}
-		body = b
+		body = appendJSONBatch(make([]byte, 0, size), events)
 	}
 	if !s.cfg.Gzip {
 		return body, nil
