@@ -142,9 +142,13 @@ func (s exportSource) Blocks(ctx context.Context, fn func(*Block) error) error {
 		if size > maxBlockBytes {
 			return fmt.Errorf("block %d: length %d too large", i, size)
 		}
-		data := make([]byte, size)
-		if _, err := io.ReadFull(br, data); err != nil {
+		// Grow with the data actually there, not with a claimed length.
+		data, err := io.ReadAll(io.LimitReader(br, int64(size)))
+		if err != nil {
 			return fmt.Errorf("block %d: %w", i, err)
+		}
+		if len(data) != int(size) {
+			return fmt.Errorf("block %d: %d of %d bytes: %w", i, len(data), size, io.ErrUnexpectedEOF)
 		}
 		blk, err := UnmarshalBlock(data)
 		if err != nil {

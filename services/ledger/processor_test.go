@@ -1,0 +1,157 @@
+package ledger
+
+import (
+	"context"
+	"crypto/ed25519"
+	"testing"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/schemas"
+)
+
+// memLog is an in-memory stand-in for the output topics of one processor
+// run, used to drive the processor as plain code (the broker tests are in
+// stage_test.go).
+type memLog struct {
+	blocks    []*Block
+	entries   int
+	changelog map[string][]byte
+}
+
+func (m *memLog) take(t *testing.T, out *collect) {
+	t.Helper()
+	for _, r := range out.recs {
+		switch r.Topic {
+		case pipelines.TopicLedgerBlocks:
+			native, err := schemas.SingleObject().DecodeAs(schemas.LedgerBlock, r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blk, err := BlockFromNative(native)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.blocks = append(m.blocks, &blk)
+		case pipelines.TopicLedgerEntries:
+			m.entries++
+		case pipelines.TopicLedgerChangelog:
+			if r.Value == nil {
+				delete(m.changelog, string(r.Key))
+			} else {
+				m.changelog[string(r.Key)] = r.Value
+			}
+		}
+	}
+	out.recs = out.recs[:0]
+}
+
+func newTestProcessor(t *testing.T, m *memLog) *Processor {
+	t.Helper()
+	cfg := Config{Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: 2, Serde: schemas.SingleObject(), Blocks: sliceSource(m.blocks), Logger: pipetest.Logger()}
+	p, err := NewProcessor(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range m.changelog {
+		if err := p.Restore(context.Background(), pipelines.Record{Topic: pipelines.TopicLedgerChangelog, Key: []byte(k), Value: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+func TestProcessorPendingLateAndRestart(t *testing.T) {
+	ctx := context.Background()
+	m := &memLog{changelog: map[string][]byte{}}
+	p := newTestProcessor(t, m)
+	var out collect
+	send := func(p *Processor, topic string, value []byte) error {
+		err := p.Process(ctx, pipelines.Record{Topic: topic, Value: value}, &out)
+		if err == nil {
+			err = p.Flush(ctx, &out)
+		}
+		m.take(t, &out)
+		return err
+	}
+	score := func(v string, d int, pts int64) []byte { return enc(t, schemas.DailyScore, scoreNative(v, d, pts)) }
+	wm := func(task int, through int64) []byte { return enc(t, schemas.Watermark, wmNative(task, 2, through)) }
+
+	for _, v := range []string{"c", "a", "b"} {
+		if err := send(p, pipelines.TopicScores, score(v, 1, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := send(p, pipelines.TopicScores, wm(0, 2*dayMs)); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.blocks) != 0 || p.Pending() != 3 || len(m.changelog) != 4 {
+		t.Fatalf("after one watermark: %d blocks, %d pending, %d changelog keys; want 0, 3, 4", len(m.blocks), p.Pending(), len(m.changelog))
+	}
+	// Crash: a new processor rebuilt from the (empty) blocks and the changelog.
+	p = newTestProcessor(t, m)
+	if p.Pending() != 3 {
+		t.Fatalf("restored %d pending, want 3", p.Pending())
+	}
+	if err := send(p, pipelines.TopicScores, wm(1, 2*dayMs)); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.blocks) != 2 || m.entries != 3 || p.Pending() != 0 {
+		t.Fatalf("after both watermarks: %d blocks, %d entries, %d pending; want 2, 3, 0", len(m.blocks), m.entries, p.Pending())
+	}
+	if _, ok := m.changelog["a/1970-01-02"]; ok {
+		t.Error("released credit not tombstoned in the changelog")
+	}
+	first, _ := DecodeEntry(m.blocks[0].Entries[0])
+	if first.VehicleID != "a" || m.blocks[0].Header.TimestampMs != 2*dayMs || m.blocks[0].Header.Clock != ClockEvent {
+		t.Errorf("first block: vehicle %q ts %d; want a, %d (canonical order, window end)", first.VehicleID, m.blocks[0].Header.TimestampMs, 2*dayMs)
+	}
+	// Duplicate: nothing. Rescore with other points: a late-data adjustment.
+	if err := send(p, pipelines.TopicScores, score("b", 1, 10)); err != nil || m.entries != 3 {
+		t.Fatalf("duplicate score: %v, %d entries", err, m.entries)
+	}
+	if err := send(p, pipelines.TopicScores, score("b", 1, 14)); err != nil || m.entries != 4 {
+		t.Fatalf("rescore: %v, %d entries", err, m.entries)
+	}
+	adj, _ := DecodeEntry(m.blocks[len(m.blocks)-1].Entries[0])
+	if adj.Kind != KindAdjustment || adj.Amount != 4 || adj.Ref != "b/1970-01-02" {
+		t.Errorf("late adjustment %+v", adj)
+	}
+	if pts, _ := p.Book().Credited("b/1970-01-02"); pts != 14 {
+		t.Errorf("b credited %d, want 14", pts)
+	}
+	// A late score for a released day is credited at once.
+	if err := send(p, pipelines.TopicScores, score("d", 1, 7)); err != nil || m.entries != 5 {
+		t.Fatalf("late score: %v, %d entries", err, m.entries)
+	}
+	// Restart again: rebuilt from the blocks; a replay of everything adds nothing.
+	p = newTestProcessor(t, m)
+	before := p.Book().Tree().Root()
+	for v, pts := range map[string]int64{"a": 10, "b": 14, "c": 10, "d": 7} {
+		if err := send(p, pipelines.TopicScores, score(v, 1, pts)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p.Book().Tree().Root() != before || m.entries != 5 {
+		t.Errorf("replay changed the book: %d entries", m.entries)
+	}
+	if _, err := Verify(ctx, sliceSource(m.blocks), testKey(1).Public().(ed25519.PublicKey)); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+	// Bad input is rejected with a reason code.
+	for _, c := range []struct {
+		topic string
+		value []byte
+		code  string
+	}{
+		{pipelines.TopicScores, []byte("junk"), "decode"},
+		{pipelines.TopicScores, enc(t, schemas.DebitRequest, RequestNative(Entry{Kind: KindDebit, ID: "x", Account: "a", Amount: 1})), "unexpected_record"},
+		{pipelines.TopicScores, enc(t, schemas.Watermark, wmNative(3, 2, 0)), "invalid_watermark"},
+		{pipelines.TopicLedgerRequests, enc(t, schemas.DebitRequest, RequestNative(Entry{Kind: KindDebit, ID: "x", Account: "a", Amount: -1})), "invalid_request"},
+	} {
+		err := p.Process(ctx, pipelines.Record{Topic: c.topic, Value: c.value}, &out)
+		if code, ok := pipelines.RejectCode(err); !ok || code != c.code {
+			t.Errorf("%s: err %v, want reject %s", c.code, err, c.code)
+		}
+	}
+}
