@@ -26,22 +26,25 @@ var benchRound atomic.Int64
 // BenchmarkRunPassthrough measures records/s through Run (exactly once:
 // group, one transaction per batch, read_committed) with a processor that
 // re-emits every record, against the bare franz-go consume-and-produce of
-// the same records through the same broker (pipetest.Passthrough), and
-// reports both and their ratio (run / bare: 1 means the runtime costs
-// nothing over the bare client). b.N is the number of records; ns/op covers
-// the baseline twice plus the run. Example:
+// the same records through the same broker (pipetest.Passthrough). Both
+// run three times, alternating, and the best of each counts (the machine is
+// shared, its load varies); it reports both rates and their ratio (run /
+// bare: 1 means the runtime costs nothing over the bare client). b.N is the
+// number of records. Example:
 //
 //	go test -run '^$' -bench RunPassthrough -benchtime 300000x ./pipelines/
 func BenchmarkRunPassthrough(b *testing.B) {
+	const rounds = 3
 	brokers := pipetest.Broker(b)
-	round := benchRound.Add(1)
-	in, out := fmt.Sprintf("bench%d.in", round), fmt.Sprintf("bench%d.out", round)
-	base1, base2 := fmt.Sprintf("bench%d.base1", round), fmt.Sprintf("bench%d.base2", round)
-	pipetest.CreateTopics(b, brokers,
-		pipelines.TopicSpec{Name: in, Partitions: 8},
-		pipelines.TopicSpec{Name: out, Partitions: 8},
-		pipelines.TopicSpec{Name: base1, Partitions: 8},
-		pipelines.TopicSpec{Name: base2, Partitions: 8})
+	id := benchRound.Add(1)
+	in := fmt.Sprintf("bench%d.in", id)
+	specs := []pipelines.TopicSpec{{Name: in, Partitions: 8}}
+	for r := 0; r < rounds; r++ {
+		specs = append(specs,
+			pipelines.TopicSpec{Name: fmt.Sprintf("bench%d.out%d", id, r), Partitions: 8},
+			pipelines.TopicSpec{Name: fmt.Sprintf("bench%d.bare%d", id, r), Partitions: 8})
+	}
+	pipetest.CreateTopics(b, brokers, specs...)
 	n := b.N
 	value := make([]byte, 130)
 	for i := range value {
@@ -53,53 +56,50 @@ func BenchmarkRunPassthrough(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 
-	// The baseline runs before and after the stage; the faster of the two
-	// counts (load from other processes on the machine varies).
-	baseline, err := pipetest.Passthrough(ctx, brokers, in, base1, n)
-	if err != nil {
-		b.Fatal(err)
+	var bestBare, bestRun time.Duration
+	var perTxn float64
+	for r := 0; r < rounds; r++ {
+		bare, err := pipetest.Passthrough(ctx, brokers, in, fmt.Sprintf("bench%d.bare%d", id, r), n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if bestBare == 0 || bare < bestBare {
+			bestBare = bare
+		}
+		took, txns := runPassthrough(b, brokers, fmt.Sprintf("bench%d-%d", id, r), in, fmt.Sprintf("bench%d.out%d", id, r), n)
+		if bestRun == 0 || took < bestRun {
+			bestRun, perTxn = took, float64(n)/txns
+		}
 	}
+	b.StopTimer()
+	runRate := float64(n) / bestRun.Seconds()
+	bareRate := float64(n) / bestBare.Seconds()
+	b.ReportMetric(runRate, "run_rec/s")
+	b.ReportMetric(bareRate, "bare_rec/s")
+	b.ReportMetric(runRate/bareRate, "ratio")
+	b.ReportMetric(perTxn, "rec/txn")
+}
 
+// runPassthrough runs a passthrough stage until it committed n records and
+// returns the time taken and the transactions committed.
+func runPassthrough(b *testing.B, brokers []string, name, in, out string, n int) (time.Duration, float64) {
 	reg := prometheus.NewRegistry()
 	cfg := pipetest.Config(brokers)
 	cfg.Registerer = reg
 	cfg.MaxBatch = 10000
 	start := time.Now()
 	stop := pipetest.Run(b, cfg, pipelines.Stage{
-		Name:   fmt.Sprintf("bench%d", round),
+		Name:   name,
 		Inputs: []string{in},
 		NewProcessor: func(context.Context, pipelines.Task) (pipelines.Processor, error) {
 			return passthrough{out: out}, nil
 		},
 	})
-	for {
-		mfs, err := reg.Gather()
-		if err != nil {
-			b.Fatal(err)
-		}
-		done := false
-		for _, mf := range mfs {
-			if mf.GetName() == "minecart_pipeline_records_in_total" && mf.GetMetric()[0].GetCounter().GetValue() >= float64(n) {
-				done = true
-			}
-		}
-		if done {
-			break
-		}
+	defer stop()
+	in1 := map[string]string{"stage": name}
+	for metricValue(b, reg, "minecart_pipeline_records_in_total", in1) < float64(n) {
 		time.Sleep(time.Millisecond)
 	}
 	took := time.Since(start)
-	stop()
-	baseline2, err := pipetest.Passthrough(ctx, brokers, in, base2, n)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	baseline = min(baseline, baseline2)
-	runRate := float64(n) / took.Seconds()
-	baseRate := float64(n) / baseline.Seconds()
-	b.ReportMetric(runRate, "run_rec/s")
-	b.ReportMetric(baseRate, "bare_rec/s")
-	b.ReportMetric(runRate/baseRate, "ratio")
-	b.ReportMetric(float64(n)/metricValue(b, reg, "minecart_pipeline_transactions_total", map[string]string{"result": "committed"}), "rec/txn")
+	return took, metricValue(b, reg, "minecart_pipeline_transactions_total", map[string]string{"stage": name, "result": "committed"})
 }

@@ -43,13 +43,19 @@ type Config struct {
 	// InstanceID names this process in the stage's transactional id
 	// (stage name + "-" + InstanceID). Default: host name plus a random
 	// suffix, so two processes never share (and fence) a transactional id;
-	// zombies are fenced by the consumer group generation (KIP-447).
+	// zombies are fenced by the consumer group generation (KIP-447). A
+	// stable per-replica name (a pod name) makes recovery faster: the
+	// restarted replica aborts its predecessor's open transaction at once,
+	// where a new id leaves it open (holding back read_committed readers
+	// of the outputs) until TransactionTimeout. Two live processes must
+	// never share one.
 	InstanceID string
 	// SessionTimeout is the consumer-group session timeout: how long a
 	// crashed member keeps its partitions (default 10s).
 	SessionTimeout time.Duration
 	// TransactionTimeout bounds how long a transaction may stay open
-	// before the broker aborts it (default 60s).
+	// before the broker aborts it (default 30s). A batch (MaxBatch records,
+	// with retries) must be processed well within it.
 	TransactionTimeout time.Duration
 	// MaxBatch is the most records polled, processed and committed in one
 	// transaction (default 5000).
@@ -110,7 +116,7 @@ func (c Config) withDefaults() Config {
 		c.SessionTimeout = 10 * time.Second
 	}
 	if c.TransactionTimeout == 0 {
-		c.TransactionTimeout = 60 * time.Second
+		c.TransactionTimeout = 30 * time.Second
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 5000

@@ -18,7 +18,10 @@ import (
 	"github.com/minecart/minecart/pipelines/pipetest"
 )
 
-const crashEnv = "PIPELINES_CRASH_CHILD_BROKERS"
+const (
+	crashEnv   = "PIPELINES_CRASH_CHILD_BROKERS"
+	crashIDEnv = "PIPELINES_CRASH_CHILD_INSTANCE"
+)
 
 // TestCrashChild is the stage process that TestExactlyOnceKill kills; it
 // does nothing unless started by that test.
@@ -30,6 +33,12 @@ func TestCrashChild(t *testing.T) {
 	cfg := pipetest.Config(strings.Split(brokers, ","))
 	cfg.MaxBatch = 100
 	cfg.TransactionTimeout = 2 * time.Second
+	if id := os.Getenv(crashIDEnv); id != "" {
+		// Restarted under the same id: the successor fences us, no
+		// need for a short timeout.
+		cfg.InstanceID = id
+		cfg.TransactionTimeout = 5 * time.Minute
+	}
 	var count, inBatch atomic.Int64
 	st := pipelines.Stage{
 		Name:   "crash",
@@ -65,10 +74,20 @@ func (b *batchCounter) Flush(context.Context, pipelines.Emitter) error {
 // transaction, without leaving the group, then runs the stage again: the
 // output read_committed holds every input exactly once — nothing of the
 // open transaction, nothing lost, nothing twice.
+//
+// With a new instance id, the dead instance's transaction stays open until
+// its (short) transaction timeout; restarted under the same instance id,
+// the successor's InitProducerID fences the dead one and aborts its
+// transaction at once (its timeout here is 5 minutes, longer than the test).
 func TestExactlyOnceKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
+	t.Run("new_instance", func(t *testing.T) { testKill(t, "") })
+	t.Run("same_instance", func(t *testing.T) { testKill(t, "replica-0") })
+}
+
+func testKill(t *testing.T, instance string) {
 	const n = 3000
 	brokers := pipetest.Broker(t,
 		pipelines.TopicSpec{Name: "crash.in", Partitions: 4},
@@ -76,7 +95,7 @@ func TestExactlyOnceKill(t *testing.T) {
 	pipetest.ProduceN(t, brokers, "crash.in", n, gen)
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashEnv+"="+strings.Join(brokers, ","))
+	cmd.Env = append(os.Environ(), crashEnv+"="+strings.Join(brokers, ","), crashIDEnv+"="+instance)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +142,7 @@ func TestExactlyOnceKill(t *testing.T) {
 	}
 
 	cfg := pipetest.Config(brokers)
+	cfg.InstanceID = instance
 	pipetest.Run(t, cfg, upperStage("crash", "crash.in", "crash.out", nil, nil))
 	pipetest.WaitRecords(t, brokers, "crash.out", n, 60*time.Second)
 	time.Sleep(200 * time.Millisecond)

@@ -133,6 +133,7 @@ type runner struct {
 	log *slog.Logger
 	m   *metrics
 
+	ctx     context.Context // the session's: given to NewProcessor and Restore
 	sess    *kgo.GroupTransactSession
 	restore *kgo.Client // changelog reader, made on first use
 	tasks   map[int32]*task
@@ -176,6 +177,7 @@ func (r *runner) session(ctx context.Context) error {
 		return fmt.Errorf("new session: %w", err)
 	}
 	r.sess = sess
+	r.ctx = ctx
 	r.promise = r.onProduced
 	r.lag = map[string]map[int32]prometheus.Gauge{}
 	r.dead = map[string]int{}
@@ -260,7 +262,9 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 			fetched = append(fetched, p.Partition)
 		}
 	})
-	if err := r.syncTasks(ctx, fetched); err != nil {
+	// Processors live as long as the session: they get its context, not
+	// this batch's.
+	if err := r.syncTasks(r.ctx, fetched); err != nil {
 		return err
 	}
 	tick := !r.nextTick.IsZero() && !time.Now().Before(r.nextTick)
