@@ -486,3 +486,18 @@ func BenchmarkGenerate(b *testing.B) {
 }
 
 const unsafeSizeofEvent = unsafe.Sizeof(telemetry.Event{})
+
+// TestEventsPassIngestValidation: every simulated event, fraudulent ones
+// included (their lies are plausible one sample at a time), is accepted
+// by the ingest stage's validation.
+func TestEventsPassIngestValidation(t *testing.T) {
+	r := sharedRun(t)
+	now := r.s.End()
+	for _, evs := range r.events {
+		for k := range evs {
+			if err := telemetry.Validate(&evs[k], now, telemetry.ValidateConfig{}); err != nil {
+				t.Fatalf("%s seq %d: %v", evs[k].DeviceID, evs[k].Seq, err)
+			}
+		}
+	}
+}
