@@ -265,10 +265,15 @@ func TestCheckpointFormat(t *testing.T) {
 	if err != nil || got.Size != 8 || got.Root != merkle.EmptyRoot {
 		t.Errorf("VerifyCheckpoint: %+v %v", got, err)
 	}
-	vk := VerifierKey(s.Origin(), s.Public())
-	pub, err := ParsePublicKey(vk)
-	if err != nil || !pub.Equal(s.Public()) {
-		t.Errorf("ParsePublicKey(%q): %v", vk, err)
+	// Every textual form parses back, for many keys (base64 with '+' too).
+	for seed := byte(0); seed < 64; seed++ {
+		pub := testKey(seed).Public().(ed25519.PublicKey)
+		for _, text := range []string{VerifierKey(s.Origin(), pub), encodePub(pub), fmt.Sprintf("%x", []byte(pub))} {
+			got, err := ParsePublicKey(text)
+			if err != nil || !got.Equal(pub) {
+				t.Errorf("ParsePublicKey(%q): %v", text, err)
+			}
+		}
 	}
 }
 

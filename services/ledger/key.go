@@ -104,22 +104,25 @@ func ParsePublicKey(text string) (ed25519.PublicKey, error) {
 		}
 		return pub, nil
 	}
-	if parts := strings.Split(s, "+"); len(parts) == 3 {
-		raw, err := base64.StdEncoding.DecodeString(parts[2])
-		if err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != 0x01 {
-			return nil, fmt.Errorf("public key: bad verifier key %q", s)
-		}
-		pub := ed25519.PublicKey(raw[1:])
-		if VerifierKey(parts[0], pub) != s {
-			return nil, fmt.Errorf("public key: verifier key id does not match %q", s)
-		}
-		return pub, nil
-	}
 	if raw, err := hex.DecodeString(s); err == nil && len(raw) == ed25519.PublicKeySize {
 		return ed25519.PublicKey(raw), nil
 	}
 	if raw, err := base64.StdEncoding.DecodeString(s); err == nil && len(raw) == ed25519.PublicKeySize {
 		return ed25519.PublicKey(raw), nil
+	}
+	// A verifier key: the name has no '+', the key id is 8 hex digits, the
+	// base64 key may contain '+'.
+	if name, rest, ok := strings.Cut(s, "+"); ok {
+		_, b64, _ := strings.Cut(rest, "+")
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != 0x01 {
+			return nil, fmt.Errorf("public key: bad verifier key %q", s)
+		}
+		pub := ed25519.PublicKey(raw[1:])
+		if VerifierKey(name, pub) != s {
+			return nil, fmt.Errorf("public key: verifier key id does not match %q", s)
+		}
+		return pub, nil
 	}
 	return nil, errors.New("public key: want base64 or hex of 32 bytes, a verifier key or PEM")
 }
