@@ -352,3 +352,74 @@ func TestProducerErrors(t *testing.T) {
 		t.Fatalf("records %+v", recs)
 	}
 }
+
+// copart checks that every record reaches the task of its partition.
+type copart struct {
+	task pipelines.Task
+	bad  *atomic.Int32
+}
+
+func (c copart) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+	if rec.Partition != c.task.Partition {
+		c.bad.Add(1)
+	}
+	out.EmitTo("cp.out", c.task.Partition, rec.Key, []byte(rec.Topic+"/"+string(rec.Value)))
+	return nil
+}
+
+// TestCopartitionedInputs: a stage with two inputs gets partition p of both
+// in task p, with two members sharing the group; inputs with different
+// partition counts are refused.
+func TestCopartitionedInputs(t *testing.T) {
+	const n = 400
+	brokers := pipetest.Broker(t,
+		pipelines.TopicSpec{Name: "cp.a", Partitions: 4},
+		pipelines.TopicSpec{Name: "cp.b", Partitions: 4},
+		pipelines.TopicSpec{Name: "cp.c", Partitions: 3},
+		pipelines.TopicSpec{Name: "cp.out", Partitions: 4})
+	pipetest.ProduceN(t, brokers, "cp.a", n, gen)
+	pipetest.ProduceN(t, brokers, "cp.b", n, gen)
+	var bad atomic.Int32
+	st := pipelines.Stage{
+		Name:   "cp",
+		Inputs: []string{"cp.a", "cp.b"},
+		NewProcessor: func(_ context.Context, task pipelines.Task) (pipelines.Processor, error) {
+			return copart{task: task, bad: &bad}, nil
+		},
+	}
+	cfg := pipetest.Config(brokers)
+	pipetest.Run(t, cfg, st)
+	pipetest.Run(t, cfg, st)
+	recs := pipetest.WaitRecords(t, brokers, "cp.out", 2*n, 30*time.Second)
+	if bad.Load() != 0 {
+		t.Fatalf("%d records reached the task of another partition", bad.Load())
+	}
+	got := values(recs)
+	for i := 0; i < n; i++ {
+		for _, topic := range []string{"cp.a", "cp.b"} {
+			if v := topic + "/v" + strconv.Itoa(i); got[v] != 1 {
+				t.Fatalf("%s seen %d times", v, got[v])
+			}
+		}
+	}
+	st.Inputs = []string{"cp.a", "cp.c"}
+	if err := pipelines.Run(context.Background(), cfg, st); err == nil {
+		t.Fatal("Run accepted inputs with 4 and 3 partitions")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	bad := []pipelines.Config{
+		{},
+		{Brokers: []string{"x:1"}, MaxBatch: -1},
+		{Brokers: []string{"x:1"}, SessionTimeout: -time.Second},
+	}
+	for _, c := range bad {
+		if c.Validate() == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+	if err := (pipelines.Config{Brokers: []string{"x:1"}}).Validate(); err != nil {
+		t.Error(err)
+	}
+}
