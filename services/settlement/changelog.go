@@ -1,6 +1,7 @@
 package settlement
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -102,7 +103,7 @@ func (b *Book) Restored() {
 		}
 	}
 	slices.SortFunc(b.pending, func(x, y string) int {
-		return int(b.redemptions[x].Seq - b.redemptions[y].Seq)
+		return cmp.Compare(b.redemptions[x].Seq, b.redemptions[y].Seq)
 	})
 }
 

@@ -1,0 +1,84 @@
+package settlement_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/settlement/settletest"
+)
+
+func TestHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded pipeline")
+	}
+	env := settletest.Start(t, "acme")
+	env.Fund("alice", 100)
+	env.PutItem("acme", "mug", 30, nil)
+	env.WaitBalance("alice", 100)
+	srv := replica(t, env)
+
+	get := func(path string, v any) int {
+		t.Helper()
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if v != nil && resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode
+	}
+	mug := settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2}
+	cases := []struct {
+		name   string
+		key    string
+		body   settlement.RedemptionBody
+		code   int
+		status settlement.Status
+		reason string
+	}{
+		{"no key", "", mug, http.StatusBadRequest, "", ""},
+		{"no item", "k0", settlement.RedemptionBody{Owner: "alice", Partner: "acme"}, http.StatusBadRequest, "", ""},
+		{"holding account", "k0", settlement.RedemptionBody{Owner: "vehicle:v1", Partner: "acme", ItemID: "mug"}, http.StatusBadRequest, "", ""},
+		{"unknown item", "k1", settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "car"}, http.StatusCreated, settlement.StatusRejected, settlement.ReasonUnknownItem},
+		{"two mugs", "k2", mug, http.StatusCreated, settlement.StatusConfirmed, ""},
+		{"same key again", "k2", mug, http.StatusCreated, settlement.StatusConfirmed, ""},
+		{"same key, other order", "k2", settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1}, http.StatusUnprocessableEntity, "", ""},
+		{"too poor", "k3", mug, http.StatusCreated, settlement.StatusRejected, settlement.ReasonInsufficient},
+		{"max points", "k4", settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", MaxPoints: ptr(int64(29))}, http.StatusCreated, settlement.StatusRejected, settlement.ReasonPriceChanged},
+	}
+	for _, c := range cases {
+		code, r, err := post(srv, c.key, c.body)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if code != c.code || r.Status != c.status || r.Reason != c.reason {
+			t.Errorf("%s: HTTP %d %s %q, want %d %s %q", c.name, code, r.Status, r.Reason, c.code, c.status, c.reason)
+		}
+		if code == http.StatusCreated && r.ID != settlement.RedemptionID(c.body.Owner, c.key) {
+			t.Errorf("%s: id %s", c.name, r.ID)
+		}
+		if c.status == settlement.StatusConfirmed && (r.Debit == nil || r.Debit.Checkpoint == "" || r.Points != 60) {
+			t.Errorf("%s: confirmed without debit proof: %+v", c.name, r)
+		}
+	}
+	var bal settlement.BalanceJSON
+	if code := get("/v1/accounts/alice/balance", &bal); code != http.StatusOK || bal != (settlement.BalanceJSON{Owner: "alice", Balance: 40, Available: 40}) {
+		t.Errorf("balance: HTTP %d %+v, want 40", code, bal)
+	}
+	if code := get("/v1/accounts/nobody/balance", &bal); code != http.StatusOK || bal.Balance != 0 {
+		t.Errorf("unknown account: HTTP %d %+v", code, bal)
+	}
+	var r settlement.RedemptionJSON
+	if code := get("/v1/redemptions/"+settlement.RedemptionID("alice", "k2"), &r); code != http.StatusOK || r.Status != settlement.StatusConfirmed {
+		t.Errorf("get redemption: HTTP %d %+v", code, r)
+	}
+	if code := get("/v1/redemptions/nope", nil); code != http.StatusNotFound {
+		t.Errorf("unknown redemption: HTTP %d", code)
+	}
+}
