@@ -56,13 +56,20 @@ func BenchmarkJSONEncode(b *testing.B) {
 		}
 		return float64(len(evs)) / time.Since(start).Seconds()
 	}
-	var fast, base float64
+	var fast, base, dec float64
 	var buf []byte
 	for b.Loop() {
 		fast += rate(func(e []telemetry.Event) { buf = appendJSONBatch(buf[:0], e) })
 		base += rate(func(e []telemetry.Event) { _, _ = telemetry.EncodeJSON(e) })
+		dec += rate(func(e []telemetry.Event) {
+			if _, err := telemetry.DecodeJSON(appendJSONBatch(buf[:0], e), telemetry.Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		})
 	}
 	b.ReportMetric(fast/float64(b.N), "events/s")
 	b.ReportMetric(base/float64(b.N), "encoding_json_events/s")
 	b.ReportMetric(fast/base, "x_encoding_json")
+	// what the gateway pays to read them (encode + DecodeJSON)
+	b.ReportMetric(dec/float64(b.N), "encode+decode_events/s")
 }
