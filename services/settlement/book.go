@@ -21,11 +21,17 @@ type Policy struct {
 	DebitTimeout time.Duration
 	// MaxQuantity bounds the units of one redemption.
 	MaxQuantity int32
+	// KeepRedemptions is how long a finished redemption (fulfilled,
+	// rejected, partner-failed) stays in the state after its last change;
+	// it is forgotten at the first day close after that (0: forever). Its
+	// idempotency key is honoured for that long, like a payment API's.
+	// The status topic keeps its history regardless.
+	KeepRedemptions time.Duration
 }
 
 // DefaultPolicy is the policy used when the stage's config leaves it zero.
 func DefaultPolicy() Policy {
-	return Policy{DebitTimeout: 5 * time.Minute, MaxQuantity: 100}
+	return Policy{DebitTimeout: 5 * time.Minute, MaxQuantity: 100, KeepRedemptions: 30 * 24 * time.Hour}
 }
 
 // Validate reports a policy that cannot work.
@@ -35,6 +41,9 @@ func (p Policy) Validate() error {
 	}
 	if p.MaxQuantity <= 0 {
 		return errors.New("max quantity must be positive")
+	}
+	if p.KeepRedemptions < 0 {
+		return errors.New("negative redemption retention")
 	}
 	return nil
 }
@@ -229,6 +238,9 @@ func (t *Tx) item(key string) (ItemState, bool) {
 
 func (t *Tx) redemption(id string) (Redemption, bool) {
 	if x, ok := t.redemptions[id]; ok {
+		if x == nil {
+			return Redemption{}, false
+		}
 		return *x, true
 	}
 	x, ok := t.b.redemptions[id]
@@ -298,7 +310,11 @@ func (t *Tx) Changes() []Change {
 		}
 	}
 	for _, k := range sortedKeys(t.redemptions) {
-		out = append(out, Change{keyRedemption + k, *t.redemptions[k]})
+		if x := t.redemptions[k]; x != nil {
+			out = append(out, Change{keyRedemption + k, *x})
+		} else {
+			out = append(out, Change{keyRedemption + k, nil})
+		}
 	}
 	if t.meta != nil {
 		out = append(out, Change{keyMeta, *t.meta})
@@ -342,7 +358,11 @@ func (t *Tx) Commit() {
 		}
 	}
 	for k, x := range t.redemptions {
-		b.redemptions[k] = *x
+		if x == nil {
+			delete(b.redemptions, k)
+		} else {
+			b.redemptions[k] = *x
+		}
 	}
 	if t.meta != nil {
 		b.meta = *t.meta
@@ -816,6 +836,15 @@ func (t *Tx) closeDays(now time.Time) {
 		delete(m.Days, d)
 	}
 	m.OpenDay = today
+	if keep := t.b.policy.KeepRedemptions; keep > 0 {
+		for id, r := range t.b.redemptions {
+			if r.Status.Terminal() && r.UpdatedAt.Before(now.Add(-keep)) {
+				if _, changed := t.redemptions[id]; !changed {
+					t.redemptions[id] = nil
+				}
+			}
+		}
+	}
 }
 
 func nextDay(d string) string {

@@ -463,3 +463,25 @@ func TestEarlyAck(t *testing.T) {
 		t.Fatalf("after debit: %+v", r)
 	}
 }
+
+// TestForgetOldRedemptions: finished redemptions leave the state after the
+// retention; pending and confirmed ones stay.
+func TestForgetOldRedemptions(t *testing.T) {
+	f := newFixture(t)
+	f.commit(f.b.Bind(Binding{VehicleID: "v1", Owner: "alice", UpdatedAt: t0}))
+	f.credit("v1", 100)
+	f.item("acme", "mug", 30, nil)
+	f.commit(f.b.Tick(t0), nil)
+	done := f.redeem("alice", "k1", "acme", "mug", 9) // rejected
+	open := f.redeem("alice", "k2", "acme", "mug", 1) // pending
+	f.commit(f.b.Tick(t0.Add(DefaultPolicy().KeepRedemptions+48*time.Hour)), nil)
+	if _, ok := f.b.Redemption(done.ID); ok {
+		t.Fatal("old rejected redemption kept")
+	}
+	if v, ok := f.log[RedemptionKey(done.ID)]; !ok || v != nil {
+		t.Fatal("no tombstone for the forgotten redemption")
+	}
+	if r, ok := f.b.Redemption(open.ID); !ok || r.Status != StatusRejected {
+		t.Fatalf("pending redemption: %+v %v (want released by timeout, kept)", r, ok)
+	}
+}

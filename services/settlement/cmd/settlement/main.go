@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string) error {
 	runStage := fs.Bool("stage", true, "run the settlement stage (false: HTTP replica only)")
 	instance := fs.String("instance-id", "", "this process's part of the transactional id (default: host name + random)")
 	debitTimeout := fs.Duration("debit-timeout", def.DebitTimeout, "release a redemption's points if the ledger has not appended its debit after this long")
+	keep := fs.Duration("keep-redemptions", def.KeepRedemptions, "how long finished redemptions (and their idempotency keys) stay in the state (0: forever)")
 	maxQty := fs.Int("max-quantity", int(def.MaxQuantity), "most units in one redemption")
 	wait := fs.Duration("http-wait", 5*time.Second, "how long POST /v1/redemptions waits for a decision before answering 202")
 	if err := flagenv.Parse(fs, "MINECART", args); err != nil {
@@ -67,7 +68,7 @@ func run(ctx context.Context, args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pcfg := pipelines.Config{Brokers: seeds, Logger: log, Registerer: reg, Serde: serde, InstanceID: *instance}
 	scfg := settlement.Config{
-		Policy: settlement.Policy{DebitTimeout: *debitTimeout, MaxQuantity: int32(*maxQty)},
+		Policy: settlement.Policy{DebitTimeout: *debitTimeout, MaxQuantity: int32(*maxQty), KeepRedemptions: *keep},
 		Serde:  serde, Logger: log, Registerer: reg,
 	}
 	if err := scfg.Validate(); err != nil {
