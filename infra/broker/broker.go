@@ -16,8 +16,14 @@
 //   - Close does not return an error: persistence errors are only logged.
 //     Close here reports the first error-level message kfake logged while
 //     shutting down, so a failed save is not silent.
-//   - After an unclean stop, a transaction left open is aborted on reload
-//     (Kafka aborts it when the transaction timeout expires).
+//   - A transaction open when the broker is closed stays open after the
+//     restart and is aborted when its timeout expires, as in Kafka
+//     (TestRestartKeepsData). After kill -9, /work/shared/kafka.md reports
+//     it aborted on reload instead.
+//   - Every EndTxn bumps the producer epoch (KIP-890 part 2, as Kafka 4).
+//   - franz-go's transact session detects KIP-447 from the TxnOffsetCommit
+//     response; a transaction that commits no offsets makes it hold its
+//     rebalance lock 500 ms (pipelines skips such empty transactions).
 package broker
 
 import (

@@ -53,7 +53,8 @@ func TestRestartKeepsData(t *testing.T) {
 	}
 	cl.Close()
 
-	txn, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.TransactionalID("restart-test"))
+	txn, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.TransactionalID("restart-test"),
+		kgo.TransactionTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,13 @@ func TestRestartKeepsData(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	txn.Close()
+	// One more transaction, left open when the broker stops.
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 	cl, err = kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +92,7 @@ func TestRestartKeepsData(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
+	txn.Close()
 
 	b = start(t, dir)
 	defer func() {
@@ -116,6 +124,33 @@ func TestRestartKeepsData(t *testing.T) {
 	}
 	if o, ok := fetched.Lookup(topic, 0); !ok || o.At != 7 {
 		t.Fatalf("group offset after restart %+v, want 7", o)
+	}
+	// The transaction open at the (clean) stop is still open after the
+	// restart, as in Kafka, and the broker aborts it when its timeout
+	// (2s) expires: the last stable offset reaches the high watermark.
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		hwm, err := adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lso, err := adm.ListCommittedOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _ := hwm.Lookup(topic, 0)
+		l, _ := lso.Lookup(topic, 0)
+		if h.Offset == l.Offset {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("transaction open before the restart never ended: hwm %d, lso %d", h.Offset, l.Offset)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := readCommitted(t, b.Addrs(), topic); len(got) != 20 {
+		t.Fatalf("%d committed records after the abort, want 20", len(got))
 	}
 }
 
