@@ -70,6 +70,11 @@ type SenderConfig struct {
 	// Sleep waits d or until ctx is done (default a timer); tests inject a
 	// fake one to check Retry-After without waiting.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// ResendEvery, when > 0, sends about one batch in ResendEvery a second
+	// time right after its acknowledgement, as a box that missed the ack
+	// re-uploads: duplicates for ingest's dedup to drop. The choice is a
+	// hash of device and first seq, so the same batches every run.
+	ResendEvery int
 	// Progress, if set, is called from Send at most every ProgressEvery
 	// (default 1 s) with the figures so far.
 	Progress      func(Report)
@@ -125,6 +130,8 @@ func (c SenderConfig) Validate() error {
 		return fmt.Errorf("sender: Format %q: want json or avro", c.Format)
 	case c.Concurrency < 1 || c.QueueBatches < 1 || c.MaxAttempts < 1:
 		return errors.New("sender: Concurrency, QueueBatches and MaxAttempts must be >= 1")
+	case c.ResendEvery < 0:
+		return errors.New("sender: negative ResendEvery")
 	}
 	return nil
 }
@@ -148,6 +155,7 @@ type Report struct {
 	Retries  int64 // retried tries (429, 5xx, transport errors)
 	Rejected int64 // events in batches refused for good (4xx other than 429)
 	Failed   int64 // events in batches that exhausted MaxAttempts or were cancelled
+	Resent   int64 // events sent twice on purpose (ResendEvery), counted in Events once per acknowledgement
 	// Rejects counts refused batches by the gateway's reason code
 	// ("bad_signature", "wrong_vehicle", ...), and retried answers by
 	// "retry:<status>".
@@ -161,8 +169,8 @@ type Report struct {
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("%d events in %d batches in %v: %.0f events/s, ack p50 %v p99 %v, %d retries, %d rejected, %d failed %v",
-		r.Events, r.Batches, r.Elapsed.Round(time.Millisecond), r.EventsPerSec, r.P50, r.P99, r.Retries, r.Rejected, r.Failed, r.Rejects)
+	return fmt.Sprintf("%d events in %d batches in %v: %.0f events/s, ack p50 %v p99 %v, %d retries, %d resent, %d rejected, %d failed %v",
+		r.Events, r.Batches, r.Elapsed.Round(time.Millisecond), r.EventsPerSec, r.P50, r.P99, r.Retries, r.Resent, r.Rejected, r.Failed, r.Rejects)
 }
 
 type batch struct {
@@ -185,7 +193,7 @@ type Sender struct {
 	start time.Time
 	lastP time.Time
 
-	events, batches, bytes, retries, rejected, failed atomic.Int64
+	events, batches, bytes, retries, rejected, failed, resent atomic.Int64
 	mu                                                sync.Mutex
 	rejects                                           map[string]int64
 	lat                                               latencies
@@ -297,7 +305,7 @@ func (s *Sender) Abort() { s.stop() }
 // Report returns the figures so far.
 func (s *Sender) Report() Report {
 	r := Report{Events: s.events.Load(), Batches: s.batches.Load(), Bytes: s.bytes.Load(),
-		Retries: s.retries.Load(), Rejected: s.rejected.Load(), Failed: s.failed.Load(),
+		Retries: s.retries.Load(), Rejected: s.rejected.Load(), Failed: s.failed.Load(), Resent: s.resent.Load(),
 		Elapsed: s.cfg.Now().Sub(s.start), P50: s.lat.quantile(0.5), P99: s.lat.quantile(0.99)}
 	s.mu.Lock()
 	r.Rejects = make(map[string]int64, len(s.rejects))
@@ -335,7 +343,10 @@ func (s *Sender) lane(in <-chan batch) {
 			continue
 		}
 		size = max(size, cap(body))
-		s.post(b, body)
+		if s.post(b, body) && s.resend(b) {
+			s.resent.Add(int64(len(b.events)))
+			s.post(b, body)
+		}
 	}
 }
 
@@ -360,8 +371,19 @@ func (s *Sender) encode(events []telemetry.Event, size int, zbuf *bytes.Buffer, 
 	return bytes.Clone(zbuf.Bytes()), nil
 }
 
-// post sends one batch until it is acknowledged, refused, or out of tries.
-func (s *Sender) post(b batch, body []byte) {
+// resend reports whether b is one of the batches sent twice.
+func (s *Sender) resend(b batch) bool {
+	if s.cfg.ResendEvery <= 0 {
+		return false
+	}
+	h := fnv.New64a()
+	h.Write([]byte(b.device))
+	return (h.Sum64()^b.events[0].Seq*0x9e3779b97f4a7c15)%uint64(s.cfg.ResendEvery) == 0
+}
+
+// post sends one batch until it is acknowledged (true), refused, or out of
+// tries.
+func (s *Sender) post(b batch, body []byte) bool {
 	n := int64(len(b.events))
 	start := s.cfg.Now()
 	backoff := s.cfg.Backoff
@@ -373,11 +395,11 @@ func (s *Sender) post(b batch, body []byte) {
 			s.batches.Add(1)
 			s.bytes.Add(int64(len(body)))
 			s.lat.add(s.cfg.Now().Sub(start))
-			return
+			return true
 		case err == nil && status != http.StatusTooManyRequests && status < 500:
 			s.rejected.Add(n)
 			s.count(reason)
-			return
+			return false
 		}
 		if err != nil {
 			s.count("retry:transport")
@@ -386,7 +408,7 @@ func (s *Sender) post(b batch, body []byte) {
 		}
 		if attempt >= s.cfg.MaxAttempts {
 			s.failed.Add(n)
-			return
+			return false
 		}
 		s.retries.Add(1)
 		wait := backoff
@@ -397,7 +419,7 @@ func (s *Sender) post(b batch, body []byte) {
 		}
 		if s.cfg.Sleep(s.ctx, wait) != nil {
 			s.failed.Add(n)
-			return
+			return false
 		}
 	}
 }

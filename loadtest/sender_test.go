@@ -259,3 +259,73 @@ func TestSenderConfig(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestSenderResend(t *testing.T) {
+	sim, err := fleet.New(fleet.Config{Seed: 4, Vehicles: 4, Days: 1, Start: monday})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs := sim.Devices()
+	fg := &fakeGateway{secrets: map[string][]byte{}, tries: map[string]int{}, seqs: map[string][]uint64{},
+		nonces: map[string]bool{}}
+	for _, d := range devs {
+		fg.secrets[d.DeviceID] = d.Secret
+		fg.tries[d.DeviceID] = 10 // past the scripted 429 and 503
+	}
+	srv := httptest.NewServer(fg)
+	defer srv.Close()
+	s, err := NewSender(SenderConfig{URL: srv.URL, Devices: devs, ResendEvery: 5, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.SendChunks(context.Background(), sim.Chunks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dups := int64(0)
+	for dev, seqs := range fg.seqs {
+		seen := map[uint64]bool{}
+		for i, q := range seqs {
+			if seen[q] {
+				dups++
+			} else if i > 0 && q < seqs[i-1] {
+				t.Fatalf("%s: seq %d after %d: a resend overtook a later batch", dev, q, seqs[i-1])
+			}
+			seen[q] = true
+		}
+	}
+	if rep.Resent == 0 || dups != rep.Resent || rep.Events != int64(len(flatten(fg.seqs))) {
+		t.Fatalf("resent %d, duplicates seen %d, events %d", rep.Resent, dups, rep.Events)
+	}
+	t.Logf("%v", rep)
+}
+
+func flatten(m map[string][]uint64) []uint64 {
+	var out []uint64
+	for _, v := range m {
+		out = append(out, v...)
+	}
+	return out
+}
+
+func TestPaced(t *testing.T) {
+	sim, err := fleet.New(fleet.Config{Seed: 1, Vehicles: 2, Days: 1, Start: monday, Window: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	var waits []time.Duration
+	sleep := func(_ context.Context, d time.Duration) error { waits = append(waits, d); clock = clock.Add(d); return nil }
+	n := 0
+	for c := range Paced(context.Background(), sim.Chunks(), 60, now, sleep) {
+		// released once the window's end has passed at 60x: an hour a minute
+		if want := time.Duration(c.End.Sub(sim.Start()) / 60); clock.Sub(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)) != want {
+			t.Fatalf("chunk ending %v released at +%v, want +%v", c.End, clock.Sub(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)), want)
+		}
+		n++
+	}
+	if n != 24 || len(waits) != 24 || waits[0] != time.Minute {
+		t.Fatalf("%d chunks, waits %v", n, waits)
+	}
+}

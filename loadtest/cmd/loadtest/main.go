@@ -62,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gzip := fs.Bool("gzip", false, "gzip gateway bodies")
 	batch := fs.Int("batch", 100, "events per gateway request")
 	concurrency := fs.Int("concurrency", 16, "gateway requests in flight")
+	resend := fs.Int("resend-every", 0, "send about one gateway batch in N twice, as boxes re-upload (0: never)")
+	speedup := fs.Float64("speedup", 0, "pace the simulation: simulated time runs this many times faster than the wall clock (0: as fast as possible)")
 	if err := flagenv.Parse(fs, "MINECART_LOADTEST", args); err != nil {
 		return err
 	}
@@ -88,6 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			r.Elapsed.Seconds(), r.Events, r.EventsPerSec, r.P50, r.P99, r.Retries, r.Rejected)
 	}
 	chunks := bounded(sim.Chunks(), *maxEvents, *duration)
+	if *speedup > 0 {
+		chunks = loadtest.Paced(ctx, chunks, *speedup, nil, nil)
+	}
 	var rep loadtest.Report
 	switch *mode {
 	case "gateway":
@@ -100,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		s, err := loadtest.NewSender(loadtest.SenderConfig{URL: *url, Devices: sim.Devices(), BatchSize: *batch,
-			Format: *format, Gzip: *gzip, Concurrency: *concurrency, Progress: progress})
+			Format: *format, Gzip: *gzip, Concurrency: *concurrency, ResendEvery: *resend, Progress: progress})
 		if err != nil {
 			return err
 		}
