@@ -1,0 +1,279 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/telemetry"
+)
+
+// AuthKind is how a device proves its identity.
+type AuthKind string
+
+// Authentication kinds (the symbols of minecart.devices.AuthKind).
+const (
+	AuthHMAC    AuthKind = "HMAC_SHA256"
+	AuthEd25519 AuthKind = "ED25519"
+)
+
+// Status is a device's state in the registry.
+type Status string
+
+// Device states (the symbols of minecart.devices.Status).
+const (
+	StatusActive  Status = "ACTIVE"
+	StatusRevoked Status = "REVOKED"
+)
+
+// Device is one provisioned box: the value of the compacted topic
+// pipelines.TopicDevices (Avro minecart.devices.Device, key = ID).
+type Device struct {
+	ID        string
+	VehicleID string // the only vehicle it may write events for
+	VehicleTZ string // IANA zone filled into events that carry none
+	Auth      AuthKind
+	Key       []byte // HMAC secret or Ed25519 public key
+	Status    Status
+	Created   time.Time
+	Updated   time.Time
+}
+
+// Errors of the device registry, for errors.Is.
+var (
+	ErrDeviceExists   = errors.New("device already exists")
+	ErrDeviceNotFound = errors.New("device not found")
+)
+
+const minSecret = 32
+
+func (d *Device) validate() error {
+	switch {
+	case d.ID == "" || len(d.ID) > 64:
+		return fmt.Errorf("device id %q: want 1..64 bytes", d.ID)
+	case d.VehicleID == "" || len(d.VehicleID) > 64:
+		return fmt.Errorf("vehicle id %q: want 1..64 bytes", d.VehicleID)
+	case !telemetry.ValidTZ(d.VehicleTZ):
+		return fmt.Errorf("vehicle tz %q: not an IANA time zone", d.VehicleTZ)
+	case d.Status != StatusActive && d.Status != StatusRevoked:
+		return fmt.Errorf("status %q: unknown", d.Status)
+	}
+	switch d.Auth {
+	case AuthHMAC:
+		if len(d.Key) < minSecret {
+			return fmt.Errorf("HMAC secret of %d bytes: want at least %d", len(d.Key), minSecret)
+		}
+	case AuthEd25519:
+		if len(d.Key) != ed25519.PublicKeySize {
+			return fmt.Errorf("Ed25519 public key of %d bytes: want %d", len(d.Key), ed25519.PublicKeySize)
+		}
+	default:
+		return fmt.Errorf("auth kind %q: want %s or %s", d.Auth, AuthHMAC, AuthEd25519)
+	}
+	return nil
+}
+
+func (d *Device) native() map[string]any {
+	return map[string]any{
+		"id": d.ID, "vehicle_id": d.VehicleID, "vehicle_tz": d.VehicleTZ, "auth": string(d.Auth),
+		"key": d.Key, "status": string(d.Status), "created_ms": d.Created.UnixMilli(), "updated_ms": d.Updated.UnixMilli(),
+	}
+}
+
+func deviceFromNative(m map[string]any) (Device, error) {
+	var d Device
+	var ok [8]bool
+	d.ID, ok[0] = m["id"].(string)
+	d.VehicleID, ok[1] = m["vehicle_id"].(string)
+	d.VehicleTZ, ok[2] = m["vehicle_tz"].(string)
+	var auth, status string
+	auth, ok[3] = m["auth"].(string)
+	d.Key, ok[4] = m["key"].([]byte)
+	status, ok[5] = m["status"].(string)
+	d.Created, ok[6] = m["created_ms"].(time.Time)
+	d.Updated, ok[7] = m["updated_ms"].(time.Time)
+	if slices.Contains(ok[:], false) {
+		return Device{}, errors.New("device record: unexpected field types")
+	}
+	d.Auth, d.Status = AuthKind(auth), Status(status)
+	return d, nil
+}
+
+// EncodeDevice returns d as a framed Avro minecart.devices.Device.
+func EncodeDevice(serde *schemas.Serde, d *Device) ([]byte, error) {
+	return serde.Encode(schemas.Device, d.native())
+}
+
+// DecodeDevice reads a framed Avro minecart.devices.Device.
+func DecodeDevice(serde *schemas.Serde, b []byte) (Device, error) {
+	m, err := serde.DecodeAs(schemas.Device, b)
+	if err != nil {
+		return Device{}, err
+	}
+	return deviceFromNative(m)
+}
+
+// Devices administers the device registry (the CLI's `minecart devices
+// add|list|revoke`): it writes with a Producer and reads a Table of
+// pipelines.TopicDevices. Add and Revoke return once the Table shows the
+// change, so a following List or Get sees it.
+type Devices struct {
+	producer *pipelines.Producer
+	table    *pipelines.Table
+	serde    *schemas.Serde
+	now      func() time.Time
+}
+
+// NewDevices returns the registry administrator over p and t (a Table of
+// pipelines.TopicDevices); serde nil means schemas.SingleObject(), now nil
+// means time.Now.
+func NewDevices(p *pipelines.Producer, t *pipelines.Table, serde *schemas.Serde, now func() time.Time) *Devices {
+	if serde == nil {
+		serde = schemas.SingleObject()
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Devices{producer: p, table: t, serde: serde, now: now}
+}
+
+// NewDevice is what Add needs. With AuthHMAC and no Key, Add generates a
+// 32-byte secret and returns it in the Device (show it once; it is the
+// box's credential). With AuthEd25519, Key is the box's public key.
+type NewDevice struct {
+	ID, VehicleID, VehicleTZ string
+	Auth                     AuthKind
+	Key                      []byte
+}
+
+// Add provisions a device. Adding an id that exists (even revoked) is
+// ErrDeviceExists: ids are never reused.
+func (ds *Devices) Add(ctx context.Context, nd NewDevice) (Device, error) {
+	if err := ds.table.WaitCaught(ctx); err != nil {
+		return Device{}, err
+	}
+	if _, ok := ds.table.Get(nd.ID); ok {
+		return Device{}, fmt.Errorf("%w: %s", ErrDeviceExists, nd.ID)
+	}
+	now := ds.now().UTC().Truncate(time.Millisecond)
+	d := Device{ID: nd.ID, VehicleID: nd.VehicleID, VehicleTZ: nd.VehicleTZ, Auth: nd.Auth,
+		Key: bytes.Clone(nd.Key), Status: StatusActive, Created: now, Updated: now}
+	if d.Auth == AuthHMAC && len(d.Key) == 0 {
+		d.Key = make([]byte, minSecret)
+		_, _ = rand.Read(d.Key) // never fails (Go 1.24+)
+	}
+	if err := d.validate(); err != nil {
+		return Device{}, err
+	}
+	return d, ds.put(ctx, &d)
+}
+
+// Revoke marks device id revoked: the gateway refuses its requests from
+// the moment its replicas' tables see the record.
+func (ds *Devices) Revoke(ctx context.Context, id string) (Device, error) {
+	d, err := ds.Get(ctx, id)
+	if err != nil {
+		return Device{}, err
+	}
+	d.Status, d.Updated = StatusRevoked, ds.now().UTC().Truncate(time.Millisecond)
+	return d, ds.put(ctx, &d)
+}
+
+func (ds *Devices) put(ctx context.Context, d *Device) error {
+	v, err := EncodeDevice(ds.serde, d)
+	if err != nil {
+		return err
+	}
+	if err := ds.producer.ProduceSync(ctx, pipelines.TopicDevices, []byte(d.ID), v); err != nil {
+		return err
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if got, ok := ds.table.Get(d.ID); ok && bytes.Equal(got, v) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("device %s written, not yet visible: %w", d.ID, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Get returns device id.
+func (ds *Devices) Get(ctx context.Context, id string) (Device, error) {
+	if err := ds.table.WaitCaught(ctx); err != nil {
+		return Device{}, err
+	}
+	v, ok := ds.table.Get(id)
+	if !ok {
+		return Device{}, fmt.Errorf("%w: %s", ErrDeviceNotFound, id)
+	}
+	return DecodeDevice(ds.serde, v)
+}
+
+// List returns every device, by id. Records that do not decode are skipped
+// and reported in the error (joined), with the devices that did.
+func (ds *Devices) List(ctx context.Context) ([]Device, error) {
+	if err := ds.table.WaitCaught(ctx); err != nil {
+		return nil, err
+	}
+	var out []Device
+	var errs []error
+	ds.table.Range(func(k string, v []byte) bool {
+		d, err := DecodeDevice(ds.serde, v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("device %s: %w", k, err))
+			return true
+		}
+		out = append(out, d)
+		return true
+	})
+	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
+	return out, errors.Join(errs...)
+}
+
+// registry is the gateway's read side: device lookups decoded once per
+// table value.
+type registry struct {
+	table *pipelines.Table
+	serde *schemas.Serde
+	mu    sync.RWMutex
+	cache map[string]cachedDevice
+}
+
+type cachedDevice struct {
+	raw []byte
+	dev *Device
+}
+
+func (r *registry) lookup(id string) (*Device, bool, error) {
+	raw, ok := r.table.Get(id)
+	if !ok {
+		return nil, false, nil
+	}
+	r.mu.RLock()
+	c, hit := r.cache[id]
+	r.mu.RUnlock()
+	if hit && bytes.Equal(c.raw, raw) {
+		return c.dev, true, nil
+	}
+	d, err := DecodeDevice(r.serde, raw)
+	if err != nil {
+		return nil, false, fmt.Errorf("device %s: %w", id, err)
+	}
+	r.mu.Lock()
+	r.cache[id] = cachedDevice{raw: raw, dev: &d}
+	r.mu.Unlock()
+	return &d, true, nil
+}

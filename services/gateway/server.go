@@ -1,0 +1,553 @@
+// Package gateway is the device-facing HTTP service: boxes POST batches of
+// telemetry events (JSON or Avro, optionally gzip), signed with their
+// device credential (HMAC-SHA256 or Ed25519). The gateway authenticates the
+// device against the registry (the compacted topic pipelines.TopicDevices),
+// checks it writes only for its own vehicle, and produces every event as
+// its own Avro record to pipelines.TopicTelemetryRaw. It answers 202 only
+// after Kafka acknowledged every record (acks=all, idempotent), and bounds
+// what it holds: in-flight bytes (429 when exceeded), body and batch sizes
+// (413/400), per-device event rate (429).
+package gateway
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/telemetry"
+	"github.com/minecart/minecart/services/telemetry/wire"
+)
+
+// Config configures a gateway. Zero fields take their defaults.
+type Config struct {
+	// Pipelines gives the brokers, logger, Serde and client options of the
+	// producer and of the device table.
+	Pipelines pipelines.Config
+	// Registerer receives the gateway's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	// Logger (default Pipelines.Logger, then slog.Default()).
+	Logger *slog.Logger
+	// Limits bound a batch: events, id and fault-code sizes.
+	Limits telemetry.Limits
+	// MaxBodyBytes bounds the body as sent (default 8 MiB); larger is 413.
+	MaxBodyBytes int64
+	// MaxDecodedBytes bounds a gzip body once inflated (default 64 MiB).
+	MaxDecodedBytes int64
+	// MaxInFlightBytes bounds the bytes of all requests being handled
+	// (bodies, inflated bodies, encoded records); beyond it requests get
+	// 429 with Retry-After (default 256 MiB).
+	MaxInFlightBytes int64
+	// MaxSkew is how far a request's timestamp may be from now (default 5m).
+	MaxSkew time.Duration
+	// MaxNonces bounds the replay cache per MaxSkew window (default 4M).
+	MaxNonces int
+	// DeviceRate is each device's sustained rate in events per second
+	// (default 2000; negative: no limit); DeviceBurst its bucket size
+	// (default Limits.MaxEvents).
+	DeviceRate  float64
+	DeviceBurst int
+	// ProduceTimeout bounds waiting for Kafka's acknowledgement (default 30s);
+	// past it the request gets 503 and nothing is acknowledged.
+	ProduceTimeout time.Duration
+	// RetryAfter is the Retry-After of 429 and 503 answers (default 1s).
+	RetryAfter time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = c.Pipelines.Logger
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Pipelines.Serde == nil {
+		c.Pipelines.Serde = schemas.SingleObject()
+	}
+	c.Limits = c.Limits.Defaults()
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 8 << 20
+	}
+	if c.MaxDecodedBytes == 0 {
+		c.MaxDecodedBytes = 64 << 20
+	}
+	if c.MaxInFlightBytes == 0 {
+		c.MaxInFlightBytes = 256 << 20
+	}
+	if c.MaxSkew == 0 {
+		c.MaxSkew = 5 * time.Minute
+	}
+	if c.MaxNonces == 0 {
+		c.MaxNonces = 4 << 20
+	}
+	if c.DeviceRate == 0 {
+		c.DeviceRate = 2000
+	}
+	if c.DeviceBurst == 0 {
+		c.DeviceBurst = c.Limits.MaxEvents
+	}
+	if c.ProduceTimeout == 0 {
+		c.ProduceTimeout = 30 * time.Second
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports whether the configuration is usable.
+func (c Config) Validate() error {
+	if err := c.Pipelines.Validate(); err != nil {
+		return err
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
+	if c.MaxBodyBytes < 0 || c.MaxDecodedBytes < 0 || c.MaxInFlightBytes < 0 || c.MaxSkew < 0 ||
+		c.MaxNonces < 0 || c.DeviceBurst < 0 || c.ProduceTimeout < 0 || c.RetryAfter < 0 {
+		return errors.New("gateway: negative limit")
+	}
+	d := c.withDefaults()
+	if d.MaxInFlightBytes < d.MaxBodyBytes {
+		return fmt.Errorf("gateway: max in-flight bytes %d below max body bytes %d", d.MaxInFlightBytes, d.MaxBodyBytes)
+	}
+	return nil
+}
+
+// Server is a running gateway: a producer and a follower of the device
+// table. Close stops both.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	producer *pipelines.Producer
+	table    *pipelines.Table
+	reg      *registry
+	codec    *wire.Codec
+	inflight inflight
+	nonces   *nonces
+	limiter  *limiter
+	m        *metrics
+	ready    atomic.Bool
+	bufs     sync.Pool
+}
+
+// New connects the producer and starts following the device table; the
+// table's goroutine stops on Close (or when ctx is done).
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	codec, err := wire.NewCodec(cfg.Pipelines.Serde)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	p, err := pipelines.NewProducer(cfg.Pipelines)
+	if err != nil {
+		return nil, err
+	}
+	t, err := pipelines.NewTable(ctx, cfg.Pipelines, pipelines.TopicDevices)
+	if err != nil {
+		return nil, errors.Join(err, p.Close())
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, producer: p, table: t, codec: codec, m: m,
+		reg:     &registry{table: t, serde: cfg.Pipelines.Serde, cache: map[string]cachedDevice{}},
+		nonces:  newNonces(cfg.MaxSkew, cfg.MaxNonces, cfg.Now()),
+		limiter: &limiter{rate: cfg.DeviceRate, burst: float64(cfg.DeviceBurst), buckets: map[string]*bucket{}},
+	}
+	s.inflight.max = cfg.MaxInFlightBytes
+	return s, nil
+}
+
+// Devices returns a registry administrator sharing the server's producer
+// and table (for `minecart run`, which hosts the CLI's admin calls).
+func (s *Server) Devices() *Devices {
+	return NewDevices(s.producer, s.table, s.cfg.Pipelines.Serde, s.cfg.Now)
+}
+
+// Close stops following the device table and flushes and closes the
+// producer.
+func (s *Server) Close() error {
+	return errors.Join(s.table.Close(), s.producer.Close())
+}
+
+// Handler serves POST /v1/telemetry, GET /healthz and GET /readyz.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/telemetry", s.telemetry)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	return mux
+}
+
+// readyz is 200 once the device table has caught up with the topic.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		ctx, cancel := context.WithTimeout(r.Context(), 100*time.Millisecond)
+		err := s.table.WaitCaught(ctx)
+		cancel()
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready", Message: "device table catching up: " + err.Error()})
+			return
+		}
+		s.ready.Store(true)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "devices": s.table.Len()})
+}
+
+// Reject reasons of the gateway: the "error" field of its JSON answers and
+// the "reason" label of minecart_gateway_rejects_total. Body and event
+// problems use the telemetry reason codes (decode, too_many_events,
+// missing_field, field_too_long, ...).
+const (
+	ReasonMissingAuth     = "missing_auth"      // 401: an authentication header is absent or malformed
+	ReasonUnknownDevice   = "unknown_device"    // 401: no such device
+	ReasonBadSignature    = "bad_signature"     // 401
+	ReasonStaleTimestamp  = "stale_timestamp"   // 401: timestamp further than MaxSkew from now
+	ReasonReplayedNonce   = "replayed_nonce"    // 401: nonce already used by this device
+	ReasonRevoked         = "device_revoked"    // 403
+	ReasonWrongVehicle    = "vehicle_mismatch"  // 403: an event for another vehicle, or another device id
+	ReasonBodyTooLarge    = "body_too_large"    // 413
+	ReasonUnsupportedType = "unsupported_media" // 415: neither application/json nor avro/binary
+	ReasonEncoding        = "bad_encoding"      // 400/415: bad gzip, or an encoding other than gzip
+	ReasonOverloaded      = "overloaded"        // 429: in-flight bytes at their bound
+	ReasonRateLimited     = "rate_limited"      // 429: device over its event rate
+	ReasonReplayCacheFull = "replay_cache_full" // 429: too many nonces in the window
+	ReasonProduce         = "produce_failed"    // 503: Kafka did not acknowledge; nothing is acked
+	ReasonRegistry        = "registry_error"    // 503: the device record does not decode
+	ReasonNotReady        = "not_ready"         // 503: device table not caught up yet
+)
+
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	Index   *int   `json:"index,omitempty"` // the refused event's position in the batch
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) reject(w http.ResponseWriter, status int, reason string, err error) {
+	s.m.rejects.WithLabelValues(reason).Inc()
+	body := errorBody{Error: reason, Message: err.Error()}
+	var ie *telemetry.IndexError
+	if errors.As(err, &ie) {
+		body.Index = &ie.Index
+	}
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (s.cfg.RetryAfter+time.Second-1)/time.Second))))
+	}
+	writeJSON(w, status, body)
+}
+
+type acceptedBody struct {
+	Accepted int `json:"accepted"`
+}
+
+func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
+	start := s.cfg.Now()
+	if !s.ready.Load() {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		err := s.table.WaitCaught(ctx)
+		cancel()
+		if err != nil {
+			s.reject(w, http.StatusServiceUnavailable, ReasonNotReady, fmt.Errorf("device table catching up: %w", err))
+			return
+		}
+		s.ready.Store(true)
+	}
+	device, ts, nonce, sigB64 := r.Header.Get(HeaderDevice), r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderNonce), r.Header.Get(HeaderSignature)
+	if device == "" || ts == "" || nonce == "" || sigB64 == "" {
+		s.reject(w, http.StatusUnauthorized, ReasonMissingAuth, errors.New("want headers "+HeaderDevice+", "+HeaderTimestamp+", "+HeaderNonce+", "+HeaderSignature))
+		return
+	}
+	// Reserve in-flight bytes before reading: the declared length, or the
+	// most a body may be.
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		s.reject(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("body of %d bytes, limit %d", r.ContentLength, s.cfg.MaxBodyBytes))
+		return
+	}
+	held := r.ContentLength
+	if held < 0 {
+		held = s.cfg.MaxBodyBytes
+	}
+	if !s.inflight.tryAcquire(held) {
+		s.reject(w, http.StatusTooManyRequests, ReasonOverloaded, errors.New("gateway at its in-flight bound, retry later"))
+		return
+	}
+	s.m.inflight.Add(float64(held))
+	var buf *reqBuf
+	handedOff := false // the produce goroutine releases held bytes and buf
+	release := func() {
+		s.inflight.release(held)
+		s.m.inflight.Sub(float64(held))
+		if buf != nil {
+			s.bufs.Put(buf)
+		}
+	}
+	defer func() {
+		if !handedOff {
+			release()
+		}
+	}()
+	grow := func(n int64) bool {
+		if !s.inflight.tryAcquire(n) {
+			return false
+		}
+		held += n
+		s.m.inflight.Add(float64(n))
+		return true
+	}
+
+	buf = s.getBuf()
+	body, err := readLimited(r.Body, s.cfg.MaxBodyBytes, buf.body[:0])
+	buf.body = body[:0]
+	wireBytes := len(body)
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			s.reject(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("body over %d bytes", s.cfg.MaxBodyBytes))
+		} else {
+			s.reject(w, http.StatusBadRequest, telemetry.CodeDecode, fmt.Errorf("read body: %w", err))
+		}
+		return
+	}
+
+	// Authenticate before doing any work on the body.
+	dev, status, reason, err := s.authenticate(device, ts, nonce, sigB64, body)
+	if err != nil {
+		s.reject(w, status, reason, err)
+		return
+	}
+
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+	case "gzip":
+		if !grow(s.cfg.MaxDecodedBytes) {
+			s.reject(w, http.StatusTooManyRequests, ReasonOverloaded, errors.New("gateway at its in-flight bound, retry later"))
+			return
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			s.reject(w, http.StatusBadRequest, ReasonEncoding, fmt.Errorf("gzip: %w", err))
+			return
+		}
+		inflated, err := readLimited(zr, s.cfg.MaxDecodedBytes, buf.inflated[:0])
+		buf.inflated = inflated[:0]
+		if err != nil {
+			if errors.Is(err, errTooLarge) {
+				s.reject(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("inflated body over %d bytes", s.cfg.MaxDecodedBytes))
+			} else {
+				s.reject(w, http.StatusBadRequest, ReasonEncoding, fmt.Errorf("gzip: %w", err))
+			}
+			return
+		}
+		body = inflated
+	default:
+		s.reject(w, http.StatusUnsupportedMediaType, ReasonEncoding, fmt.Errorf("content encoding %q: want gzip or none", enc))
+		return
+	}
+
+	var events []telemetry.Event
+	format := "json"
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/json", "":
+		events, err = telemetry.DecodeJSON(body, s.cfg.Limits)
+	case "avro/binary", "application/avro":
+		format = "avro"
+		events, err = s.codec.DecodeBatch(body, s.cfg.Limits)
+	default:
+		s.reject(w, http.StatusUnsupportedMediaType, ReasonUnsupportedType, fmt.Errorf("content type %q: want application/json or avro/binary", mt))
+		return
+	}
+	if err != nil {
+		s.reject(w, http.StatusBadRequest, telemetry.CodeOf(err), err)
+		return
+	}
+	for i := range events {
+		ev := &events[i]
+		if ev.DeviceID == "" {
+			ev.DeviceID = dev.ID
+		}
+		if ev.VehicleID == "" {
+			ev.VehicleID = dev.VehicleID
+		}
+		if ev.TZ == "" {
+			ev.TZ = dev.VehicleTZ
+		}
+		if ev.DeviceID != dev.ID || ev.VehicleID != dev.VehicleID {
+			s.reject(w, http.StatusForbidden, ReasonWrongVehicle, &telemetry.IndexError{Index: i,
+				Err: fmt.Errorf("device %s is bound to vehicle %s; event is for device %s, vehicle %s", dev.ID, dev.VehicleID, ev.DeviceID, ev.VehicleID)})
+			return
+		}
+	}
+	if s.cfg.DeviceRate > 0 {
+		if ok, wait := s.limiter.take(dev.ID, len(events), s.cfg.Now()); !ok {
+			s.m.rejects.WithLabelValues(ReasonRateLimited).Inc()
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			writeJSON(w, http.StatusTooManyRequests, errorBody{Error: ReasonRateLimited,
+				Message: fmt.Sprintf("device over %g events/s", s.cfg.DeviceRate)})
+			return
+		}
+	}
+
+	// Encode every event as its own record into one buffer.
+	vals, ends := buf.vals[:0], buf.ends[:0]
+	for i := range events {
+		vals = s.codec.AppendEvent(vals, &events[i])
+		ends = append(ends, len(vals))
+	}
+	buf.vals, buf.ends = vals[:0], ends[:0]
+	if !grow(int64(len(vals))) {
+		s.reject(w, http.StatusTooManyRequests, ReasonOverloaded, errors.New("gateway at its in-flight bound, retry later"))
+		return
+	}
+	recs := buf.recs[:0]
+	hdr := []pipelines.Header{{Key: "device", Value: []byte(dev.ID)}}
+	key := []byte(dev.VehicleID)
+	off := 0
+	for _, end := range ends {
+		recs = append(recs, pipelines.Output{Topic: pipelines.TopicTelemetryRaw, Key: key, Value: vals[off:end:end], Headers: hdr})
+		off = end
+	}
+	buf.recs = recs[:0]
+	// Produce in a goroutine so a slow Kafka gets a 503 after
+	// ProduceTimeout while the records' bytes stay counted (and buf
+	// unreused) until the client has really finished with them.
+	pstart := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout)
+		defer cancel()
+		done <- s.producer.ProduceBatch(ctx, recs)
+	}()
+	timer := time.NewTimer(s.cfg.ProduceTimeout)
+	defer timer.Stop()
+	select {
+	case err = <-done:
+	case <-timer.C:
+		err = errors.New("no acknowledgement within the produce timeout")
+	}
+	s.m.produce.Observe(time.Since(pstart).Seconds())
+	if err != nil {
+		select {
+		case <-done:
+		default:
+			handedOff = true
+			go func() {
+				<-done
+				release()
+			}()
+		}
+		s.log.Warn("produce failed", "device", dev.ID, "events", len(events), "err", err)
+		s.reject(w, http.StatusServiceUnavailable, ReasonProduce, errors.New("events not stored, retry the batch"))
+		return
+	}
+	s.m.batches.WithLabelValues(format).Inc()
+	s.m.events.Add(float64(len(events)))
+	s.m.bytes.Add(float64(wireBytes))
+	s.m.latency.Observe(s.cfg.Now().Sub(start).Seconds())
+	writeJSON(w, http.StatusAccepted, acceptedBody{Accepted: len(events)})
+}
+
+// authenticate checks the device, its timestamp, signature and nonce, in
+// that order (the nonce last, so unsigned requests cannot fill the cache).
+func (s *Server) authenticate(device, ts, nonce, sigB64 string, body []byte) (*Device, int, string, error) {
+	if !validNonce(nonce) {
+		return nil, http.StatusUnauthorized, ReasonMissingAuth, errors.New(HeaderNonce + ": want 16..64 of [A-Za-z0-9_-]")
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return nil, http.StatusUnauthorized, ReasonMissingAuth, errors.New(HeaderTimestamp + ": want Unix seconds")
+	}
+	sig, err := base64.StdEncoding.DecodeString(sigB64)
+	if err != nil {
+		return nil, http.StatusUnauthorized, ReasonMissingAuth, errors.New(HeaderSignature + ": want standard base64")
+	}
+	dev, ok, err := s.reg.lookup(device)
+	if err != nil {
+		s.log.Error("device record unreadable", "device", device, "err", err)
+		return nil, http.StatusServiceUnavailable, ReasonRegistry, errors.New("device registry record unreadable")
+	}
+	if !ok {
+		return nil, http.StatusUnauthorized, ReasonUnknownDevice, fmt.Errorf("device %q is not provisioned", device)
+	}
+	now := s.cfg.Now()
+	if d := now.Sub(time.Unix(sec, 0)); d > s.cfg.MaxSkew || d < -s.cfg.MaxSkew {
+		return nil, http.StatusUnauthorized, ReasonStaleTimestamp, fmt.Errorf("timestamp %d is %v from the gateway's clock, limit %v", sec, d.Round(time.Second), s.cfg.MaxSkew)
+	}
+	sum := sha256.Sum256(body)
+	if !verify(dev, Canonical(device, ts, nonce, sum[:]), sig) {
+		return nil, http.StatusUnauthorized, ReasonBadSignature, errors.New("signature does not verify")
+	}
+	if dev.Status != StatusActive {
+		return nil, http.StatusForbidden, ReasonRevoked, fmt.Errorf("device %q is revoked", device)
+	}
+	switch s.nonces.use(device, nonce, now) {
+	case nonceReplayed:
+		return nil, http.StatusUnauthorized, ReasonReplayedNonce, errors.New("nonce already used")
+	case nonceFull:
+		return nil, http.StatusTooManyRequests, ReasonReplayCacheFull, errors.New("replay cache full, retry later")
+	}
+	return dev, 0, "", nil
+}
+
+var errTooLarge = errors.New("too large")
+
+// readLimited reads r into dst, failing with errTooLarge past limit bytes.
+func readLimited(r io.Reader, limit int64, dst []byte) ([]byte, error) {
+	b := bytes.NewBuffer(dst)
+	n, err := b.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil {
+		return b.Bytes(), err
+	}
+	if n > limit {
+		return b.Bytes(), errTooLarge
+	}
+	return b.Bytes(), nil
+}
+
+// reqBuf holds one request's buffers, pooled across requests.
+type reqBuf struct {
+	body, inflated, vals []byte
+	ends                 []int
+	recs                 []pipelines.Output
+}
+
+func (s *Server) getBuf() *reqBuf {
+	if b, ok := s.bufs.Get().(*reqBuf); ok {
+		return b
+	}
+	return &reqBuf{}
+}
