@@ -194,10 +194,10 @@ type Sender struct {
 	lastP time.Time
 
 	events, batches, bytes, retries, rejected, failed, resent atomic.Int64
-	mu                                                sync.Mutex
-	rejects                                           map[string]int64
-	lat                                               latencies
-	closed                                            bool
+	mu                                                        sync.Mutex
+	rejects                                                   map[string]int64
+	lat                                                       latencies
+	closed                                                    bool
 }
 
 // NewSender starts cfg.Concurrency lanes; Close stops them.

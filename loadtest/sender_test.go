@@ -316,7 +316,11 @@ func TestPaced(t *testing.T) {
 	clock := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := func() time.Time { return clock }
 	var waits []time.Duration
-	sleep := func(_ context.Context, d time.Duration) error { waits = append(waits, d); clock = clock.Add(d); return nil }
+	sleep := func(_ context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		clock = clock.Add(d)
+		return nil
+	}
 	n := 0
 	for c := range Paced(context.Background(), sim.Chunks(), 60, now, sleep) {
 		// released once the window's end has passed at 60x: an hour a minute
