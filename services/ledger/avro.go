@@ -274,6 +274,11 @@ func BlockFromNative(m map[string]any) (Block, error) {
 // EntryNative is the minecart.ledger.Entry native of an appended entry
 // with its inclusion proof in the tree after its block.
 func EntryNative(a *Appended, proof []merkle.Hash) map[string]any {
+	return fillEntryNative(make(map[string]any, 20), a, proof)
+}
+
+// fillEntryNative sets every field of m (a map reused across entries).
+func fillEntryNative(m map[string]any, a *Appended, proof []merkle.Hash) map[string]any {
 	p := make([]any, len(proof))
 	for i := range proof {
 		p[i] = proof[i][:]
@@ -284,13 +289,12 @@ func EntryNative(a *Appended, proof []merkle.Hash) map[string]any {
 	if eh == nil {
 		eh = []byte{}
 	}
-	return map[string]any{
-		"entry": a.Raw, "leaf_index": int64(a.LeafIndex), "block_height": int64(h.Height), "tree_size": int64(h.TreeSize),
-		"root": h.Root[:], "proof": p, "checkpoint": a.Block.Checkpoint, "kind": e.Kind.String(), "id": e.ID,
-		"vehicle_id": e.VehicleID, "account": e.Account, "delta": e.Delta(), "date": e.Date,
-		"config_version": e.ConfigVersion, "events_hash": eh, "reason": e.Reason, "redemption_id": e.RedemptionID,
-		"ref": e.Ref, "block_timestamp_ms": h.TimestampMs,
-	}
+	m["entry"], m["leaf_index"], m["block_height"], m["tree_size"] = a.Raw, int64(a.LeafIndex), int64(h.Height), int64(h.TreeSize)
+	m["root"], m["proof"], m["checkpoint"], m["kind"], m["id"] = h.Root[:], p, a.Block.Checkpoint, e.Kind.String(), e.ID
+	m["vehicle_id"], m["account"], m["delta"], m["date"] = e.VehicleID, e.Account, e.Delta(), e.Date
+	m["config_version"], m["events_hash"], m["reason"], m["redemption_id"] = e.ConfigVersion, eh, e.Reason, e.RedemptionID
+	m["ref"], m["block_timestamp_ms"] = e.Ref, h.TimestampMs
+	return m
 }
 
 // blockKey is the Kafka key of a block: its height in decimal.

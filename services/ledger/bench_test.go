@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -77,6 +78,9 @@ func BenchmarkBackfill(b *testing.B) {
 
 		// Hashing and signing alone (pure Book.Append).
 		signer, _ := NewSigner("minecart/ledger", testKey(1))
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
 		pure := NewBook()
 		t1 := time.Now()
 		for d, r := range rels {
@@ -85,6 +89,9 @@ func BenchmarkBackfill(b *testing.B) {
 			}
 		}
 		pureRate := float64(total) / time.Since(t1).Seconds()
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/float64(total)*1e6/(1<<20), "bookMiB/M")
 
 		// The stage's path, into Kafka transactions.
 		cfg := Config{Key: testKey(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Blocks: sliceSource(nil), Logger: pipetest.Logger()}

@@ -38,15 +38,14 @@ func (e *Inconsistency) Error() string {
 type idKey [16]byte
 
 func keyOf(credit bool, id string) idKey {
-	h := sha256.New()
+	var buf [128]byte
+	b := append(buf[:0], 'r')
 	if credit {
-		h.Write([]byte{'c'})
-	} else {
-		h.Write([]byte{'r'})
+		b[0] = 'c'
 	}
-	h.Write([]byte(id))
+	sum := sha256.Sum256(append(b, id...)) // on the stack for ids up to 127 bytes
 	var k idKey
-	copy(k[:], h.Sum(nil))
+	copy(k[:], sum[:])
 	return k
 }
 

@@ -107,13 +107,8 @@ func (e *Entry) Validate() error {
 	if e.ID == "" {
 		return bad("empty id")
 	}
-	for _, s := range e.strings() {
-		if len(s) > maxField {
-			return bad("field longer than %d bytes", maxField)
-		}
-		if !utf8.ValidString(s) {
-			return bad("field not UTF-8")
-		}
+	if err := e.checkStrings(); err != nil {
+		return bad("%v", err)
 	}
 	switch e.Kind {
 	case KindCredit:
@@ -129,8 +124,10 @@ func (e *Entry) Validate() error {
 		if len(e.EventsHash) > maxField {
 			return bad("events hash too long")
 		}
-		if !slices.IsSorted(e.Flags) || len(slices.Compact(slices.Clone(e.Flags))) != len(e.Flags) {
-			return bad("flags not sorted and unique")
+		for i := 1; i < len(e.Flags); i++ {
+			if e.Flags[i-1] >= e.Flags[i] {
+				return bad("flags not sorted and unique")
+			}
 		}
 	case KindDebit:
 		if e.Account == "" {
@@ -155,9 +152,28 @@ func (e *Entry) Validate() error {
 	return nil
 }
 
-func (e *Entry) strings() []string {
-	s := []string{e.ID, e.VehicleID, e.Account, e.Date, e.TZ, e.ConfigVersion, e.Reason, e.Partner, e.Item, e.RedemptionID, e.Ref}
-	return append(s, e.Flags...)
+// checkStrings checks every string field's length and UTF-8 validity.
+func (e *Entry) checkStrings() error {
+	check := func(s string) error {
+		if len(s) > maxField {
+			return fmt.Errorf("field longer than %d bytes", maxField)
+		}
+		if !utf8.ValidString(s) {
+			return errors.New("field not UTF-8")
+		}
+		return nil
+	}
+	for _, s := range [...]string{e.ID, e.VehicleID, e.Account, e.Date, e.TZ, e.ConfigVersion, e.Reason, e.Partner, e.Item, e.RedemptionID, e.Ref} {
+		if err := check(s); err != nil {
+			return err
+		}
+	}
+	for _, s := range e.Flags {
+		if err := check(s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Encode returns the canonical encoding of a valid entry (docs/ledger.md):

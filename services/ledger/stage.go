@@ -411,6 +411,9 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 		out.EmitTo(p.cfg.BlocksTopic, 0, blockKey(blk.Header.Height), v)
 	}
 	tree := p.book.Tree()
+	var kinds [4]int
+	native := make(map[string]any, 20)
+	buf := make([]byte, 0, 2048)
 	var proofs [][]merkle.Hash
 	var proofBlock *Block
 	for i := range appended {
@@ -424,13 +427,25 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 			}
 			proofBlock = a.Block
 		}
-		v, err := p.cfg.Serde.Encode(schemas.LedgerEntry, EntryNative(a, proofs[a.LeafIndex-a.Block.Header.FirstIndex]))
+		// One buffer for many values: each value is a sub-slice, capped.
+		if cap(buf)-len(buf) < 2048 {
+			buf = make([]byte, 0, 256<<10)
+		}
+		start := len(buf)
+		var err error
+		buf, err = p.cfg.Serde.AppendEncode(buf, schemas.LedgerEntry, fillEntryNative(native, a, proofs[a.LeafIndex-a.Block.Header.FirstIndex]))
+		v := buf[start:len(buf):len(buf)]
 		if err != nil {
 			p.broken = fmt.Errorf("encode entry %d: %w", a.LeafIndex, err)
 			return nil
 		}
 		out.Emit(p.cfg.EntriesTopic, []byte(a.Entry.Key()), v)
-		p.m.entries.WithLabelValues(a.Entry.Kind.String()).Inc()
+		kinds[a.Entry.Kind]++
+	}
+	for k, n := range kinds {
+		if n > 0 {
+			p.m.entries.WithLabelValues(Kind(k).String()).Add(float64(n))
+		}
 	}
 	p.m.blocks.Add(float64(len(blocks)))
 	p.m.treeSize.Set(float64(p.book.Size()))
