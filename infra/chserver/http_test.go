@@ -171,6 +171,7 @@ func TestHTTPErrors(t *testing.T) {
 		code          string
 	}{
 		{"GET", "SELEC 1", nil, "", 400, "62"},
+		{"GET", "SELECT 1; DROP TABLE fmt", nil, "", 400, "62"},
 		{"GET", "SELECT * FROM missing_table", nil, "", 404, "60"},
 		{"GET", "CREATE TABLE x (a UInt8) ENGINE = Memory", nil, "", 403, "164"},
 		{"POST", "SELECT 1", url.Values{"no_such_setting": {"1"}}, "", 404, "115"},

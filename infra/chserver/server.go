@@ -393,6 +393,9 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Value
 		}
 	}
 	j.format = format
+	if multiStatement(j.sql) {
+		return newException(codeSyntaxError, "SYNTAX_ERROR", "Multi-statements are not allowed")
+	}
 
 	res, err := s.submit(r.Context(), j)
 	if err != nil {

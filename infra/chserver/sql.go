@@ -171,3 +171,66 @@ func settingLiteral(v string) string {
 }
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// multiStatement reports whether sql holds more than one statement: a ';'
+// outside string literals, quoted identifiers and comments, followed by
+// anything but white space and comments. ClickHouse's HTTP interface runs
+// one statement per request; chDB would run them all, which would let
+// "SELECT 1; DROP TABLE t" past the read-only check of GET requests.
+func multiStatement(sql string) bool {
+	for i := 0; i < len(sql); i++ {
+		switch c := sql[i]; c {
+		case '\'', '"', '`':
+			i = skipQuoted(sql, i, c)
+		case '-':
+			if i+1 < len(sql) && sql[i+1] == '-' {
+				i = skipLine(sql, i)
+			}
+		case '#':
+			i = skipLine(sql, i)
+		case '/':
+			if i+1 < len(sql) && sql[i+1] == '*' {
+				end := strings.Index(sql[i+2:], "*/")
+				if end < 0 {
+					return false
+				}
+				i += 2 + end + 1
+			}
+		case ';':
+			rest := sql[i+1:]
+			for {
+				t := strings.TrimLeft(skipSpaceAndComments(rest), ";")
+				if t == rest {
+					return t != ""
+				}
+				rest = t
+			}
+		}
+	}
+	return false
+}
+
+// skipQuoted returns the index of the quote closing the literal opened at i
+// (backslash escapes and doubled quotes), or len(s)-1.
+func skipQuoted(s string, i int, q byte) int {
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			j++
+		case q:
+			if j+1 < len(s) && s[j+1] == q {
+				j++
+				continue
+			}
+			return j
+		}
+	}
+	return len(s) - 1
+}
+
+func skipLine(s string, i int) int {
+	if n := strings.IndexByte(s[i:], '\n'); n >= 0 {
+		return i + n
+	}
+	return len(s) - 1
+}

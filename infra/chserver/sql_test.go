@@ -1,6 +1,9 @@
 package chserver
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseInsert(t *testing.T) {
 	for _, tc := range []struct {
@@ -42,4 +45,50 @@ func TestStatementKinds(t *testing.T) {
 	if f := explicitFormat("SELECT 1 FORMAT JSONEachRow;"); f != "JSONEachRow" {
 		t.Errorf("format %q", f)
 	}
+}
+
+func TestMultiStatement(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"SELECT 1":                                 false,
+		"SELECT 1;":                                false,
+		"SELECT 1; -- done\n":                      false,
+		"SELECT 1; /* x */ ;":                      false,
+		"SELECT 1; DROP TABLE t":                   true,
+		"SELECT 'a;b', \"c;d\", `e;f`":             false,
+		"SELECT 'it''s; ok'":                       false,
+		"SELECT 'esc\\'; DROP TABLE t'":            false,
+		"SELECT 1 -- ; DROP\n":                     false,
+		"SELECT 1 /* ; DROP */":                    false,
+		"INSERT INTO t; DROP TABLE x FROM INFILE ": true,
+	} {
+		if got := multiStatement(sql); got != want {
+			t.Errorf("%q: %v, want %v", sql, got, want)
+		}
+	}
+}
+
+// FuzzSQLHelpers: parsing a request's SQL never panics; a parsed INSERT
+// keeps its inline data as a suffix of the input and rebuilds to an INSERT
+// ... FROM INFILE ... FORMAT statement.
+func FuzzSQLHelpers(f *testing.F) {
+	for _, s := range []string{"INSERT INTO t FORMAT CSV\n1,2", "INSERT INTO t VALUES (1)", "SELECT 1; SELECT 2",
+		"SELECT 'a;b' FORMAT JSON", "/* c */ insert into t settings a=1 format Native", "-- x\nSELECT `a`"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		multiStatement(sql)
+		explicitFormat(sql)
+		kindOf(sql)
+		h, ok := parseInsert(sql)
+		if !ok {
+			return
+		}
+		if !strings.HasSuffix(sql, h.inline) {
+			t.Fatalf("inline %q is not a suffix of %q", h.inline, sql)
+		}
+		q := h.infileSQL("/tmp/x")
+		if !strings.HasPrefix(q, "INSERT INTO ") || !strings.Contains(q, " FROM INFILE '/tmp/x'") || !strings.HasSuffix(q, " FORMAT "+h.format) {
+			t.Fatalf("infile SQL %q", q)
+		}
+	})
 }
