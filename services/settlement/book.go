@@ -446,16 +446,20 @@ func (b *Book) Bind(x Binding) (*Tx, error) {
 	}
 	t.bindings[x.VehicleID] = &x
 	hold := t.account(HoldAccount(x.VehicleID))
-	if len(hold.Held) > 0 {
+	if len(hold.Held) > 0 || hold.Balance != 0 {
+		// The whole holding balance moves: the held credits, and any
+		// negative late-data adjustment made while the vehicle was unbound.
 		owner := t.account(x.Owner)
 		for _, c := range hold.Held {
 			c.Account = x.Owner
 			c.SettledAt = x.UpdatedAt
-			owner.Balance += c.Points
-			hold.Balance -= c.Points
 			t.Credits = append(t.Credits, c)
 		}
-		hold.Held = nil
+		owner.Balance += hold.Balance
+		if owner.Available() < 0 {
+			t.alert("overdraft", "binding %s to %s moves %d points: available %d", x.VehicleID, x.Owner, hold.Balance, owner.Available())
+		}
+		hold.Balance, hold.Held = 0, nil
 		t.putAccount(owner)
 		t.putAccount(hold)
 	}

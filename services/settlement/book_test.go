@@ -125,6 +125,16 @@ func TestCreditsFollowBindings(t *testing.T) {
 	if b, _ := f.balance("bob"); b != 7 {
 		t.Fatalf("bob = %d, want 7", b)
 	}
+	// A negative late-data adjustment of a held vehicle moves with it.
+	f.credit("v3", 30)
+	f.entry(Entry{Kind: KindAdjustment, VehicleID: "v3", Amount: -10})
+	f.commit(f.b.Bind(Binding{VehicleID: "v3", Owner: "carol", UpdatedAt: t0}))
+	if c, _ := f.balance("carol"); c != 20 {
+		t.Fatalf("carol = %d, want 20", c)
+	}
+	if _, ok := f.b.Account(HoldAccount("v3")); ok {
+		t.Fatal("hold account of v3 left behind")
+	}
 	// Unbinding holds again.
 	f.commit(f.b.Bind(Binding{VehicleID: "v1", UpdatedAt: t0}))
 	f.credit("v1", 5)
