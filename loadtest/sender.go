@@ -269,6 +269,9 @@ func (s *Sender) SendChunks(ctx context.Context, chunks iter.Seq[fleet.Chunk]) (
 			break
 		}
 	}
+	if ctx.Err() != nil {
+		s.Abort() // cancelled: do not wait for what is queued
+	}
 	r, cerr := s.Close()
 	return r, errors.Join(err, cerr)
 }

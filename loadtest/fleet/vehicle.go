@@ -247,6 +247,8 @@ func (v *vehicle) sample(ev *[]telemetry.Event, days *[]DayTruth) {
 	if done {
 		v.driving = false
 		v.pos = v.dest // parked exactly where the plan said
+		// a parked vehicle keeps no route: state stays small for big fleets
+		v.tr.segs, v.segBuf = nil, nil
 		v.parkedAt = t
 		v.lastTripEnd = t
 		if v.offset != (xy{}) { // the next report shows the true place again
