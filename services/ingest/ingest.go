@@ -1,0 +1,252 @@
+// Package ingest is the stage between the gateway and everything
+// downstream: it consumes pipelines.TopicTelemetryRaw, validates every
+// event (schema, physical sense, time bounds, odometer), drops repeats of
+// re-uploaded events, and writes the rest, normalised, to
+// pipelines.TopicTelemetryClean keyed by vehicle id. Bad events are
+// rejected with a reason code (docs/ingest.md) and dead-lettered by the
+// runtime with their original bytes. The de-duplication state lives in
+// memory per task and in the compacted changelog
+// pipelines.TopicIngestChangelog: one record per vehicle per batch.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/telemetry"
+	"github.com/minecart/minecart/services/telemetry/wire"
+)
+
+// Config configures the ingest stage. Zero fields take their defaults.
+type Config struct {
+	// Name is the stage name: consumer group and transactional id prefix
+	// (default "ingest").
+	Name string
+	// Validation sets the physical limits and time bounds. MaxAge > 0
+	// also lets the stage forget vehicles idle for longer than MaxAge.
+	Validation telemetry.ValidateConfig
+	// Dedup bounds the de-duplication state per vehicle.
+	Dedup telemetry.DedupConfig
+	// Serde frames the clean records (default schemas.SingleObject()).
+	Serde *schemas.Serde
+	// Now is the clock events are validated against (default time.Now).
+	Now func() time.Time
+	// TickEvery is how often idle vehicles are forgotten (default 1m; only
+	// with Validation.MaxAge > 0).
+	TickEvery time.Duration
+	// Registerer receives the stage's own metrics (duplicates, vehicles in
+	// memory); the runtime's come from pipelines.Config.
+	Registerer prometheus.Registerer
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Validate reports whether the configuration is usable.
+func (c Config) Validate() error {
+	if err := c.Validation.Validate(); err != nil {
+		return err
+	}
+	if err := c.Dedup.Validate(); err != nil {
+		return err
+	}
+	if c.TickEvery < 0 {
+		return errors.New("ingest: negative tick interval")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = "ingest"
+	}
+	c.Validation = c.Validation.Defaults()
+	c.Dedup = c.Dedup.Defaults()
+	if c.Serde == nil {
+		c.Serde = schemas.SingleObject()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.TickEvery == 0 {
+		c.TickEvery = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// NewStage returns the ingest stage for pipelines.Run.
+func NewStage(cfg Config) (pipelines.Stage, error) {
+	if err := cfg.Validate(); err != nil {
+		return pipelines.Stage{}, err
+	}
+	cfg = cfg.withDefaults()
+	codec, err := wire.NewCodec(cfg.Serde)
+	if err != nil {
+		return pipelines.Stage{}, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return pipelines.Stage{}, err
+	}
+	st := pipelines.Stage{
+		Name:      cfg.Name,
+		Inputs:    []string{pipelines.TopicTelemetryRaw},
+		Changelog: pipelines.TopicIngestChangelog,
+		NewProcessor: func(_ context.Context, t pipelines.Task) (pipelines.Processor, error) {
+			return &Processor{cfg: cfg, task: t, codec: codec, m: m,
+				dedup: telemetry.NewDedup(cfg.Dedup), dirty: map[string]struct{}{}}, nil
+		},
+	}
+	if cfg.Validation.MaxAge > 0 {
+		st.TickEvery = cfg.TickEvery
+	}
+	return st, nil
+}
+
+// CodeDeviceMismatch: the record's "device" header (set by the gateway
+// from the authenticated device) names another device than the event.
+const CodeDeviceMismatch = "device_mismatch"
+
+// Processor is the ingest processor of one task (one partition of the raw
+// topic and of the changelog).
+type Processor struct {
+	cfg   Config
+	task  pipelines.Task
+	codec *wire.Codec
+	m     *metrics
+	dedup *telemetry.Dedup
+	dirty map[string]struct{} // vehicles changed since the last Flush
+	snap  []byte
+}
+
+var (
+	_ pipelines.Restorer = (*Processor)(nil)
+	_ pipelines.Flusher  = (*Processor)(nil)
+	_ pipelines.Ticker   = (*Processor)(nil)
+)
+
+// Process validates, de-duplicates and writes one raw event.
+func (p *Processor) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+	ev, err := p.codec.DecodeEvent(rec.Value, p.cfg.Validation.Limits)
+	if err != nil {
+		var te *telemetry.Error
+		if errors.Is(err, wire.ErrSchema) || errors.As(err, &te) {
+			return pipelines.Reject(telemetry.CodeOf(err), err)
+		}
+		return err // a registry that cannot be reached: retried
+	}
+	if string(rec.Key) != ev.VehicleID {
+		return pipelines.Reject(telemetry.CodeVehicleMismatch, fmt.Errorf("record key %q, event vehicle %q", rec.Key, ev.VehicleID))
+	}
+	if d := rec.Header("device"); d != nil && string(d) != ev.DeviceID {
+		return pipelines.Reject(CodeDeviceMismatch, fmt.Errorf("header device %q, event device %q", d, ev.DeviceID))
+	}
+	if err := telemetry.Validate(&ev, p.cfg.Now(), p.cfg.Validation); err != nil {
+		return pipelines.Reject(telemetry.CodeOf(err), err)
+	}
+	telemetry.Normalize(&ev)
+	verdict, err := p.dedup.Check(&ev)
+	if err != nil {
+		return pipelines.Reject(telemetry.CodeOf(err), err)
+	}
+	if verdict == telemetry.Duplicate {
+		p.m.duplicates.Inc()
+		return nil
+	}
+	if p.dedup.Window(ev.VehicleID) == nil {
+		p.m.vehicles.Inc()
+	}
+	p.dedup.Add(&ev)
+	p.dirty[ev.VehicleID] = struct{}{}
+	var hdr []pipelines.Header
+	if d := rec.Header("device"); d != nil {
+		hdr = []pipelines.Header{{Key: "device", Value: d}}
+	}
+	out.Emit(pipelines.TopicTelemetryClean, rec.Key, p.codec.AppendEvent(make([]byte, 0, len(rec.Value)), &ev), hdr...)
+	return nil
+}
+
+// Flush writes the state of every vehicle changed in this batch to the
+// changelog: one compacted record per vehicle per batch.
+func (p *Processor) Flush(_ context.Context, out pipelines.Emitter) error {
+	for v := range p.dirty {
+		b, ok := p.dedup.Snapshot(nil, v)
+		if !ok {
+			continue
+		}
+		out.EmitTo(pipelines.TopicIngestChangelog, p.task.Partition, []byte(v), b)
+	}
+	clear(p.dirty)
+	return nil
+}
+
+// Restore replays one changelog record. A record that does not decode is
+// skipped with a warning: that vehicle starts with no history (repeats of
+// its events may pass once) rather than blocking the partition.
+func (p *Processor) Restore(_ context.Context, rec pipelines.Record) error {
+	v := string(rec.Key)
+	had := p.dedup.Window(v) != nil
+	if rec.Value == nil {
+		p.dedup.Forget(v)
+	} else if err := p.dedup.Restore(v, rec.Value); err != nil {
+		p.cfg.Logger.Warn("ingest changelog record skipped", "vehicle", v, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		p.dedup.Forget(v)
+	}
+	switch has := p.dedup.Window(v) != nil; {
+	case has && !had:
+		p.m.vehicles.Inc()
+	case !has && had:
+		p.m.vehicles.Dec()
+	}
+	return nil
+}
+
+// Tick forgets vehicles whose newest event is older than Validation.MaxAge
+// (any event that could repeat theirs is refused as too_old) and writes
+// their tombstones.
+func (p *Processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter) error {
+	if p.cfg.Validation.MaxAge <= 0 {
+		return nil
+	}
+	for _, v := range p.dedup.Evict(now.Add(-p.cfg.Validation.MaxAge).UnixMilli()) {
+		delete(p.dirty, v)
+		p.m.vehicles.Dec()
+		out.EmitTo(pipelines.TopicIngestChangelog, p.task.Partition, []byte(v), nil)
+	}
+	return nil
+}
+
+// Close releases the task's share of the vehicles gauge.
+func (p *Processor) Close() error {
+	p.m.vehicles.Sub(float64(p.dedup.Len()))
+	return nil
+}
+
+type metrics struct {
+	duplicates prometheus.Counter
+	vehicles   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "minecart_ingest_duplicates_total", Help: "Raw events dropped as repeats of events already written.",
+		}),
+		vehicles: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "minecart_ingest_vehicles", Help: "Vehicles whose de-duplication window is held in memory.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	return m, errors.Join(reg.Register(m.duplicates), reg.Register(m.vehicles))
+}
