@@ -70,12 +70,14 @@ type Rules struct {
 	OdoMismatchPct   float64 // disagreement beyond this percent of the larger raises distance_mismatch
 	OdoMismatchAbsKm float64 // ... and beyond this many km
 	// too_regular: among at least RegularMinSamples moving sample pairs,
-	// at least RegularMinShare are noiseless: the interval equals the
-	// previous one to the millisecond AND the speed's second difference is
-	// within RegularSpeedTolKmh AND the GPS step matches speed x time within
-	// RegularPosTolM.
+	// the interval repeats the previous one to the millisecond in at least
+	// RegularTimeShare of them, AND the speed's second difference is within
+	// RegularSpeedTolKmh in at least RegularSpeedShare, AND the GPS step
+	// equals speed x time within RegularPosTolM in at least RegularPosShare.
 	RegularMinSamples  int
-	RegularMinShare    float64
+	RegularTimeShare   float64
+	RegularSpeedShare  float64
+	RegularPosShare    float64
 	RegularSpeedTolKmh float64
 	RegularPosTolM     float64
 
@@ -141,7 +143,9 @@ func DefaultRules() Rules {
 		OdoMismatchPct:     25,
 		OdoMismatchAbsKm:   2,
 		RegularMinSamples:  600,
-		RegularMinShare:    0.9,
+		RegularTimeShare:   0.9,
+		RegularSpeedShare:  0.5,
+		RegularPosShare:    0.5,
 		RegularSpeedTolKmh: 0.01,
 		RegularPosTolM:     0.05,
 
@@ -195,7 +199,9 @@ func (r *Rules) Validate() error {
 	check(r.TeleportFlagCount >= 1, "rules: TeleportFlagCount must be >= 1")
 	check(r.OdoRollbackKm >= 0 && r.OdoCheckMinKm >= 0 && r.OdoMismatchPct >= 0 && r.OdoMismatchAbsKm >= 0, "rules: negative odometer tolerance")
 	check(r.RegularMinSamples >= 2, "rules: RegularMinSamples must be >= 2")
-	check(r.RegularMinShare > 0 && r.RegularMinShare <= 1, "rules: RegularMinShare %v not in (0, 1]", r.RegularMinShare)
+	for name, v := range map[string]float64{"RegularTimeShare": r.RegularTimeShare, "RegularSpeedShare": r.RegularSpeedShare, "RegularPosShare": r.RegularPosShare} {
+		check(v > 0 && v <= 1, "rules: %s %v not in (0, 1]", name, v)
+	}
 	check(r.RegularSpeedTolKmh >= 0 && r.RegularPosTolM >= 0, "rules: negative regularity tolerance")
 	check(r.RateFloorKm > 0, "rules: RateFloorKm must be > 0")
 	for name, w := range map[string]float64{"WeightBrake": r.WeightBrake, "WeightAccel": r.WeightAccel, "WeightCorner": r.WeightCorner,

@@ -29,8 +29,9 @@ type Day struct {
 	lastSpeed int32  // its speed, centi-km/h
 	prevSpeed int32  // the one before, centi-km/h
 
-	fixT, fixLat, fixLon    int32 // distance anchor: time (ms after Start; int32 fits a 25 h day), E7 degrees
-	candT, candLat, candLon int32 // candidate re-anchor after rejected jumps
+	fixT, fixLat, fixLon    int32  // distance anchor: time (ms after Start; int32 fits a 25 h day), E7 degrees
+	candT, candLat, candLon int32  // candidate re-anchor after rejected jumps
+	fixDrive                uint32 // drivingMs when the anchor was set
 
 	events, late     uint32
 	drivingMs        uint32
@@ -41,7 +42,9 @@ type Day struct {
 	lastMoving       uint32
 	hdopRejected     uint32
 	lastDt           uint32        // previous in-order interval, ms
-	pairs, quiet     uint32        // moving sample pairs judged for regularity; of them noiseless
+	pairs            uint32        // moving sample pairs judged for regularity
+	exactT, exactV   uint32        // of them: interval repeated to the ms; speed second difference ~0
+	exactP           uint32        // of them: GPS step = speed x time
 	harsh            [3]harshState // brake, accel, corner
 	fatigue          uint16
 	jumps, rollbacks uint16
@@ -159,8 +162,6 @@ func (d *Day) Add(r *Rules, ev *telemetry.Event, buf []byte) []byte {
 	}
 	// Regularity: is this sample pair noiseless (see Rules.RegularMinShare)?
 	judge := d.has(bitHasPrev2) && dt > 0 && dt <= maxGap && speed >= r.MovingKmh
-	quiet := judge && dt == d.lastDt &&
-		math.Abs(float64(int64(speedC)-2*int64(d.lastSpeed)+int64(d.prevSpeed))) <= r.RegularSpeedTolKmh*100
 
 	// 2. The current sample's state.
 	moving := speed >= r.MovingKmh
@@ -212,8 +213,14 @@ func (d *Day) Add(r *Rules, ev *telemetry.Event, buf []byte) []byte {
 	d.addOdometer(r, ev.OdometerKm)
 	if judge && stepped {
 		d.pairs++
-		if quiet && math.Abs(resM) <= r.RegularPosTolM {
-			d.quiet++
+		if dt == d.lastDt {
+			d.exactT++
+		}
+		if math.Abs(float64(int64(speedC)-2*int64(d.lastSpeed)+int64(d.prevSpeed))) <= r.RegularSpeedTolKmh*100 {
+			d.exactV++
+		}
+		if math.Abs(resM) <= r.RegularPosTolM {
+			d.exactP++
 		}
 	}
 
@@ -241,13 +248,21 @@ func (d *Day) addFix(r *Rules, ev *telemetry.Event, t uint32, speed float64) (fl
 	}
 	lat, lon := e7(ev.Lat), e7(ev.Lon)
 	if !d.has(bitHasFix) {
-		d.fixT, d.fixLat, d.fixLon = int32(t), lat, lon
+		d.fixT, d.fixLat, d.fixLon, d.fixDrive = int32(t), lat, lon, d.drivingMs
 		d.set(bitHasFix, true)
 		return 0, false
 	}
 	dtFix := int64(t) - int64(d.fixT)
 	if dtFix <= 0 {
 		return 0, false // same fix time: nothing new
+	}
+	if dtFix > r.MaxGap.Milliseconds() && int64(d.drivingMs-d.fixDrive)*2 < dtFix {
+		// No usable fix for longer than MaxGap and the box did not report
+		// driving for most of it (off, parked, out of coverage): what
+		// happened in between was not observed and is not paid.
+		d.fixT, d.fixLat, d.fixLon, d.fixDrive = int32(t), lat, lon, d.drivingMs
+		d.candN = 0
+		return 0, false
 	}
 	m := HaversineM(fromE7(d.fixLat), fromE7(d.fixLon), fromE7(lat), fromE7(lon))
 	if m*3600/float64(dtFix) > r.TeleportKmh { // m per ms x 3600 = km/h
@@ -262,7 +277,7 @@ func (d *Day) addFix(r *Rules, ev *telemetry.Event, t uint32, speed float64) (fl
 		if int(d.candN) >= r.TeleportReanchor {
 			// The old anchor was the outlier, or the box really moved while
 			// blind: continue from here without paying the jump.
-			d.fixT, d.fixLat, d.fixLon = int32(t), lat, lon
+			d.fixT, d.fixLat, d.fixLon, d.fixDrive = int32(t), lat, lon, d.drivingMs
 			d.candN = 0
 		}
 		return 0, false
@@ -271,7 +286,7 @@ func (d *Day) addFix(r *Rules, ev *telemetry.Event, t uint32, speed float64) (fl
 	meanKmh := (float64(d.lastSpeed)/100 + speed) / 2
 	res := m - meanKmh/3.6*float64(dtFix)/1000
 	d.gpsM += m
-	d.fixT, d.fixLat, d.fixLon = int32(t), lat, lon
+	d.fixT, d.fixLat, d.fixLon, d.fixDrive = int32(t), lat, lon, d.drivingMs
 	d.candN = 0
 	return res, true
 }

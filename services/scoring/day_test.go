@@ -138,6 +138,14 @@ func TestDayDistanceFilters(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a gap without driving is not paid", func(t *testing.T) {
+		tr := base().drive(300, 60).stop(10 * time.Minute)
+		tr.lat += 0.05 // 5.6 km away after 10 min: plausible, but not observed
+		tr.drive(301, 60)
+		_, res := scoreDay(&r, tr.evs)
+		near(t, "gps_km", res.GPSKm, clean.GPSKm-60.0/3600, 0.02)
+		eq(t, "gps_jumps", res.GPSJumps, 0)
+	})
 	t.Run("permanent jump re-anchors without paying it", func(t *testing.T) {
 		tr := base().drive(300, 60)
 		tr.lat += 1 // 111 km north, box continues from there
@@ -160,6 +168,7 @@ func TestDayFraudFlags(t *testing.T) {
 		{"two devices", newTrip("v", morning(), 1).drive(601, 60, at(400, 401, func(ev *telemetry.Event) { ev.DeviceID = "other" })).evs, FlagMultiDevice},
 		{"generated trace", newTrip("v", morning(), 0).drive(3601, 60).evs, FlagTooRegular},
 		{"generated trace with accelerations", newTrip("v", morning(), 0).drive(1200, 60).drive(1200, 80).drive(1201, 50).evs, FlagTooRegular},
+		{"generated trace, coordinates rounded to 1e-6", newTrip("v", morning(), 0).drive(1200, 32, round6).drive(1200, 39.4, round6).drive(1201, 62, round6).evs, FlagTooRegular},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -188,6 +197,11 @@ func TestDayFraudFlags(t *testing.T) {
 		{"real box stamping exact GPS seconds", newTrip("v", morning(), 3).drive(3601, 60, func(i int, ev *telemetry.Event) {
 			ev.TimeMs = morning().UnixMilli() + int64(i)*1000
 		}).evs},
+		{"real box stamping exact GPS seconds, coordinates rounded to 1e-6", newTrip("v", morning(), 4).drive(3601, 60, func(i int, ev *telemetry.Event) {
+			ev.TimeMs = morning().UnixMilli() + int64(i)*1000
+			round6(i, ev)
+			ev.SpeedKmh = math.Round(ev.SpeedKmh*10) / 10
+		}).evs},
 		{"exact trace, too short to judge", newTrip("v", morning(), 0).drive(500, 60).evs},
 	}
 	for _, c := range honest {
@@ -198,6 +212,12 @@ func TestDayFraudFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// round6 rounds coordinates to 1e-6 degrees (~10 cm), as many boxes and
+// the fleet simulator report them.
+func round6(_ int, ev *telemetry.Event) {
+	ev.Lat, ev.Lon = math.Round(ev.Lat*1e6)/1e6, math.Round(ev.Lon*1e6)/1e6
 }
 
 func TestDayLateEventsAndDeterminism(t *testing.T) {

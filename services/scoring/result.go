@@ -74,26 +74,27 @@ func (d *Day) Result(r *Rules) Result {
 	if d.has(bitMultiDevice) {
 		flag(FlagMultiDevice, r.FactorMultiDevice, "more than one device reported this vehicle (first: %q)", d.Device)
 	}
-	if ok, share := d.tooRegular(r); ok {
-		flag(FlagTooRegular, r.FactorTooRegular, "%.1f%% of %d moving samples have no timing, speed or position noise: not a real receiver",
-			share*100, d.pairs)
+	if ok, st, sv, sp := d.tooRegular(r); ok {
+		flag(FlagTooRegular, r.FactorTooRegular, "of %d moving samples, %.0f%% repeat the interval to the ms, %.0f%% have noiseless speed, %.0f%% a GPS step exactly speed x time: not a real receiver",
+			d.pairs, st*100, sv*100, sp*100)
 	}
 	res.Score = behaviourScore(r, &res)
 	res.Points = points(r, res.DistanceKm, res.Score, factor)
 	return res
 }
 
-// tooRegular applies the generated-trace rule: many moving sample pairs,
-// nearly all noiseless (same interval to the millisecond, smooth speed, GPS
-// step equal to speed x time). Real boxes may stamp exact GPS seconds, but
-// their positions are noisy; a generator or a replayer that re-stamps and
-// interpolates has no noise at all.
-func (d *Day) tooRegular(r *Rules) (bool, float64) {
+// tooRegular applies the generated-trace rule: many moving sample pairs
+// with a clock that never jitters AND speeds and positions that are mostly
+// noiseless. Real boxes may stamp exact GPS seconds (no jitter), but their
+// speed and position are noisy; a generator or a replayer that re-stamps
+// and interpolates has neither noise.
+func (d *Day) tooRegular(r *Rules) (ok bool, t, v, p float64) {
 	if d.pairs < uint32(r.RegularMinSamples) {
-		return false, 0
+		return false, 0, 0, 0
 	}
-	share := float64(d.quiet) / float64(d.pairs)
-	return share >= r.RegularMinShare, share
+	n := float64(d.pairs)
+	t, v, p = float64(d.exactT)/n, float64(d.exactV)/n, float64(d.exactP)/n
+	return t >= r.RegularTimeShare && v >= r.RegularSpeedShare && p >= r.RegularPosShare, t, v, p
 }
 
 // behaviourScore is 100 minus the weighted rates, clamped to 0..100 and

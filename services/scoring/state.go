@@ -33,6 +33,7 @@ func (d *Day) AppendBinary(b []byte) []byte {
 	s(int64(d.candT))
 	s(int64(d.candLat))
 	s(int64(d.candLon))
+	u(uint64(d.fixDrive))
 	u(uint64(d.candN))
 	for _, h := range d.harsh {
 		u(uint64(h.durMs))
@@ -40,7 +41,7 @@ func (d *Day) AppendBinary(b []byte) []byte {
 	}
 	for _, v := range [...]uint32{d.events, d.late, d.drivingMs, d.nightMs, d.speedingMs, d.speedRunMs,
 		d.stretchStart, d.lastMoving, uint32(d.fatigue), uint32(d.jumps), uint32(d.rollbacks), d.hdopRejected,
-		d.lastDt, d.pairs, d.quiet} {
+		d.lastDt, d.pairs, d.exactT, d.exactV, d.exactP} {
 		u(uint64(v))
 	}
 	f(d.gpsM)
@@ -116,6 +117,7 @@ func (d *Day) UnmarshalBinary(b []byte) ([]byte, error) {
 	x.candT = s32()
 	x.candLat = s32()
 	x.candLon = s32()
+	x.fixDrive = u32()
 	if c := u(); c > 255 {
 		bad = true
 	} else {
@@ -135,7 +137,9 @@ func (d *Day) UnmarshalBinary(b []byte) ([]byte, error) {
 	x.hdopRejected = u32()
 	x.lastDt = u32()
 	x.pairs = u32()
-	x.quiet = u32()
+	x.exactT = u32()
+	x.exactV = u32()
+	x.exactP = u32()
 	x.gpsM = f()
 	x.odoLast = f()
 	x.odoKm = f()
