@@ -83,8 +83,8 @@ func (st Stage) validate() error {
 }
 
 // checkCopartitioned verifies that every input has the same partition count
-// (a Task owns partition p of each) and that the changelog has at least as
-// many.
+// (a Task owns partition p of each), that the changelog has at least as
+// many, and that the dead-letter topic exists.
 func checkCopartitioned(ctx context.Context, cfg Config, st Stage) error {
 	cl, err := kgo.NewClient(cfg.baseOpts()...)
 	if err != nil {
@@ -95,9 +95,12 @@ func checkCopartitioned(ctx context.Context, cfg Config, st Stage) error {
 	if st.Changelog != "" {
 		topics = append(topics, st.Changelog)
 	}
-	tds, err := kadm.NewClient(cl).ListTopics(ctx, topics...)
+	tds, err := kadm.NewClient(cl).ListTopics(ctx, append(topics, cfg.DeadLetterTopic)...)
 	if err != nil {
 		return fmt.Errorf("stage %s: list topics: %w", st.Name, err)
+	}
+	if d, ok := tds[cfg.DeadLetterTopic]; !ok || d.Err != nil {
+		return fmt.Errorf("stage %s: dead-letter topic %s missing (EnsureTopics first)", st.Name, cfg.DeadLetterTopic)
 	}
 	n := -1
 	for _, t := range topics {
