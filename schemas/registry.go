@@ -108,6 +108,8 @@ func newSerde(ctx context.Context, cfg SerdeConfig, cat *catalog) (*Serde, error
 		timeout: orDefault(cfg.LookupTimeout, 10*time.Second),
 		missTTL: orDefault(cfg.MissTTL, 30*time.Second),
 		now:     cfg.Now,
+
+		maxMisses: maxMisses,
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -145,8 +147,10 @@ type registry struct {
 	missTTL time.Duration
 	now     func() time.Time
 
-	mu   sync.Mutex
-	byID map[uint32]*lookup
+	mu        sync.Mutex
+	byID      map[uint32]*lookup
+	misses    int // failed lookups since the last sweep
+	maxMisses int // maxMisses (a field so that tests can lower it)
 }
 
 // lookup is one id's resolution: done is closed once e or err is set, so
@@ -192,7 +196,35 @@ func (r *registry) resolve(cat *catalog, id uint32) (*entry, error) {
 		}
 	}
 	close(l.done)
+	if l.err != nil {
+		r.forgetMisses()
+	}
 	return l.e, l.err
+}
+
+// maxMisses bounds the failed lookups remembered: a stream of garbage with
+// ever new ids must not grow the cache without end.
+const maxMisses = 4096
+
+// forgetMisses counts a failed lookup and, every maxMisses of them, drops
+// all failed lookups from the cache (they are asked again when seen again).
+func (r *registry) forgetMisses() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.misses++
+	if r.misses < r.maxMisses {
+		return
+	}
+	r.misses = 0
+	for id, l := range r.byID {
+		select {
+		case <-l.done:
+			if l.err != nil {
+				delete(r.byID, id)
+			}
+		default:
+		}
+	}
 }
 
 func (r *registry) fetch(cat *catalog, id uint32) (*entry, error) {

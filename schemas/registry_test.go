@@ -276,3 +276,38 @@ func TestRegistryRejects(t *testing.T) {
 func fstestFS(file, text string) fstest.MapFS {
 	return fstest.MapFS{file: {Data: []byte(text)}}
 }
+
+// TestRegistryMissesBounded: records with ever new unknown ids do not grow
+// the id cache without end.
+func TestRegistryMissesBounded(t *testing.T) {
+	reg := newFakeRegistry(t)
+	s, err := NewSerde(t.Context(), SerdeConfig{RegistryURL: reg.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.reg.maxMisses = 20
+	for id := range uint32(100) {
+		b := binary.BigEndian.AppendUint32([]byte{0}, 1_000_000+id)
+		if _, _, err := s.Decode(b); !errors.Is(err, ErrUnknownSchema) {
+			t.Fatal(err)
+		}
+	}
+	s.reg.mu.Lock()
+	n := len(s.reg.byID)
+	s.reg.mu.Unlock()
+	if limit := len(s.reg.ids) + 20; n > limit {
+		t.Errorf("%d ids cached after 100 unknown ones, want at most %d", n, limit)
+	}
+	if _, err := s.DecodeAs(DeadLetter, mustEncode(t, s)); err != nil {
+		t.Errorf("a known id after the sweep: %v", err)
+	}
+}
+
+func mustEncode(t *testing.T, s *Serde) []byte {
+	t.Helper()
+	b, err := s.Encode(DeadLetter, deadLetterNative())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
