@@ -16,7 +16,11 @@
 //     published with the code). minecart computes the canonical form and the
 //     fingerprint itself, following the specification (pcf.go): goavro's
 //     are wrong for logical types and unstable with nested names, and a
-//     header other implementations cannot match is worse than none.
+//     header other implementations cannot match is worse than none. Java's
+//     Avro and avsc compute the same fingerprints (tested); hamba/avro v2.31
+//     keeps logicalType in its canonical form, so for a schema with a logical
+//     type its fingerprint differs and a Go reader on it must take the
+//     fingerprint from Fingerprint or compute it as pcf.go does.
 //   - Confluent wire format (NewSerde with SerdeConfig.RegistryURL): 00, the
 //     4-byte big-endian schema id, the Avro binary body, for deployments
 //     whose consumers use a Schema Registry. NewSerde registers every
@@ -29,6 +33,14 @@
 // schema, built once. Natives follow goavro: a record is map[string]any, a
 // nullable union is nil or map[string]any{"double": v}, timestamp-millis is
 // time.Time, bytes are []byte, arrays are []any.
+//
+// Decode never trusts its input: before goavro sees a body, a check that
+// allocates nothing walks it against the schema (validate.go), because
+// goavro sizes arrays and maps from the block count it reads and a forged
+// count turns a tiny record into a fatal out-of-memory. Errors say what is
+// wrong: ErrMalformed for bytes that are not a record, ErrUnknownSchema for
+// a fingerprint or id nobody registered (both: dead-letter the record);
+// anything else (the registry unreachable) is transient.
 //
 // A broken .avsc makes that schema unusable with a clear error at its first
 // use (NewSerde reports all of them up front); nothing panics at package
