@@ -16,8 +16,10 @@
 //     published with the code). minecart computes the canonical form and the
 //     fingerprint itself, following the specification (pcf.go): goavro's
 //     are wrong for logical types and unstable with nested names, and a
-//     header other implementations cannot match is worse than none. Java's
-//     Avro and avsc compute the same fingerprints (tested); hamba/avro v2.31
+//     header other implementations cannot match is worse than none. The
+//     tests check it against the Avro project's reference cases (computed by
+//     Java's Avro, whose parsing form drops logical types too) and against
+//     avsc for every schema; hamba/avro v2.31
 //     keeps logicalType in its canonical form, so for a schema with a logical
 //     type its fingerprint differs and a Go reader on it must take the
 //     fingerprint from Fingerprint or compute it as pcf.go does.
