@@ -19,10 +19,10 @@
 //     header other implementations cannot match is worse than none. The
 //     tests check it against the Avro project's reference cases (computed by
 //     Java's Avro, whose parsing form drops logical types too) and against
-//     avsc for every schema; hamba/avro v2.31
-//     keeps logicalType in its canonical form, so for a schema with a logical
-//     type its fingerprint differs and a Go reader on it must take the
-//     fingerprint from Fingerprint or compute it as pcf.go does.
+//     avsc for every schema. hamba/avro v2.31 keeps logicalType in its
+//     canonical form, so its fingerprint of a schema with a logical type
+//     differs: a Go reader on it must take the fingerprint from Fingerprint
+//     or compute it as pcf.go does.
 //   - Confluent wire format (NewSerde with SerdeConfig.RegistryURL): 00, the
 //     4-byte big-endian schema id, the Avro binary body, for deployments
 //     whose consumers use a Schema Registry. NewSerde registers every
