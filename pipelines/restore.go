@@ -62,7 +62,8 @@ func (r *runner) restoreTask(ctx context.Context, p int32, rs Restorer) (int, er
 			if kr.Attrs.IsControl() {
 				return
 			}
-			if err := rs.Restore(ctx, fromKgo(kr)); err != nil {
+			rec := fromKgo(kr)
+			if err := safely(func() error { return rs.Restore(ctx, rec) }); err != nil {
 				rerr = fmt.Errorf("offset %d: %w", kr.Offset, err)
 				return
 			}

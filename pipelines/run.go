@@ -385,13 +385,20 @@ func (r *runner) process(ctx context.Context, t *task, kr *kgo.Record) error {
 	}
 }
 
-func safeProcess(ctx context.Context, p Processor, rec Record, out Emitter) (err error) {
+func safeProcess(ctx context.Context, p Processor, rec Record, out Emitter) error {
+	return safely(func() error { return p.Process(ctx, rec, out) })
+}
+
+// safely runs fn, turning a panic into an error so that a bad record or a
+// processor bug never crashes the stage (the record is retried, then
+// dead-lettered).
+func safely(fn func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("processor panic: %v\n%s", v, debug.Stack())
 		}
 	}()
-	return p.Process(ctx, rec, out)
+	return fn()
 }
 
 func (r *runner) produce(ctx context.Context, rec *kgo.Record) {
@@ -456,7 +463,7 @@ func (r *runner) tick(ctx context.Context) {
 			continue
 		}
 		r.em.reset()
-		if err := t.ticker.Tick(ctx, now, &r.em); err != nil {
+		if err := safely(func() error { return t.ticker.Tick(ctx, now, &r.em) }); err != nil {
 			r.log.Error("tick failed; its output is dropped", "partition", p, "err", err)
 			continue
 		}
@@ -473,7 +480,7 @@ func (r *runner) flush(ctx context.Context) error {
 			continue
 		}
 		r.em.reset()
-		if err := t.flusher.Flush(ctx, &r.em); err != nil {
+		if err := safely(func() error { return t.flusher.Flush(ctx, &r.em) }); err != nil {
 			return fmt.Errorf("flush task %d: %w", p, err)
 		}
 		for _, out := range r.em.recs {
@@ -595,6 +602,12 @@ func (r *runner) closeTask(p int32) {
 		return
 	}
 	delete(r.tasks, p)
+	for topic, byP := range r.lag {
+		if _, ok := byP[p]; ok {
+			delete(byP, p)
+			r.m.lag.DeleteLabelValues(r.st.Name, topic, strconv.Itoa(int(p)))
+		}
+	}
 	if err := closeProc(t.proc); err != nil {
 		r.log.Warn("close processor", "partition", p, "err", err)
 	}

@@ -205,7 +205,8 @@ func TestTransientRetry(t *testing.T) {
 	pipetest.Produce(t, brokers,
 		pipelines.Output{Topic: "rt.in", Key: []byte("a"), Value: []byte("flaky")},
 		pipelines.Output{Topic: "rt.in", Key: []byte("b"), Value: []byte("broken")},
-		pipelines.Output{Topic: "rt.in", Key: []byte("c"), Value: []byte("fine")})
+		pipelines.Output{Topic: "rt.in", Key: []byte("c"), Value: []byte("fine")},
+		pipelines.Output{Topic: "rt.in", Key: []byte("d"), Value: []byte("panic")})
 	cfg := pipetest.Config(brokers)
 	cfg.MaxRetries = 3
 	reg := prometheus.NewRegistry()
@@ -221,27 +222,35 @@ func TestTransientRetry(t *testing.T) {
 			return errors.New("database busy")
 		case string(r.Value) == "broken":
 			return errors.New("always down")
+		case string(r.Value) == "panic":
+			panic("processor bug")
 		}
 		return nil
 	}))
 	out := pipetest.WaitRecords(t, brokers, "rt.out", 2, 20*time.Second)
-	dl := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 20*time.Second)
+	dl := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 2, 20*time.Second)
 	if got := values(out); len(out) != 2 || got["FLAKY"] != 1 || got["FINE"] != 1 {
 		t.Fatalf("output %v", got)
 	}
-	d, err := schemas.SingleObject().DecodeAs(schemas.DeadLetter, dl[0].Value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d["reason_code"] != pipelines.CodeRetriesExhausted || string(d["value"].([]byte)) != "broken" {
-		t.Fatalf("dead letter %v", d)
+	for i, want := range []string{"broken", "panic"} {
+		d, err := schemas.SingleObject().DecodeAs(schemas.DeadLetter, dl[i].Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d["reason_code"] != pipelines.CodeRetriesExhausted || string(d["value"].([]byte)) != want {
+			t.Fatalf("dead letter %d: %v", i, d)
+		}
+		if want == "panic" && !strings.Contains(d["error"].(string), "processor panic: processor bug") {
+			t.Fatalf("dead letter error %q", d["error"])
+		}
 	}
 	mu.Lock()
 	if attempts["flaky"] != 3 || attempts["broken"] != 4 {
 		t.Errorf("attempts %v, want flaky 3, broken 4 (1 + MaxRetries)", attempts)
 	}
 	mu.Unlock()
-	waitMetric(t, reg, "minecart_pipeline_retries_total", map[string]string{"stage": "rt"}, 5)
+	waitMetric(t, reg, "minecart_pipeline_retries_total", map[string]string{"stage": "rt"}, 8)
+	waitMetric(t, reg, "minecart_pipeline_records_dead_total", map[string]string{"stage": "rt", "code": pipelines.CodeRetriesExhausted}, 2)
 }
 
 // waitMetric waits until the series of name with labels has value want.
