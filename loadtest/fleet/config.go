@@ -53,7 +53,7 @@ const (
 	// FraudRollback: the odometer is wound back by hundreds to thousands of
 	// kilometres between two trips, once a day.
 	FraudRollback
-	// FraudInflated: odometer and reported speed run 30-100 % faster than
+	// FraudInflated: odometer and reported speed run 40-100 % faster than
 	// the vehicle moves (the GPS track shows the real distance).
 	FraudInflated
 )

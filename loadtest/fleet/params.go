@@ -53,8 +53,8 @@ var ranges = [...]profileRanges{
 		nightP: 0.04, lateP: 0.03, longP: 0.05, idleP: 0.08, consumption: span{7, 9.5},
 	},
 	Aggressive: {
-		speedFactor: span{1.08, 1.28}, speedVar: span{1.0, 2.0}, accelMax: span{3.0, 4.3},
-		tau: span{1.5, 2.5}, brakeOnset: span{3.0, 4.6}, latMax: span{3.2, 5.0},
+		speedFactor: span{1.08, 1.28}, speedVar: span{1.0, 2.0}, accelMax: span{2.8, 4.0},
+		tau: span{1.5, 2.5}, brakeOnset: span{2.6, 4.0}, latMax: span{3.0, 4.6},
 		surprisePerK: span{0.08, 0.2}, surpriseLo: span{3.8, 4.6}, surpriseHi: span{4.7, 6.2},
 		lanePerK: span{0.4, 0.8}, laneLat: span{1.5, 2.8},
 		nightP: 0.20, lateP: 0.10, longP: 0.10, idleP: 0.05, consumption: span{8.5, 12},
@@ -82,7 +82,7 @@ func drawParams(seed uint64, i int, p Profile, f Fraud) params {
 	}
 	switch f {
 	case FraudInflated:
-		q.inflate = r.Range(1.3, 2.0)
+		q.inflate = r.Range(1.4, 2.0) // beyond the 25 % GPS/odometer tolerance of scoring.DefaultRules
 	case FraudSynthetic:
 		q.speedVar, q.surprisePerK, q.lanePerK, q.idleP = 0, 0, 0, 0
 	}
