@@ -18,7 +18,16 @@ import (
 // than its spec is an error (co-partitioned stages rely on the count).
 // Calling it again is harmless.
 func EnsureTopics(ctx context.Context, brokers []string, specs []TopicSpec) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	return EnsureTopicsWith(ctx, Config{Brokers: brokers}, specs)
+}
+
+// EnsureTopicsWith is EnsureTopics with the connection settings of cfg
+// (Config.ClientOptions: TLS, SASL), for brokers that need them.
+func EnsureTopicsWith(ctx context.Context, cfg Config, specs []TopicSpec) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(cfg.withDefaults().baseOpts()...)
 	if err != nil {
 		return fmt.Errorf("ensure topics: %w", err)
 	}
