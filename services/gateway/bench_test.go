@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/telemetry"
+	"github.com/minecart/minecart/services/telemetry/wire"
+)
+
+// BenchmarkGateway posts signed batches of 100 events over real HTTP on
+// loopback to a gateway producing to an embedded broker (client, server and
+// broker share the machine's cores) and reports events/s and the p50/p99
+// time to the 202 (Kafka acknowledged). Each b.N iteration is one batch.
+//
+//	go test -run '^$' -bench Gateway -benchtime 2000x ./services/gateway/
+func BenchmarkGateway(b *testing.B) {
+	for _, format := range []string{"json", "avro"} {
+		b.Run(format, func(b *testing.B) { benchGateway(b, format) })
+	}
+}
+
+func benchGateway(b *testing.B, format string) {
+	const devices, perBatch, clients = 64, 100, 32
+	brokers := pipetest.Broker(b)
+	ctx := context.Background()
+	pcfg := pipetest.Config(brokers)
+	p, err := pipelines.NewProducer(pcfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	tbl, err := pipelines.NewTable(ctx, pcfg, pipelines.TopicDevices)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tbl.Close()
+	admin := NewDevices(p, tbl, nil, nil)
+	codec, _ := wire.NewCodec(schemas.SingleObject())
+	keys := make([]Key, devices)
+	bodies := make([][]byte, devices)
+	for i := range devices {
+		d, err := admin.Add(ctx, NewDevice{ID: fmt.Sprintf("d%03d", i), VehicleID: fmt.Sprintf("v%03d", i), VehicleTZ: "Europe/Berlin", Auth: AuthHMAC})
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys[i] = HMACKey(d.Key)
+		evs := make([]telemetry.Event, perBatch)
+		for j := range evs {
+			evs[j] = telemetry.Event{EventID: fmt.Sprintf("e%d", j), Seq: uint64(j), TimeMs: time.Now().UnixMilli() + int64(j),
+				Lat: 52.5, Lon: 13.4, SpeedKmh: 60, HeadingDeg: 90, OdometerKm: 5000, FuelPct: 40, BatteryV: 14, CoolantC: 90}
+		}
+		if format == "json" {
+			bodies[i], _ = telemetry.EncodeJSON(evs)
+		} else {
+			bodies[i] = codec.AppendBatch(nil, evs)
+		}
+	}
+	srv, err := New(ctx, Config{Pipelines: pcfg, DeviceRate: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	ctype := map[string]string{"json": "application/json", "avro": "avro/binary"}[format]
+
+	var next atomic.Int64
+	lat := make([][]time.Duration, clients)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				d := int(i) % devices
+				req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/telemetry", bytes.NewReader(bodies[d]))
+				req.Header.Set("Content-Type", ctype)
+				SignHeaders(req.Header, fmt.Sprintf("d%03d", d), bodies[d], keys[d], time.Now(), NewNonce())
+				t0 := time.Now()
+				res, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != http.StatusAccepted {
+					failed.Add(1)
+					continue
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d batches failed", f, b.N)
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	rate := float64(b.N*perBatch) / el.Seconds()
+	p50, p99 := all[len(all)/2], all[len(all)*99/100]
+	b.ReportMetric(rate, "events/s")
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99_ms")
+	fmt.Printf("gateway %s: %d batches x %d events, %d clients: %.0f events/s, ack p50 %v p99 %v\n",
+		format, b.N, perBatch, clients, rate, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+}

@@ -1,0 +1,136 @@
+package ingest
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/telemetry"
+	"github.com/minecart/minecart/services/telemetry/wire"
+)
+
+var benchEvents = flag.Int("ingest.events", 200000, "events in BenchmarkStageVsPassthrough")
+
+// BenchmarkStageVsPassthrough measures the ingest stage (decode, validate,
+// dedup, encode, transactions, changelog) against pipetest.Passthrough, a
+// bare franz-go consume-and-produce of the same raw records through the
+// same broker in the same run, and prints the ratio. It also times the
+// codec alone (specialised and goavro) to show its share.
+//
+//	go test -run '^$' -bench StageVsPassthrough -benchtime 1x ./services/ingest/
+func BenchmarkStageVsPassthrough(b *testing.B) {
+	const passOut = "bench.passthrough"
+	brokers := pipetest.Broker(b, pipelines.TopicSpec{Name: passOut, Partitions: pipelines.TelemetryPartitions})
+	codec, _ := wire.NewCodec(schemas.SingleObject())
+	n, vehicles := *benchEvents, 2000
+	const warm = 8000
+	recs := make([]pipelines.Output, 0, warm+n)
+	evs := make([]telemetry.Event, 0, warm+n)
+	for i := 0; i < warm+n; i++ {
+		ev := event(fmt.Sprintf("veh-%04d", i%vehicles), i/vehicles)
+		ev.FaultCodes = nil
+		evs = append(evs, ev)
+		recs = append(recs, pipelines.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID),
+			Value: codec.AppendEvent(nil, &ev), Headers: []pipelines.Header{{Key: "device", Value: []byte(ev.DeviceID)}}})
+	}
+	pipetest.Produce(b, brokers, recs...)
+	total := int64(warm + n)
+	b.ResetTimer()
+	for range b.N {
+		ctx := context.Background()
+		base, err := pipetest.Passthrough(ctx, brokers, pipelines.TopicTelemetryRaw, passOut, int(total))
+		if err != nil {
+			b.Fatal(err)
+		}
+		baseRate := float64(total) / base.Seconds()
+
+		group := fmt.Sprintf("ingest-bench-%d", time.Now().UnixNano())
+		st, err := NewStage(Config{Name: group, Now: func() time.Time { return now }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := pipetest.Config(brokers)
+		cfg.MaxBatch = 5000
+		stop := pipetest.Run(b, cfg, st)
+		stageDur, err := timeGroup(ctx, brokers, group, warm, total)
+		stop()
+		if err != nil {
+			b.Fatal(err)
+		}
+		stageRate := float64(total-warm) / stageDur.Seconds()
+
+		// The codec alone: decode each raw value and encode the clean one.
+		t0 := time.Now()
+		var buf []byte
+		for i := range recs {
+			ev, err := codec.DecodeEvent(recs[i].Value, telemetry.Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf = codec.AppendEvent(buf[:0], &ev)
+		}
+		fast := time.Since(t0) / time.Duration(len(recs))
+		serde := schemas.SingleObject()
+		t0 = time.Now()
+		m := 20000
+		for i := 0; i < m; i++ {
+			native, err := serde.DecodeAs(schemas.TelemetryEvent, recs[i].Value)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev, _ := telemetry.FromNative(native)
+			if buf, err = serde.AppendEncode(buf[:0], schemas.TelemetryEvent, telemetry.AppendNative(native, &ev)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		slow := time.Since(t0) / time.Duration(m)
+		perEvent := time.Duration(float64(time.Second) / stageRate)
+		b.ReportMetric(stageRate, "stage_events/s")
+		b.ReportMetric(baseRate, "passthrough_events/s")
+		b.ReportMetric(stageRate/baseRate, "ratio")
+		fmt.Printf("ingest: %d events, %d vehicles, 8 partitions: stage %.0f ev/s, passthrough %.0f ev/s, ratio %.2f\n",
+			n, vehicles, stageRate, baseRate, stageRate/baseRate)
+		fmt.Printf("codec per event (decode+encode): specialised %v (%.0f%% of the stage's %v/event), goavro via Serde %v (would be %.0f%%)\n",
+			fast, 100*float64(fast)/float64(perEvent), perEvent, slow, 100*float64(slow)/float64(perEvent))
+	}
+}
+
+// timeGroup waits until group has committed total offsets of the raw
+// topic and returns the time from when it had committed warm of them.
+func timeGroup(ctx context.Context, brokers []string, group string, warm, total int64) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	var start time.Time
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err == nil {
+			var sum int64
+			offs.Each(func(o kadm.OffsetResponse) {
+				if o.Topic == pipelines.TopicTelemetryRaw && o.At > 0 {
+					sum += o.At
+				}
+			})
+			if start.IsZero() && sum >= warm {
+				start = time.Now()
+			}
+			if sum >= total {
+				return time.Since(start), nil
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("group %s did not finish", group)
+}
