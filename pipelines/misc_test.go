@@ -423,3 +423,41 @@ func TestConfigValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestTableTransactional: a table over a topic written in transactions
+// skips aborted records and still catches up when the log ends with an
+// abort marker.
+func TestTableTransactional(t *testing.T) {
+	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "tt", Partitions: 1, Compacted: true})
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("tt-writer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i, commit := range []bool{true, false} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		v := []byte(strconv.Itoa(i))
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "tt", Key: []byte("k"), Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb, err := pipelines.NewTable(ctx, pipetest.Config(brokers), "tt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := tb.WaitCaught(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := tb.Get("k"); string(v) != "0" {
+		t.Fatalf("k = %q, want the committed 0", v)
+	}
+}
