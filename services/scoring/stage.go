@@ -39,6 +39,10 @@ type Config struct {
 	// timestamp by more than this (a box with a wrong clock must not close
 	// everyone's day; default 10m).
 	MaxFuture time.Duration
+	// MaxClosesPerBatch caps the closed days emitted per transaction; the
+	// rest wait for the next batch or tick, so a midnight with millions of
+	// open days is not one giant transaction (default 20,000).
+	MaxClosesPerBatch int
 	// Tasks is P in every Watermark: the partition count of the input
 	// topic (default pipelines.TelemetryPartitions).
 	Tasks int
@@ -81,6 +85,9 @@ func (c Config) withDefaults() Config {
 	if c.Tasks == 0 {
 		c.Tasks = pipelines.TelemetryPartitions
 	}
+	if c.MaxClosesPerBatch == 0 {
+		c.MaxClosesPerBatch = 20000
+	}
 	if c.Input == "" {
 		c.Input = pipelines.TopicTelemetryClean
 	}
@@ -120,6 +127,9 @@ func (c Config) Validate() error {
 	}
 	if c.TickEvery < 0 || c.MaxFuture < 0 {
 		errs = append(errs, errors.New("negative TickEvery or MaxFuture"))
+	}
+	if c.MaxClosesPerBatch < 1 {
+		errs = append(errs, fmt.Errorf("MaxClosesPerBatch %d < 1", c.MaxClosesPerBatch))
 	}
 	if c.Tasks < 1 {
 		errs = append(errs, fmt.Errorf("tasks %d < 1", c.Tasks))
@@ -182,7 +192,7 @@ type processor struct {
 	task     int32
 	w        *Windows
 	lastSeen time.Time // wall clock of the last record
-	lastWM   int64     // closed-through of the last Watermark written
+	lastWM   int64     // mark of the last Watermark written (0 after a restore: written again once)
 	open     int       // open windows last reported to the gauge
 }
 
@@ -225,17 +235,9 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 		return pipelines.Reject("future", fmt.Errorf("event time %s is %v after its record timestamp",
 			time.UnixMilli(ev.TimeMs).UTC().Format(time.RFC3339), time.Duration(ev.TimeMs-rec.Timestamp.UnixMilli())*time.Millisecond))
 	}
-	var cerr error
-	late, err := p.w.Add(&ev, func(c Closed) {
-		if err := p.emitClosed(out, c); err != nil && cerr == nil {
-			cerr = err
-		}
-	})
+	late, err := p.w.Add(&ev, nil) // closed days are emitted by Flush
 	if err != nil {
 		return pipelines.Reject("tz", err)
-	}
-	if cerr != nil {
-		return cerr // encoding our own schema failed: a bug, retried then dead-lettered
 	}
 	p.lastSeen = p.cfg.Now()
 	p.m.events.Inc()
@@ -251,18 +253,23 @@ func (p *processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter
 	if p.cfg.IdleTimeout < 0 || p.cfg.Now().Sub(p.lastSeen) < p.cfg.IdleTimeout {
 		return nil
 	}
+	p.w.Advance(now.UnixMilli(), nil) // closed days are emitted by the Flush that follows
+	return nil
+}
+
+// Flush emits up to MaxClosesPerBatch closed days (score + changelog
+// tombstone), writes the changelog once per window touched in the batch,
+// and the task's Watermark when it moved.
+func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 	var cerr error
-	p.w.Advance(now.UnixMilli(), func(c Closed) {
+	p.w.Drain(p.cfg.MaxClosesPerBatch, func(c Closed) {
 		if err := p.emitClosed(out, c); err != nil && cerr == nil {
 			cerr = err
 		}
 	})
-	return cerr
-}
-
-// Flush writes the changelog once per window touched in the batch, and the
-// task's Watermark when its closed-through mark moved.
-func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
+	if cerr != nil {
+		return cerr // encoding our own schema failed: a bug; the transaction aborts
+	}
 	p.w.Flush(func(key string, value []byte) {
 		out.EmitTo(p.cfg.Changelog, p.task, []byte(key), value)
 	})
@@ -270,7 +277,7 @@ func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 		p.m.open.Add(float64(n - p.open))
 		p.open = n
 	}
-	if ct := p.w.ClosedThrough(); ct > p.lastWM {
+	if ct := p.w.EmittedThrough(); ct > p.lastWM {
 		b, err := p.cfg.Serde.Encode(schemas.Watermark, map[string]any{
 			"task":              p.task,
 			"tasks":             int32(p.cfg.Tasks),
@@ -293,7 +300,6 @@ func (p *processor) Restore(_ context.Context, rec pipelines.Record) error {
 		p.cfg.Logger.Error("scoring changelog record skipped", "task", p.task, "offset", rec.Offset, "err", err)
 		return nil
 	}
-	p.lastWM = p.w.ClosedThrough()
 	return nil
 }
 

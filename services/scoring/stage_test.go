@@ -165,7 +165,9 @@ func TestStageKillRestartSameScores(t *testing.T) {
 	// Interrupted run: produced in three parts, the stage stopped and
 	// restarted between them, and transactions failing before commit.
 	b2 := pipetest.Broker(t)
-	st2, err := NewStage(cfg)
+	cfg2 := cfg
+	cfg2.MaxClosesPerBatch = 5 // closes spread over many transactions, across restarts
+	st2, err := NewStage(cfg2)
 	if err != nil {
 		t.Fatal(err)
 	}

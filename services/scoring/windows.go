@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -42,6 +43,8 @@ type Windows struct {
 	buckets map[int64][]int32 // window end -> slots ending then
 	nextEnd int64             // smallest key of buckets (MaxInt64 when none)
 	touched []int32
+	pending []int32 // closed windows waiting to be emitted, in (end, vehicle) order
+	head    int     // pending[:head] were emitted
 
 	stream, closed int64
 	metaDirty      bool
@@ -173,9 +176,9 @@ type Late struct {
 }
 
 // Add places one event. It first advances stream time to the event's time,
-// closing (through closed) every window ending at or before stream time
-// minus grace, in (end, vehicle) order; then it adds the event to its
-// window. An event whose window had closed is returned as late and changes
+// closing every window ending at or before stream time minus grace (and
+// emitting them through closed in (end, vehicle) order, or, with closed
+// nil, queueing them for Drain); then it adds the event to its window. An event whose window had closed is returned as late and changes
 // nothing. The only error is ErrTimeZone (bad input).
 func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
 	w.endRestore()
@@ -241,7 +244,8 @@ func (w *Windows) advance(t int64, closed func(Closed)) {
 		}
 		slices.Sort(ends)
 		for _, e := range ends {
-			w.closeBucket(e, closed)
+			w.freeze(w.buckets[e])
+			delete(w.buckets, e)
 		}
 		w.nextEnd = maxInt64
 		for e := range w.buckets {
@@ -249,29 +253,64 @@ func (w *Windows) advance(t int64, closed func(Closed)) {
 		}
 	}
 	w.closed = limit
+	if closed != nil {
+		w.Drain(-1, closed)
+	}
 }
 
-func (w *Windows) closeBucket(end int64, closed func(Closed)) {
-	idx := w.buckets[end]
-	delete(w.buckets, end)
+// freeze queues windows of one end for emission, in vehicle order. From
+// here on they are closed: events for them are late. Only their emission
+// may wait (Drain), so a midnight with a million windows is spread over
+// several transactions without changing any result.
+func (w *Windows) freeze(idx []int32) {
 	slices.SortFunc(idx, func(a, b int32) int { return cmp.Compare(w.slot(a).vehicle, w.slot(b).vehicle) })
-	for _, i := range idx {
+	w.pending = append(w.pending, idx...)
+}
+
+// Pending is the number of closed windows not yet drained.
+func (w *Windows) Pending() int {
+	w.endRestore()
+	return len(w.pending) - w.head
+}
+
+// Drain emits up to max (negative: all) closed windows through closed, in
+// (end, vehicle) order, and forgets them. It returns how many it emitted.
+func (w *Windows) Drain(max int, closed func(Closed)) int {
+	w.endRestore()
+	n := 0
+	for w.head < len(w.pending) && (max < 0 || n < max) {
+		i := w.pending[w.head]
+		w.head++
+		n++
 		s := w.slot(i)
 		z := w.zoneList[s.zone]
 		date := w.dateOf(s)
-		c := Closed{
+		closed(Closed{
 			ID:      s.vehicle + "/" + date,
 			Vehicle: s.vehicle,
 			Date:    date,
 			TZ:      z.name,
 			Day:     &s.day,
 			Result:  s.day.Result(w.rules),
-		}
-		closed(c)
+		})
 		delete(w.index, winKey{s.vehicle, s.day.Start})
 		*s = slot{}
 		w.free = append(w.free, i)
 	}
+	if w.head == len(w.pending) {
+		w.pending, w.head = w.pending[:0], 0
+	}
+	return n
+}
+
+// EmittedThrough is the watermark: every window ending at or before it
+// has been drained. It trails ClosedThrough while windows wait in Drain.
+func (w *Windows) EmittedThrough() int64 {
+	w.endRestore()
+	if w.head < len(w.pending) {
+		return min(w.closed, w.slot(w.pending[w.head]).day.End-1)
+	}
+	return w.closed
 }
 
 func (w *Windows) dateOf(s *slot) string {
@@ -415,11 +454,20 @@ func (w *Windows) endRestore() {
 	}
 	w.restoring = nil
 	clear(w.buckets)
+	w.pending, w.head = w.pending[:0], 0
 	w.nextEnd = maxInt64
+	byEnd := map[int64][]int32{}
 	for i := range w.n {
 		if s := w.slot(i); s.used {
-			w.addBucket(s.day.End, int32(i))
+			if s.day.End <= w.closed { // closed before the restart, not yet drained
+				byEnd[s.day.End] = append(byEnd[s.day.End], i)
+			} else {
+				w.addBucket(s.day.End, i)
+			}
 		}
+	}
+	for _, e := range slices.Sorted(maps.Keys(byEnd)) {
+		w.freeze(byEnd[e])
 	}
 }
 

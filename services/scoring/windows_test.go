@@ -256,3 +256,43 @@ func TestWindowsRestoreKeepsClosedThrough(t *testing.T) {
 	w2.Advance(day.Add(60*time.Hour).UnixMilli(), c2.onClose)
 	eq(t, "closed day", c2.closed[0], c.closed[len(c.closed)-1])
 }
+
+func TestWindowsDeferredDrain(t *testing.T) {
+	w := newTestWindows(t)
+	cl := changelog{}
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, shanghai)
+	for _, v := range []string{"e", "b", "d", "a", "c"} {
+		if _, err := w.Add(ev(v, day.Add(10*time.Hour)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush(cl.put)
+	if _, err := w.Add(ev("z", day.Add(27*time.Hour)), nil); err != nil { // closes the 24th, emits nothing yet
+		t.Fatal(err)
+	}
+	eq(t, "pending", w.Pending(), 5)
+	end := day.Add(24 * time.Hour).UnixMilli()
+	eq(t, "closed through", w.ClosedThrough(), end+time.Hour.Milliseconds())
+	eq(t, "emitted through", w.EmittedThrough(), end-1)
+	late, _ := w.Add(ev("a", day.Add(11*time.Hour)), nil) // frozen: late even before it is emitted
+	if late == nil {
+		t.Fatal("event for a closed, undrained day accepted")
+	}
+
+	var c collector
+	eq(t, "drained", w.Drain(2, c.onClose), 2)
+	for _, id := range c.ids {
+		cl[id] = nil
+	}
+	w.Flush(cl.put)
+	eq(t, "emitted through", w.EmittedThrough(), end-1)
+
+	w2 := restore(t, cl) // crash: the 3 undrained days come back closed
+	eq(t, "pending after restore", w2.Pending(), 3)
+	eq(t, "drained", w2.Drain(-1, c.onClose), 3)
+	if !slices.Equal(c.ids, []string{"a/2026-11-24", "b/2026-11-24", "c/2026-11-24", "d/2026-11-24", "e/2026-11-24"}) {
+		t.Fatalf("drain order %v", c.ids)
+	}
+	eq(t, "emitted through", w2.EmittedThrough(), w2.ClosedThrough())
+	eq(t, "open", w2.Open(), 1)
+}
