@@ -125,6 +125,9 @@ func (c *canonicalizer) writeObject(m map[string]any, ns string) error {
 		c.out.WriteString(`{"name":`)
 		c.writeString(full)
 		c.out.WriteString(`,"type":`)
+		if ts == "error" {
+			ts = "record" // an error is a record (Java's SchemaNormalization writes it so)
+		}
 		c.writeString(ts)
 		switch ts {
 		case "enum":

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -185,5 +186,57 @@ func TestCanonicalFormStable(t *testing.T) {
 	}
 	if strings.ContainsAny(first, " \n\t") {
 		t.Errorf("canonical form has whitespace: %s", first)
+	}
+}
+
+var typeNames = regexp.MustCompile(`\{"name":"([^"]*)","type":"(?:record|enum|fixed)"`)
+
+// FuzzCanonicalForm: canonicalForm never panics, and what it returns is
+// itself a schema whose canonical form is the same string (a canonical form
+// is a fixed point) and whose shape compiles.
+func FuzzCanonicalForm(f *testing.F) {
+	for _, c := range referenceCases {
+		f.Add(c.input)
+	}
+	for _, c := range avscCases {
+		f.Add(c.input)
+	}
+	f.Add(collections)
+	f.Fuzz(func(t *testing.T, in string) {
+		pcf, err := canonicalForm([]byte(in))
+		if err != nil {
+			return
+		}
+		again, err := canonicalForm([]byte(pcf))
+		if err != nil {
+			t.Fatalf("canonical form %s does not parse: %v", pcf, err)
+		}
+		// A named type in the null namespace inside a namespaced one is
+		// written with its bare name, which a parser puts in the enclosing
+		// namespace: the specification's form is a fixed point only when
+		// all names are dotted or none are.
+		dotted, bare := 0, 0
+		for _, m := range typeNames.FindAllStringSubmatch(pcf, -1) {
+			if strings.Contains(m[1], ".") {
+				dotted++
+			} else {
+				bare++
+			}
+		}
+		if (dotted == 0 || bare == 0) && again != pcf {
+			t.Fatalf("canonical form of %s is %s", pcf, again)
+		}
+		if _, err := compileShape(pcf); err != nil {
+			t.Fatalf("shape of %s: %v", pcf, err)
+		}
+	})
+}
+
+// TestCanonicalFormError: an error type is a record; Java's
+// SchemaNormalization writes "record" (avsc 5.7.9 keeps "error").
+func TestCanonicalFormError(t *testing.T) {
+	got, err := canonicalForm([]byte(`{"type":"error","name":"E","namespace":"n","doc":"x","fields":[{"name":"m","type":"string"}]}`))
+	if want := `{"name":"n.E","type":"record","fields":[{"name":"m","type":"string"}]}`; err != nil || got != want {
+		t.Errorf("got %s, %v; want %s", got, err, want)
 	}
 }
