@@ -233,3 +233,72 @@ func TestConcurrentRedemptions(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// clock is a test clock the stage's ticks read.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.now = t }
+
+// TestStatementsOnTopic: with the stage's clock moved two days on, the
+// statements land on the statements topic with the days' figures and the
+// invariant checked.
+func TestStatementsOnTopic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded pipeline")
+	}
+	now := time.Now().UTC()
+	clk := &clock{now: now}
+	env := settletest.StartWith(t, settletest.Options{Now: clk.Now}, "acme")
+	env.Bind("v1", "alice")
+	env.Credit("v1", "2026-11-01", 120)
+	env.Fund("bob", 50)
+	env.PutItem("acme", "mug", 30, nil)
+	env.WaitBalance("alice", 120)
+	env.WaitBalance("bob", 50)
+	srv := replica(t, env)
+	if code, r, err := post(srv, "k1", settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2}); err != nil || code != http.StatusCreated || r.Status != settlement.StatusConfirmed {
+		t.Fatalf("redeem: %d %+v %v", code, r, err)
+	}
+	env.WaitBalance("alice", 60)
+	clk.Set(now.Add(48 * time.Hour))
+	var sts []settlement.Statement
+	env.Wait(30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		recs, err := pipetest.ReadCommitted(ctx, env.Brokers, pipelines.TopicStatements)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sts = sts[:0]
+		for _, r := range recs {
+			s, err := env.Codec.DecodeStatement(r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sts = append(sts, s)
+		}
+		return len(sts) > 0 && sts[len(sts)-1].Day >= now.Add(24*time.Hour).Format(time.DateOnly)
+	}, func() string { return fmt.Sprintf("statements %+v", sts) })
+	var minted, redeemed int64
+	var acme settlement.PartnerTotal
+	for _, s := range sts {
+		if !s.InvariantOK || s.BalanceSum != 110 || s.Expected != 110 {
+			t.Errorf("statement %+v: invariant", s)
+		}
+		minted += s.Minted
+		redeemed += s.Redeemed
+		for _, p := range s.Partners {
+			acme.Redemptions += p.Redemptions
+			acme.Points += p.Points
+		}
+	}
+	last := sts[len(sts)-1]
+	if minted != 170 || redeemed != 60 || last.Outstanding != 110 || acme.Redemptions != 1 || acme.Points != 60 {
+		t.Errorf("statements: minted %d redeemed %d outstanding %d acme %+v; want 170 60 110 {1 60}", minted, redeemed, last.Outstanding, acme)
+	}
+	t.Logf("%d statements, last %+v", len(sts), last)
+}

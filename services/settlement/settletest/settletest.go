@@ -31,32 +31,49 @@ type Env struct {
 
 	stopSettlement func()
 	tick           time.Duration
+	policy         settlement.Policy
+}
+
+// Options change the environment.
+type Options struct {
+	// Now is the settlement stage's clock (ticks: timeouts, day closes);
+	// default time.Now.
+	Now func() time.Time
+	// Policy is settlement's policy (default settlement.DefaultPolicy()).
+	Policy settlement.Policy
 }
 
 // Start starts a broker with the partners' topics, the ledger stage and
 // the settlement stage.
 func Start(t testing.TB, partners ...string) *Env {
 	t.Helper()
+	return StartWith(t, Options{}, partners...)
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options, partners ...string) *Env {
+	t.Helper()
 	var extra []pipelines.TopicSpec
 	for _, p := range partners {
 		extra = append(extra, settlement.PartnerTopics(p)...)
 	}
 	brokers := pipetest.Broker(t, extra...)
-	return StartOn(t, brokers)
+	return StartOn(t, brokers, o)
 }
 
 // StartOn starts the ledger and settlement stages on existing brokers.
-func StartOn(t testing.TB, brokers []string) *Env {
+func StartOn(t testing.TB, brokers []string, o Options) *Env {
 	t.Helper()
 	serde := schemas.SingleObject()
 	cfg := pipetest.Config(brokers)
 	cfg.Serde = serde
+	cfg.Now = o.Now
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &Env{T: t, Brokers: brokers, Serde: serde, Cfg: cfg, LedgerPub: pub, Origin: "minecart/test-ledger",
-		Codec: settlement.NewCodec(serde), tick: 20 * time.Millisecond}
+		Codec: settlement.NewCodec(serde), tick: 20 * time.Millisecond, policy: o.Policy}
 	pipetest.Run(t, cfg, ledger.NewStage(ledger.Config{Key: priv, Origin: e.Origin, Serde: serde, Brokers: brokers, Logger: cfg.Logger}))
 	e.Producer, err = pipelines.NewProducer(pipelines.Config{Brokers: brokers, Logger: cfg.Logger})
 	if err != nil {
@@ -80,7 +97,7 @@ func StartOn(t testing.TB, brokers []string) *Env {
 // StartSettlement (re)starts the settlement stage.
 func (e *Env) StartSettlement() {
 	e.T.Helper()
-	st := settlement.NewStage(settlement.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick})
+	st := settlement.NewStage(settlement.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy})
 	e.stopSettlement = pipetest.Run(e.T, e.Cfg, st)
 }
 
