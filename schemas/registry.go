@@ -124,9 +124,7 @@ func newSerde(ctx context.Context, cfg SerdeConfig, cat *catalog) (*Serde, error
 			return nil, fmt.Errorf("register %s: registry returned id %d", name, id)
 		}
 		r.ids[name] = uint32(id)
-		l := &lookup{done: make(chan struct{}), e: e}
-		close(l.done)
-		r.byID[uint32(id)] = l
+		r.known.Store(uint32(id), e)
 	}
 	return &Serde{cat: cat, reg: r}, nil
 }
@@ -147,10 +145,12 @@ type registry struct {
 	missTTL time.Duration
 	now     func() time.Time
 
+	known sync.Map // uint32 -> *entry: ids resolved, read without the lock
+
 	mu        sync.Mutex
-	byID      map[uint32]*lookup
-	misses    int // failed lookups since the last sweep
-	maxMisses int // maxMisses (a field so that tests can lower it)
+	byID      map[uint32]*lookup // lookups, done or in flight, and misses
+	misses    int                // failed lookups since the last sweep
+	maxMisses int                // maxMisses (a field so that tests can lower it)
 }
 
 // lookup is one id's resolution: done is closed once e or err is set, so
@@ -167,6 +167,9 @@ type lookup struct {
 // (an older or newer version of a record, written by another producer) gets
 // a codec of its own, so its fields decode as it was written.
 func (r *registry) resolve(cat *catalog, id uint32) (*entry, error) {
+	if e, ok := r.known.Load(id); ok { // the hot path: no lock
+		return e.(*entry), nil
+	}
 	r.mu.Lock()
 	l := r.byID[id]
 	if l != nil {
@@ -198,6 +201,8 @@ func (r *registry) resolve(cat *catalog, id uint32) (*entry, error) {
 	close(l.done)
 	if l.err != nil {
 		r.forgetMisses()
+	} else {
+		r.known.Store(id, l.e)
 	}
 	return l.e, l.err
 }
