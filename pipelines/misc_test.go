@@ -461,3 +461,60 @@ func TestTableTransactional(t *testing.T) {
 		t.Fatalf("k = %q, want the committed 0", v)
 	}
 }
+
+// TestRunSinkRebalance: two sink members share the input, one leaves in
+// the middle: every record is written at least once and the offsets end
+// at the end of the input.
+func TestRunSinkRebalance(t *testing.T) {
+	const n = 3000
+	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "sb.in", Partitions: 4})
+	pipetest.ProduceN(t, brokers, "sb.in", n, gen)
+	var mu sync.Mutex
+	written := map[string]int{}
+	var writes atomic.Int64
+	st := pipelines.SinkStage{
+		Name: "sb", Inputs: []string{"sb.in"}, MaxRows: 100, MaxWait: 10 * time.Millisecond,
+		Write: func(_ context.Context, recs []pipelines.Record) error {
+			time.Sleep(2 * time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range recs {
+				written[string(r.Value)]++
+			}
+			writes.Add(1)
+			return nil
+		},
+	}
+	cfg := pipetest.Config(brokers)
+	stopA := pipetest.RunSink(t, cfg, st)
+	waitAtLeast(t, &writes, 3)
+	pipetest.RunSink(t, cfg, st)
+	waitAtLeast(t, &writes, 10)
+	stopA()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var sum int64
+		if offs, err := adm.FetchOffsets(context.Background(), "sb"); err == nil {
+			offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+		}
+		if sum == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %d offsets, want %d", sum, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 0; i < n; i++ {
+		if written["v"+strconv.Itoa(i)] == 0 {
+			t.Fatalf("v%d never written", i)
+		}
+	}
+}

@@ -59,7 +59,7 @@ func RunSink(ctx context.Context, cfg Config, st SinkStage) error {
 	}
 	cfg = cfg.withDefaults()
 	s := &sink{cfg: cfg, st: st, log: cfg.Logger.With("stage", st.Name), m: newMetrics(cfg.Registerer),
-		revoked: map[string]map[int32]bool{}}
+		offsets: map[string]map[int32]kgo.EpochOffset{}}
 	hb := max(cfg.SessionTimeout/4, 50*time.Millisecond)
 	cl, err := kgo.NewClient(append(cfg.baseOpts(),
 		kgo.ConsumerGroup(st.Name),
@@ -67,6 +67,11 @@ func RunSink(ctx context.Context, cfg Config, st SinkStage) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
+		// Group callbacks run only between our polls (after
+		// AllowRebalance), never while we hold records we have not
+		// accounted for: a revoke drops exactly the buffered records of
+		// the revoked partitions, never ones of a later assignment.
+		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.HeartbeatInterval(hb),
 		kgo.OnPartitionsRevoked(s.onRevoked),
@@ -88,42 +93,61 @@ type sink struct {
 	m   *metrics
 	cl  *kgo.Client
 
+	mu       sync.Mutex // guards buf and offsets against the revoke callback
 	buf      []Record
-	offsets  map[string]map[int32]kgo.EpochOffset
-	deadline time.Time // when the oldest buffered record must be written
-
-	mu      sync.Mutex
-	revoked map[string]map[int32]bool
+	offsets  map[string]map[int32]kgo.EpochOffset // next offset per buffered partition
+	deadline time.Time                            // when the oldest buffered record must be written
 }
 
+// onRevoked drops the buffered records of revoked (or lost) partitions:
+// they were not committed, their next owner reads them again.
 func (s *sink) onRevoked(_ context.Context, _ *kgo.Client, rev map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for t, ps := range rev {
-		if s.revoked[t] == nil {
-			s.revoked[t] = map[int32]bool{}
+	gone := func(r *Record) bool {
+		for _, p := range rev[r.Topic] {
+			if p == r.Partition {
+				return true
+			}
 		}
+		return false
+	}
+	// A new slice: a Write in progress may be reading the old one.
+	kept := make([]Record, 0, len(s.buf))
+	for i := range s.buf {
+		if !gone(&s.buf[i]) {
+			kept = append(kept, s.buf[i])
+		}
+	}
+	s.buf = kept
+	for t, ps := range rev {
 		for _, p := range ps {
-			s.revoked[t][p] = true
+			delete(s.offsets[t], p)
 		}
 	}
 }
 
+func (s *sink) buffered() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.buf)
+}
+
 func (s *sink) run(ctx context.Context) {
-	s.offsets = map[string]map[int32]kgo.EpochOffset{}
 	for ctx.Err() == nil {
+		n := s.buffered()
 		pctx, cancel := ctx, context.CancelFunc(func() {})
-		if len(s.buf) > 0 {
+		if n > 0 {
 			pctx, cancel = context.WithDeadline(ctx, s.deadline)
 		}
-		fs := s.cl.PollRecords(pctx, s.st.MaxRows-len(s.buf))
+		fs := s.cl.PollRecords(pctx, s.st.MaxRows-n)
 		cancel()
 		fs.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, kgo.ErrClientClosed) {
 				s.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		s.dropRevoked()
+		s.mu.Lock()
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
 				return
@@ -142,41 +166,20 @@ func (s *sink) run(ctx context.Context) {
 			s.m.recordsIn.WithLabelValues(s.st.Name).Add(float64(len(p.Records)))
 			s.m.lag.WithLabelValues(s.st.Name, p.Topic, itoa(p.Partition)).Set(float64(max(p.HighWatermark-last.Offset-1, 0)))
 		})
-		if len(s.buf) > 0 && (len(s.buf) >= s.st.MaxRows || !time.Now().Before(s.deadline) || ctx.Err() != nil) {
+		n = len(s.buf)
+		s.mu.Unlock()
+		if n > 0 && (n >= s.st.MaxRows || !time.Now().Before(s.deadline) || ctx.Err() != nil) {
 			s.writeAndCommit(ctx)
 		}
-	}
-}
-
-// dropRevoked removes buffered records of partitions revoked since the last
-// call: they were not committed, their next owner reads them.
-func (s *sink) dropRevoked() {
-	s.mu.Lock()
-	rev := s.revoked
-	s.revoked = map[string]map[int32]bool{}
-	s.mu.Unlock()
-	if len(rev) == 0 {
-		return
-	}
-	kept := s.buf[:0]
-	for _, r := range s.buf {
-		if !rev[r.Topic][r.Partition] {
-			kept = append(kept, r)
-		}
-	}
-	clear(s.buf[len(kept):])
-	s.buf = kept
-	for t, ps := range rev {
-		for p := range ps {
-			delete(s.offsets[t], p)
-		}
+		s.cl.AllowRebalance()
 	}
 }
 
 // writeAndCommit writes the buffer, retrying with fetching paused, then
-// commits its offsets. If ctx ends while Write fails, the buffer is dropped
-// uncommitted: it is read again on the next start. A Write in progress when
-// ctx ends gets Config.ShutdownTimeout to finish.
+// commits its offsets. Between retries rebalances may proceed (revoked
+// partitions leave the buffer). If ctx ends while Write fails, the buffer is
+// dropped uncommitted: it is read again on the next start. A Write in
+// progress when ctx ends gets Config.ShutdownTimeout to finish.
 func (s *sink) writeAndCommit(ctx context.Context) {
 	wctx, cancel := workCtx(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -187,37 +190,42 @@ func (s *sink) writeAndCommit(ctx context.Context) {
 		}
 	}()
 	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		batch := s.buf // the revoke callback replaces s.buf, never edits it
+		s.mu.Unlock()
+		if len(batch) == 0 {
+			return // every buffered partition was revoked meanwhile
+		}
 		start := time.Now()
-		err := s.st.Write(wctx, s.buf)
+		err := s.st.Write(wctx, batch)
 		if err == nil {
 			s.m.sinkWrites.WithLabelValues(s.st.Name, "ok").Inc()
 			s.m.sinkSeconds.WithLabelValues(s.st.Name).Observe(time.Since(start).Seconds())
-			s.m.sinkRows.WithLabelValues(s.st.Name).Add(float64(len(s.buf)))
+			s.m.sinkRows.WithLabelValues(s.st.Name).Add(float64(len(batch)))
 			break
 		}
 		s.m.sinkWrites.WithLabelValues(s.st.Name, "error").Inc()
 		d := s.cfg.backoff(attempt)
-		s.log.Warn("sink write failed; retrying", "rows", len(s.buf), "attempt", attempt+1, "in", d, "err", err)
+		s.log.Warn("sink write failed; retrying", "rows", len(batch), "attempt", attempt+1, "in", d, "err", err)
 		if !paused {
 			s.cl.PauseFetchTopics(s.st.Inputs...)
 			paused = true
 		}
+		s.cl.AllowRebalance()
 		if ctx.Err() != nil || sleepCtx(ctx, d) != nil {
-			s.log.Error("sink stopping with an unwritten batch; it will be read again", "rows", len(s.buf))
-			s.reset()
-			return
-		}
-		// Partitions revoked meanwhile are no longer ours to write.
-		s.dropRevoked()
-		if len(s.buf) == 0 {
+			s.log.Error("sink stopping with an unwritten batch; it will be read again", "rows", len(batch))
 			s.reset()
 			return
 		}
 	}
-	// A rebalance during Write may refuse this commit: the batch is then
-	// written again by the partitions' next owner (at-least-once).
+	// Commit the partitions still ours (no poll ran since the buffer was
+	// filled, so the buffer holds exactly what was written, minus revoked
+	// partitions). A rebalance during Write may still refuse this commit:
+	// the batch is then written again by the partitions' next owner
+	// (at-least-once).
+	offsets := s.reset()
 	var cerr error
-	s.cl.CommitOffsetsSync(wctx, s.offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	s.cl.CommitOffsetsSync(wctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
 			cerr = err
 			return
@@ -233,13 +241,17 @@ func (s *sink) writeAndCommit(ctx context.Context) {
 	if cerr != nil {
 		s.log.Warn("sink commit failed; the batch may be written again", "err", cerr)
 	}
-	s.reset()
 }
 
-func (s *sink) reset() {
+// reset empties the buffer and returns the offsets it covered.
+func (s *sink) reset() map[string]map[int32]kgo.EpochOffset {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	offs := s.offsets
 	clear(s.buf)
 	s.buf = s.buf[:0]
 	s.offsets = map[string]map[int32]kgo.EpochOffset{}
+	return offs
 }
 
 func itoa(p int32) string { return strconv.Itoa(int(p)) }
