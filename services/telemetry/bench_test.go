@@ -79,3 +79,16 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeJSONReference is encoding/json on the same batch, for
+// the ratio with BenchmarkDecodeJSON.
+func BenchmarkDecodeJSONReference(b *testing.B) {
+	body, _ := EncodeJSON(benchEvents(100))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeJSONReference(body, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

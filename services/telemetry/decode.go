@@ -86,6 +86,12 @@ type jsonEvent struct {
 // device_id, vehicle_id and tz may be empty: the gateway fills them from the
 // device registry. Errors are *Error with a reason code and the event index.
 func DecodeJSON(body []byte, lim Limits) ([]Event, error) {
+	return decodeJSONFast(body, lim.Defaults())
+}
+
+// decodeJSONReference is DecodeJSON written with encoding/json: the
+// reference the fast decoder is fuzzed against.
+func decodeJSONReference(body []byte, lim Limits) ([]Event, error) {
 	lim = lim.Defaults()
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -17,10 +17,17 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Add([]byte(`{"events":[{"event_id":"x","seq":1,"time_ms":1,"lat":1,"lon":2}]}`))
 	f.Add([]byte(`{"events":[]}`))
 	f.Add([]byte(`{"events":[{"event_id":"x","seq":-1}]}`))
+	f.Add([]byte(`{"events":[{"event_id":"\u00e9\ud83d\ude00x","seq":1,"time_ms":1,"lat":1e1,"lon":-0.5,"fuel_pct":null,"fault_codes":["P0301"]}]}`))
+	f.Add([]byte(`{"events":null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		evs, err := DecodeJSON(b, Limits{MaxEvents: 100})
 		if err != nil {
 			return
+		}
+		// What the fast decoder accepts, encoding/json reads the same way.
+		ref, err := decodeJSONReference(b, Limits{MaxEvents: 100})
+		if err != nil || !reflect.DeepEqual(evs, ref) {
+			t.Fatalf("reference decoder differs: %v\nfast %+v\nref  %+v", err, evs, ref)
 		}
 		again, err := EncodeJSON(evs)
 		if err != nil {
