@@ -3,6 +3,8 @@ package schemas
 import (
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 )
 
 // The benchmarks encode and decode a telemetry.Event (the firehose record)
@@ -94,4 +96,29 @@ func BenchmarkCheck(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDecodeConfluentParallel decodes Confluent-framed events from all
+// cores at once: the id lookup must not serialise them.
+func BenchmarkDecodeConfluentParallel(b *testing.B) {
+	_, _, native := benchEvent(b)
+	reg := srfake.New()
+	defer reg.Close()
+	s, err := NewSerde(b.Context(), SerdeConfig{RegistryURL: reg.URL()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec, err := s.Encode(TelemetryEvent, native)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := s.Decode(rec); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
