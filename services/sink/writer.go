@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
@@ -39,6 +40,7 @@ type Writer struct {
 	stage string
 	now   func() time.Time
 	log   *slog.Logger
+	m     *metrics
 
 	skipped atomic.Uint64
 }
@@ -57,6 +59,8 @@ type WriterConfig struct {
 	Stage       string           // stage name stamped on dead letters (default "sink")
 	Now         func() time.Time // default time.Now
 	Logger      *slog.Logger
+	// Registerer receives the writer's metrics (nil: not registered).
+	Registerer prometheus.Registerer
 }
 
 // NewWriter returns a Writer.
@@ -86,7 +90,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
 	return &Writer{conn: cfg.Conn, serde: cfg.Serde, fp: fp, dead: cfg.DeadLetters, stage: cfg.Stage,
-		now: cfg.Now, log: cfg.Logger}, nil
+		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer)}, nil
 }
 
 type topicPartition struct {
@@ -101,6 +105,7 @@ type batch struct {
 	ledger      []row
 	redemptions []row
 	dead        []pipelines.Output
+	deadCodes   []string
 }
 
 // Write stores recs. Undecodable records are dead-lettered (before
@@ -129,15 +134,20 @@ func (w *Writer) Write(ctx context.Context, recs []pipelines.Record) error {
 				return derr
 			}
 			b.dead = append(b.dead, out)
+			b.deadCodes = append(b.deadCodes, code)
 		}
 	}
 	if skipped > 0 {
 		w.skipped.Add(uint64(skipped))
+		w.m.skipped.Add(float64(skipped))
 		w.log.Info("sink: skipped records already stored", "records", skipped)
 	}
 	if len(b.dead) > 0 {
 		if err := w.dead(ctx, b.dead); err != nil {
 			return fmt.Errorf("dead letters: %w", err)
+		}
+		for _, c := range b.deadCodes {
+			w.m.dead.WithLabelValues(c).Inc()
 		}
 		w.log.Warn("sink: records dead-lettered", "records", len(b.dead))
 	}
@@ -145,14 +155,16 @@ func (w *Writer) Write(ctx context.Context, recs []pipelines.Record) error {
 		if err := w.sendColumns(ctx, telemetryInsert, b.telemetry.columns()); err != nil {
 			return fmt.Errorf("insert %d telemetry rows: %w", n, err)
 		}
+		w.m.rows.WithLabelValues("telemetry").Add(float64(n))
 	}
 	for _, t := range []struct {
-		insert string
-		rows   []row
-	}{{scoresInsert, b.scores}, {ledgerInsert, b.ledger}, {redemptionsInsert, b.redemptions}} {
+		table, insert string
+		rows          []row
+	}{{"daily_scores", scoresInsert, b.scores}, {"ledger_entries", ledgerInsert, b.ledger}, {"redemptions", redemptionsInsert, b.redemptions}} {
 		if err := w.sendRows(ctx, t.insert, t.rows); err != nil {
 			return err
 		}
+		w.m.rows.WithLabelValues(t.table).Add(float64(len(t.rows)))
 	}
 	return nil
 }

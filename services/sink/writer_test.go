@@ -2,9 +2,12 @@ package sink_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
@@ -29,7 +32,8 @@ func TestWriterTables(t *testing.T) {
 	_, conn := migrated(t)
 	ctx := context.Background()
 	dl := &deadLetters{}
-	w, err := sink.NewWriter(sink.WriterConfig{Conn: conn, DeadLetters: dl.produce})
+	reg := prometheus.NewRegistry()
+	w, err := sink.NewWriter(sink.WriterConfig{Conn: conn, DeadLetters: dl.produce, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +74,17 @@ func TestWriterTables(t *testing.T) {
 	}
 	if codes[sink.CodeDecode] != 2 || codes[sink.CodeUnknownTopic] != 2 {
 		t.Errorf("codes %v", codes)
+	}
+	for name, want := range map[string]float64{
+		"minecart_sink_skipped_total":                          7,
+		"minecart_sink_dead_letters_total{code=decode}":        2,
+		"minecart_sink_dead_letters_total{code=unknown_topic}": 2,
+		"minecart_sink_rows_total{table=telemetry}":            3,
+		"minecart_sink_rows_total{table=ledger_entries}":       2,
+	} {
+		if got := gathered(t, reg)[name]; got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
 	}
 
 	for q, want := range map[string]uint64{
@@ -128,4 +143,24 @@ func TestReplacingMergeTreeBackstop(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT count() FROM telemetry").Scan(&after); err != nil || after != 1 {
 		t.Fatalf("after merge %d %v", after, err)
 	}
+}
+
+// gathered flattens reg's counters to "name{label=value}" -> value.
+func gathered(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, lp := range m.GetLabel() {
+				key += fmt.Sprintf("{%s=%s}", lp.GetName(), lp.GetValue())
+			}
+			out[key] = m.GetCounter().GetValue()
+		}
+	}
+	return out
 }
