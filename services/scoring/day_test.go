@@ -331,3 +331,13 @@ func TestDaySize(t *testing.T) {
 		t.Fatalf("Day is %d bytes, over the 256-byte budget", unsafe.Sizeof(Day{}))
 	}
 }
+
+func TestStepMatchesHaversine(t *testing.T) {
+	for _, c := range [][4]float64{{31.2, 121.4, 31.2001, 121.4002}, {-33.9, 18.4, -33.9003, 18.3999}, {64.1, -21.9, 64.1004, -21.9}, {0, 0, 0.0005, 0.0005}, {31.2, 121.4, 31.3, 121.5}} {
+		want := HaversineM(c[0], c[1], c[2], c[3])
+		got := stepM(e7(c[0]), e7(c[1]), e7(c[2]), e7(c[3]))
+		if math.Abs(got-want) > 1e-6*want+1e-3 {
+			t.Fatalf("%v: step %.6f m, haversine %.6f m", c, got, want)
+		}
+	}
+}
