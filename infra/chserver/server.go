@@ -6,7 +6,8 @@
 //
 // What the interface covers: the query in the URL (?query=) or the body,
 // insert data in the POST body (any input format, gzip/deflate/br/zstd
-// Content-Encoding), default_format, database, query_id, settings and
+// Content-Encoding, or ClickHouse's LZ4/ZSTD blocks with decompress=1;
+// compress=1 and enable_http_compression for responses), default_format, database, query_id, settings and
 // param_* query parameters as URL parameters, X-ClickHouse-* response headers
 // (Query-Id, Format, Timezone, Summary, Exception-Code), ClickHouse error
 // bodies ("Code: 62. DB::Exception: ...") with the server's HTTP statuses,
@@ -46,6 +47,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/ch-go/compress"
 	"github.com/andybalholm/brotli"
 	"github.com/google/uuid"
 	"github.com/klauspost/compress/zstd"
@@ -308,6 +310,10 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Value
 		if err != nil {
 			return err
 		}
+		if params.Get("decompress") == "1" {
+			// ClickHouse's own framing: checksummed LZ4/ZSTD blocks.
+			b = framedReader{compress.NewReader(b)}
+		}
 		body = b
 	}
 	readonly := r.Method == http.MethodGet || params.Get("readonly") == "1" || params.Get("readonly") == "2"
@@ -558,6 +564,13 @@ func decodeBody(r *http.Request) (io.Reader, error) {
 // writeBody writes the result, compressed when the client enabled HTTP
 // compression and accepts an encoding.
 func writeBody(w http.ResponseWriter, r *http.Request, params url.Values, out []byte) error {
+	if params.Get("compress") == "1" && len(out) > 0 {
+		framed, err := nativeCompress(out, params.Get("network_compression_method"), params.Get("network_zstd_compression_level"))
+		if err != nil {
+			return err
+		}
+		out = framed
+	}
 	enc := ""
 	if params.Get("enable_http_compression") == "1" {
 		for _, e := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
@@ -595,6 +608,47 @@ func writeBody(w http.ResponseWriter, r *http.Request, params url.Values, out []
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	_, err := w.Write(buf.Bytes())
 	return ignoreClientGone(err)
+}
+
+// framedReader ends cleanly (io.EOF) when the compressed stream ends between
+// blocks; ch-go's reader reports that as a wrapped EOF error.
+type framedReader struct{ r io.Reader }
+
+func (f framedReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// nativeCompress frames out in ClickHouse's compressed blocks (compress=1),
+// as the server does for clients that ask for it (clickhouse-go over HTTP
+// with LZ4 or ZSTD compression).
+func nativeCompress(out []byte, method, level string) ([]byte, error) {
+	m := compress.LZ4
+	switch strings.ToUpper(method) {
+	case "", "LZ4":
+	case "ZSTD":
+		m = compress.ZSTD
+	case "NONE":
+		m = compress.None
+	default:
+		return nil, newException(codeBadArguments, "BAD_ARGUMENTS", "Unknown network_compression_method "+method)
+	}
+	lvl, _ := strconv.Atoi(level)
+	cw := compress.NewWriter(compress.Level(max(lvl, 0)), m)
+	const frame = 1 << 20
+	var buf []byte
+	for len(out) > 0 {
+		n := min(len(out), frame)
+		if err := cw.Compress(out[:n]); err != nil {
+			return nil, newException(codeUnknownException, "UNKNOWN_EXCEPTION", "compress: "+err.Error())
+		}
+		buf = append(buf, cw.Data...)
+		out = out[n:]
+	}
+	return buf, nil
 }
 
 // ignoreClientGone: once headers are out, a write error means the client

@@ -195,3 +195,49 @@ func TestContextCancel(t *testing.T) {
 	}
 	_ = bytes.MinRead
 }
+
+// TestCompression drives the server with clickhouse-go's HTTP compression
+// modes: ClickHouse block compression (compress=1/decompress=1) and HTTP
+// Content-Encoding.
+func TestCompression(t *testing.T) {
+	ctx := context.Background()
+	exec(t, connect(t), "CREATE TABLE comp (m String, i UInt64, s String) ENGINE = MergeTree ORDER BY (m, i)")
+	for _, m := range []clickhouse.CompressionMethod{clickhouse.CompressionLZ4, clickhouse.CompressionZSTD,
+		clickhouse.CompressionGZIP, clickhouse.CompressionDeflate, clickhouse.CompressionBrotli} {
+		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{server(t).Addr}, Protocol: clickhouse.HTTP,
+			Compression: &clickhouse.Compression{Method: m}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		batch, err := conn.PrepareBatch(ctx, "INSERT INTO comp")
+		if err != nil {
+			t.Fatalf("%v: %v", m, err)
+		}
+		for i := range 50_000 {
+			if err := batch.Append(m.String(), uint64(i), "some repetitive text to compress"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := batch.Send(); err != nil {
+			t.Fatalf("%v send: %v", m, err)
+		}
+		var n, sum uint64
+		if err := conn.QueryRow(ctx, "SELECT count(), sum(i) FROM comp WHERE m = ?", m.String()).Scan(&n, &sum); err != nil {
+			t.Fatalf("%v query: %v", m, err)
+		}
+		if n != 50_000 || sum != 50_000*49_999/2 {
+			t.Fatalf("%v: %d rows, sum %d", m, n, sum)
+		}
+		var ss []struct {
+			S string `ch:"s"`
+		}
+		if err := conn.Select(ctx, &ss, "SELECT s FROM comp WHERE m = ? LIMIT 70000", m.String()); err != nil || len(ss) != 50_000 || ss[0].S == "" {
+			t.Fatalf("%v select: %d %v", m, len(ss), err)
+		}
+		var ex *clickhouse.Exception
+		if err := conn.Exec(ctx, "SELECT * FROM no_such_table"); !errors.As(err, &ex) || ex.Code != 60 {
+			t.Fatalf("%v error: %v", m, err)
+		}
+	}
+}
