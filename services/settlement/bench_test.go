@@ -94,8 +94,13 @@ func BenchmarkStage(b *testing.B) {
 		}
 		start := time.Now()
 		pipetest.Produce(b, env.Brokers, outs...)
+		pipetest.WaitRecords(b, env.Brokers, pipelines.TopicLedgerRequests, n+owners, 5*time.Minute)
+		hop1 := time.Since(start)
+		pipetest.WaitRecords(b, env.Brokers, pipelines.TopicLedgerEntries, n+owners, 5*time.Minute)
+		hop2 := time.Since(start)
 		pipetest.WaitRecords(b, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), n, 5*time.Minute)
 		stage := time.Since(start)
+		b.Logf("debit requests after %v, ledger entries after %v, orders after %v", hop1, hop2, stage)
 
 		pipetest.CreateTopics(b, env.Brokers, pipelines.TopicSpec{Name: "bench.in", Partitions: 1}, pipelines.TopicSpec{Name: "bench.out", Partitions: 1})
 		for i := range outs {

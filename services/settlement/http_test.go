@@ -1,9 +1,14 @@
 package settlement_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
 
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/settletest"
@@ -67,6 +72,22 @@ func TestHTTP(t *testing.T) {
 			t.Errorf("%s: confirmed without debit proof: %+v", c.name, r)
 		}
 	}
+	// A partner whose topic nobody created: the stage creates it before
+	// taking in the item, so the order can be delivered.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := settlement.PutCatalogItem(ctx, nil, env.Producer, env.Serde, settlement.CatalogItem{Partner: "newco", ItemID: "pen", PricePoints: 10, Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	env.Fund("carol", 10)
+	env.WaitBalance("carol", 10)
+	env.Wait(10*time.Second, func() bool { _, ok := env.State.Get("i/newco/pen"); return ok }, func() string { return "newco item never taken in" })
+	code, r0, err := post(srv, "n1", settlement.RedemptionBody{Owner: "carol", Partner: "newco", ItemID: "pen"})
+	if err != nil || code != http.StatusCreated || r0.Status != settlement.StatusConfirmed {
+		t.Errorf("newco redemption: HTTP %d %+v", code, r0)
+	}
+	pipetest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("newco"), 1, 10*time.Second)
+
 	var bal settlement.BalanceJSON
 	if code := get("/v1/accounts/alice/balance", &bal); code != http.StatusOK || bal != (settlement.BalanceJSON{Owner: "alice", Balance: 40, Available: 40}) {
 		t.Errorf("balance: HTTP %d %+v, want 40", code, bal)

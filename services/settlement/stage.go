@@ -26,6 +26,20 @@ type Config struct {
 	// TickEvery is how often pending redemptions are checked for the
 	// ledger timeout and finished days are closed (default 1s).
 	TickEvery time.Duration
+	// EnsurePartner, if set, is called (once per partner and task) before
+	// a catalog item of a partner is taken in, to create the partner's
+	// redemptions topic: an order to a missing topic would fail its
+	// transaction again and again. PartnerTopicsEnsurer(brokers) is the
+	// usual value; errors are retried.
+	EnsurePartner func(ctx context.Context, partner string) error
+}
+
+// PartnerTopicsEnsurer returns an EnsurePartner that creates the partner's
+// topics (PartnerTopics) on brokers if they are missing.
+func PartnerTopicsEnsurer(brokers []string) func(ctx context.Context, partner string) error {
+	return func(ctx context.Context, partner string) error {
+		return pipelines.EnsureTopics(ctx, brokers, PartnerTopics(partner))
+	}
 }
 
 // Validate reports a config the stage cannot run with.
@@ -83,7 +97,8 @@ func NewStage(cfg Config) pipelines.Stage {
 			if err != nil {
 				return nil, err
 			}
-			return &processor{book: b, codec: NewCodec(cfg.Serde), m: m, log: cfg.Logger.With("stage", StageName), task: t}, nil
+			return &processor{book: b, codec: NewCodec(cfg.Serde), m: m, log: cfg.Logger.With("stage", StageName), task: t,
+				ensure: cfg.EnsurePartner, partners: map[string]bool{}}, nil
 		},
 	}
 }
@@ -146,6 +161,8 @@ type processor struct {
 	log      *slog.Logger
 	task     pipelines.Task
 	restored bool
+	ensure   func(ctx context.Context, partner string) error
+	partners map[string]bool // partners whose topics exist
 }
 
 // Restore replays one changelog record.
@@ -168,9 +185,9 @@ func (p *processor) ready() {
 }
 
 // Process handles one input record.
-func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+func (p *processor) Process(ctx context.Context, rec pipelines.Record, out pipelines.Emitter) error {
 	p.ready()
-	tx, err := p.apply(rec)
+	tx, err := p.apply(ctx, rec)
 	if err != nil {
 		if code, ok := pipelines.RejectCode(err); ok {
 			p.log.Warn("settlement input rejected", "topic", rec.Topic, "offset", rec.Offset, "code", code, "err", err)
@@ -180,7 +197,7 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	return p.emit(tx, out)
 }
 
-func (p *processor) apply(rec pipelines.Record) (*Tx, error) {
+func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*Tx, error) {
 	// Bad bytes or a record of the wrong shape are dead-lettered; other
 	// decode errors (a schema registry out of reach) are retried.
 	decodeErr := func(err error) error {
@@ -218,6 +235,12 @@ func (p *processor) apply(rec pipelines.Record) (*Tx, error) {
 		it, derr := p.codec.DecodeItem(rec.Value)
 		if derr != nil {
 			return nil, decodeErr(derr)
+		}
+		if p.ensure != nil && !p.partners[it.Partner] && ValidID(it.Partner) == nil {
+			if err := p.ensure(ctx, it.Partner); err != nil {
+				return nil, fmt.Errorf("partner %s topics: %w", it.Partner, err)
+			}
+			p.partners[it.Partner] = true
 		}
 		tx, err = p.book.PutItem(it)
 	case pipelines.TopicRedemptions:

@@ -73,7 +73,7 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 		t.Fatal(err)
 	}
 	e := &Env{T: t, Brokers: brokers, Serde: serde, Cfg: cfg, LedgerPub: pub, Origin: "minecart/test-ledger",
-		Codec: settlement.NewCodec(serde), tick: 20 * time.Millisecond, policy: o.Policy}
+		Codec: settlement.NewCodec(serde), tick: 250 * time.Millisecond, policy: o.Policy}
 	pipetest.Run(t, cfg, ledger.NewStage(ledger.Config{Key: priv, Origin: e.Origin, Serde: serde, Brokers: brokers, Logger: cfg.Logger}))
 	e.Producer, err = pipelines.NewProducer(pipelines.Config{Brokers: brokers, Logger: cfg.Logger})
 	if err != nil {
@@ -97,7 +97,8 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 // StartSettlement (re)starts the settlement stage.
 func (e *Env) StartSettlement() {
 	e.T.Helper()
-	st := settlement.NewStage(settlement.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy})
+	st := settlement.NewStage(settlement.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy,
+		EnsurePartner: settlement.PartnerTopicsEnsurer(e.Brokers)})
 	e.stopSettlement = pipetest.Run(e.T, e.Cfg, st)
 }
 

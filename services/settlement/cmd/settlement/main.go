@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string) error {
 	pcfg := pipelines.Config{Brokers: seeds, Logger: log, Registerer: reg, Serde: serde, InstanceID: *instance}
 	scfg := settlement.Config{
 		Policy: settlement.Policy{DebitTimeout: *debitTimeout, MaxQuantity: int32(*maxQty), KeepRedemptions: *keep},
-		Serde:  serde, Logger: log, Registerer: reg,
+		Serde:  serde, Logger: log, Registerer: reg, EnsurePartner: settlement.PartnerTopicsEnsurer(seeds),
 	}
 	if err := scfg.Validate(); err != nil {
 		return err
