@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -161,6 +162,8 @@ func TestStageKillRestartSameScores(t *testing.T) {
 	if len(wantWM) == 0 {
 		t.Fatal("no watermarks")
 	}
+	checkWatermarkOrder(t, b1, serde)
+	checkRecompute(t, b1, serde, want)
 
 	// Interrupted run: produced in three parts, the stage stopped and
 	// restarted between them, and transactions failing before commit.
@@ -199,5 +202,83 @@ func TestStageKillRestartSameScores(t *testing.T) {
 	}
 	if !reflect.DeepEqual(gotWM, wantWM) {
 		t.Fatalf("watermarks differ: got %v want %v", gotWM, wantWM)
+	}
+}
+
+// checkWatermarkOrder asserts the ledger's contract on the scores topic: no
+// task's watermark covers a window end before that window's score appears.
+func checkWatermarkOrder(t *testing.T, brokers []string, serde *schemas.Serde) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clean, err := pipetest.ReadCommitted(ctx, brokers, pipelines.TopicTelemetryClean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := map[string]int32{}
+	for _, r := range clean {
+		task[string(r.Key)] = r.Partition
+	}
+	scores, err := pipetest.ReadCommitted(ctx, brokers, pipelines.TopicScores)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := map[string]int64{}
+	checked := 0
+	for _, r := range scores {
+		name, m, err := serde.Decode(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch name {
+		case schemas.Watermark:
+			mark[string(r.Key)] = m["closed_through_ms"].(time.Time).UnixMilli()
+		case schemas.DailyScore:
+			key := fmt.Sprintf("wm/%d", task[m["vehicle_id"].(string)])
+			if end := m["window_end"].(time.Time).UnixMilli(); mark[key] >= end {
+				t.Fatalf("score %s (end %d) after %s already said %d", m["id"], end, key, mark[key])
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no scores checked")
+	}
+}
+
+// checkRecompute recomputes one vehicle-day from the clean topic, as anyone
+// could, and compares the hash, counts and points with the published score.
+func checkRecompute(t *testing.T, brokers []string, serde *schemas.Serde, scores map[string]map[string]any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clean, err := pipetest.ReadCommitted(ctx, brokers, pipelines.TopicTelemetryClean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "veh-005/2026-11-21"
+	want, ok := scores[id]
+	if !ok {
+		t.Fatalf("no score %s", id)
+	}
+	var evs []telemetry.Event
+	for _, r := range clean {
+		native, err := serde.DecodeAs(schemas.TelemetryEvent, r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := telemetry.FromNative(native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.VehicleID == "veh-005" && time.UnixMilli(ev.TimeMs).In(shanghai).Format(time.DateOnly) == "2026-11-21" {
+			evs = append(evs, ev)
+		}
+	}
+	r := DefaultRules()
+	_, res := scoreDay(&r, evs)
+	if !bytes.Equal(res.EventsHash[:], want["events_hash"].([]byte)) || res.Points != want["points"].(int64) ||
+		res.Events != want["events"].(int64) || res.HarshBrake != int(want["harsh_brake"].(int32)) {
+		t.Fatalf("recomputed %s: hash %x points %d events %d, published %v", id, res.EventsHash[:4], res.Points, res.Events, want)
 	}
 }
