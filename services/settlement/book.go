@@ -282,6 +282,9 @@ const (
 // AccountKey is the changelog key of an account's state.
 func AccountKey(id string) string { return keyAccount + id }
 
+// ItemStateKey is the changelog key of a catalog item's state.
+func ItemStateKey(partner, item string) string { return keyItem + ItemKey(partner, item) }
+
 // RedemptionKey is the changelog key of a redemption's state.
 func RedemptionKey(id string) string { return keyRedemption + id }
 

@@ -81,7 +81,7 @@ func TestHTTP(t *testing.T) {
 	}
 	env.Fund("carol", 10)
 	env.WaitBalance("carol", 10)
-	env.Wait(10*time.Second, func() bool { _, ok := env.State.Get("i/newco/pen"); return ok }, func() string { return "newco item never taken in" })
+	env.Wait(10*time.Second, func() bool { _, ok := env.State.Get(settlement.ItemStateKey("newco", "pen")); return ok }, func() string { return "newco item never taken in" })
 	code, r0, err := post(srv, "n1", settlement.RedemptionBody{Owner: "carol", Partner: "newco", ItemID: "pen"})
 	if err != nil || code != http.StatusCreated || r0.Status != settlement.StatusConfirmed {
 		t.Errorf("newco redemption: HTTP %d %+v", code, r0)

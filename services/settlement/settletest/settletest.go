@@ -181,6 +181,10 @@ func (e *Env) PutItem(partner, item string, price int64, stock *int64) {
 	if err := settlement.PutCatalogItem(ctx, e.Brokers, e.Producer, e.Serde, it); err != nil {
 		e.T.Fatal(err)
 	}
+	// Settlement reads the catalog and the requests as two topics: wait
+	// until it took the item in before any request can name it.
+	e.Wait(30*time.Second, func() bool { _, ok := e.State.Get(settlement.ItemStateKey(partner, item)); return ok },
+		func() string { return "catalog item " + partner + "/" + item + " not taken in" })
 }
 
 // Account reads an account's state from the changelog.
