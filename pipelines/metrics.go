@@ -17,6 +17,7 @@ type metrics struct {
 	retries     *prometheus.CounterVec   // stage
 	lag         *prometheus.GaugeVec     // stage, topic, partition
 	batch       *prometheus.HistogramVec // stage
+	age         *prometheus.HistogramVec // stage
 	restore     *prometheus.HistogramVec // stage
 	sinkRows    *prometheus.CounterVec   // stage
 	sinkWrites  *prometheus.CounterVec   // stage, result
@@ -47,6 +48,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "minecart_pipeline_batch_seconds", Help: "Time from a batch's poll to its commit.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}, []string{"stage"}),
+		age: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "minecart_pipeline_commit_age_seconds", Help: "Age (from its Kafka timestamp) of a batch's oldest record when the batch commits: end-to-end delay.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
+		}, []string{"stage"}),
 		restore: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "minecart_pipeline_restore_seconds", Help: "Time to replay a task's changelog partition.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
@@ -72,6 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.retries = register(reg, m.retries)
 	m.lag = register(reg, m.lag)
 	m.batch = register(reg, m.batch)
+	m.age = register(reg, m.age)
 	m.restore = register(reg, m.restore)
 	m.sinkRows = register(reg, m.sinkRows)
 	m.sinkWrites = register(reg, m.sinkWrites)

@@ -281,9 +281,13 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	r.produced = 0
 	clear(r.dead)
 	var perr error
+	var oldest time.Time
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if perr != nil || len(p.Records) == 0 {
 			return
+		}
+		if ts := p.Records[0].Timestamp; oldest.IsZero() || ts.Before(oldest) {
+			oldest = ts
 		}
 		r.setLag(p)
 		t := r.tasks[p.Partition]
@@ -329,6 +333,9 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 			r.m.dead.WithLabelValues(r.st.Name, code).Add(float64(c))
 		}
 		r.m.batch.WithLabelValues(r.st.Name).Observe(time.Since(start).Seconds())
+		if !oldest.IsZero() {
+			r.m.age.WithLabelValues(r.st.Name).Observe(max(time.Since(oldest).Seconds(), 0))
+		}
 	} else {
 		r.m.txns.WithLabelValues(r.st.Name, "aborted").Inc()
 		// Processors may hold state from the aborted batch: rebuild them

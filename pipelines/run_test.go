@@ -193,6 +193,15 @@ func TestDeadLetter(t *testing.T) {
 	}
 	waitMetric(t, reg, "minecart_pipeline_records_dead_total", map[string]string{"stage": "dl", "code": "decode"}, 1)
 	waitMetric(t, reg, "minecart_pipeline_records_in_total", map[string]string{"stage": "dl"}, 3)
+	waitMetric(t, reg, "minecart_pipeline_records_out_total", map[string]string{"stage": "dl"}, 2)
+	for _, h := range []string{"minecart_pipeline_batch_seconds", "minecart_pipeline_commit_age_seconds"} {
+		if metricValue(t, reg, h, map[string]string{"stage": "dl"}) == 0 {
+			t.Errorf("%s: no observation", h)
+		}
+	}
+	if lag := metricValue(t, reg, "minecart_pipeline_consumer_lag", map[string]string{"stage": "dl", "topic": "dl.in", "partition": "0"}); lag != 0 {
+		t.Errorf("lag %v after consuming everything, want 0", lag)
+	}
 }
 
 // TestTransientRetry: a record failing with a plain error is retried until
