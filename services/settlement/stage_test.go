@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -301,4 +302,50 @@ func TestStatementsOnTopic(t *testing.T) {
 		t.Errorf("statements: minted %d redeemed %d outstanding %d acme %+v; want 170 60 110 {1 60}", minted, redeemed, last.Outstanding, acme)
 	}
 	t.Logf("%d statements, last %+v", len(sts), last)
+}
+
+// TestBadInput: records settlement cannot use are dead-lettered with their
+// reason, and the good records beside them are processed.
+func TestBadInput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded pipeline")
+	}
+	env := settletest.Start(t, "acme")
+	env.Fund("alice", 100)
+	env.PutItem("acme", "mug", 30, nil)
+	env.WaitBalance("alice", 100)
+	ack, err := env.Codec.EncodeAck(settlement.PartnerAck{RedemptionID: "nope", Partner: "acme", Status: settlement.AckFulfilled, AckedAt: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := env.Codec.EncodeRequest(settlement.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedAt: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := env.Codec.EncodeRequest(settlement.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2, RequestedAt: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipetest.Produce(t, env.Brokers,
+		pipelines.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: []byte("not avro")},
+		pipelines.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: good},
+		pipelines.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: other},
+		pipelines.Output{Topic: pipelines.TopicPartnerAcks, Key: []byte("nope"), Value: ack},
+	)
+	dl := pipetest.WaitRecords(t, env.Brokers, pipelines.TopicDeadLetter, 3, 30*time.Second)
+	codes := map[string]int{}
+	for _, r := range dl {
+		m, err := env.Serde.DecodeAs("minecart.DeadLetter", r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m["stage"] == settlement.StageName {
+			codes[m["reason_code"].(string)+" "+m["source_topic"].(string)]++
+		}
+	}
+	want := map[string]int{"decode " + pipelines.TopicRedemptions: 1, "bad_input " + pipelines.TopicRedemptions: 1, "bad_input " + pipelines.TopicPartnerAcks: 1}
+	if !reflect.DeepEqual(codes, want) {
+		t.Errorf("dead letters %v, want %v", codes, want)
+	}
+	env.WaitBalance("alice", 70)
 }
