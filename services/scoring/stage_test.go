@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
 	"reflect"
+	"strings"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -281,4 +285,96 @@ func checkRecompute(t *testing.T, brokers []string, serde *schemas.Serde, scores
 		res.Events != want["events"].(int64) || res.HarshBrake != int(want["harsh_brake"].(int32)) {
 		t.Fatalf("recomputed %s: hash %x points %d events %d, published %v", id, res.EventsHash[:4], res.Points, res.Events, want)
 	}
+}
+
+// TestStageChild is the scoring process TestStageKill9 starts and kills; it
+// does nothing in a normal test run.
+func TestStageChild(t *testing.T) {
+	brokers := os.Getenv("SCORING_TEST_CHILD_BROKERS")
+	if brokers == "" {
+		t.Skip("only run as TestStageKill9's child process")
+	}
+	cfg := pipetest.Config(strings.Split(brokers, ","))
+	cfg.InstanceID = "child" // a restarted child fences the killed one's open transaction
+	cfg.MaxBatch = 97
+	st, err := NewStage(Config{Serde: schemas.SingleObject(), IdleTimeout: -1, MaxClosesPerBatch: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pipelines.Run(context.Background(), cfg, st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStageKill9 kills the scoring process with SIGKILL at random moments
+// (mid-batch, mid-transaction, mid-restore) while the input arrives, then
+// lets a last one finish: the scores must be exactly those of an
+// uninterrupted run.
+func TestStageKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills processes")
+	}
+	serde := schemas.SingleObject()
+	recs, days := stageTraffic(t, serde)
+
+	b1 := pipetest.Broker(t)
+	pipetest.Produce(t, b1, recs...)
+	st, err := NewStage(Config{Serde: serde, IdleTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := pipetest.Run(t, pipetest.Config(b1), st)
+	scoresByID(t, b1, serde, days)
+	time.Sleep(2 * time.Second)
+	stop()
+	want, wantWM := scoresByID(t, b1, serde, days)
+
+	b2 := pipetest.Broker(t)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	const parts = 4
+	for part := range parts {
+		pipetest.Produce(t, b2, recs[part*len(recs)/parts:(part+1)*len(recs)/parts]...)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestStageChild$")
+		cmd.Env = append(os.Environ(), "SCORING_TEST_CHILD_BROKERS="+strings.Join(b2, ","))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wait := time.Duration(500+rng.IntN(2500)) * time.Millisecond
+		time.Sleep(wait)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cl, err := pipetest.ReadCommitted(ctx, b2, pipelines.TopicScoringChangelog)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("part %d: child killed after %v; %d changelog records committed so far", part, wait, len(cl))
+	}
+	// The last run finishes in-process.
+	st2, err := NewStage(Config{Serde: serde, IdleTimeout: -1, MaxClosesPerBatch: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := pipetest.Config(b2)
+	cfg.InstanceID = "child"
+	stop = pipetest.Run(t, cfg, st2)
+	scoresByID(t, b2, serde, days)
+	time.Sleep(2 * time.Second)
+	stop()
+	got, gotWM := scoresByID(t, b2, serde, days)
+	if len(got) != len(want) {
+		t.Fatalf("after kills: %d scores, want %d", len(got), len(want))
+	}
+	for id, m := range want {
+		if !reflect.DeepEqual(got[id], m) {
+			t.Fatalf("score %s differs after kill -9:\n got %v\nwant %v", id, got[id], m)
+		}
+	}
+	if !reflect.DeepEqual(gotWM, wantWM) {
+		t.Fatalf("watermarks differ: got %v want %v", gotWM, wantWM)
+	}
+	checkWatermarkOrder(t, b2, serde)
 }
