@@ -42,6 +42,11 @@ type DedupConfig struct {
 	MaxRanges  int           // seq ranges kept per device (default 64)
 	RecentIDs  int           // event-id hashes kept per device (default 16)
 	MaxDevices int           // devices remembered per vehicle (default 4)
+	// MaxGap is the longest time between consecutive seqs that still
+	// extends a range (default 1h). Longer gaps (a box asleep while parked)
+	// start a new range; the bound keeps a reset box whose new counter
+	// catches up with the old one from joining the old epoch's range.
+	MaxGap time.Duration
 }
 
 // Defaults returns c with every zero field set to its default.
@@ -58,12 +63,15 @@ func (c DedupConfig) Defaults() DedupConfig {
 	if c.MaxDevices == 0 {
 		c.MaxDevices = 4
 	}
+	if c.MaxGap == 0 {
+		c.MaxGap = time.Hour
+	}
 	return c
 }
 
 // Validate reports impossible bounds.
 func (c DedupConfig) Validate() error {
-	if c.Horizon < 0 || c.MaxRanges < 0 || c.RecentIDs < 0 || c.MaxDevices < 0 {
+	if c.Horizon < 0 || c.MaxRanges < 0 || c.RecentIDs < 0 || c.MaxDevices < 0 || c.MaxGap < 0 {
 		return errors.New("dedup bounds must not be negative")
 	}
 	return nil
@@ -208,7 +216,7 @@ func (d *Dedup) Add(ev *Event) {
 		v.Devices = append(v.Devices, DeviceWindow{DeviceID: ev.DeviceID})
 		dw = &v.Devices[len(v.Devices)-1]
 	}
-	dw.add(ev.Seq, ev.TimeMs)
+	dw.add(ev.Seq, ev.TimeMs, d.cfg.MaxGap.Milliseconds())
 	if d.cfg.RecentIDs > 0 {
 		h := idHash(ev.EventID)
 		if len(dw.IDs) < d.cfg.RecentIDs {
@@ -229,29 +237,52 @@ func (dw *DeviceWindow) high() int64 {
 	return h
 }
 
-// add merges (seq, t) into the ranges: it extends the range it continues
-// (seq one past its end at a time not before it, or one before its start
-// at a time not after it) and joins two ranges it bridges.
-func (dw *DeviceWindow) add(seq uint64, t int64) {
+// add merges (seq, t) into the ranges: it extends a range the event
+// continues (seq one past its end at a time not before it and at most
+// maxGap after it, or one before its start symmetrically) and joins two
+// ranges the event bridges. A range must never cover the rectangle of
+// another (that would be two epochs of a reset box mixed, and events of
+// one taken for repeats of the other), so an extension or join that would
+// overlap another range is not made: the event starts a range of its own.
+func (dw *DeviceWindow) add(seq uint64, t int64, maxGap int64) {
 	rs := dw.Ranges
 	for i := range rs {
-		r := &rs[i]
-		if r.SeqHi != math.MaxUint64 && r.SeqHi+1 == seq && r.TimeHi <= t {
+		r := rs[i]
+		switch {
+		case r.SeqHi != math.MaxUint64 && r.SeqHi+1 == seq && r.TimeHi <= t && t-r.TimeHi <= maxGap:
 			r.SeqHi, r.TimeHi = seq, t
-			if i+1 < len(rs) && rs[i+1].SeqLo == seq+1 && rs[i+1].TimeLo >= t {
-				r.SeqHi, r.TimeHi = rs[i+1].SeqHi, max(r.TimeHi, rs[i+1].TimeHi)
-				dw.Ranges = append(rs[:i+1], rs[i+2:]...)
-			}
-			return
-		}
-		if seq != math.MaxUint64 && r.SeqLo == seq+1 && r.TimeLo >= t {
+		case seq != math.MaxUint64 && r.SeqLo == seq+1 && r.TimeLo >= t && r.TimeLo-t <= maxGap:
 			r.SeqLo, r.TimeLo = seq, t
-			if i > 0 && rs[i-1].SeqHi+1 == seq && rs[i-1].TimeHi <= t {
-				rs[i-1].SeqHi, rs[i-1].TimeHi = r.SeqHi, max(r.TimeHi, rs[i-1].TimeHi)
-				dw.Ranges = append(rs[:i], rs[i+1:]...)
+		default:
+			continue
+		}
+		if dw.overlaps(r, i, -1) {
+			continue
+		}
+		rs[i] = r
+		// Join with a neighbour the event bridges.
+		for j := range rs {
+			n := rs[j]
+			if j == i {
+				continue
 			}
+			var m SeqRange
+			switch {
+			case r.SeqHi == seq && n.SeqLo == seq+1 && n.TimeLo >= t && n.TimeLo-t <= maxGap:
+				m = SeqRange{r.SeqLo, n.SeqHi, r.TimeLo, max(r.TimeHi, n.TimeHi)}
+			case r.SeqLo == seq && seq > 0 && n.SeqHi == seq-1 && n.TimeHi <= t && t-n.TimeHi <= maxGap:
+				m = SeqRange{n.SeqLo, r.SeqHi, min(r.TimeLo, n.TimeLo), r.TimeHi}
+			default:
+				continue
+			}
+			if dw.overlaps(m, i, j) {
+				continue
+			}
+			rs[i] = m
+			dw.Ranges = append(rs[:j], rs[j+1:]...)
 			return
 		}
+		return
 	}
 	nr := SeqRange{seq, seq, t, t}
 	i := len(rs)
@@ -265,6 +296,20 @@ func (dw *DeviceWindow) add(seq uint64, t int64) {
 	copy(rs[i+1:], rs[i:])
 	rs[i] = nr
 	dw.Ranges = rs
+}
+
+// overlaps reports whether r's rectangle meets that of any range but the
+// ones at skip1 and skip2.
+func (dw *DeviceWindow) overlaps(r SeqRange, skip1, skip2 int) bool {
+	for k, o := range dw.Ranges {
+		if k == skip1 || k == skip2 {
+			continue
+		}
+		if r.SeqLo <= o.SeqHi && o.SeqLo <= r.SeqHi && r.TimeLo <= o.TimeHi && o.TimeLo <= r.TimeHi {
+			return true
+		}
+	}
+	return false
 }
 
 // prune drops ranges wholly older than cutoff and, beyond maxRanges, the
