@@ -164,7 +164,7 @@ func gz(b []byte) []byte {
 }
 
 func TestGateway(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t, func(c *Config) { c.MaxDecodedBytes = 512 << 10 })
 	// JSON with HMAC: ids and tz filled from the registry.
 	jsonEvs := events("", 50, 0)
 	if r := f.post(t, "d1", f.hmacKey, jsonBody(t, jsonEvs), nil, ""); r.status != http.StatusAccepted {
@@ -219,6 +219,9 @@ func TestGateway(t *testing.T) {
 		{"bad gzip", func() resp {
 			return f.post(t, "d1", f.hmacKey, good, map[string]string{"Content-Encoding": "gzip"}, "")
 		}, 400, ReasonEncoding},
+		{"gzip bomb", func() resp {
+			return f.post(t, "d1", f.hmacKey, gz(make([]byte, 4<<20)), map[string]string{"Content-Encoding": "gzip"}, "")
+		}, 413, ReasonBodyTooLarge},
 		{"xml", func() resp {
 			return f.post(t, "d1", f.hmacKey, good, map[string]string{"Content-Type": "text/xml"}, "")
 		}, 415, ReasonUnsupportedType},

@@ -412,6 +412,11 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The decoded events are held too (about 256 bytes each).
+	if !grow(int64(len(events)) * 256) {
+		s.reject(w, http.StatusTooManyRequests, ReasonOverloaded, errors.New("gateway at its in-flight bound, retry later"))
+		return
+	}
 	if s.cfg.DeviceRate > 0 {
 		if ok, wait := s.limiter.take(dev.ID, len(events), s.cfg.Now()); !ok {
 			s.m.rejects.WithLabelValues(ReasonRateLimited).Inc()

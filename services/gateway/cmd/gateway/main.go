@@ -79,7 +79,8 @@ func run(ctx context.Context, args []string) error {
 	errc := make(chan error, 2)
 	var servers []*http.Server
 	serve := func(addr string, h http.Handler) {
-		srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+		// ReadTimeout bounds how long a slow upload holds its in-flight bytes.
+		srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 		servers = append(servers, srv)
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string) error {
 	maxSpeed := fs.Float64("max-speed-kmh", 300, "highest plausible speed")
 	horizon := fs.Duration("dedup-horizon", 48*time.Hour, "how far behind a vehicle's newest event a repeat is still recognised")
 	maxRanges := fs.Int("dedup-max-ranges", 64, "seq ranges kept per device")
+	maxGap := fs.Duration("dedup-max-gap", time.Hour, "longest time between consecutive seqs that still extends a range")
 	if err := flagenv.Parse(fs, "MINECART", args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -63,7 +64,7 @@ func run(ctx context.Context, args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st, err := ingest.NewStage(ingest.Config{
 		Validation: telemetry.ValidateConfig{MaxSkew: *maxSkew, MaxAge: *maxAge, MaxSpeedKmh: *maxSpeed},
-		Dedup:      telemetry.DedupConfig{Horizon: *horizon, MaxRanges: *maxRanges},
+		Dedup:      telemetry.DedupConfig{Horizon: *horizon, MaxRanges: *maxRanges, MaxGap: *maxGap},
 		Serde:      serde, Registerer: reg, Logger: log,
 	})
 	if err != nil {
