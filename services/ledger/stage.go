@@ -28,6 +28,13 @@ type Config struct {
 	Origin string
 	// MaxBlockEntries is the most entries in one block (default 1000).
 	MaxBlockEntries int
+	// MaxReleaseEntries is the most queued credits appended in one
+	// transaction (default 50,000; rounded down to whole blocks), so a
+	// day of a million vehicles is not one gigabyte-sized transaction.
+	MaxReleaseEntries int
+	// TickEvery is how often an idle ledger opens a transaction to drain
+	// its queue (default 200ms).
+	TickEvery time.Duration
 	// Serde encodes and decodes the Avro records.
 	Serde *schemas.Serde
 	// Blocks reads the committed blocks topic from offset 0 when a task is
@@ -54,6 +61,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBlockEntries == 0 {
 		c.MaxBlockEntries = 1000
+	}
+	if c.MaxReleaseEntries == 0 {
+		c.MaxReleaseEntries = 50_000
+	}
+	if c.TickEvery == 0 {
+		c.TickEvery = 200 * time.Millisecond
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -84,6 +97,9 @@ func (c Config) Validate() error {
 	if c.MaxBlockEntries < 1 {
 		return fmt.Errorf("ledger: max block entries %d, want >= 1", c.MaxBlockEntries)
 	}
+	if c.MaxReleaseEntries < 1 || c.TickEvery < 0 {
+		return fmt.Errorf("ledger: max release entries %d, tick %v", c.MaxReleaseEntries, c.TickEvery)
+	}
 	if c.Serde == nil {
 		return errors.New("ledger: no serde")
 	}
@@ -104,6 +120,7 @@ func NewStage(cfg Config) pipelines.Stage {
 		Name:      StageName,
 		Inputs:    []string{cfg.ScoresTopic, cfg.RequestsTopic},
 		Changelog: cfg.ChangelogTopic,
+		TickEvery: cfg.TickEvery,
 		NewProcessor: func(ctx context.Context, t pipelines.Task) (pipelines.Processor, error) {
 			return NewProcessor(ctx, cfg, m)
 		},
@@ -143,20 +160,28 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// pendingCredit is a credit waiting for the watermarks.
-type pendingCredit struct {
-	entry Entry
-}
-
 // Processor is the ledger's stage processor. It is exported for the
 // benchmark and for tests that drive it without a broker.
+//
+// A credit goes through three states: pending (its window end is past some
+// scoring task's watermark), due (every watermark passed it: it sits in
+// the canonical queue and Flush appends it, at most MaxReleaseEntries per
+// transaction, cut at block boundaries so the blocks do not depend on how
+// the queue was drained), then appended (in the book; its changelog key gets
+// a tombstone in the same transaction). A score for a day already released
+// is late: it waits in the late queue until the due queue is empty.
 type Processor struct {
 	cfg    Config
 	m      *metrics
 	signer *Signer
 	book   *Book
 
-	pending    map[string]*pendingCredit // score id -> credit
+	pending    map[string]Entry // score id -> credit, window end past the watermarks
+	due        []Entry          // canonical order (window end, vehicle id, id); due[dueHead:] not yet appended
+	dueHead    int
+	dueIdx     map[string]int   // score id -> index in due
+	late       map[string]Entry // score id -> credit that arrived after its day was released
+	prepared   bool             // due computed from pending after Restore
 	watermarks map[int32]int64
 	tasks      int32
 	debits     []Entry // requests of the open batch, appended by Flush
@@ -191,18 +216,23 @@ func NewProcessor(ctx context.Context, cfg Config, m *metrics) (*Processor, erro
 	cfg.Logger.Info("ledger book rebuilt", "blocks", book.Height(), "entries", book.Size(), "root", book.Head().Root.String(), "took", time.Since(start))
 	return &Processor{
 		cfg: cfg, m: m, signer: signer, book: book,
-		pending: make(map[string]*pendingCredit), watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}),
+		pending: make(map[string]Entry), dueIdx: make(map[string]int), late: make(map[string]Entry),
+		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}),
 	}, nil
 }
 
 // Book is the processor's book (read-only use, for tests).
 func (p *Processor) Book() *Book { return p.book }
 
-const wmPrefix = "wm/"
+const (
+	wmPrefix   = "wm/"   // changelog key of a task's watermark
+	latePrefix = "late/" // changelog key of a late credit
+)
 
-// Restore replays the changelog: pending credits (key = score id, value =
-// the DailyScore record) and watermarks (key = "wm/<task>", value = the
-// Watermark record); an empty value deletes the key.
+// Restore replays the changelog: pending and due credits (key = score id,
+// value = the DailyScore record), late credits (key = "late/<score id>"),
+// watermarks (key = "wm/<task>", value = the Watermark record); an empty
+// value deletes the key.
 func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 	key := string(rec.Key)
 	if t, ok := strings.CutPrefix(key, wmPrefix); ok {
@@ -222,8 +252,10 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 		p.tasks = wm.Tasks
 		return nil
 	}
+	id, isLate := strings.CutPrefix(key, latePrefix)
 	if len(rec.Value) == 0 {
-		delete(p.pending, key)
+		delete(p.pending, id)
+		delete(p.late, id)
 		return nil
 	}
 	native, err := p.cfg.Serde.DecodeAs(schemas.DailyScore, rec.Value)
@@ -235,10 +267,50 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 		return fmt.Errorf("changelog %s: %w", key, err)
 	}
 	if _, done := p.book.Credited(e.ID); !done {
-		p.pending[e.ID] = &pendingCredit{entry: e}
+		if isLate {
+			p.late[e.ID] = e
+		} else {
+			p.pending[e.ID] = e
+		}
 	}
-	p.m.pending.Set(float64(len(p.pending)))
 	return nil
+}
+
+// prepare moves, once after Restore, the restored credits every watermark
+// passed from pending to the due queue.
+func (p *Processor) prepare() {
+	if p.prepared {
+		return
+	}
+	p.prepared = true
+	p.enqueue(p.releasedThrough())
+}
+
+// enqueue moves the pending credits ending at or before through to the
+// due queue, in canonical order after what is queued (all of which ends
+// earlier).
+func (p *Processor) enqueue(through int64) {
+	var add []Entry
+	for id, e := range p.pending {
+		if e.WindowEndMs <= through {
+			add = append(add, e)
+			delete(p.pending, id)
+		}
+	}
+	slices.SortFunc(add, canonical)
+	if p.dueHead == len(p.due) {
+		p.due, p.dueHead = p.due[:0], 0
+		clear(p.dueIdx)
+	}
+	for _, e := range add {
+		p.dueIdx[e.ID] = len(p.due)
+		p.due = append(p.due, e)
+	}
+	p.m.pending.Set(float64(p.Pending()))
+}
+
+func canonical(a, b Entry) int {
+	return cmp.Or(cmp.Compare(a.WindowEndMs, b.WindowEndMs), cmp.Compare(a.VehicleID, b.VehicleID), cmp.Compare(a.ID, b.ID))
 }
 
 // releasedThrough is the lowest watermark once every task has one, else
@@ -263,6 +335,7 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 	if p.broken != nil {
 		return nil // Flush fails the transaction; the task is rebuilt
 	}
+	p.prepare()
 	name, native, err := p.cfg.Serde.Decode(rec.Value)
 	if err != nil {
 		if decodeErr(err) {
@@ -293,7 +366,7 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 			return nil
 		}
 		if e.Kind == KindAdjustment && e.Ref != "" {
-			if _, ok := p.book.Credited(e.Ref); !ok {
+			if !p.knows(e.Ref) {
 				return pipelines.Reject("unknown_ref", fmt.Errorf("adjustment %q: credit %q is not in the ledger", e.ID, e.Ref))
 			}
 		}
@@ -305,8 +378,9 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 }
 
 // score handles one DailyScore: a duplicate is ignored, a rescore of a
-// credited day becomes a late-data adjustment, a day the watermarks have
-// passed is credited now, any other waits in the changelog.
+// credited day becomes a late-data adjustment, a rescore of a queued day
+// replaces it, a day the watermarks passed already joins the late queue,
+// any other waits in pending. Queued credits are kept in the changelog.
 func (p *Processor) score(e Entry, raw []byte, out pipelines.Emitter) error {
 	if credited, ok := p.book.Credited(e.ID); ok {
 		delta := e.Points - credited
@@ -321,25 +395,26 @@ func (p *Processor) score(e Entry, raw []byte, out pipelines.Emitter) error {
 		}
 		return p.release([]Entry{adj}, e.WindowEndMs, out)
 	}
-	if e.WindowEndMs <= p.releasedThrough() {
-		// Late: its day was released already. It gets a block of its own.
-		if err := p.release([]Entry{e}, e.WindowEndMs, out); err != nil {
-			return err
+	key := e.ID
+	switch i, queued := p.dueIdx[e.ID]; {
+	case queued && i >= p.dueHead:
+		if p.due[i].WindowEndMs != e.WindowEndMs || p.due[i].VehicleID != e.VehicleID {
+			return pipelines.Reject("invalid_score", fmt.Errorf("score %q changed its window or vehicle", e.ID))
 		}
-		if _, was := p.pending[e.ID]; was {
-			delete(p.pending, e.ID)
-			out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(e.ID), nil)
-		}
-		return nil
+		p.due[i] = e
+	case e.WindowEndMs <= p.releasedThrough() && p.pending[e.ID].ID == "":
+		p.late[e.ID] = e
+		key = latePrefix + e.ID
+	default:
+		p.pending[e.ID] = e
 	}
-	p.pending[e.ID] = &pendingCredit{entry: e}
-	out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(e.ID), raw)
-	p.m.pending.Set(float64(len(p.pending)))
+	out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(key), raw)
+	p.m.pending.Set(float64(p.Pending()))
 	return nil
 }
 
-// watermark records a task's mark and releases the credits every task has
-// passed, one window end at a time, each in canonical order.
+// watermark records a task's mark and moves the credits every task has
+// passed to the due queue.
 func (p *Processor) watermark(wm Watermark, raw []byte, out pipelines.Emitter) error {
 	before := p.releasedThrough()
 	if old, ok := p.watermarks[wm.Task]; ok && old >= wm.ClosedThroughMs && p.tasks == wm.Tasks {
@@ -348,38 +423,67 @@ func (p *Processor) watermark(wm Watermark, raw []byte, out pipelines.Emitter) e
 	p.watermarks[wm.Task] = max(p.watermarks[wm.Task], wm.ClosedThroughMs)
 	p.tasks = wm.Tasks
 	out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(wmPrefix+strconv.Itoa(int(wm.Task))), raw)
-	after := p.releasedThrough()
-	if after <= before {
-		return nil
+	if after := p.releasedThrough(); after > before {
+		p.m.watermark.Set(float64(after))
+		p.enqueue(after)
 	}
-	p.m.watermark.Set(float64(after))
-	due := make([]Entry, 0)
-	for _, pc := range p.pending {
-		if pc.entry.WindowEndMs <= after {
-			due = append(due, pc.entry)
+	return nil
+}
+
+// drain appends up to MaxReleaseEntries queued credits: due ones window
+// end by window end, cut only at block boundaries; then, once nothing is
+// due, the late ones.
+func (p *Processor) drain(out pipelines.Emitter) error {
+	n := p.cfg.MaxBlockEntries
+	budget := max(n, p.cfg.MaxReleaseEntries/n*n)
+	for budget > 0 && p.dueHead < len(p.due) {
+		start := p.dueHead
+		end := p.due[start].WindowEndMs
+		g := start
+		for g < len(p.due) && p.due[g].WindowEndMs == end {
+			g++
 		}
-	}
-	if len(due) == 0 {
-		return nil
-	}
-	slices.SortFunc(due, func(a, b Entry) int {
-		return cmp.Or(cmp.Compare(a.WindowEndMs, b.WindowEndMs), cmp.Compare(a.VehicleID, b.VehicleID), cmp.Compare(a.ID, b.ID))
-	})
-	for start := 0; start < len(due); {
-		end := start
-		for end < len(due) && due[end].WindowEndMs == due[start].WindowEndMs {
-			end++
+		// A group (one window end) is cut only at multiples of the block
+		// size, so its blocks are the same however it is drained.
+		take := g - start
+		if take > budget {
+			if take = budget / n * n; take == 0 {
+				break
+			}
 		}
-		if err := p.release(due[start:end], due[start].WindowEndMs, out); err != nil {
+		j := start + take
+		if err := p.release(p.due[start:j], end, out); err != nil {
 			return err
 		}
-		start = end
+		for _, e := range p.due[start:j] {
+			delete(p.dueIdx, e.ID)
+			out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(e.ID), nil)
+		}
+		p.dueHead = j
+		budget -= take
 	}
-	for _, e := range due {
-		delete(p.pending, e.ID)
-		out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(e.ID), nil)
+	if p.dueHead == len(p.due) && budget > 0 && len(p.late) > 0 {
+		late := make([]Entry, 0, len(p.late))
+		for _, e := range p.late {
+			late = append(late, e)
+		}
+		slices.SortFunc(late, canonical)
+		for start := 0; start < len(late); {
+			j := start
+			for j < len(late) && late[j].WindowEndMs == late[start].WindowEndMs {
+				j++
+			}
+			if err := p.release(late[start:j], late[start].WindowEndMs, out); err != nil {
+				return err
+			}
+			start = j
+		}
+		for _, e := range late {
+			out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(latePrefix+e.ID), nil)
+		}
+		clear(p.late)
 	}
-	p.m.pending.Set(float64(len(p.pending)))
+	p.m.pending.Set(float64(p.Pending()))
 	return nil
 }
 
@@ -401,14 +505,21 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 	for _, s := range skipped {
 		p.m.dups.WithLabelValues(s.Kind.String()).Inc()
 	}
-	// The book has moved: from here on, failing must fail the transaction.
+	// The book has moved: from here on, failing must fail the transaction,
+	// and nothing is emitted unless every output was made.
+	type rec struct {
+		topic string
+		key   []byte
+		value []byte
+	}
+	recs := make([]rec, 0, len(blocks)+len(appended))
 	for _, blk := range blocks {
 		v, err := p.cfg.Serde.Encode(schemas.LedgerBlock, BlockNative(blk))
 		if err != nil {
 			p.broken = fmt.Errorf("encode block %d: %w", blk.Header.Height, err)
 			return nil
 		}
-		out.EmitTo(p.cfg.BlocksTopic, 0, blockKey(blk.Header.Height), v)
+		recs = append(recs, rec{p.cfg.BlocksTopic, blockKey(blk.Header.Height), v})
 	}
 	tree := p.book.Tree()
 	var kinds [4]int
@@ -439,8 +550,15 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 			p.broken = fmt.Errorf("encode entry %d: %w", a.LeafIndex, err)
 			return nil
 		}
-		out.Emit(p.cfg.EntriesTopic, []byte(a.Entry.Key()), v)
+		recs = append(recs, rec{p.cfg.EntriesTopic, []byte(a.Entry.Key()), v})
 		kinds[a.Entry.Kind]++
+	}
+	for _, r := range recs {
+		if r.topic == p.cfg.BlocksTopic {
+			out.EmitTo(r.topic, 0, r.key, r.value)
+		} else {
+			out.Emit(r.topic, r.key, r.value)
+		}
 	}
 	for k, n := range kinds {
 		if n > 0 {
@@ -452,19 +570,23 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 	return nil
 }
 
-// Flush appends the batch's debits and adjustments as wall-clock blocks.
+// Flush appends queued credits (drain) and the batch's debits and
+// adjustments (wall-clock blocks).
 func (p *Processor) Flush(ctx context.Context, out pipelines.Emitter) error {
 	if p.broken != nil {
 		return fmt.Errorf("ledger: %w", p.broken)
 	}
-	if len(p.debits) == 0 {
-		return nil
-	}
-	rel := Release{Entries: p.debits, TimestampMs: p.cfg.Now().UnixMilli(), Clock: ClockWall}
-	p.debits = nil
-	clear(p.debitIDs)
-	if err := p.appendAndEmit(rel, out); err != nil {
+	p.prepare()
+	if err := p.drain(out); err != nil {
 		return err
+	}
+	if len(p.debits) > 0 {
+		rel := Release{Entries: p.debits, TimestampMs: p.cfg.Now().UnixMilli(), Clock: ClockWall}
+		p.debits = nil
+		clear(p.debitIDs)
+		if err := p.appendAndEmit(rel, out); err != nil {
+			return err
+		}
 	}
 	if p.broken != nil {
 		return fmt.Errorf("ledger: %w", p.broken)
@@ -472,5 +594,28 @@ func (p *Processor) Flush(ctx context.Context, out pipelines.Emitter) error {
 	return nil
 }
 
-// Pending is the number of credits waiting for the watermarks.
-func (p *Processor) Pending() int { return len(p.pending) }
+// Tick drains the due queue when no records arrive (the runtime calls
+// Flush only after records). It emits nothing unless all of a release's
+// outputs could be made.
+func (p *Processor) Tick(ctx context.Context, now time.Time, out pipelines.Emitter) error {
+	if p.broken != nil {
+		return fmt.Errorf("ledger: %w", p.broken)
+	}
+	p.prepare()
+	return p.drain(out)
+}
+
+// knows reports whether a credit id is in the book or queued for it.
+func (p *Processor) knows(id string) bool {
+	if _, ok := p.book.Credited(id); ok {
+		return true
+	}
+	_, pending := p.pending[id]
+	_, late := p.late[id]
+	i, due := p.dueIdx[id]
+	return pending || late || (due && i >= p.dueHead)
+}
+
+// Pending is the number of credits not yet in the book: waiting for the
+// watermarks, due, or late.
+func (p *Processor) Pending() int { return len(p.pending) + len(p.due) - p.dueHead + len(p.late) }

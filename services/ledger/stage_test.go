@@ -164,7 +164,8 @@ func waitBook(t *testing.T, brokers []string, pub []byte, n uint64) Summary {
 
 // TestStageSameRootAcrossCrashes runs the ledger stage on a real broker
 // three ways — uninterrupted; stopped and restarted between input chunks;
-// with a crash injected every few transactions — and requires the same
+// with a crash injected every few transactions, the last two also draining
+// each day over several transactions — and requires the same
 // final head (root and block chain) from all three, equal to the pure
 // Book's, with every vehicle-day credited exactly once despite
 // redelivered scores.
@@ -188,18 +189,28 @@ func TestStageSameRootAcrossCrashes(t *testing.T) {
 		for c := 0; c < chunks; c++ {
 			lo, hi := c*len(stream)/chunks, (c+1)*len(stream)/chunks
 			pipetest.Produce(t, brokers, stream[lo:hi]...)
-			stop := pipetest.Run(t, runConfig(brokers, 13), NewStage(stageConfig(brokers, perBlock)))
+			cfg := stageConfig(brokers, perBlock)
+			cfg.MaxReleaseEntries = 2 * perBlock // days drained over several transactions
+			stop := pipetest.Run(t, runConfig(brokers, 13), NewStage(cfg))
 			waitConsumed(t, brokers, hi)
 			stop()
 		}
+		// The last day may still be queued: a last restart drains it from
+		// the changelog.
+		cfg := stageConfig(brokers, perBlock)
+		cfg.MaxReleaseEntries = 2 * perBlock
+		stop := pipetest.Run(t, runConfig(brokers, 13), NewStage(cfg))
 		sum := waitBook(t, brokers, signer.Public(), want.Size())
+		stop()
 		checkHead(t, sum, want)
 	})
 	t.Run("crashes", func(t *testing.T) {
 		brokers := pipetest.Broker(t)
 		pipetest.Produce(t, brokers, stream...)
 		var batches atomic.Int64
-		st := NewStage(stageConfig(brokers, perBlock))
+		cfg := stageConfig(brokers, perBlock)
+		cfg.MaxReleaseEntries = 3 * perBlock
+		st := NewStage(cfg)
 		inner := st.NewProcessor
 		st.NewProcessor = func(ctx context.Context, task pipelines.Task) (pipelines.Processor, error) {
 			p, err := inner(ctx, task)
@@ -255,12 +266,15 @@ func TestStageDebitsEntriesAndReader(t *testing.T) {
 	debit := Entry{Kind: KindDebit, ID: "req-1", Account: "acct-1", VehicleID: "veh-001", Amount: 5, Reason: "redeem", Partner: "fuelco", Item: "coffee", RedemptionID: "red-1", RequestedAtMs: 1_700_000_000_000}
 	adj := Entry{Kind: KindAdjustment, ID: "req-2", Account: "acct-1", VehicleID: "veh-001", Amount: -3, Reason: "operator correction", Ref: "veh-001/1970-01-02", RequestedAtMs: 1_700_000_000_001}
 	badRef := Entry{Kind: KindAdjustment, ID: "req-3", Account: "acct-1", Amount: 1, Reason: "x", Ref: "nope/1970-01-01"}
+	pipetest.Produce(t, brokers, recs...)
+	stop := pipetest.Run(t, runConfig(brokers, 100), NewStage(stageConfig(brokers, 4)))
+	waitBook(t, brokers, signer.Public(), 6) // the credits first: the adjustment refers to one
+	recs = nil
 	for _, e := range []Entry{debit, debit, adj, badRef} {
 		recs = append(recs, pipelines.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(e.Account), Value: enc(t, schemas.DebitRequest, RequestNative(e))})
 	}
 	recs = append(recs, pipelines.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte("x"), Value: []byte("not avro")})
 	pipetest.Produce(t, brokers, recs...)
-	stop := pipetest.Run(t, runConfig(brokers, 100), NewStage(stageConfig(brokers, 4)))
 	sum := waitBook(t, brokers, signer.Public(), 8)
 	if sum.Credits != 6 || sum.Debits != 1 || sum.Adjustments != 1 {
 		t.Errorf("summary %+v, want 6 credits, 1 debit, 1 adjustment", sum)
