@@ -80,10 +80,13 @@ func streamHash(t testing.TB, s *Sim) (whole [32]byte, perVehicle [][32]byte, ev
 
 func TestDeterministic(t *testing.T) {
 	cfg := Config{Seed: 42, Vehicles: 16, Days: 2, Start: monday}
+	if raceEnabled {
+		cfg.Vehicles, cfg.Days = 8, 1
+	}
 	a := mustNew(t, cfg)
 	wa, va, n := streamHash(t, a)
-	if n < 16*2*1000 {
-		t.Fatalf("only %d events for 32 vehicle-days", n)
+	if n < cfg.Vehicles*cfg.Days*1000 {
+		t.Fatalf("only %d events for %d vehicle-days", n, cfg.Vehicles*cfg.Days)
 	}
 	// same config, run again, and on several workers: identical bytes
 	wb, _, _ := streamHash(t, mustNew(t, cfg))
@@ -101,7 +104,7 @@ func TestDeterministic(t *testing.T) {
 		t.Fatal("per-vehicle events changed with Window/ChunkVehicles")
 	}
 	// Vehicle(i) alone gives the same events as the stream
-	for _, i := range []int{0, 5, 15} {
+	for _, i := range []int{0, 5, cfg.Vehicles - 1} {
 		ev, _ := a.Vehicle(i)
 		h := sha256.New()
 		for k := range ev {
@@ -204,8 +207,14 @@ var (
 		Mix: Mix{Calm: 1, Average: 1, Aggressive: 1, Fraudulent: 1}}
 )
 
+// sharedRun simulates the fleet the property tests share: 80 vehicles x 2
+// days, an equal mix of profiles (40 vehicles under -race, still every
+// profile and fraud kind driving).
 func sharedRun(t *testing.T) *fleetRun {
 	if shared == nil {
+		if raceEnabled {
+			sharedCfg.Vehicles = 40
+		}
 		shared = run(t, sharedCfg)
 	}
 	return shared

@@ -137,7 +137,7 @@ func makeSecret(seed uint64, i int) []byte {
 	return s
 }
 
-// pickProfile draws vehicle i's profile (and fraud kind) from the mix.
+// pickProfile draws vehicle i's profile from the mix.
 func pickProfile(seed uint64, i int, m Mix) (Profile, Fraud) {
 	r := newRNG(seed, tagProfile, uint64(i))
 	u := r.Float64() * (m.Calm + m.Average + m.Aggressive + m.Fraudulent)
@@ -149,6 +149,5 @@ func pickProfile(seed uint64, i int, m Mix) (Profile, Fraud) {
 	case u < m.Calm+m.Average+m.Aggressive:
 		return Aggressive, FraudNone
 	}
-	// The kind is drawn uniformly from the vehicle's own stream.
-	return Fraudulent, Fraud(1 + r.IntN(4))
+	return Fraudulent, FraudNone // New assigns the kinds in turn
 }

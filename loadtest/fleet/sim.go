@@ -67,8 +67,14 @@ func New(cfg Config) (*Sim, error) {
 	s := &Sim{cfg: cfg, w: w,
 		start: time.UnixMilli(w.dayStart[0]).In(loc), end: time.UnixMilli(w.dayStart[cfg.Days]).In(loc)}
 	s.vehicles = make([]Vehicle, cfg.Vehicles)
+	frauds := 0
 	for i := range s.vehicles {
 		p, f := pickProfile(cfg.Seed, i, cfg.Mix)
+		if p == Fraudulent {
+			// the kinds take turns, so any four fraudulent vehicles show all
+			f = Fraud(1 + (frauds+int(cfg.Seed%4))%4)
+			frauds++
+		}
 		s.vehicles[i] = Vehicle{Index: i, VehicleID: makeVIN(cfg.Seed, i), DeviceID: makeDeviceID(cfg.Seed, i),
 			Profile: p, Fraud: f, TZ: cfg.TZ}
 	}
