@@ -46,8 +46,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.batches, m.events, m.bytes, m.rejects, m.produce, m.latency, m.inflight} {
-		errs = append(errs, reg.Register(c))
+	reuse := func(c prometheus.Collector) prometheus.Collector {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return are.ExistingCollector // a gateway rebuilt in the same process
+			}
+			errs = append(errs, err)
+		}
+		return c
+	}
+	m.batches, _ = reuse(m.batches).(*prometheus.CounterVec)
+	m.events, _ = reuse(m.events).(prometheus.Counter)
+	m.bytes, _ = reuse(m.bytes).(prometheus.Counter)
+	m.rejects, _ = reuse(m.rejects).(*prometheus.CounterVec)
+	m.produce, _ = reuse(m.produce).(prometheus.Histogram)
+	m.latency, _ = reuse(m.latency).(prometheus.Histogram)
+	m.inflight, _ = reuse(m.inflight).(prometheus.Gauge)
+	if m.batches == nil || m.events == nil || m.bytes == nil || m.rejects == nil || m.produce == nil || m.latency == nil || m.inflight == nil {
+		errs = append(errs, errors.New("gateway metrics: a collector of another type is registered under a gateway metric name"))
 	}
 	return m, errors.Join(errs...)
 }
