@@ -31,6 +31,9 @@ type chdbAPI struct {
 	storageRows   func(res unsafe.Pointer) uint64
 	storageBytes  func(res unsafe.Pointer) uint64
 	resultError   func(res unsafe.Pointer) unsafe.Pointer // const char*
+	streamQuery   func(conn unsafe.Pointer, query string, format string) unsafe.Pointer
+	streamFetch   func(conn unsafe.Pointer, res unsafe.Pointer) unsafe.Pointer
+	streamCancel  func(conn unsafe.Pointer, res unsafe.Pointer)
 }
 
 var (
@@ -77,6 +80,9 @@ func loadAPI() (*chdbAPI, error) {
 			"chdb_result_storage_rows_read":  &a.storageRows,
 			"chdb_result_storage_bytes_read": &a.storageBytes,
 			"chdb_result_error":              &a.resultError,
+			"chdb_stream_query":              &a.streamQuery,
+			"chdb_stream_fetch_result":       &a.streamFetch,
+			"chdb_stream_cancel_query":       &a.streamCancel,
 		} {
 			if _, err := purego.Dlsym(h, name); err != nil {
 				apiErr = fmt.Errorf("%w: symbol %s: %v", ErrNoLibrary, name, err)
@@ -158,6 +164,66 @@ func (e *engine) exec(sql, format string) (*result, error) {
 		}
 	}
 	return r, nil
+}
+
+// stream runs a statement with chDB's streaming API and hands each chunk
+// of output to emit as it is produced. If emit returns an error the query
+// is cancelled inside the engine and that error is returned. The returned
+// result carries the totals (its data is nil).
+func (e *engine) stream(sql, format string, emit func(chunk []byte) error) (*result, error) {
+	if e.conn == nil {
+		return nil, errors.New("engine closed")
+	}
+	conn := *(*unsafe.Pointer)(e.conn)
+	st := e.api.streamQuery(conn, sql, format)
+	if st == nil {
+		return &result{}, nil
+	}
+	defer e.api.destroyResult(st)
+	if err := e.resultErr(st); err != nil {
+		return nil, err
+	}
+	total := &result{}
+	for {
+		ch := e.api.streamFetch(conn, st)
+		if ch == nil {
+			return total, nil
+		}
+		if err := e.resultErr(ch); err != nil {
+			e.api.destroyResult(ch)
+			return nil, err
+		}
+		n := e.api.resultLength(ch)
+		total.elapsed += e.api.resultElapsed(ch)
+		total.rowsRead += e.api.resultRows(ch)
+		total.bytesRead += e.api.resultBytes(ch)
+		total.storageRows += e.api.storageRows(ch)
+		total.storageBytes += e.api.storageBytes(ch)
+		var err error
+		if n > 0 {
+			if buf := e.api.resultBuffer(ch); buf != nil {
+				// emit must not keep the slice: chDB frees it below.
+				err = emit(unsafe.Slice((*byte)(buf), n))
+			}
+		}
+		e.api.destroyResult(ch)
+		if n == 0 {
+			return total, nil
+		}
+		if err != nil {
+			e.api.streamCancel(conn, st)
+			return nil, err
+		}
+	}
+}
+
+func (e *engine) resultErr(res unsafe.Pointer) error {
+	if p := e.api.resultError(res); p != nil {
+		if msg := cString(p); msg != "" {
+			return parseEngineError(msg)
+		}
+	}
+	return nil
 }
 
 func (e *engine) close() {

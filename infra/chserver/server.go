@@ -20,12 +20,19 @@
 // connecting. One goroutine owns the session and runs requests from a queue,
 // one statement at a time.
 //
+// Large results: SELECTs in row formats (Native, TabSeparated, CSV,
+// JSONEachRow, RowBinary, ...) run on chDB's streaming API; up to
+// Config.StreamAfterBytes of output is buffered and answered with a
+// Content-Length and an exact X-ClickHouse-Summary, beyond that the response
+// is streamed, and an error after that point is reported in the body with
+// ClickHouse's "__exception__" marker, which clickhouse-go recognises.
+//
 // Cancellation: a request whose client went away before its turn is dropped
-// from the queue; while a statement runs inside chDB it cannot be
-// interrupted from outside (chDB's non-streaming query call has no cancel),
-// so the HTTP side returns at once and the statement finishes in the
-// background. Bound statements with the max_execution_time setting, which
-// chDB enforces.
+// from the queue; a streaming SELECT whose client goes away is cancelled
+// inside the engine at the next chunk. Other statements (INSERT, DDL,
+// buffered formats) cannot be interrupted once chDB runs them: the HTTP
+// side returns at once and the statement finishes in the background; bound
+// them with the max_execution_time setting, which chDB enforces.
 package chserver
 
 import (
@@ -68,6 +75,11 @@ type Config struct {
 	// MaxQueryBytes bounds a query read from the request body
 	// (default 64 MiB); insert data in the body is not bounded.
 	MaxQueryBytes int64
+	// StreamAfterBytes is how much of a SELECT's output is buffered before
+	// the response is streamed (chunked, no Content-Length, errors after
+	// that point reported in-band) instead of sent whole (default 16 MiB).
+	// Results larger than it are never held in memory as a whole.
+	StreamAfterBytes int
 	// OnListen, if set, is called with the bound address once the server
 	// accepts connections.
 	OnListen func(addr net.Addr)
@@ -89,6 +101,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxQueryBytes <= 0 {
 		c.MaxQueryBytes = 64 << 20
+	}
+	if c.StreamAfterBytes <= 0 {
+		c.StreamAfterBytes = 16 << 20
 	}
 	return nil
 }
@@ -178,7 +193,10 @@ type job struct {
 	sql      string
 	format   string
 	teardown []string // statements that undo setup, run whatever happens
-	done     chan jobResult
+	// emit, if set, receives the output chunk by chunk (streaming API)
+	// instead of the result's data; it runs on the engine's goroutine.
+	emit func(chunk []byte) error
+	done chan jobResult
 }
 
 type jobResult struct {
@@ -209,6 +227,10 @@ func (s *server) run(j *job) (out jobResult) {
 		if _, err := s.eng.exec(q, "TabSeparated"); err != nil {
 			return jobResult{err: err}
 		}
+	}
+	if j.emit != nil {
+		res, err := s.eng.stream(j.sql, j.format, j.emit)
+		return jobResult{res: res, err: err}
 	}
 	res, err := s.eng.exec(j.sql, j.format)
 	return jobResult{res: res, err: err}
@@ -402,17 +424,41 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Value
 	if multiStatement(j.sql) {
 		return newException(codeSyntaxError, "SYNTAX_ERROR", "Multi-statements are not allowed")
 	}
+	rev, _ := strconv.ParseUint(params.Get("client_protocol_version"), 10, 64)
+	native := strings.EqualFold(format, "Native")
+	var sr *streamResponse
+	if fw := firstWord(sql); !isInsert && (fw == "SELECT" || fw == "WITH") && streamable(format) {
+		sr = &streamResponse{s: s, w: w, ctx: r.Context(), native: native && rev > 0, rev: rev, format: format,
+			limit: s.cfg.StreamAfterBytes, mayStream: params.Get("compress") != "1" && params.Get("enable_http_compression") != "1"}
+		j.emit = sr.emit
+	}
 
 	res, err := s.submit(r.Context(), j)
+	if sr != nil && sr.started {
+		// Headers are out: a failure can only be reported in the body, the
+		// way ClickHouse does it (clickhouse-go detects the marker).
+		if err != nil {
+			var ex *Exception
+			if !errors.As(err, &ex) {
+				ex = newException(codeUnknownException, "UNKNOWN_EXCEPTION", err.Error())
+			}
+			if r.Context().Err() == nil {
+				io.WriteString(w, "\r\n__exception__\r\n"+ex.Text+" (version "+s.version+")\n")
+			}
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	out := res.data
+	if sr != nil {
+		out = sr.buf
+	}
 	if kind == stmtInsert || kind == stmtWrite {
 		out = nil
 	}
-	if strings.EqualFold(format, "Native") && len(out) > 0 {
-		rev, _ := strconv.ParseUint(params.Get("client_protocol_version"), 10, 64)
+	if native && len(out) > 0 && sr == nil {
 		if rev > 0 {
 			out, err = s.reencodeNative(out, rev)
 			if err != nil {
@@ -620,6 +666,68 @@ func (f framedReader) Read(p []byte) (int, error) {
 		err = io.EOF
 	}
 	return n, err
+}
+
+// streamable formats are those whose output of a whole result is the
+// concatenation of the outputs of its parts: chDB's streaming API formats
+// every chunk on its own, so formats with a header or a document around the
+// rows (CSVWithNames, JSON, Pretty, Parquet, ...) are run unstreamed.
+func streamable(format string) bool {
+	switch strings.ToLower(format) {
+	case "native", "tabseparated", "tsv", "tabseparatedraw", "tsvraw", "csv", "jsoneachrow", "jsonlines",
+		"ndjson", "jsoncompacteachrow", "jsonstringseachrow", "jsoncompactstringseachrow", "rowbinary",
+		"values", "lineasstring", "rawblob":
+		return true
+	}
+	return false
+}
+
+// streamResponse buffers a SELECT's output up to limit bytes and then
+// streams it. emit runs on the engine's goroutine while the handler waits.
+type streamResponse struct {
+	s         *server
+	w         http.ResponseWriter
+	ctx       context.Context
+	native    bool // re-encode Native chunks at rev
+	rev       uint64
+	format    string
+	limit     int
+	mayStream bool // false when the response is compressed as a whole
+
+	buf     []byte
+	started bool
+}
+
+func (sr *streamResponse) emit(chunk []byte) error {
+	if err := sr.ctx.Err(); err != nil {
+		return newException(codeQueryWasCancelled, "QUERY_WAS_CANCELLED", "Query was cancelled: client went away")
+	}
+	data := chunk
+	if sr.native {
+		var err error
+		if data, err = sr.s.reencodeNative(chunk, sr.rev); err != nil {
+			return newException(codeUnknownException, "UNKNOWN_EXCEPTION", "Native re-encoding: "+err.Error())
+		}
+	}
+	if !sr.started {
+		sr.buf = append(sr.buf, data...) // copies: chunk belongs to chDB
+		if !sr.mayStream || len(sr.buf) <= sr.limit {
+			return nil
+		}
+		h := sr.w.Header()
+		h.Set("X-ClickHouse-Format", sr.format)
+		h.Set("Content-Type", contentType(sr.format))
+		sr.w.WriteHeader(http.StatusOK)
+		sr.started = true
+		data, sr.buf = sr.buf, nil
+	}
+	if _, err := sr.w.Write(data); err != nil {
+		return newException(codeQueryWasCancelled, "QUERY_WAS_CANCELLED", "Query was cancelled: "+err.Error())
+	}
+	if f, ok := sr.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	return nil
 }
 
 // nativeCompress frames out in ClickHouse's compressed blocks (compress=1),
