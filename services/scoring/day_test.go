@@ -4,6 +4,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -338,6 +339,29 @@ func TestStepMatchesHaversine(t *testing.T) {
 		got := stepM(e7(c[0]), e7(c[1]), e7(c[2]), e7(c[3]))
 		if math.Abs(got-want) > 1e-6*want+1e-3 {
 			t.Fatalf("%v: step %.6f m, haversine %.6f m", c, got, want)
+		}
+	}
+}
+
+func TestLoadRules(t *testing.T) {
+	r, err := LoadRules(strings.NewReader(`{"Version": "acme-2", "HarshBrakeG": 0.45, "SpeedMinDuration": "15s", "DailyCap": 900}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "version", r.Version, "acme-2")
+	eq(t, "brake", r.HarshBrakeG, 0.45)
+	eq(t, "speed min", r.SpeedMinDuration, 15*time.Second)
+	eq(t, "cap", r.DailyCap, int64(900))
+	eq(t, "untouched", r.HarshAccelG, DefaultRules().HarshAccelG)
+	for _, bad := range []string{
+		`{"HarshBrakeG": 0.45}`,                    // changed under the default version
+		`{"Version": "x", "Nope": 1}`,              // unknown field
+		`{"Version": "x", "SpeedMinDuration": 15}`, // duration not a string
+		`{"Version": "x", "TaperRate": 3}`,         // fails Validate
+		`[1]`,
+	} {
+		if _, err := LoadRules(strings.NewReader(bad)); err == nil {
+			t.Fatalf("%s accepted", bad)
 		}
 	}
 }

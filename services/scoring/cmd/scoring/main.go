@@ -45,6 +45,7 @@ func run() error {
 	idle := fs.Duration("idle-timeout", 10*time.Minute, "close days on the wall clock after a task got no record for this long (negative: never)")
 	tick := fs.Duration("tick", 10*time.Second, "how often idle tasks are checked")
 	tasks := fs.Int("tasks", pipelines.TelemetryPartitions, "partitions of the telemetry topic (P in watermarks)")
+	rulesFile := fs.String("rules", "", "JSON file of scoring rules over the defaults (docs/scoring.md; a new Version is required)")
 	if err := flagenv.Parse(fs, "MINECART", os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -59,10 +60,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	rules := scoring.DefaultRules()
+	if *rulesFile != "" {
+		f, err := os.Open(*rulesFile)
+		if err != nil {
+			return err
+		}
+		rules, err = scoring.LoadRules(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", *rulesFile, err)
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st, err := scoring.NewStage(scoring.Config{
-		DefaultTZ: *tz, Grace: *grace, IdleTimeout: *idle, TickEvery: *tick, Tasks: *tasks,
+		Rules: &rules, DefaultTZ: *tz, Grace: *grace, IdleTimeout: *idle, TickEvery: *tick, Tasks: *tasks,
 		Serde: serde, Registerer: reg, Logger: log,
 	})
 	if err != nil {
@@ -77,7 +90,7 @@ func run() error {
 		}()
 		defer srv.Close()
 	}
-	log.Info("scoring starting", "brokers", *brokers, "tasks", *tasks, "grace", *grace)
+	log.Info("scoring starting", "brokers", *brokers, "tasks", *tasks, "grace", *grace, "rules", rules.Version)
 	return pipelines.Run(ctx, pipelines.Config{
 		Brokers: strings.Split(*brokers, ","), Logger: log, Registerer: reg, Serde: serde, InstanceID: *instance,
 	}, st)
