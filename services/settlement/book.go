@@ -442,6 +442,9 @@ func (b *Book) Bind(x Binding) (*Tx, error) {
 	if isHold(x.Owner) {
 		return nil, bad("owner %q uses the holding prefix %q", x.Owner, HoldPrefix)
 	}
+	if x.Owner != "" && ValidID(x.Owner) != nil {
+		return nil, bad("binding of %s: %v", x.VehicleID, ValidID(x.Owner))
+	}
 	t := b.begin()
 	if x.Owner == "" {
 		t.bindings[x.VehicleID] = nil
@@ -472,8 +475,8 @@ func (b *Book) Bind(x Binding) (*Tx, error) {
 // PutItem adds, changes or (with Active false) withdraws a catalog item.
 // Its Stock restarts the count of units for sale.
 func (b *Book) PutItem(it CatalogItem) (*Tx, error) {
-	if it.Partner == "" || it.ItemID == "" {
-		return nil, bad("catalog item without partner or item id")
+	if ValidID(it.Partner) != nil || ValidID(it.ItemID) != nil {
+		return nil, bad("catalog item %q/%q: partner and item must be ids (1-128 characters, no slash or space)", it.Partner, it.ItemID)
 	}
 	if it.PricePoints <= 0 {
 		return nil, bad("catalog item %s: price %d points, want > 0", it.Key(), it.PricePoints)

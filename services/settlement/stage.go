@@ -226,6 +226,11 @@ func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*Tx, error
 		if derr != nil {
 			return nil, decodeErr(derr)
 		}
+		if x.VehicleID != string(rec.Key) {
+			// Compaction keeps the last record per key: a key that is not
+			// the vehicle would make the table and the book disagree.
+			return nil, pipelines.Reject("key_mismatch", fmt.Errorf("binding of vehicle %q under key %q", x.VehicleID, rec.Key))
+		}
 		tx, err = p.book.Bind(x)
 	case pipelines.TopicCatalog:
 		if rec.Value == nil {
@@ -235,6 +240,9 @@ func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*Tx, error
 		it, derr := p.codec.DecodeItem(rec.Value)
 		if derr != nil {
 			return nil, decodeErr(derr)
+		}
+		if it.Key() != string(rec.Key) {
+			return nil, pipelines.Reject("key_mismatch", fmt.Errorf("catalog item %q under key %q", it.Key(), rec.Key))
 		}
 		if p.ensure != nil && !p.partners[it.Partner] && ValidID(it.Partner) == nil {
 			if err := p.ensure(ctx, it.Partner); err != nil {
