@@ -29,7 +29,6 @@ func (v *vehicle) planDay(d int, dst []plannedTrip) []plannedTrip {
 			gap:  int64(gapMin*60) * 1000,
 			to:   to,
 			seed: mix(w.seed, tagTrip, uint64(v.info.Index), uint64(pd), uint64(len(dst)-start)),
-			day:  d,
 		})
 	}
 	near := func(from xy, loKm, hiKm float64) xy {

@@ -17,7 +17,6 @@ type plannedTrip struct {
 	to       xy
 	rollback bool   // FraudRollback: wind the odometer back before this trip
 	seed     uint64 // the trip's own random stream
-	day      int
 }
 
 // trip is the state of one trip being driven.

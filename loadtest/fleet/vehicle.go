@@ -29,7 +29,6 @@ type vehicle struct {
 	dest       xy // where the current trip ends
 	heading    float64
 	seq        uint64
-	odo        float64 // true km
 	odoRep     float64 // reported km
 	fuelL      float64
 	battery    float64
@@ -48,7 +47,6 @@ type vehicle struct {
 	tr         trip
 	segBuf     []segment
 	nextSample int64
-	tripDay    int
 
 	nx, ny   float64 // GPS error, AR(1), m
 	offset   xy      // FraudTeleport: reported minus true position
@@ -76,8 +74,7 @@ func newVehicle(w *world, info *Vehicle) *vehicle {
 	v.work = polar(1000*(0.5+15*v.r.Float64()), v.r.Range(0, 360))
 	v.pos = v.home
 	v.heading = math.Round(v.r.Range(0, 360))
-	v.odo = v.r.Range(3000, 150000)
-	v.odoRep = v.odo
+	v.odoRep = v.r.Range(3000, 150000)
 	v.fuelL = v.p.tank * v.r.Range(0.3, 1)
 	v.battery = 12.6
 	v.coolant = w.ambient(0, 0)
@@ -217,7 +214,6 @@ func (v *vehicle) sample(ev *[]telemetry.Event, days *[]DayTruth) {
 			v.fuelL -= v.p.consumption/100*ds/1000 + 0.8*w.dt/3600
 			v.coolant += (v.coolantTarget() - v.coolant) * w.coolK
 		}
-		v.odo += moved / 1000
 		v.odoRep += moved / 1000 * v.p.inflate
 		v.pos = v.tr.pos()
 		if moved > 0 { // a standing car keeps its heading
