@@ -265,6 +265,11 @@ func (s *server) submit(ctx context.Context, j *job) (*result, error) {
 	case r := <-j.done:
 		return r.res, r.err
 	case <-ctx.Done():
+		if j.emit != nil {
+			// emit writes to the response: wait until the engine, which
+			// sees ctx at the next chunk, has stopped calling it.
+			<-j.done
+		}
 		return nil, newException(codeQueryWasCancelled, "QUERY_WAS_CANCELLED", "Query was cancelled")
 	}
 }
