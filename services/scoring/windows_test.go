@@ -296,3 +296,26 @@ func TestWindowsDeferredDrain(t *testing.T) {
 	eq(t, "emitted through", w2.EmittedThrough(), w2.ClosedThrough())
 	eq(t, "open", w2.Open(), 1)
 }
+
+func TestWindowsDSTDay(t *testing.T) {
+	w := newTestWindows(t)
+	london, _ := time.LoadLocation("Europe/London")
+	// 2026-03-29: clocks go forward at 01:00 UTC, the local day is 23 h long.
+	e := ev("uk", time.Date(2026, 3, 29, 12, 0, 0, 0, london))
+	e.TZ = "Europe/London"
+	var got *Day
+	if _, err := w.Add(e, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Advance(time.Date(2026, 3, 31, 0, 0, 0, 0, time.UTC).UnixMilli(), func(c Closed) {
+		d := *c.Day
+		got = &d
+		eq(t, "id", c.ID, "uk/2026-03-29")
+	})
+	if got == nil {
+		t.Fatal("not closed")
+	}
+	eq(t, "start", got.Start, time.Date(2026, 3, 29, 0, 0, 0, 0, time.UTC).UnixMilli())
+	eq(t, "length", got.End-got.Start, 23*time.Hour.Milliseconds())
+	eq(t, "night end (05:00 BST = 04:00 UTC)", int64(got.NightEnd), 4*time.Hour.Milliseconds())
+}
