@@ -93,6 +93,11 @@ func (k *KafkaBlocks) Follow(ctx context.Context, fn func(*Block) error, caught 
 		return err
 	}
 	defer cl.Close()
+	if caught != nil {
+		if end, err := stableEnd(ctx, kadm.NewClient(cl), k.topic()); err == nil && end == 0 {
+			caught() // an empty book is read at once
+		}
+	}
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
