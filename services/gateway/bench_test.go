@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,8 @@ import (
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
 
+var benchClients = flag.Int("gateway.clients", 32, "concurrent HTTP clients in BenchmarkGateway")
+
 // BenchmarkGateway posts signed batches of 100 events over real HTTP on
 // loopback to a gateway producing to an embedded broker (client, server and
 // broker share the machine's cores) and reports events/s and the p50/p99
@@ -33,7 +36,8 @@ func BenchmarkGateway(b *testing.B) {
 }
 
 func benchGateway(b *testing.B, format string) {
-	const devices, perBatch, clients = 64, 100, 32
+	const devices, perBatch = 64, 100
+	clients := *benchClients
 	brokers := pipetest.Broker(b)
 	ctx := context.Background()
 	pcfg := pipetest.Config(brokers)
