@@ -63,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", 100, "events per gateway request")
 	concurrency := fs.Int("concurrency", 16, "gateway requests in flight")
 	resend := fs.Int("resend-every", 0, "send about one gateway batch in N twice, as boxes re-upload (0: never)")
+	offlineEvery := fs.Int("offline-every", 0, "about one device in N uploads late (0: none)")
+	offlineDelay := fs.Duration("offline-delay", 3*time.Hour, "how late, in simulated time, the -offline-every devices upload")
 	speedup := fs.Float64("speedup", 0, "pace the simulation: simulated time runs this many times faster than the wall clock (0: as fast as possible)")
 	if err := flagenv.Parse(fs, "MINECART_LOADTEST", args); err != nil {
 		return err
@@ -89,7 +91,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "%8.1fs %12d events %10.0f events/s  p50 %-10v p99 %-10v retries %d rejected %d\n",
 			r.Elapsed.Seconds(), r.Events, r.EventsPerSec, r.P50, r.P99, r.Retries, r.Rejected)
 	}
-	chunks := bounded(sim.Chunks(), *maxEvents, *duration)
+	chunks := sim.Chunks()
+	if *offlineEvery > 0 {
+		chunks = loadtest.Delayed(chunks, loadtest.EveryNth(*offlineEvery), *offlineDelay)
+	}
+	chunks = bounded(chunks, *maxEvents, *duration)
 	if *speedup > 0 {
 		chunks = loadtest.Paced(ctx, chunks, *speedup, nil, nil)
 	}
