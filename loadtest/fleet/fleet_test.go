@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 	"unsafe"
@@ -464,34 +465,38 @@ func TestStreamingMemory(t *testing.T) {
 	}
 }
 
-// BenchmarkGenerate measures events generated per second, against the
-// cost of JSON-encoding the same events in batches of 100 as the Sender
-// does (the baseline: above 1x the simulator outpaces the HTTP path's
-// encoding on the same core).
+// BenchmarkGenerate measures events generated per second on 1 and 2
+// workers, against the cost of JSON-encoding the same events in batches of
+// 100 as the Sender does (the baseline: above 1x the simulator outpaces the
+// HTTP path's encoding on the same cores).
 func BenchmarkGenerate(b *testing.B) {
-	cfg := Config{Seed: 1, Vehicles: 100, Days: 1, Start: monday}
-	var n int
-	var sample []telemetry.Event
-	start := time.Now()
-	for b.Loop() {
-		for c := range mustNew(b, cfg).Chunks() {
-			n += len(c.Events)
-			if len(sample) < 200_000 {
-				sample = append(sample, c.Events...)
+	for _, workers := range []int{1, 2} {
+		b.Run("workers="+strconv.Itoa(workers), func(b *testing.B) {
+			cfg := Config{Seed: 1, Vehicles: 100, Days: 1, Start: monday, Workers: workers}
+			var n int
+			var sample []telemetry.Event
+			start := time.Now()
+			for b.Loop() {
+				for c := range mustNew(b, cfg).Chunks() {
+					n += len(c.Events)
+					if len(sample) < 200_000 {
+						sample = append(sample, c.Events...)
+					}
+				}
 			}
-		}
+			simRate := float64(n) / time.Since(start).Seconds()
+			start = time.Now()
+			for lo := 0; lo < len(sample); lo += 100 {
+				if _, err := telemetry.EncodeJSON(sample[lo:min(lo+100, len(sample))]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			baseRate := float64(len(sample)) / time.Since(start).Seconds()
+			b.ReportMetric(simRate, "events/s")
+			b.ReportMetric(baseRate, "json_events/s")
+			b.ReportMetric(simRate/baseRate, "x_json_encode")
+		})
 	}
-	simRate := float64(n) / time.Since(start).Seconds()
-	start = time.Now()
-	for lo := 0; lo < len(sample); lo += 100 {
-		if _, err := telemetry.EncodeJSON(sample[lo:min(lo+100, len(sample))]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	baseRate := float64(len(sample)) / time.Since(start).Seconds()
-	b.ReportMetric(simRate, "events/s")
-	b.ReportMetric(baseRate, "json_events/s")
-	b.ReportMetric(simRate/baseRate, "x_json_encode")
 }
 
 const unsafeSizeofEvent = unsafe.Sizeof(telemetry.Event{})
