@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/pipetest"
 	"github.com/minecart/minecart/schemas"
@@ -206,4 +208,75 @@ func TestStage(t *testing.T) {
 	if len(cl) < vehicles || len(cl) > vehicles*(per+5)/4 {
 		t.Fatalf("changelog has %d records for %d vehicles", len(cl), vehicles)
 	}
+}
+
+// TestStageRebalance: a second instance joins mid-stream and takes over
+// some partitions, restoring their dedup state from the changelog; a
+// re-upload spread over both is still written once.
+func TestStageRebalance(t *testing.T) {
+	brokers := pipetest.Broker(t)
+	codec, _ := wire.NewCodec(schemas.SingleObject())
+	st, err := NewStage(Config{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const vehicles = 24
+	batch := func(from, to int) []pipelines.Output {
+		var recs []pipelines.Output
+		for v := 0; v < vehicles; v++ {
+			for s := from; s < to; s++ {
+				ev := event(fmt.Sprintf("v%02d", v), s)
+				recs = append(recs, pipelines.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID), Value: codec.AppendEvent(nil, &ev)})
+			}
+		}
+		return recs
+	}
+	pipetest.Produce(t, brokers, batch(0, 20)...)
+	cfgA, cfgB := pipetest.Config(brokers), pipetest.Config(brokers)
+	cfgA.InstanceID, cfgB.InstanceID = "a", "b"
+	stopA := pipetest.Run(t, cfgA, st)
+	pipetest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*20, 30*time.Second)
+	regB := prometheus.NewRegistry()
+	cfgB.Registerer = regB
+	stopB := pipetest.Run(t, cfgB, st)
+	// While both run (whoever owns what): 10..14 again.
+	pipetest.Produce(t, brokers, batch(10, 15)...)
+	if _, err := timeGroup(context.Background(), brokers, st.Name, 0, vehicles*(20+5)); err != nil {
+		t.Fatal(err)
+	}
+	// A leaves: B takes its partitions, restoring their state from the
+	// changelog, and gets 15..19 again and 20..24 new.
+	stopA()
+	pipetest.Produce(t, brokers, batch(15, 25)...)
+	if _, err := timeGroup(context.Background(), brokers, st.Name, 0, vehicles*(20+5+10)); err != nil {
+		t.Fatal(err)
+	}
+	stopB()
+	if got := counter(t, regB, "minecart_pipeline_records_in_total"); got < vehicles*10 {
+		t.Fatalf("instance B processed %v records, want at least %d", got, vehicles*10)
+	}
+	clean, err := pipetest.ReadCommitted(context.Background(), brokers, pipelines.TopicTelemetryClean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(clean) != vehicles*25 {
+		t.Fatalf("clean topic has %d records, want %d", len(clean), vehicles*25)
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
