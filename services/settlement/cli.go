@@ -108,10 +108,10 @@ func PartnerTopics(partner string) []pipelines.TopicSpec {
 	}}
 }
 
-// PutCatalogItem validates and publishes a catalog item. It first creates
-// the partner's redemptions topic if missing (on brokers), so settlement
-// can always deliver the item's orders.
-func PutCatalogItem(ctx context.Context, brokers []string, p Producer, serde *schemas.Serde, it CatalogItem) error {
+// PutCatalogItem validates and publishes a catalog item. If ensure is not
+// nil (PartnerTopicsEnsurer(cfg)), it first creates the partner's
+// redemptions topic (the stage does too, before it takes the item in).
+func PutCatalogItem(ctx context.Context, p Producer, serde *schemas.Serde, it CatalogItem, ensure func(ctx context.Context, partner string) error) error {
 	if err := ValidID(it.Partner); err != nil {
 		return fmt.Errorf("partner: %w", err)
 	}
@@ -128,8 +128,8 @@ func PutCatalogItem(ctx context.Context, brokers []string, p Producer, serde *sc
 		it.UpdatedAt = time.Now()
 	}
 	it.UpdatedAt = it.UpdatedAt.UTC().Truncate(time.Millisecond)
-	if len(brokers) > 0 {
-		if err := pipelines.EnsureTopics(ctx, brokers, PartnerTopics(it.Partner)); err != nil {
+	if ensure != nil {
+		if err := ensure(ctx, it.Partner); err != nil {
 			return fmt.Errorf("partner %s topics: %w", it.Partner, err)
 		}
 	}

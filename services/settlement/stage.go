@@ -29,16 +29,17 @@ type Config struct {
 	// EnsurePartner, if set, is called (once per partner and task) before
 	// a catalog item of a partner is taken in, to create the partner's
 	// redemptions topic: an order to a missing topic would fail its
-	// transaction again and again. PartnerTopicsEnsurer(brokers) is the
-	// usual value; errors are retried.
+	// transaction again and again. PartnerTopicsEnsurer(cfg) is the usual
+	// value; errors are retried.
 	EnsurePartner func(ctx context.Context, partner string) error
 }
 
 // PartnerTopicsEnsurer returns an EnsurePartner that creates the partner's
-// topics (PartnerTopics) on brokers if they are missing.
-func PartnerTopicsEnsurer(brokers []string) func(ctx context.Context, partner string) error {
+// topics (PartnerTopics) if they are missing, connecting with cfg (brokers,
+// and ClientOptions for SASL/TLS).
+func PartnerTopicsEnsurer(cfg pipelines.Config) func(ctx context.Context, partner string) error {
 	return func(ctx context.Context, partner string) error {
-		return pipelines.EnsureTopics(ctx, brokers, PartnerTopics(partner))
+		return pipelines.EnsureTopicsWith(ctx, cfg, PartnerTopics(partner))
 	}
 }
 

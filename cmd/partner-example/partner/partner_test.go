@@ -8,10 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
 	"github.com/minecart/minecart/cmd/partner-example/partner"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/pipetest"
 	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/settlement/brokeracl"
 	"github.com/minecart/minecart/services/settlement/settletest"
 )
 
@@ -173,4 +178,76 @@ func TestPartnerExample(t *testing.T) {
 	}
 	t.Logf("acme: %d orders, %d credits; zeta: %d orders; all proofs verified against signed checkpoints",
 		len(acme.orders), len(acme.credits), len(zeta.orders))
+}
+
+// TestPartnerExampleWithACLs runs the whole flow on a broker that enforces
+// SASL/SCRAM and the partner ACLs: the services as the superuser
+// "minecart", the partner as "partner-acme" with only
+// settlement.PartnerACLs("acme") — it can consume its orders and the
+// credits in its consumer groups and write its acks, and that is enough.
+func TestPartnerExampleWithACLs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded pipeline")
+	}
+	acmeUser, err := brokeracl.PartnerUser("acme", "acme-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []kfake.Opt{kfake.Ports(0), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "minecart", "svc-pw"),
+		kfake.EnableACLs(), acmeUser, kfake.SeedTopics(1, pipelines.PartnerRedemptionsTopic("acme")),
+		kfake.GroupMinSessionTimeout(100 * time.Millisecond)}
+	for _, spec := range pipelines.Topology {
+		opts = append(opts, kfake.SeedTopics(spec.Partitions, spec.Name))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	svc := kgo.SASL(scram.Auth{User: "minecart", Pass: "svc-pw"}.AsSha512Mechanism())
+	env := settletest.StartOn(t, c.ListenAddrs(), settletest.Options{ClientOptions: []kgo.Opt{svc}})
+	env.Bind("v1", "alice")
+	env.Credit("v1", "2026-11-20", 100)
+	env.PutItem("acme", "mug", 10, nil)
+	env.WaitBalance("alice", 100)
+
+	got := &received{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- partner.Run(ctx, partner.Config{Brokers: env.Brokers, Partner: "acme", LedgerKey: env.LedgerPub,
+			User: "partner-acme", Password: "acme-pw", Credits: true, OnOrder: got.order, OnCredit: got.credit, Logger: pipetest.Logger()})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("partner: %v", err)
+		}
+	}()
+	var ids []string
+	for n := range 5 {
+		rq := settlement.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedAt: time.Now().UTC().Truncate(time.Millisecond)}
+		v, err := env.Codec.EncodeRequest(rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+		err = env.Producer.ProduceSync(pctx, pipelines.TopicRedemptions, []byte("alice"), v)
+		pcancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, settlement.RedemptionID("alice", rq.IdempotencyKey))
+	}
+	for _, id := range ids {
+		env.Wait(30*time.Second, func() bool { r, ok := env.Redemption(id); return ok && r.Status == settlement.StatusFulfilled },
+			func() string { r, _ := env.Redemption(id); return fmt.Sprintf("order %s: %s", id, r.Status) })
+	}
+	env.Wait(30*time.Second, func() bool { _, n := got.count(); return n == 1 }, func() string { return "credit not received" })
+	if n, _ := got.count(); n != len(ids) || len(got.errs) != 0 {
+		t.Errorf("partner got %d orders (want %d), errors %v", n, len(ids), got.errs)
+	}
+	if env.Account("alice").Balance != 50 {
+		t.Errorf("alice balance %d, want 50", env.Account("alice").Balance)
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/pipetest"
 	"github.com/minecart/minecart/schemas"
@@ -41,6 +43,9 @@ type Options struct {
 	Now func() time.Time
 	// Policy is settlement's policy (default settlement.DefaultPolicy()).
 	Policy settlement.Policy
+	// ClientOptions are given to every client of the stages and helpers
+	// (SASL for a broker with ACLs).
+	ClientOptions []kgo.Opt
 }
 
 // Start starts a broker with the partners' topics, the ledger stage and
@@ -68,14 +73,16 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 	cfg := pipetest.Config(brokers)
 	cfg.Serde = serde
 	cfg.Now = o.Now
+	cfg.ClientOptions = o.ClientOptions
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &Env{T: t, Brokers: brokers, Serde: serde, Cfg: cfg, LedgerPub: pub, Origin: "minecart/test-ledger",
 		Codec: settlement.NewCodec(serde), tick: 250 * time.Millisecond, policy: o.Policy}
-	pipetest.Run(t, cfg, ledger.NewStage(ledger.Config{Key: priv, Origin: e.Origin, Serde: serde, Brokers: brokers, Logger: cfg.Logger}))
-	e.Producer, err = pipelines.NewProducer(pipelines.Config{Brokers: brokers, Logger: cfg.Logger})
+	pipetest.Run(t, cfg, ledger.NewStage(ledger.Config{Key: priv, Origin: e.Origin, Serde: serde, Brokers: brokers, Logger: cfg.Logger,
+		Blocks: &ledger.KafkaBlocks{Brokers: brokers, Serde: serde, ClientOptions: o.ClientOptions}}))
+	e.Producer, err = pipelines.NewProducer(pipelines.Config{Brokers: brokers, Logger: cfg.Logger, ClientOptions: o.ClientOptions})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +105,7 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 func (e *Env) StartSettlement() {
 	e.T.Helper()
 	st := settlement.NewStage(settlement.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy,
-		EnsurePartner: settlement.PartnerTopicsEnsurer(e.Brokers)})
+		EnsurePartner: settlement.PartnerTopicsEnsurer(e.Cfg)})
 	e.stopSettlement = pipetest.Run(e.T, e.Cfg, st)
 }
 
@@ -178,7 +185,7 @@ func (e *Env) PutItem(partner, item string, price int64, stock *int64) {
 	ctx, cancel := e.ctx()
 	defer cancel()
 	it := settlement.CatalogItem{Partner: partner, ItemID: item, Title: item, PricePoints: price, Stock: stock, Active: true}
-	if err := settlement.PutCatalogItem(ctx, e.Brokers, e.Producer, e.Serde, it); err != nil {
+	if err := settlement.PutCatalogItem(ctx, e.Producer, e.Serde, it, settlement.PartnerTopicsEnsurer(e.Cfg)); err != nil {
 		e.T.Fatal(err)
 	}
 	// Settlement reads the catalog and the requests as two topics: wait

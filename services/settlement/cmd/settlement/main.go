@@ -22,6 +22,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
@@ -47,6 +51,7 @@ func run(ctx context.Context, args []string) error {
 	httpAddr := fs.String("http-addr", "127.0.0.1:8085", "address of the redemption and balance API (empty: none)")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9105", "address of /metrics (empty: none)")
 	runStage := fs.Bool("stage", true, "run the settlement stage (false: HTTP replica only)")
+	saslSpec := fs.String("kafka-sasl", "", "SASL as mechanism:user:password, mechanism scram-sha-512, scram-sha-256 or plain (empty: none)")
 	instance := fs.String("instance-id", "", "this process's part of the transactional id (default: host name + random)")
 	debitTimeout := fs.Duration("debit-timeout", def.DebitTimeout, "release a redemption's points if the ledger has not appended its debit after this long")
 	keep := fs.Duration("keep-redemptions", def.KeepRedemptions, "how long finished redemptions (and their idempotency keys) stay in the state (0: forever)")
@@ -67,9 +72,16 @@ func run(ctx context.Context, args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pcfg := pipelines.Config{Brokers: seeds, Logger: log, Registerer: reg, Serde: serde, InstanceID: *instance}
+	if *saslSpec != "" {
+		mech, err := parseSASL(*saslSpec)
+		if err != nil {
+			return err
+		}
+		pcfg.ClientOptions = append(pcfg.ClientOptions, kgo.SASL(mech))
+	}
 	scfg := settlement.Config{
 		Policy: settlement.Policy{DebitTimeout: *debitTimeout, MaxQuantity: int32(*maxQty), KeepRedemptions: *keep},
-		Serde:  serde, Logger: log, Registerer: reg, EnsurePartner: settlement.PartnerTopicsEnsurer(seeds),
+		Serde:  serde, Logger: log, Registerer: reg, EnsurePartner: settlement.PartnerTopicsEnsurer(pcfg),
 	}
 	if err := scfg.Validate(); err != nil {
 		return err
@@ -129,4 +141,22 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	return err
+}
+
+// parseSASL reads "mechanism:user:password".
+func parseSASL(spec string) (sasl.Mechanism, error) {
+	mech, rest, ok := strings.Cut(spec, ":")
+	user, pass, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 || user == "" {
+		return nil, errors.New("kafka-sasl: want mechanism:user:password")
+	}
+	switch strings.ToLower(mech) {
+	case "scram-sha-512":
+		return scram.Auth{User: user, Pass: pass}.AsSha512Mechanism(), nil
+	case "scram-sha-256":
+		return scram.Auth{User: user, Pass: pass}.AsSha256Mechanism(), nil
+	case "plain":
+		return plain.Auth{User: user, Pass: pass}.AsMechanism(), nil
+	}
+	return nil, fmt.Errorf("kafka-sasl: unknown mechanism %q", mech)
 }
