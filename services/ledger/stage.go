@@ -187,6 +187,7 @@ type Processor struct {
 	debits     []Entry // requests of the open batch, appended by Flush
 	debitIDs   map[string]struct{}
 	broken     error // set when the book moved but the outputs could not be made
+	entryEnc   *entryEncoder
 }
 
 // NewProcessor rebuilds the book from cfg.Blocks (verifying every block
@@ -217,7 +218,7 @@ func NewProcessor(ctx context.Context, cfg Config, m *metrics) (*Processor, erro
 	return &Processor{
 		cfg: cfg, m: m, signer: signer, book: book,
 		pending: make(map[string]Entry), dueIdx: make(map[string]int), late: make(map[string]Entry),
-		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}),
+		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}), entryEnc: newEntryEncoder(cfg.Serde),
 	}, nil
 }
 
@@ -544,7 +545,7 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 		}
 		start := len(buf)
 		var err error
-		buf, err = p.cfg.Serde.AppendEncode(buf, schemas.LedgerEntry, fillEntryNative(native, a, proofs[a.LeafIndex-a.Block.Header.FirstIndex]))
+		buf, err = p.entryEnc.appendEncode(buf, a, proofs[a.LeafIndex-a.Block.Header.FirstIndex], native)
 		v := buf[start:len(buf):len(buf)]
 		if err != nil {
 			p.broken = fmt.Errorf("encode entry %d: %w", a.LeafIndex, err)
