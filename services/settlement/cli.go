@@ -108,10 +108,21 @@ func PartnerTopics(partner string) []pipelines.TopicSpec {
 	}}
 }
 
-// PutCatalogItem validates and publishes a catalog item. If ensure is not
-// nil (PartnerTopicsEnsurer(cfg)), it first creates the partner's
-// redemptions topic (the stage does too, before it takes the item in).
-func PutCatalogItem(ctx context.Context, p Producer, serde *schemas.Serde, it CatalogItem, ensure func(ctx context.Context, partner string) error) error {
+// PutCatalogItem validates and publishes a catalog item. With brokers, it
+// first creates the partner's redemptions topic if missing (the stage does
+// too, before it takes the item in); nil brokers skip that. For brokers
+// that need SASL or TLS use PutCatalogItemWith.
+func PutCatalogItem(ctx context.Context, brokers []string, p Producer, serde *schemas.Serde, it CatalogItem) error {
+	var ensure func(context.Context, string) error
+	if len(brokers) > 0 {
+		ensure = PartnerTopicsEnsurer(pipelines.Config{Brokers: brokers})
+	}
+	return PutCatalogItemWith(ctx, p, serde, it, ensure)
+}
+
+// PutCatalogItemWith is PutCatalogItem with the topic creation given as
+// ensure (PartnerTopicsEnsurer(cfg), or nil for none).
+func PutCatalogItemWith(ctx context.Context, p Producer, serde *schemas.Serde, it CatalogItem, ensure func(ctx context.Context, partner string) error) error {
 	if err := ValidID(it.Partner); err != nil {
 		return fmt.Errorf("partner: %w", err)
 	}

@@ -76,7 +76,7 @@ func TestHTTP(t *testing.T) {
 	// taking in the item, so the order can be delivered.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := settlement.PutCatalogItem(ctx, env.Producer, env.Serde, settlement.CatalogItem{Partner: "newco", ItemID: "pen", PricePoints: 10, Active: true}, nil); err != nil {
+	if err := settlement.PutCatalogItemWith(ctx, env.Producer, env.Serde, settlement.CatalogItem{Partner: "newco", ItemID: "pen", PricePoints: 10, Active: true}, nil); err != nil {
 		t.Fatal(err)
 	}
 	env.Fund("carol", 10)

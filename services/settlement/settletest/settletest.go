@@ -185,7 +185,7 @@ func (e *Env) PutItem(partner, item string, price int64, stock *int64) {
 	ctx, cancel := e.ctx()
 	defer cancel()
 	it := settlement.CatalogItem{Partner: partner, ItemID: item, Title: item, PricePoints: price, Stock: stock, Active: true}
-	if err := settlement.PutCatalogItem(ctx, e.Producer, e.Serde, it, settlement.PartnerTopicsEnsurer(e.Cfg)); err != nil {
+	if err := settlement.PutCatalogItemWith(ctx, e.Producer, e.Serde, it, settlement.PartnerTopicsEnsurer(e.Cfg)); err != nil {
 		e.T.Fatal(err)
 	}
 	// Settlement reads the catalog and the requests as two topics: wait
