@@ -178,8 +178,9 @@ type Late struct {
 // Add places one event. It first advances stream time to the event's time,
 // closing every window ending at or before stream time minus grace (and
 // emitting them through closed in (end, vehicle) order, or, with closed
-// nil, queueing them for Drain); then it adds the event to its window. An event whose window had closed is returned as late and changes
-// nothing. The only error is ErrTimeZone (bad input).
+// nil, queueing them for Drain); then it adds the event to its window. An
+// event whose window had closed is returned as late and changes nothing.
+// The only error is ErrTimeZone (bad input).
 func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
 	w.endRestore()
 	name := ev.TZ
