@@ -14,7 +14,7 @@ import (
 
 // telemetryColumns are the columns of table telemetry the sink writes, in
 // the order of telemetryRows' slices.
-const telemetryInsert = `INSERT INTO telemetry (vehicle_id, time, device_id, seq, event_id, tz, lat, lon, hdop,
+const telemetryInsert = `INSERT INTO telemetry (vehicle_id, time, device_id, seq, event_id, tz, lat_e6, lon_e6, hdop,
 	speed_kmh, heading_deg, accel_lon_ms2, accel_lat_ms2, speed_limit_kmh, odometer_m, engine_on,
 	fuel_pct, battery_v, coolant_c, fault_codes, src_topic, src_partition, src_offset)`
 
@@ -24,7 +24,7 @@ type telemetryRows struct {
 	vehicle, device, eventID, tz, srcTopic   []string
 	time                                     []time.Time
 	seq, odometerM                           []uint64
-	lat, lon                                 []float64
+	latE6, lonE6                             []int32
 	speed, heading, accelLon, accelLat       []float32
 	hdop, speedLimit, fuel, battery, coolant []*float32
 	engineOn                                 []bool
@@ -36,7 +36,7 @@ type telemetryRows struct {
 func (t *telemetryRows) len() int { return len(t.vehicle) }
 
 func (t *telemetryRows) columns() []any {
-	return []any{t.vehicle, t.time, t.device, t.seq, t.eventID, t.tz, t.lat, t.lon, t.hdop,
+	return []any{t.vehicle, t.time, t.device, t.seq, t.eventID, t.tz, t.latE6, t.lonE6, t.hdop,
 		t.speed, t.heading, t.accelLon, t.accelLat, t.speedLimit, t.odometerM, t.engineOn,
 		t.fuel, t.battery, t.coolant, t.faults, t.srcTopic, t.srcPartition, t.srcOffset}
 }
@@ -50,7 +50,8 @@ func optional(v float64, unknown bool) *float32 {
 	return &f
 }
 
-// add appends ev, mapping the event's sentinel values to NULL: hdop 0,
+// add appends ev, positions as integer micro-degrees, mapping the event's
+// sentinel values to NULL: hdop 0,
 // speed limit 0, fuel -1 (any negative), battery 0, coolant -273 or colder.
 func (t *telemetryRows) add(ev *telemetry.Event, rec *pipelines.Record) {
 	t.vehicle = append(t.vehicle, ev.VehicleID)
@@ -59,8 +60,8 @@ func (t *telemetryRows) add(ev *telemetry.Event, rec *pipelines.Record) {
 	t.seq = append(t.seq, ev.Seq)
 	t.eventID = append(t.eventID, ev.EventID)
 	t.tz = append(t.tz, ev.TZ)
-	t.lat = append(t.lat, ev.Lat)
-	t.lon = append(t.lon, ev.Lon)
+	t.latE6 = append(t.latE6, int32(math.Round(ev.Lat*1e6)))
+	t.lonE6 = append(t.lonE6, int32(math.Round(ev.Lon*1e6)))
 	t.hdop = append(t.hdop, optional(ev.HDOP, ev.HDOP == 0))
 	t.speed = append(t.speed, float32(ev.SpeedKmh))
 	t.heading = append(t.heading, float32(ev.HeadingDeg))
