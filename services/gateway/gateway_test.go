@@ -304,6 +304,14 @@ func TestBackpressureAndKafkaDown(t *testing.T) {
 		t.Fatalf("over the in-flight bound: %d %+v retry %q", r.status, r.body, r.retry)
 	}
 	f.srv.inflight.release(1<<20 - 100)
+	// A gzip body inflating past the budget: 429 too, and nothing kept.
+	r = f.post(t, "d1", f.hmacKey, gz(make([]byte, 2<<20)), map[string]string{"Content-Encoding": "gzip"}, "")
+	if r.status != http.StatusTooManyRequests || r.body.Error != ReasonOverloaded {
+		t.Fatalf("inflating past the budget: %d %+v", r.status, r.body)
+	}
+	if got := f.srv.inflight.cur.Load(); got != 0 {
+		t.Fatalf("in-flight bytes after a refused gzip body: %d", got)
+	}
 	// Kafka refuses: 503, and the bytes are released.
 	f.fail.Store(true)
 	r = f.post(t, "d1", f.hmacKey, body, nil, "")

@@ -353,19 +353,18 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
 	switch enc := r.Header.Get("Content-Encoding"); enc {
 	case "", "identity":
 	case "gzip":
-		if !grow(s.cfg.MaxDecodedBytes) {
-			s.reject(w, http.StatusTooManyRequests, ReasonOverloaded, errors.New("gateway at its in-flight bound, retry later"))
-			return
-		}
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
 			s.reject(w, http.StatusBadRequest, ReasonEncoding, fmt.Errorf("gzip: %w", err))
 			return
 		}
-		inflated, err := readLimited(zr, s.cfg.MaxDecodedBytes, buf.inflated[:0])
+		// The inflated bytes are reserved as they are produced.
+		inflated, err := readLimited(&budgetReader{r: zr, grow: grow}, s.cfg.MaxDecodedBytes, buf.inflated[:0])
 		buf.inflated = inflated[:0]
 		if err != nil {
-			if errors.Is(err, errTooLarge) {
+			if errors.Is(err, errOverBudget) {
+				s.reject(w, http.StatusTooManyRequests, ReasonOverloaded, errors.New("gateway at its in-flight bound, retry later"))
+			} else if errors.Is(err, errTooLarge) {
 				s.reject(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("inflated body over %d bytes", s.cfg.MaxDecodedBytes))
 			} else {
 				s.reject(w, http.StatusBadRequest, ReasonEncoding, fmt.Errorf("gzip: %w", err))
@@ -528,7 +527,24 @@ func (s *Server) authenticate(device, ts, nonce, sigB64 string, body []byte) (*D
 	return dev, 0, "", nil
 }
 
-var errTooLarge = errors.New("too large")
+var (
+	errTooLarge   = errors.New("too large")
+	errOverBudget = errors.New("in-flight budget spent")
+)
+
+// budgetReader reserves every byte it reads from the in-flight budget.
+type budgetReader struct {
+	r    io.Reader
+	grow func(int64) bool
+}
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 && !b.grow(int64(n)) {
+		return n, errOverBudget
+	}
+	return n, err
+}
 
 // readLimited reads r into dst, failing with errTooLarge past limit bytes.
 func readLimited(r io.Reader, limit int64, dst []byte) ([]byte, error) {
