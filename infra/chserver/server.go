@@ -120,6 +120,10 @@ func Serve(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("chserver: data dir: %w", err)
 	}
 	tmpDir := filepath.Join(dataDir, "http_tmp")
+	// Spooled insert data left by a crash is garbage: start empty.
+	if err := os.RemoveAll(tmpDir); err != nil {
+		return fmt.Errorf("chserver: %w", err)
+	}
 	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
 		return fmt.Errorf("chserver: %w", err)
 	}
@@ -440,6 +444,9 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Value
 
 	res, err := s.submit(r.Context(), j)
 	if sr != nil && sr.started {
+		// The chunk deadlines must not outlive this response on a
+		// kept-alive connection.
+		defer http.NewResponseController(w).SetWriteDeadline(time.Time{})
 		// Headers are out: a failure can only be reported in the body, the
 		// way ClickHouse does it (clickhouse-go detects the marker).
 		if err != nil {
@@ -687,6 +694,10 @@ func streamable(format string) bool {
 	return false
 }
 
+// streamWriteTimeout bounds how long one streamed chunk may wait for the
+// client to read it.
+const streamWriteTimeout = 30 * time.Second
+
 // streamResponse buffers a SELECT's output up to limit bytes and then
 // streams it. emit runs on the engine's goroutine while the handler waits.
 type streamResponse struct {
@@ -726,6 +737,9 @@ func (sr *streamResponse) emit(chunk []byte) error {
 		sr.started = true
 		data, sr.buf = sr.buf, nil
 	}
+	// A client that stops reading must not hold the engine (every other
+	// request waits for it): give each chunk a deadline.
+	_ = http.NewResponseController(sr.w).SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	if _, err := sr.w.Write(data); err != nil {
 		return newException(codeQueryWasCancelled, "QUERY_WAS_CANCELLED", "Query was cancelled: "+err.Error())
 	}
