@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/ledger"
+)
+
+// TestMainServesCredits runs the command as main does (brokers from
+// MINECART_BROKERS) against a real broker: two scores and a watermark in,
+// the proof API shows a tree of two entries signed by the key it created.
+func TestMainServesCredits(t *testing.T) {
+	brokers := pipetest.Broker(t)
+	serde := schemas.SingleObject()
+	var recs []pipelines.Output
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	for _, v := range []string{"veh-b", "veh-a"} {
+		native := map[string]any{
+			"id": v + "/2026-11-24", "vehicle_id": v, "device_id": "d", "date": "2026-11-24", "tz": "UTC",
+			"window_start": day, "window_end": day.Add(24 * time.Hour), "config_version": "r1",
+			"distance_km": 1.0, "gps_km": 1.0, "odometer_km": 1.0, "driving_s": int64(60), "harsh_brake": int32(0),
+			"harsh_accel": int32(0), "harsh_corner": int32(0), "speeding_s": int64(0), "night_s": int64(0),
+			"fatigue_events": int32(0), "events": int64(10), "late_events": nil, "gps_jumps": int32(0),
+			"hdop_rejected": int64(0), "odometer_rollbacks": int32(0), "score": 90.0, "points": int64(5),
+			"flags": []any{}, "flag_reasons": []any{}, "events_hash": []byte{1},
+		}
+		b, err := serde.Encode(schemas.DailyScore, native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, pipelines.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: b})
+	}
+	wm, err := serde.Encode(schemas.Watermark, map[string]any{"task": int32(0), "tasks": int32(1), "closed_through_ms": day.Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = append(recs, pipelines.Output{Topic: pipelines.TopicScores, Key: []byte("wm/0"), Value: wm})
+	pipetest.Produce(t, brokers, recs...)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	t.Setenv("MINECART_BROKERS", brokers[0])
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--data-dir", dir, "--http-addr", addr, "--metrics-addr", ""}) }()
+	var head ledger.HeadJSON
+	deadline := time.Now().Add(30 * time.Second)
+	for head.TreeSize < 2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		resp, err := http.Get("http://" + addr + "/v1/ledger/head")
+		if err != nil {
+			continue
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&head)
+		resp.Body.Close()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	if head.TreeSize != 2 {
+		t.Fatalf("head %+v, want 2 entries", head)
+	}
+	pub, err := ledger.LoadPublicKey(filepath.Join(dir, "ledger.key.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.VerifyCheckpoint(head.Checkpoint, pub); err != nil {
+		t.Errorf("checkpoint: %v", err)
+	}
+}
