@@ -118,6 +118,13 @@ func BenchmarkBatchInsert(b *testing.B) {
 	insertURL := server(b).URL() + "/?query=INSERT+INTO+bench_http+FORMAT+Native"
 	post(b, "DROP TABLE IF EXISTS bench_http")
 	post(b, "CREATE TABLE bench_http "+benchTable)
+	// The machine is shared: each path's fastest iteration is the least
+	// disturbed measurement of it, so rates are reported from the minimum.
+	best := func(d *time.Duration, v time.Duration) {
+		if *d == 0 || v < *d {
+			*d = v
+		}
+	}
 	var client, server, engine time.Duration
 	b.ResetTimer()
 	for b.Loop() {
@@ -129,7 +136,7 @@ func BenchmarkBatchInsert(b *testing.B) {
 		// 1. clickhouse-go: build the columns, encode, send over HTTP.
 		t0 := time.Now()
 		send()
-		client += time.Since(t0)
+		best(&client, time.Since(t0))
 		// 2. The server path alone: the same Native bytes POSTed with net/http.
 		t0 = time.Now()
 		res, err := http.Post(insertURL, "application/octet-stream", bytes.NewReader(data))
@@ -137,23 +144,22 @@ func BenchmarkBatchInsert(b *testing.B) {
 			b.Fatalf("post native: %v", err)
 		}
 		res.Body.Close()
-		server += time.Since(t0)
+		best(&server, time.Since(t0))
 		// 3. The engine loading the file (the ceiling).
 		t0 = time.Now()
 		post(b, "INSERT INTO bench_engine FROM INFILE '"+file+"' FORMAT Native")
-		engine += time.Since(t0)
+		best(&engine, time.Since(t0))
 	}
 	b.StopTimer()
-	iters := float64(b.N)
-	clientRate := n * iters / client.Seconds()
-	serverRate := n * iters / server.Seconds()
-	engineRate := n * iters / engine.Seconds()
+	clientRate := n / client.Seconds()
+	serverRate := n / server.Seconds()
+	engineRate := n / engine.Seconds()
 	b.ReportMetric(clientRate, "client_rows/s")
 	b.ReportMetric(serverRate, "http_rows/s")
 	b.ReportMetric(engineRate, "engine_rows/s")
 	b.ReportMetric(100*clientRate/engineRate, "client_%_of_engine")
 	b.ReportMetric(100*serverRate/engineRate, "http_%_of_engine")
-	b.Logf("%d rows (%d bytes Native): clickhouse-go over HTTP %.0f rows/s (%.0f%% of engine), "+
+	b.Logf("best of %d, %d rows (%d bytes Native): clickhouse-go over HTTP %.0f rows/s (%.0f%% of engine), "+
 		"Native POST %.0f rows/s (%.0f%%), engine from file %.0f rows/s",
-		n, len(data), clientRate, 100*clientRate/engineRate, serverRate, 100*serverRate/engineRate, engineRate)
+		b.N, n, len(data), clientRate, 100*clientRate/engineRate, serverRate, 100*serverRate/engineRate, engineRate)
 }
