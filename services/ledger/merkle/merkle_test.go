@@ -14,8 +14,8 @@ import (
 // RootHashes), and the inclusion and consistency proofs from
 // transparency-dev/merkle, proof/verify_test.go (inclusionProofs,
 // consistencyProofs; leaf numbers there are 1-based, converted to 0-based
-// indexes here). The same vectors appear in google/certificate-transparency
-// (C++ merkletree/merkle_tree_test.cc).
+// indexes here). The same inputs and roots are kInputs and kSHA256Roots of
+// google/certificate-transparency, cpp/merkletree/merkle_tree_test.cc.
 var (
 	vecLeaves = []string{"", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"}
 	// vecRoots[n] is the root of the tree of the first n leaves.
