@@ -201,3 +201,17 @@ func TestHTTPErrors(t *testing.T) {
 		t.Errorf("after bad insert: %d %q", st, body)
 	}
 }
+
+// TestNativeUnsupportedType: a column clickhouse-go's decoder cannot
+// re-encode fails that request with an exception; the server keeps serving.
+func TestNativeUnsupportedType(t *testing.T) {
+	p := url.Values{"default_format": {"Native"}, "client_protocol_version": {"54460"}}
+	st, h, body := do(t, "GET", "SELECT uniqState(number) FROM numbers(10)", p, nil)
+	if st == 200 || h.Get("X-ClickHouse-Exception-Code") == "" || !strings.HasPrefix(body, "Code: ") {
+		t.Fatalf("%d %q", st, body)
+	}
+	st, _, body = do(t, "GET", "SELECT 1", nil, nil)
+	if st != 200 || body != "1\n" {
+		t.Fatalf("after: %d %q", st, body)
+	}
+}
