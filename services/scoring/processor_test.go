@@ -116,8 +116,9 @@ func TestProcessor(t *testing.T) {
 		rec  pipelines.Record
 	}{
 		{"decode", pipelines.Record{Value: []byte{0xC3, 0x01, 1, 2}}},
-		{"tz", func() pipelines.Record { e := ev("car", day.Add(40*time.Hour)); e.TZ = "Nowhere/Else"; return rec(e) }()},
-		{"future", func() pipelines.Record {
+		{telemetry.CodeSpeed, func() pipelines.Record { e := ev("car", day.Add(40*time.Hour)); e.SpeedKmh = 900; return rec(e) }()},
+		{telemetry.CodeBadTZ, func() pipelines.Record { e := ev("car", day.Add(40*time.Hour)); e.TZ = "Nowhere/Else"; return rec(e) }()},
+		{telemetry.CodeFuture, func() pipelines.Record {
 			r := rec(ev("car", day.Add(40*time.Hour)))
 			r.Timestamp = r.Timestamp.Add(-time.Hour)
 			return r

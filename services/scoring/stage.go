@@ -37,7 +37,9 @@ type Config struct {
 	TickEvery time.Duration
 	// MaxFuture rejects an event whose time is later than its Kafka record
 	// timestamp by more than this (a box with a wrong clock must not close
-	// everyone's day; default 10m).
+	// everyone's day; default 10m). Events are checked with
+	// telemetry.Validate against the record timestamp, so the check is
+	// replayable.
 	MaxFuture time.Duration
 	// MaxClosesPerBatch caps the closed days emitted per transaction; the
 	// rest wait for the next batch or tick, so a midnight with millions of
@@ -228,16 +230,23 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	if err != nil {
 		return pipelines.Reject("decode", err)
 	}
-	if ev.VehicleID == "" {
-		return pipelines.Reject("vehicle_id", errors.New("empty vehicle_id"))
+	// Ingest validated the event; check again (deterministically: "now" is
+	// the record's timestamp, kept in the log) so that nothing implausible
+	// reaches the score, e.g. a box clock far ahead closing everyone's day.
+	now := rec.Timestamp
+	if now.IsZero() {
+		now = time.UnixMilli(ev.TimeMs)
 	}
-	if !rec.Timestamp.IsZero() && ev.TimeMs > rec.Timestamp.UnixMilli()+p.cfg.MaxFuture.Milliseconds() {
-		return pipelines.Reject("future", fmt.Errorf("event time %s is %v after its record timestamp",
-			time.UnixMilli(ev.TimeMs).UTC().Format(time.RFC3339), time.Duration(ev.TimeMs-rec.Timestamp.UnixMilli())*time.Millisecond))
+	check := ev
+	if check.TZ == "" {
+		check.TZ = p.cfg.DefaultTZ
+	}
+	if err := telemetry.Validate(&check, now, telemetry.ValidateConfig{MaxSkew: p.cfg.MaxFuture}); err != nil {
+		return pipelines.Reject(telemetry.CodeOf(err), err)
 	}
 	late, err := p.w.Add(&ev, nil) // closed days are emitted by Flush
 	if err != nil {
-		return pipelines.Reject("tz", err)
+		return pipelines.Reject(telemetry.CodeBadTZ, err)
 	}
 	p.lastSeen = p.cfg.Now()
 	p.m.events.Inc()
