@@ -307,3 +307,36 @@ func TestHeaderEncoding(t *testing.T) {
 		t.Errorf("round trip %+v %v", back, err)
 	}
 }
+
+func TestCheckConsistency(t *testing.T) {
+	s, _ := NewSigner("minecart.test/ledger", testKey(1))
+	book, blocks := smallBook(t, s)
+	old, cur := blocks[0].Checkpoint, blocks[2].Checkpoint
+	proof, err := book.Tree().ConsistencyProof(blocks[0].Header.TreeSize, blocks[2].Header.TreeSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckConsistency(old, cur, proof, s.Public()); err != nil {
+		t.Fatalf("consistent checkpoints: %v", err)
+	}
+	// A forked log: same size as the current head, other entries.
+	forked := NewBook()
+	rel := Release{TimestampMs: 2 * 86_400_000}
+	for _, v := range []string{"v1", "v2", "v3", "v4", "v5", "v6", "v7"} {
+		rel.Entries = append(rel.Entries, credit(v, 2, 100))
+	}
+	fb, _, _, err := forked.Append(rel, 3, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckConsistency(old, fb[len(fb)-1].Checkpoint, proof, s.Public()); err == nil {
+		t.Error("fork not detected")
+	}
+	if err := CheckConsistency(cur, old, proof, s.Public()); err == nil {
+		t.Error("shrinking log accepted")
+	}
+	other, _ := NewSigner("minecart.test/ledger", testKey(2))
+	if err := CheckConsistency(old, cur, proof, other.Public()); err == nil {
+		t.Error("checkpoints accepted under another key")
+	}
+}

@@ -312,3 +312,23 @@ func ReadBundle(r io.Reader) (*Bundle, error) {
 	}
 	return &b, nil
 }
+
+// CheckConsistency is what a client that keeps the ledger's checkpoints
+// (an owner app, a partner, a witness) runs on a new one: both checkpoints
+// are signed by pub for the same log, the newer is not smaller, and the
+// RFC 9162 consistency proof (GET /v1/ledger/consistency) shows the newer
+// tree extends the older, so the log did not rewrite history in between.
+func CheckConsistency(older, newer string, proof []merkle.Hash, pub ed25519.PublicKey) error {
+	a, err := VerifyCheckpoint(older, pub)
+	if err != nil {
+		return fmt.Errorf("older checkpoint: %w", err)
+	}
+	b, err := VerifyCheckpoint(newer, pub)
+	if err != nil {
+		return fmt.Errorf("newer checkpoint: %w", err)
+	}
+	if a.Origin != b.Origin {
+		return fmt.Errorf("checkpoints of different logs %q and %q: %w", a.Origin, b.Origin, merkle.ErrVerify)
+	}
+	return merkle.VerifyConsistency(a.Size, b.Size, proof, a.Root, b.Root)
+}
