@@ -142,7 +142,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 	w, err := NewWriter(WriterConfig{Conn: conn, Serde: cfg.Runtime.Serde, DeadLetters: prod.ProduceBatch,
-		Stage: cfg.Group, Now: cfg.Runtime.Now, Logger: log, Registerer: cfg.Runtime.Registerer})
+		Stage: cfg.Group, DeadLetterTopic: cfg.Runtime.DeadLetterTopic, Now: cfg.Runtime.Now, Logger: log,
+		Registerer: cfg.Runtime.Registerer})
 	if err != nil {
 		return err
 	}

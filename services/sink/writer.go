@@ -38,6 +38,7 @@ type Writer struct {
 	fp    uint64
 	dead  func(ctx context.Context, recs []pipelines.Output) error
 	stage string
+	dlq   string
 	now   func() time.Time
 	log   *slog.Logger
 	m     *metrics
@@ -56,9 +57,11 @@ type WriterConfig struct {
 	// DeadLetters produces dead-letter records (required unless the input
 	// can never be bad); it must not return before they are acknowledged.
 	DeadLetters func(ctx context.Context, recs []pipelines.Output) error
-	Stage       string           // stage name stamped on dead letters (default "sink")
-	Now         func() time.Time // default time.Now
-	Logger      *slog.Logger
+	Stage       string // stage name stamped on dead letters (default "sink")
+	// DeadLetterTopic receives them (default pipelines.TopicDeadLetter).
+	DeadLetterTopic string
+	Now             func() time.Time // default time.Now
+	Logger          *slog.Logger
 	// Registerer receives the writer's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 }
@@ -77,6 +80,9 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.DeadLetterTopic == "" {
+		cfg.DeadLetterTopic = pipelines.TopicDeadLetter
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -89,7 +95,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	return &Writer{conn: cfg.Conn, serde: cfg.Serde, fp: fp, dead: cfg.DeadLetters, stage: cfg.Stage,
+	return &Writer{conn: cfg.Conn, serde: cfg.Serde, fp: fp, dead: cfg.DeadLetters, stage: cfg.Stage, dlq: cfg.DeadLetterTopic,
 		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer)}, nil
 }
 
@@ -310,6 +316,6 @@ func (w *Writer) deadLetter(rec *pipelines.Record, code string, cause error) (pi
 	if err != nil {
 		return pipelines.Output{}, fmt.Errorf("encode dead letter: %w", err)
 	}
-	return pipelines.Output{Topic: pipelines.TopicDeadLetter, Key: rec.Key, Value: b,
+	return pipelines.Output{Topic: w.dlq, Key: rec.Key, Value: b,
 		Headers: []pipelines.Header{{Key: "stage", Value: []byte(w.stage)}, {Key: "code", Value: []byte(code)}}}, nil
 }
