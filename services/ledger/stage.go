@@ -40,7 +40,8 @@ type Config struct {
 	// Blocks reads the committed blocks topic from offset 0 when a task is
 	// assigned, to rebuild the book. Default: KafkaBlocks over Brokers.
 	Blocks BlockSource
-	// Brokers and ClientOptions make the default Blocks reader.
+	// Brokers make the default Blocks reader (no TLS/SASL: for those set
+	// Blocks to a KafkaBlocks with ClientOptions).
 	Brokers []string
 	// Now is the wall clock of debit blocks (default time.Now).
 	Now    func() time.Time
