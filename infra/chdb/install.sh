@@ -12,7 +12,8 @@
 # Environment:
 #   CHDB_VERSION    npm package version (default: the pinned one below)
 #   CHDB_INTEGRITY  expected npm sha512 integrity of that version
-#   CHDB_LIB_DIR    destination directory (default /usr/local/lib)
+#   CHDB_LIB_DIR    destination directory (default /usr/local/lib; elsewhere,
+#                   point CHDB_LIB_PATH at the library when running minecart)
 #   CHDB_FORCE=1    reinstall even if the marker matches
 set -euo pipefail
 
@@ -43,7 +44,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 echo "fetching $pkg@$version ..."
 tgz="$(cd "$tmp" && npm pack --silent "$pkg@$version")"
-got="sha512-$(openssl dgst -sha512 -binary "$tmp/$tgz" | base64 -w0)"
+got="sha512-$(node -e 'const c=require("crypto"),f=require("fs");process.stdout.write(c.createHash("sha512").update(f.readFileSync(process.argv[1])).digest("base64"))' "$tmp/$tgz")"
 if [[ "$got" != "$integrity" ]]; then
 	echo "install.sh: $tgz integrity $got, want $integrity" >&2
 	exit 1
@@ -62,3 +63,6 @@ echo "$version $sum $(stat -c %s "$lib")" >"$marker.tmp.$$"
 mv -f "$marker.tmp.$$" "$marker"
 command -v ldconfig >/dev/null && ldconfig 2>/dev/null || true
 echo "installed libchdb.so $version ($sum) at $lib"
+if [[ "$lib" != /usr/local/lib/libchdb.so ]]; then
+	echo "set CHDB_LIB_PATH=$lib for minecart to find it"
+fi
