@@ -31,7 +31,11 @@ func TestTypesRoundTrip(t *testing.T) {
 		i32  Int32,
 		i64  Int64,
 		b    Bool,
-		m    Map(LowCardinality(String), UInt64)
+		m    Map(LowCardinality(String), UInt64),
+		e    Enum8('credit' = 1, 'debit' = 2),
+		nd   Nullable(Date),
+		nstr Nullable(String),
+		nu   Nullable(UInt64)
 	) ENGINE = MergeTree ORDER BY (lc, ts)`)
 
 	type row struct {
@@ -53,15 +57,21 @@ func TestTypesRoundTrip(t *testing.T) {
 		I64 int64
 		B   bool
 		M   map[string]uint64
+		E   string
+		ND  *time.Time
+		NSt *string
+		NU  *uint64
 	}
 	half, name := 0.5, "x"
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	big := uint64(math.MaxUint64)
 	base := time.Date(2026, 11, 25, 13, 14, 15, 123_000_000, time.UTC)
 	want := []row{
 		{base, time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC), base.Truncate(time.Second), "Asia/Shanghai", "ünïcode \t\n'\"",
 			&half, &name, []string{"P0301", "P0420"}, 1.25, math.Pi, 255, 65535, math.MaxUint32, math.MaxUint64,
-			math.MinInt32, math.MinInt64, true, map[string]uint64{"a": 1}},
+			math.MinInt32, math.MinInt64, true, map[string]uint64{"a": 1}, "debit", &day, &name, &big},
 		{base.Add(time.Millisecond), time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(0, 0).UTC(), "", "",
-			nil, nil, []string{}, -0, -1e300, 0, 0, 0, 0, 0, 0, false, map[string]uint64{}},
+			nil, nil, []string{}, -0, -1e300, 0, 0, 0, 0, 0, 0, false, map[string]uint64{}, "credit", nil, nil, nil},
 	}
 	batch, err := conn.PrepareBatch(ctx, "INSERT INTO types")
 	if err != nil {
@@ -69,7 +79,7 @@ func TestTypesRoundTrip(t *testing.T) {
 	}
 	for _, r := range want {
 		if err := batch.Append(r.TS, r.Day, r.At, r.LC, r.S, r.NS, r.NLC, r.Arr, r.F32, r.F64,
-			r.U8, r.U16, r.U32, r.U64, r.I32, r.I64, r.B, r.M); err != nil {
+			r.U8, r.U16, r.U32, r.U64, r.I32, r.I64, r.B, r.M, r.E, r.ND, r.NSt, r.NU); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -85,10 +95,14 @@ func TestTypesRoundTrip(t *testing.T) {
 	for rows.Next() {
 		var r row
 		if err := rows.Scan(&r.TS, &r.Day, &r.At, &r.LC, &r.S, &r.NS, &r.NLC, &r.Arr, &r.F32, &r.F64,
-			&r.U8, &r.U16, &r.U32, &r.U64, &r.I32, &r.I64, &r.B, &r.M); err != nil {
+			&r.U8, &r.U16, &r.U32, &r.U64, &r.I32, &r.I64, &r.B, &r.M, &r.E, &r.ND, &r.NSt, &r.NU); err != nil {
 			t.Fatal(err)
 		}
 		r.TS, r.Day, r.At = r.TS.UTC(), r.Day.UTC(), r.At.UTC()
+		if r.ND != nil {
+			d := r.ND.UTC()
+			r.ND = &d
+		}
 		got = append(got, r)
 	}
 	if err := rows.Err(); err != nil {
