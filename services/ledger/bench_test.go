@@ -95,7 +95,7 @@ func BenchmarkBackfill(b *testing.B) {
 
 		// The stage's path, into Kafka transactions.
 		cfg := Config{Key: testKey(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Blocks: sliceSource(nil), Logger: pipetest.Logger()}
-		p, err := NewProcessor(ctx, cfg, nil)
+		p, err := NewProcessor(ctx, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -130,7 +130,7 @@ func BenchmarkBackfill(b *testing.B) {
 		// Rebuild as a new writer does: read and re-verify every block from
 		// the blocks topic.
 		t3 := time.Now()
-		rebuilt, err := NewProcessor(ctx, Config{Key: testKey(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Brokers: brokers, Logger: pipetest.Logger()}, nil)
+		rebuilt, err := NewProcessor(ctx, Config{Key: testKey(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Brokers: brokers, Logger: pipetest.Logger()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -50,7 +50,7 @@ func (m *memLog) take(t *testing.T, out *collect) {
 func newTestProcessor(t *testing.T, m *memLog) *Processor {
 	t.Helper()
 	cfg := Config{Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: 2, Serde: schemas.SingleObject(), Blocks: sliceSource(m.blocks), Logger: pipetest.Logger()}
-	p, err := NewProcessor(context.Background(), cfg, nil)
+	p, err := NewProcessor(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

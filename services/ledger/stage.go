@@ -123,7 +123,7 @@ func NewStage(cfg Config) pipelines.Stage {
 		Changelog: cfg.ChangelogTopic,
 		TickEvery: cfg.TickEvery,
 		NewProcessor: func(ctx context.Context, t pipelines.Task) (pipelines.Processor, error) {
-			return NewProcessor(ctx, cfg, m)
+			return newProcessor(ctx, cfg, m)
 		},
 	}
 }
@@ -150,12 +150,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.entries, m.blocks, m.dups, m.pending, m.treeSize, m.rebuildS, m.watermark} {
-			if err := reg.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					continue // a conflicting collector: keep ours unregistered
-				}
-			}
+			// A second ledger stage on one registry (tests) gets an
+			// AlreadyRegisteredError and keeps its collectors unexported.
+			_ = reg.Register(c)
 		}
 	}
 	return m
@@ -192,8 +189,13 @@ type Processor struct {
 }
 
 // NewProcessor rebuilds the book from cfg.Blocks (verifying every block
-// against the ledger key) and returns the task's processor. m may be nil.
-func NewProcessor(ctx context.Context, cfg Config, m *metrics) (*Processor, error) {
+// against the ledger key) and returns the task's processor, with metrics
+// registered nowhere (NewStage's processors share the stage's).
+func NewProcessor(ctx context.Context, cfg Config) (*Processor, error) {
+	return newProcessor(ctx, cfg, nil)
+}
+
+func newProcessor(ctx context.Context, cfg Config, m *metrics) (*Processor, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
