@@ -123,6 +123,9 @@ func CreditFromScore(m map[string]any) (Entry, error) {
 	if err := firstErr(errs[:]...); err != nil {
 		return e, fmt.Errorf("daily score: %w", err)
 	}
+	if e.ID != e.VehicleID+"/"+e.Date {
+		return e, fmt.Errorf("daily score id %q is not <vehicle>/<date> (%q, %q): %w", e.ID, e.VehicleID, e.Date, ErrEntry)
+	}
 	slices.Sort(e.Flags)
 	e.Flags = slices.Compact(e.Flags)
 	if len(e.Flags) == 0 {

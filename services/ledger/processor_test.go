@@ -226,3 +226,14 @@ func TestProcessorCrashAtEveryStep(t *testing.T) {
 	}
 	t.Logf("%d crash points, same head", txns)
 }
+
+func TestCreditFromScoreRejectsMismatchedID(t *testing.T) {
+	m := scoreNative("veh-1", 3, 10)
+	if _, err := CreditFromScore(m); err != nil {
+		t.Fatal(err)
+	}
+	m["id"] = "veh-2/1970-01-04"
+	if _, err := CreditFromScore(m); err == nil {
+		t.Error("score id of another vehicle accepted")
+	}
+}
