@@ -598,9 +598,10 @@ func (p *Processor) Flush(ctx context.Context, out pipelines.Emitter) error {
 	return nil
 }
 
-// Tick drains the due queue when no records arrive (the runtime calls
-// Flush only after records). It emits nothing unless all of a release's
-// outputs could be made.
+// Tick drains the due queue when no records arrive, whether or not the
+// runtime also calls Flush after a tick (if it does, a tick transaction
+// appends up to twice MaxReleaseEntries; the blocks are the same either
+// way). It emits nothing unless all of a release's outputs could be made.
 func (p *Processor) Tick(ctx context.Context, now time.Time, out pipelines.Emitter) error {
 	if p.broken != nil {
 		return fmt.Errorf("ledger: %w", p.broken)
