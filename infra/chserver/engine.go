@@ -55,44 +55,43 @@ func LibraryPath() string {
 var ErrNoLibrary = errors.New("chserver: libchdb.so not loadable (run infra/chdb/install.sh)")
 
 func loadAPI() (*chdbAPI, error) {
-	apiOnce.Do(func() {
-		path := LibraryPath()
-		if _, err := os.Stat(path); err != nil {
-			apiErr = fmt.Errorf("%w: %v", ErrNoLibrary, err)
-			return
-		}
-		h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
-		if err != nil {
-			apiErr = fmt.Errorf("%w: %v", ErrNoLibrary, err)
-			return
-		}
-		a := &chdbAPI{}
-		for name, fp := range map[string]any{
-			"chdb_connect":                   &a.connect,
-			"chdb_close_conn":                &a.closeConn,
-			"chdb_query":                     &a.query,
-			"chdb_destroy_query_result":      &a.destroyResult,
-			"chdb_result_buffer":             &a.resultBuffer,
-			"chdb_result_length":             &a.resultLength,
-			"chdb_result_elapsed":            &a.resultElapsed,
-			"chdb_result_rows_read":          &a.resultRows,
-			"chdb_result_bytes_read":         &a.resultBytes,
-			"chdb_result_storage_rows_read":  &a.storageRows,
-			"chdb_result_storage_bytes_read": &a.storageBytes,
-			"chdb_result_error":              &a.resultError,
-			"chdb_stream_query":              &a.streamQuery,
-			"chdb_stream_fetch_result":       &a.streamFetch,
-			"chdb_stream_cancel_query":       &a.streamCancel,
-		} {
-			if _, err := purego.Dlsym(h, name); err != nil {
-				apiErr = fmt.Errorf("%w: symbol %s: %v", ErrNoLibrary, name, err)
-				return
-			}
-			purego.RegisterLibFunc(fp, h, name)
-		}
-		api = a
-	})
+	apiOnce.Do(func() { api, apiErr = apiFrom(LibraryPath()) })
 	return api, apiErr
+}
+
+// apiFrom opens the library at path and binds the functions minecart uses.
+func apiFrom(path string) (*chdbAPI, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
+	}
+	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
+	}
+	a := &chdbAPI{}
+	for name, fp := range map[string]any{
+		"chdb_connect":                   &a.connect,
+		"chdb_close_conn":                &a.closeConn,
+		"chdb_query":                     &a.query,
+		"chdb_destroy_query_result":      &a.destroyResult,
+		"chdb_result_buffer":             &a.resultBuffer,
+		"chdb_result_length":             &a.resultLength,
+		"chdb_result_elapsed":            &a.resultElapsed,
+		"chdb_result_rows_read":          &a.resultRows,
+		"chdb_result_bytes_read":         &a.resultBytes,
+		"chdb_result_storage_rows_read":  &a.storageRows,
+		"chdb_result_storage_bytes_read": &a.storageBytes,
+		"chdb_result_error":              &a.resultError,
+		"chdb_stream_query":              &a.streamQuery,
+		"chdb_stream_fetch_result":       &a.streamFetch,
+		"chdb_stream_cancel_query":       &a.streamCancel,
+	} {
+		if _, err := purego.Dlsym(h, name); err != nil {
+			return nil, fmt.Errorf("%w: symbol %s: %v", ErrNoLibrary, name, err)
+		}
+		purego.RegisterLibFunc(fp, h, name)
+	}
+	return a, nil
 }
 
 // engine is one chDB session. It is not safe for concurrent use: the server
