@@ -28,21 +28,36 @@ var (
 	buildErr  error
 )
 
-// binary builds infra/chserver/cmd/chserver once per test binary.
+// binary builds infra/chserver/cmd/chserver once per test binary, into one
+// shared place under the temporary directory (built to a private name and
+// renamed, so parallel test binaries never see a half-written file; go's
+// build cache makes the rebuild cheap).
 func binary() (string, error) {
 	buildOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		pkgDir := filepath.Join(filepath.Dir(file), "..", "cmd", "chserver")
-		dir, err := os.MkdirTemp("", "chserver-bin-")
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("minecart-chserver-%d", os.Getuid()))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
+		tmp, err := os.CreateTemp(dir, "build-*")
 		if err != nil {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "chserver")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		tmp.Close()
+		cmd := exec.Command("go", "build", "-o", tmp.Name(), ".")
 		cmd.Dir = pkgDir
 		if out, err := cmd.CombinedOutput(); err != nil {
+			os.Remove(tmp.Name())
 			buildErr = fmt.Errorf("go build chserver: %v\n%s", err, out)
+			return
+		}
+		binPath = filepath.Join(dir, "chserver")
+		if err := os.Rename(tmp.Name(), binPath); err != nil {
+			os.Remove(tmp.Name())
+			buildErr = err
 		}
 	})
 	return binPath, buildErr
