@@ -215,3 +215,20 @@ func TestNativeUnsupportedType(t *testing.T) {
 		t.Fatalf("after: %d %q", st, body)
 	}
 }
+
+// TestSessionStatementsDoNotLeak: SET and USE affect their own request
+// only (no HTTP sessions), but are still validated.
+func TestSessionStatementsDoNotLeak(t *testing.T) {
+	st, _, body := do(t, "POST", "SET max_threads = 1", nil, nil)
+	mustOK(t, st, body)
+	st, h, _ := do(t, "POST", "SET no_such_setting = 1", nil, nil)
+	if st != 404 || h.Get("X-ClickHouse-Exception-Code") != "115" {
+		t.Errorf("unknown setting: %d %s", st, h.Get("X-ClickHouse-Exception-Code"))
+	}
+	st, _, body = do(t, "POST", "USE system", nil, nil)
+	mustOK(t, st, body)
+	st, _, body = do(t, "GET", "SELECT getSetting('max_threads') = 1, currentDatabase()", nil, nil)
+	if st != 200 || body != "0\tdefault\n" {
+		t.Errorf("leaked session state: %d %q", st, body)
+	}
+}

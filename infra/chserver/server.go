@@ -428,6 +428,16 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Value
 		if f := explicitFormat(sql); f != "" {
 			format = f
 		}
+		// Without a session (session_id is not supported) SET and USE
+		// last for their own request only, as on a server: the engine's
+		// session is shared by every client.
+		switch firstWord(sql) {
+		case "SET":
+			rest := strings.TrimSuffix(strings.TrimSpace(skipSpaceAndComments(sql)[len("SET"):]), ";")
+			j.sql = "SELECT 1 FORMAT Null SETTINGS " + rest // validates names and values, changes nothing
+		case "USE":
+			j.teardown = append(j.teardown, "USE default")
+		}
 	}
 	j.format = format
 	if multiStatement(j.sql) {
