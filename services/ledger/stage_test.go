@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -419,4 +420,51 @@ func committedOffset(ctx context.Context, brokers []string, group, topic string)
 		return 0, nil
 	}
 	return o.At, o.Err
+}
+
+// TestForgedBlockOnTopic: a block someone else appends to the blocks topic
+// (valid Avro, correct link, but not signed by the ledger key) is caught by
+// verify, stops a ledger writer from resuming on it, and the Reader keeps
+// serving only the verified prefix.
+func TestForgedBlockOnTopic(t *testing.T) {
+	brokers := pipetest.Broker(t)
+	signer, _ := NewSigner("minecart.test/ledger", testKey(1))
+	book, blocks := smallBook(t, signer)
+	forger, _ := NewSigner("minecart.test/ledger", testKey(66))
+	rel := Release{TimestampMs: 1_900_000_000_000, Clock: ClockWall, Entries: []Entry{{Kind: KindAdjustment, ID: "gift", Account: "mallory", Amount: 1_000_000, Reason: "bonus"}}}
+	forged, _, _, err := book.Append(rel, 10, forger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []pipelines.Output
+	for _, b := range append(blocks, forged...) {
+		recs = append(recs, pipelines.Output{Topic: pipelines.TopicLedgerBlocks, Key: blockKey(b.Header.Height), Value: enc(t, schemas.LedgerBlock, BlockNative(b))})
+	}
+	pipetest.Produce(t, brokers, recs...)
+
+	var out strings.Builder
+	pubFile := t.TempDir() + "/ledger.pub"
+	if err := os.WriteFile(pubFile, []byte(encodePub(signer.Public())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = Command(context.Background(), []string{"verify", "--brokers", strings.Join(brokers, ","), "--pubkey", pubFile}, &out)
+	var inc *Inconsistency
+	if !errors.As(err, &inc) || inc.Block != 3 || !strings.Contains(inc.What, "signature") {
+		t.Fatalf("verify: %v, want block 3 signature", err)
+	}
+	if _, err := NewProcessor(context.Background(), stageConfig(brokers, 4)); !errors.As(err, &inc) {
+		t.Errorf("writer resumed on a forged book: %v", err)
+	}
+	rd, err := NewReader(ReaderConfig{Blocks: &KafkaBlocks{Brokers: brokers, Serde: schemas.SingleObject()}, PublicKey: signer.Public(), Logger: pipetest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := rd.Run(ctx); !errors.As(err, &inc) {
+		t.Errorf("reader: %v, want the inconsistency", err)
+	}
+	if h, _ := rd.Head(); h.TreeSize != 7 || h.Height != 2 {
+		t.Errorf("reader head %d entries, height %d; want the verified 7, 2", h.TreeSize, h.Height)
+	}
 }
