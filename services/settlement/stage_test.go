@@ -352,3 +352,42 @@ func TestBadInput(t *testing.T) {
 	}
 	env.WaitBalance("alice", 70)
 }
+
+// TestLedgerTimeout: with the ledger down, a redemption's reservation is
+// released after the debit timeout (stage clock); when the ledger comes
+// back and appends the debit anyway, the points are still free, so the
+// order is confirmed late and sent to the partner.
+func TestLedgerTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded pipeline")
+	}
+	now := time.Now().UTC()
+	clk := &clock{now: now}
+	env := settletest.StartWith(t, settletest.Options{Now: clk.Now}, "acme")
+	env.Fund("alice", 100)
+	env.PutItem("acme", "mug", 30, nil)
+	env.WaitBalance("alice", 100)
+	env.StopLedger()
+	srv := replica(t, env)
+	id := settlement.RedemptionID("alice", "k1")
+	if code, r, err := post(srv, "k1", settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug"}); err != nil || code != http.StatusAccepted || r.Status != settlement.StatusPending {
+		t.Fatalf("redeem with the ledger down: %d %+v %v", code, r, err)
+	}
+	if a := env.Account("alice"); a.Reserved != 30 {
+		t.Fatalf("reserved %d, want 30", a.Reserved)
+	}
+	clk.Set(now.Add(settlement.DefaultPolicy().DebitTimeout + time.Second))
+	env.Wait(30*time.Second, func() bool { r, _ := env.Redemption(id); return r.Status == settlement.StatusRejected },
+		func() string { r, _ := env.Redemption(id); return "status " + string(r.Status) })
+	if r, _ := env.Redemption(id); r.Reason != settlement.ReasonLedgerTimeout {
+		t.Errorf("reason %q, want %q", r.Reason, settlement.ReasonLedgerTimeout)
+	}
+	if a := env.Account("alice"); a.Reserved != 0 || a.Balance != 100 {
+		t.Errorf("after timeout: %+v", a)
+	}
+	env.StartLedger()
+	env.Wait(30*time.Second, func() bool { r, _ := env.Redemption(id); return r.Status == settlement.StatusConfirmed },
+		func() string { r, _ := env.Redemption(id); return "late debit: status " + string(r.Status) })
+	env.WaitBalance("alice", 70)
+	pipetest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), 1, 10*time.Second)
+}

@@ -32,9 +32,20 @@ type Env struct {
 	Codec     settlement.Codec
 
 	stopSettlement func()
+	stopLedger     func()
+	ledgerCfg      ledger.Config
 	tick           time.Duration
 	policy         settlement.Policy
 }
+
+// StartLedger (re)starts the ledger stage (same key and origin).
+func (e *Env) StartLedger() {
+	e.T.Helper()
+	e.stopLedger = pipetest.Run(e.T, e.Cfg, ledger.NewStage(e.ledgerCfg))
+}
+
+// StopLedger stops the ledger stage.
+func (e *Env) StopLedger() { e.stopLedger() }
 
 // Options change the environment.
 type Options struct {
@@ -80,8 +91,9 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 	}
 	e := &Env{T: t, Brokers: brokers, Serde: serde, Cfg: cfg, LedgerPub: pub, Origin: "minecart/test-ledger",
 		Codec: settlement.NewCodec(serde), tick: 250 * time.Millisecond, policy: o.Policy}
-	pipetest.Run(t, cfg, ledger.NewStage(ledger.Config{Key: priv, Origin: e.Origin, Serde: serde, Brokers: brokers, Logger: cfg.Logger,
-		Blocks: &ledger.KafkaBlocks{Brokers: brokers, Serde: serde, ClientOptions: o.ClientOptions}}))
+	e.ledgerCfg = ledger.Config{Key: priv, Origin: e.Origin, Serde: serde, Brokers: brokers, Logger: cfg.Logger,
+		Blocks: &ledger.KafkaBlocks{Brokers: brokers, Serde: serde, ClientOptions: o.ClientOptions}}
+	e.StartLedger()
 	e.Producer, err = pipelines.NewProducer(pipelines.Config{Brokers: brokers, Logger: cfg.Logger, ClientOptions: o.ClientOptions})
 	if err != nil {
 		t.Fatal(err)
