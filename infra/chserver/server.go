@@ -533,9 +533,7 @@ func (s *server) requestSettings(j *job, params url.Values) error {
 			}
 		}
 		j.setup = append(j.setup, "SET "+k+" = "+settingLiteral(vs[len(vs)-1]))
-		if !strings.HasPrefix(k, "param_") {
-			j.teardown = append(j.teardown, "SET "+k+" = DEFAULT")
-		}
+		j.teardown = append(j.teardown, "SET "+k+" = DEFAULT")
 	}
 	return nil
 }
