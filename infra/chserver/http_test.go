@@ -84,13 +84,16 @@ func TestHTTPFormats(t *testing.T) {
 	rows := `{"id":1,"name":"a","tags":["x","y"],"v":1.5}
 {"id":2,"name":"b\"q","tags":[],"v":null}
 `
-	st, h, body = do(t, "POST", "INSERT INTO fmt FORMAT JSONEachRow", nil, strings.NewReader(rows))
+	// As curl --data-binary @rows.jsonl sends it (a form content type).
+	st, h, body = do(t, "POST", "INSERT INTO fmt FORMAT JSONEachRow", nil, strings.NewReader(rows),
+		"Content-Type", "application/x-www-form-urlencoded")
 	mustOK(t, st, body)
 	if err := json.Unmarshal([]byte(h.Get("X-ClickHouse-Summary")), &summary); err != nil || summary["written_rows"] != "2" {
 		t.Fatalf("insert summary %q", h.Get("X-ClickHouse-Summary"))
 	}
 	// The statement and its data in one body, CSV; a gzip-encoded body.
-	st, _, body = do(t, "POST", "", nil, strings.NewReader("INSERT INTO fmt FORMAT CSV\n3,c,\"['z']\",2.5\n"))
+	st, _, body = do(t, "POST", "", nil, strings.NewReader("INSERT INTO fmt FORMAT CSV\n3,c,\"['z']\",2.5\n"),
+		"Content-Type", "application/x-www-form-urlencoded")
 	mustOK(t, st, body)
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)

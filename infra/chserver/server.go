@@ -306,13 +306,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "There is no handle %s\n\nUse / or /ping for health checks.\nOr /replicas_status for more sophisticated health checks.\n\nSend queries from your program with POST method or GET /?query=...\n", r.URL.Path)
 		return
 	}
+	// Parameters come from the URL only: the body is the query or the
+	// insert data whatever its Content-Type (curl --data-binary sends
+	// application/x-www-form-urlencoded).
 	params := r.URL.Query()
-	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		// A form POST carries parameters, as ClickHouse's HTTP handler reads them.
-		if err := r.ParseForm(); err == nil {
-			params = r.Form
-		}
-	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		if _, ok := params["query"]; !ok {
 			w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
