@@ -64,7 +64,16 @@ type Book struct {
 	origin   string
 	credits  map[idKey]int64 // credited score id -> points credited (incl. late-data adjustments)
 	requests map[idKey]struct{}
+	// recent are the last blocks Append made (at most maxRecent), so Undo
+	// can take back those of an aborted transaction; base is the header and
+	// checkpoint before recent[0].
+	recent   []*Block
+	baseHead Header
+	baseCP   string
 }
+
+// maxRecent bounds the blocks Undo can take back: a few transactions' worth.
+const maxRecent = 256
 
 // NewBook returns an empty book.
 func NewBook() *Book {
@@ -272,6 +281,13 @@ func (b *Book) Append(rel Release, maxPerBlock int, s *Signer) (blocks []*Block,
 			FirstIndex: first, LastIndex: b.tree.Size() - 1, TimestampMs: rel.TimestampMs, Clock: rel.Clock,
 		}
 		blk.Signature, blk.Checkpoint = s.Sign(&blk.Header)
+		if len(b.recent) == maxRecent {
+			b.baseHead, b.baseCP = b.recent[0].Header, b.recent[0].Checkpoint
+			b.recent = append(b.recent[:0], b.recent[1:]...)
+		} else if len(b.recent) == 0 {
+			b.baseHead, b.baseCP = b.lastHead, b.lastCP
+		}
+		b.recent = append(b.recent, blk)
 		b.last = blk.Header.Hash()
 		b.lastHead = blk.Header
 		b.lastCP = blk.Checkpoint
@@ -280,4 +296,50 @@ func (b *Book) Append(rel Release, maxPerBlock int, s *Signer) (blocks []*Block,
 		blocks = append(blocks, blk)
 	}
 	return blocks, out, skipped, nil
+}
+
+// ErrUndo is returned when Undo cannot reach the asked height.
+var ErrUndo = errors.New("ledger: cannot undo to that height")
+
+// Undo takes back the blocks after height-1 (so that Height() == height),
+// if Append made them recently: the tree is truncated and their ids leave
+// the idempotency sets. The caller checks the result against the published
+// book (the head's hash) before trusting it.
+func (b *Book) Undo(height uint64) error {
+	if height > b.height || b.height-height > uint64(len(b.recent)) {
+		return fmt.Errorf("undo to height %d from %d with %d recent blocks: %w", height, b.height, len(b.recent), ErrUndo)
+	}
+	for b.height > height {
+		blk := b.recent[len(b.recent)-1]
+		for i := len(blk.Entries) - 1; i >= 0; i-- {
+			e, err := DecodeEntry(blk.Entries[i])
+			if err != nil {
+				return fmt.Errorf("undo block %d: %w", blk.Header.Height, err)
+			}
+			switch e.Kind {
+			case KindCredit:
+				delete(b.credits, keyOf(true, e.ID))
+			default:
+				delete(b.requests, keyOf(false, e.ID))
+				if e.Kind == KindAdjustment && e.Ref != "" {
+					ck := keyOf(true, e.Ref)
+					if p, ok := b.credits[ck]; ok {
+						b.credits[ck] = p - e.Amount
+					}
+				}
+			}
+		}
+		if err := b.tree.Truncate(blk.Header.FirstIndex); err != nil {
+			return err
+		}
+		b.recent = b.recent[:len(b.recent)-1]
+		b.height--
+		b.last = blk.Header.PrevHash
+		if n := len(b.recent); n > 0 {
+			b.lastHead, b.lastCP = b.recent[n-1].Header, b.recent[n-1].Checkpoint
+		} else {
+			b.lastHead, b.lastCP = b.baseHead, b.baseCP
+		}
+	}
+	return nil
 }

@@ -55,6 +55,14 @@ func smallBook(t testing.TB, s *Signer) (*Book, []*Block) {
 
 type sliceSource []*Block
 
+func (s sliceSource) LastBlock(context.Context) (*Block, error) {
+	if len(s) == 0 {
+		return nil, nil
+	}
+	b := *s[len(s)-1]
+	return &b, nil
+}
+
 func (s sliceSource) Blocks(ctx context.Context, fn func(*Block) error) error {
 	for _, b := range s {
 		cp := *b
@@ -338,5 +346,47 @@ func TestCheckConsistency(t *testing.T) {
 	other, _ := NewSigner("minecart.test/ledger", testKey(2))
 	if err := CheckConsistency(old, cur, proof, other.Public()); err == nil {
 		t.Error("checkpoints accepted under another key")
+	}
+}
+
+func TestBookUndo(t *testing.T) {
+	s, _ := NewSigner("minecart.test/ledger", testKey(1))
+	book, blocks := smallBook(t, s) // heights 0..2
+	headBefore := blocks[1].Header
+	if err := book.Undo(2); err != nil {
+		t.Fatal(err)
+	}
+	if h := book.Head(); h != headBefore || book.Size() != 5 || book.Checkpoint() != blocks[1].Checkpoint {
+		t.Fatalf("after undo: head %+v size %d", h, book.Size())
+	}
+	if book.HasRequest("req-1") || book.HasRequest("req-2") {
+		t.Error("undone requests still known")
+	}
+	if p, _ := book.Credited("v2/2026-11-02"); p != 100 {
+		t.Errorf("v2 credited %d after undoing the -5 adjustment, want 100", p)
+	}
+	// Appending the same again gives the same block.
+	again, _, _, err := book.Append(Release{TimestampMs: 1_800_000_000_000, Clock: ClockWall, Entries: []Entry{
+		{Kind: KindDebit, ID: "req-1", Account: "acct-1", VehicleID: "v1", Amount: 30, Reason: "redemption", Partner: "fuelco", Item: "coffee", RedemptionID: "r-1", RequestedAtMs: 1_799_999_999_000},
+		{Kind: KindAdjustment, ID: "req-2", Account: "acct-2", VehicleID: "v2", Amount: -5, Reason: "late data", Ref: "v2/2026-11-02", RequestedAtMs: 1_799_999_999_500},
+	}}, 3, s)
+	if err != nil || len(again) != 1 || again[0].Header.Hash() != blocks[2].Header.Hash() {
+		t.Fatalf("re-append after undo: %v", err)
+	}
+	if err := book.Undo(0); err != nil || book.Size() != 0 || book.Tree().Root() != merkle.EmptyRoot {
+		t.Fatalf("undo all: %v, size %d", err, book.Size())
+	}
+	if _, ok := book.Credited("v1/2026-11-02"); ok {
+		t.Error("undone credit still known")
+	}
+	// A book rebuilt by Apply has no recent blocks to undo.
+	applied := NewBook()
+	for _, b := range blocks {
+		if err := applied.Apply(b, s.Public()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := applied.Undo(2); !errors.Is(err, ErrUndo) {
+		t.Errorf("undo of applied blocks: %v, want ErrUndo", err)
 	}
 }

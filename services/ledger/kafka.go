@@ -31,6 +31,10 @@ func (k *KafkaBlocks) topic() string {
 }
 
 func (k *KafkaBlocks) client() (*kgo.Client, error) {
+	return k.clientAt(kgo.NewOffset().AtStart())
+}
+
+func (k *KafkaBlocks) clientAt(start kgo.Offset) (*kgo.Client, error) {
 	if len(k.Brokers) == 0 || k.Serde == nil {
 		return nil, errors.New("ledger blocks reader: brokers and serde required")
 	}
@@ -38,7 +42,7 @@ func (k *KafkaBlocks) client() (*kgo.Client, error) {
 		kgo.SeedBrokers(k.Brokers...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{k.topic(): {0: kgo.NewOffset().AtStart()}}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{k.topic(): {0: start}}),
 		kgo.FetchMaxBytes(64 << 20),
 	}, k.ClientOptions...)
 	return kgo.NewClient(opts...)
@@ -82,6 +86,53 @@ func (k *KafkaBlocks) Blocks(ctx context.Context, fn func(*Block) error) error {
 		}
 	}
 	return nil
+}
+
+// LastBlock returns the last committed block, or nil for an empty topic.
+// It reads only the tail of the topic.
+func (k *KafkaBlocks) LastBlock(ctx context.Context) (*Block, error) {
+	adm, err := k.client()
+	if err != nil {
+		return nil, err
+	}
+	end, err := stableEnd(ctx, kadm.NewClient(adm), k.topic())
+	adm.Close()
+	if err != nil || end == 0 {
+		return nil, err
+	}
+	// The last data record is within the last few offsets: transaction
+	// markers follow each committed batch of records.
+	from := max(0, end-64)
+	cl, err := k.clientAt(kgo.NewOffset().At(from))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var last *kgo.Record
+	for pos := from; pos < end; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := fatalFetchErr(fs); err != nil {
+			return nil, err
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset >= end {
+				return
+			}
+			pos = r.Offset + 1
+			if !r.Attrs.IsControl() {
+				last = r
+			}
+		})
+	}
+	if last == nil {
+		return nil, fmt.Errorf("no block in the last %d offsets of %s", end-from, k.topic())
+	}
+	var blk *Block
+	err = k.decode(last, func(b *Block) error { blk = b; return nil })
+	return blk, err
 }
 
 // Follow calls fn for every committed block from offset 0 on, and keeps

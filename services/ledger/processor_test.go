@@ -162,23 +162,37 @@ func TestProcessorPendingLateAndRestart(t *testing.T) {
 // queue), and for every transaction index k crashes once at k: that
 // transaction's outputs are discarded, the processor is rebuilt from the
 // committed blocks and changelog, and the transaction's records are
-// consumed again. Every run must end with the same head as the pure
-// expected book.
+// consumed again. The new processor either rebuilds from the blocks or
+// resumes the crashed one's book (undoing the lost blocks). Every run must
+// end with the same head as the pure expected book.
 func TestProcessorCrashAtEveryStep(t *testing.T) {
 	const vehicles, days, perBlock = 10, 3, 2
 	stream := scoreStream(t, vehicles, days, 5)
 	signer, _ := NewSigner("minecart.test/ledger", testKey(1))
 	want := expectedBook(t, signer, vehicles, days, perBlock).Head()
 	ctx := context.Background()
-	run := func(crashAt int) (Header, int) {
+	run := func(crashAt int, resume bool) (Header, int) {
 		m := &memLog{changelog: map[string][]byte{}}
+		cache := &bookCache{}
+		var p *Processor
 		mk := func() *Processor {
-			p := newTestProcessor(t, m)
-			p.cfg.MaxBlockEntries = perBlock
-			p.cfg.MaxReleaseEntries = 3 // 2 after rounding: one block per transaction
-			return p
+			if p != nil && resume {
+				p.Close() // the book goes to the next processor, which undoes the lost transaction
+			}
+			cfg := Config{Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: perBlock, MaxReleaseEntries: 3,
+				Serde: schemas.SingleObject(), Blocks: sliceSource(m.blocks), Logger: pipetest.Logger()}
+			np, err := newProcessor(ctx, cfg, nil, cache)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range m.changelog {
+				if err := np.Restore(ctx, pipelines.Record{Key: []byte(k), Value: v}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return np
 		}
-		p := mk()
+		p = mk()
 		txn, pos := 0, 0
 		for pos < len(stream) || p.Pending() > 0 {
 			var out collect
@@ -215,16 +229,18 @@ func TestProcessorCrashAtEveryStep(t *testing.T) {
 		}
 		return m.blocks[len(m.blocks)-1].Header, txn
 	}
-	base, txns := run(-1)
+	base, txns := run(-1, false)
 	if base.Hash() != want.Hash() {
 		t.Fatalf("uninterrupted head %d %s, want %d %s", base.TreeSize, base.Root, want.TreeSize, want.Root)
 	}
 	for k := 0; k < txns; k++ {
-		if got, _ := run(k); got.Hash() != want.Hash() {
-			t.Errorf("crash at transaction %d: head %d %s, want %d %s", k, got.TreeSize, got.Root, want.TreeSize, want.Root)
+		for _, resume := range []bool{false, true} {
+			if got, _ := run(k, resume); got.Hash() != want.Hash() {
+				t.Errorf("crash at transaction %d (resume %v): head %d %s, want %d %s", k, resume, got.TreeSize, got.Root, want.TreeSize, want.Root)
+			}
 		}
 	}
-	t.Logf("%d crash points, same head", txns)
+	t.Logf("%d crash points, rebuilt or resumed: same head", txns)
 }
 
 func TestCreditFromScoreRejectsMismatchedID(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
@@ -117,13 +118,14 @@ func (c Config) Validate() error {
 func NewStage(cfg Config) pipelines.Stage {
 	cfg = cfg.withDefaults()
 	m := newMetrics(cfg.Registerer)
+	cache := &bookCache{}
 	return pipelines.Stage{
 		Name:      StageName,
 		Inputs:    []string{cfg.ScoresTopic, cfg.RequestsTopic},
 		Changelog: cfg.ChangelogTopic,
 		TickEvery: cfg.TickEvery,
 		NewProcessor: func(ctx context.Context, t pipelines.Task) (pipelines.Processor, error) {
-			return newProcessor(ctx, cfg, m)
+			return newProcessor(ctx, cfg, m, cache)
 		},
 	}
 }
@@ -135,6 +137,7 @@ type metrics struct {
 	pending   prometheus.Gauge
 	treeSize  prometheus.Gauge
 	rebuildS  prometheus.Gauge
+	starts    *prometheus.CounterVec
 	watermark prometheus.Gauge
 }
 
@@ -146,10 +149,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		pending:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_ledger_pending_credits", Help: "Credits waiting for every scoring watermark to pass their window end."}),
 		treeSize:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_ledger_tree_size", Help: "Entries in the ledger tree."}),
 		rebuildS:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_ledger_rebuild_seconds", Help: "Time the last task assignment took to re-verify the book."}),
+		starts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "minecart_ledger_task_starts_total", Help: "Task starts, by how the book was obtained: rebuilt (re-read and re-verified) or resumed (the previous processor's, checked against the published head)."}, []string{"how"}),
 		watermark: prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_ledger_released_through_ms", Help: "Lowest scoring watermark: credits ending at or before it are in the book."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.entries, m.blocks, m.dups, m.pending, m.treeSize, m.rebuildS, m.watermark} {
+		for _, c := range []prometheus.Collector{m.entries, m.blocks, m.dups, m.pending, m.treeSize, m.rebuildS, m.starts, m.watermark} {
 			// A second ledger stage on one registry (tests) gets an
 			// AlreadyRegisteredError and keeps its collectors unexported.
 			_ = reg.Register(c)
@@ -186,16 +190,78 @@ type Processor struct {
 	debitIDs   map[string]struct{}
 	broken     error // set when the book moved but the outputs could not be made
 	entryEnc   *entryEncoder
+	cache      *bookCache // receives the book on Close
+}
+
+// Close hands the book to the stage's next processor in this process,
+// which checks it against the published book before using it.
+func (p *Processor) Close() error {
+	if p.cache != nil && p.book != nil && p.broken == nil {
+		p.cache.put(p.book)
+	}
+	p.book = nil
+	return nil
 }
 
 // NewProcessor rebuilds the book from cfg.Blocks (verifying every block
 // against the ledger key) and returns the task's processor, with metrics
 // registered nowhere (NewStage's processors share the stage's).
 func NewProcessor(ctx context.Context, cfg Config) (*Processor, error) {
-	return newProcessor(ctx, cfg, nil)
+	return newProcessor(ctx, cfg, nil, nil)
 }
 
-func newProcessor(ctx context.Context, cfg Config, m *metrics) (*Processor, error) {
+// LastBlockReader is a BlockSource that can read just the last committed
+// block (KafkaBlocks can): a new processor in the same process then
+// resumes from the previous one's book instead of re-reading the book.
+type LastBlockReader interface {
+	LastBlock(ctx context.Context) (*Block, error)
+}
+
+// bookCache hands a closed processor's book to the next processor of the
+// same stage in the same process.
+type bookCache struct {
+	mu   sync.Mutex
+	book *Book
+}
+
+func (c *bookCache) put(b *Book) {
+	c.mu.Lock()
+	c.book = b
+	c.mu.Unlock()
+}
+
+func (c *bookCache) take() *Book {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.book
+	c.book = nil
+	return b
+}
+
+// reuse brings a cached book back to the published book: it undoes the
+// blocks the published book does not have (an aborted transaction's) and
+// accepts the result only if its head is the published head, hash for hash.
+func reuse(ctx context.Context, src BlockSource, b *Book) bool {
+	lr, ok := src.(LastBlockReader)
+	if !ok {
+		return false
+	}
+	last, err := lr.LastBlock(ctx)
+	if err != nil {
+		return false
+	}
+	if last == nil {
+		return b.Undo(0) == nil
+	}
+	target := last.Header.Height + 1
+	if b.Height() < target || b.Undo(target) != nil {
+		return false
+	}
+	h := b.Head()
+	return h.Hash() == last.Header.Hash() && b.Checkpoint() == last.Checkpoint
+}
+
+func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache) (*Processor, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -208,18 +274,28 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics) (*Processor, erro
 		return nil, err
 	}
 	start := time.Now()
-	book, err := replay(ctx, cfg.Blocks, signer.Public(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: rebuild from blocks: %w", err)
+	var book *Book
+	how := "rebuilt"
+	if cache != nil {
+		if cached := cache.take(); cached != nil && reuse(ctx, cfg.Blocks, cached) {
+			book, how = cached, "resumed"
+		}
+	}
+	if book == nil {
+		var err error
+		if book, err = replay(ctx, cfg.Blocks, signer.Public(), nil); err != nil {
+			return nil, fmt.Errorf("ledger: rebuild from blocks: %w", err)
+		}
 	}
 	if book.Height() > 0 && book.Origin() != cfg.Origin {
 		return nil, fmt.Errorf("ledger: book origin %q, configured %q", book.Origin(), cfg.Origin)
 	}
 	m.rebuildS.Set(time.Since(start).Seconds())
+	m.starts.WithLabelValues(how).Inc()
 	m.treeSize.Set(float64(book.Size()))
-	cfg.Logger.Info("ledger book rebuilt", "blocks", book.Height(), "entries", book.Size(), "root", book.Head().Root.String(), "took", time.Since(start))
+	cfg.Logger.Info("ledger book "+how, "blocks", book.Height(), "entries", book.Size(), "root", book.Head().Root.String(), "took", time.Since(start))
 	return &Processor{
-		cfg: cfg, m: m, signer: signer, book: book,
+		cfg: cfg, m: m, signer: signer, book: book, cache: cache,
 		pending: make(map[string]Entry), dueIdx: make(map[string]int), late: make(map[string]Entry),
 		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}), entryEnc: newEntryEncoder(cfg.Serde),
 	}, nil

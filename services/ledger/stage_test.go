@@ -18,6 +18,7 @@ import (
 
 	"encoding/json"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -211,6 +212,8 @@ func TestStageSameRootAcrossCrashes(t *testing.T) {
 		var batches atomic.Int64
 		cfg := stageConfig(brokers, perBlock)
 		cfg.MaxReleaseEntries = 3 * perBlock
+		reg := prometheus.NewRegistry()
+		cfg.Registerer = reg
 		st := NewStage(cfg)
 		inner := st.NewProcessor
 		st.NewProcessor = func(ctx context.Context, task pipelines.Task) (pipelines.Processor, error) {
@@ -224,6 +227,22 @@ func TestStageSameRootAcrossCrashes(t *testing.T) {
 		sum := waitBook(t, brokers, signer.Public(), want.Size())
 		stop()
 		checkHead(t, sum, want)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		starts := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() == "minecart_ledger_task_starts_total" {
+				for _, m := range mf.GetMetric() {
+					starts[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+		if starts["resumed"] < 2 {
+			t.Errorf("task starts %v: want most aborts resumed from the previous book", starts)
+		}
+		t.Logf("task starts after injected crashes: %v", starts)
 		if batches.Load() < 6 {
 			t.Errorf("only %d batches: the crash injection did not run", batches.Load())
 		}

@@ -301,3 +301,27 @@ func (t *Tree) MemoryBytes() uint64 {
 	}
 	return n + uint64(cap(t.frontier))*HashSize
 }
+
+// Truncate shrinks the tree to its first n leaves, as if the later ones had
+// never been appended (the ledger writer undoes blocks of an aborted
+// transaction this way).
+func (t *Tree) Truncate(n uint64) error {
+	if n > t.size {
+		return fmt.Errorf("truncate to %d leaves of %d: %w", n, t.size, ErrRange)
+	}
+	for j := range t.levels {
+		t.levels[j] = t.levels[j][:n>>(uint(j)*stride)]
+	}
+	frontier := make([]Hash, bits.Len64(n))
+	c := calc{t: t}
+	start := uint64(0)
+	for k := bits.Len64(n) - 1; k >= 0; k-- {
+		if n&(1<<uint(k)) != 0 {
+			frontier[k] = c.node(uint(k), start>>uint(k))
+			start += 1 << uint(k)
+		}
+	}
+	t.frontier = frontier
+	t.size = n
+	return nil
+}

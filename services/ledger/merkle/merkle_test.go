@@ -442,6 +442,30 @@ func TestAgainstReference(t *testing.T) {
 			}
 		}
 	}
+	// Truncating to any size and appending again gives the same tree.
+	for i := 0; i < 100; i++ {
+		var tt Tree
+		n := 1 + r.IntN(300)
+		for j := 0; j < n; j++ {
+			tt.Append(d[j])
+		}
+		m := r.IntN(n + 1)
+		if err := tt.Truncate(uint64(m)); err != nil {
+			t.Fatal(err)
+		}
+		if got := tt.Root(); got != refMTH(d[:m]) {
+			t.Fatalf("Truncate(%d) of %d: root %s", m, n, got)
+		}
+		for j := m; j < n; j++ {
+			tt.Append(d[j])
+		}
+		if got := tt.Root(); got != refMTH(d[:n]) {
+			t.Fatalf("Truncate(%d) of %d then append: root %s", m, n, got)
+		}
+		if p, err := tt.InclusionProof(uint64(n-1), uint64(n)); err != nil || !equalHashes(p, refPath(n-1, d[:n])) {
+			t.Fatalf("proof after truncate: %v", err)
+		}
+	}
 	// A tree built leaf by leaf agrees with the reference at every size.
 	var inc Tree
 	for n := 1; n <= 300; n++ {
