@@ -152,3 +152,57 @@ func TestProcessor(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLeftoverClosesDrainWithoutInput: days left over by MaxClosesPerBatch
+// are emitted by the following ticks' flushes even when no record comes and
+// idle closing is off.
+func TestLeftoverClosesDrainWithoutInput(t *testing.T) {
+	serde := schemas.SingleObject()
+	st, err := NewStage(Config{Serde: serde, IdleTimeout: -1, MaxClosesPerBatch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TickEvery <= 0 {
+		t.Fatal("no ticks: leftover closed days would wait for the next record")
+	}
+	pr, err := st.NewProcessor(context.Background(), pipelines.Task{Stage: st.Name, Partition: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pr.(*processor)
+	ctx := context.Background()
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, shanghai)
+	var out emitted
+	for _, v := range []string{"a", "b", "c", "d", "e"} {
+		e := ev(v, day.Add(9*time.Hour))
+		b, _ := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(e))
+		if err := p.Process(ctx, pipelines.Record{Value: b}, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := ev("z", day.Add(27*time.Hour))
+	b, _ := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(e))
+	if err := p.Process(ctx, pipelines.Record{Value: b}, &out); err != nil {
+		t.Fatal(err)
+	}
+	scores := func() int {
+		n := 0
+		for _, r := range out.on(pipelines.TopicScores) {
+			if name, _, _ := serde.Decode(r.Value); name == schemas.DailyScore {
+				n++
+			}
+		}
+		return n
+	}
+	for round := 0; scores() < 5; round++ {
+		if round > 3 {
+			t.Fatalf("%d of 5 days emitted after %d tick flushes", scores(), round)
+		}
+		if err := p.Tick(ctx, time.Now(), &out); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Flush(ctx, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -33,7 +33,9 @@ type Config struct {
 	// moves its stream time to the wall clock on the next tick, so a quiet
 	// night does not hold back rewards (default 10m; negative: never).
 	IdleTimeout time.Duration
-	// TickEvery is how often idle tasks are checked (default 10s).
+	// TickEvery is how often idle tasks are checked and closed days left
+	// over by MaxClosesPerBatch are emitted when no record arrives
+	// (default 10s).
 	TickEvery time.Duration
 	// MaxFuture rejects an event whose time is later than its Kafka record
 	// timestamp by more than this (a box with a wrong clock must not close
@@ -157,15 +159,11 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 	if err != nil {
 		return pipelines.Stage{}, err
 	}
-	tick := cfg.TickEvery
-	if cfg.IdleTimeout < 0 {
-		tick = 0
-	}
 	return pipelines.Stage{
 		Name:      cfg.Name,
 		Inputs:    []string{cfg.Input},
 		Changelog: cfg.Changelog,
-		TickEvery: tick,
+		TickEvery: cfg.TickEvery, // also drains closed days left over by the last batch
 		NewProcessor: func(_ context.Context, t pipelines.Task) (pipelines.Processor, error) {
 			return newProcessor(&cfg, m, header, t.Partition)
 		},

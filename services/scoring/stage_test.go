@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/pipetest"
 	"github.com/minecart/minecart/schemas"
@@ -141,7 +143,7 @@ func TestStageKillRestartSameScores(t *testing.T) {
 	}
 	serde := schemas.SingleObject()
 	recs, days := stageTraffic(t, serde)
-	cfg := Config{Serde: serde, IdleTimeout: -1}
+	cfg := Config{Serde: serde, IdleTimeout: -1, TickEvery: 200 * time.Millisecond}
 
 	// Uninterrupted run.
 	b1 := pipetest.Broker(t)
@@ -288,6 +290,11 @@ func checkRecompute(t *testing.T, brokers []string, serde *schemas.Serde, scores
 	}
 }
 
+// killedMemberOpts: a member killed with SIGKILL never leaves the group,
+// and the broker waits up to the rebalance timeout (kgo default 60s) for it
+// to rejoin before the next generation can start; keep that short here.
+var killedMemberOpts = []kgo.Opt{kgo.RebalanceTimeout(3 * time.Second)}
+
 // TestStageChild is the scoring process TestStageKill9 starts and kills; it
 // does nothing in a normal test run.
 func TestStageChild(t *testing.T) {
@@ -298,7 +305,8 @@ func TestStageChild(t *testing.T) {
 	cfg := pipetest.Config(strings.Split(brokers, ","))
 	cfg.InstanceID = "child" // a restarted child fences the killed one's open transaction
 	cfg.MaxBatch = 97
-	st, err := NewStage(Config{Serde: schemas.SingleObject(), IdleTimeout: -1, MaxClosesPerBatch: 5})
+	cfg.ClientOptions = killedMemberOpts
+	st, err := NewStage(Config{Serde: schemas.SingleObject(), IdleTimeout: -1, MaxClosesPerBatch: 5, TickEvery: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,12 +397,13 @@ func TestStageKill9(t *testing.T) {
 		}
 	}
 	// The last run finishes in-process.
-	st2, err := NewStage(Config{Serde: serde, IdleTimeout: -1, MaxClosesPerBatch: 5})
+	st2, err := NewStage(Config{Serde: serde, IdleTimeout: -1, MaxClosesPerBatch: 5, TickEvery: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := pipetest.Config(b2)
 	cfg.InstanceID = "child"
+	cfg.ClientOptions = killedMemberOpts
 	stop = runSupervised(t, cfg, st2)
 	scoresByID(t, b2, serde, days)
 	time.Sleep(2 * time.Second)
