@@ -301,11 +301,13 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 		r.tick(ctx)
 		r.nextTick = time.Now().Add(r.st.TickEvery)
 	}
-	if perr == nil && n > 0 {
+	if perr == nil {
+		// Before every commit, records or a tick alone: a Ticker may leave
+		// its output to Flush (scoring closes idle days that way).
 		perr = r.flush(ctx)
 	}
 	if perr == nil && n == 0 && r.produced == 0 {
-		// A tick that emitted nothing: there is nothing to commit.
+		// A tick (and flush) that emitted nothing: nothing to commit.
 		if _, err := r.sess.End(ctx, kgo.TryAbort); err != nil {
 			return fmt.Errorf("end empty transaction: %w", err)
 		}

@@ -88,9 +88,9 @@ type Ticker interface {
 	Tick(ctx context.Context, now time.Time, out Emitter) error
 }
 
-// Flusher is implemented by processors that do work once per polled batch:
-// Flush is called after the batch's records were processed and before the
-// transaction commits.
+// Flusher is implemented by processors that do work once per transaction:
+// Flush is called before every commit, after the batch's records were
+// processed and after a tick, so a Ticker may leave its output to Flush.
 type Flusher interface {
 	Flush(ctx context.Context, out Emitter) error
 }

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/gateway"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/settlement"
+)
+
+// kafkaFlags are the connection flags of every command that talks to Kafka.
+type kafkaFlags struct {
+	brokers  string
+	registry string
+}
+
+func (k *kafkaFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&k.brokers, "brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
+	fs.StringVar(&k.registry, "schema-registry", "", "Schema Registry URL (empty: Avro single-object framing)")
+}
+
+// admin is what an administrative command needs: a producer, the serde and
+// the pipelines config to open tables with.
+type admin struct {
+	cfg      pipelines.Config
+	serde    *schemas.Serde
+	producer *pipelines.Producer
+}
+
+func (k *kafkaFlags) open(ctx context.Context) (*admin, error) {
+	serde, err := schemas.NewSerde(ctx, schemas.SerdeConfig{RegistryURL: k.registry})
+	if err != nil {
+		return nil, err
+	}
+	cfg := pipelines.Config{Brokers: strings.Split(k.brokers, ","), Serde: serde}
+	p, err := pipelines.NewProducer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &admin{cfg: cfg, serde: serde, producer: p}, nil
+}
+
+func (a *admin) Close() error { return a.producer.Close() }
+
+func (a *admin) table(ctx context.Context, topic string) (*pipelines.Table, error) {
+	t, err := pipelines.NewTable(ctx, a.cfg, topic)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := t.WaitCaught(wctx); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("reading %s: %w", topic, err)
+	}
+	return t, nil
+}
+
+// subcommand splits "minecart X SUB args" and reports a missing SUB.
+func subcommand(name string, args []string, subs string) (string, []string, error) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return "", nil, fmt.Errorf("usage: minecart %s %s", name, subs)
+	}
+	return args[0], args[1:], nil
+}
+
+func devicesCmd(ctx context.Context, args []string) error {
+	sub, args, err := subcommand("devices", args, "add|list|revoke [flags]")
+	if err != nil {
+		return err
+	}
+	fs := newFlags("devices " + sub)
+	var kf kafkaFlags
+	kf.register(fs)
+	id := fs.String("id", "", "device id")
+	vehicle := fs.String("vehicle", "", "the vehicle the device may write events for (add)")
+	tz := fs.String("tz", "Asia/Shanghai", "the vehicle's IANA time zone (add)")
+	auth := fs.String("auth", "hmac", "hmac or ed25519 (add)")
+	key := fs.String("key", "", "hex HMAC secret (empty: generated) or hex Ed25519 public key (add)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	a, err := kf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	t, err := a.table(ctx, pipelines.TopicDevices)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	ds := gateway.NewDevices(a.producer, t, a.serde, nil)
+	switch sub {
+	case "add":
+		var k []byte
+		if *key != "" {
+			if k, err = hex.DecodeString(*key); err != nil {
+				return fmt.Errorf("--key: %w", err)
+			}
+		}
+		d, err := ds.Add(ctx, gateway.NewDevice{ID: *id, VehicleID: *vehicle, VehicleTZ: *tz, Auth: gateway.AuthKind(*auth), Key: k})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("device %s added for vehicle %s (%s)\n", d.ID, d.VehicleID, d.Auth)
+		if d.Auth == gateway.AuthHMAC && *key == "" {
+			fmt.Printf("secret %s   (shown once: provision it into the box)\n", hex.EncodeToString(d.Key))
+		}
+		return nil
+	case "revoke":
+		d, err := ds.Revoke(ctx, *id)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("device %s revoked\n", d.ID)
+		return nil
+	case "list":
+		list, err := ds.List(ctx)
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "DEVICE\tVEHICLE\tTZ\tAUTH\tSTATUS\tUPDATED")
+		for _, d := range list {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.VehicleID, d.VehicleTZ, d.Auth, d.Status, d.Updated.Format(time.RFC3339))
+		}
+		if ferr := w.Flush(); ferr != nil {
+			return ferr
+		}
+		return err
+	}
+	return fmt.Errorf("devices: unknown subcommand %q (add|list|revoke)", sub)
+}
+
+func accountsCmd(ctx context.Context, args []string) error {
+	sub, args, err := subcommand("accounts", args, "bind|unbind|list [flags]")
+	if err != nil {
+		return err
+	}
+	fs := newFlags("accounts " + sub)
+	var kf kafkaFlags
+	kf.register(fs)
+	vehicle := fs.String("vehicle", "", "vehicle id (bind, unbind)")
+	owner := fs.String("owner", "", "owner account (bind; list filters by it)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	a, err := kf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	switch sub {
+	case "bind":
+		if err := settlement.BindVehicle(ctx, a.producer, a.serde, *vehicle, *owner, time.Now()); err != nil {
+			return err
+		}
+		fmt.Printf("vehicle %s bound to owner %s\n", *vehicle, *owner)
+		return nil
+	case "unbind":
+		if err := settlement.UnbindVehicle(ctx, a.producer, *vehicle); err != nil {
+			return err
+		}
+		fmt.Printf("vehicle %s unbound\n", *vehicle)
+		return nil
+	case "list":
+		t, err := a.table(ctx, pipelines.TopicAccounts)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		list, err := settlement.ListBindings(t, a.serde, *owner)
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "VEHICLE\tOWNER\tUPDATED")
+		for _, b := range list {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", b.VehicleID, b.Owner, b.UpdatedAt.Format(time.RFC3339))
+		}
+		if ferr := w.Flush(); ferr != nil {
+			return ferr
+		}
+		return err
+	}
+	return fmt.Errorf("accounts: unknown subcommand %q (bind|unbind|list)", sub)
+}
+
+func catalogCmd(ctx context.Context, args []string) error {
+	sub, args, err := subcommand("catalog", args, "add|remove|list [flags]")
+	if err != nil {
+		return err
+	}
+	fs := newFlags("catalog " + sub)
+	var kf kafkaFlags
+	kf.register(fs)
+	partner := fs.String("partner", "", "partner id")
+	item := fs.String("item", "", "item id (add, remove)")
+	title := fs.String("title", "", "item title (add)")
+	price := fs.Int64("price", 0, "price in points (add)")
+	stock := fs.Int64("stock", -1, "units available from now on; -1 unlimited (add)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	a, err := kf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	switch sub {
+	case "add":
+		it := settlement.CatalogItem{Partner: *partner, ItemID: *item, Title: *title, PricePoints: *price, Active: true, UpdatedAt: time.Now().UTC()}
+		if *stock >= 0 {
+			it.Stock = stock
+		}
+		if err := settlement.PutCatalogItem(ctx, a.cfg.Brokers, a.producer, a.serde, it); err != nil {
+			return err
+		}
+		fmt.Printf("item %s/%s at %d points\n", *partner, *item, *price)
+		return nil
+	case "remove":
+		if err := settlement.RemoveCatalogItem(ctx, a.producer, *partner, *item); err != nil {
+			return err
+		}
+		fmt.Printf("item %s/%s removed\n", *partner, *item)
+		return nil
+	case "list":
+		t, err := a.table(ctx, pipelines.TopicCatalog)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		list, err := settlement.ListCatalog(t, a.serde, *partner)
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "PARTNER\tITEM\tTITLE\tPRICE\tSTOCK\tACTIVE")
+		for _, it := range list {
+			st := "unlimited"
+			if it.Stock != nil {
+				st = fmt.Sprint(*it.Stock)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%v\n", it.Partner, it.ItemID, it.Title, it.PricePoints, st, it.Active)
+		}
+		if ferr := w.Flush(); ferr != nil {
+			return ferr
+		}
+		return err
+	}
+	return fmt.Errorf("catalog: unknown subcommand %q (add|remove|list)", sub)
+}
+
+func ledgerCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage:\n" + ledger.Commands)
+	}
+	return ledger.Command(ctx, args, os.Stdout)
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/minecart/minecart/loadtest"
+	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/services/stack"
+)
+
+func runCmd(ctx context.Context, args []string) error {
+	fs := newFlags("run")
+	vehicles := fs.Int("vehicles", 1000, "simulated vehicles")
+	days := fs.Int("days", 1, "simulated days")
+	seed := fs.Uint64("seed", 1, "simulation seed: the same seed gives the same events, scores and ledger root")
+	start := fs.String("start", "2026-11-01", "first simulated local day (YYYY-MM-DD)")
+	dataDir := fs.String("data-dir", ".minecart", "where the broker, ClickHouse and the ledger key keep their data")
+	once := fs.Bool("once", false, "exit after the simulated days are settled and the summary printed")
+	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "embedded Kafka listen address")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "gateway, APIs and /metrics listen address")
+	chAddr := fs.String("clickhouse-addr", "127.0.0.1:8123", "embedded ClickHouse HTTP listen address (empty: no ClickHouse)")
+	idle := fs.Duration("idle-timeout", 10*time.Second, "scoring closes a quiet partition's days after this much wall-clock silence")
+	format := fs.String("format", loadtest.FormatJSON, "device batch format: json or avro")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	day, err := time.Parse(time.DateOnly, *start)
+	if err != nil {
+		return fmt.Errorf("--start: %w", err)
+	}
+	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+		return err
+	}
+	sim, err := fleet.New(fleet.Config{Seed: *seed, Vehicles: *vehicles, Days: *days, Start: day})
+	if err != nil {
+		return err
+	}
+
+	dsn := ""
+	if *chAddr != "" {
+		addr, stop, err := startClickHouse(ctx, filepath.Join(*dataDir, "clickhouse"), *chAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		dsn = "http://" + addr + "/default"
+	}
+	st, err := stack.Start(ctx, stack.Config{
+		DataDir: *dataDir, KafkaAddr: *kafkaAddr, HTTPAddr: *httpAddr, ClickHouseDSN: dsn,
+		IdleTimeout: *idle,
+		// The simulated fleet uploads history: accept it however old it is.
+		MaxEventAge: 0,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			slog.Warn("shutdown", "err", cerr)
+		}
+	}()
+	fmt.Printf("minecart: kafka %s  http %s  clickhouse %s  data %s\n", strings.Join(st.Broker.Addrs(), ","), st.HTTPAddr(), *chAddr, *dataDir)
+
+	if err := st.ProvisionFleet(ctx, sim); err != nil {
+		return fmt.Errorf("provisioning the simulated fleet: %w", err)
+	}
+
+	// Drive the fleet through the gateway. A restart sends everything again:
+	// ingest drops what it already accepted, so nothing counts twice.
+	done := filepath.Join(*dataDir, fmt.Sprintf("sim-%d-%d-%d-%s.done", *seed, *vehicles, *days, *start))
+	var rep loadtest.Report
+	if _, err := os.Stat(done); err == nil {
+		fmt.Println("simulation: already sent in an earlier run with this data directory")
+	} else {
+		t0 := time.Now()
+		rep, err = st.SendFleet(ctx, sim, sim.Chunks(), loadtest.SenderConfig{
+			Format: *format, ProgressEvery: 2 * time.Second,
+			Progress: func(r loadtest.Report) { printProgress(st, r, time.Since(t0)) },
+		})
+		if err != nil {
+			return fmt.Errorf("sending the simulated fleet: %w", err)
+		}
+		fmt.Printf("simulation sent: %s\n", rep)
+		if rep.Failed == 0 {
+			if err := os.WriteFile(done, []byte(rep.String()+"\n"), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+
+	fmt.Println("waiting for the days to close and settle ...")
+	t0 := time.Now()
+	if err := st.WaitSettled(ctx, sim.End(), 4*time.Second, func(a stack.Activity) { printActivity(a, time.Since(t0)) }); err != nil {
+		return err
+	}
+	sum, err := st.Summary(ctx, 10)
+	if err != nil {
+		return err
+	}
+	printSummary(os.Stdout, rep, sum, *chAddr)
+	if *once {
+		return nil
+	}
+	fmt.Printf("\nserving until Ctrl-C: gateway and APIs on http://%s, ClickHouse on http://%s, Kafka on %s\n", st.HTTPAddr(), *chAddr, st.Broker.Addrs()[0])
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-st.Failed():
+		return st.Err()
+	}
+}
+
+var lastProgress time.Time
+
+func printProgress(st *stack.Stack, r loadtest.Report, elapsed time.Duration) {
+	a, _ := st.Activity()
+	fmt.Printf("[%5.0fs] sent %d events (%.0f/s, p99 ack %s, retries %d, rejected %d) | %s\n",
+		elapsed.Seconds(), r.Events, r.EventsPerSec, r.P99.Round(time.Millisecond), r.Retries, r.Rejected, lagLine(a))
+}
+
+func printActivity(a stack.Activity, elapsed time.Duration) {
+	if time.Since(lastProgress) < 2*time.Second {
+		return
+	}
+	lastProgress = time.Now()
+	fmt.Printf("[%5.0fs] %s\n", elapsed.Seconds(), lagLine(a))
+}
+
+func lagLine(a stack.Activity) string {
+	var b strings.Builder
+	for _, s := range []string{"ingest", "scoring", "ledger", "settlement"} {
+		fmt.Fprintf(&b, "%s in %.0f lag %.0f  ", s, a.In[s], a.Lag[s])
+	}
+	fmt.Fprintf(&b, "sink rows %.0f", a.Sunk)
+	return b.String()
+}
+
+func printSummary(w io.Writer, rep loadtest.Report, s stack.Summary, chAddr string) {
+	fmt.Fprintln(w, "\n=== minecart summary ===")
+	if rep.Events > 0 || rep.Rejected > 0 {
+		fmt.Fprintf(w, "events in        %d accepted by the gateway, %d refused\n", rep.Events, rep.Rejected)
+	}
+	fmt.Fprintf(w, "rejected         %d dead letters, %d late events\n", s.DeadLetters, s.LateEvents)
+	fmt.Fprintf(w, "daily scores     %d (%d with fraud flags)\n", s.Scores, s.Flagged)
+	fmt.Fprintf(w, "points credited  %d\n", s.PointsScored)
+	fmt.Fprintf(w, "ledger           height %d, %d entries\n", s.LedgerHeight, s.TreeSize)
+	fmt.Fprintf(w, "root             %s\n", s.Root)
+	fmt.Fprintf(w, "balances         %d accounts, %d points outstanding\n", s.Accounts, s.Outstanding)
+	for _, b := range s.TopBalances {
+		fmt.Fprintf(w, "  %-22s %8d (available %d)\n", b.Owner, b.Balance, b.Available)
+	}
+	fmt.Fprintln(w, "top drivers")
+	for _, d := range s.TopDrivers {
+		fl := ""
+		if len(d.Flags) > 0 {
+			fl = "  flags " + strings.Join(d.Flags, ",")
+		}
+		fmt.Fprintf(w, "  %s %s  score %5.1f  %7.1f km  %5d points%s\n", d.VehicleID, d.Date, d.Score, d.KM, d.Points, fl)
+	}
+	if chAddr != "" {
+		fmt.Fprintf(w, "\nanalysts: curl 'http://%s/?query=SELECT+count()+FROM+telemetry'\n", chAddr)
+	}
+}
+
+// startClickHouse runs `minecart clickhouse` as a child process (chDB takes
+// over fatal-signal handlers and allows one session per process, so it gets
+// a process of its own) and returns its address once it listens.
+func startClickHouse(ctx context.Context, dir, addr string) (string, func(), error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, "..", "clickhouse.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(exe, "clickhouse", "--data-dir", dir, "--addr", addr)
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting clickhouse: %w", err)
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		_ = logf.Close()
+	}
+	got := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
+				got <- a
+			}
+		}
+	}()
+	select {
+	case a := <-got:
+		if err := waitPing(ctx, a); err != nil {
+			stop()
+			return "", nil, err
+		}
+		return a, stop, nil
+	case <-time.After(60 * time.Second):
+	case <-ctx.Done():
+	}
+	stop()
+	return "", nil, errors.New("clickhouse did not start in 60s (see " + filepath.Join(dir, "..", "clickhouse.log") + "; run infra/chdb/install.sh?)")
+}
+
+func waitPing(ctx context.Context, addr string) error {
+	for i := 0; i < 100; i++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/ping", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("clickhouse at %s does not answer /ping", addr)
+}

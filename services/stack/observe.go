@@ -1,0 +1,343 @@
+package stack
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/settlement"
+)
+
+// Activity is a snapshot of how much each stage has processed.
+type Activity struct {
+	In   map[string]float64 // records consumed, by stage
+	Out  map[string]float64 // records produced, by stage
+	Dead map[string]float64 // records dead-lettered, by stage
+	Lag  map[string]float64 // records behind, by stage (sum over partitions)
+	Sunk float64            // rows the sink wrote
+}
+
+// Activity reads the stages' counters from the metrics registry.
+func (s *Stack) Activity() (Activity, error) {
+	a := Activity{In: map[string]float64{}, Out: map[string]float64{}, Dead: map[string]float64{}, Lag: map[string]float64{}}
+	mfs, err := s.Registry.Gather()
+	if err != nil {
+		return a, err
+	}
+	for _, mf := range mfs {
+		var into map[string]float64
+		switch mf.GetName() {
+		case "minecart_pipeline_records_in_total":
+			into = a.In
+		case "minecart_pipeline_records_out_total":
+			into = a.Out
+		case "minecart_pipeline_records_dead_total":
+			into = a.Dead
+		case "minecart_pipeline_consumer_lag":
+			into = a.Lag
+		case "minecart_sink_rows_total":
+			for _, m := range mf.GetMetric() {
+				a.Sunk += m.GetCounter().GetValue()
+			}
+			continue
+		default:
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			stage := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "stage" {
+					stage = l.GetValue()
+				}
+			}
+			v := m.GetCounter().GetValue()
+			if m.GetGauge() != nil {
+				v = m.GetGauge().GetValue()
+			}
+			into[stage] += v
+		}
+	}
+	return a, nil
+}
+
+func (a Activity) same(b Activity) bool {
+	eq := func(x, y map[string]float64) bool {
+		if len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			if y[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	// Consumed records, not produced ones: idle scoring tasks keep writing
+	// their stream time to the changelog, which nothing downstream reads.
+	return eq(a.In, b.In) && eq(a.Dead, b.Dead) && a.Sunk == b.Sunk
+}
+
+// ClosedThrough is the scoring watermark every task has passed: every
+// vehicle-day ending at or before it has been scored. ok is false until
+// every task has written a watermark.
+func (s *Stack) ClosedThrough(ctx context.Context) (t time.Time, ok bool, err error) {
+	if s.scores == nil {
+		if s.scores, err = pipelines.NewTable(s.runCtx, s.Pipelines, pipelines.TopicScores); err != nil {
+			return time.Time{}, false, err
+		}
+		s.closers = append(s.closers, s.scores.Close)
+	}
+	if err := s.scores.WaitCaught(ctx); err != nil {
+		return time.Time{}, false, err
+	}
+	var minWM time.Time
+	seen, tasks := 0, 0
+	var derr error
+	s.scores.Range(func(k string, v []byte) bool {
+		if !strings.HasPrefix(k, "wm/") {
+			return true
+		}
+		m, err := s.Serde.DecodeAs(schemas.Watermark, v)
+		if err != nil {
+			derr = fmt.Errorf("watermark %s: %w", k, err)
+			return false
+		}
+		wm, _ := m["closed_through_ms"].(time.Time)
+		n, _ := m["tasks"].(int32)
+		tasks = int(n)
+		if seen == 0 || wm.Before(minWM) {
+			minWM = wm
+		}
+		seen++
+		return true
+	})
+	if derr != nil {
+		return time.Time{}, false, derr
+	}
+	return minWM, seen > 0 && seen >= tasks, nil
+}
+
+// WaitSettled returns once every vehicle-day ending by end has been scored
+// (all scoring watermarks >= end) and every stage has been idle for quiet:
+// the ledger has appended the credits and settlement has booked them.
+func (s *Stack) WaitSettled(ctx context.Context, end time.Time, quiet time.Duration, progress func(Activity)) error {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	var last Activity
+	var since time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.failed:
+			return s.Err()
+		case <-tick.C:
+		}
+		a, err := s.Activity()
+		if err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(a)
+		}
+		wm, ok, err := s.ClosedThrough(ctx)
+		if err != nil {
+			return err
+		}
+		s.cfg.Logger.Debug("settling", "closed_through", wm, "all_tasks", ok, "end", end, "quiet", a.same(last), "in", a.In)
+		if !ok || wm.Before(end) || !a.same(last) {
+			last, since = a, time.Now()
+			continue
+		}
+		if time.Since(since) >= quiet {
+			return nil
+		}
+	}
+}
+
+// Driver is one vehicle-day's score in the summary.
+type Driver struct {
+	VehicleID string
+	Date      string
+	Score     float64
+	Points    int64
+	KM        float64
+	Flags     []string
+}
+
+// Balance is one account in the summary.
+type Balance struct {
+	Owner     string
+	Balance   int64
+	Available int64
+}
+
+// Summary is what a run produced, read back from Kafka.
+type Summary struct {
+	Scores       int
+	Flagged      int
+	PointsScored int64
+	DeadLetters  int64
+	LateEvents   int64
+	LedgerHeight uint64
+	TreeSize     uint64
+	Root         string // hex
+	Checkpoint   string
+	Accounts     int
+	Outstanding  int64 // sum of balances
+	TopDrivers   []Driver
+	TopBalances  []Balance
+}
+
+// Summary reads the scores, the ledger head and the balances.
+func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
+	var sum Summary
+	var drivers []Driver
+	err := s.scan(ctx, pipelines.TopicScores, func(r *kgo.Record) error {
+		if strings.HasPrefix(string(r.Key), "wm/") {
+			return nil
+		}
+		m, err := s.Serde.DecodeAs(schemas.DailyScore, r.Value)
+		if err != nil {
+			return fmt.Errorf("score at offset %d: %w", r.Offset, err)
+		}
+		d := Driver{VehicleID: str(m["vehicle_id"]), Date: str(m["date"])}
+		d.Score, _ = m["score"].(float64)
+		d.Points, _ = m["points"].(int64)
+		d.KM, _ = m["distance_km"].(float64)
+		if fl, ok := m["flags"].([]any); ok {
+			for _, f := range fl {
+				d.Flags = append(d.Flags, str(f))
+			}
+		}
+		drivers = append(drivers, d)
+		return nil
+	})
+	if err != nil {
+		return sum, err
+	}
+	ends, err := s.endOffsets(ctx, pipelines.TopicDeadLetter, pipelines.TopicLateEvents)
+	if err != nil {
+		return sum, err
+	}
+	sum.DeadLetters, sum.LateEvents = ends[pipelines.TopicDeadLetter], ends[pipelines.TopicLateEvents]
+	for _, d := range drivers {
+		sum.Scores++
+		sum.PointsScored += d.Points
+		if len(d.Flags) > 0 {
+			sum.Flagged++
+		}
+	}
+	sort.Slice(drivers, func(i, j int) bool {
+		if drivers[i].Points != drivers[j].Points {
+			return drivers[i].Points > drivers[j].Points
+		}
+		return drivers[i].VehicleID < drivers[j].VehicleID
+	})
+	sum.TopDrivers = drivers[:min(top, len(drivers))]
+
+	h, cp := s.Ledger.Head()
+	sum.LedgerHeight, sum.TreeSize, sum.Root, sum.Checkpoint = h.Height, h.TreeSize, hex.EncodeToString(h.Root[:]), cp
+
+	var bals []Balance
+	s.state.Range(func(k string, v []byte) bool {
+		if k != settlement.AccountKey(strings.TrimPrefix(k, settlement.AccountKey(""))) {
+			return true
+		}
+		a, err := settlement.DecodeAccount(v)
+		if err != nil {
+			return true // not an account record
+		}
+		sum.Accounts++
+		sum.Outstanding += a.Balance
+		bals = append(bals, Balance{Owner: a.ID, Balance: a.Balance, Available: a.Available()})
+		return true
+	})
+	sort.Slice(bals, func(i, j int) bool {
+		if bals[i].Balance != bals[j].Balance {
+			return bals[i].Balance > bals[j].Balance
+		}
+		return bals[i].Owner < bals[j].Owner
+	})
+	sum.TopBalances = bals[:min(top, len(bals))]
+	return sum, nil
+}
+
+// scan reads every committed record of topic, from the start to the last
+// stable offsets seen when it starts. Control records are kept so the
+// position is exact even when the log ends with a transaction marker.
+func (s *Stack) scan(ctx context.Context, topic string, fn func(*kgo.Record) error) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Pipelines.Brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords())
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return err
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	for len(left) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, e := range fs.Errors() {
+			return fmt.Errorf("reading %s: %w", topic, e.Err)
+		}
+		var ferr error
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := left[r.Partition]
+			if ferr != nil || !ok || r.Offset >= end {
+				return
+			}
+			if r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+			if !r.Attrs.IsControl() {
+				ferr = fn(r)
+			}
+		})
+		if ferr != nil {
+			return ferr
+		}
+	}
+	return nil
+}
+
+// endOffsets sums the end offsets of topics' partitions (records written,
+// counting transaction markers).
+func (s *Stack) endOffsets(ctx context.Context, topics ...string) (map[string]int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Pipelines.Brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Topic] += o.Offset })
+	return out, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}

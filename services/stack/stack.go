@@ -1,0 +1,273 @@
+// Package stack starts minecart's whole pipeline in one process: the
+// embedded Kafka broker, every stage (ingest, scoring, ledger, settlement and,
+// given a ClickHouse DSN, the firehose sink), and one HTTP server with the
+// device gateway, the ledger's proofs, redemptions, the owner's API and
+// /metrics. `minecart run` and the end-to-end tests use it; in production each
+// service runs alone from its own main.
+package stack
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/minecart/minecart/infra/broker"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/gateway"
+	"github.com/minecart/minecart/services/ingest"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/sink"
+	"github.com/minecart/minecart/services/telemetry"
+)
+
+// Config configures the embedded pipeline.
+type Config struct {
+	// DataDir holds the broker's log (DataDir/kafka) and the ledger key
+	// (DataDir/ledger.key). Empty: broker in memory, key generated.
+	DataDir string
+	// KafkaAddr is the broker's listen address (default 127.0.0.1:9092;
+	// 127.0.0.1:0 picks a free port).
+	KafkaAddr string
+	// HTTPAddr serves the gateway, the APIs and /metrics (default
+	// 127.0.0.1:8080; port 0 picks a free one, see Stack.HTTPAddr).
+	HTTPAddr string
+	// ClickHouseDSN, when set, runs the firehose sink into it.
+	ClickHouseDSN string
+	// IdleTimeout is scoring's idle close: a partition without records for
+	// this long closes its days on the wall clock (default 10s here: the
+	// simulated fleet uploads history, and the run should settle soon after
+	// the last upload).
+	IdleTimeout time.Duration
+	// MaxEventAge is ingest's horizon: older events are rejected (0: none).
+	MaxEventAge time.Duration
+	// SessionTimeout of the stages' consumer groups (default 6s).
+	SessionTimeout time.Duration
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.KafkaAddr == "" {
+		c.KafkaAddr = "127.0.0.1:9092"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 10 * time.Second
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 6 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Stack is a running embedded pipeline.
+type Stack struct {
+	cfg      Config
+	Broker   *broker.Broker
+	Registry *prometheus.Registry
+	Serde    *schemas.Serde
+	Producer *pipelines.Producer
+	// Pipelines is the runtime configuration the stages share.
+	Pipelines pipelines.Config
+	// LedgerKey signs the ledger's blocks.
+	LedgerKey ed25519.PrivateKey
+	// Ledger follows the blocks topic and serves proofs.
+	Ledger  *ledger.Reader
+	Gateway *gateway.Server
+
+	httpAddr string
+	httpSrv  *http.Server
+	closers  []func() error
+	runCtx   context.Context
+	scores   *pipelines.Table // the scores topic, opened by ClosedThrough
+	state    *pipelines.Table // settlement's changelog
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errMu  sync.Mutex
+	err    error
+	failed chan struct{}
+}
+
+// Start starts the broker, the stages and the HTTP server. Stop them with
+// Close. If a stage fails, Failed is closed and Err says why.
+func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+	s := &Stack{cfg: cfg, Registry: prometheus.NewRegistry(), Serde: schemas.SingleObject(), failed: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	kafkaDir := ""
+	if cfg.DataDir != "" {
+		kafkaDir = filepath.Join(cfg.DataDir, "kafka")
+	}
+	if s.Broker, err = broker.Start(ctx, broker.Config{Addr: cfg.KafkaAddr, DataDir: kafkaDir, Logger: log}); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	s.closers = append(s.closers, s.Broker.Close)
+
+	s.Pipelines = pipelines.Config{
+		Brokers: s.Broker.Addrs(), Logger: log, Registerer: s.Registry, Serde: s.Serde,
+		SessionTimeout: cfg.SessionTimeout,
+	}
+	if s.Producer, err = pipelines.NewProducer(s.Pipelines); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.Producer.Close)
+
+	keyPath := ""
+	if cfg.DataDir != "" {
+		keyPath = filepath.Join(cfg.DataDir, "ledger.key")
+	}
+	if keyPath != "" {
+		if s.LedgerKey, err = ledger.LoadOrCreateKey(keyPath); err != nil {
+			return nil, err
+		}
+	} else if _, s.LedgerKey, err = ed25519.GenerateKey(nil); err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.runCtx = runCtx
+
+	// The stages.
+	ing, err := ingest.NewStage(ingest.Config{Validation: telemetry.ValidateConfig{MaxAge: cfg.MaxEventAge}, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	sc, err := scoring.NewStage(scoring.Config{IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("scoring: %w", err)
+	}
+	stages := []pipelines.Stage{
+		ing,
+		sc,
+		ledger.NewStage(ledger.Config{Key: s.LedgerKey, Serde: s.Serde, Brokers: s.Pipelines.Brokers, Logger: log, Registerer: s.Registry}),
+		settlement.NewStage(settlement.Config{Policy: settlement.DefaultPolicy(), Serde: s.Serde, Logger: log, Registerer: s.Registry}),
+	}
+	for _, st := range stages {
+		s.goRun(runCtx, st.Name, func(ctx context.Context) error { return pipelines.Run(ctx, s.Pipelines, st) })
+	}
+	if cfg.ClickHouseDSN != "" {
+		s.goRun(runCtx, "sink", func(ctx context.Context) error {
+			return sink.Run(ctx, sink.Config{Runtime: s.Pipelines, DSN: cfg.ClickHouseDSN})
+		})
+	}
+
+	// The ledger's reader (proofs) and the gateway.
+	if s.Ledger, err = ledger.NewReader(ledger.ReaderConfig{
+		Blocks:    &ledger.KafkaBlocks{Brokers: s.Pipelines.Brokers, Serde: s.Serde},
+		PublicKey: s.LedgerKey.Public().(ed25519.PublicKey), Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	s.goRun(runCtx, "ledger-reader", s.Ledger.Run)
+	if s.Gateway, err = gateway.New(runCtx, gateway.Config{Pipelines: s.Pipelines, Registerer: s.Registry, Logger: log}); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	s.closers = append(s.closers, s.Gateway.Close)
+	if s.state, err = pipelines.NewTable(runCtx, s.Pipelines, pipelines.TopicSettlementLog); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.state.Close)
+	redemptions, err := settlement.NewHandler(settlement.HandlerConfig{Producer: s.Producer, State: s.state, Serde: s.Serde, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+	mux.Handle("/v1/ledger/", s.Ledger.Handler())
+	mux.Handle("/v1/redemptions", redemptions)
+	mux.Handle("/v1/redemptions/", redemptions)
+	mux.Handle("/v1/accounts/", redemptions)
+	mux.Handle("/", s.Gateway.Handler()) // /v1/telemetry, /healthz, /readyz
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	s.httpAddr = ln.Addr().String()
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.goRun(runCtx, "http", func(ctx context.Context) error {
+		if err := s.httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	log.Info("minecart embedded pipeline started", "kafka", s.Broker.Addrs(), "http", s.httpAddr, "clickhouse", cfg.ClickHouseDSN)
+	return s, nil
+}
+
+// HTTPAddr is the bound address of the HTTP server.
+func (s *Stack) HTTPAddr() string { return s.httpAddr }
+
+// Failed is closed when a component stopped with an error.
+func (s *Stack) Failed() <-chan struct{} { return s.failed }
+
+// Err is the first component error, if any.
+func (s *Stack) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+func (s *Stack) goRun(ctx context.Context, name string, fn func(context.Context) error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := fn(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		s.errMu.Lock()
+		defer s.errMu.Unlock()
+		if s.err == nil {
+			s.err = fmt.Errorf("%s: %w", name, err)
+			close(s.failed)
+		}
+	}()
+}
+
+// Close stops the HTTP server and the stages (each finishes or aborts its
+// open transaction), then the broker.
+func (s *Stack) Close() error {
+	var errs []error
+	if s.httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, s.httpSrv.Shutdown(sctx))
+		cancel()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	return errors.Join(errs...)
+}

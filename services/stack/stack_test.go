@@ -1,0 +1,281 @@
+package stack
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/infra/chserver/chtest"
+	"github.com/minecart/minecart/loadtest"
+	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+)
+
+// The end-to-end tests run the whole pipeline in this process on a real
+// kfake broker over TCP (random ports), drive a small simulated fleet
+// through the gateway over HTTP, and read the outcome back from Kafka (and
+// ClickHouse).
+
+const e2eVehicles = 12
+
+func testSim(t *testing.T) *fleet.Sim {
+	t.Helper()
+	sim, err := fleet.New(fleet.Config{Seed: 7, Vehicles: e2eVehicles, Days: 1,
+		Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(discard{}, nil))
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func startStack(t *testing.T, ctx context.Context, dir, dsn string) *Stack {
+	t.Helper()
+	st, err := Start(ctx, Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		ClickHouseDSN: dsn, IdleTimeout: 2 * time.Second, SessionTimeout: time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// outcome is what a run must reproduce exactly.
+type outcome struct {
+	root     string
+	treeSize uint64
+	scores   int
+	points   int64
+	balances string // every account's balance, sorted
+}
+
+func settle(t *testing.T, ctx context.Context, st *Stack, sim *fleet.Sim) outcome {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := st.WaitSettled(wctx, sim.End(), 3*time.Second, nil); err != nil {
+		t.Fatalf("settling: %v", err)
+	}
+	sum, err := st.Summary(ctx, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bals []string
+	for _, b := range sum.TopBalances {
+		bals = append(bals, fmt.Sprintf("%s=%d", b.Owner, b.Balance))
+	}
+	sort.Strings(bals)
+	return outcome{root: sum.Root, treeSize: sum.TreeSize, scores: sum.Scores, points: sum.PointsScored, balances: strings.Join(bals, " ")}
+}
+
+func send(t *testing.T, ctx context.Context, st *Stack, sim *fleet.Sim, chunks iter.Seq[fleet.Chunk]) loadtest.Report {
+	t.Helper()
+	rep, err := st.SendFleet(ctx, sim, chunks, loadtest.SenderConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed > 0 || rep.Rejected > 0 {
+		t.Fatalf("gateway refused simulated events: %s", rep)
+	}
+	return rep
+}
+
+// firstChunks yields the first n chunks of the simulation.
+func firstChunks(sim *fleet.Sim, n int) iter.Seq[fleet.Chunk] {
+	return func(yield func(fleet.Chunk) bool) {
+		i := 0
+		for c := range sim.Chunks() {
+			if i == n || !yield(c) {
+				return
+			}
+			i++
+		}
+	}
+}
+
+// TestEndToEndDeterministicAcrossRestart runs the same simulated fleet
+// twice: once straight through, once with the whole pipeline stopped in the
+// middle of the day and started again on the same data directory (and the
+// fleet re-uploading everything, as boxes do after an outage). Both must
+// give the same ledger root, the same scores and the same balances: no
+// reward lost, none credited twice.
+func TestEndToEndDeterministicAcrossRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	ctx := context.Background()
+	sim := testSim(t)
+
+	// Straight through.
+	dirA := t.TempDir()
+	st := startStack(t, ctx, dirA, "")
+	if err := st.ProvisionFleet(ctx, sim); err != nil {
+		t.Fatal(err)
+	}
+	repA := send(t, ctx, st, sim, sim.Chunks())
+	a := settle(t, ctx, st, sim)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("run A: %d events, %d scores, %d points, %d entries, root %s", repA.Events, a.scores, a.points, a.treeSize, a.root)
+	if a.scores != e2eVehicles*1 {
+		t.Fatalf("scores = %d, want one per vehicle-day (%d)", a.scores, e2eVehicles)
+	}
+	if a.points <= 0 || a.treeSize == 0 || len(a.root) != 64 {
+		t.Fatalf("nothing credited: %+v", a)
+	}
+
+	// Stopped in the middle of the day, then started again.
+	dirB := t.TempDir()
+	st = startStack(t, ctx, dirB, "")
+	if err := st.ProvisionFleet(ctx, sim); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range sim.Chunks() {
+		n++
+	}
+	send(t, ctx, st, sim, firstChunks(sim, n/2))
+	time.Sleep(500 * time.Millisecond) // let the stages take some of it
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = startStack(t, ctx, dirB, "")
+	defer st.Close()
+	send(t, ctx, st, sim, sim.Chunks())
+	b := settle(t, ctx, st, sim)
+	if a != b {
+		t.Fatalf("a restart changed the outcome:\nstraight %+v\nrestart  %+v", a, b)
+	}
+}
+
+// TestEndToEndDeadLetters puts a corrupt record on every stage's input
+// topic among the fleet's good records: each lands in the dead-letter topic
+// with its reason and source, and the good records are all processed.
+func TestEndToEndDeadLetters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	ctx := context.Background()
+	sim := testSim(t)
+	st := startStack(t, ctx, t.TempDir(), "")
+	defer st.Close()
+	if err := st.ProvisionFleet(ctx, sim); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := []string{pipelines.TopicTelemetryRaw, pipelines.TopicTelemetryClean, pipelines.TopicScores,
+		pipelines.TopicLedgerRequests, pipelines.TopicRedemptions}
+	for _, topic := range corrupt {
+		if err := st.Producer.ProduceSync(ctx, topic, []byte("corrupt"), []byte("\xc3\x01not avro at all")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(t, ctx, st, sim, sim.Chunks())
+	out := settle(t, ctx, st, sim)
+	if out.scores != e2eVehicles {
+		t.Fatalf("scores = %d, want %d: good records beside the corrupt ones were lost", out.scores, e2eVehicles)
+	}
+	got := map[string]string{}
+	err := st.scan(ctx, pipelines.TopicDeadLetter, func(r *kgo.Record) error {
+		m, err := st.Serde.DecodeAs(schemas.DeadLetter, r.Value)
+		if err != nil {
+			return err
+		}
+		v, _ := m["value"].([]byte)
+		if string(v) == "\xc3\x01not avro at all" {
+			got[m["source_topic"].(string)] = m["reason_code"].(string)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range corrupt {
+		if got[topic] == "" {
+			t.Errorf("corrupt record on %s not dead-lettered (dead letters: %v)", topic, got)
+		}
+	}
+}
+
+// TestEndToEndFirehose lands the fleet's clean telemetry in the embedded
+// ClickHouse: every event exactly once (count and a checksum of the event
+// ids against the clean topic).
+func TestEndToEndFirehose(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	ch := chtest.Start(t)
+	ctx := context.Background()
+	sim := testSim(t)
+	st := startStack(t, ctx, t.TempDir(), ch.DSN())
+	defer st.Close()
+	if err := st.ProvisionFleet(ctx, sim); err != nil {
+		t.Fatal(err)
+	}
+	send(t, ctx, st, sim, sim.Chunks())
+	settle(t, ctx, st, sim)
+
+	var want int
+	var wantSum [32]byte
+	ids := []string{}
+	err := st.scan(ctx, pipelines.TopicTelemetryClean, func(r *kgo.Record) error {
+		m, err := st.Serde.DecodeAs(schemas.TelemetryEvent, r.Value)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, m["device_id"].(string)+"/"+m["event_id"].(string))
+		want++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(ids)
+	wantSum = sha256.Sum256([]byte(strings.Join(ids, "\n")))
+
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr}, Protocol: clickhouse.HTTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var got uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM telemetry FINAL").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	var rows uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM telemetry").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if int(got) != want || rows != got {
+		t.Fatalf("ClickHouse has %d events (%d rows), the clean topic %d", got, rows, want)
+	}
+	var sumHex string
+	q := "SELECT hex(SHA256(arrayStringConcat(arraySort(groupArray(concat(toString(device_id), '/', event_id))), '\n'))) FROM telemetry"
+	if err := conn.QueryRow(ctx, q).Scan(&sumHex); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.EqualFold(sumHex, hex.EncodeToString(wantSum[:])) {
+		t.Fatalf("checksum of event ids differs: ClickHouse %s, topic %x", sumHex, wantSum)
+	}
+}
