@@ -1,0 +1,190 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExit(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+		out  string
+	}{
+		{nil, 0, ""},
+		{flag.ErrHelp, 0, ""},
+		{fmt.Errorf("parse: %w", flag.ErrHelp), 0, ""},
+		{errors.New("brokers: none given"), 1, "svc: brokers: none given\n"},
+	} {
+		var buf bytes.Buffer
+		if code := exit("svc", tc.err, &buf); code != tc.code || buf.String() != tc.out {
+			t.Errorf("%v: code %d, out %q; want %d, %q", tc.err, code, buf.String(), tc.code, tc.out)
+		}
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestGroupMetricsAndStop serves the metrics, then cancels the parent
+// context: every part returns, Wait returns nil.
+func TestGroupMetricsAndStop(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	g, gctx := NewGroup(ctx)
+	reg := NewRegistry()
+	if err := g.ServeMetrics("127.0.0.1:0", reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ServeMetrics("", reg); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	g.Go("stage", func(ctx context.Context) error {
+		<-ctx.Done()
+		close(stopped)
+		return ctx.Err() // a part that returns the cancellation is not failing
+	})
+	// ServeMetrics does not tell the port it picked: check the handler
+	// through Serve, which does.
+	srv := &http.Server{Addr: "127.0.0.1:0", Handler: MetricsHandler(reg)}
+	if err := g.Serve("metrics2", srv); err != nil {
+		t.Fatal(err)
+	}
+	code, body := get(t, "http://"+srv.Addr+"/metrics")
+	if code != 200 || !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_") {
+		t.Fatalf("metrics: %d %.200s", code, body)
+	}
+	if gctx.Err() != nil {
+		t.Fatal("group stopped early")
+	}
+	cancel()
+	if err := g.Wait(); err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	<-stopped
+	if _, err := http.Get("http://" + srv.Addr + "/metrics"); err == nil {
+		t.Fatal("server still up after Wait")
+	}
+}
+
+// TestGroupFirstErrorStops: a failing part cancels the others and its
+// error, named, is Wait's.
+func TestGroupFirstErrorStops(t *testing.T) {
+	g, _ := NewGroup(t.Context())
+	g.Go("follower", func(ctx context.Context) error {
+		<-ctx.Done()
+		return errors.New("late error after cancel")
+	})
+	boom := errors.New("boom")
+	g.Go("stage", func(context.Context) error { return boom })
+	err := g.Wait()
+	if !errors.Is(err, boom) || !strings.HasPrefix(err.Error(), "stage: ") {
+		t.Fatalf("wait: %v", err)
+	}
+}
+
+// TestGroupServeAddressInUse: Serve reports a taken address at once.
+func TestGroupServeAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	g, _ := NewGroup(t.Context())
+	if err := g.Serve("api", &http.Server{Addr: ln.Addr().String()}); err == nil || !strings.HasPrefix(err.Error(), "api: ") {
+		t.Fatalf("serve: %v", err)
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGroupGracefulShutdown: a request in flight when the group stops is
+// answered; one that outlasts ShutdownTimeout is cut and Wait says so.
+func TestGroupGracefulShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+		wantErr bool
+	}{
+		{"finishes", time.Minute, false},
+		{"cut", time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			g, _ := NewGroup(ctx)
+			g.ShutdownTimeout = tc.timeout
+			entered, release := make(chan struct{}), make(chan struct{})
+			srv := &http.Server{Addr: "127.0.0.1:0", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				close(entered)
+				<-release
+				io.WriteString(w, "done")
+			})}
+			if err := g.Serve("api", srv); err != nil {
+				t.Fatal(err)
+			}
+			type result struct {
+				body string
+				err  error
+			}
+			res := make(chan result, 1)
+			go func() {
+				resp, err := http.Get("http://" + srv.Addr)
+				if err != nil {
+					res <- result{err: err}
+					return
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				res <- result{string(b), err}
+			}()
+			<-entered
+			cancel()
+			waited := make(chan error, 1)
+			go func() { waited <- g.Wait() }()
+			if !tc.wantErr {
+				// Shutdown waits for the handler, which waits for release.
+				select {
+				case err := <-waited:
+					t.Fatalf("Wait returned before the request finished: %v", err)
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			if !tc.wantErr {
+				close(release)
+			}
+			err := <-waited
+			if tc.wantErr {
+				close(release)
+			}
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("wait: %v, wantErr %v", err, tc.wantErr)
+			}
+			r := <-res
+			if !tc.wantErr && (r.err != nil || r.body != "done") {
+				t.Fatalf("in-flight request: %q %v", r.body, r.err)
+			}
+		})
+	}
+}
