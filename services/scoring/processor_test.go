@@ -131,6 +131,16 @@ func TestProcessor(t *testing.T) {
 	}
 	eq(t, "stream time", p.w.StreamTime(), before)
 
+	// A tick in the same batch as records is never idle, whatever the clock.
+	now = now.Add(time.Hour)
+	out = emitted{}
+	if err := p.Tick(ctx, day.Add(60*time.Hour), &out); err != nil || len(out.recs) != 0 {
+		t.Fatalf("tick after records in the batch: %v %v", err, out.recs)
+	}
+	if err := p.Flush(ctx, &out); err != nil {
+		t.Fatal(err)
+	}
+
 	// Idle: nothing closes before IdleTimeout of wall time, then the wall clock closes the 25th.
 	out = emitted{}
 	tick := day.Add(60 * time.Hour)
