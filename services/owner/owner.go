@@ -1,0 +1,231 @@
+// Package owner is the vehicle owner's HTTP API: a vehicle's latest
+// position, its track between two times (downsampled in ClickHouse for long
+// ranges), its daily usage reports, its condition (latest readings and fault
+// codes) and its points (the owner account's balance and the vehicle's ledger
+// entries with inclusion proofs). Answers come from ClickHouse; proofs from
+// the ledger's reader and balances from settlement's state, both through
+// small interfaces in Config. Every user value reaches ClickHouse as a bound
+// query parameter; every query has a bounded range and a LIMIT.
+//
+// Authentication of owners is not done here: the handler answers for any
+// vehicle id it is asked about, so it must sit behind whatever authenticates
+// owners and checks that the vehicle is theirs.
+package owner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/minecart/minecart/services/settlement"
+)
+
+// Config configures the handler.
+type Config struct {
+	// Conn is the ClickHouse holding the tables of infra/clickhouse
+	// (sink.Open gives one).
+	Conn driver.Conn
+	// Proofs serves inclusion proofs for ledger entries (LedgerProofs over
+	// a ledger.Reader's handler). Nil: entries are listed without proofs.
+	Proofs Proofs
+	// Balances gives the balance of the account a vehicle's points go to
+	// (SettlementBalances). Nil: /points answers without a balance.
+	Balances Balances
+	// Registerer receives the request latency histogram (nil: none).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now is the clock (default time.Now): default ranges end at Now.
+	Now func() time.Time
+
+	// MaxTrackRange is the longest track range one request may ask for
+	// (default 92 days).
+	MaxTrackRange time.Duration
+	// MaxReportDays is the longest report range in days (default 366).
+	MaxReportDays int
+	// ConditionWindow is how far back /condition looks for readings and
+	// fault codes by default (default 30 days; ?days= up to 365).
+	ConditionWindow time.Duration
+	// QueryTimeout bounds each request's ClickHouse work (default 10 s).
+	QueryTimeout time.Duration
+}
+
+// Validate reports whether the configuration is usable.
+func (c Config) Validate() error {
+	if c.Conn == nil {
+		return errors.New("owner: no ClickHouse connection")
+	}
+	if c.MaxTrackRange < 0 || c.MaxReportDays < 0 || c.ConditionWindow < 0 || c.QueryTimeout < 0 {
+		return errors.New("owner: negative limit")
+	}
+	return nil
+}
+
+func (c *Config) defaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.MaxTrackRange == 0 {
+		c.MaxTrackRange = 92 * 24 * time.Hour
+	}
+	if c.MaxReportDays == 0 {
+		c.MaxReportDays = 366
+	}
+	if c.ConditionWindow == 0 {
+		c.ConditionWindow = 30 * 24 * time.Hour
+	}
+	if c.QueryTimeout == 0 {
+		c.QueryTimeout = 10 * time.Second
+	}
+}
+
+// Limits of the query parameters.
+const (
+	DefaultMaxPoints = 1000  // track: points over the whole range
+	MaxMaxPoints     = 10000 //
+	DefaultPageSize  = 1000  // track: points per page
+	MaxPageSize      = 10000 //
+	DefaultReports   = 31    // reports per page
+	MaxReports       = 366   //
+	DefaultEntries   = 50    // ledger entries per page
+	MaxEntries       = 500   //
+	maxFaultCodes    = 200
+)
+
+type handler struct {
+	cfg     Config
+	mux     *http.ServeMux
+	latency *prometheus.HistogramVec
+}
+
+// NewHandler returns the owner API:
+//
+//	GET /v1/vehicles/{vin}/position
+//	GET /v1/vehicles/{vin}/track?from=RFC3339&to=RFC3339&max_points=N&limit=N&cursor=C
+//	GET /v1/vehicles/{vin}/reports?from=YYYY-MM-DD&to=YYYY-MM-DD&limit=N&cursor=C
+//	GET /v1/vehicles/{vin}/condition?days=N
+//	GET /v1/vehicles/{vin}/points?limit=N&cursor=C
+//
+// Answers are JSON; errors are {"error": "..."} with 400 for bad
+// parameters, 404 for a vehicle minecart has no telemetry of, 500 for
+// storage failures (logged, not shown). docs/analytics.md ("Owner API")
+// describes each answer.
+func NewHandler(cfg Config) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	h := &handler{cfg: cfg, mux: http.NewServeMux()}
+	h.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "minecart_owner_request_seconds",
+		Help:    "Owner API request latency, by endpoint and status code class.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"endpoint", "code"})
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(h.latency); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("owner metrics: %w", err)
+			}
+			h.latency = are.ExistingCollector.(*prometheus.HistogramVec)
+		}
+	}
+	h.route("position", h.position)
+	h.route("track", h.track)
+	h.route("reports", h.reports)
+	h.route("condition", h.condition)
+	h.route("points", h.points)
+	h.mux.HandleFunc("/v1/vehicles/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition or points")
+	})
+	return h.mux, nil
+}
+
+// apiError is an answer other than 200.
+type apiError struct {
+	code int
+	msg  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(format string, a ...any) error {
+	return &apiError{code: http.StatusBadRequest, msg: fmt.Sprintf(format, a...)}
+}
+
+func notFound(format string, a ...any) error {
+	return &apiError{code: http.StatusNotFound, msg: fmt.Sprintf(format, a...)}
+}
+
+type endpoint func(ctx context.Context, vin string, r *http.Request) (any, error)
+
+func (h *handler) route(name string, fn endpoint) {
+	h.mux.HandleFunc("GET /v1/vehicles/{vin}/"+name, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		code := h.serve(w, r, name, fn)
+		h.latency.WithLabelValues(name, strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
+	})
+}
+
+func (h *handler) serve(w http.ResponseWriter, r *http.Request, name string, fn endpoint) int {
+	vin := r.PathValue("vin")
+	if err := settlement.ValidID(vin); err != nil {
+		return writeError(w, http.StatusBadRequest, "vehicle: "+err.Error())
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
+	defer cancel()
+	out, err := fn(ctx, vin, r)
+	if err != nil {
+		var ae *apiError
+		switch {
+		case errors.As(err, &ae):
+			return writeError(w, ae.code, ae.msg)
+		case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
+			h.cfg.Logger.Warn("owner query timed out", "endpoint", name, "vehicle", vin, "err", err)
+			return writeError(w, http.StatusServiceUnavailable, "query timed out")
+		default:
+			h.cfg.Logger.Error("owner query", "endpoint", name, "vehicle", vin, "err", err)
+			return writeError(w, http.StatusInternalServerError, "internal error")
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if err := json.NewEncoder(w).Encode(out); err != nil {
+		h.cfg.Logger.Debug("owner answer not written", "endpoint", name, "err", err)
+	}
+	return http.StatusOK
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) int {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	return code
+}
+
+// intParam parses an optional integer query parameter within [lo, hi].
+func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, badRequest("%s %q: not an integer", name, s)
+	}
+	if n < lo || n > hi {
+		return 0, badRequest("%s %d: want %d to %d", name, n, lo, hi)
+	}
+	return n, nil
+}

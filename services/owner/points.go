@@ -1,0 +1,212 @@
+package owner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/merkle"
+)
+
+// Proofs serves inclusion proofs of ledger entries.
+type Proofs interface {
+	// InclusionProof proves leaf index leaf in the tree of treeSize
+	// entries (0: the head's, and then the answer carries the signed
+	// checkpoint). An entry the ledger does not hold yet is an error
+	// matching ledger.ErrNotFound.
+	InclusionProof(ctx context.Context, leaf, treeSize uint64) (ledger.ProofJSON, error)
+}
+
+// Balance is the balance of the account a vehicle's points are credited to.
+type Balance struct {
+	// Owner is the account the vehicle is bound to; "" when it is not
+	// bound and its credits are held in Account ("vehicle:<id>").
+	Owner     string `json:"owner,omitempty"`
+	Account   string `json:"account"`
+	Balance   int64  `json:"balance"`
+	Reserved  int64  `json:"reserved"`
+	Available int64  `json:"available"`
+}
+
+// Balances looks up the balance behind a vehicle.
+type Balances interface {
+	VehicleBalance(ctx context.Context, vehicleID string) (Balance, error)
+}
+
+// InclusionProof proves an entry against the tree of TreeSize entries.
+type InclusionProof struct {
+	TreeSize uint64   `json:"tree_size"`
+	Root     string   `json:"root"`
+	Hashes   []string `json:"hashes"`
+}
+
+// LedgerEntry is one of the vehicle's ledger entries with what a client
+// needs to check it: the canonical entry bytes (base64), their leaf hash
+// (SHA-256(0x00 || entry)) and an inclusion proof.
+type LedgerEntry struct {
+	LeafIndex     uint64          `json:"leaf_index"`
+	BlockHeight   uint64          `json:"block_height"`
+	BlockTime     time.Time       `json:"block_time"`
+	Kind          string          `json:"kind"`
+	ID            string          `json:"id"`
+	Account       string          `json:"account,omitempty"`
+	Delta         int64           `json:"delta"`
+	Date          string          `json:"date,omitempty"`
+	ConfigVersion string          `json:"config_version,omitempty"`
+	Reason        string          `json:"reason,omitempty"`
+	RedemptionID  string          `json:"redemption_id,omitempty"`
+	Ref           string          `json:"ref,omitempty"`
+	Entry         []byte          `json:"entry"`
+	LeafHash      string          `json:"leaf_hash"`
+	Proof         *InclusionProof `json:"proof,omitempty"`
+	// ProofError says why Proof is missing: the ledger reader has not
+	// reached the entry yet, or the stored entry does not match its leaf.
+	ProofError string `json:"proof_error,omitempty"`
+}
+
+// Points is the answer of /points: the balance and the vehicle's ledger
+// entries, newest first; every proof on a page (and on the pages after it)
+// is against the same tree, whose signed checkpoint the first page gives.
+type Points struct {
+	VehicleID   string        `json:"vehicle_id"`
+	Balance     *Balance      `json:"balance,omitempty"`
+	EarnedTotal *int64        `json:"vehicle_points_total,omitempty"` // sum of the vehicle's entries (first page)
+	TreeSize    uint64        `json:"tree_size,omitempty"`
+	Root        string        `json:"root,omitempty"`
+	Checkpoint  string        `json:"checkpoint,omitempty"`
+	Entries     []LedgerEntry `json:"entries"`
+	NextCursor  string        `json:"next_cursor,omitempty"`
+}
+
+func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any, error) {
+	limit, err := intParam(r, "limit", DefaultEntries, 1, MaxEntries)
+	if err != nil {
+		return nil, err
+	}
+	key := queryKey("points", vin)
+	cur, more, err := decodeCursor(r.URL.Query().Get("cursor"), key)
+	if err != nil {
+		return nil, err
+	}
+	if !more {
+		cur = cursor{Query: key, Leaf: ^uint64(0)}
+	}
+	out := Points{VehicleID: vin, Entries: []LedgerEntry{}}
+	p := clickhouse.Parameters{"v": vin, "before": strconv.FormatUint(cur.Leaf, 10), "lim": strconv.Itoa(limit + 1)}
+	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
+		SELECT leaf_index, block_height, block_time, toString(kind), id, account, delta, date, config_version,
+			reason, redemption_id, ref, entry
+		FROM ledger_entries FINAL
+		WHERE vehicle_id = {v:String} AND leaf_index < {before:UInt64}
+		ORDER BY leaf_index DESC
+		LIMIT {lim:UInt32}`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger entries: %w", err)
+	}
+	defer rows.Close()
+	hasMore := false
+	for rows.Next() {
+		var (
+			e     LedgerEntry
+			date  *time.Time
+			entry string
+		)
+		if err := rows.Scan(&e.LeafIndex, &e.BlockHeight, &e.BlockTime, &e.Kind, &e.ID, &e.Account, &e.Delta, &date,
+			&e.ConfigVersion, &e.Reason, &e.RedemptionID, &e.Ref, &entry); err != nil {
+			return nil, fmt.Errorf("ledger entries: %w", err)
+		}
+		if len(out.Entries) == limit {
+			cur.Leaf, hasMore = out.Entries[limit-1].LeafIndex, true
+			break
+		}
+		e.BlockTime = e.BlockTime.UTC()
+		if date != nil {
+			e.Date = date.Format(time.DateOnly)
+		}
+		e.Entry = []byte(entry)
+		e.LeafHash = merkle.HashLeaf(e.Entry).String()
+		out.Entries = append(out.Entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger entries: %w", err)
+	}
+	if !more {
+		if err := h.firstPage(ctx, vin, &out); err != nil {
+			return nil, err
+		}
+	}
+	if h.cfg.Proofs != nil {
+		if err := h.prove(ctx, &out, &cur); err != nil {
+			return nil, err
+		}
+	}
+	if hasMore {
+		out.NextCursor = cur.encode()
+	}
+	return out, nil
+}
+
+// firstPage adds the balance and the vehicle's total, and answers 404 for
+// a vehicle minecart knows nothing of.
+func (h *handler) firstPage(ctx context.Context, vin string, out *Points) error {
+	var total int64
+	var n uint64
+	if err := h.cfg.Conn.QueryRow(bind(ctx, clickhouse.Parameters{"v": vin}),
+		`SELECT count(), sum(delta) FROM ledger_entries FINAL WHERE vehicle_id = {v:String}`).Scan(&n, &total); err != nil {
+		return fmt.Errorf("ledger total: %w", err)
+	}
+	if n == 0 {
+		if err := h.mustKnow(ctx, vin); err != nil {
+			return err
+		}
+	}
+	out.EarnedTotal = &total
+	if h.cfg.Balances != nil {
+		b, err := h.cfg.Balances.VehicleBalance(ctx, vin)
+		if err != nil {
+			return fmt.Errorf("balance: %w", err)
+		}
+		out.Balance = &b
+	}
+	return nil
+}
+
+// prove attaches inclusion proofs, all against one tree: the head's on the
+// first page (remembered in the cursor for the pages after it).
+func (h *handler) prove(ctx context.Context, out *Points, cur *cursor) error {
+	for i := range out.Entries {
+		e := &out.Entries[i]
+		if cur.TreeSize != 0 && e.LeafIndex >= cur.TreeSize {
+			e.ProofError = "the ledger reader has not reached this entry yet"
+			continue
+		}
+		pr, err := h.cfg.Proofs.InclusionProof(ctx, e.LeafIndex, cur.TreeSize)
+		if errors.Is(err, ledger.ErrNotFound) {
+			e.ProofError = "the ledger reader has not reached this entry yet"
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("proof of leaf %d: %w", e.LeafIndex, err)
+		}
+		if pr.LeafHash != e.LeafHash {
+			h.cfg.Logger.Error("stored ledger entry does not match the ledger", "leaf", e.LeafIndex,
+				"stored", e.LeafHash, "ledger", pr.LeafHash)
+			e.ProofError = "the stored entry does not match the ledger's leaf " + pr.LeafHash
+			continue
+		}
+		if cur.TreeSize == 0 {
+			cur.TreeSize = pr.TreeSize
+		}
+		if out.TreeSize == 0 {
+			out.TreeSize, out.Root, out.Checkpoint = pr.TreeSize, pr.Root, pr.Checkpoint
+		}
+		e.Proof = &InclusionProof{TreeSize: pr.TreeSize, Root: pr.Root, Hashes: pr.Proof}
+	}
+	return nil
+}
