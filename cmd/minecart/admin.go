@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -13,21 +13,11 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/settlement"
 )
-
-// kafkaFlags are the connection flags of every command that talks to Kafka.
-type kafkaFlags struct {
-	brokers  string
-	registry string
-}
-
-func (k *kafkaFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&k.brokers, "brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
-	fs.StringVar(&k.registry, "schema-registry", "", "Schema Registry URL (empty: Avro single-object framing)")
-}
 
 // admin is what an administrative command needs: a producer, the serde and
 // the pipelines config to open tables with.
@@ -37,12 +27,13 @@ type admin struct {
 	producer *pipelines.Producer
 }
 
-func (k *kafkaFlags) open(ctx context.Context) (*admin, error) {
-	serde, err := schemas.NewSerde(ctx, schemas.SerdeConfig{RegistryURL: k.registry})
+// openAdmin connects with the connection flags k (daemon.Kafka: brokers,
+// registry, SASL, TLS) of an administrative command.
+func openAdmin(ctx context.Context, k *daemon.Kafka) (*admin, error) {
+	cfg, serde, err := k.Config(ctx, slog.Default(), nil)
 	if err != nil {
 		return nil, err
 	}
-	cfg := pipelines.Config{Brokers: strings.Split(k.brokers, ","), Serde: serde}
 	p, err := pipelines.NewProducer(cfg)
 	if err != nil {
 		return nil, err
@@ -80,8 +71,8 @@ func devicesCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	fs := newFlags("devices " + sub)
-	var kf kafkaFlags
-	kf.register(fs)
+	var kf daemon.Kafka
+	kf.Register(fs)
 	id := fs.String("id", "", "device id")
 	vehicle := fs.String("vehicle", "", "the vehicle the device may write events for (add)")
 	tz := fs.String("tz", "Asia/Shanghai", "the vehicle's IANA time zone (add)")
@@ -90,7 +81,7 @@ func devicesCmd(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	a, err := kf.open(ctx)
+	a, err := openAdmin(ctx, &kf)
 	if err != nil {
 		return err
 	}
@@ -146,14 +137,14 @@ func accountsCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	fs := newFlags("accounts " + sub)
-	var kf kafkaFlags
-	kf.register(fs)
+	var kf daemon.Kafka
+	kf.Register(fs)
 	vehicle := fs.String("vehicle", "", "vehicle id (bind, unbind)")
 	owner := fs.String("owner", "", "owner account (bind; list filters by it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	a, err := kf.open(ctx)
+	a, err := openAdmin(ctx, &kf)
 	if err != nil {
 		return err
 	}
@@ -197,8 +188,8 @@ func catalogCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	fs := newFlags("catalog " + sub)
-	var kf kafkaFlags
-	kf.register(fs)
+	var kf daemon.Kafka
+	kf.Register(fs)
 	partner := fs.String("partner", "", "partner id")
 	item := fs.String("item", "", "item id (add, remove)")
 	title := fs.String("title", "", "item title (add)")
@@ -207,7 +198,7 @@ func catalogCmd(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	a, err := kf.open(ctx)
+	a, err := openAdmin(ctx, &kf)
 	if err != nil {
 		return err
 	}
@@ -218,7 +209,7 @@ func catalogCmd(ctx context.Context, args []string) error {
 		if *stock >= 0 {
 			it.Stock = stock
 		}
-		if err := settlement.PutCatalogItem(ctx, a.cfg.Brokers, a.producer, a.serde, it); err != nil {
+		if err := settlement.PutCatalogItemWith(ctx, a.producer, a.serde, it, settlement.PartnerTopicsEnsurer(a.cfg)); err != nil {
 			return err
 		}
 		fmt.Printf("item %s/%s at %d points\n", *partner, *item, *price)

@@ -152,6 +152,10 @@ func (g *Group) ServeMetrics(addr string, reg *prometheus.Registry) error {
 	return g.Serve("metrics", &http.Server{Addr: addr, Handler: MetricsHandler(reg)})
 }
 
+// Stop cancels the group's context: every part is asked to return (for a
+// start-up that fails after some parts were started; Wait still waits).
+func (g *Group) Stop() { g.cancel() }
+
 // Wait waits for every part to return and returns the first error.
 func (g *Group) Wait() error {
 	g.wg.Wait()

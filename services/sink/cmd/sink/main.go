@@ -1,54 +1,46 @@
 // Command sink lands minecart's topics in ClickHouse (services/sink).
-// Flags may be set as MINECART_* environment variables.
+// Every flag can also be set as MINECART_<FLAG> (services/daemon).
 package main
 
 import (
 	"context"
 	"flag"
-	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
-	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/schemas"
-	"github.com/minecart/minecart/services/flagenv"
+	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/sink"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "sink:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main("sink", run) }
 
-func run() error {
-	fs := flag.NewFlagSet("sink", flag.ExitOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
-	dsn := fs.String("clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://host:9000/db (native)")
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sink", flag.ContinueOnError)
+	var kafka daemon.Kafka
+	var proc daemon.Process
+	kafka.Register(fs)
+	proc.Register(fs, "127.0.0.1:9106")
+	dsn := fs.String("clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://user:pass@host:9000/db (native; prefer the environment)")
 	group := fs.String("group", "sink", "consumer group")
-	registry := fs.String("schema-registry", "", "Schema Registry URL (empty: Avro single-object framing)")
 	maxRows := fs.Int("max-rows", 50000, "most records per ClickHouse insert")
 	maxWait := fs.Duration("max-wait", time.Second, "longest a record waits before its insert")
-	if err := flagenv.Parse(fs, "MINECART", os.Args[1:]); err != nil {
+	if err := daemon.Parse(fs, args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	serde := schemas.SingleObject()
-	if *registry != "" {
-		var err error
-		if serde, err = schemas.NewSerde(ctx, schemas.SerdeConfig{RegistryURL: *registry}); err != nil {
-			return err
-		}
+	log := proc.Logger()
+	reg := daemon.NewRegistry()
+	pcfg, _, err := kafka.Config(ctx, log, reg)
+	if err != nil {
+		return err
 	}
-	return sink.Run(ctx, sink.Config{
-		Runtime: pipelines.Config{Brokers: strings.Split(*brokers, ","), Logger: log, Serde: serde},
-		DSN:     *dsn, Group: *group, MaxRows: *maxRows, MaxWait: *maxWait,
-	})
+	cfg := sink.Config{Runtime: pcfg, DSN: *dsn, Group: *group, MaxRows: *maxRows, MaxWait: *maxWait}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	g, _ := daemon.NewGroup(ctx)
+	if err := g.ServeMetrics(proc.MetricsAddr, reg); err != nil {
+		return err
+	}
+	g.Go("sink", func(ctx context.Context) error { return sink.Run(ctx, cfg) })
+	log.Info("sink starting", "brokers", pcfg.Brokers, "group", *group, "inputs", cfg.Inputs)
+	return g.Wait()
 }
