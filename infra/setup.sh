@@ -21,7 +21,11 @@ bash infra/chdb/install.sh
 # Go modules.
 go mod download
 
-# npm packages used by tests (a stock Avro implementation to cross-check our framing).
-if [ -f schemas/testdata/package.json ] && [ ! -d schemas/testdata/node_modules ]; then
-  (cd schemas/testdata && npm ci --no-audit --no-fund --silent)
+# A stock Avro implementation (avsc, pinned) that the schemas tests use to prove
+# a stock library decodes what minecart writes. Kept outside the tree.
+AVSC_DIR=${MINECART_TOOLS_DIR:-$HOME/.cache/minecart}/avsc
+if [ ! -f "$AVSC_DIR/node_modules/avsc/package.json" ]; then
+  echo "setup: npm install avsc@5.7.9 into $AVSC_DIR"
+  mkdir -p "$AVSC_DIR"
+  npm install --prefix "$AVSC_DIR" --no-audit --no-fund --silent avsc@5.7.9 >/dev/null
 fi

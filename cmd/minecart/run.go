@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,7 +32,7 @@ func runCmd(ctx context.Context, args []string) error {
 	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "embedded Kafka listen address")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "gateway, APIs and /metrics listen address")
 	chAddr := fs.String("clickhouse-addr", "127.0.0.1:8123", "embedded ClickHouse HTTP listen address (empty: no ClickHouse)")
-	idle := fs.Duration("idle-timeout", 10*time.Second, "scoring closes a quiet partition's days after this much wall-clock silence")
+	idle := fs.Duration("idle-timeout", 15*time.Second, "scoring closes a quiet partition's days after this much wall-clock silence")
 	format := fs.String("format", loadtest.FormatJSON, "device batch format: json or avro")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -77,31 +78,32 @@ func runCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("provisioning the simulated fleet: %w", err)
 	}
 
-	// Drive the fleet through the gateway. A restart sends everything again:
-	// ingest drops what it already accepted, so nothing counts twice.
-	done := filepath.Join(*dataDir, fmt.Sprintf("sim-%d-%d-%d-%s.done", *seed, *vehicles, *days, *start))
-	var rep loadtest.Report
-	if _, err := os.Stat(done); err == nil {
-		fmt.Println("simulation: already sent in an earlier run with this data directory")
-	} else {
-		t0 := time.Now()
-		rep, err = st.SendFleet(ctx, sim, sim.Chunks(), loadtest.SenderConfig{
-			Format: *format, ProgressEvery: 2 * time.Second,
-			Progress: func(r loadtest.Report) { printProgress(st, r, time.Since(t0)) },
-		})
-		if err != nil {
-			return fmt.Errorf("sending the simulated fleet: %w", err)
-		}
-		fmt.Printf("simulation sent: %s\n", rep)
-		if rep.Failed == 0 {
-			if err := os.WriteFile(done, []byte(rep.String()+"\n"), 0o644); err != nil {
-				return err
-			}
-		}
+	// Drive the fleet through the gateway, chunk by chunk, recording the
+	// last acknowledged chunk so that a restart resumes after it. Resuming
+	// sends that chunk again, which ingest's de-duplication drops.
+	progress := filepath.Join(*dataDir, fmt.Sprintf("sim-%d-%d-%d-%s.progress", *seed, *vehicles, *days, *start))
+	from := readProgress(progress)
+	if from > 0 {
+		fmt.Printf("simulation: resuming at chunk %d\n", from)
+		from--
 	}
+	t0 := time.Now()
+	rep, err := st.SendFleet(ctx, sim, from, loadtest.SenderConfig{Format: *format}, func(k int, sofar loadtest.Report) error {
+		if time.Since(lastProgress) >= 2*time.Second {
+			lastProgress = time.Now()
+			a, _ := st.Activity()
+			fmt.Printf("[%5.0fs] sent chunk %d: %d events (%.0f/s, %d retries) | %s\n",
+				time.Since(t0).Seconds(), k, sofar.Events, sofar.EventsPerSec, sofar.Retries, lagLine(a))
+		}
+		return writeProgress(progress, k+1)
+	})
+	if err != nil {
+		return fmt.Errorf("sending the simulated fleet: %w", err)
+	}
+	fmt.Printf("simulation sent: %s\n", rep)
 
 	fmt.Println("waiting for the days to close and settle ...")
-	t0 := time.Now()
+	t0 = time.Now()
 	if err := st.WaitSettled(ctx, sim.End(), 4*time.Second, func(a stack.Activity) { printActivity(a, time.Since(t0)) }); err != nil {
 		return err
 	}
@@ -124,10 +126,25 @@ func runCmd(ctx context.Context, args []string) error {
 
 var lastProgress time.Time
 
-func printProgress(st *stack.Stack, r loadtest.Report, elapsed time.Duration) {
-	a, _ := st.Activity()
-	fmt.Printf("[%5.0fs] sent %d events (%.0f/s, p99 ack %s, retries %d, rejected %d) | %s\n",
-		elapsed.Seconds(), r.Events, r.EventsPerSec, r.P99.Round(time.Millisecond), r.Retries, r.Rejected, lagLine(a))
+// readProgress is the next chunk to send, 0 when nothing was recorded.
+func readProgress(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+func writeProgress(path string, next int) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(next)+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func printActivity(a stack.Activity, elapsed time.Duration) {

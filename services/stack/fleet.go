@@ -3,7 +3,6 @@ package stack
 import (
 	"context"
 	"fmt"
-	"iter"
 
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
@@ -37,21 +36,71 @@ func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 		{Partner: SimPartner, ItemID: "carwash", Title: "Car wash", PricePoints: 300, Active: true, UpdatedAt: at},
 		{Partner: SimPartner, ItemID: "fuel-20", Title: "20 litres of fuel", PricePoints: 2000, Active: true, UpdatedAt: at},
 	} {
-		if err := settlement.PutCatalogItem(ctx, s.Pipelines.Brokers, s.Producer, s.Serde, it); err != nil {
+		if err := settlement.PutCatalogItemWith(ctx, s.Producer, s.Serde, it, settlement.PartnerTopicsEnsurer(s.Pipelines)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// SendFleet drives chunks of a simulated fleet through the gateway over
-// HTTP, as the boxes would: signed batches, per-device order, retries.
-func (s *Stack) SendFleet(ctx context.Context, sim *fleet.Sim, chunks iter.Seq[fleet.Chunk], cfg loadtest.SenderConfig) (loadtest.Report, error) {
+// SendFleet drives a simulated fleet through the gateway over HTTP, as the
+// boxes would (signed batches, per-device order, retries), chunk by chunk
+// from chunk number from on. Each chunk is fully acknowledged before the
+// next starts, and done(k, sent so far) is called once chunk k is: a caller that records
+// k can resume after a restart without re-uploading what was accepted.
+func (s *Stack) SendFleet(ctx context.Context, sim *fleet.Sim, from int, cfg loadtest.SenderConfig, done func(chunk int, sofar loadtest.Report) error) (loadtest.Report, error) {
 	cfg.URL = "http://" + s.HTTPAddr()
 	cfg.Devices = sim.Devices()
-	sender, err := loadtest.NewSender(cfg)
-	if err != nil {
-		return loadtest.Report{}, err
+	var total loadtest.Report
+	k := 0
+	for c := range sim.Chunks() {
+		if k < from {
+			k++
+			continue
+		}
+		sender, err := loadtest.NewSender(cfg)
+		if err != nil {
+			return total, err
+		}
+		if err := sender.Send(ctx, c.Events); err != nil {
+			sender.Abort()
+			return total, err
+		}
+		rep, err := sender.Close()
+		total = addReports(total, rep)
+		if err != nil {
+			return total, err
+		}
+		if rep.Failed > 0 {
+			return total, fmt.Errorf("chunk %d: %d events not accepted after retries", k, rep.Failed)
+		}
+		if done != nil {
+			if err := done(k, total); err != nil {
+				return total, err
+			}
+		}
+		k++
 	}
-	return sender.SendChunks(ctx, chunks)
+	return total, nil
+}
+
+func addReports(a, b loadtest.Report) loadtest.Report {
+	a.Events += b.Events
+	a.Batches += b.Batches
+	a.Bytes += b.Bytes
+	a.Retries += b.Retries
+	a.Rejected += b.Rejected
+	a.Failed += b.Failed
+	a.Elapsed += b.Elapsed
+	if a.Elapsed > 0 {
+		a.EventsPerSec = float64(a.Events) / a.Elapsed.Seconds()
+	}
+	a.P50, a.P99 = max(a.P50, b.P50), max(a.P99, b.P99)
+	for k, v := range b.Rejects {
+		if a.Rejects == nil {
+			a.Rejects = map[string]int64{}
+		}
+		a.Rejects[k] += v
+	}
+	return a
 }

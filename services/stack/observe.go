@@ -100,15 +100,13 @@ func (s *Stack) ClosedThrough(ctx context.Context) (t time.Time, ok bool, err er
 	}
 	var minWM time.Time
 	seen, tasks := 0, 0
-	var derr error
 	s.scores.Range(func(k string, v []byte) bool {
 		if !strings.HasPrefix(k, "wm/") {
 			return true
 		}
 		m, err := s.Serde.DecodeAs(schemas.Watermark, v)
 		if err != nil {
-			derr = fmt.Errorf("watermark %s: %w", k, err)
-			return false
+			return true // not a watermark; the ledger dead-letters it
 		}
 		wm, _ := m["closed_through_ms"].(time.Time)
 		n, _ := m["tasks"].(int32)
@@ -119,9 +117,6 @@ func (s *Stack) ClosedThrough(ctx context.Context) (t time.Time, ok bool, err er
 		seen++
 		return true
 	})
-	if derr != nil {
-		return time.Time{}, false, derr
-	}
 	return minWM, seen > 0 && seen >= tasks, nil
 }
 
@@ -183,6 +178,7 @@ type Balance struct {
 // Summary is what a run produced, read back from Kafka.
 type Summary struct {
 	Scores       int
+	Undecodable  int // records on the scores topic that are not scores
 	Flagged      int
 	PointsScored int64
 	DeadLetters  int64
@@ -207,7 +203,8 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 		}
 		m, err := s.Serde.DecodeAs(schemas.DailyScore, r.Value)
 		if err != nil {
-			return fmt.Errorf("score at offset %d: %w", r.Offset, err)
+			sum.Undecodable++ // the ledger dead-lettered it
+			return nil
 		}
 		d := Driver{VehicleID: str(m["vehicle_id"]), Date: str(m["date"])}
 		d.Score, _ = m["score"].(float64)

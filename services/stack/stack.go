@@ -168,7 +168,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		ing,
 		sc,
 		ledger.NewStage(ledger.Config{Key: s.LedgerKey, Serde: s.Serde, Brokers: s.Pipelines.Brokers, Logger: log, Registerer: s.Registry}),
-		settlement.NewStage(settlement.Config{Policy: settlement.DefaultPolicy(), Serde: s.Serde, Logger: log, Registerer: s.Registry}),
+		settlement.NewStage(settlement.Config{Policy: settlement.DefaultPolicy(), Serde: s.Serde, Logger: log, Registerer: s.Registry,
+			EnsurePartner: settlement.PartnerTopicsEnsurer(s.Pipelines)}),
 	}
 	for _, st := range stages {
 		s.goRun(runCtx, st.Name, func(ctx context.Context) error { return pipelines.Run(ctx, s.Pipelines, st) })
