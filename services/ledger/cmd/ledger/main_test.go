@@ -12,6 +12,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/pipetest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/daemon/daemontest"
 	"github.com/minecart/minecart/services/ledger"
 )
 
@@ -20,6 +21,34 @@ import (
 // the proof API shows a tree of two entries signed by the key it created.
 func TestMainServesCredits(t *testing.T) {
 	brokers := pipetest.Broker(t)
+	t.Setenv("MINECART_BROKERS", brokers[0])
+	pipetest.Produce(t, brokers, scores(t)...)
+	servesCredits(t)
+}
+
+// TestMainSASL is TestMainServesCredits as docker-compose runs the command:
+// against a broker that requires SCRAM-SHA-512 (credentials from
+// MINECART_KAFKA_SASL). The stage and the proof API's block follower both
+// connect with SASL.
+func TestMainSASL(t *testing.T) {
+	cfg := daemontest.Broker(t)
+	if err := pipelines.EnsureTopicsWith(context.Background(), cfg, pipelines.Topology); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipelines.NewProducer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.ProduceBatch(context.Background(), scores(t)); err != nil {
+		t.Fatal(err)
+	}
+	servesCredits(t)
+}
+
+// scores returns two daily scores and the watermark that closes their day.
+func scores(t *testing.T) []pipelines.Output {
+	t.Helper()
 	serde := schemas.SingleObject()
 	var recs []pipelines.Output
 	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
@@ -43,9 +72,13 @@ func TestMainServesCredits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs = append(recs, pipelines.Output{Topic: pipelines.TopicScores, Key: []byte("wm/0"), Value: wm})
-	pipetest.Produce(t, brokers, recs...)
+	return append(recs, pipelines.Output{Topic: pipelines.TopicScores, Key: []byte("wm/0"), Value: wm})
+}
 
+// servesCredits runs the command with the environment set by the caller
+// and waits for the proof API to show the two credits of scores.
+func servesCredits(t *testing.T) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +86,6 @@ func TestMainServesCredits(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	dir := t.TempDir()
-	t.Setenv("MINECART_BROKERS", brokers[0])
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--data-dir", dir, "--http-addr", addr, "--metrics-addr", ""}) }()
