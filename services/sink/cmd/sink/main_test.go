@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/infra/chserver/chtest"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/daemon/daemontest"
+	"github.com/minecart/minecart/services/sink"
+)
+
+// TestMainSASL runs the command as docker-compose does (brokers and
+// SCRAM-SHA-512 credentials from the environment) with an embedded
+// ClickHouse: an undecodable telemetry record is dead-lettered, so the
+// sink consumed and produced over SASL; a cancelled context ends run
+// without error.
+func TestMainSASL(t *testing.T) {
+	cfg := daemontest.Broker(t)
+	srv := chtest.Start(t)
+	t.Setenv("MINECART_CLICKHOUSE_DSN", srv.DSN())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--metrics-addr", "", "--max-wait", "50ms"}) }()
+	daemontest.WaitGroup(t, cfg, "sink", 60*time.Second)
+	p, err := pipelines.NewProducer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.ProduceSync(ctx, pipelines.TopicTelemetryClean, []byte("v-bad"), []byte{0xC3, 0x01, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	dead := daemontest.Read(t, cfg, pipelines.TopicDeadLetter, 1, 30*time.Second)
+	_, m, err := schemas.SingleObject().Decode(dead[0].Value)
+	if err != nil || m["reason_code"] != sink.CodeDecode || m["source_topic"] != pipelines.TopicTelemetryClean {
+		t.Fatalf("dead letter %v %v", m, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
