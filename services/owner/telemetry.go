@@ -151,7 +151,10 @@ func (h *handler) track(ctx context.Context, vin string, r *http.Request) (any, 
 	out := Track{VehicleID: vin, From: from, To: to, Points: []TrackPoint{}}
 	p := clickhouse.Parameters{"v": vin, "from": ms(from), "to": ms(to)}
 	if !more {
-		n, err := h.countRange(ctx, p)
+		// The first page and the range's count in one query; a range
+		// of more than maxPoints events is downsampled instead.
+		cur = cursor{Query: key, Mode: "raw", TimeMs: -1, Bucket: -1}
+		page, n, err := h.rawTrack(ctx, p, cur, limit, out, true)
 		if err != nil {
 			return nil, err
 		}
@@ -161,14 +164,15 @@ func (h *handler) track(ctx context.Context, vin string, r *http.Request) (any, 
 			}
 			return out, nil
 		}
-		cur = cursor{Query: key, Mode: "raw", Total: n, TimeMs: -1, Bucket: -1}
-		if n > uint64(maxPoints) {
-			cur.Mode = "ds"
+		if n <= uint64(maxPoints) {
+			return page, nil
 		}
+		cur.Mode, cur.Total = "ds", n
 	}
 	out.InRange = cur.Total
 	if cur.Mode == "raw" {
-		return h.rawTrack(ctx, p, cur, limit, out)
+		page, _, err := h.rawTrack(ctx, p, cur, limit, out, false)
+		return page, err
 	}
 	// maxPoints-1 buckets leave room for the range's last event.
 	width := (to.Sub(from).Milliseconds() + int64(maxPoints) - 2) / int64(maxPoints-1)
@@ -176,36 +180,33 @@ func (h *handler) track(ctx context.Context, vin string, r *http.Request) (any, 
 	return h.sampledTrack(ctx, p, cur, limit, width, out)
 }
 
-func (h *handler) countRange(ctx context.Context, p clickhouse.Parameters) (uint64, error) {
-	var n uint64
-	err := h.cfg.Conn.QueryRow(bind(ctx, p), `
-		SELECT count() FROM telemetry
-		WHERE vehicle_id = {v:String}
-		  AND time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("track count: %w", err)
-	}
-	return n, nil
-}
+// rangeFilter selects the vehicle's events in [from, to).
+const rangeFilter = `vehicle_id = {v:String}
+		  AND time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`
 
-// rawTrack pages through every event of the range by its sort key.
-func (h *handler) rawTrack(ctx context.Context, p clickhouse.Parameters, cur cursor, limit int, out Track) (any, error) {
+// rawTrack pages through every event of the range by its sort key; with
+// count it also returns the number of events in the range (first page).
+func (h *handler) rawTrack(ctx context.Context, p clickhouse.Parameters, cur cursor, limit int, out Track, count bool) (Track, uint64, error) {
 	p["ct"], p["cd"], p["cs"] = strconv.FormatInt(cur.TimeMs, 10), cur.Device, strconv.FormatUint(cur.Seq, 10)
 	p["lim"] = strconv.Itoa(limit + 1)
+	n := "toUInt64(0)"
+	if count {
+		n = "(SELECT count() FROM telemetry WHERE " + rangeFilter + ")"
+	}
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
-		SELECT time, device_id, seq, lat_e6, lon_e6, speed_kmh, heading_deg
+		SELECT time, device_id, seq, lat_e6, lon_e6, speed_kmh, heading_deg, `+n+`
 		FROM telemetry
-		WHERE vehicle_id = {v:String}
-		  AND time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+		WHERE `+rangeFilter+`
 		  AND time >= fromUnixTimestamp64Milli(greatest({ct:Int64}, {from:Int64}), 'UTC')
 		  AND (toUnixTimestamp64Milli(time), toString(device_id), seq) > ({ct:Int64}, {cd:String}, {cs:UInt64})
 		ORDER BY time, device_id, seq
 		LIMIT 1 BY time, device_id, seq
 		LIMIT {lim:UInt32}`)
 	if err != nil {
-		return nil, fmt.Errorf("track: %w", err)
+		return out, 0, fmt.Errorf("track: %w", err)
 	}
 	defer rows.Close()
+	var total uint64
 	for rows.Next() {
 		var (
 			pt       TrackPoint
@@ -213,8 +214,11 @@ func (h *handler) rawTrack(ctx context.Context, p clickhouse.Parameters, cur cur
 			seq      uint64
 			lat, lon int32
 		)
-		if err := rows.Scan(&pt.Time, &dev, &seq, &lat, &lon, &pt.SpeedKmh, &pt.HeadingDeg); err != nil {
-			return nil, fmt.Errorf("track: %w", err)
+		if err := rows.Scan(&pt.Time, &dev, &seq, &lat, &lon, &pt.SpeedKmh, &pt.HeadingDeg, &total); err != nil {
+			return out, 0, fmt.Errorf("track: %w", err)
+		}
+		if count {
+			cur.Total, out.InRange = total, total
 		}
 		if len(out.Points) == limit {
 			cur.TimeMs = out.Points[limit-1].Time.UnixMilli() // Device, Seq: of the same point
@@ -226,7 +230,7 @@ func (h *handler) rawTrack(ctx context.Context, p clickhouse.Parameters, cur cur
 		out.Points = append(out.Points, pt)
 		cur.Device, cur.Seq = dev, seq
 	}
-	return out, rows.Err()
+	return out, total, rows.Err()
 }
 
 // sampledTrack gives each time bucket's first event (argMin by time),
@@ -239,8 +243,7 @@ func (h *handler) sampledTrack(ctx context.Context, p clickhouse.Parameters, cur
 			min(time), argMin(lat_e6, time), argMin(lon_e6, time), argMin(speed_kmh, time), argMin(heading_deg, time),
 			max(time), argMax(lat_e6, time), argMax(lon_e6, time), argMax(speed_kmh, time), argMax(heading_deg, time)
 		FROM telemetry
-		WHERE vehicle_id = {v:String}
-		  AND time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+		WHERE `+rangeFilter+`
 		  AND time >= fromUnixTimestamp64Milli({from:Int64} + ({cb:Int64} + 1) * {w:Int64}, 'UTC')
 		GROUP BY b
 		ORDER BY b

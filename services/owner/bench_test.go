@@ -1,0 +1,229 @@
+package owner_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/minecart/minecart/infra/chserver/chtest"
+	chschema "github.com/minecart/minecart/infra/clickhouse"
+	"github.com/minecart/minecart/services/owner"
+)
+
+var (
+	benchRows     = flag.Int64("owner.rows", 100_000_000, "telemetry rows BenchmarkOwnerAPI loads")
+	benchBudget   = flag.Duration("owner.load-budget", 20*time.Minute, "stop loading telemetry after this long and measure what is loaded")
+	benchDataDir  = flag.String("owner.datadir", "", "ClickHouse data directory to keep (and reuse) the loaded rows; default a temporary one")
+	benchVehicles = 10_000
+	benchDays     = 30
+	benchStart    = time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// benchTelemetry generates rows [start, start+n) of a fleet of
+// benchVehicles vehicles in ClickHouse: row r is event k = r / vehicles of
+// vehicle r % vehicles, spread over benchDays days (a daily drive from about
+// 07:00 with one event every 5 s), moving positions, a speed profile,
+// odometers, sensor readings (fuel missing on every 11th) and a fault code
+// on every 5000th event.
+const benchTelemetry = `
+INSERT INTO telemetry (vehicle_id, time, device_id, seq, event_id, tz, lat_e6, lon_e6, hdop, speed_kmh, heading_deg,
+	accel_lon_ms2, accel_lat_ms2, speed_limit_kmh, odometer_m, engine_on, fuel_pct, battery_v, coolant_c, fault_codes,
+	src_topic, src_partition, src_offset)
+SELECT
+	concat('veh-', leftPad(toString(v), 6, '0')),
+	fromUnixTimestamp64Milli(toInt64({start_ms:Int64} + (intDiv(k, {per_day:UInt64}) * 86400 + 25200 + v % 3600 + (k % {per_day:UInt64}) * 5) * 1000), 'UTC'),
+	concat('dev-', toString(v)),
+	k + 1,
+	'',
+	'Europe/Berlin',
+	toInt32(45000000 + (v % 100) * 80000 + (k % {per_day:UInt64}) * 40),
+	toInt32(5000000 + intDiv(v, 100) * 80000 + (k % {per_day:UInt64}) * 25),
+	toFloat32(0.8 + (k % 7) / 10),
+	toFloat32((k * 7) % 130),
+	toFloat32((k * 13) % 360),
+	toFloat32(((k * 31) % 90) / 10 - 4.5),
+	toFloat32(((k * 17) % 60) / 10 - 3),
+	toFloat32(50 + (v % 4) * 20),
+	toUInt64(v * 1000 + k * 35),
+	1,
+	if(k % 11 = 0, NULL, toFloat32(90 - (k % {per_day:UInt64}) / 10)),
+	toFloat32(12.4 + (k % 5) / 10),
+	toFloat32(85 + k % 10),
+	if(k % 5000 = 0, ['P0301'], []),
+	'bench', toInt32(v % 24), toInt64(r)
+FROM (SELECT number AS r, number % {vehicles:UInt64} AS v, intDiv(number, {vehicles:UInt64}) AS k FROM numbers({from:UInt64}, {n:UInt64}))`
+
+const benchScores = `
+INSERT INTO daily_scores (date, vehicle_id, id, device_id, tz, window_start, window_end, config_version, distance_km,
+	gps_km, odometer_km, driving_s, harsh_brake, harsh_accel, harsh_corner, speeding_s, night_s, fatigue_events, events,
+	late_events, gps_jumps, hdop_rejected, odometer_rollbacks, score, points, flags, flag_reasons, events_hash,
+	src_topic, src_partition, src_offset)
+SELECT
+	toDate({start_ms:Int64} / 1000 + d * 86400) AS date,
+	concat('veh-', leftPad(toString(v), 6, '0')) AS vid,
+	concat(vid, '/', toString(date)),
+	concat('dev-', toString(v)), 'Europe/Berlin',
+	toDateTime64(date, 3, 'UTC'), toDateTime64(date + 1, 3, 'UTC'), 'v1',
+	40 + (v + d) % 60, 41 + (v + d) % 60, 40.5 + (v + d) % 60, 3600 + (v * d) % 3000,
+	(v + d) % 3, (v + d) % 2, (v * d) % 4, (v + d) % 120, 0, 0, 1600, NULL, 0, 0, 0,
+	0.5 + ((v + d) % 50) / 100, 40 + (v + d) % 60, if((v + d) % 97 = 0, ['gps_jump'], []), if((v + d) % 97 = 0, ['jump'], []),
+	'', 'bench', 0, toInt64(number)
+FROM (SELECT number, number % {vehicles:UInt64} AS v, intDiv(number, {vehicles:UInt64}) AS d FROM numbers({n:UInt64}))`
+
+func benchParams(extra clickhouse.Parameters) context.Context {
+	p := clickhouse.Parameters{"start_ms": fmt.Sprint(benchStart.UnixMilli()), "vehicles": fmt.Sprint(benchVehicles)}
+	for k, v := range extra {
+		p[k] = v
+	}
+	return clickhouse.Context(context.Background(), clickhouse.WithParameters(p))
+}
+
+// BenchmarkOwnerAPI loads up to -owner.rows telemetry rows (default 100
+// million; 10,000 vehicles over 30 days) and 300,000 daily scores into the
+// embedded ClickHouse, then measures the owner API over real HTTP, one
+// request at a time, and reports p50/p99 per endpoint:
+//
+//	go test -run X -bench OwnerAPI -benchtime 400x -timeout 2h ./services/owner
+//
+// track_day is one vehicle's day (~333 events, every point), track_week a
+// week downsampled to 1000 points, report_month 30 daily reports. The
+// baseline is a SELECT 1 round trip to the same server.
+func BenchmarkOwnerAPI(b *testing.B) {
+	var srv *chtest.Server
+	if *benchDataDir != "" {
+		srv = chtest.StartDir(b, *benchDataDir)
+	} else {
+		srv = chtest.Start(b)
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr}, Protocol: clickhouse.HTTP,
+		ReadTimeout: time.Hour, MaxOpenConns: 4})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	if err := chschema.Migrate(ctx, conn); err != nil {
+		b.Fatal(err)
+	}
+	loaded := benchLoad(b, conn)
+
+	h, err := owner.NewHandler(owner.Config{Conn: conn, Logger: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return benchStart.AddDate(0, 0, benchDays) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
+	defer hs.Close()
+	perVehicle := loaded / int64(benchVehicles)
+	days := min(int64(benchDays), max(1, perVehicle/perDay()))
+	rng := rand.New(rand.NewPCG(1, 2))
+	vin := func() string { return fmt.Sprintf("veh-%06d", rng.IntN(benchVehicles)) }
+	day := func() time.Time { return benchStart.AddDate(0, 0, rng.IntN(int(days))) }
+
+	get := func(b *testing.B, path string) {
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	run := func(name string, req func(b *testing.B)) {
+		b.Run(name, func(b *testing.B) {
+			req(b) // warm
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				req(b)
+				lat = append(lat, time.Since(t0))
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			p := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
+			b.ReportMetric(p(0.50), "p50-ms")
+			b.ReportMetric(p(0.99), "p99-ms")
+			b.ReportMetric(float64(loaded), "rows")
+		})
+	}
+	run("baseline_select1", func(b *testing.B) {
+		if err := conn.Exec(ctx, "SELECT 1"); err != nil {
+			b.Fatal(err)
+		}
+	})
+	run("track_day", func(b *testing.B) {
+		d := day()
+		get(b, fmt.Sprintf("/v1/vehicles/%s/track?from=%s&to=%s&limit=1000", vin(), d.Format(time.RFC3339), d.AddDate(0, 0, 1).Format(time.RFC3339)))
+	})
+	run("track_week", func(b *testing.B) {
+		d := day()
+		get(b, fmt.Sprintf("/v1/vehicles/%s/track?from=%s&to=%s&max_points=1000", vin(), d.Format(time.RFC3339), d.AddDate(0, 0, 7).Format(time.RFC3339)))
+	})
+	run("report_month", func(b *testing.B) {
+		get(b, fmt.Sprintf("/v1/vehicles/%s/reports?from=%s&to=%s", vin(), benchStart.Format(time.DateOnly), benchStart.AddDate(0, 0, benchDays-1).Format(time.DateOnly)))
+	})
+	run("position", func(b *testing.B) { get(b, "/v1/vehicles/"+vin()+"/position") })
+}
+
+func perDay() int64 { return max(1, *benchRows/int64(benchVehicles)/int64(benchDays)) }
+
+// benchLoad inserts telemetry in chunks until -owner.rows or the load
+// budget, and the scores; it returns the telemetry rows stored.
+func benchLoad(b *testing.B, conn clickhouse.Conn) int64 {
+	ctx := context.Background()
+	var have uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM telemetry").Scan(&have); err != nil {
+		b.Fatal(err)
+	}
+	if int64(have) >= *benchRows {
+		b.Logf("reusing %d telemetry rows", have)
+		return int64(have)
+	}
+	const chunk = 5_000_000
+	start := time.Now()
+	pd := fmt.Sprint(perDay())
+	for from := int64(have); from < *benchRows; from += chunk {
+		if time.Since(start) > *benchBudget {
+			b.Logf("load budget %s spent: stopping at %d rows", *benchBudget, from)
+			break
+		}
+		n := min(int64(chunk), *benchRows-from)
+		t0 := time.Now()
+		err := conn.Exec(benchParams(clickhouse.Parameters{"from": fmt.Sprint(from), "n": fmt.Sprint(n), "per_day": pd}), benchTelemetry)
+		if err != nil {
+			b.Fatalf("load rows %d..%d: %v", from, from+n, err)
+		}
+		if from/chunk%4 == 0 {
+			b.Logf("loaded %d rows (chunk %.1fs, total %s)", from+n, time.Since(t0).Seconds(), time.Since(start).Round(time.Second))
+		}
+	}
+	var scores uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM daily_scores").Scan(&scores); err != nil {
+		b.Fatal(err)
+	}
+	if scores == 0 {
+		if err := conn.Exec(benchParams(clickhouse.Parameters{"n": fmt.Sprint(benchVehicles * benchDays)}), benchScores); err != nil {
+			b.Fatalf("load scores: %v", err)
+		}
+	}
+	var rows, parts, bytes uint64
+	if err := conn.QueryRow(ctx, `SELECT sum(rows), count(), sum(bytes_on_disk) FROM system.parts
+		WHERE active AND table = 'telemetry' AND database = currentDatabase()`).Scan(&rows, &parts, &bytes); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("telemetry: %d rows in %d parts, %.1f MB on disk, loaded in %s", rows, parts, float64(bytes)/1e6, time.Since(start).Round(time.Second))
+	return int64(rows)
+}
