@@ -105,6 +105,13 @@ func seedTelemetry(t testing.TB, conn driver.Conn) {
 			"UTC", int32(48_000_000), int32(2_000_000), (*float32)(nil), float32(0), float32(0), float32(0), float32(0),
 			(*float32)(nil), uint64(5000), true, (*float32)(nil), (*float32)(nil), (*float32)(nil), []string{}, "t", int32(1), int64(i)})
 	}
+	// v-3: two devices reporting at the same instants (ties on time).
+	for i := range 20 {
+		dev := fmt.Sprintf("d-3%d", i%2)
+		rows = append(rows, []any{"v-3", base.Add(time.Duration(i/2) * time.Second), dev, uint64(i/2 + 1), fmt.Sprintf("g-%d", i),
+			"UTC", int32(48_000_000 + i), int32(2_000_000), (*float32)(nil), float32(i), float32(0), float32(0), float32(0),
+			(*float32)(nil), uint64(5000), true, (*float32)(nil), (*float32)(nil), (*float32)(nil), []string{}, "t", int32(2), int64(i)})
+	}
 	send(t, conn, telemetryInsert, rows)
 }
 
@@ -334,6 +341,31 @@ func testTrack(t *testing.T, e env) {
 					pts[i].Time.Sub(base).Milliseconds()-b*first.BucketMs >= stepMs {
 					t.Errorf("point %d at %s is not its bucket's first event", i, pts[i].Time)
 				}
+			}
+		}
+	})
+	t.Run("events at the same instant are paged once each", func(t *testing.T) {
+		q := url.Values{"from": {from}, "to": {to}, "limit": {"3"}}
+		var seen []float32
+		for pages := 0; ; pages++ {
+			var tr owner.Track
+			if code := e.get(t, "/v1/vehicles/v-3/track?"+q.Encode(), &tr); code != 200 || pages > 20 {
+				t.Fatalf("status %d after %d pages", code, pages)
+			}
+			for _, p := range tr.Points {
+				seen = append(seen, p.SpeedKmh) // speed = the event's number
+			}
+			if tr.NextCursor == "" {
+				break
+			}
+			q.Set("cursor", tr.NextCursor)
+		}
+		if len(seen) != 20 {
+			t.Fatalf("%d points, want 20: %v", len(seen), seen)
+		}
+		for i, s := range seen {
+			if s != float32(i) { // (time, device) order: d-30 then d-31 at each instant
+				t.Fatalf("point %d is event %v: %v", i, s, seen)
 			}
 		}
 	})
