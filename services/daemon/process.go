@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/minecart/minecart/services/flagenv"
 )
 
 // Process holds the flags every service process has.
@@ -26,17 +30,44 @@ type Process struct {
 	MetricsAddr string
 	// LogLevel is the lowest level logged.
 	LogLevel slog.Level
+
+	fs *flag.FlagSet // the command's flags, for Logger's warning
 }
 
 // Register adds metrics-addr (default metricsAddr) and log-level to fs.
 func (p *Process) Register(fs *flag.FlagSet, metricsAddr string) {
+	p.fs = fs
 	fs.StringVar(&p.MetricsAddr, "metrics-addr", metricsAddr, "address of the Prometheus /metrics endpoint (empty: none)")
 	fs.TextVar(&p.LogLevel, "log-level", slog.LevelInfo, "lowest level logged: debug, info, warn or error")
 }
 
-// Logger returns a JSON logger to stderr at LogLevel.
+// Logger returns a JSON logger to stderr at LogLevel. It first warns about
+// every MINECART_* environment variable that sets no flag of the command
+// (a typo, or a flag that was renamed), since flagenv ignores them.
 func (p *Process) Logger() *slog.Logger {
-	return NewLogger(os.Stderr, p.LogLevel)
+	log := NewLogger(os.Stderr, p.LogLevel)
+	if p.fs != nil {
+		if unused := UnusedEnv(p.fs, os.Environ()); len(unused) > 0 {
+			log.Warn("environment variables that set no flag", "vars", unused)
+		}
+	}
+	return log
+}
+
+// UnusedEnv returns the names of the EnvPrefix variables of environ
+// ("NAME=value" strings, as os.Environ) that name no flag of fs.
+func UnusedEnv(fs *flag.FlagSet, environ []string) []string {
+	known := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { known[flagenv.EnvName(EnvPrefix, f.Name)] = true })
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, EnvPrefix+"_") && !known[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // NewLogger returns a JSON logger to w at level.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +187,18 @@ func TestGroupGracefulShutdown(t *testing.T) {
 				t.Fatalf("in-flight request: %q %v", r.body, r.err)
 			}
 		})
+	}
+}
+
+func TestUnusedEnv(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	var k Kafka
+	var p Process
+	k.Register(fs)
+	p.Register(fs, "")
+	got := UnusedEnv(fs, []string{"MINECART_BROKERS=k:9092", "MINECART_SCHEMA_REGISTRY=http://sr", "PATH=/bin",
+		"MINECART_KAFKA_SASL=a:b:c", "MINECART_CLICKHOUSE=x", "MINECARTX=1", "MINECART_LOG_LEVEL=debug"})
+	if want := []string{"MINECART_CLICKHOUSE", "MINECART_SCHEMA_REGISTRY"}; !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
