@@ -174,13 +174,17 @@ func (g *Group) Serve(name string, srv *http.Server) error {
 	return nil
 }
 
-// ServeMetrics serves reg's metrics on addr (every path; empty addr:
-// nothing) in the group.
+// ServeMetrics serves reg's metrics on addr (empty addr: nothing) in the
+// group: /healthz answers 200 while the process runs (a liveness probe),
+// every other path the metrics.
 func (g *Group) ServeMetrics(addr string, reg *prometheus.Registry) error {
 	if addr == "" {
 		return nil
 	}
-	return g.Serve("metrics", &http.Server{Addr: addr, Handler: MetricsHandler(reg)})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.Handle("/", MetricsHandler(reg))
+	return g.Serve("metrics", &http.Server{Addr: addr, Handler: mux})
 }
 
 // Stop cancels the group's context: every part is asked to return (for a

@@ -33,6 +33,16 @@ func TestExit(t *testing.T) {
 	}
 }
 
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -53,8 +63,15 @@ func TestGroupMetricsAndStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	g, gctx := NewGroup(ctx)
 	reg := NewRegistry()
-	if err := g.ServeMetrics("127.0.0.1:0", reg); err != nil {
+	metrics := freeAddr(t)
+	if err := g.ServeMetrics(metrics, reg); err != nil {
 		t.Fatal(err)
+	}
+	if code, body := get(t, "http://"+metrics+"/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("healthz: %d %q", code, body)
+	}
+	if code, body := get(t, "http://"+metrics+"/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("metrics: %d %.200s", code, body)
 	}
 	if err := g.ServeMetrics("", reg); err != nil {
 		t.Fatal(err)
@@ -65,8 +82,7 @@ func TestGroupMetricsAndStop(t *testing.T) {
 		close(stopped)
 		return ctx.Err() // a part that returns the cancellation is not failing
 	})
-	// ServeMetrics does not tell the port it picked: check the handler
-	// through Serve, which does.
+	// Serve sets the address it bound.
 	srv := &http.Server{Addr: "127.0.0.1:0", Handler: MetricsHandler(reg)}
 	if err := g.Serve("metrics2", srv); err != nil {
 		t.Fatal(err)
