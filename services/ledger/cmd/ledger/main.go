@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string) error {
 	proc.Register(fs, "127.0.0.1:9104")
 	dataDir := fs.String("data-dir", "data", "directory of the ledger key (ledger.key, created on first run)")
 	keyPath := fs.String("key", "", "ledger Ed25519 key file (default DATA_DIR/ledger.key)")
+	createKey := fs.Bool("create-key", true, "create the key if the file is missing (false in production: a new key forks the book's signatures)")
 	origin := fs.String("origin", "minecart/ledger", "log origin: first line of every checkpoint")
 	maxBlock := fs.Int("max-block-entries", 1000, "most entries in one block")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8084", "address of the proof API (empty: none)")
@@ -47,9 +48,16 @@ func run(ctx context.Context, args []string) error {
 	if *keyPath == "" {
 		*keyPath = filepath.Join(*dataDir, "ledger.key")
 	}
+	_, statErr := os.Stat(*keyPath)
+	if errors.Is(statErr, os.ErrNotExist) && !*createKey {
+		return fmt.Errorf("ledger key %s: missing, and -create-key=false", *keyPath)
+	}
 	key, err := ledger.LoadOrCreateKey(*keyPath)
 	if err != nil {
 		return err
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		log.Warn("created a new ledger key", "key", *keyPath)
 	}
 	reg := daemon.NewRegistry()
 	pcfg, serde, err := kafka.Config(ctx, log, reg)

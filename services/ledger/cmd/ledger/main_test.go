@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,5 +115,18 @@ func servesCredits(t *testing.T) {
 	}
 	if _, err := ledger.VerifyCheckpoint(head.Checkpoint, pub); err != nil {
 		t.Errorf("checkpoint: %v", err)
+	}
+}
+
+// TestMainKeyMissing: with -create-key=false a missing key stops the
+// command before it touches Kafka, and no key is created.
+func TestMainKeyMissing(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "ledger.key")
+	err := run(context.Background(), []string{"--key", key, "--create-key=false", "--brokers", "127.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("run: %v", err)
+	}
+	if _, err := os.Stat(key); !os.IsNotExist(err) {
+		t.Fatalf("key file: %v", err)
 	}
 }
