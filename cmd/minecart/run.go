@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -88,7 +89,7 @@ func runCmd(ctx context.Context, args []string) error {
 		from--
 	}
 	t0 := time.Now()
-	rep, err := st.SendFleet(ctx, sim, from, loadtest.SenderConfig{Format: *format}, func(k int, sofar loadtest.Report) error {
+	rep, err := st.SendFleet(ctx, sim, from, loadtest.SenderConfig{Format: *format, Concurrency: 64}, func(k int, sofar loadtest.Report) error {
 		if time.Since(lastProgress) >= 2*time.Second {
 			lastProgress = time.Now()
 			a, _ := st.Activity()
@@ -170,6 +171,14 @@ func printSummary(w io.Writer, rep loadtest.Report, s stack.Summary, chAddr stri
 		fmt.Fprintf(w, "events in        %d accepted by the gateway, %d refused\n", rep.Events, rep.Rejected)
 	}
 	fmt.Fprintf(w, "rejected         %d dead letters, %d late events\n", s.DeadLetters, s.LateEvents)
+	reasons := make([]string, 0, len(s.DeadByReason))
+	for r := range s.DeadByReason {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(w, "  %-40s %d\n", r, s.DeadByReason[r])
+	}
 	fmt.Fprintf(w, "daily scores     %d (%d with fraud flags)\n", s.Scores, s.Flagged)
 	fmt.Fprintf(w, "points credited  %d\n", s.PointsScored)
 	fmt.Fprintf(w, "ledger           height %d, %d entries\n", s.LedgerHeight, s.TreeSize)

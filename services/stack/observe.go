@@ -182,6 +182,7 @@ type Summary struct {
 	Flagged      int
 	PointsScored int64
 	DeadLetters  int64
+	DeadByReason map[string]int64 // "stage/reason" -> records
 	LateEvents   int64
 	LedgerHeight uint64
 	TreeSize     uint64
@@ -221,11 +222,24 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	ends, err := s.endOffsets(ctx, pipelines.TopicDeadLetter, pipelines.TopicLateEvents)
+	sum.DeadByReason = map[string]int64{}
+	err = s.scan(ctx, pipelines.TopicDeadLetter, func(r *kgo.Record) error {
+		sum.DeadLetters++
+		m, err := s.Serde.DecodeAs(schemas.DeadLetter, r.Value)
+		if err != nil {
+			sum.DeadByReason["undecodable"]++
+			return nil
+		}
+		sum.DeadByReason[str(m["stage"])+"/"+str(m["reason_code"])]++
+		return nil
+	})
 	if err != nil {
 		return sum, err
 	}
-	sum.DeadLetters, sum.LateEvents = ends[pipelines.TopicDeadLetter], ends[pipelines.TopicLateEvents]
+	err = s.scan(ctx, pipelines.TopicLateEvents, func(*kgo.Record) error { sum.LateEvents++; return nil })
+	if err != nil {
+		return sum, err
+	}
 	for _, d := range drivers {
 		sum.Scores++
 		sum.PointsScored += d.Points
@@ -315,23 +329,6 @@ func (s *Stack) scan(ctx context.Context, topic string, fn func(*kgo.Record) err
 		}
 	}
 	return nil
-}
-
-// endOffsets sums the end offsets of topics' partitions (records written,
-// counting transaction markers).
-func (s *Stack) endOffsets(ctx context.Context, topics ...string) (map[string]int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Pipelines.Brokers...))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int64{}
-	ends.Each(func(o kadm.ListedOffset) { out[o.Topic] += o.Offset })
-	return out, nil
 }
 
 func str(v any) string {
