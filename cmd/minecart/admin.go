@@ -76,7 +76,7 @@ func devicesCmd(ctx context.Context, args []string) error {
 	id := fs.String("id", "", "device id")
 	vehicle := fs.String("vehicle", "", "the vehicle the device may write events for (add)")
 	tz := fs.String("tz", "Asia/Shanghai", "the vehicle's IANA time zone (add)")
-	auth := fs.String("auth", "hmac", "hmac or ed25519 (add)")
+	auth := fs.String("auth", "hmac", "hmac (HMAC-SHA256 secret) or ed25519 (public key) (add)")
 	key := fs.String("key", "", "hex HMAC secret (empty: generated) or hex Ed25519 public key (add)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -100,7 +100,7 @@ func devicesCmd(ctx context.Context, args []string) error {
 				return fmt.Errorf("--key: %w", err)
 			}
 		}
-		d, err := ds.Add(ctx, gateway.NewDevice{ID: *id, VehicleID: *vehicle, VehicleTZ: *tz, Auth: gateway.AuthKind(*auth), Key: k})
+		d, err := ds.Add(ctx, gateway.NewDevice{ID: *id, VehicleID: *vehicle, VehicleTZ: *tz, Auth: authKind(*auth), Key: k})
 		if err != nil {
 			return err
 		}
@@ -249,4 +249,16 @@ func ledgerCmd(ctx context.Context, args []string) error {
 		return errors.New("usage:\n" + ledger.Commands)
 	}
 	return ledger.Command(ctx, args, os.Stdout)
+}
+
+// authKind maps the CLI's short names to the registry's auth kinds; other
+// values pass through, and the registry refuses what it does not know.
+func authKind(s string) gateway.AuthKind {
+	switch strings.ToLower(s) {
+	case "hmac", "hmac_sha256", "hmac-sha256":
+		return gateway.AuthHMAC
+	case "ed25519":
+		return gateway.AuthEd25519
+	}
+	return gateway.AuthKind(s)
 }
