@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
@@ -100,7 +101,9 @@ func (c *crashy) Flush(ctx context.Context, out pipelines.Emitter) error {
 func scoresByID(t *testing.T, brokers []string, serde *schemas.Serde, want int) (map[string]map[string]any, map[string]time.Time) {
 	t.Helper()
 	recs := pipetest.WaitRecords(t, brokers, pipelines.TopicScores, want, 60*time.Second)
-	deadline := time.Now().Add(60 * time.Second)
+	// Generous: after a kill the broker may hold the group for a rebalance
+	// timeout or the input for a transaction timeout before work resumes.
+	deadline := time.Now().Add(120 * time.Second)
 	for {
 		scores := map[string]map[string]any{}
 		wms := map[string]time.Time{}
@@ -410,7 +413,14 @@ func TestStageKill9(t *testing.T) {
 	stop()
 	got, gotWM := scoresByID(t, b2, serde, days)
 	if len(got) != len(want) {
-		t.Fatalf("after kills: %d scores, want %d", len(got), len(want))
+		var missing []string
+		for id := range want {
+			if _, ok := got[id]; !ok {
+				missing = append(missing, id)
+			}
+		}
+		slices.Sort(missing)
+		t.Fatalf("after kills: %d scores, want %d; missing %v; %s", len(got), len(want), missing, groupState(b2))
 	}
 	for id, m := range want {
 		if !reflect.DeepEqual(got[id], m) {
@@ -421,4 +431,37 @@ func TestStageKill9(t *testing.T) {
 		t.Fatalf("watermarks differ: got %v want %v", gotWM, wantWM)
 	}
 	checkWatermarkOrder(t, b2, serde)
+}
+
+// groupState describes the scoring group's committed offsets against the
+// end of the input, for failure messages.
+func groupState(brokers []string) string {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err.Error()
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, pipelines.TopicTelemetryClean)
+	if err != nil {
+		return err.Error()
+	}
+	offs, err := adm.FetchOffsets(ctx, "scoring")
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	ends.Each(func(o kadm.ListedOffset) {
+		c, _ := offs.Lookup(pipelines.TopicTelemetryClean, o.Partition)
+		fmt.Fprintf(&b, "p%d %d/%d ", o.Partition, c.At, o.Offset)
+	})
+	gs, err := adm.DescribeGroups(ctx, "scoring")
+	if err == nil {
+		for _, g := range gs {
+			fmt.Fprintf(&b, "group %s members %d", g.State, len(g.Members))
+		}
+	}
+	return b.String()
 }
