@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
@@ -31,9 +32,42 @@ type telemetryRows struct {
 	faults                                   [][]string
 	srcPartition                             []int32
 	srcOffset                                []int64
+
+	// optional values live here, five per row, instead of in an
+	// allocation each (pointers into an outgrown array stay valid).
+	slab []float32
 }
 
 func (t *telemetryRows) len() int { return len(t.vehicle) }
+
+// grow makes room for n more rows, so that add allocates nothing but
+// the slab.
+func (t *telemetryRows) grow(n int) {
+	t.vehicle = slices.Grow(t.vehicle, n)
+	t.device = slices.Grow(t.device, n)
+	t.eventID = slices.Grow(t.eventID, n)
+	t.tz = slices.Grow(t.tz, n)
+	t.srcTopic = slices.Grow(t.srcTopic, n)
+	t.time = slices.Grow(t.time, n)
+	t.seq = slices.Grow(t.seq, n)
+	t.odometerM = slices.Grow(t.odometerM, n)
+	t.latE6 = slices.Grow(t.latE6, n)
+	t.lonE6 = slices.Grow(t.lonE6, n)
+	t.speed = slices.Grow(t.speed, n)
+	t.heading = slices.Grow(t.heading, n)
+	t.accelLon = slices.Grow(t.accelLon, n)
+	t.accelLat = slices.Grow(t.accelLat, n)
+	t.hdop = slices.Grow(t.hdop, n)
+	t.speedLimit = slices.Grow(t.speedLimit, n)
+	t.fuel = slices.Grow(t.fuel, n)
+	t.battery = slices.Grow(t.battery, n)
+	t.coolant = slices.Grow(t.coolant, n)
+	t.engineOn = slices.Grow(t.engineOn, n)
+	t.faults = slices.Grow(t.faults, n)
+	t.srcPartition = slices.Grow(t.srcPartition, n)
+	t.srcOffset = slices.Grow(t.srcOffset, n)
+	t.slab = slices.Grow(t.slab, 5*n)
+}
 
 func (t *telemetryRows) columns() []any {
 	return []any{t.vehicle, t.time, t.device, t.seq, t.eventID, t.tz, t.latE6, t.lonE6, t.hdop,
@@ -42,12 +76,12 @@ func (t *telemetryRows) columns() []any {
 }
 
 // optional is v as a nullable column value: NULL when unknown(v).
-func optional(v float64, unknown bool) *float32 {
+func (t *telemetryRows) optional(v float64, unknown bool) *float32 {
 	if unknown || math.IsNaN(v) {
 		return nil
 	}
-	f := float32(v)
-	return &f
+	t.slab = append(t.slab, float32(v))
+	return &t.slab[len(t.slab)-1]
 }
 
 // add appends ev, positions as integer micro-degrees, mapping the event's
@@ -62,22 +96,18 @@ func (t *telemetryRows) add(ev *telemetry.Event, rec *pipelines.Record) {
 	t.tz = append(t.tz, ev.TZ)
 	t.latE6 = append(t.latE6, int32(math.Round(ev.Lat*1e6)))
 	t.lonE6 = append(t.lonE6, int32(math.Round(ev.Lon*1e6)))
-	t.hdop = append(t.hdop, optional(ev.HDOP, ev.HDOP == 0))
+	t.hdop = append(t.hdop, t.optional(ev.HDOP, ev.HDOP == 0))
 	t.speed = append(t.speed, float32(ev.SpeedKmh))
 	t.heading = append(t.heading, float32(ev.HeadingDeg))
 	t.accelLon = append(t.accelLon, float32(ev.AccelLonMS2))
 	t.accelLat = append(t.accelLat, float32(ev.AccelLatMS2))
-	t.speedLimit = append(t.speedLimit, optional(ev.SpeedLimitKmh, ev.SpeedLimitKmh <= 0))
+	t.speedLimit = append(t.speedLimit, t.optional(ev.SpeedLimitKmh, ev.SpeedLimitKmh <= 0))
 	t.odometerM = append(t.odometerM, uint64(math.Round(max(ev.OdometerKm, 0)*1000)))
 	t.engineOn = append(t.engineOn, ev.EngineOn)
-	t.fuel = append(t.fuel, optional(ev.FuelPct, ev.FuelPct < 0))
-	t.battery = append(t.battery, optional(ev.BatteryV, ev.BatteryV == 0))
-	t.coolant = append(t.coolant, optional(ev.CoolantC, ev.CoolantC <= -273))
-	faults := ev.FaultCodes
-	if faults == nil {
-		faults = []string{}
-	}
-	t.faults = append(t.faults, faults)
+	t.fuel = append(t.fuel, t.optional(ev.FuelPct, ev.FuelPct < 0))
+	t.battery = append(t.battery, t.optional(ev.BatteryV, ev.BatteryV == 0))
+	t.coolant = append(t.coolant, t.optional(ev.CoolantC, ev.CoolantC <= -273))
+	t.faults = append(t.faults, ev.FaultCodes) // nil is an empty array
 	t.srcTopic = append(t.srcTopic, rec.Topic)
 	t.srcPartition = append(t.srcPartition, rec.Partition)
 	t.srcOffset = append(t.srcOffset, rec.Offset)

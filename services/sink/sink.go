@@ -28,6 +28,12 @@ import (
 // DefaultDSN is the embedded ClickHouse of `minecart run`.
 const DefaultDSN = "http://127.0.0.1:8123/default"
 
+// DefaultMaxRows is the default Config.MaxRows: large inserts are what
+// ClickHouse stores most cheaply (each INSERT makes a part and runs the
+// rollup views once), and a batch of several InsertRows chunks lets the
+// client's encoding overlap the server's insert.
+const DefaultMaxRows = 100000
+
 // DefaultInputs are the topics the sink lands.
 var DefaultInputs = []string{pipelines.TopicTelemetryClean, pipelines.TopicScores,
 	pipelines.TopicLedgerEntries, pipelines.TopicRedemptionStatus}
@@ -44,9 +50,13 @@ type Config struct {
 	Group string
 	// Inputs are the topics consumed (default DefaultInputs).
 	Inputs []string
-	// MaxRows and MaxWait bound a batch (defaults 50000 rows, 1s).
+	// MaxRows and MaxWait bound a batch (defaults DefaultMaxRows, 1s).
 	MaxRows int
 	MaxWait time.Duration
+	// InsertRows is the most rows per INSERT (default DefaultInsertRows):
+	// a batch of more is inserted in chunks, the next one encoded while
+	// the current one is stored.
+	InsertRows int
 	// MaxBackoff caps the wait between attempts to reach ClickHouse at
 	// start-up (default 10s).
 	MaxBackoff time.Duration
@@ -70,7 +80,7 @@ func (c *Config) Validate() error {
 		c.Inputs = DefaultInputs
 	}
 	if c.MaxRows <= 0 {
-		c.MaxRows = 50000
+		c.MaxRows = DefaultMaxRows
 	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = time.Second
@@ -143,7 +153,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}()
 	w, err := NewWriter(WriterConfig{Conn: conn, Serde: cfg.Runtime.Serde, DeadLetters: prod.ProduceBatch,
 		Stage: cfg.Group, DeadLetterTopic: cfg.Runtime.DeadLetterTopic, Now: cfg.Runtime.Now, Logger: log,
-		Registerer: cfg.Runtime.Registerer})
+		Registerer: cfg.Runtime.Registerer, InsertRows: cfg.InsertRows})
 	if err != nil {
 		return err
 	}

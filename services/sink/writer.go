@@ -32,6 +32,11 @@ const (
 // and skips records at or below it. A batch written again after a crash
 // between the insert and the offset commit is therefore not stored twice,
 // and the rollup views never count a row twice.
+//
+// A Write inserts its records in chunks of InsertRows, in order, and
+// decodes and encodes the next chunk while the server stores the current
+// one. A Write that fails part way has stored a prefix of each partition's
+// records, which sink_offsets covers: written again, it skips them.
 type Writer struct {
 	conn  driver.Conn
 	serde *schemas.Serde
@@ -42,6 +47,8 @@ type Writer struct {
 	now   func() time.Time
 	log   *slog.Logger
 	m     *metrics
+	wire  wireTypes
+	chunk int
 
 	skipped atomic.Uint64
 }
@@ -64,7 +71,15 @@ type WriterConfig struct {
 	Logger          *slog.Logger
 	// Registerer receives the writer's metrics (nil: not registered).
 	Registerer prometheus.Registerer
+	// InsertRows is the most records per INSERT (default
+	// DefaultInsertRows); a Write of more is pipelined in chunks.
+	InsertRows int
 }
+
+// DefaultInsertRows is the default WriterConfig.InsertRows. Measured on
+// the embedded engine with the telemetry rollups, 25,000-row inserts cost
+// the engine ~1.9x what 200,000-row ones do, 50,000-row ones ~1.15x.
+const DefaultInsertRows = 50000
 
 // NewWriter returns a Writer.
 func NewWriter(cfg WriterConfig) (*Writer, error) {
@@ -86,6 +101,9 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.InsertRows <= 0 {
+		cfg.InsertRows = DefaultInsertRows
+	}
 	if cfg.DeadLetters == nil {
 		cfg.DeadLetters = func(context.Context, []pipelines.Output) error {
 			return errors.New("sink: no dead-letter producer")
@@ -96,7 +114,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
 	return &Writer{conn: cfg.Conn, serde: cfg.Serde, fp: fp, dead: cfg.DeadLetters, stage: cfg.Stage, dlq: cfg.DeadLetterTopic,
-		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer)}, nil
+		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer), chunk: cfg.InsertRows}, nil
 }
 
 type topicPartition struct {
@@ -104,20 +122,32 @@ type topicPartition struct {
 	partition int32
 }
 
-// batch is one Write's rows, per table.
+// batch is one chunk's rows, per table, ready to insert.
 type batch struct {
 	telemetry   telemetryRows
+	size        int // records in the chunk, to size telemetry's columns once
 	scores      []row
 	ledger      []row
 	redemptions []row
 	dead        []pipelines.Output
 	deadCodes   []string
+	skipped     int
+
+	tele driver.Batch // the telemetry insert, prepared with its columns
+	err  error        // preparing failed: nothing of the chunk is stored
 }
 
-// Write stores recs. Undecodable records are dead-lettered (before
-// anything is inserted, so a retried batch dead-letters them again rather
-// than never); an error means nothing or part of the batch was stored and
-// the same records should be written again.
+// abort releases the prepared insert of a chunk that will not be sent.
+func (b *batch) abort() {
+	if b.tele != nil && !b.tele.IsSent() {
+		b.tele.Abort()
+	}
+}
+
+// Write stores recs. Undecodable records are dead-lettered (before the rows
+// beside them are inserted, so a retried batch dead-letters them again
+// rather than never); an error means nothing or part of the batch was
+// stored and the same records should be written again.
 func (w *Writer) Write(ctx context.Context, recs []pipelines.Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -126,27 +156,78 @@ func (w *Writer) Write(ctx context.Context, recs []pipelines.Record) error {
 	if err != nil {
 		return err
 	}
-	var b batch
-	skipped := 0
+	// One goroutine prepares chunk k+1 (decode, columns, clickhouse-go's
+	// encoding) while this one stores chunk k: on a server with cores to
+	// spare the client's work hides behind the insert's.
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan *batch)
+	go func() {
+		defer close(chunks)
+		for lo := 0; lo < len(recs); lo += w.chunk {
+			b := w.prepare(pctx, recs[lo:min(lo+w.chunk, len(recs))], stored)
+			select {
+			case chunks <- b:
+			case <-pctx.Done():
+				b.abort()
+				return
+			}
+			if b.err != nil {
+				return
+			}
+		}
+	}()
+	var werr error
+	for b := range chunks {
+		if werr == nil {
+			werr = w.store(ctx, b)
+			if werr != nil {
+				cancel()
+			}
+		}
+		b.abort()
+	}
+	return werr
+}
+
+// prepare decodes a chunk of records into rows and prepares its telemetry
+// insert.
+func (w *Writer) prepare(ctx context.Context, recs []pipelines.Record, stored map[topicPartition]int64) *batch {
+	b := &batch{size: len(recs)}
 	for i := range recs {
 		rec := &recs[i]
 		if hw, ok := stored[topicPartition{rec.Topic, rec.Partition}]; ok && rec.Offset <= hw {
-			skipped++
+			b.skipped++
 			continue
 		}
-		if code, err := w.add(&b, rec); err != nil {
+		if code, err := w.add(b, rec); err != nil {
 			out, derr := w.deadLetter(rec, code, err)
 			if derr != nil {
-				return derr
+				b.err = derr
+				return b
 			}
 			b.dead = append(b.dead, out)
 			b.deadCodes = append(b.deadCodes, code)
 		}
 	}
-	if skipped > 0 {
-		w.skipped.Add(uint64(skipped))
-		w.m.skipped.Add(float64(skipped))
-		w.log.Info("sink: skipped records already stored", "records", skipped)
+	if n := b.telemetry.len(); n > 0 {
+		b.tele, b.err = w.prepareColumns(ctx, telemetryInsert, b.telemetry.columns())
+		if b.err != nil {
+			b.err = fmt.Errorf("insert %d telemetry rows: %w", n, b.err)
+		}
+	}
+	return b
+}
+
+// store dead-letters a prepared chunk's bad records, then inserts its rows.
+func (w *Writer) store(ctx context.Context, b *batch) error {
+	if b.err != nil {
+		return b.err
+	}
+	if b.skipped > 0 {
+		w.skipped.Add(uint64(b.skipped))
+		w.m.skipped.Add(float64(b.skipped))
+		w.log.Info("sink: skipped records already stored", "records", b.skipped)
 	}
 	if len(b.dead) > 0 {
 		if err := w.dead(ctx, b.dead); err != nil {
@@ -157,8 +238,10 @@ func (w *Writer) Write(ctx context.Context, recs []pipelines.Record) error {
 		}
 		w.log.Warn("sink: records dead-lettered", "records", len(b.dead))
 	}
-	if n := b.telemetry.len(); n > 0 {
-		if err := w.sendColumns(ctx, telemetryInsert, b.telemetry.columns()); err != nil {
+	if b.tele != nil {
+		n := b.telemetry.len()
+		if err := b.tele.Send(); err != nil {
+			w.wire.forget(telemetryInsert)
 			return fmt.Errorf("insert %d telemetry rows: %w", n, err)
 		}
 		w.m.rows.WithLabelValues("telemetry").Add(float64(n))
@@ -183,6 +266,9 @@ func (w *Writer) add(b *batch, rec *pipelines.Record) (code string, err error) {
 		ev, err := decodeEvent(w.serde, w.fp, rec.Value)
 		if err != nil {
 			return CodeDecode, err
+		}
+		if b.telemetry.len() == 0 {
+			b.telemetry.grow(b.size)
 		}
 		b.telemetry.add(&ev, rec)
 	case pipelines.TopicScores:
@@ -257,26 +343,61 @@ func (w *Writer) storedOffsets(ctx context.Context, recs []pipelines.Record) (ma
 	return out, nil
 }
 
-// sendColumns inserts whole columns (the fast path: no per-row reflection).
-func (w *Writer) sendColumns(ctx context.Context, insert string, cols []any) error {
-	bt, err := w.conn.PrepareBatch(ctx, insert)
+// noStrings is the value appended for an empty array of strings (boxed
+// once, not per row).
+var noStrings any = []string{}
+
+// prepareColumns prepares an insert of whole columns (the fast path: no
+// per-row reflection). Arrays ([][]string) are appended row by row, which
+// is clickhouse-go's reflection-free path for them.
+func (w *Writer) prepareColumns(ctx context.Context, insert string, cols []any) (driver.Batch, error) {
+	wctx, err := w.wire.context(ctx, w.conn, insert)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	bt, err := w.conn.PrepareBatch(wctx, insert)
+	if err != nil {
+		w.wire.forget(insert)
+		return nil, err
 	}
 	for i, c := range cols {
-		if err := bt.Column(i).Append(c); err != nil {
+		col := bt.Column(i)
+		if rows, ok := c.([][]string); ok {
+			for _, r := range rows {
+				var v any = noStrings
+				if len(r) > 0 {
+					v = r
+				}
+				if err = col.AppendRow(v); err != nil {
+					break
+				}
+			}
+		} else {
+			err = col.Append(c)
+		}
+		if err != nil {
 			bt.Abort()
-			return fmt.Errorf("column %d: %w", i, err)
+			w.wire.forget(insert)
+			return nil, fmt.Errorf("column %d: %w", i, err)
 		}
 	}
-	return bt.Send()
+	return bt, nil
 }
 
-func (w *Writer) sendRows(ctx context.Context, insert string, rows []row) error {
+func (w *Writer) sendRows(ctx context.Context, insert string, rows []row) (err error) {
 	if len(rows) == 0 {
 		return nil
 	}
-	bt, err := w.conn.PrepareBatch(ctx, insert)
+	wctx, err := w.wire.context(ctx, w.conn, insert)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			w.wire.forget(insert)
+		}
+	}()
+	bt, err := w.conn.PrepareBatch(wctx, insert)
 	if err != nil {
 		return err
 	}

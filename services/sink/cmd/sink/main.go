@@ -21,7 +21,8 @@ func run(ctx context.Context, args []string) error {
 	proc.Register(fs, "127.0.0.1:9106")
 	dsn := fs.String("clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://user:pass@host:9000/db (native; prefer the environment)")
 	group := fs.String("group", "sink", "consumer group")
-	maxRows := fs.Int("max-rows", 50000, "most records per ClickHouse insert")
+	maxRows := fs.Int("max-rows", sink.DefaultMaxRows, "most records per batch (offset commit)")
+	insertRows := fs.Int("insert-rows", sink.DefaultInsertRows, "most rows per ClickHouse insert (a batch of more is pipelined in chunks)")
 	maxWait := fs.Duration("max-wait", time.Second, "longest a record waits before its insert")
 	if err := daemon.Parse(fs, args); err != nil {
 		return err
@@ -32,7 +33,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := sink.Config{Runtime: pcfg, DSN: *dsn, Group: *group, MaxRows: *maxRows, MaxWait: *maxWait}
+	cfg := sink.Config{Runtime: pcfg, DSN: *dsn, Group: *group, MaxRows: *maxRows, MaxWait: *maxWait, InsertRows: *insertRows}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
