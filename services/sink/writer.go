@@ -40,7 +40,7 @@ const (
 type Writer struct {
 	conn  driver.Conn
 	serde *schemas.Serde
-	fp    uint64
+	event []byte // framing header of telemetry events (see eventHeader)
 	dead  func(ctx context.Context, recs []pipelines.Output) error
 	stage string
 	dlq   string
@@ -109,11 +109,16 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 			return errors.New("sink: no dead-letter producer")
 		}
 	}
-	fp, err := schemas.Fingerprint(schemas.TelemetryEvent)
+	header, err := eventHeader(cfg.Serde)
 	if err != nil {
-		return nil, fmt.Errorf("sink: %w", err)
+		// Without the serde's framing (a registry not reachable yet),
+		// single-object values still take the fast path.
+		cfg.Logger.Warn("sink: telemetry framing unknown; Confluent-framed events decode through the serde", "err", err)
+		if header, err = singleObjectHeader(); err != nil {
+			return nil, fmt.Errorf("sink: %w", err)
+		}
 	}
-	return &Writer{conn: cfg.Conn, serde: cfg.Serde, fp: fp, dead: cfg.DeadLetters, stage: cfg.Stage, dlq: cfg.DeadLetterTopic,
+	return &Writer{conn: cfg.Conn, serde: cfg.Serde, event: header, dead: cfg.DeadLetters, stage: cfg.Stage, dlq: cfg.DeadLetterTopic,
 		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer), chunk: cfg.InsertRows}, nil
 }
 
@@ -263,7 +268,7 @@ func (w *Writer) store(ctx context.Context, b *batch) error {
 func (w *Writer) add(b *batch, rec *pipelines.Record) (code string, err error) {
 	switch rec.Topic {
 	case pipelines.TopicTelemetryClean, pipelines.TopicTelemetryRaw:
-		ev, err := decodeEvent(w.serde, w.fp, rec.Value)
+		ev, err := decodeEvent(w.serde, w.event, rec.Value)
 		if err != nil {
 			return CodeDecode, err
 		}
