@@ -19,7 +19,7 @@ run: build
 	./$(BIN) run $(ARGS)
 
 vet:
-	gofmt -l . | (! grep .) || (echo "gofmt: the files above need formatting" && false)
+	gofmt -l $$(git ls-files '*.go') | (! grep .) || (echo "gofmt: the files above need formatting" && false)
 	$(GO) vet ./...
 	docker-compose config -q
 

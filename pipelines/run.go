@@ -327,6 +327,12 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	}
 	r.prodMu.Unlock()
 	committed, err := r.sess.End(ctx, kgo.TransactionEndTry(commit))
+	// Records of an aborted transaction fail with "aborting" while End
+	// aborts them (End waits for them): those errors belong to this batch,
+	// not to the next one, which would otherwise abort in turn, forever.
+	r.prodMu.Lock()
+	r.prodErr = nil
+	r.prodMu.Unlock()
 	if committed {
 		r.m.txns.WithLabelValues(r.st.Name, "committed").Inc()
 		r.m.recordsIn.WithLabelValues(r.st.Name).Add(float64(n))
@@ -416,7 +422,9 @@ func (r *runner) produce(ctx context.Context, rec *kgo.Record) {
 }
 
 func (r *runner) onProduced(rec *kgo.Record, err error) {
-	if err == nil {
+	if err == nil || errors.Is(err, kgo.ErrAborting) {
+		// ErrAborting: a record of a transaction this runner is aborting
+		// itself; not a failure of the batch now open.
 		return
 	}
 	r.prodMu.Lock()

@@ -86,7 +86,15 @@ func TestExactlyOnceAcrossRestart(t *testing.T) {
 	pipetest.ProduceN(t, brokers, "eo.in", n, gen)
 	cfg := pipetest.Config(brokers)
 	var count atomic.Int64
-	stop := pipetest.Run(t, cfg, upperStage("eo", "eo.in", "eo.out", &count, nil))
+	// Past a third of the input the first run slows down, so that it is
+	// stopped midway however fast the machine is.
+	slow := func(pipelines.Record) error {
+		if count.Load() >= n/3 {
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	}
+	stop := pipetest.Run(t, cfg, upperStage("eo", "eo.in", "eo.out", &count, slow))
 	for count.Load() < n/3 {
 		time.Sleep(5 * time.Millisecond)
 	}

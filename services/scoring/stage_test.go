@@ -32,9 +32,9 @@ const (
 
 // crashEvery makes every crashEvery-th Flush fail, so that the runtime
 // aborts the transaction and rebuilds the task from the changelog (0: off).
-// Off while the runtime keeps the "aborting buffered records" errors of an
-// aborted transaction and fails every later batch with them.
-var crashEvery = int64(0)
+// The count is shared by the tasks, each flushed once per transaction, so it
+// must exceed the number of tasks or every transaction fails.
+var crashEvery = int64(23)
 
 // stageTraffic is stageVehicles vehicles driving an hour a day (30 s
 // samples) for stageDays days, then a few minutes on a later day, which

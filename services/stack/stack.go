@@ -28,6 +28,7 @@ import (
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ingest"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/owner"
 	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/sink"
@@ -202,6 +203,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 
 	mux := http.NewServeMux()
+	if cfg.ClickHouseDSN != "" {
+		if err := s.mountOwner(runCtx, mux); err != nil {
+			return nil, err
+		}
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
 	mux.Handle("/v1/ledger/", s.Ledger.Handler())
 	mux.Handle("/v1/redemptions", redemptions)
@@ -222,6 +228,31 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	})
 	log.Info("minecart embedded pipeline started", "kafka", s.Broker.Addrs(), "http", s.httpAddr, "clickhouse", cfg.ClickHouseDSN)
 	return s, nil
+}
+
+// mountOwner serves the owner's API from ClickHouse, with balances from
+// settlement's state and proofs from the ledger's reader.
+func (s *Stack) mountOwner(ctx context.Context, mux *http.ServeMux) error {
+	conn, err := sink.Open(s.cfg.ClickHouseDSN)
+	if err != nil {
+		return fmt.Errorf("owner api: %w", err)
+	}
+	s.closers = append(s.closers, conn.Close)
+	bindings, err := pipelines.NewTable(ctx, s.Pipelines, pipelines.TopicAccounts)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, bindings.Close)
+	h, err := owner.NewHandler(owner.Config{
+		Conn: conn, Proofs: owner.LedgerProofs(s.Ledger.Handler()),
+		Balances:   owner.SettlementBalances(bindings, s.state, s.Serde),
+		Registerer: s.Registry, Logger: s.cfg.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("owner api: %w", err)
+	}
+	mux.Handle("/v1/vehicles/", h)
+	return nil
 }
 
 // HTTPAddr is the bound address of the HTTP server.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -275,5 +278,40 @@ func TestEndToEndFirehose(t *testing.T) {
 	}
 	if !strings.EqualFold(sumHex, hex.EncodeToString(wantSum[:])) {
 		t.Fatalf("checksum of event ids differs: ClickHouse %s, topic %x", sumHex, wantSum)
+	}
+
+	// The owner's view of a vehicle, over HTTP, from what landed.
+	vin := sim.Vehicles()[0].VehicleID
+	var pos struct {
+		VehicleID string    `json:"vehicle_id"`
+		Time      time.Time `json:"time"`
+		Lat, Lon  float64
+	}
+	getJSON(t, "http://"+st.HTTPAddr()+"/v1/vehicles/"+vin+"/position", http.StatusOK, &pos)
+	var last time.Time
+	if err := conn.QueryRow(ctx, "SELECT max(time) FROM telemetry WHERE vehicle_id = ?", vin).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	if pos.VehicleID != vin || !pos.Time.Equal(last) || pos.Lat == 0 {
+		t.Fatalf("position %+v, want the fix at %v", pos, last)
+	}
+	getJSON(t, "http://"+st.HTTPAddr()+"/v1/vehicles/NOSUCHVEHICLE0000/position", http.StatusNotFound, nil)
+}
+
+func getJSON(t *testing.T, url string, status int, into any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("GET %s: %d %s, want %d", url, resp.StatusCode, b, status)
+	}
+	if into != nil {
+		if err := json.Unmarshal(b, into); err != nil {
+			t.Fatalf("GET %s: %v in %s", url, err, b)
+		}
 	}
 }
