@@ -23,6 +23,7 @@ import (
 var (
 	benchRows     = flag.Int64("owner.rows", 100_000_000, "telemetry rows BenchmarkOwnerAPI loads")
 	benchBudget   = flag.Duration("owner.load-budget", 20*time.Minute, "stop loading telemetry after this long and measure what is loaded")
+	benchProj     = flag.Bool("owner.projections", false, "add projections sorted by vehicle to daily_scores and ledger_entries (not in the migrations yet)")
 	benchDataDir  = flag.String("owner.datadir", "", "ClickHouse data directory to keep (and reuse) the loaded rows; default a temporary one")
 	benchVehicles = 10_000
 	benchDays     = 30
@@ -116,6 +117,7 @@ func BenchmarkOwnerAPI(b *testing.B) {
 		b.Fatal(err)
 	}
 	loaded := benchLoad(b, conn)
+	benchProjections(b, conn, *benchProj)
 
 	h, err := owner.NewHandler(owner.Config{Conn: conn, Logger: slog.New(slog.DiscardHandler),
 		Now: func() time.Time { return benchStart.AddDate(0, 0, benchDays) }})
@@ -226,4 +228,30 @@ func benchLoad(b *testing.B, conn clickhouse.Conn) int64 {
 	}
 	b.Logf("telemetry: %d rows in %d parts, %.1f MB on disk, loaded in %s", rows, parts, float64(bytes)/1e6, time.Since(start).Round(time.Second))
 	return int64(rows)
+}
+
+// benchProjections adds (or drops) projections sorted by vehicle: what a
+// migration could add so that /reports and /points read one vehicle's rows
+// instead of every vehicle's of the range.
+func benchProjections(b *testing.B, conn clickhouse.Conn, on bool) {
+	ctx := context.Background()
+	stmts := []string{
+		"ALTER TABLE daily_scores DROP PROJECTION IF EXISTS by_vehicle",
+		"ALTER TABLE ledger_entries DROP PROJECTION IF EXISTS by_vehicle",
+	}
+	if on {
+		stmts = []string{
+			"ALTER TABLE daily_scores MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
+			"ALTER TABLE daily_scores ADD PROJECTION IF NOT EXISTS by_vehicle (SELECT * ORDER BY vehicle_id, date)",
+			"ALTER TABLE daily_scores MATERIALIZE PROJECTION by_vehicle SETTINGS mutations_sync = 1",
+			"ALTER TABLE ledger_entries MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
+			"ALTER TABLE ledger_entries ADD PROJECTION IF NOT EXISTS by_vehicle (SELECT * ORDER BY vehicle_id, leaf_index)",
+			"ALTER TABLE ledger_entries MATERIALIZE PROJECTION by_vehicle SETTINGS mutations_sync = 1",
+		}
+	}
+	for _, s := range stmts {
+		if err := conn.Exec(ctx, s); err != nil {
+			b.Fatalf("%s: %v", s, err)
+		}
+	}
 }

@@ -102,9 +102,10 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
 		SELECT leaf_index, block_height, block_time, toString(kind), id, account, delta, date, config_version,
 			reason, redemption_id, ref, entry
-		FROM ledger_entries FINAL
+		FROM ledger_entries
 		WHERE vehicle_id = {v:String} AND leaf_index < {before:UInt64}
 		ORDER BY leaf_index DESC
+		LIMIT 1 BY leaf_index
 		LIMIT {lim:UInt32}`)
 	if err != nil {
 		return nil, fmt.Errorf("ledger entries: %w", err)
@@ -158,7 +159,8 @@ func (h *handler) firstPage(ctx context.Context, vin string, out *Points) error 
 	var total int64
 	var n uint64
 	if err := h.cfg.Conn.QueryRow(bind(ctx, clickhouse.Parameters{"v": vin}),
-		`SELECT count(), sum(delta) FROM ledger_entries FINAL WHERE vehicle_id = {v:String}`).Scan(&n, &total); err != nil {
+		`SELECT count(), sum(delta) FROM (SELECT leaf_index, any(delta) AS delta FROM ledger_entries
+			WHERE vehicle_id = {v:String} GROUP BY leaf_index)`).Scan(&n, &total); err != nil {
 		return fmt.Errorf("ledger total: %w", err)
 	}
 	if n == 0 {

@@ -40,6 +40,11 @@ type Report struct {
 	FlagReasons       []string  `json:"flag_reasons"`
 }
 
+// The latest version of each day is taken with LIMIT 1 BY (greatest
+// src_offset, as ReplacingMergeTree(src_offset) keeps on merge) rather than
+// FINAL: the same answer, and unlike FINAL it can use a projection of
+// daily_scores sorted by vehicle (docs/analytics.md, "Owner API").
+
 // Reports is the answer of /reports: days in [From, To] that have a
 // score, oldest first.
 type Reports struct {
@@ -102,9 +107,10 @@ func (h *handler) reports(ctx context.Context, vin string, r *http.Request) (any
 		SELECT date, id, tz, window_start, window_end, config_version, score, points, distance_km, gps_km,
 			odometer_km, driving_s, harsh_brake, harsh_accel, harsh_corner, speeding_s, night_s, fatigue_events,
 			events, late_events, gps_jumps, hdop_rejected, odometer_rollbacks, flags, flag_reasons
-		FROM daily_scores FINAL
+		FROM daily_scores
 		WHERE date >= {from:Date} AND date <= {to:Date} AND vehicle_id = {v:String}
-		ORDER BY date
+		ORDER BY date, src_offset DESC
+		LIMIT 1 BY date
 		LIMIT {lim:UInt32}`)
 	if err != nil {
 		return nil, fmt.Errorf("reports: %w", err)
@@ -177,7 +183,7 @@ type Condition struct {
 }
 
 func (h *handler) condition(ctx context.Context, vin string, r *http.Request) (any, error) {
-	days, err := intParam(r, "days", int(h.cfg.ConditionWindow/(24*time.Hour)), 1, 365)
+	days, err := intParam(r, "days", max(1, int(h.cfg.ConditionWindow/(24*time.Hour))), 1, 365)
 	if err != nil {
 		return nil, err
 	}
