@@ -161,9 +161,11 @@ func (w *Writer) Write(ctx context.Context, recs []pipelines.Record) error {
 	if err != nil {
 		return err
 	}
-	// One goroutine prepares chunk k+1 (decode, columns, clickhouse-go's
-	// encoding) while this one stores chunk k: on a server with cores to
-	// spare the client's work hides behind the insert's.
+	// One goroutine prepares chunk k+1 (Avro decode, columns appended to
+	// clickhouse-go's batch) while this one stores chunk k (clickhouse-go
+	// encodes and sends it, the server inserts it): with a core to spare,
+	// most of the client's work hides behind the server's. Chunks are
+	// stored strictly in order, so a failure leaves a stored prefix.
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	chunks := make(chan *batch)
