@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -538,6 +539,20 @@ func testPoints(t *testing.T, e env, reader *ledger.Reader) {
 	}
 	if proved != days-1 {
 		t.Errorf("%d entries proved, want %d (all but the one past the reader's head)", proved, days-1)
+	}
+	// The remote client gets the same proofs from the ledger's HTTP API.
+	ls := httptest.NewServer(reader.Handler())
+	defer ls.Close()
+	remote, local := owner.RemoteLedgerProofs(nil, ls.URL+"/"), owner.LedgerProofs(reader.Handler())
+	for _, leaf := range []uint64{0, 7} {
+		a, errA := remote.InclusionProof(context.Background(), leaf, 0)
+		b, errB := local.InclusionProof(context.Background(), leaf, 0)
+		if errA != nil || errB != nil || fmt.Sprint(a) != fmt.Sprint(b) || a.Checkpoint != checkpoint {
+			t.Errorf("leaf %d: remote %+v (%v), local %+v (%v)", leaf, a, errA, b, errB)
+		}
+	}
+	if _, err := remote.InclusionProof(context.Background(), head.TreeSize+5, 0); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("leaf past the head: %v, want ledger.ErrNotFound", err)
 	}
 	var p2 owner.Points
 	if code := e.get(t, "/v1/vehicles/v-2/points", &p2); code != 200 || len(p2.Entries) != 1 || p2.Entries[0].Proof == nil ||
