@@ -85,18 +85,27 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// register registers c, or returns the collector already registered under
-// the same name (several stages in one process share the vectors).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+// Register registers c on reg, or returns the collector already registered
+// there with the same description: several stages in one process (`minecart
+// run`), or a component rebuilt in the same process, share the series. A
+// conflicting description (same name, other labels or help) is an error.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
+				return existing, nil
 			}
 		}
-		// A conflicting descriptor is a programming error; keep the
-		// unregistered collector so the runtime still works.
+		return c, err
 	}
+	return c, nil
+}
+
+// register is Register for the runtime's own collectors, whose descriptions
+// are fixed here: a conflict would be a programming error, and the runtime
+// keeps working with the unregistered collector.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	c, _ = Register(reg, c)
 	return c
 }

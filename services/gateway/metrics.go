@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 
+	"github.com/minecart/minecart/pipelines"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -45,26 +47,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	var errs []error
-	reuse := func(c prometheus.Collector) prometheus.Collector {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return are.ExistingCollector // a gateway rebuilt in the same process
-			}
-			errs = append(errs, err)
-		}
-		return c
+	// A gateway rebuilt in the same process shares the series.
+	var errs [7]error
+	m.batches, errs[0] = pipelines.Register(reg, m.batches)
+	m.events, errs[1] = pipelines.Register(reg, m.events)
+	m.bytes, errs[2] = pipelines.Register(reg, m.bytes)
+	m.rejects, errs[3] = pipelines.Register(reg, m.rejects)
+	m.produce, errs[4] = pipelines.Register(reg, m.produce)
+	m.latency, errs[5] = pipelines.Register(reg, m.latency)
+	m.inflight, errs[6] = pipelines.Register(reg, m.inflight)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
-	m.batches, _ = reuse(m.batches).(*prometheus.CounterVec)
-	m.events, _ = reuse(m.events).(prometheus.Counter)
-	m.bytes, _ = reuse(m.bytes).(prometheus.Counter)
-	m.rejects, _ = reuse(m.rejects).(*prometheus.CounterVec)
-	m.produce, _ = reuse(m.produce).(prometheus.Histogram)
-	m.latency, _ = reuse(m.latency).(prometheus.Histogram)
-	m.inflight, _ = reuse(m.inflight).(prometheus.Gauge)
-	if m.batches == nil || m.events == nil || m.bytes == nil || m.rejects == nil || m.produce == nil || m.latency == nil || m.inflight == nil {
-		errs = append(errs, errors.New("gateway metrics: a collector of another type is registered under a gateway metric name"))
-	}
-	return m, errors.Join(errs...)
+	return m, nil
 }

@@ -249,25 +249,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	m.duplicates, err = register(reg, m.duplicates)
+	m.duplicates, err = pipelines.Register(reg, m.duplicates)
 	if err != nil {
 		return nil, err
 	}
-	m.vehicles, err = register(reg, m.vehicles)
+	m.vehicles, err = pipelines.Register(reg, m.vehicles)
 	return m, err
-}
-
-// register registers c, or returns the collector already registered under
-// its name (a stage rebuilt in the same process, e.g. by `minecart run`).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

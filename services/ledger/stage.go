@@ -117,7 +117,7 @@ func (c Config) Validate() error {
 // configuration error surfaces when the task starts.
 func NewStage(cfg Config) pipelines.Stage {
 	cfg = cfg.withDefaults()
-	m := newMetrics(cfg.Registerer)
+	m, merr := newMetrics(cfg.Registerer)
 	cache := &bookCache{}
 	return pipelines.Stage{
 		Name:      StageName,
@@ -125,6 +125,9 @@ func NewStage(cfg Config) pipelines.Stage {
 		Changelog: cfg.ChangelogTopic,
 		TickEvery: cfg.TickEvery,
 		NewProcessor: func(ctx context.Context, t pipelines.Task) (pipelines.Processor, error) {
+			if merr != nil {
+				return nil, merr
+			}
 			return newProcessor(ctx, cfg, m, cache)
 		},
 	}
@@ -141,7 +144,7 @@ type metrics struct {
 	watermark prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		entries:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "minecart_ledger_entries_total", Help: "Entries appended, by kind."}, []string{"kind"}),
 		blocks:    prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_ledger_blocks_total", Help: "Blocks signed and written."}),
@@ -152,14 +155,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		starts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "minecart_ledger_task_starts_total", Help: "Task starts, by how the book was obtained: rebuilt (re-read and re-verified) or resumed (the previous processor's, checked against the published head)."}, []string{"how"}),
 		watermark: prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_ledger_released_through_ms", Help: "Lowest scoring watermark: credits ending at or before it are in the book."}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.entries, m.blocks, m.dups, m.pending, m.treeSize, m.rebuildS, m.starts, m.watermark} {
-			// A second ledger stage on one registry (tests) gets an
-			// AlreadyRegisteredError and keeps its collectors unexported.
-			_ = reg.Register(c)
-		}
+	if reg == nil {
+		return m, nil
 	}
-	return m
+	// A second ledger stage on one registry (tests) shares the series.
+	var errs [8]error
+	m.entries, errs[0] = pipelines.Register(reg, m.entries)
+	m.blocks, errs[1] = pipelines.Register(reg, m.blocks)
+	m.dups, errs[2] = pipelines.Register(reg, m.dups)
+	m.pending, errs[3] = pipelines.Register(reg, m.pending)
+	m.treeSize, errs[4] = pipelines.Register(reg, m.treeSize)
+	m.rebuildS, errs[5] = pipelines.Register(reg, m.rebuildS)
+	m.starts, errs[6] = pipelines.Register(reg, m.starts)
+	m.watermark, errs[7] = pipelines.Register(reg, m.watermark)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("ledger metrics: %w", err)
+	}
+	return m, nil
 }
 
 // Processor is the ledger's stage processor. It is exported for the
@@ -267,7 +279,7 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache)
 		return nil, err
 	}
 	if m == nil {
-		m = newMetrics(nil)
+		m, _ = newMetrics(nil) // no registry: cannot fail
 	}
 	signer, err := NewSigner(cfg.Origin, cfg.Key)
 	if err != nil {

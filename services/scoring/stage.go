@@ -450,33 +450,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	var err error
-	m.events, err = register(reg, m.events, err)
-	m.late, err = register(reg, m.late, err)
-	m.closed, err = register(reg, m.closed, err)
-	m.restoreErrors, err = register(reg, m.restoreErrors, err)
-	m.open, err = register(reg, m.open, err)
-	m.flags, err = register(reg, m.flags, err)
-	if err != nil {
+	var errs [6]error
+	m.events, errs[0] = pipelines.Register(reg, m.events)
+	m.late, errs[1] = pipelines.Register(reg, m.late)
+	m.closed, errs[2] = pipelines.Register(reg, m.closed)
+	m.restoreErrors, errs[3] = pipelines.Register(reg, m.restoreErrors)
+	m.open, errs[4] = pipelines.Register(reg, m.open)
+	m.flags, errs[5] = pipelines.Register(reg, m.flags)
+	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// its name (two stages in one process share the series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, prev error) (C, error) {
-	if prev != nil {
-		return c, prev
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if ex, ok := are.ExistingCollector.(C); ok {
-				return ex, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

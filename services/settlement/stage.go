@@ -84,14 +84,14 @@ var Inputs = []string{
 // that does not Validate makes every task fail to start.
 func NewStage(cfg Config) pipelines.Stage {
 	cfg = cfg.withDefaults()
-	m := newMetrics(cfg.Registerer)
+	m, merr := newMetrics(cfg.Registerer)
 	return pipelines.Stage{
 		Name:      StageName,
 		Inputs:    Inputs,
 		Changelog: pipelines.TopicSettlementLog,
 		TickEvery: cfg.TickEvery,
 		NewProcessor: func(ctx context.Context, t pipelines.Task) (pipelines.Processor, error) {
-			if err := cfg.Validate(); err != nil {
+			if err := errors.Join(cfg.Validate(), merr); err != nil {
 				return nil, err
 			}
 			b, err := NewBook(cfg.Policy)
@@ -113,7 +113,7 @@ type metrics struct {
 	invariantOK prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "minecart_settlement_alerts_total",
@@ -132,26 +132,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "minecart_settlement_invariant_ok", Help: "1 if the last statement found sum(balances) = minted - redeemed, else 0.",
 		}),
 	}
-	if reg != nil {
-		m.alerts = register(reg, m.alerts)
-		m.redemptions = register(reg, m.redemptions)
-		m.points = register(reg, m.points)
-		m.outstanding = register(reg, m.outstanding)
-		m.invariantOK = register(reg, m.invariantOK)
+	if reg == nil {
+		return m, nil
 	}
-	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
+	var errs [5]error
+	m.alerts, errs[0] = pipelines.Register(reg, m.alerts)
+	m.redemptions, errs[1] = pipelines.Register(reg, m.redemptions)
+	m.points, errs[2] = pipelines.Register(reg, m.points)
+	m.outstanding, errs[3] = pipelines.Register(reg, m.outstanding)
+	m.invariantOK, errs[4] = pipelines.Register(reg, m.invariantOK)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("settlement metrics: %w", err)
 	}
-	return c
+	return m, nil
 }
 
 // processor feeds one task's records to the book.
