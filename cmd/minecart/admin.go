@@ -118,15 +118,11 @@ func devicesCmd(ctx context.Context, args []string) error {
 		return nil
 	case "list":
 		list, err := ds.List(ctx)
-		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "DEVICE\tVEHICLE\tTZ\tAUTH\tSTATUS\tUPDATED")
-		for _, d := range list {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.VehicleID, d.VehicleTZ, d.Auth, d.Status, d.Updated.Format(time.RFC3339))
+		rows := make([][]any, len(list))
+		for i, d := range list {
+			rows[i] = []any{d.ID, d.VehicleID, d.VehicleTZ, d.Auth, d.Status, d.Updated.Format(time.RFC3339)}
 		}
-		if ferr := w.Flush(); ferr != nil {
-			return ferr
-		}
-		return err
+		return errors.Join(printTable("DEVICE VEHICLE TZ AUTH STATUS UPDATED", rows), err)
 	}
 	return fmt.Errorf("devices: unknown subcommand %q (add|list|revoke)", sub)
 }
@@ -169,15 +165,11 @@ func accountsCmd(ctx context.Context, args []string) error {
 		}
 		defer t.Close()
 		list, err := settlement.ListBindings(t, a.serde, *owner)
-		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "VEHICLE\tOWNER\tUPDATED")
-		for _, b := range list {
-			fmt.Fprintf(w, "%s\t%s\t%s\n", b.VehicleID, b.Owner, b.UpdatedAt.Format(time.RFC3339))
+		rows := make([][]any, len(list))
+		for i, b := range list {
+			rows[i] = []any{b.VehicleID, b.Owner, b.UpdatedAt.Format(time.RFC3339)}
 		}
-		if ferr := w.Flush(); ferr != nil {
-			return ferr
-		}
-		return err
+		return errors.Join(printTable("VEHICLE OWNER UPDATED", rows), err)
 	}
 	return fmt.Errorf("accounts: unknown subcommand %q (bind|unbind|list)", sub)
 }
@@ -227,19 +219,15 @@ func catalogCmd(ctx context.Context, args []string) error {
 		}
 		defer t.Close()
 		list, err := settlement.ListCatalog(t, a.serde, *partner)
-		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "PARTNER\tITEM\tTITLE\tPRICE\tSTOCK\tACTIVE")
-		for _, it := range list {
+		rows := make([][]any, len(list))
+		for i, it := range list {
 			st := "unlimited"
 			if it.Stock != nil {
 				st = fmt.Sprint(*it.Stock)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%v\n", it.Partner, it.ItemID, it.Title, it.PricePoints, st, it.Active)
+			rows[i] = []any{it.Partner, it.ItemID, it.Title, it.PricePoints, st, it.Active}
 		}
-		if ferr := w.Flush(); ferr != nil {
-			return ferr
-		}
-		return err
+		return errors.Join(printTable("PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
 	}
 	return fmt.Errorf("catalog: unknown subcommand %q (add|remove|list)", sub)
 }
@@ -261,4 +249,20 @@ func authKind(s string) gateway.AuthKind {
 		return gateway.AuthEd25519
 	}
 	return gateway.AuthKind(s)
+}
+
+// printTable writes rows under the space-separated header as aligned columns.
+func printTable(header string, rows [][]any) error {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, strings.ReplaceAll(header, " ", "\t"))
+	for _, r := range rows {
+		for i, v := range r {
+			if i > 0 {
+				fmt.Fprint(w, "\t")
+			}
+			fmt.Fprint(w, v)
+		}
+		fmt.Fprintln(w)
+	}
+	return w.Flush()
 }
