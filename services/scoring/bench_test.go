@@ -16,6 +16,7 @@ import (
 	"github.com/minecart/minecart/pipelines/pipetest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
+	"github.com/minecart/minecart/services/telemetry/wire"
 )
 
 // BenchmarkDayAdd is the pure score update per event (hash included).
@@ -199,15 +200,14 @@ func BenchmarkDecodeEvent(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	header, err := eventHeader(serde)
+	codec, err := wire.NewCodec(serde)
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &processor{cfg: &Config{Serde: serde}, header: header}
 	b.Run("stage", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
-			if _, err := p.decode(v); err != nil {
+			if _, err := codec.DecodeEvent(v, telemetry.Limits{}); err != nil {
 				b.Fatal(err)
 			}
 		}

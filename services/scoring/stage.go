@@ -1,7 +1,6 @@
 package scoring
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
+	"github.com/minecart/minecart/services/telemetry/wire"
 )
 
 // Config configures the scoring stage.
@@ -154,7 +154,7 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 	if err != nil {
 		return pipelines.Stage{}, err
 	}
-	header, err := eventHeader(cfg.Serde)
+	codec, err := wire.NewCodec(cfg.Serde)
 	if err != nil {
 		return pipelines.Stage{}, err
 	}
@@ -164,30 +164,15 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 		Changelog: cfg.Changelog,
 		TickEvery: cfg.TickEvery, // also drains closed days left over by the last batch
 		NewProcessor: func(_ context.Context, t pipelines.Task) (pipelines.Processor, error) {
-			return newProcessor(&cfg, m, header, t.Partition)
+			return newProcessor(&cfg, m, codec, t.Partition)
 		},
 	}, nil
-}
-
-// eventHeader is the framing header the serde writes before an Event body:
-// records carrying it are decoded by telemetry's specialised decoder (~5x
-// goavro); anything else goes through the serde.
-func eventHeader(s *schemas.Serde) ([]byte, error) {
-	b, err := s.Encode(schemas.TelemetryEvent, telemetry.ToNative(&telemetry.Event{}))
-	if err != nil {
-		return nil, fmt.Errorf("probe event encoding: %w", err)
-	}
-	body := telemetry.AppendAvro(nil, &telemetry.Event{})
-	if !bytes.HasSuffix(b, body) {
-		return nil, errors.New("serde and telemetry disagree on the Event encoding")
-	}
-	return b[:len(b)-len(body)], nil
 }
 
 type processor struct {
 	cfg      *Config
 	m        *metrics
-	header   []byte
+	codec    *wire.Codec // telemetry's specialised decoder for this serde's framing, the serde for any other
 	task     int32
 	w        *Windows
 	lastSeen time.Time // wall clock of the last batch with records
@@ -196,12 +181,12 @@ type processor struct {
 	open     int       // open windows last reported to the gauge
 }
 
-func newProcessor(cfg *Config, m *metrics, header []byte, task int32) (*processor, error) {
+func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*processor, error) {
 	w, err := NewWindows(cfg.Rules, cfg.DefaultTZ, cfg.Grace)
 	if err != nil {
 		return nil, err
 	}
-	return &processor{cfg: cfg, m: m, header: header, task: task, w: w, lastSeen: cfg.Now()}, nil
+	return &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, lastSeen: cfg.Now()}, nil
 }
 
 // Close reports the task's windows as no longer open here.
@@ -211,20 +196,9 @@ func (p *processor) Close() error {
 	return nil
 }
 
-func (p *processor) decode(v []byte) (telemetry.Event, error) {
-	if bytes.HasPrefix(v, p.header) {
-		return telemetry.DecodeAvro(v[len(p.header):], telemetry.Limits{})
-	}
-	native, err := p.cfg.Serde.DecodeAs(schemas.TelemetryEvent, v)
-	if err != nil {
-		return telemetry.Event{}, err
-	}
-	return telemetry.FromNative(native)
-}
-
 // Process scores one clean telemetry event.
 func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
-	ev, err := p.decode(rec.Value)
+	ev, err := p.codec.DecodeEvent(rec.Value, telemetry.Limits{})
 	if err != nil {
 		return pipelines.Reject("decode", err)
 	}

@@ -1,17 +1,13 @@
 package sink
 
 import (
-	"bytes"
-	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -113,45 +109,6 @@ func (t *telemetryRows) add(ev *telemetry.Event, rec *pipelines.Record) {
 	t.srcTopic = append(t.srcTopic, rec.Topic)
 	t.srcPartition = append(t.srcPartition, rec.Partition)
 	t.srcOffset = append(t.srcOffset, rec.Offset)
-}
-
-// decodeEvent decodes a telemetry value: values that start with header
-// (the serde's framing of minecart.telemetry.Event: single-object or
-// Confluent, see eventHeader) go through telemetry's checked binary decoder
-// (no goavro maps, ~8x faster); anything else (another schema version's
-// framing) through the Serde.
-func decodeEvent(serde *schemas.Serde, header, b []byte) (telemetry.Event, error) {
-	if len(header) > 0 && bytes.HasPrefix(b, header) {
-		return telemetry.DecodeAvro(b[len(header):], telemetry.Limits{})
-	}
-	m, err := serde.DecodeAs(schemas.TelemetryEvent, b)
-	if err != nil {
-		return telemetry.Event{}, err
-	}
-	return telemetry.FromNative(m)
-}
-
-// eventHeader is the framing the serde writes before an Event's Avro body,
-// found by encoding an empty event both ways (as services/scoring does).
-func eventHeader(s *schemas.Serde) ([]byte, error) {
-	b, err := s.Encode(schemas.TelemetryEvent, telemetry.ToNative(&telemetry.Event{}))
-	if err != nil {
-		return nil, fmt.Errorf("probe event encoding: %w", err)
-	}
-	body := telemetry.AppendAvro(nil, &telemetry.Event{})
-	if !bytes.HasSuffix(b, body) {
-		return nil, errors.New("serde and telemetry disagree on the Event encoding")
-	}
-	return b[:len(b)-len(body)], nil
-}
-
-// singleObjectHeader is the single-object framing of the Event schema.
-func singleObjectHeader() ([]byte, error) {
-	fp, err := schemas.Fingerprint(schemas.TelemetryEvent)
-	if err != nil {
-		return nil, err
-	}
-	return binary.LittleEndian.AppendUint64([]byte{0xC3, 0x01}, fp), nil
 }
 
 // row is one row of a table written with Append.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/telemetry"
+	"github.com/minecart/minecart/services/telemetry/wire"
 )
 
 // Dead-letter reason codes of the sink.
@@ -38,17 +40,17 @@ const (
 // one. A Write that fails part way has stored a prefix of each partition's
 // records, which sink_offsets covers: written again, it skips them.
 type Writer struct {
-	conn  driver.Conn
-	serde *schemas.Serde
-	event []byte // framing header of telemetry events (see eventHeader)
-	dead  func(ctx context.Context, recs []pipelines.Output) error
-	stage string
-	dlq   string
-	now   func() time.Time
-	log   *slog.Logger
-	m     *metrics
-	wire  wireTypes
-	chunk int
+	conn   driver.Conn
+	serde  *schemas.Serde
+	events *wire.Codec // telemetry's specialised decoder for the serde's framing
+	dead   func(ctx context.Context, recs []pipelines.Output) error
+	stage  string
+	dlq    string
+	now    func() time.Time
+	log    *slog.Logger
+	m      *metrics
+	wire   wireTypes
+	chunk  int
 
 	skipped atomic.Uint64
 }
@@ -109,16 +111,11 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 			return errors.New("sink: no dead-letter producer")
 		}
 	}
-	header, err := eventHeader(cfg.Serde)
+	codec, err := wire.NewCodec(cfg.Serde)
 	if err != nil {
-		// Without the serde's framing (a registry not reachable yet),
-		// single-object values still take the fast path.
-		cfg.Logger.Warn("sink: telemetry framing unknown; Confluent-framed events decode through the serde", "err", err)
-		if header, err = singleObjectHeader(); err != nil {
-			return nil, fmt.Errorf("sink: %w", err)
-		}
+		return nil, fmt.Errorf("sink: %w", err)
 	}
-	return &Writer{conn: cfg.Conn, serde: cfg.Serde, event: header, dead: cfg.DeadLetters, stage: cfg.Stage, dlq: cfg.DeadLetterTopic,
+	return &Writer{conn: cfg.Conn, serde: cfg.Serde, events: codec, dead: cfg.DeadLetters, stage: cfg.Stage, dlq: cfg.DeadLetterTopic,
 		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer), chunk: cfg.InsertRows}, nil
 }
 
@@ -270,7 +267,7 @@ func (w *Writer) store(ctx context.Context, b *batch) error {
 func (w *Writer) add(b *batch, rec *pipelines.Record) (code string, err error) {
 	switch rec.Topic {
 	case pipelines.TopicTelemetryClean, pipelines.TopicTelemetryRaw:
-		ev, err := decodeEvent(w.serde, w.event, rec.Value)
+		ev, err := w.events.DecodeEvent(rec.Value, telemetry.Limits{})
 		if err != nil {
 			return CodeDecode, err
 		}

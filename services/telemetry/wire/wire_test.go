@@ -1,12 +1,14 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"testing"
 
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 )
 
 func event() telemetry.Event {
@@ -75,5 +77,63 @@ func TestBatch(t *testing.T) {
 	}
 	if _, err := c.DecodeBatch(b[10:], telemetry.Limits{}); !errors.Is(err, ErrSchema) {
 		t.Fatalf("plain body accepted: %v", err)
+	}
+}
+
+// TestDecodeEventFramings: events framed by either serde (single-object, or
+// Confluent with a registry) take telemetry's decoder and decode as the
+// serde does; a value in the other framing still decodes, through the
+// serde; a truncated body is refused.
+func TestDecodeEventFramings(t *testing.T) {
+	reg := srfake.New()
+	defer reg.Close()
+	confluent, err := schemas.NewSerde(t.Context(), schemas.SerdeConfig{RegistryURL: reg.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := telemetry.Event{EventID: "e-1", DeviceID: "d-1", VehicleID: "v-1", Seq: 3, TimeMs: 1_763_000_000_000, TZ: "UTC",
+		Lat: 52.5, Lon: 13.4, HDOP: 0.8, SpeedKmh: 50, OdometerKm: 12.5, EngineOn: true, FuelPct: -1, CoolantC: -273,
+		FaultCodes: []string{"P0301"}}
+	for name, s := range map[string]*schemas.Serde{"single-object": schemas.SingleObject(), "confluent": confluent} {
+		c, err := NewCodec(s)
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		b, err := s.Encode(schemas.TelemetryEvent, telemetry.ToNative(&ev))
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		if got := c.AppendEvent(nil, &ev); !bytes.Equal(got, b) {
+			t.Fatalf("%s: codec writes %x, serde %x", name, got, b)
+		}
+		fast, err := c.DecodeEvent(b, telemetry.Limits{})
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		m, err := s.DecodeAs(schemas.TelemetryEvent, b)
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		slow, err := telemetry.FromNative(m)
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		if !reflect.DeepEqual(fast, slow) || fast.VehicleID != "v-1" || fast.FaultCodes[0] != "P0301" {
+			t.Errorf("%s: codec %+v, serde %+v", name, fast, slow)
+		}
+		if _, err := c.DecodeEvent(b[:len(b)-3], telemetry.Limits{}); err == nil {
+			t.Errorf("%s: truncated body accepted", name)
+		}
+	}
+	c, err := NewCodec(confluent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := schemas.SingleObject().Encode(schemas.TelemetryEvent, telemetry.ToNative(&ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.DecodeEvent(b, telemetry.Limits{}); err != nil || got.EventID != "e-1" {
+		t.Errorf("single-object value through the Confluent codec: %+v %v", got, err)
 	}
 }
