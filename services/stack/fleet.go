@@ -3,6 +3,8 @@ package stack
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"time"
 
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
@@ -51,6 +53,15 @@ func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 func (s *Stack) SendFleet(ctx context.Context, sim *fleet.Sim, from int, cfg loadtest.SenderConfig, done func(chunk int, sofar loadtest.Report) error) (loadtest.Report, error) {
 	cfg.URL = "http://" + s.HTTPAddr()
 	cfg.Devices = sim.Devices()
+	if cfg.Client == nil {
+		// One connection pool for every chunk's sender: a pool per chunk
+		// would leave its idle connections open (file descriptors the
+		// broker in this same process needs).
+		conns := 2 * max(cfg.Concurrency, 16)
+		tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: 90 * time.Second}
+		defer tr.CloseIdleConnections()
+		cfg.Client = &http.Client{Timeout: 60 * time.Second, Transport: tr}
+	}
 	var total loadtest.Report
 	k := 0
 	for c := range sim.Chunks() {
