@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/flagenv"
 )
 
@@ -32,8 +32,8 @@ func Command(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("ledger "+sub, flag.ContinueOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
-	registry := fs.String("registry-url", "", "Schema Registry URL (empty: Avro single-object encoding)")
+	var kafka daemon.Kafka // brokers, registry, SASL and TLS, as every service takes them
+	kafka.Register(fs)
 	topic := fs.String("blocks-topic", "", "blocks topic (default minecart.ledger.blocks)")
 	file := fs.String("file", "", "read an export file instead of the blocks topic")
 	pubkey := fs.String("pubkey", "", "ledger public key file (base64, hex, verifier key or PEM)")
@@ -60,11 +60,16 @@ func Command(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			return ReadExport(f), f.Close, nil
 		}
-		serde, err := schemas.NewSerde(ctx, schemas.SerdeConfig{RegistryURL: *registry})
+		opts, err := kafka.ClientOptions()
 		if err != nil {
 			return nil, nil, err
 		}
-		return &KafkaBlocks{Brokers: strings.Split(*brokers, ","), Topic: *topic, Serde: serde}, func() error { return nil }, nil
+		serde, err := schemas.NewSerde(ctx, schemas.SerdeConfig{RegistryURL: kafka.RegistryURL,
+			RegistryUser: kafka.RegistryUser, RegistryPassword: kafka.RegistryPassword})
+		if err != nil {
+			return nil, nil, err
+		}
+		return &KafkaBlocks{Brokers: kafka.BrokerList(), Topic: *topic, Serde: serde, ClientOptions: opts}, func() error { return nil }, nil
 	}
 	loadPub := func() ([]byte, error) {
 		if *pubkey == "" {

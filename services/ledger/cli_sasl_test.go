@@ -1,0 +1,39 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/services/daemon/daemontest"
+)
+
+// TestCommandOverSASL: the CLI reaches a broker that requires SCRAM with
+// the same MINECART_* settings as the services (here an empty book), and
+// fails to when the credentials are wrong.
+func TestCommandOverSASL(t *testing.T) {
+	cfg := daemontest.Broker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := pipelines.EnsureTopicsWith(ctx, cfg, pipelines.Topology); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := LoadOrCreateKey(filepath.Join(dir, "ledger.key")); err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(dir, "ledger.key.pub")
+	var out bytes.Buffer
+	if err := Command(ctx, []string{"verify", "--pubkey", pub}, &out); err != nil {
+		t.Fatalf("verify over SASL: %v (%s)", err, out.String())
+	}
+	t.Setenv("MINECART_KAFKA_SASL", "scram-sha-512:minecart:wrong")
+	short, cancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel2()
+	if err := Command(short, []string{"verify", "--pubkey", pub}, &out); err == nil {
+		t.Fatal("verify with a wrong password succeeded")
+	}
+}
