@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -27,10 +28,33 @@ type admin struct {
 	producer *pipelines.Producer
 }
 
-// openAdmin connects with the connection flags k (daemon.Kafka: brokers,
-// registry, SASL, TLS) of an administrative command.
-func openAdmin(ctx context.Context, k *daemon.Kafka) (*admin, error) {
-	cfg, serde, err := k.Config(ctx, slog.Default(), nil)
+// adminCommand is what every administrative command starts with: its
+// subcommand, and a flag set holding the Kafka connection flags (brokers,
+// registry, SASL, TLS: daemon.Kafka, as the services take them).
+type adminCommand struct {
+	sub   string
+	args  []string
+	fs    *flag.FlagSet
+	kafka daemon.Kafka
+}
+
+// newAdminCommand splits "minecart NAME SUB args" and reports a missing SUB.
+func newAdminCommand(name string, args []string, subs string) (*adminCommand, error) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return nil, fmt.Errorf("usage: minecart %s %s", name, subs)
+	}
+	c := &adminCommand{sub: args[0], args: args[1:], fs: newFlags(name + " " + args[0])}
+	c.kafka.Register(c.fs)
+	return c, nil
+}
+
+// open parses the command's flags (those added after newAdminCommand too)
+// and connects.
+func (c *adminCommand) open(ctx context.Context) (*admin, error) {
+	if err := parseFlags(c.fs, c.args); err != nil {
+		return nil, err
+	}
+	cfg, serde, err := c.kafka.Config(ctx, slog.Default(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -57,31 +81,18 @@ func (a *admin) table(ctx context.Context, topic string) (*pipelines.Table, erro
 	return t, nil
 }
 
-// subcommand splits "minecart X SUB args" and reports a missing SUB.
-func subcommand(name string, args []string, subs string) (string, []string, error) {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return "", nil, fmt.Errorf("usage: minecart %s %s", name, subs)
-	}
-	return args[0], args[1:], nil
-}
-
 func devicesCmd(ctx context.Context, args []string) error {
-	sub, args, err := subcommand("devices", args, "add|list|revoke [flags]")
+	c, err := newAdminCommand("devices", args, "add|list|revoke [flags]")
 	if err != nil {
 		return err
 	}
-	fs := newFlags("devices " + sub)
-	var kf daemon.Kafka
-	kf.Register(fs)
+	fs := c.fs
 	id := fs.String("id", "", "device id")
 	vehicle := fs.String("vehicle", "", "the vehicle the device may write events for (add)")
 	tz := fs.String("tz", "Asia/Shanghai", "the vehicle's IANA time zone (add)")
 	auth := fs.String("auth", "hmac", "hmac (HMAC-SHA256 secret) or ed25519 (public key) (add)")
 	key := fs.String("key", "", "hex HMAC secret (empty: generated) or hex Ed25519 public key (add)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	a, err := openAdmin(ctx, &kf)
+	a, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -92,7 +103,7 @@ func devicesCmd(ctx context.Context, args []string) error {
 	}
 	defer t.Close()
 	ds := gateway.NewDevices(a.producer, t, a.serde, nil)
-	switch sub {
+	switch c.sub {
 	case "add":
 		var k []byte
 		if *key != "" {
@@ -124,28 +135,23 @@ func devicesCmd(ctx context.Context, args []string) error {
 		}
 		return errors.Join(printTable("DEVICE VEHICLE TZ AUTH STATUS UPDATED", rows), err)
 	}
-	return fmt.Errorf("devices: unknown subcommand %q (add|list|revoke)", sub)
+	return fmt.Errorf("devices: unknown subcommand %q (add|list|revoke)", c.sub)
 }
 
 func accountsCmd(ctx context.Context, args []string) error {
-	sub, args, err := subcommand("accounts", args, "bind|unbind|list [flags]")
+	c, err := newAdminCommand("accounts", args, "bind|unbind|list [flags]")
 	if err != nil {
 		return err
 	}
-	fs := newFlags("accounts " + sub)
-	var kf daemon.Kafka
-	kf.Register(fs)
+	fs := c.fs
 	vehicle := fs.String("vehicle", "", "vehicle id (bind, unbind)")
 	owner := fs.String("owner", "", "owner account (bind; list filters by it)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	a, err := openAdmin(ctx, &kf)
+	a, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	switch sub {
+	switch c.sub {
 	case "bind":
 		if err := settlement.BindVehicle(ctx, a.producer, a.serde, *vehicle, *owner, time.Now()); err != nil {
 			return err
@@ -171,31 +177,26 @@ func accountsCmd(ctx context.Context, args []string) error {
 		}
 		return errors.Join(printTable("VEHICLE OWNER UPDATED", rows), err)
 	}
-	return fmt.Errorf("accounts: unknown subcommand %q (bind|unbind|list)", sub)
+	return fmt.Errorf("accounts: unknown subcommand %q (bind|unbind|list)", c.sub)
 }
 
 func catalogCmd(ctx context.Context, args []string) error {
-	sub, args, err := subcommand("catalog", args, "add|remove|list [flags]")
+	c, err := newAdminCommand("catalog", args, "add|remove|list [flags]")
 	if err != nil {
 		return err
 	}
-	fs := newFlags("catalog " + sub)
-	var kf daemon.Kafka
-	kf.Register(fs)
+	fs := c.fs
 	partner := fs.String("partner", "", "partner id")
 	item := fs.String("item", "", "item id (add, remove)")
 	title := fs.String("title", "", "item title (add)")
 	price := fs.Int64("price", 0, "price in points (add)")
 	stock := fs.Int64("stock", -1, "units available from now on; -1 unlimited (add)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	a, err := openAdmin(ctx, &kf)
+	a, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	switch sub {
+	switch c.sub {
 	case "add":
 		it := settlement.CatalogItem{Partner: *partner, ItemID: *item, Title: *title, PricePoints: *price, Active: true, UpdatedAt: time.Now().UTC()}
 		if *stock >= 0 {
@@ -229,7 +230,7 @@ func catalogCmd(ctx context.Context, args []string) error {
 		}
 		return errors.Join(printTable("PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
 	}
-	return fmt.Errorf("catalog: unknown subcommand %q (add|remove|list)", sub)
+	return fmt.Errorf("catalog: unknown subcommand %q (add|remove|list)", c.sub)
 }
 
 func ledgerCmd(ctx context.Context, args []string) error {

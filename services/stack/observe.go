@@ -19,7 +19,6 @@ import (
 // Activity is a snapshot of how much each stage has processed.
 type Activity struct {
 	In   map[string]float64 // records consumed, by stage
-	Out  map[string]float64 // records produced, by stage
 	Dead map[string]float64 // records dead-lettered, by stage
 	Lag  map[string]float64 // records behind, by stage (sum over partitions)
 	Sunk float64            // rows the sink wrote
@@ -27,7 +26,7 @@ type Activity struct {
 
 // Activity reads the stages' counters from the metrics registry.
 func (s *Stack) Activity() (Activity, error) {
-	a := Activity{In: map[string]float64{}, Out: map[string]float64{}, Dead: map[string]float64{}, Lag: map[string]float64{}}
+	a := Activity{In: map[string]float64{}, Dead: map[string]float64{}, Lag: map[string]float64{}}
 	mfs, err := s.Registry.Gather()
 	if err != nil {
 		return a, err
@@ -37,8 +36,6 @@ func (s *Stack) Activity() (Activity, error) {
 		switch mf.GetName() {
 		case "minecart_pipeline_records_in_total":
 			into = a.In
-		case "minecart_pipeline_records_out_total":
-			into = a.Out
 		case "minecart_pipeline_records_dead_total":
 			into = a.Dead
 		case "minecart_pipeline_consumer_lag":
@@ -80,8 +77,8 @@ func (a Activity) same(b Activity) bool {
 		}
 		return true
 	}
-	// Consumed records, not produced ones: idle scoring tasks keep writing
-	// their stream time to the changelog, which nothing downstream reads.
+	// Consumed records: every produced record that matters is consumed by
+	// the next stage (or landed by the sink).
 	return eq(a.In, b.In) && eq(a.Dead, b.Dead) && a.Sunk == b.Sunk
 }
 
@@ -178,7 +175,6 @@ type Balance struct {
 // Summary is what a run produced, read back from Kafka.
 type Summary struct {
 	Scores       int
-	Undecodable  int // records on the scores topic that are not scores
 	Flagged      int
 	PointsScored int64
 	DeadLetters  int64
@@ -204,8 +200,7 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 		}
 		m, err := s.Serde.DecodeAs(schemas.DailyScore, r.Value)
 		if err != nil {
-			sum.Undecodable++ // the ledger dead-lettered it
-			return nil
+			return nil // not a score: the ledger dead-letters it
 		}
 		d := Driver{VehicleID: str(m["vehicle_id"]), Date: str(m["date"])}
 		d.Score, _ = m["score"].(float64)
