@@ -229,14 +229,28 @@ func (w *Windows) Advance(now int64, closed func(Closed)) {
 	}
 }
 
+// metaStep is the granularity at which stream time and closed-through are
+// written to the changelog. Window ends fall on quarter hours (every zone
+// offset is a multiple of 15 minutes), so values restored from within the
+// same quarter hour close the same windows and find the same events late
+// as the exact ones; an idle task, whose stream time follows the wall
+// clock, then writes its meta record four times an hour, not every tick.
+const metaStep = int64(15 * time.Minute / time.Millisecond)
+
 func (w *Windows) advance(t int64, closed func(Closed)) {
+	if t/metaStep != w.stream/metaStep {
+		w.metaDirty = true
+	}
 	w.stream = t
-	w.metaDirty = true
 	limit := t - w.grace
 	if limit <= w.closed {
 		return
 	}
+	if limit/metaStep != w.closed/metaStep {
+		w.metaDirty = true
+	}
 	if limit >= w.nextEnd {
+		w.metaDirty = true // windows close: restore must find them closed
 		ends := make([]int64, 0, 4)
 		for e := range w.buckets {
 			if e <= limit {
