@@ -342,6 +342,9 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 		}
 		p.watermarks[wm.Task] = max(p.watermarks[wm.Task], wm.ClosedThroughMs)
 		p.tasks = wm.Tasks
+		if r := p.releasedThrough(); r != math.MinInt64 {
+			p.m.watermark.Set(float64(r))
+		}
 		return nil
 	}
 	id, isLate := strings.CutPrefix(key, latePrefix)

@@ -22,6 +22,9 @@ type Activity struct {
 	Dead map[string]float64 // records dead-lettered, by stage
 	Lag  map[string]float64 // records behind, by stage (sum over partitions)
 	Sunk float64            // rows the sink wrote
+	// ReleasedThrough is the ledger's lowest scoring watermark: every
+	// vehicle-day ending by then is scored and handed to the ledger.
+	ReleasedThrough time.Time
 }
 
 // Activity reads the stages' counters from the metrics registry.
@@ -40,6 +43,11 @@ func (s *Stack) Activity() (Activity, error) {
 			into = a.Dead
 		case "minecart_pipeline_consumer_lag":
 			into = a.Lag
+		case "minecart_ledger_released_through_ms":
+			for _, m := range mf.GetMetric() {
+				a.ReleasedThrough = time.UnixMilli(int64(m.GetGauge().GetValue()))
+			}
+			continue
 		case "minecart_sink_rows_total":
 			for _, m := range mf.GetMetric() {
 				a.Sunk += m.GetCounter().GetValue()
@@ -82,44 +90,10 @@ func (a Activity) same(b Activity) bool {
 	return eq(a.In, b.In) && eq(a.Dead, b.Dead) && a.Sunk == b.Sunk
 }
 
-// ClosedThrough is the scoring watermark every task has passed: every
-// vehicle-day ending at or before it has been scored. ok is false until
-// every task has written a watermark.
-func (s *Stack) ClosedThrough(ctx context.Context) (t time.Time, ok bool, err error) {
-	if s.scores == nil {
-		if s.scores, err = pipelines.NewTable(s.runCtx, s.Pipelines, pipelines.TopicScores); err != nil {
-			return time.Time{}, false, err
-		}
-		s.closers = append(s.closers, s.scores.Close)
-	}
-	if err := s.scores.WaitCaught(ctx); err != nil {
-		return time.Time{}, false, err
-	}
-	var minWM time.Time
-	seen, tasks := 0, 0
-	s.scores.Range(func(k string, v []byte) bool {
-		if !strings.HasPrefix(k, "wm/") {
-			return true
-		}
-		m, err := s.Serde.DecodeAs(schemas.Watermark, v)
-		if err != nil {
-			return true // not a watermark; the ledger dead-letters it
-		}
-		wm, _ := m["closed_through_ms"].(time.Time)
-		n, _ := m["tasks"].(int32)
-		tasks = int(n)
-		if seen == 0 || wm.Before(minWM) {
-			minWM = wm
-		}
-		seen++
-		return true
-	})
-	return minWM, seen > 0 && seen >= tasks, nil
-}
-
 // WaitSettled returns once every vehicle-day ending by end has been scored
-// (all scoring watermarks >= end) and every stage has been idle for quiet:
-// the ledger has appended the credits and settlement has booked them.
+// and released to the ledger (the ledger's lowest scoring watermark >= end)
+// and every stage has been idle for quiet: the ledger has appended the
+// credits and settlement has booked them.
 func (s *Stack) WaitSettled(ctx context.Context, end time.Time, quiet time.Duration, progress func(Activity)) error {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -140,12 +114,8 @@ func (s *Stack) WaitSettled(ctx context.Context, end time.Time, quiet time.Durat
 		if progress != nil {
 			progress(a)
 		}
-		wm, ok, err := s.ClosedThrough(ctx)
-		if err != nil {
-			return err
-		}
-		s.cfg.Logger.Debug("settling", "closed_through", wm, "all_tasks", ok, "end", end, "quiet", a.same(last), "in", a.In)
-		if !ok || wm.Before(end) || !a.same(last) {
+		s.cfg.Logger.Debug("settling", "released_through", a.ReleasedThrough, "end", end, "quiet", a.same(last), "in", a.In)
+		if a.ReleasedThrough.Before(end) || !a.same(last) {
 			last, since = a, time.Now()
 			continue
 		}
@@ -255,8 +225,8 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 
 	var bals []Balance
 	s.state.Range(func(k string, v []byte) bool {
-		if k != settlement.AccountKey(strings.TrimPrefix(k, settlement.AccountKey(""))) {
-			return true
+		if !strings.HasPrefix(k, settlement.AccountKey("")) {
+			return true // not an account's record
 		}
 		a, err := settlement.DecodeAccount(v)
 		if err != nil {

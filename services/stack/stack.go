@@ -98,8 +98,6 @@ type Stack struct {
 	httpAddr string
 	httpSrv  *http.Server
 	closers  []func() error
-	runCtx   context.Context
-	scores   *pipelines.Table // the scores topic, opened by ClosedThrough
 	state    *pipelines.Table // settlement's changelog
 
 	cancel context.CancelFunc
@@ -154,7 +152,6 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	s.runCtx = runCtx
 
 	// The stages.
 	ing, err := ingest.NewStage(ingest.Config{Validation: telemetry.ValidateConfig{MaxAge: cfg.MaxEventAge}, Serde: s.Serde, Registerer: s.Registry, Logger: log})
