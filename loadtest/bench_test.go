@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/loadtest/fleet"
-	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/telemetry"
 )
@@ -33,11 +33,11 @@ func BenchmarkIngestPaths(b *testing.B) {
 		}
 	}
 	for b.Loop() {
-		brokers := pipetest.Broker(b)
-		pcfg := pipetest.Config(brokers)
+		brokers := kafkatest.Broker(b)
+		pcfg := kafkatest.Config(brokers)
 		pcfg.Logger = nil
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		prod, err := pipelines.NewProducer(pcfg)
+		prod, err := kafka.NewProducer(pcfg)
 		if err != nil {
 			b.Fatal(err)
 		}

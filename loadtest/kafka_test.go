@@ -11,7 +11,7 @@ import (
 
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -63,7 +63,7 @@ func TestKafkaProducer(t *testing.T) {
 	if rep.Events != int64(len(want)) || rep.Failed != 0 {
 		t.Fatalf("report %d events, %d failed; simulated %d", rep.Events, rep.Failed, len(want))
 	}
-	recs, err := pipetest.ReadCommitted(ctx, c.ListenAddrs(), pipelines.TopicTelemetryRaw)
+	recs, err := kafkatest.ReadCommitted(ctx, c.ListenAddrs(), pipelines.TopicTelemetryRaw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/gateway"
 )
@@ -17,12 +18,12 @@ import (
 // `minecart devices add` does one device at a time, for fleets of any size.
 // The gateway's table picks them up as it follows the topic. serde nil
 // means schemas.SingleObject().
-func Provision(ctx context.Context, p *pipelines.Producer, serde *schemas.Serde, devices []fleet.Device, tz string, now time.Time) error {
+func Provision(ctx context.Context, p *kafka.Producer, serde *schemas.Serde, devices []fleet.Device, tz string, now time.Time) error {
 	if serde == nil {
 		serde = schemas.SingleObject()
 	}
 	now = now.UTC().Truncate(time.Millisecond)
-	recs := make([]pipelines.Output, 0, 1000)
+	recs := make([]kafka.Output, 0, 1000)
 	for i, d := range devices {
 		gd := gateway.Device{ID: d.DeviceID, VehicleID: d.VehicleID, VehicleTZ: tz, Auth: gateway.AuthHMAC,
 			Key: d.Secret, Status: gateway.StatusActive, Created: now, Updated: now}
@@ -30,7 +31,7 @@ func Provision(ctx context.Context, p *pipelines.Producer, serde *schemas.Serde,
 		if err != nil {
 			return fmt.Errorf("provision %s: %w", d.DeviceID, err)
 		}
-		recs = append(recs, pipelines.Output{Topic: pipelines.TopicDevices, Key: []byte(d.DeviceID), Value: v})
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicDevices, Key: []byte(d.DeviceID), Value: v})
 		if len(recs) == cap(recs) || i == len(devices)-1 {
 			if err := p.ProduceBatch(ctx, recs); err != nil {
 				return fmt.Errorf("provision: %w", err)

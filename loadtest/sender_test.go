@@ -16,7 +16,8 @@ import (
 
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/telemetry"
@@ -27,15 +28,15 @@ import (
 // a real broker: JSON with gzip for the first half of the day, Avro for the
 // second. Every event lands on the raw topic once, each device's in order.
 func TestSenderGateway(t *testing.T) {
-	brokers := pipetest.Broker(t)
-	pcfg := pipetest.Config(brokers)
+	brokers := kafkatest.Broker(t)
+	pcfg := kafkatest.Config(brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	sim, err := fleet.New(fleet.Config{Seed: 11, Vehicles: 5, Days: 1, Start: monday, Window: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := pipelines.NewProducer(pcfg)
+	prod, err := kafka.NewProducer(pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestSenderGateway(t *testing.T) {
 	if progress == 0 {
 		t.Error("progress callback never called")
 	}
-	recs := pipetest.WaitRecords(t, brokers, pipelines.TopicTelemetryRaw, int(total), 30*time.Second)
+	recs := kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryRaw, int(total), 30*time.Second)
 	if len(recs) != int(total) {
 		t.Fatalf("raw topic holds %d records, sent %d", len(recs), total)
 	}

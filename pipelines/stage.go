@@ -1,10 +1,15 @@
-// Package pipelines is minecart's one stage runtime: it consumes a stage's
-// input topics in a consumer group, hands each record to the stage's
-// Processor, produces what the processor emits and commits the consumed
-// offsets, all in one Kafka transaction (exactly once, read_committed).
-// Records a processor rejects go to the dead-letter topic with their reason;
-// transient errors are retried with backoff. Stages never see a Kafka client:
-// they see Record, Emitter and the optional interfaces below.
+// Package pipelines is the contract between minecart's stages and the stage
+// runtime (pipelines/kafka): a stage is a Processor over Records that emits
+// through an Emitter (or, in sink mode, a Write over batches of Records), and
+// the topology of topics they read and write. It imports no Kafka client:
+// stages depend on this package only, and only mains (and the in-process
+// stack) wire the runtime.
+//
+// The runtime consumes a stage's input topics in a consumer group, hands
+// each record to the stage's Processor, produces what the processor emits
+// and commits the consumed offsets, all in one Kafka transaction (exactly
+// once, read_committed). Records a processor rejects go to the dead-letter
+// topic with their reason; transient errors are retried with backoff.
 package pipelines
 
 import (
@@ -112,6 +117,52 @@ type Stage struct {
 	NewProcessor func(ctx context.Context, t Task) (Processor, error)
 	// TickEvery is how often Ticker processors are ticked (0: never).
 	TickEvery time.Duration
+}
+
+// Validate reports whether the stage declaration is usable.
+func (st Stage) Validate() error {
+	if st.Name == "" || len(st.Inputs) == 0 || st.NewProcessor == nil {
+		return errors.New("pipelines: stage needs Name, Inputs and NewProcessor")
+	}
+	if st.TickEvery < 0 {
+		return fmt.Errorf("stage %s: negative TickEvery", st.Name)
+	}
+	return nil
+}
+
+// SinkStage declares an at-least-once sink (pipelines/kafka.RunSink):
+// records are handed to Write in batches, and their offsets are committed
+// only after Write returned nil and the records it rejected were
+// dead-lettered.
+type SinkStage struct {
+	// Name is the consumer group and the "stage" label of the metrics.
+	Name string
+	// Inputs are the topics consumed.
+	Inputs []string
+	// MaxRows is the most records per Write (default 10000).
+	MaxRows int
+	// MaxWait is the longest a record waits in the buffer before Write
+	// (default 1s).
+	MaxWait time.Duration
+	// Write stores a batch. It is retried with backoff, with the same
+	// records (and possibly records appended), until it returns a nil
+	// error: it must be idempotent enough for at-least-once delivery (a
+	// batch written just before a crash or a rebalance is written again).
+	// Records it cannot store (undecodable bytes) are returned as Rejected,
+	// never as an error (an error for one bad record would retry the batch
+	// forever); the runtime dead-letters them before it commits. A batch
+	// written again must reject its bad records again, also those it skips
+	// as already stored, so that a crash between the write and the dead
+	// letters loses none.
+	Write func(ctx context.Context, recs []Record) ([]Rejected, error)
+}
+
+// Rejected is a record a sink could not store, with its reason: the
+// runtime writes it to the dead-letter topic with Code.
+type Rejected struct {
+	Record Record
+	Code   string
+	Err    error
 }
 
 // RejectError marks a record as bad input: it is dead-lettered with Code.

@@ -3,8 +3,6 @@ package schemas
 import (
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 )
 
 // The benchmarks encode and decode a telemetry.Event (the firehose record)
@@ -102,9 +100,7 @@ func BenchmarkCheck(b *testing.B) {
 // cores at once: the id lookup must not serialise them.
 func BenchmarkDecodeConfluentParallel(b *testing.B) {
 	_, _, native := benchEvent(b)
-	reg := srfake.New()
-	defer reg.Close()
-	s, err := NewSerde(b.Context(), SerdeConfig{RegistryURL: reg.URL()})
+	s, err := NewSerde(b.Context(), SerdeConfig{Registry: &fakeRegistry{ids: map[string]int{}, texts: map[uint32]string{}}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,26 +4,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/sr"
 )
+
+// Registry is a Confluent-compatible Schema Registry as a Serde uses it.
+// schemas/registry implements it over the registry's HTTP API; this package
+// keeps what makes it cheap and safe (ids registered once, lookups shared
+// and cached, misses remembered for a while and bounded).
+type Registry interface {
+	// Register registers the schema text under subject and returns its id.
+	Register(ctx context.Context, subject, text string) (id int, err error)
+	// Schema returns the text of the schema registered as id. An error
+	// wrapping ErrUnknownSchema means the registry does not know the id, or
+	// that it is not a self-contained Avro schema; any other error means
+	// the registry could not be asked (transient).
+	Schema(ctx context.Context, id uint32) (text string, err error)
+}
 
 // SerdeConfig configures NewSerde.
 type SerdeConfig struct {
-	// RegistryURL is the Confluent-compatible Schema Registry to use, or a
-	// comma-separated list of its URLs. Empty: Avro single-object encoding
-	// and no registry. Set: Confluent wire format (00 + 4-byte big-endian
-	// schema id); NewSerde registers every embedded schema under the
-	// subject of its full record name (RecordNameStrategy).
-	RegistryURL string
-	// RegistryUser and RegistryPassword are HTTP basic-auth credentials for
-	// the registry, if it needs them.
-	RegistryUser, RegistryPassword string
+	// Registry, when set, makes the Serde write the Confluent wire format
+	// (00 + 4-byte big-endian schema id): NewSerde registers every embedded
+	// schema under the subject of its full record name
+	// (RecordNameStrategy). Nil: Avro single-object encoding, no registry.
+	Registry Registry
 	// LookupTimeout bounds each registry request Decode makes to resolve a
 	// schema id it has not seen (default 10s).
 	LookupTimeout time.Duration
@@ -33,44 +38,19 @@ type SerdeConfig struct {
 	MissTTL time.Duration
 	// Now is the clock for MissTTL (default time.Now).
 	Now func() time.Time
-	// HTTPClient is the client for registry requests (default: one with a
-	// 5s timeout).
-	HTTPClient *http.Client
 }
 
 // Validate reports a configuration NewSerde cannot use.
 func (c SerdeConfig) Validate() error {
-	for _, u := range c.urls() {
-		p, err := url.Parse(u)
-		if err != nil {
-			return fmt.Errorf("registry url: %w", err)
-		}
-		if p.Scheme != "http" && p.Scheme != "https" || p.Host == "" {
-			return fmt.Errorf("registry url %q: want http(s)://host[:port]", u)
-		}
-	}
-	if c.RegistryURL == "" && (c.RegistryUser != "" || c.RegistryPassword != "") {
-		return errors.New("registry credentials without a registry url")
-	}
 	if c.LookupTimeout < 0 || c.MissTTL < 0 {
 		return errors.New("negative registry timeout")
 	}
 	return nil
 }
 
-func (c SerdeConfig) urls() []string {
-	var urls []string
-	for u := range strings.SplitSeq(c.RegistryURL, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			urls = append(urls, u)
-		}
-	}
-	return urls
-}
-
 // NewSerde returns a Serde over the embedded schemas. Every schema must
 // parse, or NewSerde returns the errors of all that do not. With
-// cfg.RegistryURL set it registers every schema in the registry (ctx bounds
+// cfg.Registry set it registers every schema in the registry (ctx bounds
 // that) and writes the Confluent wire format; Decode reads both framings.
 func NewSerde(ctx context.Context, cfg SerdeConfig) (*Serde, error) {
 	if err := cfg.Validate(); err != nil {
@@ -86,23 +66,11 @@ func newSerde(ctx context.Context, cfg SerdeConfig, cat *catalog) (*Serde, error
 	if len(cat.names) == 0 {
 		return nil, errors.New("no schemas")
 	}
-	urls := cfg.urls()
-	if len(urls) == 0 {
+	if cfg.Registry == nil {
 		return &Serde{cat: cat}, nil
 	}
-	opts := []sr.ClientOpt{sr.URLs(urls...), sr.UserAgent("minecart")}
-	if cfg.RegistryUser != "" || cfg.RegistryPassword != "" {
-		opts = append(opts, sr.BasicAuth(cfg.RegistryUser, cfg.RegistryPassword))
-	}
-	if cfg.HTTPClient != nil {
-		opts = append(opts, sr.HTTPClient(cfg.HTTPClient))
-	}
-	client, err := sr.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("schema registry: %w", err)
-	}
 	r := &registry{
-		client:  client,
+		client:  cfg.Registry,
 		ids:     make(map[string]uint32, len(cat.names)),
 		byID:    make(map[uint32]*lookup),
 		timeout: orDefault(cfg.LookupTimeout, 10*time.Second),
@@ -116,7 +84,7 @@ func newSerde(ctx context.Context, cfg SerdeConfig, cat *catalog) (*Serde, error
 	}
 	for _, name := range cat.names {
 		e := cat.byName[name]
-		id, err := client.RegisterSchema(ctx, name, sr.Schema{Schema: e.text, Type: sr.TypeAvro}, -1, -1)
+		id, err := r.client.Register(ctx, name, e.text)
 		if err != nil {
 			return nil, fmt.Errorf("register %s: %w", name, err)
 		}
@@ -139,7 +107,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // registry maps Confluent schema ids to schemas, asking the registry for ids
 // it has not seen.
 type registry struct {
-	client  *sr.Client
+	client  Registry
 	ids     map[string]uint32 // embedded schema -> id; read-only after NewSerde
 	timeout time.Duration
 	missTTL time.Duration
@@ -235,28 +203,20 @@ func (r *registry) forgetMisses() {
 func (r *registry) fetch(cat *catalog, id uint32) (*entry, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
-	s, err := r.client.SchemaByID(ctx, int(id))
+	text, err := r.client.Schema(ctx, id)
 	if err != nil {
-		var re *sr.ResponseError
-		if errors.As(err, &re) && (re.StatusCode == http.StatusNotFound || re.ErrorCode == sr.ErrSchemaNotFound.Code) {
-			return nil, fmt.Errorf("%w: schema registry id %d", ErrUnknownSchema, id)
-		}
 		return nil, fmt.Errorf("schema registry id %d: %w", id, err)
 	}
-	if s.Type != sr.TypeAvro || len(s.References) > 0 {
-		return nil, fmt.Errorf("%w: schema registry id %d is a %s schema with %d references; want self-contained Avro",
-			ErrUnknownSchema, id, s.Type, len(s.References))
-	}
-	if canonical, err := canonicalForm([]byte(s.Schema)); err == nil {
+	if canonical, err := canonicalForm([]byte(text)); err == nil {
 		if e := cat.byFP[fingerprint64([]byte(canonical))]; e != nil {
 			return e, nil
 		}
 	}
-	full, err := recordName([]byte(s.Schema))
+	full, err := recordName([]byte(text))
 	if err != nil {
 		return nil, fmt.Errorf("%w: schema registry id %d: %v", ErrUnknownSchema, id, err)
 	}
-	e := &entry{name: full, text: s.Schema}
+	e := &entry{name: full, text: text}
 	if err := e.build(); err != nil {
 		return nil, fmt.Errorf("%w: schema registry id %d: %v", ErrUnknownSchema, id, err)
 	}

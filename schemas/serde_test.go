@@ -314,18 +314,15 @@ func TestSerdeConfigValidate(t *testing.T) {
 		ok  bool
 	}{
 		{SerdeConfig{}, true},
-		{SerdeConfig{RegistryURL: "http://127.0.0.1:8081"}, true},
-		{SerdeConfig{RegistryURL: "http://a:8081, https://b:8081", RegistryUser: "u", RegistryPassword: "p"}, true},
-		{SerdeConfig{RegistryURL: "127.0.0.1:8081"}, false},
-		{SerdeConfig{RegistryURL: "ftp://a"}, false},
-		{SerdeConfig{RegistryUser: "u"}, false},
-		{SerdeConfig{RegistryURL: "http://a", MissTTL: -time.Second}, false},
+		{SerdeConfig{Registry: newFakeRegistry(t), MissTTL: time.Second}, true},
+		{SerdeConfig{MissTTL: -time.Second}, false},
+		{SerdeConfig{LookupTimeout: -time.Second}, false},
 	} {
 		if err := c.cfg.Validate(); (err == nil) != c.ok {
 			t.Errorf("Validate(%+v) = %v", c.cfg, err)
 		}
 	}
-	if _, err := NewSerde(t.Context(), SerdeConfig{RegistryURL: "nope"}); err == nil {
+	if _, err := NewSerde(t.Context(), SerdeConfig{MissTTL: -1}); err == nil {
 		t.Error("NewSerde with an invalid config: no error")
 	}
 }

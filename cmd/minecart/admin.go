@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
@@ -23,9 +24,9 @@ import (
 // admin is what an administrative command needs: a producer, the serde and
 // the pipelines config to open tables with.
 type admin struct {
-	cfg      pipelines.Config
+	cfg      kafka.Config
 	serde    *schemas.Serde
-	producer *pipelines.Producer
+	producer *kafka.Producer
 }
 
 // adminCommand is what every administrative command starts with: its
@@ -58,7 +59,7 @@ func (c *adminCommand) open(ctx context.Context) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := pipelines.NewProducer(cfg)
+	p, err := kafka.NewProducer(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -67,8 +68,8 @@ func (c *adminCommand) open(ctx context.Context) (*admin, error) {
 
 func (a *admin) Close() error { return a.producer.Close() }
 
-func (a *admin) table(ctx context.Context, topic string) (*pipelines.Table, error) {
-	t, err := pipelines.NewTable(ctx, a.cfg, topic)
+func (a *admin) table(ctx context.Context, topic string) (*kafka.Table, error) {
+	t, err := kafka.NewTable(ctx, a.cfg, topic)
 	if err != nil {
 		return nil, err
 	}

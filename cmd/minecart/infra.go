@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/infra/chserver"
 	chmigrate "github.com/minecart/minecart/infra/clickhouse"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/flagenv"
 	"github.com/minecart/minecart/services/sink"
 )
@@ -33,9 +36,12 @@ func brokerCmd(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	b, err := broker.Start(ctx, broker.Config{Addr: *addr, DataDir: *dataDir, SyncWrites: *sync, Logger: slog.Default()})
+	b, err := broker.Start(broker.Config{Addr: *addr, DataDir: *dataDir, SyncWrites: *sync, Logger: slog.Default()})
 	if err != nil {
 		return err
+	}
+	if err := kafka.EnsureTopics(ctx, b.Addrs(), pipelines.Topology); err != nil {
+		return errors.Join(fmt.Errorf("create topology: %w", err), b.Close())
 	}
 	slog.Info("embedded Kafka broker ready", "addrs", b.Addrs(), "data_dir", *dataDir)
 	fmt.Printf("kafka listening %v (try: kcat -b %s -L)\n", b.Addrs(), b.Addrs()[0])

@@ -1,8 +1,8 @@
 // Package broker runs minecart's embedded Kafka broker: kfake (from
 // franz-go) speaking the real Kafka wire protocol on a TCP address, with its
 // log, groups and transactions persisted in a data directory and reloaded on
-// restart. Start also creates every topic of pipelines.Topology, so a fresh
-// broker is ready for the stages.
+// restart. It knows nothing of minecart's topics: its users create them
+// (pipelines/kafka.EnsureTopics).
 //
 // kfake differs from Apache Kafka in ways met while building minecart (each
 // checked in this package's or the pipelines package's tests):
@@ -24,11 +24,10 @@
 //   - Every EndTxn bumps the producer epoch (KIP-890 part 2, as Kafka 4).
 //   - franz-go's transact session detects KIP-447 from the TxnOffsetCommit
 //     response; a transaction that commits no offsets makes it hold its
-//     rebalance lock 500 ms (pipelines skips such empty transactions).
+//     rebalance lock 500 ms (pipelines/kafka skips such empty transactions).
 package broker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,8 +37,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/minecart/minecart/pipelines"
 )
 
 // Config configures the embedded broker.
@@ -100,9 +97,8 @@ type Broker struct {
 	log *logAdapter
 }
 
-// Start starts the broker on cfg.Addr and creates the topics of
-// pipelines.Topology that do not exist yet. Close stops it.
-func Start(ctx context.Context, cfg Config) (*Broker, error) {
+// Start starts the broker on cfg.Addr. Close stops it.
+func Start(cfg Config) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -135,10 +131,6 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("start kfake on %s: %w", addr, err)
 	}
 	b := &Broker{c: c, log: la}
-	if err := pipelines.EnsureTopics(ctx, b.Addrs(), pipelines.Topology); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("create topology: %w", err)
-	}
 	cfg.Logger.Info("broker started", "addrs", b.Addrs(), "data_dir", cfg.DataDir)
 	return b, nil
 }

@@ -13,16 +13,20 @@ import (
 
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 )
 
 func start(t *testing.T, dir string) *broker.Broker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := broker.Start(ctx, broker.Config{Addr: "127.0.0.1:0", DataDir: dir,
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kafka.EnsureTopics(ctx, b.Addrs(), pipelines.Topology); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -158,7 +162,7 @@ func readCommitted(t *testing.T, brokers []string, topic string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	recs, err := pipetest.ReadCommitted(ctx, brokers, topic)
+	recs, err := kafkatest.ReadCommitted(ctx, brokers, topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package daemon is the common process scaffolding of a minecart service:
 // the Kafka and Schema Registry connection flags (SASL, TLS) turned into a
-// pipelines.Config and a schemas.Serde, the process flags (metrics address,
+// kafka.Config and a schemas.Serde, the process flags (metrics address,
 // log level), a Prometheus registry with the Go and process collectors, a
 // Group that runs a service's parts and HTTP servers until the first one
 // ends, and Main: signals, usage and exit codes.
@@ -27,7 +27,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/registry"
 	"github.com/minecart/minecart/services/flagenv"
 )
 
@@ -63,7 +65,7 @@ type Kafka struct {
 	// CreateTopics makes Config create the missing topics of
 	// pipelines.Topology (harmless when they exist).
 	CreateTopics bool
-	// InstanceID is pipelines.Config.InstanceID (RegisterInstanceID).
+	// InstanceID is kafka.Config.InstanceID (RegisterInstanceID).
 	InstanceID string
 }
 
@@ -134,31 +136,29 @@ func (k *Kafka) ClientOptions() ([]kgo.Opt, error) {
 // With CreateTopics it then creates the missing topics of
 // pipelines.Topology, which also proves that the brokers answer and accept
 // the credentials.
-func (k *Kafka) Config(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) (pipelines.Config, *schemas.Serde, error) {
+func (k *Kafka) Config(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) (kafka.Config, *schemas.Serde, error) {
 	brokers := k.BrokerList()
 	if len(brokers) == 0 {
-		return pipelines.Config{}, nil, errors.New("brokers: none given")
+		return kafka.Config{}, nil, errors.New("brokers: none given")
 	}
 	opts, err := k.ClientOptions()
 	if err != nil {
-		return pipelines.Config{}, nil, err
+		return kafka.Config{}, nil, err
 	}
-	serde, err := schemas.NewSerde(ctx, schemas.SerdeConfig{
-		RegistryURL: k.RegistryURL, RegistryUser: k.RegistryUser, RegistryPassword: k.RegistryPassword,
-	})
+	serde, err := registry.NewSerde(ctx, registry.Config{URL: k.RegistryURL, User: k.RegistryUser, Password: k.RegistryPassword})
 	if err != nil {
-		return pipelines.Config{}, nil, fmt.Errorf("schema registry: %w", err)
+		return kafka.Config{}, nil, fmt.Errorf("schema registry: %w", err)
 	}
-	cfg := pipelines.Config{
+	cfg := kafka.Config{
 		Brokers: brokers, Logger: log, Registerer: reg, Serde: serde,
 		InstanceID: k.InstanceID, ClientOptions: opts,
 	}
 	if err := cfg.Validate(); err != nil {
-		return pipelines.Config{}, nil, err
+		return kafka.Config{}, nil, err
 	}
 	if k.CreateTopics {
-		if err := pipelines.EnsureTopicsWith(ctx, cfg, pipelines.Topology); err != nil {
-			return pipelines.Config{}, nil, fmt.Errorf("create topics: %w", err)
+		if err := kafka.EnsureTopicsWith(ctx, cfg, pipelines.Topology); err != nil {
+			return kafka.Config{}, nil, fmt.Errorf("create topics: %w", err)
 		}
 	}
 	return cfg, serde, nil

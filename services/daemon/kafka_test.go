@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 )
 
@@ -189,7 +190,7 @@ func TestConfigSASL(t *testing.T) {
 
 // assertTopology checks, over cfg's connection, that every topic of the
 // topology exists with its partitions.
-func assertTopology(ctx context.Context, t *testing.T, cfg pipelines.Config) {
+func assertTopology(ctx context.Context, t *testing.T, cfg kafka.Config) {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOptions...)...)
 	if err != nil {
@@ -210,9 +211,9 @@ func assertTopology(ctx context.Context, t *testing.T, cfg pipelines.Config) {
 
 // roundTrip writes a device record with a producer and reads it with a
 // table, both made from cfg.
-func roundTrip(ctx context.Context, t *testing.T, cfg pipelines.Config) {
+func roundTrip(ctx context.Context, t *testing.T, cfg kafka.Config) {
 	t.Helper()
-	p, err := pipelines.NewProducer(cfg)
+	p, err := kafka.NewProducer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +221,7 @@ func roundTrip(ctx context.Context, t *testing.T, cfg pipelines.Config) {
 	if err := p.ProduceSync(ctx, pipelines.TopicDevices, []byte("dev-1"), []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	tb, err := pipelines.NewTable(ctx, cfg, pipelines.TopicDevices)
+	tb, err := kafka.NewTable(ctx, cfg, pipelines.TopicDevices)
 	if err != nil {
 		t.Fatal(err)
 	}

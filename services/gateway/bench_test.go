@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -38,15 +39,15 @@ func BenchmarkGateway(b *testing.B) {
 func benchGateway(b *testing.B, format string) {
 	const devices, perBatch = 64, 100
 	clients := *benchClients
-	brokers := pipetest.Broker(b)
+	brokers := kafkatest.Broker(b)
 	ctx := context.Background()
-	pcfg := pipetest.Config(brokers)
-	p, err := pipelines.NewProducer(pcfg)
+	pcfg := kafkatest.Config(brokers)
+	p, err := kafka.NewProducer(pcfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer p.Close()
-	tbl, err := pipelines.NewTable(ctx, pcfg, pipelines.TopicDevices)
+	tbl, err := kafka.NewTable(ctx, pcfg, pipelines.TopicDevices)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 )
@@ -127,8 +128,8 @@ func DecodeDevice(serde *schemas.Serde, b []byte) (Device, error) {
 // pipelines.TopicDevices. Add and Revoke return once the Table shows the
 // change, so a following List or Get sees it.
 type Devices struct {
-	producer *pipelines.Producer
-	table    *pipelines.Table
+	producer *kafka.Producer
+	table    *kafka.Table
 	serde    *schemas.Serde
 	now      func() time.Time
 }
@@ -136,7 +137,7 @@ type Devices struct {
 // NewDevices returns the registry administrator over p and t (a Table of
 // pipelines.TopicDevices); serde nil means schemas.SingleObject(), now nil
 // means time.Now.
-func NewDevices(p *pipelines.Producer, t *pipelines.Table, serde *schemas.Serde, now func() time.Time) *Devices {
+func NewDevices(p *kafka.Producer, t *kafka.Table, serde *schemas.Serde, now func() time.Time) *Devices {
 	if serde == nil {
 		serde = schemas.SingleObject()
 	}
@@ -246,7 +247,7 @@ func (ds *Devices) List(ctx context.Context) ([]Device, error) {
 // registry is the gateway's read side: device lookups decoded once per
 // table value.
 type registry struct {
-	table *pipelines.Table
+	table *kafka.Table
 	serde *schemas.Serde
 	mu    sync.RWMutex
 	cache map[string]cachedDevice

@@ -20,7 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -47,7 +48,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	t.Helper()
 	f := &fixture{}
 	f.clock.Store(&t0)
-	b := pipetest.StartBroker(t, "")
+	b := kafkatest.StartBroker(t, "")
 	t.Cleanup(func() { b.Close() })
 	f.brokers = b.Addrs()
 	b.Cluster().ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
@@ -59,13 +60,13 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pcfg := pipetest.Config(f.brokers)
-	p, err := pipelines.NewProducer(pcfg)
+	pcfg := kafkatest.Config(f.brokers)
+	p, err := kafka.NewProducer(pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	tbl, err := pipelines.NewTable(context.Background(), pcfg, pipelines.TopicDevices)
+	tbl, err := kafka.NewTable(context.Background(), pcfg, pipelines.TopicDevices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestGateway(t *testing.T) {
 		avroEvs = append(avroEvs, events("v2", 1, 5000)...) // accepted before the table saw the revocation
 	}
 
-	recs := pipetest.WaitRecords(t, f.brokers, pipelines.TopicTelemetryRaw, 81, 20*time.Second)
+	recs := kafkatest.WaitRecords(t, f.brokers, pipelines.TopicTelemetryRaw, 81, 20*time.Second)
 	want := map[string]telemetry.Event{}
 	for _, ev := range jsonEvs {
 		ev.DeviceID, ev.VehicleID, ev.TZ = "d1", "v1", "Asia/Shanghai"

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -39,7 +40,7 @@ import (
 type Config struct {
 	// Pipelines gives the brokers, logger, Serde and client options of the
 	// producer and of the device table.
-	Pipelines pipelines.Config
+	Pipelines kafka.Config
 	// Registerer receives the gateway's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	// Logger (default Pipelines.Logger, then slog.Default()).
@@ -140,8 +141,8 @@ func (c Config) Validate() error {
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	producer *pipelines.Producer
-	table    *pipelines.Table
+	producer *kafka.Producer
+	table    *kafka.Table
 	reg      *registry
 	codec    *wire.Codec
 	inflight inflight
@@ -167,11 +168,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := pipelines.NewProducer(cfg.Pipelines)
+	p, err := kafka.NewProducer(cfg.Pipelines)
 	if err != nil {
 		return nil, err
 	}
-	t, err := pipelines.NewTable(ctx, cfg.Pipelines, pipelines.TopicDevices)
+	t, err := kafka.NewTable(ctx, cfg.Pipelines, pipelines.TopicDevices)
 	if err != nil {
 		return nil, errors.Join(err, p.Close())
 	}
@@ -442,7 +443,7 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
 	key := []byte(dev.VehicleID)
 	off := 0
 	for _, end := range ends {
-		recs = append(recs, pipelines.Output{Topic: pipelines.TopicTelemetryRaw, Key: key, Value: vals[off:end:end], Headers: hdr})
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicTelemetryRaw, Key: key, Value: vals[off:end:end], Headers: hdr})
 		off = end
 	}
 	buf.recs = recs[:0]
@@ -563,7 +564,7 @@ func readLimited(r io.Reader, limit int64, dst []byte) ([]byte, error) {
 type reqBuf struct {
 	body, inflated, vals []byte
 	ends                 []int
-	recs                 []pipelines.Output
+	recs                 []kafka.Output
 }
 
 func (s *Server) getBuf() *reqBuf {

@@ -12,7 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -30,7 +31,7 @@ func median(xs []float64) float64 {
 }
 
 // BenchmarkStageVsPassthrough measures the ingest stage (decode, validate,
-// dedup, encode, transactions, changelog) against pipetest.Passthrough, a
+// dedup, encode, transactions, changelog) against kafkatest.Passthrough, a
 // bare franz-go consume-and-produce of the same raw records through the
 // same broker in the same run, and prints the ratio. It also times the
 // codec alone (specialised and goavro) to show its share.
@@ -38,20 +39,20 @@ func median(xs []float64) float64 {
 //	go test -run '^$' -bench StageVsPassthrough -benchtime 1x ./services/ingest/
 func BenchmarkStageVsPassthrough(b *testing.B) {
 	const passOut = "bench.passthrough"
-	brokers := pipetest.Broker(b, pipelines.TopicSpec{Name: passOut, Partitions: pipelines.TelemetryPartitions})
+	brokers := kafkatest.Broker(b, pipelines.TopicSpec{Name: passOut, Partitions: pipelines.TelemetryPartitions})
 	codec, _ := wire.NewCodec(schemas.SingleObject())
 	n, vehicles := *benchEvents, 2000
 	const warm = 8000
-	recs := make([]pipelines.Output, 0, warm+n)
+	recs := make([]kafka.Output, 0, warm+n)
 	evs := make([]telemetry.Event, 0, warm+n)
 	for i := 0; i < warm+n; i++ {
 		ev := event(fmt.Sprintf("veh-%04d", i%vehicles), i/vehicles)
 		ev.FaultCodes = nil
 		evs = append(evs, ev)
-		recs = append(recs, pipelines.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID),
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID),
 			Value: codec.AppendEvent(nil, &ev), Headers: []pipelines.Header{{Key: "device", Value: []byte(ev.DeviceID)}}})
 	}
-	pipetest.Produce(b, brokers, recs...)
+	kafkatest.Produce(b, brokers, recs...)
 	total := int64(warm + n)
 	b.ResetTimer()
 	for range b.N {
@@ -60,7 +61,7 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 		// is shared, so single runs swing by 2x.
 		var baseRates, stageRates, ratios []float64
 		for round := 0; round < *benchRounds; round++ {
-			base, err := pipetest.Passthrough(ctx, brokers, pipelines.TopicTelemetryRaw, passOut, int(total))
+			base, err := kafkatest.Passthrough(ctx, brokers, pipelines.TopicTelemetryRaw, passOut, int(total))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -70,9 +71,9 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			cfg := pipetest.Config(brokers)
+			cfg := kafkatest.Config(brokers)
 			cfg.MaxBatch = 5000
-			stop := pipetest.Run(b, cfg, st)
+			stop := kafkatest.Run(b, cfg, st)
 			stageDur, err := timeGroup(ctx, brokers, group, warm, total)
 			stop()
 			if err != nil {

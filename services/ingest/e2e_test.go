@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/telemetry"
@@ -21,15 +22,15 @@ import (
 // twice, in JSON and gzip'd Avro, through the real gateway; the clean topic
 // holds every event once and the bad one is dead-lettered by ingest.
 func TestGatewayToClean(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	ctx := context.Background()
-	pcfg := pipetest.Config(brokers)
-	p, err := pipelines.NewProducer(pcfg)
+	pcfg := kafkatest.Config(brokers)
+	p, err := kafka.NewProducer(pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	tbl, err := pipelines.NewTable(ctx, pcfg, pipelines.TopicDevices)
+	tbl, err := kafka.NewTable(ctx, pcfg, pipelines.TopicDevices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestGatewayToClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipetest.Run(t, pcfg, st)
+	kafkatest.Run(t, pcfg, st)
 
 	events := func(from, to int) []telemetry.Event {
 		var evs []telemetry.Event
@@ -96,21 +97,21 @@ func TestGatewayToClean(t *testing.T) {
 	post(a, "application/json", true) // the box did not see the first 202
 
 	// 300 raw records in; out: 149 distinct good events, 1 dead letter.
-	raw := pipetest.WaitRecords(t, brokers, pipelines.TopicTelemetryRaw, 300, 20*time.Second)
+	raw := kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryRaw, 300, 20*time.Second)
 	if len(raw) != 300 {
 		t.Fatalf("raw: %d", len(raw))
 	}
 	if _, err := timeGroup(ctx, brokers, st.Name, 0, 300); err != nil {
 		t.Fatal(err)
 	}
-	clean, err := pipetest.ReadCommitted(ctx, brokers, pipelines.TopicTelemetryClean)
+	clean, err := kafkatest.ReadCommitted(ctx, brokers, pipelines.TopicTelemetryClean)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(clean) != 149 {
 		t.Fatalf("clean: %d records, want 149", len(clean))
 	}
-	dead, err := pipetest.ReadCommitted(ctx, brokers, pipelines.TopicDeadLetter)
+	dead, err := kafkatest.ReadCommitted(ctx, brokers, pipelines.TopicDeadLetter)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ type Config struct {
 	// with Validation.MaxAge > 0).
 	TickEvery time.Duration
 	// Registerer receives the stage's own metrics (duplicates, vehicles in
-	// memory); the runtime's come from pipelines.Config.
+	// memory); the runtime's come from kafka.Config.
 	Registerer prometheus.Registerer
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -83,7 +83,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// NewStage returns the ingest stage for pipelines.Run.
+// NewStage returns the ingest stage for kafka.Run.
 func NewStage(cfg Config) (pipelines.Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return pipelines.Stage{}, err
@@ -237,22 +237,9 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
-		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "minecart_ingest_duplicates_total", Help: "Raw events dropped as repeats of events already written.",
-		}),
-		vehicles: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "minecart_ingest_vehicles", Help: "Vehicles whose de-duplication window is held in memory.",
-		}),
-	}
-	if reg == nil {
-		return m, nil
-	}
-	var err error
-	m.duplicates, err = pipelines.Register(reg, m.duplicates)
-	if err != nil {
-		return nil, err
-	}
-	m.vehicles, err = pipelines.Register(reg, m.vehicles)
-	return m, err
+	m := pipelines.NewMetrics(reg)
+	return &metrics{
+		duplicates: m.Counter("minecart_ingest_duplicates_total", "Raw events dropped as repeats of events already written."),
+		vehicles:   m.Gauge("minecart_ingest_vehicles", "Vehicles whose de-duplication window is held in memory."),
+	}, m.Err()
 }

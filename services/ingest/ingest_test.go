@@ -9,7 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -139,19 +140,19 @@ func TestProcessor(t *testing.T) {
 // written once, bad ones are dead-lettered with their bytes and reason,
 // and after a restart the restored state still drops repeats.
 func TestStage(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	codec, _ := wire.NewCodec(schemas.SingleObject())
 	st, err := NewStage(Config{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const vehicles, per = 20, 30
-	batch := func(from, to int) []pipelines.Output {
-		var recs []pipelines.Output
+	batch := func(from, to int) []kafka.Output {
+		var recs []kafka.Output
 		for v := 0; v < vehicles; v++ {
 			for s := from; s < to; s++ {
 				ev := event(fmt.Sprintf("v%02d", v), s)
-				recs = append(recs, pipelines.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID),
+				recs = append(recs, kafka.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID),
 					Value: codec.AppendEvent(nil, &ev), Headers: []pipelines.Header{{Key: "device", Value: []byte(ev.DeviceID)}}})
 			}
 		}
@@ -159,20 +160,20 @@ func TestStage(t *testing.T) {
 	}
 	bad := event("v00", 999)
 	bad.SpeedKmh = 1000
-	badRec := pipelines.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte("v00"), Value: codec.AppendEvent(nil, &bad)}
+	badRec := kafka.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte("v00"), Value: codec.AppendEvent(nil, &bad)}
 	first := batch(0, per)
-	pipetest.Produce(t, brokers, append(first, badRec)...)
-	pipetest.Produce(t, brokers, batch(0, per/2)...) // a re-upload of the first half
-	stop := pipetest.Run(t, pipetest.Config(brokers), st)
-	clean := pipetest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*per, 30*time.Second)
-	dead := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 10*time.Second)
+	kafkatest.Produce(t, brokers, append(first, badRec)...)
+	kafkatest.Produce(t, brokers, batch(0, per/2)...) // a re-upload of the first half
+	stop := kafkatest.Run(t, kafkatest.Config(brokers), st)
+	clean := kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*per, 30*time.Second)
+	dead := kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 10*time.Second)
 	stop()
 	// Restart: a second re-upload, and new events.
-	pipetest.Produce(t, brokers, batch(per/2, per+5)...)
-	stop = pipetest.Run(t, pipetest.Config(brokers), st)
-	clean = pipetest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*(per+5), 30*time.Second)
+	kafkatest.Produce(t, brokers, batch(per/2, per+5)...)
+	stop = kafkatest.Run(t, kafkatest.Config(brokers), st)
+	clean = kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*(per+5), 30*time.Second)
 	stop()
-	clean, err = pipetest.ReadCommitted(context.Background(), brokers, pipelines.TopicTelemetryClean)
+	clean, err = kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicTelemetryClean)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestStage(t *testing.T) {
 		t.Fatalf("dead letter: %v", dl["reason_code"])
 	}
 	// The changelog holds a few records per vehicle (one per batch), not one per event.
-	cl, err := pipetest.ReadCommitted(context.Background(), brokers, pipelines.TopicIngestChangelog)
+	cl, err := kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicIngestChangelog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,40 +215,40 @@ func TestStage(t *testing.T) {
 // some partitions, restoring their dedup state from the changelog; a
 // re-upload spread over both is still written once.
 func TestStageRebalance(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	codec, _ := wire.NewCodec(schemas.SingleObject())
 	st, err := NewStage(Config{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const vehicles = 24
-	batch := func(from, to int) []pipelines.Output {
-		var recs []pipelines.Output
+	batch := func(from, to int) []kafka.Output {
+		var recs []kafka.Output
 		for v := 0; v < vehicles; v++ {
 			for s := from; s < to; s++ {
 				ev := event(fmt.Sprintf("v%02d", v), s)
-				recs = append(recs, pipelines.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID), Value: codec.AppendEvent(nil, &ev)})
+				recs = append(recs, kafka.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID), Value: codec.AppendEvent(nil, &ev)})
 			}
 		}
 		return recs
 	}
-	pipetest.Produce(t, brokers, batch(0, 20)...)
-	cfgA, cfgB := pipetest.Config(brokers), pipetest.Config(brokers)
+	kafkatest.Produce(t, brokers, batch(0, 20)...)
+	cfgA, cfgB := kafkatest.Config(brokers), kafkatest.Config(brokers)
 	cfgA.InstanceID, cfgB.InstanceID = "a", "b"
-	stopA := pipetest.Run(t, cfgA, st)
-	pipetest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*20, 30*time.Second)
+	stopA := kafkatest.Run(t, cfgA, st)
+	kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*20, 30*time.Second)
 	regB := prometheus.NewRegistry()
 	cfgB.Registerer = regB
-	stopB := pipetest.Run(t, cfgB, st)
+	stopB := kafkatest.Run(t, cfgB, st)
 	// While both run (whoever owns what): 10..14 again.
-	pipetest.Produce(t, brokers, batch(10, 15)...)
+	kafkatest.Produce(t, brokers, batch(10, 15)...)
 	if _, err := timeGroup(context.Background(), brokers, st.Name, 0, vehicles*(20+5)); err != nil {
 		t.Fatal(err)
 	}
 	// A leaves: B takes its partitions, restoring their state from the
 	// changelog, and gets 15..19 again and 20..24 new.
 	stopA()
-	pipetest.Produce(t, brokers, batch(15, 25)...)
+	kafkatest.Produce(t, brokers, batch(15, 25)...)
 	if _, err := timeGroup(context.Background(), brokers, st.Name, 0, vehicles*(20+5+10)); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +256,7 @@ func TestStageRebalance(t *testing.T) {
 	if got := counter(t, regB, "minecart_pipeline_records_in_total"); got < vehicles*10 {
 		t.Fatalf("instance B processed %v records, want at least %d", got, vehicles*10)
 	}
-	clean, err := pipetest.ReadCommitted(context.Background(), brokers, pipelines.TopicTelemetryClean)
+	clean, err := kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicTelemetryClean)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
@@ -59,7 +59,7 @@ func BenchmarkBackfill(b *testing.B) {
 			raws = append(raws, raw)
 		}
 	}
-	brokers := pipetest.Broker(b)
+	brokers := kafkatest.Broker(b)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("ledger-bench"),
 		kgo.DefaultProduceTopic(pipelines.TopicLedgerEntries), kgo.MaxBufferedRecords(1<<20))
 	if err != nil {
@@ -94,7 +94,7 @@ func BenchmarkBackfill(b *testing.B) {
 		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/float64(total)*1e6/(1<<20), "bookMiB/M")
 
 		// The stage's path, into Kafka transactions.
-		cfg := Config{Key: testKey(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Blocks: sliceSource(nil), Logger: pipetest.Logger()}
+		cfg := Config{Key: testKey(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Blocks: sliceSource(nil), Logger: kafkatest.Logger()}
 		p, err := NewProcessor(ctx, cfg)
 		if err != nil {
 			b.Fatal(err)
@@ -130,7 +130,7 @@ func BenchmarkBackfill(b *testing.B) {
 		// Rebuild as a new writer does: read and re-verify every block from
 		// the blocks topic.
 		t3 := time.Now()
-		rebuilt, err := NewProcessor(ctx, Config{Key: testKey(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Brokers: brokers, Logger: pipetest.Logger()})
+		rebuilt, err := NewProcessor(ctx, Config{Key: testKey(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Brokers: brokers, Logger: kafkatest.Logger()})
 		if err != nil {
 			b.Fatal(err)
 		}

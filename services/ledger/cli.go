@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/registry"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/flagenv"
 )
@@ -32,8 +32,8 @@ func Command(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("ledger "+sub, flag.ContinueOnError)
-	var kafka daemon.Kafka // brokers, registry, SASL and TLS, as every service takes them
-	kafka.Register(fs)
+	var kf daemon.Kafka // brokers, registry, SASL and TLS, as every service takes them
+	kf.Register(fs)
 	topic := fs.String("blocks-topic", "", "blocks topic (default minecart.ledger.blocks)")
 	file := fs.String("file", "", "read an export file instead of the blocks topic")
 	pubkey := fs.String("pubkey", "", "ledger public key file (base64, hex, verifier key or PEM)")
@@ -60,16 +60,15 @@ func Command(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			return ReadExport(f), f.Close, nil
 		}
-		opts, err := kafka.ClientOptions()
+		opts, err := kf.ClientOptions()
 		if err != nil {
 			return nil, nil, err
 		}
-		serde, err := schemas.NewSerde(ctx, schemas.SerdeConfig{RegistryURL: kafka.RegistryURL,
-			RegistryUser: kafka.RegistryUser, RegistryPassword: kafka.RegistryPassword})
+		serde, err := registry.NewSerde(ctx, registry.Config{URL: kf.RegistryURL, User: kf.RegistryUser, Password: kf.RegistryPassword})
 		if err != nil {
 			return nil, nil, err
 		}
-		return &KafkaBlocks{Brokers: kafka.BrokerList(), Topic: *topic, Serde: serde, ClientOptions: opts}, func() error { return nil }, nil
+		return &KafkaBlocks{Brokers: kf.BrokerList(), Topic: *topic, Serde: serde, ClientOptions: opts}, func() error { return nil }, nil
 	}
 	loadPub := func() ([]byte, error) {
 		if *pubkey == "" {

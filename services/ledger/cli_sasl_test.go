@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon/daemontest"
 )
 
@@ -18,7 +19,7 @@ func TestCommandOverSASL(t *testing.T) {
 	cfg := daemontest.Broker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pipelines.EnsureTopicsWith(ctx, cfg, pipelines.Topology); err != nil {
+	if err := kafka.EnsureTopicsWith(ctx, cfg, pipelines.Topology); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

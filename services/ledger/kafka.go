@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
 )
 
 // KafkaBlocks reads the blocks topic (partition 0, read_committed) with

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 )
 
@@ -49,7 +49,7 @@ func (m *memLog) take(t *testing.T, out *collect) {
 
 func newTestProcessor(t *testing.T, m *memLog) *Processor {
 	t.Helper()
-	cfg := Config{Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: 2, Serde: schemas.SingleObject(), Blocks: sliceSource(m.blocks), Logger: pipetest.Logger()}
+	cfg := Config{Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: 2, Serde: schemas.SingleObject(), Blocks: sliceSource(m.blocks), Logger: kafkatest.Logger()}
 	p, err := NewProcessor(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestProcessorCrashAtEveryStep(t *testing.T) {
 				p.Close() // the book goes to the next processor, which undoes the lost transaction
 			}
 			cfg := Config{Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: perBlock, MaxReleaseEntries: 3,
-				Serde: schemas.SingleObject(), Blocks: sliceSource(m.blocks), Logger: pipetest.Logger()}
+				Serde: schemas.SingleObject(), Blocks: sliceSource(m.blocks), Logger: kafkatest.Logger()}
 			np, err := newProcessor(ctx, cfg, nil, cache)
 			if err != nil {
 				t.Fatal(err)

@@ -14,10 +14,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/ledger/merkle"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures the ledger stage.
@@ -145,33 +146,17 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
-		entries:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "minecart_ledger_entries_total", Help: "Entries appended, by kind."}, []string{"kind"}),
-		blocks:    prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_ledger_blocks_total", Help: "Blocks signed and written."}),
-		dups:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "minecart_ledger_duplicates_total", Help: "Scores or requests ignored because the book already holds them, by kind."}, []string{"kind"}),
-		pending:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_ledger_pending_credits", Help: "Credits waiting for every scoring watermark to pass their window end."}),
-		treeSize:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_ledger_tree_size", Help: "Entries in the ledger tree."}),
-		rebuildS:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_ledger_rebuild_seconds", Help: "Time the last task assignment took to re-verify the book."}),
-		starts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "minecart_ledger_task_starts_total", Help: "Task starts, by how the book was obtained: rebuilt (re-read and re-verified) or resumed (the previous processor's, checked against the published head)."}, []string{"how"}),
-		watermark: prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_ledger_released_through_ms", Help: "Lowest scoring watermark: credits ending at or before it are in the book."}),
-	}
-	if reg == nil {
-		return m, nil
-	}
-	// A second ledger stage on one registry (tests) shares the series.
-	var errs [8]error
-	m.entries, errs[0] = pipelines.Register(reg, m.entries)
-	m.blocks, errs[1] = pipelines.Register(reg, m.blocks)
-	m.dups, errs[2] = pipelines.Register(reg, m.dups)
-	m.pending, errs[3] = pipelines.Register(reg, m.pending)
-	m.treeSize, errs[4] = pipelines.Register(reg, m.treeSize)
-	m.rebuildS, errs[5] = pipelines.Register(reg, m.rebuildS)
-	m.starts, errs[6] = pipelines.Register(reg, m.starts)
-	m.watermark, errs[7] = pipelines.Register(reg, m.watermark)
-	if err := errors.Join(errs[:]...); err != nil {
-		return nil, fmt.Errorf("ledger metrics: %w", err)
-	}
-	return m, nil
+	m := pipelines.NewMetrics(reg)
+	return &metrics{
+		entries:   m.CounterVec("minecart_ledger_entries_total", "Entries appended, by kind.", "kind"),
+		blocks:    m.Counter("minecart_ledger_blocks_total", "Blocks signed and written."),
+		dups:      m.CounterVec("minecart_ledger_duplicates_total", "Scores or requests ignored because the book already holds them, by kind.", "kind"),
+		pending:   m.Gauge("minecart_ledger_pending_credits", "Credits waiting for every scoring watermark to pass their window end."),
+		treeSize:  m.Gauge("minecart_ledger_tree_size", "Entries in the ledger tree."),
+		rebuildS:  m.Gauge("minecart_ledger_rebuild_seconds", "Time the last task assignment took to re-verify the book."),
+		starts:    m.CounterVec("minecart_ledger_task_starts_total", "Task starts, by how the book was obtained: rebuilt (re-read and re-verified) or resumed (the previous processor's, checked against the published head).", "how"),
+		watermark: m.Gauge("minecart_ledger_released_through_ms", "Lowest scoring watermark: credits ending at or before it are in the book."),
+	}, m.Err()
 }
 
 // Processor is the ledger's stage processor. It is exported for the

@@ -23,7 +23,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
@@ -63,21 +64,21 @@ func enc(t testing.TB, name string, m map[string]any) []byte {
 // scoreStream is what 2 scoring tasks write for vehicles x days: each
 // task's scores of a day then its watermark, the two tasks interleaved
 // differently each day, and some score records repeated (redelivery).
-func scoreStream(t testing.TB, vehicles, days int, seed uint64) []pipelines.Output {
+func scoreStream(t testing.TB, vehicles, days int, seed uint64) []kafka.Output {
 	r := rand.New(rand.NewPCG(seed, 7))
-	var out []pipelines.Output
-	var sent []pipelines.Output
+	var out []kafka.Output
+	var sent []kafka.Output
 	for d := 1; d <= days; d++ {
-		var per [2][]pipelines.Output
+		var per [2][]kafka.Output
 		for i := 0; i < vehicles; i++ {
 			v := fmt.Sprintf("veh-%03d", i)
-			rec := pipelines.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: enc(t, schemas.DailyScore, scoreNative(v, d, int64(10+i%7)))}
+			rec := kafka.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: enc(t, schemas.DailyScore, scoreNative(v, d, int64(10+i%7)))}
 			per[i%2] = append(per[i%2], rec)
 			sent = append(sent, rec)
 		}
 		for _, task := range r.Perm(2) {
 			out = append(out, per[task]...)
-			out = append(out, pipelines.Output{Topic: pipelines.TopicScores, Key: []byte(fmt.Sprintf("wm/%d", task)),
+			out = append(out, kafka.Output{Topic: pipelines.TopicScores, Key: []byte(fmt.Sprintf("wm/%d", task)),
 				Value: enc(t, schemas.Watermark, wmNative(task, 2, int64(d+1)*dayMs))})
 			// Redeliver a few earlier scores.
 			for k := 0; k < 3; k++ {
@@ -130,12 +131,12 @@ func (c crashy) Flush(ctx context.Context, out pipelines.Emitter) error {
 func stageConfig(brokers []string, perBlock int) Config {
 	return Config{
 		Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: perBlock,
-		Serde: schemas.SingleObject(), Brokers: brokers, Logger: pipetest.Logger(),
+		Serde: schemas.SingleObject(), Brokers: brokers, Logger: kafkatest.Logger(),
 	}
 }
 
-func runConfig(brokers []string, batch int) pipelines.Config {
-	c := pipetest.Config(brokers)
+func runConfig(brokers []string, batch int) kafka.Config {
+	c := kafkatest.Config(brokers)
 	c.Serde = schemas.SingleObject()
 	c.MaxBatch = batch
 	return c
@@ -178,22 +179,22 @@ func TestStageSameRootAcrossCrashes(t *testing.T) {
 	stream := scoreStream(t, vehicles, days, 1)
 
 	t.Run("uninterrupted", func(t *testing.T) {
-		brokers := pipetest.Broker(t)
-		pipetest.Produce(t, brokers, stream...)
-		stop := pipetest.Run(t, runConfig(brokers, 500), NewStage(stageConfig(brokers, perBlock)))
+		brokers := kafkatest.Broker(t)
+		kafkatest.Produce(t, brokers, stream...)
+		stop := kafkatest.Run(t, runConfig(brokers, 500), NewStage(stageConfig(brokers, perBlock)))
 		sum := waitBook(t, brokers, signer.Public(), want.Size())
 		stop()
 		checkHead(t, sum, want)
 	})
 	t.Run("restarts", func(t *testing.T) {
-		brokers := pipetest.Broker(t)
+		brokers := kafkatest.Broker(t)
 		chunks := 4
 		for c := 0; c < chunks; c++ {
 			lo, hi := c*len(stream)/chunks, (c+1)*len(stream)/chunks
-			pipetest.Produce(t, brokers, stream[lo:hi]...)
+			kafkatest.Produce(t, brokers, stream[lo:hi]...)
 			cfg := stageConfig(brokers, perBlock)
 			cfg.MaxReleaseEntries = 2 * perBlock // days drained over several transactions
-			stop := pipetest.Run(t, runConfig(brokers, 13), NewStage(cfg))
+			stop := kafkatest.Run(t, runConfig(brokers, 13), NewStage(cfg))
 			waitConsumed(t, brokers, hi)
 			stop()
 		}
@@ -201,14 +202,14 @@ func TestStageSameRootAcrossCrashes(t *testing.T) {
 		// the changelog.
 		cfg := stageConfig(brokers, perBlock)
 		cfg.MaxReleaseEntries = 2 * perBlock
-		stop := pipetest.Run(t, runConfig(brokers, 13), NewStage(cfg))
+		stop := kafkatest.Run(t, runConfig(brokers, 13), NewStage(cfg))
 		sum := waitBook(t, brokers, signer.Public(), want.Size())
 		stop()
 		checkHead(t, sum, want)
 	})
 	t.Run("crashes", func(t *testing.T) {
-		brokers := pipetest.Broker(t)
-		pipetest.Produce(t, brokers, stream...)
+		brokers := kafkatest.Broker(t)
+		kafkatest.Produce(t, brokers, stream...)
 		var batches atomic.Int64
 		cfg := stageConfig(brokers, perBlock)
 		cfg.MaxReleaseEntries = 3 * perBlock
@@ -223,7 +224,7 @@ func TestStageSameRootAcrossCrashes(t *testing.T) {
 			}
 			return crashy{Processor: p.(*Processor), batches: &batches, every: 3}, nil
 		}
-		stop := pipetest.Run(t, runConfig(brokers, 11), st)
+		stop := kafkatest.Run(t, runConfig(brokers, 11), st)
 		sum := waitBook(t, brokers, signer.Public(), want.Size())
 		stop()
 		checkHead(t, sum, want)
@@ -280,33 +281,33 @@ func checkHead(t *testing.T, sum Summary, want *Book) {
 // TestStageDebitsEntriesAndReader covers requests (debit, duplicate,
 // adjustment, a bad one), the entries topic's proofs and the HTTP reader.
 func TestStageDebitsEntriesAndReader(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	signer, _ := NewSigner("minecart.test/ledger", testKey(1))
 	recs := scoreStream(t, 6, 1, 2)
 	debit := Entry{Kind: KindDebit, ID: "req-1", Account: "acct-1", VehicleID: "veh-001", Amount: 5, Reason: "redeem", Partner: "fuelco", Item: "coffee", RedemptionID: "red-1", RequestedAtMs: 1_700_000_000_000}
 	adj := Entry{Kind: KindAdjustment, ID: "req-2", Account: "acct-1", VehicleID: "veh-001", Amount: -3, Reason: "operator correction", Ref: "veh-001/1970-01-02", RequestedAtMs: 1_700_000_000_001}
 	badRef := Entry{Kind: KindAdjustment, ID: "req-3", Account: "acct-1", Amount: 1, Reason: "x", Ref: "nope/1970-01-01"}
-	pipetest.Produce(t, brokers, recs...)
-	stop := pipetest.Run(t, runConfig(brokers, 100), NewStage(stageConfig(brokers, 4)))
+	kafkatest.Produce(t, brokers, recs...)
+	stop := kafkatest.Run(t, runConfig(brokers, 100), NewStage(stageConfig(brokers, 4)))
 	waitBook(t, brokers, signer.Public(), 6) // the credits first: the adjustment refers to one
 	recs = nil
 	for _, e := range []Entry{debit, debit, adj, badRef} {
-		recs = append(recs, pipelines.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(e.Account), Value: enc(t, schemas.DebitRequest, RequestNative(e))})
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(e.Account), Value: enc(t, schemas.DebitRequest, RequestNative(e))})
 	}
-	recs = append(recs, pipelines.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte("x"), Value: []byte("not avro")})
-	pipetest.Produce(t, brokers, recs...)
+	recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte("x"), Value: []byte("not avro")})
+	kafkatest.Produce(t, brokers, recs...)
 	sum := waitBook(t, brokers, signer.Public(), 8)
 	if sum.Credits != 6 || sum.Debits != 1 || sum.Adjustments != 1 {
 		t.Errorf("summary %+v, want 6 credits, 1 debit, 1 adjustment", sum)
 	}
-	dead := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 2, 20*time.Second)
+	dead := kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 2, 20*time.Second)
 	if len(dead) != 2 {
 		t.Errorf("%d dead letters, want 2 (unknown ref, not avro)", len(dead))
 	}
 	stop()
 
 	// Every entry record carries a proof that checks against its checkpoint.
-	entries := pipetest.WaitRecords(t, brokers, pipelines.TopicLedgerEntries, 8, 20*time.Second)
+	entries := kafkatest.WaitRecords(t, brokers, pipelines.TopicLedgerEntries, 8, 20*time.Second)
 	if len(entries) != 8 {
 		t.Fatalf("%d entry records, want 8", len(entries))
 	}
@@ -330,7 +331,7 @@ func TestStageDebitsEntriesAndReader(t *testing.T) {
 	}
 
 	// The reader follows the topic and serves proofs.
-	rd, err := NewReader(ReaderConfig{Blocks: &KafkaBlocks{Brokers: brokers, Serde: schemas.SingleObject()}, PublicKey: signer.Public(), Logger: pipetest.Logger()})
+	rd, err := NewReader(ReaderConfig{Blocks: &KafkaBlocks{Brokers: brokers, Serde: schemas.SingleObject()}, PublicKey: signer.Public(), Logger: kafkatest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +447,7 @@ func committedOffset(ctx context.Context, brokers []string, group, topic string)
 // verify, stops a ledger writer from resuming on it, and the Reader keeps
 // serving only the verified prefix.
 func TestForgedBlockOnTopic(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	signer, _ := NewSigner("minecart.test/ledger", testKey(1))
 	book, blocks := smallBook(t, signer)
 	forger, _ := NewSigner("minecart.test/ledger", testKey(66))
@@ -455,11 +456,11 @@ func TestForgedBlockOnTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var recs []pipelines.Output
+	var recs []kafka.Output
 	for _, b := range append(blocks, forged...) {
-		recs = append(recs, pipelines.Output{Topic: pipelines.TopicLedgerBlocks, Key: blockKey(b.Header.Height), Value: enc(t, schemas.LedgerBlock, BlockNative(b))})
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: blockKey(b.Header.Height), Value: enc(t, schemas.LedgerBlock, BlockNative(b))})
 	}
-	pipetest.Produce(t, brokers, recs...)
+	kafkatest.Produce(t, brokers, recs...)
 
 	var out strings.Builder
 	pubFile := t.TempDir() + "/ledger.pub"
@@ -474,7 +475,7 @@ func TestForgedBlockOnTopic(t *testing.T) {
 	if _, err := NewProcessor(context.Background(), stageConfig(brokers, 4)); !errors.As(err, &inc) {
 		t.Errorf("writer resumed on a forged book: %v", err)
 	}
-	rd, err := NewReader(ReaderConfig{Blocks: &KafkaBlocks{Brokers: brokers, Serde: schemas.SingleObject()}, PublicKey: signer.Public(), Logger: pipetest.Logger()})
+	rd, err := NewReader(ReaderConfig{Blocks: &KafkaBlocks{Brokers: brokers, Serde: schemas.SingleObject()}, PublicKey: signer.Public(), Logger: kafkatest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

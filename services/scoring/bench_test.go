@@ -13,7 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -112,28 +113,28 @@ func benchTraffic(vehicles, chunks int, seed uint64, start time.Time) []telemetr
 }
 
 // BenchmarkStageThroughput runs the scoring stage over simulated traffic on
-// an embedded broker and compares it with pipetest.Passthrough (a bare
+// an embedded broker and compares it with kafkatest.Passthrough (a bare
 // consume and produce of the same records) in the same run. Run it with
 // -benchtime 1x: each iteration is a full run.
 func BenchmarkStageThroughput(b *testing.B) {
 	const vehicles, chunks = 2000, 5 // 300,000 events
 	serde := schemas.SingleObject()
 	evs := benchTraffic(vehicles, chunks, 1, morning())
-	recs := make([]pipelines.Output, len(evs))
+	recs := make([]kafka.Output, len(evs))
 	for i := range evs {
 		v, err := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(&evs[i]))
 		if err != nil {
 			b.Fatal(err)
 		}
-		recs[i] = pipelines.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(evs[i].VehicleID), Value: v}
+		recs[i] = kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(evs[i].VehicleID), Value: v}
 	}
 	n := len(recs)
 	for range b.N {
-		brokers := pipetest.Broker(b, pipelines.TopicSpec{Name: "bench.out", Partitions: pipelines.TelemetryPartitions, Retention: time.Hour})
-		pipetest.Produce(b, brokers, recs...)
+		brokers := kafkatest.Broker(b, pipelines.TopicSpec{Name: "bench.out", Partitions: pipelines.TelemetryPartitions, Retention: time.Hour})
+		kafkatest.Produce(b, brokers, recs...)
 
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		base, err := pipetest.Passthrough(ctx, brokers, pipelines.TopicTelemetryClean, "bench.out", n)
+		base, err := kafkatest.Passthrough(ctx, brokers, pipelines.TopicTelemetryClean, "bench.out", n)
 		cancel()
 		if err != nil {
 			b.Fatal(err)
@@ -144,10 +145,10 @@ func BenchmarkStageThroughput(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cfg := pipetest.Config(brokers)
+		cfg := kafkatest.Config(brokers)
 		cfg.MaxBatch = 5000
 		start := time.Now()
-		stop := pipetest.Run(b, cfg, st)
+		stop := kafkatest.Run(b, cfg, st)
 		for counter(b, reg, "minecart_scoring_events_total") < float64(n) || !committed(b, brokers, st.Name, pipelines.TopicTelemetryClean) {
 			if time.Since(start) > 5*time.Minute {
 				b.Fatal("stage did not finish")

@@ -6,23 +6,24 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
 // emitted collects what a processor emits (the runtime's Emitter contract).
-type emitted struct{ recs []pipelines.Output }
+type emitted struct{ recs []kafka.Output }
 
 func (e *emitted) Emit(topic string, key, value []byte, _ ...pipelines.Header) {
-	e.recs = append(e.recs, pipelines.Output{Topic: topic, Key: key, Value: value})
+	e.recs = append(e.recs, kafka.Output{Topic: topic, Key: key, Value: value})
 }
 
 func (e *emitted) EmitTo(topic string, _ int32, key, value []byte, _ ...pipelines.Header) {
-	e.recs = append(e.recs, pipelines.Output{Topic: topic, Key: key, Value: value})
+	e.recs = append(e.recs, kafka.Output{Topic: topic, Key: key, Value: value})
 }
 
-func (e *emitted) on(topic string) []pipelines.Output {
-	var out []pipelines.Output
+func (e *emitted) on(topic string) []kafka.Output {
+	var out []kafka.Output
 	for _, r := range e.recs {
 		if r.Topic == topic {
 			out = append(out, r)

@@ -140,7 +140,7 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// NewStage returns the scoring stage for pipelines.Run: clean telemetry in;
+// NewStage returns the scoring stage for kafka.Run: clean telemetry in;
 // DailyScore records (key vehicle id) and Watermark records (key
 // "wm/<task>") to the scores topic, LateEvent records to the late topic,
 // window state to the compacted changelog — all in the transaction that
@@ -407,32 +407,13 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
-		events: prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_scoring_events_total",
-			Help: "Telemetry events scored (late ones included)."}),
-		late: prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_scoring_late_events_total",
-			Help: "Events whose day had closed, written to the late-events topic."}),
-		closed: prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_scoring_windows_closed_total",
-			Help: "Vehicle-days closed and scored."}),
-		restoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_scoring_restore_errors_total",
-			Help: "Changelog records that could not be restored and were skipped."}),
-		open: prometheus.NewGauge(prometheus.GaugeOpts{Name: "minecart_scoring_open_windows",
-			Help: "Vehicle-days open in this process."}),
-		flags: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "minecart_scoring_flags_total",
-			Help: "Anti-fraud flags raised on closed days, by code."}, []string{"flag"}),
-	}
-	if reg == nil {
-		return m, nil
-	}
-	var errs [6]error
-	m.events, errs[0] = pipelines.Register(reg, m.events)
-	m.late, errs[1] = pipelines.Register(reg, m.late)
-	m.closed, errs[2] = pipelines.Register(reg, m.closed)
-	m.restoreErrors, errs[3] = pipelines.Register(reg, m.restoreErrors)
-	m.open, errs[4] = pipelines.Register(reg, m.open)
-	m.flags, errs[5] = pipelines.Register(reg, m.flags)
-	if err := errors.Join(errs[:]...); err != nil {
-		return nil, fmt.Errorf("register metrics: %w", err)
-	}
-	return m, nil
+	m := pipelines.NewMetrics(reg)
+	return &metrics{
+		events:        m.Counter("minecart_scoring_events_total", "Telemetry events scored (late ones included)."),
+		late:          m.Counter("minecart_scoring_late_events_total", "Events whose day had closed, written to the late-events topic."),
+		closed:        m.Counter("minecart_scoring_windows_closed_total", "Vehicle-days closed and scored."),
+		restoreErrors: m.Counter("minecart_scoring_restore_errors_total", "Changelog records that could not be restored and were skipped."),
+		open:          m.Gauge("minecart_scoring_open_windows", "Vehicle-days open in this process."),
+		flags:         m.CounterVec("minecart_scoring_flags_total", "Anti-fraud flags raised on closed days, by code.", "flag"),
+	}, m.Err()
 }

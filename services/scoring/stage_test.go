@@ -20,7 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 )
@@ -40,7 +41,7 @@ var crashEvery = int64(23)
 // samples) for stageDays days, then a few minutes on a later day, which
 // closes every earlier day by stream time. It returns the encoded records
 // in time order and the number of days that must close.
-func stageTraffic(t *testing.T, serde *schemas.Serde) ([]pipelines.Output, int) {
+func stageTraffic(t *testing.T, serde *schemas.Serde) ([]kafka.Output, int) {
 	t.Helper()
 	var evs []telemetry.Event
 	start := time.Date(2026, 11, 20, 7, 0, 0, 0, shanghai)
@@ -56,13 +57,13 @@ func stageTraffic(t *testing.T, serde *schemas.Serde) ([]pipelines.Output, int) 
 		evs = append(evs, tr.evs...)
 	}
 	slices.SortStableFunc(evs, func(a, b telemetry.Event) int { return int(a.TimeMs - b.TimeMs) })
-	out := make([]pipelines.Output, len(evs))
+	out := make([]kafka.Output, len(evs))
 	for i := range evs {
 		b, err := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(&evs[i]))
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[i] = pipelines.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(evs[i].VehicleID), Value: b}
+		out[i] = kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(evs[i].VehicleID), Value: b}
 	}
 	return out, stageVehicles * stageDays
 }
@@ -100,7 +101,7 @@ func (c *crashy) Flush(ctx context.Context, out pipelines.Emitter) error {
 // and the last watermark of each task.
 func scoresByID(t *testing.T, brokers []string, serde *schemas.Serde, want int) (map[string]map[string]any, map[string]time.Time) {
 	t.Helper()
-	recs := pipetest.WaitRecords(t, brokers, pipelines.TopicScores, want, 60*time.Second)
+	recs := kafkatest.WaitRecords(t, brokers, pipelines.TopicScores, want, 60*time.Second)
 	// Generous: after a kill the broker may hold the group for a rebalance
 	// timeout or the input for a transaction timeout before work resumes.
 	deadline := time.Now().Add(120 * time.Second)
@@ -132,7 +133,7 @@ func scoresByID(t *testing.T, brokers []string, serde *schemas.Serde, want int) 
 		time.Sleep(100 * time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		var err error
-		recs, err = pipetest.ReadCommitted(ctx, brokers, pipelines.TopicScores)
+		recs, err = kafkatest.ReadCommitted(ctx, brokers, pipelines.TopicScores)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -149,14 +150,14 @@ func TestStageKillRestartSameScores(t *testing.T) {
 	cfg := Config{Serde: serde, IdleTimeout: -1, TickEvery: 200 * time.Millisecond}
 
 	// Uninterrupted run.
-	b1 := pipetest.Broker(t)
-	pipetest.Produce(t, b1, recs...)
+	b1 := kafkatest.Broker(t)
+	kafkatest.Produce(t, b1, recs...)
 	st, err := NewStage(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := pipetest.Config(b1)
-	stop := pipetest.Run(t, rc, st)
+	rc := kafkatest.Config(b1)
+	stop := kafkatest.Run(t, rc, st)
 	scoresByID(t, b1, serde, days)
 	time.Sleep(2 * time.Second) // let the last batches (later watermarks) commit
 	stop()
@@ -177,7 +178,7 @@ func TestStageKillRestartSameScores(t *testing.T) {
 
 	// Interrupted run: produced in three parts, the stage stopped and
 	// restarted between them, and transactions failing before commit.
-	b2 := pipetest.Broker(t)
+	b2 := kafkatest.Broker(t)
 	cfg2 := cfg
 	cfg2.MaxClosesPerBatch = 5 // closes spread over many transactions, across restarts
 	st2, err := NewStage(cfg2)
@@ -187,12 +188,12 @@ func TestStageKillRestartSameScores(t *testing.T) {
 	if crashEvery > 0 {
 		st2 = failingStage(st2, crashEvery)
 	}
-	rc2 := pipetest.Config(b2)
+	rc2 := kafkatest.Config(b2)
 	rc2.MaxBatch = 97
 	for part := range 3 {
 		lo, hi := part*len(recs)/3, (part+1)*len(recs)/3
-		pipetest.Produce(t, b2, recs[lo:hi]...)
-		stop := pipetest.Run(t, rc2, st2)
+		kafkatest.Produce(t, b2, recs[lo:hi]...)
+		stop := kafkatest.Run(t, rc2, st2)
 		if part < 2 {
 			time.Sleep(1500 * time.Millisecond) // some batches in, some not
 		} else {
@@ -221,7 +222,7 @@ func checkWatermarkOrder(t *testing.T, brokers []string, serde *schemas.Serde) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	clean, err := pipetest.ReadCommitted(ctx, brokers, pipelines.TopicTelemetryClean)
+	clean, err := kafkatest.ReadCommitted(ctx, brokers, pipelines.TopicTelemetryClean)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +230,7 @@ func checkWatermarkOrder(t *testing.T, brokers []string, serde *schemas.Serde) {
 	for _, r := range clean {
 		task[string(r.Key)] = r.Partition
 	}
-	scores, err := pipetest.ReadCommitted(ctx, brokers, pipelines.TopicScores)
+	scores, err := kafkatest.ReadCommitted(ctx, brokers, pipelines.TopicScores)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func checkRecompute(t *testing.T, brokers []string, serde *schemas.Serde, scores
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	clean, err := pipetest.ReadCommitted(ctx, brokers, pipelines.TopicTelemetryClean)
+	clean, err := kafkatest.ReadCommitted(ctx, brokers, pipelines.TopicTelemetryClean)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +306,7 @@ func TestStageChild(t *testing.T) {
 	if brokers == "" {
 		t.Skip("only run as TestStageKill9's child process")
 	}
-	cfg := pipetest.Config(strings.Split(brokers, ","))
+	cfg := kafkatest.Config(strings.Split(brokers, ","))
 	cfg.InstanceID = "child" // a restarted child fences the killed one's open transaction
 	cfg.MaxBatch = 97
 	cfg.ClientOptions = killedMemberOpts
@@ -316,7 +317,7 @@ func TestStageChild(t *testing.T) {
 	// Like a supervisor restarting a crashed process: Run's errors (a
 	// failed start-up check) are logged and Run is started again.
 	for {
-		if err := pipelines.Run(context.Background(), cfg, st); err != nil {
+		if err := kafka.Run(context.Background(), cfg, st); err != nil {
 			fmt.Fprintln(os.Stderr, "child: run:", err)
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -324,16 +325,16 @@ func TestStageChild(t *testing.T) {
 }
 
 // runSupervised runs the stage until the returned stop is called,
-// restarting pipelines.Run when it returns an error (as a supervisor
+// restarting kafka.Run when it returns an error (as a supervisor
 // restarts a process), and logs those errors.
-func runSupervised(t *testing.T, cfg pipelines.Config, st pipelines.Stage) (stop func()) {
+func runSupervised(t *testing.T, cfg kafka.Config, st pipelines.Stage) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			if err := pipelines.Run(ctx, cfg, st); err != nil {
+			if err := kafka.Run(ctx, cfg, st); err != nil {
 				t.Logf("run (restarted): %v", err)
 				time.Sleep(100 * time.Millisecond)
 			}
@@ -356,23 +357,23 @@ func TestStageKill9(t *testing.T) {
 	serde := schemas.SingleObject()
 	recs, days := stageTraffic(t, serde)
 
-	b1 := pipetest.Broker(t)
-	pipetest.Produce(t, b1, recs...)
+	b1 := kafkatest.Broker(t)
+	kafkatest.Produce(t, b1, recs...)
 	st, err := NewStage(Config{Serde: serde, IdleTimeout: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := pipetest.Run(t, pipetest.Config(b1), st)
+	stop := kafkatest.Run(t, kafkatest.Config(b1), st)
 	scoresByID(t, b1, serde, days)
 	time.Sleep(2 * time.Second)
 	stop()
 	want, wantWM := scoresByID(t, b1, serde, days)
 
-	b2 := pipetest.Broker(t)
+	b2 := kafkatest.Broker(t)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	const parts = 4
 	for part := range parts {
-		pipetest.Produce(t, b2, recs[part*len(recs)/parts:(part+1)*len(recs)/parts]...)
+		kafkatest.Produce(t, b2, recs[part*len(recs)/parts:(part+1)*len(recs)/parts]...)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestStageChild$")
 		cmd.Env = append(os.Environ(), "SCORING_TEST_CHILD_BROKERS="+strings.Join(b2, ","))
 		var childOut bytes.Buffer
@@ -387,7 +388,7 @@ func TestStageKill9(t *testing.T) {
 		}
 		_ = cmd.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		cl, err := pipetest.ReadCommitted(ctx, b2, pipelines.TopicScoringChangelog)
+		cl, err := kafkatest.ReadCommitted(ctx, b2, pipelines.TopicScoringChangelog)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -404,7 +405,7 @@ func TestStageKill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := pipetest.Config(b2)
+	cfg := kafkatest.Config(b2)
 	cfg.InstanceID = "child"
 	cfg.ClientOptions = killedMemberOpts
 	stop = runSupervised(t, cfg, st2)

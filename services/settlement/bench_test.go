@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/settletest"
@@ -83,32 +84,32 @@ func BenchmarkStage(b *testing.B) {
 		}
 		env.PutItem("acme", "mug", 10, nil)
 		env.WaitBalance(fmt.Sprintf("o%d", owners-1), 1<<30)
-		var outs []pipelines.Output
+		var outs []kafka.Output
 		for i := range n {
 			rq := settlement.RedemptionRequest{IdempotencyKey: fmt.Sprint(i), Owner: fmt.Sprintf("o%d", i%owners), Partner: "acme", ItemID: "mug", Quantity: 1, RequestedAt: time.Now().UTC()}
 			v, err := env.Codec.EncodeRequest(rq)
 			if err != nil {
 				b.Fatal(err)
 			}
-			outs = append(outs, pipelines.Output{Topic: pipelines.TopicRedemptions, Key: []byte(rq.Owner), Value: v})
+			outs = append(outs, kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte(rq.Owner), Value: v})
 		}
 		start := time.Now()
-		pipetest.Produce(b, env.Brokers, outs...)
-		pipetest.WaitRecords(b, env.Brokers, pipelines.TopicLedgerRequests, n+owners, 5*time.Minute)
+		kafkatest.Produce(b, env.Brokers, outs...)
+		kafkatest.WaitRecords(b, env.Brokers, pipelines.TopicLedgerRequests, n+owners, 5*time.Minute)
 		hop1 := time.Since(start)
-		pipetest.WaitRecords(b, env.Brokers, pipelines.TopicLedgerEntries, n+owners, 5*time.Minute)
+		kafkatest.WaitRecords(b, env.Brokers, pipelines.TopicLedgerEntries, n+owners, 5*time.Minute)
 		hop2 := time.Since(start)
-		pipetest.WaitRecords(b, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), n, 5*time.Minute)
+		kafkatest.WaitRecords(b, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), n, 5*time.Minute)
 		stage := time.Since(start)
 		b.Logf("debit requests after %v, ledger entries after %v, orders after %v", hop1, hop2, stage)
 
-		pipetest.CreateTopics(b, env.Brokers, pipelines.TopicSpec{Name: "bench.in", Partitions: 1}, pipelines.TopicSpec{Name: "bench.out", Partitions: 1})
+		kafkatest.CreateTopics(b, env.Brokers, pipelines.TopicSpec{Name: "bench.in", Partitions: 1}, pipelines.TopicSpec{Name: "bench.out", Partitions: 1})
 		for i := range outs {
 			outs[i].Topic = "bench.in"
 		}
-		pipetest.Produce(b, env.Brokers, outs...)
+		kafkatest.Produce(b, env.Brokers, outs...)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		base, err := pipetest.Passthrough(ctx, env.Brokers, "bench.in", "bench.out", n)
+		base, err := kafkatest.Passthrough(ctx, env.Brokers, "bench.in", "bench.out", n)
 		cancel()
 		if err != nil {
 			b.Fatal(err)

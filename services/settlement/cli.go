@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 )
 
@@ -17,7 +18,7 @@ import (
 // compacted topics that the settlement stage reads in order.
 
 // RangeReader lists a compacted topic's current records; a
-// *pipelines.Table implements it.
+// *kafka.Table implements it.
 type RangeReader interface {
 	Range(fn func(key string, value []byte) bool)
 }
@@ -115,7 +116,7 @@ func PartnerTopics(partner string) []pipelines.TopicSpec {
 func PutCatalogItem(ctx context.Context, brokers []string, p Producer, serde *schemas.Serde, it CatalogItem) error {
 	var ensure func(context.Context, string) error
 	if len(brokers) > 0 {
-		ensure = PartnerTopicsEnsurer(pipelines.Config{Brokers: brokers})
+		ensure = PartnerTopicsEnsurer(kafka.Config{Brokers: brokers})
 	}
 	return PutCatalogItemWith(ctx, p, serde, it, ensure)
 }

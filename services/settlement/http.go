@@ -16,12 +16,12 @@ import (
 )
 
 // Producer writes one record and waits for the broker's ack.
-// *pipelines.Producer implements it.
+// *kafka.Producer implements it.
 type Producer interface {
 	ProduceSync(ctx context.Context, topic string, key, value []byte, headers ...pipelines.Header) error
 }
 
-// StateReader reads settlement's changelog by key; a *pipelines.Table
+// StateReader reads settlement's changelog by key; a *kafka.Table
 // following pipelines.TopicSettlementLog implements it.
 type StateReader interface {
 	Get(key string) ([]byte, bool)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/settletest"
@@ -86,7 +86,7 @@ func TestHTTP(t *testing.T) {
 	if err != nil || code != http.StatusCreated || r0.Status != settlement.StatusConfirmed {
 		t.Errorf("newco redemption: HTTP %d %+v", code, r0)
 	}
-	pipetest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("newco"), 1, 10*time.Second)
+	kafkatest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("newco"), 1, 10*time.Second)
 
 	var bal settlement.BalanceJSON
 	if code := get("/v1/accounts/alice/balance", &bal); code != http.StatusOK || bal != (settlement.BalanceJSON{Owner: "alice", Balance: 40, Available: 40}) {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 )
 
@@ -37,9 +38,9 @@ type Config struct {
 // PartnerTopicsEnsurer returns an EnsurePartner that creates the partner's
 // topics (PartnerTopics) if they are missing, connecting with cfg (brokers,
 // and ClientOptions for SASL/TLS).
-func PartnerTopicsEnsurer(cfg pipelines.Config) func(ctx context.Context, partner string) error {
+func PartnerTopicsEnsurer(cfg kafka.Config) func(ctx context.Context, partner string) error {
 	return func(ctx context.Context, partner string) error {
-		return pipelines.EnsureTopicsWith(ctx, cfg, PartnerTopics(partner))
+		return kafka.EnsureTopicsWith(ctx, cfg, PartnerTopics(partner))
 	}
 }
 
@@ -114,37 +115,14 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
-		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "minecart_settlement_alerts_total",
-			Help: "Anomalies settlement found, by kind (invariant, overdraft, leaf_gap, late_debit, ...). Any increase needs a human.",
-		}, []string{"kind"}),
-		redemptions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "minecart_settlement_redemptions_total", Help: "Redemption state changes, by new status.",
-		}, []string{"status"}),
-		points: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "minecart_settlement_points_total", Help: "Points settled, by direction (minted, redeemed).",
-		}, []string{"direction"}),
-		outstanding: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "minecart_settlement_points_outstanding", Help: "Sum of every account balance at the last statement.",
-		}),
-		invariantOK: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "minecart_settlement_invariant_ok", Help: "1 if the last statement found sum(balances) = minted - redeemed, else 0.",
-		}),
-	}
-	if reg == nil {
-		return m, nil
-	}
-	var errs [5]error
-	m.alerts, errs[0] = pipelines.Register(reg, m.alerts)
-	m.redemptions, errs[1] = pipelines.Register(reg, m.redemptions)
-	m.points, errs[2] = pipelines.Register(reg, m.points)
-	m.outstanding, errs[3] = pipelines.Register(reg, m.outstanding)
-	m.invariantOK, errs[4] = pipelines.Register(reg, m.invariantOK)
-	if err := errors.Join(errs[:]...); err != nil {
-		return nil, fmt.Errorf("settlement metrics: %w", err)
-	}
-	return m, nil
+	m := pipelines.NewMetrics(reg)
+	return &metrics{
+		alerts:      m.CounterVec("minecart_settlement_alerts_total", "Anomalies settlement found, by kind (invariant, overdraft, leaf_gap, late_debit, ...). Any increase needs a human.", "kind"),
+		redemptions: m.CounterVec("minecart_settlement_redemptions_total", "Redemption state changes, by new status.", "status"),
+		points:      m.CounterVec("minecart_settlement_points_total", "Points settled, by direction (minted, redeemed).", "direction"),
+		outstanding: m.Gauge("minecart_settlement_points_outstanding", "Sum of every account balance at the last statement."),
+		invariantOK: m.Gauge("minecart_settlement_invariant_ok", "1 if the last statement found sum(balances) = minted - redeemed, else 0."),
+	}, m.Err()
 }
 
 // processor feeds one task's records to the book.

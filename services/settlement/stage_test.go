@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/settletest"
 )
@@ -22,17 +23,17 @@ import (
 // replica is one HTTP replica: its own producer and changelog table.
 func replica(t *testing.T, env *settletest.Env) *httptest.Server {
 	t.Helper()
-	p, err := pipelines.NewProducer(pipelines.Config{Brokers: env.Brokers, Logger: pipetest.Logger()})
+	p, err := kafka.NewProducer(kafka.Config{Brokers: env.Brokers, Logger: kafkatest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	tbl, err := pipelines.NewTable(ctx, env.Cfg, pipelines.TopicSettlementLog)
+	tbl, err := kafka.NewTable(ctx, env.Cfg, pipelines.TopicSettlementLog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := settlement.NewHandler(settlement.HandlerConfig{Producer: p, State: tbl, Serde: env.Serde, Logger: pipetest.Logger(), Wait: 2 * time.Second})
+	h, err := settlement.NewHandler(settlement.HandlerConfig{Producer: p, State: tbl, Serde: env.Serde, Logger: kafkatest.Logger(), Wait: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestConcurrentRedemptions(t *testing.T) {
 	// The ledger's own record: one debit entry per confirmed redemption.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	entries, err := pipetest.ReadCommitted(ctx, env.Brokers, pipelines.TopicLedgerEntries)
+	entries, err := kafkatest.ReadCommitted(ctx, env.Brokers, pipelines.TopicLedgerEntries)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestStatementsOnTopic(t *testing.T) {
 	env.Wait(30*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		recs, err := pipetest.ReadCommitted(ctx, env.Brokers, pipelines.TopicStatements)
+		recs, err := kafkatest.ReadCommitted(ctx, env.Brokers, pipelines.TopicStatements)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,13 +330,13 @@ func TestBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipetest.Produce(t, env.Brokers,
-		pipelines.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: []byte("not avro")},
-		pipelines.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: good},
-		pipelines.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: other},
-		pipelines.Output{Topic: pipelines.TopicPartnerAcks, Key: []byte("nope"), Value: ack},
+	kafkatest.Produce(t, env.Brokers,
+		kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: []byte("not avro")},
+		kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: good},
+		kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: other},
+		kafka.Output{Topic: pipelines.TopicPartnerAcks, Key: []byte("nope"), Value: ack},
 	)
-	dl := pipetest.WaitRecords(t, env.Brokers, pipelines.TopicDeadLetter, 3, 30*time.Second)
+	dl := kafkatest.WaitRecords(t, env.Brokers, pipelines.TopicDeadLetter, 3, 30*time.Second)
 	codes := map[string]int{}
 	for _, r := range dl {
 		m, err := env.Serde.DecodeAs("minecart.DeadLetter", r.Value)
@@ -389,5 +390,5 @@ func TestLedgerTimeout(t *testing.T) {
 	env.Wait(30*time.Second, func() bool { r, _ := env.Redemption(id); return r.Status == settlement.StatusConfirmed },
 		func() string { r, _ := env.Redemption(id); return "late debit: status " + string(r.Status) })
 	env.WaitBalance("alice", 70)
-	pipetest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), 1, 10*time.Second)
+	kafkatest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), 1, 10*time.Second)
 }

@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/sink"
 )
 
@@ -46,7 +47,7 @@ func chPost(b testing.TB, base, query string) {
 // BenchmarkSinkEndToEnd measures the rows per second the sink sustains from
 // Kafka to ClickHouse: simulated fleet telemetry (loadtest/fleet) produced
 // to the clean topic of an embedded broker (kfake), the sink's stage
-// (pipelines.RunSink with its Writer, as sink.Run builds it: franz-go
+// (kafka.RunSink with its Writer, as sink.Run builds it: franz-go
 // fetch, Avro decode, offset check, clickhouse-go inserts over HTTP)
 // consuming it into the embedded server, from the start of its first Write
 // to the end of the Write that stored the last row. The baseline, in the
@@ -57,18 +58,18 @@ func chPost(b testing.TB, base, query string) {
 // shared).
 func BenchmarkSinkEndToEnd(b *testing.B) {
 	const n = 200_000
-	brokers := pipetest.Broker(b)
+	brokers := kafkatest.Broker(b)
 	srv, conn := migrated(b)
 	ctx := context.Background()
 	evs := fleetEvents(b, 60, n)
 	if len(evs) < n {
 		b.Fatalf("fleet gave %d events, want %d", len(evs), n)
 	}
-	pipetest.ProduceN(b, brokers, pipelines.TopicTelemetryClean, n, func(i int) ([]byte, []byte) {
+	kafkatest.ProduceN(b, brokers, pipelines.TopicTelemetryClean, n, func(i int) ([]byte, []byte) {
 		return []byte(evs[i].VehicleID), encodeEvent(b, evs[i])
 	})
-	runtime := pipetest.Config(brokers)
-	prod, err := pipelines.NewProducer(runtime)
+	runtime := kafkatest.Config(brokers)
+	prod, err := kafka.NewProducer(runtime)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,8 +122,11 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 			return nil
 		}
 		b.StartTimer()
-		stop := pipetest.RunSink(b, runtime, pipelines.SinkStage{Name: fmt.Sprintf("bench-%d", iter),
-			Inputs: []string{pipelines.TopicTelemetryClean}, MaxRows: *maxRows, MaxWait: time.Second, Write: write})
+		stop := kafkatest.RunSink(b, runtime, pipelines.SinkStage{Name: fmt.Sprintf("bench-%d", iter),
+			Inputs: []string{pipelines.TopicTelemetryClean}, MaxRows: *maxRows, MaxWait: time.Second,
+			Write: func(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
+				return nil, write(ctx, recs)
+			}})
 		select {
 		case <-all:
 		case <-time.After(5 * time.Minute):

@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the Writer's own series; the runtime (pipelines.RunSink)
+// metrics are the Writer's own series; the runtime (kafka.RunSink)
 // adds batch latency, retries and consumer lag.
 type metrics struct {
 	rows    *prometheus.CounterVec // by table

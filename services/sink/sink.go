@@ -23,6 +23,7 @@ import (
 
 	chschema "github.com/minecart/minecart/infra/clickhouse"
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 )
 
 // DefaultDSN is the embedded ClickHouse of `minecart run`.
@@ -42,7 +43,7 @@ var DefaultInputs = []string{pipelines.TopicTelemetryClean, pipelines.TopicScore
 type Config struct {
 	// Runtime is the pipelines configuration (Brokers required; Logger,
 	// Registerer, Serde, timeouts).
-	Runtime pipelines.Config
+	Runtime kafka.Config
 	// DSN is the ClickHouse data source: http://host:8123/db (HTTP, the
 	// embedded server) or clickhouse://user:pass@host:9000/db (native).
 	DSN string
@@ -142,7 +143,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		case <-time.After(d):
 		}
 	}
-	prod, err := pipelines.NewProducer(cfg.Runtime)
+	prod, err := kafka.NewProducer(cfg.Runtime)
 	if err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}
@@ -158,8 +159,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	log.Info("sink: running", "dsn", redact(cfg.DSN), "inputs", cfg.Inputs)
-	err = pipelines.RunSink(ctx, cfg.Runtime, pipelines.SinkStage{
-		Name: cfg.Group, Inputs: cfg.Inputs, MaxRows: cfg.MaxRows, MaxWait: cfg.MaxWait, Write: w.Write,
+	err = kafka.RunSink(ctx, cfg.Runtime, pipelines.SinkStage{
+		Name: cfg.Group, Inputs: cfg.Inputs, MaxRows: cfg.MaxRows, MaxWait: cfg.MaxWait,
+		// The writer still dead-letters on its own (to be moved to the runtime).
+		Write: func(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
+			return nil, w.Write(ctx, recs)
+		},
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("sink: %w", err)

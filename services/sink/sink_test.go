@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/sink"
 )
 
@@ -26,23 +27,23 @@ func fleetSums(from, n int) (seq, odo uint64) {
 
 func produceEvents(t *testing.T, brokers []string, from, n int) {
 	t.Helper()
-	pipetest.ProduceN(t, brokers, pipelines.TopicTelemetryClean, n, func(i int) ([]byte, []byte) {
+	kafkatest.ProduceN(t, brokers, pipelines.TopicTelemetryClean, n, func(i int) ([]byte, []byte) {
 		ev := event(from + i)
 		return []byte(ev.VehicleID), encodeEvent(t, ev)
 	})
 }
 
 func TestSinkEndToEnd(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	srv, conn := migrated(t)
 	const n = 20000
 	produceEvents(t, brokers, 0, n)
-	pipetest.Produce(t, brokers, pipelines.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte("v-bad"), Value: []byte{0xC3, 0x01, 1, 2}})
+	kafkatest.Produce(t, brokers, kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte("v-bad"), Value: []byte{0xC3, 0x01, 1, 2}})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- sink.Run(ctx, sink.Config{Runtime: pipetest.Config(brokers), DSN: srv.DSN(), MaxRows: 5000, MaxWait: 100 * time.Millisecond})
+		done <- sink.Run(ctx, sink.Config{Runtime: kafkatest.Config(brokers), DSN: srv.DSN(), MaxRows: 5000, MaxWait: 100 * time.Millisecond})
 	}()
 	defer func() {
 		cancel()
@@ -60,7 +61,7 @@ func TestSinkEndToEnd(t *testing.T) {
 	if cnt != n || ids != n || seq != wantSeq || odo != wantOdo || hourly != n {
 		t.Fatalf("landed count %d ids %d seq %d/%d odometer %d/%d hourly %d", cnt, ids, seq, wantSeq, odo, wantOdo, hourly)
 	}
-	dead := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 30*time.Second)
+	dead := kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 30*time.Second)
 	_, m, err := serde.Decode(dead[0].Value)
 	if err != nil || m["reason_code"] != sink.CodeDecode || m["source_topic"] != pipelines.TopicTelemetryClean {
 		t.Fatalf("dead letter %v %v", m, err)
@@ -71,11 +72,11 @@ func TestSinkEndToEnd(t *testing.T) {
 // insert and before the offset commit, restarts it, and finds every event
 // stored exactly once (and counted once by the rollup views).
 func TestSinkCrashBetweenInsertAndCommit(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	_, conn := migrated(t)
 	const n = 6000
 	produceEvents(t, brokers, 0, n)
-	cfg := pipetest.Config(brokers)
+	cfg := kafkatest.Config(brokers)
 	cfg.ShutdownTimeout = 200 * time.Millisecond
 
 	w, err := sink.NewWriter(sink.WriterConfig{Conn: conn})
@@ -90,19 +91,19 @@ func TestSinkCrashBetweenInsertAndCommit(t *testing.T) {
 	var dead atomic.Bool
 	crashErr := errors.New("killed between insert and commit")
 	first := pipelines.SinkStage{Name: "sink", Inputs: []string{pipelines.TopicTelemetryClean}, MaxRows: 2000, MaxWait: 50 * time.Millisecond,
-		Write: func(ctx context.Context, recs []pipelines.Record) error {
+		Write: func(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
 			if dead.Load() {
-				return crashErr
+				return nil, crashErr
 			}
 			if err := w.Write(ctx, recs); err != nil {
-				return err
+				return nil, err
 			}
 			inserted.Store(int64(len(recs)))
 			dead.Store(true)
 			cancel()
-			return crashErr
+			return nil, crashErr
 		}}
-	if err := pipelines.RunSink(ctx, cfg, first); err != nil {
+	if err := kafka.RunSink(ctx, cfg, first); err != nil {
 		t.Fatal(err)
 	}
 	var stored uint64
@@ -115,8 +116,10 @@ func TestSinkCrashBetweenInsertAndCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := pipetest.RunSink(t, cfg, pipelines.SinkStage{Name: "sink", Inputs: []string{pipelines.TopicTelemetryClean},
-		MaxRows: 2000, MaxWait: 50 * time.Millisecond, Write: w2.Write})
+	stop := kafkatest.RunSink(t, cfg, pipelines.SinkStage{Name: "sink", Inputs: []string{pipelines.TopicTelemetryClean},
+		MaxRows: 2000, MaxWait: 50 * time.Millisecond, Write: func(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
+			return nil, w2.Write(ctx, recs)
+		}})
 	waitCount(t, conn, "SELECT count() FROM telemetry", n, 60*time.Second)
 	stop()
 	if w2.Skipped() != stored {
@@ -136,12 +139,12 @@ func TestSinkCrashBetweenInsertAndCommit(t *testing.T) {
 // retries with backoff, and after ClickHouse returns every event is there
 // once.
 func TestSinkClickHouseOutage(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	srv, conn := migrated(t)
 	dsn := srv.DSN()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	rcfg := pipetest.Config(brokers)
+	rcfg := kafkatest.Config(brokers)
 	failed := make(chan struct{})
 	var once sync.Once
 	rcfg.Logger = slog.New(&watchHandler{Handler: rcfg.Logger.Handler(), msg: "sink write failed; retrying",

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -43,7 +44,7 @@ type Writer struct {
 	conn   driver.Conn
 	serde  *schemas.Serde
 	events *wire.Codec // telemetry's specialised decoder for the serde's framing
-	dead   func(ctx context.Context, recs []pipelines.Output) error
+	dead   func(ctx context.Context, recs []kafka.Output) error
 	stage  string
 	dlq    string
 	now    func() time.Time
@@ -65,7 +66,7 @@ type WriterConfig struct {
 	Serde *schemas.Serde // default schemas.SingleObject()
 	// DeadLetters produces dead-letter records (required unless the input
 	// can never be bad); it must not return before they are acknowledged.
-	DeadLetters func(ctx context.Context, recs []pipelines.Output) error
+	DeadLetters func(ctx context.Context, recs []kafka.Output) error
 	Stage       string // stage name stamped on dead letters (default "sink")
 	// DeadLetterTopic receives them (default pipelines.TopicDeadLetter).
 	DeadLetterTopic string
@@ -107,7 +108,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		cfg.InsertRows = DefaultInsertRows
 	}
 	if cfg.DeadLetters == nil {
-		cfg.DeadLetters = func(context.Context, []pipelines.Output) error {
+		cfg.DeadLetters = func(context.Context, []kafka.Output) error {
 			return errors.New("sink: no dead-letter producer")
 		}
 	}
@@ -131,7 +132,7 @@ type batch struct {
 	scores      []row
 	ledger      []row
 	redemptions []row
-	dead        []pipelines.Output
+	dead        []kafka.Output
 	deadCodes   []string
 	skipped     int
 
@@ -418,7 +419,7 @@ func (w *Writer) sendRows(ctx context.Context, insert string, rows []row) (err e
 }
 
 // deadLetter encodes rec as a schemas.DeadLetter for the dead-letter topic.
-func (w *Writer) deadLetter(rec *pipelines.Record, code string, cause error) (pipelines.Output, error) {
+func (w *Writer) deadLetter(rec *pipelines.Record, code string, cause error) (kafka.Output, error) {
 	var key any
 	if rec.Key != nil {
 		key = map[string]any{"bytes": rec.Key}
@@ -439,8 +440,8 @@ func (w *Writer) deadLetter(rec *pipelines.Record, code string, cause error) (pi
 		"time":             w.now().UTC().Truncate(time.Millisecond),
 	})
 	if err != nil {
-		return pipelines.Output{}, fmt.Errorf("encode dead letter: %w", err)
+		return kafka.Output{}, fmt.Errorf("encode dead letter: %w", err)
 	}
-	return pipelines.Output{Topic: w.dlq, Key: rec.Key, Value: b,
+	return kafka.Output{Topic: w.dlq, Key: rec.Key, Value: b,
 		Headers: []pipelines.Header{{Key: "stage", Value: []byte(w.stage)}, {Key: "code", Value: []byte(code)}}}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/sink"
 )
@@ -18,10 +19,10 @@ import (
 // letters is exercised by the end-to-end test).
 type deadLetters struct {
 	mu   sync.Mutex
-	recs []pipelines.Output
+	recs []kafka.Output
 }
 
-func (d *deadLetters) produce(_ context.Context, recs []pipelines.Output) error {
+func (d *deadLetters) produce(_ context.Context, recs []kafka.Output) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.recs = append(d.recs, recs...)
@@ -175,7 +176,7 @@ func TestWriterChunksFailPartWay(t *testing.T) {
 	ctx := context.Background()
 	dl := &deadLetters{}
 	calls := 0
-	produce := func(ctx context.Context, recs []pipelines.Output) error {
+	produce := func(ctx context.Context, recs []kafka.Output) error {
 		if calls++; calls == 1 {
 			return fmt.Errorf("broker down")
 		}

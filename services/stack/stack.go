@@ -24,6 +24,7 @@ import (
 
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ingest"
@@ -86,9 +87,9 @@ type Stack struct {
 	Broker   *broker.Broker
 	Registry *prometheus.Registry
 	Serde    *schemas.Serde
-	Producer *pipelines.Producer
+	Producer *kafka.Producer
 	// Pipelines is the runtime configuration the stages share.
-	Pipelines pipelines.Config
+	Pipelines kafka.Config
 	// LedgerKey signs the ledger's blocks.
 	LedgerKey ed25519.PrivateKey
 	// Ledger follows the blocks topic and serves proofs.
@@ -98,7 +99,7 @@ type Stack struct {
 	httpAddr string
 	httpSrv  *http.Server
 	closers  []func() error
-	state    *pipelines.Table // settlement's changelog
+	state    *kafka.Table // settlement's changelog
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -124,16 +125,19 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if cfg.DataDir != "" {
 		kafkaDir = filepath.Join(cfg.DataDir, "kafka")
 	}
-	if s.Broker, err = broker.Start(ctx, broker.Config{Addr: cfg.KafkaAddr, DataDir: kafkaDir, Logger: log}); err != nil {
+	if s.Broker, err = broker.Start(broker.Config{Addr: cfg.KafkaAddr, DataDir: kafkaDir, Logger: log}); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	s.closers = append(s.closers, s.Broker.Close)
+	if err := kafka.EnsureTopics(ctx, s.Broker.Addrs(), pipelines.Topology); err != nil {
+		return nil, fmt.Errorf("create topology: %w", err)
+	}
 
-	s.Pipelines = pipelines.Config{
+	s.Pipelines = kafka.Config{
 		Brokers: s.Broker.Addrs(), Logger: log, Registerer: s.Registry, Serde: s.Serde,
 		SessionTimeout: cfg.SessionTimeout,
 	}
-	if s.Producer, err = pipelines.NewProducer(s.Pipelines); err != nil {
+	if s.Producer, err = kafka.NewProducer(s.Pipelines); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.Producer.Close)
@@ -170,7 +174,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			EnsurePartner: settlement.PartnerTopicsEnsurer(s.Pipelines)}),
 	}
 	for _, st := range stages {
-		s.goRun(runCtx, st.Name, func(ctx context.Context) error { return pipelines.Run(ctx, s.Pipelines, st) })
+		s.goRun(runCtx, st.Name, func(ctx context.Context) error { return kafka.Run(ctx, s.Pipelines, st) })
 	}
 	if cfg.ClickHouseDSN != "" {
 		s.goRun(runCtx, "sink", func(ctx context.Context) error {
@@ -190,7 +194,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	s.closers = append(s.closers, s.Gateway.Close)
-	if s.state, err = pipelines.NewTable(runCtx, s.Pipelines, pipelines.TopicSettlementLog); err != nil {
+	if s.state, err = kafka.NewTable(runCtx, s.Pipelines, pipelines.TopicSettlementLog); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.state.Close)
@@ -235,7 +239,7 @@ func (s *Stack) mountOwner(ctx context.Context, mux *http.ServeMux) error {
 		return fmt.Errorf("owner api: %w", err)
 	}
 	s.closers = append(s.closers, conn.Close)
-	bindings, err := pipelines.NewTable(ctx, s.Pipelines, pipelines.TopicAccounts)
+	bindings, err := kafka.NewTable(ctx, s.Pipelines, pipelines.TopicAccounts)
 	if err != nil {
 		return err
 	}

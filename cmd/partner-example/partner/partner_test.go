@@ -14,7 +14,8 @@ import (
 
 	"github.com/minecart/minecart/cmd/partner-example/partner"
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/brokeracl"
 	"github.com/minecart/minecart/services/settlement/settletest"
@@ -57,7 +58,7 @@ func start(t *testing.T, env *settletest.Env, name string, credits bool, seen pa
 	done := make(chan error, 1)
 	go func() {
 		done <- partner.Run(ctx, partner.Config{Brokers: env.Brokers, Partner: name, LedgerKey: env.LedgerPub,
-			Credits: credits, Seen: seen, OnOrder: r.order, OnCredit: r.credit, Logger: pipetest.Logger()})
+			Credits: credits, Seen: seen, OnOrder: r.order, OnCredit: r.credit, Logger: kafkatest.Logger()})
 	}()
 	var once sync.Once
 	stop = func() {
@@ -102,7 +103,7 @@ func TestPartnerExample(t *testing.T) {
 	env.PutItem("acme", "mug", 10, nil)
 	env.PutItem("zeta", "pen", 15, nil)
 
-	var outs []pipelines.Output
+	var outs []kafka.Output
 	want := map[string][]string{} // partner -> redemption ids
 	for n := range 50 {
 		p, item := "acme", "mug"
@@ -115,18 +116,18 @@ func TestPartnerExample(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		outs = append(outs, pipelines.Output{Topic: pipelines.TopicRedemptions, Key: []byte(rq.Owner), Value: v})
+		outs = append(outs, kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte(rq.Owner), Value: v})
 		want[p] = append(want[p], settlement.RedemptionID(rq.Owner, rq.IdempotencyKey))
 	}
 	acme, zeta := &received{}, &received{}
 	seen := &partner.MemStore{}
 	stopAcme := start(t, env, "acme", true, seen, acme)
 	start(t, env, "zeta", false, &partner.MemStore{}, zeta)
-	pipetest.Produce(t, env.Brokers, outs[:25]...)
+	kafkatest.Produce(t, env.Brokers, outs[:25]...)
 	env.Wait(30*time.Second, func() bool { n, _ := acme.count(); return n >= 10 }, func() string { return "acme got < 10 orders" })
 	stopAcme() // a partner restart: at-least-once delivery, de-duplicated by redemption id
 	start(t, env, "acme", true, seen, acme)
-	pipetest.Produce(t, env.Brokers, outs[25:]...)
+	kafkatest.Produce(t, env.Brokers, outs[25:]...)
 
 	for p, ids := range want {
 		for _, id := range ids {
@@ -216,7 +217,7 @@ func TestPartnerExampleWithACLs(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- partner.Run(ctx, partner.Config{Brokers: env.Brokers, Partner: "acme", LedgerKey: env.LedgerPub,
-			User: "partner-acme", Password: "acme-pw", Credits: true, OnOrder: got.order, OnCredit: got.credit, Logger: pipetest.Logger()})
+			User: "partner-acme", Password: "acme-pw", Credits: true, OnOrder: got.order, OnCredit: got.credit, Logger: kafkatest.Logger()})
 	}()
 	defer func() {
 		cancel()

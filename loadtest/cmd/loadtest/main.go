@@ -27,6 +27,7 @@ import (
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/flagenv"
 )
 
@@ -161,7 +162,7 @@ func provisionDevices(ctx context.Context, brokers []string, devs []fleet.Device
 	if err := loadtest.CheckLoopback(brokers...); err != nil {
 		return err
 	}
-	p, err := pipelines.NewProducer(pipelines.Config{Brokers: brokers})
+	p, err := kafka.NewProducer(kafka.Config{Brokers: brokers})
 	if err != nil {
 		return err
 	}

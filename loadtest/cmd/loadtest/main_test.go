@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/gateway"
 )
 
 func TestKafkaMode(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
@@ -29,16 +29,16 @@ func TestKafkaMode(t *testing.T) {
 	if !strings.Contains(out.String(), "12345 events") {
 		t.Fatalf("output: %s", out.String())
 	}
-	if recs := pipetest.WaitRecords(t, brokers, pipelines.TopicTelemetryRaw, 12345, 20*time.Second); len(recs) != 12345 {
+	if recs := kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryRaw, 12345, 20*time.Second); len(recs) != 12345 {
 		t.Fatalf("%d records on the raw topic, want 12345", len(recs))
 	}
 }
 
 func TestGatewayMode(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	gw, err := gateway.New(ctx, gateway.Config{Pipelines: pipetest.Config(brokers), DeviceRate: -1})
+	gw, err := gateway.New(ctx, gateway.Config{Pipelines: kafkatest.Config(brokers), DeviceRate: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

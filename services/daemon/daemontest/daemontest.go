@@ -16,8 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/daemon"
 )
 
@@ -31,9 +31,9 @@ const (
 // Broker starts an in-memory kfake broker on 127.0.0.1 with a random port
 // that accepts only SASL/SCRAM-SHA-512 as User (no topics: the mains
 // create them), sets MINECART_BROKERS and MINECART_KAFKA_SASL for the
-// test, and returns a pipelines.Config (with the SASL client options and
+// test, and returns a kafka.Config (with the SASL client options and
 // the default Serde) for the test's own producing and reading.
-func Broker(t testing.TB) pipelines.Config {
+func Broker(t testing.TB) kafka.Config {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.Ports(0), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", User, Password))
 	if err != nil {
@@ -48,7 +48,7 @@ func Broker(t testing.TB) pipelines.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pipelines.Config{Brokers: brokers, Logger: pipetest.Logger(), ClientOptions: opts}
+	return kafka.Config{Brokers: brokers, Logger: kafkatest.Logger(), ClientOptions: opts}
 }
 
 // Addr returns a free 127.0.0.1 address for a main's HTTP server.
@@ -64,7 +64,7 @@ func Addr(t testing.TB) string {
 
 // WaitGroup waits until consumer group has a member with partitions
 // assigned (the stage is running), or fails the test after timeout.
-func WaitGroup(t testing.TB, cfg pipelines.Config, group string, timeout time.Duration) {
+func WaitGroup(t testing.TB, cfg kafka.Config, group string, timeout time.Duration) {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOptions...)...)
 	if err != nil {
@@ -93,7 +93,7 @@ func WaitGroup(t testing.TB, cfg pipelines.Config, group string, timeout time.Du
 
 // Read returns the first n committed records of topic (read_committed,
 // from the start), or fails the test after timeout.
-func Read(t testing.TB, cfg pipelines.Config, topic string, n int, timeout time.Duration) []*kgo.Record {
+func Read(t testing.TB, cfg kafka.Config, topic string, n int, timeout time.Duration) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted())}, cfg.ClientOptions...)...)

@@ -13,7 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/settlement"
@@ -24,9 +25,9 @@ type Env struct {
 	T         testing.TB
 	Brokers   []string
 	Serde     *schemas.Serde
-	Cfg       pipelines.Config
-	Producer  *pipelines.Producer
-	State     *pipelines.Table // settlement's changelog
+	Cfg       kafka.Config
+	Producer  *kafka.Producer
+	State     *kafka.Table // settlement's changelog
 	LedgerPub ed25519.PublicKey
 	Origin    string
 	Codec     settlement.Codec
@@ -41,7 +42,7 @@ type Env struct {
 // StartLedger (re)starts the ledger stage (same key and origin).
 func (e *Env) StartLedger() {
 	e.T.Helper()
-	e.stopLedger = pipetest.Run(e.T, e.Cfg, ledger.NewStage(e.ledgerCfg))
+	e.stopLedger = kafkatest.Run(e.T, e.Cfg, ledger.NewStage(e.ledgerCfg))
 }
 
 // StopLedger stops the ledger stage.
@@ -73,7 +74,7 @@ func StartWith(t testing.TB, o Options, partners ...string) *Env {
 	for _, p := range partners {
 		extra = append(extra, settlement.PartnerTopics(p)...)
 	}
-	brokers := pipetest.Broker(t, extra...)
+	brokers := kafkatest.Broker(t, extra...)
 	return StartOn(t, brokers, o)
 }
 
@@ -81,7 +82,7 @@ func StartWith(t testing.TB, o Options, partners ...string) *Env {
 func StartOn(t testing.TB, brokers []string, o Options) *Env {
 	t.Helper()
 	serde := schemas.SingleObject()
-	cfg := pipetest.Config(brokers)
+	cfg := kafkatest.Config(brokers)
 	cfg.Serde = serde
 	cfg.Now = o.Now
 	cfg.ClientOptions = o.ClientOptions
@@ -94,13 +95,13 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 	e.ledgerCfg = ledger.Config{Key: priv, Origin: e.Origin, Serde: serde, Brokers: brokers, Logger: cfg.Logger,
 		Blocks: &ledger.KafkaBlocks{Brokers: brokers, Serde: serde, ClientOptions: o.ClientOptions}}
 	e.StartLedger()
-	e.Producer, err = pipelines.NewProducer(pipelines.Config{Brokers: brokers, Logger: cfg.Logger, ClientOptions: o.ClientOptions})
+	e.Producer, err = kafka.NewProducer(kafka.Config{Brokers: brokers, Logger: cfg.Logger, ClientOptions: o.ClientOptions})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.Producer.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	e.State, err = pipelines.NewTable(ctx, cfg, pipelines.TopicSettlementLog)
+	e.State, err = kafka.NewTable(ctx, cfg, pipelines.TopicSettlementLog)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -118,7 +119,7 @@ func (e *Env) StartSettlement() {
 	e.T.Helper()
 	st := settlement.NewStage(settlement.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy,
 		EnsurePartner: settlement.PartnerTopicsEnsurer(e.Cfg)})
-	e.stopSettlement = pipetest.Run(e.T, e.Cfg, st)
+	e.stopSettlement = kafkatest.Run(e.T, e.Cfg, st)
 }
 
 // StopSettlement stops the settlement stage (it commits what it did).
@@ -172,7 +173,7 @@ func (e *Env) Credit(vehicle, date string, points int64) {
 	}
 	ctx, cancel := e.ctx()
 	defer cancel()
-	err = e.Producer.ProduceBatch(ctx, []pipelines.Output{
+	err = e.Producer.ProduceBatch(ctx, []kafka.Output{
 		{Topic: pipelines.TopicScores, Key: []byte(vehicle), Value: score},
 		{Topic: pipelines.TopicScores, Key: []byte("wm/0"), Value: wm},
 	})
@@ -251,7 +252,7 @@ func (e *Env) topicSizes() string {
 	var s string
 	for _, tp := range []string{pipelines.TopicLedgerRequests, pipelines.TopicLedgerEntries, pipelines.TopicRedemptions,
 		pipelines.TopicSettlementLog, pipelines.TopicDeadLetter} {
-		recs, err := pipetest.ReadCommitted(ctx, e.Brokers, tp)
+		recs, err := kafkatest.ReadCommitted(ctx, e.Brokers, tp)
 		s += fmt.Sprintf("%s: %d records (%v); ", tp, len(recs), err)
 	}
 	return s

@@ -6,9 +6,11 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/minecart/minecart/schemas"
-	"github.com/minecart/minecart/services/telemetry"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/registry"
+	"github.com/minecart/minecart/services/telemetry"
 )
 
 func event() telemetry.Event {
@@ -87,7 +89,7 @@ func TestBatch(t *testing.T) {
 func TestDecodeEventFramings(t *testing.T) {
 	reg := srfake.New()
 	defer reg.Close()
-	confluent, err := schemas.NewSerde(t.Context(), schemas.SerdeConfig{RegistryURL: reg.URL()})
+	confluent, err := registry.NewSerde(t.Context(), registry.Config{URL: reg.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,9 @@ func main() { daemon.Main("gateway", run) }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	var kafka daemon.Kafka
+	var kf daemon.Kafka
 	var proc daemon.Process
-	kafka.Register(fs)
+	kf.Register(fs)
 	proc.Register(fs, "127.0.0.1:9100")
 	addr := fs.String("http-addr", "127.0.0.1:8080", "address of the device API")
 	maxBody := fs.Int64("max-body-bytes", 8<<20, "largest request body as sent")
@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string) error {
 	reg := daemon.NewRegistry()
 	// The gateway's producer and device table register no runtime metrics
 	// of their own: the gateway's are on reg through Registerer.
-	pcfg, _, err := kafka.Config(ctx, log, nil)
+	pcfg, _, err := kf.Config(ctx, log, nil)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"flag"
 	"time"
 
-	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/ingest"
 	"github.com/minecart/minecart/services/telemetry"
@@ -18,10 +18,10 @@ func main() { daemon.Main("ingest", run) }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
-	var kafka daemon.Kafka
+	var kf daemon.Kafka
 	var proc daemon.Process
-	kafka.Register(fs)
-	kafka.RegisterInstanceID(fs)
+	kf.Register(fs)
+	kf.RegisterInstanceID(fs)
 	proc.Register(fs, "127.0.0.1:9101")
 	maxSkew := fs.Duration("max-skew", 5*time.Minute, "how far in the future an event may be")
 	maxAge := fs.Duration("max-age", 7*24*time.Hour, "how far in the past an event may be (0: no horizon)")
@@ -34,7 +34,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	log := proc.Logger()
 	reg := daemon.NewRegistry()
-	pcfg, serde, err := kafka.Config(ctx, log, reg)
+	pcfg, serde, err := kf.Config(ctx, log, reg)
 	if err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	// Run returns once it has committed its in-flight batch.
-	g.Go("stage", func(ctx context.Context) error { return pipelines.Run(ctx, pcfg, st) })
+	g.Go("stage", func(ctx context.Context) error { return kafka.Run(ctx, pcfg, st) })
 	log.Info("ingest starting", "brokers", pcfg.Brokers)
 	return g.Wait()
 }

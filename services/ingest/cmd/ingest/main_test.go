@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/daemon/daemontest"
 	"github.com/minecart/minecart/services/telemetry"
@@ -34,14 +35,14 @@ func TestMainSASL(t *testing.T) {
 		Lat: 31.2, Lon: 121.4, SpeedKmh: 50, OdometerKm: 1000, FuelPct: -1, CoolantC: -273}
 	bad := good
 	bad.EventID, bad.Seq, bad.SpeedKmh = "e2", 2, 900
-	p, err := pipelines.NewProducer(cfg)
+	p, err := kafka.NewProducer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	var recs []pipelines.Output
+	var recs []kafka.Output
 	for _, ev := range []telemetry.Event{good, bad} {
-		recs = append(recs, pipelines.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID),
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID),
 			Value: codec.AppendEvent(nil, &ev), Headers: []pipelines.Header{{Key: "device", Value: []byte(ev.DeviceID)}}})
 	}
 	if err := p.ProduceBatch(ctx, recs); err != nil {

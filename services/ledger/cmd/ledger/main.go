@@ -15,7 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/ledger"
 )
@@ -27,10 +27,10 @@ func run(ctx context.Context, args []string) error {
 		return ledger.Command(ctx, args, os.Stdout)
 	}
 	fs := flag.NewFlagSet("ledger", flag.ContinueOnError)
-	var kafka daemon.Kafka
+	var kf daemon.Kafka
 	var proc daemon.Process
-	kafka.Register(fs)
-	kafka.RegisterInstanceID(fs)
+	kf.Register(fs)
+	kf.RegisterInstanceID(fs)
 	proc.Register(fs, "127.0.0.1:9104")
 	dataDir := fs.String("data-dir", "data", "directory of the ledger key (ledger.key, created on first run)")
 	keyPath := fs.String("key", "", "ledger Ed25519 key file (default DATA_DIR/ledger.key)")
@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string) error {
 		log.Warn("created a new ledger key", "key", *keyPath)
 	}
 	reg := daemon.NewRegistry()
-	pcfg, serde, err := kafka.Config(ctx, log, reg)
+	pcfg, serde, err := kf.Config(ctx, log, reg)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		g.Go("blocks follower", rd.Run)
 	}
-	g.Go("stage", func(ctx context.Context) error { return pipelines.Run(ctx, pcfg, ledger.NewStage(cfg)) })
+	g.Go("stage", func(ctx context.Context) error { return kafka.Run(ctx, pcfg, ledger.NewStage(cfg)) })
 	log.Info("ledger starting", "brokers", pcfg.Brokers, "key", *keyPath, "verifier_key", ledger.VerifierKey(*origin, signer.Public()))
 	return g.Wait()
 }

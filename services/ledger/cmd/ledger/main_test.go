@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/daemon/daemontest"
 	"github.com/minecart/minecart/services/ledger"
@@ -22,9 +23,9 @@ import (
 // MINECART_BROKERS) against a real broker: two scores and a watermark in,
 // the proof API shows a tree of two entries signed by the key it created.
 func TestMainServesCredits(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	t.Setenv("MINECART_BROKERS", brokers[0])
-	pipetest.Produce(t, brokers, scores(t)...)
+	kafkatest.Produce(t, brokers, scores(t)...)
 	servesCredits(t)
 }
 
@@ -34,10 +35,10 @@ func TestMainServesCredits(t *testing.T) {
 // connect with SASL.
 func TestMainSASL(t *testing.T) {
 	cfg := daemontest.Broker(t)
-	if err := pipelines.EnsureTopicsWith(context.Background(), cfg, pipelines.Topology); err != nil {
+	if err := kafka.EnsureTopicsWith(context.Background(), cfg, pipelines.Topology); err != nil {
 		t.Fatal(err)
 	}
-	p, err := pipelines.NewProducer(cfg)
+	p, err := kafka.NewProducer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +50,10 @@ func TestMainSASL(t *testing.T) {
 }
 
 // scores returns two daily scores and the watermark that closes their day.
-func scores(t *testing.T) []pipelines.Output {
+func scores(t *testing.T) []kafka.Output {
 	t.Helper()
 	serde := schemas.SingleObject()
-	var recs []pipelines.Output
+	var recs []kafka.Output
 	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	for _, v := range []string{"veh-b", "veh-a"} {
 		native := map[string]any{
@@ -68,13 +69,13 @@ func scores(t *testing.T) []pipelines.Output {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, pipelines.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: b})
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: b})
 	}
 	wm, err := serde.Encode(schemas.Watermark, map[string]any{"task": int32(0), "tasks": int32(1), "closed_through_ms": day.Add(24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(recs, pipelines.Output{Topic: pipelines.TopicScores, Key: []byte("wm/0"), Value: wm})
+	return append(recs, kafka.Output{Topic: pipelines.TopicScores, Key: []byte("wm/0"), Value: wm})
 }
 
 // servesCredits runs the command with the environment set by the caller

@@ -12,6 +12,7 @@ import (
 	_ "time/tzdata" // day boundaries must not depend on the host's zoneinfo
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/scoring"
 )
@@ -20,10 +21,10 @@ func main() { daemon.Main("scoring", run) }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("scoring", flag.ContinueOnError)
-	var kafka daemon.Kafka
+	var kf daemon.Kafka
 	var proc daemon.Process
-	kafka.Register(fs)
-	kafka.RegisterInstanceID(fs)
+	kf.Register(fs)
+	kf.RegisterInstanceID(fs)
 	proc.Register(fs, "127.0.0.1:9102")
 	tz := fs.String("default-tz", "Asia/Shanghai", "time zone of events without one")
 	grace := fs.Duration("grace", 2*time.Hour, "how long a day stays open after its local midnight")
@@ -48,7 +49,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	log := proc.Logger()
 	reg := daemon.NewRegistry()
-	pcfg, serde, err := kafka.Config(ctx, log, reg)
+	pcfg, serde, err := kf.Config(ctx, log, reg)
 	if err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func run(ctx context.Context, args []string) error {
 	if err := g.ServeMetrics(proc.MetricsAddr, reg); err != nil {
 		return err
 	}
-	g.Go("stage", func(ctx context.Context) error { return pipelines.Run(ctx, pcfg, st) })
+	g.Go("stage", func(ctx context.Context) error { return kafka.Run(ctx, pcfg, st) })
 	log.Info("scoring starting", "brokers", pcfg.Brokers, "tasks", *tasks, "grace", *grace, "rules", rules.Version)
 	return g.Wait()
 }

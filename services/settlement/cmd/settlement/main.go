@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/settlement"
 )
@@ -24,10 +25,10 @@ func main() { daemon.Main("settlement", run) }
 func run(ctx context.Context, args []string) error {
 	def := settlement.DefaultPolicy()
 	fs := flag.NewFlagSet("settlement", flag.ContinueOnError)
-	var kafka daemon.Kafka
+	var kf daemon.Kafka
 	var proc daemon.Process
-	kafka.Register(fs)
-	kafka.RegisterInstanceID(fs)
+	kf.Register(fs)
+	kf.RegisterInstanceID(fs)
 	proc.Register(fs, "127.0.0.1:9105")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8085", "address of the redemption and balance API (empty: none)")
 	runStage := fs.Bool("stage", true, "run the settlement stage (false: HTTP replica only)")
@@ -43,7 +44,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	log := proc.Logger()
 	reg := daemon.NewRegistry()
-	pcfg, serde, err := kafka.Config(ctx, log, reg)
+	pcfg, serde, err := kf.Config(ctx, log, reg)
 	if err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ func run(ctx context.Context, args []string) error {
 		g.Stop()
 	} else {
 		if *runStage {
-			g.Go("stage", func(ctx context.Context) error { return pipelines.Run(ctx, pcfg, settlement.NewStage(scfg)) })
+			g.Go("stage", func(ctx context.Context) error { return kafka.Run(ctx, pcfg, settlement.NewStage(scfg)) })
 		}
 		log.Info("settlement starting", "brokers", pcfg.Brokers, "stage", *runStage, "http", *httpAddr)
 	}
@@ -80,13 +81,13 @@ func run(ctx context.Context, args []string) error {
 
 // serveAPI starts the redemption API in g: a producer of requests and a
 // table of the stage's state. It returns what to close once g is done.
-func serveAPI(ctx context.Context, g *daemon.Group, pcfg pipelines.Config, addr string, wait time.Duration) (closers []func() error, err error) {
-	prod, err := pipelines.NewProducer(pcfg)
+func serveAPI(ctx context.Context, g *daemon.Group, pcfg kafka.Config, addr string, wait time.Duration) (closers []func() error, err error) {
+	prod, err := kafka.NewProducer(pcfg)
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, prod.Close)
-	state, err := pipelines.NewTable(ctx, pcfg, pipelines.TopicSettlementLog)
+	state, err := kafka.NewTable(ctx, pcfg, pipelines.TopicSettlementLog)
 	if err != nil {
 		return closers, err
 	}

@@ -15,9 +15,9 @@ func main() { daemon.Main("sink", run) }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("sink", flag.ContinueOnError)
-	var kafka daemon.Kafka
+	var kf daemon.Kafka
 	var proc daemon.Process
-	kafka.Register(fs)
+	kf.Register(fs)
 	proc.Register(fs, "127.0.0.1:9106")
 	dsn := fs.String("clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://user:pass@host:9000/db (native; prefer the environment)")
 	group := fs.String("group", "sink", "consumer group")
@@ -29,7 +29,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	log := proc.Logger()
 	reg := daemon.NewRegistry()
-	pcfg, _, err := kafka.Config(ctx, log, reg)
+	pcfg, _, err := kf.Config(ctx, log, reg)
 	if err != nil {
 		return err
 	}

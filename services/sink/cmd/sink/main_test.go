@@ -7,6 +7,7 @@ import (
 
 	"github.com/minecart/minecart/infra/chserver/chtest"
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/daemon/daemontest"
 	"github.com/minecart/minecart/services/sink"
@@ -26,7 +27,7 @@ func TestMainSASL(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--metrics-addr", "", "--max-wait", "50ms"}) }()
 	daemontest.WaitGroup(t, cfg, "sink", 60*time.Second)
-	p, err := pipelines.NewProducer(cfg)
+	p, err := kafka.NewProducer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,10 @@
-package pipelines
+package kafka
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/minecart/minecart/pipelines"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -17,13 +18,13 @@ import (
 // compacted). Existing topics are left alone, but one with fewer partitions
 // than its spec is an error (co-partitioned stages rely on the count).
 // Calling it again is harmless.
-func EnsureTopics(ctx context.Context, brokers []string, specs []TopicSpec) error {
+func EnsureTopics(ctx context.Context, brokers []string, specs []pipelines.TopicSpec) error {
 	return EnsureTopicsWith(ctx, Config{Brokers: brokers}, specs)
 }
 
 // EnsureTopicsWith is EnsureTopics with the connection settings of cfg
 // (Config.ClientOptions: TLS, SASL), for brokers that need them.
-func EnsureTopicsWith(ctx context.Context, cfg Config, specs []TopicSpec) error {
+func EnsureTopicsWith(ctx context.Context, cfg Config, specs []pipelines.TopicSpec) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -35,7 +36,7 @@ func EnsureTopicsWith(ctx context.Context, cfg Config, specs []TopicSpec) error 
 	return ensureTopics(ctx, kadm.NewClient(cl), specs)
 }
 
-func ensureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) error {
+func ensureTopics(ctx context.Context, adm *kadm.Client, specs []pipelines.TopicSpec) error {
 	names := make([]string, 0, len(specs))
 	for _, s := range specs {
 		if s.Name == "" || s.Partitions < 1 {
@@ -63,7 +64,7 @@ func ensureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 	return errors.Join(errs...)
 }
 
-func topicConfigs(s TopicSpec) map[string]*string {
+func topicConfigs(s pipelines.TopicSpec) map[string]*string {
 	c := map[string]*string{}
 	if s.Compacted {
 		c["cleanup.policy"] = kadm.StringPtr("compact")

@@ -1,9 +1,10 @@
-package pipelines
+package kafka
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/minecart/minecart/pipelines"
 	"io"
 	"log/slog"
 	"runtime/debug"
@@ -42,11 +43,11 @@ const CodeRetriesExhausted = "retries_exhausted"
 // leaves the group; it then returns nil. It returns an error only for a bad
 // configuration; failures of the Kafka session are logged and the session
 // is rebuilt with backoff.
-func Run(ctx context.Context, cfg Config, st Stage) error {
+func Run(ctx context.Context, cfg Config, st pipelines.Stage) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := st.validate(); err != nil {
+	if err := st.Validate(); err != nil {
 		return err
 	}
 	cfg = cfg.withDefaults()
@@ -72,20 +73,10 @@ func Run(ctx context.Context, cfg Config, st Stage) error {
 	}
 }
 
-func (st Stage) validate() error {
-	if st.Name == "" || len(st.Inputs) == 0 || st.NewProcessor == nil {
-		return errors.New("pipelines: stage needs Name, Inputs and NewProcessor")
-	}
-	if st.TickEvery < 0 {
-		return fmt.Errorf("stage %s: negative TickEvery", st.Name)
-	}
-	return nil
-}
-
 // checkCopartitioned verifies that every input has the same partition count
 // (a Task owns partition p of each), that the changelog has at least as
 // many, and that the dead-letter topic exists.
-func checkCopartitioned(ctx context.Context, cfg Config, st Stage) error {
+func checkCopartitioned(ctx context.Context, cfg Config, st pipelines.Stage) error {
 	cl, err := kgo.NewClient(cfg.baseOpts()...)
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", st.Name, err)
@@ -123,22 +114,22 @@ func checkCopartitioned(ctx context.Context, cfg Config, st Stage) error {
 }
 
 type task struct {
-	id      Task
-	proc    Processor
-	ticker  Ticker
-	flusher Flusher
+	id      pipelines.Task
+	proc    pipelines.Processor
+	ticker  pipelines.Ticker
+	flusher pipelines.Flusher
 }
 
 // runner is one group session of a stage: one client, its tasks.
 type runner struct {
 	cfg Config
-	st  Stage
+	st  pipelines.Stage
 	log *slog.Logger
 	m   *metrics
 
 	ctx     context.Context // the session's: given to NewProcessor and Restore
 	sess    *kgo.GroupTransactSession
-	restore *kgo.Client // changelog reader, made on first use
+	restore *Reader // changelog reader, made on first use
 	tasks   map[int32]*task
 
 	mu    sync.Mutex     // guards owned and drop, written by group callbacks
@@ -383,7 +374,7 @@ func (r *runner) process(ctx context.Context, t *task, kr *kgo.Record) error {
 			}
 			return nil
 		}
-		if code, ok := RejectCode(err); ok {
+		if code, ok := pipelines.RejectCode(err); ok {
 			return r.deadLetter(ctx, rec, code, err)
 		}
 		if attempt >= r.cfg.MaxRetries {
@@ -400,7 +391,7 @@ func (r *runner) process(ctx context.Context, t *task, kr *kgo.Record) error {
 	}
 }
 
-func safeProcess(ctx context.Context, p Processor, rec Record, out Emitter) error {
+func safeProcess(ctx context.Context, p pipelines.Processor, rec pipelines.Record, out pipelines.Emitter) error {
 	return safely(func() error { return p.Process(ctx, rec, out) })
 }
 
@@ -434,8 +425,21 @@ func (r *runner) onProduced(rec *kgo.Record, err error) {
 	r.prodMu.Unlock()
 }
 
-// deadLetter produces rec to the dead-letter topic as a schemas.DeadLetter.
-func (r *runner) deadLetter(ctx context.Context, rec Record, code string, cause error) error {
+// deadLetter produces rec to the dead-letter topic, in the transaction.
+func (r *runner) deadLetter(ctx context.Context, rec pipelines.Record, code string, cause error) error {
+	dl, err := deadLetterRecord(r.cfg, r.st.Name, rec, code, cause)
+	if err != nil {
+		return err
+	}
+	r.sess.Produce(ctx, dl, r.promise)
+	r.dead[code]++
+	r.log.Debug("record dead-lettered", "code", code, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", cause)
+	return nil
+}
+
+// deadLetterRecord is the dead-letter record of rec (a schemas.DeadLetter,
+// headers stage and code), in processor and sink mode alike.
+func deadLetterRecord(cfg Config, stage string, rec pipelines.Record, code string, cause error) (*kgo.Record, error) {
 	var key any
 	if rec.Key != nil {
 		key = map[string]any{"bytes": rec.Key}
@@ -444,8 +448,8 @@ func (r *runner) deadLetter(ctx context.Context, rec Record, code string, cause 
 	if value == nil {
 		value = []byte{}
 	}
-	b, err := r.cfg.Serde.Encode(schemas.DeadLetter, map[string]any{
-		"stage":            r.st.Name,
+	b, err := cfg.Serde.Encode(schemas.DeadLetter, map[string]any{
+		"stage":            stage,
 		"reason_code":      code,
 		"error":            cause.Error(),
 		"source_topic":     rec.Topic,
@@ -453,23 +457,20 @@ func (r *runner) deadLetter(ctx context.Context, rec Record, code string, cause 
 		"source_offset":    rec.Offset,
 		"key":              key,
 		"value":            value,
-		"time":             r.cfg.Now().UTC().Truncate(time.Millisecond),
+		"time":             cfg.Now().UTC().Truncate(time.Millisecond),
 	})
 	if err != nil {
-		return fmt.Errorf("encode dead letter: %w", err)
+		return nil, fmt.Errorf("encode dead letter: %w", err)
 	}
-	r.sess.Produce(ctx, &kgo.Record{
-		Topic: r.cfg.DeadLetterTopic,
+	return &kgo.Record{
+		Topic: cfg.DeadLetterTopic,
 		Key:   rec.Key,
 		Value: b,
 		Headers: []kgo.RecordHeader{
-			{Key: "stage", Value: []byte(r.st.Name)},
+			{Key: "stage", Value: []byte(stage)},
 			{Key: "code", Value: []byte(code)},
 		},
-	}, r.promise)
-	r.dead[code]++
-	r.log.Debug("record dead-lettered", "code", code, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", cause)
-	return nil
+	}, nil
 }
 
 func (r *runner) tick(ctx context.Context) {
@@ -586,19 +587,19 @@ func (r *runner) syncTasks(ctx context.Context, fetched []int32) error {
 }
 
 func (r *runner) newTask(ctx context.Context, p int32) (*task, error) {
-	id := Task{Stage: r.st.Name, Partition: p}
+	id := pipelines.Task{Stage: r.st.Name, Partition: p}
 	proc, err := r.st.NewProcessor(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("new processor %d: %w", p, err)
 	}
 	t := &task{id: id, proc: proc}
-	t.ticker, _ = proc.(Ticker)
-	t.flusher, _ = proc.(Flusher)
+	t.ticker, _ = proc.(pipelines.Ticker)
+	t.flusher, _ = proc.(pipelines.Flusher)
 	if r.st.Changelog != "" {
-		rs, ok := proc.(Restorer)
+		rs, ok := proc.(pipelines.Restorer)
 		if !ok {
 			closeProc(proc)
-			return nil, fmt.Errorf("stage %s has a changelog but its processor is not a Restorer", r.st.Name)
+			return nil, fmt.Errorf("stage %s has a changelog but its processor is not a pipelines.Restorer", r.st.Name)
 		}
 		start := time.Now()
 		n, err := r.restoreTask(ctx, p, rs)
@@ -636,7 +637,7 @@ func (r *runner) closeTasks() {
 	}
 }
 
-func closeProc(p Processor) error {
+func closeProc(p pipelines.Processor) error {
 	if c, ok := p.(io.Closer); ok {
 		return c.Close()
 	}

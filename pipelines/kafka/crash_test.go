@@ -1,4 +1,4 @@
-package pipelines_test
+package kafka_test
 
 import (
 	"bufio"
@@ -15,7 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 )
 
 const (
@@ -30,7 +31,7 @@ func TestCrashChild(t *testing.T) {
 	if brokers == "" {
 		t.Skip("helper process of TestExactlyOnceKill")
 	}
-	cfg := pipetest.Config(strings.Split(brokers, ","))
+	cfg := kafkatest.Config(strings.Split(brokers, ","))
 	cfg.MaxBatch = 100
 	cfg.TransactionTimeout = 2 * time.Second
 	if id := os.Getenv(crashIDEnv); id != "" {
@@ -56,7 +57,7 @@ func TestCrashChild(t *testing.T) {
 			}}}, nil
 		},
 	}
-	_ = pipelines.Run(context.Background(), cfg, st)
+	_ = kafka.Run(context.Background(), cfg, st)
 }
 
 // batchCounter resets inBatch at the end of every batch.
@@ -89,10 +90,10 @@ func TestExactlyOnceKill(t *testing.T) {
 
 func testKill(t *testing.T, instance string) {
 	const n = 3000
-	brokers := pipetest.Broker(t,
+	brokers := kafkatest.Broker(t,
 		pipelines.TopicSpec{Name: "crash.in", Partitions: 4},
 		pipelines.TopicSpec{Name: "crash.out", Partitions: 4})
-	pipetest.ProduceN(t, brokers, "crash.in", n, gen)
+	kafkatest.ProduceN(t, brokers, "crash.in", n, gen)
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashEnv+"="+strings.Join(brokers, ","), crashIDEnv+"="+instance)
@@ -130,7 +131,7 @@ func testKill(t *testing.T, instance string) {
 
 	// The child committed some batches before it hung, and left a
 	// transaction open with records in it.
-	before, err := pipetest.ReadCommitted(context.Background(), brokers, "crash.out")
+	before, err := kafkatest.ReadCommitted(context.Background(), brokers, "crash.out")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +142,12 @@ func testKill(t *testing.T, instance string) {
 		t.Fatal("no open transaction on the output after the kill")
 	}
 
-	cfg := pipetest.Config(brokers)
+	cfg := kafkatest.Config(brokers)
 	cfg.InstanceID = instance
-	pipetest.Run(t, cfg, upperStage("crash", "crash.in", "crash.out", nil, nil))
-	pipetest.WaitRecords(t, brokers, "crash.out", n, 60*time.Second)
+	kafkatest.Run(t, cfg, upperStage("crash", "crash.in", "crash.out", nil, nil))
+	kafkatest.WaitRecords(t, brokers, "crash.out", n, 60*time.Second)
 	time.Sleep(200 * time.Millisecond)
-	recs, err := pipetest.ReadCommitted(context.Background(), brokers, "crash.out")
+	recs, err := kafkatest.ReadCommitted(context.Background(), brokers, "crash.out")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,10 @@
-package pipelines
+package kafka
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/minecart/minecart/pipelines"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -13,7 +14,7 @@ import (
 type Output struct {
 	Topic      string
 	Key, Value []byte
-	Headers    []Header
+	Headers    []pipelines.Header
 }
 
 // Producer writes records for non-stage writers (the gateway, the CLI, HTTP
@@ -44,7 +45,7 @@ func NewProducer(cfg Config) (*Producer, error) {
 }
 
 // ProduceSync writes one record and waits for the broker's acknowledgement.
-func (p *Producer) ProduceSync(ctx context.Context, topic string, key, value []byte, headers ...Header) error {
+func (p *Producer) ProduceSync(ctx context.Context, topic string, key, value []byte, headers ...pipelines.Header) error {
 	r := &kgo.Record{Topic: topic, Key: key, Value: value, Headers: kgoHeaders(headers)}
 	if err := p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 		return fmt.Errorf("produce to %s: %w", topic, err)
@@ -87,7 +88,7 @@ func (p *Producer) Close() error {
 	return nil
 }
 
-func kgoHeaders(hs []Header) []kgo.RecordHeader {
+func kgoHeaders(hs []pipelines.Header) []kgo.RecordHeader {
 	if len(hs) == 0 {
 		return nil
 	}
@@ -98,19 +99,19 @@ func kgoHeaders(hs []Header) []kgo.RecordHeader {
 	return out
 }
 
-func fromKgoHeaders(hs []kgo.RecordHeader) []Header {
+func fromKgoHeaders(hs []kgo.RecordHeader) []pipelines.Header {
 	if len(hs) == 0 {
 		return nil
 	}
-	out := make([]Header, len(hs))
+	out := make([]pipelines.Header, len(hs))
 	for i, h := range hs {
-		out[i] = Header{Key: h.Key, Value: h.Value}
+		out[i] = pipelines.Header{Key: h.Key, Value: h.Value}
 	}
 	return out
 }
 
-func fromKgo(r *kgo.Record) Record {
-	return Record{
+func fromKgo(r *kgo.Record) pipelines.Record {
+	return pipelines.Record{
 		Topic:     r.Topic,
 		Partition: r.Partition,
 		Offset:    r.Offset,

@@ -1,4 +1,4 @@
-package pipelines_test
+package kafka_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 )
 
 type passthrough struct{ out string }
@@ -26,7 +26,7 @@ var benchRound atomic.Int64
 // BenchmarkRunPassthrough measures records/s through Run (exactly once:
 // group, one transaction per batch, read_committed) with a processor that
 // re-emits every record, against the bare franz-go consume-and-produce of
-// the same records through the same broker (pipetest.Passthrough). Both
+// the same records through the same broker (kafkatest.Passthrough). Both
 // run three times, alternating, and the best of each counts (the machine is
 // shared, its load varies); it reports both rates and their ratio (run /
 // bare: 1 means the runtime costs nothing over the bare client). b.N is the
@@ -35,7 +35,7 @@ var benchRound atomic.Int64
 //	go test -run '^$' -bench RunPassthrough -benchtime 300000x ./pipelines/
 func BenchmarkRunPassthrough(b *testing.B) {
 	const rounds = 3
-	brokers := pipetest.Broker(b)
+	brokers := kafkatest.Broker(b)
 	id := benchRound.Add(1)
 	in := fmt.Sprintf("bench%d.in", id)
 	specs := []pipelines.TopicSpec{{Name: in, Partitions: 8}}
@@ -44,13 +44,13 @@ func BenchmarkRunPassthrough(b *testing.B) {
 			pipelines.TopicSpec{Name: fmt.Sprintf("bench%d.out%d", id, r), Partitions: 8},
 			pipelines.TopicSpec{Name: fmt.Sprintf("bench%d.bare%d", id, r), Partitions: 8})
 	}
-	pipetest.CreateTopics(b, brokers, specs...)
+	kafkatest.CreateTopics(b, brokers, specs...)
 	n := b.N
 	value := make([]byte, 130)
 	for i := range value {
 		value[i] = byte('a' + i%26)
 	}
-	pipetest.ProduceN(b, brokers, in, n, func(i int) ([]byte, []byte) {
+	kafkatest.ProduceN(b, brokers, in, n, func(i int) ([]byte, []byte) {
 		return []byte("vehicle-" + strconv.Itoa(i%10000)), value
 	})
 	ctx := context.Background()
@@ -59,7 +59,7 @@ func BenchmarkRunPassthrough(b *testing.B) {
 	var bestBare, bestRun time.Duration
 	var perTxn float64
 	for r := 0; r < rounds; r++ {
-		bare, err := pipetest.Passthrough(ctx, brokers, in, fmt.Sprintf("bench%d.bare%d", id, r), n)
+		bare, err := kafkatest.Passthrough(ctx, brokers, in, fmt.Sprintf("bench%d.bare%d", id, r), n)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -84,11 +84,11 @@ func BenchmarkRunPassthrough(b *testing.B) {
 // returns the time taken and the transactions committed.
 func runPassthrough(b *testing.B, brokers []string, name, in, out string, n int) (time.Duration, float64) {
 	reg := prometheus.NewRegistry()
-	cfg := pipetest.Config(brokers)
+	cfg := kafkatest.Config(brokers)
 	cfg.Registerer = reg
 	cfg.MaxBatch = 10000
 	start := time.Now()
-	stop := pipetest.Run(b, cfg, pipelines.Stage{
+	stop := kafkatest.Run(b, cfg, pipelines.Stage{
 		Name:   name,
 		Inputs: []string{in},
 		NewProcessor: func(context.Context, pipelines.Task) (pipelines.Processor, error) {

@@ -1,9 +1,10 @@
-package pipelines
+package kafka
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/minecart/minecart/pipelines"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -14,29 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// SinkStage declares an at-least-once sink for RunSink: records are handed
-// to Write in batches, and their offsets are committed only after Write
-// returned nil.
-type SinkStage struct {
-	// Name is the consumer group and the "stage" label of the metrics.
-	Name string
-	// Inputs are the topics consumed.
-	Inputs []string
-	// MaxRows is the most records per Write (default 10000).
-	MaxRows int
-	// MaxWait is the longest a record waits in the buffer before Write
-	// (default 1s).
-	MaxWait time.Duration
-	// Write stores a batch. It is retried with backoff, with the same
-	// records (and possibly records appended), until it returns nil: it
-	// must be idempotent enough for at-least-once delivery (a batch
-	// written just before a crash or a rebalance is written again).
-	// Records Write cannot store (undecodable bytes) are its own business:
-	// it should skip or dead-letter them and return nil, since an error
-	// for one bad record would retry the batch forever.
-	Write func(ctx context.Context, recs []Record) error
-}
-
 // RunSink runs st until ctx is done. While Write fails, fetching is paused
 // (Kafka is the buffer) and the batch is retried with backoff; offsets are
 // committed after each successful Write. On rebalance, buffered records of
@@ -44,7 +22,7 @@ type SinkStage struct {
 // the committed offset). When ctx is cancelled, the buffer is written and
 // committed once more (within Config.ShutdownTimeout) and the group is left.
 // It returns nil after ctx is done, or an error for a bad configuration.
-func RunSink(ctx context.Context, cfg Config, st SinkStage) error {
+func RunSink(ctx context.Context, cfg Config, st pipelines.SinkStage) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -88,13 +66,13 @@ func RunSink(ctx context.Context, cfg Config, st SinkStage) error {
 
 type sink struct {
 	cfg Config
-	st  SinkStage
+	st  pipelines.SinkStage
 	log *slog.Logger
 	m   *metrics
 	cl  *kgo.Client
 
 	mu       sync.Mutex // guards buf and offsets against the revoke callback
-	buf      []Record
+	buf      []pipelines.Record
 	offsets  map[string]map[int32]kgo.EpochOffset // next offset per buffered partition
 	deadline time.Time                            // when the oldest buffered record must be written
 }
@@ -104,7 +82,7 @@ type sink struct {
 func (s *sink) onRevoked(_ context.Context, _ *kgo.Client, rev map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	gone := func(r *Record) bool {
+	gone := func(r *pipelines.Record) bool {
 		for _, p := range rev[r.Topic] {
 			if p == r.Partition {
 				return true
@@ -113,7 +91,7 @@ func (s *sink) onRevoked(_ context.Context, _ *kgo.Client, rev map[string][]int3
 		return false
 	}
 	// A new slice: a Write in progress may be reading the old one.
-	kept := make([]Record, 0, len(s.buf))
+	kept := make([]pipelines.Record, 0, len(s.buf))
 	for i := range s.buf {
 		if !gone(&s.buf[i]) {
 			kept = append(kept, s.buf[i])
@@ -197,7 +175,10 @@ func (s *sink) writeAndCommit(ctx context.Context) {
 			return // every buffered partition was revoked meanwhile
 		}
 		start := time.Now()
-		err := s.st.Write(wctx, batch)
+		rejected, err := s.st.Write(wctx, batch)
+		if err == nil {
+			err = s.deadLetters(wctx, rejected)
+		}
 		if err == nil {
 			s.m.sinkWrites.WithLabelValues(s.st.Name, "ok").Inc()
 			s.m.sinkSeconds.WithLabelValues(s.st.Name).Observe(time.Since(start).Seconds())
@@ -241,6 +222,31 @@ func (s *sink) writeAndCommit(ctx context.Context) {
 	if cerr != nil {
 		s.log.Warn("sink commit failed; the batch may be written again", "err", cerr)
 	}
+}
+
+// deadLetters produces the records Write rejected to the dead-letter topic
+// and waits for the broker's acknowledgement (before the batch's offsets
+// are committed, so none is lost).
+func (s *sink) deadLetters(ctx context.Context, rejected []pipelines.Rejected) error {
+	if len(rejected) == 0 {
+		return nil
+	}
+	recs := make([]*kgo.Record, len(rejected))
+	for i, rj := range rejected {
+		r, err := deadLetterRecord(s.cfg, s.st.Name, rj.Record, rj.Code, rj.Err)
+		if err != nil {
+			return err
+		}
+		recs[i] = r
+	}
+	if err := s.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	for _, rj := range rejected {
+		s.m.dead.WithLabelValues(s.st.Name, rj.Code).Inc()
+	}
+	s.log.Warn("records dead-lettered", "records", len(rejected))
+	return nil
 }
 
 // reset empties the buffer and returns the offsets it covered.

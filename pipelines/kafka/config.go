@@ -1,4 +1,4 @@
-package pipelines
+package kafka
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/minecart/minecart/pipelines"
 	"log/slog"
 	"os"
 	"time"
@@ -93,7 +94,7 @@ func (c Config) withDefaults() Config {
 		c.Serde = schemas.SingleObject()
 	}
 	if c.DeadLetterTopic == "" {
-		c.DeadLetterTopic = TopicDeadLetter
+		c.DeadLetterTopic = pipelines.TopicDeadLetter
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = 5

@@ -1,9 +1,11 @@
-package pipelines
+package kafka
 
 import (
 	"context"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/pipelines"
 )
 
 // explicitPartition marks records emitted with EmitTo: the partitioner
@@ -49,11 +51,11 @@ type emitter struct {
 	recs []*kgo.Record
 }
 
-func (e *emitter) Emit(topic string, key, value []byte, headers ...Header) {
+func (e *emitter) Emit(topic string, key, value []byte, headers ...pipelines.Header) {
 	e.recs = append(e.recs, &kgo.Record{Topic: topic, Key: key, Value: value, Headers: kgoHeaders(headers)})
 }
 
-func (e *emitter) EmitTo(topic string, partition int32, key, value []byte, headers ...Header) {
+func (e *emitter) EmitTo(topic string, partition int32, key, value []byte, headers ...pipelines.Header) {
 	e.recs = append(e.recs, &kgo.Record{
 		Topic: topic, Partition: partition, Key: key, Value: value,
 		Headers: kgoHeaders(headers), Context: explicitPartition,

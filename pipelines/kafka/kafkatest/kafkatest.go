@@ -1,4 +1,4 @@
-// Package pipetest holds test helpers for code built on the pipelines
+// Package kafkatest holds test helpers for code built on the pipelines
 // runtime: an embedded broker on a random port, producing and reading
 // records (read_committed), running a stage for the length of a test, and
 // the bare franz-go consume-and-produce baseline that stage benchmarks
@@ -6,13 +6,13 @@
 //
 // Typical use in a stage's test:
 //
-//	brokers := pipetest.Broker(t)               // kfake with every Topology topic
-//	cfg := pipetest.Config(brokers)             // short session timeout, quick retries
-//	stop := pipetest.Run(t, cfg, myStage)       // pipelines.Run until stop() or the test ends
-//	pipetest.ProduceN(t, brokers, pipelines.TopicTelemetryRaw, 100, gen)
-//	out := pipetest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, 100, 20*time.Second)
+//	brokers := kafkatest.Broker(t)               // kfake with every Topology topic
+//	cfg := kafkatest.Config(brokers)             // short session timeout, quick retries
+//	stop := kafkatest.Run(t, cfg, myStage)       // kafka.Run until stop() or the test ends
+//	kafkatest.ProduceN(t, brokers, pipelines.TopicTelemetryRaw, 100, gen)
+//	out := kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, 100, 20*time.Second)
 //	stop()
-package pipetest
+package kafkatest
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 )
 
 // Logger is the logger the helpers give the runtime: warnings and errors
@@ -58,15 +60,13 @@ func StartBroker(t testing.TB, dataDir string, extra ...pipelines.TopicSpec) *br
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := broker.Start(ctx, broker.Config{Addr: "127.0.0.1:0", DataDir: dataDir, Logger: Logger()})
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dataDir, Logger: Logger()})
 	if err != nil {
 		t.Fatalf("start broker: %v", err)
 	}
-	if len(extra) > 0 {
-		if err := pipelines.EnsureTopics(ctx, b.Addrs(), extra); err != nil {
-			b.Close()
-			t.Fatalf("create topics: %v", err)
-		}
+	if err := kafka.EnsureTopics(ctx, b.Addrs(), append(slices.Clip(pipelines.Topology), extra...)); err != nil {
+		b.Close()
+		t.Fatalf("create topics: %v", err)
 	}
 	return b
 }
@@ -76,7 +76,7 @@ func CreateTopics(t testing.TB, brokers []string, specs ...pipelines.TopicSpec) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pipelines.EnsureTopics(ctx, brokers, specs); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, specs); err != nil {
 		t.Fatalf("create topics: %v", err)
 	}
 }
@@ -84,8 +84,8 @@ func CreateTopics(t testing.TB, brokers []string, specs ...pipelines.TopicSpec) 
 // Config returns a runtime configuration for tests: a 1s session timeout
 // (so a killed member's partitions move quickly), 10ms first retry backoff,
 // batches of at most 500 records, warnings to stderr.
-func Config(brokers []string) pipelines.Config {
-	return pipelines.Config{
+func Config(brokers []string) kafka.Config {
+	return kafka.Config{
 		Brokers:         brokers,
 		Logger:          Logger(),
 		SessionTimeout:  time.Second,
@@ -96,18 +96,18 @@ func Config(brokers []string) pipelines.Config {
 	}
 }
 
-// Run runs pipelines.Run(cfg, st) in a goroutine. The returned stop cancels
+// Run runs kafka.Run(cfg, st) in a goroutine. The returned stop cancels
 // it and waits for it to return (it is also called when the test ends);
 // Run's error fails the test.
-func Run(t testing.TB, cfg pipelines.Config, st pipelines.Stage) (stop func()) {
+func Run(t testing.TB, cfg kafka.Config, st pipelines.Stage) (stop func()) {
 	t.Helper()
-	return runFn(t, func(ctx context.Context) error { return pipelines.Run(ctx, cfg, st) })
+	return runFn(t, func(ctx context.Context) error { return kafka.Run(ctx, cfg, st) })
 }
 
-// RunSink is Run for pipelines.RunSink.
-func RunSink(t testing.TB, cfg pipelines.Config, st pipelines.SinkStage) (stop func()) {
+// RunSink is Run for kafka.RunSink.
+func RunSink(t testing.TB, cfg kafka.Config, st pipelines.SinkStage) (stop func()) {
 	t.Helper()
-	return runFn(t, func(ctx context.Context) error { return pipelines.RunSink(ctx, cfg, st) })
+	return runFn(t, func(ctx context.Context) error { return kafka.RunSink(ctx, cfg, st) })
 }
 
 func runFn(t testing.TB, fn func(context.Context) error) func() {
@@ -128,9 +128,9 @@ func runFn(t testing.TB, fn func(context.Context) error) func() {
 }
 
 // Produce writes recs (acks=all) and fails the test on error.
-func Produce(t testing.TB, brokers []string, recs ...pipelines.Output) {
+func Produce(t testing.TB, brokers []string, recs ...kafka.Output) {
 	t.Helper()
-	p, err := pipelines.NewProducer(pipelines.Config{Brokers: brokers, Logger: Logger()})
+	p, err := kafka.NewProducer(kafka.Config{Brokers: brokers, Logger: Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,10 +146,10 @@ func Produce(t testing.TB, brokers []string, recs ...pipelines.Output) {
 // gen(i) returns.
 func ProduceN(t testing.TB, brokers []string, topic string, n int, gen func(i int) (key, value []byte)) {
 	t.Helper()
-	recs := make([]pipelines.Output, n)
+	recs := make([]kafka.Output, n)
 	for i := range recs {
 		k, v := gen(i)
-		recs[i] = pipelines.Output{Topic: topic, Key: k, Value: v}
+		recs[i] = kafka.Output{Topic: topic, Key: k, Value: v}
 	}
 	Produce(t, brokers, recs...)
 }

@@ -1,4 +1,4 @@
-package pipelines_test
+package kafka_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 )
 
 // counter counts records per key; its state lives in the changelog.
@@ -48,11 +48,11 @@ func (c *counter) Restore(_ context.Context, rec pipelines.Record) error {
 // counts come out 1..n exactly once, as one uninterrupted run would give.
 func TestChangelogRestore(t *testing.T) {
 	const n, keys = 4000, 10
-	brokers := pipetest.Broker(t,
+	brokers := kafkatest.Broker(t,
 		pipelines.TopicSpec{Name: "cl.in", Partitions: 2},
 		pipelines.TopicSpec{Name: "cl.log", Partitions: 2, Compacted: true},
 		pipelines.TopicSpec{Name: "cl.out", Partitions: 2})
-	pipetest.ProduceN(t, brokers, "cl.in", n, func(i int) ([]byte, []byte) {
+	kafkatest.ProduceN(t, brokers, "cl.in", n, func(i int) ([]byte, []byte) {
 		return []byte("key" + strconv.Itoa(i%keys)), []byte(strconv.Itoa(i))
 	})
 	var restored, seen atomic.Int64
@@ -65,19 +65,19 @@ func TestChangelogRestore(t *testing.T) {
 		},
 	}
 	reg := prometheus.NewRegistry()
-	cfgA := pipetest.Config(brokers)
+	cfgA := kafkatest.Config(brokers)
 	cfgA.MaxBatch = 50
 	cfgA.Registerer = reg
 	cfgB := cfgA
-	stopA := pipetest.Run(t, cfgA, st)
+	stopA := kafkatest.Run(t, cfgA, st)
 	waitAtLeast(t, &seen, n/4)
-	stopB := pipetest.Run(t, cfgB, st)
+	stopB := kafkatest.Run(t, cfgB, st)
 	waitAtLeast(t, &seen, n/2)
 	stopA()
 	defer stopB()
-	recs := pipetest.WaitRecords(t, brokers, "cl.out", n, 60*time.Second)
+	recs := kafkatest.WaitRecords(t, brokers, "cl.out", n, 60*time.Second)
 	time.Sleep(200 * time.Millisecond)
-	recs, err := pipetest.ReadCommitted(context.Background(), brokers, "cl.out")
+	recs, err := kafkatest.ReadCommitted(context.Background(), brokers, "cl.out")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestChangelogRestore(t *testing.T) {
 		t.Fatal("no restore observed in the metrics")
 	}
 	// The changelog's latest value per key is its final count.
-	log, err := pipetest.ReadCommitted(context.Background(), brokers, "cl.log")
+	log, err := kafkatest.ReadCommitted(context.Background(), brokers, "cl.log")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package pipelines_test
+package kafka_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 )
 
 // TestZombieFenced: instance A stalls in the middle of a transaction and is
@@ -23,21 +23,21 @@ import (
 // generation check) and A aborts: the output holds every input once.
 func TestZombieFenced(t *testing.T) {
 	const n = 2000
-	brokers := pipetest.Broker(t,
+	brokers := kafkatest.Broker(t,
 		pipelines.TopicSpec{Name: "zb.in", Partitions: 2},
 		pipelines.TopicSpec{Name: "zb.out", Partitions: 2})
-	pipetest.ProduceN(t, brokers, "zb.in", n, gen)
+	kafkatest.ProduceN(t, brokers, "zb.in", n, gen)
 
 	var countA, countB atomic.Int64
 	stalled, release := make(chan struct{}), make(chan struct{})
 	var once atomic.Bool
 	regA := prometheus.NewRegistry()
-	cfgA := pipetest.Config(brokers)
+	cfgA := kafkatest.Config(brokers)
 	cfgA.Registerer = regA
 	cfgA.MaxBatch = 100
 	cfgA.SessionTimeout = 30 * time.Second
 	cfgA.ClientOptions = []kgo.Opt{kgo.ClientID("zombie-a")}
-	pipetest.Run(t, cfgA, upperStage("zb", "zb.in", "zb.out", &countA, func(pipelines.Record) error {
+	kafkatest.Run(t, cfgA, upperStage("zb", "zb.in", "zb.out", &countA, func(pipelines.Record) error {
 		if countA.Load() >= 300 && once.CompareAndSwap(false, true) {
 			close(stalled)
 			<-release
@@ -82,15 +82,15 @@ func TestZombieFenced(t *testing.T) {
 		t.Fatalf("remove A from the group: %v", err)
 	}
 
-	cfgB := pipetest.Config(brokers)
-	pipetest.Run(t, cfgB, upperStage("zb", "zb.in", "zb.out", &countB, nil))
+	cfgB := kafkatest.Config(brokers)
+	kafkatest.Run(t, cfgB, upperStage("zb", "zb.in", "zb.out", &countB, nil))
 	waitAtLeast(t, &countB, n-300)
 	close(release)
 
-	pipetest.WaitRecords(t, brokers, "zb.out", n, 30*time.Second)
+	kafkatest.WaitRecords(t, brokers, "zb.out", n, 30*time.Second)
 	waitMetric(t, regA, "minecart_pipeline_transactions_total", map[string]string{"stage": "zb", "result": "aborted"}, 1)
 	time.Sleep(200 * time.Millisecond)
-	recs, err := pipetest.ReadCommitted(ctx, brokers, "zb.out")
+	recs, err := kafkatest.ReadCommitted(ctx, brokers, "zb.out")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package pipelines_test
+package kafka_test
 
 import (
 	"bytes"
@@ -15,7 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 )
 
@@ -80,11 +81,11 @@ func gen(i int) ([]byte, []byte) {
 // starts it again: the output read_committed holds every input once.
 func TestExactlyOnceAcrossRestart(t *testing.T) {
 	const n = 3000
-	brokers := pipetest.Broker(t,
+	brokers := kafkatest.Broker(t,
 		pipelines.TopicSpec{Name: "eo.in", Partitions: 4},
 		pipelines.TopicSpec{Name: "eo.out", Partitions: 4})
-	pipetest.ProduceN(t, brokers, "eo.in", n, gen)
-	cfg := pipetest.Config(brokers)
+	kafkatest.ProduceN(t, brokers, "eo.in", n, gen)
+	cfg := kafkatest.Config(brokers)
 	var count atomic.Int64
 	// Past a third of the input the first run slows down, so that it is
 	// stopped midway however fast the machine is.
@@ -94,7 +95,7 @@ func TestExactlyOnceAcrossRestart(t *testing.T) {
 		}
 		return nil
 	}
-	stop := pipetest.Run(t, cfg, upperStage("eo", "eo.in", "eo.out", &count, slow))
+	stop := kafkatest.Run(t, cfg, upperStage("eo", "eo.in", "eo.out", &count, slow))
 	for count.Load() < n/3 {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -103,10 +104,10 @@ func TestExactlyOnceAcrossRestart(t *testing.T) {
 	if first >= n {
 		t.Fatalf("first run processed everything (%d); the test did not stop it midway", first)
 	}
-	pipetest.Run(t, cfg, upperStage("eo", "eo.in", "eo.out", &count, nil))
-	recs := pipetest.WaitRecords(t, brokers, "eo.out", n, 30*time.Second)
+	kafkatest.Run(t, cfg, upperStage("eo", "eo.in", "eo.out", &count, nil))
+	recs := kafkatest.WaitRecords(t, brokers, "eo.out", n, 30*time.Second)
 	time.Sleep(200 * time.Millisecond) // any duplicate would be committed by now
-	recs, err := pipetest.ReadCommitted(context.Background(), brokers, "eo.out")
+	recs, err := kafkatest.ReadCommitted(context.Background(), brokers, "eo.out")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,29 +156,29 @@ func javaPartition(key []byte, n int32) int32 {
 // reason, offset and original bytes; what the processor emitted for it is
 // discarded; the records around it are processed.
 func TestDeadLetter(t *testing.T) {
-	brokers := pipetest.Broker(t,
+	brokers := kafkatest.Broker(t,
 		pipelines.TopicSpec{Name: "dl.in", Partitions: 1},
 		pipelines.TopicSpec{Name: "dl.out", Partitions: 1})
 	bad := []byte{0xC3, 0x01, 0xff, 'x'}
-	recs := []pipelines.Output{
+	recs := []kafka.Output{
 		{Topic: "dl.in", Key: []byte("a"), Value: []byte("v0")},
 		{Topic: "dl.in", Key: []byte("b"), Value: bad},
 		{Topic: "dl.in", Key: nil, Value: []byte("v2")},
 	}
-	pipetest.Produce(t, brokers, recs...)
-	cfg := pipetest.Config(brokers)
+	kafkatest.Produce(t, brokers, recs...)
+	cfg := kafkatest.Config(brokers)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	cfg.Now = func() time.Time { return now }
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
-	pipetest.Run(t, cfg, upperStage("dl", "dl.in", "dl.out", nil, func(r pipelines.Record) error {
+	kafkatest.Run(t, cfg, upperStage("dl", "dl.in", "dl.out", nil, func(r pipelines.Record) error {
 		if !bytes.HasPrefix(r.Value, []byte("v")) {
 			return pipelines.Reject("decode", errors.New("not a v record"))
 		}
 		return nil
 	}))
-	out := pipetest.WaitRecords(t, brokers, "dl.out", 2, 20*time.Second)
-	dl := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 20*time.Second)
+	out := kafkatest.WaitRecords(t, brokers, "dl.out", 2, 20*time.Second)
+	dl := kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 20*time.Second)
 	if got := values(out); len(out) != 2 || got["V0"] != 1 || got["V2"] != 1 {
 		t.Fatalf("output %v, want V0 and V2 once", got)
 	}
@@ -216,21 +217,21 @@ func TestDeadLetter(t *testing.T) {
 // it succeeds (emitted once); one that always fails is dead-lettered as
 // retries_exhausted after MaxRetries and the partition goes on.
 func TestTransientRetry(t *testing.T) {
-	brokers := pipetest.Broker(t,
+	brokers := kafkatest.Broker(t,
 		pipelines.TopicSpec{Name: "rt.in", Partitions: 1},
 		pipelines.TopicSpec{Name: "rt.out", Partitions: 1})
-	pipetest.Produce(t, brokers,
-		pipelines.Output{Topic: "rt.in", Key: []byte("a"), Value: []byte("flaky")},
-		pipelines.Output{Topic: "rt.in", Key: []byte("b"), Value: []byte("broken")},
-		pipelines.Output{Topic: "rt.in", Key: []byte("c"), Value: []byte("fine")},
-		pipelines.Output{Topic: "rt.in", Key: []byte("d"), Value: []byte("panic")})
-	cfg := pipetest.Config(brokers)
+	kafkatest.Produce(t, brokers,
+		kafka.Output{Topic: "rt.in", Key: []byte("a"), Value: []byte("flaky")},
+		kafka.Output{Topic: "rt.in", Key: []byte("b"), Value: []byte("broken")},
+		kafka.Output{Topic: "rt.in", Key: []byte("c"), Value: []byte("fine")},
+		kafka.Output{Topic: "rt.in", Key: []byte("d"), Value: []byte("panic")})
+	cfg := kafkatest.Config(brokers)
 	cfg.MaxRetries = 3
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	var mu sync.Mutex
 	attempts := map[string]int{}
-	pipetest.Run(t, cfg, upperStage("rt", "rt.in", "rt.out", nil, func(r pipelines.Record) error {
+	kafkatest.Run(t, cfg, upperStage("rt", "rt.in", "rt.out", nil, func(r pipelines.Record) error {
 		mu.Lock()
 		defer mu.Unlock()
 		attempts[string(r.Value)]++
@@ -244,8 +245,8 @@ func TestTransientRetry(t *testing.T) {
 		}
 		return nil
 	}))
-	out := pipetest.WaitRecords(t, brokers, "rt.out", 2, 20*time.Second)
-	dl := pipetest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 2, 20*time.Second)
+	out := kafkatest.WaitRecords(t, brokers, "rt.out", 2, 20*time.Second)
+	dl := kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 2, 20*time.Second)
 	if got := values(out); len(out) != 2 || got["FLAKY"] != 1 || got["FINE"] != 1 {
 		t.Fatalf("output %v", got)
 	}
@@ -254,7 +255,7 @@ func TestTransientRetry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d["reason_code"] != pipelines.CodeRetriesExhausted || string(d["value"].([]byte)) != want {
+		if d["reason_code"] != kafka.CodeRetriesExhausted || string(d["value"].([]byte)) != want {
 			t.Fatalf("dead letter %d: %v", i, d)
 		}
 		if want == "panic" && !strings.Contains(d["error"].(string), "processor panic: processor bug") {
@@ -267,7 +268,7 @@ func TestTransientRetry(t *testing.T) {
 	}
 	mu.Unlock()
 	waitMetric(t, reg, "minecart_pipeline_retries_total", map[string]string{"stage": "rt"}, 8)
-	waitMetric(t, reg, "minecart_pipeline_records_dead_total", map[string]string{"stage": "rt", "code": pipelines.CodeRetriesExhausted}, 2)
+	waitMetric(t, reg, "minecart_pipeline_records_dead_total", map[string]string{"stage": "rt", "code": kafka.CodeRetriesExhausted}, 2)
 }
 
 // waitMetric waits until the series of name with labels has value want.
@@ -316,4 +317,49 @@ func metricValue(t testing.TB, g prometheus.Gatherer, name string, labels map[st
 		}
 	}
 	return 0
+}
+
+// TestSinkDeadLetter: records a sink's Write rejects are dead-lettered by
+// the runtime, with the sink's code and the record's source, and the batch
+// around them commits.
+func TestSinkDeadLetter(t *testing.T) {
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "sdl.in", Partitions: 1})
+	kafkatest.Produce(t, brokers,
+		kafka.Output{Topic: "sdl.in", Key: []byte("a"), Value: []byte("v0")},
+		kafka.Output{Topic: "sdl.in", Key: []byte("b"), Value: []byte("bad")},
+		kafka.Output{Topic: "sdl.in", Key: []byte("c"), Value: []byte("v2")})
+	var mu sync.Mutex
+	var stored []string
+	kafkatest.RunSink(t, kafkatest.Config(brokers), pipelines.SinkStage{
+		Name: "sdl", Inputs: []string{"sdl.in"}, MaxWait: 10 * time.Millisecond,
+		Write: func(_ context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			var rejected []pipelines.Rejected
+			for _, r := range recs {
+				if !bytes.HasPrefix(r.Value, []byte("v")) {
+					rejected = append(rejected, pipelines.Rejected{Record: r, Code: "decode", Err: errors.New("not a v record")})
+					continue
+				}
+				stored = append(stored, string(r.Value))
+			}
+			return rejected, nil
+		},
+	})
+	dl := kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 20*time.Second)
+	d, err := schemas.SingleObject().DecodeAs(schemas.DeadLetter, dl[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d["stage"] != "sdl" || d["reason_code"] != "decode" || d["source_offset"] != int64(1) || string(d["value"].([]byte)) != "bad" {
+		t.Fatalf("dead letter %v", d)
+	}
+	if string(dl[0].Header("code")) != "decode" {
+		t.Fatalf("dead letter headers %v", dl[0].Headers)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(stored) != 2 {
+		t.Fatalf("stored %v, want v0 and v2", stored)
+	}
 }

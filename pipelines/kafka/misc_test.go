@@ -1,4 +1,4 @@
-package pipelines_test
+package kafka_test
 
 import (
 	"context"
@@ -14,7 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/pipetest"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 )
 
 // ticking counts its records; Tick emits the count with the injected time,
@@ -47,14 +48,14 @@ func (p *ticking) Flush(_ context.Context, out pipelines.Emitter) error {
 // input).
 func TestTickerFlusher(t *testing.T) {
 	const n = 1200
-	brokers := pipetest.Broker(t,
+	brokers := kafkatest.Broker(t,
 		pipelines.TopicSpec{Name: "tk.in", Partitions: 2},
 		pipelines.TopicSpec{Name: "tk.out", Partitions: 2})
-	cfg := pipetest.Config(brokers)
+	cfg := kafkatest.Config(brokers)
 	cfg.MaxBatch = 100
 	fake := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	cfg.Now = func() time.Time { return fake }
-	pipetest.Run(t, cfg, pipelines.Stage{
+	kafkatest.Run(t, cfg, pipelines.Stage{
 		Name:      "tk",
 		Inputs:    []string{"tk.in"},
 		TickEvery: 20 * time.Millisecond,
@@ -63,7 +64,7 @@ func TestTickerFlusher(t *testing.T) {
 		},
 	})
 	// No input yet: both tasks tick anyway.
-	ticks := pipetest.WaitRecords(t, brokers, "tk.out", 4, 20*time.Second)
+	ticks := kafkatest.WaitRecords(t, brokers, "tk.out", 4, 20*time.Second)
 	parts := map[int32]bool{}
 	for _, r := range ticks {
 		if string(r.Key) != "tick" || string(r.Value) != "2030-01-02T03:04:05Z" {
@@ -74,10 +75,10 @@ func TestTickerFlusher(t *testing.T) {
 	if len(parts) != 2 {
 		t.Fatalf("ticks on partitions %v, want both", parts)
 	}
-	pipetest.ProduceN(t, brokers, "tk.in", n, gen)
+	kafkatest.ProduceN(t, brokers, "tk.in", n, gen)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		recs, err := pipetest.ReadCommitted(context.Background(), brokers, "tk.out")
+		recs, err := kafkatest.ReadCommitted(context.Background(), brokers, "tk.out")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,8 +104,8 @@ func TestTickerFlusher(t *testing.T) {
 // end.
 func TestRunSink(t *testing.T) {
 	const n = 500
-	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "sk.in", Partitions: 3})
-	pipetest.ProduceN(t, brokers, "sk.in", n, gen)
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "sk.in", Partitions: 3})
+	kafkatest.ProduceN(t, brokers, "sk.in", n, gen)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
@@ -129,26 +130,26 @@ func TestRunSink(t *testing.T) {
 		written = map[string]int{}
 		fails   atomic.Int32
 	)
-	cfg := pipetest.Config(brokers)
-	pipetest.RunSink(t, cfg, pipelines.SinkStage{
+	cfg := kafkatest.Config(brokers)
+	kafkatest.RunSink(t, cfg, pipelines.SinkStage{
 		Name:    "sk",
 		Inputs:  []string{"sk.in"},
 		MaxRows: 1000,
 		MaxWait: 50 * time.Millisecond,
-		Write: func(_ context.Context, recs []pipelines.Record) error {
+		Write: func(_ context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
 			if fails.Load() < 3 {
 				fails.Add(1)
 				if c := committed(); c > 0 {
 					t.Errorf("offsets committed (%d) before a successful write", c)
 				}
-				return errors.New("clickhouse down")
+				return nil, errors.New("clickhouse down")
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			for _, r := range recs {
 				written[string(r.Value)]++
 			}
-			return nil
+			return nil, nil
 		},
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -173,15 +174,15 @@ func TestRunSink(t *testing.T) {
 // TestTable follows a compacted topic: latest value per key, nil deletes,
 // WaitCaught after the initial contents, later updates arrive.
 func TestTable(t *testing.T) {
-	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "tb", Partitions: 2, Compacted: true})
-	pipetest.Produce(t, brokers,
-		pipelines.Output{Topic: "tb", Key: []byte("a"), Value: []byte("1")},
-		pipelines.Output{Topic: "tb", Key: []byte("b"), Value: []byte("2")},
-		pipelines.Output{Topic: "tb", Key: []byte("a"), Value: []byte("3")},
-		pipelines.Output{Topic: "tb", Key: []byte("b"), Value: nil},
-		pipelines.Output{Topic: "tb", Key: []byte("c"), Value: []byte("4")})
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "tb", Partitions: 2, Compacted: true})
+	kafkatest.Produce(t, brokers,
+		kafka.Output{Topic: "tb", Key: []byte("a"), Value: []byte("1")},
+		kafka.Output{Topic: "tb", Key: []byte("b"), Value: []byte("2")},
+		kafka.Output{Topic: "tb", Key: []byte("a"), Value: []byte("3")},
+		kafka.Output{Topic: "tb", Key: []byte("b"), Value: nil},
+		kafka.Output{Topic: "tb", Key: []byte("c"), Value: []byte("4")})
 	ctx := context.Background()
-	tb, err := pipelines.NewTable(ctx, pipetest.Config(brokers), "tb")
+	tb, err := kafka.NewTable(ctx, kafkatest.Config(brokers), "tb")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestTable(t *testing.T) {
 	if len(all) != 2 || all["c"] != "4" {
 		t.Fatalf("table %v", all)
 	}
-	pipetest.Produce(t, brokers, pipelines.Output{Topic: "tb", Key: []byte("d"), Value: []byte("5")})
+	kafkatest.Produce(t, brokers, kafka.Output{Topic: "tb", Key: []byte("d"), Value: []byte("5")})
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		if v, ok := tb.Get("d"); ok && string(v) == "5" {
 			break
@@ -218,7 +219,7 @@ func TestTable(t *testing.T) {
 
 // TestEnsureTopics creates topics with their configs and is idempotent.
 func TestEnsureTopics(t *testing.T) {
-	brokers := pipetest.Broker(t)
+	brokers := kafkatest.Broker(t)
 	specs := []pipelines.TopicSpec{
 		{Name: "et.log", Partitions: 3, Compacted: true},
 		{Name: "et.keep", Partitions: 1},
@@ -226,7 +227,7 @@ func TestEnsureTopics(t *testing.T) {
 	}
 	ctx := context.Background()
 	for i := 0; i < 2; i++ {
-		if err := pipelines.EnsureTopics(ctx, brokers, specs); err != nil {
+		if err := kafka.EnsureTopics(ctx, brokers, specs); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
 	}
@@ -269,7 +270,7 @@ func TestEnsureTopics(t *testing.T) {
 			t.Errorf("%s: configs %v missing", name, left)
 		}
 	}
-	if err := pipelines.EnsureTopics(ctx, brokers, []pipelines.TopicSpec{{Name: "et.log", Partitions: 4}}); err == nil {
+	if err := kafka.EnsureTopics(ctx, brokers, []pipelines.TopicSpec{{Name: "et.log", Partitions: 4}}); err == nil {
 		t.Error("no error for an existing topic with fewer partitions than its spec")
 	}
 }
@@ -278,15 +279,15 @@ func TestEnsureTopics(t *testing.T) {
 // the next run writes every record.
 func TestRunSinkRestart(t *testing.T) {
 	const n = 300
-	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "sr.in", Partitions: 2})
-	pipetest.ProduceN(t, brokers, "sr.in", n, gen)
-	cfg := pipetest.Config(brokers)
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "sr.in", Partitions: 2})
+	kafkatest.ProduceN(t, brokers, "sr.in", n, gen)
+	cfg := kafkatest.Config(brokers)
 	var failed atomic.Int32
-	stop := pipetest.RunSink(t, cfg, pipelines.SinkStage{
+	stop := kafkatest.RunSink(t, cfg, pipelines.SinkStage{
 		Name: "sr", Inputs: []string{"sr.in"}, MaxRows: 1000, MaxWait: 20 * time.Millisecond,
-		Write: func(context.Context, []pipelines.Record) error {
+		Write: func(context.Context, []pipelines.Record) ([]pipelines.Rejected, error) {
 			failed.Add(1)
-			return errors.New("down")
+			return nil, errors.New("down")
 		},
 	})
 	for failed.Load() < 2 {
@@ -295,15 +296,15 @@ func TestRunSinkRestart(t *testing.T) {
 	stop()
 	var mu sync.Mutex
 	written := map[string]bool{}
-	pipetest.RunSink(t, cfg, pipelines.SinkStage{
+	kafkatest.RunSink(t, cfg, pipelines.SinkStage{
 		Name: "sr", Inputs: []string{"sr.in"}, MaxRows: 1000, MaxWait: 20 * time.Millisecond,
-		Write: func(_ context.Context, recs []pipelines.Record) error {
+		Write: func(_ context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, r := range recs {
 				written[string(r.Value)] = true
 			}
-			return nil
+			return nil, nil
 		},
 	})
 	for deadline := time.Now().Add(20 * time.Second); ; {
@@ -322,8 +323,8 @@ func TestRunSinkRestart(t *testing.T) {
 
 // TestProducerErrors: the producer returns the broker's real errors.
 func TestProducerErrors(t *testing.T) {
-	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "pe", Partitions: 1})
-	p, err := pipelines.NewProducer(pipetest.Config(brokers))
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "pe", Partitions: 1})
+	p, err := kafka.NewProducer(kafkatest.Config(brokers))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,14 +341,14 @@ func TestProducerErrors(t *testing.T) {
 	if !errors.Is(err, kerr.MessageTooLarge) {
 		t.Fatalf("2 MiB record: err %v, want a too-large error", err)
 	}
-	err = p.ProduceBatch(ctx, []pipelines.Output{
+	err = p.ProduceBatch(ctx, []kafka.Output{
 		{Topic: "pe", Value: []byte("ok")},
 		{Topic: "pe", Value: make([]byte, 2<<20)},
 	})
 	if err == nil {
 		t.Fatal("batch with a too-large record: no error")
 	}
-	recs := pipetest.WaitRecords(t, brokers, "pe", 2, 10*time.Second)
+	recs := kafkatest.WaitRecords(t, brokers, "pe", 2, 10*time.Second)
 	if string(recs[0].Value) != "v" || string(recs[0].Header("h")) != "1" || string(recs[1].Value) != "ok" {
 		t.Fatalf("records %+v", recs)
 	}
@@ -372,13 +373,13 @@ func (c copart) Process(_ context.Context, rec pipelines.Record, out pipelines.E
 // partition counts are refused.
 func TestCopartitionedInputs(t *testing.T) {
 	const n = 400
-	brokers := pipetest.Broker(t,
+	brokers := kafkatest.Broker(t,
 		pipelines.TopicSpec{Name: "cp.a", Partitions: 4},
 		pipelines.TopicSpec{Name: "cp.b", Partitions: 4},
 		pipelines.TopicSpec{Name: "cp.c", Partitions: 3},
 		pipelines.TopicSpec{Name: "cp.out", Partitions: 4})
-	pipetest.ProduceN(t, brokers, "cp.a", n, gen)
-	pipetest.ProduceN(t, brokers, "cp.b", n, gen)
+	kafkatest.ProduceN(t, brokers, "cp.a", n, gen)
+	kafkatest.ProduceN(t, brokers, "cp.b", n, gen)
 	var bad atomic.Int32
 	st := pipelines.Stage{
 		Name:   "cp",
@@ -387,10 +388,10 @@ func TestCopartitionedInputs(t *testing.T) {
 			return copart{task: task, bad: &bad}, nil
 		},
 	}
-	cfg := pipetest.Config(brokers)
-	pipetest.Run(t, cfg, st)
-	pipetest.Run(t, cfg, st)
-	recs := pipetest.WaitRecords(t, brokers, "cp.out", 2*n, 30*time.Second)
+	cfg := kafkatest.Config(brokers)
+	kafkatest.Run(t, cfg, st)
+	kafkatest.Run(t, cfg, st)
+	recs := kafkatest.WaitRecords(t, brokers, "cp.out", 2*n, 30*time.Second)
 	if bad.Load() != 0 {
 		t.Fatalf("%d records reached the task of another partition", bad.Load())
 	}
@@ -403,13 +404,13 @@ func TestCopartitionedInputs(t *testing.T) {
 		}
 	}
 	st.Inputs = []string{"cp.a", "cp.c"}
-	if err := pipelines.Run(context.Background(), cfg, st); err == nil {
+	if err := kafka.Run(context.Background(), cfg, st); err == nil {
 		t.Fatal("Run accepted inputs with 4 and 3 partitions")
 	}
 }
 
 func TestConfigValidate(t *testing.T) {
-	bad := []pipelines.Config{
+	bad := []kafka.Config{
 		{},
 		{Brokers: []string{"x:1"}, MaxBatch: -1},
 		{Brokers: []string{"x:1"}, SessionTimeout: -time.Second},
@@ -419,7 +420,7 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: no error", c)
 		}
 	}
-	if err := (pipelines.Config{Brokers: []string{"x:1"}}).Validate(); err != nil {
+	if err := (kafka.Config{Brokers: []string{"x:1"}}).Validate(); err != nil {
 		t.Error(err)
 	}
 }
@@ -428,7 +429,7 @@ func TestConfigValidate(t *testing.T) {
 // skips aborted records and still catches up when the log ends with an
 // abort marker.
 func TestTableTransactional(t *testing.T) {
-	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "tt", Partitions: 1, Compacted: true})
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "tt", Partitions: 1, Compacted: true})
 	ctx := context.Background()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("tt-writer"))
 	if err != nil {
@@ -447,7 +448,7 @@ func TestTableTransactional(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tb, err := pipelines.NewTable(ctx, pipetest.Config(brokers), "tt")
+	tb, err := kafka.NewTable(ctx, kafkatest.Config(brokers), "tt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,14 +468,14 @@ func TestTableTransactional(t *testing.T) {
 // at the end of the input.
 func TestRunSinkRebalance(t *testing.T) {
 	const n = 3000
-	brokers := pipetest.Broker(t, pipelines.TopicSpec{Name: "sb.in", Partitions: 4})
-	pipetest.ProduceN(t, brokers, "sb.in", n, gen)
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "sb.in", Partitions: 4})
+	kafkatest.ProduceN(t, brokers, "sb.in", n, gen)
 	var mu sync.Mutex
 	written := map[string]int{}
 	var writes atomic.Int64
 	st := pipelines.SinkStage{
 		Name: "sb", Inputs: []string{"sb.in"}, MaxRows: 100, MaxWait: 10 * time.Millisecond,
-		Write: func(_ context.Context, recs []pipelines.Record) error {
+		Write: func(_ context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
 			time.Sleep(2 * time.Millisecond)
 			mu.Lock()
 			defer mu.Unlock()
@@ -482,13 +483,13 @@ func TestRunSinkRebalance(t *testing.T) {
 				written[string(r.Value)]++
 			}
 			writes.Add(1)
-			return nil
+			return nil, nil
 		},
 	}
-	cfg := pipetest.Config(brokers)
-	stopA := pipetest.RunSink(t, cfg, st)
+	cfg := kafkatest.Config(brokers)
+	stopA := kafkatest.RunSink(t, cfg, st)
 	waitAtLeast(t, &writes, 3)
-	pipetest.RunSink(t, cfg, st)
+	kafkatest.RunSink(t, cfg, st)
 	waitAtLeast(t, &writes, 10)
 	stopA()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))

@@ -1,0 +1,212 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/pipelines"
+)
+
+// Reader reads topics outside any consumer group, read_committed: the one
+// "read to the stable end, then follow" of the runtime, used to restore a
+// task's changelog, to fill a Table and to read the ledger's blocks. It
+// connects like every client of the runtime (Config.ClientOptions: SASL,
+// TLS). A Reader does one Read or Follow at a time.
+type Reader struct {
+	cl  *kgo.Client
+	adm *kadm.Client
+}
+
+// NewReader connects a reader (lazily: the first call dials).
+func NewReader(cfg Config) (*Reader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(cfg.withDefaults().baseOpts(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Control records move the position past commit and abort
+		// markers: that is how a read knows it reached the end.
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxBytes(64<<20),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("reader: %w", err)
+	}
+	return &Reader{cl: cl, adm: kadm.NewClient(cl)}, nil
+}
+
+// Close closes the reader's connections.
+func (r *Reader) Close() { r.cl.Close() }
+
+// End returns the end of topic/p for a read_committed reader: its last
+// stable offset, once every transaction that was open when End was called
+// has ended (so a previous writer's in-flight transaction is read whole or
+// not at all).
+func (r *Reader) End(ctx context.Context, topic string, p int32) (int64, error) {
+	hwm, err := r.listOffset(ctx, r.adm.ListEndOffsets, topic, p)
+	if err != nil {
+		return 0, err
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		lso, err := r.listOffset(ctx, r.adm.ListCommittedOffsets, topic, p)
+		if err != nil {
+			return 0, err
+		}
+		if lso >= hwm {
+			return lso, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Reader) listOffset(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error), topic string, p int32) (int64, error) {
+	offs, err := list(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("list offsets %s: %w", topic, err)
+	}
+	o, ok := offs.Lookup(topic, p)
+	if !ok {
+		return 0, fmt.Errorf("list offsets %s: no partition %d", topic, p)
+	}
+	if o.Err != nil {
+		return 0, fmt.Errorf("list offsets %s/%d: %w", topic, p, o.Err)
+	}
+	return o.Offset, nil
+}
+
+// Read calls fn, in offset order, for every committed data record of
+// topic/p at offsets [from, end), then returns. An error from fn stops the
+// read and is returned with the record's offset.
+func (r *Reader) Read(ctx context.Context, topic string, p int32, from, end int64, fn func(pipelines.Record) error) error {
+	if from >= end {
+		return nil
+	}
+	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}})
+	defer r.cl.RemoveConsumePartitions(map[string][]int32{topic: {p}})
+	for pos := from; pos < end; {
+		fs := r.cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fatalFetchErr(fs); err != nil {
+			return err
+		}
+		var ferr error
+		fs.EachRecord(func(kr *kgo.Record) {
+			if ferr != nil || kr.Topic != topic || kr.Partition != p || kr.Offset < pos || kr.Offset >= end {
+				return
+			}
+			pos = kr.Offset + 1
+			if kr.Attrs.IsControl() {
+				return
+			}
+			if err := safely(func() error { return fn(fromKgo(kr)) }); err != nil {
+				ferr = fmt.Errorf("%s/%d offset %d: %w", topic, p, kr.Offset, err)
+			}
+		})
+		if ferr != nil {
+			return ferr
+		}
+	}
+	return nil
+}
+
+// ReadAll reads topic/p from its start to its End.
+func (r *Reader) ReadAll(ctx context.Context, topic string, p int32, fn func(pipelines.Record) error) error {
+	end, err := r.End(ctx, topic, p)
+	if err != nil {
+		return err
+	}
+	return r.Read(ctx, topic, p, 0, end, fn)
+}
+
+// Follow calls fn for every committed data record of every partition of
+// topic from its start, in offset order within a partition, and keeps
+// following the topic until ctx is done (it then returns nil) or fn fails.
+// caught, if not nil, is called once, when every partition has been read up
+// to the last stable offset it had when Follow started.
+func (r *Reader) Follow(ctx context.Context, topic string, fn func(pipelines.Record) error, caught func()) error {
+	ends, err := r.adm.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("follow %s: end offsets: %w", topic, err)
+	}
+	target := map[int32]int64{}
+	start := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) {
+		start[o.Partition] = kgo.NewOffset().AtStart()
+		if o.Offset > 0 {
+			target[o.Partition] = o.Offset
+		}
+	})
+	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: start})
+	defer r.cl.RemoveConsumePartitions(map[string][]int32{topic: keys(start)})
+	if len(target) == 0 && caught != nil {
+		caught()
+		caught = nil
+	}
+	for {
+		fs := r.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := fatalFetchErr(fs); err != nil {
+			return fmt.Errorf("follow %s: %w", topic, err)
+		}
+		var ferr error
+		fs.EachRecord(func(kr *kgo.Record) {
+			if ferr != nil || kr.Topic != topic {
+				return
+			}
+			if end, ok := target[kr.Partition]; ok && kr.Offset+1 >= end {
+				delete(target, kr.Partition)
+			}
+			if kr.Attrs.IsControl() {
+				return
+			}
+			if err := safely(func() error { return fn(fromKgo(kr)) }); err != nil {
+				ferr = fmt.Errorf("%s/%d offset %d: %w", topic, kr.Partition, kr.Offset, err)
+			}
+		})
+		if ferr != nil {
+			return ferr
+		}
+		if len(target) == 0 && caught != nil {
+			caught()
+			caught = nil
+		}
+	}
+}
+
+// fatalFetchErr is the first fetch error a read cannot go on after (the
+// client closed); others (a broker restarting) are retried by the client.
+func fatalFetchErr(fs kgo.Fetches) error {
+	var fatal error
+	fs.EachError(func(_ string, _ int32, err error) {
+		if fatal == nil && errors.Is(err, kgo.ErrClientClosed) {
+			fatal = err
+		}
+	})
+	return fatal
+}
+
+func keys[V any](m map[int32]V) []int32 {
+	ps := make([]int32, 0, len(m))
+	for p := range m {
+		ps = append(ps, p)
+	}
+	return ps
+}

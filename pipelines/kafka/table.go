@@ -1,0 +1,123 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/minecart/minecart/pipelines"
+)
+
+// Table follows a compacted topic from its start (Reader.Follow) and keeps
+// the latest value of every key (a nil value deletes the key). Every replica
+// of a service sees the whole table.
+//
+// NewTable starts one goroutine that follows the topic; it stops when the ctx
+// given to NewTable is done or Close is called, and Close waits for it.
+type Table struct {
+	topic string
+	rd    *Reader
+
+	mu   sync.RWMutex
+	data map[string][]byte
+
+	caught chan struct{} // closed once every partition reached its end at start
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // the follower's fatal error, set before done is closed
+}
+
+// NewTable starts following topic.
+func NewTable(ctx context.Context, cfg Config, topic string) (*Table, error) {
+	rd, err := NewReader(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("table %s: %w", topic, err)
+	}
+	t := &Table{
+		topic:  topic,
+		rd:     rd,
+		data:   make(map[string][]byte),
+		caught: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	ctx, t.cancel = context.WithCancel(ctx)
+	go func() {
+		defer close(t.done)
+		if err := rd.Follow(ctx, topic, t.put, func() { close(t.caught) }); err != nil {
+			t.err = fmt.Errorf("table %s: %w", topic, err)
+		}
+	}()
+	return t, nil
+}
+
+func (t *Table) put(r pipelines.Record) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r.Value == nil {
+		delete(t.data, string(r.Key))
+	} else {
+		t.data[string(r.Key)] = r.Value
+	}
+	return nil
+}
+
+// Get returns the latest value of key. The slice must not be modified.
+func (t *Table) Get(key string) ([]byte, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	v, ok := t.data[key]
+	return v, ok
+}
+
+// Len returns the number of keys.
+func (t *Table) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.data)
+}
+
+// Range calls fn for every key and value (in no order) until fn returns
+// false. The table is read-locked meanwhile: fn must not call the table.
+func (t *Table) Range(fn func(key string, value []byte) bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for k, v := range t.data {
+		if !fn(k, v) {
+			return
+		}
+	}
+}
+
+// WaitCaught returns once the table has read the topic up to the end
+// offsets it had when the table was created, or ctx's error.
+func (t *Table) WaitCaught(ctx context.Context) error {
+	select {
+	case <-t.caught:
+		return nil
+	case <-t.done:
+		select {
+		case <-t.caught:
+			return nil
+		default:
+		}
+		if t.err != nil {
+			return t.err
+		}
+		return fmt.Errorf("table %s: stopped before catching up", t.topic)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops following the topic and closes the client.
+func (t *Table) Close() error {
+	t.cancel()
+	<-t.done
+	t.rd.Close()
+	if t.err != nil && !errors.Is(t.err, context.Canceled) {
+		return t.err
+	}
+	return nil
+}
