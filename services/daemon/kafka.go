@@ -1,12 +1,3 @@
-// Package daemon is the common process scaffolding of a minecart service:
-// the Kafka and Schema Registry connection flags (SASL, TLS) turned into a
-// kafka.Config and a schemas.Serde, the process flags (metrics address,
-// log level), a Prometheus registry with the Go and process collectors, a
-// Group that runs a service's parts and HTTP servers until the first one
-// ends, and Main: signals, usage and exit codes.
-//
-// Every flag can also be set from the environment with flagenv: flag
-// "kafka-sasl" from MINECART_KAFKA_SASL, and so on (EnvPrefix).
 package daemon
 
 import (
@@ -30,18 +21,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/registry"
-	"github.com/minecart/minecart/services/flagenv"
 )
-
-// EnvPrefix prefixes the environment variable of every flag: flag
-// "brokers" is MINECART_BROKERS.
-const EnvPrefix = "MINECART"
-
-// Parse parses args into fs, then sets every flag not given in args from
-// its MINECART_* environment variable.
-func Parse(fs *flag.FlagSet, args []string) error {
-	return flagenv.Parse(fs, EnvPrefix, args)
-}
 
 // Kafka is how a process reaches Kafka and the Schema Registry. The zero
 // value is not usable: Register sets the defaults, or fill Brokers.

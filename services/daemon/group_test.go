@@ -1,37 +1,15 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 )
-
-func TestExit(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		code int
-		out  string
-	}{
-		{nil, 0, ""},
-		{flag.ErrHelp, 0, ""},
-		{fmt.Errorf("parse: %w", flag.ErrHelp), 0, ""},
-		{errors.New("brokers: none given"), 1, "svc: brokers: none given\n"},
-	} {
-		var buf bytes.Buffer
-		if code := exit("svc", tc.err, &buf); code != tc.code || buf.String() != tc.out {
-			t.Errorf("%v: code %d, out %q; want %d, %q", tc.err, code, buf.String(), tc.code, tc.out)
-		}
-	}
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -203,18 +181,5 @@ func TestGroupGracefulShutdown(t *testing.T) {
 				t.Fatalf("in-flight request: %q %v", r.body, r.err)
 			}
 		})
-	}
-}
-
-func TestUnusedEnv(t *testing.T) {
-	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	var k Kafka
-	var p Process
-	k.Register(fs)
-	p.Register(fs, "")
-	got := UnusedEnv(fs, []string{"MINECART_BROKERS=k:9092", "MINECART_SCHEMA_REGISTRY=http://sr", "PATH=/bin",
-		"MINECART_KAFKA_SASL=a:b:c", "MINECART_CLICKHOUSE=x", "MINECARTX=1", "MINECART_LOG_LEVEL=debug"})
-	if want := []string{"MINECART_CLICKHOUSE", "MINECART_SCHEMA_REGISTRY"}; !slices.Equal(got, want) {
-		t.Fatalf("got %q, want %q", got, want)
 	}
 }
