@@ -1,0 +1,58 @@
+// Command owner runs minecart's owner API alone (services/owner): a
+// vehicle's position, track, reports, condition and points, answered from
+// ClickHouse, with balances from settlement's state topics and inclusion
+// proofs from the ledger's proof API. It must sit behind whatever
+// authenticates owners. Every flag can also be set as MINECART_<FLAG>
+// (services/daemon).
+package main
+
+import (
+	"context"
+	"flag"
+	"net/http"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/services/daemon"
+	"github.com/minecart/minecart/services/owner"
+	"github.com/minecart/minecart/services/sink"
+)
+
+func main() { daemon.Main("owner", run) }
+
+func run(ctx context.Context, args []string) error {
+	var addr, dsn, ledgerURL string
+	return daemon.Run(ctx, args, daemon.Service{
+		Name: "owner", MetricsAddr: "127.0.0.1:9107",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&addr, "http-addr", "127.0.0.1:8086", "address of the owner API")
+			fs.StringVar(&dsn, "clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://user:pass@host:9000/db (native; prefer the environment)")
+			fs.StringVar(&ledgerURL, "ledger-url", "http://127.0.0.1:8084", "base URL of the ledger's proof API (empty: entries without proofs)")
+		},
+		Build: func(ctx context.Context, env *daemon.Env) error {
+			conn, err := sink.Open(dsn)
+			if err != nil {
+				return err
+			}
+			env.OnClose(conn.Close)
+			cfg := owner.Config{Conn: conn, Registerer: env.Registry, Logger: env.Log}
+			if ledgerURL != "" {
+				cfg.Proofs = owner.RemoteLedgerProofs(nil, ledgerURL)
+			}
+			// Balances: vehicle -> owner bindings and settlement's accounts.
+			var tables [2]*kafka.Table
+			for i, topic := range []string{pipelines.TopicAccounts, pipelines.TopicSettlementLog} {
+				if tables[i], err = kafka.NewTable(ctx, env.Kafka, topic); err != nil {
+					return err
+				}
+				env.OnClose(tables[i].Close)
+			}
+			cfg.Balances = owner.SettlementBalances(tables[0], tables[1], env.Kafka.Serde)
+			h, err := owner.NewHandler(cfg)
+			if err != nil {
+				return err
+			}
+			return env.Serve("owner api", &http.Server{Addr: addr, Handler: h})
+		},
+	})
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/infra/chserver/chtest"
+	chschema "github.com/minecart/minecart/infra/clickhouse"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/daemon/daemontest"
+	"github.com/minecart/minecart/services/owner"
+	"github.com/minecart/minecart/services/sink"
+)
+
+// TestMainSASL runs the command as docker-compose does (brokers, SCRAM
+// credentials and the ClickHouse DSN from the environment): the position of
+// a vehicle comes from ClickHouse, its balance's owner from the bindings
+// topic read over SASL, and a cancelled context ends run without error.
+func TestMainSASL(t *testing.T) {
+	cfg := daemontest.Broker(t)
+	srv := chtest.Start(t)
+	t.Setenv("MINECART_CLICKHOUSE_DSN", srv.DSN())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conn, err := sink.Open(srv.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := chschema.Migrate(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	bt, err := conn.PrepareBatch(ctx, `INSERT INTO telemetry (vehicle_id, time, device_id, seq, event_id, tz, lat_e6, lon_e6,
+		speed_kmh, heading_deg, accel_lon_ms2, accel_lat_ms2, odometer_m, engine_on, fault_codes, src_topic, src_partition, src_offset)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bt.Append("v-1", at, "d-1", uint64(1), "e-1", "UTC", int32(52_500_000), int32(13_400_000),
+		float32(50), float32(90), float32(0), float32(0), uint64(10_000_000), true, []string{}, "t", int32(0), int64(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := bt.Send(); err != nil {
+		t.Fatal(err)
+	}
+
+	api, metrics := daemontest.Addr(t), daemontest.Addr(t)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--http-addr", api, "--metrics-addr", metrics, "--ledger-url", "http://127.0.0.1:1"})
+	}()
+	body := daemontest.Get(t, "http://"+api+"/v1/vehicles/v-1/position", 200, 30*time.Second)
+	if !strings.Contains(body, "52.5") {
+		t.Errorf("position %s", body)
+	}
+
+	// The topics exist now (the command created them): bind v-1 to owner-1.
+	p, err := kafka.NewProducer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	b, err := schemas.SingleObject().Marshal(&avro.AccountBinding{VehicleID: "v-1", Owner: "owner-1", UpdatedMs: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(ctx, pipelines.TopicAccounts, []byte("v-1"), b); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var pts owner.Points
+		body := daemontest.Get(t, "http://"+api+"/v1/vehicles/v-1/points", 200, 10*time.Second)
+		if err := json.Unmarshal([]byte(body), &pts); err != nil {
+			t.Fatal(err)
+		}
+		if pts.Balance != nil && pts.Balance.Owner == "owner-1" && pts.Balance.Account == "owner-1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("points %s: no balance of owner-1", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if body := daemontest.Get(t, "http://"+metrics+"/metrics", 200, 10*time.Second); !strings.Contains(body, "minecart_owner_request_seconds") {
+		t.Error("metrics lack minecart_owner_request_seconds")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
