@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/peterbourgon/ff/v4"
+
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
@@ -21,6 +23,18 @@ import (
 	"github.com/minecart/minecart/services/settlement"
 )
 
+// adminCommand declares a command whose subcommands reach Kafka: it holds
+// the connection flags (daemon.Kafka: brokers, registry, SASL, TLS, as the
+// services take them), valid before or after the subcommand.
+func adminCommand(name, short string, kf *daemon.Kafka) *ff.Command {
+	return newCommand(nil, name, "SUBCOMMAND", short, kf.Register, nil)
+}
+
+// sub declares a subcommand of parent that takes no arguments.
+func sub(parent *ff.Command, name, short string, flags func(fs *flag.FlagSet), exec func(ctx context.Context) error) {
+	parent.Subcommands = append(parent.Subcommands, newCommand(parent, name, "", short, flags, noArgs(exec)))
+}
+
 // admin is what an administrative command needs: a producer, the serde and
 // the pipelines config to open tables with.
 type admin struct {
@@ -29,33 +43,9 @@ type admin struct {
 	producer *kafka.Producer
 }
 
-// adminCommand is what every administrative command starts with: its
-// subcommand, and a flag set holding the Kafka connection flags (brokers,
-// registry, SASL, TLS: daemon.Kafka, as the services take them).
-type adminCommand struct {
-	sub   string
-	args  []string
-	fs    *flag.FlagSet
-	kafka daemon.Kafka
-}
-
-// newAdminCommand splits "minecart NAME SUB args" and reports a missing SUB.
-func newAdminCommand(name string, args []string, subs string) (*adminCommand, error) {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return nil, fmt.Errorf("usage: minecart %s %s", name, subs)
-	}
-	c := &adminCommand{sub: args[0], args: args[1:], fs: newFlags(name + " " + args[0])}
-	c.kafka.Register(c.fs)
-	return c, nil
-}
-
-// open parses the command's flags (those added after newAdminCommand too)
-// and connects.
-func (c *adminCommand) open(ctx context.Context) (*admin, error) {
-	if err := parseFlags(c.fs, c.args); err != nil {
-		return nil, err
-	}
-	cfg, serde, err := c.kafka.Config(ctx, slog.Default(), nil)
+// connect connects with the connection flags of kf.
+func connect(ctx context.Context, kf *daemon.Kafka) (*admin, error) {
+	cfg, serde, err := kf.Config(ctx, slog.Default(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -82,18 +72,63 @@ func (a *admin) table(ctx context.Context, topic string) (*kafka.Table, error) {
 	return t, nil
 }
 
-func devicesCmd(ctx context.Context, args []string) error {
-	c, err := newAdminCommand("devices", args, "add|list|revoke [flags]")
-	if err != nil {
-		return err
-	}
-	fs := c.fs
-	id := fs.String("id", "", "device id")
-	vehicle := fs.String("vehicle", "", "the vehicle the device may write events for (add)")
-	tz := fs.String("tz", "Asia/Shanghai", "the vehicle's IANA time zone (add)")
-	auth := fs.String("auth", "hmac", "hmac (HMAC-SHA256 secret) or ed25519 (public key) (add)")
-	key := fs.String("key", "", "hex HMAC secret (empty: generated) or hex Ed25519 public key (add)")
-	a, err := c.open(ctx)
+func devicesCommand() *ff.Command {
+	var kf daemon.Kafka
+	cmd := adminCommand("devices", "provision telemetry boxes", &kf)
+	var id, vehicle, tz, auth, key string
+	idFlag := func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "device id") }
+	sub(cmd, "add", "register a device for a vehicle (an HMAC secret is generated unless --key)", func(fs *flag.FlagSet) {
+		idFlag(fs)
+		fs.StringVar(&vehicle, "vehicle", "", "the vehicle the device may write events for")
+		fs.StringVar(&tz, "tz", "Asia/Shanghai", "the vehicle's IANA time zone")
+		fs.StringVar(&auth, "auth", "hmac", "hmac (HMAC-SHA256 secret) or ed25519 (public key)")
+		fs.StringVar(&key, "key", "", "hex HMAC secret (empty: generated) or hex Ed25519 public key")
+	}, func(ctx context.Context) error {
+		return withDevices(ctx, &kf, func(ds *gateway.Devices) error {
+			var k []byte
+			if key != "" {
+				var err error
+				if k, err = hex.DecodeString(key); err != nil {
+					return fmt.Errorf("--key: %w", err)
+				}
+			}
+			d, err := ds.Add(ctx, gateway.NewDevice{ID: id, VehicleID: vehicle, VehicleTZ: tz, Auth: authKind(auth), Key: k})
+			if err != nil {
+				return err
+			}
+			fmt.Printf("device %s added for vehicle %s (%s)\n", d.ID, d.VehicleID, d.Auth)
+			if d.Auth == gateway.AuthHMAC && key == "" {
+				fmt.Printf("secret %s   (shown once: provision it into the box)\n", hex.EncodeToString(d.Key))
+			}
+			return nil
+		})
+	})
+	sub(cmd, "list", "list the registered devices", nil, func(ctx context.Context) error {
+		return withDevices(ctx, &kf, func(ds *gateway.Devices) error {
+			list, err := ds.List(ctx)
+			rows := make([][]any, len(list))
+			for i, d := range list {
+				rows[i] = []any{d.ID, d.VehicleID, d.VehicleTZ, d.Auth, d.Status, d.Updated.Format(time.RFC3339)}
+			}
+			return errors.Join(printTable("DEVICE VEHICLE TZ AUTH STATUS UPDATED", rows), err)
+		})
+	})
+	sub(cmd, "revoke", "revoke a device: its uploads are refused from now on", idFlag, func(ctx context.Context) error {
+		return withDevices(ctx, &kf, func(ds *gateway.Devices) error {
+			d, err := ds.Revoke(ctx, id)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("device %s revoked\n", d.ID)
+			return nil
+		})
+	})
+	return cmd
+}
+
+// withDevices runs fn over the device registry.
+func withDevices(ctx context.Context, kf *daemon.Kafka, fn func(ds *gateway.Devices) error) error {
+	a, err := connect(ctx, kf)
 	if err != nil {
 		return err
 	}
@@ -103,142 +138,168 @@ func devicesCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer t.Close()
-	ds := gateway.NewDevices(a.producer, t, a.serde, nil)
-	switch c.sub {
-	case "add":
-		var k []byte
-		if *key != "" {
-			if k, err = hex.DecodeString(*key); err != nil {
-				return fmt.Errorf("--key: %w", err)
-			}
-		}
-		d, err := ds.Add(ctx, gateway.NewDevice{ID: *id, VehicleID: *vehicle, VehicleTZ: *tz, Auth: authKind(*auth), Key: k})
-		if err != nil {
-			return err
-		}
-		fmt.Printf("device %s added for vehicle %s (%s)\n", d.ID, d.VehicleID, d.Auth)
-		if d.Auth == gateway.AuthHMAC && *key == "" {
-			fmt.Printf("secret %s   (shown once: provision it into the box)\n", hex.EncodeToString(d.Key))
-		}
-		return nil
-	case "revoke":
-		d, err := ds.Revoke(ctx, *id)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("device %s revoked\n", d.ID)
-		return nil
-	case "list":
-		list, err := ds.List(ctx)
-		rows := make([][]any, len(list))
-		for i, d := range list {
-			rows[i] = []any{d.ID, d.VehicleID, d.VehicleTZ, d.Auth, d.Status, d.Updated.Format(time.RFC3339)}
-		}
-		return errors.Join(printTable("DEVICE VEHICLE TZ AUTH STATUS UPDATED", rows), err)
-	}
-	return fmt.Errorf("devices: unknown subcommand %q (add|list|revoke)", c.sub)
+	return fn(gateway.NewDevices(a.producer, t, a.serde, nil))
 }
 
-func accountsCmd(ctx context.Context, args []string) error {
-	c, err := newAdminCommand("accounts", args, "bind|unbind|list [flags]")
-	if err != nil {
-		return err
-	}
-	fs := c.fs
-	vehicle := fs.String("vehicle", "", "vehicle id (bind, unbind)")
-	owner := fs.String("owner", "", "owner account (bind; list filters by it)")
-	a, err := c.open(ctx)
+func accountsCommand() *ff.Command {
+	var kf daemon.Kafka
+	cmd := adminCommand("accounts", "bind vehicles to owner accounts", &kf)
+	var vehicle, owner string
+	vehicleFlag := func(fs *flag.FlagSet) { fs.StringVar(&vehicle, "vehicle", "", "vehicle id") }
+	sub(cmd, "bind", "credit a vehicle's points to an owner account from now on", func(fs *flag.FlagSet) {
+		vehicleFlag(fs)
+		fs.StringVar(&owner, "owner", "", "owner account")
+	}, func(ctx context.Context) error {
+		return withAdmin(ctx, &kf, func(a *admin) error {
+			if err := settlement.BindVehicle(ctx, a.producer, a.serde, vehicle, owner, time.Now()); err != nil {
+				return err
+			}
+			fmt.Printf("vehicle %s bound to owner %s\n", vehicle, owner)
+			return nil
+		})
+	})
+	sub(cmd, "unbind", "remove a vehicle's binding: its credits are held until it is bound again", vehicleFlag, func(ctx context.Context) error {
+		return withAdmin(ctx, &kf, func(a *admin) error {
+			if err := settlement.UnbindVehicle(ctx, a.producer, vehicle); err != nil {
+				return err
+			}
+			fmt.Printf("vehicle %s unbound\n", vehicle)
+			return nil
+		})
+	})
+	sub(cmd, "list", "list the bindings", func(fs *flag.FlagSet) {
+		fs.StringVar(&owner, "owner", "", "only the bindings of this owner account")
+	}, func(ctx context.Context) error {
+		return withAdmin(ctx, &kf, func(a *admin) error {
+			t, err := a.table(ctx, pipelines.TopicAccounts)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			list, err := settlement.ListBindings(t, a.serde, owner)
+			rows := make([][]any, len(list))
+			for i, b := range list {
+				rows[i] = []any{b.VehicleID, b.Owner, b.UpdatedAt.Format(time.RFC3339)}
+			}
+			return errors.Join(printTable("VEHICLE OWNER UPDATED", rows), err)
+		})
+	})
+	return cmd
+}
+
+// withAdmin runs fn connected with the connection flags of kf.
+func withAdmin(ctx context.Context, kf *daemon.Kafka, fn func(a *admin) error) error {
+	a, err := connect(ctx, kf)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	switch c.sub {
-	case "bind":
-		if err := settlement.BindVehicle(ctx, a.producer, a.serde, *vehicle, *owner, time.Now()); err != nil {
-			return err
-		}
-		fmt.Printf("vehicle %s bound to owner %s\n", *vehicle, *owner)
-		return nil
-	case "unbind":
-		if err := settlement.UnbindVehicle(ctx, a.producer, *vehicle); err != nil {
-			return err
-		}
-		fmt.Printf("vehicle %s unbound\n", *vehicle)
-		return nil
-	case "list":
-		t, err := a.table(ctx, pipelines.TopicAccounts)
-		if err != nil {
-			return err
-		}
-		defer t.Close()
-		list, err := settlement.ListBindings(t, a.serde, *owner)
-		rows := make([][]any, len(list))
-		for i, b := range list {
-			rows[i] = []any{b.VehicleID, b.Owner, b.UpdatedAt.Format(time.RFC3339)}
-		}
-		return errors.Join(printTable("VEHICLE OWNER UPDATED", rows), err)
-	}
-	return fmt.Errorf("accounts: unknown subcommand %q (bind|unbind|list)", c.sub)
+	return fn(a)
 }
 
-func catalogCmd(ctx context.Context, args []string) error {
-	c, err := newAdminCommand("catalog", args, "add|remove|list [flags]")
-	if err != nil {
-		return err
+func catalogCommand() *ff.Command {
+	var kf daemon.Kafka
+	cmd := adminCommand("catalog", "manage a partner's catalog", &kf)
+	var partner, item, title string
+	var price, stock int64
+	partnerFlag := func(fs *flag.FlagSet) { fs.StringVar(&partner, "partner", "", "partner id") }
+	itemFlags := func(fs *flag.FlagSet) {
+		partnerFlag(fs)
+		fs.StringVar(&item, "item", "", "item id")
 	}
-	fs := c.fs
-	partner := fs.String("partner", "", "partner id")
-	item := fs.String("item", "", "item id (add, remove)")
-	title := fs.String("title", "", "item title (add)")
-	price := fs.Int64("price", 0, "price in points (add)")
-	stock := fs.Int64("stock", -1, "units available from now on; -1 unlimited (add)")
-	a, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	switch c.sub {
-	case "add":
-		it := settlement.CatalogItem{Partner: *partner, ItemID: *item, Title: *title, PricePoints: *price, Active: true, UpdatedAt: time.Now().UTC()}
-		if *stock >= 0 {
-			it.Stock = stock
-		}
-		if err := settlement.PutCatalogItemWith(ctx, a.producer, a.serde, it, settlement.PartnerTopicsEnsurer(a.cfg)); err != nil {
-			return err
-		}
-		fmt.Printf("item %s/%s at %d points\n", *partner, *item, *price)
-		return nil
-	case "remove":
-		if err := settlement.RemoveCatalogItem(ctx, a.producer, *partner, *item); err != nil {
-			return err
-		}
-		fmt.Printf("item %s/%s removed\n", *partner, *item)
-		return nil
-	case "list":
-		t, err := a.table(ctx, pipelines.TopicCatalog)
-		if err != nil {
-			return err
-		}
-		defer t.Close()
-		list, err := settlement.ListCatalog(t, a.serde, *partner)
-		rows := make([][]any, len(list))
-		for i, it := range list {
-			st := "unlimited"
-			if it.Stock != nil {
-				st = fmt.Sprint(*it.Stock)
+	sub(cmd, "add", "add or update an item (creates the partner's topics)", func(fs *flag.FlagSet) {
+		itemFlags(fs)
+		fs.StringVar(&title, "title", "", "item title")
+		fs.Int64Var(&price, "price", 0, "price in points")
+		fs.Int64Var(&stock, "stock", -1, "units available from now on; -1 unlimited")
+	}, func(ctx context.Context) error {
+		return withAdmin(ctx, &kf, func(a *admin) error {
+			it := settlement.CatalogItem{Partner: partner, ItemID: item, Title: title, PricePoints: price, Active: true, UpdatedAt: time.Now().UTC()}
+			if stock >= 0 {
+				it.Stock = &stock
 			}
-			rows[i] = []any{it.Partner, it.ItemID, it.Title, it.PricePoints, st, it.Active}
-		}
-		return errors.Join(printTable("PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
-	}
-	return fmt.Errorf("catalog: unknown subcommand %q (add|remove|list)", c.sub)
+			if err := settlement.PutCatalogItemWith(ctx, a.producer, a.serde, it, settlement.PartnerTopicsEnsurer(a.cfg)); err != nil {
+				return err
+			}
+			fmt.Printf("item %s/%s at %d points\n", partner, item, price)
+			return nil
+		})
+	})
+	sub(cmd, "remove", "remove an item from the catalog", itemFlags, func(ctx context.Context) error {
+		return withAdmin(ctx, &kf, func(a *admin) error {
+			if err := settlement.RemoveCatalogItem(ctx, a.producer, partner, item); err != nil {
+				return err
+			}
+			fmt.Printf("item %s/%s removed\n", partner, item)
+			return nil
+		})
+	})
+	sub(cmd, "list", "list the catalog", partnerFlag, func(ctx context.Context) error {
+		return withAdmin(ctx, &kf, func(a *admin) error {
+			t, err := a.table(ctx, pipelines.TopicCatalog)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			list, err := settlement.ListCatalog(t, a.serde, partner)
+			rows := make([][]any, len(list))
+			for i, it := range list {
+				st := "unlimited"
+				if it.Stock != nil {
+					st = fmt.Sprint(*it.Stock)
+				}
+				rows[i] = []any{it.Partner, it.ItemID, it.Title, it.PricePoints, st, it.Active}
+			}
+			return errors.Join(printTable("PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
+		})
+	})
+	return cmd
 }
 
-func ledgerCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage:\n" + ledger.Commands)
+func ledgerCommand() *ff.Command {
+	var kf daemon.Kafka
+	cmd := adminCommand("ledger", "check the book with no trust in the operator", &kf)
+	source := func(fs *flag.FlagSet) {
+		fs.String("blocks-topic", "", "blocks topic (default minecart.ledger.blocks)")
+		fs.String("file", "", "read an export file instead of the blocks topic")
 	}
-	return ledger.Command(ctx, args, os.Stdout)
+	pubkey := func(fs *flag.FlagSet) {
+		fs.String("pubkey", "", "ledger public key file (base64, hex, verifier key or PEM)")
+	}
+	for _, c := range []struct {
+		name, args, short string
+		flags             func(fs *flag.FlagSet)
+	}{
+		{"verify", "", "re-verify the whole book (blocks topic or export): every leaf, root, block link and signature",
+			func(fs *flag.FlagSet) { source(fs); pubkey(fs) }},
+		{"export", "FILE", "write the blocks topic to an export file", source},
+		{"prove", "ENTRY", "print a proof bundle (JSON) of an entry id or leaf index",
+			func(fs *flag.FlagSet) { source(fs); pubkey(fs) }},
+		{"check-proof", "FILE", "check a proof bundle offline", pubkey},
+		{"pubkey", "", "print the ledger's public and verifier keys", func(fs *flag.FlagSet) {
+			fs.String("key", "", "ledger private key file")
+			fs.String("origin", "minecart/ledger", "log origin")
+		}},
+	} {
+		var sc *ff.Command
+		sc = newCommand(cmd, c.name, c.args, c.short, c.flags, func(ctx context.Context, args []string) error {
+			// The ledger's own command line: the flags set here (or by
+			// the environment), then the arguments left.
+			line := []string{c.name}
+			err := sc.Flags.WalkFlags(func(f ff.Flag) error {
+				if name, ok := f.GetLongName(); ok && f.IsSet() {
+					line = append(line, "--"+name+"="+f.GetValue())
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			return ledger.Command(ctx, append(line, args...), os.Stdout)
+		})
+		cmd.Subcommands = append(cmd.Subcommands, sc)
+	}
+	return cmd
 }
 
 // authKind maps the CLI's short names to the registry's auth kinds; other

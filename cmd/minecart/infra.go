@@ -9,67 +9,61 @@ import (
 	"net"
 	"os"
 
+	"github.com/peterbourgon/ff/v4"
+
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/infra/chserver"
 	chmigrate "github.com/minecart/minecart/infra/clickhouse"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
-	"github.com/minecart/minecart/services/flagenv"
 	"github.com/minecart/minecart/services/sink"
 )
 
-// newFlags makes a command's flag set; parse with parseFlags so every flag
-// can also come from MINECART_* environment variables.
-func newFlags(name string) *flag.FlagSet {
-	return flag.NewFlagSet("minecart "+name, flag.ContinueOnError)
+func brokerCommand() *ff.Command {
+	var cfg broker.Config
+	return newCommand(nil, "broker", "", "run the embedded Kafka broker alone", func(fs *flag.FlagSet) {
+		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:9092", "Kafka listen address")
+		fs.StringVar(&cfg.DataDir, "data-dir", ".minecart/kafka", "directory the broker persists its log, groups and transactions in")
+		fs.BoolVar(&cfg.SyncWrites, "sync-writes", false, "fsync every produced batch")
+	}, noArgs(func(ctx context.Context) error { return brokerRun(ctx, cfg) }))
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	return flagenv.Parse(fs, "MINECART", args)
-}
-
-func brokerCmd(ctx context.Context, args []string) error {
-	fs := newFlags("broker")
-	addr := fs.String("addr", "127.0.0.1:9092", "Kafka listen address")
-	dataDir := fs.String("data-dir", ".minecart/kafka", "directory the broker persists its log, groups and transactions in")
-	sync := fs.Bool("sync-writes", false, "fsync every produced batch")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	b, err := broker.Start(broker.Config{Addr: *addr, DataDir: *dataDir, SyncWrites: *sync, Logger: slog.Default()})
+func brokerRun(ctx context.Context, cfg broker.Config) error {
+	cfg.Logger = slog.Default()
+	b, err := broker.Start(cfg)
 	if err != nil {
 		return err
 	}
 	if err := kafka.EnsureTopics(ctx, b.Addrs(), pipelines.Topology); err != nil {
 		return errors.Join(fmt.Errorf("create topology: %w", err), b.Close())
 	}
-	slog.Info("embedded Kafka broker ready", "addrs", b.Addrs(), "data_dir", *dataDir)
+	slog.Info("embedded Kafka broker ready", "addrs", b.Addrs(), "data_dir", cfg.DataDir)
 	fmt.Printf("kafka listening %v (try: kcat -b %s -L)\n", b.Addrs(), b.Addrs()[0])
 	<-ctx.Done()
 	return b.Close()
 }
 
-func clickhouseCmd(ctx context.Context, args []string) error {
-	fs := newFlags("clickhouse")
-	addr := fs.String("addr", "127.0.0.1:8123", "HTTP listen address (ClickHouse's HTTP interface)")
-	dataDir := fs.String("data-dir", ".minecart/clickhouse", "directory of the databases")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	return chserver.Serve(ctx, chserver.Config{
-		Addr: *addr, DataDir: *dataDir, Logger: slog.Default(),
-		// `minecart run` reads this line to learn the address.
-		OnListen: func(a net.Addr) { fmt.Fprintf(os.Stdout, "listening %s\n", a) },
-	})
+func clickhouseCommand() *ff.Command {
+	// `minecart run` reads the line of OnListen to learn the address.
+	cfg := chserver.Config{OnListen: func(a net.Addr) { fmt.Fprintf(os.Stdout, "listening %s\n", a) }}
+	return newCommand(nil, "clickhouse", "", "run the embedded ClickHouse server alone (chDB over ClickHouse's HTTP interface)", func(fs *flag.FlagSet) {
+		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8123", "HTTP listen address (ClickHouse's HTTP interface)")
+		fs.StringVar(&cfg.DataDir, "data-dir", ".minecart/clickhouse", "directory of the databases")
+	}, noArgs(func(ctx context.Context) error {
+		cfg.Logger = slog.Default()
+		return chserver.Serve(ctx, cfg)
+	}))
 }
 
-func migrateCmd(ctx context.Context, args []string) error {
-	fs := newFlags("migrate")
-	dsn := fs.String("clickhouse", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://user:pass@host:9000/db")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	conn, err := sink.Open(*dsn)
+func migrateCommand() *ff.Command {
+	var dsn string
+	return newCommand(nil, "migrate", "", "apply the ClickHouse migrations (infra/clickhouse)", func(fs *flag.FlagSet) {
+		fs.StringVar(&dsn, "clickhouse", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://user:pass@host:9000/db")
+	}, noArgs(func(ctx context.Context) error { return migrate(ctx, dsn) }))
+}
+
+func migrate(ctx context.Context, dsn string) error {
+	conn, err := sink.Open(dsn)
 	if err != nil {
 		return err
 	}

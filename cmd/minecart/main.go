@@ -1,7 +1,9 @@
 // Command minecart is the command line of minecart: it runs the whole
 // pipeline on one machine (run), its embedded infrastructure alone (broker,
 // clickhouse, migrate), and the operators' and owners' tools (devices,
-// accounts, catalog, ledger).
+// accounts, catalog, ledger). The commands are one declared tree (ff):
+// their help is generated from it, and every flag can also be set as
+// MINECART_<FLAG>.
 package main
 
 import (
@@ -9,63 +11,20 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"sort"
-	"syscall"
+	"strings"
+
+	"github.com/peterbourgon/ff/v4"
+	"github.com/peterbourgon/ff/v4/ffhelp"
+
+	"github.com/minecart/minecart/services/daemon"
 )
-
-type command struct {
-	summary string
-	run     func(ctx context.Context, args []string) error
-}
-
-var commands = map[string]command{
-	"run":        {"run the whole pipeline with the embedded broker and ClickHouse and a simulated fleet", runCmd},
-	"broker":     {"run the embedded Kafka broker alone", brokerCmd},
-	"clickhouse": {"run the embedded ClickHouse server alone (chDB over ClickHouse's HTTP interface)", clickhouseCmd},
-	"migrate":    {"apply the ClickHouse migrations", migrateCmd},
-	"devices":    {"provision devices: add | list | revoke", devicesCmd},
-	"accounts":   {"bind vehicles to owner accounts: bind | list", accountsCmd},
-	"catalog":    {"manage the partner catalog: add | list", catalogCmd},
-	"ledger":     {"read and check the ledger: head | verify | export | prove | check-proof", ledgerCmd},
-}
-
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: minecart COMMAND [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-11s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintln(os.Stderr, "\nEvery flag can also be set as MINECART_<FLAG> (dashes as underscores). `minecart COMMAND -h` lists a command's flags.")
-}
 
 func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})))
-	if len(os.Args) < 2 {
-		usage()
-		os.Exit(2)
-	}
-	cmd, ok := commands[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "minecart: unknown command %q\n\n", os.Args[1])
-		usage()
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := cmd.run(ctx, os.Args[2:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		fmt.Fprintf(os.Stderr, "minecart %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+	daemon.Main("minecart", func(ctx context.Context, args []string) error { return run(ctx, args, os.Stderr) })
 }
 
 // logLevel is info, or debug when MINECART_DEBUG is set.
@@ -74,4 +33,115 @@ func logLevel() slog.Level {
 		return slog.LevelDebug
 	}
 	return slog.LevelInfo
+}
+
+// newRoot declares every command of minecart.
+func newRoot() *ff.Command {
+	root := &ff.Command{Name: "minecart", Usage: "minecart COMMAND [FLAGS]", Flags: ff.NewFlagSet("minecart"),
+		ShortHelp: "drive and mine: the whole pipeline on one machine, its infrastructure and its tools",
+		LongHelp:  "`minecart COMMAND -h` gives a command's flags. MINECART_DEBUG=1 logs at debug level."}
+	root.Subcommands = []*ff.Command{
+		runCommand(), brokerCommand(), clickhouseCommand(), migrateCommand(),
+		devicesCommand(), accountsCommand(), catalogCommand(), ledgerCommand(),
+	}
+	for _, c := range root.Subcommands {
+		parents(c)
+	}
+	root.Exec = wantCommand
+	return root
+}
+
+// parents gives every command with subcommands an Exec that asks for one,
+// and lists them in its short help.
+func parents(c *ff.Command) {
+	var names []string
+	for _, s := range c.Subcommands {
+		parents(s)
+		names = append(names, s.Name)
+	}
+	if len(names) > 0 {
+		c.ShortHelp += ": " + strings.Join(names, " | ")
+		c.Exec = wantCommand
+	}
+}
+
+// wantCommand is the Exec of a command that only has subcommands.
+func wantCommand(_ context.Context, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("unknown command %q", args[0])}
+	}
+	return usageError{errors.New("want a command")}
+}
+
+// usageError is a command line that does not say what to run (or -h):
+// the help of the command follows.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// run parses args into the tree and runs the command they select. Help
+// (-h, or a command line that selects nothing to run) goes to stderr;
+// errors are named by the command: "devices add: ...".
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	root := newRoot()
+	err := root.Parse(args, ff.WithEnvVarPrefix(daemon.EnvPrefix))
+	if err != nil {
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // ff names the command; name it by its path below
+		}
+		err = usageError{err}
+	} else {
+		err = root.Run(ctx)
+	}
+	if errors.As(err, new(usageError)) {
+		fmt.Fprint(stderr, append(ffhelp.Command(root), daemon.EnvHelp()))
+	}
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	if name := path(root.GetSelected()); name != "" {
+		err = fmt.Errorf("%s: %w", name, err)
+	}
+	return err
+}
+
+// path is a command's name under the root: "devices add".
+func path(c *ff.Command) string {
+	var names []string
+	for ; c != nil && c.GetParent() != nil; c = c.GetParent() {
+		names = append([]string{c.Name}, names...)
+	}
+	return strings.Join(names, " ")
+}
+
+// newCommand declares a command under parent (nil: the root) that takes
+// the arguments args ("" for none, else their names for the usage line):
+// flags declares its flags on a standard flag set (so -name and --name are
+// the same), parsed by ff with the MINECART_* environment; the flags of
+// parent, if any, are valid here too.
+func newCommand(parent *ff.Command, name, args, short string, flags func(fs *flag.FlagSet), exec func(ctx context.Context, args []string) error) *ff.Command {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	if flags != nil {
+		flags(fs)
+	}
+	ffs := ff.NewFlagSetFrom(name, fs)
+	usage := "minecart " + name
+	if parent != nil {
+		ffs.SetParent(parent.Flags.(*ff.FlagSet))
+		usage = "minecart " + parent.Name + " " + name
+	}
+	if args != "" {
+		usage += " " + args
+	}
+	return &ff.Command{Name: name, Usage: usage + " [FLAGS]", ShortHelp: short, Flags: ffs, Exec: exec}
+}
+
+// noArgs wraps the exec of a command that takes no arguments.
+func noArgs(exec func(ctx context.Context) error) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unexpected arguments %q", args)}
+		}
+		return exec(ctx)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,42 +18,58 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/peterbourgon/ff/v4"
+
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/services/stack"
 )
 
-func runCmd(ctx context.Context, args []string) error {
-	fs := newFlags("run")
-	vehicles := fs.Int("vehicles", 1000, "simulated vehicles")
-	days := fs.Int("days", 1, "simulated days")
-	seed := fs.Uint64("seed", 1, "simulation seed: the same seed gives the same events, scores and ledger root")
-	start := fs.String("start", "2026-11-01", "first simulated local day (YYYY-MM-DD)")
-	dataDir := fs.String("data-dir", ".minecart", "where the broker, ClickHouse and the ledger key keep their data")
-	once := fs.Bool("once", false, "exit after the simulated days are settled and the summary printed")
-	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "embedded Kafka listen address")
-	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "gateway, APIs and /metrics listen address")
-	chAddr := fs.String("clickhouse-addr", "127.0.0.1:8123", "embedded ClickHouse HTTP listen address (empty: no ClickHouse)")
-	idle := fs.Duration("idle-timeout", 15*time.Second, "scoring closes a quiet partition's days after this much wall-clock silence")
-	format := fs.String("format", loadtest.FormatJSON, "device batch format: json or avro")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	day, err := time.Parse(time.DateOnly, *start)
+// runFlags are the flags of `minecart run`.
+type runFlags struct {
+	vehicles, days              int
+	seed                        uint64
+	start, dataDir              string
+	once                        bool
+	kafkaAddr, httpAddr, chAddr string
+	idle                        time.Duration
+	format                      string
+}
+
+func runCommand() *ff.Command {
+	var f runFlags
+	return newCommand(nil, "run", "", "run the whole pipeline with the embedded broker and ClickHouse and a simulated fleet", func(fs *flag.FlagSet) {
+		fs.IntVar(&f.vehicles, "vehicles", 1000, "simulated vehicles")
+		fs.IntVar(&f.days, "days", 1, "simulated days")
+		fs.Uint64Var(&f.seed, "seed", 1, "simulation seed: the same seed gives the same events, scores and ledger root")
+		fs.StringVar(&f.start, "start", "2026-11-01", "first simulated local day (YYYY-MM-DD)")
+		fs.StringVar(&f.dataDir, "data-dir", ".minecart", "where the broker, ClickHouse and the ledger key keep their data")
+		fs.BoolVar(&f.once, "once", false, "exit after the simulated days are settled and the summary printed")
+		fs.StringVar(&f.kafkaAddr, "kafka-addr", "127.0.0.1:9092", "embedded Kafka listen address")
+		fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "gateway, APIs and /metrics listen address")
+		fs.StringVar(&f.chAddr, "clickhouse-addr", "127.0.0.1:8123", "embedded ClickHouse HTTP listen address (empty: no ClickHouse)")
+		fs.DurationVar(&f.idle, "idle-timeout", 15*time.Second, "scoring closes a quiet partition's days after this much wall-clock silence")
+		fs.StringVar(&f.format, "format", loadtest.FormatJSON, "device batch format: json or avro")
+	}, noArgs(func(ctx context.Context) error { return runPipeline(ctx, f) }))
+}
+
+// runPipeline is `minecart run`.
+func runPipeline(ctx context.Context, f runFlags) error {
+	day, err := time.Parse(time.DateOnly, f.start)
 	if err != nil {
 		return fmt.Errorf("--start: %w", err)
 	}
-	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
 		return err
 	}
-	sim, err := fleet.New(fleet.Config{Seed: *seed, Vehicles: *vehicles, Days: *days, Start: day})
+	sim, err := fleet.New(fleet.Config{Seed: f.seed, Vehicles: f.vehicles, Days: f.days, Start: day})
 	if err != nil {
 		return err
 	}
 
 	dsn := ""
-	if *chAddr != "" {
-		addr, stop, err := startClickHouse(ctx, filepath.Join(*dataDir, "clickhouse"), *chAddr)
+	if f.chAddr != "" {
+		addr, stop, err := startClickHouse(ctx, filepath.Join(f.dataDir, "clickhouse"), f.chAddr)
 		if err != nil {
 			return err
 		}
@@ -60,8 +77,8 @@ func runCmd(ctx context.Context, args []string) error {
 		dsn = "http://" + addr + "/default"
 	}
 	st, err := stack.Start(ctx, stack.Config{
-		DataDir: *dataDir, KafkaAddr: *kafkaAddr, HTTPAddr: *httpAddr, ClickHouseDSN: dsn,
-		IdleTimeout: *idle,
+		DataDir: f.dataDir, KafkaAddr: f.kafkaAddr, HTTPAddr: f.httpAddr, ClickHouseDSN: dsn,
+		IdleTimeout: f.idle,
 		// The simulated fleet uploads history: accept it however old it is.
 		MaxEventAge: 0,
 	})
@@ -73,7 +90,7 @@ func runCmd(ctx context.Context, args []string) error {
 			slog.Warn("shutdown", "err", cerr)
 		}
 	}()
-	fmt.Printf("minecart: kafka %s  http %s  clickhouse %s  data %s\n", strings.Join(st.Broker.Addrs(), ","), st.HTTPAddr(), *chAddr, *dataDir)
+	fmt.Printf("minecart: kafka %s  http %s  clickhouse %s  data %s\n", strings.Join(st.Broker.Addrs(), ","), st.HTTPAddr(), f.chAddr, f.dataDir)
 
 	if err := st.ProvisionFleet(ctx, sim); err != nil {
 		return fmt.Errorf("provisioning the simulated fleet: %w", err)
@@ -82,14 +99,14 @@ func runCmd(ctx context.Context, args []string) error {
 	// Drive the fleet through the gateway, chunk by chunk, recording the
 	// last acknowledged chunk so that a restart resumes after it. Resuming
 	// sends that chunk again, which ingest's de-duplication drops.
-	progress := filepath.Join(*dataDir, fmt.Sprintf("sim-%d-%d-%d-%s.progress", *seed, *vehicles, *days, *start))
+	progress := filepath.Join(f.dataDir, fmt.Sprintf("sim-%d-%d-%d-%s.progress", f.seed, f.vehicles, f.days, f.start))
 	from := readProgress(progress)
 	if from > 0 {
 		fmt.Printf("simulation: resuming at chunk %d\n", from)
 		from--
 	}
 	t0 := time.Now()
-	rep, err := st.SendFleet(ctx, sim, from, loadtest.SenderConfig{Format: *format, Concurrency: 64}, func(k int, sofar loadtest.Report) error {
+	rep, err := st.SendFleet(ctx, sim, from, loadtest.SenderConfig{Format: f.format, Concurrency: 64}, func(k int, sofar loadtest.Report) error {
 		if time.Since(lastProgress) >= 2*time.Second {
 			lastProgress = time.Now()
 			a, _ := st.Activity()
@@ -112,11 +129,11 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	printSummary(os.Stdout, rep, sum, *chAddr)
-	if *once {
+	printSummary(os.Stdout, rep, sum, f.chAddr)
+	if f.once {
 		return nil
 	}
-	fmt.Printf("\nserving until Ctrl-C: gateway and APIs on http://%s, ClickHouse on http://%s, Kafka on %s\n", st.HTTPAddr(), *chAddr, st.Broker.Addrs()[0])
+	fmt.Printf("\nserving until Ctrl-C: gateway and APIs on http://%s, ClickHouse on http://%s, Kafka on %s\n", st.HTTPAddr(), f.chAddr, st.Broker.Addrs()[0])
 	select {
 	case <-ctx.Done():
 		return nil

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -13,14 +14,16 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/peterbourgon/ff/v4"
+	"github.com/peterbourgon/ff/v4/ffhelp"
+
 	"github.com/minecart/minecart/cmd/partner-example/partner"
-	"github.com/minecart/minecart/services/flagenv"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/settlement"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "partner-example:", err)
 		os.Exit(1)
 	}
@@ -34,11 +37,15 @@ func run(args []string) error {
 	user := fs.String("user", "", "SASL/SCRAM-SHA-512 user (default partner-<id> when -password is set)")
 	pass := fs.String("password", "", "SASL/SCRAM-SHA-512 password (empty: no SASL)")
 	credits := fs.Bool("credits", false, "also follow and verify minecart.rewards.credits")
-	if err := flagenv.Parse(fs, "MINECART_PARTNER", args); err != nil {
+	ffs := ff.NewFlagSetFrom(fs.Name(), fs)
+	err := ff.Parse(ffs, args, ff.WithEnvVarPrefix("MINECART_PARTNER"))
+	if errors.Is(err, ff.ErrHelp) || (err == nil && (*name == "" || *keyFile == "")) {
+		fmt.Fprint(os.Stderr, ffhelp.Flags(ffs, "partner-example -partner ID -ledger-key FILE [FLAGS]"))
+	}
+	if err != nil {
 		return err
 	}
 	if *name == "" || *keyFile == "" {
-		fs.Usage()
 		return fmt.Errorf("-partner and -ledger-key are required")
 	}
 	pub, err := ledger.LoadPublicKey(*keyFile)

@@ -24,20 +24,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/peterbourgon/ff/v4"
+	"github.com/peterbourgon/ff/v4/ffhelp"
+
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
-	"github.com/minecart/minecart/services/flagenv"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "loadtest:", err)
-		}
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
 }
@@ -67,7 +67,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	offlineEvery := fs.Int("offline-every", 0, "about one device in N uploads late (0: none)")
 	offlineDelay := fs.Duration("offline-delay", 3*time.Hour, "how late, in simulated time, the -offline-every devices upload")
 	speedup := fs.Float64("speedup", 0, "pace the simulation: simulated time runs this many times faster than the wall clock (0: as fast as possible)")
-	if err := flagenv.Parse(fs, "MINECART_LOADTEST", args); err != nil {
+	ffs := ff.NewFlagSetFrom(fs.Name(), fs)
+	if err := ff.Parse(ffs, args, ff.WithEnvVarPrefix("MINECART_LOADTEST")); err != nil {
+		if errors.Is(err, ff.ErrHelp) {
+			fmt.Fprint(stderr, ffhelp.Flags(ffs, "loadtest [FLAGS]"))
+		}
 		return err
 	}
 	brokerList := strings.Split(*brokers, ",")

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -15,16 +16,23 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/peterbourgon/ff/v4"
+	"github.com/peterbourgon/ff/v4/ffhelp"
+
 	"github.com/minecart/minecart/infra/chserver"
-	"github.com/minecart/minecart/services/flagenv"
 )
 
 func main() {
-	fs := flag.NewFlagSet("chserver", flag.ExitOnError)
+	fs := flag.NewFlagSet("chserver", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8123", "HTTP listen address")
 	dataDir := fs.String("data-dir", "data/clickhouse", "directory of the databases")
 	debug := fs.Bool("debug", false, "log every failed request")
-	if err := flagenv.Parse(fs, "MINECART", os.Args[1:]); err != nil {
+	ffs := ff.NewFlagSetFrom(fs.Name(), fs)
+	if err := ff.Parse(ffs, os.Args[1:], ff.WithEnvVarPrefix("MINECART")); err != nil {
+		if errors.Is(err, ff.ErrHelp) {
+			fmt.Fprint(os.Stderr, ffhelp.Flags(ffs, "chserver [FLAGS]"))
+			os.Exit(0)
+		}
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
