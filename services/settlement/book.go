@@ -163,6 +163,9 @@ func (b *Book) Item(key string) (ItemState, bool) { x, ok := b.items[key]; retur
 // Meta returns the totals.
 func (b *Book) Meta() Meta { return b.meta.clone() }
 
+// Pending counts the pending redemptions (exact after Restored).
+func (b *Book) Pending() int { return len(b.pending) }
+
 // Totals sums every balance and reservation.
 func (b *Book) Totals() (balances, reserved, accounts int64) {
 	for _, a := range b.accounts {

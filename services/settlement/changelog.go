@@ -107,8 +107,23 @@ func (b *Book) Restored() {
 	})
 }
 
-// DecodeAccount decodes an account's changelog value (for readers of the
-// changelog such as the HTTP API).
+// StateReader reads settlement's changelog by key: a table following
+// pipelines.TopicSettlementLog (a *kafka.Table) implements it.
+type StateReader interface {
+	Get(key string) ([]byte, bool)
+}
+
+// ReadAccount reads an account's state (an account without a record is
+// empty).
+func ReadAccount(s StateReader, id string) (Account, error) {
+	v, ok := s.Get(AccountKey(id))
+	if !ok || v == nil {
+		return Account{ID: id}, nil
+	}
+	return DecodeAccount(v)
+}
+
+// DecodeAccount decodes an account's changelog value.
 func DecodeAccount(value []byte) (Account, error) {
 	var a Account
 	if err := json.Unmarshal(value, &a); err != nil {
@@ -117,11 +132,15 @@ func DecodeAccount(value []byte) (Account, error) {
 	return a, nil
 }
 
-// DecodeRedemption decodes a redemption's changelog value.
-func DecodeRedemption(value []byte) (Redemption, error) {
-	var r Redemption
-	if err := json.Unmarshal(value, &r); err != nil {
-		return r, fmt.Errorf("redemption state: %w", err)
+// ReadRedemption reads a redemption's state (false: no such redemption).
+func ReadRedemption(s StateReader, id string) (Redemption, bool, error) {
+	v, ok := s.Get(RedemptionKey(id))
+	if !ok || v == nil {
+		return Redemption{}, false, nil
 	}
-	return r, nil
+	var r Redemption
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, false, fmt.Errorf("redemption state: %w", err)
+	}
+	return r, true, nil
 }

@@ -4,16 +4,43 @@
 // partner once the debit is in the tree, and writes a daily statement that
 // checks sum(balances) = minted - redeemed.
 //
-// The domain (Book) is pure: no Kafka, no clock. The stage (NewStage) feeds
-// it the single-partition input topics in order, so one task serialises
-// every balance change, and keeps its state in the changelog topic.
+// This package is the pure domain: the Book, its model, its changelog
+// encoding and the Avro codec of its records; no Kafka client and no clock.
+// The stage (package stage) feeds it the single-partition input topics in
+// order, so one task serialises every balance change, and keeps its state
+// in the changelog topic; package api is the redemption HTTP API.
 package settlement
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"strings"
 	"time"
 )
+
+// ValidID reports whether s can be an owner, vehicle, partner or item id:
+// 1 to 128 characters, no "/", no control characters or spaces.
+func ValidID(s string) error {
+	if s == "" || len(s) > 128 {
+		return fmt.Errorf("id %q: want 1 to 128 characters", s)
+	}
+	if strings.ContainsAny(s, "/ \t\r\n") {
+		return fmt.Errorf("id %q: no slash or white space allowed", s)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("id %q: control character", s)
+		}
+	}
+	return nil
+}
+
+// PartnerUser is the SASL/SCRAM user name of partner.
+func PartnerUser(partner string) string { return "partner-" + partner }
+
+// PartnerGroupPrefix prefixes the consumer groups partner may use.
+func PartnerGroupPrefix(partner string) string { return "partner-" + partner }
 
 // Status is where a redemption stands.
 type Status string

@@ -8,7 +8,10 @@ import (
 
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/settlement"
+	settlestage "github.com/minecart/minecart/services/settlement/stage"
 )
 
 // SimPartner is the partner whose catalog simulated owners can redeem.
@@ -28,21 +31,39 @@ func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 	if err := loadtest.Provision(ctx, s.Producer, s.Serde, sim.Devices(), vs[0].TZ, at); err != nil {
 		return err
 	}
+	codec := settlement.NewCodec(s.Serde)
 	for i, v := range vs {
-		if err := settlement.BindVehicle(ctx, s.Producer, s.Serde, v.VehicleID, OwnerOf(i), at); err != nil {
-			return err
+		b, err := codec.EncodeBinding(settlement.Binding{VehicleID: v.VehicleID, Owner: OwnerOf(i), UpdatedAt: at.UTC().Truncate(time.Millisecond)})
+		if err == nil {
+			err = s.Producer.ProduceSync(ctx, pipelines.TopicAccounts, []byte(v.VehicleID), b)
 		}
+		if err != nil {
+			return fmt.Errorf("bind %s: %w", v.VehicleID, err)
+		}
+	}
+	if err := s.ensurePartner(ctx, SimPartner); err != nil {
+		return err
 	}
 	for _, it := range []settlement.CatalogItem{
 		{Partner: SimPartner, ItemID: "coffee", Title: "A cup of coffee", PricePoints: 50, Active: true, UpdatedAt: at},
 		{Partner: SimPartner, ItemID: "carwash", Title: "Car wash", PricePoints: 300, Active: true, UpdatedAt: at},
 		{Partner: SimPartner, ItemID: "fuel-20", Title: "20 litres of fuel", PricePoints: 2000, Active: true, UpdatedAt: at},
 	} {
-		if err := settlement.PutCatalogItemWith(ctx, s.Producer, s.Serde, it, settlement.PartnerTopicsEnsurer(s.Pipelines)); err != nil {
-			return err
+		it.UpdatedAt = it.UpdatedAt.UTC().Truncate(time.Millisecond)
+		b, err := codec.EncodeItem(it)
+		if err == nil {
+			err = s.Producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(it.Key()), b)
+		}
+		if err != nil {
+			return fmt.Errorf("catalog %s: %w", it.Key(), err)
 		}
 	}
 	return nil
+}
+
+// ensurePartner creates a partner's topics (settlement's EnsurePartner).
+func (s *Stack) ensurePartner(ctx context.Context, partner string) error {
+	return kafka.EnsureTopicsWith(ctx, s.Pipelines, settlestage.PartnerTopics(partner))
 }
 
 // SendFleet drives a simulated fleet through the gateway over HTTP, as the

@@ -3,22 +3,23 @@ package partner_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/minecart/minecart/cmd/partner-example/partner"
+	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/settlement"
-	"github.com/minecart/minecart/services/settlement/brokeracl"
 	"github.com/minecart/minecart/services/settlement/settletest"
+	"github.com/minecart/minecart/services/settlement/stage"
 )
 
 // received collects what one partner saw.
@@ -184,29 +185,29 @@ func TestPartnerExample(t *testing.T) {
 // TestPartnerExampleWithACLs runs the whole flow on a broker that enforces
 // SASL/SCRAM and the partner ACLs: the services as the superuser
 // "minecart", the partner as "partner-acme" with only
-// settlement.PartnerACLs("acme") — it can consume its orders and the
+// stage.PartnerACLs("acme") — it can consume its orders and the
 // credits in its consumer groups and write its acks, and that is enough.
 func TestPartnerExampleWithACLs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("embedded pipeline")
 	}
-	acmeUser, err := brokeracl.PartnerUser("acme", "acme-pw")
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", MinSessionTimeout: 100 * time.Millisecond, Logger: kafkatest.Logger(),
+		Users: []broker.User{
+			{Name: "minecart", Password: "svc-pw", Super: true},
+			{Name: settlement.PartnerUser("acme"), Password: "acme-pw", ACLs: stage.PartnerACLs("acme")},
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := []kfake.Opt{kfake.Ports(0), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "minecart", "svc-pw"),
-		kfake.EnableACLs(), acmeUser, kfake.SeedTopics(1, pipelines.PartnerRedemptionsTopic("acme")),
-		kfake.GroupMinSessionTimeout(100 * time.Millisecond)}
-	for _, spec := range pipelines.Topology {
-		opts = append(opts, kfake.SeedTopics(spec.Partitions, spec.Name))
-	}
-	c, err := kfake.NewCluster(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { _ = b.Close() })
 	svc := kgo.SASL(scram.Auth{User: "minecart", Pass: "svc-pw"}.AsSha512Mechanism())
-	env := settletest.StartOn(t, c.ListenAddrs(), settletest.Options{ClientOptions: []kgo.Opt{svc}})
+	tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer tcancel()
+	if err := kafka.EnsureTopicsWith(tctx, kafka.Config{Brokers: b.Addrs(), ClientOptions: []kgo.Opt{svc}},
+		slices.Concat(pipelines.Topology, stage.PartnerTopics("acme"))); err != nil {
+		t.Fatal(err)
+	}
+	env := settletest.StartOn(t, b.Addrs(), settletest.Options{ClientOptions: []kgo.Opt{svc}})
 	env.Bind("v1", "alice")
 	env.Credit("v1", "2026-11-20", 100)
 	env.PutItem("acme", "mug", 10, nil)

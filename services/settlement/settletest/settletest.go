@@ -1,12 +1,17 @@
 // Package settletest runs the settlement stage with the real ledger stage
 // on an embedded broker, for the tests of settlement and of the partner
-// example: fund and bind accounts, publish catalog items, wait for state.
+// example: fund and bind accounts, publish catalog items, serve the
+// redemption API, wait for state.
 package settletest
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -18,6 +23,8 @@ import (
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/settlement/api"
+	"github.com/minecart/minecart/services/settlement/stage"
 )
 
 // Env is a running ledger + settlement pipeline on an embedded broker.
@@ -72,7 +79,7 @@ func StartWith(t testing.TB, o Options, partners ...string) *Env {
 	t.Helper()
 	var extra []pipelines.TopicSpec
 	for _, p := range partners {
-		extra = append(extra, settlement.PartnerTopics(p)...)
+		extra = append(extra, stage.PartnerTopics(p)...)
 	}
 	brokers := kafkatest.Broker(t, extra...)
 	return StartOn(t, brokers, o)
@@ -117,9 +124,16 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 // StartSettlement (re)starts the settlement stage.
 func (e *Env) StartSettlement() {
 	e.T.Helper()
-	st := settlement.NewStage(settlement.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy,
-		EnsurePartner: settlement.PartnerTopicsEnsurer(e.Cfg)})
+	st, err := stage.NewStage(stage.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy,
+		EnsurePartner: e.ensurePartner})
+	if err != nil {
+		e.T.Fatal(err)
+	}
 	e.stopSettlement = kafkatest.Run(e.T, e.Cfg, st)
+}
+
+func (e *Env) ensurePartner(ctx context.Context, partner string) error {
+	return kafka.EnsureTopicsWith(ctx, e.Cfg, stage.PartnerTopics(partner))
 }
 
 // StopSettlement stops the settlement stage (it commits what it did).
@@ -185,22 +199,44 @@ func (e *Env) Credit(vehicle, date string, points int64) {
 // Bind binds vehicle to owner.
 func (e *Env) Bind(vehicle, owner string) {
 	e.T.Helper()
+	v, err := e.Codec.EncodeBinding(settlement.Binding{VehicleID: vehicle, Owner: owner, UpdatedAt: time.Now().UTC().Truncate(time.Millisecond)})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.produce(pipelines.TopicAccounts, vehicle, v)
+}
+
+func (e *Env) produce(topic, key string, value []byte) {
+	e.T.Helper()
 	ctx, cancel := e.ctx()
 	defer cancel()
-	if err := settlement.BindVehicle(ctx, e.Producer, e.Serde, vehicle, owner, time.Now()); err != nil {
+	if err := e.Producer.ProduceSync(ctx, topic, []byte(key), value); err != nil {
 		e.T.Fatal(err)
 	}
 }
 
-// PutItem publishes a catalog item.
+// PublishItem writes a catalog item as it is (the partner's topics are
+// left to the stage to create).
+func (e *Env) PublishItem(it settlement.CatalogItem) {
+	e.T.Helper()
+	it.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
+	v, err := e.Codec.EncodeItem(it)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.produce(pipelines.TopicCatalog, it.Key(), v)
+}
+
+// PutItem creates the partner's topics, publishes a catalog item and waits
+// until settlement took it in.
 func (e *Env) PutItem(partner, item string, price int64, stock *int64) {
 	e.T.Helper()
 	ctx, cancel := e.ctx()
 	defer cancel()
-	it := settlement.CatalogItem{Partner: partner, ItemID: item, Title: item, PricePoints: price, Stock: stock, Active: true}
-	if err := settlement.PutCatalogItemWith(ctx, e.Producer, e.Serde, it, settlement.PartnerTopicsEnsurer(e.Cfg)); err != nil {
+	if err := e.ensurePartner(ctx, partner); err != nil {
 		e.T.Fatal(err)
 	}
+	e.PublishItem(settlement.CatalogItem{Partner: partner, ItemID: item, Title: item, PricePoints: price, Stock: stock, Active: true})
 	// Settlement reads the catalog and the requests as two topics: wait
 	// until it took the item in before any request can name it.
 	e.Wait(30*time.Second, func() bool { _, ok := e.State.Get(settlement.ItemStateKey(partner, item)); return ok },
@@ -209,11 +245,7 @@ func (e *Env) PutItem(partner, item string, price int64, stock *int64) {
 
 // Account reads an account's state from the changelog.
 func (e *Env) Account(id string) settlement.Account {
-	v, ok := e.State.Get(settlement.AccountKey(id))
-	if !ok || v == nil {
-		return settlement.Account{ID: id}
-	}
-	a, err := settlement.DecodeAccount(v)
+	a, err := settlement.ReadAccount(e.State, id)
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -222,15 +254,64 @@ func (e *Env) Account(id string) settlement.Account {
 
 // Redemption reads a redemption's state from the changelog.
 func (e *Env) Redemption(id string) (settlement.Redemption, bool) {
-	v, ok := e.State.Get(settlement.RedemptionKey(id))
-	if !ok || v == nil {
-		return settlement.Redemption{}, false
-	}
-	r, err := settlement.DecodeRedemption(v)
+	r, ok, err := settlement.ReadRedemption(e.State, id)
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	return r, true
+	return r, ok
+}
+
+// API starts a replica of the redemption API with its own producer and
+// changelog table; it answers POST after at most wait.
+func (e *Env) API(wait time.Duration) *httptest.Server {
+	e.T.Helper()
+	p, err := kafka.NewProducer(kafka.Config{Brokers: e.Brokers, Logger: e.Cfg.Logger, ClientOptions: e.Cfg.ClientOptions})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tbl, err := kafka.NewTable(ctx, e.Cfg, pipelines.TopicSettlementLog)
+	if err != nil {
+		cancel()
+		_ = p.Close()
+		e.T.Fatal(err)
+	}
+	h, err := api.NewHandler(api.Config{Producer: p, State: tbl, Serde: e.Serde, Logger: e.Cfg.Logger, Wait: wait})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	e.T.Cleanup(func() {
+		srv.Close()
+		cancel()
+		_ = tbl.Close()
+		_ = p.Close()
+	})
+	return srv
+}
+
+// Post sends a redemption request with the idempotency key to an API
+// replica; the answer is decoded when the status is below 300.
+func Post(srv *httptest.Server, key string, body api.RedemptionBody) (int, api.RedemptionJSON, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, api.RedemptionJSON{}, err
+	}
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/redemptions", bytes.NewReader(b))
+	if err != nil {
+		return 0, api.RedemptionJSON{}, err
+	}
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		return 0, api.RedemptionJSON{}, err
+	}
+	defer resp.Body.Close()
+	var r api.RedemptionJSON
+	if resp.StatusCode < 300 {
+		err = json.NewDecoder(resp.Body).Decode(&r)
+	}
+	return resp.StatusCode, r, err
 }
 
 // Wait polls cond until it holds or timeout passes; then it fails the

@@ -1,4 +1,9 @@
-package settlement
+// Package stage is the settlement stage: it feeds the settlement inputs
+// (ledger entries, bindings, catalog, redemption requests, partner acks) to
+// the pure settlement.Book, one record at a time, keeps the book in its
+// changelog and emits what each transaction of the book writes. It depends
+// on the pipelines contract only; mains wire it to the runtime.
+package stage
 
 import (
 	"context"
@@ -10,17 +15,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/settlement"
 )
 
-// StageName is the settlement stage's name (consumer group, transactional
-// id prefix, metrics label).
-const StageName = "settlement"
+// Name is the settlement stage's name (consumer group, transactional id
+// prefix, metrics label).
+const Name = "settlement"
 
 // Config configures the settlement stage.
 type Config struct {
-	Policy     Policy
+	Policy     settlement.Policy // default settlement.DefaultPolicy()
 	Serde      *schemas.Serde
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics not registered
@@ -29,19 +34,10 @@ type Config struct {
 	TickEvery time.Duration
 	// EnsurePartner, if set, is called (once per partner and task) before
 	// a catalog item of a partner is taken in, to create the partner's
-	// redemptions topic: an order to a missing topic would fail its
-	// transaction again and again. PartnerTopicsEnsurer(cfg) is the usual
-	// value; errors are retried.
+	// topics (PartnerTopics): an order to a missing topic would fail its
+	// transaction again and again. Mains pass kafka.EnsureTopicsWith over
+	// PartnerTopics; errors are retried.
 	EnsurePartner func(ctx context.Context, partner string) error
-}
-
-// PartnerTopicsEnsurer returns an EnsurePartner that creates the partner's
-// topics (PartnerTopics) if they are missing, connecting with cfg (brokers,
-// and ClientOptions for SASL/TLS).
-func PartnerTopicsEnsurer(cfg kafka.Config) func(ctx context.Context, partner string) error {
-	return func(ctx context.Context, partner string) error {
-		return kafka.EnsureTopicsWith(ctx, cfg, PartnerTopics(partner))
-	}
 }
 
 // Validate reports a config the stage cannot run with.
@@ -49,26 +45,15 @@ func (c Config) Validate() error {
 	if c.Serde == nil {
 		return errors.New("settlement: no serde")
 	}
-	if err := c.Policy.Validate(); err != nil {
-		return fmt.Errorf("settlement: %w", err)
+	if c.Policy != (settlement.Policy{}) {
+		if err := c.Policy.Validate(); err != nil {
+			return fmt.Errorf("settlement: %w", err)
+		}
 	}
 	if c.TickEvery < 0 {
 		return errors.New("settlement: negative tick interval")
 	}
 	return nil
-}
-
-func (c Config) withDefaults() Config {
-	if c.Policy == (Policy{}) {
-		c.Policy = DefaultPolicy()
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.TickEvery == 0 {
-		c.TickEvery = time.Second
-	}
-	return c
 }
 
 // Inputs are the settlement stage's input topics. All have one partition,
@@ -81,28 +66,39 @@ var Inputs = []string{
 
 // NewStage returns the settlement stage: it consumes Inputs, keeps its book
 // in pipelines.TopicSettlementLog and writes redemption statuses, partner
-// orders, debit requests, settled credits and daily statements. A config
-// that does not Validate makes every task fail to start.
-func NewStage(cfg Config) pipelines.Stage {
-	cfg = cfg.withDefaults()
-	m, merr := newMetrics(cfg.Registerer)
+// orders, debit requests, settled credits and daily statements.
+func NewStage(cfg Config) (pipelines.Stage, error) {
+	if err := cfg.Validate(); err != nil {
+		return pipelines.Stage{}, err
+	}
+	if cfg.Policy == (settlement.Policy{}) {
+		cfg.Policy = settlement.DefaultPolicy()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.TickEvery == 0 {
+		cfg.TickEvery = time.Second
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return pipelines.Stage{}, fmt.Errorf("settlement: %w", err)
+	}
+	log := cfg.Logger.With("stage", Name)
 	return pipelines.Stage{
-		Name:      StageName,
+		Name:      Name,
 		Inputs:    Inputs,
 		Changelog: pipelines.TopicSettlementLog,
 		TickEvery: cfg.TickEvery,
-		NewProcessor: func(ctx context.Context, t pipelines.Task) (pipelines.Processor, error) {
-			if err := errors.Join(cfg.Validate(), merr); err != nil {
-				return nil, err
-			}
-			b, err := NewBook(cfg.Policy)
+		NewProcessor: func(_ context.Context, t pipelines.Task) (pipelines.Processor, error) {
+			b, err := settlement.NewBook(cfg.Policy)
 			if err != nil {
 				return nil, err
 			}
-			return &processor{book: b, codec: NewCodec(cfg.Serde), m: m, log: cfg.Logger.With("stage", StageName), task: t,
+			return &processor{book: b, codec: settlement.NewCodec(cfg.Serde), m: m, log: log, task: t,
 				ensure: cfg.EnsurePartner, partners: map[string]bool{}}, nil
 		},
-	}
+	}, nil
 }
 
 // metrics are the settlement stage's series.
@@ -127,8 +123,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // processor feeds one task's records to the book.
 type processor struct {
-	book     *Book
-	codec    Codec
+	book     *settlement.Book
+	codec    settlement.Codec
 	m        *metrics
 	log      *slog.Logger
 	task     pipelines.Task
@@ -152,7 +148,7 @@ func (p *processor) ready() {
 		p.book.Restored()
 		p.restored = true
 		bal, res, n := p.book.Totals()
-		p.log.Info("settlement book restored", "accounts", n, "balances", bal, "reserved", res, "pending", len(p.book.pending))
+		p.log.Info("settlement book restored", "accounts", n, "balances", bal, "reserved", res, "pending", p.book.Pending())
 	}
 }
 
@@ -169,17 +165,17 @@ func (p *processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 	return p.emit(tx, out)
 }
 
-func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*Tx, error) {
+func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*settlement.Tx, error) {
 	// Bad bytes or a record of the wrong shape are dead-lettered; other
 	// decode errors (a schema registry out of reach) are retried.
 	decodeErr := func(err error) error {
-		if errors.Is(err, schemas.ErrMalformed) || errors.Is(err, schemas.ErrUnknownSchema) || errors.Is(err, ErrBadInput) {
+		if errors.Is(err, schemas.ErrMalformed) || errors.Is(err, schemas.ErrUnknownSchema) || errors.Is(err, settlement.ErrBadInput) {
 			return pipelines.Reject("decode", err)
 		}
 		return err
 	}
 	var (
-		tx  *Tx
+		tx  *settlement.Tx
 		err error
 	)
 	switch rec.Topic {
@@ -191,7 +187,7 @@ func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*Tx, error
 		tx, err = p.book.Apply(e)
 	case pipelines.TopicAccounts:
 		if rec.Value == nil {
-			tx, err = p.book.Bind(Binding{VehicleID: string(rec.Key), UpdatedAt: rec.Timestamp.UTC()})
+			tx, err = p.book.Bind(settlement.Binding{VehicleID: string(rec.Key), UpdatedAt: rec.Timestamp.UTC()})
 			break
 		}
 		x, derr := p.codec.DecodeBinding(rec.Value)
@@ -216,7 +212,7 @@ func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*Tx, error
 		if it.Key() != string(rec.Key) {
 			return nil, pipelines.Reject("key_mismatch", fmt.Errorf("catalog item %q under key %q", it.Key(), rec.Key))
 		}
-		if p.ensure != nil && !p.partners[it.Partner] && ValidID(it.Partner) == nil {
+		if p.ensure != nil && !p.partners[it.Partner] && settlement.ValidID(it.Partner) == nil {
 			if err := p.ensure(ctx, it.Partner); err != nil {
 				return nil, fmt.Errorf("partner %s topics: %w", it.Partner, err)
 			}
@@ -241,7 +237,7 @@ func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*Tx, error
 	default:
 		return nil, pipelines.Reject("unknown_topic", fmt.Errorf("settlement does not read %s", rec.Topic))
 	}
-	if errors.Is(err, ErrBadInput) {
+	if errors.Is(err, settlement.ErrBadInput) {
 		return nil, pipelines.Reject("bad_input", err)
 	}
 	return tx, err
@@ -255,7 +251,7 @@ func (p *processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter
 
 // emit encodes and emits everything tx writes, then commits it to the
 // book. An encoding error leaves the book unchanged.
-func (p *processor) emit(tx *Tx, out pipelines.Emitter) error {
+func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 	type rec struct {
 		topic      string
 		key, value []byte
@@ -263,7 +259,7 @@ func (p *processor) emit(tx *Tx, out pipelines.Emitter) error {
 	}
 	var recs []rec
 	for _, c := range tx.Changes() {
-		v, err := EncodeChange(c)
+		v, err := settlement.EncodeChange(c)
 		if err != nil {
 			return err
 		}
@@ -311,9 +307,9 @@ func (p *processor) emit(tx *Tx, out pipelines.Emitter) error {
 			out.Emit(r.topic, r.key, r.value)
 		}
 	}
-	before := p.book.meta
+	before := p.book.Meta()
 	tx.Commit()
-	after := p.book.meta
+	after := p.book.Meta()
 	p.m.points.WithLabelValues("minted").Add(float64(after.Minted - before.Minted))
 	p.m.points.WithLabelValues("redeemed").Add(float64(after.Redeemed - before.Redeemed))
 	for _, r := range tx.Status {

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/services/settlement"
+)
+
+// `minecart accounts ...`: bindings of vehicles to owner accounts are
+// records of the compacted accounts topic that the settlement stage reads
+// in order.
+
+// bindVehicle binds vehicle to owner: its future credits go to owner's
+// account, and credits held while it had no owner move there now.
+func (a *admin) bindVehicle(ctx context.Context, vehicle, owner string, now time.Time) error {
+	if err := settlement.ValidID(vehicle); err != nil {
+		return fmt.Errorf("vehicle: %w", err)
+	}
+	if err := settlement.ValidID(owner); err != nil {
+		return fmt.Errorf("owner: %w", err)
+	}
+	if strings.HasPrefix(owner, settlement.HoldPrefix) {
+		return fmt.Errorf("owner %q: the prefix %q is reserved for holding accounts", owner, settlement.HoldPrefix)
+	}
+	v, err := settlement.NewCodec(a.serde).EncodeBinding(settlement.Binding{VehicleID: vehicle, Owner: owner, UpdatedAt: now.UTC().Truncate(time.Millisecond)})
+	if err != nil {
+		return err
+	}
+	if err := a.producer.ProduceSync(ctx, pipelines.TopicAccounts, []byte(vehicle), v); err != nil {
+		return fmt.Errorf("bind %s: %w", vehicle, err)
+	}
+	return nil
+}
+
+// unbindVehicle removes vehicle's binding: its later credits are held in
+// the account vehicle:<id> until it is bound again.
+func (a *admin) unbindVehicle(ctx context.Context, vehicle string) error {
+	if err := settlement.ValidID(vehicle); err != nil {
+		return fmt.Errorf("vehicle: %w", err)
+	}
+	if err := a.producer.ProduceSync(ctx, pipelines.TopicAccounts, []byte(vehicle), nil); err != nil {
+		return fmt.Errorf("unbind %s: %w", vehicle, err)
+	}
+	return nil
+}
+
+// listBindings returns the current bindings (of owner only, if not ""),
+// sorted by vehicle id.
+func (a *admin) listBindings(ctx context.Context, owner string) ([]settlement.Binding, error) {
+	t, err := a.table(ctx, pipelines.TopicAccounts)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	c := settlement.NewCodec(a.serde)
+	var (
+		out  []settlement.Binding
+		errs []error
+	)
+	t.Range(func(key string, value []byte) bool {
+		if value == nil {
+			return true
+		}
+		x, err := c.DecodeBinding(value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("binding %s: %w", key, err))
+			return true
+		}
+		if owner == "" || x.Owner == owner {
+			out = append(out, x)
+		}
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].VehicleID < out[j].VehicleID })
+	return out, errors.Join(errs...)
+}

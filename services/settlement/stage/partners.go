@@ -1,0 +1,48 @@
+package stage
+
+import (
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/services/settlement"
+)
+
+// PartnerTopics are the topics a partner needs: its redemptions topic
+// (orders, kept forever like the status topic).
+func PartnerTopics(partner string) []pipelines.TopicSpec {
+	return []pipelines.TopicSpec{{
+		Name: pipelines.PartnerRedemptionsTopic(partner), Partitions: 1,
+		Doc: "settlement writes confirmed redemptions (orders) of partner " + partner + "; the partner reads",
+	}}
+}
+
+// ACL is one Kafka ACL binding (allow), in the words of kafka-acls.sh. It
+// is an alias of the same struct type as infra/broker.ACL, so the
+// embedded broker takes PartnerACLs as they are without either package
+// importing the other.
+type ACL = struct {
+	Principal string // "User:<name>"
+	Resource  string // "topic", "group", "transactional-id", "cluster"
+	Name      string
+	Pattern   string // "literal" or "prefixed"
+	Operation string // "Read", "Write", "Describe", ...
+}
+
+// PartnerACLs is everything partner's user (settlement.PartnerUser) may do
+// (allow ACLs; with ACLs enforced, everything else is denied): read the
+// settled-credits topic and its own redemptions topic, write
+// acknowledgements, and use consumer groups named partner-<partner>*.
+// Telemetry, the ledger's internals and other partners' orders stay out of
+// reach. It is the one definition: infra/kafka/init-acls.sh grants exactly
+// this list on the production cluster (TestPartnerDocs checks it) and the
+// embedded broker enforces it (infra/broker, User.ACLs).
+func PartnerACLs(partner string) []ACL {
+	p := "User:" + settlement.PartnerUser(partner)
+	return []ACL{
+		{p, "topic", pipelines.TopicRewardCredits, "literal", "Read"},
+		{p, "topic", pipelines.TopicRewardCredits, "literal", "Describe"},
+		{p, "topic", pipelines.PartnerRedemptionsTopic(partner), "literal", "Read"},
+		{p, "topic", pipelines.PartnerRedemptionsTopic(partner), "literal", "Describe"},
+		{p, "topic", pipelines.TopicPartnerAcks, "literal", "Write"},
+		{p, "topic", pipelines.TopicPartnerAcks, "literal", "Describe"},
+		{p, "group", settlement.PartnerGroupPrefix(partner), "prefixed", "Read"},
+	}
+}
