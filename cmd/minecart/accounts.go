@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -28,7 +29,7 @@ func (a *admin) bindVehicle(ctx context.Context, vehicle, owner string, now time
 	if strings.HasPrefix(owner, settlement.HoldPrefix) {
 		return fmt.Errorf("owner %q: the prefix %q is reserved for holding accounts", owner, settlement.HoldPrefix)
 	}
-	v, err := settlement.NewCodec(a.serde).EncodeBinding(settlement.Binding{VehicleID: vehicle, Owner: owner, UpdatedAt: now.UTC().Truncate(time.Millisecond)})
+	v, err := a.serde.Marshal(&avro.AccountBinding{VehicleID: vehicle, Owner: owner, UpdatedMs: now})
 	if err != nil {
 		return err
 	}
@@ -58,7 +59,6 @@ func (a *admin) listBindings(ctx context.Context, owner string) ([]settlement.Bi
 		return nil, err
 	}
 	defer t.Close()
-	c := settlement.NewCodec(a.serde)
 	var (
 		out  []settlement.Binding
 		errs []error
@@ -67,13 +67,13 @@ func (a *admin) listBindings(ctx context.Context, owner string) ([]settlement.Bi
 		if value == nil {
 			return true
 		}
-		x, err := c.DecodeBinding(value)
-		if err != nil {
+		var x avro.AccountBinding
+		if err := a.serde.Unmarshal(value, &x); err != nil {
 			errs = append(errs, fmt.Errorf("binding %s: %w", key, err))
 			return true
 		}
 		if owner == "" || x.Owner == owner {
-			out = append(out, x)
+			out = append(out, settlement.BindingFrom(&x))
 		}
 		return true
 	})

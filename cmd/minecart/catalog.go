@@ -9,6 +9,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/stage"
 )
@@ -35,11 +36,11 @@ func (a *admin) putCatalogItem(ctx context.Context, it settlement.CatalogItem) e
 	if it.UpdatedAt.IsZero() {
 		it.UpdatedAt = time.Now()
 	}
-	it.UpdatedAt = it.UpdatedAt.UTC().Truncate(time.Millisecond)
 	if err := kafka.EnsureTopicsWith(ctx, a.cfg, stage.PartnerTopics(it.Partner)); err != nil {
 		return fmt.Errorf("partner %s topics: %w", it.Partner, err)
 	}
-	v, err := settlement.NewCodec(a.serde).EncodeItem(it)
+	v, err := a.serde.Marshal(&avro.CatalogItem{Partner: it.Partner, ItemID: it.ItemID, Title: it.Title,
+		PricePoints: it.PricePoints, Stock: it.Stock, Active: it.Active, UpdatedMs: it.UpdatedAt})
 	if err != nil {
 		return err
 	}
@@ -65,7 +66,6 @@ func (a *admin) listCatalog(ctx context.Context, partner string) ([]settlement.C
 		return nil, err
 	}
 	defer t.Close()
-	c := settlement.NewCodec(a.serde)
 	var (
 		out  []settlement.CatalogItem
 		errs []error
@@ -74,13 +74,13 @@ func (a *admin) listCatalog(ctx context.Context, partner string) ([]settlement.C
 		if value == nil {
 			return true
 		}
-		it, err := c.DecodeItem(value)
-		if err != nil {
+		var it avro.CatalogItem
+		if err := a.serde.Unmarshal(value, &it); err != nil {
 			errs = append(errs, fmt.Errorf("catalog %s: %w", key, err))
 			return true
 		}
 		if partner == "" || it.Partner == partner {
-			out = append(out, it)
+			out = append(out, settlement.ItemFrom(&it))
 		}
 		return true
 	})

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/minecart/minecart/schemas/avro"
 )
 
 // Policy holds the rules of the book.
@@ -80,7 +82,7 @@ func (s ItemState) left() int64 {
 type DayTotals struct {
 	Minted   int64
 	Redeemed int64
-	Partners map[string]PartnerTotal `json:",omitempty"`
+	Partners map[string]avro.PartnerTotal `json:",omitempty"`
 }
 
 // Meta is the book's totals and cursors.
@@ -99,7 +101,7 @@ func (m Meta) clone() Meta {
 	c.Days = make(map[string]DayTotals, len(m.Days))
 	for d, t := range m.Days {
 		if t.Partners != nil {
-			p := make(map[string]PartnerTotal, len(t.Partners))
+			p := make(map[string]avro.PartnerTotal, len(t.Partners))
 			for k, v := range t.Partners {
 				p[k] = v
 			}
@@ -177,11 +179,11 @@ func (b *Book) Totals() (balances, reserved, accounts int64) {
 
 // Output is what a Tx writes besides its state changes.
 type Output struct {
-	Status     []Redemption    // every redemption change: the status topic
-	Orders     []Redemption    // confirmed redemptions: the partners' topics
-	Debits     []DebitRequest  // to the ledger requests topic
-	Credits    []CreditSettled // to the reward credits topic
-	Statements []Statement
+	Status     []Redemption        // every redemption change: the status topic
+	Orders     []Redemption        // confirmed redemptions: the partners' topics
+	Debits     []avro.DebitRequest // to the ledger requests topic
+	Credits    []CreditSettled     // to the reward credits topic
+	Statements []avro.Statement
 	Alerts     []Alert
 }
 
@@ -417,7 +419,7 @@ func (t *Tx) addRedeemed(at time.Time, partner string, n int64) {
 	dt.Redeemed += n
 	if partner != "" {
 		if dt.Partners == nil {
-			dt.Partners = map[string]PartnerTotal{}
+			dt.Partners = map[string]avro.PartnerTotal{}
 		}
 		p := dt.Partners[partner]
 		p.Partner = partner
@@ -503,7 +505,7 @@ func (b *Book) DeleteItem(key string) *Tx {
 // reason or reserves the points and the stock and asks the ledger for the
 // debit. A request whose id exists already changes nothing; one that
 // reuses an idempotency key for a different order is bad input.
-func (b *Book) Redeem(req RedemptionRequest) (*Tx, error) {
+func (b *Book) Redeem(req avro.RedemptionRequest) (*Tx, error) {
 	if req.Owner == "" || req.IdempotencyKey == "" {
 		return nil, bad("redemption request without owner or idempotency key")
 	}
@@ -516,7 +518,7 @@ func (b *Book) Redeem(req RedemptionRequest) (*Tx, error) {
 		return t, nil
 	}
 	r := Redemption{ID: id, IdempotencyKey: req.IdempotencyKey, Owner: req.Owner, Partner: req.Partner,
-		ItemID: req.ItemID, Quantity: req.Quantity, RequestedAt: req.RequestedAt, UpdatedAt: req.RequestedAt}
+		ItemID: req.ItemID, Quantity: req.Quantity, RequestedAt: req.RequestedMs, UpdatedAt: req.RequestedMs}
 	reject := func(reason string) (*Tx, error) {
 		r.Status, r.Reason = StatusRejected, reason
 		t.putRedemption(r)
@@ -553,10 +555,10 @@ func (b *Book) Redeem(req RedemptionRequest) (*Tx, error) {
 	t.items[it.Item.Key()] = &it
 	t.putRedemption(r)
 	t.newPending = append(t.newPending, id)
-	t.Debits = append(t.Debits, DebitRequest{
-		RequestID: id, Kind: KindDebit, Account: req.Owner, Amount: r.Points,
-		Reason: "redemption", Partner: req.Partner, ItemID: req.ItemID, RedemptionID: id,
-		RequestedAt: req.RequestedAt,
+	t.Debits = append(t.Debits, avro.DebitRequest{
+		RequestID: id, Kind: avro.RequestKindDebit, Account: req.Owner, Amount: r.Points,
+		Reason: "redemption", Partner: req.Partner, Item: req.ItemID, RedemptionID: id,
+		RequestedAt: req.RequestedMs,
 	})
 	return t, nil
 }
@@ -700,8 +702,8 @@ func (t *Tx) debit(e Entry) {
 	if a.Available() < 0 {
 		t.alert("overdraft", "debit entry %d leaves %s at %d available", e.Proof.LeafIndex, e.Account, a.Available())
 		if !confirm {
-			t.Debits = append(t.Debits, DebitRequest{
-				RequestID: "reversal/" + r.ID, Kind: KindAdjustment, Account: r.Owner, Amount: e.Amount,
+			t.Debits = append(t.Debits, avro.DebitRequest{
+				RequestID: "reversal/" + r.ID, Kind: avro.RequestKindAdjustment, Account: r.Owner, Amount: e.Amount,
 				Reason:      "reversal of the debit of redemption " + r.ID + ", appended after settlement released it",
 				RequestedAt: e.AppendedAt,
 			})
@@ -782,9 +784,9 @@ func (b *Book) Ack(a PartnerAck) (*Tx, error) {
 // ack applies a partner's ack to a confirmed redemption.
 func (t *Tx) ack(r Redemption, a PartnerAck) error {
 	switch a.Status {
-	case AckFulfilled:
+	case avro.AckStatusFulfilled:
 		r.Status = StatusFulfilled
-	case AckFailed:
+	case avro.AckStatusFailed:
 		// The points were debited; giving them back is a ledger adjustment
 		// an operator makes after talking to the partner.
 		r.Status, r.Reason = StatusFailed, a.Reason
@@ -836,13 +838,13 @@ func (t *Tx) closeDays(now time.Time) {
 	for d := open; d < today; d = nextDay(d) {
 		dt := m.Days[d]
 		m.Outstanding += dt.Minted - dt.Redeemed
-		st := Statement{Day: d, Minted: dt.Minted, Redeemed: dt.Redeemed, Outstanding: m.Outstanding,
-			Reserved: reserved, BalanceSum: balances, Expected: expected, InvariantOK: balances == expected,
-			Accounts: n, GeneratedAt: now}
+		st := avro.Statement{Day: d, Minted: dt.Minted, Redeemed: dt.Redeemed, Outstanding: m.Outstanding,
+			Reserved: reserved, BalanceSum: balances, Expected: expected, InvariantOk: balances == expected,
+			Accounts: n, GeneratedMs: now}
 		for _, p := range sortedKeys(dt.Partners) {
 			st.Partners = append(st.Partners, dt.Partners[p])
 		}
-		if !st.InvariantOK {
+		if !st.InvariantOk {
 			t.alert("invariant", "statement %s: sum of balances %d != minted - redeemed %d (delta %d)", d, balances, expected, balances-expected)
 		}
 		t.Statements = append(t.Statements, st)

@@ -10,6 +10,7 @@ import (
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
 	settlestage "github.com/minecart/minecart/services/settlement/stage"
 )
@@ -31,9 +32,8 @@ func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 	if err := loadtest.Provision(ctx, s.Producer, s.Serde, sim.Devices(), vs[0].TZ, at); err != nil {
 		return err
 	}
-	codec := settlement.NewCodec(s.Serde)
 	for i, v := range vs {
-		b, err := codec.EncodeBinding(settlement.Binding{VehicleID: v.VehicleID, Owner: OwnerOf(i), UpdatedAt: at.UTC().Truncate(time.Millisecond)})
+		b, err := s.Serde.Marshal(&avro.AccountBinding{VehicleID: v.VehicleID, Owner: OwnerOf(i), UpdatedMs: at})
 		if err == nil {
 			err = s.Producer.ProduceSync(ctx, pipelines.TopicAccounts, []byte(v.VehicleID), b)
 		}
@@ -44,18 +44,18 @@ func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 	if err := s.ensurePartner(ctx, SimPartner); err != nil {
 		return err
 	}
-	for _, it := range []settlement.CatalogItem{
-		{Partner: SimPartner, ItemID: "coffee", Title: "A cup of coffee", PricePoints: 50, Active: true, UpdatedAt: at},
-		{Partner: SimPartner, ItemID: "carwash", Title: "Car wash", PricePoints: 300, Active: true, UpdatedAt: at},
-		{Partner: SimPartner, ItemID: "fuel-20", Title: "20 litres of fuel", PricePoints: 2000, Active: true, UpdatedAt: at},
+	for _, it := range []avro.CatalogItem{
+		{Partner: SimPartner, ItemID: "coffee", Title: "A cup of coffee", PricePoints: 50, Active: true, UpdatedMs: at},
+		{Partner: SimPartner, ItemID: "carwash", Title: "Car wash", PricePoints: 300, Active: true, UpdatedMs: at},
+		{Partner: SimPartner, ItemID: "fuel-20", Title: "20 litres of fuel", PricePoints: 2000, Active: true, UpdatedMs: at},
 	} {
-		it.UpdatedAt = it.UpdatedAt.UTC().Truncate(time.Millisecond)
-		b, err := codec.EncodeItem(it)
+		key := settlement.ItemKey(it.Partner, it.ItemID)
+		b, err := s.Serde.Marshal(&it)
 		if err == nil {
-			err = s.Producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(it.Key()), b)
+			err = s.Producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(key), b)
 		}
 		if err != nil {
-			return fmt.Errorf("catalog %s: %w", it.Key(), err)
+			return fmt.Errorf("catalog %s: %w", key, err)
 		}
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/settletest"
 	"github.com/minecart/minecart/services/settlement/stage"
@@ -26,7 +27,7 @@ import (
 type received struct {
 	mu      sync.Mutex
 	orders  []partner.Order
-	credits []settlement.CreditSettled
+	credits []avro.CreditSettled
 	errs    []error
 }
 
@@ -35,11 +36,11 @@ func (r *received) order(o partner.Order, err error) {
 	defer r.mu.Unlock()
 	r.orders = append(r.orders, o)
 	if err != nil {
-		r.errs = append(r.errs, fmt.Errorf("order %s: %w", o.ID, err))
+		r.errs = append(r.errs, fmt.Errorf("order %s: %w", o.RedemptionID, err))
 	}
 }
 
-func (r *received) credit(c settlement.CreditSettled, err error) {
+func (r *received) credit(c avro.CreditSettled, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.credits = append(r.credits, c)
@@ -111,9 +112,9 @@ func TestPartnerExample(t *testing.T) {
 		if n%5 >= 3 {
 			p, item = "zeta", "pen"
 		}
-		rq := settlement.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: fmt.Sprintf("o%d", n%owners),
-			Partner: p, ItemID: item, Quantity: 1, RequestedAt: time.Now().UTC().Truncate(time.Millisecond)}
-		v, err := env.Codec.EncodeRequest(rq)
+		rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: fmt.Sprintf("o%d", n%owners),
+			Partner: p, ItemID: item, Quantity: 1, RequestedMs: time.Now()}
+		v, err := env.Serde.Marshal(&rq)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,15 +153,15 @@ func TestPartnerExample(t *testing.T) {
 		}
 		ids := map[string]bool{}
 		for i, o := range got.orders {
-			if ids[o.ID] {
-				t.Errorf("%s: order %s received twice", p, o.ID)
+			if ids[o.RedemptionID] {
+				t.Errorf("%s: order %s received twice", p, o.RedemptionID)
 			}
-			ids[o.ID] = true
+			ids[o.RedemptionID] = true
 			if i > 0 && o.Seq <= got.orders[i-1].Seq {
 				t.Errorf("%s: order %d (seq %d) after seq %d", p, i, o.Seq, got.orders[i-1].Seq)
 			}
-			if r, _ := env.Redemption(o.ID); r.PartnerRef != p+"-"+o.ID {
-				t.Errorf("%s: order %s partner ref %q", p, o.ID, r.PartnerRef)
+			if r, _ := env.Redemption(o.RedemptionID); r.PartnerRef != p+"-"+o.RedemptionID {
+				t.Errorf("%s: order %s partner ref %q", p, o.RedemptionID, r.PartnerRef)
 			}
 		}
 		for _, id := range want[p] {
@@ -228,8 +229,8 @@ func TestPartnerExampleWithACLs(t *testing.T) {
 	}()
 	var ids []string
 	for n := range 5 {
-		rq := settlement.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedAt: time.Now().UTC().Truncate(time.Millisecond)}
-		v, err := env.Codec.EncodeRequest(rq)
+		rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()}
+		v, err := env.Serde.Marshal(&rq)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -56,10 +57,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-type handler struct {
-	cfg   Config
-	codec settlement.Codec
-}
+type handler struct{ cfg Config }
 
 // NewHandler returns the HTTP API:
 //
@@ -82,7 +80,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Poll == 0 {
 		cfg.Poll = 10 * time.Millisecond
 	}
-	h := &handler{cfg: cfg, codec: settlement.NewCodec(cfg.Serde)}
+	h := &handler{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/redemptions", h.redeem)
 	mux.HandleFunc("GET /v1/redemptions/{id}", h.redemption)
@@ -205,9 +203,8 @@ func (h *handler) redeem(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if !found {
-		rq := settlement.RedemptionRequest{IdempotencyKey: key, Owner: body.Owner, Partner: body.Partner, ItemID: body.ItemID,
-			Quantity: body.Quantity, MaxPoints: body.MaxPoints, RequestedAt: h.cfg.Now().UTC().Truncate(time.Millisecond)}
-		v, err := h.codec.EncodeRequest(rq)
+		v, err := h.cfg.Serde.Marshal(&avro.RedemptionRequest{IdempotencyKey: key, Owner: body.Owner, Partner: body.Partner,
+			ItemID: body.ItemID, Quantity: body.Quantity, MaxPoints: body.MaxPoints, RequestedMs: h.cfg.Now().UTC().Truncate(time.Millisecond)})
 		if err != nil {
 			h.fail(w, http.StatusInternalServerError, "encode request: %v", err)
 			return

@@ -8,6 +8,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas/avro"
 
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/api"
@@ -74,7 +75,7 @@ func TestHTTP(t *testing.T) {
 	}
 	// A partner whose topic nobody created: the stage creates it before
 	// taking in the item, so the order can be delivered.
-	env.PublishItem(settlement.CatalogItem{Partner: "newco", ItemID: "pen", PricePoints: 10, Active: true})
+	env.PublishItem(avro.CatalogItem{Partner: "newco", ItemID: "pen", PricePoints: 10, Active: true})
 	env.Fund("carol", 10)
 	env.WaitBalance("carol", 10)
 	env.Wait(10*time.Second, func() bool { _, ok := env.State.Get(settlement.ItemStateKey("newco", "pen")); return ok }, func() string { return "newco item never taken in" })

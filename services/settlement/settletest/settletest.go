@@ -21,6 +21,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/api"
@@ -37,7 +38,6 @@ type Env struct {
 	State     *kafka.Table // settlement's changelog
 	LedgerPub ed25519.PublicKey
 	Origin    string
-	Codec     settlement.Codec
 
 	stopSettlement func()
 	stopLedger     func()
@@ -98,7 +98,7 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 		t.Fatal(err)
 	}
 	e := &Env{T: t, Brokers: brokers, Serde: serde, Cfg: cfg, LedgerPub: pub, Origin: "minecart/test-ledger",
-		Codec: settlement.NewCodec(serde), tick: 250 * time.Millisecond, policy: o.Policy}
+		tick: 250 * time.Millisecond, policy: o.Policy}
 	e.ledgerCfg = ledger.Config{Key: priv, Origin: e.Origin, Serde: serde, Brokers: brokers, Logger: cfg.Logger,
 		Blocks: &ledger.KafkaBlocks{Brokers: brokers, Serde: serde, ClientOptions: o.ClientOptions}}
 	e.StartLedger()
@@ -146,18 +146,8 @@ func (e *Env) ctx() (context.Context, context.CancelFunc) {
 // Fund asks the ledger for an adjustment of points to owner's account.
 func (e *Env) Fund(owner string, points int64) {
 	e.T.Helper()
-	v, err := e.Serde.Encode(schemas.DebitRequest, ledger.RequestNative(ledger.Entry{
-		Kind: ledger.KindAdjustment, ID: "fund/" + owner, Account: owner, Amount: points, Reason: "test funding",
-		RequestedAtMs: time.Now().UnixMilli(),
-	}))
-	if err != nil {
-		e.T.Fatal(err)
-	}
-	ctx, cancel := e.ctx()
-	defer cancel()
-	if err := e.Producer.ProduceSync(ctx, pipelines.TopicLedgerRequests, []byte(owner), v); err != nil {
-		e.T.Fatal(err)
-	}
+	e.produce(pipelines.TopicLedgerRequests, owner, &avro.DebitRequest{RequestID: "fund/" + owner, Kind: avro.RequestKindAdjustment,
+		Account: owner, Amount: points, Reason: "test funding", RequestedAt: time.Now()})
 }
 
 // Credit writes a vehicle's DailyScore for date (UTC) and the watermark that
@@ -169,19 +159,13 @@ func (e *Env) Credit(vehicle, date string, points int64) {
 		e.T.Fatal(err)
 	}
 	end := day.Add(24 * time.Hour)
-	score, err := e.Serde.Encode(schemas.DailyScore, map[string]any{
-		"id": vehicle + "/" + date, "vehicle_id": vehicle, "device_id": "d-" + vehicle, "date": date, "tz": "UTC",
-		"window_start": day, "window_end": end, "config_version": "test", "distance_km": 12.5, "gps_km": 12.5,
-		"odometer_km": 12.4, "driving_s": int64(1800), "harsh_brake": int32(0), "harsh_accel": int32(0),
-		"harsh_corner": int32(0), "speeding_s": int64(0), "night_s": int64(0), "fatigue_events": int32(0),
-		"events": int64(100), "late_events": nil, "gps_jumps": int32(0), "hdop_rejected": int64(0),
-		"odometer_rollbacks": int32(0), "score": 90.0, "points": points, "flags": []any{}, "flag_reasons": []any{},
-		"events_hash": make([]byte, 32),
-	})
+	score, err := e.Serde.Marshal(&avro.DailyScore{ID: vehicle + "/" + date, VehicleID: vehicle, DeviceID: "d-" + vehicle,
+		Date: date, TZ: "UTC", WindowStart: day, WindowEnd: end, ConfigVersion: "test", DistanceKm: 12.5, GpsKm: 12.5,
+		OdometerKm: 12.4, DrivingS: 1800, Events: 100, Score: 90, Points: points, EventsHash: make([]byte, 32)})
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	wm, err := e.Serde.Encode(schemas.Watermark, map[string]any{"task": int32(0), "tasks": int32(1), "closed_through_ms": end})
+	wm, err := e.Serde.Marshal(&avro.Watermark{Task: 0, Tasks: 1, ClosedThroughMs: end})
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -199,32 +183,29 @@ func (e *Env) Credit(vehicle, date string, points int64) {
 // Bind binds vehicle to owner.
 func (e *Env) Bind(vehicle, owner string) {
 	e.T.Helper()
-	v, err := e.Codec.EncodeBinding(settlement.Binding{VehicleID: vehicle, Owner: owner, UpdatedAt: time.Now().UTC().Truncate(time.Millisecond)})
+	e.produce(pipelines.TopicAccounts, vehicle, &avro.AccountBinding{VehicleID: vehicle, Owner: owner, UpdatedMs: time.Now()})
+}
+
+// produce writes one record.
+func (e *Env) produce(topic, key string, r schemas.Record) {
+	e.T.Helper()
+	v, err := e.Serde.Marshal(r)
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	e.produce(pipelines.TopicAccounts, vehicle, v)
-}
-
-func (e *Env) produce(topic, key string, value []byte) {
-	e.T.Helper()
 	ctx, cancel := e.ctx()
 	defer cancel()
-	if err := e.Producer.ProduceSync(ctx, topic, []byte(key), value); err != nil {
+	if err := e.Producer.ProduceSync(ctx, topic, []byte(key), v); err != nil {
 		e.T.Fatal(err)
 	}
 }
 
 // PublishItem writes a catalog item as it is (the partner's topics are
 // left to the stage to create).
-func (e *Env) PublishItem(it settlement.CatalogItem) {
+func (e *Env) PublishItem(it avro.CatalogItem) {
 	e.T.Helper()
-	it.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
-	v, err := e.Codec.EncodeItem(it)
-	if err != nil {
-		e.T.Fatal(err)
-	}
-	e.produce(pipelines.TopicCatalog, it.Key(), v)
+	it.UpdatedMs = time.Now()
+	e.produce(pipelines.TopicCatalog, settlement.ItemKey(it.Partner, it.ItemID), &it)
 }
 
 // PutItem creates the partner's topics, publishes a catalog item and waits
@@ -236,7 +217,7 @@ func (e *Env) PutItem(partner, item string, price int64, stock *int64) {
 	if err := e.ensurePartner(ctx, partner); err != nil {
 		e.T.Fatal(err)
 	}
-	e.PublishItem(settlement.CatalogItem{Partner: partner, ItemID: item, Title: item, PricePoints: price, Stock: stock, Active: true})
+	e.PublishItem(avro.CatalogItem{Partner: partner, ItemID: item, Title: item, PricePoints: price, Stock: stock, Active: true})
 	// Settlement reads the catalog and the requests as two topics: wait
 	// until it took the item in before any request can name it.
 	e.Wait(30*time.Second, func() bool { _, ok := e.State.Get(settlement.ItemStateKey(partner, item)); return ok },

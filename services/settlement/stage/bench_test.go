@@ -9,7 +9,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
-	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement/settletest"
 )
 
@@ -28,8 +28,8 @@ func BenchmarkStage(b *testing.B) {
 		env.WaitBalance(fmt.Sprintf("o%d", owners-1), 1<<30)
 		var outs []kafka.Output
 		for i := range n {
-			rq := settlement.RedemptionRequest{IdempotencyKey: fmt.Sprint(i), Owner: fmt.Sprintf("o%d", i%owners), Partner: "acme", ItemID: "mug", Quantity: 1, RequestedAt: time.Now().UTC()}
-			v, err := env.Codec.EncodeRequest(rq)
+			rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprint(i), Owner: fmt.Sprintf("o%d", i%owners), Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()}
+			v, err := env.Serde.Marshal(&rq)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -95,7 +96,7 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 			if err != nil {
 				return nil, err
 			}
-			return &processor{book: b, codec: settlement.NewCodec(cfg.Serde), m: m, log: log, task: t,
+			return &processor{book: b, serde: cfg.Serde, m: m, log: log, task: t,
 				ensure: cfg.EnsurePartner, partners: map[string]bool{}}, nil
 		},
 	}, nil
@@ -124,7 +125,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // processor feeds one task's records to the book.
 type processor struct {
 	book     *settlement.Book
-	codec    settlement.Codec
+	serde    *schemas.Serde
 	m        *metrics
 	log      *slog.Logger
 	task     pipelines.Task
@@ -166,49 +167,42 @@ func (p *processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 }
 
 func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*settlement.Tx, error) {
-	// Bad bytes or a record of the wrong shape are dead-lettered; other
-	// decode errors (a schema registry out of reach) are retried.
-	decodeErr := func(err error) error {
-		if errors.Is(err, schemas.ErrMalformed) || errors.Is(err, schemas.ErrUnknownSchema) || errors.Is(err, settlement.ErrBadInput) {
-			return pipelines.Reject("decode", err)
-		}
-		return err
-	}
 	var (
 		tx  *settlement.Tx
 		err error
 	)
 	switch rec.Topic {
 	case pipelines.TopicLedgerEntries:
-		e, derr := p.codec.DecodeEntry(rec.Value)
-		if derr != nil {
-			return nil, decodeErr(derr)
+		var e avro.LedgerEntry
+		if err := p.decode(rec, &e); err != nil {
+			return nil, err
 		}
-		tx, err = p.book.Apply(e)
+		tx, err = p.book.Apply(settlement.EntryFrom(&e))
 	case pipelines.TopicAccounts:
 		if rec.Value == nil {
 			tx, err = p.book.Bind(settlement.Binding{VehicleID: string(rec.Key), UpdatedAt: rec.Timestamp.UTC()})
 			break
 		}
-		x, derr := p.codec.DecodeBinding(rec.Value)
-		if derr != nil {
-			return nil, decodeErr(derr)
+		var x avro.AccountBinding
+		if err := p.decode(rec, &x); err != nil {
+			return nil, err
 		}
 		if x.VehicleID != string(rec.Key) {
 			// Compaction keeps the last record per key: a key that is not
 			// the vehicle would make the table and the book disagree.
 			return nil, pipelines.Reject("key_mismatch", fmt.Errorf("binding of vehicle %q under key %q", x.VehicleID, rec.Key))
 		}
-		tx, err = p.book.Bind(x)
+		tx, err = p.book.Bind(settlement.BindingFrom(&x))
 	case pipelines.TopicCatalog:
 		if rec.Value == nil {
 			tx = p.book.DeleteItem(string(rec.Key))
 			break
 		}
-		it, derr := p.codec.DecodeItem(rec.Value)
-		if derr != nil {
-			return nil, decodeErr(derr)
+		var r avro.CatalogItem
+		if err := p.decode(rec, &r); err != nil {
+			return nil, err
 		}
+		it := settlement.ItemFrom(&r)
 		if it.Key() != string(rec.Key) {
 			return nil, pipelines.Reject("key_mismatch", fmt.Errorf("catalog item %q under key %q", it.Key(), rec.Key))
 		}
@@ -220,20 +214,20 @@ func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*settlemen
 		}
 		tx, err = p.book.PutItem(it)
 	case pipelines.TopicRedemptions:
-		r, derr := p.codec.DecodeRequest(rec.Value)
-		if derr != nil {
-			return nil, decodeErr(derr)
+		var r avro.RedemptionRequest
+		if err := p.decode(rec, &r); err != nil {
+			return nil, err
 		}
-		if r.RequestedAt.IsZero() || r.RequestedAt.Unix() == 0 {
-			r.RequestedAt = rec.Timestamp.UTC()
+		if r.RequestedMs.IsZero() || r.RequestedMs.Unix() == 0 {
+			r.RequestedMs = rec.Timestamp.UTC()
 		}
 		tx, err = p.book.Redeem(r)
 	case pipelines.TopicPartnerAcks:
-		a, derr := p.codec.DecodeAck(rec.Value)
-		if derr != nil {
-			return nil, decodeErr(derr)
+		var a avro.PartnerAck
+		if err := p.decode(rec, &a); err != nil {
+			return nil, err
 		}
-		tx, err = p.book.Ack(a)
+		tx, err = p.book.Ack(settlement.AckFrom(&a))
 	default:
 		return nil, pipelines.Reject("unknown_topic", fmt.Errorf("settlement does not read %s", rec.Topic))
 	}
@@ -241,6 +235,17 @@ func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*settlemen
 		return nil, pipelines.Reject("bad_input", err)
 	}
 	return tx, err
+}
+
+// decode unmarshals rec's value into r. Bad bytes or a record of another
+// schema are dead-lettered; other errors (a schema registry out of reach)
+// are retried.
+func (p *processor) decode(rec pipelines.Record, r schemas.Record) error {
+	err := p.serde.Unmarshal(rec.Value, r)
+	if errors.Is(err, schemas.ErrMalformed) || errors.Is(err, schemas.ErrUnknownSchema) {
+		return pipelines.Reject("decode", err)
+	}
+	return err
 }
 
 // Tick times out pending redemptions and closes finished days.
@@ -255,7 +260,6 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 	type rec struct {
 		topic      string
 		key, value []byte
-		changelog  bool
 	}
 	var recs []rec
 	for _, c := range tx.Changes() {
@@ -263,45 +267,43 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 		if err != nil {
 			return err
 		}
-		recs = append(recs, rec{pipelines.TopicSettlementLog, []byte(c.Key), v, true})
+		recs = append(recs, rec{pipelines.TopicSettlementLog, []byte(c.Key), v})
+	}
+	add := func(topic, key string, r schemas.Record) error {
+		v, err := p.serde.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", r.AvroName(), key, err)
+		}
+		recs = append(recs, rec{topic, []byte(key), v})
+		return nil
 	}
 	for _, r := range tx.Status {
-		v, err := p.codec.EncodeRedemption(r)
-		if err != nil {
-			return fmt.Errorf("redemption status %s: %w", r.ID, err)
+		if err := add(pipelines.TopicRedemptionStatus, r.ID, r.Avro()); err != nil {
+			return err
 		}
-		recs = append(recs, rec{topic: pipelines.TopicRedemptionStatus, key: []byte(r.ID), value: v})
 	}
 	for _, r := range tx.Orders {
-		v, err := p.codec.EncodeRedemption(r)
-		if err != nil {
-			return fmt.Errorf("partner order %s: %w", r.ID, err)
+		if err := add(pipelines.PartnerRedemptionsTopic(r.Partner), r.ID, r.Avro()); err != nil {
+			return err
 		}
-		recs = append(recs, rec{topic: pipelines.PartnerRedemptionsTopic(r.Partner), key: []byte(r.ID), value: v})
 	}
-	for _, d := range tx.Debits {
-		v, err := p.codec.EncodeDebitRequest(d)
-		if err != nil {
-			return fmt.Errorf("debit request %s: %w", d.RequestID, err)
+	for i, d := range tx.Debits {
+		if err := add(pipelines.TopicLedgerRequests, d.Account, &tx.Debits[i]); err != nil {
+			return err
 		}
-		recs = append(recs, rec{topic: pipelines.TopicLedgerRequests, key: []byte(d.Account), value: v})
 	}
 	for _, c := range tx.Credits {
-		v, err := p.codec.EncodeCredit(c)
-		if err != nil {
-			return fmt.Errorf("settled credit %s: %w", c.ScoreID, err)
+		if err := add(pipelines.TopicRewardCredits, c.Account, c.Avro()); err != nil {
+			return err
 		}
-		recs = append(recs, rec{topic: pipelines.TopicRewardCredits, key: []byte(c.Account), value: v})
 	}
-	for _, s := range tx.Statements {
-		v, err := p.codec.EncodeStatement(s)
-		if err != nil {
-			return fmt.Errorf("statement %s: %w", s.Day, err)
+	for i, s := range tx.Statements {
+		if err := add(pipelines.TopicStatements, s.Day, &tx.Statements[i]); err != nil {
+			return err
 		}
-		recs = append(recs, rec{topic: pipelines.TopicStatements, key: []byte(s.Day), value: v})
 	}
 	for _, r := range recs {
-		if r.changelog {
+		if r.topic == pipelines.TopicSettlementLog {
 			out.EmitTo(r.topic, p.task.Partition, r.key, r.value)
 		} else {
 			out.Emit(r.topic, r.key, r.value)
@@ -317,13 +319,13 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 	}
 	for _, s := range tx.Statements {
 		p.m.outstanding.Set(float64(s.BalanceSum))
-		if s.InvariantOK {
+		if s.InvariantOk {
 			p.m.invariantOK.Set(1)
 		} else {
 			p.m.invariantOK.Set(0)
 		}
 		p.log.Info("settlement statement", "day", s.Day, "minted", s.Minted, "redeemed", s.Redeemed,
-			"outstanding", s.Outstanding, "balance_sum", s.BalanceSum, "invariant_ok", s.InvariantOK)
+			"outstanding", s.Outstanding, "balance_sum", s.BalanceSum, "invariant_ok", s.InvariantOk)
 	}
 	for _, a := range tx.Alerts {
 		p.m.alerts.WithLabelValues(a.Kind).Inc()

@@ -14,6 +14,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/settlement/settletest"
@@ -166,11 +167,11 @@ func TestConcurrentRedemptions(t *testing.T) {
 	}
 	debits := map[string]int{}
 	for _, rec := range entries {
-		e, err := env.Codec.DecodeEntry(rec.Value)
-		if err != nil {
+		var e avro.LedgerEntry
+		if err := env.Serde.Unmarshal(rec.Value, &e); err != nil {
 			t.Fatal(err)
 		}
-		if e.Kind == settlement.KindDebit {
+		if e.Kind == avro.EntryKindDebit {
 			debits[e.RedemptionID]++
 		}
 	}
@@ -225,7 +226,7 @@ func TestStatementsOnTopic(t *testing.T) {
 	}
 	env.WaitBalance("alice", 60)
 	clk.Set(now.Add(48 * time.Hour))
-	var sts []settlement.Statement
+	var sts []avro.Statement
 	env.Wait(30*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -235,8 +236,8 @@ func TestStatementsOnTopic(t *testing.T) {
 		}
 		sts = sts[:0]
 		for _, r := range recs {
-			s, err := env.Codec.DecodeStatement(r.Value)
-			if err != nil {
+			var s avro.Statement
+			if err := env.Serde.Unmarshal(r.Value, &s); err != nil {
 				t.Fatal(err)
 			}
 			sts = append(sts, s)
@@ -244,12 +245,12 @@ func TestStatementsOnTopic(t *testing.T) {
 		return len(sts) > 0 && sts[len(sts)-1].Day >= now.Add(24*time.Hour).Format(time.DateOnly)
 	}, func() string { return fmt.Sprintf("statements %+v", sts) })
 	var minted, redeemed int64
-	var acme settlement.PartnerTotal
+	var acme avro.PartnerTotal
 	for _, s := range sts {
 		// Days before the stage's first tick (the credit's block is dated
 		// by its window end, 2026-11-02) may be closed before the
 		// redemption: each statement checks the book as it was at its close.
-		if !s.InvariantOK || s.BalanceSum != s.Expected {
+		if !s.InvariantOk || s.BalanceSum != s.Expected {
 			t.Errorf("statement %+v: invariant", s)
 		}
 		minted += s.Minted
@@ -276,15 +277,15 @@ func TestBadInput(t *testing.T) {
 	env.Fund("alice", 100)
 	env.PutItem("acme", "mug", 30, nil)
 	env.WaitBalance("alice", 100)
-	ack, err := env.Codec.EncodeAck(settlement.PartnerAck{RedemptionID: "nope", Partner: "acme", Status: settlement.AckFulfilled, AckedAt: time.Now().UTC()})
+	ack, err := env.Serde.Marshal(&avro.PartnerAck{RedemptionID: "nope", Partner: "acme", Status: avro.AckStatusFulfilled, AckedMs: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := env.Codec.EncodeRequest(settlement.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedAt: time.Now().UTC()})
+	good, err := env.Serde.Marshal(&avro.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := env.Codec.EncodeRequest(settlement.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2, RequestedAt: time.Now().UTC()})
+	other, err := env.Serde.Marshal(&avro.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2, RequestedMs: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,12 +298,12 @@ func TestBadInput(t *testing.T) {
 	dl := kafkatest.WaitRecords(t, env.Brokers, pipelines.TopicDeadLetter, 3, 30*time.Second)
 	codes := map[string]int{}
 	for _, r := range dl {
-		m, err := env.Serde.DecodeAs("minecart.DeadLetter", r.Value)
-		if err != nil {
+		var d avro.DeadLetter
+		if err := env.Serde.Unmarshal(r.Value, &d); err != nil {
 			t.Fatal(err)
 		}
-		if m["stage"] == stage.Name {
-			codes[m["reason_code"].(string)+" "+m["source_topic"].(string)]++
+		if d.Stage == stage.Name {
+			codes[d.ReasonCode+" "+d.SourceTopic]++
 		}
 	}
 	want := map[string]int{"decode " + pipelines.TopicRedemptions: 1, "bad_input " + pipelines.TopicRedemptions: 1, "bad_input " + pipelines.TopicPartnerAcks: 1}
