@@ -204,14 +204,22 @@ func (b *Book) begin() *Tx {
 		items: map[string]*ItemState{}, redemptions: map[string]*Redemption{}}
 }
 
-func (t *Tx) account(id string) Account {
-	if a, ok := t.accounts[id]; ok {
-		if a == nil {
-			return Account{ID: id}
+// lookup reads key through a Tx's changes to one of the book's maps (a
+// nil change: deleted).
+func lookup[V any](changed map[string]*V, book map[string]V, key string) (V, bool) {
+	if x, ok := changed[key]; ok {
+		if x == nil {
+			var zero V
+			return zero, false
 		}
-		return *a
+		return *x, true
 	}
-	if a, ok := t.b.accounts[id]; ok {
+	x, ok := book[key]
+	return x, ok
+}
+
+func (t *Tx) account(id string) Account {
+	if a, ok := lookup(t.accounts, t.b.accounts, id); ok {
 		return a
 	}
 	return Account{ID: id}
@@ -220,36 +228,13 @@ func (t *Tx) account(id string) Account {
 func (t *Tx) putAccount(a Account) { t.accounts[a.ID] = &a }
 
 func (t *Tx) binding(vehicle string) (Binding, bool) {
-	if x, ok := t.bindings[vehicle]; ok {
-		if x == nil {
-			return Binding{}, false
-		}
-		return *x, true
-	}
-	x, ok := t.b.bindings[vehicle]
-	return x, ok
+	return lookup(t.bindings, t.b.bindings, vehicle)
 }
 
-func (t *Tx) item(key string) (ItemState, bool) {
-	if x, ok := t.items[key]; ok {
-		if x == nil {
-			return ItemState{}, false
-		}
-		return *x, true
-	}
-	x, ok := t.b.items[key]
-	return x, ok
-}
+func (t *Tx) item(key string) (ItemState, bool) { return lookup(t.items, t.b.items, key) }
 
 func (t *Tx) redemption(id string) (Redemption, bool) {
-	if x, ok := t.redemptions[id]; ok {
-		if x == nil {
-			return Redemption{}, false
-		}
-		return *x, true
-	}
-	x, ok := t.b.redemptions[id]
-	return x, ok
+	return lookup(t.redemptions, t.b.redemptions, id)
 }
 
 func (t *Tx) putRedemption(r Redemption) {
@@ -295,39 +280,44 @@ func RedemptionKey(id string) string { return keyRedemption + id }
 
 // Changes lists the Tx's state changes in a stable order.
 func (t *Tx) Changes() []Change {
-	var out []Change
-	for _, k := range sortedKeys(t.accounts) {
-		if a := t.accounts[k]; a != nil && (a.Balance != 0 || a.Reserved != 0 || len(a.Held) > 0 || !isHold(k)) {
-			out = append(out, Change{keyAccount + k, *a})
-		} else {
-			out = append(out, Change{keyAccount + k, nil})
-		}
-	}
-	for _, k := range sortedKeys(t.bindings) {
-		if x := t.bindings[k]; x != nil {
-			out = append(out, Change{keyBinding + k, *x})
-		} else {
-			out = append(out, Change{keyBinding + k, nil})
-		}
-	}
-	for _, k := range sortedKeys(t.items) {
-		if x := t.items[k]; x != nil {
-			out = append(out, Change{keyItem + k, *x})
-		} else {
-			out = append(out, Change{keyItem + k, nil})
-		}
-	}
-	for _, k := range sortedKeys(t.redemptions) {
-		if x := t.redemptions[k]; x != nil {
-			out = append(out, Change{keyRedemption + k, *x})
-		} else {
-			out = append(out, Change{keyRedemption + k, nil})
-		}
-	}
+	out := changes(nil, keyAccount, t.accounts, keepAccount)
+	out = changes(out, keyBinding, t.bindings, nil)
+	out = changes(out, keyItem, t.items, nil)
+	out = changes(out, keyRedemption, t.redemptions, nil)
 	if t.meta != nil {
 		out = append(out, Change{keyMeta, *t.meta})
 	}
 	return out
+}
+
+// changes appends the changes to one of the book's maps by key: a nil
+// value, or one keep refuses, is a deletion.
+func changes[V any](out []Change, prefix string, changed map[string]*V, keep func(string, *V) bool) []Change {
+	for _, k := range sortedKeys(changed) {
+		if v := changed[k]; v != nil && (keep == nil || keep(k, v)) {
+			out = append(out, Change{prefix + k, *v})
+		} else {
+			out = append(out, Change{prefix + k, nil})
+		}
+	}
+	return out
+}
+
+// commit applies the changes to one of the book's maps, as changes lists them.
+func commit[V any](book map[string]V, changed map[string]*V, keep func(string, *V) bool) {
+	for k, v := range changed {
+		if v != nil && (keep == nil || keep(k, v)) {
+			book[k] = *v
+		} else {
+			delete(book, k)
+		}
+	}
+}
+
+// keepAccount reports whether an account is kept: an empty holding account
+// is deleted.
+func keepAccount(id string, a *Account) bool {
+	return !isHold(id) || a.Balance != 0 || a.Reserved != 0 || len(a.Held) > 0
 }
 
 func isHold(id string) bool { return len(id) > len(HoldPrefix) && id[:len(HoldPrefix)] == HoldPrefix }
@@ -344,34 +334,10 @@ func sortedKeys[V any](m map[string]V) []string {
 // Commit applies the Tx to its book.
 func (t *Tx) Commit() {
 	b := t.b
-	for k, a := range t.accounts {
-		if a == nil || (isHold(k) && a.Balance == 0 && a.Reserved == 0 && len(a.Held) == 0) {
-			delete(b.accounts, k)
-		} else {
-			b.accounts[k] = *a
-		}
-	}
-	for k, x := range t.bindings {
-		if x == nil {
-			delete(b.bindings, k)
-		} else {
-			b.bindings[k] = *x
-		}
-	}
-	for k, x := range t.items {
-		if x == nil {
-			delete(b.items, k)
-		} else {
-			b.items[k] = *x
-		}
-	}
-	for k, x := range t.redemptions {
-		if x == nil {
-			delete(b.redemptions, k)
-		} else {
-			b.redemptions[k] = *x
-		}
-	}
+	commit(b.accounts, t.accounts, keepAccount)
+	commit(b.bindings, t.bindings, nil)
+	commit(b.items, t.items, nil)
+	commit(b.redemptions, t.redemptions, nil)
 	if t.meta != nil {
 		b.meta = *t.meta
 	}

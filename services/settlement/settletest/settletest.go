@@ -246,7 +246,7 @@ func (e *Env) Redemption(id string) (settlement.Redemption, bool) {
 // changelog table; it answers POST after at most wait.
 func (e *Env) API(wait time.Duration) *httptest.Server {
 	e.T.Helper()
-	p, err := kafka.NewProducer(kafka.Config{Brokers: e.Brokers, Logger: e.Cfg.Logger, ClientOptions: e.Cfg.ClientOptions})
+	p, err := kafka.NewProducer(e.Cfg)
 	if err != nil {
 		e.T.Fatal(err)
 	}

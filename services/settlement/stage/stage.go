@@ -269,38 +269,32 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 		}
 		recs = append(recs, rec{pipelines.TopicSettlementLog, []byte(c.Key), v})
 	}
-	add := func(topic, key string, r schemas.Record) error {
-		v, err := p.serde.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", r.AvroName(), key, err)
-		}
-		recs = append(recs, rec{topic, []byte(key), v})
-		return nil
+	type record struct {
+		topic, key string
+		r          schemas.Record
 	}
+	var rs []record
 	for _, r := range tx.Status {
-		if err := add(pipelines.TopicRedemptionStatus, r.ID, r.Avro()); err != nil {
-			return err
-		}
+		rs = append(rs, record{pipelines.TopicRedemptionStatus, r.ID, r.Avro()})
 	}
 	for _, r := range tx.Orders {
-		if err := add(pipelines.PartnerRedemptionsTopic(r.Partner), r.ID, r.Avro()); err != nil {
-			return err
-		}
+		rs = append(rs, record{pipelines.PartnerRedemptionsTopic(r.Partner), r.ID, r.Avro()})
 	}
 	for i, d := range tx.Debits {
-		if err := add(pipelines.TopicLedgerRequests, d.Account, &tx.Debits[i]); err != nil {
-			return err
-		}
+		rs = append(rs, record{pipelines.TopicLedgerRequests, d.Account, &tx.Debits[i]})
 	}
 	for _, c := range tx.Credits {
-		if err := add(pipelines.TopicRewardCredits, c.Account, c.Avro()); err != nil {
-			return err
-		}
+		rs = append(rs, record{pipelines.TopicRewardCredits, c.Account, c.Avro()})
 	}
-	for i, s := range tx.Statements {
-		if err := add(pipelines.TopicStatements, s.Day, &tx.Statements[i]); err != nil {
-			return err
+	for i, st := range tx.Statements {
+		rs = append(rs, record{pipelines.TopicStatements, st.Day, &tx.Statements[i]})
+	}
+	for _, r := range rs {
+		v, err := p.serde.Marshal(r.r)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", r.r.AvroName(), r.key, err)
 		}
+		recs = append(recs, rec{r.topic, []byte(r.key), v})
 	}
 	for _, r := range recs {
 		if r.topic == pipelines.TopicSettlementLog {
