@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
 )
@@ -54,29 +55,44 @@ func (a *admin) unbindVehicle(ctx context.Context, vehicle string) error {
 // listBindings returns the current bindings (of owner only, if not ""),
 // sorted by vehicle id.
 func (a *admin) listBindings(ctx context.Context, owner string) ([]settlement.Binding, error) {
-	t, err := a.table(ctx, pipelines.TopicAccounts)
+	recs, err := readTable[avro.AccountBinding](ctx, a, pipelines.TopicAccounts, "binding")
+	var out []settlement.Binding
+	for i := range recs {
+		if owner == "" || recs[i].Owner == owner {
+			out = append(out, settlement.BindingFrom(&recs[i]))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].VehicleID < out[j].VehicleID })
+	return out, err
+}
+
+// readTable reads a compacted topic to its end and decodes its current
+// records (what names them in errors); records that do not decode are
+// skipped and reported.
+func readTable[T any, R interface {
+	*T
+	schemas.Record
+}](ctx context.Context, a *admin, topic, what string) ([]T, error) {
+	t, err := a.table(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
 	defer t.Close()
 	var (
-		out  []settlement.Binding
+		out  []T
 		errs []error
 	)
 	t.Range(func(key string, value []byte) bool {
 		if value == nil {
 			return true
 		}
-		var x avro.AccountBinding
-		if err := a.serde.Unmarshal(value, &x); err != nil {
-			errs = append(errs, fmt.Errorf("binding %s: %w", key, err))
+		var v T
+		if err := a.serde.Unmarshal(value, R(&v)); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", what, key, err))
 			return true
 		}
-		if owner == "" || x.Owner == owner {
-			out = append(out, settlement.BindingFrom(&x))
-		}
+		out = append(out, v)
 		return true
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].VehicleID < out[j].VehicleID })
 	return out, errors.Join(errs...)
 }

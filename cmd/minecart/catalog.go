@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -61,29 +60,13 @@ func (a *admin) removeCatalogItem(ctx context.Context, partner, item string) err
 // listCatalog returns the catalog (of partner only, if not ""), sorted by
 // key.
 func (a *admin) listCatalog(ctx context.Context, partner string) ([]settlement.CatalogItem, error) {
-	t, err := a.table(ctx, pipelines.TopicCatalog)
-	if err != nil {
-		return nil, err
+	recs, err := readTable[avro.CatalogItem](ctx, a, pipelines.TopicCatalog, "catalog")
+	var out []settlement.CatalogItem
+	for i := range recs {
+		if partner == "" || recs[i].Partner == partner {
+			out = append(out, settlement.ItemFrom(&recs[i]))
+		}
 	}
-	defer t.Close()
-	var (
-		out  []settlement.CatalogItem
-		errs []error
-	)
-	t.Range(func(key string, value []byte) bool {
-		if value == nil {
-			return true
-		}
-		var it avro.CatalogItem
-		if err := a.serde.Unmarshal(value, &it); err != nil {
-			errs = append(errs, fmt.Errorf("catalog %s: %w", key, err))
-			return true
-		}
-		if partner == "" || it.Partner == partner {
-			out = append(out, settlement.ItemFrom(&it))
-		}
-		return true
-	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
-	return out, errors.Join(errs...)
+	return out, err
 }
