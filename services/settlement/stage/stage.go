@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
@@ -112,7 +113,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := pipelines.NewMetrics(reg)
+	m := prom.NewMetrics(reg)
 	return &metrics{
 		alerts:      m.CounterVec("minecart_settlement_alerts_total", "Anomalies settlement found, by kind (invariant, overdraft, leaf_gap, late_debit, ...). Any increase needs a human.", "kind"),
 		redemptions: m.CounterVec("minecart_settlement_redemptions_total", "Redemption state changes, by new status.", "status"),
