@@ -10,7 +10,6 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
-	"github.com/minecart/minecart/services/settlement/stage"
 )
 
 // `minecart catalog ...`: a partner's items are records of the compacted
@@ -35,7 +34,7 @@ func (a *admin) putCatalogItem(ctx context.Context, it settlement.CatalogItem) e
 	if it.UpdatedAt.IsZero() {
 		it.UpdatedAt = time.Now()
 	}
-	if err := kafka.EnsureTopicsWith(ctx, a.cfg, stage.PartnerTopics(it.Partner)); err != nil {
+	if err := kafka.EnsureTopicsWith(ctx, a.cfg, settlement.PartnerTopics(it.Partner)); err != nil {
 		return fmt.Errorf("partner %s topics: %w", it.Partner, err)
 	}
 	v, err := a.serde.Marshal(&avro.CatalogItem{Partner: it.Partner, ItemID: it.ItemID, Title: it.Title,

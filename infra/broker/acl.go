@@ -9,7 +9,7 @@ import (
 )
 
 // ACL is one allow rule, in the words of kafka-acls.sh. It is an alias of
-// a struct type, the same as services/settlement/stage.ACL, so the
+// a struct type, the same as services/settlement.ACL, so the
 // partner ACLs settlement defines are given here as they are (and the
 // broker imports no service).
 type ACL = struct {

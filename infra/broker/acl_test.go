@@ -18,7 +18,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	pkafka "github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
-	"github.com/minecart/minecart/services/settlement/stage"
+	"github.com/minecart/minecart/services/settlement"
 )
 
 // TestPartnerACLs runs the embedded broker with SASL/SCRAM and ACLs
@@ -30,7 +30,7 @@ import (
 func TestPartnerACLs(t *testing.T) {
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: kafkatest.Logger(), Users: []broker.User{
 		{Name: "minecart", Password: "svc-pw", Super: true},
-		{Name: "partner-acme", Password: "acme-pw", ACLs: stage.PartnerACLs("acme")},
+		{Name: "partner-acme", Password: "acme-pw", ACLs: settlement.PartnerACLs("acme")},
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -63,7 +63,7 @@ type Config struct {
 	// Users, when set, make the broker require SASL/SCRAM-SHA-512 and
 	// enforce ACLs, as the production cluster does (infra/kafka): at least
 	// one Super user for minecart's services, and partners with only
-	// their ACLs (services/settlement/stage.PartnerACLs).
+	// their ACLs (services/settlement.PartnerACLs).
 	Users []User
 }
 

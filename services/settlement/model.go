@@ -39,12 +39,6 @@ func ValidID(s string) error {
 	return nil
 }
 
-// PartnerUser is the SASL/SCRAM user name of partner.
-func PartnerUser(partner string) string { return "partner-" + partner }
-
-// PartnerGroupPrefix prefixes the consumer groups partner may use.
-func PartnerGroupPrefix(partner string) string { return "partner-" + partner }
-
 // Status is where a redemption stands.
 type Status string
 

@@ -12,7 +12,6 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
-	settlestage "github.com/minecart/minecart/services/settlement/stage"
 )
 
 // SimPartner is the partner whose catalog simulated owners can redeem.
@@ -63,7 +62,7 @@ func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 
 // ensurePartner creates a partner's topics (settlement's EnsurePartner).
 func (s *Stack) ensurePartner(ctx context.Context, partner string) error {
-	return kafka.EnsureTopicsWith(ctx, s.Pipelines, settlestage.PartnerTopics(partner))
+	return kafka.EnsureTopicsWith(ctx, s.Pipelines, settlement.PartnerTopics(partner))
 }
 
 // SendFleet drives a simulated fleet through the gateway over HTTP, as the

@@ -20,7 +20,6 @@ import (
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/settletest"
-	"github.com/minecart/minecart/services/settlement/stage"
 )
 
 // received collects what one partner saw.
@@ -186,7 +185,7 @@ func TestPartnerExample(t *testing.T) {
 // TestPartnerExampleWithACLs runs the whole flow on a broker that enforces
 // SASL/SCRAM and the partner ACLs: the services as the superuser
 // "minecart", the partner as "partner-acme" with only
-// stage.PartnerACLs("acme") — it can consume its orders and the
+// settlement.PartnerACLs("acme") — it can consume its orders and the
 // credits in its consumer groups and write its acks, and that is enough.
 func TestPartnerExampleWithACLs(t *testing.T) {
 	if testing.Short() {
@@ -195,7 +194,7 @@ func TestPartnerExampleWithACLs(t *testing.T) {
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", MinSessionTimeout: 100 * time.Millisecond, Logger: kafkatest.Logger(),
 		Users: []broker.User{
 			{Name: "minecart", Password: "svc-pw", Super: true},
-			{Name: settlement.PartnerUser("acme"), Password: "acme-pw", ACLs: stage.PartnerACLs("acme")},
+			{Name: settlement.PartnerUser("acme"), Password: "acme-pw", ACLs: settlement.PartnerACLs("acme")},
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +204,7 @@ func TestPartnerExampleWithACLs(t *testing.T) {
 	tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer tcancel()
 	if err := kafka.EnsureTopicsWith(tctx, kafka.Config{Brokers: b.Addrs(), ClientOptions: []kgo.Opt{svc}},
-		slices.Concat(pipelines.Topology, stage.PartnerTopics("acme"))); err != nil {
+		slices.Concat(pipelines.Topology, settlement.PartnerTopics("acme"))); err != nil {
 		t.Fatal(err)
 	}
 	env := settletest.StartOn(t, b.Addrs(), settletest.Options{ClientOptions: []kgo.Opt{svc}})

@@ -79,7 +79,7 @@ func StartWith(t testing.TB, o Options, partners ...string) *Env {
 	t.Helper()
 	var extra []pipelines.TopicSpec
 	for _, p := range partners {
-		extra = append(extra, stage.PartnerTopics(p)...)
+		extra = append(extra, settlement.PartnerTopics(p)...)
 	}
 	brokers := kafkatest.Broker(t, extra...)
 	return StartOn(t, brokers, o)
@@ -133,7 +133,7 @@ func (e *Env) StartSettlement() {
 }
 
 func (e *Env) ensurePartner(ctx context.Context, partner string) error {
-	return kafka.EnsureTopicsWith(ctx, e.Cfg, stage.PartnerTopics(partner))
+	return kafka.EnsureTopicsWith(ctx, e.Cfg, settlement.PartnerTopics(partner))
 }
 
 // StopSettlement stops the settlement stage (it commits what it did).

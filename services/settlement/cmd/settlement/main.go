@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string) error {
 			Serde:  serde, Logger: log, Registerer: reg,
 			// Partner topics are created over the same (SASL, TLS) connection.
 			EnsurePartner: func(ctx context.Context, partner string) error {
-				return kafka.EnsureTopicsWith(ctx, pcfg, stage.PartnerTopics(partner))
+				return kafka.EnsureTopicsWith(ctx, pcfg, settlement.PartnerTopics(partner))
 			},
 		})
 		if err != nil {

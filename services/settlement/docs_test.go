@@ -1,4 +1,4 @@
-package stage
+package settlement
 
 import (
 	"fmt"
@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/minecart/minecart/services/settlement"
 )
 
 // TestPartnerDocs keeps docs/partners.md and production honest: the
@@ -16,12 +14,12 @@ import (
 // infra/kafka/init-acls.sh grants each partner user exactly PartnerACLs
 // (no more, no less).
 func TestPartnerDocs(t *testing.T) {
-	doc, err := os.ReadFile("../../../docs/partners.md")
+	doc, err := os.ReadFile("../../docs/partners.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"settlement_Redemption.avsc", "settlement_CreditSettled.avsc", "settlement_PartnerAck.avsc"} {
-		b, err := os.ReadFile("../../../schemas/" + f)
+		b, err := os.ReadFile("../../schemas/" + f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,14 +34,14 @@ func TestPartnerDocs(t *testing.T) {
 			t.Errorf("docs/partners.md ACL table misses %s %s", a.Resource, name)
 		}
 	}
-	script, err := os.ReadFile("../../../infra/kafka/init-acls.sh")
+	script, err := os.ReadFile("../../infra/kafka/init-acls.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(script), `user="`+settlement.PartnerUser("$p")+`"`) {
-		t.Errorf("init-acls.sh: partner user is not %s", settlement.PartnerUser("$p"))
+	if !strings.Contains(string(script), `user="`+PartnerUser("$p")+`"`) {
+		t.Errorf("init-acls.sh: partner user is not %s", PartnerUser("$p"))
 	}
-	got := scriptACLs(string(script), "User:"+settlement.PartnerUser("$p"), `"User:$user"`)
+	got := scriptACLs(string(script), "User:"+PartnerUser("$p"), `"User:$user"`)
 	if g, w := sorted(got), sorted(want); !reflect.DeepEqual(g, w) {
 		t.Errorf("init-acls.sh grants a partner\n%s\nPartnerACLs:\n%s", strings.Join(g, "\n"), strings.Join(w, "\n"))
 	}

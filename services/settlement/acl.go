@@ -1,9 +1,12 @@
-package stage
+package settlement
 
-import (
-	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/services/settlement"
-)
+import "github.com/minecart/minecart/pipelines"
+
+// PartnerUser is the SASL/SCRAM user name of partner.
+func PartnerUser(partner string) string { return "partner-" + partner }
+
+// PartnerGroupPrefix prefixes the consumer groups partner may use.
+func PartnerGroupPrefix(partner string) string { return "partner-" + partner }
 
 // PartnerTopics are the topics a partner needs: its redemptions topic
 // (orders, kept forever like the status topic).
@@ -26,7 +29,7 @@ type ACL = struct {
 	Operation string // "Read", "Write", "Describe", ...
 }
 
-// PartnerACLs is everything partner's user (settlement.PartnerUser) may do
+// PartnerACLs is everything partner's user (PartnerUser) may do
 // (allow ACLs; with ACLs enforced, everything else is denied): read the
 // settled-credits topic and its own redemptions topic, write
 // acknowledgements, and use consumer groups named partner-<partner>*.
@@ -35,7 +38,7 @@ type ACL = struct {
 // this list on the production cluster (TestPartnerDocs checks it) and the
 // embedded broker enforces it (infra/broker, User.ACLs).
 func PartnerACLs(partner string) []ACL {
-	p := "User:" + settlement.PartnerUser(partner)
+	p := "User:" + PartnerUser(partner)
 	return []ACL{
 		{p, "topic", pipelines.TopicRewardCredits, "literal", "Read"},
 		{p, "topic", pipelines.TopicRewardCredits, "literal", "Describe"},
@@ -43,6 +46,6 @@ func PartnerACLs(partner string) []ACL {
 		{p, "topic", pipelines.PartnerRedemptionsTopic(partner), "literal", "Describe"},
 		{p, "topic", pipelines.TopicPartnerAcks, "literal", "Write"},
 		{p, "topic", pipelines.TopicPartnerAcks, "literal", "Describe"},
-		{p, "group", settlement.PartnerGroupPrefix(partner), "prefixed", "Read"},
+		{p, "group", PartnerGroupPrefix(partner), "prefixed", "Read"},
 	}
 }
