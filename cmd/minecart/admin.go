@@ -20,7 +20,6 @@ import (
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ledger"
-	"github.com/minecart/minecart/services/settlement"
 )
 
 // adminCommand declares a command whose subcommands reach Kafka: it holds
@@ -141,52 +140,6 @@ func withDevices(ctx context.Context, kf *daemon.Kafka, fn func(ds *gateway.Devi
 	return fn(gateway.NewDevices(a.producer, t, a.serde, nil))
 }
 
-func accountsCommand() *ff.Command {
-	var kf daemon.Kafka
-	cmd := adminCommand("accounts", "bind vehicles to owner accounts", &kf)
-	var vehicle, owner string
-	vehicleFlag := func(fs *flag.FlagSet) { fs.StringVar(&vehicle, "vehicle", "", "vehicle id") }
-	sub(cmd, "bind", "credit a vehicle's points to an owner account from now on", func(fs *flag.FlagSet) {
-		vehicleFlag(fs)
-		fs.StringVar(&owner, "owner", "", "owner account")
-	}, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			if err := settlement.BindVehicle(ctx, a.producer, a.serde, vehicle, owner, time.Now()); err != nil {
-				return err
-			}
-			fmt.Printf("vehicle %s bound to owner %s\n", vehicle, owner)
-			return nil
-		})
-	})
-	sub(cmd, "unbind", "remove a vehicle's binding: its credits are held until it is bound again", vehicleFlag, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			if err := settlement.UnbindVehicle(ctx, a.producer, vehicle); err != nil {
-				return err
-			}
-			fmt.Printf("vehicle %s unbound\n", vehicle)
-			return nil
-		})
-	})
-	sub(cmd, "list", "list the bindings", func(fs *flag.FlagSet) {
-		fs.StringVar(&owner, "owner", "", "only the bindings of this owner account")
-	}, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			t, err := a.table(ctx, pipelines.TopicAccounts)
-			if err != nil {
-				return err
-			}
-			defer t.Close()
-			list, err := settlement.ListBindings(t, a.serde, owner)
-			rows := make([][]any, len(list))
-			for i, b := range list {
-				rows[i] = []any{b.VehicleID, b.Owner, b.UpdatedAt.Format(time.RFC3339)}
-			}
-			return errors.Join(printTable("VEHICLE OWNER UPDATED", rows), err)
-		})
-	})
-	return cmd
-}
-
 // withAdmin runs fn connected with the connection flags of kf.
 func withAdmin(ctx context.Context, kf *daemon.Kafka, fn func(a *admin) error) error {
 	a, err := connect(ctx, kf)
@@ -195,65 +148,6 @@ func withAdmin(ctx context.Context, kf *daemon.Kafka, fn func(a *admin) error) e
 	}
 	defer a.Close()
 	return fn(a)
-}
-
-func catalogCommand() *ff.Command {
-	var kf daemon.Kafka
-	cmd := adminCommand("catalog", "manage a partner's catalog", &kf)
-	var partner, item, title string
-	var price, stock int64
-	partnerFlag := func(fs *flag.FlagSet) { fs.StringVar(&partner, "partner", "", "partner id") }
-	itemFlags := func(fs *flag.FlagSet) {
-		partnerFlag(fs)
-		fs.StringVar(&item, "item", "", "item id")
-	}
-	sub(cmd, "add", "add or update an item (creates the partner's topics)", func(fs *flag.FlagSet) {
-		itemFlags(fs)
-		fs.StringVar(&title, "title", "", "item title")
-		fs.Int64Var(&price, "price", 0, "price in points")
-		fs.Int64Var(&stock, "stock", -1, "units available from now on; -1 unlimited")
-	}, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			it := settlement.CatalogItem{Partner: partner, ItemID: item, Title: title, PricePoints: price, Active: true, UpdatedAt: time.Now().UTC()}
-			if stock >= 0 {
-				it.Stock = &stock
-			}
-			if err := settlement.PutCatalogItemWith(ctx, a.producer, a.serde, it, settlement.PartnerTopicsEnsurer(a.cfg)); err != nil {
-				return err
-			}
-			fmt.Printf("item %s/%s at %d points\n", partner, item, price)
-			return nil
-		})
-	})
-	sub(cmd, "remove", "remove an item from the catalog", itemFlags, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			if err := settlement.RemoveCatalogItem(ctx, a.producer, partner, item); err != nil {
-				return err
-			}
-			fmt.Printf("item %s/%s removed\n", partner, item)
-			return nil
-		})
-	})
-	sub(cmd, "list", "list the catalog", partnerFlag, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			t, err := a.table(ctx, pipelines.TopicCatalog)
-			if err != nil {
-				return err
-			}
-			defer t.Close()
-			list, err := settlement.ListCatalog(t, a.serde, partner)
-			rows := make([][]any, len(list))
-			for i, it := range list {
-				st := "unlimited"
-				if it.Stock != nil {
-					st = fmt.Sprint(*it.Stock)
-				}
-				rows[i] = []any{it.Partner, it.ItemID, it.Title, it.PricePoints, st, it.Active}
-			}
-			return errors.Join(printTable("PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
-		})
-	})
-	return cmd
 }
 
 func ledgerCommand() *ff.Command {

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/peterbourgon/ff/v4"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/daemon"
+	"github.com/minecart/minecart/services/settlement"
+)
+
+// `minecart catalog ...`: a partner's items are records of the compacted
+// catalog topic that the settlement stage reads in order.
+
+func catalogCommand() *ff.Command {
+	var kf daemon.Kafka
+	cmd := adminCommand("catalog", "manage a partner's catalog", &kf)
+	var partner, item, title string
+	var price, stock int64
+	partnerFlag := func(fs *flag.FlagSet) { fs.StringVar(&partner, "partner", "", "partner id") }
+	itemFlags := func(fs *flag.FlagSet) {
+		partnerFlag(fs)
+		fs.StringVar(&item, "item", "", "item id")
+	}
+	sub(cmd, "add", "add or update an item (creates the partner's topics)", func(fs *flag.FlagSet) {
+		itemFlags(fs)
+		fs.StringVar(&title, "title", "", "item title")
+		fs.Int64Var(&price, "price", 0, "price in points")
+		fs.Int64Var(&stock, "stock", -1, "units available from now on; -1 unlimited")
+	}, func(ctx context.Context) error {
+		return withAdmin(ctx, &kf, func(a *admin) error {
+			it := settlement.CatalogItem{Partner: partner, ItemID: item, Title: title, PricePoints: price, Active: true, UpdatedAt: time.Now().UTC()}
+			if stock >= 0 {
+				it.Stock = &stock
+			}
+			if err := a.putCatalogItem(ctx, it); err != nil {
+				return err
+			}
+			fmt.Printf("item %s/%s at %d points\n", partner, item, price)
+			return nil
+		})
+	})
+	sub(cmd, "remove", "remove an item from the catalog", itemFlags, func(ctx context.Context) error {
+		return withAdmin(ctx, &kf, func(a *admin) error {
+			if err := a.removeCatalogItem(ctx, partner, item); err != nil {
+				return err
+			}
+			fmt.Printf("item %s/%s removed\n", partner, item)
+			return nil
+		})
+	})
+	sub(cmd, "list", "list the catalog", partnerFlag, func(ctx context.Context) error {
+		return withAdmin(ctx, &kf, func(a *admin) error {
+			list, err := a.listCatalog(ctx, partner)
+			rows := make([][]any, len(list))
+			for i, it := range list {
+				st := "unlimited"
+				if it.Stock != nil {
+					st = fmt.Sprint(*it.Stock)
+				}
+				rows[i] = []any{it.Partner, it.ItemID, it.Title, it.PricePoints, st, it.Active}
+			}
+			return errors.Join(printTable("PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
+		})
+	})
+	return cmd
+}
+
+// putCatalogItem validates and publishes a catalog item, after creating
+// the partner's redemptions topic if missing (the stage does too, before
+// it takes the item in).
+func (a *admin) putCatalogItem(ctx context.Context, it settlement.CatalogItem) error {
+	if err := settlement.ValidID(it.Partner); err != nil {
+		return fmt.Errorf("partner: %w", err)
+	}
+	if err := settlement.ValidID(it.ItemID); err != nil {
+		return fmt.Errorf("item: %w", err)
+	}
+	if it.PricePoints <= 0 {
+		return fmt.Errorf("item %s: price %d points, want > 0", it.Key(), it.PricePoints)
+	}
+	if it.Stock != nil && *it.Stock < 0 {
+		return fmt.Errorf("item %s: stock %d, want >= 0", it.Key(), *it.Stock)
+	}
+	if it.UpdatedAt.IsZero() {
+		it.UpdatedAt = time.Now()
+	}
+	if err := kafka.EnsureTopicsWith(ctx, a.cfg, settlement.PartnerTopics(it.Partner)); err != nil {
+		return fmt.Errorf("partner %s topics: %w", it.Partner, err)
+	}
+	v, err := a.serde.Marshal(&avro.CatalogItem{Partner: it.Partner, ItemID: it.ItemID, Title: it.Title,
+		PricePoints: it.PricePoints, Stock: it.Stock, Active: it.Active, UpdatedMs: it.UpdatedAt})
+	if err != nil {
+		return err
+	}
+	if err := a.producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(it.Key()), v); err != nil {
+		return fmt.Errorf("catalog %s: %w", it.Key(), err)
+	}
+	return nil
+}
+
+// removeCatalogItem withdraws an item (a tombstone).
+func (a *admin) removeCatalogItem(ctx context.Context, partner, item string) error {
+	if err := a.producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(settlement.ItemKey(partner, item)), nil); err != nil {
+		return fmt.Errorf("catalog %s: %w", settlement.ItemKey(partner, item), err)
+	}
+	return nil
+}
+
+// listCatalog returns the catalog (of partner only, if not ""), sorted by
+// key.
+func (a *admin) listCatalog(ctx context.Context, partner string) ([]settlement.CatalogItem, error) {
+	recs, err := readTable[avro.CatalogItem](ctx, a, pipelines.TopicCatalog, "catalog")
+	var out []settlement.CatalogItem
+	for i := range recs {
+		if partner == "" || recs[i].Partner == partner {
+			out = append(out, settlement.ItemFrom(&recs[i]))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out, err
+}
