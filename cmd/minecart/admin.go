@@ -17,7 +17,6 @@ import (
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
-	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -232,13 +231,6 @@ func catalogCmd(ctx context.Context, args []string) error {
 		return errors.Join(printTable("PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
 	}
 	return fmt.Errorf("catalog: unknown subcommand %q (add|remove|list)", c.sub)
-}
-
-func ledgerCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage:\n" + ledger.Commands)
-	}
-	return ledger.Command(ctx, args, os.Stdout)
 }
 
 // authKind maps the CLI's short names to the registry's auth kinds; other

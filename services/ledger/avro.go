@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
-	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
 
@@ -272,39 +270,4 @@ func BlockFromNative(m map[string]any) (Block, error) {
 		}
 	}
 	return b, nil
-}
-
-// EntryNative is the minecart.ledger.Entry native of an appended entry
-// with its inclusion proof in the tree after its block.
-func EntryNative(a *Appended, proof []merkle.Hash) map[string]any {
-	return fillEntryNative(make(map[string]any, 20), a, proof)
-}
-
-// fillEntryNative sets every field of m (a map reused across entries).
-func fillEntryNative(m map[string]any, a *Appended, proof []merkle.Hash) map[string]any {
-	p := make([]any, len(proof))
-	for i := range proof {
-		p[i] = proof[i][:]
-	}
-	h := &a.Block.Header
-	e := &a.Entry
-	eh := e.EventsHash
-	if eh == nil {
-		eh = []byte{}
-	}
-	m["entry"], m["leaf_index"], m["block_height"], m["tree_size"] = a.Raw, int64(a.LeafIndex), int64(h.Height), int64(h.TreeSize)
-	m["root"], m["proof"], m["checkpoint"], m["kind"], m["id"] = h.Root[:], p, a.Block.Checkpoint, e.Kind.String(), e.ID
-	m["vehicle_id"], m["account"], m["delta"], m["date"] = e.VehicleID, e.Account, e.Delta(), e.Date
-	m["config_version"], m["events_hash"], m["reason"], m["redemption_id"] = e.ConfigVersion, eh, e.Reason, e.RedemptionID
-	m["ref"], m["block_timestamp_ms"] = e.Ref, h.TimestampMs
-	return m
-}
-
-// blockKey is the Kafka key of a block: its height in decimal.
-func blockKey(h uint64) []byte { return strconv.AppendUint(nil, h, 10) }
-
-// decodeErr tells bad input (unknown schema, malformed bytes) from other
-// Serde errors.
-func decodeErr(err error) bool {
-	return errors.Is(err, schemas.ErrUnknownSchema) || errors.Is(err, schemas.ErrMalformed)
 }

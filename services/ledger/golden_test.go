@@ -1,4 +1,4 @@
-package ledger
+package ledger_test
 
 import (
 	"bytes"
@@ -6,6 +6,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/ledgertest"
 )
 
 // The golden values below were written by the ledger's own signed-note code
@@ -24,14 +27,14 @@ const (
 )
 
 func TestGoldenCheckpoint(t *testing.T) {
-	s, err := NewSigner(goldenOrigin, testKey(1))
+	s, err := ledger.NewSigner(goldenOrigin, ledgertest.Key(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vk := VerifierKey(goldenOrigin, s.Public()); vk != goldenVerifierKey {
+	if vk := s.VerifierKey(); vk != goldenVerifierKey {
 		t.Errorf("verifier key %q, want %q", vk, goldenVerifierKey)
 	}
-	_, blocks := smallBook(t, s)
+	_, blocks := ledgertest.SmallBook(t, s)
 	if cp := blocks[2].Checkpoint; cp != goldenCheckpoint {
 		t.Errorf("checkpoint %q, want %q", cp, goldenCheckpoint)
 	}
@@ -39,23 +42,23 @@ func TestGoldenCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(export(t, blocks), old) {
+	if !bytes.Equal(ledgertest.Export(t, blocks), old) {
 		t.Error("export differs from the one written before")
 	}
-	sum, err := Verify(context.Background(), ReadExport(bytes.NewReader(old)), s.Public())
+	sum, err := ledger.Verify(context.Background(), ledger.ReadExport(bytes.NewReader(old)), s.Public())
 	if err != nil || sum.Entries != 7 || sum.Checkpoint != goldenCheckpoint {
 		t.Errorf("old export: %+v, %v", sum, err)
 	}
-	pub, err := ParsePublicKey(goldenVerifierKey)
+	pub, err := ledger.ParsePublicKey(goldenVerifierKey)
 	if err != nil || !pub.Equal(s.Public()) {
 		t.Errorf("verifier key parses to %x, %v", pub, err)
 	}
-	cp, err := VerifyCheckpoint(goldenCheckpoint+goldenWitness, s.Public())
+	cp, err := ledger.VerifyCheckpoint(goldenCheckpoint+goldenWitness, s.Public())
 	if err != nil || cp.Size != 7 || cp.Origin != goldenOrigin || cp.Root != blocks[2].Header.Root {
 		t.Errorf("checkpoint with a witness cosignature: %+v, %v", cp, err)
 	}
 	body, _, _ := strings.Cut(goldenCheckpoint, "\n\n")
-	if _, err := VerifyCheckpoint(body+"\n\n"+goldenWitness, s.Public()); err == nil {
+	if _, err := ledger.VerifyCheckpoint(body+"\n\n"+goldenWitness, s.Public()); err == nil {
 		t.Error("checkpoint with only a witness signature verified")
 	}
 }

@@ -29,6 +29,9 @@ import (
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ingest"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/blocks"
+	"github.com/minecart/minecart/services/ledger/proofs"
+	"github.com/minecart/minecart/services/ledger/stage"
 	"github.com/minecart/minecart/services/owner"
 	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/settlement"
@@ -93,7 +96,7 @@ type Stack struct {
 	// LedgerKey signs the ledger's blocks.
 	LedgerKey ed25519.PrivateKey
 	// Ledger follows the blocks topic and serves proofs.
-	Ledger  *ledger.Reader
+	Ledger  *proofs.Server
 	Gateway *gateway.Server
 
 	httpAddr string
@@ -166,10 +169,18 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("scoring: %w", err)
 	}
+	published, err := blocks.New(blocks.Config{Kafka: s.Pipelines})
+	if err != nil {
+		return nil, err
+	}
+	led, err := stage.NewStage(stage.Config{Key: s.LedgerKey, Serde: s.Serde, Blocks: published, Logger: log, Registerer: s.Registry})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
 	stages := []pipelines.Stage{
 		ing,
 		sc,
-		ledger.NewStage(ledger.Config{Key: s.LedgerKey, Serde: s.Serde, Brokers: s.Pipelines.Brokers, Logger: log, Registerer: s.Registry}),
+		led,
 		settlement.NewStage(settlement.Config{Policy: settlement.DefaultPolicy(), Serde: s.Serde, Logger: log, Registerer: s.Registry,
 			EnsurePartner: settlement.PartnerTopicsEnsurer(s.Pipelines)}),
 	}
@@ -183,9 +194,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 
 	// The ledger's reader (proofs) and the gateway.
-	if s.Ledger, err = ledger.NewReader(ledger.ReaderConfig{
-		Blocks:    &ledger.KafkaBlocks{Brokers: s.Pipelines.Brokers, Serde: s.Serde},
-		PublicKey: s.LedgerKey.Public().(ed25519.PublicKey), Logger: log,
+	if s.Ledger, err = proofs.NewServer(proofs.Config{
+		Blocks: published, PublicKey: s.LedgerKey.Public().(ed25519.PublicKey), Logger: log,
 	}); err != nil {
 		return nil, err
 	}
@@ -245,7 +255,7 @@ func (s *Stack) mountOwner(ctx context.Context, mux *http.ServeMux) error {
 	}
 	s.closers = append(s.closers, bindings.Close)
 	h, err := owner.NewHandler(owner.Config{
-		Conn: conn, Proofs: owner.LedgerProofs(s.Ledger.Handler()),
+		Conn: conn, Proofs: s.Ledger,
 		Balances:   owner.SettlementBalances(bindings, s.state, s.Serde),
 		Registerer: s.Registry, Logger: s.cfg.Logger,
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/daemon/daemontest"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/proofs"
 )
 
 // TestMainServesCredits runs the command as main does (brokers from
@@ -92,7 +93,7 @@ func servesCredits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--data-dir", dir, "--http-addr", addr, "--metrics-addr", ""}) }()
-	var head ledger.HeadJSON
+	var head proofs.Head
 	deadline := time.Now().Add(30 * time.Second)
 	for head.TreeSize < 2 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)

@@ -1,4 +1,4 @@
-package ledger
+package stage
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
 
@@ -21,18 +22,18 @@ func TestEntryEncoderMatchesGoavro(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 9))
 	str := func() string { return fmt.Sprintf("%016x", r.Uint64())[:r.IntN(16)] }
 	for i := 0; i < 500; i++ {
-		e := Entry{Kind: Kind(1 + r.IntN(3)), ID: str(), VehicleID: str(), Account: str(), Date: str(), ConfigVersion: str(),
+		e := ledger.Entry{Kind: ledger.Kind(1 + r.IntN(3)), ID: str(), VehicleID: str(), Account: str(), Date: str(), ConfigVersion: str(),
 			Points: r.Int64() >> r.IntN(64), Amount: r.Int64()>>r.IntN(64) - r.Int64()>>r.IntN(64), Reason: str(), RedemptionID: str(), Ref: str()}
 		if r.IntN(2) == 0 {
 			e.EventsHash = []byte(str())
 		}
-		a := &Appended{Entry: e, Raw: []byte(str()), LeafIndex: r.Uint64() >> r.IntN(64),
-			Block: &Block{Header: Header{Height: r.Uint64() >> 1 >> r.IntN(63), TreeSize: r.Uint64() >> 1 >> r.IntN(63), TimestampMs: r.Int64() - r.Int64(), Root: merkle.Hash{byte(i)}}, Checkpoint: str()}}
+		a := &ledger.Appended{Entry: e, Raw: []byte(str()), LeafIndex: r.Uint64() >> r.IntN(64),
+			Block: &ledger.Block{Header: ledger.Header{Height: r.Uint64() >> 1 >> r.IntN(63), TreeSize: r.Uint64() >> 1 >> r.IntN(63), TimestampMs: r.Int64() - r.Int64(), Root: merkle.Hash{byte(i)}}, Checkpoint: str()}}
 		proof := make([]merkle.Hash, r.IntN(30))
 		for j := range proof {
 			proof[j][0] = byte(j)
 		}
-		want, err := serde.Encode(schemas.LedgerEntry, EntryNative(a, proof))
+		want, err := serde.Encode(schemas.LedgerEntry, entryNative(a, proof))
 		if err != nil {
 			t.Fatal(err)
 		}

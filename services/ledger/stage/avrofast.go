@@ -1,10 +1,11 @@
-package ledger
+package stage
 
 import (
 	"bytes"
 	"encoding/binary"
 
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
 
@@ -22,10 +23,10 @@ type entryEncoder struct {
 
 func newEntryEncoder(serde *schemas.Serde) *entryEncoder {
 	enc := &entryEncoder{serde: serde}
-	e := Entry{Kind: KindCredit, ID: "v/2026-01-01", VehicleID: "v", Date: "2026-01-01", ConfigVersion: "c", Points: -3, EventsHash: []byte{1, 2}}
-	a := &Appended{Entry: e, Raw: []byte{9, 8, 7}, LeafIndex: 300, Block: &Block{Header: Header{Height: 1, TreeSize: 301, TimestampMs: -5}, Checkpoint: "cp\n"}}
+	e := ledger.Entry{Kind: ledger.KindCredit, ID: "v/2026-01-01", VehicleID: "v", Date: "2026-01-01", ConfigVersion: "c", Points: -3, EventsHash: []byte{1, 2}}
+	a := &ledger.Appended{Entry: e, Raw: []byte{9, 8, 7}, LeafIndex: 300, Block: &ledger.Block{Header: ledger.Header{Height: 1, TreeSize: 301, TimestampMs: -5}, Checkpoint: "cp\n"}}
 	proof := []merkle.Hash{{1}, {2}}
-	full, err := serde.Encode(schemas.LedgerEntry, EntryNative(a, proof))
+	full, err := serde.Encode(schemas.LedgerEntry, entryNative(a, proof))
 	if err != nil {
 		return enc
 	}
@@ -37,7 +38,7 @@ func newEntryEncoder(serde *schemas.Serde) *entryEncoder {
 }
 
 // appendEncode appends the framed record of a with its proof.
-func (enc *entryEncoder) appendEncode(dst []byte, a *Appended, proof []merkle.Hash, scratch map[string]any) ([]byte, error) {
+func (enc *entryEncoder) appendEncode(dst []byte, a *ledger.Appended, proof []merkle.Hash, scratch map[string]any) ([]byte, error) {
 	if enc.header == nil {
 		return enc.serde.AppendEncode(dst, schemas.LedgerEntry, fillEntryNative(scratch, a, proof))
 	}
@@ -46,7 +47,7 @@ func (enc *entryEncoder) appendEncode(dst []byte, a *Appended, proof []merkle.Ha
 
 // appendEntryBody appends the Avro binary body of minecart.ledger.Entry,
 // fields in schema order (schemas/ledger_Entry.avsc).
-func appendEntryBody(b []byte, a *Appended, proof []merkle.Hash) []byte {
+func appendEntryBody(b []byte, a *ledger.Appended, proof []merkle.Hash) []byte {
 	h := &a.Block.Header
 	e := &a.Entry
 	b = avroBytes(b, a.Raw)
@@ -86,4 +87,30 @@ func avroBytes(b, v []byte) []byte {
 func avroString(b []byte, s string) []byte {
 	b = binary.AppendVarint(b, int64(len(s)))
 	return append(b, s...)
+}
+
+// entryNative is the minecart.ledger.Entry native of an appended entry
+// with its inclusion proof in the tree after its block.
+func entryNative(a *ledger.Appended, proof []merkle.Hash) map[string]any {
+	return fillEntryNative(make(map[string]any, 20), a, proof)
+}
+
+// fillEntryNative sets every field of m (a map reused across entries).
+func fillEntryNative(m map[string]any, a *ledger.Appended, proof []merkle.Hash) map[string]any {
+	p := make([]any, len(proof))
+	for i := range proof {
+		p[i] = proof[i][:]
+	}
+	h := &a.Block.Header
+	e := &a.Entry
+	eh := e.EventsHash
+	if eh == nil {
+		eh = []byte{}
+	}
+	m["entry"], m["leaf_index"], m["block_height"], m["tree_size"] = a.Raw, int64(a.LeafIndex), int64(h.Height), int64(h.TreeSize)
+	m["root"], m["proof"], m["checkpoint"], m["kind"], m["id"] = h.Root[:], p, a.Block.Checkpoint, e.Kind.String(), e.ID
+	m["vehicle_id"], m["account"], m["delta"], m["date"] = e.VehicleID, e.Account, e.Delta(), e.Date
+	m["config_version"], m["events_hash"], m["reason"], m["redemption_id"] = e.ConfigVersion, eh, e.Reason, e.RedemptionID
+	m["ref"], m["block_timestamp_ms"] = e.Ref, h.TimestampMs
+	return m
 }
