@@ -88,7 +88,7 @@ func TestVerifyForgedTopic(t *testing.T) {
 	}
 	var recs []kafka.Output
 	for _, b := range append(blocks, forged...) {
-		v, err := schemas.SingleObject().Encode(schemas.LedgerBlock, ledger.BlockNative(b))
+		v, err := schemas.SingleObject().Marshal(b.Avro())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,12 +8,12 @@ import (
 )
 
 func TestCreditFromScoreRejectsMismatchedID(t *testing.T) {
-	m := ledgertest.Score("veh-1", 3, 10)
-	if _, err := ledger.CreditFromScore(m); err != nil {
+	s := ledgertest.Score("veh-1", 3, 10)
+	if _, err := ledger.CreditFromScore(s); err != nil {
 		t.Fatal(err)
 	}
-	m["id"] = "veh-2/1970-01-04"
-	if _, err := ledger.CreditFromScore(m); err == nil {
+	s.ID = "veh-2/1970-01-04"
+	if _, err := ledger.CreditFromScore(s); err == nil {
 		t.Error("score id of another vehicle accepted")
 	}
 }

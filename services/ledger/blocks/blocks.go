@@ -13,6 +13,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 )
 
@@ -101,11 +102,11 @@ func (r *Reader) read(fn func(*kafka.Reader) error) error {
 
 func (r *Reader) decoding(fn func(*ledger.Block) error) func(pipelines.Record) error {
 	return func(rec pipelines.Record) error {
-		native, err := r.serde.DecodeAs(schemas.LedgerBlock, rec.Value)
-		if err != nil {
+		var b avro.LedgerBlock
+		if err := r.serde.Unmarshal(rec.Value, &b); err != nil {
 			return err
 		}
-		blk, err := ledger.BlockFromNative(native)
+		blk, err := ledger.BlockFromAvro(&b)
 		if err != nil {
 			return err
 		}

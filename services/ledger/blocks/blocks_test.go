@@ -88,7 +88,7 @@ func produce(t *testing.T, brokers []string, book []*ledger.Block) {
 	t.Helper()
 	var recs []kafka.Output
 	for _, b := range book {
-		v, err := schemas.SingleObject().Encode(schemas.LedgerBlock, ledger.BlockNative(b))
+		v, err := schemas.SingleObject().Marshal(b.Avro())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 )
 
@@ -96,26 +97,23 @@ func Export(t testing.TB, blocks []*ledger.Block) []byte {
 	return buf.Bytes()
 }
 
-// Score is the minecart.scoring.DailyScore native of vehicle v on day d
-// (days since 1970-01-01, UTC) with points.
-func Score(v string, d int, points int64) map[string]any {
+// Score is the daily score of vehicle v on day d (days since 1970-01-01,
+// UTC) with points.
+func Score(v string, d int, points int64) *avro.DailyScore {
 	start := time.UnixMilli(int64(d) * DayMs).UTC()
 	date := start.Format("2006-01-02")
 	eh := sha256.Sum256([]byte(v + date))
-	return map[string]any{
-		"id": v + "/" + date, "vehicle_id": v, "device_id": "dev-" + v, "date": date, "tz": "UTC",
-		"window_start": start, "window_end": start.Add(24 * time.Hour), "config_version": "rules-1",
-		"distance_km": 12.5, "gps_km": 12.5, "odometer_km": 12.4, "driving_s": int64(1800),
-		"harsh_brake": int32(1), "harsh_accel": int32(0), "harsh_corner": int32(0), "speeding_s": int64(0),
-		"night_s": int64(0), "fatigue_events": int32(0), "events": int64(900), "late_events": nil,
-		"gps_jumps": int32(0), "hdop_rejected": int64(0), "odometer_rollbacks": int32(0),
-		"score": 87.5, "points": points, "flags": []any{"too_regular", "capped"}, "flag_reasons": []any{"a", "b"},
-		"events_hash": eh[:],
+	return &avro.DailyScore{
+		ID: v + "/" + date, VehicleID: v, DeviceID: "dev-" + v, Date: date, TZ: "UTC",
+		WindowStart: start, WindowEnd: start.Add(24 * time.Hour), ConfigVersion: "rules-1",
+		DistanceKm: 12.5, GpsKm: 12.5, OdometerKm: 12.4, DrivingS: 1800, HarshBrake: 1, Events: 900,
+		Score: 87.5, Points: points, Flags: []string{"too_regular", "capped"}, FlagReasons: []string{"a", "b"},
+		EventsHash: eh[:],
 	}
 }
 
-// Watermark is the minecart.scoring.Watermark native of scoring task task
-// of tasks, closed through throughMs.
-func Watermark(task, tasks int, throughMs int64) map[string]any {
-	return map[string]any{"task": int32(task), "tasks": int32(tasks), "closed_through_ms": time.UnixMilli(throughMs).UTC()}
+// Watermark is the mark of scoring task task of tasks, closed through
+// throughMs.
+func Watermark(task, tasks int, throughMs int64) *avro.Watermark {
+	return &avro.Watermark{Task: int32(task), Tasks: int32(tasks), ClosedThroughMs: time.UnixMilli(throughMs).UTC()}
 }

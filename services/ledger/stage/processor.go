@@ -13,6 +13,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
@@ -43,9 +44,9 @@ type Processor struct {
 	tasks      int32
 	debits     []ledger.Entry // requests of the open batch, appended by Flush
 	debitIDs   map[string]struct{}
-	broken     error // set when the book moved but the outputs could not be made
-	entryEnc   *entryEncoder
-	cache      *bookCache // receives the book on Close
+	broken     error            // set when the book moved but the outputs could not be made
+	entryRec   avro.LedgerEntry // the entries topic record, reused
+	cache      *bookCache       // receives the book on Close
 }
 
 // Close hands the book to the stage's next processor in this process,
@@ -101,7 +102,7 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache)
 	return &Processor{
 		cfg: cfg, m: m, signer: signer, book: book, cache: cache,
 		pending: make(map[string]ledger.Entry), dueIdx: make(map[string]int), late: make(map[string]ledger.Entry),
-		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}), entryEnc: newEntryEncoder(cfg.Serde),
+		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}),
 	}, nil
 }
 
@@ -124,15 +125,14 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 		if err != nil || len(rec.Value) == 0 {
 			return nil
 		}
-		native, err := p.cfg.Serde.DecodeAs(schemas.Watermark, rec.Value)
-		if err != nil {
+		var wm avro.Watermark
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &wm); err != nil {
 			return fmt.Errorf("changelog %s: %w", key, err)
 		}
-		wm, err := ledger.WatermarkFromNative(native)
-		if err != nil || wm.Task != int32(task) {
+		if err := checkWatermark(&wm); err != nil || wm.Task != int32(task) {
 			return fmt.Errorf("changelog %s: %v", key, err)
 		}
-		p.watermarks[wm.Task] = max(p.watermarks[wm.Task], wm.ClosedThroughMs)
+		p.watermarks[wm.Task] = max(p.watermarks[wm.Task], wm.ClosedThroughMs.UnixMilli())
 		p.tasks = wm.Tasks
 		if r := p.releasedThrough(); r != math.MinInt64 {
 			p.m.watermark.Set(float64(r))
@@ -145,11 +145,11 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 		delete(p.late, id)
 		return nil
 	}
-	native, err := p.cfg.Serde.DecodeAs(schemas.DailyScore, rec.Value)
-	if err != nil {
+	var s avro.DailyScore
+	if err := p.cfg.Serde.Unmarshal(rec.Value, &s); err != nil {
 		return fmt.Errorf("changelog %s: %w", key, err)
 	}
-	e, err := ledger.CreditFromScore(native)
+	e, err := ledger.CreditFromScore(&s)
 	if err != nil {
 		return fmt.Errorf("changelog %s: %w", key, err)
 	}
@@ -223,28 +223,36 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 		return nil // Flush fails the transaction; the task is rebuilt
 	}
 	p.prepare()
-	name, native, err := p.cfg.Serde.Decode(rec.Value)
+	name, err := p.cfg.Serde.Name(rec.Value)
 	if err != nil {
-		if decodeErr(err) {
-			return pipelines.Reject("decode", err)
-		}
-		return err
+		return decodeErr(err)
 	}
 	switch {
 	case rec.Topic == p.cfg.ScoresTopic && name == schemas.DailyScore:
-		e, err := ledger.CreditFromScore(native)
+		var s avro.DailyScore
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &s); err != nil {
+			return decodeErr(err)
+		}
+		e, err := ledger.CreditFromScore(&s)
 		if err != nil {
 			return pipelines.Reject("invalid_score", err)
 		}
 		return p.score(e, rec.Value, out)
 	case rec.Topic == p.cfg.ScoresTopic && name == schemas.Watermark:
-		wm, err := ledger.WatermarkFromNative(native)
-		if err != nil {
+		var wm avro.Watermark
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &wm); err != nil {
+			return decodeErr(err)
+		}
+		if err := checkWatermark(&wm); err != nil {
 			return pipelines.Reject("invalid_watermark", err)
 		}
-		return p.watermark(wm, rec.Value, out)
+		return p.watermark(wm.Task, wm.Tasks, wm.ClosedThroughMs.UnixMilli(), rec.Value, out)
 	case rec.Topic == p.cfg.RequestsTopic && name == schemas.DebitRequest:
-		e, err := ledger.EntryFromRequest(native)
+		var r avro.DebitRequest
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &r); err != nil {
+			return decodeErr(err)
+		}
+		e, err := ledger.EntryFromRequest(&r)
 		if err != nil {
 			return pipelines.Reject("invalid_request", err)
 		}
@@ -302,14 +310,14 @@ func (p *Processor) score(e ledger.Entry, raw []byte, out pipelines.Emitter) err
 
 // watermark records a task's mark and moves the credits every task has
 // passed to the due queue.
-func (p *Processor) watermark(wm ledger.Watermark, raw []byte, out pipelines.Emitter) error {
+func (p *Processor) watermark(task, tasks int32, closedThroughMs int64, raw []byte, out pipelines.Emitter) error {
 	before := p.releasedThrough()
-	if old, ok := p.watermarks[wm.Task]; ok && old >= wm.ClosedThroughMs && p.tasks == wm.Tasks {
+	if old, ok := p.watermarks[task]; ok && old >= closedThroughMs && p.tasks == tasks {
 		return nil
 	}
-	p.watermarks[wm.Task] = max(p.watermarks[wm.Task], wm.ClosedThroughMs)
-	p.tasks = wm.Tasks
-	out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(wmPrefix+strconv.Itoa(int(wm.Task))), raw)
+	p.watermarks[task] = max(p.watermarks[task], closedThroughMs)
+	p.tasks = tasks
+	out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(wmPrefix+strconv.Itoa(int(task))), raw)
 	if after := p.releasedThrough(); after > before {
 		p.m.watermark.Set(float64(after))
 		p.enqueue(after)
@@ -401,7 +409,7 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 	}
 	recs := make([]rec, 0, len(blocks)+len(appended))
 	for _, blk := range blocks {
-		v, err := p.cfg.Serde.Encode(schemas.LedgerBlock, ledger.BlockNative(blk))
+		v, err := p.cfg.Serde.Marshal(blk.Avro())
 		if err != nil {
 			p.broken = fmt.Errorf("encode block %d: %w", blk.Header.Height, err)
 			return nil
@@ -410,7 +418,6 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 	}
 	tree := p.book.Tree()
 	var kinds [4]int
-	native := make(map[string]any, 20)
 	buf := make([]byte, 0, 2048)
 	var proofs [][]merkle.Hash
 	var proofBlock *ledger.Block
@@ -431,7 +438,7 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		}
 		start := len(buf)
 		var err error
-		buf, err = p.entryEnc.appendEncode(buf, a, proofs[a.LeafIndex-a.Block.Header.FirstIndex], native)
+		buf, err = p.cfg.Serde.AppendMarshal(buf, p.entryRecord(a, proofs[a.LeafIndex-a.Block.Header.FirstIndex]))
 		v := buf[start:len(buf):len(buf)]
 		if err != nil {
 			p.broken = fmt.Errorf("encode entry %d: %w", a.LeafIndex, err)
@@ -504,10 +511,38 @@ func (p *Processor) knows(id string) bool {
 	return pending || late || (due && i >= p.dueHead)
 }
 
-// decodeErr tells bad input (unknown schema, malformed bytes) from other
-// Serde errors.
-func decodeErr(err error) bool {
-	return errors.Is(err, schemas.ErrUnknownSchema) || errors.Is(err, schemas.ErrMalformed)
+// decodeErr rejects bad input (unknown schema, malformed bytes) as
+// "decode"; other Serde errors (a registry out of reach) are transient.
+func decodeErr(err error) error {
+	if errors.Is(err, schemas.ErrUnknownSchema) || errors.Is(err, schemas.ErrMalformed) {
+		return pipelines.Reject("decode", err)
+	}
+	return err
+}
+
+// checkWatermark checks a scoring task's closed-through mark.
+func checkWatermark(wm *avro.Watermark) error {
+	if wm.Tasks < 1 || wm.Task < 0 || wm.Task >= wm.Tasks || wm.Tasks > 1<<16 {
+		return fmt.Errorf("watermark: task %d of %d", wm.Task, wm.Tasks)
+	}
+	return nil
+}
+
+// entryRecord is the entries topic record of an appended entry with its
+// inclusion proof in the tree after its block. It reuses the processor's
+// record: encode it before the next call.
+func (p *Processor) entryRecord(a *ledger.Appended, proof []merkle.Hash) *avro.LedgerEntry {
+	r := &p.entryRec
+	h, e := &a.Block.Header, &a.Entry
+	r.Proof = r.Proof[:0]
+	for i := range proof {
+		r.Proof = append(r.Proof, proof[i][:])
+	}
+	r.Entry, r.LeafIndex, r.BlockHeight, r.TreeSize, r.Root = a.Raw, int64(a.LeafIndex), int64(h.Height), int64(h.TreeSize), h.Root[:]
+	r.Checkpoint, r.Kind, r.ID, r.VehicleID, r.Account = a.Block.Checkpoint, avro.EntryKind(e.Kind.String()), e.ID, e.VehicleID, e.Account
+	r.Delta, r.Date, r.ConfigVersion, r.EventsHash = e.Delta(), e.Date, e.ConfigVersion, e.EventsHash
+	r.Reason, r.RedemptionID, r.Ref, r.BlockTimestampMs = e.Reason, e.RedemptionID, e.Ref, h.TimestampMs
+	return r
 }
 
 // blockKey is the Kafka key of a block: its height in decimal.

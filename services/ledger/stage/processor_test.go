@@ -9,6 +9,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/ledgertest"
 )
@@ -27,11 +28,11 @@ func (m *memLog) take(t *testing.T, out *collect) {
 	for _, r := range out.recs {
 		switch r.Topic {
 		case pipelines.TopicLedgerBlocks:
-			native, err := schemas.SingleObject().DecodeAs(schemas.LedgerBlock, r.Value)
-			if err != nil {
+			var rb avro.LedgerBlock
+			if err := schemas.SingleObject().Unmarshal(r.Value, &rb); err != nil {
 				t.Fatal(err)
 			}
-			blk, err := ledger.BlockFromNative(native)
+			blk, err := ledger.BlockFromAvro(&rb)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,10 +79,10 @@ func TestProcessorPendingLateAndRestart(t *testing.T) {
 		return err
 	}
 	score := func(v string, d int, pts int64) []byte {
-		return enc(t, schemas.DailyScore, ledgertest.Score(v, d, pts))
+		return enc(t, ledgertest.Score(v, d, pts))
 	}
 	wm := func(task int, through int64) []byte {
-		return enc(t, schemas.Watermark, ledgertest.Watermark(task, 2, through))
+		return enc(t, ledgertest.Watermark(task, 2, through))
 	}
 
 	for _, v := range []string{"c", "a", "b"} {
@@ -152,9 +153,9 @@ func TestProcessorPendingLateAndRestart(t *testing.T) {
 		code  string
 	}{
 		{pipelines.TopicScores, []byte("junk"), "decode"},
-		{pipelines.TopicScores, enc(t, schemas.DebitRequest, ledger.RequestNative(ledger.Entry{Kind: ledger.KindDebit, ID: "x", Account: "a", Amount: 1})), "unexpected_record"},
-		{pipelines.TopicScores, enc(t, schemas.Watermark, ledgertest.Watermark(3, 2, 0)), "invalid_watermark"},
-		{pipelines.TopicLedgerRequests, enc(t, schemas.DebitRequest, ledger.RequestNative(ledger.Entry{Kind: ledger.KindDebit, ID: "x", Account: "a", Amount: -1})), "invalid_request"},
+		{pipelines.TopicScores, enc(t, request(ledger.Entry{Kind: ledger.KindDebit, ID: "x", Account: "a", Amount: 1})), "unexpected_record"},
+		{pipelines.TopicScores, enc(t, ledgertest.Watermark(3, 2, 0)), "invalid_watermark"},
+		{pipelines.TopicLedgerRequests, enc(t, request(ledger.Entry{Kind: ledger.KindDebit, ID: "x", Account: "a", Amount: -1})), "invalid_request"},
 	} {
 		err := p.Process(ctx, pipelines.Record{Topic: c.topic, Value: c.value}, &out)
 		if code, ok := pipelines.RejectCode(err); !ok || code != c.code {

@@ -23,6 +23,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/blocks"
 	"github.com/minecart/minecart/services/ledger/ledgertest"
@@ -30,13 +31,22 @@ import (
 	"github.com/minecart/minecart/services/ledger/proofs"
 )
 
-func enc(t testing.TB, name string, m map[string]any) []byte {
+func enc(t testing.TB, r schemas.Record) []byte {
 	t.Helper()
-	b, err := schemas.SingleObject().Encode(name, m)
+	b, err := schemas.SingleObject().Marshal(r)
 	if err != nil {
-		t.Fatalf("encode %s: %v", name, err)
+		t.Fatalf("encode %s: %v", r.AvroName(), err)
 	}
 	return b
+}
+
+// request is the ledger request of a debit or adjustment entry.
+func request(e ledger.Entry) *avro.DebitRequest {
+	return &avro.DebitRequest{
+		RequestID: e.ID, Kind: avro.RequestKind(e.Kind.String()), Account: e.Account, VehicleID: e.VehicleID,
+		Amount: e.Amount, Reason: e.Reason, Partner: e.Partner, Item: e.Item, RedemptionID: e.RedemptionID,
+		Ref: e.Ref, RequestedAt: time.UnixMilli(e.RequestedAtMs).UTC(),
+	}
 }
 
 // scoreStream is what 2 scoring tasks write for vehicles x days: each
@@ -50,14 +60,14 @@ func scoreStream(t testing.TB, vehicles, days int, seed uint64) []kafka.Output {
 		var per [2][]kafka.Output
 		for i := 0; i < vehicles; i++ {
 			v := fmt.Sprintf("veh-%03d", i)
-			rec := kafka.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: enc(t, schemas.DailyScore, ledgertest.Score(v, d, int64(10+i%7)))}
+			rec := kafka.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: enc(t, ledgertest.Score(v, d, int64(10+i%7)))}
 			per[i%2] = append(per[i%2], rec)
 			sent = append(sent, rec)
 		}
 		for _, task := range r.Perm(2) {
 			out = append(out, per[task]...)
 			out = append(out, kafka.Output{Topic: pipelines.TopicScores, Key: []byte(fmt.Sprintf("wm/%d", task)),
-				Value: enc(t, schemas.Watermark, ledgertest.Watermark(task, 2, int64(d+1)*ledgertest.DayMs))})
+				Value: enc(t, ledgertest.Watermark(task, 2, int64(d+1)*ledgertest.DayMs))})
 			// Redeliver a few earlier scores.
 			for k := 0; k < 3; k++ {
 				out = append(out, sent[r.IntN(len(sent))])
@@ -289,7 +299,7 @@ func TestStageDebitsEntriesAndReader(t *testing.T) {
 	waitBook(t, brokers, signer.Public(), 6) // the credits first: the adjustment refers to one
 	recs = nil
 	for _, e := range []ledger.Entry{debit, debit, adj, badRef} {
-		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(e.Account), Value: enc(t, schemas.DebitRequest, ledger.RequestNative(e))})
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(e.Account), Value: enc(t, request(e))})
 	}
 	recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte("x"), Value: []byte("not avro")})
 	kafkatest.Produce(t, brokers, recs...)
@@ -309,14 +319,14 @@ func TestStageDebitsEntriesAndReader(t *testing.T) {
 		t.Fatalf("%d entry records, want 8", len(entries))
 	}
 	for _, rec := range entries {
-		m, err := schemas.SingleObject().DecodeAs(schemas.LedgerEntry, rec.Value)
-		if err != nil {
+		var m avro.LedgerEntry
+		if err := schemas.SingleObject().Unmarshal(rec.Value, &m); err != nil {
 			t.Fatal(err)
 		}
-		b := &ledger.Bundle{Entry: m["entry"].([]byte), LeafIndex: uint64(m["leaf_index"].(int64)), TreeSize: uint64(m["tree_size"].(int64)),
-			Root: fmt.Sprintf("%x", m["root"].([]byte)), Checkpoint: m["checkpoint"].(string)}
-		for _, p := range m["proof"].([]any) {
-			b.Proof = append(b.Proof, fmt.Sprintf("%x", p.([]byte)))
+		b := &ledger.Bundle{Entry: m.Entry, LeafIndex: uint64(m.LeafIndex), TreeSize: uint64(m.TreeSize),
+			Root: fmt.Sprintf("%x", m.Root), Checkpoint: m.Checkpoint}
+		for _, p := range m.Proof {
+			b.Proof = append(b.Proof, fmt.Sprintf("%x", p))
 		}
 		e, err := ledger.CheckBundle(b, signer.Public())
 		if err != nil {
@@ -455,7 +465,7 @@ func TestForgedBlockOnTopic(t *testing.T) {
 	}
 	var recs []kafka.Output
 	for _, b := range append(blocks, forged...) {
-		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: blockKey(b.Header.Height), Value: enc(t, schemas.LedgerBlock, ledger.BlockNative(b))})
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: blockKey(b.Header.Height), Value: enc(t, b.Avro())})
 	}
 	kafkatest.Produce(t, brokers, recs...)
 

@@ -16,7 +16,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
-	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger/blocks"
 	"github.com/minecart/minecart/services/ledger/stage"
 	"github.com/minecart/minecart/services/settlement"
@@ -141,10 +141,10 @@ func (e *Env) ctx() (context.Context, context.CancelFunc) {
 // Fund asks the ledger for an adjustment of points to owner's account.
 func (e *Env) Fund(owner string, points int64) {
 	e.T.Helper()
-	v, err := e.Serde.Encode(schemas.DebitRequest, ledger.RequestNative(ledger.Entry{
-		Kind: ledger.KindAdjustment, ID: "fund/" + owner, Account: owner, Amount: points, Reason: "test funding",
-		RequestedAtMs: time.Now().UnixMilli(),
-	}))
+	v, err := e.Serde.Marshal(&avro.DebitRequest{
+		RequestID: "fund/" + owner, Kind: avro.RequestKindAdjustment, Account: owner, Amount: points, Reason: "test funding",
+		RequestedAt: time.Now().UTC().Truncate(time.Millisecond),
+	})
 	if err != nil {
 		e.T.Fatal(err)
 	}
