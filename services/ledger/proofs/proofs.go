@@ -111,6 +111,8 @@ type Server struct {
 	caught atomic.Bool
 }
 
+var _ Prover = (*Server)(nil)
+
 // NewServer returns a Server; Run makes it follow the blocks.
 func NewServer(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
@@ -273,5 +275,3 @@ func notFound(format string, a ...any) error {
 func badRequest(format string, a ...any) error {
 	return &requestError{ErrBadRequest, fmt.Sprintf(format, a...)}
 }
-
-var _ Prover = (*Server)(nil)
