@@ -45,7 +45,7 @@ func (s *Server) serveProof(w http.ResponseWriter, r *http.Request) {
 		}
 		size = n
 	}
-	reply(w)(s.EntryProof(id, size, q != ""))
+	reply(w)(s.entryProof(id, size, q != ""))
 }
 
 func (s *Server) serveConsistency(w http.ResponseWriter, r *http.Request) {

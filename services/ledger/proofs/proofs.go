@@ -169,13 +169,13 @@ func (s *Server) Head(context.Context) (Head, error) {
 
 // InclusionProof proves leaf index leaf (Prover).
 func (s *Server) InclusionProof(_ context.Context, leaf, treeSize uint64) (Proof, error) {
-	return s.EntryProof(strconv.FormatUint(leaf, 10), treeSize, treeSize != 0)
+	return s.entryProof(strconv.FormatUint(leaf, 10), treeSize, treeSize != 0)
 }
 
-// EntryProof proves the entry named id (an entry id, or a leaf index in
+// entryProof proves the entry named id (an entry id, or a leaf index in
 // decimal that is no entry id) in the tree of treeSize entries, or of the
 // head's size if !sized.
-func (s *Server) EntryProof(id string, treeSize uint64, sized bool) (Proof, error) {
+func (s *Server) entryProof(id string, treeSize uint64, sized bool) (Proof, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	head := s.book.Size()
