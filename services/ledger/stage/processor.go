@@ -432,19 +432,20 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 			}
 			proofBlock = a.Block
 		}
-		// One buffer for many values: each value is a sub-slice, capped.
+		// One buffer for many keys and values: each is a sub-slice, capped.
 		if cap(buf)-len(buf) < 2048 {
 			buf = make([]byte, 0, 256<<10)
 		}
 		start := len(buf)
+		buf = append(buf, a.Entry.Key()...)
+		mid := len(buf)
 		var err error
 		buf, err = p.cfg.Serde.AppendMarshal(buf, p.entryRecord(a, proofs[a.LeafIndex-a.Block.Header.FirstIndex]))
-		v := buf[start:len(buf):len(buf)]
 		if err != nil {
 			p.broken = fmt.Errorf("encode entry %d: %w", a.LeafIndex, err)
 			return nil
 		}
-		recs = append(recs, rec{p.cfg.EntriesTopic, []byte(a.Entry.Key()), v})
+		recs = append(recs, rec{p.cfg.EntriesTopic, buf[start:mid:mid], buf[mid:len(buf):len(buf)]})
 		kinds[a.Entry.Kind]++
 	}
 	for _, r := range recs {
