@@ -80,7 +80,8 @@ func TestBookVerifyAndProve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Entries != 7 || sum.Credits != 5 || sum.Debits != 1 || sum.Adjustments != 1 || sum.Head.Root != book.Tree().Root() {
+	if sum.Entries != 7 || sum.Credits != 5 || sum.Debits != 1 || sum.Adjustments != 1 || sum.Head.Root != book.Tree().Root() ||
+		sum.First != blocks[0].Checkpoint || sum.Checkpoint != blocks[2].Checkpoint { // checked consistent with each other
 		t.Errorf("summary %+v", sum)
 	}
 	if p, ok := book.Credited("v2/2026-11-02"); !ok || p != 95 {
