@@ -156,7 +156,7 @@ func (idle) Follow(ctx context.Context, _ func(*ledger.Block) error, _ func()) e
 }
 
 // seedLedger appends v-1's 20 credits and one of v-2 in 5 blocks, stores
-// every entry in ClickHouse and gives a Reader all blocks but the last.
+// every entry in ClickHouse and gives a proofs Server all blocks but the last.
 func seedLedger(t testing.TB, conn driver.Conn) *proofs.Server {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 	signer, err := ledger.NewSigner("minecart.test/ledger", key)

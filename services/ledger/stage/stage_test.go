@@ -286,7 +286,8 @@ func checkHead(t *testing.T, sum ledger.Summary, want *ledger.Book) {
 }
 
 // TestStageDebitsEntriesAndReader covers requests (debit, duplicate,
-// adjustment, a bad one), the entries topic's proofs and the HTTP reader.
+// adjustment, a bad one), the entries topic's proofs and the proof API
+// (services/ledger/proofs) following the blocks the stage wrote.
 func TestStageDebitsEntriesAndReader(t *testing.T) {
 	brokers := kafkatest.Broker(t)
 	signer, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
@@ -451,8 +452,9 @@ func committedOffset(ctx context.Context, brokers []string, group, topic string)
 
 // TestForgedBlockOnTopic: a block someone else appends to the blocks topic
 // (valid Avro, correct link, but not signed by the ledger key) is caught by
-// verify (the CLI's test runs it on such a topic too), stops a ledger writer from resuming on it, and the Reader keeps
-// serving only the verified prefix.
+// verify (the CLI's test runs it on such a topic too), stops a ledger
+// writer from resuming on it, and the proof server keeps serving only the
+// verified prefix.
 func TestForgedBlockOnTopic(t *testing.T) {
 	brokers := kafkatest.Broker(t)
 	signer, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
