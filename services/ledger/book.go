@@ -224,9 +224,6 @@ type Appended struct {
 	Block     *Block
 }
 
-// ErrDuplicate is returned by Append for an entry whose id the book holds.
-var ErrDuplicate = errors.New("ledger: duplicate id")
-
 // Append appends the release's entries in order as blocks of at most
 // maxPerBlock entries, signed by s, and returns the blocks and the
 // appended entries. Entries whose credit or request id the book already

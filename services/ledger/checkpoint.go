@@ -20,7 +20,6 @@ import (
 
 // Signer signs block headers and checkpoints with the ledger key.
 type Signer struct {
-	priv ed25519.PrivateKey
 	note noteSigner
 	vkey string
 }
@@ -44,7 +43,7 @@ func NewSigner(origin string, priv ed25519.PrivateKey) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{priv: priv, note: noteSigner{Verifier: v, priv: priv}, vkey: vkey}, nil
+	return &Signer{note: noteSigner{Verifier: v, priv: priv}, vkey: vkey}, nil
 }
 
 // verifier returns the signed-note verifier of pub under the key name
@@ -65,7 +64,7 @@ func verifier(origin string, pub ed25519.PublicKey) (note.Verifier, string, erro
 func (s *Signer) Origin() string { return s.note.Name() }
 
 // Public is the ledger's public key.
-func (s *Signer) Public() ed25519.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
+func (s *Signer) Public() ed25519.PublicKey { return s.note.priv.Public().(ed25519.PublicKey) }
 
 // VerifierKey is the signed-note verifier key of the ledger key:
 // "<origin>+<key id hex>+<base64(0x01 || public key)>".
@@ -73,17 +72,12 @@ func (s *Signer) VerifierKey() string { return s.vkey }
 
 // Sign returns the header signature and the signed checkpoint of h.
 func (s *Signer) Sign(h *Header) (sig []byte, checkpoint string, err error) {
-	cp, err := note.Sign(&note.Note{Text: CheckpointBody(s.Origin(), h.TreeSize, h.Root)}, s.note)
+	body := tlog.Checkpoint{Origin: s.Origin(), Size: h.TreeSize, Hash: h.Root[:]}.Marshal()
+	cp, err := note.Sign(&note.Note{Text: string(body)}, s.note)
 	if err != nil {
 		return nil, "", fmt.Errorf("sign checkpoint: %w", err)
 	}
-	return ed25519.Sign(s.priv, h.Marshal()), string(cp), nil
-}
-
-// CheckpointBody is the C2SP tlog-checkpoint body: origin, decimal tree
-// size and base64 root, each on its own line.
-func CheckpointBody(origin string, size uint64, root merkle.Hash) string {
-	return string(tlog.Checkpoint{Origin: origin, Size: size, Hash: root[:]}.Marshal())
+	return ed25519.Sign(s.note.priv, h.Marshal()), string(cp), nil
 }
 
 // Checkpoint is a parsed and verified checkpoint.
@@ -99,7 +93,7 @@ var ErrSignature = errors.New("ledger signature does not verify")
 // VerifyCheckpoint parses a signed checkpoint and checks it carries a valid
 // signature by pub (under the key name = its origin). Other signature lines
 // (witness cosignatures) are allowed and ignored. Only the canonical text
-// is accepted: the body as CheckpointBody writes it (extension lines may
+// is accepted: the body as Sign writes it (extension lines may
 // follow) and signatures in strict base64, so no byte of a checkpoint can
 // change without failing.
 func VerifyCheckpoint(text string, pub ed25519.PublicKey) (Checkpoint, error) {
