@@ -26,6 +26,14 @@ type Config struct {
 	Topic string
 }
 
+// Validate reports whether the configuration is usable.
+func (c Config) Validate() error {
+	if err := c.Kafka.Validate(); err != nil {
+		return fmt.Errorf("ledger blocks: %w", err)
+	}
+	return nil
+}
+
 // Reader reads the blocks topic (partition 0). Each call reads with its
 // own connection, so calls may run concurrently.
 type Reader struct {
@@ -36,8 +44,8 @@ type Reader struct {
 
 // New returns a Reader; it connects on each call.
 func New(cfg Config) (*Reader, error) {
-	if err := cfg.Kafka.Validate(); err != nil {
-		return nil, fmt.Errorf("ledger blocks: %w", err)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	serde := cfg.Kafka.Serde
 	if serde == nil {
