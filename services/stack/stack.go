@@ -31,10 +31,11 @@ import (
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/blocks"
 	"github.com/minecart/minecart/services/ledger/proofs"
-	"github.com/minecart/minecart/services/ledger/stage"
+	ledgerstage "github.com/minecart/minecart/services/ledger/stage"
 	"github.com/minecart/minecart/services/owner"
 	"github.com/minecart/minecart/services/scoring"
-	"github.com/minecart/minecart/services/settlement"
+	settleapi "github.com/minecart/minecart/services/settlement/api"
+	settlestage "github.com/minecart/minecart/services/settlement/stage"
 	"github.com/minecart/minecart/services/sink"
 	"github.com/minecart/minecart/services/telemetry"
 )
@@ -173,16 +174,19 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	led, err := stage.NewStage(stage.Config{Key: s.LedgerKey, Serde: s.Serde, Blocks: published, Logger: log, Registerer: s.Registry})
+	led, err := ledgerstage.NewStage(ledgerstage.Config{Key: s.LedgerKey, Serde: s.Serde, Blocks: published, Logger: log, Registerer: s.Registry})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	st, err := settlestage.NewStage(settlestage.Config{Serde: s.Serde, Logger: log, Registerer: s.Registry, EnsurePartner: s.ensurePartner})
+	if err != nil {
+		return nil, err
 	}
 	stages := []pipelines.Stage{
 		ing,
 		sc,
 		led,
-		settlement.NewStage(settlement.Config{Policy: settlement.DefaultPolicy(), Serde: s.Serde, Logger: log, Registerer: s.Registry,
-			EnsurePartner: settlement.PartnerTopicsEnsurer(s.Pipelines)}),
+		st,
 	}
 	for _, st := range stages {
 		s.goRun(runCtx, st.Name, func(ctx context.Context) error { return kafka.Run(ctx, s.Pipelines, st) })
@@ -208,7 +212,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.state.Close)
-	redemptions, err := settlement.NewHandler(settlement.HandlerConfig{Producer: s.Producer, State: s.state, Serde: s.Serde, Logger: log})
+	redemptions, err := settleapi.NewHandler(settleapi.Config{Producer: s.Producer, State: s.state, Serde: s.Serde, Logger: log})
 	if err != nil {
 		return nil, err
 	}
