@@ -30,7 +30,7 @@ import (
 	"github.com/minecart/minecart/services/ingest"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/owner"
-	"github.com/minecart/minecart/services/scoring"
+	scoringstage "github.com/minecart/minecart/services/scoring/stage"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/sink"
 	"github.com/minecart/minecart/services/telemetry"
@@ -162,7 +162,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	sc, err := scoring.NewStage(scoring.Config{IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+	sc, err := scoringstage.NewStage(scoringstage.Config{IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("scoring: %w", err)
 	}

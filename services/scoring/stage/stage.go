@@ -1,4 +1,9 @@
-package scoring
+// Package stage runs scoring on the pipelines runtime: clean telemetry in;
+// DailyScore records (key vehicle id) and Watermark records (key
+// "wm/<task>") to the scores topic, LateEvent records to the late topic,
+// each task's windows (scoring.Windows) to a compacted changelog, all in the
+// transaction that commits the input offsets.
+package stage
 
 import (
 	"context"
@@ -12,6 +17,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -21,8 +27,9 @@ type Config struct {
 	// Name is the stage name: consumer group and transactional id prefix
 	// (default "scoring").
 	Name string
-	// Rules are the score's thresholds and weights (default DefaultRules()).
-	Rules *Rules
+	// Rules are the score's thresholds and weights (default
+	// scoring.DefaultRules()).
+	Rules *scoring.Rules
 	// DefaultTZ is the time zone of events with an empty TZ (default
 	// "Asia/Shanghai").
 	DefaultTZ string
@@ -67,7 +74,7 @@ func (c Config) withDefaults() Config {
 		c.Name = "scoring"
 	}
 	if c.Rules == nil {
-		r := DefaultRules()
+		r := scoring.DefaultRules()
 		c.Rules = &r
 	}
 	if c.DefaultTZ == "" {
@@ -140,11 +147,7 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// NewStage returns the scoring stage for kafka.Run: clean telemetry in;
-// DailyScore records (key vehicle id) and Watermark records (key
-// "wm/<task>") to the scores topic, LateEvent records to the late topic,
-// window state to the compacted changelog — all in the transaction that
-// commits the input offsets.
+// NewStage returns the scoring stage (see the package comment).
 func NewStage(cfg Config) (pipelines.Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return pipelines.Stage{}, err
@@ -174,7 +177,7 @@ type processor struct {
 	m        *metrics
 	codec    *wire.Codec // telemetry's specialised decoder for this serde's framing, the serde for any other
 	task     int32
-	w        *Windows
+	w        *scoring.Windows
 	lastSeen time.Time // wall clock of the last batch with records
 	seen     bool      // records processed since the last Flush
 	lastWM   int64     // mark of the last Watermark written (0 after a restore: written again once)
@@ -182,7 +185,7 @@ type processor struct {
 }
 
 func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*processor, error) {
-	w, err := NewWindows(cfg.Rules, cfg.DefaultTZ, cfg.Grace)
+	w, err := scoring.NewWindows(cfg.Rules, cfg.DefaultTZ, cfg.Grace)
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +283,7 @@ func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 		p.lastSeen, p.seen = p.cfg.Now(), false
 	}
 	var cerr error
-	p.w.Drain(p.cfg.MaxClosesPerBatch, func(c Closed) {
+	p.w.Drain(p.cfg.MaxClosesPerBatch, func(c scoring.Closed) {
 		if err := p.emitClosed(out, c); err != nil && cerr == nil {
 			cerr = err
 		}
@@ -328,7 +331,7 @@ func (p *processor) Restore(_ context.Context, rec pipelines.Record) error {
 	return nil
 }
 
-func (p *processor) emitClosed(out pipelines.Emitter, c Closed) error {
+func (p *processor) emitClosed(out pipelines.Emitter, c scoring.Closed) error {
 	b, err := p.cfg.Serde.Encode(schemas.DailyScore, scoreNative(p.cfg.Rules, &c))
 	if err != nil {
 		return fmt.Errorf("encode score %s: %w", c.ID, err)
@@ -342,7 +345,7 @@ func (p *processor) emitClosed(out pipelines.Emitter, c Closed) error {
 	return nil
 }
 
-func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *Late) error {
+func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *scoring.Late) error {
 	m := telemetry.ToNative(ev)
 	m["time_ms"] = time.UnixMilli(ev.TimeMs).UTC()
 	m["reason"] = fmt.Sprintf("window %s of %s closed: task %d closed through %s", l.Date, ev.VehicleID, p.task,
@@ -358,7 +361,7 @@ func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *Late
 }
 
 // scoreNative is a closed day as the native form of schemas.DailyScore.
-func scoreNative(r *Rules, c *Closed) map[string]any {
+func scoreNative(r *scoring.Rules, c *scoring.Closed) map[string]any {
 	res := &c.Result
 	flags := make([]any, len(res.Flags))
 	for i, f := range res.Flags {

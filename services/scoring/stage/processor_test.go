@@ -1,4 +1,4 @@
-package scoring
+package stage
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/scoring/scoringtest"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -30,6 +32,15 @@ func (e *emitted) on(topic string) []kafka.Output {
 		}
 	}
 	return out
+}
+
+var shanghai, _ = time.LoadLocation("Asia/Shanghai")
+
+func eq[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s = %v, want %v", what, got, want)
+	}
 }
 
 func TestProcessor(t *testing.T) {
@@ -58,7 +69,7 @@ func TestProcessor(t *testing.T) {
 
 	var out emitted
 	for i, h := range []time.Duration{9 * time.Hour, 9*time.Hour + time.Second, 27 * time.Hour} {
-		ev := ev("car", day.Add(h))
+		ev := scoringtest.Event("car", day.Add(h))
 		ev.EventID += string(rune('a' + i))
 		if err := p.Process(ctx, rec(ev), &out); err != nil {
 			t.Fatal(err)
@@ -77,7 +88,7 @@ func TestProcessor(t *testing.T) {
 	}
 	eq(t, "id", m["id"].(string), "car/2026-11-24")
 	eq(t, "events", m["events"].(int64), 2)
-	eq(t, "config_version", m["config_version"].(string), DefaultRules().Version)
+	eq(t, "config_version", m["config_version"].(string), scoring.DefaultRules().Version)
 	eq(t, "key", string(scores[0].Key), "car")
 	wm, err := serde.DecodeAs(schemas.Watermark, scores[1].Value)
 	if err != nil {
@@ -89,13 +100,13 @@ func TestProcessor(t *testing.T) {
 	eq(t, "wm", wm["closed_through_ms"].(time.Time).UnixMilli(), day.Add(25*time.Hour).UnixMilli())
 	cl := out.on(pipelines.TopicScoringChangelog)
 	// tombstone of the 24th, the 25th's window, the task meta
-	if len(cl) != 3 || string(cl[0].Key) != "car/2026-11-24" || cl[0].Value != nil || string(cl[2].Key) != metaKey {
+	if len(cl) != 3 || string(cl[0].Key) != "car/2026-11-24" || cl[0].Value != nil || string(cl[2].Key) != "task" {
 		t.Fatalf("changelog %v", cl)
 	}
 
 	// Late event: to the late topic, with the reason.
 	out = emitted{}
-	if err := p.Process(ctx, rec(ev("car", day.Add(20*time.Hour))), &out); err != nil {
+	if err := p.Process(ctx, rec(scoringtest.Event("car", day.Add(20*time.Hour))), &out); err != nil {
 		t.Fatal(err)
 	}
 	late := out.on(pipelines.TopicLateEvents)
@@ -117,10 +128,18 @@ func TestProcessor(t *testing.T) {
 		rec  pipelines.Record
 	}{
 		{"decode", pipelines.Record{Value: []byte{0xC3, 0x01, 1, 2}}},
-		{telemetry.CodeSpeed, func() pipelines.Record { e := ev("car", day.Add(40*time.Hour)); e.SpeedKmh = 900; return rec(e) }()},
-		{telemetry.CodeBadTZ, func() pipelines.Record { e := ev("car", day.Add(40*time.Hour)); e.TZ = "Nowhere/Else"; return rec(e) }()},
+		{telemetry.CodeSpeed, func() pipelines.Record {
+			e := scoringtest.Event("car", day.Add(40*time.Hour))
+			e.SpeedKmh = 900
+			return rec(e)
+		}()},
+		{telemetry.CodeBadTZ, func() pipelines.Record {
+			e := scoringtest.Event("car", day.Add(40*time.Hour))
+			e.TZ = "Nowhere/Else"
+			return rec(e)
+		}()},
 		{telemetry.CodeFuture, func() pipelines.Record {
-			r := rec(ev("car", day.Add(40*time.Hour)))
+			r := rec(scoringtest.Event("car", day.Add(40*time.Hour)))
 			r.Timestamp = r.Timestamp.Add(-time.Hour)
 			return r
 		}()},
@@ -185,13 +204,13 @@ func TestLeftoverClosesDrainWithoutInput(t *testing.T) {
 	day := time.Date(2026, 11, 24, 0, 0, 0, 0, shanghai)
 	var out emitted
 	for _, v := range []string{"a", "b", "c", "d", "e"} {
-		e := ev(v, day.Add(9*time.Hour))
+		e := scoringtest.Event(v, day.Add(9*time.Hour))
 		b, _ := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(e))
 		if err := p.Process(ctx, pipelines.Record{Value: b}, &out); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e := ev("z", day.Add(27*time.Hour))
+	e := scoringtest.Event("z", day.Add(27*time.Hour))
 	b, _ := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(e))
 	if err := p.Process(ctx, pipelines.Record{Value: b}, &out); err != nil {
 		t.Fatal(err)

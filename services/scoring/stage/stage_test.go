@@ -1,4 +1,4 @@
-package scoring
+package stage
 
 import (
 	"bytes"
@@ -23,6 +23,8 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/scoring/scoringtest"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -46,15 +48,15 @@ func stageTraffic(t *testing.T, serde *schemas.Serde) ([]kafka.Output, int) {
 	var evs []telemetry.Event
 	start := time.Date(2026, 11, 20, 7, 0, 0, 0, shanghai)
 	for v := range stageVehicles {
-		tr := newTrip(fmt.Sprintf("veh-%03d", v), start.Add(time.Duration(v)*time.Minute), uint64(v+1))
-		tr.periodMs = 30000
+		tr := scoringtest.NewTrip(fmt.Sprintf("veh-%03d", v), start.Add(time.Duration(v)*time.Minute), uint64(v+1))
+		tr.PeriodMs = 30000
 		for d := range stageDays {
-			tr.drive(120, 40+float64(v), at(60, 61, lonAccel(-0.5)))
-			tr.t = start.AddDate(0, 0, d+1).Add(time.Duration(v) * time.Minute).UnixMilli()
+			tr.Drive(120, 40+float64(v), scoringtest.At(60, 61, scoringtest.LonAccel(-0.5)))
+			tr.T = start.AddDate(0, 0, d+1).Add(time.Duration(v) * time.Minute).UnixMilli()
 		}
-		tr.t = start.AddDate(0, 0, stageDays+1).UnixMilli()
-		tr.drive(5, 30)
-		evs = append(evs, tr.evs...)
+		tr.T = start.AddDate(0, 0, stageDays+1).UnixMilli()
+		tr.Drive(5, 30)
+		evs = append(evs, tr.Evs...)
 	}
 	slices.SortStableFunc(evs, func(a, b telemetry.Event) int { return int(a.TimeMs - b.TimeMs) })
 	out := make([]kafka.Output, len(evs))
@@ -286,8 +288,14 @@ func checkRecompute(t *testing.T, brokers []string, serde *schemas.Serde, scores
 			evs = append(evs, ev)
 		}
 	}
-	r := DefaultRules()
-	_, res := scoreDay(&r, evs)
+	r := scoring.DefaultRules()
+	day := time.Date(2026, 11, 21, 0, 0, 0, 0, shanghai)
+	d := scoring.NewDay(day.UnixMilli(), day.AddDate(0, 0, 1).UnixMilli(), uint32(r.NightEndHour)*3600000)
+	var buf []byte
+	for i := range evs {
+		buf = d.Add(&r, &evs[i], buf)
+	}
+	res := d.Result(&r)
 	if !bytes.Equal(res.EventsHash[:], want["events_hash"].([]byte)) || res.Points != want["points"].(int64) ||
 		res.Events != want["events"].(int64) || res.HarshBrake != int(want["harsh_brake"].(int32)) {
 		t.Fatalf("recomputed %s: hash %x points %d events %d, published %v", id, res.EventsHash[:4], res.Points, res.Events, want)
