@@ -165,15 +165,15 @@ func TestStage(t *testing.T) {
 	kafkatest.Produce(t, brokers, append(first, badRec)...)
 	kafkatest.Produce(t, brokers, batch(0, per/2)...) // a re-upload of the first half
 	stop := kafkatest.Run(t, kafkatest.Config(brokers), st)
-	clean := kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*per, 30*time.Second)
+	kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*per, 30*time.Second)
 	dead := kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 10*time.Second)
 	stop()
 	// Restart: a second re-upload, and new events.
 	kafkatest.Produce(t, brokers, batch(per/2, per+5)...)
 	stop = kafkatest.Run(t, kafkatest.Config(brokers), st)
-	clean = kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*(per+5), 30*time.Second)
+	kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*(per+5), 30*time.Second)
 	stop()
-	clean, err = kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicTelemetryClean)
+	clean, err := kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicTelemetryClean)
 	if err != nil {
 		t.Fatal(err)
 	}
