@@ -94,12 +94,8 @@ func analyticsData(t *testing.T, conn driver.Conn) {
 		m["updated_ms"] = t1.Add(time.Duration(i) * time.Minute)
 		add(pipelines.TopicRedemptionStatus, encode(t, schemas.Redemption, m))
 	}
-	w, err := sink.NewWriter(sink.WriterConfig{Conn: conn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(context.Background(), recs); err != nil {
-		t.Fatal(err)
+	if rejected, err := newStage(t, conn, sink.Config{}).Write(context.Background(), recs); err != nil || len(rejected) > 0 {
+		t.Fatal(rejected, err)
 	}
 }
 

@@ -11,7 +11,11 @@ import (
 
 	"github.com/minecart/minecart/infra/chserver/chtest"
 	chschema "github.com/minecart/minecart/infra/clickhouse"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/sink"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -118,6 +122,32 @@ func redemptionNative(id, status string, points int64, at time.Time, debitLeaf i
 		"quantity": int32(1), "points": points, "status": status, "reason": nil, "seq": int64(1),
 		"requested_ms": at, "updated_ms": at, "partner_ref": nil, "debit": debit,
 	}
+}
+
+// newStage is the sink stage over conn with cfg, failing the test on error.
+func newStage(t testing.TB, conn driver.Conn, cfg sink.Config) pipelines.SinkStage {
+	t.Helper()
+	cfg.Conn = conn
+	st, err := sink.NewStage(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// runSink runs the sink as its main does (Open, Migrate, NewStage,
+// kafka.RunSink) until the returned stop is called or the test ends.
+func runSink(t testing.TB, rcfg kafka.Config, dsn string, cfg sink.Config) (stop func()) {
+	t.Helper()
+	conn, err := sink.Open(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := sink.Migrate(context.Background(), conn, rcfg.Logger); err != nil {
+		t.Fatal(err)
+	}
+	return kafkatest.RunSink(t, rcfg, newStage(t, conn, cfg))
 }
 
 // waitCount polls q until it returns want or the deadline passes.

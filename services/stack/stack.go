@@ -177,8 +177,20 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		s.goRun(runCtx, st.Name, func(ctx context.Context) error { return kafka.Run(ctx, s.Pipelines, st) })
 	}
 	if cfg.ClickHouseDSN != "" {
+		conn, err := sink.Open(cfg.ClickHouseDSN)
+		if err != nil {
+			return nil, fmt.Errorf("sink: %w", err)
+		}
+		s.closers = append(s.closers, conn.Close)
+		st, err := sink.NewStage(sink.Config{Conn: conn, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("sink: %w", err)
+		}
 		s.goRun(runCtx, "sink", func(ctx context.Context) error {
-			return sink.Run(ctx, sink.Config{Runtime: s.Pipelines, DSN: cfg.ClickHouseDSN})
+			if err := sink.Migrate(ctx, conn, log); err != nil {
+				return err
+			}
+			return kafka.RunSink(ctx, s.Pipelines, st)
 		})
 	}
 
