@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	"github.com/minecart/minecart/schemas/avro"
+
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -157,6 +159,12 @@ func TestRegistryWriterSchema(t *testing.T) {
 		if err != nil || name != DeadLetter || got["attempts"] != int32(4) || got["stage"] != "ingest" {
 			t.Fatalf("Decode = %s, %v, %v", name, got, err)
 		}
+	}
+	// Typed, the writer's record is resolved to the embedded schema: the
+	// field this process does not know is dropped.
+	var dl avro.DeadLetter
+	if err := s.Unmarshal(b, &dl); err != nil || dl.Stage != "ingest" || dl.ReasonCode != native["reason_code"] {
+		t.Fatalf("Unmarshal = %+v, %v", dl, err)
 	}
 	if n := reg.byIDRequests.Load(); n != 1 {
 		t.Errorf("%d registry lookups for one new id, want 1 (cached)", n)

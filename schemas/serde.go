@@ -87,6 +87,99 @@ func (s *Serde) DecodeAs(name string, b []byte) (map[string]any, error) {
 	return e.decode(body)
 }
 
+// Record is a typed Avro record: the types of schemas/avro.
+type Record interface {
+	// AvroName is the record's full name, one of the embedded schemas.
+	AvroName() string
+	// AppendAvro appends the record's Avro binary body.
+	AppendAvro(dst []byte) ([]byte, error)
+	// UnmarshalAvro decodes an Avro binary body written with the
+	// embedded schema of the record.
+	UnmarshalAvro(body []byte) error
+}
+
+// Marshal returns r framed (single-object, or Confluent with a registry).
+func (s *Serde) Marshal(r Record) ([]byte, error) {
+	return s.AppendMarshal(make([]byte, 0, 256), r)
+}
+
+// AppendMarshal appends r framed to dst. On error it returns dst unchanged.
+func (s *Serde) AppendMarshal(dst []byte, r Record) ([]byte, error) {
+	name := r.AvroName()
+	e, err := s.cat.lookup(name)
+	if err != nil {
+		return dst, err
+	}
+	n := len(dst)
+	if s.reg != nil {
+		dst = append(dst, confluentMagic)
+		dst = binary.BigEndian.AppendUint32(dst, s.reg.ids[name])
+	} else {
+		dst = append(dst, e.header[:]...)
+	}
+	out, err := r.AppendAvro(dst)
+	if err != nil {
+		return dst[:n], fmt.Errorf("encode %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// Unmarshal decodes b, a framed record of r's schema, into r. Errors wrap
+// ErrUnknownSchema (the framing names another or an unknown schema) or
+// ErrMalformed (bytes that are not a valid record), like DecodeAs; with a
+// registry, other errors mean it could not be asked. A record written with
+// another version of r's schema (a registry id of another writer) is
+// resolved to the embedded schema (fields it lacks take their defaults,
+// fields it adds are dropped) before it is decoded.
+func (s *Serde) Unmarshal(b []byte, r Record) error {
+	name := r.AvroName()
+	e, body, err := s.schemaOf(b)
+	if err != nil {
+		return err
+	}
+	if e.name != name {
+		return fmt.Errorf("%w: got a %s record, want %s", ErrUnknownSchema, e.name, name)
+	}
+	own := s.cat.byName[name]
+	if own == nil || own.err != nil {
+		_, err := s.cat.lookup(name)
+		return err
+	}
+	if e != own { // another version of the schema, from the registry
+		if body, err = own.resolve(e, body); err != nil {
+			return err
+		}
+	}
+	if err := r.UnmarshalAvro(body); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
+// resolve re-encodes body, written with the writer's schema w (a version of
+// e's record), with e's schema.
+func (e *entry) resolve(w *entry, body []byte) ([]byte, error) {
+	native, err := w.decode(body)
+	if err != nil {
+		return nil, err
+	}
+	out, err := e.codec.BinaryFromNative(nil, native)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: cannot resolve the writer's schema to ours: %v", ErrMalformed, e.name, err)
+	}
+	return out, nil
+}
+
+// Name returns the record name of a framed value, without decoding it (for
+// topics that carry several records, such as scores and watermarks).
+func (s *Serde) Name(b []byte) (string, error) {
+	e, _, err := s.schemaOf(b)
+	if err != nil {
+		return "", err
+	}
+	return e.name, nil
+}
+
 // schemaOf reads the framing header of b and returns the writer's schema and
 // the Avro body.
 func (s *Serde) schemaOf(b []byte) (*entry, []byte, error) {

@@ -3,7 +3,7 @@ package kafka
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/prom"
 )
 
 // metrics are the runtime's Prometheus series. Label sets stay small: the
@@ -28,7 +28,7 @@ type metrics struct {
 // fixed here, so a registration conflict is a programming error; the
 // runtime then keeps working with unregistered collectors.
 func newMetrics(reg prometheus.Registerer) *metrics {
-	m := pipelines.NewMetrics(reg)
+	m := prom.NewMetrics(reg)
 	exp := prometheus.ExponentialBuckets
 	return &metrics{
 		recordsIn:   m.CounterVec("minecart_pipeline_records_in_total", "Records consumed and processed by a stage.", "stage"),

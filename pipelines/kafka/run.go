@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 )
 
 // CodeRetriesExhausted is the dead-letter code of a record that kept failing
@@ -156,7 +156,6 @@ func (r *runner) session(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.Balancers(kgo.RangeBalancer()), // partition p of every input to one member
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.SessionTimeout(r.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(hb),
 		kgo.TransactionalID(txnID),
@@ -226,7 +225,8 @@ func (r *runner) poll(ctx context.Context) kgo.Fetches {
 	if !time.Now().Before(r.nextTick) {
 		// A tick is due: take what is buffered without waiting (a nil
 		// context drains; an expired one would return nothing).
-		return r.sess.PollRecords(nil, r.cfg.MaxBatch) //nolint:staticcheck // nil ctx is kgo's non-blocking poll
+		//lint:ignore SA1012 kgo documents a nil context as its non-blocking poll
+		return r.sess.PollRecords(nil, r.cfg.MaxBatch)
 	}
 	pctx, cancel := context.WithDeadline(ctx, r.nextTick)
 	defer cancel()
@@ -440,24 +440,20 @@ func (r *runner) deadLetter(ctx context.Context, rec pipelines.Record, code stri
 // deadLetterRecord is the dead-letter record of rec (a schemas.DeadLetter,
 // headers stage and code), in processor and sink mode alike.
 func deadLetterRecord(cfg Config, stage string, rec pipelines.Record, code string, cause error) (*kgo.Record, error) {
-	var key any
-	if rec.Key != nil {
-		key = map[string]any{"bytes": rec.Key}
-	}
 	value := rec.Value
 	if value == nil {
 		value = []byte{}
 	}
-	b, err := cfg.Serde.Encode(schemas.DeadLetter, map[string]any{
-		"stage":            stage,
-		"reason_code":      code,
-		"error":            cause.Error(),
-		"source_topic":     rec.Topic,
-		"source_partition": rec.Partition,
-		"source_offset":    rec.Offset,
-		"key":              key,
-		"value":            value,
-		"time":             cfg.Now().UTC().Truncate(time.Millisecond),
+	b, err := cfg.Serde.Marshal(&avro.DeadLetter{
+		Stage:           stage,
+		ReasonCode:      code,
+		Error:           cause.Error(),
+		SourceTopic:     rec.Topic,
+		SourcePartition: rec.Partition,
+		SourceOffset:    rec.Offset,
+		Key:             rec.Key,
+		Value:           value,
+		Time:            cfg.Now().UTC(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode dead letter: %w", err)

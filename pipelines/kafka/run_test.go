@@ -105,7 +105,7 @@ func TestExactlyOnceAcrossRestart(t *testing.T) {
 		t.Fatalf("first run processed everything (%d); the test did not stop it midway", first)
 	}
 	kafkatest.Run(t, cfg, upperStage("eo", "eo.in", "eo.out", &count, nil))
-	recs := kafkatest.WaitRecords(t, brokers, "eo.out", n, 30*time.Second)
+	kafkatest.WaitRecords(t, brokers, "eo.out", n, 30*time.Second)
 	time.Sleep(200 * time.Millisecond) // any duplicate would be committed by now
 	recs, err := kafkatest.ReadCommitted(context.Background(), brokers, "eo.out")
 	if err != nil {

@@ -75,7 +75,7 @@ func TestChangelogRestore(t *testing.T) {
 	waitAtLeast(t, &seen, n/2)
 	stopA()
 	defer stopB()
-	recs := kafkatest.WaitRecords(t, brokers, "cl.out", n, 60*time.Second)
+	kafkatest.WaitRecords(t, brokers, "cl.out", n, 60*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	recs, err := kafkatest.ReadCommitted(context.Background(), brokers, "cl.out")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -83,44 +84,20 @@ func (d *Device) validate() error {
 	return nil
 }
 
-func (d *Device) native() map[string]any {
-	return map[string]any{
-		"id": d.ID, "vehicle_id": d.VehicleID, "vehicle_tz": d.VehicleTZ, "auth": string(d.Auth),
-		"key": d.Key, "status": string(d.Status), "created_ms": d.Created.UnixMilli(), "updated_ms": d.Updated.UnixMilli(),
-	}
-}
-
-func deviceFromNative(m map[string]any) (Device, error) {
-	var d Device
-	var ok [8]bool
-	d.ID, ok[0] = m["id"].(string)
-	d.VehicleID, ok[1] = m["vehicle_id"].(string)
-	d.VehicleTZ, ok[2] = m["vehicle_tz"].(string)
-	var auth, status string
-	auth, ok[3] = m["auth"].(string)
-	d.Key, ok[4] = m["key"].([]byte)
-	status, ok[5] = m["status"].(string)
-	d.Created, ok[6] = m["created_ms"].(time.Time)
-	d.Updated, ok[7] = m["updated_ms"].(time.Time)
-	if slices.Contains(ok[:], false) {
-		return Device{}, errors.New("device record: unexpected field types")
-	}
-	d.Auth, d.Status = AuthKind(auth), Status(status)
-	return d, nil
-}
-
 // EncodeDevice returns d as a framed Avro minecart.devices.Device.
 func EncodeDevice(serde *schemas.Serde, d *Device) ([]byte, error) {
-	return serde.Encode(schemas.Device, d.native())
+	return serde.Marshal(&avro.Device{ID: d.ID, VehicleID: d.VehicleID, VehicleTZ: d.VehicleTZ,
+		Auth: avro.AuthKind(d.Auth), Key: d.Key, Status: avro.Status(d.Status), CreatedMs: d.Created, UpdatedMs: d.Updated})
 }
 
 // DecodeDevice reads a framed Avro minecart.devices.Device.
 func DecodeDevice(serde *schemas.Serde, b []byte) (Device, error) {
-	m, err := serde.DecodeAs(schemas.Device, b)
-	if err != nil {
+	var r avro.Device
+	if err := serde.Unmarshal(b, &r); err != nil {
 		return Device{}, err
 	}
-	return deviceFromNative(m)
+	return Device{ID: r.ID, VehicleID: r.VehicleID, VehicleTZ: r.VehicleTZ, Auth: AuthKind(r.Auth), Key: r.Key,
+		Status: Status(r.Status), Created: r.CreatedMs, Updated: r.UpdatedMs}, nil
 }
 
 // Devices administers the device registry (the CLI's `minecart devices

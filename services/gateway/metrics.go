@@ -3,7 +3,7 @@ package gateway
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/prom"
 )
 
 type metrics struct {
@@ -17,7 +17,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := pipelines.NewMetrics(reg)
+	m := prom.NewMetrics(reg)
 	return &metrics{
 		batches:  m.CounterVec("minecart_gateway_batches_total", "Batches accepted (202), by body format.", "format"),
 		events:   m.Counter("minecart_gateway_events_total", "Events accepted and acknowledged by Kafka."),

@@ -186,12 +186,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Devices returns a registry administrator sharing the server's producer
-// and table (for `minecart run`, which hosts the CLI's admin calls).
-func (s *Server) Devices() *Devices {
-	return NewDevices(s.producer, s.table, s.cfg.Pipelines.Serde, s.cfg.Now)
-}
-
 // Close stops following the device table and flushes and closes the
 // producer.
 func (s *Server) Close() error {
@@ -259,142 +253,236 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (s *Server) reject(w http.ResponseWriter, status int, reason string, err error) {
-	s.m.rejects.WithLabelValues(reason).Inc()
-	body := errorBody{Error: reason, Message: err.Error()}
+// refusal is why a request is refused: its HTTP status, reason code and
+// message (and, for a rate limit, when to retry).
+type refusal struct {
+	status     int
+	reason     string
+	err        error
+	retryAfter int // seconds; 0: the configured RetryAfter for 429 and 503
+}
+
+func refuse(status int, reason string, err error) *refusal {
+	return &refusal{status: status, reason: reason, err: err}
+}
+
+var errOverloaded = errors.New("gateway at its in-flight bound, retry later")
+
+func overloaded() *refusal {
+	return refuse(http.StatusTooManyRequests, ReasonOverloaded, errOverloaded)
+}
+
+func (s *Server) refuse(w http.ResponseWriter, f *refusal) {
+	s.m.rejects.WithLabelValues(f.reason).Inc()
+	body := errorBody{Error: f.reason, Message: f.err.Error()}
 	var ie *telemetry.IndexError
-	if errors.As(err, &ie) {
+	if errors.As(f.err, &ie) {
 		body.Index = &ie.Index
 	}
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+	switch {
+	case f.retryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
+	case f.status == http.StatusTooManyRequests || f.status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (s.cfg.RetryAfter+time.Second-1)/time.Second))))
 	}
-	writeJSON(w, status, body)
+	writeJSON(w, f.status, body)
 }
 
 type acceptedBody struct {
 	Accepted int `json:"accepted"`
 }
 
+// telemetry is POST /v1/telemetry: a signed batch of one device's events,
+// taken in named steps (docs/ingest.md): wait for the device table, admit
+// (headers, size, in-flight reservation), read the body, authenticate,
+// inflate, decode, bind the events to the device, rate-limit, produce. A
+// 202 means Kafka acknowledged every event.
 func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
 	start := s.cfg.Now()
+	q, f := s.admit(r)
+	if f != nil {
+		s.refuse(w, f)
+		return
+	}
+	defer q.end()
+	events, format, f := q.handle(r)
+	if f != nil {
+		s.refuse(w, f)
+		return
+	}
+	s.m.batches.WithLabelValues(format).Inc()
+	s.m.events.Add(float64(len(events)))
+	s.m.bytes.Add(float64(q.wireBytes))
+	s.m.latency.Observe(s.cfg.Now().Sub(start).Seconds())
+	writeJSON(w, http.StatusAccepted, acceptedBody{Accepted: len(events)})
+}
+
+// request is one admitted POST /v1/telemetry: the in-flight bytes it holds
+// and its pooled buffers, given back by end (or, after a produce timeout,
+// once the Kafka client has let go of the records).
+type request struct {
+	s         *Server
+	auth      [4]string // device, timestamp, nonce, signature headers
+	held      int64
+	buf       *reqBuf
+	wireBytes int
+	handedOff bool // the produce goroutine gives back held and buf
+}
+
+// admit waits for the device table, checks the authentication headers are
+// there and the declared size is allowed, and reserves the in-flight bytes
+// of the body (the declared length, or the most a body may be) before
+// anything is read.
+func (s *Server) admit(r *http.Request) (*request, *refusal) {
 	if !s.ready.Load() {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		err := s.table.WaitCaught(ctx)
 		cancel()
 		if err != nil {
-			s.reject(w, http.StatusServiceUnavailable, ReasonNotReady, fmt.Errorf("device table catching up: %w", err))
-			return
+			return nil, refuse(http.StatusServiceUnavailable, ReasonNotReady, fmt.Errorf("device table catching up: %w", err))
 		}
 		s.ready.Store(true)
 	}
-	device, ts, nonce, sigB64 := r.Header.Get(HeaderDevice), r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderNonce), r.Header.Get(HeaderSignature)
-	if device == "" || ts == "" || nonce == "" || sigB64 == "" {
-		s.reject(w, http.StatusUnauthorized, ReasonMissingAuth, errors.New("want headers "+HeaderDevice+", "+HeaderTimestamp+", "+HeaderNonce+", "+HeaderSignature))
-		return
+	q := &request{s: s, auth: [4]string{r.Header.Get(HeaderDevice), r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderNonce), r.Header.Get(HeaderSignature)}}
+	for _, h := range q.auth {
+		if h == "" {
+			return nil, refuse(http.StatusUnauthorized, ReasonMissingAuth, errors.New("want headers "+HeaderDevice+", "+HeaderTimestamp+", "+HeaderNonce+", "+HeaderSignature))
+		}
 	}
-	// Reserve in-flight bytes before reading: the declared length, or the
-	// most a body may be.
 	if r.ContentLength > s.cfg.MaxBodyBytes {
-		s.reject(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("body of %d bytes, limit %d", r.ContentLength, s.cfg.MaxBodyBytes))
-		return
+		return nil, refuse(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("body of %d bytes, limit %d", r.ContentLength, s.cfg.MaxBodyBytes))
 	}
 	held := r.ContentLength
 	if held < 0 {
 		held = s.cfg.MaxBodyBytes
 	}
-	if !s.inflight.tryAcquire(held) {
-		s.reject(w, http.StatusTooManyRequests, ReasonOverloaded, errors.New("gateway at its in-flight bound, retry later"))
-		return
+	if !q.grow(held) {
+		return nil, overloaded()
 	}
-	s.m.inflight.Add(float64(held))
-	var buf *reqBuf
-	handedOff := false // the produce goroutine releases held bytes and buf
-	release := func() {
-		s.inflight.release(held)
-		s.m.inflight.Sub(float64(held))
-		if buf != nil {
-			s.bufs.Put(buf)
-		}
-	}
-	defer func() {
-		if !handedOff {
-			release()
-		}
-	}()
-	grow := func(n int64) bool {
-		if !s.inflight.tryAcquire(n) {
-			return false
-		}
-		held += n
-		s.m.inflight.Add(float64(n))
-		return true
-	}
+	return q, nil
+}
 
-	buf = s.getBuf()
-	body, err := readLimited(r.Body, s.cfg.MaxBodyBytes, buf.body[:0])
-	buf.body = body[:0]
-	wireBytes := len(body)
-	if err != nil {
-		if errors.Is(err, errTooLarge) {
-			s.reject(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("body over %d bytes", s.cfg.MaxBodyBytes))
-		} else {
-			s.reject(w, http.StatusBadRequest, telemetry.CodeDecode, fmt.Errorf("read body: %w", err))
-		}
-		return
+// grow reserves n more in-flight bytes for the request.
+func (q *request) grow(n int64) bool {
+	if !q.s.inflight.tryAcquire(n) {
+		return false
 	}
+	q.held += n
+	q.s.m.inflight.Add(float64(n))
+	return true
+}
 
+// end gives back what the request holds, unless the produce goroutine
+// still needs it.
+func (q *request) end() {
+	if !q.handedOff {
+		q.release()
+	}
+}
+
+func (q *request) release() {
+	q.s.inflight.release(q.held)
+	q.s.m.inflight.Sub(float64(q.held))
+	if q.buf != nil {
+		q.s.bufs.Put(q.buf)
+	}
+}
+
+// handle runs the steps after admission; it returns the stored events and
+// the body format.
+func (q *request) handle(r *http.Request) ([]telemetry.Event, string, *refusal) {
+	q.buf = q.s.getBuf()
+	body, f := q.readBody(r.Body)
+	if f != nil {
+		return nil, "", f
+	}
 	// Authenticate before doing any work on the body.
-	dev, status, reason, err := s.authenticate(device, ts, nonce, sigB64, body)
+	dev, status, reason, err := q.s.authenticate(q.auth[0], q.auth[1], q.auth[2], q.auth[3], body)
 	if err != nil {
-		s.reject(w, status, reason, err)
-		return
+		return nil, "", refuse(status, reason, err)
 	}
+	if body, f = q.inflate(r.Header.Get("Content-Encoding"), body); f != nil {
+		return nil, "", f
+	}
+	events, format, f := q.decode(r.Header.Get("Content-Type"), body)
+	if f == nil {
+		f = q.bind(dev, events)
+	}
+	if f == nil {
+		f = q.s.rateLimit(dev, len(events))
+	}
+	if f == nil {
+		f = q.produce(dev, events)
+	}
+	return events, format, f
+}
 
-	switch enc := r.Header.Get("Content-Encoding"); enc {
+// readBody reads the body as sent, within MaxBodyBytes.
+func (q *request) readBody(r io.Reader) ([]byte, *refusal) {
+	body, err := readLimited(r, q.s.cfg.MaxBodyBytes, q.buf.body[:0])
+	q.buf.body = body[:0]
+	q.wireBytes = len(body)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return nil, refuse(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("body over %d bytes", q.s.cfg.MaxBodyBytes))
+	case err != nil:
+		return nil, refuse(http.StatusBadRequest, telemetry.CodeDecode, fmt.Errorf("read body: %w", err))
+	}
+	return body, nil
+}
+
+// inflate undoes the content encoding (gzip or none); the inflated bytes
+// are reserved as they are produced, within MaxDecodedBytes.
+func (q *request) inflate(encoding string, body []byte) ([]byte, *refusal) {
+	switch encoding {
 	case "", "identity":
+		return body, nil
 	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			s.reject(w, http.StatusBadRequest, ReasonEncoding, fmt.Errorf("gzip: %w", err))
-			return
-		}
-		// The inflated bytes are reserved as they are produced.
-		inflated, err := readLimited(&budgetReader{r: zr, grow: grow}, s.cfg.MaxDecodedBytes, buf.inflated[:0])
-		buf.inflated = inflated[:0]
-		if err != nil {
-			if errors.Is(err, errOverBudget) {
-				s.reject(w, http.StatusTooManyRequests, ReasonOverloaded, errors.New("gateway at its in-flight bound, retry later"))
-			} else if errors.Is(err, errTooLarge) {
-				s.reject(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("inflated body over %d bytes", s.cfg.MaxDecodedBytes))
-			} else {
-				s.reject(w, http.StatusBadRequest, ReasonEncoding, fmt.Errorf("gzip: %w", err))
-			}
-			return
-		}
-		body = inflated
 	default:
-		s.reject(w, http.StatusUnsupportedMediaType, ReasonEncoding, fmt.Errorf("content encoding %q: want gzip or none", enc))
-		return
+		return nil, refuse(http.StatusUnsupportedMediaType, ReasonEncoding, fmt.Errorf("content encoding %q: want gzip or none", encoding))
 	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, refuse(http.StatusBadRequest, ReasonEncoding, fmt.Errorf("gzip: %w", err))
+	}
+	inflated, err := readLimited(&budgetReader{r: zr, grow: q.grow}, q.s.cfg.MaxDecodedBytes, q.buf.inflated[:0])
+	q.buf.inflated = inflated[:0]
+	switch {
+	case errors.Is(err, errOverBudget):
+		return nil, overloaded()
+	case errors.Is(err, errTooLarge):
+		return nil, refuse(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("inflated body over %d bytes", q.s.cfg.MaxDecodedBytes))
+	case err != nil:
+		return nil, refuse(http.StatusBadRequest, ReasonEncoding, fmt.Errorf("gzip: %w", err))
+	}
+	return inflated, nil
+}
 
+// decode reads the events of a JSON or Avro body.
+func (q *request) decode(contentType string, body []byte) ([]telemetry.Event, string, *refusal) {
 	var events []telemetry.Event
+	var err error
 	format := "json"
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, _, _ := mime.ParseMediaType(contentType)
 	switch mt {
 	case "application/json", "":
-		events, err = telemetry.DecodeJSON(body, s.cfg.Limits)
+		events, err = telemetry.DecodeJSON(body, q.s.cfg.Limits)
 	case "avro/binary", "application/avro":
 		format = "avro"
-		events, err = s.codec.DecodeBatch(body, s.cfg.Limits)
+		events, err = q.s.codec.DecodeBatch(body, q.s.cfg.Limits)
 	default:
-		s.reject(w, http.StatusUnsupportedMediaType, ReasonUnsupportedType, fmt.Errorf("content type %q: want application/json or avro/binary", mt))
-		return
+		return nil, "", refuse(http.StatusUnsupportedMediaType, ReasonUnsupportedType, fmt.Errorf("content type %q: want application/json or avro/binary", mt))
 	}
 	if err != nil {
-		s.reject(w, http.StatusBadRequest, telemetry.CodeOf(err), err)
-		return
+		return nil, "", refuse(http.StatusBadRequest, telemetry.CodeOf(err), err)
 	}
+	return events, format, nil
+}
+
+// bind fills the device, vehicle and zone of events that leave them empty
+// and refuses an event for another device or vehicle; the decoded events
+// are held too (about 256 bytes each).
+func (q *request) bind(dev *Device, events []telemetry.Event) *refusal {
 	for i := range events {
 		ev := &events[i]
 		if ev.DeviceID == "" {
@@ -407,36 +495,43 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
 			ev.TZ = dev.VehicleTZ
 		}
 		if ev.DeviceID != dev.ID || ev.VehicleID != dev.VehicleID {
-			s.reject(w, http.StatusForbidden, ReasonWrongVehicle, &telemetry.IndexError{Index: i,
+			return refuse(http.StatusForbidden, ReasonWrongVehicle, &telemetry.IndexError{Index: i,
 				Err: fmt.Errorf("device %s is bound to vehicle %s; event is for device %s, vehicle %s", dev.ID, dev.VehicleID, ev.DeviceID, ev.VehicleID)})
-			return
 		}
 	}
-	// The decoded events are held too (about 256 bytes each).
-	if !grow(int64(len(events)) * 256) {
-		s.reject(w, http.StatusTooManyRequests, ReasonOverloaded, errors.New("gateway at its in-flight bound, retry later"))
-		return
+	if !q.grow(int64(len(events)) * 256) {
+		return overloaded()
 	}
-	if s.cfg.DeviceRate > 0 {
-		if ok, wait := s.limiter.take(dev.ID, len(events), s.cfg.Now()); !ok {
-			s.m.rejects.WithLabelValues(ReasonRateLimited).Inc()
-			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-			writeJSON(w, http.StatusTooManyRequests, errorBody{Error: ReasonRateLimited,
-				Message: fmt.Sprintf("device over %g events/s", s.cfg.DeviceRate)})
-			return
-		}
-	}
+	return nil
+}
 
-	// Encode every event as its own record into one buffer.
+// rateLimit takes n events from the device's token bucket.
+func (s *Server) rateLimit(dev *Device, n int) *refusal {
+	if s.cfg.DeviceRate <= 0 {
+		return nil
+	}
+	if ok, wait := s.limiter.take(dev.ID, n, s.cfg.Now()); !ok {
+		return &refusal{status: http.StatusTooManyRequests, reason: ReasonRateLimited,
+			err: fmt.Errorf("device over %g events/s", s.cfg.DeviceRate), retryAfter: int(wait/time.Second) + 1}
+	}
+	return nil
+}
+
+// produce writes every event as its own record (one buffer for all) and
+// waits for Kafka's acknowledgement. It produces in a goroutine so a slow
+// Kafka gets a 503 after ProduceTimeout while the records' bytes stay
+// counted (and the buffer unreused) until the client has really finished
+// with them.
+func (q *request) produce(dev *Device, events []telemetry.Event) *refusal {
+	s, buf := q.s, q.buf
 	vals, ends := buf.vals[:0], buf.ends[:0]
 	for i := range events {
 		vals = s.codec.AppendEvent(vals, &events[i])
 		ends = append(ends, len(vals))
 	}
 	buf.vals, buf.ends = vals[:0], ends[:0]
-	if !grow(int64(len(vals))) {
-		s.reject(w, http.StatusTooManyRequests, ReasonOverloaded, errors.New("gateway at its in-flight bound, retry later"))
-		return
+	if !q.grow(int64(len(vals))) {
+		return overloaded()
 	}
 	recs := buf.recs[:0]
 	hdr := []pipelines.Header{{Key: "device", Value: []byte(dev.ID)}}
@@ -447,9 +542,6 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
 		off = end
 	}
 	buf.recs = recs[:0]
-	// Produce in a goroutine so a slow Kafka gets a 503 after
-	// ProduceTimeout while the records' bytes stay counted (and buf
-	// unreused) until the client has really finished with them.
 	pstart := time.Now()
 	done := make(chan error, 1)
 	go func() {
@@ -459,31 +551,27 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
 	}()
 	timer := time.NewTimer(s.cfg.ProduceTimeout)
 	defer timer.Stop()
+	var err error
 	select {
 	case err = <-done:
 	case <-timer.C:
 		err = errors.New("no acknowledgement within the produce timeout")
 	}
 	s.m.produce.Observe(time.Since(pstart).Seconds())
-	if err != nil {
-		select {
-		case <-done:
-		default:
-			handedOff = true
-			go func() {
-				<-done
-				release()
-			}()
-		}
-		s.log.Warn("produce failed", "device", dev.ID, "events", len(events), "err", err)
-		s.reject(w, http.StatusServiceUnavailable, ReasonProduce, errors.New("events not stored, retry the batch"))
-		return
+	if err == nil {
+		return nil
 	}
-	s.m.batches.WithLabelValues(format).Inc()
-	s.m.events.Add(float64(len(events)))
-	s.m.bytes.Add(float64(wireBytes))
-	s.m.latency.Observe(s.cfg.Now().Sub(start).Seconds())
-	writeJSON(w, http.StatusAccepted, acceptedBody{Accepted: len(events)})
+	select {
+	case <-done:
+	default:
+		q.handedOff = true
+		go func() {
+			<-done
+			q.release()
+		}()
+	}
+	s.log.Warn("produce failed", "device", dev.ID, "events", len(events), "err", err)
+	return refuse(http.StatusServiceUnavailable, ReasonProduce, errors.New("events not stored, retry the batch"))
 }
 
 // authenticate checks the device, its timestamp, signature and nonce, in

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -236,7 +237,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := pipelines.NewMetrics(reg)
+	m := prom.NewMetrics(reg)
 	return &metrics{
 		duplicates: m.Counter("minecart_ingest_duplicates_total", "Raw events dropped as repeats of events already written."),
 		vehicles:   m.Gauge("minecart_ingest_vehicles", "Vehicles whose de-duplication window is held in memory."),

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
@@ -146,7 +147,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := pipelines.NewMetrics(reg)
+	m := prom.NewMetrics(reg)
 	return &metrics{
 		entries:   m.CounterVec("minecart_ledger_entries_total", "Entries appended, by kind.", "kind"),
 		blocks:    m.Counter("minecart_ledger_blocks_total", "Blocks signed and written."),

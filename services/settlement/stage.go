@@ -11,6 +11,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 )
 
@@ -115,7 +116,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := pipelines.NewMetrics(reg)
+	m := prom.NewMetrics(reg)
 	return &metrics{
 		alerts:      m.CounterVec("minecart_settlement_alerts_total", "Anomalies settlement found, by kind (invariant, overdraft, leaf_gap, late_debit, ...). Any increase needs a human.", "kind"),
 		redemptions: m.CounterVec("minecart_settlement_redemptions_total", "Redemption state changes, by new status.", "status"),

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/telemetry"
@@ -410,7 +411,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := pipelines.NewMetrics(reg)
+	m := prom.NewMetrics(reg)
 	return &metrics{
 		events:        m.Counter("minecart_scoring_events_total", "Telemetry events scored (late ones included)."),
 		late:          m.Counter("minecart_scoring_late_events_total", "Events whose day had closed, written to the late-events topic."),

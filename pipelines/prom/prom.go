@@ -1,4 +1,9 @@
-package pipelines
+// Package prom is the one way minecart registers Prometheus metrics: a
+// component declares its collectors through Metrics, and several components
+// of one process share a series instead of failing to register it twice. It
+// is its own package so that the stage contract (pipelines), which the
+// kafka-go partner example imports for topic names, links no Prometheus.
+package prom
 
 import (
 	"errors"
