@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -58,7 +59,7 @@ func newWriter(cfg Config) (*writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	m := pipelines.NewMetrics(cfg.Registerer)
+	m := prom.NewMetrics(cfg.Registerer)
 	w := &writer{conn: cfg.Conn, serde: cfg.Serde, events: codec, log: cfg.Logger, chunk: cfg.InsertRows, m: &metrics{
 		rows:    m.CounterVec("minecart_sink_inserted_rows_total", "Rows inserted into ClickHouse, by table.", "table"),
 		skipped: m.Counter("minecart_sink_skipped_total", "Records skipped because their offsets were already stored (redeliveries)."),
