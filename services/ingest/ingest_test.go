@@ -12,6 +12,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -194,12 +195,12 @@ func TestStage(t *testing.T) {
 	if len(dead) != 1 {
 		t.Fatalf("%d dead letters", len(dead))
 	}
-	dl, err := schemas.SingleObject().DecodeAs(schemas.DeadLetter, dead[0].Value)
-	if err != nil {
+	var dl avro.DeadLetter
+	if err := schemas.SingleObject().Unmarshal(dead[0].Value, &dl); err != nil {
 		t.Fatal(err)
 	}
-	if dl["reason_code"] != telemetry.CodeSpeed || string(dl["value"].([]byte)) != string(badRec.Value) {
-		t.Fatalf("dead letter: %v", dl["reason_code"])
+	if dl.ReasonCode != telemetry.CodeSpeed || string(dl.Value) != string(badRec.Value) {
+		t.Fatalf("dead letter: %v", dl.ReasonCode)
 	}
 	// The changelog holds a few records per vehicle (one per batch), not one per event.
 	cl, err := kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicIngestChangelog)

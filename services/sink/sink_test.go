@@ -14,6 +14,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/sink"
 )
 
@@ -54,9 +55,9 @@ func TestSinkEndToEnd(t *testing.T) {
 		t.Fatalf("landed count %d ids %d seq %d/%d odometer %d/%d hourly %d", cnt, ids, seq, wantSeq, odo, wantOdo, hourly)
 	}
 	dead := kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 30*time.Second)
-	_, m, err := serde.Decode(dead[0].Value)
-	if err != nil || m["reason_code"] != sink.CodeDecode || m["source_topic"] != pipelines.TopicTelemetryClean {
-		t.Fatalf("dead letter %v %v", m, err)
+	var d avro.DeadLetter
+	if err := serde.Unmarshal(dead[0].Value, &d); err != nil || d.ReasonCode != sink.CodeDecode || d.SourceTopic != pipelines.TopicTelemetryClean {
+		t.Fatalf("dead letter %+v %v", d, err)
 	}
 }
 
@@ -175,9 +176,9 @@ func TestSinkRejectAgainAfterCrash(t *testing.T) {
 	if err != nil || len(dl) != 1 {
 		t.Fatalf("second life: %d dead letters (%v)", len(dl), err)
 	}
-	_, m, err := serde.Decode(dl[0].Value)
-	if err != nil || m["reason_code"] != sink.CodeDecode || m["source_offset"] != int64(1) || m["stage"] != "sink" {
-		t.Fatalf("dead letter %v %v", m, err)
+	var d avro.DeadLetter
+	if err := serde.Unmarshal(dl[0].Value, &d); err != nil || d.ReasonCode != sink.CodeDecode || d.SourceOffset != 1 || d.Stage != "sink" {
+		t.Fatalf("dead letter %+v %v", d, err)
 	}
 	if skipped := gathered(t, reg)["minecart_sink_skipped_total"]; skipped != 4 {
 		t.Errorf("second life skipped %v records, want all 4", skipped)

@@ -213,37 +213,19 @@ func (w *writer) add(b *batch, rec *pipelines.Record, skip bool) (code string, e
 		}
 		b.telemetry.add(&ev, rec)
 	case pipelines.TopicScores:
-		name, m, err := w.serde.Decode(rec.Value)
-		if err != nil {
+		r, err := w.scoreRow(rec)
+		if err != nil || skip || r == nil {
 			return CodeDecode, err
 		}
-		switch name {
-		case schemas.DailyScore:
-			r, err := scoreRow(m, rec)
-			if err != nil || skip {
-				return CodeDecode, err
-			}
-			b.scores = append(b.scores, r)
-		case schemas.Watermark:
-		default:
-			return CodeDecode, fmt.Errorf("record %s on %s", name, rec.Topic)
-		}
+		b.scores = append(b.scores, r)
 	case pipelines.TopicLedgerEntries:
-		m, err := w.serde.DecodeAs(schemas.LedgerEntry, rec.Value)
-		if err != nil {
-			return CodeDecode, err
-		}
-		r, err := ledgerRow(m, rec)
+		r, err := w.ledgerRow(rec)
 		if err != nil || skip {
 			return CodeDecode, err
 		}
 		b.ledger = append(b.ledger, r)
 	case pipelines.TopicRedemptionStatus:
-		m, err := w.serde.DecodeAs(schemas.Redemption, rec.Value)
-		if err != nil {
-			return CodeDecode, err
-		}
-		r, err := redemptionRow(m, rec)
+		r, err := w.redemptionRow(rec)
 		if err != nil || skip {
 			return CodeDecode, err
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/sink"
 )
 
@@ -29,11 +29,11 @@ func TestWriterTables(t *testing.T) {
 		{Topic: pipelines.TopicTelemetryClean, Partition: 0, Offset: 1, Value: encodeEvent(t, ev1)},
 		{Topic: pipelines.TopicTelemetryClean, Partition: 0, Offset: 2, Key: []byte("v-x"), Value: []byte("not avro")},
 		{Topic: pipelines.TopicTelemetryClean, Partition: 3, Offset: 0, Value: encodeEvent(t, event(2))},
-		{Topic: pipelines.TopicScores, Offset: 0, Value: encode(t, schemas.DailyScore, scoreNative("v-000", "2026-11-20", 120, "teleport"))},
-		{Topic: pipelines.TopicScores, Offset: 1, Value: encode(t, schemas.Watermark, map[string]any{"task": int32(0), "tasks": int32(8), "closed_through_ms": at})},
-		{Topic: pipelines.TopicLedgerEntries, Offset: 0, Value: encode(t, schemas.LedgerEntry, entryNative(0, "credit", "v-000/2026-11-20", "v-000", "", 120, at))},
-		{Topic: pipelines.TopicLedgerEntries, Offset: 1, Value: encode(t, schemas.LedgerEntry, entryNative(1, "debit", "r-1", "", "alice", -50, at))},
-		{Topic: pipelines.TopicRedemptionStatus, Offset: 0, Value: encode(t, schemas.Redemption, redemptionNative("r-1", "CONFIRMED", 50, at, 1))},
+		{Topic: pipelines.TopicScores, Offset: 0, Value: encode(t, score("v-000", "2026-11-20", 120, "teleport"))},
+		{Topic: pipelines.TopicScores, Offset: 1, Value: encode(t, &avro.Watermark{Task: 0, Tasks: 8, ClosedThroughMs: at})},
+		{Topic: pipelines.TopicLedgerEntries, Offset: 0, Value: encode(t, entry(0, avro.EntryKindCredit, "v-000/2026-11-20", "v-000", "", 120, at))},
+		{Topic: pipelines.TopicLedgerEntries, Offset: 1, Value: encode(t, entry(1, avro.EntryKindDebit, "r-1", "", "alice", -50, at))},
+		{Topic: pipelines.TopicRedemptionStatus, Offset: 0, Value: encode(t, redemption("r-1", avro.RedemptionStatusConfirmed, 50, at, 1))},
 		{Topic: "minecart.unknown", Offset: 0, Value: []byte{1}},
 	}
 	var rejected []pipelines.Rejected

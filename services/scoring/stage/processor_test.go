@@ -8,6 +8,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/scoring/scoringtest"
 	"github.com/minecart/minecart/services/telemetry"
@@ -82,22 +83,22 @@ func TestProcessor(t *testing.T) {
 	if len(scores) != 2 { // the 24th's score, then the watermark
 		t.Fatalf("%d records on scores", len(scores))
 	}
-	m, err := serde.DecodeAs(schemas.DailyScore, scores[0].Value)
-	if err != nil {
+	var sc avro.DailyScore
+	if err := serde.Unmarshal(scores[0].Value, &sc); err != nil {
 		t.Fatal(err)
 	}
-	eq(t, "id", m["id"].(string), "car/2026-11-24")
-	eq(t, "events", m["events"].(int64), 2)
-	eq(t, "config_version", m["config_version"].(string), scoring.DefaultRules().Version)
+	eq(t, "id", sc.ID, "car/2026-11-24")
+	eq(t, "events", sc.Events, 2)
+	eq(t, "config_version", sc.ConfigVersion, scoring.DefaultRules().Version)
 	eq(t, "key", string(scores[0].Key), "car")
-	wm, err := serde.DecodeAs(schemas.Watermark, scores[1].Value)
-	if err != nil {
+	var wm avro.Watermark
+	if err := serde.Unmarshal(scores[1].Value, &wm); err != nil {
 		t.Fatal(err)
 	}
 	eq(t, "wm key", string(scores[1].Key), "wm/3")
-	eq(t, "wm task", wm["task"].(int32), 3)
-	eq(t, "wm tasks", wm["tasks"].(int32), int32(pipelines.TelemetryPartitions))
-	eq(t, "wm", wm["closed_through_ms"].(time.Time).UnixMilli(), day.Add(25*time.Hour).UnixMilli())
+	eq(t, "wm task", wm.Task, 3)
+	eq(t, "wm tasks", wm.Tasks, int32(pipelines.TelemetryPartitions))
+	eq(t, "wm", wm.ClosedThroughMs.UnixMilli(), day.Add(25*time.Hour).UnixMilli())
 	cl := out.on(pipelines.TopicScoringChangelog)
 	// tombstone of the 24th, the 25th's window, the task meta
 	if len(cl) != 3 || string(cl[0].Key) != "car/2026-11-24" || cl[0].Value != nil || string(cl[2].Key) != "task" {
@@ -113,12 +114,12 @@ func TestProcessor(t *testing.T) {
 	if len(late) != 1 {
 		t.Fatalf("late records %v", out.recs)
 	}
-	lm, err := serde.DecodeAs(schemas.LateEvent, late[0].Value)
-	if err != nil {
+	var le avro.LateEvent
+	if err := serde.Unmarshal(late[0].Value, &le); err != nil {
 		t.Fatal(err)
 	}
-	if lm["reason"].(string) == "" || lm["vehicle_id"] != "car" {
-		t.Fatalf("late event %v", lm)
+	if le.Reason == "" || le.VehicleID != "car" {
+		t.Fatalf("late event %+v", le)
 	}
 
 	// Bad input is rejected with a code and changes nothing.
@@ -218,7 +219,7 @@ func TestLeftoverClosesDrainWithoutInput(t *testing.T) {
 	scores := func() int {
 		n := 0
 		for _, r := range out.on(pipelines.TopicScores) {
-			if name, _, _ := serde.Decode(r.Value); name == schemas.DailyScore {
+			if name, _ := serde.Name(r.Value); name == schemas.DailyScore {
 				n++
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -304,11 +305,7 @@ func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 	// as the exact one: idle tasks, whose stream time follows the wall
 	// clock, then write one watermark per quarter hour instead of one per tick.
 	if ct := p.w.EmittedThrough() / watermarkStep * watermarkStep; ct > p.lastWM {
-		b, err := p.cfg.Serde.Encode(schemas.Watermark, map[string]any{
-			"task":              p.task,
-			"tasks":             int32(p.cfg.Tasks),
-			"closed_through_ms": time.UnixMilli(ct).UTC(),
-		})
+		b, err := p.cfg.Serde.Marshal(&avro.Watermark{Task: p.task, Tasks: int32(p.cfg.Tasks), ClosedThroughMs: time.UnixMilli(ct).UTC()})
 		if err != nil {
 			return fmt.Errorf("encode watermark: %w", err)
 		}
@@ -333,7 +330,7 @@ func (p *processor) Restore(_ context.Context, rec pipelines.Record) error {
 }
 
 func (p *processor) emitClosed(out pipelines.Emitter, c scoring.Closed) error {
-	b, err := p.cfg.Serde.Encode(schemas.DailyScore, scoreNative(p.cfg.Rules, &c))
+	b, err := p.cfg.Serde.Marshal(scoreRecord(p.cfg.Rules, &c))
 	if err != nil {
 		return fmt.Errorf("encode score %s: %w", c.ID, err)
 	}
@@ -347,13 +344,17 @@ func (p *processor) emitClosed(out pipelines.Emitter, c scoring.Closed) error {
 }
 
 func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *scoring.Late) error {
-	m := telemetry.ToNative(ev)
-	m["time_ms"] = time.UnixMilli(ev.TimeMs).UTC()
-	m["reason"] = fmt.Sprintf("window %s of %s closed: task %d closed through %s", l.Date, ev.VehicleID, p.task,
-		time.UnixMilli(l.ClosedThrough).UTC().Format(time.RFC3339))
-	m["window_end"] = time.UnixMilli(l.WindowEnd).UTC()
-	m["closed_through_ms"] = time.UnixMilli(l.ClosedThrough).UTC()
-	b, err := p.cfg.Serde.Encode(schemas.LateEvent, m)
+	b, err := p.cfg.Serde.Marshal(&avro.LateEvent{
+		EventID: ev.EventID, DeviceID: ev.DeviceID, VehicleID: ev.VehicleID, Seq: int64(ev.Seq),
+		TimeMs: time.UnixMilli(ev.TimeMs).UTC(), TZ: ev.TZ, Lat: ev.Lat, Lon: ev.Lon, HDOP: ev.HDOP,
+		SpeedKmh: ev.SpeedKmh, HeadingDeg: ev.HeadingDeg, AccelLonMS2: ev.AccelLonMS2, AccelLatMS2: ev.AccelLatMS2,
+		SpeedLimitKmh: ev.SpeedLimitKmh, OdometerKm: ev.OdometerKm, EngineOn: ev.EngineOn, FuelPct: ev.FuelPct,
+		BatteryV: ev.BatteryV, CoolantC: ev.CoolantC, FaultCodes: ev.FaultCodes,
+		Reason: fmt.Sprintf("window %s of %s closed: task %d closed through %s", l.Date, ev.VehicleID, p.task,
+			time.UnixMilli(l.ClosedThrough).UTC().Format(time.RFC3339)),
+		WindowEnd:       time.UnixMilli(l.WindowEnd).UTC(),
+		ClosedThroughMs: time.UnixMilli(l.ClosedThrough).UTC(),
+	})
 	if err != nil {
 		return fmt.Errorf("encode late event: %w", err)
 	}
@@ -361,46 +362,19 @@ func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *scor
 	return nil
 }
 
-// scoreNative is a closed day as the native form of schemas.DailyScore.
-func scoreNative(r *scoring.Rules, c *scoring.Closed) map[string]any {
+// scoreRecord is a closed day as a DailyScore record.
+func scoreRecord(r *scoring.Rules, c *scoring.Closed) *avro.DailyScore {
 	res := &c.Result
-	flags := make([]any, len(res.Flags))
-	for i, f := range res.Flags {
-		flags[i] = f
-	}
-	reasons := make([]any, len(res.Reasons))
-	for i, f := range res.Reasons {
-		reasons[i] = f
-	}
-	return map[string]any{
-		"id":                 c.ID,
-		"vehicle_id":         c.Vehicle,
-		"device_id":          c.Day.Device,
-		"date":               c.Date,
-		"tz":                 c.TZ,
-		"window_start":       time.UnixMilli(c.Day.Start).UTC(),
-		"window_end":         time.UnixMilli(c.Day.End).UTC(),
-		"config_version":     r.Version,
-		"distance_km":        res.DistanceKm,
-		"gps_km":             res.GPSKm,
-		"odometer_km":        res.OdometerKm,
-		"driving_s":          res.DrivingS,
-		"harsh_brake":        int32(res.HarshBrake),
-		"harsh_accel":        int32(res.HarshAccel),
-		"harsh_corner":       int32(res.HarshCorner),
-		"speeding_s":         res.SpeedingS,
-		"night_s":            res.NightS,
-		"fatigue_events":     int32(res.FatigueEvents),
-		"events":             res.Events,
-		"late_events":        map[string]any{"long": res.LateEvents},
-		"gps_jumps":          int32(res.GPSJumps),
-		"hdop_rejected":      res.HDOPRejected,
-		"odometer_rollbacks": int32(res.OdometerRollbacks),
-		"score":              res.Score,
-		"points":             res.Points,
-		"flags":              flags,
-		"flag_reasons":       reasons,
-		"events_hash":        res.EventsHash[:],
+	late := res.LateEvents
+	return &avro.DailyScore{
+		ID: c.ID, VehicleID: c.Vehicle, DeviceID: c.Day.Device, Date: c.Date, TZ: c.TZ,
+		WindowStart: time.UnixMilli(c.Day.Start).UTC(), WindowEnd: time.UnixMilli(c.Day.End).UTC(), ConfigVersion: r.Version,
+		DistanceKm: res.DistanceKm, GpsKm: res.GPSKm, OdometerKm: res.OdometerKm, DrivingS: res.DrivingS,
+		HarshBrake: int32(res.HarshBrake), HarshAccel: int32(res.HarshAccel), HarshCorner: int32(res.HarshCorner),
+		SpeedingS: res.SpeedingS, NightS: res.NightS, FatigueEvents: int32(res.FatigueEvents), Events: res.Events,
+		LateEvents: &late, GpsJumps: int32(res.GPSJumps), HDOPRejected: res.HDOPRejected,
+		OdometerRollbacks: int32(res.OdometerRollbacks), Score: res.Score, Points: res.Points,
+		Flags: res.Flags, FlagReasons: res.Reasons, EventsHash: res.EventsHash[:],
 	}
 }
 
