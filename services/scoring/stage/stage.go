@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"time"
 
@@ -180,10 +181,11 @@ type processor struct {
 	codec    *wire.Codec // telemetry's specialised decoder for this serde's framing, the serde for any other
 	task     int32
 	w        *scoring.Windows
-	lastSeen time.Time // wall clock of the last batch with records
-	seen     bool      // records processed since the last Flush
-	lastWM   int64     // mark of the last Watermark written (0 after a restore: written again once)
-	open     int       // open windows last reported to the gauge
+	lastSeen time.Time                // wall clock of the last batch with records
+	seen     bool                     // records processed since the last Flush
+	lastWM   int64                    // mark of the last Watermark written (0 after a restore: written again once)
+	open     int                      // open windows last reported to the gauge
+	limits   telemetry.ValidateConfig // physical limits of check: telemetry.Validate's defaults
 }
 
 func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*processor, error) {
@@ -191,7 +193,8 @@ func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*proc
 	if err != nil {
 		return nil, err
 	}
-	return &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, lastSeen: cfg.Now()}, nil
+	return &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, lastSeen: cfg.Now(),
+		limits: telemetry.ValidateConfig{}.Defaults()}, nil
 }
 
 // Close reports the task's windows as no longer open here.
@@ -248,9 +251,9 @@ func (p *processor) check(ev *telemetry.Event, recTime time.Time) error {
 	switch {
 	case ev.Lat < -90 || ev.Lat > 90 || ev.Lon < -180 || ev.Lon > 180:
 		return bad(telemetry.CodePosition, "lat", fmt.Sprintf("%v,%v", ev.Lat, ev.Lon))
-	case ev.SpeedKmh < 0 || ev.SpeedKmh > maxSpeedKmh:
+	case ev.SpeedKmh < 0 || ev.SpeedKmh > p.limits.MaxSpeedKmh:
 		return bad(telemetry.CodeSpeed, "speed_kmh", ev.SpeedKmh)
-	case ev.AccelLonMS2 < -maxAccelMS2 || ev.AccelLonMS2 > maxAccelMS2 || ev.AccelLatMS2 < -maxAccelMS2 || ev.AccelLatMS2 > maxAccelMS2:
+	case math.Abs(ev.AccelLonMS2) > p.limits.MaxAccelMS2 || math.Abs(ev.AccelLatMS2) > p.limits.MaxAccelMS2:
 		return bad(telemetry.CodeAccel, "accel_lon_ms2", fmt.Sprintf("%v,%v", ev.AccelLonMS2, ev.AccelLatMS2))
 	case ev.OdometerKm < 0 || ev.SpeedLimitKmh < 0 || ev.HDOP < 0:
 		return bad(telemetry.CodeSensor, "odometer_km", "negative odometer, speed limit or hdop")
@@ -261,12 +264,6 @@ func (p *processor) check(ev *telemetry.Event, recTime time.Time) error {
 	}
 	return nil
 }
-
-// Physical limits of check: telemetry.Validate's defaults.
-const (
-	maxSpeedKmh = 300
-	maxAccelMS2 = 3 * 9.81
-)
 
 // Tick closes windows on the wall clock when the task has been idle.
 func (p *processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter) error {
