@@ -154,24 +154,19 @@ func accountsCmd(ctx context.Context, args []string) error {
 	defer a.Close()
 	switch c.sub {
 	case "bind":
-		if err := settlement.BindVehicle(ctx, a.producer, a.serde, *vehicle, *owner, time.Now()); err != nil {
+		if err := a.bindVehicle(ctx, *vehicle, *owner, time.Now()); err != nil {
 			return err
 		}
 		fmt.Printf("vehicle %s bound to owner %s\n", *vehicle, *owner)
 		return nil
 	case "unbind":
-		if err := settlement.UnbindVehicle(ctx, a.producer, *vehicle); err != nil {
+		if err := a.unbindVehicle(ctx, *vehicle); err != nil {
 			return err
 		}
 		fmt.Printf("vehicle %s unbound\n", *vehicle)
 		return nil
 	case "list":
-		t, err := a.table(ctx, pipelines.TopicAccounts)
-		if err != nil {
-			return err
-		}
-		defer t.Close()
-		list, err := settlement.ListBindings(t, a.serde, *owner)
+		list, err := a.listBindings(ctx, *owner)
 		rows := make([][]any, len(list))
 		for i, b := range list {
 			rows[i] = []any{b.VehicleID, b.Owner, b.UpdatedAt.Format(time.RFC3339)}
@@ -203,24 +198,19 @@ func catalogCmd(ctx context.Context, args []string) error {
 		if *stock >= 0 {
 			it.Stock = stock
 		}
-		if err := settlement.PutCatalogItemWith(ctx, a.producer, a.serde, it, settlement.PartnerTopicsEnsurer(a.cfg)); err != nil {
+		if err := a.putCatalogItem(ctx, it); err != nil {
 			return err
 		}
 		fmt.Printf("item %s/%s at %d points\n", *partner, *item, *price)
 		return nil
 	case "remove":
-		if err := settlement.RemoveCatalogItem(ctx, a.producer, *partner, *item); err != nil {
+		if err := a.removeCatalogItem(ctx, *partner, *item); err != nil {
 			return err
 		}
 		fmt.Printf("item %s/%s removed\n", *partner, *item)
 		return nil
 	case "list":
-		t, err := a.table(ctx, pipelines.TopicCatalog)
-		if err != nil {
-			return err
-		}
-		defer t.Close()
-		list, err := settlement.ListCatalog(t, a.serde, *partner)
+		list, err := a.listCatalog(ctx, *partner)
 		rows := make([][]any, len(list))
 		for i, it := range list {
 			st := "unlimited"

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/minecart/minecart/cmd/partner-example/partner"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/flagenv"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/settlement"
@@ -58,13 +59,13 @@ func run(args []string) error {
 		OnOrder: func(o partner.Order, err error) {
 			orders++
 			if err != nil {
-				log.Error("order refused", "redemption", o.ID, "err", err)
+				log.Error("order refused", "redemption", o.RedemptionID, "err", err)
 				return
 			}
-			log.Info("order fulfilled", "redemption", o.ID, "owner", o.Owner, "item", o.ItemID, "quantity", o.Quantity,
+			log.Info("order fulfilled", "redemption", o.RedemptionID, "owner", o.Owner, "item", o.ItemID, "quantity", o.Quantity,
 				"points", o.Points, "leaf", o.Debit.LeafIndex, "tree_size", o.Debit.TreeSize, "orders", orders)
 		},
-		OnCredit: func(c settlement.CreditSettled, err error) {
+		OnCredit: func(c avro.CreditSettled, err error) {
 			credited++
 			log.Info("credit", "account", c.Account, "vehicle", c.VehicleID, "day", c.Day, "points", c.Points,
 				"leaf", c.Proof.LeafIndex, "verified", err == nil, "credits", credited)

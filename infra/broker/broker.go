@@ -1,8 +1,9 @@
 // Package broker runs minecart's embedded Kafka broker: kfake (from
 // franz-go) speaking the real Kafka wire protocol on a TCP address, with its
 // log, groups and transactions persisted in a data directory and reloaded on
-// restart. It knows nothing of minecart's topics: its users create them
-// (pipelines/kafka.EnsureTopics).
+// restart, and optionally SASL/SCRAM users and enforced ACLs (Config.Users:
+// the partner ACLs of the production cluster). It knows nothing of
+// minecart's topics: its clients create them (pipelines/kafka.EnsureTopics).
 //
 // kfake differs from Apache Kafka in ways met while building minecart (each
 // checked in this package's or the pipelines package's tests):
@@ -59,6 +60,11 @@ type Config struct {
 	MinSessionTimeout time.Duration
 	// Logger receives kfake's warnings and errors (default slog.Default()).
 	Logger *slog.Logger
+	// Users, when set, make the broker require SASL/SCRAM-SHA-512 and
+	// enforce ACLs, as the production cluster does (infra/kafka): at least
+	// one Super user for minecart's services, and partners with only
+	// their ACLs (services/settlement.PartnerACLs).
+	Users []User
 }
 
 func (c *Config) setDefaults() {
@@ -87,6 +93,14 @@ func (c Config) Validate() error {
 	}
 	if c.MinSessionTimeout < 0 {
 		return errors.New("broker min session timeout: negative")
+	}
+	for _, u := range c.Users {
+		if u.Name == "" || u.Password == "" {
+			return errors.New("broker user: name and password required")
+		}
+		if _, err := kfakeACLs(u.ACLs); err != nil {
+			return fmt.Errorf("broker user %s: %w", u.Name, err)
+		}
 	}
 	return nil
 }
@@ -120,6 +134,11 @@ func Start(cfg Config) (*Broker, error) {
 			"message.max.bytes":          "1048588",
 		}),
 	}
+	users, err := userOpts(cfg.Users)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, users...)
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 		if cfg.SyncWrites {

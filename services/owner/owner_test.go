@@ -22,6 +22,7 @@ import (
 	"github.com/minecart/minecart/infra/chserver/chtest"
 	chschema "github.com/minecart/minecart/infra/clickhouse"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/owner"
@@ -208,7 +209,7 @@ func (m memState) Get(key string) ([]byte, bool) { v, ok := m[key]; return v, ok
 
 func balances(t testing.TB) owner.Balances {
 	serde := schemas.SingleObject()
-	bind, err := settlement.NewCodec(serde).EncodeBinding(settlement.Binding{VehicleID: "v-1", Owner: "owner-1", UpdatedAt: now})
+	bind, err := serde.Marshal(&avro.AccountBinding{VehicleID: "v-1", Owner: "owner-1", UpdatedMs: now})
 	if err != nil {
 		t.Fatal(err)
 	}

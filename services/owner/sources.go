@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/settlement"
 )
@@ -106,19 +107,19 @@ func (p remoteProofs) InclusionProof(ctx context.Context, leaf, treeSize uint64)
 // settlement.AccountKey). A vehicle not bound to an owner shows the holding
 // account its credits wait in.
 func SettlementBalances(bindings, state settlement.StateReader, serde *schemas.Serde) Balances {
-	return settlementBalances{bindings: bindings, state: state, codec: settlement.NewCodec(serde)}
+	return settlementBalances{bindings: bindings, state: state, serde: serde}
 }
 
 type settlementBalances struct {
 	bindings, state settlement.StateReader
-	codec           settlement.Codec
+	serde           *schemas.Serde
 }
 
 func (s settlementBalances) VehicleBalance(_ context.Context, vehicleID string) (Balance, error) {
 	var b Balance
 	if v, ok := s.bindings.Get(vehicleID); ok && v != nil {
-		x, err := s.codec.DecodeBinding(v)
-		if err != nil {
+		var x avro.AccountBinding
+		if err := s.serde.Unmarshal(v, &x); err != nil {
 			return b, fmt.Errorf("binding of %s: %w", vehicleID, err)
 		}
 		b.Owner = x.Owner
@@ -127,11 +128,7 @@ func (s settlementBalances) VehicleBalance(_ context.Context, vehicleID string) 
 	if b.Account == "" {
 		b.Account = settlement.HoldAccount(vehicleID)
 	}
-	v, ok := s.state.Get(settlement.AccountKey(b.Account))
-	if !ok || v == nil {
-		return b, nil
-	}
-	a, err := settlement.DecodeAccount(v)
+	a, err := settlement.ReadAccount(s.state, b.Account)
 	if err != nil {
 		return b, fmt.Errorf("account %s: %w", b.Account, err)
 	}

@@ -2,27 +2,41 @@ package settlement
 
 import "github.com/minecart/minecart/pipelines"
 
-// ACL is one Kafka ACL binding, in the words of kafka-acls.sh.
-type ACL struct {
-	Principal string // "User:<name>"
-	Resource  string // "topic", "group"
-	Name      string
-	Pattern   string // "literal" or "prefixed"
-	Operation string // "Read", "Write", "Describe"
-}
-
 // PartnerUser is the SASL/SCRAM user name of partner.
 func PartnerUser(partner string) string { return "partner-" + partner }
 
 // PartnerGroupPrefix prefixes the consumer groups partner may use.
 func PartnerGroupPrefix(partner string) string { return "partner-" + partner }
 
-// PartnerACLs is everything partner's user may do (allow ACLs; with ACLs
-// enforced, everything else is denied): read the settled-credits topic and
-// its own redemptions topic, write acknowledgements, and use consumer
-// groups named partner-<partner>*. Telemetry, the ledger's internals and
-// other partners' orders stay out of reach. infra/kafka/init-acls.sh
-// creates the same list on the production cluster.
+// PartnerTopics are the topics a partner needs: its redemptions topic
+// (orders, kept forever like the status topic).
+func PartnerTopics(partner string) []pipelines.TopicSpec {
+	return []pipelines.TopicSpec{{
+		Name: pipelines.PartnerRedemptionsTopic(partner), Partitions: 1,
+		Doc: "settlement writes confirmed redemptions (orders) of partner " + partner + "; the partner reads",
+	}}
+}
+
+// ACL is one Kafka ACL binding (allow), in the words of kafka-acls.sh. It
+// is an alias of the same struct type as infra/broker.ACL, so the
+// embedded broker takes PartnerACLs as they are without either package
+// importing the other.
+type ACL = struct {
+	Principal string // "User:<name>"
+	Resource  string // "topic", "group", "transactional-id", "cluster"
+	Name      string
+	Pattern   string // "literal" or "prefixed"
+	Operation string // "Read", "Write", "Describe", ...
+}
+
+// PartnerACLs is everything partner's user (PartnerUser) may do
+// (allow ACLs; with ACLs enforced, everything else is denied): read the
+// settled-credits topic and its own redemptions topic, write
+// acknowledgements, and use consumer groups named partner-<partner>*.
+// Telemetry, the ledger's internals and other partners' orders stay out of
+// reach. It is the one definition: infra/kafka/init-acls.sh grants exactly
+// this list on the production cluster (TestPartnerDocs checks it) and the
+// embedded broker enforces it (infra/broker, User.ACLs).
 func PartnerACLs(partner string) []ACL {
 	p := "User:" + PartnerUser(partner)
 	return []ACL{

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/minecart/minecart/schemas/avro"
 )
 
 // Policy holds the rules of the book.
@@ -80,7 +82,7 @@ func (s ItemState) left() int64 {
 type DayTotals struct {
 	Minted   int64
 	Redeemed int64
-	Partners map[string]PartnerTotal `json:",omitempty"`
+	Partners map[string]avro.PartnerTotal `json:",omitempty"`
 }
 
 // Meta is the book's totals and cursors.
@@ -99,7 +101,7 @@ func (m Meta) clone() Meta {
 	c.Days = make(map[string]DayTotals, len(m.Days))
 	for d, t := range m.Days {
 		if t.Partners != nil {
-			p := make(map[string]PartnerTotal, len(t.Partners))
+			p := make(map[string]avro.PartnerTotal, len(t.Partners))
 			for k, v := range t.Partners {
 				p[k] = v
 			}
@@ -163,6 +165,9 @@ func (b *Book) Item(key string) (ItemState, bool) { x, ok := b.items[key]; retur
 // Meta returns the totals.
 func (b *Book) Meta() Meta { return b.meta.clone() }
 
+// Pending counts the pending redemptions (exact after Restored).
+func (b *Book) Pending() int { return len(b.pending) }
+
 // Totals sums every balance and reservation.
 func (b *Book) Totals() (balances, reserved, accounts int64) {
 	for _, a := range b.accounts {
@@ -174,11 +179,11 @@ func (b *Book) Totals() (balances, reserved, accounts int64) {
 
 // Output is what a Tx writes besides its state changes.
 type Output struct {
-	Status     []Redemption    // every redemption change: the status topic
-	Orders     []Redemption    // confirmed redemptions: the partners' topics
-	Debits     []DebitRequest  // to the ledger requests topic
-	Credits    []CreditSettled // to the reward credits topic
-	Statements []Statement
+	Status     []Redemption        // every redemption change: the status topic
+	Orders     []Redemption        // confirmed redemptions: the partners' topics
+	Debits     []avro.DebitRequest // to the ledger requests topic
+	Credits    []CreditSettled     // to the reward credits topic
+	Statements []avro.Statement
 	Alerts     []Alert
 }
 
@@ -199,14 +204,22 @@ func (b *Book) begin() *Tx {
 		items: map[string]*ItemState{}, redemptions: map[string]*Redemption{}}
 }
 
-func (t *Tx) account(id string) Account {
-	if a, ok := t.accounts[id]; ok {
-		if a == nil {
-			return Account{ID: id}
+// lookup reads key through a Tx's changes to one of the book's maps (a
+// nil change: deleted).
+func lookup[V any](changed map[string]*V, book map[string]V, key string) (V, bool) {
+	if x, ok := changed[key]; ok {
+		if x == nil {
+			var zero V
+			return zero, false
 		}
-		return *a
+		return *x, true
 	}
-	if a, ok := t.b.accounts[id]; ok {
+	x, ok := book[key]
+	return x, ok
+}
+
+func (t *Tx) account(id string) Account {
+	if a, ok := lookup(t.accounts, t.b.accounts, id); ok {
 		return a
 	}
 	return Account{ID: id}
@@ -215,36 +228,13 @@ func (t *Tx) account(id string) Account {
 func (t *Tx) putAccount(a Account) { t.accounts[a.ID] = &a }
 
 func (t *Tx) binding(vehicle string) (Binding, bool) {
-	if x, ok := t.bindings[vehicle]; ok {
-		if x == nil {
-			return Binding{}, false
-		}
-		return *x, true
-	}
-	x, ok := t.b.bindings[vehicle]
-	return x, ok
+	return lookup(t.bindings, t.b.bindings, vehicle)
 }
 
-func (t *Tx) item(key string) (ItemState, bool) {
-	if x, ok := t.items[key]; ok {
-		if x == nil {
-			return ItemState{}, false
-		}
-		return *x, true
-	}
-	x, ok := t.b.items[key]
-	return x, ok
-}
+func (t *Tx) item(key string) (ItemState, bool) { return lookup(t.items, t.b.items, key) }
 
 func (t *Tx) redemption(id string) (Redemption, bool) {
-	if x, ok := t.redemptions[id]; ok {
-		if x == nil {
-			return Redemption{}, false
-		}
-		return *x, true
-	}
-	x, ok := t.b.redemptions[id]
-	return x, ok
+	return lookup(t.redemptions, t.b.redemptions, id)
 }
 
 func (t *Tx) putRedemption(r Redemption) {
@@ -290,39 +280,44 @@ func RedemptionKey(id string) string { return keyRedemption + id }
 
 // Changes lists the Tx's state changes in a stable order.
 func (t *Tx) Changes() []Change {
-	var out []Change
-	for _, k := range sortedKeys(t.accounts) {
-		if a := t.accounts[k]; a != nil && (a.Balance != 0 || a.Reserved != 0 || len(a.Held) > 0 || !isHold(k)) {
-			out = append(out, Change{keyAccount + k, *a})
-		} else {
-			out = append(out, Change{keyAccount + k, nil})
-		}
-	}
-	for _, k := range sortedKeys(t.bindings) {
-		if x := t.bindings[k]; x != nil {
-			out = append(out, Change{keyBinding + k, *x})
-		} else {
-			out = append(out, Change{keyBinding + k, nil})
-		}
-	}
-	for _, k := range sortedKeys(t.items) {
-		if x := t.items[k]; x != nil {
-			out = append(out, Change{keyItem + k, *x})
-		} else {
-			out = append(out, Change{keyItem + k, nil})
-		}
-	}
-	for _, k := range sortedKeys(t.redemptions) {
-		if x := t.redemptions[k]; x != nil {
-			out = append(out, Change{keyRedemption + k, *x})
-		} else {
-			out = append(out, Change{keyRedemption + k, nil})
-		}
-	}
+	out := changes(nil, keyAccount, t.accounts, keepAccount)
+	out = changes(out, keyBinding, t.bindings, nil)
+	out = changes(out, keyItem, t.items, nil)
+	out = changes(out, keyRedemption, t.redemptions, nil)
 	if t.meta != nil {
 		out = append(out, Change{keyMeta, *t.meta})
 	}
 	return out
+}
+
+// changes appends the changes to one of the book's maps by key: a nil
+// value, or one keep refuses, is a deletion.
+func changes[V any](out []Change, prefix string, changed map[string]*V, keep func(string, *V) bool) []Change {
+	for _, k := range sortedKeys(changed) {
+		if v := changed[k]; v != nil && (keep == nil || keep(k, v)) {
+			out = append(out, Change{prefix + k, *v})
+		} else {
+			out = append(out, Change{prefix + k, nil})
+		}
+	}
+	return out
+}
+
+// commit applies the changes to one of the book's maps, as changes lists them.
+func commit[V any](book map[string]V, changed map[string]*V, keep func(string, *V) bool) {
+	for k, v := range changed {
+		if v != nil && (keep == nil || keep(k, v)) {
+			book[k] = *v
+		} else {
+			delete(book, k)
+		}
+	}
+}
+
+// keepAccount reports whether an account is kept: an empty holding account
+// is deleted.
+func keepAccount(id string, a *Account) bool {
+	return !isHold(id) || a.Balance != 0 || a.Reserved != 0 || len(a.Held) > 0
 }
 
 func isHold(id string) bool { return len(id) > len(HoldPrefix) && id[:len(HoldPrefix)] == HoldPrefix }
@@ -339,34 +334,10 @@ func sortedKeys[V any](m map[string]V) []string {
 // Commit applies the Tx to its book.
 func (t *Tx) Commit() {
 	b := t.b
-	for k, a := range t.accounts {
-		if a == nil || (isHold(k) && a.Balance == 0 && a.Reserved == 0 && len(a.Held) == 0) {
-			delete(b.accounts, k)
-		} else {
-			b.accounts[k] = *a
-		}
-	}
-	for k, x := range t.bindings {
-		if x == nil {
-			delete(b.bindings, k)
-		} else {
-			b.bindings[k] = *x
-		}
-	}
-	for k, x := range t.items {
-		if x == nil {
-			delete(b.items, k)
-		} else {
-			b.items[k] = *x
-		}
-	}
-	for k, x := range t.redemptions {
-		if x == nil {
-			delete(b.redemptions, k)
-		} else {
-			b.redemptions[k] = *x
-		}
-	}
+	commit(b.accounts, t.accounts, keepAccount)
+	commit(b.bindings, t.bindings, nil)
+	commit(b.items, t.items, nil)
+	commit(b.redemptions, t.redemptions, nil)
 	if t.meta != nil {
 		b.meta = *t.meta
 	}
@@ -414,7 +385,7 @@ func (t *Tx) addRedeemed(at time.Time, partner string, n int64) {
 	dt.Redeemed += n
 	if partner != "" {
 		if dt.Partners == nil {
-			dt.Partners = map[string]PartnerTotal{}
+			dt.Partners = map[string]avro.PartnerTotal{}
 		}
 		p := dt.Partners[partner]
 		p.Partner = partner
@@ -500,7 +471,7 @@ func (b *Book) DeleteItem(key string) *Tx {
 // reason or reserves the points and the stock and asks the ledger for the
 // debit. A request whose id exists already changes nothing; one that
 // reuses an idempotency key for a different order is bad input.
-func (b *Book) Redeem(req RedemptionRequest) (*Tx, error) {
+func (b *Book) Redeem(req avro.RedemptionRequest) (*Tx, error) {
 	if req.Owner == "" || req.IdempotencyKey == "" {
 		return nil, bad("redemption request without owner or idempotency key")
 	}
@@ -513,7 +484,7 @@ func (b *Book) Redeem(req RedemptionRequest) (*Tx, error) {
 		return t, nil
 	}
 	r := Redemption{ID: id, IdempotencyKey: req.IdempotencyKey, Owner: req.Owner, Partner: req.Partner,
-		ItemID: req.ItemID, Quantity: req.Quantity, RequestedAt: req.RequestedAt, UpdatedAt: req.RequestedAt}
+		ItemID: req.ItemID, Quantity: req.Quantity, RequestedAt: req.RequestedMs, UpdatedAt: req.RequestedMs}
 	reject := func(reason string) (*Tx, error) {
 		r.Status, r.Reason = StatusRejected, reason
 		t.putRedemption(r)
@@ -550,10 +521,10 @@ func (b *Book) Redeem(req RedemptionRequest) (*Tx, error) {
 	t.items[it.Item.Key()] = &it
 	t.putRedemption(r)
 	t.newPending = append(t.newPending, id)
-	t.Debits = append(t.Debits, DebitRequest{
-		RequestID: id, Kind: KindDebit, Account: req.Owner, Amount: r.Points,
-		Reason: "redemption", Partner: req.Partner, ItemID: req.ItemID, RedemptionID: id,
-		RequestedAt: req.RequestedAt,
+	t.Debits = append(t.Debits, avro.DebitRequest{
+		RequestID: id, Kind: avro.RequestKindDebit, Account: req.Owner, Amount: r.Points,
+		Reason: "redemption", Partner: req.Partner, Item: req.ItemID, RedemptionID: id,
+		RequestedAt: req.RequestedMs,
 	})
 	return t, nil
 }
@@ -697,8 +668,8 @@ func (t *Tx) debit(e Entry) {
 	if a.Available() < 0 {
 		t.alert("overdraft", "debit entry %d leaves %s at %d available", e.Proof.LeafIndex, e.Account, a.Available())
 		if !confirm {
-			t.Debits = append(t.Debits, DebitRequest{
-				RequestID: "reversal/" + r.ID, Kind: KindAdjustment, Account: r.Owner, Amount: e.Amount,
+			t.Debits = append(t.Debits, avro.DebitRequest{
+				RequestID: "reversal/" + r.ID, Kind: avro.RequestKindAdjustment, Account: r.Owner, Amount: e.Amount,
 				Reason:      "reversal of the debit of redemption " + r.ID + ", appended after settlement released it",
 				RequestedAt: e.AppendedAt,
 			})
@@ -779,9 +750,9 @@ func (b *Book) Ack(a PartnerAck) (*Tx, error) {
 // ack applies a partner's ack to a confirmed redemption.
 func (t *Tx) ack(r Redemption, a PartnerAck) error {
 	switch a.Status {
-	case AckFulfilled:
+	case avro.AckStatusFulfilled:
 		r.Status = StatusFulfilled
-	case AckFailed:
+	case avro.AckStatusFailed:
 		// The points were debited; giving them back is a ledger adjustment
 		// an operator makes after talking to the partner.
 		r.Status, r.Reason = StatusFailed, a.Reason
@@ -833,13 +804,13 @@ func (t *Tx) closeDays(now time.Time) {
 	for d := open; d < today; d = nextDay(d) {
 		dt := m.Days[d]
 		m.Outstanding += dt.Minted - dt.Redeemed
-		st := Statement{Day: d, Minted: dt.Minted, Redeemed: dt.Redeemed, Outstanding: m.Outstanding,
-			Reserved: reserved, BalanceSum: balances, Expected: expected, InvariantOK: balances == expected,
-			Accounts: n, GeneratedAt: now}
+		st := avro.Statement{Day: d, Minted: dt.Minted, Redeemed: dt.Redeemed, Outstanding: m.Outstanding,
+			Reserved: reserved, BalanceSum: balances, Expected: expected, InvariantOk: balances == expected,
+			Accounts: n, GeneratedMs: now}
 		for _, p := range sortedKeys(dt.Partners) {
 			st.Partners = append(st.Partners, dt.Partners[p])
 		}
-		if !st.InvariantOK {
+		if !st.InvariantOk {
 			t.alert("invariant", "statement %s: sum of balances %d != minted - redeemed %d (delta %d)", d, balances, expected, balances-expected)
 		}
 		t.Statements = append(t.Statements, st)

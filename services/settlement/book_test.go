@@ -5,6 +5,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/minecart/minecart/schemas/avro"
 )
 
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
@@ -68,7 +70,7 @@ func (f *fixture) item(partner, id string, price int64, stock *int64) {
 
 func (f *fixture) redeem(owner, key, partner, item string, qty int32) Redemption {
 	f.t.Helper()
-	f.commit(f.b.Redeem(RedemptionRequest{IdempotencyKey: key, Owner: owner, Partner: partner, ItemID: item, Quantity: qty, RequestedAt: t0}))
+	f.commit(f.b.Redeem(avro.RedemptionRequest{IdempotencyKey: key, Owner: owner, Partner: partner, ItemID: item, Quantity: qty, RequestedMs: t0}))
 	r, ok := f.b.Redemption(RedemptionID(owner, key))
 	if !ok {
 		f.t.Fatalf("redemption %s/%s not recorded", owner, key)
@@ -77,7 +79,7 @@ func (f *fixture) redeem(owner, key, partner, item string, qty int32) Redemption
 }
 
 // ledgerDebit stands in for the ledger: it turns a debit request into an entry.
-func (f *fixture) ledgerDebit(d DebitRequest, at time.Time) *Tx {
+func (f *fixture) ledgerDebit(d avro.DebitRequest, at time.Time) *Tx {
 	return f.entry(Entry{Kind: KindDebit, Account: d.Account, Amount: d.Amount, RequestID: d.RequestID, RedemptionID: d.RedemptionID, AppendedAt: at})
 }
 
@@ -168,7 +170,7 @@ func TestRedeemRejections(t *testing.T) {
 		{"k9", "car", 1, nil, StatusRejected, ReasonInsufficient},
 	}
 	for _, c := range cases {
-		f.commit(f.b.Redeem(RedemptionRequest{IdempotencyKey: c.key, Owner: "alice", Partner: "acme", ItemID: c.item, Quantity: c.qty, MaxPoints: c.max, RequestedAt: t0}))
+		f.commit(f.b.Redeem(avro.RedemptionRequest{IdempotencyKey: c.key, Owner: "alice", Partner: "acme", ItemID: c.item, Quantity: c.qty, MaxPoints: c.max, RequestedMs: t0}))
 		r, _ := f.b.Redemption(RedemptionID("alice", c.key))
 		if r.Status != c.want || r.Reason != c.reason {
 			t.Errorf("%s: status %s %q, want %s %q", c.key, r.Status, r.Reason, c.want, c.reason)
@@ -177,11 +179,11 @@ func TestRedeemRejections(t *testing.T) {
 	if b, res := f.balance("alice"); b != 100 || res != 60 {
 		t.Fatalf("alice balance %d reserved %d, want 100 and 60", b, res)
 	}
-	if len(f.out.Debits) != 1 || f.out.Debits[0].Amount != 60 || f.out.Debits[0].Kind != KindDebit {
+	if len(f.out.Debits) != 1 || f.out.Debits[0].Amount != 60 || f.out.Debits[0].Kind != avro.RequestKindDebit {
 		t.Fatalf("debits = %+v", f.out.Debits)
 	}
 	// Holding accounts cannot redeem.
-	f.commit(f.b.Redeem(RedemptionRequest{IdempotencyKey: "x", Owner: HoldAccount("v9"), Partner: "acme", ItemID: "mug", Quantity: 1}))
+	f.commit(f.b.Redeem(avro.RedemptionRequest{IdempotencyKey: "x", Owner: HoldAccount("v9"), Partner: "acme", ItemID: "mug", Quantity: 1}))
 	if r, _ := f.b.Redemption(RedemptionID(HoldAccount("v9"), "x")); r.Reason != ReasonInvalid {
 		t.Fatalf("hold account redemption: %+v", r)
 	}
@@ -197,11 +199,11 @@ func TestRedemptionLifecycle(t *testing.T) {
 		t.Fatalf("status %s", r.Status)
 	}
 	// The same key again changes nothing and asks for no second debit.
-	again := f.commit(f.b.Redeem(RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1}))
+	again := f.commit(f.b.Redeem(avro.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1}))
 	if len(again.Debits) != 0 || len(again.Changes()) != 0 {
 		t.Fatalf("replayed request changed state: %+v", again.Changes())
 	}
-	if _, err := f.b.Redeem(RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "other", Quantity: 1}); err == nil {
+	if _, err := f.b.Redeem(avro.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "other", Quantity: 1}); err == nil {
 		t.Fatal("key reused for another order: no error")
 	}
 	f.ledgerDebit(f.out.Debits[0], t0.Add(time.Second))
@@ -212,15 +214,15 @@ func TestRedemptionLifecycle(t *testing.T) {
 	if r.Status != StatusConfirmed || r.Debit == nil || len(f.out.Orders) != 1 {
 		t.Fatalf("after debit: %+v, orders %d", r, len(f.out.Orders))
 	}
-	if _, err := f.b.Ack(PartnerAck{RedemptionID: r.ID, Partner: "evil", Status: AckFulfilled}); err == nil {
+	if _, err := f.b.Ack(PartnerAck{RedemptionID: r.ID, Partner: "evil", Status: avro.AckStatusFulfilled}); err == nil {
 		t.Fatal("ack from another partner accepted")
 	}
-	f.commit(f.b.Ack(PartnerAck{RedemptionID: r.ID, Partner: "acme", Status: AckFulfilled, Reference: "order-9", AckedAt: t0}))
+	f.commit(f.b.Ack(PartnerAck{RedemptionID: r.ID, Partner: "acme", Status: avro.AckStatusFulfilled, Reference: "order-9", AckedAt: t0}))
 	r, _ = f.b.Redemption(r.ID)
 	if r.Status != StatusFulfilled || r.PartnerRef != "order-9" {
 		t.Fatalf("after ack: %+v", r)
 	}
-	if tx := f.commit(f.b.Ack(PartnerAck{RedemptionID: r.ID, Partner: "acme", Status: AckFulfilled})); len(tx.Status) != 0 {
+	if tx := f.commit(f.b.Ack(PartnerAck{RedemptionID: r.ID, Partner: "acme", Status: avro.AckStatusFulfilled})); len(tx.Status) != 0 {
 		t.Fatal("repeated ack wrote a status")
 	}
 	want := []Status{StatusPending, StatusConfirmed, StatusFulfilled}
@@ -352,16 +354,16 @@ func TestStatements(t *testing.T) {
 		t.Fatalf("%d statements, want 3", len(f.out.Statements))
 	}
 	s := f.out.Statements[0]
-	want := Statement{Day: "2026-11-25", Minted: 120, Redeemed: 40, Outstanding: 80,
-		Partners: []PartnerTotal{{"acme", 1, 30}, {"zeta", 1, 10}}, BalanceSum: 81, Expected: 81,
-		InvariantOK: true, Accounts: 2, GeneratedAt: day2.Add(time.Hour)}
+	want := avro.Statement{Day: "2026-11-25", Minted: 120, Redeemed: 40, Outstanding: 80,
+		Partners: []avro.PartnerTotal{{Partner: "acme", Redemptions: 1, Points: 30}, {Partner: "zeta", Redemptions: 1, Points: 10}}, BalanceSum: 81, Expected: 81,
+		InvariantOk: true, Accounts: 2, GeneratedMs: day2.Add(time.Hour)}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("statement\n got %+v\nwant %+v", s, want)
 	}
 	if s := f.out.Statements[1]; s.Day != "2026-11-26" || s.Minted != 1 || s.Outstanding != 81 {
 		t.Fatalf("second statement %+v", s)
 	}
-	if s := f.out.Statements[2]; s.Day != "2026-11-27" || s.Minted != 0 || s.Outstanding != 81 || !s.InvariantOK {
+	if s := f.out.Statements[2]; s.Day != "2026-11-27" || s.Minted != 0 || s.Outstanding != 81 || !s.InvariantOk {
 		t.Fatalf("third statement %+v", s)
 	}
 	if hasAlert(f.out.Alerts, "invariant") {
@@ -373,7 +375,7 @@ func TestStatements(t *testing.T) {
 	f.b.accounts["alice"] = a
 	f.commit(f.b.Tick(day2.Add(72*time.Hour)), nil)
 	last := f.out.Statements[len(f.out.Statements)-1]
-	if last.InvariantOK || last.BalanceSum-last.Expected != 5 || !hasAlert(f.out.Alerts, "invariant") {
+	if last.InvariantOk || last.BalanceSum-last.Expected != 5 || !hasAlert(f.out.Alerts, "invariant") {
 		t.Fatalf("corrupted book: statement %+v alerts %v", last, f.out.Alerts)
 	}
 }
@@ -446,7 +448,7 @@ func TestLateDebitOverdraft(t *testing.T) {
 		t.Fatal("no overdraft alert")
 	}
 	rev := f.out.Debits[len(f.out.Debits)-1]
-	if rev.Kind != KindAdjustment || rev.Amount != 10 || rev.Account != "alice" {
+	if rev.Kind != avro.RequestKindAdjustment || rev.Amount != 10 || rev.Account != "alice" {
 		t.Fatalf("reversal request %+v", rev)
 	}
 	f.entry(Entry{Kind: KindAdjustment, Account: rev.Account, Amount: rev.Amount, RequestID: rev.RequestID})
@@ -463,7 +465,7 @@ func TestEarlyAck(t *testing.T) {
 	f.credit("v1", 100)
 	f.item("acme", "mug", 30, nil)
 	r := f.redeem("alice", "k1", "acme", "mug", 1)
-	tx := f.commit(f.b.Ack(PartnerAck{RedemptionID: r.ID, Partner: "acme", Status: AckFulfilled, Reference: "x", AckedAt: t0}))
+	tx := f.commit(f.b.Ack(PartnerAck{RedemptionID: r.ID, Partner: "acme", Status: avro.AckStatusFulfilled, Reference: "x", AckedAt: t0}))
 	if len(tx.Status) != 0 {
 		t.Fatal("early ack published a status")
 	}

@@ -30,67 +30,47 @@ func EncodeChange(c Change) ([]byte, error) {
 // Restore loads one changelog record into the book. Call Restored after
 // the last one.
 func (b *Book) Restore(key string, value []byte) error {
-	del := value == nil
 	var err error
 	switch {
 	case key == keyMeta:
-		if del {
-			b.meta = Meta{Days: map[string]DayTotals{}}
-			return nil
-		}
 		var m Meta
-		if err = json.Unmarshal(value, &m); err == nil {
+		if value != nil {
+			err = json.Unmarshal(value, &m)
+		}
+		if err == nil {
 			if m.Days == nil {
 				m.Days = map[string]DayTotals{}
 			}
 			b.meta = m
 		}
 	case strings.HasPrefix(key, keyAccount):
-		id := key[len(keyAccount):]
-		if del {
-			delete(b.accounts, id)
-			return nil
-		}
-		var a Account
-		if err = json.Unmarshal(value, &a); err == nil {
-			b.accounts[id] = a
-		}
+		err = restore(b.accounts, key[len(keyAccount):], value)
 	case strings.HasPrefix(key, keyBinding):
-		id := key[len(keyBinding):]
-		if del {
-			delete(b.bindings, id)
-			return nil
-		}
-		var x Binding
-		if err = json.Unmarshal(value, &x); err == nil {
-			b.bindings[id] = x
-		}
+		err = restore(b.bindings, key[len(keyBinding):], value)
 	case strings.HasPrefix(key, keyItem):
-		id := key[len(keyItem):]
-		if del {
-			delete(b.items, id)
-			return nil
-		}
-		var x ItemState
-		if err = json.Unmarshal(value, &x); err == nil {
-			b.items[id] = x
-		}
+		err = restore(b.items, key[len(keyItem):], value)
 	case strings.HasPrefix(key, keyRedemption):
-		id := key[len(keyRedemption):]
-		if del {
-			delete(b.redemptions, id)
-			return nil
-		}
-		var x Redemption
-		if err = json.Unmarshal(value, &x); err == nil {
-			b.redemptions[id] = x
-		}
+		err = restore(b.redemptions, key[len(keyRedemption):], value)
 	default:
 		return fmt.Errorf("changelog key %q: unknown prefix", key)
 	}
 	if err != nil {
 		return fmt.Errorf("changelog %s: %w", key, err)
 	}
+	return nil
+}
+
+// restore loads one record of a map of the book (nil: deleted).
+func restore[V any](m map[string]V, id string, value []byte) error {
+	if value == nil {
+		delete(m, id)
+		return nil
+	}
+	var v V
+	if err := json.Unmarshal(value, &v); err != nil {
+		return err
+	}
+	m[id] = v
 	return nil
 }
 
@@ -107,8 +87,23 @@ func (b *Book) Restored() {
 	})
 }
 
-// DecodeAccount decodes an account's changelog value (for readers of the
-// changelog such as the HTTP API).
+// StateReader reads settlement's changelog by key: a table following
+// pipelines.TopicSettlementLog (a *kafka.Table) implements it.
+type StateReader interface {
+	Get(key string) ([]byte, bool)
+}
+
+// ReadAccount reads an account's state (an account without a record is
+// empty).
+func ReadAccount(s StateReader, id string) (Account, error) {
+	v, ok := s.Get(AccountKey(id))
+	if !ok || v == nil {
+		return Account{ID: id}, nil
+	}
+	return DecodeAccount(v)
+}
+
+// DecodeAccount decodes an account's changelog value.
 func DecodeAccount(value []byte) (Account, error) {
 	var a Account
 	if err := json.Unmarshal(value, &a); err != nil {
@@ -117,11 +112,15 @@ func DecodeAccount(value []byte) (Account, error) {
 	return a, nil
 }
 
-// DecodeRedemption decodes a redemption's changelog value.
-func DecodeRedemption(value []byte) (Redemption, error) {
-	var r Redemption
-	if err := json.Unmarshal(value, &r); err != nil {
-		return r, fmt.Errorf("redemption state: %w", err)
+// ReadRedemption reads a redemption's state (false: no such redemption).
+func ReadRedemption(s StateReader, id string) (Redemption, bool, error) {
+	v, ok := s.Get(RedemptionKey(id))
+	if !ok || v == nil {
+		return Redemption{}, false, nil
 	}
-	return r, nil
+	var r Redemption
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, false, fmt.Errorf("redemption state: %w", err)
+	}
+	return r, true, nil
 }

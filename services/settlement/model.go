@@ -4,16 +4,40 @@
 // partner once the debit is in the tree, and writes a daily statement that
 // checks sum(balances) = minted - redeemed.
 //
-// The domain (Book) is pure: no Kafka, no clock. The stage (NewStage) feeds
-// it the single-partition input topics in order, so one task serialises
-// every balance change, and keeps its state in the changelog topic.
+// This package is the pure domain: the Book, its model, its changelog
+// encoding and the conversions of its state to and from the typed records
+// of schemas/avro; no Kafka client and no clock.
+// The stage (package stage) feeds it the single-partition input topics in
+// order, so one task serialises every balance change, and keeps its state
+// in the changelog topic; package api is the redemption HTTP API.
 package settlement
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"strings"
 	"time"
+
+	"github.com/minecart/minecart/schemas/avro"
 )
+
+// ValidID reports whether s can be an owner, vehicle, partner or item id:
+// 1 to 128 characters, no "/", no control characters or spaces.
+func ValidID(s string) error {
+	if s == "" || len(s) > 128 {
+		return fmt.Errorf("id %q: want 1 to 128 characters", s)
+	}
+	if strings.ContainsAny(s, "/ \t\r\n") {
+		return fmt.Errorf("id %q: no slash or white space allowed", s)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("id %q: control character", s)
+		}
+	}
+	return nil
+}
 
 // Status is where a redemption stands.
 type Status string
@@ -77,19 +101,6 @@ func (c CatalogItem) Key() string { return ItemKey(c.Partner, c.ItemID) }
 
 // ItemKey is the catalog key of partner's item.
 func ItemKey(partner, item string) string { return partner + "/" + item }
-
-// RedemptionRequest is an owner's request to exchange points for Quantity
-// units of a catalog item. IdempotencyKey is chosen by the client: the same
-// owner and key name the same redemption, whatever the number of retries.
-type RedemptionRequest struct {
-	IdempotencyKey string
-	Owner          string
-	Partner        string
-	ItemID         string
-	Quantity       int32
-	MaxPoints      *int64 // refuse if the price went above this (optional)
-	RequestedAt    time.Time
-}
 
 // RedemptionID derives the redemption id from the owner and the
 // idempotency key: 32 hex digits of SHA-256(owner 0x00 key).
@@ -163,19 +174,6 @@ type Entry struct {
 	AppendedAt   time.Time
 }
 
-// DebitRequest asks the ledger to append a debit (or adjustment).
-type DebitRequest struct {
-	RequestID    string
-	Kind         EntryKind
-	Account      string
-	Amount       int64
-	Reason       string
-	Partner      string
-	ItemID       string
-	RedemptionID string
-	RequestedAt  time.Time
-}
-
 // CreditSettled tells partners that a vehicle-day credit reached an owner
 // account, with the proof that the ledger includes it.
 type CreditSettled struct {
@@ -188,43 +186,12 @@ type CreditSettled struct {
 	SettledAt time.Time
 }
 
-// AckStatus is a partner's answer to an order.
-type AckStatus string
-
-// Partner ack statuses.
-const (
-	AckFulfilled AckStatus = "FULFILLED"
-	AckFailed    AckStatus = "FAILED"
-)
-
 // PartnerAck is a partner's acknowledgement of an order.
 type PartnerAck struct {
 	RedemptionID string
 	Partner      string
-	Status       AckStatus
+	Status       avro.AckStatus
 	Reference    string
 	Reason       string
 	AckedAt      time.Time
-}
-
-// PartnerTotal is one partner's line of a statement.
-type PartnerTotal struct {
-	Partner     string
-	Redemptions int64
-	Points      int64
-}
-
-// Statement is the settlement of one UTC day.
-type Statement struct {
-	Day         string // YYYY-MM-DD
-	Minted      int64  // points credited (credits and adjustments) that day
-	Redeemed    int64  // points debited that day
-	Outstanding int64  // minted - redeemed, all days through this one
-	Reserved    int64  // points held by pending redemptions at close
-	Partners    []PartnerTotal
-	BalanceSum  int64 // sum of every account balance at close
-	Expected    int64 // all-time minted - redeemed at close
-	InvariantOK bool
-	Accounts    int64
-	GeneratedAt time.Time
 }

@@ -8,6 +8,9 @@ import (
 
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -29,20 +32,37 @@ func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 		return err
 	}
 	for i, v := range vs {
-		if err := settlement.BindVehicle(ctx, s.Producer, s.Serde, v.VehicleID, OwnerOf(i), at); err != nil {
-			return err
+		b, err := s.Serde.Marshal(&avro.AccountBinding{VehicleID: v.VehicleID, Owner: OwnerOf(i), UpdatedMs: at})
+		if err == nil {
+			err = s.Producer.ProduceSync(ctx, pipelines.TopicAccounts, []byte(v.VehicleID), b)
+		}
+		if err != nil {
+			return fmt.Errorf("bind %s: %w", v.VehicleID, err)
 		}
 	}
-	for _, it := range []settlement.CatalogItem{
-		{Partner: SimPartner, ItemID: "coffee", Title: "A cup of coffee", PricePoints: 50, Active: true, UpdatedAt: at},
-		{Partner: SimPartner, ItemID: "carwash", Title: "Car wash", PricePoints: 300, Active: true, UpdatedAt: at},
-		{Partner: SimPartner, ItemID: "fuel-20", Title: "20 litres of fuel", PricePoints: 2000, Active: true, UpdatedAt: at},
+	if err := s.ensurePartner(ctx, SimPartner); err != nil {
+		return err
+	}
+	for _, it := range []avro.CatalogItem{
+		{Partner: SimPartner, ItemID: "coffee", Title: "A cup of coffee", PricePoints: 50, Active: true, UpdatedMs: at},
+		{Partner: SimPartner, ItemID: "carwash", Title: "Car wash", PricePoints: 300, Active: true, UpdatedMs: at},
+		{Partner: SimPartner, ItemID: "fuel-20", Title: "20 litres of fuel", PricePoints: 2000, Active: true, UpdatedMs: at},
 	} {
-		if err := settlement.PutCatalogItemWith(ctx, s.Producer, s.Serde, it, settlement.PartnerTopicsEnsurer(s.Pipelines)); err != nil {
-			return err
+		key := settlement.ItemKey(it.Partner, it.ItemID)
+		b, err := s.Serde.Marshal(&it)
+		if err == nil {
+			err = s.Producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(key), b)
+		}
+		if err != nil {
+			return fmt.Errorf("catalog %s: %w", key, err)
 		}
 	}
 	return nil
+}
+
+// ensurePartner creates a partner's topics (settlement's EnsurePartner).
+func (s *Stack) ensurePartner(ctx context.Context, partner string) error {
+	return kafka.EnsureTopicsWith(ctx, s.Pipelines, settlement.PartnerTopics(partner))
 }
 
 // SendFleet drives a simulated fleet through the gateway over HTTP, as the

@@ -31,7 +31,8 @@ import (
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/owner"
 	scoringstage "github.com/minecart/minecart/services/scoring/stage"
-	"github.com/minecart/minecart/services/settlement"
+	settleapi "github.com/minecart/minecart/services/settlement/api"
+	settlestage "github.com/minecart/minecart/services/settlement/stage"
 	"github.com/minecart/minecart/services/sink"
 	"github.com/minecart/minecart/services/telemetry"
 )
@@ -166,12 +167,15 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("scoring: %w", err)
 	}
+	st, err := settlestage.NewStage(settlestage.Config{Serde: s.Serde, Logger: log, Registerer: s.Registry, EnsurePartner: s.ensurePartner})
+	if err != nil {
+		return nil, err
+	}
 	stages := []pipelines.Stage{
 		ing,
 		sc,
 		ledger.NewStage(ledger.Config{Key: s.LedgerKey, Serde: s.Serde, Brokers: s.Pipelines.Brokers, Logger: log, Registerer: s.Registry}),
-		settlement.NewStage(settlement.Config{Policy: settlement.DefaultPolicy(), Serde: s.Serde, Logger: log, Registerer: s.Registry,
-			EnsurePartner: settlement.PartnerTopicsEnsurer(s.Pipelines)}),
+		st,
 	}
 	for _, st := range stages {
 		s.goRun(runCtx, st.Name, func(ctx context.Context) error { return kafka.Run(ctx, s.Pipelines, st) })
@@ -210,7 +214,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.state.Close)
-	redemptions, err := settlement.NewHandler(settlement.HandlerConfig{Producer: s.Producer, State: s.state, Serde: s.Serde, Logger: log})
+	redemptions, err := settleapi.NewHandler(settleapi.Config{Producer: s.Producer, State: s.state, Serde: s.Serde, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/settlement"
@@ -53,7 +54,7 @@ type Config struct {
 	// OnOrder and OnCredit see every order and credit once, after
 	// verification (err = why it did not verify).
 	OnOrder  func(o Order, err error)
-	OnCredit func(c settlement.CreditSettled, err error)
+	OnCredit func(c avro.CreditSettled, err error)
 	// Seen de-duplicates orders across restarts (default: in memory).
 	Seen Store
 	// BatchTimeout is how long the ack writer waits to fill a batch
@@ -110,12 +111,12 @@ func (c Config) Validate() error {
 }
 
 // Order is a confirmed redemption the partner must fulfil.
-type Order = settlement.Redemption
+type Order = avro.Redemption
 
 // VerifyProof checks that leaf is in the ledger: its hash, the inclusion
 // proof to the root at the tree size, and the checkpoint signed by key
 // for that size and root. It returns the decoded canonical entry.
-func VerifyProof(p settlement.Proof, key ed25519.PublicKey) (ledger.Entry, error) {
+func VerifyProof(p avro.LedgerProof, key ed25519.PublicKey) (ledger.Entry, error) {
 	if len(p.Leaf) == 0 {
 		return ledger.Entry{}, errors.New("no leaf")
 	}
@@ -126,8 +127,8 @@ func VerifyProof(p settlement.Proof, key ed25519.PublicKey) (ledger.Entry, error
 	if p.LeafIndex < 0 || p.TreeSize <= p.LeafIndex || len(p.Root) != merkle.HashSize {
 		return ledger.Entry{}, fmt.Errorf("leaf %d of tree size %d, root of %d bytes", p.LeafIndex, p.TreeSize, len(p.Root))
 	}
-	path := make([]merkle.Hash, len(p.Path))
-	for i, h := range p.Path {
+	path := make([]merkle.Hash, len(p.AuditPath))
+	for i, h := range p.AuditPath {
 		if len(h) != merkle.HashSize {
 			return ledger.Entry{}, fmt.Errorf("proof hash %d: %d bytes", i, len(h))
 		}
@@ -157,14 +158,14 @@ func VerifyOrder(o Order, partner string, key ed25519.PublicKey) error {
 	if o.Partner != partner {
 		return fmt.Errorf("order for partner %q", o.Partner)
 	}
-	if o.Status != settlement.StatusConfirmed || o.Debit == nil {
+	if o.Status != avro.RedemptionStatusConfirmed || o.Debit == nil {
 		return fmt.Errorf("order in status %s without debit proof", o.Status)
 	}
 	e, err := VerifyProof(*o.Debit, key)
 	if err != nil {
 		return err
 	}
-	if e.Kind != ledger.KindDebit || e.RedemptionID != o.ID || e.Account != o.Owner || e.Amount != o.Points || e.Partner != partner || e.Item != o.ItemID {
+	if e.Kind != ledger.KindDebit || e.RedemptionID != o.RedemptionID || e.Account != o.Owner || e.Amount != o.Points || e.Partner != partner || e.Item != o.ItemID {
 		return fmt.Errorf("ledger entry %s %q (%s, %d points, %s/%s) is not this order", e.Kind, e.RedemptionID, e.Account, e.Amount, e.Partner, e.Item)
 	}
 	return nil
@@ -172,7 +173,7 @@ func VerifyOrder(o Order, partner string, key ed25519.PublicKey) error {
 
 // VerifyCredit checks a settled credit's entry: in the ledger, and the
 // credit of this vehicle-day and points.
-func VerifyCredit(c settlement.CreditSettled, key ed25519.PublicKey) error {
+func VerifyCredit(c avro.CreditSettled, key ed25519.PublicKey) error {
 	e, err := VerifyProof(c.Proof, key)
 	if err != nil {
 		return err
@@ -202,7 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.BatchTimeout = 5 * time.Millisecond
 	}
 	if cfg.Fulfil == nil {
-		cfg.Fulfil = func(_ context.Context, o Order) (string, error) { return cfg.Partner + "-" + o.ID, nil }
+		cfg.Fulfil = func(_ context.Context, o Order) (string, error) { return cfg.Partner + "-" + o.RedemptionID, nil }
 	}
 	var mech sasl.Mechanism
 	if cfg.User != "" {
@@ -212,7 +213,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	dialer := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, SASLMechanism: mech}
-	c := &consumer{cfg: cfg, codec: settlement.NewCodec(schemas.SingleObject()), log: cfg.Logger.With("partner", cfg.Partner)}
+	c := &consumer{cfg: cfg, serde: schemas.SingleObject(), log: cfg.Logger.With("partner", cfg.Partner)}
 	// The ack writer: acks=all, Java-compatible murmur2 partitioning by
 	// redemption id, and batches flushed after BatchTimeout or 500
 	// messages. Untuned, kafka-go's Writer waits 1s (BatchTimeout) before
@@ -253,7 +254,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 type consumer struct {
 	cfg   Config
-	codec settlement.Codec
+	serde *schemas.Serde
 	acks  *kafka.Writer
 	log   *slog.Logger
 }
@@ -319,7 +320,7 @@ func (c *consumer) consume(ctx context.Context, r *kafka.Reader, orders bool) er
 			// fulfilled but not acknowledged comes again after a restart,
 			// so Fulfil must be idempotent by redemption id.
 			for i, o := range done {
-				c.cfg.Seen.Mark(o.ID)
+				c.cfg.Seen.Mark(o.RedemptionID)
 				if c.cfg.OnOrder != nil {
 					c.cfg.OnOrder(o, errs[i])
 				}
@@ -367,34 +368,34 @@ func isControl(m kafka.Message) bool {
 // verify, and its ack; ok is false for an order already handled or one
 // that does not decode.
 func (c *consumer) order(ctx context.Context, m kafka.Message) (o Order, verr error, ack kafka.Message, ok bool) {
-	o, err := c.codec.DecodeRedemption(m.Value)
-	if err != nil {
+	if err := c.serde.Unmarshal(m.Value, &o); err != nil {
 		c.log.Error("order does not decode", "offset", m.Offset, "err", err)
 		return o, nil, ack, false
 	}
-	if c.cfg.Seen.Seen(o.ID) {
+	if c.cfg.Seen.Seen(o.RedemptionID) {
 		return o, nil, ack, false
 	}
-	a := settlement.PartnerAck{RedemptionID: o.ID, Partner: c.cfg.Partner, AckedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	a := avro.PartnerAck{RedemptionID: o.RedemptionID, Partner: c.cfg.Partner, AckedMs: time.Now()}
 	verr = VerifyOrder(o, c.cfg.Partner, c.cfg.LedgerKey)
 	if verr != nil {
-		c.log.Error("order does not verify: not fulfilled", "redemption", o.ID, "err", verr)
-		a.Status, a.Reason = settlement.AckFailed, "proof: "+verr.Error()
+		c.log.Error("order does not verify: not fulfilled", "redemption", o.RedemptionID, "err", verr)
+		a.Status, a.Reason = avro.AckStatusFailed, "proof: "+verr.Error()
 	} else if ref, err := c.cfg.Fulfil(ctx, o); err != nil {
-		a.Status, a.Reason = settlement.AckFailed, err.Error()
+		a.Status, a.Reason = avro.AckStatusFailed, err.Error()
 	} else {
-		a.Status, a.Reference = settlement.AckFulfilled, ref
+		a.Status, a.Reference = avro.AckStatusFulfilled, ref
 	}
-	v, err := c.codec.EncodeAck(a)
+	v, err := c.serde.Marshal(&a)
 	if err != nil {
-		c.log.Error("encode ack", "redemption", o.ID, "err", err)
+		c.log.Error("encode ack", "redemption", o.RedemptionID, "err", err)
 		return o, verr, ack, false
 	}
-	return o, verr, kafka.Message{Key: []byte(o.ID), Value: v}, true
+	return o, verr, kafka.Message{Key: []byte(o.RedemptionID), Value: v}, true
 }
 
 func (c *consumer) credit(m kafka.Message) {
-	cr, err := c.codec.DecodeCredit(m.Value)
+	var cr avro.CreditSettled
+	err := c.serde.Unmarshal(m.Value, &cr)
 	if err == nil {
 		id := "credit/" + cr.Proof.EntryID
 		if c.cfg.Seen.Seen(id) {

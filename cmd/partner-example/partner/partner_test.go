@@ -3,21 +3,22 @@ package partner_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/minecart/minecart/cmd/partner-example/partner"
+	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
-	"github.com/minecart/minecart/services/settlement/brokeracl"
 	"github.com/minecart/minecart/services/settlement/settletest"
 )
 
@@ -25,7 +26,7 @@ import (
 type received struct {
 	mu      sync.Mutex
 	orders  []partner.Order
-	credits []settlement.CreditSettled
+	credits []avro.CreditSettled
 	errs    []error
 }
 
@@ -34,11 +35,11 @@ func (r *received) order(o partner.Order, err error) {
 	defer r.mu.Unlock()
 	r.orders = append(r.orders, o)
 	if err != nil {
-		r.errs = append(r.errs, fmt.Errorf("order %s: %w", o.ID, err))
+		r.errs = append(r.errs, fmt.Errorf("order %s: %w", o.RedemptionID, err))
 	}
 }
 
-func (r *received) credit(c settlement.CreditSettled, err error) {
+func (r *received) credit(c avro.CreditSettled, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.credits = append(r.credits, c)
@@ -110,9 +111,9 @@ func TestPartnerExample(t *testing.T) {
 		if n%5 >= 3 {
 			p, item = "zeta", "pen"
 		}
-		rq := settlement.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: fmt.Sprintf("o%d", n%owners),
-			Partner: p, ItemID: item, Quantity: 1, RequestedAt: time.Now().UTC().Truncate(time.Millisecond)}
-		v, err := env.Codec.EncodeRequest(rq)
+		rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: fmt.Sprintf("o%d", n%owners),
+			Partner: p, ItemID: item, Quantity: 1, RequestedMs: time.Now()}
+		v, err := env.Serde.Marshal(&rq)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,15 +152,15 @@ func TestPartnerExample(t *testing.T) {
 		}
 		ids := map[string]bool{}
 		for i, o := range got.orders {
-			if ids[o.ID] {
-				t.Errorf("%s: order %s received twice", p, o.ID)
+			if ids[o.RedemptionID] {
+				t.Errorf("%s: order %s received twice", p, o.RedemptionID)
 			}
-			ids[o.ID] = true
+			ids[o.RedemptionID] = true
 			if i > 0 && o.Seq <= got.orders[i-1].Seq {
 				t.Errorf("%s: order %d (seq %d) after seq %d", p, i, o.Seq, got.orders[i-1].Seq)
 			}
-			if r, _ := env.Redemption(o.ID); r.PartnerRef != p+"-"+o.ID {
-				t.Errorf("%s: order %s partner ref %q", p, o.ID, r.PartnerRef)
+			if r, _ := env.Redemption(o.RedemptionID); r.PartnerRef != p+"-"+o.RedemptionID {
+				t.Errorf("%s: order %s partner ref %q", p, o.RedemptionID, r.PartnerRef)
 			}
 		}
 		for _, id := range want[p] {
@@ -190,23 +191,23 @@ func TestPartnerExampleWithACLs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("embedded pipeline")
 	}
-	acmeUser, err := brokeracl.PartnerUser("acme", "acme-pw")
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", MinSessionTimeout: 100 * time.Millisecond, Logger: kafkatest.Logger(),
+		Users: []broker.User{
+			{Name: "minecart", Password: "svc-pw", Super: true},
+			{Name: settlement.PartnerUser("acme"), Password: "acme-pw", ACLs: settlement.PartnerACLs("acme")},
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := []kfake.Opt{kfake.Ports(0), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "minecart", "svc-pw"),
-		kfake.EnableACLs(), acmeUser, kfake.SeedTopics(1, pipelines.PartnerRedemptionsTopic("acme")),
-		kfake.GroupMinSessionTimeout(100 * time.Millisecond)}
-	for _, spec := range pipelines.Topology {
-		opts = append(opts, kfake.SeedTopics(spec.Partitions, spec.Name))
-	}
-	c, err := kfake.NewCluster(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { _ = b.Close() })
 	svc := kgo.SASL(scram.Auth{User: "minecart", Pass: "svc-pw"}.AsSha512Mechanism())
-	env := settletest.StartOn(t, c.ListenAddrs(), settletest.Options{ClientOptions: []kgo.Opt{svc}})
+	tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer tcancel()
+	if err := kafka.EnsureTopicsWith(tctx, kafka.Config{Brokers: b.Addrs(), ClientOptions: []kgo.Opt{svc}},
+		slices.Concat(pipelines.Topology, settlement.PartnerTopics("acme"))); err != nil {
+		t.Fatal(err)
+	}
+	env := settletest.StartOn(t, b.Addrs(), settletest.Options{ClientOptions: []kgo.Opt{svc}})
 	env.Bind("v1", "alice")
 	env.Credit("v1", "2026-11-20", 100)
 	env.PutItem("acme", "mug", 10, nil)
@@ -227,8 +228,8 @@ func TestPartnerExampleWithACLs(t *testing.T) {
 	}()
 	var ids []string
 	for n := range 5 {
-		rq := settlement.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedAt: time.Now().UTC().Truncate(time.Millisecond)}
-		v, err := env.Codec.EncodeRequest(rq)
+		rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()}
+		v, err := env.Serde.Marshal(&rq)
 		if err != nil {
 			t.Fatal(err)
 		}

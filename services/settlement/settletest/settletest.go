@@ -1,12 +1,17 @@
 // Package settletest runs the settlement stage with the real ledger stage
 // on an embedded broker, for the tests of settlement and of the partner
-// example: fund and bind accounts, publish catalog items, wait for state.
+// example: fund and bind accounts, publish catalog items, serve the
+// redemption API, wait for state.
 package settletest
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -16,8 +21,11 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/settlement/api"
+	"github.com/minecart/minecart/services/settlement/stage"
 )
 
 // Env is a running ledger + settlement pipeline on an embedded broker.
@@ -30,7 +38,6 @@ type Env struct {
 	State     *kafka.Table // settlement's changelog
 	LedgerPub ed25519.PublicKey
 	Origin    string
-	Codec     settlement.Codec
 
 	stopSettlement func()
 	stopLedger     func()
@@ -91,7 +98,7 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 		t.Fatal(err)
 	}
 	e := &Env{T: t, Brokers: brokers, Serde: serde, Cfg: cfg, LedgerPub: pub, Origin: "minecart/test-ledger",
-		Codec: settlement.NewCodec(serde), tick: 250 * time.Millisecond, policy: o.Policy}
+		tick: 250 * time.Millisecond, policy: o.Policy}
 	e.ledgerCfg = ledger.Config{Key: priv, Origin: e.Origin, Serde: serde, Brokers: brokers, Logger: cfg.Logger,
 		Blocks: &ledger.KafkaBlocks{Brokers: brokers, Serde: serde, ClientOptions: o.ClientOptions}}
 	e.StartLedger()
@@ -117,9 +124,16 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 // StartSettlement (re)starts the settlement stage.
 func (e *Env) StartSettlement() {
 	e.T.Helper()
-	st := settlement.NewStage(settlement.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy,
-		EnsurePartner: settlement.PartnerTopicsEnsurer(e.Cfg)})
+	st, err := stage.NewStage(stage.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy,
+		EnsurePartner: e.ensurePartner})
+	if err != nil {
+		e.T.Fatal(err)
+	}
 	e.stopSettlement = kafkatest.Run(e.T, e.Cfg, st)
+}
+
+func (e *Env) ensurePartner(ctx context.Context, partner string) error {
+	return kafka.EnsureTopicsWith(ctx, e.Cfg, settlement.PartnerTopics(partner))
 }
 
 // StopSettlement stops the settlement stage (it commits what it did).
@@ -132,18 +146,8 @@ func (e *Env) ctx() (context.Context, context.CancelFunc) {
 // Fund asks the ledger for an adjustment of points to owner's account.
 func (e *Env) Fund(owner string, points int64) {
 	e.T.Helper()
-	v, err := e.Serde.Encode(schemas.DebitRequest, ledger.RequestNative(ledger.Entry{
-		Kind: ledger.KindAdjustment, ID: "fund/" + owner, Account: owner, Amount: points, Reason: "test funding",
-		RequestedAtMs: time.Now().UnixMilli(),
-	}))
-	if err != nil {
-		e.T.Fatal(err)
-	}
-	ctx, cancel := e.ctx()
-	defer cancel()
-	if err := e.Producer.ProduceSync(ctx, pipelines.TopicLedgerRequests, []byte(owner), v); err != nil {
-		e.T.Fatal(err)
-	}
+	e.produce(pipelines.TopicLedgerRequests, owner, &avro.DebitRequest{RequestID: "fund/" + owner, Kind: avro.RequestKindAdjustment,
+		Account: owner, Amount: points, Reason: "test funding", RequestedAt: time.Now()})
 }
 
 // Credit writes a vehicle's DailyScore for date (UTC) and the watermark that
@@ -155,19 +159,13 @@ func (e *Env) Credit(vehicle, date string, points int64) {
 		e.T.Fatal(err)
 	}
 	end := day.Add(24 * time.Hour)
-	score, err := e.Serde.Encode(schemas.DailyScore, map[string]any{
-		"id": vehicle + "/" + date, "vehicle_id": vehicle, "device_id": "d-" + vehicle, "date": date, "tz": "UTC",
-		"window_start": day, "window_end": end, "config_version": "test", "distance_km": 12.5, "gps_km": 12.5,
-		"odometer_km": 12.4, "driving_s": int64(1800), "harsh_brake": int32(0), "harsh_accel": int32(0),
-		"harsh_corner": int32(0), "speeding_s": int64(0), "night_s": int64(0), "fatigue_events": int32(0),
-		"events": int64(100), "late_events": nil, "gps_jumps": int32(0), "hdop_rejected": int64(0),
-		"odometer_rollbacks": int32(0), "score": 90.0, "points": points, "flags": []any{}, "flag_reasons": []any{},
-		"events_hash": make([]byte, 32),
-	})
+	score, err := e.Serde.Marshal(&avro.DailyScore{ID: vehicle + "/" + date, VehicleID: vehicle, DeviceID: "d-" + vehicle,
+		Date: date, TZ: "UTC", WindowStart: day, WindowEnd: end, ConfigVersion: "test", DistanceKm: 12.5, GpsKm: 12.5,
+		OdometerKm: 12.4, DrivingS: 1800, Events: 100, Score: 90, Points: points, EventsHash: make([]byte, 32)})
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	wm, err := e.Serde.Encode(schemas.Watermark, map[string]any{"task": int32(0), "tasks": int32(1), "closed_through_ms": end})
+	wm, err := e.Serde.Marshal(&avro.Watermark{Task: 0, Tasks: 1, ClosedThroughMs: end})
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -185,22 +183,41 @@ func (e *Env) Credit(vehicle, date string, points int64) {
 // Bind binds vehicle to owner.
 func (e *Env) Bind(vehicle, owner string) {
 	e.T.Helper()
+	e.produce(pipelines.TopicAccounts, vehicle, &avro.AccountBinding{VehicleID: vehicle, Owner: owner, UpdatedMs: time.Now()})
+}
+
+// produce writes one record.
+func (e *Env) produce(topic, key string, r schemas.Record) {
+	e.T.Helper()
+	v, err := e.Serde.Marshal(r)
+	if err != nil {
+		e.T.Fatal(err)
+	}
 	ctx, cancel := e.ctx()
 	defer cancel()
-	if err := settlement.BindVehicle(ctx, e.Producer, e.Serde, vehicle, owner, time.Now()); err != nil {
+	if err := e.Producer.ProduceSync(ctx, topic, []byte(key), v); err != nil {
 		e.T.Fatal(err)
 	}
 }
 
-// PutItem publishes a catalog item.
+// PublishItem writes a catalog item as it is (the partner's topics are
+// left to the stage to create).
+func (e *Env) PublishItem(it avro.CatalogItem) {
+	e.T.Helper()
+	it.UpdatedMs = time.Now()
+	e.produce(pipelines.TopicCatalog, settlement.ItemKey(it.Partner, it.ItemID), &it)
+}
+
+// PutItem creates the partner's topics, publishes a catalog item and waits
+// until settlement took it in.
 func (e *Env) PutItem(partner, item string, price int64, stock *int64) {
 	e.T.Helper()
 	ctx, cancel := e.ctx()
 	defer cancel()
-	it := settlement.CatalogItem{Partner: partner, ItemID: item, Title: item, PricePoints: price, Stock: stock, Active: true}
-	if err := settlement.PutCatalogItemWith(ctx, e.Producer, e.Serde, it, settlement.PartnerTopicsEnsurer(e.Cfg)); err != nil {
+	if err := e.ensurePartner(ctx, partner); err != nil {
 		e.T.Fatal(err)
 	}
+	e.PublishItem(avro.CatalogItem{Partner: partner, ItemID: item, Title: item, PricePoints: price, Stock: stock, Active: true})
 	// Settlement reads the catalog and the requests as two topics: wait
 	// until it took the item in before any request can name it.
 	e.Wait(30*time.Second, func() bool { _, ok := e.State.Get(settlement.ItemStateKey(partner, item)); return ok },
@@ -209,11 +226,7 @@ func (e *Env) PutItem(partner, item string, price int64, stock *int64) {
 
 // Account reads an account's state from the changelog.
 func (e *Env) Account(id string) settlement.Account {
-	v, ok := e.State.Get(settlement.AccountKey(id))
-	if !ok || v == nil {
-		return settlement.Account{ID: id}
-	}
-	a, err := settlement.DecodeAccount(v)
+	a, err := settlement.ReadAccount(e.State, id)
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -222,15 +235,64 @@ func (e *Env) Account(id string) settlement.Account {
 
 // Redemption reads a redemption's state from the changelog.
 func (e *Env) Redemption(id string) (settlement.Redemption, bool) {
-	v, ok := e.State.Get(settlement.RedemptionKey(id))
-	if !ok || v == nil {
-		return settlement.Redemption{}, false
-	}
-	r, err := settlement.DecodeRedemption(v)
+	r, ok, err := settlement.ReadRedemption(e.State, id)
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	return r, true
+	return r, ok
+}
+
+// API starts a replica of the redemption API with its own producer and
+// changelog table; it answers POST after at most wait.
+func (e *Env) API(wait time.Duration) *httptest.Server {
+	e.T.Helper()
+	p, err := kafka.NewProducer(e.Cfg)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tbl, err := kafka.NewTable(ctx, e.Cfg, pipelines.TopicSettlementLog)
+	if err != nil {
+		cancel()
+		_ = p.Close()
+		e.T.Fatal(err)
+	}
+	h, err := api.NewHandler(api.Config{Producer: p, State: tbl, Serde: e.Serde, Logger: e.Cfg.Logger, Wait: wait})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	e.T.Cleanup(func() {
+		srv.Close()
+		cancel()
+		_ = tbl.Close()
+		_ = p.Close()
+	})
+	return srv
+}
+
+// Post sends a redemption request with the idempotency key to an API
+// replica; the answer is decoded when the status is below 300.
+func Post(srv *httptest.Server, key string, body api.RedemptionBody) (int, api.RedemptionJSON, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, api.RedemptionJSON{}, err
+	}
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/redemptions", bytes.NewReader(b))
+	if err != nil {
+		return 0, api.RedemptionJSON{}, err
+	}
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		return 0, api.RedemptionJSON{}, err
+	}
+	defer resp.Body.Close()
+	var r api.RedemptionJSON
+	if resp.StatusCode < 300 {
+		err = json.NewDecoder(resp.Body).Decode(&r)
+	}
+	return resp.StatusCode, r, err
 }
 
 // Wait polls cond until it holds or timeout passes; then it fails the

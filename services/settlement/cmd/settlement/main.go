@@ -18,6 +18,8 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/settlement/api"
+	"github.com/minecart/minecart/services/settlement/stage"
 )
 
 func main() { daemon.Main("settlement", run) }
@@ -48,14 +50,19 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	scfg := settlement.Config{
-		Policy: settlement.Policy{DebitTimeout: *debitTimeout, MaxQuantity: int32(*maxQty), KeepRedemptions: *keep},
-		Serde:  serde, Logger: log, Registerer: reg,
-		// Partner topics are created over the same (SASL, TLS) connection.
-		EnsurePartner: settlement.PartnerTopicsEnsurer(pcfg),
-	}
-	if err := scfg.Validate(); err != nil {
-		return err
+	var st pipelines.Stage
+	if *runStage {
+		st, err = stage.NewStage(stage.Config{
+			Policy: settlement.Policy{DebitTimeout: *debitTimeout, MaxQuantity: int32(*maxQty), KeepRedemptions: *keep},
+			Serde:  serde, Logger: log, Registerer: reg,
+			// Partner topics are created over the same (SASL, TLS) connection.
+			EnsurePartner: func(ctx context.Context, partner string) error {
+				return kafka.EnsureTopicsWith(ctx, pcfg, settlement.PartnerTopics(partner))
+			},
+		})
+		if err != nil {
+			return err
+		}
 	}
 
 	g, gctx := daemon.NewGroup(ctx)
@@ -68,7 +75,7 @@ func run(ctx context.Context, args []string) error {
 		g.Stop()
 	} else {
 		if *runStage {
-			g.Go("stage", func(ctx context.Context) error { return kafka.Run(ctx, pcfg, settlement.NewStage(scfg)) })
+			g.Go("stage", func(ctx context.Context) error { return kafka.Run(ctx, pcfg, st) })
 		}
 		log.Info("settlement starting", "brokers", pcfg.Brokers, "stage", *runStage, "http", *httpAddr)
 	}
@@ -92,7 +99,7 @@ func serveAPI(ctx context.Context, g *daemon.Group, pcfg kafka.Config, addr stri
 		return closers, err
 	}
 	closers = append(closers, state.Close)
-	h, err := settlement.NewHandler(settlement.HandlerConfig{Producer: prod, State: state, Serde: pcfg.Serde, Logger: pcfg.Logger, Wait: wait})
+	h, err := api.NewHandler(api.Config{Producer: prod, State: state, Serde: pcfg.Serde, Logger: pcfg.Logger, Wait: wait})
 	if err != nil {
 		return closers, err
 	}

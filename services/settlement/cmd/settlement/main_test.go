@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/services/daemon/daemontest"
-	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/settlement/api"
+	"github.com/minecart/minecart/services/settlement/stage"
 )
 
 // TestMainSASL runs the command as docker-compose does (brokers and
@@ -16,14 +17,14 @@ import (
 // SASL; a cancelled context ends run without error.
 func TestMainSASL(t *testing.T) {
 	cfg := daemontest.Broker(t)
-	api := daemontest.Addr(t)
+	addr := daemontest.Addr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--metrics-addr", "", "--http-addr", api}) }()
-	daemontest.WaitGroup(t, cfg, settlement.StageName, 30*time.Second)
-	body := daemontest.Get(t, "http://"+api+"/v1/accounts/owner-1/balance", 200, 10*time.Second)
-	var b settlement.BalanceJSON
+	go func() { done <- run(ctx, []string{"--metrics-addr", "", "--http-addr", addr}) }()
+	daemontest.WaitGroup(t, cfg, stage.Name, 30*time.Second)
+	body := daemontest.Get(t, "http://"+addr+"/v1/accounts/owner-1/balance", 200, 10*time.Second)
+	var b api.BalanceJSON
 	if err := json.Unmarshal([]byte(body), &b); err != nil || b.Owner != "owner-1" || b.Balance != 0 {
 		t.Fatalf("balance %s: %+v %v", body, b, err)
 	}

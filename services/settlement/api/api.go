@@ -1,4 +1,9 @@
-package settlement
+// Package api is settlement's redemption and balance HTTP API. Replicas
+// never change balances: they produce redemption requests to
+// pipelines.TopicRedemptions and read the state the settlement stage wrote
+// to its changelog. It depends on two small interfaces (a Producer and a
+// settlement.StateReader), not on the runtime.
+package api
 
 import (
 	"context"
@@ -13,6 +18,8 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/settlement"
 )
 
 // Producer writes one record and waits for the broker's ack.
@@ -21,18 +28,10 @@ type Producer interface {
 	ProduceSync(ctx context.Context, topic string, key, value []byte, headers ...pipelines.Header) error
 }
 
-// StateReader reads settlement's changelog by key; a *kafka.Table
-// following pipelines.TopicSettlementLog implements it.
-type StateReader interface {
-	Get(key string) ([]byte, bool)
-}
-
-// HandlerConfig configures the redemption and balance HTTP API. HTTP
-// replicas never change balances: they produce requests to
-// pipelines.TopicRedemptions and read the state the stage wrote.
-type HandlerConfig struct {
+// Config configures the redemption and balance HTTP API.
+type Config struct {
 	Producer Producer
-	State    StateReader
+	State    settlement.StateReader // a table following pipelines.TopicSettlementLog
 	Serde    *schemas.Serde
 	Logger   *slog.Logger
 	Now      func() time.Time // default time.Now
@@ -44,31 +43,28 @@ type HandlerConfig struct {
 }
 
 // Validate reports a config the handler cannot work with.
-func (c HandlerConfig) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case c.Producer == nil:
-		return errors.New("settlement http: no producer")
+		return errors.New("settlement api: no producer")
 	case c.State == nil:
-		return errors.New("settlement http: no state reader")
+		return errors.New("settlement api: no state reader")
 	case c.Serde == nil:
-		return errors.New("settlement http: no serde")
+		return errors.New("settlement api: no serde")
 	case c.Wait < 0 || c.Poll < 0:
-		return errors.New("settlement http: negative duration")
+		return errors.New("settlement api: negative duration")
 	}
 	return nil
 }
 
-type handler struct {
-	cfg   HandlerConfig
-	codec Codec
-}
+type handler struct{ cfg Config }
 
 // NewHandler returns the HTTP API:
 //
 //	POST /v1/redemptions                 (header Idempotency-Key) request a redemption
 //	GET  /v1/redemptions/{id}            a redemption's state
 //	GET  /v1/accounts/{owner}/balance    an account's balance, reserved and available points
-func NewHandler(cfg HandlerConfig) (http.Handler, error) {
+func NewHandler(cfg Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -84,7 +80,7 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 	if cfg.Poll == 0 {
 		cfg.Poll = 10 * time.Millisecond
 	}
-	h := &handler{cfg: cfg, codec: NewCodec(cfg.Serde)}
+	h := &handler{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/redemptions", h.redeem)
 	mux.HandleFunc("GET /v1/redemptions/{id}", h.redemption)
@@ -115,21 +111,21 @@ type ProofJSON struct {
 
 // RedemptionJSON is a redemption in API answers.
 type RedemptionJSON struct {
-	ID          string     `json:"id"`
-	Owner       string     `json:"owner"`
-	Partner     string     `json:"partner"`
-	ItemID      string     `json:"item_id"`
-	Quantity    int32      `json:"quantity"`
-	Points      int64      `json:"points"`
-	Status      Status     `json:"status"`
-	Reason      string     `json:"reason,omitempty"`
-	RequestedAt time.Time  `json:"requested_at"`
-	UpdatedAt   time.Time  `json:"updated_at"`
-	PartnerRef  string     `json:"partner_ref,omitempty"`
-	Debit       *ProofJSON `json:"debit,omitempty"`
+	ID          string            `json:"id"`
+	Owner       string            `json:"owner"`
+	Partner     string            `json:"partner"`
+	ItemID      string            `json:"item_id"`
+	Quantity    int32             `json:"quantity"`
+	Points      int64             `json:"points"`
+	Status      settlement.Status `json:"status"`
+	Reason      string            `json:"reason,omitempty"`
+	RequestedAt time.Time         `json:"requested_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	PartnerRef  string            `json:"partner_ref,omitempty"`
+	Debit       *ProofJSON        `json:"debit,omitempty"`
 }
 
-func redemptionJSON(r Redemption) RedemptionJSON {
+func redemptionJSON(r settlement.Redemption) RedemptionJSON {
 	out := RedemptionJSON{ID: r.ID, Owner: r.Owner, Partner: r.Partner, ItemID: r.ItemID, Quantity: r.Quantity,
 		Points: r.Points, Status: r.Status, Reason: r.Reason, RequestedAt: r.RequestedAt, UpdatedAt: r.UpdatedAt,
 		PartnerRef: r.PartnerRef}
@@ -160,21 +156,12 @@ func (h *handler) reply(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	if err := json.NewEncoder(w).Encode(v); err != nil {
-		h.cfg.Logger.Debug("settlement http: write answer", "err", err)
+		h.cfg.Logger.Debug("settlement api: write answer", "err", err)
 	}
 }
 
 func (h *handler) fail(w http.ResponseWriter, code int, format string, args ...any) {
 	h.reply(w, code, errorJSON{Error: fmt.Sprintf(format, args...)})
-}
-
-func (h *handler) lookup(id string) (Redemption, bool, error) {
-	v, ok := h.cfg.State.Get(RedemptionKey(id))
-	if !ok || v == nil {
-		return Redemption{}, false, nil
-	}
-	r, err := DecodeRedemption(v)
-	return r, err == nil, err
 }
 
 const maxBody = 1 << 16
@@ -199,32 +186,31 @@ func (h *handler) redeem(w http.ResponseWriter, req *http.Request) {
 	case body.Owner == "" || body.Partner == "" || body.ItemID == "":
 		h.fail(w, http.StatusBadRequest, "owner, partner and item_id are required")
 		return
-	case strings.HasPrefix(body.Owner, HoldPrefix):
-		h.fail(w, http.StatusBadRequest, "owner %q: accounts starting with %q cannot redeem", body.Owner, HoldPrefix)
+	case strings.HasPrefix(body.Owner, settlement.HoldPrefix):
+		h.fail(w, http.StatusBadRequest, "owner %q: accounts starting with %q cannot redeem", body.Owner, settlement.HoldPrefix)
 		return
 	case body.Quantity < 0:
 		h.fail(w, http.StatusBadRequest, "quantity %d: must be positive", body.Quantity)
 		return
 	}
-	id := RedemptionID(body.Owner, key)
-	same := func(r Redemption) bool {
+	id := settlement.RedemptionID(body.Owner, key)
+	same := func(r settlement.Redemption) bool {
 		return r.Partner == body.Partner && r.ItemID == body.ItemID && r.Quantity == body.Quantity
 	}
-	r, found, err := h.lookup(id)
+	r, found, err := settlement.ReadRedemption(h.cfg.State, id)
 	if err != nil {
 		h.fail(w, http.StatusInternalServerError, "redemption state: %v", err)
 		return
 	}
 	if !found {
-		rq := RedemptionRequest{IdempotencyKey: key, Owner: body.Owner, Partner: body.Partner, ItemID: body.ItemID,
-			Quantity: body.Quantity, MaxPoints: body.MaxPoints, RequestedAt: h.cfg.Now().UTC().Truncate(time.Millisecond)}
-		v, err := h.codec.EncodeRequest(rq)
+		v, err := h.cfg.Serde.Marshal(&avro.RedemptionRequest{IdempotencyKey: key, Owner: body.Owner, Partner: body.Partner,
+			ItemID: body.ItemID, Quantity: body.Quantity, MaxPoints: body.MaxPoints, RequestedMs: h.cfg.Now().UTC().Truncate(time.Millisecond)})
 		if err != nil {
 			h.fail(w, http.StatusInternalServerError, "encode request: %v", err)
 			return
 		}
 		if err := h.cfg.Producer.ProduceSync(req.Context(), pipelines.TopicRedemptions, []byte(body.Owner), v); err != nil {
-			h.cfg.Logger.Error("settlement http: produce redemption request", "err", err)
+			h.cfg.Logger.Error("settlement api: produce redemption request", "err", err)
 			h.fail(w, http.StatusServiceUnavailable, "request not accepted, retry with the same Idempotency-Key")
 			return
 		}
@@ -238,10 +224,10 @@ func (h *handler) redeem(w http.ResponseWriter, req *http.Request) {
 	case !found:
 		w.Header().Set("Location", "/v1/redemptions/"+id)
 		h.reply(w, http.StatusAccepted, RedemptionJSON{ID: id, Owner: body.Owner, Partner: body.Partner,
-			ItemID: body.ItemID, Quantity: body.Quantity, Status: StatusPending})
+			ItemID: body.ItemID, Quantity: body.Quantity, Status: settlement.StatusPending})
 	case !same(r):
 		h.fail(w, http.StatusUnprocessableEntity, "Idempotency-Key %q was used for a different redemption", key)
-	case r.Status == StatusPending:
+	case r.Status == settlement.StatusPending:
 		w.Header().Set("Location", "/v1/redemptions/"+id)
 		h.reply(w, http.StatusAccepted, redemptionJSON(r))
 	default:
@@ -251,19 +237,19 @@ func (h *handler) redeem(w http.ResponseWriter, req *http.Request) {
 }
 
 // wait polls the state until the redemption is decided or Wait passes.
-func (h *handler) wait(ctx context.Context, id string) (Redemption, bool, error) {
+func (h *handler) wait(ctx context.Context, id string) (settlement.Redemption, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Wait)
 	defer cancel()
 	t := time.NewTicker(h.cfg.Poll)
 	defer t.Stop()
 	var (
-		r     Redemption
+		r     settlement.Redemption
 		found bool
 		err   error
 	)
 	for {
-		r, found, err = h.lookup(id)
-		if err != nil || (found && r.Status != StatusPending) {
+		r, found, err = settlement.ReadRedemption(h.cfg.State, id)
+		if err != nil || (found && r.Status != settlement.StatusPending) {
 			return r, found, err
 		}
 		select {
@@ -275,7 +261,7 @@ func (h *handler) wait(ctx context.Context, id string) (Redemption, bool, error)
 }
 
 func (h *handler) redemption(w http.ResponseWriter, req *http.Request) {
-	r, found, err := h.lookup(req.PathValue("id"))
+	r, found, err := settlement.ReadRedemption(h.cfg.State, req.PathValue("id"))
 	switch {
 	case err != nil:
 		h.fail(w, http.StatusInternalServerError, "redemption state: %v", err)
@@ -288,13 +274,10 @@ func (h *handler) redemption(w http.ResponseWriter, req *http.Request) {
 
 func (h *handler) balance(w http.ResponseWriter, req *http.Request) {
 	owner := req.PathValue("owner")
-	a := Account{ID: owner}
-	if v, ok := h.cfg.State.Get(AccountKey(owner)); ok && v != nil {
-		var err error
-		if a, err = DecodeAccount(v); err != nil {
-			h.fail(w, http.StatusInternalServerError, "account state: %v", err)
-			return
-		}
+	a, err := settlement.ReadAccount(h.cfg.State, owner)
+	if err != nil {
+		h.fail(w, http.StatusInternalServerError, "%v", err)
+		return
 	}
 	h.reply(w, http.StatusOK, BalanceJSON{Owner: owner, Balance: a.Balance, Reserved: a.Reserved, Available: a.Available()})
 }

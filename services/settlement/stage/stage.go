@@ -1,4 +1,9 @@
-package settlement
+// Package stage is the settlement stage: it feeds the settlement inputs
+// (ledger entries, bindings, catalog, redemption requests, partner acks) to
+// the pure settlement.Book, one record at a time, keeps the book in its
+// changelog and emits what each transaction of the book writes. It depends
+// on the pipelines contract only; mains wire it to the runtime.
+package stage
 
 import (
 	"context"
@@ -10,18 +15,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/settlement"
 )
 
-// StageName is the settlement stage's name (consumer group, transactional
-// id prefix, metrics label).
-const StageName = "settlement"
+// Name is the settlement stage's name (consumer group, transactional id
+// prefix, metrics label).
+const Name = "settlement"
 
 // Config configures the settlement stage.
 type Config struct {
-	Policy     Policy
+	Policy     settlement.Policy // default settlement.DefaultPolicy()
 	Serde      *schemas.Serde
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics not registered
@@ -30,19 +36,10 @@ type Config struct {
 	TickEvery time.Duration
 	// EnsurePartner, if set, is called (once per partner and task) before
 	// a catalog item of a partner is taken in, to create the partner's
-	// redemptions topic: an order to a missing topic would fail its
-	// transaction again and again. PartnerTopicsEnsurer(cfg) is the usual
-	// value; errors are retried.
+	// topics (PartnerTopics): an order to a missing topic would fail its
+	// transaction again and again. Mains pass kafka.EnsureTopicsWith over
+	// PartnerTopics; errors are retried.
 	EnsurePartner func(ctx context.Context, partner string) error
-}
-
-// PartnerTopicsEnsurer returns an EnsurePartner that creates the partner's
-// topics (PartnerTopics) if they are missing, connecting with cfg (brokers,
-// and ClientOptions for SASL/TLS).
-func PartnerTopicsEnsurer(cfg kafka.Config) func(ctx context.Context, partner string) error {
-	return func(ctx context.Context, partner string) error {
-		return kafka.EnsureTopicsWith(ctx, cfg, PartnerTopics(partner))
-	}
 }
 
 // Validate reports a config the stage cannot run with.
@@ -50,26 +47,15 @@ func (c Config) Validate() error {
 	if c.Serde == nil {
 		return errors.New("settlement: no serde")
 	}
-	if err := c.Policy.Validate(); err != nil {
-		return fmt.Errorf("settlement: %w", err)
+	if c.Policy != (settlement.Policy{}) {
+		if err := c.Policy.Validate(); err != nil {
+			return fmt.Errorf("settlement: %w", err)
+		}
 	}
 	if c.TickEvery < 0 {
 		return errors.New("settlement: negative tick interval")
 	}
 	return nil
-}
-
-func (c Config) withDefaults() Config {
-	if c.Policy == (Policy{}) {
-		c.Policy = DefaultPolicy()
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.TickEvery == 0 {
-		c.TickEvery = time.Second
-	}
-	return c
 }
 
 // Inputs are the settlement stage's input topics. All have one partition,
@@ -82,28 +68,39 @@ var Inputs = []string{
 
 // NewStage returns the settlement stage: it consumes Inputs, keeps its book
 // in pipelines.TopicSettlementLog and writes redemption statuses, partner
-// orders, debit requests, settled credits and daily statements. A config
-// that does not Validate makes every task fail to start.
-func NewStage(cfg Config) pipelines.Stage {
-	cfg = cfg.withDefaults()
-	m, merr := newMetrics(cfg.Registerer)
+// orders, debit requests, settled credits and daily statements.
+func NewStage(cfg Config) (pipelines.Stage, error) {
+	if err := cfg.Validate(); err != nil {
+		return pipelines.Stage{}, err
+	}
+	if cfg.Policy == (settlement.Policy{}) {
+		cfg.Policy = settlement.DefaultPolicy()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.TickEvery == 0 {
+		cfg.TickEvery = time.Second
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return pipelines.Stage{}, fmt.Errorf("settlement: %w", err)
+	}
+	log := cfg.Logger.With("stage", Name)
 	return pipelines.Stage{
-		Name:      StageName,
+		Name:      Name,
 		Inputs:    Inputs,
 		Changelog: pipelines.TopicSettlementLog,
 		TickEvery: cfg.TickEvery,
-		NewProcessor: func(ctx context.Context, t pipelines.Task) (pipelines.Processor, error) {
-			if err := errors.Join(cfg.Validate(), merr); err != nil {
-				return nil, err
-			}
-			b, err := NewBook(cfg.Policy)
+		NewProcessor: func(_ context.Context, t pipelines.Task) (pipelines.Processor, error) {
+			b, err := settlement.NewBook(cfg.Policy)
 			if err != nil {
 				return nil, err
 			}
-			return &processor{book: b, codec: NewCodec(cfg.Serde), m: m, log: cfg.Logger.With("stage", StageName), task: t,
+			return &processor{book: b, serde: cfg.Serde, m: m, log: log, task: t,
 				ensure: cfg.EnsurePartner, partners: map[string]bool{}}, nil
 		},
-	}
+	}, nil
 }
 
 // metrics are the settlement stage's series.
@@ -128,8 +125,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // processor feeds one task's records to the book.
 type processor struct {
-	book     *Book
-	codec    Codec
+	book     *settlement.Book
+	serde    *schemas.Serde
 	m        *metrics
 	log      *slog.Logger
 	task     pipelines.Task
@@ -153,7 +150,7 @@ func (p *processor) ready() {
 		p.book.Restored()
 		p.restored = true
 		bal, res, n := p.book.Totals()
-		p.log.Info("settlement book restored", "accounts", n, "balances", bal, "reserved", res, "pending", len(p.book.pending))
+		p.log.Info("settlement book restored", "accounts", n, "balances", bal, "reserved", res, "pending", p.book.Pending())
 	}
 }
 
@@ -170,54 +167,47 @@ func (p *processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 	return p.emit(tx, out)
 }
 
-func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*Tx, error) {
-	// Bad bytes or a record of the wrong shape are dead-lettered; other
-	// decode errors (a schema registry out of reach) are retried.
-	decodeErr := func(err error) error {
-		if errors.Is(err, schemas.ErrMalformed) || errors.Is(err, schemas.ErrUnknownSchema) || errors.Is(err, ErrBadInput) {
-			return pipelines.Reject("decode", err)
-		}
-		return err
-	}
+func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*settlement.Tx, error) {
 	var (
-		tx  *Tx
+		tx  *settlement.Tx
 		err error
 	)
 	switch rec.Topic {
 	case pipelines.TopicLedgerEntries:
-		e, derr := p.codec.DecodeEntry(rec.Value)
-		if derr != nil {
-			return nil, decodeErr(derr)
+		var e avro.LedgerEntry
+		if err := p.decode(rec, &e); err != nil {
+			return nil, err
 		}
-		tx, err = p.book.Apply(e)
+		tx, err = p.book.Apply(settlement.EntryFrom(&e))
 	case pipelines.TopicAccounts:
 		if rec.Value == nil {
-			tx, err = p.book.Bind(Binding{VehicleID: string(rec.Key), UpdatedAt: rec.Timestamp.UTC()})
+			tx, err = p.book.Bind(settlement.Binding{VehicleID: string(rec.Key), UpdatedAt: rec.Timestamp.UTC()})
 			break
 		}
-		x, derr := p.codec.DecodeBinding(rec.Value)
-		if derr != nil {
-			return nil, decodeErr(derr)
+		var x avro.AccountBinding
+		if err := p.decode(rec, &x); err != nil {
+			return nil, err
 		}
 		if x.VehicleID != string(rec.Key) {
 			// Compaction keeps the last record per key: a key that is not
 			// the vehicle would make the table and the book disagree.
 			return nil, pipelines.Reject("key_mismatch", fmt.Errorf("binding of vehicle %q under key %q", x.VehicleID, rec.Key))
 		}
-		tx, err = p.book.Bind(x)
+		tx, err = p.book.Bind(settlement.BindingFrom(&x))
 	case pipelines.TopicCatalog:
 		if rec.Value == nil {
 			tx = p.book.DeleteItem(string(rec.Key))
 			break
 		}
-		it, derr := p.codec.DecodeItem(rec.Value)
-		if derr != nil {
-			return nil, decodeErr(derr)
+		var r avro.CatalogItem
+		if err := p.decode(rec, &r); err != nil {
+			return nil, err
 		}
+		it := settlement.ItemFrom(&r)
 		if it.Key() != string(rec.Key) {
 			return nil, pipelines.Reject("key_mismatch", fmt.Errorf("catalog item %q under key %q", it.Key(), rec.Key))
 		}
-		if p.ensure != nil && !p.partners[it.Partner] && ValidID(it.Partner) == nil {
+		if p.ensure != nil && !p.partners[it.Partner] && settlement.ValidID(it.Partner) == nil {
 			if err := p.ensure(ctx, it.Partner); err != nil {
 				return nil, fmt.Errorf("partner %s topics: %w", it.Partner, err)
 			}
@@ -225,27 +215,38 @@ func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*Tx, error
 		}
 		tx, err = p.book.PutItem(it)
 	case pipelines.TopicRedemptions:
-		r, derr := p.codec.DecodeRequest(rec.Value)
-		if derr != nil {
-			return nil, decodeErr(derr)
+		var r avro.RedemptionRequest
+		if err := p.decode(rec, &r); err != nil {
+			return nil, err
 		}
-		if r.RequestedAt.IsZero() || r.RequestedAt.Unix() == 0 {
-			r.RequestedAt = rec.Timestamp.UTC()
+		if r.RequestedMs.IsZero() || r.RequestedMs.Unix() == 0 {
+			r.RequestedMs = rec.Timestamp.UTC()
 		}
 		tx, err = p.book.Redeem(r)
 	case pipelines.TopicPartnerAcks:
-		a, derr := p.codec.DecodeAck(rec.Value)
-		if derr != nil {
-			return nil, decodeErr(derr)
+		var a avro.PartnerAck
+		if err := p.decode(rec, &a); err != nil {
+			return nil, err
 		}
-		tx, err = p.book.Ack(a)
+		tx, err = p.book.Ack(settlement.AckFrom(&a))
 	default:
 		return nil, pipelines.Reject("unknown_topic", fmt.Errorf("settlement does not read %s", rec.Topic))
 	}
-	if errors.Is(err, ErrBadInput) {
+	if errors.Is(err, settlement.ErrBadInput) {
 		return nil, pipelines.Reject("bad_input", err)
 	}
 	return tx, err
+}
+
+// decode unmarshals rec's value into r. Bad bytes or a record of another
+// schema are dead-lettered; other errors (a schema registry out of reach)
+// are retried.
+func (p *processor) decode(rec pipelines.Record, r schemas.Record) error {
+	err := p.serde.Unmarshal(rec.Value, r)
+	if errors.Is(err, schemas.ErrMalformed) || errors.Is(err, schemas.ErrUnknownSchema) {
+		return pipelines.Reject("decode", err)
+	}
+	return err
 }
 
 // Tick times out pending redemptions and closes finished days.
@@ -256,65 +257,56 @@ func (p *processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter
 
 // emit encodes and emits everything tx writes, then commits it to the
 // book. An encoding error leaves the book unchanged.
-func (p *processor) emit(tx *Tx, out pipelines.Emitter) error {
+func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 	type rec struct {
 		topic      string
 		key, value []byte
-		changelog  bool
 	}
 	var recs []rec
 	for _, c := range tx.Changes() {
-		v, err := EncodeChange(c)
+		v, err := settlement.EncodeChange(c)
 		if err != nil {
 			return err
 		}
-		recs = append(recs, rec{pipelines.TopicSettlementLog, []byte(c.Key), v, true})
+		recs = append(recs, rec{pipelines.TopicSettlementLog, []byte(c.Key), v})
 	}
+	type record struct {
+		topic, key string
+		r          schemas.Record
+	}
+	var rs []record
 	for _, r := range tx.Status {
-		v, err := p.codec.EncodeRedemption(r)
-		if err != nil {
-			return fmt.Errorf("redemption status %s: %w", r.ID, err)
-		}
-		recs = append(recs, rec{topic: pipelines.TopicRedemptionStatus, key: []byte(r.ID), value: v})
+		rs = append(rs, record{pipelines.TopicRedemptionStatus, r.ID, r.Avro()})
 	}
 	for _, r := range tx.Orders {
-		v, err := p.codec.EncodeRedemption(r)
-		if err != nil {
-			return fmt.Errorf("partner order %s: %w", r.ID, err)
-		}
-		recs = append(recs, rec{topic: pipelines.PartnerRedemptionsTopic(r.Partner), key: []byte(r.ID), value: v})
+		rs = append(rs, record{pipelines.PartnerRedemptionsTopic(r.Partner), r.ID, r.Avro()})
 	}
-	for _, d := range tx.Debits {
-		v, err := p.codec.EncodeDebitRequest(d)
-		if err != nil {
-			return fmt.Errorf("debit request %s: %w", d.RequestID, err)
-		}
-		recs = append(recs, rec{topic: pipelines.TopicLedgerRequests, key: []byte(d.Account), value: v})
+	for i, d := range tx.Debits {
+		rs = append(rs, record{pipelines.TopicLedgerRequests, d.Account, &tx.Debits[i]})
 	}
 	for _, c := range tx.Credits {
-		v, err := p.codec.EncodeCredit(c)
-		if err != nil {
-			return fmt.Errorf("settled credit %s: %w", c.ScoreID, err)
-		}
-		recs = append(recs, rec{topic: pipelines.TopicRewardCredits, key: []byte(c.Account), value: v})
+		rs = append(rs, record{pipelines.TopicRewardCredits, c.Account, c.Avro()})
 	}
-	for _, s := range tx.Statements {
-		v, err := p.codec.EncodeStatement(s)
+	for i, st := range tx.Statements {
+		rs = append(rs, record{pipelines.TopicStatements, st.Day, &tx.Statements[i]})
+	}
+	for _, r := range rs {
+		v, err := p.serde.Marshal(r.r)
 		if err != nil {
-			return fmt.Errorf("statement %s: %w", s.Day, err)
+			return fmt.Errorf("%s %s: %w", r.r.AvroName(), r.key, err)
 		}
-		recs = append(recs, rec{topic: pipelines.TopicStatements, key: []byte(s.Day), value: v})
+		recs = append(recs, rec{r.topic, []byte(r.key), v})
 	}
 	for _, r := range recs {
-		if r.changelog {
+		if r.topic == pipelines.TopicSettlementLog {
 			out.EmitTo(r.topic, p.task.Partition, r.key, r.value)
 		} else {
 			out.Emit(r.topic, r.key, r.value)
 		}
 	}
-	before := p.book.meta
+	before := p.book.Meta()
 	tx.Commit()
-	after := p.book.meta
+	after := p.book.Meta()
 	p.m.points.WithLabelValues("minted").Add(float64(after.Minted - before.Minted))
 	p.m.points.WithLabelValues("redeemed").Add(float64(after.Redeemed - before.Redeemed))
 	for _, r := range tx.Status {
@@ -322,13 +314,13 @@ func (p *processor) emit(tx *Tx, out pipelines.Emitter) error {
 	}
 	for _, s := range tx.Statements {
 		p.m.outstanding.Set(float64(s.BalanceSum))
-		if s.InvariantOK {
+		if s.InvariantOk {
 			p.m.invariantOK.Set(1)
 		} else {
 			p.m.invariantOK.Set(0)
 		}
 		p.log.Info("settlement statement", "day", s.Day, "minted", s.Minted, "redeemed", s.Redeemed,
-			"outstanding", s.Outstanding, "balance_sum", s.BalanceSum, "invariant_ok", s.InvariantOK)
+			"outstanding", s.Outstanding, "balance_sum", s.BalanceSum, "invariant_ok", s.InvariantOk)
 	}
 	for _, a := range tx.Alerts {
 		p.m.alerts.WithLabelValues(a.Kind).Inc()

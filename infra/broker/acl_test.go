@@ -1,4 +1,4 @@
-package brokeracl_test
+package broker_test
 
 import (
 	"context"
@@ -10,40 +10,48 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl/scram"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	kscram "github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/services/settlement/brokeracl"
+	pkafka "github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/services/settlement"
 )
 
-// TestPartnerACLs runs a broker with SASL/SCRAM and ACLs enforced and
-// checks, with the partner's client (kafka-go), that partner acme reads
-// the credits topic and its own orders, writes acks and uses its consumer
+// TestPartnerACLs runs the embedded broker with SASL/SCRAM and ACLs
+// enforced, partner acme holding settlement's PartnerACLs, and checks,
+// with the partner's client (kafka-go), that partner acme reads the
+// credits topic and its own orders, writes acks and uses its consumer
 // group, and is refused telemetry, other partners' orders and writes
 // elsewhere.
 func TestPartnerACLs(t *testing.T) {
-	acme, err := brokeracl.PartnerUser("acme", "acme-pw")
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: kafkatest.Logger(), Users: []broker.User{
+		{Name: "minecart", Password: "svc-pw", Super: true},
+		{Name: "partner-acme", Password: "acme-pw", ACLs: settlement.PartnerACLs("acme")},
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	topics := []string{pipelines.TopicRewardCredits, pipelines.PartnerRedemptionsTopic("acme"),
-		pipelines.PartnerRedemptionsTopic("zeta"), pipelines.TopicPartnerAcks, pipelines.TopicTelemetryClean}
-	c, err := kfake.NewCluster(kfake.Ports(0), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "minecart", "svc-pw"),
-		kfake.EnableACLs(), acme, kfake.SeedTopics(1, topics...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	addrs := c.ListenAddrs()
+	t.Cleanup(func() { _ = b.Close() })
+	addrs := b.Addrs()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	// The services' user writes one record to every topic.
-	svc, err := kgo.NewClient(kgo.SeedBrokers(addrs...),
-		kgo.SASL(kscram.Auth{User: "minecart", Pass: "svc-pw"}.AsSha512Mechanism()))
+	// The services' user creates the topics and writes one record to each.
+	sasl := kgo.SASL(kscram.Auth{User: "minecart", Pass: "svc-pw"}.AsSha512Mechanism())
+	topics := []string{pipelines.TopicRewardCredits, pipelines.PartnerRedemptionsTopic("acme"),
+		pipelines.PartnerRedemptionsTopic("zeta"), pipelines.TopicPartnerAcks, pipelines.TopicTelemetryClean}
+	var specs []pipelines.TopicSpec
+	for _, tp := range topics {
+		specs = append(specs, pipelines.TopicSpec{Name: tp, Partitions: 1})
+	}
+	if err := pkafka.EnsureTopicsWith(ctx, pkafka.Config{Brokers: addrs, ClientOptions: []kgo.Opt{sasl}}, specs); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := kgo.NewClient(kgo.SeedBrokers(addrs...), sasl)
 	if err != nil {
 		t.Fatal(err)
 	}

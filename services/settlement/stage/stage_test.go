@@ -1,9 +1,7 @@
-package settlement_test
+package stage_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -16,51 +14,12 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/settlement/settletest"
+	"github.com/minecart/minecart/services/settlement/stage"
 )
-
-// replica is one HTTP replica: its own producer and changelog table.
-func replica(t *testing.T, env *settletest.Env) *httptest.Server {
-	t.Helper()
-	p, err := kafka.NewProducer(kafka.Config{Brokers: env.Brokers, Logger: kafkatest.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	tbl, err := kafka.NewTable(ctx, env.Cfg, pipelines.TopicSettlementLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := settlement.NewHandler(settlement.HandlerConfig{Producer: p, State: tbl, Serde: env.Serde, Logger: kafkatest.Logger(), Wait: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		_ = tbl.Close()
-	})
-	return srv
-}
-
-func post(srv *httptest.Server, key string, body settlement.RedemptionBody) (int, settlement.RedemptionJSON, error) {
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/redemptions", bytes.NewReader(b))
-	req.Header.Set("Idempotency-Key", key)
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		return 0, settlement.RedemptionJSON{}, err
-	}
-	defer resp.Body.Close()
-	var r settlement.RedemptionJSON
-	if resp.StatusCode < 300 {
-		err = json.NewDecoder(resp.Body).Decode(&r)
-	}
-	return resp.StatusCode, r, err
-}
 
 // TestConcurrentRedemptions sends 1,000 redemptions (plus 200 retries of
 // the same idempotency keys) from 64 clients through two HTTP replicas
@@ -95,18 +54,18 @@ func TestConcurrentRedemptions(t *testing.T) {
 
 	type job struct {
 		key  string
-		body settlement.RedemptionBody
+		body api.RedemptionBody
 	}
 	var jobs []job
 	for n := range owners * perOwner {
 		o := fmt.Sprintf("o%02d", n%owners)
-		jobs = append(jobs, job{fmt.Sprintf("k%04d", n), settlement.RedemptionBody{Owner: o, Partner: "acme", ItemID: "mug", Quantity: 1}})
+		jobs = append(jobs, job{fmt.Sprintf("k%04d", n), api.RedemptionBody{Owner: o, Partner: "acme", ItemID: "mug", Quantity: 1}})
 	}
 	for n := range 40 { // 40 asks for 7 pens
-		jobs = append(jobs, job{fmt.Sprintf("pen%02d", n), settlement.RedemptionBody{Owner: "rich", Partner: "zeta", ItemID: "pen", Quantity: 1}})
+		jobs = append(jobs, job{fmt.Sprintf("pen%02d", n), api.RedemptionBody{Owner: "rich", Partner: "zeta", ItemID: "pen", Quantity: 1}})
 	}
 	retries := jobs[:200]
-	srvs := []*httptest.Server{replica(t, env), replica(t, env)}
+	srvs := []*httptest.Server{env.API(2 * time.Second), env.API(2 * time.Second)}
 
 	work := make(chan job)
 	var (
@@ -120,7 +79,7 @@ func TestConcurrentRedemptions(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := range work {
-				code, _, err := post(srvs[w%2], j.key, j.body)
+				code, _, err := settletest.Post(srvs[w%2], j.key, j.body)
 				if err == nil && code != http.StatusCreated && code != http.StatusAccepted {
 					err = fmt.Errorf("%s: HTTP %d", j.key, code)
 				}
@@ -146,7 +105,7 @@ func TestConcurrentRedemptions(t *testing.T) {
 		t.Error(err)
 	}
 
-	ids := map[string]settlement.RedemptionBody{}
+	ids := map[string]api.RedemptionBody{}
 	for _, j := range jobs {
 		ids[settlement.RedemptionID(j.body.Owner, j.key)] = j.body
 	}
@@ -208,11 +167,11 @@ func TestConcurrentRedemptions(t *testing.T) {
 	}
 	debits := map[string]int{}
 	for _, rec := range entries {
-		e, err := env.Codec.DecodeEntry(rec.Value)
-		if err != nil {
+		var e avro.LedgerEntry
+		if err := env.Serde.Unmarshal(rec.Value, &e); err != nil {
 			t.Fatal(err)
 		}
-		if e.Kind == settlement.KindDebit {
+		if e.Kind == avro.EntryKindDebit {
 			debits[e.RedemptionID]++
 		}
 	}
@@ -261,13 +220,13 @@ func TestStatementsOnTopic(t *testing.T) {
 	env.PutItem("acme", "mug", 30, nil)
 	env.WaitBalance("alice", 120)
 	env.WaitBalance("bob", 50)
-	srv := replica(t, env)
-	if code, r, err := post(srv, "k1", settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2}); err != nil || code != http.StatusCreated || r.Status != settlement.StatusConfirmed {
+	srv := env.API(2 * time.Second)
+	if code, r, err := settletest.Post(srv, "k1", api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2}); err != nil || code != http.StatusCreated || r.Status != settlement.StatusConfirmed {
 		t.Fatalf("redeem: %d %+v %v", code, r, err)
 	}
 	env.WaitBalance("alice", 60)
 	clk.Set(now.Add(48 * time.Hour))
-	var sts []settlement.Statement
+	var sts []avro.Statement
 	env.Wait(30*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -277,8 +236,8 @@ func TestStatementsOnTopic(t *testing.T) {
 		}
 		sts = sts[:0]
 		for _, r := range recs {
-			s, err := env.Codec.DecodeStatement(r.Value)
-			if err != nil {
+			var s avro.Statement
+			if err := env.Serde.Unmarshal(r.Value, &s); err != nil {
 				t.Fatal(err)
 			}
 			sts = append(sts, s)
@@ -286,12 +245,12 @@ func TestStatementsOnTopic(t *testing.T) {
 		return len(sts) > 0 && sts[len(sts)-1].Day >= now.Add(24*time.Hour).Format(time.DateOnly)
 	}, func() string { return fmt.Sprintf("statements %+v", sts) })
 	var minted, redeemed int64
-	var acme settlement.PartnerTotal
+	var acme avro.PartnerTotal
 	for _, s := range sts {
 		// Days before the stage's first tick (the credit's block is dated
 		// by its window end, 2026-11-02) may be closed before the
 		// redemption: each statement checks the book as it was at its close.
-		if !s.InvariantOK || s.BalanceSum != s.Expected {
+		if !s.InvariantOk || s.BalanceSum != s.Expected {
 			t.Errorf("statement %+v: invariant", s)
 		}
 		minted += s.Minted
@@ -318,15 +277,15 @@ func TestBadInput(t *testing.T) {
 	env.Fund("alice", 100)
 	env.PutItem("acme", "mug", 30, nil)
 	env.WaitBalance("alice", 100)
-	ack, err := env.Codec.EncodeAck(settlement.PartnerAck{RedemptionID: "nope", Partner: "acme", Status: settlement.AckFulfilled, AckedAt: time.Now().UTC()})
+	ack, err := env.Serde.Marshal(&avro.PartnerAck{RedemptionID: "nope", Partner: "acme", Status: avro.AckStatusFulfilled, AckedMs: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := env.Codec.EncodeRequest(settlement.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedAt: time.Now().UTC()})
+	good, err := env.Serde.Marshal(&avro.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := env.Codec.EncodeRequest(settlement.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2, RequestedAt: time.Now().UTC()})
+	other, err := env.Serde.Marshal(&avro.RedemptionRequest{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2, RequestedMs: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,12 +298,12 @@ func TestBadInput(t *testing.T) {
 	dl := kafkatest.WaitRecords(t, env.Brokers, pipelines.TopicDeadLetter, 3, 30*time.Second)
 	codes := map[string]int{}
 	for _, r := range dl {
-		m, err := env.Serde.DecodeAs("minecart.DeadLetter", r.Value)
-		if err != nil {
+		var d avro.DeadLetter
+		if err := env.Serde.Unmarshal(r.Value, &d); err != nil {
 			t.Fatal(err)
 		}
-		if m["stage"] == settlement.StageName {
-			codes[m["reason_code"].(string)+" "+m["source_topic"].(string)]++
+		if d.Stage == stage.Name {
+			codes[d.ReasonCode+" "+d.SourceTopic]++
 		}
 	}
 	want := map[string]int{"decode " + pipelines.TopicRedemptions: 1, "bad_input " + pipelines.TopicRedemptions: 1, "bad_input " + pipelines.TopicPartnerAcks: 1}
@@ -369,9 +328,9 @@ func TestLedgerTimeout(t *testing.T) {
 	env.PutItem("acme", "mug", 30, nil)
 	env.WaitBalance("alice", 100)
 	env.StopLedger()
-	srv := replica(t, env)
+	srv := env.API(2 * time.Second)
 	id := settlement.RedemptionID("alice", "k1")
-	if code, r, err := post(srv, "k1", settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug"}); err != nil || code != http.StatusAccepted || r.Status != settlement.StatusPending {
+	if code, r, err := settletest.Post(srv, "k1", api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug"}); err != nil || code != http.StatusAccepted || r.Status != settlement.StatusPending {
 		t.Fatalf("redeem with the ledger down: %d %+v %v", code, r, err)
 	}
 	if a := env.Account("alice"); a.Reserved != 30 {

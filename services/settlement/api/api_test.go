@@ -1,7 +1,6 @@
-package settlement_test
+package api_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -9,8 +8,10 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas/avro"
 
 	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/settlement/settletest"
 )
 
@@ -22,7 +23,7 @@ func TestHTTP(t *testing.T) {
 	env.Fund("alice", 100)
 	env.PutItem("acme", "mug", 30, nil)
 	env.WaitBalance("alice", 100)
-	srv := replica(t, env)
+	srv := env.API(2 * time.Second)
 
 	get := func(path string, v any) int {
 		t.Helper()
@@ -38,27 +39,27 @@ func TestHTTP(t *testing.T) {
 		}
 		return resp.StatusCode
 	}
-	mug := settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2}
+	mug := api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 2}
 	cases := []struct {
 		name   string
 		key    string
-		body   settlement.RedemptionBody
+		body   api.RedemptionBody
 		code   int
 		status settlement.Status
 		reason string
 	}{
 		{"no key", "", mug, http.StatusBadRequest, "", ""},
-		{"no item", "k0", settlement.RedemptionBody{Owner: "alice", Partner: "acme"}, http.StatusBadRequest, "", ""},
-		{"holding account", "k0", settlement.RedemptionBody{Owner: "vehicle:v1", Partner: "acme", ItemID: "mug"}, http.StatusBadRequest, "", ""},
-		{"unknown item", "k1", settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "car"}, http.StatusCreated, settlement.StatusRejected, settlement.ReasonUnknownItem},
+		{"no item", "k0", api.RedemptionBody{Owner: "alice", Partner: "acme"}, http.StatusBadRequest, "", ""},
+		{"holding account", "k0", api.RedemptionBody{Owner: "vehicle:v1", Partner: "acme", ItemID: "mug"}, http.StatusBadRequest, "", ""},
+		{"unknown item", "k1", api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "car"}, http.StatusCreated, settlement.StatusRejected, settlement.ReasonUnknownItem},
 		{"two mugs", "k2", mug, http.StatusCreated, settlement.StatusConfirmed, ""},
 		{"same key again", "k2", mug, http.StatusCreated, settlement.StatusConfirmed, ""},
-		{"same key, other order", "k2", settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1}, http.StatusUnprocessableEntity, "", ""},
+		{"same key, other order", "k2", api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1}, http.StatusUnprocessableEntity, "", ""},
 		{"too poor", "k3", mug, http.StatusCreated, settlement.StatusRejected, settlement.ReasonInsufficient},
-		{"max points", "k4", settlement.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", MaxPoints: ptr(int64(29))}, http.StatusCreated, settlement.StatusRejected, settlement.ReasonPriceChanged},
+		{"max points", "k4", api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", MaxPoints: ptr(int64(29))}, http.StatusCreated, settlement.StatusRejected, settlement.ReasonPriceChanged},
 	}
 	for _, c := range cases {
-		code, r, err := post(srv, c.key, c.body)
+		code, r, err := settletest.Post(srv, c.key, c.body)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -74,28 +75,24 @@ func TestHTTP(t *testing.T) {
 	}
 	// A partner whose topic nobody created: the stage creates it before
 	// taking in the item, so the order can be delivered.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := settlement.PutCatalogItemWith(ctx, env.Producer, env.Serde, settlement.CatalogItem{Partner: "newco", ItemID: "pen", PricePoints: 10, Active: true}, nil); err != nil {
-		t.Fatal(err)
-	}
+	env.PublishItem(avro.CatalogItem{Partner: "newco", ItemID: "pen", PricePoints: 10, Active: true})
 	env.Fund("carol", 10)
 	env.WaitBalance("carol", 10)
 	env.Wait(10*time.Second, func() bool { _, ok := env.State.Get(settlement.ItemStateKey("newco", "pen")); return ok }, func() string { return "newco item never taken in" })
-	code, r0, err := post(srv, "n1", settlement.RedemptionBody{Owner: "carol", Partner: "newco", ItemID: "pen"})
+	code, r0, err := settletest.Post(srv, "n1", api.RedemptionBody{Owner: "carol", Partner: "newco", ItemID: "pen"})
 	if err != nil || code != http.StatusCreated || r0.Status != settlement.StatusConfirmed {
 		t.Errorf("newco redemption: HTTP %d %+v", code, r0)
 	}
 	kafkatest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("newco"), 1, 10*time.Second)
 
-	var bal settlement.BalanceJSON
-	if code := get("/v1/accounts/alice/balance", &bal); code != http.StatusOK || bal != (settlement.BalanceJSON{Owner: "alice", Balance: 40, Available: 40}) {
+	var bal api.BalanceJSON
+	if code := get("/v1/accounts/alice/balance", &bal); code != http.StatusOK || bal != (api.BalanceJSON{Owner: "alice", Balance: 40, Available: 40}) {
 		t.Errorf("balance: HTTP %d %+v, want 40", code, bal)
 	}
 	if code := get("/v1/accounts/nobody/balance", &bal); code != http.StatusOK || bal.Balance != 0 {
 		t.Errorf("unknown account: HTTP %d %+v", code, bal)
 	}
-	var r settlement.RedemptionJSON
+	var r api.RedemptionJSON
 	if code := get("/v1/redemptions/"+settlement.RedemptionID("alice", "k2"), &r); code != http.StatusOK || r.Status != settlement.StatusConfirmed {
 		t.Errorf("get redemption: HTTP %d %+v", code, r)
 	}
@@ -103,3 +100,5 @@ func TestHTTP(t *testing.T) {
 		t.Errorf("unknown redemption: HTTP %d", code)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

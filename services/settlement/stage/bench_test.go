@@ -1,0 +1,63 @@
+package stage_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/settlement/settletest"
+)
+
+// BenchmarkStage runs n redemption requests through the settlement stage
+// and the real ledger stage (request -> reserve -> debit request -> ledger
+// block -> entry -> confirm), and compares with the bare franz-go
+// consume-and-produce of n records measured on the same broker.
+func BenchmarkStage(b *testing.B) {
+	const n, owners = 5000, 500
+	for range b.N {
+		env := settletest.Start(b, "acme")
+		for i := range owners {
+			env.Fund(fmt.Sprintf("o%d", i), 1<<30)
+		}
+		env.PutItem("acme", "mug", 10, nil)
+		env.WaitBalance(fmt.Sprintf("o%d", owners-1), 1<<30)
+		var outs []kafka.Output
+		for i := range n {
+			rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprint(i), Owner: fmt.Sprintf("o%d", i%owners), Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()}
+			v, err := env.Serde.Marshal(&rq)
+			if err != nil {
+				b.Fatal(err)
+			}
+			outs = append(outs, kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte(rq.Owner), Value: v})
+		}
+		start := time.Now()
+		kafkatest.Produce(b, env.Brokers, outs...)
+		kafkatest.WaitRecords(b, env.Brokers, pipelines.TopicLedgerRequests, n+owners, 5*time.Minute)
+		hop1 := time.Since(start)
+		kafkatest.WaitRecords(b, env.Brokers, pipelines.TopicLedgerEntries, n+owners, 5*time.Minute)
+		hop2 := time.Since(start)
+		kafkatest.WaitRecords(b, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), n, 5*time.Minute)
+		stage := time.Since(start)
+		b.Logf("debit requests after %v, ledger entries after %v, orders after %v", hop1, hop2, stage)
+
+		kafkatest.CreateTopics(b, env.Brokers, pipelines.TopicSpec{Name: "bench.in", Partitions: 1}, pipelines.TopicSpec{Name: "bench.out", Partitions: 1})
+		for i := range outs {
+			outs[i].Topic = "bench.in"
+		}
+		kafkatest.Produce(b, env.Brokers, outs...)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		base, err := kafkatest.Passthrough(ctx, env.Brokers, "bench.in", "bench.out", n)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(n)/stage.Seconds(), "redemptions/s")
+		b.ReportMetric(float64(n)/base.Seconds(), "baseline_records/s")
+		b.ReportMetric(base.Seconds()/stage.Seconds(), "ratio")
+	}
+}

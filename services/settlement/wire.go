@@ -1,0 +1,82 @@
+package settlement
+
+import (
+	"time"
+
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/ledger/merkle"
+)
+
+// The records settlement reads and writes are the typed codecs of
+// schemas/avro, framed by a schemas.Serde. Requests, debit requests and
+// statements are used as they are; the records whose contents are also
+// settlement's state (bindings, items, acks, redemptions, settled credits)
+// have their own types here, because the state's JSON (the changelog) keeps
+// their Go field names: these functions convert between the two.
+
+// BindingFrom is the binding an account binding record carries.
+func BindingFrom(r *avro.AccountBinding) Binding {
+	return Binding{VehicleID: r.VehicleID, Owner: r.Owner, UpdatedAt: r.UpdatedMs}
+}
+
+// ItemFrom is the catalog item a catalog record carries.
+func ItemFrom(r *avro.CatalogItem) CatalogItem {
+	return CatalogItem{Partner: r.Partner, ItemID: r.ItemID, Title: r.Title, PricePoints: r.PricePoints,
+		Stock: r.Stock, Active: r.Active, UpdatedAt: r.UpdatedMs}
+}
+
+// AckFrom is the partner ack an ack record carries.
+func AckFrom(r *avro.PartnerAck) PartnerAck {
+	return PartnerAck{RedemptionID: r.RedemptionID, Partner: r.Partner, Status: r.Status,
+		Reference: r.Reference, Reason: r.Reason, AckedAt: r.AckedMs}
+}
+
+// EntryFrom is what settlement reads of a record of the ledger's entries
+// topic: the amount as a positive number of points for credits and debits
+// (the signed amount of an adjustment), and the proof with the leaf hash.
+func EntryFrom(r *avro.LedgerEntry) Entry {
+	lh := merkle.HashLeaf(r.Entry)
+	e := Entry{
+		Kind:      EntryKind(r.Kind),
+		VehicleID: r.VehicleID,
+		Account:   r.Account,
+		Day:       r.Date,
+		Proof: Proof{EntryID: r.ID, LeafIndex: r.LeafIndex, BlockHeight: r.BlockHeight, TreeSize: r.TreeSize,
+			Root: r.Root, LeafHash: lh[:], Leaf: r.Entry, Path: r.Proof, Checkpoint: r.Checkpoint},
+		RedemptionID: r.RedemptionID,
+		AppendedAt:   time.UnixMilli(r.BlockTimestampMs).UTC(),
+	}
+	switch e.Kind {
+	case KindCredit:
+		e.ScoreID, e.Amount = r.ID, r.Delta
+	case KindDebit:
+		e.RequestID, e.Amount = r.ID, -r.Delta
+	case KindAdjustment:
+		e.RequestID, e.Amount = r.ID, r.Delta
+	}
+	return e
+}
+
+// Avro is the proof as a record field.
+func (p Proof) Avro() avro.LedgerProof {
+	return avro.LedgerProof{EntryID: p.EntryID, LeafIndex: p.LeafIndex, BlockHeight: p.BlockHeight, TreeSize: p.TreeSize,
+		Root: p.Root, LeafHash: p.LeafHash, Leaf: p.Leaf, AuditPath: p.Path, Checkpoint: p.Checkpoint}
+}
+
+// Avro is the redemption's record (status topic, partner orders).
+func (r Redemption) Avro() *avro.Redemption {
+	out := &avro.Redemption{RedemptionID: r.ID, IdempotencyKey: r.IdempotencyKey, Owner: r.Owner, Partner: r.Partner,
+		ItemID: r.ItemID, Quantity: r.Quantity, Points: r.Points, Status: avro.RedemptionStatus(r.Status),
+		Reason: r.Reason, Seq: r.Seq, RequestedMs: r.RequestedAt, UpdatedMs: r.UpdatedAt, PartnerRef: r.PartnerRef}
+	if r.Debit != nil {
+		p := r.Debit.Avro()
+		out.Debit = &p
+	}
+	return out
+}
+
+// Avro is the settled credit's record.
+func (c CreditSettled) Avro() *avro.CreditSettled {
+	return &avro.CreditSettled{Account: c.Account, VehicleID: c.VehicleID, Day: c.Day, ScoreID: c.ScoreID,
+		Points: c.Points, SettledMs: c.SettledAt, Proof: c.Proof.Avro()}
+}
