@@ -186,7 +186,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			return nil, fmt.Errorf("sink: %w", err)
 		}
 		s.closers = append(s.closers, conn.Close)
-		st, err := sink.NewStage(sink.Config{Conn: conn, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+		sinkStage, err := sink.NewStage(sink.Config{Conn: conn, Serde: s.Serde, Registerer: s.Registry, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("sink: %w", err)
 		}
@@ -194,7 +194,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			if err := sink.Migrate(ctx, conn, log); err != nil {
 				return err
 			}
-			return kafka.RunSink(ctx, s.Pipelines, st)
+			return kafka.RunSink(ctx, s.Pipelines, sinkStage)
 		})
 	}
 
