@@ -13,7 +13,7 @@ import (
 // BenchmarkDayAdd is the pure score update per event (hash included).
 func BenchmarkDayAdd(b *testing.B) {
 	r := DefaultRules()
-	evs := scoringtest.NewTrip("v", morning(), 1).Drive(3600, 60, scoringtest.At(100, 101, scoringtest.LonAccel(-0.5))).Evs
+	evs := newTrip("v", morning(), 1).Drive(3600, 60, at(100, 101, lonAccel(-0.5))).Evs
 	d := NewDay(morning().Add(-8*time.Hour).UnixMilli(), morning().Add(16*time.Hour).UnixMilli(), 5*3600*1000)
 	var buf []byte
 	b.ReportAllocs()

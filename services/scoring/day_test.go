@@ -17,15 +17,25 @@ var shanghai, _ = time.LoadLocation("Asia/Shanghai")
 
 func morning() time.Time { return time.Date(2026, 11, 24, 8, 0, 0, 0, shanghai) }
 
+// Short names for scoringtest's trace builders, which every table here uses.
+type trip = scoringtest.Trip
+
+var (
+	newTrip  = scoringtest.NewTrip
+	at       = scoringtest.At
+	lonAccel = scoringtest.LonAccel
+	latAccel = scoringtest.LatAccel
+)
+
 func TestDayCounters(t *testing.T) {
 	r := DefaultRules()
-	hz20 := func(tr *scoringtest.Trip) *scoringtest.Trip { tr.PeriodMs = 50; return tr }
+	hz20 := func(tr *trip) *trip { tr.PeriodMs = 50; return tr }
 	cases := []struct {
 		name  string
-		build func() *scoringtest.Trip
+		build func() *trip
 		check func(t *testing.T, res Result)
 	}{
-		{"clean hour at 60", func() *scoringtest.Trip { return scoringtest.NewTrip("v", morning(), 1).Drive(3601, 60) }, func(t *testing.T, res Result) {
+		{"clean hour at 60", func() *trip { return newTrip("v", morning(), 1).Drive(3601, 60) }, func(t *testing.T, res Result) {
 			near(t, "gps_km", res.GPSKm, 60, 0.6)
 			near(t, "odometer_km", res.OdometerKm, 60, 0.01)
 			eq(t, "driving_s", res.DrivingS, 3600)
@@ -34,82 +44,64 @@ func TestDayCounters(t *testing.T) {
 			eq(t, "points", res.Points, int64(math.Floor(res.DistanceKm*10*1000)/1000))
 			eq(t, "flags", len(res.Flags), 0)
 		}},
-		{"one brake sample", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(60, 50, scoringtest.At(30, 31, scoringtest.LonAccel(-0.5)))
-		},
+		{"one brake sample", func() *trip { return newTrip("v", morning(), 0).Drive(60, 50, at(30, 31, lonAccel(-0.5))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 1) }},
-		{"brake held 3 samples is one event", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(60, 50, scoringtest.At(30, 33, scoringtest.LonAccel(-0.5)))
-		},
+		{"brake held 3 samples is one event", func() *trip { return newTrip("v", morning(), 0).Drive(60, 50, at(30, 33, lonAccel(-0.5))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 1) }},
-		{"hysteresis: dip to 0.36 g stays one event", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(60, 50, scoringtest.At(30, 31, scoringtest.LonAccel(-0.41)), scoringtest.At(31, 32, scoringtest.LonAccel(-0.36)), scoringtest.At(32, 33, scoringtest.LonAccel(-0.41)))
+		{"hysteresis: dip to 0.36 g stays one event", func() *trip {
+			return newTrip("v", morning(), 0).Drive(60, 50, at(30, 31, lonAccel(-0.41)), at(31, 32, lonAccel(-0.36)), at(32, 33, lonAccel(-0.41)))
 		}, func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 1) }},
-		{"release below 0.33 g: two events", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(60, 50, scoringtest.At(30, 31, scoringtest.LonAccel(-0.41)), scoringtest.At(31, 32, scoringtest.LonAccel(-0.30)), scoringtest.At(32, 33, scoringtest.LonAccel(-0.41)))
+		{"release below 0.33 g: two events", func() *trip {
+			return newTrip("v", morning(), 0).Drive(60, 50, at(30, 31, lonAccel(-0.41)), at(31, 32, lonAccel(-0.30)), at(32, 33, lonAccel(-0.41)))
 		}, func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 2) }},
-		{"below threshold", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(60, 50, scoringtest.At(30, 31, scoringtest.LonAccel(-0.39)))
-		},
+		{"below threshold", func() *trip { return newTrip("v", morning(), 0).Drive(60, 50, at(30, 31, lonAccel(-0.39))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 0) }},
-		{"speed gate 10 km/h", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(60, 8, scoringtest.At(30, 31, scoringtest.LonAccel(-0.6)))
-		},
+		{"speed gate 10 km/h", func() *trip { return newTrip("v", morning(), 0).Drive(60, 8, at(30, 31, lonAccel(-0.6))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 0) }},
-		{"harsh accel", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(60, 40, scoringtest.At(10, 11, scoringtest.LonAccel(0.36)), scoringtest.At(40, 41, scoringtest.LonAccel(0.34)))
+		{"harsh accel", func() *trip {
+			return newTrip("v", morning(), 0).Drive(60, 40, at(10, 11, lonAccel(0.36)), at(40, 41, lonAccel(0.34)))
 		},
 			func(t *testing.T, res Result) {
 				eq(t, "harsh_accel", res.HarshAccel, 1)
 				eq(t, "harsh_brake", res.HarshBrake, 0)
 			}},
-		{"corner both sides", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(60, 40, scoringtest.At(10, 11, scoringtest.LatAccel(0.45)), scoringtest.At(40, 41, scoringtest.LatAccel(-0.45)))
+		{"corner both sides", func() *trip {
+			return newTrip("v", morning(), 0).Drive(60, 40, at(10, 11, latAccel(0.45)), at(40, 41, latAccel(-0.45)))
 		}, func(t *testing.T, res Result) { eq(t, "harsh_corner", res.HarshCorner, 2) }},
-		{"corner gate 30 km/h", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(60, 25, scoringtest.At(10, 11, scoringtest.LatAccel(0.6)))
-		},
+		{"corner gate 30 km/h", func() *trip { return newTrip("v", morning(), 0).Drive(60, 25, at(10, 11, latAccel(0.6))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_corner", res.HarshCorner, 0) }},
-		{"20 Hz: one 50 ms spike is too short", func() *scoringtest.Trip {
-			return hz20(scoringtest.NewTrip("v", morning(), 0)).Drive(100, 50, scoringtest.At(30, 31, scoringtest.LonAccel(-0.6)))
-		},
+		{"20 Hz: one 50 ms spike is too short", func() *trip { return hz20(newTrip("v", morning(), 0)).Drive(100, 50, at(30, 31, lonAccel(-0.6))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 0) }},
-		{"20 Hz: 150 ms counts once", func() *scoringtest.Trip {
-			return hz20(scoringtest.NewTrip("v", morning(), 0)).Drive(100, 50, scoringtest.At(30, 33, scoringtest.LonAccel(-0.6)))
-		},
+		{"20 Hz: 150 ms counts once", func() *trip { return hz20(newTrip("v", morning(), 0)).Drive(100, 50, at(30, 33, lonAccel(-0.6))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 1) }},
-		{"speeding under tolerance", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(120, 57, func(_ int, ev *telemetry.Event) { ev.SpeedLimitKmh = 50 })
+		{"speeding under tolerance", func() *trip {
+			return newTrip("v", morning(), 0).Drive(120, 57, func(_ int, ev *telemetry.Event) { ev.SpeedLimitKmh = 50 })
 		}, func(t *testing.T, res Result) { eq(t, "speeding_s", res.SpeedingS, 0) }},
-		{"speeding too short", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(30, 50).Drive(8, 70).Drive(30, 50, func(_ int, ev *telemetry.Event) {})
+		{"speeding too short", func() *trip {
+			return newTrip("v", morning(), 0).Drive(30, 50).Drive(8, 70).Drive(30, 50, func(_ int, ev *telemetry.Event) {})
 		}, func(t *testing.T, res Result) { eq(t, "speeding_s", res.SpeedingS, 0) }},
-		{"speeding 30 s over posted limit", func() *scoringtest.Trip {
+		{"speeding 30 s over posted limit", func() *trip {
 			lim := func(_ int, ev *telemetry.Event) { ev.SpeedLimitKmh = 50 }
-			return scoringtest.NewTrip("v", morning(), 0).Drive(30, 50, lim).Drive(30, 60, lim).Drive(30, 50, lim)
+			return newTrip("v", morning(), 0).Drive(30, 50, lim).Drive(30, 60, lim).Drive(30, 50, lim)
 		}, func(t *testing.T, res Result) { eq(t, "speeding_s", res.SpeedingS, 30) }},
-		{"speeding default limit 120", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(30, 110).Drive(20, 140).Drive(10, 130).Drive(5, 100)
+		{"speeding default limit 120", func() *trip {
+			return newTrip("v", morning(), 0).Drive(30, 110).Drive(20, 140).Drive(10, 130).Drive(5, 100)
 		},
 			func(t *testing.T, res Result) { eq(t, "speeding_s", res.SpeedingS, 20) }},
-		{"night share", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", time.Date(2026, 11, 24, 4, 0, 0, 0, shanghai), 0).Drive(7201, 50)
-		},
+		{"night share", func() *trip { return newTrip("v", time.Date(2026, 11, 24, 4, 0, 0, 0, shanghai), 0).Drive(7201, 50) },
 			func(t *testing.T, res Result) {
 				eq(t, "driving_s", res.DrivingS, 7200)
 				eq(t, "night_s", res.NightS, 3600)
 			}},
-		{"fatigue: 4.5 h non-stop", func() *scoringtest.Trip { return scoringtest.NewTrip("v", morning(), 0).Drive(4*3600+1800, 60) },
+		{"fatigue: 4.5 h non-stop", func() *trip { return newTrip("v", morning(), 0).Drive(4*3600+1800, 60) },
 			func(t *testing.T, res Result) { eq(t, "fatigue_events", res.FatigueEvents, 1) }},
-		{"fatigue: 25 min break resets", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(2*3600, 60).Stop(25*time.Minute).Drive(150*60, 60)
+		{"fatigue: 25 min break resets", func() *trip {
+			return newTrip("v", morning(), 0).Drive(2*3600, 60).Stop(25*time.Minute).Drive(150*60, 60)
 		}, func(t *testing.T, res Result) { eq(t, "fatigue_events", res.FatigueEvents, 0) }},
-		{"fatigue: stopped 10 min with box on is no break", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(2*3600, 60).Drive(600, 0).Drive(150*60, 60)
+		{"fatigue: stopped 10 min with box on is no break", func() *trip {
+			return newTrip("v", morning(), 0).Drive(2*3600, 60).Drive(600, 0).Drive(150*60, 60)
 		}, func(t *testing.T, res Result) { eq(t, "fatigue_events", res.FatigueEvents, 1) }},
-		{"gap longer than MaxGap is not driving", func() *scoringtest.Trip {
-			return scoringtest.NewTrip("v", morning(), 0).Drive(61, 60).Stop(10*time.Minute).Drive(61, 60)
-		},
+		{"gap longer than MaxGap is not driving", func() *trip { return newTrip("v", morning(), 0).Drive(61, 60).Stop(10*time.Minute).Drive(61, 60) },
 			func(t *testing.T, res Result) { eq(t, "driving_s", res.DrivingS, 120) }},
 	}
 	for _, c := range cases {
@@ -122,7 +114,7 @@ func TestDayCounters(t *testing.T) {
 
 func TestDayDistanceFilters(t *testing.T) {
 	r := DefaultRules()
-	base := func() *scoringtest.Trip { return scoringtest.NewTrip("v", morning(), 2) }
+	base := func() *trip { return newTrip("v", morning(), 2) }
 	_, clean := scoreDay(&r, base().Drive(601, 60).Evs)
 	cases := []struct {
 		name    string
@@ -133,12 +125,12 @@ func TestDayDistanceFilters(t *testing.T) {
 		factor  float64
 		hdopRej int64
 	}{
-		{"one jump out and back is rejected", base().Drive(601, 60, scoringtest.At(300, 301, func(ev *telemetry.Event) { ev.Lat += 0.5 })).Evs,
+		{"one jump out and back is rejected", base().Drive(601, 60, at(300, 301, func(ev *telemetry.Event) { ev.Lat += 0.5 })).Evs,
 			clean.GPSKm, 1, nil, 1, 0},
-		{"three jumps flag teleport", base().Drive(601, 60, scoringtest.At(100, 101, func(ev *telemetry.Event) { ev.Lat += 0.5 }),
-			scoringtest.At(200, 201, func(ev *telemetry.Event) { ev.Lat -= 0.5 }), scoringtest.At(300, 301, func(ev *telemetry.Event) { ev.Lon += 0.5 })).Evs,
+		{"three jumps flag teleport", base().Drive(601, 60, at(100, 101, func(ev *telemetry.Event) { ev.Lat += 0.5 }),
+			at(200, 201, func(ev *telemetry.Event) { ev.Lat -= 0.5 }), at(300, 301, func(ev *telemetry.Event) { ev.Lon += 0.5 })).Evs,
 			clean.GPSKm, 3, []string{FlagTeleport}, 0.5, 0},
-		{"HDOP filter", base().Drive(601, 60, scoringtest.At(100, 200, func(ev *telemetry.Event) { ev.HDOP = 12; ev.Lat += 0.0003 })).Evs,
+		{"HDOP filter", base().Drive(601, 60, at(100, 200, func(ev *telemetry.Event) { ev.HDOP = 12; ev.Lat += 0.0003 })).Evs,
 			clean.GPSKm, 0, nil, 1, 100},
 		{"static jitter is not distance", base().Drive(601, 0, func(i int, ev *telemetry.Event) { ev.Lat += float64(i%5) * 2e-5 }).Evs,
 			0, 0, nil, 1, 0},
@@ -183,12 +175,12 @@ func TestDayFraudFlags(t *testing.T) {
 		evs  []telemetry.Event
 		flag string
 	}{
-		{"odometer rollback", scoringtest.NewTrip("v", morning(), 1).Drive(601, 60, scoringtest.At(300, 601, func(ev *telemetry.Event) { ev.OdometerKm -= 5 })).Evs, FlagRollback},
-		{"odometer disagrees", scoringtest.NewTrip("v", morning(), 1).Drive(1201, 60, func(_ int, ev *telemetry.Event) { ev.OdometerKm = 10000 + (ev.OdometerKm-10000)/3 }).Evs, FlagMismatch},
-		{"two devices", scoringtest.NewTrip("v", morning(), 1).Drive(601, 60, scoringtest.At(400, 401, func(ev *telemetry.Event) { ev.DeviceID = "other" })).Evs, FlagMultiDevice},
-		{"generated trace", scoringtest.NewTrip("v", morning(), 0).Drive(3601, 60).Evs, FlagTooRegular},
-		{"generated trace with accelerations", scoringtest.NewTrip("v", morning(), 0).Drive(1200, 60).Drive(1200, 80).Drive(1201, 50).Evs, FlagTooRegular},
-		{"generated trace, coordinates rounded to 1e-6", scoringtest.NewTrip("v", morning(), 0).Drive(1200, 32, round6).Drive(1200, 39.4, round6).Drive(1201, 62, round6).Evs, FlagTooRegular},
+		{"odometer rollback", newTrip("v", morning(), 1).Drive(601, 60, at(300, 601, func(ev *telemetry.Event) { ev.OdometerKm -= 5 })).Evs, FlagRollback},
+		{"odometer disagrees", newTrip("v", morning(), 1).Drive(1201, 60, func(_ int, ev *telemetry.Event) { ev.OdometerKm = 10000 + (ev.OdometerKm-10000)/3 }).Evs, FlagMismatch},
+		{"two devices", newTrip("v", morning(), 1).Drive(601, 60, at(400, 401, func(ev *telemetry.Event) { ev.DeviceID = "other" })).Evs, FlagMultiDevice},
+		{"generated trace", newTrip("v", morning(), 0).Drive(3601, 60).Evs, FlagTooRegular},
+		{"generated trace with accelerations", newTrip("v", morning(), 0).Drive(1200, 60).Drive(1200, 80).Drive(1201, 50).Evs, FlagTooRegular},
+		{"generated trace, coordinates rounded to 1e-6", newTrip("v", morning(), 0).Drive(1200, 32, round6).Drive(1200, 39.4, round6).Drive(1201, 62, round6).Evs, FlagTooRegular},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -213,16 +205,16 @@ func TestDayFraudFlags(t *testing.T) {
 		name string
 		evs  []telemetry.Event
 	}{
-		{"real box with ms jitter", scoringtest.NewTrip("v", morning(), 3).Drive(3601, 60).Evs},
-		{"real box stamping exact GPS seconds", scoringtest.NewTrip("v", morning(), 3).Drive(3601, 60, func(i int, ev *telemetry.Event) {
+		{"real box with ms jitter", newTrip("v", morning(), 3).Drive(3601, 60).Evs},
+		{"real box stamping exact GPS seconds", newTrip("v", morning(), 3).Drive(3601, 60, func(i int, ev *telemetry.Event) {
 			ev.TimeMs = morning().UnixMilli() + int64(i)*1000
 		}).Evs},
-		{"real box stamping exact GPS seconds, coordinates rounded to 1e-6", scoringtest.NewTrip("v", morning(), 4).Drive(3601, 60, func(i int, ev *telemetry.Event) {
+		{"real box stamping exact GPS seconds, coordinates rounded to 1e-6", newTrip("v", morning(), 4).Drive(3601, 60, func(i int, ev *telemetry.Event) {
 			ev.TimeMs = morning().UnixMilli() + int64(i)*1000
 			round6(i, ev)
 			ev.SpeedKmh = math.Round(ev.SpeedKmh*10) / 10
 		}).Evs},
-		{"exact trace, too short to judge", scoringtest.NewTrip("v", morning(), 0).Drive(500, 60).Evs},
+		{"exact trace, too short to judge", newTrip("v", morning(), 0).Drive(500, 60).Evs},
 	}
 	for _, c := range honest {
 		t.Run("not flagged: "+c.name, func(t *testing.T) {
@@ -242,7 +234,7 @@ func round6(_ int, ev *telemetry.Event) {
 
 func TestDayLateEventsAndDeterminism(t *testing.T) {
 	r := DefaultRules()
-	evs := scoringtest.NewTrip("v", morning(), 5).Drive(601, 60).Evs
+	evs := newTrip("v", morning(), 5).Drive(601, 60).Evs
 	d1, res1 := scoreDay(&r, evs)
 
 	// An old event re-delivered in the middle: counted, hashed, moves nothing.

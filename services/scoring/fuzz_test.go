@@ -3,8 +3,6 @@ package scoring
 import (
 	"testing"
 	"time"
-
-	"github.com/minecart/minecart/services/scoring/scoringtest"
 )
 
 // FuzzDayState feeds arbitrary bytes to the changelog decoder. Invariants:
@@ -12,7 +10,7 @@ import (
 // the same Day.
 func FuzzDayState(f *testing.F) {
 	r := DefaultRules()
-	d, _ := scoreDay(&r, scoringtest.NewTrip("v", morning(), 1).Drive(200, 60, scoringtest.At(50, 51, scoringtest.LonAccel(-0.5))).Evs)
+	d, _ := scoreDay(&r, newTrip("v", morning(), 1).Drive(200, 60, at(50, 51, lonAccel(-0.5))).Evs)
 	f.Add(d.AppendBinary(nil))
 	empty := NewDay(0, 86400000, 5*3600000)
 	f.Add(empty.AppendBinary(nil))

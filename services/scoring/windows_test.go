@@ -204,7 +204,7 @@ func mixedTraffic(n, days int) []telemetry.Event {
 	var all []telemetry.Event
 	start := time.Date(2026, 11, 24, 20, 0, 0, 0, shanghai)
 	for v := range n {
-		tr := scoringtest.NewTrip(fmt.Sprintf("v%02d", v), start.Add(time.Duration(v)*7*time.Minute), uint64(v+1))
+		tr := newTrip(fmt.Sprintf("v%02d", v), start.Add(time.Duration(v)*7*time.Minute), uint64(v+1))
 		tr.PeriodMs = 30000
 		for range days {
 			tr.Drive(360, 50+float64(v)).Stop(20 * time.Hour)
