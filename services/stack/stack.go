@@ -33,7 +33,7 @@ import (
 	"github.com/minecart/minecart/services/ledger/proofs"
 	ledgerstage "github.com/minecart/minecart/services/ledger/stage"
 	"github.com/minecart/minecart/services/owner"
-	"github.com/minecart/minecart/services/scoring"
+	scoringstage "github.com/minecart/minecart/services/scoring/stage"
 	settleapi "github.com/minecart/minecart/services/settlement/api"
 	settlestage "github.com/minecart/minecart/services/settlement/stage"
 	"github.com/minecart/minecart/services/sink"
@@ -166,7 +166,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	sc, err := scoring.NewStage(scoring.Config{IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+	sc, err := scoringstage.NewStage(scoringstage.Config{IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("scoring: %w", err)
 	}
@@ -192,8 +192,20 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		s.goRun(runCtx, st.Name, func(ctx context.Context) error { return kafka.Run(ctx, s.Pipelines, st) })
 	}
 	if cfg.ClickHouseDSN != "" {
+		conn, err := sink.Open(cfg.ClickHouseDSN)
+		if err != nil {
+			return nil, fmt.Errorf("sink: %w", err)
+		}
+		s.closers = append(s.closers, conn.Close)
+		sinkStage, err := sink.NewStage(sink.Config{Conn: conn, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("sink: %w", err)
+		}
 		s.goRun(runCtx, "sink", func(ctx context.Context) error {
-			return sink.Run(ctx, sink.Config{Runtime: s.Pipelines, DSN: cfg.ClickHouseDSN})
+			if err := sink.Migrate(ctx, conn, log); err != nil {
+				return err
+			}
+			return kafka.RunSink(ctx, s.Pipelines, sinkStage)
 		})
 	}
 
