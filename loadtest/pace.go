@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/pipelines"
 )
 
 // Paced releases each chunk once its window has passed on a clock running
@@ -19,16 +20,7 @@ func Paced(ctx context.Context, chunks iter.Seq[fleet.Chunk], speedup float64, n
 		now = time.Now
 	}
 	if sleep == nil {
-		sleep = func(ctx context.Context, d time.Duration) error {
-			t := time.NewTimer(d)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-t.C:
-				return nil
-			}
-		}
+		sleep = pipelines.Sleep
 	}
 	return func(yield func(fleet.Chunk) bool) {
 		var simStart time.Time

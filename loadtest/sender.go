@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -104,7 +105,7 @@ func (c SenderConfig) withDefaults() SenderConfig {
 		c.Now = time.Now
 	}
 	if c.Sleep == nil {
-		c.Sleep = sleep
+		c.Sleep = pipelines.Sleep
 	}
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = time.Second
@@ -134,17 +135,6 @@ func (c SenderConfig) Validate() error {
 		return errors.New("sender: negative ResendEvery")
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Report is what a load run achieved.

@@ -185,3 +185,16 @@ func RejectCode(err error) (string, bool) {
 	}
 	return "", false
 }
+
+// Sleep waits d or until ctx is done (then it returns ctx.Err()): the one
+// context-aware wait of minecart's retry loops.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

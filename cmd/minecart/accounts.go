@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -22,7 +23,7 @@ import (
 // records of the compacted accounts topic that the settlement stage reads
 // in order.
 
-func accountsCommand() *ff.Command {
+func accountsCommand(stdout io.Writer) *ff.Command {
 	var kf daemon.Kafka
 	cmd := adminCommand("accounts", "bind vehicles to owner accounts", &kf)
 	var vehicle, owner string
@@ -35,7 +36,7 @@ func accountsCommand() *ff.Command {
 			if err := a.bindVehicle(ctx, vehicle, owner, time.Now()); err != nil {
 				return err
 			}
-			fmt.Printf("vehicle %s bound to owner %s\n", vehicle, owner)
+			fmt.Fprintf(stdout, "vehicle %s bound to owner %s\n", vehicle, owner)
 			return nil
 		})
 	})
@@ -44,7 +45,7 @@ func accountsCommand() *ff.Command {
 			if err := a.unbindVehicle(ctx, vehicle); err != nil {
 				return err
 			}
-			fmt.Printf("vehicle %s unbound\n", vehicle)
+			fmt.Fprintf(stdout, "vehicle %s unbound\n", vehicle)
 			return nil
 		})
 	})
@@ -57,7 +58,7 @@ func accountsCommand() *ff.Command {
 			for i, b := range list {
 				rows[i] = []any{b.VehicleID, b.Owner, b.UpdatedAt.Format(time.RFC3339)}
 			}
-			return errors.Join(printTable("VEHICLE OWNER UPDATED", rows), err)
+			return errors.Join(printTable(stdout, "VEHICLE OWNER UPDATED", rows), err)
 		})
 	})
 	return cmd

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,7 +19,6 @@ import (
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
-	"github.com/minecart/minecart/services/ledger"
 )
 
 // adminCommand declares a command whose subcommands reach Kafka: it holds
@@ -31,7 +30,8 @@ func adminCommand(name, short string, kf *daemon.Kafka) *ff.Command {
 
 // sub declares a subcommand of parent that takes no arguments.
 func sub(parent *ff.Command, name, short string, flags func(fs *flag.FlagSet), exec func(ctx context.Context) error) {
-	parent.Subcommands = append(parent.Subcommands, newCommand(parent, name, "", short, flags, noArgs(exec)))
+	parent.Subcommands = append(parent.Subcommands, newCommand(parent, name, "", short, flags,
+		func(ctx context.Context, _ []string) error { return exec(ctx) }))
 }
 
 // admin is what an administrative command needs: a producer, the serde and
@@ -71,7 +71,7 @@ func (a *admin) table(ctx context.Context, topic string) (*kafka.Table, error) {
 	return t, nil
 }
 
-func devicesCommand() *ff.Command {
+func devicesCommand(stdout io.Writer) *ff.Command {
 	var kf daemon.Kafka
 	cmd := adminCommand("devices", "provision telemetry boxes", &kf)
 	var id, vehicle, tz, auth, key string
@@ -95,9 +95,9 @@ func devicesCommand() *ff.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("device %s added for vehicle %s (%s)\n", d.ID, d.VehicleID, d.Auth)
+			fmt.Fprintf(stdout, "device %s added for vehicle %s (%s)\n", d.ID, d.VehicleID, d.Auth)
 			if d.Auth == gateway.AuthHMAC && key == "" {
-				fmt.Printf("secret %s   (shown once: provision it into the box)\n", hex.EncodeToString(d.Key))
+				fmt.Fprintf(stdout, "secret %s   (shown once: provision it into the box)\n", hex.EncodeToString(d.Key))
 			}
 			return nil
 		})
@@ -109,7 +109,7 @@ func devicesCommand() *ff.Command {
 			for i, d := range list {
 				rows[i] = []any{d.ID, d.VehicleID, d.VehicleTZ, d.Auth, d.Status, d.Updated.Format(time.RFC3339)}
 			}
-			return errors.Join(printTable("DEVICE VEHICLE TZ AUTH STATUS UPDATED", rows), err)
+			return errors.Join(printTable(stdout, "DEVICE VEHICLE TZ AUTH STATUS UPDATED", rows), err)
 		})
 	})
 	sub(cmd, "revoke", "revoke a device: its uploads are refused from now on", idFlag, func(ctx context.Context) error {
@@ -118,7 +118,7 @@ func devicesCommand() *ff.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("device %s revoked\n", d.ID)
+			fmt.Fprintf(stdout, "device %s revoked\n", d.ID)
 			return nil
 		})
 	})
@@ -150,52 +150,6 @@ func withAdmin(ctx context.Context, kf *daemon.Kafka, fn func(a *admin) error) e
 	return fn(a)
 }
 
-func ledgerCommand() *ff.Command {
-	var kf daemon.Kafka
-	cmd := adminCommand("ledger", "check the book with no trust in the operator", &kf)
-	source := func(fs *flag.FlagSet) {
-		fs.String("blocks-topic", "", "blocks topic (default minecart.ledger.blocks)")
-		fs.String("file", "", "read an export file instead of the blocks topic")
-	}
-	pubkey := func(fs *flag.FlagSet) {
-		fs.String("pubkey", "", "ledger public key file (base64, hex, verifier key or PEM)")
-	}
-	for _, c := range []struct {
-		name, args, short string
-		flags             func(fs *flag.FlagSet)
-	}{
-		{"verify", "", "re-verify the whole book (blocks topic or export): every leaf, root, block link and signature",
-			func(fs *flag.FlagSet) { source(fs); pubkey(fs) }},
-		{"export", "FILE", "write the blocks topic to an export file", source},
-		{"prove", "ENTRY", "print a proof bundle (JSON) of an entry id or leaf index",
-			func(fs *flag.FlagSet) { source(fs); pubkey(fs) }},
-		{"check-proof", "FILE", "check a proof bundle offline", pubkey},
-		{"pubkey", "", "print the ledger's public and verifier keys", func(fs *flag.FlagSet) {
-			fs.String("key", "", "ledger private key file")
-			fs.String("origin", "minecart/ledger", "log origin")
-		}},
-	} {
-		var sc *ff.Command
-		sc = newCommand(cmd, c.name, c.args, c.short, c.flags, func(ctx context.Context, args []string) error {
-			// The ledger's own command line: the flags set here (or by
-			// the environment), then the arguments left.
-			line := []string{c.name}
-			err := sc.Flags.WalkFlags(func(f ff.Flag) error {
-				if name, ok := f.GetLongName(); ok && f.IsSet() {
-					line = append(line, "--"+name+"="+f.GetValue())
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			return ledger.Command(ctx, append(line, args...), os.Stdout)
-		})
-		cmd.Subcommands = append(cmd.Subcommands, sc)
-	}
-	return cmd
-}
-
 // authKind maps the CLI's short names to the registry's auth kinds; other
 // values pass through, and the registry refuses what it does not know.
 func authKind(s string) gateway.AuthKind {
@@ -209,8 +163,8 @@ func authKind(s string) gateway.AuthKind {
 }
 
 // printTable writes rows under the space-separated header as aligned columns.
-func printTable(header string, rows [][]any) error {
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+func printTable(stdout io.Writer, header string, rows [][]any) error {
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, strings.ReplaceAll(header, " ", "\t"))
 	for _, r := range rows {
 		for i, v := range r {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"sort"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 // `minecart catalog ...`: a partner's items are records of the compacted
 // catalog topic that the settlement stage reads in order.
 
-func catalogCommand() *ff.Command {
+func catalogCommand(stdout io.Writer) *ff.Command {
 	var kf daemon.Kafka
 	cmd := adminCommand("catalog", "manage a partner's catalog", &kf)
 	var partner, item, title string
@@ -44,7 +45,7 @@ func catalogCommand() *ff.Command {
 			if err := a.putCatalogItem(ctx, it); err != nil {
 				return err
 			}
-			fmt.Printf("item %s/%s at %d points\n", partner, item, price)
+			fmt.Fprintf(stdout, "item %s/%s at %d points\n", partner, item, price)
 			return nil
 		})
 	})
@@ -53,7 +54,7 @@ func catalogCommand() *ff.Command {
 			if err := a.removeCatalogItem(ctx, partner, item); err != nil {
 				return err
 			}
-			fmt.Printf("item %s/%s removed\n", partner, item)
+			fmt.Fprintf(stdout, "item %s/%s removed\n", partner, item)
 			return nil
 		})
 	})
@@ -68,7 +69,7 @@ func catalogCommand() *ff.Command {
 				}
 				rows[i] = []any{it.Partner, it.ItemID, it.Title, it.PricePoints, st, it.Active}
 			}
-			return errors.Join(printTable("PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
+			return errors.Join(printTable(stdout, "PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
 		})
 	})
 	return cmd

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -25,7 +26,7 @@ func brokerCommand() *ff.Command {
 		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:9092", "Kafka listen address")
 		fs.StringVar(&cfg.DataDir, "data-dir", ".minecart/kafka", "directory the broker persists its log, groups and transactions in")
 		fs.BoolVar(&cfg.SyncWrites, "sync-writes", false, "fsync every produced batch")
-	}, noArgs(func(ctx context.Context) error { return brokerRun(ctx, cfg) }))
+	}, func(ctx context.Context, _ []string) error { return brokerRun(ctx, cfg) })
 }
 
 func brokerRun(ctx context.Context, cfg broker.Config) error {
@@ -49,20 +50,20 @@ func clickhouseCommand() *ff.Command {
 	return newCommand(nil, "clickhouse", "", "run the embedded ClickHouse server alone (chDB over ClickHouse's HTTP interface)", func(fs *flag.FlagSet) {
 		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8123", "HTTP listen address (ClickHouse's HTTP interface)")
 		fs.StringVar(&cfg.DataDir, "data-dir", ".minecart/clickhouse", "directory of the databases")
-	}, noArgs(func(ctx context.Context) error {
+	}, func(ctx context.Context, _ []string) error {
 		cfg.Logger = slog.Default()
 		return chserver.Serve(ctx, cfg)
-	}))
+	})
 }
 
-func migrateCommand() *ff.Command {
+func migrateCommand(stdout io.Writer) *ff.Command {
 	var dsn string
 	return newCommand(nil, "migrate", "", "apply the ClickHouse migrations (infra/clickhouse)", func(fs *flag.FlagSet) {
 		fs.StringVar(&dsn, "clickhouse", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://user:pass@host:9000/db")
-	}, noArgs(func(ctx context.Context) error { return migrate(ctx, dsn) }))
+	}, func(ctx context.Context, _ []string) error { return migrate(ctx, dsn, stdout) })
 }
 
-func migrate(ctx context.Context, dsn string) error {
+func migrate(ctx context.Context, dsn string, stdout io.Writer) error {
 	conn, err := sink.Open(dsn)
 	if err != nil {
 		return err
@@ -75,6 +76,6 @@ func migrate(ctx context.Context, dsn string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("ClickHouse schema up to date: %d migrations applied\n", len(applied))
+	fmt.Fprintf(stdout, "ClickHouse schema up to date: %d migrations applied\n", len(applied))
 	return nil
 }

@@ -24,7 +24,7 @@ import (
 
 func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})))
-	daemon.Main("minecart", func(ctx context.Context, args []string) error { return run(ctx, args, os.Stderr) })
+	daemon.Main("minecart", func(ctx context.Context, args []string) error { return run(ctx, args, os.Stdout, os.Stderr) })
 }
 
 // logLevel is info, or debug when MINECART_DEBUG is set.
@@ -35,14 +35,15 @@ func logLevel() slog.Level {
 	return slog.LevelInfo
 }
 
-// newRoot declares every command of minecart.
-func newRoot() *ff.Command {
+// newRoot declares every command of minecart; they write their results to
+// stdout.
+func newRoot(stdout io.Writer) *ff.Command {
 	root := &ff.Command{Name: "minecart", Usage: "minecart COMMAND [FLAGS]", Flags: ff.NewFlagSet("minecart"),
 		ShortHelp: "drive and mine: the whole pipeline on one machine, its infrastructure and its tools",
 		LongHelp:  "`minecart COMMAND -h` gives a command's flags. MINECART_DEBUG=1 logs at debug level."}
 	root.Subcommands = []*ff.Command{
-		runCommand(), brokerCommand(), clickhouseCommand(), migrateCommand(),
-		devicesCommand(), accountsCommand(), catalogCommand(), ledgerCommand(),
+		runCommand(), brokerCommand(), clickhouseCommand(), migrateCommand(stdout),
+		devicesCommand(stdout), accountsCommand(stdout), catalogCommand(stdout), ledgerCommand(stdout),
 	}
 	for _, c := range root.Subcommands {
 		parents(c)
@@ -82,8 +83,8 @@ func (e usageError) Unwrap() error { return e.error }
 // run parses args into the tree and runs the command they select. Help
 // (-h, or a command line that selects nothing to run) goes to stderr;
 // errors are named by the command: "devices add: ...".
-func run(ctx context.Context, args []string, stderr io.Writer) error {
-	root := newRoot()
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := newRoot(stdout)
 	err := root.Parse(args, ff.WithEnvVarPrefix(daemon.EnvPrefix))
 	if err != nil {
 		if inner := errors.Unwrap(err); inner != nil {
@@ -118,7 +119,8 @@ func path(c *ff.Command) string {
 // the arguments args ("" for none, else their names for the usage line):
 // flags declares its flags on a standard flag set (so -name and --name are
 // the same), parsed by ff with the MINECART_* environment; the flags of
-// parent, if any, are valid here too.
+// parent, if any, are valid here too, and flags may also follow the
+// arguments. exec gets the arguments.
 func newCommand(parent *ff.Command, name, args, short string, flags func(fs *flag.FlagSet), exec func(ctx context.Context, args []string) error) *ff.Command {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	if flags != nil {
@@ -126,22 +128,36 @@ func newCommand(parent *ff.Command, name, args, short string, flags func(fs *fla
 	}
 	ffs := ff.NewFlagSetFrom(name, fs)
 	usage := "minecart " + name
+	var parentFlags *ff.FlagSet
 	if parent != nil {
-		ffs.SetParent(parent.Flags.(*ff.FlagSet))
+		parentFlags = parent.Flags.(*ff.FlagSet)
+		ffs.SetParent(parentFlags)
 		usage = "minecart " + parent.Name + " " + name
 	}
 	if args != "" {
 		usage += " " + args
 	}
-	return &ff.Command{Name: name, Usage: usage + " [FLAGS]", ShortHelp: short, Flags: ffs, Exec: exec}
-}
-
-// noArgs wraps the exec of a command that takes no arguments.
-func noArgs(exec func(ctx context.Context) error) func(context.Context, []string) error {
-	return func(ctx context.Context, args []string) error {
-		if len(args) > 0 {
-			return usageError{fmt.Errorf("unexpected arguments %q", args)}
+	c := &ff.Command{Name: name, Usage: usage + " [FLAGS]", ShortHelp: short, Flags: ffs}
+	if exec != nil {
+		c.Exec = func(ctx context.Context, rest []string) error {
+			var pos []string
+			for len(rest) > 0 {
+				if !strings.HasPrefix(rest[0], "-") || rest[0] == "-" {
+					pos, rest = append(pos, rest[0]), rest[1:]
+					continue
+				}
+				// Flags after an argument: parsed last, so they win too.
+				more := ff.NewFlagSetFrom(name, fs).SetParent(parentFlags)
+				if err := more.Parse(rest); err != nil {
+					return usageError{err}
+				}
+				rest = more.GetArgs()
+			}
+			if args == "" && len(pos) > 0 {
+				return usageError{fmt.Errorf("unexpected arguments %q", pos)}
+			}
+			return exec(ctx, pos)
 		}
-		return exec(ctx)
 	}
+	return c
 }

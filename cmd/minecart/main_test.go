@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -22,7 +23,7 @@ func commands() map[string]*ff.Command {
 			walk(append(slices.Clone(prefix), s.Name), s)
 		}
 	}
-	walk(nil, newRoot())
+	walk(nil, newRoot(io.Discard))
 	return out
 }
 
@@ -36,7 +37,7 @@ func TestHelp(t *testing.T) {
 		}
 		var stderr bytes.Buffer
 		args := append(strings.Fields(path), "-h")
-		if err := run(t.Context(), args, &stderr); !errors.Is(err, flag.ErrHelp) {
+		if err := run(t.Context(), args, io.Discard, &stderr); !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%q: %v", args, err)
 		}
 		help := stderr.String()
@@ -75,7 +76,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"migrate", "extra"}, `migrate: unexpected arguments ["extra"]`},
 	} {
 		var stderr bytes.Buffer
-		err := run(t.Context(), tc.args, &stderr)
+		err := run(t.Context(), tc.args, io.Discard, &stderr)
 		if err == nil || err.Error() != tc.err {
 			t.Errorf("%q: error %v, want %q", tc.args, err, tc.err)
 		}
@@ -89,15 +90,15 @@ func TestUsageErrors(t *testing.T) {
 // MINECART_* variables; the command line wins.
 func TestEnvironment(t *testing.T) {
 	t.Setenv("MINECART_CLICKHOUSE", "http://127.0.0.1:1/default")
-	if err := run(t.Context(), []string{"migrate"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1:") {
+	if err := run(t.Context(), []string{"migrate"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1:") {
 		t.Errorf("migrate with MINECART_CLICKHOUSE: %v", err)
 	}
-	if err := run(t.Context(), []string{"migrate", "--clickhouse", "http://127.0.0.1:2/default"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "127.0.0.1:2:") {
+	if err := run(t.Context(), []string{"migrate", "--clickhouse", "http://127.0.0.1:2/default"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "127.0.0.1:2:") {
 		t.Errorf("migrate --clickhouse: %v", err)
 	}
 	t.Setenv("MINECART_KAFKA_SASL", "nonsense")
 	for _, args := range [][]string{{"devices", "list"}, {"accounts", "list"}, {"catalog", "list"}} {
-		if err := run(t.Context(), args, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "kafka-sasl") {
+		if err := run(t.Context(), args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "kafka-sasl") {
 			t.Errorf("%q with MINECART_KAFKA_SASL: %v", args, err)
 		}
 	}
@@ -129,7 +130,7 @@ func TestREADME(t *testing.T) {
 		got = append(got, cmd)
 	}
 	var want []string
-	for _, c := range newRoot().Subcommands {
+	for _, c := range newRoot(io.Discard).Subcommands {
 		cmd := c.Name
 		for _, s := range c.Subcommands {
 			cmd += " " + s.Name

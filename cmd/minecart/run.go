@@ -50,7 +50,7 @@ func runCommand() *ff.Command {
 		fs.StringVar(&f.chAddr, "clickhouse-addr", "127.0.0.1:8123", "embedded ClickHouse HTTP listen address (empty: no ClickHouse)")
 		fs.DurationVar(&f.idle, "idle-timeout", 15*time.Second, "scoring closes a quiet partition's days after this much wall-clock silence")
 		fs.StringVar(&f.format, "format", loadtest.FormatJSON, "device batch format: json or avro")
-	}, noArgs(func(ctx context.Context) error { return runPipeline(ctx, f) }))
+	}, func(ctx context.Context, _ []string) error { return runPipeline(ctx, f) })
 }
 
 // runPipeline is `minecart run`.

@@ -130,6 +130,7 @@ func TestHTTPFormats(t *testing.T) {
 	}
 	// URL settings apply to one request only.
 	st, _, body = do(t, "GET", "SELECT getSetting('max_threads') = 3, currentDatabase()", nil, nil)
+	mustOK(t, st, body)
 	if body != "0\tdefault\n" {
 		t.Errorf("settings leaked: %q", body)
 	}

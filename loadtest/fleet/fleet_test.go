@@ -339,8 +339,7 @@ func TestProfilesDiffer(t *testing.T) {
 		a.moving += d.MovingSeconds
 		a.night += d.NightKm
 	}
-	calm, avg, agr := per[Calm], per[Aggressive], per[Aggressive]
-	avg = per[Average]
+	calm, avg, agr := per[Calm], per[Average], per[Aggressive]
 	rate := func(a *agg, n float64) float64 { return 100 * n / a.km } // per 100 km
 	t.Logf("harsh accel /100km: calm %.2f average %.2f aggressive %.2f", rate(calm, calm.harshAccel), rate(avg, avg.harshAccel), rate(agr, agr.harshAccel))
 	t.Logf("harsh brake /100km: calm %.2f average %.2f aggressive %.2f", rate(calm, calm.harshBrake), rate(avg, avg.harshBrake), rate(agr, agr.harshBrake))

@@ -259,13 +259,6 @@ func (v *vehicle) sample(ev *[]telemetry.Event, days *[]DayTruth) {
 	v.nextSample = t + w.interval
 }
 
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // noise is a standard normal draw, or 0 for a synthetic box.
 func (v *vehicle) noise() float64 {
 	if v.info.Fraud == FraudSynthetic {

@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -147,18 +146,6 @@ func (c Config) backoff(n int) time.Duration {
 		d *= 2
 	}
 	return min(d, c.MaxRetryBackoff)
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // kgoLogger sends franz-go's warnings and errors to slog.

@@ -64,7 +64,7 @@ func Run(ctx context.Context, cfg Config, st pipelines.Stage) error {
 		}
 		d := cfg.backoff(min(attempt, 10))
 		log.Error("stage session failed; restarting", "err", err, "in", d)
-		if sleepCtx(ctx, d) != nil {
+		if pipelines.Sleep(ctx, d) != nil {
 			return nil
 		}
 		if err == nil {
@@ -357,7 +357,7 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	d := r.cfg.backoff(min(r.failures, 10))
 	r.failures++
 	r.log.Error("batch aborted", "records", n, "err", perr, "retry_in", d)
-	_ = sleepCtx(ctx, d)
+	_ = pipelines.Sleep(ctx, d)
 	return nil
 }
 
@@ -385,7 +385,7 @@ func (r *runner) process(ctx context.Context, t *task, kr *kgo.Record) error {
 		r.m.retries.WithLabelValues(r.st.Name).Inc()
 		r.log.Warn("record failed; retrying", "topic", rec.Topic, "partition", rec.Partition,
 			"offset", rec.Offset, "attempt", attempt+1, "err", err)
-		if err := sleepCtx(ctx, r.cfg.backoff(attempt)); err != nil {
+		if err := pipelines.Sleep(ctx, r.cfg.backoff(attempt)); err != nil {
 			return fmt.Errorf("retry: %w", err)
 		}
 	}

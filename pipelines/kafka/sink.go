@@ -193,7 +193,7 @@ func (s *sink) writeAndCommit(ctx context.Context) {
 			paused = true
 		}
 		s.cl.AllowRebalance()
-		if ctx.Err() != nil || sleepCtx(ctx, d) != nil {
+		if ctx.Err() != nil || pipelines.Sleep(ctx, d) != nil {
 			s.log.Error("sink stopping with an unwritten batch; it will be read again", "rows", len(batch))
 			s.reset()
 			return

@@ -65,10 +65,6 @@ func (m *Metrics) HistogramVec(name, help string, buckets []float64, labels ...s
 	return register(m, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels))
 }
 
-// Collector registers c (a collector of another shape), or returns the one
-// already registered with its description.
-func Collector[C prometheus.Collector](m *Metrics, c C) C { return register(m, c) }
-
 func register[C prometheus.Collector](m *Metrics, c C) C {
 	if m.reg == nil {
 		return c

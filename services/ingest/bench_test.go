@@ -44,11 +44,9 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 	n, vehicles := *benchEvents, 2000
 	const warm = 8000
 	recs := make([]kafka.Output, 0, warm+n)
-	evs := make([]telemetry.Event, 0, warm+n)
 	for i := 0; i < warm+n; i++ {
 		ev := event(fmt.Sprintf("veh-%04d", i%vehicles), i/vehicles)
 		ev.FaultCodes = nil
-		evs = append(evs, ev)
 		recs = append(recs, kafka.Output{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID),
 			Value: codec.AppendEvent(nil, &ev), Headers: []pipelines.Header{{Key: "device", Value: []byte(ev.DeviceID)}}})
 	}

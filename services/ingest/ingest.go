@@ -126,7 +126,6 @@ type Processor struct {
 	m     *metrics
 	dedup *telemetry.Dedup
 	dirty map[string]struct{} // vehicles changed since the last Flush
-	snap  []byte
 }
 
 var (

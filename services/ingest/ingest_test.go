@@ -12,6 +12,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -165,15 +166,15 @@ func TestStage(t *testing.T) {
 	kafkatest.Produce(t, brokers, append(first, badRec)...)
 	kafkatest.Produce(t, brokers, batch(0, per/2)...) // a re-upload of the first half
 	stop := kafkatest.Run(t, kafkatest.Config(brokers), st)
-	clean := kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*per, 30*time.Second)
+	kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*per, 30*time.Second)
 	dead := kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 10*time.Second)
 	stop()
 	// Restart: a second re-upload, and new events.
 	kafkatest.Produce(t, brokers, batch(per/2, per+5)...)
 	stop = kafkatest.Run(t, kafkatest.Config(brokers), st)
-	clean = kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*(per+5), 30*time.Second)
+	kafkatest.WaitRecords(t, brokers, pipelines.TopicTelemetryClean, vehicles*(per+5), 30*time.Second)
 	stop()
-	clean, err = kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicTelemetryClean)
+	clean, err := kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicTelemetryClean)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,12 +195,12 @@ func TestStage(t *testing.T) {
 	if len(dead) != 1 {
 		t.Fatalf("%d dead letters", len(dead))
 	}
-	dl, err := schemas.SingleObject().DecodeAs(schemas.DeadLetter, dead[0].Value)
-	if err != nil {
+	var dl avro.DeadLetter
+	if err := schemas.SingleObject().Unmarshal(dead[0].Value, &dl); err != nil {
 		t.Fatal(err)
 	}
-	if dl["reason_code"] != telemetry.CodeSpeed || string(dl["value"].([]byte)) != string(badRec.Value) {
-		t.Fatalf("dead letter: %v", dl["reason_code"])
+	if dl.ReasonCode != telemetry.CodeSpeed || string(dl.Value) != string(badRec.Value) {
+		t.Fatalf("dead letter: %v", dl.ReasonCode)
 	}
 	// The changelog holds a few records per vehicle (one per batch), not one per event.
 	cl, err := kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicIngestChangelog)

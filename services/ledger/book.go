@@ -224,14 +224,12 @@ type Appended struct {
 	Block     *Block
 }
 
-// ErrDuplicate is returned by Append for an entry whose id the book holds.
-var ErrDuplicate = errors.New("ledger: duplicate id")
-
 // Append appends the release's entries in order as blocks of at most
 // maxPerBlock entries, signed by s, and returns the blocks and the
 // appended entries. Entries whose credit or request id the book already
 // holds (or that repeat within the release) are skipped and reported in
-// skipped. A release whose entries are all skipped makes no block.
+// skipped. A release whose entries are all skipped makes no block. A
+// signing error (NewSigner's checks rule it out) leaves the book unusable.
 func (b *Book) Append(rel Release, maxPerBlock int, s *Signer) (blocks []*Block, out []Appended, skipped []Entry, err error) {
 	if maxPerBlock < 1 {
 		return nil, nil, nil, fmt.Errorf("max entries per block %d, want >= 1", maxPerBlock)
@@ -280,7 +278,9 @@ func (b *Book) Append(rel Release, maxPerBlock int, s *Signer) (blocks []*Block,
 			Height: b.height, PrevHash: b.last, TreeSize: b.tree.Size(), Root: b.tree.Root(),
 			FirstIndex: first, LastIndex: b.tree.Size() - 1, TimestampMs: rel.TimestampMs, Clock: rel.Clock,
 		}
-		blk.Signature, blk.Checkpoint = s.Sign(&blk.Header)
+		if blk.Signature, blk.Checkpoint, err = s.Sign(&blk.Header); err != nil {
+			return nil, nil, nil, err
+		}
 		if len(b.recent) == maxRecent {
 			b.baseHead, b.baseCP = b.recent[0].Header, b.recent[0].Checkpoint
 			b.recent = append(b.recent[:0], b.recent[1:]...)

@@ -1,10 +1,11 @@
 // Package ledger is minecart's reward ledger: an append-only, signed,
 // RFC 6962 Merkle log of credits (vehicle-day rewards), debits (redemptions)
-// and operator adjustments. The pure parts live here (entry and block
-// encodings, the book that appends and checks blocks, the verifier, proof
-// bundles, keys); the Kafka stage, the blocks-topic reader and the HTTP proof
-// server are thin layers over them. docs/ledger.md defines every encoding
-// byte by byte.
+// and operator adjustments. This package is the pure part, with no I/O but
+// files: entry and block encodings, the book that appends and checks
+// blocks, the verifier, exports, proof bundles, keys and checkpoints. The
+// stage (ledger/stage), the blocks topic reader (ledger/blocks) and the
+// proof API (ledger/proofs) are thin layers over it. docs/ledger.md defines
+// every encoding byte by byte.
 package ledger
 
 import (

@@ -1,24 +1,27 @@
-package ledger
+package ledger_test
 
 import (
 	"bytes"
 	"context"
 	"testing"
+
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/ledgertest"
 )
 
 // FuzzDecodeEntry: DecodeEntry never panics, and whatever it accepts is
 // canonical: it re-encodes to exactly the input.
 func FuzzDecodeEntry(f *testing.F) {
-	for _, e := range []Entry{
-		credit("veh-1", 3, 42),
-		{Kind: KindDebit, ID: "r", Account: "a", Amount: 1, Partner: "p", Item: "i", RedemptionID: "x", RequestedAtMs: 5},
-		{Kind: KindAdjustment, ID: "r2", VehicleID: "v", Amount: -7, Reason: "fix", Ref: "v/d"},
+	for _, e := range []ledger.Entry{
+		ledgertest.Credit("veh-1", 3, 42),
+		{Kind: ledger.KindDebit, ID: "r", Account: "a", Amount: 1, Partner: "p", Item: "i", RedemptionID: "x", RequestedAtMs: 5},
+		{Kind: ledger.KindAdjustment, ID: "r2", VehicleID: "v", Amount: -7, Reason: "fix", Ref: "v/d"},
 	} {
 		raw, _ := e.Encode()
 		f.Add(raw)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := DecodeEntry(b)
+		e, err := ledger.DecodeEntry(b)
 		if err != nil {
 			return
 		}
@@ -33,30 +36,30 @@ func FuzzDecodeEntry(f *testing.F) {
 // panics, and anything that verifies under the test key re-exports to the
 // same bytes.
 func FuzzReadExport(f *testing.F) {
-	s, _ := NewSigner("minecart.test/ledger", testKey(1))
-	_, blocks := smallBook(f, s)
-	f.Add(export(f, blocks))
-	f.Add(export(f, blocks[:1]))
-	f.Add([]byte(exportMagic))
+	s, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
+	_, blocks := ledgertest.SmallBook(f, s)
+	f.Add(ledgertest.Export(f, blocks))
+	f.Add(ledgertest.Export(f, blocks[:1]))
+	f.Add(ledgertest.Export(f, nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var got []*Block
-		src := ReadExport(bytes.NewReader(b))
-		collectSrc := blockFunc(func(ctx context.Context, fn func(*Block) error) error {
-			return src.Blocks(ctx, func(blk *Block) error {
+		var got []*ledger.Block
+		src := ledger.ReadExport(bytes.NewReader(b))
+		collectSrc := blockFunc(func(ctx context.Context, fn func(*ledger.Block) error) error {
+			return src.Blocks(ctx, func(blk *ledger.Block) error {
 				c := *blk
 				got = append(got, &c)
 				return fn(blk)
 			})
 		})
-		if _, err := Verify(context.Background(), collectSrc, s.Public()); err != nil {
+		if _, err := ledger.Verify(context.Background(), collectSrc, s.Public()); err != nil {
 			return
 		}
-		if re := export(t, got); !bytes.Equal(re, b) {
+		if re := ledgertest.Export(t, got); !bytes.Equal(re, b) {
 			t.Fatalf("verified export does not re-export to the same bytes")
 		}
 	})
 }
 
-type blockFunc func(ctx context.Context, fn func(*Block) error) error
+type blockFunc func(ctx context.Context, fn func(*ledger.Block) error) error
 
-func (f blockFunc) Blocks(ctx context.Context, fn func(*Block) error) error { return f(ctx, fn) }
+func (f blockFunc) Blocks(ctx context.Context, fn func(*ledger.Block) error) error { return f(ctx, fn) }

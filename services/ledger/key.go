@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // LoadOrCreateKey loads the ledger's Ed25519 key from path (PKCS #8 PEM),
@@ -41,7 +43,7 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	if err := writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(path+".pub", []byte(encodePub(pub)+"\n"), 0o644); err != nil {
+	if err := writeAtomic(path+".pub", []byte(EncodePublicKey(pub)+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	return priv, nil
@@ -110,19 +112,18 @@ func ParsePublicKey(text string) (ed25519.PublicKey, error) {
 	if raw, err := base64.StdEncoding.DecodeString(s); err == nil && len(raw) == ed25519.PublicKeySize {
 		return ed25519.PublicKey(raw), nil
 	}
-	// A verifier key: the name has no '+', the key id is 8 hex digits, the
-	// base64 key may contain '+'.
-	if name, rest, ok := strings.Cut(s, "+"); ok {
+	// A verifier key: "<name>+<key id>+<base64(0x01 || key)>" (the name
+	// has no '+', the base64 key may have some).
+	if _, rest, ok := strings.Cut(s, "+"); ok {
+		if _, err := note.NewVerifier(s); err != nil {
+			return nil, fmt.Errorf("public key: verifier key %q: %w", s, err)
+		}
 		_, b64, _ := strings.Cut(rest, "+")
 		raw, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != 0x01 {
+		if err != nil || len(raw) != 1+ed25519.PublicKeySize {
 			return nil, fmt.Errorf("public key: bad verifier key %q", s)
 		}
-		pub := ed25519.PublicKey(raw[1:])
-		if VerifierKey(name, pub) != s {
-			return nil, fmt.Errorf("public key: verifier key id does not match %q", s)
-		}
-		return pub, nil
+		return ed25519.PublicKey(raw[1:]), nil
 	}
 	return nil, errors.New("public key: want base64 or hex of 32 bytes, a verifier key or PEM")
 }
@@ -144,5 +145,5 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 	return ParsePublicKey(string(b))
 }
 
-// encodePub is the public key file's form: base64 of the 32 raw bytes.
-func encodePub(pub ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(pub) }
+// EncodePublicKey is the public key file's form: base64 of the 32 raw bytes.
+func EncodePublicKey(pub ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(pub) }

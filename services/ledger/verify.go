@@ -16,10 +16,17 @@ import (
 )
 
 // BlockSource yields the book's blocks in order from height 0: the blocks
-// topic (KafkaBlocks) or an export file (ReadExport). It stops at the end
-// of what is there when it is called.
+// topic (services/ledger/blocks) or an export file (ReadExport). It stops
+// at the end of what is there when it is called.
 type BlockSource interface {
 	Blocks(ctx context.Context, fn func(*Block) error) error
+}
+
+// LastBlockReader reads just the last published block (nil for an empty
+// book): a BlockSource that is one lets a writer check a book it kept
+// against the published head instead of re-reading the whole book.
+type LastBlockReader interface {
+	LastBlock(ctx context.Context) (*Block, error)
 }
 
 // Summary describes a verified book.
@@ -30,17 +37,23 @@ type Summary struct {
 	Debits      uint64
 	Adjustments uint64
 	Head        Header
+	First       string // the first block's signed checkpoint
 	Checkpoint  string // the last block's signed checkpoint
 }
 
 // Verify reads every block of src and checks it with no trust in whoever
 // serves it: every leaf and root recomputed, every header link, index,
 // signature and checkpoint checked against pub, no vehicle-day credited
-// twice. The first problem is returned as an *Inconsistency (or, for an
-// unreadable source, the read error wrapped in one).
+// twice; and, as a client holding the first checkpoint would, that the
+// last checkpoint is consistent with the first (CheckConsistency). The
+// first problem is returned as an *Inconsistency (or, for an unreadable
+// source, the read error wrapped in one).
 func Verify(ctx context.Context, src BlockSource, pub ed25519.PublicKey) (Summary, error) {
 	var sum Summary
-	_, err := replay(ctx, src, pub, func(blk *Block) {
+	book, err := replay(ctx, src, pub, func(blk *Block) {
+		if sum.Blocks == 0 {
+			sum.First = blk.Checkpoint
+		}
 		sum.Blocks++
 		sum.Head = blk.Header
 		sum.Checkpoint = blk.Checkpoint
@@ -56,7 +69,25 @@ func Verify(ctx context.Context, src BlockSource, pub ed25519.PublicKey) (Summar
 			}
 		}
 	})
-	return sum, err
+	if err != nil || sum.Blocks < 2 {
+		return sum, err
+	}
+	first, _ := VerifyCheckpoint(sum.First, pub) // Apply verified it
+	proof, err := book.Tree().ConsistencyProof(first.Size, sum.Head.TreeSize)
+	if err == nil {
+		err = CheckConsistency(sum.First, sum.Checkpoint, proof, pub)
+	}
+	if err != nil {
+		return sum, &Inconsistency{Block: sum.Head.Height, Entry: -1, What: "consistency with the first checkpoint: " + err.Error()}
+	}
+	return sum, nil
+}
+
+// Rebuild reads every block of src into a new book, verifying each as
+// Verify does (except the consistency of first and last checkpoints, which
+// the book's tree then guarantees): the book a writer resumes from.
+func Rebuild(ctx context.Context, src BlockSource, pub ed25519.PublicKey) (*Book, error) {
+	return replay(ctx, src, pub, nil)
 }
 
 // replay applies every block of src to a new book, calling each for every

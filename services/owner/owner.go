@@ -33,8 +33,8 @@ type Config struct {
 	// Conn is the ClickHouse holding the tables of infra/clickhouse
 	// (sink.Open gives one).
 	Conn driver.Conn
-	// Proofs serves inclusion proofs for ledger entries (LedgerProofs over
-	// a ledger.Reader's handler). Nil: entries are listed without proofs.
+	// Proofs serves inclusion proofs for ledger entries (a proofs.Server,
+	// or a proofs.Client). Nil: entries are listed without proofs.
 	Proofs Proofs
 	// Balances gives the balance of the account a vehicle's points go to
 	// (SettlementBalances). Nil: /points answers without a balance.

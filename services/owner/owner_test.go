@@ -25,6 +25,7 @@ import (
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
+	"github.com/minecart/minecart/services/ledger/proofs"
 	"github.com/minecart/minecart/services/owner"
 	"github.com/minecart/minecart/services/settlement"
 )
@@ -156,8 +157,8 @@ func (idle) Follow(ctx context.Context, _ func(*ledger.Block) error, _ func()) e
 }
 
 // seedLedger appends v-1's 20 credits and one of v-2 in 5 blocks, stores
-// every entry in ClickHouse and gives a Reader all blocks but the last.
-func seedLedger(t testing.TB, conn driver.Conn) *ledger.Reader {
+// every entry in ClickHouse and gives a proofs Server all blocks but the last.
+func seedLedger(t testing.TB, conn driver.Conn) *proofs.Server {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 	signer, err := ledger.NewSigner("minecart.test/ledger", key)
 	if err != nil {
@@ -181,7 +182,7 @@ func seedLedger(t testing.TB, conn driver.Conn) *ledger.Reader {
 	if err != nil || len(blocks) != 5 {
 		t.Fatalf("append: %d blocks, %v", len(blocks), err)
 	}
-	reader, err := ledger.NewReader(ledger.ReaderConfig{Blocks: idle{}, PublicKey: signer.Public(), Logger: slog.New(slog.DiscardHandler)})
+	reader, err := proofs.NewServer(proofs.Config{Blocks: idle{}, PublicKey: signer.Public(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +256,7 @@ func TestOwnerAPI(t *testing.T) {
 	seedScores(t, conn)
 	reader := seedLedger(t, conn)
 	reg := prometheus.NewRegistry()
-	h, err := owner.NewHandler(owner.Config{Conn: conn, Proofs: owner.LedgerProofs(reader.Handler()), Balances: balances(t),
+	h, err := owner.NewHandler(owner.Config{Conn: conn, Proofs: reader, Balances: balances(t),
 		Registerer: reg, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -463,8 +464,16 @@ func testCondition(t *testing.T, e env) {
 	}
 }
 
-func testPoints(t *testing.T, e env, reader *ledger.Reader) {
-	head, checkpoint := reader.Head()
+func testPoints(t *testing.T, e env, reader *proofs.Server) {
+	head, err := reader.Head(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := merkle.ParseHash(head.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkpoint := head.Checkpoint
 	q := url.Values{"limit": {"6"}}
 	var (
 		all   []owner.LedgerEntry
@@ -490,7 +499,7 @@ func testPoints(t *testing.T, e env, reader *ledger.Reader) {
 	if first.EarnedTotal == nil || *first.EarnedTotal != 2100 { // 10+20+...+200
 		t.Errorf("total %v", first.EarnedTotal)
 	}
-	if first.TreeSize != head.TreeSize || first.Root != head.Root.String() || first.Checkpoint != checkpoint {
+	if first.TreeSize != head.TreeSize || first.Root != head.Root || first.Checkpoint != checkpoint {
 		t.Errorf("tree %d %s, want the reader's head %d %s", first.TreeSize, first.Root, head.TreeSize, head.Root)
 	}
 	if len(all) != days {
@@ -525,10 +534,10 @@ func testPoints(t *testing.T, e env, reader *ledger.Reader) {
 			}
 			hashes = append(hashes, h)
 		}
-		if en.Proof.TreeSize != head.TreeSize || en.Proof.Root != head.Root.String() {
+		if en.Proof.TreeSize != head.TreeSize || en.Proof.Root != head.Root {
 			t.Errorf("entry %d proved against %d %s", i, en.Proof.TreeSize, en.Proof.Root)
 		}
-		if err := merkle.VerifyInclusion(en.LeafIndex, en.Proof.TreeSize, leaf, hashes, head.Root); err != nil {
+		if err := merkle.VerifyInclusion(en.LeafIndex, en.Proof.TreeSize, leaf, hashes, root); err != nil {
 			t.Errorf("entry %d: %v", i, err)
 		}
 		// the entry bytes decode to what the row says
@@ -544,7 +553,7 @@ func testPoints(t *testing.T, e env, reader *ledger.Reader) {
 	// The remote client gets the same proofs from the ledger's HTTP API.
 	ls := httptest.NewServer(reader.Handler())
 	defer ls.Close()
-	remote, local := owner.RemoteLedgerProofs(nil, ls.URL+"/"), owner.LedgerProofs(reader.Handler())
+	remote, local := proofs.NewClient(nil, ls.URL+"/"), reader
 	for _, leaf := range []uint64{0, 7} {
 		a, errA := remote.InclusionProof(context.Background(), leaf, 0)
 		b, errB := local.InclusionProof(context.Background(), leaf, 0)

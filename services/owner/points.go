@@ -12,15 +12,17 @@ import (
 
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
+	"github.com/minecart/minecart/services/ledger/proofs"
 )
 
-// Proofs serves inclusion proofs of ledger entries.
+// Proofs serves inclusion proofs of ledger entries: a proofs.Server in the
+// same process or a proofs.Client of a remote one.
 type Proofs interface {
 	// InclusionProof proves leaf index leaf in the tree of treeSize
 	// entries (0: the head's, and then the answer carries the signed
 	// checkpoint). An entry the ledger does not hold yet is an error
 	// matching ledger.ErrNotFound.
-	InclusionProof(ctx context.Context, leaf, treeSize uint64) (ledger.ProofJSON, error)
+	InclusionProof(ctx context.Context, leaf, treeSize uint64) (proofs.Proof, error)
 }
 
 // Balance is the balance of the account a vehicle's points are credited to.

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/minecart/minecart/services/scoring/scoringtest"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -16,15 +17,25 @@ var shanghai, _ = time.LoadLocation("Asia/Shanghai")
 
 func morning() time.Time { return time.Date(2026, 11, 24, 8, 0, 0, 0, shanghai) }
 
+// Short names for scoringtest's trace builders, which every table here uses.
+type trip = scoringtest.Trip
+
+var (
+	newTrip  = scoringtest.NewTrip
+	at       = scoringtest.At
+	lonAccel = scoringtest.LonAccel
+	latAccel = scoringtest.LatAccel
+)
+
 func TestDayCounters(t *testing.T) {
 	r := DefaultRules()
-	hz20 := func(tr *trip) *trip { tr.periodMs = 50; return tr }
+	hz20 := func(tr *trip) *trip { tr.PeriodMs = 50; return tr }
 	cases := []struct {
 		name  string
 		build func() *trip
 		check func(t *testing.T, res Result)
 	}{
-		{"clean hour at 60", func() *trip { return newTrip("v", morning(), 1).drive(3601, 60) }, func(t *testing.T, res Result) {
+		{"clean hour at 60", func() *trip { return newTrip("v", morning(), 1).Drive(3601, 60) }, func(t *testing.T, res Result) {
 			near(t, "gps_km", res.GPSKm, 60, 0.6)
 			near(t, "odometer_km", res.OdometerKm, 60, 0.01)
 			eq(t, "driving_s", res.DrivingS, 3600)
@@ -33,69 +44,69 @@ func TestDayCounters(t *testing.T) {
 			eq(t, "points", res.Points, int64(math.Floor(res.DistanceKm*10*1000)/1000))
 			eq(t, "flags", len(res.Flags), 0)
 		}},
-		{"one brake sample", func() *trip { return newTrip("v", morning(), 0).drive(60, 50, at(30, 31, lonAccel(-0.5))) },
+		{"one brake sample", func() *trip { return newTrip("v", morning(), 0).Drive(60, 50, at(30, 31, lonAccel(-0.5))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 1) }},
-		{"brake held 3 samples is one event", func() *trip { return newTrip("v", morning(), 0).drive(60, 50, at(30, 33, lonAccel(-0.5))) },
+		{"brake held 3 samples is one event", func() *trip { return newTrip("v", morning(), 0).Drive(60, 50, at(30, 33, lonAccel(-0.5))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 1) }},
 		{"hysteresis: dip to 0.36 g stays one event", func() *trip {
-			return newTrip("v", morning(), 0).drive(60, 50, at(30, 31, lonAccel(-0.41)), at(31, 32, lonAccel(-0.36)), at(32, 33, lonAccel(-0.41)))
+			return newTrip("v", morning(), 0).Drive(60, 50, at(30, 31, lonAccel(-0.41)), at(31, 32, lonAccel(-0.36)), at(32, 33, lonAccel(-0.41)))
 		}, func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 1) }},
 		{"release below 0.33 g: two events", func() *trip {
-			return newTrip("v", morning(), 0).drive(60, 50, at(30, 31, lonAccel(-0.41)), at(31, 32, lonAccel(-0.30)), at(32, 33, lonAccel(-0.41)))
+			return newTrip("v", morning(), 0).Drive(60, 50, at(30, 31, lonAccel(-0.41)), at(31, 32, lonAccel(-0.30)), at(32, 33, lonAccel(-0.41)))
 		}, func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 2) }},
-		{"below threshold", func() *trip { return newTrip("v", morning(), 0).drive(60, 50, at(30, 31, lonAccel(-0.39))) },
+		{"below threshold", func() *trip { return newTrip("v", morning(), 0).Drive(60, 50, at(30, 31, lonAccel(-0.39))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 0) }},
-		{"speed gate 10 km/h", func() *trip { return newTrip("v", morning(), 0).drive(60, 8, at(30, 31, lonAccel(-0.6))) },
+		{"speed gate 10 km/h", func() *trip { return newTrip("v", morning(), 0).Drive(60, 8, at(30, 31, lonAccel(-0.6))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 0) }},
 		{"harsh accel", func() *trip {
-			return newTrip("v", morning(), 0).drive(60, 40, at(10, 11, lonAccel(0.36)), at(40, 41, lonAccel(0.34)))
+			return newTrip("v", morning(), 0).Drive(60, 40, at(10, 11, lonAccel(0.36)), at(40, 41, lonAccel(0.34)))
 		},
 			func(t *testing.T, res Result) {
 				eq(t, "harsh_accel", res.HarshAccel, 1)
 				eq(t, "harsh_brake", res.HarshBrake, 0)
 			}},
 		{"corner both sides", func() *trip {
-			return newTrip("v", morning(), 0).drive(60, 40, at(10, 11, latAccel(0.45)), at(40, 41, latAccel(-0.45)))
+			return newTrip("v", morning(), 0).Drive(60, 40, at(10, 11, latAccel(0.45)), at(40, 41, latAccel(-0.45)))
 		}, func(t *testing.T, res Result) { eq(t, "harsh_corner", res.HarshCorner, 2) }},
-		{"corner gate 30 km/h", func() *trip { return newTrip("v", morning(), 0).drive(60, 25, at(10, 11, latAccel(0.6))) },
+		{"corner gate 30 km/h", func() *trip { return newTrip("v", morning(), 0).Drive(60, 25, at(10, 11, latAccel(0.6))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_corner", res.HarshCorner, 0) }},
-		{"20 Hz: one 50 ms spike is too short", func() *trip { return hz20(newTrip("v", morning(), 0)).drive(100, 50, at(30, 31, lonAccel(-0.6))) },
+		{"20 Hz: one 50 ms spike is too short", func() *trip { return hz20(newTrip("v", morning(), 0)).Drive(100, 50, at(30, 31, lonAccel(-0.6))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 0) }},
-		{"20 Hz: 150 ms counts once", func() *trip { return hz20(newTrip("v", morning(), 0)).drive(100, 50, at(30, 33, lonAccel(-0.6))) },
+		{"20 Hz: 150 ms counts once", func() *trip { return hz20(newTrip("v", morning(), 0)).Drive(100, 50, at(30, 33, lonAccel(-0.6))) },
 			func(t *testing.T, res Result) { eq(t, "harsh_brake", res.HarshBrake, 1) }},
 		{"speeding under tolerance", func() *trip {
-			return newTrip("v", morning(), 0).drive(120, 57, func(_ int, ev *telemetry.Event) { ev.SpeedLimitKmh = 50 })
+			return newTrip("v", morning(), 0).Drive(120, 57, func(_ int, ev *telemetry.Event) { ev.SpeedLimitKmh = 50 })
 		}, func(t *testing.T, res Result) { eq(t, "speeding_s", res.SpeedingS, 0) }},
 		{"speeding too short", func() *trip {
-			return newTrip("v", morning(), 0).drive(30, 50).drive(8, 70).drive(30, 50, func(_ int, ev *telemetry.Event) {})
+			return newTrip("v", morning(), 0).Drive(30, 50).Drive(8, 70).Drive(30, 50, func(_ int, ev *telemetry.Event) {})
 		}, func(t *testing.T, res Result) { eq(t, "speeding_s", res.SpeedingS, 0) }},
 		{"speeding 30 s over posted limit", func() *trip {
 			lim := func(_ int, ev *telemetry.Event) { ev.SpeedLimitKmh = 50 }
-			return newTrip("v", morning(), 0).drive(30, 50, lim).drive(30, 60, lim).drive(30, 50, lim)
+			return newTrip("v", morning(), 0).Drive(30, 50, lim).Drive(30, 60, lim).Drive(30, 50, lim)
 		}, func(t *testing.T, res Result) { eq(t, "speeding_s", res.SpeedingS, 30) }},
 		{"speeding default limit 120", func() *trip {
-			return newTrip("v", morning(), 0).drive(30, 110).drive(20, 140).drive(10, 130).drive(5, 100)
+			return newTrip("v", morning(), 0).Drive(30, 110).Drive(20, 140).Drive(10, 130).Drive(5, 100)
 		},
 			func(t *testing.T, res Result) { eq(t, "speeding_s", res.SpeedingS, 20) }},
-		{"night share", func() *trip { return newTrip("v", time.Date(2026, 11, 24, 4, 0, 0, 0, shanghai), 0).drive(7201, 50) },
+		{"night share", func() *trip { return newTrip("v", time.Date(2026, 11, 24, 4, 0, 0, 0, shanghai), 0).Drive(7201, 50) },
 			func(t *testing.T, res Result) {
 				eq(t, "driving_s", res.DrivingS, 7200)
 				eq(t, "night_s", res.NightS, 3600)
 			}},
-		{"fatigue: 4.5 h non-stop", func() *trip { return newTrip("v", morning(), 0).drive(4*3600+1800, 60) },
+		{"fatigue: 4.5 h non-stop", func() *trip { return newTrip("v", morning(), 0).Drive(4*3600+1800, 60) },
 			func(t *testing.T, res Result) { eq(t, "fatigue_events", res.FatigueEvents, 1) }},
 		{"fatigue: 25 min break resets", func() *trip {
-			return newTrip("v", morning(), 0).drive(2*3600, 60).stop(25*time.Minute).drive(150*60, 60)
+			return newTrip("v", morning(), 0).Drive(2*3600, 60).Stop(25*time.Minute).Drive(150*60, 60)
 		}, func(t *testing.T, res Result) { eq(t, "fatigue_events", res.FatigueEvents, 0) }},
 		{"fatigue: stopped 10 min with box on is no break", func() *trip {
-			return newTrip("v", morning(), 0).drive(2*3600, 60).drive(600, 0).drive(150*60, 60)
+			return newTrip("v", morning(), 0).Drive(2*3600, 60).Drive(600, 0).Drive(150*60, 60)
 		}, func(t *testing.T, res Result) { eq(t, "fatigue_events", res.FatigueEvents, 1) }},
-		{"gap longer than MaxGap is not driving", func() *trip { return newTrip("v", morning(), 0).drive(61, 60).stop(10*time.Minute).drive(61, 60) },
+		{"gap longer than MaxGap is not driving", func() *trip { return newTrip("v", morning(), 0).Drive(61, 60).Stop(10*time.Minute).Drive(61, 60) },
 			func(t *testing.T, res Result) { eq(t, "driving_s", res.DrivingS, 120) }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, res := scoreDay(&r, c.build().evs)
+			_, res := scoreDay(&r, c.build().Evs)
 			c.check(t, res)
 		})
 	}
@@ -104,7 +115,7 @@ func TestDayCounters(t *testing.T) {
 func TestDayDistanceFilters(t *testing.T) {
 	r := DefaultRules()
 	base := func() *trip { return newTrip("v", morning(), 2) }
-	_, clean := scoreDay(&r, base().drive(601, 60).evs)
+	_, clean := scoreDay(&r, base().Drive(601, 60).Evs)
 	cases := []struct {
 		name    string
 		evs     []telemetry.Event
@@ -114,14 +125,14 @@ func TestDayDistanceFilters(t *testing.T) {
 		factor  float64
 		hdopRej int64
 	}{
-		{"one jump out and back is rejected", base().drive(601, 60, at(300, 301, func(ev *telemetry.Event) { ev.Lat += 0.5 })).evs,
+		{"one jump out and back is rejected", base().Drive(601, 60, at(300, 301, func(ev *telemetry.Event) { ev.Lat += 0.5 })).Evs,
 			clean.GPSKm, 1, nil, 1, 0},
-		{"three jumps flag teleport", base().drive(601, 60, at(100, 101, func(ev *telemetry.Event) { ev.Lat += 0.5 }),
-			at(200, 201, func(ev *telemetry.Event) { ev.Lat -= 0.5 }), at(300, 301, func(ev *telemetry.Event) { ev.Lon += 0.5 })).evs,
+		{"three jumps flag teleport", base().Drive(601, 60, at(100, 101, func(ev *telemetry.Event) { ev.Lat += 0.5 }),
+			at(200, 201, func(ev *telemetry.Event) { ev.Lat -= 0.5 }), at(300, 301, func(ev *telemetry.Event) { ev.Lon += 0.5 })).Evs,
 			clean.GPSKm, 3, []string{FlagTeleport}, 0.5, 0},
-		{"HDOP filter", base().drive(601, 60, at(100, 200, func(ev *telemetry.Event) { ev.HDOP = 12; ev.Lat += 0.0003 })).evs,
+		{"HDOP filter", base().Drive(601, 60, at(100, 200, func(ev *telemetry.Event) { ev.HDOP = 12; ev.Lat += 0.0003 })).Evs,
 			clean.GPSKm, 0, nil, 1, 100},
-		{"static jitter is not distance", base().drive(601, 0, func(i int, ev *telemetry.Event) { ev.Lat += float64(i%5) * 2e-5 }).evs,
+		{"static jitter is not distance", base().Drive(601, 0, func(i int, ev *telemetry.Event) { ev.Lat += float64(i%5) * 2e-5 }).Evs,
 			0, 0, nil, 1, 0},
 	}
 	for _, c := range cases {
@@ -140,18 +151,18 @@ func TestDayDistanceFilters(t *testing.T) {
 		})
 	}
 	t.Run("a gap without driving is not paid", func(t *testing.T) {
-		tr := base().drive(300, 60).stop(10 * time.Minute)
-		tr.lat += 0.05 // 5.6 km away after 10 min: plausible, but not observed
-		tr.drive(301, 60)
-		_, res := scoreDay(&r, tr.evs)
+		tr := base().Drive(300, 60).Stop(10 * time.Minute)
+		tr.Lat += 0.05 // 5.6 km away after 10 min: plausible, but not observed
+		tr.Drive(301, 60)
+		_, res := scoreDay(&r, tr.Evs)
 		near(t, "gps_km", res.GPSKm, clean.GPSKm-60.0/3600, 0.02)
 		eq(t, "gps_jumps", res.GPSJumps, 0)
 	})
 	t.Run("permanent jump re-anchors without paying it", func(t *testing.T) {
-		tr := base().drive(300, 60)
-		tr.lat += 1 // 111 km north, box continues from there
-		tr.drive(301, 60)
-		_, res := scoreDay(&r, tr.evs)
+		tr := base().Drive(300, 60)
+		tr.Lat += 1 // 111 km north, box continues from there
+		tr.Drive(301, 60)
+		_, res := scoreDay(&r, tr.Evs)
 		near(t, "gps_km", res.GPSKm, clean.GPSKm-2*60.0/3600, 0.02) // the 3 re-anchor samples move nothing
 		eq(t, "gps_jumps", res.GPSJumps, 3)
 	})
@@ -164,12 +175,12 @@ func TestDayFraudFlags(t *testing.T) {
 		evs  []telemetry.Event
 		flag string
 	}{
-		{"odometer rollback", newTrip("v", morning(), 1).drive(601, 60, at(300, 601, func(ev *telemetry.Event) { ev.OdometerKm -= 5 })).evs, FlagRollback},
-		{"odometer disagrees", newTrip("v", morning(), 1).drive(1201, 60, func(_ int, ev *telemetry.Event) { ev.OdometerKm = 10000 + (ev.OdometerKm-10000)/3 }).evs, FlagMismatch},
-		{"two devices", newTrip("v", morning(), 1).drive(601, 60, at(400, 401, func(ev *telemetry.Event) { ev.DeviceID = "other" })).evs, FlagMultiDevice},
-		{"generated trace", newTrip("v", morning(), 0).drive(3601, 60).evs, FlagTooRegular},
-		{"generated trace with accelerations", newTrip("v", morning(), 0).drive(1200, 60).drive(1200, 80).drive(1201, 50).evs, FlagTooRegular},
-		{"generated trace, coordinates rounded to 1e-6", newTrip("v", morning(), 0).drive(1200, 32, round6).drive(1200, 39.4, round6).drive(1201, 62, round6).evs, FlagTooRegular},
+		{"odometer rollback", newTrip("v", morning(), 1).Drive(601, 60, at(300, 601, func(ev *telemetry.Event) { ev.OdometerKm -= 5 })).Evs, FlagRollback},
+		{"odometer disagrees", newTrip("v", morning(), 1).Drive(1201, 60, func(_ int, ev *telemetry.Event) { ev.OdometerKm = 10000 + (ev.OdometerKm-10000)/3 }).Evs, FlagMismatch},
+		{"two devices", newTrip("v", morning(), 1).Drive(601, 60, at(400, 401, func(ev *telemetry.Event) { ev.DeviceID = "other" })).Evs, FlagMultiDevice},
+		{"generated trace", newTrip("v", morning(), 0).Drive(3601, 60).Evs, FlagTooRegular},
+		{"generated trace with accelerations", newTrip("v", morning(), 0).Drive(1200, 60).Drive(1200, 80).Drive(1201, 50).Evs, FlagTooRegular},
+		{"generated trace, coordinates rounded to 1e-6", newTrip("v", morning(), 0).Drive(1200, 32, round6).Drive(1200, 39.4, round6).Drive(1201, 62, round6).Evs, FlagTooRegular},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -194,16 +205,16 @@ func TestDayFraudFlags(t *testing.T) {
 		name string
 		evs  []telemetry.Event
 	}{
-		{"real box with ms jitter", newTrip("v", morning(), 3).drive(3601, 60).evs},
-		{"real box stamping exact GPS seconds", newTrip("v", morning(), 3).drive(3601, 60, func(i int, ev *telemetry.Event) {
+		{"real box with ms jitter", newTrip("v", morning(), 3).Drive(3601, 60).Evs},
+		{"real box stamping exact GPS seconds", newTrip("v", morning(), 3).Drive(3601, 60, func(i int, ev *telemetry.Event) {
 			ev.TimeMs = morning().UnixMilli() + int64(i)*1000
-		}).evs},
-		{"real box stamping exact GPS seconds, coordinates rounded to 1e-6", newTrip("v", morning(), 4).drive(3601, 60, func(i int, ev *telemetry.Event) {
+		}).Evs},
+		{"real box stamping exact GPS seconds, coordinates rounded to 1e-6", newTrip("v", morning(), 4).Drive(3601, 60, func(i int, ev *telemetry.Event) {
 			ev.TimeMs = morning().UnixMilli() + int64(i)*1000
 			round6(i, ev)
 			ev.SpeedKmh = math.Round(ev.SpeedKmh*10) / 10
-		}).evs},
-		{"exact trace, too short to judge", newTrip("v", morning(), 0).drive(500, 60).evs},
+		}).Evs},
+		{"exact trace, too short to judge", newTrip("v", morning(), 0).Drive(500, 60).Evs},
 	}
 	for _, c := range honest {
 		t.Run("not flagged: "+c.name, func(t *testing.T) {
@@ -223,7 +234,7 @@ func round6(_ int, ev *telemetry.Event) {
 
 func TestDayLateEventsAndDeterminism(t *testing.T) {
 	r := DefaultRules()
-	evs := newTrip("v", morning(), 5).drive(601, 60).evs
+	evs := newTrip("v", morning(), 5).Drive(601, 60).Evs
 	d1, res1 := scoreDay(&r, evs)
 
 	// An old event re-delivered in the middle: counted, hashed, moves nothing.
@@ -364,4 +375,16 @@ func TestLoadRules(t *testing.T) {
 			t.Fatalf("%s accepted", bad)
 		}
 	}
+}
+
+// scoreDay folds evs into a Day for their (Shanghai) date and returns the result.
+func scoreDay(r *Rules, evs []telemetry.Event) (*Day, Result) {
+	t := time.UnixMilli(evs[0].TimeMs).In(shanghai)
+	start := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, shanghai)
+	d := NewDay(start.UnixMilli(), start.AddDate(0, 0, 1).UnixMilli(), uint32(r.NightEndHour)*3600000)
+	var buf []byte
+	for i := range evs {
+		buf = d.Add(r, &evs[i], buf)
+	}
+	return &d, d.Result(r)
 }

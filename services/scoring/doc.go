@@ -5,9 +5,7 @@
 // The score itself (Rules, Day, Result) is pure code over telemetry.Event
 // values. Windows holds a scoring task's open vehicle-days, closes them in
 // event time (stream time past the day's end plus a grace period, or the
-// wall clock on an idle task) and says what to persist. NewStage wires both
-// into the pipelines runtime: clean telemetry in; DailyScore and Watermark
-// records to the scores topic, late events to the late topic, window state
-// to a compacted changelog, all in one transaction. docs/scoring.md
-// explains every rule and its source.
+// wall clock on an idle task) and says what to persist. Neither does I/O:
+// package stage (services/scoring/stage) wires both into the pipelines
+// runtime. docs/scoring.md explains every rule and its source.
 package scoring

@@ -10,7 +10,7 @@ import (
 // the same Day.
 func FuzzDayState(f *testing.F) {
 	r := DefaultRules()
-	d, _ := scoreDay(&r, newTrip("v", morning(), 1).drive(200, 60, at(50, 51, lonAccel(-0.5))).evs)
+	d, _ := scoreDay(&r, newTrip("v", morning(), 1).Drive(200, 60, at(50, 51, lonAccel(-0.5))).Evs)
 	f.Add(d.AppendBinary(nil))
 	empty := NewDay(0, 86400000, 5*3600000)
 	f.Add(empty.AppendBinary(nil))

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minecart/minecart/services/scoring/scoringtest"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -44,10 +45,7 @@ func newTestWindows(t *testing.T) *Windows {
 	return w
 }
 
-func ev(vehicle string, at time.Time) *telemetry.Event {
-	return &telemetry.Event{EventID: vehicle + at.Format("-150405"), DeviceID: "d-" + vehicle, VehicleID: vehicle,
-		TimeMs: at.UnixMilli(), Lat: 31.2, Lon: 121.4, SpeedKmh: 30}
-}
+var ev = scoringtest.Event
 
 func TestWindowsCloseByStreamTime(t *testing.T) {
 	w := newTestWindows(t)
@@ -207,11 +205,11 @@ func mixedTraffic(n, days int) []telemetry.Event {
 	start := time.Date(2026, 11, 24, 20, 0, 0, 0, shanghai)
 	for v := range n {
 		tr := newTrip(fmt.Sprintf("v%02d", v), start.Add(time.Duration(v)*7*time.Minute), uint64(v+1))
-		tr.periodMs = 30000
+		tr.PeriodMs = 30000
 		for range days {
-			tr.drive(360, 50+float64(v)).stop(20 * time.Hour)
+			tr.Drive(360, 50+float64(v)).Stop(20 * time.Hour)
 		}
-		all = append(all, tr.evs...)
+		all = append(all, tr.Evs...)
 	}
 	slices.SortStableFunc(all, func(a, b telemetry.Event) int { return int(a.TimeMs - b.TimeMs) })
 	rng := rand.New(rand.NewPCG(9, 9))

@@ -13,7 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/sink"
 	"github.com/minecart/minecart/services/telemetry"
 )
@@ -72,34 +72,30 @@ func analyticsData(t *testing.T, conn driver.Conn) {
 			if v == 4 && d == 1 {
 				flags = []string{"teleport"}
 			}
-			m := scoreNative(vid, date.Format(time.DateOnly), int64(10*(v+1)), flags...)
-			m["score"] = float64(60 + 10*v)
-			m["distance_km"] = float64(10 * (v + 1))
-			add(pipelines.TopicScores, encode(t, schemas.DailyScore, m))
-			add(pipelines.TopicLedgerEntries, encode(t, schemas.LedgerEntry,
-				entryNative(leaf, "credit", vid+"/"+date.Format(time.DateOnly), vid, "", int64(10*(v+1)), date.Add(24*time.Hour))))
+			s := score(vid, date.Format(time.DateOnly), int64(10*(v+1)), flags...)
+			s.Score = float64(60 + 10*v)
+			s.DistanceKm = float64(10 * (v + 1))
+			add(pipelines.TopicScores, encode(t, s))
+			add(pipelines.TopicLedgerEntries, encode(t,
+				entry(leaf, avro.EntryKindCredit, vid+"/"+date.Format(time.DateOnly), vid, "", int64(10*(v+1)), date.Add(24*time.Hour))))
 			leaf++
 		}
 	}
 	t1 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	add(pipelines.TopicLedgerEntries, encode(t, schemas.LedgerEntry, entryNative(leaf, "debit", "r-1", "", "alice", -50, t1)))
-	for i, st := range []string{"PENDING", "CONFIRMED", "FULFILLED"} {
-		m := redemptionNative("r-1", st, 50, t1, -1)
-		m["updated_ms"] = t1.Add(time.Duration(i) * time.Minute)
-		add(pipelines.TopicRedemptionStatus, encode(t, schemas.Redemption, m))
+	add(pipelines.TopicLedgerEntries, encode(t, entry(leaf, avro.EntryKindDebit, "r-1", "", "alice", -50, t1)))
+	for i, st := range []avro.RedemptionStatus{avro.RedemptionStatusPending, avro.RedemptionStatusConfirmed, avro.RedemptionStatusFulfilled} {
+		r := redemption("r-1", st, 50, t1, -1)
+		r.UpdatedMs = t1.Add(time.Duration(i) * time.Minute)
+		add(pipelines.TopicRedemptionStatus, encode(t, r))
 	}
-	for i, st := range []string{"PENDING", "REJECTED"} {
-		m := redemptionNative("r-2", st, 500, t1, -1)
-		m["partner"] = "coffeeco"
-		m["updated_ms"] = t1.Add(time.Duration(i) * time.Minute)
-		add(pipelines.TopicRedemptionStatus, encode(t, schemas.Redemption, m))
+	for i, st := range []avro.RedemptionStatus{avro.RedemptionStatusPending, avro.RedemptionStatusRejected} {
+		r := redemption("r-2", st, 500, t1, -1)
+		r.Partner = "coffeeco"
+		r.UpdatedMs = t1.Add(time.Duration(i) * time.Minute)
+		add(pipelines.TopicRedemptionStatus, encode(t, r))
 	}
-	w, err := sink.NewWriter(sink.WriterConfig{Conn: conn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(context.Background(), recs); err != nil {
-		t.Fatal(err)
+	if rejected, err := newStage(t, conn, sink.Config{}).Write(context.Background(), recs); err != nil || len(rejected) > 0 {
+		t.Fatal(rejected, err)
 	}
 }
 

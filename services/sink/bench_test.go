@@ -33,7 +33,7 @@ func fleetEvents(b testing.TB, vehicles, max int) []telemetry.Event {
 	return evs
 }
 
-// BenchmarkWriterTelemetry measures the sink's Writer (Avro decode,
+// BenchmarkWriterTelemetry measures the sink's Write (Avro decode,
 // offset check, clickhouse-go insert through the embedded server) on
 // simulated fleet telemetry, and reports the stored size per event after
 // merging, from system.parts and system.columns.
@@ -46,10 +46,7 @@ func BenchmarkWriterTelemetry(b *testing.B) {
 	for i := range evs {
 		recs[i] = pipelines.Record{Topic: pipelines.TopicTelemetryClean, Partition: int32(i % 8), Value: encodeEvent(b, evs[i])}
 	}
-	w, err := sink.NewWriter(sink.WriterConfig{Conn: conn})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := newStage(b, conn, sink.Config{})
 	next := int64(0)
 	start := time.Now()
 	b.ResetTimer()
@@ -59,7 +56,7 @@ func BenchmarkWriterTelemetry(b *testing.B) {
 		}
 		next += int64(len(recs))
 		for lo := 0; lo < len(recs); lo += batch {
-			if err := w.Write(ctx, recs[lo:min(lo+batch, len(recs))]); err != nil {
+			if _, err := st.Write(ctx, recs[lo:min(lo+batch, len(recs))]); err != nil {
 				b.Fatal(err)
 			}
 		}

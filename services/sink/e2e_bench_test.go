@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/sink"
 )
@@ -47,7 +46,7 @@ func chPost(b testing.TB, base, query string) {
 // BenchmarkSinkEndToEnd measures the rows per second the sink sustains from
 // Kafka to ClickHouse: simulated fleet telemetry (loadtest/fleet) produced
 // to the clean topic of an embedded broker (kfake), the sink's stage
-// (kafka.RunSink with its Writer, as sink.Run builds it: franz-go
+// (kafka.RunSink with sink.NewStage, as the sink's main runs it: franz-go
 // fetch, Avro decode, offset check, clickhouse-go inserts over HTTP)
 // consuming it into the embedded server, from the start of its first Write
 // to the end of the Write that stored the last row. The baseline, in the
@@ -69,11 +68,6 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 		return []byte(evs[i].VehicleID), encodeEvent(b, evs[i])
 	})
 	runtime := kafkatest.Config(brokers)
-	prod, err := kafka.NewProducer(runtime)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prod.Close()
 	tables := []string{"telemetry", "telemetry_hourly", "fleet_daily", "sink_offsets"}
 	truncate := func() {
 		for _, t := range tables {
@@ -100,33 +94,29 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 		b.StopTimer()
 		truncate()
 		iter++
-		w, err := sink.NewWriter(sink.WriterConfig{Conn: conn, DeadLetters: prod.ProduceBatch, InsertRows: *insertRows})
-		if err != nil {
-			b.Fatal(err)
-		}
+		st := newStage(b, conn, sink.Config{Name: fmt.Sprintf("bench-%d", iter), Inputs: []string{pipelines.TopicTelemetryClean},
+			MaxRows: *maxRows, InsertRows: *insertRows})
 		var first, last time.Time
 		written := 0
 		all := make(chan struct{})
-		write := func(ctx context.Context, recs []pipelines.Record) error {
+		write := st.Write
+		st.Write = func(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
 			if first.IsZero() {
 				first = time.Now()
 			}
-			if err := w.Write(ctx, recs); err != nil {
-				return err
+			rejected, err := write(ctx, recs)
+			if err != nil {
+				return nil, err
 			}
 			writes++
 			if written += len(recs); written == n {
 				last = time.Now()
 				close(all)
 			}
-			return nil
+			return rejected, nil
 		}
 		b.StartTimer()
-		stop := kafkatest.RunSink(b, runtime, pipelines.SinkStage{Name: fmt.Sprintf("bench-%d", iter),
-			Inputs: []string{pipelines.TopicTelemetryClean}, MaxRows: *maxRows, MaxWait: time.Second,
-			Write: func(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
-				return nil, write(ctx, recs)
-			}})
+		stop := kafkatest.RunSink(b, runtime, st)
 		select {
 		case <-all:
 		case <-time.After(5 * time.Minute):

@@ -11,7 +11,12 @@ import (
 
 	"github.com/minecart/minecart/infra/chserver/chtest"
 	chschema "github.com/minecart/minecart/infra/clickhouse"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/sink"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -65,59 +70,78 @@ func encodeEvent(t testing.TB, ev telemetry.Event) []byte {
 	return b
 }
 
-func encode(t testing.TB, name string, m map[string]any) []byte {
+func encode(t testing.TB, r schemas.Record) []byte {
 	t.Helper()
-	b, err := serde.Encode(name, m)
+	b, err := serde.Marshal(r)
 	if err != nil {
-		t.Fatalf("encode %s: %v", name, err)
+		t.Fatalf("encode %s: %v", r.AvroName(), err)
 	}
 	return b
 }
 
-func scoreNative(vehicle, date string, points int64, flags ...string) map[string]any {
+func score(vehicle, date string, points int64, flags ...string) *avro.DailyScore {
 	d, _ := time.Parse(time.DateOnly, date)
-	fl := []any{}
-	reasons := []any{}
+	s := &avro.DailyScore{
+		ID: vehicle + "/" + date, VehicleID: vehicle, DeviceID: "d-" + vehicle, Date: date, TZ: "UTC",
+		WindowStart: d, WindowEnd: d.Add(24 * time.Hour), ConfigVersion: "v1",
+		DistanceKm: 42.5, GpsKm: 42.5, OdometerKm: 43.0, DrivingS: 3600, HarshBrake: 2, HarshAccel: 1, SpeedingS: 30,
+		Events: 3600, HDOPRejected: 3, Score: 91.5, Points: points, EventsHash: make([]byte, 32),
+	}
 	for _, f := range flags {
-		fl = append(fl, f)
-		reasons = append(reasons, "because "+f)
+		s.Flags = append(s.Flags, f)
+		s.FlagReasons = append(s.FlagReasons, "because "+f)
 	}
-	return map[string]any{
-		"id": vehicle + "/" + date, "vehicle_id": vehicle, "device_id": "d-" + vehicle, "date": date, "tz": "UTC",
-		"window_start": d, "window_end": d.Add(24 * time.Hour), "config_version": "v1",
-		"distance_km": 42.5, "gps_km": 42.5, "odometer_km": 43.0, "driving_s": int64(3600),
-		"harsh_brake": int32(2), "harsh_accel": int32(1), "harsh_corner": int32(0), "speeding_s": int64(30),
-		"night_s": int64(0), "fatigue_events": int32(0), "events": int64(3600), "late_events": nil,
-		"gps_jumps": int32(0), "hdop_rejected": int64(3), "odometer_rollbacks": int32(0),
-		"score": 91.5, "points": points, "flags": fl, "flag_reasons": reasons, "events_hash": make([]byte, 32),
-	}
+	return s
 }
 
-func entryNative(leaf int64, kind, id, vehicle, account string, delta int64, at time.Time) map[string]any {
+func entry(leaf int64, kind avro.EntryKind, id, vehicle, account string, delta int64, at time.Time) *avro.LedgerEntry {
 	date := ""
-	if kind == "credit" {
+	if kind == avro.EntryKindCredit {
 		date = at.Format(time.DateOnly)
 	}
-	return map[string]any{
-		"entry": []byte("entry-" + id), "leaf_index": leaf, "block_height": leaf / 10, "tree_size": leaf + 1,
-		"root": make([]byte, 32), "proof": []any{}, "checkpoint": "cp", "kind": kind, "id": id,
-		"vehicle_id": vehicle, "account": account, "delta": delta, "date": date, "config_version": "v1",
-		"events_hash": []byte{}, "reason": "", "redemption_id": "", "ref": "", "block_timestamp_ms": at.UnixMilli(),
+	return &avro.LedgerEntry{
+		Entry: []byte("entry-" + id), LeafIndex: leaf, BlockHeight: leaf / 10, TreeSize: leaf + 1, Root: make([]byte, 32),
+		Checkpoint: "cp", Kind: kind, ID: id, VehicleID: vehicle, Account: account, Delta: delta, Date: date,
+		ConfigVersion: "v1", BlockTimestampMs: at.UnixMilli(),
 	}
 }
 
-func redemptionNative(id, status string, points int64, at time.Time, debitLeaf int64) map[string]any {
-	var debit any
+func redemption(id string, status avro.RedemptionStatus, points int64, at time.Time, debitLeaf int64) *avro.Redemption {
+	r := &avro.Redemption{
+		RedemptionID: id, IdempotencyKey: "k-" + id, Owner: "alice", Partner: "fuelco", ItemID: "voucher-10",
+		Quantity: 1, Points: points, Status: status, Seq: 1, RequestedMs: at, UpdatedMs: at,
+	}
 	if debitLeaf >= 0 {
-		debit = map[string]any{"minecart.settlement.LedgerProof": map[string]any{
-			"entry_id": id, "leaf_index": debitLeaf, "block_height": int64(7), "tree_size": debitLeaf + 1,
-			"root": make([]byte, 32), "leaf_hash": make([]byte, 32), "leaf": []byte{}, "audit_path": []any{}, "checkpoint": "cp"}}
+		r.Debit = &avro.LedgerProof{EntryID: id, LeafIndex: debitLeaf, BlockHeight: 7, TreeSize: debitLeaf + 1,
+			Root: make([]byte, 32), LeafHash: make([]byte, 32), Checkpoint: "cp"}
 	}
-	return map[string]any{
-		"redemption_id": id, "idempotency_key": "k-" + id, "owner": "alice", "partner": "fuelco", "item_id": "voucher-10",
-		"quantity": int32(1), "points": points, "status": status, "reason": nil, "seq": int64(1),
-		"requested_ms": at, "updated_ms": at, "partner_ref": nil, "debit": debit,
+	return r
+}
+
+// newStage is the sink stage over conn with cfg, failing the test on error.
+func newStage(t testing.TB, conn driver.Conn, cfg sink.Config) pipelines.SinkStage {
+	t.Helper()
+	cfg.Conn = conn
+	st, err := sink.NewStage(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return st
+}
+
+// runSink runs the sink as its main does (Open, Migrate, NewStage,
+// kafka.RunSink) until the returned stop is called or the test ends.
+func runSink(t testing.TB, rcfg kafka.Config, dsn string, cfg sink.Config) (stop func()) {
+	t.Helper()
+	conn, err := sink.Open(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := sink.Migrate(context.Background(), conn, rcfg.Logger); err != nil {
+		t.Fatal(err)
+	}
+	return kafkatest.RunSink(t, rcfg, newStage(t, conn, cfg))
 }
 
 // waitCount polls q until it returns want or the deadline passes.

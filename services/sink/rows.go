@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -119,175 +121,106 @@ const scoresInsert = `INSERT INTO daily_scores (date, vehicle_id, id, device_id,
 	speeding_s, night_s, fatigue_events, events, late_events, gps_jumps, hdop_rejected, odometer_rollbacks,
 	score, points, flags, flag_reasons, events_hash, src_topic, src_partition, src_offset)`
 
-// scoreRow maps a minecart.scoring.DailyScore native record.
-func scoreRow(m map[string]any, rec *pipelines.Record) (row, error) {
-	g := getter{m: m}
-	date, err := time.Parse(time.DateOnly, g.str("date"))
-	if err != nil && g.err == nil {
-		g.err = fmt.Errorf("date: %w", err)
+// scoreRow maps a record of the scores topic: a DailyScore to its row, a
+// Watermark to none.
+func (w *writer) scoreRow(rec *pipelines.Record) (row, error) {
+	switch name, err := w.serde.Name(rec.Value); {
+	case err != nil:
+		return nil, err
+	case name == schemas.Watermark:
+		return nil, w.serde.Unmarshal(rec.Value, &avro.Watermark{})
+	case name != schemas.DailyScore:
+		return nil, fmt.Errorf("record %s on %s", name, rec.Topic)
+	}
+	var s avro.DailyScore
+	if err := w.serde.Unmarshal(rec.Value, &s); err != nil {
+		return nil, err
+	}
+	date, err := time.Parse(time.DateOnly, s.Date)
+	if err != nil {
+		return nil, fmt.Errorf("date: %w", err)
 	}
 	var late *uint64
-	if v, ok := g.union("late_events", "long").(int64); ok {
-		u := uint64(max(v, 0))
+	if s.LateEvents != nil {
+		u := uint64(max(*s.LateEvents, 0))
 		late = &u
 	}
-	r := row{date, g.str("vehicle_id"), g.str("id"), g.str("device_id"), g.str("tz"), g.time("window_start"), g.time("window_end"),
-		g.str("config_version"), g.f64("distance_km"), g.f64("gps_km"), g.f64("odometer_km"), g.u32("driving_s"),
-		g.u32("harsh_brake"), g.u32("harsh_accel"), g.u32("harsh_corner"), g.u32("speeding_s"), g.u32("night_s"),
-		g.u32("fatigue_events"), uint64(g.i64("events")), late, g.u32("gps_jumps"), uint64(g.i64("hdop_rejected")),
-		g.u32("odometer_rollbacks"), float32(g.f64("score")), g.i64("points"), g.strs("flags"), g.strs("flag_reasons"),
-		string(g.bytes("events_hash")), rec.Topic, rec.Partition, rec.Offset}
-	return r, g.err
+	var c counts
+	return row{date, s.VehicleID, s.ID, s.DeviceID, s.TZ, s.WindowStart, s.WindowEnd, s.ConfigVersion, s.DistanceKm, s.GpsKm,
+		s.OdometerKm, c.u32("driving_s", s.DrivingS), c.u32("harsh_brake", int64(s.HarshBrake)), c.u32("harsh_accel", int64(s.HarshAccel)),
+		c.u32("harsh_corner", int64(s.HarshCorner)), c.u32("speeding_s", s.SpeedingS), c.u32("night_s", s.NightS),
+		c.u32("fatigue_events", int64(s.FatigueEvents)), uint64(s.Events), late, c.u32("gps_jumps", int64(s.GpsJumps)),
+		uint64(s.HDOPRejected), c.u32("odometer_rollbacks", int64(s.OdometerRollbacks)), float32(s.Score), s.Points,
+		strs(s.Flags), strs(s.FlagReasons), string(s.EventsHash), rec.Topic, rec.Partition, rec.Offset}, c.err
 }
 
 const ledgerInsert = `INSERT INTO ledger_entries (leaf_index, block_height, tree_size, block_time, kind, id, vehicle_id,
 	account, delta, date, config_version, reason, redemption_id, ref, root, entry, src_topic, src_partition, src_offset)`
 
-// ledgerRow maps a minecart.ledger.Entry native record.
-func ledgerRow(m map[string]any, rec *pipelines.Record) (row, error) {
-	g := getter{m: m}
+// ledgerRow maps a minecart.ledger.Entry record.
+func (w *writer) ledgerRow(rec *pipelines.Record) (row, error) {
+	var e avro.LedgerEntry
+	if err := w.serde.Unmarshal(rec.Value, &e); err != nil {
+		return nil, err
+	}
 	var date *time.Time
-	if s := g.str("date"); s != "" {
-		d, err := time.Parse(time.DateOnly, s)
-		if err != nil && g.err == nil {
-			g.err = fmt.Errorf("date: %w", err)
+	if e.Date != "" {
+		d, err := time.Parse(time.DateOnly, e.Date)
+		if err != nil {
+			return nil, fmt.Errorf("date: %w", err)
 		}
 		date = &d
 	}
-	r := row{uint64(g.i64("leaf_index")), uint64(g.i64("block_height")), uint64(g.i64("tree_size")),
-		time.UnixMilli(g.i64("block_timestamp_ms")).UTC(), g.str("kind"), g.str("id"), g.str("vehicle_id"),
-		g.str("account"), g.i64("delta"), date, g.str("config_version"), g.str("reason"), g.str("redemption_id"),
-		g.str("ref"), hex.EncodeToString(g.bytes("root")), string(g.bytes("entry")), rec.Topic, rec.Partition, rec.Offset}
-	return r, g.err
+	return row{uint64(e.LeafIndex), uint64(e.BlockHeight), uint64(e.TreeSize), time.UnixMilli(e.BlockTimestampMs).UTC(),
+		string(e.Kind), e.ID, e.VehicleID, e.Account, e.Delta, date, e.ConfigVersion, e.Reason, e.RedemptionID, e.Ref,
+		hex.EncodeToString(e.Root), string(e.Entry), rec.Topic, rec.Partition, rec.Offset}, nil
 }
 
 const redemptionsInsert = `INSERT INTO redemptions (redemption_id, updated, status, requested, idempotency_key, owner,
 	partner, item_id, quantity, points, reason, seq, partner_ref, debit_leaf_index, debit_block_height,
 	src_topic, src_partition, src_offset)`
 
-// redemptionRow maps a minecart.settlement.Redemption native record.
-func redemptionRow(m map[string]any, rec *pipelines.Record) (row, error) {
-	g := getter{m: m}
-	var reason, ref *string
-	if s, ok := g.union("reason", "string").(string); ok {
-		reason = &s
+// redemptionRow maps a minecart.settlement.Redemption record (its optional
+// strings, written as null when empty, to NULL).
+func (w *writer) redemptionRow(rec *pipelines.Record) (row, error) {
+	var r avro.Redemption
+	if err := w.serde.Unmarshal(rec.Value, &r); err != nil {
+		return nil, err
 	}
-	if s, ok := g.union("partner_ref", "string").(string); ok {
-		ref = &s
+	opt := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
 	}
 	var leaf, height *uint64
-	if d, ok := g.union("debit", "minecart.settlement.LedgerProof").(map[string]any); ok {
-		dg := getter{m: d}
-		l, h := uint64(dg.i64("leaf_index")), uint64(dg.i64("block_height"))
-		if dg.err != nil && g.err == nil {
-			g.err = dg.err
-		}
+	if r.Debit != nil {
+		l, h := uint64(r.Debit.LeafIndex), uint64(r.Debit.BlockHeight)
 		leaf, height = &l, &h
 	}
-	q := g.i64("quantity")
-	r := row{g.str("redemption_id"), g.time("updated_ms"), g.str("status"), g.time("requested_ms"),
-		g.str("idempotency_key"), g.str("owner"), g.str("partner"), g.str("item_id"), uint32(max(q, 0)),
-		g.i64("points"), reason, g.i64("seq"), ref, leaf, height, rec.Topic, rec.Partition, rec.Offset}
-	return r, g.err
+	return row{r.RedemptionID, r.UpdatedMs, string(r.Status), r.RequestedMs, r.IdempotencyKey, r.Owner, r.Partner, r.ItemID,
+		uint32(max(r.Quantity, 0)), r.Points, opt(r.Reason), r.Seq, opt(r.PartnerRef), leaf, height,
+		rec.Topic, rec.Partition, rec.Offset}, nil
 }
 
-// getter reads goavro native values, remembering the first type error.
-type getter struct {
-	m   map[string]any
-	err error
-}
+// counts converts counts to UInt32 columns, keeping the first that does
+// not fit.
+type counts struct{ err error }
 
-func (g *getter) fail(k string, v any, want string) {
-	if g.err == nil {
-		g.err = fmt.Errorf("field %s: want %s, have %T", k, want, v)
-	}
-}
-
-func (g *getter) str(k string) string {
-	v, ok := g.m[k].(string)
-	if !ok {
-		g.fail(k, g.m[k], "string")
-	}
-	return v
-}
-
-func (g *getter) f64(k string) float64 {
-	v, ok := g.m[k].(float64)
-	if !ok {
-		g.fail(k, g.m[k], "double")
-	}
-	return v
-}
-
-func (g *getter) i64(k string) int64 {
-	switch v := g.m[k].(type) {
-	case int64:
-		return v
-	case int32:
-		return int64(v)
-	case int:
-		return int64(v)
-	}
-	g.fail(k, g.m[k], "long")
-	return 0
-}
-
-func (g *getter) u32(k string) uint32 {
-	v := g.i64(k)
+func (c *counts) u32(field string, v int64) uint32 {
 	if v < 0 || v > math.MaxUint32 {
-		if g.err == nil {
-			g.err = fmt.Errorf("field %s: %d out of range", k, v)
+		if c.err == nil {
+			c.err = fmt.Errorf("field %s: %d out of range", field, v)
 		}
 		return 0
 	}
 	return uint32(v)
 }
 
-func (g *getter) time(k string) time.Time {
-	switch v := g.m[k].(type) {
-	case time.Time:
-		return v.UTC()
-	case int64:
-		return time.UnixMilli(v).UTC()
-	}
-	g.fail(k, g.m[k], "timestamp-millis")
-	return time.Time{}
-}
-
-func (g *getter) bytes(k string) []byte {
-	v, ok := g.m[k].([]byte)
-	if !ok {
-		g.fail(k, g.m[k], "bytes")
-	}
-	return v
-}
-
-func (g *getter) strs(k string) []string {
-	a, ok := g.m[k].([]any)
-	if !ok {
-		g.fail(k, g.m[k], "array of string")
+// strs is a for an Array(String) column: an empty array, never nil.
+func strs(a []string) []string {
+	if a == nil {
 		return []string{}
 	}
-	out := make([]string, 0, len(a))
-	for _, v := range a {
-		s, ok := v.(string)
-		if !ok {
-			g.fail(k, v, "string item")
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// union returns the branch value of a ["null", T] union, nil for null.
-func (g *getter) union(k, branch string) any {
-	switch v := g.m[k].(type) {
-	case nil:
-		return nil
-	case map[string]any:
-		return v[branch]
-	default:
-		g.fail(k, v, "union")
-		return nil
-	}
+	return a
 }

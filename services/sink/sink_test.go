@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/sink"
 )
 
@@ -40,17 +43,7 @@ func TestSinkEndToEnd(t *testing.T) {
 	produceEvents(t, brokers, 0, n)
 	kafkatest.Produce(t, brokers, kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte("v-bad"), Value: []byte{0xC3, 0x01, 1, 2}})
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- sink.Run(ctx, sink.Config{Runtime: kafkatest.Config(brokers), DSN: srv.DSN(), MaxRows: 5000, MaxWait: 100 * time.Millisecond})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	runSink(t, kafkatest.Config(brokers), srv.DSN(), sink.Config{MaxRows: 5000, MaxWait: 100 * time.Millisecond})
 	waitCount(t, conn, "SELECT count() FROM telemetry", n, 60*time.Second)
 	wantSeq, wantOdo := fleetSums(0, n)
 	var cnt, ids, seq, odo, hourly uint64
@@ -62,9 +55,9 @@ func TestSinkEndToEnd(t *testing.T) {
 		t.Fatalf("landed count %d ids %d seq %d/%d odometer %d/%d hourly %d", cnt, ids, seq, wantSeq, odo, wantOdo, hourly)
 	}
 	dead := kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 30*time.Second)
-	_, m, err := serde.Decode(dead[0].Value)
-	if err != nil || m["reason_code"] != sink.CodeDecode || m["source_topic"] != pipelines.TopicTelemetryClean {
-		t.Fatalf("dead letter %v %v", m, err)
+	var d avro.DeadLetter
+	if err := serde.Unmarshal(dead[0].Value, &d); err != nil || d.ReasonCode != sink.CodeDecode || d.SourceTopic != pipelines.TopicTelemetryClean {
+		t.Fatalf("dead letter %+v %v", d, err)
 	}
 }
 
@@ -79,10 +72,8 @@ func TestSinkCrashBetweenInsertAndCommit(t *testing.T) {
 	cfg := kafkatest.Config(brokers)
 	cfg.ShutdownTimeout = 200 * time.Millisecond
 
-	w, err := sink.NewWriter(sink.WriterConfig{Conn: conn})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stcfg := sink.Config{Inputs: []string{pipelines.TopicTelemetryClean}, MaxRows: 2000, MaxWait: 50 * time.Millisecond}
+	st := newStage(t, conn, stcfg)
 	// First life: the first batch is inserted, then the process "dies":
 	// every later call fails and the runtime is cancelled, so no offset
 	// is committed.
@@ -90,19 +81,19 @@ func TestSinkCrashBetweenInsertAndCommit(t *testing.T) {
 	var inserted atomic.Int64
 	var dead atomic.Bool
 	crashErr := errors.New("killed between insert and commit")
-	first := pipelines.SinkStage{Name: "sink", Inputs: []string{pipelines.TopicTelemetryClean}, MaxRows: 2000, MaxWait: 50 * time.Millisecond,
-		Write: func(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
-			if dead.Load() {
-				return nil, crashErr
-			}
-			if err := w.Write(ctx, recs); err != nil {
-				return nil, err
-			}
-			inserted.Store(int64(len(recs)))
-			dead.Store(true)
-			cancel()
+	first := st
+	first.Write = func(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
+		if dead.Load() {
 			return nil, crashErr
-		}}
+		}
+		if _, err := st.Write(ctx, recs); err != nil {
+			return nil, err
+		}
+		inserted.Store(int64(len(recs)))
+		dead.Store(true)
+		cancel()
+		return nil, crashErr
+	}
 	if err := kafka.RunSink(ctx, cfg, first); err != nil {
 		t.Fatal(err)
 	}
@@ -112,18 +103,13 @@ func TestSinkCrashBetweenInsertAndCommit(t *testing.T) {
 	}
 
 	// Second life: the uncommitted batch is delivered again.
-	w2, err := sink.NewWriter(sink.WriterConfig{Conn: conn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := kafkatest.RunSink(t, cfg, pipelines.SinkStage{Name: "sink", Inputs: []string{pipelines.TopicTelemetryClean},
-		MaxRows: 2000, MaxWait: 50 * time.Millisecond, Write: func(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
-			return nil, w2.Write(ctx, recs)
-		}})
+	reg := prometheus.NewRegistry()
+	stcfg.Registerer = reg
+	stop := kafkatest.RunSink(t, cfg, newStage(t, conn, stcfg))
 	waitCount(t, conn, "SELECT count() FROM telemetry", n, 60*time.Second)
 	stop()
-	if w2.Skipped() != stored {
-		t.Errorf("second life skipped %d records, want the %d stored before the crash", w2.Skipped(), stored)
+	if skipped := gathered(t, reg)["minecart_sink_skipped_total"]; skipped != float64(stored) {
+		t.Errorf("second life skipped %v records, want the %d stored before the crash", skipped, stored)
 	}
 	var cnt, keys, hourly uint64
 	if err := conn.QueryRow(context.Background(), `SELECT count(), uniqExact(src_partition, src_offset),
@@ -135,6 +121,71 @@ func TestSinkCrashBetweenInsertAndCommit(t *testing.T) {
 	}
 }
 
+// TestSinkRejectAgainAfterCrash: a record rejected in a batch whose insert
+// succeeded but whose process died before the runtime dead-lettered it (and
+// committed) is rejected again when the batch is delivered again, although
+// its offset is then below rows already stored, and dead-lettered once.
+func TestSinkRejectAgainAfterCrash(t *testing.T) {
+	brokers := kafkatest.Broker(t)
+	_, conn := migrated(t)
+	good := func(i int) kafka.Output { // vehicle v-000: one key, one partition
+		ev := event(i * 50)
+		return kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(ev.VehicleID), Value: encodeEvent(t, ev)}
+	}
+	bad := kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte("v-000"), Value: []byte("not avro")}
+	kafkatest.Produce(t, brokers, good(0), bad, good(1), good(2))
+	cfg := kafkatest.Config(brokers)
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	stcfg := sink.Config{Inputs: []string{pipelines.TopicTelemetryClean}, MaxWait: 50 * time.Millisecond}
+	st := newStage(t, conn, stcfg)
+
+	// First life: the batch holding the bad record is inserted, then the
+	// process dies before its dead letter and its commit.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	crashed := false
+	first := st
+	first.Write = func(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
+		if crashed {
+			return nil, errors.New("dead")
+		}
+		rejected, err := st.Write(ctx, recs)
+		if err != nil || len(rejected) == 0 {
+			return rejected, err
+		}
+		crashed = true
+		cancel()
+		return nil, errors.New("killed between insert and dead letters")
+	}
+	if err := kafka.RunSink(ctx, cfg, first); err != nil || !crashed {
+		t.Fatalf("first life: crashed %v, %v", crashed, err)
+	}
+	waitCount(t, conn, "SELECT count() FROM telemetry", 3, 10*time.Second)
+	if dl, err := kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicDeadLetter); err != nil || len(dl) != 0 {
+		t.Fatalf("first life: %d dead letters (%v)", len(dl), err)
+	}
+
+	// Second life: everything is skipped as stored, the bad record is
+	// dead-lettered.
+	reg := prometheus.NewRegistry()
+	stcfg.Registerer = reg
+	stop := kafkatest.RunSink(t, cfg, newStage(t, conn, stcfg))
+	kafkatest.WaitRecords(t, brokers, pipelines.TopicDeadLetter, 1, 30*time.Second)
+	stop()
+	dl, err := kafkatest.ReadCommitted(context.Background(), brokers, pipelines.TopicDeadLetter)
+	if err != nil || len(dl) != 1 {
+		t.Fatalf("second life: %d dead letters (%v)", len(dl), err)
+	}
+	var d avro.DeadLetter
+	if err := serde.Unmarshal(dl[0].Value, &d); err != nil || d.ReasonCode != sink.CodeDecode || d.SourceOffset != 1 || d.Stage != "sink" {
+		t.Fatalf("dead letter %+v %v", d, err)
+	}
+	if skipped := gathered(t, reg)["minecart_sink_skipped_total"]; skipped != 4 {
+		t.Errorf("second life skipped %v records, want all 4", skipped)
+	}
+	waitCount(t, conn, "SELECT count() FROM telemetry", 3, 10*time.Second)
+}
+
 // TestSinkClickHouseOutage stops ClickHouse under a running sink: it
 // retries with backoff, and after ClickHouse returns every event is there
 // once.
@@ -142,22 +193,12 @@ func TestSinkClickHouseOutage(t *testing.T) {
 	brokers := kafkatest.Broker(t)
 	srv, conn := migrated(t)
 	dsn := srv.DSN()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	rcfg := kafkatest.Config(brokers)
 	failed := make(chan struct{})
 	var once sync.Once
 	rcfg.Logger = slog.New(&watchHandler{Handler: rcfg.Logger.Handler(), msg: "sink write failed; retrying",
 		seen: func() { once.Do(func() { close(failed) }) }})
-	go func() {
-		done <- sink.Run(ctx, sink.Config{Runtime: rcfg, DSN: dsn, MaxRows: 1000, MaxWait: 50 * time.Millisecond})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	runSink(t, rcfg, dsn, sink.Config{MaxRows: 1000, MaxWait: 50 * time.Millisecond})
 	produceEvents(t, brokers, 0, 3000)
 	waitCount(t, conn, "SELECT count() FROM telemetry", 3000, 60*time.Second)
 

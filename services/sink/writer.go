@@ -2,17 +2,14 @@ package sink
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -24,100 +21,50 @@ const (
 	CodeUnknownTopic = "unknown_topic" // a topic the sink has no table for
 )
 
-// Writer writes batches of consumed records to ClickHouse: telemetry events
+// writer writes batches of consumed records to ClickHouse: telemetry events
 // to telemetry, daily scores to daily_scores, ledger entries to
-// ledger_entries, redemption changes to redemptions. It is the Write of a
-// pipelines.SinkStage.
+// ledger_entries, redemption changes to redemptions. Its Write is the
+// stage's.
 //
 // Exactly-once landing on top of at-least-once delivery: before each batch
-// the Writer reads sink_offsets, the highest source offset stored per topic
+// the writer reads sink_offsets, the highest source offset stored per topic
 // partition (kept by materialized views in the same insert as the rows),
 // and skips records at or below it. A batch written again after a crash
 // between the insert and the offset commit is therefore not stored twice,
-// and the rollup views never count a row twice.
+// and the rollup views never count a row twice. Skipped records are still
+// decoded: a bad one is rejected again, so a crash between the insert and
+// its dead letters loses none.
 //
 // A Write inserts its records in chunks of InsertRows, in order, and
 // decodes and encodes the next chunk while the server stores the current
 // one. A Write that fails part way has stored a prefix of each partition's
 // records, which sink_offsets covers: written again, it skips them.
-type Writer struct {
+type writer struct {
 	conn   driver.Conn
 	serde  *schemas.Serde
 	events *wire.Codec // telemetry's specialised decoder for the serde's framing
-	dead   func(ctx context.Context, recs []kafka.Output) error
-	stage  string
-	dlq    string
-	now    func() time.Time
 	log    *slog.Logger
 	m      *metrics
 	wire   wireTypes
 	chunk  int
-
-	skipped atomic.Uint64
 }
 
-// Skipped is how many records Write skipped because their offsets were
-// already stored (redeliveries after a crash or rebalance).
-func (w *Writer) Skipped() uint64 { return w.skipped.Load() }
-
-// WriterConfig configures NewWriter.
-type WriterConfig struct {
-	Conn  driver.Conn    // required
-	Serde *schemas.Serde // default schemas.SingleObject()
-	// DeadLetters produces dead-letter records (required unless the input
-	// can never be bad); it must not return before they are acknowledged.
-	DeadLetters func(ctx context.Context, recs []kafka.Output) error
-	Stage       string // stage name stamped on dead letters (default "sink")
-	// DeadLetterTopic receives them (default pipelines.TopicDeadLetter).
-	DeadLetterTopic string
-	Now             func() time.Time // default time.Now
-	Logger          *slog.Logger
-	// Registerer receives the writer's metrics (nil: not registered).
-	Registerer prometheus.Registerer
-	// InsertRows is the most records per INSERT (default
-	// DefaultInsertRows); a Write of more is pipelined in chunks.
-	InsertRows int
+type metrics struct {
+	rows    *prometheus.CounterVec // by table
+	skipped prometheus.Counter
 }
 
-// DefaultInsertRows is the default WriterConfig.InsertRows. Measured on
-// the embedded engine with the telemetry rollups, 25,000-row inserts cost
-// the engine ~1.9x what 200,000-row ones do, 50,000-row ones ~1.15x.
-const DefaultInsertRows = 50000
-
-// NewWriter returns a Writer.
-func NewWriter(cfg WriterConfig) (*Writer, error) {
-	if cfg.Conn == nil {
-		return nil, errors.New("sink: writer needs a ClickHouse connection")
-	}
-	if cfg.Serde == nil {
-		cfg.Serde = schemas.SingleObject()
-	}
-	if cfg.Stage == "" {
-		cfg.Stage = "sink"
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.DeadLetterTopic == "" {
-		cfg.DeadLetterTopic = pipelines.TopicDeadLetter
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.InsertRows <= 0 {
-		cfg.InsertRows = DefaultInsertRows
-	}
-	if cfg.DeadLetters == nil {
-		cfg.DeadLetters = func(context.Context, []kafka.Output) error {
-			return errors.New("sink: no dead-letter producer")
-		}
-	}
+func newWriter(cfg Config) (*writer, error) {
 	codec, err := wire.NewCodec(cfg.Serde)
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	return &Writer{conn: cfg.Conn, serde: cfg.Serde, events: codec, dead: cfg.DeadLetters, stage: cfg.Stage, dlq: cfg.DeadLetterTopic,
-		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer), chunk: cfg.InsertRows}, nil
+	m := prom.NewMetrics(cfg.Registerer)
+	w := &writer{conn: cfg.Conn, serde: cfg.Serde, events: codec, log: cfg.Logger, chunk: cfg.InsertRows, m: &metrics{
+		rows:    m.CounterVec("minecart_sink_inserted_rows_total", "Rows inserted into ClickHouse, by table.", "table"),
+		skipped: m.Counter("minecart_sink_skipped_total", "Records skipped because their offsets were already stored (redeliveries)."),
+	}}
+	return w, m.Err()
 }
 
 type topicPartition struct {
@@ -132,8 +79,7 @@ type batch struct {
 	scores      []row
 	ledger      []row
 	redemptions []row
-	dead        []kafka.Output
-	deadCodes   []string
+	rejected    []pipelines.Rejected
 	skipped     int
 
 	tele driver.Batch // the telemetry insert, prepared with its columns
@@ -147,17 +93,16 @@ func (b *batch) abort() {
 	}
 }
 
-// Write stores recs. Undecodable records are dead-lettered (before the rows
-// beside them are inserted, so a retried batch dead-letters them again
-// rather than never); an error means nothing or part of the batch was
-// stored and the same records should be written again.
-func (w *Writer) Write(ctx context.Context, recs []pipelines.Record) error {
+// Write stores recs and returns the undecodable ones; an error means
+// nothing or part of the batch was stored and the same records should be
+// written again.
+func (w *writer) Write(ctx context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
 	if len(recs) == 0 {
-		return nil
+		return nil, nil
 	}
 	stored, err := w.storedOffsets(ctx, recs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// One goroutine prepares chunk k+1 (Avro decode, columns appended to
 	// clickhouse-go's batch) while this one stores chunk k (clickhouse-go
@@ -183,36 +128,36 @@ func (w *Writer) Write(ctx context.Context, recs []pipelines.Record) error {
 		}
 	}()
 	var werr error
+	var rejected []pipelines.Rejected
 	for b := range chunks {
 		if werr == nil {
 			werr = w.store(ctx, b)
 			if werr != nil {
 				cancel()
 			}
+			rejected = append(rejected, b.rejected...)
 		}
 		b.abort()
 	}
-	return werr
+	if werr != nil {
+		return nil, werr
+	}
+	return rejected, nil
 }
 
 // prepare decodes a chunk of records into rows and prepares its telemetry
 // insert.
-func (w *Writer) prepare(ctx context.Context, recs []pipelines.Record, stored map[topicPartition]int64) *batch {
+func (w *writer) prepare(ctx context.Context, recs []pipelines.Record, stored map[topicPartition]int64) *batch {
 	b := &batch{size: len(recs)}
 	for i := range recs {
 		rec := &recs[i]
-		if hw, ok := stored[topicPartition{rec.Topic, rec.Partition}]; ok && rec.Offset <= hw {
+		hw, ok := stored[topicPartition{rec.Topic, rec.Partition}]
+		skip := ok && rec.Offset <= hw
+		if skip {
 			b.skipped++
-			continue
 		}
-		if code, err := w.add(b, rec); err != nil {
-			out, derr := w.deadLetter(rec, code, err)
-			if derr != nil {
-				b.err = derr
-				return b
-			}
-			b.dead = append(b.dead, out)
-			b.deadCodes = append(b.deadCodes, code)
+		if code, err := w.add(b, rec, skip); err != nil {
+			b.rejected = append(b.rejected, pipelines.Rejected{Record: *rec, Code: code, Err: err})
 		}
 	}
 	if n := b.telemetry.len(); n > 0 {
@@ -224,24 +169,14 @@ func (w *Writer) prepare(ctx context.Context, recs []pipelines.Record, stored ma
 	return b
 }
 
-// store dead-letters a prepared chunk's bad records, then inserts its rows.
-func (w *Writer) store(ctx context.Context, b *batch) error {
+// store inserts a prepared chunk's rows.
+func (w *writer) store(ctx context.Context, b *batch) error {
 	if b.err != nil {
 		return b.err
 	}
 	if b.skipped > 0 {
-		w.skipped.Add(uint64(b.skipped))
 		w.m.skipped.Add(float64(b.skipped))
 		w.log.Info("sink: skipped records already stored", "records", b.skipped)
-	}
-	if len(b.dead) > 0 {
-		if err := w.dead(ctx, b.dead); err != nil {
-			return fmt.Errorf("dead letters: %w", err)
-		}
-		for _, c := range b.deadCodes {
-			w.m.dead.WithLabelValues(c).Inc()
-		}
-		w.log.Warn("sink: records dead-lettered", "records", len(b.dead))
 	}
 	if b.tele != nil {
 		n := b.telemetry.len()
@@ -263,13 +198,14 @@ func (w *Writer) store(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// add decodes rec into its table's rows. Records that carry no row (scoring
-// watermarks) are skipped.
-func (w *Writer) add(b *batch, rec *pipelines.Record) (code string, err error) {
+// add decodes rec into its table's rows, or only decodes it when skip (its
+// rows are stored already). Records that carry no row (scoring watermarks)
+// are skipped.
+func (w *writer) add(b *batch, rec *pipelines.Record, skip bool) (code string, err error) {
 	switch rec.Topic {
 	case pipelines.TopicTelemetryClean, pipelines.TopicTelemetryRaw:
 		ev, err := w.events.DecodeEvent(rec.Value, telemetry.Limits{})
-		if err != nil {
+		if err != nil || skip {
 			return CodeDecode, err
 		}
 		if b.telemetry.len() == 0 {
@@ -277,38 +213,20 @@ func (w *Writer) add(b *batch, rec *pipelines.Record) (code string, err error) {
 		}
 		b.telemetry.add(&ev, rec)
 	case pipelines.TopicScores:
-		name, m, err := w.serde.Decode(rec.Value)
-		if err != nil {
+		r, err := w.scoreRow(rec)
+		if err != nil || skip || r == nil {
 			return CodeDecode, err
 		}
-		switch name {
-		case schemas.DailyScore:
-			r, err := scoreRow(m, rec)
-			if err != nil {
-				return CodeDecode, err
-			}
-			b.scores = append(b.scores, r)
-		case schemas.Watermark:
-		default:
-			return CodeDecode, fmt.Errorf("record %s on %s", name, rec.Topic)
-		}
+		b.scores = append(b.scores, r)
 	case pipelines.TopicLedgerEntries:
-		m, err := w.serde.DecodeAs(schemas.LedgerEntry, rec.Value)
-		if err != nil {
-			return CodeDecode, err
-		}
-		r, err := ledgerRow(m, rec)
-		if err != nil {
+		r, err := w.ledgerRow(rec)
+		if err != nil || skip {
 			return CodeDecode, err
 		}
 		b.ledger = append(b.ledger, r)
 	case pipelines.TopicRedemptionStatus:
-		m, err := w.serde.DecodeAs(schemas.Redemption, rec.Value)
-		if err != nil {
-			return CodeDecode, err
-		}
-		r, err := redemptionRow(m, rec)
-		if err != nil {
+		r, err := w.redemptionRow(rec)
+		if err != nil || skip {
 			return CodeDecode, err
 		}
 		b.redemptions = append(b.redemptions, r)
@@ -319,7 +237,7 @@ func (w *Writer) add(b *batch, rec *pipelines.Record) (code string, err error) {
 }
 
 // storedOffsets reads the highest stored offset of each topic in recs.
-func (w *Writer) storedOffsets(ctx context.Context, recs []pipelines.Record) (map[topicPartition]int64, error) {
+func (w *writer) storedOffsets(ctx context.Context, recs []pipelines.Record) (map[topicPartition]int64, error) {
 	topics := map[string]bool{}
 	var list []string
 	for i := range recs {
@@ -355,7 +273,7 @@ var noStrings any = []string{}
 // prepareColumns prepares an insert of whole columns (the fast path: no
 // per-row reflection). Arrays ([][]string) are appended row by row, which
 // is clickhouse-go's reflection-free path for them.
-func (w *Writer) prepareColumns(ctx context.Context, insert string, cols []any) (driver.Batch, error) {
+func (w *writer) prepareColumns(ctx context.Context, insert string, cols []any) (driver.Batch, error) {
 	wctx, err := w.wire.context(ctx, w.conn, insert)
 	if err != nil {
 		return nil, err
@@ -389,7 +307,7 @@ func (w *Writer) prepareColumns(ctx context.Context, insert string, cols []any) 
 	return bt, nil
 }
 
-func (w *Writer) sendRows(ctx context.Context, insert string, rows []row) (err error) {
+func (w *writer) sendRows(ctx context.Context, insert string, rows []row) (err error) {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -416,32 +334,4 @@ func (w *Writer) sendRows(ctx context.Context, insert string, rows []row) (err e
 		return fmt.Errorf("insert %d rows: %w", len(rows), err)
 	}
 	return nil
-}
-
-// deadLetter encodes rec as a schemas.DeadLetter for the dead-letter topic.
-func (w *Writer) deadLetter(rec *pipelines.Record, code string, cause error) (kafka.Output, error) {
-	var key any
-	if rec.Key != nil {
-		key = map[string]any{"bytes": rec.Key}
-	}
-	value := rec.Value
-	if value == nil {
-		value = []byte{}
-	}
-	b, err := w.serde.Encode(schemas.DeadLetter, map[string]any{
-		"stage":            w.stage,
-		"reason_code":      code,
-		"error":            cause.Error(),
-		"source_topic":     rec.Topic,
-		"source_partition": rec.Partition,
-		"source_offset":    rec.Offset,
-		"key":              key,
-		"value":            value,
-		"time":             w.now().UTC().Truncate(time.Millisecond),
-	})
-	if err != nil {
-		return kafka.Output{}, fmt.Errorf("encode dead letter: %w", err)
-	}
-	return kafka.Output{Topic: w.dlq, Key: rec.Key, Value: b,
-		Headers: []pipelines.Header{{Key: "stage", Value: []byte(w.stage)}, {Key: "code", Value: []byte(code)}}}, nil
 }

@@ -2,7 +2,6 @@ package stack
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -220,8 +220,14 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 	})
 	sum.TopDrivers = drivers[:min(top, len(drivers))]
 
-	h, cp := s.Ledger.Head()
-	sum.LedgerHeight, sum.TreeSize, sum.Root, sum.Checkpoint = h.Height, h.TreeSize, hex.EncodeToString(h.Root[:]), cp
+	h, err := s.Ledger.Head(ctx)
+	if err != nil {
+		return sum, err
+	}
+	sum.LedgerHeight, sum.TreeSize, sum.Root, sum.Checkpoint = h.Height, h.TreeSize, h.Root, h.Checkpoint
+	if h.Blocks == 0 {
+		sum.Root = merkle.Hash{}.String() // no head yet
+	}
 
 	var bals []Balance
 	s.state.Range(func(k string, v []byte) bool {

@@ -29,8 +29,11 @@ import (
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ingest"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/blocks"
+	"github.com/minecart/minecart/services/ledger/proofs"
+	ledgerstage "github.com/minecart/minecart/services/ledger/stage"
 	"github.com/minecart/minecart/services/owner"
-	"github.com/minecart/minecart/services/scoring"
+	scoringstage "github.com/minecart/minecart/services/scoring/stage"
 	settleapi "github.com/minecart/minecart/services/settlement/api"
 	settlestage "github.com/minecart/minecart/services/settlement/stage"
 	"github.com/minecart/minecart/services/sink"
@@ -94,7 +97,7 @@ type Stack struct {
 	// LedgerKey signs the ledger's blocks.
 	LedgerKey ed25519.PrivateKey
 	// Ledger follows the blocks topic and serves proofs.
-	Ledger  *ledger.Reader
+	Ledger  *proofs.Server
 	Gateway *gateway.Server
 
 	httpAddr string
@@ -163,9 +166,17 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	sc, err := scoring.NewStage(scoring.Config{IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+	sc, err := scoringstage.NewStage(scoringstage.Config{IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("scoring: %w", err)
+	}
+	published, err := blocks.New(blocks.Config{Kafka: s.Pipelines})
+	if err != nil {
+		return nil, err
+	}
+	led, err := ledgerstage.NewStage(ledgerstage.Config{Key: s.LedgerKey, Serde: s.Serde, Blocks: published, Logger: log, Registerer: s.Registry})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
 	}
 	st, err := settlestage.NewStage(settlestage.Config{Serde: s.Serde, Logger: log, Registerer: s.Registry, EnsurePartner: s.ensurePartner})
 	if err != nil {
@@ -174,22 +185,33 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	stages := []pipelines.Stage{
 		ing,
 		sc,
-		ledger.NewStage(ledger.Config{Key: s.LedgerKey, Serde: s.Serde, Brokers: s.Pipelines.Brokers, Logger: log, Registerer: s.Registry}),
+		led,
 		st,
 	}
 	for _, st := range stages {
 		s.goRun(runCtx, st.Name, func(ctx context.Context) error { return kafka.Run(ctx, s.Pipelines, st) })
 	}
 	if cfg.ClickHouseDSN != "" {
+		conn, err := sink.Open(cfg.ClickHouseDSN)
+		if err != nil {
+			return nil, fmt.Errorf("sink: %w", err)
+		}
+		s.closers = append(s.closers, conn.Close)
+		sinkStage, err := sink.NewStage(sink.Config{Conn: conn, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("sink: %w", err)
+		}
 		s.goRun(runCtx, "sink", func(ctx context.Context) error {
-			return sink.Run(ctx, sink.Config{Runtime: s.Pipelines, DSN: cfg.ClickHouseDSN})
+			if err := sink.Migrate(ctx, conn, log); err != nil {
+				return err
+			}
+			return kafka.RunSink(ctx, s.Pipelines, sinkStage)
 		})
 	}
 
 	// The ledger's reader (proofs) and the gateway.
-	if s.Ledger, err = ledger.NewReader(ledger.ReaderConfig{
-		Blocks:    &ledger.KafkaBlocks{Brokers: s.Pipelines.Brokers, Serde: s.Serde},
-		PublicKey: s.LedgerKey.Public().(ed25519.PublicKey), Logger: log,
+	if s.Ledger, err = proofs.NewServer(proofs.Config{
+		Blocks: published, PublicKey: s.LedgerKey.Public().(ed25519.PublicKey), Logger: log,
 	}); err != nil {
 		return nil, err
 	}
@@ -249,7 +271,7 @@ func (s *Stack) mountOwner(ctx context.Context, mux *http.ServeMux) error {
 	}
 	s.closers = append(s.closers, bindings.Close)
 	h, err := owner.NewHandler(owner.Config{
-		Conn: conn, Proofs: owner.LedgerProofs(s.Ledger.Handler()),
+		Conn: conn, Proofs: s.Ledger,
 		Balances:   owner.SettlementBalances(bindings, s.state, s.Serde),
 		Registerer: s.Registry, Logger: s.cfg.Logger,
 	})

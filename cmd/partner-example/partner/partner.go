@@ -304,7 +304,7 @@ func (c *consumer) consume(ctx context.Context, r *kafka.Reader, orders bool) er
 				c.credit(m)
 				continue
 			}
-			o, verr, a, ok := c.order(ctx, m)
+			o, a, ok, verr := c.order(ctx, m)
 			if ok {
 				acks, done, errs = append(acks, a), append(done, o), append(errs, verr)
 			}
@@ -364,16 +364,16 @@ func isControl(m kafka.Message) bool {
 	return len(k) == 4 && k[0] == 0 && k[1] == 0 && k[2] == 0 && k[3] <= 1 && len(m.Value) == 6
 }
 
-// order verifies and fulfils one order and returns it, why it did not
-// verify, and its ack; ok is false for an order already handled or one
+// order verifies and fulfils one order and returns it, its ack, and why
+// it did not verify; ok is false for an order already handled or one
 // that does not decode.
-func (c *consumer) order(ctx context.Context, m kafka.Message) (o Order, verr error, ack kafka.Message, ok bool) {
+func (c *consumer) order(ctx context.Context, m kafka.Message) (o Order, ack kafka.Message, ok bool, verr error) {
 	if err := c.serde.Unmarshal(m.Value, &o); err != nil {
 		c.log.Error("order does not decode", "offset", m.Offset, "err", err)
-		return o, nil, ack, false
+		return o, ack, false, nil
 	}
 	if c.cfg.Seen.Seen(o.RedemptionID) {
-		return o, nil, ack, false
+		return o, ack, false, nil
 	}
 	a := avro.PartnerAck{RedemptionID: o.RedemptionID, Partner: c.cfg.Partner, AckedMs: time.Now()}
 	verr = VerifyOrder(o, c.cfg.Partner, c.cfg.LedgerKey)
@@ -388,9 +388,9 @@ func (c *consumer) order(ctx context.Context, m kafka.Message) (o Order, verr er
 	v, err := c.serde.Marshal(&a)
 	if err != nil {
 		c.log.Error("encode ack", "redemption", o.RedemptionID, "err", err)
-		return o, verr, ack, false
+		return o, ack, false, verr
 	}
-	return o, verr, kafka.Message{Key: []byte(o.RedemptionID), Value: v}, true
+	return o, kafka.Message{Key: []byte(o.RedemptionID), Value: v}, true, verr
 }
 
 func (c *consumer) credit(m kafka.Message) {

@@ -22,7 +22,8 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
-	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/blocks"
+	ledgerstage "github.com/minecart/minecart/services/ledger/stage"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/settlement/stage"
@@ -41,7 +42,7 @@ type Env struct {
 
 	stopSettlement func()
 	stopLedger     func()
-	ledgerCfg      ledger.Config
+	ledgerCfg      ledgerstage.Config
 	tick           time.Duration
 	policy         settlement.Policy
 }
@@ -49,7 +50,11 @@ type Env struct {
 // StartLedger (re)starts the ledger stage (same key and origin).
 func (e *Env) StartLedger() {
 	e.T.Helper()
-	e.stopLedger = kafkatest.Run(e.T, e.Cfg, ledger.NewStage(e.ledgerCfg))
+	st, err := ledgerstage.NewStage(e.ledgerCfg)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.stopLedger = kafkatest.Run(e.T, e.Cfg, st)
 }
 
 // StopLedger stops the ledger stage.
@@ -99,8 +104,11 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 	}
 	e := &Env{T: t, Brokers: brokers, Serde: serde, Cfg: cfg, LedgerPub: pub, Origin: "minecart/test-ledger",
 		tick: 250 * time.Millisecond, policy: o.Policy}
-	e.ledgerCfg = ledger.Config{Key: priv, Origin: e.Origin, Serde: serde, Brokers: brokers, Logger: cfg.Logger,
-		Blocks: &ledger.KafkaBlocks{Brokers: brokers, Serde: serde, ClientOptions: o.ClientOptions}}
+	published, err := blocks.New(blocks.Config{Kafka: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ledgerCfg = ledgerstage.Config{Key: priv, Origin: e.Origin, Serde: serde, Blocks: published, Logger: cfg.Logger}
 	e.StartLedger()
 	e.Producer, err = kafka.NewProducer(kafka.Config{Brokers: brokers, Logger: cfg.Logger, ClientOptions: o.ClientOptions})
 	if err != nil {

@@ -1,8 +1,8 @@
 // Command ledger runs minecart's reward ledger alone: the ledger stage
 // (scores and ledger requests in; signed blocks and entries with proofs
-// out) and the proof HTTP API that follows the blocks topic. With a
-// subcommand (verify, export, prove, check-proof, pubkey) it runs that
-// instead. Every flag can also be set as MINECART_<FLAG> (services/daemon).
+// out) and the proof HTTP API that follows the blocks topic. Checking the
+// book is `minecart ledger`. Every flag can also be set as MINECART_<FLAG>
+// (services/daemon).
 package main
 
 import (
@@ -13,19 +13,18 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/blocks"
+	"github.com/minecart/minecart/services/ledger/proofs"
+	"github.com/minecart/minecart/services/ledger/stage"
 )
 
 func main() { daemon.Main("ledger", run) }
 
 func run(ctx context.Context, args []string) error {
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		return ledger.Command(ctx, args, os.Stdout)
-	}
 	fs := flag.NewFlagSet("ledger", flag.ContinueOnError)
 	var kf daemon.Kafka
 	var proc daemon.Process
@@ -39,9 +38,6 @@ func run(ctx context.Context, args []string) error {
 	maxBlock := fs.Int("max-block-entries", 1000, "most entries in one block")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8084", "address of the proof API (empty: none)")
 	if err := daemon.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, ledger.Commands)
-		}
 		return err
 	}
 	log := proc.Logger()
@@ -64,13 +60,14 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Every reader of the blocks topic connects like the runtime (SASL, TLS).
-	blocks := func() *ledger.KafkaBlocks {
-		return &ledger.KafkaBlocks{Brokers: pcfg.Brokers, Serde: serde, ClientOptions: pcfg.ClientOptions}
+	// The blocks topic is read like the runtime reads (SASL, TLS).
+	published, err := blocks.New(blocks.Config{Kafka: pcfg})
+	if err != nil {
+		return err
 	}
-	cfg := ledger.Config{Key: key, Origin: *origin, MaxBlockEntries: *maxBlock, Serde: serde,
-		Blocks: blocks(), Brokers: pcfg.Brokers, Logger: log, Registerer: reg}
-	if err := cfg.Validate(); err != nil {
+	st, err := stage.NewStage(stage.Config{Key: key, Origin: *origin, MaxBlockEntries: *maxBlock, Serde: serde,
+		Blocks: published, Logger: log, Registerer: reg})
+	if err != nil {
 		return err
 	}
 	signer, err := ledger.NewSigner(*origin, key)
@@ -82,7 +79,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if *httpAddr != "" {
-		rd, err := ledger.NewReader(ledger.ReaderConfig{Blocks: blocks(), PublicKey: signer.Public(), Logger: log})
+		rd, err := proofs.NewServer(proofs.Config{Blocks: published, PublicKey: signer.Public(), Logger: log})
 		if err == nil {
 			err = g.Serve("proof api", &http.Server{Addr: *httpAddr, Handler: rd.Handler()})
 		}
@@ -90,9 +87,9 @@ func run(ctx context.Context, args []string) error {
 			g.Stop()
 			return errors.Join(err, g.Wait())
 		}
-		g.Go("blocks follower", rd.Run)
+		g.Go("proofs", rd.Run)
 	}
-	g.Go("stage", func(ctx context.Context) error { return kafka.Run(ctx, pcfg, ledger.NewStage(cfg)) })
-	log.Info("ledger starting", "brokers", pcfg.Brokers, "key", *keyPath, "verifier_key", ledger.VerifierKey(*origin, signer.Public()))
+	g.Go("stage", func(ctx context.Context) error { return kafka.Run(ctx, pcfg, st) })
+	log.Info("ledger starting", "brokers", pcfg.Brokers, "key", *keyPath, "verifier_key", signer.VerifierKey())
 	return g.Wait()
 }

@@ -15,8 +15,10 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/daemon/daemontest"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/proofs"
 )
 
 // TestMainServesCredits runs the command as main does (brokers from
@@ -56,22 +58,17 @@ func scores(t *testing.T) []kafka.Output {
 	var recs []kafka.Output
 	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	for _, v := range []string{"veh-b", "veh-a"} {
-		native := map[string]any{
-			"id": v + "/2026-11-24", "vehicle_id": v, "device_id": "d", "date": "2026-11-24", "tz": "UTC",
-			"window_start": day, "window_end": day.Add(24 * time.Hour), "config_version": "r1",
-			"distance_km": 1.0, "gps_km": 1.0, "odometer_km": 1.0, "driving_s": int64(60), "harsh_brake": int32(0),
-			"harsh_accel": int32(0), "harsh_corner": int32(0), "speeding_s": int64(0), "night_s": int64(0),
-			"fatigue_events": int32(0), "events": int64(10), "late_events": nil, "gps_jumps": int32(0),
-			"hdop_rejected": int64(0), "odometer_rollbacks": int32(0), "score": 90.0, "points": int64(5),
-			"flags": []any{}, "flag_reasons": []any{}, "events_hash": []byte{1},
-		}
-		b, err := serde.Encode(schemas.DailyScore, native)
+		b, err := serde.Marshal(&avro.DailyScore{
+			ID: v + "/2026-11-24", VehicleID: v, DeviceID: "d", Date: "2026-11-24", TZ: "UTC",
+			WindowStart: day, WindowEnd: day.Add(24 * time.Hour), ConfigVersion: "r1",
+			DistanceKm: 1, GpsKm: 1, OdometerKm: 1, DrivingS: 60, Events: 10, Score: 90, Points: 5, EventsHash: []byte{1},
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		recs = append(recs, kafka.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: b})
 	}
-	wm, err := serde.Encode(schemas.Watermark, map[string]any{"task": int32(0), "tasks": int32(1), "closed_through_ms": day.Add(24 * time.Hour)})
+	wm, err := serde.Marshal(&avro.Watermark{Task: 0, Tasks: 1, ClosedThroughMs: day.Add(24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +89,7 @@ func servesCredits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--data-dir", dir, "--http-addr", addr, "--metrics-addr", ""}) }()
-	var head ledger.HeadJSON
+	var head proofs.Head
 	deadline := time.Now().Add(30 * time.Second)
 	for head.TreeSize < 2 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)

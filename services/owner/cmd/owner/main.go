@@ -14,6 +14,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
+	"github.com/minecart/minecart/services/ledger/proofs"
 	"github.com/minecart/minecart/services/owner"
 	"github.com/minecart/minecart/services/sink"
 )
@@ -37,7 +38,7 @@ func run(ctx context.Context, args []string) error {
 			env.OnClose(conn.Close)
 			cfg := owner.Config{Conn: conn, Registerer: env.Registry, Logger: env.Log}
 			if ledgerURL != "" {
-				cfg.Proofs = owner.RemoteLedgerProofs(nil, ledgerURL)
+				cfg.Proofs = proofs.NewClient(nil, ledgerURL)
 			}
 			// Balances: vehicle -> owner bindings and settlement's accounts.
 			var tables [2]*kafka.Table

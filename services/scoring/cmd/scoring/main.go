@@ -15,6 +15,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/scoring/stage"
 )
 
 func main() { daemon.Main("scoring", run) }
@@ -53,7 +54,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := scoring.NewStage(scoring.Config{
+	st, err := stage.NewStage(stage.Config{
 		Rules: &rules, DefaultTZ: *tz, Grace: *grace, IdleTimeout: *idle, TickEvery: *tick, Tasks: *tasks,
 		Serde: serde, Registerer: reg, Logger: log,
 	})

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"time"
 
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/sink"
 )
@@ -29,19 +30,30 @@ func run(ctx context.Context, args []string) error {
 	}
 	log := proc.Logger()
 	reg := daemon.NewRegistry()
-	pcfg, _, err := kf.Config(ctx, log, reg)
+	pcfg, serde, err := kf.Config(ctx, log, reg)
 	if err != nil {
 		return err
 	}
-	cfg := sink.Config{Runtime: pcfg, DSN: *dsn, Group: *group, MaxRows: *maxRows, MaxWait: *maxWait, InsertRows: *insertRows}
-	if err := cfg.Validate(); err != nil {
+	conn, err := sink.Open(*dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	st, err := sink.NewStage(sink.Config{Conn: conn, Name: *group, MaxRows: *maxRows, MaxWait: *maxWait, InsertRows: *insertRows,
+		Serde: serde, Registerer: reg, Logger: log})
+	if err != nil {
 		return err
 	}
 	g, _ := daemon.NewGroup(ctx)
 	if err := g.ServeMetrics(proc.MetricsAddr, reg); err != nil {
 		return err
 	}
-	g.Go("sink", func(ctx context.Context) error { return sink.Run(ctx, cfg) })
-	log.Info("sink starting", "brokers", pcfg.Brokers, "group", *group, "inputs", cfg.Inputs)
+	g.Go("sink", func(ctx context.Context) error {
+		if err := sink.Migrate(ctx, conn, log); err != nil {
+			return err
+		}
+		return kafka.RunSink(ctx, pcfg, st)
+	})
+	log.Info("sink starting", "brokers", pcfg.Brokers, "group", st.Name, "inputs", st.Inputs)
 	return g.Wait()
 }

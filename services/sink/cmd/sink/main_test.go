@@ -9,6 +9,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/daemon/daemontest"
 	"github.com/minecart/minecart/services/sink"
 )
@@ -36,9 +37,9 @@ func TestMainSASL(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := daemontest.Read(t, cfg, pipelines.TopicDeadLetter, 1, 30*time.Second)
-	_, m, err := schemas.SingleObject().Decode(dead[0].Value)
-	if err != nil || m["reason_code"] != sink.CodeDecode || m["source_topic"] != pipelines.TopicTelemetryClean {
-		t.Fatalf("dead letter %v %v", m, err)
+	var d avro.DeadLetter
+	if err := schemas.SingleObject().Unmarshal(dead[0].Value, &d); err != nil || d.ReasonCode != sink.CodeDecode || d.SourceTopic != pipelines.TopicTelemetryClean {
+		t.Fatalf("dead letter %+v %v", d, err)
 	}
 	cancel()
 	if err := <-done; err != nil {

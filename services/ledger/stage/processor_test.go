@@ -1,4 +1,4 @@
-package ledger
+package stage
 
 import (
 	"context"
@@ -9,13 +9,16 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/ledgertest"
 )
 
 // memLog is an in-memory stand-in for the output topics of one processor
 // run, used to drive the processor as plain code (the broker tests are in
 // stage_test.go).
 type memLog struct {
-	blocks    []*Block
+	blocks    []*ledger.Block
 	entries   int
 	changelog map[string][]byte
 }
@@ -25,11 +28,11 @@ func (m *memLog) take(t *testing.T, out *collect) {
 	for _, r := range out.recs {
 		switch r.Topic {
 		case pipelines.TopicLedgerBlocks:
-			native, err := schemas.SingleObject().DecodeAs(schemas.LedgerBlock, r.Value)
-			if err != nil {
+			var rb avro.LedgerBlock
+			if err := schemas.SingleObject().Unmarshal(r.Value, &rb); err != nil {
 				t.Fatal(err)
 			}
-			blk, err := BlockFromNative(native)
+			blk, err := ledger.BlockFromAvro(&rb)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +52,7 @@ func (m *memLog) take(t *testing.T, out *collect) {
 
 func newTestProcessor(t *testing.T, m *memLog) *Processor {
 	t.Helper()
-	cfg := Config{Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: 2, Serde: schemas.SingleObject(), Blocks: sliceSource(m.blocks), Logger: kafkatest.Logger()}
+	cfg := Config{Key: ledgertest.Key(1), Origin: "minecart.test/ledger", MaxBlockEntries: 2, Serde: schemas.SingleObject(), Blocks: ledgertest.Blocks(m.blocks), Logger: kafkatest.Logger()}
 	p, err := NewProcessor(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -75,15 +78,19 @@ func TestProcessorPendingLateAndRestart(t *testing.T) {
 		m.take(t, &out)
 		return err
 	}
-	score := func(v string, d int, pts int64) []byte { return enc(t, schemas.DailyScore, scoreNative(v, d, pts)) }
-	wm := func(task int, through int64) []byte { return enc(t, schemas.Watermark, wmNative(task, 2, through)) }
+	score := func(v string, d int, pts int64) []byte {
+		return enc(t, ledgertest.Score(v, d, pts))
+	}
+	wm := func(task int, through int64) []byte {
+		return enc(t, ledgertest.Watermark(task, 2, through))
+	}
 
 	for _, v := range []string{"c", "a", "b"} {
 		if err := send(p, pipelines.TopicScores, score(v, 1, 10)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := send(p, pipelines.TopicScores, wm(0, 2*dayMs)); err != nil {
+	if err := send(p, pipelines.TopicScores, wm(0, 2*ledgertest.DayMs)); err != nil {
 		t.Fatal(err)
 	}
 	if len(m.blocks) != 0 || p.Pending() != 3 || len(m.changelog) != 4 {
@@ -94,7 +101,7 @@ func TestProcessorPendingLateAndRestart(t *testing.T) {
 	if p.Pending() != 3 {
 		t.Fatalf("restored %d pending, want 3", p.Pending())
 	}
-	if err := send(p, pipelines.TopicScores, wm(1, 2*dayMs)); err != nil {
+	if err := send(p, pipelines.TopicScores, wm(1, 2*ledgertest.DayMs)); err != nil {
 		t.Fatal(err)
 	}
 	if len(m.blocks) != 2 || m.entries != 3 || p.Pending() != 0 {
@@ -103,9 +110,9 @@ func TestProcessorPendingLateAndRestart(t *testing.T) {
 	if _, ok := m.changelog["a/1970-01-02"]; ok {
 		t.Error("released credit not tombstoned in the changelog")
 	}
-	first, _ := DecodeEntry(m.blocks[0].Entries[0])
-	if first.VehicleID != "a" || m.blocks[0].Header.TimestampMs != 2*dayMs || m.blocks[0].Header.Clock != ClockEvent {
-		t.Errorf("first block: vehicle %q ts %d; want a, %d (canonical order, window end)", first.VehicleID, m.blocks[0].Header.TimestampMs, 2*dayMs)
+	first, _ := ledger.DecodeEntry(m.blocks[0].Entries[0])
+	if first.VehicleID != "a" || m.blocks[0].Header.TimestampMs != 2*ledgertest.DayMs || m.blocks[0].Header.Clock != ledger.ClockEvent {
+		t.Errorf("first block: vehicle %q ts %d; want a, %d (canonical order, window end)", first.VehicleID, m.blocks[0].Header.TimestampMs, 2*ledgertest.DayMs)
 	}
 	// Duplicate: nothing. Rescore with other points: a late-data adjustment.
 	if err := send(p, pipelines.TopicScores, score("b", 1, 10)); err != nil || m.entries != 3 {
@@ -114,8 +121,8 @@ func TestProcessorPendingLateAndRestart(t *testing.T) {
 	if err := send(p, pipelines.TopicScores, score("b", 1, 14)); err != nil || m.entries != 4 {
 		t.Fatalf("rescore: %v, %d entries", err, m.entries)
 	}
-	adj, _ := DecodeEntry(m.blocks[len(m.blocks)-1].Entries[0])
-	if adj.Kind != KindAdjustment || adj.Amount != 4 || adj.Ref != "b/1970-01-02" {
+	adj, _ := ledger.DecodeEntry(m.blocks[len(m.blocks)-1].Entries[0])
+	if adj.Kind != ledger.KindAdjustment || adj.Amount != 4 || adj.Ref != "b/1970-01-02" {
 		t.Errorf("late adjustment %+v", adj)
 	}
 	if pts, _ := p.Book().Credited("b/1970-01-02"); pts != 14 {
@@ -136,7 +143,7 @@ func TestProcessorPendingLateAndRestart(t *testing.T) {
 	if p.Book().Tree().Root() != before || m.entries != 5 {
 		t.Errorf("replay changed the book: %d entries", m.entries)
 	}
-	if _, err := Verify(ctx, sliceSource(m.blocks), testKey(1).Public().(ed25519.PublicKey)); err != nil {
+	if _, err := ledger.Verify(ctx, ledgertest.Blocks(m.blocks), ledgertest.Key(1).Public().(ed25519.PublicKey)); err != nil {
 		t.Errorf("verify: %v", err)
 	}
 	// Bad input is rejected with a reason code.
@@ -146,9 +153,9 @@ func TestProcessorPendingLateAndRestart(t *testing.T) {
 		code  string
 	}{
 		{pipelines.TopicScores, []byte("junk"), "decode"},
-		{pipelines.TopicScores, enc(t, schemas.DebitRequest, RequestNative(Entry{Kind: KindDebit, ID: "x", Account: "a", Amount: 1})), "unexpected_record"},
-		{pipelines.TopicScores, enc(t, schemas.Watermark, wmNative(3, 2, 0)), "invalid_watermark"},
-		{pipelines.TopicLedgerRequests, enc(t, schemas.DebitRequest, RequestNative(Entry{Kind: KindDebit, ID: "x", Account: "a", Amount: -1})), "invalid_request"},
+		{pipelines.TopicScores, enc(t, request(ledger.Entry{Kind: ledger.KindDebit, ID: "x", Account: "a", Amount: 1})), "unexpected_record"},
+		{pipelines.TopicScores, enc(t, ledgertest.Watermark(3, 2, 0)), "invalid_watermark"},
+		{pipelines.TopicLedgerRequests, enc(t, request(ledger.Entry{Kind: ledger.KindDebit, ID: "x", Account: "a", Amount: -1})), "invalid_request"},
 	} {
 		err := p.Process(ctx, pipelines.Record{Topic: c.topic, Value: c.value}, &out)
 		if code, ok := pipelines.RejectCode(err); !ok || code != c.code {
@@ -168,10 +175,10 @@ func TestProcessorPendingLateAndRestart(t *testing.T) {
 func TestProcessorCrashAtEveryStep(t *testing.T) {
 	const vehicles, days, perBlock = 10, 3, 2
 	stream := scoreStream(t, vehicles, days, 5)
-	signer, _ := NewSigner("minecart.test/ledger", testKey(1))
+	signer, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
 	want := expectedBook(t, signer, vehicles, days, perBlock).Head()
 	ctx := context.Background()
-	run := func(crashAt int, resume bool) (Header, int) {
+	run := func(crashAt int, resume bool) (ledger.Header, int) {
 		m := &memLog{changelog: map[string][]byte{}}
 		cache := &bookCache{}
 		var p *Processor
@@ -179,8 +186,8 @@ func TestProcessorCrashAtEveryStep(t *testing.T) {
 			if p != nil && resume {
 				p.Close() // the book goes to the next processor, which undoes the lost transaction
 			}
-			cfg := Config{Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: perBlock, MaxReleaseEntries: 3,
-				Serde: schemas.SingleObject(), Blocks: sliceSource(m.blocks), Logger: kafkatest.Logger()}
+			cfg := Config{Key: ledgertest.Key(1), Origin: "minecart.test/ledger", MaxBlockEntries: perBlock, MaxReleaseEntries: 3,
+				Serde: schemas.SingleObject(), Blocks: ledgertest.Blocks(m.blocks), Logger: kafkatest.Logger()}
 			np, err := newProcessor(ctx, cfg, nil, cache)
 			if err != nil {
 				t.Fatal(err)
@@ -224,7 +231,7 @@ func TestProcessorCrashAtEveryStep(t *testing.T) {
 				t.Fatal("no progress")
 			}
 		}
-		if _, err := Verify(ctx, sliceSource(m.blocks), signer.Public()); err != nil {
+		if _, err := ledger.Verify(ctx, ledgertest.Blocks(m.blocks), signer.Public()); err != nil {
 			t.Fatalf("crash at %d: %v", crashAt, err)
 		}
 		return m.blocks[len(m.blocks)-1].Header, txn
@@ -241,15 +248,4 @@ func TestProcessorCrashAtEveryStep(t *testing.T) {
 		}
 	}
 	t.Logf("%d crash points, rebuilt or resumed: same head", txns)
-}
-
-func TestCreditFromScoreRejectsMismatchedID(t *testing.T) {
-	m := scoreNative("veh-1", 3, 10)
-	if _, err := CreditFromScore(m); err != nil {
-		t.Fatal(err)
-	}
-	m["id"] = "veh-2/1970-01-04"
-	if _, err := CreditFromScore(m); err == nil {
-		t.Error("score id of another vehicle accepted")
-	}
 }

@@ -1,4 +1,4 @@
-package scoring
+package stage
 
 import (
 	"bytes"
@@ -23,6 +23,9 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/scoring/scoringtest"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -46,15 +49,15 @@ func stageTraffic(t *testing.T, serde *schemas.Serde) ([]kafka.Output, int) {
 	var evs []telemetry.Event
 	start := time.Date(2026, 11, 20, 7, 0, 0, 0, shanghai)
 	for v := range stageVehicles {
-		tr := newTrip(fmt.Sprintf("veh-%03d", v), start.Add(time.Duration(v)*time.Minute), uint64(v+1))
-		tr.periodMs = 30000
+		tr := scoringtest.NewTrip(fmt.Sprintf("veh-%03d", v), start.Add(time.Duration(v)*time.Minute), uint64(v+1))
+		tr.PeriodMs = 30000
 		for d := range stageDays {
-			tr.drive(120, 40+float64(v), at(60, 61, lonAccel(-0.5)))
-			tr.t = start.AddDate(0, 0, d+1).Add(time.Duration(v) * time.Minute).UnixMilli()
+			tr.Drive(120, 40+float64(v), scoringtest.At(60, 61, scoringtest.LonAccel(-0.5)))
+			tr.T = start.AddDate(0, 0, d+1).Add(time.Duration(v) * time.Minute).UnixMilli()
 		}
-		tr.t = start.AddDate(0, 0, stageDays+1).UnixMilli()
-		tr.drive(5, 30)
-		evs = append(evs, tr.evs...)
+		tr.T = start.AddDate(0, 0, stageDays+1).UnixMilli()
+		tr.Drive(5, 30)
+		evs = append(evs, tr.Evs...)
 	}
 	slices.SortStableFunc(evs, func(a, b telemetry.Event) int { return int(a.TimeMs - b.TimeMs) })
 	out := make([]kafka.Output, len(evs))
@@ -99,32 +102,39 @@ func (c *crashy) Flush(ctx context.Context, out pipelines.Emitter) error {
 
 // scoresByID reads the scores topic: DailyScores by id (each exactly once)
 // and the last watermark of each task.
-func scoresByID(t *testing.T, brokers []string, serde *schemas.Serde, want int) (map[string]map[string]any, map[string]time.Time) {
+func scoresByID(t *testing.T, brokers []string, serde *schemas.Serde, want int) (map[string]avro.DailyScore, map[string]time.Time) {
 	t.Helper()
 	recs := kafkatest.WaitRecords(t, brokers, pipelines.TopicScores, want, 60*time.Second)
 	// Generous: after a kill the broker may hold the group for a rebalance
 	// timeout or the input for a transaction timeout before work resumes.
 	deadline := time.Now().Add(120 * time.Second)
 	for {
-		scores := map[string]map[string]any{}
+		scores := map[string]avro.DailyScore{}
 		wms := map[string]time.Time{}
 		for _, r := range recs {
-			name, m, err := serde.Decode(r.Value)
+			name, err := serde.Name(r.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
 			switch name {
 			case schemas.DailyScore:
-				id := m["id"].(string)
-				if _, dup := scores[id]; dup {
-					t.Fatalf("score %s written twice", id)
+				var s avro.DailyScore
+				if err := serde.Unmarshal(r.Value, &s); err != nil {
+					t.Fatal(err)
 				}
-				if string(r.Key) != m["vehicle_id"] {
-					t.Fatalf("score key %q, vehicle %v", r.Key, m["vehicle_id"])
+				if _, dup := scores[s.ID]; dup {
+					t.Fatalf("score %s written twice", s.ID)
 				}
-				scores[id] = m
+				if string(r.Key) != s.VehicleID {
+					t.Fatalf("score key %q, vehicle %v", r.Key, s.VehicleID)
+				}
+				scores[s.ID] = s
 			case schemas.Watermark:
-				wms[string(r.Key)] = m["closed_through_ms"].(time.Time)
+				var wm avro.Watermark
+				if err := serde.Unmarshal(r.Value, &wm); err != nil {
+					t.Fatal(err)
+				}
+				wms[string(r.Key)] = wm.ClosedThroughMs
 			}
 		}
 		if len(scores) >= want || time.Now().After(deadline) {
@@ -165,9 +175,9 @@ func TestStageKillRestartSameScores(t *testing.T) {
 	if len(want) != days {
 		t.Fatalf("%d scores, want %d", len(want), days)
 	}
-	for id, m := range want {
-		if m["harsh_brake"].(int32) != 1 || m["distance_km"].(float64) < 10 || m["points"].(int64) <= 0 {
-			t.Fatalf("%s: implausible score %v", id, m)
+	for id, s := range want {
+		if s.HarshBrake != 1 || s.DistanceKm < 10 || s.Points <= 0 {
+			t.Fatalf("%s: implausible score %+v", id, s)
 		}
 	}
 	if len(wantWM) == 0 {
@@ -206,9 +216,9 @@ func TestStageKillRestartSameScores(t *testing.T) {
 	if len(got) != len(want) {
 		t.Fatalf("interrupted run: %d scores, want %d", len(got), len(want))
 	}
-	for id, m := range want {
-		if !reflect.DeepEqual(got[id], m) {
-			t.Fatalf("score %s differs after restarts:\n got %v\nwant %v", id, got[id], m)
+	for id, s := range want {
+		if !reflect.DeepEqual(got[id], s) {
+			t.Fatalf("score %s differs after restarts:\n got %v\nwant %v", id, got[id], s)
 		}
 	}
 	if !reflect.DeepEqual(gotWM, wantWM) {
@@ -237,19 +247,19 @@ func checkWatermarkOrder(t *testing.T, brokers []string, serde *schemas.Serde) {
 	mark := map[string]int64{}
 	checked := 0
 	for _, r := range scores {
-		name, m, err := serde.Decode(r.Value)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch name {
-		case schemas.Watermark:
-			mark[string(r.Key)] = m["closed_through_ms"].(time.Time).UnixMilli()
-		case schemas.DailyScore:
-			key := fmt.Sprintf("wm/%d", task[m["vehicle_id"].(string)])
-			if end := m["window_end"].(time.Time).UnixMilli(); mark[key] >= end {
-				t.Fatalf("score %s (end %d) after %s already said %d", m["id"], end, key, mark[key])
+		var s avro.DailyScore
+		var wm avro.Watermark
+		switch {
+		case serde.Unmarshal(r.Value, &wm) == nil:
+			mark[string(r.Key)] = wm.ClosedThroughMs.UnixMilli()
+		case serde.Unmarshal(r.Value, &s) == nil:
+			key := fmt.Sprintf("wm/%d", task[s.VehicleID])
+			if end := s.WindowEnd.UnixMilli(); mark[key] >= end {
+				t.Fatalf("score %s (end %d) after %s already said %d", s.ID, end, key, mark[key])
 			}
 			checked++
+		default:
+			t.Fatalf("record %x on the scores topic", r.Value)
 		}
 	}
 	if checked == 0 {
@@ -259,7 +269,7 @@ func checkWatermarkOrder(t *testing.T, brokers []string, serde *schemas.Serde) {
 
 // checkRecompute recomputes one vehicle-day from the clean topic, as anyone
 // could, and compares the hash, counts and points with the published score.
-func checkRecompute(t *testing.T, brokers []string, serde *schemas.Serde, scores map[string]map[string]any) {
+func checkRecompute(t *testing.T, brokers []string, serde *schemas.Serde, scores map[string]avro.DailyScore) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -286,11 +296,17 @@ func checkRecompute(t *testing.T, brokers []string, serde *schemas.Serde, scores
 			evs = append(evs, ev)
 		}
 	}
-	r := DefaultRules()
-	_, res := scoreDay(&r, evs)
-	if !bytes.Equal(res.EventsHash[:], want["events_hash"].([]byte)) || res.Points != want["points"].(int64) ||
-		res.Events != want["events"].(int64) || res.HarshBrake != int(want["harsh_brake"].(int32)) {
-		t.Fatalf("recomputed %s: hash %x points %d events %d, published %v", id, res.EventsHash[:4], res.Points, res.Events, want)
+	r := scoring.DefaultRules()
+	day := time.Date(2026, 11, 21, 0, 0, 0, 0, shanghai)
+	d := scoring.NewDay(day.UnixMilli(), day.AddDate(0, 0, 1).UnixMilli(), uint32(r.NightEndHour)*3600000)
+	var buf []byte
+	for i := range evs {
+		buf = d.Add(&r, &evs[i], buf)
+	}
+	res := d.Result(&r)
+	if !bytes.Equal(res.EventsHash[:], want.EventsHash) || res.Points != want.Points ||
+		res.Events != want.Events || res.HarshBrake != int(want.HarshBrake) {
+		t.Fatalf("recomputed %s: hash %x points %d events %d, published %+v", id, res.EventsHash[:4], res.Points, res.Events, want)
 	}
 }
 
@@ -423,9 +439,9 @@ func TestStageKill9(t *testing.T) {
 		slices.Sort(missing)
 		t.Fatalf("after kills: %d scores, want %d; missing %v; %s", len(got), len(want), missing, groupState(b2))
 	}
-	for id, m := range want {
-		if !reflect.DeepEqual(got[id], m) {
-			t.Fatalf("score %s differs after kill -9:\n got %v\nwant %v", id, got[id], m)
+	for id, s := range want {
+		if !reflect.DeepEqual(got[id], s) {
+			t.Fatalf("score %s differs after kill -9:\n got %v\nwant %v", id, got[id], s)
 		}
 	}
 	if !reflect.DeepEqual(gotWM, wantWM) {

@@ -1,22 +1,19 @@
-package ledger
+package stage
 
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"encoding/json"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -26,39 +23,30 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/blocks"
+	"github.com/minecart/minecart/services/ledger/ledgertest"
 	"github.com/minecart/minecart/services/ledger/merkle"
+	"github.com/minecart/minecart/services/ledger/proofs"
 )
 
-const dayMs = 86_400_000
-
-// scoreNative is a minecart.scoring.DailyScore native for vehicle v, day d.
-func scoreNative(v string, d int, points int64) map[string]any {
-	start := time.UnixMilli(int64(d) * dayMs).UTC()
-	date := start.Format("2006-01-02")
-	eh := sha256.Sum256([]byte(v + date))
-	return map[string]any{
-		"id": v + "/" + date, "vehicle_id": v, "device_id": "dev-" + v, "date": date, "tz": "UTC",
-		"window_start": start, "window_end": start.Add(24 * time.Hour), "config_version": "rules-1",
-		"distance_km": 12.5, "gps_km": 12.5, "odometer_km": 12.4, "driving_s": int64(1800),
-		"harsh_brake": int32(1), "harsh_accel": int32(0), "harsh_corner": int32(0), "speeding_s": int64(0),
-		"night_s": int64(0), "fatigue_events": int32(0), "events": int64(900), "late_events": nil,
-		"gps_jumps": int32(0), "hdop_rejected": int64(0), "odometer_rollbacks": int32(0),
-		"score": 87.5, "points": points, "flags": []any{"too_regular", "capped"}, "flag_reasons": []any{"a", "b"},
-		"events_hash": eh[:],
-	}
-}
-
-func wmNative(task, tasks int, throughMs int64) map[string]any {
-	return map[string]any{"task": int32(task), "tasks": int32(tasks), "closed_through_ms": time.UnixMilli(throughMs).UTC()}
-}
-
-func enc(t testing.TB, name string, m map[string]any) []byte {
+func enc(t testing.TB, r schemas.Record) []byte {
 	t.Helper()
-	b, err := schemas.SingleObject().Encode(name, m)
+	b, err := schemas.SingleObject().Marshal(r)
 	if err != nil {
-		t.Fatalf("encode %s: %v", name, err)
+		t.Fatalf("encode %s: %v", r.AvroName(), err)
 	}
 	return b
+}
+
+// request is the ledger request of a debit or adjustment entry.
+func request(e ledger.Entry) *avro.DebitRequest {
+	return &avro.DebitRequest{
+		RequestID: e.ID, Kind: avro.RequestKind(e.Kind.String()), Account: e.Account, VehicleID: e.VehicleID,
+		Amount: e.Amount, Reason: e.Reason, Partner: e.Partner, Item: e.Item, RedemptionID: e.RedemptionID,
+		Ref: e.Ref, RequestedAt: time.UnixMilli(e.RequestedAtMs).UTC(),
+	}
 }
 
 // scoreStream is what 2 scoring tasks write for vehicles x days: each
@@ -72,14 +60,14 @@ func scoreStream(t testing.TB, vehicles, days int, seed uint64) []kafka.Output {
 		var per [2][]kafka.Output
 		for i := 0; i < vehicles; i++ {
 			v := fmt.Sprintf("veh-%03d", i)
-			rec := kafka.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: enc(t, schemas.DailyScore, scoreNative(v, d, int64(10+i%7)))}
+			rec := kafka.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: enc(t, ledgertest.Score(v, d, int64(10+i%7)))}
 			per[i%2] = append(per[i%2], rec)
 			sent = append(sent, rec)
 		}
 		for _, task := range r.Perm(2) {
 			out = append(out, per[task]...)
 			out = append(out, kafka.Output{Topic: pipelines.TopicScores, Key: []byte(fmt.Sprintf("wm/%d", task)),
-				Value: enc(t, schemas.Watermark, wmNative(task, 2, int64(d+1)*dayMs))})
+				Value: enc(t, ledgertest.Watermark(task, 2, int64(d+1)*ledgertest.DayMs))})
 			// Redeliver a few earlier scores.
 			for k := 0; k < 3; k++ {
 				out = append(out, sent[r.IntN(len(sent))])
@@ -91,20 +79,20 @@ func scoreStream(t testing.TB, vehicles, days int, seed uint64) []kafka.Output {
 
 // expectedBook builds, with the pure Book, the book the stage must write
 // for the scores of scoreStream.
-func expectedBook(t testing.TB, s *Signer, vehicles, days, perBlock int) *Book {
-	b := NewBook()
+func expectedBook(t testing.TB, s *ledger.Signer, vehicles, days, perBlock int) *ledger.Book {
+	b := ledger.NewBook()
 	for d := 1; d <= days; d++ {
-		var rel Release
-		rel.TimestampMs = int64(d+1) * dayMs
+		var rel ledger.Release
+		rel.TimestampMs = int64(d+1) * ledgertest.DayMs
 		for i := 0; i < vehicles; i++ {
 			v := fmt.Sprintf("veh-%03d", i)
-			e, err := CreditFromScore(scoreNative(v, d, int64(10+i%7)))
+			e, err := ledger.CreditFromScore(ledgertest.Score(v, d, int64(10+i%7)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			rel.Entries = append(rel.Entries, e)
 		}
-		slices.SortFunc(rel.Entries, func(a, b Entry) int { return cmp.Compare(a.VehicleID, b.VehicleID) })
+		slices.SortFunc(rel.Entries, func(a, b ledger.Entry) int { return cmp.Compare(a.VehicleID, b.VehicleID) })
 		if _, _, _, err := b.Append(rel, perBlock, s); err != nil {
 			t.Fatal(err)
 		}
@@ -128,11 +116,30 @@ func (c crashy) Flush(ctx context.Context, out pipelines.Emitter) error {
 	return c.Processor.Flush(ctx, out)
 }
 
-func stageConfig(brokers []string, perBlock int) Config {
+func stageConfig(t testing.TB, brokers []string, perBlock int) Config {
 	return Config{
-		Key: testKey(1), Origin: "minecart.test/ledger", MaxBlockEntries: perBlock,
-		Serde: schemas.SingleObject(), Brokers: brokers, Logger: kafkatest.Logger(),
+		Key: ledgertest.Key(1), Origin: "minecart.test/ledger", MaxBlockEntries: perBlock,
+		Serde: schemas.SingleObject(), Blocks: blocksOn(t, brokers), Logger: kafkatest.Logger(),
 	}
+}
+
+// blocksOn reads the blocks topic of brokers.
+func blocksOn(t testing.TB, brokers []string) *blocks.Reader {
+	t.Helper()
+	r, err := blocks.New(blocks.Config{Kafka: kafkatest.Config(brokers)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func newStage(t testing.TB, cfg Config) pipelines.Stage {
+	t.Helper()
+	st, err := NewStage(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func runConfig(brokers []string, batch int) kafka.Config {
@@ -144,13 +151,13 @@ func runConfig(brokers []string, batch int) kafka.Config {
 
 // waitBook waits until the blocks topic holds n entries and returns the
 // verified summary.
-func waitBook(t *testing.T, brokers []string, pub []byte, n uint64) Summary {
+func waitBook(t *testing.T, brokers []string, pub []byte, n uint64) ledger.Summary {
 	t.Helper()
-	src := &KafkaBlocks{Brokers: brokers, Serde: schemas.SingleObject()}
+	src := blocksOn(t, brokers)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		sum, err := Verify(ctx, src, pub)
+		sum, err := ledger.Verify(ctx, src, pub)
 		cancel()
 		if err != nil {
 			t.Fatalf("verify blocks topic: %v", err)
@@ -174,14 +181,14 @@ func waitBook(t *testing.T, brokers []string, pub []byte, n uint64) Summary {
 // redelivered scores.
 func TestStageSameRootAcrossCrashes(t *testing.T) {
 	const vehicles, days, perBlock = 40, 4, 16
-	signer, _ := NewSigner("minecart.test/ledger", testKey(1))
+	signer, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
 	want := expectedBook(t, signer, vehicles, days, perBlock)
 	stream := scoreStream(t, vehicles, days, 1)
 
 	t.Run("uninterrupted", func(t *testing.T) {
 		brokers := kafkatest.Broker(t)
 		kafkatest.Produce(t, brokers, stream...)
-		stop := kafkatest.Run(t, runConfig(brokers, 500), NewStage(stageConfig(brokers, perBlock)))
+		stop := kafkatest.Run(t, runConfig(brokers, 500), newStage(t, stageConfig(t, brokers, perBlock)))
 		sum := waitBook(t, brokers, signer.Public(), want.Size())
 		stop()
 		checkHead(t, sum, want)
@@ -192,17 +199,17 @@ func TestStageSameRootAcrossCrashes(t *testing.T) {
 		for c := 0; c < chunks; c++ {
 			lo, hi := c*len(stream)/chunks, (c+1)*len(stream)/chunks
 			kafkatest.Produce(t, brokers, stream[lo:hi]...)
-			cfg := stageConfig(brokers, perBlock)
+			cfg := stageConfig(t, brokers, perBlock)
 			cfg.MaxReleaseEntries = 2 * perBlock // days drained over several transactions
-			stop := kafkatest.Run(t, runConfig(brokers, 13), NewStage(cfg))
+			stop := kafkatest.Run(t, runConfig(brokers, 13), newStage(t, cfg))
 			waitConsumed(t, brokers, hi)
 			stop()
 		}
 		// The last day may still be queued: a last restart drains it from
 		// the changelog.
-		cfg := stageConfig(brokers, perBlock)
+		cfg := stageConfig(t, brokers, perBlock)
 		cfg.MaxReleaseEntries = 2 * perBlock
-		stop := kafkatest.Run(t, runConfig(brokers, 13), NewStage(cfg))
+		stop := kafkatest.Run(t, runConfig(brokers, 13), newStage(t, cfg))
 		sum := waitBook(t, brokers, signer.Public(), want.Size())
 		stop()
 		checkHead(t, sum, want)
@@ -211,11 +218,11 @@ func TestStageSameRootAcrossCrashes(t *testing.T) {
 		brokers := kafkatest.Broker(t)
 		kafkatest.Produce(t, brokers, stream...)
 		var batches atomic.Int64
-		cfg := stageConfig(brokers, perBlock)
+		cfg := stageConfig(t, brokers, perBlock)
 		cfg.MaxReleaseEntries = 3 * perBlock
 		reg := prometheus.NewRegistry()
 		cfg.Registerer = reg
-		st := NewStage(cfg)
+		st := newStage(t, cfg)
 		inner := st.NewProcessor
 		st.NewProcessor = func(ctx context.Context, task pipelines.Task) (pipelines.Processor, error) {
 			p, err := inner(ctx, task)
@@ -257,7 +264,7 @@ func waitConsumed(t *testing.T, brokers []string, n int) {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		off, err := committedOffset(ctx, brokers, StageName, pipelines.TopicScores)
+		off, err := committedOffset(ctx, brokers, Name, pipelines.TopicScores)
 		cancel()
 		if err == nil && off >= int64(n) {
 			return
@@ -267,7 +274,7 @@ func waitConsumed(t *testing.T, brokers []string, n int) {
 	t.Fatalf("ledger did not consume %d score records", n)
 }
 
-func checkHead(t *testing.T, sum Summary, want *Book) {
+func checkHead(t *testing.T, sum ledger.Summary, want *ledger.Book) {
 	t.Helper()
 	if sum.Entries != want.Size() || sum.Credits != want.Size() {
 		t.Errorf("book has %d entries (%d credits), want %d credits", sum.Entries, sum.Credits, want.Size())
@@ -279,20 +286,21 @@ func checkHead(t *testing.T, sum Summary, want *Book) {
 }
 
 // TestStageDebitsEntriesAndReader covers requests (debit, duplicate,
-// adjustment, a bad one), the entries topic's proofs and the HTTP reader.
+// adjustment, a bad one), the entries topic's proofs and the proof API
+// (services/ledger/proofs) following the blocks the stage wrote.
 func TestStageDebitsEntriesAndReader(t *testing.T) {
 	brokers := kafkatest.Broker(t)
-	signer, _ := NewSigner("minecart.test/ledger", testKey(1))
+	signer, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
 	recs := scoreStream(t, 6, 1, 2)
-	debit := Entry{Kind: KindDebit, ID: "req-1", Account: "acct-1", VehicleID: "veh-001", Amount: 5, Reason: "redeem", Partner: "fuelco", Item: "coffee", RedemptionID: "red-1", RequestedAtMs: 1_700_000_000_000}
-	adj := Entry{Kind: KindAdjustment, ID: "req-2", Account: "acct-1", VehicleID: "veh-001", Amount: -3, Reason: "operator correction", Ref: "veh-001/1970-01-02", RequestedAtMs: 1_700_000_000_001}
-	badRef := Entry{Kind: KindAdjustment, ID: "req-3", Account: "acct-1", Amount: 1, Reason: "x", Ref: "nope/1970-01-01"}
+	debit := ledger.Entry{Kind: ledger.KindDebit, ID: "req-1", Account: "acct-1", VehicleID: "veh-001", Amount: 5, Reason: "redeem", Partner: "fuelco", Item: "coffee", RedemptionID: "red-1", RequestedAtMs: 1_700_000_000_000}
+	adj := ledger.Entry{Kind: ledger.KindAdjustment, ID: "req-2", Account: "acct-1", VehicleID: "veh-001", Amount: -3, Reason: "operator correction", Ref: "veh-001/1970-01-02", RequestedAtMs: 1_700_000_000_001}
+	badRef := ledger.Entry{Kind: ledger.KindAdjustment, ID: "req-3", Account: "acct-1", Amount: 1, Reason: "x", Ref: "nope/1970-01-01"}
 	kafkatest.Produce(t, brokers, recs...)
-	stop := kafkatest.Run(t, runConfig(brokers, 100), NewStage(stageConfig(brokers, 4)))
+	stop := kafkatest.Run(t, runConfig(brokers, 100), newStage(t, stageConfig(t, brokers, 4)))
 	waitBook(t, brokers, signer.Public(), 6) // the credits first: the adjustment refers to one
 	recs = nil
-	for _, e := range []Entry{debit, debit, adj, badRef} {
-		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(e.Account), Value: enc(t, schemas.DebitRequest, RequestNative(e))})
+	for _, e := range []ledger.Entry{debit, debit, adj, badRef} {
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(e.Account), Value: enc(t, request(e))})
 	}
 	recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte("x"), Value: []byte("not avro")})
 	kafkatest.Produce(t, brokers, recs...)
@@ -312,16 +320,16 @@ func TestStageDebitsEntriesAndReader(t *testing.T) {
 		t.Fatalf("%d entry records, want 8", len(entries))
 	}
 	for _, rec := range entries {
-		m, err := schemas.SingleObject().DecodeAs(schemas.LedgerEntry, rec.Value)
-		if err != nil {
+		var m avro.LedgerEntry
+		if err := schemas.SingleObject().Unmarshal(rec.Value, &m); err != nil {
 			t.Fatal(err)
 		}
-		b := &Bundle{Entry: m["entry"].([]byte), LeafIndex: uint64(m["leaf_index"].(int64)), TreeSize: uint64(m["tree_size"].(int64)),
-			Root: fmt.Sprintf("%x", m["root"].([]byte)), Checkpoint: m["checkpoint"].(string)}
-		for _, p := range m["proof"].([]any) {
-			b.Proof = append(b.Proof, fmt.Sprintf("%x", p.([]byte)))
+		b := &ledger.Bundle{Entry: m.Entry, LeafIndex: uint64(m.LeafIndex), TreeSize: uint64(m.TreeSize),
+			Root: fmt.Sprintf("%x", m.Root), Checkpoint: m.Checkpoint}
+		for _, p := range m.Proof {
+			b.Proof = append(b.Proof, fmt.Sprintf("%x", p))
 		}
-		e, err := CheckBundle(b, signer.Public())
+		e, err := ledger.CheckBundle(b, signer.Public())
 		if err != nil {
 			t.Errorf("entry %d: %v", b.LeafIndex, err)
 		}
@@ -331,7 +339,7 @@ func TestStageDebitsEntriesAndReader(t *testing.T) {
 	}
 
 	// The reader follows the topic and serves proofs.
-	rd, err := NewReader(ReaderConfig{Blocks: &KafkaBlocks{Brokers: brokers, Serde: schemas.SingleObject()}, PublicKey: signer.Public(), Logger: kafkatest.Logger()})
+	rd, err := proofs.NewServer(proofs.Config{Blocks: blocksOn(t, brokers), PublicKey: signer.Public(), Logger: kafkatest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +355,7 @@ func TestStageDebitsEntriesAndReader(t *testing.T) {
 	srv := httptest.NewServer(rd.Handler())
 	defer srv.Close()
 	deadline := time.Now().Add(20 * time.Second)
-	var head HeadJSON
+	var head proofs.Head
 	for head.TreeSize < 8 && time.Now().Before(deadline) {
 		getJSON(t, srv.URL+"/v1/ledger/head", http.StatusOK, &head)
 		time.Sleep(50 * time.Millisecond)
@@ -355,7 +363,7 @@ func TestStageDebitsEntriesAndReader(t *testing.T) {
 	if head.TreeSize != 8 || head.Root != sum.Head.Root.String() {
 		t.Fatalf("head %+v, want size 8 root %s", head, sum.Head.Root)
 	}
-	var pj ProofJSON
+	var pj proofs.Proof
 	getJSON(t, srv.URL+"/v1/ledger/entries/veh-003%2F1970-01-02/proof?tree_size=7", http.StatusOK, &pj)
 	checkProofJSON(t, pj)
 	getJSON(t, srv.URL+"/v1/ledger/entries/veh-003/1970-01-02/proof", http.StatusOK, &pj)
@@ -363,7 +371,7 @@ func TestStageDebitsEntriesAndReader(t *testing.T) {
 	if pj.Checkpoint == "" || pj.TreeSize != 8 {
 		t.Errorf("proof at head: %+v", pj)
 	}
-	var cj ConsistencyJSON
+	var cj proofs.Consistency
 	getJSON(t, srv.URL+"/v1/ledger/consistency?first=3&second=8", http.StatusOK, &cj)
 	r1, _ := merkle.ParseHash(cj.Root1)
 	r2, _ := merkle.ParseHash(cj.Root2)
@@ -408,7 +416,7 @@ func getJSON(t *testing.T, url string, code int, v any) {
 	}
 }
 
-func checkProofJSON(t *testing.T, pj ProofJSON) {
+func checkProofJSON(t *testing.T, pj proofs.Proof) {
 	t.Helper()
 	leaf, _ := merkle.ParseHash(pj.LeafHash)
 	root, _ := merkle.ParseHash(pj.Root)
@@ -444,38 +452,34 @@ func committedOffset(ctx context.Context, brokers []string, group, topic string)
 
 // TestForgedBlockOnTopic: a block someone else appends to the blocks topic
 // (valid Avro, correct link, but not signed by the ledger key) is caught by
-// verify, stops a ledger writer from resuming on it, and the Reader keeps
-// serving only the verified prefix.
+// verify (the CLI's test runs it on such a topic too), stops a ledger
+// writer from resuming on it, and the proof server keeps serving only the
+// verified prefix.
 func TestForgedBlockOnTopic(t *testing.T) {
 	brokers := kafkatest.Broker(t)
-	signer, _ := NewSigner("minecart.test/ledger", testKey(1))
-	book, blocks := smallBook(t, signer)
-	forger, _ := NewSigner("minecart.test/ledger", testKey(66))
-	rel := Release{TimestampMs: 1_900_000_000_000, Clock: ClockWall, Entries: []Entry{{Kind: KindAdjustment, ID: "gift", Account: "mallory", Amount: 1_000_000, Reason: "bonus"}}}
+	signer, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
+	book, blocks := ledgertest.SmallBook(t, signer)
+	forger, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(66))
+	rel := ledger.Release{TimestampMs: 1_900_000_000_000, Clock: ledger.ClockWall, Entries: []ledger.Entry{{Kind: ledger.KindAdjustment, ID: "gift", Account: "mallory", Amount: 1_000_000, Reason: "bonus"}}}
 	forged, _, _, err := book.Append(rel, 10, forger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var recs []kafka.Output
 	for _, b := range append(blocks, forged...) {
-		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: blockKey(b.Header.Height), Value: enc(t, schemas.LedgerBlock, BlockNative(b))})
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: blockKey(b.Header.Height), Value: enc(t, b.Avro())})
 	}
 	kafkatest.Produce(t, brokers, recs...)
 
-	var out strings.Builder
-	pubFile := t.TempDir() + "/ledger.pub"
-	if err := os.WriteFile(pubFile, []byte(encodePub(signer.Public())), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	err = Command(context.Background(), []string{"verify", "--brokers", strings.Join(brokers, ","), "--pubkey", pubFile}, &out)
-	var inc *Inconsistency
+	_, err = ledger.Verify(context.Background(), blocksOn(t, brokers), signer.Public())
+	var inc *ledger.Inconsistency
 	if !errors.As(err, &inc) || inc.Block != 3 || !strings.Contains(inc.What, "signature") {
 		t.Fatalf("verify: %v, want block 3 signature", err)
 	}
-	if _, err := NewProcessor(context.Background(), stageConfig(brokers, 4)); !errors.As(err, &inc) {
+	if _, err := NewProcessor(context.Background(), stageConfig(t, brokers, 4)); !errors.As(err, &inc) {
 		t.Errorf("writer resumed on a forged book: %v", err)
 	}
-	rd, err := NewReader(ReaderConfig{Blocks: &KafkaBlocks{Brokers: brokers, Serde: schemas.SingleObject()}, PublicKey: signer.Public(), Logger: kafkatest.Logger()})
+	rd, err := proofs.NewServer(proofs.Config{Blocks: blocksOn(t, brokers), PublicKey: signer.Public(), Logger: kafkatest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +488,7 @@ func TestForgedBlockOnTopic(t *testing.T) {
 	if err := rd.Run(ctx); !errors.As(err, &inc) {
 		t.Errorf("reader: %v, want the inconsistency", err)
 	}
-	if h, _ := rd.Head(); h.TreeSize != 7 || h.Height != 2 {
+	if h, _ := rd.Head(ctx); h.TreeSize != 7 || h.Height != 2 {
 		t.Errorf("reader head %d entries, height %d; want the verified 7, 2", h.TreeSize, h.Height)
 	}
 }

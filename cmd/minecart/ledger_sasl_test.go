@@ -1,4 +1,4 @@
-package ledger
+package main
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon/daemontest"
+	"github.com/minecart/minecart/services/ledger"
 )
 
 // TestCommandOverSASL: the CLI reaches a broker that requires SCRAM with
@@ -23,18 +24,18 @@ func TestCommandOverSASL(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if _, err := LoadOrCreateKey(filepath.Join(dir, "ledger.key")); err != nil {
+	if _, err := ledger.LoadOrCreateKey(filepath.Join(dir, "ledger.key")); err != nil {
 		t.Fatal(err)
 	}
 	pub := filepath.Join(dir, "ledger.key.pub")
 	var out bytes.Buffer
-	if err := Command(ctx, []string{"verify", "--pubkey", pub}, &out); err != nil {
+	if err := ledgerCLI(ctx, []string{"verify", "--pubkey", pub}, &out); err != nil {
 		t.Fatalf("verify over SASL: %v (%s)", err, out.String())
 	}
 	t.Setenv("MINECART_KAFKA_SASL", "scram-sha-512:minecart:wrong")
 	short, cancel2 := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel2()
-	if err := Command(short, []string{"verify", "--pubkey", pub}, &out); err == nil {
+	if err := ledgerCLI(short, []string{"verify", "--pubkey", pub}, &out); err == nil {
 		t.Fatal("verify with a wrong password succeeded")
 	}
 }

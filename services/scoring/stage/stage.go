@@ -1,10 +1,16 @@
-package scoring
+// Package stage runs scoring on the pipelines runtime: clean telemetry in;
+// DailyScore records (key vehicle id) and Watermark records (key
+// "wm/<task>") to the scores topic, LateEvent records to the late topic,
+// each task's windows (scoring.Windows) to a compacted changelog, all in the
+// transaction that commits the input offsets.
+package stage
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"time"
 
@@ -13,6 +19,8 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -22,8 +30,9 @@ type Config struct {
 	// Name is the stage name: consumer group and transactional id prefix
 	// (default "scoring").
 	Name string
-	// Rules are the score's thresholds and weights (default DefaultRules()).
-	Rules *Rules
+	// Rules are the score's thresholds and weights (default
+	// scoring.DefaultRules()).
+	Rules *scoring.Rules
 	// DefaultTZ is the time zone of events with an empty TZ (default
 	// "Asia/Shanghai").
 	DefaultTZ string
@@ -68,7 +77,7 @@ func (c Config) withDefaults() Config {
 		c.Name = "scoring"
 	}
 	if c.Rules == nil {
-		r := DefaultRules()
+		r := scoring.DefaultRules()
 		c.Rules = &r
 	}
 	if c.DefaultTZ == "" {
@@ -141,11 +150,7 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// NewStage returns the scoring stage for kafka.Run: clean telemetry in;
-// DailyScore records (key vehicle id) and Watermark records (key
-// "wm/<task>") to the scores topic, LateEvent records to the late topic,
-// window state to the compacted changelog — all in the transaction that
-// commits the input offsets.
+// NewStage returns the scoring stage (see the package comment).
 func NewStage(cfg Config) (pipelines.Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return pipelines.Stage{}, err
@@ -175,19 +180,21 @@ type processor struct {
 	m        *metrics
 	codec    *wire.Codec // telemetry's specialised decoder for this serde's framing, the serde for any other
 	task     int32
-	w        *Windows
-	lastSeen time.Time // wall clock of the last batch with records
-	seen     bool      // records processed since the last Flush
-	lastWM   int64     // mark of the last Watermark written (0 after a restore: written again once)
-	open     int       // open windows last reported to the gauge
+	w        *scoring.Windows
+	lastSeen time.Time                // wall clock of the last batch with records
+	seen     bool                     // records processed since the last Flush
+	lastWM   int64                    // mark of the last Watermark written (0 after a restore: written again once)
+	open     int                      // open windows last reported to the gauge
+	limits   telemetry.ValidateConfig // physical limits of check: telemetry.Validate's defaults
 }
 
 func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*processor, error) {
-	w, err := NewWindows(cfg.Rules, cfg.DefaultTZ, cfg.Grace)
+	w, err := scoring.NewWindows(cfg.Rules, cfg.DefaultTZ, cfg.Grace)
 	if err != nil {
 		return nil, err
 	}
-	return &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, lastSeen: cfg.Now()}, nil
+	return &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, lastSeen: cfg.Now(),
+		limits: telemetry.ValidateConfig{}.Defaults()}, nil
 }
 
 // Close reports the task's windows as no longer open here.
@@ -244,9 +251,9 @@ func (p *processor) check(ev *telemetry.Event, recTime time.Time) error {
 	switch {
 	case ev.Lat < -90 || ev.Lat > 90 || ev.Lon < -180 || ev.Lon > 180:
 		return bad(telemetry.CodePosition, "lat", fmt.Sprintf("%v,%v", ev.Lat, ev.Lon))
-	case ev.SpeedKmh < 0 || ev.SpeedKmh > maxSpeedKmh:
+	case ev.SpeedKmh < 0 || ev.SpeedKmh > p.limits.MaxSpeedKmh:
 		return bad(telemetry.CodeSpeed, "speed_kmh", ev.SpeedKmh)
-	case ev.AccelLonMS2 < -maxAccelMS2 || ev.AccelLonMS2 > maxAccelMS2 || ev.AccelLatMS2 < -maxAccelMS2 || ev.AccelLatMS2 > maxAccelMS2:
+	case math.Abs(ev.AccelLonMS2) > p.limits.MaxAccelMS2 || math.Abs(ev.AccelLatMS2) > p.limits.MaxAccelMS2:
 		return bad(telemetry.CodeAccel, "accel_lon_ms2", fmt.Sprintf("%v,%v", ev.AccelLonMS2, ev.AccelLatMS2))
 	case ev.OdometerKm < 0 || ev.SpeedLimitKmh < 0 || ev.HDOP < 0:
 		return bad(telemetry.CodeSensor, "odometer_km", "negative odometer, speed limit or hdop")
@@ -257,12 +264,6 @@ func (p *processor) check(ev *telemetry.Event, recTime time.Time) error {
 	}
 	return nil
 }
-
-// Physical limits of check: telemetry.Validate's defaults.
-const (
-	maxSpeedKmh = 300
-	maxAccelMS2 = 3 * 9.81
-)
 
 // Tick closes windows on the wall clock when the task has been idle.
 func (p *processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter) error {
@@ -281,7 +282,7 @@ func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 		p.lastSeen, p.seen = p.cfg.Now(), false
 	}
 	var cerr error
-	p.w.Drain(p.cfg.MaxClosesPerBatch, func(c Closed) {
+	p.w.Drain(p.cfg.MaxClosesPerBatch, func(c scoring.Closed) {
 		if err := p.emitClosed(out, c); err != nil && cerr == nil {
 			cerr = err
 		}
@@ -301,11 +302,7 @@ func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 	// as the exact one: idle tasks, whose stream time follows the wall
 	// clock, then write one watermark per quarter hour instead of one per tick.
 	if ct := p.w.EmittedThrough() / watermarkStep * watermarkStep; ct > p.lastWM {
-		b, err := p.cfg.Serde.Encode(schemas.Watermark, map[string]any{
-			"task":              p.task,
-			"tasks":             int32(p.cfg.Tasks),
-			"closed_through_ms": time.UnixMilli(ct).UTC(),
-		})
+		b, err := p.cfg.Serde.Marshal(&avro.Watermark{Task: p.task, Tasks: int32(p.cfg.Tasks), ClosedThroughMs: time.UnixMilli(ct).UTC()})
 		if err != nil {
 			return fmt.Errorf("encode watermark: %w", err)
 		}
@@ -329,8 +326,8 @@ func (p *processor) Restore(_ context.Context, rec pipelines.Record) error {
 	return nil
 }
 
-func (p *processor) emitClosed(out pipelines.Emitter, c Closed) error {
-	b, err := p.cfg.Serde.Encode(schemas.DailyScore, scoreNative(p.cfg.Rules, &c))
+func (p *processor) emitClosed(out pipelines.Emitter, c scoring.Closed) error {
+	b, err := p.cfg.Serde.Marshal(scoreRecord(p.cfg.Rules, &c))
 	if err != nil {
 		return fmt.Errorf("encode score %s: %w", c.ID, err)
 	}
@@ -343,14 +340,18 @@ func (p *processor) emitClosed(out pipelines.Emitter, c Closed) error {
 	return nil
 }
 
-func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *Late) error {
-	m := telemetry.ToNative(ev)
-	m["time_ms"] = time.UnixMilli(ev.TimeMs).UTC()
-	m["reason"] = fmt.Sprintf("window %s of %s closed: task %d closed through %s", l.Date, ev.VehicleID, p.task,
-		time.UnixMilli(l.ClosedThrough).UTC().Format(time.RFC3339))
-	m["window_end"] = time.UnixMilli(l.WindowEnd).UTC()
-	m["closed_through_ms"] = time.UnixMilli(l.ClosedThrough).UTC()
-	b, err := p.cfg.Serde.Encode(schemas.LateEvent, m)
+func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *scoring.Late) error {
+	b, err := p.cfg.Serde.Marshal(&avro.LateEvent{
+		EventID: ev.EventID, DeviceID: ev.DeviceID, VehicleID: ev.VehicleID, Seq: int64(ev.Seq),
+		TimeMs: time.UnixMilli(ev.TimeMs).UTC(), TZ: ev.TZ, Lat: ev.Lat, Lon: ev.Lon, HDOP: ev.HDOP,
+		SpeedKmh: ev.SpeedKmh, HeadingDeg: ev.HeadingDeg, AccelLonMS2: ev.AccelLonMS2, AccelLatMS2: ev.AccelLatMS2,
+		SpeedLimitKmh: ev.SpeedLimitKmh, OdometerKm: ev.OdometerKm, EngineOn: ev.EngineOn, FuelPct: ev.FuelPct,
+		BatteryV: ev.BatteryV, CoolantC: ev.CoolantC, FaultCodes: ev.FaultCodes,
+		Reason: fmt.Sprintf("window %s of %s closed: task %d closed through %s", l.Date, ev.VehicleID, p.task,
+			time.UnixMilli(l.ClosedThrough).UTC().Format(time.RFC3339)),
+		WindowEnd:       time.UnixMilli(l.WindowEnd).UTC(),
+		ClosedThroughMs: time.UnixMilli(l.ClosedThrough).UTC(),
+	})
 	if err != nil {
 		return fmt.Errorf("encode late event: %w", err)
 	}
@@ -358,46 +359,19 @@ func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *Late
 	return nil
 }
 
-// scoreNative is a closed day as the native form of schemas.DailyScore.
-func scoreNative(r *Rules, c *Closed) map[string]any {
+// scoreRecord is a closed day as a DailyScore record.
+func scoreRecord(r *scoring.Rules, c *scoring.Closed) *avro.DailyScore {
 	res := &c.Result
-	flags := make([]any, len(res.Flags))
-	for i, f := range res.Flags {
-		flags[i] = f
-	}
-	reasons := make([]any, len(res.Reasons))
-	for i, f := range res.Reasons {
-		reasons[i] = f
-	}
-	return map[string]any{
-		"id":                 c.ID,
-		"vehicle_id":         c.Vehicle,
-		"device_id":          c.Day.Device,
-		"date":               c.Date,
-		"tz":                 c.TZ,
-		"window_start":       time.UnixMilli(c.Day.Start).UTC(),
-		"window_end":         time.UnixMilli(c.Day.End).UTC(),
-		"config_version":     r.Version,
-		"distance_km":        res.DistanceKm,
-		"gps_km":             res.GPSKm,
-		"odometer_km":        res.OdometerKm,
-		"driving_s":          res.DrivingS,
-		"harsh_brake":        int32(res.HarshBrake),
-		"harsh_accel":        int32(res.HarshAccel),
-		"harsh_corner":       int32(res.HarshCorner),
-		"speeding_s":         res.SpeedingS,
-		"night_s":            res.NightS,
-		"fatigue_events":     int32(res.FatigueEvents),
-		"events":             res.Events,
-		"late_events":        map[string]any{"long": res.LateEvents},
-		"gps_jumps":          int32(res.GPSJumps),
-		"hdop_rejected":      res.HDOPRejected,
-		"odometer_rollbacks": int32(res.OdometerRollbacks),
-		"score":              res.Score,
-		"points":             res.Points,
-		"flags":              flags,
-		"flag_reasons":       reasons,
-		"events_hash":        res.EventsHash[:],
+	late := res.LateEvents
+	return &avro.DailyScore{
+		ID: c.ID, VehicleID: c.Vehicle, DeviceID: c.Day.Device, Date: c.Date, TZ: c.TZ,
+		WindowStart: time.UnixMilli(c.Day.Start).UTC(), WindowEnd: time.UnixMilli(c.Day.End).UTC(), ConfigVersion: r.Version,
+		DistanceKm: res.DistanceKm, GpsKm: res.GPSKm, OdometerKm: res.OdometerKm, DrivingS: res.DrivingS,
+		HarshBrake: int32(res.HarshBrake), HarshAccel: int32(res.HarshAccel), HarshCorner: int32(res.HarshCorner),
+		SpeedingS: res.SpeedingS, NightS: res.NightS, FatigueEvents: int32(res.FatigueEvents), Events: res.Events,
+		LateEvents: &late, GpsJumps: int32(res.GPSJumps), HDOPRejected: res.HDOPRejected,
+		OdometerRollbacks: int32(res.OdometerRollbacks), Score: res.Score, Points: res.Points,
+		Flags: res.Flags, FlagReasons: res.Reasons, EventsHash: res.EventsHash[:],
 	}
 }
 

@@ -1,4 +1,4 @@
-package scoring
+package stage
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/scoring/scoringtest"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -30,6 +33,15 @@ func (e *emitted) on(topic string) []kafka.Output {
 		}
 	}
 	return out
+}
+
+var shanghai, _ = time.LoadLocation("Asia/Shanghai")
+
+func eq[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s = %v, want %v", what, got, want)
+	}
 }
 
 func TestProcessor(t *testing.T) {
@@ -58,7 +70,7 @@ func TestProcessor(t *testing.T) {
 
 	var out emitted
 	for i, h := range []time.Duration{9 * time.Hour, 9*time.Hour + time.Second, 27 * time.Hour} {
-		ev := ev("car", day.Add(h))
+		ev := scoringtest.Event("car", day.Add(h))
 		ev.EventID += string(rune('a' + i))
 		if err := p.Process(ctx, rec(ev), &out); err != nil {
 			t.Fatal(err)
@@ -71,43 +83,43 @@ func TestProcessor(t *testing.T) {
 	if len(scores) != 2 { // the 24th's score, then the watermark
 		t.Fatalf("%d records on scores", len(scores))
 	}
-	m, err := serde.DecodeAs(schemas.DailyScore, scores[0].Value)
-	if err != nil {
+	var sc avro.DailyScore
+	if err := serde.Unmarshal(scores[0].Value, &sc); err != nil {
 		t.Fatal(err)
 	}
-	eq(t, "id", m["id"].(string), "car/2026-11-24")
-	eq(t, "events", m["events"].(int64), 2)
-	eq(t, "config_version", m["config_version"].(string), DefaultRules().Version)
+	eq(t, "id", sc.ID, "car/2026-11-24")
+	eq(t, "events", sc.Events, 2)
+	eq(t, "config_version", sc.ConfigVersion, scoring.DefaultRules().Version)
 	eq(t, "key", string(scores[0].Key), "car")
-	wm, err := serde.DecodeAs(schemas.Watermark, scores[1].Value)
-	if err != nil {
+	var wm avro.Watermark
+	if err := serde.Unmarshal(scores[1].Value, &wm); err != nil {
 		t.Fatal(err)
 	}
 	eq(t, "wm key", string(scores[1].Key), "wm/3")
-	eq(t, "wm task", wm["task"].(int32), 3)
-	eq(t, "wm tasks", wm["tasks"].(int32), int32(pipelines.TelemetryPartitions))
-	eq(t, "wm", wm["closed_through_ms"].(time.Time).UnixMilli(), day.Add(25*time.Hour).UnixMilli())
+	eq(t, "wm task", wm.Task, 3)
+	eq(t, "wm tasks", wm.Tasks, int32(pipelines.TelemetryPartitions))
+	eq(t, "wm", wm.ClosedThroughMs.UnixMilli(), day.Add(25*time.Hour).UnixMilli())
 	cl := out.on(pipelines.TopicScoringChangelog)
 	// tombstone of the 24th, the 25th's window, the task meta
-	if len(cl) != 3 || string(cl[0].Key) != "car/2026-11-24" || cl[0].Value != nil || string(cl[2].Key) != metaKey {
+	if len(cl) != 3 || string(cl[0].Key) != "car/2026-11-24" || cl[0].Value != nil || string(cl[2].Key) != "task" {
 		t.Fatalf("changelog %v", cl)
 	}
 
 	// Late event: to the late topic, with the reason.
 	out = emitted{}
-	if err := p.Process(ctx, rec(ev("car", day.Add(20*time.Hour))), &out); err != nil {
+	if err := p.Process(ctx, rec(scoringtest.Event("car", day.Add(20*time.Hour))), &out); err != nil {
 		t.Fatal(err)
 	}
 	late := out.on(pipelines.TopicLateEvents)
 	if len(late) != 1 {
 		t.Fatalf("late records %v", out.recs)
 	}
-	lm, err := serde.DecodeAs(schemas.LateEvent, late[0].Value)
-	if err != nil {
+	var le avro.LateEvent
+	if err := serde.Unmarshal(late[0].Value, &le); err != nil {
 		t.Fatal(err)
 	}
-	if lm["reason"].(string) == "" || lm["vehicle_id"] != "car" {
-		t.Fatalf("late event %v", lm)
+	if le.Reason == "" || le.VehicleID != "car" {
+		t.Fatalf("late event %+v", le)
 	}
 
 	// Bad input is rejected with a code and changes nothing.
@@ -117,10 +129,18 @@ func TestProcessor(t *testing.T) {
 		rec  pipelines.Record
 	}{
 		{"decode", pipelines.Record{Value: []byte{0xC3, 0x01, 1, 2}}},
-		{telemetry.CodeSpeed, func() pipelines.Record { e := ev("car", day.Add(40*time.Hour)); e.SpeedKmh = 900; return rec(e) }()},
-		{telemetry.CodeBadTZ, func() pipelines.Record { e := ev("car", day.Add(40*time.Hour)); e.TZ = "Nowhere/Else"; return rec(e) }()},
+		{telemetry.CodeSpeed, func() pipelines.Record {
+			e := scoringtest.Event("car", day.Add(40*time.Hour))
+			e.SpeedKmh = 900
+			return rec(e)
+		}()},
+		{telemetry.CodeBadTZ, func() pipelines.Record {
+			e := scoringtest.Event("car", day.Add(40*time.Hour))
+			e.TZ = "Nowhere/Else"
+			return rec(e)
+		}()},
 		{telemetry.CodeFuture, func() pipelines.Record {
-			r := rec(ev("car", day.Add(40*time.Hour)))
+			r := rec(scoringtest.Event("car", day.Add(40*time.Hour)))
 			r.Timestamp = r.Timestamp.Add(-time.Hour)
 			return r
 		}()},
@@ -185,13 +205,13 @@ func TestLeftoverClosesDrainWithoutInput(t *testing.T) {
 	day := time.Date(2026, 11, 24, 0, 0, 0, 0, shanghai)
 	var out emitted
 	for _, v := range []string{"a", "b", "c", "d", "e"} {
-		e := ev(v, day.Add(9*time.Hour))
+		e := scoringtest.Event(v, day.Add(9*time.Hour))
 		b, _ := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(e))
 		if err := p.Process(ctx, pipelines.Record{Value: b}, &out); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e := ev("z", day.Add(27*time.Hour))
+	e := scoringtest.Event("z", day.Add(27*time.Hour))
 	b, _ := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(e))
 	if err := p.Process(ctx, pipelines.Record{Value: b}, &out); err != nil {
 		t.Fatal(err)
@@ -199,7 +219,7 @@ func TestLeftoverClosesDrainWithoutInput(t *testing.T) {
 	scores := func() int {
 		n := 0
 		for _, r := range out.on(pipelines.TopicScores) {
-			if name, _, _ := serde.Decode(r.Value); name == schemas.DailyScore {
+			if name, _ := serde.Name(r.Value); name == schemas.DailyScore {
 				n++
 			}
 		}

@@ -1,164 +1,22 @@
-package ledger
+package stage
 
 import (
 	"cmp"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
-
-// Config configures the ledger stage.
-type Config struct {
-	// Key is the ledger's Ed25519 signing key (LoadOrCreateKey).
-	Key ed25519.PrivateKey
-	// Origin names the log: the checkpoints' first line and key name
-	// (default "minecart/ledger").
-	Origin string
-	// MaxBlockEntries is the most entries in one block (default 1000).
-	MaxBlockEntries int
-	// MaxReleaseEntries is the most queued credits appended in one
-	// transaction (default 50,000; rounded down to whole blocks), so a
-	// day of a million vehicles is not one gigabyte-sized transaction.
-	MaxReleaseEntries int
-	// TickEvery is how often an idle ledger opens a transaction to drain
-	// its queue (default 200ms).
-	TickEvery time.Duration
-	// Serde encodes and decodes the Avro records.
-	Serde *schemas.Serde
-	// Blocks reads the committed blocks topic from offset 0 when a task is
-	// assigned, to rebuild the book. Default: KafkaBlocks over Brokers.
-	Blocks BlockSource
-	// Brokers make the default Blocks reader (no TLS/SASL: for those set
-	// Blocks to a KafkaBlocks with ClientOptions).
-	Brokers []string
-	// Now is the wall clock of debit blocks (default time.Now).
-	Now    func() time.Time
-	Logger *slog.Logger
-	// Registerer receives the ledger's metrics (nil: none).
-	Registerer prometheus.Registerer
-	// Topics (defaults: the pipelines constants).
-	ScoresTopic, RequestsTopic, ChangelogTopic, BlocksTopic, EntriesTopic string
-}
-
-// StageName is the ledger stage's name: its consumer group and
-// transactional id prefix.
-const StageName = "ledger"
-
-func (c Config) withDefaults() Config {
-	if c.Origin == "" {
-		c.Origin = "minecart/ledger"
-	}
-	if c.MaxBlockEntries == 0 {
-		c.MaxBlockEntries = 1000
-	}
-	if c.MaxReleaseEntries == 0 {
-		c.MaxReleaseEntries = 50_000
-	}
-	if c.TickEvery == 0 {
-		c.TickEvery = 200 * time.Millisecond
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	c.ScoresTopic = cmp.Or(c.ScoresTopic, pipelines.TopicScores)
-	c.RequestsTopic = cmp.Or(c.RequestsTopic, pipelines.TopicLedgerRequests)
-	c.ChangelogTopic = cmp.Or(c.ChangelogTopic, pipelines.TopicLedgerChangelog)
-	c.BlocksTopic = cmp.Or(c.BlocksTopic, pipelines.TopicLedgerBlocks)
-	c.EntriesTopic = cmp.Or(c.EntriesTopic, pipelines.TopicLedgerEntries)
-	if c.Blocks == nil && len(c.Brokers) > 0 && c.Serde != nil {
-		c.Blocks = &KafkaBlocks{Brokers: c.Brokers, Topic: c.BlocksTopic, Serde: c.Serde}
-	}
-	return c
-}
-
-// Validate reports whether the configuration is usable.
-func (c Config) Validate() error {
-	c = c.withDefaults()
-	if len(c.Key) != ed25519.PrivateKeySize {
-		return errors.New("ledger: no signing key")
-	}
-	if err := validOrigin(c.Origin); err != nil {
-		return err
-	}
-	if c.MaxBlockEntries < 1 {
-		return fmt.Errorf("ledger: max block entries %d, want >= 1", c.MaxBlockEntries)
-	}
-	if c.MaxReleaseEntries < 1 || c.TickEvery < 0 {
-		return fmt.Errorf("ledger: max release entries %d, tick %v", c.MaxReleaseEntries, c.TickEvery)
-	}
-	if c.Serde == nil {
-		return errors.New("ledger: no serde")
-	}
-	if c.Blocks == nil {
-		return errors.New("ledger: no blocks reader (set Blocks or Brokers)")
-	}
-	return nil
-}
-
-// NewStage returns the ledger stage: it consumes scores and ledger
-// requests (single-partition topics, so one task and one writer), keeps
-// pending credits in its changelog, and writes blocks and entries. A
-// configuration error surfaces when the task starts.
-func NewStage(cfg Config) pipelines.Stage {
-	cfg = cfg.withDefaults()
-	m, merr := newMetrics(cfg.Registerer)
-	cache := &bookCache{}
-	return pipelines.Stage{
-		Name:      StageName,
-		Inputs:    []string{cfg.ScoresTopic, cfg.RequestsTopic},
-		Changelog: cfg.ChangelogTopic,
-		TickEvery: cfg.TickEvery,
-		NewProcessor: func(ctx context.Context, t pipelines.Task) (pipelines.Processor, error) {
-			if merr != nil {
-				return nil, merr
-			}
-			return newProcessor(ctx, cfg, m, cache)
-		},
-	}
-}
-
-type metrics struct {
-	entries   *prometheus.CounterVec
-	blocks    prometheus.Counter
-	dups      *prometheus.CounterVec
-	pending   prometheus.Gauge
-	treeSize  prometheus.Gauge
-	rebuildS  prometheus.Gauge
-	starts    *prometheus.CounterVec
-	watermark prometheus.Gauge
-}
-
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := prom.NewMetrics(reg)
-	return &metrics{
-		entries:   m.CounterVec("minecart_ledger_entries_total", "Entries appended, by kind.", "kind"),
-		blocks:    m.Counter("minecart_ledger_blocks_total", "Blocks signed and written."),
-		dups:      m.CounterVec("minecart_ledger_duplicates_total", "Scores or requests ignored because the book already holds them, by kind.", "kind"),
-		pending:   m.Gauge("minecart_ledger_pending_credits", "Credits waiting for every scoring watermark to pass their window end."),
-		treeSize:  m.Gauge("minecart_ledger_tree_size", "Entries in the ledger tree."),
-		rebuildS:  m.Gauge("minecart_ledger_rebuild_seconds", "Time the last task assignment took to re-verify the book."),
-		starts:    m.CounterVec("minecart_ledger_task_starts_total", "Task starts, by how the book was obtained: rebuilt (re-read and re-verified) or resumed (the previous processor's, checked against the published head).", "how"),
-		watermark: m.Gauge("minecart_ledger_released_through_ms", "Lowest scoring watermark: credits ending at or before it are in the book."),
-	}, m.Err()
-}
 
 // Processor is the ledger's stage processor. It is exported for the
 // benchmark and for tests that drive it without a broker.
@@ -173,22 +31,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 type Processor struct {
 	cfg    Config
 	m      *metrics
-	signer *Signer
-	book   *Book
+	signer *ledger.Signer
+	book   *ledger.Book
 
-	pending    map[string]Entry // score id -> credit, window end past the watermarks
-	due        []Entry          // canonical order (window end, vehicle id, id); due[dueHead:] not yet appended
+	pending    map[string]ledger.Entry // score id -> credit, window end past the watermarks
+	due        []ledger.Entry          // canonical order (window end, vehicle id, id); due[dueHead:] not yet appended
 	dueHead    int
-	dueIdx     map[string]int   // score id -> index in due
-	late       map[string]Entry // score id -> credit that arrived after its day was released
-	prepared   bool             // due computed from pending after Restore
+	dueIdx     map[string]int          // score id -> index in due
+	late       map[string]ledger.Entry // score id -> credit that arrived after its day was released
+	prepared   bool                    // due computed from pending after Restore
 	watermarks map[int32]int64
 	tasks      int32
-	debits     []Entry // requests of the open batch, appended by Flush
+	debits     []ledger.Entry // requests of the open batch, appended by Flush
 	debitIDs   map[string]struct{}
-	broken     error // set when the book moved but the outputs could not be made
-	entryEnc   *entryEncoder
-	cache      *bookCache // receives the book on Close
+	broken     error            // set when the book moved but the outputs could not be made
+	entryRec   avro.LedgerEntry // the entries topic record, reused
+	cache      *bookCache       // receives the book on Close
 }
 
 // Close hands the book to the stage's next processor in this process,
@@ -208,71 +66,20 @@ func NewProcessor(ctx context.Context, cfg Config) (*Processor, error) {
 	return newProcessor(ctx, cfg, nil, nil)
 }
 
-// LastBlockReader is a BlockSource that can read just the last committed
-// block (KafkaBlocks can): a new processor in the same process then
-// resumes from the previous one's book instead of re-reading the book.
-type LastBlockReader interface {
-	LastBlock(ctx context.Context) (*Block, error)
-}
-
-// bookCache hands a closed processor's book to the next processor of the
-// same stage in the same process.
-type bookCache struct {
-	mu   sync.Mutex
-	book *Book
-}
-
-func (c *bookCache) put(b *Book) {
-	c.mu.Lock()
-	c.book = b
-	c.mu.Unlock()
-}
-
-func (c *bookCache) take() *Book {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	b := c.book
-	c.book = nil
-	return b
-}
-
-// reuse brings a cached book back to the published book: it undoes the
-// blocks the published book does not have (an aborted transaction's) and
-// accepts the result only if its head is the published head, hash for hash.
-func reuse(ctx context.Context, src BlockSource, b *Book) bool {
-	lr, ok := src.(LastBlockReader)
-	if !ok {
-		return false
-	}
-	last, err := lr.LastBlock(ctx)
-	if err != nil {
-		return false
-	}
-	if last == nil {
-		return b.Undo(0) == nil
-	}
-	target := last.Header.Height + 1
-	if b.Height() < target || b.Undo(target) != nil {
-		return false
-	}
-	h := b.Head()
-	return h.Hash() == last.Header.Hash() && b.Checkpoint() == last.Checkpoint
-}
-
 func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache) (*Processor, error) {
-	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	if m == nil {
 		m, _ = newMetrics(nil) // no registry: cannot fail
 	}
-	signer, err := NewSigner(cfg.Origin, cfg.Key)
+	signer, err := ledger.NewSigner(cfg.Origin, cfg.Key)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	var book *Book
+	var book *ledger.Book
 	how := "rebuilt"
 	if cache != nil {
 		if cached := cache.take(); cached != nil && reuse(ctx, cfg.Blocks, cached) {
@@ -281,7 +88,7 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache)
 	}
 	if book == nil {
 		var err error
-		if book, err = replay(ctx, cfg.Blocks, signer.Public(), nil); err != nil {
+		if book, err = ledger.Rebuild(ctx, cfg.Blocks, signer.Public()); err != nil {
 			return nil, fmt.Errorf("ledger: rebuild from blocks: %w", err)
 		}
 	}
@@ -294,13 +101,13 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache)
 	cfg.Logger.Info("ledger book "+how, "blocks", book.Height(), "entries", book.Size(), "root", book.Head().Root.String(), "took", time.Since(start))
 	return &Processor{
 		cfg: cfg, m: m, signer: signer, book: book, cache: cache,
-		pending: make(map[string]Entry), dueIdx: make(map[string]int), late: make(map[string]Entry),
-		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}), entryEnc: newEntryEncoder(cfg.Serde),
+		pending: make(map[string]ledger.Entry), dueIdx: make(map[string]int), late: make(map[string]ledger.Entry),
+		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}),
 	}, nil
 }
 
 // Book is the processor's book (read-only use, for tests).
-func (p *Processor) Book() *Book { return p.book }
+func (p *Processor) Book() *ledger.Book { return p.book }
 
 const (
 	wmPrefix   = "wm/"   // changelog key of a task's watermark
@@ -318,15 +125,14 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 		if err != nil || len(rec.Value) == 0 {
 			return nil
 		}
-		native, err := p.cfg.Serde.DecodeAs(schemas.Watermark, rec.Value)
-		if err != nil {
+		var wm avro.Watermark
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &wm); err != nil {
 			return fmt.Errorf("changelog %s: %w", key, err)
 		}
-		wm, err := WatermarkFromNative(native)
-		if err != nil || wm.Task != int32(task) {
+		if err := checkWatermark(&wm); err != nil || wm.Task != int32(task) {
 			return fmt.Errorf("changelog %s: %v", key, err)
 		}
-		p.watermarks[wm.Task] = max(p.watermarks[wm.Task], wm.ClosedThroughMs)
+		p.watermarks[wm.Task] = max(p.watermarks[wm.Task], wm.ClosedThroughMs.UnixMilli())
 		p.tasks = wm.Tasks
 		if r := p.releasedThrough(); r != math.MinInt64 {
 			p.m.watermark.Set(float64(r))
@@ -339,11 +145,11 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 		delete(p.late, id)
 		return nil
 	}
-	native, err := p.cfg.Serde.DecodeAs(schemas.DailyScore, rec.Value)
-	if err != nil {
+	var s avro.DailyScore
+	if err := p.cfg.Serde.Unmarshal(rec.Value, &s); err != nil {
 		return fmt.Errorf("changelog %s: %w", key, err)
 	}
-	e, err := CreditFromScore(native)
+	e, err := ledger.CreditFromScore(&s)
 	if err != nil {
 		return fmt.Errorf("changelog %s: %w", key, err)
 	}
@@ -371,7 +177,7 @@ func (p *Processor) prepare() {
 // due queue, in canonical order after what is queued (all of which ends
 // earlier).
 func (p *Processor) enqueue(through int64) {
-	var add []Entry
+	var add []ledger.Entry
 	for id, e := range p.pending {
 		if e.WindowEndMs <= through {
 			add = append(add, e)
@@ -390,7 +196,7 @@ func (p *Processor) enqueue(through int64) {
 	p.m.pending.Set(float64(p.Pending()))
 }
 
-func canonical(a, b Entry) int {
+func canonical(a, b ledger.Entry) int {
 	return cmp.Or(cmp.Compare(a.WindowEndMs, b.WindowEndMs), cmp.Compare(a.VehicleID, b.VehicleID), cmp.Compare(a.ID, b.ID))
 }
 
@@ -417,28 +223,36 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 		return nil // Flush fails the transaction; the task is rebuilt
 	}
 	p.prepare()
-	name, native, err := p.cfg.Serde.Decode(rec.Value)
+	name, err := p.cfg.Serde.Name(rec.Value)
 	if err != nil {
-		if decodeErr(err) {
-			return pipelines.Reject("decode", err)
-		}
-		return err
+		return decodeErr(err)
 	}
 	switch {
 	case rec.Topic == p.cfg.ScoresTopic && name == schemas.DailyScore:
-		e, err := CreditFromScore(native)
+		var s avro.DailyScore
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &s); err != nil {
+			return decodeErr(err)
+		}
+		e, err := ledger.CreditFromScore(&s)
 		if err != nil {
 			return pipelines.Reject("invalid_score", err)
 		}
 		return p.score(e, rec.Value, out)
 	case rec.Topic == p.cfg.ScoresTopic && name == schemas.Watermark:
-		wm, err := WatermarkFromNative(native)
-		if err != nil {
+		var wm avro.Watermark
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &wm); err != nil {
+			return decodeErr(err)
+		}
+		if err := checkWatermark(&wm); err != nil {
 			return pipelines.Reject("invalid_watermark", err)
 		}
-		return p.watermark(wm, rec.Value, out)
+		return p.watermark(wm.Task, wm.Tasks, wm.ClosedThroughMs.UnixMilli(), rec.Value, out)
 	case rec.Topic == p.cfg.RequestsTopic && name == schemas.DebitRequest:
-		e, err := EntryFromRequest(native)
+		var r avro.DebitRequest
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &r); err != nil {
+			return decodeErr(err)
+		}
+		e, err := ledger.EntryFromRequest(&r)
 		if err != nil {
 			return pipelines.Reject("invalid_request", err)
 		}
@@ -446,7 +260,7 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 			p.m.dups.WithLabelValues(e.Kind.String()).Inc()
 			return nil
 		}
-		if e.Kind == KindAdjustment && e.Ref != "" {
+		if e.Kind == ledger.KindAdjustment && e.Ref != "" {
 			if !p.knows(e.Ref) {
 				return pipelines.Reject("unknown_ref", fmt.Errorf("adjustment %q: credit %q is not in the ledger", e.ID, e.Ref))
 			}
@@ -462,11 +276,11 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 // credited day becomes a late-data adjustment, a rescore of a queued day
 // replaces it, a day the watermarks passed already joins the late queue,
 // any other waits in pending. Queued credits are kept in the changelog.
-func (p *Processor) score(e Entry, raw []byte, out pipelines.Emitter) error {
+func (p *Processor) score(e ledger.Entry, raw []byte, out pipelines.Emitter) error {
 	if credited, ok := p.book.Credited(e.ID); ok {
 		delta := e.Points - credited
-		adj := Entry{
-			Kind: KindAdjustment, ID: "late/" + e.ID + "/" + fmt.Sprintf("%x", e.EventsHash),
+		adj := ledger.Entry{
+			Kind: ledger.KindAdjustment, ID: "late/" + e.ID + "/" + fmt.Sprintf("%x", e.EventsHash),
 			VehicleID: e.VehicleID, Amount: delta, Ref: e.ID, RequestedAtMs: e.WindowEndMs,
 			Reason: fmt.Sprintf("late data: %s rescored to %d points (rules %s)", e.ID, e.Points, e.ConfigVersion),
 		}
@@ -474,7 +288,7 @@ func (p *Processor) score(e Entry, raw []byte, out pipelines.Emitter) error {
 			p.m.dups.WithLabelValues("credit").Inc()
 			return nil
 		}
-		return p.release([]Entry{adj}, e.WindowEndMs, out)
+		return p.release([]ledger.Entry{adj}, e.WindowEndMs, out)
 	}
 	key := e.ID
 	switch i, queued := p.dueIdx[e.ID]; {
@@ -496,14 +310,14 @@ func (p *Processor) score(e Entry, raw []byte, out pipelines.Emitter) error {
 
 // watermark records a task's mark and moves the credits every task has
 // passed to the due queue.
-func (p *Processor) watermark(wm Watermark, raw []byte, out pipelines.Emitter) error {
+func (p *Processor) watermark(task, tasks int32, closedThroughMs int64, raw []byte, out pipelines.Emitter) error {
 	before := p.releasedThrough()
-	if old, ok := p.watermarks[wm.Task]; ok && old >= wm.ClosedThroughMs && p.tasks == wm.Tasks {
+	if old, ok := p.watermarks[task]; ok && old >= closedThroughMs && p.tasks == tasks {
 		return nil
 	}
-	p.watermarks[wm.Task] = max(p.watermarks[wm.Task], wm.ClosedThroughMs)
-	p.tasks = wm.Tasks
-	out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(wmPrefix+strconv.Itoa(int(wm.Task))), raw)
+	p.watermarks[task] = max(p.watermarks[task], closedThroughMs)
+	p.tasks = tasks
+	out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(wmPrefix+strconv.Itoa(int(task))), raw)
 	if after := p.releasedThrough(); after > before {
 		p.m.watermark.Set(float64(after))
 		p.enqueue(after)
@@ -544,7 +358,7 @@ func (p *Processor) drain(out pipelines.Emitter) error {
 		budget -= take
 	}
 	if p.dueHead == len(p.due) && budget > 0 && len(p.late) > 0 {
-		late := make([]Entry, 0, len(p.late))
+		late := make([]ledger.Entry, 0, len(p.late))
 		for _, e := range p.late {
 			late = append(late, e)
 		}
@@ -570,15 +384,15 @@ func (p *Processor) drain(out pipelines.Emitter) error {
 
 // release appends credits (or late-data adjustments) of one window end
 // as event-clock blocks and emits them.
-func (p *Processor) release(entries []Entry, windowEnd int64, out pipelines.Emitter) error {
+func (p *Processor) release(entries []ledger.Entry, windowEnd int64, out pipelines.Emitter) error {
 	ts := windowEnd
-	if h := p.book.Head(); p.book.Height() > 0 && h.Clock == ClockEvent && h.TimestampMs > ts {
+	if h := p.book.Head(); p.book.Height() > 0 && h.Clock == ledger.ClockEvent && h.TimestampMs > ts {
 		ts = h.TimestampMs // keep event timestamps monotonic across late credits
 	}
-	return p.appendAndEmit(Release{Entries: entries, TimestampMs: ts, Clock: ClockEvent}, out)
+	return p.appendAndEmit(ledger.Release{Entries: entries, TimestampMs: ts, Clock: ledger.ClockEvent}, out)
 }
 
-func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
+func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) error {
 	blocks, appended, skipped, err := p.book.Append(rel, p.cfg.MaxBlockEntries, p.signer)
 	if err != nil {
 		return pipelines.Reject("invalid_entry", err) // nothing changed
@@ -595,7 +409,7 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 	}
 	recs := make([]rec, 0, len(blocks)+len(appended))
 	for _, blk := range blocks {
-		v, err := p.cfg.Serde.Encode(schemas.LedgerBlock, BlockNative(blk))
+		v, err := p.cfg.Serde.Marshal(blk.Avro())
 		if err != nil {
 			p.broken = fmt.Errorf("encode block %d: %w", blk.Header.Height, err)
 			return nil
@@ -604,10 +418,9 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 	}
 	tree := p.book.Tree()
 	var kinds [4]int
-	native := make(map[string]any, 20)
 	buf := make([]byte, 0, 2048)
 	var proofs [][]merkle.Hash
-	var proofBlock *Block
+	var proofBlock *ledger.Block
 	for i := range appended {
 		a := &appended[i]
 		if a.Block != proofBlock {
@@ -619,19 +432,20 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 			}
 			proofBlock = a.Block
 		}
-		// One buffer for many values: each value is a sub-slice, capped.
+		// One buffer for many keys and values: each is a sub-slice, capped.
 		if cap(buf)-len(buf) < 2048 {
 			buf = make([]byte, 0, 256<<10)
 		}
 		start := len(buf)
+		buf = append(buf, a.Entry.Key()...)
+		mid := len(buf)
 		var err error
-		buf, err = p.entryEnc.appendEncode(buf, a, proofs[a.LeafIndex-a.Block.Header.FirstIndex], native)
-		v := buf[start:len(buf):len(buf)]
+		buf, err = p.cfg.Serde.AppendMarshal(buf, p.entryRecord(a, proofs[a.LeafIndex-a.Block.Header.FirstIndex]))
 		if err != nil {
 			p.broken = fmt.Errorf("encode entry %d: %w", a.LeafIndex, err)
 			return nil
 		}
-		recs = append(recs, rec{p.cfg.EntriesTopic, []byte(a.Entry.Key()), v})
+		recs = append(recs, rec{p.cfg.EntriesTopic, buf[start:mid:mid], buf[mid:len(buf):len(buf)]})
 		kinds[a.Entry.Kind]++
 	}
 	for _, r := range recs {
@@ -643,7 +457,7 @@ func (p *Processor) appendAndEmit(rel Release, out pipelines.Emitter) error {
 	}
 	for k, n := range kinds {
 		if n > 0 {
-			p.m.entries.WithLabelValues(Kind(k).String()).Add(float64(n))
+			p.m.entries.WithLabelValues(ledger.Kind(k).String()).Add(float64(n))
 		}
 	}
 	p.m.blocks.Add(float64(len(blocks)))
@@ -662,7 +476,7 @@ func (p *Processor) Flush(ctx context.Context, out pipelines.Emitter) error {
 		return err
 	}
 	if len(p.debits) > 0 {
-		rel := Release{Entries: p.debits, TimestampMs: p.cfg.Now().UnixMilli(), Clock: ClockWall}
+		rel := ledger.Release{Entries: p.debits, TimestampMs: p.cfg.Now().UnixMilli(), Clock: ledger.ClockWall}
 		p.debits = nil
 		clear(p.debitIDs)
 		if err := p.appendAndEmit(rel, out); err != nil {
@@ -697,6 +511,43 @@ func (p *Processor) knows(id string) bool {
 	i, due := p.dueIdx[id]
 	return pending || late || (due && i >= p.dueHead)
 }
+
+// decodeErr rejects bad input (unknown schema, malformed bytes) as
+// "decode"; other Serde errors (a registry out of reach) are transient.
+func decodeErr(err error) error {
+	if errors.Is(err, schemas.ErrUnknownSchema) || errors.Is(err, schemas.ErrMalformed) {
+		return pipelines.Reject("decode", err)
+	}
+	return err
+}
+
+// checkWatermark checks a scoring task's closed-through mark.
+func checkWatermark(wm *avro.Watermark) error {
+	if wm.Tasks < 1 || wm.Task < 0 || wm.Task >= wm.Tasks || wm.Tasks > 1<<16 {
+		return fmt.Errorf("watermark: task %d of %d", wm.Task, wm.Tasks)
+	}
+	return nil
+}
+
+// entryRecord is the entries topic record of an appended entry with its
+// inclusion proof in the tree after its block. It reuses the processor's
+// record: encode it before the next call.
+func (p *Processor) entryRecord(a *ledger.Appended, proof []merkle.Hash) *avro.LedgerEntry {
+	r := &p.entryRec
+	h, e := &a.Block.Header, &a.Entry
+	r.Proof = r.Proof[:0]
+	for i := range proof {
+		r.Proof = append(r.Proof, proof[i][:])
+	}
+	r.Entry, r.LeafIndex, r.BlockHeight, r.TreeSize, r.Root = a.Raw, int64(a.LeafIndex), int64(h.Height), int64(h.TreeSize), h.Root[:]
+	r.Checkpoint, r.Kind, r.ID, r.VehicleID, r.Account = a.Block.Checkpoint, avro.EntryKind(e.Kind.String()), e.ID, e.VehicleID, e.Account
+	r.Delta, r.Date, r.ConfigVersion, r.EventsHash = e.Delta(), e.Date, e.ConfigVersion, e.EventsHash
+	r.Reason, r.RedemptionID, r.Ref, r.BlockTimestampMs = e.Reason, e.RedemptionID, e.Ref, h.TimestampMs
+	return r
+}
+
+// blockKey is the Kafka key of a block: its height in decimal.
+func blockKey(h uint64) []byte { return strconv.AppendUint(nil, h, 10) }
 
 // Pending is the number of credits not yet in the book: waiting for the
 // watermarks, due, or late.

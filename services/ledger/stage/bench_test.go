@@ -1,4 +1,4 @@
-package ledger
+package stage
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/ledgertest"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
 
@@ -41,10 +43,10 @@ func BenchmarkBackfill(b *testing.B) {
 	n := *backfillN
 	const days = 10
 	perDay := n / days
-	rels := make([][]Entry, days)
+	rels := make([][]ledger.Entry, days)
 	for d := range rels {
 		for i := 0; i < perDay; i++ {
-			e, err := CreditFromScore(scoreNative(fmt.Sprintf("veh-%07d", i), d+1, int64(10+i%50)))
+			e, err := ledger.CreditFromScore(ledgertest.Score(fmt.Sprintf("veh-%07d", i), d+1, int64(10+i%50)))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -77,14 +79,14 @@ func BenchmarkBackfill(b *testing.B) {
 		shaRate := float64(total) / time.Since(t0).Seconds()
 
 		// Hashing and signing alone (pure Book.Append).
-		signer, _ := NewSigner("minecart/ledger", testKey(1))
+		signer, _ := ledger.NewSigner("minecart/ledger", ledgertest.Key(1))
 		var m0, m1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
-		pure := NewBook()
+		pure := ledger.NewBook()
 		t1 := time.Now()
 		for d, r := range rels {
-			if _, _, _, err := pure.Append(Release{Entries: r, TimestampMs: int64(d+2) * dayMs}, 1000, signer); err != nil {
+			if _, _, _, err := pure.Append(ledger.Release{Entries: r, TimestampMs: int64(d+2) * ledgertest.DayMs}, 1000, signer); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -94,7 +96,7 @@ func BenchmarkBackfill(b *testing.B) {
 		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/float64(total)*1e6/(1<<20), "bookMiB/M")
 
 		// The stage's path, into Kafka transactions.
-		cfg := Config{Key: testKey(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Blocks: sliceSource(nil), Logger: kafkatest.Logger()}
+		cfg := Config{Key: ledgertest.Key(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Blocks: ledgertest.Blocks(nil), Logger: kafkatest.Logger()}
 		p, err := NewProcessor(ctx, cfg)
 		if err != nil {
 			b.Fatal(err)
@@ -106,7 +108,7 @@ func BenchmarkBackfill(b *testing.B) {
 		for d, r := range rels {
 			out.recs = out.recs[:0]
 			te := time.Now()
-			if err := p.release(r, int64(d+2)*dayMs, &out); err != nil {
+			if err := p.release(r, int64(d+2)*ledgertest.DayMs, &out); err != nil {
 				b.Fatal(err)
 			}
 			encDur += time.Since(te)
@@ -130,7 +132,7 @@ func BenchmarkBackfill(b *testing.B) {
 		// Rebuild as a new writer does: read and re-verify every block from
 		// the blocks topic.
 		t3 := time.Now()
-		rebuilt, err := NewProcessor(ctx, Config{Key: testKey(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Brokers: brokers, Logger: kafkatest.Logger()})
+		rebuilt, err := NewProcessor(ctx, Config{Key: ledgertest.Key(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Blocks: blocksOn(b, brokers), Logger: kafkatest.Logger()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/peterbourgon/ff/v4"
+
+	"github.com/minecart/minecart/services/daemon"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/blocks"
+)
+
+// ledgerCommand declares `minecart ledger`: check the book (the blocks
+// topic or an export of it) with no trust in the operator. A failed
+// verification returns its *ledger.Inconsistency.
+func ledgerCommand(stdout io.Writer) *ff.Command {
+	var kf daemon.Kafka // brokers, registry, SASL and TLS, as every service takes them
+	cmd := adminCommand("ledger", "check the book with no trust in the operator", &kf)
+	var topic, file, pubkey, keyPath, origin string
+	source := func(fs *flag.FlagSet) {
+		fs.StringVar(&topic, "blocks-topic", "", "blocks topic (default minecart.ledger.blocks)")
+		fs.StringVar(&file, "file", "", "read an export file instead of the blocks topic")
+	}
+	pubkeyFlag := func(fs *flag.FlagSet) {
+		fs.StringVar(&pubkey, "pubkey", "", "ledger public key file (base64, hex, verifier key or PEM)")
+	}
+	sourceAndKey := func(fs *flag.FlagSet) { source(fs); pubkeyFlag(fs) }
+	subcommand := func(name, args, short string, flags func(fs *flag.FlagSet), exec func(ctx context.Context, pos []string) error) {
+		cmd.Subcommands = append(cmd.Subcommands, newCommand(cmd, name, args, short, flags, exec))
+	}
+	arg := func(pos []string, usage string) (string, error) {
+		if len(pos) != 1 {
+			return "", usageError{errors.New(usage)}
+		}
+		return pos[0], nil
+	}
+	loadPub := func() ([]byte, error) {
+		if pubkey == "" {
+			return nil, errors.New("--pubkey required")
+		}
+		return ledger.LoadPublicKey(pubkey)
+	}
+	// withBook calls fn with the book (the export file or the blocks topic)
+	// and, unless noKey, the ledger public key.
+	withBook := func(ctx context.Context, noKey bool, fn func(src ledger.BlockSource, pub []byte) error) error {
+		var pub []byte
+		if !noKey {
+			var err error
+			if pub, err = loadPub(); err != nil {
+				return err
+			}
+		}
+		if file != "" {
+			f, err := os.Open(file)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return fn(ledger.ReadExport(f), pub)
+		}
+		kf.CreateTopics = false                                           // a reader changes nothing
+		cfg, _, err := kf.Config(ctx, slog.New(slog.DiscardHandler), nil) // errors are returned
+		if err != nil {
+			return err
+		}
+		src, err := blocks.New(blocks.Config{Kafka: cfg, Topic: topic})
+		if err != nil {
+			return err
+		}
+		return fn(src, pub)
+	}
+	subcommand("verify", "", "re-verify the whole book (blocks topic or export): every leaf, root, block link and signature", sourceAndKey, func(ctx context.Context, _ []string) error {
+		return withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error {
+			start := time.Now()
+			sum, err := ledger.Verify(ctx, src, pub)
+			if err != nil {
+				return fmt.Errorf("ledger NOT verified (%d blocks, %d entries checked before): %w", sum.Blocks, sum.Entries, err)
+			}
+			fmt.Fprintf(stdout, "ledger verified: %d blocks, %d entries (%d credits, %d debits, %d adjustments) in %v\nhead: tree size %d, root %s\n%s",
+				sum.Blocks, sum.Entries, sum.Credits, sum.Debits, sum.Adjustments, time.Since(start).Round(time.Millisecond),
+				sum.Head.TreeSize, sum.Head.Root, sum.Checkpoint)
+			return nil
+		})
+	})
+	subcommand("export", "FILE", "write the blocks topic to an export file", source, func(ctx context.Context, pos []string) error {
+		path, err := arg(pos, "want the export FILE")
+		if err != nil {
+			return err
+		}
+		return withBook(ctx, true, func(src ledger.BlockSource, _ []byte) error {
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			n, err := ledger.Export(ctx, src, f)
+			if err = errors.Join(err, f.Close()); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "exported %d blocks to %s\n", n, path)
+			return nil
+		})
+	})
+	subcommand("prove", "ENTRY", "print a proof bundle (JSON) of an entry id or leaf index", sourceAndKey, func(ctx context.Context, pos []string) error {
+		ref, err := arg(pos, "want the ENTRY (an entry id or leaf index)")
+		if err != nil {
+			return err
+		}
+		return withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error {
+			b, err := ledger.Prove(ctx, src, pub, ref)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(b)
+		})
+	})
+	subcommand("check-proof", "FILE", "check a proof bundle offline", pubkeyFlag, func(_ context.Context, pos []string) error {
+		path, err := arg(pos, "want the proof bundle FILE")
+		if err != nil {
+			return err
+		}
+		pub, err := loadPub()
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		b, err := ledger.ReadBundle(f)
+		if err != nil {
+			return err
+		}
+		e, err := ledger.CheckBundle(b, pub)
+		if err != nil {
+			return fmt.Errorf("proof NOT valid: %w", err)
+		}
+		fmt.Fprintf(stdout, "proof valid: %s %q (%+d) is leaf %d of the ledger at tree size %d, root %s, signed by the ledger key\n",
+			e.Kind, e.ID, e.Delta(), b.LeafIndex, b.TreeSize, b.Root)
+		return nil
+	})
+	subcommand("pubkey", "", "print the ledger's public and verifier keys", func(fs *flag.FlagSet) {
+		fs.StringVar(&keyPath, "key", "", "ledger private key file")
+		fs.StringVar(&origin, "origin", "minecart/ledger", "log origin")
+	}, func(context.Context, []string) error {
+		if keyPath == "" {
+			return errors.New("--key required")
+		}
+		priv, err := ledger.LoadOrCreateKey(keyPath)
+		if err != nil {
+			return err
+		}
+		s, err := ledger.NewSigner(origin, priv)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n%s\n", ledger.EncodePublicKey(s.Public()), s.VerifierKey())
+		return nil
+	})
+	return cmd
+}

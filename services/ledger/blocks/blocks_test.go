@@ -1,0 +1,98 @@
+package blocks_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/blocks"
+	"github.com/minecart/minecart/services/ledger/ledgertest"
+)
+
+// TestReader reads a book from a real broker: nothing from an empty topic
+// (and Follow is caught up at once), then every block in order, the last
+// block alone, and Follow sees the blocks and then blocks written later.
+func TestReader(t *testing.T) {
+	brokers := kafkatest.Broker(t)
+	r, err := blocks.New(blocks.Config{Kafka: kafkatest.Config(brokers)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var n int
+	if err := r.Blocks(ctx, func(*ledger.Block) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("empty topic: %d blocks, %v", n, err)
+	}
+	if last, err := r.LastBlock(ctx); last != nil || err != nil {
+		t.Fatalf("empty topic: last block %v, %v", last, err)
+	}
+	caught := make(chan struct{})
+	fctx, stop := context.WithCancel(ctx)
+	followed := make(chan *ledger.Block, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Follow(fctx, func(b *ledger.Block) error { followed <- b; return nil }, func() { close(caught) })
+	}()
+	select {
+	case <-caught:
+	case <-ctx.Done():
+		t.Fatal("Follow of an empty topic not caught up")
+	}
+
+	signer, _ := ledger.NewSigner(ledgertest.Origin, ledgertest.Key(1))
+	_, book := ledgertest.SmallBook(t, signer)
+	produce(t, brokers, book)
+	var got []*ledger.Block
+	if err := r.Blocks(ctx, func(b *ledger.Block) error { got = append(got, b); return nil }); err != nil || len(got) != len(book) {
+		t.Fatalf("%d blocks, %v; want %d", len(got), err, len(book))
+	}
+	if _, err := ledger.Verify(ctx, r, signer.Public()); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+	last, err := r.LastBlock(ctx)
+	if err != nil || last == nil || last.Header != book[len(book)-1].Header || last.Checkpoint != book[len(book)-1].Checkpoint {
+		t.Errorf("last block %+v, %v", last, err)
+	}
+	for i := range book {
+		select {
+		case b := <-followed:
+			if b.Header != book[i].Header {
+				t.Errorf("followed block %d: %+v", i, b.Header)
+			}
+		case <-ctx.Done():
+			t.Fatalf("Follow saw %d of %d blocks", i, len(book))
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("follow: %v", err)
+	}
+
+	// A record that is not a block stops the read with an error.
+	kafkatest.Produce(t, brokers, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: []byte("x"), Value: []byte("junk")})
+	err = r.Blocks(ctx, func(*ledger.Block) error { return nil })
+	if !errors.Is(err, schemas.ErrMalformed) && !errors.Is(err, schemas.ErrUnknownSchema) {
+		t.Errorf("junk record: %v", err)
+	}
+}
+
+func produce(t *testing.T, brokers []string, book []*ledger.Block) {
+	t.Helper()
+	var recs []kafka.Output
+	for _, b := range book {
+		v, err := schemas.SingleObject().Marshal(b.Avro())
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: []byte(strconv.FormatUint(b.Header.Height, 10)), Value: v})
+	}
+	kafkatest.Produce(t, brokers, recs...)
+}

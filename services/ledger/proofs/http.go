@@ -1,0 +1,101 @@
+package proofs
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/minecart/minecart/services/ledger"
+)
+
+// Handler serves:
+//
+//	GET /v1/ledger/head
+//	GET /v1/ledger/entries/{id}/proof?tree_size=N   (id: entry id, URL-escaped, or leaf index)
+//	GET /v1/ledger/consistency?first=M&second=N     (second: default the head's size)
+//
+// as JSON; bad parameters get 400, unknown entries and sizes beyond the
+// head 404, with {"error": "..."}.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ledger/head", func(w http.ResponseWriter, r *http.Request) {
+		reply(w)(s.Head(r.Context()))
+	})
+	mux.HandleFunc("GET /v1/ledger/entries/{rest...}", s.serveProof)
+	mux.HandleFunc("GET /v1/ledger/consistency", s.serveConsistency)
+	return mux
+}
+
+func (s *Server) serveProof(w http.ResponseWriter, r *http.Request) {
+	id, ok := strings.CutSuffix(r.PathValue("rest"), "/proof")
+	if !ok || id == "" {
+		httpError(w, http.StatusNotFound, "want /v1/ledger/entries/{id}/proof")
+		return
+	}
+	var size uint64
+	q := r.URL.Query().Get("tree_size")
+	if q != "" {
+		n, err := strconv.ParseUint(q, 10, 64)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "tree_size %q: not a number", q)
+			return
+		}
+		size = n
+	}
+	reply(w)(s.entryProof(id, size, q != ""))
+}
+
+func (s *Server) serveConsistency(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	parse := func(name string) (uint64, bool) {
+		v := q.Get(name)
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "%s %q: not a number", name, v)
+			return 0, false
+		}
+		return n, true
+	}
+	if q.Get("first") == "" {
+		httpError(w, http.StatusBadRequest, "first: required")
+		return
+	}
+	first, ok := parse("first")
+	if !ok {
+		return
+	}
+	second := s.size()
+	if q.Get("second") != "" {
+		if second, ok = parse("second"); !ok {
+			return
+		}
+	}
+	reply(w)(s.ConsistencyProof(r.Context(), first, second))
+}
+
+// reply writes v as JSON, or err with its status.
+func reply(w http.ResponseWriter) func(v any, err error) {
+	return func(v any, err error) {
+		switch {
+		case errors.Is(err, ledger.ErrNotFound):
+			httpError(w, http.StatusNotFound, "%v", err)
+		case err != nil:
+			httpError(w, http.StatusBadRequest, "%v", err)
+		default:
+			writeJSON(w, http.StatusOK, v)
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func httpError(w http.ResponseWriter, code int, format string, a ...any) {
+	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, a...)})
+}

@@ -1,0 +1,277 @@
+// Package proofs serves the ledger's signed tree head and RFC 6962 proofs.
+// A Server follows the published book (the blocks topic), verifies every
+// block against the ledger key and answers from its own copy of the tree:
+// as Go calls (the owner API holds one in the same process) and over HTTP
+// (Handler). A Client asks a Server over HTTP with the same calls.
+package proofs
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/merkle"
+)
+
+// Prover answers for the ledger's tree: a Server in process, a Client over
+// HTTP. Errors wrap ledger.ErrNotFound (an entry or tree size the ledger
+// does not hold yet) or ErrBadRequest (arguments that can never be
+// answered).
+type Prover interface {
+	Head(ctx context.Context) (Head, error)
+	// InclusionProof proves leaf index leaf in the tree of treeSize
+	// entries (0: the head's, and then the proof carries the signed
+	// checkpoint).
+	InclusionProof(ctx context.Context, leaf, treeSize uint64) (Proof, error)
+	// ConsistencyProof proves the tree of second entries extends the tree
+	// of first entries.
+	ConsistencyProof(ctx context.Context, first, second uint64) (Consistency, error)
+}
+
+// ErrBadRequest marks a request that can never be answered.
+var ErrBadRequest = errors.New("ledger proofs: bad request")
+
+// Head is the signed tree head (GET /v1/ledger/head).
+type Head struct {
+	TreeSize    uint64 `json:"tree_size"`
+	Root        string `json:"root"`
+	Height      uint64 `json:"height"` // height of the last block
+	Blocks      uint64 `json:"blocks"`
+	TimestampMs int64  `json:"timestamp_ms"`
+	Clock       string `json:"clock"`
+	BlockHash   string `json:"block_hash"`
+	Checkpoint  string `json:"checkpoint"`
+	CaughtUp    bool   `json:"caught_up"`
+}
+
+// Proof is an inclusion proof (GET /v1/ledger/entries/{id}/proof).
+type Proof struct {
+	ID         string   `json:"id"`
+	LeafIndex  uint64   `json:"leaf_index"`
+	LeafHash   string   `json:"leaf_hash"`
+	TreeSize   uint64   `json:"tree_size"`
+	Root       string   `json:"root"`
+	Proof      []string `json:"proof"`
+	Checkpoint string   `json:"checkpoint,omitempty"` // when tree_size is the head's
+}
+
+// Consistency is a consistency proof (GET /v1/ledger/consistency).
+type Consistency struct {
+	First  uint64   `json:"first"`
+	Second uint64   `json:"second"`
+	Root1  string   `json:"root1"`
+	Root2  string   `json:"root2"`
+	Proof  []string `json:"proof"`
+}
+
+// Follower reads the book's blocks from height 0 and keeps following them
+// (blocks.Reader); caught is called once everything published when it
+// started has been read.
+type Follower interface {
+	Follow(ctx context.Context, fn func(*ledger.Block) error, caught func()) error
+}
+
+// Config configures a Server.
+type Config struct {
+	// Blocks is followed from height 0.
+	Blocks Follower
+	// PublicKey is the ledger key every block must be signed with: the
+	// Server verifies the book as it reads it and serves nothing past the
+	// first inconsistency.
+	PublicKey ed25519.PublicKey
+	Logger    *slog.Logger
+}
+
+// Validate reports whether the configuration is usable.
+func (c Config) Validate() error {
+	if c.Blocks == nil {
+		return errors.New("ledger proofs: no blocks follower")
+	}
+	if len(c.PublicKey) != ed25519.PublicKeySize {
+		return errors.New("ledger proofs: no public key")
+	}
+	return nil
+}
+
+// Server follows the book, verifies every block and answers from its copy
+// of the tree. It keeps the tree (about 34 bytes per entry) and an id index
+// (about 50 bytes per entry), not the entries themselves.
+type Server struct {
+	cfg    Config
+	mu     sync.RWMutex
+	book   *ledger.Book
+	ids    map[idKey]uint64 // entry id -> leaf index
+	caught atomic.Bool
+}
+
+var _ Prover = (*Server)(nil)
+
+// NewServer returns a Server; Run makes it follow the blocks.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{cfg: cfg, book: ledger.NewBook(), ids: make(map[idKey]uint64)}, nil
+}
+
+// Run follows the blocks until ctx is done. It returns an
+// *ledger.Inconsistency if the book does not verify (the Server keeps
+// serving the verified prefix).
+func (s *Server) Run(ctx context.Context) error {
+	err := s.cfg.Blocks.Follow(ctx, s.Apply, func() { s.caught.Store(true) })
+	if err != nil {
+		s.cfg.Logger.Error("ledger proofs stopped", "err", err)
+	}
+	return err
+}
+
+// Apply verifies and adds one block (Run calls it; tests may too).
+func (s *Server) Apply(blk *ledger.Block) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.book.Apply(blk, s.cfg.PublicKey); err != nil {
+		return err
+	}
+	for i, raw := range blk.Entries {
+		e, _ := ledger.DecodeEntry(raw) // Apply decoded it already
+		s.ids[keyOf(e.ID)] = blk.Header.FirstIndex + uint64(i)
+	}
+	return nil
+}
+
+// Head is the verified head: the last block's header and checkpoint.
+func (s *Server) Head(context.Context) (Head, error) {
+	s.mu.RLock()
+	h, cp, blocks := s.book.Head(), s.book.Checkpoint(), s.book.Height()
+	s.mu.RUnlock()
+	if blocks == 0 {
+		return Head{Root: merkle.EmptyRoot.String(), CaughtUp: s.caught.Load()}, nil
+	}
+	clock := "event"
+	if h.Clock == ledger.ClockWall {
+		clock = "wall"
+	}
+	return Head{
+		TreeSize: h.TreeSize, Root: h.Root.String(), Height: h.Height, Blocks: blocks, TimestampMs: h.TimestampMs,
+		Clock: clock, BlockHash: h.Hash().String(), Checkpoint: cp, CaughtUp: s.caught.Load(),
+	}, nil
+}
+
+// InclusionProof proves leaf index leaf (Prover).
+func (s *Server) InclusionProof(_ context.Context, leaf, treeSize uint64) (Proof, error) {
+	return s.entryProof(strconv.FormatUint(leaf, 10), treeSize, treeSize != 0)
+}
+
+// entryProof proves the entry named id (an entry id, or a leaf index in
+// decimal that is no entry id) in the tree of treeSize entries, or of the
+// head's size if !sized.
+func (s *Server) entryProof(id string, treeSize uint64, sized bool) (Proof, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	head := s.book.Size()
+	size := head
+	if sized {
+		if treeSize > head {
+			return Proof{}, notFound("tree_size %d: the ledger has %d entries", treeSize, head)
+		}
+		size = treeSize
+	}
+	index, found := s.ids[keyOf(id)]
+	if !found {
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err != nil || n >= head {
+			return Proof{}, notFound("entry %q: not in the ledger", id)
+		}
+		index = n
+	}
+	if index >= size {
+		return Proof{}, badRequest("entry %q (leaf %d) is not in a tree of size %d", id, index, size)
+	}
+	tree := s.book.Tree()
+	proof, err := tree.InclusionProof(index, size)
+	if err != nil {
+		return Proof{}, badRequest("%v", err)
+	}
+	root, _ := tree.RootAt(size)
+	leaf, _ := tree.LeafHash(index)
+	out := Proof{ID: id, LeafIndex: index, LeafHash: leaf.String(), TreeSize: size, Root: root.String(), Proof: hexHashes(proof)}
+	if size == head {
+		out.Checkpoint = s.book.Checkpoint()
+	}
+	return out, nil
+}
+
+// ConsistencyProof proves the tree of second entries extends the tree of
+// first entries (Prover).
+func (s *Server) ConsistencyProof(_ context.Context, first, second uint64) (Consistency, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if first > second {
+		return Consistency{}, badRequest("first %d > second %d", first, second)
+	}
+	if head := s.book.Size(); second > head {
+		return Consistency{}, notFound("second %d: the ledger has %d entries", second, head)
+	}
+	tree := s.book.Tree()
+	proof, err := tree.ConsistencyProof(first, second)
+	if err != nil {
+		return Consistency{}, badRequest("%v", err)
+	}
+	r1, _ := tree.RootAt(first)
+	r2, _ := tree.RootAt(second)
+	return Consistency{First: first, Second: second, Root1: r1.String(), Root2: r2.String(), Proof: hexHashes(proof)}, nil
+}
+
+// size is the tree size of the head.
+func (s *Server) size() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.book.Size()
+}
+
+// idKey is the compact key of an entry id in the index: the first 16
+// bytes of its SHA-256 (at 10^7 ids the chance of any collision is below
+// 10^-24).
+type idKey [16]byte
+
+func keyOf(id string) (k idKey) {
+	sum := sha256.Sum256([]byte(id))
+	copy(k[:], sum[:])
+	return k
+}
+
+func hexHashes(hs []merkle.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.String()
+	}
+	return out
+}
+
+// requestError is an answer that is not a proof: its message, and which of
+// ledger.ErrNotFound and ErrBadRequest it is.
+type requestError struct {
+	kind error
+	msg  string
+}
+
+func (e *requestError) Error() string { return e.msg }
+func (e *requestError) Unwrap() error { return e.kind }
+
+func notFound(format string, a ...any) error {
+	return &requestError{ledger.ErrNotFound, fmt.Sprintf(format, a...)}
+}
+
+func badRequest(format string, a ...any) error {
+	return &requestError{ErrBadRequest, fmt.Sprintf(format, a...)}
+}

@@ -1,0 +1,161 @@
+package stage
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/scoring/scoringtest"
+	"github.com/minecart/minecart/services/telemetry"
+	"github.com/minecart/minecart/services/telemetry/wire"
+)
+
+func morning() time.Time { return time.Date(2026, 11, 24, 8, 0, 0, 0, shanghai) }
+
+// BenchmarkStageThroughput runs the scoring stage over simulated traffic on
+// an embedded broker and compares it with kafkatest.Passthrough (a bare
+// consume and produce of the same records) in the same run. Run it with
+// -benchtime 1x: each iteration is a full run.
+func BenchmarkStageThroughput(b *testing.B) {
+	const vehicles, chunks = 2000, 5 // 300,000 events
+	serde := schemas.SingleObject()
+	evs := scoringtest.Traffic(vehicles, chunks, 1, morning())
+	recs := make([]kafka.Output, len(evs))
+	for i := range evs {
+		v, err := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(&evs[i]))
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[i] = kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(evs[i].VehicleID), Value: v}
+	}
+	n := len(recs)
+	for range b.N {
+		brokers := kafkatest.Broker(b, pipelines.TopicSpec{Name: "bench.out", Partitions: pipelines.TelemetryPartitions, Retention: time.Hour})
+		kafkatest.Produce(b, brokers, recs...)
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		base, err := kafkatest.Passthrough(ctx, brokers, pipelines.TopicTelemetryClean, "bench.out", n)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+
+		reg := prometheus.NewRegistry()
+		st, err := NewStage(Config{Serde: serde, Registerer: reg, IdleTimeout: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := kafkatest.Config(brokers)
+		cfg.MaxBatch = 5000
+		start := time.Now()
+		stop := kafkatest.Run(b, cfg, st)
+		for counter(b, reg, "minecart_scoring_events_total") < float64(n) || !committed(b, brokers, st.Name, pipelines.TopicTelemetryClean) {
+			if time.Since(start) > 5*time.Minute {
+				b.Fatal("stage did not finish")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		took := time.Since(start) // until every input offset is committed
+		stop()
+		b.ReportMetric(float64(n)/base.Seconds(), "baseline-events/s")
+		b.ReportMetric(float64(n)/took.Seconds(), "stage-events/s")
+		b.ReportMetric(base.Seconds()/took.Seconds(), "ratio")
+	}
+}
+
+// committed reports whether group has committed the end of every partition of topic.
+func committed(b *testing.B, brokers []string, group, topic string) bool {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return false
+	}
+	offs, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return false
+	}
+	done := true
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := offs.Lookup(topic, o.Partition)
+		if o.Offset > 0 && (!ok || c.At < o.Offset) {
+			done = false
+		}
+	})
+	return done
+}
+
+// BenchmarkDecodeEvent is the codec's share: the stage's decoder (header
+// check + telemetry's specialised Avro decoder) against the generic serde
+// path (goavro to a map, then telemetry.FromNative).
+func BenchmarkDecodeEvent(b *testing.B) {
+	serde := schemas.SingleObject()
+	ev := scoringtest.NewTrip("v", morning(), 1).Drive(1, 60).Evs[0]
+	v, err := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(&ev))
+	if err != nil {
+		b.Fatal(err)
+	}
+	codec, err := wire.NewCodec(serde)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("stage", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := codec.DecodeEvent(v, telemetry.Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("serde", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			m, err := serde.DecodeAs(schemas.TelemetryEvent, v)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := telemetry.FromNative(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func counter(b *testing.B, reg *prometheus.Registry, name string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var sum float64
+			for _, m := range mf.Metric {
+				sum += counterValue(m)
+			}
+			return sum
+		}
+	}
+	return 0
+}
+
+func counterValue(m *dto.Metric) float64 {
+	if c := m.GetCounter(); c != nil {
+		return c.GetValue()
+	}
+	return 0
+}
