@@ -8,7 +8,7 @@
 // signals and exit codes.
 //
 // Every flag "name" can also be set as MINECART_NAME (upper case, "-" as
-// "_"); a flag on the command line wins (Parse).
+// "_"); a flag on the command line wins.
 package daemon
 
 import (
@@ -37,12 +37,12 @@ import (
 // "brokers" is MINECART_BROKERS.
 const EnvPrefix = "MINECART"
 
-// Parse parses args into fs with ff, then sets every flag not given in args
+// parse parses args into fs with ff, then sets every flag not given in args
 // from its EnvPrefix variable (a variable set to "" sets nothing). On -h or
 // --help it writes the help generated from fs to fs.Output() and returns
 // flag.ErrHelp. Single- and double-dash flags are the same (-brokers,
 // --brokers).
-func Parse(fs *flag.FlagSet, args []string) error {
+func parse(fs *flag.FlagSet, args []string) error {
 	ffs := ff.NewFlagSetFrom(fs.Name(), fs)
 	err := ff.Parse(ffs, args, ff.WithEnvVarPrefix(EnvPrefix))
 	if errors.Is(err, ff.ErrHelp) {
@@ -70,7 +70,7 @@ type Service struct {
 	// Prepare runs after the flags are parsed and before any connection
 	// (nil: nothing): checks of the flags, files to load.
 	Prepare func(log *slog.Logger) error
-	// Build starts the service's parts in env (Stage, Sink, Serve, Go) and
+	// Build starts the service's parts in env (Stage, Serve, Go) and
 	// registers what to close after they all returned (OnClose). ctx is
 	// the group's: done when the process stops.
 	Build func(ctx context.Context, env *Env) error
@@ -96,11 +96,6 @@ func (e *Env) Stage(st pipelines.Stage) {
 	e.Go(st.Name, func(ctx context.Context) error { return kafka.Run(ctx, e.Kafka, st) })
 }
 
-// Sink runs st in the group (kafka.RunSink).
-func (e *Env) Sink(st pipelines.SinkStage) {
-	e.Go(st.Name, func(ctx context.Context) error { return kafka.RunSink(ctx, e.Kafka, st) })
-}
-
 // OnClose registers fn to run once every part returned, in the reverse
 // order of registration (producers, tables, connections).
 func (e *Env) OnClose(fn func() error) { e.closers = append(e.closers, fn) }
@@ -114,7 +109,7 @@ func (e *Env) OnClose(fn func() error) { e.closers = append(e.closers, fn) }
 func Run(ctx context.Context, args []string, svc Service) error {
 	fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
 	var kf Kafka
-	var proc Process
+	var proc process
 	kf.Register(fs)
 	if svc.InstanceID {
 		kf.RegisterInstanceID(fs)
@@ -123,7 +118,7 @@ func Run(ctx context.Context, args []string, svc Service) error {
 	if svc.Flags != nil {
 		svc.Flags(fs)
 	}
-	if err := Parse(fs, args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	log := proc.Logger()
@@ -155,8 +150,8 @@ func Run(ctx context.Context, args []string, svc Service) error {
 	return err
 }
 
-// Process holds the flags every service process has.
-type Process struct {
+// process holds the flags every service process has.
+type process struct {
 	// MetricsAddr is where /metrics is served (empty: nowhere).
 	MetricsAddr string
 	// LogLevel is the lowest level logged.
@@ -166,7 +161,7 @@ type Process struct {
 }
 
 // Register adds metrics-addr (default metricsAddr) and log-level to fs.
-func (p *Process) Register(fs *flag.FlagSet, metricsAddr string) {
+func (p *process) Register(fs *flag.FlagSet, metricsAddr string) {
 	p.fs = fs
 	fs.StringVar(&p.MetricsAddr, "metrics-addr", metricsAddr, "address of the Prometheus /metrics endpoint and /healthz (empty: none)")
 	fs.TextVar(&p.LogLevel, "log-level", slog.LevelInfo, "lowest level logged: debug, info, warn or error")
@@ -174,20 +169,20 @@ func (p *Process) Register(fs *flag.FlagSet, metricsAddr string) {
 
 // Logger returns a JSON logger to stderr at LogLevel. It first warns about
 // every MINECART_* environment variable that sets no flag of the command
-// (a typo, or a flag that was renamed), since Parse ignores them.
-func (p *Process) Logger() *slog.Logger {
-	log := NewLogger(os.Stderr, p.LogLevel)
+// (a typo, or a flag that was renamed), since parse ignores them.
+func (p *process) Logger() *slog.Logger {
+	log := newLogger(os.Stderr, p.LogLevel)
 	if p.fs != nil {
-		if unused := UnusedEnv(p.fs, os.Environ()); len(unused) > 0 {
+		if unused := unusedEnv(p.fs, os.Environ()); len(unused) > 0 {
 			log.Warn("environment variables that set no flag", "vars", unused)
 		}
 	}
 	return log
 }
 
-// UnusedEnv returns the names of the EnvPrefix variables of environ
+// unusedEnv returns the names of the EnvPrefix variables of environ
 // ("NAME=value" strings, as os.Environ) that name no flag of fs.
-func UnusedEnv(fs *flag.FlagSet, environ []string) []string {
+func unusedEnv(fs *flag.FlagSet, environ []string) []string {
 	known := map[string]bool{}
 	env := strings.NewReplacer("-", "_", ".", "_")
 	fs.VisitAll(func(f *flag.Flag) { known[EnvPrefix+"_"+strings.ToUpper(env.Replace(f.Name))] = true })
@@ -202,8 +197,8 @@ func UnusedEnv(fs *flag.FlagSet, environ []string) []string {
 	return out
 }
 
-// NewLogger returns a JSON logger to w at level.
-func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+// newLogger returns a JSON logger to w at level.
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 }
 

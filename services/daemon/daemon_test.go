@@ -38,10 +38,10 @@ func TestExit(t *testing.T) {
 func TestUnusedEnv(t *testing.T) {
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	var k Kafka
-	var p Process
+	var p process
 	k.Register(fs)
 	p.Register(fs, "")
-	got := UnusedEnv(fs, []string{"MINECART_BROKERS=k:9092", "MINECART_SCHEMA_REGISTRY=http://sr", "PATH=/bin",
+	got := unusedEnv(fs, []string{"MINECART_BROKERS=k:9092", "MINECART_SCHEMA_REGISTRY=http://sr", "PATH=/bin",
 		"MINECART_KAFKA_SASL=a:b:c", "MINECART_CLICKHOUSE=x", "MINECARTX=1", "MINECART_LOG_LEVEL=debug"})
 	if want := []string{"MINECART_CLICKHOUSE", "MINECART_SCHEMA_REGISTRY"}; !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
@@ -58,7 +58,7 @@ func TestParseHelp(t *testing.T) {
 		fs.SetOutput(&out)
 		fs.String("data-dir", "data", "where the data goes")
 		fs.Bool("create-key", true, "create the key")
-		if err := Parse(fs, []string{arg}); !errors.Is(err, flag.ErrHelp) {
+		if err := parse(fs, []string{arg}); !errors.Is(err, flag.ErrHelp) {
 			t.Fatalf("%s: %v", arg, err)
 		}
 		for _, want := range []string{"svc", "-data-dir", "where the data goes", "(default: data)", "-create-key"} {
@@ -72,7 +72,7 @@ func TestParseHelp(t *testing.T) {
 	fs := flag.NewFlagSet("svc", flag.ContinueOnError)
 	dir := fs.String("data-dir", "data", "")
 	origin := fs.String("origin", "o", "")
-	if err := Parse(fs, []string{"-data-dir", "/arg"}); err != nil || *dir != "/arg" || *origin != "env/origin" {
+	if err := parse(fs, []string{"-data-dir", "/arg"}); err != nil || *dir != "/arg" || *origin != "env/origin" {
 		t.Fatalf("data-dir %q origin %q: %v", *dir, *origin, err)
 	}
 }

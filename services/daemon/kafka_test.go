@@ -31,7 +31,7 @@ import (
 	"github.com/minecart/minecart/schemas"
 )
 
-func quiet() *slog.Logger { return NewLogger(io.Discard, slog.LevelError) }
+func quiet() *slog.Logger { return newLogger(io.Discard, slog.LevelError) }
 
 func TestFlagsAndEnv(t *testing.T) {
 	for _, tc := range []struct {
@@ -39,12 +39,12 @@ func TestFlagsAndEnv(t *testing.T) {
 		args []string
 		env  map[string]string
 		want Kafka
-		proc Process
+		proc process
 	}{
 		{
 			name: "defaults",
 			want: Kafka{Brokers: "127.0.0.1:9092", CreateTopics: true},
-			proc: Process{MetricsAddr: "127.0.0.1:9199"},
+			proc: process{MetricsAddr: "127.0.0.1:9199"},
 		},
 		{
 			name: "environment",
@@ -58,14 +58,14 @@ func TestFlagsAndEnv(t *testing.T) {
 			},
 			want: Kafka{Brokers: "kafka:9092", RegistryURL: "http://sr:8081", RegistryUser: "u", RegistryPassword: "p",
 				SASL: "scram-sha-512:minecart:pw", TLS: true, TLSCAFile: "/ca.pem", InstanceID: "ingest-0"},
-			proc: Process{MetricsAddr: "0.0.0.0:9100", LogLevel: slog.LevelDebug},
+			proc: process{MetricsAddr: "0.0.0.0:9100", LogLevel: slog.LevelDebug},
 		},
 		{
 			name: "command line wins",
 			args: []string{"-brokers", "a:1,b:2", "--kafka-sasl", "plain:x:y", "-instance-id", "i1", "-log-level", "warn"},
 			env:  map[string]string{"MINECART_BROKERS": "kafka:9092", "MINECART_KAFKA_SASL": "scram-sha-512:m:p", "MINECART_INSTANCE_ID": "i0"},
 			want: Kafka{Brokers: "a:1,b:2", SASL: "plain:x:y", InstanceID: "i1", CreateTopics: true},
-			proc: Process{MetricsAddr: "127.0.0.1:9199", LogLevel: slog.LevelWarn},
+			proc: process{MetricsAddr: "127.0.0.1:9199", LogLevel: slog.LevelWarn},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,11 +74,11 @@ func TestFlagsAndEnv(t *testing.T) {
 			}
 			fs := flag.NewFlagSet("x", flag.ContinueOnError)
 			var k Kafka
-			var p Process
+			var p process
 			k.Register(fs)
 			k.RegisterInstanceID(fs)
 			p.Register(fs, "127.0.0.1:9199")
-			if err := Parse(fs, tc.args); err != nil {
+			if err := parse(fs, tc.args); err != nil {
 				t.Fatal(err)
 			}
 			if k != tc.want {
@@ -94,7 +94,7 @@ func TestFlagsAndEnv(t *testing.T) {
 		fs := flag.NewFlagSet("x", flag.ContinueOnError)
 		var k Kafka
 		k.Register(fs)
-		if err := Parse(fs, nil); err == nil {
+		if err := parse(fs, nil); err == nil {
 			t.Fatal("MINECART_CREATE_TOPICS=maybe accepted")
 		}
 	})

@@ -12,20 +12,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ingest"
 	"github.com/minecart/minecart/services/ledger"
@@ -101,15 +98,11 @@ type Stack struct {
 	Gateway *gateway.Server
 
 	httpAddr string
-	httpSrv  *http.Server
 	closers  []func() error
 	state    *kafka.Table // settlement's changelog
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errMu  sync.Mutex
-	err    error
-	failed chan struct{}
+	group  *daemon.Group   // every running part: stages, followers, the HTTP server
+	failed <-chan struct{} // the group's context: done once a part stopped
 }
 
 // Start starts the broker, the stages and the HTTP server. Stop them with
@@ -117,13 +110,12 @@ type Stack struct {
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
-	s := &Stack{cfg: cfg, Registry: prometheus.NewRegistry(), Serde: schemas.SingleObject(), failed: make(chan struct{})}
+	s := &Stack{cfg: cfg, Registry: daemon.NewRegistry(), Serde: schemas.SingleObject()}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
 		}
 	}()
-	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	kafkaDir := ""
 	if cfg.DataDir != "" {
@@ -158,8 +150,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
+	// The parts run until Close, whatever becomes of ctx.
+	var runCtx context.Context
+	s.group, runCtx = daemon.NewGroup(context.WithoutCancel(ctx))
+	s.group.ShutdownTimeout = 5 * time.Second
+	s.failed = runCtx.Done()
 
 	// The stages.
 	ing, err := ingest.NewStage(ingest.Config{Validation: telemetry.ValidateConfig{MaxAge: cfg.MaxEventAge}, Serde: s.Serde, Registerer: s.Registry, Logger: log})
@@ -189,7 +184,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		st,
 	}
 	for _, st := range stages {
-		s.goRun(runCtx, st.Name, func(ctx context.Context) error { return kafka.Run(ctx, s.Pipelines, st) })
+		s.group.Go(st.Name, func(ctx context.Context) error { return kafka.Run(ctx, s.Pipelines, st) })
 	}
 	if cfg.ClickHouseDSN != "" {
 		conn, err := sink.Open(cfg.ClickHouseDSN)
@@ -201,7 +196,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("sink: %w", err)
 		}
-		s.goRun(runCtx, "sink", func(ctx context.Context) error {
+		s.group.Go(sinkStage.Name, func(ctx context.Context) error {
 			if err := sink.Migrate(ctx, conn, log); err != nil {
 				return err
 			}
@@ -215,7 +210,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	s.goRun(runCtx, "ledger-reader", s.Ledger.Run)
+	s.group.Go("ledger-reader", s.Ledger.Run)
 	if s.Gateway, err = gateway.New(runCtx, gateway.Config{Pipelines: s.Pipelines, Registerer: s.Registry, Logger: log}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -235,24 +230,17 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
-	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+	mux.Handle("/metrics", daemon.MetricsHandler(s.Registry))
 	mux.Handle("/v1/ledger/", s.Ledger.Handler())
 	mux.Handle("/v1/redemptions", redemptions)
 	mux.Handle("/v1/redemptions/", redemptions)
 	mux.Handle("/v1/accounts/", redemptions)
 	mux.Handle("/", s.Gateway.Handler()) // /v1/telemetry, /healthz, /readyz
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("http: %w", err)
+	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := s.group.Serve("http", srv); err != nil {
+		return nil, err
 	}
-	s.httpAddr = ln.Addr().String()
-	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	s.goRun(runCtx, "http", func(ctx context.Context) error {
-		if err := s.httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
+	s.httpAddr = srv.Addr
 	log.Info("minecart embedded pipeline started", "kafka", s.Broker.Addrs(), "http", s.httpAddr, "clickhouse", cfg.ClickHouseDSN)
 	return s, nil
 }
@@ -285,46 +273,22 @@ func (s *Stack) mountOwner(ctx context.Context, mux *http.ServeMux) error {
 // HTTPAddr is the bound address of the HTTP server.
 func (s *Stack) HTTPAddr() string { return s.httpAddr }
 
-// Failed is closed when a component stopped with an error.
+// Failed is closed when a component stopped (Err says why) or Close was
+// called.
 func (s *Stack) Failed() <-chan struct{} { return s.failed }
 
 // Err is the first component error, if any.
-func (s *Stack) Err() error {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	return s.err
-}
+func (s *Stack) Err() error { return s.group.Err() }
 
-func (s *Stack) goRun(ctx context.Context, name string, fn func(context.Context) error) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		err := fn(ctx)
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		s.errMu.Lock()
-		defer s.errMu.Unlock()
-		if s.err == nil {
-			s.err = fmt.Errorf("%s: %w", name, err)
-			close(s.failed)
-		}
-	}()
-}
-
-// Close stops the HTTP server and the stages (each finishes or aborts its
-// open transaction), then the broker.
+// Close stops the HTTP server (requests in flight finish), the stages
+// (each finishes or aborts its open transaction) and the followers, then
+// closes the rest, the broker last.
 func (s *Stack) Close() error {
 	var errs []error
-	if s.httpSrv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		errs = append(errs, s.httpSrv.Shutdown(sctx))
-		cancel()
+	if s.group != nil {
+		s.group.Stop()
+		errs = append(errs, s.group.Wait())
 	}
-	if s.cancel != nil {
-		s.cancel()
-	}
-	s.wg.Wait()
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		errs = append(errs, s.closers[i]())
 	}
