@@ -71,8 +71,8 @@ type Service struct {
 	// (nil: nothing): checks of the flags, files to load.
 	Prepare func(log *slog.Logger) error
 	// Build starts the service's parts in env (Stage, Serve, Go) and
-	// registers what to close after they all returned (OnClose). ctx is
-	// the group's: done when the process stops.
+	// registers what to close after they all returned (OnClose, Table,
+	// Producer). ctx is the group's: done when the process stops.
 	Build func(ctx context.Context, env *Env) error
 }
 
@@ -99,6 +99,26 @@ func (e *Env) Stage(st pipelines.Stage) {
 // OnClose registers fn to run once every part returned, in the reverse
 // order of registration (producers, tables, connections).
 func (e *Env) OnClose(fn func() error) { e.closers = append(e.closers, fn) }
+
+// Table returns a table following topic (kafka.NewTable), closed once
+// every part returned.
+func (e *Env) Table(ctx context.Context, topic string) (*kafka.Table, error) {
+	t, err := kafka.NewTable(ctx, e.Kafka, topic)
+	if err == nil {
+		e.OnClose(t.Close)
+	}
+	return t, err
+}
+
+// Producer returns a producer (kafka.NewProducer), closed once every part
+// returned.
+func (e *Env) Producer() (*kafka.Producer, error) {
+	p, err := kafka.NewProducer(e.Kafka)
+	if err == nil {
+		e.OnClose(p.Close)
+	}
+	return p, err
+}
 
 // Run runs svc with the command-line arguments args until ctx is done or a
 // part of it returns: it parses the flags (the connection flags of Kafka,

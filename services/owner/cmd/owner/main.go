@@ -12,7 +12,6 @@ import (
 	"net/http"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/ledger/proofs"
 	"github.com/minecart/minecart/services/owner"
@@ -41,14 +40,15 @@ func run(ctx context.Context, args []string) error {
 				cfg.Proofs = proofs.NewClient(nil, ledgerURL)
 			}
 			// Balances: vehicle -> owner bindings and settlement's accounts.
-			var tables [2]*kafka.Table
-			for i, topic := range []string{pipelines.TopicAccounts, pipelines.TopicSettlementLog} {
-				if tables[i], err = kafka.NewTable(ctx, env.Kafka, topic); err != nil {
-					return err
-				}
-				env.OnClose(tables[i].Close)
+			bindings, err := env.Table(ctx, pipelines.TopicAccounts)
+			if err != nil {
+				return err
 			}
-			cfg.Balances = owner.SettlementBalances(tables[0], tables[1], env.Kafka.Serde)
+			state, err := env.Table(ctx, pipelines.TopicSettlementLog)
+			if err != nil {
+				return err
+			}
+			cfg.Balances = owner.SettlementBalances(bindings, state, env.Kafka.Serde)
 			h, err := owner.NewHandler(cfg)
 			if err != nil {
 				return err

@@ -66,16 +66,14 @@ func run(ctx context.Context, args []string) error {
 				return nil
 			}
 			// The redemption API: a producer of requests, a table of the stage's state.
-			prod, err := kafka.NewProducer(env.Kafka)
+			prod, err := env.Producer()
 			if err != nil {
 				return err
 			}
-			env.OnClose(prod.Close)
-			state, err := kafka.NewTable(ctx, env.Kafka, pipelines.TopicSettlementLog)
+			state, err := env.Table(ctx, pipelines.TopicSettlementLog)
 			if err != nil {
 				return err
 			}
-			env.OnClose(state.Close)
 			h, err := api.NewHandler(api.Config{Producer: prod, State: state, Serde: env.Kafka.Serde, Logger: env.Log, Wait: wait})
 			if err != nil {
 				return err
