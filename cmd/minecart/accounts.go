@@ -28,38 +28,32 @@ func accountsCommand(stdout io.Writer) *ff.Command {
 	cmd := adminCommand("accounts", "bind vehicles to owner accounts", &kf)
 	var vehicle, owner string
 	vehicleFlag := func(fs *flag.FlagSet) { fs.StringVar(&vehicle, "vehicle", "", "vehicle id") }
-	sub(cmd, "bind", "credit a vehicle's points to an owner account from now on", func(fs *flag.FlagSet) {
+	sub(cmd, &kf, "bind", "credit a vehicle's points to an owner account from now on", func(fs *flag.FlagSet) {
 		vehicleFlag(fs)
 		fs.StringVar(&owner, "owner", "", "owner account")
-	}, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			if err := a.bindVehicle(ctx, vehicle, owner, time.Now()); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "vehicle %s bound to owner %s\n", vehicle, owner)
-			return nil
-		})
+	}, func(ctx context.Context, a *admin) error {
+		if err := a.bindVehicle(ctx, vehicle, owner, time.Now()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "vehicle %s bound to owner %s\n", vehicle, owner)
+		return nil
 	})
-	sub(cmd, "unbind", "remove a vehicle's binding: its credits are held until it is bound again", vehicleFlag, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			if err := a.unbindVehicle(ctx, vehicle); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "vehicle %s unbound\n", vehicle)
-			return nil
-		})
+	sub(cmd, &kf, "unbind", "remove a vehicle's binding: its credits are held until it is bound again", vehicleFlag, func(ctx context.Context, a *admin) error {
+		if err := a.unbindVehicle(ctx, vehicle); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "vehicle %s unbound\n", vehicle)
+		return nil
 	})
-	sub(cmd, "list", "list the bindings", func(fs *flag.FlagSet) {
+	sub(cmd, &kf, "list", "list the bindings", func(fs *flag.FlagSet) {
 		fs.StringVar(&owner, "owner", "", "only the bindings of this owner account")
-	}, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			list, err := a.listBindings(ctx, owner)
-			rows := make([][]any, len(list))
-			for i, b := range list {
-				rows[i] = []any{b.VehicleID, b.Owner, b.UpdatedAt.Format(time.RFC3339)}
-			}
-			return errors.Join(printTable(stdout, "VEHICLE OWNER UPDATED", rows), err)
-		})
+	}, func(ctx context.Context, a *admin) error {
+		list, err := a.listBindings(ctx, owner)
+		rows := make([][]any, len(list))
+		for i, b := range list {
+			rows[i] = []any{b.VehicleID, b.Owner, b.UpdatedAt.Format(time.RFC3339)}
+		}
+		return errors.Join(printTable(stdout, "VEHICLE OWNER UPDATED", rows), err)
 	})
 	return cmd
 }

@@ -28,10 +28,17 @@ func adminCommand(name, short string, kf *daemon.Kafka) *ff.Command {
 	return newCommand(nil, name, "SUBCOMMAND", short, kf.Register, nil)
 }
 
-// sub declares a subcommand of parent that takes no arguments.
-func sub(parent *ff.Command, name, short string, flags func(fs *flag.FlagSet), exec func(ctx context.Context) error) {
-	parent.Subcommands = append(parent.Subcommands, newCommand(parent, name, "", short, flags,
-		func(ctx context.Context, _ []string) error { return exec(ctx) }))
+// sub declares a subcommand of parent that takes no arguments and runs
+// exec connected with the connection flags kf of parent.
+func sub(parent *ff.Command, kf *daemon.Kafka, name, short string, flags func(fs *flag.FlagSet), exec func(ctx context.Context, a *admin) error) {
+	parent.Subcommands = append(parent.Subcommands, newCommand(parent, name, "", short, flags, func(ctx context.Context, _ []string) error {
+		a, err := connect(ctx, kf)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		return exec(ctx, a)
+	}))
 }
 
 // admin is what an administrative command needs: a producer, the serde and
@@ -76,78 +83,58 @@ func devicesCommand(stdout io.Writer) *ff.Command {
 	cmd := adminCommand("devices", "provision telemetry boxes", &kf)
 	var id, vehicle, tz, auth, key string
 	idFlag := func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "device id") }
-	sub(cmd, "add", "register a device for a vehicle (an HMAC secret is generated unless --key)", func(fs *flag.FlagSet) {
+	// withDevices runs fn over the device registry.
+	withDevices := func(fn func(ctx context.Context, ds *gateway.Devices) error) func(context.Context, *admin) error {
+		return func(ctx context.Context, a *admin) error {
+			t, err := a.table(ctx, pipelines.TopicDevices)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			return fn(ctx, gateway.NewDevices(a.producer, t, a.serde, nil))
+		}
+	}
+	sub(cmd, &kf, "add", "register a device for a vehicle (an HMAC secret is generated unless --key)", func(fs *flag.FlagSet) {
 		idFlag(fs)
 		fs.StringVar(&vehicle, "vehicle", "", "the vehicle the device may write events for")
 		fs.StringVar(&tz, "tz", "Asia/Shanghai", "the vehicle's IANA time zone")
 		fs.StringVar(&auth, "auth", "hmac", "hmac (HMAC-SHA256 secret) or ed25519 (public key)")
 		fs.StringVar(&key, "key", "", "hex HMAC secret (empty: generated) or hex Ed25519 public key")
-	}, func(ctx context.Context) error {
-		return withDevices(ctx, &kf, func(ds *gateway.Devices) error {
-			var k []byte
-			if key != "" {
-				var err error
-				if k, err = hex.DecodeString(key); err != nil {
-					return fmt.Errorf("--key: %w", err)
-				}
+	}, withDevices(func(ctx context.Context, ds *gateway.Devices) error {
+		var k []byte
+		if key != "" {
+			var err error
+			if k, err = hex.DecodeString(key); err != nil {
+				return fmt.Errorf("--key: %w", err)
 			}
-			d, err := ds.Add(ctx, gateway.NewDevice{ID: id, VehicleID: vehicle, VehicleTZ: tz, Auth: authKind(auth), Key: k})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "device %s added for vehicle %s (%s)\n", d.ID, d.VehicleID, d.Auth)
-			if d.Auth == gateway.AuthHMAC && key == "" {
-				fmt.Fprintf(stdout, "secret %s   (shown once: provision it into the box)\n", hex.EncodeToString(d.Key))
-			}
-			return nil
-		})
-	})
-	sub(cmd, "list", "list the registered devices", nil, func(ctx context.Context) error {
-		return withDevices(ctx, &kf, func(ds *gateway.Devices) error {
-			list, err := ds.List(ctx)
-			rows := make([][]any, len(list))
-			for i, d := range list {
-				rows[i] = []any{d.ID, d.VehicleID, d.VehicleTZ, d.Auth, d.Status, d.Updated.Format(time.RFC3339)}
-			}
-			return errors.Join(printTable(stdout, "DEVICE VEHICLE TZ AUTH STATUS UPDATED", rows), err)
-		})
-	})
-	sub(cmd, "revoke", "revoke a device: its uploads are refused from now on", idFlag, func(ctx context.Context) error {
-		return withDevices(ctx, &kf, func(ds *gateway.Devices) error {
-			d, err := ds.Revoke(ctx, id)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "device %s revoked\n", d.ID)
-			return nil
-		})
-	})
+		}
+		d, err := ds.Add(ctx, gateway.NewDevice{ID: id, VehicleID: vehicle, VehicleTZ: tz, Auth: authKind(auth), Key: k})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "device %s added for vehicle %s (%s)\n", d.ID, d.VehicleID, d.Auth)
+		if d.Auth == gateway.AuthHMAC && key == "" {
+			fmt.Fprintf(stdout, "secret %s   (shown once: provision it into the box)\n", hex.EncodeToString(d.Key))
+		}
+		return nil
+	}))
+	sub(cmd, &kf, "list", "list the registered devices", nil, withDevices(func(ctx context.Context, ds *gateway.Devices) error {
+		list, err := ds.List(ctx)
+		rows := make([][]any, len(list))
+		for i, d := range list {
+			rows[i] = []any{d.ID, d.VehicleID, d.VehicleTZ, d.Auth, d.Status, d.Updated.Format(time.RFC3339)}
+		}
+		return errors.Join(printTable(stdout, "DEVICE VEHICLE TZ AUTH STATUS UPDATED", rows), err)
+	}))
+	sub(cmd, &kf, "revoke", "revoke a device: its uploads are refused from now on", idFlag, withDevices(func(ctx context.Context, ds *gateway.Devices) error {
+		d, err := ds.Revoke(ctx, id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "device %s revoked\n", d.ID)
+		return nil
+	}))
 	return cmd
-}
-
-// withDevices runs fn over the device registry.
-func withDevices(ctx context.Context, kf *daemon.Kafka, fn func(ds *gateway.Devices) error) error {
-	a, err := connect(ctx, kf)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	t, err := a.table(ctx, pipelines.TopicDevices)
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	return fn(gateway.NewDevices(a.producer, t, a.serde, nil))
-}
-
-// withAdmin runs fn connected with the connection flags of kf.
-func withAdmin(ctx context.Context, kf *daemon.Kafka, fn func(a *admin) error) error {
-	a, err := connect(ctx, kf)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	return fn(a)
 }
 
 // authKind maps the CLI's short names to the registry's auth kinds; other

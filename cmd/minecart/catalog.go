@@ -31,46 +31,40 @@ func catalogCommand(stdout io.Writer) *ff.Command {
 		partnerFlag(fs)
 		fs.StringVar(&item, "item", "", "item id")
 	}
-	sub(cmd, "add", "add or update an item (creates the partner's topics)", func(fs *flag.FlagSet) {
+	sub(cmd, &kf, "add", "add or update an item (creates the partner's topics)", func(fs *flag.FlagSet) {
 		itemFlags(fs)
 		fs.StringVar(&title, "title", "", "item title")
 		fs.Int64Var(&price, "price", 0, "price in points")
 		fs.Int64Var(&stock, "stock", -1, "units available from now on; -1 unlimited")
-	}, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			it := settlement.CatalogItem{Partner: partner, ItemID: item, Title: title, PricePoints: price, Active: true, UpdatedAt: time.Now().UTC()}
-			if stock >= 0 {
-				it.Stock = &stock
-			}
-			if err := a.putCatalogItem(ctx, it); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "item %s/%s at %d points\n", partner, item, price)
-			return nil
-		})
+	}, func(ctx context.Context, a *admin) error {
+		it := settlement.CatalogItem{Partner: partner, ItemID: item, Title: title, PricePoints: price, Active: true, UpdatedAt: time.Now().UTC()}
+		if stock >= 0 {
+			it.Stock = &stock
+		}
+		if err := a.putCatalogItem(ctx, it); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "item %s/%s at %d points\n", partner, item, price)
+		return nil
 	})
-	sub(cmd, "remove", "remove an item from the catalog", itemFlags, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			if err := a.removeCatalogItem(ctx, partner, item); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "item %s/%s removed\n", partner, item)
-			return nil
-		})
+	sub(cmd, &kf, "remove", "remove an item from the catalog", itemFlags, func(ctx context.Context, a *admin) error {
+		if err := a.removeCatalogItem(ctx, partner, item); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "item %s/%s removed\n", partner, item)
+		return nil
 	})
-	sub(cmd, "list", "list the catalog", partnerFlag, func(ctx context.Context) error {
-		return withAdmin(ctx, &kf, func(a *admin) error {
-			list, err := a.listCatalog(ctx, partner)
-			rows := make([][]any, len(list))
-			for i, it := range list {
-				st := "unlimited"
-				if it.Stock != nil {
-					st = fmt.Sprint(*it.Stock)
-				}
-				rows[i] = []any{it.Partner, it.ItemID, it.Title, it.PricePoints, st, it.Active}
+	sub(cmd, &kf, "list", "list the catalog", partnerFlag, func(ctx context.Context, a *admin) error {
+		list, err := a.listCatalog(ctx, partner)
+		rows := make([][]any, len(list))
+		for i, it := range list {
+			st := "unlimited"
+			if it.Stock != nil {
+				st = fmt.Sprint(*it.Stock)
 			}
-			return errors.Join(printTable(stdout, "PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
-		})
+			rows[i] = []any{it.Partner, it.ItemID, it.Title, it.PricePoints, st, it.Active}
+		}
+		return errors.Join(printTable(stdout, "PARTNER ITEM TITLE PRICE STOCK ACTIVE", rows), err)
 	})
 	return cmd
 }
