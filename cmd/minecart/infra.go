@@ -9,14 +9,18 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/peterbourgon/ff/v4"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/infra/chserver"
 	chmigrate "github.com/minecart/minecart/infra/clickhouse"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/services/daemon"
+	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/sink"
 )
 
@@ -26,19 +30,53 @@ func brokerCommand() *ff.Command {
 		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:9092", "Kafka listen address")
 		fs.StringVar(&cfg.DataDir, "data-dir", ".minecart/kafka", "directory the broker persists its log, groups and transactions in")
 		fs.BoolVar(&cfg.SyncWrites, "sync-writes", false, "fsync every produced batch")
+		fs.Func("user", "NAME:PASSWORD of a SCRAM-SHA-512 superuser (minecart's services); with any user the broker requires SASL and enforces ACLs", func(v string) error {
+			return addUser(&cfg, v, func(name string) broker.User { return broker.User{Name: name, Super: true} })
+		})
+		fs.Func("partner", "ID:PASSWORD of a partner: SCRAM-SHA-512 user partner-ID allowed exactly the partner ACLs of infra/kafka/init-acls.sh (repeatable)", func(v string) error {
+			return addUser(&cfg, v, func(id string) broker.User {
+				return broker.User{Name: settlement.PartnerUser(id), ACLs: settlement.PartnerACLs(id)}
+			})
+		})
 	}, func(ctx context.Context, _ []string) error { return brokerRun(ctx, cfg) })
+}
+
+// addUser adds the user of a NAME:PASSWORD flag value.
+func addUser(cfg *broker.Config, v string, user func(name string) broker.User) error {
+	name, pass, ok := strings.Cut(v, ":")
+	if !ok || name == "" || pass == "" {
+		return errors.New("want NAME:PASSWORD")
+	}
+	u := user(name)
+	u.Password = pass
+	cfg.Users = append(cfg.Users, u)
+	return nil
 }
 
 func brokerRun(ctx context.Context, cfg broker.Config) error {
 	cfg.Logger = slog.Default()
+	kcfg := kafka.Config{}
+	for _, u := range cfg.Users {
+		if u.Super && kcfg.ClientOptions == nil {
+			mech, err := daemon.ParseSASL("scram-sha-512:" + u.Name + ":" + u.Password)
+			if err != nil {
+				return err
+			}
+			kcfg.ClientOptions = []kgo.Opt{kgo.SASL(mech)}
+		}
+	}
+	if len(cfg.Users) > 0 && kcfg.ClientOptions == nil {
+		return errors.New("partners need a --user superuser too (the services' own)")
+	}
 	b, err := broker.Start(cfg)
 	if err != nil {
 		return err
 	}
-	if err := kafka.EnsureTopics(ctx, b.Addrs(), pipelines.Topology); err != nil {
+	kcfg.Brokers = b.Addrs()
+	if err := kafka.EnsureTopicsWith(ctx, kcfg, pipelines.Topology); err != nil {
 		return errors.Join(fmt.Errorf("create topology: %w", err), b.Close())
 	}
-	slog.Info("embedded Kafka broker ready", "addrs", b.Addrs(), "data_dir", cfg.DataDir)
+	slog.Info("embedded Kafka broker ready", "addrs", b.Addrs(), "data_dir", cfg.DataDir, "users", len(cfg.Users))
 	fmt.Printf("kafka listening %v (try: kcat -b %s -L)\n", b.Addrs(), b.Addrs()[0])
 	<-ctx.Done()
 	return b.Close()
