@@ -186,6 +186,27 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// WaitDevices returns once the server's device table holds every device
+// of ids (provisioned a moment ago: the table follows the devices topic
+// asynchronously), or ctx's error.
+func (s *Server) WaitDevices(ctx context.Context, ids []string) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for _, id := range ids {
+		for {
+			if _, ok := s.table.Get(id); ok {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("device %s not in the gateway's table: %w", id, ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
+	return nil
+}
+
 // Close stops following the device table and flushes and closes the
 // producer.
 func (s *Server) Close() error {

@@ -31,6 +31,13 @@ func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 	if err := loadtest.Provision(ctx, s.Producer, s.Serde, sim.Devices(), vs[0].TZ, at); err != nil {
 		return err
 	}
+	ids := make([]string, 0, len(vs))
+	for _, d := range sim.Devices() {
+		ids = append(ids, d.DeviceID)
+	}
+	if err := s.Gateway.WaitDevices(ctx, ids); err != nil {
+		return err
+	}
 	for i, v := range vs {
 		b, err := s.Serde.Marshal(&avro.AccountBinding{VehicleID: v.VehicleID, Owner: OwnerOf(i), UpdatedMs: at})
 		if err == nil {
