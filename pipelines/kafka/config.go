@@ -5,10 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/minecart/minecart/pipelines"
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/minecart/minecart/pipelines"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"

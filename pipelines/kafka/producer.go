@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/minecart/minecart/pipelines"
 	"time"
+
+	"github.com/minecart/minecart/pipelines"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )

@@ -274,11 +274,22 @@ func TestTransientRetry(t *testing.T) {
 // waitMetric waits until the series of name with labels has value want.
 func waitMetric(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string, want float64) {
 	t.Helper()
+	waitMetricWith(t, g, name, labels, want, func(got float64) bool { return got == want })
+}
+
+// waitMetricAtLeast waits until the series is at least want.
+func waitMetricAtLeast(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string, want float64) {
+	t.Helper()
+	waitMetricWith(t, g, name, labels, want, func(got float64) bool { return got >= want })
+}
+
+func waitMetricWith(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string, want float64, ok func(float64) bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var got float64
 	for time.Now().Before(deadline) {
 		got = metricValue(t, g, name, labels)
-		if got == want {
+		if ok(got) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/minecart/minecart/pipelines"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/minecart/minecart/pipelines"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"

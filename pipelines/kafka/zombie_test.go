@@ -20,7 +20,8 @@ import (
 // removed from the group without knowing it (its heartbeats are 7.5s
 // apart); instance B takes every partition and processes them. When A
 // wakes up and tries to commit, the broker refuses its offsets (KIP-447
-// generation check) and A aborts: the output holds every input once.
+// generation check) and A aborts (on a loaded machine A may rejoin and abort
+// again, so at least once): the output holds every input once.
 func TestZombieFenced(t *testing.T) {
 	const n = 2000
 	brokers := kafkatest.Broker(t,
@@ -88,7 +89,7 @@ func TestZombieFenced(t *testing.T) {
 	close(release)
 
 	kafkatest.WaitRecords(t, brokers, "zb.out", n, 30*time.Second)
-	waitMetric(t, regA, "minecart_pipeline_transactions_total", map[string]string{"stage": "zb", "result": "aborted"}, 1)
+	waitMetricAtLeast(t, regA, "minecart_pipeline_transactions_total", map[string]string{"stage": "zb", "result": "aborted"}, 1)
 	time.Sleep(200 * time.Millisecond)
 	recs, err := kafkatest.ReadCommitted(ctx, brokers, "zb.out")
 	if err != nil {
