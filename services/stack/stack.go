@@ -175,15 +175,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	st, err := settlestage.NewStage(settlestage.Config{Serde: s.Serde, Logger: log, Registerer: s.Registry, EnsurePartner: s.ensurePartner})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("settlement: %w", err)
 	}
-	stages := []pipelines.Stage{
-		ing,
-		sc,
-		led,
-		st,
-	}
-	for _, st := range stages {
+	for _, st := range []pipelines.Stage{ing, sc, led, st} {
 		s.group.Go(st.Name, func(ctx context.Context) error { return kafka.Run(ctx, s.Pipelines, st) })
 	}
 	if cfg.ClickHouseDSN != "" {
