@@ -38,6 +38,12 @@ func (s *Serde) Encode(name string, native map[string]any) ([]byte, error) {
 // AppendEncode appends the framed encoding of native as record name to dst
 // and returns the extended buffer. On error it returns dst unchanged.
 func (s *Serde) AppendEncode(dst []byte, name string, native map[string]any) ([]byte, error) {
+	return s.appendFramed(dst, name, func(e *entry, b []byte) ([]byte, error) { return e.codec.BinaryFromNative(b, native) })
+}
+
+// appendFramed appends the framing header of record name to dst, then the
+// body body appends. On error it returns dst unchanged.
+func (s *Serde) appendFramed(dst []byte, name string, body func(e *entry, b []byte) ([]byte, error)) ([]byte, error) {
 	e, err := s.cat.lookup(name)
 	if err != nil {
 		return dst, err
@@ -49,7 +55,7 @@ func (s *Serde) AppendEncode(dst []byte, name string, native map[string]any) ([]
 	} else {
 		dst = append(dst, e.header[:]...)
 	}
-	out, err := e.codec.BinaryFromNative(dst, native)
+	out, err := body(e, dst)
 	if err != nil {
 		return dst[:n], fmt.Errorf("encode %s: %w", name, err)
 	}
@@ -105,23 +111,7 @@ func (s *Serde) Marshal(r Record) ([]byte, error) {
 
 // AppendMarshal appends r framed to dst. On error it returns dst unchanged.
 func (s *Serde) AppendMarshal(dst []byte, r Record) ([]byte, error) {
-	name := r.AvroName()
-	e, err := s.cat.lookup(name)
-	if err != nil {
-		return dst, err
-	}
-	n := len(dst)
-	if s.reg != nil {
-		dst = append(dst, confluentMagic)
-		dst = binary.BigEndian.AppendUint32(dst, s.reg.ids[name])
-	} else {
-		dst = append(dst, e.header[:]...)
-	}
-	out, err := r.AppendAvro(dst)
-	if err != nil {
-		return dst[:n], fmt.Errorf("encode %s: %w", name, err)
-	}
-	return out, nil
+	return s.appendFramed(dst, r.AvroName(), func(_ *entry, b []byte) ([]byte, error) { return r.AppendAvro(b) })
 }
 
 // Unmarshal decodes b, a framed record of r's schema, into r. Errors wrap
