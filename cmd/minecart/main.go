@@ -19,6 +19,8 @@ import (
 	"github.com/peterbourgon/ff/v4"
 	"github.com/peterbourgon/ff/v4/ffhelp"
 
+	"github.com/minecart/minecart/internal/envflag"
+
 	"github.com/minecart/minecart/services/daemon"
 )
 
@@ -80,12 +82,18 @@ type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
+// ExitCode is 2 for a usage error, as with the flag package.
+func (usageError) ExitCode() int { return 2 }
+
 // run parses args into the tree and runs the command they select. Help
 // (-h, or a command line that selects nothing to run) goes to stderr;
 // errors are named by the command: "devices add: ...".
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := newRoot(stdout)
 	err := root.Parse(args, ff.WithEnvVarPrefix(daemon.EnvPrefix))
+	if err == nil {
+		err = envflag.Empty(root.GetSelected().Flags, daemon.EnvPrefix)
+	}
 	if err != nil {
 		if inner := errors.Unwrap(err); inner != nil {
 			err = inner // ff names the command; name it by its path below

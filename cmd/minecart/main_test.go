@@ -83,6 +83,10 @@ func TestUsageErrors(t *testing.T) {
 		if !strings.Contains(stderr.String(), "USAGE") {
 			t.Errorf("%q: no help:\n%s", tc.args, stderr.String())
 		}
+		var coded interface{ ExitCode() int }
+		if !errors.As(err, &coded) || coded.ExitCode() != 2 {
+			t.Errorf("%q: a usage error exits 2, got %v", tc.args, err)
+		}
 	}
 }
 
@@ -95,6 +99,11 @@ func TestEnvironment(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"migrate", "--clickhouse", "http://127.0.0.1:2/default"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "127.0.0.1:2:") {
 		t.Errorf("migrate --clickhouse: %v", err)
+	}
+	// A present but empty variable empties its flag: no default DSN is dialled.
+	t.Setenv("MINECART_CLICKHOUSE", "")
+	if err := run(t.Context(), []string{"migrate"}, io.Discard, io.Discard); err == nil || strings.Contains(err.Error(), "8123") {
+		t.Errorf("migrate with MINECART_CLICKHOUSE=: %v", err)
 	}
 	t.Setenv("MINECART_KAFKA_SASL", "nonsense")
 	for _, args := range [][]string{{"devices", "list"}, {"accounts", "list"}, {"catalog", "list"}} {

@@ -17,6 +17,8 @@ import (
 	"github.com/peterbourgon/ff/v4"
 	"github.com/peterbourgon/ff/v4/ffhelp"
 
+	"github.com/minecart/minecart/internal/envflag"
+
 	"github.com/minecart/minecart/cmd/partner-example/partner"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
@@ -39,7 +41,7 @@ func run(args []string) error {
 	pass := fs.String("password", "", "SASL/SCRAM-SHA-512 password (empty: no SASL)")
 	credits := fs.Bool("credits", false, "also follow and verify minecart.rewards.credits")
 	ffs := ff.NewFlagSetFrom(fs.Name(), fs)
-	err := ff.Parse(ffs, args, ff.WithEnvVarPrefix("MINECART_PARTNER"))
+	err := envflag.Parse(ffs, args, "MINECART_PARTNER")
 	if errors.Is(err, ff.ErrHelp) || (err == nil && (*name == "" || *keyFile == "")) {
 		fmt.Fprint(os.Stderr, ffhelp.Flags(ffs, "partner-example -partner ID -ledger-key FILE [FLAGS]"))
 	}

@@ -29,6 +29,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/minecart/minecart/internal/envflag"
+
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 )
@@ -38,13 +40,14 @@ import (
 const EnvPrefix = "MINECART"
 
 // parse parses args into fs with ff, then sets every flag not given in args
-// from its EnvPrefix variable (a variable set to "" sets nothing). On -h or
+// from its EnvPrefix variable (internal/envflag: a variable set to "" sets
+// the flag to ""). On -h or
 // --help it writes the help generated from fs to fs.Output() and returns
 // flag.ErrHelp. Single- and double-dash flags are the same (-brokers,
 // --brokers).
 func parse(fs *flag.FlagSet, args []string) error {
 	ffs := ff.NewFlagSetFrom(fs.Name(), fs)
-	err := ff.Parse(ffs, args, ff.WithEnvVarPrefix(EnvPrefix))
+	err := envflag.Parse(ffs, args, EnvPrefix)
 	if errors.Is(err, ff.ErrHelp) {
 		fmt.Fprint(fs.Output(), append(ffhelp.Flags(ffs, fs.Name()+" [FLAGS]"), EnvHelp()))
 	}
@@ -246,11 +249,18 @@ func Main(name string, run func(ctx context.Context, args []string) error) {
 	os.Exit(code)
 }
 
-// exit prints err for name on w and returns the exit code.
+// exit prints err for name on w and returns the exit code: 0 for none or
+// help, the code of an error in the chain that has an ExitCode method (a
+// command line that does not say what to run exits 2, as with the flag
+// package), else 1.
 func exit(name string, err error, w io.Writer) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	fmt.Fprintf(w, "%s: %v\n", name, err)
+	var coded interface{ ExitCode() int }
+	if errors.As(err, &coded) {
+		return coded.ExitCode()
+	}
 	return 1
 }

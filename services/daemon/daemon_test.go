@@ -17,6 +17,11 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 )
 
+// usage is an error with an exit code, as the CLI's usage errors.
+type usage struct{ error }
+
+func (usage) ExitCode() int { return 2 }
+
 func TestExit(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
@@ -27,6 +32,7 @@ func TestExit(t *testing.T) {
 		{flag.ErrHelp, 0, ""},
 		{fmt.Errorf("parse: %w", flag.ErrHelp), 0, ""},
 		{errors.New("brokers: none given"), 1, "svc: brokers: none given\n"},
+		{fmt.Errorf("devices: %w", usage{errors.New("want a command")}), 2, "svc: devices: want a command\n"},
 	} {
 		var buf bytes.Buffer
 		if code := exit("svc", tc.err, &buf); code != tc.code || buf.String() != tc.out {
@@ -74,6 +80,13 @@ func TestParseHelp(t *testing.T) {
 	origin := fs.String("origin", "o", "")
 	if err := parse(fs, []string{"-data-dir", "/arg"}); err != nil || *dir != "/arg" || *origin != "env/origin" {
 		t.Fatalf("data-dir %q origin %q: %v", *dir, *origin, err)
+	}
+	// A present but empty variable empties its flag ("empty: none").
+	t.Setenv("MINECART_ORIGIN", "")
+	fs = flag.NewFlagSet("svc", flag.ContinueOnError)
+	origin = fs.String("origin", "o", "")
+	if err := parse(fs, nil); err != nil || *origin != "" {
+		t.Fatalf("MINECART_ORIGIN= gives origin %q: %v", *origin, err)
 	}
 }
 

@@ -27,6 +27,8 @@ import (
 	"github.com/peterbourgon/ff/v4"
 	"github.com/peterbourgon/ff/v4/ffhelp"
 
+	"github.com/minecart/minecart/internal/envflag"
+
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
@@ -68,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	offlineDelay := fs.Duration("offline-delay", 3*time.Hour, "how late, in simulated time, the -offline-every devices upload")
 	speedup := fs.Float64("speedup", 0, "pace the simulation: simulated time runs this many times faster than the wall clock (0: as fast as possible)")
 	ffs := ff.NewFlagSetFrom(fs.Name(), fs)
-	if err := ff.Parse(ffs, args, ff.WithEnvVarPrefix("MINECART_LOADTEST")); err != nil {
+	if err := envflag.Parse(ffs, args, "MINECART_LOADTEST"); err != nil {
 		if errors.Is(err, ff.ErrHelp) {
 			fmt.Fprint(stderr, ffhelp.Flags(ffs, "loadtest [FLAGS]"))
 		}

@@ -19,6 +19,8 @@ import (
 	"github.com/peterbourgon/ff/v4"
 	"github.com/peterbourgon/ff/v4/ffhelp"
 
+	"github.com/minecart/minecart/internal/envflag"
+
 	"github.com/minecart/minecart/infra/chserver"
 )
 
@@ -28,7 +30,7 @@ func main() {
 	dataDir := fs.String("data-dir", "data/clickhouse", "directory of the databases")
 	debug := fs.Bool("debug", false, "log every failed request")
 	ffs := ff.NewFlagSetFrom(fs.Name(), fs)
-	if err := ff.Parse(ffs, os.Args[1:], ff.WithEnvVarPrefix("MINECART")); err != nil {
+	if err := envflag.Parse(ffs, os.Args[1:], "MINECART"); err != nil {
 		if errors.Is(err, ff.ErrHelp) {
 			fmt.Fprint(os.Stderr, ffhelp.Flags(ffs, "chserver [FLAGS]"))
 			os.Exit(0)
