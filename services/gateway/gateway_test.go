@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/minecart/minecart/pipelines"
@@ -40,6 +41,7 @@ type fixture struct {
 	edKey   Key
 	codec   *wire.Codec
 	fail    atomic.Bool // make the broker refuse produce requests
+	deny    atomic.Bool // make the broker answer produce requests with a fatal error
 }
 
 func (f *fixture) now() time.Time { return *f.clock.Load() }
@@ -51,10 +53,13 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	b := kafkatest.StartBroker(t, "")
 	t.Cleanup(func() { b.Close() })
 	f.brokers = b.Addrs()
-	b.Cluster().ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+	b.Cluster().ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		b.Cluster().KeepControl()
 		if f.fail.Load() {
 			return nil, errors.New("injected produce failure"), true
+		}
+		if f.deny.Load() {
+			return deniedProduce(kreq.(*kmsg.ProduceRequest)), nil, true
 		}
 		return nil, nil, false
 	})
@@ -286,6 +291,42 @@ func TestGateway(t *testing.T) {
 	}
 	if got := metric(t, f.reg, "minecart_gateway_events_total", ""); got != float64(len(recs)) {
 		t.Errorf("events metric = %v, want %d", got, len(recs))
+	}
+}
+
+// deniedProduce answers every partition of req with a fatal error, so the
+// producer fails the batch at once (before the gateway's produce timeout).
+func deniedProduce(req *kmsg.ProduceRequest) *kmsg.ProduceResponse {
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	resp.SetVersion(req.GetVersion())
+	for _, t := range req.Topics {
+		rt := kmsg.NewProduceResponseTopic()
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		for _, p := range t.Partitions {
+			rp := kmsg.NewProduceResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.ErrorCode = kerr.CorruptMessage.Code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+// TestProduceFailsFast: when Kafka refuses a batch before the produce
+// timeout, the request's in-flight bytes come back at once (they leaked
+// for good: the error was read from the producer, then waited for again).
+func TestProduceFailsFast(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.ProduceTimeout = 30 * time.Second })
+	f.deny.Store(true)
+	r := f.post(t, "d1", f.hmacKey, jsonBody(t, events("", 5, 0)), nil, "")
+	if r.status != http.StatusServiceUnavailable || r.body.Error != ReasonProduce {
+		t.Fatalf("kafka refuses: %d %+v", r.status, r.body)
+	}
+	for deadline := time.Now().Add(5 * time.Second); f.srv.inflight.cur.Load() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("in-flight bytes leaked: %d", f.srv.inflight.cur.Load())
+		}
 	}
 }
 

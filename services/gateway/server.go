@@ -577,19 +577,19 @@ func (q *request) produce(dev *Device, events []telemetry.Event) *refusal {
 	case err = <-done:
 	case <-timer.C:
 		err = errors.New("no acknowledgement within the produce timeout")
+		select {
+		case err = <-done: // it ended meanwhile after all
+		default:
+			q.handedOff = true
+			go func() {
+				<-done
+				q.release()
+			}()
+		}
 	}
 	s.m.produce.Observe(time.Since(pstart).Seconds())
 	if err == nil {
 		return nil
-	}
-	select {
-	case <-done:
-	default:
-		q.handedOff = true
-		go func() {
-			<-done
-			q.release()
-		}()
 	}
 	s.log.Warn("produce failed", "device", dev.ID, "events", len(events), "err", err)
 	return refuse(http.StatusServiceUnavailable, ReasonProduce, errors.New("events not stored, retry the batch"))
