@@ -65,9 +65,6 @@ func brokerRun(ctx context.Context, cfg broker.Config) error {
 			kcfg.ClientOptions = []kgo.Opt{kgo.SASL(mech)}
 		}
 	}
-	if len(cfg.Users) > 0 && kcfg.ClientOptions == nil {
-		return errors.New("partners need a --user superuser too (the services' own)")
-	}
 	b, err := broker.Start(cfg)
 	if err != nil {
 		return err
