@@ -380,6 +380,31 @@ func TestStatements(t *testing.T) {
 	}
 }
 
+// TestChangelogMeta pins the changelog JSON of the book's totals, a day's
+// partner totals included: Go field names of settlement's own types, as
+// the changelogs already written hold them.
+func TestChangelogMeta(t *testing.T) {
+	m := Meta{Seq: 2, NextLeaf: 7, Minted: 50, Redeemed: 30, Outstanding: 20, OpenDay: "2026-11-25",
+		Days: map[string]DayTotals{"2026-11-25": {Minted: 5, Redeemed: 30,
+			Partners: map[string]PartnerTotal{"acme": {Partner: "acme", Redemptions: 1, Points: 30}}}}}
+	const want = `{"Seq":2,"NextLeaf":7,"Minted":50,"Redeemed":30,"Outstanding":20,"OpenDay":"2026-11-25",` +
+		`"Days":{"2026-11-25":{"Minted":5,"Redeemed":30,"Partners":{"acme":{"Partner":"acme","Redemptions":1,"Points":30}}}}}`
+	got, err := EncodeChange(Change{Key: keyMeta, Value: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("meta changelog\n got %s\nwant %s", got, want)
+	}
+	b, _ := NewBook(DefaultPolicy())
+	if err := b.Restore(keyMeta, []byte(want)); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(b.meta, m) {
+		t.Fatalf("restored meta %+v, want %+v", b.meta, m)
+	}
+}
+
 // TestRestore replays the changelog into a new book at every step of a
 // scenario and checks it equals the live one.
 func TestRestore(t *testing.T) {

@@ -68,6 +68,7 @@ func TestWireRoundTrip(t *testing.T) {
 	a := &avro.PartnerAck{RedemptionID: "abc", Partner: "acme", Status: avro.AckStatusFailed, Reason: "gone", AckedMs: t0}
 	check("ack", a, &avro.PartnerAck{})
 	same("ack", AckFrom(a), PartnerAck{RedemptionID: "abc", Partner: "acme", Status: avro.AckStatusFailed, Reason: "gone", AckedAt: t0})
+	same("partner total", PartnerTotal{Partner: "acme", Redemptions: 1, Points: 3}.Avro(), avro.PartnerTotal{Partner: "acme", Redemptions: 1, Points: 3})
 	s := &avro.Statement{Day: "2026-11-25", Minted: 5, Redeemed: 3, Outstanding: 2, Partners: []avro.PartnerTotal{{Partner: "acme", Redemptions: 1, Points: 3}},
 		BalanceSum: 2, Expected: 2, InvariantOk: true, Accounts: 1, GeneratedMs: t0}
 	check("statement", s, &avro.Statement{})
