@@ -162,8 +162,9 @@ func (b *Book) Binding(vehicle string) (Binding, bool) { x, ok := b.bindings[veh
 // Item returns a catalog item's state.
 func (b *Book) Item(key string) (ItemState, bool) { x, ok := b.items[key]; return x, ok }
 
-// Meta returns the totals.
-func (b *Book) Meta() Meta { return b.meta.clone() }
+// Points returns the all-time points credited (minted) and debited
+// (redeemed).
+func (b *Book) Points() (minted, redeemed int64) { return b.meta.Minted, b.meta.Redeemed }
 
 // Pending counts the pending redemptions (exact after Restored).
 func (b *Book) Pending() int { return len(b.pending) }

@@ -324,9 +324,8 @@ func TestAdjustments(t *testing.T) {
 	if h, _ := f.balance(HoldAccount("v7")); h != 3 {
 		t.Fatalf("hold v7 = %d, want 3", h)
 	}
-	m := f.b.Meta()
-	if m.Minted != 43 {
-		t.Fatalf("minted %d, want 43", m.Minted)
+	if minted, redeemed := f.b.Points(); minted != 43 || redeemed != 0 {
+		t.Fatalf("points minted %d redeemed %d, want 43 0", minted, redeemed)
 	}
 	tx := f.entry(Entry{Kind: KindAdjustment, Account: "alice", Amount: -100})
 	if !hasAlert(tx.Alerts, "overdraft") {
@@ -368,6 +367,9 @@ func TestStatements(t *testing.T) {
 	}
 	if hasAlert(f.out.Alerts, "invariant") {
 		t.Fatal("invariant alert on a consistent book")
+	}
+	if minted, redeemed := f.b.Points(); minted != 121 || redeemed != 40 {
+		t.Fatalf("points minted %d redeemed %d, want 121 40", minted, redeemed)
 	}
 	// A corrupted balance breaks the invariant and must alert.
 	a := f.b.accounts["alice"]
