@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 )
 
-// TestBrokerUsers: `minecart broker --user --partner` runs the embedded
+// TestBrokerUsers: `minecart broker --user --partner-user` runs the embedded
 // broker with SASL and the partner ACLs of settlement (those of
 // infra/kafka/init-acls.sh): the services' superuser created the whole
 // topology, the partner sees its topics and not telemetry.
@@ -29,7 +30,7 @@ func TestBrokerUsers(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"broker", "--addr", addr, "--data-dir", t.TempDir(),
-			"--user", "minecart:svc-pw", "--partner", "acme:acme-pw"}, io.Discard, io.Discard)
+			"--user", "minecart:svc-pw", "--partner-user", "acme:acme-pw"}, io.Discard, io.Discard)
 	}()
 	defer func() {
 		cancel()
@@ -63,5 +64,28 @@ func TestBrokerUsers(t *testing.T) {
 	partner := topics("partner-acme", "acme-pw")
 	if !partner.Has(pipelines.TopicRewardCredits) || !partner.Has(pipelines.TopicPartnerAcks) || partner.Has(pipelines.TopicTelemetryRaw) {
 		t.Fatalf("partner acme sees %v", partner.Names())
+	}
+}
+
+// TestBrokerPartnerUserFlag: --partner-user takes a partner id as
+// settlement.ValidID accepts it, and its environment variable is not that
+// of `minecart catalog --partner` (MINECART_PARTNER, an id).
+func TestBrokerPartnerUserFlag(t *testing.T) {
+	for v, want := range map[string]string{
+		"a b:pw": `partner: id "a b": no slash or white space allowed`,
+		"a/b:pw": `partner: id "a/b": no slash or white space allowed`,
+		":pw":    "want NAME:PASSWORD",
+	} {
+		err := run(t.Context(), []string{"broker", "--addr", "nohostport", "--user", "minecart:pw", "--partner-user", v}, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "--partner-user") || !strings.Contains(err.Error(), want) {
+			t.Errorf("--partner-user %q: %v, want %q", v, err, want)
+		}
+	}
+	// A catalog's partner id in the environment is not a broker user: the
+	// broker gets as far as its own address check.
+	t.Setenv("MINECART_PARTNER", "acme")
+	err := run(t.Context(), []string{"broker", "--addr", "nohostport", "--user", "minecart:pw"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "broker addr") {
+		t.Errorf("broker with MINECART_PARTNER=acme: %v, want the address error", err)
 	}
 }

@@ -37,7 +37,7 @@ func catalogCommand(stdout io.Writer) *ff.Command {
 		fs.Int64Var(&price, "price", 0, "price in points")
 		fs.Int64Var(&stock, "stock", -1, "units available from now on; -1 unlimited")
 	}, func(ctx context.Context, a *admin) error {
-		it := settlement.CatalogItem{Partner: partner, ItemID: item, Title: title, PricePoints: price, Active: true, UpdatedAt: time.Now().UTC()}
+		it := &avro.CatalogItem{Partner: partner, ItemID: item, Title: title, PricePoints: price, Active: true, UpdatedMs: time.Now().UTC()}
 		if stock >= 0 {
 			it.Stock = &stock
 		}
@@ -72,32 +72,29 @@ func catalogCommand(stdout io.Writer) *ff.Command {
 // putCatalogItem validates and publishes a catalog item, after creating
 // the partner's redemptions topic if missing (the stage does too, before
 // it takes the item in).
-func (a *admin) putCatalogItem(ctx context.Context, it settlement.CatalogItem) error {
+func (a *admin) putCatalogItem(ctx context.Context, it *avro.CatalogItem) error {
 	if err := settlement.ValidID(it.Partner); err != nil {
 		return fmt.Errorf("partner: %w", err)
 	}
 	if err := settlement.ValidID(it.ItemID); err != nil {
 		return fmt.Errorf("item: %w", err)
 	}
+	key := settlement.ItemKey(it.Partner, it.ItemID)
 	if it.PricePoints <= 0 {
-		return fmt.Errorf("item %s: price %d points, want > 0", it.Key(), it.PricePoints)
+		return fmt.Errorf("item %s: price %d points, want > 0", key, it.PricePoints)
 	}
 	if it.Stock != nil && *it.Stock < 0 {
-		return fmt.Errorf("item %s: stock %d, want >= 0", it.Key(), *it.Stock)
-	}
-	if it.UpdatedAt.IsZero() {
-		it.UpdatedAt = time.Now()
+		return fmt.Errorf("item %s: stock %d, want >= 0", key, *it.Stock)
 	}
 	if err := kafka.EnsureTopicsWith(ctx, a.cfg, settlement.PartnerTopics(it.Partner)); err != nil {
 		return fmt.Errorf("partner %s topics: %w", it.Partner, err)
 	}
-	v, err := a.serde.Marshal(&avro.CatalogItem{Partner: it.Partner, ItemID: it.ItemID, Title: it.Title,
-		PricePoints: it.PricePoints, Stock: it.Stock, Active: it.Active, UpdatedMs: it.UpdatedAt})
+	v, err := a.serde.Marshal(it)
 	if err != nil {
 		return err
 	}
-	if err := a.producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(it.Key()), v); err != nil {
-		return fmt.Errorf("catalog %s: %w", it.Key(), err)
+	if err := a.producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(key), v); err != nil {
+		return fmt.Errorf("catalog %s: %w", key, err)
 	}
 	return nil
 }

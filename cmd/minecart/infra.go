@@ -31,23 +31,29 @@ func brokerCommand() *ff.Command {
 		fs.StringVar(&cfg.DataDir, "data-dir", ".minecart/kafka", "directory the broker persists its log, groups and transactions in")
 		fs.BoolVar(&cfg.SyncWrites, "sync-writes", false, "fsync every produced batch")
 		fs.Func("user", "NAME:PASSWORD of a SCRAM-SHA-512 superuser (minecart's services); with any user the broker requires SASL and enforces ACLs", func(v string) error {
-			return addUser(&cfg, v, func(name string) broker.User { return broker.User{Name: name, Super: true} })
+			return addUser(&cfg, v, func(name string) (broker.User, error) { return broker.User{Name: name, Super: true}, nil })
 		})
-		fs.Func("partner", "ID:PASSWORD of a partner: SCRAM-SHA-512 user partner-ID allowed exactly the partner ACLs of infra/kafka/init-acls.sh (repeatable)", func(v string) error {
-			return addUser(&cfg, v, func(id string) broker.User {
-				return broker.User{Name: settlement.PartnerUser(id), ACLs: settlement.PartnerACLs(id)}
+		fs.Func("partner-user", "ID:PASSWORD of a partner: SCRAM-SHA-512 user partner-ID allowed exactly the partner ACLs of infra/kafka/init-acls.sh (repeatable)", func(v string) error {
+			return addUser(&cfg, v, func(id string) (broker.User, error) {
+				if err := settlement.ValidID(id); err != nil {
+					return broker.User{}, fmt.Errorf("partner: %w", err)
+				}
+				return broker.User{Name: settlement.PartnerUser(id), ACLs: settlement.PartnerACLs(id)}, nil
 			})
 		})
 	}, func(ctx context.Context, _ []string) error { return brokerRun(ctx, cfg) })
 }
 
 // addUser adds the user of a NAME:PASSWORD flag value.
-func addUser(cfg *broker.Config, v string, user func(name string) broker.User) error {
+func addUser(cfg *broker.Config, v string, user func(name string) (broker.User, error)) error {
 	name, pass, ok := strings.Cut(v, ":")
 	if !ok || name == "" || pass == "" {
 		return errors.New("want NAME:PASSWORD")
 	}
-	u := user(name)
+	u, err := user(name)
+	if err != nil {
+		return err
+	}
 	u.Password = pass
 	cfg.Users = append(cfg.Users, u)
 	return nil
@@ -64,9 +70,6 @@ func brokerRun(ctx context.Context, cfg broker.Config) error {
 			}
 			kcfg.ClientOptions = []kgo.Opt{kgo.SASL(mech)}
 		}
-	}
-	if len(cfg.Users) > 0 && kcfg.ClientOptions == nil {
-		return errors.New("partners need a --user superuser too (the services' own)")
 	}
 	b, err := broker.Start(cfg)
 	if err != nil {

@@ -1,11 +1,16 @@
 package broker
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // ACL is one allow rule, in the words of kafka-acls.sh. It is an alias of
@@ -31,48 +36,100 @@ type User struct {
 	ACLs     []ACL
 }
 
-// userOpts are the kfake options of users: SASL, ACLs enforced, each user.
-func userOpts(users []User) ([]kfake.Opt, error) {
+// securityFiles are the files of a data directory in which kfake persists
+// its SASL users and its ACLs (persist.go, saveSASL and saveACLs). Start
+// removes them when Config.Users is set: kfake reloads them in place of
+// the seed users and never applies seed ACLs to a reloaded directory.
+var securityFiles = []string{"sasl.json", "acls.json"}
+
+// userOpts are the kfake options of users: SASL, ACLs enforced, and each
+// user's credentials. The ACLs are created after the start (createACLs).
+func userOpts(users []User) []kfake.Opt {
 	if len(users) == 0 {
-		return nil, nil
+		return nil
 	}
 	opts := []kfake.Opt{kfake.EnableSASL(), kfake.EnableACLs()}
 	for _, u := range users {
 		if u.Super {
 			opts = append(opts, kfake.Superuser("SCRAM-SHA-512", u.Name, u.Password))
-			continue
+		} else {
+			opts = append(opts, kfake.User("SCRAM-SHA-512", u.Name, u.Password))
 		}
-		acls, err := kfakeACLs(u.ACLs)
-		if err != nil {
-			return nil, fmt.Errorf("user %s: %w", u.Name, err)
-		}
-		opts = append(opts, kfake.User("SCRAM-SHA-512", u.Name, u.Password, acls...))
 	}
-	return opts, nil
+	return opts
 }
 
-// kfakeACLs converts ACLs to kfake's seed ACLs.
-func kfakeACLs(acls []ACL) ([]kfake.ACL, error) {
-	out := make([]kfake.ACL, 0, len(acls))
-	for _, a := range acls {
-		k := kfake.ACL{Principal: a.Principal, Name: a.Name, Allow: true, Host: "*"}
+// createACLs creates the ACLs of every user that is not Super, through the
+// admin API of the broker at addrs as the first Super user.
+func createACLs(ctx context.Context, addrs []string, users []User) error {
+	req := kmsg.NewPtrCreateACLsRequest()
+	var admin *User
+	for i, u := range users {
+		if u.Super {
+			if admin == nil {
+				admin = &users[i]
+			}
+			continue
+		}
+		cs, err := aclCreations(u)
+		if err != nil {
+			return fmt.Errorf("user %s: %w", u.Name, err)
+		}
+		req.Creations = append(req.Creations, cs...)
+	}
+	if len(req.Creations) == 0 {
+		return nil
+	}
+	if admin == nil {
+		return errors.New("no Super user to create the ACLs")
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...),
+		kgo.SASL(scram.Auth{User: admin.Name, Pass: admin.Password}.AsSha512Mechanism()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("create ACLs as %s: %w", admin.Name, err)
+	}
+	var errs []error
+	for i, r := range resp.Results {
+		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+			c := req.Creations[i]
+			errs = append(errs, fmt.Errorf("create ACL %s %v %s %v: %w", c.Principal, c.ResourceType, c.ResourceName, c.Operation, err))
+		}
+	}
+	if len(resp.Results) != len(req.Creations) {
+		errs = append(errs, fmt.Errorf("create ACLs: %d results for %d ACLs", len(resp.Results), len(req.Creations)))
+	}
+	return errors.Join(errs...)
+}
+
+// aclCreations converts a user's ACLs to CreateACLs entries: allow, any
+// host, principal User:<name>.
+func aclCreations(u User) ([]kmsg.CreateACLsRequestCreation, error) {
+	out := make([]kmsg.CreateACLsRequestCreation, 0, len(u.ACLs))
+	for _, a := range u.ACLs {
+		k := kmsg.NewCreateACLsRequestCreation()
+		k.Principal, k.Host, k.ResourceName, k.PermissionType = "User:"+u.Name, "*", a.Name, kmsg.ACLPermissionTypeAllow
 		switch a.Resource {
 		case "topic":
-			k.Resource = kmsg.ACLResourceTypeTopic
+			k.ResourceType = kmsg.ACLResourceTypeTopic
 		case "group":
-			k.Resource = kmsg.ACLResourceTypeGroup
+			k.ResourceType = kmsg.ACLResourceTypeGroup
 		case "transactional-id":
-			k.Resource = kmsg.ACLResourceTypeTransactionalId
+			k.ResourceType = kmsg.ACLResourceTypeTransactionalId
 		case "cluster":
-			k.Resource = kmsg.ACLResourceTypeCluster
+			k.ResourceType = kmsg.ACLResourceTypeCluster
 		default:
 			return nil, fmt.Errorf("acl resource %q", a.Resource)
 		}
 		switch a.Pattern {
 		case "literal", "":
-			k.Pattern = kmsg.ACLResourcePatternTypeLiteral
+			k.ResourcePatternType = kmsg.ACLResourcePatternTypeLiteral
 		case "prefixed":
-			k.Pattern = kmsg.ACLResourcePatternTypePrefixed
+			k.ResourcePatternType = kmsg.ACLResourcePatternTypePrefixed
 		default:
 			return nil, fmt.Errorf("acl pattern %q", a.Pattern)
 		}

@@ -23,16 +23,26 @@
 //     (TestRestartKeepsData). After kill -9, /work/shared/kafka.md reports
 //     it aborted on reload instead.
 //   - Every EndTxn bumps the producer epoch (KIP-890 part 2, as Kafka 4).
+//   - kfake persists SASL users and ACLs in the data directory (sasl.json,
+//     acls.json). On a reload it replaces the seed users (kfake.User,
+//     kfake.Superuser) with the saved ones and does not apply the seed
+//     ACLs, which it applies only to a new directory. Start therefore
+//     removes those two files when Config.Users is set and creates the
+//     ACLs itself after the start (TestUsersAcrossRestart).
 //   - franz-go's transact session detects KIP-447 from the TxnOffsetCommit
 //     response; a transaction that commits no offsets makes it hold its
 //     rebalance lock 500 ms (pipelines/kafka skips such empty transactions).
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -63,7 +73,8 @@ type Config struct {
 	// Users, when set, make the broker require SASL/SCRAM-SHA-512 and
 	// enforce ACLs, as the production cluster does (infra/kafka): at least
 	// one Super user for minecart's services, and partners with only
-	// their ACLs (services/settlement.PartnerACLs).
+	// their ACLs (services/settlement.PartnerACLs). They and their ACLs
+	// are set anew at every Start, even on a DataDir used before.
 	Users []User
 }
 
@@ -94,16 +105,24 @@ func (c Config) Validate() error {
 	if c.MinSessionTimeout < 0 {
 		return errors.New("broker min session timeout: negative")
 	}
+	hasSuper := false
 	for _, u := range c.Users {
 		if u.Name == "" || u.Password == "" {
 			return errors.New("broker user: name and password required")
 		}
-		if _, err := kfakeACLs(u.ACLs); err != nil {
+		if _, err := aclCreations(u); err != nil {
 			return fmt.Errorf("broker user %s: %w", u.Name, err)
 		}
+		hasSuper = hasSuper || u.Super
+	}
+	if len(c.Users) > 0 && !hasSuper {
+		return errors.New("broker users: at least one Super user required (minecart's services; it creates the other users' ACLs)")
 	}
 	return nil
 }
+
+// aclTimeout bounds the creation of the users' ACLs in Start.
+const aclTimeout = 30 * time.Second
 
 // Broker is a running embedded broker.
 type Broker struct {
@@ -112,6 +131,13 @@ type Broker struct {
 }
 
 // Start starts the broker on cfg.Addr. Close stops it.
+//
+// With Users, the users and ACLs are those of cfg at every start, also on
+// a DataDir used before: Start removes kfake's persisted users and ACLs
+// (securityFiles) before starting it, gives the users as its seed
+// credentials, then creates the ACLs of the users that are not Super
+// through the admin API as the first Super user. Users and ACLs changed
+// through the admin API while the broker runs last until the next Start.
 func Start(cfg Config) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -134,15 +160,18 @@ func Start(cfg Config) (*Broker, error) {
 			"message.max.bytes":          "1048588",
 		}),
 	}
-	users, err := userOpts(cfg.Users)
-	if err != nil {
-		return nil, err
-	}
-	opts = append(opts, users...)
+	opts = append(opts, userOpts(cfg.Users)...)
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 		if cfg.SyncWrites {
 			opts = append(opts, kfake.SyncWrites())
+		}
+		if len(cfg.Users) > 0 {
+			for _, f := range securityFiles {
+				if err := os.Remove(filepath.Join(cfg.DataDir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, fmt.Errorf("broker users: %w", err)
+				}
+			}
 		}
 	}
 	c, err := kfake.NewCluster(opts...)
@@ -150,6 +179,14 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("start kfake on %s: %w", addr, err)
 	}
 	b := &Broker{c: c, log: la}
+	if len(cfg.Users) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), aclTimeout)
+		err := createACLs(ctx, b.Addrs(), cfg.Users)
+		cancel()
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("broker users: %w", err), b.Close())
+		}
+	}
 	cfg.Logger.Info("broker started", "addrs", b.Addrs(), "data_dir", cfg.DataDir)
 	return b, nil
 }

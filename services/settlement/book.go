@@ -82,7 +82,7 @@ func (s ItemState) left() int64 {
 type DayTotals struct {
 	Minted   int64
 	Redeemed int64
-	Partners map[string]avro.PartnerTotal `json:",omitempty"`
+	Partners map[string]PartnerTotal `json:",omitempty"`
 }
 
 // Meta is the book's totals and cursors.
@@ -101,7 +101,7 @@ func (m Meta) clone() Meta {
 	c.Days = make(map[string]DayTotals, len(m.Days))
 	for d, t := range m.Days {
 		if t.Partners != nil {
-			p := make(map[string]avro.PartnerTotal, len(t.Partners))
+			p := make(map[string]PartnerTotal, len(t.Partners))
 			for k, v := range t.Partners {
 				p[k] = v
 			}
@@ -162,8 +162,9 @@ func (b *Book) Binding(vehicle string) (Binding, bool) { x, ok := b.bindings[veh
 // Item returns a catalog item's state.
 func (b *Book) Item(key string) (ItemState, bool) { x, ok := b.items[key]; return x, ok }
 
-// Meta returns the totals.
-func (b *Book) Meta() Meta { return b.meta.clone() }
+// Points returns the all-time points credited (minted) and debited
+// (redeemed).
+func (b *Book) Points() (minted, redeemed int64) { return b.meta.Minted, b.meta.Redeemed }
 
 // Pending counts the pending redemptions (exact after Restored).
 func (b *Book) Pending() int { return len(b.pending) }
@@ -385,7 +386,7 @@ func (t *Tx) addRedeemed(at time.Time, partner string, n int64) {
 	dt.Redeemed += n
 	if partner != "" {
 		if dt.Partners == nil {
-			dt.Partners = map[string]avro.PartnerTotal{}
+			dt.Partners = map[string]PartnerTotal{}
 		}
 		p := dt.Partners[partner]
 		p.Partner = partner
@@ -808,7 +809,7 @@ func (t *Tx) closeDays(now time.Time) {
 			Reserved: reserved, BalanceSum: balances, Expected: expected, InvariantOk: balances == expected,
 			Accounts: n, GeneratedMs: now}
 		for _, p := range sortedKeys(dt.Partners) {
-			st.Partners = append(st.Partners, dt.Partners[p])
+			st.Partners = append(st.Partners, dt.Partners[p].Avro())
 		}
 		if !st.InvariantOk {
 			t.alert("invariant", "statement %s: sum of balances %d != minted - redeemed %d (delta %d)", d, balances, expected, balances-expected)

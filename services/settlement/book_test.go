@@ -324,9 +324,8 @@ func TestAdjustments(t *testing.T) {
 	if h, _ := f.balance(HoldAccount("v7")); h != 3 {
 		t.Fatalf("hold v7 = %d, want 3", h)
 	}
-	m := f.b.Meta()
-	if m.Minted != 43 {
-		t.Fatalf("minted %d, want 43", m.Minted)
+	if minted, redeemed := f.b.Points(); minted != 43 || redeemed != 0 {
+		t.Fatalf("points minted %d redeemed %d, want 43 0", minted, redeemed)
 	}
 	tx := f.entry(Entry{Kind: KindAdjustment, Account: "alice", Amount: -100})
 	if !hasAlert(tx.Alerts, "overdraft") {
@@ -369,6 +368,9 @@ func TestStatements(t *testing.T) {
 	if hasAlert(f.out.Alerts, "invariant") {
 		t.Fatal("invariant alert on a consistent book")
 	}
+	if minted, redeemed := f.b.Points(); minted != 121 || redeemed != 40 {
+		t.Fatalf("points minted %d redeemed %d, want 121 40", minted, redeemed)
+	}
 	// A corrupted balance breaks the invariant and must alert.
 	a := f.b.accounts["alice"]
 	a.Balance += 5
@@ -377,6 +379,31 @@ func TestStatements(t *testing.T) {
 	last := f.out.Statements[len(f.out.Statements)-1]
 	if last.InvariantOk || last.BalanceSum-last.Expected != 5 || !hasAlert(f.out.Alerts, "invariant") {
 		t.Fatalf("corrupted book: statement %+v alerts %v", last, f.out.Alerts)
+	}
+}
+
+// TestChangelogMeta pins the changelog JSON of the book's totals, a day's
+// partner totals included: Go field names of settlement's own types, as
+// the changelogs already written hold them.
+func TestChangelogMeta(t *testing.T) {
+	m := Meta{Seq: 2, NextLeaf: 7, Minted: 50, Redeemed: 30, Outstanding: 20, OpenDay: "2026-11-25",
+		Days: map[string]DayTotals{"2026-11-25": {Minted: 5, Redeemed: 30,
+			Partners: map[string]PartnerTotal{"acme": {Partner: "acme", Redemptions: 1, Points: 30}}}}}
+	const want = `{"Seq":2,"NextLeaf":7,"Minted":50,"Redeemed":30,"Outstanding":20,"OpenDay":"2026-11-25",` +
+		`"Days":{"2026-11-25":{"Minted":5,"Redeemed":30,"Partners":{"acme":{"Partner":"acme","Redemptions":1,"Points":30}}}}}`
+	got, err := EncodeChange(Change{Key: keyMeta, Value: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("meta changelog\n got %s\nwant %s", got, want)
+	}
+	b, _ := NewBook(DefaultPolicy())
+	if err := b.Restore(keyMeta, []byte(want)); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(b.meta, m) {
+		t.Fatalf("restored meta %+v, want %+v", b.meta, m)
 	}
 }
 

@@ -195,3 +195,11 @@ type PartnerAck struct {
 	Reason       string
 	AckedAt      time.Time
 }
+
+// PartnerTotal is one partner's redemptions of a day: a line of the day's
+// statement (its record: Avro).
+type PartnerTotal struct {
+	Partner     string
+	Redemptions int64
+	Points      int64
+}

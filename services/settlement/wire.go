@@ -10,9 +10,10 @@ import (
 // The records settlement reads and writes are the typed codecs of
 // schemas/avro, framed by a schemas.Serde. Requests, debit requests and
 // statements are used as they are; the records whose contents are also
-// settlement's state (bindings, items, acks, redemptions, settled credits)
-// have their own types here, because the state's JSON (the changelog) keeps
-// their Go field names: these functions convert between the two.
+// settlement's state (bindings, items, acks, redemptions, settled credits,
+// a statement's partner totals) have their own types here, because the
+// state's JSON (the changelog) keeps their Go field names: these functions
+// convert between the two.
 
 // BindingFrom is the binding an account binding record carries.
 func BindingFrom(r *avro.AccountBinding) Binding {
@@ -73,6 +74,11 @@ func (r Redemption) Avro() *avro.Redemption {
 		out.Debit = &p
 	}
 	return out
+}
+
+// Avro is the partner's line of a statement record.
+func (p PartnerTotal) Avro() avro.PartnerTotal {
+	return avro.PartnerTotal{Partner: p.Partner, Redemptions: p.Redemptions, Points: p.Points}
 }
 
 // Avro is the settled credit's record.

@@ -304,11 +304,11 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 			out.Emit(r.topic, r.key, r.value)
 		}
 	}
-	before := p.book.Meta()
+	minted, redeemed := p.book.Points()
 	tx.Commit()
-	after := p.book.Meta()
-	p.m.points.WithLabelValues("minted").Add(float64(after.Minted - before.Minted))
-	p.m.points.WithLabelValues("redeemed").Add(float64(after.Redeemed - before.Redeemed))
+	mintedNow, redeemedNow := p.book.Points()
+	p.m.points.WithLabelValues("minted").Add(float64(mintedNow - minted))
+	p.m.points.WithLabelValues("redeemed").Add(float64(redeemedNow - redeemed))
 	for _, r := range tx.Status {
 		p.m.redemptions.WithLabelValues(string(r.Status)).Inc()
 	}
