@@ -15,7 +15,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 )
 
-// TestBrokerUsers: `minecart broker --user --partner-user` runs the embedded
+// TestBrokerUsers: `minecart broker --user --partner-login` runs the embedded
 // broker with SASL and the partner ACLs of settlement (those of
 // infra/kafka/init-acls.sh): the services' superuser created the whole
 // topology, the partner sees its topics and not telemetry.
@@ -30,7 +30,7 @@ func TestBrokerUsers(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"broker", "--addr", addr, "--data-dir", t.TempDir(),
-			"--user", "minecart:svc-pw", "--partner-user", "acme:acme-pw"}, io.Discard, io.Discard)
+			"--user", "minecart:svc-pw", "--partner-login", "acme:acme-pw"}, io.Discard, io.Discard)
 	}()
 	defer func() {
 		cancel()
@@ -67,18 +67,18 @@ func TestBrokerUsers(t *testing.T) {
 	}
 }
 
-// TestBrokerPartnerUserFlag: --partner-user takes a partner id as
+// TestBrokerPartnerLoginFlag: --partner-login takes a partner id as
 // settlement.ValidID accepts it, and its environment variable is not that
 // of `minecart catalog --partner` (MINECART_PARTNER, an id).
-func TestBrokerPartnerUserFlag(t *testing.T) {
+func TestBrokerPartnerLoginFlag(t *testing.T) {
 	for v, want := range map[string]string{
 		"a b:pw": `partner: id "a b": no slash or white space allowed`,
 		"a/b:pw": `partner: id "a/b": no slash or white space allowed`,
 		":pw":    "want NAME:PASSWORD",
 	} {
-		err := run(t.Context(), []string{"broker", "--addr", "nohostport", "--user", "minecart:pw", "--partner-user", v}, io.Discard, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), "--partner-user") || !strings.Contains(err.Error(), want) {
-			t.Errorf("--partner-user %q: %v, want %q", v, err, want)
+		err := run(t.Context(), []string{"broker", "--addr", "nohostport", "--user", "minecart:pw", "--partner-login", v}, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "--partner-login") || !strings.Contains(err.Error(), want) {
+			t.Errorf("--partner-login %q: %v, want %q", v, err, want)
 		}
 	}
 	// A catalog's partner id in the environment is not a broker user: the

@@ -33,7 +33,7 @@ func brokerCommand() *ff.Command {
 		fs.Func("user", "NAME:PASSWORD of a SCRAM-SHA-512 superuser (minecart's services); with any user the broker requires SASL and enforces ACLs", func(v string) error {
 			return addUser(&cfg, v, func(name string) (broker.User, error) { return broker.User{Name: name, Super: true}, nil })
 		})
-		fs.Func("partner-user", "ID:PASSWORD of a partner: SCRAM-SHA-512 user partner-ID allowed exactly the partner ACLs of infra/kafka/init-acls.sh (repeatable)", func(v string) error {
+		fs.Func("partner-login", "ID:PASSWORD of a partner: SCRAM-SHA-512 user partner-ID allowed exactly the partner ACLs of infra/kafka/init-acls.sh (repeatable)", func(v string) error {
 			return addUser(&cfg, v, func(id string) (broker.User, error) {
 				if err := settlement.ValidID(id); err != nil {
 					return broker.User{}, fmt.Errorf("partner: %w", err)
