@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/peterbourgon/ff/v4"
@@ -17,6 +16,7 @@ import (
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/settlement"
+	settleapi "github.com/minecart/minecart/services/settlement/api"
 )
 
 // `minecart accounts ...`: bindings of vehicles to owner accounts are
@@ -32,14 +32,14 @@ func accountsCommand(stdout io.Writer) *ff.Command {
 		vehicleFlag(fs)
 		fs.StringVar(&owner, "owner", "", "owner account")
 	}, func(ctx context.Context, a *admin) error {
-		if err := a.bindVehicle(ctx, vehicle, owner, time.Now()); err != nil {
+		if err := settleapi.BindVehicle(ctx, a.producer, a.serde, vehicle, owner, time.Now()); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "vehicle %s bound to owner %s\n", vehicle, owner)
 		return nil
 	})
 	sub(cmd, &kf, "unbind", "remove a vehicle's binding: its credits are held until it is bound again", vehicleFlag, func(ctx context.Context, a *admin) error {
-		if err := a.unbindVehicle(ctx, vehicle); err != nil {
+		if err := settleapi.UnbindVehicle(ctx, a.producer, vehicle); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "vehicle %s unbound\n", vehicle)
@@ -56,40 +56,6 @@ func accountsCommand(stdout io.Writer) *ff.Command {
 		return errors.Join(printTable(stdout, "VEHICLE OWNER UPDATED", rows), err)
 	})
 	return cmd
-}
-
-// bindVehicle binds vehicle to owner: its future credits go to owner's
-// account, and credits held while it had no owner move there now.
-func (a *admin) bindVehicle(ctx context.Context, vehicle, owner string, now time.Time) error {
-	if err := settlement.ValidID(vehicle); err != nil {
-		return fmt.Errorf("vehicle: %w", err)
-	}
-	if err := settlement.ValidID(owner); err != nil {
-		return fmt.Errorf("owner: %w", err)
-	}
-	if strings.HasPrefix(owner, settlement.HoldPrefix) {
-		return fmt.Errorf("owner %q: the prefix %q is reserved for holding accounts", owner, settlement.HoldPrefix)
-	}
-	v, err := a.serde.Marshal(&avro.AccountBinding{VehicleID: vehicle, Owner: owner, UpdatedMs: now})
-	if err != nil {
-		return err
-	}
-	if err := a.producer.ProduceSync(ctx, pipelines.TopicAccounts, []byte(vehicle), v); err != nil {
-		return fmt.Errorf("bind %s: %w", vehicle, err)
-	}
-	return nil
-}
-
-// unbindVehicle removes vehicle's binding: its later credits are held in
-// the account vehicle:<id> until it is bound again.
-func (a *admin) unbindVehicle(ctx context.Context, vehicle string) error {
-	if err := settlement.ValidID(vehicle); err != nil {
-		return fmt.Errorf("vehicle: %w", err)
-	}
-	if err := a.producer.ProduceSync(ctx, pipelines.TopicAccounts, []byte(vehicle), nil); err != nil {
-		return fmt.Errorf("unbind %s: %w", vehicle, err)
-	}
-	return nil
 }
 
 // listBindings returns the current bindings (of owner only, if not ""),

@@ -16,6 +16,7 @@ import (
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/settlement"
+	settleapi "github.com/minecart/minecart/services/settlement/api"
 )
 
 // `minecart catalog ...`: a partner's items are records of the compacted
@@ -41,14 +42,14 @@ func catalogCommand(stdout io.Writer) *ff.Command {
 		if stock >= 0 {
 			it.Stock = &stock
 		}
-		if err := a.putCatalogItem(ctx, it); err != nil {
+		if err := settleapi.PutItem(ctx, a.producer, a.serde, it, a.ensurePartner); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "item %s/%s at %d points\n", partner, item, price)
 		return nil
 	})
 	sub(cmd, &kf, "remove", "remove an item from the catalog", itemFlags, func(ctx context.Context, a *admin) error {
-		if err := a.removeCatalogItem(ctx, partner, item); err != nil {
+		if err := settleapi.RemoveItem(ctx, a.producer, partner, item); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "item %s/%s removed\n", partner, item)
@@ -69,42 +70,9 @@ func catalogCommand(stdout io.Writer) *ff.Command {
 	return cmd
 }
 
-// putCatalogItem validates and publishes a catalog item, after creating
-// the partner's redemptions topic if missing (the stage does too, before
-// it takes the item in).
-func (a *admin) putCatalogItem(ctx context.Context, it *avro.CatalogItem) error {
-	if err := settlement.ValidID(it.Partner); err != nil {
-		return fmt.Errorf("partner: %w", err)
-	}
-	if err := settlement.ValidID(it.ItemID); err != nil {
-		return fmt.Errorf("item: %w", err)
-	}
-	key := settlement.ItemKey(it.Partner, it.ItemID)
-	if it.PricePoints <= 0 {
-		return fmt.Errorf("item %s: price %d points, want > 0", key, it.PricePoints)
-	}
-	if it.Stock != nil && *it.Stock < 0 {
-		return fmt.Errorf("item %s: stock %d, want >= 0", key, *it.Stock)
-	}
-	if err := kafka.EnsureTopicsWith(ctx, a.cfg, settlement.PartnerTopics(it.Partner)); err != nil {
-		return fmt.Errorf("partner %s topics: %w", it.Partner, err)
-	}
-	v, err := a.serde.Marshal(it)
-	if err != nil {
-		return err
-	}
-	if err := a.producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(key), v); err != nil {
-		return fmt.Errorf("catalog %s: %w", key, err)
-	}
-	return nil
-}
-
-// removeCatalogItem withdraws an item (a tombstone).
-func (a *admin) removeCatalogItem(ctx context.Context, partner, item string) error {
-	if err := a.producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(settlement.ItemKey(partner, item)), nil); err != nil {
-		return fmt.Errorf("catalog %s: %w", settlement.ItemKey(partner, item), err)
-	}
-	return nil
+// ensurePartner creates a partner's topics if missing.
+func (a *admin) ensurePartner(ctx context.Context, partner string) error {
+	return kafka.EnsureTopicsWith(ctx, a.cfg, settlement.PartnerTopics(partner))
 }
 
 // listCatalog returns the catalog (of partner only, if not ""), sorted by

@@ -6,9 +6,10 @@ import (
 	"net/http"
 	"time"
 
+	settleapi "github.com/minecart/minecart/services/settlement/api"
+
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
-	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/settlement"
@@ -39,29 +40,17 @@ func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 		return err
 	}
 	for i, v := range vs {
-		b, err := s.Serde.Marshal(&avro.AccountBinding{VehicleID: v.VehicleID, Owner: OwnerOf(i), UpdatedMs: at})
-		if err == nil {
-			err = s.Producer.ProduceSync(ctx, pipelines.TopicAccounts, []byte(v.VehicleID), b)
+		if err := settleapi.BindVehicle(ctx, s.Producer, s.Serde, v.VehicleID, OwnerOf(i), at); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("bind %s: %w", v.VehicleID, err)
-		}
-	}
-	if err := s.ensurePartner(ctx, SimPartner); err != nil {
-		return err
 	}
 	for _, it := range []avro.CatalogItem{
 		{Partner: SimPartner, ItemID: "coffee", Title: "A cup of coffee", PricePoints: 50, Active: true, UpdatedMs: at},
 		{Partner: SimPartner, ItemID: "carwash", Title: "Car wash", PricePoints: 300, Active: true, UpdatedMs: at},
 		{Partner: SimPartner, ItemID: "fuel-20", Title: "20 litres of fuel", PricePoints: 2000, Active: true, UpdatedMs: at},
 	} {
-		key := settlement.ItemKey(it.Partner, it.ItemID)
-		b, err := s.Serde.Marshal(&it)
-		if err == nil {
-			err = s.Producer.ProduceSync(ctx, pipelines.TopicCatalog, []byte(key), b)
-		}
-		if err != nil {
-			return fmt.Errorf("catalog %s: %w", key, err)
+		if err := settleapi.PutItem(ctx, s.Producer, s.Serde, &it, s.ensurePartner); err != nil {
+			return err
 		}
 	}
 	return nil

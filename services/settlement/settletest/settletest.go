@@ -191,7 +191,11 @@ func (e *Env) Credit(vehicle, date string, points int64) {
 // Bind binds vehicle to owner.
 func (e *Env) Bind(vehicle, owner string) {
 	e.T.Helper()
-	e.produce(pipelines.TopicAccounts, vehicle, &avro.AccountBinding{VehicleID: vehicle, Owner: owner, UpdatedMs: time.Now()})
+	ctx, cancel := e.ctx()
+	defer cancel()
+	if err := api.BindVehicle(ctx, e.Producer, e.Serde, vehicle, owner, time.Now()); err != nil {
+		e.T.Fatal(err)
+	}
 }
 
 // produce writes one record.
@@ -222,10 +226,10 @@ func (e *Env) PutItem(partner, item string, price int64, stock *int64) {
 	e.T.Helper()
 	ctx, cancel := e.ctx()
 	defer cancel()
-	if err := e.ensurePartner(ctx, partner); err != nil {
+	it := avro.CatalogItem{Partner: partner, ItemID: item, Title: item, PricePoints: price, Stock: stock, Active: true, UpdatedMs: time.Now()}
+	if err := api.PutItem(ctx, e.Producer, e.Serde, &it, e.ensurePartner); err != nil {
 		e.T.Fatal(err)
 	}
-	e.PublishItem(avro.CatalogItem{Partner: partner, ItemID: item, Title: item, PricePoints: price, Stock: stock, Active: true})
 	// Settlement reads the catalog and the requests as two topics: wait
 	// until it took the item in before any request can name it.
 	e.Wait(30*time.Second, func() bool { _, ok := e.State.Get(settlement.ItemStateKey(partner, item)); return ok },
