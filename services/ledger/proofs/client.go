@@ -14,7 +14,8 @@ import (
 	"github.com/minecart/minecart/services/ledger"
 )
 
-// Client is a Prover over a Server's HTTP API.
+// Client is a Prover over a Server's HTTP API. Unlike the Server it
+// verifies nothing: its answers are what the URL answers.
 type Client struct {
 	c    *http.Client
 	base string

@@ -2,7 +2,9 @@
 // A Server follows the published book (the blocks topic), verifies every
 // block against the ledger key and answers from its own copy of the tree:
 // as Go calls (the owner API holds one in the same process) and over HTTP
-// (Handler). A Client asks a Server over HTTP with the same calls.
+// (Handler). A Client asks a Server over HTTP with the same calls and
+// verifies nothing: it returns what the URL answers, and whoever uses its
+// proofs checks them against a checkpoint signed by the ledger key.
 package proofs
 
 import (
