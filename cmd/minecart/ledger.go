@@ -24,7 +24,7 @@ import (
 func ledgerCommand(stdout io.Writer) *ff.Command {
 	var kf daemon.Kafka // brokers, registry, SASL and TLS, as every service takes them
 	cmd := adminCommand("ledger", "check the book with no trust in the operator", &kf)
-	var topic, file, pubkey, keyPath, origin string
+	var topic, file, pubkey, keyPath, origin, since string
 	source := func(fs *flag.FlagSet) {
 		fs.StringVar(&topic, "blocks-topic", "", "blocks topic (default minecart.ledger.blocks)")
 		fs.StringVar(&file, "file", "", "read an export file instead of the blocks topic")
@@ -77,16 +77,36 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 		}
 		return fn(src, pub)
 	}
-	subcommand("verify", "", "re-verify the whole book (blocks topic or export): every leaf, root, block link and signature", sourceAndKey, func(ctx context.Context, _ []string) error {
+	subcommand("verify", "", "re-verify the whole book (blocks topic or export): every leaf, root, block link and signature", func(fs *flag.FlagSet) {
+		sourceAndKey(fs)
+		fs.StringVar(&since, "since", "", "a checkpoint saved earlier (GET /v1/ledger/head JSON, an export, a proof bundle or the checkpoint text): prove the book extends it")
+	}, func(ctx context.Context, _ []string) error {
+		var earlier string
+		if since != "" {
+			f, err := os.Open(since)
+			if err != nil {
+				return err
+			}
+			earlier, err = ledger.ReadCheckpoint(ctx, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("--since %s: %w", since, err)
+			}
+		}
 		return withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error {
 			start := time.Now()
-			sum, err := ledger.Verify(ctx, src, pub)
+			sum, err := ledger.VerifySince(ctx, src, pub, earlier)
 			if err != nil {
 				return fmt.Errorf("ledger NOT verified (%d blocks, %d entries checked before): %w", sum.Blocks, sum.Entries, err)
 			}
-			fmt.Fprintf(stdout, "ledger verified: %d blocks, %d entries (%d credits, %d debits, %d adjustments) in %v\nhead: tree size %d, root %s\n%s",
+			fmt.Fprintf(stdout, "ledger verified: %d blocks, %d entries (%d credits, %d debits, %d adjustments) in %v\nhead: tree size %d, root %s\n",
 				sum.Blocks, sum.Entries, sum.Credits, sum.Debits, sum.Adjustments, time.Since(start).Round(time.Millisecond),
-				sum.Head.TreeSize, sum.Head.Root, sum.Checkpoint)
+				sum.Head.TreeSize, sum.Head.Root)
+			if earlier != "" {
+				cp, _ := ledger.VerifyCheckpoint(earlier, pub) // VerifySince checked it
+				fmt.Fprintf(stdout, "consistent with the earlier checkpoint (%s): tree size %d, root %s\n", since, cp.Size, cp.Root)
+			}
+			fmt.Fprint(stdout, sum.Checkpoint)
 			return nil
 		})
 	})

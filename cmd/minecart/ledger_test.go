@@ -112,3 +112,79 @@ func TestVerifyForgedTopic(t *testing.T) {
 func ledgerCLI(ctx context.Context, args []string, stdout io.Writer) error {
 	return run(ctx, append([]string{"ledger"}, args...), stdout, io.Discard)
 }
+
+// TestVerifySince: `ledger verify --since FILE` proves the book extends a
+// checkpoint saved earlier (an export of the book as it was, the head's
+// JSON, the checkpoint text) and reports a fork or a truncated book as an
+// Inconsistency naming both checkpoints.
+func TestVerifySince(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ledger.key")
+	priv, err := ledger.LoadOrCreateKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := ledger.NewSigner("minecart/ledger", priv)
+	_, blocks := ledgertest.SmallBook(t, s)
+	// A fork signed by the same key: the book's first 5 entries, then
+	// others (9 entries in blocks of 3).
+	forked := ledger.NewBook()
+	rel := ledger.Release{TimestampMs: 2 * ledgertest.DayMs}
+	for _, v := range []string{"v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"} {
+		rel.Entries = append(rel.Entries, ledgertest.Credit(v, 2, 100))
+	}
+	fork, _, _, err := forked.Append(rel, 3, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	book := write("book.mcl", ledgertest.Export(t, blocks))
+	forkFile := write("fork.mcl", ledgertest.Export(t, fork))
+	prefix := write("prefix.mcl", ledgertest.Export(t, blocks[:1]))
+	headJSON := write("head.json", fmt.Appendf(nil, `{"tree_size": 5, "checkpoint": %q}`, blocks[1].Checkpoint))
+	text := write("checkpoint.txt", []byte(strings.TrimSuffix(blocks[0].Checkpoint, "\n")))
+	forkEarlier := write("fork-head.json", fmt.Appendf(nil, `{"checkpoint": %q}`, fork[1].Checkpoint)) // 6 entries
+	verify := func(file, since string) (string, error) {
+		var out bytes.Buffer
+		err := ledgerCLI(context.Background(), []string{"verify", "--file", file, "--pubkey", keyFile + ".pub", "--since", since}, &out)
+		return out.String(), err
+	}
+	for _, since := range []string{prefix, headJSON, text, book} {
+		if out, err := verify(book, since); err != nil || !strings.Contains(out, "consistent with the earlier checkpoint") {
+			t.Errorf("since %s: %v %q", filepath.Base(since), err, out)
+		}
+	}
+	for _, c := range []struct {
+		what, file, since string
+		block             uint64
+		what2             string
+	}{
+		{"the book (7 entries) against the fork's checkpoint of 6", book, forkEarlier, 2, "does not extend"},
+		{"the fork (9 entries) against the book as exported (7)", forkFile, book, 2, "does not extend"},
+		{"a prefix of the book against its later head", prefix, headJSON, 1, "shorter"},
+	} {
+		_, err := verify(c.file, c.since)
+		var inc *ledger.Inconsistency
+		if !errors.As(err, &inc) || inc.Block != c.block || !strings.Contains(inc.What, c.what2) ||
+			!strings.Contains(inc.Expected, "earlier checkpoint") || !strings.Contains(inc.Found, "head checkpoint") {
+			t.Errorf("%s: %v, want an Inconsistency at block %d (%s) naming both checkpoints", c.what, err, c.block, c.what2)
+			continue
+		}
+		t.Logf("%s: %v", c.what, err)
+	}
+	o, _ := ledger.NewSigner("minecart/ledger", ledgertest.Key(2))
+	_, cp, err := o.Sign(&blocks[0].Header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := write("other.txt", []byte(cp))
+	if _, err := verify(book, other); err == nil || !strings.Contains(err.Error(), "earlier checkpoint") {
+		t.Errorf("since a checkpoint of another key: %v", err)
+	}
+}

@@ -70,6 +70,7 @@ type Book struct {
 	recent   []*Block
 	baseHead Header
 	baseCP   string
+	unusable error // set by an Append that failed after changing the book
 }
 
 // maxRecent bounds the blocks Undo can take back: a few transactions' worth.
@@ -224,13 +225,26 @@ type Appended struct {
 	Block     *Block
 }
 
+// ErrUnusable marks an Append that failed after it had changed the book
+// (a signing error, which NewSigner's checks rule out): the book holds
+// entries no block publishes and must be dropped; the writer rebuilds it
+// from the published blocks.
+var ErrUnusable = errors.New("ledger: book unusable after a failed append")
+
 // Append appends the release's entries in order as blocks of at most
 // maxPerBlock entries, signed by s, and returns the blocks and the
 // appended entries. Entries whose credit or request id the book already
 // holds (or that repeat within the release) are skipped and reported in
-// skipped. A release whose entries are all skipped makes no block. A
-// signing error (NewSigner's checks rule it out) leaves the book unusable.
-func (b *Book) Append(rel Release, maxPerBlock int, s *Signer) (blocks []*Block, out []Appended, skipped []Entry, err error) {
+// skipped. A release whose entries are all skipped makes no block.
+//
+// An error that does not match ErrUnusable (an invalid entry, matching
+// ErrEntry; a bad argument) changed nothing. One matching ErrUnusable came
+// after the book changed: the book must not be used again, and every later
+// Append returns it.
+func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Block, out []Appended, skipped []Entry, err error) {
+	if b.unusable != nil {
+		return nil, nil, nil, b.unusable
+	}
 	if maxPerBlock < 1 {
 		return nil, nil, nil, fmt.Errorf("max entries per block %d, want >= 1", maxPerBlock)
 	}
@@ -268,7 +282,7 @@ func (b *Book) Append(rel Release, maxPerBlock int, s *Signer) (blocks []*Block,
 		first := b.tree.Size()
 		for _, c := range chunk {
 			if err := b.record(&c.e); err != nil { // cannot happen: filtered above
-				return nil, nil, nil, err
+				return nil, nil, nil, b.fail(err)
 			}
 			b.tree.Append(c.raw)
 			blk.Entries = append(blk.Entries, c.raw)
@@ -279,7 +293,7 @@ func (b *Book) Append(rel Release, maxPerBlock int, s *Signer) (blocks []*Block,
 			FirstIndex: first, LastIndex: b.tree.Size() - 1, TimestampMs: rel.TimestampMs, Clock: rel.Clock,
 		}
 		if blk.Signature, blk.Checkpoint, err = s.Sign(&blk.Header); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, b.fail(err)
 		}
 		if len(b.recent) == maxRecent {
 			b.baseHead, b.baseCP = b.recent[0].Header, b.recent[0].Checkpoint
@@ -298,14 +312,24 @@ func (b *Book) Append(rel Release, maxPerBlock int, s *Signer) (blocks []*Block,
 	return blocks, out, skipped, nil
 }
 
+// fail marks the book unusable after an Append that changed it failed.
+func (b *Book) fail(err error) error {
+	b.unusable = fmt.Errorf("%w: %w", ErrUnusable, err)
+	return b.unusable
+}
+
 // ErrUndo is returned when Undo cannot reach the asked height.
 var ErrUndo = errors.New("ledger: cannot undo to that height")
 
 // Undo takes back the blocks after height-1 (so that Height() == height),
 // if Append made them recently: the tree is truncated and their ids leave
 // the idempotency sets. The caller checks the result against the published
-// book (the head's hash) before trusting it.
+// book (the head's hash) before trusting it. An unusable book (ErrUnusable)
+// cannot be undone.
 func (b *Book) Undo(height uint64) error {
+	if b.unusable != nil {
+		return b.unusable
+	}
 	if height > b.height || b.height-height > uint64(len(b.recent)) {
 		return fmt.Errorf("undo to height %d from %d with %d recent blocks: %w", height, b.height, len(b.recent), ErrUndo)
 	}

@@ -81,8 +81,13 @@ func TestBookVerifyAndProve(t *testing.T) {
 		t.Fatal(err)
 	}
 	if sum.Entries != 7 || sum.Credits != 5 || sum.Debits != 1 || sum.Adjustments != 1 || sum.Head.Root != book.Tree().Root() ||
-		sum.First != blocks[0].Checkpoint || sum.Checkpoint != blocks[2].Checkpoint { // checked consistent with each other
+		sum.Checkpoint != blocks[2].Checkpoint {
 		t.Errorf("summary %+v", sum)
+	}
+	for _, b := range blocks { // the head is consistent with every checkpoint before it
+		if _, err := ledger.VerifySince(context.Background(), ledgertest.Blocks(blocks), s.Public(), b.Checkpoint); err != nil {
+			t.Errorf("since block %d: %v", b.Header.Height, err)
+		}
 	}
 	if p, ok := book.Credited("v2/2026-11-02"); !ok || p != 95 {
 		t.Errorf("v2 credited %d %v, want 95 after the -5 adjustment", p, ok)
@@ -325,5 +330,39 @@ func TestBookUndo(t *testing.T) {
 	}
 	if err := applied.Undo(2); !errors.Is(err, ledger.ErrUndo) {
 		t.Errorf("undo of applied blocks: %v, want ErrUndo", err)
+	}
+}
+
+// brokenSigner signs nothing.
+type brokenSigner struct{ ledger.BlockSigner }
+
+func (brokenSigner) Sign(*ledger.Header) ([]byte, string, error) {
+	return nil, "", errors.New("signer out of order")
+}
+
+// TestAppendErrors: an invalid entry fails Append with nothing changed
+// (ErrEntry, the book goes on); a signing failure comes after the entries
+// are in the tree, so it is ErrUnusable and the book refuses any further
+// Append or Undo.
+func TestAppendErrors(t *testing.T) {
+	s, _ := ledger.NewSigner(ledgertest.Origin, ledgertest.Key(1))
+	book, _ := ledgertest.SmallBook(t, s)
+	size, head := book.Size(), book.Head()
+	bad := ledger.Release{TimestampMs: 3 * 86_400_000, Entries: []ledger.Entry{ledgertest.Credit("v9", 3, 1), {Kind: ledger.KindDebit, ID: "x"}}}
+	if _, _, _, err := book.Append(bad, 3, s); !errors.Is(err, ledger.ErrEntry) || errors.Is(err, ledger.ErrUnusable) {
+		t.Fatalf("invalid entry: %v, want ErrEntry", err)
+	}
+	if book.Size() != size || book.Head() != head {
+		t.Fatal("an invalid release changed the book")
+	}
+	good := ledger.Release{TimestampMs: 3 * 86_400_000, Entries: []ledger.Entry{ledgertest.Credit("v9", 3, 1)}}
+	if _, _, _, err := book.Append(good, 3, brokenSigner{s}); !errors.Is(err, ledger.ErrUnusable) {
+		t.Fatalf("signing failure: %v, want ErrUnusable", err)
+	}
+	if _, _, _, err := book.Append(good, 3, s); !errors.Is(err, ledger.ErrUnusable) {
+		t.Errorf("append to an unusable book: %v, want ErrUnusable", err)
+	}
+	if err := book.Undo(book.Height()); !errors.Is(err, ledger.ErrUnusable) {
+		t.Errorf("undo of an unusable book: %v, want ErrUnusable", err)
 	}
 }

@@ -34,7 +34,10 @@ type noteSigner struct {
 func (s noteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.priv, msg), nil }
 
 // NewSigner returns a signer for the log named origin (the checkpoint's
-// first line and the signed note's key name: no spaces, no '+').
+// first line and the signed note's key name: no spaces, no '+'). It checks
+// everything note.Sign could refuse (the key name; the checkpoint body
+// always ends in a newline) by signing one checkpoint, so the signer's
+// Sign does not fail.
 func NewSigner(origin string, priv ed25519.PrivateKey) (*Signer, error) {
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("ledger key: %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
@@ -43,7 +46,11 @@ func NewSigner(origin string, priv ed25519.PrivateKey) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{note: noteSigner{Verifier: v, priv: priv}, vkey: vkey}, nil
+	s := &Signer{note: noteSigner{Verifier: v, priv: priv}, vkey: vkey}
+	if _, _, err := s.Sign(&Header{}); err != nil {
+		return nil, fmt.Errorf("ledger origin %q: %w", origin, err)
+	}
+	return s, nil
 }
 
 // verifier returns the signed-note verifier of pub under the key name
@@ -70,7 +77,19 @@ func (s *Signer) Public() ed25519.PublicKey { return s.note.priv.Public().(ed255
 // "<origin>+<key id hex>+<base64(0x01 || public key)>".
 func (s *Signer) VerifierKey() string { return s.vkey }
 
-// Sign returns the header signature and the signed checkpoint of h.
+// BlockSigner signs the blocks Book.Append makes: a *Signer.
+type BlockSigner interface {
+	// Origin is the log's name.
+	Origin() string
+	// Sign returns the header signature and the signed checkpoint of h.
+	Sign(h *Header) (sig []byte, checkpoint string, err error)
+}
+
+var _ BlockSigner = (*Signer)(nil)
+
+// Sign returns the header signature and the signed checkpoint of h. The
+// error is note.Sign's, which NewSigner's checks rule out; Book.Append
+// treats one as fatal (ErrUnusable).
 func (s *Signer) Sign(h *Header) (sig []byte, checkpoint string, err error) {
 	body := tlog.Checkpoint{Origin: s.Origin(), Size: h.TreeSize, Hash: h.Root[:]}.Marshal()
 	cp, err := note.Sign(&note.Note{Text: string(body)}, s.note)

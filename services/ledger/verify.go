@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
@@ -37,22 +38,39 @@ type Summary struct {
 	Debits      uint64
 	Adjustments uint64
 	Head        Header
-	First       string // the first block's signed checkpoint
 	Checkpoint  string // the last block's signed checkpoint
 }
 
 // Verify reads every block of src and checks it with no trust in whoever
 // serves it: every leaf and root recomputed, every header link, index,
 // signature and checkpoint checked against pub, no vehicle-day credited
-// twice; and, as a client holding the first checkpoint would, that the
-// last checkpoint is consistent with the first (CheckConsistency). The
-// first problem is returned as an *Inconsistency (or, for an unreadable
-// source, the read error wrapped in one).
+// twice. The first problem is returned as an *Inconsistency (or, for an
+// unreadable source, the read error wrapped in one).
 func Verify(ctx context.Context, src BlockSource, pub ed25519.PublicKey) (Summary, error) {
+	return VerifySince(ctx, src, pub, "")
+}
+
+// VerifySince verifies the book as Verify does and then checks it extends
+// since, a checkpoint signed by pub that the caller kept from earlier (""
+// for none), as a client holding it would: a consistency proof from
+// since's tree size to the head, made with the rebuilt tree and checked
+// with CheckConsistency. A book that does not extend since (a fork, a
+// rewritten or truncated history) is an *Inconsistency naming both
+// checkpoints; a since that is not a checkpoint signed by pub is an error
+// before anything is read.
+func VerifySince(ctx context.Context, src BlockSource, pub ed25519.PublicKey, since string) (Summary, error) {
+	var old Checkpoint
+	if since != "" {
+		var err error
+		if old, err = VerifyCheckpoint(since, pub); err != nil {
+			return Summary{}, fmt.Errorf("earlier checkpoint: %w", err)
+		}
+	}
 	var sum Summary
+	oldBlock, covered := uint64(0), old.Size == 0 // the block that reaches since's tree size
 	book, err := replay(ctx, src, pub, func(blk *Block) {
-		if sum.Blocks == 0 {
-			sum.First = blk.Checkpoint
+		if !covered && blk.Header.TreeSize >= old.Size {
+			oldBlock, covered = blk.Header.Height, true
 		}
 		sum.Blocks++
 		sum.Head = blk.Header
@@ -69,23 +87,33 @@ func Verify(ctx context.Context, src BlockSource, pub ed25519.PublicKey) (Summar
 			}
 		}
 	})
-	if err != nil || sum.Blocks < 2 {
+	if err != nil || since == "" {
 		return sum, err
 	}
-	first, _ := VerifyCheckpoint(sum.First, pub) // Apply verified it
-	proof, err := book.Tree().ConsistencyProof(first.Size, sum.Head.TreeSize)
+	head := fmt.Sprintf("the head checkpoint: tree size %d, root %s", sum.Head.TreeSize, sum.Head.Root)
+	earlier := fmt.Sprintf("the earlier checkpoint: tree size %d, root %s", old.Size, old.Root)
+	if !covered {
+		return sum, &Inconsistency{Block: book.Height(), Entry: -1, What: "the book is shorter than the earlier checkpoint",
+			Expected: earlier, Found: head}
+	}
+	if old.Size == 0 {
+		return sum, nil // every book extends the empty tree
+	}
+	proof, err := book.Tree().ConsistencyProof(old.Size, sum.Head.TreeSize)
 	if err == nil {
-		err = CheckConsistency(sum.First, sum.Checkpoint, proof, pub)
+		err = CheckConsistency(since, sum.Checkpoint, proof, pub)
 	}
 	if err != nil {
-		return sum, &Inconsistency{Block: sum.Head.Height, Entry: -1, What: "consistency with the first checkpoint: " + err.Error()}
+		at, _ := book.Tree().RootAt(old.Size)
+		return sum, &Inconsistency{Block: oldBlock, Entry: -1,
+			What:     fmt.Sprintf("the book does not extend the earlier checkpoint (its first %d entries have root %s): %v", old.Size, at, err),
+			Expected: "a book extending " + earlier, Found: head}
 	}
 	return sum, nil
 }
 
 // Rebuild reads every block of src into a new book, verifying each as
-// Verify does (except the consistency of first and last checkpoints, which
-// the book's tree then guarantees): the book a writer resumes from.
+// Verify does: the book a writer resumes from.
 func Rebuild(ctx context.Context, src BlockSource, pub ed25519.PublicKey) (*Book, error) {
 	return replay(ctx, src, pub, nil)
 }
@@ -148,6 +176,48 @@ type exportSource struct{ r io.Reader }
 
 // ReadExport returns the blocks of an export file as a BlockSource.
 func ReadExport(r io.Reader) BlockSource { return exportSource{r: r} }
+
+// ReadCheckpoint reads a signed checkpoint saved earlier, for
+// VerifySince: an export file (its last block's checkpoint), JSON with a
+// "checkpoint" field (GET /v1/ledger/head, a proof bundle, a proof
+// answer), or the checkpoint text itself. It does not verify the
+// checkpoint.
+func ReadCheckpoint(ctx context.Context, r io.Reader) (string, error) {
+	br := bufio.NewReader(r)
+	if magic, _ := br.Peek(len(exportMagic)); string(magic) == exportMagic {
+		var last string
+		if err := ReadExport(br).Blocks(ctx, func(b *Block) error {
+			last = b.Checkpoint
+			return nil
+		}); err != nil {
+			return "", fmt.Errorf("checkpoint from an export: %w", err)
+		}
+		if last == "" {
+			return "", errors.New("checkpoint from an export: no blocks")
+		}
+		return last, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(br, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+		var v struct {
+			Checkpoint string `json:"checkpoint"`
+		}
+		if err := json.Unmarshal(t, &v); err != nil {
+			return "", fmt.Errorf("checkpoint: %w", err)
+		}
+		if v.Checkpoint == "" {
+			return "", errors.New(`checkpoint: JSON without a "checkpoint" field`)
+		}
+		return v.Checkpoint, nil
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		data = append(data, '\n') // a signed note ends in a newline an editor may have dropped
+	}
+	return string(data), nil
+}
 
 // maxBlockBytes bounds one exported block (a block of 100,000 entries of
 // ~200 bytes is 20 MB).

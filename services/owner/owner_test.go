@@ -12,6 +12,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,6 +272,7 @@ func TestOwnerAPI(t *testing.T) {
 	t.Run("reports", func(t *testing.T) { testReports(t, e) })
 	t.Run("condition", func(t *testing.T) { testCondition(t, e) })
 	t.Run("points", func(t *testing.T) { testPoints(t, e, reader) })
+	t.Run("points without proofs", func(t *testing.T) { testPointsProofsDown(t, conn) })
 	t.Run("errors", func(t *testing.T) { testErrors(t, e) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, e) })
 }
@@ -568,6 +572,86 @@ func testPoints(t *testing.T, e env, reader *proofs.Server) {
 	if code := e.get(t, "/v1/vehicles/v-2/points", &p2); code != 200 || len(p2.Entries) != 1 || p2.Entries[0].Proof == nil ||
 		p2.Balance == nil || p2.Balance.Account != settlement.HoldAccount("v-2") || p2.Balance.Owner != "" {
 		t.Errorf("v-2: status %d %+v", code, p2)
+	}
+}
+
+// downProofs is a proof API that answers every call with err.
+type downProofs struct {
+	err   error
+	calls atomic.Int32
+}
+
+func (d *downProofs) InclusionProof(context.Context, uint64, uint64) (proofs.Proof, error) {
+	d.calls.Add(1)
+	return proofs.Proof{}, d.err
+}
+
+// lockedBuffer is a log sink the handler and the test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// testPointsProofsDown: with the ledger's proof API out of reach (a remote
+// ledger restarting), /points still answers 200 with the balance and every
+// entry, each with proof_error "ledger proofs unavailable"; the proof API
+// is asked once per page and the failure logged once per request. A bad
+// request to the proof API stays an error.
+func testPointsProofsDown(t *testing.T, conn driver.Conn) {
+	serve := func(p owner.Proofs, log io.Writer) env {
+		h, err := owner.NewHandler(owner.Config{Conn: conn, Proofs: p, Balances: balances(t),
+			Logger: slog.New(slog.NewTextHandler(log, nil)), Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := env{srv: httptest.NewServer(h)}
+		t.Cleanup(e.srv.Close)
+		return e
+	}
+	check := func(e env, what string, log *lockedBuffer) {
+		t.Helper()
+		var p owner.Points
+		if code := e.get(t, "/v1/vehicles/v-1/points?limit=6", &p); code != 200 {
+			t.Fatalf("%s: status %d", what, code)
+		}
+		if p.Balance == nil || p.Balance.Balance != 1500 || len(p.Entries) != 6 || p.NextCursor == "" {
+			t.Errorf("%s: balance %+v, %d entries, cursor %q", what, p.Balance, len(p.Entries), p.NextCursor)
+		}
+		for _, en := range p.Entries {
+			if en.Proof != nil || en.ProofError != "ledger proofs unavailable" {
+				t.Errorf("%s: leaf %d: proof %+v, error %q", what, en.LeafIndex, en.Proof, en.ProofError)
+			}
+		}
+		if n := strings.Count(log.String(), "ledger proofs unavailable"); n != 1 {
+			t.Errorf("%s: logged %d times, want once:\n%s", what, n, log)
+		}
+	}
+	// Nothing listens on port 1 of the loopback.
+	var log lockedBuffer
+	check(serve(proofs.NewClient(nil, "http://127.0.0.1:1"), &log), "unreachable ledger", &log)
+
+	down := &downProofs{err: errors.New("ledger proofs: GET /v1/ledger/leaves/19/proof: status 502: bad gateway")}
+	var log2 lockedBuffer
+	check(serve(down, &log2), "ledger answering 502", &log2)
+	if n := down.calls.Load(); n != 1 {
+		t.Errorf("proof API asked %d times for one page, want 1 (not again after it failed)", n)
+	}
+
+	bad := serve(&downProofs{err: fmt.Errorf("leaf: %w", proofs.ErrBadRequest)}, io.Discard)
+	if code := bad.get(t, "/v1/vehicles/v-1/points", nil); code != http.StatusInternalServerError {
+		t.Errorf("bad request to the proof API: status %d, want 500", code)
 	}
 }
 

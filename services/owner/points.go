@@ -21,7 +21,9 @@ type Proofs interface {
 	// InclusionProof proves leaf index leaf in the tree of treeSize
 	// entries (0: the head's, and then the answer carries the signed
 	// checkpoint). An entry the ledger does not hold yet is an error
-	// matching ledger.ErrNotFound.
+	// matching ledger.ErrNotFound, arguments that can never be answered
+	// one matching proofs.ErrBadRequest; any other error means the proofs
+	// are out of reach for now (a remote ledger restarting).
 	InclusionProof(ctx context.Context, leaf, treeSize uint64) (proofs.Proof, error)
 }
 
@@ -68,7 +70,8 @@ type LedgerEntry struct {
 	LeafHash      string          `json:"leaf_hash"`
 	Proof         *InclusionProof `json:"proof,omitempty"`
 	// ProofError says why Proof is missing: the ledger reader has not
-	// reached the entry yet, or the stored entry does not match its leaf.
+	// reached the entry yet, the ledger's proof API is out of reach, or the
+	// stored entry does not match its leaf.
 	ProofError string `json:"proof_error,omitempty"`
 }
 
@@ -181,22 +184,41 @@ func (h *handler) firstPage(ctx context.Context, vin string, out *Points) error 
 	return nil
 }
 
+// Proof errors of /points entries the ledger could not prove.
+const (
+	proofNotYet      = "the ledger reader has not reached this entry yet"
+	proofUnavailable = "ledger proofs unavailable"
+)
+
 // prove attaches inclusion proofs, all against one tree: the head's on the
-// first page (remembered in the cursor for the pages after it).
+// first page (remembered in the cursor for the pages after it). A proof
+// API out of reach (a remote ledger restarting: any error but not found and
+// bad request) is like an entry not reached yet: the entries get a
+// proof_error and the page is answered; after the first such error the
+// rest of the page is not asked for, and it is logged once.
 func (h *handler) prove(ctx context.Context, out *Points, cur *cursor) error {
+	var unavailable error
 	for i := range out.Entries {
 		e := &out.Entries[i]
+		if unavailable != nil {
+			e.ProofError = proofUnavailable
+			continue
+		}
 		if cur.TreeSize != 0 && e.LeafIndex >= cur.TreeSize {
-			e.ProofError = "the ledger reader has not reached this entry yet"
+			e.ProofError = proofNotYet
 			continue
 		}
 		pr, err := h.cfg.Proofs.InclusionProof(ctx, e.LeafIndex, cur.TreeSize)
-		if errors.Is(err, ledger.ErrNotFound) {
-			e.ProofError = "the ledger reader has not reached this entry yet"
+		switch {
+		case errors.Is(err, ledger.ErrNotFound):
+			e.ProofError = proofNotYet
 			continue
-		}
-		if err != nil {
+		case errors.Is(err, proofs.ErrBadRequest):
 			return fmt.Errorf("proof of leaf %d: %w", e.LeafIndex, err)
+		case err != nil:
+			unavailable = err
+			e.ProofError = proofUnavailable
+			continue
 		}
 		if pr.LeafHash != e.LeafHash {
 			h.cfg.Logger.Error("stored ledger entry does not match the ledger", "leaf", e.LeafIndex,
@@ -211,6 +233,9 @@ func (h *handler) prove(ctx context.Context, out *Points, cur *cursor) error {
 			out.TreeSize, out.Root, out.Checkpoint = pr.TreeSize, pr.Root, pr.Checkpoint
 		}
 		e.Proof = &InclusionProof{TreeSize: pr.TreeSize, Root: pr.Root, Hashes: pr.Proof}
+	}
+	if unavailable != nil {
+		h.cfg.Logger.Warn("ledger proofs unavailable: entries answered without proofs", "vehicle", out.VehicleID, "err", unavailable)
 	}
 	return nil
 }

@@ -14,7 +14,8 @@ import (
 	"github.com/minecart/minecart/services/ledger"
 )
 
-// Client is a Prover over a Server's HTTP API.
+// Client is a Prover over a Server's HTTP API. Unlike the Server it
+// verifies nothing: its answers are what the URL answers.
 type Client struct {
 	c    *http.Client
 	base string
@@ -38,9 +39,9 @@ func (c *Client) Head(ctx context.Context) (Head, error) {
 }
 
 // InclusionProof proves leaf index leaf in the tree of treeSize entries
-// (0: the head's).
+// (0: the head's), by index only (GET /v1/ledger/leaves/{index}/proof).
 func (c *Client) InclusionProof(ctx context.Context, leaf, treeSize uint64) (Proof, error) {
-	path := "/v1/ledger/entries/" + strconv.FormatUint(leaf, 10) + "/proof"
+	path := "/v1/ledger/leaves/" + strconv.FormatUint(leaf, 10) + "/proof"
 	if treeSize > 0 {
 		path += "?tree_size=" + strconv.FormatUint(treeSize, 10)
 	}

@@ -15,6 +15,7 @@ import (
 //
 //	GET /v1/ledger/head
 //	GET /v1/ledger/entries/{id}/proof?tree_size=N   (id: entry id, URL-escaped, or leaf index)
+//	GET /v1/ledger/leaves/{index}/proof?tree_size=N (the leaf index only: Client.InclusionProof)
 //	GET /v1/ledger/consistency?first=M&second=N     (second: default the head's size)
 //
 // as JSON; bad parameters get 400, unknown entries and sizes beyond the
@@ -25,6 +26,7 @@ func (s *Server) Handler() http.Handler {
 		reply(w)(s.Head(r.Context()))
 	})
 	mux.HandleFunc("GET /v1/ledger/entries/{rest...}", s.serveProof)
+	mux.HandleFunc("GET /v1/ledger/leaves/{index}/proof", s.serveLeafProof)
 	mux.HandleFunc("GET /v1/ledger/consistency", s.serveConsistency)
 	return mux
 }
@@ -35,17 +37,40 @@ func (s *Server) serveProof(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "want /v1/ledger/entries/{id}/proof")
 		return
 	}
-	var size uint64
-	q := r.URL.Query().Get("tree_size")
-	if q != "" {
-		n, err := strconv.ParseUint(q, 10, 64)
-		if err != nil {
-			httpError(w, http.StatusBadRequest, "tree_size %q: not a number", q)
-			return
-		}
-		size = n
+	size, sized, ok := treeSize(w, r)
+	if !ok {
+		return
 	}
-	reply(w)(s.entryProof(id, size, q != ""))
+	reply(w)(s.entryProof(id, size, sized))
+}
+
+func (s *Server) serveLeafProof(w http.ResponseWriter, r *http.Request) {
+	v := r.PathValue("index")
+	index, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "leaf index %q: not a number", v)
+		return
+	}
+	size, sized, ok := treeSize(w, r)
+	if !ok {
+		return
+	}
+	reply(w)(s.leafProof(index, size, sized))
+}
+
+// treeSize parses the optional tree_size parameter (sized: it was given);
+// on a malformed one it answers 400 and returns !ok.
+func treeSize(w http.ResponseWriter, r *http.Request) (size uint64, sized, ok bool) {
+	q := r.URL.Query().Get("tree_size")
+	if q == "" {
+		return 0, false, true
+	}
+	n, err := strconv.ParseUint(q, 10, 64)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "tree_size %q: not a number", q)
+		return 0, false, false
+	}
+	return n, true, true
 }
 
 func (s *Server) serveConsistency(w http.ResponseWriter, r *http.Request) {

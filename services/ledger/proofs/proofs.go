@@ -2,7 +2,9 @@
 // A Server follows the published book (the blocks topic), verifies every
 // block against the ledger key and answers from its own copy of the tree:
 // as Go calls (the owner API holds one in the same process) and over HTTP
-// (Handler). A Client asks a Server over HTTP with the same calls.
+// (Handler). A Client asks a Server over HTTP with the same calls and
+// verifies nothing: it returns what the URL answers, and whoever uses its
+// proofs checks them against a checkpoint signed by the ledger key.
 package proofs
 
 import (
@@ -12,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,9 +54,10 @@ type Head struct {
 	CaughtUp    bool   `json:"caught_up"`
 }
 
-// Proof is an inclusion proof (GET /v1/ledger/entries/{id}/proof).
+// Proof is an inclusion proof (GET /v1/ledger/entries/{id}/proof and
+// /v1/ledger/leaves/{index}/proof).
 type Proof struct {
-	ID         string   `json:"id"`
+	ID         string   `json:"id"` // as asked: the entry id, or the leaf index in decimal
 	LeafIndex  uint64   `json:"leaf_index"`
 	LeafHash   string   `json:"leaf_hash"`
 	TreeSize   uint64   `json:"tree_size"`
@@ -167,17 +171,42 @@ func (s *Server) Head(context.Context) (Head, error) {
 	}, nil
 }
 
-// InclusionProof proves leaf index leaf (Prover).
+// InclusionProof proves leaf index leaf (Prover): the index itself, never
+// an entry whose id happens to read as that number.
 func (s *Server) InclusionProof(_ context.Context, leaf, treeSize uint64) (Proof, error) {
-	return s.entryProof(strconv.FormatUint(leaf, 10), treeSize, treeSize != 0)
+	return s.leafProof(leaf, treeSize, treeSize != 0)
 }
 
-// entryProof proves the entry named id (an entry id, or a leaf index in
-// decimal that is no entry id) in the tree of treeSize entries, or of the
-// head's size if !sized.
+// leafProof proves leaf index leaf in the tree of treeSize entries, or of
+// the head's size if !sized (GET /v1/ledger/leaves/{index}/proof).
+func (s *Server) leafProof(leaf, treeSize uint64, sized bool) (Proof, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.prove(strconv.FormatUint(leaf, 10), leaf, treeSize, sized)
+}
+
+// entryProof proves the entry named id (GET /v1/ledger/entries/{id}/proof):
+// the entry with that id or, if there is none, the leaf index id in
+// decimal; in the tree of treeSize entries, or of the head's size if
+// !sized.
 func (s *Server) entryProof(id string, treeSize uint64, sized bool) (Proof, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	index, found := s.ids[keyOf(id)]
+	if !found {
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err != nil {
+			n = math.MaxUint64 // no such leaf
+		}
+		index = n
+	}
+	return s.prove(id, index, treeSize, sized)
+}
+
+// prove proves leaf index in the tree of treeSize entries, or of the
+// head's size if !sized; id is what the caller asked for (an entry id or
+// the index in decimal). The caller holds s.mu.
+func (s *Server) prove(id string, index, treeSize uint64, sized bool) (Proof, error) {
 	head := s.book.Size()
 	size := head
 	if sized {
@@ -186,13 +215,8 @@ func (s *Server) entryProof(id string, treeSize uint64, sized bool) (Proof, erro
 		}
 		size = treeSize
 	}
-	index, found := s.ids[keyOf(id)]
-	if !found {
-		n, err := strconv.ParseUint(id, 10, 64)
-		if err != nil || n >= head {
-			return Proof{}, notFound("entry %q: not in the ledger", id)
-		}
-		index = n
+	if index >= head {
+		return Proof{}, notFound("entry %q: not in the ledger", id)
 	}
 	if index >= size {
 		return Proof{}, badRequest("entry %q (leaf %d) is not in a tree of size %d", id, index, size)

@@ -2,7 +2,9 @@ package proofs_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -130,4 +132,67 @@ func parse(t *testing.T, hs []string) []merkle.Hash {
 		out[i] = h
 	}
 	return out
+}
+
+// TestLeafIndexNotEntryID: a request id that reads as a number ("2", at
+// leaf 7) names that entry on the HTTP entries path, but the typed call
+// (Server and Client alike) proves the leaf index it is given.
+func TestLeafIndexNotEntryID(t *testing.T) {
+	signer, _ := ledger.NewSigner(ledgertest.Origin, ledgertest.Key(1))
+	book, blocks := ledgertest.SmallBook(t, signer)
+	more, _, _, err := book.Append(ledger.Release{TimestampMs: 1_900_000_000_000, Clock: ledger.ClockWall, Entries: []ledger.Entry{
+		{Kind: ledger.KindDebit, ID: "2", Account: "acct-1", Amount: 1, Reason: "redemption"},
+	}}, 3, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks = append(blocks, more...)
+	srv, err := proofs.NewServer(proofs.Config{Blocks: idle{}, PublicKey: signer.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blocks {
+		if err := srv.Apply(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	ctx := context.Background()
+	for name, p := range map[string]proofs.Prover{"server": srv, "client": proofs.NewClient(nil, hs.URL)} {
+		pr, err := p.InclusionProof(ctx, 2, 0)
+		if err != nil || pr.LeafIndex != 2 || pr.LeafHash != merkle.HashLeaf(blockEntry(blocks, 2)).String() {
+			t.Errorf("%s: leaf 2: %+v, %v; want the proof of leaf 2", name, pr, err)
+		}
+	}
+	var byID proofs.Proof
+	getJSON(t, hs.URL+"/v1/ledger/entries/2/proof", http.StatusOK, &byID)
+	if byID.ID != "2" || byID.LeafIndex != 7 {
+		t.Errorf("entry id 2: %+v, want leaf 7", byID)
+	}
+	var byIndex proofs.Proof
+	getJSON(t, hs.URL+"/v1/ledger/entries/3/proof", http.StatusOK, &byIndex)
+	if byIndex.LeafIndex != 3 {
+		t.Errorf("entries/3 (no such id): %+v, want leaf 3", byIndex)
+	}
+	getJSON(t, hs.URL+"/v1/ledger/leaves/x/proof", http.StatusBadRequest, nil)
+	getJSON(t, hs.URL+"/v1/ledger/leaves/8/proof", http.StatusNotFound, nil)
+	getJSON(t, hs.URL+"/v1/ledger/leaves/1/proof?tree_size=x", http.StatusBadRequest, nil)
+}
+
+func getJSON(t *testing.T, url string, code int, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != code {
+		t.Fatalf("GET %s: status %d, want %d", url, resp.StatusCode, code)
+	}
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+	}
 }

@@ -31,7 +31,7 @@ import (
 type Processor struct {
 	cfg    Config
 	m      *metrics
-	signer *ledger.Signer
+	signer ledger.BlockSigner
 	book   *ledger.Book
 
 	pending    map[string]ledger.Entry // score id -> credit, window end past the watermarks
@@ -392,8 +392,20 @@ func (p *Processor) release(entries []ledger.Entry, windowEnd int64, out pipelin
 	return p.appendAndEmit(ledger.Release{Entries: entries, TimestampMs: ts, Clock: ledger.ClockEvent}, out)
 }
 
+// appendAndEmit appends rel to the book and emits its blocks and entries.
+// An invalid release changed nothing and is rejected; a failure after the
+// book changed (ledger.ErrUnusable, or outputs that cannot be made) marks
+// the processor broken: Flush fails the transaction and the task is
+// rebuilt from the published book, never from this one.
 func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) error {
+	if p.broken != nil {
+		return nil // the book is not to be appended to again
+	}
 	blocks, appended, skipped, err := p.book.Append(rel, p.cfg.MaxBlockEntries, p.signer)
+	if errors.Is(err, ledger.ErrUnusable) {
+		p.broken = err
+		return nil
+	}
 	if err != nil {
 		return pipelines.Reject("invalid_entry", err) // nothing changed
 	}

@@ -3,6 +3,7 @@ package stage
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"testing"
 	"time"
 
@@ -248,4 +249,102 @@ func TestProcessorCrashAtEveryStep(t *testing.T) {
 		}
 	}
 	t.Logf("%d crash points, rebuilt or resumed: same head", txns)
+}
+
+// failingSigner fails to sign once armed: what Book.Append calls after it
+// has added a block's entries to the tree.
+type failingSigner struct {
+	ledger.BlockSigner
+	armed *bool
+}
+
+func (s failingSigner) Sign(h *ledger.Header) ([]byte, string, error) {
+	if *s.armed {
+		return nil, "", errors.New("signer out of order")
+	}
+	return s.BlockSigner.Sign(h)
+}
+
+// TestProcessorAppendFailsAfterMutation: an Append that fails after it
+// changed the book (a signing error) is no bad input: the record that
+// caused it is not dead-lettered, nothing is emitted, the transaction
+// fails, and the book is not handed to the next processor, which rebuilds
+// from the published blocks and appends what the lost transaction held.
+func TestProcessorAppendFailsAfterMutation(t *testing.T) {
+	ctx := context.Background()
+	m := &memLog{changelog: map[string][]byte{}}
+	var out collect
+	send := func(p *Processor, value []byte) error {
+		err := p.Process(ctx, pipelines.Record{Topic: pipelines.TopicScores, Value: value}, &out)
+		if err == nil {
+			err = p.Flush(ctx, &out)
+		}
+		return err
+	}
+	p := newTestProcessor(t, m)
+	for _, r := range [][]byte{enc(t, ledgertest.Score("a", 1, 10)), enc(t, ledgertest.Watermark(0, 1, 2*ledgertest.DayMs))} {
+		if err := send(p, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.take(t, &out)
+	if len(m.blocks) != 1 {
+		t.Fatalf("%d blocks, want 1", len(m.blocks))
+	}
+	for _, c := range []struct {
+		what    string
+		value   []byte
+		inFlush bool
+	}{
+		{"a rescore (appended by Process)", enc(t, ledgertest.Score("a", 1, 12)), false},
+		{"a late credit (appended by Flush)", enc(t, ledgertest.Score("b", 1, 10)), true},
+	} {
+		armed := false
+		p := newTestProcessor(t, m)
+		p.signer = failingSigner{p.signer, &armed}
+		cache := &bookCache{}
+		p.cache = cache
+		if c.inFlush {
+			// b arrives after the watermark passed its day: late, appended by Flush.
+			if err := p.Process(ctx, pipelines.Record{Topic: pipelines.TopicScores, Value: c.value}, &out); err != nil {
+				t.Fatal(err)
+			}
+			armed = true
+			err := p.Flush(ctx, &out)
+			if _, rejected := pipelines.RejectCode(err); err == nil || rejected || !errors.Is(err, ledger.ErrUnusable) {
+				t.Errorf("%s: flush %v, want a failed transaction (ledger.ErrUnusable), not a reject", c.what, err)
+			}
+		} else {
+			armed = true
+			err := p.Process(ctx, pipelines.Record{Topic: pipelines.TopicScores, Value: c.value}, &out)
+			if _, rejected := pipelines.RejectCode(err); rejected {
+				t.Fatalf("%s: rejected (%v): a valid record would be dead-lettered", c.what, err)
+			}
+			if err := p.Flush(ctx, &out); err == nil || !errors.Is(err, ledger.ErrUnusable) {
+				t.Errorf("%s: flush %v, want a failed transaction (ledger.ErrUnusable)", c.what, err)
+			}
+		}
+		for _, r := range out.recs {
+			if r.Topic == pipelines.TopicLedgerBlocks || r.Topic == pipelines.TopicLedgerEntries {
+				t.Errorf("%s: emitted to %s", c.what, r.Topic)
+			}
+		}
+		out.recs = out.recs[:0] // the transaction aborts: its outputs are lost
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if cache.take() != nil {
+			t.Errorf("%s: the broken book was handed to the next processor", c.what)
+		}
+		// The next processor rebuilds from the published block and
+		// appends the record again, on the published tree.
+		p = newTestProcessor(t, m)
+		if err := send(p, c.value); err != nil {
+			t.Fatalf("%s: after the rebuild: %v", c.what, err)
+		}
+		m.take(t, &out)
+		if _, err := ledger.Verify(ctx, ledgertest.Blocks(m.blocks), ledgertest.Key(1).Public().(ed25519.PublicKey)); err != nil || len(m.blocks) < 2 {
+			t.Errorf("%s: %d blocks: %v", c.what, len(m.blocks), err)
+		}
+	}
 }

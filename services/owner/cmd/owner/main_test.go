@@ -14,6 +14,8 @@ import (
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/daemon/daemontest"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/owner"
 	"github.com/minecart/minecart/services/sink"
 )
@@ -21,7 +23,9 @@ import (
 // TestMainSASL runs the command as docker-compose does (brokers, SCRAM
 // credentials and the ClickHouse DSN from the environment): the position of
 // a vehicle comes from ClickHouse, its balance's owner from the bindings
-// topic read over SASL, and a cancelled context ends run without error.
+// topic read over SASL, its points answer 200 while the ledger's proof API
+// is out of reach (the entry carries a proof_error), and a cancelled
+// context ends run without error.
 func TestMainSASL(t *testing.T) {
 	cfg := daemontest.Broker(t)
 	srv := chtest.Start(t)
@@ -47,6 +51,26 @@ func TestMainSASL(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := bt.Send(); err != nil {
+		t.Fatal(err)
+	}
+	// One ledger entry of v-1; its proof would come from the ledger's proof
+	// API, which is out of reach (--ledger-url below).
+	entry, err := (&ledger.Entry{Kind: ledger.KindCredit, ID: "v-1/2026-11-19", VehicleID: "v-1", Date: "2026-11-19", TZ: "UTC",
+		WindowEndMs: at.Truncate(24 * time.Hour).UnixMilli(), ConfigVersion: "v1", Points: 10, Score: 0.5}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := conn.PrepareBatch(ctx, `INSERT INTO ledger_entries (leaf_index, block_height, tree_size, block_time, kind, id, vehicle_id,
+		account, delta, date, config_version, reason, redemption_id, ref, root, entry, src_topic, src_partition, src_offset)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := at.Truncate(24 * time.Hour).Add(-24 * time.Hour)
+	if err := lb.Append(uint64(0), uint64(0), uint64(1), at, "credit", "v-1/2026-11-19", "v-1", "", int64(10), &day, "v1", "", "", "",
+		merkle.HashLeaf(entry).String(), string(entry), "e", int32(0), int64(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.Send(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -79,6 +103,9 @@ func TestMainSASL(t *testing.T) {
 		body := daemontest.Get(t, "http://"+api+"/v1/vehicles/v-1/points", 200, 10*time.Second)
 		if err := json.Unmarshal([]byte(body), &pts); err != nil {
 			t.Fatal(err)
+		}
+		if len(pts.Entries) != 1 || pts.Entries[0].Proof != nil || pts.Entries[0].ProofError != "ledger proofs unavailable" {
+			t.Fatalf("points %s: want v-1's entry with proof_error \"ledger proofs unavailable\"", body)
 		}
 		if pts.Balance != nil && pts.Balance.Owner == "owner-1" && pts.Balance.Account == "owner-1" {
 			break
