@@ -51,7 +51,7 @@ type admin struct {
 
 // connect connects with the connection flags of kf.
 func connect(ctx context.Context, kf *daemon.Kafka) (*admin, error) {
-	cfg, serde, err := kf.Config(ctx, slog.Default(), nil)
+	cfg, err := kf.Config(ctx, slog.Default(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +59,7 @@ func connect(ctx context.Context, kf *daemon.Kafka) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &admin{cfg: cfg, serde: serde, producer: p}, nil
+	return &admin{cfg: cfg, serde: cfg.Serde, producer: p}, nil
 }
 
 func (a *admin) Close() error { return a.producer.Close() }

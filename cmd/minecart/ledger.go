@@ -66,8 +66,8 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 			defer f.Close()
 			return fn(ledger.ReadExport(f), pub)
 		}
-		kf.CreateTopics = false                                           // a reader changes nothing
-		cfg, _, err := kf.Config(ctx, slog.New(slog.DiscardHandler), nil) // errors are returned
+		kf.CreateTopics = false                                        // a reader changes nothing
+		cfg, err := kf.Config(ctx, slog.New(slog.DiscardHandler), nil) // errors are returned
 		if err != nil {
 			return err
 		}

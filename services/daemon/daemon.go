@@ -151,7 +151,7 @@ func Run(ctx context.Context, args []string, svc Service) error {
 		}
 	}
 	reg := NewRegistry()
-	cfg, _, err := kf.Config(ctx, log, reg)
+	cfg, err := kf.Config(ctx, log, reg)
 	if err != nil {
 		return err
 	}

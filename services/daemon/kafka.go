@@ -19,7 +19,6 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
-	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/registry"
 )
 
@@ -110,38 +109,38 @@ func (k *Kafka) ClientOptions() ([]kgo.Opt, error) {
 }
 
 // Config returns the pipelines configuration of the process (brokers,
-// client options, instance id, log and reg) and the Serde every component
-// shares: Confluent framing with the registry when RegistryURL is set
+// client options, instance id, log and reg) with the Serde every component
+// shares (cfg.Serde): Confluent framing with the registry when RegistryURL is set
 // (NewSerde registers the embedded schemas there), else single-object.
 // With CreateTopics it then creates the missing topics of
 // pipelines.Topology, which also proves that the brokers answer and accept
 // the credentials.
-func (k *Kafka) Config(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) (kafka.Config, *schemas.Serde, error) {
+func (k *Kafka) Config(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) (kafka.Config, error) {
 	brokers := k.BrokerList()
 	if len(brokers) == 0 {
-		return kafka.Config{}, nil, errors.New("brokers: none given")
+		return kafka.Config{}, errors.New("brokers: none given")
 	}
 	opts, err := k.ClientOptions()
 	if err != nil {
-		return kafka.Config{}, nil, err
+		return kafka.Config{}, err
 	}
 	serde, err := registry.NewSerde(ctx, registry.Config{URL: k.RegistryURL, User: k.RegistryUser, Password: k.RegistryPassword})
 	if err != nil {
-		return kafka.Config{}, nil, fmt.Errorf("schema registry: %w", err)
+		return kafka.Config{}, fmt.Errorf("schema registry: %w", err)
 	}
 	cfg := kafka.Config{
 		Brokers: brokers, Logger: log, Registerer: reg, Serde: serde,
 		InstanceID: k.InstanceID, ClientOptions: opts,
 	}
 	if err := cfg.Validate(); err != nil {
-		return kafka.Config{}, nil, err
+		return kafka.Config{}, err
 	}
 	if k.CreateTopics {
 		if err := kafka.EnsureTopicsWith(ctx, cfg, pipelines.Topology); err != nil {
-			return kafka.Config{}, nil, fmt.Errorf("create topics: %w", err)
+			return kafka.Config{}, fmt.Errorf("create topics: %w", err)
 		}
 	}
-	return cfg, serde, nil
+	return cfg, nil
 }
 
 // ParseSASL reads "mechanism:user:password": mechanism scram-sha-512,

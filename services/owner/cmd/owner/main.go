@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"net/http"
+	"time"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/services/daemon"
@@ -37,7 +38,7 @@ func run(ctx context.Context, args []string) error {
 			env.OnClose(conn.Close)
 			cfg := owner.Config{Conn: conn, Registerer: env.Registry, Logger: env.Log}
 			if ledgerURL != "" {
-				cfg.Proofs = proofs.NewClient(nil, ledgerURL)
+				cfg.Proofs = proofs.NewClient(&http.Client{Timeout: 5 * time.Second}, ledgerURL)
 			}
 			// Balances: vehicle -> owner bindings and settlement's accounts.
 			bindings, err := env.Table(ctx, pipelines.TopicAccounts)
