@@ -217,6 +217,30 @@ func TestTable(t *testing.T) {
 	}
 }
 
+// TestTableMissingTopic: NewTable on a topic that does not exist returns
+// the error (a table that stayed empty would leave its service not ready
+// for good), and so does Reader.Follow.
+func TestTableMissingTopic(t *testing.T) {
+	brokers := kafkatest.Broker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tb, err := kafka.NewTable(ctx, kafkatest.Config(brokers), "no.such.topic")
+	if !errors.Is(err, kerr.UnknownTopicOrPartition) {
+		if err == nil {
+			tb.Close()
+		}
+		t.Fatalf("NewTable on a missing topic: %v, want %v", err, kerr.UnknownTopicOrPartition)
+	}
+	rd, err := kafka.NewReader(kafkatest.Config(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if err := rd.Follow(ctx, "no.such.topic", func(pipelines.Record) error { return nil }, nil); !errors.Is(err, kerr.UnknownTopicOrPartition) {
+		t.Fatalf("Follow on a missing topic: %v, want %v", err, kerr.UnknownTopicOrPartition)
+	}
+}
+
 // TestEnsureTopics creates topics with their configs and is idempotent.
 func TestEnsureTopics(t *testing.T) {
 	brokers := kafkatest.Broker(t)

@@ -131,27 +131,45 @@ func (r *Reader) ReadAll(ctx context.Context, topic string, p int32, fn func(pip
 	return r.Read(ctx, topic, p, 0, end, fn)
 }
 
+// Ends returns the last stable offset of every partition of topic: where a
+// read_committed read of each partition ends now. A topic that does not
+// exist or that the client may not describe is an error.
+func (r *Reader) Ends(ctx context.Context, topic string) (map[int32]int64, error) {
+	offs, err := r.adm.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = offs.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("end offsets %s: %w", topic, err)
+	}
+	ends := map[int32]int64{}
+	offs.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	return ends, nil
+}
+
 // Follow calls fn for every committed data record of every partition of
 // topic from its start, in offset order within a partition, and keeps
 // following the topic until ctx is done (it then returns nil) or fn fails.
 // caught, if not nil, is called once, when every partition has been read up
-// to the last stable offset it had when Follow started.
+// to the last stable offset it had when Follow started (Ends).
 func (r *Reader) Follow(ctx context.Context, topic string, fn func(pipelines.Record) error, caught func()) error {
-	ends, err := r.adm.ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := r.Ends(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("follow %s: end offsets: %w", topic, err)
+		return fmt.Errorf("follow: %w", err)
 	}
+	return r.follow(ctx, topic, ends, fn, caught)
+}
+
+// follow is Follow from ends, the topic's Ends.
+func (r *Reader) follow(ctx context.Context, topic string, ends map[int32]int64, fn func(pipelines.Record) error, caught func()) error {
 	target := map[int32]int64{}
 	start := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		start[o.Partition] = kgo.NewOffset().AtStart()
-		if o.Offset > 0 {
-			target[o.Partition] = o.Offset
+	for p, end := range ends {
+		start[p] = kgo.NewOffset().AtStart()
+		if end > 0 {
+			target[p] = end
 		}
-	})
+	}
 	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: start})
 	defer r.cl.RemoveConsumePartitions(map[string][]int32{topic: keys(start)})
 	if len(target) == 0 && caught != nil {

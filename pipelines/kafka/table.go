@@ -29,10 +29,17 @@ type Table struct {
 	err    error // the follower's fatal error, set before done is closed
 }
 
-// NewTable starts following topic.
+// NewTable lists topic's end offsets, then starts following it. A topic
+// that does not exist or that the client may not read is an error here,
+// not a table that stays empty.
 func NewTable(ctx context.Context, cfg Config, topic string) (*Table, error) {
 	rd, err := NewReader(cfg)
 	if err != nil {
+		return nil, fmt.Errorf("table %s: %w", topic, err)
+	}
+	ends, err := rd.Ends(ctx, topic)
+	if err != nil {
+		rd.Close()
 		return nil, fmt.Errorf("table %s: %w", topic, err)
 	}
 	t := &Table{
@@ -45,7 +52,7 @@ func NewTable(ctx context.Context, cfg Config, topic string) (*Table, error) {
 	ctx, t.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(t.done)
-		if err := rd.Follow(ctx, topic, t.put, func() { close(t.caught) }); err != nil {
+		if err := rd.follow(ctx, topic, ends, t.put, func() { close(t.caught) }); err != nil {
 			t.err = fmt.Errorf("table %s: %w", topic, err)
 		}
 	}()
