@@ -19,13 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/infra/broker"
@@ -155,56 +155,28 @@ func ProduceN(t testing.TB, brokers []string, topic string, n int, gen func(i in
 }
 
 // ReadCommitted returns every committed record of topic up to the end
-// offsets (last stable offsets) at the time of the call, partition by
-// partition in offset order.
+// offsets (last stable offsets, kafka.Reader.Ends) at the time of the call,
+// partition by partition in offset order. It does not wait for the
+// transactions open then (as kafka.Reader.End would): a test may look at a
+// topic while a killed writer's transaction is still open.
 func ReadCommitted(ctx context.Context, brokers []string, topic string) ([]pipelines.Record, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
-		kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)
+	rd, err := kafka.NewReader(kafka.Config{Brokers: brokers, Logger: Logger()})
 	if err != nil {
 		return nil, err
 	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	defer rd.Close()
+	ends, err := rd.Ends(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("end offsets %s: %w", topic, err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	byP := map[int32][]pipelines.Record{}
-	pos := map[int32]int64{}
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("read %s: %w", topic, err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			end, ok := want[r.Partition]
-			if !ok || r.Offset >= end {
-				return
-			}
-			pos[r.Partition] = r.Offset + 1
-			if !r.Attrs.IsControl() {
-				byP[r.Partition] = append(byP[r.Partition], toRecord(r))
-			}
-			if pos[r.Partition] >= end {
-				delete(want, r.Partition)
-			}
-		})
+		return nil, err
 	}
 	var out []pipelines.Record
-	for p := int32(0); len(byP) > 0; p++ {
-		out = append(out, byP[p]...)
-		delete(byP, p)
+	for _, p := range slices.Sorted(maps.Keys(ends)) {
+		if err := rd.Read(ctx, topic, p, 0, ends[p], func(r pipelines.Record) error {
+			out = append(out, r)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
 	}
 	return out, nil
 }
@@ -227,15 +199,6 @@ func WaitRecords(t testing.TB, brokers []string, topic string, n int, timeout ti
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func toRecord(r *kgo.Record) pipelines.Record {
-	hs := make([]pipelines.Header, len(r.Headers))
-	for i, h := range r.Headers {
-		hs[i] = pipelines.Header{Key: h.Key, Value: h.Value}
-	}
-	return pipelines.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key,
-		Value: r.Value, Headers: hs, Timestamp: r.Timestamp}
 }
 
 // Passthrough is the baseline of stage benchmarks: a bare franz-go client
