@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
@@ -368,9 +370,34 @@ func TestSinkDeadLetter(t *testing.T) {
 	if string(dl[0].Header("code")) != "decode" {
 		t.Fatalf("dead letter headers %v", dl[0].Headers)
 	}
+	waitCommitted(t, brokers, "sdl", "sdl.in", 0, 3)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(stored) != 2 {
 		t.Fatalf("stored %v, want v0 and v2", stored)
 	}
+}
+
+// waitCommitted waits until group's committed offset of topic/p is want.
+func waitCommitted(t testing.TB, brokers []string, group, topic string, p int32, want int64) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	got := int64(-1)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		offs, err := adm.FetchOffsets(context.Background(), group)
+		if err != nil {
+			continue // the group has committed nothing yet
+		}
+		if o, ok := offs.Lookup(topic, p); ok && o.Err == nil {
+			if got = o.At; got == want {
+				return
+			}
+		}
+	}
+	t.Fatalf("group %s: committed offset of %s/%d %d, want %d", group, topic, p, got, want)
 }
