@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 )
 
 // upper is a stateless stage: it emits every input value upper-cased to
@@ -377,6 +379,80 @@ func TestSinkDeadLetter(t *testing.T) {
 		t.Fatalf("stored %v, want v0 and v2", stored)
 	}
 }
+
+// TestSinkDeadLetterRetry: Write succeeds but its dead letter cannot be
+// produced (the dead-letter topic does not exist yet): only the produce is
+// retried, Write is not called again, and once the topic exists the dead
+// letter lands and the batch commits.
+func TestSinkDeadLetterRetry(t *testing.T) {
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "sdr.in", Partitions: 1})
+	kafkatest.Produce(t, brokers,
+		kafka.Output{Topic: "sdr.in", Key: []byte("a"), Value: []byte("v0")},
+		kafka.Output{Topic: "sdr.in", Key: []byte("b"), Value: []byte("bad")},
+		kafka.Output{Topic: "sdr.in", Key: []byte("c"), Value: []byte("v2")})
+	var writes, dlFailures atomic.Int32
+	cfg := kafkatest.Config(brokers)
+	cfg.DeadLetterTopic = "sdr.dead"
+	cfg.Logger = slog.New(dlFailureCounter{&dlFailures})
+	// Fail a produce to a missing topic at its first metadata answer.
+	cfg.ClientOptions = []kgo.Opt{kgo.UnknownTopicRetries(0)}
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	kafkatest.RunSink(t, cfg, pipelines.SinkStage{
+		// The three records make one batch, written as soon as all are in.
+		Name: "sdr", Inputs: []string{"sdr.in"}, MaxRows: 3, MaxWait: time.Minute,
+		Write: func(_ context.Context, recs []pipelines.Record) ([]pipelines.Rejected, error) {
+			writes.Add(1)
+			var rejected []pipelines.Rejected
+			for _, r := range recs {
+				if !bytes.HasPrefix(r.Value, []byte("v")) {
+					rejected = append(rejected, pipelines.Rejected{Record: r, Code: "decode", Err: errors.New("not a v record")})
+				}
+			}
+			return rejected, nil
+		},
+	})
+	for deadline := time.Now().Add(20 * time.Second); dlFailures.Load() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d failed dead-letter produces, want 2", dlFailures.Load())
+		}
+	}
+	kafkatest.CreateTopics(t, brokers, pipelines.TopicSpec{Name: "sdr.dead", Partitions: 1})
+	dl := kafkatest.WaitRecords(t, brokers, "sdr.dead", 1, 20*time.Second)
+	var d avro.DeadLetter
+	if err := schemas.SingleObject().Unmarshal(dl[0].Value, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Stage != "sdr" || d.ReasonCode != "decode" || d.SourceOffset != 1 {
+		t.Fatalf("dead letter %+v", d)
+	}
+	waitCommitted(t, brokers, "sdr", "sdr.in", 0, 3)
+	if n := writes.Load(); n != 1 {
+		t.Fatalf("Write called %d times, want once", n)
+	}
+	if n := metricValue(t, reg, "minecart_sink_writes_total", map[string]string{"stage": "sdr", "result": "error"}); n != 0 {
+		t.Fatalf("%v failed writes counted, want 0", n)
+	}
+}
+
+// dlFailureCounter is a slog handler that counts the warnings whose error
+// is a failed dead-letter produce.
+type dlFailureCounter struct{ n *atomic.Int32 }
+
+func (h dlFailureCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (h dlFailureCounter) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" && strings.Contains(a.Value.String(), "dead letters") {
+			h.n.Add(1)
+		}
+		return true
+	})
+	return nil
+}
+
+func (h dlFailureCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h dlFailureCounter) WithGroup(string) slog.Handler      { return h }
 
 // waitCommitted waits until group's committed offset of topic/p is want.
 func waitCommitted(t testing.TB, brokers []string, group, topic string, p int32, want int64) {

@@ -155,10 +155,14 @@ func (s *sink) run(ctx context.Context) {
 }
 
 // writeAndCommit writes the buffer, retrying with fetching paused, then
-// commits its offsets. Between retries rebalances may proceed (revoked
-// partitions leave the buffer). If ctx ends while Write fails, the buffer is
-// dropped uncommitted: it is read again on the next start. A Write in
-// progress when ctx ends gets Config.ShutdownTimeout to finish.
+// produces the dead letters of the records the successful Write rejected
+// (retrying that produce alone the same way: the Write is not repeated),
+// then commits the buffer's offsets. Between retries rebalances may proceed
+// (revoked partitions leave the buffer, and their rejected records the
+// dead letters to produce). If ctx ends while Write or the dead letters
+// fail, the buffer is dropped uncommitted: it is read again on the next
+// start. A Write in progress when ctx ends gets Config.ShutdownTimeout to
+// finish.
 func (s *sink) writeAndCommit(ctx context.Context) {
 	wctx, cancel := workCtx(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -168,6 +172,24 @@ func (s *sink) writeAndCommit(ctx context.Context) {
 			s.cl.ResumeFetchTopics(s.st.Inputs...)
 		}
 	}()
+	// retry waits before attempt+1 of what failed, with fetching paused
+	// and rebalances allowed; false (the buffer dropped) once ctx is done.
+	retry := func(what string, attempt, rows int, err error) bool {
+		d := s.cfg.backoff(attempt)
+		s.log.Warn(what+"; retrying", "rows", rows, "attempt", attempt+1, "in", d, "err", err)
+		if !paused {
+			s.cl.PauseFetchTopics(s.st.Inputs...)
+			paused = true
+		}
+		s.cl.AllowRebalance()
+		if ctx.Err() != nil || pipelines.Sleep(ctx, d) != nil {
+			s.log.Error("sink stopping with an unwritten batch; it will be read again", "rows", rows)
+			s.reset()
+			return false
+		}
+		return true
+	}
+	var rejected []pipelines.Rejected
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
 		batch := s.buf // the revoke callback replaces s.buf, never edits it
@@ -176,29 +198,28 @@ func (s *sink) writeAndCommit(ctx context.Context) {
 			return // every buffered partition was revoked meanwhile
 		}
 		start := time.Now()
-		rejected, err := s.st.Write(wctx, batch)
-		if err == nil {
-			err = s.deadLetters(wctx, rejected)
-		}
+		rj, err := s.st.Write(wctx, batch)
 		if err == nil {
 			s.m.sinkWrites.WithLabelValues(s.st.Name, "ok").Inc()
 			s.m.sinkSeconds.WithLabelValues(s.st.Name).Observe(time.Since(start).Seconds())
 			s.m.sinkRows.WithLabelValues(s.st.Name).Add(float64(len(batch)))
+			rejected = rj
 			break
 		}
 		s.m.sinkWrites.WithLabelValues(s.st.Name, "error").Inc()
-		d := s.cfg.backoff(attempt)
-		s.log.Warn("sink write failed; retrying", "rows", len(batch), "attempt", attempt+1, "in", d, "err", err)
-		if !paused {
-			s.cl.PauseFetchTopics(s.st.Inputs...)
-			paused = true
-		}
-		s.cl.AllowRebalance()
-		if ctx.Err() != nil || pipelines.Sleep(ctx, d) != nil {
-			s.log.Error("sink stopping with an unwritten batch; it will be read again", "rows", len(batch))
-			s.reset()
+		if !retry("sink write failed", attempt, len(batch), err) {
 			return
 		}
+	}
+	for attempt := 0; len(rejected) > 0; attempt++ {
+		err := s.deadLetters(wctx, rejected)
+		if err == nil {
+			break
+		}
+		if !retry("sink dead letters failed", attempt, s.buffered(), err) {
+			return
+		}
+		rejected = s.owned(rejected)
 	}
 	// Commit the partitions still ours (no poll ran since the buffer was
 	// filled, so the buffer holds exactly what was written, minus revoked
@@ -248,6 +269,21 @@ func (s *sink) deadLetters(ctx context.Context, rejected []pipelines.Rejected) e
 	}
 	s.log.Warn("records dead-lettered", "records", len(rejected))
 	return nil
+}
+
+// owned returns the rejected records of partitions still buffered: those of
+// partitions revoked since the Write are left to their next owner, which
+// writes them again and rejects them again.
+func (s *sink) owned(rejected []pipelines.Rejected) []pipelines.Rejected {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var kept []pipelines.Rejected
+	for _, rj := range rejected {
+		if _, ok := s.offsets[rj.Record.Topic][rj.Record.Partition]; ok {
+			kept = append(kept, rj)
+		}
+	}
+	return kept
 }
 
 // reset empties the buffer and returns the offsets it covered.
