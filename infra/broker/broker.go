@@ -60,8 +60,8 @@ type Config struct {
 	// in memory only.
 	DataDir string
 	// Partitions is the partition count of topics created without one
-	// (CreateTopics with -1). Topology topics keep their own counts.
-	// Default 1.
+	// (CreateTopics with -1); topics created with an explicit count keep
+	// it. Default 1.
 	Partitions int32
 	// SyncWrites fsyncs every produced batch (slower, survives power loss).
 	SyncWrites bool
