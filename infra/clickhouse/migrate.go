@@ -1,7 +1,8 @@
 // Package clickhouse holds minecart's ClickHouse schema as ordered SQL
 // migrations (migrations/NNNN_name.sql, embedded) and Migrate, which applies
 // the ones a database has not seen yet, through clickhouse-go/v2 (native
-// protocol against a server, HTTP against the embedded infra/chserver).
+// protocol against a server, HTTP against the embedded infra/chserver);
+// MigrateWhenUp retries it until ClickHouse answers (services start-up).
 //
 // Every statement is idempotent (IF NOT EXISTS), so a migration interrupted
 // half-way is simply run again; a migration is recorded in
@@ -17,6 +18,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -137,6 +139,28 @@ func Migrate(ctx context.Context, conn driver.Conn) error {
 		}
 	}
 	return nil
+}
+
+// MigrateWhenUp is Migrate retried with backoff (at most 10s apart) while it
+// fails, as when ClickHouse does not answer yet, until it succeeds or ctx
+// is done (it then returns ctx's error). Each failure is logged at warn
+// level.
+func MigrateWhenUp(ctx context.Context, conn driver.Conn, log *slog.Logger) error {
+	for attempt := 0; ; attempt++ {
+		err := Migrate(ctx, conn)
+		if err == nil || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := min(100*time.Millisecond<<min(attempt, 10), 10*time.Second)
+		log.Warn("clickhouse not ready; retrying", "in", d, "err", err)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Applied returns the recorded migrations: version -> checksum.

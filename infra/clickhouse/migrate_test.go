@@ -2,7 +2,12 @@ package clickhouse_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -70,5 +75,31 @@ func TestSplitStatements(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("%q", got)
 		}
+	}
+}
+
+// TestMigrateWhenUpRetries: while ClickHouse does not answer, MigrateWhenUp
+// logs each failure and tries again until ctx is done.
+func TestMigrateWhenUpRetries(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nobody answers there
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Protocol: clickhouse.HTTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var logs strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	err = chmig.MigrateWhenUp(ctx, conn, slog.New(slog.NewTextHandler(&logs, nil)))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("MigrateWhenUp with nobody answering: %v, want the ctx's deadline", err)
+	}
+	if n := strings.Count(logs.String(), "clickhouse not ready; retrying"); n < 2 {
+		t.Fatalf("%d failures logged, want at least 2:\n%s", n, logs.String())
 	}
 }

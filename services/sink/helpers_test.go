@@ -129,7 +129,7 @@ func newStage(t testing.TB, conn driver.Conn, cfg sink.Config) pipelines.SinkSta
 	return st
 }
 
-// runSink runs the sink as its main does (Open, Migrate, NewStage,
+// runSink runs the sink as its main does (Open, MigrateWhenUp, NewStage,
 // kafka.RunSink) until the returned stop is called or the test ends.
 func runSink(t testing.TB, rcfg kafka.Config, dsn string, cfg sink.Config) (stop func()) {
 	t.Helper()
@@ -138,7 +138,7 @@ func runSink(t testing.TB, rcfg kafka.Config, dsn string, cfg sink.Config) (stop
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	if err := sink.Migrate(context.Background(), conn, rcfg.Logger); err != nil {
+	if err := chschema.MigrateWhenUp(context.Background(), conn, rcfg.Logger); err != nil {
 		t.Fatal(err)
 	}
 	return kafkatest.RunSink(t, rcfg, newStage(t, conn, cfg))

@@ -1,6 +1,6 @@
 // Package sink lands minecart's topics in ClickHouse for analysts: clean
 // telemetry, daily scores, ledger entries and redemption changes, each into
-// its table of the schema in infra/clickhouse (applied by Migrate). NewStage
+// its table of the schema in infra/clickhouse (applied by its Migrate). NewStage
 // is an at-least-once pipelines.SinkStage over an open connection; it makes
 // the landing exactly once by skipping offsets already stored (see
 // writer), and returns undecodable records for the runtime to dead-letter.
@@ -13,7 +13,6 @@
 package sink
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,7 +22,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
-	chschema "github.com/minecart/minecart/infra/clickhouse"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
 )
@@ -49,7 +47,7 @@ var DefaultInputs = []string{pipelines.TopicTelemetryClean, pipelines.TopicScore
 // Config configures NewStage. Zero fields take their defaults.
 type Config struct {
 	// Conn is an open connection to a ClickHouse holding infra/clickhouse's
-	// schema (Open, then Migrate). Required.
+	// schema (Open, then clickhouse.MigrateWhenUp). Required.
 	Conn driver.Conn
 	// Name is the consumer group and the "stage" label (default "sink").
 	Name string
@@ -134,20 +132,4 @@ func Open(dsn string) (driver.Conn, error) {
 		return nil, fmt.Errorf("clickhouse open: %w", err)
 	}
 	return conn, nil
-}
-
-// Migrate applies infra/clickhouse's schema on conn, retrying with backoff
-// (at most 10s apart) while ClickHouse does not answer, until ctx is done.
-func Migrate(ctx context.Context, conn driver.Conn, log *slog.Logger) error {
-	for attempt := 0; ; attempt++ {
-		err := chschema.Migrate(ctx, conn)
-		if err == nil || ctx.Err() != nil {
-			return ctx.Err()
-		}
-		d := min(100*time.Millisecond<<min(attempt, 10), 10*time.Second)
-		log.Warn("sink: clickhouse not ready; retrying", "in", d, "err", err)
-		if err := pipelines.Sleep(ctx, d); err != nil {
-			return err
-		}
-	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/infra/broker"
+	"github.com/minecart/minecart/infra/clickhouse"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
@@ -191,7 +192,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			return nil, fmt.Errorf("sink: %w", err)
 		}
 		s.group.Go(sinkStage.Name, func(ctx context.Context) error {
-			if err := sink.Migrate(ctx, conn, log); err != nil {
+			if err := clickhouse.MigrateWhenUp(ctx, conn, log); err != nil {
 				return err
 			}
 			return kafka.RunSink(ctx, s.Pipelines, sinkStage)

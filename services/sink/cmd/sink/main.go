@@ -7,6 +7,7 @@ import (
 	"flag"
 	"time"
 
+	"github.com/minecart/minecart/infra/clickhouse"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/sink"
@@ -37,7 +38,7 @@ func run(ctx context.Context, args []string) error {
 				return err
 			}
 			env.Go(st.Name, func(ctx context.Context) error {
-				if err := sink.Migrate(ctx, cfg.Conn, env.Log); err != nil {
+				if err := clickhouse.MigrateWhenUp(ctx, cfg.Conn, env.Log); err != nil {
 					return err
 				}
 				return kafka.RunSink(ctx, env.Kafka, st)
