@@ -4,7 +4,11 @@ package layout
 
 import (
 	"encoding/json"
+	"maps"
+	"os"
 	"os/exec"
+	"path"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -53,34 +57,148 @@ func has(deps []string, prefixes ...string) []string {
 	return found
 }
 
-// TestDomainIsPure: the domain packages, the contract, the schemas and the
-// partner example link no Kafka or ClickHouse client (and the partner
+// layers is the table of docs/layout.md ("Imports"), top to bottom: a
+// package imports from its own layer and the layers below. A pattern is a
+// package path in which "*" stands for one path element (path.Match).
+var layers = []struct {
+	name     string
+	patterns []string
+}{
+	{"wiring", []string{"cmd/minecart", "cmd/partner-example", "services/*/cmd/*", "infra/chserver/cmd/chserver",
+		"loadtest/cmd/loadtest", "schemas/internal/avrogen/cmd", "services/stack", "services/daemon",
+		"services/daemon/daemontest", "services/settlement/settletest", "internal/layout"}},
+	{"Kafka and infrastructure adapters", []string{"pipelines/kafka", "pipelines/kafka/kafkatest", "services/ledger/blocks",
+		"services/gateway", "loadtest", "schemas/registry", "infra/*", "infra/chserver/chtest", "cmd/partner-example/partner"}},
+	{"stages and APIs, over the contract", []string{"services/ingest", "services/*/stage", "services/sink", "services/owner",
+		"services/ledger/proofs", "services/settlement/api"}},
+	{"domain", []string{"services/telemetry", "services/telemetry/wire", "services/scoring", "services/scoring/scoringtest",
+		"services/ledger", "services/ledger/merkle", "services/ledger/ledgertest", "services/settlement", "loadtest/fleet"}},
+	{"base", []string{"schemas/avro", "schemas", "schemas/internal/avrogen", "pipelines", "pipelines/prom"}},
+}
+
+// Indexes of layers with rules of their own.
+const (
+	domainLayer = 3
+	baseLayer   = 4
+)
+
+// layerOf returns the index in layers of every package of pkgs, failing the
+// test for a package in no layer or in several, and for a pattern that
+// matches no package (the table would be out of date).
+func layerOf(t *testing.T, pkgs map[string]pkg) map[string]int {
+	t.Helper()
+	of := map[string]int{}
+	used := map[string]bool{}
+	for _, p := range slices.Sorted(maps.Keys(pkgs)) {
+		var in []int
+		for i, l := range layers {
+			for _, pat := range l.patterns {
+				if ok, err := path.Match(pat, p); err != nil {
+					t.Fatalf("pattern %q: %v", pat, err)
+				} else if ok {
+					in = append(in, i)
+					used[pat] = true
+				}
+			}
+		}
+		switch len(in) {
+		case 0:
+			t.Errorf("%s is in no layer: place it in the table of docs/layout.md (Imports) and in layers here", p)
+		case 1:
+			of[p] = in[0]
+		default:
+			t.Errorf("%s is in several layers %v", p, in)
+		}
+	}
+	for _, l := range layers {
+		for _, pat := range l.patterns {
+			if !used[pat] {
+				t.Errorf("layer %q: %s matches no package", l.name, pat)
+			}
+		}
+	}
+	return of
+}
+
+// TestLayers: every package of the module is in exactly one layer and
+// imports only packages of its own layer or of lower ones.
+func TestLayers(t *testing.T) {
+	pkgs := list(t)
+	of := layerOf(t, pkgs)
+	for p, li := range of {
+		for _, imp := range pkgs[p].Imports {
+			dep, ours := strings.CutPrefix(imp, module)
+			if !ours {
+				continue
+			}
+			if di, ok := of[dep]; ok && di < li {
+				t.Errorf("%s (%s) imports %s (%s), a layer above", p, layers[li].name, dep, layers[di].name)
+			}
+		}
+	}
+}
+
+// TestLayersDocumented: the table of docs/layout.md lists the same layers,
+// in the same order, with the same packages, as layers.
+func TestLayersDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/layout.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, imports, ok := strings.Cut(string(doc), "\n## Imports\n")
+	if !ok {
+		t.Fatal("docs/layout.md has no Imports section")
+	}
+	var rows [][]string // layer name, then its patterns
+	for line := range strings.SplitSeq(imports, "\n") {
+		if strings.HasPrefix(line, "## ") {
+			break
+		}
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		if !strings.HasPrefix(line, "|") || len(cells) != 2 || !strings.Contains(cells[1], "`") {
+			continue // not a row of the table
+		}
+		row := []string{cells[0]}
+		for i, part := range strings.Split(cells[1], "`") {
+			if i%2 == 1 {
+				row = append(row, part)
+			}
+		}
+		rows = append(rows, row)
+	}
+	var want [][]string
+	for _, l := range layers {
+		want = append(want, append([]string{l.name}, l.patterns...))
+	}
+	if !slices.EqualFunc(rows, want, slices.Equal) {
+		t.Errorf("docs/layout.md's layer table:\n%q\nwant (internal/layout's layers):\n%q", rows, want)
+	}
+}
+
+// TestDomainIsPure: the packages of the domain layer link no Kafka or
+// ClickHouse client and no Prometheus; those of the base layer (the
+// contract, the schemas) no Kafka or ClickHouse client; the partner
 // example, which proves kafka-go works alone, neither franz-go nor
-// Prometheus); domain packages no Prometheus either.
+// Prometheus.
 func TestDomainIsPure(t *testing.T) {
 	pkgs := list(t)
-	for _, c := range []struct {
-		path   string
-		banned []string
-	}{
-		{"services/telemetry", append(kafkaOrClickHouse, "github.com/prometheus/")},
-		{"services/scoring", append(kafkaOrClickHouse, "github.com/prometheus/")},
-		{"services/ledger", append(kafkaOrClickHouse, "github.com/prometheus/")},
-		{"services/ledger/merkle", append(kafkaOrClickHouse, "github.com/prometheus/")},
-		{"services/settlement", append(kafkaOrClickHouse, "github.com/prometheus/")},
-		{"loadtest/fleet", append(kafkaOrClickHouse, "github.com/prometheus/")},
-		{"schemas", kafkaOrClickHouse},
-		{"schemas/avro", kafkaOrClickHouse},
-		{"pipelines", kafkaOrClickHouse},
-		{"cmd/partner-example", []string{"github.com/twmb/franz-go", "github.com/ClickHouse/", "github.com/prometheus/"}},
-	} {
-		p, ok := pkgs[c.path]
-		if !ok {
-			t.Errorf("%s: no such package", c.path)
-			continue
+	banned := map[string][]string{"cmd/partner-example": {"github.com/twmb/franz-go", "github.com/ClickHouse/", "github.com/prometheus/"}}
+	for p, li := range layerOf(t, pkgs) {
+		switch li {
+		case domainLayer:
+			banned[p] = slices.Concat(kafkaOrClickHouse, []string{"github.com/prometheus/"})
+		case baseLayer:
+			banned[p] = kafkaOrClickHouse
 		}
-		if bad := has(p.Deps, c.banned...); len(bad) > 0 {
-			t.Errorf("%s links %v", c.path, bad)
+	}
+	for _, p := range []string{"services/telemetry", "services/ledger", "schemas", "pipelines", "cmd/partner-example"} {
+		if banned[p] == nil {
+			t.Errorf("%s: not checked", p) // the layer indexes above are wrong
+		}
+	}
+	for p, b := range banned {
+		if bad := has(pkgs[p].Deps, b...); len(bad) > 0 {
+			t.Errorf("%s links %v", p, bad)
 		}
 	}
 }
@@ -94,9 +212,10 @@ func cmdRoot(path string) string {
 	return parts[0] + "/" + parts[1]
 }
 
-// TestImportDirections: stage packages see the contract, not the runtime;
-// infra knows nothing of services or pipelines; nothing outside a command
-// imports its packages.
+// TestImportDirections: the rules the layers leave open: infra knows
+// nothing of services or pipelines; nothing outside a command imports its
+// packages. (Stages never importing the runtime, nor the contract, follows
+// from TestLayers.)
 func TestImportDirections(t *testing.T) {
 	for path, p := range list(t) {
 		for _, imp := range p.Imports {
@@ -109,10 +228,6 @@ func TestImportDirections(t *testing.T) {
 				t.Errorf("%s imports %s, part of another command", path, dep)
 			case strings.HasPrefix(path, "infra/") && (strings.HasPrefix(dep, "services/") || strings.HasPrefix(dep, "pipelines")):
 				t.Errorf("%s (infra) imports %s", path, dep)
-			case (strings.HasSuffix(path, "/stage") || path == "services/ingest") && dep == "pipelines/kafka":
-				t.Errorf("stage %s imports the runtime", path)
-			case strings.HasPrefix(dep, "pipelines/kafka") && strings.HasPrefix(path, "pipelines") && !strings.HasPrefix(path, "pipelines/kafka"):
-				t.Errorf("the contract %s imports the runtime", path)
 			}
 		}
 	}
