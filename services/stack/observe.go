@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/settlement"
 )
@@ -168,20 +168,12 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 		if strings.HasPrefix(string(r.Key), "wm/") {
 			return nil
 		}
-		m, err := s.Serde.DecodeAs(schemas.DailyScore, r.Value)
-		if err != nil {
+		var ds avro.DailyScore
+		if err := s.Serde.Unmarshal(r.Value, &ds); err != nil {
 			return nil // not a score: the ledger dead-letters it
 		}
-		d := Driver{VehicleID: str(m["vehicle_id"]), Date: str(m["date"])}
-		d.Score, _ = m["score"].(float64)
-		d.Points, _ = m["points"].(int64)
-		d.KM, _ = m["distance_km"].(float64)
-		if fl, ok := m["flags"].([]any); ok {
-			for _, f := range fl {
-				d.Flags = append(d.Flags, str(f))
-			}
-		}
-		drivers = append(drivers, d)
+		drivers = append(drivers, Driver{VehicleID: ds.VehicleID, Date: ds.Date, Score: ds.Score, Points: ds.Points,
+			KM: ds.DistanceKm, Flags: append([]string(nil), ds.Flags...)})
 		return nil
 	})
 	if err != nil {
@@ -190,12 +182,12 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 	sum.DeadByReason = map[string]int64{}
 	err = s.scan(ctx, pipelines.TopicDeadLetter, func(r *kgo.Record) error {
 		sum.DeadLetters++
-		m, err := s.Serde.DecodeAs(schemas.DeadLetter, r.Value)
-		if err != nil {
+		var d avro.DeadLetter
+		if err := s.Serde.Unmarshal(r.Value, &d); err != nil {
 			sum.DeadByReason["undecodable"]++
 			return nil
 		}
-		sum.DeadByReason[str(m["stage"])+"/"+str(m["reason_code"])]++
+		sum.DeadByReason[d.Stage+"/"+d.ReasonCode]++
 		return nil
 	})
 	if err != nil {
@@ -300,9 +292,4 @@ func (s *Stack) scan(ctx context.Context, topic string, fn func(*kgo.Record) err
 		}
 	}
 	return nil
-}
-
-func str(v any) string {
-	s, _ := v.(string)
-	return s
 }

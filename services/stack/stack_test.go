@@ -217,6 +217,18 @@ func TestEndToEndDeadLetters(t *testing.T) {
 			t.Errorf("corrupt record on %s not dead-lettered (dead letters: %v)", topic, got)
 		}
 	}
+	// The summary counts them by stage and reason, every one decoded.
+	sum, err := st.Summary(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counted int64
+	for _, n := range sum.DeadByReason {
+		counted += n
+	}
+	if sum.DeadLetters < int64(len(corrupt)) || counted != sum.DeadLetters || sum.DeadByReason["undecodable"] != 0 {
+		t.Errorf("summary: %d dead letters by reason %v, want at least %d, all decoded", sum.DeadLetters, sum.DeadByReason, len(corrupt))
+	}
 }
 
 // TestEndToEndFirehose lands the fleet's clean telemetry in the embedded
