@@ -487,6 +487,66 @@ func TestTableTransactional(t *testing.T) {
 	}
 }
 
+// TestReadAbortedTail: a read ends at a last stable offset just past
+// records of a transaction that was aborted after another one began, so
+// its abort marker lies beyond the end: the aborted records are never
+// delivered, and the read still ends (once a record past the end shows
+// that nothing before it is left).
+func TestReadAbortedTail(t *testing.T) {
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "rat", Partitions: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	txn := func(id string) *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(id), kgo.DefaultProduceTopic("rat"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	produce := func(cl *kgo.Client, v string) {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := txn("rat-a")
+	produce(a, "a0") // offset 0
+	produce(a, "a1") // offset 1
+	b := txn("rat-b")
+	produce(b, "b2") // offset 2: b is open from here
+	if err := a.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err) // a's abort marker: offset 3
+	}
+	rd, err := kafka.NewReader(kafkatest.Config(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	ends, err := rd.Ends(ctx, "rat")
+	if err != nil || ends[0] != 2 {
+		t.Fatalf("end %v %v, want 2 (b open)", ends, err)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		if err := b.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Error(err)
+		}
+	}()
+	var got []string
+	if err := rd.Read(ctx, "rat", 0, 0, ends[0], func(r pipelines.Record) error {
+		got = append(got, string(r.Value))
+		return nil
+	}); err != nil {
+		t.Fatalf("read [0, 2): %v (read %q)", err, got)
+	}
+	if len(got) != 0 {
+		t.Fatalf("read %q, want nothing (a aborted)", got)
+	}
+}
+
 // TestRunSinkRebalance: two sink members share the input, one leaves in
 // the middle: every record is written at least once and the offsets end
 // at the end of the input.

@@ -87,7 +87,10 @@ func (r *Reader) listOffset(ctx context.Context, list func(context.Context, ...s
 
 // Read calls fn, in offset order, for every committed data record of
 // topic/p at offsets [from, end), then returns. An error from fn stops the
-// read and is returned with the record's offset.
+// read and is returned with the record's offset. A range that ends with
+// aborted records whose abort marker lies past end (their transaction was
+// aborted after another one began) returns once a record past end is
+// readable.
 func (r *Reader) Read(ctx context.Context, topic string, p int32, from, end int64, fn func(pipelines.Record) error) error {
 	if from >= end {
 		return nil
@@ -104,7 +107,15 @@ func (r *Reader) Read(ctx context.Context, topic string, p int32, from, end int6
 		}
 		var ferr error
 		fs.EachRecord(func(kr *kgo.Record) {
-			if ferr != nil || kr.Topic != topic || kr.Partition != p || kr.Offset < pos || kr.Offset >= end {
+			if ferr != nil || kr.Topic != topic || kr.Partition != p || kr.Offset < pos {
+				return
+			}
+			if kr.Offset >= end {
+				// Records come in offset order, so nothing before end
+				// is left. Aborted records are never delivered: when
+				// they end the range, only a record past it shows that
+				// the read is done.
+				pos = end
 				return
 			}
 			pos = kr.Offset + 1
