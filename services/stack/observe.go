@@ -2,15 +2,12 @@ package stack
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/settlement"
@@ -21,7 +18,7 @@ type Activity struct {
 	In   map[string]float64 // records consumed, by stage
 	Dead map[string]float64 // records dead-lettered, by stage
 	Lag  map[string]float64 // records behind, by stage (sum over partitions)
-	Sunk float64            // rows the sink wrote
+	Sunk float64            // rows the sink inserted into ClickHouse
 	// ReleasedThrough is the ledger's lowest scoring watermark: every
 	// vehicle-day ending by then is scored and handed to the ledger.
 	ReleasedThrough time.Time
@@ -48,7 +45,7 @@ func (s *Stack) Activity() (Activity, error) {
 				a.ReleasedThrough = time.UnixMilli(int64(m.GetGauge().GetValue()))
 			}
 			continue
-		case "minecart_sink_rows_total":
+		case "minecart_sink_inserted_rows_total":
 			for _, m := range mf.GetMetric() {
 				a.Sunk += m.GetCounter().GetValue()
 			}
@@ -164,7 +161,7 @@ type Summary struct {
 func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 	var sum Summary
 	var drivers []Driver
-	err := s.scan(ctx, pipelines.TopicScores, func(r *kgo.Record) error {
+	err := s.scan(ctx, pipelines.TopicScores, func(r pipelines.Record) error {
 		if strings.HasPrefix(string(r.Key), "wm/") {
 			return nil
 		}
@@ -180,7 +177,7 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 		return sum, err
 	}
 	sum.DeadByReason = map[string]int64{}
-	err = s.scan(ctx, pipelines.TopicDeadLetter, func(r *kgo.Record) error {
+	err = s.scan(ctx, pipelines.TopicDeadLetter, func(r pipelines.Record) error {
 		sum.DeadLetters++
 		var d avro.DeadLetter
 		if err := s.Serde.Unmarshal(r.Value, &d); err != nil {
@@ -193,7 +190,7 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	err = s.scan(ctx, pipelines.TopicLateEvents, func(*kgo.Record) error { sum.LateEvents++; return nil })
+	err = s.scan(ctx, pipelines.TopicLateEvents, func(pipelines.Record) error { sum.LateEvents++; return nil })
 	if err != nil {
 		return sum, err
 	}
@@ -245,50 +242,21 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 	return sum, nil
 }
 
-// scan reads every committed record of topic, from the start to the last
-// stable offsets seen when it starts. Control records are kept so the
-// position is exact even when the log ends with a transaction marker.
-func (s *Stack) scan(ctx context.Context, topic string, fn func(*kgo.Record) error) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Pipelines.Brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords())
+// scan calls fn for every committed record of topic up to the ends its
+// partitions had when scan began (the runtime's Reader).
+func (s *Stack) scan(ctx context.Context, topic string, fn func(pipelines.Record) error) error {
+	rd, err := kafka.NewReader(s.Pipelines)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	defer rd.Close()
+	ends, err := rd.Ends(ctx, topic)
 	if err != nil {
 		return err
 	}
-	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			left[o.Partition] = o.Offset
-		}
-	})
-	for len(left) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
+	for p, end := range ends {
+		if err := rd.Read(ctx, topic, p, 0, end, fn); err != nil {
 			return err
-		}
-		for _, e := range fs.Errors() {
-			return fmt.Errorf("reading %s: %w", topic, e.Err)
-		}
-		var ferr error
-		fs.EachRecord(func(r *kgo.Record) {
-			end, ok := left[r.Partition]
-			if ferr != nil || !ok || r.Offset >= end {
-				return
-			}
-			if r.Offset+1 >= end {
-				delete(left, r.Partition)
-			}
-			if !r.Attrs.IsControl() {
-				ferr = fn(r)
-			}
-		})
-		if ferr != nil {
-			return ferr
 		}
 	}
 	return nil

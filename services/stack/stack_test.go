@@ -16,13 +16,13 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/infra/chserver/chtest"
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 )
 
 // The end-to-end tests run the whole pipeline in this process on a real
@@ -198,14 +198,13 @@ func TestEndToEndDeadLetters(t *testing.T) {
 		t.Fatalf("scores = %d, want %d: good records beside the corrupt ones were lost", out.scores, e2eVehicles)
 	}
 	got := map[string]string{}
-	err := st.scan(ctx, pipelines.TopicDeadLetter, func(r *kgo.Record) error {
-		m, err := st.Serde.DecodeAs(schemas.DeadLetter, r.Value)
-		if err != nil {
+	err := st.scan(ctx, pipelines.TopicDeadLetter, func(r pipelines.Record) error {
+		var d avro.DeadLetter
+		if err := st.Serde.Unmarshal(r.Value, &d); err != nil {
 			return err
 		}
-		v, _ := m["value"].([]byte)
-		if string(v) == "\xc3\x01not avro at all" {
-			got[m["source_topic"].(string)] = m["reason_code"].(string)
+		if string(d.Value) == "\xc3\x01not avro at all" {
+			got[d.SourceTopic] = d.ReasonCode
 		}
 		return nil
 	})
@@ -252,7 +251,7 @@ func TestEndToEndFirehose(t *testing.T) {
 	var want int
 	var wantSum [32]byte
 	ids := []string{}
-	err := st.scan(ctx, pipelines.TopicTelemetryClean, func(r *kgo.Record) error {
+	err := st.scan(ctx, pipelines.TopicTelemetryClean, func(r pipelines.Record) error {
 		m, err := st.Serde.DecodeAs(schemas.TelemetryEvent, r.Value)
 		if err != nil {
 			return err
