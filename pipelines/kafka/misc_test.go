@@ -173,6 +173,33 @@ func TestRunSink(t *testing.T) {
 
 // TestTable follows a compacted topic: latest value per key, nil deletes,
 // WaitCaught after the initial contents, later updates arrive.
+// TestTableWait: Wait returns once a value written after it began shows,
+// and ctx's error for a key that never comes.
+func TestTableWait(t *testing.T) {
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "tw", Partitions: 1, Compacted: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tb, err := kafka.NewTable(ctx, kafkatest.Config(brokers), "tw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	done := make(chan error, 1)
+	go func() {
+		done <- tb.Wait(ctx, "k", func(v []byte, ok bool) bool { return ok && string(v) == "2" })
+	}()
+	kafkatest.Produce(t, brokers, kafka.Output{Topic: "tw", Key: []byte("k"), Value: []byte("1")},
+		kafka.Output{Topic: "tw", Key: []byte("k"), Value: []byte("2")})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if err := tb.Wait(short, "never", func(_ []byte, ok bool) bool { return ok }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait for a missing key: %v", err)
+	}
+}
+
 func TestTable(t *testing.T) {
 	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "tb", Partitions: 2, Compacted: true})
 	kafkatest.Produce(t, brokers,

@@ -19,8 +19,9 @@ type Table struct {
 	topic string
 	rd    *Reader
 
-	mu   sync.RWMutex
-	data map[string][]byte
+	mu      sync.RWMutex
+	data    map[string][]byte
+	changed chan struct{} // closed (and replaced) at every change, for Wait
 
 	caught chan struct{} // closed once every partition reached its end at start
 
@@ -43,11 +44,12 @@ func NewTable(ctx context.Context, cfg Config, topic string) (*Table, error) {
 		return nil, fmt.Errorf("table %s: %w", topic, err)
 	}
 	t := &Table{
-		topic:  topic,
-		rd:     rd,
-		data:   make(map[string][]byte),
-		caught: make(chan struct{}),
-		done:   make(chan struct{}),
+		topic:   topic,
+		rd:      rd,
+		data:    make(map[string][]byte),
+		changed: make(chan struct{}),
+		caught:  make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	ctx, t.cancel = context.WithCancel(ctx)
 	go func() {
@@ -67,7 +69,34 @@ func (t *Table) put(r pipelines.Record) error {
 	} else {
 		t.data[string(r.Key)] = r.Value
 	}
+	close(t.changed)
+	t.changed = make(chan struct{})
 	return nil
+}
+
+// Wait returns once ok accepts key's latest value (present false: no such
+// key), or ctx's error; for a writer that waits until the table shows its
+// own write. ok runs with the table read-locked: it must not call the table.
+func (t *Table) Wait(ctx context.Context, key string, ok func(value []byte, present bool) bool) error {
+	for {
+		t.mu.RLock()
+		v, present := t.data[key]
+		done, changed := ok(v, present), t.changed
+		t.mu.RUnlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("table %s, key %q: %w", t.topic, key, ctx.Err())
+		case <-t.done:
+			if t.err != nil {
+				return t.err
+			}
+			return fmt.Errorf("table %s stopped", t.topic)
+		case <-changed:
+		}
+	}
 }
 
 // Get returns the latest value of key. The slice must not be modified.

@@ -174,18 +174,10 @@ func (ds *Devices) put(ctx context.Context, d *Device) error {
 	if err := ds.producer.ProduceSync(ctx, pipelines.TopicDevices, []byte(d.ID), v); err != nil {
 		return err
 	}
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if got, ok := ds.table.Get(d.ID); ok && bytes.Equal(got, v) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("device %s written, not yet visible: %w", d.ID, ctx.Err())
-		case <-t.C:
-		}
+	if err := ds.table.Wait(ctx, d.ID, func(got []byte, ok bool) bool { return ok && bytes.Equal(got, v) }); err != nil {
+		return fmt.Errorf("device %s written, not yet visible: %w", d.ID, err)
 	}
+	return nil
 }
 
 // Get returns device id.

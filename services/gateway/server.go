@@ -190,18 +190,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // of ids (provisioned a moment ago: the table follows the devices topic
 // asynchronously), or ctx's error.
 func (s *Server) WaitDevices(ctx context.Context, ids []string) error {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
 	for _, id := range ids {
-		for {
-			if _, ok := s.table.Get(id); ok {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("device %s not in the gateway's table: %w", id, ctx.Err())
-			case <-t.C:
-			}
+		if err := s.table.Wait(ctx, id, func(_ []byte, ok bool) bool { return ok }); err != nil {
+			return fmt.Errorf("device %s not in the gateway's table: %w", id, err)
 		}
 	}
 	return nil
