@@ -24,6 +24,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/minecart/minecart/infra/clickhouse"
+
 	"github.com/peterbourgon/ff/v4"
 	"github.com/peterbourgon/ff/v4/ffhelp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,10 +97,46 @@ type Env struct {
 	closers []func() error
 }
 
+// NewEnv returns an Env whose parts run in a new Group under ctx, and the
+// group's context (done once a part stopped). Run makes one for Build; the
+// in-process stack (services/stack) makes its own.
+func NewEnv(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, cfg kafka.Config) (*Env, context.Context) {
+	g, gctx := NewGroup(ctx)
+	return &Env{Log: log, Registry: reg, Kafka: cfg, Group: g}, gctx
+}
+
+// Close stops every part, waits for them and runs the closers.
+func (e *Env) Close() error {
+	e.Stop()
+	return e.finish()
+}
+
+// finish waits for every part, then runs the closers in the reverse order
+// of registration.
+func (e *Env) finish() error {
+	err := e.Wait()
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		err = errors.Join(err, e.closers[i]())
+	}
+	return err
+}
+
 // Stage runs st in the group (kafka.Run); it returns once its in-flight
 // transaction is committed or aborted.
 func (e *Env) Stage(st pipelines.Stage) {
 	e.Go(st.Name, func(ctx context.Context) error { return kafka.Run(ctx, e.Kafka, st) })
+}
+
+// Sink runs the ClickHouse sink st over conn in the group (kafka.RunSink),
+// once the ClickHouse migrations are applied (clickhouse.MigrateWhenUp,
+// which waits for ClickHouse to answer).
+func (e *Env) Sink(conn driver.Conn, st pipelines.SinkStage) {
+	e.Go(st.Name, func(ctx context.Context) error {
+		if err := clickhouse.MigrateWhenUp(ctx, conn, e.Log); err != nil {
+			return err
+		}
+		return kafka.RunSink(ctx, e.Kafka, st)
+	})
 }
 
 // OnClose registers fn to run once every part returned, in the reverse
@@ -155,22 +195,17 @@ func Run(ctx context.Context, args []string, svc Service) error {
 	if err != nil {
 		return err
 	}
-	g, gctx := NewGroup(ctx)
-	env := &Env{Log: log, Registry: reg, Kafka: cfg, Group: g}
-	err = g.ServeMetrics(proc.MetricsAddr, reg)
+	env, gctx := NewEnv(ctx, log, reg, cfg)
+	err = env.ServeMetrics(proc.MetricsAddr, reg)
 	if err == nil {
 		err = svc.Build(gctx, env)
 	}
 	if err != nil {
-		g.Stop()
+		env.Stop()
 	} else {
 		log.Info(svc.Name+" starting", "brokers", cfg.Brokers)
 	}
-	err = errors.Join(err, g.Wait())
-	for i := len(env.closers) - 1; i >= 0; i-- {
-		err = errors.Join(err, env.closers[i]())
-	}
-	return err
+	return errors.Join(err, env.finish())
 }
 
 // process holds the flags every service process has.

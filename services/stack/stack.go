@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/infra/broker"
-	"github.com/minecart/minecart/infra/clickhouse"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
@@ -99,10 +98,9 @@ type Stack struct {
 	Gateway *gateway.Server
 
 	httpAddr string
-	closers  []func() error
 	state    *kafka.Table // settlement's changelog
 
-	group  *daemon.Group   // every running part: stages, followers, the HTTP server
+	env    *daemon.Env     // every running part (stages, followers, the HTTP server) and what to close after them
 	failed <-chan struct{} // the group's context: done once a part stopped
 }
 
@@ -125,7 +123,6 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if s.Broker, err = broker.Start(broker.Config{Addr: cfg.KafkaAddr, DataDir: kafkaDir, Logger: log}); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	s.closers = append(s.closers, s.Broker.Close)
 	if err := kafka.EnsureTopics(ctx, s.Broker.Addrs(), pipelines.Topology); err != nil {
 		return nil, fmt.Errorf("create topology: %w", err)
 	}
@@ -134,10 +131,14 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		Brokers: s.Broker.Addrs(), Logger: log, Registerer: s.Registry, Serde: s.Serde,
 		SessionTimeout: cfg.SessionTimeout,
 	}
-	if s.Producer, err = kafka.NewProducer(s.Pipelines); err != nil {
+	// The parts run until Close, whatever becomes of ctx.
+	var runCtx context.Context
+	s.env, runCtx = daemon.NewEnv(context.WithoutCancel(ctx), log, s.Registry, s.Pipelines)
+	s.env.ShutdownTimeout = 5 * time.Second
+	s.failed = runCtx.Done()
+	if s.Producer, err = s.env.Producer(); err != nil {
 		return nil, err
 	}
-	s.closers = append(s.closers, s.Producer.Close)
 
 	keyPath := ""
 	if cfg.DataDir != "" {
@@ -150,12 +151,6 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	} else if _, s.LedgerKey, err = ed25519.GenerateKey(nil); err != nil {
 		return nil, err
 	}
-
-	// The parts run until Close, whatever becomes of ctx.
-	var runCtx context.Context
-	s.group, runCtx = daemon.NewGroup(context.WithoutCancel(ctx))
-	s.group.ShutdownTimeout = 5 * time.Second
-	s.failed = runCtx.Done()
 
 	// The stages.
 	ing, err := ingest.NewStage(ingest.Config{Validation: telemetry.ValidateConfig{MaxAge: cfg.MaxEventAge}, Serde: s.Serde, Registerer: s.Registry, Logger: log})
@@ -179,24 +174,19 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("settlement: %w", err)
 	}
 	for _, st := range []pipelines.Stage{ing, sc, led, st} {
-		s.group.Go(st.Name, func(ctx context.Context) error { return kafka.Run(ctx, s.Pipelines, st) })
+		s.env.Stage(st)
 	}
 	if cfg.ClickHouseDSN != "" {
 		conn, err := sink.Open(cfg.ClickHouseDSN)
 		if err != nil {
 			return nil, fmt.Errorf("sink: %w", err)
 		}
-		s.closers = append(s.closers, conn.Close)
+		s.env.OnClose(conn.Close)
 		sinkStage, err := sink.NewStage(sink.Config{Conn: conn, Serde: s.Serde, Registerer: s.Registry, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("sink: %w", err)
 		}
-		s.group.Go(sinkStage.Name, func(ctx context.Context) error {
-			if err := clickhouse.MigrateWhenUp(ctx, conn, log); err != nil {
-				return err
-			}
-			return kafka.RunSink(ctx, s.Pipelines, sinkStage)
-		})
+		s.env.Sink(conn, sinkStage)
 	}
 
 	// The ledger's reader (proofs) and the gateway.
@@ -205,15 +195,14 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	s.group.Go("ledger-reader", s.Ledger.Run)
+	s.env.Go("ledger-reader", s.Ledger.Run)
 	if s.Gateway, err = gateway.New(runCtx, gateway.Config{Pipelines: s.Pipelines, Registerer: s.Registry, Logger: log}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	s.closers = append(s.closers, s.Gateway.Close)
-	if s.state, err = kafka.NewTable(runCtx, s.Pipelines, pipelines.TopicSettlementLog); err != nil {
+	s.env.OnClose(s.Gateway.Close)
+	if s.state, err = s.env.Table(runCtx, pipelines.TopicSettlementLog); err != nil {
 		return nil, err
 	}
-	s.closers = append(s.closers, s.state.Close)
 	redemptions, err := settleapi.NewHandler(settleapi.Config{Producer: s.Producer, State: s.state, Serde: s.Serde, Logger: log})
 	if err != nil {
 		return nil, err
@@ -232,7 +221,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	mux.Handle("/v1/accounts/", redemptions)
 	mux.Handle("/", s.Gateway.Handler()) // /v1/telemetry, /healthz, /readyz
 	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	if err := s.group.Serve("http", srv); err != nil {
+	if err := s.env.Serve("http", srv); err != nil {
 		return nil, err
 	}
 	s.httpAddr = srv.Addr
@@ -247,12 +236,11 @@ func (s *Stack) mountOwner(ctx context.Context, mux *http.ServeMux) error {
 	if err != nil {
 		return fmt.Errorf("owner api: %w", err)
 	}
-	s.closers = append(s.closers, conn.Close)
-	bindings, err := kafka.NewTable(ctx, s.Pipelines, pipelines.TopicAccounts)
+	s.env.OnClose(conn.Close)
+	bindings, err := s.env.Table(ctx, pipelines.TopicAccounts)
 	if err != nil {
 		return err
 	}
-	s.closers = append(s.closers, bindings.Close)
 	h, err := owner.NewHandler(owner.Config{
 		Conn: conn, Proofs: s.Ledger,
 		Balances:   owner.SettlementBalances(bindings, s.state, s.Serde),
@@ -273,19 +261,18 @@ func (s *Stack) HTTPAddr() string { return s.httpAddr }
 func (s *Stack) Failed() <-chan struct{} { return s.failed }
 
 // Err is the first component error, if any.
-func (s *Stack) Err() error { return s.group.Err() }
+func (s *Stack) Err() error { return s.env.Err() }
 
 // Close stops the HTTP server (requests in flight finish), the stages
 // (each finishes or aborts its open transaction) and the followers, then
 // closes the rest, the broker last.
 func (s *Stack) Close() error {
 	var errs []error
-	if s.group != nil {
-		s.group.Stop()
-		errs = append(errs, s.group.Wait())
+	if s.env != nil {
+		errs = append(errs, s.env.Close())
 	}
-	for i := len(s.closers) - 1; i >= 0; i-- {
-		errs = append(errs, s.closers[i]())
+	if s.Broker != nil {
+		errs = append(errs, s.Broker.Close())
 	}
 	return errors.Join(errs...)
 }

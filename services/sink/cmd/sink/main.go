@@ -7,8 +7,6 @@ import (
 	"flag"
 	"time"
 
-	"github.com/minecart/minecart/infra/clickhouse"
-	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/sink"
 )
@@ -37,12 +35,7 @@ func run(ctx context.Context, args []string) error {
 			if err != nil {
 				return err
 			}
-			env.Go(st.Name, func(ctx context.Context) error {
-				if err := clickhouse.MigrateWhenUp(ctx, cfg.Conn, env.Log); err != nil {
-					return err
-				}
-				return kafka.RunSink(ctx, env.Kafka, st)
-			})
+			env.Sink(cfg.Conn, st)
 			return nil
 		},
 	})
