@@ -20,4 +20,5 @@ const (
 	CreditSettled     = "minecart.settlement.CreditSettled"
 	PartnerAck        = "minecart.settlement.PartnerAck"
 	Statement         = "minecart.settlement.Statement"
+	Credential        = "minecart.auth.Credential" // credentials topic (compacted)
 )

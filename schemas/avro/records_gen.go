@@ -71,6 +71,82 @@ func (r *DeadLetter) decode(d *decoder) {
 	r.Time = time.UnixMilli(d.long("time")).UTC()
 }
 
+// Role is the Avro enum minecart.auth.Role.
+type Role string
+
+// The symbols of Role, in schema order.
+const (
+	RoleOwner    Role = "OWNER"
+	RoleOperator Role = "OPERATOR"
+	RolePartner  Role = "PARTNER"
+)
+
+func (e Role) index() (int64, error) {
+	switch e {
+	case RoleOwner:
+		return 0, nil
+	case RoleOperator:
+		return 1, nil
+	case RolePartner:
+		return 2, nil
+	}
+	return 0, fmt.Errorf("minecart.auth.Role: symbol %q not in the enum", string(e))
+}
+
+var symbolsRole = [...]Role{RoleOwner, RoleOperator, RolePartner}
+
+// Credential is the Avro record minecart.auth.Credential.
+//
+// A credential of an API caller: the value of the compacted topic minecart.credentials (key = subject, "<role>/<id>"). Only hashes are kept: an owner's password as an argon2id PHC string, an operator token's or partner key's secret as a SHA-256 PHC-style string. A tombstone removes the credential. See docs/security-auth.md.
+type Credential struct {
+	// subject: "owner/<owner account>", "operator/<name>" or "partner/<partner id>"; equal to the record key.
+	Subject string
+	// role: What the caller may do: an owner reads and spends only its own vehicles and account, an operator reads everything and spends nothing, a partner reads the redemptions addressed to it.
+	Role Role
+	// id: The owner account, operator name or partner id (the part of subject after the slash).
+	ID string
+	// hash: $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt b64>$<hash b64> (passwords) or $sha256$<hex> (high-entropy tokens).
+	Hash string
+	// generation: Changes at every set or rotation; a session token names the generation it was issued under and dies with it.
+	Generation int64
+	UpdatedMs  time.Time
+}
+
+// AvroName is the record's full Avro name, minecart.auth.Credential.
+func (*Credential) AvroName() string { return "minecart.auth.Credential" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *Credential) AppendAvro(dst []byte) ([]byte, error) {
+	var err error
+	dst = appendString(dst, r.Subject)
+	if dst, err = appendEnum(dst, r.Role); err != nil {
+		return dst, err
+	}
+	dst = appendString(dst, r.ID)
+	dst = appendString(dst, r.Hash)
+	dst = appendLong(dst, r.Generation)
+	dst = appendLong(dst, r.UpdatedMs.UnixMilli())
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *Credential) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = Credential{}
+	r.decode(&d)
+	return d.finish("minecart.auth.Credential")
+}
+
+func (r *Credential) decode(d *decoder) {
+	r.Subject = d.string("subject")
+	r.Role = decodeEnum(d, "role", symbolsRole[:])
+	r.ID = d.string("id")
+	r.Hash = d.string("hash")
+	r.Generation = d.long("generation")
+	r.UpdatedMs = time.UnixMilli(d.long("updated_ms")).UTC()
+}
+
 // AuthKind is the Avro enum minecart.devices.AuthKind.
 type AuthKind string
 
