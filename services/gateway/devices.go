@@ -16,6 +16,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/ids"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -62,8 +63,8 @@ func (d *Device) validate() error {
 	switch {
 	case d.ID == "" || len(d.ID) > 64:
 		return fmt.Errorf("device id %q: want 1..64 bytes", d.ID)
-	case d.VehicleID == "" || len(d.VehicleID) > 64:
-		return fmt.Errorf("vehicle id %q: want 1..64 bytes", d.VehicleID)
+	case ids.Vehicle(d.VehicleID) != nil:
+		return ids.Vehicle(d.VehicleID) // the one grammar of vehicle ids (services/ids)
 	case !telemetry.ValidTZ(d.VehicleTZ):
 		return fmt.Errorf("vehicle tz %q: not an IANA time zone", d.VehicleTZ)
 	case d.Status != StatusActive && d.Status != StatusRevoked:

@@ -22,6 +22,8 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ingest"
@@ -59,6 +61,8 @@ type Config struct {
 	MaxEventAge time.Duration
 	// SessionTimeout of the stages' consumer groups (default 6s).
 	SessionTimeout time.Duration
+	// Rate is each API caller's token bucket (default auth's: 20/s, burst 40).
+	Rate auth.Limit
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -99,6 +103,15 @@ type Stack struct {
 
 	httpAddr string
 	state    *kafka.Table // settlement's changelog
+
+	// Auth authenticates the callers of the owner and redemption APIs.
+	Auth *auth.Authenticator
+	// OperatorToken is the bearer token of the operator "admin",
+	// generated at every start (DataDir/operator.token, 0600).
+	OperatorToken string
+	creds         *kafka.Table // pipelines.TopicCredentials
+	bindings      *kafka.Table // pipelines.TopicAccounts
+	mux           *auth.Mux
 
 	env    *daemon.Env     // every running part (stages, followers, the HTTP server) and what to close after them
 	failed <-chan struct{} // the group's context: done once a part stopped
@@ -203,23 +216,29 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if s.state, err = s.env.Table(runCtx, pipelines.TopicSettlementLog); err != nil {
 		return nil, err
 	}
-	redemptions, err := settleapi.NewHandler(settleapi.Config{Producer: s.Producer, State: s.state, Serde: s.Serde, Logger: log})
+	if err := s.startAuth(runCtx); err != nil {
+		return nil, err
+	}
+	redemptions, err := settleapi.NewHandler(settleapi.Config{Producer: s.Producer, State: s.state, Serde: s.Serde, Auth: s.Auth, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 
-	mux := http.NewServeMux()
+	// Every route declares who may call it (auth.Mux; TestRoutesRefuseStrangers).
+	mux := auth.NewMux(s.Auth)
+	s.mux = mux
+	s.Auth.Mount(mux) // POST /v1/login, /v1/logout, GET /v1/whoami
 	if cfg.ClickHouseDSN != "" {
-		if err := s.mountOwner(runCtx, mux); err != nil {
+		if err := s.mountOwner(mux); err != nil {
 			return nil, err
 		}
 	}
-	mux.Handle("/metrics", daemon.MetricsHandler(s.Registry))
-	mux.Handle("/v1/ledger/", s.Ledger.Handler())
-	mux.Handle("/v1/redemptions", redemptions)
-	mux.Handle("/v1/redemptions/", redemptions)
-	mux.Handle("/v1/accounts/", redemptions)
-	mux.Handle("/", s.Gateway.Handler()) // /v1/telemetry, /healthz, /readyz
+	mux.Handle("/metrics", nil, daemon.MetricsHandler(s.Registry))
+	mux.Mount("/v1/ledger/", s.Ledger.Handler()) // public: anyone verifies the book
+	mux.Mount("/v1/redemptions", redemptions)
+	mux.Mount("/v1/redemptions/", redemptions)
+	mux.Mount("/v1/accounts/", redemptions)
+	mux.Mount("/", s.Gateway.Handler()) // /v1/telemetry (devices sign each request), /healthz, /readyz
 	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	if err := s.env.Serve("http", srv); err != nil {
 		return nil, err
@@ -229,27 +248,97 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	return s, nil
 }
 
+// startAuth builds the authenticator: credentials and bindings tables, the
+// session key (DataDir/session.key, 0600) and a fresh operator token.
+func (s *Stack) startAuth(ctx context.Context) error {
+	var err error
+	if s.creds, err = s.env.Table(ctx, pipelines.TopicCredentials); err != nil {
+		return err
+	}
+	if s.bindings, err = s.env.Table(ctx, pipelines.TopicAccounts); err != nil {
+		return err
+	}
+	key := auth.NewSecret()
+	if s.cfg.DataDir != "" {
+		if key, err = auth.LoadOrCreateSecret(filepath.Join(s.cfg.DataDir, "session.key")); err != nil {
+			return err
+		}
+	}
+	if s.Auth, err = auth.New(auth.Config{Credentials: s.creds, Bindings: s.bindings, Serde: s.Serde, SessionKey: []byte(key),
+		Rate: s.cfg.Rate, Registerer: s.Registry, Logger: s.cfg.Logger}); err != nil {
+		return err
+	}
+	tok, c, err := auth.NewTokenRecord(ctx, s.Producer, s.Serde, auth.RoleOperator, "admin", time.Now())
+	if err != nil {
+		return err
+	}
+	if err := s.waitCredential(ctx, c.Subject, func(got *avro.Credential) bool { return got.Generation == c.Generation }); err != nil {
+		return err
+	}
+	if s.cfg.DataDir != "" {
+		if err := auth.WriteSecret(filepath.Join(s.cfg.DataDir, "operator.token"), tok); err != nil {
+			return err
+		}
+	}
+	s.OperatorToken = tok
+	return nil
+}
+
+// waitCredential waits until ok accepts the credentials table's record of
+// subject (the one this process just wrote).
+func (s *Stack) waitCredential(ctx context.Context, subject string, ok func(*avro.Credential) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.creds.Wait(ctx, subject, func(v []byte, present bool) bool {
+		var c avro.Credential
+		return present && s.Serde.Unmarshal(v, &c) == nil && ok(&c)
+	}); err != nil {
+		return fmt.Errorf("credential %s: %w", subject, err)
+	}
+	return nil
+}
+
+// DemoOwner sets the password of owner (the simulated fleet's first
+// owner in `minecart run`) to the one kept in DataDir/demo-owner.password
+// (0600, generated once; in memory without a DataDir) and returns it once
+// the APIs accept it.
+func (s *Stack) DemoOwner(ctx context.Context, owner string) (string, error) {
+	pw := auth.NewSecret()
+	if s.cfg.DataDir != "" {
+		var err error
+		if pw, err = auth.LoadOrCreateSecret(filepath.Join(s.cfg.DataDir, "demo-owner.password")); err != nil {
+			return "", err
+		}
+	}
+	c, err := auth.SetPassword(ctx, s.Producer, s.Serde, owner, pw, time.Now())
+	if err != nil {
+		return "", err
+	}
+	return pw, s.waitCredential(ctx, c.Subject, func(got *avro.Credential) bool { return got.Generation == c.Generation })
+}
+
+// Routes lists every route of the HTTP server with the roles it admits
+// (none: public).
+func (s *Stack) Routes() []auth.Route { return s.mux.Routes() }
+
 // mountOwner serves the owner's API from ClickHouse, with balances from
 // settlement's state and proofs from the ledger's reader.
-func (s *Stack) mountOwner(ctx context.Context, mux *http.ServeMux) error {
+func (s *Stack) mountOwner(mux *auth.Mux) error {
 	conn, err := sink.Open(s.cfg.ClickHouseDSN)
 	if err != nil {
 		return fmt.Errorf("owner api: %w", err)
 	}
 	s.env.OnClose(conn.Close)
-	bindings, err := s.env.Table(ctx, pipelines.TopicAccounts)
-	if err != nil {
-		return err
-	}
 	h, err := owner.NewHandler(owner.Config{
-		Conn: conn, Proofs: s.Ledger,
-		Balances:   owner.SettlementBalances(bindings, s.state, s.Serde),
+		Conn: conn, Proofs: s.Ledger, Auth: s.Auth,
+		Balances:   owner.SettlementBalances(s.bindings, s.state, s.Serde),
 		Registerer: s.Registry, Logger: s.cfg.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("owner api: %w", err)
 	}
-	mux.Handle("/v1/vehicles/", h)
+	mux.Mount("/v1/vehicles/", h)
+	mux.Mount("/v1/fleet/", h)
 	return nil
 }
 

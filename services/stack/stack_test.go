@@ -298,7 +298,7 @@ func TestEndToEndFirehose(t *testing.T) {
 		Time      time.Time `json:"time"`
 		Lat, Lon  float64
 	}
-	getJSON(t, "http://"+st.HTTPAddr()+"/v1/vehicles/"+vin+"/position", http.StatusOK, &pos)
+	getJSON(t, "http://"+st.HTTPAddr()+"/v1/vehicles/"+vin+"/position", st.OperatorToken, http.StatusOK, &pos)
 	var last time.Time
 	if err := conn.QueryRow(ctx, "SELECT max(time) FROM telemetry WHERE vehicle_id = ?", vin).Scan(&last); err != nil {
 		t.Fatal(err)
@@ -306,12 +306,20 @@ func TestEndToEndFirehose(t *testing.T) {
 	if pos.VehicleID != vin || !pos.Time.Equal(last) || pos.Lat == 0 {
 		t.Fatalf("position %+v, want the fix at %v", pos, last)
 	}
-	getJSON(t, "http://"+st.HTTPAddr()+"/v1/vehicles/NOSUCHVEHICLE0000/position", http.StatusNotFound, nil)
+	getJSON(t, "http://"+st.HTTPAddr()+"/v1/vehicles/NOSUCHVEHICLE0000/position", st.OperatorToken, http.StatusNotFound, nil)
 }
 
-func getJSON(t *testing.T, url string, status int, into any) {
+// getJSON GETs url with the bearer token tok ("": none).
+func getJSON(t *testing.T, url, tok string, status int, into any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
