@@ -72,8 +72,8 @@ func TestBrokerUsers(t *testing.T) {
 // of `minecart catalog --partner` (MINECART_PARTNER, an id).
 func TestBrokerPartnerLoginFlag(t *testing.T) {
 	for v, want := range map[string]string{
-		"a b:pw": `partner: id "a b": no slash or white space allowed`,
-		"a/b:pw": `partner: id "a/b": no slash or white space allowed`,
+		"a b:pw": `partner: id "a b": byte 1 (' ') not in [A-Za-z0-9._-]`,
+		"a/b:pw": `partner: id "a/b": byte 1 ('/') not in [A-Za-z0-9._-]`,
 		":pw":    "want NAME:PASSWORD",
 	} {
 		err := run(t.Context(), []string{"broker", "--addr", "nohostport", "--user", "minecart:pw", "--partner-login", v}, io.Discard, io.Discard)

@@ -95,6 +95,11 @@ func runPipeline(ctx context.Context, f runFlags) error {
 	if err := st.ProvisionFleet(ctx, sim); err != nil {
 		return fmt.Errorf("provisioning the simulated fleet: %w", err)
 	}
+	demo := stack.OwnerOf(0)
+	if _, err := st.DemoOwner(ctx, demo); err != nil {
+		return fmt.Errorf("demo owner: %w", err)
+	}
+	printLogins(os.Stdout, st.HTTPAddr(), f.dataDir, demo, sim.Vehicles()[0].VehicleID)
 
 	// Drive the fleet through the gateway, chunk by chunk, recording the
 	// last acknowledged chunk so that a restart resumes after it. Resuming
@@ -143,6 +148,18 @@ func runPipeline(ctx context.Context, f runFlags) error {
 }
 
 var lastProgress time.Time
+
+// printLogins tells how to call the owner and redemption APIs: as the demo
+// owner (its password is in the data directory; the session is a cookie)
+// or as the operator (a bearer token in the data directory).
+func printLogins(w io.Writer, httpAddr, dataDir, owner, vehicle string) {
+	pw := filepath.Join(dataDir, "demo-owner.password")
+	jar := filepath.Join(dataDir, "demo-owner.cookies")
+	fmt.Fprintf(w, "owner login (demo owner %s, password in %s):\n", owner, pw)
+	fmt.Fprintf(w, "  curl -c %s http://%s/v1/login -H 'Content-Type: application/json' -d \"{\\\"owner\\\":\\\"%s\\\",\\\"password\\\":\\\"$(cat %s)\\\"}\"\n", jar, httpAddr, owner, pw)
+	fmt.Fprintf(w, "  curl -b %s http://%s/v1/vehicles/%s/position\n", jar, httpAddr, vehicle)
+	fmt.Fprintf(w, "operator: curl -H \"Authorization: Bearer $(cat %s)\" http://%s/v1/fleet/scores\n", filepath.Join(dataDir, "operator.token"), httpAddr)
+}
 
 // readProgress is the next chunk to send, 0 when nothing was recorded.
 func readProgress(path string) int {
