@@ -43,6 +43,10 @@ const CookieName = "minecart_session"
 // Issuer is the iss claim of session tokens.
 const Issuer = "minecart"
 
+// Leeway is the clock difference between replicas that session checks
+// tolerate (on iat and exp).
+const Leeway = 30 * time.Second
+
 // MinSessionKey is the shortest session signing key, in bytes.
 const MinSessionKey = 32
 
@@ -295,7 +299,7 @@ func (a *Authenticator) checkSession(tok string) (Principal, error) {
 	var cl claims
 	_, err := jwt.ParseWithClaims(tok, &cl, func(*jwt.Token) (any, error) { return a.cfg.SessionKey, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithIssuer(Issuer),
-		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithTimeFunc(a.cfg.Now))
+		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(Leeway), jwt.WithTimeFunc(a.cfg.Now))
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: session: %w", errBadCredentials, err)
 	}
