@@ -99,7 +99,6 @@ func runPipeline(ctx context.Context, f runFlags) error {
 	if _, err := st.DemoOwner(ctx, demo); err != nil {
 		return fmt.Errorf("demo owner: %w", err)
 	}
-	printLogins(os.Stdout, st.HTTPAddr(), f.dataDir, demo, sim.Vehicles()[0].VehicleID)
 
 	// Drive the fleet through the gateway, chunk by chunk, recording the
 	// last acknowledged chunk so that a restart resumes after it. Resuming
@@ -135,6 +134,8 @@ func runPipeline(ctx context.Context, f runFlags) error {
 		return err
 	}
 	printSummary(os.Stdout, rep, sum, f.chAddr)
+	fmt.Println()
+	printLogins(os.Stdout, st.HTTPAddr(), f.dataDir, demo, sim.Vehicles()[0].VehicleID)
 	if f.once {
 		return nil
 	}
