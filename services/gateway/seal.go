@@ -122,13 +122,15 @@ func IsSealed(b []byte) bool {
 }
 
 // LoadRegistryKey reads a registry key file: 64 hex characters and an
-// optional newline. A file readable by others than its owner is refused.
+// optional newline. A file that every user may read, or that others than
+// its owner may write, is refused (0600 in a data directory; a container
+// secret may be 0440 with the service's group).
 func LoadRegistryKey(path string) (*RegistryKey, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("device-registry key: %w", err)
 	}
-	if st.Mode().Perm()&0o077 != 0 {
+	if st.Mode().Perm()&0o026 != 0 {
 		return nil, fmt.Errorf("device-registry key %s: mode %v, want 0600 (chmod 600 %s)", path, st.Mode().Perm(), path)
 	}
 	b, err := os.ReadFile(path)
