@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -113,9 +114,30 @@ func TestBrokerGeneratedCredentials(t *testing.T) {
 		l.Close()
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
+		pr, pw := io.Pipe()
 		go func() {
-			done <- run(ctx, []string{"broker", "--addr", addr, "--data-dir", dir}, io.Discard, io.Discard)
+			done <- run(ctx, []string{"broker", "--addr", addr, "--data-dir", dir}, pw, io.Discard)
+			pw.Close()
 		}()
+		// Ready (topology created) once it prints where it listens; the
+		// rest of its output is drained.
+		ready := make(chan struct{})
+		go func() {
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				if strings.HasPrefix(sc.Text(), "kafka listening") {
+					close(ready)
+				}
+			}
+			_, _ = io.Copy(io.Discard, pr)
+		}()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("round %d: broker: %v", round, err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: the broker did not start", round)
+		}
 		path := filepath.Join(dir, broker.CredentialsFile)
 		var creds broker.Credentials
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {

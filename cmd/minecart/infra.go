@@ -26,7 +26,7 @@ import (
 	"github.com/minecart/minecart/services/stack"
 )
 
-func brokerCommand() *ff.Command {
+func brokerCommand(stdout io.Writer) *ff.Command {
 	var cfg broker.Config
 	return newCommand(nil, "broker", "", "run the embedded Kafka broker alone", func(fs *flag.FlagSet) {
 		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:9092", "Kafka listen address")
@@ -43,7 +43,7 @@ func brokerCommand() *ff.Command {
 				return broker.User{Name: settlement.PartnerUser(id), ACLs: settlement.PartnerACLs(id)}, nil
 			})
 		})
-	}, func(ctx context.Context, _ []string) error { return brokerRun(ctx, cfg) })
+	}, func(ctx context.Context, _ []string) error { return brokerRun(ctx, cfg, stdout) })
 }
 
 // addUser adds the user of a NAME:PASSWORD flag value.
@@ -61,7 +61,7 @@ func addUser(cfg *broker.Config, v string, user func(name string) (broker.User, 
 	return nil
 }
 
-func brokerRun(ctx context.Context, cfg broker.Config) error {
+func brokerRun(ctx context.Context, cfg broker.Config, stdout io.Writer) error {
 	cfg.Logger = slog.Default()
 	var generated *broker.Credentials
 	if len(cfg.Users) == 0 {
@@ -97,9 +97,9 @@ func brokerRun(ctx context.Context, cfg broker.Config) error {
 		return errors.Join(fmt.Errorf("create topology: %w", err), b.Close())
 	}
 	slog.Info("embedded Kafka broker ready", "addrs", b.Addrs(), "data_dir", cfg.DataDir, "users", len(cfg.Users))
-	fmt.Printf("kafka listening %v (SASL/SCRAM-SHA-512 required)\n", b.Addrs())
+	fmt.Fprintf(stdout, "kafka listening %v (SASL/SCRAM-SHA-512 required)\n", b.Addrs())
 	if generated != nil {
-		printKafkaLogins(os.Stdout, b.Addrs()[0], *generated, filepath.Join(cfg.DataDir, broker.CredentialsFile), "<ledger.key.pub>")
+		printKafkaLogins(stdout, b.Addrs()[0], *generated, filepath.Join(cfg.DataDir, broker.CredentialsFile), "<ledger.key.pub>")
 	}
 	<-ctx.Done()
 	return b.Close()

@@ -49,7 +49,7 @@ func newRoot(stdout io.Writer) *ff.Command {
 		ShortHelp: "drive and mine: the whole pipeline on one machine, its infrastructure and its tools",
 		LongHelp:  "`minecart COMMAND -h` gives a command's flags. MINECART_DEBUG=1 logs at debug level."}
 	root.Subcommands = []*ff.Command{
-		runCommand(), brokerCommand(), clickhouseCommand(), migrateCommand(stdout),
+		runCommand(), brokerCommand(stdout), clickhouseCommand(), migrateCommand(stdout),
 		devicesCommand(stdout), accountsCommand(stdout), catalogCommand(stdout), ledgerCommand(stdout),
 	}
 	for _, c := range root.Subcommands {

@@ -51,10 +51,10 @@ type Device struct {
 	// Sealed is an HMAC secret as the topic carries it (sealed under the
 	// registry key, seal.go): set by DecodeDevice, and written as it is by
 	// EncodeDevice when Key is nil (a revocation without the key).
-	Sealed []byte
-	Status Status
-	Created   time.Time
-	Updated   time.Time
+	Sealed  []byte
+	Status  Status
+	Created time.Time
+	Updated time.Time
 }
 
 // Errors of the device registry, for errors.Is.

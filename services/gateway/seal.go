@@ -90,11 +90,16 @@ func sealAAD(deviceID string) []byte {
 
 // Seal returns secret sealed for device deviceID.
 func (k *RegistryKey) Seal(deviceID string, secret []byte) []byte {
+	var nonce [sealNonceLen]byte
+	_, _ = rand.Read(nonce[:]) // never fails (Go 1.24+)
+	return k.sealNonce(deviceID, secret, nonce)
+}
+
+// sealNonce is Seal with a given nonce (the worked example of the docs).
+func (k *RegistryKey) sealNonce(deviceID string, secret []byte, nonce [sealNonceLen]byte) []byte {
 	out := make([]byte, sealHeader, sealHeader+len(secret)+sealTagLen)
 	copy(out, sealMagic)
 	copy(out[len(sealMagic):], k.id[:])
-	var nonce [sealNonceLen]byte
-	_, _ = rand.Read(nonce[:])
 	copy(out[len(sealMagic)+sealKeyIDLen:], nonce[:])
 	return k.aead.Seal(out, nonce[:], secret, sealAAD(deviceID))
 }

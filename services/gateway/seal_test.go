@@ -3,10 +3,12 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -219,5 +221,36 @@ func TestGatewayWithoutKey(t *testing.T) {
 	}
 	if r := f.post(t, "d2", f.edKey, jsonBody(t, events("v2", 2, 0)), nil, ""); r.status != http.StatusAccepted {
 		t.Fatalf("Ed25519 device: %d %+v", r.status, r.body)
+	}
+}
+
+// TestSealWorkedExample: the worked example of docs/security-secrets.md
+// is what Seal computes (checked there against Python's
+// cryptography.AESGCM as a second implementation).
+func TestSealWorkedExample(t *testing.T) {
+	raw := make([]byte, 32)
+	for i := range raw {
+		raw[i] = byte(i)
+	}
+	k, err := NewRegistryKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nonce [sealNonceLen]byte
+	for i := range nonce {
+		nonce[i] = byte(i + 1)
+	}
+	sealed := k.sealNonce("box-7", bytes.Repeat([]byte{0xaa}, 32), nonce)
+	doc, err := os.ReadFile("../../docs/security-secrets.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"key id " + k.ID(), hex.EncodeToString(sealed)} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("docs/security-secrets.md lacks %q", want)
+		}
+	}
+	if got, err := k.Open("box-7", sealed); err != nil || !bytes.Equal(got, bytes.Repeat([]byte{0xaa}, 32)) {
+		t.Fatalf("open: %x %v", got, err)
 	}
 }
