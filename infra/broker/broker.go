@@ -186,6 +186,9 @@ func Start(cfg Config) (*Broker, error) {
 	if len(cfg.Users) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), aclTimeout)
 		err := createACLs(ctx, b.Addrs(), cfg.Users)
+		if err == nil {
+			err = saslCompat(ctx, c, b.Addrs(), firstSuper(cfg.Users)) // librdkafka.go
+		}
 		cancel()
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("broker users: %w", err), b.Close())

@@ -3,17 +3,22 @@ package broker_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"io/fs"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	kscram "github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 )
 
 // TestCredentialsFile: generated once (0600 in a 0700 directory), the
@@ -131,5 +136,52 @@ func TestDataDirPrivate(t *testing.T) {
 	})
 	if err != nil || files < 5 {
 		t.Fatalf("walk: %v, %d files", err, files)
+	}
+}
+
+// TestKcatSCRAM: kcat (librdkafka, an independent client: the tool of
+// issue 14's report) logs in with SCRAM-SHA-512 and lists only what the
+// user may describe; without credentials or with a wrong password it gets
+// no metadata (librdkafka.go).
+func TestKcatSCRAM(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Skip("kcat not installed (apt-get install kcat)")
+	}
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Users: []broker.User{{Name: "svc", Password: "svc-pw", Super: true},
+			{Name: "reader", Password: "reader-pw", ACLs: []broker.ACL{{Resource: "topic", Name: pipelines.TopicLedgerBlocks, Operation: "Describe"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopicsWith(ctx, kafka.Config{Brokers: b.Addrs(), ClientOptions: []kgo.Opt{
+		kgo.SASL(kscram.Auth{User: "svc", Pass: "svc-pw"}.AsSha512Mechanism())}}, pipelines.Topology); err != nil {
+		t.Fatal(err)
+	}
+	list := func(args ...string) (string, error) {
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		defer ccancel()
+		out, err := exec.CommandContext(cctx, kcat, append([]string{"-b", b.Addrs()[0], "-L", "-m", "3"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	sasl := func(user, pass string) []string {
+		return []string{"-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=SCRAM-SHA-512",
+			"-X", "sasl.username=" + user, "-X", "sasl.password=" + pass}
+	}
+	out, err := list(sasl("svc", "svc-pw")...)
+	if err != nil || strings.Count(out, "topic \"") != len(pipelines.Topology) {
+		t.Fatalf("kcat as the superuser: %v\n%s", err, out)
+	}
+	out, err = list(sasl("reader", "reader-pw")...)
+	if err != nil || strings.Count(out, "topic \"") != 1 || !strings.Contains(out, pipelines.TopicLedgerBlocks) {
+		t.Fatalf("kcat as reader: %v\n%s", err, out)
+	}
+	for name, args := range map[string][]string{"no credentials": nil, "wrong password": sasl("reader", "nope")} {
+		if out, err := list(args...); err == nil || strings.Contains(out, "topic \"") {
+			t.Errorf("kcat with %s: %v\n%s", name, err, out)
+		}
 	}
 }
