@@ -283,14 +283,18 @@ func (ds *Devices) List(ctx context.Context) ([]Device, error) {
 type registry struct {
 	table *kafka.Table
 	key   *RegistryKey // opens HMAC secrets (nil: every HMAC device is refused)
-	serde *schemas.Serde
-	mu    sync.RWMutex
-	cache map[string]cachedDevice
+	// onNotSealed is told of a record refused as not sealed, once per
+	// record value (the server logs it).
+	onNotSealed func(id string, err error)
+	serde       *schemas.Serde
+	mu          sync.RWMutex
+	cache       map[string]cachedDevice
 }
 
 type cachedDevice struct {
 	raw []byte
 	dev *Device
+	err error // a record refused as not sealed: remembered, reported once
 }
 
 func (r *registry) lookup(id string) (*Device, bool, error) {
@@ -302,6 +306,9 @@ func (r *registry) lookup(id string) (*Device, bool, error) {
 	c, hit := r.cache[id]
 	r.mu.RUnlock()
 	if hit && bytes.Equal(c.raw, raw) {
+		if c.err != nil {
+			return nil, false, c.err
+		}
 		return c.dev, true, nil
 	}
 	key := r.key
@@ -309,6 +316,17 @@ func (r *registry) lookup(id string) (*Device, bool, error) {
 		key = noKey
 	}
 	d, err := DecodeDevice(r.serde, key, raw)
+	if errors.Is(err, ErrNotSealed) {
+		// Cached, so that requests naming this device cost no decryption
+		// and the log says it once per record, not once per request.
+		r.mu.Lock()
+		r.cache[id] = cachedDevice{raw: raw, err: err}
+		r.mu.Unlock()
+		if r.onNotSealed != nil {
+			r.onNotSealed(id, err)
+		}
+		return nil, false, err
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("device %s: %w", id, err)
 	}

@@ -186,6 +186,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		limiter: &limiter{rate: cfg.DeviceRate, burst: float64(cfg.DeviceBurst), buckets: map[string]*bucket{}},
 	}
 	s.inflight.max = cfg.MaxInFlightBytes
+	s.reg.onNotSealed = func(id string, err error) {
+		s.log.Error("device refused: its HMAC secret is not sealed under the device-registry key (minecart devices seal)", "device", id, "err", err)
+	}
+	if cfg.DeviceKey == nil {
+		s.log.Warn("gateway without a device-registry key: every HMAC device is refused (Ed25519 devices only)")
+	}
 	return s, nil
 }
 
@@ -606,7 +612,6 @@ func (s *Server) authenticate(device, ts, nonce, sigB64 string, body []byte) (*D
 	}
 	dev, ok, err := s.reg.lookup(device)
 	if errors.Is(err, ErrNotSealed) {
-		s.log.Error("device refused: its HMAC secret is not sealed under the device-registry key (minecart devices seal)", "device", device, "err", err)
 		return nil, http.StatusUnauthorized, ReasonNotSealed, fmt.Errorf("device %q: secret not sealed", device)
 	}
 	if err != nil {

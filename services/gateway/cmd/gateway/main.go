@@ -40,9 +40,7 @@ func run(ctx context.Context, args []string) error {
 					return err
 				}
 				cfg.DeviceKey = k
-			} else {
-				env.Log.Warn("no --device-key: every HMAC device is refused (Ed25519 devices only)")
-			}
+			} // without one, gateway.New warns that HMAC devices are refused
 			gw, err := gateway.New(ctx, cfg)
 			if err != nil {
 				return err
