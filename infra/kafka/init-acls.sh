@@ -32,3 +32,14 @@ for p in ${MINECART_PARTNERS:-}; do
   # Groups partner-<p>/...: the slash (never in a partner id) keeps partner "acme" out of partner "acme-2"'s groups.
   ka --add --allow-principal "User:$user" --operation Read --group "partner-$p/" --resource-pattern-type prefixed
 done
+# The read-only analyst (optional: set MINECART_ANALYST_PASSWORD): the analytic topics, never the device
+# registry, raw telemetry or the changelogs; its own groups analyst/... (services/stack.AnalystACLs, the
+# embedded broker's analyst; TestAnalystACLsInScript checks this list).
+if [ -n "${MINECART_ANALYST_PASSWORD:-}" ]; then
+  kc --alter --add-config "SCRAM-SHA-512=[password=${MINECART_ANALYST_PASSWORD}]" --entity-type users --entity-name analyst
+  for t in minecart.telemetry.clean minecart.deadletter minecart.scores minecart.scoring.late minecart.ledger.blocks \
+           minecart.ledger.entries minecart.rewards.credits minecart.redemptions.status minecart.settlement.statements; do
+    ka --add --allow-principal User:analyst --operation Read --operation Describe --topic "$t"
+  done
+  ka --add --allow-principal User:analyst --operation Read --group analyst/ --resource-pattern-type prefixed
+fi
