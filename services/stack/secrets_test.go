@@ -153,6 +153,21 @@ func TestSecretsOutOfReach(t *testing.T) {
 		}
 	}
 
+	// Neither may write a device record (a rogue box for an existing vehicle).
+	for _, u := range []broker.Credential{analyst, partner} {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), SASL(u), kgo.RequestRetries(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = cl.ProduceSync(cctx, &kgo.Record{Topic: pipelines.TopicDevices, Key: []byte(dev.DeviceID), Value: []byte("rogue")}).FirstErr()
+		cancel()
+		cl.Close()
+		if !errors.Is(err, kerr.TopicAuthorizationFailed) {
+			t.Errorf("%s writing %s: %v, want TOPIC_AUTHORIZATION_FAILED", u.Name, pipelines.TopicDevices, err)
+		}
+	}
+
 	// Restart on the same directory: the same credentials, the old ones work.
 	if err := st.Close(); err != nil {
 		t.Fatal(err)

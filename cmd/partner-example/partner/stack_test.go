@@ -26,8 +26,8 @@ import (
 // (read from <data-dir>/kafka/credentials.json, as -credentials does) with
 // kafka-go, the partner example's client, reads its orders, the credits
 // and the ledger's blocks and entries (the book its node verifies), and
-// can neither read minecart.devices, raw or clean telemetry nor another
-// partner's orders, nor join another partner's consumer group, also one
+// can neither read (nor write) minecart.devices, read raw or clean
+// telemetry nor another partner's orders, nor join another partner's consumer group, also one
 // whose name starts with its own ("partner-acme-2/...": the prefix overlap
 // of a group ACL "partner-acme" without the slash). A kafka-go client
 // without credentials gets nothing.
@@ -102,6 +102,16 @@ func TestPartnerOnEmbeddedStack(t *testing.T) {
 		if err := fetch(client, topic); !errors.Is(err, kafka.TopicAuthorizationFailed) {
 			t.Errorf("partner %s reading %s: %v, want TOPIC_AUTHORIZATION_FAILED", stack.SimPartner, topic, err)
 		}
+	}
+
+	// Nor provision a device (a rogue box for an existing vehicle).
+	pres, err := client.Produce(ctx, &kafka.ProduceRequest{Topic: pipelines.TopicDevices, Partition: 0, RequiredAcks: kafka.RequireAll,
+		Records: kafka.NewRecordReader(kafka.Record{Key: kafka.NewBytes([]byte("rogue")), Value: kafka.NewBytes([]byte("x"))})})
+	if err == nil {
+		err = pres.Error
+	}
+	if err == nil { // kafka-go says "topic not found": its Transport lists only what the user may describe
+		t.Errorf("partner wrote to %s", pipelines.TopicDevices)
 	}
 
 	join := func(group string) error {
