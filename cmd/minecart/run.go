@@ -20,6 +20,7 @@ import (
 
 	"github.com/peterbourgon/ff/v4"
 
+	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/services/stack"
@@ -59,7 +60,7 @@ func runPipeline(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return fmt.Errorf("--start: %w", err)
 	}
-	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return err
 	}
 	sim, err := fleet.New(fleet.Config{Seed: f.seed, Vehicles: f.vehicles, Days: f.days, Start: day})
@@ -91,6 +92,7 @@ func runPipeline(ctx context.Context, f runFlags) error {
 		}
 	}()
 	fmt.Printf("minecart: kafka %s  http %s  clickhouse %s  data %s\n", strings.Join(st.Broker.Addrs(), ","), st.HTTPAddr(), f.chAddr, f.dataDir)
+	printKafkaLogins(os.Stdout, st.Broker.Addrs()[0], st.Credentials, filepath.Join(f.dataDir, "kafka", broker.CredentialsFile), filepath.Join(f.dataDir, "ledger.key.pub"))
 
 	if err := st.ProvisionFleet(ctx, sim); err != nil {
 		return fmt.Errorf("provisioning the simulated fleet: %w", err)
@@ -177,7 +179,7 @@ func readProgress(path string) int {
 
 func writeProgress(path string, next int) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(next)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(next)+"\n"), 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -243,10 +245,10 @@ func startClickHouse(ctx context.Context, dir, addr string) (string, func(), err
 	if err != nil {
 		return "", nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", nil, err
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, "..", "clickhouse.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logf, err := os.OpenFile(filepath.Join(dir, "..", "clickhouse.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return "", nil, err
 	}
@@ -307,4 +309,19 @@ func waitPing(ctx context.Context, addr string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("clickhouse at %s does not answer /ping", addr)
+}
+
+// printKafkaLogins prints how analysts and partners log in to the
+// embedded broker (SASL/SCRAM-SHA-512) with the generated credentials
+// kept in file; the superuser's password stays in the file.
+func printKafkaLogins(w io.Writer, addr string, c broker.Credentials, file, ledgerPub string) {
+	fmt.Fprintf(w, "kafka logins (SASL/SCRAM-SHA-512; every credential in %s, mode 0600):\n", file)
+	for _, u := range c.Users {
+		switch u.Role {
+		case broker.RoleAnalyst:
+			fmt.Fprintf(w, "  analyst  %-16s %s   kcat -b %s -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=%s -X sasl.password=%s -L\n", u.Name, u.Password, addr, u.Name, u.Password)
+		case broker.RolePartner:
+			fmt.Fprintf(w, "  partner  %-16s %s   go run ./cmd/partner-example -brokers %s -partner %s -credentials %s -ledger-key %s\n", u.Name, u.Password, addr, u.Partner, file, ledgerPub)
+		}
+	}
 }

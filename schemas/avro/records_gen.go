@@ -199,7 +199,7 @@ type Device struct {
 	// vehicle_tz: the vehicle's IANA time zone
 	VehicleTZ string
 	Auth      AuthKind
-	// key: HMAC_SHA256: the shared secret (>= 32 bytes); ED25519: the 32-byte public key
+	// key: HMAC_SHA256: the shared secret (>= 32 bytes) sealed under the device-registry key (docs/security-secrets.md), never in clear; ED25519: the 32-byte public key
 	Key       []byte
 	Status    Status
 	CreatedMs time.Time

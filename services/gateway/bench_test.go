@@ -52,7 +52,8 @@ func benchGateway(b *testing.B, format string) {
 		b.Fatal(err)
 	}
 	defer tbl.Close()
-	admin := NewDevices(p, tbl, nil, nil)
+	regKey, _ := GenerateRegistryKey()
+	admin := NewDevices(p, tbl, regKey, nil, nil)
 	codec, _ := wire.NewCodec(schemas.SingleObject())
 	keys := make([]Key, devices)
 	bodies := make([][]byte, devices)
@@ -73,7 +74,7 @@ func benchGateway(b *testing.B, format string) {
 			bodies[i] = codec.AppendBatch(nil, evs)
 		}
 	}
-	srv, err := New(ctx, Config{Pipelines: pcfg, DeviceRate: -1})
+	srv, err := New(ctx, Config{Pipelines: pcfg, DeviceKey: regKey, DeviceRate: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

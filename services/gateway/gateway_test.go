@@ -39,6 +39,7 @@ type fixture struct {
 	clock   atomic.Pointer[time.Time]
 	hmacKey Key
 	edKey   Key
+	regKey  *RegistryKey // the device-registry key that seals HMAC secrets
 	codec   *wire.Codec
 	fail    atomic.Bool // make the broker refuse produce requests
 	deny    atomic.Bool // make the broker answer produce requests with a fatal error
@@ -76,7 +77,8 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tbl.Close() })
-	f.devices = NewDevices(p, tbl, nil, f.now)
+	f.regKey, _ = GenerateRegistryKey()
+	f.devices = NewDevices(p, tbl, f.regKey, nil, f.now)
 	d1, err := f.devices.Add(ctx, NewDevice{ID: "d1", VehicleID: "v1", VehicleTZ: "Asia/Shanghai", Auth: AuthHMAC})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +91,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	f.edKey = Ed25519Key(priv)
 
 	f.reg = prometheus.NewRegistry()
-	cfg := Config{Pipelines: pcfg, Registerer: f.reg, Now: f.now, ProduceTimeout: 2 * time.Second,
+	cfg := Config{Pipelines: pcfg, DeviceKey: f.regKey, Registerer: f.reg, Now: f.now, ProduceTimeout: 2 * time.Second,
 		Limits: telemetry.Limits{MaxEvents: 500}, MaxBodyBytes: 256 << 10, DeviceRate: -1}
 	if mod != nil {
 		mod(&cfg)

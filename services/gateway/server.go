@@ -41,6 +41,9 @@ type Config struct {
 	// Pipelines gives the brokers, logger, Serde and client options of the
 	// producer and of the device table.
 	Pipelines kafka.Config
+	// DeviceKey opens the HMAC secrets sealed on the devices topic
+	// (seal.go). Nil: every HMAC device is refused (ReasonNotSealed).
+	DeviceKey *RegistryKey
 	// Registerer receives the gateway's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	// Logger (default Pipelines.Logger, then slog.Default()).
@@ -178,11 +181,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, producer: p, table: t, codec: codec, m: m,
-		reg:     &registry{table: t, serde: cfg.Pipelines.Serde, cache: map[string]cachedDevice{}},
+		reg:     &registry{table: t, key: cfg.DeviceKey, serde: cfg.Pipelines.Serde, cache: map[string]cachedDevice{}},
 		nonces:  newNonces(cfg.MaxSkew, cfg.MaxNonces, cfg.Now()),
 		limiter: &limiter{rate: cfg.DeviceRate, burst: float64(cfg.DeviceBurst), buckets: map[string]*bucket{}},
 	}
 	s.inflight.max = cfg.MaxInFlightBytes
+	s.reg.onNotSealed = func(id string, err error) {
+		s.log.Error("device refused: its HMAC secret is not sealed under the device-registry key (minecart devices seal)", "device", id, "err", err)
+	}
+	if cfg.DeviceKey == nil {
+		s.log.Warn("gateway without a device-registry key: every HMAC device is refused (Ed25519 devices only)")
+	}
 	return s, nil
 }
 
@@ -250,6 +259,7 @@ const (
 	ReasonReplayCacheFull = "replay_cache_full" // 429: too many nonces in the window
 	ReasonProduce         = "produce_failed"    // 503: Kafka did not acknowledge; nothing is acked
 	ReasonRegistry        = "registry_error"    // 503: the device record does not decode
+	ReasonNotSealed       = "secret_not_sealed" // 401: the HMAC secret on the topic is not sealed under the gateway's key
 	ReasonNotReady        = "not_ready"         // 503: device table not caught up yet
 )
 
@@ -601,6 +611,9 @@ func (s *Server) authenticate(device, ts, nonce, sigB64 string, body []byte) (*D
 		return nil, http.StatusUnauthorized, ReasonMissingAuth, errors.New(HeaderSignature + ": want standard base64")
 	}
 	dev, ok, err := s.reg.lookup(device)
+	if errors.Is(err, ErrNotSealed) {
+		return nil, http.StatusUnauthorized, ReasonNotSealed, fmt.Errorf("device %q: secret not sealed", device)
+	}
 	if err != nil {
 		s.log.Error("device record unreadable", "device", device, "err", err)
 		return nil, http.StatusServiceUnavailable, ReasonRegistry, errors.New("device registry record unreadable")

@@ -120,6 +120,9 @@ func NewNonce() string {
 func verify(d *Device, msg, sig []byte) bool {
 	switch d.Auth {
 	case AuthHMAC:
+		if len(d.Key) < minSecret {
+			return false // never an empty or short key, whatever the record said
+		}
 		m := hmac.New(sha256.New, d.Key)
 		m.Write(msg)
 		return hmac.Equal(m.Sum(nil), sig)

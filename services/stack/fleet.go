@@ -29,7 +29,7 @@ func OwnerOf(i int) string { return fmt.Sprintf("owner-%05d", i/2) }
 func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 	at := sim.Start()
 	vs := sim.Vehicles()
-	if err := loadtest.Provision(ctx, s.Producer, s.Serde, sim.Devices(), vs[0].TZ, at); err != nil {
+	if err := loadtest.Provision(ctx, s.Producer, s.Serde, s.DeviceKey, sim.Devices(), vs[0].TZ, at); err != nil {
 		return err
 	}
 	ids := make([]string, 0, len(vs))

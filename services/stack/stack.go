@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/pipelines"
@@ -41,8 +43,11 @@ import (
 
 // Config configures the embedded pipeline.
 type Config struct {
-	// DataDir holds the broker's log (DataDir/kafka) and the ledger key
-	// (DataDir/ledger.key). Empty: broker in memory, key generated.
+	// DataDir holds the broker's log (DataDir/kafka) and its SASL
+	// credentials (DataDir/kafka/credentials.json), the ledger key
+	// (DataDir/ledger.key) and the device-registry key
+	// (DataDir/devices.key), all private (directories 0700, files 0600).
+	// Empty: broker in memory, credentials and keys generated.
 	DataDir string
 	// KafkaAddr is the broker's listen address (default 127.0.0.1:9092;
 	// 127.0.0.1:0 picks a free port).
@@ -97,6 +102,12 @@ type Stack struct {
 	Pipelines kafka.Config
 	// LedgerKey signs the ledger's blocks.
 	LedgerKey ed25519.PrivateKey
+	// Credentials are the broker's SASL/SCRAM users (auth.go): the
+	// stages connect as the superuser.
+	Credentials broker.Credentials
+	// DeviceKey seals the devices' HMAC secrets on the devices topic
+	// (DataDir/devices.key).
+	DeviceKey *gateway.RegistryKey
 	// Ledger follows the blocks topic and serves proofs.
 	Ledger  *proofs.Server
 	Gateway *gateway.Server
@@ -131,18 +142,32 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 
 	kafkaDir := ""
 	if cfg.DataDir != "" {
+		// Private to this user: 0700 directories, 0600 files.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := broker.PrivateTree(cfg.DataDir); err != nil {
+			return nil, err
+		}
 		kafkaDir = filepath.Join(cfg.DataDir, "kafka")
 	}
-	if s.Broker, err = broker.Start(broker.Config{Addr: cfg.KafkaAddr, DataDir: kafkaDir, Logger: log}); err != nil {
+	if s.Credentials, err = credentials(kafkaDir); err != nil {
+		return nil, err
+	}
+	users, err := BrokerUsers(s.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	super, _ := s.Credentials.ByRole(broker.RoleSuperuser, "")
+	if s.Broker, err = broker.Start(broker.Config{Addr: cfg.KafkaAddr, DataDir: kafkaDir, Logger: log, Users: users}); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if err := kafka.EnsureTopics(ctx, s.Broker.Addrs(), pipelines.Topology); err != nil {
-		return nil, fmt.Errorf("create topology: %w", err)
-	}
-
 	s.Pipelines = kafka.Config{
 		Brokers: s.Broker.Addrs(), Logger: log, Registerer: s.Registry, Serde: s.Serde,
-		SessionTimeout: cfg.SessionTimeout,
+		SessionTimeout: cfg.SessionTimeout, ClientOptions: []kgo.Opt{SASL(super)},
+	}
+	if err := kafka.EnsureTopicsWith(ctx, s.Pipelines, pipelines.Topology); err != nil {
+		return nil, fmt.Errorf("create topology: %w", err)
 	}
 	// The parts run until Close, whatever becomes of ctx.
 	var runCtx context.Context
@@ -156,6 +181,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	keyPath := ""
 	if cfg.DataDir != "" {
 		keyPath = filepath.Join(cfg.DataDir, "ledger.key")
+		if s.DeviceKey, err = gateway.LoadOrCreateRegistryKey(filepath.Join(cfg.DataDir, "devices.key")); err != nil {
+			return nil, err
+		}
+	} else {
+		s.DeviceKey, _ = gateway.GenerateRegistryKey()
 	}
 	if keyPath != "" {
 		if s.LedgerKey, err = ledger.LoadOrCreateKey(keyPath); err != nil {
@@ -209,7 +239,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.env.Go("ledger-reader", s.Ledger.Run)
-	if s.Gateway, err = gateway.New(runCtx, gateway.Config{Pipelines: s.Pipelines, Registerer: s.Registry, Logger: log}); err != nil {
+	if s.Gateway, err = gateway.New(runCtx, gateway.Config{Pipelines: s.Pipelines, DeviceKey: s.DeviceKey, Registerer: s.Registry, Logger: log}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	s.env.OnClose(s.Gateway.Close)
@@ -362,6 +392,9 @@ func (s *Stack) Close() error {
 	}
 	if s.Broker != nil {
 		errs = append(errs, s.Broker.Close())
+	}
+	if s.cfg.DataDir != "" {
+		errs = append(errs, broker.PrivateTree(s.cfg.DataDir))
 	}
 	return errors.Join(errs...)
 }

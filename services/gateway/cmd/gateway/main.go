@@ -17,12 +17,13 @@ import (
 func main() { daemon.Main("gateway", run) }
 
 func run(ctx context.Context, args []string) error {
-	var addr string
+	var addr, keyFile string
 	var cfg gateway.Config
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "gateway", MetricsAddr: "127.0.0.1:9100",
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&addr, "http-addr", "127.0.0.1:8080", "address of the device API")
+			fs.StringVar(&keyFile, "device-key", "", "file of the device-registry key (64 hex characters, mode 0600) that opens the HMAC secrets sealed on the devices topic; empty: HMAC devices are refused")
 			fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 8<<20, "largest request body as sent")
 			fs.Int64Var(&cfg.MaxDecodedBytes, "max-decoded-bytes", 64<<20, "largest gzip body once inflated")
 			fs.Int64Var(&cfg.MaxInFlightBytes, "max-inflight-bytes", 256<<20, "bytes of requests held at once before answering 429")
@@ -33,6 +34,13 @@ func run(ctx context.Context, args []string) error {
 		},
 		Build: func(ctx context.Context, env *daemon.Env) error {
 			cfg.Pipelines, cfg.Registerer, cfg.Logger = env.Kafka, env.Registry, env.Log
+			if keyFile != "" {
+				k, err := gateway.LoadRegistryKey(keyFile)
+				if err != nil {
+					return err
+				}
+				cfg.DeviceKey = k
+			} // without one, gateway.New warns that HMAC devices are refused
 			gw, err := gateway.New(ctx, cfg)
 			if err != nil {
 				return err
