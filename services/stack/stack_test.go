@@ -56,7 +56,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func startStack(t *testing.T, ctx context.Context, dir, dsn string) *Stack {
 	t.Helper()
 	st, err := Start(ctx, Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		ClickHouseDSN: dsn, IdleTimeout: 8 * time.Second, SessionTimeout: time.Second, Logger: testLogger(t)})
+		ClickHouseDSN: dsn, SessionTimeout: time.Second, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
