@@ -2,10 +2,15 @@ package stage
 
 import (
 	"context"
+	"fmt"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/scoring/scoringtest"
@@ -165,4 +170,181 @@ func TestProcessorMarks(t *testing.T) {
 		}
 	}
 	eq(t, "log time after bad marks", p.clock.Time(), before)
+}
+
+// deliveryOrder lays the clean topic out as the gateway would have written
+// it: each event delivered at the end of its 10-minute window, after the
+// marks of that moment on every partition. down is a gateway outage: no
+// marks, and what falls in it is delivered when it ends, where the
+// restarted gateway's marks start from the last one and catch up at 4x;
+// offline holds one vehicle's events until its box is back.
+func deliveryOrder(t *testing.T, serde *schemas.Serde, events []kafka.Output, times []int64, vehicles []string, down [2]int64, offline string, off [2]int64) []kafka.Output {
+	t.Helper()
+	const win = int64(10 * time.Minute / time.Millisecond)
+	ceil := func(ms int64) int64 { return (ms + win - 1) / win * win }
+	type item struct {
+		at  int64
+		seq int
+		rec kafka.Output
+	}
+	var items []item
+	last := int64(-1)
+	for i, ev := range events {
+		at := ceil(times[i] + 1)
+		if vehicles[i] == offline && at >= off[0] && at < off[1] {
+			at = ceil(off[1])
+		}
+		if at >= down[0] && at < down[1] {
+			at = ceil(down[1])
+		}
+		items = append(items, item{at, 1 + i, ev})
+		last = max(last, at)
+	}
+	var base, restart int64 = -1, -1
+	for at := ceil(times[0]); at <= last+3*time.Hour.Milliseconds(); at += win {
+		if at >= down[0] && at < down[1] {
+			continue
+		}
+		mt := at
+		if at >= down[1] && down[1] > 0 {
+			if restart < 0 {
+				base, restart = down[0]-win, at
+			}
+			mt = max(base, min(at, base+4*(at-restart)))
+		}
+		for p := range int32(pipelines.TelemetryPartitions) {
+			b, err := serde.Marshal(&avro.TimeMark{Gateway: "gw", Partition: p, TimeMs: time.UnixMilli(mt).UTC()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			items = append(items, item{at, 0, kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(pipelines.MarkKeyPrefix + "gw"),
+				Value: b, Headers: pipelines.MarkHeaders(), ToPartition: true, Partition: p}})
+		}
+	}
+	slices.SortStableFunc(items, func(a, b item) int {
+		if a.at != b.at {
+			return int(a.at - b.at)
+		}
+		return a.seq - b.seq
+	})
+	out := make([]kafka.Output, len(items))
+	for i := range items {
+		out[i] = items[i].rec
+	}
+	return out
+}
+
+// TestStageBackfillScoresLikeLive runs the scoring stage on a real broker
+// over the same events delivered three ways: live; with the gateway down
+// for 30 minutes across the first day's end (boxes buffer, the restarted
+// gateway catches up from its last mark) and one box offline from the
+// morning until 1h50 after midnight (within the 2h grace), with
+// transactions failing before commit along the way; and, as the control
+// that the comparison can fail, that box back only at 2h30. The first two
+// must give every vehicle-day the same score and no late event; the
+// control must lose the box's day to the late topic.
+func TestStageBackfillScoresLikeLive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three embedded brokers")
+	}
+	serde := schemas.SingleObject()
+	recs, days := stageTraffic(t, serde)
+	// Four vehicles drive across the first day's end.
+	day1 := time.Date(2026, 11, 20, 0, 0, 0, 0, shanghai)
+	end1 := day1.AddDate(0, 0, 1)
+	var night []telemetry.Event
+	for v := range 4 {
+		tr := scoringtest.NewTrip(fmt.Sprintf("night-%d", v), end1.Add(-40*time.Minute+time.Duration(v)*time.Minute), uint64(100+v))
+		tr.PeriodMs = 10000
+		tr.Drive(360, 50)
+		night = append(night, tr.Evs...)
+	}
+	for i := range night {
+		b, err := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(&night[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(night[i].VehicleID), Value: b})
+	}
+	days += 2 * 4 // each night vehicle has the 20th and the 21st
+	times := make([]int64, len(recs))
+	vehicles := make([]string, len(recs))
+	for i, r := range recs {
+		native, err := serde.DecodeAs(schemas.TelemetryEvent, r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := telemetry.FromNative(native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		times[i], vehicles[i] = ev.TimeMs, ev.VehicleID
+	}
+	idx := make([]int, len(recs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return int(times[a] - times[b]) })
+	sorted := func(xs []kafka.Output) []kafka.Output {
+		out := make([]kafka.Output, len(idx))
+		for i, j := range idx {
+			out[i] = xs[j]
+		}
+		return out
+	}
+	recs = sorted(recs)
+	ts, vs := make([]int64, len(idx)), make([]string, len(idx))
+	for i, j := range idx {
+		ts[i], vs[i] = times[j], vehicles[j]
+	}
+	times, vehicles = ts, vs
+	e1 := end1.UnixMilli()
+	const m = int64(time.Minute / time.Millisecond)
+	down := [2]int64{e1 - 15*m, e1 + 15*m}
+	offFrom := day1.Add(6 * time.Hour).UnixMilli()
+	live := deliveryOrder(t, serde, recs, times, vehicles, [2]int64{}, "", [2]int64{})
+	outage := deliveryOrder(t, serde, recs, times, vehicles, down, "veh-005", [2]int64{offFrom, e1 + 110*m})
+	control := deliveryOrder(t, serde, recs, times, vehicles, down, "veh-005", [2]int64{offFrom, e1 + 150*m})
+	run := func(recs []kafka.Output, crash bool, want int) (map[string]avro.DailyScore, int) {
+		b := kafkatest.Broker(t)
+		kafkatest.Produce(t, b, recs...)
+		st, err := NewStage(Config{Serde: serde, MaxClosesPerBatch: 5, TickEvery: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc := kafkatest.Config(b)
+		if crash {
+			st = failingStage(st, crashEvery)
+			rc.MaxBatch = 97
+		}
+		stop := kafkatest.Run(t, rc, st)
+		got, _ := scoresByID(t, b, serde, want)
+		stop()
+		lateRecs, err := kafkatest.ReadCommitted(context.Background(), b, pipelines.TopicLateEvents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, len(lateRecs)
+	}
+	want, late := run(live, false, days)
+	if len(want) != days || late != 0 {
+		t.Fatalf("live: %d scores (want %d), %d late", len(want), days, late)
+	}
+	got, late := run(outage, true, days)
+	if len(got) != days || late != 0 {
+		t.Fatalf("after the outage: %d scores (want %d), %d late", len(got), days, late)
+	}
+	for id, s := range want {
+		if !reflect.DeepEqual(got[id], s) {
+			t.Errorf("score %s differs after the outage:\n got %+v\nwant %+v", id, got[id], s)
+		}
+	}
+	// The control: veh-005's 20th is closed before its box is back.
+	got, late = run(control, false, days-1)
+	if late == 0 || len(got) != days-1 {
+		t.Fatalf("control: %d late, %d scores; want veh-005's 20th late and unscored", late, len(got))
+	}
+	if _, ok := got["veh-005/2026-11-20"]; ok {
+		t.Fatal("control: veh-005's 20th scored")
+	}
 }
