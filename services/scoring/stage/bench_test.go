@@ -184,3 +184,52 @@ func counterValue(m *dto.Metric) float64 {
 	}
 	return 0
 }
+
+// BenchmarkProcess is the processor's cost per record, no broker: an event
+// against a time mark (decode, checks, LogClock, Windows.Advance).
+func BenchmarkProcess(b *testing.B) {
+	serde := schemas.SingleObject()
+	st, err := NewStage(Config{Serde: serde})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pr, err := st.NewProcessor(context.Background(), pipelines.Task{Stage: st.Name, Partition: 0})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := pr.(*processor)
+	ev := scoringtest.NewTrip("v", morning(), 1).Drive(1, 60).Evs[0]
+	v, err := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(&ev))
+	if err != nil {
+		b.Fatal(err)
+	}
+	evRec := pipelines.Record{Topic: pipelines.TopicTelemetryClean, Key: []byte("v"), Value: v, Timestamp: morning()}
+	mv, err := serde.Marshal(&avro.TimeMark{Gateway: "gateway-0", Partition: 0, TimeMs: morning()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	markRec := pipelines.Record{Topic: pipelines.TopicTelemetryClean, Key: []byte("mark/gateway-0"), Value: mv, Headers: pipelines.MarkHeaders(), Timestamp: morning()}
+	var out discardEmitter
+	ctx := context.Background()
+	b.Run("event", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if err := p.Process(ctx, evRec, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("mark", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if err := p.Process(ctx, markRec, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+type discardEmitter struct{}
+
+func (discardEmitter) Emit(string, []byte, []byte, ...pipelines.Header)          {}
+func (discardEmitter) EmitTo(string, int32, []byte, []byte, ...pipelines.Header) {}
