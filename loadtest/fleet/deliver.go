@@ -62,7 +62,8 @@ type Delivery struct {
 // again (a Delivery with Down and no events marks each window end it is
 // down). Buffered events come before the window's own, so every vehicle's
 // events stay in time order. After End it goes on, window by window, with
-// what is still buffered, until the window end at or after until. Like
+// what is still buffered, until the window end at or after until (events
+// held past it are not delivered: an outage must end before until). Like
 // Chunks, it is deterministic and can be repeated.
 func (s *Sim) Deliveries(o Outages, until time.Time) iter.Seq[Delivery] {
 	return func(yield func(Delivery) bool) {
