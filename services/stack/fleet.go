@@ -115,6 +115,17 @@ func (s *Stack) SendDeliveries(ctx context.Context, sim *fleet.Sim, out fleet.Ou
 	if err := out.Validate(len(sim.Vehicles())); err != nil {
 		return loadtest.Report{}, err
 	}
+	until := sim.End().Add(s.cfg.Grace)
+	for _, sp := range out.Gateway {
+		if sp.To.After(until) {
+			return loadtest.Report{}, fmt.Errorf("gateway outage ends at %v, after the simulation's end + grace %v", sp.To, until)
+		}
+	}
+	for _, sp := range out.Offline {
+		if sp.To.After(until) {
+			return loadtest.Report{}, fmt.Errorf("vehicle %d is offline until %v, after the simulation's end + grace %v", sp.Vehicle, sp.To, until)
+		}
+	}
 	cfg.URL = "http://" + s.HTTPAddr()
 	cfg.Devices = sim.Devices()
 	if cfg.Client == nil {
@@ -128,7 +139,7 @@ func (s *Stack) SendDeliveries(ctx context.Context, sim *fleet.Sim, out fleet.Ou
 	}
 	var total loadtest.Report
 	k := 0
-	for d := range sim.Deliveries(out, sim.End().Add(s.cfg.Grace)) {
+	for d := range sim.Deliveries(out, until) {
 		if k < from {
 			k++
 			continue
