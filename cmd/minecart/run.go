@@ -49,7 +49,7 @@ func runCommand() *ff.Command {
 		fs.StringVar(&f.kafkaAddr, "kafka-addr", "127.0.0.1:9092", "embedded Kafka listen address")
 		fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "gateway, APIs and /metrics listen address")
 		fs.StringVar(&f.chAddr, "clickhouse-addr", "127.0.0.1:8123", "embedded ClickHouse HTTP listen address (empty: no ClickHouse)")
-		fs.DurationVar(&f.idle, "idle-timeout", 15*time.Second, "scoring closes a quiet partition's days after this much wall-clock silence")
+		fs.DurationVar(&f.idle, "idle-timeout", 0, "fallback, off by default (0): scoring closes a quiet partition's days after this much wall-clock silence; days close on the gateway's time marks, driven by the simulated fleet")
 		fs.StringVar(&f.format, "format", loadtest.FormatJSON, "device batch format: json or avro")
 	}, func(ctx context.Context, _ []string) error { return runPipeline(ctx, f) })
 }

@@ -1467,3 +1467,45 @@ func (r *Statement) decode(d *decoder) {
 	}
 	r.GeneratedMs = time.UnixMilli(d.long("generated_ms")).UTC()
 }
+
+// TimeMark is the Avro record minecart.telemetry.TimeMark.
+//
+// A time mark, written in-band by a gateway to one partition of minecart.telemetry.raw (header kind=mark, key mark/<gateway>) and forwarded by ingest to the same partition of minecart.telemetry.clean: gateway `gateway` will from now on append to this partition only records it accepted at intake-clock time >= time_ms. Scoring closes days on these marks (docs/scoring.md, Log time).
+type TimeMark struct {
+	// gateway: the writing gateway's id (stable across its restarts)
+	Gateway string
+	// partition: the partition the mark was written to (a mark found on another partition is refused)
+	Partition int32
+	// time_ms: the promise: later records of this gateway on this partition have intake time >= time_ms
+	TimeMs time.Time
+	// leaving: true on a clean shutdown: the gateway writes no more marks, readers stop waiting for it
+	Leaving bool
+}
+
+// AvroName is the record's full Avro name, minecart.telemetry.TimeMark.
+func (*TimeMark) AvroName() string { return "minecart.telemetry.TimeMark" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *TimeMark) AppendAvro(dst []byte) ([]byte, error) {
+	dst = appendString(dst, r.Gateway)
+	dst = appendLong(dst, int64(r.Partition))
+	dst = appendLong(dst, r.TimeMs.UnixMilli())
+	dst = appendBool(dst, r.Leaving)
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *TimeMark) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = TimeMark{}
+	r.decode(&d)
+	return d.finish("minecart.telemetry.TimeMark")
+}
+
+func (r *TimeMark) decode(d *decoder) {
+	r.Gateway = d.string("gateway")
+	r.Partition = d.int("partition")
+	r.TimeMs = time.UnixMilli(d.long("time_ms")).UTC()
+	r.Leaving = d.bool("leaving")
+}

@@ -19,6 +19,7 @@ func main() { daemon.Main("gateway", run) }
 func run(ctx context.Context, args []string) error {
 	var addr, keyFile string
 	var cfg gateway.Config
+	var marks gateway.MarkConfig
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "gateway", MetricsAddr: "127.0.0.1:9100",
 		Flags: func(fs *flag.FlagSet) {
@@ -31,6 +32,10 @@ func run(ctx context.Context, args []string) error {
 			fs.DurationVar(&cfg.MaxSkew, "max-skew", 5*time.Minute, "how far a request timestamp may be from the gateway's clock")
 			fs.Float64Var(&cfg.DeviceRate, "device-rate", 2000, "events per second per device (negative: no limit)")
 			fs.DurationVar(&cfg.ProduceTimeout, "produce-timeout", 30*time.Second, "wait for Kafka's acknowledgement before answering 503")
+			fs.StringVar(&marks.ID, "mark-id", "", "this gateway's id in its time marks, stable across restarts of the replica (default: the host name)")
+			fs.DurationVar(&marks.Every, "mark-every", time.Second, "how often the time marks are written")
+			fs.Float64Var(&marks.CatchUpRate, "mark-catch-up-rate", 4, "after a restart, marks catch up from the last one in the log at most this many times as fast as the clock (> 1)")
+			fs.Int64Var(&marks.ReadBack, "mark-read-back", 200000, "records read back per partition at start to find the last mark")
 		},
 		Build: func(ctx context.Context, env *daemon.Env) error {
 			cfg.Pipelines, cfg.Registerer, cfg.Logger = env.Kafka, env.Registry, env.Log
@@ -48,6 +53,19 @@ func run(ctx context.Context, args []string) error {
 			// On shutdown, finish the requests in flight (their batches are
 			// being acknowledged), then close the producer.
 			env.OnClose(gw.Close)
+			// Time marks (docs/ingest.md): written every mark-every; on
+			// shutdown, once the requests in flight are done and before
+			// the producer closes, a leaving mark.
+			mk, err := gw.NewMarker(ctx, marks)
+			if err != nil {
+				return err
+			}
+			env.OnClose(func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				return mk.Leave(ctx)
+			})
+			env.Go("time marks", mk.Run)
 			env.ShutdownTimeout = cfg.ProduceTimeout + 5*time.Second
 			// ReadTimeout bounds how long a slow upload holds its in-flight bytes.
 			return env.Serve("device api", &http.Server{Addr: addr, Handler: gw.Handler(),
