@@ -333,6 +333,7 @@ func TestProduceFailsFast(t *testing.T) {
 func TestBackpressureAndKafkaDown(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
 		c.MaxInFlightBytes = 1 << 20
+		c.MaxDeviceBytes = 1 << 20 // the global bound is under test here
 		c.ProduceTimeout = 300 * time.Millisecond
 		c.DeviceRate, c.DeviceBurst = 10, 20
 	})
