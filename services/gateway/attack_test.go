@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -177,9 +178,17 @@ func TestStalledConnections(t *testing.T) {
 	}
 }
 
-// bomb is a gzip body of n zero bytes.
+// bomb is a gzip body of n zero bytes (written in 1 MiB pieces, so making
+// it does not itself hold n bytes).
 func bomb(n int) []byte {
-	return gz(make([]byte, n))
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	zeros := make([]byte, 1<<20)
+	for ; n > 0; n -= len(zeros) {
+		w.Write(zeros[:min(n, len(zeros))])
+	}
+	w.Close()
+	return buf.Bytes()
 }
 
 // TestGzipBombWaves: three waves of 16 gzip bombs (256 MiB of zeros each)

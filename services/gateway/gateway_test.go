@@ -46,7 +46,7 @@ type fixture struct {
 
 func (f *fixture) now() time.Time { return *f.clock.Load() }
 
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
 	f := &fixture{}
 	f.clock.Store(&t0)

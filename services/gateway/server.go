@@ -668,7 +668,6 @@ func (q *request) inflate(body []byte) ([]byte, *refusal) {
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, ReasonEncoding, fmt.Errorf("gzip: %w", err))
 	}
-	zr.Multistream(false)
 	inflated, err := fill(q.buf.inflated[:0], zr, q.s.cfg.MaxDecodedBytes, q.grow)
 	q.buf.inflated = inflated[:0]
 	var f *refusal
