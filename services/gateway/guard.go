@@ -37,21 +37,30 @@ func (f *inflight) release(n int64) { f.cur.Add(-n) }
 // expiry into generations of width MaxSkew/4 (at least 1s); a generation
 // is dropped once the newest expiry it can hold has passed, so a pair is
 // kept at most one generation width past its expiry. Memory is bounded by
-// max pairs in all; when full, requests are refused (429
-// replay_cache_full) until expiries free room: never accepted unchecked,
-// never forgotten early.
+// max pairs in all and perDevice pairs of one device; when full, requests
+// (of that device) are refused (429 replay_cache_full) until expiries free
+// room: never accepted unchecked, never forgotten early.
 type nonces struct {
-	mu    sync.Mutex
-	seed  maphash.Seed
-	width int64 // nanoseconds of expiry per generation
-	max   int
-	n     int                           // pairs held in all generations
-	gens  map[int64]map[uint64]struct{} // expiry/width -> pair hashes
+	mu        sync.Mutex
+	seed      maphash.Seed
+	width     int64 // nanoseconds of expiry per generation
+	max       int
+	perDevice int
+	n         int            // pairs held in all generations
+	devices   map[string]int // pairs held per device
+	gens      map[int64]*nonceGen
 }
 
-func newNonces(skew time.Duration, limit int) *nonces {
+// nonceGen is the pairs whose expiry falls in one generation.
+type nonceGen struct {
+	keys    map[uint64]struct{}
+	devices map[string]int
+}
+
+func newNonces(skew time.Duration, limit, perDevice int) *nonces {
 	width := max(int64(skew/4), int64(time.Second))
-	return &nonces{seed: maphash.MakeSeed(), width: width, max: limit, gens: map[int64]map[uint64]struct{}{}}
+	return &nonces{seed: maphash.MakeSeed(), width: width, max: limit, perDevice: perDevice,
+		devices: map[string]int{}, gens: map[int64]*nonceGen{}}
 }
 
 type nonceResult int
@@ -74,17 +83,22 @@ func (n *nonces) key(device, nonce string) uint64 {
 // sweep drops the generations whose every expiry is before now.
 func (n *nonces) sweep(now time.Time) {
 	t := now.UnixNano()
-	for g, m := range n.gens {
+	for g, gen := range n.gens {
 		if (g+1)*n.width <= t {
-			n.n -= len(m)
+			n.n -= len(gen.keys)
+			for d, c := range gen.devices {
+				if n.devices[d] -= c; n.devices[d] <= 0 {
+					delete(n.devices, d)
+				}
+			}
 			delete(n.gens, g)
 		}
 	}
 }
 
 func (n *nonces) has(k uint64) bool {
-	for _, m := range n.gens {
-		if _, ok := m[k]; ok {
+	for _, gen := range n.gens {
+		if _, ok := gen.keys[k]; ok {
 			return true
 		}
 	}
@@ -102,7 +116,8 @@ func (n *nonces) seen(device, nonce string, now time.Time) bool {
 }
 
 // use records device's nonce until expiry (the request's timestamp plus
-// MaxSkew), telling whether it was held already or the cache is full.
+// MaxSkew), telling whether it was held already or the cache (or the
+// device's share of it) is full.
 func (n *nonces) use(device, nonce string, expiry, now time.Time) nonceResult {
 	k := n.key(device, nonce)
 	n.mu.Lock()
@@ -111,16 +126,18 @@ func (n *nonces) use(device, nonce string, expiry, now time.Time) nonceResult {
 	if n.has(k) {
 		return nonceReplayed
 	}
-	if n.n >= n.max {
+	if n.n >= n.max || n.devices[device] >= n.perDevice {
 		return nonceFull
 	}
 	g := floorDiv(expiry.UnixNano(), n.width)
-	m := n.gens[g]
-	if m == nil {
-		m = map[uint64]struct{}{}
-		n.gens[g] = m
+	gen := n.gens[g]
+	if gen == nil {
+		gen = &nonceGen{keys: map[uint64]struct{}{}, devices: map[string]int{}}
+		n.gens[g] = gen
 	}
-	m[k] = struct{}{}
+	gen.keys[k] = struct{}{}
+	gen.devices[device]++
+	n.devices[device]++
 	n.n++
 	return nonceFresh
 }

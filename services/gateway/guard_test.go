@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -10,7 +11,7 @@ import (
 // full, use refuses instead of forgetting.
 func TestNonces(t *testing.T) {
 	const skew = time.Minute
-	n := newNonces(skew, 3)
+	n := newNonces(skew, 3, 3)
 	exp := t0.Add(skew)
 	if n.use("d", "aaaaaaaaaaaaaaaa", exp, t0) != nonceFresh || n.use("d", "aaaaaaaaaaaaaaaa", exp, t0) != nonceReplayed {
 		t.Fatal("replay in the same window not caught")
@@ -48,8 +49,18 @@ func TestNonces(t *testing.T) {
 	if got := n.use("g", "dddddddddddddddd", later.Add(skew), later); got != nonceFresh {
 		t.Fatalf("after expiry: %v", got)
 	}
-	if n.n != 2 {
-		t.Fatalf("held %d pairs, want 2", n.n)
+	if n.n != 2 || n.devices["f"] != 1 || n.devices["g"] != 1 || len(n.devices) != 2 {
+		t.Fatalf("held %d pairs %v, want 2 of f and g", n.n, n.devices)
+	}
+	// A device's share: full for it, not for the others.
+	s := newNonces(skew, 10, 2)
+	for i, want := range []nonceResult{nonceFresh, nonceFresh, nonceFull} {
+		if got := s.use("d", fmt.Sprintf("nonce-nonce-nonce-%d", i), exp, t0); got != want {
+			t.Fatalf("device share, nonce %d: %v, want %v", i, got, want)
+		}
+	}
+	if s.use("e", "nonce-nonce-nonce-0", exp, t0) != nonceFresh {
+		t.Fatal("another device refused when one device's share is full")
 	}
 }
 

@@ -233,7 +233,7 @@ func FuzzNonces(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0, 1, 1, 200, 3, 255, 0})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		const skew = 10 * time.Second
-		n := newNonces(skew, 1<<20)
+		n := newNonces(skew, 1<<20, 1<<20)
 		width := time.Duration(n.width)
 		ref := map[string]time.Time{}
 		now := t0

@@ -84,6 +84,11 @@ type Config struct {
 	// timestamp plus MaxSkew has passed; when the cache holds MaxNonces,
 	// requests get 429 replay_cache_full (default 4M).
 	MaxNonces int
+	// MaxDeviceNonces bounds one device's share of the replay cache: a
+	// device holding that many gets 429 replay_cache_full (default
+	// MaxNonces/64 = 65,536: ~218 requests/s sustained by a device whose
+	// clock agrees with the gateway's, with the default MaxSkew).
+	MaxDeviceNonces int
 	// DeviceRate is each device's sustained rate in events per second
 	// (default 2000; negative: no limit); DeviceBurst its bucket size
 	// (default Limits.MaxEvents).
@@ -133,6 +138,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxNonces == 0 {
 		c.MaxNonces = 4 << 20
 	}
+	if c.MaxDeviceNonces == 0 {
+		c.MaxDeviceNonces = max(c.MaxNonces/64, 1)
+	}
 	if c.DeviceRate == 0 {
 		c.DeviceRate = 2000
 	}
@@ -161,7 +169,7 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 || c.MaxDecodedBytes < 0 || c.MaxInFlightBytes < 0 || c.MaxSkew < 0 ||
 		c.MaxNonces < 0 || c.DeviceBurst < 0 || c.ProduceTimeout < 0 || c.RetryAfter < 0 ||
-		c.MaxDeviceBytes < 0 || c.MaxDeviceUnverifiedBytes < 0 || c.BodyTimeout < 0 {
+		c.MaxDeviceBytes < 0 || c.MaxDeviceUnverifiedBytes < 0 || c.BodyTimeout < 0 || c.MaxDeviceNonces < 0 {
 		return errors.New("gateway: negative limit")
 	}
 	d := c.withDefaults()
@@ -220,7 +228,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, producer: p, table: t, codec: codec, m: m,
 		reg:     &registry{table: t, serde: cfg.Pipelines.Serde, cache: map[string]cachedDevice{}},
-		nonces:  newNonces(cfg.MaxSkew, cfg.MaxNonces),
+		nonces:  newNonces(cfg.MaxSkew, cfg.MaxNonces, cfg.MaxDeviceNonces),
 		limiter: &limiter{rate: cfg.DeviceRate, burst: float64(cfg.DeviceBurst), buckets: map[string]*bucket{}},
 		holds:   &holds{maxTotal: cfg.MaxDeviceBytes, maxUnverified: cfg.MaxDeviceUnverifiedBytes, m: map[string]*hold{}},
 		bufs:    &bufPool{maxBufs: poolBuffers, maxBytes: min(poolBufferBytes, cfg.MaxBodyBytes)},
@@ -292,7 +300,7 @@ const (
 	ReasonOverloaded      = "overloaded"        // 429: in-flight bytes at their bound
 	ReasonDeviceBusy      = "device_busy"       // 429: the device's requests hold MaxDeviceBytes (or MaxDeviceUnverifiedBytes unverified)
 	ReasonRateLimited     = "rate_limited"      // 429: device over its event rate
-	ReasonReplayCacheFull = "replay_cache_full" // 429: too many nonces in the window
+	ReasonReplayCacheFull = "replay_cache_full" // 429: the replay cache, or the device's share of it, is full
 	ReasonProduce         = "produce_failed"    // 503: Kafka did not acknowledge; nothing is acked
 	ReasonRegistry        = "registry_error"    // 503: the device record does not decode
 	ReasonNotReady        = "not_ready"         // 503: device table not caught up yet
