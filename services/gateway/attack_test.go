@@ -138,6 +138,13 @@ func TestStalledConnections(t *testing.T) {
 		t.Fatalf("real device answered after %v", el)
 	}
 	t.Logf("real device: 202 in %v while stalls hold %d bytes", el.Round(time.Millisecond), f.srv.inflight.cur.Load())
+	// What the stalls can do (docs/security-gateway.md): the device they
+	// name is itself delayed, told when to retry, until BodyTimeout ends
+	// them.
+	if r := f.post(t, "d2", f.edKey, jsonBody(t, events("", 1, 0)), nil, ""); r.status != http.StatusTooManyRequests ||
+		r.body.Error != ReasonDeviceBusy || r.retry == "" {
+		t.Fatalf("named device during its stalls: %d %+v retry %q", r.status, r.body, r.retry)
+	}
 	// Every stalled connection is answered and closed by BodyTimeout.
 	statuses := map[int]int{}
 	for i, c := range conns {
@@ -170,8 +177,11 @@ func TestStalledConnections(t *testing.T) {
 	if tot, u := f.srv.holds.device("d2"); tot != 0 || u != 0 {
 		t.Fatalf("d2 still holds %d (%d unverified)", tot, u)
 	}
-	if recs := kafkatest.WaitRecords(t, f.brokers, pipelines.TopicTelemetryRaw, 20, 10*time.Second); len(recs) != 20 {
-		t.Fatalf("raw topic has %d records, want the real device's 20", len(recs))
+	if r := f.post(t, "d2", f.edKey, jsonBody(t, events("", 1, 0)), nil, ""); r.status != http.StatusAccepted {
+		t.Fatalf("named device after its stalls: %d %+v", r.status, r.body)
+	}
+	if recs := kafkatest.WaitRecords(t, f.brokers, pipelines.TopicTelemetryRaw, 21, 10*time.Second); len(recs) != 21 {
+		t.Fatalf("raw topic has %d records, want the real devices' 21", len(recs))
 	}
 	if got := metric(t, f.reg, "minecart_gateway_rejects_total", ReasonBodyTimeout); got == 0 {
 		t.Error("no body_timeout reject counted")
