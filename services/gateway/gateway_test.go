@@ -47,7 +47,7 @@ type fixture struct {
 
 func (f *fixture) now() time.Time { return *f.clock.Load() }
 
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
 	f := &fixture{}
 	f.clock.Store(&t0)
@@ -335,6 +335,7 @@ func TestProduceFailsFast(t *testing.T) {
 func TestBackpressureAndKafkaDown(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
 		c.MaxInFlightBytes = 1 << 20
+		c.MaxDeviceBytes = 1 << 20 // the global bound is under test here
 		c.ProduceTimeout = 300 * time.Millisecond
 		c.DeviceRate, c.DeviceBurst = 10, 20
 	})

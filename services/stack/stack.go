@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -276,7 +275,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	mux.Mount("/v1/redemptions/", redemptions)
 	mux.Mount("/v1/accounts/", redemptions)
 	mux.Mount("/", s.Gateway.Handler()) // /v1/telemetry (devices sign each request), /healthz, /readyz
-	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := daemon.NewServer(cfg.HTTPAddr, mux)
 	if err := s.env.Serve("http", srv); err != nil {
 		return nil, err
 	}

@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string) error {
 			mux := auth.NewMux(cfg.Auth)
 			cfg.Auth.Mount(mux) // POST /v1/login, /v1/logout, GET /v1/whoami
 			mux.Mount("/", h)
-			return env.Serve("owner api", &http.Server{Addr: addr, Handler: mux})
+			return env.Serve("owner api", daemon.NewServer(addr, mux))
 		},
 	})
 }

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
@@ -100,7 +99,7 @@ func run(ctx context.Context, args []string) error {
 			mux := auth.NewMux(a)
 			a.Mount(mux) // POST /v1/login, /v1/logout, GET /v1/whoami
 			mux.Mount("/", h)
-			return env.Serve("redemption api", &http.Server{Addr: httpAddr, Handler: mux})
+			return env.Serve("redemption api", daemon.NewServer(httpAddr, mux))
 		},
 	})
 }
