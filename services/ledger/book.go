@@ -61,8 +61,8 @@ func keyOf(credit bool, id string) idKey {
 // use.
 type Book struct {
 	tree     merkle.Tree
-	height   uint64      // height of the next block
-	last     merkle.Hash // hash of the last header
+	height   uint64        // height of the next block
+	last     merkle.Hash   // hash of the last header
 	heads    []merkle.Hash // hash of every header by height: a block seen again is told from a fork
 	lastHead Header
 	lastCP   string // the last block's checkpoint
