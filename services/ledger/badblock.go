@@ -43,6 +43,14 @@ const (
 	ReasonInvalid Reason = "invalid"
 )
 
+// BadBlocksMetric and BadBlocksHelp name the counter every reader of the
+// blocks topic counts skipped records on, with labels "reader" and
+// "reason", so that readers in one process share it.
+const (
+	BadBlocksMetric = "minecart_ledger_bad_blocks_total"
+	BadBlocksHelp   = "Records of the blocks topic skipped because they do not extend the verified book, by reader and reason (docs/ledger.md, A bad block)."
+)
+
 // Reasons lists every Reason, for metrics that show a zero per reason.
 var Reasons = []Reason{ReasonUndecodable, ReasonDuplicate, ReasonForged, ReasonOutOfOrder, ReasonFork, ReasonBadEntries, ReasonInvalid}
 
@@ -56,6 +64,10 @@ type Record struct {
 	Block *Block
 	// Err says why the record does not decode (Block is nil).
 	Err error
+	// Key and Value are the record as stored (the Kafka key and value),
+	// for whoever reports a bad one (a dead letter keeps them); nil when
+	// the source does not keep them (an export file).
+	Key, Value []byte
 }
 
 // BadRecord is a record that does not extend the verified book: readers

@@ -139,6 +139,11 @@ type Poisoned struct {
 	// Reasons is the reason of each record, "" for a genuine block
 	// applied there.
 	Reasons []ledger.Reason
+	// Writer is the book that appended Genuine, as the ledger writer
+	// holds it (its last blocks can be undone).
+	Writer *ledger.Book
+	// Forger signs with another key (Key(66)) under the same origin.
+	Forger *ledger.Signer
 }
 
 // Poison builds the poisoned book signed by s: a duplicate of block 1, a
@@ -182,7 +187,7 @@ func Poison(t testing.TB, s *ledger.Signer) Poisoned {
 	}
 	dup := *genuine[1]
 	return Poisoned{
-		Genuine: genuine,
+		Genuine: genuine, Writer: book, Forger: forger,
 		Records: []*ledger.Block{genuine[0], genuine[1], &dup, genuine[2], forged[0], genuine[4], nil, &badEntries, &fork, genuine[3], genuine[4]},
 		Reasons: []ledger.Reason{"", "", ledger.ReasonDuplicate, "", ledger.ReasonForged, ledger.ReasonOutOfOrder, ledger.ReasonUndecodable,
 			ledger.ReasonBadEntries, ledger.ReasonFork, "", ""},
