@@ -37,8 +37,9 @@ type AlertsConfig struct {
 // error naming offset, height and what is wrong, and the record's key and
 // value as stored. Each bad record is dead-lettered once: before the
 // first, Alerts reads the dead letters already written (by an earlier run
-// on the same topics) and passes over their offsets. Safe for concurrent
-// use.
+// on the same topics) and passes over their offsets; if it cannot read
+// them (no Read on the dead-letter topic), it writes anyway and says so.
+// Safe for concurrent use.
 type Alerts struct {
 	cfg      kafka.Config
 	producer *kafka.Producer
@@ -78,12 +79,15 @@ func NewAlerts(cfg AlertsConfig) (*Alerts, error) {
 func (a *Alerts) Alert(ctx context.Context, rec ledger.Record, bad *ledger.BadRecord) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	var loadErr error
 	if a.seen == nil {
-		seen, err := a.load(ctx)
-		if err != nil {
-			return fmt.Errorf("ledger alerts: read earlier dead letters: %w", err)
+		// A reader that may not read the dead-letter topic still alerts
+		// (perhaps again after a restart): a repeated alert beats none.
+		if seen, err := a.load(ctx); err != nil {
+			loadErr = fmt.Errorf("ledger alerts: earlier dead letters not read, this one may repeat: %w", err)
+		} else {
+			a.seen = seen
 		}
-		a.seen = seen
 	}
 	if a.seen[rec.Offset] {
 		return nil
@@ -104,10 +108,12 @@ func (a *Alerts) Alert(ctx context.Context, rec ledger.Record, bad *ledger.BadRe
 		pipelines.Header{Key: "stage", Value: []byte(AlertStage)},
 		pipelines.Header{Key: "code", Value: []byte(bad.Reason)},
 	); err != nil {
-		return fmt.Errorf("ledger alerts: %w", err)
+		return errors.Join(loadErr, fmt.Errorf("ledger alerts: %w", err))
 	}
-	a.seen[rec.Offset] = true
-	return nil
+	if a.seen != nil {
+		a.seen[rec.Offset] = true
+	}
+	return loadErr
 }
 
 // load reads the dead-letter topic for the offsets of the blocks topic
