@@ -77,27 +77,29 @@ func (r *Reader) Blocks(ctx context.Context, fn func(ledger.Record) error) error
 const tailWindow = 64
 
 // Tail returns the committed records of the last offsets of the topic
-// (at most 64, fewer if the topic is shorter), in order.
-func (r *Reader) Tail(ctx context.Context) ([]ledger.Record, error) {
-	var recs []ledger.Record
-	err := r.read(func(kr *kafka.Reader) error {
+// (at most 64), in order; whole is true if they are the whole topic (it
+// has no more than 64 offsets).
+func (r *Reader) Tail(ctx context.Context) (recs []ledger.Record, whole bool, err error) {
+	err = r.read(func(kr *kafka.Reader) error {
 		end, err := kr.End(ctx, r.topic, 0)
-		if err != nil || end == 0 {
+		if err != nil {
 			return err
 		}
-		return kr.Read(ctx, r.topic, 0, max(0, end-tailWindow), end, r.decoding(func(rec ledger.Record) error {
+		from := max(0, end-tailWindow)
+		whole = from == 0
+		return kr.Read(ctx, r.topic, 0, from, end, r.decoding(func(rec ledger.Record) error {
 			recs = append(recs, rec)
 			return nil
 		}))
 	})
-	return recs, err
+	return recs, whole, err
 }
 
 // LastBlock returns the last committed record that decodes as a block,
 // or nil for an empty topic. It reads only the tail of the topic (Tail):
 // if nothing there decodes, it is an error.
 func (r *Reader) LastBlock(ctx context.Context) (*ledger.Block, error) {
-	recs, err := r.Tail(ctx)
+	recs, _, err := r.Tail(ctx)
 	if err != nil || len(recs) == 0 {
 		return nil, err
 	}

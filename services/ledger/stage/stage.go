@@ -186,59 +186,52 @@ func (c *bookCache) take() (*ledger.Book, uint64) {
 }
 
 // TailReader reads the last records of the published book
-// (blocks.Reader.Tail: at most the last 64 offsets).
+// (blocks.Reader.Tail: the last 64 offsets; whole if that is the topic).
 type TailReader interface {
-	Tail(ctx context.Context) ([]ledger.Record, error)
+	Tail(ctx context.Context) (recs []ledger.Record, whole bool, err error)
 }
 
-// reuse brings a cached book back to the published book: the blocks
-// below committed are published; those of the last transaction (committed
-// up to the book's height) are published if the tail shows them, and are
-// undone if the tail shows the book ends before them. Whoever else may
-// write the topic, it holds: records in the tail not signed by pub are
-// passed over; a block signed by pub that is not the cached book's at its
-// height (another writer's) means rebuild; and the last transaction counts
-// as aborted only if the tail is the cached book's blocks in order ending
-// at committed-1, nothing else in between, so copies of older blocks
-// written after the genuine ones make a rebuild, never a fork.
+// reuse brings a cached book back to the published book, or says to
+// rebuild. The blocks below committed are published; those of the last
+// transaction (committed up to the book's height H) are published if the
+// tail shows the last of them. Records in the tail that are not signed by
+// pub are passed over; a block signed by pub that is not the cached
+// book's at its height (another writer's) means rebuild. The last
+// transaction counts as aborted (its blocks undone) only if the tail is
+// the whole topic: a window of the last offsets cannot prove an absence,
+// since copies of older blocks or garbage written after the genuine ones
+// may fill it, and undoing published blocks would make the writer sign a
+// fork.
 func reuse(ctx context.Context, src ledger.BlockSource, pub ed25519.PublicKey, b *ledger.Book, committed uint64) bool {
 	tr, ok := src.(TailReader)
 	if !ok {
 		return false
 	}
-	tail, err := tr.Tail(ctx)
+	tail, whole, err := tr.Tail(ctx)
 	if err != nil {
 		return false
 	}
 	height := b.Height()
-	last, seen := int64(-1), false // the cached book's last block seen, in offset order
-	chain := true                  // every record of the tail is the cached book's, heights +1 each
+	last := int64(-1) // the highest of the cached book's blocks in the tail
 	for _, rec := range tail {
 		blk := rec.Block
 		if blk == nil || !ed25519.Verify(pub, blk.Header.Marshal(), blk.Signature) {
-			chain = false // junk: passed over
-			continue
+			continue // junk: passed over
 		}
 		h := blk.Header.Height
 		if hash, ok := b.HeaderHash(h); !ok || hash != blk.Header.Hash() {
 			return false // another writer's block: rebuild
 		}
-		if seen && int64(h) != last+1 {
-			chain = false
-		}
-		if !seen || int64(h) > last {
-			last = int64(h)
-		}
-		seen = true
+		last = max(last, int64(h))
 	}
 	target := height
 	switch {
 	case committed == height:
 		// Nothing uncertain: every block of the book was committed.
-	case seen && uint64(last) == height-1:
+	case last == int64(height)-1:
 		// The last transaction committed: its last block is published.
-	case chain && seen && uint64(last) == committed-1, committed == 0 && len(tail) == 0:
-		target = committed // the last transaction aborted
+	case whole && last == int64(committed)-1:
+		target = committed // the whole topic holds none of the last transaction's blocks: it aborted
 	default:
 		return false
 	}
