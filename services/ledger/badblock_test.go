@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/ledgertest"
@@ -208,4 +209,50 @@ func FuzzPoisonedOrder(f *testing.F) {
 			t.Fatalf("%v: %d skipped, err %v", seq, skipped, err)
 		}
 	})
+}
+
+// BenchmarkBadRecord is what a reader pays per record of each kind, as a
+// ratio to a genuine block of the same book (Verify of the genuine book
+// over its block count; blocks of 1 to 3 entries): the cost of a flood of
+// bad records on the blocks topic.
+func BenchmarkBadRecord(b *testing.B) {
+	s, _ := ledger.NewSigner(ledgertest.Origin, ledgertest.Key(1))
+	p := ledgertest.Poison(b, s)
+	base := func() *ledger.Book {
+		book := ledger.NewBook()
+		for _, g := range p.Genuine[:3] {
+			if err := book.Apply(g, s.Public()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return book
+	}
+	perOp := func(fn func()) float64 {
+		const n = 300
+		start := time.Now()
+		for range n {
+			fn()
+		}
+		return float64(time.Since(start).Nanoseconds()) / n
+	}
+	genuine := perOp(func() {
+		if _, err := ledger.Verify(context.Background(), ledgertest.Blocks(p.Genuine), s.Public()); err != nil {
+			b.Fatal(err)
+		}
+	}) / float64(len(p.Genuine))
+	book := base()
+	for i, r := range p.Reasons {
+		if r == "" {
+			continue
+		}
+		rec := ledger.Record{Offset: int64(i), Block: p.Records[i], Err: ledger.ErrBlock}
+		b.Run(string(r), func(b *testing.B) {
+			for range b.N {
+				if book.ApplyRecord(rec, s.Public()) == nil {
+					b.Fatal("applied")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/genuine, "x_genuine_block")
+		})
+	}
 }
