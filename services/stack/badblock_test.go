@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/blocks"
@@ -292,20 +292,25 @@ func metrics(t *testing.T, st *Stack) map[string]float64 {
 // deadLetters are the dead letters of the blocks topic's readers.
 func deadLetters(t *testing.T, ctx context.Context, st *Stack) []*avro.DeadLetter {
 	t.Helper()
-	recs, err := kafkatest.ReadCommitted(ctx, st.Broker.Addrs(), pipelines.TopicDeadLetter)
+	rd, err := kafka.NewReader(st.Pipelines) // connected as the stack's stages are
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rd.Close()
 	var out []*avro.DeadLetter
-	for _, r := range recs {
+	err = rd.ReadAll(ctx, pipelines.TopicDeadLetter, 0, func(r pipelines.Record) error {
 		if string(r.Header("stage")) != blocks.AlertStage {
-			continue
+			return nil
 		}
 		var dl avro.DeadLetter
 		if err := st.Serde.Unmarshal(r.Value, &dl); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		out = append(out, &dl)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
