@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/peterbourgon/ff/v4"
@@ -96,12 +97,28 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 		return withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error {
 			start := time.Now()
 			sum, err := ledger.VerifySince(ctx, src, pub, earlier)
-			if err != nil {
+			var bad *ledger.BadRecords
+			if err != nil && !errors.As(err, &bad) {
 				return fmt.Errorf("ledger NOT verified (%d blocks, %d entries checked before): %w", sum.Blocks, sum.Entries, err)
+			}
+			if bad != nil {
+				// The rest of the book verified; each bad record is
+				// named, and the command fails.
+				for _, r := range bad.Listed {
+					fmt.Fprintf(stdout, "bad record: %v\n", r)
+				}
+				if n := bad.Count - uint64(len(bad.Listed)); n > 0 {
+					fmt.Fprintf(stdout, "bad record: and %d more\n", n)
+				}
+				fmt.Fprintf(stdout, "%d records skipped (%s): they do not extend the verified book\n", bad.Count, byReason(bad))
 			}
 			fmt.Fprintf(stdout, "ledger verified: %d blocks, %d entries (%d credits, %d debits, %d adjustments) in %v\nhead: tree size %d, root %s\n",
 				sum.Blocks, sum.Entries, sum.Credits, sum.Debits, sum.Adjustments, time.Since(start).Round(time.Millisecond),
 				sum.Head.TreeSize, sum.Head.Root)
+			if err != nil {
+				fmt.Fprint(stdout, sum.Checkpoint)
+				return fmt.Errorf("ledger NOT verified: %w", err)
+			}
 			if earlier != "" {
 				cp, _ := ledger.VerifyCheckpoint(earlier, pub) // VerifySince checked it
 				fmt.Fprintf(stdout, "consistent with the earlier checkpoint (%s): tree size %d, root %s\n", since, cp.Size, cp.Root)
@@ -110,21 +127,29 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 			return nil
 		})
 	})
-	subcommand("export", "FILE", "write the blocks topic to an export file", source, func(ctx context.Context, pos []string) error {
+	subcommand("export", "FILE", "write the blocks topic to an export file (with --pubkey, only the verified book)", sourceAndKey, func(ctx context.Context, pos []string) error {
 		path, err := arg(pos, "want the export FILE")
 		if err != nil {
 			return err
 		}
-		return withBook(ctx, true, func(src ledger.BlockSource, _ []byte) error {
+		return withBook(ctx, pubkey == "", func(src ledger.BlockSource, pub []byte) error {
 			f, err := os.Create(path)
 			if err != nil {
 				return err
 			}
-			n, err := ledger.Export(ctx, src, f)
+			var skipped uint64
+			n, err := ledger.Export(ctx, src, pub, f, func(r *ledger.BadRecord) {
+				skipped++
+				fmt.Fprintf(stdout, "skipped record: %v\n", r)
+			})
 			if err = errors.Join(err, f.Close()); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "exported %d blocks to %s\n", n, path)
+			fmt.Fprintf(stdout, "exported %d blocks to %s", n, path)
+			if skipped > 0 {
+				fmt.Fprintf(stdout, " (%d records skipped)", skipped)
+			}
+			fmt.Fprintln(stdout)
 			return nil
 		})
 	})
@@ -188,4 +213,15 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 		return nil
 	})
 	return cmd
+}
+
+// byReason is "2 duplicate, 1 forged" in the order of ledger.Reasons.
+func byReason(bad *ledger.BadRecords) string {
+	var parts []string
+	for _, r := range ledger.Reasons {
+		if n := bad.ByReason[r]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, r))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

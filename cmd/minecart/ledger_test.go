@@ -74,37 +74,71 @@ func TestCommands(t *testing.T) {
 	}
 }
 
-// TestVerifyForgedTopic: `ledger verify` on a blocks topic where someone
-// appended a block not signed by the ledger key (valid Avro, correct link)
-// reports that block's signature.
-func TestVerifyForgedTopic(t *testing.T) {
+// TestVerifyPoisonedTopic: `ledger verify` on a blocks topic where
+// someone appended a duplicate, a forged block (valid Avro, correct link,
+// not signed by the ledger key), an out-of-order block, garbage bytes, a
+// signed header with other entries and a fork among the genuine blocks
+// names each bad record (offset, height, reason), verifies the rest (the
+// genuine book) and fails; `ledger export --pubkey` writes the genuine
+// book, which verifies.
+func TestVerifyPoisonedTopic(t *testing.T) {
 	brokers := kafkatest.Broker(t)
 	signer, _ := ledger.NewSigner(ledgertest.Origin, ledgertest.Key(1))
-	book, blocks := ledgertest.SmallBook(t, signer)
-	forger, _ := ledger.NewSigner(ledgertest.Origin, ledgertest.Key(66))
-	rel := ledger.Release{TimestampMs: 1_900_000_000_000, Clock: ledger.ClockWall, Entries: []ledger.Entry{{Kind: ledger.KindAdjustment, ID: "gift", Account: "mallory", Amount: 1_000_000, Reason: "bonus"}}}
-	forged, _, _, err := book.Append(rel, 10, forger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := ledgertest.Poison(t, signer)
 	var recs []kafka.Output
-	for _, b := range append(blocks, forged...) {
-		v, err := schemas.SingleObject().Marshal(b.Avro())
-		if err != nil {
-			t.Fatal(err)
+	for i, b := range p.Records {
+		v := []byte(fmt.Sprintf("garbage %d", i))
+		if b != nil {
+			var err error
+			if v, err = schemas.SingleObject().Marshal(b.Avro()); err != nil {
+				t.Fatal(err)
+			}
 		}
-		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: []byte(fmt.Sprint(b.Header.Height)), Value: v})
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: []byte(fmt.Sprint(i)), Value: v})
 	}
 	kafkatest.Produce(t, brokers, recs...)
-	pubFile := filepath.Join(t.TempDir(), "ledger.pub")
+	dir := t.TempDir()
+	pubFile := filepath.Join(dir, "ledger.pub")
 	if err := os.WriteFile(pubFile, []byte(ledger.EncodePublicKey(signer.Public())), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	err = ledgerCLI(context.Background(), []string{"verify", "--brokers", strings.Join(brokers, ","), "--pubkey", pubFile}, &out)
-	var inc *ledger.Inconsistency
-	if !errors.As(err, &inc) || inc.Block != 3 || !strings.Contains(inc.What, "signature") {
-		t.Fatalf("verify: %v, want block 3 signature", err)
+	err := ledgerCLI(context.Background(), []string{"verify", "--brokers", strings.Join(brokers, ","), "--pubkey", pubFile}, &out)
+	var bad *ledger.BadRecords
+	if !errors.As(err, &bad) || !strings.Contains(err.Error(), "NOT verified") {
+		t.Fatalf("verify: %v, want the bad records", err)
+	}
+	t.Logf("verify: %v\n%s", err, out.String())
+	last := p.Genuine[len(p.Genuine)-1].Header
+	if !strings.Contains(out.String(), fmt.Sprintf("ledger verified: %d blocks, %d entries", len(p.Genuine), last.TreeSize)) ||
+		!strings.Contains(out.String(), "root "+last.Root.String()) {
+		t.Errorf("verify output %q: want the genuine book verified", out.String())
+	}
+	for i, r := range p.Reasons {
+		if r == "" {
+			continue
+		}
+		line := fmt.Sprintf("bad record: offset %d: %s: ", i, r)
+		if p.Records[i] != nil {
+			line = fmt.Sprintf("bad record: offset %d (height %d): %s: ", i, p.Records[i].Header.Height, r)
+		}
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("verify output does not name offset %d: want %q", i, line)
+		}
+	}
+	if !strings.Contains(out.String(), "6 records skipped (1 undecodable, 1 duplicate, 1 forged, 1 out_of_order, 1 fork, 1 bad_entries)") {
+		t.Errorf("verify output %q: want the count by reason", out.String())
+	}
+
+	exp := filepath.Join(dir, "book.mcl")
+	out.Reset()
+	if err := ledgerCLI(context.Background(), []string{"export", exp, "--brokers", strings.Join(brokers, ","), "--pubkey", pubFile}, &out); err != nil ||
+		!strings.Contains(out.String(), fmt.Sprintf("exported %d blocks to %s (6 records skipped)", len(p.Genuine), exp)) {
+		t.Fatalf("export: %v %q", err, out.String())
+	}
+	out.Reset()
+	if err := ledgerCLI(context.Background(), []string{"verify", "--file", exp, "--pubkey", pubFile}, &out); err != nil {
+		t.Errorf("verify of the verified export: %v %q", err, out.String())
 	}
 }
 

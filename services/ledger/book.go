@@ -14,6 +14,10 @@ import (
 // block (height), which entry (leaf index, or -1 for the block itself),
 // what, and what was expected versus found.
 type Inconsistency struct {
+	// Reason classifies the block that failed (empty for a problem of the
+	// book as a whole, such as one that does not extend an earlier
+	// checkpoint).
+	Reason   Reason
 	Block    uint64
 	Entry    int64
 	What     string
@@ -57,8 +61,9 @@ func keyOf(credit bool, id string) idKey {
 // use.
 type Book struct {
 	tree     merkle.Tree
-	height   uint64      // height of the next block
-	last     merkle.Hash // hash of the last header
+	height   uint64        // height of the next block
+	last     merkle.Hash   // hash of the last header
+	heads    []merkle.Hash // hash of every header by height: a block seen again is told from a fork
 	lastHead Header
 	lastCP   string // the last block's checkpoint
 	origin   string
@@ -112,6 +117,25 @@ func (b *Book) HasRequest(id string) bool {
 	return ok
 }
 
+// checkNew reports an entry whose credit or request id the book already
+// holds or seen (the ids of the same block before it) holds; it adds the
+// id to seen.
+func (b *Book) checkNew(e *Entry, seen map[idKey]struct{}) error {
+	k := keyOf(e.Kind == KindCredit, e.ID)
+	_, inBook := b.requests[k]
+	if e.Kind == KindCredit {
+		_, inBook = b.credits[k]
+	}
+	if _, inBlock := seen[k]; inBook || inBlock {
+		if e.Kind == KindCredit {
+			return fmt.Errorf("vehicle-day %q credited twice", e.ID)
+		}
+		return fmt.Errorf("request %q applied twice", e.ID)
+	}
+	seen[k] = struct{}{}
+	return nil
+}
+
 // record updates the idempotency sets for an appended entry. It returns an
 // error if the entry repeats a credit or request id.
 func (b *Book) record(e *Entry) error {
@@ -142,71 +166,148 @@ func (b *Book) record(e *Entry) error {
 // everything holds, appends it. It recomputes every leaf and the root,
 // checks the link to the previous header, the indexes, the signature and
 // the checkpoint, and that no vehicle-day or request appears twice. The
-// error is an *Inconsistency; after one the book must not be used.
+// error is an *Inconsistency whose Reason classifies the block (Classify
+// order, docs/ledger.md "A bad block"); a block that fails changes
+// nothing, so the book goes on with the next one.
 func (b *Book) Apply(blk *Block, pub ed25519.PublicKey) error {
 	h := &blk.Header
-	bad := func(entry int64, what string, expected, found any) error {
-		return &Inconsistency{Block: b.height, Entry: entry, What: what, Expected: fmt.Sprint(expected), Found: fmt.Sprint(found)}
+	bad := func(reason Reason, entry int64, what string, expected, found any) error {
+		return &Inconsistency{Reason: reason, Block: b.height, Entry: entry, What: what, Expected: fmt.Sprint(expected), Found: fmt.Sprint(found)}
 	}
 	if h.Height != b.height {
-		return bad(-1, "height", b.height, h.Height)
+		return b.notNext(blk, pub)
+	}
+	if err := b.checkSigned(blk, pub); err != nil {
+		return err
 	}
 	if h.PrevHash != b.last {
-		return bad(-1, "previous block hash", b.last, h.PrevHash)
+		return bad(ReasonFork, -1, "previous block hash", b.last, h.PrevHash)
 	}
 	if h.FirstIndex != b.tree.Size() {
-		return bad(-1, "first entry index", b.tree.Size(), h.FirstIndex)
+		return bad(ReasonInvalid, -1, "first entry index", b.tree.Size(), h.FirstIndex)
 	}
 	if len(blk.Entries) == 0 {
-		return bad(-1, "entry count", ">= 1", 0)
+		return bad(ReasonBadEntries, -1, "entry count", ">= 1", 0)
 	}
 	if want := h.FirstIndex + uint64(len(blk.Entries)) - 1; h.LastIndex != want {
-		return bad(-1, "last entry index", want, h.LastIndex)
+		return bad(ReasonBadEntries, -1, "last entry index", want, h.LastIndex)
 	}
 	if want := h.FirstIndex + uint64(len(blk.Entries)); h.TreeSize != want {
-		return bad(-1, "tree size", want, h.TreeSize)
-	}
-	if !ed25519.Verify(pub, h.Marshal(), blk.Signature) {
-		return bad(-1, "header signature by the ledger key", "valid Ed25519 signature", hex.EncodeToString(blk.Signature))
-	}
-	cp, err := VerifyCheckpoint(blk.Checkpoint, pub)
-	if err != nil {
-		return &Inconsistency{Block: b.height, Entry: -1, What: err.Error()}
-	}
-	if b.origin != "" && cp.Origin != b.origin {
-		return bad(-1, "checkpoint origin", b.origin, cp.Origin)
-	}
-	if cp.Size != h.TreeSize || cp.Root != h.Root {
-		return bad(-1, "checkpoint tree head", fmt.Sprintf("%d %s", h.TreeSize, h.Root), fmt.Sprintf("%d %s", cp.Size, cp.Root))
+		return bad(ReasonBadEntries, -1, "tree size", want, h.TreeSize)
 	}
 	if h.Height > 0 && h.Clock == ClockEvent && b.lastHead.Clock == ClockEvent && h.TimestampMs < b.lastHead.TimestampMs {
-		return bad(-1, "credit block timestamp (window end) not before the previous one", fmt.Sprintf(">= %d", b.lastHead.TimestampMs), h.TimestampMs)
+		return bad(ReasonInvalid, -1, "credit block timestamp (window end) not before the previous one", fmt.Sprintf(">= %d", b.lastHead.TimestampMs), h.TimestampMs)
 	}
+	// Check every entry before the book changes.
+	entries := make([]Entry, len(blk.Entries))
+	seen := make(map[idKey]struct{}, len(blk.Entries))
 	for i, raw := range blk.Entries {
 		idx := int64(h.FirstIndex) + int64(i)
 		e, err := DecodeEntry(raw)
 		if err != nil {
-			return &Inconsistency{Block: b.height, Entry: idx, What: err.Error()}
+			return &Inconsistency{Reason: ReasonBadEntries, Block: b.height, Entry: idx, What: err.Error()}
 		}
 		if h.Clock == ClockEvent && e.Kind == KindCredit && e.WindowEndMs > h.TimestampMs {
-			return bad(idx, "credit window end within the block's timestamp", fmt.Sprintf("<= %d", h.TimestampMs), e.WindowEndMs)
+			return bad(ReasonBadEntries, idx, "credit window end within the block's timestamp", fmt.Sprintf("<= %d", h.TimestampMs), e.WindowEndMs)
 		}
-		if err := b.record(&e); err != nil {
-			return &Inconsistency{Block: b.height, Entry: idx, What: err.Error()}
+		if err := b.checkNew(&e, seen); err != nil {
+			return &Inconsistency{Reason: ReasonBadEntries, Block: b.height, Entry: idx, What: err.Error()}
 		}
+		entries[i] = e
+	}
+	first := b.tree.Size()
+	for _, raw := range blk.Entries {
 		b.tree.Append(raw)
 	}
 	if root := b.tree.Root(); root != h.Root {
-		return bad(-1, fmt.Sprintf("root after entries %d..%d", h.FirstIndex, h.LastIndex), "signed "+h.Root.String(), "recomputed "+root.String())
+		if err := b.tree.Truncate(first); err != nil {
+			return fmt.Errorf("ledger: take back block %d: %w", h.Height, err)
+		}
+		return bad(ReasonBadEntries, -1, fmt.Sprintf("root after entries %d..%d", h.FirstIndex, h.LastIndex), "signed "+h.Root.String(), "recomputed "+root.String())
+	}
+	for i := range entries {
+		_ = b.record(&entries[i]) // checkNew checked it
 	}
 	if b.origin == "" {
+		cp, _ := VerifyCheckpoint(blk.Checkpoint, pub) // checkSigned checked it
 		b.origin = cp.Origin
 	}
 	b.last = h.Hash()
+	b.heads = append(b.heads, b.last)
 	b.lastHead = *h
 	b.lastCP = blk.Checkpoint
 	b.height++
 	return nil
+}
+
+// checkSigned checks blk's header signature and checkpoint against pub
+// and the book's origin: a failure is ReasonForged (or ReasonInvalid for
+// a checkpoint signed by the key but for another log or tree head).
+func (b *Book) checkSigned(blk *Block, pub ed25519.PublicKey) error {
+	h := &blk.Header
+	if !ed25519.Verify(pub, h.Marshal(), blk.Signature) {
+		return &Inconsistency{Reason: ReasonForged, Block: b.height, Entry: -1, What: "header signature by the ledger key",
+			Expected: "valid Ed25519 signature", Found: hex.EncodeToString(blk.Signature)}
+	}
+	cp, err := VerifyCheckpoint(blk.Checkpoint, pub)
+	if err != nil {
+		return &Inconsistency{Reason: ReasonForged, Block: b.height, Entry: -1, What: err.Error()}
+	}
+	if b.origin != "" && cp.Origin != b.origin {
+		return &Inconsistency{Reason: ReasonInvalid, Block: b.height, Entry: -1, What: "checkpoint origin", Expected: b.origin, Found: cp.Origin}
+	}
+	if cp.Size != h.TreeSize || cp.Root != h.Root {
+		return &Inconsistency{Reason: ReasonInvalid, Block: b.height, Entry: -1, What: "checkpoint tree head",
+			Expected: fmt.Sprintf("%d %s", h.TreeSize, h.Root), Found: fmt.Sprintf("%d %s", cp.Size, cp.Root)}
+	}
+	return nil
+}
+
+// notNext classifies a block whose height is not the book's next one: a
+// copy of an applied block (ReasonDuplicate), a block not signed by the
+// key (ReasonForged), another signed block at an applied height
+// (ReasonFork), a signed header at an applied height with other entries
+// (ReasonBadEntries), or a signed block past the next height
+// (ReasonOutOfOrder).
+func (b *Book) notNext(blk *Block, pub ed25519.PublicKey) error {
+	h := &blk.Header
+	what := "height"
+	if h.Height < b.height {
+		what = fmt.Sprintf("height (block %d is applied)", h.Height)
+	}
+	inc := &Inconsistency{Block: b.height, Entry: -1, What: what, Expected: fmt.Sprint(b.height), Found: fmt.Sprint(h.Height)}
+	signed := ed25519.Verify(pub, h.Marshal(), blk.Signature)
+	if _, err := VerifyCheckpoint(blk.Checkpoint, pub); err != nil {
+		signed = false
+	}
+	switch {
+	case !signed:
+		inc.Reason, inc.What = ReasonForged, what+", and not signed by the ledger key"
+	case h.Height > b.height:
+		inc.Reason = ReasonOutOfOrder
+	case h.Hash() != b.heads[h.Height]:
+		inc.Reason, inc.What = ReasonFork, what+", with another header signed by the ledger key"
+	case !b.sameEntries(blk):
+		inc.Reason, inc.What = ReasonBadEntries, what+", with entries that are not the applied block's"
+	default:
+		inc.Reason, inc.What = ReasonDuplicate, what+": a copy of the applied block"
+	}
+	return inc
+}
+
+// sameEntries reports whether blk's entries are the leaves its header
+// (one the book applied) covers.
+func (b *Book) sameEntries(blk *Block) bool {
+	h := &blk.Header
+	if uint64(len(blk.Entries)) != h.TreeSize-h.FirstIndex || h.TreeSize > b.tree.Size() {
+		return false
+	}
+	for i, raw := range blk.Entries {
+		if lh, err := b.tree.LeafHash(h.FirstIndex + uint64(i)); err != nil || lh != merkle.HashLeaf(raw) {
+			return false
+		}
+	}
+	return true
 }
 
 // Release is a group of entries the writer appends together, split into
@@ -303,6 +404,7 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 		}
 		b.recent = append(b.recent, blk)
 		b.last = blk.Header.Hash()
+		b.heads = append(b.heads, b.last)
 		b.lastHead = blk.Header
 		b.lastCP = blk.Checkpoint
 		b.origin = s.Origin()
@@ -358,6 +460,7 @@ func (b *Book) Undo(height uint64) error {
 		}
 		b.recent = b.recent[:len(b.recent)-1]
 		b.height--
+		b.heads = b.heads[:b.height]
 		b.last = blk.Header.PrevHash
 		if n := len(b.recent); n > 0 {
 			b.lastHead, b.lastCP = b.recent[n-1].Header, b.recent[n-1].Checkpoint

@@ -44,11 +44,13 @@ func FuzzReadExport(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var got []*ledger.Block
 		src := ledger.ReadExport(bytes.NewReader(b))
-		collectSrc := blockFunc(func(ctx context.Context, fn func(*ledger.Block) error) error {
-			return src.Blocks(ctx, func(blk *ledger.Block) error {
-				c := *blk
-				got = append(got, &c)
-				return fn(blk)
+		collectSrc := blockFunc(func(ctx context.Context, fn func(ledger.Record) error) error {
+			return src.Blocks(ctx, func(rec ledger.Record) error {
+				if rec.Block != nil {
+					c := *rec.Block
+					got = append(got, &c)
+				}
+				return fn(rec)
 			})
 		})
 		if _, err := ledger.Verify(context.Background(), collectSrc, s.Public()); err != nil {
@@ -60,6 +62,6 @@ func FuzzReadExport(f *testing.F) {
 	})
 }
 
-type blockFunc func(ctx context.Context, fn func(*ledger.Block) error) error
+type blockFunc func(ctx context.Context, fn func(ledger.Record) error) error
 
-func (f blockFunc) Blocks(ctx context.Context, fn func(*ledger.Block) error) error { return f(ctx, fn) }
+func (f blockFunc) Blocks(ctx context.Context, fn func(ledger.Record) error) error { return f(ctx, fn) }

@@ -16,11 +16,14 @@ import (
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
 
-// BlockSource yields the book's blocks in order from height 0: the blocks
-// topic (services/ledger/blocks) or an export file (ReadExport). It stops
-// at the end of what is there when it is called.
+// BlockSource yields the book's records in order from the first: the
+// blocks topic (services/ledger/blocks) or an export file (ReadExport).
+// A record that does not decode is handed over too (Record.Err), so the
+// reader reports it and goes on; Blocks returns an error only when it
+// cannot go on reading. It stops at the end of what is there when it is
+// called.
 type BlockSource interface {
-	Blocks(ctx context.Context, fn func(*Block) error) error
+	Blocks(ctx context.Context, fn func(Record) error) error
 }
 
 // LastBlockReader reads just the last published block (nil for an empty
@@ -32,6 +35,10 @@ type LastBlockReader interface {
 
 // Summary describes a verified book.
 type Summary struct {
+	// Bad are the records skipped because they do not extend the book
+	// (nil if none): the rest is what the other fields describe.
+	Bad *BadRecords
+
 	Blocks      uint64
 	Entries     uint64
 	Credits     uint64
@@ -44,8 +51,11 @@ type Summary struct {
 // Verify reads every block of src and checks it with no trust in whoever
 // serves it: every leaf and root recomputed, every header link, index,
 // signature and checkpoint checked against pub, no vehicle-day credited
-// twice. The first problem is returned as an *Inconsistency (or, for an
-// unreadable source, the read error wrapped in one).
+// twice. A record that does not extend the verified book is skipped, and
+// the rest verified: if there was any, the error is a *BadRecords naming
+// each (errors.As finds the first *BadRecord and its *Inconsistency) and
+// the Summary describes the book without them. A source that cannot be
+// read to its end is an *Inconsistency at the block where it stopped.
 func Verify(ctx context.Context, src BlockSource, pub ed25519.PublicKey) (Summary, error) {
 	return VerifySince(ctx, src, pub, "")
 }
@@ -68,7 +78,12 @@ func VerifySince(ctx context.Context, src BlockSource, pub ed25519.PublicKey, si
 	}
 	var sum Summary
 	oldBlock, covered := uint64(0), old.Size == 0 // the block that reaches since's tree size
-	book, err := replay(ctx, src, pub, func(blk *Block) {
+	book, err := replay(ctx, src, pub, func(bad *BadRecord) {
+		if sum.Bad == nil {
+			sum.Bad = &BadRecords{}
+		}
+		sum.Bad.add(bad)
+	}, func(blk *Block) {
 		if !covered && blk.Header.TreeSize >= old.Size {
 			oldBlock, covered = blk.Header.Height, true
 		}
@@ -87,17 +102,24 @@ func VerifySince(ctx context.Context, src BlockSource, pub ed25519.PublicKey, si
 			}
 		}
 	})
-	if err != nil || since == "" {
+	if err != nil {
 		return sum, err
+	}
+	var badErr error
+	if sum.Bad != nil {
+		badErr = sum.Bad
+	}
+	if since == "" {
+		return sum, badErr
 	}
 	head := fmt.Sprintf("the head checkpoint: tree size %d, root %s", sum.Head.TreeSize, sum.Head.Root)
 	earlier := fmt.Sprintf("the earlier checkpoint: tree size %d, root %s", old.Size, old.Root)
 	if !covered {
-		return sum, &Inconsistency{Block: book.Height(), Entry: -1, What: "the book is shorter than the earlier checkpoint",
-			Expected: earlier, Found: head}
+		return sum, errors.Join(badErr, &Inconsistency{Block: book.Height(), Entry: -1, What: "the book is shorter than the earlier checkpoint",
+			Expected: earlier, Found: head})
 	}
 	if old.Size == 0 {
-		return sum, nil // every book extends the empty tree
+		return sum, badErr // every book extends the empty tree
 	}
 	proof, err := book.Tree().ConsistencyProof(old.Size, sum.Head.TreeSize)
 	if err == nil {
@@ -105,29 +127,35 @@ func VerifySince(ctx context.Context, src BlockSource, pub ed25519.PublicKey, si
 	}
 	if err != nil {
 		at, _ := book.Tree().RootAt(old.Size)
-		return sum, &Inconsistency{Block: oldBlock, Entry: -1,
+		return sum, errors.Join(badErr, &Inconsistency{Block: oldBlock, Entry: -1,
 			What:     fmt.Sprintf("the book does not extend the earlier checkpoint (its first %d entries have root %s): %v", old.Size, at, err),
-			Expected: "a book extending " + earlier, Found: head}
+			Expected: "a book extending " + earlier, Found: head})
 	}
-	return sum, nil
+	return sum, badErr
 }
 
 // Rebuild reads every block of src into a new book, verifying each as
-// Verify does: the book a writer resumes from.
-func Rebuild(ctx context.Context, src BlockSource, pub ed25519.PublicKey) (*Book, error) {
-	return replay(ctx, src, pub, nil)
+// Verify does: the book a writer resumes from. Records that do not extend
+// the book are skipped and handed to bad (if not nil); the error is only
+// for a source that cannot be read to its end.
+func Rebuild(ctx context.Context, src BlockSource, pub ed25519.PublicKey, bad func(*BadRecord)) (*Book, error) {
+	return replay(ctx, src, pub, bad, nil)
 }
 
-// replay applies every block of src to a new book, calling each for every
-// block applied.
-func replay(ctx context.Context, src BlockSource, pub ed25519.PublicKey, each func(*Block)) (*Book, error) {
+// replay applies every block of src that extends the book to a new book,
+// calling each for every block applied and bad (if not nil) for every
+// record skipped.
+func replay(ctx context.Context, src BlockSource, pub ed25519.PublicKey, bad func(*BadRecord), each func(*Block)) (*Book, error) {
 	book := NewBook()
-	err := src.Blocks(ctx, func(blk *Block) error {
-		if err := book.Apply(blk, pub); err != nil {
-			return err
+	err := src.Blocks(ctx, func(rec Record) error {
+		if br := book.ApplyRecord(rec, pub); br != nil {
+			if bad != nil {
+				bad(br)
+			}
+			return nil
 		}
 		if each != nil {
-			each(blk)
+			each(rec.Block)
 		}
 		return nil
 	})
@@ -141,15 +169,28 @@ func replay(ctx context.Context, src BlockSource, pub ed25519.PublicKey, each fu
 // exportMagic is the first line of an export file.
 const exportMagic = "minecart-ledger-export v1\n"
 
-// Export writes every block of src to w in the export format: the line
+// Export writes the blocks of src to w in the export format: the line
 // "minecart-ledger-export v1", then each block as a 4-byte big-endian
-// length and Block.MarshalBinary. It does not verify; Verify the file.
-func Export(ctx context.Context, src BlockSource, w io.Writer) (blocks uint64, err error) {
+// length and Block.MarshalBinary. With pub, only the blocks that extend
+// the verified book are written (the export verifies); without (nil),
+// every block that decodes is, and Verify checks the file. The records
+// skipped are handed to bad (if not nil).
+func Export(ctx context.Context, src BlockSource, pub ed25519.PublicKey, w io.Writer, bad func(*BadRecord)) (blocks uint64, err error) {
 	bw := bufio.NewWriter(w)
 	if _, err := bw.WriteString(exportMagic); err != nil {
 		return 0, err
 	}
-	err = src.Blocks(ctx, func(blk *Block) error {
+	book := NewBook()
+	err = src.Blocks(ctx, func(rec Record) error {
+		blk := rec.Block
+		if blk == nil || pub != nil {
+			if br := book.ApplyRecord(rec, pub); br != nil {
+				if bad != nil {
+					bad(br)
+				}
+				return nil
+			}
+		}
 		b, err := blk.MarshalBinary()
 		if err != nil {
 			return err
@@ -186,8 +227,10 @@ func ReadCheckpoint(ctx context.Context, r io.Reader) (string, error) {
 	br := bufio.NewReader(r)
 	if magic, _ := br.Peek(len(exportMagic)); string(magic) == exportMagic {
 		var last string
-		if err := ReadExport(br).Blocks(ctx, func(b *Block) error {
-			last = b.Checkpoint
+		if err := ReadExport(br).Blocks(ctx, func(rec Record) error {
+			if rec.Block != nil {
+				last = rec.Block.Checkpoint
+			}
 			return nil
 		}); err != nil {
 			return "", fmt.Errorf("checkpoint from an export: %w", err)
@@ -223,7 +266,11 @@ func ReadCheckpoint(ctx context.Context, r io.Reader) (string, error) {
 // ~200 bytes is 20 MB).
 const maxBlockBytes = 256 << 20
 
-func (s exportSource) Blocks(ctx context.Context, fn func(*Block) error) error {
+// Blocks reads the export file: a block that does not decode (its length
+// frames it) is a Record with Err; a length that cannot be read or is
+// past the data ends the read with an error, since nothing after it can
+// be framed.
+func (s exportSource) Blocks(ctx context.Context, fn func(Record) error) error {
 	br := bufio.NewReader(s.r)
 	magic := make([]byte, len(exportMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != exportMagic {
@@ -251,11 +298,13 @@ func (s exportSource) Blocks(ctx context.Context, fn func(*Block) error) error {
 		if len(data) != int(size) {
 			return fmt.Errorf("block %d: %d of %d bytes: %w", i, len(data), size, io.ErrUnexpectedEOF)
 		}
-		blk, err := UnmarshalBlock(data)
-		if err != nil {
-			return fmt.Errorf("block %d: %w", i, err)
+		rec := Record{Offset: int64(i)}
+		if blk, err := UnmarshalBlock(data); err != nil {
+			rec.Err = fmt.Errorf("block %d: %w", i, err)
+		} else {
+			rec.Block = &blk
 		}
-		if err := fn(&blk); err != nil {
+		if err := fn(rec); err != nil {
 			return err
 		}
 	}
@@ -329,7 +378,7 @@ func Prove(ctx context.Context, src BlockSource, pub ed25519.PublicKey, ref stri
 	}
 	var foundByIndex []byte
 	var idxOfIndex uint64
-	book, err := replay(ctx, src, pub, func(blk *Block) {
+	book, err := replay(ctx, src, pub, nil, func(blk *Block) {
 		for i, raw := range blk.Entries {
 			li := blk.Header.FirstIndex + uint64(i)
 			if found == nil {

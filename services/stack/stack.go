@@ -238,9 +238,15 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		s.env.Sink(conn, sinkStage)
 	}
 
-	// The ledger's reader (proofs) and the gateway.
+	// The ledger's reader (proofs) and the gateway. A record of the blocks
+	// topic that does not extend the verified book is skipped, counted,
+	// logged and dead-lettered (docs/ledger.md, A bad block).
+	alerts, err := blocks.NewAlerts(blocks.AlertsConfig{Kafka: s.Pipelines, Producer: s.Producer})
+	if err != nil {
+		return nil, err
+	}
 	if s.Ledger, err = proofs.NewServer(proofs.Config{
-		Blocks: published, PublicKey: s.LedgerKey.Public().(ed25519.PublicKey), Logger: log,
+		Blocks: published, PublicKey: s.LedgerKey.Public().(ed25519.PublicKey), Alerts: alerts, Registerer: s.Registry, Logger: log,
 	}); err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func TestReader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var n int
-	if err := r.Blocks(ctx, func(*ledger.Block) error { n++; return nil }); err != nil || n != 0 {
+	if err := r.Blocks(ctx, func(ledger.Record) error { n++; return nil }); err != nil || n != 0 {
 		t.Fatalf("empty topic: %d blocks, %v", n, err)
 	}
 	if last, err := r.LastBlock(ctx); last != nil || err != nil {
@@ -51,7 +51,7 @@ func TestReader(t *testing.T) {
 	_, book := ledgertest.SmallBook(t, signer)
 	produce(t, brokers, book)
 	var got []*ledger.Block
-	if err := r.Blocks(ctx, func(b *ledger.Block) error { got = append(got, b); return nil }); err != nil || len(got) != len(book) {
+	if err := r.Blocks(ctx, func(rec ledger.Record) error { got = append(got, rec.Block); return nil }); err != nil || len(got) != len(book) {
 		t.Fatalf("%d blocks, %v; want %d", len(got), err, len(book))
 	}
 	if _, err := ledger.Verify(ctx, r, signer.Public()); err != nil {
@@ -76,11 +76,25 @@ func TestReader(t *testing.T) {
 		t.Errorf("follow: %v", err)
 	}
 
-	// A record that is not a block stops the read with an error.
+	// A record that is not a block is handed over with its offset, key,
+	// value and why, and the read goes on.
 	kafkatest.Produce(t, brokers, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: []byte("x"), Value: []byte("junk")})
-	err = r.Blocks(ctx, func(*ledger.Block) error { return nil })
-	if !errors.Is(err, schemas.ErrMalformed) && !errors.Is(err, schemas.ErrUnknownSchema) {
-		t.Errorf("junk record: %v", err)
+	produce(t, brokers, book[:1])
+	var recs []ledger.Record
+	if err := r.Blocks(ctx, func(rec ledger.Record) error { recs = append(recs, rec); return nil }); err != nil || len(recs) != len(book)+2 {
+		t.Fatalf("%d records, %v; want %d", len(recs), err, len(book)+2)
+	}
+	junk := recs[len(book)]
+	if junk.Block != nil || (!errors.Is(junk.Err, schemas.ErrMalformed) && !errors.Is(junk.Err, schemas.ErrUnknownSchema)) ||
+		string(junk.Key) != "x" || string(junk.Value) != "junk" || junk.Offset <= recs[len(book)-1].Offset {
+		t.Errorf("junk record: %+v", junk)
+	}
+	if last := recs[len(recs)-1]; last.Block == nil || last.Block.Header != book[0].Header {
+		t.Errorf("record after the junk: %+v", last)
+	}
+	tail, whole, err := r.Tail(ctx)
+	if err != nil || !whole || len(tail) != len(recs) || tail[len(book)].Offset != junk.Offset {
+		t.Errorf("tail: %d records, %v", len(tail), err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -69,29 +70,36 @@ type Blocks []*ledger.Block
 
 // LastBlock returns a copy of the last block, or nil.
 func (s Blocks) LastBlock(context.Context) (*ledger.Block, error) {
-	if len(s) == 0 {
+	if len(s) == 0 || s[len(s)-1] == nil {
 		return nil, nil
 	}
 	b := *s[len(s)-1]
 	return &b, nil
 }
 
-// Blocks calls fn with a copy of every block.
-func (s Blocks) Blocks(ctx context.Context, fn func(*ledger.Block) error) error {
-	for _, b := range s {
-		cp := *b
-		if err := fn(&cp); err != nil {
+// Blocks calls fn with a copy of every block, at offsets 0, 1, ...; a nil
+// block is a record that does not decode.
+func (s Blocks) Blocks(ctx context.Context, fn func(ledger.Record) error) error {
+	for i, b := range s {
+		rec := ledger.Record{Offset: int64(i), Err: errNotABlock}
+		if b != nil {
+			cp := *b
+			rec.Block, rec.Err = &cp, nil
+		}
+		if err := fn(rec); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+var errNotABlock = errors.New("not a block (test record)")
+
 // Export is the export file of blocks.
 func Export(t testing.TB, blocks []*ledger.Block) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := ledger.Export(context.Background(), Blocks(blocks), &buf); err != nil {
+	if _, err := ledger.Export(context.Background(), Blocks(blocks), nil, &buf, nil); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -116,4 +124,72 @@ func Score(v string, d int, points int64) *avro.DailyScore {
 // throughMs.
 func Watermark(task, tasks int, throughMs int64) *avro.Watermark {
 	return &avro.Watermark{Task: int32(task), Tasks: int32(tasks), ClosedThroughMs: time.UnixMilli(throughMs).UTC()}
+}
+
+// Poisoned is a book published with records among its blocks that every
+// reader must skip: the attacks of docs/ledger.md, "A bad block".
+type Poisoned struct {
+	// Genuine is the book: SmallBook's 3 blocks (heights 0-2), then a
+	// debit block (3) and an adjustment block (4), all signed by the key.
+	Genuine []*ledger.Block
+	// Records is the published sequence: the genuine blocks with bad ones
+	// among them; nil stands for a record that does not decode (a
+	// topic's test produces garbage bytes there).
+	Records []*ledger.Block
+	// Reasons is the reason of each record, "" for a genuine block
+	// applied there.
+	Reasons []ledger.Reason
+	// Writer is the book that appended Genuine, as the ledger writer
+	// holds it (its last blocks can be undone).
+	Writer *ledger.Book
+	// Forger signs with another key (Key(66)) under the same origin.
+	Forger *ledger.Signer
+}
+
+// Poison builds the poisoned book signed by s: a duplicate of block 1, a
+// forged block at the next height (3), the genuine block 4 before 3 (out
+// of order), garbage, block 3's signed header with other entries, another
+// header signed by the key at height 2 (a fork), then blocks 3 and 4,
+// which readers apply.
+func Poison(t testing.TB, s *ledger.Signer) Poisoned {
+	t.Helper()
+	book, genuine := SmallBook(t, s)
+	for i, id := range []string{"req-3", "req-4"} {
+		blocks, _, _, err := book.Append(ledger.Release{TimestampMs: 1_800_000_001_000 + int64(i), Clock: ledger.ClockWall, Entries: []ledger.Entry{
+			{Kind: ledger.KindAdjustment, ID: id, Account: "acct-3", VehicleID: "v3", Amount: int64(10 + i), Reason: "goodwill", RequestedAtMs: 1_800_000_000_000},
+		}}, 3, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		genuine = append(genuine, blocks...)
+	}
+	// A block at height 3 that extends the book, signed by another key.
+	forger, _ := ledger.NewSigner(s.Origin(), Key(66))
+	fb, _ := SmallBook(t, s)
+	forged, _, _, err := fb.Append(ledger.Release{TimestampMs: 1_900_000_000_000, Clock: ledger.ClockWall, Entries: []ledger.Entry{
+		{Kind: ledger.KindAdjustment, ID: "gift", Account: "mallory", VehicleID: "v9", Amount: 1_000_000, Reason: "bonus", RequestedAtMs: 1_900_000_000_000},
+	}}, 3, forger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Block 3's signed header with other entries.
+	badEntries := *genuine[3]
+	other, err := (&ledger.Entry{Kind: ledger.KindAdjustment, ID: "req-3", Account: "mallory", VehicleID: "v3", Amount: 10_000, Reason: "goodwill", RequestedAtMs: 1_800_000_000_000}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	badEntries.Entries = [][]byte{other}
+	// Another header at height 2, signed by the key.
+	fork := *genuine[2]
+	fork.Header.TimestampMs++
+	if fork.Signature, fork.Checkpoint, err = s.Sign(&fork.Header); err != nil {
+		t.Fatal(err)
+	}
+	dup := *genuine[1]
+	return Poisoned{
+		Genuine: genuine, Writer: book, Forger: forger,
+		Records: []*ledger.Block{genuine[0], genuine[1], &dup, genuine[2], forged[0], genuine[4], nil, &badEntries, &fork, genuine[3], genuine[4]},
+		Reasons: []ledger.Reason{"", "", ledger.ReasonDuplicate, "", ledger.ReasonForged, ledger.ReasonOutOfOrder, ledger.ReasonUndecodable,
+			ledger.ReasonBadEntries, ledger.ReasonFork, "", ""},
+	}
 }

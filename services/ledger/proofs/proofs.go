@@ -2,7 +2,10 @@
 // A Server follows the published book (the blocks topic), verifies every
 // block against the ledger key and answers from its own copy of the tree:
 // as Go calls (the owner API holds one in the same process) and over HTTP
-// (Handler). A Client asks a Server over HTTP with the same calls and
+// (Handler). A record of the blocks topic that does not extend the
+// verified book (a duplicate, a forged or out-of-order block, garbage) is
+// skipped and reported (metric, error log, Config.Alerts), and the Server
+// goes on with the next. A Client asks a Server over HTTP with the same calls and
 // verifies nothing: it returns what the URL answers, and whoever uses its
 // proofs checks them against a checkpoint signed by the ledger key.
 package proofs
@@ -19,6 +22,9 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
@@ -52,6 +58,9 @@ type Head struct {
 	BlockHash   string `json:"block_hash"`
 	Checkpoint  string `json:"checkpoint"`
 	CaughtUp    bool   `json:"caught_up"`
+	// BadRecords is how many records of the blocks topic the Server
+	// skipped because they do not extend the verified book.
+	BadRecords uint64 `json:"bad_records,omitempty"`
 }
 
 // Proof is an inclusion proof (GET /v1/ledger/entries/{id}/proof and
@@ -82,15 +91,34 @@ type Follower interface {
 	Follow(ctx context.Context, fn func(*ledger.Block) error, caught func()) error
 }
 
+// RecordFollower is a Follower that also hands over where each record is
+// and the records that do not decode (blocks.Reader): a Server following
+// one reports bad records with their offsets.
+type RecordFollower interface {
+	FollowRecords(ctx context.Context, fn func(ledger.Record) error, caught func()) error
+}
+
+// Alerter reports a bad record of the blocks topic beyond the Server's
+// log and metric (blocks.Alerts: a dead letter).
+type Alerter interface {
+	Alert(ctx context.Context, rec ledger.Record, bad *ledger.BadRecord) error
+}
+
 // Config configures a Server.
 type Config struct {
-	// Blocks is followed from height 0.
+	// Blocks is followed from height 0; if it is a RecordFollower, by
+	// record.
 	Blocks Follower
 	// PublicKey is the ledger key every block must be signed with: the
-	// Server verifies the book as it reads it and serves nothing past the
-	// first inconsistency.
+	// Server verifies the book as it reads it and serves only blocks that
+	// extend it.
 	PublicKey ed25519.PublicKey
-	Logger    *slog.Logger
+	// Alerts, if set, is told of every bad record (after the log and the
+	// metric); its errors are logged.
+	Alerts Alerter
+	// Registerer receives the metrics (nil: none).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 // Validate reports whether the configuration is usable.
@@ -113,7 +141,13 @@ type Server struct {
 	book   *ledger.Book
 	ids    map[idKey]uint64 // entry id -> leaf index
 	caught atomic.Bool
+	bad    atomic.Uint64
+	badM   *prometheus.CounterVec
 }
+
+// ReaderLabel is the "reader" label of the Server's series of
+// minecart_ledger_bad_blocks_total.
+const ReaderLabel = "proofs"
 
 var _ Prover = (*Server)(nil)
 
@@ -125,33 +159,90 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, book: ledger.NewBook(), ids: make(map[idKey]uint64)}, nil
+	m := prom.NewMetrics(cfg.Registerer)
+	badM := m.CounterVec(ledger.BadBlocksMetric, ledger.BadBlocksHelp, "reader", "reason")
+	if err := m.Err(); err != nil {
+		return nil, fmt.Errorf("ledger proofs: %w", err)
+	}
+	for _, r := range ledger.Reasons {
+		badM.WithLabelValues(ReaderLabel, string(r)) // every reason shows, at 0
+	}
+	return &Server{cfg: cfg, book: ledger.NewBook(), ids: make(map[idKey]uint64), badM: badM}, nil
 }
 
-// Run follows the blocks until ctx is done. It returns an
-// *ledger.Inconsistency if the book does not verify (the Server keeps
-// serving the verified prefix).
+// Run follows the blocks until ctx is done; it returns an error only if
+// the blocks topic cannot be read. A record that does not extend the
+// verified book is skipped and reported, and Run goes on.
 func (s *Server) Run(ctx context.Context) error {
-	err := s.cfg.Blocks.Follow(ctx, s.Apply, func() { s.caught.Store(true) })
+	caught := func() { s.caught.Store(true) }
+	var err error
+	if rf, ok := s.cfg.Blocks.(RecordFollower); ok {
+		err = rf.FollowRecords(ctx, func(rec ledger.Record) error { s.ApplyRecord(ctx, rec); return nil }, caught)
+	} else {
+		err = s.cfg.Blocks.Follow(ctx, func(blk *ledger.Block) error {
+			s.ApplyRecord(ctx, ledger.Record{Offset: -1, Block: blk})
+			return nil
+		}, caught)
+	}
 	if err != nil {
 		s.cfg.Logger.Error("ledger proofs stopped", "err", err)
 	}
 	return err
 }
 
-// Apply verifies and adds one block (Run calls it; tests may too).
+// ApplyRecord verifies and adds the block of one record of the blocks
+// topic (Run calls it). A record that does not extend the verified book
+// changes nothing: it is counted, logged at error level with its offset,
+// height and reason, handed to Config.Alerts, and returned.
+func (s *Server) ApplyRecord(ctx context.Context, rec ledger.Record) *ledger.BadRecord {
+	s.mu.Lock()
+	bad := s.book.ApplyRecord(rec, s.cfg.PublicKey)
+	if bad == nil {
+		s.index(rec.Block)
+	}
+	s.mu.Unlock()
+	if bad == nil {
+		return nil
+	}
+	s.bad.Add(1)
+	s.badM.WithLabelValues(ReaderLabel, string(bad.Reason)).Inc()
+	s.cfg.Logger.Error("ledger block skipped: the record does not extend the verified book",
+		"offset", bad.Offset, "height", bad.Height, "reason", string(bad.Reason), "err", bad.Err)
+	if s.cfg.Alerts != nil {
+		if err := s.cfg.Alerts.Alert(ctx, rec, bad); err != nil {
+			s.cfg.Logger.Error("ledger block skipped: alert not written", "offset", bad.Offset, "reason", string(bad.Reason), "err", err)
+		}
+	}
+	return bad
+}
+
+// Apply verifies and adds one block (tests may call it). A block that does
+// not extend the book changes nothing; the error is its
+// *ledger.Inconsistency.
 func (s *Server) Apply(blk *ledger.Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.book.Apply(blk, s.cfg.PublicKey); err != nil {
 		return err
 	}
+	s.index(blk)
+	return nil
+}
+
+// index adds the ids of an applied block's entries. The caller holds s.mu.
+func (s *Server) index(blk *ledger.Block) {
 	for i, raw := range blk.Entries {
 		e, _ := ledger.DecodeEntry(raw) // Apply decoded it already
 		s.ids[keyOf(e.ID)] = blk.Header.FirstIndex + uint64(i)
 	}
-	return nil
 }
+
+// BadRecords is how many records the Server skipped.
+func (s *Server) BadRecords() uint64 { return s.bad.Load() }
+
+// BadBlocksCounter is the Server's minecart_ledger_bad_blocks_total (for
+// tests; its series are labelled ReaderLabel).
+func (s *Server) BadBlocksCounter() *prometheus.CounterVec { return s.badM }
 
 // Head is the verified head: the last block's header and checkpoint.
 func (s *Server) Head(context.Context) (Head, error) {
@@ -159,7 +250,7 @@ func (s *Server) Head(context.Context) (Head, error) {
 	h, cp, blocks := s.book.Head(), s.book.Checkpoint(), s.book.Height()
 	s.mu.RUnlock()
 	if blocks == 0 {
-		return Head{Root: merkle.EmptyRoot.String(), CaughtUp: s.caught.Load()}, nil
+		return Head{Root: merkle.EmptyRoot.String(), CaughtUp: s.caught.Load(), BadRecords: s.bad.Load()}, nil
 	}
 	clock := "event"
 	if h.Clock == ledger.ClockWall {
@@ -167,7 +258,7 @@ func (s *Server) Head(context.Context) (Head, error) {
 	}
 	return Head{
 		TreeSize: h.TreeSize, Root: h.Root.String(), Height: h.Height, Blocks: blocks, TimestampMs: h.TimestampMs,
-		Clock: clock, BlockHash: h.Hash().String(), Checkpoint: cp, CaughtUp: s.caught.Load(),
+		Clock: clock, BlockHash: h.Hash().String(), Checkpoint: cp, CaughtUp: s.caught.Load(), BadRecords: s.bad.Load(),
 	}, nil
 }
 

@@ -47,13 +47,19 @@ type Processor struct {
 	broken     error            // set when the book moved but the outputs could not be made
 	entryRec   avro.LedgerEntry // the entries topic record, reused
 	cache      *bookCache       // receives the book on Close
+	// committed is the book's height when the last transaction known to
+	// have committed ended; flushedAt its height at the last Flush, which
+	// committed if the processor is called again (an aborted transaction
+	// closes it).
+	committed, flushedAt uint64
+	flushed              bool
 }
 
 // Close hands the book to the stage's next processor in this process,
 // which checks it against the published book before using it.
 func (p *Processor) Close() error {
 	if p.cache != nil && p.book != nil && p.broken == nil {
-		p.cache.put(p.book)
+		p.cache.put(p.book, p.committed)
 	}
 	p.book = nil
 	return nil
@@ -82,13 +88,18 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache)
 	var book *ledger.Book
 	how := "rebuilt"
 	if cache != nil {
-		if cached := cache.take(); cached != nil && reuse(ctx, cfg.Blocks, cached) {
+		if cached, committed := cache.take(); cached != nil && reuse(ctx, cfg.Blocks, signer.Public(), cached, committed) {
 			book, how = cached, "resumed"
 		}
 	}
 	if book == nil {
 		var err error
-		if book, err = ledger.Rebuild(ctx, cfg.Blocks, signer.Public()); err != nil {
+		book, err = ledger.Rebuild(ctx, cfg.Blocks, signer.Public(), func(bad *ledger.BadRecord) {
+			m.badBlocks.WithLabelValues(ReaderLabel, string(bad.Reason)).Inc()
+			cfg.Logger.Error("ledger block skipped: the record does not extend the verified book",
+				"offset", bad.Offset, "height", bad.Height, "reason", string(bad.Reason), "err", bad.Err)
+		})
+		if err != nil {
 			return nil, fmt.Errorf("ledger: rebuild from blocks: %w", err)
 		}
 	}
@@ -102,7 +113,7 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache)
 	return &Processor{
 		cfg: cfg, m: m, signer: signer, book: book, cache: cache,
 		pending: make(map[string]ledger.Entry), dueIdx: make(map[string]int), late: make(map[string]ledger.Entry),
-		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}),
+		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}), committed: book.Height(),
 	}, nil
 }
 
@@ -219,6 +230,7 @@ func (p *Processor) releasedThrough() int64 {
 
 // Process handles one score, watermark or ledger request.
 func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+	p.settle()
 	if p.broken != nil {
 		return nil // Flush fails the transaction; the task is rebuilt
 	}
@@ -495,6 +507,7 @@ func (p *Processor) Flush(ctx context.Context, out pipelines.Emitter) error {
 			return err
 		}
 	}
+	p.flushedAt, p.flushed = p.book.Height(), true
 	if p.broken != nil {
 		return fmt.Errorf("ledger: %w", p.broken)
 	}
@@ -506,11 +519,21 @@ func (p *Processor) Flush(ctx context.Context, out pipelines.Emitter) error {
 // appends up to twice MaxReleaseEntries; the blocks are the same either
 // way). It emits nothing unless all of a release's outputs could be made.
 func (p *Processor) Tick(ctx context.Context, now time.Time, out pipelines.Emitter) error {
+	p.settle()
 	if p.broken != nil {
 		return fmt.Errorf("ledger: %w", p.broken)
 	}
 	p.prepare()
 	return p.drain(out)
+}
+
+// settle notes that the transaction of the last Flush committed: the
+// runtime calls the processor again only then (after an abort it closes
+// it).
+func (p *Processor) settle() {
+	if p.flushed {
+		p.committed, p.flushed = p.flushedAt, false
+	}
 }
 
 // knows reports whether a credit id is in the book or queued for it.

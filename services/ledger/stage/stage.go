@@ -48,9 +48,11 @@ type Config struct {
 	// Serde encodes and decodes the Avro records.
 	Serde *schemas.Serde
 	// Blocks is the published book (the blocks topic), read from height 0
-	// when a task is assigned to rebuild the book. If it is also a
-	// ledger.LastBlockReader, a task restarted in the same process resumes
-	// the previous task's book once it matches the published head.
+	// when a task is assigned to rebuild the book; records that do not
+	// extend the verified book are skipped, counted and logged. If it is
+	// also a TailReader, a task restarted in the same process resumes the
+	// previous task's book once the tail of the published book shows which
+	// of its blocks were published.
 	Blocks ledger.BlockSource
 	// Now is the wall clock of debit blocks (default time.Now).
 	Now    func() time.Time
@@ -137,7 +139,12 @@ type metrics struct {
 	rebuildS  prometheus.Gauge
 	starts    *prometheus.CounterVec
 	watermark prometheus.Gauge
+	badBlocks *prometheus.CounterVec
 }
+
+// ReaderLabel is the "reader" label of the stage's series of
+// minecart_ledger_bad_blocks_total (records skipped by a rebuild).
+const ReaderLabel = "ledger"
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := prom.NewMetrics(reg)
@@ -150,49 +157,83 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rebuildS:  m.Gauge("minecart_ledger_rebuild_seconds", "Time the last task assignment took to re-verify the book."),
 		starts:    m.CounterVec("minecart_ledger_task_starts_total", "Task starts, by how the book was obtained: rebuilt (re-read and re-verified) or resumed (the previous processor's, checked against the published head).", "how"),
 		watermark: m.Gauge("minecart_ledger_released_through_ms", "Lowest scoring watermark: credits ending at or before it are in the book."),
+		badBlocks: m.CounterVec(ledger.BadBlocksMetric, ledger.BadBlocksHelp, "reader", "reason"),
 	}, m.Err()
 }
 
 // bookCache hands a closed processor's book to the next processor of the
 // same stage in the same process.
 type bookCache struct {
-	mu   sync.Mutex
-	book *ledger.Book
+	mu        sync.Mutex
+	book      *ledger.Book
+	committed uint64
 }
 
-func (c *bookCache) put(b *ledger.Book) {
+// put caches b, whose blocks below height committed are known to be
+// published (the transactions that wrote them committed).
+func (c *bookCache) put(b *ledger.Book, committed uint64) {
 	c.mu.Lock()
-	c.book = b
+	c.book, c.committed = b, committed
 	c.mu.Unlock()
 }
 
-func (c *bookCache) take() *ledger.Book {
+func (c *bookCache) take() (*ledger.Book, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := c.book
 	c.book = nil
-	return b
+	return b, c.committed
 }
 
-// reuse brings a cached book back to the published book: it undoes the
-// blocks the published book does not have (an aborted transaction's) and
-// accepts the result only if its head is the published head, hash for hash.
-func reuse(ctx context.Context, src ledger.BlockSource, b *ledger.Book) bool {
-	lr, ok := src.(ledger.LastBlockReader)
+// TailReader reads the last records of the published book
+// (blocks.Reader.Tail: the last 64 offsets; whole if that is the topic).
+type TailReader interface {
+	Tail(ctx context.Context) (recs []ledger.Record, whole bool, err error)
+}
+
+// reuse brings a cached book back to the published book, or says to
+// rebuild. The blocks below committed are published; those of the last
+// transaction (committed up to the book's height H) are published if the
+// tail shows the last of them. Records in the tail that are not signed by
+// pub are passed over; a block signed by pub that is not the cached
+// book's at its height (another writer's) means rebuild. The last
+// transaction counts as aborted (its blocks undone) only if the tail is
+// the whole topic: a window of the last offsets cannot prove an absence,
+// since copies of older blocks or garbage written after the genuine ones
+// may fill it, and undoing published blocks would make the writer sign a
+// fork.
+func reuse(ctx context.Context, src ledger.BlockSource, pub ed25519.PublicKey, b *ledger.Book, committed uint64) bool {
+	tr, ok := src.(TailReader)
 	if !ok {
 		return false
 	}
-	last, err := lr.LastBlock(ctx)
+	tail, whole, err := tr.Tail(ctx)
 	if err != nil {
 		return false
 	}
-	if last == nil {
-		return b.Undo(0) == nil
+	height := b.Height()
+	last := int64(-1) // the highest of the cached book's blocks in the tail
+	for _, rec := range tail {
+		blk := rec.Block
+		if blk == nil || !ed25519.Verify(pub, blk.Header.Marshal(), blk.Signature) {
+			continue // junk: passed over
+		}
+		h := blk.Header.Height
+		if hash, ok := b.HeaderHash(h); !ok || hash != blk.Header.Hash() {
+			return false // another writer's block: rebuild
+		}
+		last = max(last, int64(h))
 	}
-	target := last.Header.Height + 1
-	if b.Height() < target || b.Undo(target) != nil {
+	target := height
+	switch {
+	case committed == height:
+		// Nothing uncertain: every block of the book was committed.
+	case last == int64(height)-1:
+		// The last transaction committed: its last block is published.
+	case whole && last == int64(committed)-1:
+		target = committed // the whole topic holds none of the last transaction's blocks: it aborted
+	default:
 		return false
 	}
-	h := b.Head()
-	return h.Hash() == last.Header.Hash() && b.Checkpoint() == last.Checkpoint
+	return b.Undo(target) == nil
 }

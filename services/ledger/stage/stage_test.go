@@ -450,45 +450,145 @@ func committedOffset(ctx context.Context, brokers []string, group, topic string)
 	return o.At, o.Err
 }
 
-// TestForgedBlockOnTopic: a block someone else appends to the blocks topic
-// (valid Avro, correct link, but not signed by the ledger key) is caught by
-// verify (the CLI's test runs it on such a topic too), stops a ledger
-// writer from resuming on it, and the proof server keeps serving only the
-// verified prefix.
-func TestForgedBlockOnTopic(t *testing.T) {
+// TestPoisonedBlocksTopic: the blocks topic holds the genuine book with a
+// duplicate, a forged block, an out-of-order block, garbage, a signed
+// header with other entries, a fork, and then a forged block at the next
+// height. A new writer rebuilds the genuine book (counting each reason),
+// appends its next block after the forged one, and a verifier and the
+// proof server apply that genuine block: the forged block at its height
+// did not stop it.
+func TestPoisonedBlocksTopic(t *testing.T) {
 	brokers := kafkatest.Broker(t)
 	signer, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
-	book, blocks := ledgertest.SmallBook(t, signer)
-	forger, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(66))
-	rel := ledger.Release{TimestampMs: 1_900_000_000_000, Clock: ledger.ClockWall, Entries: []ledger.Entry{{Kind: ledger.KindAdjustment, ID: "gift", Account: "mallory", Amount: 1_000_000, Reason: "bonus"}}}
-	forged, _, _, err := book.Append(rel, 10, forger)
+	p := ledgertest.Poison(t, signer)
+	// A forged block at the next height (5), after everything.
+	fb := ledger.NewBook()
+	for _, b := range p.Genuine {
+		if err := fb.Apply(b, signer.Public()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forgedNext, _, _, err := fb.Append(ledger.Release{TimestampMs: 1_900_000_000_000, Clock: ledger.ClockWall, Entries: []ledger.Entry{
+		{Kind: ledger.KindAdjustment, ID: "gift-5", Account: "mallory", VehicleID: "v9", Amount: 1_000_000, Reason: "bonus", RequestedAtMs: 1_900_000_000_000},
+	}}, 10, p.Forger)
 	if err != nil {
 		t.Fatal(err)
 	}
+	forged := forgedNext[0]
+	last := p.Genuine[len(p.Genuine)-1].Header
 	var recs []kafka.Output
-	for _, b := range append(blocks, forged...) {
-		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: blockKey(b.Header.Height), Value: enc(t, b.Avro())})
+	for i, b := range append(p.Records, forged) {
+		v := []byte(fmt.Sprintf("garbage %d", i))
+		if b != nil {
+			v = enc(t, b.Avro())
+		}
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerBlocks, Key: blockKey(uint64(i)), Value: v})
 	}
 	kafkatest.Produce(t, brokers, recs...)
+	bad := map[ledger.Reason]float64{ledger.ReasonForged: 1}
+	for _, r := range p.Reasons {
+		if r != "" {
+			bad[r]++
+		}
+	}
 
-	_, err = ledger.Verify(context.Background(), blocksOn(t, brokers), signer.Public())
-	var inc *ledger.Inconsistency
-	if !errors.As(err, &inc) || inc.Block != 3 || !strings.Contains(inc.What, "signature") {
-		t.Fatalf("verify: %v, want block 3 signature", err)
+	// The writer rebuilds the genuine book and counts each bad record.
+	cfg := stageConfig(t, brokers, 10)
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	st := newStage(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	proc, err := st.NewProcessor(ctx, pipelines.Task{Stage: Name})
+	if err != nil {
+		t.Fatalf("writer on the poisoned topic: %v", err)
 	}
-	if _, err := NewProcessor(context.Background(), stageConfig(t, brokers, 4)); !errors.As(err, &inc) {
-		t.Errorf("writer resumed on a forged book: %v", err)
+	if h := proc.(*Processor).Book().Head(); h != last {
+		t.Errorf("writer's book head %+v, want the genuine %+v", h, last)
 	}
+	proc.(*Processor).Close()
+	for _, r := range ledger.Reasons {
+		if got := counter(t, reg, ledger.BadBlocksMetric, "reader", ReaderLabel, "reason", string(r)); got != bad[r] {
+			t.Errorf("rebuild: %s counted %v, want %v", r, got, bad[r])
+		}
+	}
+
+	// It appends the genuine block 5 after the forged one.
+	adj := ledger.Entry{Kind: ledger.KindAdjustment, ID: "req-5", Account: "acct-3", VehicleID: "v3", Amount: 7, Reason: "goodwill", RequestedAtMs: 1_800_000_002_000}
+	kafkatest.Produce(t, brokers, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(adj.Account), Value: enc(t, request(adj))})
+	stop := kafkatest.Run(t, runConfig(brokers, 100), st)
+	defer stop()
+	var sum ledger.Summary
+	for sum.Entries <= last.TreeSize {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("blocks topic: %d entries, want %d", sum.Entries, last.TreeSize+1)
+		case <-time.After(100 * time.Millisecond):
+		}
+		var badRecs *ledger.BadRecords
+		sum, err = ledger.Verify(ctx, blocksOn(t, brokers), signer.Public())
+		if !errors.As(err, &badRecs) || badRecs.Count != uint64(len(recs)-len(p.Genuine)) {
+			t.Fatalf("verify: %v, want the %d bad records", err, len(recs)-len(p.Genuine))
+		}
+	}
+	if sum.Head.Height != last.Height+1 || sum.Blocks != uint64(len(p.Genuine)+1) {
+		t.Errorf("verified head %+v, %d blocks; want height %d", sum.Head, sum.Blocks, last.Height+1)
+	}
+
+	// The proof server applies it too.
 	rd, err := proofs.NewServer(proofs.Config{Blocks: blocksOn(t, brokers), PublicKey: signer.Public(), Logger: kafkatest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := rd.Run(ctx); !errors.As(err, &inc) {
-		t.Errorf("reader: %v, want the inconsistency", err)
+	rctx, rcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- rd.Run(rctx) }()
+	for {
+		if h, _ := rd.Head(ctx); h.TreeSize == sum.Head.TreeSize && h.Root == sum.Head.Root.String() {
+			if h.BadRecords != uint64(len(recs)-len(p.Genuine)) {
+				t.Errorf("reader: %d bad records, want %d", h.BadRecords, len(recs)-len(p.Genuine))
+			}
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("reader stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatal("reader did not reach the writer's head")
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	if h, _ := rd.Head(ctx); h.TreeSize != 7 || h.Height != 2 {
-		t.Errorf("reader head %d entries, height %d; want the verified 7, 2", h.TreeSize, h.Height)
+	rcancel()
+	if err := <-done; err != nil {
+		t.Errorf("reader: %v", err)
 	}
+}
+
+// counter is the value of the series of counter name with labels (name,
+// value pairs) in reg, 0 if there is none.
+func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue series
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }

@@ -67,7 +67,17 @@ func run(ctx context.Context, args []string) error {
 			}
 			env.Log.Info("ledger key", "verifier_key", signer.VerifierKey())
 			if httpAddr != "" {
-				srv, err := proofs.NewServer(proofs.Config{Blocks: published, PublicKey: signer.Public(), Logger: env.Log})
+				// Bad records of the blocks topic are skipped, counted,
+				// logged and dead-lettered (docs/ledger.md, A bad block).
+				producer, err := env.Producer()
+				if err != nil {
+					return err
+				}
+				alerts, err := blocks.NewAlerts(blocks.AlertsConfig{Kafka: env.Kafka, Producer: producer})
+				if err != nil {
+					return err
+				}
+				srv, err := proofs.NewServer(proofs.Config{Blocks: published, PublicKey: signer.Public(), Alerts: alerts, Registerer: env.Registry, Logger: env.Log})
 				if err != nil {
 					return err
 				}
