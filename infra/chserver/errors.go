@@ -86,9 +86,13 @@ const (
 // handler answers with (exceptionCodeToHTTPStatus in HTTPHandler.cpp).
 func httpStatus(code int) int {
 	switch code {
-	case codeRequiredPassword, codeUnknownUser, codeWrongPassword, codeAuthenticationFailed:
+	case codeRequiredPassword:
 		return 401
-	case codeReadonly, codeAccessDenied:
+	case codeUnknownUser, codeWrongPassword, codeAuthenticationFailed, codeAccessDenied:
+		return 403
+	case codeReadonly:
+		// A server answers READONLY with 500; 403 says better that the
+		// request is refused, not failed, and no client depends on it.
 		return 403
 	case codeCannotParseText, codeCannotParseEscape, codeCannotParseQuoted, codeCannotParseAssertion,
 		codeCannotParseDate, codeCannotParseDateTime, codeCannotParseNumber, codeCannotParseUUID,
@@ -106,6 +110,8 @@ func httpStatus(code int) int {
 		return 501
 	case codeTooManySimultaneousReqs:
 		return 503
+	case codeTimeoutExceeded:
+		return 408
 	}
 	return 500
 }

@@ -135,6 +135,9 @@ func (h insertHead) infileSQL(path string) string {
 	return b.String()
 }
 
+// infileAt is the byte offset of INFILE in infileSQL's statement.
+func (h insertHead) infileAt() int { return len("INSERT INTO ") + len(h.target) + len(" FROM ") }
+
 // outputFormatRe finds a trailing FORMAT clause.
 var outputFormatRe = regexp.MustCompile(`(?is)\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$`)
 
