@@ -80,6 +80,7 @@ const (
 	codeIncorrectQuery          = 80
 	codeTimeoutExceeded         = 159
 	codeTooManySimultaneousReqs = 202
+	codeBadQueryParameter       = 457
 )
 
 // httpStatus maps an exception code to the HTTP status ClickHouse's HTTP
@@ -112,6 +113,10 @@ func httpStatus(code int) int {
 		return 503
 	case codeTimeoutExceeded:
 		return 408
+	case codeBadQueryParameter:
+		// A server answers 500; a parameter that is not of its
+		// placeholder's type is the client's error.
+		return 400
 	}
 	return 500
 }

@@ -391,7 +391,7 @@ func (p *policy) checkSetting(u *account, name, value string, hasValue bool) err
 	if u.Role == RoleReadonly {
 		if c, ok := p.limits.caps()[name]; ok {
 			n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-			if err != nil || n <= 0 || n > float64(c) {
+			if err != nil || !(n > 0 && n <= float64(c)) { // NaN fails too
 				return newException(codeReadonly, "READONLY", fmt.Sprintf(
 					"%s: Setting %s may only be lowered, to a number in (0, %d], for a readonly user", u.Name, name, c))
 			}
