@@ -73,7 +73,10 @@ func TestAuthentication(t *testing.T) {
 		{"wrong password (basic)", func(r *http.Request) { r.SetBasicAuth(a.Name, a.Password+"x") }, 403, "516"},
 		{"unknown user", func(r *http.Request) { r.SetBasicAuth("root", a.Password) }, 403, "516"},
 		{"empty password", func(r *http.Request) { r.SetBasicAuth(a.Name, "") }, 403, "516"},
-		{"wrong key (headers)", func(r *http.Request) { r.Header.Set("X-ClickHouse-User", a.Name); r.Header.Set("X-ClickHouse-Key", "nope") }, 403, "516"},
+		{"wrong key (headers)", func(r *http.Request) {
+			r.Header.Set("X-ClickHouse-User", a.Name)
+			r.Header.Set("X-ClickHouse-Key", "nope")
+		}, 403, "516"},
 		{"wrong password (params)", func(r *http.Request) { addParams(r, "user", a.Name, "password", "nope") }, 403, "516"},
 		{"headers and basic", func(r *http.Request) {
 			r.Header.Set("X-ClickHouse-User", a.Name)
@@ -87,7 +90,10 @@ func TestAuthentication(t *testing.T) {
 			r.Header.Set("X-ClickHouse-SSL-Certificate-Auth", "on")
 		}, 403, "516"},
 		{"basic", func(r *http.Request) { r.SetBasicAuth(a.Name, a.Password) }, 200, ""},
-		{"headers", func(r *http.Request) { r.Header.Set("X-ClickHouse-User", a.Name); r.Header.Set("X-ClickHouse-Key", a.Password) }, 200, ""},
+		{"headers", func(r *http.Request) {
+			r.Header.Set("X-ClickHouse-User", a.Name)
+			r.Header.Set("X-ClickHouse-Key", a.Password)
+		}, 200, ""},
 		{"params", func(r *http.Request) { addParams(r, "user", a.Name, "password", a.Password) }, 200, ""},
 		{"basic by hand", func(r *http.Request) {
 			r.Header.Set("Authorization", "basic "+base64.StdEncoding.EncodeToString([]byte(a.Name+":"+a.Password)))
@@ -495,4 +501,40 @@ func rowBinaryString(b string) (string, bool) {
 		return "", false
 	}
 	return b[i:], true
+}
+
+// TestVehicle007IsNotVehicle7: the owner API's query shape through
+// clickhouse-go's server-side parameters. GET /v1/vehicles/007/position
+// answered with vehicle 7's position while parameters went unquoted into
+// SET (007 became 7); /v1/vehicles/%2e%2e/position was a 500.
+func TestVehicle007IsNotVehicle7(t *testing.T) {
+	s := server(t)
+	exec(t, connect(t), "CREATE TABLE IF NOT EXISTS sec_pos (vehicle_id String, lat Float64) ENGINE = MergeTree ORDER BY vehicle_id")
+	exec(t, connect(t), "TRUNCATE TABLE sec_pos")
+	exec(t, connect(t), "INSERT INTO sec_pos VALUES ('7', 52.5), ('1.50', 13.4)")
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr}, Protocol: clickhouse.HTTP,
+		Auth: clickhouse.Auth{Username: s.Analyst.Name, Password: s.Analyst.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, tc := range []struct {
+		v    string
+		rows int
+	}{{"7", 1}, {"007", 0}, {"7.0", 0}, {"1.50", 1}, {"1.5", 0}, {"..", 0}, {"'", 0}, {"a b", 0}} {
+		ctx := clickhouse.Context(context.Background(), clickhouse.WithParameters(clickhouse.Parameters{"v": tc.v}))
+		rows, err := conn.Query(ctx, "SELECT lat FROM sec_pos WHERE vehicle_id = {v:String}")
+		if err != nil {
+			t.Errorf("%q: %v", tc.v, err)
+			continue
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		if n != tc.rows {
+			t.Errorf("vehicle %q: %d rows, want %d", tc.v, n, tc.rows)
+		}
+	}
 }

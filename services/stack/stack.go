@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"time"
 
@@ -48,8 +49,12 @@ type Config struct {
 	// HTTPAddr serves the gateway, the APIs and /metrics (default
 	// 127.0.0.1:8080; port 0 picks a free one, see Stack.HTTPAddr).
 	HTTPAddr string
-	// ClickHouseDSN, when set, runs the firehose sink into it.
+	// ClickHouseDSN, when set, runs the firehose sink into it (and the
+	// migrations): a writer's credentials.
 	ClickHouseDSN string
+	// ClickHouseReadDSN is the owner API's: a readonly user's credentials
+	// (default ClickHouseDSN).
+	ClickHouseReadDSN string
 	// IdleTimeout is scoring's idle close: a partition without records for
 	// this long closes its days on the wall clock (default 10s here: the
 	// simulated fleet uploads history, and the run should settle soon after
@@ -225,14 +230,18 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.httpAddr = srv.Addr
-	log.Info("minecart embedded pipeline started", "kafka", s.Broker.Addrs(), "http", s.httpAddr, "clickhouse", cfg.ClickHouseDSN)
+	log.Info("minecart embedded pipeline started", "kafka", s.Broker.Addrs(), "http", s.httpAddr, "clickhouse", redactDSN(cfg.ClickHouseDSN))
 	return s, nil
 }
 
 // mountOwner serves the owner's API from ClickHouse, with balances from
 // settlement's state and proofs from the ledger's reader.
 func (s *Stack) mountOwner(ctx context.Context, mux *http.ServeMux) error {
-	conn, err := sink.Open(s.cfg.ClickHouseDSN)
+	dsn := s.cfg.ClickHouseReadDSN
+	if dsn == "" {
+		dsn = s.cfg.ClickHouseDSN
+	}
+	conn, err := sink.Open(dsn)
 	if err != nil {
 		return fmt.Errorf("owner api: %w", err)
 	}
@@ -275,4 +284,13 @@ func (s *Stack) Close() error {
 		errs = append(errs, s.Broker.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// redactDSN hides the password of a DSN for logs.
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	return u.Redacted()
 }

@@ -29,7 +29,7 @@ import (
 func TestMainSASL(t *testing.T) {
 	cfg := daemontest.Broker(t)
 	srv := chtest.Start(t)
-	t.Setenv("MINECART_CLICKHOUSE_DSN", srv.DSN())
+	t.Setenv("MINECART_CLICKHOUSE_DSN", srv.AnalystDSN()) // the owner API only reads
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	conn, err := sink.Open(srv.DSN())
