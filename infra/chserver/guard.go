@@ -74,7 +74,7 @@ var statementRoles = map[string]Role{
 	"DESC": RoleReadonly, "EXISTS": RoleReadonly, "EXPLAIN": RoleReadonly, "SET": RoleReadonly,
 	"USE":    RoleReadonly,
 	"INSERT": RoleWriter, "CREATE": RoleWriter, "ALTER": RoleWriter, "OPTIMIZE": RoleWriter,
-	"DROP": RoleAdmin, "TRUNCATE": RoleAdmin, "RENAME": RoleAdmin, "EXCHANGE": RoleAdmin,
+	"DROP": RoleAdmin, "TRUNCATE": RoleAdmin, "RENAME": RoleAdmin, "EXCHANGE": RoleAdmin, "DELETE": RoleAdmin,
 }
 
 // What CREATE, DROP, ... may act on.
@@ -86,6 +86,7 @@ var objectWords = map[string][][]string{
 	"TRUNCATE": {{"TABLE"}, {"TEMPORARY", "TABLE"}, {}},
 	"RENAME":   {{"TABLE"}},
 	"EXCHANGE": {{"TABLES"}},
+	"DELETE":   {{"FROM"}},
 }
 
 // Words refused inside ALTER: they copy parts out of the data directory or
@@ -230,7 +231,7 @@ func (p *policy) checkStatement(u *account, sql string, infileAt int) error {
 	need, ok := statementRoles[first]
 	if !ok {
 		return newException(codeSyntaxError, "SYNTAX_ERROR", fmt.Sprintf(
-			"Syntax error: %s statements are unknown or not allowed on this server (allowed: SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN, SET, USE; writers: INSERT, CREATE, ALTER, OPTIMIZE; admins: DROP, TRUNCATE, RENAME, EXCHANGE)", first))
+			"Syntax error: %s statements are unknown or not allowed on this server (allowed: SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN, SET, USE; writers: INSERT, CREATE, ALTER, OPTIMIZE; admins: DROP, TRUNCATE, RENAME, EXCHANGE, DELETE)", first))
 	}
 	if roleRank(u.Role) < roleRank(need) {
 		if u.Role == RoleReadonly {

@@ -84,6 +84,8 @@ func TestCheckStatement(t *testing.T) {
 		{admin, "SYSTEM FLUSH LOGS", false},
 		{admin, "ATTACH TABLE t FROM '/x'", false},
 		{admin, "KILL QUERY WHERE 1", false},
+		{admin, "DELETE FROM t WHERE 1", true},
+		{writer, "DELETE FROM t WHERE 1", false},
 	} {
 		err := p.checkStatement(tc.u, tc.sql, -1)
 		if (err == nil) != tc.ok {

@@ -32,7 +32,8 @@ const (
 	// with storage engines of the MergeTree family, Memory, Null and Log,
 	// ALTER TABLE and OPTIMIZE: what the sink and the migrations need.
 	RoleWriter Role = "writer"
-	// RoleAdmin may also DROP, TRUNCATE, RENAME and EXCHANGE tables (an
+	// RoleAdmin may also DROP, TRUNCATE, RENAME and EXCHANGE tables and
+	// DELETE FROM them (an
 	// operator's maintenance, the tests' clean-ups).
 	RoleAdmin Role = "admin"
 )
