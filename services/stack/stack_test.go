@@ -266,7 +266,8 @@ func TestEndToEndFirehose(t *testing.T) {
 	sort.Strings(ids)
 	wantSum = sha256.Sum256([]byte(strings.Join(ids, "\n")))
 
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr}, Protocol: clickhouse.HTTP})
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr}, Protocol: clickhouse.HTTP,
+		Auth: clickhouse.Auth{Username: ch.Analyst.Name, Password: ch.Analyst.Password}})
 	if err != nil {
 		t.Fatal(err)
 	}
