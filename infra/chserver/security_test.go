@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
@@ -537,4 +538,54 @@ func TestVehicle007IsNotVehicle7(t *testing.T) {
 			t.Errorf("vehicle %q: %d rows, want %d", tc.v, n, tc.rows)
 		}
 	}
+}
+
+// TestAnalystLimits: the engine stops an analyst's query at the
+// max_execution_time it asked for (never above its ceiling), and an
+// analyst cannot hold more than its share of the queue.
+func TestAnalystLimits(t *testing.T) {
+	s := server(t)
+	st, code, b := as(t, &s.Analyst, http.MethodGet, "SELECT sleepEachRow(0.5) FROM numbers(20) SETTINGS max_block_size = 1",
+		url.Values{"max_execution_time": {"1"}})
+	if st == 200 || code != "159" {
+		t.Errorf("max_execution_time=1: %d %s %s", st, code, b)
+	}
+	// Keep the engine busy (one statement at a time), queue the analyst's
+	// 4 allowed requests behind it, then one more: refused at once.
+	busy := make(chan struct{})
+	go func() {
+		defer close(busy)
+		as(t, &s.Admin, http.MethodGet, "SELECT sleepEachRow(0.5) FROM numbers(12) SETTINGS max_block_size = 1 FORMAT Null", nil)
+	}()
+	queued := make(chan int, 16)
+	refused := false
+	for i := 0; i < 16 && !refused; i++ {
+		select {
+		case <-busy:
+			t.Fatal("the busy query ended before the analyst's queue filled")
+		default:
+		}
+		go func() {
+			st, _, _ := as(t, &s.Analyst, http.MethodGet, "SELECT 1", nil)
+			queued <- st
+		}()
+		// The 5th concurrent request of the analyst is answered 503 at
+		// once; the first 4 wait for the engine.
+		select {
+		case st := <-queued:
+			if st != 503 {
+				t.Fatalf("request %d answered %d while the engine is busy", i, st)
+			}
+			refused = true
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if !refused {
+		t.Fatal("16 concurrent analyst requests, none refused")
+	}
+	// Another user is not held by the analyst's share.
+	if st, _, b := as(t, &s.Writer, http.MethodGet, "SELECT 1", nil); st != 200 {
+		t.Errorf("writer while the analyst is saturated: %d %s", st, b)
+	}
+	<-busy
 }
