@@ -81,6 +81,7 @@ const (
 	codeTimeoutExceeded         = 159
 	codeTooManySimultaneousReqs = 202
 	codeBadQueryParameter       = 457
+	codeUnknownQueryParameter   = 456
 )
 
 // httpStatus maps an exception code to the HTTP status ClickHouse's HTTP
@@ -113,7 +114,7 @@ func httpStatus(code int) int {
 		return 503
 	case codeTimeoutExceeded:
 		return 408
-	case codeBadQueryParameter:
+	case codeBadQueryParameter, codeUnknownQueryParameter:
 		// A server answers 500; a parameter that is not of its
 		// placeholder's type is the client's error.
 		return 400

@@ -101,7 +101,7 @@ var readonlySettings = set("max_threads", "max_block_size", "extremes", "join_us
 	"enable_analyzer", "allow_experimental_analyzer", "result_overflow_mode", "timeout_overflow_mode",
 	"final", "prefer_column_name_to_alias", "aggregate_functions_null_for_empty", "transform_null_in",
 	"cast_keep_nullable", "count_distinct_implementation", "joined_subquery_requires_alias",
-	"join_algorithm", "mutations_sync", "max_query_size", "optimize_read_in_order",
+	"mutations_sync", "max_query_size", "optimize_read_in_order",
 	"use_uncompressed_cache", "select_sequential_consistency", "query_plan_optimize_lazy_materialization",
 	"max_rows_to_read", "max_bytes_to_read", "readonly", "output_format_json_quote_64bit_integers",
 	"allow_experimental_dynamic_type", "allow_experimental_json_type", "allow_experimental_variant_type",
@@ -207,6 +207,11 @@ func (p *policy) checkStatement(u *account, sql string, infileAt int) error {
 		if t.kind == tokPunct && t.text == ";" && j+1 < len(toks) {
 			return newException(codeSyntaxError, "SYNTAX_ERROR", "Multi-statements are not allowed")
 		}
+		// {name:Identifier} placeholders would let a parameter name the
+		// function called: a placeholder may not be called.
+		if t.kind == tokPunct && t.text == "}" && j+1 < len(toks) && toks[j+1].text == "(" {
+			return accessDenied("%s: a query parameter cannot name a function", u.Name)
+		}
 	}
 	if infileAt >= 0 {
 		found := false
@@ -266,7 +271,7 @@ func (p *policy) checkStatement(u *account, sql string, infileAt int) error {
 			if k < len(toks) && toks[k].text == "=" {
 				k++
 			}
-			if k < len(toks) && (toks[k].kind == tokWord || toks[k].kind == tokQIdent) && !allowedEngines[strings.ToLower(toks[k].text)] {
+			if k < len(toks) && (toks[k].kind != tokWord && toks[k].kind != tokQIdent || !allowedEngines[strings.ToLower(toks[k].text)]) {
 				return accessDenied("%s: ENGINE = %s is not allowed on this server", u.Name, toks[k].text)
 			}
 		}
@@ -315,6 +320,9 @@ func (p *policy) checkAssignments(u *account, toks []token) error {
 	k := 0
 	for k < len(toks) {
 		t := toks[k]
+		if t.kind == tokPunct && t.text == "{" {
+			return accessDenied("%s: a query parameter cannot name a setting", u.Name)
+		}
 		if t.kind != tokWord && t.kind != tokQIdent {
 			return nil
 		}
@@ -424,4 +432,23 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// placeholders are the names of the query parameters sql uses
+// ({name:Type}). The engine's session keeps parameters between requests
+// (a parameter cannot be unset, only set to another value), so a
+// placeholder without its parameter in the request is refused here, as a
+// server refuses it, rather than bound to a leftover value.
+func placeholders(sql string) []string {
+	toks, err := lex(sql)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for j := 0; j+2 < len(toks); j++ {
+		if toks[j].text == "{" && toks[j].kind == tokPunct && toks[j+1].kind == tokWord && toks[j+2].text == ":" {
+			names = append(names, toks[j+1].text)
+		}
+	}
+	return names
 }

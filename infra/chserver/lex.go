@@ -45,6 +45,11 @@ func isDigit(c byte) bool     { return c >= '0' && c <= '9' }
 
 // lex splits sql into tokens, dropping white space and comments.
 func lex(sql string) ([]token, error) {
+	// The engine's C API ends a statement at NUL: refuse it anywhere, so
+	// that the engine never runs a prefix of what was checked.
+	if i := strings.IndexByte(sql, 0); i >= 0 {
+		return nil, &lexError{i, "NUL byte in the statement"}
+	}
 	var out []token
 	s := sql
 	for i := 0; i < len(s); {

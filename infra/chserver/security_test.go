@@ -425,6 +425,11 @@ func TestQueryParametersAreStrings(t *testing.T) {
 			t.Errorf("{v:UInt64} = %q: %d %s", v, st, b)
 		}
 	}
+	// A parameter of an earlier request is never bound to a later one.
+	as(t, &s.Admin, http.MethodGet, "SELECT {secret:String}", url.Values{"param_secret": {"admin-only"}})
+	if st, code, b := as(t, &s.Analyst, http.MethodGet, "SELECT {secret:String}", nil); st != 400 || code != "456" {
+		t.Errorf("unset parameter: %d %s %q", st, code, b)
+	}
 	if st, _, b := as(t, &s.Analyst, http.MethodGet, "SELECT {v:String}", url.Values{"param_v w": {"1"}}); st != 400 && st != 404 {
 		t.Errorf("bad parameter name: %d %s", st, b)
 	}

@@ -476,6 +476,12 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Value
 		if err := s.policy.checkStatement(u, sql, -1); err != nil {
 			return err
 		}
+		for _, name := range placeholders(sql) {
+			if !params.Has("param_" + name) {
+				return newException(codeUnknownQueryParameter, "UNKNOWN_QUERY_PARAMETER",
+					"Substitution `"+name+"` is not set")
+			}
+		}
 	}
 
 	j := &job{}
