@@ -7,6 +7,7 @@ package chtest
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/url"
@@ -30,14 +31,17 @@ var (
 )
 
 // binary builds infra/chserver/cmd/chserver once per test binary, into one
-// shared place under the temporary directory (built to a private name and
+// place per source tree under the temporary directory (built to a private name and
 // renamed, so parallel test binaries never see a half-written file; go's
 // build cache makes the rebuild cheap).
 func binary() (string, error) {
 	buildOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		pkgDir := filepath.Join(filepath.Dir(file), "..", "cmd", "chserver")
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("minecart-chserver-%d", os.Getuid()))
+		// One place per source tree: worktrees of other branches build
+		// their own server, which must not replace this one's.
+		tree := sha256.Sum256([]byte(pkgDir))
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("minecart-chserver-%d-%x", os.Getuid(), tree[:6]))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 			return
