@@ -57,7 +57,8 @@ func lex(sql string) ([]token, error) {
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
 			i++
-		case c == '-' && i+1 < len(s) && s[i+1] == '-':
+		case c == '-' && i+1 < len(s) && s[i+1] == '-' || c == '/' && i+1 < len(s) && s[i+1] == '/':
+			// "--" and "//" comment to the end of the line.
 			i = lineEnd(s, i)
 		case c == '#':
 			// ClickHouse: "#!" or "# " start a comment; any other '#' is
@@ -109,6 +110,9 @@ func lex(sql string) ([]token, error) {
 			i = j
 		case c == '$':
 			return nil, &lexError{i, "'$' (heredoc) is not supported by this server"}
+		case c == '\\':
+			// ClickHouse reads \G as the end of a query (Vertical format).
+			return nil, &lexError{i, "'\\' outside a literal"}
 		case c >= 0x80 || c < 0x20 || c == 0x7f:
 			return nil, &lexError{i, "unexpected byte outside a literal"}
 		default:

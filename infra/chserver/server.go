@@ -227,7 +227,13 @@ type job struct {
 	// emit, if set, receives the output chunk by chunk (streaming API)
 	// instead of the result's data; it runs on the engine's goroutine.
 	emit func(chunk []byte) error
-	done chan jobResult
+	// canonical, if set, is the statement the engine's own parser must
+	// accept, and check is run on the engine's rendering of it
+	// (formatQuerySingleLine) before anything else: the statement check
+	// then sees what the engine parsed, comments and quoting resolved.
+	canonical string
+	check     func(rendered string) error
+	done      chan jobResult
 }
 
 type jobResult struct {
@@ -247,6 +253,15 @@ func (s *server) own() {
 }
 
 func (s *server) run(j *job) (out jobResult) {
+	if j.check != nil {
+		r, err := s.eng.exec("SELECT formatQuerySingleLine("+quoteString(j.canonical)+")", "RawBLOB")
+		if err != nil {
+			return jobResult{err: err}
+		}
+		if err := j.check(string(r.data)); err != nil {
+			return jobResult{err: err}
+		}
+	}
 	defer func() {
 		for _, q := range j.teardown {
 			if _, err := s.eng.exec(q, "TabSeparated"); err != nil {
@@ -487,6 +502,21 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Value
 	j := &job{}
 	if err := s.requestSettings(j, params, u); err != nil {
 		return err
+	}
+	if !isInsert {
+		j.canonical = sql
+		j.check = func(rendered string) error {
+			if err := s.policy.checkStatement(u, rendered, -1); err != nil {
+				var ex *Exception
+				if errors.As(err, &ex) && ex.Code == codeSyntaxError {
+					// The rendering is the engine's: a construct the
+					// checker does not model is refused, as in the text.
+					return accessDenied("%s: refused after the engine's parse: %s", u.Name, ex.Text)
+				}
+				return err
+			}
+			return nil
+		}
 	}
 	format := params.Get("default_format")
 	if format == "" {
