@@ -565,9 +565,9 @@ func TestAnalystLimits(t *testing.T) {
 		defer close(busy)
 		as(t, &s.Admin, http.MethodGet, "SELECT sleepEachRow(0.5) FROM numbers(12) SETTINGS max_block_size = 1 FORMAT Null", nil)
 	}()
-	queued := make(chan int, 16)
+	queued := make(chan int, 64)
 	refused := false
-	for i := 0; i < 16 && !refused; i++ {
+	for i := 0; i < 64 && !refused; i++ {
 		select {
 		case <-busy:
 			t.Fatal("the busy query ended before the analyst's queue filled")
@@ -581,15 +581,16 @@ func TestAnalystLimits(t *testing.T) {
 		// once; the first 4 wait for the engine.
 		select {
 		case st := <-queued:
-			if st != 503 {
-				t.Fatalf("request %d answered %d while the engine is busy", i, st)
+			// 200: answered before the busy query reached the engine.
+			if st != 200 && st != 503 {
+				t.Fatalf("request %d answered %d", i, st)
 			}
-			refused = true
+			refused = st == 503
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	if !refused {
-		t.Fatal("16 concurrent analyst requests, none refused")
+		t.Fatal("64 concurrent analyst requests, none refused")
 	}
 	// Another user is not held by the analyst's share.
 	if st, _, b := as(t, &s.Writer, http.MethodGet, "SELECT 1", nil); st != 200 {
