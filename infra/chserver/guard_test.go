@@ -221,3 +221,17 @@ func FuzzCheckStatement(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCheckStatement: the checker's cost on a cookbook-sized query.
+func BenchmarkCheckStatement(b *testing.B) {
+	p := testPolicy()
+	q := strings.Repeat("SELECT vehicle_id, count() AS days, round(avg(score), 1) AS avg_score -- comment\n"+
+		"FROM daily_scores FINAL WHERE date >= {from:Date} AND date <= {to:Date} AND empty(flags) ", 4) +
+		"GROUP BY vehicle_id HAVING days >= {min_days:UInt32} ORDER BY avg_score DESC LIMIT 10 SETTINGS max_threads = 2"
+	b.SetBytes(int64(len(q)))
+	for i := 0; i < b.N; i++ {
+		if err := p.checkStatement(analyst, q, -1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -598,3 +598,20 @@ func TestAnalystLimits(t *testing.T) {
 	}
 	<-busy
 }
+
+// BenchmarkSmallQuery: a round trip of SELECT 1 as the analyst (password
+// check, statement check on the text and on the engine's rendering,
+// limits set and reset) and as the admin (no limits): the difference is
+// the readonly user's per-request settings.
+func BenchmarkSmallQuery(b *testing.B) {
+	s := server(b)
+	for _, u := range []*chserver.User{&s.Analyst, &s.Admin} {
+		b.Run(u.Name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if st, _, body := as(b, u, http.MethodGet, "SELECT 1", nil); st != 200 {
+					b.Fatal(st, body)
+				}
+			}
+		})
+	}
+}
