@@ -101,12 +101,12 @@ var readonlySettings = set("max_threads", "max_block_size", "extremes", "join_us
 	"enable_analyzer", "allow_experimental_analyzer", "result_overflow_mode", "timeout_overflow_mode",
 	"final", "prefer_column_name_to_alias", "aggregate_functions_null_for_empty", "transform_null_in",
 	"cast_keep_nullable", "count_distinct_implementation", "joined_subquery_requires_alias",
-	"mutations_sync", "max_query_size", "optimize_read_in_order",
+	"mutations_sync", "optimize_read_in_order",
 	"use_uncompressed_cache", "select_sequential_consistency", "query_plan_optimize_lazy_materialization",
 	"max_rows_to_read", "max_bytes_to_read", "readonly", "output_format_json_quote_64bit_integers",
 	"allow_experimental_dynamic_type", "allow_experimental_json_type", "allow_experimental_variant_type",
 	"network_compression_method", "network_zstd_compression_level", "http_zlib_compression_level",
-	"cancel_http_readonly_queries_on_client_close", "max_query_size")
+	"cancel_http_readonly_queries_on_client_close")
 
 // ... and the families of format settings (output_format_*, input_format_*,
 // format_*, date_time_*), except names holding one of settingDeniedParts.
