@@ -44,6 +44,9 @@ func FuzzAnalystRequest(f *testing.F) {
 		{"INSERT INTO fuzz_rows VALUES (2)", "", ""},
 		{"SELECT '\\'', file('KEY') -- '", "", ""},
 		{"SELECT 1 SETTINGS readonly = 0", "", ""},
+		{"SELECT 1 // '\n, file('KEY') -- '", "", ""},
+		{"SELECT {f:Identifier}('KEY')", "param_f", "file"},
+		{"SELECT 1 /* nested /* */ , file('KEY') */", "", ""},
 	} {
 		f.Add(s[0], s[1], s[2])
 	}
