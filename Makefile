@@ -21,7 +21,7 @@ run: build
 vet:
 	gofmt -l $$(git ls-files '*.go') | (! grep .) || (echo "gofmt: the files above need formatting" && false)
 	$(GO) vet ./...
-	docker-compose config -q
+	docker-compose --env-file infra/docker/example.env config -q
 
 # The schemas tests check our Avro framing with a stock reader (avsc, installed by setup).
 TEST_ENV := MINECART_NODE_PATH=$${MINECART_TOOLS_DIR:-$$HOME/.cache/minecart}/avsc/node_modules MINECART_REQUIRE_NODE=1

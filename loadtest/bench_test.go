@@ -32,6 +32,7 @@ func BenchmarkIngestPaths(b *testing.B) {
 			break
 		}
 	}
+	regKey, _ := gateway.GenerateRegistryKey()
 	for b.Loop() {
 		brokers := kafkatest.Broker(b)
 		pcfg := kafkatest.Config(brokers)
@@ -41,11 +42,11 @@ func BenchmarkIngestPaths(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := Provision(ctx, prod, nil, sim.Devices(), "Asia/Shanghai", time.Now()); err != nil {
+		if err := Provision(ctx, prod, nil, regKey, sim.Devices(), "Asia/Shanghai", time.Now()); err != nil {
 			b.Fatal(err)
 		}
 		prod.Close()
-		gw, err := gateway.New(ctx, gateway.Config{Pipelines: pcfg, DeviceRate: -1})
+		gw, err := gateway.New(ctx, gateway.Config{Pipelines: pcfg, DeviceKey: regKey, DeviceRate: -1})
 		if err != nil {
 			b.Fatal(err)
 		}

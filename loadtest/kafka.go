@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
@@ -19,6 +20,9 @@ import (
 // KafkaConfig configures a KafkaProducer. Zero fields take the defaults shown.
 type KafkaConfig struct {
 	Brokers []string
+	// User and Password, if set, authenticate with SASL/SCRAM-SHA-512 (the
+	// embedded broker of minecart run requires it).
+	User, Password string
 	// Topic (default pipelines.TopicTelemetryRaw).
 	Topic string
 	// Serde frames the values (default schemas.SingleObject(), as the
@@ -129,6 +133,13 @@ func NewKafkaProducer(cfg KafkaConfig) (*KafkaProducer, error) {
 		BatchTimeout: cfg.BatchTimeout,
 		RequiredAcks: kafka.RequireAll,
 		MaxAttempts:  10,
+	}
+	if cfg.User != "" {
+		mech, err := scram.Mechanism(scram.SHA512, cfg.User, cfg.Password)
+		if err != nil {
+			return nil, fmt.Errorf("kafka producer: %w", err)
+		}
+		w.Transport = &kafka.Transport{SASL: mech}
 	}
 	now := cfg.Now()
 	return &KafkaProducer{cfg: cfg, w: w, codec: codec, start: now, lastP: now, rep: Report{Rejects: map[string]int64{}}}, nil

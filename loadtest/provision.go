@@ -16,9 +16,10 @@ import (
 // (the compacted topic pipelines.TopicDevices) in batches of 1,000, as
 // HMAC-SHA256 devices bound to their vehicles in time zone tz: what
 // `minecart devices add` does one device at a time, for fleets of any size.
-// The gateway's table picks them up as it follows the topic. serde nil
-// means schemas.SingleObject().
-func Provision(ctx context.Context, p *kafka.Producer, serde *schemas.Serde, devices []fleet.Device, tz string, now time.Time) error {
+// The gateway's table picks them up as it follows the topic. The secrets
+// are sealed under key, the device-registry key the gateway opens them
+// with (gateway.Config.DeviceKey). serde nil means schemas.SingleObject().
+func Provision(ctx context.Context, p *kafka.Producer, serde *schemas.Serde, key *gateway.RegistryKey, devices []fleet.Device, tz string, now time.Time) error {
 	if serde == nil {
 		serde = schemas.SingleObject()
 	}
@@ -27,7 +28,7 @@ func Provision(ctx context.Context, p *kafka.Producer, serde *schemas.Serde, dev
 	for i, d := range devices {
 		gd := gateway.Device{ID: d.DeviceID, VehicleID: d.VehicleID, VehicleTZ: tz, Auth: gateway.AuthHMAC,
 			Key: d.Secret, Status: gateway.StatusActive, Created: now, Updated: now}
-		v, err := gateway.EncodeDevice(serde, &gd)
+		v, err := gateway.EncodeDevice(serde, key, &gd)
 		if err != nil {
 			return fmt.Errorf("provision %s: %w", d.DeviceID, err)
 		}

@@ -41,10 +41,11 @@ func TestSenderGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	if err := Provision(ctx, prod, nil, sim.Devices(), "Asia/Shanghai", time.Now()); err != nil {
+	regKey, _ := gateway.GenerateRegistryKey()
+	if err := Provision(ctx, prod, nil, regKey, sim.Devices(), "Asia/Shanghai", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(ctx, gateway.Config{Pipelines: pcfg, DeviceRate: -1})
+	gw, err := gateway.New(ctx, gateway.Config{Pipelines: pcfg, DeviceKey: regKey, DeviceRate: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ const (
 	TopicRewardCredits    = "minecart.rewards.credits"      // partners: one record per settled credit
 	TopicPartnerAcks      = "minecart.partners.acks"        // partners -> minecart: fulfilment acks
 	TopicStatements       = "minecart.settlement.statements"
+	TopicCredentials      = "minecart.credentials" // API callers' credentials (hashes only), compacted
 )
 
 // PartnerRedemptionsTopic is the topic of the orders partner must fulfil.
@@ -69,4 +70,5 @@ var Topology = []TopicSpec{
 	{TopicRewardCredits, 1, false, 0, "settlement writes; partners read"},
 	{TopicPartnerAcks, 1, false, 0, "partners write; settlement reads"},
 	{TopicStatements, 1, false, 0, "settlement writes daily statements"},
+	{TopicCredentials, 1, true, 0, "CLI and minecart run write; the owner and redemption APIs read"},
 }

@@ -5,6 +5,7 @@ package schemas
 const (
 	TelemetryEvent    = "minecart.telemetry.Event"     // raw and clean telemetry topics
 	TelemetryBatch    = "minecart.telemetry.Batch"     // gateway request body as avro/binary
+	TimeMark          = "minecart.telemetry.TimeMark"  // raw and clean telemetry topics: a gateway's time mark (header kind=mark)
 	Device            = "minecart.devices.Device"      // device registry (compacted)
 	DeadLetter        = "minecart.DeadLetter"          // dead-letter topic
 	DailyScore        = "minecart.scoring.DailyScore"  // scores topic
@@ -20,4 +21,5 @@ const (
 	CreditSettled     = "minecart.settlement.CreditSettled"
 	PartnerAck        = "minecart.settlement.PartnerAck"
 	Statement         = "minecart.settlement.Statement"
+	Credential        = "minecart.auth.Credential" // credentials topic (compacted)
 )

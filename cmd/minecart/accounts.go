@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/peterbourgon/ff/v4"
@@ -14,6 +17,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/settlement"
 	settleapi "github.com/minecart/minecart/services/settlement/api"
@@ -21,11 +25,14 @@ import (
 
 // `minecart accounts ...`: bindings of vehicles to owner accounts are
 // records of the compacted accounts topic that the settlement stage reads
-// in order.
+// in order; the API callers' credentials (owners' password hashes,
+// operators' and partners' token hashes) records of the compacted
+// credentials topic that the owner and redemption APIs follow
+// (services/auth).
 
-func accountsCommand(stdout io.Writer) *ff.Command {
+func accountsCommand(stdout io.Writer, stdin io.Reader) *ff.Command {
 	var kf daemon.Kafka
-	cmd := adminCommand("accounts", "bind vehicles to owner accounts", &kf)
+	cmd := adminCommand("accounts", "bind vehicles to owner accounts, set owners' passwords, issue operator and partner tokens", &kf)
 	var vehicle, owner string
 	vehicleFlag := func(fs *flag.FlagSet) { fs.StringVar(&vehicle, "vehicle", "", "vehicle id") }
 	sub(cmd, &kf, "bind", "credit a vehicle's points to an owner account from now on", func(fs *flag.FlagSet) {
@@ -55,7 +62,103 @@ func accountsCommand(stdout io.Writer) *ff.Command {
 		}
 		return errors.Join(printTable(stdout, "VEHICLE OWNER UPDATED", rows), err)
 	})
+	var passwordFile, operator, partner string
+	sub(cmd, &kf, "password", "set an owner's password (from --password-file or the first line of stdin); the owner's sessions end", func(fs *flag.FlagSet) {
+		fs.StringVar(&owner, "owner", "", "owner account")
+		fs.StringVar(&passwordFile, "password-file", "", "file whose first line is the password (default: stdin)")
+	}, func(ctx context.Context, a *admin) error {
+		pw, err := readPassword(passwordFile, stdin)
+		if err != nil {
+			return err
+		}
+		if _, err := auth.SetPassword(ctx, a.producer, a.serde, owner, pw, time.Now()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "password of owner %s set\n", owner)
+		return nil
+	})
+	sub(cmd, &kf, "rotate", "generate a new password for an owner and print it once; the owner's sessions end", func(fs *flag.FlagSet) {
+		fs.StringVar(&owner, "owner", "", "owner account")
+	}, func(ctx context.Context, a *admin) error {
+		pw := auth.NewSecret()
+		if _, err := auth.SetPassword(ctx, a.producer, a.serde, owner, pw, time.Now()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "password of owner %s: %s   (shown once)\n", owner, pw)
+		return nil
+	})
+	roleFlags := func(fs *flag.FlagSet) {
+		fs.StringVar(&operator, "operator", "", "an operator's name")
+		fs.StringVar(&partner, "partner", "", "a partner id")
+	}
+	sub(cmd, &kf, "token", "issue the bearer token of an operator (--operator) or a partner (--partner), printed once; it replaces the previous one", roleFlags,
+		func(ctx context.Context, a *admin) error {
+			role, id, err := tokenRole(operator, partner)
+			if err != nil {
+				return err
+			}
+			tok, err := auth.NewToken(ctx, a.producer, a.serde, role, id, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "token of %s: %s   (shown once; send it as Authorization: Bearer)\n", auth.Subject(role, id), tok)
+			return nil
+		})
+	sub(cmd, &kf, "revoke", "remove the credential of an owner (--owner), an operator (--operator) or a partner (--partner)", func(fs *flag.FlagSet) {
+		roleFlags(fs)
+		fs.StringVar(&owner, "owner", "", "owner account")
+	}, func(ctx context.Context, a *admin) error {
+		role, id, err := tokenRole(operator, partner)
+		switch {
+		case owner != "" && (operator != "" || partner != ""):
+			return errors.New("name one of --owner, --operator, --partner")
+		case owner != "":
+			role, id, err = auth.RoleOwner, owner, nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := auth.Remove(ctx, a.producer, role, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "credential %s removed\n", auth.Subject(role, id))
+		return nil
+	})
 	return cmd
+}
+
+// tokenRole is the role and id named by exactly one of --operator and
+// --partner.
+func tokenRole(operator, partner string) (avro.Role, string, error) {
+	switch {
+	case operator != "" && partner == "":
+		return auth.RoleOperator, operator, nil
+	case partner != "" && operator == "":
+		return auth.RolePartner, partner, nil
+	}
+	return "", "", errors.New("name one of --operator, --partner")
+}
+
+// readPassword reads the first line of file, or of stdin when file is "".
+func readPassword(file string, stdin io.Reader) (string, error) {
+	r := stdin
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		r = f
+	}
+	line, err := bufio.NewReader(io.LimitReader(r, auth.MaxPassword+2)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("reading the password: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("no password given (--password-file or stdin)")
+	}
+	return line, nil
 }
 
 // listBindings returns the current bindings (of owner only, if not ""),

@@ -81,17 +81,28 @@ func (a *admin) table(ctx context.Context, topic string) (*kafka.Table, error) {
 func devicesCommand(stdout io.Writer) *ff.Command {
 	var kf daemon.Kafka
 	cmd := adminCommand("devices", "provision telemetry boxes", &kf)
-	var id, vehicle, tz, auth, key string
+	var id, vehicle, tz, auth, key, keyFile string
 	idFlag := func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "device id") }
-	// withDevices runs fn over the device registry.
-	withDevices := func(fn func(ctx context.Context, ds *gateway.Devices) error) func(context.Context, *admin) error {
+	keyFlag := func(fs *flag.FlagSet) {
+		fs.StringVar(&keyFile, "device-key", ".minecart/devices.key", "the gateway's device-registry key file (0600) that HMAC secrets are sealed under (minecart run: <data-dir>/devices.key)")
+	}
+	// withDevices runs fn over the device registry; sealing loads the
+	// registry key of --device-key.
+	withDevices := func(sealing bool, fn func(ctx context.Context, ds *gateway.Devices) error) func(context.Context, *admin) error {
 		return func(ctx context.Context, a *admin) error {
+			var rk *gateway.RegistryKey
+			if sealing && (authKind(auth) == gateway.AuthHMAC || auth == "") {
+				var err error
+				if rk, err = gateway.LoadRegistryKey(keyFile); err != nil {
+					return fmt.Errorf("--device-key: %w", err)
+				}
+			}
 			t, err := a.table(ctx, pipelines.TopicDevices)
 			if err != nil {
 				return err
 			}
 			defer t.Close()
-			return fn(ctx, gateway.NewDevices(a.producer, t, a.serde, nil))
+			return fn(ctx, gateway.NewDevices(a.producer, t, rk, a.serde, nil))
 		}
 	}
 	sub(cmd, &kf, "add", "register a device for a vehicle (an HMAC secret is generated unless --key)", func(fs *flag.FlagSet) {
@@ -100,7 +111,8 @@ func devicesCommand(stdout io.Writer) *ff.Command {
 		fs.StringVar(&tz, "tz", "Asia/Shanghai", "the vehicle's IANA time zone")
 		fs.StringVar(&auth, "auth", "hmac", "hmac (HMAC-SHA256 secret) or ed25519 (public key)")
 		fs.StringVar(&key, "key", "", "hex HMAC secret (empty: generated) or hex Ed25519 public key")
-	}, withDevices(func(ctx context.Context, ds *gateway.Devices) error {
+		keyFlag(fs)
+	}, withDevices(true, func(ctx context.Context, ds *gateway.Devices) error {
 		var k []byte
 		if key != "" {
 			var err error
@@ -118,7 +130,7 @@ func devicesCommand(stdout io.Writer) *ff.Command {
 		}
 		return nil
 	}))
-	sub(cmd, &kf, "list", "list the registered devices", nil, withDevices(func(ctx context.Context, ds *gateway.Devices) error {
+	sub(cmd, &kf, "list", "list the registered devices", nil, withDevices(false, func(ctx context.Context, ds *gateway.Devices) error {
 		list, err := ds.List(ctx)
 		rows := make([][]any, len(list))
 		for i, d := range list {
@@ -126,13 +138,21 @@ func devicesCommand(stdout io.Writer) *ff.Command {
 		}
 		return errors.Join(printTable(stdout, "DEVICE VEHICLE TZ AUTH STATUS UPDATED", rows), err)
 	}))
-	sub(cmd, &kf, "revoke", "revoke a device: its uploads are refused from now on", idFlag, withDevices(func(ctx context.Context, ds *gateway.Devices) error {
+	sub(cmd, &kf, "revoke", "revoke a device: its uploads are refused from now on", idFlag, withDevices(false, func(ctx context.Context, ds *gateway.Devices) error {
 		d, err := ds.Revoke(ctx, id)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "device %s revoked\n", d.ID)
 		return nil
+	}))
+	sub(cmd, &kf, "seal", "seal the plaintext HMAC secrets of devices provisioned before sealing (the gateway refuses them until then)", keyFlag, withDevices(true, func(ctx context.Context, ds *gateway.Devices) error {
+		res, err := ds.Seal(ctx)
+		for _, id := range res.Sealed {
+			fmt.Fprintf(stdout, "device %s: secret sealed (it was readable on the devices topic: rotate it)\n", id)
+		}
+		fmt.Fprintf(stdout, "%d sealed now, %d already sealed\n", len(res.Sealed), len(res.Already))
+		return err
 	}))
 	return cmd
 }

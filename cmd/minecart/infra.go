@@ -23,15 +23,16 @@ import (
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/sink"
+	"github.com/minecart/minecart/services/stack"
 )
 
-func brokerCommand() *ff.Command {
+func brokerCommand(stdout io.Writer) *ff.Command {
 	var cfg broker.Config
 	return newCommand(nil, "broker", "", "run the embedded Kafka broker alone", func(fs *flag.FlagSet) {
 		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:9092", "Kafka listen address")
 		fs.StringVar(&cfg.DataDir, "data-dir", ".minecart/kafka", "directory the broker persists its log, groups and transactions in")
 		fs.BoolVar(&cfg.SyncWrites, "sync-writes", false, "fsync every produced batch")
-		fs.Func("user", "NAME:PASSWORD of a SCRAM-SHA-512 superuser (minecart's services); with any user the broker requires SASL and enforces ACLs", func(v string) error {
+		fs.Func("user", "NAME:PASSWORD of a SCRAM-SHA-512 superuser (minecart's services); without any --user, the credentials of <data-dir>/credentials.json (generated on first start: superuser minecart, analyst, partner-acme). SASL and ACLs are always enforced", func(v string) error {
 			return addUser(&cfg, v, func(name string) (broker.User, error) { return broker.User{Name: name, Super: true}, nil })
 		})
 		fs.Func("partner-login", "ID:PASSWORD of a partner: SCRAM-SHA-512 user partner-ID allowed exactly the partner ACLs of infra/kafka/init-acls.sh (repeatable)", func(v string) error {
@@ -42,7 +43,7 @@ func brokerCommand() *ff.Command {
 				return broker.User{Name: settlement.PartnerUser(id), ACLs: settlement.PartnerACLs(id)}, nil
 			})
 		})
-	}, func(ctx context.Context, _ []string) error { return brokerRun(ctx, cfg) })
+	}, func(ctx context.Context, _ []string) error { return brokerRun(ctx, cfg, stdout) })
 }
 
 // addUser adds the user of a NAME:PASSWORD flag value.
@@ -60,8 +61,23 @@ func addUser(cfg *broker.Config, v string, user func(name string) (broker.User, 
 	return nil
 }
 
-func brokerRun(ctx context.Context, cfg broker.Config) error {
+func brokerRun(ctx context.Context, cfg broker.Config, stdout io.Writer) error {
 	cfg.Logger = slog.Default()
+	var generated *broker.Credentials
+	if len(cfg.Users) == 0 {
+		// SCRAM by default: the generated credentials of the data directory.
+		if cfg.DataDir == "" {
+			return errors.New("--data-dir is required without --user: the generated credentials live there")
+		}
+		creds, err := broker.LoadOrCreateCredentials(filepath.Join(cfg.DataDir, broker.CredentialsFile), stack.DefaultCredentials())
+		if err != nil {
+			return err
+		}
+		if cfg.Users, err = stack.BrokerUsers(creds); err != nil {
+			return err
+		}
+		generated = &creds
+	}
 	kcfg := kafka.Config{}
 	for _, u := range cfg.Users {
 		if u.Super && kcfg.ClientOptions == nil {
@@ -81,7 +97,10 @@ func brokerRun(ctx context.Context, cfg broker.Config) error {
 		return errors.Join(fmt.Errorf("create topology: %w", err), b.Close())
 	}
 	slog.Info("embedded Kafka broker ready", "addrs", b.Addrs(), "data_dir", cfg.DataDir, "users", len(cfg.Users))
-	fmt.Printf("kafka listening %v (try: kcat -b %s -L)\n", b.Addrs(), b.Addrs()[0])
+	fmt.Fprintf(stdout, "kafka listening %v (SASL/SCRAM-SHA-512 required)\n", b.Addrs())
+	if generated != nil {
+		printKafkaLogins(stdout, b.Addrs()[0], *generated, filepath.Join(cfg.DataDir, broker.CredentialsFile), "<ledger.key.pub>")
+	}
 	<-ctx.Done()
 	return b.Close()
 }

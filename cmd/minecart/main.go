@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/peterbourgon/ff/v4"
 	"github.com/peterbourgon/ff/v4/ffhelp"
@@ -25,6 +26,10 @@ import (
 )
 
 func main() {
+	// Everything minecart writes (data directories, keys, credentials, the
+	// broker's and ClickHouse's files) is private to its user: kfake and
+	// chDB create theirs 0644/0755 otherwise (docs/security-secrets.md).
+	syscall.Umask(0o077)
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})))
 	daemon.Main("minecart", func(ctx context.Context, args []string) error { return run(ctx, args, os.Stdout, os.Stderr) })
 }
@@ -44,8 +49,8 @@ func newRoot(stdout io.Writer) *ff.Command {
 		ShortHelp: "drive and mine: the whole pipeline on one machine, its infrastructure and its tools",
 		LongHelp:  "`minecart COMMAND -h` gives a command's flags. MINECART_DEBUG=1 logs at debug level."}
 	root.Subcommands = []*ff.Command{
-		runCommand(), brokerCommand(), clickhouseCommand(), migrateCommand(stdout),
-		devicesCommand(stdout), accountsCommand(stdout), catalogCommand(stdout), ledgerCommand(stdout),
+		runCommand(), brokerCommand(stdout), clickhouseCommand(), migrateCommand(stdout),
+		devicesCommand(stdout), accountsCommand(stdout, os.Stdin), catalogCommand(stdout), ledgerCommand(stdout),
 	}
 	for _, c := range root.Subcommands {
 		parents(c)

@@ -21,6 +21,7 @@ import (
 	"github.com/peterbourgon/ff/v4"
 
 	"github.com/minecart/minecart/infra/chserver"
+	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/services/stack"
@@ -49,7 +50,7 @@ func runCommand() *ff.Command {
 		fs.StringVar(&f.kafkaAddr, "kafka-addr", "127.0.0.1:9092", "embedded Kafka listen address")
 		fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "gateway, APIs and /metrics listen address")
 		fs.StringVar(&f.chAddr, "clickhouse-addr", "127.0.0.1:8123", "embedded ClickHouse HTTP listen address (empty: no ClickHouse)")
-		fs.DurationVar(&f.idle, "idle-timeout", 15*time.Second, "scoring closes a quiet partition's days after this much wall-clock silence")
+		fs.DurationVar(&f.idle, "idle-timeout", 0, "fallback, off by default (0): scoring closes a quiet partition's days after this much wall-clock silence; days close on the gateway's time marks, driven by the simulated fleet")
 		fs.StringVar(&f.format, "format", loadtest.FormatJSON, "device batch format: json or avro")
 	}, func(ctx context.Context, _ []string) error { return runPipeline(ctx, f) })
 }
@@ -60,7 +61,7 @@ func runPipeline(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return fmt.Errorf("--start: %w", err)
 	}
-	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return err
 	}
 	sim, err := fleet.New(fleet.Config{Seed: f.seed, Vehicles: f.vehicles, Days: f.days, Start: day})
@@ -108,9 +109,14 @@ func runPipeline(ctx context.Context, f runFlags) error {
 		}
 	}()
 	fmt.Printf("minecart: kafka %s  http %s  clickhouse %s  data %s\n", strings.Join(st.Broker.Addrs(), ","), st.HTTPAddr(), f.chAddr, f.dataDir)
+	printKafkaLogins(os.Stdout, st.Broker.Addrs()[0], st.Credentials, filepath.Join(f.dataDir, "kafka", broker.CredentialsFile), filepath.Join(f.dataDir, "ledger.key.pub"))
 
 	if err := st.ProvisionFleet(ctx, sim); err != nil {
 		return fmt.Errorf("provisioning the simulated fleet: %w", err)
+	}
+	demo := stack.OwnerOf(0)
+	if _, err := st.DemoOwner(ctx, demo); err != nil {
+		return fmt.Errorf("demo owner: %w", err)
 	}
 
 	// Drive the fleet through the gateway, chunk by chunk, recording the
@@ -147,6 +153,8 @@ func runPipeline(ctx context.Context, f runFlags) error {
 		return err
 	}
 	printSummary(os.Stdout, rep, sum, analystLogin)
+	fmt.Println()
+	printLogins(os.Stdout, st.HTTPAddr(), f.dataDir, demo, sim.Vehicles()[0].VehicleID)
 	if f.once {
 		return nil
 	}
@@ -160,6 +168,18 @@ func runPipeline(ctx context.Context, f runFlags) error {
 }
 
 var lastProgress time.Time
+
+// printLogins tells how to call the owner and redemption APIs: as the demo
+// owner (its password is in the data directory; the session is a cookie)
+// or as the operator (a bearer token in the data directory).
+func printLogins(w io.Writer, httpAddr, dataDir, owner, vehicle string) {
+	pw := filepath.Join(dataDir, "demo-owner.password")
+	jar := filepath.Join(dataDir, "demo-owner.cookies")
+	fmt.Fprintf(w, "owner login (demo owner %s, password in %s):\n", owner, pw)
+	fmt.Fprintf(w, "  curl -c %s http://%s/v1/login -H 'Content-Type: application/json' -d \"{\\\"owner\\\":\\\"%s\\\",\\\"password\\\":\\\"$(cat %s)\\\"}\"\n", jar, httpAddr, owner, pw)
+	fmt.Fprintf(w, "  curl -b %s http://%s/v1/vehicles/%s/position\n", jar, httpAddr, vehicle)
+	fmt.Fprintf(w, "operator: curl -H \"Authorization: Bearer $(cat %s)\" http://%s/v1/fleet/scores\n", filepath.Join(dataDir, "operator.token"), httpAddr)
+}
 
 // readProgress is the next chunk to send, 0 when nothing was recorded.
 func readProgress(path string) int {
@@ -176,7 +196,7 @@ func readProgress(path string) int {
 
 func writeProgress(path string, next int) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(next)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(next)+"\n"), 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -306,4 +326,19 @@ func waitPing(ctx context.Context, addr string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("clickhouse at %s does not answer /ping", addr)
+}
+
+// printKafkaLogins prints how analysts and partners log in to the
+// embedded broker (SASL/SCRAM-SHA-512) with the generated credentials
+// kept in file; the superuser's password stays in the file.
+func printKafkaLogins(w io.Writer, addr string, c broker.Credentials, file, ledgerPub string) {
+	fmt.Fprintf(w, "kafka logins (SASL/SCRAM-SHA-512; every credential in %s, mode 0600):\n", file)
+	for _, u := range c.Users {
+		switch u.Role {
+		case broker.RoleAnalyst:
+			fmt.Fprintf(w, "  analyst  %-16s %s   kcat -b %s -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=%s -X sasl.password=%s -L\n", u.Name, u.Password, addr, u.Name, u.Password)
+		case broker.RolePartner:
+			fmt.Fprintf(w, "  partner  %-16s %s   go run ./cmd/partner-example -brokers %s -partner %s -credentials %s -ledger-key %s\n", u.Name, u.Password, addr, u.Partner, file, ledgerPub)
+		}
+	}
 }

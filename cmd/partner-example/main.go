@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +41,7 @@ func run(args []string) error {
 	user := fs.String("user", "", "SASL/SCRAM-SHA-512 user (default partner-<id> when -password is set)")
 	pass := fs.String("password", "", "SASL/SCRAM-SHA-512 password (empty: no SASL)")
 	credits := fs.Bool("credits", false, "also follow and verify minecart.rewards.credits")
+	credFile := fs.String("credentials", "", "read -user and -password of partner-<id> from this credentials file (minecart run: <data-dir>/kafka/credentials.json)")
 	ffs := ff.NewFlagSetFrom(fs.Name(), fs)
 	err := envflag.Parse(ffs, args, "MINECART_PARTNER")
 	if errors.Is(err, ff.ErrHelp) || (err == nil && (*name == "" || *keyFile == "")) {
@@ -54,6 +56,11 @@ func run(args []string) error {
 	pub, err := ledger.LoadPublicKey(*keyFile)
 	if err != nil {
 		return err
+	}
+	if *credFile != "" && *pass == "" {
+		if *user, *pass, err = fromCredentials(*credFile, *name); err != nil {
+			return err
+		}
 	}
 	if *pass != "" && *user == "" {
 		*user = settlement.PartnerUser(*name)
@@ -80,4 +87,36 @@ func run(args []string) error {
 				"leaf", c.Proof.LeafIndex, "verified", err == nil, "credits", credited)
 		},
 	})
+}
+
+// fromCredentials reads the user and password of partner id from a
+// credentials file of the embedded broker (docs/security-secrets.md): JSON
+// {"mechanism": "SCRAM-SHA-512", "users": [{"name", "password", "role",
+// "partner"}]}, the partner's entry having role "partner".
+func fromCredentials(path, id string) (user, pass string, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", fmt.Errorf("-credentials: %w", err)
+	}
+	var f struct {
+		Mechanism string `json:"mechanism"`
+		Users     []struct {
+			Name     string `json:"name"`
+			Password string `json:"password"`
+			Role     string `json:"role"`
+			Partner  string `json:"partner"`
+		} `json:"users"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return "", "", fmt.Errorf("-credentials %s: %w", path, err)
+	}
+	if f.Mechanism != "SCRAM-SHA-512" {
+		return "", "", fmt.Errorf("-credentials %s: mechanism %q, want SCRAM-SHA-512", path, f.Mechanism)
+	}
+	for _, u := range f.Users {
+		if u.Role == "partner" && u.Partner == id {
+			return u.Name, u.Password, nil
+		}
+	}
+	return "", "", fmt.Errorf("-credentials %s: no partner %q", path, id)
 }

@@ -154,7 +154,7 @@ func TestPartnerACLs(t *testing.T) {
 		t.Error("partner wrote to telemetry")
 	}
 
-	// Consumer groups: partner-acme* only.
+	// Consumer groups: partner-acme/* only.
 	group := func(id string) error {
 		dialer := &kafka.Dialer{Timeout: 10 * time.Second, SASLMechanism: mech}
 		r := kafka.NewReader(kafka.ReaderConfig{Brokers: addrs, GroupID: id, Topic: pipelines.TopicRewardCredits, Dialer: dialer,
@@ -165,8 +165,12 @@ func TestPartnerACLs(t *testing.T) {
 		_, err := r.FetchMessage(gctx)
 		return err
 	}
-	if err := group("partner-acme-orders"); err != nil {
-		t.Errorf("partner group partner-acme-orders: %v", err)
+	if err := group("partner-acme/orders"); err != nil {
+		t.Errorf("partner group partner-acme/orders: %v", err)
+	}
+	// Not another partner's ("acme-orders" would be a partner id too).
+	if err := group("partner-acme-orders/x"); err == nil {
+		t.Error("partner acme joined group partner-acme-orders/x")
 	}
 	if err := group("settlement"); err == nil {
 		t.Error("partner joined group settlement")

@@ -126,8 +126,9 @@ const aclTimeout = 30 * time.Second
 
 // Broker is a running embedded broker.
 type Broker struct {
-	c   *kfake.Cluster
-	log *logAdapter
+	c       *kfake.Cluster
+	log     *logAdapter
+	dataDir string // made private again after Close (modes.go)
 }
 
 // Start starts the broker on cfg.Addr. Close stops it.
@@ -162,6 +163,9 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	opts = append(opts, userOpts(cfg.Users)...)
 	if cfg.DataDir != "" {
+		if err := prepareDataDir(cfg.DataDir); err != nil { // modes.go
+			return nil, err
+		}
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 		if cfg.SyncWrites {
 			opts = append(opts, kfake.SyncWrites())
@@ -178,10 +182,13 @@ func Start(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start kfake on %s: %w", addr, err)
 	}
-	b := &Broker{c: c, log: la}
+	b := &Broker{c: c, log: la, dataDir: cfg.DataDir}
 	if len(cfg.Users) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), aclTimeout)
 		err := createACLs(ctx, b.Addrs(), cfg.Users)
+		if err == nil {
+			err = saslCompat(ctx, c, b.Addrs(), firstSuper(cfg.Users)) // librdkafka.go
+		}
 		cancel()
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("broker users: %w", err), b.Close())
@@ -199,13 +206,18 @@ func (b *Broker) Addrs() []string { return b.c.ListenAddrs() }
 // faults or trigger compaction).
 func (b *Broker) Cluster() *kfake.Cluster { return b.c }
 
-// Close stops the broker, persisting its state when it has a DataDir. It
-// returns the first persistence error kfake logged while shutting down
-// (kfake's Close itself returns nothing).
+// Close stops the broker, persisting its state when it has a DataDir
+// (then made private again: modes.go). It returns the first persistence
+// error kfake logged while shutting down (kfake's Close itself returns
+// nothing).
 func (b *Broker) Close() error {
 	b.log.startCapture()
 	b.c.Close()
-	return b.log.captured()
+	err := b.log.captured()
+	if b.dataDir != "" {
+		err = errors.Join(err, PrivateTree(b.dataDir))
+	}
+	return err
 }
 
 // logAdapter sends kfake's log to slog (warnings and errors only: kfake

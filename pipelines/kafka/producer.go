@@ -16,6 +16,11 @@ type Output struct {
 	Topic      string
 	Key, Value []byte
 	Headers    []pipelines.Header
+	// ToPartition, when set, writes the record to Partition instead of the
+	// partition its key hashes to (the gateway's time marks go to every
+	// partition of the raw topic).
+	ToPartition bool
+	Partition   int32
 }
 
 // Producer writes records for non-stage writers (the gateway, the CLI, HTTP
@@ -34,7 +39,7 @@ func NewProducer(cfg Config) (*Producer, error) {
 	cfg = cfg.withDefaults()
 	opts := append(cfg.baseOpts(),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RecordPartitioner(newPartitioner()), // murmur2 by key, or Output.Partition
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(30*time.Second),
 	)
@@ -64,6 +69,9 @@ func (p *Producer) ProduceBatch(ctx context.Context, recs []Output) error {
 	rs := make([]*kgo.Record, len(recs))
 	for i, o := range recs {
 		rs[i] = &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: kgoHeaders(o.Headers)}
+		if o.ToPartition {
+			rs[i].Partition, rs[i].Context = o.Partition, explicitPartition
+		}
 	}
 	var errs []error
 	for _, res := range p.cl.ProduceSync(ctx, rs...) {

@@ -71,6 +71,82 @@ func (r *DeadLetter) decode(d *decoder) {
 	r.Time = time.UnixMilli(d.long("time")).UTC()
 }
 
+// Role is the Avro enum minecart.auth.Role.
+type Role string
+
+// The symbols of Role, in schema order.
+const (
+	RoleOwner    Role = "OWNER"
+	RoleOperator Role = "OPERATOR"
+	RolePartner  Role = "PARTNER"
+)
+
+func (e Role) index() (int64, error) {
+	switch e {
+	case RoleOwner:
+		return 0, nil
+	case RoleOperator:
+		return 1, nil
+	case RolePartner:
+		return 2, nil
+	}
+	return 0, fmt.Errorf("minecart.auth.Role: symbol %q not in the enum", string(e))
+}
+
+var symbolsRole = [...]Role{RoleOwner, RoleOperator, RolePartner}
+
+// Credential is the Avro record minecart.auth.Credential.
+//
+// A credential of an API caller: the value of the compacted topic minecart.credentials (key = subject, "<role>/<id>"). Only hashes are kept: an owner's password as an argon2id PHC string, an operator token's or partner key's secret as a SHA-256 PHC-style string. A tombstone removes the credential. See docs/security-auth.md.
+type Credential struct {
+	// subject: "owner/<owner account>", "operator/<name>" or "partner/<partner id>"; equal to the record key.
+	Subject string
+	// role: What the caller may do: an owner reads and spends only its own vehicles and account, an operator reads everything and spends nothing, a partner reads the redemptions addressed to it.
+	Role Role
+	// id: The owner account, operator name or partner id (the part of subject after the slash).
+	ID string
+	// hash: $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt b64>$<hash b64> (passwords) or $sha256$<hex> (high-entropy tokens).
+	Hash string
+	// generation: Changes at every set or rotation; a session token names the generation it was issued under and dies with it.
+	Generation int64
+	UpdatedMs  time.Time
+}
+
+// AvroName is the record's full Avro name, minecart.auth.Credential.
+func (*Credential) AvroName() string { return "minecart.auth.Credential" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *Credential) AppendAvro(dst []byte) ([]byte, error) {
+	var err error
+	dst = appendString(dst, r.Subject)
+	if dst, err = appendEnum(dst, r.Role); err != nil {
+		return dst, err
+	}
+	dst = appendString(dst, r.ID)
+	dst = appendString(dst, r.Hash)
+	dst = appendLong(dst, r.Generation)
+	dst = appendLong(dst, r.UpdatedMs.UnixMilli())
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *Credential) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = Credential{}
+	r.decode(&d)
+	return d.finish("minecart.auth.Credential")
+}
+
+func (r *Credential) decode(d *decoder) {
+	r.Subject = d.string("subject")
+	r.Role = decodeEnum(d, "role", symbolsRole[:])
+	r.ID = d.string("id")
+	r.Hash = d.string("hash")
+	r.Generation = d.long("generation")
+	r.UpdatedMs = time.UnixMilli(d.long("updated_ms")).UTC()
+}
+
 // AuthKind is the Avro enum minecart.devices.AuthKind.
 type AuthKind string
 
@@ -123,7 +199,7 @@ type Device struct {
 	// vehicle_tz: the vehicle's IANA time zone
 	VehicleTZ string
 	Auth      AuthKind
-	// key: HMAC_SHA256: the shared secret (>= 32 bytes); ED25519: the 32-byte public key
+	// key: HMAC_SHA256: the shared secret (>= 32 bytes) sealed under the device-registry key (docs/security-secrets.md), never in clear; ED25519: the 32-byte public key
 	Key       []byte
 	Status    Status
 	CreatedMs time.Time
@@ -1390,4 +1466,46 @@ func (r *Statement) decode(d *decoder) {
 		}
 	}
 	r.GeneratedMs = time.UnixMilli(d.long("generated_ms")).UTC()
+}
+
+// TimeMark is the Avro record minecart.telemetry.TimeMark.
+//
+// A time mark, written in-band by a gateway to one partition of minecart.telemetry.raw (header kind=mark, key mark/<gateway>) and forwarded by ingest to the same partition of minecart.telemetry.clean: gateway `gateway` will from now on append to this partition only records it accepted at intake-clock time >= time_ms. Scoring closes days on these marks (docs/scoring.md, Log time).
+type TimeMark struct {
+	// gateway: the writing gateway's id (stable across its restarts)
+	Gateway string
+	// partition: the partition the mark was written to (a mark found on another partition is refused)
+	Partition int32
+	// time_ms: the promise: later records of this gateway on this partition have intake time >= time_ms
+	TimeMs time.Time
+	// leaving: true on a clean shutdown: the gateway writes no more marks, readers stop waiting for it
+	Leaving bool
+}
+
+// AvroName is the record's full Avro name, minecart.telemetry.TimeMark.
+func (*TimeMark) AvroName() string { return "minecart.telemetry.TimeMark" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *TimeMark) AppendAvro(dst []byte) ([]byte, error) {
+	dst = appendString(dst, r.Gateway)
+	dst = appendLong(dst, int64(r.Partition))
+	dst = appendLong(dst, r.TimeMs.UnixMilli())
+	dst = appendBool(dst, r.Leaving)
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *TimeMark) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = TimeMark{}
+	r.decode(&d)
+	return d.finish("minecart.telemetry.TimeMark")
+}
+
+func (r *TimeMark) decode(d *decoder) {
+	r.Gateway = d.string("gateway")
+	r.Partition = d.int("partition")
+	r.TimeMs = time.UnixMilli(d.long("time_ms")).UTC()
+	r.Leaving = d.bool("leaving")
 }

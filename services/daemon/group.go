@@ -63,15 +63,68 @@ func (g *Group) Go(name string, fn func(ctx context.Context) error) {
 	}()
 }
 
+// The timeouts of every HTTP server the project runs: NewServer sets them,
+// and Group.Serve (so Env.Serve, every main and the stack) sets each one a
+// server leaves zero. A server that needs another bound sets it; a negative
+// value means no bound (net/http), which nothing in the tree uses.
+const (
+	// DefaultReadHeaderTimeout bounds reading a request's headers: a client
+	// that trickles them (slow-loris) is cut off.
+	DefaultReadHeaderTimeout = 5 * time.Second
+	// DefaultReadTimeout bounds reading a whole request, headers and body,
+	// from its first byte. Handlers may shorten it for their body (the
+	// gateway's BodyTimeout) with http.ResponseController.
+	DefaultReadTimeout = time.Minute
+	// DefaultWriteTimeout bounds the time from the end of a request's
+	// headers to the end of its response: body read, handling and the
+	// response write. It must exceed the longest handler (the gateway:
+	// BodyTimeout + ProduceTimeout, 60s by default).
+	DefaultWriteTimeout = 2 * time.Minute
+	// DefaultIdleTimeout bounds how long a keep-alive connection waits for
+	// its next request.
+	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultMaxHeaderBytes bounds a request's headers (net/http's default
+	// is 1 MiB).
+	DefaultMaxHeaderBytes = 64 << 10
+)
+
+// NewServer returns a server of h on addr with the default timeouts and
+// header bound above: the one way the project builds an http.Server.
+func NewServer(addr string, h http.Handler) *http.Server {
+	srv := &http.Server{Addr: addr, Handler: h}
+	SetDefaults(srv)
+	return srv
+}
+
+// SetDefaults sets every zero timeout of srv (ReadHeaderTimeout,
+// ReadTimeout, WriteTimeout, IdleTimeout) and a zero MaxHeaderBytes to the
+// defaults above.
+func SetDefaults(srv *http.Server) {
+	for _, f := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&srv.ReadHeaderTimeout, DefaultReadHeaderTimeout},
+		{&srv.ReadTimeout, DefaultReadTimeout},
+		{&srv.WriteTimeout, DefaultWriteTimeout},
+		{&srv.IdleTimeout, DefaultIdleTimeout},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	if srv.MaxHeaderBytes == 0 {
+		srv.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+}
+
 // Serve listens on srv.Addr at once (an address in use is an error here,
 // not later) and sets srv.Addr to the address bound (":0" picks a port),
 // then serves srv in the group. When the group's context is done, srv is
-// shut down gracefully within ShutdownTimeout. A zero ReadHeaderTimeout is
-// set to 5s (slow-loris).
+// shut down gracefully within ShutdownTimeout. Zero timeouts of srv are set
+// to the defaults first (SetDefaults).
 func (g *Group) Serve(name string, srv *http.Server) error {
-	if srv.ReadHeaderTimeout == 0 {
-		srv.ReadHeaderTimeout = 5 * time.Second
-	}
+	SetDefaults(srv)
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
@@ -111,7 +164,7 @@ func (g *Group) ServeMetrics(addr string, reg *prometheus.Registry) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("/", MetricsHandler(reg))
-	return g.Serve("metrics", &http.Server{Addr: addr, Handler: mux})
+	return g.Serve("metrics", NewServer(addr, mux))
 }
 
 // MetricsHandler serves reg in the Prometheus exposition format.

@@ -8,7 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -52,7 +56,8 @@ func benchGateway(b *testing.B, format string) {
 		b.Fatal(err)
 	}
 	defer tbl.Close()
-	admin := NewDevices(p, tbl, nil, nil)
+	regKey, _ := GenerateRegistryKey()
+	admin := NewDevices(p, tbl, regKey, nil, nil)
 	codec, _ := wire.NewCodec(schemas.SingleObject())
 	keys := make([]Key, devices)
 	bodies := make([][]byte, devices)
@@ -73,7 +78,7 @@ func benchGateway(b *testing.B, format string) {
 			bodies[i] = codec.AppendBatch(nil, evs)
 		}
 	}
-	srv, err := New(ctx, Config{Pipelines: pcfg, DeviceRate: -1})
+	srv, err := New(ctx, Config{Pipelines: pcfg, DeviceKey: regKey, DeviceRate: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -133,4 +138,57 @@ func benchGateway(b *testing.B, format string) {
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99_ms")
 	fmt.Printf("gateway %s: %d batches x %d events, %d clients: %.0f events/s, ack p50 %v p99 %v\n",
 		format, b.N, perBatch, clients, rate, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+}
+
+// BenchmarkGzipBombs sends waves of 16 concurrent gzip bombs (256 MiB of
+// zeros, 255 KiB compressed, each refused 413 or 429) from one valid
+// device, 3 waves per iteration, and reports the process's RSS and the Go
+// heap before and after (after a GC), the heap's peak while the bombs run,
+// and the ratios to the device's bound of bytes (MaxDeviceBytes, 64 MiB;
+// the in-flight budget is 256 MiB).
+//
+//	go test -run '^$' -bench GzipBombs -benchtime 1x ./services/gateway/
+func BenchmarkGzipBombs(b *testing.B) {
+	f := newFixture(b, func(c *Config) { c.MaxBodyBytes = 8 << 20 })
+	body := bomb(256 << 20)
+	runtime.GC()
+	rssBefore := rss(b)
+	var base, peak, after uint64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		bs, p, a := bombWaves(b, f, body, 3, 16)
+		if i == 0 {
+			base = bs
+		}
+		peak, after = max(peak, p), a
+	}
+	b.StopTimer()
+	runtime.GC()
+	rssAfter := rss(b)
+	bound := float64(f.srv.cfg.MaxDeviceBytes)
+	mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
+	b.ReportMetric(mib(rssAfter), "rss_after_MiB")
+	b.ReportMetric(float64(peak-base)/bound, "heap_peak_over_bound")
+	fmt.Printf("gzip bombs: %d x 3 waves of 16 (%d KiB each, 256 MiB inflated): RSS %.0f -> %.0f MiB (ratio %.2f); heap %.0f MiB, peak %.0f MiB (+%.0f MiB = %.2f x the device bound of %.0f MiB), after %.0f MiB (ratio %.2f)\n",
+		b.N, len(body)>>10, mib(rssBefore), mib(rssAfter), float64(rssAfter)/float64(rssBefore),
+		mib(base), mib(peak), mib(peak-base), float64(peak-base)/bound, bound/(1<<20), mib(after), float64(after)/float64(base))
+}
+
+// rss is the process's resident set (VmRSS of /proc/self/status).
+func rss(b testing.TB) uint64 {
+	s, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skipf("no /proc/self/status: %v", err)
+	}
+	for _, line := range strings.Split(string(s), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
 }

@@ -39,6 +39,7 @@ type fixture struct {
 	clock   atomic.Pointer[time.Time]
 	hmacKey Key
 	edKey   Key
+	regKey  *RegistryKey // the device-registry key that seals HMAC secrets
 	codec   *wire.Codec
 	fail    atomic.Bool // make the broker refuse produce requests
 	deny    atomic.Bool // make the broker answer produce requests with a fatal error
@@ -46,7 +47,7 @@ type fixture struct {
 
 func (f *fixture) now() time.Time { return *f.clock.Load() }
 
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
 	f := &fixture{}
 	f.clock.Store(&t0)
@@ -76,7 +77,8 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tbl.Close() })
-	f.devices = NewDevices(p, tbl, nil, f.now)
+	f.regKey, _ = GenerateRegistryKey()
+	f.devices = NewDevices(p, tbl, f.regKey, nil, f.now)
 	d1, err := f.devices.Add(ctx, NewDevice{ID: "d1", VehicleID: "v1", VehicleTZ: "Asia/Shanghai", Auth: AuthHMAC})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +91,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	f.edKey = Ed25519Key(priv)
 
 	f.reg = prometheus.NewRegistry()
-	cfg := Config{Pipelines: pcfg, Registerer: f.reg, Now: f.now, ProduceTimeout: 2 * time.Second,
+	cfg := Config{Pipelines: pcfg, DeviceKey: f.regKey, Registerer: f.reg, Now: f.now, ProduceTimeout: 2 * time.Second,
 		Limits: telemetry.Limits{MaxEvents: 500}, MaxBodyBytes: 256 << 10, DeviceRate: -1}
 	if mod != nil {
 		mod(&cfg)
@@ -333,6 +335,7 @@ func TestProduceFailsFast(t *testing.T) {
 func TestBackpressureAndKafkaDown(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
 		c.MaxInFlightBytes = 1 << 20
+		c.MaxDeviceBytes = 1 << 20 // the global bound is under test here
 		c.ProduceTimeout = 300 * time.Millisecond
 		c.DeviceRate, c.DeviceBurst = 10, 20
 	})

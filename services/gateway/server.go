@@ -5,8 +5,12 @@
 // checks it writes only for its own vehicle, and produces every event as
 // its own Avro record to pipelines.TopicTelemetryRaw. It answers 202 only
 // after Kafka acknowledged every record (acks=all, idempotent), and bounds
-// what it holds: in-flight bytes (429 when exceeded), body and batch sizes
-// (413/400), per-device event rate (429).
+// what it holds: in-flight bytes reserved as they arrive (429 when
+// exceeded), per device and for bodies not yet verified, body, inflated and
+// batch sizes (413/400), body read time (408), per-device event rate (429).
+// A request is authenticated as far as its headers allow (known, active
+// device, fresh timestamp, unused nonce, well-formed signature) before any
+// byte of its body is read.
 package gateway
 
 import (
@@ -14,18 +18,22 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -41,6 +49,9 @@ type Config struct {
 	// Pipelines gives the brokers, logger, Serde and client options of the
 	// producer and of the device table.
 	Pipelines kafka.Config
+	// DeviceKey opens the HMAC secrets sealed on the devices topic
+	// (seal.go). Nil: every HMAC device is refused (ReasonNotSealed).
+	DeviceKey *RegistryKey
 	// Registerer receives the gateway's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	// Logger (default Pipelines.Logger, then slog.Default()).
@@ -49,16 +60,38 @@ type Config struct {
 	Limits telemetry.Limits
 	// MaxBodyBytes bounds the body as sent (default 8 MiB); larger is 413.
 	MaxBodyBytes int64
-	// MaxDecodedBytes bounds a gzip body once inflated (default 64 MiB).
+	// MaxDecodedBytes bounds a gzip body once inflated, counted while
+	// inflating (default 32 MiB).
 	MaxDecodedBytes int64
 	// MaxInFlightBytes bounds the bytes of all requests being handled
-	// (bodies, inflated bodies, encoded records); beyond it requests get
-	// 429 with Retry-After (default 256 MiB).
+	// (bodies as they arrive, inflated bodies, decoded events, encoded
+	// records, their buffers' capacity); beyond it requests get 429
+	// overloaded with Retry-After (default 256 MiB).
 	MaxInFlightBytes int64
+	// MaxDeviceBytes bounds the bytes of one device's requests together
+	// (default MaxInFlightBytes/4, at least MaxDeviceUnverifiedBytes);
+	// beyond it the device gets 429 device_busy.
+	MaxDeviceBytes int64
+	// MaxDeviceUnverifiedBytes bounds the body bytes of one device's
+	// requests whose signature is not verified yet: what a client that
+	// knows a device id but not its key can make the gateway hold (default
+	// MaxBodyBytes; at least MaxBodyBytes). Beyond it: 429 device_busy.
+	MaxDeviceUnverifiedBytes int64
+	// BodyTimeout bounds reading a request's body, from the end of its
+	// headers (default 30s); past it the request gets 408 body_timeout and
+	// its bytes are released.
+	BodyTimeout time.Duration
 	// MaxSkew is how far a request's timestamp may be from now (default 5m).
 	MaxSkew time.Duration
-	// MaxNonces bounds the replay cache per MaxSkew window (default 4M).
+	// MaxNonces bounds the replay cache: nonces are kept until their
+	// timestamp plus MaxSkew has passed; when the cache holds MaxNonces,
+	// requests get 429 replay_cache_full (default 4M).
 	MaxNonces int
+	// MaxDeviceNonces bounds one device's share of the replay cache: a
+	// device holding that many gets 429 replay_cache_full (default
+	// MaxNonces/64 = 65,536: ~218 requests/s sustained by a device whose
+	// clock agrees with the gateway's, with the default MaxSkew).
+	MaxDeviceNonces int
 	// DeviceRate is each device's sustained rate in events per second
 	// (default 2000; negative: no limit); DeviceBurst its bucket size
 	// (default Limits.MaxEvents).
@@ -88,16 +121,28 @@ func (c Config) withDefaults() Config {
 		c.MaxBodyBytes = 8 << 20
 	}
 	if c.MaxDecodedBytes == 0 {
-		c.MaxDecodedBytes = 64 << 20
+		c.MaxDecodedBytes = 32 << 20
 	}
 	if c.MaxInFlightBytes == 0 {
 		c.MaxInFlightBytes = 256 << 20
+	}
+	if c.MaxDeviceUnverifiedBytes == 0 {
+		c.MaxDeviceUnverifiedBytes = c.MaxBodyBytes
+	}
+	if c.MaxDeviceBytes == 0 {
+		c.MaxDeviceBytes = max(c.MaxInFlightBytes/4, c.MaxDeviceUnverifiedBytes)
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = 30 * time.Second
 	}
 	if c.MaxSkew == 0 {
 		c.MaxSkew = 5 * time.Minute
 	}
 	if c.MaxNonces == 0 {
 		c.MaxNonces = 4 << 20
+	}
+	if c.MaxDeviceNonces == 0 {
+		c.MaxDeviceNonces = max(c.MaxNonces/64, 1)
 	}
 	if c.DeviceRate == 0 {
 		c.DeviceRate = 2000
@@ -126,12 +171,18 @@ func (c Config) Validate() error {
 		return err
 	}
 	if c.MaxBodyBytes < 0 || c.MaxDecodedBytes < 0 || c.MaxInFlightBytes < 0 || c.MaxSkew < 0 ||
-		c.MaxNonces < 0 || c.DeviceBurst < 0 || c.ProduceTimeout < 0 || c.RetryAfter < 0 {
+		c.MaxNonces < 0 || c.DeviceBurst < 0 || c.ProduceTimeout < 0 || c.RetryAfter < 0 ||
+		c.MaxDeviceBytes < 0 || c.MaxDeviceUnverifiedBytes < 0 || c.BodyTimeout < 0 || c.MaxDeviceNonces < 0 {
 		return errors.New("gateway: negative limit")
 	}
 	d := c.withDefaults()
-	if d.MaxInFlightBytes < d.MaxBodyBytes {
-		return fmt.Errorf("gateway: max in-flight bytes %d below max body bytes %d", d.MaxInFlightBytes, d.MaxBodyBytes)
+	switch {
+	case d.MaxDeviceUnverifiedBytes < d.MaxBodyBytes:
+		return fmt.Errorf("gateway: max device unverified bytes %d below max body bytes %d", d.MaxDeviceUnverifiedBytes, d.MaxBodyBytes)
+	case d.MaxDeviceBytes < d.MaxDeviceUnverifiedBytes:
+		return fmt.Errorf("gateway: max device bytes %d below max device unverified bytes %d", d.MaxDeviceBytes, d.MaxDeviceUnverifiedBytes)
+	case d.MaxInFlightBytes < d.MaxDeviceBytes:
+		return fmt.Errorf("gateway: max in-flight bytes %d below max device bytes %d", d.MaxInFlightBytes, d.MaxDeviceBytes)
 	}
 	return nil
 }
@@ -146,11 +197,12 @@ type Server struct {
 	reg      *registry
 	codec    *wire.Codec
 	inflight inflight
+	holds    *holds
 	nonces   *nonces
 	limiter  *limiter
 	m        *metrics
 	ready    atomic.Bool
-	bufs     sync.Pool
+	bufs     *bufPool
 }
 
 // New connects the producer and starts following the device table; the
@@ -178,11 +230,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, producer: p, table: t, codec: codec, m: m,
-		reg:     &registry{table: t, serde: cfg.Pipelines.Serde, cache: map[string]cachedDevice{}},
-		nonces:  newNonces(cfg.MaxSkew, cfg.MaxNonces, cfg.Now()),
+		reg:     &registry{table: t, key: cfg.DeviceKey, serde: cfg.Pipelines.Serde, cache: map[string]cachedDevice{}},
+		nonces:  newNonces(cfg.MaxSkew, cfg.MaxNonces, cfg.MaxDeviceNonces),
 		limiter: &limiter{rate: cfg.DeviceRate, burst: float64(cfg.DeviceBurst), buckets: map[string]*bucket{}},
+		holds:   &holds{maxTotal: cfg.MaxDeviceBytes, maxUnverified: cfg.MaxDeviceUnverifiedBytes, m: map[string]*hold{}},
+		bufs:    &bufPool{maxBufs: poolBuffers, maxBytes: min(poolBufferBytes, cfg.MaxBodyBytes)},
 	}
 	s.inflight.max = cfg.MaxInFlightBytes
+	s.reg.onNotSealed = func(id string, err error) {
+		s.log.Error("device refused: its HMAC secret is not sealed under the device-registry key (minecart devices seal)", "device", id, "err", err)
+	}
+	if cfg.DeviceKey == nil {
+		s.log.Warn("gateway without a device-registry key: every HMAC device is refused (Ed25519 devices only)")
+	}
 	return s, nil
 }
 
@@ -235,7 +295,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // problems use the telemetry reason codes (decode, too_many_events,
 // missing_field, field_too_long, ...).
 const (
-	ReasonMissingAuth     = "missing_auth"      // 401: an authentication header is absent or malformed
+	ReasonMissingAuth     = "missing_auth"      // 401: an authentication header is absent, repeated or malformed
 	ReasonUnknownDevice   = "unknown_device"    // 401: no such device
 	ReasonBadSignature    = "bad_signature"     // 401
 	ReasonStaleTimestamp  = "stale_timestamp"   // 401: timestamp further than MaxSkew from now
@@ -243,13 +303,16 @@ const (
 	ReasonRevoked         = "device_revoked"    // 403
 	ReasonWrongVehicle    = "vehicle_mismatch"  // 403: an event for another vehicle, or another device id
 	ReasonBodyTooLarge    = "body_too_large"    // 413
-	ReasonUnsupportedType = "unsupported_media" // 415: neither application/json nor avro/binary
+	ReasonUnsupportedType = "unsupported_media" // 415: Content-Type not exactly one of the accepted media types
 	ReasonEncoding        = "bad_encoding"      // 400/415: bad gzip, or an encoding other than gzip
+	ReasonBodyTimeout     = "body_timeout"      // 408: the body did not arrive within BodyTimeout
 	ReasonOverloaded      = "overloaded"        // 429: in-flight bytes at their bound
+	ReasonDeviceBusy      = "device_busy"       // 429: the device's requests hold MaxDeviceBytes (or MaxDeviceUnverifiedBytes unverified)
 	ReasonRateLimited     = "rate_limited"      // 429: device over its event rate
-	ReasonReplayCacheFull = "replay_cache_full" // 429: too many nonces in the window
+	ReasonReplayCacheFull = "replay_cache_full" // 429: the replay cache, or the device's share of it, is full
 	ReasonProduce         = "produce_failed"    // 503: Kafka did not acknowledge; nothing is acked
 	ReasonRegistry        = "registry_error"    // 503: the device record does not decode
+	ReasonNotSealed       = "secret_not_sealed" // 401: the HMAC secret on the topic is not sealed under the gateway's key
 	ReasonNotReady        = "not_ready"         // 503: device table not caught up yet
 )
 
@@ -284,7 +347,14 @@ func overloaded() *refusal {
 	return refuse(http.StatusTooManyRequests, ReasonOverloaded, errOverloaded)
 }
 
-func (s *Server) refuse(w http.ResponseWriter, f *refusal) {
+func deviceBusy() *refusal {
+	return refuse(http.StatusTooManyRequests, ReasonDeviceBusy, errors.New("the device's requests hold their bound of bytes, retry later"))
+}
+
+// refuse answers f. Unless the whole body was read, the connection is
+// closed after the answer: the server neither waits for nor discards the
+// rest of a body that may never come.
+func (s *Server) refuse(w http.ResponseWriter, f *refusal, bodyRead bool) {
 	s.m.rejects.WithLabelValues(f.reason).Inc()
 	body := errorBody{Error: f.reason, Message: f.err.Error()}
 	var ie *telemetry.IndexError
@@ -297,6 +367,9 @@ func (s *Server) refuse(w http.ResponseWriter, f *refusal) {
 	case f.status == http.StatusTooManyRequests || f.status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (s.cfg.RetryAfter+time.Second-1)/time.Second))))
 	}
+	if !bodyRead {
+		w.Header().Set("Connection", "close")
+	}
 	writeJSON(w, f.status, body)
 }
 
@@ -306,46 +379,57 @@ type acceptedBody struct {
 
 // telemetry is POST /v1/telemetry: a signed batch of one device's events,
 // taken in named steps (docs/ingest.md): wait for the device table, admit
-// (headers, size, in-flight reservation), read the body, authenticate,
-// inflate, decode, bind the events to the device, rate-limit, produce. A
-// 202 means Kafka acknowledged every event.
+// (headers, media type, size, device, timestamp, nonce: nothing of the body
+// is read or reserved before), read the body reserving its bytes as they
+// arrive, verify the signature, record the nonce, inflate, decode, bind the
+// events to the device, rate-limit, produce. A 202 means Kafka
+// acknowledged every event.
 func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
 	start := s.cfg.Now()
-	q, f := s.admit(r)
+	q, f := s.admit(w, r)
 	if f != nil {
-		s.refuse(w, f)
+		s.refuse(w, f, false)
 		return
 	}
 	defer q.end()
-	events, format, f := q.handle(r)
+	events, f := q.handle(r)
 	if f != nil {
-		s.refuse(w, f)
+		s.refuse(w, f, q.bodyRead)
 		return
 	}
-	s.m.batches.WithLabelValues(format).Inc()
+	s.m.batches.WithLabelValues(q.format).Inc()
 	s.m.events.Add(float64(len(events)))
 	s.m.bytes.Add(float64(q.wireBytes))
 	s.m.latency.Observe(s.cfg.Now().Sub(start).Seconds())
 	writeJSON(w, http.StatusAccepted, acceptedBody{Accepted: len(events)})
 }
 
-// request is one admitted POST /v1/telemetry: the in-flight bytes it holds
-// and its pooled buffers, given back by end (or, after a produce timeout,
-// once the Kafka client has let go of the records).
+// request is one admitted POST /v1/telemetry: its device, the in-flight
+// bytes it holds (of them, the unverified body bytes) and its buffers,
+// given back by end (or, after a produce timeout, once the Kafka client
+// has let go of the records).
 type request struct {
-	s         *Server
-	auth      [4]string // device, timestamp, nonce, signature headers
-	held      int64
-	buf       *reqBuf
-	wireBytes int
-	handedOff bool // the produce goroutine gives back held and buf
+	s          *Server
+	rc         *http.ResponseController
+	auth       authHeaders
+	dev        *Device
+	format     string // "json" or "avro"
+	gzip       bool
+	held       int64
+	unverified int64 // of held: body bytes whose signature is not verified yet
+	verified   bool
+	buf        *reqBuf
+	wireBytes  int
+	bodyRead   bool
+	handedOff  bool // the produce goroutine gives back held and buf
 }
 
-// admit waits for the device table, checks the authentication headers are
-// there and the declared size is allowed, and reserves the in-flight bytes
-// of the body (the declared length, or the most a body may be) before
-// anything is read.
-func (s *Server) admit(r *http.Request) (*request, *refusal) {
+// admit waits for the device table, bounds the body's read time, and
+// checks everything the headers tell before a byte of the body is read or
+// reserved: the authentication headers are well-formed, the media type and
+// encoding accepted, the declared size allowed, the device known and
+// active, the timestamp within MaxSkew, the nonce unused.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*request, *refusal) {
 	if !s.ready.Load() {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		err := s.table.WaitCaught(ctx)
@@ -355,33 +439,121 @@ func (s *Server) admit(r *http.Request) (*request, *refusal) {
 		}
 		s.ready.Store(true)
 	}
-	q := &request{s: s, auth: [4]string{r.Header.Get(HeaderDevice), r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderNonce), r.Header.Get(HeaderSignature)}}
-	for _, h := range q.auth {
-		if h == "" {
-			return nil, refuse(http.StatusUnauthorized, ReasonMissingAuth, errors.New("want headers "+HeaderDevice+", "+HeaderTimestamp+", "+HeaderNonce+", "+HeaderSignature))
-		}
+	q := &request{s: s, rc: http.NewResponseController(w)}
+	// The deadline is wall-clock time (Config.Now is the protocol's clock).
+	// ErrNotSupported (a wrapped ResponseWriter): the server's ReadTimeout
+	// still bounds the body.
+	_ = q.rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+	a, err := parseAuth(r.Header)
+	if err != nil {
+		return nil, refuse(http.StatusUnauthorized, ReasonMissingAuth, err)
+	}
+	q.auth = a
+	if q.format, err = mediaType(r.Header); err != nil {
+		return nil, refuse(http.StatusUnsupportedMediaType, ReasonUnsupportedType, err)
+	}
+	if q.gzip, err = contentEncoding(r.Header); err != nil {
+		return nil, refuse(http.StatusUnsupportedMediaType, ReasonEncoding, err)
 	}
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		return nil, refuse(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("body of %d bytes, limit %d", r.ContentLength, s.cfg.MaxBodyBytes))
 	}
-	held := r.ContentLength
-	if held < 0 {
-		held = s.cfg.MaxBodyBytes
+	dev, ok, err := s.reg.lookup(a.device)
+	if errors.Is(err, ErrNotSealed) {
+		return nil, refuse(http.StatusUnauthorized, ReasonNotSealed, fmt.Errorf("device %q: secret not sealed", a.device))
 	}
-	if !q.grow(held) {
-		return nil, overloaded()
+	if err != nil {
+		s.log.Error("device record unreadable", "device", a.device, "err", err)
+		return nil, refuse(http.StatusServiceUnavailable, ReasonRegistry, errors.New("device registry record unreadable"))
 	}
+	if !ok {
+		return nil, refuse(http.StatusUnauthorized, ReasonUnknownDevice, fmt.Errorf("device %q is not provisioned", a.device))
+	}
+	now := s.cfg.Now()
+	if d := now.Sub(time.Unix(a.unix, 0)); d > s.cfg.MaxSkew || d < -s.cfg.MaxSkew {
+		return nil, refuse(http.StatusUnauthorized, ReasonStaleTimestamp, fmt.Errorf("timestamp %d is %v from the gateway's clock, limit %v", a.unix, d.Round(time.Second), s.cfg.MaxSkew))
+	}
+	if dev.Status != StatusActive {
+		return nil, refuse(http.StatusForbidden, ReasonRevoked, fmt.Errorf("device %q is revoked", a.device))
+	}
+	if s.nonces.seen(a.device, a.nonce, now) {
+		return nil, refuse(http.StatusUnauthorized, ReasonReplayedNonce, errors.New("nonce already used"))
+	}
+	q.dev = dev
 	return q, nil
 }
 
-// grow reserves n more in-flight bytes for the request.
-func (q *request) grow(n int64) bool {
+// mediaType returns the body format of the Content-Type header: absent is
+// JSON; otherwise exactly one header whose media type (mime.ParseMediaType)
+// is application/json, with at most the parameter charset=utf-8, or
+// avro/binary or application/avro without parameters. Anything else is an
+// error (415).
+func mediaType(h http.Header) (string, error) {
+	v := h.Values("Content-Type")
+	if len(v) == 0 {
+		return "json", nil
+	}
+	const want = "want application/json or avro/binary"
+	if len(v) > 1 {
+		return "", errors.New("more than one Content-Type: " + want)
+	}
+	mt, params, err := mime.ParseMediaType(v[0])
+	if err != nil {
+		return "", fmt.Errorf("content type %q: %w: %s", v[0], err, want)
+	}
+	switch mt {
+	case "application/json":
+		for k, val := range params {
+			if k != "charset" || !strings.EqualFold(val, "utf-8") {
+				return "", fmt.Errorf("content type %q: only the parameter charset=utf-8 is accepted", v[0])
+			}
+		}
+		return "json", nil
+	case "avro/binary", "application/avro":
+		if len(params) > 0 {
+			return "", fmt.Errorf("content type %q: no parameters accepted", v[0])
+		}
+		return "avro", nil
+	}
+	return "", fmt.Errorf("content type %q: %s", v[0], want)
+}
+
+// contentEncoding tells whether the body is gzip: absent, "identity" or
+// "gzip" (one header, one coding, any case); anything else is an error.
+func contentEncoding(h http.Header) (bool, error) {
+	v := h.Values("Content-Encoding")
+	switch {
+	case len(v) == 0:
+		return false, nil
+	case len(v) == 1 && strings.EqualFold(v[0], "identity"):
+		return false, nil
+	case len(v) == 1 && strings.EqualFold(v[0], "gzip"):
+		return true, nil
+	}
+	return false, fmt.Errorf("content encoding %q: want gzip or none", strings.Join(v, ", "))
+}
+
+// grow reserves n more in-flight bytes for the request, from the device's
+// bound and the server's; unverified bytes count against the device's
+// bound of unverified bytes too until the signature is verified.
+func (q *request) grow(n int64) *refusal {
+	if n <= 0 {
+		return nil
+	}
+	unverified := !q.verified
 	if !q.s.inflight.tryAcquire(n) {
-		return false
+		return overloaded()
+	}
+	if !q.s.holds.acquire(q.dev.ID, n, unverified) {
+		q.s.inflight.release(n)
+		return deviceBusy()
 	}
 	q.held += n
+	if unverified {
+		q.unverified += n
+	}
 	q.s.m.inflight.Add(float64(n))
-	return true
+	return nil
 }
 
 // end gives back what the request holds, unless the produce goroutine
@@ -393,75 +565,136 @@ func (q *request) end() {
 }
 
 func (q *request) release() {
-	q.s.inflight.release(q.held)
-	q.s.m.inflight.Sub(float64(q.held))
+	if q.held > 0 {
+		q.s.inflight.release(q.held)
+		q.s.holds.release(q.dev.ID, q.held, q.unverified)
+		q.s.m.inflight.Sub(float64(q.held))
+	}
 	if q.buf != nil {
-		q.s.bufs.Put(q.buf)
+		q.s.bufs.put(q.buf)
 	}
 }
 
-// handle runs the steps after admission; it returns the stored events and
-// the body format.
-func (q *request) handle(r *http.Request) ([]telemetry.Event, string, *refusal) {
-	q.buf = q.s.getBuf()
-	body, f := q.readBody(r.Body)
+// handle runs the steps after admission; it returns the stored events.
+func (q *request) handle(r *http.Request) ([]telemetry.Event, *refusal) {
+	body, f := q.readBody(r.Body, r.ContentLength)
 	if f != nil {
-		return nil, "", f
+		return nil, f
 	}
-	// Authenticate before doing any work on the body.
-	dev, status, reason, err := q.s.authenticate(q.auth[0], q.auth[1], q.auth[2], q.auth[3], body)
-	if err != nil {
-		return nil, "", refuse(status, reason, err)
+	if f := q.s.verify(q.dev, q.auth, body); f != nil {
+		return nil, f
 	}
-	if body, f = q.inflate(r.Header.Get("Content-Encoding"), body); f != nil {
-		return nil, "", f
+	q.s.holds.verified(q.dev.ID, q.unverified)
+	q.verified, q.unverified = true, 0
+	// The rest of the pooled buffer is reserved now, as verified bytes.
+	if f := q.grow(int64(q.buf.size() - cap(q.buf.body))); f != nil {
+		return nil, f
 	}
-	events, format, f := q.decode(r.Header.Get("Content-Type"), body)
+	expiry := time.Unix(q.auth.unix, 0).Add(q.s.cfg.MaxSkew)
+	switch q.s.nonces.use(q.dev.ID, q.auth.nonce, expiry, q.s.cfg.Now()) {
+	case nonceReplayed:
+		return nil, refuse(http.StatusUnauthorized, ReasonReplayedNonce, errors.New("nonce already used"))
+	case nonceFull:
+		return nil, refuse(http.StatusTooManyRequests, ReasonReplayCacheFull, errors.New("replay cache full, retry later"))
+	}
+	if body, f = q.inflate(body); f != nil {
+		return nil, f
+	}
+	events, f := q.decode(body)
 	if f == nil {
-		f = q.bind(dev, events)
+		f = q.bind(events)
 	}
 	if f == nil {
-		f = q.s.rateLimit(dev, len(events))
+		f = q.s.rateLimit(q.dev, len(events))
 	}
 	if f == nil {
-		f = q.produce(dev, events)
+		f = q.produce(events)
 	}
-	return events, format, f
+	return events, f
 }
 
-// readBody reads the body as sent, within MaxBodyBytes.
-func (q *request) readBody(r io.Reader) ([]byte, *refusal) {
-	body, err := readLimited(r, q.s.cfg.MaxBodyBytes, q.buf.body[:0])
+// readBody reads the body as sent, within MaxBodyBytes and BodyTimeout.
+// Its buffer is taken (from the pool) when the first byte arrives, and
+// its capacity is reserved before it is allocated, as bytes arrive: a
+// client that declares a large body and sends nothing holds nothing.
+func (q *request) readBody(r io.Reader, declared int64) ([]byte, *refusal) {
+	limit := q.s.cfg.MaxBodyBytes
+	if declared >= 0 {
+		limit = declared // the server ends the body there
+	}
+	var first [1]byte
+	n, err := io.ReadFull(r, first[:])
+	switch {
+	case n == 0 && (err == io.EOF || err == io.ErrUnexpectedEOF):
+		q.bodyRead = true
+	case err != nil:
+		return nil, q.readError(err)
+	}
+	q.buf = q.s.bufs.get()
+	if f := q.grow(int64(cap(q.buf.body))); f != nil {
+		return nil, f
+	}
+	body := append(q.buf.body[:0], first[:n]...) // within cap unless cap 0
+	if cap(body) != cap(q.buf.body) {
+		if f := q.grow(int64(cap(body) - cap(q.buf.body))); f != nil {
+			return nil, f
+		}
+	}
+	if !q.bodyRead {
+		body, err = fill(body, r, limit, q.grow)
+		q.bodyRead = err == nil
+	}
 	q.buf.body = body[:0]
 	q.wireBytes = len(body)
-	switch {
-	case errors.Is(err, errTooLarge):
-		return nil, refuse(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("body over %d bytes", q.s.cfg.MaxBodyBytes))
-	case err != nil:
-		return nil, refuse(http.StatusBadRequest, telemetry.CodeDecode, fmt.Errorf("read body: %w", err))
+	if err != nil {
+		return nil, q.readError(err)
 	}
+	// The body is in: lift the read deadline (the server's own deadlines
+	// apply again from the next request on the connection).
+	_ = q.rc.SetReadDeadline(time.Time{})
 	return body, nil
 }
 
+func (q *request) readError(err error) *refusal {
+	var f *refusal
+	var ne net.Error
+	switch {
+	case errors.As(err, &f):
+		return f
+	case errors.Is(err, errTooLarge):
+		return refuse(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("body over %d bytes", q.s.cfg.MaxBodyBytes))
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return refuse(http.StatusRequestTimeout, ReasonBodyTimeout, fmt.Errorf("body not received within %v", q.s.cfg.BodyTimeout))
+	}
+	return refuse(http.StatusBadRequest, telemetry.CodeDecode, fmt.Errorf("read body: %w", err))
+}
+
+// verify checks the request's signature over body with the device's key.
+func (s *Server) verify(dev *Device, a authHeaders, body []byte) *refusal {
+	sum := sha256.Sum256(body)
+	if !verify(dev, Canonical(a.device, a.timestamp, a.nonce, sum[:]), a.sig) {
+		return refuse(http.StatusUnauthorized, ReasonBadSignature, errors.New("signature does not verify"))
+	}
+	return nil
+}
+
 // inflate undoes the content encoding (gzip or none); the inflated bytes
-// are reserved as they are produced, within MaxDecodedBytes.
-func (q *request) inflate(encoding string, body []byte) ([]byte, *refusal) {
-	switch encoding {
-	case "", "identity":
+// are counted while inflating and their buffer's capacity reserved before
+// it is allocated, within MaxDecodedBytes.
+func (q *request) inflate(body []byte) ([]byte, *refusal) {
+	if !q.gzip {
 		return body, nil
-	case "gzip":
-	default:
-		return nil, refuse(http.StatusUnsupportedMediaType, ReasonEncoding, fmt.Errorf("content encoding %q: want gzip or none", encoding))
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(body))
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, ReasonEncoding, fmt.Errorf("gzip: %w", err))
 	}
-	inflated, err := readLimited(&budgetReader{r: zr, grow: q.grow}, q.s.cfg.MaxDecodedBytes, q.buf.inflated[:0])
+	inflated, err := fill(q.buf.inflated[:0], zr, q.s.cfg.MaxDecodedBytes, q.grow)
 	q.buf.inflated = inflated[:0]
+	var f *refusal
 	switch {
-	case errors.Is(err, errOverBudget):
-		return nil, overloaded()
+	case errors.As(err, &f):
+		return nil, f
 	case errors.Is(err, errTooLarge):
 		return nil, refuse(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Errorf("inflated body over %d bytes", q.s.cfg.MaxDecodedBytes))
 	case err != nil:
@@ -470,31 +703,26 @@ func (q *request) inflate(encoding string, body []byte) ([]byte, *refusal) {
 	return inflated, nil
 }
 
-// decode reads the events of a JSON or Avro body.
-func (q *request) decode(contentType string, body []byte) ([]telemetry.Event, string, *refusal) {
+// decode reads the events of a JSON or Avro body (the format admit found).
+func (q *request) decode(body []byte) ([]telemetry.Event, *refusal) {
 	var events []telemetry.Event
 	var err error
-	format := "json"
-	mt, _, _ := mime.ParseMediaType(contentType)
-	switch mt {
-	case "application/json", "":
-		events, err = telemetry.DecodeJSON(body, q.s.cfg.Limits)
-	case "avro/binary", "application/avro":
-		format = "avro"
+	if q.format == "avro" {
 		events, err = q.s.codec.DecodeBatch(body, q.s.cfg.Limits)
-	default:
-		return nil, "", refuse(http.StatusUnsupportedMediaType, ReasonUnsupportedType, fmt.Errorf("content type %q: want application/json or avro/binary", mt))
+	} else {
+		events, err = telemetry.DecodeJSON(body, q.s.cfg.Limits)
 	}
 	if err != nil {
-		return nil, "", refuse(http.StatusBadRequest, telemetry.CodeOf(err), err)
+		return nil, refuse(http.StatusBadRequest, telemetry.CodeOf(err), err)
 	}
-	return events, format, nil
+	return events, nil
 }
 
 // bind fills the device, vehicle and zone of events that leave them empty
 // and refuses an event for another device or vehicle; the decoded events
 // are held too (about 256 bytes each).
-func (q *request) bind(dev *Device, events []telemetry.Event) *refusal {
+func (q *request) bind(events []telemetry.Event) *refusal {
+	dev := q.dev
 	for i := range events {
 		ev := &events[i]
 		if ev.DeviceID == "" {
@@ -511,10 +739,7 @@ func (q *request) bind(dev *Device, events []telemetry.Event) *refusal {
 				Err: fmt.Errorf("device %s is bound to vehicle %s; event is for device %s, vehicle %s", dev.ID, dev.VehicleID, ev.DeviceID, ev.VehicleID)})
 		}
 	}
-	if !q.grow(int64(len(events)) * 256) {
-		return overloaded()
-	}
-	return nil
+	return q.grow(int64(len(events)) * 256)
 }
 
 // rateLimit takes n events from the device's token bucket.
@@ -534,18 +759,20 @@ func (s *Server) rateLimit(dev *Device, n int) *refusal {
 // Kafka gets a 503 after ProduceTimeout while the records' bytes stay
 // counted (and the buffer unreused) until the client has really finished
 // with them.
-func (q *request) produce(dev *Device, events []telemetry.Event) *refusal {
-	s, buf := q.s, q.buf
+func (q *request) produce(events []telemetry.Event) *refusal {
+	s, buf, dev := q.s, q.buf, q.dev
+	before := buf.size()
 	vals, ends := buf.vals[:0], buf.ends[:0]
 	for i := range events {
 		vals = s.codec.AppendEvent(vals, &events[i])
 		ends = append(ends, len(vals))
 	}
 	buf.vals, buf.ends = vals[:0], ends[:0]
-	if !q.grow(int64(len(vals))) {
-		return overloaded()
+	recs := slices.Grow(buf.recs[:0], len(ends))
+	buf.recs = recs
+	if f := q.grow(int64(buf.size() - before)); f != nil {
+		return f
 	}
-	recs := buf.recs[:0]
 	hdr := []pipelines.Header{{Key: "device", Value: []byte(dev.ID)}}
 	key := []byte(dev.VehicleID)
 	off := 0
@@ -553,7 +780,6 @@ func (q *request) produce(dev *Device, events []telemetry.Event) *refusal {
 		recs = append(recs, kafka.Output{Topic: pipelines.TopicTelemetryRaw, Key: key, Value: vals[off:end:end], Headers: hdr})
 		off = end
 	}
-	buf.recs = recs[:0]
 	pstart := time.Now()
 	done := make(chan error, 1)
 	go func() {
@@ -586,79 +812,64 @@ func (q *request) produce(dev *Device, events []telemetry.Event) *refusal {
 	return refuse(http.StatusServiceUnavailable, ReasonProduce, errors.New("events not stored, retry the batch"))
 }
 
-// authenticate checks the device, its timestamp, signature and nonce, in
-// that order (the nonce last, so unsigned requests cannot fill the cache).
-func (s *Server) authenticate(device, ts, nonce, sigB64 string, body []byte) (*Device, int, string, error) {
-	if !validNonce(nonce) {
-		return nil, http.StatusUnauthorized, ReasonMissingAuth, errors.New(HeaderNonce + ": want 16..64 of [A-Za-z0-9_-]")
+var errTooLarge = errors.New("too large")
+
+// fillMinGrow is the smallest capacity fill allocates.
+const fillMinGrow = 32 << 10
+
+// fill reads r to its end, appending to dst. When dst is full it grows
+// (doubling, at least fillMinGrow, at most limit bytes of capacity),
+// calling grow with the added capacity before allocating it; a refusal
+// from grow ends the read with that *refusal as the error. More than
+// limit bytes is errTooLarge: at most limit bytes are ever held, plus
+// the one byte read to find out.
+func fill(dst []byte, r io.Reader, limit int64, grow func(int64) *refusal) ([]byte, error) {
+	for {
+		if len(dst) == cap(dst) {
+			if int64(len(dst)) >= limit {
+				var one [1]byte
+				for {
+					n, err := r.Read(one[:])
+					if n > 0 {
+						return dst, errTooLarge
+					}
+					if err == io.EOF {
+						return dst, nil
+					}
+					if err != nil {
+						return dst, err
+					}
+				}
+			}
+			c := min(max(2*int64(cap(dst)), fillMinGrow), limit)
+			if f := grow(c - int64(cap(dst))); f != nil {
+				return dst, f
+			}
+			nb := make([]byte, len(dst), c)
+			copy(nb, dst)
+			dst = nb
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
 	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return nil, http.StatusUnauthorized, ReasonMissingAuth, errors.New(HeaderTimestamp + ": want Unix seconds")
-	}
-	sig, err := base64.StdEncoding.DecodeString(sigB64)
-	if err != nil {
-		return nil, http.StatusUnauthorized, ReasonMissingAuth, errors.New(HeaderSignature + ": want standard base64")
-	}
-	dev, ok, err := s.reg.lookup(device)
-	if err != nil {
-		s.log.Error("device record unreadable", "device", device, "err", err)
-		return nil, http.StatusServiceUnavailable, ReasonRegistry, errors.New("device registry record unreadable")
-	}
-	if !ok {
-		return nil, http.StatusUnauthorized, ReasonUnknownDevice, fmt.Errorf("device %q is not provisioned", device)
-	}
-	now := s.cfg.Now()
-	if d := now.Sub(time.Unix(sec, 0)); d > s.cfg.MaxSkew || d < -s.cfg.MaxSkew {
-		return nil, http.StatusUnauthorized, ReasonStaleTimestamp, fmt.Errorf("timestamp %d is %v from the gateway's clock, limit %v", sec, d.Round(time.Second), s.cfg.MaxSkew)
-	}
-	sum := sha256.Sum256(body)
-	if !verify(dev, Canonical(device, ts, nonce, sum[:]), sig) {
-		return nil, http.StatusUnauthorized, ReasonBadSignature, errors.New("signature does not verify")
-	}
-	if dev.Status != StatusActive {
-		return nil, http.StatusForbidden, ReasonRevoked, fmt.Errorf("device %q is revoked", device)
-	}
-	switch s.nonces.use(device, nonce, now) {
-	case nonceReplayed:
-		return nil, http.StatusUnauthorized, ReasonReplayedNonce, errors.New("nonce already used")
-	case nonceFull:
-		return nil, http.StatusTooManyRequests, ReasonReplayCacheFull, errors.New("replay cache full, retry later")
-	}
-	return dev, 0, "", nil
 }
 
-var (
-	errTooLarge   = errors.New("too large")
-	errOverBudget = errors.New("in-flight budget spent")
+// Error makes a refusal an error (fill's grow returns one).
+func (f *refusal) Error() string { return f.reason + ": " + f.err.Error() }
+
+// The buffer pool: at most poolBuffers request buffers of at most
+// poolBufferBytes each (and never above MaxBodyBytes), so what it keeps
+// between requests is bounded (32 MiB); a larger buffer is left to the GC.
+const (
+	poolBuffers     = 32
+	poolBufferBytes = 1 << 20
 )
-
-// budgetReader reserves every byte it reads from the in-flight budget.
-type budgetReader struct {
-	r    io.Reader
-	grow func(int64) bool
-}
-
-func (b *budgetReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if n > 0 && !b.grow(int64(n)) {
-		return n, errOverBudget
-	}
-	return n, err
-}
-
-// readLimited reads r into dst, failing with errTooLarge past limit bytes.
-func readLimited(r io.Reader, limit int64, dst []byte) ([]byte, error) {
-	b := bytes.NewBuffer(dst)
-	n, err := b.ReadFrom(io.LimitReader(r, limit+1))
-	if err != nil {
-		return b.Bytes(), err
-	}
-	if n > limit {
-		return b.Bytes(), errTooLarge
-	}
-	return b.Bytes(), nil
-}
 
 // reqBuf holds one request's buffers, pooled across requests.
 type reqBuf struct {
@@ -667,9 +878,41 @@ type reqBuf struct {
 	recs                 []kafka.Output
 }
 
-func (s *Server) getBuf() *reqBuf {
-	if b, ok := s.bufs.Get().(*reqBuf); ok {
+const outputSize = int(unsafe.Sizeof(kafka.Output{}))
+
+// size is the bytes the buffer's slices hold (their capacity).
+func (b *reqBuf) size() int {
+	return cap(b.body) + cap(b.inflated) + cap(b.vals) + cap(b.ends)*int(unsafe.Sizeof(0)) + cap(b.recs)*outputSize
+}
+
+type bufPool struct {
+	mu       sync.Mutex
+	maxBufs  int
+	maxBytes int64
+	free     []*reqBuf
+}
+
+func (p *bufPool) get() *reqBuf {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
 		return b
 	}
 	return &reqBuf{}
+}
+
+func (p *bufPool) put(b *reqBuf) {
+	if int64(b.size()) > p.maxBytes {
+		return
+	}
+	clear(b.recs[:cap(b.recs)]) // let go of keys, values and headers
+	b.recs = b.recs[:0]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) < p.maxBufs {
+		p.free = append(p.free, b)
+	}
 }

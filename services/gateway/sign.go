@@ -120,6 +120,9 @@ func NewNonce() string {
 func verify(d *Device, msg, sig []byte) bool {
 	switch d.Auth {
 	case AuthHMAC:
+		if len(d.Key) < minSecret {
+			return false // never an empty or short key, whatever the record said
+		}
 		m := hmac.New(sha256.New, d.Key)
 		m.Write(msg)
 		return hmac.Equal(m.Sum(nil), sig)
@@ -140,4 +143,79 @@ func validNonce(n string) bool {
 		}
 	}
 	return true
+}
+
+// authHeaders are a request's authentication headers, parsed.
+type authHeaders struct {
+	device, timestamp, nonce string
+	unix                     int64  // the timestamp
+	sig                      []byte // 32 (HMAC-SHA256) or 64 (Ed25519) bytes
+}
+
+// maxTimestampDigits bounds X-Minecart-Timestamp (12 digits: year 33658).
+const maxTimestampDigits = 12
+
+// parseAuth reads the four authentication headers strictly: each present
+// exactly once; the device id 1..64 bytes without control characters; the
+// timestamp decimal Unix seconds (digits only, no sign, no leading zero,
+// at most 12 digits); the nonce 16..64 of [A-Za-z0-9_-]; the signature
+// canonical padded standard base64 of 32 or 64 bytes. Anything else is an
+// error (401 missing_auth), found before the body is read.
+func parseAuth(h http.Header) (authHeaders, error) {
+	var a authHeaders
+	var vals [4]string
+	for i, name := range [4]string{HeaderDevice, HeaderTimestamp, HeaderNonce, HeaderSignature} {
+		v := h.Values(name)
+		if len(v) != 1 || v[0] == "" {
+			return a, fmt.Errorf("want each of %s, %s, %s, %s exactly once", HeaderDevice, HeaderTimestamp, HeaderNonce, HeaderSignature)
+		}
+		vals[i] = v[0]
+	}
+	a.device, a.timestamp, a.nonce = vals[0], vals[1], vals[2]
+	if !validDeviceID(a.device) {
+		return a, errors.New(HeaderDevice + ": want 1..64 bytes without control characters")
+	}
+	unix, ok := parseUnix(a.timestamp)
+	if !ok {
+		return a, errors.New(HeaderTimestamp + ": want Unix seconds (decimal digits)")
+	}
+	a.unix = unix
+	if !validNonce(a.nonce) {
+		return a, errors.New(HeaderNonce + ": want 16..64 of [A-Za-z0-9_-]")
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(vals[3])
+	if err != nil || len(sig) != sha256.Size && len(sig) != ed25519.SignatureSize ||
+		base64.StdEncoding.EncodeToString(sig) != vals[3] {
+		return a, errors.New(HeaderSignature + ": want standard padded base64 of 32 or 64 bytes")
+	}
+	a.sig = sig
+	return a, nil
+}
+
+func validDeviceID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// parseUnix parses decimal digits without sign or leading zero.
+func parseUnix(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > maxTimestampDigits || len(s) > 1 && s[0] == '0' {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }

@@ -35,12 +35,13 @@ func TestGatewayToClean(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tbl.Close()
-	dev, err := gateway.NewDevices(p, tbl, nil, nil).Add(ctx, gateway.NewDevice{ID: "box-7", VehicleID: "car-7", VehicleTZ: "Asia/Shanghai", Auth: gateway.AuthHMAC})
+	regKey, _ := gateway.GenerateRegistryKey()
+	dev, err := gateway.NewDevices(p, tbl, regKey, nil, nil).Add(ctx, gateway.NewDevice{ID: "box-7", VehicleID: "car-7", VehicleTZ: "Asia/Shanghai", Auth: gateway.AuthHMAC})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock := func() time.Time { return now }
-	gw, err := gateway.New(ctx, gateway.Config{Pipelines: pcfg, Now: clock})
+	gw, err := gateway.New(ctx, gateway.Config{Pipelines: pcfg, DeviceKey: regKey, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

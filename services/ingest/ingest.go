@@ -21,6 +21,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -134,8 +135,12 @@ var (
 	_ pipelines.Ticker   = (*Processor)(nil)
 )
 
-// Process validates, de-duplicates and writes one raw event.
+// Process validates, de-duplicates and writes one raw event, or forwards
+// one time mark.
 func (p *Processor) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+	if pipelines.IsMark(&rec) {
+		return p.forwardMark(rec, out)
+	}
 	ev, err := p.codec.DecodeEvent(rec.Value, p.cfg.Validation.Limits)
 	if err != nil {
 		var te *telemetry.Error
@@ -172,6 +177,35 @@ func (p *Processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 		hdr = []pipelines.Header{{Key: "device", Value: d}}
 	}
 	out.Emit(pipelines.TopicTelemetryClean, rec.Key, p.codec.AppendEvent(make([]byte, 0, len(rec.Value)), &ev), hdr...)
+	return nil
+}
+
+// CodeBadMark: a record with header kind=mark is not a TimeMark of its
+// own partition with a gateway id and the key mark/<gateway>.
+const CodeBadMark = "bad_mark"
+
+// forwardMark checks a gateway's time mark and writes it, as it is, to the
+// same partition of the clean topic, in order with the events of that
+// partition (docs/ingest.md, "Time marks"). The gateway and ingest both
+// place an event by its key with Kafka's murmur2 partitioner on topics of
+// pipelines.TelemetryPartitions partitions, so the events that preceded a
+// mark on raw partition p precede it on clean partition p.
+func (p *Processor) forwardMark(rec pipelines.Record, out pipelines.Emitter) error {
+	var m avro.TimeMark
+	if err := p.cfg.Serde.Unmarshal(rec.Value, &m); err != nil {
+		if errors.Is(err, schemas.ErrMalformed) || errors.Is(err, schemas.ErrUnknownSchema) {
+			return pipelines.Reject(CodeBadMark, err)
+		}
+		return err // a registry that cannot be reached: retried
+	}
+	switch {
+	case m.Gateway == "" || string(rec.Key) != pipelines.MarkKeyPrefix+m.Gateway:
+		return pipelines.Reject(CodeBadMark, fmt.Errorf("mark of gateway %q under key %q", m.Gateway, rec.Key))
+	case m.Partition != rec.Partition:
+		return pipelines.Reject(CodeBadMark, fmt.Errorf("mark for partition %d found on partition %d", m.Partition, rec.Partition))
+	}
+	p.m.marks.Inc()
+	out.EmitTo(pipelines.TopicTelemetryClean, rec.Partition, rec.Key, rec.Value, pipelines.MarkHeaders()...)
 	return nil
 }
 
@@ -233,6 +267,7 @@ func (p *Processor) Close() error {
 
 type metrics struct {
 	duplicates prometheus.Counter
+	marks      prometheus.Counter
 	vehicles   prometheus.Gauge
 }
 
@@ -240,6 +275,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := prom.NewMetrics(reg)
 	return &metrics{
 		duplicates: m.Counter("minecart_ingest_duplicates_total", "Raw events dropped as repeats of events already written."),
+		marks:      m.Counter("minecart_ingest_marks_total", "Gateway time marks forwarded to the clean topic."),
 		vehicles:   m.Gauge("minecart_ingest_vehicles", "Vehicles whose de-duplication window is held in memory."),
 	}, m.Err()
 }

@@ -119,7 +119,8 @@ func BenchmarkOwnerAPI(b *testing.B) {
 	loaded := benchLoad(b, conn)
 	benchProjections(b, conn, *benchProj)
 
-	h, err := owner.NewHandler(owner.Config{Conn: conn, Logger: slog.New(slog.DiscardHandler),
+	callers := testAuth(b)
+	h, err := owner.NewHandler(owner.Config{Conn: conn, Auth: callers.auth, Logger: slog.New(slog.DiscardHandler),
 		Now: func() time.Time { return benchStart.AddDate(0, 0, benchDays) }})
 	if err != nil {
 		b.Fatal(err)
@@ -133,7 +134,12 @@ func BenchmarkOwnerAPI(b *testing.B) {
 	day := func() time.Time { return benchStart.AddDate(0, 0, rng.IntN(int(days))) }
 
 	get := func(b *testing.B, path string) {
-		resp, err := http.Get(hs.URL + path)
+		req, err := http.NewRequest(http.MethodGet, hs.URL+path, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+callers.operator)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -7,9 +7,9 @@
 // small interfaces in Config. Every user value reaches ClickHouse as a bound
 // query parameter; every query has a bounded range and a LIMIT.
 //
-// Authentication of owners is not done here: the handler answers for any
-// vehicle id it is asked about, so it must sit behind whatever authenticates
-// owners and checks that the vehicle is theirs.
+// Every route requires a caller (services/auth): an owner is answered only
+// about the vehicles bound to its account (403 for any other), an operator
+// about every vehicle; no credentials is 401.
 package owner
 
 import (
@@ -25,7 +25,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/auth"
+	"github.com/minecart/minecart/services/ids"
 )
 
 // Config configures the handler.
@@ -33,6 +34,9 @@ type Config struct {
 	// Conn is the ClickHouse holding the tables of infra/clickhouse
 	// (sink.Open gives one).
 	Conn driver.Conn
+	// Auth authenticates callers and says which vehicles are theirs
+	// (required).
+	Auth *auth.Authenticator
 	// Proofs serves inclusion proofs for ledger entries (a proofs.Server,
 	// or a proofs.Client). Nil: entries are listed without proofs.
 	Proofs Proofs
@@ -61,6 +65,9 @@ type Config struct {
 func (c Config) Validate() error {
 	if c.Conn == nil {
 		return errors.New("owner: no ClickHouse connection")
+	}
+	if c.Auth == nil {
+		return errors.New("owner: no authenticator")
 	}
 	if c.MaxTrackRange < 0 || c.MaxReportDays < 0 || c.ConditionWindow < 0 || c.QueryTimeout < 0 {
 		return errors.New("owner: negative limit")
@@ -104,7 +111,7 @@ const (
 
 type handler struct {
 	cfg     Config
-	mux     *http.ServeMux
+	mux     *auth.Mux
 	latency *prometheus.HistogramVec
 }
 
@@ -115,9 +122,12 @@ type handler struct {
 //	GET /v1/vehicles/{vin}/reports?from=YYYY-MM-DD&to=YYYY-MM-DD&limit=N&cursor=C
 //	GET /v1/vehicles/{vin}/condition?days=N
 //	GET /v1/vehicles/{vin}/points?limit=N&cursor=C
+//	GET /v1/fleet/scores?date=YYYY-MM-DD&limit=N   (operators only)
 //
-// Answers are JSON; errors are {"error": "..."} with 400 for bad
-// parameters, 404 for a vehicle minecart has no telemetry of, 500 for
+// Every route admits owners (their own vehicles) and operators: 401
+// without credentials, 403 for a vehicle not bound to the calling owner,
+// 429 past the caller's rate. Answers are JSON; errors are {"error": "..."}
+// with 400 for bad parameters, 404 for a vehicle minecart has no telemetry of, 500 for
 // storage failures (logged, not shown). docs/analytics.md ("Owner API")
 // describes each answer.
 func NewHandler(cfg Config) (http.Handler, error) {
@@ -125,7 +135,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	h := &handler{cfg: cfg, mux: http.NewServeMux()}
+	h := &handler{cfg: cfg, mux: auth.NewMux(cfg.Auth)}
 	h.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "minecart_owner_request_seconds",
 		Help:    "Owner API request latency, by endpoint and status code class.",
@@ -145,7 +155,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.route("reports", h.reports)
 	h.route("condition", h.condition)
 	h.route("points", h.points)
-	h.mux.HandleFunc("/v1/vehicles/", func(w http.ResponseWriter, r *http.Request) {
+	h.mux.HandleFunc("GET /v1/fleet/scores", operators, h.fleetScores)
+	h.mux.HandleFunc("/v1/vehicles/", readers, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition or points")
 	})
 	return h.mux, nil
@@ -169,8 +180,11 @@ func notFound(format string, a ...any) error {
 
 type endpoint func(ctx context.Context, vin string, r *http.Request) (any, error)
 
+// readers are the roles the owner API admits.
+var readers = auth.Roles{auth.RoleOwner, auth.RoleOperator}
+
 func (h *handler) route(name string, fn endpoint) {
-	h.mux.HandleFunc("GET /v1/vehicles/{vin}/"+name, func(w http.ResponseWriter, r *http.Request) {
+	h.mux.HandleFunc("GET /v1/vehicles/{vin}/"+name, readers, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		code := h.serve(w, r, name, fn)
 		h.latency.WithLabelValues(name, strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
@@ -179,8 +193,11 @@ func (h *handler) route(name string, fn endpoint) {
 
 func (h *handler) serve(w http.ResponseWriter, r *http.Request, name string, fn endpoint) int {
 	vin := r.PathValue("vin")
-	if err := settlement.ValidID(vin); err != nil {
+	if err := ids.Vehicle(vin); err != nil {
 		return writeError(w, http.StatusBadRequest, "vehicle: "+err.Error())
+	}
+	if p, _ := auth.Caller(r.Context()); h.cfg.Auth.CanReadVehicle(p, vin) != nil {
+		return writeError(w, http.StatusForbidden, "vehicle "+vin+" is not yours")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
 	defer cancel()
@@ -200,11 +217,15 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, name string, fn 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	if err := json.NewEncoder(w).Encode(out); err != nil {
+	if err := writeJSON(w, out); err != nil {
 		h.cfg.Logger.Debug("owner answer not written", "endpoint", name, "err", err)
 	}
 	return http.StatusOK
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.WriteHeader(http.StatusOK)
+	return json.NewEncoder(w).Encode(v)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) int {

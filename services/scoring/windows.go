@@ -23,8 +23,9 @@ const metaKey = "task"
 
 // Windows holds one scoring task's open vehicle-days: event-time tumbling
 // windows of one local calendar day per vehicle. Stream time is the largest
-// event time seen; a window closes when stream time passes its end plus the
-// grace period, or when Advance moves stream time on an idle task. Windows
+// event time seen, or, once SetLogClock is on, the log time given to
+// Advance; a window closes when stream time passes its end plus the grace
+// period. Windows
 // close in end order, so one number, ClosedThrough, tells which events are
 // late. It is pure (no I/O, no clock): the caller feeds events, ticks and
 // changelog records, and gets closed days and state to persist.
@@ -47,6 +48,7 @@ type Windows struct {
 	head    int     // pending[:head] were emitted
 
 	stream, closed int64
+	markClock      bool // stream time moves only by Advance (log time), not by event time
 	metaDirty      bool
 	restoring      map[string]int32 // changelog key -> slot, only while restoring
 
@@ -196,7 +198,7 @@ func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
 		return &Late{WindowEnd: zd.end, ClosedThrough: w.closed, Date: zd.date}, nil
 	}
 	start, end, night := zd.start, zd.end, zd.night // zd may move when closing computes days
-	if ev.TimeMs > w.stream {
+	if ev.TimeMs > w.stream && !w.markClock {
 		w.advance(ev.TimeMs, closed)
 	}
 	k := winKey{ev.VehicleID, start}
@@ -220,8 +222,15 @@ func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
 	return nil, nil
 }
 
+// SetLogClock switches stream time to the log clock: from then on Add no
+// longer advances it (an event's time closes nothing), only Advance does,
+// with the task's log time (LogClock). The stage switches a task once its
+// first time mark arrives (docs/scoring.md, "Log time").
+func (w *Windows) SetLogClock(on bool) { w.markClock = on }
+
 // Advance moves stream time to now (Unix ms) if it is ahead, closing what
-// that closes. The idle ticker calls it with the wall clock.
+// that closes. The stage calls it with the task's log time (and, when the
+// idle fallback is on, with the wall clock).
 func (w *Windows) Advance(now int64, closed func(Closed)) {
 	w.endRestore()
 	if now > w.stream {

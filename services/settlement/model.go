@@ -15,29 +15,16 @@ package settlement
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/ids"
 )
 
 // ValidID reports whether s can be an owner, vehicle, partner or item id:
-// 1 to 128 characters, no "/", no control characters or spaces.
-func ValidID(s string) error {
-	if s == "" || len(s) > 128 {
-		return fmt.Errorf("id %q: want 1 to 128 characters", s)
-	}
-	if strings.ContainsAny(s, "/ \t\r\n") {
-		return fmt.Errorf("id %q: no slash or white space allowed", s)
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("id %q: control character", s)
-		}
-	}
-	return nil
-}
+// the one grammar of services/ids (1 to 64 bytes of [A-Za-z0-9._-],
+// starting with a letter or digit).
+func ValidID(s string) error { return ids.Valid(s) }
 
 // Status is where a redemption stands.
 type Status string

@@ -199,11 +199,14 @@ func (w *writer) store(ctx context.Context, b *batch) error {
 }
 
 // add decodes rec into its table's rows, or only decodes it when skip (its
-// rows are stored already). Records that carry no row (scoring watermarks)
-// are skipped.
+// rows are stored already). Records that carry no row (scoring watermarks,
+// gateway time marks) are skipped.
 func (w *writer) add(b *batch, rec *pipelines.Record, skip bool) (code string, err error) {
 	switch rec.Topic {
 	case pipelines.TopicTelemetryClean, pipelines.TopicTelemetryRaw:
+		if pipelines.IsMark(rec) {
+			return "", nil // a gateway's time mark: no row
+		}
 		ev, err := w.events.DecodeEvent(rec.Value, telemetry.Limits{})
 		if err != nil || skip {
 			return CodeDecode, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	settleapi "github.com/minecart/minecart/services/settlement/api"
@@ -12,6 +13,7 @@ import (
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -29,7 +31,7 @@ func OwnerOf(i int) string { return fmt.Sprintf("owner-%05d", i/2) }
 func (s *Stack) ProvisionFleet(ctx context.Context, sim *fleet.Sim) error {
 	at := sim.Start()
 	vs := sim.Vehicles()
-	if err := loadtest.Provision(ctx, s.Producer, s.Serde, sim.Devices(), vs[0].TZ, at); err != nil {
+	if err := loadtest.Provision(ctx, s.Producer, s.Serde, s.DeviceKey, sim.Devices(), vs[0].TZ, at); err != nil {
 		return err
 	}
 	ids := make([]string, 0, len(vs))
@@ -61,12 +63,69 @@ func (s *Stack) ensurePartner(ctx context.Context, partner string) error {
 	return kafka.EnsureTopicsWith(ctx, s.Pipelines, settlement.PartnerTopics(partner))
 }
 
+// SimClock is the simulated intake clock of the stack's gateway: the
+// fleet sets it as it uploads, so the time marks, and with them every
+// close of a day, follow simulated time, never the wall clock.
+type SimClock struct{ ms atomic.Int64 }
+
+// Now is the clock's time (the zero time before the first Set).
+func (c *SimClock) Now() time.Time {
+	if ms := c.ms.Load(); ms != 0 {
+		return time.UnixMilli(ms)
+	}
+	return time.Time{}
+}
+
+// Set moves the clock to t; it never moves back.
+func (c *SimClock) Set(t time.Time) {
+	for {
+		old := c.ms.Load()
+		if t.UnixMilli() <= old || c.ms.CompareAndSwap(old, t.UnixMilli()) {
+			return
+		}
+	}
+}
+
+// gatewayID is the id of the stack's gateway in its time marks.
+const gatewayID = "gateway-0"
+
 // SendFleet drives a simulated fleet through the gateway over HTTP, as the
-// boxes would (signed batches, per-device order, retries), chunk by chunk
-// from chunk number from on. Each chunk is fully acknowledged before the
-// next starts, and done(k, sent so far) is called once chunk k is: a caller that records
-// k can resume after a restart without re-uploading what was accepted.
+// boxes would (signed batches, per-device order, retries), with no outage:
+// SendDeliveries with no Outages.
 func (s *Stack) SendFleet(ctx context.Context, sim *fleet.Sim, from int, cfg loadtest.SenderConfig, done func(chunk int, sofar loadtest.Report) error) (loadtest.Report, error) {
+	return s.SendDeliveries(ctx, sim, fleet.Outages{}, from, cfg, done)
+}
+
+// SendDeliveries drives a simulated fleet through the gateway over HTTP,
+// delivery by delivery (fleet.Sim.Deliveries: each window's events at the
+// window's end, later for boxes offline then or while the gateway is
+// down), from delivery number from on, and goes on past the simulation's
+// end until its end plus Grace, so the last day closes. Before each
+// delivery the fleet sets the intake clock (Clock) to the delivery's time
+// and the gateway writes its time marks and waits for them to be
+// acknowledged, so the marks sit in the log exactly between deliveries and
+// every run closes the same days. While the gateway is down it writes no
+// marks; when it is back it starts as a restarted gateway does: reading
+// its last marks back from the log and catching up from them
+// (gateway.MarkConfig). Each delivery is fully acknowledged before the
+// next starts, and done(k, sent so far) is called once delivery k is: a
+// caller that records k can resume after a restart without re-uploading
+// what was accepted.
+func (s *Stack) SendDeliveries(ctx context.Context, sim *fleet.Sim, out fleet.Outages, from int, cfg loadtest.SenderConfig, done func(chunk int, sofar loadtest.Report) error) (loadtest.Report, error) {
+	if err := out.Validate(len(sim.Vehicles())); err != nil {
+		return loadtest.Report{}, err
+	}
+	until := sim.End().Add(s.cfg.Grace)
+	for _, sp := range out.Gateway {
+		if sp.To.After(until) {
+			return loadtest.Report{}, fmt.Errorf("gateway outage ends at %v, after the simulation's end + grace %v", sp.To, until)
+		}
+	}
+	for _, sp := range out.Offline {
+		if sp.To.After(until) {
+			return loadtest.Report{}, fmt.Errorf("vehicle %d is offline until %v, after the simulation's end + grace %v", sp.Vehicle, sp.To, until)
+		}
+	}
 	cfg.URL = "http://" + s.HTTPAddr()
 	cfg.Devices = sim.Devices()
 	if cfg.Client == nil {
@@ -80,26 +139,43 @@ func (s *Stack) SendFleet(ctx context.Context, sim *fleet.Sim, from int, cfg loa
 	}
 	var total loadtest.Report
 	k := 0
-	for c := range sim.Chunks() {
+	for d := range sim.Deliveries(out, until) {
 		if k < from {
 			k++
 			continue
 		}
-		sender, err := loadtest.NewSender(cfg)
-		if err != nil {
-			return total, err
+		if d.Down {
+			s.marker = nil // the gateway is down: no marks, no uploads
+		} else {
+			if s.marker == nil {
+				m, err := s.Gateway.NewMarker(ctx, gateway.MarkConfig{ID: gatewayID, Clock: s.Clock.Now})
+				if err != nil {
+					return total, err
+				}
+				s.marker = m
+			}
+			s.Clock.Set(d.At)
+			if err := s.marker.Write(ctx); err != nil {
+				return total, err
+			}
 		}
-		if err := sender.Send(ctx, c.Events); err != nil {
-			sender.Abort()
-			return total, err
-		}
-		rep, err := sender.Close()
-		total = addReports(total, rep)
-		if err != nil {
-			return total, err
-		}
-		if rep.Failed > 0 {
-			return total, fmt.Errorf("chunk %d: %d events not accepted after retries", k, rep.Failed)
+		if len(d.Events) > 0 {
+			sender, err := loadtest.NewSender(cfg)
+			if err != nil {
+				return total, err
+			}
+			if err := sender.Send(ctx, d.Events); err != nil {
+				sender.Abort()
+				return total, err
+			}
+			rep, err := sender.Close()
+			total = addReports(total, rep)
+			if err != nil {
+				return total, err
+			}
+			if rep.Failed > 0 {
+				return total, fmt.Errorf("delivery %d: %d events not accepted after retries", k, rep.Failed)
+			}
 		}
 		if done != nil {
 			if err := done(k, total); err != nil {

@@ -12,17 +12,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ingest"
@@ -40,8 +43,11 @@ import (
 
 // Config configures the embedded pipeline.
 type Config struct {
-	// DataDir holds the broker's log (DataDir/kafka) and the ledger key
-	// (DataDir/ledger.key). Empty: broker in memory, key generated.
+	// DataDir holds the broker's log (DataDir/kafka) and its SASL
+	// credentials (DataDir/kafka/credentials.json), the ledger key
+	// (DataDir/ledger.key) and the device-registry key
+	// (DataDir/devices.key), all private (directories 0700, files 0600).
+	// Empty: broker in memory, credentials and keys generated.
 	DataDir string
 	// KafkaAddr is the broker's listen address (default 127.0.0.1:9092;
 	// 127.0.0.1:0 picks a free port).
@@ -55,15 +61,20 @@ type Config struct {
 	// ClickHouseReadDSN is the owner API's: a readonly user's credentials
 	// (default ClickHouseDSN).
 	ClickHouseReadDSN string
-	// IdleTimeout is scoring's idle close: a partition without records for
-	// this long closes its days on the wall clock (default 10s here: the
-	// simulated fleet uploads history, and the run should settle soon after
-	// the last upload).
+	// Grace is how long after its local midnight a day stays open (scoring's
+	// Grace, default 2h). The simulated fleet drives the gateway's intake
+	// clock past the last day's end plus Grace, so the last day closes on
+	// the time marks (docs/scoring.md, "Log time").
+	Grace time.Duration
+	// IdleTimeout is scoring's wall-clock idle close, a fallback that is off
+	// by default (0): days close on the gateway's time marks.
 	IdleTimeout time.Duration
 	// MaxEventAge is ingest's horizon: older events are rejected (0: none).
 	MaxEventAge time.Duration
 	// SessionTimeout of the stages' consumer groups (default 6s).
 	SessionTimeout time.Duration
+	// Rate is each API caller's token bucket (default auth's: 20/s, burst 40).
+	Rate auth.Limit
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -75,8 +86,8 @@ func (c Config) withDefaults() Config {
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = "127.0.0.1:8080"
 	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 10 * time.Second
+	if c.Grace == 0 {
+		c.Grace = 2 * time.Hour
 	}
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = 6 * time.Second
@@ -98,12 +109,31 @@ type Stack struct {
 	Pipelines kafka.Config
 	// LedgerKey signs the ledger's blocks.
 	LedgerKey ed25519.PrivateKey
+	// Credentials are the broker's SASL/SCRAM users (auth.go): the
+	// stages connect as the superuser.
+	Credentials broker.Credentials
+	// DeviceKey seals the devices' HMAC secrets on the devices topic
+	// (DataDir/devices.key).
+	DeviceKey *gateway.RegistryKey
 	// Ledger follows the blocks topic and serves proofs.
 	Ledger  *proofs.Server
 	Gateway *gateway.Server
+	// Clock is the gateway's intake clock, driven by the simulated fleet
+	// (SendFleet); the gateway writes no time mark before it is set.
+	Clock  *SimClock
+	marker *gateway.Marker // nil while the simulated gateway is down or before the first delivery
 
 	httpAddr string
 	state    *kafka.Table // settlement's changelog
+
+	// Auth authenticates the callers of the owner and redemption APIs.
+	Auth *auth.Authenticator
+	// OperatorToken is the bearer token of the operator "admin",
+	// generated at every start (DataDir/operator.token, 0600).
+	OperatorToken string
+	creds         *kafka.Table // pipelines.TopicCredentials
+	bindings      *kafka.Table // pipelines.TopicAccounts
+	mux           *auth.Mux
 
 	env    *daemon.Env     // every running part (stages, followers, the HTTP server) and what to close after them
 	failed <-chan struct{} // the group's context: done once a part stopped
@@ -114,7 +144,7 @@ type Stack struct {
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
-	s := &Stack{cfg: cfg, Registry: daemon.NewRegistry(), Serde: schemas.SingleObject()}
+	s := &Stack{cfg: cfg, Registry: daemon.NewRegistry(), Serde: schemas.SingleObject(), Clock: &SimClock{}}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -123,18 +153,32 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 
 	kafkaDir := ""
 	if cfg.DataDir != "" {
+		// Private to this user: 0700 directories, 0600 files.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := broker.PrivateTree(cfg.DataDir); err != nil {
+			return nil, err
+		}
 		kafkaDir = filepath.Join(cfg.DataDir, "kafka")
 	}
-	if s.Broker, err = broker.Start(broker.Config{Addr: cfg.KafkaAddr, DataDir: kafkaDir, Logger: log}); err != nil {
+	if s.Credentials, err = credentials(kafkaDir); err != nil {
+		return nil, err
+	}
+	users, err := BrokerUsers(s.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	super, _ := s.Credentials.ByRole(broker.RoleSuperuser, "")
+	if s.Broker, err = broker.Start(broker.Config{Addr: cfg.KafkaAddr, DataDir: kafkaDir, Logger: log, Users: users}); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if err := kafka.EnsureTopics(ctx, s.Broker.Addrs(), pipelines.Topology); err != nil {
-		return nil, fmt.Errorf("create topology: %w", err)
-	}
-
 	s.Pipelines = kafka.Config{
 		Brokers: s.Broker.Addrs(), Logger: log, Registerer: s.Registry, Serde: s.Serde,
-		SessionTimeout: cfg.SessionTimeout,
+		SessionTimeout: cfg.SessionTimeout, ClientOptions: []kgo.Opt{SASL(super)},
+	}
+	if err := kafka.EnsureTopicsWith(ctx, s.Pipelines, pipelines.Topology); err != nil {
+		return nil, fmt.Errorf("create topology: %w", err)
 	}
 	// The parts run until Close, whatever becomes of ctx.
 	var runCtx context.Context
@@ -148,6 +192,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	keyPath := ""
 	if cfg.DataDir != "" {
 		keyPath = filepath.Join(cfg.DataDir, "ledger.key")
+		if s.DeviceKey, err = gateway.LoadOrCreateRegistryKey(filepath.Join(cfg.DataDir, "devices.key")); err != nil {
+			return nil, err
+		}
+	} else {
+		s.DeviceKey, _ = gateway.GenerateRegistryKey()
 	}
 	if keyPath != "" {
 		if s.LedgerKey, err = ledger.LoadOrCreateKey(keyPath); err != nil {
@@ -162,7 +211,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	sc, err := scoringstage.NewStage(scoringstage.Config{IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+	sc, err := scoringstage.NewStage(scoringstage.Config{Grace: cfg.Grace, IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("scoring: %w", err)
 	}
@@ -201,31 +250,37 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.env.Go("ledger-reader", s.Ledger.Run)
-	if s.Gateway, err = gateway.New(runCtx, gateway.Config{Pipelines: s.Pipelines, Registerer: s.Registry, Logger: log}); err != nil {
+	if s.Gateway, err = gateway.New(runCtx, gateway.Config{Pipelines: s.Pipelines, DeviceKey: s.DeviceKey, Registerer: s.Registry, Logger: log}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	s.env.OnClose(s.Gateway.Close)
 	if s.state, err = s.env.Table(runCtx, pipelines.TopicSettlementLog); err != nil {
 		return nil, err
 	}
-	redemptions, err := settleapi.NewHandler(settleapi.Config{Producer: s.Producer, State: s.state, Serde: s.Serde, Logger: log})
+	if err := s.startAuth(runCtx); err != nil {
+		return nil, err
+	}
+	redemptions, err := settleapi.NewHandler(settleapi.Config{Producer: s.Producer, State: s.state, Serde: s.Serde, Auth: s.Auth, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 
-	mux := http.NewServeMux()
+	// Every route declares who may call it (auth.Mux; TestRoutesRefuseStrangers).
+	mux := auth.NewMux(s.Auth)
+	s.mux = mux
+	s.Auth.Mount(mux) // POST /v1/login, /v1/logout, GET /v1/whoami
 	if cfg.ClickHouseDSN != "" {
-		if err := s.mountOwner(runCtx, mux); err != nil {
+		if err := s.mountOwner(mux); err != nil {
 			return nil, err
 		}
 	}
-	mux.Handle("/metrics", daemon.MetricsHandler(s.Registry))
-	mux.Handle("/v1/ledger/", s.Ledger.Handler())
-	mux.Handle("/v1/redemptions", redemptions)
-	mux.Handle("/v1/redemptions/", redemptions)
-	mux.Handle("/v1/accounts/", redemptions)
-	mux.Handle("/", s.Gateway.Handler()) // /v1/telemetry, /healthz, /readyz
-	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux.Handle("/metrics", nil, daemon.MetricsHandler(s.Registry))
+	mux.Mount("/v1/ledger/", s.Ledger.Handler()) // public: anyone verifies the book
+	mux.Mount("/v1/redemptions", redemptions)
+	mux.Mount("/v1/redemptions/", redemptions)
+	mux.Mount("/v1/accounts/", redemptions)
+	mux.Mount("/", s.Gateway.Handler()) // /v1/telemetry (devices sign each request), /healthz, /readyz
+	srv := daemon.NewServer(cfg.HTTPAddr, mux)
 	if err := s.env.Serve("http", srv); err != nil {
 		return nil, err
 	}
@@ -234,9 +289,82 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	return s, nil
 }
 
+// startAuth builds the authenticator: credentials and bindings tables, the
+// session key (DataDir/session.key, 0600) and a fresh operator token.
+func (s *Stack) startAuth(ctx context.Context) error {
+	var err error
+	if s.creds, err = s.env.Table(ctx, pipelines.TopicCredentials); err != nil {
+		return err
+	}
+	if s.bindings, err = s.env.Table(ctx, pipelines.TopicAccounts); err != nil {
+		return err
+	}
+	key := auth.NewSecret()
+	if s.cfg.DataDir != "" {
+		if key, err = auth.LoadOrCreateSecret(filepath.Join(s.cfg.DataDir, "session.key")); err != nil {
+			return err
+		}
+	}
+	if s.Auth, err = auth.New(auth.Config{Credentials: s.creds, Bindings: s.bindings, Serde: s.Serde, SessionKey: []byte(key),
+		Rate: s.cfg.Rate, Registerer: s.Registry, Logger: s.cfg.Logger}); err != nil {
+		return err
+	}
+	tok, c, err := auth.NewTokenRecord(ctx, s.Producer, s.Serde, auth.RoleOperator, "admin", time.Now())
+	if err != nil {
+		return err
+	}
+	if err := s.waitCredential(ctx, c.Subject, func(got *avro.Credential) bool { return got.Generation == c.Generation }); err != nil {
+		return err
+	}
+	if s.cfg.DataDir != "" {
+		if err := auth.WriteSecret(filepath.Join(s.cfg.DataDir, "operator.token"), tok); err != nil {
+			return err
+		}
+	}
+	s.OperatorToken = tok
+	return nil
+}
+
+// waitCredential waits until ok accepts the credentials table's record of
+// subject (the one this process just wrote).
+func (s *Stack) waitCredential(ctx context.Context, subject string, ok func(*avro.Credential) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.creds.Wait(ctx, subject, func(v []byte, present bool) bool {
+		var c avro.Credential
+		return present && s.Serde.Unmarshal(v, &c) == nil && ok(&c)
+	}); err != nil {
+		return fmt.Errorf("credential %s: %w", subject, err)
+	}
+	return nil
+}
+
+// DemoOwner sets the password of owner (the simulated fleet's first
+// owner in `minecart run`) to the one kept in DataDir/demo-owner.password
+// (0600, generated once; in memory without a DataDir) and returns it once
+// the APIs accept it.
+func (s *Stack) DemoOwner(ctx context.Context, owner string) (string, error) {
+	pw := auth.NewSecret()
+	if s.cfg.DataDir != "" {
+		var err error
+		if pw, err = auth.LoadOrCreateSecret(filepath.Join(s.cfg.DataDir, "demo-owner.password")); err != nil {
+			return "", err
+		}
+	}
+	c, err := auth.SetPassword(ctx, s.Producer, s.Serde, owner, pw, time.Now())
+	if err != nil {
+		return "", err
+	}
+	return pw, s.waitCredential(ctx, c.Subject, func(got *avro.Credential) bool { return got.Generation == c.Generation })
+}
+
+// Routes lists every route of the HTTP server with the roles it admits
+// (none: public).
+func (s *Stack) Routes() []auth.Route { return s.mux.Routes() }
+
 // mountOwner serves the owner's API from ClickHouse, with balances from
 // settlement's state and proofs from the ledger's reader.
-func (s *Stack) mountOwner(ctx context.Context, mux *http.ServeMux) error {
+func (s *Stack) mountOwner(mux *auth.Mux) error {
 	dsn := s.cfg.ClickHouseReadDSN
 	if dsn == "" {
 		dsn = s.cfg.ClickHouseDSN
@@ -246,19 +374,16 @@ func (s *Stack) mountOwner(ctx context.Context, mux *http.ServeMux) error {
 		return fmt.Errorf("owner api: %w", err)
 	}
 	s.env.OnClose(conn.Close)
-	bindings, err := s.env.Table(ctx, pipelines.TopicAccounts)
-	if err != nil {
-		return err
-	}
 	h, err := owner.NewHandler(owner.Config{
-		Conn: conn, Proofs: s.Ledger,
-		Balances:   owner.SettlementBalances(bindings, s.state, s.Serde),
+		Conn: conn, Proofs: s.Ledger, Auth: s.Auth,
+		Balances:   owner.SettlementBalances(s.bindings, s.state, s.Serde),
 		Registerer: s.Registry, Logger: s.cfg.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("owner api: %w", err)
 	}
-	mux.Handle("/v1/vehicles/", h)
+	mux.Mount("/v1/vehicles/", h)
+	mux.Mount("/v1/fleet/", h)
 	return nil
 }
 
@@ -282,6 +407,9 @@ func (s *Stack) Close() error {
 	}
 	if s.Broker != nil {
 		errs = append(errs, s.Broker.Close())
+	}
+	if s.cfg.DataDir != "" {
+		errs = append(errs, broker.PrivateTree(s.cfg.DataDir))
 	}
 	return errors.Join(errs...)
 }

@@ -38,8 +38,10 @@ import (
 type Config struct {
 	Brokers []string
 	Partner string
-	// Group is the consumer group (default "partner-<partner>", which the
-	// partner's ACLs allow).
+	// Group prefixes the consumer groups, one per topic read: Group +
+	// topic (default "partner-<partner>/", the prefix the partner's ACLs
+	// allow; the slash keeps partner "acme" out of partner "acme-2"'s
+	// groups).
 	Group string
 	// LedgerKey is the ledger's Ed25519 public key: checkpoints must carry
 	// its signature.
@@ -262,7 +264,7 @@ type consumer struct {
 func (c *consumer) reader(d *kafka.Dialer, topic string) *kafka.Reader {
 	return kafka.NewReader(kafka.ReaderConfig{
 		Brokers: c.cfg.Brokers,
-		GroupID: c.cfg.Group + "-" + topic,
+		GroupID: c.cfg.Group + topic,
 		Topic:   topic,
 		Dialer:  d,
 		// Settlement writes in transactions: read only committed ones.

@@ -26,6 +26,8 @@ import (
 
 	"github.com/peterbourgon/ff/v4"
 	"github.com/peterbourgon/ff/v4/ffhelp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/minecart/minecart/internal/envflag"
 
@@ -33,6 +35,7 @@ import (
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/services/gateway"
 )
 
 func main() {
@@ -52,6 +55,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated (mode kafka, and -provision)")
 	topic := fs.String("topic", pipelines.TopicTelemetryRaw, "topic (mode kafka)")
 	provision := fs.Bool("provision", false, "register the fleet's devices in the registry topic first (mode gateway)")
+	deviceKey := fs.String("device-key", "", "the gateway's device-registry key file that -provision seals the secrets with (minecart run: <data-dir>/devices.key)")
+	kafkaUser := fs.String("kafka-user", "", "SASL/SCRAM-SHA-512 user for -brokers (minecart run: the superuser of <data-dir>/kafka/credentials.json)")
+	kafkaPass := fs.String("kafka-password", "", "SASL/SCRAM-SHA-512 password of -kafka-user")
 	devicesOut := fs.String("devices-out", "", "write the provisioning list (device,vehicle,secret hex) as CSV to this file")
 	seed := fs.Uint64("seed", 1, "simulation seed")
 	vehicles := fs.Int("vehicles", 100, "fleet size")
@@ -113,7 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if *provision {
-			if err := provisionDevices(ctx, brokerList, sim.Devices(), *tz); err != nil {
+			if err := provisionDevices(ctx, brokerList, *kafkaUser, *kafkaPass, *deviceKey, sim.Devices(), *tz); err != nil {
 				return err
 			}
 		}
@@ -130,7 +136,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := loadtest.CheckLoopback(brokerList...); err != nil {
 			return err
 		}
-		p, err := loadtest.NewKafkaProducer(loadtest.KafkaConfig{Brokers: brokerList, Topic: *topic, Progress: progress})
+		p, err := loadtest.NewKafkaProducer(loadtest.KafkaConfig{Brokers: brokerList, User: *kafkaUser, Password: *kafkaPass, Topic: *topic, Progress: progress})
 		if err != nil {
 			return err
 		}
@@ -164,20 +170,32 @@ func bounded(chunks iter.Seq[fleet.Chunk], maxEvents int64, d time.Duration) ite
 	}
 }
 
-func provisionDevices(ctx context.Context, brokers []string, devs []fleet.Device, tz string) error {
+func provisionDevices(ctx context.Context, brokers []string, user, pass, keyFile string, devs []fleet.Device, tz string) error {
 	if err := loadtest.CheckLoopback(brokers...); err != nil {
 		return err
 	}
-	p, err := kafka.NewProducer(kafka.Config{Brokers: brokers})
+	if keyFile == "" {
+		return errors.New("-provision needs -device-key: the secrets are sealed under the gateway's device-registry key")
+	}
+	key, err := gateway.LoadRegistryKey(keyFile)
 	if err != nil {
 		return err
 	}
-	err = loadtest.Provision(ctx, p, nil, devs, tz, time.Now())
+	cfg := kafka.Config{Brokers: brokers}
+	if user != "" {
+		cfg.ClientOptions = []kgo.Opt{kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha512Mechanism())}
+	}
+	p, err := kafka.NewProducer(cfg)
+	if err != nil {
+		return err
+	}
+	err = loadtest.Provision(ctx, p, nil, key, devs, tz, time.Now())
 	return errors.Join(err, p.Close())
 }
 
 func writeDevices(path string, devs []fleet.Device) error {
-	f, err := os.Create(path)
+	// The file holds the boxes' secrets: owner only.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,12 @@ func TestGatewayMode(t *testing.T) {
 	brokers := kafkatest.Broker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	gw, err := gateway.New(ctx, gateway.Config{Pipelines: kafkatest.Config(brokers), DeviceRate: -1})
+	keyFile := filepath.Join(t.TempDir(), "devices.key")
+	regKey, err := gateway.LoadOrCreateRegistryKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(ctx, gateway.Config{Pipelines: kafkatest.Config(brokers), DeviceKey: regKey, DeviceRate: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,13 +52,16 @@ func TestGatewayMode(t *testing.T) {
 	defer srv.Close()
 	devices := filepath.Join(t.TempDir(), "devices.csv")
 	var out, errb bytes.Buffer
-	err = run(ctx, []string{"-mode", "gateway", "-url", srv.URL, "-brokers", strings.Join(brokers, ","), "-provision",
+	err = run(ctx, []string{"-mode", "gateway", "-url", srv.URL, "-brokers", strings.Join(brokers, ","), "-provision", "-device-key", keyFile,
 		"-devices-out", devices, "-vehicles", "8", "-start", "2026-11-02", "-max-events", "5000", "-format", "avro"}, &out, &errb)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errb.String())
 	}
 	if !strings.Contains(out.String(), "5000 events") || !strings.Contains(out.String(), "0 rejected, 0 failed") {
 		t.Fatalf("output: %s", out.String())
+	}
+	if st, err := os.Stat(devices); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("devices file (secrets): %v %v, want 0600", st.Mode().Perm(), err)
 	}
 	csv, err := os.ReadFile(devices)
 	if err != nil || strings.Count(string(csv), "\n") != 9 {

@@ -14,6 +14,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/scoring/scoringtest"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -24,7 +25,11 @@ func morning() time.Time { return time.Date(2026, 11, 24, 8, 0, 0, 0, shanghai) 
 // BenchmarkStageThroughput runs the scoring stage over simulated traffic on
 // an embedded broker and compares it with kafkatest.Passthrough (a bare
 // consume and produce of the same records) in the same run. Run it with
-// -benchtime 1x: each iteration is a full run.
+// -benchtime 1x: each iteration is a full run. "events" is the traffic
+// alone (its days close by event time); "marks" interleaves a gateway's
+// time mark on every partition after every 1,000 events (about 8 marks per
+// 1,000 records, far denser than production's 8 per second), so its ratio
+// to "events" is the cost of closing on the log's time.
 func BenchmarkStageThroughput(b *testing.B) {
 	const vehicles, chunks = 2000, 5 // 300,000 events
 	serde := schemas.SingleObject()
@@ -37,6 +42,25 @@ func BenchmarkStageThroughput(b *testing.B) {
 		}
 		recs[i] = kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(evs[i].VehicleID), Value: v}
 	}
+	var marked []kafka.Output
+	for i := range recs {
+		marked = append(marked, recs[i])
+		if i%1000 == 999 {
+			for p := range int32(pipelines.TelemetryPartitions) {
+				v, err := serde.Marshal(&avro.TimeMark{Gateway: "gw", Partition: p, TimeMs: time.UnixMilli(evs[i].TimeMs).UTC()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				marked = append(marked, kafka.Output{Topic: pipelines.TopicTelemetryClean, Key: []byte(pipelines.MarkKeyPrefix + "gw"),
+					Value: v, Headers: pipelines.MarkHeaders(), ToPartition: true, Partition: p})
+			}
+		}
+	}
+	b.Run("events", func(b *testing.B) { benchStage(b, serde, recs, len(recs)) })
+	b.Run("marks", func(b *testing.B) { benchStage(b, serde, marked, len(recs)) })
+}
+
+func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events int) {
 	n := len(recs)
 	for range b.N {
 		brokers := kafkatest.Broker(b, pipelines.TopicSpec{Name: "bench.out", Partitions: pipelines.TelemetryPartitions, Retention: time.Hour})
@@ -58,7 +82,7 @@ func BenchmarkStageThroughput(b *testing.B) {
 		cfg.MaxBatch = 5000
 		start := time.Now()
 		stop := kafkatest.Run(b, cfg, st)
-		for counter(b, reg, "minecart_scoring_events_total") < float64(n) || !committed(b, brokers, st.Name, pipelines.TopicTelemetryClean) {
+		for counter(b, reg, "minecart_scoring_events_total") < float64(events) || !committed(b, brokers, st.Name, pipelines.TopicTelemetryClean) {
 			if time.Since(start) > 5*time.Minute {
 				b.Fatal("stage did not finish")
 			}
@@ -66,9 +90,10 @@ func BenchmarkStageThroughput(b *testing.B) {
 		}
 		took := time.Since(start) // until every input offset is committed
 		stop()
-		b.ReportMetric(float64(n)/base.Seconds(), "baseline-events/s")
-		b.ReportMetric(float64(n)/took.Seconds(), "stage-events/s")
+		b.ReportMetric(float64(n)/base.Seconds(), "baseline-records/s")
+		b.ReportMetric(float64(events)/took.Seconds(), "stage-events/s")
 		b.ReportMetric(base.Seconds()/took.Seconds(), "ratio")
+		b.ReportMetric(counter(b, reg, "minecart_scoring_windows_closed_total"), "days-closed")
 	}
 }
 
@@ -159,3 +184,52 @@ func counterValue(m *dto.Metric) float64 {
 	}
 	return 0
 }
+
+// BenchmarkProcess is the processor's cost per record, no broker: an event
+// against a time mark (decode, checks, LogClock, Windows.Advance).
+func BenchmarkProcess(b *testing.B) {
+	serde := schemas.SingleObject()
+	st, err := NewStage(Config{Serde: serde})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pr, err := st.NewProcessor(context.Background(), pipelines.Task{Stage: st.Name, Partition: 0})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := pr.(*processor)
+	ev := scoringtest.NewTrip("v", morning(), 1).Drive(1, 60).Evs[0]
+	v, err := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(&ev))
+	if err != nil {
+		b.Fatal(err)
+	}
+	evRec := pipelines.Record{Topic: pipelines.TopicTelemetryClean, Key: []byte("v"), Value: v, Timestamp: morning()}
+	mv, err := serde.Marshal(&avro.TimeMark{Gateway: "gateway-0", Partition: 0, TimeMs: morning()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	markRec := pipelines.Record{Topic: pipelines.TopicTelemetryClean, Key: []byte("mark/gateway-0"), Value: mv, Headers: pipelines.MarkHeaders(), Timestamp: morning()}
+	var out discardEmitter
+	ctx := context.Background()
+	b.Run("event", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if err := p.Process(ctx, evRec, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("mark", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if err := p.Process(ctx, markRec, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+type discardEmitter struct{}
+
+func (discardEmitter) Emit(string, []byte, []byte, ...pipelines.Header)          {}
+func (discardEmitter) EmitTo(string, int32, []byte, []byte, ...pipelines.Header) {}

@@ -39,9 +39,16 @@ type Config struct {
 	// Grace is how long after its local midnight a day stays open for
 	// late events (default 2h).
 	Grace time.Duration
-	// IdleTimeout: a task that got no record for this long (wall clock)
-	// moves its stream time to the wall clock on the next tick, so a quiet
-	// night does not hold back rewards (default 10m; negative: never).
+	// MarkExpiry: a gateway whose last time mark is more than this behind
+	// another gateway's on the same partition no longer holds back the
+	// task's log time (it crashed, or its clock lags; default 10m).
+	MarkExpiry time.Duration
+	// IdleTimeout is a fallback, off by default (0 or negative): a task
+	// that got no record for this long (wall clock) moves its stream time
+	// to the wall clock on the next tick. It is the one use of the wall
+	// clock in scoring's decisions, so runs with it are not replayable;
+	// with gateways writing time marks it is never needed (docs/scoring.md,
+	// "Log time").
 	IdleTimeout time.Duration
 	// TickEvery is how often idle tasks are checked and closed days left
 	// over by MaxClosesPerBatch are emitted when no record arrives
@@ -86,8 +93,8 @@ func (c Config) withDefaults() Config {
 	if c.Grace == 0 {
 		c.Grace = 2 * time.Hour
 	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 10 * time.Minute
+	if c.MarkExpiry == 0 {
+		c.MarkExpiry = 10 * time.Minute
 	}
 	if c.TickEvery == 0 {
 		c.TickEvery = 10 * time.Second
@@ -138,8 +145,8 @@ func (c Config) Validate() error {
 	if c.Grace < 0 || c.Grace > 7*24*time.Hour {
 		errs = append(errs, fmt.Errorf("grace %v not in [0, 7d]", c.Grace))
 	}
-	if c.TickEvery < 0 || c.MaxFuture < 0 {
-		errs = append(errs, errors.New("negative TickEvery or MaxFuture"))
+	if c.TickEvery < 0 || c.MaxFuture < 0 || c.MarkExpiry < 0 {
+		errs = append(errs, errors.New("negative TickEvery, MaxFuture or MarkExpiry"))
 	}
 	if c.MaxClosesPerBatch < 1 {
 		errs = append(errs, fmt.Errorf("MaxClosesPerBatch %d < 1", c.MaxClosesPerBatch))
@@ -181,6 +188,7 @@ type processor struct {
 	codec    *wire.Codec // telemetry's specialised decoder for this serde's framing, the serde for any other
 	task     int32
 	w        *scoring.Windows
+	clock    *scoring.LogClock        // the task's log time, from the gateways' marks
 	lastSeen time.Time                // wall clock of the last batch with records
 	seen     bool                     // records processed since the last Flush
 	lastWM   int64                    // mark of the last Watermark written (0 after a restore: written again once)
@@ -193,7 +201,7 @@ func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*proc
 	if err != nil {
 		return nil, err
 	}
-	return &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, lastSeen: cfg.Now(),
+	return &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, clock: scoring.NewLogClock(cfg.MarkExpiry), lastSeen: cfg.Now(),
 		limits: telemetry.ValidateConfig{}.Defaults()}, nil
 }
 
@@ -204,8 +212,11 @@ func (p *processor) Close() error {
 	return nil
 }
 
-// Process scores one clean telemetry event.
+// Process scores one clean telemetry event, or applies one time mark.
 func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+	if pipelines.IsMark(&rec) {
+		return p.mark(rec)
+	}
 	ev, err := p.codec.DecodeEvent(rec.Value, telemetry.Limits{})
 	if err != nil {
 		return pipelines.Reject("decode", err)
@@ -265,9 +276,42 @@ func (p *processor) check(ev *telemetry.Event, recTime time.Time) error {
 	return nil
 }
 
-// Tick closes windows on the wall clock when the task has been idle.
+// CodeBadMark: a record with header kind=mark that is not a TimeMark of
+// this partition, or one dated more than MaxFuture after its record
+// timestamp (a gateway with a wrong clock must not close every day).
+const CodeBadMark = "bad_mark"
+
+// mark applies a gateway's time mark: the task's log time (LogClock) moves
+// to the lowest mark of the live gateways, and the days it passes by the
+// grace close (emitted by Flush). The first mark switches the task from
+// event time to log time for good.
+func (p *processor) mark(rec pipelines.Record) error {
+	var m avro.TimeMark
+	if err := p.cfg.Serde.Unmarshal(rec.Value, &m); err != nil {
+		return pipelines.Reject(CodeBadMark, err)
+	}
+	t := m.TimeMs.UnixMilli()
+	switch {
+	case m.Gateway == "" || m.Partition != p.task:
+		return pipelines.Reject(CodeBadMark, fmt.Errorf("mark of gateway %q for partition %d on task %d", m.Gateway, m.Partition, p.task))
+	case !rec.Timestamp.IsZero() && t > rec.Timestamp.UnixMilli()+p.cfg.MaxFuture.Milliseconds():
+		return pipelines.Reject(CodeBadMark, fmt.Errorf("mark %s of gateway %q is %v after its record timestamp", m.TimeMs.Format(time.RFC3339), m.Gateway,
+			time.Duration(t-rec.Timestamp.UnixMilli())*time.Millisecond))
+	}
+	if !p.clock.Active() {
+		p.w.SetLogClock(true)
+	}
+	p.w.Advance(p.clock.Mark(m.Gateway, t, m.Leaving), nil) // closed days are emitted by Flush
+	p.seen = true
+	p.m.marks.Inc()
+	p.m.logTime.Set(float64(p.clock.Time()))
+	return nil
+}
+
+// Tick is the idle fallback (off by default): it closes windows on the
+// wall clock when the task got no record for IdleTimeout.
 func (p *processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter) error {
-	if p.cfg.IdleTimeout < 0 || p.seen || p.cfg.Now().Sub(p.lastSeen) < p.cfg.IdleTimeout {
+	if p.cfg.IdleTimeout <= 0 || p.seen || p.cfg.Now().Sub(p.lastSeen) < p.cfg.IdleTimeout {
 		return nil
 	}
 	p.w.Advance(now.UnixMilli(), nil) // closed days are emitted by the Flush that follows
@@ -293,6 +337,9 @@ func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 	p.w.Flush(func(key string, value []byte) {
 		out.EmitTo(p.cfg.Changelog, p.task, []byte(key), value)
 	})
+	if p.clock.Dirty() {
+		out.EmitTo(p.cfg.Changelog, p.task, []byte(clockKey), p.clock.AppendBinary(nil))
+	}
 	if n := p.w.Open(); n != p.open {
 		p.m.open.Add(float64(n - p.open))
 		p.open = n
@@ -315,12 +362,24 @@ func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 // watermarkStep is the granularity of Watermark records, in milliseconds.
 const watermarkStep = int64(15 * time.Minute / time.Millisecond)
 
+// clockKey is the changelog key of the task's LogClock (window keys
+// contain a '/', the windows' meta record is "task").
+const clockKey = "clock"
+
 // Restore replays one changelog record. A record that does not decode is
 // logged and counted, not fatal: one bad record must not block the task.
 func (p *processor) Restore(_ context.Context, rec pipelines.Record) error {
-	if err := p.w.Restore(string(rec.Key), rec.Value); err != nil {
+	var err error
+	if string(rec.Key) == clockKey {
+		err = p.clock.Restore(rec.Value)
+		p.w.SetLogClock(p.clock.Active())
+		p.m.logTime.Set(float64(p.clock.Time()))
+	} else {
+		err = p.w.Restore(string(rec.Key), rec.Value)
+	}
+	if err != nil {
 		p.m.restoreErrors.Inc()
-		p.cfg.Logger.Error("scoring changelog record skipped", "task", p.task, "offset", rec.Offset, "err", err)
+		p.cfg.Logger.Error("scoring changelog record skipped", "task", p.task, "key", string(rec.Key), "offset", rec.Offset, "err", err)
 		return nil
 	}
 	return nil
@@ -376,9 +435,9 @@ func scoreRecord(r *scoring.Rules, c *scoring.Closed) *avro.DailyScore {
 }
 
 type metrics struct {
-	events, late, closed, restoreErrors prometheus.Counter
-	open                                prometheus.Gauge
-	flags                               *prometheus.CounterVec
+	events, late, closed, restoreErrors, marks prometheus.Counter
+	open, logTime                              prometheus.Gauge
+	flags                                      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -388,6 +447,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		late:          m.Counter("minecart_scoring_late_events_total", "Events whose day had closed, written to the late-events topic."),
 		closed:        m.Counter("minecart_scoring_windows_closed_total", "Vehicle-days closed and scored."),
 		restoreErrors: m.Counter("minecart_scoring_restore_errors_total", "Changelog records that could not be restored and were skipped."),
+		marks:         m.Counter("minecart_scoring_marks_total", "Gateway time marks applied to the tasks' log time."),
+		logTime:       m.Gauge("minecart_scoring_log_time_ms", "Log time of the task that applied a mark last, Unix ms (docs/scoring.md, Log time)."),
 		open:          m.Gauge("minecart_scoring_open_windows", "Vehicle-days open in this process."),
 		flags:         m.CounterVec("minecart_scoring_flags_total", "Anti-fraud flags raised on closed days, by code.", "flag"),
 	}, m.Err()

@@ -3,6 +3,11 @@
 // pipelines.TopicRedemptions and read the state the settlement stage wrote
 // to its changelog. It depends on two small interfaces (a Producer and a
 // settlement.StateReader), not on the runtime.
+//
+// Every route requires a caller (services/auth): only an owner redeems,
+// and only from its own account; an owner reads its own balance and
+// redemptions, a partner the redemptions addressed to it, an operator
+// everything. No credentials is 401, someone else's account 403.
 package api
 
 import (
@@ -15,6 +20,9 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/minecart/minecart/services/auth"
+	"github.com/minecart/minecart/services/ids"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
@@ -33,8 +41,10 @@ type Config struct {
 	Producer Producer
 	State    settlement.StateReader // a table following pipelines.TopicSettlementLog
 	Serde    *schemas.Serde
-	Logger   *slog.Logger
-	Now      func() time.Time // default time.Now
+	// Auth authenticates callers (required).
+	Auth   *auth.Authenticator
+	Logger *slog.Logger
+	Now    func() time.Time // default time.Now
 	// Wait is how long POST /v1/redemptions waits for the stage to decide
 	// before answering 202 with the pending redemption (default 5s).
 	Wait time.Duration
@@ -51,6 +61,8 @@ func (c Config) Validate() error {
 		return errors.New("settlement api: no state reader")
 	case c.Serde == nil:
 		return errors.New("settlement api: no serde")
+	case c.Auth == nil:
+		return errors.New("settlement api: no authenticator")
 	case c.Wait < 0 || c.Poll < 0:
 		return errors.New("settlement api: negative duration")
 	}
@@ -59,11 +71,11 @@ func (c Config) Validate() error {
 
 type handler struct{ cfg Config }
 
-// NewHandler returns the HTTP API:
+// NewHandler returns the HTTP API (an *auth.Mux):
 //
-//	POST /v1/redemptions                 (header Idempotency-Key) request a redemption
-//	GET  /v1/redemptions/{id}            a redemption's state
-//	GET  /v1/accounts/{owner}/balance    an account's balance, reserved and available points
+//	POST /v1/redemptions                 (header Idempotency-Key) request a redemption: owners, from their own account
+//	GET  /v1/redemptions/{id}            a redemption's state: its owner, its partner, operators
+//	GET  /v1/accounts/{owner}/balance    an account's balance, reserved and available points: its owner, operators
 func NewHandler(cfg Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -81,20 +93,40 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Poll = 10 * time.Millisecond
 	}
 	h := &handler{cfg: cfg}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/redemptions", h.redeem)
-	mux.HandleFunc("GET /v1/redemptions/{id}", h.redemption)
-	mux.HandleFunc("GET /v1/accounts/{owner}/balance", h.balance)
+	mux := auth.NewMux(cfg.Auth)
+	mux.HandleFunc("POST /v1/redemptions", auth.Roles{auth.RoleOwner}, h.redeem)
+	mux.HandleFunc("GET /v1/redemptions/{id}", auth.Roles{auth.RoleOwner, auth.RolePartner, auth.RoleOperator}, h.redemption)
+	mux.HandleFunc("GET /v1/accounts/{owner}/balance", auth.Roles{auth.RoleOwner, auth.RoleOperator}, h.balance)
 	return mux, nil
 }
 
-// RedemptionBody is the JSON body of POST /v1/redemptions.
+// RedemptionBody is the JSON body of POST /v1/redemptions: one object,
+// no other field, nothing after it, at most MaxBody bytes. Owner (the
+// caller's account; empty: the caller's) is an owner id, Partner and
+// ItemID are ids (services/ids); Quantity is required, at least 1 (zero is
+// omitted, hence refused); MaxPoints, if given, at least 0.
 type RedemptionBody struct {
-	Owner     string `json:"owner"`
+	Owner     string `json:"owner,omitempty"`
 	Partner   string `json:"partner"`
 	ItemID    string `json:"item_id"`
-	Quantity  int32  `json:"quantity"`
+	Quantity  int32  `json:"quantity,omitempty"`
 	MaxPoints *int64 `json:"max_points,omitempty"`
+}
+
+// MaxBody is the largest body of POST /v1/redemptions, in bytes.
+const MaxBody = 4096
+
+// validKey: an Idempotency-Key is 1 to 255 printable ASCII characters.
+func validKey(k string) bool {
+	if k == "" || len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] <= ' ' || k[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // ProofJSON is a ledger proof in API answers (hashes in hex).
@@ -164,33 +196,47 @@ func (h *handler) fail(w http.ResponseWriter, code int, format string, args ...a
 	h.reply(w, code, errorJSON{Error: fmt.Sprintf(format, args...)})
 }
 
-const maxBody = 1 << 16
-
 func (h *handler) redeem(w http.ResponseWriter, req *http.Request) {
+	caller, _ := auth.Caller(req.Context())
 	key := req.Header.Get("Idempotency-Key")
-	if key == "" || len(key) > 255 {
-		h.fail(w, http.StatusBadRequest, "an Idempotency-Key header of 1 to 255 characters is required")
+	if !validKey(key) {
+		h.fail(w, http.StatusBadRequest, "an Idempotency-Key header of 1 to 255 printable ASCII characters is required")
 		return
 	}
 	var body RedemptionBody
-	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		h.fail(w, http.StatusBadRequest, "body: %v", err)
+	if err := auth.DecodeJSON(w, req, MaxBody, &body); err != nil {
+		h.fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	if body.Quantity == 0 {
-		body.Quantity = 1
+	if body.Owner == "" {
+		body.Owner = caller.ID
 	}
-	switch {
-	case body.Owner == "" || body.Partner == "" || body.ItemID == "":
-		h.fail(w, http.StatusBadRequest, "owner, partner and item_id are required")
+	if err := ids.Owner(body.Owner); err != nil {
+		h.fail(w, http.StatusBadRequest, "owner: %v", err)
 		return
-	case strings.HasPrefix(body.Owner, settlement.HoldPrefix):
+	}
+	if strings.HasPrefix(body.Owner, settlement.HoldPrefix) {
 		h.fail(w, http.StatusBadRequest, "owner %q: accounts starting with %q cannot redeem", body.Owner, settlement.HoldPrefix)
 		return
-	case body.Quantity < 0:
-		h.fail(w, http.StatusBadRequest, "quantity %d: must be positive", body.Quantity)
+	}
+	if err := ids.Partner(body.Partner); err != nil {
+		h.fail(w, http.StatusBadRequest, "partner: %v", err)
+		return
+	}
+	if err := ids.Valid(body.ItemID); err != nil {
+		h.fail(w, http.StatusBadRequest, "item_id: %v", err)
+		return
+	}
+	if body.Quantity < 1 {
+		h.fail(w, http.StatusBadRequest, "quantity %d: an explicit quantity of at least 1 is required", body.Quantity)
+		return
+	}
+	if body.MaxPoints != nil && *body.MaxPoints < 0 {
+		h.fail(w, http.StatusBadRequest, "max_points %d: must not be negative", *body.MaxPoints)
+		return
+	}
+	if err := auth.CanSpend(caller, body.Owner); err != nil {
+		h.cfg.Auth.Forbidden(w, err)
 		return
 	}
 	id := settlement.RedemptionID(body.Owner, key)
@@ -261,19 +307,41 @@ func (h *handler) wait(ctx context.Context, id string) (settlement.Redemption, b
 }
 
 func (h *handler) redemption(w http.ResponseWriter, req *http.Request) {
-	r, found, err := settlement.ReadRedemption(h.cfg.State, req.PathValue("id"))
+	caller, _ := auth.Caller(req.Context())
+	id := req.PathValue("id")
+	if len(id) > 128 {
+		h.fail(w, http.StatusBadRequest, "redemption id of %d bytes", len(id))
+		return
+	}
+	r, found, err := settlement.ReadRedemption(h.cfg.State, id)
 	switch {
 	case err != nil:
 		h.fail(w, http.StatusInternalServerError, "redemption state: %v", err)
+	case !found && caller.Role == auth.RoleOperator:
+		h.fail(w, http.StatusNotFound, "no redemption %q", id)
 	case !found:
-		h.fail(w, http.StatusNotFound, "no redemption %q", req.PathValue("id"))
+		// Not "not found": ids are derived from owner and key, and a
+		// caller learns nothing about redemptions that are not theirs.
+		h.cfg.Auth.Forbidden(w, fmt.Errorf("%w: redemption %q is not yours", auth.ErrForbidden, id))
+	case !(caller.Role == auth.RoleOperator || caller.Role == auth.RoleOwner && r.Owner == caller.ID ||
+		caller.Role == auth.RolePartner && r.Partner == caller.ID):
+		h.cfg.Auth.Forbidden(w, fmt.Errorf("%w: redemption %q is not yours", auth.ErrForbidden, id))
 	default:
 		h.reply(w, http.StatusOK, redemptionJSON(r))
 	}
 }
 
 func (h *handler) balance(w http.ResponseWriter, req *http.Request) {
+	caller, _ := auth.Caller(req.Context())
 	owner := req.PathValue("owner")
+	if err := ids.Owner(owner); err != nil {
+		h.fail(w, http.StatusBadRequest, "owner: %v", err)
+		return
+	}
+	if err := auth.CanReadAccount(caller, owner); err != nil {
+		h.cfg.Auth.Forbidden(w, err)
+		return
+	}
 	a, err := settlement.ReadAccount(h.cfg.State, owner)
 	if err != nil {
 		h.fail(w, http.StatusInternalServerError, "%v", err)

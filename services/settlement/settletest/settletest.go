@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +24,8 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/auth"
+	"github.com/minecart/minecart/services/ids"
 	"github.com/minecart/minecart/services/ledger/blocks"
 	ledgerstage "github.com/minecart/minecart/services/ledger/stage"
 	"github.com/minecart/minecart/services/settlement"
@@ -45,7 +49,18 @@ type Env struct {
 	ledgerCfg      ledgerstage.Config
 	tick           time.Duration
 	policy         settlement.Policy
+
+	// Callers of the API replicas: one session key, a credentials table
+	// per replica, a session token per owner (Token).
+	SessionKey []byte
+	authMu     sync.Mutex
+	credTables []*kafka.Table
+	tokens     map[string]string
+	auths      []*auth.Authenticator
 }
+
+// servers maps each API replica to its Env, for Post.
+var servers sync.Map // *httptest.Server -> *Env
 
 // StartLedger (re)starts the ledger stage (same key and origin).
 func (e *Env) StartLedger() {
@@ -103,7 +118,7 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 		t.Fatal(err)
 	}
 	e := &Env{T: t, Brokers: brokers, Serde: serde, Cfg: cfg, LedgerPub: pub, Origin: "minecart/test-ledger",
-		tick: 250 * time.Millisecond, policy: o.Policy}
+		tick: 250 * time.Millisecond, policy: o.Policy, SessionKey: []byte(auth.NewSecret()), tokens: map[string]string{}}
 	published, err := blocks.New(blocks.Config{Kafka: cfg})
 	if err != nil {
 		t.Fatal(err)
@@ -254,8 +269,9 @@ func (e *Env) Redemption(id string) (settlement.Redemption, bool) {
 	return r, ok
 }
 
-// API starts a replica of the redemption API with its own producer and
-// changelog table; it answers POST after at most wait.
+// API starts a replica of the redemption API with its own producer,
+// changelog and credentials tables; it answers POST after at most wait.
+// Its callers' rate is unlimited (the stack's tests check limits).
 func (e *Env) API(wait time.Duration) *httptest.Server {
 	e.T.Helper()
 	p, err := kafka.NewProducer(e.Cfg)
@@ -269,42 +285,127 @@ func (e *Env) API(wait time.Duration) *httptest.Server {
 		_ = p.Close()
 		e.T.Fatal(err)
 	}
-	h, err := api.NewHandler(api.Config{Producer: p, State: tbl, Serde: e.Serde, Logger: e.Cfg.Logger, Wait: wait})
+	creds, err := kafka.NewTable(ctx, e.Cfg, pipelines.TopicCredentials)
+	if err != nil {
+		cancel()
+		_ = p.Close()
+		e.T.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{Credentials: creds, Serde: e.Serde, SessionKey: e.SessionKey, Logger: e.Cfg.Logger,
+		Rate: auth.Limit{Rate: 1e9, Burst: 1 << 30}})
 	if err != nil {
 		e.T.Fatal(err)
 	}
+	h, err := api.NewHandler(api.Config{Producer: p, State: tbl, Serde: e.Serde, Auth: a, Logger: e.Cfg.Logger, Wait: wait})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.authMu.Lock()
+	e.credTables = append(e.credTables, creds)
+	e.auths = append(e.auths, a)
+	e.authMu.Unlock()
 	srv := httptest.NewServer(h)
+	servers.Store(srv, e)
 	e.T.Cleanup(func() {
+		servers.Delete(srv)
 		srv.Close()
 		cancel()
 		_ = tbl.Close()
+		_ = creds.Close()
 		_ = p.Close()
 	})
 	return srv
 }
 
+// Token returns a session token of owner valid on every API replica
+// started so far: the first call sets owner's password (the credential
+// record on the real credentials topic) and waits until every replica
+// has it.
+func (e *Env) Token(owner string) string {
+	e.T.Helper()
+	e.authMu.Lock()
+	defer e.authMu.Unlock()
+	if tok, ok := e.tokens[owner]; ok {
+		return tok
+	}
+	if len(e.auths) == 0 {
+		e.T.Fatal("settletest: Token before API")
+	}
+	ctx, cancel := e.ctx()
+	defer cancel()
+	c, err := auth.SetPassword(ctx, e.Producer, e.Serde, owner, "password of "+owner, time.Now())
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	for _, t := range e.credTables {
+		if err := t.Wait(ctx, c.Subject, func(v []byte, ok bool) bool {
+			var got avro.Credential
+			return ok && e.Serde.Unmarshal(v, &got) == nil && got.Generation == c.Generation
+		}); err != nil {
+			e.T.Fatal(err)
+		}
+	}
+	tok, _, err := e.auths[0].Issue(owner)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.tokens[owner] = tok
+	return tok
+}
+
 // Post sends a redemption request with the idempotency key to an API
-// replica; the answer is decoded when the status is below 300.
+// replica as the owner named in the body (a session of Token); the answer
+// is decoded when the status is below 300.
 func Post(srv *httptest.Server, key string, body api.RedemptionBody) (int, api.RedemptionJSON, error) {
+	v, ok := servers.Load(srv)
+	if !ok {
+		return 0, api.RedemptionJSON{}, fmt.Errorf("settletest: %s is not an API of an Env", srv.URL)
+	}
+	tok := ""
+	if ids.Owner(body.Owner) == nil {
+		tok = v.(*Env).Token(body.Owner)
+	}
+	return PostAs(srv, tok, key, body)
+}
+
+// PostAs is Post with the bearer token tok ("" none).
+func PostAs(srv *httptest.Server, tok, key string, body api.RedemptionBody) (int, api.RedemptionJSON, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return 0, api.RedemptionJSON{}, err
 	}
-	req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/redemptions", bytes.NewReader(b))
-	if err != nil {
-		return 0, api.RedemptionJSON{}, err
+	code, resp, err := Do(srv, http.MethodPost, "/v1/redemptions", tok, key, string(b))
+	var r api.RedemptionJSON
+	if err == nil && code < 300 {
+		err = json.Unmarshal(resp, &r)
 	}
-	req.Header.Set("Idempotency-Key", key)
+	return code, r, err
+}
+
+// Do sends a request with the bearer token tok and the Idempotency-Key
+// key (each "" none) and a JSON body ("" none) to an API replica.
+func Do(srv *httptest.Server, method, path, tok, key, body string) (int, []byte, error) {
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := srv.Client().Do(req)
 	if err != nil {
-		return 0, api.RedemptionJSON{}, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	var r api.RedemptionJSON
-	if resp.StatusCode < 300 {
-		err = json.NewDecoder(resp.Body).Decode(&r)
-	}
-	return resp.StatusCode, r, err
+	var buf bytes.Buffer
+	_, err = buf.ReadFrom(resp.Body)
+	return resp.StatusCode, buf.Bytes(), err
 }
 
 // Wait polls cond until it holds or timeout passes; then it fails the

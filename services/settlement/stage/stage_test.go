@@ -330,7 +330,7 @@ func TestLedgerTimeout(t *testing.T) {
 	env.StopLedger()
 	srv := env.API(2 * time.Second)
 	id := settlement.RedemptionID("alice", "k1")
-	if code, r, err := settletest.Post(srv, "k1", api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug"}); err != nil || code != http.StatusAccepted || r.Status != settlement.StatusPending {
+	if code, r, err := settletest.Post(srv, "k1", api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1}); err != nil || code != http.StatusAccepted || r.Status != settlement.StatusPending {
 		t.Fatalf("redeem with the ledger down: %d %+v %v", code, r, err)
 	}
 	if a := env.Account("alice"); a.Reserved != 30 {

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 
@@ -73,7 +72,7 @@ func run(ctx context.Context, args []string) error {
 					return err
 				}
 				env.Go("proofs", srv.Run)
-				if err := env.Serve("proof api", &http.Server{Addr: httpAddr, Handler: srv.Handler()}); err != nil {
+				if err := env.Serve("proof api", daemon.NewServer(httpAddr, srv.Handler())); err != nil {
 					return err
 				}
 			}

@@ -1,18 +1,21 @@
 // Command owner runs minecart's owner API alone (services/owner): a
 // vehicle's position, track, reports, condition and points, answered from
 // ClickHouse, with balances from settlement's state topics and inclusion
-// proofs from the ledger's proof API. It must sit behind whatever
-// authenticates owners. Every flag can also be set as MINECART_<FLAG>
+// proofs from the ledger's proof API. Callers authenticate (services/auth:
+// owners log in with their password and read only their own vehicles,
+// operators read every vehicle; --session-key is required). Every flag can also be set as MINECART_<FLAG>
 // (services/daemon).
 package main
 
 import (
 	"context"
 	"flag"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/ledger/proofs"
 	"github.com/minecart/minecart/services/owner"
@@ -23,12 +26,18 @@ func main() { daemon.Main("owner", run) }
 
 func run(ctx context.Context, args []string) error {
 	var addr, dsn, ledgerURL string
+	var af auth.Flags
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "owner", MetricsAddr: "127.0.0.1:9107",
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&addr, "http-addr", "127.0.0.1:8086", "address of the owner API")
 			fs.StringVar(&dsn, "clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN with the credentials of a readonly user: http://reader:PASSWORD@host:8123/db (embedded; users in DATA-DIR/clickhouse/users.json) or clickhouse://user:pass@host:9000/db (native); prefer MINECART_CLICKHOUSE_DSN")
 			fs.StringVar(&ledgerURL, "ledger-url", "http://127.0.0.1:8084", "base URL of the ledger's proof API (empty: entries without proofs)")
+			af.Register(fs)
+		},
+		Prepare: func(*slog.Logger) error {
+			_, err := af.Key()
+			return err
 		},
 		Build: func(ctx context.Context, env *daemon.Env) error {
 			conn, err := sink.Open(dsn)
@@ -50,11 +59,23 @@ func run(ctx context.Context, args []string) error {
 				return err
 			}
 			cfg.Balances = owner.SettlementBalances(bindings, state, env.Kafka.Serde)
+			// Callers: credentials (hashes) from their compacted topic; an
+			// owner's vehicles from the bindings.
+			creds, err := env.Table(ctx, pipelines.TopicCredentials)
+			if err != nil {
+				return err
+			}
+			if cfg.Auth, err = af.New(creds, bindings, env.Kafka.Serde, env.Registry, env.Log); err != nil {
+				return err
+			}
 			h, err := owner.NewHandler(cfg)
 			if err != nil {
 				return err
 			}
-			return env.Serve("owner api", &http.Server{Addr: addr, Handler: h})
+			mux := auth.NewMux(cfg.Auth)
+			cfg.Auth.Mount(mux) // POST /v1/login, /v1/logout, GET /v1/whoami
+			mux.Mount("/", h)
+			return env.Serve("owner api", daemon.NewServer(addr, mux))
 		},
 	})
 }

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon/daemontest"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
@@ -28,6 +32,7 @@ import (
 // context ends run without error.
 func TestMainSASL(t *testing.T) {
 	cfg := daemontest.Broker(t)
+	t.Setenv("MINECART_SESSION_KEY", strings.Repeat("s", 40))
 	srv := chtest.Start(t)
 	t.Setenv("MINECART_CLICKHOUSE_DSN", srv.AnalystDSN()) // the owner API only reads
 	ctx, cancel := context.WithCancel(context.Background())
@@ -79,17 +84,23 @@ func TestMainSASL(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"--http-addr", api, "--metrics-addr", metrics, "--ledger-url", "http://127.0.0.1:1"})
 	}()
-	body := daemontest.Get(t, "http://"+api+"/v1/vehicles/v-1/position", 200, 30*time.Second)
-	if !strings.Contains(body, "52.5") {
-		t.Errorf("position %s", body)
-	}
+	daemontest.Get(t, "http://"+api+"/v1/vehicles/v-1/position", 401, 30*time.Second)
 
-	// The topics exist now (the command created them): bind v-1 to owner-1.
+	// The topics exist now (the command created them): an operator token,
+	// and v-1 bound to owner-1.
 	p, err := kafka.NewProducer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	op, err := auth.NewToken(ctx, p, schemas.SingleObject(), auth.RoleOperator, "ops", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := getAs(t, "http://"+api+"/v1/vehicles/v-1/position", op, 200)
+	if !strings.Contains(body, "52.5") {
+		t.Errorf("position %s", body)
+	}
 	b, err := schemas.SingleObject().Marshal(&avro.AccountBinding{VehicleID: "v-1", Owner: "owner-1", UpdatedMs: at})
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +111,7 @@ func TestMainSASL(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var pts owner.Points
-		body := daemontest.Get(t, "http://"+api+"/v1/vehicles/v-1/points", 200, 10*time.Second)
+		body := getAs(t, "http://"+api+"/v1/vehicles/v-1/points", op, 200)
 		if err := json.Unmarshal([]byte(body), &pts); err != nil {
 			t.Fatal(err)
 		}
@@ -121,5 +132,33 @@ func TestMainSASL(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
+	}
+	t.Setenv("MINECART_SESSION_KEY", "")
+	if err := run(context.Background(), []string{"--http-addr", daemontest.Addr(t), "--metrics-addr", ""}); err == nil || !strings.Contains(err.Error(), "session key") {
+		t.Fatalf("started without a session key: %v", err)
+	}
+}
+
+// getAs polls url with the bearer token until it answers want.
+func getAs(t *testing.T, url, tok string, want int) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		last := fmt.Sprint(err)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return string(b)
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %s, want %d", url, last, want)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -28,8 +28,9 @@ func run(ctx context.Context, args []string) error {
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.DefaultTZ, "default-tz", "Asia/Shanghai", "time zone of events without one")
 			fs.DurationVar(&cfg.Grace, "grace", 2*time.Hour, "how long a day stays open after its local midnight")
-			fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 10*time.Minute, "close days on the wall clock after a task got no record for this long (negative: never)")
-			fs.DurationVar(&cfg.TickEvery, "tick", 10*time.Second, "how often idle tasks are checked")
+			fs.DurationVar(&cfg.MarkExpiry, "mark-expiry", 10*time.Minute, "a gateway whose time mark is this far behind another's no longer holds back the log time")
+			fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "fallback, off by default (0): close days on the wall clock after a task got no record for this long (not replayable; days close on the gateways' time marks)")
+			fs.DurationVar(&cfg.TickEvery, "tick", 10*time.Second, "how often closed days left over by a batch are emitted (and, with -idle-timeout, idle tasks checked)")
 			fs.IntVar(&cfg.Tasks, "tasks", pipelines.TelemetryPartitions, "partitions of the telemetry topic (P in watermarks)")
 			fs.StringVar(&rulesFile, "rules", "", "JSON file of scoring rules over the defaults (docs/scoring.md; a new Version is required)")
 		},

@@ -1,7 +1,9 @@
 // Command settlement runs minecart's settlement alone: the settlement stage
 // (ledger entries, bindings, catalog, redemption requests and partner acks
 // in; balances, redemption statuses, partner orders, debit requests,
-// settled credits and statements out) and the redemption HTTP API. HTTP
+// settled credits and statements out) and the redemption HTTP API, whose
+// callers authenticate (services/auth: owners log in with their password,
+// partners and operators send tokens; --session-key is required). HTTP
 // replicas may run with -stage=false: they only produce requests and read
 // the stage's state. Every flag can also be set as MINECART_<FLAG>
 // (services/daemon).
@@ -12,11 +14,11 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/api"
@@ -31,6 +33,7 @@ func run(ctx context.Context, args []string) error {
 	var runStage bool
 	var maxQty int
 	var wait time.Duration
+	var af auth.Flags
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "settlement", MetricsAddr: "127.0.0.1:9105", InstanceID: true,
 		Flags: func(fs *flag.FlagSet) {
@@ -41,10 +44,16 @@ func run(ctx context.Context, args []string) error {
 			fs.DurationVar(&p.KeepRedemptions, "keep-redemptions", p.KeepRedemptions, "how long finished redemptions (and their idempotency keys) stay in the state (0: forever)")
 			fs.IntVar(&maxQty, "max-quantity", int(p.MaxQuantity), "most units in one redemption")
 			fs.DurationVar(&wait, "http-wait", 5*time.Second, "how long POST /v1/redemptions waits for a decision before answering 202")
+			af.Register(fs)
 		},
 		Prepare: func(*slog.Logger) error {
 			if !runStage && httpAddr == "" {
 				return errors.New("nothing to run: -stage=false and no -http-addr")
+			}
+			if httpAddr != "" {
+				if _, err := af.Key(); err != nil {
+					return err
+				}
 			}
 			return nil
 		},
@@ -74,11 +83,23 @@ func run(ctx context.Context, args []string) error {
 			if err != nil {
 				return err
 			}
-			h, err := api.NewHandler(api.Config{Producer: prod, State: state, Serde: env.Kafka.Serde, Logger: env.Log, Wait: wait})
+			// Callers: credentials (hashes) from their compacted topic.
+			creds, err := env.Table(ctx, pipelines.TopicCredentials)
 			if err != nil {
 				return err
 			}
-			return env.Serve("redemption api", &http.Server{Addr: httpAddr, Handler: h})
+			a, err := af.New(creds, nil, env.Kafka.Serde, env.Registry, env.Log)
+			if err != nil {
+				return err
+			}
+			h, err := api.NewHandler(api.Config{Producer: prod, State: state, Serde: env.Kafka.Serde, Auth: a, Logger: env.Log, Wait: wait})
+			if err != nil {
+				return err
+			}
+			mux := auth.NewMux(a)
+			a.Mount(mux) // POST /v1/login, /v1/logout, GET /v1/whoami
+			mux.Mount("/", h)
+			return env.Serve("redemption api", daemon.NewServer(httpAddr, mux))
 		},
 	})
 }
