@@ -20,8 +20,8 @@ import (
 
 	"github.com/peterbourgon/ff/v4"
 
-	"github.com/minecart/minecart/infra/chserver"
 	"github.com/minecart/minecart/infra/broker"
+	"github.com/minecart/minecart/infra/chserver"
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/services/stack"
