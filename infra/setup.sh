@@ -29,3 +29,11 @@ if [ ! -f "$AVSC_DIR/node_modules/avsc/package.json" ]; then
   mkdir -p "$AVSC_DIR"
   npm install --prefix "$AVSC_DIR" --no-audit --no-fund --silent avsc@5.7.9 >/dev/null
 fi
+
+# ClickHouse's official Node.js client (pinned), for infra/chserver's TestNodeClient.
+CHCLIENT_DIR=${MINECART_TOOLS_DIR:-$HOME/.cache/minecart}/chclient
+if [ ! -f "$CHCLIENT_DIR/node_modules/@clickhouse/client/package.json" ]; then
+  echo "setup: npm install @clickhouse/client@1.23.1 into $CHCLIENT_DIR"
+  mkdir -p "$CHCLIENT_DIR"
+  npm install --prefix "$CHCLIENT_DIR" --no-audit --no-fund --silent @clickhouse/client@1.23.1 >/dev/null
+fi

@@ -108,11 +108,33 @@ func brokerRun(ctx context.Context, cfg broker.Config, stdout io.Writer) error {
 func clickhouseCommand() *ff.Command {
 	// `minecart run` reads the line of OnListen to learn the address.
 	cfg := chserver.Config{OnListen: func(a net.Addr) { fmt.Fprintf(os.Stdout, "listening %s\n", a) }}
-	return newCommand(nil, "clickhouse", "", "run the embedded ClickHouse server alone (chDB over ClickHouse's HTTP interface)", func(fs *flag.FlagSet) {
+	var usersFile string
+	var users []chserver.User
+	return newCommand(nil, "clickhouse", "", "run the embedded ClickHouse server alone (chDB over ClickHouse's HTTP interface, with users: docs/analytics.md)", func(fs *flag.FlagSet) {
 		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8123", "HTTP listen address (ClickHouse's HTTP interface)")
 		fs.StringVar(&cfg.DataDir, "data-dir", ".minecart/clickhouse", "directory of the databases")
+		fs.StringVar(&usersFile, "users-file", "", "JSON users file (default DATA-DIR/users.json); created with users analyst, reader (readonly) and writer when it is missing and no --user is given")
+		fs.Func("user", "NAME:PASSWORD:ROLE of a user, role readonly, writer or admin (repeatable; added to the users file's)", func(v string) error {
+			u, err := chserver.ParseUser(v)
+			users = append(users, u)
+			return err
+		})
+		fs.IntVar(&cfg.Limits.MaxExecutionTime, "readonly-max-execution-time", 60, "seconds a readonly user's query may run at most")
+		fs.Int64Var(&cfg.Limits.MaxResultRows, "readonly-max-result-rows", 10_000_000, "rows a readonly user's result may hold at most")
+		fs.Int64Var(&cfg.Limits.MaxMemoryUsage, "readonly-max-memory-usage", 2<<30, "bytes of memory a readonly user's query may use at most")
 	}, func(ctx context.Context, _ []string) error {
 		cfg.Logger = slog.Default()
+		if usersFile == "" {
+			usersFile = filepath.Join(cfg.DataDir, "users.json")
+		}
+		all, created, err := chserver.UsersFromFlags(users, usersFile)
+		if err != nil {
+			return err
+		}
+		if created {
+			fmt.Fprintf(os.Stderr, "clickhouse: created users analyst, reader and writer in %s (mode 0600)\n", usersFile)
+		}
+		cfg.Users = all
 		return chserver.Serve(ctx, cfg)
 	})
 }
@@ -120,7 +142,7 @@ func clickhouseCommand() *ff.Command {
 func migrateCommand(stdout io.Writer) *ff.Command {
 	var dsn string
 	return newCommand(nil, "migrate", "", "apply the ClickHouse migrations (infra/clickhouse)", func(fs *flag.FlagSet) {
-		fs.StringVar(&dsn, "clickhouse", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://user:pass@host:9000/db")
+		fs.StringVar(&dsn, "clickhouse", sink.DefaultDSN, "ClickHouse DSN with a writer's credentials: http://writer:PASSWORD@host:8123/db (embedded: see DATA-DIR/clickhouse/users.json) or clickhouse://user:pass@host:9000/db (prefer MINECART_CLICKHOUSE)")
 	}, func(ctx context.Context, _ []string) error { return migrate(ctx, dsn, stdout) })
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/peterbourgon/ff/v4"
 
 	"github.com/minecart/minecart/infra/broker"
+	"github.com/minecart/minecart/infra/chserver"
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/services/stack"
@@ -68,17 +69,33 @@ func runPipeline(ctx context.Context, f runFlags) error {
 		return err
 	}
 
-	dsn := ""
+	dsn, readDSN, analystLogin := "", "", ""
 	if f.chAddr != "" {
-		addr, stop, err := startClickHouse(ctx, filepath.Join(f.dataDir, "clickhouse"), f.chAddr)
+		// The users of the embedded ClickHouse (generated once, 0600):
+		// the sink and migrations write as writer, the owner API reads as
+		// reader, people log in as analyst.
+		usersFile := filepath.Join(f.dataDir, "clickhouse", "users.json")
+		users, _, err := chserver.EnsureUsersFile(usersFile)
+		if err != nil {
+			return err
+		}
+		writer, ok1 := chserver.FindUser(users, chserver.UserWriter)
+		reader, ok2 := chserver.FindUser(users, chserver.UserReader)
+		analyst, ok3 := chserver.FindUser(users, chserver.UserAnalyst)
+		if !ok1 || !ok2 || !ok3 || writer.Password == "" || reader.Password == "" || analyst.Password == "" {
+			return fmt.Errorf("%s: want users writer, reader and analyst with passwords in clear (delete the file to generate them)", usersFile)
+		}
+		addr, stop, err := startClickHouse(ctx, filepath.Join(f.dataDir, "clickhouse"), f.chAddr, usersFile)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		dsn = "http://" + addr + "/default"
+		dsn, readDSN = writer.DSN(addr, "default"), reader.DSN(addr, "default")
+		analystLogin = fmt.Sprintf("analysts: curl --user 'analyst:%s' 'http://%s/?query=SELECT+count()+FROM+telemetry'\n"+
+			"          (read-only; the ClickHouse users and passwords are in %s)", analyst.Password, addr, usersFile)
 	}
 	st, err := stack.Start(ctx, stack.Config{
-		DataDir: f.dataDir, KafkaAddr: f.kafkaAddr, HTTPAddr: f.httpAddr, ClickHouseDSN: dsn,
+		DataDir: f.dataDir, KafkaAddr: f.kafkaAddr, HTTPAddr: f.httpAddr, ClickHouseDSN: dsn, ClickHouseReadDSN: readDSN,
 		IdleTimeout: f.idle,
 		// The simulated fleet uploads history: accept it however old it is.
 		MaxEventAge: 0,
@@ -135,7 +152,7 @@ func runPipeline(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	printSummary(os.Stdout, rep, sum, f.chAddr)
+	printSummary(os.Stdout, rep, sum, analystLogin)
 	fmt.Println()
 	printLogins(os.Stdout, st.HTTPAddr(), f.dataDir, demo, sim.Vehicles()[0].VehicleID)
 	if f.once {
@@ -202,7 +219,7 @@ func lagLine(a stack.Activity) string {
 	return b.String()
 }
 
-func printSummary(w io.Writer, rep loadtest.Report, s stack.Summary, chAddr string) {
+func printSummary(w io.Writer, rep loadtest.Report, s stack.Summary, analystLogin string) {
 	fmt.Fprintln(w, "\n=== minecart summary ===")
 	if rep.Events > 0 || rep.Rejected > 0 {
 		fmt.Fprintf(w, "events in        %d accepted by the gateway, %d refused\n", rep.Events, rep.Rejected)
@@ -232,15 +249,15 @@ func printSummary(w io.Writer, rep loadtest.Report, s stack.Summary, chAddr stri
 		}
 		fmt.Fprintf(w, "  %s %s  score %5.1f  %7.1f km  %5d points%s\n", d.VehicleID, d.Date, d.Score, d.KM, d.Points, fl)
 	}
-	if chAddr != "" {
-		fmt.Fprintf(w, "\nanalysts: curl 'http://%s/?query=SELECT+count()+FROM+telemetry'\n", chAddr)
+	if analystLogin != "" {
+		fmt.Fprintf(w, "\n%s\n", analystLogin)
 	}
 }
 
 // startClickHouse runs `minecart clickhouse` as a child process (chDB takes
 // over fatal-signal handlers and allows one session per process, so it gets
 // a process of its own) and returns its address once it listens.
-func startClickHouse(ctx context.Context, dir, addr string) (string, func(), error) {
+func startClickHouse(ctx context.Context, dir, addr, usersFile string) (string, func(), error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", nil, err
@@ -252,7 +269,7 @@ func startClickHouse(ctx context.Context, dir, addr string) (string, func(), err
 	if err != nil {
 		return "", nil, err
 	}
-	cmd := exec.Command(exe, "clickhouse", "--data-dir", dir, "--addr", addr)
+	cmd := exec.Command(exe, "clickhouse", "--data-dir", dir, "--addr", addr, "--users-file", usersFile)
 	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -111,16 +111,17 @@ type result struct {
 	storageBytes uint64
 }
 
-// openEngine loads the library and connects a session persisted in dir.
-func openEngine(dir string) (*engine, error) {
+// openEngine loads the library and connects a session persisted in dir,
+// with the engine configuration in configFile (engineConfig).
+func openEngine(dir, configFile string) (*engine, error) {
 	a, err := loadAPI()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	args := []string{"clickhouse", "--path=" + dir}
+	args := []string{"clickhouse", "--path=" + dir, "--config-file=" + configFile}
 	argv := make([]*byte, len(args))
 	keep := make([][]byte, len(args))
 	for i, s := range args {

@@ -80,15 +80,21 @@ const (
 	codeIncorrectQuery          = 80
 	codeTimeoutExceeded         = 159
 	codeTooManySimultaneousReqs = 202
+	codeBadQueryParameter       = 457
+	codeUnknownQueryParameter   = 456
 )
 
 // httpStatus maps an exception code to the HTTP status ClickHouse's HTTP
 // handler answers with (exceptionCodeToHTTPStatus in HTTPHandler.cpp).
 func httpStatus(code int) int {
 	switch code {
-	case codeRequiredPassword, codeUnknownUser, codeWrongPassword, codeAuthenticationFailed:
+	case codeRequiredPassword:
 		return 401
-	case codeReadonly, codeAccessDenied:
+	case codeUnknownUser, codeWrongPassword, codeAuthenticationFailed, codeAccessDenied:
+		return 403
+	case codeReadonly:
+		// A server answers READONLY with 500; 403 says better that the
+		// request is refused, not failed, and no client depends on it.
 		return 403
 	case codeCannotParseText, codeCannotParseEscape, codeCannotParseQuoted, codeCannotParseAssertion,
 		codeCannotParseDate, codeCannotParseDateTime, codeCannotParseNumber, codeCannotParseUUID,
@@ -106,6 +112,12 @@ func httpStatus(code int) int {
 		return 501
 	case codeTooManySimultaneousReqs:
 		return 503
+	case codeTimeoutExceeded:
+		return 408
+	case codeBadQueryParameter, codeUnknownQueryParameter:
+		// A server answers 500; a parameter that is not of its
+		// placeholder's type is the client's error.
+		return 400
 	}
 	return 500
 }

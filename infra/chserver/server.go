@@ -83,6 +83,11 @@ type Config struct {
 	// OnListen, if set, is called with the bound address once the server
 	// accepts connections.
 	OnListen func(addr net.Addr)
+	// Users are the accounts of the HTTP interface (at least one): every
+	// query request must authenticate as one of them (users.go).
+	Users []User
+	// Limits bound every query of a readonly user (defaults in Limits).
+	Limits Limits
 }
 
 // Validate checks the configuration and fills in defaults.
@@ -105,6 +110,10 @@ func (c *Config) Validate() error {
 	if c.StreamAfterBytes <= 0 {
 		c.StreamAfterBytes = 16 << 20
 	}
+	if len(c.Users) == 0 {
+		return errors.New("chserver: no users: the HTTP interface refuses to run without credentials (Config.Users)")
+	}
+	c.Limits.defaults()
 	return nil
 }
 
@@ -115,28 +124,44 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	users, err := newAccounts(cfg.Users, cfg.QueueSize)
+	if err != nil {
+		return err
+	}
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("chserver: data dir: %w", err)
+	}
+	// The databases, the engine's configuration and spooled inserts are
+	// the stack user's alone.
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("chserver: %w", err)
+	}
+	if err := os.Chmod(dataDir, 0o700); err != nil {
+		return fmt.Errorf("chserver: %w", err)
 	}
 	tmpDir := filepath.Join(dataDir, "http_tmp")
 	// Spooled insert data left by a crash is garbage: start empty.
 	if err := os.RemoveAll(tmpDir); err != nil {
 		return fmt.Errorf("chserver: %w", err)
 	}
-	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return fmt.Errorf("chserver: %w", err)
+	}
+	engineConfig, err := writeEngineConfig(filepath.Join(dataDir, "engine"))
+	if err != nil {
 		return fmt.Errorf("chserver: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("chserver: %w", err)
 	}
-	eng, err := openEngine(filepath.Join(dataDir, "chdb"))
+	eng, err := openEngine(filepath.Join(dataDir, "chdb"), engineConfig)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("chserver: %w", err)
 	}
-	s := &server{cfg: cfg, tmpDir: tmpDir, eng: eng, jobs: make(chan *job, cfg.QueueSize)}
+	s := &server{cfg: cfg, tmpDir: tmpDir, eng: eng, jobs: make(chan *job, cfg.QueueSize), users: users}
 	if err := s.hello(); err != nil {
 		eng.close()
 		ln.Close()
@@ -183,6 +208,8 @@ type server struct {
 	tmpDir string
 	eng    *engine
 	jobs   chan *job
+	users  map[string]*account
+	policy *policy
 
 	display  string
 	version  string
@@ -200,7 +227,13 @@ type job struct {
 	// emit, if set, receives the output chunk by chunk (streaming API)
 	// instead of the result's data; it runs on the engine's goroutine.
 	emit func(chunk []byte) error
-	done chan jobResult
+	// canonical, if set, is the statement the engine's own parser must
+	// accept, and check is run on the engine's rendering of it
+	// (formatQuerySingleLine) before anything else: the statement check
+	// then sees what the engine parsed, comments and quoting resolved.
+	canonical string
+	check     func(rendered string) error
+	done      chan jobResult
 }
 
 type jobResult struct {
@@ -220,6 +253,15 @@ func (s *server) own() {
 }
 
 func (s *server) run(j *job) (out jobResult) {
+	if j.check != nil {
+		r, err := s.eng.exec("SELECT formatQuerySingleLine("+quoteString(j.canonical)+")", "RawBLOB")
+		if err != nil {
+			return jobResult{err: err}
+		}
+		if err := j.check(string(r.data)); err != nil {
+			return jobResult{err: err}
+		}
+	}
 	defer func() {
 		for _, q := range j.teardown {
 			if _, err := s.eng.exec(q, "TabSeparated"); err != nil {
@@ -251,8 +293,25 @@ func (s *server) hello() error {
 		return fmt.Errorf("unexpected hello %q", r.data)
 	}
 	s.display, s.version, s.timezone = f[0], f[1], f[3]
-	s.revision, err = strconv.ParseUint(f[2], 10, 64)
-	return err
+	if s.revision, err = strconv.ParseUint(f[2], 10, 64); err != nil {
+		return err
+	}
+	// The checker's deny-list: every table function and engine the engine
+	// knows, but the allowed ones.
+	var lists [3][]string
+	for i, q := range []string{"SELECT name FROM system.table_functions", "SELECT name FROM system.table_engines",
+		"SELECT name FROM system.settings UNION ALL SELECT name FROM system.merge_tree_settings"} {
+		r, err := s.eng.exec(q, "TabSeparated")
+		if err != nil {
+			return err
+		}
+		lists[i] = strings.Fields(string(r.data))
+	}
+	if len(lists[0]) == 0 || len(lists[1]) == 0 {
+		return errors.New("the engine lists no table functions or engines")
+	}
+	s.policy = newPolicy(lists[0], lists[1], lists[2], s.cfg.Limits)
+	return nil
 }
 
 // submit queues j and waits for its result or for ctx to end.
@@ -325,13 +384,32 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-ClickHouse-Query-Id", queryID)
 	w.Header().Set("X-ClickHouse-Timezone", s.timezone)
 
-	if err := s.handle(w, r, params); err != nil {
+	if why := browserRequest(r); why != "" {
+		s.cfg.Logger.Warn("clickhouse: browser request refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+		s.writeError(w, r, queryID, newException(codeAccessDenied, "ACCESS_DENIED", why))
+		return
+	}
+	u, err := s.authenticate(r, params)
+	if err != nil {
+		s.cfg.Logger.Warn("clickhouse: authentication failed", "remote", r.RemoteAddr, "err", err)
+		s.writeError(w, r, queryID, err)
+		return
+	}
+	select {
+	case u.sem <- struct{}{}:
+		defer func() { <-u.sem }()
+	default:
+		s.writeError(w, r, queryID, newException(codeTooManySimultaneousReqs, "TOO_MANY_SIMULTANEOUS_QUERIES",
+			fmt.Sprintf("Too many simultaneous queries for user %s. Maximum: %d", u.Name, cap(u.sem))))
+		return
+	}
+	if err := s.handle(w, r, params, u); err != nil {
 		s.writeError(w, r, queryID, err)
 	}
 }
 
 // handle runs one query request; errors are written by the caller.
-func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Values) error {
+func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Values, u *account) error {
 	var body io.Reader = http.NoBody
 	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
 		b, err := decodeBody(r)
@@ -344,7 +422,7 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Value
 		}
 		body = b
 	}
-	readonly := r.Method == http.MethodGet || params.Get("readonly") == "1" || params.Get("readonly") == "2"
+	readonly := r.Method == http.MethodGet || params.Get("readonly") == "1" || params.Get("readonly") == "2" || u.Role == RoleReadonly
 
 	sql := params.Get("query")
 	var insert insertHead
@@ -401,25 +479,74 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request, params url.Value
 	if isInsert {
 		kind = stmtInsert
 	}
-	if readonly && (kind == stmtInsert || kind == stmtWrite) {
+	if readonly && (kind == stmtInsert || kind == stmtWrite) && firstWord(sql) != "SET" && firstWord(sql) != "USE" {
+		if u.Role == RoleReadonly {
+			return newException(codeReadonly, "READONLY", fmt.Sprintf("%s: Cannot execute query in readonly mode: user %s is read-only", u.Name, u.Name))
+		}
 		return newException(codeReadonly, "READONLY", "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. You should use method POST for modifying queries")
+	}
+	// The statement check (guard.go) sees exactly the text the engine
+	// will run, but for the path of spooled insert data.
+	if !isInsert {
+		if err := s.policy.checkStatement(u, sql, -1); err != nil {
+			return err
+		}
+		for _, name := range placeholders(sql) {
+			if !params.Has("param_" + name) {
+				return newException(codeUnknownQueryParameter, "UNKNOWN_QUERY_PARAMETER",
+					"Substitution `"+name+"` is not set")
+			}
+		}
 	}
 
 	j := &job{}
-	if err := s.requestSettings(j, params); err != nil {
+	if err := s.requestSettings(j, params, u); err != nil {
 		return err
+	}
+	if !isInsert {
+		j.canonical = sql
+		j.check = func(rendered string) error {
+			if err := s.policy.checkStatement(u, rendered, -1); err != nil {
+				var ex *Exception
+				if errors.As(err, &ex) && ex.Code == codeSyntaxError {
+					// The rendering is the engine's: a construct the
+					// checker does not model is refused, as in the text.
+					return accessDenied("%s: refused after the engine's parse: %s", u.Name, ex.Text)
+				}
+				return err
+			}
+			return nil
+		}
 	}
 	format := params.Get("default_format")
 	if format == "" {
 		format = "TabSeparated"
 	}
 	if isInsert {
+		if strings.EqualFold(insert.format, "Values") {
+			// Values data holds expressions the engine evaluates: check
+			// it as SQL, whole.
+			data, err := io.ReadAll(io.LimitReader(dataReader, s.cfg.MaxQueryBytes+1))
+			if err != nil {
+				return newException(codeCannotParseInput, "CANNOT_READ_ALL_DATA", "Cannot read the request body: "+err.Error())
+			}
+			if int64(len(data)) > s.cfg.MaxQueryBytes {
+				return newException(codeSyntaxError, "SYNTAX_ERROR", "VALUES data is too large: send it in another format")
+			}
+			if err := s.policy.checkStatement(u, "INSERT INTO t VALUES "+string(data), -1); err != nil {
+				return err
+			}
+			dataReader = bytes.NewReader(data)
+		}
 		path, err := s.spool(dataReader)
 		if err != nil {
 			return err
 		}
 		defer os.Remove(path)
 		j.sql = insert.infileSQL(path)
+		if err := s.policy.checkStatement(u, j.sql, insert.infileAt()); err != nil {
+			return err
+		}
 	} else {
 		j.sql = sql
 		if f := explicitFormat(sql); f != "" {
@@ -507,8 +634,13 @@ func btoi(b bool) uint64 {
 }
 
 // requestSettings turns URL parameters into statements run around the query
-// in the shared session: SET k = v before, SET k = DEFAULT after.
-func (s *server) requestSettings(j *job, params url.Values) error {
+// in the shared session: SET k = v before, SET k = DEFAULT after. Settings
+// are checked against u's allow-list; a readonly user's limits are set on
+// every request (lowered by its own settings, never raised). Query
+// parameters (param_NAME) are always passed as string literals: the
+// engine keeps their text as sent and the placeholder's type parses it,
+// as a server does with {NAME:Type}.
+func (s *server) requestSettings(j *job, params url.Values, u *account) error {
 	if db := params.Get("database"); db != "" && db != "default" {
 		if !identRe.MatchString(db) {
 			return newException(codeUnknownDatabase, "UNKNOWN_DATABASE", "Database "+db+" does not exist")
@@ -516,8 +648,16 @@ func (s *server) requestSettings(j *job, params url.Values) error {
 		j.setup = append(j.setup, "USE "+db)
 		j.teardown = append(j.teardown, "USE default")
 	}
+	settings := map[string]string{}
 	for k, vs := range params {
 		if reservedParams[k] || len(vs) == 0 {
+			continue
+		}
+		if name, ok := strings.CutPrefix(k, "param_"); ok {
+			if !identRe.MatchString(name) {
+				return newException(codeBadArguments, "BAD_ARGUMENTS", "Query parameter names must match "+identRe.String()+": "+quoteString(k))
+			}
+			settings[k] = vs[len(vs)-1]
 			continue
 		}
 		if !identRe.MatchString(k) {
@@ -529,10 +669,41 @@ func (s *server) requestSettings(j *job, params url.Values) error {
 				continue
 			}
 		}
-		j.setup = append(j.setup, "SET "+k+" = "+settingLiteral(vs[len(vs)-1]))
+		if err := s.policy.checkSetting(u, k, vs[len(vs)-1], true); err != nil {
+			return err
+		}
+		settings[k] = vs[len(vs)-1]
+	}
+	if u.Role == RoleReadonly {
+		for name, c := range s.policy.limits.caps() {
+			if _, ok := settings[name]; !ok {
+				settings[name] = strconv.FormatInt(c, 10)
+			}
+		}
+	}
+	for _, k := range sortedKeys(settings) {
+		set, err := setStatement(k, settings[k])
+		if err != nil {
+			return err
+		}
+		j.setup = append(j.setup, set)
 		j.teardown = append(j.teardown, "SET "+k+" = DEFAULT")
 	}
 	return nil
+}
+
+// setStatement is the SET statement of one URL parameter: a query
+// parameter's value is always a string literal (its exact text); a
+// setting's value is a number when it is one, a string literal otherwise
+// (the engine converts it to the setting's type).
+func setStatement(name, value string) (string, error) {
+	if !identRe.MatchString(name) {
+		return "", newException(codeBadArguments, "BAD_ARGUMENTS", "Bad parameter name "+quoteString(name))
+	}
+	if strings.HasPrefix(name, "param_") {
+		return "SET " + name + " = " + quoteString(value), nil
+	}
+	return "SET " + name + " = " + settingLiteral(value), nil
 }
 
 // spool writes insert data to a temporary file for INSERT ... FROM INFILE.

@@ -56,6 +56,7 @@ func connect(t testing.TB) driver.Conn {
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:     []string{server(t).Addr},
 		Protocol: clickhouse.HTTP,
+		Auth:     clickhouse.Auth{Username: server(t).Admin.Name, Password: server(t).Admin.Password},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +126,8 @@ func TestConcurrentClients(t *testing.T) {
 	for c := range clients {
 		go func() {
 			errs <- func() error {
-				conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{server(t).Addr}, Protocol: clickhouse.HTTP})
+				conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{server(t).Addr}, Protocol: clickhouse.HTTP,
+					Auth: clickhouse.Auth{Username: server(t).Admin.Name, Password: server(t).Admin.Password}})
 				if err != nil {
 					return err
 				}
@@ -205,6 +207,7 @@ func TestCompression(t *testing.T) {
 	for _, m := range []clickhouse.CompressionMethod{clickhouse.CompressionLZ4, clickhouse.CompressionZSTD,
 		clickhouse.CompressionGZIP, clickhouse.CompressionDeflate, clickhouse.CompressionBrotli} {
 		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{server(t).Addr}, Protocol: clickhouse.HTTP,
+			Auth:        clickhouse.Auth{Username: server(t).Admin.Name, Password: server(t).Admin.Password},
 			Compression: &clickhouse.Compression{Method: m}})
 		if err != nil {
 			t.Fatal(err)

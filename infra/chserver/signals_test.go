@@ -17,7 +17,12 @@ import (
 // a child process: the engine never loads into the test binary itself.
 func TestGoPanicsSurviveEngine(t *testing.T) {
 	if dir := os.Getenv("CHSERVER_SIGNAL_CHILD"); dir != "" {
-		e, err := openEngine(dir)
+		cfgFile, err := writeEngineConfig(dir + "/engine")
+		if err != nil {
+			fmt.Println("config:", err)
+			os.Exit(2)
+		}
+		e, err := openEngine(dir, cfgFile)
 		if err != nil {
 			fmt.Println("open:", err)
 			os.Exit(2)

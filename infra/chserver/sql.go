@@ -135,6 +135,9 @@ func (h insertHead) infileSQL(path string) string {
 	return b.String()
 }
 
+// infileAt is the byte offset of INFILE in infileSQL's statement.
+func (h insertHead) infileAt() int { return len("INSERT INTO ") + len(h.target) + len(" FROM ") }
+
 // outputFormatRe finds a trailing FORMAT clause.
 var outputFormatRe = regexp.MustCompile(`(?is)\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$`)
 
@@ -148,27 +151,21 @@ func explicitFormat(sql string) string {
 
 // quoteString is s as a ClickHouse string literal.
 func quoteString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	// NUL is escaped: the engine's C API would end the statement there.
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`).Replace(s) + "'"
 }
 
-// settingLiteral is v as the right-hand side of SET: numbers stay bare,
-// anything else becomes a string literal (ClickHouse converts it).
+// settingLiteral is v as the right-hand side of SET: a plain decimal
+// number stays bare, anything else becomes a string literal (ClickHouse
+// converts it to the setting's type).
 func settingLiteral(v string) string {
-	if v == "" {
-		return "''"
-	}
-	num := true
-	for i, r := range v {
-		if !(r >= '0' && r <= '9' || r == '.' || (i == 0 && r == '-')) {
-			num = false
-			break
-		}
-	}
-	if num {
+	if plainNumberRe.MatchString(v) {
 		return v
 	}
 	return quoteString(v)
 }
+
+var plainNumberRe = regexp.MustCompile(`^-?[0-9]{1,30}(\.[0-9]{1,30})?$`)
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 

@@ -47,7 +47,8 @@ const (
 
 func connect(t testing.TB, srv *chtest.Server) driver.Conn {
 	t.Helper()
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr}, Protocol: clickhouse.HTTP})
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr}, Protocol: clickhouse.HTTP,
+		Auth: clickhouse.Auth{Username: srv.Writer.Name, Password: srv.Writer.Password}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,8 +266,15 @@ func TestOwnerAPI(t *testing.T) {
 	seedScores(t, conn)
 	reader := seedLedger(t, conn)
 	reg := prometheus.NewRegistry()
+	// The API reads as a readonly user, as in minecart run.
+	ro, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr}, Protocol: clickhouse.HTTP,
+		Auth: clickhouse.Auth{Username: srv.Analyst.Name, Password: srv.Analyst.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ro.Close() })
 	c := testAuth(t)
-	h, err := owner.NewHandler(owner.Config{Conn: conn, Proofs: reader, Balances: balances(t), Auth: c.auth,
+	h, err := owner.NewHandler(owner.Config{Conn: ro, Proofs: reader, Balances: balances(t), Auth: c.auth,
 		Registerer: reg, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)

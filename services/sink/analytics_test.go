@@ -141,8 +141,16 @@ func run(t *testing.T, conn driver.Conn, sql string, params map[string]string) [
 
 // TestAnalyticsQueries runs every query of docs/analytics.md on known data.
 func TestAnalyticsQueries(t *testing.T) {
-	_, conn := migrated(t)
-	analyticsData(t, conn)
+	srv, w := migrated(t)
+	analyticsData(t, w)
+	// The cookbook runs as the readonly analyst: every query of the page
+	// passes the embedded server's checks and limits.
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr}, Protocol: clickhouse.HTTP,
+		Auth: clickhouse.Auth{Username: srv.Analyst.Name, Password: srv.Analyst.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
 	qs := docQueries(t)
 	days := map[string]string{"from": "2026-11-20", "to": "2026-11-23"}
 	window := map[string]string{"from": "2026-11-20 00:00:00", "to": "2026-11-24 00:00:00"}

@@ -146,7 +146,21 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 		}
 		truncate()
 		t0 := time.Now()
-		chPost(b, srv.URL(), "INSERT INTO telemetry ("+sinkColumns+") FROM INFILE '"+file+"' FORMAT Native")
+		// The server refuses FROM INFILE from clients (a host file): the
+		// data goes in the body, which the server spools and loads the same way.
+		data, err := os.Open(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := http.Post(srv.URL()+"/?query="+url.QueryEscape("INSERT INTO telemetry ("+sinkColumns+") FORMAT Native"), "application/octet-stream", data)
+		data.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			b.Fatalf("engine load: %d", res.StatusCode)
+		}
 		best(&engine, time.Since(t0))
 		if c := count(); c != n {
 			b.Fatalf("engine loaded %d rows, want %d", c, n)

@@ -24,7 +24,8 @@ var serde = schemas.SingleObject()
 
 func connect(t testing.TB, srv *chtest.Server) driver.Conn {
 	t.Helper()
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr}, Protocol: clickhouse.HTTP})
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr}, Protocol: clickhouse.HTTP,
+		Auth: clickhouse.Auth{Username: srv.Writer.Name, Password: srv.Writer.Password}})
 	if err != nil {
 		t.Fatal(err)
 	}

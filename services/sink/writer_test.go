@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -92,8 +93,15 @@ func TestWriterTables(t *testing.T) {
 // writers stored the same event (a zombie sink after a rebalance), the
 // telemetry table collapses the copies on merge.
 func TestReplacingMergeTreeBackstop(t *testing.T) {
-	_, conn := migrated(t)
+	srv, conn := migrated(t)
 	ctx := context.Background()
+	// Deleting the stored offsets is an admin's statement, not the sink's.
+	admin, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr}, Protocol: clickhouse.HTTP,
+		Auth: clickhouse.Auth{Username: srv.Admin.Name, Password: srv.Admin.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
 	for _, off := range []int64{5, 5} {
 		st := newStage(t, conn, sink.Config{})
 		// Different partitions defeat the offset check on purpose.
@@ -101,7 +109,7 @@ func TestReplacingMergeTreeBackstop(t *testing.T) {
 		if _, err := st.Write(ctx, []pipelines.Record{rec}); err != nil {
 			t.Fatal(err)
 		}
-		if err := conn.Exec(ctx, "DELETE FROM sink_offsets WHERE 1"); err != nil {
+		if err := admin.Exec(ctx, "DELETE FROM sink_offsets WHERE 1"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -54,8 +55,12 @@ type Config struct {
 	// HTTPAddr serves the gateway, the APIs and /metrics (default
 	// 127.0.0.1:8080; port 0 picks a free one, see Stack.HTTPAddr).
 	HTTPAddr string
-	// ClickHouseDSN, when set, runs the firehose sink into it.
+	// ClickHouseDSN, when set, runs the firehose sink into it (and the
+	// migrations): a writer's credentials.
 	ClickHouseDSN string
+	// ClickHouseReadDSN is the owner API's: a readonly user's credentials
+	// (default ClickHouseDSN).
+	ClickHouseReadDSN string
 	// Grace is how long after its local midnight a day stays open (scoring's
 	// Grace, default 2h). The simulated fleet drives the gateway's intake
 	// clock past the last day's end plus Grace, so the last day closes on
@@ -286,7 +291,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.httpAddr = srv.Addr
-	log.Info("minecart embedded pipeline started", "kafka", s.Broker.Addrs(), "http", s.httpAddr, "clickhouse", cfg.ClickHouseDSN)
+	log.Info("minecart embedded pipeline started", "kafka", s.Broker.Addrs(), "http", s.httpAddr, "clickhouse", redactDSN(cfg.ClickHouseDSN))
 	return s, nil
 }
 
@@ -366,7 +371,11 @@ func (s *Stack) Routes() []auth.Route { return s.mux.Routes() }
 // mountOwner serves the owner's API from ClickHouse, with balances from
 // settlement's state and proofs from the ledger's reader.
 func (s *Stack) mountOwner(mux *auth.Mux) error {
-	conn, err := sink.Open(s.cfg.ClickHouseDSN)
+	dsn := s.cfg.ClickHouseReadDSN
+	if dsn == "" {
+		dsn = s.cfg.ClickHouseDSN
+	}
+	conn, err := sink.Open(dsn)
 	if err != nil {
 		return fmt.Errorf("owner api: %w", err)
 	}
@@ -409,4 +418,13 @@ func (s *Stack) Close() error {
 		errs = append(errs, broker.PrivateTree(s.cfg.DataDir))
 	}
 	return errors.Join(errs...)
+}
+
+// redactDSN hides the password of a DSN for logs.
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	return u.Redacted()
 }

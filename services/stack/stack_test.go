@@ -53,10 +53,10 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-func startStack(t *testing.T, ctx context.Context, dir, dsn string) *Stack {
+func startStack(t *testing.T, ctx context.Context, dir, dsn string, readDSN ...string) *Stack {
 	t.Helper()
 	st, err := Start(ctx, Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		ClickHouseDSN: dsn, SessionTimeout: time.Second, Logger: testLogger(t)})
+		ClickHouseDSN: dsn, ClickHouseReadDSN: strings.Join(readDSN, ""), SessionTimeout: time.Second, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestEndToEndFirehose(t *testing.T) {
 	ch := chtest.Start(t)
 	ctx := context.Background()
 	sim := testSim(t)
-	st := startStack(t, ctx, t.TempDir(), ch.DSN())
+	st := startStack(t, ctx, t.TempDir(), ch.WriterDSN(), ch.AnalystDSN())
 	defer st.Close()
 	if err := st.ProvisionFleet(ctx, sim); err != nil {
 		t.Fatal(err)
@@ -269,7 +269,8 @@ func TestEndToEndFirehose(t *testing.T) {
 	sort.Strings(ids)
 	wantSum = sha256.Sum256([]byte(strings.Join(ids, "\n")))
 
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr}, Protocol: clickhouse.HTTP})
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr}, Protocol: clickhouse.HTTP,
+		Auth: clickhouse.Auth{Username: ch.Analyst.Name, Password: ch.Analyst.Password}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,10 @@ package chtest
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,14 +31,17 @@ var (
 )
 
 // binary builds infra/chserver/cmd/chserver once per test binary, into one
-// shared place under the temporary directory (built to a private name and
+// place per source tree under the temporary directory (built to a private name and
 // renamed, so parallel test binaries never see a half-written file; go's
 // build cache makes the rebuild cheap).
 func binary() (string, error) {
 	buildOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		pkgDir := filepath.Join(filepath.Dir(file), "..", "cmd", "chserver")
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("minecart-chserver-%d", os.Getuid()))
+		// One place per source tree: worktrees of other branches build
+		// their own server, which must not replace this one's.
+		tree := sha256.Sum256([]byte(pkgDir))
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("minecart-chserver-%d-%x", os.Getuid(), tree[:6]))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 			return
@@ -63,10 +68,15 @@ func binary() (string, error) {
 	return binPath, buildErr
 }
 
-// Server is a running chserver child process.
+// Server is a running chserver child process. Its users (in
+// DataDir/users.json, kept across restarts) are Admin, Writer and Analyst,
+// one of each role.
 type Server struct {
 	Addr    string // host:port of the HTTP interface
 	DataDir string
+	Admin   chserver.User // role admin: DDL of tests, DROP and TRUNCATE
+	Writer  chserver.User // role writer: what the sink and migrations need
+	Analyst chserver.User // role readonly
 	cmd     *exec.Cmd
 	waitErr chan error
 	stderr  *strings.Builder
@@ -147,13 +157,44 @@ func (s *Server) Restart() (*Server, error) {
 	return nil, last
 }
 
+// UsersFile is where a test server's users are kept.
+func UsersFile(dataDir string) string { return filepath.Join(dataDir, "users.json") }
+
+// testUsers reads the users of dataDir, or creates them.
+func testUsers(dataDir string) ([]chserver.User, error) {
+	path := UsersFile(dataDir)
+	if _, err := os.Stat(path); err == nil {
+		return chserver.ReadUsersFile(path)
+	}
+	users := []chserver.User{
+		{Name: "admin", Password: chserver.NewPassword(), Role: chserver.RoleAdmin},
+		{Name: "writer", Password: chserver.NewPassword(), Role: chserver.RoleWriter},
+		{Name: "analyst", Password: chserver.NewPassword(), Role: chserver.RoleReadonly},
+	}
+	return users, chserver.WriteUsersFile(path, users)
+}
+
 func startAt(bin, dataDir, addr string) (*Server, error) {
-	cmd := exec.Command(bin, "--addr", addr, "--data-dir", dataDir)
+	users, err := testUsers(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--addr", addr, "--data-dir", dataDir, "--users-file", UsersFile(dataDir))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{DataDir: dataDir, cmd: cmd, waitErr: make(chan error, 1), stderr: &strings.Builder{}}
+	for _, u := range users {
+		switch u.Role {
+		case chserver.RoleAdmin:
+			s.Admin = u
+		case chserver.RoleWriter:
+			s.Writer = u
+		case chserver.RoleReadonly:
+			s.Analyst = u
+		}
+	}
 	cmd.Stderr = lockedWriter{s}
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -194,11 +235,24 @@ func (s *Server) Stderr() string {
 	return s.stderr.String()
 }
 
-// URL is the server's base URL, http://host:port.
-func (s *Server) URL() string { return "http://" + s.Addr }
+// URL is the server's base URL with the admin's credentials,
+// http://admin:PASSWORD@host:port (net/http sends them as Basic
+// authentication).
+func (s *Server) URL() string {
+	return "http://" + url.UserPassword(s.Admin.Name, s.Admin.Password).String() + "@" + s.Addr
+}
 
-// DSN is a clickhouse-go DSN for the server over HTTP.
-func (s *Server) DSN() string { return "http://" + s.Addr + "/default" }
+// BaseURL is the server's base URL without credentials.
+func (s *Server) BaseURL() string { return "http://" + s.Addr }
+
+// DSN is a clickhouse-go DSN for the server over HTTP, as the admin.
+func (s *Server) DSN() string { return s.Admin.DSN(s.Addr, "default") }
+
+// WriterDSN is DSN as the writer (the sink's and the migrations' user).
+func (s *Server) WriterDSN() string { return s.Writer.DSN(s.Addr, "default") }
+
+// AnalystDSN is DSN as the readonly analyst.
+func (s *Server) AnalystDSN() string { return s.Analyst.DSN(s.Addr, "default") }
 
 // Stop sends SIGTERM and waits for a clean exit (SIGKILL after 30 s).
 // Calling it twice is fine.

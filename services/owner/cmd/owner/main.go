@@ -31,7 +31,7 @@ func run(ctx context.Context, args []string) error {
 		Name: "owner", MetricsAddr: "127.0.0.1:9107",
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&addr, "http-addr", "127.0.0.1:8086", "address of the owner API")
-			fs.StringVar(&dsn, "clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://user:pass@host:9000/db (native; prefer the environment)")
+			fs.StringVar(&dsn, "clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN with the credentials of a readonly user: http://reader:PASSWORD@host:8123/db (embedded; users in DATA-DIR/clickhouse/users.json) or clickhouse://user:pass@host:9000/db (native); prefer MINECART_CLICKHOUSE_DSN")
 			fs.StringVar(&ledgerURL, "ledger-url", "http://127.0.0.1:8084", "base URL of the ledger's proof API (empty: entries without proofs)")
 			af.Register(fs)
 		},

@@ -34,7 +34,7 @@ func TestMainSASL(t *testing.T) {
 	cfg := daemontest.Broker(t)
 	t.Setenv("MINECART_SESSION_KEY", strings.Repeat("s", 40))
 	srv := chtest.Start(t)
-	t.Setenv("MINECART_CLICKHOUSE_DSN", srv.DSN())
+	t.Setenv("MINECART_CLICKHOUSE_DSN", srv.AnalystDSN()) // the owner API only reads
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	conn, err := sink.Open(srv.DSN())

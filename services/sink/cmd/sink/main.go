@@ -19,7 +19,7 @@ func run(ctx context.Context, args []string) error {
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "sink", MetricsAddr: "127.0.0.1:9106",
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&dsn, "clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN: http://host:8123/db (embedded) or clickhouse://user:pass@host:9000/db (native; prefer the environment)")
+			fs.StringVar(&dsn, "clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN with the credentials of a writer (the sink and its migrations): http://writer:PASSWORD@host:8123/db (embedded; users in DATA-DIR/clickhouse/users.json) or clickhouse://user:pass@host:9000/db (native); prefer MINECART_CLICKHOUSE_DSN")
 			fs.StringVar(&cfg.Name, "group", "sink", "consumer group")
 			fs.IntVar(&cfg.MaxRows, "max-rows", sink.DefaultMaxRows, "most records per batch (offset commit)")
 			fs.IntVar(&cfg.InsertRows, "insert-rows", sink.DefaultInsertRows, "most rows per ClickHouse insert (a batch of more is pipelined in chunks)")

@@ -22,7 +22,7 @@ import (
 func TestMainSASL(t *testing.T) {
 	cfg := daemontest.Broker(t)
 	srv := chtest.Start(t)
-	t.Setenv("MINECART_CLICKHOUSE_DSN", srv.DSN())
+	t.Setenv("MINECART_CLICKHOUSE_DSN", srv.WriterDSN()) // the sink and its migrations need no more
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
