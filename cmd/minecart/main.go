@@ -28,7 +28,7 @@ import (
 func main() {
 	// Everything minecart writes (data directories, keys, credentials, the
 	// broker's and ClickHouse's files) is private to its user: kfake and
-	// chDB create theirs 0644/0755 otherwise (docs/security-secrets.md).
+	// chDB create theirs 0644/0755 otherwise (docs/security.md).
 	syscall.Umask(0o077)
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})))
 	daemon.Main("minecart", func(ctx context.Context, args []string) error { return run(ctx, args, os.Stdout, os.Stderr) })

@@ -90,7 +90,7 @@ func run(args []string) error {
 }
 
 // fromCredentials reads the user and password of partner id from a
-// credentials file of the embedded broker (docs/security-secrets.md): JSON
+// credentials file of the embedded broker (docs/security.md): JSON
 // {"mechanism": "SCRAM-SHA-512", "users": [{"name", "password", "role",
 // "partner"}]}, the partner's entry having role "partner".
 func fromCredentials(path, id string) (user, pass string, err error) {

@@ -42,7 +42,7 @@ type Credential struct {
 //
 //	{"mechanism": "SCRAM-SHA-512", "users": [{"name": ..., "password": ..., "role": ..., "partner": ...}, ...]}
 //
-// in mode 0600. docs/security-secrets.md documents it for other tools.
+// in mode 0600. docs/security.md documents it for other tools.
 type Credentials struct {
 	Mechanism string       `json:"mechanism"`
 	Users     []Credential `json:"users"`

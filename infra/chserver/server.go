@@ -172,9 +172,18 @@ func Serve(ctx context.Context, cfg Config) error {
 		defer close(ownerDone)
 		s.own()
 	}()
+	// Timeouts like every server of the project (services/daemon.NewServer,
+	// which infrastructure does not import), sized for ClickHouse: a
+	// request body (an insert) must arrive within 5 minutes, a response
+	// (the query's run included) be written within 10; a query in the URL
+	// may be long, so the request line and headers may take 1 MiB.
 	srv := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		WriteTimeout:      10 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)

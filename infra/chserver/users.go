@@ -17,7 +17,7 @@ import (
 )
 
 // Role is what a user may do. Every role is refused what touches the host
-// (docs/security-clickhouse.md); the roles differ in the statements and
+// (docs/security.md); the roles differ in the statements and
 // settings they may use.
 type Role string
 

@@ -97,7 +97,7 @@ var symbolsRole = [...]Role{RoleOwner, RoleOperator, RolePartner}
 
 // Credential is the Avro record minecart.auth.Credential.
 //
-// A credential of an API caller: the value of the compacted topic minecart.credentials (key = subject, "<role>/<id>"). Only hashes are kept: an owner's password as an argon2id PHC string, an operator token's or partner key's secret as a SHA-256 PHC-style string. A tombstone removes the credential. See docs/security-auth.md.
+// A credential of an API caller: the value of the compacted topic minecart.credentials (key = subject, "<role>/<id>"). Only hashes are kept: an owner's password as an argon2id PHC string, an operator token's or partner key's secret as a SHA-256 PHC-style string. A tombstone removes the credential. See docs/security.md.
 type Credential struct {
 	// subject: "owner/<owner account>", "operator/<name>" or "partner/<partner id>"; equal to the record key.
 	Subject string
@@ -199,7 +199,7 @@ type Device struct {
 	// vehicle_tz: the vehicle's IANA time zone
 	VehicleTZ string
 	Auth      AuthKind
-	// key: HMAC_SHA256: the shared secret (>= 32 bytes) sealed under the device-registry key (docs/security-secrets.md), never in clear; ED25519: the 32-byte public key
+	// key: HMAC_SHA256: the shared secret (>= 32 bytes) sealed under the device-registry key (docs/security.md), never in clear; ED25519: the 32-byte public key
 	Key       []byte
 	Status    Status
 	CreatedMs time.Time

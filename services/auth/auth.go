@@ -12,7 +12,7 @@
 // handler checks the object (CanReadVehicle, CanReadAccount, CanSpend):
 // another owner's vehicle or account is 403. Each caller has a token
 // bucket (429 with Retry-After); failed logins lock an owner id and a
-// client address out for a doubling time. docs/security-auth.md is the
+// client address out for a doubling time. docs/security.md is the
 // reference.
 package auth
 

@@ -138,7 +138,7 @@ func TestStalledConnections(t *testing.T) {
 		t.Fatalf("real device answered after %v", el)
 	}
 	t.Logf("real device: 202 in %v while stalls hold %d bytes", el.Round(time.Millisecond), f.srv.inflight.cur.Load())
-	// What the stalls can do (docs/security-gateway.md): the device they
+	// What the stalls can do (docs/security.md): the device they
 	// name is itself delayed, told when to retry, until BodyTimeout ends
 	// them.
 	if r := f.post(t, "d2", f.edKey, jsonBody(t, events("", 1, 0)), nil, ""); r.status != http.StatusTooManyRequests ||

@@ -28,7 +28,7 @@ import (
 // the nonce is random, and the additional data is
 // "minecart.devices/v1\x00" || device id, so a sealed secret copied into
 // another device's record does not open. A 32-byte secret seals into 72
-// bytes. docs/security-secrets.md has the whole scheme and its trade-offs.
+// bytes. docs/security.md has the whole scheme and its trade-offs.
 
 // sealMagic starts every sealed secret.
 const sealMagic = "MCS1"

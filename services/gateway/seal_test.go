@@ -224,7 +224,7 @@ func TestGatewayWithoutKey(t *testing.T) {
 	}
 }
 
-// TestSealWorkedExample: the worked example of docs/security-secrets.md
+// TestSealWorkedExample: the worked example of docs/security.md
 // is what Seal computes (checked there against Python's
 // cryptography.AESGCM as a second implementation).
 func TestSealWorkedExample(t *testing.T) {
@@ -241,13 +241,13 @@ func TestSealWorkedExample(t *testing.T) {
 		nonce[i] = byte(i + 1)
 	}
 	sealed := k.sealNonce("box-7", bytes.Repeat([]byte{0xaa}, 32), nonce)
-	doc, err := os.ReadFile("../../docs/security-secrets.md")
+	doc, err := os.ReadFile("../../docs/security.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"key id " + k.ID(), hex.EncodeToString(sealed)} {
 		if !strings.Contains(string(doc), want) {
-			t.Errorf("docs/security-secrets.md lacks %q", want)
+			t.Errorf("docs/security.md lacks %q", want)
 		}
 	}
 	if got, err := k.Open("box-7", sealed); err != nil || !bytes.Equal(got, bytes.Repeat([]byte{0xaa}, 32)) {

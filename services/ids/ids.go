@@ -6,7 +6,7 @@
 // without escaping, so a vehicle accepted at provisioning can always be
 // bound and read back.
 //
-// The grammar (docs/security-auth.md): 1 to MaxLen bytes of ASCII letters,
+// The grammar (docs/security.md): 1 to MaxLen bytes of ASCII letters,
 // digits, '.', '_' and '-', starting with a letter or a digit (so "." and
 // ".." are not ids).
 package ids

@@ -12,7 +12,7 @@ import (
 	"github.com/minecart/minecart/services/settlement"
 )
 
-// The embedded broker requires SASL/SCRAM-SHA-512 (docs/security-secrets.md):
+// The embedded broker requires SASL/SCRAM-SHA-512 (docs/security.md):
 // Start generates the credentials of DefaultCredentials into
 // <DataDir>/kafka/credentials.json (0600) on the first start and keeps them
 // after, gives the broker those users with their ACLs (BrokerUsers) and
