@@ -146,9 +146,17 @@ type runner struct {
 	lag      map[string]map[int32]prometheus.Gauge
 	nextTick time.Time
 	failures int // consecutive aborted batches
+	started  time.Time
+	firstTxn bool // a transaction committed in this session
 }
 
+// processStart is when the process started (this package's init), for
+// the "first transaction committed" log: the time from a (re)start to a
+// stage's first commit (docs/reliability.md).
+var processStart = time.Now()
+
 func (r *runner) session(ctx context.Context) error {
+	r.started = time.Now()
 	txnID := r.st.Name + "-" + r.cfg.InstanceID
 	hb := max(r.cfg.SessionTimeout/4, 50*time.Millisecond)
 	opts := append(r.cfg.baseOpts(),
@@ -326,6 +334,11 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	r.prodErr = nil
 	r.prodMu.Unlock()
 	if committed {
+		if !r.firstTxn {
+			r.firstTxn = true
+			r.log.Info("first transaction committed", "since_session_start", time.Since(r.started).Round(time.Millisecond),
+				"since_process_start", time.Since(processStart).Round(time.Millisecond))
+		}
 		r.m.txns.WithLabelValues(r.st.Name, "committed").Inc()
 		r.m.recordsIn.WithLabelValues(r.st.Name).Add(float64(n))
 		r.m.recordsOut.WithLabelValues(r.st.Name).Add(float64(r.produced))
