@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/schemas/avro"
@@ -62,6 +63,13 @@ func Run(ctx context.Context, cfg Config, st pipelines.Stage) error {
 		err := r.session(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, kerr.FencedInstanceID) {
+			// Another live process joined the group under this
+			// instance id (static membership): rejoining would fence
+			// it in turn, forever. Refuse, loudly.
+			return fmt.Errorf("stage %s: instance id %q is in use by another live process (the broker fenced this one): give every replica its own instance id: %w",
+				st.Name, cfg.InstanceID, err)
 		}
 		d := cfg.backoff(min(attempt, 10))
 		log.Error("stage session failed; restarting", "err", err, "in", d)
@@ -174,11 +182,29 @@ func (r *runner) session(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onRevoked),
 	)
+	if !r.cfg.madeUpID {
+		// Static membership (KIP-345): a restarted instance takes its
+		// predecessor's place and partitions at once, without waiting
+		// for the predecessor's session to time out.
+		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID))
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("new session: %w", err)
 	}
 	r.sess = sess
+	// Initialise the producer id now, before any task is restored: under
+	// a stable transactional id this fences a crashed predecessor and
+	// aborts its open transaction, so the changelog's last stable offset
+	// reaches its end at once (restoreTask's Reader.End would otherwise
+	// wait for the transaction timeout).
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
+		sess.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("init producer id %s: %w", txnID, err)
+	}
 	r.ctx = ctx
 	r.promise = r.onProduced
 	r.lag = map[string]map[int32]prometheus.Gauge{}
@@ -247,7 +273,7 @@ func (r *runner) fetchErr(fs kgo.Fetches) error {
 	fs.EachError(func(topic string, p int32, err error) {
 		switch {
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		case errors.Is(err, kgo.ErrClientClosed):
+		case errors.Is(err, kgo.ErrClientClosed), errors.Is(err, kerr.FencedInstanceID):
 			fatal = err
 		default:
 			r.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
