@@ -20,8 +20,10 @@
 //     failed save is not silent.
 //   - A transaction open when the broker is closed stays open after the
 //     restart and is aborted when its timeout expires, as in Kafka
-//     (TestRestartKeepsData). After kill -9, /work/shared/kafka.md reports
-//     it aborted on reload instead.
+//     (TestRestartKeepsData). After a crash (kill -9) kfake drops it on
+//     reload without writing an abort marker, which leaves a dangling
+//     tail; Start writes the missing markers before it admits clients
+//     (dangling.go, TestRestartAfterKill, docs/reliability.md).
 //   - Every EndTxn bumps the producer epoch (KIP-890 part 2, as Kafka 4).
 //   - kfake persists SASL users and ACLs in the data directory (sasl.json,
 //     acls.json). On a reload it replaces the seed users (kfake.User,
