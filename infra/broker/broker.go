@@ -197,6 +197,10 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("start kfake on %s: %w", addr, err)
 	}
 	b := &Broker{c: c, log: la, dataDir: cfg.DataDir}
+	if g == nil {
+		c.Close()
+		return nil, errors.New("start kfake: no listener")
+	}
 	if err := b.repair(g, cfg, open); err != nil {
 		return nil, errors.Join(err, b.Close())
 	}
