@@ -188,23 +188,23 @@ func (r *runner) session(ctx context.Context) error {
 		// for the predecessor's session to time out.
 		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID))
 	}
+	// Initialise the transactional id before joining the group: under a
+	// stable transactional id this fences a crashed predecessor and
+	// aborts its open transaction at once, so neither the group's offset
+	// fetch (KIP-447: unstable while the predecessor's offsets are
+	// pending) nor the restore of the changelog (Reader.End) waits for
+	// its transaction timeout.
+	if err := r.fence(ctx, txnID); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("new session: %w", err)
 	}
 	r.sess = sess
-	// Initialise the producer id now, before any task is restored: under
-	// a stable transactional id this fences a crashed predecessor and
-	// aborts its open transaction, so the changelog's last stable offset
-	// reaches its end at once (restoreTask's Reader.End would otherwise
-	// wait for the transaction timeout).
-	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
-		sess.Close()
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("init producer id %s: %w", txnID, err)
-	}
 	r.ctx = ctx
 	r.promise = r.onProduced
 	r.lag = map[string]map[int32]prometheus.Gauge{}
@@ -240,6 +240,24 @@ func (r *runner) session(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// fence initialises the producer id of txnID (InitProducerID), which
+// aborts a transaction its previous holder left open, with a client of its
+// own that joins no group.
+func (r *runner) fence(ctx context.Context, txnID string) error {
+	cl, err := kgo.NewClient(append(r.cfg.baseOpts(),
+		kgo.TransactionalID(txnID),
+		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
+	)...)
+	if err != nil {
+		return fmt.Errorf("fence %s: %w", txnID, err)
+	}
+	defer cl.Close()
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return fmt.Errorf("fence %s: init producer id: %w", txnID, err)
+	}
+	return nil
 }
 
 // workCtx is ctx without its cancellation, cancelled ShutdownTimeout after
