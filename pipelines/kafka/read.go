@@ -59,8 +59,12 @@ type partLeader struct {
 	leaders map[int32]int32
 }
 
-// fetchWait is how long the broker holds a bounded read's Fetch when no
-// record is ready (only when the position is at the high watermark).
+// fetchWait is how long the broker may hold a Fetch with no record ready
+// (fetch.max.wait.ms): Apache Kafka's default, where franz-go's is 5 s.
+// Used by the bounded reads, the Follow tail and the stages' consumers.
+// On kfake a stage's fetch was seen to wait out the whole of it now and
+// then although records were ready (docs/reliability.md), which, at 5 s,
+// delayed restarts and could exceed scoring's idle timeout in tests.
 const fetchWait = 500 * time.Millisecond
 
 // NewReader connects a reader (lazily: the first call dials).
@@ -74,6 +78,7 @@ func NewReader(cfg Config) (*Reader, error) {
 		// markers (Follow's tail uses franz-go's consumer).
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxWait(fetchWait),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("reader: %w", err)
