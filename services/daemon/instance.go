@@ -31,7 +31,7 @@ const maxSlots = 256
 // hosts the broker fences the one that joined first (pipelines/kafka.Run
 // stops it with an error that says so).
 func claimInstanceID(service, host, id string) (string, func(), error) {
-	if err := os.MkdirAll(instanceLockDir, 0o777); err != nil {
+	if err := os.MkdirAll(instanceLockDir, 0o1777); err != nil {
 		return "", nil, fmt.Errorf("instance id: %w", err)
 	}
 	if id != "" {
@@ -62,7 +62,10 @@ func claimInstanceID(service, host, id string) (string, func(), error) {
 // LockFile takes an exclusive flock on path without waiting: ok false if
 // another process holds it.
 func LockFile(path string) (release func(), ok bool, err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if errors.Is(err, os.ErrPermission) {
+		return nil, false, nil // another user's: taken
+	}
 	if err != nil {
 		return nil, false, err
 	}
