@@ -20,8 +20,10 @@
 //     failed save is not silent.
 //   - A transaction open when the broker is closed stays open after the
 //     restart and is aborted when its timeout expires, as in Kafka
-//     (TestRestartKeepsData). After kill -9, /work/shared/kafka.md reports
-//     it aborted on reload instead.
+//     (TestRestartKeepsData). After a crash (kill -9) kfake drops it on
+//     reload without writing an abort marker, which leaves a dangling
+//     tail; Start writes the missing markers before it admits clients
+//     (dangling.go, TestRestartAfterKill, docs/reliability.md).
 //   - Every EndTxn bumps the producer epoch (KIP-890 part 2, as Kafka 4).
 //   - kfake persists SASL users and ACLs in the data directory (sasl.json,
 //     acls.json). On a reload it replaces the seed users (kfake.User,
@@ -146,10 +148,16 @@ func Start(cfg Config) (*Broker, error) {
 	cfg.setDefaults()
 	la := &logAdapter{l: cfg.Logger}
 	addr := cfg.Addr
+	var g *gate
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, addr)
+			ln, err := net.Listen(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			g = newGate(ln)
+			return g, nil
 		}),
 		kfake.ClusterID("minecart"),
 		kfake.DefaultNumPartitions(int(cfg.Partitions)),
@@ -162,9 +170,15 @@ func Start(cfg Config) (*Broker, error) {
 		}),
 	}
 	opts = append(opts, userOpts(cfg.Users)...)
+	var open []OpenTxn
 	if cfg.DataDir != "" {
 		if err := prepareDataDir(cfg.DataDir); err != nil { // modes.go
 			return nil, err
+		}
+		// Before kfake loads the directory: the files are at rest.
+		var err error
+		if open, err = scanOpenTxns(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
 		}
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 		if cfg.SyncWrites {
@@ -183,6 +197,14 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("start kfake on %s: %w", addr, err)
 	}
 	b := &Broker{c: c, log: la, dataDir: cfg.DataDir}
+	if g == nil {
+		c.Close()
+		return nil, errors.New("start kfake: no listener")
+	}
+	if err := b.repair(g, cfg, open); err != nil {
+		return nil, errors.Join(err, b.Close())
+	}
+	g.open()
 	if len(cfg.Users) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), aclTimeout)
 		err := createACLs(ctx, b.Addrs(), cfg.Users)
@@ -196,6 +218,34 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	cfg.Logger.Info("broker started", "addrs", b.Addrs(), "data_dir", cfg.DataDir)
 	return b, nil
+}
+
+// repairTimeout bounds the repair of dangling transactions in Start.
+const repairTimeout = 30 * time.Second
+
+// repair aborts the dangling transactions among open (dangling.go) while
+// g admits only the repair's own connections.
+func (b *Broker) repair(g *gate, cfg Config, open []OpenTxn) error {
+	if len(open) == 0 {
+		return nil
+	}
+	cl, err := repairClient(g, cfg.Users)
+	if err != nil {
+		return fmt.Errorf("broker repair: %w", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), repairTimeout)
+	defer cancel()
+	aborted, err := repairDangling(ctx, cl, open)
+	for _, o := range aborted {
+		cfg.Logger.Warn("broker: aborted a transaction left open by a crash (kfake wrote no abort marker on reload)",
+			"topic", o.Topic, "partition", o.Partition, "producer_id", o.ProducerID, "epoch", o.Epoch,
+			"first_offset", o.FirstOffset, "last_offset", o.LastOffset)
+	}
+	if err != nil {
+		return fmt.Errorf("broker repair: %w", err)
+	}
+	return nil
 }
 
 // Addrs returns the host:port the broker listens on (the real port when

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 )
 
@@ -102,4 +104,66 @@ func runPassthrough(b *testing.B, brokers []string, name, in, out string, n int)
 	}
 	took := time.Since(start)
 	return took, metricValue(b, reg, "minecart_pipeline_transactions_total", map[string]string{"stage": name, "result": "committed"})
+}
+
+// BenchmarkReaderRead measures records/s of Reader.Read (a bounded read:
+// its own read_committed Fetch requests, decoded by
+// kgo.ProcessFetchPartition, ending on the fetch position) over one
+// partition of b.N records of 130 bytes, against the bare franz-go
+// consumer reading the same partition read_committed to the same end (the
+// way Read read before it had to trust the fetch position). Best of three
+// each; ratio = read / bare. Example:
+//
+//	go test -run '^$' -bench ReaderRead -benchtime 300000x ./pipelines/kafka/
+func BenchmarkReaderRead(b *testing.B) {
+	const rounds = 3
+	brokers := kafkatest.Broker(b)
+	topic := fmt.Sprintf("benchread%d", benchRound.Add(1))
+	kafkatest.CreateTopics(b, brokers, pipelines.TopicSpec{Name: topic, Partitions: 1})
+	n := b.N
+	value := make([]byte, 130)
+	kafkatest.ProduceN(b, brokers, topic, n, func(i int) ([]byte, []byte) {
+		return []byte("vehicle-" + strconv.Itoa(i%10000)), value
+	})
+	ctx := context.Background()
+	rd, err := kafka.NewReader(kafkatest.Config(brokers))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rd.Close()
+	end, err := rd.End(ctx, topic, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var bestRead, bestBare time.Duration
+	for r := 0; r < rounds; r++ {
+		start := time.Now()
+		got := 0
+		if err := rd.Read(ctx, topic, 0, 0, end, func(pipelines.Record) error { got++; return nil }); err != nil || got != n {
+			b.Fatalf("read %d of %d: %v", got, n, err)
+		}
+		if d := time.Since(start); bestRead == 0 || d < bestRead {
+			bestRead = d
+		}
+		start = time.Now()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.FetchMaxBytes(64<<20), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for got = 0; got < n; {
+			fs := cl.PollFetches(ctx)
+			fs.EachRecord(func(*kgo.Record) { got++ })
+		}
+		cl.Close()
+		if d := time.Since(start); bestBare == 0 || d < bestBare {
+			bestBare = d
+		}
+	}
+	b.StopTimer()
+	readRate, bareRate := float64(n)/bestRead.Seconds(), float64(n)/bestBare.Seconds()
+	b.ReportMetric(readRate, "read_rec/s")
+	b.ReportMetric(bareRate, "bare_rec/s")
+	b.ReportMetric(readRate/bareRate, "ratio")
 }

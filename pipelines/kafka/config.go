@@ -41,15 +41,24 @@ type Config struct {
 	// MaxRetryBackoff (defaults 100ms and 5s).
 	RetryBackoff    time.Duration
 	MaxRetryBackoff time.Duration
-	// InstanceID names this process in the stage's transactional id
-	// (stage name + "-" + InstanceID). Default: host name plus a random
-	// suffix, so two processes never share (and fence) a transactional id;
-	// zombies are fenced by the consumer group generation (KIP-447). A
-	// stable per-replica name (a pod name) makes recovery faster: the
-	// restarted replica aborts its predecessor's open transaction at once,
-	// where a new id leaves it open (holding back read_committed readers
-	// of the outputs) until TransactionTimeout. Two live processes must
-	// never share one.
+	// InstanceID names this instance of the stage: its transactional id
+	// is stage name + "-" + InstanceID and, when InstanceID is set, it is
+	// also its static group member id (KIP-345, kgo.InstanceID). Set it to
+	// a name that is stable across restarts of one replica and unique
+	// among live replicas (services/daemon and services/stack do): a
+	// restarted replica then fences its crashed predecessor and aborts its
+	// open transaction at once (a new transactional id leaves it open,
+	// holding back read_committed readers of the outputs and the restore
+	// of the changelog, until TransactionTimeout), and gets its partitions
+	// back without waiting for the predecessor's SessionTimeout. A static
+	// member does not leave the group when it stops: a replica removed for
+	// good keeps its partitions until SessionTimeout. Two live processes
+	// sharing one InstanceID fence each other: the one fenced by the group
+	// coordinator stops with an error that says so (Run).
+	//
+	// Empty: host name plus a random suffix, new at every Run, and no
+	// static membership (zombies are still fenced by the consumer group
+	// generation, KIP-447).
 	InstanceID string
 	// SessionTimeout is the consumer-group session timeout: how long a
 	// crashed member keeps its partitions (default 10s).
@@ -70,6 +79,8 @@ type Config struct {
 	// ClientOptions are appended to the franz-go options of every client
 	// the runtime makes (TLS, SASL, ...).
 	ClientOptions []kgo.Opt
+
+	madeUpID bool // InstanceID was made up by withDefaults, not given
 }
 
 // Validate reports whether the configuration is usable.
@@ -108,6 +119,7 @@ func (c Config) withDefaults() Config {
 		c.MaxRetryBackoff = 5 * time.Second
 	}
 	if c.InstanceID == "" {
+		c.madeUpID = true
 		host, _ := os.Hostname()
 		var b [4]byte
 		_, _ = rand.Read(b[:])

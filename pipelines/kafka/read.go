@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/minecart/minecart/pipelines"
 )
@@ -17,10 +21,51 @@ import (
 // task's changelog, to fill a Table and to read the ledger's blocks. It
 // connects like every client of the runtime (Config.ClientOptions: SASL,
 // TLS). A Reader does one Read or Follow at a time.
+//
+// # How a read knows it reached the end
+//
+// A bounded read (Read, ReadAll, and the catch-up of Follow) trusts the
+// fetch position, never the sight of a record at end-1. A read_committed
+// fetch does not return every offset: records of aborted transactions are
+// dropped by the client (the broker lists them in the response's
+// AbortedTransactions), and a transaction that was neither committed nor
+// aborted but sits below the last stable offset (kfake after a crash:
+// docs/reliability.md, "Restarts, transactions and the dangling-tail
+// stall") is dropped the same way with no control record after it. A
+// reader that waits to see a record at or past end-1 then waits forever.
+//
+// franz-go's consumer does not expose its fetch position, so a bounded read
+// issues its own Fetch requests (isolation read_committed, no fetch
+// session) to the partition's leader and decodes each response with
+// kgo.ProcessFetchPartition, the very function franz-go's consumer uses.
+// ProcessFetchPartition returns the next offset to fetch: past every batch
+// it decoded, kept or dropped (committed data, control batches, aborted
+// batches alike). The read is done when that position reaches end. Since
+// end is at most the last stable offset and the broker returns every batch
+// below it, each fetch below end moves the position forward; the read
+// never waits for a record that cannot come.
 type Reader struct {
 	cl  *kgo.Client
 	adm *kadm.Client
+	dec kgo.Decompressor
+
+	mu    sync.Mutex
+	parts map[string]partLeader // topic -> its id and partition leaders (fetch)
 }
+
+// partLeader is what a raw Fetch of a topic needs from metadata.
+type partLeader struct {
+	id      [16]byte
+	leaders map[int32]int32
+}
+
+// fetchWait is how long the broker may hold a Fetch with no record ready
+// (fetch.max.wait.ms): Apache Kafka's default, where franz-go's is 5 s.
+// Used by the bounded reads, the Follow tail and the stages' consumers.
+// On kfake a stage's fetch was seen to wait out the whole of it now and
+// then although records were ready (docs/reliability.md), which, at 5 s,
+// delayed restarts and could exceed scoring's idle timeout in tests.
+const fetchWait = 500 * time.Millisecond
 
 // NewReader connects a reader (lazily: the first call dials).
 func NewReader(cfg Config) (*Reader, error) {
@@ -30,14 +75,15 @@ func NewReader(cfg Config) (*Reader, error) {
 	cl, err := kgo.NewClient(append(cfg.withDefaults().baseOpts(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Control records move the position past commit and abort
-		// markers: that is how a read knows it reached the end.
+		// markers (Follow's tail uses franz-go's consumer).
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxWait(fetchWait),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("reader: %w", err)
 	}
-	return &Reader{cl: cl, adm: kadm.NewClient(cl)}, nil
+	return &Reader{cl: cl, adm: kadm.NewClient(cl), dec: kgo.DefaultDecompressor(), parts: map[string]partLeader{}}, nil
 }
 
 // Close closes the reader's connections.
@@ -86,51 +132,200 @@ func (r *Reader) listOffset(ctx context.Context, list func(context.Context, ...s
 }
 
 // Read calls fn, in offset order, for every committed data record of
-// topic/p at offsets [from, end), then returns. An error from fn stops the
-// read and is returned with the record's offset. A range that ends with
-// aborted records whose abort marker lies past end (their transaction was
-// aborted after another one began) returns once a record past end is
-// readable.
+// topic/p at offsets [from, end), then returns: once the fetch position
+// reached end (Reader: records of aborted or never-ended transactions are
+// skipped without waiting for anything past them). An error from fn stops
+// the read and is returned with the record's offset.
 func (r *Reader) Read(ctx context.Context, topic string, p int32, from, end int64, fn func(pipelines.Record) error) error {
-	if from >= end {
-		return nil
-	}
-	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}})
-	defer r.cl.RemoveConsumePartitions(map[string][]int32{topic: {p}})
-	for pos := from; pos < end; {
-		fs := r.cl.PollFetches(ctx)
+	_, err := r.read(ctx, topic, p, from, end, false, fn)
+	return err
+}
+
+// read fetches topic/p from `from` until the fetch position reaches end and
+// returns that position (at or past end: a batch can straddle end). fn gets
+// the committed data records below end, or, with past, every committed data
+// record fetched (for Follow, which goes on from the position returned).
+func (r *Reader) read(ctx context.Context, topic string, p int32, from, end int64, past bool, fn func(pipelines.Record) error) (int64, error) {
+	pos := from
+	for attempt := 0; pos < end; {
 		if err := ctx.Err(); err != nil {
-			return err
+			return pos, err
 		}
-		if err := fatalFetchErr(fs); err != nil {
-			return err
+		fp, next, err := r.fetch(ctx, topic, p, pos)
+		if err != nil {
+			if ctx.Err() != nil {
+				return pos, ctx.Err()
+			}
+			var oor *outOfRange
+			switch {
+			case errors.As(err, &oor) && oor.logStart > pos && oor.logStart <= end:
+				// Deleted below the log start (retention,
+				// DeleteRecords): what is left starts there.
+				pos, attempt = oor.logStart, 0
+				continue
+			case errors.As(err, &oor):
+				return pos, fmt.Errorf("read %s/%d at %d: %w", topic, p, pos, err)
+			case isRetriable(err) && attempt < 30:
+				// A broker restarting or a leader moving.
+				attempt++
+				r.forget(topic)
+				if err := pipelines.Sleep(ctx, min(time.Duration(attempt)*100*time.Millisecond, 2*time.Second)); err != nil {
+					return pos, err
+				}
+				continue
+			default:
+				return pos, fmt.Errorf("read %s/%d at %d: %w", topic, p, pos, err)
+			}
 		}
-		var ferr error
-		fs.EachRecord(func(kr *kgo.Record) {
-			if ferr != nil || kr.Topic != topic || kr.Partition != p || kr.Offset < pos {
-				return
-			}
-			if kr.Offset >= end {
-				// Records come in offset order, so nothing before end
-				// is left. Aborted records are never delivered: when
-				// they end the range, only a record past it shows that
-				// the read is done.
-				pos = end
-				return
-			}
-			pos = kr.Offset + 1
-			if kr.Attrs.IsControl() {
-				return
+		attempt = 0
+		for i := range fp.Records {
+			kr := fp.Records[i]
+			if kr.Offset < pos || kr.Attrs.IsControl() || (!past && kr.Offset >= end) {
+				continue
 			}
 			if err := safely(func() error { return fn(fromKgo(kr)) }); err != nil {
-				ferr = fmt.Errorf("%s/%d offset %d: %w", topic, p, kr.Offset, err)
+				return pos, fmt.Errorf("%s/%d offset %d: %w", topic, p, kr.Offset, err)
 			}
-		})
-		if ferr != nil {
-			return ferr
+		}
+		if next <= pos && fp.HighWatermark <= pos {
+			// Below end, yet nothing at pos: end was above what
+			// the partition holds now (the topic was recreated).
+			return pos, fmt.Errorf("read %s/%d: end %d past the high watermark %d", topic, p, end, fp.HighWatermark)
+		}
+		if next <= pos {
+			// Nothing decoded at pos although it is below the last
+			// stable offset: not seen from a broker so far; pause
+			// rather than spin.
+			if err := pipelines.Sleep(ctx, 50*time.Millisecond); err != nil {
+				return pos, err
+			}
+			continue
+		}
+		pos = next
+	}
+	return pos, nil
+}
+
+// outOfRange is a fetch below the log start or past the high watermark.
+type outOfRange struct {
+	logStart int64
+	err      error
+}
+
+func (e *outOfRange) Error() string { return e.err.Error() }
+func (e *outOfRange) Unwrap() error { return e.err }
+
+func isRetriable(err error) bool {
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Retriable || errors.Is(err, kerr.UnknownTopicOrPartition)
+	}
+	return !errors.Is(err, kgo.ErrClientClosed) // network errors
+}
+
+// fetch issues one read_committed Fetch of topic/p at pos to its leader and
+// decodes it like franz-go's consumer: the records kept and the next offset
+// to fetch (past every batch decoded, kept or dropped).
+func (r *Reader) fetch(ctx context.Context, topic string, p int32, pos int64) (kgo.FetchPartition, int64, error) {
+	pl, err := r.leader(ctx, topic)
+	if err != nil {
+		return kgo.FetchPartition{}, pos, err
+	}
+	leader, ok := pl.leaders[p]
+	if !ok {
+		return kgo.FetchPartition{}, pos, fmt.Errorf("topic %s has no partition %d: %w", topic, p, kerr.UnknownTopicOrPartition)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = -1
+	req.MaxWaitMillis = int32(fetchWait / time.Millisecond)
+	req.MinBytes = 1
+	req.MaxBytes = 64 << 20
+	req.IsolationLevel = 1 // read_committed
+	req.SessionID = 0
+	req.SessionEpoch = -1 // a full fetch, no fetch session (KIP-227)
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic   // up to v12
+	rt.TopicID = pl.id // v13+
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition = p
+	rp.FetchOffset = pos
+	rp.CurrentLeaderEpoch = -1
+	rp.LogStartOffset = -1
+	rp.PartitionMaxBytes = 16 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	kresp, err := r.cl.Broker(int(leader)).Request(ctx, req)
+	if err != nil {
+		return kgo.FetchPartition{}, pos, fmt.Errorf("fetch %s/%d: %w", topic, p, err)
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return kgo.FetchPartition{}, pos, fmt.Errorf("fetch %s/%d: %w", topic, p, err)
+	}
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			rpp := &resp.Topics[i].Partitions[j]
+			if rpp.Partition != p {
+				continue
+			}
+			if err := kerr.ErrorForCode(rpp.ErrorCode); err != nil {
+				if errors.Is(err, kerr.OffsetOutOfRange) {
+					return kgo.FetchPartition{}, pos, &outOfRange{logStart: rpp.LogStartOffset, err: fmt.Errorf("fetch %s/%d at %d (log start %d, high watermark %d): %w", topic, p, pos, rpp.LogStartOffset, rpp.HighWatermark, err)}
+				}
+				return kgo.FetchPartition{}, pos, fmt.Errorf("fetch %s/%d: %w", topic, p, err)
+			}
+			fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+				KeepControlRecords: true,
+				Offset:             pos,
+				IsolationLevel:     kgo.ReadCommitted(),
+				Topic:              topic,
+				Partition:          p,
+			}, rpp, r.dec, nil)
+			if fp.Err != nil {
+				return fp, pos, fmt.Errorf("fetch %s/%d at %d: %w", topic, p, pos, fp.Err)
+			}
+			return fp, next, nil
 		}
 	}
-	return nil
+	return kgo.FetchPartition{}, pos, fmt.Errorf("fetch %s/%d: partition missing from the response: %w", topic, p, kerr.UnknownTopicOrPartition)
+}
+
+// leader returns topic's id and partition leaders, from metadata cached
+// until forget.
+func (r *Reader) leader(ctx context.Context, topic string) (partLeader, error) {
+	r.mu.Lock()
+	pl, ok := r.parts[topic]
+	r.mu.Unlock()
+	if ok {
+		return pl, nil
+	}
+	md, err := r.adm.Metadata(ctx, topic)
+	if err != nil {
+		return pl, fmt.Errorf("metadata %s: %w", topic, err)
+	}
+	td, ok := md.Topics[topic]
+	if !ok {
+		return pl, fmt.Errorf("metadata %s: %w", topic, kerr.UnknownTopicOrPartition)
+	}
+	if td.Err != nil {
+		return pl, fmt.Errorf("metadata %s: %w", topic, td.Err)
+	}
+	pl = partLeader{id: td.ID, leaders: map[int32]int32{}}
+	for _, pd := range td.Partitions {
+		if pd.Err == nil && pd.Leader >= 0 {
+			pl.leaders[pd.Partition] = pd.Leader
+		}
+	}
+	r.mu.Lock()
+	r.parts[topic] = pl
+	r.mu.Unlock()
+	return pl, nil
+}
+
+func (r *Reader) forget(topic string) {
+	r.mu.Lock()
+	delete(r.parts, topic)
+	r.mu.Unlock()
 }
 
 // ReadAll reads topic/p from its start to its End.
@@ -171,22 +366,28 @@ func (r *Reader) Follow(ctx context.Context, topic string, fn func(pipelines.Rec
 	return r.follow(ctx, topic, ends, fn, caught)
 }
 
-// follow is Follow from ends, the topic's Ends.
+// follow is Follow from ends, the topic's Ends. It first reads every
+// partition up to its end with bounded reads (Read: the fetch position
+// decides, so an aborted or dangling tail cannot hold caught back), calls
+// caught, then follows every partition from the position reached with
+// franz-go's consumer.
 func (r *Reader) follow(ctx context.Context, topic string, ends map[int32]int64, fn func(pipelines.Record) error, caught func()) error {
-	target := map[int32]int64{}
 	start := map[int32]kgo.Offset{}
-	for p, end := range ends {
-		start[p] = kgo.NewOffset().AtStart()
-		if end > 0 {
-			target[p] = end
+	for _, p := range sortedKeys(ends) {
+		pos, err := r.read(ctx, topic, p, 0, ends[p], true, fn)
+		if ctx.Err() != nil {
+			return nil
 		}
+		if err != nil {
+			return fmt.Errorf("follow %s: %w", topic, err)
+		}
+		start[p] = kgo.NewOffset().At(pos)
+	}
+	if caught != nil {
+		caught()
 	}
 	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: start})
 	defer r.cl.RemoveConsumePartitions(map[string][]int32{topic: keys(start)})
-	if len(target) == 0 && caught != nil {
-		caught()
-		caught = nil
-	}
 	for {
 		fs := r.cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -197,13 +398,7 @@ func (r *Reader) follow(ctx context.Context, topic string, ends map[int32]int64,
 		}
 		var ferr error
 		fs.EachRecord(func(kr *kgo.Record) {
-			if ferr != nil || kr.Topic != topic {
-				return
-			}
-			if end, ok := target[kr.Partition]; ok && kr.Offset+1 >= end {
-				delete(target, kr.Partition)
-			}
-			if kr.Attrs.IsControl() {
+			if ferr != nil || kr.Topic != topic || kr.Attrs.IsControl() {
 				return
 			}
 			if err := safely(func() error { return fn(fromKgo(kr)) }); err != nil {
@@ -212,10 +407,6 @@ func (r *Reader) follow(ctx context.Context, topic string, ends map[int32]int64,
 		})
 		if ferr != nil {
 			return ferr
-		}
-		if len(target) == 0 && caught != nil {
-			caught()
-			caught = nil
 		}
 	}
 }
@@ -237,5 +428,11 @@ func keys[V any](m map[int32]V) []int32 {
 	for p := range m {
 		ps = append(ps, p)
 	}
+	return ps
+}
+
+func sortedKeys[V any](m map[int32]V) []int32 {
+	ps := keys(m)
+	slices.Sort(ps)
 	return ps
 }

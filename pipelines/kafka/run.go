@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/schemas/avro"
@@ -62,6 +63,13 @@ func Run(ctx context.Context, cfg Config, st pipelines.Stage) error {
 		err := r.session(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, kerr.FencedInstanceID) {
+			// Another live process joined the group under this
+			// instance id (static membership): rejoining would fence
+			// it in turn, forever. Refuse, loudly.
+			return fmt.Errorf("stage %s: instance id %q is in use by another live process (the broker fenced this one): give every replica its own instance id: %w",
+				st.Name, cfg.InstanceID, err)
 		}
 		d := cfg.backoff(min(attempt, 10))
 		log.Error("stage session failed; restarting", "err", err, "in", d)
@@ -146,9 +154,17 @@ type runner struct {
 	lag      map[string]map[int32]prometheus.Gauge
 	nextTick time.Time
 	failures int // consecutive aborted batches
+	started  time.Time
+	firstTxn bool // a transaction committed in this session
 }
 
+// processStart is when the process started (this package's init), for
+// the "first transaction committed" log: the time from a (re)start to a
+// stage's first commit (docs/reliability.md).
+var processStart = time.Now()
+
 func (r *runner) session(ctx context.Context) error {
+	r.started = time.Now()
 	txnID := r.st.Name + "-" + r.cfg.InstanceID
 	hb := max(r.cfg.SessionTimeout/4, 50*time.Millisecond)
 	opts := append(r.cfg.baseOpts(),
@@ -157,6 +173,7 @@ func (r *runner) session(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.Balancers(kgo.RangeBalancer()), // partition p of every input to one member
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(fetchWait),
 		kgo.SessionTimeout(r.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(hb),
 		kgo.TransactionalID(txnID),
@@ -166,6 +183,24 @@ func (r *runner) session(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onRevoked),
 	)
+	if !r.cfg.madeUpID {
+		// Static membership (KIP-345): a restarted instance takes its
+		// predecessor's place and partitions at once, without waiting
+		// for the predecessor's session to time out.
+		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID))
+	}
+	// Initialise the transactional id before joining the group: under a
+	// stable transactional id this fences a crashed predecessor and
+	// aborts its open transaction at once, so neither the group's offset
+	// fetch (KIP-447: unstable while the predecessor's offsets are
+	// pending) nor the restore of the changelog (Reader.End) waits for
+	// its transaction timeout.
+	if err := r.fence(ctx, txnID); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("new session: %w", err)
@@ -208,6 +243,24 @@ func (r *runner) session(ctx context.Context) error {
 	}
 }
 
+// fence initialises the producer id of txnID (InitProducerID), which
+// aborts a transaction its previous holder left open, with a client of its
+// own that joins no group.
+func (r *runner) fence(ctx context.Context, txnID string) error {
+	cl, err := kgo.NewClient(append(r.cfg.baseOpts(),
+		kgo.TransactionalID(txnID),
+		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
+	)...)
+	if err != nil {
+		return fmt.Errorf("fence %s: %w", txnID, err)
+	}
+	defer cl.Close()
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return fmt.Errorf("fence %s: init producer id: %w", txnID, err)
+	}
+	return nil
+}
+
 // workCtx is ctx without its cancellation, cancelled ShutdownTimeout after
 // ctx is.
 func workCtx(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
@@ -239,7 +292,7 @@ func (r *runner) fetchErr(fs kgo.Fetches) error {
 	fs.EachError(func(topic string, p int32, err error) {
 		switch {
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		case errors.Is(err, kgo.ErrClientClosed):
+		case errors.Is(err, kgo.ErrClientClosed), errors.Is(err, kerr.FencedInstanceID):
 			fatal = err
 		default:
 			r.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
@@ -326,6 +379,11 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	r.prodErr = nil
 	r.prodMu.Unlock()
 	if committed {
+		if !r.firstTxn {
+			r.firstTxn = true
+			r.log.Info("first transaction committed", "since_session_start", time.Since(r.started).Round(time.Millisecond),
+				"since_process_start", time.Since(processStart).Round(time.Millisecond))
+		}
 		r.m.txns.WithLabelValues(r.st.Name, "committed").Inc()
 		r.m.recordsIn.WithLabelValues(r.st.Name).Add(float64(n))
 		r.m.recordsOut.WithLabelValues(r.st.Name).Add(float64(r.produced))

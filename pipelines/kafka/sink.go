@@ -45,6 +45,7 @@ func RunSink(ctx context.Context, cfg Config, st pipelines.SinkStage) error {
 		kgo.ConsumeTopics(st.Inputs...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(fetchWait),
 		kgo.DisableAutoCommit(),
 		// Group callbacks run only between our polls (after
 		// AllowRebalance), never while we hold records we have not

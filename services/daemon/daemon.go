@@ -190,6 +190,16 @@ func Run(ctx context.Context, args []string, svc Service) error {
 			return err
 		}
 	}
+	if svc.InstanceID {
+		host, _ := os.Hostname()
+		id, release, err := claimInstanceID(svc.Name, host, kf.InstanceID)
+		if err != nil {
+			return err
+		}
+		defer release()
+		kf.InstanceID = id
+		log.Info(svc.Name+" instance", "instance_id", id)
+	}
 	reg := NewRegistry()
 	cfg, err := kf.Config(ctx, log, reg)
 	if err != nil {

@@ -65,7 +65,7 @@ func (k *Kafka) Register(fs *flag.FlagSet) {
 // RegisterInstanceID adds the instance-id flag of processes that run a
 // transactional stage.
 func (k *Kafka) RegisterInstanceID(fs *flag.FlagSet) {
-	fs.StringVar(&k.InstanceID, "instance-id", "", "this process's part of the transactional id: a stable, unique name per replica (default: host name + random)")
+	fs.StringVar(&k.InstanceID, "instance-id", "", "this replica's name: its transactional ids and static group membership; stable across its restarts, unique among live replicas (default: host name + the lowest replica slot free on this host, host-0, host-1, ...)")
 }
 
 // BrokerList returns the seed brokers, without blanks.

@@ -137,7 +137,15 @@ type Stack struct {
 
 	env    *daemon.Env     // every running part (stages, followers, the HTTP server) and what to close after them
 	failed <-chan struct{} // the group's context: done once a part stopped
+	unlock func()          // releases DataDir's lock
 }
+
+// embeddedInstance is the instance id (pipelines/kafka.Config.InstanceID)
+// of the stages of a stack with a DataDir: stable across restarts on the
+// directory, so a restarted stage fences its crashed predecessor's
+// transactions at once and takes its group membership back (static
+// membership) without waiting for its session to time out.
+const embeddedInstance = "embedded"
 
 // Start starts the broker, the stages and the HTTP server. Stop them with
 // Close. If a stage fails, Failed is closed and Err says why.
@@ -152,6 +160,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}()
 
 	kafkaDir := ""
+	instance := "" // in memory: a new broker every time, no instance to restart
 	if cfg.DataDir != "" {
 		// Private to this user: 0700 directories, 0600 files.
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -161,6 +170,18 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			return nil, err
 		}
 		kafkaDir = filepath.Join(cfg.DataDir, "kafka")
+		// One process per data directory (it holds one broker): so
+		// the stages' instance id, the same at every start on this
+		// directory, is never shared by two live processes.
+		release, ok, err := daemon.LockFile(filepath.Join(cfg.DataDir, "lock"))
+		if err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		if !ok {
+			return nil, fmt.Errorf("data dir %s is in use by another live process", cfg.DataDir)
+		}
+		s.unlock = release
+		instance = embeddedInstance
 	}
 	if s.Credentials, err = credentials(kafkaDir); err != nil {
 		return nil, err
@@ -175,7 +196,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	s.Pipelines = kafka.Config{
 		Brokers: s.Broker.Addrs(), Logger: log, Registerer: s.Registry, Serde: s.Serde,
-		SessionTimeout: cfg.SessionTimeout, ClientOptions: []kgo.Opt{SASL(super)},
+		SessionTimeout: cfg.SessionTimeout, ClientOptions: []kgo.Opt{SASL(super)}, InstanceID: instance,
 	}
 	if err := kafka.EnsureTopicsWith(ctx, s.Pipelines, pipelines.Topology); err != nil {
 		return nil, fmt.Errorf("create topology: %w", err)
@@ -416,6 +437,10 @@ func (s *Stack) Close() error {
 	}
 	if s.cfg.DataDir != "" {
 		errs = append(errs, broker.PrivateTree(s.cfg.DataDir))
+	}
+	if s.unlock != nil {
+		s.unlock()
+		s.unlock = nil
 	}
 	return errors.Join(errs...)
 }
