@@ -143,6 +143,8 @@ type Server struct {
 	ids    map[idKey]uint64 // entry id -> leaf index
 	data   []byte           // every entry's canonical bytes, in leaf order (entry bundles)
 	ends   []uint64         // ends[i]: end of leaf i's bytes in data
+	gzMu   sync.Mutex
+	gz     map[uint64][]byte // gzip of full entry bundles, by index (tiles.go)
 	caught atomic.Bool
 	bad    atomic.Uint64
 	badM   *prometheus.CounterVec

@@ -1,6 +1,7 @@
 package proofs
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
@@ -244,14 +245,42 @@ func (s *Server) serveTile(w http.ResponseWriter, r *http.Request) {
 		h.Set("Vary", "Accept-Encoding")
 		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 			h.Set("Content-Encoding", "gzip")
-			zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-			_, _ = zw.Write(body)
-			_ = zw.Close()
-			return
+			body = s.gzipped(ref, body)
 		}
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	_, _ = w.Write(body)
+}
+
+// maxGzipCache bounds the cache of compressed full entry bundles (~10 KB
+// each): when full, it is emptied.
+const maxGzipCache = 4096
+
+// gzipped is the gzip of an entry bundle; full bundles never change, so
+// their compressed form is cached.
+func (s *Server) gzipped(ref tileRef, body []byte) []byte {
+	full := ref.width == TileWidth
+	if full {
+		s.gzMu.Lock()
+		z, ok := s.gz[ref.index]
+		s.gzMu.Unlock()
+		if ok {
+			return z
+		}
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	_, _ = zw.Write(body)
+	_ = zw.Close()
+	if full {
+		s.gzMu.Lock()
+		if s.gz == nil || len(s.gz) >= maxGzipCache {
+			s.gz = make(map[uint64][]byte)
+		}
+		s.gz[ref.index] = buf.Bytes()
+		s.gzMu.Unlock()
+	}
+	return buf.Bytes()
 }
 
 // acceptsGzip reports whether an Accept-Encoding header admits gzip (not
