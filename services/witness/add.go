@@ -136,7 +136,7 @@ func (w *Witness) add(body []byte) ([]byte, error) {
 		curSize, curRoot = cur.Size, cur.Root
 	}
 	if cur != nil && cp.Size == curSize && !bytes.Equal(cp.Hash, curRoot) {
-		w.writeEvidence(origin, "same-size-other-root", cur, body) // a split view, whatever the old size says
+		w.writeEvidence(origin, "same-size-other-root", n.Text, cur, body) // a split view, whatever the old size says
 		if req.OldSize == curSize {
 			return nil, fail(http.StatusUnprocessableEntity, "checkpoint of size %d has another root than the one cosigned", cp.Size)
 		}
@@ -155,7 +155,7 @@ func (w *Witness) add(body []byte) ([]byte, error) {
 	}
 	if req.OldSize > 0 {
 		if err := tdproof.VerifyConsistency(rfc6962.DefaultHasher, req.OldSize, cp.Size, req.Proof, curRoot, cp.Hash); err != nil {
-			w.writeEvidence(origin, "inconsistent", cur, body)
+			w.writeEvidence(origin, "inconsistent", n.Text, cur, body)
 			return nil, fail(http.StatusUnprocessableEntity, "consistency %d -> %d: %v", req.OldSize, cp.Size, err)
 		}
 	}

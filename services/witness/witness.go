@@ -301,12 +301,20 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 }
 
 // writeEvidence keeps a refused checkpoint signed by the log next to the
-// one it contradicts: evidence/<origin hash>-<unix ns>-<reason>.txt.
-func (w *Witness) writeEvidence(origin, reason string, cosigned *LogState, body []byte) {
-	sum := sha256.Sum256([]byte(origin))
-	name := fmt.Sprintf("%s-%d-%s.txt", hex.EncodeToString(sum[:8]), w.cfg.Now().UnixNano(), reason)
+// one it contradicts, once per reason and signed checkpoint body (text):
+// evidence/<origin hash>-<reason>-<body hash>.txt. Only checkpoints the log
+// signed are kept, and a request repeated (or varied in its unsigned
+// parts) does not add files, so a caller cannot fill the disk.
+func (w *Witness) writeEvidence(origin, reason, text string, cosigned *LogState, body []byte) {
+	o := sha256.Sum256([]byte(origin))
+	t := sha256.Sum256([]byte(text))
+	path := filepath.Join(w.cfg.Dir, "evidence", fmt.Sprintf("%s-%s-%s.txt", hex.EncodeToString(o[:8]), reason, hex.EncodeToString(t[:8])))
+	if _, err := os.Stat(path); err == nil {
+		w.cfg.Logger.Warn("witness: the log's conflicting checkpoint again; evidence already kept", "origin", origin, "reason", reason, "evidence", path)
+		return
+	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "minecart witness evidence v1\nreason %s\norigin %s\n\n", reason, origin)
+	fmt.Fprintf(&b, "minecart witness evidence v1\nreason %s\norigin %s\ntime %s\n\n", reason, origin, w.cfg.Now().UTC().Format(time.RFC3339))
 	b.WriteString("cosigned checkpoint:\n")
 	if cosigned != nil {
 		b.WriteString(cosigned.Checkpoint)
@@ -314,7 +322,6 @@ func (w *Witness) writeEvidence(origin, reason string, cosigned *LogState, body 
 	}
 	b.WriteString("\nrefused add-checkpoint request:\n")
 	b.Write(body)
-	path := filepath.Join(w.cfg.Dir, "evidence", name)
 	if err := WriteFileAtomic(path, b.Bytes(), 0o600); err != nil {
 		w.cfg.Logger.Error("witness: evidence not written", "origin", origin, "reason", reason, "err", err)
 		return
