@@ -303,6 +303,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	mux.Handle("/metrics", nil, daemon.MetricsHandler(s.Registry))
 	mux.Mount("/v1/ledger/", s.Ledger.Handler()) // public: anyone verifies the book
+	mux.Mount("/ledger/", s.Ledger.Handler())    // public: the book as C2SP tlog-tiles
 	mux.Mount("/v1/redemptions", redemptions)
 	mux.Mount("/v1/redemptions/", redemptions)
 	mux.Mount("/v1/accounts/", redemptions)

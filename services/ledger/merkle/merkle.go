@@ -325,3 +325,20 @@ func (t *Tree) Truncate(n uint64) error {
 	t.size = n
 	return nil
 }
+
+// AppendNodes appends to dst the n complete nodes of level (0: the leaf
+// hashes) from index first on, 32 bytes each, and returns it: the bytes
+// of a C2SP tlog-tiles tile (level 8L, n hashes). Levels that are
+// multiples of 4 are stored and copied; others are recomputed. A node
+// whose leaves are not all in the tree is ErrRange.
+func (t *Tree) AppendNodes(dst []byte, level uint, first, n uint64) ([]byte, error) {
+	if level >= 64 || n > (^uint64(0)>>level) || first > (^uint64(0)>>level)-n || (first+n)<<level > t.size {
+		return dst, fmt.Errorf("%d nodes of level %d from %d, tree size %d: %w", n, level, first, t.size, ErrRange)
+	}
+	c := calc{t: t}
+	for i := first; i < first+n; i++ {
+		h := c.node(level, i)
+		dst = append(dst, h[:]...)
+	}
+	return dst, nil
+}

@@ -18,7 +18,13 @@ import (
 //	GET /v1/ledger/leaves/{index}/proof?tree_size=N (the leaf index only: Client.InclusionProof)
 //	GET /v1/ledger/consistency?first=M&second=N     (second: default the head's size)
 //
-// as JSON; bad parameters get 400, unknown entries and sizes beyond the
+// as JSON, and the book as C2SP tlog-tiles (tiles.go):
+//
+//	GET /ledger/checkpoint
+//	GET /ledger/tile/<L>/<N>[.p/<W>]
+//	GET /ledger/tile/entries/<N>[.p/<W>]
+//
+// For the JSON endpoints, bad parameters get 400, unknown entries and sizes beyond the
 // head 404, with {"error": "..."}.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -28,6 +34,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/ledger/entries/{rest...}", s.serveProof)
 	mux.HandleFunc("GET /v1/ledger/leaves/{index}/proof", s.serveLeafProof)
 	mux.HandleFunc("GET /v1/ledger/consistency", s.serveConsistency)
+	mux.HandleFunc("GET /ledger/checkpoint", s.serveCheckpoint)
+	mux.HandleFunc("GET /ledger/tile/{path...}", s.serveTile)
 	return mux
 }
 

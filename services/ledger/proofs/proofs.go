@@ -133,13 +133,18 @@ func (c Config) Validate() error {
 }
 
 // Server follows the book, verifies every block and answers from its copy
-// of the tree. It keeps the tree (about 34 bytes per entry) and an id index
-// (about 50 bytes per entry), not the entries themselves.
+// of the tree. It keeps the tree (about 34 bytes per entry), an id index
+// (about 50 bytes per entry) and the entries' canonical bytes (their size
+// plus 8 bytes each) for the entry bundles of the tiles (TileHandler).
 type Server struct {
 	cfg    Config
 	mu     sync.RWMutex
 	book   *ledger.Book
 	ids    map[idKey]uint64 // entry id -> leaf index
+	data   []byte           // every entry's canonical bytes, in leaf order (entry bundles)
+	ends   []uint64         // ends[i]: end of leaf i's bytes in data
+	gzMu   sync.Mutex
+	gz     map[uint64][]byte // gzip of full entry bundles, by index (tiles.go)
 	caught atomic.Bool
 	bad    atomic.Uint64
 	badM   *prometheus.CounterVec
@@ -234,6 +239,8 @@ func (s *Server) index(blk *ledger.Block) {
 	for i, raw := range blk.Entries {
 		e, _ := ledger.DecodeEntry(raw) // Apply decoded it already
 		s.ids[keyOf(e.ID)] = blk.Header.FirstIndex + uint64(i)
+		s.data = append(s.data, raw...)
+		s.ends = append(s.ends, uint64(len(s.data)))
 	}
 }
 
