@@ -214,8 +214,11 @@ func TestAppliedOffsetsRollback(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkCounts(t, out, keys, 2*n/keys)
-			if r := repaired(t, reg); r != parts {
-				t.Fatalf("minecart_stage_offsets_repaired_total = %v, want %d (one per input partition)", r, parts)
+			// One repair per input partition and restore: an aborted
+			// batch (tasks rebuilt, restored again) may add some.
+			aborted := metricValue(t, reg, "minecart_pipeline_transactions_total", map[string]string{"stage": group, "result": "aborted"})
+			if r := repaired(t, reg); r < parts || (r > parts && aborted == 0) {
+				t.Fatalf("minecart_stage_offsets_repaired_total = %v with %v aborted transactions, want %d (one per input partition)", r, aborted, parts)
 			}
 		})
 	}
@@ -282,8 +285,9 @@ func TestAppliedOffsetsCrashInCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCounts(t, out, keys, 2*n/keys)
-	if r := repaired(t, reg); r != 1 {
-		t.Fatalf("minecart_stage_offsets_repaired_total = %v, want 1", r)
+	aborted := metricValue(t, reg, "minecart_pipeline_transactions_total", map[string]string{"stage": group, "result": "aborted"})
+	if r := repaired(t, reg); r < 1 || (r > 1 && aborted == 0) {
+		t.Fatalf("minecart_stage_offsets_repaired_total = %v with %v aborted transactions, want 1", r, aborted)
 	}
 
 	// A Table over the changelog never shows the reserved records.
