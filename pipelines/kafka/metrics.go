@@ -19,6 +19,7 @@ type metrics struct {
 	batch       *prometheus.HistogramVec // stage
 	age         *prometheus.HistogramVec // stage
 	restore     *prometheus.HistogramVec // stage
+	repaired    *prometheus.CounterVec   // stage, topic
 	sinkRows    *prometheus.CounterVec   // stage
 	sinkWrites  *prometheus.CounterVec   // stage, result
 	sinkSeconds *prometheus.HistogramVec // stage
@@ -40,6 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		batch:       m.HistogramVec("minecart_pipeline_batch_seconds", "Time from a batch's poll to its commit.", exp(0.001, 2, 14), "stage"),
 		age:         m.HistogramVec("minecart_pipeline_commit_age_seconds", "Age (from its Kafka timestamp) of a batch's oldest record when the batch commits: end-to-end delay.", exp(0.005, 2, 16), "stage"),
 		restore:     m.HistogramVec("minecart_pipeline_restore_seconds", "Time to replay a task's changelog partition.", exp(0.01, 2, 14), "stage"),
+		repaired:    m.CounterVec("minecart_stage_offsets_repaired_total", "Input partitions whose group offset was found behind the stage's applied offset (its changelog) after a restore, and moved to it.", "stage", "topic"),
 		sinkRows:    m.CounterVec("minecart_sink_rows_total", "Records a sink wrote successfully.", "stage"),
 		sinkWrites:  m.CounterVec("minecart_sink_writes_total", "Sink Write calls, by result (ok, error).", "stage", "result"),
 		sinkSeconds: m.HistogramVec("minecart_sink_write_seconds", "Duration of successful sink writes.", exp(0.001, 2, 14), "stage"),

@@ -127,6 +127,16 @@ type task struct {
 	proc    pipelines.Processor
 	ticker  pipelines.Ticker
 	flusher pipelines.Flusher
+
+	// Stateful stages only (a changelog), per input topic of partition
+	// id.Partition: applied is the next offset to process according to the
+	// state (the restored applied-offset records, then each commit's);
+	// records below it are already in the state and are skipped. pending
+	// is what the open transaction writes; checked marks the topics whose
+	// first polled record was compared with applied since the restore.
+	applied map[string]int64
+	pending map[string]int64
+	checked map[string]bool
 }
 
 // runner is one group session of a stage: one client, its tasks.
@@ -336,7 +346,7 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 		}
 		r.setLag(p)
 		t := r.tasks[p.Partition]
-		for _, kr := range p.Records {
+		for _, kr := range r.unapplied(t, p) {
 			if perr = r.process(ctx, t, kr); perr != nil {
 				return
 			}
@@ -350,6 +360,9 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 		// Before every commit, records or a tick alone: a Ticker may leave
 		// its output to Flush (scoring closes idle days that way).
 		perr = r.flush(ctx)
+	}
+	if perr == nil {
+		r.writeApplied(ctx)
 	}
 	if perr == nil && n == 0 && r.produced == 0 {
 		// A tick (and flush) that emitted nothing: nothing to commit.
@@ -379,6 +392,12 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	r.prodErr = nil
 	r.prodMu.Unlock()
 	if committed {
+		for _, t := range r.tasks {
+			for topic, next := range t.pending {
+				t.applied[topic] = next
+			}
+			clear(t.pending)
+		}
 		if !r.firstTxn {
 			r.firstTxn = true
 			r.log.Info("first transaction committed", "since_session_start", time.Since(r.started).Round(time.Millisecond),
@@ -563,6 +582,57 @@ func (r *runner) flush(ctx context.Context) error {
 	return nil
 }
 
+// unapplied returns the records of p that t must process: for a stateful
+// stage, those at or past the next offset its state says it has applied
+// (its changelog's applied-offset record, docs/reliability.md "Applied
+// offsets in the changelog"). Records below it were processed by a
+// transaction whose outputs and changelog committed while the group
+// offsets did not (a broker that crashed between the two, or a group
+// rolled back): they are already in the state and in the outputs, and
+// are skipped, not processed twice. It also notes, for writeApplied, the
+// next offset the open transaction applies.
+func (r *runner) unapplied(t *task, p kgo.FetchTopicPartition) []*kgo.Record {
+	recs := p.Records
+	if t.applied == nil { // no changelog
+		return recs
+	}
+	next, ok := t.applied[p.Topic]
+	if ok && recs[0].Offset < next {
+		i := sort.Search(len(recs), func(i int) bool { return recs[i].Offset >= next })
+		if !t.checked[p.Topic] {
+			// The group's committed offset (where the consumer
+			// started) is behind the state: repaired here.
+			r.m.repaired.WithLabelValues(r.st.Name, p.Topic).Inc()
+			r.log.Warn("input offsets repaired from the changelog: records already applied are skipped",
+				"topic", p.Topic, "partition", p.Partition, "consumed_from", recs[0].Offset, "applied", next, "skipped_now", i)
+		}
+		recs = recs[i:]
+	}
+	t.checked[p.Topic] = true
+	t.pending[p.Topic] = max(next, p.Records[len(p.Records)-1].Offset+1)
+	return recs
+}
+
+// writeApplied produces, in the open transaction, the applied-offset record
+// of every input partition the transaction consumed to the changelog
+// partition of its task.
+func (r *runner) writeApplied(ctx context.Context) {
+	for _, p := range r.taskOrder() {
+		t := r.tasks[p]
+		topics := make([]string, 0, len(t.pending))
+		for topic := range t.pending {
+			topics = append(topics, topic)
+		}
+		sort.Strings(topics)
+		for _, topic := range topics {
+			r.sess.Produce(ctx, &kgo.Record{
+				Topic: r.st.Changelog, Partition: p, Context: explicitPartition,
+				Key: appliedKey(topic, p), Value: appliedValue(t.pending[topic]),
+			}, r.promise)
+		}
+	}
+}
+
 func (r *runner) taskOrder() []int32 {
 	ps := make([]int32, 0, len(r.tasks))
 	for p := range r.tasks {
@@ -657,14 +727,15 @@ func (r *runner) newTask(ctx context.Context, p int32) (*task, error) {
 			return nil, fmt.Errorf("stage %s has a changelog but its processor is not a pipelines.Restorer", r.st.Name)
 		}
 		start := time.Now()
-		n, err := r.restoreTask(ctx, p, rs)
+		n, applied, err := r.restoreTask(ctx, p, rs)
 		if err != nil {
 			closeProc(proc)
 			return nil, fmt.Errorf("restore task %d: %w", p, err)
 		}
+		t.applied, t.pending, t.checked = applied, map[string]int64{}, map[string]bool{}
 		d := time.Since(start)
 		r.m.restore.WithLabelValues(r.st.Name).Observe(d.Seconds())
-		r.log.Info("task restored", "partition", p, "records", n, "took", d)
+		r.log.Info("task restored", "partition", p, "records", n, "applied", applied, "took", d)
 	}
 	return t, nil
 }

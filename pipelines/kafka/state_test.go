@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"encoding/binary"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 )
 
@@ -108,8 +110,17 @@ func TestChangelogRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := map[string]string{}
+	applied := map[string]int64{}
 	for _, r := range log {
+		if k, ok := strings.CutPrefix(string(r.Key), kafka.AppliedKeyPrefix); ok {
+			// The runtime's applied offsets (docs/reliability.md).
+			applied[k] = int64(binary.BigEndian.Uint64(r.Value))
+			continue
+		}
 		last[string(r.Key)] = string(r.Value)
+	}
+	if len(applied) != 2 || applied["cl.in/0"]+applied["cl.in/1"] != n {
+		t.Fatalf("applied offsets in the changelog %v, want the ends of cl.in's 2 partitions (%d records)", applied, n)
 	}
 	for k, v := range last {
 		if v != strconv.Itoa(n/keys) || !strings.HasPrefix(k, "key") {

@@ -10,8 +10,10 @@ import (
 )
 
 // Table follows a compacted topic from its start (Reader.Follow) and keeps
-// the latest value of every key (a nil value deletes the key). Every replica
-// of a service sees the whole table.
+// the latest value of every key (a nil value deletes the key), except the
+// runtime's reserved applied-offset records of a stage's changelog
+// (AppliedKeyPrefix), which it never shows. Every replica of a service sees
+// the whole table.
 //
 // NewTable starts one goroutine that follows the topic; it stops when the ctx
 // given to NewTable is done or Close is called, and Close waits for it.
@@ -62,6 +64,11 @@ func NewTable(ctx context.Context, cfg Config, topic string) (*Table, error) {
 }
 
 func (t *Table) put(r pipelines.Record) error {
+	if isApplied(r.Key) {
+		// The runtime's own bookkeeping in a stage's changelog
+		// (AppliedKeyPrefix), not a key of the table.
+		return nil
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if r.Value == nil {

@@ -2,6 +2,9 @@ package kafkatest
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -31,6 +34,14 @@ import (
 // ends.
 func CrashedBroker(t testing.TB, build func(brokers []string), extra ...pipelines.TopicSpec) []string {
 	t.Helper()
+	return CrashedBrokerEdit(t, build, nil, extra...)
+}
+
+// CrashedBrokerEdit is CrashedBroker with edit (when not nil) run on the
+// copied directory before kfake loads it: to build on-disk states a crash
+// at one precise instant leaves (DropLastOffsetCommit).
+func CrashedBrokerEdit(t testing.TB, build func(brokers []string), edit func(dir string), extra ...pipelines.TopicSpec) []string {
+	t.Helper()
 	live := t.TempDir()
 	b := StartBroker(t, live, extra...)
 	build(b.Addrs())
@@ -40,6 +51,9 @@ func CrashedBroker(t testing.TB, build func(brokers []string), extra ...pipeline
 		t.Fatalf("copy data dir: %v", err)
 	}
 	_ = b.Close() // writes its orderly state into live, not into the copy
+	if edit != nil {
+		edit(crashed)
+	}
 	c, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, "127.0.0.1:0") }),
@@ -51,6 +65,67 @@ func CrashedBroker(t testing.TB, build func(brokers []string), extra ...pipeline
 	}
 	t.Cleanup(c.Close)
 	return c.ListenAddrs()
+}
+
+// DropLastOffsetCommit removes from kfake's groups.log in dir the last
+// offset commit of group for topic/p, so that the group's committed offset
+// goes back to the one before. That is the directory a kill -9 of kfake
+// leaves when it strikes inside EndTxn after the commit markers were
+// written and before the transaction's offsets were (txns.go endTx writes
+// the markers first, then appends the offsets to groups.log, and keeps no
+// transaction log): the outputs committed, the input offsets not. It
+// returns the offset dropped and the one the group is back at (-1: none).
+//
+// groups.log is a sequence of entries: 4 bytes length L (little endian,
+// version + data), 4 bytes CRC-32C of version + data, 2 bytes version,
+// then L-2 bytes of JSON ({"type":"commit","g":group,"t":topic,"p":p,
+// "o":offset,...} for a commit). Entries are copied byte for byte, the
+// dropped one left out.
+func DropLastOffsetCommit(dir, group, topic string, p int32) (dropped, now int64, err error) {
+	path := filepath.Join(dir, "groups.log")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	type entry struct {
+		Type   string `json:"type"`
+		Group  string `json:"g"`
+		Topic  string `json:"t"`
+		Part   int32  `json:"p"`
+		Offset int64  `json:"o"`
+	}
+	var spans [][2]int // entries [start, end) in raw
+	var commits []int  // indexes in spans of group's commits of topic/p
+	var offsets []int64
+	for pos := 0; pos+10 <= len(raw); {
+		n := int(binary.LittleEndian.Uint32(raw[pos:]))
+		end := pos + 8 + n
+		if n < 2 || end > len(raw) {
+			break
+		}
+		var e entry
+		if json.Unmarshal(raw[pos+10:end], &e) == nil && e.Type == "commit" && e.Group == group && e.Topic == topic && e.Part == p {
+			commits = append(commits, len(spans))
+			offsets = append(offsets, e.Offset)
+		}
+		spans = append(spans, [2]int{pos, end})
+		pos = end
+	}
+	if len(commits) == 0 {
+		return 0, 0, fmt.Errorf("groups.log: no commit of group %s for %s/%d", group, topic, p)
+	}
+	drop := commits[len(commits)-1]
+	dropped, now = offsets[len(offsets)-1], -1
+	if len(offsets) > 1 {
+		now = offsets[len(offsets)-2]
+	}
+	var out []byte
+	for i, sp := range spans {
+		if i != drop {
+			out = append(out, raw[sp[0]:sp[1]]...)
+		}
+	}
+	return dropped, now, os.WriteFile(path, out, 0o644)
 }
 
 // copyDir copies the regular files of src into dst, keeping the tree.
