@@ -7,7 +7,7 @@ GO      ?= go
 ARGS    ?=
 BIN     := bin/minecart
 
-.PHONY: setup build run test test-short vet bench soak clean
+.PHONY: setup build run test test-short vet bench bench-ratios soak clean
 
 setup:
 	@bash infra/setup.sh
@@ -35,6 +35,11 @@ test-short: setup
 # Benchmarks print figures and ratios against baselines measured in the same run.
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+# The rows of issue 19's table, each against a baseline measured in the same run
+# (about 10 minutes on 2 cores): ends with RATIO/BYTES/P99MS <name> <value> goal <goal> lines.
+bench-ratios: setup
+	bash .ci/bench-ratios
 
 # Long runs: a bigger fleet through the whole embedded pipeline.
 soak: build

@@ -206,6 +206,7 @@ func BenchmarkBatchInsert(b *testing.B) {
 	b.ReportMetric(100*clientRate/engineRate, "client_%_of_engine")
 	b.ReportMetric(100*serverRate/engineRate, "http_%_of_engine")
 	b.ReportMetric(sortedRate, "engine_sorted_rows/s")
+	fmt.Printf("RATIO ch_insert %.3f goal 0.70\n", clientRate/engineRate)
 	b.Logf("best of %d, %d rows (%d bytes Native): clickhouse-go over HTTP %.0f rows/s (%.0f%% of engine), "+
 		"Native POST %.0f rows/s (%.0f%%), engine from file %.0f rows/s (rows pre-sorted by the key: %.0f rows/s, client %.0f%% of that)",
 		b.N, n, len(data), clientRate, 100*clientRate/engineRate, serverRate, 100*serverRate/engineRate, engineRate,
