@@ -24,7 +24,7 @@ vet:
 	docker-compose --env-file infra/docker/example.env config -q
 
 # The schemas tests check our Avro framing with a stock reader (avsc, installed by setup).
-TEST_ENV := MINECART_NODE_PATH=$${MINECART_TOOLS_DIR:-$$HOME/.cache/minecart}/avsc/node_modules MINECART_REQUIRE_NODE=1
+TEST_ENV := MINECART_NODE_PATH=$${MINECART_TOOLS_DIR:-$$HOME/.cache/minecart}/avsc/node_modules MINECART_REQUIRE_NODE=1 MINECART_REQUIRE_KUBECONFORM=1
 
 test: setup vet
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 25m ./...
