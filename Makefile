@@ -7,7 +7,7 @@ GO      ?= go
 ARGS    ?=
 BIN     := bin/minecart
 
-.PHONY: setup build run test test-short vet bench soak clean
+.PHONY: setup build run test test-short vet bench bench-ratios soak clean
 
 setup:
 	@bash infra/setup.sh
@@ -24,7 +24,7 @@ vet:
 	docker-compose --env-file infra/docker/example.env config -q
 
 # The schemas tests check our Avro framing with a stock reader (avsc, installed by setup).
-TEST_ENV := MINECART_NODE_PATH=$${MINECART_TOOLS_DIR:-$$HOME/.cache/minecart}/avsc/node_modules MINECART_REQUIRE_NODE=1
+TEST_ENV := MINECART_NODE_PATH=$${MINECART_TOOLS_DIR:-$$HOME/.cache/minecart}/avsc/node_modules MINECART_REQUIRE_NODE=1 MINECART_REQUIRE_KUBECONFORM=1
 
 test: setup vet
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 25m ./...
@@ -35,6 +35,11 @@ test-short: setup
 # Benchmarks print figures and ratios against baselines measured in the same run.
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+# The rows of issue 19's table, each against a baseline measured in the same run
+# (about 10 minutes on 2 cores): ends with RATIO/BYTES/P99MS <name> <value> goal <goal> lines.
+bench-ratios: setup
+	bash .ci/bench-ratios
 
 # Long runs: a bigger fleet through the whole embedded pipeline.
 soak: build

@@ -37,3 +37,11 @@ if [ ! -f "$CHCLIENT_DIR/node_modules/@clickhouse/client/package.json" ]; then
   mkdir -p "$CHCLIENT_DIR"
   npm install --prefix "$CHCLIENT_DIR" --no-audit --no-fund --silent @clickhouse/client@1.23.1 >/dev/null
 fi
+
+# kubeconform (pinned), for infra/k8s's TestKubeconform: validates the Kubernetes manifests against
+# the schemas vendored in infra/k8s/schemas (offline). go install puts it in $(go env GOPATH)/bin.
+KUBECONFORM=$(go env GOPATH)/bin/kubeconform
+if ! go version -m "$KUBECONFORM" 2>/dev/null | grep -Eq 'mod[[:space:]]+github.com/yannh/kubeconform[[:space:]]+v0.7.0'; then
+  echo "setup: go install github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0"
+  go install github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0
+fi

@@ -85,8 +85,9 @@ func post(b testing.TB, query string) {
 
 // BenchmarkBatchInsert compares clickhouse-go/v2 batch inserts through the
 // embedded HTTP server (client encode + HTTP + spool + engine) with the
-// engine loading the same rows from a local Native file (the ceiling), in
-// the same run, and reports the ratio.
+// engine loading the same rows from inside itself (INSERT ... SELECT from a
+// Log table holding them in the same order: the ceiling), in the same
+// run, and reports the ratio.
 func BenchmarkBatchInsert(b *testing.B) {
 	const n = 200_000
 	conn := connect(b)
@@ -151,8 +152,13 @@ func BenchmarkBatchInsert(b *testing.B) {
 		}
 		return file, data
 	}
-	file, data := export("SELECT * FROM bench_order FORMAT Native", "rows.native")
-	sortedFile, _ := export("SELECT * FROM bench_order ORDER BY vehicle_id, time FORMAT Native", "sorted.native")
+	_, data := export("SELECT * FROM bench_order FORMAT Native", "rows.native")
+	// The server refuses INSERT ... FROM INFILE (a host file) from clients:
+	// the engine's own load reads the same rows, in the same order, from a
+	// Log table inside the engine (INSERT ... SELECT: no HTTP, no parsing),
+	// and the sorted variant from a Log table holding them in key order.
+	post(b, "DROP TABLE IF EXISTS bench_order_sorted")
+	post(b, "CREATE TABLE bench_order_sorted ENGINE = Log AS SELECT * FROM bench_order ORDER BY vehicle_id, time")
 
 	insertURL := server(b).URL() + "/?query=INSERT+INTO+bench_http+FORMAT+Native"
 	for _, t := range []string{"bench_http", "bench_sorted"} {
@@ -186,13 +192,13 @@ func BenchmarkBatchInsert(b *testing.B) {
 		}
 		res.Body.Close()
 		best(&server, time.Since(t0))
-		// 3. The engine loading the file (the ceiling).
+		// 3. The engine loading the same rows from inside (the ceiling).
 		t0 = time.Now()
-		post(b, "INSERT INTO bench_engine FROM INFILE '"+file+"' FORMAT Native")
+		post(b, "INSERT INTO bench_engine SELECT * FROM bench_order")
 		best(&engine, time.Since(t0))
 		// 4. The engine loading the rows already sorted (for comparison).
 		t0 = time.Now()
-		post(b, "INSERT INTO bench_sorted FROM INFILE '"+sortedFile+"' FORMAT Native")
+		post(b, "INSERT INTO bench_sorted SELECT * FROM bench_order_sorted")
 		best(&sorted, time.Since(t0))
 	}
 	b.StopTimer()
@@ -206,8 +212,9 @@ func BenchmarkBatchInsert(b *testing.B) {
 	b.ReportMetric(100*clientRate/engineRate, "client_%_of_engine")
 	b.ReportMetric(100*serverRate/engineRate, "http_%_of_engine")
 	b.ReportMetric(sortedRate, "engine_sorted_rows/s")
+	fmt.Printf("RATIO ch_insert %.3f goal 0.70\n", clientRate/engineRate)
 	b.Logf("best of %d, %d rows (%d bytes Native): clickhouse-go over HTTP %.0f rows/s (%.0f%% of engine), "+
-		"Native POST %.0f rows/s (%.0f%%), engine from file %.0f rows/s (rows pre-sorted by the key: %.0f rows/s, client %.0f%% of that)",
+		"Native POST %.0f rows/s (%.0f%%), engine INSERT SELECT %.0f rows/s (rows pre-sorted by the key: %.0f rows/s, client %.0f%% of that)",
 		b.N, n, len(data), clientRate, 100*clientRate/engineRate, serverRate, 100*serverRate/engineRate, engineRate,
 		sortedRate, 100*clientRate/sortedRate)
 }

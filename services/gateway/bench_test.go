@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
@@ -88,6 +90,56 @@ func benchGateway(b *testing.B, format string) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	ctype := map[string]string{"json": "application/json", "avro": "avro/binary"}[format]
 
+	// Baseline, same run, same broker, same events: a bare franz-go client
+	// producing the records the gateway produces (one per event, the same
+	// key, value bytes and device header) to the raw topic, as fast as it
+	// can (asynchronous produce, then Flush). It runs before and after the
+	// gateway and the faster of the two counts (the machine is shared).
+	recs := make([][]*kgo.Record, devices)
+	for d := range devices {
+		evs, err := decodeBody(format, bodies[d], codec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := range evs {
+			// As the gateway stamps them: the device's vehicle and id.
+			evs[j].VehicleID, evs[j].DeviceID = fmt.Sprintf("v%03d", d), fmt.Sprintf("d%03d", d)
+			recs[d] = append(recs[d], &kgo.Record{Topic: pipelines.TopicTelemetryRaw, Key: []byte(evs[j].VehicleID),
+				Value: codec.AppendEvent(nil, &evs[j]), Headers: []kgo.RecordHeader{{Key: "device", Value: []byte(fmt.Sprintf("d%03d", d))}}})
+		}
+	}
+	bare, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bare.Close()
+	// Warm: metadata and the producer id, as the gateway's producer already has them.
+	if err := bare.ProduceSync(ctx, recs[0][0]).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	bareRun := func() float64 {
+		var perr atomic.Value
+		t0 := time.Now()
+		for i := range b.N {
+			for _, r := range recs[i%devices] {
+				c := *r
+				bare.Produce(ctx, &c, func(_ *kgo.Record, err error) {
+					if err != nil {
+						perr.Store(err)
+					}
+				})
+			}
+		}
+		if err := bare.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err, _ := perr.Load().(error); err != nil {
+			b.Fatal(err)
+		}
+		return float64(b.N*perBatch) / time.Since(t0).Seconds()
+	}
+	bareBefore := bareRun()
+
 	var next atomic.Int64
 	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
@@ -138,6 +190,21 @@ func benchGateway(b *testing.B, format string) {
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99_ms")
 	fmt.Printf("gateway %s: %d batches x %d events, %d clients: %.0f events/s, ack p50 %v p99 %v\n",
 		format, b.N, perBatch, clients, rate, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+
+	bareRate := max(bareBefore, bareRun())
+	b.ReportMetric(bareRate, "bare_events/s")
+	b.ReportMetric(rate/bareRate, "ratio")
+	fmt.Printf("gateway %s: bare franz-go produce of the same %d events %.0f events/s\n", format, b.N*perBatch, bareRate)
+	goal := map[string]float64{"json": 0.25, "avro": 0.40}[format]
+	fmt.Printf("RATIO gateway_%s %.3f goal %.2f\n", format, rate/bareRate, goal)
+}
+
+// decodeBody decodes a benchmark body back into its events.
+func decodeBody(format string, body []byte, codec *wire.Codec) ([]telemetry.Event, error) {
+	if format == "json" {
+		return telemetry.DecodeJSON(body, telemetry.Limits{})
+	}
+	return codec.DecodeBatch(body, telemetry.Limits{})
 }
 
 // BenchmarkGzipBombs sends waves of 16 concurrent gzip bombs (256 MiB of

@@ -113,6 +113,7 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 		b.ReportMetric(ratio, "ratio")
 		fmt.Printf("ingest: %d events, %d vehicles, 8 partitions, median of %d rounds: stage %.0f ev/s, passthrough %.0f ev/s, ratio %.2f (rounds: %.2f)\n",
 			n, vehicles, len(ratios), stageRate, baseRate, ratio, ratios)
+		fmt.Printf("RATIO ingest_stage %.3f goal 0.60\n", ratio)
 		fmt.Printf("codec per event (decode+encode): specialised %v (%.0f%% of the stage's %v/event), goavro via Serde %v (would be %.0f%%)\n",
 			fast, 100*float64(fast)/float64(perEvent), perEvent, slow, 100*float64(slow)/float64(perEvent))
 	}

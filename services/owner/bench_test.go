@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,7 +109,7 @@ func BenchmarkOwnerAPI(b *testing.B) {
 		srv = chtest.Start(b)
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr}, Protocol: clickhouse.HTTP,
-		ReadTimeout: time.Hour, MaxOpenConns: 4})
+		Auth: clickhouse.Auth{Username: srv.Admin.Name, Password: srv.Admin.Password}, ReadTimeout: time.Hour, MaxOpenConns: 4})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -149,6 +151,8 @@ func BenchmarkOwnerAPI(b *testing.B) {
 			b.Fatalf("%s: %d %s", path, resp.StatusCode, body)
 		}
 	}
+	// row, when set, is printed as "P99MS <row> <p99> goal 50".
+	rows := map[string]string{"track_day": "owner_track_day"}
 	run := func(name string, req func(b *testing.B)) {
 		b.Run(name, func(b *testing.B) {
 			req(b) // warm
@@ -165,6 +169,10 @@ func BenchmarkOwnerAPI(b *testing.B) {
 			b.ReportMetric(p(0.50), "p50-ms")
 			b.ReportMetric(p(0.99), "p99-ms")
 			b.ReportMetric(float64(loaded), "rows")
+			if row := rows[name]; row != "" && b.N > 1 {
+				fmt.Printf("owner %s: %d requests one at a time on %d telemetry rows: p50 %.1f ms p99 %.1f ms\n", name, b.N, loaded, p(0.50), p(0.99))
+				fmt.Printf("P99MS %s %.1f goal 50\n", row, p(0.99))
+			}
 		})
 	}
 	run("baseline_select1", func(b *testing.B) {
@@ -184,6 +192,111 @@ func BenchmarkOwnerAPI(b *testing.B) {
 		get(b, fmt.Sprintf("/v1/vehicles/%s/reports?from=%s&to=%s", vin(), benchStart.Format(time.DateOnly), benchStart.AddDate(0, 0, benchDays-1).Format(time.DateOnly)))
 	})
 	run("position", func(b *testing.B) { get(b, "/v1/vehicles/"+vin()+"/position") })
+
+	// 32 clients at once, each request in turn a position, a day's track
+	// or a 30-day report of a random vehicle (b.N requests in all), through
+	// the same handler and connection pool as above (the pool the stack's
+	// owner API opens: sink.Open's default of 4 connections). The callers
+	// are not rate limited here (testAuth), so this is the query path's
+	// latency under concurrency, not the limiter's.
+	b.Run("concurrent_32", func(b *testing.B) {
+		const clients = 32
+		kinds := []string{"position", "track_day", "report_month"}
+		type sample struct {
+			kind int
+			d    time.Duration
+		}
+		var mu sync.Mutex
+		var samples []sample
+		var next atomic.Int64
+		var failed atomic.Value
+		b.ResetTimer()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(c), 3))
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(b.N) {
+						return
+					}
+					v := fmt.Sprintf("veh-%06d", rng.IntN(benchVehicles))
+					var path string
+					switch k := int(i) % len(kinds); k {
+					case 0:
+						path = "/v1/vehicles/" + v + "/position"
+					case 1:
+						d := benchStart.AddDate(0, 0, rng.IntN(int(days)))
+						path = fmt.Sprintf("/v1/vehicles/%s/track?from=%s&to=%s&limit=1000", v, d.Format(time.RFC3339), d.AddDate(0, 0, 1).Format(time.RFC3339))
+					default:
+						path = fmt.Sprintf("/v1/vehicles/%s/reports?from=%s&to=%s", v, benchStart.Format(time.DateOnly), benchStart.AddDate(0, 0, benchDays-1).Format(time.DateOnly))
+					}
+					t0 := time.Now()
+					if err := fetch(hs.URL+path, callers.operator); err != nil {
+						failed.Store(err)
+						return
+					}
+					d := time.Since(t0)
+					mu.Lock()
+					samples = append(samples, sample{int(i) % len(kinds), d})
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		b.StopTimer()
+		if err, _ := failed.Load().(error); err != nil {
+			b.Fatal(err)
+		}
+		pct := func(ds []time.Duration, q float64) float64 {
+			slices.Sort(ds)
+			return float64(ds[int(q*float64(len(ds)-1))].Microseconds()) / 1000
+		}
+		var all []time.Duration
+		per := make([][]time.Duration, len(kinds))
+		for _, s := range samples {
+			all = append(all, s.d)
+			per[s.kind] = append(per[s.kind], s.d)
+		}
+		b.ReportMetric(pct(all, 0.50), "p50-ms")
+		b.ReportMetric(pct(all, 0.99), "p99-ms")
+		b.ReportMetric(float64(len(all))/el.Seconds(), "req/s")
+		if b.N < 2*len(kinds) {
+			return
+		}
+		fmt.Printf("owner concurrent_32: %d requests by %d clients on %d telemetry rows, %.0f req/s:", len(all), clients, loaded, float64(len(all))/el.Seconds())
+		for k, name := range kinds {
+			fmt.Printf(" %s p50 %.1f p99 %.1f ms;", name, pct(per[k], 0.50), pct(per[k], 0.99))
+		}
+		fmt.Printf(" all p50 %.1f p99 %.1f ms\n", pct(all, 0.50), pct(all, 0.99))
+		fmt.Printf("P99MS owner_concurrent_32 %.1f goal 50\n", pct(all, 0.99))
+	})
+}
+
+// benchClient keeps a connection per concurrent client.
+var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// fetch GETs url with a bearer token and wants 200.
+func fetch(url, token string) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, body)
+	}
+	return nil
 }
 
 func perDay() int64 { return max(1, *benchRows/int64(benchVehicles)/int64(benchDays)) }

@@ -80,6 +80,9 @@ func BenchmarkOpenWindows1M(b *testing.B) {
 		b.ReportMetric(heap, "heap-B/window")
 		b.ReportMetric(float64(enc)/n, "changelog-B/window")
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB/1M")
+		fmt.Printf("scoring: %d open vehicle-days: %.0f B heap and %.0f B changelog each, %.0f MiB heap in all\n",
+			n, heap, float64(enc)/n, float64(after.HeapAlloc-before.HeapAlloc)/(1<<20))
+		fmt.Printf("BYTES scoring_heap_per_open_day %.0f goal 128\n", heap)
 		runtime.KeepAlive(w)
 	}
 }

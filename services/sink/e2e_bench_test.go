@@ -173,6 +173,7 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 	b.ReportMetric(sinkRate, "sink_rows/s")
 	b.ReportMetric(engineRate, "engine_rows/s")
 	b.ReportMetric(100*sinkRate/engineRate, "sink_%_of_engine")
+	fmt.Printf("RATIO sink_e2e %.3f goal 0.60\n", sinkRate/engineRate)
 	b.Logf("best of %d, %d events in %.1f writes each (%d rows per insert): sink %.0f rows/s (%.0f%% of engine), engine from file %.0f rows/s",
 		b.N, n, float64(writes)/float64(iter), *insertRows, sinkRate, 100*sinkRate/engineRate, engineRate)
 }

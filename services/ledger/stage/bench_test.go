@@ -78,6 +78,24 @@ func BenchmarkBackfill(b *testing.B) {
 		}
 		shaRate := float64(total) / time.Since(t0).Seconds()
 
+		// Baseline of ledger_append: a bare RFC 6962 append of the same
+		// leaves (leaf hash plus the tree's node hashes, no signing, no
+		// proofs, no encoding), before and after the book's append: the
+		// faster counts (the machine is shared).
+		var bareRoot merkle.Hash
+		treeRun := func() float64 {
+			var bareTree merkle.Tree
+			bareTree.Reserve(uint64(total))
+			t := time.Now()
+			for _, raw := range raws {
+				bareTree.Append(raw)
+			}
+			rate := float64(total) / time.Since(t).Seconds()
+			bareRoot = bareTree.Root()
+			return rate
+		}
+		treeBefore := treeRun()
+
 		// Hashing and signing alone (pure Book.Append).
 		signer, _ := ledger.NewSigner("minecart/ledger", ledgertest.Key(1))
 		var m0, m1 runtime.MemStats
@@ -91,6 +109,7 @@ func BenchmarkBackfill(b *testing.B) {
 			}
 		}
 		pureRate := float64(total) / time.Since(t1).Seconds()
+		treeRate := max(treeBefore, treeRun())
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
 		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/float64(total)*1e6/(1<<20), "bookMiB/M")
@@ -105,6 +124,7 @@ func BenchmarkBackfill(b *testing.B) {
 		cpu0 := cpuTime()
 		t2 := time.Now()
 		var out collect
+		produced := make([][]*kgo.Record, days)
 		for d, r := range rels {
 			out.recs = out.recs[:0]
 			te := time.Now()
@@ -123,6 +143,9 @@ func BenchmarkBackfill(b *testing.B) {
 				b.Fatal(err)
 			}
 			prodDur += time.Since(tp)
+			for _, r := range out.recs {
+				produced[d] = append(produced[d], &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value})
+			}
 		}
 		stageRate := float64(total) / time.Since(t2).Seconds()
 		cpuRate := float64(total) / (cpuTime() - cpu0).Seconds()
@@ -140,6 +163,40 @@ func BenchmarkBackfill(b *testing.B) {
 			b.Fatal("rebuilt book differs")
 		}
 		b.ReportMetric(time.Since(t3).Seconds()/float64(total)*1e6, "s-rebuild/M")
+		if bareRoot != pure.Tree().Root() {
+			b.Fatal("bare tree and book disagree: not the same leaves")
+		}
+
+		// Baseline of ledger_e2e: a bare transactional produce of the same
+		// records (blocks and entries the stage produced) in the same
+		// transactions, one per day, by a second transactional producer.
+		bare, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("ledger-bench-bare"),
+			kgo.DefaultProduceTopic(pipelines.TopicLedgerEntries), kgo.MaxBufferedRecords(1<<20))
+		if err != nil {
+			b.Fatal(err)
+		}
+		t4 := time.Now()
+		for _, recs := range produced {
+			if err := bare.BeginTransaction(); err != nil {
+				b.Fatal(err)
+			}
+			if err := bare.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+			if err := bare.EndTransaction(ctx, kgo.TryCommit); err != nil {
+				b.Fatal(err)
+			}
+		}
+		bareTxnRate := float64(total) / time.Since(t4).Seconds()
+		bare.Close()
+		b.ReportMetric(treeRate, "rfc6962-append/s")
+		b.ReportMetric(bareTxnRate, "bare-txn-produce-entries/s")
+		fmt.Printf("ledger: %d credits in %d daily releases: book append (hash, tree, proofs, signing) %.0f entries/s, bare RFC 6962 append %.0f/s, bare SHA-256 %.0f/s\n",
+			total, days, pureRate, treeRate, shaRate)
+		fmt.Printf("ledger: stage path into Kafka transactions %.0f entries/s, bare transactional produce of the same %d records %.0f entries/s\n",
+			stageRate, countRecs(produced), bareTxnRate)
+		fmt.Printf("RATIO ledger_append %.3f goal 0.50\n", pureRate/treeRate)
+		fmt.Printf("RATIO ledger_e2e %.3f goal 0.50\n", stageRate/bareTxnRate)
 		b.ReportMetric(stageRate, "entries/s")
 		b.ReportMetric(cpuRate, "entries/cpu-s")
 		b.ReportMetric(pureRate, "entries/s-hash+sign")
@@ -159,4 +216,12 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func countRecs(days [][]*kgo.Record) int {
+	n := 0
+	for _, d := range days {
+		n += len(d)
+	}
+	return n
 }

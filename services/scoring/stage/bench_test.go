@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -56,11 +57,12 @@ func BenchmarkStageThroughput(b *testing.B) {
 			}
 		}
 	}
-	b.Run("events", func(b *testing.B) { benchStage(b, serde, recs, len(recs)) })
-	b.Run("marks", func(b *testing.B) { benchStage(b, serde, marked, len(recs)) })
+	b.Run("events", func(b *testing.B) { benchStage(b, serde, recs, len(recs), "scoring_stage") })
+	b.Run("marks", func(b *testing.B) { benchStage(b, serde, marked, len(recs), "") })
 }
 
-func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events int) {
+// benchStage prints "RATIO <row> ..." when row is set.
+func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events int, row string) {
 	n := len(recs)
 	for range b.N {
 		brokers := kafkatest.Broker(b, pipelines.TopicSpec{Name: "bench.out", Partitions: pipelines.TelemetryPartitions, Retention: time.Hour})
@@ -94,6 +96,10 @@ func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 		b.ReportMetric(float64(events)/took.Seconds(), "stage-events/s")
 		b.ReportMetric(base.Seconds()/took.Seconds(), "ratio")
 		b.ReportMetric(counter(b, reg, "minecart_scoring_windows_closed_total"), "days-closed")
+		if row != "" {
+			fmt.Printf("scoring: %d events: stage %.0f events/s, bare consume and produce %.0f records/s\n", events, float64(events)/took.Seconds(), float64(n)/base.Seconds())
+			fmt.Printf("RATIO %s %.3f goal 0.60\n", row, base.Seconds()/took.Seconds())
+		}
 	}
 }
 
