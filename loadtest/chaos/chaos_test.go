@@ -155,8 +155,12 @@ func TestKillWholeRun(t *testing.T) {
 	}
 	fm, fw := Percentiles(fcs)
 	cm, cw := Percentiles(cus)
-	t.Logf("FIGURES kill-run: %d kills survived (%d vehicles); restart to first commit median %v worst %v; to caught up median %v worst %v; records consumed beyond the uninterrupted run (committed; the sink: written again) %s",
-		f.kills, f.fleet.Vehicles, fm.Round(10*time.Millisecond), fw.Round(10*time.Millisecond), cm.Round(10*time.Millisecond), cw.Round(10*time.Millisecond), fmtStages(res.Reprocessed))
+	caught := fmt.Sprintf("median %v worst %v (%d of %d lives)", cm.Round(10*time.Millisecond), cw.Round(10*time.Millisecond), len(cus), len(fcs))
+	if len(cus) == 0 {
+		caught = "not measured (each life ended before the broker was asked)"
+	}
+	t.Logf("FIGURES kill-run: %d kills survived (%d vehicles); restart to first commit median %v worst %v; to caught up %s; records consumed beyond the uninterrupted run (committed; the sink: written again) %s",
+		f.kills, f.fleet.Vehicles, fm.Round(10*time.Millisecond), fw.Round(10*time.Millisecond), caught, fmtStages(res.Reprocessed))
 	got, err := p.Snapshot(ctx, fin.Summary, false)
 	if err != nil {
 		t.Fatal(err)
@@ -286,10 +290,10 @@ func TestStagesKilled(t *testing.T) {
 	}
 	t.Logf("fleet sent: %v", rep)
 	// Go on killing while the days close and the credits settle.
-	time.Sleep(scoringIdle)
+	time.Sleep(settleQuiet)
 	stopChaos()
 	n := <-kills
-	if err := topo.WaitSettled(ctx, scoringIdle+5*time.Second, f.timeout); err != nil {
+	if err := topo.WaitSettled(ctx, settleQuiet, f.timeout); err != nil {
 		t.Fatal(err)
 	}
 	stopSupervising()
@@ -371,7 +375,7 @@ func TestBrokerRestarted(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Fatalf("sending the fleet: %v", err)
 	}
-	if err := topo.WaitSettled(ctx, scoringIdle+5*time.Second, f.timeout); err != nil {
+	if err := topo.WaitSettled(ctx, settleQuiet, f.timeout); err != nil {
 		t.Fatal(err)
 	}
 	stopSupervising()

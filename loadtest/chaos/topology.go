@@ -3,7 +3,9 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minecart/minecart/loadtest"
@@ -26,7 +29,7 @@ import (
 
 // Mains are the service mains the topology runs, by stage.
 var Mains = map[string]string{
-	"gateway": "./services/gateway/cmd/gateway", "ingest": "./services/ingest/cmd/ingest",
+	"ingest":  "./services/ingest/cmd/ingest",
 	"scoring": "./services/scoring/cmd/scoring", "ledger": "./services/ledger/cmd/ledger",
 	"settlement": "./services/settlement/cmd/settlement", "sink": "./services/sink/cmd/sink",
 }
@@ -49,10 +52,10 @@ func BuildMains(ctx context.Context, dir string) error {
 	return nil
 }
 
-// scoringIdle is the scoring replicas' idle close: longer than the
-// quietest stretch of a paced day (the night), short enough to settle
-// soon after the last upload.
-const scoringIdle = 10 * time.Second
+// settleQuiet is how long every consumer group must have had no backlog
+// for the topology to count as settled (the ledger's appends and
+// settlement's bookings follow the scores within it).
+const settleQuiet = 10 * time.Second
 
 // Replica is one process of a stage, with a stable instance id.
 type Replica struct {
@@ -95,9 +98,10 @@ func (r *Replica) end(p *Proc, w *Watch, killedAt time.Duration) {
 }
 
 // Topology is the pipeline as separate processes: `minecart broker`,
-// `minecart clickhouse`, one gateway and Replicas processes of every
-// stage from its own main, with the simulated fleet provisioned and sent
-// by the suite itself.
+// `minecart clickhouse` and Replicas processes of every stage from its
+// own main, with the simulated fleet provisioned and sent by the suite
+// itself through a device gateway it runs in-process on the simulation's
+// clock (startGateway).
 type Topology struct {
 	Bin, MainsDir string
 	Dir           string
@@ -109,12 +113,14 @@ type Topology struct {
 	// (the fleet is paced); 0: as fast as possible.
 	DayIn time.Duration
 
-	logs     string
-	run      string // makes the instance ids unique on this host
-	broker   *Proc
-	ch       *Proc
-	replicas []*Replica
-	mu       sync.Mutex
+	logs         string
+	run          string // makes the instance ids unique on this host
+	broker       *Proc
+	ch           *Proc
+	gw           *gateway.Server
+	closeGateway func()
+	replicas     []*Replica
+	mu           sync.Mutex
 }
 
 // NewTopology prepares a data directory and addresses.
@@ -204,7 +210,7 @@ func (t *Topology) Start(ctx context.Context) error {
 		t.replicas = append(t.replicas, r)
 		return nil
 	}
-	if err := add("gateway", "gateway", "-http-addr", t.Gateway, "-device-rate", "-1", "-device-key", t.deviceKey()); err != nil {
+	if err := t.startGateway(ctx); err != nil {
 		return err
 	}
 	for i := range t.Replicas {
@@ -214,7 +220,7 @@ func (t *Topology) Start(ctx context.Context) error {
 			args  []string
 		}{
 			{"ingest", []string{"-max-age", "0"}},
-			{"scoring", []string{"-idle-timeout", scoringIdle.String(), "-tick", "1s"}},
+			{"scoring", []string{"-tick", "1s"}},
 			{"ledger", []string{"-key", filepath.Join(t.Dir, "ledger.key"), "-create-key=false", "-http-addr", ""}},
 			{"settlement", []string{"-http-addr", ""}},
 			{"sink", []string{"-clickhouse-dsn", t.ClickHouseDSN()}},
@@ -315,30 +321,118 @@ func (t *Topology) provision(ctx context.Context) error {
 	return nil
 }
 
+// startGateway runs the device gateway inside the suite, as `minecart
+// run` does (services/stack): its intake clock is the simulation's, so
+// its time marks close the simulated days exactly as in the
+// uninterrupted run (a standalone gateway's marks follow the wall
+// clock, which a simulated history is far behind).
+func (t *Topology) startGateway(ctx context.Context) error {
+	opts, err := t.KafkaOpts()
+	if err != nil {
+		return err
+	}
+	key, err := gateway.LoadOrCreateRegistryKey(t.deviceKey())
+	if err != nil {
+		return err
+	}
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	gw, err := gateway.New(gctx, gateway.Config{
+		Pipelines: kafka.Config{Brokers: []string{t.Kafka}, ClientOptions: opts[1:], Logger: slog.New(slog.DiscardHandler)},
+		DeviceKey: key, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		cancel()
+		return err
+	}
+	l, err := net.Listen("tcp", t.Gateway)
+	if err != nil {
+		cancel()
+		return err
+	}
+	srv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.gw, t.closeGateway = gw, func() {
+		_ = srv.Close()
+		_ = gw.Close()
+		cancel()
+	}
+	return nil
+}
+
 // deviceKey is the file of the device-registry key (the gateway's
 // -device-key), as `minecart run` keeps it.
 func (t *Topology) deviceKey() string { return filepath.Join(t.Dir, "devices.key") }
 
-// SendFleet uploads the simulated days through the gateway, paced so
-// they take about DayIn each.
+// SendFleet uploads the simulated days through the gateway as
+// services/stack's SendDeliveries does: delivery by delivery, the
+// gateway's intake clock set to the delivery's time and its time marks
+// written before it, on past the last day's end plus scoring's grace so
+// the last day closes; paced so that a day takes about DayIn. A mark
+// that fails (the broker away) is written again.
 func (t *Topology) SendFleet(ctx context.Context) (loadtest.Report, error) {
 	sim, err := t.sim()
 	if err != nil {
 		return loadtest.Report{}, err
 	}
-	s, err := loadtest.NewSender(loadtest.SenderConfig{URL: "http://" + t.Gateway, Devices: sim.Devices(), Format: loadtest.FormatJSON, Concurrency: 64})
+	var clock atomic.Int64
+	marker, err := t.gw.NewMarker(ctx, gateway.MarkConfig{ID: "chaos", Clock: func() time.Time { return time.UnixMilli(clock.Load()) }})
 	if err != nil {
 		return loadtest.Report{}, err
 	}
-	chunks := sim.Chunks()
-	if t.DayIn > 0 {
-		chunks = loadtest.Paced(ctx, chunks, float64(24*time.Hour)/float64(t.DayIn), nil, nil)
+	tr := &http.Transport{MaxIdleConns: 128, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Timeout: 60 * time.Second, Transport: tr}
+	var total loadtest.Report
+	start, simStart := time.Now(), sim.Start()
+	for d := range sim.Deliveries(fleet.Outages{}, sim.End().Add(2*time.Hour)) {
+		if t.DayIn > 0 {
+			due := start.Add(time.Duration(float64(d.At.Sub(simStart)) * float64(t.DayIn) / float64(24*time.Hour)))
+			select {
+			case <-ctx.Done():
+				return total, ctx.Err()
+			case <-time.After(time.Until(due)):
+			}
+		}
+		if d.At.UnixMilli() > clock.Load() {
+			clock.Store(d.At.UnixMilli())
+		}
+		for try := 0; ; try++ {
+			err := marker.Write(ctx)
+			if err == nil {
+				break
+			}
+			if try > 120 || ctx.Err() != nil {
+				return total, fmt.Errorf("time mark at %v: %w", d.At, err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if len(d.Events) == 0 {
+			continue
+		}
+		s, err := loadtest.NewSender(loadtest.SenderConfig{URL: "http://" + t.Gateway, Devices: sim.Devices(), Format: loadtest.FormatJSON,
+			Concurrency: 64, Client: client})
+		if err != nil {
+			return total, err
+		}
+		if err := s.Send(ctx, d.Events); err != nil {
+			s.Abort()
+			return total, err
+		}
+		rep, err := s.Close()
+		total.Events += rep.Events
+		total.Batches += rep.Batches
+		total.Retries += rep.Retries
+		total.Rejected += rep.Rejected
+		total.Failed += rep.Failed
+		if err != nil {
+			return total, err
+		}
+		if rep.Rejected > 0 || rep.Failed > 0 {
+			return total, fmt.Errorf("the gateway refused events at %v: %v", d.At, rep)
+		}
 	}
-	rep, err := s.SendChunks(ctx, chunks)
-	if err == nil && (rep.Rejected > 0 || rep.Failed > 0) {
-		err = fmt.Errorf("the gateway refused events: %v", rep)
-	}
-	return rep, err
+	total.Elapsed = time.Since(start)
+	return total, nil
 }
 
 // Supervise restarts, like an orchestrator, any replica that exits on
@@ -489,6 +583,9 @@ func (t *Topology) Close() {
 		}
 	}
 	wg.Wait()
+	if t.closeGateway != nil {
+		t.closeGateway()
+	}
 	if b := t.Broker(); b != nil {
 		b.Stop(10 * time.Second)
 	}
