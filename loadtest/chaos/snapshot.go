@@ -375,8 +375,14 @@ func readTopic(ctx context.Context, opts []kgo.Opt, topic string, iso kgo.Isolat
 		return err
 	}
 	defer cl.Close()
-	const quiet = 3 * time.Second
+	// Quiet: 3 s once records came, 30 s for the first ones (a loaded
+	// broker may take a while to answer the first fetch).
+	seen := false
 	for len(pending) > 0 {
+		quiet := 30 * time.Second
+		if seen {
+			quiet = 3 * time.Second
+		}
 		pctx, cancel := context.WithTimeout(ctx, quiet)
 		fs := cl.PollFetches(pctx)
 		cancel()
@@ -396,6 +402,7 @@ func readTopic(ctx context.Context, opts []kgo.Opt, topic string, iso kgo.Isolat
 			return ferr
 		}
 		fs.EachRecord(func(r *kgo.Record) {
+			seen = true
 			end, ok := pending[r.Partition]
 			if !ok || ferr != nil {
 				return
