@@ -7,7 +7,7 @@ GO      ?= go
 ARGS    ?=
 BIN     := bin/minecart
 
-.PHONY: setup build run test test-short vet bench bench-ratios soak clean
+.PHONY: setup build run test test-short vet bench bench-ratios soak chaos chaos-short clean
 
 setup:
 	@bash infra/setup.sh
@@ -44,6 +44,14 @@ bench-ratios: setup
 # Long runs: a bigger fleet through the whole embedded pipeline.
 soak: build
 	./$(BIN) run --once --vehicles 20000 --days 2 --data-dir $$(mktemp -d)
+
+# The chaos suite (docs/reliability.md): kill -9 at random moments, compared with an
+# uninterrupted run. The short form also runs inside `make test` (go test ./...).
+chaos: setup
+	$(GO) test -count=1 -timeout 120m -v ./loadtest/chaos/ -chaos.long
+
+chaos-short: setup
+	$(GO) test -count=1 -timeout 20m -v ./loadtest/chaos/
 
 clean:
 	rm -rf bin .minecart
