@@ -148,7 +148,7 @@ func DefaultRules() Rules {
 		TeleportFlagCount: 3,
 
 		GapOdoSlackM:    200,
-		GapOdoMaxFactor: 2,
+		GapOdoMaxFactor: 1.5,
 		GapOdoMaxKmh:    160,
 
 		OdoRollbackKm:      0.1,
