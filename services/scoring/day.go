@@ -161,8 +161,10 @@ func (d *Day) total(r *Rules) seg {
 	for i := 1; i < len(d.segs); i++ {
 		t = join(r, &t, &d.segs[i], d.NightEnd)
 	}
-	if t.Fix.N >= 2 {
-		t.Steps.step(r, &t.Fix.First, &t.Fix.Second)
+	if t.Fix.N >= 2 { // the pending first step goes first
+		var first steps
+		first.step(r, &t.Fix.First, &t.Fix.Second)
+		t.Steps = first.add(r, &t.Steps)
 	}
 	return t
 }

@@ -75,7 +75,8 @@ func TestHonestEdgeCases(t *testing.T) {
 	}
 }
 
-// TestFraudsStillFlagged: the cases next to the honest ones above.
+// TestFraudsStillFlagged: the cases next to the honest ones above. (Two
+// lone outliers are not teleport: evidence 2 < 3, as before 2026.12-1.)
 func TestFraudsStillFlagged(t *testing.T) {
 	r := DefaultRules()
 	base := func() *trip { return newTrip("v", morning(), 12) }
@@ -93,7 +94,9 @@ func TestFraudsStillFlagged(t *testing.T) {
 		{"inflated odometer", base().Drive(1200, 60, inflate).Evs, FlagMismatch},
 		{"two devices interleaved", base().Drive(600, 60, clone).Evs, FlagMultiDevice},
 		{"two devices overlapping in time", append(base().Drive(600, 60).Evs, newTrip("v", morning().Add(5*time.Minute), 13).Device("b").Drive(10, 60).Evs...), FlagMultiDevice},
-		{"teleports", base().Drive(600, 60, at(100, 101, func(ev *telemetry.Event) { ev.Lat += 0.5 }), at(300, 301, func(ev *telemetry.Event) { ev.Lon += 0.5 })).Evs, FlagTeleport},
+		{"three outliers", base().Drive(600, 60, at(100, 101, func(ev *telemetry.Event) { ev.Lat += 0.5 }), at(300, 301, func(ev *telemetry.Event) { ev.Lon += 0.5 }),
+			at(400, 401, func(ev *telemetry.Event) { ev.Lon -= 0.5 })).Evs, FlagTeleport},
+		{"one relocation that stays (the fleet's teleporting box)", base().Drive(300, 60).Drive(300, 60, func(_ int, ev *telemetry.Event) { ev.Lat += 0.1 }).Evs, FlagTeleport},
 		{"rollback", base().Drive(300, 60).Odometer(-50).Drive(300, 60).Evs, FlagRollback},
 	}
 	for _, c := range cases {

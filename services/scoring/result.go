@@ -66,8 +66,9 @@ func (d *Day) Result(r *Rules) Result {
 		res.Reasons = append(res.Reasons, fmt.Sprintf(reason, args...)+fmt.Sprintf(" (points x%g)", f))
 		factor *= f
 	}
-	if res.GPSJumps >= r.TeleportFlagCount {
-		flag(FlagTeleport, r.FactorTeleport, "%d GPS steps implied more than %g km/h and were rejected", res.GPSJumps, r.TeleportKmh)
+	if ev := t.Steps.Runs.evidence(); int(ev) >= r.TeleportFlagCount {
+		flag(FlagTeleport, r.FactorTeleport, "%d GPS steps implied more than %g km/h and were rejected (teleport evidence %d: a relocation that stays counts %d, an outlier 1)",
+			res.GPSJumps, r.TeleportKmh, ev, r.TeleportReanchor)
 	}
 	if res.OdometerRollbacks > 0 {
 		flag(FlagRollback, r.FactorRollback, "odometer went backwards %d times by more than %g km", res.OdometerRollbacks, r.OdoRollbackKm)

@@ -107,6 +107,52 @@ type steps struct {
 	PaidMM, GapMM, GapUnpaidOdoM int64 // paid GPS steps (mm); unobserved gaps paid by the odometer (mm); odometer over unpaid gaps (m)
 	Jumps, Gaps, GapsPaid        uint32
 	JudgedP, ExactP              uint32
+	Runs                         jrun // runs of consecutive jumps, in step order
+}
+
+// jrun sums the teleport evidence of runs of consecutive jumps (implausible
+// steps) over a sequence of steps: a lone jump between plausible steps is a
+// relocation that stayed (TeleportReanchor, 3, as the 3 rejected fixes it
+// took before 2026.12-1); a run of L >= 2 jumps is L-1 outliers (out and
+// back); a run touching the sequence's start or end counts L.
+type jrun struct {
+	Any, AllJ       bool   // any step; every step a jump (Head is the count)
+	Head, Tail, Mid uint32 // leading jumps, trailing jumps, evidence of closed runs
+}
+
+func (a jrun) join(b jrun, reanchor uint32) jrun {
+	switch {
+	case !a.Any:
+		return b
+	case !b.Any:
+		return a
+	case a.AllJ && b.AllJ:
+		return jrun{Any: true, AllJ: true, Head: a.Head + b.Head}
+	case a.AllJ:
+		return jrun{Any: true, Head: a.Head + b.Head, Tail: b.Tail, Mid: b.Mid}
+	case b.AllJ:
+		return jrun{Any: true, Head: a.Head, Tail: a.Tail + b.Head, Mid: a.Mid}
+	}
+	return jrun{Any: true, Head: a.Head, Tail: b.Tail, Mid: a.Mid + b.Mid + interior(a.Tail+b.Head, reanchor)}
+}
+
+func interior(l, reanchor uint32) uint32 {
+	switch l {
+	case 0:
+		return 0
+	case 1:
+		return reanchor
+	}
+	return l - 1
+}
+
+// evidence is the day's teleport evidence: the closed runs, plus the runs
+// at the day's two ends counted by their length.
+func (a jrun) evidence() uint32 {
+	if a.AllJ {
+		return a.Head
+	}
+	return a.Head + a.Mid + a.Tail
 }
 
 // odo are the reported odometer readings, in whole metres.
@@ -226,7 +272,6 @@ func join(r *Rules, a, b *seg, nightEnd uint32) seg {
 		o.judge(r, &a.L2, &b.F1, &b.F2)
 	}
 	// GPS.
-	o.Steps = a.Steps.add(&b.Steps)
 	o.joinFixes(r, a, b, a.DrivingMs+joinDrive)
 	// Odometer.
 	o.Odo = a.Odo
@@ -266,6 +311,8 @@ func (o *seg) judge(r *Rules, pp, p, s *sample) {
 // joinFixes joins the fixes of a and b; shift is added to b's Drive values
 // (a's driving plus the join interval's).
 func (o *seg) joinFixes(r *Rules, a, b *seg, shift uint32) {
+	o.Steps = a.Steps
+	defer func() { o.Steps = o.Steps.add(r, &b.Steps) }()
 	if b.Fix.N == 0 {
 		o.Fix = a.Fix
 		return
@@ -312,12 +359,16 @@ func (o *seg) joinFixes(r *Rules, a, b *seg, shift uint32) {
 	}
 }
 
-// step applies one GPS step from fix p to fix q.
+// step appends one GPS step from fix p to fix q.
 func (s *steps) step(r *Rules, p, q *fix) {
 	dt := int64(q.T) - int64(p.T)
 	if dt <= 0 {
 		return
 	}
+	jump := false
+	defer func() {
+		s.Runs = s.Runs.join(jrun{Any: true, AllJ: jump, Head: b2u(jump)}, uint32(r.TeleportReanchor))
+	}()
 	m := stepM(p.Lat, p.Lon, q.Lat, q.Lon)
 	if dt > r.MaxGap.Milliseconds() && int64(q.Drive-p.Drive)*2 < dt {
 		// Unobserved gap (off, parked, out of coverage): not paid by GPS;
@@ -338,6 +389,7 @@ func (s *steps) step(r *Rules, p, q *fix) {
 	}
 	if m*3600/float64(dt) > r.TeleportKmh {
 		s.Jumps++
+		jump = true
 		return
 	}
 	s.PaidMM += int64(math.Round(m * 1000))
@@ -350,7 +402,16 @@ func (s *steps) step(r *Rules, p, q *fix) {
 	}
 }
 
-func (s steps) add(b *steps) steps {
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// add appends b's steps after s's.
+func (s steps) add(r *Rules, b *steps) steps {
+	s.Runs = s.Runs.join(b.Runs, uint32(r.TeleportReanchor))
 	s.PaidMM += b.PaidMM
 	s.GapMM += b.GapMM
 	s.GapUnpaidOdoM += b.GapUnpaidOdoM
