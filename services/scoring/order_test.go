@@ -283,3 +283,36 @@ func checkJoin(t *testing.T, rp *Rules, data []byte, n, cuts uint8) {
 		t.Fatalf("arrival order changed the result:\n%+v\n%+v", r1, r2)
 	}
 }
+
+// TestSegCodecMatchesBinary: the hand-written changelog codec writes
+// exactly encoding/binary's layout of seg (what docs/scoring.md states)
+// and reads it back.
+func TestSegCodecMatchesBinary(t *testing.T) {
+	r := DefaultRules()
+	for i := range 50 {
+		evs := randomEvents(binary.LittleEndian.AppendUint64(nil, uint64(i)), 2+i*3)
+		d := NewDay(0, 2*86400000, 5*3600000)
+		var buf []byte
+		for k := range evs {
+			buf = d.Add(&r, &evs[k], buf)
+		}
+		for _, s := range d.segs {
+			want, err := binary.Append(nil, binary.LittleEndian, &s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := appendSeg(nil, &s)
+			if !slices.Equal(got, want) {
+				t.Fatalf("appendSeg differs from binary.Append")
+			}
+			var back seg
+			rest, ok := readSeg(got, &back)
+			if !ok || len(rest) != 0 || back != s {
+				t.Fatalf("readSeg: ok %v rest %d equal %v", ok, len(rest), back == s)
+			}
+			if _, ok := readSeg(got[:len(got)-1], &back); ok {
+				t.Fatal("truncated seg read")
+			}
+		}
+	}
+}

@@ -43,11 +43,7 @@ func (d *Day) AppendBinary(b []byte) []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(d.segs)))
 	for i := range d.segs {
-		var err error
-		b, err = binary.Append(b, binary.LittleEndian, &d.segs[i])
-		if err != nil {
-			panic(err) // seg is fixed-size by construction
-		}
+		b = appendSeg(b, &d.segs[i])
 	}
 	return b
 }
@@ -108,10 +104,11 @@ func (d *Day) UnmarshalBinary(b []byte) ([]byte, error) {
 		x.segs = make([]seg, n)
 	}
 	for i := range x.segs {
-		if _, err := binary.Decode(b, binary.LittleEndian, &x.segs[i]); err != nil {
+		rest, ok := readSeg(b, &x.segs[i])
+		if !ok {
 			return nil, errTruncated
 		}
-		b = b[segSize:]
+		b = rest
 		g := &x.segs[i]
 		if g.N == 0 || g.F1.T > g.L2.T || int64(g.L2.T) >= x.End-x.Start || i > 0 && g.F1.T <= x.segs[i-1].L2.T {
 			return nil, errors.New("day state: bad segment")
