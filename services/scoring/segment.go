@@ -259,7 +259,7 @@ func join(r *Rules, a, b *seg, nightEnd uint32) seg {
 	hold := min(dt, uint32(r.SampleHold.Milliseconds()))
 	minHarsh := uint32(r.HarshMinDuration.Milliseconds())
 	for i := range o.Harsh {
-		o.Harsh[i] = a.Harsh[i].join(b.Harsh[i], hold, minHarsh)
+		a.Harsh[i].joinTo(&o.Harsh[i], &b.Harsh[i], hold, minHarsh)
 	}
 	// Fatigue.
 	o.Stretch = a.Stretch.join(b.Stretch, uint32(r.FatigueBreak.Milliseconds()), uint32(r.FatigueAfter.Milliseconds()))
@@ -456,45 +456,48 @@ func ep(hold, min uint32) uint32 {
 	return 0
 }
 
-// join: a then b, hold = the join interval's hold (min(dt, SampleHold)).
-func (a harshSum) join(b harshSum, hold, min uint32) harshSum {
+// joinTo writes a then b to o; hold = the join interval's hold (min(dt,
+// SampleHold)).
+func (a *harshSum) joinTo(o, b *harshSum, hold, min uint32) {
 	if a.AllH {
-		o := b
-		o.HNon = true
-		o.AllH = b.AllH
-		o.HHold = a.HHold + hold + b.HHold
+		hh := a.HHold + hold + b.HHold
+		fs, fh := b.FStarted, b.FHold
 		if a.FStarted {
-			o.FStarted, o.FHold = true, a.FHold+hold+b.HHold
-		} else {
-			o.FStarted, o.FHold = b.FStarted, b.FHold
+			fs, fh = true, a.FHold+hold+b.HHold
 		}
-		return o
+		*o = *b
+		o.HNon = true
+		o.HHold, o.FStarted, o.FHold = hh, fs, fh
+		return
 	}
-	o := a
-	o.Mid = a.Mid + b.Mid
-	if a.TailActive {
+	x := *a
+	x.Mid = a.Mid + b.Mid
+	switch {
+	case a.TailActive:
 		h := a.TailHold + hold
 		if b.HNon {
 			h += b.HHold
 			if b.AllH {
-				o.TailActive, o.TailHold = true, h
-				return o
+				x.TailActive, x.TailHold = true, h
+				*o = x
+				return
 			}
 		}
-		o.Mid += ep(h, min)
-	} else if b.FStarted {
+		x.Mid += ep(h, min)
+	case b.FStarted:
 		if b.AllH {
-			o.TailActive, o.TailHold = true, b.FHold
-			return o
+			x.TailActive, x.TailHold = true, b.FHold
+			*o = x
+			return
 		}
-		o.Mid += ep(b.FHold, min)
+		x.Mid += ep(b.FHold, min)
 	}
 	if b.AllH { // b all M without a T, entered inactive
-		o.TailActive, o.TailHold = false, 0
-		return o
+		x.TailActive, x.TailHold = false, 0
+	} else {
+		x.TailActive, x.TailHold = b.TailActive, b.TailHold
 	}
-	o.TailActive, o.TailHold = b.TailActive, b.TailHold
-	return o
+	*o = x
 }
 
 func (a harshSum) total(min uint32) uint32 {
