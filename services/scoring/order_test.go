@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -315,4 +316,53 @@ func TestSegCodecMatchesBinary(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestWindowsOutOfOrderUploads: through Windows (stream time, closing,
+// changelog restore in the middle), vehicles whose upload batches arrive
+// shuffled within the grace close with the same scores as in order.
+func TestWindowsOutOfOrderUploads(t *testing.T) {
+	run := func(shuffle bool) []string {
+		w := newTestWindows(t)
+		var c collector
+		rng := rand.New(rand.NewPCG(5, 5))
+		var all [][]telemetry.Event
+		for v := range 6 {
+			evs := newTrip(fmt.Sprintf("veh-%d", v), morning().Add(time.Duration(v)*time.Minute), uint64(v+1)).
+				Drive(900, 60, at(100, 102, lonAccel(-0.5))).Coast(10*time.Minute, 50).Drive(900, 60).Evs
+			bs := batches(rng, evs, 6)
+			if shuffle {
+				rng.Shuffle(len(bs), func(i, j int) { bs[i], bs[j] = bs[j], bs[i] })
+			}
+			all = append(all, bs...)
+		}
+		if shuffle { // vehicles interleaved, batches out of order
+			rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+		}
+		for k, b := range all {
+			for i := range b {
+				c.add(t, w, &b[i])
+			}
+			if k == len(all)/2 { // restart from the changelog mid-way
+				w2 := newTestWindows(t)
+				w.Flush(func(key string, v []byte) {
+					if err := w2.Restore(key, v); err != nil {
+						t.Fatal(err)
+					}
+				})
+				w = w2
+			}
+		}
+		w.Advance(morning().Add(48*time.Hour).UnixMilli(), c.onClose)
+		if len(c.late) != 0 {
+			t.Fatalf("late: %v", c.late)
+		}
+		slices.Sort(c.closed)
+		return c.closed
+	}
+	want, got := run(false), run(true)
+	if len(want) != 6 || !slices.Equal(got, want) {
+		t.Fatalf("shuffled uploads scored\n%v\nin order\n%v", got, want)
+	}
+	t.Log(want)
 }
