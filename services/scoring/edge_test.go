@@ -44,6 +44,8 @@ func TestHonestEdgeCases(t *testing.T) {
 			base().Drive(600, 60).Coast(10*time.Minute, 60).Odometer(25).Drive(600, 60).Evs, 30, 20, [2]int{1, 0}, 0, nil, "dev-v"},
 		{"power lost, odometer doubled over the gap (2x the line): not paid",
 			base().Drive(600, 60).Coast(10*time.Minute, 60).Odometer(10).Drive(600, 60).Evs, 30, 20, [2]int{1, 0}, 0, nil, "dev-v"},
+		{"power lost while driving, back only when parked: the parked fix ends the gap",
+			base().Drive(600, 60).Coast(10*time.Minute, 60).Drive(30, 0).Evs, 0, 0, [2]int{1, 1}, 0, nil, "dev-v"},
 		{"parked with the box off: the odometer agrees on ~0",
 			base().Drive(600, 60).Stop(30*time.Minute).Drive(600, 60).Evs, 0, 0, [2]int{1, 1}, 0, nil, "dev-v"},
 		{"box replaced while parked: not multi_device",

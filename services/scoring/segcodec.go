@@ -93,12 +93,7 @@ func appendSeg(b []byte, s *seg) []byte {
 	w.u32(s.ExactV)
 	w.u8(s.Fix.N)
 	for _, f := range [...]*fix{&s.Fix.First, &s.Fix.Second, &s.Fix.Last} {
-		w.u32(f.T)
-		w.i32(f.Lat)
-		w.i32(f.Lon)
-		w.i32(f.SpeedC)
-		w.u32(f.Drive)
-		w.i64(f.OdoM)
+		putFix(&w, f)
 	}
 	p := &s.Steps
 	w.i64(p.PaidMM)
@@ -120,6 +115,8 @@ func appendSeg(b []byte, s *seg) []byte {
 	w.i64(s.Odo.M)
 	w.u32(s.Odo.Rollbacks)
 	w.u32(s.HDOPRj)
+	w.bl(s.HasCand)
+	putFix(&w, &s.Cand)
 	return w.b
 }
 
@@ -169,12 +166,7 @@ func readSeg(b []byte, s *seg) (rest []byte, ok bool) {
 	s.ExactV = r.u32()
 	s.Fix.N = r.u8()
 	for _, f := range [...]*fix{&s.Fix.First, &s.Fix.Second, &s.Fix.Last} {
-		f.T = r.u32()
-		f.Lat = r.i32()
-		f.Lon = r.i32()
-		f.SpeedC = r.i32()
-		f.Drive = r.u32()
-		f.OdoM = r.i64()
+		getFix(&r, f)
 	}
 	p := &s.Steps
 	p.PaidMM = r.i64()
@@ -196,5 +188,25 @@ func readSeg(b []byte, s *seg) (rest []byte, ok bool) {
 	s.Odo.M = r.i64()
 	s.Odo.Rollbacks = r.u32()
 	s.HDOPRj = r.u32()
+	s.HasCand = r.bl()
+	getFix(&r, &s.Cand)
 	return r.b, !r.bad
+}
+
+func putFix(w *segW, f *fix) {
+	w.u32(f.T)
+	w.i32(f.Lat)
+	w.i32(f.Lon)
+	w.i32(f.SpeedC)
+	w.u32(f.Drive)
+	w.i64(f.OdoM)
+}
+
+func getFix(r *segR, f *fix) {
+	f.T = r.u32()
+	f.Lat = r.i32()
+	f.Lon = r.i32()
+	f.SpeedC = r.i32()
+	f.Drive = r.u32()
+	f.OdoM = r.i64()
 }

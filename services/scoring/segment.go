@@ -36,6 +36,13 @@ type seg struct {
 	Steps  steps // every GPS step of the seg except the first (Fix.First -> Fix.Second)
 	Odo    odo
 	HDOPRj uint32
+
+	// Cand is the first sample's fix when it is static (below StaticKmh,
+	// else usable): it becomes a fix when the box was silent for more
+	// than MaxGap before it (the end of an unobserved gap: a box that
+	// lost power while driving and came back parked).
+	HasCand bool
+	Cand    fix
 }
 
 // sample is what a join needs of one event.
@@ -206,7 +213,12 @@ func newSeg(r *Rules, ev *telemetry.Event, t uint32, dev uint8, nightEnd uint32)
 	case ev.Lat == 0 && ev.Lon == 0: // no fix
 	case ev.HDOP > r.MaxHDOP && r.MaxHDOP > 0:
 		g.HDOPRj = 1
-	case speed < r.StaticKmh: // static jitter
+	case speed < r.StaticKmh: // static jitter; the end of a gap, maybe
+		g.HasCand = true
+		g.Cand = fix{T: t, Lat: e7(ev.Lat), Lon: e7(ev.Lon), SpeedC: s.SpeedC}
+		if g.Odo.Has {
+			g.Cand.OdoM = g.Odo.First
+		}
 	default:
 		f := fix{T: t, Lat: e7(ev.Lat), Lon: e7(ev.Lon), SpeedC: s.SpeedC}
 		if g.Odo.Has {
@@ -272,7 +284,17 @@ func join(r *Rules, a, b *seg, nightEnd uint32) seg {
 		o.judge(r, &a.L2, &b.F1, &b.F2)
 	}
 	// GPS.
-	o.joinFixes(r, a, b, a.DrivingMs+joinDrive)
+	o.HasCand, o.Cand = a.HasCand, a.Cand
+	if b.HasCand && !inGap {
+		// b's first sample is static and follows a silence longer than
+		// MaxGap: its fix ends the gap.
+		c := seg{Fix: fixes{N: 1, First: b.Cand, Last: b.Cand}}
+		nb := *b
+		nb.joinFixes(r, &c, b, 0)
+		o.joinFixes(r, a, &nb, a.DrivingMs+joinDrive)
+	} else {
+		o.joinFixes(r, a, b, a.DrivingMs+joinDrive)
+	}
 	// Odometer.
 	o.Odo = a.Odo
 	switch {
