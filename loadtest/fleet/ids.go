@@ -38,6 +38,7 @@ const (
 	tagTrip
 	tagVehicle
 	tagFault
+	tagPowerLoss
 )
 
 // vinChars are the characters a VIN may hold (no I, O, Q).

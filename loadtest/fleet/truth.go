@@ -29,9 +29,13 @@ type DayTruth struct {
 	Trips  int // trips that started this day
 
 	DistanceKm float64 // distance the vehicle really moved
-	OdometerKm float64 // last minus first reported odometer reading (negative after a rollback)
-	GPSKm      float64 // great-circle length of the reported track, consecutive samples
-	NightKm    float64 // distance moved 00:00-05:00 local
+	// PowerLossS is driving time an honest box was off (no events; the
+	// vehicle moved on): the honest "power loss" edge case. PowerLossKm is
+	// the distance moved meanwhile (in DistanceKm).
+	PowerLossS, PowerLossKm float64
+	OdometerKm              float64 // last minus first reported odometer reading (negative after a rollback)
+	GPSKm                   float64 // great-circle length of the reported track, consecutive samples
+	NightKm                 float64 // distance moved 00:00-05:00 local
 
 	EngineSeconds   float64 // sampled time with the engine on
 	MovingSeconds   float64 // sampled time with speed > 0

@@ -65,7 +65,14 @@ type vehicle struct {
 	inAccel     bool
 	inBrake     bool
 	inCorner    bool
+	offUntil    int64 // honest power loss: the box records nothing before this
 }
+
+// Honest power loss: while driving, each sample starts a power loss with
+// probability 1/powerLossOdds (about one per 14 driving hours), lasting 5-15
+// minutes of simulated time. It is drawn from its own hash, not the
+// vehicle's generator, so every other value of the simulation is unchanged.
+const powerLossOdds = 50000
 
 func newVehicle(w *world, info *Vehicle) *vehicle {
 	v := &vehicle{w: w, info: info, p: drawParams(w.seed, info.Index, info.Profile, info.Fraud)}
@@ -354,11 +361,22 @@ func (v *vehicle) heartbeat(ev *[]telemetry.Event, days *[]DayTruth) {
 func (v *vehicle) emit(t int64, e telemetry.Event, moved float64, ev *[]telemetry.Event) {
 	w := v.w
 	c := &v.cur
-	c.Events++
 	c.DistanceKm += moved / 1000
 	if _, h := w.localHour(t); h < nightEndHour {
 		c.NightKm += moved / 1000
 	}
+	if v.info.Fraud == FraudNone && moved > 0 && v.offUntil <= t {
+		if h := mix(w.seed, tagPowerLoss, uint64(v.info.Index), uint64(t)); h%powerLossOdds == 0 {
+			v.offUntil = t + int64(5+(h>>32)%11)*60_000
+		}
+	}
+	if t < v.offUntil { // the box is off: nothing recorded, the car moves on
+		c.PowerLossS += w.sampleSec
+		c.PowerLossKm += moved / 1000
+		v.seq-- // the box numbers only what it records
+		return
+	}
+	c.Events++
 	if v.odoFirst {
 		v.odoFirst = false
 		v.odoStart = e.OdometerKm

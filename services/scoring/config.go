@@ -64,6 +64,15 @@ type Rules struct {
 	TeleportReanchor  int     // after this many consecutive mutually consistent rejected fixes, re-anchor without distance
 	TeleportFlagCount int     // this many rejected jumps in a day raise the teleport flag
 
+	// Unobserved gaps (no fix for longer than MaxGap, little driving
+	// reported): paid the odometer delta D between the fixes at both ends
+	// when both report an odometer and D agrees with the straight line C:
+	// C - GapOdoSlackM <= D <= GapOdoMaxFactor x C + GapOdoSlackM and
+	// D / gap duration <= GapOdoMaxKmh.
+	GapOdoSlackM    float64
+	GapOdoMaxFactor float64
+	GapOdoMaxKmh    float64
+
 	// Odometer cross-check.
 	OdoRollbackKm    float64 // a decrease larger than this is a rollback
 	OdoCheckMinKm    float64 // compare GPS and odometer only when one of them is at least this
@@ -111,7 +120,7 @@ type Rules struct {
 // DefaultRules are the cited defaults of docs/scoring.md.
 func DefaultRules() Rules {
 	return Rules{
-		Version:          "2026.11-1",
+		Version:          "2026.12-1",
 		HarshBrakeG:      0.40,
 		HarshAccelG:      0.35,
 		HarshCornerG:     0.40,
@@ -137,6 +146,10 @@ func DefaultRules() Rules {
 		TeleportKmh:       300,
 		TeleportReanchor:  3,
 		TeleportFlagCount: 3,
+
+		GapOdoSlackM:    200,
+		GapOdoMaxFactor: 1.5,
+		GapOdoMaxKmh:    160,
 
 		OdoRollbackKm:      0.1,
 		OdoCheckMinKm:      5,
@@ -198,6 +211,7 @@ func (r *Rules) Validate() error {
 	check(r.TeleportReanchor >= 1 && r.TeleportReanchor < 255, "rules: TeleportReanchor %d not in 1..254", r.TeleportReanchor)
 	check(r.TeleportFlagCount >= 1, "rules: TeleportFlagCount must be >= 1")
 	check(r.OdoRollbackKm >= 0 && r.OdoCheckMinKm >= 0 && r.OdoMismatchPct >= 0 && r.OdoMismatchAbsKm >= 0, "rules: negative odometer tolerance")
+	check(r.GapOdoSlackM >= 0 && r.GapOdoMaxFactor >= 1 && r.GapOdoMaxKmh > 0, "rules: gap odometer check needs GapOdoSlackM >= 0, GapOdoMaxFactor >= 1, GapOdoMaxKmh > 0")
 	check(r.RegularMinSamples >= 2, "rules: RegularMinSamples must be >= 2")
 	for name, v := range map[string]float64{"RegularTimeShare": r.RegularTimeShare, "RegularSpeedShare": r.RegularSpeedShare, "RegularPosShare": r.RegularPosShare} {
 		check(v > 0 && v <= 1, "rules: %s %v not in (0, 1]", name, v)

@@ -4,308 +4,169 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"math"
+	"math/bits"
+	"slices"
 
 	"github.com/minecart/minecart/services/telemetry"
 )
 
-// Day is the running state of one vehicle's calendar day: a fixed-size
-// summary updated once per event, never a list of events, so that millions
-// of open days fit in memory and in the changelog. It depends only on the
-// sequence of events it was given (see Add), so replaying the same events
-// gives the same Day bit for bit. Times inside are milliseconds after Start.
+// Day is the running state of one vehicle's calendar day: a few segment
+// summaries (seg), never a list of events. Its result depends only on the
+// set of events it was given, not on their arrival order, as long as no
+// event falls inside a run already summarised (see Add and
+// docs/scoring.md, "Order does not matter"). Times inside are milliseconds
+// after Start.
 type Day struct {
-	Start  int64  // window start, UTC Unix ms (local 00:00)
-	End    int64  // window end, exclusive (local 00:00 of the next day)
-	Device string // first device seen this day
-
-	gpsM           float64
-	odoLast, odoKm float64
-	hash           [32]byte
-
+	Start    int64  // window start, UTC Unix ms (local 00:00)
+	End      int64  // window end, exclusive (local 00:00 of the next day)
+	Device   string // the device of the day's earliest event
 	NightEnd uint32 // ms after Start where night driving ends
-	bits     uint32 // see bit* constants
 
-	last      uint32 // time of the latest in-order event
-	lastSpeed int32  // its speed, centi-km/h
-	prevSpeed int32  // the one before, centi-km/h
-
-	fixT, fixLat, fixLon    int32  // distance anchor: time (ms after Start; int32 fits a 25 h day), E7 degrees
-	candT, candLat, candLon int32  // candidate re-anchor after rejected jumps
-	fixDrive                uint32 // drivingMs when the anchor was set
-
-	events, late     uint32
-	drivingMs        uint32
-	nightMs          uint32
-	speedingMs       uint32
-	speedRunMs       uint32
-	stretchStart     uint32
-	lastMoving       uint32
-	hdopRejected     uint32
-	lastDt           uint32        // previous in-order interval, ms
-	pairs            uint32        // moving sample pairs judged for regularity
-	exactT, exactV   uint32        // of them: interval repeated to the ms; speed second difference ~0
-	exactP           uint32        // of them: GPS step = speed x time
-	harsh            [3]harshState // brake, accel, corner
-	fatigue          uint16
-	jumps, rollbacks uint16
-	candN            uint8
+	events, late uint32
+	third        bool       // a third device reported the vehicle
+	devs         [2]devSpan // the first two devices seen and their event-time spans
+	sum          [4]uint64  // events_hash accumulator: sum of SHA-256(canonical(e)) mod 2^256, limb 0 least significant
+	segs         []seg      // sorted by first sample time, disjoint
 }
 
-type harshState struct {
-	durMs uint16 // time held above the release level in this episode (saturates)
-	count uint16
+type devSpan struct {
+	ID          string
+	First, Last uint32
 }
 
-const (
-	bitHasLast = 1 << iota
-	bitHasPrev2
-	bitHasFix
-	bitHasOdo
-	bitMultiDevice
-	bitMoving
-	bitSpeeding
-	bitSpeedCounted
-	bitInStretch
-	bitHarshActive0 // + detector index
-	bitHarshActive1
-	bitHarshActive2
-	bitHarshCounted0
-	bitHarshCounted1
-	bitHarshCounted2
-)
+// MaxSegments bounds the runs a Day keeps: beyond it the two neighbours
+// with the smallest time gap between them are joined.
+const MaxSegments = 8
 
-const (
-	harshBrake = iota
-	harshAccel
-	harshCorner
-)
+// devOther marks a seg that mixes devices or belongs to a third device: it
+// never joins a neighbour by sequence number.
+const devOther = 255
 
-// hashSeed starts every day's events_hash chain.
-var hashSeed = sha256.Sum256([]byte("minecart.scoring.events.v1"))
+// hashSeed starts every day's events_hash.
+var hashSeed = []byte("minecart.scoring.events.v2")
 
 // NewDay starts an empty day for the window [start, end) whose night driving
 // ends nightEnd ms after start.
 func NewDay(start, end int64, nightEnd uint32) Day {
-	return Day{Start: start, End: end, NightEnd: nightEnd, hash: hashSeed}
-}
-
-func (d *Day) has(b uint32) bool { return d.bits&b != 0 }
-func (d *Day) set(b uint32, on bool) {
-	if on {
-		d.bits |= b
-	} else {
-		d.bits &^= b
-	}
+	return Day{Start: start, End: end, NightEnd: nightEnd}
 }
 
 // Add folds one event of this day into the summary and returns buf, a
-// scratch buffer the caller passes back next time (no allocation per
-// event). ev.TimeMs must be in [Start, End) (the window code guarantees it). Every event is counted and
-// hashed; an event older than the latest one seen is "late": it moves no
-// distance, time or counter (Traccar's rule for outdated fixes).
+// scratch buffer the caller passes back next time. ev.TimeMs must be in
+// [Start, End) (the window code guarantees it). Every event is counted and
+// hashed; an event whose time falls inside a run already summarised (at or
+// between the first and last sample of a seg: a duplicate time, a
+// re-delivery, a clock gone backwards) is "late": it moves no distance, time
+// or counter.
 func (d *Day) Add(r *Rules, ev *telemetry.Event, buf []byte) []byte {
-	buf = append(buf[:0], d.hash[:]...)
-	buf = AppendCanonical(buf, ev)
-	d.hash = sha256.Sum256(buf)
-
+	buf = AppendCanonical(buf[:0], ev)
+	d.addHash(sha256.Sum256(buf))
 	d.events++
-	if d.Device == "" {
-		d.Device = ev.DeviceID
-	} else if ev.DeviceID != d.Device {
-		d.set(bitMultiDevice, true)
-	}
 	t := uint32(ev.TimeMs - d.Start)
-	if d.has(bitHasLast) && t < d.last {
+	dev := d.device(ev.DeviceID, t)
+
+	// i: the first seg starting after t.
+	i := len(d.segs)
+	for i > 0 && d.segs[i-1].F1.T > t {
+		i--
+	}
+	if i > 0 && d.segs[i-1].L2.T >= t {
 		d.late++
 		return buf
 	}
-	speed := ev.SpeedKmh
-	speedC := int32(math.Round(speed * 100))
-	maxGap := uint32(r.MaxGap.Milliseconds())
-
-	// 1. The interval [last, t) belongs to the previous sample.
-	var dt uint32
-	if d.has(bitHasLast) {
-		dt = t - d.last
-		inGap := dt <= maxGap
-		if d.has(bitMoving) && inGap {
-			d.drivingMs += dt
-			if d.last < d.NightEnd {
-				d.nightMs += min(t, d.NightEnd) - d.last
+	s := newSeg(r, ev, t, dev, d.NightEnd)
+	if i > 0 && contiguous(&d.segs[i-1], &s) {
+		d.segs[i-1] = join(r, &d.segs[i-1], &s, d.NightEnd)
+		i--
+	} else {
+		d.segs = slices.Insert(d.segs, i, s)
+	}
+	if i+1 < len(d.segs) && contiguous(&d.segs[i], &d.segs[i+1]) {
+		d.joinAt(r, i)
+	}
+	if len(d.segs) > MaxSegments {
+		best := 0
+		for j := 1; j+1 < len(d.segs); j++ {
+			if d.segs[j+1].F1.T-d.segs[j].L2.T < d.segs[best+1].F1.T-d.segs[best].L2.T {
+				best = j
 			}
 		}
-		if d.has(bitSpeeding) {
-			if inGap {
-				d.speedRunMs += dt
-				if d.has(bitSpeedCounted) {
-					d.speedingMs += dt
-				} else if int64(d.speedRunMs) >= r.SpeedMinDuration.Milliseconds() {
-					d.speedingMs += d.speedRunMs
-					d.set(bitSpeedCounted, true)
-				}
-			} else {
-				d.set(bitSpeeding|bitSpeedCounted, false)
-			}
-		}
-		hold := min(dt, uint32(r.SampleHold.Milliseconds()))
-		for i := range d.harsh {
-			if d.bits&(bitHarshActive0<<i) == 0 {
-				continue
-			}
-			hs := &d.harsh[i]
-			hs.durMs = uint16(min(uint32(hs.durMs)+hold, math.MaxUint16))
-			if d.bits&(bitHarshCounted0<<i) == 0 && int64(hs.durMs) >= r.HarshMinDuration.Milliseconds() {
-				hs.count++
-				d.bits |= bitHarshCounted0 << i
-			}
-		}
+		d.joinAt(r, best)
 	}
-	// Regularity: is this sample pair noiseless (see Rules.RegularMinShare)?
-	judge := d.has(bitHasPrev2) && dt > 0 && dt <= maxGap && speed >= r.MovingKmh
-
-	// 2. The current sample's state.
-	moving := speed >= r.MovingKmh
-	if moving {
-		if !d.has(bitInStretch) || t-d.lastMoving >= uint32(r.FatigueBreak.Milliseconds()) {
-			d.stretchStart = t
-			d.set(bitInStretch, true)
-		}
-		d.lastMoving = t
-		if int64(t-d.stretchStart) >= r.FatigueAfter.Milliseconds() {
-			d.fatigue++
-			d.stretchStart = t
-		}
-	}
-	d.set(bitMoving, moving)
-
-	limit := r.DefaultLimitKmh
-	if ev.SpeedLimitKmh > 0 {
-		limit = ev.SpeedLimitKmh
-	}
-	over := speed > limit*(1+r.SpeedTolerancePct/100)+r.SpeedToleranceKmh
-	if !over {
-		d.set(bitSpeeding|bitSpeedCounted, false)
-	} else if !d.has(bitSpeeding) {
-		d.set(bitSpeeding, true)
-		d.speedRunMs = 0
-	}
-
-	var v [3]float64
-	v[harshBrake] = -ev.AccelLonMS2 / G
-	v[harshAccel] = ev.AccelLonMS2 / G
-	v[harshCorner] = math.Abs(ev.AccelLatMS2) / G
-	thr := [3]float64{r.HarshBrakeG, r.HarshAccelG, r.HarshCornerG}
-	gate := [3]float64{r.HarshMinKmh, r.HarshMinKmh, r.CornerMinKmh}
-	for i := range d.harsh {
-		gated := speed < gate[i]
-		active := d.bits&(bitHarshActive0<<i) != 0
-		if active && (gated || v[i] < thr[i]*(1-r.HarshHysteresis)) {
-			d.bits &^= (bitHarshActive0 | bitHarshCounted0) << i
-			active = false
-		}
-		if !active && !gated && v[i] >= thr[i] {
-			d.bits |= bitHarshActive0 << i
-			d.harsh[i].durMs = 0
-		}
-	}
-
-	resM, stepped := d.addFix(r, ev, t, speed)
-	d.addOdometer(r, ev.OdometerKm)
-	if judge && stepped {
-		d.pairs++
-		if dt == d.lastDt {
-			d.exactT++
-		}
-		if math.Abs(float64(int64(speedC)-2*int64(d.lastSpeed)+int64(d.prevSpeed))) <= r.RegularSpeedTolKmh*100 {
-			d.exactV++
-		}
-		if math.Abs(resM) <= r.RegularPosTolM {
-			d.exactP++
-		}
-	}
-
-	d.set(bitHasPrev2, d.has(bitHasLast) && dt <= maxGap)
-	d.lastDt = dt
-	d.last = t
-	d.prevSpeed = d.lastSpeed
-	d.lastSpeed = speedC
-	d.set(bitHasLast, true)
 	return buf
 }
 
-// addFix moves the distance anchor. It returns the GPS step minus the
-// distance the speeds imply (m) and whether a step was taken.
-func (d *Day) addFix(r *Rules, ev *telemetry.Event, t uint32, speed float64) (float64, bool) {
-	if ev.Lat == 0 && ev.Lon == 0 {
-		return 0, false // no fix
-	}
-	if ev.HDOP > r.MaxHDOP && r.MaxHDOP > 0 {
-		d.hdopRejected++
-		return 0, false
-	}
-	if speed < r.StaticKmh {
-		return 0, false // static jitter: a parked box's fixes wander
-	}
-	lat, lon := e7(ev.Lat), e7(ev.Lon)
-	if !d.has(bitHasFix) {
-		d.fixT, d.fixLat, d.fixLon, d.fixDrive = int32(t), lat, lon, d.drivingMs
-		d.set(bitHasFix, true)
-		return 0, false
-	}
-	dtFix := int64(t) - int64(d.fixT)
-	if dtFix <= 0 {
-		return 0, false // same fix time: nothing new
-	}
-	if dtFix > r.MaxGap.Milliseconds() && int64(d.drivingMs-d.fixDrive)*2 < dtFix {
-		// No usable fix for longer than MaxGap and the box did not report
-		// driving for most of it (off, parked, out of coverage): what
-		// happened in between was not observed and is not paid.
-		d.fixT, d.fixLat, d.fixLon, d.fixDrive = int32(t), lat, lon, d.drivingMs
-		d.candN = 0
-		return 0, false
-	}
-	m := stepM(d.fixLat, d.fixLon, lat, lon)
-	if m*3600/float64(dtFix) > r.TeleportKmh { // m per ms x 3600 = km/h
-		d.jumps++
-		if d.candN > 0 && int64(t) > int64(d.candT) &&
-			HaversineM(fromE7(d.candLat), fromE7(d.candLon), fromE7(lat), fromE7(lon))*3600/float64(int64(t)-int64(d.candT)) <= r.TeleportKmh {
-			d.candN++
-		} else {
-			d.candN = 1
-		}
-		d.candT, d.candLat, d.candLon = int32(t), lat, lon
-		if int(d.candN) >= r.TeleportReanchor {
-			// The old anchor was the outlier, or the box really moved while
-			// blind: continue from here without paying the jump.
-			d.fixT, d.fixLat, d.fixLon, d.fixDrive = int32(t), lat, lon, d.drivingMs
-			d.candN = 0
-		}
-		return 0, false
-	}
-	// The GPS step against what the reported speeds imply.
-	meanKmh := (float64(d.lastSpeed)/100 + speed) / 2
-	res := m - meanKmh/3.6*float64(dtFix)/1000
-	d.gpsM += m
-	d.fixT, d.fixLat, d.fixLon, d.fixDrive = int32(t), lat, lon, d.drivingMs
-	d.candN = 0
-	return res, true
+// contiguous: b continues a by the device's sequence number.
+func contiguous(a, b *seg) bool {
+	return a.Dev != devOther && a.Dev == b.Dev && b.FirstSeq == a.LastSeq+1
 }
 
-func (d *Day) addOdometer(r *Rules, odo float64) {
-	if odo <= 0 {
-		return // not reported
+func (d *Day) joinAt(r *Rules, i int) {
+	d.segs[i] = join(r, &d.segs[i], &d.segs[i+1], d.NightEnd)
+	d.segs = slices.Delete(d.segs, i+1, i+2)
+}
+
+// device records the device's event-time span and returns its index.
+func (d *Day) device(id string, t uint32) uint8 {
+	for i := range d.devs {
+		s := &d.devs[i]
+		if s.ID == "" {
+			*s = devSpan{ID: id, First: t, Last: t}
+		} else if s.ID != id {
+			continue
+		}
+		s.First, s.Last = min(s.First, t), max(s.Last, t)
+		d.Device = d.devs[0].ID
+		if o := d.devs[1]; o.ID != "" && (o.First < d.devs[0].First || o.First == d.devs[0].First && o.ID < d.devs[0].ID) {
+			d.Device = o.ID
+		}
+		return uint8(i)
 	}
-	switch {
-	case !d.has(bitHasOdo):
-		d.set(bitHasOdo, true)
-	case odo >= d.odoLast:
-		d.odoKm += odo - d.odoLast
-	case odo < d.odoLast-r.OdoRollbackKm:
-		d.rollbacks++
-	default:
-		return // small backwards wobble: keep the high mark
+	d.third = true
+	return devOther
+}
+
+// multiDevice: a third device, or two devices whose event-time spans
+// overlap (interleaved). A replacement (one ends, the other begins) is not.
+func (d *Day) multiDevice() bool {
+	a, b := d.devs[0], d.devs[1]
+	return d.third || b.ID != "" && a.First <= b.Last && b.First <= a.Last
+}
+
+func (d *Day) addHash(h [32]byte) {
+	var c uint64
+	for i := range 4 {
+		v := binary.BigEndian.Uint64(h[24-8*i:])
+		d.sum[i], c = bits.Add64(d.sum[i], v, c)
 	}
-	d.odoLast = odo
+}
+
+// EventsHash is SHA-256(seed || sum), sum the 32-byte big-endian sum of the
+// events' SHA-256(canonical) mod 2^256: independent of arrival order.
+func (d *Day) EventsHash() [32]byte {
+	b := make([]byte, 0, len(hashSeed)+32)
+	b = append(b, hashSeed...)
+	for i := 3; i >= 0; i-- {
+		b = binary.BigEndian.AppendUint64(b, d.sum[i])
+	}
+	return sha256.Sum256(b)
+}
+
+// total joins the day's segs in time order.
+func (d *Day) total(r *Rules) seg {
+	if len(d.segs) == 0 {
+		return seg{}
+	}
+	t := d.segs[0]
+	for i := 1; i < len(d.segs); i++ {
+		t = join(r, &t, &d.segs[i], d.NightEnd)
+	}
+	if t.Fix.N >= 2 { // the pending first step goes first
+		var first steps
+		first.step(r, &t.Fix.First, &t.Fix.Second)
+		t.Steps = first.add(r, &t.Steps)
+	}
+	return t
 }
 
 func e7(deg float64) int32   { return int32(math.Round(deg * 1e7)) }

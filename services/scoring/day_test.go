@@ -125,11 +125,13 @@ func TestDayDistanceFilters(t *testing.T) {
 		factor  float64
 		hdopRej int64
 	}{
+		// A lone outlier makes two implausible steps (out and back): both
+		// are rejected, and the two seconds around it are not paid.
 		{"one jump out and back is rejected", base().Drive(601, 60, at(300, 301, func(ev *telemetry.Event) { ev.Lat += 0.5 })).Evs,
-			clean.GPSKm, 1, nil, 1, 0},
+			clean.GPSKm - 2*60.0/3600, 2, nil, 1, 0},
 		{"three jumps flag teleport", base().Drive(601, 60, at(100, 101, func(ev *telemetry.Event) { ev.Lat += 0.5 }),
 			at(200, 201, func(ev *telemetry.Event) { ev.Lat -= 0.5 }), at(300, 301, func(ev *telemetry.Event) { ev.Lon += 0.5 })).Evs,
-			clean.GPSKm, 3, []string{FlagTeleport}, 0.5, 0},
+			clean.GPSKm - 6*60.0/3600, 6, []string{FlagTeleport}, 0.5, 0},
 		{"HDOP filter", base().Drive(601, 60, at(100, 200, func(ev *telemetry.Event) { ev.HDOP = 12; ev.Lat += 0.0003 })).Evs,
 			clean.GPSKm, 0, nil, 1, 100},
 		{"static jitter is not distance", base().Drive(601, 0, func(i int, ev *telemetry.Event) { ev.Lat += float64(i%5) * 2e-5 }).Evs,
@@ -158,13 +160,13 @@ func TestDayDistanceFilters(t *testing.T) {
 		near(t, "gps_km", res.GPSKm, clean.GPSKm-60.0/3600, 0.02)
 		eq(t, "gps_jumps", res.GPSJumps, 0)
 	})
-	t.Run("permanent jump re-anchors without paying it", func(t *testing.T) {
+	t.Run("permanent jump: one implausible step, then on from there", func(t *testing.T) {
 		tr := base().Drive(300, 60)
 		tr.Lat += 1 // 111 km north, box continues from there
 		tr.Drive(301, 60)
 		_, res := scoreDay(&r, tr.Evs)
-		near(t, "gps_km", res.GPSKm, clean.GPSKm-2*60.0/3600, 0.02) // the 3 re-anchor samples move nothing
-		eq(t, "gps_jumps", res.GPSJumps, 3)
+		near(t, "gps_km", res.GPSKm, clean.GPSKm-60.0/3600, 0.005) // the one implausible step is not paid
+		eq(t, "gps_jumps", res.GPSJumps, 1)
 	})
 }
 
@@ -255,14 +257,14 @@ func TestDayLateEventsAndDeterminism(t *testing.T) {
 
 	// Same events, same bits; and the changelog encoding round-trips.
 	d3, res3 := scoreDay(&r, evs)
-	if !reflect.DeepEqual(res1, res3) || *d1 != *d3 {
+	if !reflect.DeepEqual(res1, res3) || !reflect.DeepEqual(*d1, *d3) {
 		t.Fatal("same events gave different days")
 	}
 	b := d1.AppendBinary(nil)
 	var back Day
 	rest, err := back.UnmarshalBinary(b)
-	if err != nil || len(rest) != 0 || back != *d1 {
-		t.Fatalf("round trip: %v, rest %d, equal %v", err, len(rest), back == *d1)
+	if err != nil || len(rest) != 0 || !reflect.DeepEqual(back, *d1) {
+		t.Fatalf("round trip: %v, rest %d", err, len(rest))
 	}
 	for i := range len(b) - 1 {
 		if _, err := back.UnmarshalBinary(b[:i]); err == nil {
@@ -338,9 +340,11 @@ func near(t *testing.T, what string, got, want, tol float64) {
 
 func TestDaySize(t *testing.T) {
 	var s slot
-	t.Logf("Day %d bytes, slot %d bytes", unsafe.Sizeof(Day{}), unsafe.Sizeof(s))
-	if unsafe.Sizeof(Day{}) > 256 {
-		t.Fatalf("Day is %d bytes, over the 256-byte budget", unsafe.Sizeof(Day{}))
+	t.Logf("Day %d bytes + %d per segment, slot %d bytes", unsafe.Sizeof(Day{}), unsafe.Sizeof(seg{}), unsafe.Sizeof(s))
+	// The header stays within the old 256-byte budget; an in-order day adds
+	// one segment (docs/scoring.md, Figures: above the 256-byte target).
+	if unsafe.Sizeof(Day{}) > 256 || unsafe.Sizeof(seg{}) > 448 {
+		t.Fatalf("Day is %d bytes + %d per segment, over 256 + 448", unsafe.Sizeof(Day{}), unsafe.Sizeof(seg{}))
 	}
 }
 

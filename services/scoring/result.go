@@ -22,6 +22,8 @@ type Result struct {
 	FatigueEvents                       int
 	Events, LateEvents                  int64 // accepted; of them older than the latest fix
 	GPSJumps, OdometerRollbacks         int
+	Gaps, GapsPaid                      int     // unobserved gaps between fixes; of them paid by the odometer
+	GapKm                               float64 // distance paid by the odometer over unobserved gaps (in DistanceKm)
 	HDOPRejected                        int64
 	Score                               float64 // 0..100, rounded to 0.01
 	Points                              int64
@@ -32,68 +34,89 @@ type Result struct {
 // Result computes the day's score, points and flags under r. It is pure:
 // the same Day and Rules always give the same Result.
 func (d *Day) Result(r *Rules) Result {
+	t := d.total(r)
+	minHarsh := uint32(r.HarshMinDuration.Milliseconds())
 	res := Result{
-		GPSKm:             d.gpsM / 1000,
-		OdometerKm:        d.odoKm,
-		DrivingS:          int64(d.drivingMs / 1000),
-		SpeedingS:         int64(d.speedingMs / 1000),
-		NightS:            int64(d.nightMs / 1000),
-		HarshBrake:        int(d.harsh[harshBrake].count),
-		HarshAccel:        int(d.harsh[harshAccel].count),
-		HarshCorner:       int(d.harsh[harshCorner].count),
-		FatigueEvents:     int(d.fatigue),
+		GPSKm:             float64(t.Steps.PaidMM) / 1e6,
+		GapKm:             float64(t.Steps.GapMM) / 1e6,
+		OdometerKm:        float64(t.Odo.M) / 1000,
+		DrivingS:          int64(t.DrivingMs / 1000),
+		SpeedingS:         int64(t.Speed.total(uint32(r.SpeedMinDuration.Milliseconds())) / 1000),
+		NightS:            int64(t.NightMs / 1000),
+		HarshBrake:        int(t.Harsh[harshBrake].total(minHarsh)),
+		HarshAccel:        int(t.Harsh[harshAccel].total(minHarsh)),
+		HarshCorner:       int(t.Harsh[harshCorner].total(minHarsh)),
+		FatigueEvents:     int(t.Stretch.total(uint32(r.FatigueAfter.Milliseconds()))),
 		Events:            int64(d.events),
 		LateEvents:        int64(d.late),
-		GPSJumps:          int(d.jumps),
-		OdometerRollbacks: int(d.rollbacks),
-		HDOPRejected:      int64(d.hdopRejected),
-		EventsHash:        d.hash,
+		GPSJumps:          int(t.Steps.Jumps),
+		OdometerRollbacks: int(t.Odo.Rollbacks),
+		HDOPRejected:      int64(t.HDOPRj),
+		Gaps:              int(t.Steps.Gaps),
+		GapsPaid:          int(t.Steps.GapsPaid),
+		EventsHash:        d.EventsHash(),
 	}
-	res.DistanceKm = res.GPSKm
+	if res.OdometerKm < 0 {
+		res.OdometerKm = 0
+	}
+	res.DistanceKm = float64(t.Steps.PaidMM+t.Steps.GapMM) / 1e6
 	factor := 1.0
 	flag := func(code string, f float64, reason string, args ...any) {
 		res.Flags = append(res.Flags, code)
 		res.Reasons = append(res.Reasons, fmt.Sprintf(reason, args...)+fmt.Sprintf(" (points x%g)", f))
 		factor *= f
 	}
-	if int(d.jumps) >= r.TeleportFlagCount {
-		flag(FlagTeleport, r.FactorTeleport, "%d GPS fixes implied more than %g km/h and were rejected", d.jumps, r.TeleportKmh)
+	if ev := t.Steps.Runs.evidence(); int(ev) >= r.TeleportFlagCount {
+		flag(FlagTeleport, r.FactorTeleport, "%d GPS steps implied more than %g km/h and were rejected (teleport evidence %d: a relocation that stays counts %d, an outlier 1)",
+			res.GPSJumps, r.TeleportKmh, ev, r.TeleportReanchor)
 	}
-	if d.rollbacks > 0 {
-		flag(FlagRollback, r.FactorRollback, "odometer went backwards %d times by more than %g km", d.rollbacks, r.OdoRollbackKm)
+	if res.OdometerRollbacks > 0 {
+		flag(FlagRollback, r.FactorRollback, "odometer went backwards %d times by more than %g km", res.OdometerRollbacks, r.OdoRollbackKm)
 	}
-	if d.has(bitHasOdo) {
-		big := math.Max(res.GPSKm, res.OdometerKm)
-		diff := math.Abs(res.GPSKm - res.OdometerKm)
+	if t.Odo.Has {
+		// GPS (with odometer-paid gaps) against the odometer without the
+		// gaps nobody observed and nothing paid.
+		g := res.DistanceKm
+		o := float64(t.Odo.M-t.Steps.GapUnpaidOdoM) / 1000
+		big := math.Max(g, o)
+		diff := math.Abs(g - o)
 		if big >= r.OdoCheckMinKm && diff > r.OdoMismatchAbsKm && diff > big*r.OdoMismatchPct/100 {
-			res.DistanceKm = math.Min(res.GPSKm, res.OdometerKm)
+			res.DistanceKm = math.Max(0, math.Min(g, o))
 			flag(FlagMismatch, r.FactorMismatch, "GPS %.1f km and odometer %.1f km differ by more than %g%%; the smaller is used",
-				res.GPSKm, res.OdometerKm, r.OdoMismatchPct)
+				g, o, r.OdoMismatchPct)
 		}
 	}
-	if d.has(bitMultiDevice) {
-		flag(FlagMultiDevice, r.FactorMultiDevice, "more than one device reported this vehicle (first: %q)", d.Device)
+	if d.multiDevice() {
+		a, b := d.devs[0].ID, d.devs[1].ID
+		if b != "" && b < a {
+			a, b = b, a
+		}
+		if d.third {
+			flag(FlagMultiDevice, r.FactorMultiDevice, "more than two devices reported this vehicle (%q, %q, ...)", a, b)
+		} else {
+			flag(FlagMultiDevice, r.FactorMultiDevice, "devices %q and %q reported this vehicle at overlapping times", a, b)
+		}
 	}
-	if ok, st, sv, sp := d.tooRegular(r); ok {
+	if ok, st, sv, sp := tooRegular(r, &t); ok {
 		flag(FlagTooRegular, r.FactorTooRegular, "of %d moving samples, %.0f%% repeat the interval to the ms, %.0f%% have noiseless speed, %.0f%% a GPS step exactly speed x time: not a real receiver",
-			d.pairs, st*100, sv*100, sp*100)
+			t.Triples, st*100, sv*100, sp*100)
 	}
 	res.Score = behaviourScore(r, &res)
 	res.Points = points(r, res.DistanceKm, res.Score, factor)
 	return res
 }
 
-// tooRegular applies the generated-trace rule: many moving sample pairs
-// with a clock that never jitters AND speeds and positions that are mostly
+// tooRegular applies the generated-trace rule: many moving sample triples
+// with a clock that never jitters AND speeds and GPS steps that are mostly
 // noiseless. Real boxes may stamp exact GPS seconds (no jitter), but their
 // speed and position are noisy; a generator or a replayer that re-stamps
 // and interpolates has neither noise.
-func (d *Day) tooRegular(r *Rules) (ok bool, t, v, p float64) {
-	if d.pairs < uint32(r.RegularMinSamples) {
+func tooRegular(r *Rules, s *seg) (ok bool, t, v, p float64) {
+	if s.Triples < uint32(r.RegularMinSamples) || s.Steps.JudgedP == 0 {
 		return false, 0, 0, 0
 	}
-	n := float64(d.pairs)
-	t, v, p = float64(d.exactT)/n, float64(d.exactV)/n, float64(d.exactP)/n
+	n := float64(s.Triples)
+	t, v, p = float64(s.ExactT)/n, float64(s.ExactV)/n, float64(s.Steps.ExactP)/float64(s.Steps.JudgedP)
 	return t >= r.RegularTimeShare && v >= r.RegularSpeedShare && p >= r.RegularPosShare, t, v, p
 }
 

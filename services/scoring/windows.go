@@ -390,7 +390,10 @@ func (w *Windows) Flush(put func(key string, value []byte)) {
 	}
 }
 
-const stateVersion = 1
+// stateVersion 2: Day as segment summaries (Day.AppendBinary). A version 1
+// window record (the earlier single running summary) is refused and counted
+// as a restore error; the meta record keeps its layout under either byte.
+const stateVersion = 2
 
 func (w *Windows) encodeSlot(s *slot) []byte {
 	z := w.zoneList[s.zone]
@@ -421,7 +424,7 @@ func (w *Windows) Restore(key string, value []byte) error {
 		if value == nil {
 			return nil
 		}
-		if len(value) != 17 || value[0] != stateVersion {
+		if len(value) != 17 || (value[0] != stateVersion && value[0] != 1) {
 			return fmt.Errorf("restore %s: bad meta record (%d bytes)", key, len(value))
 		}
 		w.stream = int64(binary.BigEndian.Uint64(value[1:]))

@@ -121,3 +121,27 @@ func Event(vehicle string, at time.Time) *telemetry.Event {
 	return &telemetry.Event{EventID: vehicle + at.Format("-150405"), DeviceID: "d-" + vehicle, VehicleID: vehicle,
 		TimeMs: at.UnixMilli(), Lat: 31.2, Lon: 121.4, SpeedKmh: 30}
 }
+
+// Coast moves the vehicle on at kmh for d without any sample (the box lost
+// power while driving): position and odometer advance, time passes.
+func (tr *Trip) Coast(d time.Duration, kmh float64) *Trip {
+	m := kmh / 3.6 * d.Seconds()
+	tr.lon += m / (111319.49 * math.Cos(tr.Lat*math.Pi/180))
+	tr.odo += m / 1000
+	tr.T += d.Milliseconds()
+	return tr
+}
+
+// Device switches the trip to another device id (a replacement box), with
+// its own sequence numbers from 0.
+func (tr *Trip) Device(id string) *Trip {
+	tr.device, tr.seq = id, 0
+	return tr
+}
+
+// Odometer shifts the odometer reading by km (e.g. a box reporting a
+// tampered odometer).
+func (tr *Trip) Odometer(km float64) *Trip {
+	tr.odo += km
+	return tr
+}
