@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/infra/broker"
+	"github.com/minecart/minecart/infra/chserver"
 	"github.com/minecart/minecart/services/daemon"
 )
 
@@ -47,11 +48,13 @@ type Endpoints struct {
 // (`minecart run`, and `minecart broker --data-dir DIR/kafka`) generates
 // its SCRAM users into DIR/kafka/credentials.json on its first start
 // (infra/broker.CredentialsFile); the suite connects as its superuser.
-// The embedded ClickHouse needs no user today: clickhouse.auth
-// (user:password) is read if it exists.
+// The embedded ClickHouse (`minecart run`, and `minecart clickhouse
+// --data-dir DIR/clickhouse`) generates its users into
+// DIR/clickhouse/users.json (infra/chserver); the suite connects as its
+// writer, which the sink needs and which may also read.
 var (
 	kafkaCredFile = filepath.Join("kafka", broker.CredentialsFile)
-	chCredFile    = "clickhouse.auth"
+	chUsersFile   = filepath.Join("clickhouse", "users.json")
 )
 
 // EndpointsFor returns the endpoints of the pipeline whose data directory
@@ -66,8 +69,10 @@ func EndpointsFor(dataDir, kafkaAddr, chAddr string) Endpoints {
 			}
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(dataDir, chCredFile)); err == nil {
-		e.ClickHouseUser, e.ClickHousePassword, _ = strings.Cut(strings.TrimSpace(string(b)), ":")
+	if users, err := chserver.ReadUsersFile(filepath.Join(dataDir, chUsersFile)); err == nil {
+		if u, ok := chserver.FindUser(users, chserver.UserWriter); ok {
+			e.ClickHouseUser, e.ClickHousePassword = u.Name, u.Password
+		}
 	}
 	return e
 }

@@ -254,7 +254,11 @@ func (s *Snapshot) readLedger(ctx context.Context, bin, dataDir string, e Endpoi
 		return err
 	}
 	defer f.Close()
-	return ledger.ReadExport(bufio.NewReader(f)).Blocks(ctx, func(b *ledger.Block) error {
+	return ledger.ReadExport(bufio.NewReader(f)).Blocks(ctx, func(r ledger.Record) error {
+		if r.Block == nil {
+			return fmt.Errorf("export record %d: %w", r.Offset, r.Err)
+		}
+		b := r.Block
 		s.Blocks++
 		for _, raw := range b.Entries {
 			en, err := ledger.DecodeEntry(raw)
