@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	encbin "encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -170,8 +172,31 @@ func ReadSnapshot(ctx context.Context, bin, dataDir string, e Endpoints, summary
 	}
 	for _, t := range countedTopics {
 		var n int64
+		// A box re-sends a batch it got no answer for (a killed run's
+		// fleet resumes at its last acknowledged chunk): its events are
+		// dropped by ingest as duplicates, but an event ingest rejected is
+		// rejected again, one dead letter per upload. So dead letters are
+		// counted once per distinct rejected record (stage, reason, key,
+		// value), which an uninterrupted run and a killed one must agree on.
+		distinct := map[[sha256.Size]byte]bool{}
 		err := ReadTopic(ctx, opts, t, func(r *kgo.Record) error {
-			if !isMark(r) {
+			switch {
+			case isMark(r):
+			case t == pipelines.TopicDeadLetter:
+				var dl avro.DeadLetter
+				if err := serde.Unmarshal(r.Value, &dl); err != nil {
+					return fmt.Errorf("dead letter offset %d: %w", r.Offset, err)
+				}
+				h := sha256.New()
+				for _, f := range [][]byte{[]byte(dl.Stage), []byte(dl.ReasonCode), dl.Key, dl.Value} {
+					encbin.Write(h, encbin.BigEndian, uint32(len(f)))
+					h.Write(f)
+				}
+				if k := [sha256.Size]byte(h.Sum(nil)); !distinct[k] {
+					distinct[k] = true
+					n++
+				}
+			default:
 				n++
 			}
 			return nil
@@ -211,7 +236,9 @@ func summaryLines(out []string) []string {
 			in = true
 			continue
 		}
-		if !in || strings.TrimSpace(l) == "" || strings.HasPrefix(l, "events in") || strings.HasPrefix(l, "analysts:") || strings.HasPrefix(l, "serving until") ||
+		if !in || strings.TrimSpace(l) == "" || strings.HasPrefix(l, "events in") ||
+			// Dead letters per upload: compared per distinct record (Topics).
+			strings.HasPrefix(l, "rejected") || strings.HasPrefix(l, "analysts:") || strings.HasPrefix(l, "serving until") ||
 			// How to log in and query: paths and addresses of this run.
 			strings.HasPrefix(l, "owner login") || strings.HasPrefix(l, "operator:") || strings.Contains(l, "curl ") {
 			continue
