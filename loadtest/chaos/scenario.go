@@ -425,6 +425,7 @@ func (p *Pipeline) StartClickHouse(ctx context.Context) (*Proc, error) {
 		ch.Kill()
 		return nil, err
 	}
+	p.refresh() // a new ClickHouse generates its users into its directory
 	for {
 		if _, err := Query(ctx, p.Endpoints, "SELECT 1"); err == nil {
 			return ch, nil

@@ -186,7 +186,9 @@ func (t *Topology) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	t.ch = ch
+	t.mu.Lock()
+	t.ch, t.Endpoints = ch, p.Endpoints // with ClickHouse's generated users
+	t.mu.Unlock()
 	if err := t.provision(ctx); err != nil {
 		return fmt.Errorf("provisioning the fleet: %w", err)
 	}
