@@ -45,6 +45,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -176,9 +177,28 @@ func Start(cfg Config) (*Broker, error) {
 			return nil, err
 		}
 		// Before kfake loads the directory: the files are at rest.
-		var err error
-		if open, err = scanOpenTxns(cfg.DataDir); err != nil {
+		scan, err := scanLog(cfg.DataDir)
+		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)
+		}
+		// A commit that a crash cut short is completed on disk, before
+		// kfake loads it (commitmarker.go); the rest is aborted below.
+		var commit []OpenTxn
+		commit, open = commitDecided(scan)
+		committed, err := commitOnDisk(cfg.DataDir, commit)
+		for _, o := range committed {
+			cfg.Logger.Warn("broker: committed a transaction whose commit a crash cut short (COMMIT marker on another partition)",
+				"topic", o.Topic, "partition", o.Partition, "producer_id", o.ProducerID, "epoch", o.Epoch,
+				"first_offset", o.FirstOffset, "last_offset", o.LastOffset)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		for id := range scan.reused {
+			if slices.ContainsFunc(open, func(o OpenTxn) bool { return o.ProducerID == id.pid && o.Epoch == id.epoch }) {
+				cfg.Logger.Warn("broker: a dangling transaction's producer epoch names more than one transaction (client older than EndTxn v5): aborted, not committed",
+					"producer_id", id.pid, "epoch", id.epoch)
+			}
 		}
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 		if cfg.SyncWrites {
