@@ -31,12 +31,16 @@ package broker
 //     end (the runtime's restore did) waits forever: the "dangling-tail
 //     stall" (docs/reliability.md).
 //
-// The repair (Start, before any client is accepted): scanOpenTxns reads
-// the batch headers of every partition on disk and finds each producer's
-// transaction that no control batch closes; for each one that the broker,
-// once started, does not report as an open transaction on that partition
-// (DescribeProducers: a transaction kept across an orderly Close is still
-// open and the broker itself aborts it on timeout), repairDangling writes
+// The repair (Start, before any client is accepted): scanLog reads the
+// batch headers of every partition on disk and finds each producer's
+// transaction that no control batch closes. Those whose producer id and
+// epoch have a COMMIT marker on another partition were being committed
+// when the crash cut kfake's endTx short: commitmarker.go writes their
+// COMMIT marker to disk before kfake loads. For each other one that the
+// broker, once started, does not report as an open transaction on that
+// partition (DescribeProducers: a transaction kept across an orderly Close
+// is still open and the broker itself aborts it on timeout), repairDangling
+// writes
 // the abort marker kfake should have written (WriteTxnMarkers, abort, the
 // producer id and epoch of the dangling batches). Clients are held back
 // meanwhile (gate), so no new transaction of the same producer can start
@@ -101,8 +105,11 @@ type logScan struct {
 	committed map[txnID][]string
 	// reused: the (producer id, epoch) pairs seen closed more than once on
 	// one partition, or open on a partition where the same pair was closed
-	// before: the epoch does not name one transaction there (a client
-	// older than EndTxn v5 keeps its epoch across transactions).
+	// before, or open with data batches of another epoch before them in
+	// the same range: the epoch does not name one transaction there (a
+	// client older than EndTxn v5 keeps its epoch across transactions; a
+	// directory repaired by no one holds a crash-aborted range followed by
+	// the next epoch's batches).
 	reused map[txnID]bool
 }
 
@@ -147,7 +154,7 @@ func scanLog(dir string) (logScan, error) {
 		for _, o := range ps.open {
 			o.Topic, o.Partition = topic, int32(p)
 			s.open = append(s.open, o)
-			if ps.closed[txnID{o.ProducerID, o.Epoch}] > 0 {
+			if ps.closed[txnID{o.ProducerID, o.Epoch}] > 0 || ps.mixed[o.ProducerID] {
 				s.reused[txnID{o.ProducerID, o.Epoch}] = true
 			}
 		}
@@ -175,6 +182,7 @@ func scanLog(dir string) (logScan, error) {
 // partScan is the scan of one partition.
 type partScan struct {
 	open      []OpenTxn
+	mixed     map[int64]bool     // open ranges (by producer id) holding batches of several epochs
 	closed    map[txnID]int      // control batches per producer id and epoch
 	committed map[txnID]struct{} // COMMIT markers that close data of the same epoch
 }
@@ -182,6 +190,7 @@ type partScan struct {
 // segScan is the running state of a partition's scan across segments.
 type segScan struct {
 	open      map[int64]*OpenTxn
+	mixed     map[int64]bool
 	closed    map[txnID]int
 	committed map[txnID]struct{}
 }
@@ -193,13 +202,13 @@ func scanPartition(pdir string) (partScan, error) {
 	if err != nil {
 		return partScan{}, err
 	}
-	st := segScan{open: map[int64]*OpenTxn{}, closed: map[txnID]int{}, committed: map[txnID]struct{}{}}
+	st := segScan{open: map[int64]*OpenTxn{}, mixed: map[int64]bool{}, closed: map[txnID]int{}, committed: map[txnID]struct{}{}}
 	for _, base := range bases {
 		if err := st.scanSegment(filepath.Join(pdir, strconv.FormatInt(base, 10)+".dat")); err != nil {
 			return partScan{}, err
 		}
 	}
-	out := partScan{open: make([]OpenTxn, 0, len(st.open)), closed: st.closed, committed: st.committed}
+	out := partScan{open: make([]OpenTxn, 0, len(st.open)), mixed: st.mixed, closed: st.closed, committed: st.committed}
 	for _, o := range st.open {
 		out.open = append(out.open, *o)
 	}
@@ -229,7 +238,7 @@ func segmentBases(pdir string) ([]int64, error) {
 // transactional data batch opens (or extends) its producer's transaction,
 // a control batch of the producer closes it.
 func scanSegment(path string, open map[int64]*OpenTxn) error {
-	st := segScan{open: open, closed: map[txnID]int{}, committed: map[txnID]struct{}{}}
+	st := segScan{open: open, mixed: map[int64]bool{}, closed: map[txnID]int{}, committed: map[txnID]struct{}{}}
 	return st.scanSegment(path)
 }
 
@@ -267,7 +276,7 @@ func (st *segScan) scanSegment(path string) error {
 		case attrs&attrControl != 0:
 			id := txnID{pid, epoch}
 			st.closed[id]++
-			if o := st.open[pid]; o != nil && o.Epoch == epoch {
+			if o := st.open[pid]; o != nil && o.Epoch == epoch && !st.mixed[pid] {
 				n := min(int64(len(h)), 12+length)
 				if _, err := f.ReadAt(h[:n], pos); err != nil && !errors.Is(err, io.EOF) {
 					return err
@@ -277,8 +286,12 @@ func (st *segScan) scanSegment(path string) error {
 				}
 			}
 			delete(st.open, pid)
+			delete(st.mixed, pid)
 		case attrs&attrTxn != 0:
 			if o := st.open[pid]; o != nil {
+				if o.Epoch != epoch {
+					st.mixed[pid] = true
+				}
 				o.LastOffset, o.Epoch = last, epoch
 			} else {
 				st.open[pid] = &OpenTxn{ProducerID: pid, Epoch: epoch, FirstOffset: first, LastOffset: last}

@@ -141,6 +141,8 @@ func TestCommitDecided(t *testing.T) {
 		{"commit of an earlier epoch", [][]byte{data(0, 2), mark(1, 2, true)}, [][]byte{data(0, 3)}, false},
 		{"commit marker that closes no data there", [][]byte{data(0, 2), mark(1, 2, true), mark(2, 3, true)}, [][]byte{data(0, 3)}, false},
 		{"epoch closed twice on one partition", [][]byte{data(0, 3), mark(1, 3, true), data(2, 3), mark(3, 3, true)}, [][]byte{data(0, 3)}, false},
+		{"range of two epochs on the dangling partition", [][]byte{data(0, 3), mark(1, 3, true)}, [][]byte{data(0, 2), data(1, 3)}, false},
+		{"commit closing a range of two epochs", [][]byte{data(0, 2), data(1, 3), mark(2, 3, true)}, [][]byte{data(0, 3)}, false},
 		{"epoch closed before on the dangling partition", [][]byte{data(0, 3), mark(1, 3, true)}, [][]byte{data(0, 3), mark(1, 3, true), data(2, 3)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
