@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"context"
-	"encoding/binary"
 	"io"
 	"log/slog"
 	"os"
@@ -24,50 +23,6 @@ const (
 	splitTopic = "crash.split"
 	splitTxnID = "split-0"
 )
-
-// dropLastBatch removes the last batch of partition directory pdir's last
-// segment and its index entry, and returns both: the state a kill -9
-// leaves when kfake's endTx had not yet written that partition's marker.
-func dropLastBatch(t *testing.T, pdir string) (batch, idx []byte) {
-	t.Helper()
-	entries, err := os.ReadDir(pdir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := int64(-1)
-	for _, e := range entries {
-		if s, ok := strings.CutSuffix(e.Name(), ".dat"); ok {
-			if b, err := strconv.ParseInt(s, 10, 64); err == nil && b > base {
-				base = b
-			}
-		}
-	}
-	dat := filepath.Join(pdir, strconv.FormatInt(base, 10)+".dat")
-	raw, err := os.ReadFile(dat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var last, n int
-	for pos := 0; pos+12 <= len(raw); n++ {
-		last = pos
-		pos += 12 + int(binary.BigEndian.Uint32(raw[pos+8:pos+12]))
-	}
-	if n == 0 || raw[last+22]&0x20 == 0 { // attributes (int16 @21), low byte: control
-		t.Fatalf("%s: last batch is not a marker", dat)
-	}
-	idxPath := filepath.Join(pdir, strconv.FormatInt(base, 10)+".idx")
-	idxRaw, err := os.ReadFile(idxPath)
-	if err != nil || len(idxRaw) != 15*n {
-		t.Fatalf("%s: %d bytes for %d batches: %v", idxPath, len(idxRaw), n, err)
-	}
-	if err := os.Truncate(dat, int64(last)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(idxPath, int64(15*(n-1))); err != nil {
-		t.Fatal(err)
-	}
-	return raw[last:], idxRaw[15*(n-1):]
-}
 
 // sameMarker fails unless the repair's marker (got) has kfake's bytes
 // (want) but for the timestamps and what covers them: in the batch the
@@ -193,7 +148,10 @@ func TestRestartCompletesCommit(t *testing.T) {
 			dir := splitCommit(t)
 			dropped := map[int32][2][]byte{}
 			for _, p := range tc.drop {
-				b, i := dropLastBatch(t, filepath.Join(dir, "partitions", splitTopic+"-"+strconv.Itoa(int(p))))
+				b, i, err := kafkatest.DropLastMarker(dir, splitTopic, p)
+				if err != nil {
+					t.Fatal(err)
+				}
 				dropped[p] = [2][]byte{b, i}
 			}
 			var logs strings.Builder
