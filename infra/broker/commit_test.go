@@ -2,7 +2,9 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -50,25 +52,45 @@ func sameMarker(t *testing.T, got, want []byte, gotIdx, wantIdx []byte) {
 // splitCommit runs a broker on a new directory, commits x0 (partition 0)
 // and y0 (partition 1) in one transaction and x1, y1 in a second, and
 // returns a copy of the directory as it is on disk while the broker runs:
-// a kill -9's state.
-func splitCommit(t *testing.T) string {
+// a kill -9's state. With orderly, the broker is closed and started again
+// between the two transactions, so the partitions have a snapshot.json
+// (kfake writes it on Close) that the second transaction made stale.
+func splitCommit(t *testing.T, orderly bool) string {
 	t.Helper()
 	dir := t.TempDir()
-	b := start(t, dir)
-	defer func() { _ = b.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.TransactionalID(splitTxnID),
-		kgo.DefaultProduceTopic(splitTopic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
+	run := func(first bool, vals ...string) *broker.Broker {
+		b := start(t, dir)
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.TransactionalID(splitTxnID),
+			kgo.DefaultProduceTopic(splitTopic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		if first {
+			if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, splitTopic); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := 0; i < len(vals); i += 2 {
+			produceTxn(ctx, t, cl, vals[i], vals[i+1])
+		}
+		return b
 	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, splitTopic); err != nil {
-		t.Fatal(err)
+	var b *broker.Broker
+	if orderly {
+		if err := run(true, "x0", "y0").Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "partitions", splitTopic+"-1", "snapshot.json")); err != nil {
+			t.Fatalf("no snapshot after an orderly close: %v", err)
+		}
+		b = run(false, "x1", "y1")
+	} else {
+		b = run(true, "x0", "y0", "x1", "y1")
 	}
-	produceTxn(ctx, t, cl, "x0", "y0")
-	produceTxn(ctx, t, cl, "x1", "y1")
+	defer func() { _ = b.Close() }()
 	crashed := t.TempDir()
 	if err := os.CopyFS(crashed, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
@@ -131,21 +153,26 @@ func consumeGroup(t *testing.T, brokers []string, group string, n int) []string 
 // also across a second crash and reload.
 func TestRestartCompletesCommit(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		drop  []int32  // partitions whose last marker the kill lost
-		want  []string // committed after the restart
-		log   string
-		nolog string
+		name    string
+		orderly bool     // an orderly restart before the second transaction
+		drop    []int32  // partitions whose last marker the kill lost
+		want    []string // committed after the restart
+		log     string
+		nolog   string
 	}{
-		{"commit reached partition 0 only", []int32{1}, []string{"x0", "x1", "y0", "y1"},
+		{"commit reached partition 0 only", false, []int32{1}, []string{"x0", "x1", "y0", "y1"},
 			"committed a transaction whose commit a crash cut short", "aborted a transaction"},
-		{"commit reached partition 1 only", []int32{0}, []string{"x0", "x1", "y0", "y1"},
+		{"commit reached partition 1 only", false, []int32{0}, []string{"x0", "x1", "y0", "y1"},
 			"committed a transaction whose commit a crash cut short", "aborted a transaction"},
-		{"commit reached no partition", []int32{0, 1}, []string{"x0", "y0"},
+		{"commit reached no partition", false, []int32{0, 1}, []string{"x0", "y0"},
+			"aborted a transaction left open by a crash", "committed a transaction"},
+		{"stale snapshots, commit reached partition 0 only", true, []int32{1}, []string{"x0", "x1", "y0", "y1"},
+			"committed a transaction whose commit a crash cut short", "aborted a transaction"},
+		{"stale snapshots, commit reached no partition", true, []int32{0, 1}, []string{"x0", "y0"},
 			"aborted a transaction left open by a crash", "committed a transaction"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := splitCommit(t)
+			dir := splitCommit(t, tc.orderly)
 			dropped := map[int32][2][]byte{}
 			for _, p := range tc.drop {
 				b, i, err := kafkatest.DropLastMarker(dir, splitTopic, p)
@@ -174,6 +201,9 @@ func TestRestartCompletesCommit(t *testing.T) {
 				}
 				want := dropped[p]
 				sameMarker(t, raw[len(raw)-len(want[0]):], want[0], idx[len(idx)-15:], want[1])
+				if _, err := os.Stat(filepath.Join(pdir, "snapshot.json")); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("snapshot.json of the repaired partition: %v, want removed", err)
+				}
 			}
 			if !strings.Contains(logs.String(), tc.log) || strings.Contains(logs.String(), tc.nolog) {
 				t.Errorf("logs %q: want %q, not %q", logs.String(), tc.log, tc.nolog)
