@@ -23,7 +23,11 @@
 //     (TestRestartKeepsData). After a crash (kill -9) kfake drops it on
 //     reload without writing an abort marker, which leaves a dangling
 //     tail; Start writes the missing markers before it admits clients
-//     (dangling.go, TestRestartAfterKill, docs/reliability.md).
+//     (dangling.go, TestRestartAfterKill, docs/reliability.md): a COMMIT,
+//     written to disk before kfake loads, when another partition holds the
+//     transaction's COMMIT marker (kfake's EndTxn writes them one
+//     partition at a time and a crash can cut it short: commitmarker.go,
+//     TestRestartCompletesCommit), else an abort.
 //   - Every EndTxn bumps the producer epoch (KIP-890 part 2, as Kafka 4).
 //   - kfake persists SASL users and ACLs in the data directory (sasl.json,
 //     acls.json). On a reload it replaces the seed users (kfake.User,
@@ -45,6 +49,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -176,9 +181,28 @@ func Start(cfg Config) (*Broker, error) {
 			return nil, err
 		}
 		// Before kfake loads the directory: the files are at rest.
-		var err error
-		if open, err = scanOpenTxns(cfg.DataDir); err != nil {
+		scan, err := scanLog(cfg.DataDir)
+		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)
+		}
+		// A commit that a crash cut short is completed on disk, before
+		// kfake loads it (commitmarker.go); the rest is aborted below.
+		var commit []OpenTxn
+		commit, open = commitDecided(scan)
+		committed, err := commitOnDisk(cfg.DataDir, commit)
+		for _, o := range committed {
+			cfg.Logger.Warn("broker: committed a transaction whose commit a crash cut short (COMMIT marker on another partition)",
+				"topic", o.Topic, "partition", o.Partition, "producer_id", o.ProducerID, "epoch", o.Epoch,
+				"first_offset", o.FirstOffset, "last_offset", o.LastOffset)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		for id := range scan.reused {
+			if len(scan.committed[id]) > 0 && slices.ContainsFunc(open, func(o OpenTxn) bool { return o.ProducerID == id.pid && o.Epoch == id.epoch }) {
+				cfg.Logger.Warn("broker: a dangling transaction's producer epoch, committed on another partition, names more than one transaction there: aborted, not committed",
+					"producer_id", id.pid, "epoch", id.epoch)
+			}
 		}
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 		if cfg.SyncWrites {
@@ -223,7 +247,8 @@ func Start(cfg Config) (*Broker, error) {
 // repairTimeout bounds the repair of dangling transactions in Start.
 const repairTimeout = 30 * time.Second
 
-// repair aborts the dangling transactions among open (dangling.go) while
+// repair aborts the dangling transactions among open (dangling.go; those
+// to commit were committed on disk before kfake loaded) while
 // g admits only the repair's own connections.
 func (b *Broker) repair(g *gate, cfg Config, open []OpenTxn) error {
 	if len(open) == 0 {

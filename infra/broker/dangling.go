@@ -31,12 +31,16 @@ package broker
 //     end (the runtime's restore did) waits forever: the "dangling-tail
 //     stall" (docs/reliability.md).
 //
-// The repair (Start, before any client is accepted): scanOpenTxns reads
-// the batch headers of every partition on disk and finds each producer's
-// transaction that no control batch closes; for each one that the broker,
-// once started, does not report as an open transaction on that partition
-// (DescribeProducers: a transaction kept across an orderly Close is still
-// open and the broker itself aborts it on timeout), repairDangling writes
+// The repair (Start, before any client is accepted): scanLog reads the
+// batch headers of every partition on disk and finds each producer's
+// transaction that no control batch closes. Those whose producer id and
+// epoch have a COMMIT marker on another partition were being committed
+// when the crash cut kfake's endTx short: commitmarker.go writes their
+// COMMIT marker to disk before kfake loads. For each other one that the
+// broker, once started, does not report as an open transaction on that
+// partition (DescribeProducers: a transaction kept across an orderly Close
+// is still open and the broker itself aborts it on timeout), repairDangling
+// writes
 // the abort marker kfake should have written (WriteTxnMarkers, abort, the
 // producer id and epoch of the dangling batches). Clients are held back
 // meanwhile (gate), so no new transaction of the same producer can start
@@ -83,20 +87,53 @@ const (
 	attrControl    = 0x20
 )
 
+// txnID names one transaction: kfake bumps a transactional producer's
+// epoch at every EndTxn of a v5+ client (KIP-890, txns.go), and its
+// markers carry the producer id and epoch of the data batches they close.
+type txnID struct {
+	pid   int64
+	epoch int16
+}
+
+// logScan is what scanLog finds in kfake's data directory.
+type logScan struct {
+	// open: the transactions no control batch closes (OpenTxn).
+	open []OpenTxn
+	// committed: the transactions with a COMMIT marker that closes data
+	// batches of the same producer id and epoch, with the partitions
+	// holding such a marker.
+	committed map[txnID][]string
+	// reused: the (producer id, epoch) pairs seen closed more than once on
+	// one partition, or open on a partition where the same pair was closed
+	// before, or open with data batches of another epoch before them in
+	// the same range: the epoch does not name one transaction there (a
+	// client older than EndTxn v5 keeps its epoch across transactions; a
+	// directory repaired by no one holds a crash-aborted range followed by
+	// the next epoch's batches).
+	reused map[txnID]bool
+}
+
 // scanOpenTxns returns the transactions left open in the logs of kfake's
 // data directory dir, in topic, partition, first offset order. It reads
-// only batch headers. A batch cut short at the end of a segment (a torn
-// write) ends the scan of that segment, as kfake truncates it on load.
+// only batch headers (and the key of control records). A batch cut short
+// at the end of a segment (a torn write) ends the scan of that segment, as
+// kfake truncates it on load.
 func scanOpenTxns(dir string) ([]OpenTxn, error) {
+	s, err := scanLog(dir)
+	return s.open, err
+}
+
+// scanLog scans every partition of kfake's data directory dir.
+func scanLog(dir string) (logScan, error) {
+	s := logScan{committed: map[txnID][]string{}, reused: map[txnID]bool{}}
 	root := filepath.Join(dir, "partitions")
 	pdirs, err := os.ReadDir(root)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return s, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("scan open transactions: %w", err)
+		return s, fmt.Errorf("scan open transactions: %w", err)
 	}
-	var out []OpenTxn
 	for _, d := range pdirs {
 		if !d.IsDir() {
 			continue
@@ -110,16 +147,27 @@ func scanOpenTxns(dir string) ([]OpenTxn, error) {
 		if err != nil || perr != nil {
 			continue
 		}
-		open, err := scanPartition(filepath.Join(root, d.Name()))
+		ps, err := scanPartition(filepath.Join(root, d.Name()))
 		if err != nil {
-			return nil, fmt.Errorf("scan open transactions %s: %w", d.Name(), err)
+			return s, fmt.Errorf("scan open transactions %s: %w", d.Name(), err)
 		}
-		for _, o := range open {
+		for _, o := range ps.open {
 			o.Topic, o.Partition = topic, int32(p)
-			out = append(out, o)
+			s.open = append(s.open, o)
+			if ps.closed[txnID{o.ProducerID, o.Epoch}] > 0 || ps.mixed[o.ProducerID] {
+				s.reused[txnID{o.ProducerID, o.Epoch}] = true
+			}
+		}
+		for id, n := range ps.closed {
+			if n > 1 {
+				s.reused[id] = true
+			}
+		}
+		for id := range ps.committed {
+			s.committed[id] = append(s.committed[id], d.Name())
 		}
 	}
-	slices.SortFunc(out, func(a, b OpenTxn) int {
+	slices.SortFunc(s.open, func(a, b OpenTxn) int {
 		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
 			return c
 		}
@@ -128,12 +176,48 @@ func scanOpenTxns(dir string) ([]OpenTxn, error) {
 		}
 		return int(a.FirstOffset - b.FirstOffset)
 	})
-	return out, nil
+	return s, nil
+}
+
+// partScan is the scan of one partition.
+type partScan struct {
+	open      []OpenTxn
+	mixed     map[int64]bool     // open ranges (by producer id) holding batches of several epochs
+	closed    map[txnID]int      // control batches per producer id and epoch
+	committed map[txnID]struct{} // COMMIT markers that close data of the same epoch
+}
+
+// segScan is the running state of a partition's scan across segments.
+type segScan struct {
+	open      map[int64]*OpenTxn
+	mixed     map[int64]bool
+	closed    map[txnID]int
+	committed map[txnID]struct{}
 }
 
 // scanPartition scans the segments of one partition directory in offset
 // order.
-func scanPartition(pdir string) ([]OpenTxn, error) {
+func scanPartition(pdir string) (partScan, error) {
+	bases, err := segmentBases(pdir)
+	if err != nil {
+		return partScan{}, err
+	}
+	st := segScan{open: map[int64]*OpenTxn{}, mixed: map[int64]bool{}, closed: map[txnID]int{}, committed: map[txnID]struct{}{}}
+	for _, base := range bases {
+		if err := st.scanSegment(filepath.Join(pdir, strconv.FormatInt(base, 10)+".dat")); err != nil {
+			return partScan{}, err
+		}
+	}
+	out := partScan{open: make([]OpenTxn, 0, len(st.open)), mixed: st.mixed, closed: st.closed, committed: st.committed}
+	for _, o := range st.open {
+		out.open = append(out.open, *o)
+	}
+	return out, nil
+}
+
+// segmentBases returns the base offsets of the segment files (<base>.dat)
+// of a partition directory, in order.
+func segmentBases(pdir string) ([]int64, error) {
 	entries, err := os.ReadDir(pdir)
 	if err != nil {
 		return nil, err
@@ -147,36 +231,31 @@ func scanPartition(pdir string) ([]OpenTxn, error) {
 		}
 	}
 	slices.Sort(bases)
-	open := map[int64]*OpenTxn{}
-	for _, base := range bases {
-		if err := scanSegment(filepath.Join(pdir, strconv.FormatInt(base, 10)+".dat"), open); err != nil {
-			return nil, err
-		}
-	}
-	out := make([]OpenTxn, 0, len(open))
-	for _, o := range open {
-		out = append(out, *o)
-	}
-	return out, nil
+	return bases, nil
 }
 
 // scanSegment applies the batches of one segment file to open: a
 // transactional data batch opens (or extends) its producer's transaction,
 // a control batch of the producer closes it.
 func scanSegment(path string, open map[int64]*OpenTxn) error {
+	st := segScan{open: open, mixed: map[int64]bool{}, closed: map[txnID]int{}, committed: map[txnID]struct{}{}}
+	return st.scanSegment(path)
+}
+
+func (st *segScan) scanSegment(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	size := st.Size()
-	var h [batchHeaderLen]byte
+	size := fi.Size()
+	var h [batchHeaderLen + controlKeyPrefix]byte
 	for pos := int64(0); pos+batchHeaderLen <= size; {
-		if _, err := f.ReadAt(h[:], pos); err != nil {
+		if _, err := f.ReadAt(h[:batchHeaderLen], pos); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -195,17 +274,65 @@ func scanSegment(path string, open map[int64]*OpenTxn) error {
 		)
 		switch {
 		case attrs&attrControl != 0:
-			delete(open, pid)
+			id := txnID{pid, epoch}
+			st.closed[id]++
+			if o := st.open[pid]; o != nil && o.Epoch == epoch && !st.mixed[pid] {
+				n := min(int64(len(h)), 12+length)
+				if _, err := f.ReadAt(h[:n], pos); err != nil && !errors.Is(err, io.EOF) {
+					return err
+				}
+				if isCommitMarker(h[batchHeaderLen:n]) {
+					st.committed[id] = struct{}{}
+				}
+			}
+			delete(st.open, pid)
+			delete(st.mixed, pid)
 		case attrs&attrTxn != 0:
-			if o := open[pid]; o != nil {
+			if o := st.open[pid]; o != nil {
+				if o.Epoch != epoch {
+					st.mixed[pid] = true
+				}
 				o.LastOffset, o.Epoch = last, epoch
 			} else {
-				open[pid] = &OpenTxn{ProducerID: pid, Epoch: epoch, FirstOffset: first, LastOffset: last}
+				st.open[pid] = &OpenTxn{ProducerID: pid, Epoch: epoch, FirstOffset: first, LastOffset: last}
 			}
 		}
 		pos += 12 + length
 	}
 	return nil
+}
+
+// controlKeyPrefix bounds the bytes of a control batch's first record that
+// isCommitMarker reads: length, attributes, timestamp delta, offset delta
+// and key length (varints of at most 5 or 10 bytes) and the 4-byte key.
+const controlKeyPrefix = 40
+
+// isCommitMarker reports whether rec, the start of the records of a
+// control batch, is a COMMIT control record: its key is version (int16)
+// then type (int16), 1 for COMMIT, 0 for ABORT. Anything unreadable is
+// not a commit (kfake's replay treats it as an abort).
+func isCommitMarker(rec []byte) bool {
+	if _, n := binary.Varint(rec); n > 0 { // record length
+		rec = rec[n:]
+	} else {
+		return false
+	}
+	if len(rec) < 1 {
+		return false
+	}
+	rec = rec[1:] // attributes
+	for range 2 { // timestamp delta, offset delta
+		_, n := binary.Varint(rec)
+		if n <= 0 {
+			return false
+		}
+		rec = rec[n:]
+	}
+	klen, n := binary.Varint(rec)
+	if n <= 0 || klen < 4 || len(rec[n:]) < 4 {
+		return false
+	}
+	return binary.BigEndian.Uint16(rec[n+2:n+4]) == 1
 }
 
 // repairDangling writes an abort marker for every transaction of open

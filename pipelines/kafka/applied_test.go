@@ -303,3 +303,75 @@ func TestAppliedOffsetsCrashInCommit(t *testing.T) {
 		t.Fatalf("table over the changelog has %d keys, want %d (reserved applied-offset keys shown?)", tab.Len(), keys)
 	}
 }
+
+// TestAppliedOffsetsCrashBetweenMarkers: a kill -9 inside kfake's EndTxn
+// after the changelog's COMMIT marker and before the output's (endTx
+// writes the markers partition by partition, then the offsets). The
+// copy of the directory loses the output partition's last marker and the
+// group's last offset commit; infra/broker's start-up repair (not a bare
+// kfake) then loads it. It commits the output's dangling tail, since the
+// changelog holds the COMMIT marker of the same producer id and epoch:
+// all n outputs are readable at once, and after the restart the stage
+// skips the input its state holds and every count comes out exactly once.
+// Aborting the tail instead (the repair before) loses the last
+// transaction's outputs for good: its input is applied in the state.
+func TestAppliedOffsetsCrashBetweenMarkers(t *testing.T) {
+	const n, keys = 200, 10
+	gen := func(off int) func(int) ([]byte, []byte) {
+		return func(i int) ([]byte, []byte) {
+			return []byte("key" + strconv.Itoa((off+i)%keys)), []byte(strconv.Itoa(off + i))
+		}
+	}
+	const group = "acm"
+	var restored, seen atomic.Int64
+	st := appliedStage(group, &restored, &seen)
+	var back int64
+	dir := kafkatest.CrashedDir(t, func(brokers []string) {
+		kafkatest.ProduceN(t, brokers, "cl.in", n, gen(0))
+		cfg := kafkatest.Config(brokers)
+		cfg.MaxBatch = 30
+		stop := kafkatest.Run(t, cfg, st)
+		waitAllCommitted(t, admin(t, brokers), group, "cl.in", map[int32]int64{0: n})
+		stop()
+	}, func(dir string) {
+		if _, _, err := kafkatest.DropLastMarker(dir, "cl.out", 0); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if _, back, err = kafkatest.DropLastOffsetCommit(dir, group, "cl.in", 0); err != nil {
+			t.Fatal(err)
+		}
+	}, appliedTopics(1)...)
+	b := kafkatest.StartBroker(t, dir, appliedTopics(1)...)
+	defer b.Close()
+	brokers := b.Addrs()
+	adm := admin(t, brokers)
+	if got := committed(t, adm, group, "cl.in"); got[0] != back || back < 0 || back >= n {
+		t.Fatalf("group offset after the crash %v, want %d (< %d)", got, back, n)
+	}
+	if tail := kafkatest.DanglingTail(t, brokers, "cl.out", 0); len(tail.Dangling) != 0 || tail.LastStableOffset != tail.HighWatermark {
+		t.Fatalf("cl.out after the repair: %+v", tail)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := kafkatest.ReadCommitted(ctx, brokers, "cl.out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != n {
+		t.Fatalf("%d outputs committed after the repair, want %d (the last transaction's aborted?)", len(out), n)
+	}
+
+	kafkatest.ProduceN(t, brokers, "cl.in", n, gen(n))
+	seen.Store(0)
+	stop := kafkatest.Run(t, kafkatest.Config(brokers), st)
+	waitAllCommitted(t, adm, group, "cl.in", map[int32]int64{0: 2 * n})
+	stop()
+	if s := seen.Load(); s != n {
+		t.Fatalf("processor saw %d records after the crash, want %d", s, n)
+	}
+	if out, err = kafkatest.ReadCommitted(ctx, brokers, "cl.out"); err != nil {
+		t.Fatal(err)
+	}
+	checkCounts(t, out, keys, 2*n/keys)
+}

@@ -8,9 +8,12 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +45,27 @@ func CrashedBroker(t testing.TB, build func(brokers []string), extra ...pipeline
 // at one precise instant leaves (DropLastOffsetCommit).
 func CrashedBrokerEdit(t testing.TB, build func(brokers []string), edit func(dir string), extra ...pipelines.TopicSpec) []string {
 	t.Helper()
+	crashed := CrashedDir(t, build, edit, extra...)
+	c, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, "127.0.0.1:0") }),
+		kfake.DataDir(crashed),
+		kfake.GroupMinSessionTimeout(250*time.Millisecond),
+	)
+	if err != nil {
+		t.Fatalf("start kfake on the crashed directory: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// CrashedDir returns a data directory in the state a crash leaves: build
+// runs against an embedded broker (infra/broker) on a new directory, which
+// is then copied as it is on disk at that moment, and edit (when not nil)
+// runs on the copy. No broker runs on the copy: StartBroker on it
+// exercises infra/broker's start-up repair, CrashedBrokerEdit a bare kfake.
+func CrashedDir(t testing.TB, build func(brokers []string), edit func(dir string), extra ...pipelines.TopicSpec) string {
+	t.Helper()
 	live := t.TempDir()
 	b := StartBroker(t, live, extra...)
 	build(b.Addrs())
@@ -54,17 +78,62 @@ func CrashedBrokerEdit(t testing.TB, build func(brokers []string), edit func(dir
 	if edit != nil {
 		edit(crashed)
 	}
-	c, err := kfake.NewCluster(
-		kfake.NumBrokers(1),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, "127.0.0.1:0") }),
-		kfake.DataDir(crashed),
-		kfake.GroupMinSessionTimeout(250*time.Millisecond),
-	)
+	return crashed
+}
+
+// DropLastMarker removes from kfake's data directory dir the last batch of
+// topic/p, which must be a control batch (a transaction marker), and its
+// index entry: the directory a kill -9 leaves when kfake's EndTxn (txns.go
+// endTx, which appends the markers partition by partition and keeps no
+// transaction log) had written the markers of other partitions but not
+// this one's. It returns the removed batch and index entry.
+//
+// The last segment is partitions/<url-escaped topic>-<p>/<base>.dat with
+// the highest base: record batches back to back (length: int32 big endian
+// @8, not counting the first 12 bytes; attributes: int16 @21, 0x20
+// control). Its <base>.idx holds one 15-byte entry per batch.
+func DropLastMarker(dir, topic string, p int32) (batch, idx []byte, err error) {
+	pdir := filepath.Join(dir, "partitions", url.PathEscape(topic)+"-"+strconv.Itoa(int(p)))
+	entries, err := os.ReadDir(pdir)
 	if err != nil {
-		t.Fatalf("start kfake on the crashed directory: %v", err)
+		return nil, nil, err
 	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()
+	base := int64(-1)
+	for _, e := range entries {
+		if s, ok := strings.CutSuffix(e.Name(), ".dat"); ok {
+			if b, err := strconv.ParseInt(s, 10, 64); err == nil && b > base {
+				base = b
+			}
+		}
+	}
+	dat := filepath.Join(pdir, strconv.FormatInt(base, 10)+".dat")
+	raw, err := os.ReadFile(dat)
+	if err != nil {
+		return nil, nil, err
+	}
+	var last, n int
+	for pos := 0; pos+12 <= len(raw); n++ {
+		last = pos
+		pos += 12 + int(binary.BigEndian.Uint32(raw[pos+8:pos+12]))
+	}
+	if n == 0 || last+23 > len(raw) || raw[last+22]&0x20 == 0 {
+		return nil, nil, fmt.Errorf("%s: the last batch is not a marker", dat)
+	}
+	idxPath := filepath.Join(pdir, strconv.FormatInt(base, 10)+".idx")
+	idxRaw, err := os.ReadFile(idxPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(idxRaw) != 15*n {
+		return nil, nil, fmt.Errorf("%s: %d bytes for %d batches", idxPath, len(idxRaw), n)
+	}
+	if err := os.Truncate(dat, int64(last)); err != nil {
+		return nil, nil, err
+	}
+	if err := os.Truncate(idxPath, int64(15*(n-1))); err != nil {
+		return nil, nil, err
+	}
+	return raw[last:], idxRaw[15*(n-1):], nil
 }
 
 // DropLastOffsetCommit removes from kfake's groups.log in dir the last
