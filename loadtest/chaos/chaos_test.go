@@ -202,7 +202,9 @@ func testClickHouse(t *testing.T, modes ...string) {
 		t.Fatal(err)
 	}
 	res, err := p.RunClickHouseFaults(ctx, modes, f.outage, f.timeout+2*f.outage, t.Logf)
-	defer res.Close()
+	if res != nil { // its processes, also when the run failed
+		defer res.Close()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
