@@ -21,6 +21,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/settlement"
@@ -203,7 +204,7 @@ func (t *Topology) Start(ctx context.Context) error {
 		r := &Replica{Stage: stage, ID: id, Metrics: m, bin: filepath.Join(t.MainsDir, stage), logs: t.logs,
 			env:  t.ServiceEnv(),
 			args: append([]string{"-metrics-addr", m}, extra...)}
-		if stage != "gateway" && stage != "sink" { // the transactional stages
+		if stage != "gateway" { // the stages in consumer groups: transactional and static member ids
 			r.args = append(r.args, "-instance-id", id)
 		}
 		if err := r.start(); err != nil {
@@ -351,7 +352,7 @@ func (t *Topology) startGateway(ctx context.Context) error {
 		cancel()
 		return err
 	}
-	srv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := daemon.NewServer("", gw.Handler())
 	go func() { _ = srv.Serve(l) }()
 	t.gw, t.closeGateway = gw, func() {
 		_ = srv.Close()

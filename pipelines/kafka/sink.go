@@ -40,7 +40,14 @@ func RunSink(ctx context.Context, cfg Config, st pipelines.SinkStage) error {
 	s := &sink{cfg: cfg, st: st, log: cfg.Logger.With("stage", st.Name), m: newMetrics(cfg.Registerer),
 		offsets: map[string]map[int32]kgo.EpochOffset{}}
 	hb := max(cfg.SessionTimeout/4, 50*time.Millisecond)
-	cl, err := kgo.NewClient(append(cfg.baseOpts(),
+	opts := cfg.baseOpts()
+	if !cfg.madeUpID {
+		// Static membership, as the transactional stages (run.go): a
+		// restarted sink takes its predecessor's place at once, and a
+		// member whose JoinGroup timed out rejoins as itself.
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	cl, err := kgo.NewClient(append(opts,
 		kgo.ConsumerGroup(st.Name),
 		kgo.ConsumeTopics(st.Inputs...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

@@ -70,7 +70,8 @@ type Service struct {
 	Name string
 	// MetricsAddr is the default of -metrics-addr.
 	MetricsAddr string
-	// InstanceID adds -instance-id: the process runs a transactional stage.
+	// InstanceID adds -instance-id: the process runs a stage in a consumer
+	// group (its transactional id and static member id).
 	InstanceID bool
 	// Flags declares the service's own flags (nil: none).
 	Flags func(fs *flag.FlagSet)

@@ -17,7 +17,7 @@ func run(ctx context.Context, args []string) error {
 	var cfg sink.Config
 	var dsn string
 	return daemon.Run(ctx, args, daemon.Service{
-		Name: "sink", MetricsAddr: "127.0.0.1:9106",
+		Name: "sink", MetricsAddr: "127.0.0.1:9106", InstanceID: true,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&dsn, "clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN with the credentials of a writer (the sink and its migrations): http://writer:PASSWORD@host:8123/db (embedded; users in DATA-DIR/clickhouse/users.json) or clickhouse://user:pass@host:9000/db (native); prefer MINECART_CLICKHOUSE_DSN")
 			fs.StringVar(&cfg.Name, "group", "sink", "consumer group")
