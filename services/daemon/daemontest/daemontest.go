@@ -118,10 +118,28 @@ func Read(t testing.TB, cfg kafka.Config, topic string, n int, timeout time.Dura
 // last body; the test fails if want never came.
 func Get(t testing.TB, url string, want int, timeout time.Duration) string {
 	t.Helper()
+	return get(t, url, "", want, timeout)
+}
+
+// GetAs is Get with the bearer token tok, within 10 s.
+func GetAs(t testing.TB, url, tok string, want int) string {
+	t.Helper()
+	return get(t, url, tok, want, 10*time.Second)
+}
+
+func get(t testing.TB, url, tok string, want int, timeout time.Duration) string {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
 	for {
-		resp, err := http.Get(url)
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			b, rerr := io.ReadAll(resp.Body)
 			resp.Body.Close()

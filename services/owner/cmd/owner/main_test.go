@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +94,7 @@ func TestMainSASL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := getAs(t, "http://"+api+"/v1/vehicles/v-1/position", op, 200)
+	body := daemontest.GetAs(t, "http://"+api+"/v1/vehicles/v-1/position", op, 200)
 	if !strings.Contains(body, "52.5") {
 		t.Errorf("position %s", body)
 	}
@@ -111,7 +108,7 @@ func TestMainSASL(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var pts owner.Points
-		body := getAs(t, "http://"+api+"/v1/vehicles/v-1/points", op, 200)
+		body := daemontest.GetAs(t, "http://"+api+"/v1/vehicles/v-1/points", op, 200)
 		if err := json.Unmarshal([]byte(body), &pts); err != nil {
 			t.Fatal(err)
 		}
@@ -136,29 +133,5 @@ func TestMainSASL(t *testing.T) {
 	t.Setenv("MINECART_SESSION_KEY", "")
 	if err := run(context.Background(), []string{"--http-addr", daemontest.Addr(t), "--metrics-addr", ""}); err == nil || !strings.Contains(err.Error(), "session key") {
 		t.Fatalf("started without a session key: %v", err)
-	}
-}
-
-// getAs polls url with the bearer token until it answers want.
-func getAs(t *testing.T, url, tok string, want int) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		last := fmt.Sprint(err)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return string(b)
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %s, want %d", url, last, want)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -49,7 +47,7 @@ func TestMainSASL(t *testing.T) {
 	if _, err := auth.SetPassword(ctx, p, serde, "owner-1", "owner one's password", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	body := getAs(t, "http://"+addr+"/v1/accounts/owner-1/balance", op, 200)
+	body := daemontest.GetAs(t, "http://"+addr+"/v1/accounts/owner-1/balance", op, 200)
 	var b api.BalanceJSON
 	if err := json.Unmarshal([]byte(body), &b); err != nil || b.Owner != "owner-1" || b.Balance != 0 {
 		t.Fatalf("balance %s: %+v %v", body, b, err)
@@ -71,8 +69,8 @@ func TestMainSASL(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	getAs(t, "http://"+addr+"/v1/accounts/owner-1/balance", s.Token, 200)
-	getAs(t, "http://"+addr+"/v1/accounts/owner-2/balance", s.Token, 403)
+	daemontest.GetAs(t, "http://"+addr+"/v1/accounts/owner-1/balance", s.Token, 200)
+	daemontest.GetAs(t, "http://"+addr+"/v1/accounts/owner-2/balance", s.Token, 403)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
@@ -83,29 +81,5 @@ func TestMainSASL(t *testing.T) {
 	t.Setenv("MINECART_SESSION_KEY", "")
 	if err := run(context.Background(), []string{"--stage=false", "--metrics-addr", "", "--http-addr", daemontest.Addr(t)}); err == nil || !strings.Contains(err.Error(), "session key") {
 		t.Fatalf("started without a session key: %v", err)
-	}
-}
-
-// getAs polls url with the bearer token until it answers want.
-func getAs(t *testing.T, url, tok string, want int) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		last := fmt.Sprint(err)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return string(b)
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %s, want %d", url, last, want)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
