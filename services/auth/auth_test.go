@@ -11,34 +11,10 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/auth/authtest"
 )
-
-// memTopic is a compacted topic in memory for these unit tests (the
-// services/stack tests run the same code on the real broker).
-type memTopic struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (t *memTopic) Get(key string) ([]byte, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	v, ok := t.m[key]
-	return v, ok && v != nil
-}
-
-func (t *memTopic) ProduceSync(_ context.Context, _ string, key, value []byte, _ ...pipelines.Header) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = map[string][]byte{}
-	}
-	t.m[string(key)] = value
-	return nil
-}
 
 type clock struct {
 	mu sync.Mutex
@@ -52,9 +28,9 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newTest(t *testing.T) (*Authenticator, *memTopic, *clock) {
+func newTest(t *testing.T) (*Authenticator, *authtest.MemTopic, *clock) {
 	t.Helper()
-	creds := &memTopic{}
+	creds := &authtest.MemTopic{}
 	clk := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	a, err := New(Config{Credentials: creds, Serde: schemas.SingleObject(), SessionKey: []byte(strings.Repeat("k", 32)),
 		SessionTTL: time.Hour, Now: clk.now, Rate: Limit{Rate: 1, Burst: 3}})
@@ -360,7 +336,7 @@ func TestLogin(t *testing.T) {
 // FuzzVerify: no bearer string is accepted but the tokens issued (nor
 // makes Verify panic).
 func FuzzVerify(f *testing.F) {
-	creds := &memTopic{}
+	creds := &authtest.MemTopic{}
 	serde := schemas.SingleObject()
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	a, err := New(Config{Credentials: creds, Serde: serde, SessionKey: []byte(strings.Repeat("k", 32)), Now: func() time.Time { return now }})
@@ -406,7 +382,7 @@ func FuzzDecodeJSON(f *testing.F) {
 // (HS256 + a table lookup) and one operator token check (SHA-256) cost; the
 // ratio says how many session checks one login is worth.
 func BenchmarkCredentials(b *testing.B) {
-	creds := &memTopic{}
+	creds := &authtest.MemTopic{}
 	serde := schemas.SingleObject()
 	a, err := New(Config{Credentials: creds, Serde: serde, SessionKey: []byte(strings.Repeat("k", 32))})
 	if err != nil {

@@ -5,42 +5,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/minecart/minecart/infra/chserver/chtest"
 	chschema "github.com/minecart/minecart/infra/clickhouse"
-	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/auth"
+	"github.com/minecart/minecart/services/auth/authtest"
 	"github.com/minecart/minecart/services/owner"
 )
-
-// memTopic is a compacted topic held in memory for the handler's unit
-// tests (the end-to-end tests in services/stack use the real broker).
-type memTopic struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (t *memTopic) Get(key string) ([]byte, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	v, ok := t.m[key]
-	return v, ok
-}
-
-func (t *memTopic) ProduceSync(_ context.Context, topic string, key, value []byte, _ ...pipelines.Header) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = map[string][]byte{}
-	}
-	t.m[string(key)] = value
-	return nil
-}
 
 // callers is an authenticator with an operator ("ops"), owner-1 (owner of
 // v-1), owner-2 (no vehicle) and a partner, and their tokens.
@@ -53,7 +28,7 @@ type callers struct {
 func testAuth(t testing.TB) callers {
 	t.Helper()
 	serde := schemas.SingleObject()
-	creds := &memTopic{}
+	creds := &authtest.MemTopic{}
 	ctx := context.Background()
 	bind, err := serde.Marshal(&avro.AccountBinding{VehicleID: "v-1", Owner: "owner-1", UpdatedMs: now})
 	if err != nil {
