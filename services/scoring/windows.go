@@ -184,6 +184,12 @@ type Late struct {
 // event whose window had closed is returned as late and changes nothing.
 // The only error is ErrTimeZone (bad input).
 func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
+	return w.AddRef(ev, nil, closed)
+}
+
+// AddRef is Add for an event ingest marked with the odometer reading it
+// contradicts (Day.AddRef; nil: not marked).
+func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) (*Late, error) {
 	w.endRestore()
 	name := ev.TZ
 	if name == "" {
@@ -214,7 +220,7 @@ func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
 		w.addBucket(end, i)
 	}
 	s := w.slot(i)
-	w.buf = s.day.Add(w.rules, ev, w.buf)
+	w.buf = s.day.AddRef(w.rules, ev, ref, w.buf)
 	if !s.touched {
 		s.touched = true
 		w.touched = append(w.touched, i)

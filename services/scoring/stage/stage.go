@@ -20,6 +20,7 @@ import (
 	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/ingest"
 	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -224,7 +225,7 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	if err := p.check(&ev, rec.Timestamp); err != nil {
 		return pipelines.Reject(telemetry.CodeOf(err), err)
 	}
-	late, err := p.w.Add(&ev, nil) // closed days are emitted by Flush
+	late, err := p.w.AddRef(&ev, odoRef(&rec), nil) // closed days are emitted by Flush
 	if err != nil {
 		return pipelines.Reject(telemetry.CodeBadTZ, err)
 	}
@@ -235,6 +236,21 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 		return p.emitLate(out, &ev, late)
 	}
 	return nil
+}
+
+// odoRef is ingest's odometer mark of the record (docs/ingest.md,
+// "Odometer marks"), nil when it has none. A mark of another version than
+// the stage knows is ignored: the day's own event-time check still holds.
+func odoRef(rec *pipelines.Record) *scoring.OdoRef {
+	v := rec.Header(ingest.HeaderOdometer)
+	if v == nil {
+		return nil
+	}
+	ms, km, err := ingest.ParseOdometerMark(v)
+	if err != nil {
+		return nil
+	}
+	return &scoring.OdoRef{TimeMs: ms, Km: km}
 }
 
 // check re-checks what the score relies on, cheaply and deterministically
