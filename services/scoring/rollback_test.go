@@ -32,8 +32,8 @@ func TestRollback(t *testing.T) {
 	}{
 		{"honest", base().Drive(600, 60).Drive(600, 60).Evs, nil, 0, 19.5},
 		{"odometer noise 60 m back: not a rollback", base().Drive(1200, 60, noise).Evs, nil, 0, 19.5},
-		{"back 100 m exactly: not a rollback (more than 0.1 km is)", base().Drive(600, 60).Odometer(-0.1 - 1.0/60).Drive(600, 60).Evs, nil, 0, 19.5},
-		{"back 150 m: rollback", base().Drive(600, 60).Odometer(-0.15 - 1.0/60).Drive(600, 60).Evs, nil, 1, 19.5},
+		{"back 100 m exactly: not a rollback (more than 0.1 km is)", base().Drive(600, 60).Odometer(-0.1-1.0/60).Drive(600, 60).Evs, nil, 0, 19.5},
+		{"back 150 m: rollback", base().Drive(600, 60).Odometer(-0.15-1.0/60).Drive(600, 60).Evs, nil, 1, 19.5},
 		{"back 5,000 km mid-day: rollback, the driving after it kept", base().Drive(600, 60).Odometer(-5000).Drive(600, 60).Evs, nil, 1, 19.5},
 		{"rolled back overnight: ingest's reference in yesterday", base().Drive(1200, 60).Evs,
 			map[int]OdoRef{0: {TimeMs: dayStart - 3600_000, Km: 60000}}, 1, 19.5},
