@@ -22,6 +22,7 @@ import (
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ingest"
 	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/scoring/replay"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -78,6 +79,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the wall clock used to detect idle tasks (default time.Now).
 	Now func() time.Time
+	// ReplayDays is how many days of trip fingerprints each task keeps
+	// for replay detection (default 30; negative: detection off), and
+	// ReplayBudget how many fingerprints per day at most (default
+	// 200,000). docs/scoring.md, "Replay detection".
+	ReplayDays, ReplayBudget int
 }
 
 func (c Config) withDefaults() Config {
@@ -129,6 +135,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.ReplayDays == 0 {
+		c.ReplayDays = 30
+	}
+	if c.ReplayBudget <= 0 {
+		c.ReplayBudget = 200_000
 	}
 	return c
 }
@@ -201,6 +213,11 @@ func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*proc
 	w, err := scoring.NewWindows(cfg.Rules, cfg.DefaultTZ, cfg.Grace)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.ReplayDays > 0 {
+		if err := w.EnableReplay(replay.DefaultConfig(), cfg.ReplayDays, cfg.ReplayBudget); err != nil {
+			return nil, err
+		}
 	}
 	return &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, clock: scoring.NewLogClock(cfg.MarkExpiry), lastSeen: cfg.Now(),
 		limits: telemetry.ValidateConfig{}.Defaults()}, nil
