@@ -17,14 +17,25 @@ type Match struct {
 // one LSH band (Rows consecutive signature values) with the new trip, and a
 // candidate matches when it started earlier than the new trip, is not the
 // same trip, and holds at least MinContain of the new trip's shingles
-// (estimated, Similarity). Not safe for concurrent use.
+// (estimated, Similarity). Memory: the fingerprints in one slice, one map
+// entry per trip key and per band (a chain of fingerprints sharing a band
+// value runs through each fingerprint's next links). Not safe for
+// concurrent use.
 type Index struct {
 	cfg       Config
 	retention int // days
 	budget    int // fingerprints kept per day
-	fps       map[fpKey]*Fingerprint
+	slots     []islot
+	free      []uint32
+	keys      map[fpKey]uint32
 	perDay    map[string]int
-	bands     map[uint64][]fpKey
+	heads     map[uint64]uint32 // band key -> first slot + 1 of its chain
+}
+
+type islot struct {
+	fp   Fingerprint
+	next [Bands]uint32 // next slot + 1 in each band's chain (0: end)
+	used bool
 }
 
 type fpKey struct {
@@ -41,12 +52,12 @@ func NewIndex(cfg Config, retention, budget int) (*Index, error) {
 	if retention < 1 || budget < 1 {
 		return nil, errors.New("replay: retention and budget must be >= 1")
 	}
-	return &Index{cfg: cfg, retention: retention, budget: budget, fps: map[fpKey]*Fingerprint{},
-		perDay: map[string]int{}, bands: map[uint64][]fpKey{}}, nil
+	return &Index{cfg: cfg, retention: retention, budget: budget, keys: map[fpKey]uint32{},
+		perDay: map[string]int{}, heads: map[uint64]uint32{}}, nil
 }
 
 // Len is the number of fingerprints held.
-func (x *Index) Len() int { return len(x.fps) }
+func (x *Index) Len() int { return len(x.keys) }
 
 // bandKey is band b's key: mix64 over the band's index and its Rows values.
 func bandKey(fp *Fingerprint, b int) uint64 {
@@ -69,15 +80,19 @@ func (x *Index) Check(fp *Fingerprint) []Match {
 		return nil
 	}
 	self := fpKey{fp.Vehicle, fp.Date, fp.Trip}
-	seen := map[fpKey]bool{}
+	var seen map[uint32]bool
 	var out []Match
 	for b := range Bands {
-		for _, k := range x.bands[bandKey(fp, b)] {
-			if seen[k] || k == self {
+		for id := x.heads[bandKey(fp, b)]; id != 0; id = x.slots[id-1].next[b] {
+			sl := &x.slots[id-1]
+			old := &sl.fp
+			if (fpKey{old.Vehicle, old.Date, old.Trip}) == self || seen[id] {
 				continue
 			}
-			seen[k] = true
-			old := x.fps[k]
+			if seen == nil {
+				seen = map[uint32]bool{}
+			}
+			seen[id] = true
 			if old.StartMs >= fp.StartMs {
 				continue // the copy is the later one
 			}
@@ -118,44 +133,65 @@ func cmpStr(a, b string) int {
 // its day already holds budget fingerprints; it reports whether it kept it.
 func (x *Index) Add(fp *Fingerprint) bool {
 	k := fpKey{fp.Vehicle, fp.Date, fp.Trip}
-	if _, ok := x.fps[k]; ok {
-		x.remove(k)
+	if id, ok := x.keys[k]; ok {
+		x.remove(k, id)
 	}
 	if x.perDay[fp.Date] >= x.budget {
 		return false
 	}
-	c := *fp
-	x.fps[k] = &c
+	var id uint32
+	if n := len(x.free); n > 0 {
+		id = x.free[n-1]
+		x.free = x.free[:n-1]
+	} else {
+		x.slots = append(x.slots, islot{})
+		id = uint32(len(x.slots))
+	}
+	sl := &x.slots[id-1]
+	*sl = islot{fp: *fp, used: true}
+	x.keys[k] = id
 	x.perDay[fp.Date]++
 	for b := range Bands {
 		bk := bandKey(fp, b)
-		x.bands[bk] = append(x.bands[bk], k)
+		sl.next[b] = x.heads[bk]
+		x.heads[bk] = id
 	}
 	return true
 }
 
 // Remove forgets the fingerprint of one trip, if held.
 func (x *Index) Remove(vehicle, date string, trip uint16) {
-	if k := (fpKey{vehicle, date, trip}); x.fps[k] != nil {
-		x.remove(k)
+	k := fpKey{vehicle, date, trip}
+	if id, ok := x.keys[k]; ok {
+		x.remove(k, id)
 	}
 }
 
-func (x *Index) remove(k fpKey) {
-	fp := x.fps[k]
+func (x *Index) remove(k fpKey, id uint32) {
+	sl := &x.slots[id-1]
 	for b := range Bands {
-		bk := bandKey(fp, b)
-		l := slices.DeleteFunc(x.bands[bk], func(e fpKey) bool { return e == k })
-		if len(l) == 0 {
-			delete(x.bands, bk)
-		} else {
-			x.bands[bk] = l
+		bk := bandKey(&sl.fp, b)
+		if x.heads[bk] == id {
+			if sl.next[b] == 0 {
+				delete(x.heads, bk)
+			} else {
+				x.heads[bk] = sl.next[b]
+			}
+			continue
+		}
+		for p := x.heads[bk]; p != 0; p = x.slots[p-1].next[b] {
+			if x.slots[p-1].next[b] == id {
+				x.slots[p-1].next[b] = sl.next[b]
+				break
+			}
 		}
 	}
-	delete(x.fps, k)
+	delete(x.keys, k)
 	if x.perDay[k.date]--; x.perDay[k.date] <= 0 {
 		delete(x.perDay, k.date)
 	}
+	*sl = islot{}
+	x.free = append(x.free, id)
 }
 
 // Expire drops the fingerprints of days before the Retention days ending
@@ -164,10 +200,10 @@ func (x *Index) remove(k fpKey) {
 // returns their topic keys, for tombstones.
 func (x *Index) Expire(keep string) []string {
 	var gone []string
-	for k, fp := range x.fps {
+	for k, id := range x.keys {
 		if k.date < keep {
-			gone = append(gone, Key(fp))
-			x.remove(k)
+			gone = append(gone, Key(&x.slots[id-1].fp))
+			x.remove(k, id)
 		}
 	}
 	slices.Sort(gone)
