@@ -101,9 +101,9 @@ func TestStageReplayAcrossRestart(t *testing.T) {
 	day2 := day1.AddDate(0, 0, 1)
 	kafkatest.Produce(t, brokers, one(encode(
 		copyOf(alice1, "carol", 24*time.Hour+90*time.Minute), // carol re-sends alice's drive
-		copyOf(bob1, "bob", 26*time.Hour),                     // bob re-sends his own
-		drive("alice", day2.Add(5*time.Hour), 3),              // honest
-		drive("dave", day2, 4),                                // honest
+		copyOf(bob1, "bob", 26*time.Hour),                    // bob re-sends his own
+		drive("alice", day2.Add(5*time.Hour), 3),             // honest
+		drive("dave", day2, 4),                               // honest
 		closing(day2.AddDate(0, 0, 1).Add(3*time.Hour)),
 	))...)
 	st2, err := NewStage(cfg)
