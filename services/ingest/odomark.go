@@ -11,7 +11,7 @@ import (
 // HeaderOdometer is the header ingest puts on a clean event whose odometer
 // contradicts the vehicle's newest reading (telemetry's
 // CodeOdometerDecreased: below a reading at an earlier time, or above one
-// at a later time). Until rules 2026.12-1 such events were dead-lettered,
+// at a later time). Such events used to be dead-lettered,
 // which threw away the cheat's evidence and every later event of the
 // vehicle; now they are written like any other, marked (docs/ingest.md,
 // "Odometer marks"), and scoring judges them.
