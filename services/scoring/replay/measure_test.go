@@ -173,6 +173,9 @@ func falseMatches(t testing.TB, cfg Config, days []dayTrace) (fingerprinted, mat
 // REPLAY_DAYS=10000).
 func TestFalseMatchRate(t *testing.T) {
 	n := envInt("REPLAY_DAYS", 300)
+	if raceEnabled {
+		n = envInt("REPLAY_DAYS", 40)
+	}
 	const days = 10
 	vehicles := (n + days - 1) / days
 	tr := fleetDays(t, 42, vehicles, days)
@@ -192,6 +195,9 @@ func TestFalseMatchRate(t *testing.T) {
 // are all detected.
 func TestDetectionRate(t *testing.T) {
 	n := envInt("REPLAY_ORIGINALS", 100)
+	if raceEnabled {
+		n = envInt("REPLAY_ORIGINALS", 20)
+	}
 	cfg := DefaultConfig()
 	tr := fleetDays(t, 43, n/5+1, 5)
 	x, _ := NewIndex(cfg, 30, 1<<30)
