@@ -43,10 +43,8 @@ func TestCodec(t *testing.T) {
 	}
 }
 
-// FuzzDecode: Decode never panics, refuses with ErrRecord or returns a
-// fingerprint whose encoding decodes to itself; and the encoding of what
-// it accepts is the input itself (one encoding per fingerprint), except
-// for non-minimal varints, which it may read.
+// FuzzDecode: Decode never panics, and refuses with ErrRecord or returns a
+// fingerprint whose encoding decodes to itself.
 func FuzzDecode(f *testing.F) {
 	fp := sampleFP()
 	f.Add(AppendBinary(nil, &fp))
