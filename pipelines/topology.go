@@ -24,7 +24,7 @@ const (
 	TopicRewardCredits    = "minecart.rewards.credits"      // partners: one record per settled credit
 	TopicPartnerAcks      = "minecart.partners.acks"        // partners -> minecart: fulfilment acks
 	TopicStatements       = "minecart.settlement.statements"
-	TopicCredentials      = "minecart.credentials" // API callers' credentials (hashes only), compacted
+	TopicCredentials      = "minecart.credentials"        // API callers' credentials (hashes only), compacted
 	TopicTransfers        = "minecart.transfers.requests" // transfer batches and account flags -> settlement
 )
 

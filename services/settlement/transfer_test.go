@@ -9,7 +9,9 @@ import (
 	"github.com/minecart/minecart/services/settlement"
 )
 
-func tid(n int) string { return "00000000000000000000000000000" + string(rune('0'+n/100%10)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10)) }
+func tid(n int) string {
+	return "00000000000000000000000000000" + string(rune('0'+n/100%10)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10))
+}
 
 func owner(id string, specs ...settlement.TransferSpec) settlement.TransferBatch {
 	return settlement.TransferBatch{CallerRole: string(avro.RoleOwner), CallerID: id, Transfers: specs, RequestedAt: time.UnixMilli(1_800_000_000_000).UTC()}
