@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -155,27 +156,34 @@ func SpecFrom(b TransferBody) (settlement.TransferSpec, error) {
 // decided before for a different body is ErrConflict (nothing is
 // written). Used by the HTTP API and the CLI.
 func Submit(ctx context.Context, p Producer, serde *schemas.Serde, state settlement.StateReader, b settlement.TransferBatch, wait, poll time.Duration) ([]settlement.Transfer, error) {
-	read := func() ([]settlement.Transfer, bool, error) {
-		out := make([]settlement.Transfer, len(b.Transfers))
-		all := true
-		for i, s := range b.Transfers {
-			x, found, err := settlement.ReadTransfer(state, s.ID)
-			if err != nil {
-				return nil, false, err
-			}
-			if found && x.Digest != s.Digest(b.CallerRole, b.CallerID) {
-				return nil, false, fmt.Errorf("%w: %s", ErrConflict, s.ID)
-			}
-			if found {
-				out[i] = x
-			}
-			all = all && found
-		}
-		return out, all, nil
+	out := make([]settlement.Transfer, len(b.Transfers))
+	raw := make([][]byte, len(b.Transfers)) // the state last decoded, per transfer
+	final := func(x settlement.Transfer) bool {
+		return x.Status == settlement.TransferCommitted || x.Status == settlement.TransferRejected
 	}
-	out, all, err := read()
-	if err != nil {
-		return nil, err
+	// load decodes transfer i's state if it changed since the last load.
+	load := func(i int, v []byte, present bool) error {
+		if !present || v == nil || bytes.Equal(v, raw[i]) {
+			return nil
+		}
+		var x settlement.Transfer
+		if err := json.Unmarshal(v, &x); err != nil {
+			return fmt.Errorf("transfer state: %w", err)
+		}
+		s := b.Transfers[i]
+		if x.Digest != s.Digest(b.CallerRole, b.CallerID) {
+			return fmt.Errorf("%w: %s", ErrConflict, s.ID)
+		}
+		out[i], raw[i] = x, bytes.Clone(v)
+		return nil
+	}
+	all := true
+	for i, s := range b.Transfers {
+		v, ok := state.Get(settlement.TransferKey(s.ID))
+		if err := load(i, v, ok); err != nil {
+			return nil, err
+		}
+		all = all && out[i].Status != ""
 	}
 	if !all {
 		v, err := serde.Marshal(b.Avro())
@@ -188,25 +196,41 @@ func Submit(ctx context.Context, p Producer, serde *schemas.Serde, state settlem
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	w, canWait := state.(Waiter)
 	t := time.NewTicker(poll)
 	defer t.Stop()
-	for {
-		done := true
-		for _, x := range out {
-			done = done && (x.Status == settlement.TransferCommitted || x.Status == settlement.TransferRejected)
-		}
-		if done {
-			return out, nil
-		}
-		select {
-		case <-ctx.Done():
-			return out, nil
-		case <-t.C:
-		}
-		if out, _, err = read(); err != nil {
-			return nil, err
+	for i, s := range b.Transfers {
+		key := settlement.TransferKey(s.ID)
+		for !final(out[i]) {
+			if canWait {
+				// Wake when the state's bytes change; decode outside the lock.
+				last := raw[i]
+				if err := w.Wait(ctx, key, func(v []byte, present bool) bool { return present && v != nil && !bytes.Equal(v, last) }); err != nil {
+					if ctx.Err() != nil {
+						return out, nil
+					}
+					return nil, err
+				}
+			} else {
+				select {
+				case <-ctx.Done():
+					return out, nil
+				case <-t.C:
+				}
+			}
+			v, ok := state.Get(key)
+			if err := load(i, v, ok); err != nil {
+				return nil, err
+			}
 		}
 	}
+	return out, nil
+}
+
+// Waiter is a state reader that can wait for a key to change (a
+// *kafka.Table).
+type Waiter interface {
+	Wait(ctx context.Context, key string, ok func(value []byte, present bool) bool) error
 }
 
 func (h *handler) createTransfers(w http.ResponseWriter, req *http.Request) {
