@@ -359,6 +359,9 @@ func (t *Tx) decideChain(batch TransferBatch, lo, hi int, results []Transfer) {
 		x := Transfer{ID: s.ID, Debit: s.Debit, Credit: s.Credit, Amount: s.Amount, Flags: s.Flags, PendingID: s.PendingID,
 			TimeoutMs: s.TimeoutMs, Digest: s.Digest(batch.CallerRole, batch.CallerID), Caller: caller,
 			Status: TransferRejected, Reason: r, RequestedAt: batch.RequestedAt}
+		if p, ok := t.transfer(s.PendingID); ok && s.PendingID != "" && x.Debit == "" && x.Credit == "" {
+			x.Debit, x.Credit = p.Debit, p.Credit // a refused post or void is listed with its pending's accounts
+		}
 		t.putTransfer(x)
 		results[lo+i] = x
 	}
