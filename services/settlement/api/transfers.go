@@ -313,6 +313,10 @@ func (h *handler) createTransfers(w http.ResponseWriter, req *http.Request) {
 		answers[i] = TransferAnswer(x)
 	}
 	if batch {
+		// Per-transfer results: 200 once every transfer is decided.
+		if code == http.StatusCreated {
+			code = http.StatusOK
+		}
 		h.reply(w, code, map[string][]TransferJSON{"transfers": answers})
 		return
 	}
