@@ -137,7 +137,8 @@ type Book struct {
 	meta        Meta
 	pending     []string // ids of PENDING redemptions by Seq (may hold stale ids)
 	transfers   map[string]Transfer
-	openPending map[string]struct{} // ids of open pending transfers
+	openPending map[string]int64 // open pending transfers: id -> deadline (ExpiresAtMs; 0: none yet or none)
+	nextExpiry  int64            // the lowest non-zero deadline of openPending (0: none)
 }
 
 // NewBook returns an empty book.
@@ -153,7 +154,7 @@ func NewBook(p Policy) (*Book, error) {
 		redemptions: make(map[string]Redemption),
 		meta:        Meta{Days: map[string]DayTotals{}},
 		transfers:   make(map[string]Transfer),
-		openPending: make(map[string]struct{}),
+		openPending: make(map[string]int64),
 	}, nil
 }
 
@@ -355,12 +356,26 @@ func (t *Tx) Commit() {
 	commit(b.redemptions, t.redemptions, nil)
 	commit(b.transfers, t.transfers, nil)
 	for _, id := range t.newOpen {
-		b.openPending[id] = struct{}{}
+		b.openPending[id] = 0
 	}
+	stale := false // the earliest deadline left the index
 	for id, x := range t.transfers {
+		old, open := b.openPending[id]
+		if !open {
+			continue
+		}
 		if x == nil || x.Pending != PendingOpen {
 			delete(b.openPending, id)
+			stale = stale || old == b.nextExpiry
+			continue
 		}
+		b.openPending[id] = x.ExpiresAtMs
+		if d := x.ExpiresAtMs; d > 0 && (b.nextExpiry == 0 || d < b.nextExpiry) {
+			b.nextExpiry = d
+		}
+	}
+	if stale {
+		b.indexExpiries()
 	}
 	if t.meta != nil {
 		b.meta = *t.meta

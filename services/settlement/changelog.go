@@ -90,9 +90,10 @@ func (b *Book) Restored() {
 	clear(b.openPending)
 	for id, x := range b.transfers {
 		if x.Pending == PendingOpen {
-			b.openPending[id] = struct{}{}
+			b.openPending[id] = x.ExpiresAtMs
 		}
 	}
+	b.indexExpiries()
 }
 
 // ReadTransfer reads a transfer's state (false: no such transfer).

@@ -502,18 +502,43 @@ func (t *Tx) expire(p Transfer) {
 }
 
 // expireDue expires every open pending transfer whose deadline is at or
-// before ms.
+// before ms: those the book knows (scanned only when the earliest
+// deadline has come) and those whose deadline this Tx set.
 func (t *Tx) expireDue(ms int64) {
-	var due []string
-	for id := range t.b.openPending {
-		if p, ok := t.transfer(id); ok && p.Pending == PendingOpen && p.ExpiresAtMs > 0 && p.ExpiresAtMs <= ms {
-			due = append(due, id)
+	due := map[string]bool{}
+	for id, x := range t.transfers {
+		if x != nil && x.Pending == PendingOpen && x.ExpiresAtMs > 0 && x.ExpiresAtMs <= ms {
+			due[id] = true
 		}
 	}
-	slices.Sort(due) // the same requests in the same order on every replica
-	for _, id := range due {
+	if n := t.b.nextExpiry; n > 0 && n <= ms {
+		for id, deadline := range t.b.openPending {
+			if deadline > 0 && deadline <= ms {
+				if p, ok := t.transfer(id); ok && p.Pending == PendingOpen {
+					due[id] = true
+				}
+			}
+		}
+	}
+	ids := make([]string, 0, len(due))
+	for id := range due {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // the same requests in the same order on every replica
+	for _, id := range ids {
 		p, _ := t.transfer(id)
 		t.expire(p)
+	}
+}
+
+// indexExpiries recomputes the earliest deadline of the open pending
+// transfers.
+func (b *Book) indexExpiries() {
+	b.nextExpiry = 0
+	for _, d := range b.openPending {
+		if d > 0 && (b.nextExpiry == 0 || d < b.nextExpiry) {
+			b.nextExpiry = d
+		}
 	}
 }
 
