@@ -173,6 +173,7 @@ type Transfer struct {
 	ExpiresAtMs int64        `json:",omitempty"` // block timestamp + timeout, once the entry is in (0: no timeout)
 	ResolvedBy  string       `json:",omitempty"` // the post or void transfer's id, or expire/<id>
 	Resolved    bool         `json:",omitempty"` // the resolving entry is in the book
+	Resolution  *Proof       `json:",omitempty"` // that entry (the only proof of an expiry)
 }
 
 // TransferKey is the changelog key of a transfer's state.
@@ -569,7 +570,7 @@ func (t *Tx) applyTransfer(e Entry) {
 	}
 	if f.Resolves() {
 		if p, ok := t.transfer(e.PendingID); ok && known {
-			p.Resolved = true
+			p.Resolved, p.Resolution = true, &proof
 			if f&ledger.TransferExpirePending != 0 && p.Pending != PendingExpired {
 				t.alert("unknown_transfer", "expiry entry %d of %s, which settlement resolved as %s", e.Proof.LeafIndex, p.ID, p.Pending)
 			}

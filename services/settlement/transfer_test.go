@@ -151,6 +151,9 @@ func TestTransferRules(t *testing.T) {
 		if last.ID != ledger.ExpirePrefix+tid(1) {
 			t.Fatalf("last entry %+v", last)
 		}
+		if st, _ := x.s.book.Transfer(tid(1)); !st.Resolved || st.Resolution == nil || st.Resolution.LeafIndex != int64(len(x.l.entries)-1) {
+			t.Fatalf("the expiry's proof is not kept: %+v", st)
+		}
 	})
 	t.Run("the overdraft flag lets an account go below zero", func(t *testing.T) {
 		x := newBook()

@@ -68,6 +68,9 @@ type TransferJSON struct {
 	RequestedAt time.Time                 `json:"requested_at,omitzero"`
 	CommittedAt time.Time                 `json:"committed_at,omitzero"`
 	Entry       *ProofJSON                `json:"entry,omitempty"`
+	// Resolution is the entry that posted, voided or expired a pending
+	// transfer (the only proof of an expiry).
+	Resolution *ProofJSON `json:"resolution,omitempty"`
 }
 
 var flagNames = []struct {
@@ -122,7 +125,7 @@ func TransferAnswer(x settlement.Transfer) TransferJSON {
 	return TransferJSON{ID: x.ID, Debit: x.Debit, Credit: x.Credit, Amount: x.Amount, Flags: FlagNames(x.Flags),
 		PendingID: x.PendingID, TimeoutMs: x.TimeoutMs, Status: x.Status, Reason: x.Reason, Pending: x.Pending,
 		ExpiresAtMs: x.ExpiresAtMs, ResolvedBy: x.ResolvedBy, RequestedAt: x.RequestedAt, CommittedAt: x.CommittedAt,
-		Entry: proofJSON(x.Entry)}
+		Entry: proofJSON(x.Entry), Resolution: proofJSON(x.Resolution)}
 }
 
 // ErrConflict: a transfer id was used before with a different body.
