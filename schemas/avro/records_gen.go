@@ -752,8 +752,6 @@ type DailyScore struct {
 	// hdop_rejected: fixes not used for distance because of HDOP
 	HDOPRejected      int64
 	OdometerRollbacks int32
-	// region: coarse region code of the day's first accepted fix: its 1x1 degree cell, e.g. N31E121 (docs/campaigns.md); null if unknown. Never a position.
-	Region string
 	// score: behaviour score 0..100
 	Score float64
 	// points: reward points for the day, after taper, cap and flag factors
@@ -764,6 +762,8 @@ type DailyScore struct {
 	FlagReasons []string
 	// events_hash: SHA-256 chain over the canonical bytes of the accepted events, in arrival order (docs/scoring.md)
 	EventsHash []byte
+	// region: coarse region code of the day's first accepted fix: its 1x1 degree cell, e.g. N31E121 (docs/campaigns.md); null if unknown. Never a position.
+	Region string
 }
 
 // AvroName is the record's full Avro name, minecart.scoring.DailyScore.
@@ -794,7 +794,6 @@ func (r *DailyScore) AppendAvro(dst []byte) ([]byte, error) {
 	dst = appendLong(dst, int64(r.GpsJumps))
 	dst = appendLong(dst, r.HDOPRejected)
 	dst = appendLong(dst, int64(r.OdometerRollbacks))
-	dst = appendOptString(dst, r.Region)
 	dst = appendDouble(dst, r.Score)
 	dst = appendLong(dst, r.Points)
 	if len(r.Flags) > 0 {
@@ -812,6 +811,7 @@ func (r *DailyScore) AppendAvro(dst []byte) ([]byte, error) {
 	}
 	dst = append(dst, 0)
 	dst = appendBytes(dst, r.EventsHash)
+	dst = appendOptString(dst, r.Region)
 	return dst, nil
 }
 
@@ -851,9 +851,6 @@ func (r *DailyScore) decode(d *decoder) {
 	r.GpsJumps = d.int("gps_jumps")
 	r.HDOPRejected = d.long("hdop_rejected")
 	r.OdometerRollbacks = d.int("odometer_rollbacks")
-	if d.union("region") {
-		r.Region = d.string("region")
-	}
 	r.Score = d.double("score")
 	r.Points = d.long("points")
 	for n := d.block("flags"); n > 0; n = d.block("flags") {
@@ -871,6 +868,9 @@ func (r *DailyScore) decode(d *decoder) {
 		}
 	}
 	r.EventsHash = d.bytes("events_hash")
+	if d.union("region") {
+		r.Region = d.string("region")
+	}
 }
 
 // LateEvent is the Avro record minecart.scoring.LateEvent.

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 )
 
@@ -81,4 +83,23 @@ func VerifySignature(e *ledger.Entry, pub []byte) error {
 		return fmt.Errorf("%s %q of partner %q: %w", e.Action, e.ID, e.Partner, ErrSignature)
 	}
 	return nil
+}
+
+// Request is the ledger request of a campaign entry (the record the API
+// and the CLI write to the ledger's requests topic).
+func Request(e *ledger.Entry) *avro.CampaignRequest {
+	return &avro.CampaignRequest{
+		RequestID: e.ID, Partner: e.Partner, Campaign: e.Campaign, Action: avro.CampaignAction(e.Action),
+		Definition: e.Definition, RuleHash: e.RuleHash, PublicKey: e.PublicKey, Signature: e.Signature,
+		RequestedAt: time.UnixMilli(e.RequestedAtMs).UTC(),
+	}
+}
+
+// FromRequest is the campaign entry a request asks for.
+func FromRequest(r *avro.CampaignRequest) ledger.Entry {
+	return ledger.Entry{
+		Kind: ledger.KindCampaign, ID: r.RequestID, Partner: r.Partner, Campaign: r.Campaign, Action: string(r.Action),
+		RuleHash: r.RuleHash, Definition: r.Definition, PublicKey: r.PublicKey, Signature: r.Signature,
+		RequestedAtMs: r.RequestedAt.UnixMilli(),
+	}
 }

@@ -140,11 +140,7 @@ func (p *Processor) payBonuses(out pipelines.Emitter) error {
 // before it (so the book keeps the requests' order), if the book's state
 // admits it.
 func (p *Processor) campaignRequest(r *avro.CampaignRequest, out pipelines.Emitter) error {
-	e := ledger.Entry{
-		Kind: ledger.KindCampaign, ID: r.RequestID, Partner: r.Partner, Campaign: r.Campaign, Action: string(r.Action),
-		RuleHash: r.RuleHash, Definition: r.Definition, PublicKey: r.PublicKey, Signature: r.Signature,
-		RequestedAtMs: r.RequestedAt.UnixMilli(),
-	}
+	e := campaign.FromRequest(r)
 	if _, queued := p.debitIDs[e.ID]; queued || p.book.HasRequest(e.ID) {
 		p.m.dups.WithLabelValues(e.Kind.String()).Inc()
 		return nil
