@@ -140,18 +140,20 @@ func TestCompileRefuses(t *testing.T) {
 		"clock":         {func(d *campaign.Definition) { d.Rule = `timestamp("2027-01-01T00:00:00Z").getDayOfWeek() > 0 ? 1 : 0` }, campaign.ErrRule},
 		"duration":      {func(d *campaign.Definition) { d.Rule = `int(duration("1h").getSeconds())` }, campaign.ErrRule},
 		"dyn":           {func(d *campaign.Definition) { d.Rule = `int(dyn(points))` }, campaign.ErrRule},
-		"cost":          {func(d *campaign.Definition) { d.Rule = `flags.all(f, flags.all(g, flags.all(h, f + g + h != "x"))) ? 1 : 0` }, campaign.ErrRule},
-		"too long":      {func(d *campaign.Definition) { d.Rule = long }, campaign.ErrDefinition},
-		"no cap":        {func(d *campaign.Definition) { d.Cap = 0 }, campaign.ErrDefinition},
-		"cap > max":     {func(d *campaign.Definition) { d.Cap = campaign.MaxCap + 1 }, campaign.ErrDefinition},
-		"cap > budget":  {func(d *campaign.Definition) { d.Budget = 10; d.Cap = 11 }, campaign.ErrDefinition},
-		"no budget":     {func(d *campaign.Definition) { d.Budget = 0 }, campaign.ErrDefinition},
-		"budget > max":  {func(d *campaign.Definition) { d.Budget = campaign.MaxBudget + 1 }, campaign.ErrDefinition},
-		"end < start":   {func(d *campaign.Definition) { d.End = "2026-12-31" }, campaign.ErrDefinition},
-		"over a year":   {func(d *campaign.Definition) { d.End = "2028-01-02" }, campaign.ErrDefinition},
-		"bad date":      {func(d *campaign.Definition) { d.Start = "2027-1-1" }, campaign.ErrDefinition},
-		"bad name":      {func(d *campaign.Definition) { d.Name = "We/lcome" }, campaign.ErrDefinition},
-		"bad partner":   {func(d *campaign.Definition) { d.Partner = "a/b" }, campaign.ErrDefinition},
+		"cost": {func(d *campaign.Definition) {
+			d.Rule = `flags.all(f, flags.all(g, flags.all(h, f + g + h != "x"))) ? 1 : 0`
+		}, campaign.ErrRule},
+		"too long":     {func(d *campaign.Definition) { d.Rule = long }, campaign.ErrDefinition},
+		"no cap":       {func(d *campaign.Definition) { d.Cap = 0 }, campaign.ErrDefinition},
+		"cap > max":    {func(d *campaign.Definition) { d.Cap = campaign.MaxCap + 1 }, campaign.ErrDefinition},
+		"cap > budget": {func(d *campaign.Definition) { d.Budget = 10; d.Cap = 11 }, campaign.ErrDefinition},
+		"no budget":    {func(d *campaign.Definition) { d.Budget = 0 }, campaign.ErrDefinition},
+		"budget > max": {func(d *campaign.Definition) { d.Budget = campaign.MaxBudget + 1 }, campaign.ErrDefinition},
+		"end < start":  {func(d *campaign.Definition) { d.End = "2026-12-31" }, campaign.ErrDefinition},
+		"over a year":  {func(d *campaign.Definition) { d.End = "2028-01-02" }, campaign.ErrDefinition},
+		"bad date":     {func(d *campaign.Definition) { d.Start = "2027-1-1" }, campaign.ErrDefinition},
+		"bad name":     {func(d *campaign.Definition) { d.Name = "We/lcome" }, campaign.ErrDefinition},
+		"bad partner":  {func(d *campaign.Definition) { d.Partner = "a/b" }, campaign.ErrDefinition},
 	} {
 		d := base
 		tc.mod(&d)
