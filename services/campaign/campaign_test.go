@@ -6,9 +6,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/campaign"
 	"github.com/minecart/minecart/services/ledger"
 )
@@ -54,6 +58,11 @@ func init() {
 // TestWorkedCampaigns checks the numbers of docs/campaigns.md: what each
 // rule asks for on each day, and what the budget lets each campaign pay.
 func TestWorkedCampaigns(t *testing.T) {
+	b, err := os.ReadFile("../../docs/campaigns.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
 	want := map[string]struct {
 		requested []int64 // per day, in the order of days
 		paid      int64
@@ -67,25 +76,20 @@ func TestWorkedCampaigns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var cands []ledger.Entry
 		var got []int64
-		for i, day := range days {
+		for _, day := range days {
 			n, err := r.Bonus(&day.in)
 			if err != nil {
 				t.Fatal(err)
 			}
 			got = append(got, n)
-			credit := ledger.Entry{Kind: ledger.KindCredit, VehicleID: day.vehicle, Date: day.in.Date, WindowEndMs: 1}
-			if c, ok, _ := r.Candidate(&credit, uint64(i), []byte{byte(i)}, &day.in); ok {
-				cands = append(cands, c)
-			}
 		}
 		w := want[d.ID()]
 		if fmt.Sprint(got) != fmt.Sprint(w.requested) {
 			t.Errorf("%s: requested %v, want %v", d.ID(), got, w.requested)
 		}
 		paid := int64(0)
-		out := campaign.Allocate(cands, func(string) int64 { return d.Budget })
+		out := pay(t, r)
 		for _, b := range out {
 			paid += b.Amount
 		}
@@ -93,21 +97,46 @@ func TestWorkedCampaigns(t *testing.T) {
 			t.Errorf("%s: paid %d, want %d", d.ID(), paid, w.paid)
 		}
 		t.Logf("%s: requested %v, paid %d in order %v; static cost %d..%d", d.ID(), got, paid, vehicles(out), r.Estimate.Min, r.Estimate.Max)
-	}
-	// safe-km's budget of 9 runs out: in the fixed order (SHA-256 of campaign and vehicle), v3 (8) then v4
-	// gets the remaining 1 of its 2, and v1 (4) nothing.
-	r, _ := campaign.Compile(safeKm)
-	var cands []ledger.Entry
-	for i, day := range days {
-		credit := ledger.Entry{Kind: ledger.KindCredit, VehicleID: day.vehicle, Date: day.in.Date, WindowEndMs: 1}
-		if c, ok, _ := r.Candidate(&credit, uint64(i), []byte{byte(i)}, &day.in); ok {
-			cands = append(cands, c)
+		// docs/campaigns.md quotes these numbers.
+		row := fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d |", d.ID(), got[0], got[1], got[2], got[3], got[4], paid)
+		if !strings.Contains(doc, row) || !strings.Contains(doc, d.Rule) {
+			t.Errorf("docs/campaigns.md lacks the row %q or the rule %q", row, d.Rule)
 		}
 	}
-	out := campaign.Allocate(cands, func(string) int64 { return 9 })
-	if s := amounts(out); s != "v3:8/8 v4:1/2" {
-		t.Errorf("safe-km allocation %s, want v3:8/8 v4:1/2", s)
+	// safe-km's budget of 9 runs out on 2027-01-02: in the fixed order
+	// (SHA-256 of campaign and vehicle) v3 gets 8, then v1 the remaining 1
+	// of its 4; on 2027-01-04 v4 gets nothing.
+	r, _ := campaign.Compile(safeKm)
+	if s := amounts(pay(t, r)); s != "v3:8/8 v1:1/4" {
+		t.Errorf("safe-km allocation %s, want v3:8/8 v1:1/4", s)
 	}
+}
+
+// pay is what the ledger does with the worked days: each credit's
+// candidate, then window end (date) by window end, the budget in the
+// fixed order.
+func pay(t *testing.T, r *campaign.Rule) []ledger.Entry {
+	byEnd := map[int64][]ledger.Entry{}
+	for i, day := range days {
+		end, _ := campaign.ParseDate(day.in.Date)
+		credit := ledger.Entry{Kind: ledger.KindCredit, VehicleID: day.vehicle, Date: day.in.Date, WindowEndMs: (end + 1) * 86_400_000}
+		c, ok, err := r.Candidate(&credit, uint64(i), []byte{byte(i)}, &day.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			byEnd[credit.WindowEndMs] = append(byEnd[credit.WindowEndMs], c)
+		}
+	}
+	var out []ledger.Entry
+	spent := int64(0)
+	for _, end := range slices.Sorted(maps.Keys(byEnd)) {
+		for _, b := range campaign.Allocate(byEnd[end], func(string) int64 { return r.Def.Budget - spent }) {
+			spent += b.Amount
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func vehicles(es []ledger.Entry) []string {
@@ -307,4 +336,29 @@ func BenchmarkBonus(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPerScore is the whole cost a campaign adds to one credit in
+// the ledger stage: the inputs from the daily score, the rule, and the
+// candidate bonus entry (leaf hash, canonical inputs), per campaign.
+func BenchmarkPerScore(b *testing.B) {
+	r, err := campaign.Compile(weekendShanghai)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &avro.DailyScore{ID: "v1/2027-01-02", VehicleID: "v1", Date: "2027-01-02", TZ: "Asia/Shanghai", ConfigVersion: "rules-1",
+		Points: 120, Score: 86.5, DistanceKm: 42.7, Flags: []string{"capped"}, Region: "N31E121"}
+	credit := ledger.Entry{Kind: ledger.KindCredit, ID: s.ID, VehicleID: "v1", Date: s.Date, WindowEndMs: 1, Points: 120}
+	raw := bytes.Repeat([]byte{1}, 120)
+	b.ReportAllocs()
+	for b.Loop() {
+		in, err := campaign.FromScore(s, "2026-12-01")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, ok, err := r.Candidate(&credit, 7, raw, &in); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/score")
 }
