@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"time"
 
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/scoring"
 )
 
 // Var is one variable a rule may use: its name and CEL type.
@@ -102,25 +102,15 @@ func TenureDays(first, date string) int64 {
 	return d - f
 }
 
-// Region is the coarse region code of a position: its 1° x 1° cell,
-// "N31E121" for latitude in [31, 32) and longitude in [121, 122); "S34W071"
-// south and west (floor of the coordinate, hemisphere letter, two and
-// three digits). It names an area of about 100 km, never a position; ""
-// for a position outside the earth.
+// Region is the coarse region code of a position in degrees
+// (scoring.Region of the position rounded to 1e-7 degrees, as scoring
+// keeps fixes): "N31E121" for latitude in [31, 32) and longitude in
+// [121, 122). It names an area of about 100 km, never a position.
 func Region(lat, lon float64) string {
 	if !(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180) {
 		return ""
 	}
-	la, lo := int(math.Floor(lat)), int(math.Floor(lon))
-	la, lo = min(la, 89), min(lo, 179)
-	ns, ew := 'N', 'E'
-	if la < 0 {
-		ns, la = 'S', -la
-	}
-	if lo < 0 {
-		ew, lo = 'W', -lo
-	}
-	return fmt.Sprintf("%c%02d%c%03d", ns, la, ew, lo)
+	return scoring.Region(int32(math.Round(lat*1e7)), int32(math.Round(lon*1e7)))
 }
 
 // Validate checks the inputs' bounds.
@@ -220,5 +210,3 @@ func dayOf(date string) int64 {
 	d, _ := ParseDate(date)
 	return d
 }
-
-var _ = time.UTC

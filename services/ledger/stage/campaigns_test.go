@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/campaign"
@@ -197,4 +199,84 @@ func TestProcessorCampaigns(t *testing.T) {
 func hash(d campaign.Definition) []byte {
 	h := d.RuleHash()
 	return h[:]
+}
+
+// TestStageCampaignsAcrossCrashes runs campaigns on the real broker twice
+// — uninterrupted, and with a crash injected every third transaction while
+// days drain over several transactions — and requires the same head from
+// both, a budget spent exactly (the last bonus cut), and an audit that
+// recomputes every bonus.
+func TestStageCampaignsAcrossCrashes(t *testing.T) {
+	const vehicles, days, perBlock = 40, 4, 16
+	key := campaign.RegisterKey("acme", partnerPub, 1)
+	spend := campaign.Definition{Partner: "acme", Name: "spend", Rule: `points >= 13 ? points : 0`,
+		Start: "1970-01-01", End: "1970-12-31", Budget: 700, Cap: 20}
+	reqs := []ledger.Entry{key, campaign.Submit(spend, partnerKey, 2), campaign.Submit(newcomer, partnerKey, 3)}
+	var recs []kafka.Output
+	for i := range reqs {
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(reqs[i].Campaign), Value: enc(t, campaign.Request(&reqs[i]))})
+	}
+	stream := scoreStream(t, vehicles, days, 3)
+	pub := ledgertest.Key(1).Public().(ed25519.PublicKey)
+	run := func(t *testing.T, crash bool) (ledger.Summary, campaign.Report) {
+		brokers := kafkatest.Broker(t)
+		cfg := stageConfig(t, brokers, perBlock)
+		cfg.Now = func() time.Time { return time.UnixMilli(1_000) }
+		cfg.MaxReleaseEntries = 2 * perBlock
+		st := newStage(t, cfg)
+		var batches atomic.Int64
+		if crash {
+			inner := st.NewProcessor
+			st.NewProcessor = func(ctx context.Context, task pipelines.Task) (pipelines.Processor, error) {
+				p, err := inner(ctx, task)
+				if err != nil {
+					return nil, err
+				}
+				return crashy{Processor: p.(*Processor), batches: &batches, every: 3}, nil
+			}
+		}
+		stop := kafkatest.Run(t, runConfig(brokers, 11), st)
+		defer stop()
+		kafkatest.Produce(t, brokers, recs...)
+		waitBook(t, brokers, pub, 3) // the campaigns first: credits before them get no bonus
+		kafkatest.Produce(t, brokers, stream...)
+		// vehicles x days credits, 40 newcomer bonuses (day 1), and the
+		// spend campaign's until its budget is out.
+		src := blocksOn(t, brokers)
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			rep, err := campaign.Audit(context.Background(), src, pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, err := ledger.Verify(context.Background(), src, pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Credits == vehicles*days && rep.Spent["acme/spend"] == spend.Budget && rep.Spent["acme/newcomer"] == vehicles*5 {
+				if crash && batches.Load() < 6 {
+					t.Errorf("only %d batches: the crash injection did not run", batches.Load())
+				}
+				return sum, rep
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("book: %d credits, campaigns %v", sum.Credits, rep.Spent)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	var heads []ledger.Header
+	var reps []campaign.Report
+	for _, crash := range []bool{false, true} {
+		sum, rep := run(t, crash)
+		heads = append(heads, sum.Head)
+		reps = append(reps, rep)
+	}
+	if heads[0].Hash() != heads[1].Hash() {
+		t.Errorf("head with crashes %d %s, without %d %s", heads[1].TreeSize, heads[1].Root, heads[0].TreeSize, heads[0].Root)
+	}
+	if reps[0].Bonuses != reps[1].Bonuses || reps[0].Paid != 700+vehicles*5 {
+		t.Errorf("bonuses %d and %d, paid %d", reps[0].Bonuses, reps[1].Bonuses, reps[0].Paid)
+	}
+	t.Logf("%d bonuses, %d points paid, head %d %s", reps[0].Bonuses, reps[0].Paid, heads[0].TreeSize, heads[0].Root)
 }
