@@ -22,3 +22,20 @@ func TestRegion(t *testing.T) {
 		}
 	}
 }
+
+// TestResultRegion: a day's region is the cell of its first usable fix
+// (the trip starts at 31.2 N 121.4 E and drives east), "" without one.
+func TestResultRegion(t *testing.T) {
+	r := DefaultRules()
+	_, res := scoreDay(&r, newTrip("v", morning(), 1).Drive(600, 60).Evs)
+	if res.Region != "N31E121" {
+		t.Errorf("region %q, want N31E121", res.Region)
+	}
+	tr := newTrip("v", morning(), 1).Drive(60, 60)
+	for i := range tr.Evs {
+		tr.Evs[i].Lat, tr.Evs[i].Lon = 0, 0 // no fix at all
+	}
+	if _, res := scoreDay(&r, tr.Evs); res.Region != "" {
+		t.Errorf("region without a fix %q", res.Region)
+	}
+}
