@@ -1,10 +1,10 @@
 package stage
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas/avro"
@@ -151,7 +151,7 @@ func (p *Processor) campaignRequest(r *avro.CampaignRequest, out pipelines.Emitt
 	rule, err := campaign.CheckAction(p.book, &e)
 	if err != nil {
 		reason := "campaign_refused"
-		if strings.Contains(err.Error(), "signature") {
+		if errors.Is(err, campaign.ErrSignature) {
 			reason = "campaign_signature"
 		}
 		return pipelines.Reject(reason, err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,10 +156,13 @@ func TestProcessorCampaigns(t *testing.T) {
 	again := campaign.Submit(region, partnerKey, 3)
 	again.ID = "submit/acme/region"
 	bad := campaign.Submit(campaign.Definition{Partner: "acme", Name: "bad", Rule: "points * 1.5", Start: "1970-01-01", End: "1970-01-31", Budget: 100, Cap: 100}, partnerKey, 3)
-	for name, e := range map[string]ledger.Entry{"forged": forged, "forged pause": badPause, "bad rule": bad} {
-		var rej *pipelines.RejectError
-		if err := a.send(pipelines.TopicLedgerRequests, campaign.Request(&e)); !errors.As(err, &rej) {
-			t.Errorf("%s: %v, want a rejection", name, err)
+	for name, tc := range map[string]struct {
+		e    ledger.Entry
+		code string
+	}{"forged": {forged, "campaign_signature"}, "forged pause": {badPause, "campaign_signature"}, "bad rule": {bad, "campaign_refused"}} {
+		err := a.send(pipelines.TopicLedgerRequests, campaign.Request(&tc.e))
+		if code, ok := pipelines.RejectCode(err); !ok || code != tc.code {
+			t.Errorf("%s: %v, want a rejection %s", name, err, tc.code)
 		}
 	}
 	size := a.p.Book().Size()
