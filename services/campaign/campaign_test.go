@@ -295,6 +295,13 @@ func TestRegionWeekdayTenure(t *testing.T) {
 }
 
 func TestSignatures(t *testing.T) {
+	// Golden signed bytes (docs/campaigns.md).
+	got := fmt.Sprintf("%x", campaign.SignedBytes("pause", "p/c", []byte{0xab}, "pause/p/c/n", nil))
+	want := fmt.Sprintf("%x", "minecart campaign signature v1\n") + "00000005" + fmt.Sprintf("%x", "pause") + "00000003" + fmt.Sprintf("%x", "p/c") +
+		"00000001ab" + "0000000b" + fmt.Sprintf("%x", "pause/p/c/n") + "00000000"
+	if got != want {
+		t.Errorf("signed bytes %s, want %s", got, want)
+	}
 	pub, priv, _ := ed25519.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{7}, 64)))
 	e := campaign.Submit(welcome, priv, 5)
 	if err := campaign.VerifySignature(&e, pub); err != nil {
