@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -62,7 +63,18 @@ func (p *Processor) rule(id string) *campaign.Rule {
 
 // candidates computes, for credits just appended, the bonus each active
 // campaign asks for and queues them (in memory and in the changelog).
-func (p *Processor) candidates(appended []ledger.Appended, out pipelines.Emitter) {
+// entries are the release as passed to the book: the appended credits are
+// matched to them (and so to their scores) by position, window end and
+// events hash, not by id, so that an entry rewritten on its way into the
+// book (identities pseudonymized) still finds its score.
+func (p *Processor) candidates(entries []ledger.Entry, appended []ledger.Appended, out pipelines.Emitter) {
+	defer func() {
+		for i := range entries {
+			if entries[i].Kind == ledger.KindCredit {
+				delete(p.scores, entries[i].ID)
+			}
+		}
+	}()
 	var active []*campaign.Rule
 	for _, ci := range p.book.Campaigns() {
 		if ci.Status == ledger.StatusActive {
@@ -71,14 +83,25 @@ func (p *Processor) candidates(appended []ledger.Appended, out pipelines.Emitter
 			}
 		}
 	}
+	if len(active) == 0 {
+		return
+	}
+	j := 0
 	for i := range appended {
 		a := &appended[i]
 		if a.Entry.Kind != ledger.KindCredit {
 			continue
 		}
-		s, ok := p.scores[a.Entry.ID]
-		delete(p.scores, a.Entry.ID)
-		if !ok || len(active) == 0 {
+		for j < len(entries) && (entries[j].Kind != ledger.KindCredit || entries[j].WindowEndMs != a.Entry.WindowEndMs ||
+			!bytes.Equal(entries[j].EventsHash, a.Entry.EventsHash)) {
+			j++
+		}
+		if j == len(entries) {
+			return
+		}
+		s, ok := p.scores[entries[j].ID]
+		j++
+		if !ok {
 			continue
 		}
 		in, err := campaign.FromScore(s, p.book.FirstCreditDate(a.Entry.VehicleID))

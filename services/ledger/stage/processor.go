@@ -431,7 +431,7 @@ func (p *Processor) release(entries []ledger.Entry, windowEnd int64, out pipelin
 	if err := p.appendAndEmit(ledger.Release{Entries: entries, TimestampMs: ts, Clock: ledger.ClockEvent}, out); err != nil {
 		return err
 	}
-	p.candidates(p.appended, out)
+	p.candidates(entries, p.appended, out)
 	return nil
 }
 
