@@ -54,21 +54,27 @@ type InclusionProof struct {
 // needs to check it: the canonical entry bytes (base64), their leaf hash
 // (SHA-256(0x00 || entry)) and an inclusion proof.
 type LedgerEntry struct {
-	LeafIndex     uint64          `json:"leaf_index"`
-	BlockHeight   uint64          `json:"block_height"`
-	BlockTime     time.Time       `json:"block_time"`
-	Kind          string          `json:"kind"`
-	ID            string          `json:"id"`
-	Account       string          `json:"account,omitempty"`
-	Delta         int64           `json:"delta"`
-	Date          string          `json:"date,omitempty"`
-	ConfigVersion string          `json:"config_version,omitempty"`
-	Reason        string          `json:"reason,omitempty"`
-	RedemptionID  string          `json:"redemption_id,omitempty"`
-	Ref           string          `json:"ref,omitempty"`
-	Entry         []byte          `json:"entry"`
-	LeafHash      string          `json:"leaf_hash"`
-	Proof         *InclusionProof `json:"proof,omitempty"`
+	LeafIndex     uint64    `json:"leaf_index"`
+	BlockHeight   uint64    `json:"block_height"`
+	BlockTime     time.Time `json:"block_time"`
+	Kind          string    `json:"kind"`
+	ID            string    `json:"id"`
+	Account       string    `json:"account,omitempty"`
+	Delta         int64     `json:"delta"`
+	Date          string    `json:"date,omitempty"`
+	ConfigVersion string    `json:"config_version,omitempty"`
+	Reason        string    `json:"reason,omitempty"`
+	RedemptionID  string    `json:"redemption_id,omitempty"`
+	Ref           string    `json:"ref,omitempty"`
+	// Campaign is the campaign that paid a bonus (kind "bonus"), with what
+	// its rule asked for before the budget and the credit it rests on
+	// (docs/campaigns.md): decoded from the entry bytes.
+	Campaign   string          `json:"campaign,omitempty"`
+	Requested  int64           `json:"requested,omitempty"`
+	CreditLeaf *int64          `json:"credit_leaf,omitempty"`
+	Entry      []byte          `json:"entry"`
+	LeafHash   string          `json:"leaf_hash"`
+	Proof      *InclusionProof `json:"proof,omitempty"`
 	// ProofError says why Proof is missing: the ledger reader has not
 	// reached the entry yet, the ledger's proof API is out of reach, or the
 	// stored entry does not match its leaf.
@@ -137,6 +143,11 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 		}
 		e.Entry = []byte(entry)
 		e.LeafHash = merkle.HashLeaf(e.Entry).String()
+		if e.Kind == ledger.KindBonus.String() {
+			if b, err := ledger.DecodeEntry(e.Entry); err == nil {
+				e.Campaign, e.Requested, e.CreditLeaf = b.Campaign, b.Requested, &b.CreditLeaf
+			}
+		}
 		out.Entries = append(out.Entries, e)
 	}
 	if err := rows.Err(); err != nil {

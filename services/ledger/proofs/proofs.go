@@ -397,3 +397,25 @@ func notFound(format string, a ...any) error {
 func badRequest(format string, a ...any) error {
 	return &requestError{ErrBadRequest, fmt.Sprintf(format, a...)}
 }
+
+// Campaigns lists the campaigns of the verified book (docs/campaigns.md).
+func (s *Server) Campaigns() []ledger.CampaignInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.book.Campaigns()
+}
+
+// Campaign is one campaign of the verified book.
+func (s *Server) Campaign(id string) (ledger.CampaignInfo, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.book.Campaign(id)
+}
+
+// PartnerKey is the partner's registered campaign key in the verified
+// book (nil if none).
+func (s *Server) PartnerKey(partner string) []byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.book.PartnerKey(partner)
+}
