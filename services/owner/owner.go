@@ -122,6 +122,7 @@ type handler struct {
 //	GET /v1/vehicles/{vin}/reports?from=YYYY-MM-DD&to=YYYY-MM-DD&limit=N&cursor=C
 //	GET /v1/vehicles/{vin}/condition?days=N
 //	GET /v1/vehicles/{vin}/points?limit=N&cursor=C
+//	GET /v1/vehicles/{vin}/marks?from=RFC3339&to=RFC3339   (harsh events and speeding, marks.go)
 //	GET /v1/fleet/scores?date=YYYY-MM-DD&limit=N   (operators only)
 //
 // Every route admits owners (their own vehicles) and operators: 401
@@ -155,9 +156,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.route("reports", h.reports)
 	h.route("condition", h.condition)
 	h.route("points", h.points)
+	h.route("marks", h.marks)
 	h.mux.HandleFunc("GET /v1/fleet/scores", operators, h.fleetScores)
 	h.mux.HandleFunc("/v1/vehicles/", readers, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition or points")
+		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition, points or marks")
 	})
 	return h.mux, nil
 }
