@@ -118,6 +118,9 @@ func NewHandler(cfg Config) (*auth.Mux, error) {
 		cfg.Logger = slog.Default()
 	}
 	vkey, err := note.NewEd25519VerifierKey(cfg.Origin, cfg.LedgerKey)
+	if err == nil {
+		_, err = note.NewVerifier(vkey) // checks the key name (the origin)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("web: ledger verifier key: %w", err)
 	}
