@@ -288,6 +288,7 @@ func TestOwnerAPI(t *testing.T) {
 	t.Run("condition", func(t *testing.T) { testCondition(t, e) })
 	t.Run("points", func(t *testing.T) { testPoints(t, e, reader) })
 	t.Run("points without proofs", func(t *testing.T) { testPointsProofsDown(t, conn) })
+	t.Run("cells", func(t *testing.T) { testCells(t, e) })
 	t.Run("marks", func(t *testing.T) { testMarks(t, e, conn) })
 	t.Run("errors", func(t *testing.T) { testErrors(t, e) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, e) })

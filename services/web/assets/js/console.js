@@ -2,7 +2,7 @@
 // partition, dead letters by reason, late events, ClickHouse rows), the
 // day's leaderboard and the fraud review queue. The operator's bearer
 // token is kept in sessionStorage only.
-import { el, show, status, api, fmt } from './common.js';
+import { el, show, status, api, fmt, baseMap } from './common.js';
 
 const view = () => document.getElementById('view');
 let token = sessionStorage.getItem('minecart.operator') || '';
@@ -56,8 +56,30 @@ async function poll() {
   last = { t: now, in: inB, out: outB };
 }
 
+let cellMap = null, cellLayer = null;
+async function cells(date) {
+  const div = document.getElementById('fleet-map');
+  try {
+    const c = await api(`/v1/fleet/cells?date=${date}`, { token });
+    if (!cellMap) cellMap = await baseMap(div, 'Fleet density by cell');
+    if (cellLayer) cellLayer.remove();
+    cellLayer = L.layerGroup().addTo(cellMap);
+    const max = Math.max(1, ...c.cells.map((x) => x.events));
+    for (const x of c.cells) {
+      L.rectangle([[x.lat, x.lon], [x.lat + c.cell_deg, x.lon + c.cell_deg]], { weight: 0, fillColor: '#c92a2a',
+        fillOpacity: 0.15 + 0.75 * x.events / max, className: 'cell' })
+        .bindTooltip(`${x.vehicles} vehicle(s), ${fmt.int(x.events)} events`).addTo(cellLayer);
+    }
+    if (c.cells.length) cellMap.fitBounds(c.cells.map((x) => [x.lat, x.lon]), { padding: [20, 20], maxZoom: 12 });
+    document.getElementById('cells-caption').textContent = `${c.cells.length} cells of ${c.cell_deg}° on ${c.date}`;
+  } catch (e) {
+    document.getElementById('cells-caption').textContent = 'Cells out of reach: ' + e.message;
+  }
+}
+
 async function scores() {
   const date = document.getElementById('date').value;
+  cells(date);
   const out = document.getElementById('scores');
   try {
     const d = await api(`/v1/fleet/scores?date=${date}&limit=1000`, { token });
@@ -82,14 +104,26 @@ function ask(msg) {
   show(view());
 }
 
-function open() {
+// lastScoredDay is the local date of the newest credit block (event
+// clock: its timestamp is the window end, the local midnight after the day).
+async function lastScoredDay() {
+  try {
+    const b = await api('/v1/ledger/blocks?limit=100');
+    const ev = b.blocks.find((x) => x.clock === 'event');
+    if (ev) return new Date(ev.timestamp_ms - 12 * 3600e3).toISOString().slice(0, 10);
+  } catch { /* the ledger's head is public; without it, yesterday */ }
+  return new Date(Date.now() - 864e5).toISOString().slice(0, 10);
+}
+
+async function open() {
   document.getElementById('token').hidden = true;
-  const date = el('input', { id: 'date', type: 'date', value: '2026-11-01' });
+  const date = el('input', { id: 'date', type: 'date', value: await lastScoredDay() });
   show(view(),
     el('section', {}, el('h2', {}, 'Pipeline ', el('small', { id: 'updated' })), el('div', { id: 'pipeline' })),
     el('section', {}, el('h2', { text: 'Scores' }),
       el('form', { id: 'scores-form', class: 'row' }, el('label', { for: 'date', text: 'Day' }), date, el('button', { type: 'submit' }, 'Show')),
-      el('div', { id: 'scores' })));
+      el('div', { id: 'scores' })),
+    el('section', {}, el('h2', { text: 'Fleet' }), el('p', { id: 'cells-caption' }), el('div', { id: 'fleet-map' })));
   document.getElementById('scores-form').addEventListener('submit', (ev) => { ev.preventDefault(); scores(); });
   poll();
   scores();
