@@ -43,6 +43,10 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 // (?v=), so a browser keeps them for a year.
 const AssetCache = "public, max-age=31536000, immutable"
 
+// Mounts are the patterns under which a server mounts the faces' Mux
+// (auth.Mux.Mount) next to the other APIs.
+var Mounts = []string{"GET /{$}", "GET /explorer", "GET /console", "GET /assets/", "/v1/me/", "/v1/catalog", "/v1/console/"}
+
 // CatalogItem is one item of a partner's catalogue (GET /v1/catalog).
 type CatalogItem struct {
 	Partner     string `json:"partner"`
