@@ -164,7 +164,10 @@ export function parseCheckpoint(t) {
 }
 
 export function parseVerifierKey(vkey) {
-  const [name, hash, b64] = vkey.split('+');
+  // "<name>+<8 hex>+<base64>": the name has no '+', the base64 may.
+  const i = vkey.indexOf('+'), j = vkey.indexOf('+', i + 1);
+  const name = vkey.slice(0, i), hash = vkey.slice(i + 1, j), b64 = vkey.slice(j + 1);
+  if (i < 0 || j < 0) throw new Error('bad verifier key ' + vkey);
   const raw = b64ToBytes(b64 || '');
   if (!name || !/^[0-9a-f]{8}$/.test(hash || '') || raw.length !== 33 || raw[0] !== 1) throw new Error('bad verifier key ' + vkey);
   return { name, keyHash: hash, pub: raw.slice(1) };

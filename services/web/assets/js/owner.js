@@ -130,7 +130,7 @@ const markWords = {
 const flagWords = {
   teleport: 'the position jumped farther than a car can drive',
   odometer_rollback: 'the odometer went backwards',
-  odometer_mismatch: 'the odometer and the GPS distance disagree',
+  distance_mismatch: 'the odometer and the GPS distance disagree',
   multi_device: 'two boxes reported for this vehicle',
   too_regular: 'the data looks generated (too regular to be a real box)',
 };
