@@ -108,7 +108,7 @@ func TestBrowser(t *testing.T) {
 		t.Skip("end-to-end in a browser")
 	}
 	chromium(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	ch := chtest.Start(t)
 	sim, err := fleet.New(fleet.Config{Seed: 1, Vehicles: 8, Days: 2, Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)})
@@ -166,7 +166,7 @@ func TestBrowser(t *testing.T) {
 	day := sim.Start().Format(time.DateOnly)
 	var vin string
 	var leaf uint64
-	for deadline := time.Now().Add(3 * time.Minute); ; {
+	for deadline := time.Now().Add(6 * time.Minute); ; {
 		vin, leaf = pick(c, sim, day)
 		if vin != "" {
 			break
@@ -219,7 +219,7 @@ func TestBrowser(t *testing.T) {
 	}
 	run := func(what string, actions ...chromedp.Action) {
 		t.Helper()
-		tctx, cancel := context.WithTimeout(b, 60*time.Second)
+		tctx, cancel := context.WithTimeout(b, 2*time.Minute)
 		defer cancel()
 		if err := chromedp.Run(tctx, actions...); err != nil {
 			var html string
@@ -304,7 +304,7 @@ func TestBrowser(t *testing.T) {
 	shot("owner-redeem")
 	run("confirm", chromedp.Click(`button.redeem[data-item=coffee]`, chromedp.ByQuery), chromedp.WaitVisible("#confirm-redeem", chromedp.ByID),
 		chromedp.Click("#confirm-redeem", chromedp.ByID), chromedp.WaitVisible("#redeem-status", chromedp.ByID),
-		chromedp.Poll(fmt.Sprintf(`document.getElementById('redeem-balance').textContent !== %q`, before), nil, chromedp.WithPollingTimeout(30*time.Second)),
+		chromedp.Poll(fmt.Sprintf(`document.getElementById('redeem-balance').textContent !== %q`, before), nil, chromedp.WithPollingTimeout(90*time.Second)),
 		chromedp.Text("#redeem-balance", &after, chromedp.ByID))
 	if num(before)-num(after) != 50 {
 		t.Errorf("available balance %s -> %s after a coffee (50 points)", before, after)
@@ -350,7 +350,7 @@ func TestBrowser(t *testing.T) {
 	}()
 	var in1 string
 	run("console moves", chromedp.Poll(fmt.Sprintf(`document.querySelector('#stages tr[data-stage=ingest] td').textContent !== %q`, in0), nil,
-		chromedp.WithPollingTimeout(60*time.Second)), chromedp.Text(`#stages tr[data-stage=ingest] td`, &in1, chromedp.ByQuery))
+		chromedp.WithPollingTimeout(90*time.Second)), chromedp.Text(`#stages tr[data-stage=ingest] td`, &in1, chromedp.ByQuery))
 	if num(in1) <= num(in0) {
 		t.Errorf("console: ingest in %s -> %s while sending", in0, in1)
 	}
@@ -475,7 +475,7 @@ func axeChecker(t *testing.T, b context.Context) func(page string) {
 			ID, Impact, Help string
 			Nodes            []struct{ Target []any }
 		}
-		tctx, cancel := context.WithTimeout(b, 60*time.Second)
+		tctx, cancel := context.WithTimeout(b, 2*time.Minute)
 		defer cancel()
 		err := chromedp.Run(tctx, chromedp.Evaluate(string(src), nil),
 			chromedp.Evaluate(`axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical'))`,
