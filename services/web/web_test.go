@@ -30,6 +30,17 @@ type fixture struct {
 
 func newFixture(t *testing.T, catalog func() ([]web.CatalogItem, error)) fixture {
 	t.Helper()
+	pub, _, _ := ed25519.GenerateKey(nil)
+	return newFixtureWith(t, pub, catalog)
+}
+
+func newFixtureKey(t *testing.T, pub ed25519.PublicKey) fixture {
+	t.Helper()
+	return newFixtureWith(t, pub, nil)
+}
+
+func newFixtureWith(t *testing.T, pub ed25519.PublicKey, catalog func() ([]web.CatalogItem, error)) fixture {
+	t.Helper()
 	serde := schemas.SingleObject()
 	creds := &authtest.MemTopic{}
 	ctx := context.Background()
@@ -49,7 +60,6 @@ func newFixture(t *testing.T, catalog func() ([]web.CatalogItem, error)) fixture
 	if f.owner, _, err = a.Issue("owner-1"); err != nil {
 		t.Fatal(err)
 	}
-	pub, _, _ := ed25519.GenerateKey(nil)
 	reg := prometheus.NewRegistry()
 	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "minecart_pipeline_consumer_lag"}, []string{"stage", "topic", "partition"})
 	lag.WithLabelValues("ingest", "minecart.telemetry.raw", "3").Set(42)
