@@ -10,6 +10,8 @@
 package web
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/ed25519"
 	"embed"
 	"encoding/json"
@@ -18,8 +20,11 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
+	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -135,6 +140,10 @@ func NewHandler(cfg Config) (*auth.Mux, error) {
 	h := &handler{cfg: cfg, vkey: vkey, pages: pages}
 	assets, _ := fs.Sub(files, "assets")
 	static := http.StripPrefix("/assets/", http.FileServerFS(assets))
+	gz, err := gzipAssets(assets)
+	if err != nil {
+		return nil, fmt.Errorf("web: assets: %w", err)
+	}
 	m := auth.NewMux(cfg.Auth)
 	m.HandleFunc("GET /{$}", nil, h.page("owner.html", "minecart", "owner"))
 	m.HandleFunc("GET /explorer", nil, h.page("explorer.html", "minecart block explorer", "explorer"))
@@ -146,8 +155,22 @@ func NewHandler(cfg Config) (*auth.Mux, error) {
 			return
 		}
 		w.Header().Set("Cache-Control", AssetCache)
+		ct := mime.TypeByExtension(path.Ext(r.URL.Path))
 		if strings.HasSuffix(r.URL.Path, ".geojson") {
-			w.Header().Set("Content-Type", "application/geo+json")
+			ct = "application/geo+json"
+		}
+		w.Header().Set("Vary", "Accept-Encoding")
+		if z, ok := gz[strings.TrimPrefix(r.URL.Path, "/assets/")]; ok && acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			w.Header().Set("Content-Type", ct)
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Set("Content-Length", strconv.Itoa(len(z)))
+			if r.Method != http.MethodHead {
+				_, _ = w.Write(z)
+			}
+			return
+		}
+		if ct != "" {
+			w.Header().Set("Content-Type", ct)
 		}
 		static.ServeHTTP(w, r)
 	}))
@@ -155,6 +178,49 @@ func NewHandler(cfg Config) (*auth.Mux, error) {
 	m.HandleFunc("GET /v1/catalog", auth.Roles{auth.RoleOwner, auth.RoleOperator}, h.catalog)
 	m.HandleFunc("GET /v1/console/metrics", auth.Roles{auth.RoleOperator}, h.metrics)
 	return m, nil
+}
+
+// gzipAssets compresses every text asset of more than 1 KiB once, at
+// start (about 600 KB in, 170 KB out): the vendored files dominate a first
+// visit.
+func gzipAssets(assets fs.FS) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := fs.WalkDir(assets, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		switch path.Ext(p) {
+		case ".js", ".css", ".geojson", ".json", ".svg":
+		default:
+			return nil
+		}
+		b, err := fs.ReadFile(assets, p)
+		if err != nil || len(b) <= 1024 {
+			return err
+		}
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		if _, err := zw.Write(b); err != nil {
+			return err
+		}
+		if err := zw.Close(); err != nil {
+			return err
+		}
+		out[p] = buf.Bytes()
+		return nil
+	})
+	return out, err
+}
+
+// acceptsGzip reports whether an Accept-Encoding admits gzip.
+func acceptsGzip(h string) bool {
+	for _, part := range strings.Split(h, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			return strings.ReplaceAll(strings.TrimSpace(params), " ", "") != "q=0"
+		}
+	}
+	return false
 }
 
 // secure sets the headers every answer of the faces carries.

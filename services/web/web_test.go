@@ -1,6 +1,8 @@
 package web_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -229,4 +231,45 @@ func TestConfigValidate(t *testing.T) {
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// TestAssetsGzip: text assets go gzipped to a client that accepts it and
+// plain to one that does not, the same bytes either way.
+func TestAssetsGzip(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, p := range []string{"vendor/leaflet.js", "vendor/china-provinces.geojson", "js/common.js", "css/app.css"} {
+		want, err := os.ReadFile("assets/" + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ae := range []string{"gzip, deflate, br", "", "gzip;q=0"} {
+			req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/assets/"+p, nil)
+			req.Header.Set("Accept-Encoding", ae)
+			if ae == "" {
+				req.Header.Set("Accept-Encoding", "identity")
+			}
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			zipped := resp.Header.Get("Content-Encoding") == "gzip"
+			if zipped != (ae == "gzip, deflate, br") {
+				t.Errorf("%s with Accept-Encoding %q: Content-Encoding %q", p, ae, resp.Header.Get("Content-Encoding"))
+			}
+			if zipped {
+				zr, err := gzip.NewReader(bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				plain, _ := io.ReadAll(zr)
+				t.Logf("%s: %d bytes, %d gzipped", p, len(plain), len(body))
+				body = plain
+			}
+			if !bytes.Equal(body, want) || resp.Header.Get("Cache-Control") != web.AssetCache || resp.Header.Get("Content-Type") == "" {
+				t.Errorf("%s with Accept-Encoding %q: %d bytes (want %d), %v", p, ae, len(body), len(want), resp.Header)
+			}
+		}
+	}
 }

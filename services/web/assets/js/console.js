@@ -47,6 +47,10 @@ async function poll() {
     el('h3', { text: 'Dead letters by reason' }),
     el('ul', { id: 'dead' }, dead.filter((s) => s.value > 0).map((s) => el('li', { text: `${s.labels.stage}/${s.labels.code}: ${fmt.int(s.value)}` })),
       dead.some((s) => s.value > 0) ? null : el('li', { text: 'none' })),
+    el('h3', { text: 'Witnesses' }),
+    el('ul', { id: 'witness' }, Object.keys(m).filter((k) => k.startsWith('minecart_witness_')).flatMap((k) => m[k].map((s) =>
+      el('li', { text: `${k.replace('minecart_witness_', '')}${s.labels ? ' ' + Object.values(s.labels).join('/') : ''}: ${fmt.int(s.value)}` }))),
+      Object.keys(m).some((k) => k.startsWith('minecart_witness_')) ? null : el('li', { text: 'no witness runs in this process (the explorer lists the cosignatures of the checkpoint)' })),
     el('details', {}, el('summary', { text: 'Lag per partition' }),
       el('table', { id: 'lag-partitions' },
         el('thead', {}, el('tr', {}, ['Stage', 'Topic', 'Partition', 'Lag'].map((h) => el('th', { scope: 'col', text: h })))),
