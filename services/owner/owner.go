@@ -125,6 +125,7 @@ type handler struct {
 //	GET /v1/vehicles/{vin}/marks?from=RFC3339&to=RFC3339   (harsh events and speeding, marks.go)
 //	GET /v1/fleet/scores?date=YYYY-MM-DD&limit=N   (operators only)
 //	GET /v1/fleet/cells?date=YYYY-MM-DD            (operators only: coarse density cells, cells.go)
+//	GET /v1/accounts/{owner}/entries?limit=N&cursor=C   (the account's debits, adjustments, transfers out)
 //
 // Every route admits owners (their own vehicles) and operators: 401
 // without credentials, 403 for a vehicle not bound to the calling owner,
@@ -160,6 +161,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.route("marks", h.marks)
 	h.mux.HandleFunc("GET /v1/fleet/scores", operators, h.fleetScores)
 	h.mux.HandleFunc("GET /v1/fleet/cells", operators, h.fleetCells)
+	h.mux.HandleFunc("GET /v1/accounts/{owner}/entries", readers, h.accountEntries)
 	h.mux.HandleFunc("/v1/vehicles/", readers, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition, points or marks")
 	})

@@ -417,6 +417,7 @@ func (s *Stack) mountOwner(mux *auth.Mux) error {
 	}
 	mux.Mount("/v1/vehicles/", h)
 	mux.Mount("/v1/fleet/", h)
+	mux.Mount("GET /v1/accounts/{owner}/entries", h) // beside settlement's /v1/accounts/ (balance)
 	return nil
 }
 

@@ -16,7 +16,7 @@ func (s *Stack) mountWeb(mux *auth.Mux) error {
 	h, err := web.NewHandler(web.Config{
 		Auth: s.Auth, LedgerKey: s.LedgerKey.Public().(ed25519.PublicKey),
 		Vehicles: web.BoundVehicles(s.bindings, s.Serde), Catalog: web.SettlementCatalog(s.state),
-		Metrics: s.Registry, Logger: s.cfg.Logger,
+		Metrics: s.Registry, Logger: s.cfg.Logger, Transfers: true, // POST /v1/transfers is mounted (docs/economy.md)
 	})
 	if err != nil {
 		return fmt.Errorf("web: %w", err)

@@ -310,6 +310,46 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("available balance %s -> %s after a coffee (50 points)", before, after)
 	}
 
+	// The redemption's debit shows in the account's history (once the
+	// sink landed it), and its receipt verifies.
+	var debits int
+	run("account history", chromedp.Navigate(base+"/#/points/"+vin), chromedp.WaitVisible("#account-history", chromedp.ByID))
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		run("account debits", chromedp.WaitVisible("#account-history", chromedp.ByID),
+			chromedp.Evaluate(`document.querySelectorAll('#account-history tr[data-kind=debit]').length`, &debits))
+		if debits > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+		run("reload", chromedp.Reload())
+	}
+	if debits == 0 {
+		t.Fatal("the redemption's debit never showed in the account's history")
+	}
+	run("debit receipt", chromedp.Click(`#account-history tr[data-kind=debit] a.receipt-link`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#receipt-verdict [data-verdict]`, chromedp.ByQuery),
+		chromedp.AttributeValue(`#receipt-verdict [data-verdict]`, "data-verdict", &v, nil, chromedp.ByQuery))
+	if v != "verified" {
+		t.Errorf("the debit's receipt: %q", v)
+	}
+	shot("owner-account-receipt")
+
+	// Transfer 10 points to the next owner: accepted, the available balance drops by 10.
+	run("transfer", chromedp.Navigate(base+"/#/transfer"), chromedp.WaitVisible("#transfer-form", chromedp.ByID),
+		chromedp.Text("#transfer-balance", &before, chromedp.ByID))
+	axe("transfer")
+	var tstatus string
+	run("confirm transfer", chromedp.SendKeys("#to-owner", stack.OwnerOf(2), chromedp.ByID), chromedp.SendKeys("#amount", "10", chromedp.ByID),
+		chromedp.Click(`#transfer-form button[type=submit]`, chromedp.ByQuery), chromedp.WaitVisible("#confirm-transfer", chromedp.ByID),
+		chromedp.Click("#confirm-transfer", chromedp.ByID), chromedp.WaitVisible("#transfer-status", chromedp.ByID),
+		chromedp.AttributeValue("#transfer-status", "data-status", &tstatus, nil, chromedp.ByID),
+		chromedp.Poll(fmt.Sprintf(`document.getElementById('transfer-balance').textContent !== %q`, before), nil, chromedp.WithPollingTimeout(90*time.Second)),
+		chromedp.Text("#transfer-balance", &after, chromedp.ByID))
+	if (tstatus != "ACCEPTED" && tstatus != "COMMITTED") || num(before)-num(after) != 10 {
+		t.Errorf("transfer of 10 points: %s, available %s -> %s", tstatus, before, after)
+	}
+	shot("owner-transfer")
+
 	// The explorer: the checkpoint's root is /ledger/checkpoint's, and verified.
 	var root, cpv string
 	run("explorer", chromedp.Navigate(base+"/explorer"), chromedp.WaitVisible(`#checkpoint-verdict [data-verdict]`, chromedp.ByQuery),

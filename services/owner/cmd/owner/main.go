@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string) error {
 					return fmt.Errorf("--ledger-key: %w", err)
 				}
 				faces, err := web.NewHandler(web.Config{Auth: cfg.Auth, LedgerKey: pub, Vehicles: web.BoundVehicles(bindings, env.Kafka.Serde),
-					Catalog: web.SettlementCatalog(state), Metrics: env.Registry, Logger: env.Log})
+					Catalog: web.SettlementCatalog(state), Metrics: env.Registry, Logger: env.Log, Transfers: true})
 				if err != nil {
 					return err
 				}

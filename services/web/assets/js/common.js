@@ -32,7 +32,7 @@ export function status(msg, kind = '') {
 }
 
 export class APIError extends Error {
-  constructor(code, msg) { super(msg); this.code = code; }
+  constructor(code, msg, data) { super(msg); this.code = code; this.data = data; }
 }
 
 // api fetches a JSON route of this origin (the session cookie rides along;
@@ -46,7 +46,7 @@ export async function api(path, { method = 'GET', body, token, headers = {} } = 
   const text = await resp.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  if (!resp.ok) throw new APIError(resp.status, (data && data.error) || resp.statusText || String(resp.status));
+  if (!resp.ok) throw new APIError(resp.status, (data && (data.error || data.reason)) || resp.statusText || String(resp.status), data);
   return data;
 }
 

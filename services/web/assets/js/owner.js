@@ -209,8 +209,13 @@ function chart(container, pts) {
 
 async function pointsView(vin) {
   if (!vin) return show(view(), el('p', { text: 'No vehicle, no points.' }));
-  const p = await api(`/v1/vehicles/${vin}/points?limit=100`);
+  const [p, acct] = await Promise.all([api(`/v1/vehicles/${vin}/points?limit=100`),
+    api(`/v1/accounts/${me.id}/entries?limit=100`).catch(() => ({ entries: [] }))]);
   const b = p.balance || {};
+  const rows = (list, from) => list.map((e) => el('tr', { 'data-kind': e.kind },
+    el('td', { text: e.leaf_index }), el('td', { text: e.kind }), el('td', { text: e.date || e.block_time.slice(0, 10) }),
+    el('td', { class: e.delta < 0 ? 'neg' : 'pos', text: (e.delta > 0 ? '+' : '') + fmt.int(e.delta) }),
+    el('td', {}, el('a', { href: `#/receipt/${from}/${e.leaf_index}`, class: 'receipt-link', text: 'Receipt' }))));
   show(view(),
     el('h1', { text: 'Points' }),
     el('nav', { class: 'row', 'aria-label': 'Vehicles' }, vehicles.map((v) => el('a', { href: `#/points/${v}`, class: v === vin ? 'current' : '', text: v }))),
@@ -223,20 +228,21 @@ async function pointsView(vin) {
     el('table', { id: 'history' },
       el('caption', { text: `Ledger entries of ${vin}, newest first` }),
       el('thead', {}, el('tr', {}, ['Leaf', 'Kind', 'Date', 'Points', 'Receipt'].map((h) => el('th', { scope: 'col', text: h })))),
-      el('tbody', {}, p.entries.map((e) => el('tr', {},
-        el('td', { text: e.leaf_index }), el('td', { text: e.kind }), el('td', { text: e.date || e.block_time.slice(0, 10) }),
-        el('td', { class: e.delta < 0 ? 'neg' : 'pos', text: (e.delta > 0 ? '+' : '') + fmt.int(e.delta) }),
-        el('td', {}, el('a', { href: `#/receipt/${vin}/${e.leaf_index}`, class: 'receipt-link', text: 'Receipt' })))))));
+      el('tbody', {}, rows(p.entries, vin))),
+    el('table', { id: 'account-history' },
+      el('caption', { text: `Entries of account ${me.id} (redemptions, adjustments, transfers out), newest first` }),
+      el('thead', {}, el('tr', {}, ['Leaf', 'Kind', 'Date', 'Points', 'Receipt'].map((h) => el('th', { scope: 'col', text: h })))),
+      el('tbody', {}, rows(acct.entries, 'account'))));
 }
 
 async function receiptView(vin, leaf) {
   const idx = Number(leaf);
-  const p = await api(`/v1/vehicles/${vin}/points?limit=500`);
+  const p = vin === 'account' ? await api(`/v1/accounts/${me.id}/entries?limit=500`) : await api(`/v1/vehicles/${vin}/points?limit=500`);
   const e = p.entries.find((x) => x.leaf_index === idx);
-  if (!e) throw new Error(`leaf ${leaf} is not one of ${vin}'s entries`);
+  if (!e) throw new Error(`leaf ${leaf} is not one of ${vin === 'account' ? me.id : vin}'s entries`);
   const out = el('div', { id: 'receipt-verdict' }, el('p', { text: 'Checking in your browser…' }));
   show(view(),
-    el('p', {}, el('a', { href: `#/points/${vin}`, text: '← Points' })),
+    el('p', {}, el('a', { href: `#/points/${vin === 'account' ? vehicles[0] : vin}`, text: '← Points' })),
     el('h1', { text: `Receipt: leaf ${idx}` }),
     el('dl', { class: 'kv' },
       el('dt', { text: 'Entry' }), el('dd', { text: e.id }),
@@ -300,22 +306,39 @@ function confirmRedeem(it, result, balance) {
 
 async function transferView() {
   if (!document.body.dataset.transfers) return show(view(), el('p', { text: 'Transfers are not offered by this server.' }));
-  const result = el('div', { 'aria-live': 'polite' });
+  const result = el('div', { id: 'transfer-result', 'aria-live': 'polite' });
+  const bal = await api(`/v1/accounts/${me.id}/balance`);
+  const balance = el('dd', { id: 'transfer-balance', text: fmt.int(bal.available) });
   const form = el('form', { id: 'transfer-form' },
-    el('label', { for: 'to-owner', text: 'To owner' }), el('input', { id: 'to-owner', name: 'to', required: true }),
+    el('label', { for: 'to-owner', text: 'To owner' }), el('input', { id: 'to-owner', name: 'to', required: true, placeholder: 'owner-00001' }),
     el('label', { for: 'amount', text: 'Points' }), el('input', { id: 'amount', name: 'amount', type: 'number', min: 1, required: true }),
     el('button', { type: 'submit' }, 'Transfer'));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    try {
-      const t = await api('/v1/transfers', { method: 'POST', headers: { 'Idempotency-Key': crypto.randomUUID() },
-        body: { to: form.to.value.trim(), amount: Number(form.amount.value) } });
-      show(result, el('p', { text: `Transfer ${t.id || ''}: ${t.status || 'requested'}.` }));
-    } catch (e) {
-      show(result, el('p', { class: 'error', role: 'alert', text: 'Transfer refused: ' + e.message }));
-    }
+    const to = form.to.value.trim(), amount = Number(form.amount.value);
+    const yes = el('button', { type: 'button', id: 'confirm-transfer' }, 'Confirm');
+    const no = el('button', { type: 'button', class: 'secondary' }, 'Cancel');
+    show(result, el('div', { class: 'card confirm', role: 'dialog', 'aria-label': 'Confirm the transfer' },
+      el('p', { text: `Send ${fmt.int(amount)} points to ${to}?` }), yes, ' ', no));
+    no.addEventListener('click', () => show(result));
+    yes.focus();
+    yes.addEventListener('click', async () => {
+      yes.disabled = true;
+      try {
+        // The id makes the request idempotent (32 lowercase hex digits, docs/economy.md).
+        const id = crypto.randomUUID().replaceAll('-', '');
+        const t = await api('/v1/transfers', { method: 'POST', body: { id, debit_account: me.id, credit_account: to, amount } });
+        show(result, el('p', { class: 'card', id: 'transfer-status', 'data-status': t.status,
+          text: `Transfer ${t.id}: ${t.status}${t.reason ? ' (' + t.reason + ')' : ''}.` }));
+      } catch (e) {
+        const st = (e.data && e.data.status) || 'REFUSED';
+        show(result, el('p', { class: 'error', role: 'alert', id: 'transfer-status', 'data-status': st, text: `Transfer ${st.toLowerCase()}: ${e.message}` }));
+      }
+      balance.textContent = fmt.int((await api(`/v1/accounts/${me.id}/balance`)).available);
+    });
   });
-  show(view(), el('h1', { text: 'Transfer points' }), form, result);
+  show(view(), el('h1', { text: 'Transfer points' }),
+    el('dl', { class: 'kv summary' }, el('dt', { text: 'Available points' }), balance), form, result);
 }
 
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot); else boot();
