@@ -289,6 +289,9 @@ func TestOwnerAPI(t *testing.T) {
 	t.Run("points", func(t *testing.T) { testPoints(t, e, reader) })
 	t.Run("points without proofs", func(t *testing.T) { testPointsProofsDown(t, conn) })
 	t.Run("campaign bonus", func(t *testing.T) { testBonus(t, e, conn) })
+	t.Run("cells", func(t *testing.T) { testCells(t, e) })
+	t.Run("account entries", func(t *testing.T) { testAccountEntries(t, e, conn) })
+	t.Run("marks", func(t *testing.T) { testMarks(t, e, conn) })
 	t.Run("errors", func(t *testing.T) { testErrors(t, e) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, e) })
 }

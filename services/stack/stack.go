@@ -306,6 +306,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+	if err := s.mountWeb(mux); err != nil { // /, /explorer, /console, /assets/ (services/web)
+		return nil, err
+	}
 	mux.Handle("/metrics", nil, daemon.MetricsHandler(s.Registry))
 	mux.Mount("/v1/ledger/", s.Ledger.Handler()) // public: anyone verifies the book
 	mux.Mount("/ledger/", s.Ledger.Handler())    // public: the book as C2SP tlog-tiles
@@ -422,6 +425,7 @@ func (s *Stack) mountOwner(mux *auth.Mux) error {
 	}
 	mux.Mount("/v1/vehicles/", h)
 	mux.Mount("/v1/fleet/", h)
+	mux.Mount("GET /v1/accounts/{owner}/entries", h) // beside settlement's /v1/accounts/ (balance)
 	return nil
 }
 
