@@ -58,6 +58,13 @@ type Head struct {
 	BlockHash   string `json:"block_hash"`
 	Checkpoint  string `json:"checkpoint"`
 	CaughtUp    bool   `json:"caught_up"`
+	// Cosigned is the newest checkpoint published with the witness
+	// policy's quorum (the log's signature and the cosignatures), its
+	// tree size and the witnesses that cosigned it; empty without a
+	// policy or before the first.
+	Cosigned        string   `json:"cosigned_checkpoint,omitempty"`
+	CosignedSize    uint64   `json:"cosigned_tree_size,omitempty"`
+	CosignedSigners []string `json:"cosigned_by,omitempty"`
 	// BadRecords is how many records of the blocks topic the Server
 	// skipped because they do not extend the verified book.
 	BadRecords uint64 `json:"bad_records,omitempty"`
@@ -116,6 +123,10 @@ type Config struct {
 	// Alerts, if set, is told of every bad record (after the log and the
 	// metric); its errors are logged.
 	Alerts Alerter
+	// Policy, if set, is the witness policy: /ledger/checkpoint then
+	// serves the newest checkpoint cosigned by its quorum (AddCosigned),
+	// never one without (docs/ledger.md, "Publication").
+	Policy *ledger.Policy
 	// Registerer receives the metrics (nil: none).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -147,7 +158,12 @@ type Server struct {
 	gz     map[uint64][]byte // gzip of full entry bundles, by index (tiles.go)
 	caught atomic.Bool
 	bad    atomic.Uint64
-	badM   *prometheus.CounterVec
+	// cosigned is the newest checkpoint with the policy's quorum
+	// (AddCosigned), its size and signers; guarded by mu.
+	cosigned        string
+	cosignedSize    uint64
+	cosignedSigners []string
+	badM            *prometheus.CounterVec
 }
 
 // ReaderLabel is the "reader" label of the Server's series of
@@ -255,9 +271,11 @@ func (s *Server) BadBlocksCounter() *prometheus.CounterVec { return s.badM }
 func (s *Server) Head(context.Context) (Head, error) {
 	s.mu.RLock()
 	h, cp, blocks := s.book.Head(), s.book.Checkpoint(), s.book.Height()
+	cos, cosSize, cosBy := s.cosigned, s.cosignedSize, s.cosignedSigners
 	s.mu.RUnlock()
 	if blocks == 0 {
-		return Head{Root: merkle.EmptyRoot.String(), CaughtUp: s.caught.Load(), BadRecords: s.bad.Load()}, nil
+		return Head{Root: merkle.EmptyRoot.String(), CaughtUp: s.caught.Load(), BadRecords: s.bad.Load(),
+			Cosigned: cos, CosignedSize: cosSize, CosignedSigners: cosBy}, nil
 	}
 	clock := "event"
 	if h.Clock == ledger.ClockWall {
@@ -266,6 +284,7 @@ func (s *Server) Head(context.Context) (Head, error) {
 	return Head{
 		TreeSize: h.TreeSize, Root: h.Root.String(), Height: h.Height, Blocks: blocks, TimestampMs: h.TimestampMs,
 		Clock: clock, BlockHash: h.Hash().String(), Checkpoint: cp, CaughtUp: s.caught.Load(), BadRecords: s.bad.Load(),
+		Cosigned: cos, CosignedSize: cosSize, CosignedSigners: cosBy,
 	}, nil
 }
 
@@ -396,4 +415,36 @@ func notFound(format string, a ...any) error {
 
 func badRequest(format string, a ...any) error {
 	return &requestError{ErrBadRequest, fmt.Sprintf(format, a...)}
+}
+
+// ErrSplitView marks a cosigned checkpoint whose root differs from the
+// Server's verified book at the same size: the log signed two trees.
+var ErrSplitView = errors.New("ledger proofs: cosigned checkpoint contradicts the book")
+
+// AddCosigned offers a cosigned checkpoint (a record of
+// minecart.ledger.checkpoints). It is kept if it carries the ledger's
+// signature and the policy's quorum, agrees with the verified book at
+// its size (when the book has reached it) and is larger than the one
+// kept; then /ledger/checkpoint serves it. An older or equal one is
+// ignored (nil); anything else is an error and changes nothing.
+func (s *Server) AddCosigned(text []byte) error {
+	if s.cfg.Policy == nil {
+		return errors.New("ledger proofs: no witness policy")
+	}
+	cp, signers, err := s.cfg.Policy.VerifyCosigned(string(text), s.cfg.PublicKey)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cp.Size <= s.cosignedSize && s.cosigned != "" {
+		return nil
+	}
+	if cp.Size <= s.book.Size() {
+		if root, err := s.book.Tree().RootAt(cp.Size); err != nil || root != cp.Root {
+			return fmt.Errorf("size %d root %s: %w", cp.Size, cp.Root, ErrSplitView)
+		}
+	}
+	s.cosigned, s.cosignedSize, s.cosignedSigners = string(text), cp.Size, signers
+	return nil
 }
