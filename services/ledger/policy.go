@@ -3,6 +3,7 @@ package ledger
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/url"
@@ -137,7 +138,7 @@ var ErrQuorum = errors.New("witness quorum not met")
 // VerifyCosigned checks a cosigned checkpoint: the log's signature by pub
 // (VerifyCheckpoint) and the policy's quorum of cosignatures. It returns
 // the checkpoint and the names of the witnesses that cosigned it.
-func (p *Policy) VerifyCosigned(text string, pub []byte) (Checkpoint, []string, error) {
+func (p *Policy) VerifyCosigned(text string, pub ed25519.PublicKey) (Checkpoint, []string, error) {
 	cp, err := VerifyCheckpoint(text, pub)
 	if err != nil {
 		return Checkpoint{}, nil, err
