@@ -131,7 +131,7 @@ func policyText(logKey string, k int, nodes ...*node) []byte {
 	return []byte(b.String())
 }
 
-func setup(t *testing.T, k, n int) (*testLog, []*node, *ledger.Policy) {
+func setup(t testing.TB, k, n int) (*testLog, []*node, *ledger.Policy) {
 	l := newTestLog(t, 1)
 	var nodes []*node
 	for i := range n {
@@ -144,7 +144,7 @@ func setup(t *testing.T, k, n int) (*testLog, []*node, *ledger.Policy) {
 	return l, nodes, p
 }
 
-func newCosigner(t *testing.T, p *ledger.Policy, reg prometheus.Registerer, tweak func(*stage.CosignConfig)) *stage.Cosigner {
+func newCosigner(t testing.TB, p *ledger.Policy, reg prometheus.Registerer, tweak func(*stage.CosignConfig)) *stage.Cosigner {
 	cfg := stage.CosignConfig{Policy: p, Timeout: 300 * time.Millisecond, Attempts: 2, Backoff: 10 * time.Millisecond, Grace: time.Second,
 		Registerer: reg, Logger: slog.New(slog.DiscardHandler)}
 	if tweak != nil {
