@@ -37,7 +37,9 @@ type Prover interface {
 	Head(ctx context.Context) (Head, error)
 	// InclusionProof proves leaf index leaf in the tree of treeSize
 	// entries (0: the head's, and then the proof carries the signed
-	// checkpoint).
+	// checkpoint; with a witness policy, the newest cosigned tree that
+	// holds the leaf, with its cosigned checkpoint, else the head's
+	// without a checkpoint).
 	InclusionProof(ctx context.Context, leaf, treeSize uint64) (Proof, error)
 	// ConsistencyProof proves the tree of second entries extends the tree
 	// of first entries.
@@ -326,6 +328,11 @@ func (s *Server) entryProof(id string, treeSize uint64, sized bool) (Proof, erro
 func (s *Server) prove(id string, index, treeSize uint64, sized bool) (Proof, error) {
 	head := s.book.Size()
 	size := head
+	if s.cfg.Policy != nil && !sized && index < s.cosignedSize && s.cosignedSize <= head {
+		// With a witness policy the default tree is the published one:
+		// the newest cosigned by the quorum, when it holds the leaf.
+		size = s.cosignedSize
+	}
 	if sized {
 		if treeSize > head {
 			return Proof{}, notFound("tree_size %d: the ledger has %d entries", treeSize, head)
@@ -346,7 +353,12 @@ func (s *Server) prove(id string, index, treeSize uint64, sized bool) (Proof, er
 	root, _ := tree.RootAt(size)
 	leaf, _ := tree.LeafHash(index)
 	out := Proof{ID: id, LeafIndex: index, LeafHash: leaf.String(), TreeSize: size, Root: root.String(), Proof: hexHashes(proof)}
-	if size == head {
+	switch {
+	case s.cfg.Policy != nil:
+		if size == s.cosignedSize {
+			out.Checkpoint = s.cosigned // only what the quorum cosigned is published
+		}
+	case size == head:
 		out.Checkpoint = s.book.Checkpoint()
 	}
 	return out, nil
