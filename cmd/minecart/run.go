@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -119,6 +120,7 @@ func runPipeline(ctx context.Context, f runFlags) error {
 	}()
 	fmt.Printf("minecart: kafka %s  http %s  clickhouse %s  data %s\n", strings.Join(st.Broker.Addrs(), ","), st.HTTPAddr(), f.chAddr, f.dataDir)
 	printKafkaLogins(os.Stdout, st.Broker.Addrs()[0], st.Credentials, filepath.Join(f.dataDir, "kafka", broker.CredentialsFile), filepath.Join(f.dataDir, "ledger.key.pub"))
+	printWitnesses(os.Stdout, st, cmp.Or(f.policy, filepath.Join(f.dataDir, stack.PolicyFile)))
 
 	if err := st.ProvisionFleet(ctx, sim); err != nil {
 		return fmt.Errorf("provisioning the simulated fleet: %w", err)

@@ -51,7 +51,7 @@ func printCosigned(ctx context.Context, w io.Writer, st *stack.Stack, size uint6
 			fmt.Fprintf(w, "cosigned         tree size %d by %s (quorum %d of %d witnesses)\n", h.CosignedSize, strings.Join(h.CosignedSigners, ", "),
 				st.Policy.Threshold(), len(st.Policy.Witnesses))
 			for _, l := range strings.Split(strings.TrimSuffix(h.Cosigned, "\n"), "\n") {
-				fmt.Fprintf(w, "  %s\n", l)
+				fmt.Fprintln(w, strings.TrimRight("  "+l, " "))
 			}
 			return
 		}
@@ -62,4 +62,18 @@ func printCosigned(ctx context.Context, w io.Writer, st *stack.Stack, size uint6
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// printWitnesses says where the embedded witnesses listen and where their
+// policy is.
+func printWitnesses(w io.Writer, st *stack.Stack, policyPath string) {
+	if st.Policy == nil {
+		fmt.Fprintln(w, "witnesses: none (checkpoints are published as the ledger signs them)")
+		return
+	}
+	var b strings.Builder
+	for _, pw := range st.Policy.Witnesses {
+		fmt.Fprintf(&b, " %s %s", pw.Name, pw.URL)
+	}
+	fmt.Fprintf(w, "witnesses:%s (quorum %d of %d, policy %s)\n", b.String(), st.Policy.Threshold(), len(st.Policy.Witnesses), policyPath)
 }
