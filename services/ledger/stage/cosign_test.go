@@ -49,6 +49,7 @@ const (
 	modeUp int32 = iota
 	modeSilent
 	modeGarbage
+	modeCrashAfterStore // checks, stores and cosigns, then dies before answering
 )
 
 func newNode(t testing.TB, i int, logKey string) *node {
@@ -65,6 +66,12 @@ func newNode(t testing.TB, i int, logKey string) *node {
 			}
 		case modeGarbage:
 			_, _ = rw.Write([]byte("— " + n.name + " AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"))
+		case modeCrashAfterStore:
+			body, _ := io.ReadAll(r.Body)
+			_, _ = n.w.Load().AddCheckpoint(body) // the state is on disk
+			if c, _, err := http.NewResponseController(rw).Hijack(); err == nil {
+				_ = c.Close() // the process is gone: no answer
+			}
 		default:
 			n.w.Load().Handler().ServeHTTP(rw, r)
 		}
@@ -242,6 +249,41 @@ func TestCosignQuorum(t *testing.T) {
 		if st := nodes[i].w.Load().State(ledgertest.Origin); st.Size != b4.Header.TreeSize {
 			t.Errorf("%s holds size %d", w, st.Size)
 		}
+	}
+}
+
+// TestWitnessCrashMidCosigning: a witness stores the new checkpoint and
+// dies before answering; the round does without it (quorum from the
+// others); restarted on its state directory, it holds the size it never
+// answered for, tells the next round so with a 409, and cosigns the next
+// checkpoint from there.
+func TestWitnessCrashMidCosigning(t *testing.T) {
+	l, nodes, p := setup(t, 2, 3)
+	reg := prometheus.NewRegistry()
+	c := newCosigner(t, p, reg, nil)
+	ctx := context.Background()
+	b1 := l.grow(3, "a")
+	if res := c.Cosign(ctx, b1.Checkpoint, 3, l.prove); !res.Quorum || len(res.Signers) != 3 {
+		t.Fatalf("round 1: %v %v", res.Signers, res.Refused)
+	}
+	nodes[0].mode.Store(modeCrashAfterStore)
+	b2 := l.grow(4, "b")
+	res := c.Cosign(ctx, b2.Checkpoint, 7, l.prove)
+	if !res.Quorum || strings.Join(res.Signers, ",") != "w2,w3" || !strings.HasPrefix(res.Refused["w1"], "network") {
+		t.Fatalf("round 2 (w1 crashes after storing): %v %v", res.Signers, res.Refused)
+	}
+	nodes[0].restart()
+	if st := nodes[0].w.Load().State(ledgertest.Origin); st == nil || st.Size != 7 {
+		t.Fatalf("w1 after restart holds %+v, want size 7 (stored before the crash)", st)
+	}
+	nodes[0].mode.Store(modeUp)
+	b3 := l.grow(2, "c")
+	res = c.Cosign(ctx, b3.Checkpoint, 9, l.prove)
+	if !res.Quorum || len(res.Signers) != 3 {
+		t.Fatalf("round 3: %v %v", res.Signers, res.Refused)
+	}
+	if got := refusals(t, reg, "w1", "409"); got < 1 {
+		t.Errorf("w1 409s %v: the cosigner should have learned its size from one", got)
 	}
 }
 
