@@ -300,7 +300,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	s.env.Go("ledger-reader", s.Ledger.Run)
 	if s.Policy != nil {
-		if err := s.startPublication(runCtx, published); err != nil {
+		if err := s.startPublication(published); err != nil {
 			return nil, fmt.Errorf("ledger publication: %w", err)
 		}
 	}

@@ -130,7 +130,7 @@ type EmbeddedWitness struct {
 // startPublication runs the publisher (the witness quorum before
 // publication) and the reader of the published checkpoints that feeds
 // the proofs server.
-func (s *Stack) startPublication(ctx context.Context, published *blocks.Reader) error {
+func (s *Stack) startPublication(published *blocks.Reader) error {
 	pub, err := ledgerstage.NewPublisher(ledgerstage.PublisherConfig{
 		Blocks: published, PublicKey: s.LedgerKey.Public().(ed25519.PublicKey),
 		Cosign: ledgerstage.CosignConfig{Policy: s.Policy},
