@@ -177,4 +177,22 @@ func TestCosignedCheckpoint(t *testing.T) {
 	if _, err := srv3.Checkpoint(); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("after the split view, checkpoint: %v, want none", err)
 	}
+	// The same fork offered to a Server whose book is behind (size 3):
+	// kept, then dropped once the book reaches size 7 with another root.
+	srv4, _ := proofs.NewServer(proofs.Config{Blocks: idle{}, PublicKey: signer.Public(), Policy: p3, Logger: slog.New(slog.DiscardHandler)})
+	_ = srv4.Apply(blocks[0])
+	if err := srv4.AddCosigned([]byte(fnote + string(sig3))); err != nil {
+		t.Fatalf("fork beyond the book: %v", err)
+	}
+	if cp, err := srv4.Checkpoint(); err != nil || cp != fnote+string(sig3) {
+		t.Fatalf("beyond the book, served: %v", err)
+	}
+	_ = srv4.Apply(blocks[1])
+	if _, err := srv4.Checkpoint(); err != nil {
+		t.Errorf("book at 5, fork of 7 still unjudged: %v", err)
+	}
+	_ = srv4.Apply(blocks[2])
+	if _, err := srv4.Checkpoint(); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("book at 7 contradicts the cosigned fork, still served: %v", err)
+	}
 }

@@ -165,6 +165,7 @@ type Server struct {
 	cosigned        string
 	cosignedSize    uint64
 	cosignedSigners []string
+	cosignedChecked bool // compared with the book (which had reached its size)
 	badM            *prometheus.CounterVec
 }
 
@@ -260,6 +261,26 @@ func (s *Server) index(blk *ledger.Block) {
 		s.data = append(s.data, raw...)
 		s.ends = append(s.ends, uint64(len(s.data)))
 	}
+	s.recheckCosigned()
+}
+
+// recheckCosigned compares a cosigned checkpoint kept before the book
+// reached its size with the book, once it has: a different root is a
+// split view (the witnesses were shown another tree than the blocks
+// topic holds), and the checkpoint is no longer served. The caller holds
+// s.mu.
+func (s *Server) recheckCosigned() {
+	if s.cosigned == "" || s.cosignedChecked || s.book.Size() < s.cosignedSize {
+		return
+	}
+	s.cosignedChecked = true
+	cp, err := ledger.VerifyCheckpoint(s.cosigned, s.cfg.PublicKey)
+	root, rerr := s.book.Tree().RootAt(s.cosignedSize)
+	if err == nil && rerr == nil && root == cp.Root {
+		return
+	}
+	s.cfg.Logger.Error("cosigned checkpoint contradicts the book: not served (split view)", "size", s.cosignedSize, "cosigned_root", cp.Root.String(), "book_root", root.String())
+	s.cosigned, s.cosignedSize, s.cosignedSigners = "", 0, nil
 }
 
 // BadRecords is how many records the Server skipped.
@@ -437,7 +458,9 @@ var ErrSplitView = errors.New("ledger proofs: cosigned checkpoint contradicts th
 // minecart.ledger.checkpoints). It is kept if it carries the ledger's
 // signature and the policy's quorum, agrees with the verified book at
 // its size (when the book has reached it) and is larger than the one
-// kept; then /ledger/checkpoint serves it. An older or equal one is
+// kept; then /ledger/checkpoint serves it. One beyond the book is kept
+// and compared when the book reaches its size (a different root: no
+// longer served, logged as a split view). An older or equal one is
 // ignored (nil); anything else is an error and changes nothing.
 func (s *Server) AddCosigned(text []byte) error {
 	if s.cfg.Policy == nil {
@@ -452,11 +475,12 @@ func (s *Server) AddCosigned(text []byte) error {
 	if cp.Size <= s.cosignedSize && s.cosigned != "" {
 		return nil
 	}
-	if cp.Size <= s.book.Size() {
+	checked := cp.Size <= s.book.Size()
+	if checked {
 		if root, err := s.book.Tree().RootAt(cp.Size); err != nil || root != cp.Root {
 			return fmt.Errorf("size %d root %s: %w", cp.Size, cp.Root, ErrSplitView)
 		}
 	}
-	s.cosigned, s.cosignedSize, s.cosignedSigners = string(text), cp.Size, signers
+	s.cosigned, s.cosignedSize, s.cosignedSigners, s.cosignedChecked = string(text), cp.Size, signers, checked
 	return nil
 }
