@@ -540,6 +540,17 @@ func TestPublisherOutage(t *testing.T) {
 	if got := testutil.ToFloat64(gauge(t, reg, "minecart_ledger_quorum_pending_since_seconds")); got != 0 {
 		t.Errorf("pending since %v after catching up", got)
 	}
+	// Publication lag: two publications, the second covering blocks that
+	// waited through the outage (at least two rounds of 200ms timeouts).
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "minecart_ledger_publication_lag_seconds" {
+			h := mf.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() != uint64(len(sizes)) || h.GetSampleSum() < 0.4 {
+				t.Errorf("publication lag: %d samples (want %d), sum %.3fs (want >= 0.4s)", h.GetSampleCount(), len(sizes), h.GetSampleSum())
+			}
+		}
+	}
 }
 
 func gauge(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {

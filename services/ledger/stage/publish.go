@@ -70,15 +70,16 @@ type Publisher struct {
 	caught    bool
 	published Cosigned
 	kick      chan struct{}
-	// pendingSince is when the book first had a head beyond the
-	// published checkpoint (zero: everything published).
-	pendingSince time.Time
+	// arrivals are the blocks read and not yet published: the tree size
+	// after each and when the publisher read it, oldest first.
+	arrivals []arrival
 
 	waits       prometheus.Counter
 	size        prometheus.Gauge
 	behind      prometheus.Gauge
 	pendingFrom prometheus.Gauge
 	rounds      *prometheus.CounterVec
+	lag         prometheus.Histogram
 }
 
 // NewPublisher validates cfg and builds the Cosigner.
@@ -113,6 +114,8 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		behind:      m.Gauge("minecart_ledger_unpublished_entries", "Entries in the book (the blocks topic) beyond the last published checkpoint."),
 		pendingFrom: m.Gauge("minecart_ledger_quorum_pending_since_seconds", "Unix time since which the book has a head without a published quorum checkpoint (0: all published)."),
 		rounds:      m.CounterVec("minecart_ledger_cosign_rounds_total", "Cosigning rounds, by outcome (quorum, no_quorum).", "outcome"),
+		lag: m.Histogram("minecart_ledger_publication_lag_seconds", "At each publication, how long the oldest entry it publishes waited since the publisher read its block.",
+			[]float64{.005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10, 30, 60, 300, 900}),
 	}
 	if err := m.Err(); err != nil {
 		return nil, fmt.Errorf("ledger publisher: %w", err)
@@ -185,6 +188,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 		retry = p.cfg.Retry
 		p.mu.Lock()
 		p.published = res
+		// The oldest block this publication covers, and those it covers.
+		if len(p.arrivals) > 0 && p.arrivals[0].size <= size {
+			p.lag.Observe(p.cfg.Now().Sub(p.arrivals[0].at).Seconds())
+		}
+		for len(p.arrivals) > 0 && p.arrivals[0].size <= size {
+			p.arrivals = p.arrivals[1:]
+		}
 		p.mu.Unlock()
 		p.update()
 		p.cfg.Logger.Info("ledger checkpoint published", "size", size, "signers", res.Signers)
@@ -208,6 +218,9 @@ func (p *Publisher) wake() {
 func (p *Publisher) apply(blk *ledger.Block) error {
 	p.mu.Lock()
 	err := p.book.Apply(blk, p.cfg.PublicKey)
+	if err == nil {
+		p.arrivals = append(p.arrivals, arrival{p.book.Size(), p.cfg.Now()})
+	}
 	caught := p.caught
 	p.mu.Unlock()
 	if err != nil {
@@ -250,14 +263,14 @@ func (p *Publisher) update() {
 	size := p.book.Size()
 	p.size.Set(float64(p.published.Size))
 	p.behind.Set(float64(size - min(size, p.published.Size)))
-	switch {
-	case size <= p.published.Size:
+	if size <= p.published.Size || len(p.arrivals) == 0 {
 		p.pendingFrom.Set(0)
-	case p.pendingSince.IsZero():
-		p.pendingSince = p.cfg.Now()
-		p.pendingFrom.Set(float64(p.pendingSince.Unix()))
+	} else {
+		p.pendingFrom.Set(float64(p.arrivals[0].at.Unix()))
 	}
-	if size <= p.published.Size {
-		p.pendingSince = time.Time{}
-	}
+}
+
+type arrival struct {
+	size uint64
+	at   time.Time
 }
