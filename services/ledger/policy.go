@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -80,6 +81,14 @@ func ParsePolicy(text []byte) (*Policy, error) {
 			v, err := tdnote.NewVerifierForCosignatureV1(f[2]) // ParsePolicy checked 4 fields and the key
 			if err != nil {
 				return nil, fmt.Errorf("witness policy: witness %s: %w", f[1], err)
+			}
+			// formats/note also takes a plain Ed25519 (0x01) or an ML-DSA
+			// key here; the ledger wants what its witnesses sign with: a
+			// cosignature v1 Ed25519 key (0x04) whose key id is its own.
+			parts := strings.SplitN(f[2], "+", 3)
+			raw, _ := base64.StdEncoding.DecodeString(parts[2])
+			if len(raw) != 33 || raw[0] != 0x04 || parts[1] != fmt.Sprintf("%08x", v.KeyHash()) {
+				return nil, fmt.Errorf("witness policy: witness %s: key %q: want a cosignature v1 Ed25519 key (type 0x04) with its key id", f[1], f[2])
 			}
 			u, err := url.Parse(f[3])
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -31,12 +31,21 @@ func ParseEvidence(b []byte) (*Evidence, error) {
 		return nil, errors.New("witness evidence: not a minecart witness evidence v1 file")
 	}
 	i := bytes.Index(b, []byte(evidenceCosigned))
-	j := bytes.Index(b, []byte(evidenceRefused))
-	if i < 0 || j < i {
+	if i < 0 {
 		return nil, errors.New("witness evidence: sections missing")
 	}
-	e := &Evidence{Cosigned: string(b[i+len(evidenceCosigned) : j])}
-	for _, l := range strings.Split(string(b[len(evidenceMagic):i]), "\n") {
+	start := i + len(evidenceCosigned)
+	j := bytes.Index(b[start:], []byte(evidenceRefused))
+	if j < 0 {
+		return nil, errors.New("witness evidence: sections missing")
+	}
+	j += start
+	e := &Evidence{Cosigned: string(b[start:j])}
+	header := ""
+	if i > len(evidenceMagic) {
+		header = string(b[len(evidenceMagic):i])
+	}
+	for _, l := range strings.Split(header, "\n") {
 		k, v, _ := strings.Cut(l, " ")
 		switch k {
 		case "reason":
