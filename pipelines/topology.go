@@ -28,6 +28,11 @@ const (
 	TopicTransfers        = "minecart.transfers.requests" // transfer batches and account flags -> settlement
 )
 
+// TopicLedgerCheckpoints holds the checkpoints published with their witness
+// quorum (the ledger's signed note with the witnesses' cosignature lines),
+// compacted, key = the tree size in 20 decimal digits.
+const TopicLedgerCheckpoints = "minecart.ledger.checkpoints"
+
 // PartnerRedemptionsTopic is the topic of the orders partner must fulfil.
 func PartnerRedemptionsTopic(partner string) string {
 	return "minecart.partner." + partner + ".redemptions"
@@ -63,6 +68,7 @@ var Topology = []TopicSpec{
 	{TopicLedgerChangelog, 1, true, 0, "ledger's pending credits"},
 	{TopicLedgerBlocks, 1, false, 0, "ledger writes the signed blocks; anyone reads from offset 0"},
 	{TopicLedgerEntries, 1, false, 0, "ledger writes; settlement, sink read"},
+	{TopicLedgerCheckpoints, 1, true, 0, "the ledger's publisher writes checkpoints cosigned by the witness quorum; proofs servers and anyone read"},
 	{TopicAccounts, 1, true, 0, "CLI writes; settlement reads"},
 	{TopicCatalog, 1, true, 0, "CLI writes; settlement reads"},
 	{TopicRedemptions, 1, false, 0, "HTTP API writes; settlement reads"},

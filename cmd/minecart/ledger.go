@@ -26,6 +26,7 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 	var kf daemon.Kafka // brokers, registry, SASL and TLS, as every service takes them
 	cmd := adminCommand("ledger", "check the book with no trust in the operator", &kf)
 	var topic, file, pubkey, keyPath, origin, since string
+	var evidence, checkpoints []string
 	source := func(fs *flag.FlagSet) {
 		fs.StringVar(&topic, "blocks-topic", "", "blocks topic (default minecart.ledger.blocks)")
 		fs.StringVar(&file, "file", "", "read an export file instead of the blocks topic")
@@ -81,7 +82,19 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 	subcommand("verify", "", "re-verify the whole book (blocks topic or export): every leaf, root, block link and signature", func(fs *flag.FlagSet) {
 		sourceAndKey(fs)
 		fs.StringVar(&since, "since", "", "a checkpoint saved earlier (GET /v1/ledger/head JSON, an export, a proof bundle or the checkpoint text): prove the book extends it")
+		fs.Func("evidence", "a witness's evidence file (<state-dir>/evidence/*.txt): check both checkpoints in it against the book and name a fork (repeatable)", func(v string) error {
+			evidence = append(evidence, v)
+			return nil
+		})
+		fs.Func("checkpoint", "a checkpoint someone was shown (any form --since takes): check it against the book and the others, name a fork (repeatable)", func(v string) error {
+			checkpoints = append(checkpoints, v)
+			return nil
+		})
 	}, func(ctx context.Context, _ []string) error {
+		shown, err := shownCheckpoints(ctx, evidence, checkpoints)
+		if err != nil {
+			return err
+		}
 		var earlier string
 		if since != "" {
 			f, err := os.Open(since)
@@ -94,7 +107,7 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 				return fmt.Errorf("--since %s: %w", since, err)
 			}
 		}
-		return withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error {
+		err = withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error {
 			start := time.Now()
 			sum, err := ledger.VerifySince(ctx, src, pub, earlier)
 			var bad *ledger.BadRecords
@@ -128,6 +141,12 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 			}
 			fmt.Fprint(stdout, sum.Checkpoint)
 			return nil
+		})
+		if err != nil || len(shown) == 0 {
+			return err
+		}
+		return withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error { // read again: a file is read once
+			return checkShown(ctx, stdout, src, pub, shown)
 		})
 	})
 	subcommand("export", "FILE", "write the blocks topic to an export file (with --pubkey, only the verified book)", sourceAndKey, func(ctx context.Context, pos []string) error {

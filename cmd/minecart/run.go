@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -36,6 +37,8 @@ type runFlags struct {
 	kafkaAddr, httpAddr, chAddr string
 	idle                        time.Duration
 	format                      string
+	witnesses                   int
+	witnessAddrs, policy        string
 }
 
 func runCommand() *ff.Command {
@@ -52,6 +55,9 @@ func runCommand() *ff.Command {
 		fs.StringVar(&f.chAddr, "clickhouse-addr", "127.0.0.1:8123", "embedded ClickHouse HTTP listen address (empty: no ClickHouse)")
 		fs.DurationVar(&f.idle, "idle-timeout", 0, "fallback, off by default (0): scoring closes a quiet partition's days after this much wall-clock silence; days close on the gateway's time marks, driven by the simulated fleet")
 		fs.StringVar(&f.format, "format", loadtest.FormatJSON, "device batch format: json or avro")
+		fs.IntVar(&f.witnesses, "witnesses", 3, "witnesses to run in process (state in <data-dir>/witness-N); checkpoints are published once a majority cosigned (policy in <data-dir>/"+stack.PolicyFile+"); 0: none")
+		fs.StringVar(&f.witnessAddrs, "witness-addrs", "", "comma-separated listen addresses of the embedded witnesses (default 127.0.0.1:0 each)")
+		fs.StringVar(&f.policy, "witness-policy", "", "a witness policy file of external witnesses (docs/ledger.md, The witness policy) instead of the embedded ones")
 	}, func(ctx context.Context, _ []string) error { return runPipeline(ctx, f) })
 }
 
@@ -94,9 +100,13 @@ func runPipeline(ctx context.Context, f runFlags) error {
 		analystLogin = fmt.Sprintf("analysts: curl --user 'analyst:%s' 'http://%s/?query=SELECT+count()+FROM+telemetry'\n"+
 			"          (read-only; the ClickHouse users and passwords are in %s)", analyst.Password, addr, usersFile)
 	}
+	witnesses, err := embeddedWitnesses(f)
+	if err != nil {
+		return err
+	}
 	st, err := stack.Start(ctx, stack.Config{
 		DataDir: f.dataDir, KafkaAddr: f.kafkaAddr, HTTPAddr: f.httpAddr, ClickHouseDSN: dsn, ClickHouseReadDSN: readDSN,
-		IdleTimeout: f.idle,
+		IdleTimeout: f.idle, Witnesses: witnesses, WitnessPolicy: f.policy,
 		// The simulated fleet uploads history: accept it however old it is.
 		MaxEventAge: 0,
 	})
@@ -110,6 +120,7 @@ func runPipeline(ctx context.Context, f runFlags) error {
 	}()
 	fmt.Printf("minecart: kafka %s  http %s  clickhouse %s  data %s\n", strings.Join(st.Broker.Addrs(), ","), st.HTTPAddr(), f.chAddr, f.dataDir)
 	printKafkaLogins(os.Stdout, st.Broker.Addrs()[0], st.Credentials, filepath.Join(f.dataDir, "kafka", broker.CredentialsFile), filepath.Join(f.dataDir, "ledger.key.pub"))
+	printWitnesses(os.Stdout, st, cmp.Or(f.policy, filepath.Join(f.dataDir, stack.PolicyFile)))
 
 	if err := st.ProvisionFleet(ctx, sim); err != nil {
 		return fmt.Errorf("provisioning the simulated fleet: %w", err)
@@ -153,6 +164,7 @@ func runPipeline(ctx context.Context, f runFlags) error {
 		return err
 	}
 	printSummary(os.Stdout, rep, sum, analystLogin)
+	printCosigned(ctx, os.Stdout, st, sum.TreeSize)
 	fmt.Println()
 	printLogins(os.Stdout, st.HTTPAddr(), f.dataDir, demo, sim.Vehicles()[0].VehicleID)
 	if f.once {

@@ -28,6 +28,7 @@ for p in ${MINECART_PARTNERS:-}; do
   # The book the partner's node verifies and replicates (docs/ledger.md).
   ka --add --allow-principal "User:$user" --operation Read --operation Describe --topic minecart.ledger.blocks
   ka --add --allow-principal "User:$user" --operation Read --operation Describe --topic minecart.ledger.entries
+  ka --add --allow-principal "User:$user" --operation Read --operation Describe --topic minecart.ledger.checkpoints
   ka --add --allow-principal "User:$user" --operation Write --operation Describe --topic minecart.partners.acks
   # Groups partner-<p>/...: the slash (never in a partner id) keeps partner "acme" out of partner "acme-2"'s groups.
   ka --add --allow-principal "User:$user" --operation Read --group "partner-$p/" --resource-pattern-type prefixed
@@ -38,7 +39,7 @@ done
 if [ -n "${MINECART_ANALYST_PASSWORD:-}" ]; then
   kc --alter --add-config "SCRAM-SHA-512=[password=${MINECART_ANALYST_PASSWORD}]" --entity-type users --entity-name analyst
   for t in minecart.telemetry.clean minecart.deadletter minecart.scores minecart.scoring.late minecart.ledger.blocks \
-           minecart.ledger.entries minecart.rewards.credits minecart.redemptions.status minecart.settlement.statements; do
+           minecart.ledger.entries minecart.ledger.checkpoints minecart.rewards.credits minecart.redemptions.status minecart.settlement.statements; do
     ka --add --allow-principal User:analyst --operation Read --operation Describe --topic "$t"
   done
   ka --add --allow-principal User:analyst --operation Read --group analyst/ --resource-pattern-type prefixed

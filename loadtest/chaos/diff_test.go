@@ -92,6 +92,7 @@ func TestDiffCapsEachKind(t *testing.T) {
 func TestSummaryLines(t *testing.T) {
 	out := []string{"[ 1s] sent chunk 0", "", "=== minecart summary ===", "events in        12 accepted by the gateway, 0 refused",
 		"ledger           height 3, 30 entries", "root             ab", "", "analysts: curl x",
+		"cosigned         tree size 30 by w1, w3 (quorum 2 of 3 witnesses)", "  minecart/ledger", "  30", "  q80=", "", "  — minecart/ledger x", "  — w1 y",
 		"owner login (demo owner owner-00000, password in /tmp/x/demo-owner.password):", "  curl -c /tmp/x/c http://127.0.0.1:1/v1/login",
 		"operator: curl -H x", "serving until Ctrl-C: ..."}
 	got := strings.Join(summaryLines(out), "|")

@@ -229,13 +229,23 @@ func ReadSnapshot(ctx context.Context, bin, dataDir string, e Endpoints, summary
 // run's paths and addresses.
 func summaryLines(out []string) []string {
 	var keep []string
-	in := false
+	in, cosigned := false, false
 	height := regexp.MustCompile(`height \d+, `)
 	for _, l := range out {
 		if strings.HasPrefix(l, "=== minecart summary ===") {
 			in = true
 			continue
 		}
+		// The cosigned checkpoint and its indented note: witness
+		// timestamps and signers differ from run to run.
+		if strings.HasPrefix(l, "cosigned ") {
+			cosigned = true
+			continue
+		}
+		if cosigned && (strings.TrimSpace(l) == "" || strings.HasPrefix(l, " ")) {
+			continue
+		}
+		cosigned = false
 		if !in || strings.TrimSpace(l) == "" || strings.HasPrefix(l, "events in") ||
 			// Dead letters per upload: compared per distinct record (Topics).
 			strings.HasPrefix(l, "rejected") || strings.HasPrefix(l, "analysts:") || strings.HasPrefix(l, "serving until") ||

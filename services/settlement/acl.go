@@ -53,6 +53,8 @@ func PartnerACLs(partner string) []ACL {
 		{p, "topic", pipelines.TopicLedgerBlocks, "literal", "Describe"},
 		{p, "topic", pipelines.TopicLedgerEntries, "literal", "Read"},
 		{p, "topic", pipelines.TopicLedgerEntries, "literal", "Describe"},
+		{p, "topic", pipelines.TopicLedgerCheckpoints, "literal", "Read"},
+		{p, "topic", pipelines.TopicLedgerCheckpoints, "literal", "Describe"},
 		{p, "topic", pipelines.TopicPartnerAcks, "literal", "Write"},
 		{p, "topic", pipelines.TopicPartnerAcks, "literal", "Describe"},
 		{p, "group", PartnerGroupPrefix(partner), "prefixed", "Read"},

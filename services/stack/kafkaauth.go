@@ -41,7 +41,7 @@ func DefaultCredentials() []broker.Credential {
 // state) or the partners' orders.
 var AnalystTopics = []string{
 	pipelines.TopicTelemetryClean, pipelines.TopicDeadLetter, pipelines.TopicScores, pipelines.TopicLateEvents,
-	pipelines.TopicLedgerBlocks, pipelines.TopicLedgerEntries, pipelines.TopicRewardCredits,
+	pipelines.TopicLedgerBlocks, pipelines.TopicLedgerEntries, pipelines.TopicLedgerCheckpoints, pipelines.TopicRewardCredits,
 	pipelines.TopicRedemptionStatus, pipelines.TopicStatements,
 }
 

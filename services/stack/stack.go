@@ -76,6 +76,14 @@ type Config struct {
 	SessionTimeout time.Duration
 	// Rate is each API caller's token bucket (default auth's: 20/s, burst 40).
 	Rate auth.Limit
+	// Witnesses are the witnesses to run in process; the stack writes
+	// their policy (a majority quorum) to DataDir/witness-policy.txt and
+	// publishes checkpoints only with that quorum (docs/ledger.md,
+	// "Publication"). None: checkpoints are published as signed.
+	Witnesses []WitnessConfig
+	// WitnessPolicy, if set, is the path of a policy file of external
+	// witnesses to use instead of Witnesses.
+	WitnessPolicy string
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -117,7 +125,13 @@ type Stack struct {
 	// (DataDir/devices.key).
 	DeviceKey *gateway.RegistryKey
 	// Ledger follows the blocks topic and serves proofs.
-	Ledger  *proofs.Server
+	Ledger *proofs.Server
+	// Policy is the witness policy (nil: none); Publisher publishes the
+	// checkpoints its quorum cosigned; Witnesses are the embedded ones.
+	Policy    *ledger.Policy
+	Publisher *ledgerstage.Publisher
+	Witnesses []EmbeddedWitness
+
 	Gateway *gateway.Server
 	// Clock is the gateway's intake clock, driven by the simulated fleet
 	// (SendFleet); the gateway writes no time mark before it is set.
@@ -228,6 +242,14 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 
+	signer, err := ledger.NewSigner(ledgerstage.DefaultOrigin, s.LedgerKey)
+	if err != nil {
+		return nil, err
+	}
+	if s.Policy, err = s.startWitnesses(signer.VerifierKey()); err != nil {
+		return nil, err
+	}
+
 	// The stages.
 	ing, err := ingest.NewStage(ingest.Config{Validation: telemetry.ValidateConfig{MaxAge: cfg.MaxEventAge}, Serde: s.Serde, Registerer: s.Registry, Logger: log})
 	if err != nil {
@@ -273,11 +295,16 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	if s.Ledger, err = proofs.NewServer(proofs.Config{
-		Blocks: published, PublicKey: s.LedgerKey.Public().(ed25519.PublicKey), Alerts: alerts, Registerer: s.Registry, Logger: log,
+		Blocks: published, PublicKey: s.LedgerKey.Public().(ed25519.PublicKey), Alerts: alerts, Policy: s.Policy, Registerer: s.Registry, Logger: log,
 	}); err != nil {
 		return nil, err
 	}
 	s.env.Go("ledger-reader", s.Ledger.Run)
+	if s.Policy != nil {
+		if err := s.startPublication(published); err != nil {
+			return nil, fmt.Errorf("ledger publication: %w", err)
+		}
+	}
 	if s.Gateway, err = gateway.New(runCtx, gateway.Config{Pipelines: s.Pipelines, DeviceKey: s.DeviceKey, Registerer: s.Registry, Logger: log}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}

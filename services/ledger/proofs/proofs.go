@@ -37,7 +37,9 @@ type Prover interface {
 	Head(ctx context.Context) (Head, error)
 	// InclusionProof proves leaf index leaf in the tree of treeSize
 	// entries (0: the head's, and then the proof carries the signed
-	// checkpoint).
+	// checkpoint; with a witness policy, the newest cosigned tree that
+	// holds the leaf, with its cosigned checkpoint, else the head's
+	// without a checkpoint).
 	InclusionProof(ctx context.Context, leaf, treeSize uint64) (Proof, error)
 	// ConsistencyProof proves the tree of second entries extends the tree
 	// of first entries.
@@ -58,6 +60,13 @@ type Head struct {
 	BlockHash   string `json:"block_hash"`
 	Checkpoint  string `json:"checkpoint"`
 	CaughtUp    bool   `json:"caught_up"`
+	// Cosigned is the newest checkpoint published with the witness
+	// policy's quorum (the log's signature and the cosignatures), its
+	// tree size and the witnesses that cosigned it; empty without a
+	// policy or before the first.
+	Cosigned        string   `json:"cosigned_checkpoint,omitempty"`
+	CosignedSize    uint64   `json:"cosigned_tree_size,omitempty"`
+	CosignedSigners []string `json:"cosigned_by,omitempty"`
 	// BadRecords is how many records of the blocks topic the Server
 	// skipped because they do not extend the verified book.
 	BadRecords uint64 `json:"bad_records,omitempty"`
@@ -116,6 +125,10 @@ type Config struct {
 	// Alerts, if set, is told of every bad record (after the log and the
 	// metric); its errors are logged.
 	Alerts Alerter
+	// Policy, if set, is the witness policy: /ledger/checkpoint then
+	// serves the newest checkpoint cosigned by its quorum (AddCosigned),
+	// never one without (docs/ledger.md, "Publication").
+	Policy *ledger.Policy
 	// Registerer receives the metrics (nil: none).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -148,7 +161,13 @@ type Server struct {
 	gz      map[uint64][]byte // gzip of full entry bundles, by index (tiles.go)
 	caught  atomic.Bool
 	bad     atomic.Uint64
-	badM    *prometheus.CounterVec
+	// cosigned is the newest checkpoint with the policy's quorum
+	// (AddCosigned), its size and signers; guarded by mu.
+	cosigned        string
+	cosignedSize    uint64
+	cosignedSigners []string
+	cosignedChecked bool // compared with the book (which had reached its size)
+	badM            *prometheus.CounterVec
 }
 
 // ReaderLabel is the "reader" label of the Server's series of
@@ -244,6 +263,26 @@ func (s *Server) index(blk *ledger.Block) {
 		s.data = append(s.data, raw...)
 		s.ends = append(s.ends, uint64(len(s.data)))
 	}
+	s.recheckCosigned()
+}
+
+// recheckCosigned compares a cosigned checkpoint kept before the book
+// reached its size with the book, once it has: a different root is a
+// split view (the witnesses were shown another tree than the blocks
+// topic holds), and the checkpoint is no longer served. The caller holds
+// s.mu.
+func (s *Server) recheckCosigned() {
+	if s.cosigned == "" || s.cosignedChecked || s.book.Size() < s.cosignedSize {
+		return
+	}
+	s.cosignedChecked = true
+	cp, err := ledger.VerifyCheckpoint(s.cosigned, s.cfg.PublicKey)
+	root, rerr := s.book.Tree().RootAt(s.cosignedSize)
+	if err == nil && rerr == nil && root == cp.Root {
+		return
+	}
+	s.cfg.Logger.Error("cosigned checkpoint contradicts the book: not served (split view)", "size", s.cosignedSize, "cosigned_root", cp.Root.String(), "book_root", root.String())
+	s.cosigned, s.cosignedSize, s.cosignedSigners = "", 0, nil
 }
 
 // BadRecords is how many records the Server skipped.
@@ -257,9 +296,11 @@ func (s *Server) BadBlocksCounter() *prometheus.CounterVec { return s.badM }
 func (s *Server) Head(context.Context) (Head, error) {
 	s.mu.RLock()
 	h, cp, blocks := s.book.Head(), s.book.Checkpoint(), s.book.Height()
+	cos, cosSize, cosBy := s.cosigned, s.cosignedSize, s.cosignedSigners
 	s.mu.RUnlock()
 	if blocks == 0 {
-		return Head{Root: merkle.EmptyRoot.String(), CaughtUp: s.caught.Load(), BadRecords: s.bad.Load()}, nil
+		return Head{Root: merkle.EmptyRoot.String(), CaughtUp: s.caught.Load(), BadRecords: s.bad.Load(),
+			Cosigned: cos, CosignedSize: cosSize, CosignedSigners: cosBy}, nil
 	}
 	clock := "event"
 	if h.Clock == ledger.ClockWall {
@@ -268,6 +309,7 @@ func (s *Server) Head(context.Context) (Head, error) {
 	return Head{
 		TreeSize: h.TreeSize, Root: h.Root.String(), Height: h.Height, Blocks: blocks, TimestampMs: h.TimestampMs,
 		Clock: clock, BlockHash: h.Hash().String(), Checkpoint: cp, CaughtUp: s.caught.Load(), BadRecords: s.bad.Load(),
+		Cosigned: cos, CosignedSize: cosSize, CosignedSigners: cosBy,
 	}, nil
 }
 
@@ -309,6 +351,11 @@ func (s *Server) entryProof(id string, treeSize uint64, sized bool) (Proof, erro
 func (s *Server) prove(id string, index, treeSize uint64, sized bool) (Proof, error) {
 	head := s.book.Size()
 	size := head
+	if s.cfg.Policy != nil && !sized && index < s.cosignedSize && s.cosignedSize <= head {
+		// With a witness policy the default tree is the published one:
+		// the newest cosigned by the quorum, when it holds the leaf.
+		size = s.cosignedSize
+	}
 	if sized {
 		if treeSize > head {
 			return Proof{}, notFound("tree_size %d: the ledger has %d entries", treeSize, head)
@@ -329,7 +376,12 @@ func (s *Server) prove(id string, index, treeSize uint64, sized bool) (Proof, er
 	root, _ := tree.RootAt(size)
 	leaf, _ := tree.LeafHash(index)
 	out := Proof{ID: id, LeafIndex: index, LeafHash: leaf.String(), TreeSize: size, Root: root.String(), Proof: hexHashes(proof)}
-	if size == head {
+	switch {
+	case s.cfg.Policy != nil:
+		if size == s.cosignedSize {
+			out.Checkpoint = s.cosigned // only what the quorum cosigned is published
+		}
+	case size == head:
 		out.Checkpoint = s.book.Checkpoint()
 	}
 	return out, nil
@@ -420,4 +472,39 @@ func (s *Server) PartnerKey(partner string) []byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.book.PartnerKey(partner)
+}
+
+// ErrSplitView marks a cosigned checkpoint whose root differs from the
+// Server's verified book at the same size: the log signed two trees.
+var ErrSplitView = errors.New("ledger proofs: cosigned checkpoint contradicts the book")
+
+// AddCosigned offers a cosigned checkpoint (a record of
+// minecart.ledger.checkpoints). It is kept if it carries the ledger's
+// signature and the policy's quorum, agrees with the verified book at
+// its size (when the book has reached it) and is larger than the one
+// kept; then /ledger/checkpoint serves it. One beyond the book is kept
+// and compared when the book reaches its size (a different root: no
+// longer served, logged as a split view). An older or equal one is
+// ignored (nil); anything else is an error and changes nothing.
+func (s *Server) AddCosigned(text []byte) error {
+	if s.cfg.Policy == nil {
+		return errors.New("ledger proofs: no witness policy")
+	}
+	cp, signers, err := s.cfg.Policy.VerifyCosigned(string(text), s.cfg.PublicKey)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cp.Size <= s.cosignedSize && s.cosigned != "" {
+		return nil
+	}
+	checked := cp.Size <= s.book.Size()
+	if checked {
+		if root, err := s.book.Tree().RootAt(cp.Size); err != nil || root != cp.Root {
+			return fmt.Errorf("size %d root %s: %w", cp.Size, cp.Root, ErrSplitView)
+		}
+	}
+	s.cosigned, s.cosignedSize, s.cosignedSigners, s.cosignedChecked = string(text), cp.Size, signers, checked
+	return nil
 }

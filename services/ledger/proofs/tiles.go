@@ -198,12 +198,19 @@ func (s *Server) bundle(dst []byte, index uint64, width uint) ([]byte, error) {
 	return dst, nil
 }
 
-// Checkpoint is the signed checkpoint of the verified head (tlog-tiles
-// <prefix>/checkpoint), or an error wrapping ledger.ErrNotFound before the
-// first block.
+// Checkpoint is the published checkpoint (tlog-tiles <prefix>/checkpoint):
+// with a witness policy, the newest one cosigned by its quorum
+// (AddCosigned); without, the signed checkpoint of the verified head. An
+// error wrapping ledger.ErrNotFound before there is one.
 func (s *Server) Checkpoint() (string, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.cfg.Policy != nil {
+		if s.cosigned == "" {
+			return "", notFound("no checkpoint cosigned by the witness quorum yet")
+		}
+		return s.cosigned, nil
+	}
 	if s.book.Height() == 0 {
 		return "", notFound("no checkpoint: the book has no block yet")
 	}

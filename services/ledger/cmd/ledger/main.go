@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/blocks"
@@ -25,7 +27,8 @@ func main() { daemon.Main("ledger", run) }
 
 func run(ctx context.Context, args []string) error {
 	var cfg stage.Config
-	var dataDir, keyPath, httpAddr string
+	var dataDir, keyPath, httpAddr, policyPath string
+	var policy *ledger.Policy
 	var createKey bool
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "ledger", MetricsAddr: "127.0.0.1:9104", InstanceID: true,
@@ -36,6 +39,7 @@ func run(ctx context.Context, args []string) error {
 			fs.StringVar(&cfg.Origin, "origin", "minecart/ledger", "log origin: first line of every checkpoint")
 			fs.IntVar(&cfg.MaxBlockEntries, "max-block-entries", 1000, "most entries in one block")
 			fs.StringVar(&httpAddr, "http-addr", "127.0.0.1:8084", "address of the proof API (empty: none)")
+			fs.StringVar(&policyPath, "witness-policy", "", "witness policy file (docs/ledger.md, The witness policy): publish checkpoints only with its quorum of cosignatures (empty: publish them as signed)")
 		},
 		Prepare: func(log *slog.Logger) (err error) {
 			if keyPath == "" {
@@ -47,8 +51,19 @@ func run(ctx context.Context, args []string) error {
 				}
 				log.Warn("creating a new ledger key", "key", keyPath)
 			}
-			cfg.Key, err = ledger.LoadOrCreateKey(keyPath)
-			return err
+			if cfg.Key, err = ledger.LoadOrCreateKey(keyPath); err != nil {
+				return err
+			}
+			if policyPath != "" {
+				text, err := os.ReadFile(policyPath)
+				if err != nil {
+					return err
+				}
+				if policy, err = ledger.ParsePolicy(text); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 		Build: func(_ context.Context, env *daemon.Env) error {
 			// The blocks topic is read like the runtime reads (SASL, TLS).
@@ -66,6 +81,14 @@ func run(ctx context.Context, args []string) error {
 				return err
 			}
 			env.Log.Info("ledger key", "verifier_key", signer.VerifierKey())
+			if policy != nil {
+				if err := policy.CheckLog(signer.VerifierKey()); err != nil {
+					return err
+				}
+				if err := publish(env, published, signer, policy); err != nil {
+					return err
+				}
+			}
 			if httpAddr != "" {
 				// Bad records of the blocks topic are skipped, counted,
 				// logged and dead-lettered (docs/ledger.md, A bad block).
@@ -77,11 +100,16 @@ func run(ctx context.Context, args []string) error {
 				if err != nil {
 					return err
 				}
-				srv, err := proofs.NewServer(proofs.Config{Blocks: published, PublicKey: signer.Public(), Alerts: alerts, Registerer: env.Registry, Logger: env.Log})
+				srv, err := proofs.NewServer(proofs.Config{Blocks: published, PublicKey: signer.Public(), Alerts: alerts, Policy: policy, Registerer: env.Registry, Logger: env.Log})
 				if err != nil {
 					return err
 				}
 				env.Go("proofs", srv.Run)
+				if policy != nil {
+					if err := followCheckpoints(env, srv); err != nil {
+						return err
+					}
+				}
 				if err := env.Serve("proof api", daemon.NewServer(httpAddr, srv.Handler())); err != nil {
 					return err
 				}
@@ -90,4 +118,47 @@ func run(ctx context.Context, args []string) error {
 			return nil
 		},
 	})
+}
+
+// publish runs the publisher: the policy's witnesses cosign each new head
+// of the blocks topic and the checkpoints with the quorum go to
+// minecart.ledger.checkpoints (docs/ledger.md, Publication).
+func publish(env *daemon.Env, published *blocks.Reader, signer *ledger.Signer, policy *ledger.Policy) error {
+	producer, err := env.Producer()
+	if err != nil {
+		return err
+	}
+	pub, err := stage.NewPublisher(stage.PublisherConfig{
+		Blocks: published, PublicKey: signer.Public(), Cosign: stage.CosignConfig{Policy: policy},
+		Store: store{producer}, Logger: env.Log, Registerer: env.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	env.Go("publisher", pub.Run)
+	return nil
+}
+
+// followCheckpoints feeds the proof API the cosigned checkpoints.
+func followCheckpoints(env *daemon.Env, srv *proofs.Server) error {
+	rd, err := kafka.NewReader(env.Kafka)
+	if err != nil {
+		return err
+	}
+	env.OnClose(func() error { rd.Close(); return nil })
+	env.Go("checkpoints", func(ctx context.Context) error {
+		return rd.Follow(ctx, pipelines.TopicLedgerCheckpoints, func(rec pipelines.Record) error {
+			if err := srv.AddCosigned(rec.Value); err != nil {
+				env.Log.Error("published checkpoint refused", "key", string(rec.Key), "err", err)
+			}
+			return nil
+		}, func() {})
+	})
+	return nil
+}
+
+type store struct{ p *kafka.Producer }
+
+func (s store) Store(ctx context.Context, size uint64, cosigned []byte) error {
+	return s.p.ProduceSync(ctx, pipelines.TopicLedgerCheckpoints, fmt.Appendf(nil, "%020d", size), cosigned)
 }
