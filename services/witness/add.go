@@ -177,5 +177,8 @@ func (w *Witness) add(body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("witness: store state: %w", err)
 	}
 	w.state[origin] = next
+	if w.mirror != nil {
+		w.mirror.wake()
+	}
 	return sigs, nil
 }

@@ -24,12 +24,23 @@ const MaxBody = 64 << 10
 //	                                  413 for a body over MaxBody
 //	GET  /<sha256(origin) hex>/checkpoint  the last cosigned checkpoint: the log's signatures and the witness's
 //
+// In mirror mode (Config.Mirror) also the mirror's copy of the log as
+// C2SP tlog-tiles (mirror.go):
+//
+//	GET /ledger/checkpoint                 the mirror checkpoint: the log's signature and the mirror key's cosignature
+//	GET /ledger/tile/<L>/<N>[.p/<W>]       tiles, as the log serves them
+//	GET /ledger/tile/entries/<N>[.p/<W>]   entry bundles
+//
 // Only the log's signature on the checkpoint is trusted; callers are not
 // authenticated.
 func (w *Witness) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /add-checkpoint", w.serveAdd)
 	mux.HandleFunc("GET /{hash}/checkpoint", w.serveCheckpoint)
+	if w.mirror != nil {
+		mux.HandleFunc("GET /ledger/checkpoint", w.mirror.serveCheckpoint)
+		mux.HandleFunc("GET /ledger/tile/{path...}", w.mirror.serveTile)
+	}
 	return mux
 }
 

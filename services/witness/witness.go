@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,6 +61,19 @@ type Config struct {
 	// Now is the clock of the state's timestamps (nil: time.Now); the
 	// cosignature's timestamp is formats/note's (time.Now).
 	Now func() time.Time
+	// Mirror, if set, is the URL of the log's C2SP tlog-tiles prefix
+	// (e.g. http://ledger:8080/ledger): mirror mode (mirror.go). The
+	// witness then also fetches, verifies and stores every tile and entry
+	// bundle up to each checkpoint it cosigns, serves the copy under its
+	// own /ledger/ and cosigns it with a separate mirror key. Mirror mode
+	// takes exactly one log.
+	Mirror string
+	// MirrorName is the mirror key's name on first start (default
+	// "<Name>/mirror"); then fixed by mirror.key.
+	MirrorName string
+	// MirrorClient fetches the tiles (default a client with a 30s
+	// timeout per request).
+	MirrorClient *http.Client
 }
 
 // Validate reports whether the configuration is usable.
@@ -69,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Logs) == 0 {
 		return errors.New("witness: no log key")
+	}
+	if c.Mirror != "" && len(c.Logs) != 1 {
+		return errors.New("witness: mirror mode takes exactly one log")
 	}
 	return nil
 }
@@ -83,6 +100,7 @@ type Witness struct {
 	state   map[string]*LogState
 	latency prometheus.Histogram
 	results *prometheus.CounterVec
+	mirror  *Mirror // mirror mode, else nil
 }
 
 // LogState is what the witness keeps per log: the last checkpoint it
@@ -121,7 +139,7 @@ func New(cfg Config) (*Witness, error) {
 			return nil, fmt.Errorf("witness: %w", err)
 		}
 	}
-	skey, err := loadOrCreateKey(cfg.Dir, cfg.Name)
+	skey, err := loadOrCreateKey(cfg.Dir, keyFile, cfg.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +171,11 @@ func New(cfg Config) (*Witness, error) {
 	w.latency = m.Histogram("minecart_witness_add_checkpoint_seconds", "Time to check, store and cosign an add-checkpoint request.",
 		[]float64{.0005, .001, .002, .005, .01, .02, .05, .1, .5})
 	w.results = m.CounterVec("minecart_witness_requests_total", "add-checkpoint requests by HTTP status.", "code")
+	if cfg.Mirror != "" {
+		if w.mirror, err = newMirror(w, m); err != nil {
+			return nil, err
+		}
+	}
 	if err := m.Err(); err != nil {
 		return nil, fmt.Errorf("witness: %w", err)
 	}
@@ -189,8 +212,8 @@ const keyFile = "witness.key"
 
 // loadOrCreateKey reads the key or, if there is none, generates one named
 // name (written 0600, atomically) with its verifier key beside it.
-func loadOrCreateKey(dir, name string) (string, error) {
-	path := filepath.Join(dir, keyFile)
+func loadOrCreateKey(dir, file, name string) (string, error) {
+	path := filepath.Join(dir, file)
 	b, err := os.ReadFile(path)
 	if err == nil {
 		return strings.TrimSpace(string(b)), nil
