@@ -7,7 +7,7 @@ GO      ?= go
 ARGS    ?=
 BIN     := bin/minecart
 
-.PHONY: setup build run test test-short vet bench bench-ratios soak transfers-soak chaos chaos-short clean
+.PHONY: setup build run test test-short vet bench bench-ratios bench-mirror soak transfers-soak chaos chaos-short clean
 
 setup:
 	@bash infra/setup.sh
@@ -41,6 +41,11 @@ bench: setup
 # (about 10 minutes on 2 cores): ends with RATIO/BYTES/P99MS <name> <value> goal <goal> lines.
 bench-ratios: setup
 	bash .ci/bench-ratios
+
+# The cost of a witness mirroring a book of a million entries (docs/ledger.md, Mirror mode):
+# time, bytes fetched, bytes on disk, one catch-up round. MINECART_MIRROR_ENTRIES=N for another size.
+bench-mirror: setup
+	$(GO) test -run '^$$' -bench '^BenchmarkMirror$$' -benchtime 1x -timeout 20m -v ./services/witness/
 
 # Long runs: a bigger fleet through the whole embedded pipeline.
 soak: build

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/minecart/minecart/services/stack"
+	"github.com/minecart/minecart/services/witness"
 )
 
 // embeddedWitnesses are the witnesses `minecart run` starts: --witnesses
@@ -33,7 +35,25 @@ func embeddedWitnesses(f runFlags) ([]stack.WitnessConfig, error) {
 			out[i].Addr = strings.TrimSpace(addrs[i])
 		}
 	}
+	// The last witness is also a mirror of the book (docs/ledger.md,
+	// "Mirror mode"): it copies the tiles from this process's /ledger/.
+	if u := mirrorSource(f.httpAddr); len(out) > 0 && u != "" {
+		out[len(out)-1].Configure = func(c *witness.Config) { c.Mirror = u }
+	}
 	return out, nil
+}
+
+// mirrorSource is the URL of the ledger's tiles on the HTTP address addr
+// ("" for port 0: not known before the listener starts).
+func mirrorSource(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "0" || port == "" {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/ledger"
 }
 
 // printCosigned prints the checkpoint published with the witness quorum
@@ -76,4 +96,9 @@ func printWitnesses(w io.Writer, st *stack.Stack, policyPath string) {
 		fmt.Fprintf(&b, " %s %s", pw.Name, pw.URL)
 	}
 	fmt.Fprintf(w, "witnesses:%s (quorum %d of %d, policy %s)\n", b.String(), st.Policy.Threshold(), len(st.Policy.Witnesses), policyPath)
+	for _, ew := range st.Witnesses {
+		if m := ew.Mirror(); m != nil {
+			fmt.Fprintf(w, "mirror: %s holds the whole book, served on %s/ledger/, mirror key %s\n", ew.PolicyName, ew.URL, m.VerifierKey())
+		}
+	}
 }

@@ -102,6 +102,9 @@ func (s *Stack) startWitnesses(logVKey string) (*ledger.Policy, error) {
 		if err != nil {
 			return nil, fmt.Errorf("witness %d: %w", n, err)
 		}
+		if w.Mirror() != nil {
+			s.env.Go("witness-"+strconv.Itoa(n)+"-mirror", w.Run) // mirror mode: catch up with every cosigned checkpoint
+		}
 		srv := daemon.NewServer(wc.Addr, w.Handler())
 		if err := s.env.Serve("witness-"+strconv.Itoa(n), srv); err != nil {
 			return nil, fmt.Errorf("witness %d: %w", n, err)

@@ -36,11 +36,11 @@ func (idleFollower) Follow(ctx context.Context, _ func(*ledger.Block) error, _ f
 // tlog-tiles (the ledger's /ledger/), applied when the test says so.
 type tiledLog struct {
 	*testLog
-	srv     *proofs.Server
-	queued  []*ledger.Block
-	tamper  atomic.Bool // flip a byte of every entry bundle served
-	url     string
-	prefix  string // of the vehicle ids (default "m")
+	srv    *proofs.Server
+	queued []*ledger.Block
+	tamper atomic.Bool // flip a byte of every entry bundle served
+	url    string
+	prefix string // of the vehicle ids (default "m")
 }
 
 func newTiledLog(t testing.TB) *tiledLog {
