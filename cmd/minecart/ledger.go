@@ -27,6 +27,7 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 	cmd := adminCommand("ledger", "check the book with no trust in the operator", &kf)
 	var topic, file, pubkey, keyPath, origin, since string
 	var evidence, checkpoints []string
+	var quorum quorumFlags
 	source := func(fs *flag.FlagSet) {
 		fs.StringVar(&topic, "blocks-topic", "", "blocks topic (default minecart.ledger.blocks)")
 		fs.StringVar(&file, "file", "", "read an export file instead of the blocks topic")
@@ -86,11 +87,17 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 			evidence = append(evidence, v)
 			return nil
 		})
+		fs.StringVar(&quorum.policy, "policy", "", "a witness policy file: check the published checkpoint (--cosigned) has its quorum of valid cosignatures, no forged one, the book's root, and extends the last one seen (--state)")
+		fs.StringVar(&quorum.cosigned, "cosigned", "", "with --policy: the published checkpoint, a file or a URL (http://<http-addr>/ledger/checkpoint)")
+		fs.StringVar(&quorum.state, "state", "", "with --policy: the file keeping the last published checkpoint accepted (created on first use)")
 		fs.Func("checkpoint", "a checkpoint someone was shown (any form --since takes): check it against the book and the others, name a fork (repeatable)", func(v string) error {
 			checkpoints = append(checkpoints, v)
 			return nil
 		})
 	}, func(ctx context.Context, _ []string) error {
+		if (quorum.policy == "") != (quorum.cosigned == "") || (quorum.state != "" && quorum.policy == "") {
+			return usageError{errors.New("--policy and --cosigned go together (and --state with them)")}
+		}
 		shown, err := shownCheckpoints(ctx, evidence, checkpoints)
 		if err != nil {
 			return err
@@ -142,10 +149,20 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 			fmt.Fprint(stdout, sum.Checkpoint)
 			return nil
 		})
-		if err != nil || len(shown) == 0 {
+		if err != nil {
 			return err
 		}
-		return withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error { // read again: a file is read once
+		if quorum.policy != "" {
+			if err := withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error { // read again: a file is read once
+				return checkQuorum(ctx, stdout, src, pub, quorum)
+			}); err != nil {
+				return err
+			}
+		}
+		if len(shown) == 0 {
+			return nil
+		}
+		return withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error {
 			return checkShown(ctx, stdout, src, pub, shown)
 		})
 	})
