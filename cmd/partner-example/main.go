@@ -41,6 +41,9 @@ func run(args []string) error {
 	user := fs.String("user", "", "SASL/SCRAM-SHA-512 user (default partner-<id> when -password is set)")
 	pass := fs.String("password", "", "SASL/SCRAM-SHA-512 password (empty: no SASL)")
 	credits := fs.Bool("credits", false, "also follow and verify minecart.rewards.credits")
+	policyFile := fs.String("policy", "", "witness policy file: follow minecart.ledger.checkpoints and accept only checkpoints cosigned by its quorum that extend the last one accepted (docs/partners.md)")
+	stateFile := fs.String("checkpoint-state", "", "with -policy: file keeping the last checkpoint accepted (default partner-<id>.checkpoint)")
+	ledgerURL := fs.String("ledger-url", "http://127.0.0.1:8080", "with -policy: the ledger's HTTP address, for consistency proofs (GET /v1/ledger/consistency; checked, not trusted)")
 	credFile := fs.String("credentials", "", "read -user and -password of partner-<id> from this credentials file (minecart run: <data-dir>/kafka/credentials.json)")
 	ffs := ff.NewFlagSetFrom(fs.Name(), fs)
 	err := envflag.Parse(ffs, args, "MINECART_PARTNER")
@@ -66,12 +69,27 @@ func run(args []string) error {
 		*user = settlement.PartnerUser(*name)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var cps *partner.Checkpoints
+	if *policyFile != "" {
+		text, err := os.ReadFile(*policyFile)
+		if err != nil {
+			return err
+		}
+		p, err := ledger.ParsePolicy(text)
+		if err != nil {
+			return err
+		}
+		if *stateFile == "" {
+			*stateFile = "partner-" + *name + ".checkpoint"
+		}
+		cps = &partner.Checkpoints{Policy: p, LedgerKey: pub, StatePath: *stateFile, Prove: partner.ConsistencyFrom(strings.TrimSuffix(*ledgerURL, "/"), nil)}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var orders, credited int
 	return partner.Run(ctx, partner.Config{
 		Brokers: strings.Split(*brokers, ","), Partner: *name, LedgerKey: pub, User: *user, Password: *pass,
-		Credits: *credits, Logger: log,
+		Credits: *credits, Logger: log, Checkpoints: cps,
 		OnOrder: func(o partner.Order, err error) {
 			orders++
 			if err != nil {

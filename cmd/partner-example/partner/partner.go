@@ -57,6 +57,11 @@ type Config struct {
 	// verification (err = why it did not verify).
 	OnOrder  func(o Order, err error)
 	OnCredit func(c avro.CreditSettled, err error)
+	// Checkpoints, if set, follows minecart.ledger.checkpoints and checks
+	// every published checkpoint against the witness policy and the last
+	// one accepted (checkpoints.go); OnCheckpoint sees each outcome.
+	Checkpoints  *Checkpoints
+	OnCheckpoint func(cp ledger.Checkpoint, cosigners []string, err error)
 	// Seen de-duplicates orders across restarts (default: in memory).
 	Seen Store
 	// BatchTimeout is how long the ack writer waits to fill a batch
@@ -108,6 +113,8 @@ func (c Config) Validate() error {
 		return errors.New("partner: set both user and password, or neither")
 	case c.BatchTimeout < 0:
 		return errors.New("partner: negative batch timeout")
+	case c.Checkpoints != nil && (c.Checkpoints.Policy == nil || len(c.Checkpoints.LedgerKey) != ed25519.PublicKeySize):
+		return errors.New("partner: checkpoints without a policy or the ledger key")
 	}
 	return nil
 }
@@ -233,8 +240,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Credits {
 		readers = append(readers, c.reader(dialer, pipelines.TopicRewardCredits))
 	}
+	nconsume := len(readers)
+	if cfg.Checkpoints != nil {
+		readers = append(readers, c.reader(dialer, pipelines.TopicLedgerCheckpoints))
+	}
 	errc := make(chan error, len(readers))
 	for i, r := range readers {
+		if i == nconsume {
+			go func() { errc <- c.followCheckpoints(ctx, r) }()
+			continue
+		}
 		go func() { errc <- c.consume(ctx, r, i == 0) }()
 	}
 	var first error
