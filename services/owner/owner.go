@@ -27,6 +27,7 @@ import (
 
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/ids"
+	"github.com/minecart/minecart/services/ledger"
 )
 
 // Config configures the handler.
@@ -40,6 +41,11 @@ type Config struct {
 	// Proofs serves inclusion proofs for ledger entries (a proofs.Server,
 	// or a proofs.Client). Nil: entries are listed without proofs.
 	Proofs Proofs
+	// Published and Policy, if both set, serve GET /v1/ledger/published:
+	// the checkpoint published under the witness quorum with the policy
+	// (published.go).
+	Published Published
+	Policy    *ledger.Policy
 	// Balances gives the balance of the account a vehicle's points go to
 	// (SettlementBalances). Nil: /points answers without a balance.
 	Balances Balances
@@ -162,6 +168,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.mux.HandleFunc("GET /v1/fleet/scores", operators, h.fleetScores)
 	h.mux.HandleFunc("GET /v1/fleet/cells", operators, h.fleetCells)
 	h.mux.HandleFunc("GET /v1/accounts/{owner}/entries", readers, h.accountEntries)
+	h.mux.HandleFunc("GET /v1/ledger/published", readers, h.publishedCheckpoint)
 	h.mux.HandleFunc("/v1/vehicles/", readers, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition, points or marks")
 	})

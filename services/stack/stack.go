@@ -443,7 +443,7 @@ func (s *Stack) mountOwner(mux *auth.Mux) error {
 	}
 	s.env.OnClose(conn.Close)
 	h, err := owner.NewHandler(owner.Config{
-		Conn: conn, Proofs: s.Ledger, Auth: s.Auth,
+		Conn: conn, Proofs: s.Ledger, Auth: s.Auth, Published: s.Ledger, Policy: s.Policy,
 		Balances:   owner.SettlementBalances(s.bindings, s.state, s.Serde),
 		Registerer: s.Registry, Logger: s.cfg.Logger,
 	})
@@ -453,6 +453,7 @@ func (s *Stack) mountOwner(mux *auth.Mux) error {
 	mux.Mount("/v1/vehicles/", h)
 	mux.Mount("/v1/fleet/", h)
 	mux.Mount("GET /v1/accounts/{owner}/entries", h) // beside settlement's /v1/accounts/ (balance)
+	mux.Mount("GET /v1/ledger/published", h)         // the cosigned checkpoint and the witness policy, for the owner's browser
 	return nil
 }
 

@@ -30,7 +30,7 @@ import (
 func main() { daemon.Main("owner", run) }
 
 func run(ctx context.Context, args []string) error {
-	var addr, dsn, ledgerURL, ledgerKey string
+	var addr, dsn, ledgerURL, ledgerKey, policyFile string
 	var af auth.Flags
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "owner", MetricsAddr: "127.0.0.1:9107",
@@ -39,6 +39,7 @@ func run(ctx context.Context, args []string) error {
 			fs.StringVar(&dsn, "clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN with the credentials of a readonly user: http://reader:PASSWORD@host:8123/db (embedded; users in DATA-DIR/clickhouse/users.json) or clickhouse://user:pass@host:9000/db (native); prefer MINECART_CLICKHOUSE_DSN")
 			fs.StringVar(&ledgerURL, "ledger-url", "http://127.0.0.1:8084", "base URL of the ledger's proof API (empty: entries without proofs)")
 			fs.StringVar(&ledgerKey, "ledger-key", "", "the ledger's public key (a file, or its text: base64, hex, verifier key or PEM): serves the web faces (/, /explorer, /console, /assets/, services/web) whose pages check proofs against it; empty: the API only")
+			fs.StringVar(&policyFile, "witness-policy", "", "the ledger's witness policy file: serves GET /v1/ledger/published (the checkpoint published under the quorum, with the policy) for the owner's browser")
 			af.Register(fs)
 		},
 		Prepare: func(*slog.Logger) error {
@@ -53,7 +54,17 @@ func run(ctx context.Context, args []string) error {
 			env.OnClose(conn.Close)
 			cfg := owner.Config{Conn: conn, Registerer: env.Registry, Logger: env.Log}
 			if ledgerURL != "" {
-				cfg.Proofs = proofs.NewClient(&http.Client{Timeout: 5 * time.Second}, ledgerURL)
+				client := proofs.NewClient(&http.Client{Timeout: 5 * time.Second}, ledgerURL)
+				cfg.Proofs, cfg.Published = client, client
+			}
+			if policyFile != "" {
+				text, err := os.ReadFile(policyFile)
+				if err != nil {
+					return fmt.Errorf("--witness-policy: %w", err)
+				}
+				if cfg.Policy, err = ledger.ParsePolicy(text); err != nil {
+					return err
+				}
 			}
 			// Balances: vehicle -> owner bindings and settlement's accounts.
 			bindings, err := env.Table(ctx, pipelines.TopicAccounts)
