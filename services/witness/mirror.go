@@ -243,6 +243,8 @@ type SyncStats struct {
 	Bytes         int64 // bytes fetched (uncompressed)
 	FilesWritten  int
 	ElapsedMillis int64
+	FetchMillis   int64 // of which fetching
+	StoreMillis   int64 // of which writing and fsyncing
 }
 
 // Sync brings the copy up to pending (a checkpoint the witness cosigned:
@@ -276,13 +278,16 @@ func (m *Mirror) sync(ctx context.Context, pending *LogState) (SyncStats, error)
 	}
 	newN := int64(pending.Size)
 	tiles := tlog.NewTiles(tileHeight, int64(old), newN) // level by level, from 0
+	t0 := time.Now()
+	got, err := m.fetchAll(ctx, tiles)
+	if err != nil {
+		return stats, err
+	}
+	stats.FetchMillis = time.Since(t0).Milliseconds()
 	data := make(map[tlog.Tile][]byte, len(tiles))
 	bundles := make(map[tlog.Tile][]byte)
 	for _, t := range tiles {
-		b, err := m.fetch(ctx, t, t.W*tlog.HashSize)
-		if err != nil {
-			return stats, err
-		}
+		b := got[t]
 		stats.Tiles++
 		stats.Bytes += int64(len(b))
 		if len(b) != t.W*tlog.HashSize {
@@ -294,10 +299,7 @@ func (m *Mirror) sync(ctx context.Context, pending *LogState) (SyncStats, error)
 		if t.L == 0 {
 			dt := t
 			dt.L = -1
-			bundle, err := m.fetch(ctx, dt, maxBundle)
-			if err != nil {
-				return stats, err
-			}
+			bundle := got[dt]
 			stats.Bundles++
 			stats.Bytes += int64(len(bundle))
 			if err := checkBundle(t, bundle, b); err != nil {
@@ -349,36 +351,62 @@ func (m *Mirror) sync(ctx context.Context, pending *LogState) (SyncStats, error)
 		return stats, fmt.Errorf("mirror: the tiles of size %d hash to %x, the checkpoint says %x", newN, root[:], pending.Root)
 	}
 	// Store: every file synced, then the directories, then the state.
+	t1 := time.Now()
 	dirs := map[string]bool{}
-	write := func(t tlog.Tile, b []byte) error {
-		p := m.filePath(t, t.W < 1<<tileHeight)
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return err
-		}
-		if err := writeFileSynced(p, b); err != nil {
-			return err
-		}
-		dirs[filepath.Dir(p)] = true
-		stats.FilesWritten++
-		return nil
+	type file struct {
+		path string
+		data []byte
 	}
+	var files []file
 	for _, t := range tiles {
-		if err := write(t, data[t]); err != nil {
-			return stats, fmt.Errorf("mirror: store: %w", err)
-		}
+		files = append(files, file{m.filePath(t, t.W < 1<<tileHeight), data[t]})
 		if t.L == 0 {
 			dt := t
 			dt.L = -1
-			if err := write(dt, bundles[dt]); err != nil {
-				return stats, fmt.Errorf("mirror: store: %w", err)
-			}
+			files = append(files, file{m.filePath(dt, dt.W < 1<<tileHeight), bundles[dt]})
 		}
 	}
+	for _, f := range files {
+		d := filepath.Dir(f.path)
+		if !dirs[d] {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return stats, fmt.Errorf("mirror: store: %w", err)
+			}
+			dirs[d] = true
+		}
+	}
+	// Files are written and fsynced writers at a time: the journal
+	// commits concurrent fsyncs together.
+	errs := make(chan error, len(files))
+	work := make(chan file)
+	var wg sync.WaitGroup
+	for range min(fetchers, len(files)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				errs <- writeFileSynced(f.path, f.data)
+			}
+		}()
+	}
+	for _, f := range files {
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return stats, fmt.Errorf("mirror: store: %w", err)
+		}
+	}
+	stats.FilesWritten = len(files)
 	for d := range dirs {
 		if err := syncDir(d); err != nil {
 			return stats, fmt.Errorf("mirror: store: %w", err)
 		}
 	}
+	stats.StoreMillis = time.Since(t1).Milliseconds()
 	signed, err := note.Sign(n, m.signer)
 	if err != nil {
 		return stats, fmt.Errorf("mirror: cosign: %w", err)
@@ -564,6 +592,65 @@ func bundlePrefix(b []byte, w int) ([]byte, error) {
 		}
 	}
 	return b[:off], nil
+}
+
+// fetchers is how many tiles and bundles a round fetches at once.
+const fetchers = 8
+
+// fetchAll fetches tiles and, for each level-0 one, its entry bundle
+// (key: the tile with L = -1), fetchers at a time.
+func (m *Mirror) fetchAll(ctx context.Context, tiles []tlog.Tile) (map[tlog.Tile][]byte, error) {
+	var jobs []tlog.Tile
+	for _, t := range tiles {
+		jobs = append(jobs, t)
+		if t.L == 0 {
+			dt := t
+			dt.L = -1
+			jobs = append(jobs, dt)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make(map[tlog.Tile][]byte, len(jobs))
+	var mu sync.Mutex
+	var first error
+	next := make(chan tlog.Tile)
+	var wg sync.WaitGroup
+	for range min(fetchers, len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range next {
+				limit := t.W * tlog.HashSize
+				if t.L == -1 {
+					limit = maxBundle
+				}
+				b, err := m.fetch(ctx, t, limit)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+					cancel()
+				}
+				out[t] = b
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, t := range jobs {
+		select {
+		case next <- t:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // fetch GETs tile t (L = -1: its entry bundle) from the log.

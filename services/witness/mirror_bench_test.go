@@ -79,7 +79,9 @@ func BenchmarkMirror(b *testing.B) {
 		b.ReportMetric(float64(st.FilesWritten), "files")
 		b.ReportMetric(float64(inc.Milliseconds()), "ms/catch-up-1000")
 		b.ReportMetric(float64(st2.Tiles+st2.Bundles), "fetches/catch-up-1000")
-		b.Logf("full copy of %d entries (%d B canonical): %v, %d tiles + %d bundles, %d B fetched, %d B on disk in %d files; catch-up of 1,000: %v, %d fetches",
-			n, entryBytes, full, st.Tiles, st.Bundles, st.Bytes, disk, st.FilesWritten, inc, st2.Tiles+st2.Bundles)
+		b.ReportMetric(float64(st.FetchMillis)/1000, "s/fetch")
+		b.ReportMetric(float64(st.StoreMillis)/1000, "s/store")
+		b.Logf("full copy of %d entries (%d B canonical): %v (fetch %d ms, store %d ms), %d tiles + %d bundles, %d B fetched, %d B on disk in %d files; catch-up of 1,000: %v, %d fetches",
+			n, entryBytes, full, st.FetchMillis, st.StoreMillis, st.Tiles, st.Bundles, st.Bytes, disk, st.FilesWritten, inc, st2.Tiles+st2.Bundles)
 	}
 }
