@@ -331,3 +331,44 @@ func TestMirrorRejectsWrongRoot(t *testing.T) {
 		t.Fatalf("mirror cosigned another book")
 	}
 }
+
+// TestMirrorLevels: a book past 65,536 entries has full level-1 tiles and
+// a level-2 tile: every level verified (each upper hash against the full
+// tile below it) and served as the ledger serves it, first in one round,
+// then across a full level-1 tile completed in a catch-up.
+func TestMirrorLevels(t *testing.T) {
+	if testing.Short() {
+		t.Skip("70,000 entries")
+	}
+	l := newTiledLog(t)
+	w := newMirror(t, t.TempDir(), l)
+	l.add(65_000)
+	l.publish()
+	if _, err := w.AddCheckpoint(l.request(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Mirror().Sync(context.Background(), w.State(ledgertest.Origin)); err != nil {
+		t.Fatal(err)
+	}
+	l.add(5_005) // 70,005: level-1 tile 0 full, level 2 begins
+	l.publish()
+	if _, err := w.AddCheckpoint(l.request(65_000)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.Mirror().Sync(context.Background(), w.State(ledgertest.Origin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(tlog.NewTiles(8, 65_000, 70_005)); st.Tiles != want {
+		t.Fatalf("catch-up fetched %d tiles, want %d", st.Tiles, want)
+	}
+	ws := httptest.NewServer(w.Handler())
+	defer ws.Close()
+	for _, p := range []string{"tile/1/000", "tile/2/000.p/1", "tile/1/001.p/17", "tile/0/273.p/117", "tile/entries/273.p/117", "tile/0/253.p/232"} {
+		c1, b1, _ := get(t, ws.URL+"/ledger/"+p)
+		_, b2, _ := get(t, l.url+"/"+p)
+		if c1 != 200 || !bytes.Equal(b1, b2) {
+			t.Errorf("%s: %d, %d bytes, log %d bytes", p, c1, len(b1), len(b2))
+		}
+	}
+}
