@@ -67,7 +67,7 @@ type Book struct {
 	lastHead Header
 	lastCP   string // the last block's checkpoint
 	origin   string
-	credits  map[idKey]int64 // credited score id -> points credited (incl. late-data adjustments and rescores)
+	credits  map[idKey]int64  // credited score id -> points credited (incl. late-data adjustments and rescores)
 	leaves   map[idKey]uint64 // credited score id -> leaf index of its credit entry (rescores link to it)
 	requests map[idKey]struct{}
 	// recent are the last blocks Append made (at most maxRecent), so Undo
