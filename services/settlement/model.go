@@ -145,6 +145,7 @@ const (
 	KindCredit     EntryKind = "credit"
 	KindDebit      EntryKind = "debit"
 	KindAdjustment EntryKind = "adjustment"
+	KindRescore    EntryKind = "rescore" // a credited vehicle-day re-scored after late data (signed delta)
 )
 
 // Entry is what settlement reads of one ledger entry.
@@ -153,8 +154,10 @@ type Entry struct {
 	VehicleID    string // credits and vehicle adjustments
 	Account      string // debits and account adjustments
 	Amount       int64  // points; adjustments may be negative
-	ScoreID      string
-	Day          string // the vehicle-day of a credit, YYYY-MM-DD
+	ScoreID      string // credit: its score id; rescore: the score id of the credit it corrects
+	Day          string // the vehicle-day of a credit or rescore, YYYY-MM-DD
+	Revision     int32  // rescore: the day's scoring revision
+	DayPoints    int64  // rescore: the day's points after it
 	RequestID    string // the DebitRequest that caused a debit or adjustment
 	RedemptionID string
 	Proof        Proof
@@ -168,7 +171,10 @@ type CreditSettled struct {
 	VehicleID string
 	Day       string
 	ScoreID   string
-	Points    int64
+	Points    int64     // a credit's points, or a rescore's signed delta
+	Kind      EntryKind `json:",omitempty"` // "" or KindCredit: a credit; KindRescore: a late-data correction of ScoreID
+	Revision  int32     `json:",omitempty"`
+	DayPoints int64     `json:",omitempty"` // rescore: the day's points after it
 	Proof     Proof
 	SettledAt time.Time
 }
