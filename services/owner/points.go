@@ -54,21 +54,28 @@ type InclusionProof struct {
 // needs to check it: the canonical entry bytes (base64), their leaf hash
 // (SHA-256(0x00 || entry)) and an inclusion proof.
 type LedgerEntry struct {
-	LeafIndex     uint64          `json:"leaf_index"`
-	BlockHeight   uint64          `json:"block_height"`
-	BlockTime     time.Time       `json:"block_time"`
-	Kind          string          `json:"kind"`
-	ID            string          `json:"id"`
-	Account       string          `json:"account,omitempty"`
-	Delta         int64           `json:"delta"`
-	Date          string          `json:"date,omitempty"`
-	ConfigVersion string          `json:"config_version,omitempty"`
-	Reason        string          `json:"reason,omitempty"`
-	RedemptionID  string          `json:"redemption_id,omitempty"`
-	Ref           string          `json:"ref,omitempty"`
-	Entry         []byte          `json:"entry"`
-	LeafHash      string          `json:"leaf_hash"`
-	Proof         *InclusionProof `json:"proof,omitempty"`
+	LeafIndex     uint64    `json:"leaf_index"`
+	BlockHeight   uint64    `json:"block_height"`
+	BlockTime     time.Time `json:"block_time"`
+	Kind          string    `json:"kind"`
+	ID            string    `json:"id"`
+	Account       string    `json:"account,omitempty"`
+	Delta         int64     `json:"delta"`
+	Date          string    `json:"date,omitempty"`
+	ConfigVersion string    `json:"config_version,omitempty"`
+	Reason        string    `json:"reason,omitempty"`
+	RedemptionID  string    `json:"redemption_id,omitempty"`
+	Ref           string    `json:"ref,omitempty"`
+	// Rescore entries (a credited day re-scored after late data, kind
+	// "rescore"): the day's scoring revision, its points after the
+	// correction (Delta is the change), and the leaf index of the credit it
+	// corrects (Ref is that credit's id). Read from the signed entry bytes.
+	Revision     int64           `json:"revision,omitempty"`
+	DayPoints    *int64          `json:"day_points,omitempty"`
+	RefLeafIndex *uint64         `json:"ref_leaf_index,omitempty"`
+	Entry        []byte          `json:"entry"`
+	LeafHash     string          `json:"leaf_hash"`
+	Proof        *InclusionProof `json:"proof,omitempty"`
 	// ProofError says why Proof is missing: the ledger reader has not
 	// reached the entry yet, the ledger's proof API is out of reach, or the
 	// stored entry does not match its leaf.
@@ -87,6 +94,20 @@ type Points struct {
 	Checkpoint  string        `json:"checkpoint,omitempty"`
 	Entries     []LedgerEntry `json:"entries"`
 	NextCursor  string        `json:"next_cursor,omitempty"`
+}
+
+// rescoreFields fills a rescore's revision, day points and credit leaf
+// from its canonical entry bytes (what the ledger signed).
+func rescoreFields(e *LedgerEntry) {
+	if e.Kind != ledger.KindRescore.String() {
+		return
+	}
+	le, err := ledger.DecodeEntry(e.Entry)
+	if err != nil || le.Kind != ledger.KindRescore {
+		return // the proof check reports entries that do not match
+	}
+	pts, leaf := le.Points, le.RefLeaf
+	e.Revision, e.DayPoints, e.RefLeafIndex = le.Revision, &pts, &leaf
 }
 
 func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any, error) {
@@ -137,6 +158,7 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 		}
 		e.Entry = []byte(entry)
 		e.LeafHash = merkle.HashLeaf(e.Entry).String()
+		rescoreFields(&e)
 		out.Entries = append(out.Entries, e)
 	}
 	if err := rows.Err(); err != nil {
