@@ -1089,7 +1089,7 @@ func (r *LedgerProof) decode(d *decoder) {
 
 // CreditSettled is the Avro record minecart.settlement.CreditSettled.
 //
-// A vehicle-day reward credit settled into an owner account, on minecart.rewards.credits (key = owner account), with the proof that the ledger includes it. Exactly one per credit entry; credits of a vehicle without an owner are settled when it is bound.
+// A vehicle-day reward credit (kind credit) or a late-data correction of one (kind rescore, docs/partners.md) settled into an owner account, on minecart.rewards.credits (key = owner account), with the proof that the ledger includes it. Exactly one per credit or rescore entry; those of a vehicle without an owner are settled when it is bound.
 type CreditSettled struct {
 	// account: the owner account credited
 	Account   string
