@@ -86,7 +86,8 @@ func (c *ClosedDays) Keep(cl *Closed) {
 	if _, ok := c.days[cl.ID]; ok {
 		return
 	}
-	c.put(cl.ID, &closedDay{state: cl.Day.AppendBinary(make([]byte, 0, 600)), tz: cl.TZ, end: cl.Day.End, next: 1})
+	c.buf = cl.Day.AppendBinary(c.buf[:0])
+	c.put(cl.ID, &closedDay{state: slices.Clone(c.buf), tz: cl.TZ, end: cl.Day.End, next: 1}) // exact size
 }
 
 func (c *ClosedDays) put(id string, d *closedDay) {
