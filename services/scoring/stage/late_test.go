@@ -144,6 +144,17 @@ func TestProcessorLateRescore(t *testing.T) {
 	if got := scores(batch(after, mark(end.Add(2*time.Hour+3*time.Second)))); len(got) != 0 {
 		t.Errorf("restart after the revision: %d more revisions", len(got))
 	}
+	// The close, the late upload and the next mark in one batch: the day's
+	// revision 0 (waiting in the emission queue when its late events came)
+	// is written before its revision 1, which is the same as above.
+	changelog = map[string][]byte{}
+	q := newProc()
+	batch(q, first...)
+	same := append([]pipelines.Record{mark(end.Add(2*time.Hour + time.Second))}, late...)
+	out = batch(q, append(same, mark(end.Add(2*time.Hour+2*time.Second)))...)
+	if got := scores(out); len(got) != 2 || got[0].Revision != 0 || got[0].Points != base[0].Points || got[1].Revision != 1 || got[1].Points != want.Points {
+		t.Fatalf("one batch: %d scores %+v", len(got), got)
+	}
 	// Past the lateness: the late topic, with the reason; the kept day is gone.
 	out = batch(after, mark(end.Add(DefaultLateness+3*time.Hour)))
 	out = batch(after, rec(&tr.Evs[n+3]))

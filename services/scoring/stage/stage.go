@@ -256,7 +256,19 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	p.seen = true
 	p.m.events.Inc()
 	if late != nil {
-		if p.closed != nil && p.closed.Add(&ev, late, p.w.Frozen(ev.VehicleID, late.WindowStart)) {
+		if p.closed != nil && !p.closed.TooLate(late) {
+			// A day closed but still in the emission queue is emitted first
+			// (queue order), so its revision 0 always precedes its revisions
+			// on the scores topic; this can exceed MaxClosesPerBatch only
+			// when a late event meets a backlog of closes.
+			for p.w.Frozen(ev.VehicleID, late.WindowStart) != nil {
+				var cerr error
+				p.w.Drain(1, func(c scoring.Closed) { cerr = p.emitClosed(out, c) })
+				if cerr != nil {
+					return cerr
+				}
+			}
+			p.closed.Add(&ev, late, nil)
 			p.m.lateKept.Inc() // re-scores the day at the next mark
 			return nil
 		}
