@@ -14,8 +14,8 @@ import (
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/scoring"
-	scoringstage "github.com/minecart/minecart/services/scoring/stage"
 	"github.com/minecart/minecart/services/scoring/scoringtest"
+	scoringstage "github.com/minecart/minecart/services/scoring/stage"
 	"github.com/minecart/minecart/services/settlement/settletest"
 	"github.com/minecart/minecart/services/telemetry"
 )
