@@ -2,9 +2,13 @@ package stage
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
+	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/ledgertest"
 )
@@ -115,4 +119,115 @@ func TestProcessorRescore(t *testing.T) {
 	if err := p.Process(ctx, pipelines.Record{Topic: pipelines.TopicScores, Value: enc(t, s)}, &out); err == nil {
 		t.Error("a revision released before its window end was accepted")
 	}
+}
+
+// TestProcessorRescoreCrashAtEveryStep: scores, watermarks and revisions
+// consumed two records per transaction; for every transaction index, a run
+// that crashes there (its outputs and offsets lost), rebuilds (or resumes)
+// and goes on ends with the uninterrupted run's head: every rescore
+// appended exactly once, in the same blocks.
+func TestProcessorRescoreCrashAtEveryStep(t *testing.T) {
+	ctx := context.Background()
+	const quarter int64 = 15 * 60 * 1000
+	r1 := 2*ledgertest.DayMs + quarter
+	var stream [][]byte
+	wm := func(through int64) {
+		for task := range 2 {
+			stream = append(stream, enc(t, ledgertest.Watermark(task, 2, through)))
+		}
+	}
+	rev := func(v string, pts int64, r int32, release int64) {
+		s := ledgertest.Score(v, 1, pts)
+		s.Revision, s.ReleaseMs, s.LateAdded = r, release, 5
+		stream = append(stream, enc(t, s))
+	}
+	for _, v := range []string{"a", "b", "c", "d"} {
+		stream = append(stream, enc(t, ledgertest.Score(v, 1, 100)))
+	}
+	rev("b", 80, 1, r1) // before the day is credited: waits for its release
+	wm(2 * ledgertest.DayMs)
+	rev("a", 130, 1, r1)
+	rev("e", 40, 0, r1)
+	rev("a", 90, 2, r1+quarter)
+	rev("a", 130, 1, r1) // re-delivered
+	wm(r1)
+	wm(r1 + quarter)
+	run := func(crashAt int, resume bool) (ledger.Header, []string, int) {
+		m := &memLog{changelog: map[string][]byte{}}
+		cache := &bookCache{}
+		var p *Processor
+		mk := func() *Processor {
+			if p != nil && resume {
+				p.Close()
+			}
+			cfg := Config{Key: ledgertest.Key(1), Origin: "minecart.test/ledger", MaxBlockEntries: 2, Serde: schemas.SingleObject(),
+				Blocks: ledgertest.Blocks(m.blocks), Logger: kafkatest.Logger()}
+			np, err := newProcessor(ctx, cfg, nil, cache)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range m.changelog {
+				if err := np.Restore(ctx, pipelines.Record{Key: []byte(k), Value: v}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return np
+		}
+		p = mk()
+		txn, pos := 0, 0
+		for pos < len(stream) || p.Pending() > 0 {
+			var out collect
+			hi := min(pos+2, len(stream))
+			var err error
+			for _, v := range stream[pos:hi] {
+				if err = p.Process(ctx, pipelines.Record{Topic: pipelines.TopicScores, Value: v}, &out); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				if hi > pos {
+					err = p.Flush(ctx, &out)
+				} else {
+					err = p.Tick(ctx, time.Time{}, &out)
+				}
+			}
+			if err != nil {
+				t.Fatalf("txn %d: %v", txn, err)
+			}
+			if txn == crashAt {
+				p = mk()
+			} else {
+				m.take(t, &out)
+				pos = hi
+			}
+			if txn++; txn > 1000 {
+				t.Fatal("no progress")
+			}
+		}
+		signer, _ := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
+		if _, err := ledger.Verify(ctx, ledgertest.Blocks(m.blocks), signer.Public()); err != nil {
+			t.Fatalf("crash at %d: %v", crashAt, err)
+		}
+		var ids []string
+		for _, blk := range m.blocks {
+			for _, raw := range blk.Entries {
+				e, _ := ledger.DecodeEntry(raw)
+				ids = append(ids, fmt.Sprintf("%s%+d", e.ID, e.Delta()))
+			}
+		}
+		return m.blocks[len(m.blocks)-1].Header, ids, txn
+	}
+	want, ids, txns := run(-1, false)
+	if fmt.Sprint(ids) != "[a/1970-01-02+100 b/1970-01-02+100 c/1970-01-02+100 d/1970-01-02+100 "+
+		"rescore/a/1970-01-02/1+30 rescore/b/1970-01-02/1-20 e/1970-01-02+40 rescore/a/1970-01-02/2-40]" {
+		t.Fatalf("book %v", ids)
+	}
+	for k := 0; k < txns; k++ {
+		for _, resume := range []bool{false, true} {
+			if got, gids, _ := run(k, resume); got.Hash() != want.Hash() {
+				t.Errorf("crash at transaction %d (resume %v): %v", k, resume, gids)
+			}
+		}
+	}
+	t.Logf("%d crash points, rebuilt or resumed: same head", txns)
 }
