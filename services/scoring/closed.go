@@ -29,6 +29,7 @@ type ClosedDays struct {
 	byEnd    map[int64][]string    // window end -> score ids kept then (for Expire)
 	dirty    map[string]struct{}   // changed since the last Flush (nil value: a tombstone)
 	revised  map[string]struct{}   // took late events since the last Revise
+	bytes    int                   // sum of the kept states' lengths
 	buf      []byte
 }
 
@@ -68,13 +69,7 @@ func (c *ClosedDays) Len() int { return len(c.days) }
 
 // Bytes is the size of the kept days' serialized states (the bulk of
 // their memory).
-func (c *ClosedDays) Bytes() int {
-	n := 0
-	for _, d := range c.days {
-		n += len(d.state)
-	}
-	return n
-}
+func (c *ClosedDays) Bytes() int { return c.bytes }
 
 // Pending is the number of days holding late events not yet revised.
 func (c *ClosedDays) Pending() int { return len(c.revised) }
@@ -91,6 +86,7 @@ func (c *ClosedDays) Keep(cl *Closed) {
 }
 
 func (c *ClosedDays) put(id string, d *closedDay) {
+	c.bytes += len(d.state)
 	c.days[id] = d
 	c.byEnd[d.end] = append(c.byEnd[d.end], id)
 	c.dirty[id] = struct{}{}
@@ -131,7 +127,9 @@ func (c *ClosedDays) Add(ev *telemetry.Event, l *Late, frozen *Day) bool {
 		c.put(id, d)
 	}
 	c.buf = day.Add(c.rules, ev, c.buf)
+	c.bytes -= len(d.state)
 	d.state = day.AppendBinary(d.state[:0])
+	c.bytes += len(d.state)
 	d.lateAdded++
 	d.pending = true
 	c.revised[id] = struct{}{}
@@ -184,6 +182,7 @@ func (c *ClosedDays) Expire(closedThrough int64) {
 			case d.pending:
 				keep = append(keep, id)
 			default:
+				c.bytes -= len(d.state)
 				delete(c.days, id)
 				c.dirty[id] = struct{}{}
 			}
@@ -236,6 +235,9 @@ func (c *ClosedDays) Restore(key string, value []byte) error {
 		return fmt.Errorf("restore %s: not a closed day key", key)
 	}
 	if value == nil {
+		if old := c.days[id]; old != nil {
+			c.bytes -= len(old.state)
+		}
 		delete(c.days, id)
 		delete(c.revised, id)
 		return nil
@@ -264,9 +266,14 @@ func (c *ClosedDays) Restore(key string, value []byte) error {
 		return bad(fmt.Sprint("day state: ", errors.Join(err, errIf(len(tail) != 0, "trailing bytes"))))
 	}
 	d := &closedDay{state: slices.Clone(rest), tz: tz, end: day.End, next: int32(next), lateAdded: int64(late), pending: pending}
-	if old := c.days[id]; old == nil || old.end != d.end {
+	old := c.days[id]
+	if old == nil || old.end != d.end {
 		c.byEnd[d.end] = append(c.byEnd[d.end], id)
 	}
+	if old != nil {
+		c.bytes -= len(old.state)
+	}
+	c.bytes += len(d.state)
 	c.days[id] = d
 	if pending {
 		c.revised[id] = struct{}{}

@@ -136,6 +136,15 @@ func TestClosedDaysRevisionsRestoreExpire(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, c := range []*ClosedDays{cd, cd2} {
+		n := 0
+		for _, d := range c.days {
+			n += len(d.state)
+		}
+		if c.Bytes() != n || n == 0 {
+			t.Errorf("Bytes %d, kept states %d", c.Bytes(), n)
+		}
+	}
 	var rv2 revs
 	cd.Revise(closed, rv.emit)
 	cd2.Revise(closed, rv2.emit)
@@ -167,7 +176,7 @@ func TestClosedDaysRevisionsRestoreExpire(t *testing.T) {
 	cd.Expire(later.ClosedThrough)
 	clear(log)
 	cd.Flush(put)
-	if cd.Len() != 0 || len(log) != 2 || log[ClosedKeyPrefix+"v1/2026-12-01"] != nil {
+	if cd.Len() != 0 || cd.Bytes() != 0 || len(log) != 2 || log[ClosedKeyPrefix+"v1/2026-12-01"] != nil {
 		t.Errorf("after expiry %d days kept, flushed %v", cd.Len(), log)
 	}
 	for _, bad := range [][]byte{{}, {9}, {closedVersion}, {closedVersion, 1, 2}, append([]byte{closedVersion, 1, 0, 0, 3, 'U', 'T', 'C'}, 1, 2, 3)} {

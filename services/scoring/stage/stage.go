@@ -200,19 +200,20 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 const DefaultLateness = 7 * 24 * time.Hour
 
 type processor struct {
-	cfg      *Config
-	m        *metrics
-	codec    *wire.Codec // telemetry's specialised decoder for this serde's framing, the serde for any other
-	task     int32
-	w        *scoring.Windows
-	closed   *scoring.ClosedDays      // closed days kept for late data (nil: Lateness off)
-	clock    *scoring.LogClock        // the task's log time, from the gateways' marks
-	lastSeen time.Time                // wall clock of the last batch with records
-	seen     bool                     // records processed since the last Flush
-	lastWM   int64                    // mark of the last Watermark written (0 after a restore: written again once)
-	open     int                      // open windows last reported to the gauge
-	kept     int                      // closed days kept last reported to the gauge
-	limits   telemetry.ValidateConfig // physical limits of check: telemetry.Validate's defaults
+	cfg       *Config
+	m         *metrics
+	codec     *wire.Codec // telemetry's specialised decoder for this serde's framing, the serde for any other
+	task      int32
+	w         *scoring.Windows
+	closed    *scoring.ClosedDays      // closed days kept for late data (nil: Lateness off)
+	clock     *scoring.LogClock        // the task's log time, from the gateways' marks
+	lastSeen  time.Time                // wall clock of the last batch with records
+	seen      bool                     // records processed since the last Flush
+	lastWM    int64                    // mark of the last Watermark written (0 after a restore: written again once)
+	open      int                      // open windows last reported to the gauge
+	kept      int                      // closed days kept last reported to the gauge
+	keptBytes int                      // their serialized bytes last reported
+	limits    telemetry.ValidateConfig // physical limits of check: telemetry.Validate's defaults
 }
 
 func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*processor, error) {
@@ -233,7 +234,8 @@ func (p *processor) Close() error {
 	p.m.open.Sub(float64(p.open))
 	p.open = 0
 	p.m.kept.Sub(float64(p.kept))
-	p.kept = 0
+	p.m.keptBytes.Sub(float64(p.keptBytes))
+	p.kept, p.keptBytes = 0, 0
 	return nil
 }
 
@@ -417,6 +419,10 @@ func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 			p.m.kept.Add(float64(n - p.kept))
 			p.kept = n
 		}
+		if n := p.closed.Bytes(); n != p.keptBytes {
+			p.m.keptBytes.Add(float64(n - p.keptBytes))
+			p.keptBytes = n
+		}
 	}
 	if p.clock.Dirty() {
 		out.EmitTo(p.cfg.Changelog, p.task, []byte(clockKey), p.clock.AppendBinary(nil))
@@ -534,7 +540,7 @@ func scoreRecord(r *scoring.Rules, c *scoring.Closed) *avro.DailyScore {
 type metrics struct {
 	events, late, closed, restoreErrors, marks prometheus.Counter
 	lateKept, revisions                        prometheus.Counter
-	open, logTime, kept                        prometheus.Gauge
+	open, logTime, kept, keptBytes             prometheus.Gauge
 	flags                                      *prometheus.CounterVec
 }
 
@@ -551,6 +557,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lateKept:      m.Counter("minecart_scoring_late_rescored_events_total", "Events for a closed day within the lateness: they re-score the day."),
 		revisions:     m.Counter("minecart_scoring_revisions_total", "DailyScore revisions written for closed days re-scored after late data."),
 		kept:          m.Gauge("minecart_scoring_closed_days_kept", "Closed vehicle-days kept (serialized) in this process for late data."),
+		keptBytes:     m.Gauge("minecart_scoring_closed_days_bytes", "Serialized bytes of the closed vehicle-days kept in this process (bytes per closed day: this / minecart_scoring_closed_days_kept)."),
 		flags:         m.CounterVec("minecart_scoring_flags_total", "Anti-fraud flags raised on closed days, by code.", "flag"),
 	}, m.Err()
 }
