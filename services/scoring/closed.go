@@ -113,7 +113,10 @@ func (c *ClosedDays) Add(ev *telemetry.Event, l *Late, frozen *Day) bool {
 	switch {
 	case d != nil:
 		if _, err := day.UnmarshalBinary(d.state); err != nil {
-			panic(fmt.Sprintf("scoring: kept day %s does not decode: %v", id, err)) // we wrote it
+			panic(fmt.Sprintf("scoring: kept day %s does not decode: %v", id, err)) // checked at Keep or Restore
+		}
+		if day.Start != l.WindowStart || day.End != l.WindowEnd {
+			return false // a kept day cut in another zone than the event's: not this window
 		}
 	case frozen != nil:
 		d = &closedDay{tz: l.TZ, end: l.WindowEnd, next: 1}
@@ -231,7 +234,8 @@ func (d *closedDay) appendBinary(b []byte) []byte {
 // ClosedKeyPrefix (the prefix included).
 func (c *ClosedDays) Restore(key string, value []byte) error {
 	id, ok := strings.CutPrefix(key, ClosedKeyPrefix)
-	if !ok || strings.Count(id, "/") != 1 {
+	vehicle, date, _ := strings.Cut(id, "/")
+	if !ok || strings.Count(id, "/") != 1 || vehicle == "" || len(date) != len(time.DateOnly) {
 		return fmt.Errorf("restore %s: not a closed day key", key)
 	}
 	if value == nil {
@@ -264,6 +268,9 @@ func (c *ClosedDays) Restore(key string, value []byte) error {
 	var day Day
 	if tail, err := day.UnmarshalBinary(rest); err != nil || len(tail) != 0 {
 		return bad(fmt.Sprint("day state: ", errors.Join(err, errIf(len(tail) != 0, "trailing bytes"))))
+	}
+	if n := day.End - day.Start; n < 22*3600*1000 || n > 26*3600*1000 {
+		return bad(fmt.Sprintf("a day window of %d ms", n))
 	}
 	d := &closedDay{state: slices.Clone(rest), tz: tz, end: day.End, next: int32(next), lateAdded: int64(late), pending: pending}
 	old := c.days[id]

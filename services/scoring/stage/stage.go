@@ -270,9 +270,10 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 					return cerr
 				}
 			}
-			p.closed.Add(&ev, late, nil)
-			p.m.lateKept.Inc() // re-scores the day at the next mark
-			return nil
+			if p.closed.Add(&ev, late, nil) {
+				p.m.lateKept.Inc() // re-scores the day at the next mark
+				return nil
+			}
 		}
 		p.m.late.Inc()
 		return p.emitLate(out, &ev, late)
