@@ -29,6 +29,7 @@ const (
 	KindDebit      Kind = 2 // points taken out by a redemption
 	KindAdjustment Kind = 3 // an operator's or a late-data correction, with a reason
 	KindRescore    Kind = 4 // a credited vehicle-day re-scored after late data: the signed change (docs/ledger.md "Rescore")
+	KindTransfer   Kind = 5 // a transfer between two accounts, or one phase of a two-phase transfer
 )
 
 func (k Kind) String() string {
@@ -41,6 +42,8 @@ func (k Kind) String() string {
 		return "adjustment"
 	case KindRescore:
 		return "rescore"
+	case KindTransfer:
+		return "transfer"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -62,7 +65,9 @@ type Entry struct {
 	// debit or adjustment: the key that makes appending idempotent.
 	ID        string
 	VehicleID string
-	Account   string // debit, adjustment: the account charged or corrected
+	Account   string // debit, adjustment: the account charged or corrected; transfer: the debit side
+	// CounterAccount is a transfer's credit side (the account paid).
+	CounterAccount string
 
 	// Credit fields, copied from the DailyScore.
 	Date          string
@@ -80,8 +85,13 @@ type Entry struct {
 	Partner       string // debit
 	Item          string // debit
 	RedemptionID  string // debit
-	Ref           string // adjustment: id of the credit it corrects, if any; rescore: the credit's score id
+	Ref           string // adjustment: id of the credit it corrects, if any; transfer: the pending transfer's id; rescore: the credit's score id
 	RequestedAtMs int64
+
+	// Transfer fields (kind 5, docs/ledger.md "Transfers"); Amount, Ref
+	// and RequestedAtMs are shared with the kinds above.
+	TransferFlags TransferFlags
+	TimeoutMs     int64 // pending: ledger-time timeout in ms (0: none)
 
 	// Rescore fields (with Ref, Points: the day's new points, Amount: the
 	// signed change, EventsHash, ConfigVersion, Flags, Reason; Date is the
@@ -104,6 +114,11 @@ func (e *Entry) Delta() int64 {
 		return e.Points
 	case KindDebit:
 		return -e.Amount
+	case KindTransfer:
+		if e.TransferFlags.Moves() {
+			return -e.Amount // on Account; CounterAccount gets +Amount
+		}
+		return 0
 	default:
 		return e.Amount
 	}
@@ -128,6 +143,9 @@ func (e *Entry) Validate() error {
 	}
 	if err := e.checkStrings(); err != nil {
 		return bad("%v", err)
+	}
+	if e.Kind != KindTransfer && (e.CounterAccount != "" || e.TransferFlags != 0 || e.TimeoutMs != 0) {
+		return bad("counter account, transfer flags or timeout set on a %s", e.Kind)
 	}
 	switch e.Kind {
 	case KindCredit:
@@ -193,6 +211,10 @@ func (e *Entry) Validate() error {
 		if e.Reason == "" {
 			return bad("no reason")
 		}
+	case KindTransfer:
+		if err := e.validateTransfer(); err != nil {
+			return bad("%v", err)
+		}
 	default:
 		return bad("unknown kind")
 	}
@@ -210,7 +232,7 @@ func (e *Entry) checkStrings() error {
 		}
 		return nil
 	}
-	for _, s := range [...]string{e.ID, e.VehicleID, e.Account, e.Date, e.TZ, e.ConfigVersion, e.Reason, e.Partner, e.Item, e.RedemptionID, e.Ref} {
+	for _, s := range [...]string{e.ID, e.VehicleID, e.Account, e.Date, e.TZ, e.ConfigVersion, e.Reason, e.Partner, e.Item, e.RedemptionID, e.Ref, e.CounterAccount} {
 		if err := check(s); err != nil {
 			return err
 		}
@@ -229,6 +251,7 @@ func (e *Entry) checkStrings() error {
 //	debit:      01 02 id account vehicle amount reason partner item redemption requested_at
 //	adjustment: 01 03 id account vehicle amount reason ref requested_at
 //	rescore:    01 04 id vehicle ref ref_leaf revision points delta events_hash config flags reason
+//	transfer:   01 05 id account counter_account amount flags pending_id timeout_ms requested_at
 //
 // with strings and bytes as a 4-byte big-endian length then the bytes,
 // integers as 8-byte big-endian two's complement, the score as its IEEE 754
@@ -288,6 +311,14 @@ func (e *Entry) AppendEncode(dst []byte) ([]byte, error) {
 			b = appendStr(b, f)
 		}
 		b = appendStr(b, e.Reason)
+	case KindTransfer:
+		b = appendStr(b, e.Account)
+		b = appendStr(b, e.CounterAccount)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Amount))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.TransferFlags))
+		b = appendStr(b, e.Ref)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.TimeoutMs))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
 	}
 	return b, nil
 }
@@ -364,6 +395,14 @@ func DecodeEntry(b []byte) (Entry, error) {
 		}
 		e.Reason = r.str()
 		e.Date = strings.TrimPrefix(e.Ref, e.VehicleID+"/")
+	case KindTransfer:
+		e.Account = r.str()
+		e.CounterAccount = r.str()
+		e.Amount = r.i64()
+		e.TransferFlags = TransferFlags(r.u64())
+		e.Ref = r.str()
+		e.TimeoutMs = r.i64()
+		e.RequestedAtMs = r.i64()
 	default:
 		if r.err == nil {
 			return e, fmt.Errorf("entry kind %d: %w", e.Kind, ErrEntry)

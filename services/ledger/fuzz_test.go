@@ -18,6 +18,7 @@ func FuzzDecodeEntry(f *testing.F) {
 		{Kind: ledger.KindAdjustment, ID: "r2", VehicleID: "v", Amount: -7, Reason: "fix", Ref: "v/d"},
 		{Kind: ledger.KindRescore, ID: "rescore/v/d/2", VehicleID: "v", Ref: "v/d", RefLeaf: 3, Revision: 2, Points: 5, Amount: -7,
 			EventsHash: []byte{1}, ConfigVersion: "c", Flags: []string{"a", "b"}, Reason: "late data"},
+		{Kind: ledger.KindTransfer, ID: "0000000000000000000000000000000a", Account: "a", CounterAccount: "b", Amount: 3, TransferFlags: ledger.TransferPending, TimeoutMs: 9},
 	} {
 		raw, _ := e.Encode()
 		f.Add(raw)

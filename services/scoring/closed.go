@@ -40,6 +40,10 @@ type closedDay struct {
 	next      int32 // the revision Revise writes next: 0 for a day no score was emitted for yet, else 1, 2, ...
 	lateAdded int64 // events added after the close, over all revisions
 	pending   bool  // took late events not yet in a revision
+	// replayed is the reason of a replayed_trace flag given at the close
+	// (replay detection judges a day once, when it closes; its revisions
+	// keep the flag and its factor), "" when not flagged.
+	replayed string
 }
 
 // ClosedKeyPrefix starts the changelog key of a kept closed day:
@@ -82,7 +86,11 @@ func (c *ClosedDays) Keep(cl *Closed) {
 		return
 	}
 	c.buf = cl.Day.AppendBinary(c.buf[:0])
-	c.put(cl.ID, &closedDay{state: slices.Clone(c.buf), tz: cl.TZ, end: cl.Day.End, next: 1}) // exact size
+	d := &closedDay{state: slices.Clone(c.buf), tz: cl.TZ, end: cl.Day.End, next: 1} // exact size
+	if i := slices.Index(cl.Result.Flags, FlagReplay); i >= 0 && i < len(cl.Result.Reasons) {
+		d.replayed = cl.Result.Reasons[i]
+	}
+	c.put(cl.ID, d)
 }
 
 func (c *ClosedDays) put(id string, d *closedDay) {
@@ -159,7 +167,13 @@ func (c *ClosedDays) Revise(closedThrough int64, emit func(*Revision)) {
 			panic(fmt.Sprintf("scoring: kept day %s does not decode: %v", id, err))
 		}
 		vehicle, date, _ := strings.Cut(id, "/")
-		emit(&Revision{Closed: Closed{ID: id, Vehicle: vehicle, Date: date, TZ: d.tz, Day: &day, Result: day.Result(c.rules)},
+		res := day.Result(c.rules)
+		if d.replayed != "" { // as Windows.judgeReplay did at the close
+			res.Flags = append(res.Flags, FlagReplay)
+			res.Reasons = append(res.Reasons, d.replayed)
+			res.Points = int64(float64(res.Points) * FactorReplay)
+		}
+		emit(&Revision{Closed: Closed{ID: id, Vehicle: vehicle, Date: date, TZ: d.tz, Day: &day, Result: res},
 			Revision: d.next, ReleaseMs: release, LateAdded: d.lateAdded})
 		d.next++
 		d.pending = false
@@ -214,8 +228,9 @@ func (c *ClosedDays) Flush(put func(key string, value []byte)) {
 }
 
 // appendBinary: version byte 1, next revision (uvarint), pending (one
-// byte), late events added (uvarint), tz (uvarint length + bytes), then
-// the Day (Day.AppendBinary); its window end is in the Day.
+// byte), late events added (uvarint), the replayed_trace reason given at
+// the close (uvarint length + bytes; empty: none), tz (uvarint length +
+// bytes), then the Day (Day.AppendBinary); its window end is in the Day.
 func (d *closedDay) appendBinary(b []byte) []byte {
 	b = append(b, closedVersion)
 	b = binary.AppendUvarint(b, uint64(d.next))
@@ -225,6 +240,8 @@ func (d *closedDay) appendBinary(b []byte) []byte {
 		b = append(b, 0)
 	}
 	b = binary.AppendUvarint(b, uint64(d.lateAdded))
+	b = binary.AppendUvarint(b, uint64(len(d.replayed)))
+	b = append(b, d.replayed...)
 	b = binary.AppendUvarint(b, uint64(len(d.tz)))
 	b = append(b, d.tz...)
 	return append(b, d.state...)
@@ -261,7 +278,11 @@ func (c *ClosedDays) Restore(key string, value []byte) error {
 	if n <= 0 {
 		return bad("truncated")
 	}
-	tz, rest, err := readString(b[n:])
+	replayed, rest, err := readString(b[n:])
+	if err != nil {
+		return bad("replay reason")
+	}
+	tz, rest, err := readString(rest)
 	if err != nil {
 		return bad("tz")
 	}
@@ -272,7 +293,7 @@ func (c *ClosedDays) Restore(key string, value []byte) error {
 	if n := day.End - day.Start; n < 22*3600*1000 || n > 26*3600*1000 {
 		return bad(fmt.Sprintf("a day window of %d ms", n))
 	}
-	d := &closedDay{state: slices.Clone(rest), tz: tz, end: day.End, next: int32(next), lateAdded: int64(late), pending: pending}
+	d := &closedDay{state: slices.Clone(rest), tz: tz, end: day.End, next: int32(next), lateAdded: int64(late), pending: pending, replayed: replayed}
 	old := c.days[id]
 	if old == nil || old.end != d.end {
 		c.byEnd[d.end] = append(c.byEnd[d.end], id)

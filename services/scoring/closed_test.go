@@ -179,9 +179,50 @@ func TestClosedDaysRevisionsRestoreExpire(t *testing.T) {
 	if cd.Len() != 0 || cd.Bytes() != 0 || len(log) != 2 || log[ClosedKeyPrefix+"v1/2026-12-01"] != nil {
 		t.Errorf("after expiry %d days kept, flushed %v", cd.Len(), log)
 	}
-	for _, bad := range [][]byte{{}, {9}, {closedVersion}, {closedVersion, 1, 2}, append([]byte{closedVersion, 1, 0, 0, 3, 'U', 'T', 'C'}, 1, 2, 3)} {
+	for _, bad := range [][]byte{{}, {9}, {closedVersion}, {closedVersion, 1, 2}, append([]byte{closedVersion, 1, 0, 0, 0, 3, 'U', 'T', 'C'}, 1, 2, 3)} {
 		if err := cd2.Restore(ClosedKeyPrefix+"v3/2026-12-01", bad); err == nil {
 			t.Errorf("restore of %x accepted", bad)
+		}
+	}
+}
+
+// TestClosedDaysKeepReplayFlag: a day flagged replayed_trace at its close
+// keeps the flag, its reason and its factor in every revision, across a
+// restore: a late event cannot wash a replayed day clean.
+func TestClosedDaysKeepReplayFlag(t *testing.T) {
+	r := DefaultRules()
+	first, second, _, day := lateDay(t, "v9")
+	end := day.Add(24 * time.Hour).UnixMilli()
+	d := NewDay(day.UnixMilli(), end, 5*3600*1000)
+	var buf []byte
+	for i := range first {
+		buf = d.Add(&r, &first[i], buf)
+	}
+	res := d.Result(&r)
+	res.Flags, res.Reasons = append(res.Flags, FlagReplay), append(res.Reasons, "trip 1 repeats v1/2026-11-30 trip 1 (97% of its shingles)")
+	cd := NewClosedDays(&r, 7*24*time.Hour)
+	cd.Keep(&Closed{ID: "v9/2026-12-01", Vehicle: "v9", Date: "2026-12-01", TZ: "Asia/Shanghai", Day: &d, Result: res})
+	late := &Late{WindowEnd: end, ClosedThrough: end + 3*3600*1000, Date: "2026-12-01", WindowStart: day.UnixMilli(), NightEnd: 5 * 3600 * 1000, TZ: "Asia/Shanghai"}
+	for i := range second {
+		cd.Add(&second[i], late, nil)
+	}
+	log := map[string][]byte{}
+	cd.Flush(func(k string, v []byte) { log[k] = v })
+	cd2 := NewClosedDays(&r, 7*24*time.Hour)
+	for k, v := range log {
+		if err := cd2.Restore(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []*ClosedDays{cd, cd2} {
+		var rv revs
+		c.Revise(late.ClosedThrough, rv.emit)
+		if len(rv.got) != 1 {
+			t.Fatalf("%d revisions", len(rv.got))
+		}
+		g := rv.got[0].Result
+		if g.Points != 0 || len(g.Flags) == 0 || g.Flags[len(g.Flags)-1] != FlagReplay || g.Reasons[len(g.Reasons)-1] != res.Reasons[len(res.Reasons)-1] {
+			t.Errorf("revision of a replayed day: %d points, flags %v", g.Points, g.Flags)
 		}
 	}
 }

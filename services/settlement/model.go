@@ -19,6 +19,7 @@ import (
 
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ids"
+	"github.com/minecart/minecart/services/ledger"
 )
 
 // ValidID reports whether s can be an owner, vehicle, partner or item id:
@@ -146,6 +147,7 @@ const (
 	KindDebit      EntryKind = "debit"
 	KindAdjustment EntryKind = "adjustment"
 	KindRescore    EntryKind = "rescore" // a credited vehicle-day re-scored after late data (signed delta)
+	KindTransfer   EntryKind = "transfer"
 )
 
 // Entry is what settlement reads of one ledger entry.
@@ -162,6 +164,12 @@ type Entry struct {
 	RedemptionID string
 	Proof        Proof
 	AppendedAt   time.Time
+
+	// Transfers (kind 5): Account pays CounterAccount Amount.
+	CounterAccount string
+	TransferFlags  ledger.TransferFlags
+	PendingID      string
+	TimeoutMs      int64
 }
 
 // CreditSettled tells partners that a vehicle-day credit reached an owner
