@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -140,6 +141,9 @@ func TestBookRescore(t *testing.T) {
 		if err := v.Apply(blk, s.Public()); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if sum, err := ledger.Verify(context.Background(), ledgertest.Blocks(blocks), s.Public()); err != nil || sum.Rescores != 2 || sum.Credits != 2 {
+		t.Errorf("verify: %+v, %v", sum, err)
 	}
 	if p, _ := v.Credited(credit.ID); p != 300 || v.Head() != b.Head() {
 		t.Errorf("verifier: day points %d, head match %v", p, v.Head() == b.Head())
