@@ -77,6 +77,7 @@ type Book struct {
 	baseHead Header
 	baseCP   string
 	unusable error // set by an Append that failed after changing the book
+	camp     campaigns
 }
 
 // maxRecent bounds the blocks Undo can take back: a few transactions' worth.
@@ -169,6 +170,14 @@ func (b *Book) checkNew(e *Entry, seen map[idKey]struct{}) error {
 // record updates the idempotency sets for an appended entry. It returns an
 // error if the entry repeats a credit or request id.
 func (b *Book) record(e *Entry, leaf uint64) error {
+	if err := b.recordIDs(e, leaf); err != nil {
+		return err
+	}
+	b.camp.record(e, leaf)
+	return nil
+}
+
+func (b *Book) recordIDs(e *Entry, leaf uint64) error {
 	switch e.Kind {
 	case KindCredit:
 		k := keyOf(true, e.ID)
@@ -491,6 +500,7 @@ func (b *Book) Undo(height uint64) error {
 			if err != nil {
 				return fmt.Errorf("undo block %d: %w", blk.Header.Height, err)
 			}
+			b.camp.undo(&e, blk.Header.FirstIndex+uint64(i))
 			switch e.Kind {
 			case KindCredit:
 				delete(b.credits, keyOf(true, e.ID))

@@ -10,6 +10,9 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/minecart/minecart/services/auth"
+	"github.com/minecart/minecart/services/ids"
+
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/ledger/proofs"
@@ -70,12 +73,18 @@ type LedgerEntry struct {
 	// "rescore"): the day's scoring revision, its points after the
 	// correction (Delta is the change), and the leaf index of the credit it
 	// corrects (Ref is that credit's id). Read from the signed entry bytes.
-	Revision     int64           `json:"revision,omitempty"`
-	DayPoints    *int64          `json:"day_points,omitempty"`
-	RefLeafIndex *uint64         `json:"ref_leaf_index,omitempty"`
-	Entry        []byte          `json:"entry"`
-	LeafHash     string          `json:"leaf_hash"`
-	Proof        *InclusionProof `json:"proof,omitempty"`
+	Revision     int64   `json:"revision,omitempty"`
+	DayPoints    *int64  `json:"day_points,omitempty"`
+	RefLeafIndex *uint64 `json:"ref_leaf_index,omitempty"`
+	// Campaign is the campaign that paid a bonus (kind "bonus"), with what
+	// its rule asked for before the budget and the credit it rests on
+	// (docs/campaigns.md): decoded from the entry bytes.
+	Campaign   string          `json:"campaign,omitempty"`
+	Requested  int64           `json:"requested,omitempty"`
+	CreditLeaf *int64          `json:"credit_leaf,omitempty"`
+	Entry      []byte          `json:"entry"`
+	LeafHash   string          `json:"leaf_hash"`
+	Proof      *InclusionProof `json:"proof,omitempty"`
 	// ProofError says why Proof is missing: the ledger reader has not
 	// reached the entry yet, the ledger's proof API is out of reach, or the
 	// stored entry does not match its leaf.
@@ -86,7 +95,8 @@ type LedgerEntry struct {
 // entries, newest first; every proof on a page (and on the pages after it)
 // is against the same tree, whose signed checkpoint the first page gives.
 type Points struct {
-	VehicleID   string        `json:"vehicle_id"`
+	VehicleID   string        `json:"vehicle_id,omitempty"`
+	Account     string        `json:"account,omitempty"` // /v1/accounts/{owner}/entries
 	Balance     *Balance      `json:"balance,omitempty"`
 	EarnedTotal *int64        `json:"vehicle_points_total,omitempty"` // sum of the vehicle's entries (first page)
 	TreeSize    uint64        `json:"tree_size,omitempty"`
@@ -111,11 +121,26 @@ func rescoreFields(e *LedgerEntry) {
 }
 
 func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any, error) {
+	return h.ledgerEntries(ctx, "vehicle_id", vin, r)
+}
+
+// AccountEntries is the answer of GET /v1/accounts/{owner}/entries: the
+// ledger entries charged to or corrected on the account (debits,
+// adjustments, outgoing transfers: the entries whose account field is
+// the owner), newest first, each with its inclusion proof as in /points.
+// Credits are the vehicles' (/points); transfers into the account are
+// not listed (ledger_entries keeps only the debit account).
+type AccountEntries = Points
+
+// ledgerEntries lists the entries whose column col is id (vehicle_id for
+// /points, account for /v1/accounts/{owner}/entries).
+func (h *handler) ledgerEntries(ctx context.Context, col, id string, r *http.Request) (*Points, error) {
+	vin := id
 	limit, err := intParam(r, "limit", DefaultEntries, 1, MaxEntries)
 	if err != nil {
 		return nil, err
 	}
-	key := queryKey("points", vin)
+	key := queryKey("points", col, vin)
 	cur, more, err := decodeCursor(r.URL.Query().Get("cursor"), key)
 	if err != nil {
 		return nil, err
@@ -123,13 +148,18 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 	if !more {
 		cur = cursor{Query: key, Leaf: ^uint64(0)}
 	}
-	out := Points{VehicleID: vin, Entries: []LedgerEntry{}}
+	out := Points{Entries: []LedgerEntry{}}
+	if col == "account" {
+		out.Account = id
+	} else {
+		out.VehicleID = id
+	}
 	p := clickhouse.Parameters{"v": vin, "before": strconv.FormatUint(cur.Leaf, 10), "lim": strconv.Itoa(limit + 1)}
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
 		SELECT leaf_index, block_height, block_time, toString(kind), id, account, delta, date, config_version,
 			reason, redemption_id, ref, entry
 		FROM ledger_entries
-		WHERE vehicle_id = {v:String} AND leaf_index < {before:UInt64}
+		WHERE `+col+` = {v:String} AND leaf_index < {before:UInt64}
 		ORDER BY leaf_index DESC
 		LIMIT 1 BY leaf_index
 		LIMIT {lim:UInt32}`)
@@ -159,12 +189,17 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 		e.Entry = []byte(entry)
 		e.LeafHash = merkle.HashLeaf(e.Entry).String()
 		rescoreFields(&e)
+		if e.Kind == ledger.KindBonus.String() {
+			if b, err := ledger.DecodeEntry(e.Entry); err == nil {
+				e.Campaign, e.Requested, e.CreditLeaf = b.Campaign, b.Requested, &b.CreditLeaf
+			}
+		}
 		out.Entries = append(out.Entries, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("ledger entries: %w", err)
 	}
-	if !more {
+	if !more && col == "vehicle_id" {
 		if err := h.firstPage(ctx, vin, &out); err != nil {
 			return nil, err
 		}
@@ -177,7 +212,7 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 	if hasMore {
 		out.NextCursor = cur.encode()
 	}
-	return out, nil
+	return &out, nil
 }
 
 // firstPage adds the balance and the vehicle's total, and answers 404 for
@@ -260,4 +295,35 @@ func (h *handler) prove(ctx context.Context, out *Points, cur *cursor) error {
 		h.cfg.Logger.Warn("ledger proofs unavailable: entries answered without proofs", "vehicle", out.VehicleID, "err", unavailable)
 	}
 	return nil
+}
+
+// accountEntries answers GET /v1/accounts/{owner}/entries: the account's
+// own entries (AccountEntries), for its owner and operators.
+func (h *handler) accountEntries(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code := func() int {
+		acct := r.PathValue("owner")
+		if err := ids.Owner(acct); err != nil {
+			return writeError(w, http.StatusBadRequest, "owner: "+err.Error())
+		}
+		if p, _ := auth.Caller(r.Context()); auth.CanReadAccount(p, acct) != nil {
+			return writeError(w, http.StatusForbidden, "account "+acct+" is not yours")
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
+		defer cancel()
+		out, err := h.ledgerEntries(ctx, "account", acct, r)
+		if err != nil {
+			var ae *apiError
+			if errors.As(err, &ae) {
+				return writeError(w, ae.code, ae.msg)
+			}
+			h.cfg.Logger.Error("owner query", "endpoint", "account entries", "account", acct, "err", err)
+			return writeError(w, http.StatusInternalServerError, "internal error")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = writeJSON(w, out)
+		return http.StatusOK
+	}()
+	h.latency.WithLabelValues("account_entries", strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
 }

@@ -148,6 +148,8 @@ const (
 	KindAdjustment EntryKind = "adjustment"
 	KindRescore    EntryKind = "rescore" // a credited vehicle-day re-scored after late data (signed delta)
 	KindTransfer   EntryKind = "transfer"
+	KindCampaign   EntryKind = "campaign" // a campaign action: no balance effect
+	KindBonus      EntryKind = "bonus"    // a campaign's bonus on a credit: settled like a credit (docs/campaigns.md)
 )
 
 // Entry is what settlement reads of one ledger entry.
@@ -156,8 +158,8 @@ type Entry struct {
 	VehicleID    string // credits and vehicle adjustments
 	Account      string // debits and account adjustments
 	Amount       int64  // points; adjustments may be negative
-	ScoreID      string // credit: its score id; rescore: the score id of the credit it corrects
-	Day          string // the vehicle-day of a credit or rescore, YYYY-MM-DD
+	ScoreID      string // a credit's score id; a bonus's id (bonus/<campaign>/<credit leaf hash>); rescore: the score id of the credit it corrects
+	Day          string // the vehicle-day of a credit, bonus or rescore, YYYY-MM-DD
 	Revision     int32  // rescore: the day's scoring revision
 	DayPoints    int64  // rescore: the day's points after it
 	RequestID    string // the DebitRequest that caused a debit or adjustment
