@@ -608,7 +608,7 @@ type LedgerEntry struct {
 	Checkpoint string
 	// kind: The entry's kind, in kind-byte order (docs/ledger.md): rescore, transfer, campaign, bonus, erasure are kinds 4 to 8.
 	Kind EntryKind
-	// id: Credit: the score id <vehicle>/<date>; debit, adjustment: the request id.
+	// id: Credit: the score id <vehicle>/<date>; debit, adjustment, transfer: the request id; rescore: rescore/<score id>/<revision>.
 	ID string
 	// vehicle_id: Empty if none.
 	VehicleID string
@@ -616,21 +616,27 @@ type LedgerEntry struct {
 	Account string
 	// delta: Effect on the balance: +points for a credit, -amount for a debit, the signed amount of an adjustment.
 	Delta int64
-	// date: Credit: local date of the vehicle-day; else empty.
+	// date: Credit, rescore: local date of the vehicle-day; else empty.
 	Date string
-	// config_version: Credit: scoring rules version; else empty.
+	// config_version: Credit, rescore: scoring rules version; else empty.
 	ConfigVersion string
-	// events_hash: Credit: the score's events hash; else empty.
+	// events_hash: Credit, rescore: the (new) events hash of the day; else empty.
 	EventsHash []byte
 	Reason     string
 	// redemption_id: Debit: the redemption it pays for; else empty.
 	RedemptionID string
-	// ref: Adjustment: the credit id it corrects; else empty.
+	// ref: Adjustment, rescore: the credit id (score id) it corrects; else empty.
 	Ref string
 	// block_timestamp_ms: The block's timestamp (see Block.clock).
 	BlockTimestampMs int64
 	// counter_account: Transfer: the credit side (account is the debit side); else empty.
 	CounterAccount string
+	// revision: Rescore: the DailyScore revision it books; else 0.
+	Revision int32
+	// ref_leaf_index: Rescore: the leaf index of the credit it corrects (ref); else -1.
+	RefLeafIndex int64
+	// points: Rescore: the day's points after it (the credit's points plus every rescore so far); credit: the points; else 0.
+	Points int64
 	// campaign: Campaign and bonus entries: the campaign id <partner>/<name> (docs/campaigns.md); else null.
 	Campaign string
 }
@@ -669,6 +675,9 @@ func (r *LedgerEntry) AppendAvro(dst []byte) ([]byte, error) {
 	dst = appendString(dst, r.Ref)
 	dst = appendLong(dst, r.BlockTimestampMs)
 	dst = appendString(dst, r.CounterAccount)
+	dst = appendLong(dst, int64(r.Revision))
+	dst = appendLong(dst, r.RefLeafIndex)
+	dst = appendLong(dst, r.Points)
 	dst = appendOptString(dst, r.Campaign)
 	return dst, nil
 }
@@ -709,6 +718,9 @@ func (r *LedgerEntry) decode(d *decoder) {
 	r.Ref = d.string("ref")
 	r.BlockTimestampMs = d.long("block_timestamp_ms")
 	r.CounterAccount = d.string("counter_account")
+	r.Revision = d.int("revision")
+	r.RefLeafIndex = d.long("ref_leaf_index")
+	r.Points = d.long("points")
 	if d.union("campaign") {
 		r.Campaign = d.string("campaign")
 	}
@@ -828,6 +840,12 @@ type DailyScore struct {
 	FlagReasons []string
 	// events_hash: SHA-256 chain over the canonical bytes of the accepted events, in arrival order (docs/scoring.md)
 	EventsHash []byte
+	// revision: 0: the score written when the day closed; n > 0: the day's n-th re-score after events arrived for it once it had closed (late data within the lateness bound, docs/scoring.md 'Late data'). The record with the highest revision is the day's current score
+	Revision int32
+	// release_ms: revision > 0: the quarter hour after the scoring task's closed-through mark when the revision was made, Unix ms: the ledger appends the rescore once every task's watermark reached it (0 for revision 0)
+	ReleaseMs int64
+	// late_added: events added to the day after it closed, over all its revisions (0 for revision 0)
+	LateAdded int64
 	// region: coarse region code of the day's first accepted fix: its 1x1 degree cell, e.g. N31E121 (docs/campaigns.md); null if unknown. Never a position.
 	Region string
 }
@@ -877,6 +895,9 @@ func (r *DailyScore) AppendAvro(dst []byte) ([]byte, error) {
 	}
 	dst = append(dst, 0)
 	dst = appendBytes(dst, r.EventsHash)
+	dst = appendLong(dst, int64(r.Revision))
+	dst = appendLong(dst, r.ReleaseMs)
+	dst = appendLong(dst, r.LateAdded)
 	dst = appendOptString(dst, r.Region)
 	return dst, nil
 }
@@ -934,6 +955,9 @@ func (r *DailyScore) decode(d *decoder) {
 		}
 	}
 	r.EventsHash = d.bytes("events_hash")
+	r.Revision = d.int("revision")
+	r.ReleaseMs = d.long("release_ms")
+	r.LateAdded = d.long("late_added")
 	if d.union("region") {
 		r.Region = d.string("region")
 	}
@@ -1288,17 +1312,24 @@ func (r *LedgerProof) decode(d *decoder) {
 
 // CreditSettled is the Avro record minecart.settlement.CreditSettled.
 //
-// A vehicle-day reward credit settled into an owner account, on minecart.rewards.credits (key = owner account), with the proof that the ledger includes it. Exactly one per credit entry; credits of a vehicle without an owner are settled when it is bound.
+// A vehicle-day reward credit (kind credit) or a late-data correction of one (kind rescore, docs/partners.md) settled into an owner account, on minecart.rewards.credits (key = owner account), with the proof that the ledger includes it. Exactly one per credit or rescore entry; those of a vehicle without an owner are settled when it is bound.
 type CreditSettled struct {
 	// account: the owner account credited
 	Account   string
 	VehicleID string
 	// day: the vehicle-day yyyy-mm-dd (local date of the vehicle); empty for adjustments
-	Day       string
-	ScoreID   string
+	Day     string
+	ScoreID string
+	// points: points added to the account: a credit's points, or a rescore's signed delta (may be negative)
 	Points    int64
 	SettledMs time.Time
 	Proof     LedgerProof
+	// kind: credit: the day's first credit (proof of the credit entry); rescore: a late-data correction of the day credited earlier under the same score_id and day (proof of the rescore entry, points = the signed change)
+	Kind string
+	// revision: rescore: the day's scoring revision it books (1, 2, ...); credit: 0
+	Revision int32
+	// day_points: rescore: the day's points after this correction; credit: the credit's points
+	DayPoints int64
 }
 
 // AvroName is the record's full Avro name, minecart.settlement.CreditSettled.
@@ -1316,6 +1347,9 @@ func (r *CreditSettled) AppendAvro(dst []byte) ([]byte, error) {
 	if dst, err = r.Proof.AppendAvro(dst); err != nil {
 		return dst, err
 	}
+	dst = appendString(dst, r.Kind)
+	dst = appendLong(dst, int64(r.Revision))
+	dst = appendLong(dst, r.DayPoints)
 	return dst, nil
 }
 
@@ -1336,6 +1370,9 @@ func (r *CreditSettled) decode(d *decoder) {
 	r.Points = d.long("points")
 	r.SettledMs = time.UnixMilli(d.long("settled_ms")).UTC()
 	r.Proof.decode(d)
+	r.Kind = d.string("kind")
+	r.Revision = d.int("revision")
+	r.DayPoints = d.long("day_points")
 }
 
 // AckStatus is the Avro enum minecart.settlement.AckStatus.

@@ -16,6 +16,8 @@ func FuzzDecodeEntry(f *testing.F) {
 		ledgertest.Credit("veh-1", 3, 42),
 		{Kind: ledger.KindDebit, ID: "r", Account: "a", Amount: 1, Partner: "p", Item: "i", RedemptionID: "x", RequestedAtMs: 5},
 		{Kind: ledger.KindAdjustment, ID: "r2", VehicleID: "v", Amount: -7, Reason: "fix", Ref: "v/d"},
+		{Kind: ledger.KindRescore, ID: "rescore/v/d/2", VehicleID: "v", Ref: "v/d", RefLeaf: 3, Revision: 2, Points: 5, Amount: -7,
+			EventsHash: []byte{1}, ConfigVersion: "c", Flags: []string{"a", "b"}, Reason: "late data"},
 		{Kind: ledger.KindTransfer, ID: "0000000000000000000000000000000a", Account: "a", CounterAccount: "b", Amount: 3, TransferFlags: ledger.TransferPending, TimeoutMs: 9},
 		{Kind: ledger.KindCampaign, ID: "k", Partner: "p", Campaign: "p/-", Action: ledger.ActionKey, PublicKey: make([]byte, 32)},
 		{Kind: ledger.KindCampaign, ID: "s", Partner: "p", Campaign: "p/c", Action: ledger.ActionSubmit, RuleHash: make([]byte, 32), Definition: []byte{1}, Signature: make([]byte, 64)},

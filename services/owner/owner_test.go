@@ -186,6 +186,16 @@ func seedLedger(t testing.TB, conn driver.Conn) *proofs.Server {
 	if err != nil || len(blocks) != 5 {
 		t.Fatalf("append: %d blocks, %v", len(blocks), err)
 	}
+	// v-2's day re-scored after late data: 7 -> 9 points, past the reader's head.
+	leaf, _ := book.CreditLeaf("v-2/2026-11-03")
+	rb, ra, _, err := book.Append(ledger.Release{TimestampMs: now.UnixMilli(), Clock: ledger.ClockEvent, Entries: []ledger.Entry{{
+		Kind: ledger.KindRescore, ID: ledger.RescoreID("v-2/2026-11-03", 1), VehicleID: "v-2", Ref: "v-2/2026-11-03", RefLeaf: leaf,
+		Revision: 1, Points: 9, Amount: 2, EventsHash: bytes.Repeat([]byte{9}, 32), ConfigVersion: "v1", Date: "2026-11-03",
+		Reason: "late data: 40 events of 2026-11-03 arrived after the day closed; re-scored to 9 points (+2), revision 1, rules v1"}}}, 5, signer)
+	if err != nil || len(rb) != 1 {
+		t.Fatalf("append rescore: %v", err)
+	}
+	appended = append(appended, ra...)
 	reader, err := proofs.NewServer(proofs.Config{Blocks: idle{}, PublicKey: signer.Public(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -199,8 +209,8 @@ func seedLedger(t testing.TB, conn driver.Conn) *proofs.Server {
 	for _, a := range appended {
 		h := a.Block.Header
 		date, _ := time.Parse(time.DateOnly, a.Entry.Date)
-		rows = append(rows, []any{a.LeafIndex, h.Height, h.TreeSize, time.UnixMilli(h.TimestampMs).UTC(), "credit",
-			a.Entry.ID, a.Entry.VehicleID, "", a.Entry.Points, &date, "v1", "", "", "", h.Root.String(), string(a.Raw),
+		rows = append(rows, []any{a.LeafIndex, h.Height, h.TreeSize, time.UnixMilli(h.TimestampMs).UTC(), a.Entry.Kind.String(),
+			a.Entry.ID, a.Entry.VehicleID, "", a.Entry.Delta(), &date, "v1", a.Entry.Reason, "", a.Entry.Ref, h.Root.String(), string(a.Raw),
 			"e", int32(0), int64(a.LeafIndex)})
 	}
 	send(t, conn, ledgerInsert, rows)
@@ -588,9 +598,18 @@ func testPoints(t *testing.T, e env, reader *proofs.Server) {
 		t.Errorf("leaf past the head: %v, want ledger.ErrNotFound", err)
 	}
 	var p2 owner.Points
-	if code := e.get(t, "/v1/vehicles/v-2/points", &p2); code != 200 || len(p2.Entries) != 1 || p2.Entries[0].Proof == nil ||
+	if code := e.get(t, "/v1/vehicles/v-2/points", &p2); code != 200 || len(p2.Entries) != 2 || p2.Entries[1].Proof == nil ||
 		p2.Balance == nil || p2.Balance.Account != settlement.HoldAccount("v-2") || p2.Balance.Owner != "" {
-		t.Errorf("v-2: status %d %+v", code, p2)
+		t.Fatalf("v-2: status %d %+v", code, p2)
+	}
+	// The rescore, newest first: why (reason), by how much, which credit.
+	rs, cr := p2.Entries[0], p2.Entries[1]
+	if rs.Kind != "rescore" || rs.Delta != 2 || rs.Ref != cr.ID || rs.RefLeafIndex == nil || *rs.RefLeafIndex != cr.LeafIndex ||
+		rs.DayPoints == nil || *rs.DayPoints != 9 || rs.Revision != 1 || !strings.Contains(rs.Reason, "late data") || rs.Date != "2026-11-03" {
+		t.Errorf("v-2 rescore %+v", rs)
+	}
+	if p2.EarnedTotal == nil || *p2.EarnedTotal != 9 {
+		t.Errorf("v-2 total %v, want 9 (credit 7 + rescore 2)", p2.EarnedTotal)
 	}
 }
 

@@ -69,6 +69,13 @@ type LedgerEntry struct {
 	Reason        string    `json:"reason,omitempty"`
 	RedemptionID  string    `json:"redemption_id,omitempty"`
 	Ref           string    `json:"ref,omitempty"`
+	// Rescore entries (a credited day re-scored after late data, kind
+	// "rescore"): the day's scoring revision, its points after the
+	// correction (Delta is the change), and the leaf index of the credit it
+	// corrects (Ref is that credit's id). Read from the signed entry bytes.
+	Revision     int64   `json:"revision,omitempty"`
+	DayPoints    *int64  `json:"day_points,omitempty"`
+	RefLeafIndex *uint64 `json:"ref_leaf_index,omitempty"`
 	// Campaign is the campaign that paid a bonus (kind "bonus"), with what
 	// its rule asked for before the budget and the credit it rests on
 	// (docs/campaigns.md): decoded from the entry bytes.
@@ -97,6 +104,20 @@ type Points struct {
 	Checkpoint  string        `json:"checkpoint,omitempty"`
 	Entries     []LedgerEntry `json:"entries"`
 	NextCursor  string        `json:"next_cursor,omitempty"`
+}
+
+// rescoreFields fills a rescore's revision, day points and credit leaf
+// from its canonical entry bytes (what the ledger signed).
+func rescoreFields(e *LedgerEntry) {
+	if e.Kind != ledger.KindRescore.String() {
+		return
+	}
+	le, err := ledger.DecodeEntry(e.Entry)
+	if err != nil || le.Kind != ledger.KindRescore {
+		return // the proof check reports entries that do not match
+	}
+	pts, leaf := le.Points, le.RefLeaf
+	e.Revision, e.DayPoints, e.RefLeafIndex = le.Revision, &pts, &leaf
 }
 
 func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any, error) {
@@ -167,6 +188,7 @@ func (h *handler) ledgerEntries(ctx context.Context, col, id string, r *http.Req
 		}
 		e.Entry = []byte(entry)
 		e.LeafHash = merkle.HashLeaf(e.Entry).String()
+		rescoreFields(&e)
 		if e.Kind == ledger.KindBonus.String() {
 			if b, err := ledger.DecodeEntry(e.Entry); err == nil {
 				e.Campaign, e.Requested, e.CreditLeaf = b.Campaign, b.Requested, &b.CreditLeaf

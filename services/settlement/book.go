@@ -620,6 +620,12 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 		// A campaign action moves no points.
 	case KindAdjustment:
 		t.adjust(e)
+	case KindRescore:
+		if e.VehicleID == "" || e.ScoreID == "" {
+			t.alert("bad_entry", "rescore entry %d: vehicle %q credit %q", e.Proof.LeafIndex, e.VehicleID, e.ScoreID)
+			return t, nil
+		}
+		t.rescore(e)
 	case KindDebit:
 		t.debit(e)
 	case KindTransfer:
@@ -648,6 +654,35 @@ func (t *Tx) credit(e Entry) {
 	h.Balance += e.Amount
 	h.Held = append(slices.Clip(h.Held), c)
 	t.putAccount(h)
+}
+
+// rescore applies a late-data correction of a credited vehicle-day to the
+// account the vehicle's credits go to (its owner, or its holding account
+// while it is unbound), whatever its sign: balance += delta. A negative
+// delta may take the balance below the points already spent (the balance
+// goes negative): nothing is clawed back from partners, the account just
+// cannot redeem until later credits cover it (Redeem refuses when
+// available < price), and an "overdraft" alert is raised. Partners get it
+// on the credits topic like a credit (kind "rescore", points = the delta).
+func (t *Tx) rescore(e Entry) {
+	c := CreditSettled{VehicleID: e.VehicleID, Day: e.Day, ScoreID: e.ScoreID, Points: e.Amount, Proof: e.Proof, SettledAt: e.AppendedAt,
+		Kind: KindRescore, Revision: e.Revision, DayPoints: e.DayPoints}
+	t.addMinted(e.AppendedAt, e.Amount)
+	id := HoldAccount(e.VehicleID)
+	if x, ok := t.binding(e.VehicleID); ok {
+		id, c.Account = x.Owner, x.Owner
+	}
+	a := t.account(id)
+	a.Balance += e.Amount
+	if a.Available() < 0 {
+		t.alert("overdraft", "rescore entry %d (%s revision %d, %+d points) leaves %s at %d available", e.Proof.LeafIndex, e.ScoreID, e.Revision, e.Amount, id, a.Available())
+	}
+	if c.Account == "" {
+		a.Held = append(slices.Clip(a.Held), c)
+	} else {
+		t.Credits = append(t.Credits, c)
+	}
+	t.putAccount(a)
 }
 
 // adjust applies an adjustment: positive ones are credits, negative ones

@@ -146,6 +146,7 @@ const (
 	KindCredit     EntryKind = "credit"
 	KindDebit      EntryKind = "debit"
 	KindAdjustment EntryKind = "adjustment"
+	KindRescore    EntryKind = "rescore" // a credited vehicle-day re-scored after late data (signed delta)
 	KindTransfer   EntryKind = "transfer"
 	KindCampaign   EntryKind = "campaign" // a campaign action: no balance effect
 	KindBonus      EntryKind = "bonus"    // a campaign's bonus on a credit: settled like a credit (docs/campaigns.md)
@@ -157,8 +158,10 @@ type Entry struct {
 	VehicleID    string // credits and vehicle adjustments
 	Account      string // debits and account adjustments
 	Amount       int64  // points; adjustments may be negative
-	ScoreID      string // a credit's score id; a bonus's id (bonus/<campaign>/<credit leaf hash>)
-	Day          string // the vehicle-day of a credit or bonus, YYYY-MM-DD
+	ScoreID      string // a credit's score id; a bonus's id (bonus/<campaign>/<credit leaf hash>); rescore: the score id of the credit it corrects
+	Day          string // the vehicle-day of a credit, bonus or rescore, YYYY-MM-DD
+	Revision     int32  // rescore: the day's scoring revision
+	DayPoints    int64  // rescore: the day's points after it
 	RequestID    string // the DebitRequest that caused a debit or adjustment
 	RedemptionID string
 	Proof        Proof
@@ -178,7 +181,10 @@ type CreditSettled struct {
 	VehicleID string
 	Day       string
 	ScoreID   string
-	Points    int64
+	Points    int64     // a credit's points, or a rescore's signed delta
+	Kind      EntryKind `json:",omitempty"` // "" or KindCredit: a credit; KindRescore: a late-data correction of ScoreID
+	Revision  int32     `json:",omitempty"`
+	DayPoints int64     `json:",omitempty"` // rescore: the day's points after it
 	Proof     Proof
 	SettledAt time.Time
 }

@@ -174,13 +174,15 @@ func VerifyOrder(o Order, partner string, key ed25519.PublicKey) error {
 }
 
 // VerifyCredit checks a settled credit's entry: in the ledger, and the
-// credit of this vehicle-day and points.
+// credit of this vehicle-day and points (or, for kind rescore, the rescore
+// of that credit with this signed change, revision and day points).
 func VerifyCredit(c avro.CreditSettled, key ed25519.PublicKey) error {
 	e, err := VerifyProof(c.Proof, key)
 	if err != nil {
 		return err
 	}
-	if e.VehicleID != c.VehicleID || e.Delta() != c.Points || (e.Kind == ledger.KindCredit && e.ID != c.ScoreID) {
+	if e.VehicleID != c.VehicleID || e.Delta() != c.Points || (e.Kind == ledger.KindCredit && e.ID != c.ScoreID) ||
+		(e.Kind == ledger.KindRescore && (e.Ref != c.ScoreID || e.Points != c.DayPoints || e.Revision != int64(c.Revision))) {
 		return fmt.Errorf("ledger entry %s %q (%s, %d points) is not this credit", e.Kind, e.ID, e.VehicleID, e.Delta())
 	}
 	return nil

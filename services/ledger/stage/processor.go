@@ -35,12 +35,19 @@ type Processor struct {
 	signer ledger.BlockSigner
 	book   *ledger.Book
 
-	pending    map[string]ledger.Entry // score id -> credit, window end past the watermarks
-	due        []ledger.Entry          // canonical order (window end, vehicle id, id); due[dueHead:] not yet appended
-	dueHead    int
-	dueIdx     map[string]int          // score id -> index in due
-	late       map[string]ledger.Entry // score id -> credit that arrived after its day was released
-	prepared   bool                    // due computed from pending after Restore
+	pending map[string]ledger.Entry // score id -> credit, window end past the watermarks
+	due     []ledger.Entry          // canonical order (window end, vehicle id, id); due[dueHead:] not yet appended
+	dueHead int
+	dueIdx  map[string]int          // score id -> index in due
+	late    map[string]ledger.Entry // score id -> credit that arrived after its day was released
+	// Re-scored days (DailyScore revisions after late data, and first
+	// scores of days that arrived whole after their close): queued by
+	// their release mark, appended in canonical order once every
+	// watermark reached it (docs/ledger.md, "Rescore").
+	lateScores map[string]*lateScore // changelog key -> queued, not yet due
+	lateDue    []*lateScore          // due, in (release, vehicle, score id, revision) order
+	lateWait   []*lateScore          // due, but their credit is not in the book yet
+	prepared   bool                  // due computed from pending after Restore
 	watermarks map[int32]int64
 	tasks      int32
 	debits     []ledger.Entry // requests of the open batch, appended by Flush
@@ -122,6 +129,7 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache)
 	return &Processor{
 		cfg: cfg, m: m, signer: signer, book: book, cache: cache,
 		pending: make(map[string]ledger.Entry), dueIdx: make(map[string]int), late: make(map[string]ledger.Entry),
+		lateScores: make(map[string]*lateScore),
 		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}), committed: book.Height(),
 		scores: make(map[string]*avro.DailyScore), cands: make(map[string]ledger.Entry), rules: make(map[string]*campaign.Rule),
 	}, nil
@@ -157,6 +165,24 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 		p.tasks = wm.Tasks
 		if r := p.releasedThrough(); r != math.MinInt64 {
 			p.m.watermark.Set(float64(r))
+		}
+		return nil
+	}
+	if _, ok := strings.CutPrefix(key, rescorePrefix); ok {
+		if len(rec.Value) == 0 {
+			delete(p.lateScores, key)
+			return nil
+		}
+		var s avro.DailyScore
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &s); err != nil {
+			return fmt.Errorf("changelog %s: %w", key, err)
+		}
+		ls, err := newLateScore(&s)
+		if err != nil {
+			return fmt.Errorf("changelog %s: %w", key, err)
+		}
+		if !p.lateDone(ls) {
+			p.lateScores[key] = ls
 		}
 		return nil
 	}
@@ -211,6 +237,17 @@ func (p *Processor) enqueue(through int64) {
 		}
 	}
 	slices.SortFunc(add, canonical)
+	var lateAdd []*lateScore
+	for key, ls := range p.lateScores {
+		if ls.release <= through {
+			lateAdd = append(lateAdd, ls)
+			delete(p.lateScores, key)
+		}
+	}
+	if len(lateAdd) > 0 {
+		p.lateDue = append(p.lateDue, lateAdd...)
+		slices.SortFunc(p.lateDue, lateOrder)
+	}
 	if p.dueHead == len(p.due) {
 		p.due, p.dueHead = p.due[:0], 0
 		clear(p.dueIdx)
@@ -259,6 +296,9 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 		var s avro.DailyScore
 		if err := p.cfg.Serde.Unmarshal(rec.Value, &s); err != nil {
 			return decodeErr(err)
+		}
+		if s.Revision != 0 || s.ReleaseMs != 0 {
+			return p.revision(&s, rec.Value, out)
 		}
 		e, err := ledger.CreditFromScore(&s)
 		if err != nil {
@@ -384,7 +424,18 @@ func (p *Processor) watermark(task, tasks int32, closedThroughMs int64, raw []by
 func (p *Processor) drain(out pipelines.Emitter) error {
 	n := p.cfg.MaxBlockEntries
 	budget := max(n, p.cfg.MaxReleaseEntries/n*n)
-	for budget > 0 && p.dueHead < len(p.due) {
+	for budget > 0 {
+		if len(p.lateDue) > 0 && (p.dueHead == len(p.due) || p.lateDue[0].release < p.due[p.dueHead].WindowEndMs) {
+			k, err := p.releaseLate(out)
+			if err != nil {
+				return err
+			}
+			budget -= k
+			continue
+		}
+		if p.dueHead >= len(p.due) {
+			break
+		}
 		start := p.dueHead
 		end := p.due[start].WindowEndMs
 		g := start
@@ -410,6 +461,11 @@ func (p *Processor) drain(out pipelines.Emitter) error {
 		p.dueHead = j
 		budget -= take
 		if err := p.payBonuses(out); err != nil {
+			return err
+		}
+	}
+	if len(p.lateWait) > 0 && p.dueHead == len(p.due) && len(p.lateDue) == 0 {
+		if err := p.retryWaiting(out); err != nil {
 			return err
 		}
 	}
@@ -641,6 +697,13 @@ func (p *Processor) entryRecord(a *ledger.Appended, proof []merkle.Hash) *avro.L
 	r.Checkpoint, r.Kind, r.ID, r.VehicleID, r.Account = a.Block.Checkpoint, avro.EntryKind(e.Kind.String()), e.ID, e.VehicleID, e.Account
 	r.Delta, r.Date, r.ConfigVersion, r.EventsHash = e.Delta(), e.Date, e.ConfigVersion, e.EventsHash
 	r.Reason, r.RedemptionID, r.Ref, r.BlockTimestampMs = e.Reason, e.RedemptionID, e.Ref, h.TimestampMs
+	r.Revision, r.RefLeafIndex, r.Points = 0, -1, 0
+	switch e.Kind {
+	case ledger.KindCredit:
+		r.Points = e.Points
+	case ledger.KindRescore:
+		r.Revision, r.RefLeafIndex, r.Points = int32(e.Revision), int64(e.RefLeaf), e.Points
+	}
 	r.CounterAccount = e.CounterAccount
 	r.Campaign = e.Campaign
 	return r
@@ -651,4 +714,6 @@ func blockKey(h uint64) []byte { return strconv.AppendUint(nil, h, 10) }
 
 // Pending is the number of credits not yet in the book: waiting for the
 // watermarks, due, or late.
-func (p *Processor) Pending() int { return len(p.pending) + len(p.due) - p.dueHead + len(p.late) }
+func (p *Processor) Pending() int {
+	return len(p.pending) + len(p.due) - p.dueHead + len(p.late) + len(p.lateScores) + len(p.lateDue) + len(p.lateWait)
+}

@@ -336,7 +336,7 @@ func TestLedgerTimeout(t *testing.T) {
 	if a := env.Account("alice"); a.Reserved != 30 {
 		t.Fatalf("reserved %d, want 30", a.Reserved)
 	}
-	clk.Set(now.Add(settlement.DefaultPolicy().DebitTimeout + time.Second))
+	clk.Set(time.Now().Add(settlement.DefaultPolicy().DebitTimeout + time.Second))
 	env.Wait(30*time.Second, func() bool { r, _ := env.Redemption(id); return r.Status == settlement.StatusRejected },
 		func() string { r, _ := env.Redemption(id); return "status " + string(r.Status) })
 	if r, _ := env.Redemption(id); r.Reason != settlement.ReasonLedgerTimeout {
