@@ -296,7 +296,10 @@ func (e *Env) API(wait time.Duration) *httptest.Server {
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	h, err := api.NewHandler(api.Config{Producer: p, State: tbl, Serde: e.Serde, Auth: a, Logger: e.Cfg.Logger, Wait: wait})
+	// The API stamps a request's RequestedMs with the stage's clock: a
+	// test that moves the stage's clock (timeouts) measures from the same
+	// origin, never from wall time (which ran on while the test set up).
+	h, err := api.NewHandler(api.Config{Producer: p, State: tbl, Serde: e.Serde, Auth: a, Logger: e.Cfg.Logger, Wait: wait, Now: e.Cfg.Now})
 	if err != nil {
 		e.T.Fatal(err)
 	}
