@@ -57,18 +57,21 @@ type InclusionProof struct {
 // needs to check it: the canonical entry bytes (base64), their leaf hash
 // (SHA-256(0x00 || entry)) and an inclusion proof.
 type LedgerEntry struct {
-	LeafIndex     uint64    `json:"leaf_index"`
-	BlockHeight   uint64    `json:"block_height"`
-	BlockTime     time.Time `json:"block_time"`
-	Kind          string    `json:"kind"`
-	ID            string    `json:"id"`
-	Account       string    `json:"account,omitempty"`
-	Delta         int64     `json:"delta"`
-	Date          string    `json:"date,omitempty"`
-	ConfigVersion string    `json:"config_version,omitempty"`
-	Reason        string    `json:"reason,omitempty"`
-	RedemptionID  string    `json:"redemption_id,omitempty"`
-	Ref           string    `json:"ref,omitempty"`
+	LeafIndex   uint64    `json:"leaf_index"`
+	BlockHeight uint64    `json:"block_height"`
+	BlockTime   time.Time `json:"block_time"`
+	Kind        string    `json:"kind"`
+	ID          string    `json:"id"`
+	Account     string    `json:"account,omitempty"`
+	// CounterAccount is a transfer's credit side (Account pays it);
+	// Delta is the effect on Account.
+	CounterAccount string `json:"counter_account,omitempty"`
+	Delta          int64  `json:"delta"`
+	Date           string `json:"date,omitempty"`
+	ConfigVersion  string `json:"config_version,omitempty"`
+	Reason         string `json:"reason,omitempty"`
+	RedemptionID   string `json:"redemption_id,omitempty"`
+	Ref            string `json:"ref,omitempty"`
 	// Rescore entries (a credited day re-scored after late data, kind
 	// "rescore"): the day's scoring revision, its points after the
 	// correction (Delta is the change), and the leaf index of the credit it
@@ -128,8 +131,8 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 // ledger entries charged to or corrected on the account (debits,
 // adjustments, outgoing transfers: the entries whose account field is
 // the owner), newest first, each with its inclusion proof as in /points.
-// Credits are the vehicles' (/points); transfers into the account are
-// not listed (ledger_entries keeps only the debit account).
+// Credits are the vehicles' (/points); transfers into the account
+// (counter_account = the owner) are listed too.
 type AccountEntries = Points
 
 // ledgerEntries lists the entries whose column col is id (vehicle_id for
@@ -149,17 +152,21 @@ func (h *handler) ledgerEntries(ctx context.Context, col, id string, r *http.Req
 		cur = cursor{Query: key, Leaf: ^uint64(0)}
 	}
 	out := Points{Entries: []LedgerEntry{}}
+	where := "vehicle_id = {v:String}"
 	if col == "account" {
 		out.Account = id
+		// Its debits, adjustments and outgoing transfers (account), and
+		// the transfers into it (counter_account, migration 0009).
+		where = "(account = {v:String} OR counter_account = {v:String})"
 	} else {
 		out.VehicleID = id
 	}
 	p := clickhouse.Parameters{"v": vin, "before": strconv.FormatUint(cur.Leaf, 10), "lim": strconv.Itoa(limit + 1)}
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
-		SELECT leaf_index, block_height, block_time, toString(kind), id, account, delta, date, config_version,
+		SELECT leaf_index, block_height, block_time, toString(kind), id, account, counter_account, delta, date, config_version,
 			reason, redemption_id, ref, entry
 		FROM ledger_entries
-		WHERE `+col+` = {v:String} AND leaf_index < {before:UInt64}
+		WHERE `+where+` AND leaf_index < {before:UInt64}
 		ORDER BY leaf_index DESC
 		LIMIT 1 BY leaf_index
 		LIMIT {lim:UInt32}`)
@@ -174,7 +181,7 @@ func (h *handler) ledgerEntries(ctx context.Context, col, id string, r *http.Req
 			date  *time.Time
 			entry string
 		)
-		if err := rows.Scan(&e.LeafIndex, &e.BlockHeight, &e.BlockTime, &e.Kind, &e.ID, &e.Account, &e.Delta, &date,
+		if err := rows.Scan(&e.LeafIndex, &e.BlockHeight, &e.BlockTime, &e.Kind, &e.ID, &e.Account, &e.CounterAccount, &e.Delta, &date,
 			&e.ConfigVersion, &e.Reason, &e.RedemptionID, &e.Ref, &entry); err != nil {
 			return nil, fmt.Errorf("ledger entries: %w", err)
 		}
