@@ -21,6 +21,15 @@ type Policy struct {
 	// overdraft is alerted and settlement asks the ledger to reverse it.
 	// Keep it well above the ledger's normal latency.
 	DebitTimeout time.Duration
+	// FulfilTimeout is the timeout, in ledger time, of a redemption's
+	// hold: the partner must ack within it of the hold's block timestamp,
+	// else the hold expires and the points come back.
+	FulfilTimeout time.Duration
+	// DebitRedemptions makes new redemptions pay with a kind-2 debit (the
+	// protocol before holds, which has no deadline) instead of a hold.
+	// Off by default; entries of either kind are always applied, so
+	// redemptions begun before an upgrade finish as they began.
+	DebitRedemptions bool
 	// MaxQuantity bounds the units of one redemption.
 	MaxQuantity int32
 	// KeepRedemptions is how long a finished redemption (fulfilled,
@@ -33,13 +42,16 @@ type Policy struct {
 
 // DefaultPolicy is the policy used when the stage's config leaves it zero.
 func DefaultPolicy() Policy {
-	return Policy{DebitTimeout: 5 * time.Minute, MaxQuantity: 100, KeepRedemptions: 30 * 24 * time.Hour}
+	return Policy{DebitTimeout: 5 * time.Minute, FulfilTimeout: 7 * 24 * time.Hour, MaxQuantity: 100, KeepRedemptions: 30 * 24 * time.Hour}
 }
 
 // Validate reports a policy that cannot work.
 func (p Policy) Validate() error {
 	if p.DebitTimeout <= 0 {
 		return errors.New("debit timeout must be positive")
+	}
+	if p.FulfilTimeout <= 0 || p.FulfilTimeout > MaxTransferTimeout || p.FulfilTimeout%time.Millisecond != 0 {
+		return fmt.Errorf("fulfil timeout %v: want whole milliseconds in (0, %v]", p.FulfilTimeout, MaxTransferTimeout)
 	}
 	if p.MaxQuantity <= 0 {
 		return errors.New("max quantity must be positive")
@@ -553,6 +565,11 @@ func (b *Book) Redeem(req avro.RedemptionRequest) (*Tx, error) {
 	acct.Reserved += r.Points
 	it.Sold += int64(req.Quantity)
 	m := t.getMeta()
+	if !b.policy.DebitRedemptions {
+		if reason := t.hold(&r); reason != "" {
+			return reject(reason)
+		}
+	}
 	m.Seq++
 	r.Seq = m.Seq
 	r.Status = StatusPending
@@ -560,11 +577,13 @@ func (b *Book) Redeem(req avro.RedemptionRequest) (*Tx, error) {
 	t.items[it.Item.Key()] = &it
 	t.putRedemption(r)
 	t.newPending = append(t.newPending, id)
-	t.Debits = append(t.Debits, avro.DebitRequest{
-		RequestID: id, Kind: avro.RequestKindDebit, Account: req.Owner, Amount: r.Points,
-		Reason: "redemption", Partner: req.Partner, Item: req.ItemID, RedemptionID: id,
-		RequestedAt: req.RequestedMs,
-	})
+	if b.policy.DebitRedemptions {
+		t.Debits = append(t.Debits, avro.DebitRequest{
+			RequestID: id, Kind: avro.RequestKindDebit, Account: req.Owner, Amount: r.Points,
+			Reason: "redemption", Partner: req.Partner, Item: req.ItemID, RedemptionID: id,
+			RequestedAt: req.RequestedMs,
+		})
+	}
 	return t, nil
 }
 
@@ -791,7 +810,7 @@ func (t *Tx) pendingBefore(seq int64) []string {
 		if r.Seq >= seq {
 			break
 		}
-		if r.Status == StatusPending {
+		if r.Status == StatusPending && r.Hold == "" { // a hold is never refused by the ledger
 			ids = append(ids, id)
 		}
 	}
@@ -822,7 +841,10 @@ func (b *Book) Ack(a PartnerAck) (*Tx, error) {
 	switch {
 	case r.Status == StatusConfirmed:
 	case r.Status.Terminal():
-		return t, nil // a repeated ack
+		if r.Hold != "" && r.Status == StatusRejected && r.Reason == ReasonPartnerTimeout {
+			t.alert("late_ack", "ack of redemption %s after its hold expired: refused", r.ID)
+		}
+		return t, nil // a repeated ack, or one too late
 	case r.Status == StatusPending:
 		if r.EarlyAck == nil {
 			r.EarlyAck = &a
@@ -840,6 +862,9 @@ func (b *Book) Ack(a PartnerAck) (*Tx, error) {
 
 // ack applies a partner's ack to a confirmed redemption.
 func (t *Tx) ack(r Redemption, a PartnerAck) error {
+	if r.Hold != "" {
+		return t.ackHold(r, a)
+	}
 	switch a.Status {
 	case avro.AckStatusFulfilled:
 		r.Status = StatusFulfilled

@@ -130,7 +130,13 @@ type Redemption struct {
 	RequestedAt    time.Time
 	UpdatedAt      time.Time
 	PartnerRef     string // the partner's reference from its ack
-	Debit          *Proof // the ledger's debit entry, once confirmed
+	// Debit is the proof of the ledger entry the order rests on, once
+	// confirmed: the hold (a kind-5 pending transfer to partner:<id>, id
+	// Hold) or, for redemptions made before holds, the kind-2 debit.
+	Debit *Proof
+	// Hold is the id of the redemption's pending transfer ("" for a
+	// redemption paid by a kind-2 debit).
+	Hold string `json:",omitempty"`
 	// EarlyAck is a partner ack that arrived while the redemption was
 	// still pending (a partner client that shows records of aborted
 	// transactions can see an order before it commits); it is applied
