@@ -178,8 +178,43 @@ func TestPartnerExample(t *testing.T) {
 			t.Errorf("credit of %s settled to %s", c.VehicleID, c.Account)
 		}
 	}
+	// The posts of the holds moved the points to the partners' accounts:
+	// 30 mugs at 10, 20 pens at 15.
+	for acct, want := range map[string]int64{settlement.PartnerAccount("acme"): 300, settlement.PartnerAccount("zeta"): 300} {
+		env.Wait(30*time.Second, func() bool { a := env.Account(acct); return a.Balance == want && a.Reserved == 0 },
+			func() string { return fmt.Sprintf("%s: %+v, want balance %d", acct, env.Account(acct), want) })
+	}
+	testVerifyOrder(t, acme.orders[0], env)
 	t.Logf("acme: %d orders, %d credits; zeta: %d orders; all proofs verified against signed checkpoints",
 		len(acme.orders), len(acme.credits), len(zeta.orders))
+}
+
+// testVerifyOrder: a real order (its hold's entry and proof) verifies, and
+// changing any field of the order, or verifying it as another partner,
+// does not: the hold id binds item, quantity and points, the entry binds
+// owner, partner and points.
+func testVerifyOrder(t *testing.T, o partner.Order, env *settletest.Env) {
+	t.Helper()
+	if err := partner.VerifyOrder(o, "acme", env.LedgerPub); err != nil {
+		t.Fatalf("real order: %v", err)
+	}
+	if d, err := partner.HoldDeadline(o); err != nil || !d.Equal(o.UpdatedMs.Add(settlement.DefaultPolicy().FulfilTimeout)) {
+		t.Errorf("hold deadline %v (%v), want updated_ms + %v", d, err, settlement.DefaultPolicy().FulfilTimeout)
+	}
+	for name, tamper := range map[string]func(*partner.Order){
+		"item":       func(o *partner.Order) { o.ItemID = "pen" },
+		"quantity":   func(o *partner.Order) { o.Quantity = 2 },
+		"points":     func(o *partner.Order) { o.Points++ },
+		"owner":      func(o *partner.Order) { o.Owner = "mallory" },
+		"redemption": func(o *partner.Order) { o.RedemptionID = settlement.RedemptionID(o.Owner, "other") },
+		"partner":    func(o *partner.Order) { o.Partner = "zeta" },
+	} {
+		x := o
+		tamper(&x)
+		if err := partner.VerifyOrder(x, x.Partner, env.LedgerPub); err == nil {
+			t.Errorf("order with another %s verified", name)
+		}
+	}
 }
 
 // TestPartnerExampleWithACLs runs the whole flow on a broker that enforces
