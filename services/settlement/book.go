@@ -13,11 +13,12 @@ import (
 
 // Policy holds the rules of the book.
 type Policy struct {
-	// DebitTimeout is how long the ledger has to append a redemption's
-	// debit before settlement gives up and releases the reservation. The
-	// ledger cannot be told to refuse a request later (DebitRequest has no
-	// deadline), so a debit appended after the timeout is still honoured:
-	// the order is confirmed late if the points are still free, else the
+	// DebitTimeout is how long (settlement's clock) the ledger has to
+	// append a redemption's hold (or, with DebitRedemptions, its debit)
+	// before settlement gives up and releases the reservation. A hold
+	// appended after that is voided at once. A debit cannot be undone
+	// (DebitRequest has no deadline), so a late debit is honoured: the
+	// order is confirmed late if the points are still free, else the
 	// overdraft is alerted and settlement asks the ledger to reverse it.
 	// Keep it well above the ledger's normal latency.
 	DebitTimeout time.Duration

@@ -91,8 +91,10 @@ func TestHTTP(t *testing.T) {
 	kafkatest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("newco"), 1, 10*time.Second)
 
 	var bal api.BalanceJSON
-	if code := get("/v1/accounts/alice/balance", &bal); code != http.StatusOK || bal != (api.BalanceJSON{Owner: "alice", Balance: 40, Available: 40}) {
-		t.Errorf("balance: HTTP %d %+v, want 40", code, bal)
+	// The confirmed redemption is a hold: its 60 points stay reserved
+	// until the partner's ack posts it.
+	if code := get("/v1/accounts/alice/balance", &bal); code != http.StatusOK || bal != (api.BalanceJSON{Owner: "alice", Balance: 100, Reserved: 60, Available: 40}) {
+		t.Errorf("balance: HTTP %d %+v, want 100 with 60 reserved", code, bal)
 	}
 	var r api.RedemptionJSON
 	if code := get("/v1/redemptions/"+settlement.RedemptionID("alice", "k2"), &r); code != http.StatusOK || r.Status != settlement.StatusConfirmed {

@@ -146,50 +146,53 @@ func TestConcurrentRedemptions(t *testing.T) {
 	for i := range owners {
 		o := fmt.Sprintf("o%02d", i)
 		a := env.Account(o)
-		if confirmed[o] != want(i) || a.Balance != funds(i)-int64(price*want(i)) || a.Reserved != 0 || a.Balance < 0 {
-			t.Errorf("%s: %d confirmed, balance %d, reserved %d; want %d, %d, 0", o, confirmed[o], a.Balance, a.Reserved, want(i), funds(i)-int64(price*want(i)))
+		// A confirmed redemption's points are held (reserved) until the
+		// partner's ack: never more than the balance.
+		if confirmed[o] != want(i) || a.Balance != funds(i) || a.Reserved != int64(price*want(i)) || a.Available() < 0 {
+			t.Errorf("%s: %d confirmed, balance %d, reserved %d; want %d, %d, %d", o, confirmed[o], a.Balance, a.Reserved, want(i), funds(i), price*want(i))
 		}
 		total += confirmed[o]
 	}
 	if confirmed["rich"] != stock {
 		t.Errorf("%d pens sold, stock was %d", confirmed["rich"], stock)
 	}
-	if a := env.Account("rich"); a.Balance != 1_000_000-price*stock || a.Reserved != 0 {
+	if a := env.Account("rich"); a.Balance != 1_000_000 || a.Reserved != price*stock {
 		t.Errorf("rich: %+v", a)
 	}
 
-	// The ledger's own record: one debit entry per confirmed redemption.
+	// The ledger's own record: one hold entry per confirmed redemption.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	entries, err := kafkatest.ReadCommitted(ctx, env.Brokers, pipelines.TopicLedgerEntries)
 	if err != nil {
 		t.Fatal(err)
 	}
-	debits := map[string]int{}
+	holds := map[string]int{}
 	for _, rec := range entries {
 		var e avro.LedgerEntry
 		if err := env.Serde.Unmarshal(rec.Value, &e); err != nil {
 			t.Fatal(err)
 		}
-		if e.Kind == avro.EntryKindDebit {
-			debits[e.RedemptionID]++
+		if e.Kind == avro.EntryKindTransfer {
+			holds[e.ID]++
 		}
 	}
 	n := 0
-	for id := range ids {
+	for id, b := range ids {
 		r, _ := env.Redemption(id)
-		switch d := debits[id]; {
+		hold := settlement.RedemptionHoldID(id, b.Partner, b.ItemID, b.Quantity, price*int64(b.Quantity))
+		switch d := holds[hold]; {
 		case r.Status == settlement.StatusConfirmed && d != 1:
-			t.Errorf("confirmed redemption %s has %d debit entries", id, d)
+			t.Errorf("confirmed redemption %s has %d hold entries", id, d)
 		case r.Status != settlement.StatusConfirmed && d != 0:
-			t.Errorf("%s redemption %s has %d debit entries", r.Status, id, d)
+			t.Errorf("%s redemption %s has %d hold entries", r.Status, id, d)
 		}
-		n += debits[id]
+		n += holds[hold]
 	}
-	if n != total+stock || len(debits) != n {
-		t.Errorf("%d debit entries for %d confirmed redemptions (%d ids)", n, total+stock, len(debits))
+	if n != total+stock || len(holds) != n {
+		t.Errorf("%d hold entries for %d confirmed redemptions (%d ids)", n, total+stock, len(holds))
 	}
-	t.Logf("%d requests + %d retries: %d confirmed (%d mugs, %d pens), %d rejected; %d debit entries",
+	t.Logf("%d requests + %d retries: %d confirmed (%d mugs, %d pens), %d rejected; %d hold entries",
 		len(jobs), len(retries), total+stock, total, stock, len(jobs)-total-stock, n)
 }
 
@@ -213,7 +216,11 @@ func TestStatementsOnTopic(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	clk := &clock{now: now}
-	env := settletest.StartWith(t, settletest.Options{Now: clk.Now}, "acme")
+	// Redemptions paid by kind-2 debits (burned: the statement's
+	// redeemed); holds' statements: TestRedemptionHolds and the book's.
+	legacy := settlement.DefaultPolicy()
+	legacy.DebitRedemptions = true
+	env := settletest.StartWith(t, settletest.Options{Now: clk.Now, Policy: legacy}, "acme")
 	env.Bind("v1", "alice")
 	env.Credit("v1", "2026-11-01", 120)
 	env.Fund("bob", 50)
@@ -310,13 +317,18 @@ func TestBadInput(t *testing.T) {
 	if !reflect.DeepEqual(codes, want) {
 		t.Errorf("dead letters %v, want %v", codes, want)
 	}
-	env.WaitBalance("alice", 70)
+	// The good request beside them: its hold confirmed, 30 points held.
+	env.Wait(30*time.Second, func() bool {
+		r, _ := env.Redemption(settlement.RedemptionID("alice", "k1"))
+		a := env.Account("alice")
+		return r.Status == settlement.StatusConfirmed && a.Balance == 100 && a.Reserved == 30
+	}, func() string { return fmt.Sprintf("good request: alice %+v", env.Account("alice")) })
 }
 
 // TestLedgerTimeout: with the ledger down, a redemption's reservation is
 // released after the debit timeout (stage clock); when the ledger comes
-// back and appends the debit anyway, the points are still free, so the
-// order is confirmed late and sent to the partner.
+// back and appends the hold anyway, settlement voids it: the points are
+// never taken and no order goes out.
 func TestLedgerTimeout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("embedded pipeline")
