@@ -417,9 +417,15 @@ func (c *consumer) order(ctx context.Context, m kafka.Message) (o Order, ack kaf
 	}
 	a := avro.PartnerAck{RedemptionID: o.RedemptionID, Partner: c.cfg.Partner, AckedMs: time.Now()}
 	verr = VerifyOrder(o, c.cfg.Partner, c.cfg.LedgerKey)
+	// Past the hold's deadline (by this partner's clock, an estimate of
+	// ledger time) settlement refuses a FULFILLED ack: do not deliver.
+	deadline, _ := HoldDeadline(o)
 	if verr != nil {
 		c.log.Error("order does not verify: not fulfilled", "redemption", o.RedemptionID, "err", verr)
 		a.Status, a.Reason = avro.AckStatusFailed, "proof: "+verr.Error()
+	} else if !deadline.IsZero() && !a.AckedMs.Before(deadline) {
+		c.log.Warn("order past its hold's deadline: not fulfilled", "redemption", o.RedemptionID, "deadline", deadline)
+		a.Status, a.Reason = avro.AckStatusFailed, "deadline passed"
 	} else if ref, err := c.cfg.Fulfil(ctx, o); err != nil {
 		a.Status, a.Reason = avro.AckStatusFailed, err.Error()
 	} else {
