@@ -284,7 +284,62 @@ func TestPartnerExampleWithACLs(t *testing.T) {
 	if n, _ := got.count(); n != len(ids) || len(got.errs) != 0 {
 		t.Errorf("partner got %d orders (want %d), errors %v", n, len(ids), got.errs)
 	}
-	if env.Account("alice").Balance != 50 {
-		t.Errorf("alice balance %d, want 50", env.Account("alice").Balance)
+	// FULFILLED is decided with the ack; the points move when the post's
+	// entry comes back.
+	env.Wait(30*time.Second, func() bool { a := env.Account("alice"); return a.Balance == 50 && a.Reserved == 0 },
+		func() string { return fmt.Sprintf("alice %+v, want balance 50", env.Account("alice")) })
+}
+
+// TestPartnerExampleLegacyDebits: orders of redemptions paid by kind-2
+// debits (settlement.Policy.DebitRedemptions, the protocol before holds)
+// still verify in the example and are fulfilled; the points are burned
+// (no partner account), and a debit order with another item does not
+// verify.
+func TestPartnerExampleLegacyDebits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded pipeline")
+	}
+	p := settlement.DefaultPolicy()
+	p.DebitRedemptions = true
+	env := settletest.StartWith(t, settletest.Options{Policy: p}, "acme")
+	env.Fund("alice", 100)
+	env.PutItem("acme", "mug", 10, nil)
+	env.WaitBalance("alice", 100)
+	got := &received{}
+	start(t, env, "acme", false, &partner.MemStore{}, got)
+	var outs []kafka.Output
+	var ids []string
+	for n := range 3 {
+		rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()}
+		v, err := env.Serde.Marshal(&rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: v})
+		ids = append(ids, settlement.RedemptionID("alice", rq.IdempotencyKey))
+	}
+	kafkatest.Produce(t, env.Brokers, outs...)
+	for _, id := range ids {
+		env.Wait(30*time.Second, func() bool { r, ok := env.Redemption(id); return ok && r.Status == settlement.StatusFulfilled },
+			func() string { r, _ := env.Redemption(id); return fmt.Sprintf("order %s: %s %s", id, r.Status, r.Reason) })
+	}
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	if len(got.orders) != 3 || len(got.errs) != 0 {
+		t.Fatalf("%d orders, errors %v", len(got.orders), got.errs)
+	}
+	if a := env.Account("alice"); a.Balance != 70 || a.Reserved != 0 || env.Account(settlement.PartnerAccount("acme")).Balance != 0 {
+		t.Errorf("alice %+v, acme %+v: want 70 burned-from balance, nothing in acme's account", a, env.Account(settlement.PartnerAccount("acme")))
+	}
+	o := got.orders[0]
+	if err := partner.VerifyOrder(o, "acme", env.LedgerPub); err != nil {
+		t.Fatalf("debit order: %v", err)
+	}
+	if d, err := partner.HoldDeadline(o); err != nil || !d.IsZero() {
+		t.Errorf("debit order deadline %v %v, want none", d, err)
+	}
+	o.ItemID = "pen"
+	if err := partner.VerifyOrder(o, "acme", env.LedgerPub); err == nil {
+		t.Error("debit order with another item verified")
 	}
 }
