@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -153,9 +154,17 @@ func TestAttacks(t *testing.T) {
 	if got := len(h.(*auth.Mux).Routes()); got != len(routes) {
 		t.Fatalf("the API declares %d routes, this test knows %d: add the new one here", got, len(routes))
 	}
+	doc, err := os.ReadFile("../../../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range h.(*auth.Mux).Routes() {
 		if len(r.Roles) == 0 {
 			t.Errorf("route %s is public", r.Pattern)
+		}
+		// docs/security.md's route table lists every route with its roles.
+		if !strings.Contains(string(doc), "| `"+r.Pattern+"`") {
+			t.Errorf("docs/security.md does not list route %s", r.Pattern)
 		}
 	}
 	valid := `{"owner":"alice","partner":"acme","item_id":"mug","quantity":1}`
