@@ -14,8 +14,8 @@ import (
 )
 
 // BenchmarkStage runs n redemption requests through the settlement stage
-// and the real ledger stage (request -> reserve -> debit request -> ledger
-// block -> entry -> confirm), and compares with the bare franz-go
+// and the real ledger stage (request -> reserve -> hold request -> ledger
+// block -> hold entry -> confirm and order), and compares with the bare franz-go
 // consume-and-produce of n records measured on the same broker.
 func BenchmarkStage(b *testing.B) {
 	const n, owners = 5000, 500
