@@ -321,7 +321,10 @@ func TestPartnerExampleLegacyDebits(t *testing.T) {
 	kafkatest.Produce(t, env.Brokers, outs...)
 	for _, id := range ids {
 		env.Wait(30*time.Second, func() bool { r, ok := env.Redemption(id); return ok && r.Status == settlement.StatusFulfilled },
-			func() string { r, _ := env.Redemption(id); return fmt.Sprintf("order %s: %s %s", id, r.Status, r.Reason) })
+			func() string {
+				r, _ := env.Redemption(id)
+				return fmt.Sprintf("order %s: %s %s", id, r.Status, r.Reason)
+			})
 	}
 	got.mu.Lock()
 	defer got.mu.Unlock()
