@@ -43,7 +43,7 @@ func BenchmarkStage(b *testing.B) {
 		hop2 := time.Since(start)
 		kafkatest.WaitRecords(b, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), n, 5*time.Minute)
 		stage := time.Since(start)
-		b.Logf("debit requests after %v, ledger entries after %v, orders after %v", hop1, hop2, stage)
+		b.Logf("hold requests after %v, ledger entries after %v, orders after %v", hop1, hop2, stage)
 
 		kafkatest.CreateTopics(b, env.Brokers, pipelines.TopicSpec{Name: "bench.in", Partitions: 1}, pipelines.TopicSpec{Name: "bench.out", Partitions: 1})
 		for i := range outs {
