@@ -461,6 +461,7 @@ func synthetic(ev []telemetry.Event, dayStart int64) []telemetry.Event {
 	for a := 0; a < len(ev); {
 		if !ev[a].EngineOn {
 			ev[a].OdometerKm = round(ev[a].OdometerKm+odoShift, 1000)
+			ev[a].AccelLonMS2, ev[a].AccelLatMS2 = 0, 0
 			a++
 			continue
 		}
