@@ -31,8 +31,8 @@ const (
 	// events between two 1 Hz GPS fixes, repeating the last fix (position,
 	// HDOP, odometer, heading) with speed and accelerations interpolated.
 	CaseRepeat20Hz
-	// CaseTunnel: no GPS fix (0, 0) for 2-5 minutes while driving; speed
-	// and odometer go on.
+	// CaseTunnel: no GPS fix for 2-5 minutes while driving: the receiver
+	// repeats its last fix with HDOP TunnelHDOP; speed and odometer go on.
 	CaseTunnel
 	// CaseOutOfOrder: the box buffers 1-5 upload batches (10-minute
 	// windows) while offline and uploads them, newest first, after the
@@ -130,6 +130,10 @@ type CaseMix [NumCases]float64
 // starts at 5 km (OdoCheckMinKm), and a fraud on a shorter day earns little.
 const FraudMinKm = 5
 
+// TunnelHDOP is the HDOP of a tunnel's fixes: far above scoring's MaxHDOP (5),
+// within ingest's 0..100.
+const TunnelHDOP = 99.9
+
 // CaseDay is one vehicle-day with its case applied and its ground truth.
 type CaseDay struct {
 	Truth DayTruth // the real day: DistanceKm is the distance really driven
@@ -207,6 +211,26 @@ func (s *Sim) VehicleDaysBuf(i int, buf []telemetry.Event) ([]CaseDay, []telemet
 	return out, evs
 }
 
+// CaseDayOf simulates vehicle i and returns its day d with case c applied
+// (whatever Config.Cases says); false when c does not apply to that day.
+func (s *Sim) CaseDayOf(i, d int, c Case) (CaseDay, bool) {
+	evs, truths := s.Vehicle(i)
+	days := s.splitDays(evs)
+	cd := CaseDay{Truth: truths[d], Clean: days[d], Events: days[d], Other: -1, SourceDay: -1}
+	if c == CaseNone {
+		return cd, true
+	}
+	other := func(j int) ([][]telemetry.Event, []DayTruth) {
+		e, t := s.Vehicle(j)
+		return s.splitDays(e), t
+	}
+	if !s.applyCase(&cd, c, newRNG(s.cfg.Seed, tagCase, uint64(i), uint64(d), 1), i, d, days, truths, other) {
+		return CaseDay{}, false
+	}
+	cd.Case = c
+	return cd, true
+}
+
 // splitDays cuts a vehicle's time-ordered events at its local midnights.
 func (s *Sim) splitDays(evs []telemetry.Event) [][]telemetry.Event {
 	out := make([][]telemetry.Event, s.w.days)
@@ -279,8 +303,11 @@ func (s *Sim) applyCase(cd *CaseDay, c Case, r *rng, i, d int, days [][]telemetr
 	case CaseTunnel:
 		k := pick(0.1, 0.9)
 		t1 := ev[k].TimeMs + int64(r.Range(120, 300)*1000)
+		// the receiver holds its last fix and reports it as bad (HDOP 99.9):
+		// a (0, 0) position would be dead-lettered by ingest (position_zero)
+		lat, lon := ev[k].Lat, ev[k].Lon
 		for j := k; j < len(ev) && ev[j].TimeMs < t1 && ev[j].EngineOn; j++ {
-			ev[j].Lat, ev[j].Lon, ev[j].HDOP = 0, 0, 0
+			ev[j].Lat, ev[j].Lon, ev[j].HDOP = lat, lon, TunnelHDOP
 		}
 	case CaseOutOfOrder:
 		const win = 600_000

@@ -141,7 +141,7 @@ func checkCase(t *testing.T, s *Sim, cd *CaseDay) {
 	case CaseTunnel:
 		n := 0
 		for k := range ev {
-			if ev[k].Lat == 0 && ev[k].Lon == 0 {
+			if ev[k].HDOP == TunnelHDOP {
 				n++
 				if ev[k].OdometerKm != cl[k].OdometerKm || ev[k].SpeedKmh != cl[k].SpeedKmh {
 					where("odometer or speed changed in the tunnel")
