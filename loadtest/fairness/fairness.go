@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minecart/minecart/loadtest/fleet"
@@ -57,6 +58,8 @@ type Config struct {
 	Mix      fleet.CaseMix
 	Workers  int
 	Rules    scoring.Rules
+	// Progress, when set, is called after every 500th vehicle scored.
+	Progress func(done, total int, elapsed time.Duration)
 }
 
 // Row is one class's figures. Late is split in two rows: at close and
@@ -105,6 +108,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			uint32(time.Date(y, m, d0+d, cfg.Rules.NightEndHour, 0, 0, 0, loc).UnixMilli() - s.UnixMilli())}
 	}
 	began := time.Now()
+	var done atomic.Int64
 	next := make(chan int)
 	results := make(chan *Report, cfg.Workers)
 	var wg sync.WaitGroup
@@ -138,6 +142,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 						full := score(w, cd.Events, cd.Late)
 						rep.Rows[lateRescored].add(&cd, &full, &clean)
 					}
+				}
+				if n := done.Add(1); n%500 == 0 && cfg.Progress != nil {
+					cfg.Progress(int(n), cfg.Vehicles, time.Since(began))
 				}
 			}
 			results <- rep
@@ -353,6 +360,9 @@ func main() {
 	}
 	cfg.Start, cfg.Mix, cfg.Rules = t, RealisticMix, scoring.DefaultRules()
 	debug.SetGCPercent(400) // a few workers' months of events live at a time; less GC
+	cfg.Progress = func(done, total int, elapsed time.Duration) {
+		fmt.Fprintf(os.Stderr, "fairness: %d of %d vehicles in %v\n", done, total, elapsed.Round(time.Second))
+	}
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fairness:", err)

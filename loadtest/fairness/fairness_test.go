@@ -23,9 +23,9 @@ func TestFairnessQuick(t *testing.T) {
 	for c := fleet.Case(1); c < fleet.NumCases; c++ {
 		mix[c] = 0.5 / float64(fleet.NumCases-1)
 	}
-	vehicles, days := 80, 5
+	vehicles, days := 50, 4
 	if testing.Short() {
-		vehicles = 30
+		vehicles = 24
 	}
 	rep, err := Run(context.Background(), Config{Seed: 7, Vehicles: vehicles, Days: days,
 		Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), Mix: mix, Rules: scoring.DefaultRules()})
