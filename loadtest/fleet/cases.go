@@ -87,14 +87,15 @@ func (c Case) String() string {
 func (c Case) Fraud() bool { return c >= CaseRollback && c < NumCases }
 
 // The flag codes of scoring (services/scoring, result.go) that fraud days
-// must raise. FlagReplay is the replay detector's (issue 15 item 3).
+// must raise. FlagReplay is the replay detector's (issue 15 item 3, raised by
+// scoring's Windows at day close on the rollback branch, not by Day.Result).
 const (
 	FlagTeleport    = "teleport"
 	FlagRollback    = "odometer_rollback"
 	FlagMismatch    = "distance_mismatch"
 	FlagMultiDevice = "multi_device"
 	FlagTooRegular  = "too_regular"
-	FlagReplay      = "replay"
+	FlagReplay      = "replayed_trace"
 )
 
 // Want is the flags of which at least one must fire on a day of this
