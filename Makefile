@@ -7,7 +7,7 @@ GO      ?= go
 ARGS    ?=
 BIN     := bin/minecart
 
-.PHONY: setup build run test test-short vet bench bench-ratios soak transfers-soak chaos chaos-short clean
+.PHONY: setup build run test test-short vet bench bench-ratios soak transfers-soak chaos chaos-short fairness clean
 
 setup:
 	@bash infra/setup.sh
@@ -58,6 +58,11 @@ chaos: setup
 
 chaos-short: setup
 	$(GO) test -count=1 -timeout 20m -v ./loadtest/chaos/
+
+# Issue 15's fairness table: a month of 10,000 vehicles with every honest edge case and fraud
+# class through the pure scoring code (docs/scoring.md, "Fairness"); ARGS="-vehicles 1000" for less.
+fairness: setup
+	$(GO) run ./loadtest/fairness $(ARGS)
 
 clean:
 	rm -rf bin .minecart
