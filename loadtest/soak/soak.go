@@ -428,7 +428,10 @@ type sampler struct {
 	f     *os.File
 	w     *csv.Writer
 	self  int
-	start time.Time
+	// selfCPU is the harness's CPU time when the run began: the harness
+	// (a test binary) may run several runs.
+	selfCPU float64
+	start   time.Time
 
 	mu      sync.Mutex
 	n       int
@@ -455,6 +458,9 @@ func newSampler(topo *chaos.Topology, opts []kgo.Opt, path string, out io.Writer
 	s := &sampler{topo: topo, cl: cl, adm: kadm.NewClient(cl), out: out, f: f, w: csv.NewWriter(f), self: os.Getpid(),
 		prevIn: map[string]float64{}, stages: map[string]*StageStat{}, first: map[string]time.Duration{}, lastAt: map[string]time.Duration{},
 		procs: map[string]*ProcStat{}, start: time.Now()}
+	if _, u, err := readProc(s.self); err == nil {
+		s.selfCPU = u.CPU
+	}
 	for _, st := range chaos.Stages {
 		s.stages[st] = &StageStat{Stage: st}
 	}
@@ -542,7 +548,11 @@ func (s *sampler) sample(ctx context.Context) {
 		if pt == nil {
 			break
 		}
-		u := pt.tree(pids[n], n == "harness (gateway)")
+		self := n == "harness (gateway)"
+		u := pt.tree(pids[n], self)
+		if self {
+			u.CPU -= s.selfCPU
+		}
 		ps := s.procs[n]
 		if ps == nil {
 			ps = &ProcStat{Name: n}
