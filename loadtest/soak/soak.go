@@ -421,13 +421,13 @@ func quantile(ls []time.Duration, q float64) time.Duration {
 
 // sampler takes the periodic samples of a run.
 type sampler struct {
-	topo  *chaos.Topology
-	adm   *kadm.Client
-	cl    *kgo.Client
-	out   io.Writer
-	f     *os.File
-	w     *csv.Writer
-	self  int
+	topo *chaos.Topology
+	adm  *kadm.Client
+	cl   *kgo.Client
+	out  io.Writer
+	f    *os.File
+	w    *csv.Writer
+	self int
 	// selfCPU is the harness's CPU time when the run began: the harness
 	// (a test binary) may run several runs.
 	selfCPU float64
