@@ -42,7 +42,7 @@ bench: setup
 bench-ratios: setup
 	bash .ci/bench-ratios
 
-# Long runs (docs/scale.md "Soak and scaling runs"): the fleet through the embedded broker and
+# Long runs (docs/scale.md, section 1 "Soak and scaling runs on one machine"): the fleet through the embedded broker and
 # ClickHouse with every stage a process from its own main (loadtest/soak). Samples RSS and CPU
 # per process, lag and records/s per stage every 10 s; ends with a summary table, also written
 # to soak-report.txt. Data (about 32 GB of Kafka log for 20,000 x 2) goes under $TMPDIR.
