@@ -45,7 +45,7 @@ bench-ratios: setup
 # Long runs (docs/scale.md, section 1 "Soak and scaling runs on one machine"): the fleet through the embedded broker and
 # ClickHouse with every stage a process from its own main (loadtest/soak). Samples RSS and CPU
 # per process, lag and records/s per stage every 10 s; ends with a summary table, also written
-# to soak-report.txt. Data (about 32 GB of Kafka log for 20,000 x 2) goes under $TMPDIR.
+# to soak-report.txt. Data (about 24 GB of Kafka log and 8 GB of ClickHouse for 20,000 x 2) goes under $TMPDIR.
 # SOAK_FLAGS: e.g. -soak.kafka 127.0.0.1:19860 -soak.keep. soak-scale: N = 1, 2, 4 replicas per stage.
 SOAK_VEHICLES ?= 20000
 SOAK_DAYS     ?= 2
