@@ -285,6 +285,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("sending the fleet: %w (log %s)", err, topo.Log())
 	}
 	fmt.Fprintf(cfg.Progress, "fleet sent in %v: %v\n", res.SentIn.Round(time.Millisecond), rep)
+	// The settle check counts each backlog record by reading it: first
+	// wait, with the broker's offsets alone, for the backlogs to be
+	// nearly gone, so that it does not read millions of records a second
+	// while a big fleet drains.
+	if err := waitLowLag(ctx, smp.adm, 1000, cfg.Settle); err != nil {
+		return res, err
+	}
 	if err := topo.WaitSettled(ctx, cfg.Quiet, cfg.Settle); err != nil {
 		return res, err
 	}
@@ -326,6 +333,33 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Credits[c.id] = c.points
 	}
 	return res, nil
+}
+
+// waitLowLag waits until the stages' consumer groups together lag at
+// most limit records behind the high watermarks (markers included), or
+// fails after timeout.
+func waitLowLag(ctx context.Context, adm *kadm.Client, limit int64, timeout time.Duration) error {
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		gl, err := adm.Lag(tctx, chaos.Stages...)
+		if err == nil {
+			var total int64
+			for _, l := range gl {
+				if l.Error() == nil {
+					total += max(l.Lag.Total(), 0)
+				}
+			}
+			if total <= limit {
+				return nil
+			}
+		}
+		select {
+		case <-tctx.Done():
+			return fmt.Errorf("the stages' lag did not fall under %d records within %v", limit, timeout)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func exitOf(name string, p *chaos.Proc, early bool) Exit {
