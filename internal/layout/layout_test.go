@@ -66,7 +66,7 @@ var layers = []struct {
 }{
 	{"wiring", []string{"cmd/minecart", "cmd/partner-example", "services/*/cmd/*", "infra/chserver/cmd/chserver",
 		"loadtest/cmd/loadtest", "schemas/internal/avrogen/cmd", "services/stack", "services/daemon",
-		"services/daemon/daemontest", "services/settlement/settletest", "internal/envflag", "internal/layout", "loadtest/chaos"}},
+		"services/daemon/daemontest", "services/settlement/settletest", "internal/envflag", "internal/layout", "loadtest/chaos", "loadtest/soak"}},
 	{"Kafka and infrastructure adapters", []string{"pipelines/kafka", "pipelines/kafka/kafkatest", "services/ledger/blocks",
 		"services/gateway", "loadtest", "schemas/registry", "infra/*", "infra/chserver/chtest", "cmd/partner-example/partner"}},
 	{"stages and APIs, over the contract", []string{"services/ingest", "services/*/stage", "services/sink", "services/owner",

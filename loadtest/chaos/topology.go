@@ -113,6 +113,10 @@ type Topology struct {
 	// DayIn is how long (wall clock) the simulated days take to upload
 	// (the fleet is paced); 0: as fast as possible.
 	DayIn time.Duration
+	// OnMark, when set, is called by SendFleet after each time mark it
+	// wrote, with the mark's (simulated) intake time: loadtest/soak
+	// measures from it when a day could close.
+	OnMark func(at time.Time)
 
 	logs         string
 	run          string // makes the instance ids unique on this host
@@ -409,6 +413,9 @@ func (t *Topology) SendFleet(ctx context.Context) (loadtest.Report, error) {
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
+		if t.OnMark != nil {
+			t.OnMark(time.UnixMilli(clock.Load()))
+		}
 		if len(d.Events) == 0 {
 			continue
 		}
@@ -494,6 +501,21 @@ func (t *Topology) KillStage(r *Replica, pause time.Duration) error {
 	defer r.mu.Unlock()
 	r.end(p, w, at)
 	return r.start()
+}
+
+// Proc is the replica's running process (nil while the suite restarts
+// it, or once stopped).
+func (r *Replica) Proc() *Proc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.proc
+}
+
+// ClickHouseProc is the `minecart clickhouse` process (nil before Start).
+func (t *Topology) ClickHouseProc() *Proc {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ch
 }
 
 // Stages are the stage replicas (not the gateway).
