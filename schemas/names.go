@@ -14,6 +14,7 @@ const (
 	LedgerEntry       = "minecart.ledger.Entry"        // entries topic
 	LedgerBlock       = "minecart.ledger.Block"        // blocks topic (the book)
 	DebitRequest      = "minecart.ledger.DebitRequest" // ledger requests topic
+	Pseudonym         = "minecart.ledger.Pseudonym"    // pseudonyms topic (compacted): a sealed pseudonym key
 	AccountBinding    = "minecart.settlement.AccountBinding"
 	CatalogItem       = "minecart.settlement.CatalogItem"
 	RedemptionRequest = "minecart.settlement.RedemptionRequest"

@@ -26,6 +26,7 @@ const (
 	KindCredit     Kind = 1 // a vehicle-day reward from a DailyScore
 	KindDebit      Kind = 2 // points taken out by a redemption
 	KindAdjustment Kind = 3 // an operator's or a late-data correction, with a reason
+	KindErasure    Kind = 8 // an identity's pseudonym key destroyed (docs/ledger.md, Erasure)
 )
 
 func (k Kind) String() string {
@@ -36,6 +37,8 @@ func (k Kind) String() string {
 		return "debit"
 	case KindAdjustment:
 		return "adjustment"
+	case KindErasure:
+		return "erasure"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -147,6 +150,16 @@ func (e *Entry) Validate() error {
 		if e.Reason == "" {
 			return bad("no reason")
 		}
+	case KindErasure:
+		if (e.Account == "") == (e.VehicleID == "") {
+			return bad("an erasure names exactly one of account and vehicle")
+		}
+		if e.Amount != 0 {
+			return bad("erasure amount %d, want 0", e.Amount)
+		}
+		if e.Reason == "" {
+			return bad("no reason")
+		}
 	default:
 		return bad("unknown kind")
 	}
@@ -182,6 +195,7 @@ func (e *Entry) checkStrings() error {
 //	credit:     01 01 id vehicle date tz window_end config points score events_hash flags
 //	debit:      01 02 id account vehicle amount reason partner item redemption requested_at
 //	adjustment: 01 03 id account vehicle amount reason ref requested_at
+//	erasure:    01 08 id account vehicle reason requested_at
 //
 // with strings and bytes as a 4-byte big-endian length then the bytes,
 // integers as 8-byte big-endian two's complement, the score as its IEEE 754
@@ -226,6 +240,11 @@ func (e *Entry) AppendEncode(dst []byte) ([]byte, error) {
 		b = binary.BigEndian.AppendUint64(b, uint64(e.Amount))
 		b = appendStr(b, e.Reason)
 		b = appendStr(b, e.Ref)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
+	case KindErasure:
+		b = appendStr(b, e.Account)
+		b = appendStr(b, e.VehicleID)
+		b = appendStr(b, e.Reason)
 		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
 	}
 	return b, nil
@@ -284,6 +303,11 @@ func DecodeEntry(b []byte) (Entry, error) {
 		e.Amount = r.i64()
 		e.Reason = r.str()
 		e.Ref = r.str()
+		e.RequestedAtMs = r.i64()
+	case KindErasure:
+		e.Account = r.str()
+		e.VehicleID = r.str()
+		e.Reason = r.str()
 		e.RequestedAtMs = r.i64()
 	default:
 		if r.err == nil {

@@ -2,6 +2,7 @@ package owner
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/ledger/proofs"
+	"github.com/minecart/minecart/services/pseudonym"
 )
 
 // Proofs serves inclusion proofs of ledger entries: a proofs.Server in the
@@ -79,7 +81,10 @@ type LedgerEntry struct {
 // entries, newest first; every proof on a page (and on the pages after it)
 // is against the same tree, whose signed checkpoint the first page gives.
 type Points struct {
-	VehicleID   string        `json:"vehicle_id"`
+	VehicleID string `json:"vehicle_id"`
+	// Opening links the vehicle to the pseudonym its ledger entries carry
+	// (absent when the vehicle has no key yet, or was erased).
+	Opening     *Opening      `json:"opening,omitempty"`
 	Balance     *Balance      `json:"balance,omitempty"`
 	EarnedTotal *int64        `json:"vehicle_points_total,omitempty"` // sum of the vehicle's entries (first page)
 	TreeSize    uint64        `json:"tree_size,omitempty"`
@@ -87,6 +92,34 @@ type Points struct {
 	Checkpoint  string        `json:"checkpoint,omitempty"`
 	Entries     []LedgerEntry `json:"entries"`
 	NextCursor  string        `json:"next_cursor,omitempty"`
+}
+
+// Opening is the owner's proof that a pseudonym is their vehicle's:
+// Pseudonym = "p1:" + hex(HMAC-SHA256(Key, "minecart/vehicle/v1\x00" +
+// VehicleID)[:16]) (docs/ledger.md, "Check your own credit").
+type Opening struct {
+	Pseudonym string `json:"pseudonym"`
+	Kind      string `json:"kind"`
+	VehicleID string `json:"vehicle_id"`
+	Key       string `json:"key"` // 64 hex digits
+}
+
+// ledgerName is the name the ledger entries give vehicle vin: its
+// pseudonym (and the opening), or vin when no resolver is configured.
+// A vehicle without a key (none made yet, or erased) has no entries.
+func (h *handler) ledgerName(ctx context.Context, vin string, out *Points) (string, error) {
+	if h.cfg.Pseudonyms == nil {
+		return vin, nil
+	}
+	o, err := h.cfg.Pseudonyms.Lookup(ctx, pseudonym.Vehicle, vin)
+	if errors.Is(err, pseudonym.ErrUnknown) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("pseudonyms: %w", err)
+	}
+	out.Opening = &Opening{Pseudonym: o.Pseudonym, Kind: string(o.Kind), VehicleID: o.ID, Key: hex.EncodeToString(o.Key)}
+	return o.Pseudonym, nil
 }
 
 func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any, error) {
@@ -103,7 +136,11 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 		cur = cursor{Query: key, Leaf: ^uint64(0)}
 	}
 	out := Points{VehicleID: vin, Entries: []LedgerEntry{}}
-	p := clickhouse.Parameters{"v": vin, "before": strconv.FormatUint(cur.Leaf, 10), "lim": strconv.Itoa(limit + 1)}
+	name, err := h.ledgerName(ctx, vin, &out)
+	if err != nil {
+		return nil, err
+	}
+	p := clickhouse.Parameters{"v": name, "before": strconv.FormatUint(cur.Leaf, 10), "lim": strconv.Itoa(limit + 1)}
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
 		SELECT leaf_index, block_height, block_time, toString(kind), id, account, delta, date, config_version,
 			reason, redemption_id, ref, entry
@@ -143,7 +180,7 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 		return nil, fmt.Errorf("ledger entries: %w", err)
 	}
 	if !more {
-		if err := h.firstPage(ctx, vin, &out); err != nil {
+		if err := h.firstPage(ctx, vin, name, &out); err != nil {
 			return nil, err
 		}
 	}
@@ -160,10 +197,10 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 
 // firstPage adds the balance and the vehicle's total, and answers 404 for
 // a vehicle minecart knows nothing of.
-func (h *handler) firstPage(ctx context.Context, vin string, out *Points) error {
+func (h *handler) firstPage(ctx context.Context, vin, name string, out *Points) error {
 	var total int64
 	var n uint64
-	if err := h.cfg.Conn.QueryRow(bind(ctx, clickhouse.Parameters{"v": vin}),
+	if err := h.cfg.Conn.QueryRow(bind(ctx, clickhouse.Parameters{"v": name}),
 		`SELECT count(), sum(delta) FROM (SELECT leaf_index, any(delta) AS delta FROM ledger_entries
 			WHERE vehicle_id = {v:String} GROUP BY leaf_index)`).Scan(&n, &total); err != nil {
 		return fmt.Errorf("ledger total: %w", err)

@@ -145,6 +145,7 @@ const (
 	KindCredit     EntryKind = "credit"
 	KindDebit      EntryKind = "debit"
 	KindAdjustment EntryKind = "adjustment"
+	KindErasure    EntryKind = "erasure" // an identity's pseudonym key destroyed: no effect on balances
 )
 
 // Entry is what settlement reads of one ledger entry.
@@ -159,6 +160,10 @@ type Entry struct {
 	RedemptionID string
 	Proof        Proof
 	AppendedAt   time.Time
+	// VehiclePseudonym is the vehicle as the leaf names it, when settlement
+	// opened it into VehicleID: the partner credits topic carries it, never
+	// the vehicle id.
+	VehiclePseudonym string
 }
 
 // CreditSettled tells partners that a vehicle-day credit reached an owner
