@@ -140,6 +140,14 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 	if err != nil {
 		return nil, err
 	}
+	if name == "" {
+		// No key: no entry names the vehicle (none yet, or erased and
+		// unlinkable). An erased vehicle's telemetry is gone too: 404.
+		if err := h.mustKnow(ctx, vin); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	p := clickhouse.Parameters{"v": name, "before": strconv.FormatUint(cur.Leaf, 10), "lim": strconv.Itoa(limit + 1)}
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
 		SELECT leaf_index, block_height, block_time, toString(kind), id, account, delta, date, config_version,

@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -119,6 +120,11 @@ func (Random) NewKey(Kind, string) []byte {
 // since anyone holding the seed can derive the key again. Never for real
 // owners.
 type Derived []byte
+
+// SimulationSeed is the Derived seed of the simulated fleet of seed n
+// ("minecart-simulation/<n>"): `minecart run --seed n` and the chaos
+// suite's services use it, so both make the same root.
+func SimulationSeed(n uint64) string { return "minecart-simulation/" + strconv.FormatUint(n, 10) }
 
 // NewKey returns the key derived from the seed.
 func (d Derived) NewKey(k Kind, id string) []byte {

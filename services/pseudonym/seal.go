@@ -103,6 +103,20 @@ func LoadOrCreateSealKey(path string) (*SealKey, error) {
 	return NewSealKey(raw)
 }
 
+// LoadSealKey reads an existing sealing key file (the readers of the
+// topic: settlement, the owner API, the CLI).
+func LoadSealKey(path string) (*SealKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("pseudonym-sealing key: %w", err)
+	}
+	raw, err := hex.DecodeString(string(bytes.TrimSpace(b)))
+	if err != nil {
+		return nil, fmt.Errorf("pseudonym-sealing key %s: %w", path, err)
+	}
+	return NewSealKey(raw)
+}
+
 // ID is the key id as it appears in sealed values (hex).
 func (k *SealKey) ID() string { return hex.EncodeToString(k.id[:]) }
 

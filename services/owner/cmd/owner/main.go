@@ -19,13 +19,15 @@ import (
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/ledger/proofs"
 	"github.com/minecart/minecart/services/owner"
+	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/sink"
 )
 
 func main() { daemon.Main("owner", run) }
 
 func run(ctx context.Context, args []string) error {
-	var addr, dsn, ledgerURL string
+	var addr, dsn, ledgerURL, sealPath string
 	var af auth.Flags
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "owner", MetricsAddr: "127.0.0.1:9107",
@@ -34,6 +36,7 @@ func run(ctx context.Context, args []string) error {
 			fs.StringVar(&dsn, "clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN with the credentials of a readonly user: http://reader:PASSWORD@host:8123/db (embedded; users in DATA-DIR/clickhouse/users.json) or clickhouse://user:pass@host:9000/db (native); prefer MINECART_CLICKHOUSE_DSN")
 			fs.StringVar(&ledgerURL, "ledger-url", "http://127.0.0.1:8084", "base URL of the ledger's proof API (empty: entries without proofs)")
 			af.Register(fs)
+			fs.StringVar(&sealPath, "pseudonym-key", "", "the ledger's pseudonym-sealing key file (its DATA_DIR/pseudonyms.key): /points finds a vehicle's entries by its pseudonym and gives the owner the opening (empty: entries looked up by vehicle id)")
 		},
 		Prepare: func(*slog.Logger) error {
 			_, err := af.Key()
@@ -59,6 +62,18 @@ func run(ctx context.Context, args []string) error {
 				return err
 			}
 			cfg.Balances = owner.SettlementBalances(bindings, state, env.Kafka.Serde)
+			if sealPath != "" {
+				seal, err := pseudonym.LoadSealKey(sealPath)
+				if err != nil {
+					return err
+				}
+				names, err := follow.NewFollower(env.Kafka, seal, env.Log)
+				if err != nil {
+					return err
+				}
+				env.Go("pseudonyms", names.Run)
+				cfg.Pseudonyms = names
+			}
 			// Callers: credentials (hashes) from their compacted topic; an
 			// owner's vehicles from the bindings.
 			creds, err := env.Table(ctx, pipelines.TopicCredentials)
