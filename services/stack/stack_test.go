@@ -21,9 +21,9 @@ import (
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
-	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/pseudonym"
 )
 
 // The end-to-end tests run the whole pipeline in this process on a real
