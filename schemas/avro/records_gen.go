@@ -1137,10 +1137,12 @@ func (r *LedgerProof) decode(d *decoder) {
 // A vehicle-day reward credit settled into an owner account, on minecart.rewards.credits (key = owner account), with the proof that the ledger includes it. Exactly one per credit entry; credits of a vehicle without an owner are settled when it is bound.
 type CreditSettled struct {
 	// account: the owner account credited
-	Account   string
+	Account string
+	// vehicle_id: the vehicle's pseudonym p1:<32 hex>, as the ledger's leaf names it (docs/ledger.md, Pseudonymous leaves); never the vehicle id
 	VehicleID string
 	// day: the vehicle-day yyyy-mm-dd (local date of the vehicle); empty for adjustments
-	Day       string
+	Day string
+	// score_id: a credit's id <vehicle pseudonym>/<yyyy-mm-dd>; empty for adjustments (proof.entry_id is then the adjustment's request id)
 	ScoreID   string
 	Points    int64
 	SettledMs time.Time
