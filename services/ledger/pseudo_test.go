@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/hex"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -111,6 +112,39 @@ func BenchmarkPseudonymize(b *testing.B) {
 	b.Run("hmac", func(b *testing.B) {
 		for b.Loop() {
 			pseudonym.Of(key, pseudonym.Vehicle, "WVWZZZ1JZXW000001")
+		}
+	})
+}
+
+// pseudonymRE finds a whole pseudonym (not inside a longer run of id bytes).
+var pseudonymRE = regexp.MustCompile(`(^|[^A-Za-z0-9._-])p1:[0-9a-f]{32}($|[^A-Za-z0-9._-])`)
+
+// FuzzPseudonymize: whatever the text around it, no run of id bytes equal
+// to the entry's vehicle id survives in id, ref or reason, and the
+// vehicle field is its pseudonym.
+func FuzzPseudonymize(f *testing.F) {
+	f.Add("v1", "late/v1/2026-12-01/ab", "v1/2026-12-01", "late data: v1/2026-12-01 rescored; v10 untouched")
+	f.Add("a.b", "a.b", "", "p1:57fab9b22d6e0a9dd925d3142f46189d a.b")
+	f.Add("p1", "p1/x", "p1/2026-12-01", "p1:57fab9b22d6e0a9dd925d3142f46189d p1")
+	f.Fuzz(func(t *testing.T, vid, id, ref, reason string) {
+		if vid == "" || strings.ContainsFunc(vid, func(r rune) bool { return r > 127 || !idByte(byte(r)) }) || pseudonym.Is(vid) {
+			return
+		}
+		p := pseudonym.Of(exampleKey(0), pseudonym.Vehicle, vid)
+		e := Entry{Kind: KindAdjustment, ID: id, VehicleID: vid, Ref: ref, Reason: reason}
+		Pseudonymize(&e, func(pseudonym.Kind, string) (string, bool) { return p, true })
+		if e.VehicleID != p {
+			t.Fatalf("vehicle %q", e.VehicleID)
+		}
+		for _, s := range []string{e.ID, e.Ref, e.Reason} {
+			for again := ""; again != s; { // pseudonyms are kept whole (matches may overlap: repeat)
+				again, s = s, pseudonymRE.ReplaceAllString(s, "$1 $2")
+			}
+			for _, tok := range strings.FieldsFunc(s, func(r rune) bool { return r > 127 || !idByte(byte(r)) }) {
+				if tok == vid {
+					t.Fatalf("%q survives in %q", vid, s)
+				}
+			}
 		}
 	})
 }
