@@ -72,6 +72,10 @@ func TestPartnerDocsExamples(t *testing.T) {
 	}
 	has("the single-object header", strings.Join(spaced, " "))
 
+	// The redemption id that binds a pseudonymous debit to its owner.
+	rid := sha256.Sum256([]byte("owner-00000\x00order-1"))
+	has("the redemption id example", "`order-1`: `"+hex.EncodeToString(rid[:16])+"`")
+
 	// The checkpoint, its signed message and the keys.
 	seed := make([]byte, ed25519.SeedSize)
 	for i := range seed {

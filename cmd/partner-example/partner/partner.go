@@ -31,6 +31,7 @@ import (
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -167,8 +168,19 @@ func VerifyOrder(o Order, partner string, key ed25519.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	if e.Kind != ledger.KindDebit || e.RedemptionID != o.RedemptionID || e.Account != o.Owner || e.Amount != o.Points || e.Partner != partner || e.Item != o.ItemID {
+	if e.Kind != ledger.KindDebit || e.RedemptionID != o.RedemptionID || e.Amount != o.Points || e.Partner != partner || e.Item != o.ItemID {
 		return fmt.Errorf("ledger entry %s %q (%s, %d points, %s/%s) is not this order", e.Kind, e.RedemptionID, e.Account, e.Amount, e.Partner, e.Item)
+	}
+	// The leaf names the owner by pseudonym (docs/ledger.md, Pseudonymous
+	// leaves): the redemption id, SHA-256(owner 0x00 idempotency key),
+	// binds the entry to the order's owner instead.
+	switch {
+	case pseudonym.Is(e.Account):
+		if settlement.RedemptionID(o.Owner, o.IdempotencyKey) != o.RedemptionID {
+			return fmt.Errorf("order %s: redemption id is not SHA-256(owner, idempotency key) of owner %q", o.RedemptionID, o.Owner)
+		}
+	case e.Account != o.Owner:
+		return fmt.Errorf("ledger entry %q charges %s, the order's owner is %s", e.RedemptionID, e.Account, o.Owner)
 	}
 	return nil
 }
