@@ -7,7 +7,7 @@ GO      ?= go
 ARGS    ?=
 BIN     := bin/minecart
 
-.PHONY: setup build run test test-short vet bench bench-ratios soak chaos chaos-short clean
+.PHONY: setup build run test test-short vet bench bench-ratios soak transfers-soak chaos chaos-short clean
 
 setup:
 	@bash infra/setup.sh
@@ -44,6 +44,11 @@ bench-ratios: setup
 # Long runs: a bigger fleet through the whole embedded pipeline.
 soak: build
 	./$(BIN) run --once --vehicles 20000 --days 2 --data-dir $$(mktemp -d)
+
+# Transfers (docs/economy.md): the concurrency test with 100,000 random transfers among 100
+# accounts from 32 clients across a settlement restart (make test runs 10,000; 2,000 under -race).
+transfers-soak: setup
+	MINECART_TRANSFERS=100000 $(GO) test -count=1 -timeout 30m -v -run '^TestTransfersConcurrent$$' ./services/settlement/api/
 
 # The chaos suite (docs/reliability.md): kill -9 at random moments, compared with an
 # uninterrupted run. The short form also runs inside `make test` (go test ./...).

@@ -25,7 +25,8 @@ const (
 	TopicRewardCredits    = "minecart.rewards.credits"      // partners: one record per settled credit
 	TopicPartnerAcks      = "minecart.partners.acks"        // partners -> minecart: fulfilment acks
 	TopicStatements       = "minecart.settlement.statements"
-	TopicCredentials      = "minecart.credentials" // API callers' credentials (hashes only), compacted
+	TopicCredentials      = "minecart.credentials"        // API callers' credentials (hashes only), compacted
+	TopicTransfers        = "minecart.transfers.requests" // transfer batches and account flags -> settlement
 )
 
 // PartnerRedemptionsTopic is the topic of the orders partner must fulfil.
@@ -73,4 +74,5 @@ var Topology = []TopicSpec{
 	{TopicPartnerAcks, 1, false, 0, "partners write; settlement reads"},
 	{TopicStatements, 1, false, 0, "settlement writes daily statements"},
 	{TopicCredentials, 1, true, 0, "CLI and minecart run write; the owner and redemption APIs read"},
+	{TopicTransfers, 1, false, 0, "transfer API and CLI write; settlement reads (decides every transfer)"},
 }

@@ -115,6 +115,9 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 			fmt.Fprintf(stdout, "ledger verified: %d blocks, %d entries (%d credits, %d debits, %d adjustments) in %v\nhead: tree size %d, root %s\n",
 				sum.Blocks, sum.Entries, sum.Credits, sum.Debits, sum.Adjustments, time.Since(start).Round(time.Millisecond),
 				sum.Head.TreeSize, sum.Head.Root)
+			if sum.Transfers > 0 {
+				fmt.Fprintf(stdout, "transfer entries (every phase, docs/economy.md): %d\n", sum.Transfers)
+			}
 			if err != nil {
 				fmt.Fprint(stdout, sum.Checkpoint)
 				return fmt.Errorf("ledger NOT verified: %w", err)

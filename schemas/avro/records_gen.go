@@ -469,6 +469,7 @@ const (
 	EntryKindCredit     EntryKind = "credit"
 	EntryKindDebit      EntryKind = "debit"
 	EntryKindAdjustment EntryKind = "adjustment"
+	EntryKindTransfer   EntryKind = "transfer"
 	EntryKindErasure    EntryKind = "erasure"
 )
 
@@ -480,13 +481,15 @@ func (e EntryKind) index() (int64, error) {
 		return 1, nil
 	case EntryKindAdjustment:
 		return 2, nil
-	case EntryKindErasure:
+	case EntryKindTransfer:
 		return 3, nil
+	case EntryKindErasure:
+		return 4, nil
 	}
 	return 0, fmt.Errorf("minecart.ledger.EntryKind: symbol %q not in the enum", string(e))
 }
 
-var symbolsEntryKind = [...]EntryKind{EntryKindCredit, EntryKindDebit, EntryKindAdjustment, EntryKindErasure}
+var symbolsEntryKind = [...]EntryKind{EntryKindCredit, EntryKindDebit, EntryKindAdjustment, EntryKindTransfer, EntryKindErasure}
 
 // LedgerEntry is the Avro record minecart.ledger.Entry.
 //
@@ -526,6 +529,8 @@ type LedgerEntry struct {
 	Ref string
 	// block_timestamp_ms: The block's timestamp (see Block.clock).
 	BlockTimestampMs int64
+	// counter_account: Transfer: the credit side (account is the debit side); else empty.
+	CounterAccount string
 }
 
 // AvroName is the record's full Avro name, minecart.ledger.Entry.
@@ -561,6 +566,7 @@ func (r *LedgerEntry) AppendAvro(dst []byte) ([]byte, error) {
 	dst = appendString(dst, r.RedemptionID)
 	dst = appendString(dst, r.Ref)
 	dst = appendLong(dst, r.BlockTimestampMs)
+	dst = appendString(dst, r.CounterAccount)
 	return dst, nil
 }
 
@@ -599,6 +605,7 @@ func (r *LedgerEntry) decode(d *decoder) {
 	r.RedemptionID = d.string("redemption_id")
 	r.Ref = d.string("ref")
 	r.BlockTimestampMs = d.long("block_timestamp_ms")
+	r.CounterAccount = d.string("counter_account")
 }
 
 // PseudonymKind is the Avro enum minecart.ledger.PseudonymKind.
@@ -665,6 +672,68 @@ func (r *Pseudonym) decode(d *decoder) {
 	r.Kind = decodeEnum(d, "kind", symbolsPseudonymKind[:])
 	r.Sealed = d.bytes("sealed")
 	r.CreatedMs = time.UnixMilli(d.long("created_ms")).UTC()
+}
+
+// TransferRequest is the Avro record minecart.ledger.TransferRequest.
+//
+// A request to append a transfer entry (kind 5: a single-phase transfer, a pending one, or the post, void or expiry of a pending one) to the ledger, written to minecart.ledger.requests (key = debit account) by settlement only, after settlement decided it (docs/economy.md). The ledger applies each request_id at most once. See docs/ledger.md "Transfers".
+type TransferRequest struct {
+	// request_id: The entry id: the transfer id (32 lowercase hex digits), or expire/<pending id> for an expiry. Idempotency key: an id already in the ledger is ignored.
+	RequestID string
+	// debit_account: The account the points leave (for a post, void or expiry: the pending transfer's).
+	DebitAccount string
+	// credit_account: The account the points go to (for a post, void or expiry: the pending transfer's).
+	CreditAccount string
+	// amount: Points, > 0 (for a post, void or expiry: the pending transfer's amount).
+	Amount int64
+	// flags: Transfer flags: 1 linked, 2 pending, 4 post_pending, 8 void_pending, 16 expire_pending.
+	Flags int64
+	// pending_id: Post, void, expiry: the pending transfer's id; else empty.
+	PendingID string
+	// timeout_ms: Pending: the timeout in ledger time (ms after the pending entry's block timestamp); else 0.
+	TimeoutMs int64
+	// not_before_ms: Expiry: the deadline; the ledger stamps the block holding the entry at or after it. Else 0. Not part of the entry.
+	NotBeforeMs int64
+	// requested_at: When the transfer was requested; recorded in the entry.
+	RequestedAt time.Time
+}
+
+// AvroName is the record's full Avro name, minecart.ledger.TransferRequest.
+func (*TransferRequest) AvroName() string { return "minecart.ledger.TransferRequest" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *TransferRequest) AppendAvro(dst []byte) ([]byte, error) {
+	dst = appendString(dst, r.RequestID)
+	dst = appendString(dst, r.DebitAccount)
+	dst = appendString(dst, r.CreditAccount)
+	dst = appendLong(dst, r.Amount)
+	dst = appendLong(dst, r.Flags)
+	dst = appendString(dst, r.PendingID)
+	dst = appendLong(dst, r.TimeoutMs)
+	dst = appendLong(dst, r.NotBeforeMs)
+	dst = appendLong(dst, r.RequestedAt.UnixMilli())
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *TransferRequest) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = TransferRequest{}
+	r.decode(&d)
+	return d.finish("minecart.ledger.TransferRequest")
+}
+
+func (r *TransferRequest) decode(d *decoder) {
+	r.RequestID = d.string("request_id")
+	r.DebitAccount = d.string("debit_account")
+	r.CreditAccount = d.string("credit_account")
+	r.Amount = d.long("amount")
+	r.Flags = d.long("flags")
+	r.PendingID = d.string("pending_id")
+	r.TimeoutMs = d.long("timeout_ms")
+	r.NotBeforeMs = d.long("not_before_ms")
+	r.RequestedAt = time.UnixMilli(d.long("requested_at")).UTC()
 }
 
 // DailyScore is the Avro record minecart.scoring.DailyScore.
@@ -1004,6 +1073,45 @@ func (r *AccountBinding) UnmarshalAvro(b []byte) error {
 func (r *AccountBinding) decode(d *decoder) {
 	r.VehicleID = d.string("vehicle_id")
 	r.Owner = d.string("owner")
+	r.UpdatedMs = time.UnixMilli(d.long("updated_ms")).UTC()
+}
+
+// AccountFlags is the Avro record minecart.settlement.AccountFlags.
+//
+// An operator's setting of an account's flags (minecart transfers account-flags), written to minecart.transfers.requests (key = account). Flags: 1 allow_overdraft (debits may exceed credits; every other account's may not). See docs/economy.md.
+type AccountFlags struct {
+	Account string
+	Flags   int64
+	// operator: Who set them.
+	Operator  string
+	UpdatedMs time.Time
+}
+
+// AvroName is the record's full Avro name, minecart.settlement.AccountFlags.
+func (*AccountFlags) AvroName() string { return "minecart.settlement.AccountFlags" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *AccountFlags) AppendAvro(dst []byte) ([]byte, error) {
+	dst = appendString(dst, r.Account)
+	dst = appendLong(dst, r.Flags)
+	dst = appendString(dst, r.Operator)
+	dst = appendLong(dst, r.UpdatedMs.UnixMilli())
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *AccountFlags) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = AccountFlags{}
+	r.decode(&d)
+	return d.finish("minecart.settlement.AccountFlags")
+}
+
+func (r *AccountFlags) decode(d *decoder) {
+	r.Account = d.string("account")
+	r.Flags = d.long("flags")
+	r.Operator = d.string("operator")
 	r.UpdatedMs = time.UnixMilli(d.long("updated_ms")).UTC()
 }
 
@@ -1540,6 +1648,113 @@ func (r *Statement) decode(d *decoder) {
 		}
 	}
 	r.GeneratedMs = time.UnixMilli(d.long("generated_ms")).UTC()
+}
+
+// TransferSpec is the Avro record minecart.settlement.TransferSpec.
+type TransferSpec struct {
+	// id: Client-chosen transfer id: 32 lowercase hex digits (128 bits), not zero.
+	ID string
+	// debit_account: The paying account (post, void: empty or the pending transfer's).
+	DebitAccount string
+	// credit_account: The paid account (post, void: empty or the pending transfer's).
+	CreditAccount string
+	// amount: Points, > 0 (post, void: 0 or the pending amount).
+	Amount int64
+	// flags: 1 linked, 2 pending, 4 post_pending, 8 void_pending.
+	Flags int64
+	// pending_id: Post, void: the pending transfer's id.
+	PendingID string
+	// timeout_ms: Pending: timeout in ledger time, ms (0: none).
+	TimeoutMs int64
+}
+
+// AvroName is the record's full Avro name, minecart.settlement.TransferSpec.
+func (*TransferSpec) AvroName() string { return "minecart.settlement.TransferSpec" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *TransferSpec) AppendAvro(dst []byte) ([]byte, error) {
+	dst = appendString(dst, r.ID)
+	dst = appendString(dst, r.DebitAccount)
+	dst = appendString(dst, r.CreditAccount)
+	dst = appendLong(dst, r.Amount)
+	dst = appendLong(dst, r.Flags)
+	dst = appendString(dst, r.PendingID)
+	dst = appendLong(dst, r.TimeoutMs)
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *TransferSpec) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = TransferSpec{}
+	r.decode(&d)
+	return d.finish("minecart.settlement.TransferSpec")
+}
+
+func (r *TransferSpec) decode(d *decoder) {
+	r.ID = d.string("id")
+	r.DebitAccount = d.string("debit_account")
+	r.CreditAccount = d.string("credit_account")
+	r.Amount = d.long("amount")
+	r.Flags = d.long("flags")
+	r.PendingID = d.string("pending_id")
+	r.TimeoutMs = d.long("timeout_ms")
+}
+
+// TransferBatch is the Avro record minecart.settlement.TransferBatch.
+//
+// One or more transfers submitted together by one caller (POST /v1/transfers, minecart transfers), written to minecart.transfers.requests (key = the caller's id). Settlement decides the batch in one transaction: linked chains succeed or fail together. See docs/economy.md.
+type TransferBatch struct {
+	// caller_role: owner, partner or operator: who the API authenticated.
+	CallerRole string
+	// caller_id: The caller's id (an owner may only debit its own account).
+	CallerID    string
+	Transfers   []TransferSpec
+	RequestedMs time.Time
+}
+
+// AvroName is the record's full Avro name, minecart.settlement.TransferBatch.
+func (*TransferBatch) AvroName() string { return "minecart.settlement.TransferBatch" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *TransferBatch) AppendAvro(dst []byte) ([]byte, error) {
+	var err error
+	dst = appendString(dst, r.CallerRole)
+	dst = appendString(dst, r.CallerID)
+	if len(r.Transfers) > 0 {
+		dst = appendLong(dst, int64(len(r.Transfers)))
+		for i := range r.Transfers {
+			if dst, err = r.Transfers[i].AppendAvro(dst); err != nil {
+				return dst, err
+			}
+		}
+	}
+	dst = append(dst, 0)
+	dst = appendLong(dst, r.RequestedMs.UnixMilli())
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *TransferBatch) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = TransferBatch{}
+	r.decode(&d)
+	return d.finish("minecart.settlement.TransferBatch")
+}
+
+func (r *TransferBatch) decode(d *decoder) {
+	r.CallerRole = d.string("caller_role")
+	r.CallerID = d.string("caller_id")
+	for n := d.block("transfers"); n > 0; n = d.block("transfers") {
+		for range n {
+			var x TransferSpec
+			x.decode(d)
+			r.Transfers = append(r.Transfers, x)
+		}
+	}
+	r.RequestedMs = time.UnixMilli(d.long("requested_ms")).UTC()
 }
 
 // TimeMark is the Avro record minecart.telemetry.TimeMark.

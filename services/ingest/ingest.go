@@ -1,8 +1,10 @@
 // Package ingest is the stage between the gateway and everything
 // downstream: it consumes pipelines.TopicTelemetryRaw, validates every
-// event (schema, physical sense, time bounds, odometer), drops repeats of
+// event (schema, physical sense, time bounds), drops repeats of
 // re-uploaded events, and writes the rest, normalised, to
-// pipelines.TopicTelemetryClean keyed by vehicle id. Bad events are
+// pipelines.TopicTelemetryClean keyed by vehicle id; an event whose
+// odometer contradicts the vehicle's newest reading is written with the
+// header HeaderOdometer, not refused. Bad events are
 // rejected with a reason code (docs/ingest.md) and dead-lettered by the
 // runtime with their original bytes. The de-duplication state lives in
 // memory per task and in the compacted changelog
@@ -160,12 +162,23 @@ func (p *Processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	}
 	telemetry.Normalize(&ev)
 	verdict, err := p.dedup.Check(&ev)
-	if err != nil {
+	var odoMark []byte
+	switch {
+	case err == nil:
+	case telemetry.CodeOf(err) == telemetry.CodeOdometerDecreased && verdict == telemetry.New:
+		// Written, marked with the reading it contradicts: scoring flags the
+		// day and keeps its driving (docs/ingest.md, "Odometer marks").
+		w := p.dedup.Window(ev.VehicleID)
+		odoMark = AppendOdometerMark(nil, w.OdoMs, w.OdoKm)
+	default:
 		return pipelines.Reject(telemetry.CodeOf(err), err)
 	}
 	if verdict == telemetry.Duplicate {
 		p.m.duplicates.Inc()
 		return nil
+	}
+	if odoMark != nil {
+		p.m.odometer.Inc()
 	}
 	if p.dedup.Window(ev.VehicleID) == nil {
 		p.m.vehicles.Inc()
@@ -175,6 +188,9 @@ func (p *Processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	var hdr []pipelines.Header
 	if d := rec.Header("device"); d != nil {
 		hdr = []pipelines.Header{{Key: "device", Value: d}}
+	}
+	if odoMark != nil {
+		hdr = append(hdr, pipelines.Header{Key: HeaderOdometer, Value: odoMark})
 	}
 	out.Emit(pipelines.TopicTelemetryClean, rec.Key, p.codec.AppendEvent(make([]byte, 0, len(rec.Value)), &ev), hdr...)
 	return nil
@@ -268,6 +284,7 @@ func (p *Processor) Close() error {
 type metrics struct {
 	duplicates prometheus.Counter
 	marks      prometheus.Counter
+	odometer   prometheus.Counter
 	vehicles   prometheus.Gauge
 }
 
@@ -276,6 +293,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return &metrics{
 		duplicates: m.Counter("minecart_ingest_duplicates_total", "Raw events dropped as repeats of events already written."),
 		marks:      m.Counter("minecart_ingest_marks_total", "Gateway time marks forwarded to the clean topic."),
+		odometer:   m.Counter("minecart_ingest_odometer_marks_total", "Events written with the odometer_decreased header (odometer contradicting the vehicle's newest reading)."),
 		vehicles:   m.Gauge("minecart_ingest_vehicles", "Vehicles whose de-duplication window is held in memory."),
 	}, m.Err()
 }

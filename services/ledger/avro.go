@@ -95,3 +95,17 @@ func BlockFromAvro(r *avro.LedgerBlock) (Block, error) {
 	b.Entries, b.Signature, b.Checkpoint = r.Entries, r.Signature, r.Checkpoint
 	return b, nil
 }
+
+// EntryFromTransfer makes the transfer entry (kind 5) of a transfer
+// request; the request's not_before_ms is not part of the entry.
+func EntryFromTransfer(r *avro.TransferRequest) (Entry, error) {
+	e := Entry{
+		Kind: KindTransfer, ID: r.RequestID, Account: r.DebitAccount, CounterAccount: r.CreditAccount,
+		Amount: r.Amount, TransferFlags: TransferFlags(r.Flags), Ref: r.PendingID, TimeoutMs: r.TimeoutMs,
+		RequestedAtMs: r.RequestedAt.UnixMilli(),
+	}
+	if r.Flags < 0 {
+		return e, fmt.Errorf("transfer %q: negative flags: %w", e.ID, ErrEntry)
+	}
+	return e, e.Validate()
+}

@@ -26,6 +26,7 @@ const (
 	KindCredit     Kind = 1 // a vehicle-day reward from a DailyScore
 	KindDebit      Kind = 2 // points taken out by a redemption
 	KindAdjustment Kind = 3 // an operator's or a late-data correction, with a reason
+	KindTransfer   Kind = 5 // a transfer between two accounts, or one phase of a two-phase transfer
 	KindErasure    Kind = 8 // an identity's pseudonym key destroyed (docs/ledger.md, Erasure)
 )
 
@@ -37,6 +38,8 @@ func (k Kind) String() string {
 		return "debit"
 	case KindAdjustment:
 		return "adjustment"
+	case KindTransfer:
+		return "transfer"
 	case KindErasure:
 		return "erasure"
 	}
@@ -60,7 +63,9 @@ type Entry struct {
 	// debit or adjustment: the key that makes appending idempotent.
 	ID        string
 	VehicleID string
-	Account   string // debit, adjustment: the account charged or corrected
+	Account   string // debit, adjustment: the account charged or corrected; transfer: the debit side
+	// CounterAccount is a transfer's credit side (the account paid).
+	CounterAccount string
 
 	// Credit fields, copied from the DailyScore.
 	Date          string
@@ -78,8 +83,13 @@ type Entry struct {
 	Partner       string // debit
 	Item          string // debit
 	RedemptionID  string // debit
-	Ref           string // adjustment: id of the credit it corrects, if any
+	Ref           string // adjustment: id of the credit it corrects, if any; transfer: the pending transfer's id
 	RequestedAtMs int64
+
+	// Transfer fields (kind 5, docs/ledger.md "Transfers"); Amount, Ref
+	// and RequestedAtMs are shared with the kinds above.
+	TransferFlags TransferFlags
+	TimeoutMs     int64 // pending: ledger-time timeout in ms (0: none)
 }
 
 // Delta is the entry's effect on its owner's balance.
@@ -89,6 +99,11 @@ func (e *Entry) Delta() int64 {
 		return e.Points
 	case KindDebit:
 		return -e.Amount
+	case KindTransfer:
+		if e.TransferFlags.Moves() {
+			return -e.Amount // on Account; CounterAccount gets +Amount
+		}
+		return 0
 	default:
 		return e.Amount
 	}
@@ -113,6 +128,9 @@ func (e *Entry) Validate() error {
 	}
 	if err := e.checkStrings(); err != nil {
 		return bad("%v", err)
+	}
+	if e.Kind != KindTransfer && (e.CounterAccount != "" || e.TransferFlags != 0 || e.TimeoutMs != 0) {
+		return bad("counter account, transfer flags or timeout set on a %s", e.Kind)
 	}
 	switch e.Kind {
 	case KindCredit:
@@ -150,6 +168,10 @@ func (e *Entry) Validate() error {
 		if e.Reason == "" {
 			return bad("no reason")
 		}
+	case KindTransfer:
+		if err := e.validateTransfer(); err != nil {
+			return bad("%v", err)
+		}
 	case KindErasure:
 		if (e.Account == "") == (e.VehicleID == "") {
 			return bad("an erasure names exactly one of account and vehicle")
@@ -177,7 +199,7 @@ func (e *Entry) checkStrings() error {
 		}
 		return nil
 	}
-	for _, s := range [...]string{e.ID, e.VehicleID, e.Account, e.Date, e.TZ, e.ConfigVersion, e.Reason, e.Partner, e.Item, e.RedemptionID, e.Ref} {
+	for _, s := range [...]string{e.ID, e.VehicleID, e.Account, e.Date, e.TZ, e.ConfigVersion, e.Reason, e.Partner, e.Item, e.RedemptionID, e.Ref, e.CounterAccount} {
 		if err := check(s); err != nil {
 			return err
 		}
@@ -195,6 +217,7 @@ func (e *Entry) checkStrings() error {
 //	credit:     01 01 id vehicle date tz window_end config points score events_hash flags
 //	debit:      01 02 id account vehicle amount reason partner item redemption requested_at
 //	adjustment: 01 03 id account vehicle amount reason ref requested_at
+//	transfer:   01 05 id account counter_account amount flags pending_id timeout_ms requested_at
 //	erasure:    01 08 id account vehicle reason requested_at
 //
 // with strings and bytes as a 4-byte big-endian length then the bytes,
@@ -240,6 +263,14 @@ func (e *Entry) AppendEncode(dst []byte) ([]byte, error) {
 		b = binary.BigEndian.AppendUint64(b, uint64(e.Amount))
 		b = appendStr(b, e.Reason)
 		b = appendStr(b, e.Ref)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
+	case KindTransfer:
+		b = appendStr(b, e.Account)
+		b = appendStr(b, e.CounterAccount)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Amount))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.TransferFlags))
+		b = appendStr(b, e.Ref)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.TimeoutMs))
 		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
 	case KindErasure:
 		b = appendStr(b, e.Account)
@@ -303,6 +334,14 @@ func DecodeEntry(b []byte) (Entry, error) {
 		e.Amount = r.i64()
 		e.Reason = r.str()
 		e.Ref = r.str()
+		e.RequestedAtMs = r.i64()
+	case KindTransfer:
+		e.Account = r.str()
+		e.CounterAccount = r.str()
+		e.Amount = r.i64()
+		e.TransferFlags = TransferFlags(r.u64())
+		e.Ref = r.str()
+		e.TimeoutMs = r.i64()
 		e.RequestedAtMs = r.i64()
 	case KindErasure:
 		e.Account = r.str()

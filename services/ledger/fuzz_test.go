@@ -16,6 +16,7 @@ func FuzzDecodeEntry(f *testing.F) {
 		ledgertest.Credit("veh-1", 3, 42),
 		{Kind: ledger.KindDebit, ID: "r", Account: "a", Amount: 1, Partner: "p", Item: "i", RedemptionID: "x", RequestedAtMs: 5},
 		{Kind: ledger.KindAdjustment, ID: "r2", VehicleID: "v", Amount: -7, Reason: "fix", Ref: "v/d"},
+		{Kind: ledger.KindTransfer, ID: "0000000000000000000000000000000a", Account: "a", CounterAccount: "b", Amount: 3, TransferFlags: ledger.TransferPending, TimeoutMs: 9},
 		{Kind: ledger.KindErasure, ID: "erasure/00", VehicleID: "p1:57fab9b22d6e0a9dd925d3142f46189d", Reason: "owner", RequestedAtMs: 9},
 	} {
 		raw, _ := e.Encode()

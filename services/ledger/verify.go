@@ -44,6 +44,7 @@ type Summary struct {
 	Credits     uint64
 	Debits      uint64
 	Adjustments uint64
+	Transfers   uint64 // kind 5 entries (every phase)
 	Head        Header
 	Checkpoint  string // the last block's signed checkpoint
 }
@@ -97,6 +98,8 @@ func VerifySince(ctx context.Context, src BlockSource, pub ed25519.PublicKey, si
 				sum.Credits++
 			case KindDebit:
 				sum.Debits++
+			case KindTransfer:
+				sum.Transfers++
 			default:
 				sum.Adjustments++
 			}

@@ -59,6 +59,43 @@ func NewDay(start, end int64, nightEnd uint32) Day {
 // re-delivery, a clock gone backwards) is "late": it moves no distance, time
 // or counter.
 func (d *Day) Add(r *Rules, ev *telemetry.Event, buf []byte) []byte {
+	return d.AddRef(r, ev, nil, buf)
+}
+
+// OdoRef is the odometer reading that ingest found an event contradicting
+// (docs/ingest.md, "Odometer marks"): the vehicle's newest reading before
+// the event arrived, at TimeMs (UTC Unix ms), Km. Ingest writes it in the
+// clean record's header odometer_decreased.
+type OdoRef struct {
+	TimeMs int64
+	Km     float64
+}
+
+// crossDay reports whether ref, ingest's reference reading for ev, proves
+// a rollback this day cannot see by itself: ref lies outside the day's
+// window and, taking the two readings in event-time order, the later one
+// is more than OdoRollbackKm (in whole metres) below the earlier one. A
+// reference inside the window is ignored: the day has that reading, and
+// its own event-time check (join) judges it.
+func (d *Day) crossDay(r *Rules, ev *telemetry.Event, ref *OdoRef) bool {
+	if ref == nil || ev.OdometerKm <= 0 || ref.Km <= 0 || (ref.TimeMs >= d.Start && ref.TimeMs < d.End) {
+		return false
+	}
+	e, f := int64(math.Round(ev.OdometerKm*1000)), int64(math.Round(ref.Km*1000))
+	if ref.TimeMs < d.Start { // ref earlier: ev must not read less
+		return f-e > rollbackM(r)
+	}
+	return e-f > rollbackM(r) // ref later: ev must not read more
+}
+
+// AddRef is Add for an event that ingest marked with the odometer reading
+// it contradicts (nil: not marked). A reference outside the day's window
+// that proves a rollback counts one odometer rollback in the event's run
+// (a late event's: the run that covers it), so the day is flagged
+// odometer_rollback even when the reading before the rollback is in
+// another day. The event is otherwise added like any other: its driving
+// and distance stay in the record.
+func (d *Day) AddRef(r *Rules, ev *telemetry.Event, ref *OdoRef, buf []byte) []byte {
 	buf = AppendCanonical(buf[:0], ev)
 	d.addHash(sha256.Sum256(buf))
 	d.events++
@@ -70,11 +107,18 @@ func (d *Day) Add(r *Rules, ev *telemetry.Event, buf []byte) []byte {
 	for i > 0 && d.segs[i-1].F1.T > t {
 		i--
 	}
+	cross := d.crossDay(r, ev, ref)
 	if i > 0 && d.segs[i-1].L2.T >= t {
 		d.late++
+		if cross {
+			d.segs[i-1].Odo.Rollbacks++
+		}
 		return buf
 	}
 	s := newSeg(r, ev, t, dev, d.NightEnd)
+	if cross {
+		s.Odo.Rollbacks++
+	}
 	if i > 0 && contiguous(&d.segs[i-1], &s) {
 		d.segs[i-1] = join(r, &d.segs[i-1], &s, d.NightEnd)
 		i--

@@ -170,6 +170,10 @@ type odo struct {
 	Rollbacks   uint32
 }
 
+// rollbackM is Rules.OdoRollbackKm in whole metres: a decrease between two
+// readings of more than this many metres is a rollback.
+func rollbackM(r *Rules) int64 { return int64(math.Round(r.OdoRollbackKm * 1000)) }
+
 // newSeg is the seg of one event at t (ms after the day's start).
 func newSeg(r *Rules, ev *telemetry.Event, t uint32, dev uint8, nightEnd uint32) seg {
 	speed := ev.SpeedKmh
@@ -295,21 +299,23 @@ func join(r *Rules, a, b *seg, nightEnd uint32) seg {
 	} else {
 		o.joinFixes(r, a, b, a.DrivingMs+joinDrive)
 	}
-	// Odometer.
+	// Odometer. Rollbacks of both sides always add up (a run without
+	// readings can hold one: a late event of a cross-day rollback, AddRef).
+	rb := a.Odo.Rollbacks + b.Odo.Rollbacks
 	o.Odo = a.Odo
 	switch {
 	case !a.Odo.Has:
 		o.Odo = b.Odo
 	case b.Odo.Has:
 		o.Odo.M += b.Odo.M
-		o.Odo.Rollbacks += b.Odo.Rollbacks
-		if d := b.Odo.First - a.Odo.Last; d >= -int64(math.Round(r.OdoRollbackKm*1000)) {
+		if d := b.Odo.First - a.Odo.Last; d >= -rollbackM(r) {
 			o.Odo.M += d
 		} else {
-			o.Odo.Rollbacks++
+			rb++
 		}
 		o.Odo.Last = b.Odo.Last
 	}
+	o.Odo.Rollbacks = rb
 	o.HDOPRj = a.HDOPRj + b.HDOPRj
 	return o
 }

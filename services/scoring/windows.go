@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minecart/minecart/services/scoring/replay"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -51,6 +52,7 @@ type Windows struct {
 	markClock      bool // stream time moves only by Advance (log time), not by event time
 	metaDirty      bool
 	restoring      map[string]int32 // changelog key -> slot, only while restoring
+	replay         *replayState     // nil: replay detection off (EnableReplay)
 
 	buf []byte
 }
@@ -58,6 +60,7 @@ type Windows struct {
 type slot struct {
 	vehicle string
 	day     Day
+	trace   *replay.Builder // the day's cell entries (replay detection on, moving fixes seen)
 	zone    uint16
 	used    bool
 	touched bool
@@ -184,6 +187,12 @@ type Late struct {
 // event whose window had closed is returned as late and changes nothing.
 // The only error is ErrTimeZone (bad input).
 func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
+	return w.AddRef(ev, nil, closed)
+}
+
+// AddRef is Add for an event ingest marked with the odometer reading it
+// contradicts (Day.AddRef; nil: not marked).
+func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) (*Late, error) {
 	w.endRestore()
 	name := ev.TZ
 	if name == "" {
@@ -214,7 +223,8 @@ func (w *Windows) Add(ev *telemetry.Event, closed func(Closed)) (*Late, error) {
 		w.addBucket(end, i)
 	}
 	s := w.slot(i)
-	w.buf = s.day.Add(w.rules, ev, w.buf)
+	w.buf = s.day.AddRef(w.rules, ev, ref, w.buf)
+	w.trace(s, ev)
 	if !s.touched {
 		s.touched = true
 		w.touched = append(w.touched, i)
@@ -309,13 +319,15 @@ func (w *Windows) Drain(max int, closed func(Closed)) int {
 		s := w.slot(i)
 		z := w.zoneList[s.zone]
 		date := w.dateOf(s)
+		res := s.day.Result(w.rules)
+		w.judgeReplay(s, date, &res)
 		closed(Closed{
 			ID:      s.vehicle + "/" + date,
 			Vehicle: s.vehicle,
 			Date:    date,
 			TZ:      z.name,
 			Day:     &s.day,
-			Result:  s.day.Result(w.rules),
+			Result:  res,
 		})
 		delete(w.index, winKey{s.vehicle, s.day.Start})
 		*s = slot{}
@@ -384,6 +396,7 @@ func (w *Windows) Flush(put func(key string, value []byte)) {
 		put(s.vehicle+"/"+w.dateOf(s), w.encodeSlot(s))
 	}
 	w.touched = w.touched[:0]
+	w.flushReplay(put)
 	if w.metaDirty {
 		w.metaDirty = false
 		put(metaKey, w.encodeMeta())
@@ -403,7 +416,11 @@ func (w *Windows) encodeSlot(s *slot) []byte {
 	b = binary.AppendUvarint(b, uint64(len(z.name)))
 	b = append(b, z.name...)
 	b = binary.AppendUvarint(b, uint64(len(s.vehicle)))
-	return append(b, s.vehicle...)
+	b = append(b, s.vehicle...)
+	if s.trace != nil { // optional tail: the replay Builder (records without it restore as before)
+		b = s.trace.AppendBinary(b)
+	}
+	return b
 }
 
 func (w *Windows) encodeMeta() []byte {
@@ -431,6 +448,9 @@ func (w *Windows) Restore(key string, value []byte) error {
 		w.closed = int64(binary.BigEndian.Uint64(value[9:]))
 		return nil
 	}
+	if strings.HasPrefix(key, fpKeyPrefix) {
+		return w.restoreReplay(key, value)
+	}
 	if i, ok := w.restoring[key]; ok {
 		w.drop(i)
 		delete(w.restoring, key)
@@ -451,15 +471,21 @@ func (w *Windows) Restore(key string, value []byte) error {
 		return fmt.Errorf("restore %s: tz: %w", key, err)
 	}
 	vehicle, rest, err := readString(rest)
-	if err != nil || len(rest) != 0 {
+	if err != nil {
 		return fmt.Errorf("restore %s: vehicle: bad encoding", key)
+	}
+	var trace *replay.Builder
+	if len(rest) != 0 {
+		if trace, rest, err = replay.DecodeBuilder(rest); err != nil || len(rest) != 0 || trace.Base != d.Start {
+			return fmt.Errorf("restore %s: replay trace: bad encoding (%v)", key, err)
+		}
 	}
 	z, err := w.zone(name)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
 	i := w.alloc()
-	*w.slot(i) = slot{day: d, vehicle: vehicle, zone: z.idx, used: true}
+	*w.slot(i) = slot{day: d, vehicle: vehicle, zone: z.idx, used: true, trace: trace}
 	w.index[winKey{vehicle, d.Start}] = i
 	w.restoring[key] = i
 	return nil

@@ -60,6 +60,8 @@ type Account struct {
 	// Held are the credits of a holding account ("vehicle:<id>") waiting
 	// for the vehicle to be bound to an owner.
 	Held []CreditSettled `json:",omitempty"`
+	// Flags are set by an operator (AllowOverdraft).
+	Flags AccountFlags `json:",omitempty"`
 }
 
 // Available is what the account can spend now.
@@ -94,6 +96,7 @@ type Meta struct {
 	Redeemed    int64                // all-time points debited
 	Outstanding int64                // minted - redeemed through the last closed day
 	OpenDay     string               // first day without a statement ("" = none yet)
+	LedgerMs    int64                `json:",omitempty"` // ledger time: the highest block timestamp applied
 	Days        map[string]DayTotals `json:",omitempty"`
 }
 
@@ -134,6 +137,9 @@ type Book struct {
 	redemptions map[string]Redemption
 	meta        Meta
 	pending     []string // ids of PENDING redemptions by Seq (may hold stale ids)
+	transfers   map[string]Transfer
+	openPending map[string]int64 // open pending transfers: id -> deadline (ExpiresAtMs; 0: none yet or none)
+	nextExpiry  int64            // the lowest non-zero deadline of openPending (0: none)
 }
 
 // NewBook returns an empty book.
@@ -148,6 +154,8 @@ func NewBook(p Policy) (*Book, error) {
 		items:       make(map[string]ItemState),
 		redemptions: make(map[string]Redemption),
 		meta:        Meta{Days: map[string]DayTotals{}},
+		transfers:   make(map[string]Transfer),
+		openPending: make(map[string]int64),
 	}, nil
 }
 
@@ -187,6 +195,9 @@ type Output struct {
 	Credits    []CreditSettled     // to the reward credits topic
 	Statements []avro.Statement
 	Alerts     []Alert
+	// Transfers are the transfer entries to request from the ledger (the
+	// ledger requests topic), in decision order.
+	Transfers []avro.TransferRequest
 }
 
 // Tx is a set of changes to a Book and what they write.
@@ -196,14 +207,16 @@ type Tx struct {
 	bindings    map[string]*Binding
 	items       map[string]*ItemState
 	redemptions map[string]*Redemption
+	transfers   map[string]*Transfer
 	meta        *Meta
 	newPending  []string
+	newOpen     []string // pending transfers opened
 	Output
 }
 
 func (b *Book) begin() *Tx {
 	return &Tx{b: b, accounts: map[string]*Account{}, bindings: map[string]*Binding{},
-		items: map[string]*ItemState{}, redemptions: map[string]*Redemption{}}
+		items: map[string]*ItemState{}, redemptions: map[string]*Redemption{}, transfers: map[string]*Transfer{}}
 }
 
 // lookup reads key through a Tx's changes to one of the book's maps (a
@@ -268,6 +281,7 @@ const (
 	keyBinding    = "b/"
 	keyItem       = "i/"
 	keyRedemption = "r/"
+	keyTransfer   = "t/"
 	keyMeta       = "m"
 )
 
@@ -286,6 +300,7 @@ func (t *Tx) Changes() []Change {
 	out = changes(out, keyBinding, t.bindings, nil)
 	out = changes(out, keyItem, t.items, nil)
 	out = changes(out, keyRedemption, t.redemptions, nil)
+	out = changes(out, keyTransfer, t.transfers, nil)
 	if t.meta != nil {
 		out = append(out, Change{keyMeta, *t.meta})
 	}
@@ -319,7 +334,7 @@ func commit[V any](book map[string]V, changed map[string]*V, keep func(string, *
 // keepAccount reports whether an account is kept: an empty holding account
 // is deleted.
 func keepAccount(id string, a *Account) bool {
-	return !isHold(id) || a.Balance != 0 || a.Reserved != 0 || len(a.Held) > 0
+	return !isHold(id) || a.Balance != 0 || a.Reserved != 0 || len(a.Held) > 0 || a.Flags != 0
 }
 
 func isHold(id string) bool { return len(id) > len(HoldPrefix) && id[:len(HoldPrefix)] == HoldPrefix }
@@ -340,6 +355,29 @@ func (t *Tx) Commit() {
 	commit(b.bindings, t.bindings, nil)
 	commit(b.items, t.items, nil)
 	commit(b.redemptions, t.redemptions, nil)
+	commit(b.transfers, t.transfers, nil)
+	for _, id := range t.newOpen {
+		b.openPending[id] = 0
+	}
+	stale := false // the earliest deadline left the index
+	for id, x := range t.transfers {
+		old, open := b.openPending[id]
+		if !open {
+			continue
+		}
+		if x == nil || x.Pending != PendingOpen {
+			delete(b.openPending, id)
+			stale = stale || old == b.nextExpiry
+			continue
+		}
+		b.openPending[id] = x.ExpiresAtMs
+		if d := x.ExpiresAtMs; d > 0 && (b.nextExpiry == 0 || d < b.nextExpiry) {
+			b.nextExpiry = d
+		}
+	}
+	if stale {
+		b.indexExpiries()
+	}
 	if t.meta != nil {
 		b.meta = *t.meta
 	}
@@ -561,6 +599,7 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 		t.alert("leaf_gap", "ledger entry %d follows %d: entries %d..%d were never seen", e.Proof.LeafIndex, m.NextLeaf-1, m.NextLeaf, e.Proof.LeafIndex-1)
 	}
 	m.NextLeaf = e.Proof.LeafIndex + 1
+	m.LedgerMs = max(m.LedgerMs, e.AppendedAt.UnixMilli())
 	switch e.Kind {
 	case KindCredit:
 		if e.VehicleID == "" || e.Amount < 0 {
@@ -572,11 +611,15 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 		t.adjust(e)
 	case KindDebit:
 		t.debit(e)
+	case KindTransfer:
+		t.applyTransfer(e)
 	case KindErasure:
 		// Recorded in the ledger; balances do not change.
 	default:
 		t.alert("bad_entry", "ledger entry %d of unknown kind %q", e.Proof.LeafIndex, e.Kind)
 	}
+	// Ledger time moved: pending transfers whose deadline it passed expire.
+	t.expireDue(m.LedgerMs)
 	return t, nil
 }
 
@@ -781,6 +824,10 @@ func (b *Book) Tick(now time.Time) *Tx {
 		}
 		t.release(r, ReasonLedgerTimeout, now)
 	}
+	// A quiet ledger does not move its clock: once the deadline passes
+	// here, the expiry is requested, and the ledger stamps its block at
+	// or after the deadline, so it is an expiry in ledger time.
+	t.expireDue(now.UnixMilli())
 	t.closeDays(now)
 	return t
 }

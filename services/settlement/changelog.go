@@ -51,6 +51,8 @@ func (b *Book) Restore(key string, value []byte) error {
 		err = restore(b.items, key[len(keyItem):], value)
 	case strings.HasPrefix(key, keyRedemption):
 		err = restore(b.redemptions, key[len(keyRedemption):], value)
+	case strings.HasPrefix(key, keyTransfer):
+		err = restore(b.transfers, key[len(keyTransfer):], value)
 	default:
 		return fmt.Errorf("changelog key %q: unknown prefix", key)
 	}
@@ -85,6 +87,26 @@ func (b *Book) Restored() {
 	slices.SortFunc(b.pending, func(x, y string) int {
 		return cmp.Compare(b.redemptions[x].Seq, b.redemptions[y].Seq)
 	})
+	clear(b.openPending)
+	for id, x := range b.transfers {
+		if x.Pending == PendingOpen {
+			b.openPending[id] = x.ExpiresAtMs
+		}
+	}
+	b.indexExpiries()
+}
+
+// ReadTransfer reads a transfer's state (false: no such transfer).
+func ReadTransfer(s StateReader, id string) (Transfer, bool, error) {
+	v, ok := s.Get(TransferKey(id))
+	if !ok || v == nil {
+		return Transfer{}, false, nil
+	}
+	var x Transfer
+	if err := json.Unmarshal(v, &x); err != nil {
+		return x, false, fmt.Errorf("transfer state: %w", err)
+	}
+	return x, true, nil
 }
 
 // StateReader reads settlement's changelog by key: a table following

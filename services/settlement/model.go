@@ -19,6 +19,7 @@ import (
 
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ids"
+	"github.com/minecart/minecart/services/ledger"
 )
 
 // ValidID reports whether s can be an owner, vehicle, partner or item id:
@@ -145,6 +146,7 @@ const (
 	KindCredit     EntryKind = "credit"
 	KindDebit      EntryKind = "debit"
 	KindAdjustment EntryKind = "adjustment"
+	KindTransfer   EntryKind = "transfer"
 	KindErasure    EntryKind = "erasure" // an identity's pseudonym key destroyed: no effect on balances
 )
 
@@ -160,6 +162,12 @@ type Entry struct {
 	RedemptionID string
 	Proof        Proof
 	AppendedAt   time.Time
+
+	// Transfers (kind 5): Account pays CounterAccount Amount.
+	CounterAccount string
+	TransferFlags  ledger.TransferFlags
+	PendingID      string
+	TimeoutMs      int64
 	// VehiclePseudonym is the vehicle as the leaf names it, when settlement
 	// opened it into VehicleID: the partner credits topic carries it, never
 	// the vehicle id.

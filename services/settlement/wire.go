@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
 
@@ -54,6 +55,15 @@ func EntryFrom(r *avro.LedgerEntry) Entry {
 		e.RequestID, e.Amount = r.ID, -r.Delta
 	case KindAdjustment:
 		e.RequestID, e.Amount = r.ID, r.Delta
+	case KindTransfer:
+		// The amount, flags, pending id and timeout are in the signed
+		// bytes; the accounts are the record's (docs/economy.md).
+		e.RequestID, e.CounterAccount = r.ID, r.CounterAccount
+		if le, err := ledger.DecodeEntry(r.Entry); err == nil && le.Kind == ledger.KindTransfer {
+			e.Amount, e.TransferFlags, e.PendingID, e.TimeoutMs = le.Amount, le.TransferFlags, le.Ref, le.TimeoutMs
+		} else {
+			e.Kind = "bad_transfer" // alerted as an unknown kind, applied to nothing
+		}
 	}
 	return e
 }

@@ -330,6 +330,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	mux.Mount("/v1/redemptions", redemptions)
 	mux.Mount("/v1/redemptions/", redemptions)
 	mux.Mount("/v1/accounts/", redemptions)
+	mux.Mount("/v1/transfers", redemptions) // POST, GET ?account= (docs/economy.md)
+	mux.Mount("/v1/transfers/", redemptions)
 	mux.Mount("/", s.Gateway.Handler()) // /v1/telemetry (devices sign each request), /healthz, /readyz
 	srv := daemon.NewServer(cfg.HTTPAddr, mux)
 	if err := s.env.Serve("http", srv); err != nil {

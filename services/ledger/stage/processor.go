@@ -106,6 +106,7 @@ type Processor struct {
 	tasks      int32
 	debits     []ledger.Entry // requests of the open batch, appended by Flush
 	debitIDs   map[string]struct{}
+	notBefore  int64            // the open batch's lowest block timestamp (transfer expiries)
 	broken     error            // set when the book moved but the outputs could not be made
 	entryRec   avro.LedgerEntry // the entries topic record, reused
 	cache      *bookCache       // receives the book on Close
@@ -348,6 +349,25 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 				return pipelines.Reject("unknown_ref", fmt.Errorf("adjustment %q: credit %q is not in the ledger", e.ID, e.Ref))
 			}
 		}
+		p.debits = append(p.debits, e)
+		p.debitIDs[e.ID] = struct{}{}
+		return nil
+	case rec.Topic == p.cfg.RequestsTopic && name == schemas.TransferRequest:
+		var r avro.TransferRequest
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &r); err != nil {
+			return decodeErr(err)
+		}
+		e, err := ledger.EntryFromTransfer(&r)
+		if err != nil {
+			return pipelines.Reject("invalid_request", err)
+		}
+		if _, queued := p.debitIDs[e.ID]; queued || p.book.HasRequest(e.ID) {
+			p.m.dups.WithLabelValues(e.Kind.String()).Inc()
+			return nil
+		}
+		// An expiry is stamped at or after its deadline, so the book
+		// shows that it expired in ledger time (docs/economy.md).
+		p.notBefore = max(p.notBefore, r.NotBeforeMs)
 		p.debits = append(p.debits, e)
 		p.debitIDs[e.ID] = struct{}{}
 		return nil
@@ -596,8 +616,8 @@ func (p *Processor) Flush(ctx context.Context, out pipelines.Emitter) error {
 		return err
 	}
 	if len(p.debits) > 0 {
-		rel := ledger.Release{Entries: p.debits, TimestampMs: p.cfg.Now().UnixMilli(), Clock: ledger.ClockWall}
-		p.debits = nil
+		rel := ledger.Release{Entries: p.debits, TimestampMs: max(p.cfg.Now().UnixMilli(), p.notBefore), Clock: ledger.ClockWall}
+		p.debits, p.notBefore = nil, 0
 		clear(p.debitIDs)
 		if err := p.appendAndEmit(rel, out); err != nil {
 			return err
@@ -674,6 +694,7 @@ func (p *Processor) entryRecord(a *ledger.Appended, proof []merkle.Hash) *avro.L
 	r.Checkpoint, r.Kind, r.ID, r.VehicleID, r.Account = a.Block.Checkpoint, avro.EntryKind(e.Kind.String()), e.ID, e.VehicleID, e.Account
 	r.Delta, r.Date, r.ConfigVersion, r.EventsHash = e.Delta(), e.Date, e.ConfigVersion, e.EventsHash
 	r.Reason, r.RedemptionID, r.Ref, r.BlockTimestampMs = e.Reason, e.RedemptionID, e.Ref, h.TimestampMs
+	r.CounterAccount = e.CounterAccount
 	return r
 }
 

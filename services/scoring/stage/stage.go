@@ -20,7 +20,9 @@ import (
 	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/ingest"
 	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/scoring/replay"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -77,6 +79,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the wall clock used to detect idle tasks (default time.Now).
 	Now func() time.Time
+	// ReplayDays is how many days of trip fingerprints each task keeps
+	// for replay detection (default 30; negative: detection off), and
+	// ReplayBudget how many fingerprints per day at most (default
+	// 200,000). docs/scoring.md, "Replay detection".
+	ReplayDays, ReplayBudget int
 }
 
 func (c Config) withDefaults() Config {
@@ -128,6 +135,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.ReplayDays == 0 {
+		c.ReplayDays = 30
+	}
+	if c.ReplayBudget <= 0 {
+		c.ReplayBudget = 200_000
 	}
 	return c
 }
@@ -201,6 +214,11 @@ func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*proc
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ReplayDays > 0 {
+		if err := w.EnableReplay(replay.DefaultConfig(), cfg.ReplayDays, cfg.ReplayBudget); err != nil {
+			return nil, err
+		}
+	}
 	return &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, clock: scoring.NewLogClock(cfg.MarkExpiry), lastSeen: cfg.Now(),
 		limits: telemetry.ValidateConfig{}.Defaults()}, nil
 }
@@ -224,7 +242,7 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	if err := p.check(&ev, rec.Timestamp); err != nil {
 		return pipelines.Reject(telemetry.CodeOf(err), err)
 	}
-	late, err := p.w.Add(&ev, nil) // closed days are emitted by Flush
+	late, err := p.w.AddRef(&ev, odoRef(&rec), nil) // closed days are emitted by Flush
 	if err != nil {
 		return pipelines.Reject(telemetry.CodeBadTZ, err)
 	}
@@ -235,6 +253,21 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 		return p.emitLate(out, &ev, late)
 	}
 	return nil
+}
+
+// odoRef is ingest's odometer mark of the record (docs/ingest.md,
+// "Odometer marks"), nil when it has none. A mark of another version than
+// the stage knows is ignored: the day's own event-time check still holds.
+func odoRef(rec *pipelines.Record) *scoring.OdoRef {
+	v := rec.Header(ingest.HeaderOdometer)
+	if v == nil {
+		return nil
+	}
+	ms, km, err := ingest.ParseOdometerMark(v)
+	if err != nil {
+		return nil
+	}
+	return &scoring.OdoRef{TimeMs: ms, Km: km}
 }
 
 // check re-checks what the score relies on, cheaply and deterministically

@@ -76,6 +76,7 @@ type handler struct{ cfg Config }
 //	POST /v1/redemptions                 (header Idempotency-Key) request a redemption: owners, from their own account
 //	GET  /v1/redemptions/{id}            a redemption's state: its owner, its partner, operators
 //	GET  /v1/accounts/{owner}/balance    an account's balance, reserved and available points: its owner, operators
+//	POST /v1/transfers, GET /v1/transfers/{id}, GET /v1/transfers?account=   transfers (transfers.go)
 func NewHandler(cfg Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -97,6 +98,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("POST /v1/redemptions", auth.Roles{auth.RoleOwner}, h.redeem)
 	mux.HandleFunc("GET /v1/redemptions/{id}", auth.Roles{auth.RoleOwner, auth.RolePartner, auth.RoleOperator}, h.redemption)
 	mux.HandleFunc("GET /v1/accounts/{owner}/balance", auth.Roles{auth.RoleOwner, auth.RoleOperator}, h.balance)
+	all := auth.Roles{auth.RoleOwner, auth.RolePartner, auth.RoleOperator}
+	mux.HandleFunc("POST /v1/transfers", all, h.createTransfers)
+	mux.HandleFunc("GET /v1/transfers", all, h.listTransfers)
+	mux.HandleFunc("GET /v1/transfers/{id}", all, h.getTransfer)
 	return mux, nil
 }
 

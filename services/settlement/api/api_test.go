@@ -144,7 +144,9 @@ func TestAttacks(t *testing.T) {
 	}
 	before := count(t, env)
 
-	routes := []string{"POST /v1/redemptions", "GET /v1/redemptions/" + mine.ID, "GET /v1/accounts/alice/balance"}
+	routes := []string{"POST /v1/redemptions", "GET /v1/redemptions/" + mine.ID, "GET /v1/accounts/alice/balance",
+		"POST /v1/transfers", "GET /v1/transfers", "GET /v1/transfers/{id}"}
+	xfer := `{"id":"0000000000000000000000000000dead","debit_account":"alice","credit_account":"bob","amount":1}`
 	h, _ := api.NewHandler(api.Config{Producer: env.Producer, State: env.State, Serde: env.Serde, Auth: mustAuth(t, env)})
 	if got := len(h.(*auth.Mux).Routes()); got != len(routes) {
 		t.Fatalf("the API declares %d routes, this test knows %d: add the new one here", got, len(routes))
@@ -182,6 +184,14 @@ func TestAttacks(t *testing.T) {
 		{"unknown field", alice, "POST", "/v1/redemptions", `{"owner":"alice","partner":"acme","item_id":"mug","quantity":1,"points":0}`, 400},
 		{"bad partner id", alice, "POST", "/v1/redemptions", `{"partner":"../x","item_id":"mug","quantity":1}`, 400},
 		{"negative max_points", alice, "POST", "/v1/redemptions", `{"partner":"acme","item_id":"mug","quantity":1,"max_points":-5}`, 400},
+		{"no credentials: transfer", "", "POST", "/v1/transfers", xfer, 401},
+		{"no credentials: get transfer", "", "GET", "/v1/transfers/0000000000000000000000000000dead", "", 401},
+		{"no credentials: list transfers", "", "GET", "/v1/transfers?account=alice", "", 401},
+		{"bob transfers from alice", bob, "POST", "/v1/transfers", xfer, 403},
+		{"bob lists alice's transfers", bob, "GET", "/v1/transfers?account=alice", "", 403},
+		{"bob reads a transfer not his", bob, "GET", "/v1/transfers/0000000000000000000000000000dead", "", 403},
+		{"transfer id not hex", alice, "POST", "/v1/transfers", strings.Replace(xfer, "dead", "DEAD", 1), 400},
+		{"transfer unknown flag", alice, "POST", "/v1/transfers", strings.Replace(xfer, `"amount":1`, `"amount":1,"flags":["expire_pending"]`, 1), 400},
 	} {
 		key := ""
 		if c.method == "POST" {

@@ -72,7 +72,7 @@ func (c Config) Validate() error {
 // and stock exact across replicas.
 var Inputs = []string{
 	pipelines.TopicAccounts, pipelines.TopicCatalog, pipelines.TopicLedgerEntries,
-	pipelines.TopicRedemptions, pipelines.TopicPartnerAcks,
+	pipelines.TopicRedemptions, pipelines.TopicPartnerAcks, pipelines.TopicTransfers,
 }
 
 // NewStage returns the settlement stage: it consumes Inputs, keeps its book
@@ -119,6 +119,7 @@ type metrics struct {
 	points      *prometheus.CounterVec // direction: minted, redeemed
 	outstanding prometheus.Gauge
 	invariantOK prometheus.Gauge
+	transfers   *prometheus.CounterVec // status, reason
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -129,6 +130,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		points:      m.CounterVec("minecart_settlement_points_total", "Points settled, by direction (minted, redeemed).", "direction"),
 		outstanding: m.Gauge("minecart_settlement_points_outstanding", "Sum of every account balance at the last statement."),
 		invariantOK: m.Gauge("minecart_settlement_invariant_ok", "1 if the last statement found sum(balances) = minted - redeemed, else 0."),
+		transfers:   m.CounterVec("minecart_settlement_transfers_total", "Transfer decisions, by status (ACCEPTED, REJECTED; replays count their first result) and reason.", "status", "reason"),
 	}, m.Err()
 }
 
@@ -153,7 +155,7 @@ func (p *processor) open(ctx context.Context, e *settlement.Entry) error {
 	if pseudonym.Is(e.VehicleID) {
 		e.VehiclePseudonym = e.VehicleID
 	}
-	for _, f := range []*string{&e.VehicleID, &e.Account} {
+	for _, f := range []*string{&e.VehicleID, &e.Account, &e.CounterAccount} {
 		if !pseudonym.Is(*f) {
 			continue
 		}
@@ -269,6 +271,37 @@ func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*settlemen
 			return nil, err
 		}
 		tx, err = p.book.Ack(settlement.AckFrom(&a))
+	case pipelines.TopicTransfers:
+		name, nerr := p.serde.Name(rec.Value)
+		if errors.Is(nerr, schemas.ErrMalformed) || errors.Is(nerr, schemas.ErrUnknownSchema) {
+			return nil, pipelines.Reject("decode", nerr)
+		} else if nerr != nil {
+			return nil, nerr
+		}
+		switch name {
+		case schemas.TransferBatch:
+			var r avro.TransferBatch
+			if err := p.decode(rec, &r); err != nil {
+				return nil, err
+			}
+			b := settlement.TransferBatchFrom(&r)
+			if b.RequestedAt.IsZero() || b.RequestedAt.Unix() == 0 {
+				b.RequestedAt = rec.Timestamp.UTC()
+			}
+			var results []settlement.Transfer
+			tx, results, err = p.book.Transfers(b)
+			for _, x := range results {
+				p.m.transfers.WithLabelValues(string(x.Status), x.Reason).Inc()
+			}
+		case schemas.AccountFlags:
+			var r avro.AccountFlags
+			if err := p.decode(rec, &r); err != nil {
+				return nil, err
+			}
+			tx, err = p.book.SetAccountFlags(r)
+		default:
+			return nil, pipelines.Reject("unexpected_record", fmt.Errorf("%s on %s", name, rec.Topic))
+		}
 	default:
 		return nil, pipelines.Reject("unknown_topic", fmt.Errorf("settlement does not read %s", rec.Topic))
 	}
@@ -323,6 +356,9 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 	}
 	for i, d := range tx.Debits {
 		rs = append(rs, record{pipelines.TopicLedgerRequests, d.Account, &tx.Debits[i]})
+	}
+	for i, x := range tx.Transfers {
+		rs = append(rs, record{pipelines.TopicLedgerRequests, x.DebitAccount, &tx.Transfers[i]})
 	}
 	for _, c := range tx.Credits {
 		rs = append(rs, record{pipelines.TopicRewardCredits, c.Account, c.Avro()})

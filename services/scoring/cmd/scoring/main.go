@@ -32,6 +32,8 @@ func run(ctx context.Context, args []string) error {
 			fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "fallback, off by default (0): close days on the wall clock after a task got no record for this long (not replayable; days close on the gateways' time marks)")
 			fs.DurationVar(&cfg.TickEvery, "tick", 10*time.Second, "how often closed days left over by a batch are emitted (and, with -idle-timeout, idle tasks checked)")
 			fs.IntVar(&cfg.Tasks, "tasks", pipelines.TelemetryPartitions, "partitions of the telemetry topic (P in watermarks)")
+			fs.IntVar(&cfg.ReplayDays, "replay-days", 30, "days of trip fingerprints each task keeps for replay detection (negative: off)")
+			fs.IntVar(&cfg.ReplayBudget, "replay-budget", 200000, "trip fingerprints kept per day per task")
 			fs.StringVar(&rulesFile, "rules", "", "JSON file of scoring rules over the defaults (docs/scoring.md; a new Version is required)")
 		},
 		Prepare: func(log *slog.Logger) error {

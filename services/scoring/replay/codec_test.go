@@ -1,0 +1,123 @@
+package replay
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+)
+
+func sampleFP() Fingerprint {
+	fp := Fingerprint{Version: 1, Vehicle: "LSVAU2180N2183294", Date: "2026-11-24", Trip: 2, StartMs: 1763942400123, EndMs: 1763945000456, N: 97}
+	for i := range fp.Sig {
+		fp.Sig[i] = uint16(i * 1031)
+	}
+	return fp
+}
+
+func TestCodec(t *testing.T) {
+	fp := sampleFP()
+	b := AppendBinary(nil, &fp)
+	if len(b) != 171 {
+		t.Fatalf("record %d bytes, documented 171", len(b))
+	}
+	got, err := Decode(b)
+	if err != nil || got != fp {
+		t.Fatalf("round trip: %v\n%+v\n%+v", err, got, fp)
+	}
+	for _, c := range []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"version 2", append([]byte{2}, b[1:]...)},
+		{"truncated", b[:len(b)-1]},
+		{"trailing byte", append(bytes.Clone(b), 0)},
+		{"vehicle over 64 bytes", append([]byte{1, 1, 65}, bytes.Repeat([]byte{'v'}, 65)...)},
+		{"vehicle length past the end", []byte{1, 1, 10, 'v'}},
+		{"trip over 65535", []byte{1, 1, 1, 'v', 1, 'd', 0x80, 0x80, 0x04, 0, 0, 0}},
+	} {
+		if _, err := Decode(c.b); !errors.Is(err, ErrRecord) {
+			t.Errorf("%s: %v, want ErrRecord", c.name, err)
+		}
+	}
+}
+
+// FuzzDecode: Decode never panics, and refuses with ErrRecord or returns a
+// fingerprint whose encoding decodes to itself.
+func FuzzDecode(f *testing.F) {
+	fp := sampleFP()
+	f.Add(AppendBinary(nil, &fp))
+	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fp, err := Decode(b)
+		if err != nil {
+			if !errors.Is(err, ErrRecord) {
+				t.Fatalf("%x: %v", b, err)
+			}
+			return
+		}
+		again, err := Decode(AppendBinary(nil, &fp))
+		if err != nil || again != fp {
+			t.Fatalf("%x: re-encoded %+v decodes to %+v, %v", b, fp, again, err)
+		}
+	})
+}
+
+// FuzzDecodeBuilder: DecodeBuilder never panics, refuses with ErrRecord
+// or returns a Builder whose encoding decodes to the same encoding (the
+// changelog's round trip), and what follows the Builder is returned intact.
+func FuzzDecodeBuilder(f *testing.F) {
+	cfg := DefaultConfig()
+	b := NewBuilder(1_000_000)
+	rt := newRoute(3, 4)
+	for _, fx := range rt.drive(1_000_000, 1000, func(int) float64 { return 50 }, func(int) float64 { return 0 }) {
+		b.Add(&cfg, fx)
+	}
+	f.Add(append(b.AppendBinary(nil), 7, 7))
+	f.Add([]byte{1, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		b, rest, err := DecodeBuilder(in)
+		if err != nil {
+			if !errors.Is(err, ErrRecord) {
+				t.Fatalf("%x: %v", in, err)
+			}
+			return
+		}
+		enc := b.AppendBinary(nil)
+		b2, rest2, err := DecodeBuilder(append(slices.Clone(enc), rest...))
+		if err != nil || !bytes.Equal(b2.AppendBinary(nil), enc) || !bytes.Equal(rest2, rest) {
+			t.Fatalf("%x: round trip: %v", in, err)
+		}
+		b.Fingerprints(&cfg, "v", "d") // must not panic on any decoded state
+	})
+}
+
+func TestBuilderCodec(t *testing.T) {
+	cfg := DefaultConfig()
+	rt := newRoute(4, 20)
+	fs := rt.drive(5_000, 1000, func(i int) float64 { return 30 + float64(i%5)*10 }, func(i int) float64 { return float64(i%3) * 20 })
+	b := NewBuilder(0)
+	// Uploaded as 10 batches in reverse order: several runs, joined.
+	for k := 9; k >= 0; k-- {
+		for _, f := range fs[k*len(fs)/10 : (k+1)*len(fs)/10] {
+			b.Add(&cfg, f)
+		}
+	}
+	enc := b.AppendBinary(nil)
+	got, rest, err := DecodeBuilder(append(slices.Clone(enc), 9))
+	if err != nil || len(rest) != 1 || !bytes.Equal(got.AppendBinary(nil), enc) {
+		t.Fatalf("round trip: %v", err)
+	}
+	want := Trips(cfg, "v", "d", slices.Clone(fs))
+	fps := got.Fingerprints(&cfg, "v", "d")
+	if len(fps) != 1 || len(want) != 1 {
+		t.Fatalf("%d and %d trips", len(fps), len(want))
+	}
+	// Reverse-order uploads give (nearly) the in-order fingerprint: it matches.
+	if _, c := Similarity(&want[0], &fps[0]); c < 0.9 {
+		t.Fatalf("reverse-order upload: containment %.2f of the in-order fingerprint", c)
+	}
+	t.Logf("builder: %d entries, %d bytes encoded (%.1f per entry)", len(got.entries(&cfg)), len(enc), float64(len(enc))/float64(len(got.entries(&cfg))))
+}

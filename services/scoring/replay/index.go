@@ -1,0 +1,214 @@
+package replay
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+)
+
+// Match is an earlier fingerprint a new trip repeats.
+type Match struct {
+	Of               Fingerprint // the earlier trip
+	Jaccard, Contain float64     // Similarity(earlier, new)
+}
+
+// Index holds the fingerprints of the last Retention days, at most Budget
+// per day, and finds the ones a new trip repeats: candidates share at least
+// one LSH band (Rows consecutive signature values) with the new trip, and a
+// candidate matches when it started earlier than the new trip, is not the
+// same trip, and holds at least MinContain of the new trip's shingles
+// (estimated, Similarity). Memory: the fingerprints in one slice, one map
+// entry per trip key and per band (a chain of fingerprints sharing a band
+// value runs through each fingerprint's next links). Not safe for
+// concurrent use.
+type Index struct {
+	cfg       Config
+	retention int // days
+	budget    int // fingerprints kept per day
+	slots     []islot
+	free      []uint32
+	keys      map[fpKey]uint32
+	perDay    map[string]int
+	heads     map[uint64]uint32 // band key -> first slot + 1 of its chain
+}
+
+type islot struct {
+	fp   Fingerprint
+	next [Bands]uint32 // next slot + 1 in each band's chain (0: end)
+	used bool
+}
+
+type fpKey struct {
+	vehicle, date string
+	trip          uint16
+}
+
+// NewIndex returns an empty Index keeping retention days (>= 1) of at most
+// budget fingerprints each (>= 1).
+func NewIndex(cfg Config, retention, budget int) (*Index, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if retention < 1 || budget < 1 {
+		return nil, errors.New("replay: retention and budget must be >= 1")
+	}
+	return &Index{cfg: cfg, retention: retention, budget: budget, keys: map[fpKey]uint32{},
+		perDay: map[string]int{}, heads: map[uint64]uint32{}}, nil
+}
+
+// Len is the number of fingerprints held.
+func (x *Index) Len() int { return len(x.keys) }
+
+// bandKey is band b's key: mix64 over the band's index and its Rows values.
+func bandKey(fp *Fingerprint, b int) uint64 {
+	h := uint64(b)
+	for _, v := range fp.Sig[b*Rows : (b+1)*Rows] {
+		h = h<<16 | uint64(v)
+	}
+	return mix64(h)
+}
+
+// Key is the compacted topic's record key of fp: "<vehicle>/<date>/<trip>".
+func Key(fp *Fingerprint) string {
+	return fp.Vehicle + "/" + fp.Date + "/" + strconv.Itoa(int(fp.Trip))
+}
+
+// Check returns the earlier fingerprints fp repeats, most similar first
+// (ties by vehicle, date, trip). It changes nothing.
+func (x *Index) Check(fp *Fingerprint) []Match {
+	if fp.Version != x.cfg.Version {
+		return nil
+	}
+	self := fpKey{fp.Vehicle, fp.Date, fp.Trip}
+	var seen map[uint32]bool
+	var out []Match
+	for b := range Bands {
+		for id := x.heads[bandKey(fp, b)]; id != 0; id = x.slots[id-1].next[b] {
+			sl := &x.slots[id-1]
+			old := &sl.fp
+			if (fpKey{old.Vehicle, old.Date, old.Trip}) == self || seen[id] {
+				continue
+			}
+			if seen == nil {
+				seen = map[uint32]bool{}
+			}
+			seen[id] = true
+			if old.StartMs >= fp.StartMs {
+				continue // the copy is the later one
+			}
+			j, c := Similarity(old, fp)
+			if c >= x.cfg.MinContain {
+				out = append(out, Match{Of: *old, Jaccard: j, Contain: c})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Match) int {
+		switch {
+		case a.Contain != b.Contain:
+			if a.Contain > b.Contain {
+				return -1
+			}
+			return 1
+		case a.Of.Vehicle != b.Of.Vehicle:
+			return cmpStr(a.Of.Vehicle, b.Of.Vehicle)
+		case a.Of.Date != b.Of.Date:
+			return cmpStr(a.Of.Date, b.Of.Date)
+		}
+		return int(a.Of.Trip) - int(b.Of.Trip)
+	})
+	return out
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Add keeps fp (replacing an earlier fingerprint of the same trip) unless
+// its day already holds budget fingerprints; it reports whether it kept it.
+func (x *Index) Add(fp *Fingerprint) bool {
+	k := fpKey{fp.Vehicle, fp.Date, fp.Trip}
+	if id, ok := x.keys[k]; ok {
+		x.remove(k, id)
+	}
+	if x.perDay[fp.Date] >= x.budget {
+		return false
+	}
+	var id uint32
+	if n := len(x.free); n > 0 {
+		id = x.free[n-1]
+		x.free = x.free[:n-1]
+	} else {
+		x.slots = append(x.slots, islot{})
+		id = uint32(len(x.slots))
+	}
+	sl := &x.slots[id-1]
+	*sl = islot{fp: *fp, used: true}
+	x.keys[k] = id
+	x.perDay[fp.Date]++
+	for b := range Bands {
+		bk := bandKey(fp, b)
+		sl.next[b] = x.heads[bk]
+		x.heads[bk] = id
+	}
+	return true
+}
+
+// Remove forgets the fingerprint of one trip, if held.
+func (x *Index) Remove(vehicle, date string, trip uint16) {
+	k := fpKey{vehicle, date, trip}
+	if id, ok := x.keys[k]; ok {
+		x.remove(k, id)
+	}
+}
+
+func (x *Index) remove(k fpKey, id uint32) {
+	sl := &x.slots[id-1]
+	for b := range Bands {
+		bk := bandKey(&sl.fp, b)
+		if x.heads[bk] == id {
+			if sl.next[b] == 0 {
+				delete(x.heads, bk)
+			} else {
+				x.heads[bk] = sl.next[b]
+			}
+			continue
+		}
+		for p := x.heads[bk]; p != 0; p = x.slots[p-1].next[b] {
+			if x.slots[p-1].next[b] == id {
+				x.slots[p-1].next[b] = sl.next[b]
+				break
+			}
+		}
+	}
+	delete(x.keys, k)
+	if x.perDay[k.date]--; x.perDay[k.date] <= 0 {
+		delete(x.perDay, k.date)
+	}
+	*sl = islot{}
+	x.free = append(x.free, id)
+}
+
+// Expire drops the fingerprints of days before the Retention days ending
+// with today (dates compare as YYYY-MM-DD strings; keep is the oldest date
+// kept, computed by the caller as today - (Retention - 1) days) and
+// returns their topic keys, for tombstones.
+func (x *Index) Expire(keep string) []string {
+	var gone []string
+	for k, id := range x.keys {
+		if k.date < keep {
+			gone = append(gone, Key(&x.slots[id-1].fp))
+			x.remove(k, id)
+		}
+	}
+	slices.Sort(gone)
+	return gone
+}
+
+// Retention is the number of days the index keeps.
+func (x *Index) Retention() int { return x.retention }

@@ -1,0 +1,154 @@
+package scoring
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/minecart/minecart/services/scoring/replay"
+	"github.com/minecart/minecart/services/telemetry"
+)
+
+// FlagReplay: a trip of the day repeats an earlier trip (the vehicle's own
+// or another's) within tolerance (docs/scoring.md, "Replay detection").
+const FlagReplay = "replayed_trace"
+
+// FactorReplay is the factor of FlagReplay on the day's points: a replayed
+// trace pays nothing.
+const FactorReplay = 0.0
+
+// fpKeyPrefix starts the changelog key of a fingerprint record (vehicle
+// ids are [A-Za-z0-9._-], so no window key starts with '#').
+const fpKeyPrefix = "#fp/"
+
+// replayState is a task's replay detection: the fingerprints of the days it
+// closed in the last Retention days, and the records Flush owes the
+// changelog.
+type replayState struct {
+	cfg   replay.Config
+	idx   *replay.Index
+	put   []replay.Fingerprint // added since the last Flush
+	gone  []string             // fingerprint keys expired since the last Flush
+	today string               // date of the last expiry
+}
+
+// EnableReplay turns replay detection on: every open day folds its moving
+// fixes into a replay.Builder (kept in its changelog record), and when a
+// day is drained its trips' fingerprints are checked against those of the
+// days this task closed in the last retention days (at most budget per
+// day) before being added; a match flags the day FlagReplay (points x0).
+// The fingerprints live in the task's changelog under "#fp/<vehicle>/<date>/<trip>",
+// so a restart rebuilds the index; expired ones get tombstones. Call it
+// before Restore.
+func (w *Windows) EnableReplay(cfg replay.Config, retention, budget int) error {
+	idx, err := replay.NewIndex(cfg, retention, budget)
+	if err != nil {
+		return err
+	}
+	w.replay = &replayState{cfg: cfg, idx: idx}
+	return nil
+}
+
+// ReplayIndexLen is the number of fingerprints the task holds (0 when
+// replay detection is off).
+func (w *Windows) ReplayIndexLen() int {
+	if w.replay == nil {
+		return 0
+	}
+	return w.replay.idx.Len()
+}
+
+// trace folds ev into the slot's Builder.
+func (w *Windows) trace(s *slot, ev *telemetry.Event) {
+	rs := w.replay
+	if rs == nil || ev.SpeedKmh < rs.cfg.MovingKmh {
+		return
+	}
+	if s.trace == nil {
+		s.trace = replay.NewBuilder(s.day.Start)
+	}
+	s.trace.Add(&rs.cfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
+}
+
+// judgeReplay fingerprints a drained day, checks each trip against the
+// index, adds them, expires days past the retention, and flags res.
+func (w *Windows) judgeReplay(s *slot, date string, res *Result) {
+	rs := w.replay
+	if rs == nil {
+		return
+	}
+	if date != rs.today {
+		rs.today = date
+		if d, err := time.Parse(time.DateOnly, date); err == nil {
+			keep := d.AddDate(0, 0, -(rs.idx.Retention() - 1)).Format(time.DateOnly)
+			rs.gone = append(rs.gone, rs.idx.Expire(keep)...)
+		}
+	}
+	if s.trace == nil {
+		return
+	}
+	fps := s.trace.Fingerprints(&rs.cfg, s.vehicle, date)
+	var reasons []string
+	for i := range fps {
+		if ms := rs.idx.Check(&fps[i]); len(ms) > 0 {
+			m := ms[0]
+			reasons = append(reasons, fmt.Sprintf("trip %d repeats %s/%s trip %d (%.0f%% of its shingles)",
+				fps[i].Trip, m.Of.Vehicle, m.Of.Date, m.Of.Trip, 100*m.Contain))
+		}
+		if rs.idx.Add(&fps[i]) {
+			rs.put = append(rs.put, fps[i])
+		}
+	}
+	if len(reasons) > 0 {
+		res.Flags = append(res.Flags, FlagReplay)
+		res.Reasons = append(res.Reasons, strings.Join(reasons, "; "))
+		res.Points = int64(float64(res.Points) * FactorReplay)
+	}
+}
+
+// flushReplay writes the fingerprints added and the tombstones of those
+// expired since the last Flush.
+func (w *Windows) flushReplay(put func(key string, value []byte)) {
+	rs := w.replay
+	if rs == nil {
+		return
+	}
+	for _, k := range rs.gone {
+		put(fpKeyPrefix+k, nil)
+	}
+	for i := range rs.put {
+		put(fpKeyPrefix+replay.Key(&rs.put[i]), replay.AppendBinary(nil, &rs.put[i]))
+	}
+	rs.gone, rs.put = rs.gone[:0], rs.put[:0]
+}
+
+// restoreReplay applies a fingerprint record of the changelog.
+func (w *Windows) restoreReplay(key string, value []byte) error {
+	rs := w.replay
+	if rs == nil {
+		return nil // detection off: the records are kept, not loaded
+	}
+	k := strings.TrimPrefix(key, fpKeyPrefix)
+	if value == nil {
+		parts := strings.Split(k, "/")
+		if len(parts) != 3 {
+			return fmt.Errorf("restore %s: bad fingerprint key", key)
+		}
+		trip, err := strconv.ParseUint(parts[2], 10, 16)
+		if err != nil {
+			return fmt.Errorf("restore %s: bad fingerprint key", key)
+		}
+		rs.idx.Remove(parts[0], parts[1], uint16(trip))
+		return nil
+	}
+	fp, err := replay.Decode(value)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", key, err)
+	}
+	if replay.Key(&fp) != k {
+		return fmt.Errorf("restore %s: record of %s", key, replay.Key(&fp))
+	}
+	rs.idx.Add(&fp)
+	return nil
+}
