@@ -23,8 +23,9 @@ vet:
 	$(GO) vet ./...
 	docker-compose --env-file infra/docker/example.env config -q
 
-# The schemas tests check our Avro framing with a stock reader (avsc, installed by setup).
-TEST_ENV := MINECART_NODE_PATH=$${MINECART_TOOLS_DIR:-$$HOME/.cache/minecart}/avsc/node_modules MINECART_REQUIRE_NODE=1 MINECART_REQUIRE_KUBECONFORM=1
+# The schemas tests check our Avro framing with a stock reader (avsc, installed by setup);
+# the web faces' browser tests need Debian's chromium (installed by setup).
+TEST_ENV := MINECART_NODE_PATH=$${MINECART_TOOLS_DIR:-$$HOME/.cache/minecart}/avsc/node_modules MINECART_REQUIRE_NODE=1 MINECART_REQUIRE_KUBECONFORM=1 MINECART_REQUIRE_CHROMIUM=1
 
 test: setup vet
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 25m ./...

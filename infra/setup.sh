@@ -8,6 +8,8 @@ need_apt=()
 command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# Debian's chromium: the web faces' browser tests drive it headless (chromedp, services/web).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -17,6 +19,10 @@ fi
 
 # The embedded ClickHouse engine (pinned libchdb.so from npm).
 bash infra/chdb/install.sh
+
+# The web faces' vendored front-end files (leaflet, uPlot, China's outlines; axe-core for
+# the tests): committed, pinned from npm and checked against services/web/vendor.lock.
+bash services/web/vendor.sh
 
 # Go modules.
 go mod download

@@ -17,6 +17,7 @@ const (
 	TransferRequest   = "minecart.ledger.TransferRequest"   // ledger requests topic: a transfer entry settlement decided
 	TransferBatch     = "minecart.settlement.TransferBatch" // transfer requests topic
 	AccountFlags      = "minecart.settlement.AccountFlags"  // transfer requests topic
+	CampaignRequest   = "minecart.ledger.CampaignRequest"   // ledger requests topic: campaign actions (docs/campaigns.md)
 	Pseudonym         = "minecart.ledger.Pseudonym"         // pseudonyms topic (compacted): a sealed pseudonym key
 	AccountBinding    = "minecart.settlement.AccountBinding"
 	CatalogItem       = "minecart.settlement.CatalogItem"

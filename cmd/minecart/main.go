@@ -50,7 +50,7 @@ func newRoot(stdout io.Writer) *ff.Command {
 		LongHelp:  "`minecart COMMAND -h` gives a command's flags. MINECART_DEBUG=1 logs at debug level."}
 	root.Subcommands = []*ff.Command{
 		runCommand(), brokerCommand(stdout), clickhouseCommand(), migrateCommand(stdout),
-		devicesCommand(stdout), accountsCommand(stdout, os.Stdin), catalogCommand(stdout), transfersCommand(stdout), ledgerCommand(stdout), witnessCommand(stdout),
+		devicesCommand(stdout), accountsCommand(stdout, os.Stdin), catalogCommand(stdout), transfersCommand(stdout), ledgerCommand(stdout), witnessCommand(stdout), campaignsCommand(stdout),
 	}
 	for _, c := range root.Subcommands {
 		parents(c)

@@ -183,6 +183,8 @@ func printLogins(w io.Writer, httpAddr, dataDir, owner, vehicle string) {
 	fmt.Fprintf(w, "  curl -c %s http://%s/v1/login -H 'Content-Type: application/json' -d \"{\\\"owner\\\":\\\"%s\\\",\\\"password\\\":\\\"$(cat %s)\\\"}\"\n", jar, httpAddr, owner, pw)
 	fmt.Fprintf(w, "  curl -b %s http://%s/v1/vehicles/%s/position\n", jar, httpAddr, vehicle)
 	fmt.Fprintf(w, "operator: curl -H \"Authorization: Bearer $(cat %s)\" http://%s/v1/fleet/scores\n", filepath.Join(dataDir, "operator.token"), httpAddr)
+	fmt.Fprintf(w, "web: owner app http://%s/ (log in as %s), block explorer http://%s/explorer, console http://%s/console (the operator token)\n",
+		httpAddr, owner, httpAddr, httpAddr)
 }
 
 // readProgress is the next chunk to send, 0 when nothing was recorded.

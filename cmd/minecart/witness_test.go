@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,7 +31,7 @@ func TestWitnessCommand(t *testing.T) {
 	defer cancel()
 	var stdout bytes.Buffer
 	done := make(chan error, 1)
-	const addr = "127.0.0.1:19892"
+	addr := freeAddr(t)
 	go func() {
 		done <- run(ctx, []string{"witness", "--addr", addr, "--state-dir", filepath.Join(dir, "w"), "--name", "witness.test/cli", "--log", "@" + keyFile}, &stdout, io.Discard)
 	}()
@@ -65,4 +66,16 @@ func TestWitnessCommand(t *testing.T) {
 	if !strings.Contains(stdout.String(), "verifier key witness.test/cli+") {
 		t.Errorf("stdout %q", stdout.String())
 	}
+}
+
+// freeAddr returns a loopback address no listener holds right now (the
+// witness command takes an address, not a listener).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -70,9 +70,9 @@ var layers = []struct {
 	{"Kafka and infrastructure adapters", []string{"pipelines/kafka", "pipelines/kafka/kafkatest", "services/ledger/blocks", "services/pseudonym/follow",
 		"services/gateway", "loadtest", "schemas/registry", "infra/*", "infra/chserver/chtest", "cmd/partner-example/partner"}},
 	{"stages and APIs, over the contract", []string{"services/ingest", "services/*/stage", "services/sink", "services/owner",
-		"services/ledger/proofs", "services/settlement/api", "services/auth", "services/auth/authtest", "services/witness"}},
+		"services/ledger/proofs", "services/settlement/api", "services/campaign/api", "services/auth", "services/auth/authtest", "services/witness", "services/web"}},
 	{"domain", []string{"services/telemetry", "services/telemetry/wire", "services/scoring", "services/scoring/scoringtest", "services/scoring/replay",
-		"services/ledger", "services/ledger/merkle", "services/ledger/ledgertest", "services/settlement", "services/ids", "services/pseudonym", "loadtest/fleet"}},
+		"services/ledger", "services/ledger/merkle", "services/ledger/ledgertest", "services/settlement", "services/ids", "services/campaign", "services/pseudonym", "loadtest/fleet"}},
 	{"base", []string{"schemas/avro", "schemas", "schemas/internal/avrogen", "pipelines", "pipelines/prom"}},
 }
 

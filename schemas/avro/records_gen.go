@@ -354,6 +354,99 @@ func (r *LedgerBlock) decode(d *decoder) {
 	r.Checkpoint = d.string("checkpoint")
 }
 
+// CampaignAction is the Avro enum minecart.ledger.CampaignAction.
+type CampaignAction string
+
+// The symbols of CampaignAction, in schema order.
+const (
+	CampaignActionKey    CampaignAction = "key"
+	CampaignActionSubmit CampaignAction = "submit"
+	CampaignActionPause  CampaignAction = "pause"
+	CampaignActionResume CampaignAction = "resume"
+	CampaignActionEnd    CampaignAction = "end"
+)
+
+func (e CampaignAction) index() (int64, error) {
+	switch e {
+	case CampaignActionKey:
+		return 0, nil
+	case CampaignActionSubmit:
+		return 1, nil
+	case CampaignActionPause:
+		return 2, nil
+	case CampaignActionResume:
+		return 3, nil
+	case CampaignActionEnd:
+		return 4, nil
+	}
+	return 0, fmt.Errorf("minecart.ledger.CampaignAction: symbol %q not in the enum", string(e))
+}
+
+var symbolsCampaignAction = [...]CampaignAction{CampaignActionKey, CampaignActionSubmit, CampaignActionPause, CampaignActionResume, CampaignActionEnd}
+
+// CampaignRequest is the Avro record minecart.ledger.CampaignRequest.
+//
+// A request to append a campaign entry (kind 6) to the ledger, written to minecart.ledger.requests (key = campaign id) by the campaign API and the CLI: an operator's registration of a partner's Ed25519 key, or a partner's signed submit, pause, resume or end. The ledger checks it against its book (the key, the signature, the rule, the status) and appends each request_id at most once. See docs/campaigns.md.
+type CampaignRequest struct {
+	// request_id: Idempotency key: key/<partner>/<sha256 of the key, hex>, submit/<campaign>, or <action>/<campaign>/<nonce>.
+	RequestID string
+	Partner   string
+	// campaign: The campaign id <partner>/<name> (for a key: <partner>/-).
+	Campaign string
+	Action   CampaignAction
+	// definition: Submit: the canonical definition; else empty.
+	Definition []byte
+	// rule_hash: Submit, pause, resume, end: SHA-256 of the canonical definition; key: empty.
+	RuleHash []byte
+	// public_key: Key: the partner's 32-byte Ed25519 public key; else empty.
+	PublicKey []byte
+	// signature: Submit, pause, resume, end: the partner's Ed25519 signature of the signed bytes (docs/campaigns.md); key: empty.
+	Signature []byte
+	// requested_at: When the requester made the request; recorded in the entry.
+	RequestedAt time.Time
+}
+
+// AvroName is the record's full Avro name, minecart.ledger.CampaignRequest.
+func (*CampaignRequest) AvroName() string { return "minecart.ledger.CampaignRequest" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *CampaignRequest) AppendAvro(dst []byte) ([]byte, error) {
+	var err error
+	dst = appendString(dst, r.RequestID)
+	dst = appendString(dst, r.Partner)
+	dst = appendString(dst, r.Campaign)
+	if dst, err = appendEnum(dst, r.Action); err != nil {
+		return dst, err
+	}
+	dst = appendBytes(dst, r.Definition)
+	dst = appendBytes(dst, r.RuleHash)
+	dst = appendBytes(dst, r.PublicKey)
+	dst = appendBytes(dst, r.Signature)
+	dst = appendLong(dst, r.RequestedAt.UnixMilli())
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *CampaignRequest) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = CampaignRequest{}
+	r.decode(&d)
+	return d.finish("minecart.ledger.CampaignRequest")
+}
+
+func (r *CampaignRequest) decode(d *decoder) {
+	r.RequestID = d.string("request_id")
+	r.Partner = d.string("partner")
+	r.Campaign = d.string("campaign")
+	r.Action = decodeEnum(d, "action", symbolsCampaignAction[:])
+	r.Definition = d.bytes("definition")
+	r.RuleHash = d.bytes("rule_hash")
+	r.PublicKey = d.bytes("public_key")
+	r.Signature = d.bytes("signature")
+	r.RequestedAt = time.UnixMilli(d.long("requested_at")).UTC()
+}
+
 // RequestKind is the Avro enum minecart.ledger.RequestKind.
 type RequestKind string
 
@@ -469,7 +562,10 @@ const (
 	EntryKindCredit     EntryKind = "credit"
 	EntryKindDebit      EntryKind = "debit"
 	EntryKindAdjustment EntryKind = "adjustment"
+	EntryKindRescore    EntryKind = "rescore"
 	EntryKindTransfer   EntryKind = "transfer"
+	EntryKindCampaign   EntryKind = "campaign"
+	EntryKindBonus      EntryKind = "bonus"
 	EntryKindErasure    EntryKind = "erasure"
 )
 
@@ -481,15 +577,21 @@ func (e EntryKind) index() (int64, error) {
 		return 1, nil
 	case EntryKindAdjustment:
 		return 2, nil
-	case EntryKindTransfer:
+	case EntryKindRescore:
 		return 3, nil
-	case EntryKindErasure:
+	case EntryKindTransfer:
 		return 4, nil
+	case EntryKindCampaign:
+		return 5, nil
+	case EntryKindBonus:
+		return 6, nil
+	case EntryKindErasure:
+		return 7, nil
 	}
 	return 0, fmt.Errorf("minecart.ledger.EntryKind: symbol %q not in the enum", string(e))
 }
 
-var symbolsEntryKind = [...]EntryKind{EntryKindCredit, EntryKindDebit, EntryKindAdjustment, EntryKindTransfer, EntryKindErasure}
+var symbolsEntryKind = [...]EntryKind{EntryKindCredit, EntryKindDebit, EntryKindAdjustment, EntryKindRescore, EntryKindTransfer, EntryKindCampaign, EntryKindBonus, EntryKindErasure}
 
 // LedgerEntry is the Avro record minecart.ledger.Entry.
 //
@@ -507,7 +609,8 @@ type LedgerEntry struct {
 	Proof [][]byte
 	// checkpoint: The block's signed C2SP checkpoint (tree_size and root, signed by the ledger key).
 	Checkpoint string
-	Kind       EntryKind
+	// kind: The entry's kind, in kind-byte order (docs/ledger.md): rescore, transfer, campaign, bonus, erasure are kinds 4 to 8.
+	Kind EntryKind
 	// id: Credit: the score id <vehicle>/<date>; debit, adjustment: the request id.
 	ID string
 	// vehicle_id: Empty if none.
@@ -531,6 +634,8 @@ type LedgerEntry struct {
 	BlockTimestampMs int64
 	// counter_account: Transfer: the credit side (account is the debit side); else empty.
 	CounterAccount string
+	// campaign: Campaign and bonus entries: the campaign id <partner>/<name> (docs/campaigns.md); else null.
+	Campaign string
 }
 
 // AvroName is the record's full Avro name, minecart.ledger.Entry.
@@ -567,6 +672,7 @@ func (r *LedgerEntry) AppendAvro(dst []byte) ([]byte, error) {
 	dst = appendString(dst, r.Ref)
 	dst = appendLong(dst, r.BlockTimestampMs)
 	dst = appendString(dst, r.CounterAccount)
+	dst = appendOptString(dst, r.Campaign)
 	return dst, nil
 }
 
@@ -606,6 +712,9 @@ func (r *LedgerEntry) decode(d *decoder) {
 	r.Ref = d.string("ref")
 	r.BlockTimestampMs = d.long("block_timestamp_ms")
 	r.CounterAccount = d.string("counter_account")
+	if d.union("campaign") {
+		r.Campaign = d.string("campaign")
+	}
 }
 
 // PseudonymKind is the Avro enum minecart.ledger.PseudonymKind.
@@ -788,6 +897,8 @@ type DailyScore struct {
 	FlagReasons []string
 	// events_hash: SHA-256 chain over the canonical bytes of the accepted events, in arrival order (docs/scoring.md)
 	EventsHash []byte
+	// region: coarse region code of the day's first accepted fix: its 1x1 degree cell, e.g. N31E121 (docs/campaigns.md); null if unknown. Never a position.
+	Region string
 }
 
 // AvroName is the record's full Avro name, minecart.scoring.DailyScore.
@@ -835,6 +946,7 @@ func (r *DailyScore) AppendAvro(dst []byte) ([]byte, error) {
 	}
 	dst = append(dst, 0)
 	dst = appendBytes(dst, r.EventsHash)
+	dst = appendOptString(dst, r.Region)
 	return dst, nil
 }
 
@@ -891,6 +1003,9 @@ func (r *DailyScore) decode(d *decoder) {
 		}
 	}
 	r.EventsHash = d.bytes("events_hash")
+	if d.union("region") {
+		r.Region = d.string("region")
+	}
 }
 
 // LateEvent is the Avro record minecart.scoring.LateEvent.

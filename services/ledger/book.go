@@ -76,6 +76,7 @@ type Book struct {
 	baseHead Header
 	baseCP   string
 	unusable error // set by an Append that failed after changing the book
+	camp     campaigns
 }
 
 // maxRecent bounds the blocks Undo can take back: a few transactions' worth.
@@ -138,7 +139,15 @@ func (b *Book) checkNew(e *Entry, seen map[idKey]struct{}) error {
 
 // record updates the idempotency sets for an appended entry. It returns an
 // error if the entry repeats a credit or request id.
-func (b *Book) record(e *Entry) error {
+func (b *Book) record(e *Entry, leaf uint64) error {
+	if err := b.recordIDs(e); err != nil {
+		return err
+	}
+	b.camp.record(e, leaf)
+	return nil
+}
+
+func (b *Book) recordIDs(e *Entry) error {
 	switch e.Kind {
 	case KindCredit:
 		k := keyOf(true, e.ID)
@@ -226,7 +235,7 @@ func (b *Book) Apply(blk *Block, pub ed25519.PublicKey) error {
 		return bad(ReasonBadEntries, -1, fmt.Sprintf("root after entries %d..%d", h.FirstIndex, h.LastIndex), "signed "+h.Root.String(), "recomputed "+root.String())
 	}
 	for i := range entries {
-		_ = b.record(&entries[i]) // checkNew checked it
+		_ = b.record(&entries[i], first+uint64(i)) // checkNew checked it
 	}
 	if b.origin == "" {
 		cp, _ := VerifyCheckpoint(blk.Checkpoint, pub) // checkSigned checked it
@@ -382,7 +391,7 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 		blk := &Block{Entries: make([][]byte, 0, len(chunk))}
 		first := b.tree.Size()
 		for _, c := range chunk {
-			if err := b.record(&c.e); err != nil { // cannot happen: filtered above
+			if err := b.record(&c.e, b.tree.Size()); err != nil { // cannot happen: filtered above
 				return nil, nil, nil, b.fail(err)
 			}
 			b.tree.Append(c.raw)
@@ -442,6 +451,7 @@ func (b *Book) Undo(height uint64) error {
 			if err != nil {
 				return fmt.Errorf("undo block %d: %w", blk.Header.Height, err)
 			}
+			b.camp.undo(&e, blk.Header.FirstIndex+uint64(i))
 			switch e.Kind {
 			case KindCredit:
 				delete(b.credits, keyOf(true, e.ID))

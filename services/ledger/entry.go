@@ -28,6 +28,17 @@ const (
 	KindAdjustment Kind = 3 // an operator's or a late-data correction, with a reason
 	KindTransfer   Kind = 5 // a transfer between two accounts, or one phase of a two-phase transfer
 	KindErasure    Kind = 8 // an identity's pseudonym key destroyed (docs/ledger.md, Erasure)
+	KindCampaign   Kind = 6 // a partner's campaign action: key, submit, pause, resume, end (docs/campaigns.md)
+	KindBonus      Kind = 7 // points a campaign pays on one credit (docs/campaigns.md)
+)
+
+// Campaign actions (the action field of a campaign entry).
+const (
+	ActionKey    = "key"    // an operator registers (or rotates) a partner's Ed25519 key
+	ActionSubmit = "submit" // the partner's signed definition: the campaign starts, active
+	ActionPause  = "pause"  // active -> paused (signed by the partner)
+	ActionResume = "resume" // paused -> active (signed by the partner)
+	ActionEnd    = "end"    // active or paused -> ended, for good (signed by the partner)
 )
 
 func (k Kind) String() string {
@@ -40,6 +51,10 @@ func (k Kind) String() string {
 		return "adjustment"
 	case KindTransfer:
 		return "transfer"
+	case KindCampaign:
+		return "campaign"
+	case KindBonus:
+		return "bonus"
 	case KindErasure:
 		return "erasure"
 	}
@@ -90,6 +105,18 @@ type Entry struct {
 	// and RequestedAtMs are shared with the kinds above.
 	TransferFlags TransferFlags
 	TimeoutMs     int64 // pending: ledger-time timeout in ms (0: none)
+	// Campaign and bonus fields (docs/campaigns.md). Partner and
+	// RequestedAtMs serve the campaign entry too; Amount is the bonus paid.
+	Campaign   string // campaign id "<partner>/<name>"
+	Action     string // campaign: ActionKey, ActionSubmit, ...
+	RuleHash   []byte // campaign (not key), bonus: SHA-256 of the canonical definition
+	Definition []byte // campaign submit: the canonical definition
+	PublicKey  []byte // campaign key: the partner's Ed25519 public key (32 bytes)
+	Signature  []byte // campaign submit, pause, resume, end: the partner's Ed25519 signature
+	CreditLeaf int64  // bonus: leaf index of the credit it rests on
+	CreditHash []byte // bonus: that credit's leaf hash (32 bytes)
+	Inputs     []byte // bonus: the canonical inputs the rule was evaluated on
+	Requested  int64  // bonus: the rule's clamped result, before the budget
 }
 
 // Delta is the entry's effect on its owner's balance.
@@ -104,6 +131,8 @@ func (e *Entry) Delta() int64 {
 			return -e.Amount // on Account; CounterAccount gets +Amount
 		}
 		return 0
+	case KindCampaign:
+		return 0
 	default:
 		return e.Amount
 	}
@@ -112,6 +141,9 @@ func (e *Entry) Delta() int64 {
 // Key is the Kafka key of the entry on the entries topic: the account of a
 // debit or adjustment that names one, else the vehicle id.
 func (e *Entry) Key() string {
+	if e.Kind == KindCampaign {
+		return e.Campaign
+	}
 	if e.Kind != KindCredit && e.Account != "" {
 		return e.Account
 	}
@@ -172,6 +204,38 @@ func (e *Entry) Validate() error {
 		if err := e.validateTransfer(); err != nil {
 			return bad("%v", err)
 		}
+	case KindCampaign:
+		if e.Partner == "" || e.Campaign == "" {
+			return bad("no partner or campaign")
+		}
+		switch e.Action {
+		case ActionKey:
+			if len(e.PublicKey) != 32 || len(e.RuleHash) != 0 || len(e.Definition) != 0 || len(e.Signature) != 0 {
+				return bad("a key action carries a 32-byte public key and nothing else")
+			}
+		case ActionSubmit, ActionPause, ActionResume, ActionEnd:
+			if len(e.RuleHash) != 32 || len(e.Signature) != 64 || len(e.PublicKey) != 0 {
+				return bad("%s: want a 32-byte rule hash, a 64-byte signature, no public key", e.Action)
+			}
+			if (e.Action == ActionSubmit) != (len(e.Definition) > 0) || len(e.Definition) > maxField {
+				return bad("a definition goes with submit and only with submit")
+			}
+		default:
+			return bad("unknown action %q", e.Action)
+		}
+	case KindBonus:
+		if e.VehicleID == "" || e.Campaign == "" {
+			return bad("no vehicle or campaign")
+		}
+		if len(e.RuleHash) != 32 || len(e.CreditHash) != 32 || e.CreditLeaf < 0 {
+			return bad("want a 32-byte rule hash, a 32-byte credit hash, a leaf index >= 0")
+		}
+		if e.Amount <= 0 || e.Requested < e.Amount {
+			return bad("amount %d of %d requested: want 0 < amount <= requested", e.Amount, e.Requested)
+		}
+		if len(e.Inputs) == 0 || len(e.Inputs) > maxField {
+			return bad("inputs: %d bytes", len(e.Inputs))
+		}
 	case KindErasure:
 		if (e.Account == "") == (e.VehicleID == "") {
 			return bad("an erasure names exactly one of account and vehicle")
@@ -199,7 +263,7 @@ func (e *Entry) checkStrings() error {
 		}
 		return nil
 	}
-	for _, s := range [...]string{e.ID, e.VehicleID, e.Account, e.Date, e.TZ, e.ConfigVersion, e.Reason, e.Partner, e.Item, e.RedemptionID, e.Ref, e.CounterAccount} {
+	for _, s := range [...]string{e.ID, e.VehicleID, e.Account, e.Date, e.TZ, e.ConfigVersion, e.Reason, e.Partner, e.Item, e.RedemptionID, e.Ref, e.CounterAccount, e.Campaign, e.Action} {
 		if err := check(s); err != nil {
 			return err
 		}
@@ -218,6 +282,8 @@ func (e *Entry) checkStrings() error {
 //	debit:      01 02 id account vehicle amount reason partner item redemption requested_at
 //	adjustment: 01 03 id account vehicle amount reason ref requested_at
 //	transfer:   01 05 id account counter_account amount flags pending_id timeout_ms requested_at
+//	campaign:   01 06 id partner campaign action rule_hash definition public_key signature requested_at
+//	bonus:      01 07 id vehicle account campaign rule_hash credit_leaf credit_hash inputs requested amount window_end date
 //	erasure:    01 08 id account vehicle reason requested_at
 //
 // with strings and bytes as a 4-byte big-endian length then the bytes,
@@ -272,6 +338,27 @@ func (e *Entry) AppendEncode(dst []byte) ([]byte, error) {
 		b = appendStr(b, e.Ref)
 		b = binary.BigEndian.AppendUint64(b, uint64(e.TimeoutMs))
 		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
+	case KindCampaign:
+		b = appendStr(b, e.Partner)
+		b = appendStr(b, e.Campaign)
+		b = appendStr(b, e.Action)
+		b = appendBytes(b, e.RuleHash)
+		b = appendBytes(b, e.Definition)
+		b = appendBytes(b, e.PublicKey)
+		b = appendBytes(b, e.Signature)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
+	case KindBonus:
+		b = appendStr(b, e.VehicleID)
+		b = appendStr(b, e.Account)
+		b = appendStr(b, e.Campaign)
+		b = appendBytes(b, e.RuleHash)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.CreditLeaf))
+		b = appendBytes(b, e.CreditHash)
+		b = appendBytes(b, e.Inputs)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Requested))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Amount))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.WindowEndMs))
+		b = appendStr(b, e.Date)
 	case KindErasure:
 		b = appendStr(b, e.Account)
 		b = appendStr(b, e.VehicleID)
@@ -343,6 +430,27 @@ func DecodeEntry(b []byte) (Entry, error) {
 		e.Ref = r.str()
 		e.TimeoutMs = r.i64()
 		e.RequestedAtMs = r.i64()
+	case KindCampaign:
+		e.Partner = r.str()
+		e.Campaign = r.str()
+		e.Action = r.str()
+		e.RuleHash = r.bytes()
+		e.Definition = r.bytes()
+		e.PublicKey = r.bytes()
+		e.Signature = r.bytes()
+		e.RequestedAtMs = r.i64()
+	case KindBonus:
+		e.VehicleID = r.str()
+		e.Account = r.str()
+		e.Campaign = r.str()
+		e.RuleHash = r.bytes()
+		e.CreditLeaf = r.i64()
+		e.CreditHash = r.bytes()
+		e.Inputs = r.bytes()
+		e.Requested = r.i64()
+		e.Amount = r.i64()
+		e.WindowEndMs = r.i64()
+		e.Date = r.str()
 	case KindErasure:
 		e.Account = r.str()
 		e.VehicleID = r.str()

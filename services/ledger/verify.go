@@ -350,6 +350,17 @@ type EntryJSON struct {
 	RedemptionID  string   `json:"redemption_id,omitempty"`
 	Ref           string   `json:"ref,omitempty"`
 	RequestedAtMs int64    `json:"requested_at_ms,omitempty"`
+	// Campaign and bonus entries (docs/campaigns.md); bytes in hex.
+	Campaign   string `json:"campaign,omitempty"`
+	Action     string `json:"action,omitempty"`
+	RuleHash   string `json:"rule_hash,omitempty"`
+	Definition string `json:"definition,omitempty"`
+	PublicKey  string `json:"public_key,omitempty"`
+	Signature  string `json:"signature,omitempty"`
+	CreditLeaf int64  `json:"credit_leaf,omitempty"`
+	CreditHash string `json:"credit_hash,omitempty"`
+	Inputs     string `json:"inputs,omitempty"`
+	Requested  int64  `json:"requested,omitempty"`
 }
 
 // JSON returns the entry's fields for JSON output.
@@ -359,7 +370,17 @@ func (e *Entry) JSON() *EntryJSON {
 		WindowEndMs: e.WindowEndMs, ConfigVersion: e.ConfigVersion, Points: e.Points, Score: e.Score,
 		EventsHash: fmt.Sprintf("%x", e.EventsHash), Flags: e.Flags, Amount: e.Amount, Reason: e.Reason,
 		Partner: e.Partner, Item: e.Item, RedemptionID: e.RedemptionID, Ref: e.Ref, RequestedAtMs: e.RequestedAtMs,
+		Campaign: e.Campaign, Action: e.Action, RuleHash: hexOrEmpty(e.RuleHash), Definition: hexOrEmpty(e.Definition),
+		PublicKey: hexOrEmpty(e.PublicKey), Signature: hexOrEmpty(e.Signature), CreditLeaf: e.CreditLeaf,
+		CreditHash: hexOrEmpty(e.CreditHash), Inputs: hexOrEmpty(e.Inputs), Requested: e.Requested,
 	}
+}
+
+func hexOrEmpty(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%x", b)
 }
 
 // ErrNotFound is returned for an entry id or index the book does not hold.

@@ -128,7 +128,10 @@ type handler struct {
 //	GET /v1/vehicles/{vin}/reports?from=YYYY-MM-DD&to=YYYY-MM-DD&limit=N&cursor=C
 //	GET /v1/vehicles/{vin}/condition?days=N
 //	GET /v1/vehicles/{vin}/points?limit=N&cursor=C
+//	GET /v1/vehicles/{vin}/marks?from=RFC3339&to=RFC3339   (harsh events and speeding, marks.go)
 //	GET /v1/fleet/scores?date=YYYY-MM-DD&limit=N   (operators only)
+//	GET /v1/fleet/cells?date=YYYY-MM-DD            (operators only: coarse density cells, cells.go)
+//	GET /v1/accounts/{owner}/entries?limit=N&cursor=C   (the account's debits, adjustments, transfers out)
 //
 // Every route admits owners (their own vehicles) and operators: 401
 // without credentials, 403 for a vehicle not bound to the calling owner,
@@ -161,9 +164,12 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.route("reports", h.reports)
 	h.route("condition", h.condition)
 	h.route("points", h.points)
+	h.route("marks", h.marks)
 	h.mux.HandleFunc("GET /v1/fleet/scores", operators, h.fleetScores)
+	h.mux.HandleFunc("GET /v1/fleet/cells", operators, h.fleetCells)
+	h.mux.HandleFunc("GET /v1/accounts/{owner}/entries", readers, h.accountEntries)
 	h.mux.HandleFunc("/v1/vehicles/", readers, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition or points")
+		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition, points or marks")
 	})
 	return h.mux, nil
 }

@@ -288,6 +288,10 @@ func TestOwnerAPI(t *testing.T) {
 	t.Run("condition", func(t *testing.T) { testCondition(t, e) })
 	t.Run("points", func(t *testing.T) { testPoints(t, e, reader) })
 	t.Run("points without proofs", func(t *testing.T) { testPointsProofsDown(t, conn) })
+	t.Run("campaign bonus", func(t *testing.T) { testBonus(t, e, conn) })
+	t.Run("cells", func(t *testing.T) { testCells(t, e) })
+	t.Run("account entries", func(t *testing.T) { testAccountEntries(t, e, conn) })
+	t.Run("marks", func(t *testing.T) { testMarks(t, e, conn) })
 	t.Run("errors", func(t *testing.T) { testErrors(t, e) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, e) })
 }
@@ -751,5 +755,28 @@ func testMetrics(t *testing.T, e env) {
 func TestConfigValidate(t *testing.T) {
 	if _, err := owner.NewHandler(owner.Config{}); err == nil {
 		t.Error("no connection accepted")
+	}
+}
+
+// testBonus: a campaign's bonus entry shows which campaign paid what
+// (docs/campaigns.md), decoded from the entry bytes.
+func testBonus(t *testing.T, e env, conn driver.Conn) {
+	b := ledger.Entry{Kind: ledger.KindBonus, ID: "bonus/acme/wk/aa", VehicleID: "v-9", Campaign: "acme/wk",
+		RuleHash: bytes.Repeat([]byte{1}, 32), CreditLeaf: 3, CreditHash: bytes.Repeat([]byte{2}, 32), Inputs: []byte{1},
+		Requested: 80, Amount: 60, WindowEndMs: now.UnixMilli(), Date: "2026-11-20"}
+	raw, err := b.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	date, _ := time.Parse(time.DateOnly, b.Date)
+	send(t, conn, ledgerInsert, [][]any{{uint64(1000), uint64(99), uint64(1001), now, "bonus", b.ID, b.VehicleID, "", int64(60), &date,
+		"", "", "", "", "r", string(raw), "e", int32(0), int64(1000)}})
+	var p owner.Points
+	if code := e.get(t, "/v1/vehicles/v-9/points", &p); code != 200 || len(p.Entries) != 1 {
+		t.Fatalf("status %d, %d entries", code, len(p.Entries))
+	}
+	got := p.Entries[0]
+	if got.Kind != "bonus" || got.Campaign != "acme/wk" || got.Delta != 60 || got.Requested != 80 || got.CreditLeaf == nil || *got.CreditLeaf != 3 {
+		t.Errorf("bonus entry %+v", got)
 	}
 }

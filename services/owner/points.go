@@ -11,6 +11,9 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/minecart/minecart/services/auth"
+	"github.com/minecart/minecart/services/ids"
+
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/ledger/proofs"
@@ -56,21 +59,27 @@ type InclusionProof struct {
 // needs to check it: the canonical entry bytes (base64), their leaf hash
 // (SHA-256(0x00 || entry)) and an inclusion proof.
 type LedgerEntry struct {
-	LeafIndex     uint64          `json:"leaf_index"`
-	BlockHeight   uint64          `json:"block_height"`
-	BlockTime     time.Time       `json:"block_time"`
-	Kind          string          `json:"kind"`
-	ID            string          `json:"id"`
-	Account       string          `json:"account,omitempty"`
-	Delta         int64           `json:"delta"`
-	Date          string          `json:"date,omitempty"`
-	ConfigVersion string          `json:"config_version,omitempty"`
-	Reason        string          `json:"reason,omitempty"`
-	RedemptionID  string          `json:"redemption_id,omitempty"`
-	Ref           string          `json:"ref,omitempty"`
-	Entry         []byte          `json:"entry"`
-	LeafHash      string          `json:"leaf_hash"`
-	Proof         *InclusionProof `json:"proof,omitempty"`
+	LeafIndex     uint64    `json:"leaf_index"`
+	BlockHeight   uint64    `json:"block_height"`
+	BlockTime     time.Time `json:"block_time"`
+	Kind          string    `json:"kind"`
+	ID            string    `json:"id"`
+	Account       string    `json:"account,omitempty"`
+	Delta         int64     `json:"delta"`
+	Date          string    `json:"date,omitempty"`
+	ConfigVersion string    `json:"config_version,omitempty"`
+	Reason        string    `json:"reason,omitempty"`
+	RedemptionID  string    `json:"redemption_id,omitempty"`
+	Ref           string    `json:"ref,omitempty"`
+	// Campaign is the campaign that paid a bonus (kind "bonus"), with what
+	// its rule asked for before the budget and the credit it rests on
+	// (docs/campaigns.md): decoded from the entry bytes.
+	Campaign   string          `json:"campaign,omitempty"`
+	Requested  int64           `json:"requested,omitempty"`
+	CreditLeaf *int64          `json:"credit_leaf,omitempty"`
+	Entry      []byte          `json:"entry"`
+	LeafHash   string          `json:"leaf_hash"`
+	Proof      *InclusionProof `json:"proof,omitempty"`
 	// ProofError says why Proof is missing: the ledger reader has not
 	// reached the entry yet, the ledger's proof API is out of reach, or the
 	// stored entry does not match its leaf.
@@ -81,9 +90,10 @@ type LedgerEntry struct {
 // entries, newest first; every proof on a page (and on the pages after it)
 // is against the same tree, whose signed checkpoint the first page gives.
 type Points struct {
-	VehicleID string `json:"vehicle_id"`
-	// Opening links the vehicle to the pseudonym its ledger entries carry
-	// (absent when the vehicle has no key yet, or was erased).
+	VehicleID string `json:"vehicle_id,omitempty"`
+	Account   string `json:"account,omitempty"` // /v1/accounts/{owner}/entries
+	// Opening links the vehicle (or account) to the pseudonym its ledger
+	// entries carry (absent when it has no key yet, or was erased).
 	Opening     *Opening      `json:"opening,omitempty"`
 	Balance     *Balance      `json:"balance,omitempty"`
 	EarnedTotal *int64        `json:"vehicle_points_total,omitempty"` // sum of the vehicle's entries (first page)
@@ -100,34 +110,56 @@ type Points struct {
 type Opening struct {
 	Pseudonym string `json:"pseudonym"`
 	Kind      string `json:"kind"`
-	VehicleID string `json:"vehicle_id"`
-	Key       string `json:"key"` // 64 hex digits
+	VehicleID string `json:"vehicle_id,omitempty"`
+	Account   string `json:"account,omitempty"` // the opening of an account's pseudonym
+	Key       string `json:"key"`               // 64 hex digits
 }
 
-// ledgerName is the name the ledger entries give vehicle vin: its
-// pseudonym (and the opening), or vin when no resolver is configured.
-// A vehicle without a key (none made yet, or erased) has no entries.
-func (h *handler) ledgerName(ctx context.Context, vin string, out *Points) (string, error) {
+// ledgerName is the name the ledger entries give identity id of kind
+// k: its pseudonym (and the opening), or id when no resolver is
+// configured. An identity without a key (none made yet, or erased) has
+// no entries: "".
+func (h *handler) ledgerName(ctx context.Context, k pseudonym.Kind, id string, out *Points) (string, error) {
 	if h.cfg.Pseudonyms == nil {
-		return vin, nil
+		return id, nil
 	}
-	o, err := h.cfg.Pseudonyms.Lookup(ctx, pseudonym.Vehicle, vin)
+	o, err := h.cfg.Pseudonyms.Lookup(ctx, k, id)
 	if errors.Is(err, pseudonym.ErrUnknown) {
 		return "", nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("pseudonyms: %w", err)
 	}
-	out.Opening = &Opening{Pseudonym: o.Pseudonym, Kind: string(o.Kind), VehicleID: o.ID, Key: hex.EncodeToString(o.Key)}
+	out.Opening = &Opening{Pseudonym: o.Pseudonym, Kind: string(o.Kind), Key: hex.EncodeToString(o.Key)}
+	if k == pseudonym.Account {
+		out.Opening.Account = o.ID
+	} else {
+		out.Opening.VehicleID = o.ID
+	}
 	return o.Pseudonym, nil
 }
 
 func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any, error) {
+	return h.ledgerEntries(ctx, "vehicle_id", vin, r)
+}
+
+// AccountEntries is the answer of GET /v1/accounts/{owner}/entries: the
+// ledger entries charged to or corrected on the account (debits,
+// adjustments, outgoing transfers: the entries whose account field is
+// the owner), newest first, each with its inclusion proof as in /points.
+// Credits are the vehicles' (/points); transfers into the account are
+// not listed (ledger_entries keeps only the debit account).
+type AccountEntries = Points
+
+// ledgerEntries lists the entries whose column col is id (vehicle_id for
+// /points, account for /v1/accounts/{owner}/entries).
+func (h *handler) ledgerEntries(ctx context.Context, col, id string, r *http.Request) (*Points, error) {
+	vin := id
 	limit, err := intParam(r, "limit", DefaultEntries, 1, MaxEntries)
 	if err != nil {
 		return nil, err
 	}
-	key := queryKey("points", vin)
+	key := queryKey("points", col, vin)
 	cur, more, err := decodeCursor(r.URL.Query().Get("cursor"), key)
 	if err != nil {
 		return nil, err
@@ -135,25 +167,36 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 	if !more {
 		cur = cursor{Query: key, Leaf: ^uint64(0)}
 	}
-	out := Points{VehicleID: vin, Entries: []LedgerEntry{}}
-	name, err := h.ledgerName(ctx, vin, &out)
+	out := Points{Entries: []LedgerEntry{}}
+	if col == "account" {
+		out.Account = id
+	} else {
+		out.VehicleID = id
+	}
+	kind := pseudonym.Vehicle
+	if col == "account" {
+		kind = pseudonym.Account
+	}
+	name, err := h.ledgerName(ctx, kind, id, &out)
 	if err != nil {
 		return nil, err
 	}
 	if name == "" {
-		// No key: no entry names the vehicle (none yet, or erased and
-		// unlinkable). An erased vehicle's telemetry is gone too: 404.
-		if err := h.mustKnow(ctx, vin); err != nil {
-			return nil, err
+		// No key: no entry names it (none yet, or erased and unlinkable).
+		// An erased vehicle's telemetry is gone too: 404.
+		if col == "vehicle_id" {
+			if err := h.mustKnow(ctx, vin); err != nil {
+				return nil, err
+			}
 		}
-		return out, nil
+		return &out, nil
 	}
 	p := clickhouse.Parameters{"v": name, "before": strconv.FormatUint(cur.Leaf, 10), "lim": strconv.Itoa(limit + 1)}
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
 		SELECT leaf_index, block_height, block_time, toString(kind), id, account, delta, date, config_version,
 			reason, redemption_id, ref, entry
 		FROM ledger_entries
-		WHERE vehicle_id = {v:String} AND leaf_index < {before:UInt64}
+		WHERE `+col+` = {v:String} AND leaf_index < {before:UInt64}
 		ORDER BY leaf_index DESC
 		LIMIT 1 BY leaf_index
 		LIMIT {lim:UInt32}`)
@@ -182,12 +225,17 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 		}
 		e.Entry = []byte(entry)
 		e.LeafHash = merkle.HashLeaf(e.Entry).String()
+		if e.Kind == ledger.KindBonus.String() {
+			if b, err := ledger.DecodeEntry(e.Entry); err == nil {
+				e.Campaign, e.Requested, e.CreditLeaf = b.Campaign, b.Requested, &b.CreditLeaf
+			}
+		}
 		out.Entries = append(out.Entries, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("ledger entries: %w", err)
 	}
-	if !more {
+	if !more && col == "vehicle_id" {
 		if err := h.firstPage(ctx, vin, name, &out); err != nil {
 			return nil, err
 		}
@@ -200,7 +248,7 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 	if hasMore {
 		out.NextCursor = cur.encode()
 	}
-	return out, nil
+	return &out, nil
 }
 
 // firstPage adds the balance and the vehicle's total, and answers 404 for
@@ -283,4 +331,35 @@ func (h *handler) prove(ctx context.Context, out *Points, cur *cursor) error {
 		h.cfg.Logger.Warn("ledger proofs unavailable: entries answered without proofs", "vehicle", out.VehicleID, "err", unavailable)
 	}
 	return nil
+}
+
+// accountEntries answers GET /v1/accounts/{owner}/entries: the account's
+// own entries (AccountEntries), for its owner and operators.
+func (h *handler) accountEntries(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code := func() int {
+		acct := r.PathValue("owner")
+		if err := ids.Owner(acct); err != nil {
+			return writeError(w, http.StatusBadRequest, "owner: "+err.Error())
+		}
+		if p, _ := auth.Caller(r.Context()); auth.CanReadAccount(p, acct) != nil {
+			return writeError(w, http.StatusForbidden, "account "+acct+" is not yours")
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
+		defer cancel()
+		out, err := h.ledgerEntries(ctx, "account", acct, r)
+		if err != nil {
+			var ae *apiError
+			if errors.As(err, &ae) {
+				return writeError(w, ae.code, ae.msg)
+			}
+			h.cfg.Logger.Error("owner query", "endpoint", "account entries", "account", acct, "err", err)
+			return writeError(w, http.StatusInternalServerError, "internal error")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = writeJSON(w, out)
+		return http.StatusOK
+	}()
+	h.latency.WithLabelValues("account_entries", strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
 }

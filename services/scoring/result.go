@@ -29,6 +29,7 @@ type Result struct {
 	Points                              int64
 	Flags, Reasons                      []string
 	EventsHash                          [32]byte
+	Region                              string // Region of the day's first usable GPS fix; "" if none
 }
 
 // Result computes the day's score, points and flags under r. It is pure:
@@ -55,6 +56,9 @@ func (d *Day) Result(r *Rules) Result {
 		Gaps:              int(t.Steps.Gaps),
 		GapsPaid:          int(t.Steps.GapsPaid),
 		EventsHash:        d.EventsHash(),
+	}
+	if t.Fix.N >= 1 {
+		res.Region = Region(t.Fix.First.Lat, t.Fix.First.Lon)
 	}
 	if res.OdometerKm < 0 {
 		res.OdometerKm = 0

@@ -607,6 +607,18 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 			return t, nil
 		}
 		t.credit(e)
+	case KindBonus:
+		// A campaign's bonus is minted and settled like the credit it
+		// rests on: to the vehicle's owner (or held until it is bound),
+		// and to the reward credits topic, where the campaign's partner
+		// finds it by its id bonus/<partner>/<name>/... (docs/campaigns.md).
+		if e.VehicleID == "" || e.Amount <= 0 {
+			t.alert("bad_entry", "bonus entry %d: vehicle %q amount %d", e.Proof.LeafIndex, e.VehicleID, e.Amount)
+			return t, nil
+		}
+		t.credit(e)
+	case KindCampaign:
+		// A campaign action moves no points.
 	case KindAdjustment:
 		t.adjust(e)
 	case KindDebit:

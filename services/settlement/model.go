@@ -147,6 +147,8 @@ const (
 	KindDebit      EntryKind = "debit"
 	KindAdjustment EntryKind = "adjustment"
 	KindTransfer   EntryKind = "transfer"
+	KindCampaign   EntryKind = "campaign" // a campaign action: no balance effect
+	KindBonus      EntryKind = "bonus"    // a campaign's bonus on a credit: settled like a credit (docs/campaigns.md)
 	KindErasure    EntryKind = "erasure" // an identity's pseudonym key destroyed: no effect on balances
 )
 
@@ -156,8 +158,8 @@ type Entry struct {
 	VehicleID    string // credits and vehicle adjustments
 	Account      string // debits and account adjustments
 	Amount       int64  // points; adjustments may be negative
-	ScoreID      string
-	Day          string // the vehicle-day of a credit, YYYY-MM-DD
+	ScoreID      string // a credit's score id; a bonus's id (bonus/<campaign>/<credit leaf hash>)
+	Day          string // the vehicle-day of a credit or bonus, YYYY-MM-DD
 	RequestID    string // the DebitRequest that caused a debit or adjustment
 	RedemptionID string
 	Proof        Proof

@@ -49,7 +49,7 @@ func EntryFrom(r *avro.LedgerEntry) Entry {
 		AppendedAt:   time.UnixMilli(r.BlockTimestampMs).UTC(),
 	}
 	switch e.Kind {
-	case KindCredit:
+	case KindCredit, KindBonus:
 		e.ScoreID, e.Amount = r.ID, r.Delta
 	case KindDebit:
 		e.RequestID, e.Amount = r.ID, -r.Delta

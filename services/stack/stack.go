@@ -26,6 +26,7 @@ import (
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/auth"
+	campaignapi "github.com/minecart/minecart/services/campaign/api"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ingest"
@@ -314,6 +315,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	campaigns, err := campaignapi.NewHandler(campaignapi.Config{Producer: s.Producer, Book: s.Ledger, Serde: s.Serde, Auth: s.Auth, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 
 	// Every route declares who may call it (auth.Mux; TestRoutesRefuseStrangers).
 	mux := auth.NewMux(s.Auth)
@@ -324,6 +329,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+	if err := s.mountWeb(mux); err != nil { // /, /explorer, /console, /assets/ (services/web)
+		return nil, err
+	}
 	mux.Handle("/metrics", nil, daemon.MetricsHandler(s.Registry))
 	mux.Mount("/v1/ledger/", s.Ledger.Handler()) // public: anyone verifies the book
 	mux.Mount("/ledger/", s.Ledger.Handler())    // public: the book as C2SP tlog-tiles
@@ -332,7 +340,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	mux.Mount("/v1/accounts/", redemptions)
 	mux.Mount("/v1/transfers", redemptions) // POST, GET ?account= (docs/economy.md)
 	mux.Mount("/v1/transfers/", redemptions)
-	mux.Mount("/", s.Gateway.Handler()) // /v1/telemetry (devices sign each request), /healthz, /readyz
+	mux.Mount("/v1/campaigns", campaigns)  // partners: docs/campaigns.md
+	mux.Mount("/v1/campaigns/", campaigns) //
+	mux.Mount("/v1/partners/", campaigns)  // operators: partner keys
+	mux.Mount("/", s.Gateway.Handler())    // /v1/telemetry (devices sign each request), /healthz, /readyz
 	srv := daemon.NewServer(cfg.HTTPAddr, mux)
 	if err := s.env.Serve("http", srv); err != nil {
 		return nil, err
@@ -437,6 +448,7 @@ func (s *Stack) mountOwner(mux *auth.Mux) error {
 	}
 	mux.Mount("/v1/vehicles/", h)
 	mux.Mount("/v1/fleet/", h)
+	mux.Mount("GET /v1/accounts/{owner}/entries", h) // beside settlement's /v1/accounts/ (balance)
 	return nil
 }
 

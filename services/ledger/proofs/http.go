@@ -17,6 +17,9 @@ import (
 //	GET /v1/ledger/entries/{id}/proof?tree_size=N   (id: entry id, URL-escaped, or leaf index)
 //	GET /v1/ledger/leaves/{index}/proof?tree_size=N (the leaf index only: Client.InclusionProof)
 //	GET /v1/ledger/consistency?first=M&second=N     (second: default the head's size)
+//	GET /v1/ledger/blocks?before=H&limit=N          (explorer.go: headers, newest first)
+//	GET /v1/ledger/blocks/{height}                  (a block with its entries)
+//	GET /v1/ledger/leaves/{index}                   (an entry, decoded)
 //
 // as JSON, and the book as C2SP tlog-tiles (tiles.go):
 //
@@ -34,6 +37,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/ledger/entries/{rest...}", s.serveProof)
 	mux.HandleFunc("GET /v1/ledger/leaves/{index}/proof", s.serveLeafProof)
 	mux.HandleFunc("GET /v1/ledger/consistency", s.serveConsistency)
+	mux.HandleFunc("GET /v1/ledger/blocks", s.serveBlocks)
+	mux.HandleFunc("GET /v1/ledger/blocks/{height}", s.serveBlock)
+	mux.HandleFunc("GET /v1/ledger/leaves/{index}", s.serveLeaf)
 	mux.HandleFunc("GET /ledger/checkpoint", s.serveCheckpoint)
 	mux.HandleFunc("GET /ledger/tile/{path...}", s.serveTile)
 	return mux

@@ -137,17 +137,18 @@ func (c Config) Validate() error {
 // (about 50 bytes per entry) and the entries' canonical bytes (their size
 // plus 8 bytes each) for the entry bundles of the tiles (TileHandler).
 type Server struct {
-	cfg    Config
-	mu     sync.RWMutex
-	book   *ledger.Book
-	ids    map[idKey]uint64 // entry id -> leaf index
-	data   []byte           // every entry's canonical bytes, in leaf order (entry bundles)
-	ends   []uint64         // ends[i]: end of leaf i's bytes in data
-	gzMu   sync.Mutex
-	gz     map[uint64][]byte // gzip of full entry bundles, by index (tiles.go)
-	caught atomic.Bool
-	bad    atomic.Uint64
-	badM   *prometheus.CounterVec
+	cfg     Config
+	mu      sync.RWMutex
+	book    *ledger.Book
+	ids     map[idKey]uint64 // entry id -> leaf index
+	data    []byte           // every entry's canonical bytes, in leaf order (entry bundles)
+	ends    []uint64         // ends[i]: end of leaf i's bytes in data
+	headers []ledger.Header  // every block's header, by height (explorer.go)
+	gzMu    sync.Mutex
+	gz      map[uint64][]byte // gzip of full entry bundles, by index (tiles.go)
+	caught  atomic.Bool
+	bad     atomic.Uint64
+	badM    *prometheus.CounterVec
 }
 
 // ReaderLabel is the "reader" label of the Server's series of
@@ -236,6 +237,7 @@ func (s *Server) Apply(blk *ledger.Block) error {
 
 // index adds the ids of an applied block's entries. The caller holds s.mu.
 func (s *Server) index(blk *ledger.Block) {
+	s.headers = append(s.headers, blk.Header)
 	for i, raw := range blk.Entries {
 		e, _ := ledger.DecodeEntry(raw) // Apply decoded it already
 		s.ids[keyOf(e.ID)] = blk.Header.FirstIndex + uint64(i)
@@ -396,4 +398,26 @@ func notFound(format string, a ...any) error {
 
 func badRequest(format string, a ...any) error {
 	return &requestError{ErrBadRequest, fmt.Sprintf(format, a...)}
+}
+
+// Campaigns lists the campaigns of the verified book (docs/campaigns.md).
+func (s *Server) Campaigns() []ledger.CampaignInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.book.Campaigns()
+}
+
+// Campaign is one campaign of the verified book.
+func (s *Server) Campaign(id string) (ledger.CampaignInfo, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.book.Campaign(id)
+}
+
+// PartnerKey is the partner's registered campaign key in the verified
+// book (nil if none).
+func (s *Server) PartnerKey(partner string) []byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.book.PartnerKey(partner)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/campaign"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/pseudonym"
@@ -118,6 +119,13 @@ type Processor struct {
 	flushed              bool
 	// names are the pseudonym keys (Config.Pseudonyms; nil: none).
 	names *pseudonym.Directory
+
+	// Campaigns (campaigns.go): the scores of credits not yet appended,
+	// the bonus candidates waiting for their window end, compiled rules.
+	scores   map[string]*avro.DailyScore
+	cands    map[string]ledger.Entry
+	rules    map[string]*campaign.Rule
+	appended []ledger.Appended // what the last appendAndEmit appended
 }
 
 // Close hands the book to the stage's next processor in this process,
@@ -186,6 +194,7 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache)
 		cfg: cfg, m: m, signer: signer, book: book, cache: cache,
 		pending: make(map[string]ledger.Entry), dueIdx: make(map[string]int), late: make(map[string]ledger.Entry),
 		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}), committed: book.Height(), names: names,
+		scores: make(map[string]*avro.DailyScore), cands: make(map[string]ledger.Entry), rules: make(map[string]*campaign.Rule),
 	}, nil
 }
 
@@ -222,10 +231,14 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 		}
 		return nil
 	}
+	if id, ok := strings.CutPrefix(key, bonusPrefix); ok {
+		return p.restoreBonus(id, rec.Value)
+	}
 	id, isLate := strings.CutPrefix(key, latePrefix)
 	if len(rec.Value) == 0 {
 		delete(p.pending, id)
 		delete(p.late, id)
+		delete(p.scores, id)
 		return nil
 	}
 	var s avro.DailyScore
@@ -237,6 +250,7 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 		return fmt.Errorf("changelog %s: %w", key, err)
 	}
 	if _, done := p.book.Credited(p.bookCreditID(e.ID)); !done {
+		p.scores[e.ID] = &s
 		if isLate {
 			p.late[e.ID] = e
 		} else {
@@ -321,7 +335,7 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 		if err != nil {
 			return pipelines.Reject("invalid_score", err)
 		}
-		return p.score(e, rec.Value, out)
+		return p.score(e, &s, rec.Value, out)
 	case rec.Topic == p.cfg.ScoresTopic && name == schemas.Watermark:
 		var wm avro.Watermark
 		if err := p.cfg.Serde.Unmarshal(rec.Value, &wm); err != nil {
@@ -331,6 +345,12 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 			return pipelines.Reject("invalid_watermark", err)
 		}
 		return p.watermark(wm.Task, wm.Tasks, wm.ClosedThroughMs.UnixMilli(), rec.Value, out)
+	case rec.Topic == p.cfg.RequestsTopic && name == schemas.CampaignRequest:
+		var r avro.CampaignRequest
+		if err := p.cfg.Serde.Unmarshal(rec.Value, &r); err != nil {
+			return decodeErr(err)
+		}
+		return p.campaignRequest(&r, out)
 	case rec.Topic == p.cfg.RequestsTopic && name == schemas.DebitRequest:
 		var r avro.DebitRequest
 		if err := p.cfg.Serde.Unmarshal(rec.Value, &r); err != nil {
@@ -379,7 +399,7 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 // credited day becomes a late-data adjustment, a rescore of a queued day
 // replaces it, a day the watermarks passed already joins the late queue,
 // any other waits in pending. Queued credits are kept in the changelog.
-func (p *Processor) score(e ledger.Entry, raw []byte, out pipelines.Emitter) error {
+func (p *Processor) score(e ledger.Entry, s *avro.DailyScore, raw []byte, out pipelines.Emitter) error {
 	if credited, ok := p.book.Credited(p.bookCreditID(e.ID)); ok {
 		delta := e.Points - credited
 		adj := ledger.Entry{
@@ -406,6 +426,7 @@ func (p *Processor) score(e ledger.Entry, raw []byte, out pipelines.Emitter) err
 	default:
 		p.pending[e.ID] = e
 	}
+	p.scores[e.ID] = s
 	out.EmitTo(p.cfg.ChangelogTopic, 0, []byte(key), raw)
 	p.m.pending.Set(float64(p.Pending()))
 	return nil
@@ -459,6 +480,9 @@ func (p *Processor) drain(out pipelines.Emitter) error {
 		}
 		p.dueHead = j
 		budget -= take
+		if err := p.payBonuses(out); err != nil {
+			return err
+		}
 	}
 	if p.dueHead == len(p.due) && budget > 0 && len(p.late) > 0 {
 		late := make([]ledger.Entry, 0, len(p.late))
@@ -472,6 +496,9 @@ func (p *Processor) drain(out pipelines.Emitter) error {
 				j++
 			}
 			if err := p.release(late[start:j], late[start].WindowEndMs, out); err != nil {
+				return err
+			}
+			if err := p.payBonuses(out); err != nil {
 				return err
 			}
 			start = j
@@ -492,7 +519,11 @@ func (p *Processor) release(entries []ledger.Entry, windowEnd int64, out pipelin
 	if h := p.book.Head(); p.book.Height() > 0 && h.Clock == ledger.ClockEvent && h.TimestampMs > ts {
 		ts = h.TimestampMs // keep event timestamps monotonic across late credits
 	}
-	return p.appendAndEmit(ledger.Release{Entries: entries, TimestampMs: ts, Clock: ledger.ClockEvent}, out)
+	if err := p.appendAndEmit(ledger.Release{Entries: entries, TimestampMs: ts, Clock: ledger.ClockEvent}, out); err != nil {
+		return err
+	}
+	p.candidates(entries, p.appended, out)
+	return nil
 }
 
 // appendAndEmit appends rel to the book and emits its blocks and entries.
@@ -504,6 +535,7 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 	if p.broken != nil {
 		return nil // the book is not to be appended to again
 	}
+	p.appended = nil
 	var created []pseudonym.Opening
 	// The choke point: no identity reaches the book in clear.
 	rel.Entries, created = p.pseudonymize(rel.Entries)
@@ -557,6 +589,7 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		recs = append(recs, rec{p.cfg.BlocksTopic, blockKey(blk.Header.Height), v})
 	}
 	tree := p.book.Tree()
+	p.appended = appended
 	var kinds [256]int
 	buf := make([]byte, 0, 2048)
 	var proofs [][]merkle.Hash
@@ -615,19 +648,29 @@ func (p *Processor) Flush(ctx context.Context, out pipelines.Emitter) error {
 	if err := p.drain(out); err != nil {
 		return err
 	}
-	if len(p.debits) > 0 {
-		rel := ledger.Release{Entries: p.debits, TimestampMs: max(p.cfg.Now().UnixMilli(), p.notBefore), Clock: ledger.ClockWall}
-		p.debits, p.notBefore = nil, 0
-		clear(p.debitIDs)
-		if err := p.appendAndEmit(rel, out); err != nil {
-			return err
-		}
+	if err := p.payBonuses(out); err != nil { // restored candidates
+		return err
+	}
+	if err := p.appendDebits(out); err != nil {
+		return err
 	}
 	p.flushedAt, p.flushed = p.book.Height(), true
 	if p.broken != nil {
 		return fmt.Errorf("ledger: %w", p.broken)
 	}
 	return nil
+}
+
+// appendDebits appends the queued debits and adjustments (a wall-clock
+// release).
+func (p *Processor) appendDebits(out pipelines.Emitter) error {
+	if len(p.debits) == 0 {
+		return nil
+	}
+	rel := ledger.Release{Entries: p.debits, TimestampMs: max(p.cfg.Now().UnixMilli(), p.notBefore), Clock: ledger.ClockWall}
+	p.debits, p.notBefore = nil, 0
+	clear(p.debitIDs)
+	return p.appendAndEmit(rel, out)
 }
 
 // Tick drains the due queue when no records arrive, whether or not the
@@ -695,6 +738,7 @@ func (p *Processor) entryRecord(a *ledger.Appended, proof []merkle.Hash) *avro.L
 	r.Delta, r.Date, r.ConfigVersion, r.EventsHash = e.Delta(), e.Date, e.ConfigVersion, e.EventsHash
 	r.Reason, r.RedemptionID, r.Ref, r.BlockTimestampMs = e.Reason, e.RedemptionID, e.Ref, h.TimestampMs
 	r.CounterAccount = e.CounterAccount
+	r.Campaign = e.Campaign
 	return r
 }
 

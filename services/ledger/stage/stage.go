@@ -171,6 +171,8 @@ type metrics struct {
 	starts    *prometheus.CounterVec
 	watermark prometheus.Gauge
 	badBlocks *prometheus.CounterVec
+	bonuses   prometheus.Counter
+	bonusErrs *prometheus.CounterVec
 }
 
 // ReaderLabel is the "reader" label of the stage's series of
@@ -189,6 +191,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		starts:    m.CounterVec("minecart_ledger_task_starts_total", "Task starts, by how the book was obtained: rebuilt (re-read and re-verified) or resumed (the previous processor's, checked against the published head).", "how"),
 		watermark: m.Gauge("minecart_ledger_released_through_ms", "Lowest scoring watermark: credits ending at or before it are in the book."),
 		badBlocks: m.CounterVec(ledger.BadBlocksMetric, ledger.BadBlocksHelp, "reader", "reason"),
+		bonuses:   m.Counter("minecart_ledger_campaign_bonuses_total", "Campaign bonus entries appended."),
+		bonusErrs: m.CounterVec("minecart_ledger_campaign_errors_total", "Credits a campaign rule could not be evaluated on (no bonus), by what failed: inputs, eval, encode.", "what"),
 	}, m.Err()
 }
 

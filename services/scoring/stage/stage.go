@@ -463,7 +463,7 @@ func scoreRecord(r *scoring.Rules, c *scoring.Closed) *avro.DailyScore {
 		SpeedingS: res.SpeedingS, NightS: res.NightS, FatigueEvents: int32(res.FatigueEvents), Events: res.Events,
 		LateEvents: &late, GpsJumps: int32(res.GPSJumps), HDOPRejected: res.HDOPRejected,
 		OdometerRollbacks: int32(res.OdometerRollbacks), Score: res.Score, Points: res.Points,
-		Flags: res.Flags, FlagReasons: res.Reasons, EventsHash: res.EventsHash[:],
+		Flags: res.Flags, FlagReasons: res.Reasons, EventsHash: res.EventsHash[:], Region: res.Region,
 	}
 }
 

@@ -3,31 +3,36 @@
 // ClickHouse, with balances from settlement's state topics and inclusion
 // proofs from the ledger's proof API. Callers authenticate (services/auth:
 // owners log in with their password and read only their own vehicles,
-// operators read every vehicle; --session-key is required). Every flag can also be set as MINECART_<FLAG>
+// operators read every vehicle; --session-key is required). With
+// --ledger-key it also serves the web faces (services/web, docs/web.md). Every flag can also be set as MINECART_<FLAG>
 // (services/daemon).
 package main
 
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon"
+	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/proofs"
 	"github.com/minecart/minecart/services/owner"
 	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/sink"
+	"github.com/minecart/minecart/services/web"
 )
 
 func main() { daemon.Main("owner", run) }
 
 func run(ctx context.Context, args []string) error {
-	var addr, dsn, ledgerURL, sealPath string
+	var addr, dsn, ledgerURL, ledgerKey, sealPath string
 	var af auth.Flags
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "owner", MetricsAddr: "127.0.0.1:9107",
@@ -35,6 +40,7 @@ func run(ctx context.Context, args []string) error {
 			fs.StringVar(&addr, "http-addr", "127.0.0.1:8086", "address of the owner API")
 			fs.StringVar(&dsn, "clickhouse-dsn", sink.DefaultDSN, "ClickHouse DSN with the credentials of a readonly user: http://reader:PASSWORD@host:8123/db (embedded; users in DATA-DIR/clickhouse/users.json) or clickhouse://user:pass@host:9000/db (native); prefer MINECART_CLICKHOUSE_DSN")
 			fs.StringVar(&ledgerURL, "ledger-url", "http://127.0.0.1:8084", "base URL of the ledger's proof API (empty: entries without proofs)")
+			fs.StringVar(&ledgerKey, "ledger-key", "", "the ledger's public key (a file, or its text: base64, hex, verifier key or PEM): serves the web faces (/, /explorer, /console, /assets/, services/web) whose pages check proofs against it; empty: the API only")
 			af.Register(fs)
 			fs.StringVar(&sealPath, "pseudonym-key", "", "the ledger's pseudonym-sealing key file (its DATA_DIR/pseudonyms.key): /points finds a vehicle's entries by its pseudonym and gives the owner the opening (empty: entries looked up by vehicle id)")
 		},
@@ -89,6 +95,26 @@ func run(ctx context.Context, args []string) error {
 			}
 			mux := auth.NewMux(cfg.Auth)
 			cfg.Auth.Mount(mux) // POST /v1/login, /v1/logout, GET /v1/whoami
+			if ledgerKey != "" {
+				// The web faces; their pages also call the ledger's and
+				// settlement's routes, which the ingress routes to them.
+				load := ledger.ParsePublicKey
+				if _, err := os.Stat(ledgerKey); err == nil {
+					load = ledger.LoadPublicKey
+				}
+				pub, err := load(ledgerKey)
+				if err != nil {
+					return fmt.Errorf("--ledger-key: %w", err)
+				}
+				faces, err := web.NewHandler(web.Config{Auth: cfg.Auth, LedgerKey: pub, Vehicles: web.BoundVehicles(bindings, env.Kafka.Serde),
+					Catalog: web.SettlementCatalog(state), Metrics: env.Registry, Logger: env.Log, Transfers: true})
+				if err != nil {
+					return err
+				}
+				for _, p := range web.Mounts {
+					mux.Mount(p, faces)
+				}
+			}
 			mux.Mount("/", h)
 			return env.Serve("owner api", daemon.NewServer(addr, mux))
 		},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -76,10 +77,12 @@ func TestMainSASL(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	ledgerPub, _, _ := ed25519.GenerateKey(nil)
 	api, metrics := daemontest.Addr(t), daemontest.Addr(t)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--http-addr", api, "--metrics-addr", metrics, "--ledger-url", "http://127.0.0.1:1"})
+		done <- run(ctx, []string{"--http-addr", api, "--metrics-addr", metrics, "--ledger-url", "http://127.0.0.1:1",
+			"--ledger-key", ledger.EncodePublicKey(ledgerPub)})
 	}()
 	daemontest.Get(t, "http://"+api+"/v1/vehicles/v-1/position", 401, 30*time.Second)
 
@@ -122,6 +125,14 @@ func TestMainSASL(t *testing.T) {
 			t.Fatalf("points %s: no balance of owner-1", body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// With --ledger-key, the web faces: the owner app's page hands over the
+	// ledger's verifier key; an owner's vehicles come from the bindings.
+	if page := daemontest.Get(t, "http://"+api+"/", 200, 10*time.Second); !strings.Contains(page, "data-vkey=\"minecart/ledger&#43;") {
+		t.Errorf("owner app page: %.300s", page)
+	}
+	if body := daemontest.GetAs(t, "http://"+api+"/v1/catalog", op, 200); !strings.Contains(body, `"items"`) {
+		t.Errorf("catalogue: %s", body)
 	}
 	if body := daemontest.Get(t, "http://"+metrics+"/metrics", 200, 10*time.Second); !strings.Contains(body, "minecart_owner_request_seconds") {
 		t.Error("metrics lack minecart_owner_request_seconds")

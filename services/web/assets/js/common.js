@@ -1,0 +1,287 @@
+// Shared by the three faces: DOM helpers, API calls, and the ledger checks
+// done in the browser: RFC 6962 leaf and node hashes (WebCrypto SHA-256),
+// inclusion and consistency proofs (the verification algorithms of
+// RFC 9162 sections 2.1.3.2 and 2.1.4.2), and the C2SP signed checkpoint
+// (Ed25519 over the note text, WebCrypto). docs/web.md.
+
+export function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+export function show(container, ...children) {
+  container.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+}
+
+export function status(msg, kind = '') {
+  const s = document.getElementById('status');
+  if (!s) return;
+  s.textContent = msg;
+  s.className = kind;
+}
+
+export class APIError extends Error {
+  constructor(code, msg, data) { super(msg); this.code = code; this.data = data; }
+}
+
+// api fetches a JSON route of this origin (the session cookie rides along;
+// a bearer token when given).
+export async function api(path, { method = 'GET', body, token, headers = {} } = {}) {
+  const h = { Accept: 'application/json', ...headers };
+  if (token) h.Authorization = 'Bearer ' + token;
+  if (body !== undefined) h['Content-Type'] = 'application/json';
+  const resp = await fetch(path, { method, headers: h, credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await resp.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  if (!resp.ok) throw new APIError(resp.status, (data && (data.error || data.reason)) || resp.statusText || String(resp.status), data);
+  return data;
+}
+
+export async function text(path) {
+  const resp = await fetch(path, { credentials: 'same-origin' });
+  if (!resp.ok) throw new APIError(resp.status, await resp.text());
+  return resp.text();
+}
+
+export const fmt = {
+  int: (n) => Number(n).toLocaleString('en-US'),
+  km: (n) => Number(n).toFixed(1) + ' km',
+  dur: (s) => { s = Math.round(s); const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60); return h ? `${h} h ${m} min` : `${m} min`; },
+  time: (t) => new Date(t).toISOString().replace('T', ' ').slice(0, 19) + ' UTC',
+  short: (h) => (h || '').slice(0, 12) + '…',
+};
+
+// ---- bytes and hashes ----
+
+export function hexToBytes(h) {
+  if (typeof h !== 'string' || h.length % 2 || /[^0-9a-f]/i.test(h)) throw new Error('not hex: ' + h);
+  const b = new Uint8Array(h.length / 2);
+  for (let i = 0; i < b.length; i++) b[i] = parseInt(h.substr(2 * i, 2), 16);
+  return b;
+}
+export function bytesToHex(b) { return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(''); }
+export function b64ToBytes(s) { const bin = atob(s); return Uint8Array.from(bin, (c) => c.charCodeAt(0)); }
+export function bytesToB64(b) { return btoa(String.fromCharCode(...b)); }
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
+}
+async function sha256(b) { return new Uint8Array(await crypto.subtle.digest('SHA-256', b)); }
+export async function leafHash(entry) { return sha256(concat(new Uint8Array([0]), entry)); }
+async function nodeHash(l, r) { return sha256(concat(new Uint8Array([1]), l, r)); }
+function eq(a, b) { return a.length === b.length && a.every((x, i) => x === b[i]); }
+
+// verifyInclusion: RFC 9162 2.1.3.2. Throws with the reason on failure.
+export async function verifyInclusion(index, size, leaf, proof, root) {
+  let fn = BigInt(index), sn = BigInt(size) - 1n;
+  if (fn > sn) throw new Error(`leaf ${index} is not in a tree of ${size}`);
+  let r = leaf;
+  for (const hx of proof) {
+    const p = hexToBytes(hx);
+    if (sn === 0n) throw new Error('inclusion proof too long');
+    if ((fn & 1n) === 1n || fn === sn) {
+      r = await nodeHash(p, r);
+      if ((fn & 1n) === 0n) while ((fn & 1n) === 0n && fn !== 0n) { fn >>= 1n; sn >>= 1n; }
+    } else {
+      r = await nodeHash(r, p);
+    }
+    fn >>= 1n; sn >>= 1n;
+  }
+  if (sn !== 0n) throw new Error('inclusion proof too short');
+  if (!eq(r, root)) throw new Error(`computed root ${bytesToHex(r)} is not the checkpoint's ${bytesToHex(root)}`);
+}
+
+// verifyConsistency: RFC 9162 2.1.4.2. Throws with the reason on failure.
+export async function verifyConsistency(first, second, proof, root1, root2) {
+  first = BigInt(first); second = BigInt(second);
+  if (first > second) throw new Error(`size ${first} is beyond ${second}: the log shrank`);
+  if (first === second) {
+    if (proof.length) throw new Error('non-empty proof between equal sizes');
+    if (!eq(root1, root2)) throw new Error('two roots for the same size: the log forked');
+    return;
+  }
+  if (first === 0n) return; // the empty tree is a prefix of every tree
+  let path = proof.map(hexToBytes);
+  if (!path.length) throw new Error('empty consistency proof');
+  if ((first & (first - 1n)) === 0n) path = [root1, ...path];
+  let fn = first - 1n, sn = second - 1n;
+  while ((fn & 1n) === 1n) { fn >>= 1n; sn >>= 1n; }
+  let fr = path[0], sr = path[0];
+  for (const c of path.slice(1)) {
+    if (sn === 0n) throw new Error('consistency proof too long');
+    if ((fn & 1n) === 1n || fn === sn) {
+      fr = await nodeHash(c, fr); sr = await nodeHash(c, sr);
+      if ((fn & 1n) === 0n) while ((fn & 1n) === 0n && fn !== 0n) { fn >>= 1n; sn >>= 1n; }
+    } else {
+      sr = await nodeHash(sr, c);
+    }
+    fn >>= 1n; sn >>= 1n;
+  }
+  if (sn !== 0n) throw new Error('consistency proof too short');
+  if (!eq(fr, root1)) throw new Error('the older root does not follow from the proof');
+  if (!eq(sr, root2)) throw new Error('the newer root does not follow from the proof');
+}
+
+// ---- checkpoints ----
+
+// parseCheckpoint splits a C2SP signed note: body (origin, size, root,
+// extension lines) and signature lines "— <name> <base64>".
+export function parseCheckpoint(t) {
+  const cut = t.indexOf('\n\n');
+  if (cut < 0) throw new Error('checkpoint: no signature block');
+  const body = t.slice(0, cut + 1);
+  const lines = body.split('\n');
+  if (lines.length < 4) throw new Error('checkpoint: short body');
+  const size = lines[1];
+  if (!/^(0|[1-9][0-9]*)$/.test(size)) throw new Error('checkpoint: bad size ' + size);
+  const root = b64ToBytes(lines[2]);
+  if (root.length !== 32) throw new Error('checkpoint: root is not 32 bytes');
+  const sigs = [];
+  for (const line of t.slice(cut + 2).split('\n')) {
+    if (!line) continue;
+    const m = /^\u2014 (\S+) (\S+)$/.exec(line);
+    if (!m) throw new Error('checkpoint: bad signature line');
+    const raw = b64ToBytes(m[2]);
+    if (raw.length < 5) throw new Error('checkpoint: short signature');
+    sigs.push({ name: m[1], keyHash: bytesToHex(raw.slice(0, 4)), sig: raw.slice(4) });
+  }
+  return { origin: lines[0], size: Number(size), root, rootHex: bytesToHex(root), body, sigs, text: t };
+}
+
+export function parseVerifierKey(vkey) {
+  // "<name>+<8 hex>+<base64>": the name has no '+', the base64 may.
+  const i = vkey.indexOf('+'), j = vkey.indexOf('+', i + 1);
+  const name = vkey.slice(0, i), hash = vkey.slice(i + 1, j), b64 = vkey.slice(j + 1);
+  if (i < 0 || j < 0) throw new Error('bad verifier key ' + vkey);
+  const raw = b64ToBytes(b64 || '');
+  if (!name || !/^[0-9a-f]{8}$/.test(hash || '') || raw.length !== 33 || raw[0] !== 1) throw new Error('bad verifier key ' + vkey);
+  return { name, keyHash: hash, pub: raw.slice(1) };
+}
+
+// ed25519Available reports whether WebCrypto verifies Ed25519 here.
+export async function ed25519Available() {
+  try {
+    await crypto.subtle.importKey('raw', new Uint8Array(32), { name: 'Ed25519' }, false, ['verify']);
+    return true;
+  } catch { return false; }
+}
+
+// verifyCheckpoint checks the ledger's signature on a checkpoint with the
+// verifier key. Returns {cp, signature: 'verified' | 'unavailable', cosigners}.
+export async function verifyCheckpoint(t, vkey) {
+  const cp = parseCheckpoint(t);
+  const k = parseVerifierKey(vkey);
+  if (cp.origin !== k.name) throw new Error(`checkpoint of ${cp.origin}, want ${k.name}`);
+  const mine = cp.sigs.find((s) => s.name === k.name && s.keyHash === k.keyHash);
+  if (!mine) throw new Error('checkpoint: no signature by the ledger key');
+  const cosigners = cp.sigs.filter((s) => s !== mine).map((s) => s.name);
+  if (!(await ed25519Available())) return { cp, signature: 'unavailable', cosigners };
+  const key = await crypto.subtle.importKey('raw', k.pub, { name: 'Ed25519' }, false, ['verify']);
+  const ok = await crypto.subtle.verify({ name: 'Ed25519' }, key, mine.sig, new TextEncoder().encode(cp.body));
+  if (!ok) throw new Error('checkpoint: the ledger signature does not verify');
+  return { cp, signature: 'verified', cosigners };
+}
+
+// ledgerKey is the page's verifier key, pinned in localStorage on first
+// use: a page that later hands another key fails loudly.
+export function ledgerKey() {
+  const vkey = document.body.dataset.vkey;
+  const pinned = localStorage.getItem('minecart.vkey');
+  if (pinned && pinned !== vkey) throw new Error(`the ledger key changed: pinned ${pinned}, the page says ${vkey}`);
+  if (!pinned) localStorage.setItem('minecart.vkey', vkey);
+  return vkey;
+}
+
+// witness: the browser as a witness of the book. It keeps the last
+// checkpoint it verified and checks every newer one is consistent with it
+// (a consistency proof from the ledger's API, checked here), then keeps
+// the newer one. Returns a sentence saying what was checked.
+export async function witness(cp) {
+  const seen = JSON.parse(localStorage.getItem('minecart.checkpoint') || 'null');
+  let said = 'first checkpoint seen by this browser: kept for the next visit';
+  if (seen) {
+    const old = hexToBytes(seen.root);
+    if (seen.size > cp.size) throw new Error(`the ledger shows ${cp.size} entries, this browser saw ${seen.size} before: the book shrank`);
+    if (seen.size === cp.size) {
+      if (seen.root !== cp.rootHex) throw new Error(`two roots for ${cp.size} entries: the book forked`);
+      said = `same checkpoint as last seen (${cp.size} entries)`;
+    } else {
+      const c = await api(`/v1/ledger/consistency?first=${seen.size}&second=${cp.size}`);
+      if (c.root2 !== cp.rootHex) throw new Error('the consistency proof is for another root');
+      await verifyConsistency(seen.size, cp.size, c.proof, old, cp.root);
+      said = `consistent with the checkpoint this browser saw before (${seen.size} → ${cp.size} entries)`;
+    }
+  }
+  localStorage.setItem('minecart.checkpoint', JSON.stringify({ size: cp.size, root: cp.rootHex }));
+  return said;
+}
+
+// checkLeaf proves an entry's bytes are leaf index of the book now: the
+// signed checkpoint, the inclusion proof at its size, the witness check.
+// Returns {cp, signature, leaf, witnessed}; throws on any failure.
+export async function checkLeaf(index, entryBytes, expectLeafHash) {
+  const vkey = ledgerKey();
+  const { cp, signature, cosigners } = await verifyCheckpoint(await text('/ledger/checkpoint'), vkey);
+  const leaf = await leafHash(entryBytes);
+  if (expectLeafHash && bytesToHex(leaf) !== expectLeafHash) throw new Error('the entry bytes do not hash to the listed leaf hash');
+  const pr = await api(`/v1/ledger/leaves/${index}/proof?tree_size=${cp.size}`);
+  if (pr.leaf_hash !== bytesToHex(leaf)) throw new Error(`the ledger's leaf ${index} is ${pr.leaf_hash}, these bytes hash to ${bytesToHex(leaf)}`);
+  await verifyInclusion(index, cp.size, leaf, pr.proof, cp.root);
+  const witnessed = await witness(cp);
+  return { cp, signature, cosigners, leaf: bytesToHex(leaf), proof: pr.proof, witnessed };
+}
+
+// verdict renders a check's outcome: a visible "verified" or a loud failure.
+export function verdict(ok, title, lines) {
+  return el('div', { class: ok ? 'verdict ok' : 'verdict fail', role: ok ? 'status' : 'alert', 'data-verdict': ok ? 'verified' : 'failed' },
+    el('strong', { text: ok ? '✔ ' + title : '✖ ' + title }),
+    el('ul', {}, lines.map((l) => el('li', { text: l }))));
+}
+
+// ---- maps ----
+
+let geo = null;
+async function outlines() {
+  if (!geo) {
+    const v = document.body.dataset.version;
+    geo = Promise.all(['china-provinces', 'shanghai-districts'].map((n) =>
+      fetch(`/assets/vendor/${n}.geojson?v=${v}`).then((r) => r.json())));
+  }
+  return geo;
+}
+
+// baseMap draws the offline base layer (China's provinces, Shanghai's
+// districts) in el and returns the Leaflet map.
+export async function baseMap(container, label) {
+  container.classList.add('map');
+  container.setAttribute('role', 'region');
+  container.setAttribute('aria-label', label);
+  const map = L.map(container, { attributionControl: false, zoomSnap: 0.25, preferCanvas: false }).setView([31.2, 121.45], 9);
+  const [prov, dist] = await outlines();
+  L.geoJSON(prov, { style: { color: '#7a8793', weight: 1, fillColor: '#eef1f4', fillOpacity: 1 }, interactive: false }).addTo(map);
+  L.geoJSON(dist, { style: { color: '#a5b1bc', weight: 0.8, fillColor: '#f7f9fb', fillOpacity: 1 }, interactive: false }).addTo(map);
+  return map;
+}
+
+// speedColour: green under 50 km/h, amber to 90, red above.
+export function speedColour(kmh) {
+  if (kmh < 20) return '#2b8a3e';
+  if (kmh < 50) return '#5c940d';
+  if (kmh < 90) return '#e67700';
+  return '#c92a2a';
+}

@@ -1,0 +1,532 @@
+package web_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/minecart/minecart/infra/chserver/chtest"
+	"github.com/minecart/minecart/loadtest"
+	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/stack"
+)
+
+// chromium finds Debian's chromium; without it the browser tests skip,
+// unless MINECART_REQUIRE_CHROMIUM is set (make test sets it).
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("MINECART_REQUIRE_CHROMIUM") != "" {
+		t.Fatal("chromium not found and MINECART_REQUIRE_CHROMIUM is set: run infra/setup.sh (apt-get install chromium)")
+	}
+	t.Skip("chromium not found (apt-get install chromium, or make setup): browser tests skipped")
+	return ""
+}
+
+// browser starts a headless chromium (no sandbox: tests run as root).
+func browser(t *testing.T, ctx context.Context) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium(t)), chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.Headless, chromedp.WindowSize(1000, 900))
+	actx, cancel := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(cancel)
+	bctx, cancel2 := chromedp.NewContext(actx)
+	t.Cleanup(cancel2)
+	if err := chromedp.Run(bctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return bctx
+}
+
+// owner is an HTTP client logged in as the demo owner.
+type client struct {
+	t    *testing.T
+	base string
+	tok  string
+}
+
+func (c client) get(path string, v any) int {
+	req, _ := http.NewRequest(http.MethodGet, c.base+path, nil)
+	if c.tok != "" {
+		req.Header.Set("Authorization", "Bearer "+c.tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == 200 && v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			c.t.Fatalf("%s: %v", path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+var errStop = errors.New("stop sending")
+
+// fcp is the page's first contentful paint in ms since navigation (-1: none yet).
+const fcp = `(performance.getEntriesByName('first-contentful-paint')[0]||{}).startTime||-1`
+
+// TestBrowser drives the three faces in Debian's chromium against the
+// whole pipeline (embedded broker, ClickHouse, every stage) fed by the
+// simulated fleet (seed 1: both of the demo owner's vehicles drive
+// aggressively on the first day): the demo owner logs in, opens a day with harsh events
+// (map, track, markers), opens a receipt (verified in the browser), sees a
+// proof tampered with in transit fail loudly, redeems and sees the
+// balance drop; the explorer shows /ledger/checkpoint's root, verified;
+// the console's counters move while the simulator sends. Every page
+// passes axe-core with no serious or critical violation. With
+// MINECART_SCREENSHOTS=dir each page is saved there as a JPEG.
+func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end in a browser")
+	}
+	chromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	ch := chtest.Start(t)
+	sim, err := fleet.New(fleet.Config{Seed: 1, Vehicles: 8, Days: 2, Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := stack.Start(ctx, stack.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		ClickHouseDSN: ch.WriterDSN(), ClickHouseReadDSN: ch.AnalystDSN(), SessionTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.ProvisionFleet(ctx, sim); err != nil {
+		t.Fatal(err)
+	}
+	demo := stack.OwnerOf(0)
+	pw, err := st.DemoOwner(ctx, demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + st.HTTPAddr()
+
+	// Send the first day and a little more (its close), then stop: the
+	// rest is sent while the console watches.
+	firstEnd := sim.Start().Add(24*time.Hour + 2*time.Hour + 30*time.Minute)
+	cut := 0
+	for d := range sim.Deliveries(fleet.Outages{}, sim.End().Add(2*time.Hour)) {
+		if d.At.After(firstEnd) {
+			break
+		}
+		cut++
+	}
+	_, err = st.SendFleet(ctx, sim, 0, loadtest.SenderConfig{Concurrency: 8}, func(k int, _ loadtest.Report) error {
+		if k+1 >= cut {
+			return errStop
+		}
+		return nil
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("sending day 1: %v", err)
+	}
+
+	// Log in over HTTP too, to pick a day with harsh events and wait
+	// for its points to be proven.
+	var sess struct{ Token string }
+	resp, err := http.Post(base+"/v1/login", "application/json", strings.NewReader(fmt.Sprintf(`{"owner":%q,"password":%q}`, demo, pw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&sess)
+	resp.Body.Close()
+	c := client{t: t, base: base, tok: sess.Token}
+	day := sim.Start().Format(time.DateOnly)
+	var vin string
+	var leaf uint64
+	for deadline := time.Now().Add(6 * time.Minute); ; {
+		vin, leaf = pick(c, sim, day)
+		if vin != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			var mine, reps, pts any
+			c.get("/v1/me/vehicles", &mine)
+			c.get("/v1/vehicles/"+sim.Vehicles()[0].VehicleID+"/reports?from="+day+"&to="+day, &reps)
+			c.get("/v1/vehicles/"+sim.Vehicles()[0].VehicleID+"/points", &pts)
+			t.Fatalf("no vehicle of %s has a proven credit and harsh events on %s: vehicles %v reports %v points %.2000v", demo, day, mine, reps, pts)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("demo owner %s: vehicle %s, %s, receipt leaf %d", demo, vin, day, leaf)
+
+	// Aggressive drivers earn little: a goodwill adjustment pays for the coffee.
+	adj, err := st.Serde.Marshal(&avro.DebitRequest{RequestID: "browser-goodwill", Kind: avro.RequestKindAdjustment, Account: demo,
+		VehicleID: vin, Amount: 500, Reason: "goodwill", RequestedAt: sim.Start().Add(30 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Producer.ProduceSync(ctx, pipelines.TopicLedgerRequests, []byte(demo), adj); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		var bal struct{ Available int64 }
+		if c.get("/v1/accounts/"+demo+"/balance", &bal) == 200 && bal.Available >= 500 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the goodwill adjustment did not reach %s's balance", demo)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	b := browser(t, ctx)
+	shots := os.Getenv("MINECART_SCREENSHOTS")
+	shot := func(name string) {
+		if shots == "" {
+			return
+		}
+		var png []byte
+		if err := chromedp.Run(b, chromedp.FullScreenshot(&png, 80)); err != nil {
+			t.Errorf("screenshot %s: %v", name, err)
+			return
+		}
+		if err := os.WriteFile(filepath.Join(shots, name+".jpg"), png, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	run := func(what string, actions ...chromedp.Action) {
+		t.Helper()
+		tctx, cancel := context.WithTimeout(b, 2*time.Minute)
+		defer cancel()
+		if err := chromedp.Run(tctx, actions...); err != nil {
+			var html string
+			_ = chromedp.Run(b, chromedp.OuterHTML("main", &html, chromedp.ByQuery))
+			t.Fatalf("%s: %v\npage: %.3000s", what, err, html)
+		}
+	}
+	axe := axeChecker(t, b)
+
+	// Log in; first paint of the owner page.
+	var paint float64
+	run("login page", chromedp.Navigate(base+"/"), chromedp.WaitVisible("#owner-id", chromedp.ByID),
+		chromedp.Evaluate(fcp, &paint))
+	t.Logf("first contentful paint of /: %.0f ms", paint)
+	axe("login")
+	shot("owner-login")
+	// By keyboard alone: the page focuses the owner id; Tab to the
+	// password, Enter submits.
+	var focused string
+	run("log in", chromedp.Evaluate(`document.activeElement.id`, &focused), chromedp.KeyEvent(demo), chromedp.KeyEvent("\t"),
+		chromedp.KeyEvent(pw), chromedp.KeyEvent("\r"), chromedp.WaitVisible(`article.vehicle`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#fleet-map path.vehicle-pos`, chromedp.ByQuery))
+	if focused != "owner-id" {
+		t.Errorf("the login page focuses %q, want the owner id", focused)
+	}
+	axe("vehicles")
+	shot("owner-vehicles")
+
+	// A day: the map, the track and the harsh-event markers.
+	var marks, listed, segments int
+	run("a day", chromedp.Navigate(base+"/#/day/"+vin+"/"+day), chromedp.WaitVisible(`#day-map path.track`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#day-map path.mark`, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll('#day-map path.mark-harsh_brake, #day-map path.mark-harsh_accel, #day-map path.mark-harsh_corner').length`, &marks),
+		chromedp.Evaluate(`document.querySelectorAll('#marks li[data-kind^=harsh]').length`, &listed),
+		chromedp.Evaluate(`document.querySelectorAll('#day-map path.track').length`, &segments))
+	if marks == 0 || marks != listed {
+		t.Errorf("day %s of %s: %d harsh markers on the map, %d listed; want the same, at least one", day, vin, marks, listed)
+	}
+	if segments < 10 {
+		t.Errorf("day %s of %s: %d track segments", day, vin, segments)
+	}
+	var explain string
+	run("explanation", chromedp.Text("#explain", &explain, chromedp.ByID))
+	if !strings.Contains(explain, "harsh") || !strings.Contains(explain, "points") {
+		t.Errorf("explanation %q: want the harsh events and the points", explain)
+	}
+	axe("day")
+	shot("owner-day")
+
+	// A receipt, verified in the browser.
+	var v string
+	run("points", chromedp.Navigate(base+"/#/points/"+vin), chromedp.WaitVisible(`#history a.receipt-link`, chromedp.ByQuery))
+	axe("points")
+	shot("owner-points")
+	receipt := fmt.Sprintf("/#/receipt/%s/%d", vin, leaf)
+	run("receipt", chromedp.Navigate(base+receipt), chromedp.WaitVisible(`#receipt-verdict [data-verdict]`, chromedp.ByQuery),
+		chromedp.AttributeValue(`#receipt-verdict [data-verdict]`, "data-verdict", &v, nil, chromedp.ByQuery))
+	var detail string
+	run("receipt text", chromedp.Text("#receipt-verdict", &detail, chromedp.ByID))
+	if v != "verified" || !strings.Contains(detail, "valid Ed25519 signature") {
+		t.Errorf("receipt of leaf %d: %q: %s", leaf, v, detail)
+	}
+	axe("receipt")
+	shot("owner-receipt")
+
+	// The same receipt through a proxy that flips one hash of the proof.
+	proxy := tamperProxy(t, base)
+	// (Cookies are per host, not port: the session rides along.)
+	run("tampered receipt", chromedp.Navigate(proxy+receipt), chromedp.WaitVisible(`#receipt-verdict [data-verdict]`, chromedp.ByQuery),
+		chromedp.AttributeValue(`#receipt-verdict [data-verdict]`, "data-verdict", &v, nil, chromedp.ByQuery),
+		chromedp.Text("#receipt-verdict", &detail, chromedp.ByID))
+	if v != "failed" || !strings.Contains(detail, "FAILED") {
+		t.Errorf("tampered proof: %q: %s; want a loud failure", v, detail)
+	}
+	shot("owner-receipt-tampered")
+
+	// Redeem a coffee: the available balance drops by its price.
+	var before, after string
+	run("redeem", chromedp.Navigate(base+"/#/redeem"), chromedp.WaitVisible(`button.redeem[data-item=coffee]`, chromedp.ByQuery),
+		chromedp.Text("#redeem-balance", &before, chromedp.ByID))
+	axe("redeem")
+	shot("owner-redeem")
+	run("confirm", chromedp.Click(`button.redeem[data-item=coffee]`, chromedp.ByQuery), chromedp.WaitVisible("#confirm-redeem", chromedp.ByID),
+		chromedp.Click("#confirm-redeem", chromedp.ByID), chromedp.WaitVisible("#redeem-status", chromedp.ByID),
+		chromedp.Poll(fmt.Sprintf(`document.getElementById('redeem-balance').textContent !== %q`, before), nil, chromedp.WithPollingTimeout(90*time.Second)),
+		chromedp.Text("#redeem-balance", &after, chromedp.ByID))
+	if num(before)-num(after) != 50 {
+		t.Errorf("available balance %s -> %s after a coffee (50 points)", before, after)
+	}
+
+	// The redemption's debit shows in the account's history (once the
+	// sink landed it), and its receipt verifies.
+	var debits int
+	run("account history", chromedp.Navigate(base+"/#/points/"+vin), chromedp.WaitVisible("#account-history", chromedp.ByID))
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		run("account debits", chromedp.WaitVisible("#account-history", chromedp.ByID),
+			chromedp.Evaluate(`document.querySelectorAll('#account-history tr[data-kind=debit]').length`, &debits))
+		if debits > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+		run("reload", chromedp.Reload())
+	}
+	if debits == 0 {
+		t.Fatal("the redemption's debit never showed in the account's history")
+	}
+	run("debit receipt", chromedp.Click(`#account-history tr[data-kind=debit] a.receipt-link`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#receipt-verdict [data-verdict]`, chromedp.ByQuery),
+		chromedp.AttributeValue(`#receipt-verdict [data-verdict]`, "data-verdict", &v, nil, chromedp.ByQuery))
+	if v != "verified" {
+		t.Errorf("the debit's receipt: %q", v)
+	}
+	shot("owner-account-receipt")
+
+	// Transfer 10 points to the next owner: accepted, the available balance drops by 10.
+	run("transfer", chromedp.Navigate(base+"/#/transfer"), chromedp.WaitVisible("#transfer-form", chromedp.ByID),
+		chromedp.Text("#transfer-balance", &before, chromedp.ByID))
+	axe("transfer")
+	var tstatus string
+	run("confirm transfer", chromedp.SendKeys("#to-owner", stack.OwnerOf(2), chromedp.ByID), chromedp.SendKeys("#amount", "10", chromedp.ByID),
+		chromedp.Click(`#transfer-form button[type=submit]`, chromedp.ByQuery), chromedp.WaitVisible("#confirm-transfer", chromedp.ByID),
+		chromedp.Click("#confirm-transfer", chromedp.ByID), chromedp.WaitVisible("#transfer-status", chromedp.ByID),
+		chromedp.AttributeValue("#transfer-status", "data-status", &tstatus, nil, chromedp.ByID),
+		chromedp.Poll(fmt.Sprintf(`document.getElementById('transfer-balance').textContent !== %q`, before), nil, chromedp.WithPollingTimeout(90*time.Second)),
+		chromedp.Text("#transfer-balance", &after, chromedp.ByID))
+	if (tstatus != "ACCEPTED" && tstatus != "COMMITTED") || num(before)-num(after) != 10 {
+		t.Errorf("transfer of 10 points: %s, available %s -> %s", tstatus, before, after)
+	}
+	shot("owner-transfer")
+
+	// The explorer: the checkpoint's root is /ledger/checkpoint's, and verified.
+	var root, cpv string
+	run("explorer", chromedp.Navigate(base+"/explorer"), chromedp.WaitVisible(`#checkpoint-verdict [data-verdict]`, chromedp.ByQuery),
+		chromedp.Evaluate(fcp, &paint),
+		chromedp.Text("#root", &root, chromedp.ByID),
+		chromedp.AttributeValue(`#checkpoint-verdict [data-verdict]`, "data-verdict", &cpv, nil, chromedp.ByQuery))
+	if want := checkpointRoot(t, base); root != want || cpv != "verified" {
+		t.Errorf("explorer root %s (%s), /ledger/checkpoint %s", root, cpv, want)
+	}
+	t.Logf("first contentful paint of /explorer: %.0f ms", paint)
+	axe("explorer")
+	shot("explorer")
+	run("explorer block", chromedp.Click(`#blocks tbody a`, chromedp.ByQuery), chromedp.WaitVisible(`#entries tbody a`, chromedp.ByQuery))
+	shot("explorer-block")
+	run("explorer entry", chromedp.Click(`#entries tbody a`, chromedp.ByQuery), chromedp.WaitVisible("#verify", chromedp.ByID),
+		chromedp.Click("#verify", chromedp.ByID), chromedp.WaitVisible(`#leaf-verdict [data-verdict]`, chromedp.ByQuery),
+		chromedp.AttributeValue(`#leaf-verdict [data-verdict]`, "data-verdict", &v, nil, chromedp.ByQuery),
+		chromedp.Text("#leaf-verdict", &detail, chromedp.ByID))
+	// The redemption's debit grew the book since the receipt: the browser
+	// checked the new checkpoint is consistent with the one it kept.
+	if v != "verified" || !strings.Contains(detail, "consistent with the checkpoint this browser saw before") {
+		t.Errorf("explorer entry: %q: %s", v, detail)
+	}
+	axe("explorer-entry")
+	shot("explorer-entry")
+
+	// The console, while the simulator sends the rest.
+	run("console", chromedp.Navigate(base+"/console"), chromedp.WaitVisible("#op-token", chromedp.ByID),
+		chromedp.SendKeys("#op-token", st.OperatorToken, chromedp.ByID), chromedp.Click(`#token-form button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#stages tr[data-stage=ingest] td.lag`, chromedp.ByQuery), chromedp.Evaluate(fcp, &paint))
+	t.Logf("first contentful paint of /console: %.0f ms", paint)
+	var in0 string
+	run("console in", chromedp.Text(`#stages tr[data-stage=ingest] td`, &in0, chromedp.ByQuery))
+	sent := make(chan error, 1)
+	go func() {
+		_, err := st.SendFleet(ctx, sim, cut, loadtest.SenderConfig{Concurrency: 8}, nil)
+		sent <- err
+	}()
+	var in1 string
+	run("console moves", chromedp.Poll(fmt.Sprintf(`document.querySelector('#stages tr[data-stage=ingest] td').textContent !== %q`, in0), nil,
+		chromedp.WithPollingTimeout(90*time.Second)), chromedp.Text(`#stages tr[data-stage=ingest] td`, &in1, chromedp.ByQuery))
+	if num(in1) <= num(in0) {
+		t.Errorf("console: ingest in %s -> %s while sending", in0, in1)
+	}
+	var lagSeen bool
+	run("console lag", chromedp.Evaluate(`[...document.querySelectorAll('#lag-partitions tbody tr')].length > 0`, &lagSeen))
+	if !lagSeen {
+		t.Error("console: no lag per partition")
+	}
+	var cells int
+	run("console cells", chromedp.WaitVisible(`#fleet-map path.cell`, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll('#fleet-map path.cell').length`, &cells),
+		chromedp.WaitVisible(`#leaders li`, chromedp.ByQuery))
+	t.Logf("console: ingest in %s -> %s, %d fleet cells", in0, in1, cells)
+	axe("console")
+	shot("console")
+	if err := <-sent; err != nil {
+		t.Errorf("sending day 2: %v", err)
+	}
+}
+
+// pick returns one of the demo owner's vehicles with harsh events on day
+// and the leaf index of a credit of it the ledger proves, or "".
+func pick(c client, sim *fleet.Sim, day string) (string, uint64) {
+	var mine struct{ Vehicles []string }
+	c.get("/v1/me/vehicles", &mine)
+	for _, vin := range mine.Vehicles {
+		var reps struct {
+			Reports []struct {
+				Date                                string
+				HarshBrake, HarshAccel, HarshCorner int `json:"-"`
+				HB                                  int `json:"harsh_brake"`
+				HA                                  int `json:"harsh_accel"`
+				HC                                  int `json:"harsh_corner"`
+			}
+		}
+		if c.get("/v1/vehicles/"+vin+"/reports?from="+day+"&to="+day, &reps) != 200 || len(reps.Reports) == 0 ||
+			reps.Reports[0].HB+reps.Reports[0].HA+reps.Reports[0].HC == 0 {
+			continue
+		}
+		var pts struct {
+			Entries []struct {
+				LeafIndex uint64 `json:"leaf_index"`
+				Proof     *struct{}
+			}
+		}
+		if c.get("/v1/vehicles/"+vin+"/points", &pts) != 200 {
+			continue
+		}
+		for _, e := range pts.Entries {
+			if e.Proof != nil {
+				return vin, e.LeafIndex
+			}
+		}
+	}
+	return "", 0
+}
+
+// tamperProxy forwards to base, flipping the first hash of every
+// inclusion proof it passes on.
+func tamperProxy(t *testing.T, base string) string {
+	u, _ := url.Parse(base)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if !strings.HasPrefix(resp.Request.URL.Path, "/v1/ledger/leaves/") || !strings.HasSuffix(resp.Request.URL.Path, "/proof") {
+			return nil
+		}
+		var p map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if hs, ok := p["proof"].([]any); ok && len(hs) > 0 {
+			h := []byte(hs[0].(string))
+			h[0] = "10"[map[bool]int{true: 1, false: 0}[h[0] == '1']]
+			hs[0] = string(h)
+		}
+		b, _ := json.Marshal(p)
+		resp.Body = io.NopCloser(strings.NewReader(string(b)))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func checkpointRoot(t *testing.T, base string) string {
+	resp, err := http.Get(base + "/ledger/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 3 {
+		t.Fatalf("checkpoint %q", b)
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(root)
+}
+
+func num(s string) int64 {
+	n, _ := strconv.ParseInt(strings.NewReplacer(",", "", " ", "").Replace(strings.TrimSpace(s)), 10, 64)
+	return n
+}
+
+// axeChecker returns a check that injects axe-core (testdata, vendored by
+// vendor.sh) into the current page and fails on serious or critical
+// violations.
+func axeChecker(t *testing.T, b context.Context) func(page string) {
+	src, err := os.ReadFile("testdata/axe.min.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(page string) {
+		t.Helper()
+		var out []struct {
+			ID, Impact, Help string
+			Nodes            []struct{ Target []any }
+		}
+		tctx, cancel := context.WithTimeout(b, 2*time.Minute)
+		defer cancel()
+		err := chromedp.Run(tctx, chromedp.Evaluate(string(src), nil),
+			chromedp.Evaluate(`axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical'))`,
+				&out, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
+		if err != nil {
+			t.Errorf("axe on %s: %v", page, err)
+			return
+		}
+		for _, v := range out {
+			t.Errorf("axe on %s: %s (%s): %s, %d node(s), first %v", page, v.ID, v.Impact, v.Help, len(v.Nodes), v.Nodes[0].Target)
+		}
+		t.Logf("axe on %s: %d serious or critical violations", page, len(out))
+	}
+}
