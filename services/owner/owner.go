@@ -27,6 +27,7 @@ import (
 
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/ids"
+	"github.com/minecart/minecart/services/pseudonym"
 )
 
 // Config configures the handler.
@@ -43,6 +44,11 @@ type Config struct {
 	// Balances gives the balance of the account a vehicle's points go to
 	// (SettlementBalances). Nil: /points answers without a balance.
 	Balances Balances
+	// Pseudonyms opens the vehicle's pseudonym: the ledger's leaves name
+	// it only so (docs/ledger.md, "Pseudonymous leaves"), and /points gives
+	// the owner the opening to check their own credits. Nil: the ledger
+	// entries are looked up under the vehicle id itself.
+	Pseudonyms pseudonym.Resolver
 	// Registerer receives the request latency histogram (nil: none).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
