@@ -394,6 +394,17 @@ func testTrack(t *testing.T, e env) {
 			}
 		}
 	})
+	t.Run("a range longer than a day counts the same", func(t *testing.T) {
+		// Up to 25 h the first page counts with a window over its own
+		// scan, beyond with a subquery: both must give the range's events.
+		for _, span := range []time.Duration{25 * time.Hour, 25*time.Hour + time.Millisecond, 72 * time.Hour} {
+			q := url.Values{"from": {base.Add(-time.Hour).Format(time.RFC3339Nano)}, "to": {base.Add(span - time.Hour).Format(time.RFC3339Nano)}, "limit": {"300"}}
+			first, pts, pages := trackPages(t, e, q)
+			if first.Downsampled || first.InRange != events || len(pts) != events || pages != 3 {
+				t.Fatalf("span %s: downsampled %v, in range %d, %d points in %d pages", span, first.Downsampled, first.InRange, len(pts), pages)
+			}
+		}
+	})
 	t.Run("downsampled keeps both ends and at most max_points", func(t *testing.T) {
 		for _, limit := range []string{"7", "1000"} {
 			first, pts, _ := trackPages(t, e, url.Values{"from": {from}, "to": {to}, "max_points": {"50"}, "limit": {limit}})
