@@ -244,6 +244,18 @@ func TestBrowser(t *testing.T) {
 	if focused != "owner-id" {
 		t.Errorf("the login page focuses %q, want the owner id", focused)
 	}
+	// Usage: trips per day, week and month (services/owner /trips), the
+	// same trips counted three ways.
+	var tripsDay, tripsWeek, tripsMonth string
+	tr := `article.vehicle[data-vin="` + vin + `"] table.trips-table tr[data-by=%s] td.trips`
+	run("trips", chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(tr, "day"))),
+		into(&tripsDay, chromedp.Text(chromedp.CSS(fmt.Sprintf(tr, "day")))),
+		into(&tripsWeek, chromedp.Text(chromedp.CSS(fmt.Sprintf(tr, "week")))),
+		into(&tripsMonth, chromedp.Text(chromedp.CSS(fmt.Sprintf(tr, "month")))))
+	if num(tripsDay) < 1 || tripsDay != tripsWeek || tripsDay != tripsMonth {
+		t.Errorf("trips of %s: %q per day, %q per week, %q per month; want the same count, at least one", vin, tripsDay, tripsWeek, tripsMonth)
+	}
+	t.Logf("%s: %s trips", vin, tripsDay)
 	axe("vehicles")
 	shot("owner-vehicles")
 
@@ -375,6 +387,12 @@ func TestBrowser(t *testing.T) {
 	axe("explorer-entry")
 	shot("explorer-entry")
 
+	// A record ingest cannot decode: the console samples it from the
+	// dead-letter topic.
+	if err := st.Producer.ProduceSync(ctx, pipelines.TopicTelemetryRaw, []byte("corrupt"), []byte("\xc3\x01not avro at all")); err != nil {
+		t.Fatal(err)
+	}
+
 	// The console, while the simulator sends the rest.
 	run("console", chromedp.Navigate(base+"/console"), chromedp.WaitVisible(chromedp.ID("#op-token")),
 		chromedp.SendKeys(chromedp.ID("#op-token"), st.OperatorToken), chromedp.Click(chromedp.CSS(`#token-form button`)),
@@ -403,8 +421,31 @@ func TestBrowser(t *testing.T) {
 		evalTo(`document.querySelectorAll('#fleet-map path.cell').length`, &cells),
 		chromedp.WaitVisible(chromedp.CSS(`#leaders li`)))
 	t.Logf("console: ingest in %s -> %s, %d fleet cells", in0, in1, cells)
+	// The dead letter's sample: where it came from and its payload.
+	var dead string
+	sample := `#dead-samples table.dead-reason[data-reason^="ingest/"] tr.dead-sample`
+	run("console dead letters", chromedp.Poll[chromedp.Void](`document.querySelector('`+sample+`') !== null`, chromedp.WithPollingTimeout(90*time.Second)),
+		into(&dead, chromedp.Text(chromedp.CSS(`#dead-samples table.dead-reason[data-reason^="ingest/"]`))))
+	if !strings.Contains(dead, pipelines.TopicTelemetryRaw+"/") || !strings.Contains(dead, "c3016e6f74206176726f") {
+		t.Errorf("console dead letters: %q, want the raw topic and the payload's bytes", dead)
+	}
 	axe("console")
 	shot("console")
+
+	// A day's evidence as the fraud queue opens it: track and marks on the
+	// map, counters, and the owner app's words for the score and flags.
+	var evMarks, evListed int
+	var evExplain string
+	run("console evidence", chromedp.Navigate(base+"/console#evidence/"+vin+"/"+day),
+		chromedp.WaitVisible(chromedp.CSS(`#evidence-map path.track`)), chromedp.WaitVisible(chromedp.ID("#evidence-counters")),
+		evalTo(`document.querySelectorAll('#evidence-map path.mark').length`, &evMarks),
+		evalTo(`document.querySelectorAll('#evidence-marks li').length`, &evListed),
+		into(&evExplain, chromedp.Text(chromedp.ID("#evidence-explain"))))
+	if evMarks == 0 || evMarks != evListed || evExplain != explain {
+		t.Errorf("evidence of %s on %s: %d marks on the map, %d listed; words %q, want the owner's %q", vin, day, evMarks, evListed, evExplain, explain)
+	}
+	axe("console evidence")
+	shot("console-evidence")
 	if err := <-sent; err != nil {
 		t.Errorf("sending day 2: %v", err)
 	}
