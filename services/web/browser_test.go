@@ -440,7 +440,10 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#evidence-map path.track`)), chromedp.WaitVisible(chromedp.ID("#evidence-counters")),
 		evalTo(`document.querySelectorAll('#evidence-map path.mark').length`, &evMarks),
 		evalTo(`document.querySelectorAll('#evidence-marks li').length`, &evListed),
-		into(&evExplain, chromedp.Text(chromedp.ID("#evidence-explain"))))
+		into(&evExplain, chromedp.Text(chromedp.ID("#evidence-explain"))), evalTo(`document.activeElement.id`, &focused))
+	if focused != "evidence-title" {
+		t.Errorf("the evidence view focuses %q, want its title (keyboard users land on what they opened)", focused)
+	}
 	if evMarks == 0 || evMarks != evListed || evExplain != explain {
 		t.Errorf("evidence of %s on %s: %d marks on the map, %d listed; words %q, want the owner's %q", vin, day, evMarks, evListed, evExplain, explain)
 	}

@@ -130,7 +130,7 @@ async function evidence(vin, date) {
       ['Score', r.score.toFixed(1)], ['Points', fmt.int(r.points)]];
     const rules = (r.flags || []);
     show(out,
-      el('h3', { text: `Evidence: ${vin} on ${date}` }),
+      el('h3', { id: 'evidence-title', tabindex: '-1', text: `Evidence: ${vin} on ${date}` }),
       el('h4', { text: 'Rules that fired' }),
       el('ul', { id: 'evidence-rules' }, rules.length ? rules.map((f, i) => el('li', { 'data-flag': f, text: `${f}: ${(r.flag_reasons || [])[i] || ''}` }))
         : el('li', { text: 'none: this day is not flagged' })),
@@ -143,7 +143,7 @@ async function evidence(vin, date) {
       el('ol', { id: 'evidence-marks' }, marks.marks.map((m) => el('li', { 'data-kind': m.kind,
         text: `${fmt.time(m.start)}: ${markWords[m.kind][0]} at ${m.speed_kmh.toFixed(0)} km/h` }))));
     await drawDay(mapDiv, `Track of ${vin} on ${date}`, track, marks);
-    out.scrollIntoView();
+    document.getElementById('evidence-title').focus(); // keyboard users land on what they opened
   } catch (e) {
     show(out, el('h3', { text: `Evidence: ${vin} on ${date}` }), el('p', { class: 'error', role: 'alert', text: 'Evidence out of reach: ' + e.message }));
   }
