@@ -433,19 +433,38 @@ func TestBrowser(t *testing.T) {
 	shot("console")
 
 	// A day's evidence as the fraud queue opens it: track and marks on the
-	// map, counters, and the owner app's words for the score and flags.
+	// map, counters, the rule that fired and the owner app's words for the
+	// score and flags. The simulated fleet has no fraudulent vehicle, so
+	// the picked day gets a flagged version in ClickHouse (as a rescore
+	// would write it, under its own source topic so the sink's offsets
+	// stay untouched).
+	flagged := `INSERT INTO daily_scores SELECT * REPLACE (['teleport'] AS flags, ['position jumped 41.3 km in 2 s'] AS flag_reasons,
+		'web.test.fixture' AS src_topic, src_offset + 1000000000000 AS src_offset)
+		FROM daily_scores WHERE date = '` + day + `' AND vehicle_id = '` + vin + `' ORDER BY src_offset DESC LIMIT 1`
+	if resp, err := http.Post(ch.URL()+"/?database=default", "text/plain", strings.NewReader(flagged)); err != nil {
+		t.Fatal(err)
+	} else if b, _ := io.ReadAll(resp.Body); resp.Body.Close() != nil || resp.StatusCode != 200 {
+		t.Fatalf("flagging %s on %s: %d %s", vin, day, resp.StatusCode, b)
+	}
 	var evMarks, evListed int
-	var evExplain string
-	run("console evidence", chromedp.Navigate(base+"/console#evidence/"+vin+"/"+day),
+	var evExplain, rules string
+	link := `#fraud tr[data-vin="` + vin + `"] a.evidence-link`
+	run("console evidence", chromedp.SetValue(chromedp.ID("#date"), day), chromedp.Click(chromedp.CSS(`#scores-form button`)),
+		chromedp.WaitVisible(chromedp.CSS(link)), chromedp.Focus(chromedp.CSS(link)), chromedp.KeyEvent("\r"),
 		chromedp.WaitVisible(chromedp.CSS(`#evidence-map path.track`)), chromedp.WaitVisible(chromedp.ID("#evidence-counters")),
+		into(&rules, chromedp.Text(chromedp.CSS(`#evidence-rules li[data-flag=teleport]`))),
 		evalTo(`document.querySelectorAll('#evidence-map path.mark').length`, &evMarks),
 		evalTo(`document.querySelectorAll('#evidence-marks li').length`, &evListed),
 		into(&evExplain, chromedp.Text(chromedp.ID("#evidence-explain"))), evalTo(`document.activeElement.id`, &focused))
 	if focused != "evidence-title" {
 		t.Errorf("the evidence view focuses %q, want its title (keyboard users land on what they opened)", focused)
 	}
-	if evMarks == 0 || evMarks != evListed || evExplain != explain {
-		t.Errorf("evidence of %s on %s: %d marks on the map, %d listed; words %q, want the owner's %q", vin, day, evMarks, evListed, evExplain, explain)
+	flagWords := "Flag teleport: position jumped 41.3 km in 2 s; the day's points were reduced."
+	if evMarks == 0 || evMarks != evListed || !strings.HasPrefix(evExplain, explain) || !strings.HasSuffix(evExplain, flagWords) {
+		t.Errorf("evidence of %s on %s: %d marks on the map, %d listed; words %q, want the owner's %q and then %q", vin, day, evMarks, evListed, evExplain, explain, flagWords)
+	}
+	if rules != "teleport: position jumped 41.3 km in 2 s" {
+		t.Errorf("evidence: rule %q, want teleport with its reason", rules)
 	}
 	axe("console evidence")
 	shot("console-evidence")
