@@ -322,12 +322,14 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// The redemption's debit shows in the account's history (once the
-	// sink landed it), and its receipt verifies.
+	// sink landed it), and its receipt verifies. Since redemptions became
+	// pending transfers to partner:<id> (settlement's holds), it is an
+	// entry of kind transfer; a debit is accepted too.
 	var debits int
 	run("account history", chromedp.Navigate(base+"/#/points/"+vin), chromedp.WaitVisible(chromedp.ID("#account-history")))
 	for deadline := time.Now().Add(90 * time.Second); ; {
 		run("account debits", chromedp.WaitVisible(chromedp.ID("#account-history")),
-			evalTo(`document.querySelectorAll('#account-history tr[data-kind=debit]').length`, &debits))
+			evalTo(`document.querySelectorAll('#account-history tr[data-kind=debit], #account-history tr[data-kind=transfer]').length`, &debits))
 		if debits > 0 || time.Now().After(deadline) {
 			break
 		}
@@ -337,7 +339,7 @@ func TestBrowser(t *testing.T) {
 	if debits == 0 {
 		t.Fatal("the redemption's debit never showed in the account's history")
 	}
-	run("debit receipt", chromedp.Click(chromedp.CSS(`#account-history tr[data-kind=debit] a.receipt-link`)),
+	run("debit receipt", chromedp.Click(chromedp.CSS(`#account-history tr:is([data-kind=debit], [data-kind=transfer]) a.receipt-link`)),
 		chromedp.WaitVisible(chromedp.CSS(`#receipt-verdict [data-verdict]`)),
 		attr(chromedp.CSS(`#receipt-verdict [data-verdict]`), "data-verdict", &v))
 	if v != "verified" {
