@@ -165,11 +165,12 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.route("condition", h.condition)
 	h.route("points", h.points)
 	h.route("marks", h.marks)
+	h.route("trips", h.trips)
 	h.mux.HandleFunc("GET /v1/fleet/scores", operators, h.fleetScores)
 	h.mux.HandleFunc("GET /v1/fleet/cells", operators, h.fleetCells)
 	h.mux.HandleFunc("GET /v1/accounts/{owner}/entries", readers, h.accountEntries)
 	h.mux.HandleFunc("/v1/vehicles/", readers, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition, points or marks")
+		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition, points, marks or trips")
 	})
 	return h.mux, nil
 }

@@ -305,6 +305,7 @@ func TestOwnerAPI(t *testing.T) {
 	t.Run("errors", func(t *testing.T) { testErrors(t, e) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, e) })
 	t.Run("account transfers", func(t *testing.T) { testAccountTransfers(t, e, conn) })
+	t.Run("trips", func(t *testing.T) { testTrips(t, e, conn) })
 }
 
 // testAccountTransfers: /v1/accounts/{owner}/entries lists the owner's
