@@ -138,6 +138,9 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 			if sum.Transfers > 0 {
 				fmt.Fprintf(stdout, "transfer entries (every phase, docs/economy.md): %d\n", sum.Transfers)
 			}
+			if sum.Rescores > 0 {
+				fmt.Fprintf(stdout, "rescore entries (late data, docs/ledger.md \"Rescore\"): %d\n", sum.Rescores)
+			}
 			if err != nil {
 				fmt.Fprint(stdout, sum.Checkpoint)
 				return fmt.Errorf("ledger NOT verified: %w", err)

@@ -454,6 +454,7 @@ type RequestKind string
 const (
 	RequestKindDebit      RequestKind = "debit"
 	RequestKindAdjustment RequestKind = "adjustment"
+	RequestKindErasure    RequestKind = "erasure"
 )
 
 func (e RequestKind) index() (int64, error) {
@@ -462,11 +463,13 @@ func (e RequestKind) index() (int64, error) {
 		return 0, nil
 	case RequestKindAdjustment:
 		return 1, nil
+	case RequestKindErasure:
+		return 2, nil
 	}
 	return 0, fmt.Errorf("minecart.ledger.RequestKind: symbol %q not in the enum", string(e))
 }
 
-var symbolsRequestKind = [...]RequestKind{RequestKindDebit, RequestKindAdjustment}
+var symbolsRequestKind = [...]RequestKind{RequestKindDebit, RequestKindAdjustment, RequestKindErasure}
 
 // DebitRequest is the Avro record minecart.ledger.DebitRequest.
 //
@@ -474,7 +477,7 @@ var symbolsRequestKind = [...]RequestKind{RequestKindDebit, RequestKindAdjustmen
 type DebitRequest struct {
 	// request_id: Idempotency key: a request id already in the ledger is ignored.
 	RequestID string
-	// kind: debit: amount > 0 points taken out; adjustment: amount != 0 signed change, reason required.
+	// kind: debit: amount > 0 points taken out; adjustment: amount != 0 signed change, reason required; erasure: amount 0, reason required, names the account or the vehicle whose pseudonym key the ledger destroys (docs/ledger.md, Erasure).
 	Kind RequestKind
 	// account: Account charged or corrected (required for a debit; an adjustment names an account, a vehicle or both).
 	Account string
@@ -608,7 +611,7 @@ type LedgerEntry struct {
 	Checkpoint string
 	// kind: The entry's kind, in kind-byte order (docs/ledger.md): rescore, transfer, campaign, bonus, erasure are kinds 4 to 8.
 	Kind EntryKind
-	// id: Credit: the score id <vehicle>/<date>; debit, adjustment: the request id.
+	// id: Credit: the score id <vehicle>/<date>; debit, adjustment, transfer: the request id; rescore: rescore/<score id>/<revision>.
 	ID string
 	// vehicle_id: Empty if none.
 	VehicleID string
@@ -616,21 +619,27 @@ type LedgerEntry struct {
 	Account string
 	// delta: Effect on the balance: +points for a credit, -amount for a debit, the signed amount of an adjustment.
 	Delta int64
-	// date: Credit: local date of the vehicle-day; else empty.
+	// date: Credit, rescore: local date of the vehicle-day; else empty.
 	Date string
-	// config_version: Credit: scoring rules version; else empty.
+	// config_version: Credit, rescore: scoring rules version; else empty.
 	ConfigVersion string
-	// events_hash: Credit: the score's events hash; else empty.
+	// events_hash: Credit, rescore: the (new) events hash of the day; else empty.
 	EventsHash []byte
 	Reason     string
 	// redemption_id: Debit: the redemption it pays for; else empty.
 	RedemptionID string
-	// ref: Adjustment: the credit id it corrects; else empty.
+	// ref: Adjustment, rescore: the credit id (score id) it corrects; else empty.
 	Ref string
 	// block_timestamp_ms: The block's timestamp (see Block.clock).
 	BlockTimestampMs int64
 	// counter_account: Transfer: the credit side (account is the debit side); else empty.
 	CounterAccount string
+	// revision: Rescore: the DailyScore revision it books; else 0.
+	Revision int32
+	// ref_leaf_index: Rescore: the leaf index of the credit it corrects (ref); else -1.
+	RefLeafIndex int64
+	// points: Rescore: the day's points after it (the credit's points plus every rescore so far); credit: the points; else 0.
+	Points int64
 	// campaign: Campaign and bonus entries: the campaign id <partner>/<name> (docs/campaigns.md); else null.
 	Campaign string
 }
@@ -669,6 +678,9 @@ func (r *LedgerEntry) AppendAvro(dst []byte) ([]byte, error) {
 	dst = appendString(dst, r.Ref)
 	dst = appendLong(dst, r.BlockTimestampMs)
 	dst = appendString(dst, r.CounterAccount)
+	dst = appendLong(dst, int64(r.Revision))
+	dst = appendLong(dst, r.RefLeafIndex)
+	dst = appendLong(dst, r.Points)
 	dst = appendOptString(dst, r.Campaign)
 	return dst, nil
 }
@@ -709,9 +721,78 @@ func (r *LedgerEntry) decode(d *decoder) {
 	r.Ref = d.string("ref")
 	r.BlockTimestampMs = d.long("block_timestamp_ms")
 	r.CounterAccount = d.string("counter_account")
+	r.Revision = d.int("revision")
+	r.RefLeafIndex = d.long("ref_leaf_index")
+	r.Points = d.long("points")
 	if d.union("campaign") {
 		r.Campaign = d.string("campaign")
 	}
+}
+
+// PseudonymKind is the Avro enum minecart.ledger.PseudonymKind.
+type PseudonymKind string
+
+// The symbols of PseudonymKind, in schema order.
+const (
+	PseudonymKindVehicle PseudonymKind = "vehicle"
+	PseudonymKindAccount PseudonymKind = "account"
+)
+
+func (e PseudonymKind) index() (int64, error) {
+	switch e {
+	case PseudonymKindVehicle:
+		return 0, nil
+	case PseudonymKindAccount:
+		return 1, nil
+	}
+	return 0, fmt.Errorf("minecart.ledger.PseudonymKind: symbol %q not in the enum", string(e))
+}
+
+var symbolsPseudonymKind = [...]PseudonymKind{PseudonymKindVehicle, PseudonymKindAccount}
+
+// Pseudonym is the Avro record minecart.ledger.Pseudonym.
+//
+// The key behind one pseudonym of the ledger's leaves: the value of the compacted topic minecart.ledger.pseudonyms (key = the pseudonym "p1:<32 hex>"). Written by the ledger in the transaction of the first entry that names the identity; a tombstone (erasure) destroys the key and so the link between the pseudonym and the identity. The identity and its key are sealed under the deployment's pseudonym-sealing key; docs/ledger.md, Pseudonymous leaves.
+type Pseudonym struct {
+	// pseudonym: p1: then 32 lowercase hex digits: the first 16 bytes of HMAC-SHA256(key, "minecart/<kind>/v1\u0000" || id). Equals the record's key.
+	Pseudonym string
+	// kind: vehicle: a vehicle id (VehicleID fields); account: an owner or other account (Account, CounterAccount fields).
+	Kind PseudonymKind
+	// sealed: "MCP1" || key id (8) || nonce (12) || AES-256-GCM(key (32 bytes) || id) || tag (16), additional data "minecart.ledger.pseudonyms/v1\u0000" || pseudonym.
+	Sealed []byte
+	// created_ms: When the ledger made the key (its wall clock); not part of the pseudonym.
+	CreatedMs time.Time
+}
+
+// AvroName is the record's full Avro name, minecart.ledger.Pseudonym.
+func (*Pseudonym) AvroName() string { return "minecart.ledger.Pseudonym" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *Pseudonym) AppendAvro(dst []byte) ([]byte, error) {
+	var err error
+	dst = appendString(dst, r.Pseudonym)
+	if dst, err = appendEnum(dst, r.Kind); err != nil {
+		return dst, err
+	}
+	dst = appendBytes(dst, r.Sealed)
+	dst = appendLong(dst, r.CreatedMs.UnixMilli())
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *Pseudonym) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = Pseudonym{}
+	r.decode(&d)
+	return d.finish("minecart.ledger.Pseudonym")
+}
+
+func (r *Pseudonym) decode(d *decoder) {
+	r.Pseudonym = d.string("pseudonym")
+	r.Kind = decodeEnum(d, "kind", symbolsPseudonymKind[:])
+	r.Sealed = d.bytes("sealed")
+	r.CreatedMs = time.UnixMilli(d.long("created_ms")).UTC()
 }
 
 // TransferRequest is the Avro record minecart.ledger.TransferRequest.
@@ -828,6 +909,12 @@ type DailyScore struct {
 	FlagReasons []string
 	// events_hash: SHA-256 chain over the canonical bytes of the accepted events, in arrival order (docs/scoring.md)
 	EventsHash []byte
+	// revision: 0: the score written when the day closed; n > 0: the day's n-th re-score after events arrived for it once it had closed (late data within the lateness bound, docs/scoring.md 'Late data'). The record with the highest revision is the day's current score
+	Revision int32
+	// release_ms: revision > 0: the quarter hour after the scoring task's closed-through mark when the revision was made, Unix ms: the ledger appends the rescore once every task's watermark reached it (0 for revision 0)
+	ReleaseMs int64
+	// late_added: events added to the day after it closed, over all its revisions (0 for revision 0)
+	LateAdded int64
 	// region: coarse region code of the day's first accepted fix: its 1x1 degree cell, e.g. N31E121 (docs/campaigns.md); null if unknown. Never a position.
 	Region string
 }
@@ -877,6 +964,9 @@ func (r *DailyScore) AppendAvro(dst []byte) ([]byte, error) {
 	}
 	dst = append(dst, 0)
 	dst = appendBytes(dst, r.EventsHash)
+	dst = appendLong(dst, int64(r.Revision))
+	dst = appendLong(dst, r.ReleaseMs)
+	dst = appendLong(dst, r.LateAdded)
 	dst = appendOptString(dst, r.Region)
 	return dst, nil
 }
@@ -934,6 +1024,9 @@ func (r *DailyScore) decode(d *decoder) {
 		}
 	}
 	r.EventsHash = d.bytes("events_hash")
+	r.Revision = d.int("revision")
+	r.ReleaseMs = d.long("release_ms")
+	r.LateAdded = d.long("late_added")
 	if d.union("region") {
 		r.Region = d.string("region")
 	}
@@ -1288,17 +1381,26 @@ func (r *LedgerProof) decode(d *decoder) {
 
 // CreditSettled is the Avro record minecart.settlement.CreditSettled.
 //
-// A vehicle-day reward credit settled into an owner account, on minecart.rewards.credits (key = owner account), with the proof that the ledger includes it. Exactly one per credit entry; credits of a vehicle without an owner are settled when it is bound.
+// A vehicle-day reward credit (kind credit) or a late-data correction of one (kind rescore, docs/partners.md) settled into an owner account, on minecart.rewards.credits (key = owner account), with the proof that the ledger includes it. Exactly one per credit or rescore entry; those of a vehicle without an owner are settled when it is bound.
 type CreditSettled struct {
 	// account: the owner account credited
-	Account   string
+	Account string
+	// vehicle_id: the vehicle's pseudonym p1:<32 hex>, as the ledger's leaf names it (docs/ledger.md, Pseudonymous leaves); never the vehicle id
 	VehicleID string
 	// day: the vehicle-day yyyy-mm-dd (local date of the vehicle); empty for adjustments
-	Day       string
-	ScoreID   string
+	Day string
+	// score_id: a credit's id <vehicle pseudonym>/<yyyy-mm-dd>; empty for adjustments (proof.entry_id is then the adjustment's request id)
+	ScoreID string
+	// points: points added to the account: a credit's points, or a rescore's signed delta (may be negative)
 	Points    int64
 	SettledMs time.Time
 	Proof     LedgerProof
+	// kind: credit: the day's first credit (proof of the credit entry); rescore: a late-data correction of the day credited earlier under the same score_id and day (proof of the rescore entry, points = the signed change)
+	Kind string
+	// revision: rescore: the day's scoring revision it books (1, 2, ...); credit: 0
+	Revision int32
+	// day_points: rescore: the day's points after this correction; credit: the credit's points
+	DayPoints int64
 }
 
 // AvroName is the record's full Avro name, minecart.settlement.CreditSettled.
@@ -1316,6 +1418,9 @@ func (r *CreditSettled) AppendAvro(dst []byte) ([]byte, error) {
 	if dst, err = r.Proof.AppendAvro(dst); err != nil {
 		return dst, err
 	}
+	dst = appendString(dst, r.Kind)
+	dst = appendLong(dst, int64(r.Revision))
+	dst = appendLong(dst, r.DayPoints)
 	return dst, nil
 }
 
@@ -1336,6 +1441,9 @@ func (r *CreditSettled) decode(d *decoder) {
 	r.Points = d.long("points")
 	r.SettledMs = time.UnixMilli(d.long("settled_ms")).UTC()
 	r.Proof.decode(d)
+	r.Kind = d.string("kind")
+	r.Revision = d.int("revision")
+	r.DayPoints = d.long("day_points")
 }
 
 // AckStatus is the Avro enum minecart.settlement.AckStatus.

@@ -67,7 +67,8 @@ type Book struct {
 	lastHead Header
 	lastCP   string // the last block's checkpoint
 	origin   string
-	credits  map[idKey]int64 // credited score id -> points credited (incl. late-data adjustments)
+	credits  map[idKey]int64  // credited score id -> points credited (incl. late-data adjustments and rescores)
+	leaves   map[idKey]uint64 // credited score id -> leaf index of its credit entry (rescores link to it)
 	requests map[idKey]struct{}
 	// recent are the last blocks Append made (at most maxRecent), so Undo
 	// can take back those of an aborted transaction; base is the header and
@@ -84,7 +85,7 @@ const maxRecent = 256
 
 // NewBook returns an empty book.
 func NewBook() *Book {
-	return &Book{credits: make(map[idKey]int64), requests: make(map[idKey]struct{})}
+	return &Book{credits: make(map[idKey]int64), leaves: make(map[idKey]uint64), requests: make(map[idKey]struct{})}
 }
 
 // Size is the number of entries.
@@ -110,6 +111,35 @@ func (b *Book) Tree() *merkle.Tree { return &b.tree }
 func (b *Book) Credited(id string) (int64, bool) {
 	p, ok := b.credits[keyOf(true, id)]
 	return p, ok
+}
+
+// CreditLeaf reports the leaf index of score id's credit entry.
+func (b *Book) CreditLeaf(id string) (uint64, bool) {
+	l, ok := b.leaves[keyOf(true, id)]
+	return l, ok
+}
+
+// checkRescore checks a rescore against the book before it is appended:
+// its credit is in the book (or, for the verifier, in an earlier block) at
+// the leaf it names, and its delta is its points minus the day's points so
+// far (points holds the days rescored earlier in the same block).
+func (b *Book) checkRescore(e *Entry, points map[idKey]int64) error {
+	k := keyOf(true, e.Ref)
+	cur, ok := points[k]
+	if !ok {
+		cur, ok = b.credits[k]
+	}
+	if !ok {
+		return fmt.Errorf("rescore %q: credit %q is not in the book", e.ID, e.Ref)
+	}
+	if leaf := b.leaves[k]; leaf != e.RefLeaf {
+		return fmt.Errorf("rescore %q: credit %q is leaf %d, the rescore names leaf %d", e.ID, e.Ref, leaf, e.RefLeaf)
+	}
+	if e.Points-e.Amount != cur {
+		return fmt.Errorf("rescore %q: %d points with delta %d, but the day has %d", e.ID, e.Points, e.Amount, cur)
+	}
+	points[k] = e.Points
+	return nil
 }
 
 // HasRequest reports whether a debit or adjustment request id was applied.
@@ -140,27 +170,31 @@ func (b *Book) checkNew(e *Entry, seen map[idKey]struct{}) error {
 // record updates the idempotency sets for an appended entry. It returns an
 // error if the entry repeats a credit or request id.
 func (b *Book) record(e *Entry, leaf uint64) error {
-	if err := b.recordIDs(e); err != nil {
+	return b.recordKey(e, keyOf(e.Kind == KindCredit, e.ID), leaf)
+}
+
+// recordKey is record with the entry's id key k (keyOf) already computed.
+func (b *Book) recordKey(e *Entry, k idKey, leaf uint64) error {
+	if err := b.recordIDs(e, k, leaf); err != nil {
 		return err
 	}
 	b.camp.record(e, leaf)
 	return nil
 }
 
-func (b *Book) recordIDs(e *Entry) error {
+func (b *Book) recordIDs(e *Entry, k idKey, leaf uint64) error {
 	switch e.Kind {
 	case KindCredit:
-		k := keyOf(true, e.ID)
 		if _, dup := b.credits[k]; dup {
 			return fmt.Errorf("vehicle-day %q credited twice", e.ID)
 		}
 		b.credits[k] = e.Points
+		b.leaves[k] = leaf
 	default:
-		k := keyOf(false, e.ID)
 		if _, dup := b.requests[k]; dup {
 			return fmt.Errorf("request %q applied twice", e.ID)
 		}
-		if e.Kind == KindAdjustment && e.Ref != "" {
+		if e.Kind == KindAdjustment && e.Ref != "" || e.Kind == KindRescore {
 			ck := keyOf(true, e.Ref)
 			if p, ok := b.credits[ck]; ok {
 				b.credits[ck] = p + e.Amount
@@ -210,6 +244,7 @@ func (b *Book) Apply(blk *Block, pub ed25519.PublicKey) error {
 	// Check every entry before the book changes.
 	entries := make([]Entry, len(blk.Entries))
 	seen := make(map[idKey]struct{}, len(blk.Entries))
+	var rescored map[idKey]int64
 	for i, raw := range blk.Entries {
 		idx := int64(h.FirstIndex) + int64(i)
 		e, err := DecodeEntry(raw)
@@ -221,6 +256,14 @@ func (b *Book) Apply(blk *Block, pub ed25519.PublicKey) error {
 		}
 		if err := b.checkNew(&e, seen); err != nil {
 			return &Inconsistency{Reason: ReasonBadEntries, Block: b.height, Entry: idx, What: err.Error()}
+		}
+		if e.Kind == KindRescore {
+			if rescored == nil {
+				rescored = map[idKey]int64{}
+			}
+			if err := b.checkRescore(&e, rescored); err != nil {
+				return &Inconsistency{Reason: ReasonBadEntries, Block: b.height, Entry: idx, What: err.Error()}
+			}
 		}
 		entries[i] = e
 	}
@@ -361,42 +404,66 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 	if b.origin != "" && s.Origin() != b.origin {
 		return nil, nil, nil, fmt.Errorf("signer origin %q, book origin %q", s.Origin(), b.origin)
 	}
-	// Encode and filter first, so a bad entry changes nothing.
+	// Encode and filter first, so a bad entry changes nothing. The
+	// encodings share a few large buffers (one allocation per ~64 KiB of
+	// entries instead of one per entry); each raw is capped at its own
+	// length, so nothing appended to it can reach its neighbour. Each id's
+	// key (a SHA-256) is computed once, here, and kept for recordKey;
+	// entries are kept by index (no copies).
 	type enc struct {
-		e   Entry
+		i   int
 		raw []byte
+		k   idKey
 	}
 	todo := make([]enc, 0, len(rel.Entries))
-	seen := make(map[idKey]struct{})
-	for _, e := range rel.Entries {
-		raw, err := e.Encode()
-		if err != nil {
+	seen := make(map[idKey]struct{}, len(rel.Entries))
+	var rescored map[idKey]int64
+	var arena []byte
+	for i := range rel.Entries {
+		e := &rel.Entries[i]
+		if cap(arena)-len(arena) < 1024 {
+			arena = make([]byte, 0, 64<<10)
+		}
+		at := len(arena)
+		var err error
+		if arena, err = e.AppendEncode(arena); err != nil {
 			return nil, nil, nil, err
 		}
+		raw := arena[at:len(arena):len(arena)]
 		k := keyOf(e.Kind == KindCredit, e.ID)
 		_, inBook := b.requests[k]
 		if e.Kind == KindCredit {
 			_, inBook = b.credits[k]
 		}
 		if _, inRel := seen[k]; inBook || inRel {
-			skipped = append(skipped, e)
+			skipped = append(skipped, *e)
 			continue
 		}
+		if e.Kind == KindRescore {
+			if rescored == nil {
+				rescored = map[idKey]int64{}
+			}
+			if err := b.checkRescore(e, rescored); err != nil {
+				return nil, nil, nil, fmt.Errorf("%w: %w", ErrEntry, err)
+			}
+		}
 		seen[k] = struct{}{}
-		todo = append(todo, enc{e, raw})
+		todo = append(todo, enc{i, raw, k})
 	}
+	b.tree.Grow(len(todo))
 	out = make([]Appended, 0, len(todo))
 	for start := 0; start < len(todo); start += maxPerBlock {
 		chunk := todo[start:min(start+maxPerBlock, len(todo))]
 		blk := &Block{Entries: make([][]byte, 0, len(chunk))}
 		first := b.tree.Size()
 		for _, c := range chunk {
-			if err := b.record(&c.e, b.tree.Size()); err != nil { // cannot happen: filtered above
+			e := &rel.Entries[c.i]
+			if err := b.recordKey(e, c.k, b.tree.Size()); err != nil { // cannot happen: filtered above
 				return nil, nil, nil, b.fail(err)
 			}
 			b.tree.Append(c.raw)
 			blk.Entries = append(blk.Entries, c.raw)
-			out = append(out, Appended{Entry: c.e, Raw: c.raw, LeafIndex: b.tree.Size() - 1, Block: blk})
+			out = append(out, Appended{Entry: *e, Raw: c.raw, LeafIndex: b.tree.Size() - 1, Block: blk})
 		}
 		blk.Header = Header{
 			Height: b.height, PrevHash: b.last, TreeSize: b.tree.Size(), Root: b.tree.Root(),
@@ -455,9 +522,10 @@ func (b *Book) Undo(height uint64) error {
 			switch e.Kind {
 			case KindCredit:
 				delete(b.credits, keyOf(true, e.ID))
+				delete(b.leaves, keyOf(true, e.ID))
 			default:
 				delete(b.requests, keyOf(false, e.ID))
-				if e.Kind == KindAdjustment && e.Ref != "" {
+				if e.Kind == KindAdjustment && e.Ref != "" || e.Kind == KindRescore {
 					ck := keyOf(true, e.Ref)
 					if p, ok := b.credits[ck]; ok {
 						b.credits[ck] = p - e.Amount

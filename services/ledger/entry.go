@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -26,7 +28,9 @@ const (
 	KindCredit     Kind = 1 // a vehicle-day reward from a DailyScore
 	KindDebit      Kind = 2 // points taken out by a redemption
 	KindAdjustment Kind = 3 // an operator's or a late-data correction, with a reason
+	KindRescore    Kind = 4 // a credited vehicle-day re-scored after late data: the signed change (docs/ledger.md "Rescore")
 	KindTransfer   Kind = 5 // a transfer between two accounts, or one phase of a two-phase transfer
+	KindErasure    Kind = 8 // an identity's pseudonym key destroyed (docs/ledger.md, Erasure)
 	KindCampaign   Kind = 6 // a partner's campaign action: key, submit, pause, resume, end (docs/campaigns.md)
 	KindBonus      Kind = 7 // points a campaign pays on one credit (docs/campaigns.md)
 )
@@ -48,12 +52,16 @@ func (k Kind) String() string {
 		return "debit"
 	case KindAdjustment:
 		return "adjustment"
+	case KindRescore:
+		return "rescore"
 	case KindTransfer:
 		return "transfer"
 	case KindCampaign:
 		return "campaign"
 	case KindBonus:
 		return "bonus"
+	case KindErasure:
+		return "erasure"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -95,13 +103,14 @@ type Entry struct {
 	Partner       string // debit
 	Item          string // debit
 	RedemptionID  string // debit
-	Ref           string // adjustment: id of the credit it corrects, if any; transfer: the pending transfer's id
+	Ref           string // adjustment: id of the credit it corrects, if any; transfer: the pending transfer's id; rescore: the credit's score id
 	RequestedAtMs int64
 
 	// Transfer fields (kind 5, docs/ledger.md "Transfers"); Amount, Ref
 	// and RequestedAtMs are shared with the kinds above.
 	TransferFlags TransferFlags
 	TimeoutMs     int64 // pending: ledger-time timeout in ms (0: none)
+
 	// Campaign and bonus fields (docs/campaigns.md). Partner and
 	// RequestedAtMs serve the campaign entry too; Amount is the bonus paid.
 	Campaign   string // campaign id "<partner>/<name>"
@@ -114,6 +123,19 @@ type Entry struct {
 	CreditHash []byte // bonus: that credit's leaf hash (32 bytes)
 	Inputs     []byte // bonus: the canonical inputs the rule was evaluated on
 	Requested  int64  // bonus: the rule's clamped result, before the budget
+
+	// Rescore fields (with Ref, Points: the day's new points, Amount: the
+	// signed change, EventsHash, ConfigVersion, Flags, Reason; Date is the
+	// date part of Ref, not encoded).
+	RefLeaf  uint64 // leaf index of the credit entry it corrects
+	Revision int64  // the DailyScore revision it books (>= 1)
+}
+
+// RescoreID is the deterministic id of the rescore entry that books
+// revision rev of the credited score id: a replay yields the same id, so
+// the book never appends it twice.
+func RescoreID(scoreID string, rev int64) string {
+	return "rescore/" + scoreID + "/" + strconv.FormatInt(rev, 10)
 }
 
 // Delta is the entry's effect on its owner's balance.
@@ -197,6 +219,34 @@ func (e *Entry) Validate() error {
 		if e.Reason == "" {
 			return bad("no reason")
 		}
+	case KindRescore:
+		if e.VehicleID == "" || e.Account != "" {
+			return bad("a rescore names a vehicle and no account")
+		}
+		date, ok := strings.CutPrefix(e.Ref, e.VehicleID+"/")
+		if !ok || date == "" || strings.Contains(date, "/") {
+			return bad("ref %q is not <vehicle>/<date> of vehicle %q", e.Ref, e.VehicleID)
+		}
+		if e.Revision < 1 {
+			return bad("revision %d, want >= 1", e.Revision)
+		}
+		if e.ID != RescoreID(e.Ref, e.Revision) {
+			return bad("id, want %q", RescoreID(e.Ref, e.Revision))
+		}
+		if e.Points < 0 || e.Amount > e.Points {
+			return bad("points %d with delta %d: the points before would be negative", e.Points, e.Amount)
+		}
+		if len(e.EventsHash) > maxField {
+			return bad("events hash too long")
+		}
+		for i := 1; i < len(e.Flags); i++ {
+			if e.Flags[i-1] >= e.Flags[i] {
+				return bad("flags not sorted and unique")
+			}
+		}
+		if e.Reason == "" {
+			return bad("no reason")
+		}
 	case KindTransfer:
 		if err := e.validateTransfer(); err != nil {
 			return bad("%v", err)
@@ -233,6 +283,16 @@ func (e *Entry) Validate() error {
 		if len(e.Inputs) == 0 || len(e.Inputs) > maxField {
 			return bad("inputs: %d bytes", len(e.Inputs))
 		}
+	case KindErasure:
+		if (e.Account == "") == (e.VehicleID == "") {
+			return bad("an erasure names exactly one of account and vehicle")
+		}
+		if e.Amount != 0 {
+			return bad("erasure amount %d, want 0", e.Amount)
+		}
+		if e.Reason == "" {
+			return bad("no reason")
+		}
 	default:
 		return bad("unknown kind")
 	}
@@ -268,9 +328,11 @@ func (e *Entry) checkStrings() error {
 //	credit:     01 01 id vehicle date tz window_end config points score events_hash flags
 //	debit:      01 02 id account vehicle amount reason partner item redemption requested_at
 //	adjustment: 01 03 id account vehicle amount reason ref requested_at
+//	rescore:    01 04 id vehicle ref ref_leaf revision points delta events_hash config flags reason
 //	transfer:   01 05 id account counter_account amount flags pending_id timeout_ms requested_at
 //	campaign:   01 06 id partner campaign action rule_hash definition public_key signature requested_at
 //	bonus:      01 07 id vehicle account campaign rule_hash credit_leaf credit_hash inputs requested amount window_end date
+//	erasure:    01 08 id account vehicle reason requested_at
 //
 // with strings and bytes as a 4-byte big-endian length then the bytes,
 // integers as 8-byte big-endian two's complement, the score as its IEEE 754
@@ -316,6 +378,20 @@ func (e *Entry) AppendEncode(dst []byte) ([]byte, error) {
 		b = appendStr(b, e.Reason)
 		b = appendStr(b, e.Ref)
 		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
+	case KindRescore:
+		b = appendStr(b, e.VehicleID)
+		b = appendStr(b, e.Ref)
+		b = binary.BigEndian.AppendUint64(b, e.RefLeaf)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Revision))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Points))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Amount))
+		b = appendBytes(b, e.EventsHash)
+		b = appendStr(b, e.ConfigVersion)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e.Flags)))
+		for _, f := range e.Flags {
+			b = appendStr(b, f)
+		}
+		b = appendStr(b, e.Reason)
 	case KindTransfer:
 		b = appendStr(b, e.Account)
 		b = appendStr(b, e.CounterAccount)
@@ -345,6 +421,11 @@ func (e *Entry) AppendEncode(dst []byte) ([]byte, error) {
 		b = binary.BigEndian.AppendUint64(b, uint64(e.Amount))
 		b = binary.BigEndian.AppendUint64(b, uint64(e.WindowEndMs))
 		b = appendStr(b, e.Date)
+	case KindErasure:
+		b = appendStr(b, e.Account)
+		b = appendStr(b, e.VehicleID)
+		b = appendStr(b, e.Reason)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
 	}
 	return b, nil
 }
@@ -403,6 +484,24 @@ func DecodeEntry(b []byte) (Entry, error) {
 		e.Reason = r.str()
 		e.Ref = r.str()
 		e.RequestedAtMs = r.i64()
+	case KindRescore:
+		e.VehicleID = r.str()
+		e.Ref = r.str()
+		e.RefLeaf = r.u64()
+		e.Revision = r.i64()
+		e.Points = r.i64()
+		e.Amount = r.i64()
+		e.EventsHash = r.bytes()
+		e.ConfigVersion = r.str()
+		n := r.u32()
+		if r.err == nil && uint64(n) > uint64(len(r.b)) {
+			r.fail()
+		}
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			e.Flags = append(e.Flags, r.str())
+		}
+		e.Reason = r.str()
+		e.Date = strings.TrimPrefix(e.Ref, e.VehicleID+"/")
 	case KindTransfer:
 		e.Account = r.str()
 		e.CounterAccount = r.str()
@@ -432,6 +531,11 @@ func DecodeEntry(b []byte) (Entry, error) {
 		e.Amount = r.i64()
 		e.WindowEndMs = r.i64()
 		e.Date = r.str()
+	case KindErasure:
+		e.Account = r.str()
+		e.VehicleID = r.str()
+		e.Reason = r.str()
+		e.RequestedAtMs = r.i64()
 	default:
 		if r.err == nil {
 			return e, fmt.Errorf("entry kind %d: %w", e.Kind, ErrEntry)

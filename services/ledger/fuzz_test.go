@@ -16,10 +16,13 @@ func FuzzDecodeEntry(f *testing.F) {
 		ledgertest.Credit("veh-1", 3, 42),
 		{Kind: ledger.KindDebit, ID: "r", Account: "a", Amount: 1, Partner: "p", Item: "i", RedemptionID: "x", RequestedAtMs: 5},
 		{Kind: ledger.KindAdjustment, ID: "r2", VehicleID: "v", Amount: -7, Reason: "fix", Ref: "v/d"},
+		{Kind: ledger.KindRescore, ID: "rescore/v/d/2", VehicleID: "v", Ref: "v/d", RefLeaf: 3, Revision: 2, Points: 5, Amount: -7,
+			EventsHash: []byte{1}, ConfigVersion: "c", Flags: []string{"a", "b"}, Reason: "late data"},
 		{Kind: ledger.KindTransfer, ID: "0000000000000000000000000000000a", Account: "a", CounterAccount: "b", Amount: 3, TransferFlags: ledger.TransferPending, TimeoutMs: 9},
 		{Kind: ledger.KindCampaign, ID: "k", Partner: "p", Campaign: "p/-", Action: ledger.ActionKey, PublicKey: make([]byte, 32)},
 		{Kind: ledger.KindCampaign, ID: "s", Partner: "p", Campaign: "p/c", Action: ledger.ActionSubmit, RuleHash: make([]byte, 32), Definition: []byte{1}, Signature: make([]byte, 64)},
 		{Kind: ledger.KindBonus, ID: "b", VehicleID: "v", Campaign: "p/c", RuleHash: make([]byte, 32), CreditHash: make([]byte, 32), Inputs: []byte{1}, Requested: 3, Amount: 2},
+		{Kind: ledger.KindErasure, ID: "erasure/00", VehicleID: "p1:57fab9b22d6e0a9dd925d3142f46189d", Reason: "owner", RequestedAtMs: 9},
 	} {
 		raw, _ := e.Encode()
 		f.Add(raw)

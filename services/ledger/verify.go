@@ -45,6 +45,7 @@ type Summary struct {
 	Debits      uint64
 	Adjustments uint64
 	Transfers   uint64 // kind 5 entries (every phase)
+	Rescores    uint64 // kind 4 entries (late-data corrections of credited days)
 	Head        Header
 	Checkpoint  string // the last block's signed checkpoint
 }
@@ -100,6 +101,8 @@ func VerifySince(ctx context.Context, src BlockSource, pub ed25519.PublicKey, si
 				sum.Debits++
 			case KindTransfer:
 				sum.Transfers++
+			case KindRescore:
+				sum.Rescores++
 			default:
 				sum.Adjustments++
 			}

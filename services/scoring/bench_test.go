@@ -124,3 +124,57 @@ func BenchmarkRestore(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(log)), "ns/record")
 }
+
+// BenchmarkClosedDaysKeep keeps 2,000 closed days (one in-order drive of
+// 20 minutes each, 17-character VINs) and reports what one costs: its
+// serialized state, its changelog record (key + value) and the Go heap
+// per kept day; then the cost of one late event (decode, Day.Add,
+// re-encode) and of a revision (decode + Result).
+func BenchmarkClosedDaysKeep(b *testing.B) {
+	r := DefaultRules()
+	day := morning().Add(-8 * time.Hour)
+	const n = 2000
+	days := make([]Day, n)
+	var buf []byte
+	var late []telemetry.Event
+	for v := range days {
+		tr := newTrip(fmt.Sprintf("LSVAX%012d", v), morning(), uint64(v+1)).Drive(1200, 50)
+		days[v] = NewDay(day.UnixMilli(), day.Add(24*time.Hour).UnixMilli(), 5*3600*1000)
+		for i := range tr.Evs[:1100] {
+			buf = days[v].Add(&r, &tr.Evs[i], buf)
+		}
+		late = append(late, tr.Evs[1100:]...)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	cd := NewClosedDays(&r, 7*24*time.Hour)
+	for v := range days {
+		vin := fmt.Sprintf("LSVAX%012d", v)
+		cd.Keep(&Closed{ID: vin + "/2026-11-25", Vehicle: vin, Date: "2026-11-25", TZ: "Asia/Shanghai", Day: &days[v]})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	runtime.KeepAlive(days)
+	rec := 0
+	cd.Flush(func(k string, v []byte) { rec += len(k) + len(v) })
+	state, heap := float64(cd.Bytes())/n, float64(m1.HeapAlloc-m0.HeapAlloc)/n
+	l := &Late{WindowEnd: day.Add(24 * time.Hour).UnixMilli(), ClosedThrough: day.Add(26 * time.Hour).UnixMilli(), Date: "2026-11-25",
+		WindowStart: day.UnixMilli(), NightEnd: 5 * 3600 * 1000, TZ: "Asia/Shanghai"}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		cd.Add(&late[i%len(late)], l, nil)
+	}
+	perAdd := time.Since(start) / time.Duration(b.N)
+	start = time.Now()
+	revs := 0
+	cd.Revise(l.ClosedThrough, func(*Revision) { revs++ })
+	if revs > 0 {
+		b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(revs), "ns/revision")
+	}
+	b.ReportMetric(float64(perAdd.Nanoseconds()), "ns/late-event")
+	b.ReportMetric(state, "state-B/day")
+	b.ReportMetric(float64(rec)/n, "changelog-B/day")
+	b.ReportMetric(heap, "heap-B/day")
+}

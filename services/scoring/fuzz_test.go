@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -52,5 +53,50 @@ func FuzzWindowsRestore(f *testing.F) {
 		}
 		w.Advance(day.Add(100*time.Hour).UnixMilli(), func(c Closed) { _ = c.Result })
 		w.Flush(func(string, []byte) {})
+	})
+}
+
+// FuzzClosedDaysRestore restores arbitrary kept-day records. Invariants:
+// no panic; an accepted record re-encodes (Flush) to a record that
+// restores to the same day; a late event, a revision and expiry still work
+// on it.
+func FuzzClosedDaysRestore(f *testing.F) {
+	r := DefaultRules()
+	cd := NewClosedDays(&r, 7*24*time.Hour)
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, shanghai)
+	d, _ := scoreDay(&r, newTrip("v", day.Add(9*time.Hour), 1).Drive(200, 60).Evs)
+	cd.Keep(&Closed{ID: "v/2026-11-24", Vehicle: "v", Date: "2026-11-24", TZ: "Asia/Shanghai", Day: d})
+	cd.Flush(func(key string, value []byte) { f.Add(key, value) })
+	f.Add("closed/v/2026-11-24", []byte{closedVersion, 1, 1, 2, 0})
+	f.Add("closed/x", []byte{})
+	f.Fuzz(func(t *testing.T, key string, value []byte) {
+		c := NewClosedDays(&r, 7*24*time.Hour)
+		if err := c.Restore(key, value); err != nil {
+			return
+		}
+		again := map[string][]byte{}
+		c.dirty[key[len(ClosedKeyPrefix):]] = struct{}{}
+		c.Flush(func(k string, v []byte) { again[k] = v })
+		c2 := NewClosedDays(&r, 7*24*time.Hour)
+		for k, v := range again {
+			if err := c2.Restore(k, v); err != nil {
+				t.Fatalf("re-encoded record refused: %v", err)
+			}
+		}
+		if c2.Len() != c.Len() || c2.Bytes() != c.Bytes() {
+			t.Fatalf("re-encoded: %d days %d bytes, was %d %d", c2.Len(), c2.Bytes(), c.Len(), c.Bytes())
+		}
+		for id, k := range c.days {
+			vehicle, date, _ := strings.Cut(id, "/")
+			var x Day
+			if _, err := x.UnmarshalBinary(k.state); err != nil {
+				t.Fatal(err)
+			}
+			e := ev(vehicle, time.UnixMilli(x.Start+(x.End-x.Start)/2))
+			e.TZ = k.tz
+			c.Add(e, &Late{WindowEnd: x.End, ClosedThrough: x.End, Date: date, WindowStart: x.Start, TZ: k.tz}, nil)
+			c.Revise(x.End, func(v *Revision) { _ = v.Result.Points })
+			c.Expire(x.End + 8*24*3600*1000)
+		}
 	})
 }

@@ -178,6 +178,9 @@ type Late struct {
 	WindowEnd     int64
 	ClosedThrough int64
 	Date          string
+	WindowStart   int64  // the day's window start (ClosedDays.Add re-scores it)
+	NightEnd      uint32 // ms after WindowStart where night driving ends
+	TZ            string // the zone the day was cut in
 }
 
 // Add places one event. It first advances stream time to the event's time,
@@ -204,7 +207,7 @@ func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) 
 	}
 	zd := w.day(z, ev.TimeMs)
 	if zd.end <= w.closed {
-		return &Late{WindowEnd: zd.end, ClosedThrough: w.closed, Date: zd.date}, nil
+		return &Late{WindowEnd: zd.end, ClosedThrough: w.closed, Date: zd.date, WindowStart: zd.start, NightEnd: zd.night, TZ: z.name}, nil
 	}
 	start, end, night := zd.start, zd.end, zd.night // zd may move when closing computes days
 	if ev.TimeMs > w.stream && !w.markClock {
@@ -230,6 +233,19 @@ func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) 
 		w.touched = append(w.touched, i)
 	}
 	return nil, nil
+}
+
+// Frozen returns the day of vehicle's window starting at start if it is
+// closed but not yet drained (nil otherwise). The caller must not change
+// it: ClosedDays copies it to re-score the day with late events.
+func (w *Windows) Frozen(vehicle string, start int64) *Day {
+	w.endRestore()
+	if i, ok := w.index[winKey{vehicle, start}]; ok {
+		if s := w.slot(i); s.day.End <= w.closed {
+			return &s.day
+		}
+	}
+	return nil
 }
 
 // SetLogClock switches stream time to the log clock: from then on Add no

@@ -130,7 +130,13 @@ type Redemption struct {
 	RequestedAt    time.Time
 	UpdatedAt      time.Time
 	PartnerRef     string // the partner's reference from its ack
-	Debit          *Proof // the ledger's debit entry, once confirmed
+	// Debit is the proof of the ledger entry the order rests on, once
+	// confirmed: the hold (a kind-5 pending transfer to partner:<id>, id
+	// Hold) or, for redemptions made before holds, the kind-2 debit.
+	Debit *Proof
+	// Hold is the id of the redemption's pending transfer ("" for a
+	// redemption paid by a kind-2 debit).
+	Hold string `json:",omitempty"`
 	// EarlyAck is a partner ack that arrived while the redemption was
 	// still pending (a partner client that shows records of aborted
 	// transactions can see an order before it commits); it is applied
@@ -146,9 +152,11 @@ const (
 	KindCredit     EntryKind = "credit"
 	KindDebit      EntryKind = "debit"
 	KindAdjustment EntryKind = "adjustment"
+	KindRescore    EntryKind = "rescore" // a credited vehicle-day re-scored after late data (signed delta)
 	KindTransfer   EntryKind = "transfer"
 	KindCampaign   EntryKind = "campaign" // a campaign action: no balance effect
 	KindBonus      EntryKind = "bonus"    // a campaign's bonus on a credit: settled like a credit (docs/campaigns.md)
+	KindErasure    EntryKind = "erasure"  // an identity's pseudonym key destroyed: no effect on balances
 )
 
 // Entry is what settlement reads of one ledger entry.
@@ -157,8 +165,10 @@ type Entry struct {
 	VehicleID    string // credits and vehicle adjustments
 	Account      string // debits and account adjustments
 	Amount       int64  // points; adjustments may be negative
-	ScoreID      string // a credit's score id; a bonus's id (bonus/<campaign>/<credit leaf hash>)
-	Day          string // the vehicle-day of a credit or bonus, YYYY-MM-DD
+	ScoreID      string // a credit's score id; a bonus's id (bonus/<campaign>/<credit leaf hash>); rescore: the score id of the credit it corrects
+	Day          string // the vehicle-day of a credit, bonus or rescore, YYYY-MM-DD
+	Revision     int32  // rescore: the day's scoring revision
+	DayPoints    int64  // rescore: the day's points after it
 	RequestID    string // the DebitRequest that caused a debit or adjustment
 	RedemptionID string
 	Proof        Proof
@@ -169,6 +179,10 @@ type Entry struct {
 	TransferFlags  ledger.TransferFlags
 	PendingID      string
 	TimeoutMs      int64
+	// VehiclePseudonym is the vehicle as the leaf names it, when settlement
+	// opened it into VehicleID: the partner credits topic carries it, never
+	// the vehicle id.
+	VehiclePseudonym string
 }
 
 // CreditSettled tells partners that a vehicle-day credit reached an owner
@@ -178,7 +192,10 @@ type CreditSettled struct {
 	VehicleID string
 	Day       string
 	ScoreID   string
-	Points    int64
+	Points    int64     // a credit's points, or a rescore's signed delta
+	Kind      EntryKind `json:",omitempty"` // "" or KindCredit: a credit; KindRescore: a late-data correction of ScoreID
+	Revision  int32     `json:",omitempty"`
+	DayPoints int64     `json:",omitempty"` // rescore: the day's points after it
 	Proof     Proof
 	SettledAt time.Time
 }

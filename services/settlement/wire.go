@@ -55,6 +55,8 @@ func EntryFrom(r *avro.LedgerEntry) Entry {
 		e.RequestID, e.Amount = r.ID, -r.Delta
 	case KindAdjustment:
 		e.RequestID, e.Amount = r.ID, r.Delta
+	case KindRescore:
+		e.RequestID, e.ScoreID, e.Amount, e.Revision, e.DayPoints = r.ID, r.Ref, r.Delta, r.Revision, r.Points
 	case KindTransfer:
 		// The amount, flags, pending id and timeout are in the signed
 		// bytes; the accounts are the record's (docs/economy.md).
@@ -93,6 +95,10 @@ func (p PartnerTotal) Avro() avro.PartnerTotal {
 
 // Avro is the settled credit's record.
 func (c CreditSettled) Avro() *avro.CreditSettled {
-	return &avro.CreditSettled{Account: c.Account, VehicleID: c.VehicleID, Day: c.Day, ScoreID: c.ScoreID,
-		Points: c.Points, SettledMs: c.SettledAt, Proof: c.Proof.Avro()}
+	r := &avro.CreditSettled{Account: c.Account, VehicleID: c.VehicleID, Day: c.Day, ScoreID: c.ScoreID,
+		Points: c.Points, SettledMs: c.SettledAt, Proof: c.Proof.Avro(), Kind: string(KindCredit), DayPoints: c.Points}
+	if c.Kind == KindRescore {
+		r.Kind, r.Revision, r.DayPoints = string(KindRescore), c.Revision, c.DayPoints
+	}
+	return r
 }

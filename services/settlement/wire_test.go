@@ -38,7 +38,11 @@ func TestWireRoundTrip(t *testing.T) {
 	same("redemption failed", r.Avro(), &avro.Redemption{RedemptionID: "abc", IdempotencyKey: "k", Owner: "alice", Partner: "acme", ItemID: "mug",
 		Quantity: 2, Points: 60, Status: avro.RedemptionStatusPartnerFailed, Reason: ReasonOutOfStock, Seq: 4, RequestedMs: t0, UpdatedMs: t0, PartnerRef: "ref"})
 	cr := CreditSettled{Account: "alice", VehicleID: "v1", Day: "2026-11-24", ScoreID: "v1/2026-11-24", Points: 12, Proof: proof, SettledAt: t0}
-	same("credit", cr.Avro(), &avro.CreditSettled{Account: "alice", VehicleID: "v1", Day: "2026-11-24", ScoreID: "v1/2026-11-24", Points: 12, Proof: wproof, SettledMs: t0})
+	same("credit", cr.Avro(), &avro.CreditSettled{Account: "alice", VehicleID: "v1", Day: "2026-11-24", ScoreID: "v1/2026-11-24", Points: 12, Proof: wproof, SettledMs: t0,
+		Kind: "credit", DayPoints: 12})
+	cr.Kind, cr.Points, cr.Revision, cr.DayPoints = KindRescore, -5, 2, 7
+	same("rescore", cr.Avro(), &avro.CreditSettled{Account: "alice", VehicleID: "v1", Day: "2026-11-24", ScoreID: "v1/2026-11-24", Points: -5, Proof: wproof, SettledMs: t0,
+		Kind: "rescore", Revision: 2, DayPoints: 7})
 	a := &avro.PartnerAck{RedemptionID: "abc", Partner: "acme", Status: avro.AckStatusFailed, Reason: "gone", AckedMs: t0}
 	same("ack", AckFrom(a), PartnerAck{RedemptionID: "abc", Partner: "acme", Status: avro.AckStatusFailed, Reason: "gone", AckedAt: t0})
 	same("partner total", PartnerTotal{Partner: "acme", Redemptions: 1, Points: 3}.Avro(), avro.PartnerTotal{Partner: "acme", Redemptions: 1, Points: 3})

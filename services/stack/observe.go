@@ -161,6 +161,8 @@ type Summary struct {
 func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 	var sum Summary
 	var drivers []Driver
+	latest := map[string]int{} // score id -> index in drivers of its highest revision (late data re-scores a day)
+	revs := map[string]int32{}
 	err := s.scan(ctx, pipelines.TopicScores, func(r pipelines.Record) error {
 		if strings.HasPrefix(string(r.Key), "wm/") {
 			return nil
@@ -169,8 +171,16 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 		if err := s.Serde.Unmarshal(r.Value, &ds); err != nil {
 			return nil // not a score: the ledger dead-letters it
 		}
-		drivers = append(drivers, Driver{VehicleID: ds.VehicleID, Date: ds.Date, Score: ds.Score, Points: ds.Points,
-			KM: ds.DistanceKm, Flags: append([]string(nil), ds.Flags...)})
+		d := Driver{VehicleID: ds.VehicleID, Date: ds.Date, Score: ds.Score, Points: ds.Points,
+			KM: ds.DistanceKm, Flags: append([]string(nil), ds.Flags...)}
+		if i, ok := latest[ds.ID]; ok {
+			if ds.Revision > revs[ds.ID] {
+				drivers[i], revs[ds.ID] = d, ds.Revision
+			}
+			return nil
+		}
+		latest[ds.ID], revs[ds.ID] = len(drivers), ds.Revision
+		drivers = append(drivers, d)
 		return nil
 	})
 	if err != nil {

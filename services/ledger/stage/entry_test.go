@@ -22,8 +22,9 @@ func TestEntryRecordMatchesGoavro(t *testing.T) {
 	str := func() string { return fmt.Sprintf("%016x", r.Uint64())[:r.IntN(16)] }
 	for i := 0; i < 500; i++ {
 		plus, minus := r.Int64()>>r.IntN(64), r.Int64()>>r.IntN(64) // amounts of either sign
-		e := ledger.Entry{Kind: ledger.Kind(1 + r.IntN(3)), ID: str(), VehicleID: str(), Account: str(), Date: str(), ConfigVersion: str(),
-			Points: r.Int64() >> r.IntN(64), Amount: plus - minus, Reason: str(), RedemptionID: str(), Ref: str()}
+		e := ledger.Entry{Kind: ledger.Kind(1 + r.IntN(4)), ID: str(), VehicleID: str(), Account: str(), Date: str(), ConfigVersion: str(),
+			Points: r.Int64() >> r.IntN(64), Amount: plus - minus, Reason: str(), RedemptionID: str(), Ref: str(),
+			Revision: int64(r.Int32()), RefLeaf: r.Uint64() >> 1 >> r.IntN(63)}
 		if r.IntN(2) == 0 {
 			e.EventsHash = []byte(str())
 		}
@@ -56,11 +57,19 @@ func entryNative(a *ledger.Appended, proof []merkle.Hash) map[string]any {
 	if eh == nil {
 		eh = []byte{}
 	}
+	rev, refLeaf, points := int32(0), int64(-1), int64(0)
+	switch e.Kind {
+	case ledger.KindCredit:
+		points = e.Points
+	case ledger.KindRescore:
+		rev, refLeaf, points = int32(e.Revision), int64(e.RefLeaf), e.Points
+	}
 	return map[string]any{
 		"entry": a.Raw, "leaf_index": int64(a.LeafIndex), "block_height": int64(h.Height), "tree_size": int64(h.TreeSize),
 		"root": h.Root[:], "proof": p, "checkpoint": a.Block.Checkpoint, "kind": e.Kind.String(), "id": e.ID,
 		"vehicle_id": e.VehicleID, "account": e.Account, "delta": e.Delta(), "date": e.Date,
 		"config_version": e.ConfigVersion, "events_hash": eh, "reason": e.Reason, "redemption_id": e.RedemptionID,
 		"ref": e.Ref, "block_timestamp_ms": h.TimestampMs,
+		"revision": rev, "ref_leaf_index": refLeaf, "points": points,
 	}
 }

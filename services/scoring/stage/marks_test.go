@@ -41,7 +41,7 @@ func TestProcessorMarks(t *testing.T) {
 	end := day.Add(24 * time.Hour)
 	ctx := context.Background()
 	newProc := func() *processor {
-		st, err := NewStage(Config{Serde: serde})
+		st, err := NewStage(Config{Serde: serde, Lateness: -1}) // late events to the late topic (re-scoring: late_test.go)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -308,7 +308,7 @@ func TestStageBackfillScoresLikeLive(t *testing.T) {
 	run := func(recs []kafka.Output, crash bool, want int) (map[string]avro.DailyScore, int) {
 		b := kafkatest.Broker(t)
 		kafkatest.Produce(t, b, recs...)
-		st, err := NewStage(Config{Serde: serde, MaxClosesPerBatch: 5, TickEvery: 200 * time.Millisecond})
+		st, err := NewStage(Config{Serde: serde, Lateness: -1, MaxClosesPerBatch: 5, TickEvery: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -48,7 +48,7 @@ func TestProcessor(t *testing.T) {
 	serde := schemas.SingleObject()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	st, err := NewStage(Config{Serde: serde, Now: clock, IdleTimeout: 5 * time.Minute})
+	st, err := NewStage(Config{Serde: serde, Now: clock, IdleTimeout: 5 * time.Minute, Lateness: -1}) // late events to the late topic
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,13 @@ type Config struct {
 	// Grace is how long after its local midnight a day stays open for
 	// late events (default 2h).
 	Grace time.Duration
+	// Lateness is how long after its close a vehicle-day is kept (as its
+	// serialized state) so that a late event re-scores it into a new
+	// DailyScore revision, measured like the grace from the window end by
+	// the task's closed-through mark (default 7 days; a multiple of 15
+	// minutes; negative: off, every late event goes to the late topic).
+	// docs/scoring.md, "Late data".
+	Lateness time.Duration
 	// MarkExpiry: a gateway whose last time mark is more than this behind
 	// another gateway's on the same partition no longer holds back the
 	// task's log time (it crashed, or its clock lags; default 10m).
@@ -100,6 +108,9 @@ func (c Config) withDefaults() Config {
 	if c.Grace == 0 {
 		c.Grace = 2 * time.Hour
 	}
+	if c.Lateness == 0 {
+		c.Lateness = DefaultLateness
+	}
 	if c.MarkExpiry == 0 {
 		c.MarkExpiry = 10 * time.Minute
 	}
@@ -158,6 +169,9 @@ func (c Config) Validate() error {
 	if c.Grace < 0 || c.Grace > 7*24*time.Hour {
 		errs = append(errs, fmt.Errorf("grace %v not in [0, 7d]", c.Grace))
 	}
+	if c.Lateness > 30*24*time.Hour || c.Lateness > 0 && c.Lateness%(15*time.Minute) != 0 {
+		errs = append(errs, fmt.Errorf("lateness %v: at most 30 days, a multiple of 15 minutes", c.Lateness))
+	}
 	if c.TickEvery < 0 || c.MaxFuture < 0 || c.MarkExpiry < 0 {
 		errs = append(errs, errors.New("negative TickEvery, MaxFuture or MarkExpiry"))
 	}
@@ -195,18 +209,24 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 	}, nil
 }
 
+// DefaultLateness is how long closed days are kept for late data.
+const DefaultLateness = 7 * 24 * time.Hour
+
 type processor struct {
-	cfg      *Config
-	m        *metrics
-	codec    *wire.Codec // telemetry's specialised decoder for this serde's framing, the serde for any other
-	task     int32
-	w        *scoring.Windows
-	clock    *scoring.LogClock        // the task's log time, from the gateways' marks
-	lastSeen time.Time                // wall clock of the last batch with records
-	seen     bool                     // records processed since the last Flush
-	lastWM   int64                    // mark of the last Watermark written (0 after a restore: written again once)
-	open     int                      // open windows last reported to the gauge
-	limits   telemetry.ValidateConfig // physical limits of check: telemetry.Validate's defaults
+	cfg       *Config
+	m         *metrics
+	codec     *wire.Codec // telemetry's specialised decoder for this serde's framing, the serde for any other
+	task      int32
+	w         *scoring.Windows
+	closed    *scoring.ClosedDays      // closed days kept for late data (nil: Lateness off)
+	clock     *scoring.LogClock        // the task's log time, from the gateways' marks
+	lastSeen  time.Time                // wall clock of the last batch with records
+	seen      bool                     // records processed since the last Flush
+	lastWM    int64                    // mark of the last Watermark written (0 after a restore: written again once)
+	open      int                      // open windows last reported to the gauge
+	kept      int                      // closed days kept last reported to the gauge
+	keptBytes int                      // their serialized bytes last reported
+	limits    telemetry.ValidateConfig // physical limits of check: telemetry.Validate's defaults
 }
 
 func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*processor, error) {
@@ -219,21 +239,28 @@ func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*proc
 			return nil, err
 		}
 	}
-	return &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, clock: scoring.NewLogClock(cfg.MarkExpiry), lastSeen: cfg.Now(),
-		limits: telemetry.ValidateConfig{}.Defaults()}, nil
+	p := &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, clock: scoring.NewLogClock(cfg.MarkExpiry), lastSeen: cfg.Now(),
+		limits: telemetry.ValidateConfig{}.Defaults()}
+	if cfg.Lateness > 0 {
+		p.closed = scoring.NewClosedDays(cfg.Rules, cfg.Lateness)
+	}
+	return p, nil
 }
 
 // Close reports the task's windows as no longer open here.
 func (p *processor) Close() error {
 	p.m.open.Sub(float64(p.open))
 	p.open = 0
+	p.m.kept.Sub(float64(p.kept))
+	p.m.keptBytes.Sub(float64(p.keptBytes))
+	p.kept, p.keptBytes = 0, 0
 	return nil
 }
 
 // Process scores one clean telemetry event, or applies one time mark.
 func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
 	if pipelines.IsMark(&rec) {
-		return p.mark(rec)
+		return p.mark(rec, out)
 	}
 	ev, err := p.codec.DecodeEvent(rec.Value, telemetry.Limits{})
 	if err != nil {
@@ -249,6 +276,23 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	p.seen = true
 	p.m.events.Inc()
 	if late != nil {
+		if p.closed != nil && !p.closed.TooLate(late) {
+			// A day closed but still in the emission queue is emitted first
+			// (queue order), so its revision 0 always precedes its revisions
+			// on the scores topic; this can exceed MaxClosesPerBatch only
+			// when a late event meets a backlog of closes.
+			for p.w.Frozen(ev.VehicleID, late.WindowStart) != nil {
+				var cerr error
+				p.w.Drain(1, func(c scoring.Closed) { cerr = p.emitClosed(out, c) })
+				if cerr != nil {
+					return cerr
+				}
+			}
+			if p.closed.Add(&ev, late, nil) {
+				p.m.lateKept.Inc() // re-scores the day at the next mark
+				return nil
+			}
+		}
 		p.m.late.Inc()
 		return p.emitLate(out, &ev, late)
 	}
@@ -318,7 +362,7 @@ const CodeBadMark = "bad_mark"
 // to the lowest mark of the live gateways, and the days it passes by the
 // grace close (emitted by Flush). The first mark switches the task from
 // event time to log time for good.
-func (p *processor) mark(rec pipelines.Record) error {
+func (p *processor) mark(rec pipelines.Record, out pipelines.Emitter) error {
 	var m avro.TimeMark
 	if err := p.cfg.Serde.Unmarshal(rec.Value, &m); err != nil {
 		return pipelines.Reject(CodeBadMark, err)
@@ -338,7 +382,32 @@ func (p *processor) mark(rec pipelines.Record) error {
 	p.seen = true
 	p.m.marks.Inc()
 	p.m.logTime.Set(float64(p.clock.Time()))
-	return nil
+	return p.revise(out)
+}
+
+// revise emits one new DailyScore revision of every kept closed day that
+// took late events since the last call. The stage calls it at each time
+// mark (a point in the log, so replays group late events into the same
+// revisions), and from Flush on a task no gateway marks.
+func (p *processor) revise(out pipelines.Emitter) error {
+	if p.closed == nil || p.closed.Pending() == 0 {
+		return nil
+	}
+	var cerr error
+	p.closed.Revise(p.w.ClosedThrough(), func(r *scoring.Revision) {
+		rec := scoreRecord(p.cfg.Rules, &r.Closed)
+		rec.Revision, rec.ReleaseMs, rec.LateAdded = r.Revision, r.ReleaseMs, r.LateAdded
+		b, err := p.cfg.Serde.Marshal(rec)
+		if err != nil {
+			if cerr == nil {
+				cerr = fmt.Errorf("encode revision %d of %s: %w", r.Revision, r.ID, err)
+			}
+			return
+		}
+		out.Emit(p.cfg.Scores, []byte(r.Vehicle), b)
+		p.m.revisions.Inc()
+	})
+	return cerr // encoding our own schema failed: a bug; the transaction aborts
 }
 
 // Tick is the idle fallback (off by default): it closes windows on the
@@ -367,9 +436,28 @@ func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 	if cerr != nil {
 		return cerr // encoding our own schema failed: a bug; the transaction aborts
 	}
+	if !p.clock.Active() { // no marks on this partition: revise per batch (not replay-exact)
+		if err := p.revise(out); err != nil {
+			return err
+		}
+	}
 	p.w.Flush(func(key string, value []byte) {
 		out.EmitTo(p.cfg.Changelog, p.task, []byte(key), value)
 	})
+	if p.closed != nil {
+		p.closed.Expire(p.w.ClosedThrough())
+		p.closed.Flush(func(key string, value []byte) {
+			out.EmitTo(p.cfg.Changelog, p.task, []byte(key), value)
+		})
+		if n := p.closed.Len(); n != p.kept {
+			p.m.kept.Add(float64(n - p.kept))
+			p.kept = n
+		}
+		if n := p.closed.Bytes(); n != p.keptBytes {
+			p.m.keptBytes.Add(float64(n - p.keptBytes))
+			p.keptBytes = n
+		}
+	}
 	if p.clock.Dirty() {
 		out.EmitTo(p.cfg.Changelog, p.task, []byte(clockKey), p.clock.AppendBinary(nil))
 	}
@@ -407,6 +495,10 @@ func (p *processor) Restore(_ context.Context, rec pipelines.Record) error {
 		err = p.clock.Restore(rec.Value)
 		p.w.SetLogClock(p.clock.Active())
 		p.m.logTime.Set(float64(p.clock.Time()))
+	} else if strings.HasPrefix(string(rec.Key), scoring.ClosedKeyPrefix) {
+		if p.closed != nil {
+			err = p.closed.Restore(string(rec.Key), rec.Value)
+		}
 	} else {
 		err = p.w.Restore(string(rec.Key), rec.Value)
 	}
@@ -425,6 +517,9 @@ func (p *processor) emitClosed(out pipelines.Emitter, c scoring.Closed) error {
 	}
 	out.Emit(p.cfg.Scores, []byte(c.Vehicle), b)
 	out.EmitTo(p.cfg.Changelog, p.task, []byte(c.ID), nil)
+	if p.closed != nil {
+		p.closed.Keep(&c) // kept (serialized) for late data: written to the changelog by Flush
+	}
 	p.m.closed.Inc()
 	for _, f := range c.Result.Flags {
 		p.m.flags.WithLabelValues(f).Inc()
@@ -439,8 +534,7 @@ func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *scor
 		SpeedKmh: ev.SpeedKmh, HeadingDeg: ev.HeadingDeg, AccelLonMS2: ev.AccelLonMS2, AccelLatMS2: ev.AccelLatMS2,
 		SpeedLimitKmh: ev.SpeedLimitKmh, OdometerKm: ev.OdometerKm, EngineOn: ev.EngineOn, FuelPct: ev.FuelPct,
 		BatteryV: ev.BatteryV, CoolantC: ev.CoolantC, FaultCodes: ev.FaultCodes,
-		Reason: fmt.Sprintf("window %s of %s closed: task %d closed through %s", l.Date, ev.VehicleID, p.task,
-			time.UnixMilli(l.ClosedThrough).UTC().Format(time.RFC3339)),
+		Reason:          p.lateReason(ev, l),
 		WindowEnd:       time.UnixMilli(l.WindowEnd).UTC(),
 		ClosedThroughMs: time.UnixMilli(l.ClosedThrough).UTC(),
 	})
@@ -449,6 +543,16 @@ func (p *processor) emitLate(out pipelines.Emitter, ev *telemetry.Event, l *scor
 	}
 	out.Emit(p.cfg.Late, []byte(ev.VehicleID), b)
 	return nil
+}
+
+// lateReason says why a late event could not re-score its day.
+func (p *processor) lateReason(ev *telemetry.Event, l *scoring.Late) string {
+	closed := time.UnixMilli(l.ClosedThrough).UTC().Format(time.RFC3339)
+	if p.closed == nil {
+		return fmt.Sprintf("window %s of %s closed: task %d closed through %s", l.Date, ev.VehicleID, p.task, closed)
+	}
+	return fmt.Sprintf("window %s of %s closed more than the lateness (%v) ago: task %d closed through %s", l.Date, ev.VehicleID,
+		p.cfg.Lateness, p.task, closed)
 }
 
 // scoreRecord is a closed day as a DailyScore record.
@@ -469,7 +573,8 @@ func scoreRecord(r *scoring.Rules, c *scoring.Closed) *avro.DailyScore {
 
 type metrics struct {
 	events, late, closed, restoreErrors, marks prometheus.Counter
-	open, logTime                              prometheus.Gauge
+	lateKept, revisions                        prometheus.Counter
+	open, logTime, kept, keptBytes             prometheus.Gauge
 	flags                                      *prometheus.CounterVec
 }
 
@@ -483,6 +588,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		marks:         m.Counter("minecart_scoring_marks_total", "Gateway time marks applied to the tasks' log time."),
 		logTime:       m.Gauge("minecart_scoring_log_time_ms", "Log time of the task that applied a mark last, Unix ms (docs/scoring.md, Log time)."),
 		open:          m.Gauge("minecart_scoring_open_windows", "Vehicle-days open in this process."),
+		lateKept:      m.Counter("minecart_scoring_late_rescored_events_total", "Events for a closed day within the lateness: they re-score the day."),
+		revisions:     m.Counter("minecart_scoring_revisions_total", "DailyScore revisions written for closed days re-scored after late data."),
+		kept:          m.Gauge("minecart_scoring_closed_days_kept", "Closed vehicle-days kept (serialized) in this process for late data."),
+		keptBytes:     m.Gauge("minecart_scoring_closed_days_bytes", "Serialized bytes of the closed vehicle-days kept in this process (bytes per closed day: this / minecart_scoring_closed_days_kept)."),
 		flags:         m.CounterVec("minecart_scoring_flags_total", "Anti-fraud flags raised on closed days, by code.", "flag"),
 	}, m.Err()
 }

@@ -28,6 +28,7 @@ func run(ctx context.Context, args []string) error {
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.DefaultTZ, "default-tz", "Asia/Shanghai", "time zone of events without one")
 			fs.DurationVar(&cfg.Grace, "grace", 2*time.Hour, "how long a day stays open after its local midnight")
+			fs.DurationVar(&cfg.Lateness, "lateness", stage.DefaultLateness, "how long after its close a vehicle-day is kept so that late events re-score it (negative: off; docs/scoring.md, Late data)")
 			fs.DurationVar(&cfg.MarkExpiry, "mark-expiry", 10*time.Minute, "a gateway whose time mark is this far behind another's no longer holds back the log time")
 			fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "fallback, off by default (0): close days on the wall clock after a task got no record for this long (not replayable; days close on the gateways' time marks)")
 			fs.DurationVar(&cfg.TickEvery, "tick", 10*time.Second, "how often closed days left over by a batch are emitted (and, with -idle-timeout, idle tasks checked)")
