@@ -3,6 +3,8 @@ package scoring
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
+	"slices"
 )
 
 // Cold open days (Windows' slots between a Flush and their next event)
@@ -15,18 +17,29 @@ import (
 // i of the group is not zero, followed by the group's non-zero bytes.
 func packZeros(dst, src []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(src)))
+	n := len(dst)
+	dst = slices.Grow(dst, len(src)+(len(src)+7)/8)[:n+len(src)+(len(src)+7)/8]
+	out := dst[n:]
+	k := 0
 	for i := 0; i < len(src); i += 8 {
 		g := src[i:min(i+8, len(src))]
-		m := len(dst)
-		dst = append(dst, 0)
+		m := k
+		k++
+		if len(g) == 8 && binary.LittleEndian.Uint64(g) == 0 {
+			out[m] = 0
+			continue
+		}
+		var mask byte
 		for j, c := range g {
 			if c != 0 {
-				dst[m] |= 1 << j
-				dst = append(dst, c)
+				mask |= 1 << j
+				out[k] = c
+				k++
 			}
 		}
+		out[m] = mask
 	}
-	return dst
+	return dst[:n+k]
 }
 
 // unpackZeros appends what packZeros packed to dst.
@@ -36,24 +49,28 @@ func unpackZeros(dst []byte, p string) ([]byte, error) {
 		return nil, fmt.Errorf("packed day: bad length")
 	}
 	p = p[k:]
-	for left := int(n); left > 0; {
+	off := len(dst)
+	dst = slices.Grow(dst, int(n))[:off+int(n)]
+	out := dst[off:]
+	clear(out)
+	for i := 0; i < len(out); i += 8 {
 		if len(p) == 0 {
 			return nil, fmt.Errorf("packed day: truncated")
 		}
 		m := p[0]
 		p = p[1:]
-		for j := range min(8, left) {
-			if m&(1<<j) == 0 {
-				dst = append(dst, 0)
-				continue
-			}
+		if g := len(out) - i; g < 8 && m>>g != 0 {
+			return nil, fmt.Errorf("packed day: bad mask")
+		}
+		for m != 0 {
+			j := bits.TrailingZeros8(m)
+			m &= m - 1
 			if len(p) == 0 {
 				return nil, fmt.Errorf("packed day: truncated")
 			}
-			dst = append(dst, p[0])
+			out[i+j] = p[0]
 			p = p[1:]
 		}
-		left -= min(8, left)
 	}
 	if len(p) != 0 {
 		return nil, fmt.Errorf("packed day: trailing bytes")
