@@ -320,19 +320,3 @@ func errIf(cond bool, msg string) error {
 	}
 	return nil
 }
-
-// pack packs a day's state for keeping (packZeros).
-func (c *ClosedDays) pack(state []byte) string {
-	c.pbuf = packZeros(c.pbuf[:0], state)
-	return string(c.pbuf)
-}
-
-// unpack returns a kept day's state (Day.AppendBinary), valid until the
-// next unpack.
-func (c *ClosedDays) unpack(d *closedDay) []byte {
-	var err error
-	if c.ubuf, err = unpackZeros(c.ubuf[:0], d.state); err != nil {
-		panic(fmt.Sprintf("scoring: kept day state does not unpack: %v", err)) // packed by pack in this process
-	}
-	return c.ubuf
-}

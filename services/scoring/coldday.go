@@ -115,3 +115,19 @@ func (w *Windows) thaw(s *slot) {
 	}
 	panic(fmt.Sprintf("scoring: cold day of %s does not decode: %v", s.vehicle, err))
 }
+
+// pack packs a day's state for keeping (packZeros).
+func (c *ClosedDays) pack(state []byte) string {
+	c.pbuf = packZeros(c.pbuf[:0], state)
+	return string(c.pbuf)
+}
+
+// unpack returns a kept day's state (Day.AppendBinary), valid until the
+// next unpack.
+func (c *ClosedDays) unpack(d *closedDay) []byte {
+	var err error
+	if c.ubuf, err = unpackZeros(c.ubuf[:0], d.state); err != nil {
+		panic(fmt.Sprintf("scoring: kept day state does not unpack: %v", err)) // packed by pack in this process
+	}
+	return c.ubuf
+}
