@@ -63,6 +63,7 @@ func BenchmarkOpenWindows1M(b *testing.B) {
 			ev.VehicleID = fmt.Sprintf("LSVAU2180N2%06d", v) // VIN-like, 17 bytes
 			ev.DeviceID = fmt.Sprintf("dev-%08d", v)
 			for k := range 10 {
+				ev.Seq = uint64(k + 1) // a box numbers its events: the 10 make one run (seg)
 				ev.TimeMs = t0 + int64(k)*1000
 				ev.Lon += 0.0001
 				ev.OdometerKm += 0.01

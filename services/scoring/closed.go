@@ -15,8 +15,8 @@ import (
 // ClosedDays keeps a scoring task's closed vehicle-days for a bounded
 // lateness after their window end, so that an event arriving after its day
 // closed re-scores the day instead of being lost (docs/scoring.md, "Late
-// data"). A day is kept as its serialized state (Day.AppendBinary: a few
-// hundred bytes), never as the live struct; it is decoded only when a late
+// data"). A day is kept as its serialized state (Day.AppendBinary, packed
+// by packZeros: a few hundred bytes), never as the live struct; it is decoded only when a late
 // event arrives for it. Late events are folded in as they arrive; Revise,
 // called at the task's next time mark, turns every day that took late
 // events since the last Revise into one new revision of its DailyScore, so
@@ -29,12 +29,14 @@ type ClosedDays struct {
 	byEnd    map[int64][]string    // window end -> score ids kept then (for Expire)
 	dirty    map[string]struct{}   // changed since the last Flush (nil value: a tombstone)
 	revised  map[string]struct{}   // took late events since the last Revise
-	bytes    int                   // sum of the kept states' lengths
+	bytes    int                   // sum of the kept states' packed lengths
 	buf      []byte
+	pbuf     []byte // scratch of pack
+	ubuf     []byte // scratch of unpack
 }
 
 type closedDay struct {
-	state     []byte // Day.AppendBinary
+	state     string // packZeros(Day.AppendBinary)
 	tz        string
 	end       int64
 	next      int32 // the revision Revise writes next: 0 for a day no score was emitted for yet, else 1, 2, ...
@@ -71,8 +73,8 @@ func NewClosedDays(rules *Rules, lateness time.Duration) *ClosedDays {
 // Len is the number of closed days kept.
 func (c *ClosedDays) Len() int { return len(c.days) }
 
-// Bytes is the size of the kept days' serialized states (the bulk of
-// their memory).
+// Bytes is the size of the kept days' packed states (the bulk of their
+// memory).
 func (c *ClosedDays) Bytes() int { return c.bytes }
 
 // Pending is the number of days holding late events not yet revised.
@@ -86,7 +88,7 @@ func (c *ClosedDays) Keep(cl *Closed) {
 		return
 	}
 	c.buf = cl.Day.AppendBinary(c.buf[:0])
-	d := &closedDay{state: slices.Clone(c.buf), tz: cl.TZ, end: cl.Day.End, next: 1} // exact size
+	d := &closedDay{state: c.pack(c.buf), tz: cl.TZ, end: cl.Day.End, next: 1}
 	if i := slices.Index(cl.Result.Flags, FlagReplay); i >= 0 && i < len(cl.Result.Reasons) {
 		d.replayed = cl.Result.Reasons[i]
 	}
@@ -120,7 +122,7 @@ func (c *ClosedDays) Add(ev *telemetry.Event, l *Late, frozen *Day) bool {
 	d := c.days[id]
 	switch {
 	case d != nil:
-		if _, err := day.UnmarshalBinary(d.state); err != nil {
+		if _, err := day.UnmarshalBinary(c.unpack(d)); err != nil {
 			panic(fmt.Sprintf("scoring: kept day %s does not decode: %v", id, err)) // checked at Keep or Restore
 		}
 		if day.Start != l.WindowStart || day.End != l.WindowEnd {
@@ -139,7 +141,7 @@ func (c *ClosedDays) Add(ev *telemetry.Event, l *Late, frozen *Day) bool {
 	}
 	c.buf = day.Add(c.rules, ev, c.buf)
 	c.bytes -= len(d.state)
-	d.state = day.AppendBinary(d.state[:0])
+	d.state = c.pack(day.AppendBinary(c.buf[:0]))
 	c.bytes += len(d.state)
 	d.lateAdded++
 	d.pending = true
@@ -163,7 +165,7 @@ func (c *ClosedDays) Revise(closedThrough int64, emit func(*Revision)) {
 			continue
 		}
 		var day Day
-		if _, err := day.UnmarshalBinary(d.state); err != nil {
+		if _, err := day.UnmarshalBinary(c.unpack(d)); err != nil {
 			panic(fmt.Sprintf("scoring: kept day %s does not decode: %v", id, err))
 		}
 		vehicle, date, _ := strings.Cut(id, "/")
@@ -222,7 +224,8 @@ func (c *ClosedDays) Flush(put func(key string, value []byte)) {
 			put(ClosedKeyPrefix+id, nil)
 			continue
 		}
-		put(ClosedKeyPrefix+id, d.appendBinary(make([]byte, 0, len(d.state)+32)))
+		state := c.unpack(d)
+		put(ClosedKeyPrefix+id, d.appendBinary(make([]byte, 0, len(state)+32), state))
 	}
 	clear(c.dirty)
 }
@@ -230,8 +233,8 @@ func (c *ClosedDays) Flush(put func(key string, value []byte)) {
 // appendBinary: version byte 1, next revision (uvarint), pending (one
 // byte), late events added (uvarint), the replayed_trace reason given at
 // the close (uvarint length + bytes; empty: none), tz (uvarint length +
-// bytes), then the Day (Day.AppendBinary); its window end is in the Day.
-func (d *closedDay) appendBinary(b []byte) []byte {
+// bytes), then the Day (Day.AppendBinary, state); its window end is in the Day.
+func (d *closedDay) appendBinary(b, state []byte) []byte {
 	b = append(b, closedVersion)
 	b = binary.AppendUvarint(b, uint64(d.next))
 	if d.pending {
@@ -244,7 +247,7 @@ func (d *closedDay) appendBinary(b []byte) []byte {
 	b = append(b, d.replayed...)
 	b = binary.AppendUvarint(b, uint64(len(d.tz)))
 	b = append(b, d.tz...)
-	return append(b, d.state...)
+	return append(b, state...)
 }
 
 // Restore applies one changelog record whose key starts with
@@ -293,7 +296,7 @@ func (c *ClosedDays) Restore(key string, value []byte) error {
 	if n := day.End - day.Start; n < 22*3600*1000 || n > 26*3600*1000 {
 		return bad(fmt.Sprintf("a day window of %d ms", n))
 	}
-	d := &closedDay{state: slices.Clone(rest), tz: tz, end: day.End, next: int32(next), lateAdded: int64(late), pending: pending, replayed: replayed}
+	d := &closedDay{state: c.pack(rest), tz: tz, end: day.End, next: int32(next), lateAdded: int64(late), pending: pending, replayed: replayed}
 	old := c.days[id]
 	if old == nil || old.end != d.end {
 		c.byEnd[d.end] = append(c.byEnd[d.end], id)

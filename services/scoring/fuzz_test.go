@@ -89,7 +89,7 @@ func FuzzClosedDaysRestore(f *testing.F) {
 		for id, k := range c.days {
 			vehicle, date, _ := strings.Cut(id, "/")
 			var x Day
-			if _, err := x.UnmarshalBinary(k.state); err != nil {
+			if _, err := x.UnmarshalBinary(c.unpack(k)); err != nil {
 				t.Fatal(err)
 			}
 			e := ev(vehicle, time.UnixMilli(x.Start+(x.End-x.Start)/2))

@@ -54,16 +54,25 @@ type Windows struct {
 	restoring      map[string]int32 // changelog key -> slot, only while restoring
 	replay         *replayState     // nil: replay detection off (EnableReplay)
 
-	buf []byte
+	buf  []byte
+	pack []byte // scratch of cool and thaw
 }
 
+// A slot is one open vehicle-day. Its Day is decoded ("hot") only from
+// its first event after a Flush to the next Flush; Flush packs it
+// ("cold": Day.AppendBinary with its zero bytes elided, packZeros) and
+// drops the struct, so a day that waits for its close costs its packed
+// bytes, not the Day and its 440-byte segs (docs/scale.md, "Scoring
+// memory"). The packing is exact: a thawed day is the day that was packed.
 type slot struct {
-	vehicle string
-	day     Day
-	trace   *replay.Builder // the day's cell entries (replay detection on, moving fixes seen)
-	zone    uint16
-	used    bool
-	touched bool
+	vehicle    string
+	day        *Day            // hot: decoded (nil while cold)
+	cold       string          // cold: packZeros(Day.AppendBinary)
+	start, end int64           // the day's window (Day.Start, Day.End), hot or cold
+	trace      *replay.Builder // the day's cell entries (replay detection on, moving fixes seen)
+	zone       uint16
+	used       bool
+	touched    bool
 }
 
 type winKey struct {
@@ -218,7 +227,8 @@ func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) 
 	if !ok {
 		i = w.alloc()
 		s := w.slot(i)
-		s.day = NewDay(start, end, night)
+		d := NewDay(start, end, night)
+		s.day, s.start, s.end = &d, start, end
 		s.vehicle = ev.VehicleID
 		s.zone = z.idx
 		s.used = true
@@ -226,6 +236,7 @@ func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) 
 		w.addBucket(end, i)
 	}
 	s := w.slot(i)
+	w.thaw(s)
 	w.buf = s.day.AddRef(w.rules, ev, ref, w.buf)
 	w.trace(s, ev)
 	if !s.touched {
@@ -241,8 +252,9 @@ func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) 
 func (w *Windows) Frozen(vehicle string, start int64) *Day {
 	w.endRestore()
 	if i, ok := w.index[winKey{vehicle, start}]; ok {
-		if s := w.slot(i); s.day.End <= w.closed {
-			return &s.day
+		if s := w.slot(i); s.end <= w.closed {
+			w.thaw(s)
+			return s.day
 		}
 	}
 	return nil
@@ -335,6 +347,7 @@ func (w *Windows) Drain(max int, closed func(Closed)) int {
 		s := w.slot(i)
 		z := w.zoneList[s.zone]
 		date := w.dateOf(s)
+		w.thaw(s)
 		res := s.day.Result(w.rules)
 		w.judgeReplay(s, date, &res)
 		closed(Closed{
@@ -342,10 +355,10 @@ func (w *Windows) Drain(max int, closed func(Closed)) int {
 			Vehicle: s.vehicle,
 			Date:    date,
 			TZ:      z.name,
-			Day:     &s.day,
+			Day:     s.day,
 			Result:  res,
 		})
-		delete(w.index, winKey{s.vehicle, s.day.Start})
+		delete(w.index, winKey{s.vehicle, s.start})
 		*s = slot{}
 		w.free = append(w.free, i)
 	}
@@ -360,7 +373,7 @@ func (w *Windows) Drain(max int, closed func(Closed)) int {
 func (w *Windows) EmittedThrough() int64 {
 	w.endRestore()
 	if w.head < len(w.pending) {
-		return min(w.closed, w.slot(w.pending[w.head]).day.End-1)
+		return min(w.closed, w.slot(w.pending[w.head]).end-1)
 	}
 	return w.closed
 }
@@ -368,11 +381,11 @@ func (w *Windows) EmittedThrough() int64 {
 func (w *Windows) dateOf(s *slot) string {
 	z := w.zoneList[s.zone]
 	for _, d := range z.days {
-		if d.start == s.day.Start {
+		if d.start == s.start {
 			return d.date
 		}
 	}
-	return time.UnixMilli(s.day.Start).In(z.loc).Format(time.DateOnly)
+	return time.UnixMilli(s.start).In(z.loc).Format(time.DateOnly)
 }
 
 const slabChunk = 4096
@@ -409,7 +422,9 @@ func (w *Windows) Flush(put func(key string, value []byte)) {
 			continue
 		}
 		s.touched = false
-		put(s.vehicle+"/"+w.dateOf(s), w.encodeSlot(s))
+		v, dayLen := w.encodeSlot(s)
+		put(s.vehicle+"/"+w.dateOf(s), v)
+		w.cool(s, v[1:1+dayLen])
 	}
 	w.touched = w.touched[:0]
 	w.flushReplay(put)
@@ -424,11 +439,14 @@ func (w *Windows) Flush(put func(key string, value []byte)) {
 // as a restore error; the meta record keeps its layout under either byte.
 const stateVersion = 2
 
-func (w *Windows) encodeSlot(s *slot) []byte {
+// encodeSlot returns a hot slot's changelog value and the length of its
+// Day's encoding (after the version byte).
+func (w *Windows) encodeSlot(s *slot) ([]byte, int) {
 	z := w.zoneList[s.zone]
 	b := make([]byte, 0, dayFixedSize+8+len(z.name)+len(s.day.Device)+len(s.vehicle))
 	b = append(b, stateVersion)
 	b = s.day.AppendBinary(b)
+	dayLen := len(b) - 1
 	b = binary.AppendUvarint(b, uint64(len(z.name)))
 	b = append(b, z.name...)
 	b = binary.AppendUvarint(b, uint64(len(s.vehicle)))
@@ -436,7 +454,7 @@ func (w *Windows) encodeSlot(s *slot) []byte {
 	if s.trace != nil { // optional tail: the replay Builder (records without it restore as before)
 		b = s.trace.AppendBinary(b)
 	}
-	return b
+	return b, dayLen
 }
 
 func (w *Windows) encodeMeta() []byte {
@@ -482,6 +500,7 @@ func (w *Windows) Restore(key string, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
+	dayBytes := value[1 : len(value)-len(rest)]
 	name, rest, err := readString(rest)
 	if err != nil {
 		return fmt.Errorf("restore %s: tz: %w", key, err)
@@ -501,7 +520,10 @@ func (w *Windows) Restore(key string, value []byte) error {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
 	i := w.alloc()
-	*w.slot(i) = slot{day: d, vehicle: vehicle, zone: z.idx, used: true, trace: trace}
+	s := w.slot(i)
+	*s = slot{vehicle: vehicle, start: d.Start, end: d.End, zone: z.idx, used: true, trace: trace}
+	w.pack = packZeros(w.pack[:0], dayBytes)
+	s.cold = string(w.pack)
 	w.index[winKey{vehicle, d.Start}] = i
 	w.restoring[key] = i
 	return nil
@@ -509,7 +531,7 @@ func (w *Windows) Restore(key string, value []byte) error {
 
 func (w *Windows) drop(i int32) {
 	s := w.slot(i)
-	delete(w.index, winKey{s.vehicle, s.day.Start})
+	delete(w.index, winKey{s.vehicle, s.start})
 	*s = slot{}
 	w.free = append(w.free, i)
 }
@@ -528,10 +550,10 @@ func (w *Windows) endRestore() {
 	byEnd := map[int64][]int32{}
 	for i := range w.n {
 		if s := w.slot(i); s.used {
-			if s.day.End <= w.closed { // closed before the restart, not yet drained
-				byEnd[s.day.End] = append(byEnd[s.day.End], i)
+			if s.end <= w.closed { // closed before the restart, not yet drained
+				byEnd[s.end] = append(byEnd[s.end], i)
 			} else {
-				w.addBucket(s.day.End, i)
+				w.addBucket(s.end, i)
 			}
 		}
 	}

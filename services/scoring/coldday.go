@@ -1,0 +1,133 @@
+package scoring
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"slices"
+)
+
+// Cold open days (Windows' slots between a Flush and their next event)
+// are kept as their Day.AppendBinary bytes with the zero bytes elided: a
+// day's encoding is mostly small fixed-width integers and empty fields
+// (463 bytes, 285 of them zero, for a day of one run).
+
+// packZeros appends src packed: its length (uvarint), then for every group
+// of 8 bytes (the last may be shorter) one mask byte, bit i set when byte
+// i of the group is not zero, followed by the group's non-zero bytes.
+func packZeros(dst, src []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(src)))
+	n := len(dst)
+	dst = slices.Grow(dst, len(src)+(len(src)+7)/8)[:n+len(src)+(len(src)+7)/8]
+	out := dst[n:]
+	k := 0
+	for i := 0; i < len(src); i += 8 {
+		g := src[i:min(i+8, len(src))]
+		m := k
+		k++
+		if len(g) == 8 && binary.LittleEndian.Uint64(g) == 0 {
+			out[m] = 0
+			continue
+		}
+		var mask byte
+		for j, c := range g {
+			if c != 0 {
+				mask |= 1 << j
+				out[k] = c
+				k++
+			}
+		}
+		out[m] = mask
+	}
+	return dst[:n+k]
+}
+
+// unpackZeros appends what packZeros packed to dst.
+func unpackZeros(dst []byte, p string) ([]byte, error) {
+	n, k := uvarintString(p)
+	if k <= 0 || n > 1<<20 {
+		return nil, fmt.Errorf("packed day: bad length")
+	}
+	p = p[k:]
+	off := len(dst)
+	dst = slices.Grow(dst, int(n))[:off+int(n)]
+	out := dst[off:]
+	clear(out)
+	for i := 0; i < len(out); i += 8 {
+		if len(p) == 0 {
+			return nil, fmt.Errorf("packed day: truncated")
+		}
+		m := p[0]
+		p = p[1:]
+		if g := len(out) - i; g < 8 && m>>g != 0 {
+			return nil, fmt.Errorf("packed day: bad mask")
+		}
+		for m != 0 {
+			j := bits.TrailingZeros8(m)
+			m &= m - 1
+			if len(p) == 0 {
+				return nil, fmt.Errorf("packed day: truncated")
+			}
+			out[i+j] = p[0]
+			p = p[1:]
+		}
+	}
+	if len(p) != 0 {
+		return nil, fmt.Errorf("packed day: trailing bytes")
+	}
+	return dst, nil
+}
+
+func uvarintString(s string) (uint64, int) {
+	var x uint64
+	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
+		c := s[i]
+		if c < 0x80 {
+			return x | uint64(c)<<(7*i), i + 1
+		}
+		x |= uint64(c&0x7f) << (7 * i)
+	}
+	return 0, 0
+}
+
+// cool packs a hot slot's day (enc: its Day.AppendBinary) and drops the
+// decoded struct.
+func (w *Windows) cool(s *slot, enc []byte) {
+	w.pack = packZeros(w.pack[:0], enc)
+	s.cold = string(w.pack)
+	s.day = nil
+}
+
+// thaw decodes a cold slot's day. Packing is exact, so a failure is a bug
+// (the bytes were made by Day.AppendBinary in this process, or checked by
+// Restore).
+func (w *Windows) thaw(s *slot) {
+	if s.day != nil {
+		return
+	}
+	var err error
+	if w.pack, err = unpackZeros(w.pack[:0], s.cold); err == nil {
+		d := new(Day)
+		if _, err = d.UnmarshalBinary(w.pack); err == nil {
+			s.day, s.cold = d, ""
+			return
+		}
+	}
+	panic(fmt.Sprintf("scoring: cold day of %s does not decode: %v", s.vehicle, err))
+}
+
+// pack packs a day's state for keeping (packZeros).
+func (c *ClosedDays) pack(state []byte) string {
+	c.pbuf = packZeros(c.pbuf[:0], state)
+	return string(c.pbuf)
+}
+
+// unpack returns a kept day's state (Day.AppendBinary), valid until the
+// next unpack.
+func (c *ClosedDays) unpack(d *closedDay) []byte {
+	var err error
+	if c.ubuf, err = unpackZeros(c.ubuf[:0], d.state); err != nil {
+		panic(fmt.Sprintf("scoring: kept day state does not unpack: %v", err)) // packed by pack in this process
+	}
+	return c.ubuf
+}
