@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,7 +119,8 @@ func TestBrowser(t *testing.T) {
 	dir := t.TempDir()
 	st, err := stack.Start(ctx, stack.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		ClickHouseDSN: ch.WriterDSN(), ClickHouseReadDSN: ch.AnalystDSN(), SessionTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Witnesses: make([]stack.WitnessConfig, 3), // as minecart run: w1..w3, quorum 2 of 3
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,6 +296,14 @@ func TestBrowser(t *testing.T) {
 	if v != "verified" || !strings.Contains(detail, "valid Ed25519 signature") {
 		t.Errorf("receipt of leaf %d: %q: %s", leaf, v, detail)
 	}
+	// The opening: the browser recomputed the pseudonym and the leaf names it.
+	if !regexp.MustCompile(`credit names your vehicle ` + vin + ` as p1:[0-9a-f]{32} `).MatchString(detail) {
+		t.Errorf("receipt: no checked opening of %s: %s", vin, detail)
+	}
+	// The witness quorum: each cosignature verified under /ledger/policy.
+	if !regexp.MustCompile(`cosigned by w\d(, w\d)+ \(quorum 2 of 3\); each cosignature verified`).MatchString(detail) {
+		t.Errorf("receipt: no verified witness quorum: %s", detail)
+	}
 	axe("receipt")
 	shot("owner-receipt")
 
@@ -306,6 +317,46 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("tampered proof: %q: %s; want a loud failure", v, detail)
 	}
 	shot("owner-receipt-tampered")
+
+	// A tampered opening (another key): the pseudonym does not re-make.
+	opened := rewriteProxy(t, base, func(path string) bool { return strings.HasSuffix(path, "/points") }, func(b []byte) []byte {
+		var p map[string]any
+		if json.Unmarshal(b, &p) != nil {
+			return b
+		}
+		if o, ok := p["opening"].(map[string]any); ok {
+			k := []byte(o["key"].(string))
+			k[0] = "10"[map[bool]int{true: 1, false: 0}[k[0] == '1']]
+			o["key"] = string(k)
+		}
+		out, _ := json.Marshal(p)
+		return out
+	})
+	run("tampered opening", chromedp.Navigate(opened+receipt), chromedp.WaitVisible(chromedp.CSS(`#receipt-verdict [data-verdict]`)),
+		attr(chromedp.CSS(`#receipt-verdict [data-verdict]`), "data-verdict", &v),
+		into(&detail, chromedp.Text(chromedp.ID("#receipt-verdict"))))
+	if v != "failed" || !strings.Contains(detail, "the opening does not open") {
+		t.Errorf("tampered opening: %q: %s; want a loud failure", v, detail)
+	}
+
+	// Cosignatures stripped by a proxy: the quorum (2 of 3) holds without
+	// all but two of them and fails without one more.
+	cos := cosignatures(t, base)
+	t.Logf("/ledger/checkpoint carries %d cosignatures", cos)
+	for _, tc := range []struct {
+		strip int
+		want  string
+	}{{cos - 2, "verified"}, {cos - 1, "failed"}} {
+		stripped := rewriteProxy(t, base, func(path string) bool { return path == "/ledger/checkpoint" }, func(b []byte) []byte {
+			return []byte(stripCosignatures(string(b), tc.strip))
+		})
+		run(fmt.Sprintf("%d cosignatures stripped", tc.strip), chromedp.Navigate(stripped+receipt), chromedp.WaitVisible(chromedp.CSS(`#receipt-verdict [data-verdict]`)),
+			attr(chromedp.CSS(`#receipt-verdict [data-verdict]`), "data-verdict", &v),
+			into(&detail, chromedp.Text(chromedp.ID("#receipt-verdict"))))
+		if v != tc.want || (v == "failed" && !strings.Contains(detail, "witness quorum NOT met")) || (v == "verified" && !strings.Contains(detail, "(quorum 2 of 3)")) {
+			t.Errorf("%d of %d cosignatures stripped: %q, want %q: %s", tc.strip, cos, v, tc.want, detail)
+		}
+	}
 
 	// Redeem a coffee: the available balance drops by its price.
 	var before, after string
@@ -363,14 +414,29 @@ func TestBrowser(t *testing.T) {
 	}
 	shot("owner-transfer")
 
-	// The explorer: the checkpoint's root is /ledger/checkpoint's, and verified.
-	var root, cpv string
-	run("explorer", chromedp.Navigate(base+"/explorer"), chromedp.WaitVisible(chromedp.CSS(`#checkpoint-verdict [data-verdict]`)),
-		evalTo(fcp, &paint),
-		into(&root, chromedp.Text(chromedp.ID("#root"))),
-		attr(chromedp.CSS(`#checkpoint-verdict [data-verdict]`), "data-verdict", &cpv))
+	// The explorer: the checkpoint's root is /ledger/checkpoint's, and
+	// verified; the published one's witness quorum too. (The head and the
+	// published checkpoint differ while the witnesses cosign a new block:
+	// look again until they agree.)
+	var root, cpv, pubv, pubText string
+	for try := 0; ; try++ {
+		run("explorer", chromedp.Navigate(base+"/explorer"), chromedp.WaitVisible(chromedp.CSS(`#checkpoint-verdict [data-verdict]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#published-verdict [data-verdict]`)),
+			evalTo(fcp, &paint),
+			into(&root, chromedp.Text(chromedp.ID("#root"))),
+			attr(chromedp.CSS(`#checkpoint-verdict [data-verdict]`), "data-verdict", &cpv),
+			attr(chromedp.CSS(`#published-verdict [data-verdict]`), "data-verdict", &pubv),
+			into(&pubText, chromedp.Text(chromedp.ID("#published-verdict"))))
+		if root == checkpointRoot(t, base) || try == 30 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	if want := checkpointRoot(t, base); root != want || cpv != "verified" {
 		t.Errorf("explorer root %s (%s), /ledger/checkpoint %s", root, cpv, want)
+	}
+	if pubv != "verified" || !regexp.MustCompile(`cosigned by w\d(, w\d)+ \(quorum 2 of 3\)`).MatchString(pubText) {
+		t.Errorf("explorer: published checkpoint %q: %s", pubv, pubText)
 	}
 	t.Logf("first contentful paint of /explorer: %.0f ms", paint)
 	axe("explorer")
@@ -540,6 +606,65 @@ func tamperProxy(t *testing.T, base string) string {
 	srv := httptest.NewServer(rp)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// rewriteProxy forwards to base, passing the bodies of the answers whose
+// path match selects through edit.
+func rewriteProxy(t *testing.T, base string, match func(path string) bool, edit func([]byte) []byte) string {
+	u, _ := url.Parse(base)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if !match(resp.Request.URL.Path) || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		b = edit(b)
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		resp.Header.Del("Content-Encoding")
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// stripCosignatures drops the first n signature lines of a note that are
+// not the log's (whose key name is the origin, the note's first line).
+func stripCosignatures(note string, n int) string {
+	cut := strings.Index(note, "\n\n")
+	if cut < 0 {
+		return note
+	}
+	origin := note[:strings.Index(note, "\n")]
+	var b strings.Builder
+	b.WriteString(note[:cut+2])
+	for _, l := range strings.SplitAfter(note[cut+2:], "\n") {
+		if n > 0 && strings.HasPrefix(l, "\u2014 ") && !strings.HasPrefix(l, "\u2014 "+origin+" ") {
+			n--
+			continue
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
+// cosignatures counts the signature lines of /ledger/checkpoint that are
+// not the log's.
+func cosignatures(t *testing.T, base string) int {
+	resp, err := http.Get(base + "/ledger/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	note := string(b)
+	return strings.Count(note, "\n\u2014 ") - strings.Count(note, "\n\u2014 "+note[:strings.Index(note, "\n")]+" ")
 }
 
 func checkpointRoot(t *testing.T, base string) string {

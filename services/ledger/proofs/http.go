@@ -24,6 +24,7 @@ import (
 // as JSON, and the book as C2SP tlog-tiles (tiles.go):
 //
 //	GET /ledger/checkpoint
+//	GET /ledger/policy                              (the witness policy's bytes, text/plain; 404 without one)
 //	GET /ledger/tile/<L>/<N>[.p/<W>]
 //	GET /ledger/tile/entries/<N>[.p/<W>]
 //
@@ -41,6 +42,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/ledger/blocks/{height}", s.serveBlock)
 	mux.HandleFunc("GET /v1/ledger/leaves/{index}", s.serveLeaf)
 	mux.HandleFunc("GET /ledger/checkpoint", s.serveCheckpoint)
+	mux.HandleFunc("GET /ledger/policy", s.servePolicy)
 	mux.HandleFunc("GET /ledger/tile/{path...}", s.serveTile)
 	return mux
 }
@@ -137,4 +139,17 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func httpError(w http.ResponseWriter, code int, format string, a ...any) {
 	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, a...)})
+}
+
+// servePolicy answers the witness policy file as parsed (the bytes the
+// ledger holds /ledger/checkpoint's quorum to), so a client such as the
+// owner's browser can check the cosignatures itself; 404 without a policy.
+func (s *Server) servePolicy(w http.ResponseWriter, _ *http.Request) {
+	if s.cfg.Policy == nil {
+		httpError(w, http.StatusNotFound, "no witness policy")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(s.cfg.Policy.Text())
 }

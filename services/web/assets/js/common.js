@@ -197,6 +197,172 @@ export async function verifyCheckpoint(t, vkey) {
   return { cp, signature: 'verified', cosigners };
 }
 
+// ---- witness cosignatures (C2SP tlog-cosignature v1) and the policy ----
+
+const te = new TextEncoder();
+
+// parsePolicy parses a witness policy (docs/ledger.md, "The witness
+// policy"): log, witness, group and quorum lines; '#' starts a comment.
+// Checks each witness key's id: SHA-256(name || "\n" || 0x04 || key)[:4].
+export async function parsePolicy(t) {
+  const p = { log: '', witnesses: [], comps: new Map(), quorum: null };
+  const kw = new Set(['log', 'witness', 'group', 'quorum', 'any', 'all', 'none']);
+  const name = (n) => {
+    if (!n || kw.has(n) || p.comps.has(n)) throw new Error(`policy: bad or duplicate name ${n}`);
+    return n;
+  };
+  for (let line of t.split('\n')) {
+    const h = line.indexOf('#');
+    if (h >= 0) line = line.slice(0, h);
+    const f = line.trim().split(/[ \t]+/).filter(Boolean);
+    if (!f.length) continue;
+    switch (f[0]) {
+      case 'log': p.log = f[1] || ''; break;
+      case 'witness': {
+        if (f.length < 3) throw new Error('policy: short witness line');
+        const n = name(f[1]);
+        const i = f[2].indexOf('+'), j = f[2].indexOf('+', i + 1);
+        if (i < 0 || j < 0) throw new Error(`policy: bad key of ${n}`);
+        const keyName = f[2].slice(0, i), keyHash = f[2].slice(i + 1, j), raw = b64ToBytes(f[2].slice(j + 1));
+        if (raw.length !== 33 || raw[0] !== 4) throw new Error(`policy: ${n}'s key is not a cosignature v1 Ed25519 key`);
+        const id = bytesToHex((await sha256(concat(te.encode(keyName + '\n'), raw))).slice(0, 4));
+        if (id !== keyHash) throw new Error(`policy: ${n}'s key id ${keyHash} is not its key's (${id})`);
+        const w = { name: n, keyName, keyHash, pub: raw.slice(1) };
+        p.witnesses.push(w);
+        p.comps.set(n, { w });
+        break;
+      }
+      case 'group': {
+        if (f.length < 4) throw new Error('policy: short group line');
+        const n = name(f[1]), members = f.slice(3);
+        for (const m of members) if (!p.comps.has(m)) throw new Error(`policy: group ${n} names ${m}, not defined above it`);
+        const k = f[2] === 'any' ? 1 : f[2] === 'all' ? members.length : Number(f[2]);
+        if (!Number.isInteger(k) || k < 1 || k > members.length) throw new Error(`policy: group ${n}: bad threshold ${f[2]}`);
+        p.comps.set(n, { k, members });
+        break;
+      }
+      case 'quorum':
+        if (f[1] !== 'none' && !p.comps.has(f[1])) throw new Error(`policy: quorum ${f[1]} is not defined`);
+        p.quorum = f[1];
+        break;
+      default: throw new Error(`policy: unknown statement ${f[0]}`);
+    }
+  }
+  if (!p.quorum) throw new Error('policy: no quorum line');
+  return p;
+}
+
+// satisfied: whether component n of the policy is met by the set of
+// witness names whose cosignatures verified.
+function satisfied(p, n, ok) {
+  const c = p.comps.get(n);
+  if (c.w) return ok.has(n);
+  return c.members.filter((m) => satisfied(p, m, ok)).length >= c.k;
+}
+
+// verifyCosignatures checks every cosignature of a parsed checkpoint
+// under the policy: a signature line whose key name and id are a
+// witness's must be 8 bytes of timestamp (big-endian Unix seconds) and an
+// Ed25519 signature over "cosignature/v1\ntime <t>\n" || body, else it
+// fails; lines of other keys are ignored. Returns {witnesses (names that
+// verified, policy order), quorum, k, n, met, times}.
+export async function verifyCosignatures(cp, p) {
+  const ok = new Set(), times = {};
+  for (const s of cp.sigs) {
+    const w = p.witnesses.find((x) => x.keyName === s.name && x.keyHash === s.keyHash);
+    if (!w) continue;
+    if (s.sig.length !== 8 + 64) throw new Error(`the cosignature of ${w.name} (${s.name}) is malformed`);
+    const t = new DataView(s.sig.buffer, s.sig.byteOffset, 8).getBigUint64(0);
+    const key = await crypto.subtle.importKey('raw', w.pub, { name: 'Ed25519' }, false, ['verify']);
+    const good = await crypto.subtle.verify({ name: 'Ed25519' }, key, s.sig.slice(8), te.encode(`cosignature/v1\ntime ${t}\n` + cp.body));
+    if (!good) throw new Error(`the cosignature of ${w.name} (${s.name}) does not verify: forged or altered`);
+    ok.add(w.name);
+    times[w.name] = Number(t);
+  }
+  const q = p.quorum, c = q === 'none' ? null : p.comps.get(q);
+  const k = !c ? 0 : c.w ? 1 : c.k, n = !c ? 0 : c.w ? 1 : c.members.length;
+  const met = q === 'none' || satisfied(p, q, ok);
+  return { witnesses: p.witnesses.map((w) => w.name).filter((x) => ok.has(x)), quorum: q, k, n, met, times };
+}
+
+// cosignedSentence: "cosigned by w1, w2 (quorum 2 of 3)".
+export function cosignedSentence(c) {
+  if (c.quorum === 'none') return 'the witness policy needs no cosignature';
+  return `cosigned by ${c.witnesses.join(', ') || 'no witness'} (quorum ${c.k} of ${c.n})`;
+}
+
+// checkQuorum fetches the witness policy (GET /ledger/policy) and checks
+// the checkpoint's cosignatures under it; a quorum not met throws. Without
+// a policy (404) it returns null: the server publishes without witnesses.
+export async function checkQuorum(cp, vkey) {
+  const resp = await fetch('/ledger/policy', { credentials: 'same-origin' });
+  if (resp.status === 404) return null;
+  if (!resp.ok) throw new APIError(resp.status, 'witness policy: ' + (await resp.text()));
+  const p = await parsePolicy(await resp.text());
+  if (p.log && p.log !== vkey) throw new Error(`the witness policy is for log ${p.log}, not ${vkey}`);
+  if (!(await ed25519Available())) return { unavailable: true };
+  const c = await verifyCosignatures(cp, p);
+  if (!c.met) throw new Error(`witness quorum NOT met: ${cosignedSentence(c)}`);
+  return c;
+}
+
+// quorumWords says what checkQuorum found, for a verdict's list.
+export function quorumWords(q) {
+  if (q === null) return 'No witness policy is served: the checkpoint is the ledger\'s word alone.';
+  if (q.unavailable) return 'This browser has no WebCrypto Ed25519: the witness cosignatures were NOT checked here.';
+  return `Witnesses: ${cosignedSentence(q)}; each cosignature verified in this browser.`;
+}
+
+// ---- pseudonyms: the owner's opening (docs/ledger.md, "Check your own credit") ----
+
+// pseudonymOf = "p1:" || hex(HMAC-SHA256(key, "minecart/" || kind || "/v1" || 0x00 || id)[0:16]).
+export async function pseudonymOf(keyHex, kind, id) {
+  const key = await crypto.subtle.importKey('raw', hexToBytes(keyHex), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  const mac = new Uint8Array(await crypto.subtle.sign('HMAC', key, concat(te.encode(`minecart/${kind}/v1`), new Uint8Array([0]), te.encode(id))));
+  return 'p1:' + bytesToHex(mac.slice(0, 16));
+}
+
+// entryNames decodes the identity fields of a canonical entry
+// (services/ledger/entry.go): version 1, kind, id, then per kind the
+// leading strings (4-byte big-endian length + bytes).
+export function entryNames(b) {
+  let o = 2;
+  const str = () => {
+    if (o + 4 > b.length) throw new Error('entry: short');
+    const n = new DataView(b.buffer, b.byteOffset + o, 4).getUint32(0);
+    if (o + 4 + n > b.length) throw new Error('entry: short');
+    const s = new TextDecoder().decode(b.slice(o + 4, o + 4 + n));
+    o += 4 + n;
+    return s;
+  };
+  if (b.length < 2 || b[0] !== 1) throw new Error('entry: unknown version');
+  const kind = b[1], id = str(), out = { kind, id, vehicle: '', account: '', counter: '' };
+  switch (kind) {
+    case 1: case 4: out.vehicle = str(); break;
+    case 2: case 3: out.account = str(); out.vehicle = str(); break;
+    case 5: out.account = str(); out.counter = str(); break;
+    case 7: out.vehicle = str(); out.account = str(); break;
+    case 8: break; // an erasure names a destroyed key: no opening
+  }
+  return out;
+}
+
+// checkOpening proves the entry is the opening's identity's: the
+// pseudonym recomputed from the key and the id must be the opening's, and
+// the entry's bytes must name it (a vehicle's in vehicle_id, an account's
+// in account or counter_account). Returns a sentence; throws otherwise.
+export async function checkOpening(o, entryBytes) {
+  if (!o || !o.key || !o.pseudonym) throw new Error('no opening: this entry cannot be linked to you');
+  const kind = o.kind, id = kind === 'vehicle' ? o.vehicle_id : o.account;
+  if ((kind !== 'vehicle' && kind !== 'account') || !id) throw new Error(`opening of kind ${kind} without an id`);
+  const got = await pseudonymOf(o.key, kind, id);
+  if (got !== o.pseudonym) throw new Error(`the opening does not open: HMAC of ${id} under its key is ${got}, not ${o.pseudonym}`);
+  const e = entryNames(entryBytes);
+  const names = kind === 'vehicle' ? [e.vehicle] : [e.account, e.counter];
+  if (!names.includes(got)) throw new Error(`this entry names ${[e.vehicle, e.account, e.counter].filter(Boolean).join(', ') || 'no one'}, not your ${kind} ${id} (${got})`);
+  return `this ${kind === 'vehicle' && e.kind === 1 ? 'credit' : 'entry'} names your ${kind} ${id} as ${got} (HMAC-SHA256 recomputed here)`;
+}
+
 // ledgerKey is the page's verifier key, pinned in localStorage on first
 // use: a page that later hands another key fails loudly.
 export function ledgerKey() {
@@ -232,7 +398,8 @@ export async function witness(cp) {
 }
 
 // checkLeaf proves an entry's bytes are leaf index of the book now: the
-// signed checkpoint, the inclusion proof at its size, the witness check.
+// signed checkpoint, the inclusion proof at its size, the witness quorum's
+// cosignatures under the served policy, the browser's own witness check.
 // Returns {cp, signature, leaf, witnessed}; throws on any failure.
 export async function checkLeaf(index, entryBytes, expectLeafHash) {
   const vkey = ledgerKey();
@@ -242,8 +409,9 @@ export async function checkLeaf(index, entryBytes, expectLeafHash) {
   const pr = await api(`/v1/ledger/leaves/${index}/proof?tree_size=${cp.size}`);
   if (pr.leaf_hash !== bytesToHex(leaf)) throw new Error(`the ledger's leaf ${index} is ${pr.leaf_hash}, these bytes hash to ${bytesToHex(leaf)}`);
   await verifyInclusion(index, cp.size, leaf, pr.proof, cp.root);
+  const quorum = await checkQuorum(cp, vkey);
   const witnessed = await witness(cp);
-  return { cp, signature, cosigners, leaf: bytesToHex(leaf), proof: pr.proof, witnessed };
+  return { cp, signature, cosigners, quorum, leaf: bytesToHex(leaf), proof: pr.proof, witnessed };
 }
 
 // verdict renders a check's outcome: a visible "verified" or a loud failure.

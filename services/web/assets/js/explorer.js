@@ -1,7 +1,7 @@
 // The block explorer (public): latest checkpoint and its cosignatures,
 // blocks and entries, an entry with its proof and a verify button,
 // consistency between two sizes, search. Hash routes: #/ #/block/H #/leaf/I
-import { el, show, status, api, text, fmt, verifyCheckpoint, ledgerKey, checkLeaf, verdict, verifyConsistency, hexToBytes, b64ToBytes } from './common.js';
+import { el, show, status, api, text, fmt, verifyCheckpoint, ledgerKey, checkLeaf, checkQuorum, quorumWords, verdict, verifyConsistency, hexToBytes, b64ToBytes } from './common.js';
 
 const view = () => document.getElementById('view');
 
@@ -46,6 +46,20 @@ async function homeView(before) {
         el('td', { text: `${b.first_index}–${b.last_index}` }), el('td', { text: fmt.time(b.timestamp_ms) }),
         el('td', { class: 'hash', text: fmt.short(b.root) }))))),
     blocks.before !== undefined ? el('p', {}, el('a', { href: `#/before/${blocks.before}`, text: 'Older blocks →' })) : null);
+  // The published checkpoint (/ledger/checkpoint): with a witness policy,
+  // the one its quorum cosigned; each cosignature checked here.
+  const pubBox = el('div', { id: 'published-verdict' });
+  cpBox.after(el('h2', { text: 'Published checkpoint (witness quorum)' }), pubBox);
+  try {
+    const vkey = ledgerKey();
+    const r = await verifyCheckpoint(await text('/ledger/checkpoint'), vkey);
+    const q = await checkQuorum(r.cp, vkey);
+    show(pubBox, verdict(true, q && !q.unavailable && q.quorum !== 'none' ? 'Witness quorum verified' : 'Published checkpoint verified', [
+      `${r.cp.size} entries, root ${r.cp.rootHex}, signed by ${r.cp.origin}${r.signature === 'verified' ? ' (signature verified)' : ' (signature not checked: no WebCrypto Ed25519)'}.`,
+      quorumWords(q)]));
+  } catch (e) {
+    show(pubBox, verdict(false, e.code === 404 ? 'Nothing published yet' : 'Published checkpoint verification FAILED', [e.message]));
+  }
   if (head.checkpoint) {
     try {
       const r = await verifyCheckpoint(head.checkpoint, ledgerKey());
@@ -106,6 +120,7 @@ async function leafView(i) {
       const r = await checkLeaf(i, b64ToBytes(e.entry), e.leaf_hash);
       show(out, verdict(true, 'Verified', [`Leaf ${r.leaf} is in the tree of ${r.cp.size} entries with root ${r.cp.rootHex}.`,
         r.signature === 'verified' ? 'The checkpoint signature verifies.' : 'No WebCrypto Ed25519 here: the checkpoint signature was not checked.',
+        quorumWords(r.quorum),
         `Checkpoint history: ${r.witnessed}.`]));
     } catch (err) {
       show(out, verdict(false, 'Verification FAILED', [err.message]));

@@ -1,7 +1,7 @@
 // The owner app: log in, my vehicles, a day, points with receipts checked
 // in the browser, redeem (and transfer when the API is there). Hash routes:
 // #/  #/day/VIN/DATE  #/points/VIN  #/receipt/VIN/LEAF  #/redeem  #/transfer
-import { el, show, status, api, fmt, baseMap, speedColour, checkLeaf, verdict, b64ToBytes, APIError, markWords, explain, drawDay } from './common.js';
+import { el, show, status, api, fmt, baseMap, speedColour, checkLeaf, checkOpening, quorumWords, verdict, b64ToBytes, APIError, markWords, explain, drawDay } from './common.js';
 
 const view = () => document.getElementById('view');
 let me = null;       // {role, id}
@@ -239,13 +239,16 @@ async function receiptView(vin, leaf) {
       el('dt', { text: 'Leaf hash' }), el('dd', { class: 'hash', text: e.leaf_hash })),
     out);
   try {
-    const r = await checkLeaf(idx, b64ToBytes(e.entry), e.leaf_hash);
+    const bytes = b64ToBytes(e.entry);
+    const r = await checkLeaf(idx, bytes, e.leaf_hash);
+    const mine = await checkOpening(p.opening, bytes);
     show(out, verdict(true, 'Verified', [
+      mine.charAt(0).toUpperCase() + mine.slice(1) + '.',
       `The entry's bytes hash to leaf ${r.leaf}.`,
       `The inclusion proof (${r.proof.length} hashes) leads to the root ${r.cp.rootHex} of ${r.cp.size} entries.`,
       r.signature === 'verified' ? `That checkpoint carries a valid Ed25519 signature of ${r.cp.origin}.`
         : 'This browser has no WebCrypto Ed25519: the checkpoint signature was NOT checked here.',
-      r.cosigners.length ? `Cosigned by ${r.cosigners.join(', ')} (not checked here).` : 'No witness cosignature on this checkpoint.',
+      quorumWords(r.quorum),
       `Checkpoint history: ${r.witnessed}.`]));
   } catch (err) {
     show(out, verdict(false, 'Verification FAILED', [err.message, 'Do not trust this entry or this ledger until this is explained.']));
