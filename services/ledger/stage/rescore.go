@@ -50,10 +50,10 @@ func lateOrder(a, b *lateScore) int {
 // lateDone: the book holds it already (a replayed or re-delivered score).
 func (p *Processor) lateDone(ls *lateScore) bool {
 	if ls.rev == 0 {
-		_, ok := p.book.Credited(ls.credit.ID)
+		_, ok := p.book.Credited(p.bookCreditID(ls.credit.ID))
 		return ok
 	}
-	return p.book.HasRequest(ledger.RescoreID(ls.credit.ID, ls.rev))
+	return p.book.HasRequest(p.inBook(ledger.Entry{Kind: ledger.KindRescore, ID: ledger.RescoreID(ls.credit.ID, ls.rev), VehicleID: ls.credit.VehicleID}))
 }
 
 // revision queues a re-scored day (kept in the changelog until appended).
@@ -161,8 +161,8 @@ func (p *Processor) lateEntries(group []*lateScore) (entries []ledger.Entry, don
 		}
 		d, ok := days[c.ID]
 		if !ok {
-			d.points, ok = p.book.Credited(c.ID)
-			d.leaf, _ = p.book.CreditLeaf(c.ID)
+			d.points, ok = p.book.Credited(p.bookCreditID(c.ID))
+			d.leaf, _ = p.book.CreditLeaf(p.bookCreditID(c.ID))
 		}
 		if !ok {
 			wait = append(wait, ls)

@@ -129,10 +129,12 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 		t.Fatal(err)
 	}
 	// Pseudonymous leaves, as in every deployment: the ledger makes the
-	// keys, settlement follows them.
+	// keys, settlement follows them. The keys are derived from a fixed
+	// seed so that two environments fed the same records make the same
+	// root (tests compare books across runs).
 	seal, _ := pseudonym.GenerateSealKey()
 	e.ledgerCfg = ledgerstage.Config{Key: priv, Origin: e.Origin, Serde: serde, Blocks: published, Logger: cfg.Logger,
-		Pseudonyms: &ledgerstage.Pseudonyms{Seal: seal, Load: follow.Loader(cfg, seal, cfg.Logger)}}
+		Pseudonyms: &ledgerstage.Pseudonyms{Seal: seal, Keys: pseudonym.Derived("settletest"), Load: follow.Loader(cfg, seal, cfg.Logger)}}
 	if e.Pseudonyms, err = follow.NewFollower(cfg, seal, cfg.Logger); err != nil {
 		t.Fatal(err)
 	}
