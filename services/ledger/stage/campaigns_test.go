@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -281,4 +283,72 @@ func TestStageCampaignsAcrossCrashes(t *testing.T) {
 		t.Errorf("bonuses %d and %d, paid %d", reps[0].Bonuses, reps[1].Bonuses, reps[0].Paid)
 	}
 	t.Logf("%d bonuses, %d points paid, head %d %s", reps[0].Bonuses, reps[0].Paid, heads[0].TreeSize, heads[0].Root)
+}
+
+// TestAuditSkippedBonus: the audit recomputes, from the book alone, which
+// credits a campaign had to pay. A book from which one bonus is removed
+// and which is re-signed with the ledger's own key (so every block, root
+// and signature verifies, and every bonus left is right) is refused with
+// ErrSkipped; the untampered book passes, with the bonuses the book
+// cannot decide (region is not in a credit) counted as undecided.
+func TestAuditSkippedBonus(t *testing.T) {
+	a := newCampaignRun(t, 0)
+	a.setup()
+	a.day(1, false)
+	a.day(2, false)
+	pub := ledgertest.Key(1).Public().(ed25519.PublicKey)
+	rep, err := campaign.Audit(context.Background(), ledgertest.Blocks(a.m.blocks), pub)
+	// newcomer (tenure_days == 0 ? 5 : 0) is decided by the credit: 5
+	// eligible on day 1, 0 on day 2; region needs the score's region.
+	if err != nil || rep.Eligible != 5 || rep.Undecided != 10 || rep.Pending != 0 {
+		t.Fatalf("untampered: %+v, %v", rep, err)
+	}
+
+	// Re-sign the book without one newcomer bonus (the third of day 1's).
+	signer, err := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, skip := range []int{0, 2, 4} {
+		book := ledger.NewBook()
+		var tampered []*ledger.Block
+		seen, removed := 0, ""
+		for _, b := range a.m.blocks {
+			var rel ledger.Release
+			rel.TimestampMs, rel.Clock = b.Header.TimestampMs, b.Header.Clock
+			for _, raw := range b.Entries {
+				e, err := ledger.DecodeEntry(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e.Kind == ledger.KindBonus && e.Campaign == "acme/newcomer" {
+					if seen == skip {
+						seen++
+						removed = e.ID
+						continue
+					}
+					seen++
+				}
+				rel.Entries = append(rel.Entries, e)
+			}
+			if len(rel.Entries) == 0 {
+				continue
+			}
+			blocks, _, _, err := book.Append(rel, 1000, signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tampered = append(tampered, blocks...)
+		}
+		if removed == "" {
+			t.Fatal("no newcomer bonus to remove")
+		}
+		if _, err := ledger.Verify(context.Background(), ledgertest.Blocks(tampered), pub); err != nil {
+			t.Fatalf("the re-signed book does not verify: %v", err)
+		}
+		rep, err := campaign.Audit(context.Background(), ledgertest.Blocks(tampered), pub)
+		if !errors.Is(err, campaign.ErrSkipped) || !strings.Contains(err.Error(), removed) {
+			t.Errorf("without %s: %+v, %v; want ErrSkipped naming it", removed, rep, err)
+		}
+	}
 }
