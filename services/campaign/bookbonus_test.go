@@ -60,3 +60,31 @@ func TestBookBonus(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkBookBonus is what the audit's completeness check costs per
+// credit and active campaign (partial evaluation), beside Bonus (full).
+func BenchmarkBookBonus(b *testing.B) {
+	in := campaign.Inputs{Points: 120, Score: 86.5, Date: "2027-01-02", TZ: "Asia/Shanghai", ConfigVersion: "rules-1", Weekday: 6, TenureDays: 3, Region: "N31E121"}
+	for _, d := range []campaign.Definition{weekendShanghai, welcome, safeKm} {
+		r, err := campaign.Compile(d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(d.Name+"/book", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := r.BookBonus(&in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(d.Name+"/full", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.Bonus(&in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

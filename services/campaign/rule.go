@@ -146,17 +146,21 @@ func (r *Rule) Bonus(in *Inputs) (int64, error) {
 var ScoreOnly = []string{"distance_km", "gps_km", "odometer_km", "driving_s", "harsh_brake", "harsh_accel",
 	"harsh_corner", "speeding_s", "night_s", "fatigue_events", "events", "region"}
 
+var scoreOnlyPatterns = func() []*cel.AttributePatternType {
+	pats := make([]*cel.AttributePatternType, len(ScoreOnly))
+	for i, v := range ScoreOnly {
+		pats[i] = cel.AttributePattern(v)
+	}
+	return pats
+}()
+
 // BookBonus evaluates the rule on what a credit entry carries (in's
 // ScoreOnly fields are ignored: unknown), by CEL's partial evaluation:
 // known is false when the result depends on an unknown variable (the
 // book alone cannot tell the bonus), else n is the bonus clamped to
 // [0, Cap], as Bonus would give whatever the unknown variables hold.
 func (r *Rule) BookBonus(in *Inputs) (n int64, known bool, err error) {
-	pats := make([]*cel.AttributePatternType, len(ScoreOnly))
-	for i, v := range ScoreOnly {
-		pats[i] = cel.AttributePattern(v)
-	}
-	act, err := cel.PartialVars(activation{in}, pats...)
+	act, err := cel.PartialVars(activation{in}, scoreOnlyPatterns...)
 	if err != nil {
 		return 0, false, fmt.Errorf("campaign %q: %w", r.Def.ID(), err)
 	}
