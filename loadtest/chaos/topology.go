@@ -24,6 +24,7 @@ import (
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement"
 	settleapi "github.com/minecart/minecart/services/settlement/api"
 )
@@ -220,6 +221,9 @@ func (t *Topology) Start(ctx context.Context) error {
 	if err := t.startGateway(ctx); err != nil {
 		return err
 	}
+	if _, err := pseudonym.LoadOrCreateSealKey(t.pseudonymKey()); err != nil {
+		return err
+	}
 	for i := range t.Replicas {
 		id := func(stage string) string { return fmt.Sprintf("%s-%s-%c", t.run, stage, 'a'+i) }
 		for _, st := range []struct {
@@ -228,8 +232,9 @@ func (t *Topology) Start(ctx context.Context) error {
 		}{
 			{"ingest", []string{"-max-age", "0"}},
 			{"scoring", []string{"-tick", "1s"}},
-			{"ledger", []string{"-key", filepath.Join(t.Dir, "ledger.key"), "-create-key=false", "-http-addr", ""}},
-			{"settlement", []string{"-http-addr", ""}},
+			{"ledger", []string{"-key", filepath.Join(t.Dir, "ledger.key"), "-create-key=false", "-http-addr", "",
+				"-pseudonym-key", t.pseudonymKey(), "-pseudonym-seed", pseudonym.SimulationSeed(t.Fleet.Seed)}},
+			{"settlement", []string{"-http-addr", "", "-pseudonym-key", t.pseudonymKey()}},
 			{"sink", []string{"-clickhouse-dsn", t.ClickHouseDSN()}},
 		} {
 			if err := add(st.stage, id(st.stage), st.args...); err != nil {
@@ -369,6 +374,10 @@ func (t *Topology) startGateway(ctx context.Context) error {
 // deviceKey is the file of the device-registry key (the gateway's
 // -device-key), as `minecart run` keeps it.
 func (t *Topology) deviceKey() string { return filepath.Join(t.Dir, "devices.key") }
+
+// pseudonymKey is the ledger's pseudonym-sealing key file, made before the
+// ledger and settlement start (both are given it), as `minecart run` keeps it.
+func (t *Topology) pseudonymKey() string { return filepath.Join(t.Dir, "pseudonyms.key") }
 
 // SendFleet uploads the simulated days through the gateway as
 // services/stack's SendDeliveries does: delivery by delivery, the

@@ -305,6 +305,7 @@ func TestOwnerAPI(t *testing.T) {
 	t.Run("errors", func(t *testing.T) { testErrors(t, e) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, e) })
 	t.Run("account transfers", func(t *testing.T) { testAccountTransfers(t, e, conn) })
+	t.Run("trips", func(t *testing.T) { testTrips(t, e, conn) })
 }
 
 // testAccountTransfers: /v1/accounts/{owner}/entries lists the owner's
@@ -391,6 +392,17 @@ func testTrack(t *testing.T, e env) {
 			if want := base.Add(time.Duration(i) * stepMs * time.Millisecond); !p.Time.Equal(want) ||
 				p.Lat != float64(52_500_000+i*10)/1e6 || p.SpeedKmh != float32(i%120) {
 				t.Fatalf("point %d: %+v, want time %s", i, p, want)
+			}
+		}
+	})
+	t.Run("a range longer than a day counts the same", func(t *testing.T) {
+		// Up to 25 h the first page counts with a window over its own
+		// scan, beyond with a subquery: both must give the range's events.
+		for _, span := range []time.Duration{25 * time.Hour, 25*time.Hour + time.Millisecond, 72 * time.Hour} {
+			q := url.Values{"from": {base.Add(-time.Hour).Format(time.RFC3339Nano)}, "to": {base.Add(span - time.Hour).Format(time.RFC3339Nano)}, "limit": {"300"}}
+			first, pts, pages := trackPages(t, e, q)
+			if first.Downsampled || first.InRange != events || len(pts) != events || pages != 3 {
+				t.Fatalf("span %s: downsampled %v, in range %d, %d points in %d pages", span, first.Downsampled, first.InRange, len(pts), pages)
 			}
 		}
 	})

@@ -1,6 +1,7 @@
 package settlement
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -650,6 +651,8 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 		t.debit(e)
 	case KindTransfer:
 		t.applyTransfer(e)
+	case KindErasure:
+		// Recorded in the ledger; balances do not change.
 	default:
 		t.alert("bad_entry", "ledger entry %d of unknown kind %q", e.Proof.LeafIndex, e.Kind)
 	}
@@ -660,7 +663,7 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 
 // credit settles a vehicle's credit into its owner's account, or holds it.
 func (t *Tx) credit(e Entry) {
-	c := CreditSettled{VehicleID: e.VehicleID, Day: e.Day, ScoreID: e.ScoreID, Points: e.Amount, Proof: e.Proof, SettledAt: e.AppendedAt}
+	c := CreditSettled{VehicleID: cmp.Or(e.VehiclePseudonym, e.VehicleID), Day: e.Day, ScoreID: e.ScoreID, Points: e.Amount, Proof: e.Proof, SettledAt: e.AppendedAt}
 	if e.Kind == KindBonus {
 		c.Kind = KindBonus
 	}

@@ -156,6 +156,7 @@ const (
 	KindTransfer   EntryKind = "transfer"
 	KindCampaign   EntryKind = "campaign" // a campaign action: no balance effect
 	KindBonus      EntryKind = "bonus"    // a campaign's bonus on a credit: settled like a credit (docs/campaigns.md)
+	KindErasure    EntryKind = "erasure"  // an identity's pseudonym key destroyed: no effect on balances
 )
 
 // Entry is what settlement reads of one ledger entry.
@@ -178,6 +179,10 @@ type Entry struct {
 	TransferFlags  ledger.TransferFlags
 	PendingID      string
 	TimeoutMs      int64
+	// VehiclePseudonym is the vehicle as the leaf names it, when settlement
+	// opened it into VehicleID: the partner credits topic carries it, never
+	// the vehicle id.
+	VehiclePseudonym string
 }
 
 // CreditSettled tells partners that a vehicle-day credit reached an owner

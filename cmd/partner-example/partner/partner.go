@@ -32,6 +32,7 @@ import (
 	"github.com/minecart/minecart/services/campaign"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -186,17 +187,31 @@ func VerifyOrder(o Order, partner string, key ed25519.PublicKey) error {
 	}
 	switch e.Kind {
 	case ledger.KindTransfer:
+		// The hold id binds the redemption, partner, item, quantity and
+		// points; the credit side is the partner's account (its pseudonym
+		// in a pseudonymous leaf).
 		hold := settlement.RedemptionHoldID(o.RedemptionID, partner, o.ItemID, o.Quantity, o.Points)
-		if e.TransferFlags != ledger.TransferPending || e.ID != hold || e.Account != o.Owner ||
-			e.CounterAccount != settlement.PartnerAccount(partner) || e.Amount != o.Points {
+		if e.TransferFlags != ledger.TransferPending || e.ID != hold || e.Amount != o.Points ||
+			(e.CounterAccount != settlement.PartnerAccount(partner) && !pseudonym.Is(e.CounterAccount)) {
 			return fmt.Errorf("ledger entry transfer %s (%s, %s -> %s, %d points) is not this order's hold %s", e.ID, e.TransferFlags, e.Account, e.CounterAccount, e.Amount, hold)
 		}
 	case ledger.KindDebit:
-		if e.RedemptionID != o.RedemptionID || e.Account != o.Owner || e.Amount != o.Points || e.Partner != partner || e.Item != o.ItemID {
+		if e.RedemptionID != o.RedemptionID || e.Amount != o.Points || e.Partner != partner || e.Item != o.ItemID {
 			return fmt.Errorf("ledger entry %s %q (%s, %d points, %s/%s) is not this order", e.Kind, e.RedemptionID, e.Account, e.Amount, e.Partner, e.Item)
 		}
 	default:
 		return fmt.Errorf("ledger entry of kind %s is not an order's", e.Kind)
+	}
+	// The leaf names the owner by pseudonym (docs/ledger.md, Pseudonymous
+	// leaves): the redemption id, SHA-256(owner 0x00 idempotency key),
+	// binds the entry to the order's owner instead.
+	switch {
+	case pseudonym.Is(e.Account):
+		if settlement.RedemptionID(o.Owner, o.IdempotencyKey) != o.RedemptionID {
+			return fmt.Errorf("order %s: redemption id is not SHA-256(owner, idempotency key) of owner %q", o.RedemptionID, o.Owner)
+		}
+	case e.Account != o.Owner:
+		return fmt.Errorf("ledger entry %q charges %s, the order's owner is %s", e.RedemptionID, e.Account, o.Owner)
 	}
 	return nil
 }
