@@ -39,6 +39,12 @@ func PartnerRedemptionsTopic(partner string) string {
 	return "minecart.partner." + partner + ".redemptions"
 }
 
+// PartnerCampaignsTopic is the topic of the bonuses partner's campaigns
+// paid (CreditSettled, kind bonus; docs/campaigns.md).
+func PartnerCampaignsTopic(partner string) string {
+	return "minecart.partner." + partner + ".campaigns"
+}
+
 // TopicSpec declares one topic.
 type TopicSpec struct {
 	Name       string

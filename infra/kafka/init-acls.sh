@@ -2,7 +2,7 @@
 # Creates the SCRAM users and ACLs of the production cluster (docker-compose.yml runs it once).
 # Services authenticate as "minecart" (full access to minecart.* topics and groups); each partner
 # gets its own user that may read only the reward topics: the settled-credits topic, its own
-# redemptions topic and the ledger's blocks and entries (the book it verifies), and write only to
+# redemptions and campaigns topics and the ledger's blocks and entries (the book it verifies), and write only to
 # the acknowledgements topic. The device registry (minecart.devices) is never readable by a partner. Telemetry (personal data: positions)
 # is never readable by a partner. See docs/partners.md.
 set -euo pipefail
@@ -25,6 +25,7 @@ for p in ${MINECART_PARTNERS:-}; do
   kc --alter --add-config "SCRAM-SHA-512=[password=${!pass_var}]" --entity-type users --entity-name "$user"
   ka --add --allow-principal "User:$user" --operation Read --operation Describe --topic minecart.rewards.credits
   ka --add --allow-principal "User:$user" --operation Read --operation Describe --topic "minecart.partner.$p.redemptions"
+  ka --add --allow-principal "User:$user" --operation Read --operation Describe --topic "minecart.partner.$p.campaigns"
   # The book the partner's node verifies and replicates (docs/ledger.md).
   ka --add --allow-principal "User:$user" --operation Read --operation Describe --topic minecart.ledger.blocks
   ka --add --allow-principal "User:$user" --operation Read --operation Describe --topic minecart.ledger.entries

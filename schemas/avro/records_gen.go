@@ -1381,7 +1381,7 @@ func (r *LedgerProof) decode(d *decoder) {
 
 // CreditSettled is the Avro record minecart.settlement.CreditSettled.
 //
-// A vehicle-day reward credit (kind credit) or a late-data correction of one (kind rescore, docs/partners.md) settled into an owner account, on minecart.rewards.credits (key = owner account), with the proof that the ledger includes it. Exactly one per credit or rescore entry; those of a vehicle without an owner are settled when it is bound.
+// A vehicle-day reward credit (kind credit) or a late-data correction of one (kind rescore, docs/partners.md) settled into an owner account, on minecart.rewards.credits (key = owner account), or a campaign's bonus (kind bonus, docs/campaigns.md) on its partner's minecart.partner.<partner>.campaigns (key = campaign id), with the proof that the ledger includes it. Exactly one per credit, rescore or bonus entry; those of a vehicle without an owner are settled when it is bound.
 type CreditSettled struct {
 	// account: the owner account credited
 	Account string
@@ -1395,7 +1395,7 @@ type CreditSettled struct {
 	Points    int64
 	SettledMs time.Time
 	Proof     LedgerProof
-	// kind: credit: the day's first credit (proof of the credit entry); rescore: a late-data correction of the day credited earlier under the same score_id and day (proof of the rescore entry, points = the signed change)
+	// kind: credit: the day's first credit (proof of the credit entry); rescore: a late-data correction of the day credited earlier under the same score_id and day (proof of the rescore entry, points = the signed change); bonus: a campaign's bonus on a credit, on the campaign partner's minecart.partner.<partner>.campaigns (key = campaign id), score_id = the bonus id bonus/<partner>/<name>/<credit leaf hash> (proof of the bonus entry, points = the amount paid, day_points 0)
 	Kind string
 	// revision: rescore: the day's scoring revision it books (1, 2, ...); credit: 0
 	Revision int32

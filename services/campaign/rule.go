@@ -21,6 +21,7 @@ type Rule struct {
 	Hash     [32]byte
 	Estimate cost.Estimate // static cost estimate (Max <= MaxCost)
 	prg      cel.Program
+	part     cel.Program // partial evaluation: the score-only variables may be unknown
 }
 
 // env is the CEL environment of VarsVersion: the standard library and the
@@ -97,7 +98,11 @@ func Compile(d Definition) (*Rule, error) {
 	if err != nil {
 		return nil, bad("%v", err)
 	}
-	return &Rule{Def: d, Hash: d.RuleHash(), Estimate: est, prg: prg}, nil
+	part, err := env.Program(ast, cel.CostLimit(MaxCost), cel.EvalOptions(cel.OptPartialEval))
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	return &Rule{Def: d, Hash: d.RuleHash(), Estimate: est, prg: prg, part: part}, nil
 }
 
 // sizes bounds the sizes of the variables for the static estimate.
@@ -134,6 +139,43 @@ func (r *Rule) Bonus(in *Inputs) (int64, error) {
 		return 0, fmt.Errorf("campaign %q: result %v is not an int", r.Def.ID(), v)
 	}
 	return min(max(int64(n), 0), r.Def.Cap), nil
+}
+
+// ScoreOnly are the variables a credit entry does not carry (they come
+// from the day's score alone): the book cannot tell their values.
+var ScoreOnly = []string{"distance_km", "gps_km", "odometer_km", "driving_s", "harsh_brake", "harsh_accel",
+	"harsh_corner", "speeding_s", "night_s", "fatigue_events", "events", "region"}
+
+var scoreOnlyPatterns = func() []*cel.AttributePatternType {
+	pats := make([]*cel.AttributePatternType, len(ScoreOnly))
+	for i, v := range ScoreOnly {
+		pats[i] = cel.AttributePattern(v)
+	}
+	return pats
+}()
+
+// BookBonus evaluates the rule on what a credit entry carries (in's
+// ScoreOnly fields are ignored: unknown), by CEL's partial evaluation:
+// known is false when the result depends on an unknown variable (the
+// book alone cannot tell the bonus), else n is the bonus clamped to
+// [0, Cap], as Bonus would give whatever the unknown variables hold.
+func (r *Rule) BookBonus(in *Inputs) (n int64, known bool, err error) {
+	act, err := cel.PartialVars(activation{in}, scoreOnlyPatterns...)
+	if err != nil {
+		return 0, false, fmt.Errorf("campaign %q: %w", r.Def.ID(), err)
+	}
+	v, _, err := r.part.Eval(act)
+	if types.IsUnknown(v) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, true, fmt.Errorf("campaign %q: %w", r.Def.ID(), err)
+	}
+	i, ok := v.(types.Int)
+	if !ok {
+		return 0, true, fmt.Errorf("campaign %q: result %v is not an int", r.Def.ID(), v)
+	}
+	return min(max(int64(i), 0), r.Def.Cap), true, nil
 }
 
 // activation resolves the variables from Inputs without a map.

@@ -13,11 +13,15 @@ func PartnerUser(partner string) string { return "partner-" + partner }
 func PartnerGroupPrefix(partner string) string { return "partner-" + partner + "/" }
 
 // PartnerTopics are the topics a partner needs: its redemptions topic
-// (orders, kept forever like the status topic).
+// (orders, kept forever like the status topic) and its campaigns topic
+// (the bonuses its campaigns paid, kept forever).
 func PartnerTopics(partner string) []pipelines.TopicSpec {
 	return []pipelines.TopicSpec{{
 		Name: pipelines.PartnerRedemptionsTopic(partner), Partitions: 1,
 		Doc: "settlement writes confirmed redemptions (orders) of partner " + partner + "; the partner reads",
+	}, {
+		Name: pipelines.PartnerCampaignsTopic(partner), Partitions: 1,
+		Doc: "settlement writes the settled bonuses of partner " + partner + "'s campaigns; the partner reads",
 	}}
 }
 
@@ -35,7 +39,7 @@ type ACL = struct {
 
 // PartnerACLs is everything partner's user (PartnerUser) may do
 // (allow ACLs; with ACLs enforced, everything else is denied): read the
-// settled-credits topic, its own redemptions topic and the ledger's
+// settled-credits topic, its own redemptions and campaigns topics and the ledger's
 // blocks and entries topics (the book it verifies and replicates: issue
 // 16), write acknowledgements, and use consumer groups named
 // partner-<partner>/*. Telemetry, the device registry, the ledger's
@@ -49,6 +53,8 @@ func PartnerACLs(partner string) []ACL {
 		{p, "topic", pipelines.TopicRewardCredits, "literal", "Describe"},
 		{p, "topic", pipelines.PartnerRedemptionsTopic(partner), "literal", "Read"},
 		{p, "topic", pipelines.PartnerRedemptionsTopic(partner), "literal", "Describe"},
+		{p, "topic", pipelines.PartnerCampaignsTopic(partner), "literal", "Read"},
+		{p, "topic", pipelines.PartnerCampaignsTopic(partner), "literal", "Describe"},
 		{p, "topic", pipelines.TopicLedgerBlocks, "literal", "Read"},
 		{p, "topic", pipelines.TopicLedgerBlocks, "literal", "Describe"},
 		{p, "topic", pipelines.TopicLedgerEntries, "literal", "Read"},

@@ -630,8 +630,8 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 	case KindBonus:
 		// A campaign's bonus is minted and settled like the credit it
 		// rests on: to the vehicle's owner (or held until it is bound),
-		// and to the reward credits topic, where the campaign's partner
-		// finds it by its id bonus/<partner>/<name>/... (docs/campaigns.md).
+		// and, kind bonus, to the campaign's partner's campaigns topic
+		// (BonusPartner; docs/campaigns.md), not the reward credits topic.
 		if e.VehicleID == "" || e.Amount <= 0 {
 			t.alert("bad_entry", "bonus entry %d: vehicle %q amount %d", e.Proof.LeafIndex, e.VehicleID, e.Amount)
 			return t, nil
@@ -664,6 +664,9 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 // credit settles a vehicle's credit into its owner's account, or holds it.
 func (t *Tx) credit(e Entry) {
 	c := CreditSettled{VehicleID: cmp.Or(e.VehiclePseudonym, e.VehicleID), Day: e.Day, ScoreID: e.ScoreID, Points: e.Amount, Proof: e.Proof, SettledAt: e.AppendedAt}
+	if e.Kind == KindBonus {
+		c.Kind = KindBonus
+	}
 	t.addMinted(e.AppendedAt, e.Amount)
 	if x, ok := t.binding(e.VehicleID); ok {
 		c.Account = x.Owner

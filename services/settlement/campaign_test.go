@@ -23,8 +23,21 @@ func TestBonusesSettle(t *testing.T) {
 	if b, _ := f.balance(HoldAccount("v2")); b != 5 {
 		t.Fatalf("hold v2 = %d, want 5", b)
 	}
-	if len(f.out.Credits) != 2 || f.out.Credits[1].ScoreID != "bonus/acme/wk/aa" || f.out.Credits[1].Points != 100 {
+	if len(f.out.Credits) != 2 || f.out.Credits[1].ScoreID != "bonus/acme/wk/aa" || f.out.Credits[1].Points != 100 ||
+		f.out.Credits[1].Kind != KindBonus || f.out.Credits[0].Kind == KindBonus {
 		t.Fatalf("credits settled %+v", f.out.Credits)
+	}
+	if r := f.out.Credits[1].Avro(); r.Kind != "bonus" || r.ScoreID != "bonus/acme/wk/aa" || r.Points != 100 {
+		t.Errorf("bonus record %+v", r)
+	}
+	for id, want := range map[string][2]string{
+		"bonus/acme/wk/aa": {"acme", "acme/wk"}, "bonus/acme/wk": {}, "bonus//wk/aa": {}, "acme/wk/aa": {},
+		"bonus/acme/wk/aa/bb": {}, "bonus/a b/wk/aa": {},
+	} {
+		p, c, ok := BonusPartner(id)
+		if ok != (want[0] != "") || p != want[0] || c != want[1] {
+			t.Errorf("BonusPartner(%q) = %q %q %v, want %v", id, p, c, ok, want)
+		}
 	}
 	if len(f.out.Alerts) != 1 || f.out.Alerts[0].Kind != "bad_entry" {
 		t.Fatalf("alerts %+v", f.out.Alerts)

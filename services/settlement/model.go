@@ -193,7 +193,7 @@ type CreditSettled struct {
 	Day       string
 	ScoreID   string
 	Points    int64     // a credit's points, or a rescore's signed delta
-	Kind      EntryKind `json:",omitempty"` // "" or KindCredit: a credit; KindRescore: a late-data correction of ScoreID
+	Kind      EntryKind `json:",omitempty"` // "" or KindCredit: a credit; KindRescore: a late-data correction of ScoreID; KindBonus: a campaign's bonus
 	Revision  int32     `json:",omitempty"`
 	DayPoints int64     `json:",omitempty"` // rescore: the day's points after it
 	Proof     Proof

@@ -1,6 +1,7 @@
 package settlement
 
 import (
+	"strings"
 	"time"
 
 	"github.com/minecart/minecart/schemas/avro"
@@ -97,8 +98,22 @@ func (p PartnerTotal) Avro() avro.PartnerTotal {
 func (c CreditSettled) Avro() *avro.CreditSettled {
 	r := &avro.CreditSettled{Account: c.Account, VehicleID: c.VehicleID, Day: c.Day, ScoreID: c.ScoreID,
 		Points: c.Points, SettledMs: c.SettledAt, Proof: c.Proof.Avro(), Kind: string(KindCredit), DayPoints: c.Points}
-	if c.Kind == KindRescore {
+	switch c.Kind {
+	case KindRescore:
 		r.Kind, r.Revision, r.DayPoints = string(KindRescore), c.Revision, c.DayPoints
+	case KindBonus:
+		r.Kind, r.DayPoints = string(KindBonus), 0
 	}
 	return r
+}
+
+// BonusPartner is the partner and campaign of a bonus id
+// bonus/<partner>/<name>/<credit leaf hash>; ok is false for another id.
+func BonusPartner(id string) (partner, campaign string, ok bool) {
+	rest, found := strings.CutPrefix(id, "bonus/")
+	parts := strings.Split(rest, "/")
+	if !found || len(parts) != 3 || parts[0] == "" || parts[1] == "" || ValidID(parts[0]) != nil {
+		return "", "", false
+	}
+	return parts[0], parts[0] + "/" + parts[1], true
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/campaign"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/pseudonym"
@@ -51,6 +52,11 @@ type Config struct {
 	User, Password string
 	// Credits also follows the settled-credits topic and verifies it.
 	Credits bool
+	// Campaigns, if set, are the partner's campaigns (the definitions it
+	// signed): the consumer follows its campaigns topic and verifies each
+	// bonus with VerifyBonus (OnBonus sees them).
+	Campaigns []campaign.Definition
+	OnBonus   func(c avro.CreditSettled, err error)
 	// Fulfil delivers an order and returns the partner's reference for
 	// it (default: "<partner>-<redemption id>").
 	Fulfil func(ctx context.Context, o Order) (ref string, err error)
@@ -116,6 +122,11 @@ func (c Config) Validate() error {
 		return errors.New("partner: negative batch timeout")
 	case c.Checkpoints != nil && (c.Checkpoints.Policy == nil || len(c.Checkpoints.LedgerKey) != ed25519.PublicKeySize):
 		return errors.New("partner: checkpoints without a policy or the ledger key")
+	}
+	for _, d := range c.Campaigns {
+		if d.Partner != c.Partner {
+			return fmt.Errorf("partner: campaign %s is not partner %s's", d.ID(), c.Partner)
+		}
 	}
 	return nil
 }
@@ -246,6 +257,45 @@ func VerifyCredit(c avro.CreditSettled, key ed25519.PublicKey) error {
 	return nil
 }
 
+// VerifyBonus checks a bonus from the partner's campaigns topic: its
+// entry is in the ledger (VerifyProof), is a bonus (kind 7) whose id is
+// the record's score_id and BonusID(campaign, credit leaf hash), of one of
+// rules (the partner's campaigns, by id) with that campaign's rule hash,
+// for the record's vehicle and day, paying the record's points, at least
+// 1 and at most what it requested; and the rule, evaluated again on the
+// entry's canonical inputs, asks for exactly `requested` (the clamp to
+// [0, cap] included), for a date the schedule covers. The inputs rest on
+// the credit at credit_leaf: checking them against it needs the book
+// (minecart campaigns audit).
+func VerifyBonus(c avro.CreditSettled, key ed25519.PublicKey, rules map[string]*campaign.Rule) error {
+	e, err := VerifyProof(c.Proof, key)
+	if err != nil {
+		return err
+	}
+	if e.Kind != ledger.KindBonus || c.Kind != string(settlement.KindBonus) || e.ID != c.ScoreID ||
+		e.ID != campaign.BonusID(e.Campaign, e.CreditHash) || e.VehicleID != c.VehicleID || e.Date != c.Day {
+		return fmt.Errorf("ledger entry %s %q (%s, %s) is not this bonus (%s %q)", e.Kind, e.ID, e.VehicleID, e.Date, c.Kind, c.ScoreID)
+	}
+	r := rules[e.Campaign]
+	if r == nil || !bytes.Equal(r.Hash[:], e.RuleHash) {
+		return fmt.Errorf("bonus %q: campaign %q with rule hash %x is not one of ours", e.ID, e.Campaign, e.RuleHash)
+	}
+	if e.Amount != c.Points || e.Amount < 1 || e.Amount > e.Requested {
+		return fmt.Errorf("bonus %q: amount %d, record %d points, requested %d", e.ID, e.Amount, c.Points, e.Requested)
+	}
+	in, err := campaign.DecodeInputs(e.Inputs)
+	if err != nil {
+		return fmt.Errorf("bonus %q: %w", e.ID, err)
+	}
+	if in.Date != e.Date || !r.Def.Covers(in.Date) {
+		return fmt.Errorf("bonus %q: date %s (inputs %s) outside %s..%s", e.ID, e.Date, in.Date, r.Def.Start, r.Def.End)
+	}
+	if n, err := r.Bonus(&in); err != nil || n != e.Requested {
+		return fmt.Errorf("bonus %q: requested %d, our rule gives %d (%v)", e.ID, e.Requested, n, err)
+	}
+	return nil
+}
+
 // Run consumes until ctx is done, then returns nil (or the first fatal
 // error).
 func Run(ctx context.Context, cfg Config) error {
@@ -293,7 +343,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Credits {
 		readers = append(readers, c.reader(dialer, pipelines.TopicRewardCredits))
 	}
-	nconsume := len(readers)
+	if len(cfg.Campaigns) > 0 {
+		c.rules = make(map[string]*campaign.Rule, len(cfg.Campaigns))
+		for _, d := range cfg.Campaigns {
+			r, err := campaign.Compile(d)
+			if err != nil {
+				return fmt.Errorf("partner: %w", err)
+			}
+			c.rules[d.ID()] = r
+		}
+		readers = append(readers, c.reader(dialer, pipelines.PartnerCampaignsTopic(cfg.Partner)))
+	}
+	nconsume := len(readers) // the checkpoints reader, if any, comes last
 	if cfg.Checkpoints != nil {
 		readers = append(readers, c.reader(dialer, pipelines.TopicLedgerCheckpoints))
 	}
@@ -324,6 +385,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 type consumer struct {
 	cfg   Config
+	rules map[string]*campaign.Rule // the partner's campaigns, by id
 	serde *schemas.Serde
 	acks  *kafka.Writer
 	log   *slog.Logger
@@ -371,7 +433,7 @@ func (c *consumer) consume(ctx context.Context, r *kafka.Reader, orders bool) er
 				continue
 			}
 			if !orders {
-				c.credit(m)
+				c.credit(m, r.Config().Topic != pipelines.TopicRewardCredits)
 				continue
 			}
 			o, a, ok, verr := c.order(ctx, m)
@@ -469,7 +531,7 @@ func (c *consumer) order(ctx context.Context, m kafka.Message) (o Order, ack kaf
 	return o, kafka.Message{Key: []byte(o.RedemptionID), Value: v}, true, verr
 }
 
-func (c *consumer) credit(m kafka.Message) {
+func (c *consumer) credit(m kafka.Message, bonus bool) {
 	var cr avro.CreditSettled
 	err := c.serde.Unmarshal(m.Value, &cr)
 	if err == nil {
@@ -478,12 +540,18 @@ func (c *consumer) credit(m kafka.Message) {
 			return
 		}
 		c.cfg.Seen.Mark(id)
-		err = VerifyCredit(cr, c.cfg.LedgerKey)
+		if bonus {
+			err = VerifyBonus(cr, c.cfg.LedgerKey, c.rules)
+		} else {
+			err = VerifyCredit(cr, c.cfg.LedgerKey)
+		}
 	}
 	if err != nil {
-		c.log.Error("credit does not verify", "offset", m.Offset, "err", err)
+		c.log.Error("credit does not verify", "offset", m.Offset, "bonus", bonus, "err", err)
 	}
-	if c.cfg.OnCredit != nil {
-		c.cfg.OnCredit(cr, err)
+	if on := c.cfg.OnCredit; bonus && c.cfg.OnBonus != nil {
+		c.cfg.OnBonus(cr, err)
+	} else if on != nil && !bonus {
+		on(cr, err)
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -281,4 +284,158 @@ func TestStageCampaignsAcrossCrashes(t *testing.T) {
 		t.Errorf("bonuses %d and %d, paid %d", reps[0].Bonuses, reps[1].Bonuses, reps[0].Paid)
 	}
 	t.Logf("%d bonuses, %d points paid, head %d %s", reps[0].Bonuses, reps[0].Paid, heads[0].TreeSize, heads[0].Root)
+}
+
+// TestAuditSkippedBonus: the audit recomputes, from the book alone, which
+// credits a campaign had to pay. A book from which one bonus is removed
+// and which is re-signed with the ledger's own key (so every block, root
+// and signature verifies, and every bonus left is right) is refused with
+// ErrSkipped; the untampered book passes, with the bonuses the book
+// cannot decide (region is not in a credit) counted as undecided.
+func TestAuditSkippedBonus(t *testing.T) {
+	a := newCampaignRun(t, 0)
+	a.setup()
+	a.day(1, false)
+	a.day(2, false)
+	pub := ledgertest.Key(1).Public().(ed25519.PublicKey)
+	rep, err := campaign.Audit(context.Background(), ledgertest.Blocks(a.m.blocks), pub)
+	// newcomer (tenure_days == 0 ? 5 : 0) is decided by the credit: 5
+	// eligible on day 1, 0 on day 2; region needs the score's region.
+	if err != nil || rep.Eligible != 5 || rep.Undecided != 10 || rep.Pending != 0 {
+		t.Fatalf("untampered: %+v, %v", rep, err)
+	}
+
+	// Re-sign the book without one newcomer bonus (the third of day 1's).
+	signer, err := ledger.NewSigner("minecart.test/ledger", ledgertest.Key(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, skip := range []int{0, 2, 4} {
+		book := ledger.NewBook()
+		var tampered []*ledger.Block
+		seen, removed := 0, ""
+		for _, b := range a.m.blocks {
+			var rel ledger.Release
+			rel.TimestampMs, rel.Clock = b.Header.TimestampMs, b.Header.Clock
+			for _, raw := range b.Entries {
+				e, err := ledger.DecodeEntry(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e.Kind == ledger.KindBonus && e.Campaign == "acme/newcomer" {
+					if seen == skip {
+						seen++
+						removed = e.ID
+						continue
+					}
+					seen++
+				}
+				rel.Entries = append(rel.Entries, e)
+			}
+			if len(rel.Entries) == 0 {
+				continue
+			}
+			blocks, _, _, err := book.Append(rel, 1000, signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tampered = append(tampered, blocks...)
+		}
+		if removed == "" {
+			t.Fatal("no newcomer bonus to remove")
+		}
+		if _, err := ledger.Verify(context.Background(), ledgertest.Blocks(tampered), pub); err != nil {
+			t.Fatalf("the re-signed book does not verify: %v", err)
+		}
+		rep, err := campaign.Audit(context.Background(), ledgertest.Blocks(tampered), pub)
+		if !errors.Is(err, campaign.ErrSkipped) || !strings.Contains(err.Error(), removed) {
+			t.Errorf("without %s: %+v, %v; want ErrSkipped naming it", removed, rep, err)
+		}
+	}
+}
+
+// TestStageRescoreKeepsBonuses, on the real broker: campaign rules
+// evaluate a day's first credit only (docs/campaigns.md, "Late
+// re-scoring"). A rescore (kind 4) that lowers a paid day below the rule's
+// threshold takes no bonus back, one that raises an unpaid day above it
+// pays none, and a day credited whole after its close (revision 0) is
+// evaluated like any credit; the audit, recomputing eligibility from the
+// book, accepts the result and finds nothing skipped.
+func TestStageRescoreKeepsBonuses(t *testing.T) {
+	const quarter int64 = 15 * 60 * 1000
+	key := campaign.RegisterKey("acme", partnerPub, 1)
+	hundred := campaign.Definition{Partner: "acme", Name: "hundred", Rule: `points >= 100 ? points : 0`,
+		Start: "1970-01-01", End: "1970-12-31", Budget: 10_000, Cap: 500}
+	reqs := []ledger.Entry{key, campaign.Submit(hundred, partnerKey, 2), campaign.Submit(newcomer, partnerKey, 3)}
+	var recs []kafka.Output
+	for i := range reqs {
+		recs = append(recs, kafka.Output{Topic: pipelines.TopicLedgerRequests, Key: []byte(reqs[i].Campaign), Value: enc(t, campaign.Request(&reqs[i]))})
+	}
+	score := func(v string, pts int64, rev int32, release int64) kafka.Output {
+		s := ledgertest.Score(v, 1, pts)
+		if rev > 0 || release > 0 {
+			s.Revision, s.ReleaseMs, s.LateAdded = rev, release, 3
+			s.EventsHash = append([]byte{byte(rev + 1)}, s.EventsHash[1:]...)
+		}
+		return kafka.Output{Topic: pipelines.TopicScores, Key: []byte(v), Value: enc(t, s)}
+	}
+	wm := func(through int64) []kafka.Output {
+		var out []kafka.Output
+		for task := range 2 {
+			out = append(out, kafka.Output{Topic: pipelines.TopicScores, Key: []byte(fmt.Sprintf("wm/%d", task)), Value: enc(t, ledgertest.Watermark(task, 2, through))})
+		}
+		return out
+	}
+	brokers := kafkatest.Broker(t)
+	cfg := stageConfig(t, brokers, 4)
+	cfg.Now = func() time.Time { return time.UnixMilli(1_000) }
+	stop := kafkatest.Run(t, runConfig(brokers, 11), newStage(t, cfg))
+	defer stop()
+	pub := ledgertest.Key(1).Public().(ed25519.PublicKey)
+	kafkatest.Produce(t, brokers, recs...)
+	waitBook(t, brokers, pub, 3)
+	// Day 1: a 100 points (hundred pays 100), b 50 (nothing); both new (newcomer 5 each).
+	kafkatest.Produce(t, brokers, append([]kafka.Output{score("a", 100, 0, 0), score("b", 50, 0, 0)}, wm(2*ledgertest.DayMs)...)...)
+	waitBook(t, brokers, pub, 3+2+3)
+	// Late data: a re-scored down to 40, b up to 150, c's whole day late at 120.
+	r1 := 2*ledgertest.DayMs + 3*quarter
+	kafkatest.Produce(t, brokers, append([]kafka.Output{score("a", 40, 1, r1), score("b", 150, 1, r1), score("c", 120, 0, r1)}, wm(r1)...)...)
+	waitBook(t, brokers, pub, 3+2+3+3+2)
+
+	var kinds []string
+	paid := map[string]int64{}
+	for _, b := range readBlocks(t, brokers, pub) {
+		for _, raw := range b.Entries {
+			e, err := ledger.DecodeEntry(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds = append(kinds, e.Kind.String())
+			if e.Kind == ledger.KindBonus {
+				paid[e.Campaign+" "+e.VehicleID] += e.Amount
+			}
+		}
+	}
+	want := map[string]int64{"acme/hundred a": 100, "acme/newcomer a": 5, "acme/newcomer b": 5, "acme/hundred c": 120, "acme/newcomer c": 5}
+	if fmt.Sprint(paid) != fmt.Sprint(want) {
+		t.Errorf("bonuses %v, want %v (entries %v)", paid, want, kinds)
+	}
+	rep, err := campaign.Audit(context.Background(), blocksOn(t, brokers), pub)
+	if err != nil || rep.Bonuses != 5 || rep.Eligible != 5 || rep.Undecided != 0 || rep.Pending != 0 || rep.Paid != 235 {
+		t.Errorf("audit %+v, %v", rep, err)
+	}
+}
+
+// readBlocks reads every block of the blocks topic.
+func readBlocks(t *testing.T, brokers []string, pub []byte) []*ledger.Block {
+	t.Helper()
+	var out []*ledger.Block
+	err := blocksOn(t, brokers).Blocks(context.Background(), func(r ledger.Record) error {
+		out = append(out, r.Block)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

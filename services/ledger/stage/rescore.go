@@ -23,6 +23,7 @@ type lateScore struct {
 	rev       int64
 	release   int64 // appended once every watermark reached it
 	lateAdded int64
+	score     *avro.DailyScore // the score (a revision 0's campaign inputs)
 }
 
 func newLateScore(s *avro.DailyScore) (*lateScore, error) {
@@ -37,7 +38,7 @@ func newLateScore(s *avro.DailyScore) (*lateScore, error) {
 		return nil, fmt.Errorf("score %q revision %d: release %d before its window end %d: %w", s.ID, s.Revision, s.ReleaseMs, e.WindowEndMs, ledger.ErrEntry)
 	}
 	return &lateScore{key: rescorePrefix + ledger.RescoreID(s.ID, int64(s.Revision)), credit: e, rev: int64(s.Revision),
-		release: s.ReleaseMs, lateAdded: s.LateAdded}, nil
+		release: s.ReleaseMs, lateAdded: s.LateAdded, score: s}, nil
 }
 
 // lateOrder is the canonical order of re-scored days: release mark,
@@ -156,6 +157,7 @@ func (p *Processor) lateEntries(group []*lateScore) (entries []ledger.Entry, don
 			}
 			days[c.ID] = day{c.Points, p.book.Size() + uint64(len(entries))}
 			entries = append(entries, c)
+			p.scores[c.ID] = ls.score // campaigns evaluate a late credit like any other
 			done = append(done, ls)
 			continue
 		}

@@ -202,7 +202,32 @@ func (p *processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 		}
 		return err
 	}
+	if err := p.ensureBonusPartners(ctx, tx); err != nil {
+		return err
+	}
 	return p.emit(tx, out)
+}
+
+// ensureBonusPartners creates, once per partner and task, the topics of
+// the partners whose campaigns' bonuses tx settles (a partner may run
+// campaigns without a catalog item): a bonus to a missing topic would
+// fail its transaction again and again. Errors are retried.
+func (p *processor) ensureBonusPartners(ctx context.Context, tx *settlement.Tx) error {
+	if p.ensure == nil || tx == nil {
+		return nil
+	}
+	for _, c := range tx.Credits {
+		if c.Kind != settlement.KindBonus {
+			continue
+		}
+		if partner, _, ok := settlement.BonusPartner(c.ScoreID); ok && !p.partners[partner] {
+			if err := p.ensure(ctx, partner); err != nil {
+				return fmt.Errorf("partner %s topics: %w", partner, err)
+			}
+			p.partners[partner] = true
+		}
+	}
+	return nil
 }
 
 func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*settlement.Tx, error) {
@@ -361,6 +386,12 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 		rs = append(rs, record{pipelines.TopicLedgerRequests, x.DebitAccount, &tx.Transfers[i]})
 	}
 	for _, c := range tx.Credits {
+		if c.Kind == settlement.KindBonus { // to the campaign's partner (topics ensured in Process)
+			if partner, camp, ok := settlement.BonusPartner(c.ScoreID); ok {
+				rs = append(rs, record{pipelines.PartnerCampaignsTopic(partner), camp, c.Avro()})
+			}
+			continue
+		}
 		rs = append(rs, record{pipelines.TopicRewardCredits, c.Account, c.Avro()})
 	}
 	for i, st := range tx.Statements {
