@@ -250,7 +250,7 @@ func summaryLines(out []string) []string {
 			// Dead letters per upload: compared per distinct record (Topics).
 			strings.HasPrefix(l, "rejected") || strings.HasPrefix(l, "analysts:") || strings.HasPrefix(l, "serving until") ||
 			// How to log in and query: paths and addresses of this run.
-			strings.HasPrefix(l, "owner login") || strings.HasPrefix(strings.TrimSpace(l), "(read-only;") || strings.HasPrefix(l, "operator:") || strings.Contains(l, "curl ") {
+			strings.HasPrefix(l, "owner login") || strings.HasPrefix(strings.TrimSpace(l), "(read-only;") || strings.HasPrefix(l, "operator:") || strings.HasPrefix(l, "web:") || strings.Contains(l, "curl ") {
 			continue
 		}
 		keep = append(keep, height.ReplaceAllString(l, ""))
