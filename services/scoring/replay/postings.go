@@ -30,6 +30,7 @@ type Postings struct {
 	lists     map[uint64][]fpKey // band key -> fingerprints holding it here, in arrival order
 	perDay    map[string]int
 	today     string
+	oldest    string // keep(today), cached
 	dirty     map[fpKey]struct{} // changed since the last Flush (absent from fps: a tombstone)
 }
 
@@ -105,9 +106,10 @@ func (p *Postings) Offer(fp *Fingerprint, band int) []Verdict {
 	}
 	if fp.Date > p.today {
 		p.today = fp.Date
+		p.oldest = p.keep()
 		p.expire()
 	}
-	if fp.Date < p.keep() {
+	if fp.Date < p.oldest {
 		return nil
 	}
 	k := fpKey{fp.Vehicle, fp.Date, fp.Trip}
@@ -168,7 +170,7 @@ func (p *Postings) keep() string {
 
 // expire drops the fingerprints of days before keep.
 func (p *Postings) expire() {
-	keep := p.keep()
+	keep := p.oldest
 	for k, ps := range p.fps {
 		if k.date >= keep {
 			continue
@@ -263,6 +265,7 @@ func (p *Postings) Restore(key string, value []byte) error {
 	}
 	if fp.Date > p.today {
 		p.today = fp.Date
+		p.oldest = p.keep()
 	}
 	return nil
 }
