@@ -30,7 +30,7 @@ type Postings struct {
 	lists     map[uint64][]fpKey // band key -> fingerprints holding it here, in arrival order
 	perDay    map[string]int
 	today     string
-	oldest    string // keep(today), cached
+	oldest    string             // keep(today), cached
 	dirty     map[fpKey]struct{} // changed since the last Flush (absent from fps: a tombstone)
 }
 
