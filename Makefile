@@ -7,7 +7,7 @@ GO      ?= go
 ARGS    ?=
 BIN     := bin/minecart
 
-.PHONY: setup build run test test-short vet bench bench-ratios soak transfers-soak chaos chaos-short clean
+.PHONY: setup build run test test-short vet bench bench-ratios soak soak-scale transfers-soak chaos chaos-short fairness clean
 
 setup:
 	@bash infra/setup.sh
@@ -42,9 +42,22 @@ bench: setup
 bench-ratios: setup
 	bash .ci/bench-ratios
 
-# Long runs: a bigger fleet through the whole embedded pipeline.
-soak: build
-	./$(BIN) run --once --vehicles 20000 --days 2 --data-dir $$(mktemp -d)
+# Long runs (docs/scale.md, section 1 "Soak and scaling runs on one machine"): the fleet through the embedded broker and
+# ClickHouse with every stage a process from its own main (loadtest/soak). Samples RSS and CPU
+# per process, lag and records/s per stage every 10 s; ends with a summary table, also written
+# to soak-report.txt. Data (about 24 GB of Kafka log and 8 GB of ClickHouse for 20,000 x 2) goes under $TMPDIR.
+# SOAK_FLAGS: e.g. -soak.kafka 127.0.0.1:19860 -soak.keep. soak-scale: N = 1, 2, 4 replicas per stage.
+SOAK_VEHICLES ?= 20000
+SOAK_DAYS     ?= 2
+SOAK_FLAGS    ?=
+SOAK_SCALE_VEHICLES ?= 5000
+SOAK_RUN      := $(GO) test -count=1 -timeout 12h -v -run '^TestSoak$$' ./loadtest/soak/ -soak.run
+
+soak: setup
+	$(SOAK_RUN) -soak.vehicles $(SOAK_VEHICLES) -soak.days $(SOAK_DAYS) -soak.replicas 1 -soak.out $(CURDIR)/soak-report.txt $(SOAK_FLAGS)
+
+soak-scale: setup
+	$(SOAK_RUN) -soak.vehicles $(SOAK_SCALE_VEHICLES) -soak.days 1 -soak.replicas 1,2,4 -soak.out $(CURDIR)/soak-scale-report.txt $(SOAK_FLAGS)
 
 # Transfers (docs/economy.md): the concurrency test with 100,000 random transfers among 100
 # accounts from 32 clients across a settlement restart (make test runs 10,000; 2,000 under -race).
@@ -58,6 +71,11 @@ chaos: setup
 
 chaos-short: setup
 	$(GO) test -count=1 -timeout 20m -v ./loadtest/chaos/
+
+# Issue 15's fairness table: a month of 10,000 vehicles with every honest edge case and fraud
+# class through the pure scoring code (docs/scoring.md, "Fairness"); ARGS="-vehicles 1000" for less.
+fairness: setup
+	$(GO) run ./loadtest/fairness $(ARGS)
 
 clean:
 	rm -rf bin .minecart

@@ -16,6 +16,7 @@ const (
 	TopicLedgerChangelog  = "minecart.ledger.changelog"  // ledger's pending credits, compacted
 	TopicLedgerBlocks     = "minecart.ledger.blocks"     // the book: signed blocks with their entries, kept forever
 	TopicLedgerEntries    = "minecart.ledger.entries"    // one record per entry, with inclusion proof -> settlement, sink
+	TopicLedgerPseudonyms = "minecart.ledger.pseudonyms" // sealed pseudonym keys, compacted, key = pseudonym
 	TopicAccounts         = "minecart.accounts"          // vehicle -> owner bindings, compacted
 	TopicCatalog          = "minecart.catalog"           // partner catalog, compacted
 	TopicRedemptions      = "minecart.redemptions.requests"
@@ -84,6 +85,7 @@ var Topology = []TopicSpec{
 	{TopicLedgerBlocks, 1, false, 0, "ledger writes the signed blocks; anyone reads from offset 0"},
 	{TopicLedgerEntries, 1, false, 0, "ledger writes; settlement, sink read"},
 	{TopicLedgerCheckpoints, 1, true, 0, "the ledger's publisher writes checkpoints cosigned by the witness quorum; proofs servers and anyone read"},
+	{TopicLedgerPseudonyms, 1, true, 0, "ledger writes sealed pseudonym keys, erasure tombstones them; ledger, settlement, owner API, CLI read"},
 	{TopicAccounts, 1, true, 0, "CLI writes; settlement reads"},
 	{TopicCatalog, 1, true, 0, "CLI writes; settlement reads"},
 	{TopicRedemptions, 1, false, 0, "HTTP API writes; settlement reads"},

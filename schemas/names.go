@@ -18,6 +18,7 @@ const (
 	TransferBatch     = "minecart.settlement.TransferBatch" // transfer requests topic
 	AccountFlags      = "minecart.settlement.AccountFlags"  // transfer requests topic
 	CampaignRequest   = "minecart.ledger.CampaignRequest"   // ledger requests topic: campaign actions (docs/campaigns.md)
+	Pseudonym         = "minecart.ledger.Pseudonym"         // pseudonyms topic (compacted): a sealed pseudonym key
 	AccountBinding    = "minecart.settlement.AccountBinding"
 	CatalogItem       = "minecart.settlement.CatalogItem"
 	RedemptionRequest = "minecart.settlement.RedemptionRequest"

@@ -19,6 +19,7 @@ import (
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement"
 	settleapi "github.com/minecart/minecart/services/settlement/api"
 )
@@ -123,6 +124,24 @@ func accountsCommand(stdout io.Writer, stdin io.Reader) *ff.Command {
 		}
 		fmt.Fprintf(stdout, "credential %s removed\n", auth.Subject(role, id))
 		return nil
+	})
+	var reason, sealPath, chDSN string
+	var timeout time.Duration
+	sub(cmd, &kf, "erase", "erase an owner (PIPL art. 47, GDPR art. 17): the ledger destroys the pseudonym keys of the account and its vehicles (kind 8 erasure entries), the vehicles are unbound, the credential removed, and ClickHouse rows naming them deleted", func(fs *flag.FlagSet) {
+		fs.StringVar(&owner, "owner", "", "owner account to erase")
+		fs.StringVar(&reason, "reason", "", "why, recorded in the erasure entries (no personal data; default: erasure requested by the owner)")
+		fs.StringVar(&sealPath, "pseudonym-key", ".minecart/pseudonyms.key", "the ledger's pseudonym-sealing key file (minecart run: <data-dir>/pseudonyms.key)")
+		fs.StringVar(&chDSN, "clickhouse-dsn", "", "ClickHouse DSN of a user that may ALTER TABLE ... DELETE (minecart run: the writer of <data-dir>/clickhouse/users.json); empty: ClickHouse is left alone")
+		fs.DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the ledger to destroy the keys")
+	}, func(ctx context.Context, a *admin) error {
+		if owner == "" {
+			return errors.New("--owner is required")
+		}
+		seal, err := pseudonym.LoadSealKey(sealPath)
+		if err != nil {
+			return err
+		}
+		return erase(ctx, a, eraseConfig{Owner: owner, Reason: reason, Seal: seal, ClickHouseDSN: chDSN, Timeout: timeout, Out: stdout})
 	})
 	return cmd
 }

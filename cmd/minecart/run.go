@@ -25,6 +25,7 @@ import (
 	"github.com/minecart/minecart/infra/chserver"
 	"github.com/minecart/minecart/loadtest"
 	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/stack"
 )
 
@@ -107,6 +108,9 @@ func runPipeline(ctx context.Context, f runFlags) error {
 	st, err := stack.Start(ctx, stack.Config{
 		DataDir: f.dataDir, KafkaAddr: f.kafkaAddr, HTTPAddr: f.httpAddr, ClickHouseDSN: dsn, ClickHouseReadDSN: readDSN,
 		IdleTimeout: f.idle, Witnesses: witnesses, WitnessPolicy: f.policy,
+		// A simulated fleet: pseudonym keys derived from the seed, so the
+		// same seed gives the same root (docs/ledger.md, Pseudonymous leaves).
+		PseudonymSeed: pseudonym.SimulationSeed(f.seed),
 		// The simulated fleet uploads history: accept it however old it is.
 		MaxEventAge: 0,
 	})

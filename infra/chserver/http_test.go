@@ -236,3 +236,48 @@ func TestSessionStatementsDoNotLeak(t *testing.T) {
 		t.Errorf("leaked session state: %d %q", st, body)
 	}
 }
+
+// TestRequestSettingsAreExact: the owner applies each request's settings
+// and query parameters as a difference to the previous request's (one SET);
+// every request must still see exactly its own settings and the defaults
+// for the rest, also after a request whose settings the engine refused.
+func TestRequestSettingsAreExact(t *testing.T) {
+	const probe = "SELECT getSetting('max_threads'), getSetting('max_result_rows'), getSetting('max_block_size')"
+	var defaults string
+	{
+		st, _, body := do(t, "GET", probe, nil, nil)
+		mustOK(t, st, body)
+		defaults = body
+	}
+	def := strings.Split(strings.TrimSuffix(defaults, "\n"), "\t")
+	for i, c := range []struct {
+		params url.Values
+		query  string
+		want   string // body; "" = an error status
+	}{
+		{url.Values{"max_threads": {"1"}, "max_result_rows": {"1000"}}, probe, "1\t1000\t" + def[2] + "\n"},
+		{url.Values{"max_threads": {"1"}}, probe, "1\t" + def[1] + "\t" + def[2] + "\n"},
+		{url.Values{"max_threads": {"1"}}, probe, "1\t" + def[1] + "\t" + def[2] + "\n"}, // nothing to change
+		{url.Values{"max_block_size": {"777"}}, probe, def[0] + "\t" + def[1] + "\t777\n"},
+		{nil, probe, defaults},
+		{url.Values{"param_x": {"a"}, "max_threads": {"2"}}, "SELECT {x:String}, getSetting('max_threads')", "a\t2\n"},
+		{url.Values{"param_x": {"b"}}, "SELECT {x:String}, getSetting('max_threads')", "b\t" + def[0] + "\n"},
+		{url.Values{"param_x": {"b"}, "param_y": {"c"}}, "SELECT {x:String}, {y:String}", "b\tc\n"},
+		{url.Values{"param_x": {"d"}}, "SELECT {y:String}", ""}, // y was set by the request before: not here
+		{url.Values{"max_threads": {"3"}, "max_block_size": {"not a number"}}, probe, ""},
+		{nil, probe, defaults},
+		{url.Values{"max_threads": {"3"}}, probe, "3\t" + def[1] + "\t" + def[2] + "\n"},
+		{nil, probe, defaults},
+	} {
+		st, _, body := do(t, "GET", c.query, c.params, nil)
+		if c.want == "" {
+			if st == 200 {
+				t.Errorf("%d: %v %q: want an error, got %q", i, c.params, c.query, body)
+			}
+			continue
+		}
+		if st != 200 || body != c.want {
+			t.Errorf("%d: %v %q: %d %q, want %q", i, c.params, c.query, st, body, c.want)
+		}
+	}
+}

@@ -66,13 +66,13 @@ var layers = []struct {
 }{
 	{"wiring", []string{"cmd/minecart", "cmd/partner-example", "services/*/cmd/*", "infra/chserver/cmd/chserver",
 		"loadtest/cmd/loadtest", "schemas/internal/avrogen/cmd", "services/stack", "services/daemon",
-		"services/daemon/daemontest", "services/settlement/settletest", "internal/envflag", "internal/layout", "loadtest/chaos"}},
-	{"Kafka and infrastructure adapters", []string{"pipelines/kafka", "pipelines/kafka/kafkatest", "services/ledger/blocks",
+		"services/daemon/daemontest", "services/settlement/settletest", "internal/envflag", "internal/layout", "loadtest/chaos", "loadtest/soak"}},
+	{"Kafka and infrastructure adapters", []string{"pipelines/kafka", "pipelines/kafka/kafkatest", "services/ledger/blocks", "services/pseudonym/follow",
 		"services/gateway", "loadtest", "schemas/registry", "infra/*", "infra/chserver/chtest", "cmd/partner-example/partner"}},
 	{"stages and APIs, over the contract", []string{"services/ingest", "services/*/stage", "services/sink", "services/owner",
 		"services/ledger/proofs", "services/settlement/api", "services/campaign/api", "services/auth", "services/auth/authtest", "services/witness", "services/web"}},
 	{"domain", []string{"services/telemetry", "services/telemetry/wire", "services/scoring", "services/scoring/scoringtest", "services/scoring/replay",
-		"services/ledger", "services/ledger/merkle", "services/ledger/ledgertest", "services/settlement", "services/ids", "services/campaign", "loadtest/fleet"}},
+		"services/ledger", "services/ledger/merkle", "services/ledger/ledgertest", "services/settlement", "services/ids", "services/campaign", "services/pseudonym", "loadtest/fleet", "loadtest/fairness"}},
 	{"base", []string{"schemas/avro", "schemas", "schemas/internal/avrogen", "pipelines", "pipelines/prom"}},
 }
 

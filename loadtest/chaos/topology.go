@@ -24,6 +24,7 @@ import (
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/gateway"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement"
 	settleapi "github.com/minecart/minecart/services/settlement/api"
 )
@@ -113,6 +114,10 @@ type Topology struct {
 	// DayIn is how long (wall clock) the simulated days take to upload
 	// (the fleet is paced); 0: as fast as possible.
 	DayIn time.Duration
+	// OnMark, when set, is called by SendFleet after each time mark it
+	// wrote, with the mark's (simulated) intake time: loadtest/soak
+	// measures from it when a day could close.
+	OnMark func(at time.Time)
 
 	logs         string
 	run          string // makes the instance ids unique on this host
@@ -216,6 +221,9 @@ func (t *Topology) Start(ctx context.Context) error {
 	if err := t.startGateway(ctx); err != nil {
 		return err
 	}
+	if _, err := pseudonym.LoadOrCreateSealKey(t.pseudonymKey()); err != nil {
+		return err
+	}
 	for i := range t.Replicas {
 		id := func(stage string) string { return fmt.Sprintf("%s-%s-%c", t.run, stage, 'a'+i) }
 		for _, st := range []struct {
@@ -224,8 +232,9 @@ func (t *Topology) Start(ctx context.Context) error {
 		}{
 			{"ingest", []string{"-max-age", "0"}},
 			{"scoring", []string{"-tick", "1s"}},
-			{"ledger", []string{"-key", filepath.Join(t.Dir, "ledger.key"), "-create-key=false", "-http-addr", ""}},
-			{"settlement", []string{"-http-addr", ""}},
+			{"ledger", []string{"-key", filepath.Join(t.Dir, "ledger.key"), "-create-key=false", "-http-addr", "",
+				"-pseudonym-key", t.pseudonymKey(), "-pseudonym-seed", pseudonym.SimulationSeed(t.Fleet.Seed)}},
+			{"settlement", []string{"-http-addr", "", "-pseudonym-key", t.pseudonymKey()}},
 			{"sink", []string{"-clickhouse-dsn", t.ClickHouseDSN()}},
 		} {
 			if err := add(st.stage, id(st.stage), st.args...); err != nil {
@@ -366,6 +375,10 @@ func (t *Topology) startGateway(ctx context.Context) error {
 // -device-key), as `minecart run` keeps it.
 func (t *Topology) deviceKey() string { return filepath.Join(t.Dir, "devices.key") }
 
+// pseudonymKey is the ledger's pseudonym-sealing key file, made before the
+// ledger and settlement start (both are given it), as `minecart run` keeps it.
+func (t *Topology) pseudonymKey() string { return filepath.Join(t.Dir, "pseudonyms.key") }
+
 // SendFleet uploads the simulated days through the gateway as
 // services/stack's SendDeliveries does: delivery by delivery, the
 // gateway's intake clock set to the delivery's time and its time marks
@@ -408,6 +421,9 @@ func (t *Topology) SendFleet(ctx context.Context) (loadtest.Report, error) {
 				return total, fmt.Errorf("time mark at %v: %w", d.At, err)
 			}
 			time.Sleep(500 * time.Millisecond)
+		}
+		if t.OnMark != nil {
+			t.OnMark(time.UnixMilli(clock.Load()))
 		}
 		if len(d.Events) == 0 {
 			continue
@@ -494,6 +510,21 @@ func (t *Topology) KillStage(r *Replica, pause time.Duration) error {
 	defer r.mu.Unlock()
 	r.end(p, w, at)
 	return r.start()
+}
+
+// Proc is the replica's running process (nil while the suite restarts
+// it, or once stopped).
+func (r *Replica) Proc() *Proc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.proc
+}
+
+// ClickHouseProc is the `minecart clickhouse` process (nil before Start).
+func (t *Topology) ClickHouseProc() *Proc {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ch
 }
 
 // Stages are the stage replicas (not the gateway).

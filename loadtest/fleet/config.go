@@ -108,6 +108,10 @@ type Config struct {
 	// Workers is how many goroutines generate a chunk; default 1. It never
 	// changes the output.
 	Workers int
+	// Cases are the shares of vehicle-days with an honest edge case or a
+	// fraud class that VehicleDays applies (cases.go); zero: none. They
+	// change nothing in Chunks, Deliveries or Vehicle.
+	Cases CaseMix
 }
 
 func (c Config) withDefaults() Config {
@@ -171,6 +175,19 @@ func (c Config) Validate() error {
 		return errors.New("fleet: Workers must be >= 1")
 	case math.IsNaN(c.Center.Lat) || math.IsNaN(c.Center.Lon):
 		return errors.New("fleet: Center is NaN")
+	}
+	sum := 0.0
+	for k, x := range c.Cases {
+		if k == int(CaseNone) {
+			continue
+		}
+		if !(x >= 0 && x <= 1) {
+			return fmt.Errorf("fleet: Cases %v: shares must be in [0, 1]", c.Cases)
+		}
+		sum += x
+	}
+	if sum > 1 {
+		return fmt.Errorf("fleet: Cases %v: shares sum above 1", c.Cases)
 	}
 	if _, err := time.LoadLocation(c.TZ); err != nil {
 		return fmt.Errorf("fleet: TZ %q: %w", c.TZ, err)

@@ -39,6 +39,7 @@ const (
 	tagVehicle
 	tagFault
 	tagPowerLoss
+	tagCase
 )
 
 // vinChars are the characters a VIN may hold (no I, O, Q).

@@ -454,6 +454,7 @@ type RequestKind string
 const (
 	RequestKindDebit      RequestKind = "debit"
 	RequestKindAdjustment RequestKind = "adjustment"
+	RequestKindErasure    RequestKind = "erasure"
 )
 
 func (e RequestKind) index() (int64, error) {
@@ -462,11 +463,13 @@ func (e RequestKind) index() (int64, error) {
 		return 0, nil
 	case RequestKindAdjustment:
 		return 1, nil
+	case RequestKindErasure:
+		return 2, nil
 	}
 	return 0, fmt.Errorf("minecart.ledger.RequestKind: symbol %q not in the enum", string(e))
 }
 
-var symbolsRequestKind = [...]RequestKind{RequestKindDebit, RequestKindAdjustment}
+var symbolsRequestKind = [...]RequestKind{RequestKindDebit, RequestKindAdjustment, RequestKindErasure}
 
 // DebitRequest is the Avro record minecart.ledger.DebitRequest.
 //
@@ -474,7 +477,7 @@ var symbolsRequestKind = [...]RequestKind{RequestKindDebit, RequestKindAdjustmen
 type DebitRequest struct {
 	// request_id: Idempotency key: a request id already in the ledger is ignored.
 	RequestID string
-	// kind: debit: amount > 0 points taken out; adjustment: amount != 0 signed change, reason required.
+	// kind: debit: amount > 0 points taken out; adjustment: amount != 0 signed change, reason required; erasure: amount 0, reason required, names the account or the vehicle whose pseudonym key the ledger destroys (docs/ledger.md, Erasure).
 	Kind RequestKind
 	// account: Account charged or corrected (required for a debit; an adjustment names an account, a vehicle or both).
 	Account string
@@ -724,6 +727,72 @@ func (r *LedgerEntry) decode(d *decoder) {
 	if d.union("campaign") {
 		r.Campaign = d.string("campaign")
 	}
+}
+
+// PseudonymKind is the Avro enum minecart.ledger.PseudonymKind.
+type PseudonymKind string
+
+// The symbols of PseudonymKind, in schema order.
+const (
+	PseudonymKindVehicle PseudonymKind = "vehicle"
+	PseudonymKindAccount PseudonymKind = "account"
+)
+
+func (e PseudonymKind) index() (int64, error) {
+	switch e {
+	case PseudonymKindVehicle:
+		return 0, nil
+	case PseudonymKindAccount:
+		return 1, nil
+	}
+	return 0, fmt.Errorf("minecart.ledger.PseudonymKind: symbol %q not in the enum", string(e))
+}
+
+var symbolsPseudonymKind = [...]PseudonymKind{PseudonymKindVehicle, PseudonymKindAccount}
+
+// Pseudonym is the Avro record minecart.ledger.Pseudonym.
+//
+// The key behind one pseudonym of the ledger's leaves: the value of the compacted topic minecart.ledger.pseudonyms (key = the pseudonym "p1:<32 hex>"). Written by the ledger in the transaction of the first entry that names the identity; a tombstone (erasure) destroys the key and so the link between the pseudonym and the identity. The identity and its key are sealed under the deployment's pseudonym-sealing key; docs/ledger.md, Pseudonymous leaves.
+type Pseudonym struct {
+	// pseudonym: p1: then 32 lowercase hex digits: the first 16 bytes of HMAC-SHA256(key, "minecart/<kind>/v1\u0000" || id). Equals the record's key.
+	Pseudonym string
+	// kind: vehicle: a vehicle id (VehicleID fields); account: an owner or other account (Account, CounterAccount fields).
+	Kind PseudonymKind
+	// sealed: "MCP1" || key id (8) || nonce (12) || AES-256-GCM(key (32 bytes) || id) || tag (16), additional data "minecart.ledger.pseudonyms/v1\u0000" || pseudonym.
+	Sealed []byte
+	// created_ms: When the ledger made the key (its wall clock); not part of the pseudonym.
+	CreatedMs time.Time
+}
+
+// AvroName is the record's full Avro name, minecart.ledger.Pseudonym.
+func (*Pseudonym) AvroName() string { return "minecart.ledger.Pseudonym" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *Pseudonym) AppendAvro(dst []byte) ([]byte, error) {
+	var err error
+	dst = appendString(dst, r.Pseudonym)
+	if dst, err = appendEnum(dst, r.Kind); err != nil {
+		return dst, err
+	}
+	dst = appendBytes(dst, r.Sealed)
+	dst = appendLong(dst, r.CreatedMs.UnixMilli())
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *Pseudonym) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = Pseudonym{}
+	r.decode(&d)
+	return d.finish("minecart.ledger.Pseudonym")
+}
+
+func (r *Pseudonym) decode(d *decoder) {
+	r.Pseudonym = d.string("pseudonym")
+	r.Kind = decodeEnum(d, "kind", symbolsPseudonymKind[:])
+	r.Sealed = d.bytes("sealed")
+	r.CreatedMs = time.UnixMilli(d.long("created_ms")).UTC()
 }
 
 // TransferRequest is the Avro record minecart.ledger.TransferRequest.
@@ -1315,10 +1384,12 @@ func (r *LedgerProof) decode(d *decoder) {
 // A vehicle-day reward credit (kind credit) or a late-data correction of one (kind rescore, docs/partners.md) settled into an owner account, on minecart.rewards.credits (key = owner account), with the proof that the ledger includes it. Exactly one per credit or rescore entry; those of a vehicle without an owner are settled when it is bound.
 type CreditSettled struct {
 	// account: the owner account credited
-	Account   string
+	Account string
+	// vehicle_id: the vehicle's pseudonym p1:<32 hex>, as the ledger's leaf names it (docs/ledger.md, Pseudonymous leaves); never the vehicle id
 	VehicleID string
 	// day: the vehicle-day yyyy-mm-dd (local date of the vehicle); empty for adjustments
-	Day     string
+	Day string
+	// score_id: a credit's id <vehicle pseudonym>/<yyyy-mm-dd>; empty for adjustments (proof.entry_id is then the adjustment's request id)
 	ScoreID string
 	// points: points added to the account: a credit's points, or a rescore's signed delta (may be negative)
 	Points    int64

@@ -47,6 +47,11 @@ func EntryFromRequest(r *avro.DebitRequest) (Entry, error) {
 		if e.Partner != "" || e.Item != "" || e.RedemptionID != "" {
 			return e, fmt.Errorf("adjustment request %q: partner/item/redemption are for debits: %w", e.ID, ErrEntry)
 		}
+	case avro.RequestKindErasure:
+		e.Kind = KindErasure
+		if e.Partner != "" || e.Item != "" || e.RedemptionID != "" || r.Ref != "" {
+			return e, fmt.Errorf("erasure request %q: partner/item/redemption/ref are not for erasures: %w", e.ID, ErrEntry)
+		}
 	default:
 		return e, fmt.Errorf("request kind %q: %w", r.Kind, ErrEntry)
 	}

@@ -170,24 +170,27 @@ func (b *Book) checkNew(e *Entry, seen map[idKey]struct{}) error {
 // record updates the idempotency sets for an appended entry. It returns an
 // error if the entry repeats a credit or request id.
 func (b *Book) record(e *Entry, leaf uint64) error {
-	if err := b.recordIDs(e, leaf); err != nil {
+	return b.recordKey(e, keyOf(e.Kind == KindCredit, e.ID), leaf)
+}
+
+// recordKey is record with the entry's id key k (keyOf) already computed.
+func (b *Book) recordKey(e *Entry, k idKey, leaf uint64) error {
+	if err := b.recordIDs(e, k, leaf); err != nil {
 		return err
 	}
 	b.camp.record(e, leaf)
 	return nil
 }
 
-func (b *Book) recordIDs(e *Entry, leaf uint64) error {
+func (b *Book) recordIDs(e *Entry, k idKey, leaf uint64) error {
 	switch e.Kind {
 	case KindCredit:
-		k := keyOf(true, e.ID)
 		if _, dup := b.credits[k]; dup {
 			return fmt.Errorf("vehicle-day %q credited twice", e.ID)
 		}
 		b.credits[k] = e.Points
 		b.leaves[k] = leaf
 	default:
-		k := keyOf(false, e.ID)
 		if _, dup := b.requests[k]; dup {
 			return fmt.Errorf("request %q applied twice", e.ID)
 		}
@@ -401,51 +404,66 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 	if b.origin != "" && s.Origin() != b.origin {
 		return nil, nil, nil, fmt.Errorf("signer origin %q, book origin %q", s.Origin(), b.origin)
 	}
-	// Encode and filter first, so a bad entry changes nothing.
+	// Encode and filter first, so a bad entry changes nothing. The
+	// encodings share a few large buffers (one allocation per ~64 KiB of
+	// entries instead of one per entry); each raw is capped at its own
+	// length, so nothing appended to it can reach its neighbour. Each id's
+	// key (a SHA-256) is computed once, here, and kept for recordKey;
+	// entries are kept by index (no copies).
 	type enc struct {
-		e   Entry
+		i   int
 		raw []byte
+		k   idKey
 	}
 	todo := make([]enc, 0, len(rel.Entries))
-	seen := make(map[idKey]struct{})
+	seen := make(map[idKey]struct{}, len(rel.Entries))
 	var rescored map[idKey]int64
-	for _, e := range rel.Entries {
-		raw, err := e.Encode()
-		if err != nil {
+	var arena []byte
+	for i := range rel.Entries {
+		e := &rel.Entries[i]
+		if cap(arena)-len(arena) < 1024 {
+			arena = make([]byte, 0, 64<<10)
+		}
+		at := len(arena)
+		var err error
+		if arena, err = e.AppendEncode(arena); err != nil {
 			return nil, nil, nil, err
 		}
+		raw := arena[at:len(arena):len(arena)]
 		k := keyOf(e.Kind == KindCredit, e.ID)
 		_, inBook := b.requests[k]
 		if e.Kind == KindCredit {
 			_, inBook = b.credits[k]
 		}
 		if _, inRel := seen[k]; inBook || inRel {
-			skipped = append(skipped, e)
+			skipped = append(skipped, *e)
 			continue
 		}
 		if e.Kind == KindRescore {
 			if rescored == nil {
 				rescored = map[idKey]int64{}
 			}
-			if err := b.checkRescore(&e, rescored); err != nil {
+			if err := b.checkRescore(e, rescored); err != nil {
 				return nil, nil, nil, fmt.Errorf("%w: %w", ErrEntry, err)
 			}
 		}
 		seen[k] = struct{}{}
-		todo = append(todo, enc{e, raw})
+		todo = append(todo, enc{i, raw, k})
 	}
+	b.tree.Grow(len(todo))
 	out = make([]Appended, 0, len(todo))
 	for start := 0; start < len(todo); start += maxPerBlock {
 		chunk := todo[start:min(start+maxPerBlock, len(todo))]
 		blk := &Block{Entries: make([][]byte, 0, len(chunk))}
 		first := b.tree.Size()
 		for _, c := range chunk {
-			if err := b.record(&c.e, b.tree.Size()); err != nil { // cannot happen: filtered above
+			e := &rel.Entries[c.i]
+			if err := b.recordKey(e, c.k, b.tree.Size()); err != nil { // cannot happen: filtered above
 				return nil, nil, nil, b.fail(err)
 			}
 			b.tree.Append(c.raw)
 			blk.Entries = append(blk.Entries, c.raw)
-			out = append(out, Appended{Entry: c.e, Raw: c.raw, LeafIndex: b.tree.Size() - 1, Block: blk})
+			out = append(out, Appended{Entry: *e, Raw: c.raw, LeafIndex: b.tree.Size() - 1, Block: blk})
 		}
 		blk.Header = Header{
 			Height: b.height, PrevHash: b.last, TreeSize: b.tree.Size(), Root: b.tree.Root(),

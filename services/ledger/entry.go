@@ -30,6 +30,7 @@ const (
 	KindAdjustment Kind = 3 // an operator's or a late-data correction, with a reason
 	KindRescore    Kind = 4 // a credited vehicle-day re-scored after late data: the signed change (docs/ledger.md "Rescore")
 	KindTransfer   Kind = 5 // a transfer between two accounts, or one phase of a two-phase transfer
+	KindErasure    Kind = 8 // an identity's pseudonym key destroyed (docs/ledger.md, Erasure)
 	KindCampaign   Kind = 6 // a partner's campaign action: key, submit, pause, resume, end (docs/campaigns.md)
 	KindBonus      Kind = 7 // points a campaign pays on one credit (docs/campaigns.md)
 )
@@ -59,6 +60,8 @@ func (k Kind) String() string {
 		return "campaign"
 	case KindBonus:
 		return "bonus"
+	case KindErasure:
+		return "erasure"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -280,6 +283,16 @@ func (e *Entry) Validate() error {
 		if len(e.Inputs) == 0 || len(e.Inputs) > maxField {
 			return bad("inputs: %d bytes", len(e.Inputs))
 		}
+	case KindErasure:
+		if (e.Account == "") == (e.VehicleID == "") {
+			return bad("an erasure names exactly one of account and vehicle")
+		}
+		if e.Amount != 0 {
+			return bad("erasure amount %d, want 0", e.Amount)
+		}
+		if e.Reason == "" {
+			return bad("no reason")
+		}
 	default:
 		return bad("unknown kind")
 	}
@@ -319,6 +332,7 @@ func (e *Entry) checkStrings() error {
 //	transfer:   01 05 id account counter_account amount flags pending_id timeout_ms requested_at
 //	campaign:   01 06 id partner campaign action rule_hash definition public_key signature requested_at
 //	bonus:      01 07 id vehicle account campaign rule_hash credit_leaf credit_hash inputs requested amount window_end date
+//	erasure:    01 08 id account vehicle reason requested_at
 //
 // with strings and bytes as a 4-byte big-endian length then the bytes,
 // integers as 8-byte big-endian two's complement, the score as its IEEE 754
@@ -407,6 +421,11 @@ func (e *Entry) AppendEncode(dst []byte) ([]byte, error) {
 		b = binary.BigEndian.AppendUint64(b, uint64(e.Amount))
 		b = binary.BigEndian.AppendUint64(b, uint64(e.WindowEndMs))
 		b = appendStr(b, e.Date)
+	case KindErasure:
+		b = appendStr(b, e.Account)
+		b = appendStr(b, e.VehicleID)
+		b = appendStr(b, e.Reason)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.RequestedAtMs))
 	}
 	return b, nil
 }
@@ -512,6 +531,11 @@ func DecodeEntry(b []byte) (Entry, error) {
 		e.Amount = r.i64()
 		e.WindowEndMs = r.i64()
 		e.Date = r.str()
+	case KindErasure:
+		e.Account = r.str()
+		e.VehicleID = r.str()
+		e.Reason = r.str()
+		e.RequestedAtMs = r.i64()
 	default:
 		if r.err == nil {
 			return e, fmt.Errorf("entry kind %d: %w", e.Kind, ErrEntry)

@@ -22,6 +22,7 @@ func FuzzDecodeEntry(f *testing.F) {
 		{Kind: ledger.KindCampaign, ID: "k", Partner: "p", Campaign: "p/-", Action: ledger.ActionKey, PublicKey: make([]byte, 32)},
 		{Kind: ledger.KindCampaign, ID: "s", Partner: "p", Campaign: "p/c", Action: ledger.ActionSubmit, RuleHash: make([]byte, 32), Definition: []byte{1}, Signature: make([]byte, 64)},
 		{Kind: ledger.KindBonus, ID: "b", VehicleID: "v", Campaign: "p/c", RuleHash: make([]byte, 32), CreditHash: make([]byte, 32), Inputs: []byte{1}, Requested: 3, Amount: 2},
+		{Kind: ledger.KindErasure, ID: "erasure/00", VehicleID: "p1:57fab9b22d6e0a9dd925d3142f46189d", Reason: "owner", RequestedAtMs: 9},
 	} {
 		raw, _ := e.Encode()
 		f.Add(raw)

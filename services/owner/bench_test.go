@@ -25,7 +25,6 @@ import (
 var (
 	benchRows     = flag.Int64("owner.rows", 100_000_000, "telemetry rows BenchmarkOwnerAPI loads")
 	benchBudget   = flag.Duration("owner.load-budget", 20*time.Minute, "stop loading telemetry after this long and measure what is loaded")
-	benchProj     = flag.Bool("owner.projections", false, "add projections sorted by vehicle to daily_scores and ledger_entries (not in the migrations yet)")
 	benchDataDir  = flag.String("owner.datadir", "", "ClickHouse data directory to keep (and reuse) the loaded rows; default a temporary one")
 	benchVehicles = 10_000
 	benchDays     = 30
@@ -119,7 +118,7 @@ func BenchmarkOwnerAPI(b *testing.B) {
 		b.Fatal(err)
 	}
 	loaded := benchLoad(b, conn)
-	benchProjections(b, conn, *benchProj)
+	benchProjections(b, conn)
 
 	callers := testAuth(b)
 	h, err := owner.NewHandler(owner.Config{Conn: conn, Auth: callers.auth, Logger: slog.New(slog.DiscardHandler),
@@ -349,26 +348,21 @@ func benchLoad(b *testing.B, conn clickhouse.Conn) int64 {
 	return int64(rows)
 }
 
-// benchProjections adds (or drops) projections sorted by vehicle: what a
-// migration could add so that /reports and /points read one vehicle's rows
-// instead of every vehicle's of the range.
-func benchProjections(b *testing.B, conn clickhouse.Conn, on bool) {
+// benchProjections makes sure the projections sorted by vehicle of
+// migration 0004 are there and built for every stored row (a data
+// directory reused with -owner.datadir may predate them or have had them
+// dropped: this benchmark used to drop them unless asked, and measured
+// /reports scanning every vehicle's scores of the range, ~30x the rows).
+func benchProjections(b *testing.B, conn clickhouse.Conn) {
 	ctx := context.Background()
-	stmts := []string{
-		"ALTER TABLE daily_scores DROP PROJECTION IF EXISTS by_vehicle",
-		"ALTER TABLE ledger_entries DROP PROJECTION IF EXISTS by_vehicle",
-	}
-	if on {
-		stmts = []string{
-			"ALTER TABLE daily_scores MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
-			"ALTER TABLE daily_scores ADD PROJECTION IF NOT EXISTS by_vehicle (SELECT * ORDER BY vehicle_id, date)",
-			"ALTER TABLE daily_scores MATERIALIZE PROJECTION by_vehicle SETTINGS mutations_sync = 1",
-			"ALTER TABLE ledger_entries MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
-			"ALTER TABLE ledger_entries ADD PROJECTION IF NOT EXISTS by_vehicle (SELECT * ORDER BY vehicle_id, leaf_index)",
-			"ALTER TABLE ledger_entries MATERIALIZE PROJECTION by_vehicle SETTINGS mutations_sync = 1",
-		}
-	}
-	for _, s := range stmts {
+	for _, s := range []string{
+		"ALTER TABLE daily_scores MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
+		"ALTER TABLE daily_scores ADD PROJECTION IF NOT EXISTS by_vehicle (SELECT * ORDER BY vehicle_id, date)",
+		"ALTER TABLE daily_scores MATERIALIZE PROJECTION by_vehicle SETTINGS mutations_sync = 1",
+		"ALTER TABLE ledger_entries MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
+		"ALTER TABLE ledger_entries ADD PROJECTION IF NOT EXISTS by_vehicle (SELECT * ORDER BY vehicle_id, leaf_index)",
+		"ALTER TABLE ledger_entries MATERIALIZE PROJECTION by_vehicle SETTINGS mutations_sync = 1",
+	} {
 		if err := conn.Exec(ctx, s); err != nil {
 			b.Fatalf("%s: %v", s, err)
 		}

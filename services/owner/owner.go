@@ -27,6 +27,7 @@ import (
 
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/ids"
+	"github.com/minecart/minecart/services/pseudonym"
 )
 
 // Config configures the handler.
@@ -43,6 +44,11 @@ type Config struct {
 	// Balances gives the balance of the account a vehicle's points go to
 	// (SettlementBalances). Nil: /points answers without a balance.
 	Balances Balances
+	// Pseudonyms opens the vehicle's pseudonym: the ledger's leaves name
+	// it only so (docs/ledger.md, "Pseudonymous leaves"), and /points gives
+	// the owner the opening to check their own credits. Nil: the ledger
+	// entries are looked up under the vehicle id itself.
+	Pseudonyms pseudonym.Resolver
 	// Registerer receives the request latency histogram (nil: none).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -159,11 +165,12 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.route("condition", h.condition)
 	h.route("points", h.points)
 	h.route("marks", h.marks)
+	h.route("trips", h.trips)
 	h.mux.HandleFunc("GET /v1/fleet/scores", operators, h.fleetScores)
 	h.mux.HandleFunc("GET /v1/fleet/cells", operators, h.fleetCells)
 	h.mux.HandleFunc("GET /v1/accounts/{owner}/entries", readers, h.accountEntries)
 	h.mux.HandleFunc("/v1/vehicles/", readers, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition, points or marks")
+		writeError(w, http.StatusNotFound, "no such endpoint: want GET /v1/vehicles/{vin}/position, track, reports, condition, points, marks or trips")
 	})
 	return h.mux, nil
 }

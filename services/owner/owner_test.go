@@ -304,6 +304,41 @@ func TestOwnerAPI(t *testing.T) {
 	t.Run("marks", func(t *testing.T) { testMarks(t, e, conn) })
 	t.Run("errors", func(t *testing.T) { testErrors(t, e) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, e) })
+	t.Run("account transfers", func(t *testing.T) { testAccountTransfers(t, e, conn) })
+	t.Run("trips", func(t *testing.T) { testTrips(t, e, conn) })
+}
+
+// testAccountTransfers: /v1/accounts/{owner}/entries lists the owner's
+// transfers on both sides, incoming by counter_account (migration 0009),
+// newest first, and no one else's; /points of its vehicle lists none (the
+// vehicle's entries only).
+func testAccountTransfers(t *testing.T, e env, conn driver.Conn) {
+	const tInsert = `INSERT INTO ledger_entries (leaf_index, block_height, tree_size, block_time, kind, id, vehicle_id,
+	account, counter_account, delta, date, config_version, reason, redemption_id, ref, root, entry, src_topic, src_partition, src_offset)`
+	row := func(leaf uint64, id, debit, credit string, delta int64) []any {
+		return []any{leaf, uint64(95), leaf + 1, now, "transfer", id, "", debit, credit, delta, (*time.Time)(nil), "", "", "", "",
+			"", "entry-" + id, "e", int32(0), int64(leaf)}
+	}
+	send(t, conn, tInsert, [][]any{
+		row(1100, "t-in", "bob", "owner-1", -30),
+		row(1101, "t-out", "owner-1", "carol", -5),
+		row(1102, "t-other", "bob", "carol", -7),
+	})
+	var got owner.AccountEntries
+	if code := e.get(t, "/v1/accounts/owner-1/entries?limit=3", &got); code != 200 || len(got.Entries) != 3 {
+		t.Fatalf("status %d, %d entries", code, len(got.Entries))
+	}
+	line := func(x owner.LedgerEntry) string {
+		return fmt.Sprintf("%s %s %s>%s %d", x.Kind, x.ID, x.Account, x.CounterAccount, x.Delta)
+	}
+	if g, w := line(got.Entries[0])+" | "+line(got.Entries[1])+" | "+got.Entries[2].Kind,
+		"transfer t-out owner-1>carol -5 | transfer t-in bob>owner-1 -30 | debit"; g != w {
+		t.Errorf("newest entries %q, want %q", g, w)
+	}
+	var p owner.Points
+	if code := e.get(t, "/v1/vehicles/v-1/points?limit=1", &p); code != 200 || len(p.Entries) != 1 || p.Entries[0].Kind != "credit" {
+		t.Errorf("v-1's points: status %d %+v", code, p.Entries)
+	}
 }
 
 func testPosition(t *testing.T, e env) {
@@ -357,6 +392,17 @@ func testTrack(t *testing.T, e env) {
 			if want := base.Add(time.Duration(i) * stepMs * time.Millisecond); !p.Time.Equal(want) ||
 				p.Lat != float64(52_500_000+i*10)/1e6 || p.SpeedKmh != float32(i%120) {
 				t.Fatalf("point %d: %+v, want time %s", i, p, want)
+			}
+		}
+	})
+	t.Run("a range longer than a day counts the same", func(t *testing.T) {
+		// Up to 25 h the first page counts with a window over its own
+		// scan, beyond with a subquery: both must give the range's events.
+		for _, span := range []time.Duration{25 * time.Hour, 25*time.Hour + time.Millisecond, 72 * time.Hour} {
+			q := url.Values{"from": {base.Add(-time.Hour).Format(time.RFC3339Nano)}, "to": {base.Add(span - time.Hour).Format(time.RFC3339Nano)}, "limit": {"300"}}
+			first, pts, pages := trackPages(t, e, q)
+			if first.Downsampled || first.InRange != events || len(pts) != events || pages != 3 {
+				t.Fatalf("span %s: downsampled %v, in range %d, %d points in %d pages", span, first.Downsampled, first.InRange, len(pts), pages)
 			}
 		}
 	})

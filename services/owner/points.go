@@ -2,6 +2,7 @@ package owner
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/ledger/proofs"
+	"github.com/minecart/minecart/services/pseudonym"
 )
 
 // Proofs serves inclusion proofs of ledger entries: a proofs.Server in the
@@ -57,18 +59,21 @@ type InclusionProof struct {
 // needs to check it: the canonical entry bytes (base64), their leaf hash
 // (SHA-256(0x00 || entry)) and an inclusion proof.
 type LedgerEntry struct {
-	LeafIndex     uint64    `json:"leaf_index"`
-	BlockHeight   uint64    `json:"block_height"`
-	BlockTime     time.Time `json:"block_time"`
-	Kind          string    `json:"kind"`
-	ID            string    `json:"id"`
-	Account       string    `json:"account,omitempty"`
-	Delta         int64     `json:"delta"`
-	Date          string    `json:"date,omitempty"`
-	ConfigVersion string    `json:"config_version,omitempty"`
-	Reason        string    `json:"reason,omitempty"`
-	RedemptionID  string    `json:"redemption_id,omitempty"`
-	Ref           string    `json:"ref,omitempty"`
+	LeafIndex   uint64    `json:"leaf_index"`
+	BlockHeight uint64    `json:"block_height"`
+	BlockTime   time.Time `json:"block_time"`
+	Kind        string    `json:"kind"`
+	ID          string    `json:"id"`
+	Account     string    `json:"account,omitempty"`
+	// CounterAccount is a transfer's credit side (Account pays it);
+	// Delta is the effect on Account.
+	CounterAccount string `json:"counter_account,omitempty"`
+	Delta          int64  `json:"delta"`
+	Date           string `json:"date,omitempty"`
+	ConfigVersion  string `json:"config_version,omitempty"`
+	Reason         string `json:"reason,omitempty"`
+	RedemptionID   string `json:"redemption_id,omitempty"`
+	Ref            string `json:"ref,omitempty"`
 	// Rescore entries (a credited day re-scored after late data, kind
 	// "rescore"): the day's scoring revision, its points after the
 	// correction (Delta is the change), and the leaf index of the credit it
@@ -95,8 +100,11 @@ type LedgerEntry struct {
 // entries, newest first; every proof on a page (and on the pages after it)
 // is against the same tree, whose signed checkpoint the first page gives.
 type Points struct {
-	VehicleID   string        `json:"vehicle_id,omitempty"`
-	Account     string        `json:"account,omitempty"` // /v1/accounts/{owner}/entries
+	VehicleID string `json:"vehicle_id,omitempty"`
+	Account   string `json:"account,omitempty"` // /v1/accounts/{owner}/entries
+	// Opening links the vehicle (or account) to the pseudonym its ledger
+	// entries carry (absent when it has no key yet, or was erased).
+	Opening     *Opening      `json:"opening,omitempty"`
 	Balance     *Balance      `json:"balance,omitempty"`
 	EarnedTotal *int64        `json:"vehicle_points_total,omitempty"` // sum of the vehicle's entries (first page)
 	TreeSize    uint64        `json:"tree_size,omitempty"`
@@ -120,6 +128,41 @@ func rescoreFields(e *LedgerEntry) {
 	e.Revision, e.DayPoints, e.RefLeafIndex = le.Revision, &pts, &leaf
 }
 
+// Opening is the owner's proof that a pseudonym is their vehicle's:
+// Pseudonym = "p1:" + hex(HMAC-SHA256(Key, "minecart/vehicle/v1\x00" +
+// VehicleID)[:16]) (docs/ledger.md, "Check your own credit").
+type Opening struct {
+	Pseudonym string `json:"pseudonym"`
+	Kind      string `json:"kind"`
+	VehicleID string `json:"vehicle_id,omitempty"`
+	Account   string `json:"account,omitempty"` // the opening of an account's pseudonym
+	Key       string `json:"key"`               // 64 hex digits
+}
+
+// ledgerName is the name the ledger entries give identity id of kind
+// k: its pseudonym (and the opening), or id when no resolver is
+// configured. An identity without a key (none made yet, or erased) has
+// no entries: "".
+func (h *handler) ledgerName(ctx context.Context, k pseudonym.Kind, id string, out *Points) (string, error) {
+	if h.cfg.Pseudonyms == nil {
+		return id, nil
+	}
+	o, err := h.cfg.Pseudonyms.Lookup(ctx, k, id)
+	if errors.Is(err, pseudonym.ErrUnknown) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("pseudonyms: %w", err)
+	}
+	out.Opening = &Opening{Pseudonym: o.Pseudonym, Kind: string(o.Kind), Key: hex.EncodeToString(o.Key)}
+	if k == pseudonym.Account {
+		out.Opening.Account = o.ID
+	} else {
+		out.Opening.VehicleID = o.ID
+	}
+	return o.Pseudonym, nil
+}
+
 func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any, error) {
 	return h.ledgerEntries(ctx, "vehicle_id", vin, r)
 }
@@ -128,8 +171,8 @@ func (h *handler) points(ctx context.Context, vin string, r *http.Request) (any,
 // ledger entries charged to or corrected on the account (debits,
 // adjustments, outgoing transfers: the entries whose account field is
 // the owner), newest first, each with its inclusion proof as in /points.
-// Credits are the vehicles' (/points); transfers into the account are
-// not listed (ledger_entries keeps only the debit account).
+// Credits are the vehicles' (/points); transfers into the account
+// (counter_account = the owner) are listed too.
 type AccountEntries = Points
 
 // ledgerEntries lists the entries whose column col is id (vehicle_id for
@@ -149,17 +192,39 @@ func (h *handler) ledgerEntries(ctx context.Context, col, id string, r *http.Req
 		cur = cursor{Query: key, Leaf: ^uint64(0)}
 	}
 	out := Points{Entries: []LedgerEntry{}}
+	where := "vehicle_id = {v:String}"
 	if col == "account" {
 		out.Account = id
+		// Its debits, adjustments and outgoing transfers (account), and
+		// the transfers into it (counter_account, migration 0009).
+		where = "(account = {v:String} OR counter_account = {v:String})"
 	} else {
 		out.VehicleID = id
 	}
-	p := clickhouse.Parameters{"v": vin, "before": strconv.FormatUint(cur.Leaf, 10), "lim": strconv.Itoa(limit + 1)}
+	kind := pseudonym.Vehicle
+	if col == "account" {
+		kind = pseudonym.Account
+	}
+	name, err := h.ledgerName(ctx, kind, id, &out)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		// No key: no entry names it (none yet, or erased and unlinkable).
+		// An erased vehicle's telemetry is gone too: 404.
+		if col == "vehicle_id" {
+			if err := h.mustKnow(ctx, vin); err != nil {
+				return nil, err
+			}
+		}
+		return &out, nil
+	}
+	p := clickhouse.Parameters{"v": name, "before": strconv.FormatUint(cur.Leaf, 10), "lim": strconv.Itoa(limit + 1)}
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
-		SELECT leaf_index, block_height, block_time, toString(kind), id, account, delta, date, config_version,
+		SELECT leaf_index, block_height, block_time, toString(kind), id, account, counter_account, delta, date, config_version,
 			reason, redemption_id, ref, entry
 		FROM ledger_entries
-		WHERE `+col+` = {v:String} AND leaf_index < {before:UInt64}
+		WHERE `+where+` AND leaf_index < {before:UInt64}
 		ORDER BY leaf_index DESC
 		LIMIT 1 BY leaf_index
 		LIMIT {lim:UInt32}`)
@@ -174,7 +239,7 @@ func (h *handler) ledgerEntries(ctx context.Context, col, id string, r *http.Req
 			date  *time.Time
 			entry string
 		)
-		if err := rows.Scan(&e.LeafIndex, &e.BlockHeight, &e.BlockTime, &e.Kind, &e.ID, &e.Account, &e.Delta, &date,
+		if err := rows.Scan(&e.LeafIndex, &e.BlockHeight, &e.BlockTime, &e.Kind, &e.ID, &e.Account, &e.CounterAccount, &e.Delta, &date,
 			&e.ConfigVersion, &e.Reason, &e.RedemptionID, &e.Ref, &entry); err != nil {
 			return nil, fmt.Errorf("ledger entries: %w", err)
 		}
@@ -200,7 +265,7 @@ func (h *handler) ledgerEntries(ctx context.Context, col, id string, r *http.Req
 		return nil, fmt.Errorf("ledger entries: %w", err)
 	}
 	if !more && col == "vehicle_id" {
-		if err := h.firstPage(ctx, vin, &out); err != nil {
+		if err := h.firstPage(ctx, vin, name, &out); err != nil {
 			return nil, err
 		}
 	}
@@ -217,10 +282,10 @@ func (h *handler) ledgerEntries(ctx context.Context, col, id string, r *http.Req
 
 // firstPage adds the balance and the vehicle's total, and answers 404 for
 // a vehicle minecart knows nothing of.
-func (h *handler) firstPage(ctx context.Context, vin string, out *Points) error {
+func (h *handler) firstPage(ctx context.Context, vin, name string, out *Points) error {
 	var total int64
 	var n uint64
-	if err := h.cfg.Conn.QueryRow(bind(ctx, clickhouse.Parameters{"v": vin}),
+	if err := h.cfg.Conn.QueryRow(bind(ctx, clickhouse.Parameters{"v": name}),
 		`SELECT count(), sum(delta) FROM (SELECT leaf_index, any(delta) AS delta FROM ledger_entries
 			WHERE vehicle_id = {v:String} GROUP BY leaf_index)`).Scan(&n, &total); err != nil {
 		return fmt.Errorf("ledger total: %w", err)

@@ -61,8 +61,8 @@ type Rules struct {
 	MaxHDOP           float64 // fixes with HDOP above this do not move distance (0 HDOP = unknown = kept)
 	StaticKmh         float64 // fixes below this speed do not move distance (static jitter)
 	TeleportKmh       float64 // implied speed between fixes above this: fix rejected, counted
-	TeleportReanchor  int     // after this many consecutive mutually consistent rejected fixes, re-anchor without distance
-	TeleportFlagCount int     // this many rejected jumps in a day raise the teleport flag
+	TeleportReanchor  int     // teleport evidence of one jump between plausible steps (a relocation that stays); docs/scoring.md, Distance
+	TeleportFlagCount int     // teleport evidence (not gps_jumps) at which the teleport flag is raised
 
 	// Unobserved gaps (no fix for longer than MaxGap, little driving
 	// reported): paid the odometer delta D between the fixes at both ends

@@ -1,6 +1,7 @@
 package settlement
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -13,14 +14,24 @@ import (
 
 // Policy holds the rules of the book.
 type Policy struct {
-	// DebitTimeout is how long the ledger has to append a redemption's
-	// debit before settlement gives up and releases the reservation. The
-	// ledger cannot be told to refuse a request later (DebitRequest has no
-	// deadline), so a debit appended after the timeout is still honoured:
-	// the order is confirmed late if the points are still free, else the
+	// DebitTimeout is how long (settlement's clock) the ledger has to
+	// append a redemption's hold (or, with DebitRedemptions, its debit)
+	// before settlement gives up and releases the reservation. A hold
+	// appended after that is voided at once. A debit cannot be undone
+	// (DebitRequest has no deadline), so a late debit is honoured: the
+	// order is confirmed late if the points are still free, else the
 	// overdraft is alerted and settlement asks the ledger to reverse it.
 	// Keep it well above the ledger's normal latency.
 	DebitTimeout time.Duration
+	// FulfilTimeout is the timeout, in ledger time, of a redemption's
+	// hold: the partner must ack within it of the hold's block timestamp,
+	// else the hold expires and the points come back.
+	FulfilTimeout time.Duration
+	// DebitRedemptions makes new redemptions pay with a kind-2 debit (the
+	// protocol before holds, which has no deadline) instead of a hold.
+	// Off by default; entries of either kind are always applied, so
+	// redemptions begun before an upgrade finish as they began.
+	DebitRedemptions bool
 	// MaxQuantity bounds the units of one redemption.
 	MaxQuantity int32
 	// KeepRedemptions is how long a finished redemption (fulfilled,
@@ -33,13 +44,16 @@ type Policy struct {
 
 // DefaultPolicy is the policy used when the stage's config leaves it zero.
 func DefaultPolicy() Policy {
-	return Policy{DebitTimeout: 5 * time.Minute, MaxQuantity: 100, KeepRedemptions: 30 * 24 * time.Hour}
+	return Policy{DebitTimeout: 5 * time.Minute, FulfilTimeout: 7 * 24 * time.Hour, MaxQuantity: 100, KeepRedemptions: 30 * 24 * time.Hour}
 }
 
 // Validate reports a policy that cannot work.
 func (p Policy) Validate() error {
 	if p.DebitTimeout <= 0 {
 		return errors.New("debit timeout must be positive")
+	}
+	if p.FulfilTimeout <= 0 || p.FulfilTimeout > MaxTransferTimeout || p.FulfilTimeout%time.Millisecond != 0 {
+		return fmt.Errorf("fulfil timeout %v: want whole milliseconds in (0, %v]", p.FulfilTimeout, MaxTransferTimeout)
 	}
 	if p.MaxQuantity <= 0 {
 		return errors.New("max quantity must be positive")
@@ -553,6 +567,11 @@ func (b *Book) Redeem(req avro.RedemptionRequest) (*Tx, error) {
 	acct.Reserved += r.Points
 	it.Sold += int64(req.Quantity)
 	m := t.getMeta()
+	if !b.policy.DebitRedemptions {
+		if reason := t.hold(&r); reason != "" {
+			return reject(reason)
+		}
+	}
 	m.Seq++
 	r.Seq = m.Seq
 	r.Status = StatusPending
@@ -560,11 +579,13 @@ func (b *Book) Redeem(req avro.RedemptionRequest) (*Tx, error) {
 	t.items[it.Item.Key()] = &it
 	t.putRedemption(r)
 	t.newPending = append(t.newPending, id)
-	t.Debits = append(t.Debits, avro.DebitRequest{
-		RequestID: id, Kind: avro.RequestKindDebit, Account: req.Owner, Amount: r.Points,
-		Reason: "redemption", Partner: req.Partner, Item: req.ItemID, RedemptionID: id,
-		RequestedAt: req.RequestedMs,
-	})
+	if b.policy.DebitRedemptions {
+		t.Debits = append(t.Debits, avro.DebitRequest{
+			RequestID: id, Kind: avro.RequestKindDebit, Account: req.Owner, Amount: r.Points,
+			Reason: "redemption", Partner: req.Partner, Item: req.ItemID, RedemptionID: id,
+			RequestedAt: req.RequestedMs,
+		})
+	}
 	return t, nil
 }
 
@@ -630,6 +651,8 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 		t.debit(e)
 	case KindTransfer:
 		t.applyTransfer(e)
+	case KindErasure:
+		// Recorded in the ledger; balances do not change.
 	default:
 		t.alert("bad_entry", "ledger entry %d of unknown kind %q", e.Proof.LeafIndex, e.Kind)
 	}
@@ -640,7 +663,7 @@ func (b *Book) Apply(e Entry) (*Tx, error) {
 
 // credit settles a vehicle's credit into its owner's account, or holds it.
 func (t *Tx) credit(e Entry) {
-	c := CreditSettled{VehicleID: e.VehicleID, Day: e.Day, ScoreID: e.ScoreID, Points: e.Amount, Proof: e.Proof, SettledAt: e.AppendedAt}
+	c := CreditSettled{VehicleID: cmp.Or(e.VehiclePseudonym, e.VehicleID), Day: e.Day, ScoreID: e.ScoreID, Points: e.Amount, Proof: e.Proof, SettledAt: e.AppendedAt}
 	t.addMinted(e.AppendedAt, e.Amount)
 	if x, ok := t.binding(e.VehicleID); ok {
 		c.Account = x.Owner
@@ -791,7 +814,7 @@ func (t *Tx) pendingBefore(seq int64) []string {
 		if r.Seq >= seq {
 			break
 		}
-		if r.Status == StatusPending {
+		if r.Status == StatusPending && r.Hold == "" { // a hold is never refused by the ledger
 			ids = append(ids, id)
 		}
 	}
@@ -822,7 +845,10 @@ func (b *Book) Ack(a PartnerAck) (*Tx, error) {
 	switch {
 	case r.Status == StatusConfirmed:
 	case r.Status.Terminal():
-		return t, nil // a repeated ack
+		if r.Hold != "" && r.Status == StatusRejected && r.Reason == ReasonPartnerTimeout {
+			t.alert("late_ack", "ack of redemption %s after its hold expired: refused", r.ID)
+		}
+		return t, nil // a repeated ack, or one too late
 	case r.Status == StatusPending:
 		if r.EarlyAck == nil {
 			r.EarlyAck = &a
@@ -840,6 +866,9 @@ func (b *Book) Ack(a PartnerAck) (*Tx, error) {
 
 // ack applies a partner's ack to a confirmed redemption.
 func (t *Tx) ack(r Redemption, a PartnerAck) error {
+	if r.Hold != "" {
+		return t.ackHold(r, a)
+	}
 	switch a.Status {
 	case avro.AckStatusFulfilled:
 		r.Status = StatusFulfilled

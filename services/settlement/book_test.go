@@ -20,9 +20,18 @@ type fixture struct {
 	out  Output
 }
 
+// newFixture is a book whose redemptions pay with kind-2 debits (the
+// protocol before holds: redeem_test.go tests holds).
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	b, err := NewBook(DefaultPolicy())
+	p := DefaultPolicy()
+	p.DebitRedemptions = true
+	return newFixtureWith(t, p)
+}
+
+func newFixtureWith(t *testing.T, p Policy) *fixture {
+	t.Helper()
+	b, err := NewBook(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +54,7 @@ func (f *fixture) commit(tx *Tx, err error) *Tx {
 	f.out.Status = append(f.out.Status, tx.Status...)
 	f.out.Orders = append(f.out.Orders, tx.Orders...)
 	f.out.Debits = append(f.out.Debits, tx.Debits...)
+	f.out.Transfers = append(f.out.Transfers, tx.Transfers...)
 	f.out.Credits = append(f.out.Credits, tx.Credits...)
 	f.out.Statements = append(f.out.Statements, tx.Statements...)
 	f.out.Alerts = append(f.out.Alerts, tx.Alerts...)

@@ -130,7 +130,13 @@ type Redemption struct {
 	RequestedAt    time.Time
 	UpdatedAt      time.Time
 	PartnerRef     string // the partner's reference from its ack
-	Debit          *Proof // the ledger's debit entry, once confirmed
+	// Debit is the proof of the ledger entry the order rests on, once
+	// confirmed: the hold (a kind-5 pending transfer to partner:<id>, id
+	// Hold) or, for redemptions made before holds, the kind-2 debit.
+	Debit *Proof
+	// Hold is the id of the redemption's pending transfer ("" for a
+	// redemption paid by a kind-2 debit).
+	Hold string `json:",omitempty"`
 	// EarlyAck is a partner ack that arrived while the redemption was
 	// still pending (a partner client that shows records of aborted
 	// transactions can see an order before it commits); it is applied
@@ -150,6 +156,7 @@ const (
 	KindTransfer   EntryKind = "transfer"
 	KindCampaign   EntryKind = "campaign" // a campaign action: no balance effect
 	KindBonus      EntryKind = "bonus"    // a campaign's bonus on a credit: settled like a credit (docs/campaigns.md)
+	KindErasure    EntryKind = "erasure"  // an identity's pseudonym key destroyed: no effect on balances
 )
 
 // Entry is what settlement reads of one ledger entry.
@@ -172,6 +179,10 @@ type Entry struct {
 	TransferFlags  ledger.TransferFlags
 	PendingID      string
 	TimeoutMs      int64
+	// VehiclePseudonym is the vehicle as the leaf names it, when settlement
+	// opened it into VehicleID: the partner credits topic carries it, never
+	// the vehicle id.
+	VehiclePseudonym string
 }
 
 // CreditSettled tells partners that a vehicle-day credit reached an owner

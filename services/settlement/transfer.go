@@ -174,6 +174,14 @@ type Transfer struct {
 	ResolvedBy  string       `json:",omitempty"` // the post or void transfer's id, or expire/<id>
 	Resolved    bool         `json:",omitempty"` // the resolving entry is in the book
 	Resolution  *Proof       `json:",omitempty"` // that entry (the only proof of an expiry)
+	// Redemption is the redemption whose hold (or its post or void) this
+	// is: decided by settlement, resolved only by the partner's ack or
+	// by expiry.
+	Redemption string `json:",omitempty"`
+	// Released: settlement released the reservation before this void
+	// was decided (a hold after a ledger timeout); its entry releases
+	// nothing.
+	Released bool `json:",omitempty"`
 }
 
 // TransferKey is the changelog key of a transfer's state.
@@ -434,8 +442,8 @@ func (v *view) decide(s TransferSpec, batch TransferBatch, caller string) string
 			}
 			return ReasonPendingDifferent
 		}
-		if !mayResolve(batch, p) {
-			return ReasonForbidden
+		if !mayResolve(batch, p) || p.Redemption != "" {
+			return ReasonForbidden // a redemption's hold: the partner's ack or expiry resolves it
 		}
 		switch p.Pending {
 		case PendingPosted:
@@ -497,6 +505,9 @@ func mayResolve(b TransferBatch, p Transfer) bool {
 func (t *Tx) expire(p Transfer) {
 	p.Pending, p.ResolvedBy = PendingExpired, ledger.ExpirePrefix+p.ID
 	t.putTransfer(p)
+	if p.Redemption != "" {
+		t.holdExpired(p)
+	}
 	t.Transfers = append(t.Transfers, avro.TransferRequest{RequestID: ledger.ExpirePrefix + p.ID, DebitAccount: p.Debit,
 		CreditAccount: p.Credit, Amount: p.Amount, Flags: int64(ledger.TransferExpirePending), PendingID: p.ID,
 		NotBeforeMs: p.ExpiresAtMs, RequestedAt: time.UnixMilli(p.ExpiresAtMs).UTC()})
@@ -566,6 +577,9 @@ func (t *Tx) applyTransfer(e Entry) {
 				x.ExpiresAtMs = e.AppendedAt.UnixMilli() + x.TimeoutMs
 			}
 			t.putTransfer(x)
+			if x.Redemption != "" && f&ledger.TransferPending != 0 {
+				t.holdEntered(x, proof, e.AppendedAt)
+			}
 		}
 	}
 	if f.Resolves() {
@@ -575,11 +589,17 @@ func (t *Tx) applyTransfer(e Entry) {
 				t.alert("unknown_transfer", "expiry entry %d of %s, which settlement resolved as %s", e.Proof.LeafIndex, p.ID, p.Pending)
 			}
 			t.putTransfer(p)
+			if p.Redemption != "" && f&ledger.TransferPostPending != 0 {
+				t.holdPosted(p, e.AppendedAt)
+			}
 		}
 	}
 	d := t.account(e.Account)
 	c := t.account(e.CounterAccount)
 	reserved := known && f&ledger.TransferPending == 0 // single, post, void, expire release the reservation
+	if x, ok := t.transfer(id); ok && x.Released && f&ledger.TransferExpirePending == 0 {
+		reserved = false // settlement released it already (a late hold's void)
+	}
 	switch {
 	case f.Moves():
 		d.Balance -= e.Amount

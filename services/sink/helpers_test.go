@@ -107,6 +107,14 @@ func entry(leaf int64, kind avro.EntryKind, id, vehicle, account string, delta i
 	}
 }
 
+// transferEntry is a kind-5 entry: debit pays credit, delta the effect
+// on debit.
+func transferEntry(leaf int64, id, debit, credit string, delta int64, at time.Time) *avro.LedgerEntry {
+	e := entry(leaf, avro.EntryKindTransfer, id, "", debit, delta, at)
+	e.CounterAccount = credit
+	return e
+}
+
 func redemption(id string, status avro.RedemptionStatus, points int64, at time.Time, debitLeaf int64) *avro.Redemption {
 	r := &avro.Redemption{
 		RedemptionID: id, IdempotencyKey: "k-" + id, Owner: "alice", Partner: "fuelco", ItemID: "voucher-10",

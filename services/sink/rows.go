@@ -155,7 +155,7 @@ func (w *writer) scoreRow(rec *pipelines.Record) (row, error) {
 }
 
 const ledgerInsert = `INSERT INTO ledger_entries (leaf_index, block_height, tree_size, block_time, kind, id, vehicle_id,
-	account, delta, date, config_version, reason, redemption_id, ref, root, entry, src_topic, src_partition, src_offset)`
+	account, counter_account, delta, date, config_version, reason, redemption_id, ref, root, entry, src_topic, src_partition, src_offset)`
 
 // ledgerRow maps a minecart.ledger.Entry record.
 func (w *writer) ledgerRow(rec *pipelines.Record) (row, error) {
@@ -172,7 +172,7 @@ func (w *writer) ledgerRow(rec *pipelines.Record) (row, error) {
 		date = &d
 	}
 	return row{uint64(e.LeafIndex), uint64(e.BlockHeight), uint64(e.TreeSize), time.UnixMilli(e.BlockTimestampMs).UTC(),
-		string(e.Kind), e.ID, e.VehicleID, e.Account, e.Delta, date, e.ConfigVersion, e.Reason, e.RedemptionID, e.Ref,
+		string(e.Kind), e.ID, e.VehicleID, e.Account, e.CounterAccount, e.Delta, date, e.ConfigVersion, e.Reason, e.RedemptionID, e.Ref,
 		hex.EncodeToString(e.Root), string(e.Entry), rec.Topic, rec.Partition, rec.Offset}, nil
 }
 

@@ -34,6 +34,7 @@ func TestWriterTables(t *testing.T) {
 		{Topic: pipelines.TopicScores, Offset: 1, Value: encode(t, &avro.Watermark{Task: 0, Tasks: 8, ClosedThroughMs: at})},
 		{Topic: pipelines.TopicLedgerEntries, Offset: 0, Value: encode(t, entry(0, avro.EntryKindCredit, "v-000/2026-11-20", "v-000", "", 120, at))},
 		{Topic: pipelines.TopicLedgerEntries, Offset: 1, Value: encode(t, entry(1, avro.EntryKindDebit, "r-1", "", "alice", -50, at))},
+		{Topic: pipelines.TopicLedgerEntries, Offset: 2, Value: encode(t, transferEntry(2, "t-1", "alice", "bob", -20, at))},
 		{Topic: pipelines.TopicRedemptionStatus, Offset: 0, Value: encode(t, redemption("r-1", avro.RedemptionStatusConfirmed, 50, at, 1))},
 		{Topic: "minecart.unknown", Offset: 0, Value: []byte{1}},
 	}
@@ -54,9 +55,9 @@ func TestWriterTables(t *testing.T) {
 		t.Errorf("%d rejected, codes %v", len(rejected), codes)
 	}
 	for name, want := range map[string]float64{
-		"minecart_sink_skipped_total":                             7, // on the second round: the stored records
+		"minecart_sink_skipped_total":                             8, // on the second round: the stored records
 		"minecart_sink_inserted_rows_total{table=telemetry}":      3,
-		"minecart_sink_inserted_rows_total{table=ledger_entries}": 2,
+		"minecart_sink_inserted_rows_total{table=ledger_entries}": 3,
 	} {
 		if got := gathered(t, reg)[name]; got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
@@ -69,8 +70,10 @@ func TestWriterTables(t *testing.T) {
 		"SELECT countIf(has(fault_codes, 'P0301')) FROM telemetry":                                                                                 3,
 		"SELECT sum(odometer_m) FROM telemetry":                                                                                                    30_000_000,
 		"SELECT count() FROM daily_scores WHERE has(flags, 'teleport')":                                                                            1,
-		"SELECT toUInt64(sum(delta) + 1000) FROM ledger_entries":                                                                                   1070,
-		"SELECT count() FROM ledger_entries WHERE date IS NULL":                                                                                    1,
+		"SELECT toUInt64(sum(delta) + 1000) FROM ledger_entries":                                                                                   1050,
+		"SELECT count() FROM ledger_entries WHERE date IS NULL":                                                                                    2,
+		"SELECT countIf(counter_account = 'bob' AND account = 'alice' AND kind = 'transfer') FROM ledger_entries":                                  1,
+		"SELECT countIf(counter_account = '') FROM ledger_entries":                                                                                 2,
 		"SELECT sum(debit_leaf_index) FROM redemptions WHERE status = 'CONFIRMED'":                                                                 1,
 		"SELECT sum(events) FROM telemetry_hourly":                                                                                                 3,
 		"SELECT toUInt64(sum(points)) FROM points_daily WHERE kind = 'credit'":                                                                     120,

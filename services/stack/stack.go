@@ -35,6 +35,8 @@ import (
 	"github.com/minecart/minecart/services/ledger/proofs"
 	ledgerstage "github.com/minecart/minecart/services/ledger/stage"
 	"github.com/minecart/minecart/services/owner"
+	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/pseudonym/follow"
 	replaycheck "github.com/minecart/minecart/services/replaycheck/stage"
 	scoringstage "github.com/minecart/minecart/services/scoring/stage"
 	settleapi "github.com/minecart/minecart/services/settlement/api"
@@ -87,6 +89,10 @@ type Config struct {
 	WitnessPolicy string
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// PseudonymSeed, if set, derives the ledger's pseudonym keys from it
+	// (pseudonym.Derived) so a simulated fleet's root is reproducible;
+	// empty: random keys (an erasure is final only then).
+	PseudonymSeed string
 }
 
 func (c Config) withDefaults() Config {
@@ -125,6 +131,11 @@ type Stack struct {
 	// DeviceKey seals the devices' HMAC secrets on the devices topic
 	// (DataDir/devices.key).
 	DeviceKey *gateway.RegistryKey
+	// PseudonymKey seals the keys of the pseudonyms topic
+	// (DataDir/pseudonyms.key).
+	PseudonymKey *pseudonym.SealKey
+	// Pseudonyms follows the pseudonyms topic (settlement, the owner API).
+	Pseudonyms *follow.Follower
 	// Ledger follows the blocks topic and serves proofs.
 	Ledger *proofs.Server
 	// Policy is the witness policy (nil: none); Publisher publishes the
@@ -232,8 +243,20 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		if s.DeviceKey, err = gateway.LoadOrCreateRegistryKey(filepath.Join(cfg.DataDir, "devices.key")); err != nil {
 			return nil, err
 		}
+		if s.PseudonymKey, err = pseudonym.LoadOrCreateSealKey(filepath.Join(cfg.DataDir, "pseudonyms.key")); err != nil {
+			return nil, err
+		}
 	} else {
 		s.DeviceKey, _ = gateway.GenerateRegistryKey()
+		s.PseudonymKey, _ = pseudonym.GenerateSealKey()
+	}
+	if s.Pseudonyms, err = follow.NewFollower(s.Pipelines, s.PseudonymKey, log); err != nil {
+		return nil, err
+	}
+	s.env.Go("pseudonyms", s.Pseudonyms.Run)
+	ps := &ledgerstage.Pseudonyms{Seal: s.PseudonymKey, Load: follow.Loader(s.Pipelines, s.PseudonymKey, log)}
+	if cfg.PseudonymSeed != "" {
+		ps.Keys = pseudonym.Derived(cfg.PseudonymSeed)
 	}
 	if keyPath != "" {
 		if s.LedgerKey, err = ledger.LoadOrCreateKey(keyPath); err != nil {
@@ -264,11 +287,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	led, err := ledgerstage.NewStage(ledgerstage.Config{Key: s.LedgerKey, Serde: s.Serde, Blocks: published, Logger: log, Registerer: s.Registry})
+	led, err := ledgerstage.NewStage(ledgerstage.Config{Key: s.LedgerKey, Serde: s.Serde, Blocks: published, Logger: log, Registerer: s.Registry, Pseudonyms: ps})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	st, err := settlestage.NewStage(settlestage.Config{Serde: s.Serde, Logger: log, Registerer: s.Registry, EnsurePartner: s.ensurePartner})
+	st, err := settlestage.NewStage(settlestage.Config{Serde: s.Serde, Logger: log, Registerer: s.Registry, EnsurePartner: s.ensurePartner, Pseudonyms: s.Pseudonyms})
 	if err != nil {
 		return nil, fmt.Errorf("settlement: %w", err)
 	}
@@ -448,7 +471,7 @@ func (s *Stack) mountOwner(mux *auth.Mux) error {
 	}
 	s.env.OnClose(conn.Close)
 	h, err := owner.NewHandler(owner.Config{
-		Conn: conn, Proofs: s.Ledger, Auth: s.Auth,
+		Conn: conn, Proofs: s.Ledger, Auth: s.Auth, Pseudonyms: s.Pseudonyms,
 		Balances:   owner.SettlementBalances(s.bindings, s.state, s.Serde),
 		Registerer: s.Registry, Logger: s.cfg.Logger,
 	})

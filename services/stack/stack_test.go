@@ -23,6 +23,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/pseudonym"
 )
 
 // The end-to-end tests run the whole pipeline in this process on a real
@@ -56,7 +57,8 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func startStack(t *testing.T, ctx context.Context, dir, dsn string, readDSN ...string) *Stack {
 	t.Helper()
 	st, err := Start(ctx, Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		ClickHouseDSN: dsn, ClickHouseReadDSN: strings.Join(readDSN, ""), SessionTimeout: time.Second, Logger: testLogger(t)})
+		ClickHouseDSN: dsn, ClickHouseReadDSN: strings.Join(readDSN, ""), SessionTimeout: time.Second, Logger: testLogger(t),
+		PseudonymSeed: pseudonym.SimulationSeed(7)})
 	if err != nil {
 		t.Fatal(err)
 	}

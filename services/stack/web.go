@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/web"
 )
@@ -17,6 +18,7 @@ func (s *Stack) mountWeb(mux *auth.Mux) error {
 		Auth: s.Auth, LedgerKey: s.LedgerKey.Public().(ed25519.PublicKey),
 		Vehicles: web.BoundVehicles(s.bindings, s.Serde), Catalog: web.SettlementCatalog(s.state),
 		Metrics: s.Registry, Logger: s.cfg.Logger, Transfers: true, // POST /v1/transfers is mounted (docs/economy.md)
+		DeadLetters: web.DeadLetterTail(func() (web.TopicReader, error) { return kafka.NewReader(s.Pipelines) }, s.Serde),
 	})
 	if err != nil {
 		return fmt.Errorf("web: %w", err)

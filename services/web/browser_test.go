@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/minecart/minecart/infra/chserver/chtest"
@@ -56,7 +55,7 @@ func browser(t *testing.T, ctx context.Context) context.Context {
 	t.Cleanup(cancel)
 	bctx, cancel2 := chromedp.NewContext(actx)
 	t.Cleanup(cancel2)
-	if err := chromedp.Run(bctx); err != nil {
+	if err := chromedp.Do(bctx); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
 	return bctx
@@ -208,8 +207,8 @@ func TestBrowser(t *testing.T) {
 		if shots == "" {
 			return
 		}
-		var png []byte
-		if err := chromedp.Run(b, chromedp.FullScreenshot(&png, 80)); err != nil {
+		png, err := chromedp.Run(b, chromedp.FullScreenshot(80))
+		if err != nil {
 			t.Errorf("screenshot %s: %v", name, err)
 			return
 		}
@@ -217,13 +216,13 @@ func TestBrowser(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	run := func(what string, actions ...chromedp.Action) {
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		tctx, cancel := context.WithTimeout(b, 2*time.Minute)
 		defer cancel()
-		if err := chromedp.Run(tctx, actions...); err != nil {
+		if err := chromedp.Do(tctx, actions...); err != nil {
 			var html string
-			_ = chromedp.Run(b, chromedp.OuterHTML("main", &html, chromedp.ByQuery))
+			_ = chromedp.Do(b, into(&html, chromedp.OuterHTML(chromedp.CSS("main"))))
 			t.Fatalf("%s: %v\npage: %.3000s", what, err, html)
 		}
 	}
@@ -231,30 +230,42 @@ func TestBrowser(t *testing.T) {
 
 	// Log in; first paint of the owner page.
 	var paint float64
-	run("login page", chromedp.Navigate(base+"/"), chromedp.WaitVisible("#owner-id", chromedp.ByID),
-		chromedp.Evaluate(fcp, &paint))
+	run("login page", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("#owner-id")),
+		evalTo(fcp, &paint))
 	t.Logf("first contentful paint of /: %.0f ms", paint)
 	axe("login")
 	shot("owner-login")
 	// By keyboard alone: the page focuses the owner id; Tab to the
 	// password, Enter submits.
 	var focused string
-	run("log in", chromedp.Evaluate(`document.activeElement.id`, &focused), chromedp.KeyEvent(demo), chromedp.KeyEvent("\t"),
-		chromedp.KeyEvent(pw), chromedp.KeyEvent("\r"), chromedp.WaitVisible(`article.vehicle`, chromedp.ByQuery),
-		chromedp.WaitVisible(`#fleet-map path.vehicle-pos`, chromedp.ByQuery))
+	run("log in", evalTo(`document.activeElement.id`, &focused), chromedp.KeyEvent(demo), chromedp.KeyEvent("\t"),
+		chromedp.KeyEvent(pw), chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS(`article.vehicle`)),
+		chromedp.WaitVisible(chromedp.CSS(`#fleet-map path.vehicle-pos`)))
 	if focused != "owner-id" {
 		t.Errorf("the login page focuses %q, want the owner id", focused)
 	}
+	// Usage: trips per day, week and month (services/owner /trips), the
+	// same trips counted three ways.
+	var tripsDay, tripsWeek, tripsMonth string
+	tr := `article.vehicle[data-vin="` + vin + `"] table.trips-table tr[data-by=%s] td.trips`
+	run("trips", chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(tr, "day"))),
+		into(&tripsDay, chromedp.Text(chromedp.CSS(fmt.Sprintf(tr, "day")))),
+		into(&tripsWeek, chromedp.Text(chromedp.CSS(fmt.Sprintf(tr, "week")))),
+		into(&tripsMonth, chromedp.Text(chromedp.CSS(fmt.Sprintf(tr, "month")))))
+	if num(tripsDay) < 1 || tripsDay != tripsWeek || tripsDay != tripsMonth {
+		t.Errorf("trips of %s: %q per day, %q per week, %q per month; want the same count, at least one", vin, tripsDay, tripsWeek, tripsMonth)
+	}
+	t.Logf("%s: %s trips", vin, tripsDay)
 	axe("vehicles")
 	shot("owner-vehicles")
 
 	// A day: the map, the track and the harsh-event markers.
 	var marks, listed, segments int
-	run("a day", chromedp.Navigate(base+"/#/day/"+vin+"/"+day), chromedp.WaitVisible(`#day-map path.track`, chromedp.ByQuery),
-		chromedp.WaitVisible(`#day-map path.mark`, chromedp.ByQuery),
-		chromedp.Evaluate(`document.querySelectorAll('#day-map path.mark-harsh_brake, #day-map path.mark-harsh_accel, #day-map path.mark-harsh_corner').length`, &marks),
-		chromedp.Evaluate(`document.querySelectorAll('#marks li[data-kind^=harsh]').length`, &listed),
-		chromedp.Evaluate(`document.querySelectorAll('#day-map path.track').length`, &segments))
+	run("a day", chromedp.Navigate(base+"/#/day/"+vin+"/"+day), chromedp.WaitVisible(chromedp.CSS(`#day-map path.track`)),
+		chromedp.WaitVisible(chromedp.CSS(`#day-map path.mark`)),
+		evalTo(`document.querySelectorAll('#day-map path.mark-harsh_brake, #day-map path.mark-harsh_accel, #day-map path.mark-harsh_corner').length`, &marks),
+		evalTo(`document.querySelectorAll('#marks li[data-kind^=harsh]').length`, &listed),
+		evalTo(`document.querySelectorAll('#day-map path.track').length`, &segments))
 	if marks == 0 || marks != listed {
 		t.Errorf("day %s of %s: %d harsh markers on the map, %d listed; want the same, at least one", day, vin, marks, listed)
 	}
@@ -262,7 +273,7 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("day %s of %s: %d track segments", day, vin, segments)
 	}
 	var explain string
-	run("explanation", chromedp.Text("#explain", &explain, chromedp.ByID))
+	run("explanation", into(&explain, chromedp.Text(chromedp.ID("#explain"))))
 	if !strings.Contains(explain, "harsh") || !strings.Contains(explain, "points") {
 		t.Errorf("explanation %q: want the harsh events and the points", explain)
 	}
@@ -271,14 +282,14 @@ func TestBrowser(t *testing.T) {
 
 	// A receipt, verified in the browser.
 	var v string
-	run("points", chromedp.Navigate(base+"/#/points/"+vin), chromedp.WaitVisible(`#history a.receipt-link`, chromedp.ByQuery))
+	run("points", chromedp.Navigate(base+"/#/points/"+vin), chromedp.WaitVisible(chromedp.CSS(`#history a.receipt-link`)))
 	axe("points")
 	shot("owner-points")
 	receipt := fmt.Sprintf("/#/receipt/%s/%d", vin, leaf)
-	run("receipt", chromedp.Navigate(base+receipt), chromedp.WaitVisible(`#receipt-verdict [data-verdict]`, chromedp.ByQuery),
-		chromedp.AttributeValue(`#receipt-verdict [data-verdict]`, "data-verdict", &v, nil, chromedp.ByQuery))
+	run("receipt", chromedp.Navigate(base+receipt), chromedp.WaitVisible(chromedp.CSS(`#receipt-verdict [data-verdict]`)),
+		attr(chromedp.CSS(`#receipt-verdict [data-verdict]`), "data-verdict", &v))
 	var detail string
-	run("receipt text", chromedp.Text("#receipt-verdict", &detail, chromedp.ByID))
+	run("receipt text", into(&detail, chromedp.Text(chromedp.ID("#receipt-verdict"))))
 	if v != "verified" || !strings.Contains(detail, "valid Ed25519 signature") {
 		t.Errorf("receipt of leaf %d: %q: %s", leaf, v, detail)
 	}
@@ -288,9 +299,9 @@ func TestBrowser(t *testing.T) {
 	// The same receipt through a proxy that flips one hash of the proof.
 	proxy := tamperProxy(t, base)
 	// (Cookies are per host, not port: the session rides along.)
-	run("tampered receipt", chromedp.Navigate(proxy+receipt), chromedp.WaitVisible(`#receipt-verdict [data-verdict]`, chromedp.ByQuery),
-		chromedp.AttributeValue(`#receipt-verdict [data-verdict]`, "data-verdict", &v, nil, chromedp.ByQuery),
-		chromedp.Text("#receipt-verdict", &detail, chromedp.ByID))
+	run("tampered receipt", chromedp.Navigate(proxy+receipt), chromedp.WaitVisible(chromedp.CSS(`#receipt-verdict [data-verdict]`)),
+		attr(chromedp.CSS(`#receipt-verdict [data-verdict]`), "data-verdict", &v),
+		into(&detail, chromedp.Text(chromedp.ID("#receipt-verdict"))))
 	if v != "failed" || !strings.Contains(detail, "FAILED") {
 		t.Errorf("tampered proof: %q: %s; want a loud failure", v, detail)
 	}
@@ -298,25 +309,27 @@ func TestBrowser(t *testing.T) {
 
 	// Redeem a coffee: the available balance drops by its price.
 	var before, after string
-	run("redeem", chromedp.Navigate(base+"/#/redeem"), chromedp.WaitVisible(`button.redeem[data-item=coffee]`, chromedp.ByQuery),
-		chromedp.Text("#redeem-balance", &before, chromedp.ByID))
+	run("redeem", chromedp.Navigate(base+"/#/redeem"), chromedp.WaitVisible(chromedp.CSS(`button.redeem[data-item=coffee]`)),
+		into(&before, chromedp.Text(chromedp.ID("#redeem-balance"))))
 	axe("redeem")
 	shot("owner-redeem")
-	run("confirm", chromedp.Click(`button.redeem[data-item=coffee]`, chromedp.ByQuery), chromedp.WaitVisible("#confirm-redeem", chromedp.ByID),
-		chromedp.Click("#confirm-redeem", chromedp.ByID), chromedp.WaitVisible("#redeem-status", chromedp.ByID),
-		chromedp.Poll(fmt.Sprintf(`document.getElementById('redeem-balance').textContent !== %q`, before), nil, chromedp.WithPollingTimeout(90*time.Second)),
-		chromedp.Text("#redeem-balance", &after, chromedp.ByID))
+	run("confirm", chromedp.Click(chromedp.CSS(`button.redeem[data-item=coffee]`)), chromedp.WaitVisible(chromedp.ID("#confirm-redeem")),
+		chromedp.Click(chromedp.ID("#confirm-redeem")), chromedp.WaitVisible(chromedp.ID("#redeem-status")),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.getElementById('redeem-balance').textContent !== %q`, before), chromedp.WithPollingTimeout(90*time.Second)),
+		into(&after, chromedp.Text(chromedp.ID("#redeem-balance"))))
 	if num(before)-num(after) != 50 {
 		t.Errorf("available balance %s -> %s after a coffee (50 points)", before, after)
 	}
 
 	// The redemption's debit shows in the account's history (once the
-	// sink landed it), and its receipt verifies.
+	// sink landed it), and its receipt verifies. Since redemptions became
+	// pending transfers to partner:<id> (settlement's holds), it is an
+	// entry of kind transfer; a debit is accepted too.
 	var debits int
-	run("account history", chromedp.Navigate(base+"/#/points/"+vin), chromedp.WaitVisible("#account-history", chromedp.ByID))
+	run("account history", chromedp.Navigate(base+"/#/points/"+vin), chromedp.WaitVisible(chromedp.ID("#account-history")))
 	for deadline := time.Now().Add(90 * time.Second); ; {
-		run("account debits", chromedp.WaitVisible("#account-history", chromedp.ByID),
-			chromedp.Evaluate(`document.querySelectorAll('#account-history tr[data-kind=debit]').length`, &debits))
+		run("account debits", chromedp.WaitVisible(chromedp.ID("#account-history")),
+			evalTo(`document.querySelectorAll('#account-history tr[data-kind=debit], #account-history tr[data-kind=transfer]').length`, &debits))
 		if debits > 0 || time.Now().After(deadline) {
 			break
 		}
@@ -326,25 +339,25 @@ func TestBrowser(t *testing.T) {
 	if debits == 0 {
 		t.Fatal("the redemption's debit never showed in the account's history")
 	}
-	run("debit receipt", chromedp.Click(`#account-history tr[data-kind=debit] a.receipt-link`, chromedp.ByQuery),
-		chromedp.WaitVisible(`#receipt-verdict [data-verdict]`, chromedp.ByQuery),
-		chromedp.AttributeValue(`#receipt-verdict [data-verdict]`, "data-verdict", &v, nil, chromedp.ByQuery))
+	run("debit receipt", chromedp.Click(chromedp.CSS(`#account-history tr:is([data-kind=debit], [data-kind=transfer]) a.receipt-link`)),
+		chromedp.WaitVisible(chromedp.CSS(`#receipt-verdict [data-verdict]`)),
+		attr(chromedp.CSS(`#receipt-verdict [data-verdict]`), "data-verdict", &v))
 	if v != "verified" {
 		t.Errorf("the debit's receipt: %q", v)
 	}
 	shot("owner-account-receipt")
 
 	// Transfer 10 points to the next owner: accepted, the available balance drops by 10.
-	run("transfer", chromedp.Navigate(base+"/#/transfer"), chromedp.WaitVisible("#transfer-form", chromedp.ByID),
-		chromedp.Text("#transfer-balance", &before, chromedp.ByID))
+	run("transfer", chromedp.Navigate(base+"/#/transfer"), chromedp.WaitVisible(chromedp.ID("#transfer-form")),
+		into(&before, chromedp.Text(chromedp.ID("#transfer-balance"))))
 	axe("transfer")
 	var tstatus string
-	run("confirm transfer", chromedp.SendKeys("#to-owner", stack.OwnerOf(2), chromedp.ByID), chromedp.SendKeys("#amount", "10", chromedp.ByID),
-		chromedp.Click(`#transfer-form button[type=submit]`, chromedp.ByQuery), chromedp.WaitVisible("#confirm-transfer", chromedp.ByID),
-		chromedp.Click("#confirm-transfer", chromedp.ByID), chromedp.WaitVisible("#transfer-status", chromedp.ByID),
-		chromedp.AttributeValue("#transfer-status", "data-status", &tstatus, nil, chromedp.ByID),
-		chromedp.Poll(fmt.Sprintf(`document.getElementById('transfer-balance').textContent !== %q`, before), nil, chromedp.WithPollingTimeout(90*time.Second)),
-		chromedp.Text("#transfer-balance", &after, chromedp.ByID))
+	run("confirm transfer", chromedp.SendKeys(chromedp.ID("#to-owner"), stack.OwnerOf(2)), chromedp.SendKeys(chromedp.ID("#amount"), "10"),
+		chromedp.Click(chromedp.CSS(`#transfer-form button[type=submit]`)), chromedp.WaitVisible(chromedp.ID("#confirm-transfer")),
+		chromedp.Click(chromedp.ID("#confirm-transfer")), chromedp.WaitVisible(chromedp.ID("#transfer-status")),
+		attr(chromedp.ID("#transfer-status"), "data-status", &tstatus),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.getElementById('transfer-balance').textContent !== %q`, before), chromedp.WithPollingTimeout(90*time.Second)),
+		into(&after, chromedp.Text(chromedp.ID("#transfer-balance"))))
 	if (tstatus != "ACCEPTED" && tstatus != "COMMITTED") || num(before)-num(after) != 10 {
 		t.Errorf("transfer of 10 points: %s, available %s -> %s", tstatus, before, after)
 	}
@@ -352,22 +365,22 @@ func TestBrowser(t *testing.T) {
 
 	// The explorer: the checkpoint's root is /ledger/checkpoint's, and verified.
 	var root, cpv string
-	run("explorer", chromedp.Navigate(base+"/explorer"), chromedp.WaitVisible(`#checkpoint-verdict [data-verdict]`, chromedp.ByQuery),
-		chromedp.Evaluate(fcp, &paint),
-		chromedp.Text("#root", &root, chromedp.ByID),
-		chromedp.AttributeValue(`#checkpoint-verdict [data-verdict]`, "data-verdict", &cpv, nil, chromedp.ByQuery))
+	run("explorer", chromedp.Navigate(base+"/explorer"), chromedp.WaitVisible(chromedp.CSS(`#checkpoint-verdict [data-verdict]`)),
+		evalTo(fcp, &paint),
+		into(&root, chromedp.Text(chromedp.ID("#root"))),
+		attr(chromedp.CSS(`#checkpoint-verdict [data-verdict]`), "data-verdict", &cpv))
 	if want := checkpointRoot(t, base); root != want || cpv != "verified" {
 		t.Errorf("explorer root %s (%s), /ledger/checkpoint %s", root, cpv, want)
 	}
 	t.Logf("first contentful paint of /explorer: %.0f ms", paint)
 	axe("explorer")
 	shot("explorer")
-	run("explorer block", chromedp.Click(`#blocks tbody a`, chromedp.ByQuery), chromedp.WaitVisible(`#entries tbody a`, chromedp.ByQuery))
+	run("explorer block", chromedp.Click(chromedp.CSS(`#blocks tbody a`)), chromedp.WaitVisible(chromedp.CSS(`#entries tbody a`)))
 	shot("explorer-block")
-	run("explorer entry", chromedp.Click(`#entries tbody a`, chromedp.ByQuery), chromedp.WaitVisible("#verify", chromedp.ByID),
-		chromedp.Click("#verify", chromedp.ByID), chromedp.WaitVisible(`#leaf-verdict [data-verdict]`, chromedp.ByQuery),
-		chromedp.AttributeValue(`#leaf-verdict [data-verdict]`, "data-verdict", &v, nil, chromedp.ByQuery),
-		chromedp.Text("#leaf-verdict", &detail, chromedp.ByID))
+	run("explorer entry", chromedp.Click(chromedp.CSS(`#entries tbody a`)), chromedp.WaitVisible(chromedp.ID("#verify")),
+		chromedp.Click(chromedp.ID("#verify")), chromedp.WaitVisible(chromedp.CSS(`#leaf-verdict [data-verdict]`)),
+		attr(chromedp.CSS(`#leaf-verdict [data-verdict]`), "data-verdict", &v),
+		into(&detail, chromedp.Text(chromedp.ID("#leaf-verdict"))))
 	// The redemption's debit grew the book since the receipt: the browser
 	// checked the new checkpoint is consistent with the one it kept.
 	if v != "verified" || !strings.Contains(detail, "consistent with the checkpoint this browser saw before") {
@@ -376,36 +389,87 @@ func TestBrowser(t *testing.T) {
 	axe("explorer-entry")
 	shot("explorer-entry")
 
+	// A record ingest cannot decode: the console samples it from the
+	// dead-letter topic.
+	if err := st.Producer.ProduceSync(ctx, pipelines.TopicTelemetryRaw, []byte("corrupt"), []byte("\xc3\x01not avro at all")); err != nil {
+		t.Fatal(err)
+	}
+
 	// The console, while the simulator sends the rest.
-	run("console", chromedp.Navigate(base+"/console"), chromedp.WaitVisible("#op-token", chromedp.ByID),
-		chromedp.SendKeys("#op-token", st.OperatorToken, chromedp.ByID), chromedp.Click(`#token-form button`, chromedp.ByQuery),
-		chromedp.WaitVisible(`#stages tr[data-stage=ingest] td.lag`, chromedp.ByQuery), chromedp.Evaluate(fcp, &paint))
+	run("console", chromedp.Navigate(base+"/console"), chromedp.WaitVisible(chromedp.ID("#op-token")),
+		chromedp.SendKeys(chromedp.ID("#op-token"), st.OperatorToken), chromedp.Click(chromedp.CSS(`#token-form button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#stages tr[data-stage=ingest] td.lag`)), evalTo(fcp, &paint))
 	t.Logf("first contentful paint of /console: %.0f ms", paint)
 	var in0 string
-	run("console in", chromedp.Text(`#stages tr[data-stage=ingest] td`, &in0, chromedp.ByQuery))
+	run("console in", into(&in0, chromedp.Text(chromedp.CSS(`#stages tr[data-stage=ingest] td`))))
 	sent := make(chan error, 1)
 	go func() {
 		_, err := st.SendFleet(ctx, sim, cut, loadtest.SenderConfig{Concurrency: 8}, nil)
 		sent <- err
 	}()
 	var in1 string
-	run("console moves", chromedp.Poll(fmt.Sprintf(`document.querySelector('#stages tr[data-stage=ingest] td').textContent !== %q`, in0), nil,
-		chromedp.WithPollingTimeout(90*time.Second)), chromedp.Text(`#stages tr[data-stage=ingest] td`, &in1, chromedp.ByQuery))
+	run("console moves", chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector('#stages tr[data-stage=ingest] td').textContent !== %q`, in0),
+		chromedp.WithPollingTimeout(90*time.Second)), into(&in1, chromedp.Text(chromedp.CSS(`#stages tr[data-stage=ingest] td`))))
 	if num(in1) <= num(in0) {
 		t.Errorf("console: ingest in %s -> %s while sending", in0, in1)
 	}
 	var lagSeen bool
-	run("console lag", chromedp.Evaluate(`[...document.querySelectorAll('#lag-partitions tbody tr')].length > 0`, &lagSeen))
+	run("console lag", evalTo(`[...document.querySelectorAll('#lag-partitions tbody tr')].length > 0`, &lagSeen))
 	if !lagSeen {
 		t.Error("console: no lag per partition")
 	}
 	var cells int
-	run("console cells", chromedp.WaitVisible(`#fleet-map path.cell`, chromedp.ByQuery),
-		chromedp.Evaluate(`document.querySelectorAll('#fleet-map path.cell').length`, &cells),
-		chromedp.WaitVisible(`#leaders li`, chromedp.ByQuery))
+	run("console cells", chromedp.WaitVisible(chromedp.CSS(`#fleet-map path.cell`)),
+		evalTo(`document.querySelectorAll('#fleet-map path.cell').length`, &cells),
+		chromedp.WaitVisible(chromedp.CSS(`#leaders li`)))
 	t.Logf("console: ingest in %s -> %s, %d fleet cells", in0, in1, cells)
+	// The dead letter's sample: where it came from and its payload.
+	var dead string
+	sample := `#dead-samples table.dead-reason[data-reason^="ingest/"] tr.dead-sample`
+	run("console dead letters", chromedp.Poll[chromedp.Void](`document.querySelector('`+sample+`') !== null`, chromedp.WithPollingTimeout(90*time.Second)),
+		into(&dead, chromedp.Text(chromedp.CSS(`#dead-samples table.dead-reason[data-reason^="ingest/"]`))))
+	if !strings.Contains(dead, pipelines.TopicTelemetryRaw+"/") || !strings.Contains(dead, "c3016e6f74206176726f") {
+		t.Errorf("console dead letters: %q, want the raw topic and the payload's bytes", dead)
+	}
 	axe("console")
 	shot("console")
+
+	// A day's evidence as the fraud queue opens it: track and marks on the
+	// map, counters, the rule that fired and the owner app's words for the
+	// score and flags. The simulated fleet has no fraudulent vehicle, so
+	// the picked day gets a flagged version in ClickHouse (as a rescore
+	// would write it, under its own source topic so the sink's offsets
+	// stay untouched).
+	flagged := `INSERT INTO daily_scores SELECT * REPLACE (['teleport'] AS flags, ['position jumped 41.3 km in 2 s'] AS flag_reasons,
+		'web.test.fixture' AS src_topic, src_offset + 1000000000000 AS src_offset)
+		FROM daily_scores WHERE date = '` + day + `' AND vehicle_id = '` + vin + `' ORDER BY src_offset DESC LIMIT 1`
+	if resp, err := http.Post(ch.URL()+"/?database=default", "text/plain", strings.NewReader(flagged)); err != nil {
+		t.Fatal(err)
+	} else if b, _ := io.ReadAll(resp.Body); resp.Body.Close() != nil || resp.StatusCode != 200 {
+		t.Fatalf("flagging %s on %s: %d %s", vin, day, resp.StatusCode, b)
+	}
+	var evMarks, evListed int
+	var evExplain, rules string
+	link := `#fraud tr[data-vin="` + vin + `"] a.evidence-link`
+	run("console evidence", chromedp.SetValue(chromedp.ID("#date"), day), chromedp.Click(chromedp.CSS(`#scores-form button`)),
+		chromedp.WaitVisible(chromedp.CSS(link)), chromedp.Focus(chromedp.CSS(link)), chromedp.KeyEvent("\r"),
+		chromedp.WaitVisible(chromedp.CSS(`#evidence-map path.track`)), chromedp.WaitVisible(chromedp.ID("#evidence-counters")),
+		into(&rules, chromedp.Text(chromedp.CSS(`#evidence-rules li[data-flag=teleport]`))),
+		evalTo(`document.querySelectorAll('#evidence-map path.mark').length`, &evMarks),
+		evalTo(`document.querySelectorAll('#evidence-marks li').length`, &evListed),
+		into(&evExplain, chromedp.Text(chromedp.ID("#evidence-explain"))), evalTo(`document.activeElement.id`, &focused))
+	if focused != "evidence-title" {
+		t.Errorf("the evidence view focuses %q, want its title (keyboard users land on what they opened)", focused)
+	}
+	flagWords := "Flag teleport: position jumped 41.3 km in 2 s; the day's points were reduced."
+	if evMarks == 0 || evMarks != evListed || !strings.HasPrefix(evExplain, explain) || !strings.HasSuffix(evExplain, flagWords) {
+		t.Errorf("evidence of %s on %s: %d marks on the map, %d listed; words %q, want the owner's %q and then %q", vin, day, evMarks, evListed, evExplain, explain, flagWords)
+	}
+	if rules != "teleport: position jumped 41.3 km in 2 s" {
+		t.Errorf("evidence: rule %q, want teleport with its reason", rules)
+	}
+	axe("console evidence")
+	shot("console-evidence")
 	if err := <-sent; err != nil {
 		t.Errorf("sending day 2: %v", err)
 	}
@@ -517,9 +581,9 @@ func axeChecker(t *testing.T, b context.Context) func(page string) {
 		}
 		tctx, cancel := context.WithTimeout(b, 2*time.Minute)
 		defer cancel()
-		err := chromedp.Run(tctx, chromedp.Evaluate(string(src), nil),
-			chromedp.Evaluate(`axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical'))`,
-				&out, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
+		err := chromedp.Do(tctx, chromedp.Evaluate[chromedp.Void](string(src)),
+			evalTo(`axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical'))`,
+				&out, chromedp.EvalAwaitPromise))
 		if err != nil {
 			t.Errorf("axe on %s: %v", page, err)
 			return
@@ -528,5 +592,35 @@ func axeChecker(t *testing.T, b context.Context) func(page string) {
 			t.Errorf("axe on %s: %s (%s): %s, %d node(s), first %v", page, v.ID, v.Impact, v.Help, len(v.Nodes), v.Nodes[0].Target)
 		}
 		t.Logf("axe on %s: %d serious or critical violations", page, len(out))
+	}
+}
+
+// into runs the action and stores its value in dst: the steps of one
+// chromedp.Do return no value.
+func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		v, err := a(ctx, t)
+		if err == nil {
+			*dst = v
+		}
+		return chromedp.Void{}, err
+	}
+}
+
+// evalTo evaluates the expression and decodes its value into dst.
+func evalTo[T any](expr string, dst *T, opts ...chromedp.EvaluateOption) chromedp.Action[chromedp.Void] {
+	return into(dst, chromedp.Evaluate[T](expr, opts...))
+}
+
+// attr stores the attribute of the first element the selector matches in
+// dst, and fails when the element lacks it.
+func attr[S chromedp.Selectable](sel S, name string, dst *string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		r, err := chromedp.AttributeValue(sel, name)(ctx, t)
+		if err == nil && !r.Exists {
+			err = fmt.Errorf("no attribute %s on %v", name, sel)
+		}
+		*dst = r.Value
+		return chromedp.Void{}, err
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/minecart/minecart/services/ledger"
@@ -134,8 +133,8 @@ func TestBrowserVerifiers(t *testing.T) {
 		Errs []string
 		N    int
 	}
-	if err := chromedp.Run(b, chromedp.Navigate(f.srv.URL+"/explorer"), chromedp.WaitReady("#search", chromedp.ByID),
-		chromedp.Evaluate(script, &out, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })); err != nil {
+	if err := chromedp.Do(b, chromedp.Navigate(f.srv.URL+"/explorer"), chromedp.WaitReady(chromedp.ID("#search")),
+		evalTo(script, &out, chromedp.EvalAwaitPromise)); err != nil {
 		t.Fatal(err)
 	}
 	if want := len(incls) + len(conss); out.OK != want || out.N != 0 {

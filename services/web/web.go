@@ -12,6 +12,7 @@ package web
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/ed25519"
 	"embed"
 	"encoding/json"
@@ -78,6 +79,9 @@ type Config struct {
 	// Metrics is what the console reads (the process's registry); nil: the
 	// console's pipeline panel is empty.
 	Metrics prometheus.Gatherer
+	// DeadLetters samples the dead-letter topic for the console (operators
+	// only; DeadLetterTail); nil: the console shows counts only.
+	DeadLetters func(ctx context.Context) (DeadLetters, error)
 	// Transfers says the transfer API (POST /v1/transfers) is served: the
 	// owner app shows its form only then.
 	Transfers bool
@@ -113,6 +117,7 @@ type handler struct {
 //	GET /v1/me/vehicles               the caller's vehicles (owners; operators get [])
 //	GET /v1/catalog                   the partners' catalogue (owners, operators)
 //	GET /v1/console/metrics           the pipeline's metrics as JSON (operators)
+//	GET /v1/console/deadletters       a sample of the dead letters per reason (operators)
 func NewHandler(cfg Config) (*auth.Mux, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -177,6 +182,7 @@ func NewHandler(cfg Config) (*auth.Mux, error) {
 	m.HandleFunc("GET /v1/me/vehicles", auth.Roles{auth.RoleOwner, auth.RoleOperator}, h.vehicles)
 	m.HandleFunc("GET /v1/catalog", auth.Roles{auth.RoleOwner, auth.RoleOperator}, h.catalog)
 	m.HandleFunc("GET /v1/console/metrics", auth.Roles{auth.RoleOperator}, h.metrics)
+	m.HandleFunc("GET /v1/console/deadletters", auth.Roles{auth.RoleOperator}, h.deadLetters)
 	return m, nil
 }
 

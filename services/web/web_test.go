@@ -175,6 +175,7 @@ func TestJSONRoutes(t *testing.T) {
 	}{
 		{"/v1/me/vehicles", "", 401}, {"/v1/catalog", "", 401}, {"/v1/console/metrics", "", 401},
 		{"/v1/console/metrics", f.owner, 403}, {"/v1/me/vehicles", "garbage", 401},
+		{"/v1/console/deadletters", "", 401}, {"/v1/console/deadletters", f.owner, 403}, {"/v1/console/deadletters", f.operator, 200},
 	} {
 		if code, _, body := f.get(t, c.path, c.tok); code != c.code {
 			t.Errorf("%s with %q: %d %s, want %d", c.path, c.tok, code, body, c.code)

@@ -1,8 +1,8 @@
 // Package partner is what a minecart partner runs, written with
 // github.com/segmentio/kafka-go (not the pipeline's franz-go) to show that
 // any Kafka client can take part: it reads the partner's redemptions topic
-// (orders), checks each order's debit entry against the ledger (the leaf
-// is the canonical entry for this order, the RFC 6962 inclusion proof
+// (orders), checks each order's entry against the ledger (the leaf is
+// the canonical entry for this order, its hold, the RFC 6962 inclusion proof
 // folds to the root, and the root is the one in the checkpoint the ledger
 // key signed), fulfils it and acknowledges it on the acks topic. It can
 // also follow the settled-credits topic and verify those proofs.
@@ -31,6 +31,7 @@ import (
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -154,8 +155,14 @@ func VerifyProof(p avro.LedgerProof, key ed25519.PublicKey) (ledger.Entry, error
 	return e, nil
 }
 
-// VerifyOrder checks an order's debit entry: in the ledger, and a debit of
-// exactly this redemption, owner, partner and points.
+// VerifyOrder checks the entry an order rests on: in the ledger, and
+// exactly this order's. Since redemptions are holds (docs/partners.md), it
+// is a kind-5 pending transfer (flags exactly pending) whose id is
+// settlement.RedemptionHoldID of the order's id, partner, item, quantity
+// and points, from the owner's account to partner:<partner>, of the
+// order's points. An order of a redemption made before holds rests on a
+// kind-2 debit of this redemption, owner, points, partner and item, and
+// verifies as it always did.
 func VerifyOrder(o Order, partner string, key ed25519.PublicKey) error {
 	if o.Partner != partner {
 		return fmt.Errorf("order for partner %q", o.Partner)
@@ -167,10 +174,54 @@ func VerifyOrder(o Order, partner string, key ed25519.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	if e.Kind != ledger.KindDebit || e.RedemptionID != o.RedemptionID || e.Account != o.Owner || e.Amount != o.Points || e.Partner != partner || e.Item != o.ItemID {
-		return fmt.Errorf("ledger entry %s %q (%s, %d points, %s/%s) is not this order", e.Kind, e.RedemptionID, e.Account, e.Amount, e.Partner, e.Item)
+	switch e.Kind {
+	case ledger.KindTransfer:
+		// The hold id binds the redemption, partner, item, quantity and
+		// points; the credit side is the partner's account (its pseudonym
+		// in a pseudonymous leaf).
+		hold := settlement.RedemptionHoldID(o.RedemptionID, partner, o.ItemID, o.Quantity, o.Points)
+		if e.TransferFlags != ledger.TransferPending || e.ID != hold || e.Amount != o.Points ||
+			(e.CounterAccount != settlement.PartnerAccount(partner) && !pseudonym.Is(e.CounterAccount)) {
+			return fmt.Errorf("ledger entry transfer %s (%s, %s -> %s, %d points) is not this order's hold %s", e.ID, e.TransferFlags, e.Account, e.CounterAccount, e.Amount, hold)
+		}
+	case ledger.KindDebit:
+		if e.RedemptionID != o.RedemptionID || e.Amount != o.Points || e.Partner != partner || e.Item != o.ItemID {
+			return fmt.Errorf("ledger entry %s %q (%s, %d points, %s/%s) is not this order", e.Kind, e.RedemptionID, e.Account, e.Amount, e.Partner, e.Item)
+		}
+	default:
+		return fmt.Errorf("ledger entry of kind %s is not an order's", e.Kind)
+	}
+	// The leaf names the owner by pseudonym (docs/ledger.md, Pseudonymous
+	// leaves): the redemption id, SHA-256(owner 0x00 idempotency key),
+	// binds the entry to the order's owner instead.
+	switch {
+	case pseudonym.Is(e.Account):
+		if settlement.RedemptionID(o.Owner, o.IdempotencyKey) != o.RedemptionID {
+			return fmt.Errorf("order %s: redemption id is not SHA-256(owner, idempotency key) of owner %q", o.RedemptionID, o.Owner)
+		}
+	case e.Account != o.Owner:
+		return fmt.Errorf("ledger entry %q charges %s, the order's owner is %s", e.RedemptionID, e.Account, o.Owner)
 	}
 	return nil
+}
+
+// HoldDeadline is when an order's hold expires (ledger time): the
+// partner's ack must be applied before it, else the points go back to the
+// owner and the ack is refused. Zero for an order resting on a debit.
+func HoldDeadline(o Order) (time.Time, error) {
+	if o.Debit == nil {
+		return time.Time{}, errors.New("no proof")
+	}
+	e, err := ledger.DecodeEntry(o.Debit.Leaf)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if e.Kind != ledger.KindTransfer || e.TimeoutMs == 0 {
+		return time.Time{}, nil
+	}
+	// The order is written when the hold's entry is applied: its
+	// updated_ms is the hold block's timestamp.
+	return o.UpdatedMs.Add(time.Duration(e.TimeoutMs) * time.Millisecond), nil
 }
 
 // VerifyCredit checks a settled credit's entry: in the ledger, and the
@@ -381,9 +432,15 @@ func (c *consumer) order(ctx context.Context, m kafka.Message) (o Order, ack kaf
 	}
 	a := avro.PartnerAck{RedemptionID: o.RedemptionID, Partner: c.cfg.Partner, AckedMs: time.Now()}
 	verr = VerifyOrder(o, c.cfg.Partner, c.cfg.LedgerKey)
+	// Past the hold's deadline (by this partner's clock, an estimate of
+	// ledger time) settlement refuses a FULFILLED ack: do not deliver.
+	deadline, _ := HoldDeadline(o)
 	if verr != nil {
 		c.log.Error("order does not verify: not fulfilled", "redemption", o.RedemptionID, "err", verr)
 		a.Status, a.Reason = avro.AckStatusFailed, "proof: "+verr.Error()
+	} else if !deadline.IsZero() && !a.AckedMs.Before(deadline) {
+		c.log.Warn("order past its hold's deadline: not fulfilled", "redemption", o.RedemptionID, "deadline", deadline)
+		a.Status, a.Reason = avro.AckStatusFailed, "deadline passed"
 	} else if ref, err := c.cfg.Fulfil(ctx, o); err != nil {
 		a.Status, a.Reason = avro.AckStatusFailed, err.Error()
 	} else {

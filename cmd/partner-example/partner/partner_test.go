@@ -173,13 +173,54 @@ func TestPartnerExample(t *testing.T) {
 		t.Errorf("%d settled credits, want %d", len(acme.credits), vehicles)
 	}
 	for _, c := range acme.credits {
-		v, _ := strconv.Atoi(c.VehicleID[1:])
+		// The record names the vehicle by its pseudonym, as the leaf
+		// does; minecart (not the partner) can open it.
+		o, err := env.Pseudonyms.Open(context.Background(), c.VehicleID)
+		if err != nil {
+			t.Fatalf("credit of %s: %v", c.VehicleID, err)
+		}
+		v, _ := strconv.Atoi(o.ID[1:])
 		if c.Account != fmt.Sprintf("o%d", v%owners) {
-			t.Errorf("credit of %s settled to %s", c.VehicleID, c.Account)
+			t.Errorf("credit of %s (%s) settled to %s", c.VehicleID, o.ID, c.Account)
 		}
 	}
+	// The posts of the holds moved the points to the partners' accounts:
+	// 30 mugs at 10, 20 pens at 15.
+	for acct, want := range map[string]int64{settlement.PartnerAccount("acme"): 300, settlement.PartnerAccount("zeta"): 300} {
+		env.Wait(30*time.Second, func() bool { a := env.Account(acct); return a.Balance == want && a.Reserved == 0 },
+			func() string { return fmt.Sprintf("%s: %+v, want balance %d", acct, env.Account(acct), want) })
+	}
+	testVerifyOrder(t, acme.orders[0], env)
 	t.Logf("acme: %d orders, %d credits; zeta: %d orders; all proofs verified against signed checkpoints",
 		len(acme.orders), len(acme.credits), len(zeta.orders))
+}
+
+// testVerifyOrder: a real order (its hold's entry and proof) verifies, and
+// changing any field of the order, or verifying it as another partner,
+// does not: the hold id binds item, quantity and points, the entry binds
+// owner, partner and points.
+func testVerifyOrder(t *testing.T, o partner.Order, env *settletest.Env) {
+	t.Helper()
+	if err := partner.VerifyOrder(o, "acme", env.LedgerPub); err != nil {
+		t.Fatalf("real order: %v", err)
+	}
+	if d, err := partner.HoldDeadline(o); err != nil || !d.Equal(o.UpdatedMs.Add(settlement.DefaultPolicy().FulfilTimeout)) {
+		t.Errorf("hold deadline %v (%v), want updated_ms + %v", d, err, settlement.DefaultPolicy().FulfilTimeout)
+	}
+	for name, tamper := range map[string]func(*partner.Order){
+		"item":       func(o *partner.Order) { o.ItemID = "pen" },
+		"quantity":   func(o *partner.Order) { o.Quantity = 2 },
+		"points":     func(o *partner.Order) { o.Points++ },
+		"owner":      func(o *partner.Order) { o.Owner = "mallory" },
+		"redemption": func(o *partner.Order) { o.RedemptionID = settlement.RedemptionID(o.Owner, "other") },
+		"partner":    func(o *partner.Order) { o.Partner = "zeta" },
+	} {
+		x := o
+		tamper(&x)
+		if err := partner.VerifyOrder(x, x.Partner, env.LedgerPub); err == nil {
+			t.Errorf("order with another %s verified", name)
+		}
+	}
 }
 
 // TestPartnerExampleWithACLs runs the whole flow on a broker that enforces
@@ -249,7 +290,65 @@ func TestPartnerExampleWithACLs(t *testing.T) {
 	if n, _ := got.count(); n != len(ids) || len(got.errs) != 0 {
 		t.Errorf("partner got %d orders (want %d), errors %v", n, len(ids), got.errs)
 	}
-	if env.Account("alice").Balance != 50 {
-		t.Errorf("alice balance %d, want 50", env.Account("alice").Balance)
+	// FULFILLED is decided with the ack; the points move when the post's
+	// entry comes back.
+	env.Wait(30*time.Second, func() bool { a := env.Account("alice"); return a.Balance == 50 && a.Reserved == 0 },
+		func() string { return fmt.Sprintf("alice %+v, want balance 50", env.Account("alice")) })
+}
+
+// TestPartnerExampleLegacyDebits: orders of redemptions paid by kind-2
+// debits (settlement.Policy.DebitRedemptions, the protocol before holds)
+// still verify in the example and are fulfilled; the points are burned
+// (no partner account), and a debit order with another item does not
+// verify.
+func TestPartnerExampleLegacyDebits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded pipeline")
+	}
+	p := settlement.DefaultPolicy()
+	p.DebitRedemptions = true
+	env := settletest.StartWith(t, settletest.Options{Policy: p}, "acme")
+	env.Fund("alice", 100)
+	env.PutItem("acme", "mug", 10, nil)
+	env.WaitBalance("alice", 100)
+	got := &received{}
+	start(t, env, "acme", false, &partner.MemStore{}, got)
+	var outs []kafka.Output
+	var ids []string
+	for n := range 3 {
+		rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()}
+		v, err := env.Serde.Marshal(&rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte("alice"), Value: v})
+		ids = append(ids, settlement.RedemptionID("alice", rq.IdempotencyKey))
+	}
+	kafkatest.Produce(t, env.Brokers, outs...)
+	for _, id := range ids {
+		env.Wait(30*time.Second, func() bool { r, ok := env.Redemption(id); return ok && r.Status == settlement.StatusFulfilled },
+			func() string {
+				r, _ := env.Redemption(id)
+				return fmt.Sprintf("order %s: %s %s", id, r.Status, r.Reason)
+			})
+	}
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	if len(got.orders) != 3 || len(got.errs) != 0 {
+		t.Fatalf("%d orders, errors %v", len(got.orders), got.errs)
+	}
+	if a := env.Account("alice"); a.Balance != 70 || a.Reserved != 0 || env.Account(settlement.PartnerAccount("acme")).Balance != 0 {
+		t.Errorf("alice %+v, acme %+v: want 70 burned-from balance, nothing in acme's account", a, env.Account(settlement.PartnerAccount("acme")))
+	}
+	o := got.orders[0]
+	if err := partner.VerifyOrder(o, "acme", env.LedgerPub); err != nil {
+		t.Fatalf("debit order: %v", err)
+	}
+	if d, err := partner.HoldDeadline(o); err != nil || !d.IsZero() {
+		t.Errorf("debit order deadline %v %v, want none", d, err)
+	}
+	o.ItemID = "pen"
+	if err := partner.VerifyOrder(o, "acme", env.LedgerPub); err == nil {
+		t.Error("debit order with another item verified")
 	}
 }

@@ -95,6 +95,23 @@ func (t *Tree) Reserve(n uint64) {
 	}
 }
 
+// Grow makes room for n more leaves without reallocating the leaf level
+// more than once: when it must grow, it grows to at least 1.5 times its
+// size (Append's own growth copies the whole level every 25 %).
+func (t *Tree) Grow(n int) {
+	if n <= 0 {
+		return
+	}
+	if len(t.levels) == 0 {
+		t.levels = append(t.levels, nil)
+	}
+	need := uint64(len(t.levels[0])) + uint64(n)
+	if uint64(cap(t.levels[0])) >= need {
+		return
+	}
+	t.Reserve(max(need, uint64(len(t.levels[0]))*3/2))
+}
+
 // Append adds the entry data as the next leaf and returns its leaf hash.
 func (t *Tree) Append(data []byte) Hash {
 	h := HashLeaf(data)

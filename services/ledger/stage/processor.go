@@ -17,7 +17,69 @@ import (
 	"github.com/minecart/minecart/services/campaign"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
+	"github.com/minecart/minecart/services/pseudonym"
 )
+
+// pseudonymize is the ledger's one choke point for identities: it returns
+// a copy of entries with every identity replaced by its pseudonym
+// (ledger.Pseudonymize), making (and returning) the keys of identities
+// seen for the first time. Without Config.Pseudonyms it returns entries.
+func (p *Processor) pseudonymize(entries []ledger.Entry) ([]ledger.Entry, []pseudonym.Opening) {
+	if p.names == nil {
+		return entries, nil
+	}
+	out := slices.Clone(entries)
+	var created []pseudonym.Opening
+	name := func(k pseudonym.Kind, id string) (string, bool) {
+		if o, ok := p.names.Lookup(k, id); ok {
+			return o.Pseudonym, true
+		}
+		key := p.cfg.Pseudonyms.Keys.NewKey(k, id)
+		o := pseudonym.Opening{Pseudonym: pseudonym.Of(key, k, id), Kind: k, ID: id, Key: key}
+		p.names.Put(o)
+		created = append(created, o)
+		return o.Pseudonym, true
+	}
+	for i := range out {
+		ledger.Pseudonymize(&out[i], name)
+	}
+	return out, created
+}
+
+// forget drops keys made for a release the book refused.
+func (p *Processor) forget(created []pseudonym.Opening) {
+	for _, o := range created {
+		p.names.Delete(o.Pseudonym)
+	}
+}
+
+// lookup names an identity only if it has a key.
+func (p *Processor) lookup(k pseudonym.Kind, id string) (string, bool) {
+	o, ok := p.names.Lookup(k, id)
+	return o.Pseudonym, ok
+}
+
+// inBook is the id entry e has in the book, if its identities have keys.
+func (p *Processor) inBook(e ledger.Entry) string {
+	if p.names == nil {
+		return e.ID
+	}
+	ledger.Pseudonymize(&e, p.lookup)
+	return e.ID
+}
+
+// bookCreditID is the id in the book of the credit with clear id
+// "<vehicle>/<date>".
+func (p *Processor) bookCreditID(id string) string {
+	vid, date, ok := strings.Cut(id, "/")
+	if p.names == nil || !ok {
+		return id
+	}
+	if ps, ok := p.lookup(pseudonym.Vehicle, vid); ok {
+		return ps + "/" + date
+	}
+	return id
+}
 
 // Processor is the ledger's stage processor. It is exported for the
 // benchmark and for tests that drive it without a broker.
@@ -62,6 +124,8 @@ type Processor struct {
 	// closes it).
 	committed, flushedAt uint64
 	flushed              bool
+	// names are the pseudonym keys (Config.Pseudonyms; nil: none).
+	names *pseudonym.Directory
 
 	// Campaigns (campaigns.go): the scores of credits not yet appended,
 	// the bonus candidates waiting for their window end, compiled rules.
@@ -122,6 +186,13 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache)
 	if book.Height() > 0 && book.Origin() != cfg.Origin {
 		return nil, fmt.Errorf("ledger: book origin %q, configured %q", book.Origin(), cfg.Origin)
 	}
+	var names *pseudonym.Directory
+	if cfg.Pseudonyms != nil {
+		if names, err = cfg.Pseudonyms.Load(ctx); err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		cfg.Logger.Info("ledger pseudonym keys loaded", "keys", names.Len())
+	}
 	m.rebuildS.Set(time.Since(start).Seconds())
 	m.starts.WithLabelValues(how).Inc()
 	m.treeSize.Set(float64(book.Size()))
@@ -130,7 +201,7 @@ func newProcessor(ctx context.Context, cfg Config, m *metrics, cache *bookCache)
 		cfg: cfg, m: m, signer: signer, book: book, cache: cache,
 		pending: make(map[string]ledger.Entry), dueIdx: make(map[string]int), late: make(map[string]ledger.Entry),
 		lateScores: make(map[string]*lateScore),
-		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}), committed: book.Height(),
+		watermarks: make(map[int32]int64), debitIDs: make(map[string]struct{}), committed: book.Height(), names: names,
 		scores: make(map[string]*avro.DailyScore), cands: make(map[string]ledger.Entry), rules: make(map[string]*campaign.Rule),
 	}, nil
 }
@@ -204,7 +275,7 @@ func (p *Processor) Restore(ctx context.Context, rec pipelines.Record) error {
 	if err != nil {
 		return fmt.Errorf("changelog %s: %w", key, err)
 	}
-	if _, done := p.book.Credited(e.ID); !done {
+	if _, done := p.book.Credited(p.bookCreditID(e.ID)); !done {
 		p.scores[e.ID] = &s
 		if isLate {
 			p.late[e.ID] = e
@@ -329,7 +400,7 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 		if err != nil {
 			return pipelines.Reject("invalid_request", err)
 		}
-		if _, queued := p.debitIDs[e.ID]; queued || p.book.HasRequest(e.ID) {
+		if _, queued := p.debitIDs[e.ID]; queued || p.book.HasRequest(p.inBook(e)) {
 			p.m.dups.WithLabelValues(e.Kind.String()).Inc()
 			return nil
 		}
@@ -369,14 +440,14 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 // replaces it, a day the watermarks passed already joins the late queue,
 // any other waits in pending. Queued credits are kept in the changelog.
 func (p *Processor) score(e ledger.Entry, s *avro.DailyScore, raw []byte, out pipelines.Emitter) error {
-	if credited, ok := p.book.Credited(e.ID); ok {
+	if credited, ok := p.book.Credited(p.bookCreditID(e.ID)); ok {
 		delta := e.Points - credited
 		adj := ledger.Entry{
 			Kind: ledger.KindAdjustment, ID: "late/" + e.ID + "/" + fmt.Sprintf("%x", e.EventsHash),
 			VehicleID: e.VehicleID, Amount: delta, Ref: e.ID, RequestedAtMs: e.WindowEndMs,
 			Reason: fmt.Sprintf("late data: %s rescored to %d points (rules %s)", e.ID, e.Points, e.ConfigVersion),
 		}
-		if delta == 0 || p.book.HasRequest(adj.ID) {
+		if delta == 0 || p.book.HasRequest(p.inBook(adj)) {
 			p.m.dups.WithLabelValues("credit").Inc()
 			return nil
 		}
@@ -521,12 +592,16 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		return nil // the book is not to be appended to again
 	}
 	p.appended = nil
+	var created []pseudonym.Opening
+	// The choke point: no identity reaches the book in clear.
+	rel.Entries, created = p.pseudonymize(rel.Entries)
 	blocks, appended, skipped, err := p.book.Append(rel, p.cfg.MaxBlockEntries, p.signer)
 	if errors.Is(err, ledger.ErrUnusable) {
 		p.broken = err
 		return nil
 	}
 	if err != nil {
+		p.forget(created)
 		return pipelines.Reject("invalid_entry", err) // nothing changed
 	}
 	for _, s := range skipped {
@@ -539,7 +614,28 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		key   []byte
 		value []byte
 	}
-	recs := make([]rec, 0, len(blocks)+len(appended))
+	recs := make([]rec, 0, len(created)+len(blocks)+len(appended))
+	if ps := p.cfg.Pseudonyms; ps != nil {
+		now := p.cfg.Now()
+		for _, o := range created {
+			v, err := p.cfg.Serde.Marshal(ps.Seal.Record(o, now))
+			if err != nil {
+				p.broken = fmt.Errorf("encode pseudonym: %w", err)
+				return nil
+			}
+			recs = append(recs, rec{ps.Topic, []byte(o.Pseudonym), v})
+		}
+		// An erasure destroys the keys of the identities it names: a
+		// tombstone on the topic (in this transaction) and the copy here.
+		for i := range appended {
+			if e := &appended[i].Entry; e.Kind == ledger.KindErasure {
+				for _, id := range e.Identities() {
+					recs = append(recs, rec{ps.Topic, []byte(id), nil})
+					p.names.Delete(id)
+				}
+			}
+		}
+	}
 	for _, blk := range blocks {
 		v, err := p.cfg.Serde.Marshal(blk.Avro())
 		if err != nil {
@@ -582,7 +678,7 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		kinds[a.Entry.Kind]++
 	}
 	for _, r := range recs {
-		if r.topic == p.cfg.BlocksTopic {
+		if r.topic == p.cfg.BlocksTopic || (p.cfg.Pseudonyms != nil && r.topic == p.cfg.Pseudonyms.Topic) {
 			out.EmitTo(r.topic, 0, r.key, r.value)
 		} else {
 			out.Emit(r.topic, r.key, r.value)
@@ -657,7 +753,7 @@ func (p *Processor) settle() {
 
 // knows reports whether a credit id is in the book or queued for it.
 func (p *Processor) knows(id string) bool {
-	if _, ok := p.book.Credited(id); ok {
+	if _, ok := p.book.Credited(p.bookCreditID(id)); ok {
 		return true
 	}
 	_, pending := p.pending[id]

@@ -23,6 +23,7 @@ import (
 	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/pseudonym"
 )
 
 // Name is the ledger stage's name: its consumer group and transactional
@@ -61,6 +62,25 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Topics (defaults: the pipelines constants).
 	ScoresTopic, RequestsTopic, ChangelogTopic, BlocksTopic, EntriesTopic string
+	// Pseudonyms, when set, replaces the identities of every entry by
+	// pseudonyms before it is appended (docs/ledger.md, "Pseudonymous
+	// leaves"); every main and the embedded stack set it. Nil: identities
+	// stay in clear (the stage's unit tests).
+	Pseudonyms *Pseudonyms
+}
+
+// Pseudonyms configures the ledger's pseudonymous leaves.
+type Pseudonyms struct {
+	// Seal seals the keys the ledger makes on the pseudonyms topic.
+	Seal *pseudonym.SealKey
+	// Keys makes the key of an identity seen for the first time (default
+	// pseudonym.Random).
+	Keys pseudonym.KeySource
+	// Load reads the pseudonyms topic to its end (follow.Loader), at every
+	// task start.
+	Load func(context.Context) (*pseudonym.Directory, error)
+	// Topic (default pipelines.TopicLedgerPseudonyms).
+	Topic string
 }
 
 func (c Config) withDefaults() Config {
@@ -79,6 +99,14 @@ func (c Config) withDefaults() Config {
 	c.ChangelogTopic = cmp.Or(c.ChangelogTopic, pipelines.TopicLedgerChangelog)
 	c.BlocksTopic = cmp.Or(c.BlocksTopic, pipelines.TopicLedgerBlocks)
 	c.EntriesTopic = cmp.Or(c.EntriesTopic, pipelines.TopicLedgerEntries)
+	if c.Pseudonyms != nil {
+		ps := *c.Pseudonyms
+		if ps.Keys == nil {
+			ps.Keys = pseudonym.Random{}
+		}
+		ps.Topic = cmp.Or(ps.Topic, pipelines.TopicLedgerPseudonyms)
+		c.Pseudonyms = &ps
+	}
 	return c
 }
 
@@ -102,6 +130,9 @@ func (c Config) Validate() error {
 	}
 	if c.Blocks == nil {
 		return errors.New("ledger: no blocks source")
+	}
+	if ps := c.Pseudonyms; ps != nil && (ps.Seal == nil || ps.Load == nil) {
+		return errors.New("ledger: pseudonyms without a sealing key or a loader")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -91,8 +92,10 @@ func TestHTTP(t *testing.T) {
 	kafkatest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("newco"), 1, 10*time.Second)
 
 	var bal api.BalanceJSON
-	if code := get("/v1/accounts/alice/balance", &bal); code != http.StatusOK || bal != (api.BalanceJSON{Owner: "alice", Balance: 40, Available: 40}) {
-		t.Errorf("balance: HTTP %d %+v, want 40", code, bal)
+	// The confirmed redemption is a hold: its 60 points stay reserved
+	// until the partner's ack posts it.
+	if code := get("/v1/accounts/alice/balance", &bal); code != http.StatusOK || bal != (api.BalanceJSON{Owner: "alice", Balance: 100, Reserved: 60, Available: 40}) {
+		t.Errorf("balance: HTTP %d %+v, want 100 with 60 reserved", code, bal)
 	}
 	var r api.RedemptionJSON
 	if code := get("/v1/redemptions/"+settlement.RedemptionID("alice", "k2"), &r); code != http.StatusOK || r.Status != settlement.StatusConfirmed {
@@ -151,9 +154,17 @@ func TestAttacks(t *testing.T) {
 	if got := len(h.(*auth.Mux).Routes()); got != len(routes) {
 		t.Fatalf("the API declares %d routes, this test knows %d: add the new one here", got, len(routes))
 	}
+	doc, err := os.ReadFile("../../../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range h.(*auth.Mux).Routes() {
 		if len(r.Roles) == 0 {
 			t.Errorf("route %s is public", r.Pattern)
+		}
+		// docs/security.md's route table lists every route with its roles.
+		if !strings.Contains(string(doc), "| `"+r.Pattern+"`") {
+			t.Errorf("docs/security.md does not list route %s", r.Pattern)
 		}
 	}
 	valid := `{"owner":"alice","partner":"acme","item_id":"mug","quantity":1}`

@@ -20,6 +20,7 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/settlement/settletest"
@@ -297,8 +298,13 @@ func TestTransfersConcurrent(t *testing.T) {
 	var sum int64
 	for i := range accounts {
 		a := env.Account(acct(i))
-		if a.Balance != book[acct(i)] || a.Balance < 0 || a.Available() < 0 {
-			t.Errorf("%s: settlement %+v, the book alone %d", acct(i), a, book[acct(i)])
+		// The leaves name accounts by pseudonym (docs/ledger.md).
+		o, err := env.Pseudonyms.Lookup(rctx, pseudonym.Account, acct(i))
+		if err != nil {
+			t.Fatalf("%s: %v", acct(i), err)
+		}
+		if a.Balance != book[o.Pseudonym] || a.Balance < 0 || a.Available() < 0 {
+			t.Errorf("%s: settlement %+v, the book alone %d", acct(i), a, book[o.Pseudonym])
 		}
 		sum += a.Balance
 	}

@@ -28,6 +28,8 @@ import (
 	"github.com/minecart/minecart/services/ids"
 	"github.com/minecart/minecart/services/ledger/blocks"
 	ledgerstage "github.com/minecart/minecart/services/ledger/stage"
+	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/settlement/stage"
@@ -43,6 +45,9 @@ type Env struct {
 	State     *kafka.Table // settlement's changelog
 	LedgerPub ed25519.PublicKey
 	Origin    string
+	// Pseudonyms follows the ledger's pseudonym keys (settlement opens
+	// the entries' pseudonyms with it).
+	Pseudonyms *follow.Follower
 
 	stopSettlement func()
 	stopLedger     func()
@@ -123,7 +128,18 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.ledgerCfg = ledgerstage.Config{Key: priv, Origin: e.Origin, Serde: serde, Blocks: published, Logger: cfg.Logger}
+	// Pseudonymous leaves, as in every deployment: the ledger makes the
+	// keys, settlement follows them.
+	seal, _ := pseudonym.GenerateSealKey()
+	e.ledgerCfg = ledgerstage.Config{Key: priv, Origin: e.Origin, Serde: serde, Blocks: published, Logger: cfg.Logger,
+		Pseudonyms: &ledgerstage.Pseudonyms{Seal: seal, Load: follow.Loader(cfg, seal, cfg.Logger)}}
+	if e.Pseudonyms, err = follow.NewFollower(cfg, seal, cfg.Logger); err != nil {
+		t.Fatal(err)
+	}
+	fctx, fcancel := context.WithCancel(context.Background())
+	fdone := make(chan struct{})
+	go func() { defer close(fdone); _ = e.Pseudonyms.Run(fctx) }()
+	t.Cleanup(func() { fcancel(); <-fdone })
 	e.StartLedger()
 	e.Producer, err = kafka.NewProducer(kafka.Config{Brokers: brokers, Logger: cfg.Logger, ClientOptions: o.ClientOptions})
 	if err != nil {
@@ -148,7 +164,7 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 func (e *Env) StartSettlement() {
 	e.T.Helper()
 	st, err := stage.NewStage(stage.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy,
-		EnsurePartner: e.ensurePartner})
+		EnsurePartner: e.ensurePartner, Pseudonyms: e.Pseudonyms})
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -296,7 +312,10 @@ func (e *Env) API(wait time.Duration) *httptest.Server {
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	h, err := api.NewHandler(api.Config{Producer: p, State: tbl, Serde: e.Serde, Auth: a, Logger: e.Cfg.Logger, Wait: wait})
+	// The API stamps a request's RequestedMs with the stage's clock: a
+	// test that moves the stage's clock (timeouts) measures from the same
+	// origin, never from wall time (which ran on while the test set up).
+	h, err := api.NewHandler(api.Config{Producer: p, State: tbl, Serde: e.Serde, Auth: a, Logger: e.Cfg.Logger, Wait: wait, Now: e.Cfg.Now})
 	if err != nil {
 		e.T.Fatal(err)
 	}

@@ -14,8 +14,8 @@ import (
 )
 
 // BenchmarkStage runs n redemption requests through the settlement stage
-// and the real ledger stage (request -> reserve -> debit request -> ledger
-// block -> entry -> confirm), and compares with the bare franz-go
+// and the real ledger stage (request -> reserve -> hold request -> ledger
+// block -> hold entry -> confirm and order), and compares with the bare franz-go
 // consume-and-produce of n records measured on the same broker.
 func BenchmarkStage(b *testing.B) {
 	const n, owners = 5000, 500
@@ -43,7 +43,7 @@ func BenchmarkStage(b *testing.B) {
 		hop2 := time.Since(start)
 		kafkatest.WaitRecords(b, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), n, 5*time.Minute)
 		stage := time.Since(start)
-		b.Logf("debit requests after %v, ledger entries after %v, orders after %v", hop1, hop2, stage)
+		b.Logf("hold requests after %v, ledger entries after %v, orders after %v", hop1, hop2, stage)
 
 		kafkatest.CreateTopics(b, env.Brokers, pipelines.TopicSpec{Name: "bench.in", Partitions: 1}, pipelines.TopicSpec{Name: "bench.out", Partitions: 1})
 		for i := range outs {

@@ -18,6 +18,7 @@ import (
 	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement"
 )
 
@@ -40,6 +41,14 @@ type Config struct {
 	// transaction again and again. Mains pass kafka.EnsureTopicsWith over
 	// PartnerTopics; errors are retried.
 	EnsurePartner func(ctx context.Context, partner string) error
+	// Pseudonyms opens the pseudonyms of the ledger's entries (the leaves
+	// name vehicles and accounts only by pseudonym; docs/ledger.md,
+	// "Pseudonymous leaves"): settlement maps them back to the vehicle and
+	// account ids its bindings and balances are keyed by. A pseudonym
+	// without a key (erased) stays as it is: its credit is held in
+	// "vehicle:<pseudonym>", linked to no one. Nil: entries are taken as
+	// they are.
+	Pseudonyms pseudonym.Resolver
 }
 
 // Validate reports a config the stage cannot run with.
@@ -98,7 +107,7 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 				return nil, err
 			}
 			return &processor{book: b, serde: cfg.Serde, m: m, log: log, task: t,
-				ensure: cfg.EnsurePartner, partners: map[string]bool{}}, nil
+				ensure: cfg.EnsurePartner, partners: map[string]bool{}, names: cfg.Pseudonyms}, nil
 		},
 	}, nil
 }
@@ -135,6 +144,33 @@ type processor struct {
 	restored bool
 	ensure   func(ctx context.Context, partner string) error
 	partners map[string]bool // partners whose topics exist
+	names    pseudonym.Resolver
+}
+
+// open maps the pseudonymous identities of a ledger entry to clear ids.
+func (p *processor) open(ctx context.Context, e *settlement.Entry) error {
+	if p.names == nil {
+		return nil
+	}
+	if pseudonym.Is(e.VehicleID) {
+		e.VehiclePseudonym = e.VehicleID
+	}
+	for _, f := range []*string{&e.VehicleID, &e.Account, &e.CounterAccount} {
+		if !pseudonym.Is(*f) {
+			continue
+		}
+		o, err := p.names.Open(ctx, *f)
+		switch {
+		case errors.Is(err, pseudonym.ErrUnknown):
+			p.m.alerts.WithLabelValues("unlinkable_entry").Inc()
+			p.log.Warn("ledger entry names a pseudonym without a key (erased): settled unlinked", "leaf", e.Proof.LeafIndex, "pseudonym", *f)
+		case err != nil:
+			return err // the topic out of reach: retried
+		default:
+			*f = o.ID
+		}
+	}
+	return nil
 }
 
 // Restore replays one changelog record.
@@ -180,7 +216,11 @@ func (p *processor) apply(ctx context.Context, rec pipelines.Record) (*settlemen
 		if err := p.decode(rec, &e); err != nil {
 			return nil, err
 		}
-		tx, err = p.book.Apply(settlement.EntryFrom(&e))
+		se := settlement.EntryFrom(&e)
+		if err := p.open(ctx, &se); err != nil {
+			return nil, err
+		}
+		tx, err = p.book.Apply(se)
 	case pipelines.TopicAccounts:
 		if rec.Value == nil {
 			tx, err = p.book.Bind(settlement.Binding{VehicleID: string(rec.Key), UpdatedAt: rec.Timestamp.UTC()})

@@ -146,50 +146,53 @@ func TestConcurrentRedemptions(t *testing.T) {
 	for i := range owners {
 		o := fmt.Sprintf("o%02d", i)
 		a := env.Account(o)
-		if confirmed[o] != want(i) || a.Balance != funds(i)-int64(price*want(i)) || a.Reserved != 0 || a.Balance < 0 {
-			t.Errorf("%s: %d confirmed, balance %d, reserved %d; want %d, %d, 0", o, confirmed[o], a.Balance, a.Reserved, want(i), funds(i)-int64(price*want(i)))
+		// A confirmed redemption's points are held (reserved) until the
+		// partner's ack: never more than the balance.
+		if confirmed[o] != want(i) || a.Balance != funds(i) || a.Reserved != int64(price*want(i)) || a.Available() < 0 {
+			t.Errorf("%s: %d confirmed, balance %d, reserved %d; want %d, %d, %d", o, confirmed[o], a.Balance, a.Reserved, want(i), funds(i), price*want(i))
 		}
 		total += confirmed[o]
 	}
 	if confirmed["rich"] != stock {
 		t.Errorf("%d pens sold, stock was %d", confirmed["rich"], stock)
 	}
-	if a := env.Account("rich"); a.Balance != 1_000_000-price*stock || a.Reserved != 0 {
+	if a := env.Account("rich"); a.Balance != 1_000_000 || a.Reserved != price*stock {
 		t.Errorf("rich: %+v", a)
 	}
 
-	// The ledger's own record: one debit entry per confirmed redemption.
+	// The ledger's own record: one hold entry per confirmed redemption.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	entries, err := kafkatest.ReadCommitted(ctx, env.Brokers, pipelines.TopicLedgerEntries)
 	if err != nil {
 		t.Fatal(err)
 	}
-	debits := map[string]int{}
+	holds := map[string]int{}
 	for _, rec := range entries {
 		var e avro.LedgerEntry
 		if err := env.Serde.Unmarshal(rec.Value, &e); err != nil {
 			t.Fatal(err)
 		}
-		if e.Kind == avro.EntryKindDebit {
-			debits[e.RedemptionID]++
+		if e.Kind == avro.EntryKindTransfer {
+			holds[e.ID]++
 		}
 	}
 	n := 0
-	for id := range ids {
+	for id, b := range ids {
 		r, _ := env.Redemption(id)
-		switch d := debits[id]; {
+		hold := settlement.RedemptionHoldID(id, b.Partner, b.ItemID, b.Quantity, price*int64(b.Quantity))
+		switch d := holds[hold]; {
 		case r.Status == settlement.StatusConfirmed && d != 1:
-			t.Errorf("confirmed redemption %s has %d debit entries", id, d)
+			t.Errorf("confirmed redemption %s has %d hold entries", id, d)
 		case r.Status != settlement.StatusConfirmed && d != 0:
-			t.Errorf("%s redemption %s has %d debit entries", r.Status, id, d)
+			t.Errorf("%s redemption %s has %d hold entries", r.Status, id, d)
 		}
-		n += debits[id]
+		n += holds[hold]
 	}
-	if n != total+stock || len(debits) != n {
-		t.Errorf("%d debit entries for %d confirmed redemptions (%d ids)", n, total+stock, len(debits))
+	if n != total+stock || len(holds) != n {
+		t.Errorf("%d hold entries for %d confirmed redemptions (%d ids)", n, total+stock, len(holds))
 	}
-	t.Logf("%d requests + %d retries: %d confirmed (%d mugs, %d pens), %d rejected; %d debit entries",
+	t.Logf("%d requests + %d retries: %d confirmed (%d mugs, %d pens), %d rejected; %d hold entries",
 		len(jobs), len(retries), total+stock, total, stock, len(jobs)-total-stock, n)
 }
 
@@ -213,7 +216,11 @@ func TestStatementsOnTopic(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	clk := &clock{now: now}
-	env := settletest.StartWith(t, settletest.Options{Now: clk.Now}, "acme")
+	// Redemptions paid by kind-2 debits (burned: the statement's
+	// redeemed); holds' statements: TestRedemptionHolds and the book's.
+	legacy := settlement.DefaultPolicy()
+	legacy.DebitRedemptions = true
+	env := settletest.StartWith(t, settletest.Options{Now: clk.Now, Policy: legacy}, "acme")
 	env.Bind("v1", "alice")
 	env.Credit("v1", "2026-11-01", 120)
 	env.Fund("bob", 50)
@@ -310,13 +317,18 @@ func TestBadInput(t *testing.T) {
 	if !reflect.DeepEqual(codes, want) {
 		t.Errorf("dead letters %v, want %v", codes, want)
 	}
-	env.WaitBalance("alice", 70)
+	// The good request beside them: its hold confirmed, 30 points held.
+	env.Wait(30*time.Second, func() bool {
+		r, _ := env.Redemption(settlement.RedemptionID("alice", "k1"))
+		a := env.Account("alice")
+		return r.Status == settlement.StatusConfirmed && a.Balance == 100 && a.Reserved == 30
+	}, func() string { return fmt.Sprintf("good request: alice %+v", env.Account("alice")) })
 }
 
 // TestLedgerTimeout: with the ledger down, a redemption's reservation is
 // released after the debit timeout (stage clock); when the ledger comes
-// back and appends the debit anyway, the points are still free, so the
-// order is confirmed late and sent to the partner.
+// back and appends the hold anyway, settlement voids it: the points are
+// never taken and no order goes out.
 func TestLedgerTimeout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("embedded pipeline")
@@ -345,9 +357,147 @@ func TestLedgerTimeout(t *testing.T) {
 	if a := env.Account("alice"); a.Reserved != 0 || a.Balance != 100 {
 		t.Errorf("after timeout: %+v", a)
 	}
+	// The ledger comes back and appends the hold settlement gave up on:
+	// settlement voids it (a hold, unlike a debit, can be undone), the
+	// points are never taken and no order goes out.
 	env.StartLedger()
-	env.Wait(30*time.Second, func() bool { r, _ := env.Redemption(id); return r.Status == settlement.StatusConfirmed },
-		func() string { r, _ := env.Redemption(id); return "late debit: status " + string(r.Status) })
-	env.WaitBalance("alice", 70)
-	kafkatest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), 1, 10*time.Second)
+	hold := settlement.RedemptionHoldID(id, "acme", "mug", 1, 30)
+	env.Wait(30*time.Second, func() bool { x, _, _ := settlement.ReadTransfer(env.State, hold); return x.Resolved },
+		func() string {
+			x, _, _ := settlement.ReadTransfer(env.State, hold)
+			return fmt.Sprintf("late hold: %+v", x)
+		})
+	if x, _, _ := settlement.ReadTransfer(env.State, hold); x.Pending != settlement.PendingVoided {
+		t.Errorf("late hold %s, want voided", x.Pending)
+	}
+	if r, _ := env.Redemption(id); r.Status != settlement.StatusRejected || r.Reason != settlement.ReasonLedgerTimeout {
+		t.Errorf("after the late hold: %s %s", r.Status, r.Reason)
+	}
+	if a := env.Account("alice"); a.Reserved != 0 || a.Balance != 100 {
+		t.Errorf("after the late hold's void: %+v", a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if orders, err := kafkatest.ReadCommitted(ctx, env.Brokers, pipelines.PartnerRedemptionsTopic("acme")); err != nil || len(orders) != 0 {
+		t.Errorf("orders to acme: %d (%v), want none", len(orders), err)
+	}
+}
+
+// TestRedemptionHolds runs redemptions as holds through the real ledger
+// and settlement stages on the broker: a fulfilled one is posted (the
+// balance goes down once, to the partner's account), a refused one voided
+// and one nobody answers expired by ledger time (balances restored), a
+// late ack refused; acks are sent while settlement is down and sent again
+// after each restart, and every hold resolves exactly once (one resolving
+// entry each in the ledger).
+func TestRedemptionHolds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded pipeline")
+	}
+	now := time.Now().UTC()
+	clk := &clock{now: now}
+	policy := settlement.DefaultPolicy()
+	policy.FulfilTimeout = 10 * time.Minute
+	env := settletest.StartWith(t, settletest.Options{Now: clk.Now, Policy: policy}, "acme")
+	env.Fund("alice", 100)
+	env.PutItem("acme", "mug", 30, nil)
+	env.WaitBalance("alice", 100)
+	srv := env.API(30 * time.Second)
+	ids := map[string]string{}
+	for _, k := range []string{"fulfil", "refuse", "silent"} {
+		code, r, err := settletest.Post(srv, k, api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1})
+		if err != nil || code != http.StatusCreated || r.Status != settlement.StatusConfirmed {
+			t.Fatalf("redeem %s: %d %+v %v", k, code, r, err)
+		}
+		ids[k] = settlement.RedemptionID("alice", k)
+	}
+	if a := env.Account("alice"); a.Balance != 100 || a.Reserved != 90 {
+		t.Fatalf("three holds: %+v, want balance 100 reserved 90", a)
+	}
+	orders := kafkatest.WaitRecords(t, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), 3, 10*time.Second)
+	for _, rec := range orders {
+		var o avro.Redemption
+		if err := env.Serde.Unmarshal(rec.Value, &o); err != nil || o.Debit == nil {
+			t.Fatalf("order: %+v %v", o, err)
+		}
+	}
+	ack := func(id string, st avro.AckStatus) kafka.Output {
+		v, err := env.Serde.Marshal(&avro.PartnerAck{RedemptionID: id, Partner: "acme", Status: st, Reference: "ref-" + id,
+			Reason: "out of mugs", AckedMs: clk.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kafka.Output{Topic: pipelines.TopicPartnerAcks, Key: []byte(id), Value: v}
+	}
+	acks := []kafka.Output{ack(ids["fulfil"], avro.AckStatusFulfilled), ack(ids["refuse"], avro.AckStatusFailed)}
+	env.StopSettlement()
+	kafkatest.Produce(t, env.Brokers, acks...)
+	env.StartSettlement()
+	env.Wait(30*time.Second, func() bool { a := env.Account("alice"); return a.Balance == 70 && a.Reserved == 30 },
+		func() string { return fmt.Sprintf("after post and void: %+v", env.Account("alice")) })
+	env.StopSettlement()
+	kafkatest.Produce(t, env.Brokers, acks...) // redelivered acks
+	env.StartSettlement()
+	// No answer for "silent": settlement's clock passes the deadline, the
+	// expiry is requested and the ledger stamps it at the deadline.
+	clk.Set(now.Add(policy.FulfilTimeout + time.Minute))
+	env.Wait(30*time.Second, func() bool { a := env.Account("alice"); return a.Balance == 70 && a.Reserved == 0 },
+		func() string { return fmt.Sprintf("after the expiry: %+v", env.Account("alice")) })
+	env.StopSettlement()
+	kafkatest.Produce(t, env.Brokers, ack(ids["silent"], avro.AckStatusFulfilled)) // too late
+	env.StartSettlement()
+	for k, want := range map[string]settlement.Status{"fulfil": settlement.StatusFulfilled, "refuse": settlement.StatusFailed, "silent": settlement.StatusRejected} {
+		id := ids[k]
+		env.Wait(30*time.Second, func() bool { r, _ := env.Redemption(id); return r.Status == want },
+			func() string { r, _ := env.Redemption(id); return k + ": " + string(r.Status) })
+	}
+	if r, _ := env.Redemption(ids["silent"]); r.Reason != settlement.ReasonPartnerTimeout {
+		t.Errorf("silent: reason %q", r.Reason)
+	}
+	// The late ack changed nothing: a redemption after it, acked after
+	// it on the same one-partition topic, is fulfilled, so settlement has
+	// passed the late ack.
+	code, r, err := settletest.Post(srv, "after", api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1})
+	if err != nil || code != http.StatusCreated || r.Status != settlement.StatusConfirmed {
+		t.Fatalf("redeem after: %d %+v %v", code, r, err)
+	}
+	ids["after"] = settlement.RedemptionID("alice", "after")
+	kafkatest.Produce(t, env.Brokers, ack(ids["after"], avro.AckStatusFulfilled))
+	env.Wait(30*time.Second, func() bool { a := env.Account("alice"); return a.Balance == 40 && a.Reserved == 0 },
+		func() string { return fmt.Sprintf("after the last post: %+v", env.Account("alice")) })
+	if r, _ := env.Redemption(ids["silent"]); r.Status != settlement.StatusRejected {
+		t.Errorf("silent after its late ack: %s", r.Status)
+	}
+	if a := env.Account(settlement.PartnerAccount("acme")); a.Balance != 60 {
+		t.Errorf("acme after everything: %+v, want 60", a)
+	}
+	// Exactly once in the ledger: per hold one hold entry and one resolving
+	// entry (post, void, expiry), whatever was replayed.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, err := kafkatest.ReadCommitted(ctx, env.Brokers, pipelines.TopicLedgerEntries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, rec := range recs {
+		var e avro.LedgerEntry
+		if err := env.Serde.Unmarshal(rec.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		count[string(e.Kind)]++
+		if e.Kind == avro.EntryKindTransfer {
+			count[e.ID]++
+		}
+	}
+	if count["transfer"] != 8 || count["adjustment"] != 1 {
+		t.Errorf("ledger entries by kind %v, want 8 transfers and 1 adjustment", count)
+	}
+	for k, id := range ids {
+		hold := settlement.RedemptionHoldID(id, "acme", "mug", 1, 30)
+		x, _, _ := settlement.ReadTransfer(env.State, hold)
+		if count[hold] != 1 || !x.Resolved || count[x.ResolvedBy] != 1 {
+			t.Errorf("%s: hold %s entered %d times, resolved by %s (%d entries)", k, hold, count[hold], x.ResolvedBy, count[x.ResolvedBy])
+		}
+	}
 }

@@ -21,15 +21,18 @@ import (
 	"github.com/minecart/minecart/services/ledger/blocks"
 	"github.com/minecart/minecart/services/ledger/proofs"
 	"github.com/minecart/minecart/services/ledger/stage"
+	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/pseudonym/follow"
 )
 
 func main() { daemon.Main("ledger", run) }
 
 func run(ctx context.Context, args []string) error {
 	var cfg stage.Config
-	var dataDir, keyPath, httpAddr, policyPath string
+	var dataDir, keyPath, httpAddr, policyPath, sealPath, pseudonymSeed string
 	var policy *ledger.Policy
 	var createKey bool
+	var seal *pseudonym.SealKey
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "ledger", MetricsAddr: "127.0.0.1:9104", InstanceID: true,
 		Flags: func(fs *flag.FlagSet) {
@@ -40,6 +43,8 @@ func run(ctx context.Context, args []string) error {
 			fs.IntVar(&cfg.MaxBlockEntries, "max-block-entries", 1000, "most entries in one block")
 			fs.StringVar(&httpAddr, "http-addr", "127.0.0.1:8084", "address of the proof API (empty: none)")
 			fs.StringVar(&policyPath, "witness-policy", "", "witness policy file (docs/ledger.md, The witness policy): publish checkpoints only with its quorum of cosignatures (empty: publish them as signed)")
+			fs.StringVar(&sealPath, "pseudonym-key", "", "pseudonym-sealing key file (default DATA_DIR/pseudonyms.key, created on first run; settlement, owner and the CLI need the same)")
+			fs.StringVar(&pseudonymSeed, "pseudonym-seed", "", "TESTS AND SIMULATIONS ONLY: derive pseudonym keys from this seed (reproducible roots; an erasure is then not final)")
 		},
 		Prepare: func(log *slog.Logger) (err error) {
 			if keyPath == "" {
@@ -63,7 +68,11 @@ func run(ctx context.Context, args []string) error {
 					return err
 				}
 			}
-			return nil
+			if sealPath == "" {
+				sealPath = filepath.Join(dataDir, "pseudonyms.key")
+			}
+			seal, err = pseudonym.LoadOrCreateSealKey(sealPath)
+			return err
 		},
 		Build: func(_ context.Context, env *daemon.Env) error {
 			// The blocks topic is read like the runtime reads (SASL, TLS).
@@ -72,6 +81,11 @@ func run(ctx context.Context, args []string) error {
 				return err
 			}
 			cfg.Blocks, cfg.Serde, cfg.Registerer, cfg.Logger = published, env.Kafka.Serde, env.Registry, env.Log
+			cfg.Pseudonyms = &stage.Pseudonyms{Seal: seal, Load: follow.Loader(env.Kafka, seal, env.Log)}
+			if pseudonymSeed != "" {
+				env.Log.Warn("pseudonym keys derived from -pseudonym-seed: for simulations only, erasures are not final")
+				cfg.Pseudonyms.Keys = pseudonym.Derived(pseudonymSeed)
+			}
 			st, err := stage.NewStage(cfg)
 			if err != nil {
 				return err

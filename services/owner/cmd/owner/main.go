@@ -23,6 +23,8 @@ import (
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/proofs"
 	"github.com/minecart/minecart/services/owner"
+	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/sink"
 	"github.com/minecart/minecart/services/web"
 )
@@ -30,7 +32,7 @@ import (
 func main() { daemon.Main("owner", run) }
 
 func run(ctx context.Context, args []string) error {
-	var addr, dsn, ledgerURL, ledgerKey string
+	var addr, dsn, ledgerURL, ledgerKey, sealPath string
 	var af auth.Flags
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "owner", MetricsAddr: "127.0.0.1:9107",
@@ -40,6 +42,7 @@ func run(ctx context.Context, args []string) error {
 			fs.StringVar(&ledgerURL, "ledger-url", "http://127.0.0.1:8084", "base URL of the ledger's proof API (empty: entries without proofs)")
 			fs.StringVar(&ledgerKey, "ledger-key", "", "the ledger's public key (a file, or its text: base64, hex, verifier key or PEM): serves the web faces (/, /explorer, /console, /assets/, services/web) whose pages check proofs against it; empty: the API only")
 			af.Register(fs)
+			fs.StringVar(&sealPath, "pseudonym-key", "", "the ledger's pseudonym-sealing key file (its DATA_DIR/pseudonyms.key): /points finds a vehicle's entries by its pseudonym and gives the owner the opening (empty: entries looked up by vehicle id)")
 		},
 		Prepare: func(*slog.Logger) error {
 			_, err := af.Key()
@@ -65,6 +68,18 @@ func run(ctx context.Context, args []string) error {
 				return err
 			}
 			cfg.Balances = owner.SettlementBalances(bindings, state, env.Kafka.Serde)
+			if sealPath != "" {
+				seal, err := pseudonym.LoadSealKey(sealPath)
+				if err != nil {
+					return err
+				}
+				names, err := follow.NewFollower(env.Kafka, seal, env.Log)
+				if err != nil {
+					return err
+				}
+				env.Go("pseudonyms", names.Run)
+				cfg.Pseudonyms = names
+			}
 			// Callers: credentials (hashes) from their compacted topic; an
 			// owner's vehicles from the bindings.
 			creds, err := env.Table(ctx, pipelines.TopicCredentials)

@@ -20,6 +20,8 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon"
+	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/settlement/stage"
@@ -34,6 +36,7 @@ func run(ctx context.Context, args []string) error {
 	var maxQty int
 	var wait time.Duration
 	var af auth.Flags
+	var sealPath string
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "settlement", MetricsAddr: "127.0.0.1:9105", InstanceID: true,
 		Flags: func(fs *flag.FlagSet) {
@@ -45,6 +48,7 @@ func run(ctx context.Context, args []string) error {
 			fs.IntVar(&maxQty, "max-quantity", int(p.MaxQuantity), "most units in one redemption")
 			fs.DurationVar(&wait, "http-wait", 5*time.Second, "how long POST /v1/redemptions waits for a decision before answering 202")
 			af.Register(fs)
+			fs.StringVar(&sealPath, "pseudonym-key", "", "the ledger's pseudonym-sealing key file (its DATA_DIR/pseudonyms.key): settlement opens the pseudonyms of the ledger's entries with it (required with -stage)")
 		},
 		Prepare: func(*slog.Logger) error {
 			if !runStage && httpAddr == "" {
@@ -61,6 +65,19 @@ func run(ctx context.Context, args []string) error {
 			if runStage {
 				cfg.Policy.MaxQuantity = int32(maxQty)
 				cfg.Serde, cfg.Registerer, cfg.Logger = env.Kafka.Serde, env.Registry, env.Log
+				if sealPath == "" {
+					return errors.New("-pseudonym-key is required with -stage: the ledger's entries name vehicles and accounts by pseudonym")
+				}
+				seal, err := pseudonym.LoadSealKey(sealPath)
+				if err != nil {
+					return err
+				}
+				names, err := follow.NewFollower(env.Kafka, seal, env.Log)
+				if err != nil {
+					return err
+				}
+				env.Go("pseudonyms", names.Run)
+				cfg.Pseudonyms = names
 				// Partner topics are created over the same (SASL, TLS) connection.
 				cfg.EnsurePartner = func(ctx context.Context, partner string) error {
 					return kafka.EnsureTopicsWith(ctx, env.Kafka, settlement.PartnerTopics(partner))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon/daemontest"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/settlement/stage"
 )
@@ -30,7 +32,16 @@ func TestMainSASL(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--metrics-addr", "", "--http-addr", addr}) }()
+	sealPath := filepath.Join(t.TempDir(), "pseudonyms.key")
+	if _, err := pseudonym.LoadOrCreateSealKey(sealPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"--metrics-addr", "", "--http-addr", addr}); err == nil || !strings.Contains(err.Error(), "pseudonym-key") {
+		t.Fatalf("the stage without a pseudonym key: %v", err)
+	}
+	go func() {
+		done <- run(ctx, []string{"--metrics-addr", "", "--http-addr", addr, "--pseudonym-key", sealPath})
+	}()
 	daemontest.WaitGroup(t, cfg, stage.Name, 30*time.Second)
 	daemontest.Get(t, "http://"+addr+"/v1/accounts/owner-1/balance", 401, 10*time.Second)
 

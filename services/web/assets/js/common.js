@@ -285,3 +285,51 @@ export function speedColour(kmh) {
   if (kmh < 90) return '#e67700';
   return '#c92a2a';
 }
+
+// ---- words and day maps shared by the owner app and the console ----
+
+export const markWords = {
+  harsh_brake: ['harsh brake', 'harsh brakes'],
+  harsh_accel: ['harsh acceleration', 'harsh accelerations'],
+  harsh_corner: ['harsh corner', 'harsh corners'],
+  speeding: ['speeding stretch', 'speeding stretches'],
+};
+export const flagWords = {
+  teleport: 'the position jumped farther than a car can drive',
+  odometer_rollback: 'the odometer went backwards',
+  distance_mismatch: 'the odometer and the GPS distance disagree',
+  multi_device: 'two boxes reported for this vehicle',
+  too_regular: 'the data looks generated (too regular to be a real box)',
+};
+
+// explain turns the DailyScore's counters and flags into sentences.
+export function explain(r) {
+  const out = [];
+  const per100 = (n) => (r.distance_km > 0 ? (n * 100 / Math.max(r.distance_km, 10)).toFixed(1) : '0');
+  const harsh = [['harsh_brake', r.harsh_brake], ['harsh_accel', r.harsh_accel], ['harsh_corner', r.harsh_corner]];
+  for (const [k, n] of harsh) if (n) out.push(`${n} ${markWords[k][n === 1 ? 0 : 1]} (${per100(n)} per 100 km) lowered the score.`);
+  if (r.speeding_s) out.push(`${fmt.dur(r.speeding_s)} over the speed limit (${(100 * r.speeding_s / Math.max(r.driving_s, 1)).toFixed(1)} % of driving time) lowered the score.`);
+  if (r.night_s) out.push(`${fmt.dur(r.night_s)} of night driving lowered the score.`);
+  if (r.fatigue_events) out.push(`${r.fatigue_events} stretch(es) of driving too long without a break lowered the score.`);
+  if (!out.length) out.push('No harsh event, speeding, night or fatigue: a clean day.');
+  out.push(`Score ${r.score.toFixed(1)} of 100 over ${fmt.km(r.distance_km)} (${fmt.dur(r.driving_s)} driving) earned ${r.points} points.`);
+  (r.flags || []).forEach((f, i) => out.push(`Flag ${f}: ${(r.flag_reasons || [])[i] || flagWords[f] || 'see the scoring rules'}; the day's points were reduced.`));
+  return out;
+}
+
+// drawDay draws a day's track (segments coloured by speed) and its marks
+// on an offline map in container; it returns the track's points.
+export async function drawDay(container, label, track, marks) {
+  const map = await baseMap(container, label);
+  const pts = track.points;
+  for (let i = 1; i < pts.length; i++) {
+    const a = pts[i - 1], b = pts[i];
+    L.polyline([[a.lat, a.lon], [b.lat, b.lon]], { color: speedColour(b.speed_kmh), weight: 4, className: 'track' }).addTo(map);
+  }
+  for (const m of marks.marks) {
+    L.circleMarker([m.lat, m.lon], { radius: 7, weight: 2, fillOpacity: 0.9, className: `mark mark-${m.kind}` })
+      .bindTooltip(`${markWords[m.kind][0]} ${fmt.time(m.start)}`).addTo(map);
+  }
+  if (pts.length) map.fitBounds(pts.map((p) => [p.lat, p.lon]), { padding: [20, 20] });
+  return pts;
+}

@@ -1,8 +1,11 @@
 // The operator console: the pipeline live (rates in/out, lag per stage and
 // partition, dead letters by reason, late events, ClickHouse rows), the
-// day's leaderboard and the fraud review queue. The operator's bearer
-// token is kept in sessionStorage only.
-import { el, show, status, api, fmt, baseMap } from './common.js';
+// day's leaderboard and the fraud review queue with each flagged day's
+// evidence (#evidence/VIN/DATE: its track and marks on the map, its
+// counters and the rules that fired, in the owner app's words), and a
+// sample of the dead letters per reason. The operator's bearer token is
+// kept in sessionStorage only.
+import { el, show, status, api, fmt, baseMap, explain, drawDay, markWords, b64ToBytes, bytesToHex } from './common.js';
 
 const view = () => document.getElementById('view');
 let token = sessionStorage.getItem('minecart.operator') || '';
@@ -93,11 +96,85 @@ async function scores() {
       el('ol', { id: 'leaders' }, d.scores.slice(0, 10).map((s) => el('li', { text: `${s.vehicle_id}: ${fmt.int(s.points)} points, score ${s.score.toFixed(1)}, ${fmt.km(s.distance_km)}` }))),
       el('h3', { text: `Fraud review queue (${flagged.length} flagged days)` }),
       el('table', { id: 'fraud' },
-        el('thead', {}, el('tr', {}, ['Vehicle', 'Flags', 'Score', 'km', 'Points'].map((h) => el('th', { scope: 'col', text: h })))),
-        el('tbody', {}, flagged.map((s) => el('tr', {}, el('td', { text: s.vehicle_id }), el('td', { text: s.flags.join(', ') }),
-          el('td', { text: s.score.toFixed(1) }), el('td', { text: s.distance_km.toFixed(1) }), el('td', { text: fmt.int(s.points) }))))));
+        el('caption', { text: 'Flagged vehicle-days: open one to see its evidence' }),
+        el('thead', {}, el('tr', {}, ['Vehicle', 'Flags', 'Score', 'km', 'Points', 'Evidence'].map((h) => el('th', { scope: 'col', text: h })))),
+        el('tbody', {}, flagged.map((s) => el('tr', { 'data-vin': s.vehicle_id }, el('td', { text: s.vehicle_id }), el('td', { text: s.flags.join(', ') }),
+          el('td', { text: s.score.toFixed(1) }), el('td', { text: s.distance_km.toFixed(1) }), el('td', { text: fmt.int(s.points) }),
+          el('td', {}, el('a', { href: `#evidence/${s.vehicle_id}/${d.date}`, class: 'evidence-link', text: 'Evidence' })))))),
+      flagged.length ? null : el('p', { text: 'No flagged day. Any vehicle-day\'s evidence opens at #evidence/VIN/DATE.' }));
   } catch (e) {
     show(out, el('p', { class: 'error', text: 'Scores out of reach: ' + e.message }));
+  }
+}
+
+// evidence shows a vehicle-day as a fraud reviewer needs it: the track and
+// the marks on the map, the DailyScore's counters, and the rules that
+// fired in the owner app's words (common.js explain).
+async function evidence(vin, date) {
+  const out = document.getElementById('evidence');
+  show(out, el('h3', { text: `Evidence: ${vin} on ${date}` }), el('p', { text: 'Loading…' }));
+  try {
+    const reps = (await api(`/v1/vehicles/${vin}/reports?from=${date}&to=${date}`, { token })).reports;
+    const r = reps.find((x) => x.date === date);
+    if (!r) throw new Error(`no report of ${vin} on ${date}`);
+    const q = `from=${encodeURIComponent(r.window_start)}&to=${encodeURIComponent(r.window_end)}`;
+    const [track, marks] = await Promise.all([
+      api(`/v1/vehicles/${vin}/track?${q}&max_points=3000&limit=3000`, { token }),
+      api(`/v1/vehicles/${vin}/marks?${q}`, { token }),
+    ]);
+    const mapDiv = el('div', { id: 'evidence-map' });
+    const counters = [['Events', r.events], ['Late events', r.late_events], ['GPS jumps', r.gps_jumps],
+      ['Fixes rejected (HDOP)', r.hdop_rejected], ['Odometer rollbacks', r.odometer_rollbacks],
+      ['Harsh brakes', r.harsh_brake], ['Harsh accelerations', r.harsh_accel], ['Harsh corners', r.harsh_corner],
+      ['Speeding', fmt.dur(r.speeding_s || 0)], ['Night', fmt.dur(r.night_s || 0)], ['Distance', fmt.km(r.distance_km)],
+      ['Score', r.score.toFixed(1)], ['Points', fmt.int(r.points)]];
+    const rules = (r.flags || []);
+    show(out,
+      el('h3', { id: 'evidence-title', tabindex: '-1', text: `Evidence: ${vin} on ${date}` }),
+      el('h4', { text: 'Rules that fired' }),
+      el('ul', { id: 'evidence-rules' }, rules.length ? rules.map((f, i) => el('li', { 'data-flag': f, text: `${f}: ${(r.flag_reasons || [])[i] || ''}` }))
+        : el('li', { text: 'none: this day is not flagged' })),
+      el('h4', { text: 'In plain words' }),
+      el('ul', { id: 'evidence-explain' }, explain(r).map((x) => el('li', { text: x }))),
+      el('h4', { text: 'Counters' }),
+      el('dl', { id: 'evidence-counters', class: 'kv' }, counters.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: String(v ?? 0) })])),
+      el('h4', { text: `Track and ${marks.marks.length} mark(s)` }),
+      mapDiv,
+      el('ol', { id: 'evidence-marks' }, marks.marks.map((m) => el('li', { 'data-kind': m.kind,
+        text: `${fmt.time(m.start)}: ${markWords[m.kind][0]} at ${m.speed_kmh.toFixed(0)} km/h` }))));
+    await drawDay(mapDiv, `Track of ${vin} on ${date}`, track, marks);
+    document.getElementById('evidence-title').focus(); // keyboard users land on what they opened
+  } catch (e) {
+    show(out, el('h3', { text: `Evidence: ${vin} on ${date}` }), el('p', { class: 'error', role: 'alert', text: 'Evidence out of reach: ' + e.message }));
+  }
+}
+
+function route() {
+  const m = location.hash.match(/^#\/?evidence\/([^/]+)\/(\d{4}-\d{2}-\d{2})$/);
+  if (m) evidence(decodeURIComponent(m[1]), m[2]);
+}
+
+// deadLetters shows the newest dead letters of each reason (operators
+// only: the payload is the rejected record's, cut to 512 bytes).
+async function deadLetters() {
+  const out = document.getElementById('dead-samples');
+  if (!out) return;
+  try {
+    const d = await api('/v1/console/deadletters', { token });
+    show(out,
+      el('p', { text: `${fmt.int(d.read)} newest record(s) of ${d.topic} read (up to ${fmt.int(d.window)} per partition).` }),
+      d.reasons.length ? null : el('p', { text: 'No dead letter.' }),
+      d.reasons.map((g) => el('table', { class: 'dead-reason', 'data-reason': `${g.stage}/${g.code}` },
+        el('caption', { text: `${g.stage}/${g.code}: ${fmt.int(g.seen)} read, the newest ${g.samples.length}` }),
+        el('thead', {}, el('tr', {}, ['Dead-lettered', 'From', 'Error', 'Payload'].map((h) => el('th', { scope: 'col', text: h })))),
+        el('tbody', {}, g.samples.map((x) => {
+          const head = bytesToHex(b64ToBytes(x.value).slice(0, 32));
+          return el('tr', { class: 'dead-sample' }, el('td', { text: fmt.time(x.time) }),
+            el('td', { text: `${x.source_topic}/${x.source_partition}@${x.source_offset}` }), el('td', { class: 'error-text', text: x.error }),
+            el('td', {}, el('code', { text: `${fmt.int(x.value_bytes)} bytes: ${head}${x.value_bytes > 32 ? '…' : ''}` })));
+        })))));
+  } catch (e) {
+    show(out, el('p', { class: 'error', text: 'Dead letters out of reach: ' + e.message }));
   }
 }
 
@@ -127,11 +204,17 @@ async function open() {
     el('section', {}, el('h2', { text: 'Scores' }),
       el('form', { id: 'scores-form', class: 'row' }, el('label', { for: 'date', text: 'Day' }), date, el('button', { type: 'submit' }, 'Show')),
       el('div', { id: 'scores' })),
+    el('section', { id: 'evidence', 'aria-live': 'polite' }),
+    el('section', {}, el('h2', { text: 'Dead letters: newest per reason' }), el('div', { id: 'dead-samples' })),
     el('section', {}, el('h2', { text: 'Fleet' }), el('p', { id: 'cells-caption' }), el('div', { id: 'fleet-map' })));
   document.getElementById('scores-form').addEventListener('submit', (ev) => { ev.preventDefault(); scores(); });
   poll();
   scores();
-  timer = setInterval(poll, 2000);
+  deadLetters();
+  route();
+  window.addEventListener('hashchange', route);
+  let n = 0;
+  timer = setInterval(() => { poll(); if (++n % 5 === 0) deadLetters(); }, 2000);
 }
 
 function boot() {

@@ -1,7 +1,7 @@
 // The owner app: log in, my vehicles, a day, points with receipts checked
 // in the browser, redeem (and transfer when the API is there). Hash routes:
 // #/  #/day/VIN/DATE  #/points/VIN  #/receipt/VIN/LEAF  #/redeem  #/transfer
-import { el, show, status, api, fmt, baseMap, speedColour, checkLeaf, verdict, b64ToBytes, APIError } from './common.js';
+import { el, show, status, api, fmt, baseMap, speedColour, checkLeaf, verdict, b64ToBytes, APIError, markWords, explain, drawDay } from './common.js';
 
 const view = () => document.getElementById('view');
 let me = null;       // {role, id}
@@ -78,6 +78,30 @@ async function route() {
 
 // ---- my vehicles ----
 
+// tripsBy reads the vehicle's trips of the 92 days up to its newest report
+// (or now) per day, week and month (GET /v1/vehicles/{vin}/trips: a stop
+// over 5 minutes or the engine off ends a trip).
+async function tripsBy(vin, reps) {
+  const newest = reps.reduce((t, r) => Math.max(t, Date.parse(r.window_end) || 0), 0) || Date.now();
+  const from = new Date(newest - 92 * 864e5).toISOString(), to = new Date(newest + 864e5).toISOString();
+  const q = (by) => api(`/v1/vehicles/${vin}/trips?by=${by}&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`).catch(() => null);
+  const [day, week, month] = await Promise.all([q('day'), q('week'), q('month')]);
+  return { day, week, month };
+}
+
+function tripsTable(vin, t) {
+  if (!t.day) return el('p', { text: 'Trips: out of reach.' });
+  const per = (x) => (x && x.periods.length ? (x.trips / x.periods.length).toFixed(1) : '0');
+  const row = (label, x) => el('tr', { 'data-by': label },
+    el('th', { scope: 'row', text: label }), el('td', { class: 'trips', text: x ? fmt.int(x.trips) : '–' }),
+    el('td', { text: x ? String(x.periods.length) : '–' }), el('td', { text: per(x) }),
+    el('td', { text: x && x.periods.length ? `${x.periods[x.periods.length - 1].start}: ${x.periods[x.periods.length - 1].trips}` : '–' }));
+  return el('table', { class: 'trips-table', 'data-vin': vin },
+    el('caption', { text: `Trips in the 92 days to ${t.day.to.slice(0, 10)} (${t.day.tz}; a stop over ${t.day.gap_s / 60} min or the engine off ends a trip)` }),
+    el('thead', {}, el('tr', {}, ['Per', 'Trips', 'Periods with trips', 'Trips per period', 'Latest'].map((h) => el('th', { scope: 'col', text: h })))),
+    el('tbody', {}, row('day', t.day), row('week', t.week), row('month', t.month)));
+}
+
 async function vehiclesView() {
   const v = view();
   const mapDiv = el('div', { id: 'fleet-map' });
@@ -91,6 +115,7 @@ async function vehiclesView() {
       api(`/v1/vehicles/${vin}/condition?days=365`).catch(() => null),
       reports(vin).catch(() => []),
     ]);
+    const trips = await tripsBy(vin, reps);
     if (pos) {
       L.circleMarker([pos.lat, pos.lon], { radius: 8, color: '#1c4f82', fillOpacity: 0.9, className: 'vehicle-pos' })
         .bindTooltip(vin).addTo(map);
@@ -111,6 +136,7 @@ async function vehiclesView() {
         el('dt', { text: 'Fault codes' }), el('dd', { class: faults.length ? 'warn' : '', text: faults.length ? faults.join(', ') : 'none active' })),
       el('h3', { text: 'Usage' }),
       el('p', { class: 'usage', text: `${fmt.km(km)} over ${reps.length} day(s), ${fmt.dur(secs)} driving.` }),
+      tripsTable(vin, trips),
       el('ul', { class: 'days' }, reps.slice().reverse().map((r) => el('li', {},
         el('a', { href: `#/day/${vin}/${r.date}`, text: `${r.date}: ${fmt.km(r.distance_km)}, score ${r.score.toFixed(1)}, ${r.points} points` })))),
       el('p', {}, el('a', { href: `#/points/${vin}`, text: 'Points and receipts' }))));
@@ -120,35 +146,6 @@ async function vehiclesView() {
 }
 
 // ---- a day ----
-
-const markWords = {
-  harsh_brake: ['harsh brake', 'harsh brakes'],
-  harsh_accel: ['harsh acceleration', 'harsh accelerations'],
-  harsh_corner: ['harsh corner', 'harsh corners'],
-  speeding: ['speeding stretch', 'speeding stretches'],
-};
-const flagWords = {
-  teleport: 'the position jumped farther than a car can drive',
-  odometer_rollback: 'the odometer went backwards',
-  distance_mismatch: 'the odometer and the GPS distance disagree',
-  multi_device: 'two boxes reported for this vehicle',
-  too_regular: 'the data looks generated (too regular to be a real box)',
-};
-
-// explain turns the DailyScore's counters and flags into sentences.
-export function explain(r) {
-  const out = [];
-  const per100 = (n) => (r.distance_km > 0 ? (n * 100 / Math.max(r.distance_km, 10)).toFixed(1) : '0');
-  const harsh = [['harsh_brake', r.harsh_brake], ['harsh_accel', r.harsh_accel], ['harsh_corner', r.harsh_corner]];
-  for (const [k, n] of harsh) if (n) out.push(`${n} ${markWords[k][n === 1 ? 0 : 1]} (${per100(n)} per 100 km) lowered the score.`);
-  if (r.speeding_s) out.push(`${fmt.dur(r.speeding_s)} over the speed limit (${(100 * r.speeding_s / Math.max(r.driving_s, 1)).toFixed(1)} % of driving time) lowered the score.`);
-  if (r.night_s) out.push(`${fmt.dur(r.night_s)} of night driving lowered the score.`);
-  if (r.fatigue_events) out.push(`${r.fatigue_events} stretch(es) of driving too long without a break lowered the score.`);
-  if (!out.length) out.push('No harsh event, speeding, night or fatigue: a clean day.');
-  out.push(`Score ${r.score.toFixed(1)} of 100 over ${fmt.km(r.distance_km)} (${fmt.dur(r.driving_s)} driving) earned ${r.points} points.`);
-  (r.flags || []).forEach((f, i) => out.push(`Flag ${f}: ${(r.flag_reasons || [])[i] || flagWords[f] || 'see the scoring rules'}; the day's points were reduced.`));
-  return out;
-}
 
 async function dayView(vin, date) {
   const r = (await reports(vin)).find((x) => x.date === date);
@@ -182,17 +179,7 @@ async function dayView(vin, date) {
       Object.entries(counts).map(([k, n]) => `${n} ${markWords[k][n === 1 ? 0 : 1]}`).join(', ') }),
     el('ol', { id: 'marks' }, marks.marks.map((m) => el('li', { class: 'mark-item', 'data-kind': m.kind,
       text: `${fmt.time(m.start)}: ${markWords[m.kind][0]}, ${m.kind === 'speeding' ? `${m.peak} km/h over ${m.limit_kmh}` : `${m.peak} g`} at ${m.speed_kmh.toFixed(0)} km/h` }))));
-  const map = await baseMap(mapDiv, `Track of ${vin} on ${date}`);
-  const pts = track.points;
-  for (let i = 1; i < pts.length; i++) {
-    const a = pts[i - 1], b = pts[i];
-    L.polyline([[a.lat, a.lon], [b.lat, b.lon]], { color: speedColour(b.speed_kmh), weight: 4, className: 'track' }).addTo(map);
-  }
-  for (const m of marks.marks) {
-    L.circleMarker([m.lat, m.lon], { radius: 7, weight: 2, fillOpacity: 0.9, className: `mark mark-${m.kind}` })
-      .bindTooltip(`${markWords[m.kind][0]} ${fmt.time(m.start)}`).addTo(map);
-  }
-  if (pts.length) map.fitBounds(pts.map((p) => [p.lat, p.lon]), { padding: [20, 20] });
+  const pts = await drawDay(mapDiv, `Track of ${vin} on ${date}`, track, marks);
   chart(view(), pts);
 }
 

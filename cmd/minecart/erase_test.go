@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/minecart/minecart/infra/broker"
+	"github.com/minecart/minecart/infra/chserver/chtest"
+	"github.com/minecart/minecart/loadtest"
+	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/pseudonym/follow"
+	"github.com/minecart/minecart/services/stack"
+)
+
+// TestPrivacyAndErasure runs a small simulated fleet through the whole
+// pipeline (real broker, real chDB) with random pseudonym keys, then:
+//
+//   - no leaf, no record of the blocks, entries or partner credits topics
+//     holds a vehicle id, and no leaf an owner id;
+//   - the owner API gives the owner the opening of their vehicle, and the
+//     check is done here from outside: the pseudonym recomputed with
+//     crypto/hmac, the inclusion proof with transparency-dev/merkle;
+//   - `minecart accounts erase` destroys the keys (the pseudonyms topic
+//     has none for the owner), ClickHouse has no row naming the owner's
+//     vehicles or account, the book has kind 8 entries naming only
+//     pseudonyms and `minecart ledger verify` passes, and the owner API no
+//     longer links the vehicle to its credits (404).
+func TestPrivacyAndErasure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	ch := chtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	st, err := stack.Start(ctx, stack.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		ClickHouseDSN: ch.WriterDSN(), ClickHouseReadDSN: ch.AnalystDSN(), SessionTimeout: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sim, err := fleet.New(fleet.Config{Seed: 5, Vehicles: 6, Days: 1, Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ProvisionFleet(ctx, sim); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := st.SendFleet(ctx, sim, 0, loadtest.SenderConfig{}, nil); err != nil || rep.Failed > 0 {
+		t.Fatalf("send: %v %s", err, rep)
+	}
+	if err := st.WaitSettled(ctx, sim.End(), 3*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	vins := []string{}
+	for _, v := range sim.Vehicles() {
+		vins = append(vins, v.VehicleID)
+	}
+	owner := stack.OwnerOf(0) // vehicles 0 and 1
+	mine := vins[:2]
+
+	// 1. Nothing personal in the replicated topics.
+	super, _ := st.Credentials.ByRole(broker.RoleSuperuser, "")
+	kcfg := st.Pipelines
+	credits := 0
+	for _, topic := range []string{pipelines.TopicLedgerBlocks, pipelines.TopicLedgerEntries, pipelines.TopicRewardCredits} {
+		recs := readTopic(t, ctx, kcfg, topic)
+		if len(recs) == 0 {
+			t.Fatalf("%s is empty", topic)
+		}
+		for _, r := range recs {
+			for _, v := range vins {
+				if bytes.Contains(r.Value, []byte(v)) || bytes.Contains(r.Key, []byte(v)) {
+					t.Fatalf("%s offset %d names vehicle %s in clear", topic, r.Offset, v)
+				}
+			}
+		}
+		if topic == pipelines.TopicLedgerBlocks {
+			for _, r := range recs {
+				var b avro.LedgerBlock
+				if err := st.Serde.Unmarshal(r.Value, &b); err != nil {
+					t.Fatal(err)
+				}
+				for _, raw := range b.Entries {
+					e, err := ledger.DecodeEntry(raw)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, id := range e.Identities() {
+						if !pseudonym.Is(id) {
+							t.Fatalf("leaf %+v names %q in clear", e, id)
+						}
+					}
+					if e.Kind == ledger.KindCredit {
+						credits++
+					}
+				}
+			}
+		}
+	}
+	if credits < len(vins) {
+		t.Fatalf("%d credits for %d vehicles", credits, len(vins))
+	}
+
+	// 2. The owner checks their own credit from outside.
+	var pts struct {
+		Opening *struct {
+			Pseudonym string `json:"pseudonym"`
+			Kind      string `json:"kind"`
+			VehicleID string `json:"vehicle_id"`
+			Key       string `json:"key"`
+		} `json:"opening"`
+		Entries []struct {
+			LeafIndex uint64 `json:"leaf_index"`
+			Kind      string `json:"kind"`
+			ID        string `json:"id"`
+			Entry     []byte `json:"entry"`
+			Proof     *struct {
+				TreeSize uint64   `json:"tree_size"`
+				Root     string   `json:"root"`
+				Hashes   []string `json:"hashes"`
+			} `json:"proof"`
+		} `json:"entries"`
+	}
+	base := "http://" + st.HTTPAddr() + "/v1/vehicles/"
+	if code := getAs(t, base+mine[0]+"/points", st.OperatorToken, &pts); code != http.StatusOK {
+		t.Fatalf("points: %d", code)
+	}
+	if pts.Opening == nil || len(pts.Entries) == 0 {
+		t.Fatalf("points without an opening or entries: %+v", pts)
+	}
+	key, _ := hex.DecodeString(pts.Opening.Key)
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("minecart/vehicle/v1\x00" + mine[0]))
+	if want := "p1:" + hex.EncodeToString(m.Sum(nil)[:16]); pts.Opening.Pseudonym != want || pts.Opening.VehicleID != mine[0] {
+		t.Fatalf("opening %+v, recomputed pseudonym %s", pts.Opening, want)
+	}
+	for _, e := range pts.Entries {
+		if !bytes.Contains(e.Entry, []byte(pts.Opening.Pseudonym)) || !strings.HasPrefix(e.ID, pts.Opening.Pseudonym+"/") {
+			t.Fatalf("entry %s does not carry the pseudonym %s", e.ID, pts.Opening.Pseudonym)
+		}
+		if e.Proof == nil {
+			t.Fatalf("entry %d without proof", e.LeafIndex)
+		}
+		var path [][]byte
+		for _, h := range e.Proof.Hashes {
+			b, _ := hex.DecodeString(h)
+			path = append(path, b)
+		}
+		root, _ := hex.DecodeString(e.Proof.Root)
+		lh := rfc6962.DefaultHasher.HashLeaf(e.Entry)
+		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, e.LeafIndex, e.Proof.TreeSize, lh, path, root); err != nil {
+			t.Fatalf("entry %d: transparency-dev/merkle: %v", e.LeafIndex, err)
+		}
+	}
+
+	// 3. Erase the owner.
+	t.Setenv("MINECART_BROKERS", st.Broker.Addrs()[0])
+	t.Setenv("MINECART_KAFKA_SASL", "scram-sha-512:"+super.Name+":"+super.Password)
+	var out bytes.Buffer
+	if err := run(ctx, []string{"accounts", "erase", "--owner", owner, "--reason", "test erasure",
+		"--pseudonym-key", filepath.Join(dir, "pseudonyms.key"), "--clickhouse-dsn", ch.WriterDSN()}, &out, io.Discard); err != nil {
+		t.Fatalf("erase: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+
+	// The keys are gone from the topic.
+	seal, err := pseudonym.LoadSealKey(filepath.Join(dir, "pseudonyms.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := follow.Snapshot(ctx, kcfg, seal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range mine {
+		if o, ok := names.Lookup(pseudonym.Vehicle, v); ok {
+			t.Fatalf("vehicle %s still has key %s", v, o.Pseudonym)
+		}
+	}
+	if _, ok := names.Lookup(pseudonym.Account, owner); ok {
+		t.Fatal("the owner's account still has a key")
+	}
+	if _, ok := names.Lookup(pseudonym.Vehicle, vins[2]); !ok {
+		t.Fatal("another owner's vehicle lost its key")
+	}
+
+	// No ClickHouse table names the owner or the vehicles.
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr}, Protocol: clickhouse.HTTP,
+		Auth: clickhouse.Auth{Username: ch.Writer.Name, Password: ch.Writer.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	left, err := CountNaming(ctx, conn, append([]string{owner}, mine...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Fatalf("rows still naming the erased owner: %v", left)
+	}
+	others, err := CountNaming(ctx, conn, vins[2:])
+	if err != nil || others["telemetry"] == 0 {
+		t.Fatalf("the other vehicles' telemetry: %v %v", others, err)
+	}
+
+	// The book records the erasures (pseudonyms only) and still verifies.
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	var erasures []ledger.Entry
+	for len(erasures) < 3 && wctx.Err() == nil {
+		erasures = erasures[:0]
+		for _, r := range readTopic(t, ctx, kcfg, pipelines.TopicLedgerBlocks) {
+			var b avro.LedgerBlock
+			if err := st.Serde.Unmarshal(r.Value, &b); err != nil {
+				t.Fatal(err)
+			}
+			for _, raw := range b.Entries {
+				if e, _ := ledger.DecodeEntry(raw); e.Kind == ledger.KindErasure {
+					erasures = append(erasures, e)
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(erasures) != 3 { // the account and two vehicles
+		t.Fatalf("%d erasure entries, want 3: %+v", len(erasures), erasures)
+	}
+	for _, e := range erasures {
+		for _, id := range e.Identities() {
+			if !pseudonym.Is(id) {
+				t.Fatalf("erasure entry names %q", id)
+			}
+		}
+		if e.Reason != "test erasure" || e.RequestedAtMs == 0 {
+			t.Fatalf("erasure entry %+v", e)
+		}
+	}
+	out.Reset()
+	if err := run(ctx, []string{"ledger", "verify", "--pubkey", filepath.Join(dir, "ledger.key.pub")}, &out, io.Discard); err != nil {
+		t.Fatalf("verify after erasure: %v\n%s", err, out.String())
+	}
+	// The owner API no longer links the vehicle to anything.
+	if code := getAs(t, base+mine[0]+"/points", st.OperatorToken, nil); code != http.StatusNotFound && code != http.StatusGone {
+		t.Fatalf("points of an erased vehicle: %d, want 404 or 410", code)
+	}
+}
+
+// getAs GETs url with a bearer token and decodes a 200 answer into into.
+func getAs(t *testing.T, url, tok string, into any) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK && into != nil {
+		if err := json.Unmarshal(b, into); err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// readTopic reads a whole single-partition topic.
+func readTopic(t *testing.T, ctx context.Context, cfg kafka.Config, topic string) []pipelines.Record {
+	t.Helper()
+	rd, err := kafka.NewReader(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var out []pipelines.Record
+	if err := rd.ReadAll(ctx, topic, 0, func(r pipelines.Record) error { out = append(out, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

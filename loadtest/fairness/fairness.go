@@ -1,0 +1,372 @@
+// Command fairness measures the fairness of the daily score (issue 15,
+// "Must hold"): it simulates a fleet (loadtest/fleet) with shares of every
+// honest edge case and fraud class applied per vehicle-day, scores every
+// vehicle-day with the pure scoring code (services/scoring: Day and Result,
+// no Kafka) and prints, per class, the days, the flagged rate, the
+// honest false-flag rate, the paid distance against the ground truth and
+// the points against the same day delivered in order by an ordinary box.
+//
+//	go run ./loadtest/fairness -vehicles 10000 -days 30     # make fairness
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/telemetry"
+)
+
+// RealisticMix is the share of vehicle-days of each case in the month run:
+// honest edge cases as often as a fleet of cheap boxes shows them, fraud
+// classes rare but with hundreds of days each in 300,000 vehicle-days.
+var RealisticMix = fleet.CaseMix{
+	fleet.CasePowerLoss:   0.02,
+	fleet.CaseBoxSwap:     0.003,
+	fleet.CaseRepeat20Hz:  0.005,
+	fleet.CaseTunnel:      0.03,
+	fleet.CaseOutOfOrder:  0.05,
+	fleet.CaseLate:        0.01,
+	fleet.CaseRollback:    0.003,
+	fleet.CaseInflated:    0.003,
+	fleet.CaseTeleport:    0.003,
+	fleet.CaseClone:       0.002,
+	fleet.CaseSynthetic:   0.003,
+	fleet.CaseReplayOwn:   0.002,
+	fleet.CaseReplayOther: 0.002,
+}
+
+// Config is one measurement.
+type Config struct {
+	Seed     uint64
+	Vehicles int
+	Days     int
+	Start    time.Time
+	Mix      fleet.CaseMix
+	Workers  int
+	Rules    scoring.Rules
+	// Progress, when set, is called after every 500th vehicle scored.
+	Progress func(done, total int, elapsed time.Duration)
+}
+
+// Row is one class's figures. Late is split in two rows: at close and
+// re-scored with the late events.
+type Row struct {
+	Name                string
+	Fraud               bool
+	Days, DrivingDays   int
+	Flagged             int // fraud: days raising a wanted flag; honest: days with any flag
+	FlagCounts          map[string]int
+	PaidKm, TruthKm     float64 // distance_km (before flag factors) and the distance really driven
+	Points, CleanPoints int64   // points of the day as delivered, of the same day in order from an ordinary box
+	SamePoints          int     // days whose points equal the clean day's
+}
+
+// Report is the table of one run.
+type Report struct {
+	Config  Config
+	Rows    []*Row // in Case order; the late row is followed by "late upload, re-scored"
+	Elapsed time.Duration
+	Events  int64
+}
+
+const lateRescored = fleet.NumCases // the index of the re-scored late row
+
+// Run simulates and scores cfg's fleet.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Workers < 1 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	sim, err := fleet.New(fleet.Config{Seed: cfg.Seed, Vehicles: cfg.Vehicles, Days: cfg.Days, Start: cfg.Start,
+		Mix: fleet.Mix{Calm: 0.30, Average: 0.45, Aggressive: 0.25}, Cases: cfg.Mix})
+	if err != nil {
+		return nil, err
+	}
+	loc := sim.Start().Location()
+	y, m, d0 := sim.Start().Date()
+	type window struct {
+		start, end int64
+		night      uint32
+	}
+	wins := make([]window, cfg.Days)
+	for d := range wins {
+		s := time.Date(y, m, d0+d, 0, 0, 0, 0, loc)
+		wins[d] = window{s.UnixMilli(), s.AddDate(0, 0, 1).UnixMilli(),
+			uint32(time.Date(y, m, d0+d, cfg.Rules.NightEndHour, 0, 0, 0, loc).UnixMilli() - s.UnixMilli())}
+	}
+	began := time.Now()
+	var done atomic.Int64
+	next := make(chan int)
+	results := make(chan *Report, cfg.Workers)
+	var wg sync.WaitGroup
+	for range cfg.Workers {
+		wg.Go(func() {
+			rep := newReport(cfg)
+			var buf []byte
+			var evBuf []telemetry.Event
+			score := func(w window, parts ...[]telemetry.Event) scoring.Result {
+				day := scoring.NewDay(w.start, w.end, w.night)
+				for _, evs := range parts {
+					for k := range evs {
+						buf = day.Add(&cfg.Rules, &evs[k], buf)
+						rep.Events++
+					}
+				}
+				return day.Result(&cfg.Rules)
+			}
+			for i := range next {
+				var days []fleet.CaseDay
+				days, evBuf = sim.VehicleDaysBuf(i, evBuf)
+				for _, cd := range days {
+					w := wins[cd.Truth.Day]
+					res := score(w, cd.Events)
+					clean := res
+					if cd.Case != fleet.CaseNone {
+						clean = score(w, cd.Clean)
+					}
+					rep.Rows[cd.Case].add(&cd, &res, &clean)
+					if cd.Case == fleet.CaseLate {
+						full := score(w, cd.Events, cd.Late)
+						rep.Rows[lateRescored].add(&cd, &full, &clean)
+					}
+				}
+				if n := done.Add(1); n%500 == 0 && cfg.Progress != nil {
+					cfg.Progress(int(n), cfg.Vehicles, time.Since(began))
+				}
+			}
+			results <- rep
+		})
+	}
+	go func() {
+		defer close(next)
+		for i := range cfg.Vehicles {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(results)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	total := newReport(cfg)
+	for r := range results {
+		total.merge(r)
+	}
+	total.Elapsed = time.Since(began)
+	return total, nil
+}
+
+func newReport(cfg Config) *Report {
+	r := &Report{Config: cfg, Rows: make([]*Row, fleet.NumCases+1)}
+	for c := range fleet.NumCases {
+		r.Rows[c] = &Row{Name: c.String(), Fraud: c.Fraud(), FlagCounts: map[string]int{}}
+	}
+	r.Rows[fleet.CaseLate].Name = "late upload, at close"
+	r.Rows[lateRescored] = &Row{Name: "late upload, re-scored", FlagCounts: map[string]int{}}
+	return r
+}
+
+func (r *Row) add(cd *fleet.CaseDay, res, clean *scoring.Result) {
+	r.Days++
+	if cd.Truth.DistanceKm >= 0.5 {
+		r.DrivingDays++
+	}
+	for _, f := range res.Flags {
+		r.FlagCounts[f]++
+	}
+	if cd.Case.Fraud() {
+		if slices.ContainsFunc(res.Flags, func(f string) bool { return slices.Contains(cd.Case.Want(), f) }) {
+			r.Flagged++
+		}
+	} else if len(res.Flags) > 0 {
+		r.Flagged++
+	}
+	r.PaidKm += res.DistanceKm
+	r.TruthKm += cd.Truth.DistanceKm
+	r.Points += res.Points
+	r.CleanPoints += clean.Points
+	if res.Points == clean.Points {
+		r.SamePoints++
+	}
+}
+
+func (r *Report) merge(o *Report) {
+	r.Events += o.Events
+	for i, x := range o.Rows {
+		y := r.Rows[i]
+		y.Days += x.Days
+		y.DrivingDays += x.DrivingDays
+		y.Flagged += x.Flagged
+		y.PaidKm += x.PaidKm
+		y.TruthKm += x.TruthKm
+		y.Points += x.Points
+		y.CleanPoints += x.CleanPoints
+		y.SamePoints += x.SamePoints
+		for f, n := range x.FlagCounts {
+			y.FlagCounts[f] += n
+		}
+	}
+}
+
+func pct(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%+.2f %%", 100*(a/b-1))
+}
+
+func share(n, d int) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f %%", 100*float64(n)/float64(d))
+}
+
+// Honest sums the honest rows that reach scoring as delivered (the late
+// row at close excluded, re-scored included).
+func (r *Report) Honest() Row {
+	t := Row{Name: "honest, all", FlagCounts: map[string]int{}}
+	for i, x := range r.Rows {
+		if x.Fraud || i == int(fleet.CaseLate) {
+			continue
+		}
+		t.Days += x.Days
+		t.DrivingDays += x.DrivingDays
+		t.Flagged += x.Flagged
+		t.PaidKm += x.PaidKm
+		t.TruthKm += x.TruthKm
+		t.Points += x.Points
+		t.CleanPoints += x.CleanPoints
+		t.SamePoints += x.SamePoints
+		for f, n := range x.FlagCounts {
+			t.FlagCounts[f] += n
+		}
+	}
+	return t
+}
+
+// WriteTable writes the Markdown table and the "Must hold" verdicts.
+func (r *Report) WriteTable(w io.Writer) {
+	fmt.Fprintf(w, "fleet: %d vehicles x %d days (seed %d), rules %s; %d vehicle-days, %d events scored in %v on %d workers\n\n",
+		r.Config.Vehicles, r.Config.Days, r.Config.Seed, r.Config.Rules.Version, r.Config.Vehicles*r.Config.Days,
+		r.Events, r.Elapsed.Round(time.Second), r.Config.Workers)
+	fmt.Fprintln(w, "| class | days (driving) | flagged (fraud: a wanted flag) | false flags (honest) | paid km vs truth | points vs in-order | days with in-order points | flags raised |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	line := func(x *Row) {
+		flagged, falseF := "", ""
+		if x.Fraud {
+			flagged = share(x.Flagged, x.Days)
+		} else {
+			falseF = share(x.Flagged, x.Days)
+		}
+		var fl []string
+		for _, f := range slices.Sorted(func(yield func(string) bool) {
+			for f := range x.FlagCounts {
+				if !yield(f) {
+					return
+				}
+			}
+		}) {
+			fl = append(fl, fmt.Sprintf("%s %d", f, x.FlagCounts[f]))
+		}
+		fmt.Fprintf(w, "| %s | %d (%d) | %s | %s | %s | %s | %s | %s |\n", x.Name, x.Days, x.DrivingDays, flagged, falseF,
+			pct(x.PaidKm, x.TruthKm), pct(float64(x.Points), float64(x.CleanPoints)), share(x.SamePoints, x.Days), strings.Join(fl, ", "))
+	}
+	for _, x := range r.Rows {
+		line(x)
+	}
+	h := r.Honest()
+	line(&h)
+	fmt.Fprintln(w)
+	for _, v := range r.Verdicts() {
+		fmt.Fprintln(w, v)
+	}
+}
+
+// Verdicts checks the "Must hold" lines of issue 15: a line per rule,
+// starting with PASS or FAIL.
+func (r *Report) Verdicts() []string {
+	var out []string
+	v := func(ok bool, format string, args ...any) {
+		p := "PASS"
+		if !ok {
+			p = "FAIL"
+		}
+		out = append(out, p+" "+fmt.Sprintf(format, args...))
+	}
+	for c := fleet.CaseRollback; c < fleet.NumCases; c++ {
+		x := r.Rows[c]
+		v(x.Days > 0 && x.Flagged == x.Days, "%s: %d of %d days flagged %v", x.Name, x.Flagged, x.Days, c.Want())
+	}
+	for i, x := range r.Rows {
+		if x.Fraud || i == int(fleet.CaseLate) || x.Days == 0 {
+			continue
+		}
+		v(float64(x.Flagged) < 0.005*float64(x.Days), "%s: false flags %d of %d days (%s, must be < 0.5 %%)", x.Name, x.Flagged, x.Days, share(x.Flagged, x.Days))
+		v(math.Abs(x.PaidKm/x.TruthKm-1) <= 0.01, "%s: paid %.1f km vs true %.1f km (%s, must be within 1 %%)", x.Name, x.PaidKm, x.TruthKm, pct(x.PaidKm, x.TruthKm))
+	}
+	h := r.Honest()
+	v(float64(h.Flagged) < 0.005*float64(h.Days), "honest, all: false flags %d of %d days (%s)", h.Flagged, h.Days, share(h.Flagged, h.Days))
+	v(math.Abs(h.PaidKm/h.TruthKm-1) <= 0.01, "honest, all: paid %.1f km vs true %.1f km (%s)", h.PaidKm, h.TruthKm, pct(h.PaidKm, h.TruthKm))
+	for _, i := range []int{int(fleet.CaseOutOfOrder), int(lateRescored)} {
+		x := r.Rows[i]
+		v(x.SamePoints == x.Days, "%s: %d of %d days with the in-order points", x.Name, x.SamePoints, x.Days)
+	}
+	return out
+}
+
+func main() {
+	var cfg Config
+	flag.Uint64Var(&cfg.Seed, "seed", 1, "simulation seed")
+	flag.IntVar(&cfg.Vehicles, "vehicles", 10000, "fleet size")
+	flag.IntVar(&cfg.Days, "days", 30, "days simulated")
+	flag.IntVar(&cfg.Workers, "workers", 0, "goroutines (0: GOMAXPROCS)")
+	start := flag.String("start", "2026-11-02", "first local day (Asia/Shanghai)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fairness:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "fairness:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	t, err := time.Parse(time.DateOnly, *start)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fairness: -start:", err)
+		os.Exit(2)
+	}
+	cfg.Start, cfg.Mix, cfg.Rules = t, RealisticMix, scoring.DefaultRules()
+	debug.SetGCPercent(400) // a few workers' months of events live at a time; less GC
+	cfg.Progress = func(done, total int, elapsed time.Duration) {
+		fmt.Fprintf(os.Stderr, "fairness: %d of %d vehicles in %v\n", done, total, elapsed.Round(time.Second))
+	}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fairness:", err)
+		return
+	}
+	rep.WriteTable(os.Stdout)
+}
