@@ -161,8 +161,8 @@ func (p *Processor) lateEntries(group []*lateScore) (entries []ledger.Entry, don
 		}
 		d, ok := days[c.ID]
 		if !ok {
-			d.points, ok = p.book.Credited(c.ID)
-			d.leaf, _ = p.book.CreditLeaf(c.ID)
+			d.points, ok = p.book.Credited(p.bookCreditID(c.ID)) // the book holds the pseudonymous id
+			d.leaf, _ = p.book.CreditLeaf(p.bookCreditID(c.ID))
 		}
 		if !ok {
 			wait = append(wait, ls)
