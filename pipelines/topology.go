@@ -34,6 +34,18 @@ const (
 // compacted, key = the tree size in 20 decimal digits.
 const TopicLedgerCheckpoints = "minecart.ledger.checkpoints"
 
+// The global replay check (docs/scoring.md, "Global replay check"):
+// scoring writes each trip's fingerprint once per LSH band, keyed by the
+// band's key, so fingerprints sharing a band meet on one partition; the
+// replaycheck stage keeps per-band postings in its changelog and writes
+// verdicts keyed by vehicle id, co-partitioned with the clean telemetry,
+// which scoring reads as a second input.
+const (
+	TopicFingerprints         = "minecart.scoring.fingerprints"
+	TopicReplayCheckChangelog = "minecart.replaycheck.changelog"
+	TopicReplayVerdicts       = "minecart.scoring.verdicts"
+)
+
 // PartnerRedemptionsTopic is the topic of the orders partner must fulfil.
 func PartnerRedemptionsTopic(partner string) string {
 	return "minecart.partner." + partner + ".redemptions"
@@ -70,6 +82,9 @@ var Topology = []TopicSpec{
 	{TopicDeadLetter, 1, false, 30 * 24 * time.Hour, "every stage writes; operators, sink read"},
 	{TopicScoringChangelog, TelemetryPartitions, true, 0, "scoring's window state"},
 	{TopicLateEvents, TelemetryPartitions, false, 30 * 24 * time.Hour, "scoring writes events past the grace period"},
+	{TopicFingerprints, TelemetryPartitions, false, 7 * 24 * time.Hour, "scoring writes trip fingerprints by LSH band; replaycheck reads"},
+	{TopicReplayCheckChangelog, TelemetryPartitions, true, 0, "replaycheck's band postings"},
+	{TopicReplayVerdicts, TelemetryPartitions, false, 30 * 24 * time.Hour, "replaycheck writes replay verdicts (key vehicle id); scoring reads"},
 	{TopicScores, 1, false, 0, "scoring writes scores and watermarks; ledger, sink read"},
 	{TopicLedgerRequests, 1, false, 0, "settlement (debits) and CLI (adjustments) write; ledger reads"},
 	{TopicLedgerChangelog, 1, true, 0, "ledger's pending credits"},

@@ -14,7 +14,7 @@ ka() { /opt/kafka/bin/kafka-acls.sh --bootstrap-server "$BS" --command-config "$
 kc --alter --add-config "SCRAM-SHA-512=[password=${MINECART_KAFKA_PASSWORD}]" --entity-type users --entity-name minecart
 ka --add --allow-principal User:minecart --operation All --topic minecart. --resource-pattern-type prefixed
 # The stages' consumer groups and transactional ids (<stage>-<instance>) are named after the stage.
-for stage in ingest scoring ledger settlement sink; do
+for stage in ingest scoring replaycheck ledger settlement sink; do
   ka --add --allow-principal User:minecart --operation All --group "$stage" --resource-pattern-type prefixed
   ka --add --allow-principal User:minecart --operation All --transactional-id "$stage" --resource-pattern-type prefixed
 done

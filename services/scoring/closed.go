@@ -320,3 +320,30 @@ func errIf(cond bool, msg string) error {
 	}
 	return nil
 }
+
+// Verdict outcomes of ClosedDays.Replayed.
+const (
+	VerdictApplied = iota // the day is now flagged: a revision follows at the next Revise
+	VerdictAlready        // the day was already flagged replayed_trace: nothing changes
+	VerdictNotKept        // no such day kept (never closed here, or past the lateness)
+)
+
+// Replayed applies a global replay check's verdict to the kept closed day
+// id ("<vehicle>/<date>"): the day takes the replayed_trace flag with
+// reason (points x FactorReplay) and owes a revision, like a day that took
+// late events. A day already flagged (at its close or by an earlier
+// verdict) changes nothing, so a verdict applied twice is a no-op.
+func (c *ClosedDays) Replayed(id, reason string) int {
+	d := c.days[id]
+	switch {
+	case d == nil:
+		return VerdictNotKept
+	case d.replayed != "":
+		return VerdictAlready
+	}
+	d.replayed = reason
+	d.pending = true
+	c.revised[id] = struct{}{}
+	c.dirty[id] = struct{}{}
+	return VerdictApplied
+}

@@ -72,11 +72,12 @@ func (w *Windows) trace(s *slot, ev *telemetry.Event) {
 }
 
 // judgeReplay fingerprints a drained day, checks each trip against the
-// index, adds them, expires days past the retention, and flags res.
-func (w *Windows) judgeReplay(s *slot, date string, res *Result) {
+// index, adds them, expires days past the retention, flags res, and
+// returns the day's fingerprints.
+func (w *Windows) judgeReplay(s *slot, date string, res *Result) []replay.Fingerprint {
 	rs := w.replay
 	if rs == nil {
-		return
+		return nil
 	}
 	if date != rs.today {
 		rs.today = date
@@ -86,7 +87,7 @@ func (w *Windows) judgeReplay(s *slot, date string, res *Result) {
 		}
 	}
 	if s.trace == nil {
-		return
+		return nil
 	}
 	fps := s.trace.Fingerprints(&rs.cfg, s.vehicle, date)
 	var reasons []string
@@ -105,6 +106,7 @@ func (w *Windows) judgeReplay(s *slot, date string, res *Result) {
 		res.Reasons = append(res.Reasons, strings.Join(reasons, "; "))
 		res.Points = int64(float64(res.Points) * FactorReplay)
 	}
+	return fps
 }
 
 // flushReplay writes the fingerprints added and the tombstones of those

@@ -102,6 +102,10 @@ type Closed struct {
 	TZ      string
 	Day     *Day
 	Result  Result
+	// Trips are the day's trip fingerprints (replay detection on; nil
+	// otherwise), valid only during the callback: the stage publishes
+	// them for the global replay check.
+	Trips []replay.Fingerprint
 }
 
 // NewWindows makes an empty window set. defaultTZ is used for events with
@@ -349,8 +353,9 @@ func (w *Windows) Drain(max int, closed func(Closed)) int {
 		date := w.dateOf(s)
 		w.thaw(s)
 		res := s.day.Result(w.rules)
-		w.judgeReplay(s, date, &res)
+		trips := w.judgeReplay(s, date, &res)
 		closed(Closed{
+			Trips:   trips,
 			ID:      s.vehicle + "/" + date,
 			Vehicle: s.vehicle,
 			Date:    date,

@@ -37,6 +37,7 @@ import (
 	"github.com/minecart/minecart/services/owner"
 	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/pseudonym/follow"
+	replaycheck "github.com/minecart/minecart/services/replaycheck/stage"
 	scoringstage "github.com/minecart/minecart/services/scoring/stage"
 	settleapi "github.com/minecart/minecart/services/settlement/api"
 	settlestage "github.com/minecart/minecart/services/settlement/stage"
@@ -294,7 +295,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("settlement: %w", err)
 	}
-	for _, st := range []pipelines.Stage{ing, sc, led, st} {
+	rc, err := replaycheck.NewStage(replaycheck.Config{Registerer: s.Registry, Logger: log}) // docs/scoring.md, "Global replay check"
+	if err != nil {
+		return nil, fmt.Errorf("replaycheck: %w", err)
+	}
+	for _, st := range []pipelines.Stage{ing, sc, rc, led, st} {
 		s.env.Stage(st)
 	}
 	if cfg.ClickHouseDSN != "" {

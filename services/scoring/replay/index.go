@@ -212,3 +212,9 @@ func (x *Index) Expire(keep string) []string {
 
 // Retention is the number of days the index keeps.
 func (x *Index) Retention() int { return x.retention }
+
+// BandKey is the key of band b (0 <= b < Bands) of fp: two fingerprints
+// share band b exactly when their BandKeys for b are equal (the key is a
+// bijection of the band index and its Rows values). The global check
+// (docs/scoring.md, "Global replay check") routes fingerprints by it.
+func BandKey(fp *Fingerprint, b int) uint64 { return bandKey(fp, b) }

@@ -7,6 +7,7 @@ package stage
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,13 @@ type Config struct {
 	// Topics (defaults: pipelines.TopicTelemetryClean, TopicScores,
 	// TopicLateEvents, TopicScoringChangelog).
 	Input, Scores, Late, Changelog string
+	// Fingerprints receives each closed day's trip fingerprints, one record
+	// per LSH band keyed by the band key, for the global replay check
+	// (default pipelines.TopicFingerprints; "-": not written). Verdicts is
+	// the check's output, a second input co-partitioned with Input
+	// (default pipelines.TopicReplayVerdicts; "-": not read).
+	// docs/scoring.md, "Global replay check".
+	Fingerprints, Verdicts string
 	// Serde frames the Avro records (default schemas.SingleObject()).
 	Serde *schemas.Serde
 	// Registerer receives the stage's metrics (nil: not registered).
@@ -137,6 +145,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Changelog == "" {
 		c.Changelog = pipelines.TopicScoringChangelog
+	}
+	if c.Fingerprints == "" {
+		c.Fingerprints = pipelines.TopicFingerprints
+	}
+	if c.Verdicts == "" {
+		c.Verdicts = pipelines.TopicReplayVerdicts
 	}
 	if c.Serde == nil {
 		c.Serde = schemas.SingleObject()
@@ -198,9 +212,13 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 	if err != nil {
 		return pipelines.Stage{}, err
 	}
+	inputs := []string{cfg.Input}
+	if cfg.Verdicts != "-" {
+		inputs = append(inputs, cfg.Verdicts)
+	}
 	return pipelines.Stage{
 		Name:      cfg.Name,
-		Inputs:    []string{cfg.Input},
+		Inputs:    inputs,
 		Changelog: cfg.Changelog,
 		TickEvery: cfg.TickEvery, // also drains closed days left over by the last batch
 		NewProcessor: func(_ context.Context, t pipelines.Task) (pipelines.Processor, error) {
@@ -261,6 +279,9 @@ func (p *processor) Close() error {
 func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
 	if pipelines.IsMark(&rec) {
 		return p.mark(rec, out)
+	}
+	if rec.Topic == p.cfg.Verdicts {
+		return p.verdict(rec, out)
 	}
 	ev, err := p.codec.DecodeEvent(rec.Value, telemetry.Limits{})
 	if err != nil {
@@ -517,6 +538,7 @@ func (p *processor) emitClosed(out pipelines.Emitter, c scoring.Closed) error {
 	}
 	out.Emit(p.cfg.Scores, []byte(c.Vehicle), b)
 	out.EmitTo(p.cfg.Changelog, p.task, []byte(c.ID), nil)
+	p.publishTrips(out, c.Trips)
 	if p.closed != nil {
 		p.closed.Keep(&c) // kept (serialized) for late data: written to the changelog by Flush
 	}
@@ -573,7 +595,8 @@ func scoreRecord(r *scoring.Rules, c *scoring.Closed) *avro.DailyScore {
 
 type metrics struct {
 	events, late, closed, restoreErrors, marks prometheus.Counter
-	lateKept, revisions                        prometheus.Counter
+	lateKept, revisions, fpRecords             prometheus.Counter
+	verdicts                                   *prometheus.CounterVec
 	open, logTime, kept, keptBytes             prometheus.Gauge
 	flags                                      *prometheus.CounterVec
 }
@@ -592,6 +615,63 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		revisions:     m.Counter("minecart_scoring_revisions_total", "DailyScore revisions written for closed days re-scored after late data."),
 		kept:          m.Gauge("minecart_scoring_closed_days_kept", "Closed vehicle-days kept (serialized) in this process for late data."),
 		keptBytes:     m.Gauge("minecart_scoring_closed_days_bytes", "Serialized bytes of the closed vehicle-days kept in this process (bytes per closed day: this / minecart_scoring_closed_days_kept)."),
+		fpRecords:     m.Counter("minecart_scoring_fingerprint_records_total", "Fingerprint records written for the global replay check (one per trip and LSH band)."),
+		verdicts:      m.CounterVec("minecart_scoring_replay_verdicts_total", "Global replay check verdicts, by outcome (applied, already, not_kept).", "outcome"),
 		flags:         m.CounterVec("minecart_scoring_flags_total", "Anti-fraud flags raised on closed days, by code.", "flag"),
 	}, m.Err()
+}
+
+// publishTrips writes each trip fingerprint of a closed day to the
+// fingerprints topic once per LSH band: key the band key (8 bytes, big
+// endian), value the fingerprint record (replay.AppendBinary), so all
+// fingerprints sharing a band meet on one partition of the global check.
+func (p *processor) publishTrips(out pipelines.Emitter, trips []replay.Fingerprint) {
+	if p.cfg.Fingerprints == "-" {
+		return
+	}
+	for i := range trips {
+		v := replay.AppendBinary(nil, &trips[i]) // shared by the band records: not modified after Emit
+		for b := range replay.Bands {
+			out.Emit(p.cfg.Fingerprints, binary.BigEndian.AppendUint64(nil, replay.BandKey(&trips[i], b)), v)
+		}
+		p.m.fpRecords.Add(replay.Bands)
+	}
+}
+
+// Reason codes of verdicts that cannot be applied.
+const (
+	CodeBadVerdict     = "bad_verdict"
+	CodeVerdictNotKept = "replay_verdict_not_kept"
+)
+
+// verdict applies a global replay check verdict to the kept closed day of
+// its vehicle: the day takes replayed_trace (points x0) and its next
+// revision is written at the next time mark (or Flush without marks), as
+// for late data. A day already flagged changes nothing; a day not kept
+// (past the lateness, lateness off, or never closed on this task) is a
+// dead letter with the reason.
+func (p *processor) verdict(rec pipelines.Record, _ pipelines.Emitter) error {
+	v, err := replay.DecodeVerdict(rec.Value)
+	if err != nil {
+		return pipelines.Reject(CodeBadVerdict, err)
+	}
+	if string(rec.Key) != v.Vehicle {
+		return pipelines.Reject(CodeBadVerdict, fmt.Errorf("verdict for %s under key %q", v.Vehicle, rec.Key))
+	}
+	p.seen = true
+	if p.closed == nil {
+		p.m.verdicts.WithLabelValues("not_kept").Inc()
+		return pipelines.Reject(CodeVerdictNotKept, fmt.Errorf("verdict %s: closed days are not kept (lateness off)", v.ID()))
+	}
+	switch p.closed.Replayed(v.Vehicle+"/"+v.Date, v.Reason()) {
+	case scoring.VerdictApplied:
+		p.m.verdicts.WithLabelValues("applied").Inc()
+	case scoring.VerdictAlready:
+		p.m.verdicts.WithLabelValues("already").Inc()
+	default:
+		p.m.verdicts.WithLabelValues("not_kept").Inc()
+		return pipelines.Reject(CodeVerdictNotKept, fmt.Errorf("verdict %s: day %s/%s not kept on task %d (closed through %s, lateness %v)",
+			v.ID(), v.Vehicle, v.Date, p.task, time.UnixMilli(p.w.ClosedThrough()).UTC().Format(time.RFC3339), p.cfg.Lateness))
+	}
+	return nil
 }

@@ -127,7 +127,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return &metrics{
 		alerts:      m.CounterVec("minecart_settlement_alerts_total", "Anomalies settlement found, by kind (invariant, overdraft, leaf_gap, late_debit, ...). Any increase needs a human.", "kind"),
 		redemptions: m.CounterVec("minecart_settlement_redemptions_total", "Redemption state changes, by new status.", "status"),
-		points:      m.CounterVec("minecart_settlement_points_total", "Points settled, by direction (minted, redeemed).", "direction"),
+		points:      m.CounterVec("minecart_settlement_points_total", "Points settled, by direction (minted, redeemed, rescored_down: rescores taking points back).", "direction"),
 		outstanding: m.Gauge("minecart_settlement_points_outstanding", "Sum of every account balance at the last statement."),
 		invariantOK: m.Gauge("minecart_settlement_invariant_ok", "1 if the last statement found sum(balances) = minted - redeemed, else 0."),
 		transfers:   m.CounterVec("minecart_settlement_transfers_total", "Transfer decisions, by status (ACCEPTED, REJECTED; replays count their first result) and reason.", "status", "reason"),
@@ -414,8 +414,15 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 	minted, redeemed := p.book.Points()
 	tx.Commit()
 	mintedNow, redeemedNow := p.book.Points()
-	p.m.points.WithLabelValues("minted").Add(float64(mintedNow - minted))
-	p.m.points.WithLabelValues("redeemed").Add(float64(redeemedNow - redeemed))
+	// A rescore down (late data or a replay verdict) mints a negative
+	// amount: a counter cannot decrease (Add panics after the commit above,
+	// and the retried entry would be skipped as seen), so it counts apart.
+	if d := mintedNow - minted; d >= 0 {
+		p.m.points.WithLabelValues("minted").Add(float64(d))
+	} else {
+		p.m.points.WithLabelValues("rescored_down").Add(float64(-d))
+	}
+	p.m.points.WithLabelValues("redeemed").Add(float64(max(0, redeemedNow-redeemed)))
 	for _, r := range tx.Status {
 		p.m.redemptions.WithLabelValues(string(r.Status)).Inc()
 	}
