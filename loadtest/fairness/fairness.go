@@ -27,6 +27,7 @@ import (
 
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/scoring/replay"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -100,54 +101,88 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	type window struct {
 		start, end int64
 		night      uint32
+		date, tz   string
 	}
 	wins := make([]window, cfg.Days)
 	for d := range wins {
 		s := time.Date(y, m, d0+d, 0, 0, 0, 0, loc)
 		wins[d] = window{s.UnixMilli(), s.AddDate(0, 0, 1).UnixMilli(),
-			uint32(time.Date(y, m, d0+d, cfg.Rules.NightEndHour, 0, 0, 0, loc).UnixMilli() - s.UnixMilli())}
+			uint32(time.Date(y, m, d0+d, cfg.Rules.NightEndHour, 0, 0, 0, loc).UnixMilli() - s.UnixMilli()),
+			s.Format(time.DateOnly), loc.String()}
 	}
+	rcfg := replay.DefaultConfig()
+	vehicles := sim.Vehicles()
 	began := time.Now()
-	var done atomic.Int64
+	var done, events atomic.Int64
+	recs := make([][]dayRec, cfg.Vehicles) // [vehicle][day], each written by one worker
 	next := make(chan int)
-	results := make(chan *Report, cfg.Workers)
 	var wg sync.WaitGroup
 	for range cfg.Workers {
 		wg.Go(func() {
-			rep := newReport(cfg)
 			var buf []byte
 			var evBuf []telemetry.Event
-			score := func(w window, parts ...[]telemetry.Event) scoring.Result {
-				day := scoring.NewDay(w.start, w.end, w.night)
-				for _, evs := range parts {
-					for k := range evs {
-						buf = day.Add(&cfg.Rules, &evs[k], buf)
-						rep.Events++
-					}
-				}
-				return day.Result(&cfg.Rules)
-			}
+			var n int64
 			for i := range next {
 				var days []fleet.CaseDay
 				days, evBuf = sim.VehicleDaysBuf(i, evBuf)
+				vid := vehicles[i].VehicleID
+				var odo odoMark // ingest's odometer check across the vehicle's days (ingest.HeaderOdometer)
+				out := make([]dayRec, 0, len(days))
 				for _, cd := range days {
 					w := wins[cd.Truth.Day]
-					res := score(w, cd.Events)
-					clean := res
+					day := scoring.NewDay(w.start, w.end, w.night)
+					trace := replay.NewBuilder(w.start)
+					for k := range cd.Events {
+						ev := &cd.Events[k]
+						buf = day.AddRef(&cfg.Rules, ev, odo.check(ev), buf)
+						if ev.SpeedKmh >= rcfg.MovingKmh { // Windows.trace
+							trace.Add(&rcfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
+						}
+					}
+					n += int64(len(cd.Events))
+					res := day.Result(&cfg.Rules)
+					r := dayRec{c: cd.Case, truthKm: cd.Truth.DistanceKm, res: summary(&res),
+						fps: trace.Fingerprints(&rcfg, vid, w.date)}
+					r.clean = r.res.points
 					if cd.Case != fleet.CaseNone {
-						clean = score(w, cd.Clean)
+						clean := scoring.NewDay(w.start, w.end, w.night)
+						for k := range cd.Clean {
+							buf = clean.Add(&cfg.Rules, &cd.Clean[k], buf)
+						}
+						n += int64(len(cd.Clean))
+						r.clean = clean.Result(&cfg.Rules).Points
 					}
-					rep.Rows[cd.Case].add(&cd, &res, &clean)
 					if cd.Case == fleet.CaseLate {
-						full := score(w, cd.Events, cd.Late)
-						rep.Rows[lateRescored].add(&cd, &full, &clean)
+						// The late tail re-scores the closed day through
+						// ClosedDays, as the stage does: the revision is what
+						// the ledger books as a rescore.
+						kept := scoring.NewClosedDays(&cfg.Rules, 7*24*time.Hour)
+						kept.Keep(&scoring.Closed{ID: vid + "/" + w.date, Vehicle: vid, Date: w.date, TZ: w.tz, Day: &day, Result: res})
+						closedThrough := w.end + 2*time.Hour.Milliseconds()
+						l := scoring.Late{WindowEnd: w.end, ClosedThrough: closedThrough, Date: w.date, WindowStart: w.start, NightEnd: w.night, TZ: w.tz}
+						for k := range cd.Late {
+							ev := &cd.Late[k]
+							odo.check(ev)
+							kept.Add(ev, &l, nil)
+						}
+						n += int64(len(cd.Late))
+						kept.Revise(closedThrough, func(rv *scoring.Revision) { s := summary(&rv.Result); r.late = &s })
 					}
+					if cd.Case.Fraud() {
+						// The simulator tampers one day at a time and the next day's
+						// readings are the real odometer again, where a real box would
+						// continue from the tampered reading: forget it, so ingest's
+						// check does not blame that splice on the honest next day.
+						odo = odoMark{}
+					}
+					out = append(out, r)
 				}
-				if n := done.Add(1); n%500 == 0 && cfg.Progress != nil {
-					cfg.Progress(int(n), cfg.Vehicles, time.Since(began))
+				recs[i] = out
+				if d := done.Add(1); d%500 == 0 && cfg.Progress != nil {
+					cfg.Progress(int(d), cfg.Vehicles, time.Since(began))
 				}
 			}
-			results <- rep
+			events.Add(n)
 		})
 	}
 	go func() {
@@ -161,16 +196,103 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 	wg.Wait()
-	close(results)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	total := newReport(cfg)
-	for r := range results {
-		total.merge(r)
+	// Replay detection judges each day when it closes, against the days
+	// closed before: Windows closes the days of one window end in vehicle
+	// id order (Windows.freeze), and judgeReplay expires, checks and adds
+	// each day's trips in that order. The same, over the whole fleet.
+	idx, err := replay.NewIndex(rcfg, 30, 200_000) // the stage's defaults (ReplayDays, ReplayBudget)
+	if err != nil {
+		return nil, err
 	}
+	order := make([]int, cfg.Vehicles)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(vehicles[a].VehicleID, vehicles[b].VehicleID) })
+	total := newReport(cfg)
+	for d := range cfg.Days {
+		date := wins[d].date
+		if t, err := time.Parse(time.DateOnly, date); err == nil {
+			idx.Expire(t.AddDate(0, 0, -(idx.Retention() - 1)).Format(time.DateOnly))
+		}
+		for _, i := range order {
+			if d >= len(recs[i]) {
+				continue
+			}
+			r := &recs[i][d]
+			replayed := false
+			for k := range r.fps {
+				if len(idx.Check(&r.fps[k])) > 0 {
+					replayed = true
+				}
+				idx.Add(&r.fps[k])
+			}
+			if replayed {
+				r.res.replayed()
+				if r.late != nil {
+					r.late.replayed() // ClosedDays keeps the close's replay flag in every revision
+				}
+			}
+			total.Rows[r.c].add(r, &r.res)
+			if r.late != nil {
+				total.Rows[lateRescored].add(r, r.late)
+			}
+			r.fps = nil
+		}
+	}
+	total.Events = events.Load()
 	total.Elapsed = time.Since(began)
 	return total, nil
+}
+
+// dayRec is a scored vehicle-day waiting for replay detection.
+type dayRec struct {
+	c       fleet.Case
+	truthKm float64
+	res     scored
+	late    *scored // CaseLate: the revision with the late events
+	clean   int64   // points of the same day in order from an ordinary box
+	fps     []replay.Fingerprint
+}
+
+// scored is what the table needs of a Result.
+type scored struct {
+	flags  []string
+	km     float64
+	points int64
+}
+
+func summary(r *scoring.Result) scored {
+	return scored{flags: slices.Clone(r.Flags), km: r.DistanceKm, points: r.Points}
+}
+
+func (s *scored) replayed() {
+	s.flags = append(s.flags, scoring.FlagReplay)
+	s.points = int64(float64(s.points) * scoring.FactorReplay)
+}
+
+// odoMark is ingest's odometer check of one vehicle (telemetry.Dedup.Check
+// and Add, docs/ingest.md "Odometer marks"): the newest reading in event
+// time; an event contradicting it is marked with it.
+type odoMark struct {
+	ms int64
+	km float64
+}
+
+func (o *odoMark) check(ev *telemetry.Event) *scoring.OdoRef {
+	const tol = 0.001 // km, telemetry's odoTolerance
+	var ref *scoring.OdoRef
+	if ev.OdometerKm > 0 && o.km > 0 &&
+		((ev.TimeMs >= o.ms && ev.OdometerKm < o.km-tol) || (ev.TimeMs < o.ms && ev.OdometerKm > o.km+tol)) {
+		ref = &scoring.OdoRef{TimeMs: o.ms, Km: o.km}
+	}
+	if ev.OdometerKm > 0 && ev.TimeMs >= o.ms {
+		o.ms, o.km = ev.TimeMs, ev.OdometerKm
+	}
+	return ref
 }
 
 func newReport(cfg Config) *Report {
@@ -183,26 +305,26 @@ func newReport(cfg Config) *Report {
 	return r
 }
 
-func (r *Row) add(cd *fleet.CaseDay, res, clean *scoring.Result) {
+func (r *Row) add(d *dayRec, res *scored) {
 	r.Days++
-	if cd.Truth.DistanceKm >= 0.5 {
+	if d.truthKm >= 0.5 {
 		r.DrivingDays++
 	}
-	for _, f := range res.Flags {
+	for _, f := range res.flags {
 		r.FlagCounts[f]++
 	}
-	if cd.Case.Fraud() {
-		if slices.ContainsFunc(res.Flags, func(f string) bool { return slices.Contains(cd.Case.Want(), f) }) {
+	if d.c.Fraud() {
+		if slices.ContainsFunc(res.flags, func(f string) bool { return slices.Contains(d.c.Want(), f) }) {
 			r.Flagged++
 		}
-	} else if len(res.Flags) > 0 {
+	} else if len(res.flags) > 0 {
 		r.Flagged++
 	}
-	r.PaidKm += res.DistanceKm
-	r.TruthKm += cd.Truth.DistanceKm
-	r.Points += res.Points
-	r.CleanPoints += clean.Points
-	if res.Points == clean.Points {
+	r.PaidKm += res.km
+	r.TruthKm += d.truthKm
+	r.Points += res.points
+	r.CleanPoints += d.clean
+	if res.points == d.clean {
 		r.SamePoints++
 	}
 }
