@@ -86,3 +86,46 @@ func TestSearchMisses(t *testing.T) {
 	wg.Wait()
 	t.Logf("days judged: %v", seen)
 }
+
+// TestMonthMissesFlagged: the fraud days of the month run (seed 1, 10,000
+// vehicles) that rules 2026.12-1 missed, found by TestSearchMisses, are
+// flagged under the current rules (docs/scoring.md, Fairness).
+func TestMonthMissesFlagged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates a vehicle per day")
+	}
+	sim, err := fleet.New(fleet.Config{Seed: 1, Vehicles: 10000, Days: 30, Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC),
+		Mix: fleet.Mix{Calm: 0.30, Average: 0.45, Aggressive: 0.25}, Cases: RealisticMix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := scoring.DefaultRules()
+	wins := windows(sim, 30, &rules)
+	for _, m := range []struct {
+		c       fleet.Case
+		vehicle int
+		day     int
+	}{
+		{fleet.CaseInflated, 2155, 4},   // an inflated odometer paying its own gaps: 24.5 % of the total
+		{fleet.CaseSynthetic, 2157, 18}, // highway traces: 1e-6 degree rounding beyond 5 cm
+		{fleet.CaseSynthetic, 2459, 21},
+		{fleet.CaseSynthetic, 3131, 11},
+		{fleet.CaseSynthetic, 4645, 23},
+		{fleet.CaseSynthetic, 5258, 25},
+	} {
+		cd, ok := sim.CaseDayOf(m.vehicle, m.day, m.c)
+		if !ok || sim.CaseOf(m.vehicle, m.day) != m.c {
+			t.Fatalf("vehicle %d day %d is not a %v day", m.vehicle, m.day, m.c)
+		}
+		w := wins[m.day]
+		day := scoring.NewDay(w.start, w.end, w.night)
+		var buf []byte
+		for k := range cd.Events {
+			buf = day.Add(&rules, &cd.Events[k], buf)
+		}
+		res := day.Result(&rules)
+		if !slices.ContainsFunc(res.Flags, func(f string) bool { return slices.Contains(m.c.Want(), f) }) {
+			t.Errorf("%v vehicle %d day %d: flags %v, want one of %v", m.c, m.vehicle, m.day, res.Flags, m.c.Want())
+		}
+	}
+}
