@@ -59,8 +59,12 @@ verdicts:
 	}
 }
 
-// TestFlagNamesMatchScoring: the fleet's wanted flags are scoring's codes.
+// TestFlagNamesMatchScoring: the fleet's wanted flags are scoring's codes
+// (and its synthetic floor scoring's too_regular floor).
 func TestFlagNamesMatchScoring(t *testing.T) {
+	if r := scoring.DefaultRules(); fleet.SyntheticMinMoving != r.RegularMinSamples {
+		t.Errorf("fleet.SyntheticMinMoving %d, scoring RegularMinSamples %d", fleet.SyntheticMinMoving, r.RegularMinSamples)
+	}
 	for got, want := range map[string]string{fleet.FlagTeleport: scoring.FlagTeleport, fleet.FlagRollback: scoring.FlagRollback,
 		fleet.FlagMismatch: scoring.FlagMismatch, fleet.FlagMultiDevice: scoring.FlagMultiDevice, fleet.FlagTooRegular: scoring.FlagTooRegular} {
 		if got != want {

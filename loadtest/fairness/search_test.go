@@ -112,6 +112,8 @@ func TestMonthMissesFlagged(t *testing.T) {
 		{fleet.CaseSynthetic, 3131, 11},
 		{fleet.CaseSynthetic, 4645, 23},
 		{fleet.CaseSynthetic, 5258, 25},
+		{fleet.CaseSynthetic, 5700, 11},
+		{fleet.CaseSynthetic, 7703, 26},
 	} {
 		cd, ok := sim.CaseDayOf(m.vehicle, m.day, m.c)
 		if !ok || sim.CaseOf(m.vehicle, m.day) != m.c {
