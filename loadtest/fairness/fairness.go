@@ -25,8 +25,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/services/scoring"
@@ -152,12 +150,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	part := kgo.StickyKeyPartitioner(nil).ForTopic(pipelines.TopicTelemetryClean)
 	task := make([]int, cfg.Vehicles)
 	order := make([]int, cfg.Vehicles)
 	for i := range order {
 		order[i] = i
-		task[i] = part.Partition(&kgo.Record{Key: []byte(vehicles[i].VehicleID)}, pipelines.TelemetryPartitions)
+		task[i] = int(murmur2([]byte(vehicles[i].VehicleID))&0x7fffffff) % pipelines.TelemetryPartitions
 	}
 	slices.SortFunc(order, func(a, b int) int { return strings.Compare(vehicles[a].VehicleID, vehicles[b].VehicleID) })
 	total := newReport(cfg)
@@ -572,4 +569,35 @@ func main() {
 		return
 	}
 	rep.WriteTable(os.Stdout)
+}
+
+// murmur2 is Kafka's key hash (the Java client's Utils.murmur2, which
+// franz-go's and kafka-go's murmur2 partitioners reproduce): a key's
+// partition is (murmur2(key) & 0x7fffffff) mod partitions.
+func murmur2(b []byte) uint32 {
+	const seed, m, r = uint32(0x9747b28c), uint32(0x5bd1e995), 24
+	h := seed ^ uint32(len(b))
+	for ; len(b) >= 4; b = b[4:] {
+		k := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	switch len(b) {
+	case 3:
+		h ^= uint32(b[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(b[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(b[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/services/scoring"
@@ -69,6 +72,20 @@ func TestFlagNamesMatchScoring(t *testing.T) {
 		fleet.FlagMismatch: scoring.FlagMismatch, fleet.FlagMultiDevice: scoring.FlagMultiDevice, fleet.FlagTooRegular: scoring.FlagTooRegular} {
 		if got != want {
 			t.Errorf("fleet flag %q, scoring %q", got, want)
+		}
+	}
+}
+
+// TestMurmur2MatchesKafka: the program places vehicles on tasks as the
+// producers do (franz-go's default partitioner, Kafka's murmur2).
+func TestMurmur2MatchesKafka(t *testing.T) {
+	p := kgo.StickyKeyPartitioner(nil).ForTopic("t")
+	for i := range 2000 {
+		key := []byte(fmt.Sprintf("LSV%014d", i*7919)[:1+i%17])
+		for _, n := range []int{8, 3, 64} {
+			if got, want := int(murmur2(key)&0x7fffffff)%n, p.Partition(&kgo.Record{Key: key}, n); got != want {
+				t.Fatalf("key %q, %d partitions: %d, franz-go %d", key, n, got, want)
+			}
 		}
 	}
 }
