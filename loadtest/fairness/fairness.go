@@ -406,24 +406,6 @@ func (r *Row) add(d *dayRec, res *scored) {
 	}
 }
 
-func (r *Report) merge(o *Report) {
-	r.Events += o.Events
-	for i, x := range o.Rows {
-		y := r.Rows[i]
-		y.Days += x.Days
-		y.DrivingDays += x.DrivingDays
-		y.Flagged += x.Flagged
-		y.PaidKm += x.PaidKm
-		y.TruthKm += x.TruthKm
-		y.Points += x.Points
-		y.CleanPoints += x.CleanPoints
-		y.SamePoints += x.SamePoints
-		for f, n := range x.FlagCounts {
-			y.FlagCounts[f] += n
-		}
-	}
-}
-
 func pct(a, b float64) string {
 	if b == 0 {
 		return "-"
