@@ -26,7 +26,9 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/loadtest/fleet"
+	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/scoring/replay"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -81,6 +83,10 @@ type Report struct {
 	Rows    []*Row // in Case order; the late row is followed by "late upload, re-scored"
 	Elapsed time.Duration
 	Events  int64
+	// SameTask counts the replay-other days whose copied vehicle is on the
+	// copier's scoring task (the detector's scope); SameTaskFlagged, of
+	// them, the flagged ones.
+	SameTask, SameTaskFlagged int
 }
 
 const lateRescored = fleet.NumCases // the index of the re-scored late row
@@ -95,59 +101,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	loc := sim.Start().Location()
-	y, m, d0 := sim.Start().Date()
-	type window struct {
-		start, end int64
-		night      uint32
-	}
-	wins := make([]window, cfg.Days)
-	for d := range wins {
-		s := time.Date(y, m, d0+d, 0, 0, 0, 0, loc)
-		wins[d] = window{s.UnixMilli(), s.AddDate(0, 0, 1).UnixMilli(),
-			uint32(time.Date(y, m, d0+d, cfg.Rules.NightEndHour, 0, 0, 0, loc).UnixMilli() - s.UnixMilli())}
-	}
+	wins := windows(sim, cfg.Days, &cfg.Rules)
+	sc := &scorer{rules: cfg.Rules, rcfg: replay.DefaultConfig(), wins: wins, vehicles: sim.Vehicles()}
+	rcfg, vehicles := sc.rcfg, sc.vehicles
 	began := time.Now()
 	var done atomic.Int64
+	recs := make([][]dayRec, cfg.Vehicles) // [vehicle][day], each written by one worker
 	next := make(chan int)
-	results := make(chan *Report, cfg.Workers)
 	var wg sync.WaitGroup
 	for range cfg.Workers {
 		wg.Go(func() {
-			rep := newReport(cfg)
-			var buf []byte
 			var evBuf []telemetry.Event
-			score := func(w window, parts ...[]telemetry.Event) scoring.Result {
-				day := scoring.NewDay(w.start, w.end, w.night)
-				for _, evs := range parts {
-					for k := range evs {
-						buf = day.Add(&cfg.Rules, &evs[k], buf)
-						rep.Events++
-					}
-				}
-				return day.Result(&cfg.Rules)
-			}
 			for i := range next {
 				var days []fleet.CaseDay
 				days, evBuf = sim.VehicleDaysBuf(i, evBuf)
-				for _, cd := range days {
-					w := wins[cd.Truth.Day]
-					res := score(w, cd.Events)
-					clean := res
-					if cd.Case != fleet.CaseNone {
-						clean = score(w, cd.Clean)
-					}
-					rep.Rows[cd.Case].add(&cd, &res, &clean)
-					if cd.Case == fleet.CaseLate {
-						full := score(w, cd.Events, cd.Late)
-						rep.Rows[lateRescored].add(&cd, &full, &clean)
-					}
-				}
-				if n := done.Add(1); n%500 == 0 && cfg.Progress != nil {
-					cfg.Progress(int(n), cfg.Vehicles, time.Since(began))
+				recs[i] = sc.vehicle(i, days)
+				if d := done.Add(1); d%500 == 0 && cfg.Progress != nil {
+					cfg.Progress(int(d), cfg.Vehicles, time.Since(began))
 				}
 			}
-			results <- rep
 		})
 	}
 	go func() {
@@ -161,16 +133,243 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 	wg.Wait()
-	close(results)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	total := newReport(cfg)
-	for r := range results {
-		total.merge(r)
+	// Replay detection judges each day when it closes, against the days
+	// closed before: Windows closes the days of one window end in vehicle
+	// id order (Windows.freeze), and judgeReplay expires, checks and adds
+	// each day's trips in that order. The same, over the whole fleet.
+	// Each scoring task keeps its own index (docs/scoring.md, "Replay
+	// detection", Scope): a task per partition of the clean topic, which
+	// ingest keys by vehicle id with Kafka's murmur2.
+	idx := make([]*replay.Index, pipelines.TelemetryPartitions)
+	for t := range idx {
+		var err error
+		if idx[t], err = replay.NewIndex(rcfg, 30, 200_000); err != nil { // the stage's defaults (ReplayDays, ReplayBudget)
+			return nil, err
+		}
 	}
+	task := make([]int, cfg.Vehicles)
+	order := make([]int, cfg.Vehicles)
+	for i := range order {
+		order[i] = i
+		task[i] = int(murmur2([]byte(vehicles[i].VehicleID))&0x7fffffff) % pipelines.TelemetryPartitions
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(vehicles[a].VehicleID, vehicles[b].VehicleID) })
+	total := newReport(cfg)
+	for d := range cfg.Days {
+		if t, err := time.Parse(time.DateOnly, wins[d].date); err == nil {
+			for _, x := range idx {
+				x.Expire(t.AddDate(0, 0, -(x.Retention() - 1)).Format(time.DateOnly))
+			}
+		}
+		for _, i := range order {
+			if d >= len(recs[i]) {
+				continue
+			}
+			idx := idx[task[i]]
+			r := &recs[i][d]
+			replayed := false
+			for k := range r.fps {
+				if len(idx.Check(&r.fps[k])) > 0 {
+					replayed = true
+				}
+				idx.Add(&r.fps[k])
+			}
+			if replayed {
+				r.res.replayed()
+				if r.late != nil {
+					r.late.replayed() // ClosedDays keeps the close's replay flag in every revision
+				}
+			}
+			total.Rows[r.c].add(r, &r.res)
+			if r.c == fleet.CaseReplayOther && r.other >= 0 && task[r.other] == task[i] {
+				total.SameTask++
+				if replayed {
+					total.SameTaskFlagged++
+				}
+			}
+			if r.late != nil {
+				total.Rows[lateRescored].add(r, r.late)
+			}
+			r.fps = nil
+		}
+	}
+	total.Events = sc.events.Load()
 	total.Elapsed = time.Since(began)
 	return total, nil
+}
+
+// window is one local day of the run.
+type window struct {
+	start, end int64
+	night      uint32
+	date, tz   string
+}
+
+// windows are the run's local days.
+func windows(sim *fleet.Sim, days int, rules *scoring.Rules) []window {
+	loc := sim.Start().Location()
+	y, m, d0 := sim.Start().Date()
+	wins := make([]window, days)
+	for d := range wins {
+		s := time.Date(y, m, d0+d, 0, 0, 0, 0, loc)
+		wins[d] = window{s.UnixMilli(), s.AddDate(0, 0, 1).UnixMilli(),
+			uint32(time.Date(y, m, d0+d, rules.NightEndHour, 0, 0, 0, loc).UnixMilli() - s.UnixMilli()),
+			s.Format(time.DateOnly), loc.String()}
+	}
+	return wins
+}
+
+// scorer scores one vehicle's days as the stage would: the clean topic's
+// events with ingest's odometer marks, the replay trace of each day, the
+// late tail through ClosedDays.
+type scorer struct {
+	rules    scoring.Rules
+	rcfg     replay.Config
+	wins     []window
+	vehicles []fleet.Vehicle
+	events   atomic.Int64
+	// only, when set, limits scoring to the days of the cases it accepts
+	// (the others only pass ingest's odometer check): a search's speed-up.
+	only func(fleet.Case) bool
+}
+
+func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
+	rcfg := sc.rcfg
+	var buf []byte
+	var n int64
+	vid := sc.vehicles[i].VehicleID
+	// ingest's odometer check across the vehicle's days (ingest.HeaderOdometer),
+	// which knew the box before the run: its reading at the run's start
+	// is the first real reading of the first day.
+	var odo odoMark
+	if len(days) > 0 {
+		for _, ev := range days[0].Clean {
+			if ev.OdometerKm > 0 {
+				odo = odoMark{sc.wins[days[0].Truth.Day].start - 1, ev.OdometerKm}
+				break
+			}
+		}
+	}
+	out := make([]dayRec, 0, len(days))
+	for _, cd := range days {
+		w := sc.wins[cd.Truth.Day]
+		if sc.only != nil && !sc.only(cd.Case) {
+			for k := range cd.Events {
+				odo.check(&cd.Events[k])
+			}
+			for k := range cd.Late {
+				odo.check(&cd.Late[k])
+			}
+			out = append(out, dayRec{c: cd.Case})
+			continue
+		}
+		day := scoring.NewDay(w.start, w.end, w.night)
+		trace := replay.NewBuilder(w.start)
+		for k := range cd.Events {
+			ev := &cd.Events[k]
+			buf = day.AddRef(&sc.rules, ev, odo.check(ev), buf)
+			if ev.SpeedKmh >= rcfg.MovingKmh { // Windows.trace
+				trace.Add(&rcfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
+			}
+		}
+		n += int64(len(cd.Events))
+		res := day.Result(&sc.rules)
+		r := dayRec{c: cd.Case, other: cd.Other, truthKm: cd.Truth.DistanceKm, res: summary(&res),
+			fps: trace.Fingerprints(&rcfg, vid, w.date)}
+		r.clean = r.res.points
+		if cd.Case != fleet.CaseNone {
+			clean := scoring.NewDay(w.start, w.end, w.night)
+			for k := range cd.Clean {
+				buf = clean.Add(&sc.rules, &cd.Clean[k], buf)
+			}
+			n += int64(len(cd.Clean))
+			r.clean = clean.Result(&sc.rules).Points
+		}
+		if cd.Case == fleet.CaseLate {
+			// The late tail re-scores the closed day through
+			// ClosedDays, as the stage does: the revision is what
+			// the ledger books as a rescore.
+			kept := scoring.NewClosedDays(&sc.rules, 7*24*time.Hour)
+			kept.Keep(&scoring.Closed{ID: vid + "/" + w.date, Vehicle: vid, Date: w.date, TZ: w.tz, Day: &day, Result: res})
+			closedThrough := w.end + 2*time.Hour.Milliseconds()
+			l := scoring.Late{WindowEnd: w.end, ClosedThrough: closedThrough, Date: w.date, WindowStart: w.start, NightEnd: w.night, TZ: w.tz}
+			for k := range cd.Late {
+				ev := &cd.Late[k]
+				odo.check(ev)
+				kept.Add(ev, &l, nil)
+			}
+			n += int64(len(cd.Late))
+			kept.Revise(closedThrough, func(rv *scoring.Revision) { s := summary(&rv.Result); r.late = &s })
+		}
+		if cd.Case.Fraud() {
+			// The simulator tampers one day at a time and the next day's
+			// readings are the real odometer again, where a real box would
+			// continue from the tampered reading: ingest continues from the
+			// day's real last reading, so its check does not blame that
+			// splice on the honest next day.
+			odo = odoMark{}
+			for k := len(cd.Clean) - 1; k >= 0; k-- {
+				if cd.Clean[k].OdometerKm > 0 {
+					odo = odoMark{cd.Clean[k].TimeMs, cd.Clean[k].OdometerKm}
+					break
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	sc.events.Add(n)
+	return out
+}
+
+// dayRec is a scored vehicle-day waiting for replay detection.
+type dayRec struct {
+	c       fleet.Case
+	other   int // CaseReplayOther: the vehicle copied
+	truthKm float64
+	res     scored
+	late    *scored // CaseLate: the revision with the late events
+	clean   int64   // points of the same day in order from an ordinary box
+	fps     []replay.Fingerprint
+}
+
+// scored is what the table needs of a Result.
+type scored struct {
+	flags  []string
+	km     float64
+	points int64
+}
+
+func summary(r *scoring.Result) scored {
+	return scored{flags: slices.Clone(r.Flags), km: r.DistanceKm, points: r.Points}
+}
+
+func (s *scored) replayed() {
+	s.flags = append(s.flags, scoring.FlagReplay)
+	s.points = int64(float64(s.points) * scoring.FactorReplay)
+}
+
+// odoMark is ingest's odometer check of one vehicle (telemetry.Dedup.Check
+// and Add, docs/ingest.md "Odometer marks"): the newest reading in event
+// time; an event contradicting it is marked with it.
+type odoMark struct {
+	ms int64
+	km float64
+}
+
+func (o *odoMark) check(ev *telemetry.Event) *scoring.OdoRef {
+	const tol = 0.001 // km, telemetry's odoTolerance
+	var ref *scoring.OdoRef
+	if ev.OdometerKm > 0 && o.km > 0 &&
+		((ev.TimeMs >= o.ms && ev.OdometerKm < o.km-tol) || (ev.TimeMs < o.ms && ev.OdometerKm > o.km+tol)) {
+		ref = &scoring.OdoRef{TimeMs: o.ms, Km: o.km}
+	}
+	if ev.OdometerKm > 0 && ev.TimeMs >= o.ms {
+		o.ms, o.km = ev.TimeMs, ev.OdometerKm
+	}
+	return ref
 }
 
 func newReport(cfg Config) *Report {
@@ -183,45 +382,27 @@ func newReport(cfg Config) *Report {
 	return r
 }
 
-func (r *Row) add(cd *fleet.CaseDay, res, clean *scoring.Result) {
+func (r *Row) add(d *dayRec, res *scored) {
 	r.Days++
-	if cd.Truth.DistanceKm >= 0.5 {
+	if d.truthKm >= 0.5 {
 		r.DrivingDays++
 	}
-	for _, f := range res.Flags {
+	for _, f := range res.flags {
 		r.FlagCounts[f]++
 	}
-	if cd.Case.Fraud() {
-		if slices.ContainsFunc(res.Flags, func(f string) bool { return slices.Contains(cd.Case.Want(), f) }) {
+	if d.c.Fraud() {
+		if slices.ContainsFunc(res.flags, func(f string) bool { return slices.Contains(d.c.Want(), f) }) {
 			r.Flagged++
 		}
-	} else if len(res.Flags) > 0 {
+	} else if len(res.flags) > 0 {
 		r.Flagged++
 	}
-	r.PaidKm += res.DistanceKm
-	r.TruthKm += cd.Truth.DistanceKm
-	r.Points += res.Points
-	r.CleanPoints += clean.Points
-	if res.Points == clean.Points {
+	r.PaidKm += res.km
+	r.TruthKm += d.truthKm
+	r.Points += res.points
+	r.CleanPoints += d.clean
+	if res.points == d.clean {
 		r.SamePoints++
-	}
-}
-
-func (r *Report) merge(o *Report) {
-	r.Events += o.Events
-	for i, x := range o.Rows {
-		y := r.Rows[i]
-		y.Days += x.Days
-		y.DrivingDays += x.DrivingDays
-		y.Flagged += x.Flagged
-		y.PaidKm += x.PaidKm
-		y.TruthKm += x.TruthKm
-		y.Points += x.Points
-		y.CleanPoints += x.CleanPoints
-		y.SamePoints += x.SamePoints
-		for f, n := range x.FlagCounts {
-			y.FlagCounts[f] += n
-		}
 	}
 }
 
@@ -294,7 +475,8 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	h := r.Honest()
 	line(&h)
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "\nreplay other within a task's scope (the copied vehicle on the same partition): %d of %d days flagged\n\n",
+		r.SameTaskFlagged, r.SameTask)
 	for _, v := range r.Verdicts() {
 		fmt.Fprintln(w, v)
 	}
@@ -369,4 +551,35 @@ func main() {
 		return
 	}
 	rep.WriteTable(os.Stdout)
+}
+
+// murmur2 is Kafka's key hash (the Java client's Utils.murmur2, which
+// franz-go's and kafka-go's murmur2 partitioners reproduce): a key's
+// partition is (murmur2(key) & 0x7fffffff) mod partitions.
+func murmur2(b []byte) uint32 {
+	const seed, m, r = uint32(0x9747b28c), uint32(0x5bd1e995), 24
+	h := seed ^ uint32(len(b))
+	for ; len(b) >= 4; b = b[4:] {
+		k := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	switch len(b) {
+	case 3:
+		h ^= uint32(b[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(b[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(b[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
 }

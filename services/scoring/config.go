@@ -120,7 +120,7 @@ type Rules struct {
 // DefaultRules are the cited defaults of docs/scoring.md.
 func DefaultRules() Rules {
 	return Rules{
-		Version:          "2026.12-1",
+		Version:          "2026.12-2",
 		HarshBrakeG:      0.40,
 		HarshAccelG:      0.35,
 		HarshCornerG:     0.40,
@@ -160,7 +160,7 @@ func DefaultRules() Rules {
 		RegularSpeedShare:  0.5,
 		RegularPosShare:    0.5,
 		RegularSpeedTolKmh: 0.01,
-		RegularPosTolM:     0.05,
+		RegularPosTolM:     0.2,
 
 		RateFloorKm:       25,
 		WeightBrake:       4,

@@ -100,6 +100,16 @@ func TestFraudsStillFlagged(t *testing.T) {
 			at(400, 401, func(ev *telemetry.Event) { ev.Lon -= 0.5 })).Evs, FlagTeleport},
 		{"one relocation that stays (the fleet's teleporting box)", base().Drive(300, 60).Drive(300, 60, func(_ int, ev *telemetry.Event) { ev.Lat += 0.1 }).Evs, FlagTeleport},
 		{"rollback", base().Drive(300, 60).Odometer(-50).Drive(300, 60).Evs, FlagRollback},
+		// x1.4 with two 10-minute gaps the inflated odometer pays (14 km of
+		// a 10 km line each): GPS 30 + gaps 28 = 58 km against odometer 70
+		// is 17 % of the total, 12 km of 42 observed (28.6 %).
+		{"inflated odometer paying its own gaps", func() []telemetry.Event {
+			evs := base().Drive(600, 60).Coast(10*time.Minute, 60).Drive(600, 60).Coast(10*time.Minute, 60).Drive(600, 60).Evs
+			for i := range evs {
+				evs[i].OdometerKm = 10000 + (evs[i].OdometerKm-10000)*1.4
+			}
+			return evs
+		}(), FlagMismatch},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -79,12 +79,16 @@ func (d *Day) Result(r *Rules) Result {
 	}
 	if t.Odo.Has {
 		// GPS (with odometer-paid gaps) against the odometer without the
-		// gaps nobody observed and nothing paid.
+		// gaps nobody observed and nothing paid. The percentage is of the
+		// larger observed distance: GPS paid against the odometer outside
+		// every gap. A gap paid by the odometer is in both, so counting it
+		// would let an inflated odometer dilute its own excess by the gaps
+		// it inflated (docs/scoring.md, "Percentages").
 		g := res.DistanceKm
 		o := float64(t.Odo.M-t.Steps.GapUnpaidOdoM) / 1000
-		big := math.Max(g, o)
+		big := math.Max(float64(t.Steps.PaidMM)/1e6, o-float64(t.Steps.GapMM)/1e6)
 		diff := math.Abs(g - o)
-		if big >= r.OdoCheckMinKm && diff > r.OdoMismatchAbsKm && diff > big*r.OdoMismatchPct/100 {
+		if math.Max(g, o) >= r.OdoCheckMinKm && diff > r.OdoMismatchAbsKm && diff > big*r.OdoMismatchPct/100 {
 			res.DistanceKm = math.Max(0, math.Min(g, o))
 			flag(FlagMismatch, r.FactorMismatch, "GPS %.1f km and odometer %.1f km differ by more than %g%%; the smaller is used",
 				g, o, r.OdoMismatchPct)
