@@ -39,6 +39,7 @@ type Pipeline struct {
 	Endpoints
 	Fleet Fleet
 	logs  string
+	epMu  sync.Mutex // guards Endpoints against the watchers' reads (refresh writes it)
 }
 
 // NewPipeline makes a data directory under root with fresh ports.
@@ -63,7 +64,19 @@ func NewPipeline(bin, root, name string, fl Fleet) (*Pipeline, error) {
 
 // refresh reads the endpoints again: `minecart run` may write credentials
 // into its data directory when it starts (EndpointsFor).
-func (p *Pipeline) refresh() { p.Endpoints = EndpointsFor(p.Dir, p.Kafka, p.ClickHouse) }
+func (p *Pipeline) refresh() {
+	e := EndpointsFor(p.Dir, p.Kafka, p.ClickHouse)
+	p.epMu.Lock()
+	p.Endpoints = e
+	p.epMu.Unlock()
+}
+
+// endpoints is a copy of the endpoints, safe beside refresh.
+func (p *Pipeline) endpoints() Endpoints {
+	p.epMu.Lock()
+	defer p.epMu.Unlock()
+	return p.Endpoints
+}
 
 // Log is the file the pipeline's processes write to.
 func (p *Pipeline) Log() string { return p.logs }
@@ -91,9 +104,9 @@ type Watch struct {
 }
 
 // WatchProc scrapes http://addr/metrics every 200ms until p exits and,
-// given a broker (e != nil), asks it after the first commit, every
+// given a broker (e != nil: it returns the current endpoints), asks it after the first commit, every
 // second, whether every consumer group has caught up.
-func WatchProc(p *Proc, addr string, e *Endpoints, onScrape func(Metrics)) *Watch {
+func WatchProc(p *Proc, addr string, e func() Endpoints, onScrape func(Metrics)) *Watch {
 	w := &Watch{start: p.Started, done: make(chan struct{}), onScrape: onScrape}
 	if e != nil {
 		go func() {
@@ -110,7 +123,7 @@ func WatchProc(p *Proc, addr string, e *Endpoints, onScrape func(Metrics)) *Watc
 					continue
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				lags, err := GroupLags(ctx, *e)
+				lags, err := GroupLags(ctx, e())
 				cancel()
 				if err == nil && len(Behind(lags)) == 0 {
 					w.mu.Lock()
@@ -216,7 +229,7 @@ func (p *Pipeline) RunToEnd(ctx context.Context, timeout time.Duration) (*Finish
 	if err != nil {
 		return nil, err
 	}
-	w := WatchProc(proc, p.HTTP, &p.Endpoints, nil)
+	w := WatchProc(proc, p.HTTP, p.endpoints, nil)
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err = proc.Wait(tctx)
@@ -472,7 +485,7 @@ func (p *Pipeline) KillRun(ctx context.Context, kills int, moment func(i int) ti
 		if err != nil {
 			return res, nil, err
 		}
-		w := WatchProc(proc, p.HTTP, &p.Endpoints, nil)
+		w := WatchProc(proc, p.HTTP, p.endpoints, nil)
 		select {
 		case <-time.After(time.Until(proc.Started.Add(at))):
 		case <-proc.Done():
@@ -635,7 +648,7 @@ func (p *Pipeline) RunClickHouseFaults(ctx context.Context, modes []string, outa
 		go func() { // the backlog Kafka holds for the sink, from the broker
 			defer close(lagDone)
 			for lagCtx.Err() == nil {
-				if n, err := RawLag(lagCtx, p.Endpoints, "sink"); err == nil {
+				if n, err := RawLag(lagCtx, p.endpoints(), "sink"); err == nil {
 					mu.Lock()
 					f.MaxSinkLag = max(f.MaxSinkLag, n)
 					mu.Unlock()
