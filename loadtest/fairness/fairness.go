@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
@@ -87,6 +88,30 @@ type Report struct {
 	// copier's scoring task (the detector's scope); SameTaskFlagged, of
 	// them, the flagged ones.
 	SameTask, SameTaskFlagged int
+	// The global replay check: verdicts emitted, and of them applied (by
+	// the copy day's class), to a day flagged already, to a day not kept.
+	GlobalVerdicts, GlobalAlready, GlobalNotKept int
+	GlobalApplied                                [fleet.NumCases]int
+	// ReplayedBy counts, per class, the days flagged replayed_trace: [0]
+	// all, [1] by the task's own index at the close, [2] by a verdict.
+	ReplayedBy [fleet.NumCases][3]int
+	// HonestVerdicts are the verdicts applied to an honest day (its ID,
+	// the classes of the two days).
+	HonestVerdicts []HonestVerdict
+}
+
+// HonestVerdict is a global check verdict applied to an honest day: the
+// classes of the copy's (honest) and the original's days, and the vehicle
+// the original's day copied (-1: none).
+type HonestVerdict struct {
+	replay.Verdict
+	Copy, Orig fleet.Case
+	OrigOther  int
+}
+
+func (h HonestVerdict) String() string {
+	return fmt.Sprintf("%s (%d per mille): the copy's day %s, the original's %s (copying vehicle %d)",
+		h.ID(), h.ContainPermille, h.Copy, h.Orig, h.OrigOther)
 }
 
 const lateRescored = fleet.NumCases // the index of the re-scored late row
@@ -157,7 +182,55 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		task[i] = int(murmur2([]byte(vehicles[i].VehicleID))&0x7fffffff) % pipelines.TelemetryPartitions
 	}
 	slices.SortFunc(order, func(a, b int) int { return strings.Compare(vehicles[a].VehicleID, vehicles[b].VehicleID) })
+	// The global replay check (docs/scoring.md, "Global replay check"), as
+	// the replaycheck stage runs it: each trip fingerprint of a closed day,
+	// once per LSH band, to the partition murmur2(BandKey as 8 bytes BE) of
+	// the fingerprints topic, whose Postings judge it; each verdict is
+	// applied to the copy's kept closed day (ClosedDays.Replayed: a day not
+	// yet flagged takes replayed_trace, points 0; one flagged already is
+	// unchanged; one past the lateness is not kept).
+	glob := make([]*replay.Postings, pipelines.TelemetryPartitions)
+	for t := range glob {
+		var err error
+		if glob[t], err = replay.NewPostings(rcfg, 30, 200_000); err != nil { // replaycheck's defaults (Days, Budget)
+			return nil, err
+		}
+	}
+	byID := make(map[string]int, cfg.Vehicles)
+	for i := range vehicles {
+		byID[vehicles[i].VehicleID] = i
+	}
+	byDate := make(map[string]int, cfg.Days)
+	for d := range wins {
+		byDate[wins[d].date] = d
+	}
+	const keptDays = 7 // the stage's lateness, 7 x 24 h
 	total := newReport(cfg)
+	apply := func(v replay.Verdict, now int) {
+		total.GlobalVerdicts++
+		i, ok := byID[v.Vehicle]
+		d, ok2 := byDate[v.Date]
+		if !ok || !ok2 || d >= len(recs[i]) || now-d >= keptDays {
+			total.GlobalNotKept++
+			return
+		}
+		r := &recs[i][d]
+		if r.replayed {
+			total.GlobalAlready++
+			return
+		}
+		total.GlobalApplied[r.c]++
+		if !r.c.Fraud() {
+			o := &recs[byID[v.OfVehicle]][byDate[v.OfDate]]
+			total.HonestVerdicts = append(total.HonestVerdicts, HonestVerdict{v, r.c, o.c, o.other})
+		}
+		r.replayed, r.global = true, true
+		r.res.replayed()
+		if r.late != nil {
+			r.late.replayed()
+		}
+	}
+	var key [8]byte
 	for d := range cfg.Days {
 		if t, err := time.Parse(time.DateOnly, wins[d].date); err == nil {
 			for _, x := range idx {
@@ -178,22 +251,53 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				idx.Add(&r.fps[k])
 			}
 			if replayed {
+				r.replayed, r.task = true, true
 				r.res.replayed()
 				if r.late != nil {
 					r.late.replayed() // ClosedDays keeps the close's replay flag in every revision
 				}
 			}
+			// publishTrips, then replaycheck: the day's fingerprints in
+			// trip order, each band in order.
+			for k := range r.fps {
+				for b := range replay.Bands {
+					binary.BigEndian.PutUint64(key[:], replay.BandKey(&r.fps[k], b))
+					part := int(murmur2(key[:])&0x7fffffff) % len(glob)
+					for _, v := range glob[part].Offer(&r.fps[k], b) {
+						apply(v, d)
+					}
+				}
+			}
+			r.fps = nil
+		}
+	}
+	// The rows, once every verdict is in (a verdict can flag a day closed
+	// earlier than the fingerprint that settles it).
+	for d := range cfg.Days {
+		for _, i := range order {
+			if d >= len(recs[i]) {
+				continue
+			}
+			r := &recs[i][d]
 			total.Rows[r.c].add(r, &r.res)
 			if r.c == fleet.CaseReplayOther && r.other >= 0 && task[r.other] == task[i] {
 				total.SameTask++
-				if replayed {
+				if r.task {
 					total.SameTaskFlagged++
+				}
+			}
+			if r.replayed {
+				total.ReplayedBy[r.c][0]++
+				if r.task {
+					total.ReplayedBy[r.c][1]++
+				}
+				if r.global {
+					total.ReplayedBy[r.c][2]++
 				}
 			}
 			if r.late != nil {
 				total.Rows[lateRescored].add(r, r.late)
 			}
-			r.fps = nil
 		}
 	}
 	total.Events = sc.events.Load()
@@ -333,6 +437,9 @@ type dayRec struct {
 	late    *scored // CaseLate: the revision with the late events
 	clean   int64   // points of the same day in order from an ordinary box
 	fps     []replay.Fingerprint
+	// replayed: the day is flagged replayed_trace, by its task's index at
+	// the close (task) or by a global check verdict (global).
+	replayed, task, global bool
 }
 
 // scored is what the table needs of a Result.
@@ -477,9 +584,32 @@ func (r *Report) WriteTable(w io.Writer) {
 	line(&h)
 	fmt.Fprintf(w, "\nreplay other within a task's scope (the copied vehicle on the same partition): %d of %d days flagged\n\n",
 		r.SameTaskFlagged, r.SameTask)
+	fmt.Fprintf(w, "global replay check: %d verdicts, %d applied, %d to a day flagged already, %d to a day not kept\n\n",
+		r.GlobalVerdicts, sum(r.GlobalApplied[:]), r.GlobalAlready, r.GlobalNotKept)
+	fmt.Fprintln(w, "| class | days | replayed_trace (rate) | by the task's index at close | by a global verdict |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for c := range fleet.NumCases {
+		b, x := r.ReplayedBy[c], r.Rows[c]
+		if b[0] == 0 && !(c == fleet.CaseReplayOwn || c == fleet.CaseReplayOther) {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d | %d (%s) | %d | %d |\n", x.Name, x.Days, b[0], share(b[0], x.Days), b[1], b[2])
+	}
+	for _, v := range r.HonestVerdicts {
+		fmt.Fprintln(w, "\nverdict on an honest day:", v)
+	}
+	fmt.Fprintln(w)
 	for _, v := range r.Verdicts() {
 		fmt.Fprintln(w, v)
 	}
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
 
 // Verdicts checks the "Must hold" lines of issue 15: a line per rule,
