@@ -127,6 +127,15 @@ func (p *Postings) Offer(fp *Fingerprint, band int) []Verdict {
 		if LowestSharedBand(o, fp) != band {
 			continue // judged on the partition of a lower shared band
 		}
+		if o.StartMs == fp.StartMs && o.Vehicle != fp.Vehicle {
+			// Two vehicles driving the same trace from the same
+			// millisecond: no order says which is the copy, and a
+			// verdict by vehicle id would flag the victim of a cloned
+			// box half the time. No verdict (the per-task index, too,
+			// flags only a strictly later start); the fraudster's day
+			// carries its own flags (docs/scoring.md).
+			continue
+		}
 		orig, cp := o, fp
 		if before(fp, o) {
 			orig, cp = fp, o

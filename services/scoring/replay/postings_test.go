@@ -227,6 +227,23 @@ func TestPostingsRules(t *testing.T) {
 	if vs := q.Offer(&same, 0); len(vs) != 0 {
 		t.Errorf("same vehicle-day: %v (the task's own index judges it)", vs)
 	}
+	// A clone: another vehicle with the same trace from the same
+	// millisecond. Neither is the copy: no verdict, for either order.
+	for _, first := range []bool{true, false} {
+		clone := a
+		clone.Vehicle = "zz-clone"
+		c, _ := NewPostings(cfg, 3, 10)
+		x, y := &a, &clone
+		if !first {
+			x, y = y, x
+		}
+		for band := range Bands {
+			c.Offer(x, band)
+			if vs := c.Offer(y, band); len(vs) != 0 {
+				t.Fatalf("same start, clone offered second=%v: %v", first, vs)
+			}
+		}
+	}
 	other := b
 	other.Version = 9
 	if vs := p.Offer(&other, 0); len(vs) != 0 {
