@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -30,6 +31,8 @@ import (
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/campaign"
+	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/stack"
 )
 
@@ -202,6 +205,31 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("the goodwill adjustment did not reach %s's balance", demo)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A partner's campaign in the book: its key (an operator's act) and
+	// its signed submit, as the campaign API would produce them. It pays
+	// from 2027 only, so the balances below stay the credits'.
+	cpub, cpriv, _ := ed25519.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{5}, 64)))
+	cdef := campaign.Definition{Partner: "acme", Name: "safe-winter", Title: "safe winter", Rule: `score >= 80.0 ? points / 2 : 0`,
+		Start: "2027-01-01", End: "2027-01-31", Budget: 5000, Cap: 50}
+	for i, e := range []ledger.Entry{campaign.RegisterKey("acme", cpub, sim.Start().Add(30*time.Hour).UnixMilli()),
+		campaign.Submit(cdef, cpriv, sim.Start().Add(30*time.Hour).UnixMilli())} {
+		v, err := st.Serde.Marshal(campaign.Request(&e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Producer.ProduceSync(ctx, pipelines.TopicLedgerRequests, []byte(e.Campaign), v); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			if _, ok := st.Ledger.Campaign(cdef.ID()); (i == 0 && st.Ledger.PartnerKey("acme") != nil) || ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("campaign entry %s not in the book", e.ID)
+			}
+		}
 	}
 
 	b := browser(t, ctx)
@@ -455,6 +483,25 @@ func TestBrowser(t *testing.T) {
 	axe("explorer-entry")
 	shot("explorer-entry")
 
+	// The campaigns: the list shows the rule text from the canonical
+	// definition; so does the submit entry's page.
+	var campText, ruleText, action string
+	run("explorer campaigns", chromedp.Navigate(base+"/explorer#/campaigns"),
+		chromedp.WaitVisible(chromedp.CSS(`#campaigns li[data-campaign="acme/safe-winter"]`)),
+		into(&campText, chromedp.Text(chromedp.CSS(`#campaigns li[data-campaign="acme/safe-winter"]`))))
+	if !strings.Contains(campText, cdef.Rule) || !strings.Contains(campText, "2027-01-01 to 2027-01-31") || !strings.Contains(campText, "5,000 points") {
+		t.Errorf("explorer campaigns: %q, want the rule %q, schedule and budget", campText, cdef.Rule)
+	}
+	axe("explorer-campaigns")
+	run("explorer campaign entry", chromedp.Click(chromedp.CSS(`#campaigns li[data-campaign="acme/safe-winter"] a`)),
+		chromedp.WaitVisible(chromedp.CSS(`#view code.rule`)), into(&ruleText, chromedp.Text(chromedp.CSS(`#view code.rule`))),
+		into(&action, chromedp.Text(chromedp.ID("#campaign-action"))))
+	if ruleText != cdef.Rule || action != "submit" {
+		t.Errorf("explorer campaign entry: %s rule %q, want submit %q", action, ruleText, cdef.Rule)
+	}
+	axe("explorer-campaign-entry")
+	shot("explorer-campaign-entry")
+
 	// A record ingest cannot decode: the console samples it from the
 	// dead-letter topic.
 	if err := st.Producer.ProduceSync(ctx, pipelines.TopicTelemetryRaw, []byte("corrupt"), []byte("\xc3\x01not avro at all")); err != nil {
@@ -539,6 +586,26 @@ func TestBrowser(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Errorf("sending day 2: %v", err)
 	}
+
+	// The ledger publisher's status: once the book is quiet, the console's
+	// published size is the size of the cosigned /ledger/checkpoint.
+	var pubSize, quorum string
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+		run("console publisher", chromedp.WaitVisible(chromedp.ID("#published-size")),
+			into(&pubSize, chromedp.Text(chromedp.ID("#published-size"))), into(&quorum, chromedp.Text(chromedp.ID("#quorum-status"))))
+		if cs := checkpointSize(t, base); pubSize == strconv.FormatUint(cs, 10) || time.Now().After(deadline) {
+			if pubSize != strconv.FormatUint(cs, 10) {
+				t.Errorf("console: published size %s, /ledger/checkpoint cosigned %d (%s)", pubSize, cs, quorum)
+			}
+			break
+		}
+	}
+	var cosigners int
+	run("console cosigners", evalTo(`document.querySelectorAll('#cosigners tbody tr[data-witness]').length`, &cosigners))
+	if cosigners != 3 {
+		t.Errorf("console: %d witnesses in the cosign table, want 3", cosigners)
+	}
+	t.Logf("console: published size %s, %s, %d witnesses", pubSize, quorum, cosigners)
 }
 
 // pick returns one of the demo owner's vehicles with harsh events on day
@@ -683,6 +750,25 @@ func checkpointRoot(t *testing.T, base string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(root)
+}
+
+// checkpointSize is the tree size of /ledger/checkpoint (the cosigned one).
+func checkpointSize(t *testing.T, base string) uint64 {
+	resp, err := http.Get(base + "/ledger/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 3 {
+		t.Fatalf("checkpoint %q", b)
+	}
+	n, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil {
+		t.Fatalf("checkpoint size %q: %v", lines[1], err)
+	}
+	return n
 }
 
 func num(s string) int64 {

@@ -301,26 +301,34 @@ func (h *handler) catalog(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Sample is one series of a metric in GET /v1/console/metrics.
+// A histogram's Value is its observation count, Sum their sum.
 type Sample struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	Value  float64           `json:"value"`
+	Sum    *float64          `json:"sum,omitempty"`
 }
 
 // consoleMetrics are the metric families the console shows.
 var consoleMetrics = map[string]bool{
-	"minecart_pipeline_records_in_total":     true,
-	"minecart_pipeline_records_out_total":    true,
-	"minecart_pipeline_records_dead_total":   true,
-	"minecart_pipeline_consumer_lag":         true,
-	"minecart_scoring_late_events_total":     true,
-	"minecart_scoring_flags_total":           true,
-	"minecart_sink_inserted_rows_total":      true,
-	"minecart_gateway_events_total":          true,
-	"minecart_gateway_rejects_total":         true,
-	"minecart_ledger_tree_size":              true,
-	"minecart_ledger_bad_blocks_total":       true,
-	"minecart_settlement_redemptions_total":  true,
-	"minecart_settlement_points_outstanding": true,
+	"minecart_pipeline_records_in_total":   true,
+	"minecart_pipeline_records_out_total":  true,
+	"minecart_pipeline_records_dead_total": true,
+	"minecart_pipeline_consumer_lag":       true,
+	"minecart_scoring_late_events_total":   true,
+	"minecart_scoring_flags_total":         true,
+	"minecart_sink_inserted_rows_total":    true,
+	"minecart_gateway_events_total":        true,
+	"minecart_gateway_rejects_total":       true,
+	"minecart_ledger_tree_size":            true,
+	"minecart_ledger_bad_blocks_total":     true,
+	// The ledger's publisher: witness cosignatures and the quorum.
+	"minecart_ledger_published_tree_size":          true,
+	"minecart_ledger_unpublished_entries":          true,
+	"minecart_ledger_quorum_pending_since_seconds": true,
+	"minecart_ledger_cosign_refusals_total":        true,
+	"minecart_ledger_cosign_seconds":               true,
+	"minecart_settlement_redemptions_total":        true,
+	"minecart_settlement_points_outstanding":       true,
 }
 
 // IsConsoleMetric reports whether the console shows the metric family
@@ -363,6 +371,9 @@ func sample(m *dto.Metric) Sample {
 		s.Value = m.GetGauge().GetValue()
 	case m.GetUntyped() != nil:
 		s.Value = m.GetUntyped().GetValue()
+	case m.GetHistogram() != nil:
+		sum := m.GetHistogram().GetSampleSum()
+		s.Value, s.Sum = float64(m.GetHistogram().GetSampleCount()), &sum
 	}
 	return s
 }

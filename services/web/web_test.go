@@ -66,7 +66,10 @@ func newFixtureWith(t *testing.T, pub ed25519.PublicKey, catalog func() ([]web.C
 	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "minecart_pipeline_consumer_lag"}, []string{"stage", "topic", "partition"})
 	lag.WithLabelValues("ingest", "minecart.telemetry.raw", "3").Set(42)
 	other := prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_other_total"})
-	reg.MustRegister(lag, other)
+	cosign := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "minecart_ledger_cosign_seconds"}, []string{"witness"})
+	cosign.WithLabelValues("w1").Observe(0.25)
+	cosign.WithLabelValues("w1").Observe(0.75)
+	reg.MustRegister(lag, other, cosign)
 	h, err := web.NewHandler(web.Config{Auth: a, LedgerKey: pub, Metrics: reg, Catalog: catalog, Version: "t1",
 		Vehicles: func(owner string) []string {
 			if owner == "owner-1" {
@@ -203,6 +206,9 @@ func TestJSONRoutes(t *testing.T) {
 	lag := m.Metrics["minecart_pipeline_consumer_lag"]
 	if len(lag) != 1 || lag[0].Value != 42 || lag[0].Labels["partition"] != "3" || m.Metrics["minecart_other_total"] != nil {
 		t.Errorf("metrics: %s", body)
+	}
+	if cs := m.Metrics["minecart_ledger_cosign_seconds"]; len(cs) != 1 || cs[0].Value != 2 || cs[0].Sum == nil || *cs[0].Sum != 1 || cs[0].Labels["witness"] != "w1" {
+		t.Errorf("metrics: the cosign histogram as count and sum: %s", body)
 	}
 
 	broken := newFixture(t, func() ([]web.CatalogItem, error) { return nil, errors.New("state unreadable") })

@@ -1,11 +1,13 @@
 package proofs
 
 import (
+	"encoding/hex"
 	"net/http"
 	"sort"
 	"strconv"
 	"time"
 
+	"github.com/minecart/minecart/services/campaign"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 )
@@ -15,6 +17,7 @@ import (
 //	GET /v1/ledger/blocks?before=H&limit=N   block headers, newest first (before: default past the head; limit 1..100, default 20)
 //	GET /v1/ledger/blocks/{height}           one block: its header and entries
 //	GET /v1/ledger/leaves/{index}            one entry: decoded, its canonical bytes and leaf hash, its block
+//	GET /v1/ledger/campaigns                 the book's campaigns, their definitions decoded
 //
 // Everything comes from the Server's verified copy of the book, so it shows
 // exactly what the blocks topic holds (identities as the ledger wrote them).
@@ -67,6 +70,63 @@ type EntryView struct {
 	Partner       string   `json:"partner,omitempty"`
 	Item          string   `json:"item,omitempty"`
 	Ref           string   `json:"ref,omitempty"`
+	// Campaign (kind 6) and bonus (kind 7) entries (docs/campaigns.md).
+	Campaign   string          `json:"campaign,omitempty"`
+	Action     string          `json:"action,omitempty"`
+	RuleHash   string          `json:"rule_hash,omitempty"`   // hex
+	PublicKey  string          `json:"public_key,omitempty"`  // key action: hex
+	Definition *DefinitionView `json:"definition,omitempty"`  // submit: the canonical definition decoded
+	CreditLeaf *int64          `json:"credit_leaf,omitempty"` // bonus: the credit it rests on
+	CreditHash string          `json:"credit_hash,omitempty"` // bonus: that credit's leaf hash, hex
+	Amount     int64           `json:"amount,omitempty"`      // bonus: points paid
+	Requested  int64           `json:"requested,omitempty"`   // bonus: the rule's clamped result
+}
+
+// DefinitionView is a campaign's canonical definition decoded
+// (campaign.ParseDefinition); Error says why bytes did not decode.
+type DefinitionView struct {
+	Title  string `json:"title"`
+	Rule   string `json:"rule"`
+	Start  string `json:"start"`
+	End    string `json:"end"`
+	Budget int64  `json:"budget"`
+	Cap    int64  `json:"cap"`
+	Error  string `json:"error,omitempty"`
+}
+
+func definitionView(b []byte) *DefinitionView {
+	d, err := campaign.ParseDefinition(b)
+	if err != nil {
+		return &DefinitionView{Error: err.Error()}
+	}
+	return &DefinitionView{Title: d.Title, Rule: d.Rule, Start: d.Start, End: d.End, Budget: d.Budget, Cap: d.Cap}
+}
+
+// CampaignView is one campaign of GET /v1/ledger/campaigns.
+type CampaignView struct {
+	ID         string          `json:"id"`
+	Partner    string          `json:"partner"`
+	Status     string          `json:"status"`
+	RuleHash   string          `json:"rule_hash"`
+	SubmitLeaf uint64          `json:"submit_leaf"`
+	Spent      int64           `json:"spent"`
+	Bonuses    int64           `json:"bonuses"`
+	Definition *DefinitionView `json:"definition"`
+}
+
+// CampaignViews lists the book's campaigns in submit order.
+func (s *Server) CampaignViews() []CampaignView {
+	cs := s.Campaigns()
+	out := make([]CampaignView, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, CampaignView{ID: c.ID, Partner: c.Partner, Status: c.Status, RuleHash: hex.EncodeToString(c.RuleHash),
+			SubmitLeaf: c.SubmitLeaf, Spent: c.Spent, Bonuses: c.Bonuses, Definition: definitionView(c.Definition)})
+	}
+	return out
+}
+
+func (s *Server) serveCampaigns(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"campaigns": s.CampaignViews()})
 }
 
 // BlockView is the answer of GET /v1/ledger/blocks/{height}.
@@ -141,8 +201,21 @@ func (s *Server) entryView(i, height uint64) EntryView {
 	v := EntryView{LeafIndex: i, BlockHeight: height, LeafHash: merkle.HashLeaf(raw).String(), Entry: raw,
 		Kind: e.Kind.String(), ID: e.ID, VehicleID: e.VehicleID, Account: e.Account, Delta: e.Delta(), Date: e.Date,
 		ConfigVersion: e.ConfigVersion, Flags: e.Flags, Reason: e.Reason, Partner: e.Partner, Item: e.Item, Ref: e.Ref}
-	if e.Kind == ledger.KindCredit {
+	switch e.Kind {
+	case ledger.KindCredit:
 		v.Score = e.Score
+	case ledger.KindCampaign:
+		v.Campaign, v.Action, v.RuleHash = e.Campaign, e.Action, hex.EncodeToString(e.RuleHash)
+		if e.Action == ledger.ActionKey {
+			v.PublicKey = hex.EncodeToString(e.PublicKey)
+		}
+		if e.Action == ledger.ActionSubmit {
+			v.Definition = definitionView(e.Definition)
+		}
+	case ledger.KindBonus:
+		cl := e.CreditLeaf
+		v.Campaign, v.RuleHash, v.CreditLeaf, v.CreditHash = e.Campaign, hex.EncodeToString(e.RuleHash), &cl, hex.EncodeToString(e.CreditHash)
+		v.Amount, v.Requested = e.Amount, e.Requested
 	}
 	return v
 }

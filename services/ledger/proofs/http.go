@@ -41,6 +41,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/ledger/blocks", s.serveBlocks)
 	mux.HandleFunc("GET /v1/ledger/blocks/{height}", s.serveBlock)
 	mux.HandleFunc("GET /v1/ledger/leaves/{index}", s.serveLeaf)
+	mux.HandleFunc("GET /v1/ledger/campaigns", s.serveCampaigns)
 	mux.HandleFunc("GET /ledger/checkpoint", s.serveCheckpoint)
 	mux.HandleFunc("GET /ledger/policy", s.servePolicy)
 	mux.HandleFunc("GET /ledger/tile/{path...}", s.serveTile)

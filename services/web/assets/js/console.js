@@ -50,6 +50,7 @@ async function poll() {
     el('h3', { text: 'Dead letters by reason' }),
     el('ul', { id: 'dead' }, dead.filter((s) => s.value > 0).map((s) => el('li', { text: `${s.labels.stage}/${s.labels.code}: ${fmt.int(s.value)}` })),
       dead.some((s) => s.value > 0) ? null : el('li', { text: 'none' })),
+    publisher(m, now),
     el('h3', { text: 'Witnesses' }),
     el('ul', { id: 'witness' }, Object.keys(m).filter((k) => k.startsWith('minecart_witness_')).flatMap((k) => m[k].map((s) =>
       el('li', { text: `${k.replace('minecart_witness_', '')}${s.labels ? ' ' + Object.values(s.labels).join('/') : ''}: ${fmt.int(s.value)}` }))),
@@ -61,6 +62,39 @@ async function poll() {
           el('td', { text: s.labels.partition }), el('td', { text: fmt.int(s.value) })))))));
   document.getElementById('updated').textContent = 'updated ' + new Date(now).toLocaleTimeString();
   last = { t: now, in: inB, out: outB };
+}
+
+// publisher is the ledger publisher's status from its metrics: the
+// published (witness-cosigned) size against the head, the quorum, and per
+// witness the mean cosign latency and the refusals by code.
+function publisher(m, now) {
+  const pub = m.minecart_ledger_published_tree_size;
+  if (!pub) return el('div', { id: 'publisher' }, el('h3', { text: 'Ledger publisher' }), el('p', { text: 'no ledger publisher runs in this process' }));
+  const size = sum(pub), behind = sum(m.minecart_ledger_unpublished_entries), since = sum(m.minecart_ledger_quorum_pending_since_seconds);
+  const lat = {}, refused = {};
+  for (const s of m.minecart_ledger_cosign_seconds || []) lat[s.labels.witness] = s;
+  for (const s of m.minecart_ledger_cosign_refusals_total || []) {
+    const w = s.labels.witness;
+    (refused[w] = refused[w] || []).push(s);
+  }
+  const witnesses = [...new Set([...Object.keys(lat), ...Object.keys(refused)])].sort();
+  const quorum = since > 0 ? `waiting for quorum since ${fmt.int(Math.max(0, Math.round(now / 1000 - since)))} s` : 'quorum OK';
+  return el('div', { id: 'publisher' },
+    el('h3', { text: 'Ledger publisher' }),
+    el('dl', { class: 'kv' },
+      el('dt', { text: 'Published (cosigned) size' }), el('dd', { id: 'published-size', text: String(size) }),
+      el('dt', { text: 'Head size' }), el('dd', { id: 'head-size', text: String(size + behind) }),
+      el('dt', { text: 'Unpublished entries' }), el('dd', { id: 'unpublished', text: fmt.int(behind) }),
+      el('dt', { text: 'Quorum' }), el('dd', { id: 'quorum-status', 'data-quorum': since > 0 ? 'waiting' : 'ok', text: quorum })),
+    el('table', { id: 'cosigners' },
+      el('caption', { text: 'Witness cosignatures' }),
+      el('thead', {}, el('tr', {}, ['Witness', 'Cosigned', 'Mean latency', 'Refusals'].map((h) => el('th', { scope: 'col', text: h })))),
+      el('tbody', {}, witnesses.map((w) => {
+        const l = lat[w], r = (refused[w] || []).filter((s) => s.value > 0);
+        return el('tr', { 'data-witness': w }, el('th', { scope: 'row', text: w }), el('td', { text: fmt.int(l ? l.value : 0) }),
+          el('td', { text: l && l.value > 0 ? `${Math.round(1000 * l.sum / l.value)} ms` : '–' }),
+          el('td', { text: r.length ? r.map((s) => `${s.labels.code}: ${fmt.int(s.value)}`).join(', ') : 'none' }));
+      }))));
 }
 
 let cellMap = null, cellLayer = null;

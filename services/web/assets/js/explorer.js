@@ -1,6 +1,7 @@
 // The block explorer (public): latest checkpoint and its cosignatures,
-// blocks and entries, an entry with its proof and a verify button,
-// consistency between two sizes, search. Hash routes: #/ #/block/H #/leaf/I
+// blocks and entries (campaign and bonus entries with their rules), an
+// entry with its proof and a verify button, consistency between two sizes,
+// the campaigns, search. Hash routes: #/ #/block/H #/leaf/I #/campaigns
 import { el, show, status, api, text, fmt, verifyCheckpoint, ledgerKey, checkLeaf, checkQuorum, quorumWords, verdict, verifyConsistency, hexToBytes, b64ToBytes } from './common.js';
 
 const view = () => document.getElementById('view');
@@ -11,6 +12,7 @@ async function route() {
   try {
     if (parts[0] === 'block') return await blockView(Number(parts[1]));
     if (parts[0] === 'leaf') return await leafView(Number(parts[1]));
+    if (parts[0] === 'campaigns') return await campaignsView();
     return await homeView(parts[0] === 'before' ? parts[1] : '');
   } catch (e) {
     status('Could not load this page: ' + e.message, 'error');
@@ -36,6 +38,7 @@ async function homeView(before) {
       el('dt', { text: 'Time' }), el('dd', { text: head.timestamp_ms ? fmt.time(head.timestamp_ms) + ` (${head.clock} clock)` : '–' })),
     el('pre', { id: 'checkpoint', class: 'note', tabindex: 0, 'aria-label': 'Signed checkpoint' }, head.checkpoint || 'no block yet'),
     cpBox,
+    el('p', {}, el('a', { id: 'campaigns-link', href: '#/campaigns', text: 'Campaigns in the book →' })),
     el('h2', { text: 'Consistency between two sizes' }), cons, consOut,
     el('h2', { text: 'Blocks' }),
     el('table', { id: 'blocks' },
@@ -138,10 +141,56 @@ async function leafView(i) {
       e.date ? [el('dt', { text: 'Date' }), el('dd', { text: e.date })] : null,
       e.flags ? [el('dt', { text: 'Flags' }), el('dd', { text: e.flags.join(', ') })] : null,
       e.reason ? [el('dt', { text: 'Reason' }), el('dd', { text: e.reason })] : null,
+      campaignFields(e),
       el('dt', { text: 'Leaf hash' }), el('dd', { class: 'hash', text: e.leaf_hash })),
     el('h3', { text: `Inclusion proof in the tree of ${pr.tree_size}` }),
     el('ol', { class: 'hashes' }, pr.proof.map((x) => el('li', { class: 'hash', text: x }))),
     btn, out);
+}
+
+// definitionFields shows a campaign's canonical definition decoded.
+function definitionFields(d) {
+  if (!d) return null;
+  if (d.error) return [el('dt', { text: 'Definition' }), el('dd', { class: 'error-text', text: 'does not decode: ' + d.error })];
+  return [
+    el('dt', { text: 'Title' }), el('dd', { text: d.title }),
+    el('dt', { text: 'Rule (CEL)' }), el('dd', {}, el('code', { class: 'rule', text: d.rule })),
+    el('dt', { text: 'Schedule' }), el('dd', { class: 'schedule', text: `${d.start} to ${d.end}` }),
+    el('dt', { text: 'Budget' }), el('dd', { class: 'budget', text: `${fmt.int(d.budget)} points, at most ${fmt.int(d.cap)} per vehicle-day` })];
+}
+
+// campaignFields shows a campaign action (kind 6) or a bonus (kind 7).
+function campaignFields(e) {
+  if (!e.campaign && !e.action) return null;
+  const out = [];
+  if (e.action) out.push(el('dt', { text: 'Action' }), el('dd', { id: 'campaign-action', text: e.action }));
+  if (e.campaign) out.push(el('dt', { text: 'Campaign' }), el('dd', { id: 'campaign-id', text: e.campaign }));
+  if (e.partner) out.push(el('dt', { text: 'Partner' }), el('dd', { text: e.partner }));
+  if (e.public_key) out.push(el('dt', { text: 'Partner key' }), el('dd', { class: 'hash', text: e.public_key }));
+  if (e.rule_hash) out.push(el('dt', { text: 'Rule hash' }), el('dd', { class: 'hash', text: e.rule_hash }));
+  if (e.definition) out.push(...definitionFields(e.definition));
+  if (e.credit_leaf !== undefined) {
+    out.push(el('dt', { text: 'Rests on credit' }), el('dd', {}, el('a', { id: 'credit-link', href: `#/leaf/${e.credit_leaf}`, text: `leaf ${e.credit_leaf}` }),
+      ' ', el('span', { class: 'hash', text: e.credit_hash })));
+    out.push(el('dt', { text: 'Bonus' }), el('dd', { id: 'bonus-amount', text: `${fmt.int(e.amount)} points (the rule asked ${fmt.int(e.requested)})` }));
+  }
+  return out;
+}
+
+async function campaignsView() {
+  const c = await api('/v1/ledger/campaigns');
+  show(view(),
+    el('p', {}, el('a', { href: '#/', text: '← Latest' })),
+    el('h2', { text: 'Campaigns' }),
+    c.campaigns.length ? null : el('p', { text: 'No campaign in the book yet.' }),
+    el('ul', { id: 'campaigns', class: 'plain' }, c.campaigns.map((x) => el('li', { 'data-campaign': x.id },
+      el('h3', { text: `${x.id}: ${x.status}` }),
+      el('dl', { class: 'kv' },
+        el('dt', { text: 'Partner' }), el('dd', { text: x.partner }),
+        el('dt', { text: 'Submitted' }), el('dd', {}, el('a', { href: `#/leaf/${x.submit_leaf}`, text: `leaf ${x.submit_leaf}` })),
+        el('dt', { text: 'Rule hash' }), el('dd', { class: 'hash', text: x.rule_hash }),
+        definitionFields(x.definition),
+        el('dt', { text: 'Paid' }), el('dd', { class: 'spent', text: `${fmt.int(x.spent)} points in ${fmt.int(x.bonuses)} bonuses` }))))));
 }
 
 async function search(ev) {
