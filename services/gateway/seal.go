@@ -1,18 +1,11 @@
 package gateway
 
 import (
-	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
+
+	"github.com/minecart/minecart/services/sealbox"
 )
 
 // Sealed device secrets. The devices topic never carries an HMAC device
@@ -34,12 +27,12 @@ import (
 const sealMagic = "MCS1"
 
 const (
-	sealKeyIDLen = 8
-	sealNonceLen = 12
-	sealTagLen   = 16
+	sealKeyIDLen = sealbox.IDLen
+	sealNonceLen = sealbox.NonceLen
+	sealTagLen   = sealbox.TagLen
 	sealHeader   = len(sealMagic) + sealKeyIDLen + sealNonceLen
 	// RegistryKeySize is the size of a device-registry key.
-	RegistryKeySize = 32
+	RegistryKeySize = sealbox.KeySize
 )
 
 // ErrNotSealed is a device record whose HMAC secret is not sealed under
@@ -48,41 +41,27 @@ const (
 // record that was tampered with. The gateway refuses such a device.
 var ErrNotSealed = errors.New("HMAC secret not sealed under this gateway's device-registry key")
 
-// RegistryKey seals and opens device HMAC secrets.
-type RegistryKey struct {
-	id   [sealKeyIDLen]byte
-	aead cipher.AEAD
-}
+// RegistryKey seals and opens device HMAC secrets (services/sealbox).
+type RegistryKey struct{ box *sealbox.Box }
 
 // NewRegistryKey returns the registry key of raw (RegistryKeySize bytes).
 func NewRegistryKey(raw []byte) (*RegistryKey, error) {
-	if len(raw) != RegistryKeySize {
-		return nil, fmt.Errorf("device-registry key of %d bytes: want %d", len(raw), RegistryKeySize)
-	}
-	blk, err := aes.NewCipher(raw)
+	b, err := sealbox.New(raw, sealMagic, "minecart-device-registry-key-id\x00")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("device-registry %w", err)
 	}
-	aead, err := cipher.NewGCM(blk)
-	if err != nil {
-		return nil, err
-	}
-	k := &RegistryKey{aead: aead}
-	sum := sha256.Sum256(append([]byte("minecart-device-registry-key-id\x00"), raw...))
-	copy(k.id[:], sum[:])
-	return k, nil
+	return &RegistryKey{b}, nil
 }
 
 // GenerateRegistryKey returns a new random registry key.
 func GenerateRegistryKey() (*RegistryKey, []byte) {
-	raw := make([]byte, RegistryKeySize)
-	_, _ = rand.Read(raw) // never fails (Go 1.24+)
+	raw := sealbox.NewKey()
 	k, _ := NewRegistryKey(raw)
 	return k, raw
 }
 
 // ID is the key's identifier as it appears in sealed secrets (hex).
-func (k *RegistryKey) ID() string { return hex.EncodeToString(k.id[:]) }
+func (k *RegistryKey) ID() string { return k.box.ID() }
 
 func sealAAD(deviceID string) []byte {
 	return append([]byte("minecart.devices/v1\x00"), deviceID...)
@@ -90,18 +69,12 @@ func sealAAD(deviceID string) []byte {
 
 // Seal returns secret sealed for device deviceID.
 func (k *RegistryKey) Seal(deviceID string, secret []byte) []byte {
-	var nonce [sealNonceLen]byte
-	_, _ = rand.Read(nonce[:]) // never fails (Go 1.24+)
-	return k.sealNonce(deviceID, secret, nonce)
+	return k.box.Seal(secret, sealAAD(deviceID))
 }
 
 // sealNonce is Seal with a given nonce (the worked example of the docs).
 func (k *RegistryKey) sealNonce(deviceID string, secret []byte, nonce [sealNonceLen]byte) []byte {
-	out := make([]byte, sealHeader, sealHeader+len(secret)+sealTagLen)
-	copy(out, sealMagic)
-	copy(out[len(sealMagic):], k.id[:])
-	copy(out[len(sealMagic)+sealKeyIDLen:], nonce[:])
-	return k.aead.Seal(out, nonce[:], secret, sealAAD(deviceID))
+	return k.box.SealNonce(secret, sealAAD(deviceID), nonce)
 }
 
 // Open returns the secret of device deviceID from sealed, or an error
@@ -110,12 +83,12 @@ func (k *RegistryKey) Open(deviceID string, sealed []byte) ([]byte, error) {
 	if !IsSealed(sealed) {
 		return nil, fmt.Errorf("%w: no sealed-secret header (a plaintext record?)", ErrNotSealed)
 	}
-	if !bytes.Equal(sealed[len(sealMagic):len(sealMagic)+sealKeyIDLen], k.id[:]) {
-		return nil, fmt.Errorf("%w: sealed under key %x, this key is %s", ErrNotSealed, sealed[len(sealMagic):len(sealMagic)+sealKeyIDLen], k.ID())
-	}
-	secret, err := k.aead.Open(nil, sealed[len(sealMagic)+sealKeyIDLen:sealHeader], sealed[sealHeader:], sealAAD(deviceID))
-	if err != nil {
+	secret, err := k.box.Open(sealed, sealAAD(deviceID))
+	switch {
+	case errors.Is(err, sealbox.ErrOpen):
 		return nil, fmt.Errorf("%w: does not open for device %q", ErrNotSealed, deviceID)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrNotSealed, err)
 	}
 	return secret, nil
 }
@@ -127,30 +100,13 @@ func IsSealed(b []byte) bool {
 }
 
 // LoadRegistryKey reads a registry key file: 64 hex characters and an
-// optional newline. A file that every user may read, or that others than
-// its owner may write, is refused (0600 in a data directory; a container
-// secret may be 0440 with the service's group).
+// optional newline, mode 0600 (sealbox.ReadKeyFile).
 func LoadRegistryKey(path string) (*RegistryKey, error) {
-	st, err := os.Stat(path)
+	raw, err := sealbox.ReadKeyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("device-registry key: %w", err)
 	}
-	if st.Mode().Perm()&0o026 != 0 {
-		return nil, fmt.Errorf("device-registry key %s: mode %v, want 0600 (chmod 600 %s)", path, st.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("device-registry key: %w", err)
-	}
-	raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("device-registry key %s: want %d hex characters: %w", path, 2*RegistryKeySize, err)
-	}
-	k, err := NewRegistryKey(raw)
-	if err != nil {
-		return nil, fmt.Errorf("device-registry key %s: %w", path, err)
-	}
-	return k, nil
+	return NewRegistryKey(raw)
 }
 
 // LoadOrCreateRegistryKey reads the registry key at path, or creates one
@@ -160,18 +116,9 @@ func LoadOrCreateRegistryKey(path string) (*RegistryKey, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return k, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	k, raw := GenerateRegistryKey()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	raw, err := sealbox.CreateKeyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("device-registry key: %w", err)
 	}
-	_, err = f.WriteString(hex.EncodeToString(raw) + "\n")
-	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
-		_ = os.Remove(path)
-		return nil, fmt.Errorf("device-registry key: %w", err)
-	}
-	return k, nil
+	return NewRegistryKey(raw)
 }

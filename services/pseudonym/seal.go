@@ -1,20 +1,13 @@
 package pseudonym
 
 import (
-	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/sealbox"
 )
 
 // Sealed keys. A record of minecart.ledger.pseudonyms carries its key and
@@ -31,74 +24,44 @@ import (
 const sealMagic = "MCP1"
 
 const (
-	sealKeyIDLen = 8
-	sealNonceLen = 12
-	sealHeader   = len(sealMagic) + sealKeyIDLen + sealNonceLen
+	sealNonceLen = sealbox.NonceLen
 	// SealKeySize is the size of the pseudonym-sealing key.
-	SealKeySize = 32
+	SealKeySize = sealbox.KeySize
 )
 
 // ErrSealed is a sealed value that does not open under this key.
 var ErrSealed = errors.New("pseudonym record does not open under this sealing key")
 
-// SealKey seals and opens the records of the pseudonyms topic.
-type SealKey struct {
-	id   [sealKeyIDLen]byte
-	aead cipher.AEAD
-}
+// SealKey seals and opens the records of the pseudonyms topic
+// (services/sealbox).
+type SealKey struct{ box *sealbox.Box }
 
 // NewSealKey returns the sealing key of raw (SealKeySize bytes).
 func NewSealKey(raw []byte) (*SealKey, error) {
-	if len(raw) != SealKeySize {
-		return nil, fmt.Errorf("pseudonym-sealing key of %d bytes: want %d", len(raw), SealKeySize)
-	}
-	blk, err := aes.NewCipher(raw)
+	b, err := sealbox.New(raw, sealMagic, "minecart-pseudonym-key-id\x00")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pseudonym-sealing %w", err)
 	}
-	aead, err := cipher.NewGCM(blk)
-	if err != nil {
-		return nil, err
-	}
-	k := &SealKey{aead: aead}
-	sum := sha256.Sum256(append([]byte("minecart-pseudonym-key-id\x00"), raw...))
-	copy(k.id[:], sum[:])
-	return k, nil
+	return &SealKey{b}, nil
 }
 
 // GenerateSealKey returns a new random sealing key and its bytes.
 func GenerateSealKey() (*SealKey, []byte) {
-	raw := make([]byte, SealKeySize)
-	_, _ = rand.Read(raw)
+	raw := sealbox.NewKey()
 	k, _ := NewSealKey(raw)
 	return k, raw
 }
 
 // LoadOrCreateSealKey reads the sealing key file (64 hex digits and a
-// newline), creating it (0600) on first use.
+// newline, mode 0600), creating it on first use.
 func LoadOrCreateSealKey(path string) (*SealKey, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		k, raw := GenerateSealKey()
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("pseudonym-sealing key: %w", err)
-		}
-		_, werr := f.WriteString(hex.EncodeToString(raw) + "\n")
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			return nil, fmt.Errorf("pseudonym-sealing key %s: %w", path, err)
-		}
-		return k, nil
+	k, err := LoadSealKey(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return k, err
 	}
+	raw, err := sealbox.CreateKeyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("pseudonym-sealing key: %w", err)
-	}
-	raw, err := hex.DecodeString(string(bytes.TrimSpace(b)))
-	if err != nil {
-		return nil, fmt.Errorf("pseudonym-sealing key %s: %w", path, err)
 	}
 	return NewSealKey(raw)
 }
@@ -106,19 +69,15 @@ func LoadOrCreateSealKey(path string) (*SealKey, error) {
 // LoadSealKey reads an existing sealing key file (the readers of the
 // topic: settlement, the owner API, the CLI).
 func LoadSealKey(path string) (*SealKey, error) {
-	b, err := os.ReadFile(path)
+	raw, err := sealbox.ReadKeyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("pseudonym-sealing key: %w", err)
-	}
-	raw, err := hex.DecodeString(string(bytes.TrimSpace(b)))
-	if err != nil {
-		return nil, fmt.Errorf("pseudonym-sealing key %s: %w", path, err)
 	}
 	return NewSealKey(raw)
 }
 
 // ID is the key id as it appears in sealed values (hex).
-func (k *SealKey) ID() string { return hex.EncodeToString(k.id[:]) }
+func (k *SealKey) ID() string { return k.box.ID() }
 
 func sealAAD(pseudonym string) []byte {
 	return append([]byte("minecart.ledger.pseudonyms/v1\x00"), pseudonym...)
@@ -126,32 +85,28 @@ func sealAAD(pseudonym string) []byte {
 
 // Seal seals an opening's key and id.
 func (k *SealKey) Seal(o Opening) []byte {
-	var nonce [sealNonceLen]byte
-	_, _ = rand.Read(nonce[:])
-	return k.sealNonce(o, nonce)
+	return k.box.Seal(sealPlain(o), sealAAD(o.Pseudonym))
 }
 
 func (k *SealKey) sealNonce(o Opening, nonce [sealNonceLen]byte) []byte {
-	out := make([]byte, sealHeader, sealHeader+KeySize+len(o.ID)+16)
-	copy(out, sealMagic)
-	copy(out[len(sealMagic):], k.id[:])
-	copy(out[len(sealMagic)+sealKeyIDLen:], nonce[:])
-	plain := append(append(make([]byte, 0, KeySize+len(o.ID)), o.Key...), o.ID...)
-	return k.aead.Seal(out, nonce[:], plain, sealAAD(o.Pseudonym))
+	return k.box.SealNonce(sealPlain(o), sealAAD(o.Pseudonym), nonce)
+}
+
+func sealPlain(o Opening) []byte {
+	return append(append(make([]byte, 0, KeySize+len(o.ID)), o.Key...), o.ID...)
 }
 
 // Open opens a sealed value of pseudonym p of kind kind and checks that
 // the opening opens p.
 func (k *SealKey) Open(p string, kind Kind, sealed []byte) (Opening, error) {
 	o := Opening{Pseudonym: p, Kind: kind}
-	if len(sealed) < sealHeader || string(sealed[:len(sealMagic)]) != sealMagic {
-		return o, fmt.Errorf("%w: no sealed header", ErrSealed)
-	}
-	if !bytes.Equal(sealed[len(sealMagic):len(sealMagic)+sealKeyIDLen], k.id[:]) {
-		return o, fmt.Errorf("%w: sealed under key %x, this key is %s", ErrSealed, sealed[len(sealMagic):len(sealMagic)+sealKeyIDLen], k.ID())
-	}
-	plain, err := k.aead.Open(nil, sealed[len(sealMagic)+sealKeyIDLen:sealHeader], sealed[sealHeader:], sealAAD(p))
-	if err != nil || len(plain) < KeySize {
+	plain, err := k.box.Open(sealed, sealAAD(p))
+	switch {
+	case errors.Is(err, sealbox.ErrOpen):
+		return o, fmt.Errorf("%w: does not open for %s", ErrSealed, p)
+	case err != nil:
+		return o, fmt.Errorf("%w: %v", ErrSealed, err)
+	case len(plain) < KeySize:
 		return o, fmt.Errorf("%w: does not open for %s", ErrSealed, p)
 	}
 	o.Key, o.ID = plain[:KeySize:KeySize], string(plain[KeySize:])
