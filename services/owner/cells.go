@@ -2,7 +2,6 @@ package owner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -37,28 +36,15 @@ const (
 )
 
 func (h *handler) fleetCells(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	code := func() int {
-		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
-		defer cancel()
-		day, err := parseDate(r, "date", h.cfg.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1))
-		if err == nil {
-			var out Cells
-			if out, err = h.queryCells(ctx, day); err == nil {
-				w.Header().Set("Content-Type", "application/json")
-				w.Header().Set("Cache-Control", "no-store")
-				writeJSON(w, out)
-				return http.StatusOK
+	h.answer(w, r, "fleet_cells", func() int {
+		return h.respond(w, r, "fleet/cells", func(ctx context.Context) (any, error) {
+			day, err := parseDate(r, "date", h.cfg.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1))
+			if err != nil {
+				return nil, err
 			}
-		}
-		var ae *apiError
-		if errors.As(err, &ae) {
-			return writeError(w, ae.code, ae.msg)
-		}
-		h.cfg.Logger.Error("owner query", "endpoint", "fleet/cells", "err", err)
-		return writeError(w, http.StatusInternalServerError, "internal error")
-	}()
-	h.latency.WithLabelValues("fleet_cells", strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
+			return h.queryCells(ctx, day)
+		})
+	})
 }
 
 func (h *handler) queryCells(ctx context.Context, day time.Time) (Cells, error) {

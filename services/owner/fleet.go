@@ -2,7 +2,6 @@ package owner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -37,31 +36,19 @@ const (
 )
 
 func (h *handler) fleetScores(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	code := func() int {
-		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
-		defer cancel()
-		day, err := parseDate(r, "date", h.cfg.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1))
-		if err == nil {
-			var limit int
-			if limit, err = intParam(r, "limit", DefaultFleetScores, 1, MaxFleetScores); err == nil {
-				var out FleetDay
-				if out, err = h.queryFleet(ctx, day, limit); err == nil {
-					w.Header().Set("Content-Type", "application/json")
-					w.Header().Set("Cache-Control", "no-store")
-					writeJSON(w, out)
-					return http.StatusOK
-				}
+	h.answer(w, r, "fleet_scores", func() int {
+		return h.respond(w, r, "fleet/scores", func(ctx context.Context) (any, error) {
+			day, err := parseDate(r, "date", h.cfg.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1))
+			if err != nil {
+				return nil, err
 			}
-		}
-		var ae *apiError
-		if errors.As(err, &ae) {
-			return writeError(w, ae.code, ae.msg)
-		}
-		h.cfg.Logger.Error("owner query", "endpoint", "fleet/scores", "err", err)
-		return writeError(w, http.StatusInternalServerError, "internal error")
-	}()
-	h.latency.WithLabelValues("fleet_scores", strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
+			limit, err := intParam(r, "limit", DefaultFleetScores, 1, MaxFleetScores)
+			if err != nil {
+				return nil, err
+			}
+			return h.queryFleet(ctx, day, limit)
+		})
+	})
 }
 
 func (h *handler) queryFleet(ctx context.Context, day time.Time, limit int) (FleetDay, error) {

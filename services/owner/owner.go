@@ -205,10 +205,16 @@ var readers = auth.Roles{auth.RoleOwner, auth.RoleOperator}
 
 func (h *handler) route(name string, fn endpoint) {
 	h.mux.HandleFunc("GET /v1/vehicles/{vin}/"+name, readers, func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		code := h.serve(w, r, name, fn)
-		h.latency.WithLabelValues(name, strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
+		h.answer(w, r, name, func() int { return h.serve(w, r, name, fn) })
 	})
+}
+
+// answer runs one request's handling (which returns the status it wrote)
+// and observes its latency under name.
+func (h *handler) answer(w http.ResponseWriter, r *http.Request, name string, handle func() int) {
+	start := time.Now()
+	code := handle()
+	h.latency.WithLabelValues(name, strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
 }
 
 func (h *handler) serve(w http.ResponseWriter, r *http.Request, name string, fn endpoint) int {
@@ -219,19 +225,27 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, name string, fn 
 	if p, _ := auth.Caller(r.Context()); h.cfg.Auth.CanReadVehicle(p, vin) != nil {
 		return writeError(w, http.StatusForbidden, "vehicle "+vin+" is not yours")
 	}
+	return h.respond(w, r, name, func(ctx context.Context) (any, error) { return fn(ctx, vin, r) }, "vehicle", vin)
+}
+
+// respond runs fn under the query timeout and writes its answer as JSON,
+// or its error: an apiError as is, a timeout as 503, anything else as 500
+// (logged with attrs). It returns the status written.
+func (h *handler) respond(w http.ResponseWriter, r *http.Request, name string, fn func(context.Context) (any, error), attrs ...any) int {
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
 	defer cancel()
-	out, err := fn(ctx, vin, r)
+	out, err := fn(ctx)
 	if err != nil {
 		var ae *apiError
+		attrs = append([]any{"endpoint", name, "err", err}, attrs...)
 		switch {
 		case errors.As(err, &ae):
 			return writeError(w, ae.code, ae.msg)
 		case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
-			h.cfg.Logger.Warn("owner query timed out", "endpoint", name, "vehicle", vin, "err", err)
+			h.cfg.Logger.Warn("owner query timed out", attrs...)
 			return writeError(w, http.StatusServiceUnavailable, "query timed out")
 		default:
-			h.cfg.Logger.Error("owner query", "endpoint", name, "vehicle", vin, "err", err)
+			h.cfg.Logger.Error("owner query", attrs...)
 			return writeError(w, http.StatusInternalServerError, "internal error")
 		}
 	}

@@ -365,8 +365,7 @@ func (h *handler) prove(ctx context.Context, out *Points, cur *cursor) error {
 // accountEntries answers GET /v1/accounts/{owner}/entries: the account's
 // own entries (AccountEntries), for its owner and operators.
 func (h *handler) accountEntries(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	code := func() int {
+	h.answer(w, r, "account_entries", func() int {
 		acct := r.PathValue("owner")
 		if err := ids.Owner(acct); err != nil {
 			return writeError(w, http.StatusBadRequest, "owner: "+err.Error())
@@ -374,21 +373,8 @@ func (h *handler) accountEntries(w http.ResponseWriter, r *http.Request) {
 		if p, _ := auth.Caller(r.Context()); auth.CanReadAccount(p, acct) != nil {
 			return writeError(w, http.StatusForbidden, "account "+acct+" is not yours")
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
-		defer cancel()
-		out, err := h.ledgerEntries(ctx, "account", acct, r)
-		if err != nil {
-			var ae *apiError
-			if errors.As(err, &ae) {
-				return writeError(w, ae.code, ae.msg)
-			}
-			h.cfg.Logger.Error("owner query", "endpoint", "account entries", "account", acct, "err", err)
-			return writeError(w, http.StatusInternalServerError, "internal error")
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_ = writeJSON(w, out)
-		return http.StatusOK
-	}()
-	h.latency.WithLabelValues("account_entries", strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
+		return h.respond(w, r, "account entries", func(ctx context.Context) (any, error) {
+			return h.ledgerEntries(ctx, "account", acct, r)
+		}, "account", acct)
+	})
 }
