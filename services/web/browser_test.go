@@ -493,8 +493,10 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("explorer campaigns: %q, want the rule %q, schedule and budget", campText, cdef.Rule)
 	}
 	axe("explorer-campaigns")
+	// The campaigns list shows code.rule too: wait for what only the
+	// entry's page has before reading.
 	run("explorer campaign entry", chromedp.Click(chromedp.CSS(`#campaigns li[data-campaign="acme/safe-winter"] a`)),
-		chromedp.WaitVisible(chromedp.CSS(`#view code.rule`)), into(&ruleText, chromedp.Text(chromedp.CSS(`#view code.rule`))),
+		chromedp.WaitVisible(chromedp.ID("#campaign-action")), into(&ruleText, chromedp.Text(chromedp.CSS(`#view code.rule`))),
 		into(&action, chromedp.Text(chromedp.ID("#campaign-action"))))
 	if ruleText != cdef.Rule || action != "submit" {
 		t.Errorf("explorer campaign entry: %s rule %q, want submit %q", action, ruleText, cdef.Rule)
