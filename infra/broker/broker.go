@@ -181,6 +181,14 @@ func Start(cfg Config) (*Broker, error) {
 			return nil, err
 		}
 		// Before kfake loads the directory: the files are at rest.
+		healed, err := healIndexes(cfg.DataDir) // index.go
+		for _, p := range healed {
+			cfg.Logger.Warn("broker: rebuilt a segment index a crash left out of step with its batches (kfake would misread which batches are transactional)",
+				"partition", p)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
 		scan, err := scanLog(cfg.DataDir)
 		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)

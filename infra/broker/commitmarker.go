@@ -91,9 +91,35 @@ type segState struct {
 	lastEnd  int64 // the offset after the last batch, -1 with no batch
 	lastPLE  int32 // the last batch's partition leader epoch (header)
 	lastIdxE int32 // the last batch's epoch in the index, or lastPLE
-	// missing: entries kfake would have written for the batches past the
-	// end of the index file (a kill between the .dat and the .idx write).
-	missing []byte
+	// want: the entry kfake writes with each batch (persist.go
+	// persistBatchToSegment): the partition leader epoch of the header,
+	// inTx for a transactional data batch, the batch's max timestamp for
+	// the max earlier timestamp (kfake's load recomputes that field).
+	want []byte
+}
+
+// healedIndex returns the index that matches the segment's batches: the
+// entries on disk up to the first one that does not agree with its batch
+// (torn, CRC, epoch or inTx), then want's. A kill between kfake's .dat
+// and .idx writes leaves the index one entry short, and every later entry
+// then describes the batch after its own (index.go).
+func (s segState) healedIndex() []byte {
+	n := min(len(s.idx), len(s.want))
+	i := 0
+	for ; i+indexEntrySize <= n; i += indexEntrySize {
+		if !sameIndexEntry(s.idx[i:i+indexEntrySize], s.want[i:i+indexEntrySize]) {
+			break
+		}
+	}
+	return append(slices.Clip(s.idx[:i]), s.want[i:]...)
+}
+
+// sameIndexEntry reports whether the index entry got (CRC-valid) has the
+// epoch and inTx flag of want; the max earlier timestamp is not compared.
+func sameIndexEntry(got, want []byte) bool {
+	e, ok := decodeIndexEpoch(got)
+	w, _ := decodeIndexEpoch(want)
+	return ok && e == w && got[14]&1 == want[14]&1
 }
 
 // readSegment reads segment base of pdir the way kfake's load does: a
@@ -131,11 +157,10 @@ func readSegment(pdir string, base int64) (segState, error) {
 			if e, ok := decodeIndexEpoch(s.idx[off:]); ok {
 				s.lastIdxE = e
 			}
-		} else {
-			inTx := rb.Attributes&attrTxn != 0 && rb.Attributes&attrControl == 0
-			e := encodeIndexEntry(rb.PartitionLeaderEpoch, rb.MaxTimestamp, inTx)
-			s.missing = append(s.missing, e[:]...)
 		}
+		inTx := rb.Attributes&attrTxn != 0 && rb.Attributes&attrControl == 0
+		e := encodeIndexEntry(rb.PartitionLeaderEpoch, rb.MaxTimestamp, inTx)
+		s.want = append(s.want, e[:]...)
 		s.batches++
 		pos += 12 + n
 	}
@@ -152,7 +177,7 @@ func readSegment(pdir string, base int64) (segState, error) {
 // leader epoch of its last batch, then its index entry (not inTx). Before
 // that it does what kfake's load would do to the last segment: it cuts a
 // torn or corrupt tail of the .dat, drops index entries past the last
-// batch and adds the missing ones (the entry kfake writes with a batch).
+// batch and heals the index (segState.healedIndex).
 // It removes the partition's snapshot.json, so kfake replays the
 // partition instead of loading a snapshot that no longer describes it.
 // It returns the marker's offset, or -1 when the partition holds no batch
@@ -210,8 +235,7 @@ func appendCommitMarker(pdir string, o OpenTxn) (int64, error) {
 			return -1, err
 		}
 	}
-	keep := min(len(last.idx), last.batches*indexEntrySize)
-	entries := append(append(slices.Clip(last.idx[:keep]), last.missing...), idx[:]...)
+	entries := append(last.healedIndex(), idx[:]...)
 	if err := appendSync(datPath, enc); err != nil {
 		return -1, err
 	}
