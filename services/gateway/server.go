@@ -738,13 +738,16 @@ func (q *request) inflate(body []byte) ([]byte, *refusal) {
 	return inflated, nil
 }
 
-// decode reads the events of a JSON body.
+// decode reads the events of a JSON body into the request's pooled
+// events.
 func (q *request) decode(body []byte) ([]telemetry.Event, *refusal) {
-	events, err := telemetry.DecodeJSON(body, q.s.cfg.Limits)
+	before := q.buf.size()
+	events, err := telemetry.DecodeJSONInto(q.buf.events, body, q.s.cfg.Limits)
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, telemetry.CodeOf(err), err)
 	}
-	return events, nil
+	q.buf.events = events
+	return events, q.grow(int64(q.buf.size() - before)) // the slice's growth (bind reserves the events' contents)
 }
 
 // transcode is decode, bind and encode for an Avro body in one pass
@@ -938,13 +941,18 @@ type reqBuf struct {
 	body, inflated, vals []byte
 	ends                 []int
 	recs                 []kafka.Output
+	events               []telemetry.Event // a JSON body's, decoded
 }
 
-const outputSize = int(unsafe.Sizeof(kafka.Output{}))
+const (
+	outputSize = int(unsafe.Sizeof(kafka.Output{}))
+	eventSize  = int(unsafe.Sizeof(telemetry.Event{}))
+)
 
 // size is the bytes the buffer's slices hold (their capacity).
 func (b *reqBuf) size() int {
-	return cap(b.body) + cap(b.inflated) + cap(b.vals) + cap(b.ends)*int(unsafe.Sizeof(0)) + cap(b.recs)*outputSize
+	return cap(b.body) + cap(b.inflated) + cap(b.vals) + cap(b.ends)*int(unsafe.Sizeof(0)) + cap(b.recs)*outputSize +
+		cap(b.events)*eventSize
 }
 
 type bufPool struct {
@@ -972,6 +980,8 @@ func (p *bufPool) put(b *reqBuf) {
 	}
 	clear(b.recs[:cap(b.recs)]) // let go of keys, values and headers
 	b.recs = b.recs[:0]
+	clear(b.events[:cap(b.events)]) // and of the events' strings
+	b.events = b.events[:0]
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.free) < p.maxBufs {

@@ -12,9 +12,11 @@ import (
 // the encoding/json reference accepts (keys must match exactly, strings
 // must be valid UTF-8) and yields the same events for it, which
 // FuzzDecodeJSON checks.
-func decodeJSONFast(b []byte, lim Limits) ([]Event, error) {
+// The events are appended to dst[:0] (a nil dst: a new slice).
+func decodeJSONFast(dst []Event, b []byte, lim Limits) ([]Event, error) {
 	d := jdec{b: b}
 	var out []Event
+	seen := false
 	d.ws()
 	d.expect('{')
 	d.ws()
@@ -30,11 +32,15 @@ func decodeJSONFast(b []byte, lim Limits) ([]Event, error) {
 				d.fail("json: unknown field %q", key)
 				break
 			}
-			if out != nil {
+			if seen {
 				d.fail("json: duplicate field \"events\"")
 				break
 			}
-			out = d.events(make([]Event, 0, 64), lim)
+			seen = true
+			if cap(dst) == 0 {
+				dst = make([]Event, 0, 64)
+			}
+			out = d.events(dst[:0], lim)
 			d.ws()
 			if d.peek() == ',' {
 				d.i++

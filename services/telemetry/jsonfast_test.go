@@ -3,6 +3,7 @@ package telemetry
 import (
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"testing"
 )
@@ -55,4 +56,29 @@ func FuzzExactFloat(f *testing.F) {
 			t.Fatalf("%s: %v, ParseFloat %v", s, got, want)
 		}
 	})
+}
+
+// TestDecodeJSONInto: decoding into a reused slice gives what DecodeJSON
+// gives, nothing left over from the batch decoded into it before.
+func TestDecodeJSONInto(t *testing.T) {
+	big := []Event{sample(1), sample(2), sample(3)}
+	small := sample(4)
+	small.DeviceID, small.VehicleID, small.TZ, small.FaultCodes = "", "", "", nil
+	bigBody, _ := EncodeJSON(big)
+	smallBody, _ := EncodeJSON([]Event{small})
+	buf, err := DecodeJSONInto(nil, bigBody, Limits{})
+	if err != nil || !reflect.DeepEqual(buf, big) {
+		t.Fatalf("%v %+v", err, buf)
+	}
+	got, err := DecodeJSONInto(buf, smallBody, Limits{})
+	want, _ := DecodeJSON(smallBody, Limits{})
+	if err != nil || !reflect.DeepEqual(got, want) || &got[0] != &buf[0] {
+		t.Fatalf("%v\n%+v\n%+v", err, got, want)
+	}
+	if _, err := DecodeJSONInto(buf, []byte(`{"events":[],"events":[]}`), Limits{}); err == nil {
+		t.Fatal("duplicate events field accepted")
+	}
+	if _, err := DecodeJSONInto(buf, []byte(`{"events":null}`), Limits{}); CodeOf(err) != CodeEmptyBatch {
+		t.Fatalf("null events: %v", err)
+	}
 }

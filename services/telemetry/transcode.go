@@ -220,17 +220,16 @@ func (ev *rawEvent) check(lim Limits) error {
 	if len(ev.eventID) == 0 {
 		return errorf(CodeMissingField, "event_id", "required")
 	}
-	for _, f := range [...]struct {
-		name string
-		s    []byte
-		max  int
-	}{{"event_id", ev.eventID, lim.MaxIDLen}, {"device_id", ev.deviceID, lim.MaxIDLen},
-		{"vehicle_id", ev.vehicleID, lim.MaxIDLen}, {"tz", ev.tz, lim.MaxTZLen}} {
-		if err := checkIDBytes(f.name, f.s, f.max); err != nil {
-			return err
-		}
+	if err := checkIDBytes("event_id", ev.eventID, lim.MaxIDLen); err != nil {
+		return err
 	}
-	return nil
+	if err := checkIDBytes("device_id", ev.deviceID, lim.MaxIDLen); err != nil {
+		return err
+	}
+	if err := checkIDBytes("vehicle_id", ev.vehicleID, lim.MaxIDLen); err != nil {
+		return err
+	}
+	return checkIDBytes("tz", ev.tz, lim.MaxTZLen)
 }
 
 // checkIDBytes is checkID on bytes.
@@ -238,12 +237,14 @@ func checkIDBytes(field string, s []byte, max int) error {
 	if len(s) > max {
 		return errorf(CodeFieldTooLong, field, "%d bytes, limit %d", len(s), max)
 	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
+	var high byte // the OR of the bytes: below 0x80, all ASCII (valid UTF-8)
+	for i, c := range s {
+		if c < 0x20 || c == 0x7f {
 			return errorf(CodeBadID, field, "control character at byte %d", i)
 		}
+		high |= c
 	}
-	if !utf8.Valid(s) {
+	if high >= 0x80 && !utf8.Valid(s) {
 		return errorf(CodeBadID, field, "not valid UTF-8")
 	}
 	return nil

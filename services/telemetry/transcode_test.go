@@ -207,3 +207,43 @@ func FuzzTranscodeAvroBatch(f *testing.F) {
 		checkTranscode(t, b, Limits{MaxEvents: 100, MaxFaultCodes: 4}, Stamp{DeviceID: "dev-1", VehicleID: "veh-1", TZ: "UTC"})
 	})
 }
+
+// BenchmarkTranscodeAvroBatch: a batch of 100 events into pooled buffers,
+// against the decode, stamp and re-encode it replaces.
+func BenchmarkTranscodeAvroBatch(b *testing.B) {
+	evs := make([]Event, 100)
+	for i := range evs {
+		evs[i] = sample(uint64(i))
+		evs[i].DeviceID, evs[i].VehicleID, evs[i].TZ, evs[i].FaultCodes = "", "", "", nil
+	}
+	body := AppendAvroBatch(nil, evs)
+	st := Stamp{DeviceID: "d001", VehicleID: "v001", TZ: "Europe/Berlin"}
+	b.Run("transcode", func(b *testing.B) {
+		var dst []byte
+		var ends []int
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var err error
+			if dst, ends, _, err = TranscodeAvroBatch(dst[:0], ends[:0], testHeader, body, Limits{}, st); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode_encode", func(b *testing.B) {
+		var dst []byte
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			out, err := DecodeAvroBatch(body, Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			dst = dst[:0]
+			for i := range out {
+				ev := &out[i]
+				ev.DeviceID, ev.VehicleID, ev.TZ = st.DeviceID, st.VehicleID, st.TZ
+				dst = append(dst, testHeader...)
+				dst = AppendAvro(dst, ev)
+			}
+		}
+	})
+}
