@@ -26,7 +26,7 @@ func TestColdDaysChangeNothing(t *testing.T) {
 			if flush {
 				w.Flush(func(string, []byte) {})
 				for j := range w.n {
-					if s := w.slot(j); s.used && s.day == nil && s.cold != "" {
+					if s := w.slot(j); s.flags&slotUsed != 0 && s.flags&slotHot == 0 {
 						cold++
 					}
 				}
