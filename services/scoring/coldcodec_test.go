@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -89,4 +90,51 @@ func FuzzColdDay(f *testing.F) {
 		}
 		checkCold(t, &x)
 	})
+}
+
+// TestDayIndex: slots opened and dropped in random order are found by
+// (vehicle, start) exactly while they are open (linear probing with
+// backward-shift deletion, growth included).
+func TestDayIndex(t *testing.T) {
+	r := DefaultRules()
+	w, err := NewWindows(&r, "Asia/Shanghai", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	type key struct {
+		v     string
+		start int64
+	}
+	open, gone := map[key]int32{}, map[key]bool{}
+	for round := range 20000 {
+		k := key{fmt.Sprintf("v%d", rng.IntN(3000)), int64(rng.IntN(4)) * 86400000}
+		if i, ok := open[k]; ok && round%3 != 0 {
+			w.drop(i)
+			delete(open, k)
+			gone[k] = true
+		} else if !ok {
+			delete(gone, k)
+			d := NewDay(k.start, k.start+86400000, 0)
+			open[k] = w.open(k.v, k.start, k.start+86400000, 0, &d)
+		}
+		if round%997 == 0 || round == 19999 {
+			for k, i := range open {
+				if got := w.lookup(k.v, k.start); got != i {
+					t.Fatalf("round %d: %v at slot %d, lookup says %d", round, k, i, got)
+				}
+			}
+			for k := range gone {
+				if got := w.lookup(k.v, k.start); got != -1 {
+					t.Fatalf("round %d: dropped %v found at slot %d", round, k, got)
+				}
+			}
+			if w.Open() != len(open) {
+				t.Fatalf("round %d: %d open, index holds %d", round, len(open), w.Open())
+			}
+			if w.lookup("nobody", 0) != -1 {
+				t.Fatal("found a vehicle never opened")
+			}
+		}
+	}
 }

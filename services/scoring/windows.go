@@ -60,6 +60,8 @@ type Windows struct {
 	buf  []byte
 	pack []byte // scratch of cool and thaw
 	cbuf []byte // scratch of cool
+
+	compactions int // arena compactions (tests)
 }
 
 // A slot is one open vehicle-day, 24 bytes with no pointer: its vehicle id
@@ -459,7 +461,7 @@ func (w *Windows) Flush(put func(key string, value []byte)) {
 	}
 	w.touched = shrink(w.touched[:0])
 	w.hot = shrink(w.hot)
-	if w.arena.dead > w.arena.live/2 && w.arena.dead > arenaChunk {
+	if w.arena.dead > w.arena.live/2 && w.arena.dead > compactMin {
 		w.compact()
 	}
 	w.flushReplay(put)
@@ -478,8 +480,13 @@ func shrink[T any](x []T) []T {
 	return x
 }
 
+// compactMin is the dead arena bytes below which Flush never compacts (a
+// variable for tests).
+var compactMin = arenaChunk
+
 // compact copies the live arena records into a new arena.
 func (w *Windows) compact() {
+	w.compactions++
 	old := w.arena
 	w.arena = arena{}
 	for i := range w.n {
