@@ -402,7 +402,7 @@ func (w *Windows) Drain(max int, closed func(Closed)) int {
 		w.drop(i)
 	}
 	if w.head == len(w.pending) {
-		w.pending, w.head = w.pending[:0], 0
+		w.pending, w.head = shrink(w.pending[:0]), 0
 	}
 	return n
 }
