@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -567,6 +568,9 @@ func (w *Windows) Restore(key string, value []byte) error {
 	rest, err := d.UnmarshalBinary(value[1:])
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
+	}
+	if uint64(d.End-d.Start) > math.MaxUint32 { // a slot keeps the span in 32 bits (a day is ~24 h)
+		return fmt.Errorf("restore %s: window of %d ms", key, d.End-d.Start)
 	}
 	name, rest, err := readString(rest)
 	if err != nil {
