@@ -7,10 +7,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,10 +81,53 @@ func TestPrivacyAndErasure(t *testing.T) {
 	}
 	owner := stack.OwnerOf(0) // vehicles 0 and 1
 	mine := vins[:2]
-
-	// 1. Nothing personal in the replicated topics.
 	super, _ := st.Credentials.ByRole(broker.RoleSuperuser, "")
 	kcfg := st.Pipelines
+
+	// The owner redeems a coffee: an order on the partner's topic.
+	rq := avro.RedemptionRequest{IdempotencyKey: "privacy-1", Owner: owner, Partner: stack.SimPartner, ItemID: "coffee", Quantity: 1, RequestedMs: time.Now()}
+	rv, err := st.Serde.Marshal(&rq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Producer.ProduceSync(ctx, pipelines.TopicRedemptions, []byte(owner), rv); err != nil {
+		t.Fatal(err)
+	}
+	var order avro.Redemption
+	for wctx, wcancel := context.WithTimeout(ctx, time.Minute); ; {
+		if recs := readTopic(t, ctx, kcfg, pipelines.PartnerRedemptionsTopic(stack.SimPartner)); len(recs) > 0 {
+			if err := st.Serde.Unmarshal(recs[0].Value, &order); err != nil {
+				t.Fatal(err)
+			}
+			wcancel()
+			break
+		}
+		if wctx.Err() != nil {
+			var status []string
+			for _, r := range readTopic(t, ctx, kcfg, pipelines.TopicRedemptionStatus) {
+				var x avro.Redemption
+				_ = st.Serde.Unmarshal(r.Value, &x)
+				status = append(status, fmt.Sprintf("%s %v", x.Status, x.Reason))
+			}
+			t.Fatalf("no order on the partner's topic; statuses %v", status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// 0. Nothing personal on any topic the partner may read, read as the
+	// partner: no vehicle id, no owner id, no position.
+	pers := fleetPersonal(sim)
+	leaks, counts := partnerLeaks(t, ctx, st, stack.SimPartner, pers)
+	if len(leaks) > 0 {
+		t.Fatalf("the partner reads personal data in clear (%d records), e.g. %v", len(leaks), leaks[:min(len(leaks), 5)])
+	}
+	if counts[pipelines.TopicRewardCredits] < len(vins) || counts[pipelines.PartnerRedemptionsTopic(stack.SimPartner)] != 1 ||
+		counts[pipelines.TopicLedgerBlocks] == 0 || counts[pipelines.TopicLedgerEntries] == 0 {
+		t.Fatalf("the partner read %v", counts)
+	}
+	t.Logf("partner %s read %v: no id, owner or position in clear", stack.SimPartner, counts)
+
+	// 1. Nothing personal in the replicated topics.
 	credits := 0
 	for _, topic := range []string{pipelines.TopicLedgerBlocks, pipelines.TopicLedgerEntries, pipelines.TopicRewardCredits} {
 		recs := readTopic(t, ctx, kcfg, topic)
@@ -174,24 +220,58 @@ func TestPrivacyAndErasure(t *testing.T) {
 		}
 	}
 
-	// 3. Erase the owner.
-	t.Setenv("MINECART_BROKERS", st.Broker.Addrs()[0])
-	t.Setenv("MINECART_KAFKA_SASL", "scram-sha-512:"+super.Name+":"+super.Password)
-	var out bytes.Buffer
-	if err := run(ctx, []string{"accounts", "erase", "--owner", owner, "--reason", "test erasure",
-		"--pseudonym-key", filepath.Join(dir, "pseudonyms.key"), "--clickhouse-dsn", ch.WriterDSN()}, &out, io.Discard); err != nil {
-		t.Fatalf("erase: %v\n%s", err, out.String())
-	}
-	t.Log(out.String())
-
-	// The keys are gone from the topic.
+	// The owner's pseudonyms: the order names the account's, as the hold's
+	// leaf does.
 	seal, err := pseudonym.LoadSealKey(filepath.Join(dir, "pseudonyms.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	before, err := follow.Snapshot(ctx, kcfg, seal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, ok := before.Lookup(pseudonym.Account, owner)
+	if !ok || order.Owner != acct.Pseudonym || order.IdempotencyKey != "" {
+		t.Fatalf("the order names owner %q (idempotency key %q), want the account's pseudonym %+v", order.Owner, order.IdempotencyKey, acct)
+	}
+	mineP := []string{acct.Pseudonym}
+	for _, v := range mine {
+		o, ok := before.Lookup(pseudonym.Vehicle, v)
+		if !ok {
+			t.Fatalf("vehicle %s has no pseudonym", v)
+		}
+		mineP = append(mineP, o.Pseudonym)
+		pers.links = append(pers.links, [2][]byte{[]byte(acct.Pseudonym), []byte(o.Pseudonym)})
+	}
+
+	// 3. Erase the owner.
+	t.Setenv("MINECART_BROKERS", st.Broker.Addrs()[0])
+	t.Setenv("MINECART_KAFKA_SASL", "scram-sha-512:"+super.Name+":"+super.Password)
+	var out bytes.Buffer
+	reportPath := filepath.Join(dir, "erasure.json")
+	if err := run(ctx, []string{"accounts", "erase", "--owner", owner, "--reason", "test erasure", "--report", reportPath,
+		"--pseudonym-key", filepath.Join(dir, "pseudonyms.key"), "--clickhouse-dsn", ch.WriterDSN()}, &out, io.Discard); err != nil {
+		t.Fatalf("erase: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	checkErasureReport(t, reportPath, owner, mineP, mine)
+
+	// The keys are gone from the topic.
 	names, err := follow.Snapshot(ctx, kcfg, seal, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range mineP {
+		if _, ok := names.Open(p); ok {
+			t.Fatalf("pseudonym %s still opens", p)
+		}
+	}
+	// What the partner holds still names no one in clear, and no record
+	// links the erased account to one of its vehicles: what the partner
+	// read before (the order's account pseudonym, the credits' vehicle
+	// pseudonyms) has no key left.
+	if leaks, _ := partnerLeaks(t, ctx, st, stack.SimPartner, pers); len(leaks) > 0 {
+		t.Fatalf("after erasure the partner reads %v", leaks)
 	}
 	for _, v := range mine {
 		if o, ok := names.Lookup(pseudonym.Vehicle, v); ok {
@@ -298,4 +378,59 @@ func readTopic(t *testing.T, ctx context.Context, cfg kafka.Config, topic string
 		t.Fatal(err)
 	}
 	return out
+}
+
+// checkErasureReport checks the erasure's record: the owner's keys
+// destroyed, the vehicles unbound, the ClickHouse rows counted, and every
+// topic it could not reach with its retention from the broker and the
+// exact expiry erased_at + retention.ms + segment.ms (never for a topic
+// kept forever).
+func checkErasureReport(t *testing.T, path, owner string, pseudonyms, vehicles []string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep ErasureReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pseudonyms {
+		if !slices.Contains(rep.KeysDestroyed, p) {
+			t.Errorf("report: key %s not destroyed: %v", p, rep.KeysDestroyed)
+		}
+	}
+	if rep.Owner != owner || !rep.CredentialRemoved || !slices.Equal(slices.Sorted(slices.Values(rep.VehiclesUnbound)), slices.Sorted(slices.Values(vehicles))) ||
+		rep.ClickHouseRows["telemetry"] == 0 || rep.ErasedAt.IsZero() {
+		t.Errorf("report %+v", rep)
+	}
+	spec := map[string]pipelines.TopicSpec{}
+	for _, s := range pipelines.Topology {
+		spec[s.Name] = s
+	}
+	got := map[string]TopicExpiry{}
+	for _, x := range rep.NotReached {
+		got[x.Topic] = x
+	}
+	for _, e := range ErasureTopics {
+		x, ok := got[e.Topic]
+		s := spec[e.Topic]
+		switch {
+		case !ok:
+			t.Errorf("report: topic %s missing", e.Topic)
+		case s.Compacted:
+			if x.CleanupPolicy != "compact" || x.ExpiresBy != "compaction" {
+				t.Errorf("report: compacted %s: %+v", e.Topic, x)
+			}
+		case s.Retention == 0:
+			if x.RetentionMs != -1 || x.ExpiresBy != "never" {
+				t.Errorf("report: %s is kept forever: %+v", e.Topic, x)
+			}
+		default:
+			want := rep.ErasedAt.Add(s.Retention + time.Duration(x.SegmentMs)*time.Millisecond).UTC().Format(time.RFC3339)
+			if x.RetentionMs != s.Retention.Milliseconds() || x.SegmentMs <= 0 || x.ExpiresBy != want {
+				t.Errorf("report: %s (retention %v): %+v, want expiry %s", e.Topic, s.Retention, x, want)
+			}
+		}
+	}
 }

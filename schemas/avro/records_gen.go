@@ -1381,9 +1381,9 @@ func (r *LedgerProof) decode(d *decoder) {
 
 // CreditSettled is the Avro record minecart.settlement.CreditSettled.
 //
-// A vehicle-day reward credit (kind credit) or a late-data correction of one (kind rescore, docs/partners.md) settled into an owner account, on minecart.rewards.credits (key = owner account), or a campaign's bonus (kind bonus, docs/campaigns.md) on its partner's minecart.partner.<partner>.campaigns (key = campaign id), with the proof that the ledger includes it. Exactly one per credit, rescore or bonus entry; those of a vehicle without an owner are settled when it is bound.
+// A vehicle-day reward credit (kind credit) or a late-data correction of one (kind rescore, docs/partners.md) settled into an owner account, on minecart.rewards.credits (key = the vehicle pseudonym), or a campaign's bonus (kind bonus, docs/campaigns.md) on its partner's minecart.partner.<partner>.campaigns (key = campaign id), with the proof that the ledger includes it. Exactly one per credit, rescore or bonus entry; those of a vehicle without an owner are settled when it is bound.
 type CreditSettled struct {
-	// account: the owner account credited
+	// account: always empty on the partner-readable topics (minecart.rewards.credits, minecart.partner.<partner>.campaigns): no partner learns which owner a credit went to (docs/partners.md, Nothing personal); settlement's own state keeps the account
 	Account string
 	// vehicle_id: the vehicle's pseudonym p1:<32 hex>, as the ledger's leaf names it (docs/ledger.md, Pseudonymous leaves); never the vehicle id
 	VehicleID string
@@ -1555,12 +1555,14 @@ var symbolsRedemptionStatus = [...]RedemptionStatus{RedemptionStatusPending, Red
 //
 // A redemption's state. Every change is written to minecart.redemptions.status (key = redemption id); the CONFIRMED record, carrying the proof of its debit entry, is the order on minecart.partner.<partner>.redemptions (key = redemption id).
 type Redemption struct {
-	RedemptionID   string
+	RedemptionID string
+	// idempotency_key: the owner's key; empty on a partner's topic
 	IdempotencyKey string
-	Owner          string
-	Partner        string
-	ItemID         string
-	Quantity       int32
+	// owner: the owner account; on a partner's topic (minecart.partner.<partner>.redemptions) the account's pseudonym p1:<32 hex> exactly as the leaf of debit names it, never the account id (docs/partners.md, Nothing personal)
+	Owner    string
+	Partner  string
+	ItemID   string
+	Quantity int32
 	// points: price times quantity at request time; 0 if rejected before pricing
 	Points int64
 	Status RedemptionStatus
