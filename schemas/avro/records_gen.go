@@ -1575,6 +1575,8 @@ type Redemption struct {
 	PartnerRef  string
 	// debit: the proof of the ledger's debit entry, once CONFIRMED
 	Debit *LedgerProof
+	// customer: the owner's id at the partner, as the owner gave it in the request (RedemptionRequest.customer), or null: the one clear identity a partner's order may carry, chosen by the owner for that partner
+	Customer string
 }
 
 // AvroName is the record's full Avro name, minecart.settlement.Redemption.
@@ -1603,6 +1605,7 @@ func (r *Redemption) AppendAvro(dst []byte) ([]byte, error) {
 	} else if dst, err = r.Debit.AppendAvro(append(dst, 2)); err != nil {
 		return dst, err
 	}
+	dst = appendOptString(dst, r.Customer)
 	return dst, nil
 }
 
@@ -1637,6 +1640,9 @@ func (r *Redemption) decode(d *decoder) {
 		r.Debit = new(LedgerProof)
 		r.Debit.decode(d)
 	}
+	if d.union("customer") {
+		r.Customer = d.string("customer")
+	}
 }
 
 // RedemptionRequest is the Avro record minecart.settlement.RedemptionRequest.
@@ -1651,6 +1657,8 @@ type RedemptionRequest struct {
 	// max_points: refuse if the total price is above this (the price the client showed)
 	MaxPoints   *int64
 	RequestedMs time.Time
+	// customer: the owner's own id at this partner (a loyalty card or customer number), given by the owner for this redemption only; the partner's order carries it, no other partner and no other record does (docs/partners.md, Nothing personal). At most 128 bytes of printable ASCII
+	Customer string
 }
 
 // AvroName is the record's full Avro name, minecart.settlement.RedemptionRequest.
@@ -1665,6 +1673,7 @@ func (r *RedemptionRequest) AppendAvro(dst []byte) ([]byte, error) {
 	dst = appendLong(dst, int64(r.Quantity))
 	dst = appendOptLong(dst, r.MaxPoints)
 	dst = appendLong(dst, r.RequestedMs.UnixMilli())
+	dst = appendOptString(dst, r.Customer)
 	return dst, nil
 }
 
@@ -1688,6 +1697,9 @@ func (r *RedemptionRequest) decode(d *decoder) {
 		r.MaxPoints = &x
 	}
 	r.RequestedMs = time.UnixMilli(d.long("requested_ms")).UTC()
+	if d.union("customer") {
+		r.Customer = d.string("customer")
+	}
 }
 
 // PartnerTotal is the Avro record minecart.settlement.PartnerTotal.

@@ -543,7 +543,9 @@ func (b *Book) Redeem(req avro.RedemptionRequest) (*Tx, error) {
 		t.putRedemption(r)
 		return t, nil
 	}
-	if isHold(req.Owner) || req.Quantity <= 0 || req.Quantity > b.policy.MaxQuantity {
+	r.Customer = req.Customer
+	if isHold(req.Owner) || req.Quantity <= 0 || req.Quantity > b.policy.MaxQuantity || ValidCustomer(req.Customer) != nil {
+		r.Customer = ""
 		return reject(ReasonInvalid)
 	}
 	it, ok := t.item(ItemKey(req.Partner, req.ItemID))

@@ -2,6 +2,7 @@ package settlement
 
 import (
 	"encoding/hex"
+	"github.com/minecart/minecart/schemas/avro"
 	"os"
 	"strings"
 	"testing"
@@ -135,4 +136,38 @@ func spaced(b []byte) string {
 		b = b[1+min(n, len(b)-1):]
 	}
 	return strings.Join(parts, " ")
+}
+
+// TestRedemptionCustomer: the customer id an owner gives for a redemption
+// reaches the partner's order and the status record; an invalid one (too
+// long, not printable ASCII) rejects the redemption as invalid, without
+// reserving anything.
+func TestRedemptionCustomer(t *testing.T) {
+	f := newFixtureWith(t, DefaultPolicy())
+	f.commit(f.b.Bind(Binding{VehicleID: "v1", Owner: "alice", UpdatedAt: t0}))
+	f.credit("v1", 100)
+	f.item("acme", "mug", 30, nil)
+	for _, tc := range []struct {
+		key, customer string
+		ok            bool
+	}{
+		{"k1", "ACME-CARD 0042", true},
+		{"k2", "", true},
+		{"k3", strings.Repeat("x", MaxCustomer), true},
+		{"k4", strings.Repeat("x", MaxCustomer+1), false},
+		{"k5", "card\n42", false},
+		{"k6", "karte-ä", false},
+	} {
+		f.commit(f.b.Redeem(avro.RedemptionRequest{IdempotencyKey: tc.key, Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: t0, Customer: tc.customer}))
+		r, _ := f.b.Redemption(RedemptionID("alice", tc.key))
+		switch {
+		case tc.ok && (r.Status != StatusPending || r.Customer != tc.customer || r.Avro().Customer != tc.customer || r.PartnerAvro().Customer != tc.customer):
+			t.Errorf("customer %q: %+v", tc.customer, r)
+		case !tc.ok && (r.Status != StatusRejected || r.Reason != ReasonInvalid || r.Customer != ""):
+			t.Errorf("invalid customer %q: %s %s %q", tc.customer, r.Status, r.Reason, r.Customer)
+		}
+	}
+	if _, res := f.balance("alice"); res != 90 {
+		t.Errorf("reserved %d, want 90 (three valid redemptions)", res)
+	}
 }

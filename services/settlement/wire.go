@@ -1,6 +1,7 @@
 package settlement
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -82,7 +83,7 @@ func (p Proof) Avro() avro.LedgerProof {
 func (r Redemption) Avro() *avro.Redemption {
 	out := &avro.Redemption{RedemptionID: r.ID, IdempotencyKey: r.IdempotencyKey, Owner: r.Owner, Partner: r.Partner,
 		ItemID: r.ItemID, Quantity: r.Quantity, Points: r.Points, Status: avro.RedemptionStatus(r.Status),
-		Reason: r.Reason, Seq: r.Seq, RequestedMs: r.RequestedAt, UpdatedMs: r.UpdatedAt, PartnerRef: r.PartnerRef}
+		Reason: r.Reason, Seq: r.Seq, RequestedMs: r.RequestedAt, UpdatedMs: r.UpdatedAt, PartnerRef: r.PartnerRef, Customer: r.Customer}
 	if r.Debit != nil {
 		p := r.Debit.Avro()
 		out.Debit = &p
@@ -166,6 +167,7 @@ func (c CreditSettled) PartnerKey() string { return c.PartnerAvro().VehicleID }
 // owner is the account as the order's hold (or debit) leaf names it (the
 // account's pseudonym: the partner matches the two), and the idempotency
 // key, which only binds the clear owner to the redemption id, is empty.
+// customer stays: the owner gave it for this partner.
 func (r Redemption) PartnerAvro() *avro.Redemption {
 	out := r.Avro()
 	out.IdempotencyKey = ""
@@ -176,4 +178,22 @@ func (r Redemption) PartnerAvro() *avro.Redemption {
 		}
 	}
 	return out
+}
+
+// MaxCustomer is the longest customer id a redemption may carry, in bytes.
+const MaxCustomer = 128
+
+// ValidCustomer checks a redemption's customer id (the owner's id at the
+// partner): empty, or at most MaxCustomer bytes of printable ASCII (0x20
+// to 0x7e).
+func ValidCustomer(s string) error {
+	if len(s) > MaxCustomer {
+		return fmt.Errorf("customer id of %d bytes, at most %d", len(s), MaxCustomer)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return fmt.Errorf("customer id byte %d is 0x%02x: printable ASCII only", i, s[i])
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,7 +112,7 @@ func TestPartnerExample(t *testing.T) {
 			p, item = "zeta", "pen"
 		}
 		rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprintf("k%d", n), Owner: fmt.Sprintf("o%d", n%owners),
-			Partner: p, ItemID: item, Quantity: 1, RequestedMs: time.Now()}
+			Partner: p, ItemID: item, Quantity: 1, RequestedMs: time.Now(), Customer: fmt.Sprintf("%s-card-%d", p, n%owners)}
 		v, err := env.Serde.Marshal(&rq)
 		if err != nil {
 			t.Fatal(err)
@@ -164,6 +165,9 @@ func TestPartnerExample(t *testing.T) {
 			}
 			// The order names the owner only by the account's pseudonym,
 			// which minecart (not the partner) opens to the owner.
+			if o.Customer == "" || o.Customer != r.Customer || !strings.HasPrefix(o.Customer, p+"-card-") {
+				t.Errorf("%s: order %s customer %q, the owner gave %q", p, o.RedemptionID, o.Customer, r.Customer)
+			}
 			if op, err := env.Pseudonyms.Open(context.Background(), o.Owner); err != nil || op.ID != r.Owner || o.IdempotencyKey != "" {
 				t.Errorf("%s: order %s names owner %q (opens to %q, %v; idempotency key %q), want the pseudonym of %s",
 					p, o.RedemptionID, o.Owner, op.ID, err, o.IdempotencyKey, r.Owner)
