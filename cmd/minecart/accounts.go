@@ -144,6 +144,16 @@ func accountsCommand(stdout io.Writer, stdin io.Reader) *ff.Command {
 		}
 		return erase(ctx, a, eraseConfig{Owner: owner, Reason: reason, Seal: seal, ClickHouseDSN: chDSN, Timeout: timeout, Out: stdout, Report: report})
 	})
+	var requireGone bool
+	sub(cmd, &kf, "erasure-check", "verify from the broker what an erasure's report says will expire: for each topic it could not reach, whether retention has deleted every record written before the erasure (log start offset at or past the end offset recorded then)", func(fs *flag.FlagSet) {
+		fs.StringVar(&report, "report", "", "the erasure's report (accounts erase --report)")
+		fs.BoolVar(&requireGone, "require-gone", false, "fail if any topic still holds records from before the erasure")
+	}, func(ctx context.Context, a *admin) error {
+		if report == "" {
+			return errors.New("--report is required")
+		}
+		return erasureCheck(ctx, a, report, requireGone, stdout)
+	})
 	return cmd
 }
 

@@ -55,6 +55,11 @@ type TopicExpiry struct {
 	// or "never" when retention.ms is -1, or "compaction" for a
 	// compacted topic (a record goes when a later record of its key does).
 	ExpiresBy string `json:"expires_by"`
+	// EndOffsets are the topic's end offsets by partition when the keys
+	// were destroyed: every record below them was written before the
+	// erasure. `minecart accounts erasure-check` compares them with the
+	// log start offsets to verify that retention has deleted them.
+	EndOffsets map[int32]int64 `json:"end_offsets"`
 }
 
 // ErasureTopics are the topics an erasure does not rewrite and that may
@@ -97,6 +102,10 @@ func topicExpiries(ctx context.Context, cfg kafka.Config, erasedAt time.Time) ([
 	if err != nil {
 		return nil, fmt.Errorf("topic configs: %w", err)
 	}
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("end offsets: %w", err)
+	}
 	out := make([]TopicExpiry, 0, len(names))
 	for _, t := range ErasureTopics {
 		rc, err := rcs.On(t.Topic, nil)
@@ -115,6 +124,13 @@ func topicExpiries(ctx context.Context, cfg kafka.Config, erasedAt time.Time) ([
 			}
 		}
 		x.ExpiresBy = expiresBy(x, erasedAt)
+		x.EndOffsets = map[int32]int64{}
+		for p, o := range ends[t.Topic] {
+			if o.Err != nil {
+				return nil, fmt.Errorf("end offset of %s/%d: %w", t.Topic, p, o.Err)
+			}
+			x.EndOffsets[p] = o.Offset
+		}
 		out = append(out, x)
 	}
 	return out, nil
@@ -151,4 +167,89 @@ func (r *ErasureReport) write(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// TopicCheck is what erasure-check finds for one topic of a report.
+type TopicCheck struct {
+	Topic string
+	// Left counts the records written before the erasure that are still
+	// in the log (end offset at the erasure minus the log start offset,
+	// summed over partitions; transaction markers included).
+	Left      int64
+	ExpiresBy string
+}
+
+// checkErasure compares the end offsets rep recorded with the topics'
+// log start offsets now: a topic whose every partition starts at or after
+// its recorded end holds nothing written before the erasure any more.
+func checkErasure(ctx context.Context, cfg kafka.Config, rep *ErasureReport) ([]TopicCheck, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOptions...)...)
+	if err != nil {
+		return nil, fmt.Errorf("erasure check: %w", err)
+	}
+	defer cl.Close()
+	names := make([]string, 0, len(rep.NotReached))
+	for _, x := range rep.NotReached {
+		names = append(names, x.Topic)
+	}
+	starts, err := kadm.NewClient(cl).ListStartOffsets(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("start offsets: %w", err)
+	}
+	out := make([]TopicCheck, 0, len(names))
+	for _, x := range rep.NotReached {
+		c := TopicCheck{Topic: x.Topic, ExpiresBy: x.ExpiresBy}
+		for p, end := range x.EndOffsets {
+			o, ok := starts.Lookup(x.Topic, p)
+			if !ok || o.Err != nil {
+				return nil, fmt.Errorf("start offset of %s/%d: %v", x.Topic, p, o.Err)
+			}
+			if o.Offset < end {
+				c.Left += end - o.Offset
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// readReport loads a report written by --report.
+func readReport(path string) (*ErasureReport, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rep ErasureReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("erasure report %s: %w", path, err)
+	}
+	return &rep, nil
+}
+
+// erasureCheck prints, for each topic of the report, whether retention
+// has deleted what it held before the erasure; with requireGone, any
+// record left is an error.
+func erasureCheck(ctx context.Context, a *admin, path string, requireGone bool, w io.Writer) error {
+	rep, err := readReport(path)
+	if err != nil {
+		return err
+	}
+	cs, err := checkErasure(ctx, a.cfg, rep)
+	if err != nil {
+		return err
+	}
+	left := 0
+	for _, c := range cs {
+		if c.Left == 0 {
+			fmt.Fprintf(w, "%-34s gone\n", c.Topic)
+			continue
+		}
+		left++
+		fmt.Fprintf(w, "%-34s %d records from before the erasure left (expires by %s)\n", c.Topic, c.Left, c.ExpiresBy)
+	}
+	fmt.Fprintf(w, "erasure of %s at %s: %d of %d topics still hold records from before it\n", rep.Owner, rep.ErasedAt.Format(time.RFC3339), left, len(cs))
+	if requireGone && left > 0 {
+		return fmt.Errorf("%d topics still hold records from before the erasure", left)
+	}
+	return nil
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/infra/chserver/chtest"
@@ -255,6 +257,7 @@ func TestPrivacyAndErasure(t *testing.T) {
 	}
 	t.Log(out.String())
 	checkErasureReport(t, reportPath, owner, mineP, mine)
+	checkErasureExpiry(t, ctx, st, reportPath)
 
 	// The keys are gone from the topic.
 	names, err := follow.Snapshot(ctx, kcfg, seal, nil)
@@ -428,9 +431,62 @@ func checkErasureReport(t *testing.T, path, owner string, pseudonyms, vehicles [
 			}
 		default:
 			want := rep.ErasedAt.Add(s.Retention + time.Duration(x.SegmentMs)*time.Millisecond).UTC().Format(time.RFC3339)
-			if x.RetentionMs != s.Retention.Milliseconds() || x.SegmentMs <= 0 || x.ExpiresBy != want {
+			if x.RetentionMs != s.Retention.Milliseconds() || x.SegmentMs <= 0 || x.ExpiresBy != want || len(x.EndOffsets) != int(s.Partitions) {
 				t.Errorf("report: %s (retention %v): %+v, want expiry %s", e.Topic, s.Retention, x, want)
 			}
 		}
 	}
+}
+
+// checkErasureExpiry: `accounts erasure-check` finds the telemetry written
+// before the erasure still there (and --require-gone fails); once
+// retention has run past it (retention.ms set to 1 on the two telemetry
+// topics, the broker's retention pass run) it finds them gone, and the
+// scores topic, kept forever, still holding its records.
+func checkErasureExpiry(t *testing.T, ctx context.Context, st *stack.Stack, report string) {
+	t.Helper()
+	check := func(requireGone bool) (string, error) {
+		var out bytes.Buffer
+		args := []string{"accounts", "erasure-check", "--report", report}
+		if requireGone {
+			args = append(args, "--require-gone")
+		}
+		err := run(ctx, args, &out, io.Discard)
+		return out.String(), err
+	}
+	line := func(out, topic string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, topic+" ") {
+				return l
+			}
+		}
+		return ""
+	}
+	out, err := check(false)
+	if err != nil || !strings.Contains(line(out, pipelines.TopicTelemetryRaw), "records from before the erasure left") {
+		t.Fatalf("erasure-check before retention: %v\n%s", err, out)
+	}
+	if _, err := check(true); err == nil {
+		t.Fatal("erasure-check --require-gone passed with telemetry left")
+	}
+	super, _ := st.Credentials.ByRole(broker.RoleSuperuser, "")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Broker.Addrs()...), stack.SASL(super))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	one := "1"
+	if _, err := kadm.NewClient(cl).AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: &one}},
+		pipelines.TopicTelemetryRaw, pipelines.TopicTelemetryClean); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	st.Broker.Cluster().ApplyRetention()
+	out, err = check(false)
+	if err != nil || line(out, pipelines.TopicTelemetryRaw) == "" || !strings.HasSuffix(line(out, pipelines.TopicTelemetryRaw), " gone") ||
+		!strings.HasSuffix(line(out, pipelines.TopicTelemetryClean), " gone") ||
+		!strings.Contains(line(out, pipelines.TopicScores), "records from before the erasure left") {
+		t.Fatalf("erasure-check after retention: %v\n%s", err, out)
+	}
+	t.Log(out)
 }
