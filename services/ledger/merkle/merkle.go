@@ -190,8 +190,37 @@ func (t *Tree) RootAt(size uint64) (Hash, error) {
 // share their work.
 type calc struct {
 	t      *Tree
-	nodes  map[uint64]Hash    // (level << 58 | index) -> node, for non-stored levels
+	memo   []nodeWindow       // by level: nodes of non-stored levels near a run of leaves
 	ranges map[[2]uint64]Hash // (lo, n) -> MTH of an incomplete range
+}
+
+// nodeWindow remembers the computed nodes of one level whose index is in
+// [lo, lo+len(h)); a zero hash is "not computed" (a node that is really
+// zero is only computed again).
+type nodeWindow struct {
+	lo uint64
+	h  []Hash
+}
+
+// memoFor makes c remember the non-stored nodes of every level near the
+// leaves first..last (the nodes their proofs and the recomputed levels
+// below those need): a slice per level instead of a map.
+func (c *calc) memoFor(first, last, size uint64) {
+	const margin = 1 << stride // children of a sibling, down to the stored level
+	top := uint(bits.Len64(size))
+	c.memo = make([]nodeWindow, top)
+	for level := uint(1); level < top; level++ {
+		if level%stride == 0 {
+			continue
+		}
+		lo, hi := first>>level, last>>level
+		lo -= min(lo, margin)
+		hi += margin
+		if hi-lo > 1<<20 {
+			continue
+		}
+		c.memo[level] = nodeWindow{lo: lo, h: make([]Hash, hi-lo+1)}
+	}
 }
 
 // node is the complete node of level at index (its leaves all present).
@@ -199,16 +228,18 @@ func (c *calc) node(level uint, index uint64) Hash {
 	if level%stride == 0 {
 		return c.t.levels[level/stride][index]
 	}
-	if c.nodes == nil {
+	if c.memo == nil || int(level) >= len(c.memo) {
 		return HashChildren(c.node(level-1, 2*index), c.node(level-1, 2*index+1))
 	}
-	k := uint64(level)<<58 | index
-	if h, ok := c.nodes[k]; ok {
-		return h
+	w := &c.memo[level]
+	if index < w.lo || index-w.lo >= uint64(len(w.h)) {
+		return HashChildren(c.node(level-1, 2*index), c.node(level-1, 2*index+1))
 	}
-	h := HashChildren(c.node(level-1, 2*index), c.node(level-1, 2*index+1))
-	c.nodes[k] = h
-	return h
+	p := &w.h[index-w.lo]
+	if *p == (Hash{}) {
+		*p = HashChildren(c.node(level-1, 2*index), c.node(level-1, 2*index+1))
+	}
+	return *p
 }
 
 // mth is MTH(D[lo:lo+n]) for n >= 1 where the range lies inside the tree
@@ -260,10 +291,17 @@ func (t *Tree) InclusionProofs(first, last, size uint64) ([][]Hash, error) {
 	if size > t.size || first > last || last >= size {
 		return nil, fmt.Errorf("inclusion of leaves %d..%d in size %d (tree size %d): %w", first, last, size, t.size, ErrRange)
 	}
-	c := calc{t: t, nodes: make(map[uint64]Hash, 2*(last-first+1)), ranges: make(map[[2]uint64]Hash, 64)}
+	c := calc{t: t, ranges: make(map[[2]uint64]Hash, 64)}
+	c.memoFor(first, last, size)
+	// Every proof is at most bits.Len64(size) hashes: one backing array
+	// for all of them, each proof capped at its own length.
+	per := bits.Len64(size)
+	all := make([]Hash, 0, int(last-first+1)*per)
 	out := make([][]Hash, 0, last-first+1)
 	for i := first; i <= last; i++ {
-		out = append(out, c.path(make([]Hash, 0, bits.Len64(size)), i, 0, size))
+		at := len(all)
+		all = c.path(all, i, 0, size)
+		out = append(out, all[at:len(all):len(all)])
 	}
 	return out, nil
 }
