@@ -34,7 +34,7 @@ type CampaignInfo struct {
 type campaigns struct {
 	keys  map[string][][]byte // partner -> registered keys, the last one current
 	byID  map[string]*CampaignInfo
-	order []string               // campaign ids in submit order
+	order []string // campaign ids in submit order
 	// first: vehicle -> its first credit in book order (its leaf, and its
 	// date, the day its tenure starts, kept beside the vehicle id).
 	first idIndex

@@ -59,7 +59,9 @@ func TestIDIndexModel(t *testing.T) {
 	x := newIDIndex()
 	model := map[string]uint64{}
 	var order []string
-	id := func() string { return fmt.Sprintf("veh-%06d/%d", r.IntN(50_000), r.IntN(4)) + string(make([]byte, r.IntN(40))) }
+	id := func() string {
+		return fmt.Sprintf("veh-%06d/%d", r.IntN(50_000), r.IntN(4)) + string(make([]byte, r.IntN(40)))
+	}
 	for step := range 200_000 {
 		switch op := r.IntN(10); {
 		case op < 6:
