@@ -409,6 +409,9 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 			b.removeID(&rel.Entries[todo[j].i])
 		}
 	}
+	if len(rel.Entries) > 0 && rel.Entries[0].Kind == KindCredit {
+		b.credits.grow(len(rel.Entries)) // a release of credits: one table growth at most
+	}
 	var rescored map[string]int64
 	var arena []byte
 	for i := range rel.Entries {

@@ -4,21 +4,26 @@ import "hash/maphash"
 
 // idIndex is one of the book's idempotency sets (credited score ids, or
 // request ids), in memory only: nothing of it is published or stored. An
-// id is found by a 64-bit maphash of its bytes (a per-index random seed)
-// and then compared in full, so two ids with the same hash are told apart
-// and the book's behaviour never depends on the seed. Each id keeps the
-// points credited so far and its leaf index (credits; unused for
-// requests).
+// id is found by a maphash of its bytes (a per-index random seed) and then
+// compared in full, so ids with the same hash are told apart and the
+// book's behaviour never depends on the seed. Each id keeps the points
+// credited so far and its leaf index (credits; unused for requests).
 //
-// Nothing in it holds a pointer (the ids' bytes are copied into chunks,
-// records refer to them by offset), so a set of millions of ids costs the
-// garbage collector nothing to scan. Removal (Undo, and taking back a
-// release or block that failed) is for the most recent ids: their records
-// and bytes are reclaimed when they are the last ones added, as they are
-// when ids are removed newest first; others are only unlinked.
+// The table is open addressing with linear probing: one 8-byte slot per
+// id (a 32-bit tag of the hash and the record's index), at most half
+// full, so an id not in the set (every new credit) costs one probe of a
+// table of 16 bytes per id and no look at the records. Nothing in it
+// holds a pointer (the ids' bytes are copied into chunks, records refer
+// to them by offset), so a set of millions of ids costs the garbage
+// collector nothing to scan. Removal (Undo, and taking back a release or
+// block that failed) is for the most recent ids: their records and bytes
+// are reclaimed when they are the last ones added, as they are when ids
+// are removed newest first; others are only unlinked.
 type idIndex struct {
 	seed   maphash.Seed
-	heads  map[uint64]uint32 // hash -> 1 + index in recs of the newest id with that hash
+	slots  []uint64 // tag<<32 | 1 + index in recs; 0: empty
+	bits   uint     // len(slots) == 1 << bits
+	used   int
 	recs   []idRec
 	chunks [][]byte // ids' bytes, back to back; a chunk is never reallocated
 	// withExtra: the index keeps bytes beside each id (insertWith), their
@@ -29,7 +34,7 @@ type idIndex struct {
 type idRec struct {
 	off    uint64 // chunk<<32 | position of the id's bytes
 	n      uint32 // the id's length
-	next   uint32 // 1 + index of the next older id with the same hash, 0 for none
+	tag    uint32 // the low 32 bits of the id's hash
 	points int64
 	leaf   uint64
 }
@@ -39,7 +44,40 @@ type idRec struct {
 const idChunk = 1 << 20
 
 func newIDIndex() idIndex {
-	return idIndex{seed: maphash.MakeSeed(), heads: make(map[uint64]uint32)}
+	return idIndex{seed: maphash.MakeSeed()}
+}
+
+// home is the first slot a tag probes (Fibonacci hashing of the tag).
+func (x *idIndex) home(tag uint32) uint64 {
+	return uint64((tag * 0x9E3779B9) >> (32 - x.bits))
+}
+
+// grow makes room for n more ids without growing the table again.
+func (x *idIndex) grow(n int) {
+	need := 2 * (x.used + n)
+	if need <= len(x.slots) {
+		return
+	}
+	bits := max(x.bits, 10)
+	for 1<<bits < need {
+		bits++
+	}
+	if bits > 32 {
+		panic("ledger: id index over 2^31 ids")
+	}
+	old := x.slots
+	x.slots, x.bits = make([]uint64, 1<<bits), bits
+	mask := uint64(len(x.slots) - 1)
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		i := x.home(uint32(s >> 32))
+		for x.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		x.slots[i] = s
+	}
 }
 
 func (x *idIndex) bytes(r *idRec) []byte {
@@ -63,14 +101,33 @@ func (x *idIndex) find(id string) *idRec {
 }
 
 func (x *idIndex) findHash(h uint64, id string) *idRec {
-	for i := x.heads[h]; i != 0; {
-		r := &x.recs[i-1]
-		if int(r.n) == len(id) && string(x.bytes(r)) == id {
-			return r
-		}
-		i = r.next
+	if _, s := x.slot(h, id); s != 0 {
+		return &x.recs[uint32(s)-1]
 	}
 	return nil
+}
+
+// slot returns where id is in the table and its slot, or (where the
+// probe ended, 0).
+func (x *idIndex) slot(h uint64, id string) (uint64, uint64) {
+	if x.used == 0 {
+		return 0, 0
+	}
+	tag := uint32(h)
+	mask := uint64(len(x.slots) - 1)
+	for i := x.home(tag); ; i = (i + 1) & mask {
+		s := x.slots[i]
+		if s == 0 {
+			return i, 0
+		}
+		if uint32(s>>32) != tag {
+			continue
+		}
+		r := &x.recs[uint32(s)-1]
+		if int(r.n) == len(id) && string(x.bytes(r)) == id {
+			return i, s
+		}
+	}
 }
 
 // insertWith adds id with extra bytes kept beside it (extra, in place of
@@ -110,8 +167,19 @@ func (x *idIndex) addParts(h uint64, id, extra string, points int64, leaf uint64
 	c := &x.chunks[n-1]
 	off := uint64(n-1)<<32 | uint64(len(*c))
 	*c = append(append(*c, id...), extra...)
-	x.recs = append(x.recs, idRec{off: off, n: uint32(len(id)), next: x.heads[h], points: points, leaf: leaf})
-	x.heads[h] = uint32(len(x.recs))
+	x.grow(1)
+	tag := uint32(h)
+	if len(x.recs) >= 1<<32-1 {
+		panic("ledger: id index over 2^32 records")
+	}
+	x.recs = append(x.recs, idRec{off: off, n: uint32(len(id)), tag: tag, points: points, leaf: leaf})
+	mask := uint64(len(x.slots) - 1)
+	i := x.home(tag)
+	for x.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	x.slots[i] = uint64(tag)<<32 | uint64(len(x.recs))
+	x.used++
 	return &x.recs[len(x.recs)-1]
 }
 
@@ -131,28 +199,30 @@ func (x *idIndex) remove(id string) {
 }
 
 func (x *idIndex) removeHash(h uint64, id string) {
-	prev := uint32(0)
-	for i := x.heads[h]; i != 0; {
-		r := &x.recs[i-1]
-		if int(r.n) != len(id) || string(x.bytes(r)) != id {
-			prev, i = i, r.next
-			continue
-		}
-		switch {
-		case prev != 0:
-			x.recs[prev-1].next = r.next
-		case r.next != 0:
-			x.heads[h] = r.next
-		default:
-			delete(x.heads, h)
-		}
-		if int(i) == len(x.recs) { // the newest: reclaim its record and bytes
-			c := &x.chunks[r.off>>32]
-			if p := uint32(r.off); int(r.off>>32) == len(x.chunks)-1 && int(p+r.n)+int(x.extraLen(r)) == len(*c) {
-				*c = (*c)[:p]
-			}
-			x.recs = x.recs[:i-1]
-		}
+	i, s := x.slot(h, id)
+	if s == 0 {
 		return
+	}
+	// Backward-shift deletion: later slots of the probe run that may
+	// move into the hole do, so every probe still finds its id.
+	mask := uint64(len(x.slots) - 1)
+	for j := (i + 1) & mask; x.slots[j] != 0; j = (j + 1) & mask {
+		k := x.home(uint32(x.slots[j] >> 32))
+		// The id at j may fill the hole at i unless its home is
+		// cyclically in (i, j].
+		if (j > i && (k <= i || k > j)) || (j < i && k <= i && k > j) {
+			x.slots[i] = x.slots[j]
+			i = j
+		}
+	}
+	x.slots[i] = 0
+	x.used--
+	if idx := int(uint32(s)); idx == len(x.recs) { // the newest: reclaim its record and bytes
+		r := &x.recs[idx-1]
+		c := &x.chunks[r.off>>32]
+		if p := uint32(r.off); int(r.off>>32) == len(x.chunks)-1 && int(p+r.n)+int(x.extraLen(r)) == len(*c) {
+			*c = (*c)[:p]
+		}
+		x.recs = x.recs[:idx-1]
 	}
 }
