@@ -192,6 +192,17 @@ type calc struct {
 	t      *Tree
 	memo   []nodeWindow       // by level: nodes of non-stored levels near a run of leaves
 	ranges map[[2]uint64]Hash // (lo, n) -> MTH of an incomplete range
+	// edge remembers MTH(D[lo:size]) of the incomplete ranges that end at
+	// size (every one an inclusion proof in the tree of size asks for),
+	// by bits.Len64(size-lo): a slice instead of the ranges map.
+	size uint64
+	edge []edgeRange
+}
+
+type edgeRange struct {
+	lo uint64
+	h  Hash
+	ok bool
 }
 
 // nodeWindow remembers the computed nodes of one level whose index is in
@@ -250,6 +261,18 @@ func (c *calc) mth(lo, n uint64) Hash {
 		level := uint(bits.TrailingZeros64(n))
 		return c.node(level, lo>>level)
 	}
+	if c.edge != nil && lo+n == c.size {
+		// The incomplete ranges ending at size have distinct lengths'
+		// bit lengths: size-lo keeps the low bits of size below one.
+		p := &c.edge[bits.Len64(n)]
+		if p.ok && p.lo == lo {
+			return p.h
+		}
+		k := largestPow2Below(n)
+		h := HashChildren(c.mth(lo, k), c.mth(lo+k, n-k))
+		*p = edgeRange{lo: lo, h: h, ok: true}
+		return h
+	}
 	if c.ranges != nil {
 		if h, ok := c.ranges[[2]uint64{lo, n}]; ok {
 			return h
@@ -291,7 +314,7 @@ func (t *Tree) InclusionProofs(first, last, size uint64) ([][]Hash, error) {
 	if size > t.size || first > last || last >= size {
 		return nil, fmt.Errorf("inclusion of leaves %d..%d in size %d (tree size %d): %w", first, last, size, t.size, ErrRange)
 	}
-	c := calc{t: t, ranges: make(map[[2]uint64]Hash, 64)}
+	c := calc{t: t, ranges: make(map[[2]uint64]Hash, 64), size: size, edge: make([]edgeRange, 65)}
 	c.memoFor(first, last, size)
 	// Every proof is at most bits.Len64(size) hashes: one backing array
 	// for all of them, each proof capped at its own length.
