@@ -410,7 +410,10 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 		}
 	}
 	if len(rel.Entries) > 0 && rel.Entries[0].Kind == KindCredit {
-		b.credits.grow(len(rel.Entries)) // a release of credits: one table growth at most
+		// A release of credits: one table growth at most.
+		b.credits.grow(len(rel.Entries))
+		b.camp.init()
+		b.camp.first.grow(len(rel.Entries))
 	}
 	var rescored map[string]int64
 	var arena []byte

@@ -216,9 +216,12 @@ type nodeWindow struct {
 // memoFor makes c remember the non-stored nodes of every level near the
 // leaves first..last (the nodes their proofs and the recomputed levels
 // below those need): a slice per level instead of a map.
+// The windows' storage (c.memo on entry, from an earlier batch) is
+// reused and cleared.
 func (c *calc) memoFor(first, last, size uint64) {
 	const margin = 1 << stride // children of a sibling, down to the stored level
 	top := uint(bits.Len64(size))
+	old := c.memo
 	c.memo = make([]nodeWindow, top)
 	for level := uint(1); level < top; level++ {
 		if level%stride == 0 {
@@ -230,7 +233,14 @@ func (c *calc) memoFor(first, last, size uint64) {
 		if hi-lo > 1<<20 {
 			continue
 		}
-		c.memo[level] = nodeWindow{lo: lo, h: make([]Hash, hi-lo+1)}
+		var h []Hash
+		if int(level) < len(old) && uint64(cap(old[level].h)) >= hi-lo+1 {
+			h = old[level].h[:hi-lo+1]
+			clear(h)
+		} else {
+			h = make([]Hash, hi-lo+1)
+		}
+		c.memo[level] = nodeWindow{lo: lo, h: h}
 	}
 }
 
@@ -311,21 +321,50 @@ func (t *Tree) InclusionProof(index, size uint64) ([]Hash, error) {
 // block's entries) in the tree of size, sharing the nodes they have in
 // common: about one hash per leaf instead of dozens.
 func (t *Tree) InclusionProofs(first, last, size uint64) ([][]Hash, error) {
+	var p Proofs
+	return p.Make(t, first, last, size)
+}
+
+// Proofs makes batches of inclusion proofs (as Tree.InclusionProofs)
+// into storage it reuses from one batch to the next: a writer that
+// encodes each batch before it asks for the next allocates nothing per
+// proof. The zero value is ready to use.
+type Proofs struct {
+	all  []Hash
+	out  [][]Hash
+	memo []nodeWindow
+	edge []edgeRange
+}
+
+// Make returns the inclusion proofs of leaves first..last in the tree of
+// size. They are valid until the next call of Make.
+func (p *Proofs) Make(t *Tree, first, last, size uint64) ([][]Hash, error) {
 	if size > t.size || first > last || last >= size {
 		return nil, fmt.Errorf("inclusion of leaves %d..%d in size %d (tree size %d): %w", first, last, size, t.size, ErrRange)
 	}
-	c := calc{t: t, ranges: make(map[[2]uint64]Hash, 64), size: size, edge: make([]edgeRange, 65)}
+	if p.edge == nil {
+		p.edge = make([]edgeRange, 65)
+	}
+	clear(p.edge)
+	c := calc{t: t, ranges: map[[2]uint64]Hash{}, size: size, edge: p.edge, memo: p.memo}
 	c.memoFor(first, last, size)
+	p.memo = c.memo
 	// Every proof is at most bits.Len64(size) hashes: one backing array
 	// for all of them, each proof capped at its own length.
-	per := bits.Len64(size)
-	all := make([]Hash, 0, int(last-first+1)*per)
-	out := make([][]Hash, 0, last-first+1)
+	n := int(last - first + 1)
+	if need := n * bits.Len64(size); cap(p.all) < need {
+		p.all = make([]Hash, 0, need)
+	}
+	if cap(p.out) < n {
+		p.out = make([][]Hash, 0, n)
+	}
+	all, out := p.all[:0], p.out[:0]
 	for i := first; i <= last; i++ {
 		at := len(all)
 		all = c.path(all, i, 0, size)
 		out = append(out, all[at:len(all):len(all)])
 	}
+	p.all, p.out = all, out
 	return out, nil
 }
 

@@ -118,6 +118,7 @@ type Processor struct {
 	notBefore  int64            // the open batch's lowest block timestamp (transfer expiries)
 	broken     error            // set when the book moved but the outputs could not be made
 	entryRec   avro.LedgerEntry // the entries topic record, reused
+	proofs     merkle.Proofs    // a block's inclusion proofs, storage reused (encoded before the next block's)
 	cache      *bookCache       // receives the book on Close
 	// committed is the book's height when the last transaction known to
 	// have committed ended; flushedAt its height at the last Flush, which
@@ -662,7 +663,7 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		if a.Block != proofBlock {
 			h := &a.Block.Header
 			var err error
-			if proofs, err = tree.InclusionProofs(h.FirstIndex, h.LastIndex, h.TreeSize); err != nil {
+			if proofs, err = p.proofs.Make(tree, h.FirstIndex, h.LastIndex, h.TreeSize); err != nil {
 				p.broken = err
 				return nil
 			}
