@@ -28,6 +28,7 @@ import (
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/ids"
 	"github.com/minecart/minecart/services/ledger"
+	"github.com/minecart/minecart/services/owner/view"
 	"github.com/minecart/minecart/services/pseudonym"
 )
 
@@ -71,6 +72,12 @@ type Config struct {
 	ConditionWindow time.Duration
 	// QueryTimeout bounds each request's ClickHouse work (default 10 s).
 	QueryTimeout time.Duration
+
+	// View, if set, answers position, tracks and reports it covers from
+	// memory (services/owner/view, fed by a Feed); the rest, and
+	// everything until it has caught up, from ClickHouse, with the same
+	// answers (docs/owner-api.md).
+	View *view.View
 }
 
 // Validate reports whether the configuration is usable.
@@ -125,6 +132,7 @@ type handler struct {
 	cfg     Config
 	mux     *auth.Mux
 	latency *prometheus.HistogramVec
+	viewReq *prometheus.CounterVec // nil without a view
 }
 
 // NewHandler returns the owner API:
@@ -163,6 +171,21 @@ func NewHandler(cfg Config) (http.Handler, error) {
 				return nil, fmt.Errorf("owner metrics: %w", err)
 			}
 			h.latency = are.ExistingCollector.(*prometheus.HistogramVec)
+		}
+	}
+	if cfg.View != nil {
+		h.viewReq = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "minecart_owner_view_requests_total",
+			Help: "Owner API requests the in-memory view could serve, by endpoint and result: hit (answered from the view), miss (outside it: ClickHouse answered), fallback (the view not caught up: ClickHouse answered).",
+		}, []string{"endpoint", "result"})
+		if cfg.Registerer != nil {
+			if err := cfg.Registerer.Register(h.viewReq); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					return nil, fmt.Errorf("owner metrics: %w", err)
+				}
+				h.viewReq = are.ExistingCollector.(*prometheus.CounterVec)
+			}
 		}
 	}
 	h.route("position", h.position)

@@ -101,6 +101,11 @@ func (h *handler) reports(ctx context.Context, vin string, r *http.Request) (any
 		start = last.AddDate(0, 0, 1)
 	}
 	out := Reports{VehicleID: vin, From: from.Format(time.DateOnly), To: to.Format(time.DateOnly), Reports: []Report{}}
+	if h.cfg.View != nil {
+		if page, ok := h.viewReports(vin, start, to, limit, key, more, out); ok {
+			return page, nil
+		}
+	}
 	p := clickhouse.Parameters{"v": vin, "from": start.Format(time.DateOnly), "to": to.Format(time.DateOnly),
 		"lim": strconv.Itoa(limit + 1)}
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `

@@ -56,6 +56,11 @@ type Position struct {
 }
 
 func (h *handler) position(ctx context.Context, vin string, _ *http.Request) (any, error) {
+	if h.cfg.View != nil {
+		if p, ok := h.viewPosition(vin); ok {
+			return p, nil
+		}
+	}
 	rows, err := h.cfg.Conn.Query(bind(ctx, clickhouse.Parameters{"v": vin}), `
 		SELECT time, lat_e6, lon_e6, hdop, speed_kmh, heading_deg, odometer_m, engine_on
 		FROM telemetry WHERE vehicle_id = {v:String}
@@ -149,6 +154,11 @@ func (h *handler) track(ctx context.Context, vin string, r *http.Request) (any, 
 		return nil, err
 	}
 	out := Track{VehicleID: vin, From: from, To: to, Points: []TrackPoint{}}
+	if h.cfg.View != nil {
+		if page, ok := h.viewTrack(vin, from, to, maxPoints, limit, key, cur, more, out); ok {
+			return page, nil
+		}
+	}
 	p := clickhouse.Parameters{"v": vin, "from": ms(from), "to": ms(to)}
 	if !more {
 		// The first page and the range's count in one query; a range
