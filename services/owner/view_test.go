@@ -302,8 +302,8 @@ func TestViewMatchesClickHouse(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, path string
-		hits       int  // pages the view answers (-1: every page)
-		wantPages  int  // 0: any
+		hits       int // pages the view answers (-1: every page)
+		wantPages  int // 0: any
 		wantIn     string
 	}{
 		{"position", "/v1/vehicles/view-a/position", -1, 1, `"lat":48.`},

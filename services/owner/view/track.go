@@ -71,7 +71,7 @@ type dayTrack struct {
 	day      int32
 	n        int32 // points in buf
 	sorted   bool
-	overflow bool // past MaxPointsPerDay: dropped, not covered
+	overflow bool  // past MaxPointsPerDay: dropped, not covered
 	last     Point // the last point appended (the delta base)
 	buf      []byte
 }
