@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -121,15 +122,18 @@ func BenchmarkOwnerAPI(b *testing.B) {
 	benchProjections(b, conn)
 
 	callers := testAuth(b)
+	perVehicle := loaded / int64(benchVehicles)
+	days := min(int64(benchDays), max(1, perVehicle/perDay()))
+	// The clock: the last day with telemetry, 23:00 (the owners' "now").
+	lastDay := (loaded - 1) / int64(benchVehicles) / perDay()
+	clock := benchStart.AddDate(0, 0, int(lastDay)).Add(23 * time.Hour)
 	h, err := owner.NewHandler(owner.Config{Conn: conn, Auth: callers.auth, Logger: slog.New(slog.DiscardHandler),
-		Now: func() time.Time { return benchStart.AddDate(0, 0, benchDays) }})
+		Now: func() time.Time { return clock }})
 	if err != nil {
 		b.Fatal(err)
 	}
 	hs := httptest.NewServer(h)
 	defer hs.Close()
-	perVehicle := loaded / int64(benchVehicles)
-	days := min(int64(benchDays), max(1, perVehicle/perDay()))
 	rng := rand.New(rand.NewPCG(1, 2))
 	vin := func() string { return fmt.Sprintf("veh-%06d", rng.IntN(benchVehicles)) }
 	day := func() time.Time { return benchStart.AddDate(0, 0, rng.IntN(int(days))) }
@@ -193,87 +197,140 @@ func BenchmarkOwnerAPI(b *testing.B) {
 	run("position", func(b *testing.B) { get(b, "/v1/vehicles/"+vin()+"/position") })
 
 	// 32 clients at once, each request in turn a position, a day's track
-	// or a 30-day report of a random vehicle (b.N requests in all), through
-	// the same handler and connection pool as above (the pool the stack's
-	// owner API opens: sink.Open's default of 4 connections). The callers
-	// are not rate limited here (testAuth), so this is the query path's
-	// latency under concurrency, not the limiter's.
-	b.Run("concurrent_32", func(b *testing.B) {
-		const clients = 32
-		kinds := []string{"position", "track_day", "report_month"}
-		type sample struct {
-			kind int
-			d    time.Duration
-		}
-		var mu sync.Mutex
-		var samples []sample
-		var next atomic.Int64
-		var failed atomic.Value
-		b.ResetTimer()
-		start := time.Now()
-		var wg sync.WaitGroup
-		for c := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rng := rand.New(rand.NewPCG(uint64(c), 3))
-				for {
-					i := next.Add(1) - 1
-					if i >= int64(b.N) {
-						return
-					}
-					v := fmt.Sprintf("veh-%06d", rng.IntN(benchVehicles))
-					var path string
-					switch k := int(i) % len(kinds); k {
-					case 0:
-						path = "/v1/vehicles/" + v + "/position"
-					case 1:
-						d := benchStart.AddDate(0, 0, rng.IntN(int(days)))
-						path = fmt.Sprintf("/v1/vehicles/%s/track?from=%s&to=%s&limit=1000", v, d.Format(time.RFC3339), d.AddDate(0, 0, 1).Format(time.RFC3339))
-					default:
-						path = fmt.Sprintf("/v1/vehicles/%s/reports?from=%s&to=%s", v, benchStart.Format(time.DateOnly), benchStart.AddDate(0, 0, benchDays-1).Format(time.DateOnly))
-					}
-					t0 := time.Now()
-					if err := fetch(hs.URL+path, callers.operator); err != nil {
-						failed.Store(err)
-						return
-					}
-					d := time.Since(t0)
-					mu.Lock()
-					samples = append(samples, sample{int(i) % len(kinds), d})
-					mu.Unlock()
+	// or a 30-day report of a random vehicle (b.N requests in all). The
+	// day of a track is the last day with telemetry: a day the owner view
+	// keeps (what the owner app asks for by default: its ranges end now).
+	// concurrent_32 is the path owners get: the owner API with its
+	// in-memory view, fed from Kafka and caught up (viewServer), whose
+	// answers are checked against ClickHouse's first; concurrent_32_clickhouse
+	// the same requests through the same handler without the view (the
+	// pool the stack's owner API opens: sink.Open's default of 4
+	// connections). The callers are not rate limited here (testAuth), so
+	// this is the query path's latency under concurrency, not the
+	// limiter's.
+	var vs *viewServer
+	parent := b // the view lives until the end of BenchmarkOwnerAPI, not of one run of a sub-benchmark
+	concurrent := func(name, url string, row bool) {
+		b.Run(name, func(b *testing.B) {
+			if row && vs == nil {
+				b.StopTimer()
+				vs = startView(parent, loaded, lastDay, clock, conn, callers, hs.URL)
+				b.StartTimer()
+			}
+			if url == "" {
+				url = vs.srv.URL
+			}
+			concurrent32(b, url, callers.operator, loaded, lastDay, vs, row)
+		})
+	}
+	concurrent("concurrent_32", "", true)
+	concurrent("concurrent_32_clickhouse", hs.URL, false)
+	if vs != nil {
+		vs.close()
+	}
+}
+
+// concurrent32 runs b.N requests by 32 clients against the owner API at
+// url and prints their latencies; row: also the P99MS line of
+// owner_concurrent_32 and the view's hits.
+func concurrent32(b *testing.B, url, token string, loaded, lastDay int64, vs *viewServer, row bool) {
+	const clients = 32
+	kinds := []string{"position", "track_day", "report_month"}
+	type sample struct {
+		kind int
+		d    time.Duration
+	}
+	var mu sync.Mutex
+	var samples []sample
+	var next atomic.Int64
+	var failed atomic.Value
+	d := benchStart.AddDate(0, 0, int(lastDay))
+	// Warm: one request per client, so that every client has its
+	// connection open and the view's first sorts are done.
+	var warm sync.WaitGroup
+	for c := range clients {
+		warm.Go(func() {
+			if err := fetch(fmt.Sprintf("%s/v1/vehicles/veh-%06d/position", url, c), token); err != nil {
+				failed.Store(err)
+			}
+		})
+	}
+	warm.Wait()
+	runtime.GC()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 3))
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
 				}
-			}()
-		}
-		wg.Wait()
-		el := time.Since(start)
-		b.StopTimer()
-		if err, _ := failed.Load().(error); err != nil {
-			b.Fatal(err)
-		}
-		pct := func(ds []time.Duration, q float64) float64 {
-			slices.Sort(ds)
-			return float64(ds[int(q*float64(len(ds)-1))].Microseconds()) / 1000
-		}
-		var all []time.Duration
-		per := make([][]time.Duration, len(kinds))
-		for _, s := range samples {
-			all = append(all, s.d)
-			per[s.kind] = append(per[s.kind], s.d)
-		}
-		b.ReportMetric(pct(all, 0.50), "p50-ms")
-		b.ReportMetric(pct(all, 0.99), "p99-ms")
-		b.ReportMetric(float64(len(all))/el.Seconds(), "req/s")
-		if b.N < 2*len(kinds) {
-			return
-		}
-		fmt.Printf("owner concurrent_32: %d requests by %d clients on %d telemetry rows, %.0f req/s:", len(all), clients, loaded, float64(len(all))/el.Seconds())
-		for k, name := range kinds {
-			fmt.Printf(" %s p50 %.1f p99 %.1f ms;", name, pct(per[k], 0.50), pct(per[k], 0.99))
-		}
-		fmt.Printf(" all p50 %.1f p99 %.1f ms\n", pct(all, 0.50), pct(all, 0.99))
+				v := fmt.Sprintf("veh-%06d", rng.IntN(benchVehicles))
+				var path string
+				switch k := int(i) % len(kinds); k {
+				case 0:
+					path = "/v1/vehicles/" + v + "/position"
+				case 1:
+					path = fmt.Sprintf("/v1/vehicles/%s/track?from=%s&to=%s&limit=1000", v, d.Format(time.RFC3339), d.AddDate(0, 0, 1).Format(time.RFC3339))
+				default:
+					path = fmt.Sprintf("/v1/vehicles/%s/reports?from=%s&to=%s", v, benchStart.Format(time.DateOnly), benchStart.AddDate(0, 0, benchDays-1).Format(time.DateOnly))
+				}
+				t0 := time.Now()
+				if err := fetch(url+path, token); err != nil {
+					failed.Store(err)
+					return
+				}
+				d := time.Since(t0)
+				mu.Lock()
+				samples = append(samples, sample{int(i) % len(kinds), d})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	pct := func(ds []time.Duration, q float64) float64 {
+		slices.Sort(ds)
+		return float64(ds[int(q*float64(len(ds)-1))].Microseconds()) / 1000
+	}
+	var all []time.Duration
+	per := make([][]time.Duration, len(kinds))
+	for _, s := range samples {
+		all = append(all, s.d)
+		per[s.kind] = append(per[s.kind], s.d)
+	}
+	b.ReportMetric(pct(all, 0.50), "p50-ms")
+	b.ReportMetric(pct(all, 0.99), "p99-ms")
+	b.ReportMetric(float64(len(all))/el.Seconds(), "req/s")
+	if b.N < 2*len(kinds) {
+		return
+	}
+	path := "clickhouse only"
+	if row {
+		path = "with the owner view"
+	}
+	fmt.Printf("owner concurrent_32 (%s): %d requests by %d clients on %d telemetry rows, %.0f req/s:", path, len(all), clients, loaded, float64(len(all))/el.Seconds())
+	for k, name := range kinds {
+		fmt.Printf(" %s p50 %.1f p99 %.1f ms;", name, pct(per[k], 0.50), pct(per[k], 0.99))
+	}
+	fmt.Printf(" all p50 %.1f p99 %.1f ms\n", pct(all, 0.50), pct(all, 0.99))
+	if row {
+		st := vs.view.Stats()
+		fmt.Printf("owner view: %d vehicles, %d vehicle-days, %d points, %d scores, %.1f MB (%.0f B per vehicle-day of track), filled from Kafka in %s; hits %s\n",
+			st.Vehicles, st.Days, st.Points, st.Scores, float64(st.Bytes())/1e6, float64(st.TrackB+int64(st.Days)*112)/float64(max(1, st.Days)), vs.fill.Round(time.Millisecond), vs.hits())
 		fmt.Printf("P99MS owner_concurrent_32 %.1f goal 50\n", pct(all, 0.99))
-	})
+	} else {
+		fmt.Printf("P99MS owner_concurrent_32_clickhouse %.1f goal 50\n", pct(all, 0.99))
+	}
 }
 
 // benchClient keeps a connection per concurrent client.

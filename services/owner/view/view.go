@@ -35,7 +35,7 @@ import (
 type Config struct {
 	// LateDays is how many days before today a day's track is kept
 	// (default 7, scoring's lateness window): tracks of days
-	// [today-LateDays, today] (UTC) are kept.
+	// [today-LateDays, today] (UTC) are kept. Negative: today only.
 	LateDays int
 	// ReportDays is how many dates of scores are kept, today included
 	// (default 31: the owner's default 30-day report ends today).
@@ -48,8 +48,11 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.LateDays <= 0 {
+	switch {
+	case c.LateDays == 0:
 		c.LateDays = 7
+	case c.LateDays < 0:
+		c.LateDays = 0 // today only
 	}
 	if c.ReportDays <= 0 {
 		c.ReportDays = 31
