@@ -35,6 +35,7 @@ import (
 	"github.com/minecart/minecart/services/ledger/proofs"
 	ledgerstage "github.com/minecart/minecart/services/ledger/stage"
 	"github.com/minecart/minecart/services/owner"
+	"github.com/minecart/minecart/services/owner/view"
 	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/pseudonym/follow"
 	replaycheck "github.com/minecart/minecart/services/replaycheck/stage"
@@ -65,6 +66,10 @@ type Config struct {
 	// ClickHouseReadDSN is the owner API's: a readonly user's credentials
 	// (default ClickHouseDSN).
 	ClickHouseReadDSN string
+	// NoOwnerView serves the owner API from ClickHouse alone, without
+	// its in-memory view of recent positions, tracks and scores
+	// (docs/owner-api.md).
+	NoOwnerView bool
 	// Grace is how long after its local midnight a day stays open (scoring's
 	// Grace, default 2h). The simulated fleet drives the gateway's intake
 	// clock past the last day's end plus Grace, so the last day closes on
@@ -470,10 +475,16 @@ func (s *Stack) mountOwner(mux *auth.Mux) error {
 		return fmt.Errorf("owner api: %w", err)
 	}
 	s.env.OnClose(conn.Close)
+	var ov *view.View
+	if !s.cfg.NoOwnerView {
+		if ov, err = s.startOwnerView(); err != nil {
+			return fmt.Errorf("owner view: %w", err)
+		}
+	}
 	h, err := owner.NewHandler(owner.Config{
 		Conn: conn, Proofs: s.Ledger, Auth: s.Auth, Pseudonyms: s.Pseudonyms, Published: s.Ledger, Policy: s.Policy,
 		Balances:   owner.SettlementBalances(s.bindings, s.state, s.Serde),
-		Registerer: s.Registry, Logger: s.cfg.Logger,
+		Registerer: s.Registry, Logger: s.cfg.Logger, View: ov,
 	})
 	if err != nil {
 		return fmt.Errorf("owner api: %w", err)
@@ -483,6 +494,49 @@ func (s *Stack) mountOwner(mux *auth.Mux) error {
 	mux.Mount("GET /v1/accounts/{owner}/entries", h) // beside settlement's /v1/accounts/ (balance)
 	mux.Mount("GET /v1/ledger/published", h)         // the cosigned checkpoint and the witness policy, for the owner's browser
 	return nil
+}
+
+// startOwnerView starts the owner API's in-memory view: a Feed following
+// the clean telemetry and the scores topics from their start, each with
+// its own read_committed reader, and the lag of both checked every 5 s.
+func (s *Stack) startOwnerView() (*view.View, error) {
+	v := view.New(view.Config{})
+	feed, err := owner.NewFeed(owner.FeedConfig{View: v, Serde: s.Serde, Registerer: s.Registry, Logger: s.cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	topics := []string{pipelines.TopicTelemetryClean, pipelines.TopicScores}
+	for i, fn := range []func(pipelines.Record) error{feed.Telemetry, feed.Scores} {
+		rd, err := kafka.NewReader(s.Pipelines)
+		if err != nil {
+			return nil, err
+		}
+		s.env.OnClose(func() error { rd.Close(); return nil })
+		caught := []func(){feed.TelemetryCaught, feed.ScoresCaught}[i]
+		s.env.Go("owner-view-"+topics[i], func(ctx context.Context) error { return rd.Follow(ctx, topics[i], fn, caught) })
+	}
+	rd, err := kafka.NewReader(s.Pipelines)
+	if err != nil {
+		return nil, err
+	}
+	s.env.OnClose(func() error { rd.Close(); return nil })
+	s.env.Go("owner-view-lag", func(ctx context.Context) error {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			for _, topic := range topics {
+				if ends, err := rd.Ends(ctx, topic); err == nil {
+					feed.Lag(topic, ends)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	})
+	return v, nil
 }
 
 // HTTPAddr is the bound address of the HTTP server.

@@ -313,6 +313,34 @@ func TestEndToEndFirehose(t *testing.T) {
 		t.Fatalf("position %+v, want the fix at %v", pos, last)
 	}
 	getJSON(t, "http://"+st.HTTPAddr()+"/v1/vehicles/NOSUCHVEHICLE0000/position", st.OperatorToken, http.StatusNotFound, nil)
+	// The position came from the owner view, caught up on the same topic
+	// (docs/owner-api.md); the unknown vehicle from ClickHouse.
+	if hits := ownerViewCount(t, st, "hit"); hits < 1 {
+		t.Errorf("owner view hits %v, want the position answered from the view", hits)
+	}
+}
+
+// ownerViewCount is minecart_owner_view_requests_total{result} summed.
+func ownerViewCount(t *testing.T, st *Stack, result string) float64 {
+	t.Helper()
+	mfs, err := st.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "minecart_owner_view_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }
 
 // getJSON GETs url with the bearer token tok ("": none).
