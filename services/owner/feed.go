@@ -39,9 +39,10 @@ type Feed struct {
 	pos      map[string]map[int32]int64 // topic -> partition -> next offset to apply
 	lastTrim time.Time
 
-	records *prometheus.CounterVec
-	bad     *prometheus.CounterVec
-	lag     *prometheus.GaugeVec
+	records                   *prometheus.CounterVec
+	teleRecords, scoreRecords prometheus.Counter // of records
+	bad                       *prometheus.CounterVec
+	lag                       *prometheus.GaugeVec
 }
 
 // FeedConfig configures a Feed.
@@ -84,6 +85,8 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "minecart_owner_view_lag_records",
 			Help: "Records of the topic not yet applied to the owner view (at the last check, SetLag)."}, []string{"topic"}),
 	}
+	f.teleRecords = f.records.WithLabelValues(pipelines.TopicTelemetryClean)
+	f.scoreRecords = f.records.WithLabelValues(pipelines.TopicScores)
 	if cfg.Registerer == nil {
 		return f, nil
 	}
@@ -175,7 +178,7 @@ func (f *Feed) Telemetry(rec pipelines.Record) error {
 	}
 	now := f.now()
 	f.view.AddEvent(ViewEvent(&ev), now)
-	f.records.WithLabelValues(rec.Topic).Inc()
+	f.teleRecords.Inc()
 	f.trim(now)
 	return nil
 }
@@ -218,7 +221,7 @@ func (f *Feed) Scores(rec pipelines.Record) error {
 	}
 	now := f.now()
 	f.view.AddScore(s.VehicleID, vs, now)
-	f.records.WithLabelValues(rec.Topic).Inc()
+	f.scoreRecords.Inc()
 	f.trim(now)
 	return nil
 }
