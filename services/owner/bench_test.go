@@ -125,7 +125,11 @@ func BenchmarkOwnerAPI(b *testing.B) {
 	perVehicle := loaded / int64(benchVehicles)
 	days := min(int64(benchDays), max(1, perVehicle/perDay()))
 	// The clock: the last day with telemetry, 23:00 (the owners' "now").
+	// The clock: the last day with telemetry (it may hold only some of
+	// its rows), 23:00, the owners' "now". Tracks in concurrent_32 are of
+	// the last full day, trackDay.
 	lastDay := (loaded - 1) / int64(benchVehicles) / perDay()
+	trackDay := days - 1
 	clock := benchStart.AddDate(0, 0, int(lastDay)).Add(23 * time.Hour)
 	h, err := owner.NewHandler(owner.Config{Conn: conn, Auth: callers.auth, Logger: slog.New(slog.DiscardHandler),
 		Now: func() time.Time { return clock }})
@@ -198,8 +202,9 @@ func BenchmarkOwnerAPI(b *testing.B) {
 
 	// 32 clients at once, each request in turn a position, a day's track
 	// or a 30-day report of a random vehicle (b.N requests in all). The
-	// day of a track is the last day with telemetry: a day the owner view
-	// keeps (what the owner app asks for by default: its ranges end now).
+	// day of a track is the last full day with telemetry: a day the owner
+	// view keeps (what the owner app asks for by default: its ranges end
+	// now).
 	// concurrent_32 is the path owners get: the owner API with its
 	// in-memory view, fed from Kafka and caught up (viewServer), whose
 	// answers are checked against ClickHouse's first; concurrent_32_clickhouse
@@ -214,13 +219,13 @@ func BenchmarkOwnerAPI(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			if row && vs == nil {
 				b.StopTimer()
-				vs = startView(parent, loaded, lastDay, clock, conn, callers, hs.URL)
+				vs = startView(parent, loaded, trackDay, lastDay, clock, conn, callers, hs.URL)
 				b.StartTimer()
 			}
 			if url == "" {
 				url = vs.srv.URL
 			}
-			concurrent32(b, url, callers.operator, loaded, lastDay, vs, row)
+			concurrent32(b, url, callers.operator, loaded, trackDay, vs, row)
 		})
 	}
 	concurrent("concurrent_32", "", true)
@@ -235,7 +240,7 @@ const minViewRequests = 4000
 // concurrent32 runs b.N requests (with the view at least minViewRequests) by 32 clients against the owner API at
 // url and prints their latencies; row: also the P99MS line of
 // owner_concurrent_32 and the view's hits.
-func concurrent32(b *testing.B, url, token string, loaded, lastDay int64, vs *viewServer, row bool) {
+func concurrent32(b *testing.B, url, token string, loaded, trackDay int64, vs *viewServer, row bool) {
 	const clients = 32
 	kinds := []string{"position", "track_day", "report_month"}
 	type sample struct {
@@ -246,7 +251,7 @@ func concurrent32(b *testing.B, url, token string, loaded, lastDay int64, vs *vi
 	var samples []sample
 	var next atomic.Int64
 	var failed atomic.Value
-	d := benchStart.AddDate(0, 0, int(lastDay))
+	d := benchStart.AddDate(0, 0, int(trackDay))
 	// With the view, at least minViewRequests: one stall of this shared
 	// machine holds all 32 requests in flight, which is 8 % of 400 (the
 	// p99 would be the stall) and under 1 % of 4,000.

@@ -95,14 +95,15 @@ func benchScore(n int64) *avro.DailyScore {
 	return s
 }
 
-// startView writes the telemetry of the last day with data (rows of day
-// lastDay up to loaded) to minecart.telemetry.clean and the 300,000 daily
-// scores to minecart.scores on an embedded broker, then starts a view
-// (today only: LateDays -1, to keep the broker's memory small; the
-// request path is the same for any window) with a Feed following both
+// startView writes the telemetry of the days trackDay .. lastDay (rows of
+// day trackDay up to loaded: the last full day and the last, maybe
+// partial, one) to minecart.telemetry.clean and the 300,000 daily scores
+// to minecart.scores on an embedded broker, then starts a view keeping
+// those days only (LateDays lastDay - trackDay, to keep the broker's memory
+// small; the request path is the same for any window) with a Feed following both
 // topics, waits until it has caught up, serves the owner API with it and
 // checks its answers against ClickHouse's (chURL) on 90 requests.
-func startView(b *testing.B, loaded, lastDay int64, clock time.Time, conn clickhouse.Conn, callers callers, chURL string) *viewServer {
+func startView(b *testing.B, loaded, trackDay, lastDay int64, clock time.Time, conn clickhouse.Conn, callers callers, chURL string) *viewServer {
 	brokers := kafkatest.StartBroker(b, "")
 	addrs := brokers.Addrs()
 	serde := schemas.SingleObject()
@@ -116,7 +117,7 @@ func startView(b *testing.B, loaded, lastDay int64, clock time.Time, conn clickh
 	}
 	ctx := context.Background()
 	t0 := time.Now()
-	from := lastDay * perDay() * int64(benchVehicles)
+	from := trackDay * perDay() * int64(benchVehicles)
 	const chunk = 20_000
 	recs := make([]kafka.Output, 0, chunk)
 	flush := func() {
@@ -146,7 +147,11 @@ func startView(b *testing.B, loaded, lastDay int64, clock time.Time, conn clickh
 	p.Close()
 	b.Logf("owner view: wrote %d telemetry events and %d scores to Kafka in %s", loaded-from, benchVehicles*benchDays, time.Since(t0).Round(time.Millisecond))
 
-	v := view.New(view.Config{LateDays: -1, ReportDays: max(31, int(lastDay)+1)})
+	late := int(lastDay - trackDay)
+	if late == 0 {
+		late = -1 // today only
+	}
+	v := view.New(view.Config{LateDays: late, ReportDays: max(31, int(lastDay)+1)})
 	reg := prometheus.NewRegistry()
 	feed, err := owner.NewFeed(owner.FeedConfig{View: v, Serde: serde, Registerer: reg, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return clock }})
 	if err != nil {
@@ -210,7 +215,7 @@ func startView(b *testing.B, loaded, lastDay int64, clock time.Time, conn clickh
 
 	// The view answers what ClickHouse answers, on this data too.
 	rng := rand.New(rand.NewPCG(5, 6))
-	d := benchStart.AddDate(0, 0, int(lastDay))
+	d := benchStart.AddDate(0, 0, int(trackDay))
 	for i := range 90 {
 		vin := fmt.Sprintf("veh-%06d", rng.IntN(benchVehicles))
 		path := [...]string{
