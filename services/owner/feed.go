@@ -137,8 +137,10 @@ func (f *Feed) seen(rec *pipelines.Record, set func(int64), margin time.Duration
 }
 
 // Lag returns how many offsets of topic are below ends (the topic's last
-// stable offsets, kafka.Reader.Ends) and not yet applied, and sets the
-// lag gauge to it.
+// stable offsets, kafka.Reader.Ends) and past the last record applied, and
+// sets the lag gauge to it. Transaction markers are offsets too and are
+// never applied: a caught-up partition written in transactions (the clean
+// and scores topics are) shows 1, its last commit marker.
 func (f *Feed) Lag(topic string, ends map[int32]int64) int64 {
 	f.mu.Lock()
 	var n int64
