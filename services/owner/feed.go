@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -270,3 +271,78 @@ func (f *Feed) TelemetryCaught() { f.view.MarkCaught(true) }
 
 // ScoresCaught is the caught function of the scores topic's Follow.
 func (f *Feed) ScoresCaught() { f.view.MarkCaught(false) }
+
+// TopicReader is what Run needs of a reader of one topic: kafka.Reader
+// (read_committed, from the topic's start).
+type TopicReader interface {
+	Follow(ctx context.Context, topic string, fn func(pipelines.Record) error, caught func()) error
+	Ends(ctx context.Context, topic string) (map[int32]int64, error)
+	Close()
+}
+
+// Run feeds the view until ctx is done: it follows the clean telemetry
+// and the scores topics, each with its own reader from newReader, and
+// checks their lag every lagEvery (default 5 s) with a third. It returns
+// nil when ctx is done, or the first reader's error.
+func (f *Feed) Run(ctx context.Context, newReader func() (TopicReader, error), lagEvery time.Duration) error {
+	if lagEvery <= 0 {
+		lagEvery = 5 * time.Second
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	topics := []string{pipelines.TopicTelemetryClean, pipelines.TopicScores}
+	feeds := []struct {
+		fn     func(pipelines.Record) error
+		caught func()
+	}{{f.Telemetry, f.TelemetryCaught}, {f.Scores, f.ScoresCaught}}
+	var readers []TopicReader
+	defer func() {
+		for _, rd := range readers {
+			rd.Close()
+		}
+	}()
+	for range 3 {
+		rd, err := newReader()
+		if err != nil {
+			return fmt.Errorf("owner view: %w", err)
+		}
+		readers = append(readers, rd)
+	}
+	errs := make(chan error, len(topics))
+	for i, topic := range topics {
+		go func() {
+			err := readers[i].Follow(ctx, topic, feeds[i].fn, feeds[i].caught)
+			if err != nil {
+				err = fmt.Errorf("owner view: %w", err)
+			}
+			errs <- err
+		}()
+	}
+	t := time.NewTicker(lagEvery)
+	defer t.Stop()
+	var first error
+	for running := len(topics); running > 0; {
+		select {
+		case err := <-errs:
+			running--
+			if first == nil && err != nil {
+				first = err
+				cancel()
+			}
+		case <-t.C:
+			for _, topic := range topics {
+				if ends, err := readers[2].Ends(ctx, topic); err == nil {
+					f.Lag(topic, ends)
+				}
+			}
+		case <-ctx.Done():
+			// wait for the follows to return
+			for ; running > 0; running-- {
+				if err := <-errs; first == nil && err != nil && ctx.Err() == nil {
+					first = err
+				}
+			}
+		}
+	}
+	return first
+}

@@ -356,28 +356,19 @@ func trunc(s string) string {
 	return s
 }
 
-// follow runs the feed's two readers until the test ends.
+// follow runs the feed (Feed.Run) until the test ends.
 func follow(t testing.TB, brokers []string, feed *owner.Feed) {
-	for _, x := range []struct {
-		topic  string
-		fn     func(pipelines.Record) error
-		caught func()
-	}{{pipelines.TopicTelemetryClean, feed.Telemetry, feed.TelemetryCaught}, {pipelines.TopicScores, feed.Scores, feed.ScoresCaught}} {
-		rd, err := kafka.NewReader(kafkatest.Config(brokers))
-		if err != nil {
-			t.Fatal(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- feed.Run(ctx, func() (owner.TopicReader, error) { return kafka.NewReader(kafkatest.Config(brokers)) }, 100*time.Millisecond)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("feed: %v", err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- rd.Follow(ctx, x.topic, x.fn, x.caught) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("follow %s: %v", x.topic, err)
-			}
-			rd.Close()
-		})
-	}
+	})
 }
 
 func waitFor(t testing.TB, what string, ok func() bool) {

@@ -497,44 +497,16 @@ func (s *Stack) mountOwner(mux *auth.Mux) error {
 }
 
 // startOwnerView starts the owner API's in-memory view: a Feed following
-// the clean telemetry and the scores topics from their start, each with
-// its own read_committed reader, and the lag of both checked every 5 s.
+// the clean telemetry and the scores topics from their start with
+// read_committed readers (owner.Feed.Run), the lag checked every 5 s.
 func (s *Stack) startOwnerView() (*view.View, error) {
 	v := view.New(view.Config{})
 	feed, err := owner.NewFeed(owner.FeedConfig{View: v, Serde: s.Serde, Registerer: s.Registry, Logger: s.cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
-	topics := []string{pipelines.TopicTelemetryClean, pipelines.TopicScores}
-	for i, fn := range []func(pipelines.Record) error{feed.Telemetry, feed.Scores} {
-		rd, err := kafka.NewReader(s.Pipelines)
-		if err != nil {
-			return nil, err
-		}
-		s.env.OnClose(func() error { rd.Close(); return nil })
-		caught := []func(){feed.TelemetryCaught, feed.ScoresCaught}[i]
-		s.env.Go("owner-view-"+topics[i], func(ctx context.Context) error { return rd.Follow(ctx, topics[i], fn, caught) })
-	}
-	rd, err := kafka.NewReader(s.Pipelines)
-	if err != nil {
-		return nil, err
-	}
-	s.env.OnClose(func() error { rd.Close(); return nil })
-	s.env.Go("owner-view-lag", func(ctx context.Context) error {
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			for _, topic := range topics {
-				if ends, err := rd.Ends(ctx, topic); err == nil {
-					feed.Lag(topic, ends)
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-			}
-		}
+	s.env.Go("owner-view", func(ctx context.Context) error {
+		return feed.Run(ctx, func() (owner.TopicReader, error) { return kafka.NewReader(s.Pipelines) }, 0)
 	})
 	return v, nil
 }

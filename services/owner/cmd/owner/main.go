@@ -18,11 +18,13 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
+	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/proofs"
 	"github.com/minecart/minecart/services/owner"
+	"github.com/minecart/minecart/services/owner/view"
 	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/sink"
@@ -33,6 +35,7 @@ func main() { daemon.Main("owner", run) }
 
 func run(ctx context.Context, args []string) error {
 	var addr, dsn, ledgerURL, ledgerKey, sealPath, policyFile string
+	var withView bool
 	var af auth.Flags
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "owner", MetricsAddr: "127.0.0.1:9107",
@@ -42,6 +45,7 @@ func run(ctx context.Context, args []string) error {
 			fs.StringVar(&ledgerURL, "ledger-url", "http://127.0.0.1:8084", "base URL of the ledger's proof API (empty: entries without proofs)")
 			fs.StringVar(&ledgerKey, "ledger-key", "", "the ledger's public key (a file, or its text: base64, hex, verifier key or PEM): serves the web faces (/, /explorer, /console, /assets/, services/web) whose pages check proofs against it; empty: the API only")
 			fs.StringVar(&policyFile, "witness-policy", "", "the ledger's witness policy file: serves GET /v1/ledger/published (the checkpoint published under the quorum, with the policy) for the owner's browser")
+			fs.BoolVar(&withView, "view", false, "keep an in-memory view of recent positions, tracks and scores fed from minecart.telemetry.clean and minecart.scores, and answer the requests it covers from it (docs/owner-api.md); a ClickHouse server runs the queries in parallel and does not need it")
 			af.Register(fs)
 			fs.StringVar(&sealPath, "pseudonym-key", "", "the ledger's pseudonym-sealing key file (its DATA_DIR/pseudonyms.key): /points finds a vehicle's entries by its pseudonym and gives the owner the opening (empty: entries looked up by vehicle id)")
 		},
@@ -56,6 +60,16 @@ func run(ctx context.Context, args []string) error {
 			}
 			env.OnClose(conn.Close)
 			cfg := owner.Config{Conn: conn, Registerer: env.Registry, Logger: env.Log}
+			if withView {
+				cfg.View = view.New(view.Config{})
+				feed, err := owner.NewFeed(owner.FeedConfig{View: cfg.View, Serde: env.Kafka.Serde, Registerer: env.Registry, Logger: env.Log})
+				if err != nil {
+					return err
+				}
+				env.Go("owner-view", func(ctx context.Context) error {
+					return feed.Run(ctx, func() (owner.TopicReader, error) { return kafka.NewReader(env.Kafka) }, 0)
+				})
+			}
 			if ledgerURL != "" {
 				client := proofs.NewClient(&http.Client{Timeout: 5 * time.Second}, ledgerURL)
 				cfg.Proofs, cfg.Published = client, client

@@ -82,7 +82,7 @@ func TestMainSASL(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--http-addr", api, "--metrics-addr", metrics, "--ledger-url", "http://127.0.0.1:1",
-			"--ledger-key", ledger.EncodePublicKey(ledgerPub)})
+			"--ledger-key", ledger.EncodePublicKey(ledgerPub), "--view"})
 	}()
 	daemontest.Get(t, "http://"+api+"/v1/vehicles/v-1/position", 401, 30*time.Second)
 
@@ -101,6 +101,20 @@ func TestMainSASL(t *testing.T) {
 	if !strings.Contains(body, "52.5") {
 		t.Errorf("position %s", body)
 	}
+	// --view: the view follows the topics over SASL (its readers are the
+	// command's); v-1's telemetry is in ClickHouse only, so its position
+	// came from there (a view miss).
+	deadline := time.Now().Add(30 * time.Second)
+	for m := ""; !strings.Contains(m, "minecart_owner_view_caught 1") || !strings.Contains(m, `minecart_owner_view_requests_total{endpoint="position",result="miss"} 1`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics: the view did not catch up or count the miss:\n%s", m)
+		}
+		time.Sleep(100 * time.Millisecond)
+		m = daemontest.GetAs(t, "http://"+metrics+"/metrics", "", 200)
+		if !strings.Contains(m, `result="miss"`) {
+			daemontest.GetAs(t, "http://"+api+"/v1/vehicles/v-1/position", op, 200)
+		}
+	}
 	b, err := schemas.SingleObject().Marshal(&avro.AccountBinding{VehicleID: "v-1", Owner: "owner-1", UpdatedMs: at})
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +122,7 @@ func TestMainSASL(t *testing.T) {
 	if err := p.ProduceSync(ctx, pipelines.TopicAccounts, []byte("v-1"), b); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		var pts owner.Points
 		body := daemontest.GetAs(t, "http://"+api+"/v1/vehicles/v-1/points", op, 200)
