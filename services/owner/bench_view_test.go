@@ -157,6 +157,7 @@ func startView(b *testing.B, loaded, trackDay, lastDay int64, clock time.Time, c
 	if err != nil {
 		b.Fatal(err)
 	}
+	v.MarkErasuresCaught() // the benchmark's data holds no erasure
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 2)
 	var readers []*kafka.Reader

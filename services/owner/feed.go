@@ -266,6 +266,30 @@ func ViewScore(s *avro.DailyScore, offset int64) (view.Score, error) {
 	return vs, bad
 }
 
+// Requests applies one record of minecart.ledger.requests: an erasure
+// request that names a vehicle (`minecart accounts erase`) makes the view
+// forget the vehicle's data up to the request's time (View.Forget); the
+// other requests are not the view's. It never fails: a bad record is
+// logged and counted.
+func (f *Feed) Requests(rec pipelines.Record) error {
+	f.seen(&rec, func(int64) {}, 0)
+	name, err := f.serde.Name(rec.Value)
+	if err != nil || name != schemas.DebitRequest {
+		return nil // other records of the topic (transfers, campaigns) are not the view's
+	}
+	var r avro.DebitRequest
+	if err := f.serde.Unmarshal(rec.Value, &r); err != nil {
+		f.bad.WithLabelValues(rec.Topic).Inc()
+		f.log.Warn("owner view: request record skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		return nil
+	}
+	if r.Kind == avro.RequestKindErasure && r.VehicleID != "" {
+		f.view.Forget(r.VehicleID, r.RequestedAt.UnixMilli())
+		f.log.Info("owner view: erased vehicle forgotten", "request", r.RequestID)
+	}
+	return nil
+}
+
 // TelemetryCaught is the caught function of the telemetry topic's Follow.
 func (f *Feed) TelemetryCaught() { f.view.MarkCaught(true) }
 
@@ -280,9 +304,10 @@ type TopicReader interface {
 	Close()
 }
 
-// Run feeds the view until ctx is done: it follows the clean telemetry
-// and the scores topics, each with its own reader from newReader, and
-// checks their lag every lagEvery (default 5 s) with a third. It returns
+// Run feeds the view until ctx is done: it follows the clean telemetry,
+// the scores and the ledger's requests (erasures) topics, each with its
+// own reader from newReader, and checks their lag every lagEvery (default
+// 5 s) with a fourth. It returns
 // nil when ctx is done, or the first reader's error.
 func (f *Feed) Run(ctx context.Context, newReader func() (TopicReader, error), lagEvery time.Duration) error {
 	if lagEvery <= 0 {
@@ -290,18 +315,18 @@ func (f *Feed) Run(ctx context.Context, newReader func() (TopicReader, error), l
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	topics := []string{pipelines.TopicTelemetryClean, pipelines.TopicScores}
+	topics := []string{pipelines.TopicTelemetryClean, pipelines.TopicScores, pipelines.TopicLedgerRequests}
 	feeds := []struct {
 		fn     func(pipelines.Record) error
 		caught func()
-	}{{f.Telemetry, f.TelemetryCaught}, {f.Scores, f.ScoresCaught}}
+	}{{f.Telemetry, f.TelemetryCaught}, {f.Scores, f.ScoresCaught}, {f.Requests, f.view.MarkErasuresCaught}}
 	var readers []TopicReader
 	defer func() {
 		for _, rd := range readers {
 			rd.Close()
 		}
 	}()
-	for range 3 {
+	for range len(topics) + 1 {
 		rd, err := newReader()
 		if err != nil {
 			return fmt.Errorf("owner view: %w", err)
@@ -331,7 +356,7 @@ func (f *Feed) Run(ctx context.Context, newReader func() (TopicReader, error), l
 			}
 		case <-t.C:
 			for _, topic := range topics {
-				if ends, err := readers[2].Ends(ctx, topic); err == nil {
+				if ends, err := readers[len(topics)].Ends(ctx, topic); err == nil {
 					f.Lag(topic, ends)
 				}
 			}

@@ -51,6 +51,7 @@ func TestFeedRecords(t *testing.T) {
 	}
 	v.MarkCaught(true)
 	v.MarkCaught(false)
+	v.MarkErasuresCaught()
 	if _, ok := v.Position("feed-1"); !ok {
 		t.Error("the good event is not in the view")
 	}

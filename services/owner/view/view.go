@@ -157,6 +157,8 @@ type View struct {
 	stats    Stats
 
 	telemetryCaught, scoresCaught atomic.Bool
+	erasuresCaught                atomic.Bool      // the erasure requests read (Forget) to the end they had at start
+	erased                        map[string]int64 // vehicle -> erasure time (ms): events before it are not kept
 	telemetryFrom, scoresFrom     atomic.Int64 // ms: data before it may be missing (topic retention)
 }
 
@@ -205,7 +207,39 @@ func (v *View) MarkCaught(telemetry bool) {
 }
 
 // Caught reports whether both feeds have caught up.
-func (v *View) Caught() bool { return v.telemetryCaught.Load() && v.scoresCaught.Load() }
+func (v *View) Caught() bool {
+	return v.telemetryCaught.Load() && v.scoresCaught.Load() && v.erasuresCaught.Load()
+}
+
+// MarkErasuresCaught records that the erasure feed has read the ledger's
+// requests to the end they had when the view started: until then the
+// view answers nothing (an erased vehicle's data may still be in it).
+func (v *View) MarkErasuresCaught() { v.erasuresCaught.Store(true) }
+
+// Forget drops everything the view holds of vehicle (an owner's erasure,
+// `minecart accounts erase`) and keeps no event of it timed before
+// beforeMs from then on: the clean telemetry topic still holds them until
+// its retention, and a restarted view reads it again.
+func (v *View) Forget(vehicle string, beforeMs int64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.erased == nil {
+		v.erased = map[string]int64{}
+	}
+	v.erased[vehicle] = max(v.erased[vehicle], beforeMs)
+	x := v.vehicles[vehicle]
+	if x == nil {
+		return
+	}
+	for _, d := range x.days {
+		v.stats.Points -= int64(d.n)
+		v.stats.TrackB -= int64(cap(d.buf))
+	}
+	v.stats.Days -= len(x.days)
+	v.stats.Scores -= len(x.scores)
+	v.stats.Vehicles--
+	delete(v.vehicles, vehicle)
+}
 
 // SetTelemetryFrom records that telemetry of event time before ms may be
 // missing from the topic (its log start moved past offset 0: records
@@ -252,6 +286,9 @@ func (v *View) AddEvent(e Event, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.advance(Day(now.UnixMilli()))
+	if at, ok := v.erased[e.Vehicle]; ok && e.TimeMs < at {
+		return
+	}
 	x := v.vehicle(e.Vehicle)
 	k := key{e.TimeMs, e.Device, e.Seq}
 	if !x.hasPos || !k.less(key{x.pos.TimeMs, x.pos.Device, x.pos.Seq}) {
@@ -315,6 +352,9 @@ func (v *View) AddScore(vehicleID string, s Score, now time.Time) {
 	if s.Date < v.firstScoreDay() {
 		return
 	}
+	if at, ok := v.erased[vehicleID]; ok && s.WindowStartMs < at { // a day that began before the erasure
+		return
+	}
 	s.Device, s.TZ, s.ConfigVersion = v.intern(s.Device), v.intern(s.TZ), v.intern(s.ConfigVersion)
 	x := v.vehicle(vehicleID)
 	i, found := slices.BinarySearchFunc(x.scores, s.Date, func(a Score, d int32) int { return int(a.Date - d) })
@@ -368,7 +408,7 @@ func (v *View) Stats() Stats {
 // It is the latest event minecart holds of the vehicle once the telemetry
 // feed caught up (ok false before).
 func (v *View) Position(id string) (Position, bool) {
-	if !v.telemetryCaught.Load() {
+	if !v.telemetryCaught.Load() || !v.erasuresCaught.Load() {
 		return Position{}, false
 	}
 	v.mu.RLock()
@@ -399,7 +439,7 @@ const (
 // returns them with the vehicle's device table (Point.Dev indexes it) and
 // whether the vehicle has any telemetry in the view.
 func (v *View) Track(dst []Point, id string, fromMs, toMs int64, now time.Time) (pts []Point, devices []string, known bool, st Status) {
-	if !v.telemetryCaught.Load() {
+	if !v.telemetryCaught.Load() || !v.erasuresCaught.Load() {
 		return dst, nil, false, NotCaught
 	}
 	if fromMs < v.telemetryFrom.Load() {
@@ -469,7 +509,7 @@ func (v *View) sortDays(id string, fd, ld int32) {
 // [fromDay, toDay] (UTC day numbers), oldest first, and says whether the
 // vehicle has any telemetry in the view.
 func (v *View) Scores(dst []Score, id string, fromDay, toDay int32, now time.Time) ([]Score, bool, Status) {
-	if !v.scoresCaught.Load() || !v.telemetryCaught.Load() {
+	if !v.Caught() {
 		return dst, false, NotCaught
 	}
 	if int64(fromDay)*dayMs < v.scoresFrom.Load() {

@@ -16,7 +16,7 @@ func ev(vehicle string, ms int64, seq uint64) Event {
 		SpeedKmh: float32(seq%130) + 0.25, HeadingDeg: float32(seq*13%360) / 10, HDOP: 0.9, OdometerM: seq * 35, EngineOn: true}
 }
 
-func caught(v *View) { v.MarkCaught(true); v.MarkCaught(false) }
+func caught(v *View) { v.MarkCaught(true); v.MarkCaught(false); v.MarkErasuresCaught() }
 
 func TestFixedRoundTrip(t *testing.T) {
 	for _, f := range []float32{0, 0.01, 1.5, 129.99, 359.9, float32(math.Copysign(0, -1)), -3.25, 1e30, float32(math.NaN()), float32(math.Inf(1)), 0.1 + 0.2, 33.333336} {
@@ -221,4 +221,51 @@ func TestMemoryFigures(t *testing.T) {
 
 func vehicleName(i int) string {
 	return "veh-" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))
+}
+
+// TestForget: an erasure drops the vehicle's position, tracks and scores,
+// and keeps out the events timed before it that a restarted feed reads
+// again; later events (a new owner's) are kept. Until the erasure feed has
+// caught up, the view answers nothing.
+func TestForget(t *testing.T) {
+	v := New(Config{})
+	now := t0.Add(10 * time.Hour)
+	base := t0.Add(8 * time.Hour).UnixMilli()
+	v.MarkCaught(true)
+	v.MarkCaught(false)
+	for i := range 10 {
+		v.AddEvent(ev("v1", base+int64(i)*1000, uint64(i)), now)
+		v.AddEvent(ev("v2", base+int64(i)*1000, uint64(i)), now)
+	}
+	v.AddScore("v1", Score{Date: Day(t0.UnixMilli()), Offset: 1, WindowStartMs: t0.UnixMilli(), WindowEndMs: t0.Add(24 * time.Hour).UnixMilli(), Points: 5}, now)
+	if _, ok := v.Position("v2"); ok {
+		t.Fatal("a position before the erasure feed caught up")
+	}
+	v.MarkErasuresCaught()
+	before := v.Stats()
+	erasedAt := base + 20_000
+	v.Forget("v1", erasedAt)
+	if _, ok := v.Position("v1"); ok {
+		t.Error("the erased vehicle's position is still answered")
+	}
+	if pts, _, known, _ := v.Track(nil, "v1", base, base+60_000, now); known || len(pts) != 0 {
+		t.Errorf("the erased vehicle's track: %d points, known %v", len(pts), known)
+	}
+	if p, ok := v.Position("v2"); !ok || p.Seq != 9 {
+		t.Errorf("another vehicle's position: %+v %v", p, ok)
+	}
+	after := v.Stats()
+	if after.Vehicles != before.Vehicles-1 || after.Points != before.Points-10 || after.Scores != before.Scores-1 {
+		t.Errorf("stats before %+v after %+v", before, after)
+	}
+	// The restarted feed reads the old events again: not kept.
+	v.AddEvent(ev("v1", base+5000, 5), now)
+	v.AddScore("v1", Score{Date: Day(t0.UnixMilli()), Offset: 1, WindowStartMs: t0.UnixMilli(), WindowEndMs: t0.Add(24 * time.Hour).UnixMilli(), Points: 5}, now)
+	if _, ok := v.Position("v1"); ok || v.Stats().Scores != after.Scores {
+		t.Error("an event or score from before the erasure was kept again")
+	}
+	v.AddEvent(ev("v1", erasedAt+1000, 50), now)
+	if p, ok := v.Position("v1"); !ok || p.Seq != 50 {
+		t.Errorf("an event after the erasure: %+v %v", p, ok)
+	}
 }
