@@ -159,7 +159,7 @@ type View struct {
 	telemetryCaught, scoresCaught atomic.Bool
 	erasuresCaught                atomic.Bool      // the erasure requests read (Forget) to the end they had at start
 	erased                        map[string]int64 // vehicle -> erasure time (ms): events before it are not kept
-	telemetryFrom, scoresFrom     atomic.Int64 // ms: data before it may be missing (topic retention)
+	telemetryFrom, scoresFrom     atomic.Int64     // ms: data before it may be missing (topic retention)
 }
 
 // Stats are the view's sizes.
