@@ -180,6 +180,11 @@ func TestTopicCarriesNoSecret(t *testing.T) {
 	if r := f.post(t, "old", HMACKey(old), body, nil, ""); r.status != http.StatusUnauthorized || r.body.Error != ReasonNotSealed {
 		t.Fatalf("plaintext record: %d %+v", r.status, r.body)
 	}
+	// f.devices follows the topic with its own reader: wait until it has
+	// the record the gateway saw.
+	if err := f.devices.table.Wait(ctx, "old", func(_ []byte, ok bool) bool { return ok }); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := f.devices.Get(ctx, "old"); !errors.Is(err, ErrNotSealed) {
 		t.Fatalf("Get of a plaintext record: %v", err)
 	}
