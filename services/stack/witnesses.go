@@ -134,10 +134,14 @@ type EmbeddedWitness struct {
 // publication) and the reader of the published checkpoints that feeds
 // the proofs server.
 func (s *Stack) startPublication(published *blocks.Reader) error {
+	store, err := blocks.NewCheckpointStore(s.Pipelines, s.Producer, s.cfg.Logger, s.Registry)
+	if err != nil {
+		return err
+	}
 	pub, err := ledgerstage.NewPublisher(ledgerstage.PublisherConfig{
 		Blocks: published, PublicKey: s.LedgerKey.Public().(ed25519.PublicKey),
 		Cosign: ledgerstage.CosignConfig{Policy: s.Policy},
-		Store:  checkpointStore{s.Producer}, Logger: s.cfg.Logger, Registerer: s.Registry,
+		Store:  store, Logger: s.cfg.Logger, Registerer: s.Registry,
 	})
 	if err != nil {
 		return err
@@ -158,14 +162,6 @@ func (s *Stack) startPublication(published *blocks.Reader) error {
 		}, func() {})
 	})
 	return nil
-}
-
-// checkpointStore writes cosigned checkpoints to the compacted topic
-// minecart.ledger.checkpoints, key = the size in 20 digits.
-type checkpointStore struct{ p *kafka.Producer }
-
-func (c checkpointStore) Store(ctx context.Context, size uint64, cosigned []byte) error {
-	return c.p.ProduceSync(ctx, pipelines.TopicLedgerCheckpoints, CheckpointKey(size), cosigned)
 }
 
 // CheckpointKey is the key of a cosigned checkpoint of tree size size.
