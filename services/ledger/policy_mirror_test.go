@@ -17,9 +17,9 @@ func TestPolicyMirrorAndNames(t *testing.T) {
 	head := "witness w1 " + exW1 + " http://w1:8090\nwitness w2 " + exW2 + " http://w2:8090/\nwitness w3 " + exW3 + " http://w3:8090\nwitness m3 " + exM3 + " http://w3:8090/ledger\n"
 	for _, tc := range []struct {
 		name, tail, text string
-		sat            [][]string
-		unsat          [][]string
-		requiresM3     bool
+		sat              [][]string
+		unsat            [][]string
+		requiresM3       bool
 	}{
 		{"flat", "group g 2 w1 w2 w3\nquorum g\n", "2 of 3 witnesses",
 			[][]string{{"w1", "w2"}, {"w2", "w3", "m3"}}, [][]string{{"w3", "m3"}, {"m3"}}, false},
