@@ -130,7 +130,8 @@ func TestCheckpoints(t *testing.T) {
 		t.Fatalf("extension: %v %v", signers, err)
 	}
 	oldFork := grow(ledger.NewBook(), 10, "y", false) // another history of size 10
-	c = newChecker()                                  // a restart: the last accepted comes from the state file
+	// A restart: the last accepted comes from the state file.
+	c = newChecker()
 	other := cosign(cp10, 2)
 	for _, tc := range []struct {
 		name, text string
