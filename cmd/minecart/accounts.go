@@ -125,7 +125,7 @@ func accountsCommand(stdout io.Writer, stdin io.Reader) *ff.Command {
 		fmt.Fprintf(stdout, "credential %s removed\n", auth.Subject(role, id))
 		return nil
 	})
-	var reason, sealPath, chDSN string
+	var reason, sealPath, chDSN, report string
 	var timeout time.Duration
 	sub(cmd, &kf, "erase", "erase an owner (PIPL art. 47, GDPR art. 17): the ledger destroys the pseudonym keys of the account and its vehicles (kind 8 erasure entries), the vehicles are unbound, the credential removed, and ClickHouse rows naming them deleted", func(fs *flag.FlagSet) {
 		fs.StringVar(&owner, "owner", "", "owner account to erase")
@@ -133,6 +133,7 @@ func accountsCommand(stdout io.Writer, stdin io.Reader) *ff.Command {
 		fs.StringVar(&sealPath, "pseudonym-key", ".minecart/pseudonyms.key", "the ledger's pseudonym-sealing key file (minecart run: <data-dir>/pseudonyms.key)")
 		fs.StringVar(&chDSN, "clickhouse-dsn", "", "ClickHouse DSN of a user that may ALTER TABLE ... DELETE (minecart run: the writer of <data-dir>/clickhouse/users.json); empty: ClickHouse is left alone")
 		fs.DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the ledger to destroy the keys")
+		fs.StringVar(&report, "report", "", "write the erasure's record (JSON: what was cleared, which topics were not reached and when they expire) to this file (0600)")
 	}, func(ctx context.Context, a *admin) error {
 		if owner == "" {
 			return errors.New("--owner is required")
@@ -141,7 +142,17 @@ func accountsCommand(stdout io.Writer, stdin io.Reader) *ff.Command {
 		if err != nil {
 			return err
 		}
-		return erase(ctx, a, eraseConfig{Owner: owner, Reason: reason, Seal: seal, ClickHouseDSN: chDSN, Timeout: timeout, Out: stdout})
+		return erase(ctx, a, eraseConfig{Owner: owner, Reason: reason, Seal: seal, ClickHouseDSN: chDSN, Timeout: timeout, Out: stdout, Report: report})
+	})
+	var requireGone bool
+	sub(cmd, &kf, "erasure-check", "verify from the broker what an erasure's report says will expire: for each topic it could not reach, whether retention has deleted every record written before the erasure (log start offset at or past the end offset recorded then)", func(fs *flag.FlagSet) {
+		fs.StringVar(&report, "report", "", "the erasure's report (accounts erase --report)")
+		fs.BoolVar(&requireGone, "require-gone", false, "fail if any topic still holds records from before the erasure")
+	}, func(ctx context.Context, a *admin) error {
+		if report == "" {
+			return errors.New("--report is required")
+		}
+		return erasureCheck(ctx, a, report, requireGone, stdout)
 	})
 	return cmd
 }

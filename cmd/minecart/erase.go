@@ -46,28 +46,51 @@ type eraseConfig struct {
 	ClickHouseDSN string // empty: ClickHouse is left alone
 	Timeout       time.Duration
 	Out           io.Writer
+	Report        string // a file for the JSON ErasureReport; empty: printed only
 }
 
 // erase runs an erasure; it is idempotent (a second run finds no keys and
-// records one more erasure of the account).
+// records one more erasure of the account). It ends with the erasure's
+// record (ErasureReport): what it cleared, and which topics it could not
+// reach and when their retention deletes what they hold.
 func erase(ctx context.Context, a *admin, c eraseConfig) error {
-	if err := ids.Owner(c.Owner); err != nil {
+	rep, err := eraseOwner(ctx, a, c)
+	if err != nil {
 		return err
 	}
+	if rep.NotReached, err = topicExpiries(ctx, a.cfg, rep.ErasedAt); err != nil {
+		return err
+	}
+	rep.print(c.Out)
+	if c.Report != "" {
+		if err := rep.write(c.Report); err != nil {
+			return fmt.Errorf("erasure report: %w", err)
+		}
+		fmt.Fprintf(c.Out, "erasure report written to %s\n", c.Report)
+	}
+	return nil
+}
+
+func eraseOwner(ctx context.Context, a *admin, c eraseConfig) (*ErasureReport, error) {
+	if err := ids.Owner(c.Owner); err != nil {
+		return nil, err
+	}
+	rep := &ErasureReport{Owner: c.Owner, ErasedAt: time.Now().UTC().Truncate(time.Millisecond), Reason: c.Reason}
 	if c.Reason == "" {
 		c.Reason = "erasure requested by the owner"
 	}
+	rep.Reason = c.Reason
 	if c.Timeout == 0 {
 		c.Timeout = 2 * time.Minute
 	}
 	// An open hold must settle first: its post, void or expiry names the
 	// account, and without the key the ledger would make a new one.
 	if err := checkNoOpenHolds(ctx, a, c.Owner); err != nil {
-		return err
+		return nil, err
 	}
 	bindings, err := a.listBindings(ctx, c.Owner)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	vehicles := make([]string, 0, len(bindings))
 	for _, b := range bindings {
@@ -75,7 +98,7 @@ func erase(ctx context.Context, a *admin, c eraseConfig) error {
 	}
 	dir, err := follow.Snapshot(ctx, a.cfg, c.Seal, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type ident struct {
 		kind pseudonym.Kind
@@ -86,7 +109,7 @@ func erase(ctx context.Context, a *admin, c eraseConfig) error {
 		idents = append(idents, ident{pseudonym.Vehicle, v})
 	}
 	var erased []string
-	now := time.Now().UTC().Truncate(time.Millisecond)
+	now := rep.ErasedAt
 	for _, id := range idents {
 		o, ok := dir.Lookup(id.kind, id.id)
 		if !ok && id.kind == pseudonym.Vehicle {
@@ -103,10 +126,10 @@ func erase(ctx context.Context, a *admin, c eraseConfig) error {
 		}
 		v, err := a.serde.Marshal(&r)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := a.producer.ProduceSync(ctx, pipelines.TopicLedgerRequests, []byte(reqID), v); err != nil {
-			return fmt.Errorf("erasure request: %w", err)
+			return nil, fmt.Errorf("erasure request: %w", err)
 		}
 		if ok {
 			erased = append(erased, o.Pseudonym)
@@ -119,7 +142,7 @@ func erase(ctx context.Context, a *admin, c eraseConfig) error {
 	for {
 		dir, err := follow.Snapshot(wctx, a.cfg, c.Seal, nil)
 		if err != nil {
-			return fmt.Errorf("waiting for the ledger to erase the keys: %w", err)
+			return nil, fmt.Errorf("waiting for the ledger to erase the keys: %w", err)
 		}
 		left := slices.DeleteFunc(slices.Clone(erased), func(p string) bool { _, ok := dir.Open(p); return !ok })
 		_, acct := dir.Lookup(pseudonym.Account, c.Owner)
@@ -128,35 +151,45 @@ func erase(ctx context.Context, a *admin, c eraseConfig) error {
 		}
 		select {
 		case <-wctx.Done():
-			return fmt.Errorf("the ledger has not erased %d keys yet (is it running?): %w", len(left), wctx.Err())
+			return nil, fmt.Errorf("the ledger has not erased %d keys yet (is it running?): %w", len(left), wctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	rep.KeysDestroyed = erased
 	fmt.Fprintf(c.Out, "owner %s: %d pseudonym keys destroyed (%s)\n", c.Owner, len(erased), strings.Join(erased, " "))
 	for _, v := range vehicles {
 		if err := settleapi.UnbindVehicle(ctx, a.producer, v); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := auth.Remove(ctx, a.producer, auth.RoleOwner, c.Owner); err != nil {
-		return err
+		return nil, err
 	}
+	rep.VehiclesUnbound, rep.CredentialRemoved = vehicles, true
 	fmt.Fprintf(c.Out, "owner %s: %d vehicles unbound, credential removed\n", c.Owner, len(vehicles))
 	if c.ClickHouseDSN == "" {
 		fmt.Fprintln(c.Out, "ClickHouse: no --clickhouse-dsn, nothing deleted")
-		return nil
+		return rep, nil
 	}
 	conn, err := sink.Open(c.ClickHouseDSN)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
-	n, err := EraseFromClickHouse(ctx, conn, append([]string{c.Owner}, vehicles...))
-	if err != nil {
-		return err
+	names := append([]string{c.Owner}, vehicles...)
+	if rep.ClickHouseRows, err = CountNaming(ctx, conn, names); err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(c.Out, "ClickHouse: rows naming the owner or its vehicles deleted from %d tables\n", n)
-	return nil
+	n, err := EraseFromClickHouse(ctx, conn, names)
+	if err != nil {
+		return nil, err
+	}
+	var rows uint64
+	for _, k := range rep.ClickHouseRows {
+		rows += k
+	}
+	fmt.Fprintf(c.Out, "ClickHouse: %d rows naming the owner or its vehicles deleted (%d tables searched)\n", rows, n)
+	return rep, nil
 }
 
 // ErrOpenHolds refuses an erasure while the owner has open holds.

@@ -7,10 +7,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +21,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/minecart/minecart/infra/broker"
 	"github.com/minecart/minecart/infra/chserver/chtest"
@@ -78,10 +83,53 @@ func TestPrivacyAndErasure(t *testing.T) {
 	}
 	owner := stack.OwnerOf(0) // vehicles 0 and 1
 	mine := vins[:2]
-
-	// 1. Nothing personal in the replicated topics.
 	super, _ := st.Credentials.ByRole(broker.RoleSuperuser, "")
 	kcfg := st.Pipelines
+
+	// The owner redeems a coffee: an order on the partner's topic.
+	rq := avro.RedemptionRequest{IdempotencyKey: "privacy-1", Owner: owner, Partner: stack.SimPartner, ItemID: "coffee", Quantity: 1, RequestedMs: time.Now()}
+	rv, err := st.Serde.Marshal(&rq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Producer.ProduceSync(ctx, pipelines.TopicRedemptions, []byte(owner), rv); err != nil {
+		t.Fatal(err)
+	}
+	var order avro.Redemption
+	for wctx, wcancel := context.WithTimeout(ctx, time.Minute); ; {
+		if recs := readTopic(t, ctx, kcfg, pipelines.PartnerRedemptionsTopic(stack.SimPartner)); len(recs) > 0 {
+			if err := st.Serde.Unmarshal(recs[0].Value, &order); err != nil {
+				t.Fatal(err)
+			}
+			wcancel()
+			break
+		}
+		if wctx.Err() != nil {
+			var status []string
+			for _, r := range readTopic(t, ctx, kcfg, pipelines.TopicRedemptionStatus) {
+				var x avro.Redemption
+				_ = st.Serde.Unmarshal(r.Value, &x)
+				status = append(status, fmt.Sprintf("%s %v", x.Status, x.Reason))
+			}
+			t.Fatalf("no order on the partner's topic; statuses %v", status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// 0. Nothing personal on any topic the partner may read, read as the
+	// partner: no vehicle id, no owner id, no position.
+	pers := fleetPersonal(sim)
+	leaks, counts := partnerLeaks(t, ctx, st, stack.SimPartner, pers)
+	if len(leaks) > 0 {
+		t.Fatalf("the partner reads personal data in clear (%d records), e.g. %v", len(leaks), leaks[:min(len(leaks), 5)])
+	}
+	if counts[pipelines.TopicRewardCredits] < len(vins) || counts[pipelines.PartnerRedemptionsTopic(stack.SimPartner)] != 1 ||
+		counts[pipelines.TopicLedgerBlocks] == 0 || counts[pipelines.TopicLedgerEntries] == 0 {
+		t.Fatalf("the partner read %v", counts)
+	}
+	t.Logf("partner %s read %v: no id, owner or position in clear", stack.SimPartner, counts)
+
+	// 1. Nothing personal in the replicated topics.
 	credits := 0
 	for _, topic := range []string{pipelines.TopicLedgerBlocks, pipelines.TopicLedgerEntries, pipelines.TopicRewardCredits} {
 		recs := readTopic(t, ctx, kcfg, topic)
@@ -174,24 +222,59 @@ func TestPrivacyAndErasure(t *testing.T) {
 		}
 	}
 
-	// 3. Erase the owner.
-	t.Setenv("MINECART_BROKERS", st.Broker.Addrs()[0])
-	t.Setenv("MINECART_KAFKA_SASL", "scram-sha-512:"+super.Name+":"+super.Password)
-	var out bytes.Buffer
-	if err := run(ctx, []string{"accounts", "erase", "--owner", owner, "--reason", "test erasure",
-		"--pseudonym-key", filepath.Join(dir, "pseudonyms.key"), "--clickhouse-dsn", ch.WriterDSN()}, &out, io.Discard); err != nil {
-		t.Fatalf("erase: %v\n%s", err, out.String())
-	}
-	t.Log(out.String())
-
-	// The keys are gone from the topic.
+	// The owner's pseudonyms: the order names the account's, as the hold's
+	// leaf does.
 	seal, err := pseudonym.LoadSealKey(filepath.Join(dir, "pseudonyms.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	before, err := follow.Snapshot(ctx, kcfg, seal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, ok := before.Lookup(pseudonym.Account, owner)
+	if !ok || order.Owner != acct.Pseudonym || order.IdempotencyKey != "" {
+		t.Fatalf("the order names owner %q (idempotency key %q), want the account's pseudonym %+v", order.Owner, order.IdempotencyKey, acct)
+	}
+	mineP := []string{acct.Pseudonym}
+	for _, v := range mine {
+		o, ok := before.Lookup(pseudonym.Vehicle, v)
+		if !ok {
+			t.Fatalf("vehicle %s has no pseudonym", v)
+		}
+		mineP = append(mineP, o.Pseudonym)
+		pers.links = append(pers.links, [2][]byte{[]byte(acct.Pseudonym), []byte(o.Pseudonym)})
+	}
+
+	// 3. Erase the owner.
+	t.Setenv("MINECART_BROKERS", st.Broker.Addrs()[0])
+	t.Setenv("MINECART_KAFKA_SASL", "scram-sha-512:"+super.Name+":"+super.Password)
+	var out bytes.Buffer
+	reportPath := filepath.Join(dir, "erasure.json")
+	if err := run(ctx, []string{"accounts", "erase", "--owner", owner, "--reason", "test erasure", "--report", reportPath,
+		"--pseudonym-key", filepath.Join(dir, "pseudonyms.key"), "--clickhouse-dsn", ch.WriterDSN()}, &out, io.Discard); err != nil {
+		t.Fatalf("erase: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	checkErasureReport(t, reportPath, owner, mineP, mine)
+	checkErasureExpiry(t, ctx, st, reportPath)
+
+	// The keys are gone from the topic.
 	names, err := follow.Snapshot(ctx, kcfg, seal, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range mineP {
+		if _, ok := names.Open(p); ok {
+			t.Fatalf("pseudonym %s still opens", p)
+		}
+	}
+	// What the partner holds still names no one in clear, and no record
+	// links the erased account to one of its vehicles: what the partner
+	// read before (the order's account pseudonym, the credits' vehicle
+	// pseudonyms) has no key left.
+	if leaks, _ := partnerLeaks(t, ctx, st, stack.SimPartner, pers); len(leaks) > 0 {
+		t.Fatalf("after erasure the partner reads %v", leaks)
 	}
 	for _, v := range mine {
 		if o, ok := names.Lookup(pseudonym.Vehicle, v); ok {
@@ -298,4 +381,112 @@ func readTopic(t *testing.T, ctx context.Context, cfg kafka.Config, topic string
 		t.Fatal(err)
 	}
 	return out
+}
+
+// checkErasureReport checks the erasure's record: the owner's keys
+// destroyed, the vehicles unbound, the ClickHouse rows counted, and every
+// topic it could not reach with its retention from the broker and the
+// exact expiry erased_at + retention.ms + segment.ms (never for a topic
+// kept forever).
+func checkErasureReport(t *testing.T, path, owner string, pseudonyms, vehicles []string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep ErasureReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pseudonyms {
+		if !slices.Contains(rep.KeysDestroyed, p) {
+			t.Errorf("report: key %s not destroyed: %v", p, rep.KeysDestroyed)
+		}
+	}
+	if rep.Owner != owner || !rep.CredentialRemoved || !slices.Equal(slices.Sorted(slices.Values(rep.VehiclesUnbound)), slices.Sorted(slices.Values(vehicles))) ||
+		rep.ClickHouseRows["telemetry"] == 0 || rep.ErasedAt.IsZero() {
+		t.Errorf("report %+v", rep)
+	}
+	spec := map[string]pipelines.TopicSpec{}
+	for _, s := range pipelines.Topology {
+		spec[s.Name] = s
+	}
+	got := map[string]TopicExpiry{}
+	for _, x := range rep.NotReached {
+		got[x.Topic] = x
+	}
+	for _, e := range ErasureTopics {
+		x, ok := got[e.Topic]
+		s := spec[e.Topic]
+		switch {
+		case !ok:
+			t.Errorf("report: topic %s missing", e.Topic)
+		case s.Compacted:
+			if x.CleanupPolicy != "compact" || x.ExpiresBy != "compaction" {
+				t.Errorf("report: compacted %s: %+v", e.Topic, x)
+			}
+		case s.Retention == 0:
+			if x.RetentionMs != -1 || x.ExpiresBy != "never" {
+				t.Errorf("report: %s is kept forever: %+v", e.Topic, x)
+			}
+		default:
+			want := rep.ErasedAt.Add(s.Retention + time.Duration(x.SegmentMs)*time.Millisecond).UTC().Format(time.RFC3339)
+			if x.RetentionMs != s.Retention.Milliseconds() || x.SegmentMs <= 0 || x.ExpiresBy != want || len(x.EndOffsets) != int(s.Partitions) {
+				t.Errorf("report: %s (retention %v): %+v, want expiry %s", e.Topic, s.Retention, x, want)
+			}
+		}
+	}
+}
+
+// checkErasureExpiry: `accounts erasure-check` finds the telemetry written
+// before the erasure still there (and --require-gone fails); once
+// retention has run past it (retention.ms set to 1 on the two telemetry
+// topics, the broker's retention pass run) it finds them gone, and the
+// scores topic, kept forever, still holding its records.
+func checkErasureExpiry(t *testing.T, ctx context.Context, st *stack.Stack, report string) {
+	t.Helper()
+	check := func(requireGone bool) (string, error) {
+		var out bytes.Buffer
+		args := []string{"accounts", "erasure-check", "--report", report}
+		if requireGone {
+			args = append(args, "--require-gone")
+		}
+		err := run(ctx, args, &out, io.Discard)
+		return out.String(), err
+	}
+	line := func(out, topic string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, topic+" ") {
+				return l
+			}
+		}
+		return ""
+	}
+	out, err := check(false)
+	if err != nil || !strings.Contains(line(out, pipelines.TopicTelemetryRaw), "records from before the erasure left") {
+		t.Fatalf("erasure-check before retention: %v\n%s", err, out)
+	}
+	if _, err := check(true); err == nil {
+		t.Fatal("erasure-check --require-gone passed with telemetry left")
+	}
+	super, _ := st.Credentials.ByRole(broker.RoleSuperuser, "")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Broker.Addrs()...), stack.SASL(super))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	one := "1"
+	if _, err := kadm.NewClient(cl).AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: &one}},
+		pipelines.TopicTelemetryRaw, pipelines.TopicTelemetryClean); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	st.Broker.Cluster().ApplyRetention()
+	out, err = check(false)
+	if err != nil || line(out, pipelines.TopicTelemetryRaw) == "" || !strings.HasSuffix(line(out, pipelines.TopicTelemetryRaw), " gone") ||
+		!strings.HasSuffix(line(out, pipelines.TopicTelemetryClean), " gone") ||
+		!strings.Contains(line(out, pipelines.TopicScores), "records from before the erasure left") {
+		t.Fatalf("erasure-check after retention: %v\n%s", err, out)
+	}
+	t.Log(out)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
@@ -61,17 +63,37 @@ func (p *Producer) ProduceSync(ctx context.Context, topic string, key, value []b
 
 // ProduceBatch writes recs and waits until the broker acknowledged all of
 // them. On error some records may have been written (each is idempotent,
-// not the batch): callers that retry may write those again.
+// not the batch): callers that retry may write those again. Every record
+// of a call carries the same timestamp (the call's start), and records
+// whose Headers share one backing array (the gateway's device header)
+// share one converted header slice: the records are built in one pooled
+// array, not allocated one by one (ProduceSync returns only once franz-go
+// has finished with every record, so the array is reused after).
 func (p *Producer) ProduceBatch(ctx context.Context, recs []Output) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	rs := make([]*kgo.Record, len(recs))
+	now := time.Now()
+	rb := recordPool.Get().(*recordBufs)
+	defer rb.put()
+	backing := slices.Grow(rb.recs[:0], len(recs))[:len(recs)]
+	rs := slices.Grow(rb.ptrs[:0], len(recs))[:len(recs)]
+	rb.recs, rb.ptrs = backing, rs
+	var lastIn []pipelines.Header
+	var lastOut []kgo.RecordHeader
 	for i, o := range recs {
-		rs[i] = &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: kgoHeaders(o.Headers)}
-		if o.ToPartition {
-			rs[i].Partition, rs[i].Context = o.Partition, explicitPartition
+		r := &backing[i]
+		r.Topic, r.Key, r.Value, r.Timestamp = o.Topic, o.Key, o.Value, now
+		if len(o.Headers) > 0 {
+			if len(lastIn) != len(o.Headers) || &lastIn[0] != &o.Headers[0] {
+				lastIn, lastOut = o.Headers, kgoHeaders(o.Headers)
+			}
+			r.Headers = lastOut
 		}
+		if o.ToPartition {
+			r.Partition, r.Context = o.Partition, explicitPartition
+		}
+		rs[i] = r
 	}
 	var errs []error
 	for _, res := range p.cl.ProduceSync(ctx, rs...) {
@@ -83,6 +105,27 @@ func (p *Producer) ProduceBatch(ctx context.Context, recs []Output) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// recordBufs are ProduceBatch's pooled records.
+type recordBufs struct {
+	recs []kgo.Record
+	ptrs []*kgo.Record
+}
+
+// maxPooledRecords bounds the records a pooled recordBufs keeps.
+const maxPooledRecords = 4096
+
+var recordPool = sync.Pool{New: func() any { return new(recordBufs) }}
+
+func (rb *recordBufs) put() {
+	if cap(rb.recs) > maxPooledRecords {
+		return
+	}
+	clear(rb.recs[:cap(rb.recs)]) // let go of keys, values, headers and promises' state
+	clear(rb.ptrs[:cap(rb.ptrs)])
+	rb.recs, rb.ptrs = rb.recs[:0], rb.ptrs[:0]
+	recordPool.Put(rb)
 }
 
 // Close waits for anything still buffered, then closes the connections.

@@ -1381,9 +1381,9 @@ func (r *LedgerProof) decode(d *decoder) {
 
 // CreditSettled is the Avro record minecart.settlement.CreditSettled.
 //
-// A vehicle-day reward credit (kind credit) or a late-data correction of one (kind rescore, docs/partners.md) settled into an owner account, on minecart.rewards.credits (key = owner account), or a campaign's bonus (kind bonus, docs/campaigns.md) on its partner's minecart.partner.<partner>.campaigns (key = campaign id), with the proof that the ledger includes it. Exactly one per credit, rescore or bonus entry; those of a vehicle without an owner are settled when it is bound.
+// A vehicle-day reward credit (kind credit) or a late-data correction of one (kind rescore, docs/partners.md) settled into an owner account, on minecart.rewards.credits (key = the vehicle pseudonym), or a campaign's bonus (kind bonus, docs/campaigns.md) on its partner's minecart.partner.<partner>.campaigns (key = campaign id), with the proof that the ledger includes it. Exactly one per credit, rescore or bonus entry; those of a vehicle without an owner are settled when it is bound.
 type CreditSettled struct {
-	// account: the owner account credited
+	// account: always empty on the partner-readable topics (minecart.rewards.credits, minecart.partner.<partner>.campaigns): no partner learns which owner a credit went to (docs/partners.md, Nothing personal); settlement's own state keeps the account
 	Account string
 	// vehicle_id: the vehicle's pseudonym p1:<32 hex>, as the ledger's leaf names it (docs/ledger.md, Pseudonymous leaves); never the vehicle id
 	VehicleID string
@@ -1555,12 +1555,14 @@ var symbolsRedemptionStatus = [...]RedemptionStatus{RedemptionStatusPending, Red
 //
 // A redemption's state. Every change is written to minecart.redemptions.status (key = redemption id); the CONFIRMED record, carrying the proof of its debit entry, is the order on minecart.partner.<partner>.redemptions (key = redemption id).
 type Redemption struct {
-	RedemptionID   string
+	RedemptionID string
+	// idempotency_key: the owner's key; empty on a partner's topic
 	IdempotencyKey string
-	Owner          string
-	Partner        string
-	ItemID         string
-	Quantity       int32
+	// owner: the owner account; on a partner's topic (minecart.partner.<partner>.redemptions) the account's pseudonym p1:<32 hex> exactly as the leaf of debit names it, never the account id (docs/partners.md, Nothing personal)
+	Owner    string
+	Partner  string
+	ItemID   string
+	Quantity int32
 	// points: price times quantity at request time; 0 if rejected before pricing
 	Points int64
 	Status RedemptionStatus
@@ -1573,6 +1575,8 @@ type Redemption struct {
 	PartnerRef  string
 	// debit: the proof of the ledger's debit entry, once CONFIRMED
 	Debit *LedgerProof
+	// customer: the owner's id at the partner, as the owner gave it in the request (RedemptionRequest.customer), or null: the one clear identity a partner's order may carry, chosen by the owner for that partner
+	Customer string
 }
 
 // AvroName is the record's full Avro name, minecart.settlement.Redemption.
@@ -1601,6 +1605,7 @@ func (r *Redemption) AppendAvro(dst []byte) ([]byte, error) {
 	} else if dst, err = r.Debit.AppendAvro(append(dst, 2)); err != nil {
 		return dst, err
 	}
+	dst = appendOptString(dst, r.Customer)
 	return dst, nil
 }
 
@@ -1635,6 +1640,9 @@ func (r *Redemption) decode(d *decoder) {
 		r.Debit = new(LedgerProof)
 		r.Debit.decode(d)
 	}
+	if d.union("customer") {
+		r.Customer = d.string("customer")
+	}
 }
 
 // RedemptionRequest is the Avro record minecart.settlement.RedemptionRequest.
@@ -1649,6 +1657,8 @@ type RedemptionRequest struct {
 	// max_points: refuse if the total price is above this (the price the client showed)
 	MaxPoints   *int64
 	RequestedMs time.Time
+	// customer: the owner's own id at this partner (a loyalty card or customer number), given by the owner for this redemption only; the partner's order carries it, no other partner and no other record does (docs/partners.md, Nothing personal). At most 128 bytes of printable ASCII
+	Customer string
 }
 
 // AvroName is the record's full Avro name, minecart.settlement.RedemptionRequest.
@@ -1663,6 +1673,7 @@ func (r *RedemptionRequest) AppendAvro(dst []byte) ([]byte, error) {
 	dst = appendLong(dst, int64(r.Quantity))
 	dst = appendOptLong(dst, r.MaxPoints)
 	dst = appendLong(dst, r.RequestedMs.UnixMilli())
+	dst = appendOptString(dst, r.Customer)
 	return dst, nil
 }
 
@@ -1686,6 +1697,9 @@ func (r *RedemptionRequest) decode(d *decoder) {
 		r.MaxPoints = &x
 	}
 	r.RequestedMs = time.UnixMilli(d.long("requested_ms")).UTC()
+	if d.union("customer") {
+		r.Customer = d.string("customer")
+	}
 }
 
 // PartnerTotal is the Avro record minecart.settlement.PartnerTotal.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,14 +29,23 @@ import (
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
 
-var benchClients = flag.Int("gateway.clients", 32, "concurrent HTTP clients in BenchmarkGateway")
+var (
+	benchClients = flag.Int("gateway.clients", 32, "concurrent HTTP clients in BenchmarkGateway")
+	benchBare    = flag.Bool("gateway.bare", true, "BenchmarkGateway: measure the bare-produce baseline (false: the gateway alone, for its profile; no RATIO line)")
+)
 
 // BenchmarkGateway posts signed batches of 100 events over real HTTP on
 // loopback to a gateway producing to an embedded broker (client, server and
 // broker share the machine's cores) and reports events/s and the p50/p99
 // time to the 202 (Kafka acknowledged). Each b.N iteration is one batch.
+// It also reports the CPU time of the whole process (clients, gateway,
+// broker) per event, for the gateway and for the bare baseline: on a
+// machine shared with other work the rates move by 2x between runs, the
+// CPU per event much less. -gateway.bare=false runs the gateway alone
+// (for its profile, no RATIO line).
 //
 //	go test -run '^$' -bench Gateway -benchtime 2000x ./services/gateway/
+//	go test -run '^$' -bench Gateway/avro -benchtime 20000x -cpuprofile cpu.out ./services/gateway/ -args -gateway.bare=false
 func BenchmarkGateway(b *testing.B) {
 	for _, format := range []string{"json", "avro"} {
 		b.Run(format, func(b *testing.B) { benchGateway(b, format) })
@@ -117,8 +127,13 @@ func benchGateway(b *testing.B, format string) {
 	if err := bare.ProduceSync(ctx, recs[0][0]).FirstErr(); err != nil {
 		b.Fatal(err)
 	}
+	bareCPU := time.Duration(1<<63 - 1) // the least CPU time of the bare runs
 	bareRun := func() float64 {
+		if !*benchBare {
+			return 0
+		}
 		var perr atomic.Value
+		c0 := cpuTime()
 		t0 := time.Now()
 		for i := range b.N {
 			for _, r := range recs[i%devices] {
@@ -136,7 +151,9 @@ func benchGateway(b *testing.B, format string) {
 		if err, _ := perr.Load().(error); err != nil {
 			b.Fatal(err)
 		}
-		return float64(b.N*perBatch) / time.Since(t0).Seconds()
+		el := time.Since(t0)
+		bareCPU = min(bareCPU, cpuTime()-c0)
+		return float64(b.N*perBatch) / el.Seconds()
 	}
 	bareBefore := bareRun()
 
@@ -145,6 +162,7 @@ func benchGateway(b *testing.B, format string) {
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	start := time.Now()
 	for c := range clients {
 		wg.Add(1)
@@ -177,6 +195,8 @@ func benchGateway(b *testing.B, format string) {
 	}
 	wg.Wait()
 	el := time.Since(start)
+	gwCPU := cpuTime() - cpu0
+	cores := gwCPU.Seconds() / el.Seconds()
 	b.StopTimer()
 	if f := failed.Load(); f > 0 {
 		b.Fatalf("%d of %d batches failed", f, b.N)
@@ -188,13 +208,23 @@ func benchGateway(b *testing.B, format string) {
 	b.ReportMetric(rate, "events/s")
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99_ms")
-	fmt.Printf("gateway %s: %d batches x %d events, %d clients: %.0f events/s, ack p50 %v p99 %v\n",
-		format, b.N, perBatch, clients, rate, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+	b.ReportMetric(cores, "cores")
+	fmt.Printf("gateway %s: %d batches x %d events, %d clients: %.0f events/s, ack p50 %v p99 %v, %.2f cores busy\n",
+		format, b.N, perBatch, clients, rate, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), cores)
 
+	// CPU time per event (the whole process: clients, gateway, broker),
+	// less sensitive than rates to other work on the machine.
+	perEv := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 / float64(b.N*perBatch) }
+	b.ReportMetric(perEv(gwCPU), "cpu_us/event")
+	if !*benchBare {
+		return
+	}
 	bareRate := max(bareBefore, bareRun())
 	b.ReportMetric(bareRate, "bare_events/s")
 	b.ReportMetric(rate/bareRate, "ratio")
-	fmt.Printf("gateway %s: bare franz-go produce of the same %d events %.0f events/s\n", format, b.N*perBatch, bareRate)
+	b.ReportMetric(perEv(bareCPU), "bare_cpu_us/event")
+	fmt.Printf("gateway %s: bare franz-go produce of the same %d events %.0f events/s; CPU per event: gateway %.2f us, bare %.2f us\n",
+		format, b.N*perBatch, bareRate, perEv(gwCPU), perEv(bareCPU))
 	goal := map[string]float64{"json": 0.25, "avro": 0.40}[format]
 	fmt.Printf("RATIO gateway_%s %.3f goal %.2f\n", format, rate/bareRate, goal)
 }
@@ -239,6 +269,15 @@ func BenchmarkGzipBombs(b *testing.B) {
 	fmt.Printf("gzip bombs: %d x 3 waves of 16 (%d KiB each, 256 MiB inflated): RSS %.0f -> %.0f MiB (ratio %.2f); heap %.0f MiB, peak %.0f MiB (+%.0f MiB = %.2f x the device bound of %.0f MiB), after %.0f MiB (ratio %.2f)\n",
 		b.N, len(body)>>10, mib(rssBefore), mib(rssAfter), float64(rssAfter)/float64(rssBefore),
 		mib(base), mib(peak), mib(peak-base), float64(peak-base)/bound, bound/(1<<20), mib(after), float64(after)/float64(base))
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // rss is the process's resident set (VmRSS of /proc/self/status).

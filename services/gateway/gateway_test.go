@@ -474,3 +474,63 @@ func metric(t *testing.T, reg *prometheus.Registry, name, label string) float64 
 	}
 	return 0
 }
+
+// TestAvroTranscoded: an Avro body's records are the values AppendEvent
+// writes for its events stamped with the device's ids and zone, byte for
+// byte (the gateway never decodes them into events); an event for another
+// vehicle is refused with its index, unless the batch also fails to
+// decode further on, which answers first, as for JSON.
+func TestAvroTranscoded(t *testing.T) {
+	f := newFixture(t, nil)
+	avro := map[string]string{"Content-Type": "avro/binary"}
+	evs := events("", 20, 0)
+	evs[3].FaultCodes = []string{"P0301", "U0100"}
+	evs[7].TZ = "UTC" // a zone the box sent is kept
+	if r := f.post(t, "d2", f.edKey, f.codec.AppendBatch(nil, evs), avro, ""); r.status != http.StatusAccepted {
+		t.Fatalf("avro batch: %d %+v", r.status, r.body)
+	}
+	mixed := events("v2", 5, 100)
+	mixed[2].VehicleID = "v1"
+	mixed[4].VehicleID = "v9"
+	if r := f.post(t, "d2", f.edKey, f.codec.AppendBatch(nil, mixed), avro, ""); r.status != http.StatusForbidden ||
+		r.body.Error != ReasonWrongVehicle || r.body.Index == nil || *r.body.Index != 2 {
+		t.Fatalf("other vehicle: %d %+v", r.status, r.body)
+	}
+	otherDevice := events("", 2, 200)
+	otherDevice[1].DeviceID = "d1"
+	if r := f.post(t, "d2", f.edKey, f.codec.AppendBatch(nil, otherDevice), avro, ""); r.status != http.StatusForbidden ||
+		r.body.Error != ReasonWrongVehicle || r.body.Index == nil || *r.body.Index != 1 {
+		t.Fatalf("other device: %d %+v", r.status, r.body)
+	}
+	truncated := f.codec.AppendBatch(nil, mixed)
+	truncated = truncated[:len(truncated)-3]
+	if r := f.post(t, "d2", f.edKey, truncated, avro, ""); r.status != http.StatusBadRequest || r.body.Error != telemetry.CodeDecode {
+		t.Fatalf("mismatch then truncated: %d %+v", r.status, r.body)
+	}
+	jsonMixed := jsonBody(t, mixed)
+	if r := f.post(t, "d2", f.edKey, jsonMixed[:len(jsonMixed)-2], nil, ""); r.status != http.StatusBadRequest || r.body.Error != telemetry.CodeDecode {
+		t.Fatalf("json mismatch then truncated: %d %+v", r.status, r.body)
+	}
+
+	recs := kafkatest.WaitRecords(t, f.brokers, pipelines.TopicTelemetryRaw, len(evs), 20*time.Second)
+	if len(recs) != len(evs) {
+		t.Fatalf("%d records, want %d (refused batches wrote some)", len(recs), len(evs))
+	}
+	want := map[string][]byte{}
+	for _, ev := range evs {
+		ev.DeviceID, ev.VehicleID = "d2", "v2"
+		if ev.TZ == "" {
+			ev.TZ = "Europe/Paris"
+		}
+		want[ev.EventID] = f.codec.AppendEvent(nil, &ev)
+	}
+	for _, rec := range recs {
+		ev, err := f.codec.DecodeEvent(rec.Value, telemetry.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(rec.Value, want[ev.EventID]) || string(rec.Key) != "v2" || string(rec.Header("device")) != "d2" {
+			t.Fatalf("record %s: key %q header %q value\n%x, want\n%x", ev.EventID, rec.Key, rec.Header("device"), rec.Value, want[ev.EventID])
+		}
+	}
+}

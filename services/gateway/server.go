@@ -392,16 +392,32 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer q.end()
-	events, f := q.handle(r)
+	n, f := q.handle(r)
 	if f != nil {
 		s.refuse(w, f, q.bodyRead)
 		return
 	}
 	s.m.batches.WithLabelValues(q.format).Inc()
-	s.m.events.Add(float64(len(events)))
+	s.m.events.Add(float64(n))
 	s.m.bytes.Add(float64(q.wireBytes))
 	s.m.latency.Observe(s.cfg.Now().Sub(start).Seconds())
-	writeJSON(w, http.StatusAccepted, acceptedBody{Accepted: len(events)})
+	writeAccepted(w, n)
+}
+
+// jsonContentType is the Content-Type header's value of the 202 answers
+// (shared, never modified).
+var jsonContentType = []string{"application/json"}
+
+// writeAccepted answers 202 with {"accepted":n}, as writeJSON would
+// encode acceptedBody, without its reflection and allocations.
+func writeAccepted(w http.ResponseWriter, n int) {
+	var b [32]byte
+	out := append(b[:0], `{"accepted":`...)
+	out = strconv.AppendInt(out, int64(n), 10)
+	out = append(out, "}\n"...)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(out)
 }
 
 // request is one admitted POST /v1/telemetry: its device, the in-flight
@@ -494,6 +510,14 @@ func mediaType(h http.Header) (string, error) {
 		return "json", nil
 	}
 	const want = "want application/json or avro/binary"
+	if len(v) == 1 { // the exact forms boxes send, without parsing
+		switch v[0] {
+		case "application/json", "application/json; charset=utf-8":
+			return "json", nil
+		case "avro/binary", "application/avro":
+			return "avro", nil
+		}
+	}
 	if len(v) > 1 {
 		return "", errors.New("more than one Content-Type: " + want)
 	}
@@ -575,42 +599,53 @@ func (q *request) release() {
 	}
 }
 
-// handle runs the steps after admission; it returns the stored events.
-func (q *request) handle(r *http.Request) ([]telemetry.Event, *refusal) {
+// handle runs the steps after admission; it returns how many events
+// were stored.
+func (q *request) handle(r *http.Request) (int, *refusal) {
 	body, f := q.readBody(r.Body, r.ContentLength)
 	if f != nil {
-		return nil, f
+		return 0, f
 	}
 	if f := q.s.verify(q.dev, q.auth, body); f != nil {
-		return nil, f
+		return 0, f
 	}
 	q.s.holds.verified(q.dev.ID, q.unverified)
 	q.verified, q.unverified = true, 0
 	// The rest of the pooled buffer is reserved now, as verified bytes.
 	if f := q.grow(int64(q.buf.size() - cap(q.buf.body))); f != nil {
-		return nil, f
+		return 0, f
 	}
 	expiry := time.Unix(q.auth.unix, 0).Add(q.s.cfg.MaxSkew)
 	switch q.s.nonces.use(q.dev.ID, q.auth.nonce, expiry, q.s.cfg.Now()) {
 	case nonceReplayed:
-		return nil, refuse(http.StatusUnauthorized, ReasonReplayedNonce, errors.New("nonce already used"))
+		return 0, refuse(http.StatusUnauthorized, ReasonReplayedNonce, errors.New("nonce already used"))
 	case nonceFull:
-		return nil, refuse(http.StatusTooManyRequests, ReasonReplayCacheFull, errors.New("replay cache full, retry later"))
+		return 0, refuse(http.StatusTooManyRequests, ReasonReplayCacheFull, errors.New("replay cache full, retry later"))
 	}
 	if body, f = q.inflate(body); f != nil {
-		return nil, f
+		return 0, f
 	}
-	events, f := q.decode(body)
+	var n int
+	if q.format == "avro" {
+		n, f = q.transcode(body)
+	} else {
+		var events []telemetry.Event
+		events, f = q.decode(body)
+		if f == nil {
+			f = q.bind(events)
+		}
+		if f == nil {
+			f = q.encode(events)
+		}
+		n = len(events)
+	}
 	if f == nil {
-		f = q.bind(events)
+		f = q.s.rateLimit(q.dev, n)
 	}
 	if f == nil {
-		f = q.s.rateLimit(q.dev, len(events))
+		f = q.produce()
 	}
-	if f == nil {
-		f = q.produce(events)
-	}
-	return events, f
+	return n, f
 }
 
 // readBody reads the body as sent, within MaxBodyBytes and BodyTimeout.
@@ -703,19 +738,41 @@ func (q *request) inflate(body []byte) ([]byte, *refusal) {
 	return inflated, nil
 }
 
-// decode reads the events of a JSON or Avro body (the format admit found).
+// decode reads the events of a JSON body into the request's pooled
+// events.
 func (q *request) decode(body []byte) ([]telemetry.Event, *refusal) {
-	var events []telemetry.Event
-	var err error
-	if q.format == "avro" {
-		events, err = q.s.codec.DecodeBatch(body, q.s.cfg.Limits)
-	} else {
-		events, err = telemetry.DecodeJSON(body, q.s.cfg.Limits)
-	}
+	before := q.buf.size()
+	events, err := telemetry.DecodeJSONInto(q.buf.events, body, q.s.cfg.Limits)
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, telemetry.CodeOf(err), err)
 	}
-	return events, nil
+	q.buf.events = events
+	return events, q.grow(int64(q.buf.size() - before)) // the slice's growth (bind reserves the events' contents)
+}
+
+// transcode is decode, bind and encode for an Avro body in one pass
+// (wire.Codec.TranscodeBatch): the same checks and refusals, but the
+// events' values are written straight from the body's bytes into the
+// request's buffer, never decoded into Go values. It returns the number
+// of events.
+func (q *request) transcode(body []byte) (int, *refusal) {
+	s, buf, dev := q.s, q.buf, q.dev
+	before := buf.size()
+	vals, ends, mis, err := s.codec.TranscodeBatch(buf.vals[:0], buf.ends[:0], body, s.cfg.Limits,
+		telemetry.Stamp{DeviceID: dev.ID, VehicleID: dev.VehicleID, TZ: dev.VehicleTZ})
+	buf.vals, buf.ends = vals, ends
+	if err != nil {
+		return 0, refuse(http.StatusBadRequest, telemetry.CodeOf(err), err)
+	}
+	if mis != nil {
+		return 0, wrongVehicle(dev, mis.Index, mis.DeviceID, mis.VehicleID)
+	}
+	return len(ends), q.grow(int64(buf.size() - before))
+}
+
+func wrongVehicle(dev *Device, i int, device, vehicle string) *refusal {
+	return refuse(http.StatusForbidden, ReasonWrongVehicle, &telemetry.IndexError{Index: i,
+		Err: fmt.Errorf("device %s is bound to vehicle %s; event is for device %s, vehicle %s", dev.ID, dev.VehicleID, device, vehicle)})
 }
 
 // bind fills the device, vehicle and zone of events that leave them empty
@@ -735,8 +792,7 @@ func (q *request) bind(events []telemetry.Event) *refusal {
 			ev.TZ = dev.VehicleTZ
 		}
 		if ev.DeviceID != dev.ID || ev.VehicleID != dev.VehicleID {
-			return refuse(http.StatusForbidden, ReasonWrongVehicle, &telemetry.IndexError{Index: i,
-				Err: fmt.Errorf("device %s is bound to vehicle %s; event is for device %s, vehicle %s", dev.ID, dev.VehicleID, ev.DeviceID, ev.VehicleID)})
+			return wrongVehicle(dev, i, ev.DeviceID, ev.VehicleID)
 		}
 	}
 	return q.grow(int64(len(events)) * 256)
@@ -754,20 +810,29 @@ func (s *Server) rateLimit(dev *Device, n int) *refusal {
 	return nil
 }
 
-// produce writes every event as its own record (one buffer for all) and
-// waits for Kafka's acknowledgement. It produces in a goroutine so a slow
-// Kafka gets a 503 after ProduceTimeout while the records' bytes stay
-// counted (and the buffer unreused) until the client has really finished
-// with them.
-func (q *request) produce(events []telemetry.Event) *refusal {
-	s, buf, dev := q.s, q.buf, q.dev
+// encode writes every event's framed Avro value into the request's
+// buffer (vals, one end offset per event) and reserves what it grew.
+func (q *request) encode(events []telemetry.Event) *refusal {
+	s, buf := q.s, q.buf
 	before := buf.size()
 	vals, ends := buf.vals[:0], buf.ends[:0]
 	for i := range events {
 		vals = s.codec.AppendEvent(vals, &events[i])
 		ends = append(ends, len(vals))
 	}
-	buf.vals, buf.ends = vals[:0], ends[:0]
+	buf.vals, buf.ends = vals, ends
+	return q.grow(int64(buf.size() - before))
+}
+
+// produce writes every value of the request's buffer as its own record
+// (keyed by the vehicle, with the device header) and waits for Kafka's
+// acknowledgement. It produces in a goroutine so a slow Kafka gets a 503
+// after ProduceTimeout while the records' bytes stay counted (and the
+// buffer unreused) until the client has really finished with them.
+func (q *request) produce() *refusal {
+	s, buf, dev := q.s, q.buf, q.dev
+	before := buf.size()
+	vals, ends := buf.vals, buf.ends
 	recs := slices.Grow(buf.recs[:0], len(ends))
 	buf.recs = recs
 	if f := q.grow(int64(buf.size() - before)); f != nil {
@@ -808,7 +873,7 @@ func (q *request) produce(events []telemetry.Event) *refusal {
 	if err == nil {
 		return nil
 	}
-	s.log.Warn("produce failed", "device", dev.ID, "events", len(events), "err", err)
+	s.log.Warn("produce failed", "device", dev.ID, "events", len(ends), "err", err)
 	return refuse(http.StatusServiceUnavailable, ReasonProduce, errors.New("events not stored, retry the batch"))
 }
 
@@ -876,13 +941,18 @@ type reqBuf struct {
 	body, inflated, vals []byte
 	ends                 []int
 	recs                 []kafka.Output
+	events               []telemetry.Event // a JSON body's, decoded
 }
 
-const outputSize = int(unsafe.Sizeof(kafka.Output{}))
+const (
+	outputSize = int(unsafe.Sizeof(kafka.Output{}))
+	eventSize  = int(unsafe.Sizeof(telemetry.Event{}))
+)
 
 // size is the bytes the buffer's slices hold (their capacity).
 func (b *reqBuf) size() int {
-	return cap(b.body) + cap(b.inflated) + cap(b.vals) + cap(b.ends)*int(unsafe.Sizeof(0)) + cap(b.recs)*outputSize
+	return cap(b.body) + cap(b.inflated) + cap(b.vals) + cap(b.ends)*int(unsafe.Sizeof(0)) + cap(b.recs)*outputSize +
+		cap(b.events)*eventSize
 }
 
 type bufPool struct {
@@ -910,6 +980,8 @@ func (p *bufPool) put(b *reqBuf) {
 	}
 	clear(b.recs[:cap(b.recs)]) // let go of keys, values and headers
 	b.recs = b.recs[:0]
+	clear(b.events[:cap(b.events)]) // and of the events' strings
+	b.events = b.events[:0]
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.free) < p.maxBufs {

@@ -144,6 +144,26 @@ func TestBadBlockChangesNothing(t *testing.T) {
 	if book.Head() != p.Genuine[4].Header {
 		t.Error("refused block changed the head")
 	}
+	// The same with a new credit before the repeated one, and a block of
+	// the new credit alone whose root is not the book's: the new credit's
+	// id, checked before the block failed, does not stay in the book.
+	fresh := ledgertest.Credit("v8", 2, 5)
+	for _, es := range [][]ledger.Entry{{fresh, ledgertest.Credit("v1", 2, 100)}, {fresh}} {
+		other, _, _, err := ledger.NewBook().Append(ledger.Release{TimestampMs: 2 * ledgertest.DayMs, Entries: es}, 3, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk := *other[0]
+		blk.Header.Height, blk.Header.PrevHash = book.Height(), head4.Hash()
+		blk.Header.FirstIndex, blk.Header.LastIndex, blk.Header.TreeSize = book.Size(), book.Size()+uint64(len(es))-1, book.Size()+uint64(len(es))
+		blk.Signature, blk.Checkpoint, _ = s.Sign(&blk.Header)
+		if bad := book.ApplyRecord(ledger.Record{Block: &blk}, s.Public()); bad == nil || bad.Reason != ledger.ReasonBadEntries {
+			t.Errorf("%d entries: %v, want bad_entries", len(es), bad)
+		}
+		if _, ok := book.Credited(fresh.ID); ok || book.Head() != p.Genuine[4].Header {
+			t.Errorf("%d entries: the refused block's new credit stayed in the book", len(es))
+		}
+	}
 }
 
 // FuzzPoisonedOrder: any sequence of genuine and bad records verifies to

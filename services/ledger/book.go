@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -36,23 +35,6 @@ func (e *Inconsistency) Error() string {
 	return fmt.Sprintf("%s: %s: expected %s, found %s", where, e.What, e.Expected, e.Found)
 }
 
-// idKey is the compact key of a credited score id or a request id in the
-// book's idempotency sets: the first 16 bytes of SHA-256(kind || id). At
-// 10^7 ids the chance of any collision is below 10^-24.
-type idKey [16]byte
-
-func keyOf(credit bool, id string) idKey {
-	var buf [128]byte
-	b := append(buf[:0], 'r')
-	if credit {
-		b[0] = 'c'
-	}
-	sum := sha256.Sum256(append(b, id...)) // on the stack for ids up to 127 bytes
-	var k idKey
-	copy(k[:], sum[:])
-	return k
-}
-
 // Book is the ledger's state: the Merkle tree of every entry, the chain of
 // block headers, and the idempotency sets (credited score ids with the
 // points credited so far, and request ids of debits and adjustments). The
@@ -67,9 +49,11 @@ type Book struct {
 	lastHead Header
 	lastCP   string // the last block's checkpoint
 	origin   string
-	credits  map[idKey]int64  // credited score id -> points credited (incl. late-data adjustments and rescores)
-	leaves   map[idKey]uint64 // credited score id -> leaf index of its credit entry (rescores link to it)
-	requests map[idKey]struct{}
+	// credits: credited score id -> points credited (incl. late-data
+	// adjustments and rescores) and the leaf index of its credit entry
+	// (rescores link to it); requests: request ids of every other kind.
+	credits  idIndex
+	requests idIndex
 	// recent are the last blocks Append made (at most maxRecent), so Undo
 	// can take back those of an aborted transaction; base is the header and
 	// checkpoint before recent[0].
@@ -85,7 +69,7 @@ const maxRecent = 256
 
 // NewBook returns an empty book.
 func NewBook() *Book {
-	return &Book{credits: make(map[idKey]int64), leaves: make(map[idKey]uint64), requests: make(map[idKey]struct{})}
+	return &Book{credits: newIDIndex(), requests: newIDIndex()}
 }
 
 // Size is the number of entries.
@@ -109,100 +93,88 @@ func (b *Book) Tree() *merkle.Tree { return &b.tree }
 // Credited reports whether score id was credited and the points credited
 // for it so far (credit plus late-data adjustments).
 func (b *Book) Credited(id string) (int64, bool) {
-	p, ok := b.credits[keyOf(true, id)]
-	return p, ok
+	if r := b.credits.find(id); r != nil {
+		return r.points, true
+	}
+	return 0, false
 }
 
 // CreditLeaf reports the leaf index of score id's credit entry.
 func (b *Book) CreditLeaf(id string) (uint64, bool) {
-	l, ok := b.leaves[keyOf(true, id)]
-	return l, ok
+	if r := b.credits.find(id); r != nil {
+		return r.leaf, true
+	}
+	return 0, false
 }
 
 // checkRescore checks a rescore against the book before it is appended:
-// its credit is in the book (or, for the verifier, in an earlier block) at
-// the leaf it names, and its delta is its points minus the day's points so
-// far (points holds the days rescored earlier in the same block).
-func (b *Book) checkRescore(e *Entry, points map[idKey]int64) error {
-	k := keyOf(true, e.Ref)
-	cur, ok := points[k]
-	if !ok {
-		cur, ok = b.credits[k]
-	}
-	if !ok {
+// its credit is in the book before leaf before (for the verifier, in an
+// earlier block; credits of the same release or block, already in the
+// index, do not count) at the leaf it names, and its delta is its points
+// minus the day's points so far (points holds the days rescored earlier
+// in the same block).
+func (b *Book) checkRescore(e *Entry, points map[string]int64, before uint64) error {
+	r := b.credits.find(e.Ref)
+	if r == nil || r.leaf >= before {
 		return fmt.Errorf("rescore %q: credit %q is not in the book", e.ID, e.Ref)
 	}
-	if leaf := b.leaves[k]; leaf != e.RefLeaf {
-		return fmt.Errorf("rescore %q: credit %q is leaf %d, the rescore names leaf %d", e.ID, e.Ref, leaf, e.RefLeaf)
+	cur, ok := points[e.Ref]
+	if !ok {
+		cur = r.points
+	}
+	if r.leaf != e.RefLeaf {
+		return fmt.Errorf("rescore %q: credit %q is leaf %d, the rescore names leaf %d", e.ID, e.Ref, r.leaf, e.RefLeaf)
 	}
 	if e.Points-e.Amount != cur {
 		return fmt.Errorf("rescore %q: %d points with delta %d, but the day has %d", e.ID, e.Points, e.Amount, cur)
 	}
-	points[k] = e.Points
+	points[e.Ref] = e.Points
 	return nil
 }
 
 // HasRequest reports whether a debit or adjustment request id was applied.
 func (b *Book) HasRequest(id string) bool {
-	_, ok := b.requests[keyOf(false, id)]
-	return ok
+	return b.requests.find(id) != nil
 }
 
-// checkNew reports an entry whose credit or request id the book already
-// holds or seen (the ids of the same block before it) holds; it adds the
-// id to seen.
-func (b *Book) checkNew(e *Entry, seen map[idKey]struct{}) error {
-	k := keyOf(e.Kind == KindCredit, e.ID)
-	_, inBook := b.requests[k]
+// addID adds entry e's credit or request id to the book's idempotency
+// sets, the credit with its points and leaf. It reports false, changing
+// nothing, if the book holds the id (appended before, or earlier in the
+// same release or block).
+func (b *Book) addID(e *Entry, leaf uint64) bool {
 	if e.Kind == KindCredit {
-		_, inBook = b.credits[k]
+		return b.credits.insert(e.ID, e.Points, leaf)
 	}
-	if _, inBlock := seen[k]; inBook || inBlock {
-		if e.Kind == KindCredit {
-			return fmt.Errorf("vehicle-day %q credited twice", e.ID)
+	return b.requests.insert(e.ID, 0, leaf)
+}
+
+// removeID takes back addID.
+func (b *Book) removeID(e *Entry) {
+	if e.Kind == KindCredit {
+		b.credits.remove(e.ID)
+	} else {
+		b.requests.remove(e.ID)
+	}
+}
+
+// dupErr is the error of an entry whose id the book holds.
+func dupErr(e *Entry) error {
+	if e.Kind == KindCredit {
+		return fmt.Errorf("vehicle-day %q credited twice", e.ID)
+	}
+	return fmt.Errorf("request %q applied twice", e.ID)
+}
+
+// record applies an appended entry's effects beside its id (addID): the
+// points a late-data adjustment or a rescore adds to its credit, and the
+// campaigns' state.
+func (b *Book) record(e *Entry, leaf uint64) {
+	if e.Kind == KindAdjustment && e.Ref != "" || e.Kind == KindRescore {
+		if r := b.credits.find(e.Ref); r != nil {
+			r.points += e.Amount
 		}
-		return fmt.Errorf("request %q applied twice", e.ID)
-	}
-	seen[k] = struct{}{}
-	return nil
-}
-
-// record updates the idempotency sets for an appended entry. It returns an
-// error if the entry repeats a credit or request id.
-func (b *Book) record(e *Entry, leaf uint64) error {
-	return b.recordKey(e, keyOf(e.Kind == KindCredit, e.ID), leaf)
-}
-
-// recordKey is record with the entry's id key k (keyOf) already computed.
-func (b *Book) recordKey(e *Entry, k idKey, leaf uint64) error {
-	if err := b.recordIDs(e, k, leaf); err != nil {
-		return err
 	}
 	b.camp.record(e, leaf)
-	return nil
-}
-
-func (b *Book) recordIDs(e *Entry, k idKey, leaf uint64) error {
-	switch e.Kind {
-	case KindCredit:
-		if _, dup := b.credits[k]; dup {
-			return fmt.Errorf("vehicle-day %q credited twice", e.ID)
-		}
-		b.credits[k] = e.Points
-		b.leaves[k] = leaf
-	default:
-		if _, dup := b.requests[k]; dup {
-			return fmt.Errorf("request %q applied twice", e.ID)
-		}
-		if e.Kind == KindAdjustment && e.Ref != "" || e.Kind == KindRescore {
-			ck := keyOf(true, e.Ref)
-			if p, ok := b.credits[ck]; ok {
-				b.credits[ck] = p + e.Amount
-			}
-		}
-		b.requests[k] = struct{}{}
-	}
-	return nil
 }
 
 // Apply checks block blk against the book and the ledger public key and, if
@@ -241,10 +213,20 @@ func (b *Book) Apply(blk *Block, pub ed25519.PublicKey) error {
 	if h.Height > 0 && h.Clock == ClockEvent && b.lastHead.Clock == ClockEvent && h.TimestampMs < b.lastHead.TimestampMs {
 		return bad(ReasonInvalid, -1, "credit block timestamp (window end) not before the previous one", fmt.Sprintf(">= %d", b.lastHead.TimestampMs), h.TimestampMs)
 	}
-	// Check every entry before the book changes.
+	// Check every entry before the book changes: ids go into the
+	// idempotency sets as they are checked (a repeat within the block is
+	// found there) and come out again if the block fails.
 	entries := make([]Entry, len(blk.Entries))
-	seen := make(map[idKey]struct{}, len(blk.Entries))
-	var rescored map[idKey]int64
+	added := 0
+	ok := false
+	defer func() {
+		if !ok {
+			for i := added - 1; i >= 0; i-- {
+				b.removeID(&entries[i])
+			}
+		}
+	}()
+	var rescored map[string]int64
 	for i, raw := range blk.Entries {
 		idx := int64(h.FirstIndex) + int64(i)
 		e, err := DecodeEntry(raw)
@@ -254,18 +236,19 @@ func (b *Book) Apply(blk *Block, pub ed25519.PublicKey) error {
 		if h.Clock == ClockEvent && e.Kind == KindCredit && e.WindowEndMs > h.TimestampMs {
 			return bad(ReasonBadEntries, idx, "credit window end within the block's timestamp", fmt.Sprintf("<= %d", h.TimestampMs), e.WindowEndMs)
 		}
-		if err := b.checkNew(&e, seen); err != nil {
-			return &Inconsistency{Reason: ReasonBadEntries, Block: b.height, Entry: idx, What: err.Error()}
+		if !b.addID(&e, uint64(idx)) {
+			return &Inconsistency{Reason: ReasonBadEntries, Block: b.height, Entry: idx, What: dupErr(&e).Error()}
 		}
+		entries[i] = e
+		added++
 		if e.Kind == KindRescore {
 			if rescored == nil {
-				rescored = map[idKey]int64{}
+				rescored = map[string]int64{}
 			}
-			if err := b.checkRescore(&e, rescored); err != nil {
+			if err := b.checkRescore(&e, rescored, h.FirstIndex); err != nil {
 				return &Inconsistency{Reason: ReasonBadEntries, Block: b.height, Entry: idx, What: err.Error()}
 			}
 		}
-		entries[i] = e
 	}
 	first := b.tree.Size()
 	for _, raw := range blk.Entries {
@@ -277,8 +260,9 @@ func (b *Book) Apply(blk *Block, pub ed25519.PublicKey) error {
 		}
 		return bad(ReasonBadEntries, -1, fmt.Sprintf("root after entries %d..%d", h.FirstIndex, h.LastIndex), "signed "+h.Root.String(), "recomputed "+root.String())
 	}
+	ok = true
 	for i := range entries {
-		_ = b.record(&entries[i], first+uint64(i)) // checkNew checked it
+		b.record(&entries[i], first+uint64(i))
 	}
 	if b.origin == "" {
 		cp, _ := VerifyCheckpoint(blk.Checkpoint, pub) // checkSigned checked it
@@ -370,9 +354,11 @@ type Release struct {
 	Clock       Clock
 }
 
-// Appended is one entry as the writer appended it.
+// Appended is one entry as the writer appended it. Entry points into the
+// release's Entries (not a copy): it is what was appended as long as the
+// caller leaves those unchanged.
 type Appended struct {
-	Entry     Entry
+	Entry     *Entry
 	Raw       []byte
 	LeafIndex uint64
 	Block     *Block
@@ -407,17 +393,29 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 	// Encode and filter first, so a bad entry changes nothing. The
 	// encodings share a few large buffers (one allocation per ~64 KiB of
 	// entries instead of one per entry); each raw is capped at its own
-	// length, so nothing appended to it can reach its neighbour. Each id's
-	// key (a SHA-256) is computed once, here, and kept for recordKey;
-	// entries are kept by index (no copies).
+	// length, so nothing appended to it can reach its neighbour. Each id
+	// goes into the idempotency sets as it is filtered, with the leaf it
+	// will have (a repeat within the release is found there); if a later
+	// entry is invalid, they come out again. Entries are kept by index
+	// (no copies).
 	type enc struct {
 		i   int
 		raw []byte
-		k   idKey
 	}
+	first := b.tree.Size()
 	todo := make([]enc, 0, len(rel.Entries))
-	seen := make(map[idKey]struct{}, len(rel.Entries))
-	var rescored map[idKey]int64
+	undo := func() {
+		for j := len(todo) - 1; j >= 0; j-- {
+			b.removeID(&rel.Entries[todo[j].i])
+		}
+	}
+	if len(rel.Entries) > 0 && rel.Entries[0].Kind == KindCredit {
+		// A release of credits: one table growth at most.
+		b.credits.grow(len(rel.Entries))
+		b.camp.init()
+		b.camp.first.grow(len(rel.Entries))
+	}
+	var rescored map[string]int64
 	var arena []byte
 	for i := range rel.Entries {
 		e := &rel.Entries[i]
@@ -427,28 +425,24 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 		at := len(arena)
 		var err error
 		if arena, err = e.AppendEncode(arena); err != nil {
+			undo()
 			return nil, nil, nil, err
 		}
 		raw := arena[at:len(arena):len(arena)]
-		k := keyOf(e.Kind == KindCredit, e.ID)
-		_, inBook := b.requests[k]
-		if e.Kind == KindCredit {
-			_, inBook = b.credits[k]
-		}
-		if _, inRel := seen[k]; inBook || inRel {
+		if !b.addID(e, first+uint64(len(todo))) {
 			skipped = append(skipped, *e)
 			continue
 		}
+		todo = append(todo, enc{i, raw})
 		if e.Kind == KindRescore {
 			if rescored == nil {
-				rescored = map[idKey]int64{}
+				rescored = map[string]int64{}
 			}
-			if err := b.checkRescore(e, rescored); err != nil {
+			if err := b.checkRescore(e, rescored, first); err != nil {
+				undo()
 				return nil, nil, nil, fmt.Errorf("%w: %w", ErrEntry, err)
 			}
 		}
-		seen[k] = struct{}{}
-		todo = append(todo, enc{i, raw, k})
 	}
 	b.tree.Grow(len(todo))
 	out = make([]Appended, 0, len(todo))
@@ -458,12 +452,10 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 		first := b.tree.Size()
 		for _, c := range chunk {
 			e := &rel.Entries[c.i]
-			if err := b.recordKey(e, c.k, b.tree.Size()); err != nil { // cannot happen: filtered above
-				return nil, nil, nil, b.fail(err)
-			}
+			b.record(e, b.tree.Size())
 			b.tree.Append(c.raw)
 			blk.Entries = append(blk.Entries, c.raw)
-			out = append(out, Appended{Entry: *e, Raw: c.raw, LeafIndex: b.tree.Size() - 1, Block: blk})
+			out = append(out, Appended{Entry: e, Raw: c.raw, LeafIndex: b.tree.Size() - 1, Block: blk})
 		}
 		blk.Header = Header{
 			Height: b.height, PrevHash: b.last, TreeSize: b.tree.Size(), Root: b.tree.Root(),
@@ -519,17 +511,10 @@ func (b *Book) Undo(height uint64) error {
 				return fmt.Errorf("undo block %d: %w", blk.Header.Height, err)
 			}
 			b.camp.undo(&e, blk.Header.FirstIndex+uint64(i))
-			switch e.Kind {
-			case KindCredit:
-				delete(b.credits, keyOf(true, e.ID))
-				delete(b.leaves, keyOf(true, e.ID))
-			default:
-				delete(b.requests, keyOf(false, e.ID))
-				if e.Kind == KindAdjustment && e.Ref != "" || e.Kind == KindRescore {
-					ck := keyOf(true, e.Ref)
-					if p, ok := b.credits[ck]; ok {
-						b.credits[ck] = p - e.Amount
-					}
+			b.removeID(&e)
+			if e.Kind == KindAdjustment && e.Ref != "" || e.Kind == KindRescore {
+				if r := b.credits.find(e.Ref); r != nil {
+					r.points -= e.Amount
 				}
 			}
 		}

@@ -355,6 +355,9 @@ func TestAppendErrors(t *testing.T) {
 	if book.Size() != size || book.Head() != head {
 		t.Fatal("an invalid release changed the book")
 	}
+	if _, ok := book.Credited(bad.Entries[0].ID); ok {
+		t.Fatal("the valid credit before the invalid entry stayed in the idempotency set")
+	}
 	good := ledger.Release{TimestampMs: 3 * 86_400_000, Entries: []ledger.Entry{ledgertest.Credit("v9", 3, 1)}}
 	if _, _, _, err := book.Append(good, 3, brokenSigner{s}); !errors.Is(err, ledger.ErrUnusable) {
 		t.Fatalf("signing failure: %v, want ErrUnusable", err)

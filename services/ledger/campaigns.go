@@ -34,22 +34,17 @@ type CampaignInfo struct {
 type campaigns struct {
 	keys  map[string][][]byte // partner -> registered keys, the last one current
 	byID  map[string]*CampaignInfo
-	order []string               // campaign ids in submit order
-	first map[string]firstCredit // vehicle -> its first credit in book order
-}
-
-// firstCredit is a vehicle's first credit in the book: its tenure starts
-// on that day.
-type firstCredit struct {
-	Date string
-	Leaf uint64
+	order []string // campaign ids in submit order
+	// first: vehicle -> its first credit in book order (its leaf, and its
+	// date, the day its tenure starts, kept beside the vehicle id).
+	first idIndex
 }
 
 func (c *campaigns) init() {
 	if c.byID == nil {
 		c.keys = make(map[string][][]byte)
 		c.byID = make(map[string]*CampaignInfo)
-		c.first = make(map[string]firstCredit)
+		c.first = newIDIndex()
 	}
 }
 
@@ -58,9 +53,7 @@ func (c *campaigns) record(e *Entry, leaf uint64) {
 	c.init()
 	switch e.Kind {
 	case KindCredit:
-		if _, ok := c.first[e.VehicleID]; !ok {
-			c.first[e.VehicleID] = firstCredit{Date: e.Date, Leaf: leaf}
-		}
+		c.first.insertWith(e.VehicleID, e.Date, leaf)
 	case KindBonus:
 		if ci := c.byID[e.Campaign]; ci != nil {
 			ci.Spent += e.Amount
@@ -90,8 +83,8 @@ func (c *campaigns) undo(e *Entry, leaf uint64) {
 	c.init()
 	switch e.Kind {
 	case KindCredit:
-		if f, ok := c.first[e.VehicleID]; ok && f.Leaf == leaf {
-			delete(c.first, e.VehicleID)
+		if f := c.first.find(e.VehicleID); f != nil && f.leaf == leaf {
+			c.first.remove(e.VehicleID)
 		}
 	case KindBonus:
 		if ci := c.byID[e.Campaign]; ci != nil {
@@ -170,7 +163,15 @@ func (b *Book) Campaigns() []CampaignInfo {
 
 // FirstCreditDate is the date of the vehicle's first credit in book order
 // ("" if it has none): day 0 of its tenure.
-func (b *Book) FirstCreditDate(vehicle string) string { return b.camp.first[vehicle].Date }
+func (b *Book) FirstCreditDate(vehicle string) string {
+	if b.camp.byID == nil {
+		return ""
+	}
+	if f := b.camp.first.find(vehicle); f != nil {
+		return b.camp.first.extra(f)
+	}
+	return ""
+}
 
 // SameKey reports whether k is the partner's current key.
 func (b *Book) SameKey(partner string, k []byte) bool {

@@ -299,8 +299,38 @@ func (e *Entry) Validate() error {
 	return nil
 }
 
-// checkStrings checks every string field's length and UTF-8 validity.
+// validField reports whether a string field is short enough and UTF-8
+// (ASCII checked byte by byte, the rest by utf8.ValidString).
+func validField(s string) bool {
+	if len(s) > maxField {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return utf8.ValidString(s[i:])
+		}
+	}
+	return true
+}
+
+// checkStrings checks every string field's length and UTF-8 validity:
+// all at once (one pass, no copies), and field by field only to say
+// what is wrong.
 func (e *Entry) checkStrings() error {
+	ok := validField(e.ID) && validField(e.VehicleID) && validField(e.Account) && validField(e.Date) &&
+		validField(e.TZ) && validField(e.ConfigVersion) && validField(e.Reason) && validField(e.Partner) &&
+		validField(e.Item) && validField(e.RedemptionID) && validField(e.Ref) && validField(e.CounterAccount) &&
+		validField(e.Campaign) && validField(e.Action)
+	for _, f := range e.Flags {
+		ok = ok && validField(f)
+	}
+	if ok {
+		return nil
+	}
+	return e.checkStringsSlow()
+}
+
+func (e *Entry) checkStringsSlow() error {
 	check := func(s string) error {
 		if len(s) > maxField {
 			return fmt.Errorf("field longer than %d bytes", maxField)

@@ -44,9 +44,19 @@ func packZeros(dst, src []byte) []byte {
 
 // unpackZeros appends what packZeros packed to dst.
 func unpackZeros(dst []byte, p string) ([]byte, error) {
+	dst, rest, err := unpackZerosRest(dst, p)
+	if err == nil && len(rest) != 0 {
+		return nil, fmt.Errorf("packed day: trailing bytes")
+	}
+	return dst, err
+}
+
+// unpackZerosRest is unpackZeros for a packing followed by other bytes,
+// which it returns.
+func unpackZerosRest(dst []byte, p string) ([]byte, string, error) {
 	n, k := uvarintString(p)
 	if k <= 0 || n > 1<<20 {
-		return nil, fmt.Errorf("packed day: bad length")
+		return nil, "", fmt.Errorf("packed day: bad length")
 	}
 	p = p[k:]
 	off := len(dst)
@@ -55,27 +65,24 @@ func unpackZeros(dst []byte, p string) ([]byte, error) {
 	clear(out)
 	for i := 0; i < len(out); i += 8 {
 		if len(p) == 0 {
-			return nil, fmt.Errorf("packed day: truncated")
+			return nil, "", fmt.Errorf("packed day: truncated")
 		}
 		m := p[0]
 		p = p[1:]
 		if g := len(out) - i; g < 8 && m>>g != 0 {
-			return nil, fmt.Errorf("packed day: bad mask")
+			return nil, "", fmt.Errorf("packed day: bad mask")
 		}
 		for m != 0 {
 			j := bits.TrailingZeros8(m)
 			m &= m - 1
 			if len(p) == 0 {
-				return nil, fmt.Errorf("packed day: truncated")
+				return nil, "", fmt.Errorf("packed day: truncated")
 			}
 			out[i+j] = p[0]
 			p = p[1:]
 		}
 	}
-	if len(p) != 0 {
-		return nil, fmt.Errorf("packed day: trailing bytes")
-	}
-	return dst, nil
+	return dst, p, nil
 }
 
 func uvarintString(s string) (uint64, int) {
@@ -90,30 +97,52 @@ func uvarintString(s string) (uint64, int) {
 	return 0, 0
 }
 
-// cool packs a hot slot's day (enc: its Day.AppendBinary) and drops the
-// decoded struct.
-func (w *Windows) cool(s *slot, enc []byte) {
-	w.pack = packZeros(w.pack[:0], enc)
-	s.cold = string(w.pack)
-	s.day = nil
+// night is the night end the slot's zone gives its day: the prediction
+// of Day.NightEnd in the cold layout (any value round-trips).
+func (w *Windows) night(s *slot) uint32 {
+	return w.day(w.zoneList[s.zone], s.start).night
 }
 
-// thaw decodes a cold slot's day. Packing is exact, so a failure is a bug
-// (the bytes were made by Day.AppendBinary in this process, or checked by
-// Restore).
-func (w *Windows) thaw(s *slot) {
-	if s.day != nil {
-		return
+// cool packs a hot slot's day into the arena (the cold layout, then
+// packZeros) and drops the decoded struct.
+func (w *Windows) cool(i int32) {
+	s := w.slot(i)
+	d := w.hot[s.cold].day
+	w.pack, w.cbuf = appendCold(w.pack[:0], w.cbuf, d, w.night(s))
+	w.unhot(s)
+	s.cold = w.arena.put(w.pack)
+}
+
+// unhot takes a hot slot's day out of Windows.hot.
+func (w *Windows) unhot(s *slot) {
+	k, last := s.cold, len(w.hot)-1
+	if int(k) != last {
+		w.hot[k] = w.hot[last]
+		w.slot(w.hot[k].slot).cold = k
 	}
-	var err error
-	if w.pack, err = unpackZeros(w.pack[:0], s.cold); err == nil {
-		d := new(Day)
-		if _, err = d.UnmarshalBinary(w.pack); err == nil {
-			s.day, s.cold = d, ""
-			return
-		}
+	w.hot[last] = hotDay{}
+	w.hot = w.hot[:last]
+	s.flags &^= slotHot
+	s.cold = noRef
+}
+
+// thaw returns a slot's day, decoding it if it is cold. Packing is exact,
+// so a failure is a bug (the bytes were made by cool in this process).
+func (w *Windows) thaw(i int32) *Day {
+	s := w.slot(i)
+	if s.flags&slotHot != 0 {
+		return w.hot[s.cold].day
 	}
-	panic(fmt.Sprintf("scoring: cold day of %s does not decode: %v", s.vehicle, err))
+	d, buf, err := readCold(string(w.arena.get(s.cold)), w.pack, s.start, s.end(), w.night(s))
+	w.pack = buf
+	if err == nil {
+		w.arena.free(s.cold)
+		s.cold = uint32(len(w.hot))
+		s.flags |= slotHot
+		w.hot = append(w.hot, hotDay{i, d})
+		return d
+	}
+	panic(fmt.Sprintf("scoring: cold day of %s does not decode: %v", w.vehicle(s), err))
 }
 
 // pack packs a day's state for keeping (packZeros).

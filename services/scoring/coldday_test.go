@@ -11,7 +11,17 @@ import (
 // packed and thawed again at its next event) gives the same closed days,
 // results and state bytes as never flushing.
 func TestColdDaysChangeNothing(t *testing.T) {
+	t.Run("compact at every flush", func(t *testing.T) {
+		compactMin = 0
+		defer func() { compactMin = arenaChunk }()
+		testColdDays(t)
+	})
+	testColdDays(t)
+}
+
+func testColdDays(t *testing.T) {
 	evs := mixedTraffic(8, 3)
+	compactions := 0
 	run := func(flush bool) []string {
 		w := newTestWindows(t)
 		var out []string
@@ -26,7 +36,7 @@ func TestColdDaysChangeNothing(t *testing.T) {
 			if flush {
 				w.Flush(func(string, []byte) {})
 				for j := range w.n {
-					if s := w.slot(j); s.used && s.day == nil && s.cold != "" {
+					if s := w.slot(j); s.flags&slotUsed != 0 && s.flags&slotHot == 0 {
 						cold++
 					}
 				}
@@ -36,6 +46,7 @@ func TestColdDaysChangeNothing(t *testing.T) {
 		if flush && cold == 0 {
 			t.Fatal("no day was ever cold")
 		}
+		compactions += w.compactions
 		return out
 	}
 	want, got := run(false), run(true)
@@ -44,6 +55,9 @@ func TestColdDaysChangeNothing(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("cold days changed the outcome:\n got %v\nwant %v", got, want)
+	}
+	if compactMin == 0 && compactions == 0 {
+		t.Fatal("the arena was never compacted")
 	}
 }
 

@@ -59,22 +59,32 @@ func (w *Windows) ReplayIndexLen() int {
 	return w.replay.idx.Len()
 }
 
-// trace folds ev into the slot's Builder.
-func (w *Windows) trace(s *slot, ev *telemetry.Event) {
+// trace folds ev into the Builder of slot i (day: its day).
+func (w *Windows) trace(i int32, day *Day, ev *telemetry.Event) {
 	rs := w.replay
 	if rs == nil || ev.SpeedKmh < rs.cfg.MovingKmh {
 		return
 	}
-	if s.trace == nil {
-		s.trace = replay.NewBuilder(s.day.Start)
+	tr := w.traces[i]
+	if tr == nil {
+		tr = replay.NewBuilder(day.Start)
+		w.setTrace(i, tr)
 	}
-	s.trace.Add(&rs.cfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
+	tr.Add(&rs.cfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
+}
+
+// setTrace keeps slot i's replay Builder.
+func (w *Windows) setTrace(i int32, tr *replay.Builder) {
+	if w.traces == nil {
+		w.traces = map[int32]*replay.Builder{}
+	}
+	w.traces[i] = tr
 }
 
 // judgeReplay fingerprints a drained day, checks each trip against the
 // index, adds them, expires days past the retention, flags res, and
 // returns the day's fingerprints.
-func (w *Windows) judgeReplay(s *slot, date string, res *Result) []replay.Fingerprint {
+func (w *Windows) judgeReplay(i int32, vehicle, date string, res *Result) []replay.Fingerprint {
 	rs := w.replay
 	if rs == nil {
 		return nil
@@ -86,10 +96,11 @@ func (w *Windows) judgeReplay(s *slot, date string, res *Result) []replay.Finger
 			rs.gone = append(rs.gone, rs.idx.Expire(keep)...)
 		}
 	}
-	if s.trace == nil {
+	tr := w.traces[i]
+	if tr == nil {
 		return nil
 	}
-	fps := s.trace.Fingerprints(&rs.cfg, s.vehicle, date)
+	fps := tr.Fingerprints(&rs.cfg, vehicle, date)
 	var reasons []string
 	for i := range fps {
 		if ms := rs.idx.Check(&fps[i]); len(ms) > 0 {

@@ -1,11 +1,13 @@
 package scoring
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
+	"hash/maphash"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -41,9 +43,11 @@ type Windows struct {
 	slots   [][]slot // chunks of slabChunk: no doubling copies, no 2x capacity
 	n       int32    // slots handed out
 	free    []int32
-	index   map[winKey]int32
-	buckets map[int64][]int32 // window end -> slots ending then
-	nextEnd int64             // smallest key of buckets (MaxInt64 when none)
+	index   dayIndex                  // (vehicle, start) -> slot
+	arena   arena                     // the slots' vehicle ids and cold days
+	hot     []hotDay                  // the decoded days (slot.cold indexes it while hot)
+	traces  map[int32]*replay.Builder // slot -> the day's replay trace (replay detection on)
+	nextEnd int64                     // smallest end of an open, not closed window (MaxInt64 when none)
 	touched []int32
 	pending []int32 // closed windows waiting to be emitted, in (end, vehicle) order
 	head    int     // pending[:head] were emitted
@@ -56,28 +60,40 @@ type Windows struct {
 
 	buf  []byte
 	pack []byte // scratch of cool and thaw
+	cbuf []byte // scratch of cool
+
+	compactions int // arena compactions (tests)
 }
 
-// A slot is one open vehicle-day. Its Day is decoded ("hot") only from
-// its first event after a Flush to the next Flush; Flush packs it
-// ("cold": Day.AppendBinary with its zero bytes elided, packZeros) and
-// drops the struct, so a day that waits for its close costs its packed
-// bytes, not the Day and its 440-byte segs (docs/scale.md, "Scoring
-// memory"). The packing is exact: a thawed day is the day that was packed.
+// A slot is one open vehicle-day, 24 bytes with no pointer: its vehicle id
+// is a record in the arena, its window the start and the span, and its
+// Day is decoded ("hot", in Windows.hot) only from its first event after a
+// Flush to the next Flush; Flush packs it into the arena ("cold": the
+// cold layout of coldcodec.go, packZeros) and drops the struct, so a day
+// that waits for its close costs its packed bytes, not the Day and its
+// 440-byte segs (docs/scale.md, "Scoring memory"). The packing is exact:
+// a thawed day is the day that was packed.
 type slot struct {
-	vehicle    string
-	day        *Day            // hot: decoded (nil while cold)
-	cold       string          // cold: packZeros(Day.AppendBinary)
-	start, end int64           // the day's window (Day.Start, Day.End), hot or cold
-	trace      *replay.Builder // the day's cell entries (replay detection on, moving fixes seen)
-	zone       uint16
-	used       bool
-	touched    bool
+	start int64  // the day's window start (Day.Start)
+	name  uint32 // arena record of the vehicle id
+	cold  uint32 // cold: arena record of the packed day; hot: index in Windows.hot
+	span  uint32 // End - Start
+	zone  uint16
+	flags uint8
 }
 
-type winKey struct {
-	vehicle string
-	start   int64
+const (
+	slotUsed    = 1 << iota
+	slotTouched // changed since the last Flush (in Windows.touched)
+	slotHot     // decoded: cold is an index in Windows.hot
+	slotClosed  // closed: in Windows.pending
+)
+
+func (s *slot) end() int64 { return s.start + int64(s.span) }
+
+type hotDay struct {
+	slot int32
+	day  *Day
 }
 
 type zone struct {
@@ -115,8 +131,7 @@ func NewWindows(rules *Rules, defaultTZ string, grace time.Duration) (*Windows, 
 		rules:   rules,
 		grace:   grace.Milliseconds(),
 		zones:   map[string]*zone{},
-		index:   map[winKey]int32{},
-		buckets: map[int64][]int32{},
+		index:   dayIndex{seed: maphash.MakeSeed()},
 		nextEnd: maxInt64,
 	}
 	if _, err := w.zone(defaultTZ); err != nil {
@@ -129,7 +144,7 @@ func NewWindows(rules *Rules, defaultTZ string, grace time.Duration) (*Windows, 
 const maxInt64 = int64(^uint64(0) >> 1)
 
 // Open is the number of open windows.
-func (w *Windows) Open() int { return len(w.index) }
+func (w *Windows) Open() int { return w.index.n }
 
 // StreamTime is the largest event time seen (or set by Advance), Unix ms.
 func (w *Windows) StreamTime() int64 { return w.stream }
@@ -226,39 +241,44 @@ func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) 
 	if ev.TimeMs > w.stream && !w.markClock {
 		w.advance(ev.TimeMs, closed)
 	}
-	k := winKey{ev.VehicleID, start}
-	i, ok := w.index[k]
-	if !ok {
-		i = w.alloc()
-		s := w.slot(i)
+	i := w.lookup(ev.VehicleID, start)
+	if i < 0 {
 		d := NewDay(start, end, night)
-		s.day, s.start, s.end = &d, start, end
-		s.vehicle = ev.VehicleID
-		s.zone = z.idx
-		s.used = true
-		w.index[k] = i
-		w.addBucket(end, i)
+		i = w.open(ev.VehicleID, start, end, z.idx, &d)
 	}
-	s := w.slot(i)
-	w.thaw(s)
-	w.buf = s.day.AddRef(w.rules, ev, ref, w.buf)
-	w.trace(s, ev)
-	if !s.touched {
-		s.touched = true
+	day := w.thaw(i)
+	w.buf = day.AddRef(w.rules, ev, ref, w.buf)
+	w.trace(i, day, ev)
+	if s := w.slot(i); s.flags&slotTouched == 0 {
+		s.flags |= slotTouched
 		w.touched = append(w.touched, i)
 	}
 	return nil, nil
 }
+
+// open files a new window holding d (hot) and returns its slot.
+func (w *Windows) open(vehicle string, start, end int64, zone uint16, d *Day) int32 {
+	i := w.alloc()
+	s := w.slot(i)
+	*s = slot{start: start, span: uint32(end - start), zone: zone, flags: slotUsed | slotHot,
+		name: w.arena.put([]byte(vehicle)), cold: uint32(len(w.hot))}
+	w.hot = append(w.hot, hotDay{i, d})
+	w.indexAdd(i)
+	w.nextEnd = min(w.nextEnd, end)
+	return i
+}
+
+// vehicle returns a slot's vehicle id.
+func (w *Windows) vehicle(s *slot) string { return string(w.arena.get(s.name)) }
 
 // Frozen returns the day of vehicle's window starting at start if it is
 // closed but not yet drained (nil otherwise). The caller must not change
 // it: ClosedDays copies it to re-score the day with late events.
 func (w *Windows) Frozen(vehicle string, start int64) *Day {
 	w.endRestore()
-	if i, ok := w.index[winKey{vehicle, start}]; ok {
-		if s := w.slot(i); s.end <= w.closed {
-			w.thaw(s)
-			return s.day
+	if i := w.lookup(vehicle, start); i >= 0 {
+		if s := w.slot(i); s.end() <= w.closed {
+			return w.thaw(i)
 		}
 	}
 	return nil
@@ -302,21 +322,7 @@ func (w *Windows) advance(t int64, closed func(Closed)) {
 	}
 	if limit >= w.nextEnd {
 		w.metaDirty = true // windows close: restore must find them closed
-		ends := make([]int64, 0, 4)
-		for e := range w.buckets {
-			if e <= limit {
-				ends = append(ends, e)
-			}
-		}
-		slices.Sort(ends)
-		for _, e := range ends {
-			w.freeze(w.buckets[e])
-			delete(w.buckets, e)
-		}
-		w.nextEnd = maxInt64
-		for e := range w.buckets {
-			w.nextEnd = min(w.nextEnd, e)
-		}
+		w.closeThrough(limit)
 	}
 	w.closed = limit
 	if closed != nil {
@@ -324,12 +330,42 @@ func (w *Windows) advance(t int64, closed func(Closed)) {
 	}
 }
 
-// freeze queues windows of one end for emission, in vehicle order. From
+// closeThrough closes every open window ending at or before limit: one
+// pass over the slots (windows end on quarter hours, so at most ~100
+// passes a day, each a scan of 24-byte slots; no list per window end to
+// keep), which also finds the next end.
+func (w *Windows) closeThrough(limit int64) {
+	var idx []int32
+	w.nextEnd = maxInt64
+	for i := range w.n {
+		s := w.slot(i)
+		if s.flags&(slotUsed|slotClosed) != slotUsed {
+			continue
+		}
+		if e := s.end(); e <= limit {
+			idx = append(idx, i)
+		} else {
+			w.nextEnd = min(w.nextEnd, e)
+		}
+	}
+	w.freeze(idx)
+}
+
+// freeze queues windows for emission, in (end, vehicle) order. From
 // here on they are closed: events for them are late. Only their emission
 // may wait (Drain), so a midnight with a million windows is spread over
 // several transactions without changing any result.
 func (w *Windows) freeze(idx []int32) {
-	slices.SortFunc(idx, func(a, b int32) int { return cmp.Compare(w.slot(a).vehicle, w.slot(b).vehicle) })
+	slices.SortFunc(idx, func(a, b int32) int {
+		sa, sb := w.slot(a), w.slot(b)
+		if c := cmp.Compare(sa.end(), sb.end()); c != 0 {
+			return c
+		}
+		return bytes.Compare(w.arena.get(sa.name), w.arena.get(sb.name))
+	})
+	for _, i := range idx {
+		w.slot(i).flags |= slotClosed
+	}
 	w.pending = append(w.pending, idx...)
 }
 
@@ -351,24 +387,23 @@ func (w *Windows) Drain(max int, closed func(Closed)) int {
 		s := w.slot(i)
 		z := w.zoneList[s.zone]
 		date := w.dateOf(s)
-		w.thaw(s)
-		res := s.day.Result(w.rules)
-		trips := w.judgeReplay(s, date, &res)
+		day := w.thaw(i)
+		vehicle := w.vehicle(s)
+		res := day.Result(w.rules)
+		trips := w.judgeReplay(i, vehicle, date, &res)
 		closed(Closed{
 			Trips:   trips,
-			ID:      s.vehicle + "/" + date,
-			Vehicle: s.vehicle,
+			ID:      vehicle + "/" + date,
+			Vehicle: vehicle,
 			Date:    date,
 			TZ:      z.name,
-			Day:     s.day,
+			Day:     day,
 			Result:  res,
 		})
-		delete(w.index, winKey{s.vehicle, s.start})
-		*s = slot{}
-		w.free = append(w.free, i)
+		w.drop(i)
 	}
 	if w.head == len(w.pending) {
-		w.pending, w.head = w.pending[:0], 0
+		w.pending, w.head = shrink(w.pending[:0]), 0
 	}
 	return n
 }
@@ -378,7 +413,7 @@ func (w *Windows) Drain(max int, closed func(Closed)) int {
 func (w *Windows) EmittedThrough() int64 {
 	w.endRestore()
 	if w.head < len(w.pending) {
-		return min(w.closed, w.slot(w.pending[w.head]).end-1)
+		return min(w.closed, w.slot(w.pending[w.head]).end()-1)
 	}
 	return w.closed
 }
@@ -410,11 +445,6 @@ func (w *Windows) alloc() int32 {
 	return w.n - 1
 }
 
-func (w *Windows) addBucket(end int64, i int32) {
-	w.buckets[end] = append(w.buckets[end], i)
-	w.nextEnd = min(w.nextEnd, end)
-}
-
 // Flush calls put once for every window changed since the last Flush (key
 // "<vehicle>/<date>", value its state encoding) and once for the task's
 // meta record when stream time moved. Closed windows were already written
@@ -423,19 +453,52 @@ func (w *Windows) Flush(put func(key string, value []byte)) {
 	w.endRestore()
 	for _, i := range w.touched {
 		s := w.slot(i)
-		if !s.used || !s.touched {
+		if s.flags&(slotUsed|slotTouched) != slotUsed|slotTouched {
 			continue
 		}
-		s.touched = false
-		v, dayLen := w.encodeSlot(s)
-		put(s.vehicle+"/"+w.dateOf(s), v)
-		w.cool(s, v[1:1+dayLen])
+		s.flags &^= slotTouched
+		put(w.vehicle(s)+"/"+w.dateOf(s), w.encodeSlot(i))
+		w.cool(i)
 	}
-	w.touched = w.touched[:0]
+	w.touched = shrink(w.touched[:0])
+	w.hot = shrink(w.hot)
+	if w.arena.dead > w.arena.live/2 && w.arena.dead > compactMin {
+		w.compact()
+	}
 	w.flushReplay(put)
 	if w.metaDirty {
 		w.metaDirty = false
 		put(metaKey, w.encodeMeta())
+	}
+}
+
+// shrink gives back a scratch slice's memory once a burst (a midnight, a
+// restore) has passed.
+func shrink[T any](x []T) []T {
+	if cap(x) > 1024 && len(x) < cap(x)/4 {
+		return append(make([]T, 0, 2*len(x)), x...)
+	}
+	return x
+}
+
+// compactMin is the dead arena bytes below which Flush never compacts (a
+// variable for tests).
+var compactMin = arenaChunk
+
+// compact copies the live arena records into a new arena.
+func (w *Windows) compact() {
+	w.compactions++
+	old := w.arena
+	w.arena = arena{}
+	for i := range w.n {
+		s := w.slot(i)
+		if s.flags&slotUsed == 0 {
+			continue
+		}
+		s.name = w.arena.put(old.get(s.name))
+		if s.flags&slotHot == 0 {
+			s.cold = w.arena.put(old.get(s.cold))
+		}
 	}
 }
 
@@ -444,22 +507,23 @@ func (w *Windows) Flush(put func(key string, value []byte)) {
 // as a restore error; the meta record keeps its layout under either byte.
 const stateVersion = 2
 
-// encodeSlot returns a hot slot's changelog value and the length of its
-// Day's encoding (after the version byte).
-func (w *Windows) encodeSlot(s *slot) ([]byte, int) {
+// encodeSlot returns a hot slot's changelog value.
+func (w *Windows) encodeSlot(i int32) []byte {
+	s := w.slot(i)
 	z := w.zoneList[s.zone]
-	b := make([]byte, 0, dayFixedSize+8+len(z.name)+len(s.day.Device)+len(s.vehicle))
+	day := w.hot[s.cold].day
+	vehicle := w.arena.get(s.name)
+	b := make([]byte, 0, dayFixedSize+8+len(z.name)+len(day.Device)+len(vehicle))
 	b = append(b, stateVersion)
-	b = s.day.AppendBinary(b)
-	dayLen := len(b) - 1
+	b = day.AppendBinary(b)
 	b = binary.AppendUvarint(b, uint64(len(z.name)))
 	b = append(b, z.name...)
-	b = binary.AppendUvarint(b, uint64(len(s.vehicle)))
-	b = append(b, s.vehicle...)
-	if s.trace != nil { // optional tail: the replay Builder (records without it restore as before)
-		b = s.trace.AppendBinary(b)
+	b = binary.AppendUvarint(b, uint64(len(vehicle)))
+	b = append(b, vehicle...)
+	if tr := w.traces[i]; tr != nil { // optional tail: the replay Builder (records without it restore as before)
+		b = tr.AppendBinary(b)
 	}
-	return b, dayLen
+	return b
 }
 
 func (w *Windows) encodeMeta() []byte {
@@ -505,7 +569,9 @@ func (w *Windows) Restore(key string, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
-	dayBytes := value[1 : len(value)-len(rest)]
+	if uint64(d.End-d.Start) > math.MaxUint32 { // a slot keeps the span in 32 bits (a day is ~24 h)
+		return fmt.Errorf("restore %s: window of %d ms", key, d.End-d.Start)
+	}
 	name, rest, err := readString(rest)
 	if err != nil {
 		return fmt.Errorf("restore %s: tz: %w", key, err)
@@ -524,19 +590,30 @@ func (w *Windows) Restore(key string, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
-	i := w.alloc()
-	s := w.slot(i)
-	*s = slot{vehicle: vehicle, start: d.Start, end: d.End, zone: z.idx, used: true, trace: trace}
-	w.pack = packZeros(w.pack[:0], dayBytes)
-	s.cold = string(w.pack)
-	w.index[winKey{vehicle, d.Start}] = i
+	if i := w.lookup(vehicle, d.Start); i >= 0 { // the same day under another key
+		delete(w.restoring, w.vehicle(w.slot(i))+"/"+w.dateOf(w.slot(i)))
+		w.drop(i)
+	}
+	i := w.open(vehicle, d.Start, d.End, z.idx, &d)
+	if trace != nil {
+		w.setTrace(i, trace)
+	}
+	w.cool(i)
 	w.restoring[key] = i
 	return nil
 }
 
+// drop forgets a slot: its index entry, its records, its trace.
 func (w *Windows) drop(i int32) {
 	s := w.slot(i)
-	delete(w.index, winKey{s.vehicle, s.start})
+	w.indexDel(i)
+	if s.flags&slotHot != 0 {
+		w.unhot(s)
+	} else {
+		w.arena.free(s.cold)
+	}
+	w.arena.free(s.name)
+	delete(w.traces, i)
 	*s = slot{}
 	w.free = append(w.free, i)
 }
@@ -549,22 +626,11 @@ func (w *Windows) endRestore() {
 		return
 	}
 	w.restoring = nil
-	clear(w.buckets)
 	w.pending, w.head = w.pending[:0], 0
-	w.nextEnd = maxInt64
-	byEnd := map[int64][]int32{}
-	for i := range w.n {
-		if s := w.slot(i); s.used {
-			if s.end <= w.closed { // closed before the restart, not yet drained
-				byEnd[s.end] = append(byEnd[s.end], i)
-			} else {
-				w.addBucket(s.end, i)
-			}
-		}
+	for i := range w.n { // closed before the restart, not yet drained: closeThrough finds them again
+		w.slot(i).flags &^= slotClosed
 	}
-	for _, e := range slices.Sorted(maps.Keys(byEnd)) {
-		w.freeze(byEnd[e])
-	}
+	w.closeThrough(w.closed)
 }
 
 func readString(b []byte) (string, []byte, error) {

@@ -543,7 +543,9 @@ func (b *Book) Redeem(req avro.RedemptionRequest) (*Tx, error) {
 		t.putRedemption(r)
 		return t, nil
 	}
-	if isHold(req.Owner) || req.Quantity <= 0 || req.Quantity > b.policy.MaxQuantity {
+	r.Customer = req.Customer
+	if isHold(req.Owner) || req.Quantity <= 0 || req.Quantity > b.policy.MaxQuantity || ValidCustomer(req.Customer) != nil {
+		r.Customer = ""
 		return reject(ReasonInvalid)
 	}
 	it, ok := t.item(ItemKey(req.Partner, req.ItemID))
@@ -691,7 +693,7 @@ func (t *Tx) credit(e Entry) {
 // available < price), and an "overdraft" alert is raised. Partners get it
 // on the credits topic like a credit (kind "rescore", points = the delta).
 func (t *Tx) rescore(e Entry) {
-	c := CreditSettled{VehicleID: e.VehicleID, Day: e.Day, ScoreID: e.ScoreID, Points: e.Amount, Proof: e.Proof, SettledAt: e.AppendedAt,
+	c := CreditSettled{VehicleID: cmp.Or(e.VehiclePseudonym, e.VehicleID), Day: e.Day, ScoreID: e.ScoreID, Points: e.Amount, Proof: e.Proof, SettledAt: e.AppendedAt,
 		Kind: KindRescore, Revision: e.Revision, DayPoints: e.DayPoints}
 	t.addMinted(e.AppendedAt, e.Amount)
 	id := HoldAccount(e.VehicleID)

@@ -142,6 +142,10 @@ type Redemption struct {
 	// transactions can see an order before it commits); it is applied
 	// when the debit confirms the redemption.
 	EarlyAck *PartnerAck `json:",omitempty"`
+	// Customer is the owner's id at the partner, as the owner gave it in
+	// the request ("" if not): the one clear identity the partner's order
+	// carries (docs/partners.md, "Nothing personal").
+	Customer string `json:",omitempty"`
 }
 
 // EntryKind is the kind of a ledger entry.

@@ -1,12 +1,14 @@
 package settlement
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
+	"github.com/minecart/minecart/services/pseudonym"
 )
 
 // The records settlement reads and writes are the typed codecs of
@@ -81,7 +83,7 @@ func (p Proof) Avro() avro.LedgerProof {
 func (r Redemption) Avro() *avro.Redemption {
 	out := &avro.Redemption{RedemptionID: r.ID, IdempotencyKey: r.IdempotencyKey, Owner: r.Owner, Partner: r.Partner,
 		ItemID: r.ItemID, Quantity: r.Quantity, Points: r.Points, Status: avro.RedemptionStatus(r.Status),
-		Reason: r.Reason, Seq: r.Seq, RequestedMs: r.RequestedAt, UpdatedMs: r.UpdatedAt, PartnerRef: r.PartnerRef}
+		Reason: r.Reason, Seq: r.Seq, RequestedMs: r.RequestedAt, UpdatedMs: r.UpdatedAt, PartnerRef: r.PartnerRef, Customer: r.Customer}
 	if r.Debit != nil {
 		p := r.Debit.Avro()
 		out.Debit = &p
@@ -116,4 +118,82 @@ func BonusPartner(id string) (partner, campaign string, ok bool) {
 		return "", "", false
 	}
 	return parts[0], parts[0] + "/" + parts[1], true
+}
+
+// The partner views (docs/partners.md, "What a partner gets: nothing
+// personal"): partners read the credits, campaigns and order topics, so the
+// records written there name nobody in clear. They carry exactly the
+// identities the proof's leaf carries (pseudonyms, docs/ledger.md
+// "Pseudonymous leaves"), never the owner account or vehicle id settlement
+// works with.
+
+// leafIdentities decodes the proof's leaf: its vehicle and account as the
+// ledger wrote them. Both are "" if the proof has no leaf or the leaf does
+// not decode.
+func leafIdentities(p Proof) (vehicle, account string) {
+	if len(p.Leaf) == 0 {
+		return "", ""
+	}
+	e, err := ledger.DecodeEntry(p.Leaf)
+	if err != nil {
+		return "", ""
+	}
+	return e.VehicleID, e.Account
+}
+
+// PartnerAvro is the settled credit's record on a partner-readable topic
+// (minecart.rewards.credits, minecart.partner.<partner>.campaigns):
+// account is empty (which owner a credit went to is none of a partner's
+// business: no credit leaf names an account) and vehicle_id is the
+// vehicle as the leaf names it (its pseudonym), or "" when there is no
+// leaf and the record's vehicle is not a pseudonym. PartnerKey is its
+// Kafka key on the credits topic.
+func (c CreditSettled) PartnerAvro() *avro.CreditSettled {
+	r := c.Avro()
+	r.Account = ""
+	if v, _ := leafIdentities(c.Proof); v != "" {
+		r.VehicleID = v
+	} else if !pseudonym.Is(r.VehicleID) {
+		r.VehicleID = ""
+	}
+	return r
+}
+
+// PartnerKey is the credit's Kafka key on minecart.rewards.credits: the
+// vehicle's pseudonym (PartnerAvro's vehicle_id), never the owner.
+func (c CreditSettled) PartnerKey() string { return c.PartnerAvro().VehicleID }
+
+// PartnerAvro is the order's record on minecart.partner.<partner>.redemptions:
+// owner is the account as the order's hold (or debit) leaf names it (the
+// account's pseudonym: the partner matches the two), and the idempotency
+// key, which only binds the clear owner to the redemption id, is empty.
+// customer stays: the owner gave it for this partner.
+func (r Redemption) PartnerAvro() *avro.Redemption {
+	out := r.Avro()
+	out.IdempotencyKey = ""
+	out.Owner = ""
+	if r.Debit != nil {
+		if _, a := leafIdentities(*r.Debit); a != "" {
+			out.Owner = a
+		}
+	}
+	return out
+}
+
+// MaxCustomer is the longest customer id a redemption may carry, in bytes.
+const MaxCustomer = 128
+
+// ValidCustomer checks a redemption's customer id (the owner's id at the
+// partner): empty, or at most MaxCustomer bytes of printable ASCII (0x20
+// to 0x7e).
+func ValidCustomer(s string) error {
+	if len(s) > MaxCustomer {
+		return fmt.Errorf("customer id of %d bytes, at most %d", len(s), MaxCustomer)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return fmt.Errorf("customer id byte %d is 0x%02x: printable ASCII only", i, s[i])
+		}
+	}
+	return nil
 }

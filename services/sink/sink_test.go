@@ -165,7 +165,7 @@ func TestSinkRejectAgainAfterCrash(t *testing.T) {
 		t.Fatalf("first life: %d dead letters (%v)", len(dl), err)
 	}
 
-	// Second life: everything is skipped as stored, the bad record is
+	// Second life: the stored events are skipped, the bad record is
 	// dead-lettered.
 	reg := prometheus.NewRegistry()
 	stcfg.Registerer = reg
@@ -180,8 +180,11 @@ func TestSinkRejectAgainAfterCrash(t *testing.T) {
 	if err := serde.Unmarshal(dl[0].Value, &d); err != nil || d.ReasonCode != sink.CodeDecode || d.SourceOffset != 1 || d.Stage != "sink" {
 		t.Fatalf("dead letter %+v %v", d, err)
 	}
-	if skipped := gathered(t, reg)["minecart_sink_skipped_total"]; skipped != 4 {
-		t.Errorf("second life skipped %v records, want all 4", skipped)
+	// The three stored events are skipped (a restarted writer reads the
+	// table: verifyStored); the bad record, which has no row, is decoded
+	// and rejected again.
+	if skipped := gathered(t, reg)["minecart_sink_skipped_total"]; skipped != 3 {
+		t.Errorf("second life skipped %v records, want the 3 stored", skipped)
 	}
 	waitCount(t, conn, "SELECT count() FROM telemetry", 3, 10*time.Second)
 }

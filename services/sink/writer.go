@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,11 @@ const (
 // one. A Write that fails part way has stored a prefix of each partition's
 // records, which sink_offsets covers: written again, it skips them.
 type writer struct {
+	// verified: the partitions whose stored rows this writer has read from
+	// the tables themselves since it started or since a Write failed
+	// (verifyStored); for those, sink_offsets is trusted.
+	verified map[topicPartition]bool
+
 	conn   driver.Conn
 	serde  *schemas.Serde
 	events *wire.Codec // telemetry's specialised decoder for the serde's framing
@@ -60,7 +66,7 @@ func newWriter(cfg Config) (*writer, error) {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
 	m := prom.NewMetrics(cfg.Registerer)
-	w := &writer{conn: cfg.Conn, serde: cfg.Serde, events: codec, log: cfg.Logger, chunk: cfg.InsertRows, m: &metrics{
+	w := &writer{verified: map[topicPartition]bool{}, conn: cfg.Conn, serde: cfg.Serde, events: codec, log: cfg.Logger, chunk: cfg.InsertRows, m: &metrics{
 		rows:    m.CounterVec("minecart_sink_inserted_rows_total", "Rows inserted into ClickHouse, by table.", "table"),
 		skipped: m.Counter("minecart_sink_skipped_total", "Records skipped because their offsets were already stored (redeliveries)."),
 	}}
@@ -104,6 +110,10 @@ func (w *writer) Write(ctx context.Context, recs []pipelines.Record) ([]pipeline
 	if err != nil {
 		return nil, err
 	}
+	set, err := w.verifyStored(ctx, recs, stored)
+	if err != nil {
+		return nil, err
+	}
 	// One goroutine prepares chunk k+1 (Avro decode, columns appended to
 	// clickhouse-go's batch) while this one stores chunk k (clickhouse-go
 	// encodes and sends it, the server inserts it): with a core to spare,
@@ -115,7 +125,7 @@ func (w *writer) Write(ctx context.Context, recs []pipelines.Record) ([]pipeline
 	go func() {
 		defer close(chunks)
 		for lo := 0; lo < len(recs); lo += w.chunk {
-			b := w.prepare(pctx, recs[lo:min(lo+w.chunk, len(recs))], stored)
+			b := w.prepare(pctx, recs[lo:min(lo+w.chunk, len(recs))], set)
 			select {
 			case chunks <- b:
 			case <-pctx.Done():
@@ -140,19 +150,22 @@ func (w *writer) Write(ctx context.Context, recs []pipelines.Record) ([]pipeline
 		b.abort()
 	}
 	if werr != nil {
+		clear(w.verified) // what a failed insert left is read again
 		return nil, werr
+	}
+	for i := range recs {
+		w.verified[topicPartition{recs[i].Topic, recs[i].Partition}] = true
 	}
 	return rejected, nil
 }
 
 // prepare decodes a chunk of records into rows and prepares its telemetry
 // insert.
-func (w *writer) prepare(ctx context.Context, recs []pipelines.Record, stored map[topicPartition]int64) *batch {
+func (w *writer) prepare(ctx context.Context, recs []pipelines.Record, stored storedSet) *batch {
 	b := &batch{size: len(recs)}
 	for i := range recs {
 		rec := &recs[i]
-		hw, ok := stored[topicPartition{rec.Topic, rec.Partition}]
-		skip := ok && rec.Offset <= hw
+		skip := stored.has(rec)
 		if skip {
 			b.skipped++
 		}
@@ -237,6 +250,105 @@ func (w *writer) add(b *batch, rec *pipelines.Record, skip bool) (code string, e
 		return CodeUnknownTopic, fmt.Errorf("no table for topic %s", rec.Topic)
 	}
 	return "", nil
+}
+
+// storedSet is what a Write finds stored of its records: below a
+// partition's watermark (sink_offsets), or, for a partition read from its
+// table (verifyStored), exactly the offsets found there.
+type storedSet struct {
+	watermark map[topicPartition]int64
+	exact     map[topicPartition]map[int64]bool
+}
+
+func (s storedSet) has(rec *pipelines.Record) bool {
+	tp := topicPartition{rec.Topic, rec.Partition}
+	if offs, ok := s.exact[tp]; ok {
+		return offs[rec.Offset]
+	}
+	hw, ok := s.watermark[tp]
+	return ok && rec.Offset <= hw
+}
+
+// tableOf is the table whose src_topic, src_partition and src_offset
+// columns record what the sink stored of a topic.
+var tableOf = map[string]string{
+	pipelines.TopicTelemetryClean:   "telemetry",
+	pipelines.TopicTelemetryRaw:     "telemetry",
+	pipelines.TopicScores:           "daily_scores",
+	pipelines.TopicLedgerEntries:    "ledger_entries",
+	pipelines.TopicRedemptionStatus: "redemptions",
+}
+
+// verifyStored reads, for each partition of recs not verified since the
+// writer started or since a Write failed, which offsets of the batch's
+// range its table holds, and makes those exactly the stored ones.
+//
+// sink_offsets is kept by materialized views, which ClickHouse writes
+// after the table's own part: a kill between the two (the sink's process,
+// or the embedded engine's) left rows stored that sink_offsets did not
+// cover, and the next delivery stored them again (a chaos kill run found
+// 1,821 telemetry rows doubled). So after a restart, a rebalance or a
+// failed insert, the sink believes the tables, not the views; after one
+// successful Write of a partition, the views are in step again.
+func (w *writer) verifyStored(ctx context.Context, recs []pipelines.Record, stored map[topicPartition]int64) (storedSet, error) {
+	set := storedSet{watermark: stored}
+	type span struct{ lo, hi int64 }
+	spans := map[topicPartition]*span{}
+	for i := range recs {
+		tp := topicPartition{recs[i].Topic, recs[i].Partition}
+		if w.verified[tp] || tableOf[tp.topic] == "" {
+			continue
+		}
+		if sp := spans[tp]; sp == nil {
+			spans[tp] = &span{recs[i].Offset, recs[i].Offset}
+		} else {
+			sp.lo, sp.hi = min(sp.lo, recs[i].Offset), max(sp.hi, recs[i].Offset)
+		}
+	}
+	if len(spans) == 0 {
+		return set, nil
+	}
+	set.exact = map[topicPartition]map[int64]bool{}
+	byTable := map[string][]topicPartition{}
+	for tp := range spans {
+		set.exact[tp] = map[int64]bool{}
+		byTable[tableOf[tp.topic]] = append(byTable[tableOf[tp.topic]], tp)
+	}
+	for table, tps := range byTable {
+		var cond strings.Builder
+		var args []any
+		for i, tp := range tps {
+			if i > 0 {
+				cond.WriteString(" OR ")
+			}
+			cond.WriteString("(src_topic = ? AND src_partition = ? AND src_offset BETWEEN ? AND ?)")
+			args = append(args, tp.topic, tp.partition, spans[tp].lo, spans[tp].hi)
+		}
+		q := "SELECT DISTINCT src_topic, src_partition, src_offset FROM " + table + " WHERE " + cond.String()
+		if err := w.readOffsets(ctx, q, args, set.exact); err != nil {
+			return set, fmt.Errorf("read the offsets stored in %s: %w", table, err)
+		}
+	}
+	return set, nil
+}
+
+func (w *writer) readOffsets(ctx context.Context, q string, args []any, into map[topicPartition]map[int64]bool) error {
+	rows, err := w.conn.Query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tp topicPartition
+		var off int64
+		if err := rows.Scan(&tp.topic, &tp.partition, &off); err != nil {
+			return err
+		}
+		if m := into[tp]; m != nil {
+			m[off] = true
+		}
+	}
+	return rows.Err()
 }
 
 // storedOffsets reads the highest stored offset of each topic in recs.

@@ -176,7 +176,10 @@ func TestEndToEndLateDaySameTotal(t *testing.T) {
 		t.Fatalf("late upload: %s (rescore %+v)", desc(lateRun.entries), rescore)
 	}
 	if len(lateRun.credits) != 2 || lateRun.credits[1].Kind != "rescore" || lateRun.credits[1].Points != rescore.Amount ||
-		lateRun.credits[1].ScoreID != credit.ID || lateRun.credits[1].DayPoints != want {
+		lateRun.credits[1].ScoreID != credit.ID || lateRun.credits[1].DayPoints != want ||
+		// nothing personal (docs/partners.md): the leaf's vehicle pseudonym, no account
+		lateRun.credits[1].VehicleID != credit.VehicleID || lateRun.credits[0].VehicleID != credit.VehicleID ||
+		lateRun.credits[0].Account != "" || lateRun.credits[1].Account != "" {
 		t.Errorf("partner credits topic: %+v", lateRun.credits)
 	}
 	t.Logf("in order %d points; late: credit %d + rescore %+d = %d", want, credit.Points, rescore.Amount, credit.Points+rescore.Amount)

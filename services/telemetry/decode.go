@@ -86,7 +86,14 @@ type jsonEvent struct {
 // device_id, vehicle_id and tz may be empty: the gateway fills them from the
 // device registry. Errors are *Error with a reason code and the event index.
 func DecodeJSON(body []byte, lim Limits) ([]Event, error) {
-	return decodeJSONFast(body, lim.Defaults())
+	return decodeJSONFast(nil, body, lim.Defaults())
+}
+
+// DecodeJSONInto is DecodeJSON decoding into dst's array (dst[:0],
+// grown as needed; every element is zeroed before it is decoded into), for
+// callers that reuse one slice across batches. On error it returns nil.
+func DecodeJSONInto(dst []Event, body []byte, lim Limits) ([]Event, error) {
+	return decodeJSONFast(dst, body, lim.Defaults())
 }
 
 // decodeJSONReference is DecodeJSON written with encoding/json: the

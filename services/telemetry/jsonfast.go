@@ -12,9 +12,11 @@ import (
 // the encoding/json reference accepts (keys must match exactly, strings
 // must be valid UTF-8) and yields the same events for it, which
 // FuzzDecodeJSON checks.
-func decodeJSONFast(b []byte, lim Limits) ([]Event, error) {
+// The events are appended to dst[:0] (a nil dst: a new slice).
+func decodeJSONFast(dst []Event, b []byte, lim Limits) ([]Event, error) {
 	d := jdec{b: b}
 	var out []Event
+	seen := false
 	d.ws()
 	d.expect('{')
 	d.ws()
@@ -30,11 +32,15 @@ func decodeJSONFast(b []byte, lim Limits) ([]Event, error) {
 				d.fail("json: unknown field %q", key)
 				break
 			}
-			if out != nil {
+			if seen {
 				d.fail("json: duplicate field \"events\"")
 				break
 			}
-			out = d.events(make([]Event, 0, 64), lim)
+			seen = true
+			if cap(dst) == 0 {
+				dst = make([]Event, 0, 64)
+			}
+			out = d.events(dst[:0], lim)
 			d.ws()
 			if d.peek() == ',' {
 				d.i++
@@ -382,11 +388,56 @@ func (d *jdec) float() float64 {
 	if d.err != nil {
 		return 0
 	}
+	if f, ok := exactFloat(tok); ok {
+		return f
+	}
 	f, err := strconv.ParseFloat(string(tok), 64)
 	if err != nil {
 		d.fail("json: number %s: %v", tok, err)
 	}
 	return f
+}
+
+// exactPow10 are the powers of ten a float64 holds exactly.
+var exactPow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// exactFloat converts a number token (already checked by number) of at
+// most 15 digits and no exponent, such as 52.5 or -13.4012, the way the
+// boxes write them: its digits and its power of ten are exact float64s,
+// so one division is the correctly rounded value, the one ParseFloat
+// returns (Clinger's fast path, as strconv takes it). Anything else is
+// left to ParseFloat.
+func exactFloat(tok []byte) (float64, bool) {
+	i, neg := 0, false
+	if len(tok) > 0 && tok[0] == '-' {
+		i, neg = 1, true
+	}
+	var m uint64
+	digits, frac, dot := 0, 0, false
+	for ; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case c >= '0' && c <= '9':
+			m = m*10 + uint64(c-'0')
+			digits++
+			if dot {
+				frac++
+			}
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return 0, false // an exponent
+		}
+	}
+	if digits == 0 || digits > 15 {
+		return 0, false
+	}
+	f := float64(m) / exactPow10[frac] // frac <= digits <= 15
+	if neg {
+		f = -f
+	}
+	return f, true
 }
 
 func (d *jdec) int() int64 {
@@ -424,13 +475,15 @@ func (d *jdec) str() []byte {
 		return nil
 	}
 	start := d.i
+	var high byte // the OR of the bytes: below 0x80, all ASCII (valid UTF-8)
 	for i := start; i < len(d.b); i++ {
 		c := d.b[i]
+		high |= c
 		switch {
 		case c == '"':
 			d.i = i + 1
 			s := d.b[start:i]
-			if !utf8.Valid(s) {
+			if high >= 0x80 && !utf8.Valid(s) {
 				d.fail("json: string at byte %d is not valid UTF-8", start)
 			}
 			return s

@@ -88,7 +88,7 @@ func TestPartnerExampleBonus(t *testing.T) {
 		t.Error(err)
 	}
 	b := bonuses[0]
-	if len(bonuses) != 1 || b.Kind != "bonus" || b.Points != 50 || b.Account != "o1" || b.VehicleID == "" || b.Day != "2026-11-10" ||
+	if len(bonuses) != 1 || b.Kind != "bonus" || b.Points != 50 || b.Account != "" || b.VehicleID == "" || b.Day != "2026-11-10" ||
 		!strings.HasPrefix(b.ScoreID, "bonus/acme/half/") {
 		t.Errorf("bonuses %+v", bonuses)
 	}

@@ -213,16 +213,11 @@ func VerifyOrder(o Order, partner string, key ed25519.PublicKey) error {
 	default:
 		return fmt.Errorf("ledger entry of kind %s is not an order's", e.Kind)
 	}
-	// The leaf names the owner by pseudonym (docs/ledger.md, Pseudonymous
-	// leaves): the redemption id, SHA-256(owner 0x00 idempotency key),
-	// binds the entry to the order's owner instead.
-	switch {
-	case pseudonym.Is(e.Account):
-		if settlement.RedemptionID(o.Owner, o.IdempotencyKey) != o.RedemptionID {
-			return fmt.Errorf("order %s: redemption id is not SHA-256(owner, idempotency key) of owner %q", o.RedemptionID, o.Owner)
-		}
-	case e.Account != o.Owner:
-		return fmt.Errorf("ledger entry %q charges %s, the order's owner is %s", e.RedemptionID, e.Account, o.Owner)
+	// The order names the owner exactly as the leaf does: by the
+	// account's pseudonym (docs/partners.md, "Nothing personal"), never
+	// by the account id.
+	if e.Account != o.Owner {
+		return fmt.Errorf("ledger entry %q charges %s, the order's owner is %s", e.ID, e.Account, o.Owner)
 	}
 	return nil
 }

@@ -38,3 +38,39 @@ func TestGrow(t *testing.T) {
 		}
 	}
 }
+
+// TestProofsReused: one Proofs making batch after batch (other ranges,
+// other sizes, smaller after larger) gives every proof exactly as
+// InclusionProof does: nothing of an earlier batch leaks into a later one.
+func TestProofsReused(t *testing.T) {
+	var tr Tree
+	for i := range 5000 {
+		tr.Append([]byte{byte(i), byte(i >> 8), 7})
+	}
+	var p Proofs
+	x := uint64(12345)
+	for range 60 {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		size := 1 + x%tr.Size()
+		first := (x >> 20) % size
+		last := min(size-1, first+(x>>40)%1100)
+		got, err := p.Make(&tr, first, last, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := first; j <= last; j += 1 + (last-first)/50 {
+			want, _ := tr.InclusionProof(j, size)
+			g := got[j-first]
+			if len(g) != len(want) {
+				t.Fatalf("leaf %d of %d: %d hashes, want %d", j, size, len(g), len(want))
+			}
+			for k := range want {
+				if g[k] != want[k] {
+					t.Fatalf("leaf %d of %d (batch %d..%d): hash %d differs", j, size, first, last, k)
+				}
+			}
+		}
+	}
+}

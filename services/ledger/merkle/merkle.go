@@ -190,8 +190,58 @@ func (t *Tree) RootAt(size uint64) (Hash, error) {
 // share their work.
 type calc struct {
 	t      *Tree
-	nodes  map[uint64]Hash    // (level << 58 | index) -> node, for non-stored levels
+	memo   []nodeWindow       // by level: nodes of non-stored levels near a run of leaves
 	ranges map[[2]uint64]Hash // (lo, n) -> MTH of an incomplete range
+	// edge remembers MTH(D[lo:size]) of the incomplete ranges that end at
+	// size (every one an inclusion proof in the tree of size asks for),
+	// by bits.Len64(size-lo): a slice instead of the ranges map.
+	size uint64
+	edge []edgeRange
+}
+
+type edgeRange struct {
+	lo uint64
+	h  Hash
+	ok bool
+}
+
+// nodeWindow remembers the computed nodes of one level whose index is in
+// [lo, lo+len(h)); a zero hash is "not computed" (a node that is really
+// zero is only computed again).
+type nodeWindow struct {
+	lo uint64
+	h  []Hash
+}
+
+// memoFor makes c remember the non-stored nodes of every level near the
+// leaves first..last (the nodes their proofs and the recomputed levels
+// below those need): a slice per level instead of a map.
+// The windows' storage (c.memo on entry, from an earlier batch) is
+// reused and cleared.
+func (c *calc) memoFor(first, last, size uint64) {
+	const margin = 1 << stride // children of a sibling, down to the stored level
+	top := uint(bits.Len64(size))
+	old := c.memo
+	c.memo = make([]nodeWindow, top)
+	for level := uint(1); level < top; level++ {
+		if level%stride == 0 {
+			continue
+		}
+		lo, hi := first>>level, last>>level
+		lo -= min(lo, margin)
+		hi += margin
+		if hi-lo > 1<<20 {
+			continue
+		}
+		var h []Hash
+		if int(level) < len(old) && uint64(cap(old[level].h)) >= hi-lo+1 {
+			h = old[level].h[:hi-lo+1]
+			clear(h)
+		} else {
+			h = make([]Hash, hi-lo+1)
+		}
+		c.memo[level] = nodeWindow{lo: lo, h: h}
+	}
 }
 
 // node is the complete node of level at index (its leaves all present).
@@ -199,16 +249,18 @@ func (c *calc) node(level uint, index uint64) Hash {
 	if level%stride == 0 {
 		return c.t.levels[level/stride][index]
 	}
-	if c.nodes == nil {
+	if c.memo == nil || int(level) >= len(c.memo) {
 		return HashChildren(c.node(level-1, 2*index), c.node(level-1, 2*index+1))
 	}
-	k := uint64(level)<<58 | index
-	if h, ok := c.nodes[k]; ok {
-		return h
+	w := &c.memo[level]
+	if index < w.lo || index-w.lo >= uint64(len(w.h)) {
+		return HashChildren(c.node(level-1, 2*index), c.node(level-1, 2*index+1))
 	}
-	h := HashChildren(c.node(level-1, 2*index), c.node(level-1, 2*index+1))
-	c.nodes[k] = h
-	return h
+	p := &w.h[index-w.lo]
+	if *p == (Hash{}) {
+		*p = HashChildren(c.node(level-1, 2*index), c.node(level-1, 2*index+1))
+	}
+	return *p
 }
 
 // mth is MTH(D[lo:lo+n]) for n >= 1 where the range lies inside the tree
@@ -218,6 +270,18 @@ func (c *calc) mth(lo, n uint64) Hash {
 	if n&(n-1) == 0 && lo%n == 0 {
 		level := uint(bits.TrailingZeros64(n))
 		return c.node(level, lo>>level)
+	}
+	if c.edge != nil && lo+n == c.size {
+		// The incomplete ranges ending at size have distinct lengths'
+		// bit lengths: size-lo keeps the low bits of size below one.
+		p := &c.edge[bits.Len64(n)]
+		if p.ok && p.lo == lo {
+			return p.h
+		}
+		k := largestPow2Below(n)
+		h := HashChildren(c.mth(lo, k), c.mth(lo+k, n-k))
+		*p = edgeRange{lo: lo, h: h, ok: true}
+		return h
 	}
 	if c.ranges != nil {
 		if h, ok := c.ranges[[2]uint64{lo, n}]; ok {
@@ -257,14 +321,50 @@ func (t *Tree) InclusionProof(index, size uint64) ([]Hash, error) {
 // block's entries) in the tree of size, sharing the nodes they have in
 // common: about one hash per leaf instead of dozens.
 func (t *Tree) InclusionProofs(first, last, size uint64) ([][]Hash, error) {
+	var p Proofs
+	return p.Make(t, first, last, size)
+}
+
+// Proofs makes batches of inclusion proofs (as Tree.InclusionProofs)
+// into storage it reuses from one batch to the next: a writer that
+// encodes each batch before it asks for the next allocates nothing per
+// proof. The zero value is ready to use.
+type Proofs struct {
+	all  []Hash
+	out  [][]Hash
+	memo []nodeWindow
+	edge []edgeRange
+}
+
+// Make returns the inclusion proofs of leaves first..last in the tree of
+// size. They are valid until the next call of Make.
+func (p *Proofs) Make(t *Tree, first, last, size uint64) ([][]Hash, error) {
 	if size > t.size || first > last || last >= size {
 		return nil, fmt.Errorf("inclusion of leaves %d..%d in size %d (tree size %d): %w", first, last, size, t.size, ErrRange)
 	}
-	c := calc{t: t, nodes: make(map[uint64]Hash, 2*(last-first+1)), ranges: make(map[[2]uint64]Hash, 64)}
-	out := make([][]Hash, 0, last-first+1)
-	for i := first; i <= last; i++ {
-		out = append(out, c.path(make([]Hash, 0, bits.Len64(size)), i, 0, size))
+	if p.edge == nil {
+		p.edge = make([]edgeRange, 65)
 	}
+	clear(p.edge)
+	c := calc{t: t, ranges: map[[2]uint64]Hash{}, size: size, edge: p.edge, memo: p.memo}
+	c.memoFor(first, last, size)
+	p.memo = c.memo
+	// Every proof is at most bits.Len64(size) hashes: one backing array
+	// for all of them, each proof capped at its own length.
+	n := int(last - first + 1)
+	if need := n * bits.Len64(size); cap(p.all) < need {
+		p.all = make([]Hash, 0, need)
+	}
+	if cap(p.out) < n {
+		p.out = make([][]Hash, 0, n)
+	}
+	all, out := p.all[:0], p.out[:0]
+	for i := first; i <= last; i++ {
+		at := len(all)
+		all = c.path(all, i, 0, size)
+		out = append(out, all[at:len(all):len(all)])
+	}
+	p.all, p.out = all, out
 	return out, nil
 }
 

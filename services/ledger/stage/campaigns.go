@@ -110,7 +110,7 @@ func (p *Processor) candidates(entries []ledger.Entry, appended []ledger.Appende
 			continue
 		}
 		for _, r := range active {
-			c, ok, err := r.Candidate(&a.Entry, a.LeafIndex, a.Raw, &in)
+			c, ok, err := r.Candidate(a.Entry, a.LeafIndex, a.Raw, &in)
 			if err != nil {
 				p.m.bonusErrs.WithLabelValues("eval").Inc()
 				p.cfg.Logger.Warn("campaign rule failed on a credit: no bonus", "campaign", r.Def.ID(), "leaf", a.LeafIndex, "err", err)

@@ -72,4 +72,11 @@ func BenchmarkCosign(b *testing.B) {
 	b.ReportMetric(alone, "blocks/s-alone")
 	b.ReportMetric(quorum, "blocks/s-cosigned")
 	b.ReportMetric(alone/quorum, "ratio")
+	// The figure line make bench-ratios collects (.ci/bench-ratios): the
+	// cosigned rate as a share of appending alone (higher is better; no
+	// goal in issue 19's table), with the round latencies.
+	fmt.Printf("cosign: %d blocks of %d credits, %.1f blocks/s alone, %.1f cosigned by 2-of-3, round p50 %.2f ms p99 %.2f ms\n",
+		len(rels), perBlock, alone, quorum, float64(pct(0.5).Microseconds())/1000, float64(pct(0.99).Microseconds())/1000)
+	fmt.Printf("FIGURE ledger_cosign %.3f p50_ms %.2f p99_ms %.2f\n", quorum/alone,
+		float64(pct(0.5).Microseconds())/1000, float64(pct(0.99).Microseconds())/1000)
 }

@@ -28,7 +28,7 @@ func TestEntryRecordMatchesGoavro(t *testing.T) {
 		if r.IntN(2) == 0 {
 			e.EventsHash = []byte(str())
 		}
-		a := &ledger.Appended{Entry: e, Raw: []byte(str()), LeafIndex: r.Uint64() >> r.IntN(64),
+		a := &ledger.Appended{Entry: &e, Raw: []byte(str()), LeafIndex: r.Uint64() >> r.IntN(64),
 			Block: &ledger.Block{Header: ledger.Header{Height: r.Uint64() >> 1 >> r.IntN(63), TreeSize: r.Uint64() >> 1 >> r.IntN(63), TimestampMs: r.Int64() - r.Int64(), Root: merkle.Hash{byte(i)}}, Checkpoint: str()}}
 		proof := make([]merkle.Hash, r.IntN(30))
 		for j := range proof {
@@ -52,7 +52,7 @@ func entryNative(a *ledger.Appended, proof []merkle.Hash) map[string]any {
 	for i := range proof {
 		p[i] = proof[i][:]
 	}
-	h, e := &a.Block.Header, &a.Entry
+	h, e := &a.Block.Header, a.Entry
 	eh := e.EventsHash
 	if eh == nil {
 		eh = []byte{}

@@ -3,6 +3,7 @@ package stage
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -117,6 +118,7 @@ type Processor struct {
 	notBefore  int64            // the open batch's lowest block timestamp (transfer expiries)
 	broken     error            // set when the book moved but the outputs could not be made
 	entryRec   avro.LedgerEntry // the entries topic record, reused
+	proofs     merkle.Proofs    // a block's inclusion proofs, storage reused (encoded before the next block's)
 	cache      *bookCache       // receives the book on Close
 	// committed is the book's height when the last transaction known to
 	// have committed ended; flushedAt its height at the last Flush, which
@@ -628,7 +630,7 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		// An erasure destroys the keys of the identities it names: a
 		// tombstone on the topic (in this transaction) and the copy here.
 		for i := range appended {
-			if e := &appended[i].Entry; e.Kind == ledger.KindErasure {
+			if e := appended[i].Entry; e.Kind == ledger.KindErasure {
 				for _, id := range e.Identities() {
 					recs = append(recs, rec{ps.Topic, []byte(id), nil})
 					p.names.Delete(id)
@@ -637,7 +639,13 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		}
 	}
 	for _, blk := range blocks {
-		v, err := p.cfg.Serde.Marshal(blk.Avro())
+		// Sized up front: a block of 1,000 entries is ~150 KiB, which
+		// Marshal would reach by a dozen doublings and copies.
+		size := 512 + len(blk.Checkpoint) + len(blk.Signature)
+		for _, raw := range blk.Entries {
+			size += len(raw) + binary.MaxVarintLen64
+		}
+		v, err := p.cfg.Serde.AppendMarshal(make([]byte, 0, size), blk.Avro())
 		if err != nil {
 			p.broken = fmt.Errorf("encode block %d: %w", blk.Header.Height, err)
 			return nil
@@ -655,7 +663,7 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		if a.Block != proofBlock {
 			h := &a.Block.Header
 			var err error
-			if proofs, err = tree.InclusionProofs(h.FirstIndex, h.LastIndex, h.TreeSize); err != nil {
+			if proofs, err = p.proofs.Make(tree, h.FirstIndex, h.LastIndex, h.TreeSize); err != nil {
 				p.broken = err
 				return nil
 			}
@@ -784,7 +792,7 @@ func checkWatermark(wm *avro.Watermark) error {
 // record: encode it before the next call.
 func (p *Processor) entryRecord(a *ledger.Appended, proof []merkle.Hash) *avro.LedgerEntry {
 	r := &p.entryRec
-	h, e := &a.Block.Header, &a.Entry
+	h, e := &a.Block.Header, a.Entry
 	r.Proof = r.Proof[:0]
 	for i := range proof {
 		r.Proof = append(r.Proof, proof[i][:])

@@ -109,13 +109,16 @@ func NewHandler(cfg Config) (http.Handler, error) {
 // no other field, nothing after it, at most MaxBody bytes. Owner (the
 // caller's account; empty: the caller's) is an owner id, Partner and
 // ItemID are ids (services/ids); Quantity is required, at least 1 (zero is
-// omitted, hence refused); MaxPoints, if given, at least 0.
+// omitted, hence refused); MaxPoints, if given, at least 0. Customer, if
+// given, is the owner's id at the partner (settlement.ValidCustomer): the
+// only clear identity the partner's order carries.
 type RedemptionBody struct {
 	Owner     string `json:"owner,omitempty"`
 	Partner   string `json:"partner"`
 	ItemID    string `json:"item_id"`
 	Quantity  int32  `json:"quantity,omitempty"`
 	MaxPoints *int64 `json:"max_points,omitempty"`
+	Customer  string `json:"customer,omitempty"`
 }
 
 // MaxBody is the largest body of POST /v1/redemptions, in bytes.
@@ -240,6 +243,10 @@ func (h *handler) redeem(w http.ResponseWriter, req *http.Request) {
 		h.fail(w, http.StatusBadRequest, "max_points %d: must not be negative", *body.MaxPoints)
 		return
 	}
+	if err := settlement.ValidCustomer(body.Customer); err != nil {
+		h.fail(w, http.StatusBadRequest, "customer: %v", err)
+		return
+	}
 	if err := auth.CanSpend(caller, body.Owner); err != nil {
 		h.cfg.Auth.Forbidden(w, err)
 		return
@@ -255,7 +262,7 @@ func (h *handler) redeem(w http.ResponseWriter, req *http.Request) {
 	}
 	if !found {
 		v, err := h.cfg.Serde.Marshal(&avro.RedemptionRequest{IdempotencyKey: key, Owner: body.Owner, Partner: body.Partner,
-			ItemID: body.ItemID, Quantity: body.Quantity, MaxPoints: body.MaxPoints, RequestedMs: h.cfg.Now().UTC().Truncate(time.Millisecond)})
+			ItemID: body.ItemID, Quantity: body.Quantity, MaxPoints: body.MaxPoints, RequestedMs: h.cfg.Now().UTC().Truncate(time.Millisecond), Customer: body.Customer})
 		if err != nil {
 			h.fail(w, http.StatusInternalServerError, "encode request: %v", err)
 			return

@@ -195,6 +195,8 @@ func TestAttacks(t *testing.T) {
 		{"unknown field", alice, "POST", "/v1/redemptions", `{"owner":"alice","partner":"acme","item_id":"mug","quantity":1,"points":0}`, 400},
 		{"bad partner id", alice, "POST", "/v1/redemptions", `{"partner":"../x","item_id":"mug","quantity":1}`, 400},
 		{"negative max_points", alice, "POST", "/v1/redemptions", `{"partner":"acme","item_id":"mug","quantity":1,"max_points":-5}`, 400},
+		{"129-byte customer id", alice, "POST", "/v1/redemptions", `{"partner":"acme","item_id":"mug","quantity":1,"customer":"` + strings.Repeat("c", 129) + `"}`, 400},
+		{"customer id with a newline", alice, "POST", "/v1/redemptions", `{"partner":"acme","item_id":"mug","quantity":1,"customer":"a\nb"}`, 400},
 		{"no credentials: transfer", "", "POST", "/v1/transfers", xfer, 401},
 		{"no credentials: get transfer", "", "GET", "/v1/transfers/0000000000000000000000000000dead", "", 401},
 		{"no credentials: list transfers", "", "GET", "/v1/transfers?account=alice", "", 401},

@@ -377,7 +377,7 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 		rs = append(rs, record{pipelines.TopicRedemptionStatus, r.ID, r.Avro()})
 	}
 	for _, r := range tx.Orders {
-		rs = append(rs, record{pipelines.PartnerRedemptionsTopic(r.Partner), r.ID, r.Avro()})
+		rs = append(rs, record{pipelines.PartnerRedemptionsTopic(r.Partner), r.ID, r.PartnerAvro()})
 	}
 	for i, d := range tx.Debits {
 		rs = append(rs, record{pipelines.TopicLedgerRequests, d.Account, &tx.Debits[i]})
@@ -388,11 +388,11 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 	for _, c := range tx.Credits {
 		if c.Kind == settlement.KindBonus { // to the campaign's partner (topics ensured in Process)
 			if partner, camp, ok := settlement.BonusPartner(c.ScoreID); ok {
-				rs = append(rs, record{pipelines.PartnerCampaignsTopic(partner), camp, c.Avro()})
+				rs = append(rs, record{pipelines.PartnerCampaignsTopic(partner), camp, c.PartnerAvro()})
 			}
 			continue
 		}
-		rs = append(rs, record{pipelines.TopicRewardCredits, c.Account, c.Avro()})
+		rs = append(rs, record{pipelines.TopicRewardCredits, c.PartnerKey(), c.PartnerAvro()})
 	}
 	for i, st := range tx.Statements {
 		rs = append(rs, record{pipelines.TopicStatements, st.Day, &tx.Statements[i]})

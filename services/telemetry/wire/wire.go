@@ -101,3 +101,16 @@ func (c *Codec) DecodeBatch(b []byte, lim telemetry.Limits) ([]telemetry.Event, 
 	}
 	return telemetry.DecodeAvroBatch(b[len(c.batchHeader):], lim)
 }
+
+// TranscodeBatch reads an avro/binary gateway body (the framing
+// DecodeBatch accepts, with its checks and errors) and appends each event
+// to dst as the framed value AppendEvent writes for it, with device,
+// vehicle and zone stamped from st where the event leaves them empty,
+// without decoding the events into Go values (telemetry.TranscodeAvroBatch).
+func (c *Codec) TranscodeBatch(dst []byte, ends []int, b []byte, lim telemetry.Limits, st telemetry.Stamp) ([]byte, []int, *telemetry.Mismatch, error) {
+	if !bytes.HasPrefix(b, c.batchHeader) {
+		_, err := c.DecodeBatch(b, lim)
+		return dst, ends, nil, err
+	}
+	return telemetry.TranscodeAvroBatch(dst, ends, c.header, b[len(c.batchHeader):], lim, st)
+}

@@ -139,3 +139,39 @@ func TestDecodeEventFramings(t *testing.T) {
 		t.Errorf("single-object value through the Confluent codec: %+v %v", got, err)
 	}
 }
+
+// TestTranscodeBatch: the values TranscodeBatch writes are the framed
+// values AppendEvent writes for the decoded, stamped events; a body in
+// another framing gets DecodeBatch's error.
+func TestTranscodeBatch(t *testing.T) {
+	c, err := NewCodec(schemas.SingleObject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := []telemetry.Event{event(), event()}
+	evs[1].DeviceID, evs[1].VehicleID, evs[1].TZ = "", "", ""
+	body := c.AppendBatch(nil, evs)
+	st := telemetry.Stamp{DeviceID: "d1", VehicleID: "v1", TZ: "Europe/Berlin"}
+	vals, ends, mis, err := c.TranscodeBatch(nil, nil, body, telemetry.Limits{}, st)
+	if err != nil || mis != nil || len(ends) != 2 {
+		t.Fatalf("%v %+v %v", err, mis, ends)
+	}
+	evs[1].DeviceID, evs[1].VehicleID, evs[1].TZ = st.DeviceID, st.VehicleID, st.TZ
+	var want []byte
+	for i := range evs {
+		want = c.AppendEvent(want, &evs[i])
+		if ends[i] != len(want) {
+			t.Fatalf("end %d: %d, want %d", i, ends[i], len(want))
+		}
+	}
+	if !bytes.Equal(vals, want) {
+		t.Fatalf("values differ:\n%x\n%x", vals, want)
+	}
+	for _, b := range [][]byte{body[10:], append([]byte{0xC3, 0x01}, body[3:]...)} {
+		_, _, _, err := c.TranscodeBatch(nil, nil, b, telemetry.Limits{}, st)
+		_, derr := c.DecodeBatch(b, telemetry.Limits{})
+		if !errors.Is(err, ErrSchema) || err.Error() != derr.Error() {
+			t.Fatalf("%v, DecodeBatch %v", err, derr)
+		}
+	}
+}
