@@ -21,6 +21,7 @@ import (
 	"github.com/minecart/minecart/services/ids"
 	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/pseudonym/follow"
+	"github.com/minecart/minecart/services/settlement"
 	settleapi "github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/sink"
 )
@@ -81,6 +82,11 @@ func eraseOwner(ctx context.Context, a *admin, c eraseConfig) (*ErasureReport, e
 	rep.Reason = c.Reason
 	if c.Timeout == 0 {
 		c.Timeout = 2 * time.Minute
+	}
+	// An open hold must settle first: its post, void or expiry names the
+	// account, and without the key the ledger would make a new one.
+	if err := checkNoOpenHolds(ctx, a, c.Owner); err != nil {
+		return nil, err
 	}
 	bindings, err := a.listBindings(ctx, c.Owner)
 	if err != nil {
@@ -184,6 +190,58 @@ func eraseOwner(ctx context.Context, a *admin, c eraseConfig) (*ErasureReport, e
 	}
 	fmt.Fprintf(c.Out, "ClickHouse: %d rows naming the owner or its vehicles deleted (%d tables searched)\n", rows, n)
 	return rep, nil
+}
+
+// ErrOpenHolds refuses an erasure while the owner has open holds.
+var ErrOpenHolds = errors.New("open holds: erase again once they settle")
+
+// checkNoOpenHolds reads settlement's book (its changelog, to the end)
+// and refuses the erasure of owner while it has a redemption PENDING or
+// CONFIRMED or an open pending transfer (settlement.Book.OpenHolds),
+// naming each (docs/ledger.md, "Erasure with an open hold").
+func checkNoOpenHolds(ctx context.Context, a *admin, owner string) error {
+	t, err := a.table(ctx, pipelines.TopicSettlementLog)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	b, err := settlement.NewBook(settlement.DefaultPolicy())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	t.Range(func(key string, value []byte) bool {
+		if err := b.Restore(key, value); err != nil {
+			errs = append(errs, err)
+		}
+		return true
+	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("reading settlement's book: %w", err)
+	}
+	b.Restored()
+	holds := b.OpenHolds(owner)
+	if len(holds) == 0 {
+		return nil
+	}
+	var lines []string
+	for _, h := range holds {
+		var l string
+		if h.Redemption != "" {
+			l = fmt.Sprintf("redemption %s for partner %s, %d points, %s", h.Redemption, h.Partner, h.Points, h.Status)
+			if h.Transfer != "" {
+				l += ", hold " + h.Transfer
+			}
+		} else {
+			l = fmt.Sprintf("pending transfer %s, %d points", h.Transfer, h.Points)
+		}
+		if h.ExpiresAtMs > 0 {
+			l += ", expires " + time.UnixMilli(h.ExpiresAtMs).UTC().Format(time.RFC3339) + " (ledger time)"
+		}
+		lines = append(lines, l)
+	}
+	return fmt.Errorf("owner %s has %d open holds that must settle (fulfilled, failed, voided or expired) before the erasure: %s: %w",
+		owner, len(holds), strings.Join(lines, "; "), ErrOpenHolds)
 }
 
 // idPattern is the regular expression that finds id as a whole token: not

@@ -246,6 +246,34 @@ func TestPrivacyAndErasure(t *testing.T) {
 		pers.links = append(pers.links, [2][]byte{[]byte(acct.Pseudonym), []byte(o.Pseudonym)})
 	}
 
+	// The order is an open hold: the erasure waits until it settles
+	// (TestEraseWithOpenHold). The partner fulfils it.
+	ack := avro.PartnerAck{RedemptionID: order.RedemptionID, Partner: stack.SimPartner, Status: avro.AckStatusFulfilled, Reference: "privacy-ref", AckedMs: time.Now()}
+	av, err := st.Serde.Marshal(&ack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Producer.ProduceSync(ctx, pipelines.TopicPartnerAcks, []byte(order.RedemptionID), av); err != nil {
+		t.Fatal(err)
+	}
+	for wctx, wcancel := context.WithTimeout(ctx, time.Minute); ; {
+		last := ""
+		for _, r := range readTopic(t, ctx, kcfg, pipelines.TopicRedemptionStatus) {
+			var x avro.Redemption
+			if st.Serde.Unmarshal(r.Value, &x) == nil && x.RedemptionID == order.RedemptionID {
+				last = string(x.Status)
+			}
+		}
+		if last == string(avro.RedemptionStatusFulfilled) {
+			wcancel()
+			break
+		}
+		if wctx.Err() != nil {
+			t.Fatalf("the order is %s, not FULFILLED", last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// 3. Erase the owner.
 	t.Setenv("MINECART_BROKERS", st.Broker.Addrs()[0])
 	t.Setenv("MINECART_KAFKA_SASL", "scram-sha-512:"+super.Name+":"+super.Password)

@@ -68,8 +68,7 @@ func printCosigned(ctx context.Context, w io.Writer, st *stack.Stack, size uint6
 	for {
 		h, err := st.Ledger.Head(ctx)
 		if err == nil && h.Cosigned != "" && h.CosignedSize >= size {
-			fmt.Fprintf(w, "cosigned         tree size %d by %s (quorum %d of %d witnesses)\n", h.CosignedSize, strings.Join(h.CosignedSigners, ", "),
-				st.Policy.Threshold(), len(st.Policy.Witnesses))
+			fmt.Fprintf(w, "cosigned         tree size %d by %s (quorum %s)\n", h.CosignedSize, strings.Join(h.CosignedSigners, ", "), st.Policy.QuorumText())
 			for _, l := range strings.Split(strings.TrimSuffix(h.Cosigned, "\n"), "\n") {
 				fmt.Fprintln(w, strings.TrimRight("  "+l, " "))
 			}
@@ -95,7 +94,7 @@ func printWitnesses(w io.Writer, st *stack.Stack, policyPath string) {
 	for _, pw := range st.Policy.Witnesses {
 		fmt.Fprintf(&b, " %s %s", pw.Name, pw.URL)
 	}
-	fmt.Fprintf(w, "witnesses:%s (quorum %d of %d, policy %s)\n", b.String(), st.Policy.Threshold(), len(st.Policy.Witnesses), policyPath)
+	fmt.Fprintf(w, "witnesses:%s (quorum %s, policy %s)\n", b.String(), st.Policy.QuorumText(), policyPath)
 	for _, ew := range st.Witnesses {
 		if m := ew.Mirror(); m != nil {
 			fmt.Fprintf(w, "mirror: %s holds the whole book, served on %s/ledger/, mirror key %s\n", ew.PolicyName, ew.URL, m.VerifierKey())

@@ -41,7 +41,8 @@ func run(args []string) error {
 	user := fs.String("user", "", "SASL/SCRAM-SHA-512 user (default partner-<id> when -password is set)")
 	pass := fs.String("password", "", "SASL/SCRAM-SHA-512 password (empty: no SASL)")
 	credits := fs.Bool("credits", false, "also follow and verify minecart.rewards.credits")
-	policyFile := fs.String("policy", "", "witness policy file: follow minecart.ledger.checkpoints and accept only checkpoints cosigned by its quorum that extend the last one accepted (docs/partners.md)")
+	policyFile := fs.String("policy", "", "witness policy file: check the cosigned checkpoints published in the partner's topics, accept only those cosigned by its quorum that extend the last one accepted (docs/partners.md)")
+	cpTopic := fs.Bool("checkpoints-topic", false, "with -policy: also follow minecart.ledger.checkpoints (the compacted topic of every publication)")
 	stateFile := fs.String("checkpoint-state", "", "with -policy: file keeping the last checkpoint accepted (default partner-<id>.checkpoint)")
 	ledgerURL := fs.String("ledger-url", "http://127.0.0.1:8080", "with -policy: the ledger's HTTP address, for consistency proofs (GET /v1/ledger/consistency; checked, not trusted)")
 	credFile := fs.String("credentials", "", "read -user and -password of partner-<id> from this credentials file (minecart run: <data-dir>/kafka/credentials.json)")
@@ -89,7 +90,7 @@ func run(args []string) error {
 	var orders, credited int
 	return partner.Run(ctx, partner.Config{
 		Brokers: strings.Split(*brokers, ","), Partner: *name, LedgerKey: pub, User: *user, Password: *pass,
-		Credits: *credits, Logger: log, Checkpoints: cps,
+		Credits: *credits, Logger: log, Checkpoints: cps, CheckpointsTopic: *cpTopic,
 		OnOrder: func(o partner.Order, err error) {
 			orders++
 			if err != nil {

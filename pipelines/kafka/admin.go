@@ -78,3 +78,27 @@ func topicConfigs(s pipelines.TopicSpec) map[string]*string {
 	}
 	return c
 }
+
+// ListTopics returns the names of the cluster's topics that match keeps
+// (all when match is nil), sorted.
+func ListTopics(ctx context.Context, cfg Config, match func(string) bool) ([]string, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(cfg.withDefaults().baseOpts()...)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	defer cl.Close()
+	td, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	var out []string
+	for _, name := range td.Names() {
+		if match == nil || match(name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,14 @@ type Policy struct {
 	Witnesses []PolicyWitness
 	quorum    tdwitness.Group
 	text      []byte
+	// groups and top evaluate the quorum by names (SatisfiedBy).
+	groups map[string]policyGroup
+	top    string
+}
+
+type policyGroup struct {
+	k       int
+	members []string
 }
 
 // PolicyWitness is one `witness` line.
@@ -48,6 +57,22 @@ type PolicyWitness struct {
 	VKey     string // its cosignature v1 verifier key ("<key name>+<id>+<base64(0x04||pub)>")
 	URL      string // the root of its tlog-witness API (add-checkpoint is URL + "/add-checkpoint")
 	Verifier note.Verifier
+	// Mirror: the URL's path ends in /ledger, the tlog-tiles prefix of a
+	// mirror (docs/ledger.md, "The mirror in the quorum"): VKey is its
+	// mirror key, which cosigns only after the mirror stored and verified
+	// the book up to the checkpoint; the ledger reads that cosignature
+	// from URL + "/checkpoint" after sending add-checkpoint to the
+	// mirror's witness API, URL without the /ledger.
+	Mirror bool
+}
+
+// WitnessAPI is the root of the witness API the ledger sends
+// add-checkpoint to: URL, or for a mirror its URL without /ledger.
+func (w PolicyWitness) WitnessAPI() string {
+	if w.Mirror {
+		return strings.TrimSuffix(w.URL, "/ledger")
+	}
+	return w.URL
 }
 
 // ParsePolicy parses a policy file. Every witness needs a URL (the ledger
@@ -57,7 +82,7 @@ func ParsePolicy(text []byte) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("witness policy: %w", err)
 	}
-	p := &Policy{quorum: q, text: slices.Clone(text)}
+	p := &Policy{quorum: q, text: slices.Clone(text), groups: map[string]policyGroup{}}
 	sc := bufio.NewScanner(bytes.NewReader(text))
 	for sc.Scan() {
 		line := sc.Text()
@@ -99,13 +124,94 @@ func ParsePolicy(text []byte) (*Policy, error) {
 					return nil, fmt.Errorf("witness policy: witnesses %s and %s have the same key", w.Name, f[1])
 				}
 			}
-			p.Witnesses = append(p.Witnesses, PolicyWitness{Name: f[1], VKey: f[2], URL: strings.TrimSuffix(f[3], "/"), Verifier: v})
+			pu := strings.TrimSuffix(f[3], "/")
+			p.Witnesses = append(p.Witnesses, PolicyWitness{Name: f[1], VKey: f[2], URL: pu, Verifier: v, Mirror: strings.HasSuffix(u.Path, "/ledger") || strings.HasSuffix(u.Path, "/ledger/")})
+		case "group": // checked by ParsePolicy: k, members defined above
+			g := policyGroup{members: f[3:]}
+			switch f[2] {
+			case "any":
+				g.k = 1
+			case "all":
+				g.k = len(g.members)
+			default:
+				fmt.Sscan(f[2], &g.k)
+			}
+			p.groups[f[1]] = g
+		case "quorum":
+			p.top = f[1]
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("witness policy: %w", err)
 	}
 	return p, nil
+}
+
+// SatisfiedBy reports whether cosignatures by exactly the named
+// witnesses would meet the quorum (the same evaluation as Satisfied, by
+// names: what a policy requires, for tests and tools).
+func (p *Policy) SatisfiedBy(names ...string) bool {
+	var eval func(name string, depth int) bool
+	eval = func(name string, depth int) bool {
+		if g, ok := p.groups[name]; ok && depth < 64 {
+			n := 0
+			for _, m := range g.members {
+				if eval(m, depth+1) {
+					n++
+				}
+			}
+			return n >= g.k
+		}
+		return slices.Contains(names, name)
+	}
+	if p.top == "" || p.top == "none" {
+		return true
+	}
+	return eval(p.top, 0)
+}
+
+// QuorumText says what the quorum is: "2 of 3 witnesses" for a group of
+// witnesses only, else the groups spelt out, e.g. "all of (2 of (w1, w2,
+// w3), any of (m3))"; "none" for quorum none.
+func (p *Policy) QuorumText() string {
+	if p.top == "" || p.top == "none" {
+		return "none"
+	}
+	var render func(name string, depth int) string
+	render = func(name string, depth int) string {
+		g, ok := p.groups[name]
+		if !ok || depth > 64 {
+			return name
+		}
+		parts := make([]string, len(g.members))
+		for i, m := range g.members {
+			parts[i] = render(m, depth+1)
+		}
+		k := strconv.Itoa(g.k)
+		switch {
+		case g.k == len(g.members) && g.k > 1:
+			k = "all"
+		case g.k == 1 && len(g.members) > 1, g.k == 1 && depth > 0:
+			k = "any"
+		}
+		return k + " of (" + strings.Join(parts, ", ") + ")"
+	}
+	if g, ok := p.groups[p.top]; ok && !slices.ContainsFunc(g.members, func(m string) bool { _, sub := p.groups[m]; return sub }) {
+		return fmt.Sprintf("%d of %d witnesses", g.k, len(g.members))
+	}
+	return render(p.top, 0)
+}
+
+// Requires reports whether the quorum cannot be met without witness
+// name's cosignature (every other witness's is not enough).
+func (p *Policy) Requires(name string) bool {
+	var others []string
+	for _, w := range p.Witnesses {
+		if w.Name != name {
+			others = append(others, w.Name)
+		}
+	}
+	return !p.SatisfiedBy(others...)
 }
 
 // Text is the policy file as parsed.

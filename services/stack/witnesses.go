@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
@@ -38,22 +39,42 @@ type WitnessConfig struct {
 const PolicyFile = "witness-policy.txt"
 
 // WrittenPolicy is the policy of the embedded witnesses: every witness
-// at the URL it listens on, the group of them with threshold k, the
-// quorum that group, and the ledger's key on the log line.
-func WrittenPolicy(logVKey string, names, vkeys, urls []string, k int) []byte {
+// at the URL it listens on, the group of them with threshold k, and the
+// ledger's key on the log line. With mirrors (a witness in mirror mode:
+// its mirror key, at its /ledger prefix), the quorum also requires one
+// mirror's cosignature (group mirrors any ..., quorum all of witnesses
+// and mirrors: nothing is published before a copy of the whole book
+// outside the ledger verified it); without, the quorum is the group of
+// witnesses (named "embedded").
+func WrittenPolicy(logVKey string, names, vkeys, urls []string, k int, mirrors ...PolicyMirror) []byte {
 	var b bytes.Buffer
 	b.WriteString("# minecart run: the embedded witnesses (rewritten at every start: the ports change)\n")
 	fmt.Fprintf(&b, "log %s\n", logVKey)
 	for i := range names {
 		fmt.Fprintf(&b, "witness %s %s %s\n", names[i], vkeys[i], urls[i])
 	}
-	fmt.Fprintf(&b, "group embedded %d", k)
-	for _, n := range names {
-		b.WriteString(" " + n)
+	for _, m := range mirrors {
+		fmt.Fprintf(&b, "witness %s %s %s/ledger\n", m.Name, m.VKey, m.URL)
 	}
-	b.WriteString("\nquorum embedded\n")
+	group := "embedded"
+	if len(mirrors) > 0 {
+		group = "witnesses"
+	}
+	fmt.Fprintf(&b, "group %s %d %s\n", group, k, strings.Join(names, " "))
+	if len(mirrors) > 0 {
+		b.WriteString("group mirrors any")
+		for _, m := range mirrors {
+			b.WriteString(" " + m.Name)
+		}
+		b.WriteString("\ngroup embedded all witnesses mirrors\n")
+	}
+	b.WriteString("quorum embedded\n")
 	return b.Bytes()
 }
+
+// PolicyMirror is a mirror in WrittenPolicy: its policy name, mirror
+// key and the root of its listener (the policy names URL + "/ledger").
+type PolicyMirror struct{ Name, VKey, URL string }
 
 // startWitnesses starts cfg.Witnesses, writes their policy (a majority
 // quorum) and returns it; with cfg.WitnessPolicy it reads that file
@@ -74,6 +95,7 @@ func (s *Stack) startWitnesses(logVKey string) (*ledger.Policy, error) {
 		return nil, nil
 	}
 	var names, vkeys, urls []string
+	var mirrors []PolicyMirror
 	for i, wc := range s.cfg.Witnesses {
 		n := i + 1
 		if wc.Name == "" {
@@ -113,8 +135,11 @@ func (s *Stack) startWitnesses(logVKey string) (*ledger.Policy, error) {
 		names = append(names, "w"+strconv.Itoa(n))
 		vkeys = append(vkeys, w.VerifierKey())
 		urls = append(urls, "http://"+srv.Addr)
+		if m := w.Mirror(); m != nil {
+			mirrors = append(mirrors, PolicyMirror{Name: "m" + strconv.Itoa(n), VKey: m.VerifierKey(), URL: "http://" + srv.Addr})
+		}
 	}
-	text := WrittenPolicy(logVKey, names, vkeys, urls, len(names)/2+1)
+	text := WrittenPolicy(logVKey, names, vkeys, urls, len(names)/2+1, mirrors...)
 	if s.cfg.DataDir != "" {
 		if err := witness.WriteFileAtomic(filepath.Join(s.cfg.DataDir, PolicyFile), text, 0o600); err != nil {
 			return nil, fmt.Errorf("witness policy: %w", err)
@@ -134,10 +159,14 @@ type EmbeddedWitness struct {
 // publication) and the reader of the published checkpoints that feeds
 // the proofs server.
 func (s *Stack) startPublication(published *blocks.Reader) error {
+	store, err := blocks.NewCheckpointStore(s.Pipelines, s.Producer, s.cfg.Logger, s.Registry)
+	if err != nil {
+		return err
+	}
 	pub, err := ledgerstage.NewPublisher(ledgerstage.PublisherConfig{
 		Blocks: published, PublicKey: s.LedgerKey.Public().(ed25519.PublicKey),
 		Cosign: ledgerstage.CosignConfig{Policy: s.Policy},
-		Store:  checkpointStore{s.Producer}, Logger: s.cfg.Logger, Registerer: s.Registry,
+		Store:  store, Logger: s.cfg.Logger, Registerer: s.Registry,
 	})
 	if err != nil {
 		return err
@@ -158,14 +187,6 @@ func (s *Stack) startPublication(published *blocks.Reader) error {
 		}, func() {})
 	})
 	return nil
-}
-
-// checkpointStore writes cosigned checkpoints to the compacted topic
-// minecart.ledger.checkpoints, key = the size in 20 digits.
-type checkpointStore struct{ p *kafka.Producer }
-
-func (c checkpointStore) Store(ctx context.Context, size uint64, cosigned []byte) error {
-	return c.p.ProduceSync(ctx, pipelines.TopicLedgerCheckpoints, CheckpointKey(size), cosigned)
 }
 
 // CheckpointKey is the key of a cosigned checkpoint of tree size size.

@@ -104,7 +104,7 @@ func newMirror(w *Witness, m *prom.Metrics) (*Mirror, error) {
 	if name == "" {
 		name = w.signer.Name() + "/mirror"
 	}
-	skey, err := loadOrCreateKey(w.cfg.Dir, mirrorKeyFile, name)
+	skey, err := loadKey(w.cfg.MirrorKeyFile, w.cfg.Dir, mirrorKeyFile, name)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: %w", err)
 	}

@@ -71,6 +71,11 @@ type Config struct {
 	// MirrorName is the mirror key's name on first start (default
 	// "<Name>/mirror"); then fixed by mirror.key.
 	MirrorName string
+	// KeyFile and MirrorKeyFile, if set, are where the witness key and
+	// the mirror key are read from (a mounted Kubernetes Secret, say)
+	// instead of Dir; such a file must exist (nothing is created) and
+	// hold the signer key text of `<Dir>/witness.key` (`PRIVATE+KEY+...`).
+	KeyFile, MirrorKeyFile string
 	// MirrorClient fetches the tiles (default a client with a 30s
 	// timeout per request).
 	MirrorClient *http.Client
@@ -139,7 +144,7 @@ func New(cfg Config) (*Witness, error) {
 			return nil, fmt.Errorf("witness: %w", err)
 		}
 	}
-	skey, err := loadOrCreateKey(cfg.Dir, keyFile, cfg.Name)
+	skey, err := loadKey(cfg.KeyFile, cfg.Dir, keyFile, cfg.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +214,19 @@ func (w *Witness) statePath(origin string) string {
 // keyFile is the witness key: a signed-note private key text,
 // "PRIVATE+KEY+<name>+<key id hex>+<base64(0x04 || Ed25519 seed)>".
 const keyFile = "witness.key"
+
+// loadKey reads the key from file if set (it must exist), else from
+// dir (loadOrCreateKey).
+func loadKey(file, dir, name, keyName string) (string, error) {
+	if file == "" {
+		return loadOrCreateKey(dir, name, keyName)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("witness key: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
 
 // loadOrCreateKey reads the key or, if there is none, generates one named
 // name (written 0600, atomically) with its verifier key beside it.

@@ -61,10 +61,17 @@ func (c *Checkpoints) load() (string, error) {
 	return c.last, nil
 }
 
+// ErrOlder is Check's answer to a checkpoint smaller than the last one
+// accepted that is valid (signature, quorum) and consistent with it: the
+// same publication read late from another topic (the redemptions and
+// campaigns topics each carry every one). It is not kept; the last
+// accepted stays.
+var ErrOlder = errors.New("older than the last checkpoint accepted, and consistent with it")
+
 // Check checks a published checkpoint and, if it passes, keeps it as the
 // last accepted. The error wraps ledger.ErrQuorum,
 // ledger.ErrForgedCosignature, ledger.ErrNotConsistent or
-// ledger.ErrSignature.
+// ledger.ErrSignature, or is ErrOlder (nothing wrong, nothing kept).
 func (c *Checkpoints) Check(text string) (ledger.Checkpoint, []string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -75,6 +82,25 @@ func (c *Checkpoints) Check(text string) (ledger.Checkpoint, []string, error) {
 	prove := c.Prove
 	if prove == nil {
 		prove = func(uint64, uint64) ([]merkle.Hash, error) { return nil, errors.New("no consistency proof source") }
+	}
+	if last != "" {
+		prev, perr := ledger.VerifyCheckpoint(last, c.LedgerKey)
+		cp, cerr := ledger.VerifyCheckpoint(text, c.LedgerKey)
+		if perr == nil && cerr == nil && cp.Origin == prev.Origin && cp.Size < prev.Size {
+			// Valid on its own, then the last accepted must extend it.
+			cp, signers, err := c.Policy.CheckPublished(text, c.LedgerKey, "", prove)
+			if err != nil {
+				return cp, signers, err
+			}
+			proof, err := prove(cp.Size, prev.Size)
+			if err != nil {
+				return cp, signers, fmt.Errorf("consistency proof %d -> %d: %w", cp.Size, prev.Size, err)
+			}
+			if err := merkle.VerifyConsistency(cp.Size, prev.Size, proof, cp.Root, prev.Root); err != nil {
+				return cp, signers, fmt.Errorf("size %d root %s is not a prefix of the last accepted size %d root %s (a fork or a rewritten history): %v: %w", cp.Size, cp.Root, prev.Size, prev.Root, err, ledger.ErrNotConsistent)
+			}
+			return cp, signers, ErrOlder
+		}
 	}
 	cp, signers, err := c.Policy.CheckPublished(text, c.LedgerKey, last, prove)
 	if err != nil {
@@ -145,17 +171,31 @@ func (c *consumer) followCheckpoints(ctx context.Context, r *kafka.Reader) error
 		if isControl(m) {
 			continue
 		}
-		cp, signers, err := c.cfg.Checkpoints.Check(string(m.Value))
-		if err != nil {
-			c.log.Error("published checkpoint refused", "offset", m.Offset, "key", string(m.Key), "err", err)
-		} else {
-			c.log.Info("published checkpoint accepted", "size", cp.Size, "cosigned_by", signers)
-		}
-		if c.cfg.OnCheckpoint != nil {
-			c.cfg.OnCheckpoint(cp, signers, err)
-		}
+		c.checkpoint(m)
 		if err := r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("partner: commit %s: %w", pipelines.TopicLedgerCheckpoints, err)
 		}
+	}
+}
+
+// checkpoint checks one published checkpoint record (of the checkpoints
+// topic or a partner topic); without Config.Checkpoints (no policy) a
+// partner topic's checkpoint is passed over.
+func (c *consumer) checkpoint(m kafka.Message) {
+	if c.cfg.Checkpoints == nil {
+		c.log.Debug("published checkpoint passed over (no -policy)", "topic", m.Topic, "offset", m.Offset)
+		return
+	}
+	cp, signers, err := c.cfg.Checkpoints.Check(string(m.Value))
+	switch {
+	case errors.Is(err, ErrOlder):
+		c.log.Debug("published checkpoint already covered", "topic", m.Topic, "size", cp.Size)
+	case err != nil:
+		c.log.Error("published checkpoint refused", "topic", m.Topic, "offset", m.Offset, "key", string(m.Key), "err", err)
+	default:
+		c.log.Info("published checkpoint accepted", "topic", m.Topic, "size", cp.Size, "cosigned_by", signers)
+	}
+	if c.cfg.OnCheckpoint != nil {
+		c.cfg.OnCheckpoint(cp, signers, err)
 	}
 }

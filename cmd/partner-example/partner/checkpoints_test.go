@@ -23,12 +23,19 @@ import (
 	"github.com/minecart/minecart/services/ledger/proofs"
 )
 
-// TestCheckpoints: the partner accepts checkpoints cosigned by the
-// policy's quorum that extend the last one accepted (proofs fetched from
-// a real proofs API, kept across a restart in the state file), and
-// refuses one below quorum, one with a forged cosignature and one
-// inconsistent with the last accepted, leaving the state as it was.
-func TestCheckpoints(t *testing.T) {
+// quorumBook is a ledger's book behind a real proofs API, a fork of it
+// under the same key, and a 2-of-3 witness policy with the witnesses'
+// signers.
+type quorumBook struct {
+	s          *ledger.Signer
+	p          *ledger.Policy
+	api        *httptest.Server
+	book, fork *ledger.Book
+	cosign     func(cp string, by ...int) string
+	grow       func(b *ledger.Book, n int, prefix string, apply bool) string
+}
+
+func newQuorumBook(t *testing.T) *quorumBook {
 	s, err := ledger.NewSigner(ledgertest.Origin, ledgertest.Key(1))
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +78,7 @@ func TestCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := httptest.NewServer(srv.Handler())
-	defer api.Close()
+	t.Cleanup(api.Close)
 	book, fork := ledger.NewBook(), ledger.NewBook()
 	grow := func(b *ledger.Book, n int, prefix string, apply bool) string {
 		rel := ledger.Release{TimestampMs: 2 * ledgertest.DayMs}
@@ -91,6 +98,19 @@ func TestCheckpoints(t *testing.T) {
 		}
 		return blks[len(blks)-1].Checkpoint
 	}
+
+	return &quorumBook{s: s, p: p, api: api, book: book, fork: fork, cosign: cosign, grow: grow}
+}
+
+// TestCheckpoints: the partner accepts checkpoints cosigned by the
+// policy's quorum that extend the last one accepted (proofs fetched from
+// a real proofs API, kept across a restart in the state file), and
+// refuses one below quorum, one with a forged cosignature and one
+// inconsistent with the last accepted, leaving the state as it was; an older one
+// that the last accepted extends (a copy read late) is ErrOlder, not kept.
+func TestCheckpoints(t *testing.T) {
+	q := newQuorumBook(t)
+	s, p, api, book, fork, cosign, grow := q.s, q.p, q.api, q.book, q.fork, q.cosign, q.grow
 	cp10 := grow(book, 10, "v", true)
 	grow(fork, 10, "v", false)
 	cp30 := grow(book, 20, "v", true)
@@ -109,7 +129,9 @@ func TestCheckpoints(t *testing.T) {
 	if _, signers, err := c.Check(accepted); err != nil || len(signers) != 2 {
 		t.Fatalf("extension: %v %v", signers, err)
 	}
-	c = newChecker() // a restart: the last accepted comes from the state file
+	oldFork := grow(ledger.NewBook(), 10, "y", false) // another history of size 10
+	// A restart: the last accepted comes from the state file.
+	c = newChecker()
 	other := cosign(cp10, 2)
 	for _, tc := range []struct {
 		name, text string
@@ -118,7 +140,8 @@ func TestCheckpoints(t *testing.T) {
 		{"below quorum", cosign(cp50, 0), ledger.ErrQuorum},
 		{"forged cosignature", cosign(cp50, 0, 1) + other[len(cp10):], ledger.ErrForgedCosignature},
 		{"split view", cosign(fork30, 0, 1, 2), ledger.ErrNotConsistent},
-		{"rollback", cosign(cp10, 0, 1), ledger.ErrNotConsistent},
+		{"older (rollback)", cosign(cp10, 0, 1), partner.ErrOlder},
+		{"older fork", cosign(oldFork, 0, 1), ledger.ErrNotConsistent},
 	} {
 		if _, _, err := c.Check(tc.text); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)

@@ -64,11 +64,15 @@ type Config struct {
 	// verification (err = why it did not verify).
 	OnOrder  func(o Order, err error)
 	OnCredit func(c avro.CreditSettled, err error)
-	// Checkpoints, if set, follows minecart.ledger.checkpoints and checks
-	// every published checkpoint against the witness policy and the last
-	// one accepted (checkpoints.go); OnCheckpoint sees each outcome.
-	Checkpoints  *Checkpoints
-	OnCheckpoint func(cp ledger.Checkpoint, cosigners []string, err error)
+	// Checkpoints, if set, checks every published checkpoint against the
+	// witness policy and the last one accepted (checkpoints.go): those the
+	// publisher writes into the partner's own topics (redemptions, and
+	// campaigns when followed; docs/partners.md, "The published checkpoint
+	// in your topics") and, with CheckpointsTopic, the records of
+	// minecart.ledger.checkpoints. OnCheckpoint sees each outcome.
+	Checkpoints      *Checkpoints
+	CheckpointsTopic bool
+	OnCheckpoint     func(cp ledger.Checkpoint, cosigners []string, err error)
 	// Seen de-duplicates orders across restarts (default: in memory).
 	Seen Store
 	// BatchTimeout is how long the ack writer waits to fill a batch
@@ -350,7 +354,7 @@ func Run(ctx context.Context, cfg Config) error {
 		readers = append(readers, c.reader(dialer, pipelines.PartnerCampaignsTopic(cfg.Partner)))
 	}
 	nconsume := len(readers) // the checkpoints reader, if any, comes last
-	if cfg.Checkpoints != nil {
+	if cfg.Checkpoints != nil && cfg.CheckpointsTopic {
 		readers = append(readers, c.reader(dialer, pipelines.TopicLedgerCheckpoints))
 	}
 	errc := make(chan error, len(readers))
@@ -427,6 +431,10 @@ func (c *consumer) consume(ctx context.Context, r *kafka.Reader, orders bool) er
 			if isControl(m) {
 				continue
 			}
+			if isCheckpoint(m) { // the cosigned checkpoint, not an order or a bonus
+				c.checkpoint(m)
+				continue
+			}
 			if !orders {
 				c.credit(m, r.Config().Topic != pipelines.TopicRewardCredits)
 				continue
@@ -489,6 +497,20 @@ func (c *consumer) fetchBatch(ctx context.Context, r *kafka.Reader) ([]kafka.Mes
 func isControl(m kafka.Message) bool {
 	k := m.Key
 	return len(k) == 4 && k[0] == 0 && k[1] == 0 && k[2] == 0 && k[3] <= 1 && len(m.Value) == 6
+}
+
+// isCheckpoint reports a cosigned checkpoint in a partner topic: header
+// minecart-record = ledger-checkpoint, or a key "checkpoint:<20 digits>"
+// (pipelines.IsPartnerCheckpoint).
+func isCheckpoint(m kafka.Message) bool {
+	return pipelines.IsPartnerCheckpoint(m.Key, func(name string) ([]byte, bool) {
+		for _, h := range m.Headers {
+			if h.Key == name {
+				return h.Value, true
+			}
+		}
+		return nil, false
+	})
 }
 
 // order verifies and fulfils one order and returns it, its ack, and why

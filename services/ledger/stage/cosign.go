@@ -48,6 +48,11 @@ type CosignConfig struct {
 	// is met get to answer, so their cosignatures join the note (default
 	// 250ms).
 	Grace time.Duration
+	// MirrorWait bounds how long a round waits for a mirror's cosignature
+	// (a policy witness whose URL is a mirror's /ledger prefix) after its
+	// witness API took the checkpoint: the mirror fetches and verifies the
+	// new tiles first (default 2 minutes).
+	MirrorWait time.Duration
 	// Now is the clock cosignature timestamps are checked against
 	// (default time.Now).
 	Now        func() time.Time
@@ -64,6 +69,7 @@ func (c CosignConfig) withDefaults() CosignConfig {
 	c.Backoff = cmp.Or(c.Backoff, 100*time.Millisecond)
 	c.MaxSkew = cmp.Or(c.MaxSkew, 10*time.Minute)
 	c.Grace = cmp.Or(c.Grace, 250*time.Millisecond)
+	c.MirrorWait = cmp.Or(c.MirrorWait, 2*time.Minute)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -223,7 +229,7 @@ func (c *Cosigner) ask(ctx context.Context, w ledger.PolicyWitness, checkpoint s
 			return nil, "proof: " + err.Error()
 		}
 		start := time.Now()
-		code, resp, err := c.post(ctx, w.URL+"/add-checkpoint", body)
+		code, resp, err := c.post(ctx, w.WitnessAPI()+"/add-checkpoint", body)
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
@@ -235,6 +241,14 @@ func (c *Cosigner) ask(ctx context.Context, w ledger.PolicyWitness, checkpoint s
 			}
 			c.refuse(w, kind)
 			why = kind + ": " + err.Error()
+		case code == http.StatusOK && w.Mirror:
+			// The mirror's witness took it (its answer is the witness
+			// key's line, not the mirror's): now the mirror copies the
+			// book up to it and cosigns with the mirror key.
+			c.mu.Lock()
+			c.old[w.Name] = max(c.old[w.Name], size)
+			c.mu.Unlock()
+			return c.awaitMirror(ctx, w, checkpoint, size, start)
 		case code == http.StatusOK:
 			line, kind, err := c.check(w, checkpoint, resp)
 			if err == nil {
@@ -288,6 +302,91 @@ func (c *Cosigner) ask(ctx context.Context, w ledger.PolicyWitness, checkpoint s
 		}
 	}
 	return nil, why
+}
+
+// awaitMirror polls the mirror checkpoint (GET <URL>/checkpoint) until
+// it is this checkpoint with a valid mirror cosignature, and returns that
+// line; it gives up after MirrorWait, or at once when the mirror holds a
+// larger tree.
+func (c *Cosigner) awaitMirror(ctx context.Context, w ledger.PolicyWitness, checkpoint string, size uint64, start time.Time) ([]byte, string) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.MirrorWait)
+	defer cancel()
+	wait := 20 * time.Millisecond
+	why := "mirror: not yet at size " + strconv.FormatUint(size, 10)
+	for {
+		code, body, err := c.get(ctx, w.URL+"/checkpoint")
+		switch {
+		case err != nil:
+			why = "mirror: " + err.Error()
+		case code == http.StatusNotFound:
+			// no mirror checkpoint yet
+		case code != http.StatusOK:
+			why = fmt.Sprintf("mirror: GET checkpoint: %d", code)
+		default:
+			n, err := note.Open(body, note.VerifierList(w.Verifier))
+			if err != nil {
+				why = fmt.Sprintf("%s: mirror checkpoint without a valid mirror cosignature: %v", RefusedGarbage, err)
+				break
+			}
+			if n.Text != noteText(checkpoint) {
+				var held uint64
+				if lines := strings.SplitN(n.Text, "\n", 3); len(lines) == 3 {
+					held, _ = strconv.ParseUint(lines[1], 10, 64)
+				}
+				if held > size {
+					c.refuse(w, RefusedAhead)
+					return nil, fmt.Sprintf("%s: the mirror holds size %d > %d", RefusedAhead, held, size)
+				}
+				break // still copying
+			}
+			line := []byte(fmt.Sprintf("— %s %s\n", n.Sigs[0].Name, n.Sigs[0].Base64))
+			line, kind, err := c.check(w, checkpoint, line)
+			if err != nil {
+				c.refuse(w, kind)
+				return nil, kind + ": " + err.Error()
+			}
+			c.latency.WithLabelValues(w.Name).Observe(time.Since(start).Seconds())
+			return line, ""
+		}
+		select {
+		case <-ctx.Done():
+			if ctx.Err() == context.DeadlineExceeded {
+				c.refuse(w, RefusedTimeout)
+				return nil, RefusedTimeout + ": " + why
+			}
+			return nil, "cancelled"
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// noteText is the body of a signed note (up to the blank line).
+func noteText(signed string) string {
+	if i := strings.Index(signed, "\n\n"); i >= 0 {
+		return signed[:i+1]
+	}
+	return signed
+}
+
+// get fetches url within Timeout (at most 64 KiB).
+func (c *Cosigner) get(ctx context.Context, url string) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.cfg.Client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, b, nil
 }
 
 // request is the add-checkpoint body: "old <size>\n", the consistency

@@ -48,6 +48,9 @@ type Env struct {
 	// Pseudonyms follows the ledger's pseudonym keys (settlement opens
 	// the entries' pseudonyms with it).
 	Pseudonyms *follow.Follower
+	// SealKey is the raw pseudonym-sealing key (the CLI's --pseudonym-key
+	// file holds it as 64 hex digits).
+	SealKey []byte
 
 	stopSettlement func()
 	stopLedger     func()
@@ -132,7 +135,8 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 	// keys, settlement follows them. The keys are derived from a fixed
 	// seed so that two environments fed the same records make the same
 	// root (tests compare books across runs).
-	seal, _ := pseudonym.GenerateSealKey()
+	seal, rawSeal := pseudonym.GenerateSealKey()
+	e.SealKey = rawSeal
 	e.ledgerCfg = ledgerstage.Config{Key: priv, Origin: e.Origin, Serde: serde, Blocks: published, Logger: cfg.Logger,
 		Pseudonyms: &ledgerstage.Pseudonyms{Seal: seal, Keys: pseudonym.Derived("settletest"), Load: follow.Loader(cfg, seal, cfg.Logger)}}
 	if e.Pseudonyms, err = follow.NewFollower(cfg, seal, cfg.Logger); err != nil {

@@ -142,9 +142,13 @@ func publish(env *daemon.Env, published *blocks.Reader, signer *ledger.Signer, p
 	if err != nil {
 		return err
 	}
+	store, err := blocks.NewCheckpointStore(env.Kafka, producer, env.Log, env.Registry)
+	if err != nil {
+		return err
+	}
 	pub, err := stage.NewPublisher(stage.PublisherConfig{
 		Blocks: published, PublicKey: signer.Public(), Cosign: stage.CosignConfig{Policy: policy},
-		Store: store{producer}, Logger: env.Log, Registerer: env.Registry,
+		Store: store, Logger: env.Log, Registerer: env.Registry,
 	})
 	if err != nil {
 		return err
@@ -169,10 +173,4 @@ func followCheckpoints(env *daemon.Env, srv *proofs.Server) error {
 		}, func() {})
 	})
 	return nil
-}
-
-type store struct{ p *kafka.Producer }
-
-func (s store) Store(ctx context.Context, size uint64, cosigned []byte) error {
-	return s.p.ProduceSync(ctx, pipelines.TopicLedgerCheckpoints, fmt.Appendf(nil, "%020d", size), cosigned)
 }
