@@ -212,9 +212,9 @@ func Similarity(a, b *Fingerprint) (jaccard, contain float64) {
 // the original, the copy, their estimated Jaccard and containment
 // (Similarity(orig, cp)) and why not ("" when cp is a copy of orig):
 //
-//  1. Simultaneous trips (the spans [StartMs, EndMs] of two vehicles'
-//     trips intersect) are one trace reported twice at the time it was
-//     driven (a cloned box, a same-day copy): the copy is the one that
+//  1. Simultaneous trips (Simultaneous) are one trace reported twice at
+//     the time it was driven (a cloned box, a same-day copy): the copy is
+//     the one that
 //     starts away from its vehicle's previous trip (OriginAway) while the
 //     other starts near its own (OriginNear); without that one-sided
 //     evidence, no verdict ("simultaneous, no one-sided origin").
@@ -223,10 +223,8 @@ func Similarity(a, b *Fingerprint) (jaccard, contain float64) {
 //     and the two have an estimated Jaccard of at least MinJaccard.
 func Judge(cfg *Config, a, b *Fingerprint) (orig, cp *Fingerprint, jaccard, contain float64, why string) {
 	orig, cp = a, b
-	if a.StartMs <= b.EndMs && b.StartMs <= a.EndMs {
+	if Simultaneous(cfg, a, b) {
 		switch {
-		case a.Vehicle == b.Vehicle:
-			return nil, nil, 0, 0, "overlapping trips of one vehicle"
 		case a.Origin == OriginNear && b.Origin == OriginAway:
 		case a.Origin == OriginAway && b.Origin == OriginNear:
 			orig, cp = b, a
@@ -244,6 +242,22 @@ func Judge(cfg *Config, a, b *Fingerprint) (orig, cp *Fingerprint, jaccard, cont
 		why = "Jaccard below MinJaccard"
 	}
 	return orig, cp, jaccard, contain, why
+}
+
+// Simultaneous reports whether two trips are one drive reported at the
+// time it was driven: trips of two vehicles whose spans [StartMs, EndMs]
+// intersect and whose starts or whose ends are at most TripGapMs apart (a
+// copy shifted by more than a trip gap is an ordinary, later copy).
+func Simultaneous(cfg *Config, a, b *Fingerprint) bool {
+	return a.Vehicle != b.Vehicle && a.StartMs <= b.EndMs && b.StartMs <= a.EndMs &&
+		(abs64(a.StartMs-b.StartMs) <= cfg.TripGapMs || abs64(a.EndMs-b.EndMs) <= cfg.TripGapMs)
+}
+
+func abs64(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 // Refusal names the first rule that keeps trip cp from being judged a copy

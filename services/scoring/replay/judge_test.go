@@ -53,6 +53,22 @@ func TestJudge(t *testing.T) {
 			}
 		}
 	}
+	// A copy an hour later the same day overlaps its original but is not
+	// simultaneous (starts and ends an hour apart): the later is the copy,
+	// whatever the origins.
+	{
+		a, b := pair(64, 120, 120)
+		b.StartMs, b.EndMs = a.StartMs+3600_000, a.EndMs+3600_000
+		a.EndMs += 3 * 3600_000
+		b.EndMs = a.EndMs + 3600_000
+		a.Origin, b.Origin = OriginAway, OriginNear
+		if Simultaneous(&cfg, &a, &b) {
+			t.Error("a copy an hour later is simultaneous")
+		}
+		if _, cp, _, _, why := Judge(&cfg, &b, &a); why != "" || cp != &b {
+			t.Errorf("an hour later: %q, copy %v", why, cp.Vehicle)
+		}
+	}
 	// Simultaneous trips: the copy is the one starting away from its
 	// vehicle's previous trip while the other starts near its own.
 	for _, c := range []struct {
