@@ -98,6 +98,10 @@ type Report struct {
 	// HonestVerdicts are the verdicts applied to an honest day (its ID,
 	// the classes of the two days).
 	HonestVerdicts []HonestVerdict
+	// ReplayMisses explains each replay day (own or other) left unflagged:
+	// every pair of its trips with the source day's, and the rule that
+	// refused the pair (replayDiag).
+	ReplayMisses []string
 }
 
 // HonestVerdict is a global check verdict applied to an honest day: the
@@ -230,6 +234,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			r.late.replayed()
 		}
 	}
+	// The replay days and the days they copy keep their fingerprints for
+	// the diagnostics of a miss.
+	keepFps := map[[2]int]bool{}
+	for i := range recs {
+		for d := range recs[i] {
+			if r := &recs[i][d]; r.c == fleet.CaseReplayOwn || r.c == fleet.CaseReplayOther {
+				keepFps[[2]int{i, d}] = true
+				keepFps[[2]int{r.other, r.src}] = true
+			}
+		}
+	}
 	var key [8]byte
 	for d := range cfg.Days {
 		if t, err := time.Parse(time.DateOnly, wins[d].date); err == nil {
@@ -244,6 +259,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			idx := idx[task[i]]
 			r := &recs[i][d]
 			replayed := false
+			for k := range r.fps {
+				idx.Anchor(&r.fps[k]) // judgeReplay
+			}
 			for k := range r.fps {
 				if len(idx.Check(&r.fps[k])) > 0 {
 					replayed = true
@@ -268,7 +286,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					}
 				}
 			}
-			r.fps = nil
+			if !keepFps[[2]int{i, d}] {
+				r.fps = nil
+			}
 		}
 	}
 	// The rows, once every verdict is in (a verdict can flag a day closed
@@ -297,6 +317,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			if r.late != nil {
 				total.Rows[lateRescored].add(r, r.late)
+			}
+			if (r.c == fleet.CaseReplayOwn || r.c == fleet.CaseReplayOther) && !r.replayed {
+				total.ReplayMisses = append(total.ReplayMisses,
+					replayDiag(rcfg, vehicles, i, d, r, &recs[r.other][r.src]))
 			}
 		}
 	}
@@ -381,7 +405,7 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 		}
 		n += int64(len(cd.Events))
 		res := day.Result(&sc.rules)
-		r := dayRec{c: cd.Case, other: cd.Other, truthKm: cd.Truth.DistanceKm, res: summary(&res),
+		r := dayRec{c: cd.Case, other: cd.Other, src: cd.SourceDay, truthKm: cd.Truth.DistanceKm, res: summary(&res),
 			fps: trace.Fingerprints(&rcfg, vid, w.date)}
 		r.clean = r.res.points
 		if cd.Case != fleet.CaseNone {
@@ -431,7 +455,8 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 // dayRec is a scored vehicle-day waiting for replay detection.
 type dayRec struct {
 	c       fleet.Case
-	other   int // CaseReplayOther: the vehicle copied
+	other   int // CaseReplayOwn, CaseReplayOther: the vehicle copied
+	src     int // the day copied
 	truthKm float64
 	res     scored
 	late    *scored // CaseLate: the revision with the late events
@@ -598,10 +623,37 @@ func (r *Report) WriteTable(w io.Writer) {
 	for _, v := range r.HonestVerdicts {
 		fmt.Fprintln(w, "\nverdict on an honest day:", v)
 	}
+	for _, m := range r.ReplayMisses {
+		fmt.Fprintln(w, "\nreplay missed:", m)
+	}
 	fmt.Fprintln(w)
 	for _, v := range r.Verdicts() {
 		fmt.Fprintln(w, v)
 	}
+}
+
+// replayDiag explains a replay day left unflagged: per pair of a copy trip
+// and a trip of the day it copies, the shingle counts, start times, the
+// estimated Jaccard and containment, the lowest shared LSH band, and the
+// first rule of the checks (docs/scoring.md, "Replay detection" and
+// "Global replay check") that refuses the pair.
+func replayDiag(cfg replay.Config, vehicles []fleet.Vehicle, i, d int, r, src *dayRec) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v vehicle %d (%s) day %d copies vehicle %d day %d (a %v day): %d copy trips, %d source trips",
+		r.c, i, vehicles[i].VehicleID, d, r.other, r.src, src.c, len(r.fps), len(src.fps))
+	for a := range r.fps {
+		cp := &r.fps[a]
+		for o := range src.fps {
+			orig := &src.fps[o]
+			j, c := replay.Similarity(orig, cp)
+			band := replay.LowestSharedBand(orig, cp)
+			why := replay.Refusal(&cfg, orig, cp)
+			fmt.Fprintf(&b, "\n  copy trip %d (n=%d, %s) vs trip %d (n=%d, %s, %+.1fs): J=%.3f C=%.3f band=%d: %s",
+				cp.Trip, cp.N, time.UnixMilli(cp.StartMs).UTC().Format("01-02 15:04:05"), orig.Trip, orig.N,
+				time.UnixMilli(orig.StartMs).UTC().Format("01-02 15:04:05"), float64(cp.StartMs-orig.StartMs)/1000, j, c, band, why)
+		}
+	}
+	return b.String()
 }
 
 func sum(xs []int) int {

@@ -14,9 +14,10 @@ import (
 )
 
 // pending are the fraud classes the stage cannot catch on every day yet:
-// replays of another vehicle, now seen by the global replay check
+// replays of another vehicle, seen by the global replay check
 // (docs/scoring.md, "Global replay check") on most days but not all (the
-// month run: 53 of 58). Measured and printed, not held.
+// 1,000-vehicle run: 55 of 58; the misses copy days of short trips only,
+// or a drive that was never uploaded). Measured and printed, not held.
 var pending = []string{fleet.CaseReplayOther.String()}
 
 // TestFairnessQuick is the quick mode of `make fairness`: a small fleet
@@ -48,35 +49,17 @@ func TestFairnessQuick(t *testing.T) {
 	if r := rep.Rows[fleet.CaseLate]; r.Points >= r.CleanPoints {
 		t.Errorf("late days at close keep their points (%d of %d): the late events did not arrive late", r.Points, r.CleanPoints)
 	}
-	// The global check's known false flags (docs/scoring.md, Fairness): a
-	// cloned box's day, or a replay of another vehicle's drive of the same
-	// day, holds its victim's trips at the same times, and of two trips
-	// starting the same millisecond the check calls the one of the greater
-	// vehicle id the copy (replay.before), so the honest victim's day is
-	// flagged when its id sorts after the fraudster's. Any other verdict on an
-	// honest day fails; the false-flag lines are held only without these.
-	known := 0
+	// No verdict may flag an honest day: a cloned box's day, or a replay
+	// of another vehicle's drive of the same day, holds its victim's trips
+	// at the same times, and replay.Judge calls the victim the copy only
+	// when its trip starts away from its own previous one while the
+	// copy's starts near its own (docs/scoring.md, "Matching").
 	for _, h := range rep.HonestVerdicts {
-		if (h.Orig == fleet.CaseClone || h.Orig == fleet.CaseReplayOther) && h.Vehicle > h.OfVehicle {
-			known++
-			t.Logf("known false flag: %v", h)
-			continue
-		}
 		t.Errorf("verdict on an honest day: %v", h)
-	}
-	for c := range fleet.NumCases {
-		// without the verdicts' days, every honest class is held to < 0.5 %
-		if x := rep.Rows[c]; !x.Fraud && c != fleet.CaseLate && float64(x.Flagged-rep.ReplayedBy[c][2]) >= 0.005*float64(x.Days) && x.Days > 0 {
-			t.Errorf("%s: %d of %d days flagged without a global verdict", x.Name, x.Flagged-rep.ReplayedBy[c][2], x.Days)
-		}
 	}
 verdicts:
 	for _, v := range rep.Verdicts() {
 		if !strings.HasPrefix(v, "FAIL ") {
-			continue
-		}
-		if known > 0 && strings.Contains(v, "false flags") {
-			t.Logf("%s (%d known false flags)", v, known)
 			continue
 		}
 		for _, p := range pending {

@@ -53,6 +53,9 @@ func TestSearchReplayOwnMisses(t *testing.T) {
 		for d, r := range recs {
 			flagged := false
 			for k := range r.fps {
+				idx.Anchor(&r.fps[k])
+			}
+			for k := range r.fps {
 				flagged = flagged || len(idx.Check(&r.fps[k])) > 0
 				idx.Add(&r.fps[k])
 			}

@@ -101,6 +101,9 @@ func (w *Windows) judgeReplay(i int32, vehicle, date string, res *Result) []repl
 		return nil
 	}
 	fps := tr.Fingerprints(&rs.cfg, vehicle, date)
+	for k := range fps {
+		rs.idx.Anchor(&fps[k]) // the day's first trip against the vehicle's earlier days
+	}
 	var reasons []string
 	for i := range fps {
 		if ms := rs.idx.Check(&fps[i]); len(ms) > 0 {

@@ -175,7 +175,10 @@ func (b *Builder) entries(cfg *Config) []entry {
 
 // Fingerprints splits the day's entries into trips (at each Brk) and
 // returns the fingerprint of every trip with at least MinShingles
-// shingles, numbered in time order from 0.
+// shingles, numbered in time order from 0, each with its first and last
+// cell and, after another trip of the day (fingerprinted or not), its
+// Origin against that trip's last cell (the day's first trip: see
+// Index.Anchor).
 func (b *Builder) Fingerprints(cfg *Config, vehicle, date string) []Fingerprint {
 	es := b.entries(cfg)
 	var out []Fingerprint
@@ -188,7 +191,11 @@ func (b *Builder) Fingerprints(cfg *Config, vehicle, date string) []Fingerprint 
 		sh = shingles(*cfg, es[start:k], sh[:0])
 		if len(sh) >= cfg.MinShingles {
 			fp := Fingerprint{Version: cfg.Version, Vehicle: vehicle, Date: date, Trip: uint16(len(out)),
-				StartMs: b.Base + int64(es[start].T), EndMs: b.Base + int64(es[k-1].T), N: uint32(len(sh))}
+				StartMs: b.Base + int64(es[start].T), EndMs: b.Base + int64(es[k-1].T), N: uint32(len(sh)),
+				From: [2]int32{es[start].X, es[start].Y}, To: [2]int32{es[k-1].X, es[k-1].Y}, first: start == 0}
+			if start > 0 { // the previous trip of the day, fingerprinted or not, ended in es[start-1]
+				fp.Origin = origin(cfg, [2]int32{es[start-1].X, es[start-1].Y}, fp.From)
+			}
 			fp.Sig = signature(sh)
 			out = append(out, fp)
 		}

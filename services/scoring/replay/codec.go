@@ -4,21 +4,23 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // ErrRecord: a fingerprint record that does not decode.
 var ErrRecord = errors.New("replay: bad fingerprint record")
 
 // recordVersion is the first byte of an encoded Fingerprint (the layout;
-// the fingerprint's own parameters are Fingerprint.Version).
-const recordVersion = 1
+// the fingerprint's own parameters are Fingerprint.Version). Decode also
+// reads version 1, the layout without the cells and origin.
+const recordVersion = 2
 
 // maxID bounds the vehicle id and date lengths in a record.
 const maxID = 64
 
 // AppendBinary appends fp's record (the compacted topic's value):
 //
-//	byte     record version (1)
+//	byte     record version (2)
 //	byte     fingerprint version (Config.Version)
 //	uvarint  len(vehicle), bytes
 //	uvarint  len(date), bytes
@@ -27,8 +29,12 @@ const maxID = 64
 //	uvarint  end - start, ms
 //	uvarint  N (distinct shingles)
 //	64 x 2   signature, little-endian uint16 each
+//	byte     origin (0 unknown, 1 near, 2 away)
+//	varint   From column, From row (zig-zag each)
+//	varint   To column - From column, To row - From row (zig-zag each)
 //
-// 171 bytes for a 17-character VIN and a trip of 43 min.
+// 181 bytes for a 17-character VIN, a trip of 43 min and cells of 5
+// digits (version 1 ended after the signature: 171 bytes).
 func AppendBinary(b []byte, fp *Fingerprint) []byte {
 	b = append(b, recordVersion, fp.Version)
 	b = binary.AppendUvarint(b, uint64(len(fp.Vehicle)))
@@ -42,7 +48,11 @@ func AppendBinary(b []byte, fp *Fingerprint) []byte {
 	for _, v := range fp.Sig {
 		b = binary.LittleEndian.AppendUint16(b, v)
 	}
-	return b
+	b = append(b, fp.Origin)
+	b = binary.AppendVarint(b, int64(fp.From[0]))
+	b = binary.AppendVarint(b, int64(fp.From[1]))
+	b = binary.AppendVarint(b, int64(fp.To[0])-int64(fp.From[0]))
+	return binary.AppendVarint(b, int64(fp.To[1])-int64(fp.From[1]))
 }
 
 // Decode reads a record written by AppendBinary. Anything else (another
@@ -51,9 +61,10 @@ func AppendBinary(b []byte, fp *Fingerprint) []byte {
 func Decode(b []byte) (Fingerprint, error) {
 	var fp Fingerprint
 	bad := func(what string) (Fingerprint, error) { return Fingerprint{}, fmt.Errorf("%w: %s", ErrRecord, what) }
-	if len(b) < 2 || b[0] != recordVersion {
+	if len(b) < 2 || b[0] != 1 && b[0] != recordVersion {
 		return bad("version")
 	}
+	v1 := b[0] == 1
 	fp.Version = b[1]
 	b = b[2:]
 	str := func() (string, bool) {
@@ -101,11 +112,33 @@ func Decode(b []byte) (Fingerprint, error) {
 		return bad("n")
 	}
 	fp.N = uint32(n)
-	if len(b) != 2*K {
+	if len(b) < 2*K || v1 && len(b) != 2*K {
 		return bad("signature length")
 	}
 	for i := range fp.Sig {
 		fp.Sig[i] = binary.LittleEndian.Uint16(b[2*i:])
 	}
+	if v1 {
+		return fp, nil
+	}
+	b = b[2*K:]
+	if len(b) < 1 || b[0] > OriginAway {
+		return bad("origin")
+	}
+	fp.Origin = b[0]
+	b = b[1:]
+	var c [4]int64
+	for i := range c {
+		v, k := binary.Varint(b)
+		if k <= 0 || v < math.MinInt32 || v > math.MaxInt32 {
+			return bad("cells")
+		}
+		c[i], b = v, b[k:]
+	}
+	tx, ty := c[0]+c[2], c[1]+c[3]
+	if tx < math.MinInt32 || tx > math.MaxInt32 || ty < math.MinInt32 || ty > math.MaxInt32 || len(b) != 0 {
+		return bad("cells")
+	}
+	fp.From, fp.To = [2]int32{int32(c[0]), int32(c[1])}, [2]int32{int32(tx), int32(ty)}
 	return fp, nil
 }

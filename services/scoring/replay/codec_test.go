@@ -8,7 +8,8 @@ import (
 )
 
 func sampleFP() Fingerprint {
-	fp := Fingerprint{Version: 1, Vehicle: "LSVAU2180N2183294", Date: "2026-11-24", Trip: 2, StartMs: 1763942400123, EndMs: 1763945000456, N: 97}
+	fp := Fingerprint{Version: 1, Vehicle: "LSVAU2180N2183294", Date: "2026-11-24", Trip: 2, StartMs: 1763942400123, EndMs: 1763945000456, N: 97,
+		From: [2]int32{39250, 17811}, To: [2]int32{39310, 17790}, Origin: OriginAway}
 	for i := range fp.Sig {
 		fp.Sig[i] = uint16(i * 1031)
 	}
@@ -18,19 +19,29 @@ func sampleFP() Fingerprint {
 func TestCodec(t *testing.T) {
 	fp := sampleFP()
 	b := AppendBinary(nil, &fp)
-	if len(b) != 171 {
-		t.Fatalf("record %d bytes, documented 171", len(b))
+	if len(b) != 180 {
+		t.Fatalf("record %d bytes, documented 180", len(b))
 	}
 	got, err := Decode(b)
 	if err != nil || got != fp {
 		t.Fatalf("round trip: %v\n%+v\n%+v", err, got, fp)
+	}
+	// version 1: the same fields up to the signature, no origin or cells
+	v1 := append([]byte{1}, b[1:171]...)
+	want := fp
+	want.From, want.To, want.Origin = [2]int32{}, [2]int32{}, OriginUnknown
+	if got, err := Decode(v1); err != nil || got != want {
+		t.Fatalf("version 1: %v\n%+v\n%+v", err, got, want)
 	}
 	for _, c := range []struct {
 		name string
 		b    []byte
 	}{
 		{"empty", nil},
-		{"version 2", append([]byte{2}, b[1:]...)},
+		{"version 3", append([]byte{3}, b[1:]...)},
+		{"version 1 with cells", append([]byte{1}, b[1:]...)},
+		{"origin 3", append(append(bytes.Clone(b[:171]), 3), b[172:]...)},
+		{"no origin", b[:171]},
 		{"truncated", b[:len(b)-1]},
 		{"trailing byte", append(bytes.Clone(b), 0)},
 		{"vehicle over 64 bytes", append([]byte{1, 1, 65}, bytes.Repeat([]byte{'v'}, 65)...)},

@@ -34,19 +34,28 @@ type Config struct {
 	Span        int     // a shingle spans this many cell changes (4)
 	BucketRatio float64 // duration buckets grow by this ratio (1.08)
 	MinShingles int     // trips with fewer shingles get no fingerprint (24)
-	MinContain  float64 // a match needs this estimated share of the new trip's shingles in the old one's (0.5)
+	MinContain  float64 // a match needs this estimated share of the copy's shingles in the original's (0.5)
+	// MinJaccard: a match also needs this estimated Jaccard similarity
+	// (equal signature values / K), the evidence floor under which an
+	// estimated containment is not trusted (0.125: 8 of 64 values).
+	MinJaccard float64
+	// NearCells, FarCells: a trip starts near the vehicle's previous trip's
+	// end when their cells are at most NearCells apart (Chebyshev), away
+	// from it when at least FarCells apart (2 and 8).
+	NearCells, FarCells int32
 }
 
 // DefaultConfig is version 1 of the fingerprint.
 func DefaultConfig() Config {
 	return Config{Version: 1, CellM: 250, MarginM: 30, MovingKmh: 5, TripGapMs: 180_000, Span: 4,
-		BucketRatio: 1.08, MinShingles: 24, MinContain: 0.5}
+		BucketRatio: 1.08, MinShingles: 24, MinContain: 0.5, MinJaccard: 0.125, NearCells: 2, FarCells: 8}
 }
 
 // Validate reports parameters the fingerprint cannot work with.
 func (c Config) Validate() error {
 	if c.CellM <= 0 || c.MarginM < 0 || c.MarginM >= c.CellM/2 || c.MovingKmh < 0 || c.TripGapMs <= 0 ||
-		c.Span < 1 || c.BucketRatio <= 1 || c.MinShingles < 1 || c.MinContain <= 0 || c.MinContain > 1 {
+		c.Span < 1 || c.BucketRatio <= 1 || c.MinShingles < 1 || c.MinContain <= 0 || c.MinContain > 1 ||
+		c.MinJaccard < 0 || c.MinJaccard > 1 || c.NearCells < 0 || c.FarCells <= c.NearCells {
 		return errors.New("replay: invalid config")
 	}
 	return nil
@@ -71,6 +80,43 @@ type Fingerprint struct {
 	EndMs   int64  // last fix
 	N       uint32 // distinct shingles
 	Sig     [K]uint16
+	// From and To are the trip's first and last entry cells (column, row).
+	From, To [2]int32
+	// Origin says where the trip starts against the end of the vehicle's
+	// previous trip (OriginUnknown, OriginNear, OriginAway): the evidence
+	// that tells a copy from its original when the two are driven at the
+	// same time (Judge).
+	Origin uint8
+	// first: the trip is the first of its day (its Origin needs the
+	// vehicle's earlier days: Index.Anchor). Not part of the record.
+	first bool
+}
+
+// Origin values.
+const (
+	OriginUnknown uint8 = 0 // no previous trip known, or between NearCells and FarCells
+	OriginNear    uint8 = 1 // within NearCells of the previous trip's last cell
+	OriginAway    uint8 = 2 // FarCells or more from it
+)
+
+// origin classifies a trip starting in cell from after a trip that ended
+// in cell prev.
+func origin(cfg *Config, prev, from [2]int32) uint8 {
+	d := max(abs32(from[0]-prev[0]), abs32(from[1]-prev[1]))
+	switch {
+	case d <= cfg.NearCells:
+		return OriginNear
+	case d >= cfg.FarCells:
+		return OriginAway
+	}
+	return OriginUnknown
+}
+
+func abs32(x int32) int32 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 // cell is a grid cell: column (east) and row (north) of CellM squares of
@@ -159,4 +205,74 @@ func Similarity(a, b *Fingerprint) (jaccard, contain float64) {
 		return j, 0
 	}
 	return j, min(1, j*float64(a.N+b.N)/((1+j)*float64(b.N)))
+}
+
+// Judge decides whether one of two trips (not the same trip) is a copy of
+// the other (docs/scoring.md, "Replay detection", Matching), and returns
+// the original, the copy, their estimated Jaccard and containment
+// (Similarity(orig, cp)) and why not ("" when cp is a copy of orig):
+//
+//  1. Simultaneous trips (Simultaneous) are one trace reported twice at
+//     the time it was driven (a cloned box, a same-day copy): the copy is
+//     the one that
+//     starts away from its vehicle's previous trip (OriginAway) while the
+//     other starts near its own (OriginNear); without that one-sided
+//     evidence, no verdict ("simultaneous, no one-sided origin").
+//  2. Otherwise the copy is the later by (StartMs, vehicle, date, trip).
+//  3. The copy holds at least MinContain of its shingles in the original
+//     and the two have an estimated Jaccard of at least MinJaccard.
+func Judge(cfg *Config, a, b *Fingerprint) (orig, cp *Fingerprint, jaccard, contain float64, why string) {
+	orig, cp = a, b
+	if Simultaneous(cfg, a, b) {
+		switch {
+		case a.Origin == OriginNear && b.Origin == OriginAway:
+		case a.Origin == OriginAway && b.Origin == OriginNear:
+			orig, cp = b, a
+		default:
+			return nil, nil, 0, 0, "simultaneous, no one-sided origin"
+		}
+	} else if before(b, a) {
+		orig, cp = b, a
+	}
+	jaccard, contain = Similarity(orig, cp)
+	switch {
+	case contain < cfg.MinContain:
+		why = "containment below MinContain"
+	case jaccard < cfg.MinJaccard:
+		why = "Jaccard below MinJaccard"
+	}
+	return orig, cp, jaccard, contain, why
+}
+
+// Simultaneous reports whether two trips are one drive reported at the
+// time it was driven: trips of two vehicles whose spans [StartMs, EndMs]
+// intersect and whose starts or whose ends are at most TripGapMs apart (a
+// copy shifted by more than a trip gap is an ordinary, later copy).
+func Simultaneous(cfg *Config, a, b *Fingerprint) bool {
+	return a.Vehicle != b.Vehicle && a.StartMs <= b.EndMs && b.StartMs <= a.EndMs &&
+		(abs64(a.StartMs-b.StartMs) <= cfg.TripGapMs || abs64(a.EndMs-b.EndMs) <= cfg.TripGapMs)
+}
+
+func abs64(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// Refusal names the first rule that keeps trip cp from being judged a copy
+// of trip orig: no shared band (the checks never compare the pair), a rule
+// of Judge, or Judge calling orig the copy ("" when none does).
+func Refusal(cfg *Config, orig, cp *Fingerprint) string {
+	if LowestSharedBand(orig, cp) < 0 {
+		return "no shared LSH band"
+	}
+	_, c, _, _, why := Judge(cfg, orig, cp)
+	switch {
+	case why != "":
+		return why
+	case c != cp:
+		return "judged the original"
+	}
+	return ""
 }

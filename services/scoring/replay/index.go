@@ -29,7 +29,15 @@ type Index struct {
 	free      []uint32
 	keys      map[fpKey]uint32
 	perDay    map[string]int
-	heads     map[uint64]uint32 // band key -> first slot + 1 of its chain
+	heads     map[uint64]uint32  // band key -> first slot + 1 of its chain
+	ends      map[string]tripEnd // vehicle -> its latest-ending fingerprint held (Anchor)
+}
+
+// tripEnd is where and when a vehicle's latest fingerprinted trip ended.
+type tripEnd struct {
+	date  string
+	endMs int64
+	to    [2]int32
 }
 
 type islot struct {
@@ -53,7 +61,7 @@ func NewIndex(cfg Config, retention, budget int) (*Index, error) {
 		return nil, errors.New("replay: retention and budget must be >= 1")
 	}
 	return &Index{cfg: cfg, retention: retention, budget: budget, keys: map[fpKey]uint32{},
-		perDay: map[string]int{}, heads: map[uint64]uint32{}}, nil
+		perDay: map[string]int{}, heads: map[uint64]uint32{}, ends: map[string]tripEnd{}}, nil
 }
 
 // Len is the number of fingerprints held.
@@ -73,8 +81,9 @@ func Key(fp *Fingerprint) string {
 	return fp.Vehicle + "/" + fp.Date + "/" + strconv.Itoa(int(fp.Trip))
 }
 
-// Check returns the earlier fingerprints fp repeats, most similar first
-// (ties by vehicle, date, trip). It changes nothing.
+// Check returns the fingerprints held of which fp is a copy (Judge with
+// fp the copy), most contained first (ties by vehicle, date, trip). It
+// changes nothing.
 func (x *Index) Check(fp *Fingerprint) []Match {
 	if fp.Version != x.cfg.Version {
 		return nil
@@ -93,11 +102,7 @@ func (x *Index) Check(fp *Fingerprint) []Match {
 				seen = map[uint32]bool{}
 			}
 			seen[id] = true
-			if old.StartMs >= fp.StartMs {
-				continue // the copy is the later one
-			}
-			j, c := Similarity(old, fp)
-			if c >= x.cfg.MinContain {
+			if _, cp, j, c, why := Judge(&x.cfg, old, fp); why == "" && cp == fp {
 				out = append(out, Match{Of: *old, Jaccard: j, Contain: c})
 			}
 		}
@@ -117,6 +122,20 @@ func (x *Index) Check(fp *Fingerprint) []Match {
 		return int(a.Of.Trip) - int(b.Of.Trip)
 	})
 	return out
+}
+
+// Anchor sets the Origin of a day's first trip (Fingerprints leaves it
+// unknown) against the vehicle's latest-ending fingerprint held that ended
+// before fp starts: OriginNear or OriginAway by the distance from its last
+// cell to fp's first cell; unknown when there is none. Other fingerprints
+// are left as they are. Call it before Add.
+func (x *Index) Anchor(fp *Fingerprint) {
+	if !fp.first {
+		return
+	}
+	if e, ok := x.ends[fp.Vehicle]; ok && e.endMs < fp.StartMs {
+		fp.Origin = origin(&x.cfg, e.to, fp.From)
+	}
 }
 
 func cmpStr(a, b string) int {
@@ -151,6 +170,9 @@ func (x *Index) Add(fp *Fingerprint) bool {
 	*sl = islot{fp: *fp, used: true}
 	x.keys[k] = id
 	x.perDay[fp.Date]++
+	if e, ok := x.ends[fp.Vehicle]; !ok || fp.EndMs > e.endMs {
+		x.ends[fp.Vehicle] = tripEnd{fp.Date, fp.EndMs, fp.To}
+	}
 	for b := range Bands {
 		bk := bandKey(fp, b)
 		sl.next[b] = x.heads[bk]
@@ -204,6 +226,11 @@ func (x *Index) Expire(keep string) []string {
 		if k.date < keep {
 			gone = append(gone, Key(&x.slots[id-1].fp))
 			x.remove(k, id)
+		}
+	}
+	for v, e := range x.ends {
+		if e.date < keep {
+			delete(x.ends, v)
 		}
 	}
 	slices.Sort(gone)

@@ -76,7 +76,7 @@ func LowestSharedBand(a, b *Fingerprint) int {
 }
 
 // before orders trips by (StartMs, vehicle, date, trip): of two matching
-// trips the later one is the copy.
+// trips that are not simultaneous (Judge) the later one is the copy.
 func before(a, b *Fingerprint) bool {
 	switch {
 	case a.StartMs != b.StartMs:
@@ -93,9 +93,10 @@ func before(a, b *Fingerprint) bool {
 // key is BandKey(fp, band)), and returns the verdicts it settles, sorted by
 // copy (vehicle, date, trip) then original: for every fingerprint X held
 // under the same band key, of another vehicle or another date, whose
-// lowest shared band with fp is band, the later of the two (before) is a
-// copy when it holds at least MinContain of its shingles in the earlier
-// one (Similarity(earlier, later)); a copy gets one verdict per record,
+// lowest shared band with fp is band, Judge decides which of the two is
+// the copy of the other (simultaneous trips of two vehicles by their
+// origins, otherwise the later; containment and Jaccard floors); a copy
+// gets one verdict per record,
 // against its most contained original (ties: the first by vehicle, date,
 // trip). A fingerprint of another Version, of a day before the retention,
 // or already held through this band is ignored. A fingerprint over its
@@ -127,21 +128,8 @@ func (p *Postings) Offer(fp *Fingerprint, band int) []Verdict {
 		if LowestSharedBand(o, fp) != band {
 			continue // judged on the partition of a lower shared band
 		}
-		if o.StartMs == fp.StartMs && o.Vehicle != fp.Vehicle {
-			// Two vehicles driving the same trace from the same
-			// millisecond: no order says which is the copy, and a
-			// verdict by vehicle id would flag the victim of a cloned
-			// box half the time. No verdict (the per-task index, too,
-			// flags only a strictly later start); the fraudster's day
-			// carries its own flags (docs/scoring.md).
-			continue
-		}
-		orig, cp := o, fp
-		if before(fp, o) {
-			orig, cp = fp, o
-		}
-		_, c := Similarity(orig, cp)
-		if c < p.cfg.MinContain {
+		orig, cp, _, c, why := Judge(&p.cfg, o, fp)
+		if why != "" {
 			continue
 		}
 		v := Verdict{Vehicle: cp.Vehicle, Date: cp.Date, Trip: cp.Trip, OfVehicle: orig.Vehicle, OfDate: orig.Date,

@@ -6,7 +6,7 @@ import (
 )
 
 // Verdict is the global replay check's finding: trip Trip of Vehicle's day
-// Date (the copy: the later-starting of the two) repeats trip OfTrip of
+// Date (the copy, as Judge decides) repeats trip OfTrip of
 // OfVehicle's day OfDate, holding ContainPermille / 1000 of its shingles
 // (Similarity's containment, floored to the per-mille).
 type Verdict struct {

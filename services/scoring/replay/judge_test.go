@@ -1,0 +1,187 @@
+package replay
+
+import (
+	"slices"
+	"testing"
+)
+
+// pair returns two fingerprints of different vehicles whose signatures
+// agree on the first eq values (so they share band 0 when eq >= Rows).
+func pair(eq int, na, nb uint32) (a, b Fingerprint) {
+	a = Fingerprint{Version: 1, Vehicle: "orig", Date: "2026-11-24", StartMs: 1_000_000, EndMs: 4_000_000, N: na}
+	b = Fingerprint{Version: 1, Vehicle: "copy", Date: "2026-11-25", StartMs: 90_000_000, EndMs: 93_000_000, N: nb}
+	for i := range a.Sig {
+		a.Sig[i] = uint16(i)
+		b.Sig[i] = uint16(i)
+		if i >= eq {
+			b.Sig[i] = uint16(1000 + i)
+		}
+	}
+	return a, b
+}
+
+// TestJudge: the evidence floor, the direction of a later copy, and the
+// direction of simultaneous trips by origin (docs/scoring.md, "Replay
+// detection", Matching).
+func TestJudge(t *testing.T) {
+	cfg := DefaultConfig()
+	for _, c := range []struct {
+		name   string
+		eq     int
+		na, nb uint32
+		why    string
+	}{
+		// a 46-shingle trip "contained" in a 311-shingle one on 5 equal values
+		// (J 0.078, C 0.54): too little evidence
+		{"short in long, 5 of 64", 5, 311, 46, "Jaccard below MinJaccard"},
+		{"short in long, 8 of 64", 8, 311, 46, ""},
+		{"equal halves, 20 of 64", 20, 100, 100, "containment below MinContain"},
+		{"same trace", 64, 120, 120, ""},
+	} {
+		a, b := pair(c.eq, c.na, c.nb)
+		for _, swap := range []bool{false, true} {
+			x, y := &a, &b
+			if swap {
+				x, y = y, x
+			}
+			orig, cp, j, ct, why := Judge(&cfg, x, y)
+			if why != c.why {
+				t.Errorf("%s (swap %v): %q (J %.3f C %.3f), want %q", c.name, swap, why, j, ct, c.why)
+			}
+			if why == "" && (orig != &a || cp != &b) {
+				t.Errorf("%s (swap %v): the copy is %s, want the later trip", c.name, swap, cp.Vehicle)
+			}
+		}
+	}
+	// A copy an hour later the same day overlaps its original but is not
+	// simultaneous (starts and ends an hour apart): the later is the copy,
+	// whatever the origins.
+	{
+		a, b := pair(64, 120, 120)
+		b.StartMs, b.EndMs = a.StartMs+3600_000, a.EndMs+3600_000
+		a.EndMs += 3 * 3600_000
+		b.EndMs = a.EndMs + 3600_000
+		a.Origin, b.Origin = OriginAway, OriginNear
+		if Simultaneous(&cfg, &a, &b) {
+			t.Error("a copy an hour later is simultaneous")
+		}
+		if _, cp, _, _, why := Judge(&cfg, &b, &a); why != "" || cp != &b {
+			t.Errorf("an hour later: %q, copy %v", why, cp.Vehicle)
+		}
+	}
+	// Simultaneous trips: the copy is the one starting away from its
+	// vehicle's previous trip while the other starts near its own.
+	for _, c := range []struct {
+		victim, clone uint8
+		want          string // vehicle judged the copy, "" none
+	}{
+		{OriginNear, OriginAway, "clone"},
+		{OriginAway, OriginNear, "victim"},
+		{OriginNear, OriginNear, ""},
+		{OriginUnknown, OriginAway, ""},
+		{OriginNear, OriginUnknown, ""},
+		{OriginAway, OriginAway, ""},
+	} {
+		v, w := pair(64, 120, 120)
+		w.StartMs, w.EndMs = v.StartMs+4000, v.EndMs+3000 // a few seconds later
+		v.Vehicle, w.Vehicle = "victim", "clone"
+		v.Origin, w.Origin = c.victim, c.clone
+		for _, swap := range []bool{false, true} {
+			x, y := &v, &w
+			if swap {
+				x, y = y, x
+			}
+			_, cp, _, _, why := Judge(&cfg, x, y)
+			got := ""
+			if why == "" {
+				got = cp.Vehicle
+			}
+			if got != c.want {
+				t.Errorf("origins victim %d clone %d (swap %v): copy %q (%s), want %q", c.victim, c.clone, swap, got, why, c.want)
+			}
+		}
+	}
+}
+
+// TestPostingsSimultaneous: the global check flags a same-time copy that
+// starts away from its vehicle's previous trip and never its victim, in
+// either arrival order; the per-task Index agrees.
+func TestPostingsSimultaneous(t *testing.T) {
+	cfg := DefaultConfig()
+	victim, copy := pair(64, 150, 150)
+	victim.Vehicle, copy.Vehicle, copy.Date = "victim", "copycat", victim.Date
+	copy.StartMs, copy.EndMs = victim.StartMs, victim.EndMs // the same millisecond
+	victim.Origin, copy.Origin = OriginNear, OriginAway
+	for _, first := range []bool{true, false} {
+		p, _ := NewPostings(cfg, 3, 10)
+		x, y := &victim, &copy
+		if !first {
+			x, y = y, x
+		}
+		var got []Verdict
+		for band := range Bands {
+			got = append(got, p.Offer(x, band)...)
+			got = append(got, p.Offer(y, band)...)
+		}
+		if len(got) != 1 || got[0].Vehicle != "copycat" || got[0].OfVehicle != "victim" {
+			t.Errorf("victim first %v: verdicts %+v, want one against copycat", first, got)
+		}
+	}
+	x, _ := NewIndex(cfg, 3, 10)
+	x.Add(&victim)
+	if ms := x.Check(&copy); len(ms) != 1 {
+		t.Errorf("index, copy after victim: %d matches", len(ms))
+	}
+	y, _ := NewIndex(cfg, 3, 10)
+	y.Add(&copy)
+	if ms := y.Check(&victim); len(ms) != 0 {
+		t.Errorf("index, victim after copy: %+v", ms)
+	}
+}
+
+// TestAnchor: a day's first trip is near or away from the vehicle's latest
+// fingerprinted trip held; later trips of the day carry their origin from
+// the Builder.
+func TestAnchor(t *testing.T) {
+	cfg := DefaultConfig()
+	tr := fleetDays(t, 45, 1, 3)
+	x, _ := NewIndex(cfg, 30, 1000)
+	var all []Fingerprint
+	for _, d := range tr {
+		fps := Trips(cfg, d.vehicle, d.date, slices.Clone(d.fixes))
+		for i := range fps {
+			x.Anchor(&fps[i])
+			x.Add(&fps[i])
+		}
+		all = append(all, fps...)
+	}
+	if len(all) < 3 {
+		t.Skipf("%d trips", len(all))
+	}
+	known := 0
+	for i, fp := range all {
+		if i > 0 && fp.Origin != OriginUnknown {
+			known++
+		}
+		if i > 0 && fp.Origin == OriginAway && origin(&cfg, all[i-1].To, fp.From) != OriginAway {
+			t.Errorf("trip %s/%d away, %v -> %v", fp.Date, fp.Trip, all[i-1].To, fp.From)
+		}
+	}
+	if all[0].Origin != OriginUnknown {
+		t.Errorf("the first trip ever has origin %d", all[0].Origin)
+	}
+	t.Logf("%d trips, %d of the later ones with a known origin", len(all), known)
+	if known == 0 {
+		t.Error("no origin known")
+	}
+	// a copy of the first day's first trip, anchored after the last trip
+	// of the last day: its origin compares that trip's end and its start
+	cp := all[0]
+	cp.Vehicle, cp.Date, cp.first = all[0].Vehicle, "2026-12-31", true
+	cp.StartMs = all[len(all)-1].EndMs + 1
+	cp.Origin = OriginUnknown
+	x.Anchor(&cp)
+	if want := origin(&cfg, all[len(all)-1].To, cp.From); cp.Origin != want {
+		t.Errorf("anchored origin %d, want %d", cp.Origin, want)
+	}
+}
