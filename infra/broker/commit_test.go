@@ -239,17 +239,7 @@ func TestRestartCompletesCommit(t *testing.T) {
 			}
 
 			// A second crash (the directory as it is now) and reload.
-			crashed := t.TempDir()
-			if err := os.CopyFS(crashed, os.DirFS(dir)); err != nil {
-				t.Fatal(err)
-			}
-			b2, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: crashed,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = b2.Close() }()
-			if got := readCommitted(t, b2.Addrs(), splitTopic); !slices.Equal(got, want) {
+			if got := committedAfterCrash(t, dir); !slices.Equal(got, want) {
 				t.Fatalf("committed after a second crash %q, want %q", got, want)
 			}
 		})
@@ -302,17 +292,25 @@ func TestIndexEntryLost(t *testing.T) {
 		t.Fatalf("committed after the restart %q, want %q", got, want)
 	}
 
+	if got := committedAfterCrash(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("committed after a second crash %q, want %q", got, want)
+	}
+}
+
+// committedAfterCrash copies the running broker's directory dir (a kill's
+// state), starts a broker on the copy and returns what read_committed
+// reads of the split topic there.
+func committedAfterCrash(t *testing.T, dir string) []string {
+	t.Helper()
 	crashed := t.TempDir()
 	if err := os.CopyFS(crashed, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
 	}
-	b2, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: crashed,
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: crashed,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = b2.Close() }()
-	if got := readCommitted(t, b2.Addrs(), splitTopic); !slices.Equal(got, want) {
-		t.Fatalf("committed after a second crash %q, want %q", got, want)
-	}
+	defer func() { _ = b.Close() }()
+	return readCommitted(t, b.Addrs(), splitTopic)
 }
