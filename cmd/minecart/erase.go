@@ -14,6 +14,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas/avro"
@@ -87,6 +88,15 @@ func eraseOwner(ctx context.Context, a *admin, c eraseConfig) (*ErasureReport, e
 	// account, and without the key the ledger would make a new one.
 	if err := checkNoOpenHolds(ctx, a, c.Owner); err != nil {
 		return nil, err
+	}
+	// The ends of the sink's topics as the erasure begins (see
+	// waitSinkCaughtUp).
+	var sinkEnds kadm.ListedOffsets
+	if c.ClickHouseDSN != "" {
+		var err error
+		if sinkEnds, err = listEnds(ctx, a.cfg, sink.DefaultInputs); err != nil {
+			return nil, err
+		}
 	}
 	bindings, err := a.listBindings(ctx, c.Owner)
 	if err != nil {
@@ -170,6 +180,11 @@ func eraseOwner(ctx context.Context, a *admin, c eraseConfig) (*ErasureReport, e
 	if c.ClickHouseDSN == "" {
 		fmt.Fprintln(c.Out, "ClickHouse: no --clickhouse-dsn, nothing deleted")
 		return rep, nil
+	}
+	// What was written before the erasure must be in ClickHouse before the
+	// delete, or a lagging sink would store it after.
+	if err := waitSinkCaughtUp(ctx, a.cfg, sinkEnds, c.Timeout); err != nil {
+		return nil, err
 	}
 	conn, err := sink.Open(c.ClickHouseDSN)
 	if err != nil {
