@@ -14,7 +14,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas/avro"
@@ -90,13 +89,14 @@ func eraseOwner(ctx context.Context, a *admin, c eraseConfig) (*ErasureReport, e
 		return nil, err
 	}
 	// The ends of the sink's topics as the erasure begins (see
-	// waitSinkCaughtUp).
-	var sinkEnds kadm.ListedOffsets
+	// sinkWait.wait).
+	var sw *sinkWait
 	if c.ClickHouseDSN != "" {
 		var err error
-		if sinkEnds, err = listEnds(ctx, a.cfg, sink.DefaultInputs); err != nil {
+		if sw, err = startSinkWait(ctx, a.cfg); err != nil {
 			return nil, err
 		}
+		defer sw.close()
 	}
 	bindings, err := a.listBindings(ctx, c.Owner)
 	if err != nil {
@@ -183,7 +183,7 @@ func eraseOwner(ctx context.Context, a *admin, c eraseConfig) (*ErasureReport, e
 	}
 	// What was written before the erasure must be in ClickHouse before the
 	// delete, or a lagging sink would store it after.
-	if err := waitSinkCaughtUp(ctx, a.cfg, sinkEnds, c.Timeout); err != nil {
+	if err := sw.wait(ctx, c.Timeout); err != nil {
 		return nil, err
 	}
 	conn, err := sink.Open(c.ClickHouseDSN)

@@ -6,63 +6,47 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/services/sink"
 )
 
-// sinkGroup is the ClickHouse sink's consumer group (services/sink's
-// default stage name).
-const sinkGroup = "sink"
-
-// listEnds returns the end offsets (high watermarks) of topics.
-func listEnds(ctx context.Context, cfg kafka.Config, topics []string) (kadm.ListedOffsets, error) {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOptions...)...)
-	if err != nil {
-		return nil, fmt.Errorf("end offsets: %w", err)
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
-	if err != nil {
-		return nil, fmt.Errorf("end offsets: %w", err)
-	}
-	if err := ends.Error(); err != nil {
-		return nil, fmt.Errorf("end offsets: %w", err)
-	}
-	return ends, nil
+// sinkWait is the erasure's wait for the ClickHouse sink: the last stable
+// offsets its input topics had when the erasure began, and the reader
+// that counts what the sink's group has not stored of them.
+type sinkWait struct {
+	rd   *kafka.Reader
+	ends map[string]map[int32]int64
 }
 
-// waitSinkCaughtUp waits, at most timeout, until the ClickHouse sink's
-// group has committed past every record (time marks aside) below ends,
-// the ends its topics had when the erasure began: the rows of what was
-// written before the erasure are then in ClickHouse, so the delete
-// reaches them instead of a lagging sink storing them after it. A
-// transactional tail ends with a marker no consumer reads, so the
-// records between the group's commit and the end are counted with the
-// runtime's bounded read (kafka.Reader.Read), which never waits for a
-// record that cannot come.
-func waitSinkCaughtUp(ctx context.Context, cfg kafka.Config, ends kadm.ListedOffsets, timeout time.Duration) error {
-	if len(ends) == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOptions...)...)
+// startSinkWait notes the ends of the sink's input topics now.
+func startSinkWait(ctx context.Context, cfg kafka.Config) (*sinkWait, error) {
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	rd, err := kafka.NewReader(cfg)
 	if err != nil {
-		return fmt.Errorf("sink lag: %w", err)
+		return nil, fmt.Errorf("sink lag: %w", err)
 	}
-	defer cl.Close()
-	rcfg := cfg
-	rcfg.Logger = slog.New(slog.DiscardHandler)
-	rd, err := kafka.NewReader(rcfg)
-	if err != nil {
-		return fmt.Errorf("sink lag: %w", err)
+	w := &sinkWait{rd: rd, ends: map[string]map[int32]int64{}}
+	for _, t := range sink.DefaultInputs {
+		if w.ends[t], err = rd.Ends(ctx, t); err != nil {
+			rd.Close()
+			return nil, fmt.Errorf("sink lag: %w", err)
+		}
 	}
-	defer rd.Close()
+	return w, nil
+}
+
+func (w *sinkWait) close() { w.rd.Close() }
+
+// wait waits, at most timeout, until the sink's group (sink.DefaultName)
+// has committed past every record, time marks aside, below the noted ends
+// (kafka.Reader.Behind): the rows of what was written before the erasure
+// are then in ClickHouse, so the delete reaches them instead of a lagging
+// sink storing them after it.
+func (w *sinkWait) wait(ctx context.Context, timeout time.Duration) error {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		behind, err := sinkBehind(wctx, kadm.NewClient(cl), rd, ends)
+		behind, err := w.rd.Behind(wctx, sink.DefaultName, w.ends)
 		if err == nil && behind == 0 {
 			return nil
 		}
@@ -70,41 +54,11 @@ func waitSinkCaughtUp(ctx context.Context, cfg kafka.Config, ends kadm.ListedOff
 			if err == nil {
 				err = fmt.Errorf("%d records written before the erasure not yet stored", behind)
 			}
-			return fmt.Errorf("the ClickHouse sink (group %q) has not caught up (is it running?): %w", sinkGroup, err)
+			return fmt.Errorf("the ClickHouse sink (group %q) has not caught up (is it running?): %w", sink.DefaultName, err)
 		}
 		select {
 		case <-wctx.Done():
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// sinkBehind counts the records below ends that the sink's group has not
-// committed past.
-func sinkBehind(ctx context.Context, adm *kadm.Client, rd *kafka.Reader, ends kadm.ListedOffsets) (int, error) {
-	committed, err := adm.FetchOffsets(ctx, sinkGroup)
-	if err != nil {
-		return 0, err
-	}
-	behind := 0
-	var rerr error
-	ends.Each(func(e kadm.ListedOffset) {
-		if rerr != nil {
-			return
-		}
-		from := int64(0)
-		if o, ok := committed.Lookup(e.Topic, e.Partition); ok && o.Err == nil {
-			from = o.At
-		}
-		if from >= e.Offset {
-			return
-		}
-		rerr = rd.Read(ctx, e.Topic, e.Partition, from, e.Offset, func(r pipelines.Record) error {
-			if !pipelines.IsMark(&r) {
-				behind++
-			}
-			return nil
-		})
-	})
-	return behind, rerr
 }

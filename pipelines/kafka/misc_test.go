@@ -570,6 +570,66 @@ func TestReadAbortedTail(t *testing.T) {
 	}
 }
 
+// TestReaderBehind: a group's backlog below noted ends is the committed
+// records past its commit; a committed transaction's marker is no backlog,
+// records produced after the ends are not counted, and a partition the
+// group never committed counts from 0.
+func TestReaderBehind(t *testing.T) {
+	brokers := kafkatest.Broker(t, pipelines.TopicSpec{Name: "rb", Partitions: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("rb-tx"), kgo.DefaultProduceTopic("rb"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	txn := func(p int32, vals ...string) {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vals {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v), Partition: p}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn(0, "a", "b", "c") // offsets 0-2, marker 3
+	txn(1, "x")           // offset 0, marker 1
+	rd, err := kafka.NewReader(kafkatest.Config(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	parts, err := rd.Ends(ctx, "rb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := map[string]map[int32]int64{"rb": parts}
+	txn(0, "late") // after the noted ends: not counted
+	adm := kadm.NewClient(cl)
+	commit := func(p int32, at int64) {
+		var o kadm.Offsets
+		o.Add(kadm.Offset{Topic: "rb", Partition: p, At: at})
+		if r, err := adm.CommitOffsets(ctx, "rb-group", o); err != nil || r.Error() != nil {
+			t.Fatal(err, r.Error())
+		}
+	}
+	for _, c := range []struct {
+		p    int32
+		at   int64
+		want int
+	}{{0, 1, 2 + 1}, {0, 3, 0 + 1}, {1, 1, 0}} {
+		commit(c.p, c.at)
+		if got, err := rd.Behind(ctx, "rb-group", ends); err != nil || got != c.want {
+			t.Fatalf("after committing %d/%d: %d behind (%v), want %d", c.p, c.at, got, err, c.want)
+		}
+	}
+}
+
 // TestRunSinkRebalance: two sink members share the input, one leaves in
 // the middle: every record is written at least once and the offsets end
 // at the end of the input.

@@ -353,6 +353,40 @@ func (r *Reader) Ends(ctx context.Context, topic string) (map[int32]int64, error
 	return ends, nil
 }
 
+// Behind counts the committed records, time marks aside, that group's
+// committed offsets leave below ends (per topic, per partition: offsets
+// from Ends). A partition without a committed offset counts from 0. The
+// records are counted with bounded reads (Read), so a transactional tail,
+// whose marker no consumer reads, is no backlog and nothing waits for a
+// record that cannot come.
+func (r *Reader) Behind(ctx context.Context, group string, ends map[string]map[int32]int64) (int, error) {
+	committed, err := r.adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return 0, fmt.Errorf("offsets of group %s: %w", group, err)
+	}
+	n := 0
+	for topic, parts := range ends {
+		for p, end := range parts {
+			from := int64(0)
+			if o, ok := committed.Lookup(topic, p); ok && o.Err == nil {
+				from = o.At
+			}
+			if from >= end {
+				continue
+			}
+			if err := r.Read(ctx, topic, p, from, end, func(rec pipelines.Record) error {
+				if !pipelines.IsMark(&rec) {
+					n++
+				}
+				return nil
+			}); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
 // Follow calls fn for every committed data record of every partition of
 // topic from its start, in offset order within a partition, and keeps
 // following the topic until ctx is done (it then returns nil) or fn fails.

@@ -40,6 +40,9 @@ const DefaultMaxRows = 100000
 // engine ~1.9x what 200,000-row ones do, 50,000-row ones ~1.15x.
 const DefaultInsertRows = 50000
 
+// DefaultName is the sink's default consumer group and stage label.
+const DefaultName = "sink"
+
 // DefaultInputs are the topics the sink lands.
 var DefaultInputs = []string{pipelines.TopicTelemetryClean, pipelines.TopicScores,
 	pipelines.TopicLedgerEntries, pipelines.TopicRedemptionStatus}
@@ -82,7 +85,7 @@ func (c Config) Validate() error {
 
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
-		c.Name = "sink"
+		c.Name = DefaultName
 	}
 	if len(c.Inputs) == 0 {
 		c.Inputs = DefaultInputs
