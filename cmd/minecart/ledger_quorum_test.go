@@ -3,10 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -14,26 +10,11 @@ import (
 	"strings"
 	"testing"
 
-	tdnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/ledgertest"
 )
-
-// testCosigner is a cosignature v1 signer and its verifier key.
-func testCosigner(t *testing.T, name string, seed byte) (note.Signer, string) {
-	t.Helper()
-	k := ledgertest.Key(seed)
-	pub := k.Public().(ed25519.PublicKey)
-	h := sha256.Sum256(append(append([]byte(name+"\n"), 0x04), pub...))
-	id := fmt.Sprintf("%08x", binary.BigEndian.Uint32(h[:4]))
-	s, err := tdnote.NewSignerForCosignatureV1(fmt.Sprintf("PRIVATE+KEY+%s+%s+%s", name, id, base64.StdEncoding.EncodeToString(append([]byte{0x04}, k.Seed()...))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, fmt.Sprintf("%s+%s+%s", name, id, base64.StdEncoding.EncodeToString(append([]byte{0x04}, pub...)))
-}
 
 // TestVerifyPolicy: `ledger verify --policy --cosigned --state` accepts
 // a checkpoint cosigned by the quorum and keeps it, accepts the next one
@@ -56,7 +37,7 @@ func TestVerifyPolicy(t *testing.T) {
 	var signers []note.Signer
 	policy := "log " + s.VerifierKey() + "\n"
 	for i := 0; i < 3; i++ {
-		sg, vkey := testCosigner(t, fmt.Sprintf("witness.test/w%d", i+1), byte(20+i))
+		sg, vkey := ledgertest.Cosigner(t, fmt.Sprintf("witness.test/w%d", i+1), byte(20+i))
 		signers = append(signers, sg)
 		policy += fmt.Sprintf("witness w%d %s http://127.0.0.1:%d\n", i+1, vkey, 9000+i)
 	}
@@ -67,16 +48,11 @@ func TestVerifyPolicy(t *testing.T) {
 	}
 	lv, _ := note.NewVerifier(s.VerifierKey())
 	cosign := func(cp string, by ...int) string {
-		n, err := note.Open([]byte(cp), note.VerifierList(lv))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := cp
+		var sg []note.Signer
 		for _, i := range by {
-			b, _ := note.Sign(&note.Note{Text: n.Text}, signers[i])
-			out += string(b[bytes.LastIndex(b[:len(b)-1], []byte("\n"))+1:])
+			sg = append(sg, signers[i])
 		}
-		return out
+		return ledgertest.Cosign(t, cp, lv, sg...)
 	}
 	state := filepath.Join(dir, "seen.txt")
 	run := func(cosigned string) (string, error) {

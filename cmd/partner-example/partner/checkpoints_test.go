@@ -1,12 +1,7 @@
 package partner_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -14,7 +9,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	tdnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/minecart/minecart/cmd/partner-example/partner"
@@ -43,17 +37,9 @@ func newQuorumBook(t *testing.T) *quorumBook {
 	var signers []note.Signer
 	policy := "log " + s.VerifierKey() + "\n"
 	for i := 0; i < 3; i++ {
-		name := fmt.Sprintf("witness.test/w%d", i+1)
-		k := ledgertest.Key(byte(30 + i))
-		pub := k.Public().(ed25519.PublicKey)
-		h := sha256.Sum256(append(append([]byte(name+"\n"), 0x04), pub...))
-		id := fmt.Sprintf("%08x", binary.BigEndian.Uint32(h[:4]))
-		sg, err := tdnote.NewSignerForCosignatureV1(fmt.Sprintf("PRIVATE+KEY+%s+%s+%s", name, id, base64.StdEncoding.EncodeToString(append([]byte{0x04}, k.Seed()...))))
-		if err != nil {
-			t.Fatal(err)
-		}
+		sg, vkey := ledgertest.Cosigner(t, fmt.Sprintf("witness.test/w%d", i+1), byte(30+i))
 		signers = append(signers, sg)
-		policy += fmt.Sprintf("witness w%d %s+%s+%s http://127.0.0.1:%d\n", i+1, name, id, base64.StdEncoding.EncodeToString(append([]byte{0x04}, pub...)), 9000+i)
+		policy += fmt.Sprintf("witness w%d %s http://127.0.0.1:%d\n", i+1, vkey, 9000+i)
 	}
 	p, err := ledger.ParsePolicy([]byte(policy + "group g 2 w1 w2 w3\nquorum g\n"))
 	if err != nil {
@@ -61,16 +47,11 @@ func newQuorumBook(t *testing.T) *quorumBook {
 	}
 	lv, _ := note.NewVerifier(s.VerifierKey())
 	cosign := func(cp string, by ...int) string {
-		n, err := note.Open([]byte(cp), note.VerifierList(lv))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := cp
+		var sg []note.Signer
 		for _, i := range by {
-			b, _ := note.Sign(&note.Note{Text: n.Text}, signers[i])
-			out += string(b[bytes.LastIndex(b[:len(b)-1], []byte("\n"))+1:])
+			sg = append(sg, signers[i])
 		}
-		return out
+		return ledgertest.Cosign(t, cp, lv, sg...)
 	}
 	// The ledger's book behind a real proofs API; a fork under the same key.
 	srv, err := proofs.NewServer(proofs.Config{Blocks: idle{}, PublicKey: s.Public()})
