@@ -274,11 +274,14 @@ func ViewScore(s *avro.DailyScore, offset int64) (view.Score, error) {
 func (f *Feed) Requests(rec pipelines.Record) error {
 	f.seen(&rec, func(int64) {}, 0)
 	name, err := f.serde.Name(rec.Value)
-	if err != nil || name != schemas.DebitRequest {
+	if err == nil && name != schemas.DebitRequest {
 		return nil // other records of the topic (transfers, campaigns) are not the view's
 	}
 	var r avro.DebitRequest
-	if err := f.serde.Unmarshal(rec.Value, &r); err != nil {
+	if err == nil {
+		err = f.serde.Unmarshal(rec.Value, &r)
+	}
+	if err != nil {
 		f.bad.WithLabelValues(rec.Topic).Inc()
 		f.log.Warn("owner view: request record skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		return nil

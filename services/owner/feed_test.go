@@ -9,6 +9,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/owner"
 	"github.com/minecart/minecart/services/owner/view"
 	"github.com/minecart/minecart/services/telemetry/wire"
@@ -83,6 +84,37 @@ func TestFeedRecords(t *testing.T) {
 	}
 	if st := v.Stats(); st.Scores != 0 {
 		t.Errorf("%d scores kept, want 0", st.Scores)
+	}
+
+	// The ledger's requests: an undecodable record is counted, a debit
+	// changes nothing, the vehicle's erasure drops it from the view.
+	req := func(r *avro.DebitRequest) []byte {
+		b, err := serde.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for i, val := range [][]byte{
+		[]byte("not avro"),
+		req(&avro.DebitRequest{RequestID: "d1", Kind: avro.RequestKindDebit, Account: "alice", VehicleID: "feed-1", RequestedAt: clock}),
+	} {
+		if err := f.Requests(pipelines.Record{Topic: pipelines.TopicLedgerRequests, Offset: int64(i), Value: val}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := bad(pipelines.TopicLedgerRequests); n != 1 {
+		t.Errorf("bad request records %v, want 1", n)
+	}
+	if _, ok := v.Position("feed-1"); !ok {
+		t.Fatal("a debit request dropped the vehicle")
+	}
+	erasure := req(&avro.DebitRequest{RequestID: "erasure/1", Kind: avro.RequestKindErasure, VehicleID: "feed-1", RequestedAt: clock})
+	if err := f.Requests(pipelines.Record{Topic: pipelines.TopicLedgerRequests, Offset: 2, Value: erasure}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.Position("feed-1"); ok {
+		t.Error("the erased vehicle's position is still in the view")
 	}
 }
 
