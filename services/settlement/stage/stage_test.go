@@ -456,7 +456,11 @@ func TestRedemptionHolds(t *testing.T) {
 	}
 	// The late ack changed nothing: a redemption after it, acked after
 	// it on the same one-partition topic, is fulfilled, so settlement has
-	// passed the late ack.
+	// passed the late ack. Settlement's clock first goes back to the wall
+	// time the ledger stamps: left 11 minutes ahead, it would expire the
+	// next hold (deadline = its ledger stamp + 10 minutes) at its first
+	// tick, before the ack below could arrive on a slow machine.
+	clk.Set(time.Now().UTC())
 	code, r, err := settletest.Post(srv, "after", api.RedemptionBody{Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1})
 	if err != nil || code != http.StatusCreated || r.Status != settlement.StatusConfirmed {
 		t.Fatalf("redeem after: %d %+v %v", code, r, err)
