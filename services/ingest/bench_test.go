@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"runtime/pprof"
 	"slices"
 	"testing"
 	"time"
@@ -31,12 +32,21 @@ func median(xs []float64) float64 {
 }
 
 // BenchmarkStageVsPassthrough measures the ingest stage (decode, validate,
-// dedup, encode, transactions, changelog) against kafkatest.Passthrough, a
-// bare franz-go consume-and-produce of the same raw records through the
-// same broker in the same run, and prints the ratio. It also times the
-// codec alone (specialised and goavro) to show its share.
+// dedup, encode, transactions, changelog) against kafkatest.TxnPassthrough,
+// a bare franz-go group-transactional consume-and-produce of the same raw
+// records (key, value and device header) through the same broker in the
+// same run: read_committed, the same MaxBatch records per transaction, the
+// offsets committed in the transaction. Both are timed the same way, from
+// outside, by their consumer group's committed offsets (from the first
+// warm records committed to the last), and prints the ratio. It also
+// times the codec alone (specialised and goavro) to show its share.
 //
-//	go test -run '^$' -bench StageVsPassthrough -benchtime 1x ./services/ingest/
+// The rounds run under pprof labels side=stage and side=bare, so that a
+// CPU profile can be split by side (docs/scale.md, "Ingest stage
+// profile"):
+//
+//	go test -run '^$' -bench StageVsPassthrough -benchtime 1x -cpuprofile cpu.out ./services/ingest/
+//	go tool pprof -tagfocus side=stage -top ingest.test cpu.out
 func BenchmarkStageVsPassthrough(b *testing.B) {
 	const passOut = "bench.passthrough"
 	brokers := kafkatest.Broker(b, pipelines.TopicSpec{Name: passOut, Partitions: pipelines.TelemetryPartitions})
@@ -52,37 +62,73 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 	}
 	kafkatest.Produce(b, brokers, recs...)
 	total := int64(warm + n)
+	cfg := kafkatest.Config(brokers)
+	cfg.MaxBatch = 5000
 	b.ResetTimer()
 	for range b.N {
 		ctx := context.Background()
-		// Alternate baseline and stage rounds and take medians: the machine
-		// is shared, so single runs swing by 2x.
-		var baseRates, stageRates, ratios []float64
+		bare := func() (rate float64) {
+			pprof.Do(ctx, pprof.Labels("side", "bare"), func(ctx context.Context) {
+				group := fmt.Sprintf("ingest-bare-%d", time.Now().UnixNano())
+				done := make(chan error, 1)
+				go func() {
+					_, err := kafkatest.TxnPassthrough(ctx, brokers, group, pipelines.TopicTelemetryRaw, passOut, cfg.MaxBatch, int(total), cfg.SessionTimeout)
+					done <- err
+				}()
+				d, err := timeGroup(ctx, brokers, group, warm, total)
+				if err == nil {
+					err = <-done
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				rate = float64(total-warm) / d.Seconds()
+			})
+			return rate
+		}
+		stage := func() (rate float64) {
+			pprof.Do(ctx, pprof.Labels("side", "stage"), func(ctx context.Context) {
+				// A fresh changelog: the stage's applied offsets in the last
+				// round's would make this one skip the records as applied.
+				if err := freshTopic(ctx, brokers, pipelines.TopicIngestChangelog); err != nil {
+					b.Fatal(err)
+				}
+				group := fmt.Sprintf("ingest-bench-%d", time.Now().UnixNano())
+				st, err := NewStage(Config{Name: group, Now: func() time.Time { return now }})
+				if err != nil {
+					b.Fatal(err)
+				}
+				stop := kafkatest.Run(b, cfg, st)
+				d, err := timeGroup(ctx, brokers, group, warm, total)
+				stop()
+				if err != nil {
+					b.Fatal(err)
+				}
+				rate = float64(total-warm) / d.Seconds()
+			})
+			return rate
+		}
+		// Alternate baseline and stage rounds (each goes first in every
+		// other round) and take medians: the machine is shared, so single
+		// runs swing by 2x.
+		var baseRates, stageRates, ratios, oldRates []float64
 		for round := 0; round < *benchRounds; round++ {
-			base, err := kafkatest.Passthrough(ctx, brokers, pipelines.TopicTelemetryRaw, passOut, int(total))
+			// The baseline before 2026-12-05 (kafkatest.Passthrough: no
+			// group, no transactions, timed from the client's start), for
+			// comparison with the older figures only.
+			old, err := kafkatest.Passthrough(ctx, brokers, pipelines.TopicTelemetryRaw, passOut, int(total))
 			if err != nil {
 				b.Fatal(err)
 			}
-			baseRate := float64(total) / base.Seconds()
-			// A fresh changelog: the stage's applied offsets in the last
-			// round's would make this one skip the records as applied.
-			if err := freshTopic(ctx, brokers, pipelines.TopicIngestChangelog); err != nil {
-				b.Fatal(err)
+			oldRates = append(oldRates, float64(total)/old.Seconds())
+			var baseRate, stageRate float64
+			if round%2 == 0 {
+				baseRate = bare()
+				stageRate = stage()
+			} else {
+				stageRate = stage()
+				baseRate = bare()
 			}
-			group := fmt.Sprintf("ingest-bench-%d", time.Now().UnixNano())
-			st, err := NewStage(Config{Name: group, Now: func() time.Time { return now }})
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg := kafkatest.Config(brokers)
-			cfg.MaxBatch = 5000
-			stop := kafkatest.Run(b, cfg, st)
-			stageDur, err := timeGroup(ctx, brokers, group, warm, total)
-			stop()
-			if err != nil {
-				b.Fatal(err)
-			}
-			stageRate := float64(total-warm) / stageDur.Seconds()
 			baseRates, stageRates, ratios = append(baseRates, baseRate), append(stageRates, stageRate), append(ratios, stageRate/baseRate)
 		}
 		baseRate, stageRate, ratio := median(baseRates), median(stageRates), median(ratios)
@@ -116,8 +162,9 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 		b.ReportMetric(stageRate, "stage_events/s")
 		b.ReportMetric(baseRate, "passthrough_events/s")
 		b.ReportMetric(ratio, "ratio")
-		fmt.Printf("ingest: %d events, %d vehicles, 8 partitions, median of %d rounds: stage %.0f ev/s, passthrough %.0f ev/s, ratio %.2f (rounds: %.2f)\n",
-			n, vehicles, len(ratios), stageRate, baseRate, ratio, ratios)
+		fmt.Printf("ingest: %d events, %d vehicles, 8 partitions, %d per transaction, median of %d rounds: stage %.0f ev/s, bare transactional passthrough %.0f ev/s, ratio %.2f (rounds: %.2f)\n",
+			n, vehicles, cfg.MaxBatch, len(ratios), stageRate, baseRate, ratio, ratios)
+		fmt.Printf("ingest: old baseline (kafkatest.Passthrough, non-transactional) %.0f ev/s, stage/old %.2f\n", median(oldRates), stageRate/median(oldRates))
 		fmt.Printf("RATIO ingest_stage %.3f goal 0.60\n", ratio)
 		fmt.Printf("codec per event (decode+encode): specialised %v (%.0f%% of the stage's %v/event), goavro via Serde %v (would be %.0f%%)\n",
 			fast, 100*float64(fast)/float64(perEvent), perEvent, slow, 100*float64(slow)/float64(perEvent))
@@ -151,7 +198,7 @@ func timeGroup(ctx context.Context, brokers []string, group string, warm, total 
 				return time.Since(start), nil
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("group %s did not finish", group)
 }

@@ -245,3 +245,86 @@ func Passthrough(ctx context.Context, brokers []string, in, out string, n int) (
 	defer mu.Unlock()
 	return time.Since(start), perr
 }
+
+// TxnPassthrough is the exactly-once baseline of stage benchmarks: what a
+// stage does with the runtime, without the runtime. A bare franz-go
+// kgo.GroupTransactSession with the runtime's consumer and producer
+// settings (consumer group, range balancer, read_committed, 500 ms fetch
+// wait, sessionTimeout, murmur2 by key) polls at most maxBatch records of
+// in at a time and, in one transaction per poll, produces their key, value
+// and headers to out and commits their offsets; no decoding, processors,
+// changelog, dead letters or metrics. It returns once the group has
+// committed n records of in (from an empty group: the records from the
+// start), with the time from its first poll to its last commit. Time it
+// from outside, by the group's committed offsets, the way the stage is
+// timed, for a like-for-like ratio.
+func TxnPassthrough(ctx context.Context, brokers []string, group, in, out string, maxBatch, n int, sessionTimeout time.Duration) (time.Duration, error) {
+	sess, err := kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(in),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.SessionTimeout(sessionTimeout),
+		kgo.HeartbeatInterval(max(sessionTimeout/4, 50*time.Millisecond)),
+		kgo.TransactionalID(group+"-bare"),
+		kgo.TransactionTimeout(30*time.Second),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+	)
+	if err != nil {
+		return 0, err
+	}
+	defer sess.Close()
+	var (
+		mu    sync.Mutex
+		perr  error
+		start time.Time
+	)
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			perr = errors.Join(perr, err)
+			mu.Unlock()
+		}
+	}
+	for done := 0; done < n; {
+		fs := sess.PollRecords(ctx, maxBatch)
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := fs.Err0(); err != nil {
+			return 0, err
+		}
+		if fs.NumRecords() == 0 {
+			continue
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		if err := sess.Begin(); err != nil {
+			return 0, err
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			sess.Produce(ctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: r.Headers}, promise)
+		})
+		if err := sess.Client().Flush(ctx); err != nil {
+			return 0, err
+		}
+		mu.Lock()
+		commit := perr == nil
+		mu.Unlock()
+		committed, err := sess.End(ctx, kgo.TransactionEndTry(commit))
+		if err != nil {
+			return 0, err
+		}
+		if !commit {
+			return 0, perr
+		}
+		if committed {
+			done += fs.NumRecords()
+		}
+	}
+	return time.Since(start), nil
+}
