@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/pprof"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,7 +68,10 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		ctx := context.Background()
-		bare := func() (rate float64) {
+		// Each side returns its rate (events/s, wall clock) and its CPU
+		// time per event (the whole process's: on a shared machine the
+		// wall clock swings with the load, the CPU time much less).
+		bare := func() (rate, cpuPer float64) {
 			pprof.Do(ctx, pprof.Labels("side", "bare"), func(ctx context.Context) {
 				group := fmt.Sprintf("ingest-bare-%d", time.Now().UnixNano())
 				done := make(chan error, 1)
@@ -75,18 +79,18 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 					_, err := kafkatest.TxnPassthrough(ctx, brokers, group, pipelines.TopicTelemetryRaw, passOut, cfg.MaxBatch, int(total), cfg.SessionTimeout)
 					done <- err
 				}()
-				d, err := timeGroup(ctx, brokers, group, warm, total)
+				d, cpu, err := timeGroup(ctx, brokers, group, warm, total)
 				if err == nil {
 					err = <-done
 				}
 				if err != nil {
 					b.Fatal(err)
 				}
-				rate = float64(total-warm) / d.Seconds()
+				rate, cpuPer = float64(total-warm)/d.Seconds(), cpu.Seconds()/float64(total-warm)
 			})
-			return rate
+			return rate, cpuPer
 		}
-		stage := func() (rate float64) {
+		stage := func() (rate, cpuPer float64) {
 			pprof.Do(ctx, pprof.Labels("side", "stage"), func(ctx context.Context) {
 				// A fresh changelog: the stage's applied offsets in the last
 				// round's would make this one skip the records as applied.
@@ -99,19 +103,19 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 					b.Fatal(err)
 				}
 				stop := kafkatest.Run(b, cfg, st)
-				d, err := timeGroup(ctx, brokers, group, warm, total)
+				d, cpu, err := timeGroup(ctx, brokers, group, warm, total)
 				stop()
 				if err != nil {
 					b.Fatal(err)
 				}
-				rate = float64(total-warm) / d.Seconds()
+				rate, cpuPer = float64(total-warm)/d.Seconds(), cpu.Seconds()/float64(total-warm)
 			})
-			return rate
+			return rate, cpuPer
 		}
 		// Alternate baseline and stage rounds (each goes first in every
 		// other round) and take medians: the machine is shared, so single
 		// runs swing by 2x.
-		var baseRates, stageRates, ratios, oldRates []float64
+		var baseRates, stageRates, ratios, oldRates, baseCPU, stageCPU, cpuRatios []float64
 		for round := 0; round < *benchRounds; round++ {
 			// The baseline before 2026-12-05 (kafkatest.Passthrough: no
 			// group, no transactions, timed from the client's start), for
@@ -121,15 +125,16 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 				b.Fatal(err)
 			}
 			oldRates = append(oldRates, float64(total)/old.Seconds())
-			var baseRate, stageRate float64
+			var baseRate, stageRate, bc, sc float64
 			if round%2 == 0 {
-				baseRate = bare()
-				stageRate = stage()
+				baseRate, bc = bare()
+				stageRate, sc = stage()
 			} else {
-				stageRate = stage()
-				baseRate = bare()
+				stageRate, sc = stage()
+				baseRate, bc = bare()
 			}
 			baseRates, stageRates, ratios = append(baseRates, baseRate), append(stageRates, stageRate), append(ratios, stageRate/baseRate)
+			baseCPU, stageCPU, cpuRatios = append(baseCPU, bc), append(stageCPU, sc), append(cpuRatios, bc/sc)
 		}
 		baseRate, stageRate, ratio := median(baseRates), median(stageRates), median(ratios)
 
@@ -164,6 +169,8 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 		b.ReportMetric(ratio, "ratio")
 		fmt.Printf("ingest: %d events, %d vehicles, 8 partitions, %d per transaction, median of %d rounds: stage %.0f ev/s, bare transactional passthrough %.0f ev/s, ratio %.2f (rounds: %.2f)\n",
 			n, vehicles, cfg.MaxBatch, len(ratios), stageRate, baseRate, ratio, ratios)
+		fmt.Printf("ingest: CPU per event (whole process, broker included), median: stage %.2f us, bare %.2f us, bare/stage %.2f (rounds: %.2f)\n",
+			1e6*median(stageCPU), 1e6*median(baseCPU), median(cpuRatios), cpuRatios)
 		fmt.Printf("ingest: old baseline (kafkatest.Passthrough, non-transactional) %.0f ev/s, stage/old %.2f\n", median(oldRates), stageRate/median(oldRates))
 		fmt.Printf("RATIO ingest_stage %.3f goal 0.60\n", ratio)
 		fmt.Printf("codec per event (decode+encode): specialised %v (%.0f%% of the stage's %v/event), goavro via Serde %v (would be %.0f%%)\n",
@@ -171,16 +178,28 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 	}
 }
 
+// cpuTime is the CPU time (user and system) this process has used: the
+// stage or baseline, the embedded broker and the bench's own polling.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // timeGroup waits until group has committed total offsets of the raw
-// topic and returns the time from when it had committed warm of them.
-func timeGroup(ctx context.Context, brokers []string, group string, warm, total int64) (time.Duration, error) {
+// topic and returns the time from when it had committed warm of them,
+// and the CPU time the process used meanwhile.
+func timeGroup(ctx context.Context, brokers []string, group string, warm, total int64) (wall, cpu time.Duration, err error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	var start time.Time
+	var cpu0 time.Duration
 	deadline := time.Now().Add(10 * time.Minute)
 	for time.Now().Before(deadline) {
 		offs, err := adm.FetchOffsets(ctx, group)
@@ -192,15 +211,15 @@ func timeGroup(ctx context.Context, brokers []string, group string, warm, total 
 				}
 			})
 			if start.IsZero() && sum >= warm {
-				start = time.Now()
+				start, cpu0 = time.Now(), cpuTime()
 			}
 			if sum >= total {
-				return time.Since(start), nil
+				return time.Since(start), cpuTime() - cpu0, nil
 			}
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("group %s did not finish", group)
+	return 0, 0, fmt.Errorf("group %s did not finish", group)
 }
 
 // freshTopic deletes topic and creates it again empty (compacted, the
@@ -224,5 +243,56 @@ func freshTopic(ctx context.Context, brokers []string, topic string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("recreate %s: %v %v", topic, err, r.Err)
 		}
+	}
+}
+
+// discard is an Emitter that keeps nothing (BenchmarkProcess).
+type discard struct{ n int }
+
+func (d *discard) Emit(string, []byte, []byte, ...pipelines.Header)          { d.n++ }
+func (d *discard) EmitTo(string, int32, []byte, []byte, ...pipelines.Header) { d.n++ }
+
+// BenchmarkProcess measures the processor alone, without Kafka: Process
+// of raw records (2,000 vehicles, in order, each new) and the Flush of
+// every 5,000 (one changelog record per vehicle changed), per record.
+//
+//	go test -run '^$' -bench '^BenchmarkProcess$' -benchmem ./services/ingest/
+func BenchmarkProcess(b *testing.B) {
+	codec, _ := wire.NewCodec(schemas.SingleObject())
+	const vehicles, batch = 2000, 5000
+	n := max(b.N, batch)
+	recs := make([]pipelines.Record, n)
+	for i := range recs {
+		ev := event(fmt.Sprintf("veh-%04d", i%vehicles), i/vehicles)
+		ev.FaultCodes = nil
+		recs[i] = pipelines.Record{Topic: pipelines.TopicTelemetryRaw, Offset: int64(i), Key: []byte(ev.VehicleID),
+			Value: codec.AppendEvent(nil, &ev), Headers: []pipelines.Header{{Key: "device", Value: []byte(ev.DeviceID)}}}
+	}
+	st, err := NewStage(Config{Now: func() time.Time { return now.Add(time.Duration(n) * time.Second) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	proc, err := st.NewProcessor(context.Background(), pipelines.Task{Stage: "ingest"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := proc.(*Processor)
+	ctx := context.Background()
+	var out discard
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := p.Process(ctx, recs[i], &out); err != nil {
+			b.Fatal(err)
+		}
+		if i%batch == batch-1 {
+			if err := p.Flush(ctx, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	if out.n < b.N {
+		b.Fatalf("%d records emitted for %d processed", out.n, b.N)
 	}
 }

@@ -102,7 +102,7 @@ func TestGatewayToClean(t *testing.T) {
 	if len(raw) != 300 {
 		t.Fatalf("raw: %d", len(raw))
 	}
-	if _, err := timeGroup(ctx, brokers, st.Name, 0, 300); err != nil {
+	if _, _, err := timeGroup(ctx, brokers, st.Name, 0, 300); err != nil {
 		t.Fatal(err)
 	}
 	clean, err := kafkatest.ReadCommitted(ctx, brokers, pipelines.TopicTelemetryClean)

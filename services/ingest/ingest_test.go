@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,11 +38,11 @@ type emitted struct {
 type collector struct{ out []emitted }
 
 func (c *collector) Emit(topic string, key, value []byte, h ...pipelines.Header) {
-	c.out = append(c.out, emitted{topic, -1, string(key), value, h})
+	c.out = append(c.out, emitted{topic, -1, string(key), value, slices.Clone(h)}) // Emit copies the headers slice
 }
 
 func (c *collector) EmitTo(topic string, p int32, key, value []byte, h ...pipelines.Header) {
-	c.out = append(c.out, emitted{topic, p, string(key), value, h})
+	c.out = append(c.out, emitted{topic, p, string(key), value, slices.Clone(h)})
 }
 
 func newProcessor(t *testing.T, cfg Config) *Processor {
@@ -244,14 +245,14 @@ func TestStageRebalance(t *testing.T) {
 	stopB := kafkatest.Run(t, cfgB, st)
 	// While both run (whoever owns what): 10..14 again.
 	kafkatest.Produce(t, brokers, batch(10, 15)...)
-	if _, err := timeGroup(context.Background(), brokers, st.Name, 0, vehicles*(20+5)); err != nil {
+	if _, _, err := timeGroup(context.Background(), brokers, st.Name, 0, vehicles*(20+5)); err != nil {
 		t.Fatal(err)
 	}
 	// A leaves: B takes its partitions, restoring their state from the
 	// changelog, and gets 15..19 again and 20..24 new.
 	stopA()
 	kafkatest.Produce(t, brokers, batch(15, 25)...)
-	if _, err := timeGroup(context.Background(), brokers, st.Name, 0, vehicles*(20+5+10)); err != nil {
+	if _, _, err := timeGroup(context.Background(), brokers, st.Name, 0, vehicles*(20+5+10)); err != nil {
 		t.Fatal(err)
 	}
 	stopB()
