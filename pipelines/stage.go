@@ -49,9 +49,11 @@ func (r *Record) Header(key string) []byte {
 // Emitter collects the records a processor produces. Everything emitted while
 // handling a record is produced in the same transaction that commits that
 // record's offset; if the processor returns an error for the record, what it
-// emitted for that record is discarded. The runtime keeps the key, value
-// and header slices until the transaction ends: do not modify them after
-// the call.
+// emitted for that record is discarded. The runtime keeps the key and
+// value slices and the headers' Value slices until the transaction ends:
+// do not modify them after the call. The headers slice itself (the Header
+// values) is copied by the call: a processor may reuse it for its next
+// record.
 type Emitter interface {
 	// Emit produces to topic, choosing the partition by key with Kafka's
 	// default (murmur2) partitioner, so keys land where the Java client
@@ -117,6 +119,15 @@ type Stage struct {
 	NewProcessor func(ctx context.Context, t Task) (Processor, error)
 	// TickEvery is how often Ticker processors are ticked (0: never).
 	TickEvery time.Duration
+	// Parallel lets the runtime process the records of different tasks
+	// of one batch at the same time, on up to GOMAXPROCS goroutines: each
+	// processor still handles its task's records one at a time, in offset
+	// order, and Restore, Tick and Flush still run one task after the
+	// other. Set it only when the processors of different tasks share no
+	// unsynchronised state. Records that processors of different tasks
+	// emit to one output partition may then interleave in any order
+	// within the transaction (each task's own stay in order).
+	Parallel bool
 }
 
 // Validate reports whether the stage declaration is usable.

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minecart/minecart/pipelines"
@@ -155,9 +157,9 @@ type runner struct {
 	owned map[int32]int  // task -> number of its input partitions assigned
 	drop  map[int32]bool // tasks revoked or lost since the last sync
 
-	em       emitter
-	produced int // records produced in the open transaction
-	dead     map[string]int
+	w        worker    // the poll loop's own: records, ticks, flushes
+	pool     []*worker // Stage.Parallel: one per goroutine, made on first use
+	parallel int       // Stage.Parallel: most tasks processed at once
 	prodMu   sync.Mutex
 	prodErr  error
 	promise  func(*kgo.Record, error)
@@ -219,7 +221,10 @@ func (r *runner) session(ctx context.Context) error {
 	r.ctx = ctx
 	r.promise = r.onProduced
 	r.lag = map[string]map[int32]prometheus.Gauge{}
-	r.dead = map[string]int{}
+	r.w.dead = map[string]int{}
+	if r.st.Parallel {
+		r.parallel = runtime.GOMAXPROCS(0)
+	}
 	r.log.Info("stage session started", "txn_id", txnID, "inputs", r.st.Inputs)
 	defer func() {
 		r.closeTasks()
@@ -333,12 +338,11 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	if err := r.sess.Begin(); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	r.produced = 0
-	clear(r.dead)
-	var perr error
+	r.w.reset()
 	var oldest time.Time
+	var runs []taskRun
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		if perr != nil || len(p.Records) == 0 {
+		if len(p.Records) == 0 {
 			return
 		}
 		if ts := p.Records[0].Timestamp; oldest.IsZero() || ts.Before(oldest) {
@@ -346,12 +350,9 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 		}
 		r.setLag(p)
 		t := r.tasks[p.Partition]
-		for _, kr := range r.unapplied(t, p) {
-			if perr = r.process(ctx, t, kr); perr != nil {
-				return
-			}
-		}
+		runs = append(runs, taskRun{t: t, recs: r.unapplied(t, p)})
 	})
+	perr := r.processRuns(ctx, runs)
 	if perr == nil && tick {
 		r.tick(ctx)
 		r.nextTick = time.Now().Add(r.st.TickEvery)
@@ -364,7 +365,7 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	if perr == nil {
 		r.writeApplied(ctx)
 	}
-	if perr == nil && n == 0 && r.produced == 0 {
+	if perr == nil && n == 0 && r.w.produced == 0 {
 		// A tick (and flush) that emitted nothing: nothing to commit.
 		if _, err := r.sess.End(ctx, kgo.TryAbort); err != nil {
 			return fmt.Errorf("end empty transaction: %w", err)
@@ -405,8 +406,8 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 		}
 		r.m.txns.WithLabelValues(r.st.Name, "committed").Inc()
 		r.m.recordsIn.WithLabelValues(r.st.Name).Add(float64(n))
-		r.m.recordsOut.WithLabelValues(r.st.Name).Add(float64(r.produced))
-		for code, c := range r.dead {
+		r.m.recordsOut.WithLabelValues(r.st.Name).Add(float64(r.w.produced))
+		for code, c := range r.w.dead {
 			r.m.dead.WithLabelValues(r.st.Name, code).Add(float64(c))
 		}
 		r.m.batch.WithLabelValues(r.st.Name).Observe(time.Since(start).Seconds())
@@ -439,26 +440,115 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 	return nil
 }
 
+// taskRun is the records of one fetched input partition that its task
+// processes in this batch.
+type taskRun struct {
+	t    *task
+	recs []*kgo.Record
+}
+
+// worker is what processing records needs of its own: the emitter, the
+// consumed records' header slab and the open transaction's counts. The
+// poll loop has one (runner.w); Stage.Parallel adds one per goroutine.
+type worker struct {
+	em       emitter
+	in       inHeaders
+	produced int            // records produced in the open transaction
+	dead     map[string]int // records dead-lettered in it, by code
+}
+
+func (w *worker) reset() {
+	w.produced = 0
+	clear(w.dead)
+}
+
+// processRuns processes the batch's runs: one after the other on the poll
+// loop's goroutine or, for a Stage.Parallel stage with several tasks in
+// the batch, the runs of different tasks on up to GOMAXPROCS goroutines
+// at once (the runs of one task, one per input topic, on one goroutine in
+// fetch order, so a processor still sees one record at a time). It returns
+// the first error; the batch is then aborted, whatever the other
+// goroutines did.
+func (r *runner) processRuns(ctx context.Context, runs []taskRun) error {
+	var groups [][]taskRun // by task, in order of first appearance
+	if r.parallel > 1 && len(runs) > 1 {
+		at := map[*task]int{}
+		for _, run := range runs {
+			i, ok := at[run.t]
+			if !ok {
+				i = len(groups)
+				at[run.t] = i
+				groups = append(groups, nil)
+			}
+			groups[i] = append(groups[i], run)
+		}
+	}
+	if len(groups) < 2 {
+		for _, run := range runs {
+			for _, kr := range run.recs {
+				if err := r.process(ctx, &r.w, run.t, kr); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	n := min(r.parallel, len(groups))
+	for len(r.pool) < n {
+		r.pool = append(r.pool, &worker{dead: map[string]int{}})
+	}
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		errs = make([]error, n)
+	)
+	for i := range n {
+		w := r.pool[i]
+		w.reset()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for g := int(next.Add(1)) - 1; g < len(groups); g = int(next.Add(1)) - 1 {
+				for _, run := range groups[g] {
+					for _, kr := range run.recs {
+						if errs[i] = r.process(ctx, w, run.t, kr); errs[i] != nil {
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, w := range r.pool[:n] {
+		r.w.produced += w.produced
+		for code, c := range w.dead {
+			r.w.dead[code] += c
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // process runs one record through its task, retrying transient errors and
 // dead-lettering rejects.
-func (r *runner) process(ctx context.Context, t *task, kr *kgo.Record) error {
-	rec := fromKgo(kr)
+func (r *runner) process(ctx context.Context, w *worker, t *task, kr *kgo.Record) error {
+	rec := w.in.record(kr)
 	for attempt := 0; ; attempt++ {
-		r.em.reset()
-		err := safeProcess(ctx, t.proc, rec, &r.em)
+		w.em.reset()
+		err := safeProcess(ctx, t.proc, rec, &w.em)
 		if err == nil {
-			for _, out := range r.em.recs {
-				r.produce(ctx, out)
+			for _, out := range w.em.recs {
+				r.produce(ctx, w, out)
 			}
 			return nil
 		}
 		if code, ok := pipelines.RejectCode(err); ok {
-			return r.deadLetter(ctx, rec, code, err)
+			return r.deadLetter(ctx, w, rec, code, err)
 		}
 		if attempt >= r.cfg.MaxRetries {
 			r.log.Error("record failed after retries; dead-lettered", "topic", rec.Topic, "partition", rec.Partition,
 				"offset", rec.Offset, "retries", attempt, "err", err)
-			return r.deadLetter(ctx, rec, CodeRetriesExhausted, err)
+			return r.deadLetter(ctx, w, rec, CodeRetriesExhausted, err)
 		}
 		r.m.retries.WithLabelValues(r.st.Name).Inc()
 		r.log.Warn("record failed; retrying", "topic", rec.Topic, "partition", rec.Partition,
@@ -485,8 +575,8 @@ func safely(fn func() error) (err error) {
 	return fn()
 }
 
-func (r *runner) produce(ctx context.Context, rec *kgo.Record) {
-	r.produced++
+func (r *runner) produce(ctx context.Context, w *worker, rec *kgo.Record) {
+	w.produced++
 	r.sess.Produce(ctx, rec, r.promise)
 }
 
@@ -504,13 +594,13 @@ func (r *runner) onProduced(rec *kgo.Record, err error) {
 }
 
 // deadLetter produces rec to the dead-letter topic, in the transaction.
-func (r *runner) deadLetter(ctx context.Context, rec pipelines.Record, code string, cause error) error {
+func (r *runner) deadLetter(ctx context.Context, w *worker, rec pipelines.Record, code string, cause error) error {
 	dl, err := deadLetterRecord(r.cfg, r.st.Name, rec, code, cause)
 	if err != nil {
 		return err
 	}
 	r.sess.Produce(ctx, dl, r.promise)
-	r.dead[code]++
+	w.dead[code]++
 	r.log.Debug("record dead-lettered", "code", code, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", cause)
 	return nil
 }
@@ -554,13 +644,13 @@ func (r *runner) tick(ctx context.Context) {
 		if t.ticker == nil {
 			continue
 		}
-		r.em.reset()
-		if err := safely(func() error { return t.ticker.Tick(ctx, now, &r.em) }); err != nil {
+		r.w.em.reset()
+		if err := safely(func() error { return t.ticker.Tick(ctx, now, &r.w.em) }); err != nil {
 			r.log.Error("tick failed; its output is dropped", "partition", p, "err", err)
 			continue
 		}
-		for _, out := range r.em.recs {
-			r.produce(ctx, out)
+		for _, out := range r.w.em.recs {
+			r.produce(ctx, &r.w, out)
 		}
 	}
 }
@@ -571,12 +661,12 @@ func (r *runner) flush(ctx context.Context) error {
 		if t.flusher == nil {
 			continue
 		}
-		r.em.reset()
-		if err := safely(func() error { return t.flusher.Flush(ctx, &r.em) }); err != nil {
+		r.w.em.reset()
+		if err := safely(func() error { return t.flusher.Flush(ctx, &r.w.em) }); err != nil {
 			return fmt.Errorf("flush task %d: %w", p, err)
 		}
-		for _, out := range r.em.recs {
-			r.produce(ctx, out)
+		for _, out := range r.w.em.recs {
+			r.produce(ctx, &r.w, out)
 		}
 	}
 	return nil
