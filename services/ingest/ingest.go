@@ -12,6 +12,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -105,6 +106,9 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 		Name:      cfg.Name,
 		Inputs:    []string{pipelines.TopicTelemetryRaw},
 		Changelog: pipelines.TopicIngestChangelog,
+		// The processors of different tasks share only read-only
+		// configuration, the codec and Prometheus metrics.
+		Parallel: true,
 		NewProcessor: func(_ context.Context, t pipelines.Task) (pipelines.Processor, error) {
 			return &Processor{cfg: cfg, task: t, codec: codec, m: m,
 				dedup: telemetry.NewDedup(cfg.Dedup), dirty: map[string]struct{}{}}, nil
@@ -129,6 +133,10 @@ type Processor struct {
 	m     *metrics
 	dedup *telemetry.Dedup
 	dirty map[string]struct{} // vehicles changed since the last Flush
+
+	scratch []byte              // the clean encoding, compared with the raw value
+	snapLen int                 // changelog bytes per vehicle in the last Flush
+	hdr     [2]pipelines.Header // the clean record's headers (Emit copies them)
 }
 
 var (
@@ -154,8 +162,9 @@ func (p *Processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	if string(rec.Key) != ev.VehicleID {
 		return pipelines.Reject(telemetry.CodeVehicleMismatch, fmt.Errorf("record key %q, event vehicle %q", rec.Key, ev.VehicleID))
 	}
-	if d := rec.Header("device"); d != nil && string(d) != ev.DeviceID {
-		return pipelines.Reject(CodeDeviceMismatch, fmt.Errorf("header device %q, event device %q", d, ev.DeviceID))
+	device := rec.Header("device")
+	if device != nil && string(device) != ev.DeviceID {
+		return pipelines.Reject(CodeDeviceMismatch, fmt.Errorf("header device %q, event device %q", device, ev.DeviceID))
 	}
 	if err := telemetry.Validate(&ev, p.cfg.Now(), p.cfg.Validation); err != nil {
 		return pipelines.Reject(telemetry.CodeOf(err), err)
@@ -180,20 +189,35 @@ func (p *Processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	if odoMark != nil {
 		p.m.odometer.Inc()
 	}
-	if p.dedup.Window(ev.VehicleID) == nil {
+	known := p.dedup.Len()
+	p.dedup.Add(&ev)
+	if p.dedup.Len() > known {
 		p.m.vehicles.Inc()
 	}
-	p.dedup.Add(&ev)
 	p.dirty[ev.VehicleID] = struct{}{}
-	var hdr []pipelines.Header
-	if d := rec.Header("device"); d != nil {
-		hdr = []pipelines.Header{{Key: "device", Value: d}}
+	hdr := p.hdr[:0]
+	if device != nil {
+		hdr = append(hdr, pipelines.Header{Key: "device", Value: device})
 	}
 	if odoMark != nil {
 		hdr = append(hdr, pipelines.Header{Key: HeaderOdometer, Value: odoMark})
 	}
-	out.Emit(pipelines.TopicTelemetryClean, rec.Key, p.codec.AppendEvent(make([]byte, 0, len(rec.Value)), &ev), hdr...)
+	out.Emit(pipelines.TopicTelemetryClean, rec.Key, p.clean(rec.Value, &ev), hdr...)
 	return nil
+}
+
+// clean returns the clean record's value: the raw value itself when it is
+// already the encoding AppendEvent gives the validated, normalised event
+// (framed with this process's schema, minimal varints, no value changed
+// by Normalize: what the gateway writes), so that most events are
+// forwarded without a copy; else the new encoding. The bytes written are
+// the same either way.
+func (p *Processor) clean(raw []byte, ev *telemetry.Event) []byte {
+	p.scratch = p.codec.AppendEvent(p.scratch[:0], ev)
+	if bytes.Equal(p.scratch, raw) {
+		return raw
+	}
+	return bytes.Clone(p.scratch)
 }
 
 // CodeBadMark: a record with header kind=mark is not a TimeMark of its
@@ -228,12 +252,28 @@ func (p *Processor) forwardMark(rec pipelines.Record, out pipelines.Emitter) err
 // Flush writes the state of every vehicle changed in this batch to the
 // changelog: one compacted record per vehicle per batch.
 func (p *Processor) Flush(_ context.Context, out pipelines.Emitter) error {
+	if len(p.dirty) == 0 {
+		return nil
+	}
+	// The keys and values are carved from two buffers per Flush, not
+	// allocated per vehicle. A buffer that grows leaves the slices already
+	// emitted on its old array, untouched, so none is ever overwritten.
+	keys := make([]byte, 0, 16*len(p.dirty))
+	vals := make([]byte, 0, max(p.snapLen, 64)*len(p.dirty))
+	n := 0
 	for v := range p.dirty {
-		b, ok := p.dedup.Snapshot(nil, v)
-		if !ok {
+		start := len(vals)
+		var ok bool
+		if vals, ok = p.dedup.Snapshot(vals, v); !ok {
 			continue
 		}
-		out.EmitTo(pipelines.TopicIngestChangelog, p.task.Partition, []byte(v), b)
+		n++
+		k := len(keys)
+		keys = append(keys, v...)
+		out.EmitTo(pipelines.TopicIngestChangelog, p.task.Partition, keys[k:len(keys):len(keys)], vals[start:len(vals):len(vals)])
+	}
+	if n > 0 {
+		p.snapLen = len(vals)/n + 8
 	}
 	clear(p.dirty)
 	return nil

@@ -1,8 +1,10 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -283,4 +285,49 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestCleanValue: an event whose raw value is already its canonical
+// encoding is forwarded as the same bytes (no copy); one that Normalize
+// changes is written re-encoded, and the raw bytes are left as they were.
+func TestCleanValue(t *testing.T) {
+	codec, _ := wire.NewCodec(schemas.SingleObject())
+	p := newProcessor(t, Config{})
+	for i, tc := range []struct {
+		name    string
+		edit    func(*telemetry.Event)
+		forward bool // the raw bytes themselves are written
+	}{
+		{"canonical", func(*telemetry.Event) {}, true},
+		{"heading 360 -> 0", func(e *telemetry.Event) { e.HeadingDeg = 360 }, false},
+		{"negative zero speed", func(e *telemetry.Event) { e.SpeedKmh = math.Copysign(0, -1) }, false},
+		{"lower-case fault code", func(e *telemetry.Event) { e.FaultCodes = []string{"p0301"} }, false},
+		{"upper-case fault code", func(e *telemetry.Event) { e.FaultCodes = []string{"P0301"} }, true},
+	} {
+		ev := event(fmt.Sprintf("v%d", i), 1)
+		tc.edit(&ev)
+		raw := codec.AppendEvent(nil, &ev)
+		orig := slices.Clone(raw)
+		var out collector
+		err := p.Process(context.Background(), pipelines.Record{Topic: pipelines.TopicTelemetryRaw, Key: []byte(ev.VehicleID), Value: raw,
+			Headers: []pipelines.Header{{Key: "device", Value: []byte(ev.DeviceID)}}}, &out)
+		if err != nil || len(out.out) != 1 {
+			t.Fatalf("%s: err %v, %d records", tc.name, err, len(out.out))
+		}
+		got := out.out[0]
+		want := ev
+		telemetry.Normalize(&want)
+		if !bytes.Equal(got.value, codec.AppendEvent(nil, &want)) {
+			t.Errorf("%s: clean value is not the normalised event's encoding", tc.name)
+		}
+		if same := &got.value[0] == &raw[0]; same != tc.forward {
+			t.Errorf("%s: raw bytes forwarded %v, want %v", tc.name, same, tc.forward)
+		}
+		if !bytes.Equal(raw, orig) {
+			t.Errorf("%s: raw value changed", tc.name)
+		}
+		if len(got.headers) != 1 || got.headers[0].Key != "device" || string(got.headers[0].Value) != ev.DeviceID {
+			t.Errorf("%s: headers %+v", tc.name, got.headers)
+		}
+	}
 }
