@@ -2,10 +2,8 @@ package telemetry
 
 import (
 	"errors"
-	"maps"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 	_ "time/tzdata" // zone names are checked against the same database everywhere
 )
@@ -177,21 +175,13 @@ func validDTC(c string) bool {
 
 // validZones caches zone names already found valid (a few hundred exist);
 // invalid names are not cached, so the cache cannot grow without bound.
-// It is a map replaced whole when a zone is added (copy on write): every
-// event looks a zone up, new zones are rare, and a plain map lookup costs
-// about a third of a sync.Map's (the ingest stage's profile).
-var (
-	validZones   atomic.Pointer[map[string]struct{}]
-	validZonesMu sync.Mutex // serialises the copies
-)
+var validZones sync.Map
 
 // ValidTZ reports whether tz names an IANA time zone ("UTC" included;
 // "Local" and "" are not zones of a vehicle).
 func ValidTZ(tz string) bool {
-	if m := validZones.Load(); m != nil {
-		if _, ok := (*m)[tz]; ok {
-			return true
-		}
+	if _, ok := validZones.Load(tz); ok {
+		return true
 	}
 	if tz == "" || tz == "Local" || len(tz) > 64 {
 		return false
@@ -199,14 +189,6 @@ func ValidTZ(tz string) bool {
 	if _, err := time.LoadLocation(tz); err != nil {
 		return false
 	}
-	validZonesMu.Lock()
-	defer validZonesMu.Unlock()
-	old := validZones.Load()
-	next := make(map[string]struct{}, 1)
-	if old != nil {
-		next = maps.Clone(*old)
-	}
-	next[tz] = struct{}{}
-	validZones.Store(&next)
+	validZones.Store(tz, struct{}{})
 	return true
 }
