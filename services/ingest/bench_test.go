@@ -23,7 +23,7 @@ import (
 
 var (
 	benchEvents = flag.Int("ingest.events", 200000, "events in BenchmarkStageVsPassthrough")
-	benchRounds = flag.Int("ingest.rounds", 3, "alternating baseline/stage rounds in BenchmarkStageVsPassthrough")
+	benchRounds = flag.Int("ingest.rounds", 5, "alternating baseline/stage rounds in BenchmarkStageVsPassthrough")
 )
 
 func median(xs []float64) float64 {
