@@ -43,7 +43,9 @@ func TestEntriesCheckpointOnce(t *testing.T) {
 	entry := func(i int) kafka.Output {
 		return kafka.Output{Topic: pipelines.TopicLedgerEntries, Key: fmt.Appendf(nil, "e%d", i), Value: []byte{0xC3, 0x01, byte(i)}}
 	}
-	note := func(n uint64) []byte { return fmt.Appendf(nil, "minecart/ledger\n%d\nroot\n\n— minecart/ledger sig\n", n) }
+	note := func(n uint64) []byte {
+		return fmt.Appendf(nil, "minecart/ledger\n%d\nroot\n\n— minecart/ledger sig\n", n)
+	}
 	write := func(st *blocks.CheckpointStore, size uint64, want bool) {
 		t.Helper()
 		wrote, err := st.ToEntries(ctx, size, note(size))
