@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
@@ -131,8 +130,12 @@ func printEntries(w io.Writer, topic string, rep entriesReport, policy *ledger.P
 	if policy != nil {
 		how += ", cosigned by its quorum (" + policy.QuorumText() + ")"
 	}
-	fmt.Fprintf(w, "%d checkpoint records in %s (sizes %d to %d, each once and in order): %s, each with the root of the entries before it\n",
-		rep.Checkpoints, topic, rep.First, rep.Last, strings.TrimSpace(how))
+	records := "checkpoint records"
+	if rep.Checkpoints == 1 {
+		records = "checkpoint record"
+	}
+	fmt.Fprintf(w, "%d %s in %s (sizes %d to %d, each once and in order): %s, each with the root of the entries before it\n",
+		rep.Checkpoints, records, topic, rep.First, rep.Last, how)
 }
 
 // checkEntriesTopic rebuilds the verified book and checks the entries
