@@ -55,6 +55,29 @@ func IsPartnerCheckpoint(key []byte, header func(name string) ([]byte, bool)) bo
 	return ok
 }
 
+// IsCheckpointRecord reports whether r is a cosigned checkpoint record
+// (in a partner topic or in minecart.ledger.entries) by its
+// minecart-record header alone: every reader of those topics tests it
+// before decoding a value, so a checkpoint is never taken for a bad Avro
+// record (and never dead-lettered).
+func IsCheckpointRecord(r *Record) bool {
+	return bytes.Equal(r.Header(HeaderRecord), []byte(RecordLedgerCheckpoint))
+}
+
+// CheckpointRecordSize is the tree size of a checkpoint record: its
+// minecart-tree-size header, which must equal the size in its key.
+func CheckpointRecordSize(r *Record) (uint64, error) {
+	h := r.Header(HeaderTreeSize)
+	n, err := strconv.ParseUint(string(h), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint record at offset %d: %s %q: %w", r.Offset, HeaderTreeSize, h, err)
+	}
+	if k, ok := ParsePartnerCheckpointKey(r.Key); !ok || k != n {
+		return 0, fmt.Errorf("checkpoint record at offset %d: key %q does not name tree size %d", r.Offset, r.Key, n)
+	}
+	return n, nil
+}
+
 // ParsePartnerCheckpointKey returns the tree size of a checkpoint key.
 func ParsePartnerCheckpointKey(key []byte) (uint64, bool) {
 	s, ok := strings.CutPrefix(string(key), partnerCheckpointKey)

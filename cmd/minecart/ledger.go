@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/peterbourgon/ff/v4"
 
+	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/blocks"
@@ -28,6 +30,8 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 	var topic, file, pubkey, keyPath, origin, since string
 	var evidence, checkpoints []string
 	var quorum quorumFlags
+	var entries bool
+	var entriesTopic string
 	source := func(fs *flag.FlagSet) {
 		fs.StringVar(&topic, "blocks-topic", "", "blocks topic (default minecart.ledger.blocks)")
 		fs.StringVar(&file, "file", "", "read an export file instead of the blocks topic")
@@ -94,9 +98,14 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 			checkpoints = append(checkpoints, v)
 			return nil
 		})
+		fs.BoolVar(&entries, "entries", false, "also read the entries topic: every entry must be the book's leaf at its index, every checkpoint record in it signed (with --policy: its quorum), once, in order, with the root of the entries before it")
+		fs.StringVar(&entriesTopic, "entries-topic", "", "with --entries: the entries topic (default minecart.ledger.entries)")
 	}, func(ctx context.Context, _ []string) error {
-		if (quorum.policy == "") != (quorum.cosigned == "") || (quorum.state != "" && quorum.policy == "") {
-			return usageError{errors.New("--policy and --cosigned go together (and --state with them)")}
+		if (quorum.policy != "" && quorum.cosigned == "" && !entries) || (quorum.cosigned != "" && quorum.policy == "") || (quorum.state != "" && quorum.cosigned == "") {
+			return usageError{errors.New("--policy and --cosigned go together (and --state with them); --policy alone goes with --entries")}
+		}
+		if entries && file != "" {
+			return usageError{errors.New("--entries reads the entries topic: not with --file")}
 		}
 		shown, err := shownCheckpoints(ctx, evidence, checkpoints)
 		if err != nil {
@@ -155,7 +164,14 @@ func ledgerCommand(stdout io.Writer) *ff.Command {
 		if err != nil {
 			return err
 		}
-		if quorum.policy != "" {
+		if entries {
+			if err := withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error {
+				return checkEntriesTopic(ctx, stdout, &kf, src, pub, cmp.Or(entriesTopic, pipelines.TopicLedgerEntries), quorum.policy)
+			}); err != nil {
+				return err
+			}
+		}
+		if quorum.cosigned != "" {
 			if err := withBook(ctx, false, func(src ledger.BlockSource, pub []byte) error { // read again: a file is read once
 				return checkQuorum(ctx, stdout, src, pub, quorum)
 			}); err != nil {

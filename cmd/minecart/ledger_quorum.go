@@ -92,8 +92,8 @@ func checkQuorum(ctx context.Context, w io.Writer, src ledger.BlockSource, pub [
 		fmt.Fprintf(w, "FORK: the published checkpoint of size %d has root %s, the book's tree of that size %s\n", cp.Size, cp.Root, root)
 		return fmt.Errorf("published checkpoint: %w", errFork)
 	}
-	fmt.Fprintf(w, "published checkpoint: tree size %d, root %s, cosigned by %s (quorum %d of %d witnesses)\n",
-		cp.Size, cp.Root, strings.Join(signers, ", "), policy.Threshold(), len(policy.Witnesses))
+	fmt.Fprintf(w, "published checkpoint: tree size %d, root %s, cosigned by %s (quorum %s)\n",
+		cp.Size, cp.Root, strings.Join(signers, ", "), policy.QuorumText())
 	if last != "" {
 		prev, _ := ledger.VerifyCheckpoint(last, pub) // CheckPublished checked it
 		fmt.Fprintf(w, "consistent with the last checkpoint seen (%s): tree size %d\n", q.state, prev.Size)

@@ -463,9 +463,18 @@ func readTopic(ctx context.Context, opts []kgo.Opt, topic string, iso kgo.Isolat
 }
 
 // isMark tells a gateway's time mark on the telemetry topics (not an
-// event: how many there are depends on the wall clock).
+// event: how many there are depends on the wall clock) and the ledger's
+// checkpoint records in the entries topic (not an entry), which the
+// counts leave out.
 func isMark(r *kgo.Record) bool {
 	for _, h := range r.Headers {
+		if h.Key == pipelines.HeaderRecord && string(h.Value) == pipelines.RecordLedgerCheckpoint {
+			// The publisher's cosigned checkpoint among the entries: how
+			// many there are depends on how the run was cut into
+			// publications, which a killed run and an uninterrupted one
+			// need not share.
+			return true
+		}
 		if h.Key == pipelines.HeaderKind && string(h.Value) == pipelines.KindMark {
 			return true
 		}

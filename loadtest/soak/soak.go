@@ -404,6 +404,9 @@ func readCredits(ctx context.Context, opts []kgo.Opt) ([]credit, error) {
 		}
 		for it := fs.RecordIter(); !it.Done(); {
 			r := it.Next()
+			if isCheckpoint(r) {
+				continue // the publisher's cosigned checkpoint among the entries
+			}
 			var le avro.LedgerEntry
 			if err := serde.Unmarshal(r.Value, &le); err != nil {
 				return out, fmt.Errorf("entries offset %d: %w", r.Offset, err)
@@ -680,4 +683,16 @@ func (s *sampler) stats() (int, []StageStat, []ProcStat, string) {
 		ps = append(ps, *s.procs[n])
 	}
 	return s.n, st, ps, s.lastErr
+}
+
+// isCheckpoint reports whether r is a cosigned checkpoint record (its
+// minecart-record header, pipelines.IsCheckpointRecord), tested before
+// decoding.
+func isCheckpoint(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == pipelines.HeaderRecord {
+			return string(h.Value) == pipelines.RecordLedgerCheckpoint
+		}
+	}
+	return false
 }

@@ -4,6 +4,10 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/minecart/minecart/pipelines"
 )
 
 func TestParseStat(t *testing.T) {
@@ -75,5 +79,20 @@ func TestDayStats(t *testing.T) {
 	}
 	if ds[1].Credits != 1 || ds[1].Max != 0 {
 		t.Fatalf("%+v", ds[1])
+	}
+}
+
+// TestIsCheckpoint: the credits reader passes over the ledger's
+// checkpoint records among the entries by their header, before decoding.
+func TestIsCheckpoint(t *testing.T) {
+	var hs []kgo.RecordHeader
+	for _, h := range pipelines.PartnerCheckpointHeaders(9) {
+		hs = append(hs, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	if !isCheckpoint(&kgo.Record{Key: pipelines.PartnerCheckpointKey(9), Headers: hs}) {
+		t.Error("checkpoint record not recognised")
+	}
+	if isCheckpoint(&kgo.Record{Key: []byte("v-1/2026-11-01"), Value: []byte{0xC3, 0x01}}) {
+		t.Error("an entry taken for a checkpoint")
 	}
 }

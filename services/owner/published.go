@@ -28,12 +28,17 @@ type PublishedCheckpoint struct {
 	// server (the browser checks them again).
 	CosignedBy []string `json:"cosigned_by"`
 	// Policy is the witness policy file as the ledger uses it; Quorum
-	// its top-level threshold; Witnesses its witness lines; Log the
-	// ledger's verifier key (the policy's log line, "" if it has none).
-	Policy    string             `json:"policy"`
-	Quorum    int                `json:"quorum"`
-	Witnesses []PublishedWitness `json:"witnesses"`
-	Log       string             `json:"log,omitempty"`
+	// its top-level threshold (the k of the quorum's group: 2 for "all of
+	// two groups", so not the whole rule for a nested policy);
+	// QuorumText the whole rule (ledger.Policy.QuorumText: "2 of 3
+	// witnesses", or for a group of groups "all of (2 of (w1, w2, w3),
+	// any of (m3))"); Witnesses its witness lines; Log the ledger's
+	// verifier key (the policy's log line, "" if it has none).
+	Policy     string             `json:"policy"`
+	Quorum     int                `json:"quorum"`
+	QuorumText string             `json:"quorum_text"`
+	Witnesses  []PublishedWitness `json:"witnesses"`
+	Log        string             `json:"log,omitempty"`
 }
 
 // PublishedWitness is one witness of the policy.
@@ -63,7 +68,7 @@ func (h *handler) publishedCheckpoint(w http.ResponseWriter, r *http.Request) {
 	}
 	p := h.cfg.Policy
 	out := PublishedCheckpoint{Checkpoint: head.Cosigned, TreeSize: head.CosignedSize, CosignedBy: head.CosignedSigners,
-		Policy: string(p.Text()), Quorum: p.Threshold(), Log: p.Log, Witnesses: []PublishedWitness{}}
+		Policy: string(p.Text()), Quorum: p.Threshold(), QuorumText: p.QuorumText(), Log: p.Log, Witnesses: []PublishedWitness{}}
 	for _, pw := range p.Witnesses {
 		out.Witnesses = append(out.Witnesses, PublishedWitness{Name: pw.Name, Key: pw.VKey, URL: pw.URL})
 	}

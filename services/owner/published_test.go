@@ -97,8 +97,20 @@ func TestPublishedCheckpoint(t *testing.T) {
 	if err := json.Unmarshal(body, &out); c != 200 || err != nil {
 		t.Fatalf("%d %s %v", c, body, err)
 	}
-	if !bytes.Equal([]byte(out.Checkpoint), note) || out.TreeSize != 12 || out.Quorum != 2 || len(out.Witnesses) != 3 || out.Log != s.VerifierKey() {
+	if !bytes.Equal([]byte(out.Checkpoint), note) || out.TreeSize != 12 || out.Quorum != 2 || out.QuorumText != "2 of 3 witnesses" || len(out.Witnesses) != 3 || out.Log != s.VerifierKey() {
 		t.Fatalf("answer %+v", out)
+	}
+	// A group of groups (as minecart run's, 2 of 3 and a required one):
+	// quorum_text spells out the structure that quorum (the top k, 2 of
+	// 2) cannot.
+	np, err := ledger.ParsePolicy([]byte(policy + "group g 2 w1 w2 w3\ngroup must any w1\ngroup top all g must\nquorum top\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nout PublishedCheckpoint
+	if c, body := get(&handler{cfg: Config{Published: srv, Policy: np, Logger: slog.New(slog.DiscardHandler)}}); c != 200 || json.Unmarshal(body, &nout) != nil ||
+		nout.QuorumText != "all of (2 of (w1, w2, w3), any of (w1))" || nout.Quorum != 2 {
+		t.Fatalf("nested policy: %d %s", c, body)
 	}
 	// The browser's check, from the answer alone.
 	bp, err := ledger.ParsePolicy([]byte(out.Policy))

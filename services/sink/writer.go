@@ -213,7 +213,7 @@ func (w *writer) store(ctx context.Context, b *batch) error {
 
 // add decodes rec into its table's rows, or only decodes it when skip (its
 // rows are stored already). Records that carry no row (scoring watermarks,
-// gateway time marks) are skipped.
+// gateway time marks, the ledger's checkpoint records) are skipped.
 func (w *writer) add(b *batch, rec *pipelines.Record, skip bool) (code string, err error) {
 	switch rec.Topic {
 	case pipelines.TopicTelemetryClean, pipelines.TopicTelemetryRaw:
@@ -235,6 +235,9 @@ func (w *writer) add(b *batch, rec *pipelines.Record, skip bool) (code string, e
 		}
 		b.scores = append(b.scores, r)
 	case pipelines.TopicLedgerEntries:
+		if pipelines.IsCheckpointRecord(rec) {
+			return "", nil // the cosigned checkpoint among the entries: no row
+		}
 		r, err := w.ledgerRow(rec)
 		if err != nil || skip {
 			return CodeDecode, err

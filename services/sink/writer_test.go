@@ -35,6 +35,8 @@ func TestWriterTables(t *testing.T) {
 		{Topic: pipelines.TopicLedgerEntries, Offset: 0, Value: encode(t, entry(0, avro.EntryKindCredit, "v-000/2026-11-20", "v-000", "", 120, at))},
 		{Topic: pipelines.TopicLedgerEntries, Offset: 1, Value: encode(t, entry(1, avro.EntryKindDebit, "r-1", "", "alice", -50, at))},
 		{Topic: pipelines.TopicLedgerEntries, Offset: 2, Value: encode(t, transferEntry(2, "t-1", "alice", "bob", -20, at))},
+		{Topic: pipelines.TopicLedgerEntries, Offset: 3, Key: pipelines.PartnerCheckpointKey(3), // the publisher's checkpoint record: no row, no reject
+			Value: []byte("minecart/ledger\n3\nroot\n\n— minecart/ledger sig\n"), Headers: pipelines.PartnerCheckpointHeaders(3)},
 		{Topic: pipelines.TopicRedemptionStatus, Offset: 0, Value: encode(t, redemption("r-1", avro.RedemptionStatusConfirmed, 50, at, 1))},
 		{Topic: "minecart.unknown", Offset: 0, Value: []byte{1}},
 	}

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -107,6 +108,65 @@ func TestStackWitnessQuorum(t *testing.T) {
 	adjust(t, ctx, st, "q-after-restart")
 	if _, signers := waitCosigned(t, ctx, st, policy2, n+1); len(signers) < 2 {
 		t.Fatalf("after restart cosigned by %v", signers)
+	}
+	checkEntriesCheckpoints(t, ctx, st, policy2, n+1)
+}
+
+// checkEntriesCheckpoints waits until the entries topic holds the
+// checkpoint record of size last, then checks every checkpoint record in
+// it: with the quorum, each size once and in increasing order (also
+// across the restart, whose publisher cosigned the same head again), each
+// after the entries it covers; and no stage dead-lettered one.
+func checkEntriesCheckpoints(t *testing.T, ctx context.Context, st *Stack, policy *ledger.Policy, last uint64) {
+	t.Helper()
+	rd, err := kafka.NewReader(st.Pipelines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	for {
+		var sizes []uint64
+		entries := uint64(0)
+		if err := rd.ReadAll(ctx, pipelines.TopicLedgerEntries, 0, func(rec pipelines.Record) error {
+			if !pipelines.IsCheckpointRecord(&rec) {
+				entries++
+				return nil
+			}
+			size, err := pipelines.CheckpointRecordSize(&rec)
+			if err != nil {
+				return err
+			}
+			if cp, _, err := policy.VerifyCosigned(string(rec.Value), st.LedgerKey.Public().(ed25519.PublicKey)); err != nil || cp.Size != size {
+				t.Errorf("checkpoint record of size %d: %v (size %d)", size, err, cp.Size)
+			}
+			if len(sizes) > 0 && size <= sizes[len(sizes)-1] {
+				t.Errorf("checkpoint record of size %d after %v", size, sizes)
+			}
+			if size > entries {
+				t.Errorf("checkpoint record of size %d after %d entries", size, entries)
+			}
+			sizes = append(sizes, size)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(sizes) > 0 && sizes[len(sizes)-1] >= last {
+			t.Logf("checkpoint records in the entries topic: %v", sizes)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no checkpoint record of size %d in the entries topic: %v", last, sizes)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err := rd.ReadAll(ctx, pipelines.TopicDeadLetter, 0, func(rec pipelines.Record) error {
+		if bytes.Contains(rec.Value, []byte(pipelines.TopicLedgerEntries)) {
+			t.Errorf("a dead letter names the entries topic: %q", rec.Value)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -163,6 +163,7 @@ func (s *Stack) startPublication(published *blocks.Reader) error {
 	if err != nil {
 		return err
 	}
+	s.env.OnClose(func() error { store.Close(); return nil })
 	pub, err := ledgerstage.NewPublisher(ledgerstage.PublisherConfig{
 		Blocks: published, PublicKey: s.LedgerKey.Public().(ed25519.PublicKey),
 		Cosign: ledgerstage.CosignConfig{Policy: s.Policy},

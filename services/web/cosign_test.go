@@ -50,6 +50,7 @@ func TestBrowserCosignaturesAndOpening(t *testing.T) {
 	var policy strings.Builder
 	fmt.Fprintf(&policy, "# test\nlog %s\n", signer.VerifierKey())
 	var lines []string
+	var nested strings.Builder
 	for i := 1; i <= 3; i++ {
 		skey, vkey, err := note.GenerateKey(rand.Reader, fmt.Sprintf("witness.test/w%d", i))
 		if err != nil {
@@ -71,8 +72,28 @@ func TestBrowserCosignaturesAndOpening(t *testing.T) {
 		raw := binary.BigEndian.AppendUint32(nil, cs.KeyHash())
 		lines = append(lines, "\u2014 "+cs.Name()+" "+base64.StdEncoding.EncodeToString(append(raw, sig...))+"\n")
 	}
+	// A fourth key, the mirror m3, for the nested policy of minecart run.
+	{
+		skey, vkey, err := note.GenerateKey(rand.Reader, "witness.test/w3/mirror")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, _ := tdnote.NewSignerForCosignatureV1(skey)
+		cvkey, _ := tdnote.VKeyToCosignatureV1(vkey)
+		sig, err := cs.Sign([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := binary.BigEndian.AppendUint32(nil, cs.KeyHash())
+		lines = append(lines, "\u2014 "+cs.Name()+" "+base64.StdEncoding.EncodeToString(append(raw, sig...))+"\n")
+		fmt.Fprintf(&nested, "witness m3 %s http://w3.invalid/ledger\n", cvkey)
+	}
+	nestedPolicy := policy.String() + nested.String() + "group witnesses 2 w1 w2 w3\ngroup mirrors any m3\ngroup embedded all witnesses mirrors\nquorum embedded\n"
+	if np, err := ledger.ParsePolicy([]byte(nestedPolicy)); err != nil || np.QuorumText() != "all of (2 of (w1, w2, w3), any of (m3))" {
+		t.Fatalf("nested policy: %v", err)
+	}
 	policy.WriteString("group g 2 w1 w2 w3\nquorum g\n")
-	all := cp + strings.Join(lines, "")
+	all := cp + strings.Join(lines[:3], "")
 	p, err := ledger.ParsePolicy([]byte(policy.String()))
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +128,7 @@ func TestBrowserCosignaturesAndOpening(t *testing.T) {
 	otherEntry, _ := otherCredit.Encode()
 
 	vectors, _ := json.Marshal(map[string]any{
-		"cp": cp, "all": all, "lines": lines, "forged": forged, "policy": policy.String(), "badPolicy": badPolicy,
+		"cp": cp, "all": all, "lines": lines, "nestedPolicy": nestedPolicy, "forged": forged, "policy": policy.String(), "badPolicy": badPolicy,
 		"entry": entry, "otherEntry": otherEntry,
 		"opening": map[string]string{"pseudonym": pseudo, "kind": "vehicle", "vehicle_id": vin, "key": fmt.Sprintf("%x", key)},
 	})
@@ -121,6 +142,12 @@ func TestBrowserCosignaturesAndOpening(t *testing.T) {
 	out.stripOne = await q(v.cp + v.lines[0] + v.lines[2]);
 	out.stripTwo = await q(v.cp + v.lines[2]);
 	out.forged = await q(v.forged);
+	const np = await c.parsePolicy(v.nestedPolicy);
+	const nq = async (t) => { const r = await c.verifyCosignatures(c.parseCheckpoint(t), np); return c.cosignedSentence(r) + (r.met ? ' met' : ' NOT met'); };
+	out.nestedAll = await nq(v.cp + v.lines.join(''));
+	out.nestedTwoAndMirror = await nq(v.cp + v.lines[0] + v.lines[2] + v.lines[3]);
+	out.nestedNoMirror = await nq(v.cp + v.lines[0] + v.lines[1]);
+	out.nestedMirrorAlone = await nq(v.cp + v.lines[3]);
 	try { await c.parsePolicy(v.badPolicy); out.badPolicy = 'accepted'; } catch (e) { out.badPolicy = 'error: ' + e.message; }
 	out.hmacVehicle = await c.pseudonymOf('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'vehicle', 'WVWZZZ1JZXW000001');
 	out.hmacAccount = await c.pseudonymOf('202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f', 'account', 'owner-00000');
@@ -145,6 +172,10 @@ func TestBrowserCosignaturesAndOpening(t *testing.T) {
 		{"stripOne", "cosigned by w1, w3 (quorum 2 of 3) met"},
 		{"stripTwo", "cosigned by w3 (quorum 2 of 3) NOT met"},
 		{"forged", "error: the cosignature of w2 (witness.test/w2) does not verify"},
+		{"nestedAll", "cosigned by w1, w2, w3, m3 (quorum: w1, w2, w3 of {w1, w2, w3} (2 of 3) and m3) met"},
+		{"nestedTwoAndMirror", "cosigned by w1, w3, m3 (quorum: w1, w3 of {w1, w2, w3} (2 of 3) and m3) met"},
+		{"nestedNoMirror", "cosigned by w1, w2 (quorum: w1, w2 of {w1, w2, w3} (2 of 3) and m3 missing) NOT met"},
+		{"nestedMirrorAlone", "cosigned by m3 (quorum: none of {w1, w2, w3} (2 of 3) and m3) NOT met"},
 		{"badPolicy", "error: policy: w1's key id 00000000 is not its key's"},
 		{"hmacVehicle", "p1:57fab9b22d6e0a9dd925d3142f46189d"},
 		{"hmacAccount", "p1:2269af71ded1419d3a589952cffa9945"},

@@ -3,6 +3,7 @@ package blocks
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -18,8 +19,10 @@ import (
 // CheckpointStore is the publisher's store of cosigned checkpoints
 // (stage.CheckpointStore, docs/ledger.md "Where cosigned checkpoints are
 // stored"): the compacted topic minecart.ledger.checkpoints first (key =
-// the size in 20 digits; the publication counts once it is written), then
-// a copy in every partner topic (pipelines.PartnerCheckpointKey, its
+// the size in 20 digits), then a record in the entries topic (its own
+// transaction, each size at most once and after its entries:
+// entrycheckpoints.go; the publication counts once both are written),
+// then a copy in every partner topic (pipelines.PartnerCheckpointKey, its
 // headers, the note as the value; docs/partners.md), so a partner reading
 // only its own topics gets the published checkpoints in order with its
 // orders. The partner topics are those of the cluster at that moment
@@ -34,13 +37,22 @@ type CheckpointStore struct {
 	// it is read again (default 5s; it costs a client and a metadata
 	// round trip, ~4 ms here, against ~0.1 ms per record).
 	TopicsTTL time.Duration
+	// EntriesTopic receives a checkpoint record per published size
+	// (default pipelines.TopicLedgerEntries), written in transactions
+	// under TxnID (default DefaultCheckpointTxnID): one id per ledger, so
+	// replicas of the publisher fence each other.
+	EntriesTopic, TxnID string
+
+	entriesOnce sync.Once
+	entries     *entriesWriter
 
 	mu       sync.Mutex
 	topics   []string
 	listedAt time.Time
 
-	failures prometheus.Counter
-	copies   prometheus.Counter
+	failures  prometheus.Counter
+	copies    prometheus.Counter
+	inEntries prometheus.Counter
 }
 
 // NewCheckpointStore registers the store's metrics.
@@ -50,8 +62,9 @@ func NewCheckpointStore(cfg kafka.Config, p *kafka.Producer, log *slog.Logger, r
 	}
 	m := prom.NewMetrics(reg)
 	s := &CheckpointStore{Kafka: cfg, Producer: p, Logger: log,
-		failures: m.Counter("minecart_ledger_partner_checkpoint_failures_total", "Publications whose copy of the cosigned checkpoint did not reach every partner topic."),
-		copies:   m.Counter("minecart_ledger_partner_checkpoints_total", "Cosigned checkpoints written to partner topics (one per topic)."),
+		failures:  m.Counter("minecart_ledger_partner_checkpoint_failures_total", "Publications whose copy of the cosigned checkpoint did not reach every partner topic."),
+		copies:    m.Counter("minecart_ledger_partner_checkpoints_total", "Cosigned checkpoints written to partner topics (one per topic)."),
+		inEntries: m.Counter("minecart_ledger_entries_checkpoints_total", "Cosigned checkpoint records written to the entries topic (each size once)."),
 	}
 	if err := m.Err(); err != nil {
 		return nil, fmt.Errorf("checkpoint store: %w", err)
@@ -64,6 +77,9 @@ func (s *CheckpointStore) Store(ctx context.Context, size uint64, cosigned []byt
 	if err := s.Producer.ProduceSync(ctx, pipelines.TopicLedgerCheckpoints, fmt.Appendf(nil, "%020d", size), cosigned); err != nil {
 		return err
 	}
+	if _, err := s.ToEntries(ctx, size, cosigned); err != nil {
+		return err
+	}
 	n, err := s.ToPartners(ctx, size, cosigned)
 	if err != nil {
 		s.failures.Inc()
@@ -71,6 +87,31 @@ func (s *CheckpointStore) Store(ctx context.Context, size uint64, cosigned []byt
 		return nil
 	}
 	return nil
+}
+
+// ToEntries writes the checkpoint record of size size to the entries
+// topic unless it holds that size or a larger one already; it reports
+// whether it wrote.
+func (s *CheckpointStore) ToEntries(ctx context.Context, size uint64, cosigned []byte) (bool, error) {
+	s.entriesOnce.Do(func() {
+		s.entries = &entriesWriter{cfg: s.Kafka, topic: cmp.Or(s.EntriesTopic, pipelines.TopicLedgerEntries), txnID: cmp.Or(s.TxnID, DefaultCheckpointTxnID)}
+	})
+	if s.entries == nil {
+		return false, errors.New("checkpoint store: closed")
+	}
+	wrote, err := s.entries.write(ctx, size, cosigned)
+	if wrote {
+		s.inEntries.Inc()
+	}
+	return wrote, err
+}
+
+// Close closes the entries topic's transactional client.
+func (s *CheckpointStore) Close() {
+	s.entriesOnce.Do(func() {})
+	if s.entries != nil {
+		s.entries.close()
+	}
 }
 
 // ToPartners writes the cosigned checkpoint to every partner topic and

@@ -23,8 +23,10 @@ import (
 // the committed blocks, asks the policy's witnesses to cosign the newest
 // checkpoint and, only once the quorum is met, stores the cosigned
 // checkpoint (CheckpointStore: the compacted topic
-// minecart.ledger.checkpoints keyed by tree size), from which every
-// replica of the proofs server serves /ledger/checkpoint. Without a
+// minecart.ledger.checkpoints keyed by tree size, from which every
+// replica of the proofs server serves /ledger/checkpoint; then a record
+// in the entries topic and a copy in every partner topic,
+// blocks.CheckpointStore). Without a
 // quorum it retries with backoff and cosigns the newest head when the
 // witnesses return: publication is delayed, never an entry.
 

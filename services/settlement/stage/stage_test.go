@@ -323,6 +323,27 @@ func TestBadInput(t *testing.T) {
 		a := env.Account("alice")
 		return r.Status == settlement.StatusConfirmed && a.Balance == 100 && a.Reserved == 30
 	}, func() string { return fmt.Sprintf("good request: alice %+v", env.Account("alice")) })
+
+	// A cosigned checkpoint record among the entries (the publisher's,
+	// docs/ledger.md): skipped by its header, never dead-lettered; the
+	// entry after it settles.
+	kafkatest.Produce(t, env.Brokers, kafka.Output{Topic: pipelines.TopicLedgerEntries, Key: pipelines.PartnerCheckpointKey(2),
+		Value: []byte("minecart/ledger\n2\nroot\n\n— minecart/ledger sig\n"), Headers: pipelines.PartnerCheckpointHeaders(2)})
+	env.Fund("bob", 7)
+	env.WaitBalance("bob", 7)
+	recs, err := kafkatest.ReadCommitted(context.Background(), env.Brokers, pipelines.TopicDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		var d avro.DeadLetter
+		if err := env.Serde.Unmarshal(r.Value, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.SourceTopic == pipelines.TopicLedgerEntries {
+			t.Errorf("dead letter of the entries topic: %s %s: %s", d.Stage, d.ReasonCode, d.Error)
+		}
+	}
 }
 
 // TestLedgerTimeout: with the ledger down, a redemption's reservation is

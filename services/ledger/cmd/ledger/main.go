@@ -146,6 +146,7 @@ func publish(env *daemon.Env, published *blocks.Reader, signer *ledger.Signer, p
 	if err != nil {
 		return err
 	}
+	env.OnClose(func() error { store.Close(); return nil })
 	pub, err := stage.NewPublisher(stage.PublisherConfig{
 		Blocks: published, PublicKey: signer.Public(), Cosign: stage.CosignConfig{Policy: policy},
 		Store: store, Logger: env.Log, Registerer: env.Registry,

@@ -282,13 +282,32 @@ export async function verifyCosignatures(cp, p) {
   const q = p.quorum, c = q === 'none' ? null : p.comps.get(q);
   const k = !c ? 0 : c.w ? 1 : c.k, n = !c ? 0 : c.w ? 1 : c.members.length;
   const met = q === 'none' || satisfied(p, q, ok);
-  return { witnesses: p.witnesses.map((w) => w.name).filter((x) => ok.has(x)), quorum: q, k, n, met, times };
+  const flat = !c || c.w || c.members.every((m) => p.comps.get(m).w);
+  const structure = flat ? ` ${k} of ${n}` : ': ' + quorumStructure(p, q, ok);
+  return { witnesses: p.witnesses.map((w) => w.name).filter((x) => ok.has(x)), quorum: q, k, n, met, times, structure };
 }
 
-// cosignedSentence: "cosigned by w1, w2 (quorum 2 of 3)".
+// quorumStructure spells out a nested quorum with who met each part
+// (docs/web.md): a witness is its name ("m3 missing" without its
+// cosignature); a group of one member is that member; a group of all its
+// members joins them with "and"; any other group is "<members met> of
+// {<members>} (k of n)". So the embedded policy (2 of w1, w2, w3 and the
+// mirror m3) reads "w1, w2 of {w1, w2, w3} (2 of 3) and m3".
+function quorumStructure(p, name, ok) {
+  const c = p.comps.get(name);
+  if (c.w) return ok.has(name) ? name : `${name} missing`;
+  if (c.members.length === 1) return quorumStructure(p, c.members[0], ok);
+  if (c.k === c.members.length) return c.members.map((m) => quorumStructure(p, m, ok)).join(' and ');
+  const met = c.members.filter((m) => satisfied(p, m, ok));
+  return `${met.join(', ') || 'none'} of {${c.members.join(', ')}} (${c.k} of ${c.members.length})`;
+}
+
+// cosignedSentence: "cosigned by w1, w2 (quorum 2 of 3)" for a group of
+// witnesses, else the structure: "cosigned by w1, w2, m3 (quorum: w1, w2
+// of {w1, w2, w3} (2 of 3) and m3)".
 export function cosignedSentence(c) {
   if (c.quorum === 'none') return 'the witness policy needs no cosignature';
-  return `cosigned by ${c.witnesses.join(', ') || 'no witness'} (quorum ${c.k} of ${c.n})`;
+  return `cosigned by ${c.witnesses.join(', ') || 'no witness'} (quorum${c.structure || ` ${c.k} of ${c.n}`})`;
 }
 
 // checkQuorum fetches the witness policy (GET /ledger/policy) and checks
