@@ -390,72 +390,83 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 	if b.origin != "" && s.Origin() != b.origin {
 		return nil, nil, nil, fmt.Errorf("signer origin %q, book origin %q", s.Origin(), b.origin)
 	}
-	// Encode and filter first, so a bad entry changes nothing. The
-	// encodings share a few large buffers (one allocation per ~64 KiB of
-	// entries instead of one per entry); each raw is capped at its own
-	// length, so nothing appended to it can reach its neighbour. Each id
-	// goes into the idempotency sets as it is filtered, with the leaf it
-	// will have (a repeat within the release is found there); if a later
-	// entry is invalid, they come out again. Entries are kept by index
-	// (no copies).
-	type enc struct {
-		i   int
-		raw []byte
-	}
+	// Encode and filter first, so a bad entry changes nothing. Two
+	// independent passes over the release (appendPlan): encoding with
+	// validation and the leaf hashes, by chunks on up to two goroutines,
+	// and the filter through the idempotency sets, in order. Each id goes
+	// into the sets as it is filtered, with the leaf it will have (a
+	// repeat within the release is found there); if any entry is invalid,
+	// they come out again. Entries are kept by index (no copies).
 	first := b.tree.Size()
-	todo := make([]enc, 0, len(rel.Entries))
-	undo := func() {
-		for j := len(todo) - 1; j >= 0; j-- {
-			b.removeID(&rel.Entries[todo[j].i])
-		}
-	}
+	plan := newAppendPlan(rel.Entries)
+	plan.start()
 	if len(rel.Entries) > 0 && rel.Entries[0].Kind == KindCredit {
 		// A release of credits: one table growth at most.
 		b.credits.grow(len(rel.Entries))
+		b.credits.reserve(len(rel.Entries))
 		b.camp.init()
 		b.camp.first.grow(len(rel.Entries))
 	}
+	todo := make([]int32, 0, len(rel.Entries))
+	undo := func() {
+		for j := len(todo) - 1; j >= 0; j-- {
+			b.removeID(&rel.Entries[todo[j]])
+		}
+	}
 	var rescored map[string]int64
-	var arena []byte
+	badAt, badErr := len(rel.Entries), error(nil)
 	for i := range rel.Entries {
 		e := &rel.Entries[i]
-		if cap(arena)-len(arena) < 1024 {
-			arena = make([]byte, 0, 64<<10)
+		if len(e.ID) > maxField {
+			badAt = i // its encoding fails (checkStrings)
+			break
 		}
-		at := len(arena)
-		var err error
-		if arena, err = e.AppendEncode(arena); err != nil {
-			undo()
-			return nil, nil, nil, err
-		}
-		raw := arena[at:len(arena):len(arena)]
 		if !b.addID(e, first+uint64(len(todo))) {
 			skipped = append(skipped, *e)
 			continue
 		}
-		todo = append(todo, enc{i, raw})
+		todo = append(todo, int32(i))
 		if e.Kind == KindRescore {
 			if rescored == nil {
 				rescored = map[string]int64{}
 			}
 			if err := b.checkRescore(e, rescored, first); err != nil {
-				undo()
-				return nil, nil, nil, fmt.Errorf("%w: %w", ErrEntry, err)
+				badAt, badErr = i, fmt.Errorf("%w: %w", ErrEntry, err)
+				break
 			}
 		}
 	}
+	plan.help()
+	if at, err := plan.firstErr(); err != nil && at <= badAt {
+		badAt, badErr = at, err
+	}
+	if badAt < len(rel.Entries) {
+		undo()
+		if badErr == nil { // unreachable: an over-long id fails its encoding
+			badErr = fmt.Errorf("%s: id longer than %d bytes: %w", rel.Entries[badAt].Kind, maxField, ErrEntry)
+		}
+		return nil, nil, nil, badErr
+	}
+	// The book changes from here. The entries' effects beside their ids
+	// (campaigns, points of adjustments and rescores: record) and the
+	// tree with the blocks touch disjoint state: they run side by side.
 	b.tree.Grow(len(todo))
+	recorded := plan.run(func() {
+		for k, i := range todo {
+			b.record(&rel.Entries[i], first+uint64(k))
+		}
+	})
+	defer recorded()
 	out = make([]Appended, 0, len(todo))
 	for start := 0; start < len(todo); start += maxPerBlock {
 		chunk := todo[start:min(start+maxPerBlock, len(todo))]
 		blk := &Block{Entries: make([][]byte, 0, len(chunk))}
 		first := b.tree.Size()
-		for _, c := range chunk {
-			e := &rel.Entries[c.i]
-			b.record(e, b.tree.Size())
-			b.tree.Append(c.raw)
-			blk.Entries = append(blk.Entries, c.raw)
-			out = append(out, Appended{Entry: e, Raw: c.raw, LeafIndex: b.tree.Size() - 1, Block: blk})
+		for _, i := range chunk {
+			raw := plan.raws[i]
+			b.tree.AppendHash(plan.leaves[i])
+			blk.Entries = append(blk.Entries, raw)
+			out = append(out, Appended{Entry: &rel.Entries[i], Raw: raw, LeafIndex: b.tree.Size() - 1, Block: blk})
 		}
 		blk.Header = Header{
 			Height: b.height, PrevHash: b.last, TreeSize: b.tree.Size(), Root: b.tree.Root(),
