@@ -22,7 +22,8 @@ type appendPlan struct {
 	entries  []Entry
 	raws     [][]byte
 	leaves   []merkle.Hash
-	errs     []planErr // by chunk: the chunk's first invalid entry
+	errs     []planErr       // by chunk: the chunk's first invalid entry
+	done     []chan struct{} // by chunk: closed when it is encoded
 	next     atomic.Int64
 	wg       sync.WaitGroup
 	parallel bool
@@ -43,13 +44,18 @@ const (
 
 func newAppendPlan(entries []Entry) *appendPlan {
 	n := len(entries)
-	return &appendPlan{
+	p := &appendPlan{
 		entries:  entries,
 		raws:     make([][]byte, n),
 		leaves:   make([]merkle.Hash, n),
 		errs:     make([]planErr, (n+planChunk-1)/planChunk),
+		done:     make([]chan struct{}, (n+planChunk-1)/planChunk),
 		parallel: n >= planParallel && runtime.GOMAXPROCS(0) > 1,
 	}
+	for c := range p.done {
+		p.done[c] = make(chan struct{})
+	}
+	return p
 }
 
 // start sets the second goroutine to work, if the plan has one.
@@ -71,24 +77,52 @@ func (p *appendPlan) help() {
 }
 
 func (p *appendPlan) work() {
-	for {
-		c := int(p.next.Add(1) - 1)
-		if c >= len(p.errs) {
-			return
-		}
-		p.chunk(c)
+	for p.one() {
 	}
 }
 
-// chunk encodes and hashes chunk c. The encodings share buffers of 64
-// KiB (one allocation per ~250 entries instead of one per entry); each
-// raw is capped at its own length, so nothing appended to it can reach
-// its neighbour.
+// one encodes the next chunk nobody has taken; it reports false if there
+// was none.
+func (p *appendPlan) one() bool {
+	c := int(p.next.Add(1) - 1)
+	if c >= len(p.errs) {
+		return false
+	}
+	p.chunk(c)
+	close(p.done[c])
+	return true
+}
+
+// wait returns when entry i's chunk is encoded, encoding chunks nobody has
+// taken meanwhile, and reports whether entry i is valid and so has its
+// raw and leaf hash.
+func (p *appendPlan) wait(i int) bool {
+	c := i / planChunk
+	for {
+		select {
+		case <-p.done[c]:
+			e := p.errs[c]
+			return e.err == nil || i < e.at
+		default:
+		}
+		if !p.one() {
+			<-p.done[c]
+		}
+	}
+}
+
+// chunk encodes and hashes chunk c. The encodings share buffers (one
+// allocation per up to 64 KiB of entries instead of one per entry), each
+// sized for the rest of the chunk at the last entry's size, so that a
+// chunk leaves little unused behind its last entry; each raw is capped at
+// its own length, so nothing appended to it can reach its neighbour.
 func (p *appendPlan) chunk(c int) {
 	var arena []byte
-	for i := c * planChunk; i < min((c+1)*planChunk, len(p.entries)); i++ {
-		if cap(arena)-len(arena) < 1024 {
-			arena = make([]byte, 0, 64<<10)
+	last := 256
+	hi := min((c+1)*planChunk, len(p.entries))
+	for i := c * planChunk; i < hi; i++ {
+		if cap(arena)-len(arena) < last+last/4 {
+			arena = make([]byte, 0, min(64<<10, max(1024, (hi-i)*(last+last/8))))
 		}
 		at := len(arena)
 		var err error
@@ -97,6 +131,7 @@ func (p *appendPlan) chunk(c int) {
 			return
 		}
 		raw := arena[at:len(arena):len(arena)]
+		last = len(raw)
 		p.raws[i] = raw
 		p.leaves[i] = merkle.HashLeaf(raw)
 	}

@@ -436,21 +436,41 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 			}
 		}
 	}
+	// The tree is appended to as the leaf hashes come (the caller encodes
+	// chunks itself while it waits), before the release is known to be
+	// valid: an invalid entry truncates it again. The root at each
+	// block's end is kept for the block's header.
+	var roots []merkle.Hash
+	if badAt == len(rel.Entries) {
+		b.tree.Grow(len(todo))
+		roots = make([]merkle.Hash, 0, (len(todo)+maxPerBlock-1)/maxPerBlock)
+		for k, i := range todo {
+			if !plan.wait(int(i)) {
+				break // an invalid entry: found below
+			}
+			b.tree.AppendHash(plan.leaves[i])
+			if (k+1)%maxPerBlock == 0 || k == len(todo)-1 {
+				roots = append(roots, b.tree.Root())
+			}
+		}
+	}
 	plan.help()
 	if at, err := plan.firstErr(); err != nil && at <= badAt {
 		badAt, badErr = at, err
 	}
 	if badAt < len(rel.Entries) {
+		if err := b.tree.Truncate(first); err != nil {
+			return nil, nil, nil, b.fail(err)
+		}
 		undo()
 		if badErr == nil { // unreachable: an over-long id fails its encoding
 			badErr = fmt.Errorf("%s: id longer than %d bytes: %w", rel.Entries[badAt].Kind, maxField, ErrEntry)
 		}
 		return nil, nil, nil, badErr
 	}
-	// The book changes from here. The entries' effects beside their ids
-	// (campaigns, points of adjustments and rescores: record) and the
-	// tree with the blocks touch disjoint state: they run side by side.
-	b.tree.Grow(len(todo))
+	// The entries' effects beside their ids (campaigns, points of
+	// adjustments and rescores: record) and the blocks touch disjoint
+	// state: they run side by side.
 	recorded := plan.run(func() {
 		for k, i := range todo {
 			b.record(&rel.Entries[i], first+uint64(k))
@@ -461,16 +481,16 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 	for start := 0; start < len(todo); start += maxPerBlock {
 		chunk := todo[start:min(start+maxPerBlock, len(todo))]
 		blk := &Block{Entries: make([][]byte, 0, len(chunk))}
-		first := b.tree.Size()
-		for _, i := range chunk {
+		bfirst := first + uint64(start)
+		for k, i := range chunk {
 			raw := plan.raws[i]
-			b.tree.AppendHash(plan.leaves[i])
 			blk.Entries = append(blk.Entries, raw)
-			out = append(out, Appended{Entry: &rel.Entries[i], Raw: raw, LeafIndex: b.tree.Size() - 1, Block: blk})
+			out = append(out, Appended{Entry: &rel.Entries[i], Raw: raw, LeafIndex: bfirst + uint64(k), Block: blk})
 		}
+		size := bfirst + uint64(len(chunk))
 		blk.Header = Header{
-			Height: b.height, PrevHash: b.last, TreeSize: b.tree.Size(), Root: b.tree.Root(),
-			FirstIndex: first, LastIndex: b.tree.Size() - 1, TimestampMs: rel.TimestampMs, Clock: rel.Clock,
+			Height: b.height, PrevHash: b.last, TreeSize: size, Root: roots[start/maxPerBlock],
+			FirstIndex: bfirst, LastIndex: size - 1, TimestampMs: rel.TimestampMs, Clock: rel.Clock,
 		}
 		if blk.Signature, blk.Checkpoint, err = s.Sign(&blk.Header); err != nil {
 			return nil, nil, nil, b.fail(err)
