@@ -81,7 +81,7 @@ func TestAppendLargeReleaseErrors(t *testing.T) {
 	}
 	for _, bad := range [][]int{{0}, {511, 512}, {512, 4999}, {2047, 100}, {4999}, {3000, 3001}} {
 		book, _ := ledgertest.SmallBook(t, s)
-		size, head := book.Size(), book.Head()
+		size, head, root := book.Size(), book.Head(), book.Tree().Root()
 		var entries []ledger.Entry
 		for i := range 5000 {
 			entries = append(entries, ledgertest.Credit(fmt.Sprintf("veh-%05d", i), 9, 1))
@@ -94,7 +94,7 @@ func TestAppendLargeReleaseErrors(t *testing.T) {
 		if !errors.Is(err, ledger.ErrEntry) || !strings.Contains(err.Error(), fmt.Sprintf("%q", fmt.Sprintf("bad-%d", first))) {
 			t.Fatalf("invalid entries %v: %v, want entry %d's ErrEntry", bad, err, first)
 		}
-		if book.Size() != size || book.Head() != head {
+		if book.Size() != size || book.Head() != head || book.Tree().Root() != root {
 			t.Fatalf("invalid entries %v: the book changed", bad)
 		}
 		for _, i := range []int{0, 1, 2046, 4998} {
