@@ -390,13 +390,13 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 	if b.origin != "" && s.Origin() != b.origin {
 		return nil, nil, nil, fmt.Errorf("signer origin %q, book origin %q", s.Origin(), b.origin)
 	}
-	// Encode and filter first, so a bad entry changes nothing. Two
-	// independent passes over the release (appendPlan): encoding with
-	// validation and the leaf hashes, by chunks on up to two goroutines,
-	// and the filter through the idempotency sets, in order. Each id goes
-	// into the sets as it is filtered, with the leaf it will have (a
-	// repeat within the release is found there); if any entry is invalid,
-	// they come out again. Entries are kept by index (no copies).
+	// A bad entry changes nothing. Two independent passes over the
+	// release: encoding with validation and the leaf hashes, by chunks on
+	// up to two goroutines (appendPlan), and here the filter through the
+	// idempotency sets, in order. Each id goes into the sets as it is
+	// filtered, with the leaf it will have (a repeat within the release is
+	// found there); if any entry is invalid, they come out again. Entries
+	// are kept by index (no copies).
 	first := b.tree.Size()
 	plan := newAppendPlan(rel.Entries)
 	plan.start()
