@@ -390,76 +390,107 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 	if b.origin != "" && s.Origin() != b.origin {
 		return nil, nil, nil, fmt.Errorf("signer origin %q, book origin %q", s.Origin(), b.origin)
 	}
-	// Encode and filter first, so a bad entry changes nothing. The
-	// encodings share a few large buffers (one allocation per ~64 KiB of
-	// entries instead of one per entry); each raw is capped at its own
-	// length, so nothing appended to it can reach its neighbour. Each id
-	// goes into the idempotency sets as it is filtered, with the leaf it
-	// will have (a repeat within the release is found there); if a later
-	// entry is invalid, they come out again. Entries are kept by index
-	// (no copies).
-	type enc struct {
-		i   int
-		raw []byte
-	}
+	// A bad entry changes nothing. Two independent passes over the
+	// release: encoding with validation and the leaf hashes, by chunks on
+	// up to two goroutines (appendPlan), and here the filter through the
+	// idempotency sets, in order. Each id goes into the sets as it is
+	// filtered, with the leaf it will have (a repeat within the release is
+	// found there); if any entry is invalid, they come out again. Entries
+	// are kept by index (no copies).
 	first := b.tree.Size()
-	todo := make([]enc, 0, len(rel.Entries))
-	undo := func() {
-		for j := len(todo) - 1; j >= 0; j-- {
-			b.removeID(&rel.Entries[todo[j].i])
-		}
-	}
+	plan := newAppendPlan(rel.Entries)
+	plan.start()
 	if len(rel.Entries) > 0 && rel.Entries[0].Kind == KindCredit {
 		// A release of credits: one table growth at most.
 		b.credits.grow(len(rel.Entries))
+		b.credits.reserve(len(rel.Entries))
 		b.camp.init()
 		b.camp.first.grow(len(rel.Entries))
 	}
+	todo := make([]int32, 0, len(rel.Entries))
+	undo := func() {
+		for j := len(todo) - 1; j >= 0; j-- {
+			b.removeID(&rel.Entries[todo[j]])
+		}
+	}
 	var rescored map[string]int64
-	var arena []byte
+	badAt, badErr := len(rel.Entries), error(nil)
 	for i := range rel.Entries {
 		e := &rel.Entries[i]
-		if cap(arena)-len(arena) < 1024 {
-			arena = make([]byte, 0, 64<<10)
+		if len(e.ID) > maxField {
+			badAt = i // its encoding fails (checkStrings)
+			break
 		}
-		at := len(arena)
-		var err error
-		if arena, err = e.AppendEncode(arena); err != nil {
-			undo()
-			return nil, nil, nil, err
-		}
-		raw := arena[at:len(arena):len(arena)]
 		if !b.addID(e, first+uint64(len(todo))) {
 			skipped = append(skipped, *e)
 			continue
 		}
-		todo = append(todo, enc{i, raw})
+		todo = append(todo, int32(i))
 		if e.Kind == KindRescore {
 			if rescored == nil {
 				rescored = map[string]int64{}
 			}
 			if err := b.checkRescore(e, rescored, first); err != nil {
-				undo()
-				return nil, nil, nil, fmt.Errorf("%w: %w", ErrEntry, err)
+				badAt, badErr = i, fmt.Errorf("%w: %w", ErrEntry, err)
+				break
 			}
 		}
 	}
-	b.tree.Grow(len(todo))
+	// The tree is appended to as the leaf hashes come (the caller encodes
+	// chunks itself while it waits), before the release is known to be
+	// valid: an invalid entry truncates it again. The root at each
+	// block's end is kept for the block's header.
+	var roots []merkle.Hash
+	if badAt == len(rel.Entries) {
+		b.tree.Grow(len(todo))
+		roots = make([]merkle.Hash, 0, (len(todo)+maxPerBlock-1)/maxPerBlock)
+		for k, i := range todo {
+			if !plan.wait(int(i)) {
+				break // an invalid entry: found below
+			}
+			b.tree.AppendHash(plan.leaves[i])
+			if (k+1)%maxPerBlock == 0 || k == len(todo)-1 {
+				roots = append(roots, b.tree.Root())
+			}
+		}
+	}
+	plan.help()
+	if at, err := plan.firstErr(); err != nil && at <= badAt {
+		badAt, badErr = at, err
+	}
+	if badAt < len(rel.Entries) {
+		if err := b.tree.Truncate(first); err != nil {
+			return nil, nil, nil, b.fail(err)
+		}
+		undo()
+		if badErr == nil { // unreachable: an over-long id fails its encoding
+			badErr = fmt.Errorf("%s: id longer than %d bytes: %w", rel.Entries[badAt].Kind, maxField, ErrEntry)
+		}
+		return nil, nil, nil, badErr
+	}
+	// The entries' effects beside their ids (campaigns, points of
+	// adjustments and rescores: record) and the blocks touch disjoint
+	// state: they run side by side.
+	recorded := plan.run(func() {
+		for k, i := range todo {
+			b.record(&rel.Entries[i], first+uint64(k))
+		}
+	})
+	defer recorded()
 	out = make([]Appended, 0, len(todo))
 	for start := 0; start < len(todo); start += maxPerBlock {
 		chunk := todo[start:min(start+maxPerBlock, len(todo))]
 		blk := &Block{Entries: make([][]byte, 0, len(chunk))}
-		first := b.tree.Size()
-		for _, c := range chunk {
-			e := &rel.Entries[c.i]
-			b.record(e, b.tree.Size())
-			b.tree.Append(c.raw)
-			blk.Entries = append(blk.Entries, c.raw)
-			out = append(out, Appended{Entry: e, Raw: c.raw, LeafIndex: b.tree.Size() - 1, Block: blk})
+		bfirst := first + uint64(start)
+		for k, i := range chunk {
+			raw := plan.raws[i]
+			blk.Entries = append(blk.Entries, raw)
+			out = append(out, Appended{Entry: &rel.Entries[i], Raw: raw, LeafIndex: bfirst + uint64(k), Block: blk})
 		}
+		size := bfirst + uint64(len(chunk))
 		blk.Header = Header{
-			Height: b.height, PrevHash: b.last, TreeSize: b.tree.Size(), Root: b.tree.Root(),
-			FirstIndex: first, LastIndex: b.tree.Size() - 1, TimestampMs: rel.TimestampMs, Clock: rel.Clock,
+			Height: b.height, PrevHash: b.last, TreeSize: size, Root: roots[start/maxPerBlock],
+			FirstIndex: bfirst, LastIndex: size - 1, TimestampMs: rel.TimestampMs, Clock: rel.Clock,
 		}
 		if blk.Signature, blk.Checkpoint, err = s.Sign(&blk.Header); err != nil {
 			return nil, nil, nil, b.fail(err)

@@ -1,6 +1,9 @@
 package ledger
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"slices"
+)
 
 // idIndex is one of the book's idempotency sets (credited score ids, or
 // request ids), in memory only: nothing of it is published or stored. An
@@ -78,6 +81,13 @@ func (x *idIndex) grow(n int) {
 		}
 		x.slots[i] = s
 	}
+}
+
+// reserve makes room for n more records (grow is for the table), so that
+// n inserts copy the records at most once: for a release of credits, whose
+// ids are almost all new.
+func (x *idIndex) reserve(n int) {
+	x.recs = slices.Grow(x.recs, n)
 }
 
 func (x *idIndex) bytes(r *idRec) []byte {

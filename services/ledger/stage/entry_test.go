@@ -38,7 +38,7 @@ func TestEntryRecordMatchesGoavro(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := serde.AppendMarshal(nil, p.entryRecord(a, proof))
+		got, err := serde.AppendMarshal(nil, entryRecord(&p.enc[0].rec, a, proof))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("entry %d: typed encoding differs from goavro:\n%x\n%x", i, got, want)
 		}

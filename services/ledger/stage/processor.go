@@ -117,8 +117,7 @@ type Processor struct {
 	debitIDs   map[string]struct{}
 	notBefore  int64            // the open batch's lowest block timestamp (transfer expiries)
 	broken     error            // set when the book moved but the outputs could not be made
-	entryRec   avro.LedgerEntry // the entries topic record, reused
-	proofs     merkle.Proofs    // a block's inclusion proofs, storage reused (encoded before the next block's)
+	enc        [2]recordEncoder // the entries topic records (encodeEntries)
 	cache      *bookCache       // receives the book on Close
 	// committed is the book's height when the last transaction known to
 	// have committed ended; flushedAt its height at the last Flush, which
@@ -652,38 +651,16 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		}
 		recs = append(recs, rec{p.cfg.BlocksTopic, blockKey(blk.Header.Height), v})
 	}
-	tree := p.book.Tree()
 	p.appended = appended
 	var kinds [256]int
-	buf := make([]byte, 0, 2048)
-	var proofs [][]merkle.Hash
-	var proofBlock *ledger.Block
-	for i := range appended {
-		a := &appended[i]
-		if a.Block != proofBlock {
-			h := &a.Block.Header
-			var err error
-			if proofs, err = p.proofs.Make(tree, h.FirstIndex, h.LastIndex, h.TreeSize); err != nil {
-				p.broken = err
-				return nil
-			}
-			proofBlock = a.Block
-		}
-		// One buffer for many keys and values: each is a sub-slice, capped.
-		if cap(buf)-len(buf) < 2048 {
-			buf = make([]byte, 0, 256<<10)
-		}
-		start := len(buf)
-		buf = append(buf, a.Entry.Key()...)
-		mid := len(buf)
-		var err error
-		buf, err = p.cfg.Serde.AppendMarshal(buf, p.entryRecord(a, proofs[a.LeafIndex-a.Block.Header.FirstIndex]))
-		if err != nil {
-			p.broken = fmt.Errorf("encode entry %d: %w", a.LeafIndex, err)
-			return nil
-		}
-		recs = append(recs, rec{p.cfg.EntriesTopic, buf[start:mid:mid], buf[mid:len(buf):len(buf)]})
-		kinds[a.Entry.Kind]++
+	entries, err := p.encodeEntries(appended)
+	if err != nil {
+		p.broken = err
+		return nil
+	}
+	for i, r := range entries {
+		recs = append(recs, rec{p.cfg.EntriesTopic, r.key, r.value})
+		kinds[appended[i].Entry.Kind]++
 	}
 	for _, r := range recs {
 		if r.topic == p.cfg.BlocksTopic || (p.cfg.Pseudonyms != nil && r.topic == p.cfg.Pseudonyms.Topic) {
@@ -787,11 +764,10 @@ func checkWatermark(wm *avro.Watermark) error {
 	return nil
 }
 
-// entryRecord is the entries topic record of an appended entry with its
-// inclusion proof in the tree after its block. It reuses the processor's
-// record: encode it before the next call.
-func (p *Processor) entryRecord(a *ledger.Appended, proof []merkle.Hash) *avro.LedgerEntry {
-	r := &p.entryRec
+// entryRecord fills r (reused: encode it before the next call) with the
+// entries topic record of an appended entry with its inclusion proof in
+// the tree after its block.
+func entryRecord(r *avro.LedgerEntry, a *ledger.Appended, proof []merkle.Hash) *avro.LedgerEntry {
 	h, e := &a.Block.Header, a.Entry
 	r.Proof = r.Proof[:0]
 	for i := range proof {
