@@ -38,12 +38,38 @@ type Report struct {
 	OdometerRollbacks uint32    `json:"odometer_rollbacks"`
 	Flags             []string  `json:"flags"`
 	FlagReasons       []string  `json:"flag_reasons"`
+	// Revision: 0 for the score made when the day closed, n > 0 for its
+	// n-th re-score after late data (docs/scoring.md "Late data"); the
+	// report is always the day's latest revision.
+	Revision uint32 `json:"revision"`
+	// LateAdded: events added to the day after it closed (all revisions).
+	LateAdded uint64 `json:"late_added,omitempty"`
+	// RevisionReason says why the day was re-scored (empty for a day
+	// scored once, at its close): RevisionReason's sentence.
+	RevisionReason string `json:"revision_reason,omitempty"`
 }
 
-// The latest version of each day is taken with LIMIT 1 BY (greatest
-// src_offset, as ReplacingMergeTree(src_offset) keeps on merge) rather than
-// FINAL: the same answer, and unlike FINAL it can use a projection of
-// daily_scores sorted by vehicle (docs/analytics.md, "Owner API").
+// RevisionReason is the owner's sentence for a re-scored day: empty when
+// the score is the one made at the close (revision 0 and no late events),
+// else "late data: <late_added> events arrived after the day closed;
+// re-scored to <points> points, revision <revision>, rules
+// <config_version>". The ledger's rescore entry of the same revision
+// gives the signed change in points (docs/ledger.md "Rescore").
+func RevisionReason(revision uint32, lateAdded uint64, points int64, configVersion string) string {
+	if revision == 0 && lateAdded == 0 {
+		return ""
+	}
+	return fmt.Sprintf("late data: %d events arrived after the day closed; re-scored to %d points, revision %d, rules %s",
+		lateAdded, points, revision, configVersion)
+}
+
+// The latest version of each day is taken with LIMIT 1 BY over (greatest
+// revision, then greatest src_offset): daily_scores keeps every revision
+// of a day (its sorting key ends with revision) and ReplacingMergeTree(
+// src_offset) collapses only copies of one revision. The view keeps the
+// same one (view.AddScore). LIMIT 1 BY rather than FINAL: unlike FINAL it
+// can use a projection of daily_scores sorted by vehicle
+// (docs/analytics.md, "Owner API").
 
 // Reports is the answer of /reports: days in [From, To] that have a
 // score, oldest first.
@@ -111,10 +137,10 @@ func (h *handler) reports(ctx context.Context, vin string, r *http.Request) (any
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
 		SELECT date, id, tz, window_start, window_end, config_version, score, points, distance_km, gps_km,
 			odometer_km, driving_s, harsh_brake, harsh_accel, harsh_corner, speeding_s, night_s, fatigue_events,
-			events, late_events, gps_jumps, hdop_rejected, odometer_rollbacks, flags, flag_reasons
+			events, late_events, gps_jumps, hdop_rejected, odometer_rollbacks, flags, flag_reasons, revision, late_added
 		FROM daily_scores
 		WHERE date >= {from:Date} AND date <= {to:Date} AND vehicle_id = {v:String}
-		ORDER BY date, src_offset DESC
+		ORDER BY date, revision DESC, src_offset DESC
 		LIMIT 1 BY date
 		LIMIT {lim:UInt32}`)
 	if err != nil {
@@ -129,7 +155,7 @@ func (h *handler) reports(ctx context.Context, vin string, r *http.Request) (any
 		if err := rows.Scan(&date, &x.ScoreID, &x.TZ, &x.WindowStart, &x.WindowEnd, &x.ConfigVersion, &x.Score,
 			&x.Points, &x.DistanceKm, &x.GPSKm, &x.OdometerKm, &x.DrivingS, &x.HarshBrake, &x.HarshAccel,
 			&x.HarshCorner, &x.SpeedingS, &x.NightS, &x.FatigueEvents, &x.Events, &x.LateEvents, &x.GPSJumps,
-			&x.HDOPRejected, &x.OdometerRollbacks, &x.Flags, &x.FlagReasons); err != nil {
+			&x.HDOPRejected, &x.OdometerRollbacks, &x.Flags, &x.FlagReasons, &x.Revision, &x.LateAdded); err != nil {
 			return nil, fmt.Errorf("reports: %w", err)
 		}
 		if len(out.Reports) == limit {
@@ -138,6 +164,7 @@ func (h *handler) reports(ctx context.Context, vin string, r *http.Request) (any
 		}
 		x.Date = date.Format(time.DateOnly)
 		x.WindowStart, x.WindowEnd = x.WindowStart.UTC(), x.WindowEnd.UTC()
+		x.RevisionReason = RevisionReason(x.Revision, x.LateAdded, x.Points, x.ConfigVersion)
 		if x.Flags == nil {
 			x.Flags = []string{}
 		}
