@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -49,18 +50,32 @@ type Report struct {
 	RevisionReason string `json:"revision_reason,omitempty"`
 }
 
-// RevisionReason is the owner's sentence for a re-scored day: empty when
-// the score is the one made at the close (revision 0 and no late events),
-// else "late data: <late_added> events arrived after the day closed;
-// re-scored to <points> points, revision <revision>, rules
-// <config_version>". The ledger's rescore entry of the same revision
-// gives the signed change in points (docs/ledger.md "Rescore").
-func RevisionReason(revision uint32, lateAdded uint64, points int64, configVersion string) string {
+// RevisionReason is the owner's sentence for a day scored after it
+// closed (docs/scoring.md "Late data", "Global replay check"): empty for the
+// score made at the close (revision 0, no late events); else
+// "<verb> after the day closed: revision <revision>, <points> points, rules
+// <config_version>" with verb "re-scored" ("scored" for a revision 0 whose
+// every event came late), then "; <late_added> events arrived late" when
+// late_added > 0, then "; flagged replayed_trace (see flag_reasons)" when
+// flags hold replayed_trace (a revision a replay verdict made has no late
+// events). The ledger's rescore entry of the same revision gives the
+// signed change in points (docs/ledger.md "Rescore").
+func RevisionReason(revision uint32, lateAdded uint64, points int64, configVersion string, flags []string) string {
 	if revision == 0 && lateAdded == 0 {
 		return ""
 	}
-	return fmt.Sprintf("late data: %d events arrived after the day closed; re-scored to %d points, revision %d, rules %s",
-		lateAdded, points, revision, configVersion)
+	verb := "re-scored"
+	if revision == 0 {
+		verb = "scored"
+	}
+	s := fmt.Sprintf("%s after the day closed: revision %d, %d points, rules %s", verb, revision, points, configVersion)
+	if lateAdded > 0 {
+		s += fmt.Sprintf("; %d events arrived late", lateAdded)
+	}
+	if slices.Contains(flags, "replayed_trace") {
+		s += "; flagged replayed_trace (see flag_reasons)"
+	}
+	return s
 }
 
 // The latest version of each day is taken with LIMIT 1 BY over (greatest
@@ -164,7 +179,7 @@ func (h *handler) reports(ctx context.Context, vin string, r *http.Request) (any
 		}
 		x.Date = date.Format(time.DateOnly)
 		x.WindowStart, x.WindowEnd = x.WindowStart.UTC(), x.WindowEnd.UTC()
-		x.RevisionReason = RevisionReason(x.Revision, x.LateAdded, x.Points, x.ConfigVersion)
+		x.RevisionReason = RevisionReason(x.Revision, x.LateAdded, x.Points, x.ConfigVersion, x.Flags)
 		if x.Flags == nil {
 			x.Flags = []string{}
 		}

@@ -334,7 +334,7 @@ func TestViewMatchesClickHouse(t *testing.T) {
 		{"reports, 30 days, pages of 4", "/v1/vehicles/view-a/reports?limit=4", -1, 8, `"late_events":0`},
 		{"reports, 30 days", "/v1/vehicles/view-a/reports", -1, 1, `"points":99`},
 		{"reports: a re-scored day's latest revision and why", "/v1/vehicles/view-a/reports?from=2026-11-15&to=2026-11-15", -1, 1,
-			`"revision":2,"late_added":23,"revision_reason":"late data: 23 events arrived after the day closed; re-scored to 111 points, revision 2, rules v3"`},
+			`"revision":2,"late_added":23,"revision_reason":"re-scored after the day closed: revision 2, 111 points, rules v3; 23 events arrived late"`},
 		{"reports of a vehicle without telemetry", "/v1/vehicles/view-d/reports", -1, 1, `"vehicle_id":"view-d"`},
 		{"reports before the kept dates (view miss; the second page starts in them)", "/v1/vehicles/view-a/reports?from=2026-10-12&to=2026-11-20", 1, 2, `"flags":["gps_jump"]`},
 		{"reports of a vehicle with none in range", "/v1/vehicles/view-c/reports", -1, 1, `"reports":[]`},
