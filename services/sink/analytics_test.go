@@ -88,7 +88,12 @@ func analyticsData(t *testing.T, conn driver.Conn) {
 	rev.ReleaseMs = time.Date(2026, 11, 21, 3, 15, 0, 0, time.UTC).UnixMilli()
 	add(pipelines.TopicScores, encode(t, rev))
 	// and a stray copy of revision 0 after it: the revision decides.
-	add(pipelines.TopicScores, encode(t, func() *avro.DailyScore { s := score("v-000", "2026-11-20", 10); s.Score = 60; s.DistanceKm = 10; return s }()))
+	add(pipelines.TopicScores, encode(t, func() *avro.DailyScore {
+		s := score("v-000", "2026-11-20", 10)
+		s.Score = 60
+		s.DistanceKm = 10
+		return s
+	}()))
 	t1 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	add(pipelines.TopicLedgerEntries, encode(t, entry(leaf, avro.EntryKindDebit, "r-1", "", "alice", -50, t1)))
 	for i, st := range []avro.RedemptionStatus{avro.RedemptionStatusPending, avro.RedemptionStatusConfirmed, avro.RedemptionStatusFulfilled} {
