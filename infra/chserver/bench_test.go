@@ -199,9 +199,13 @@ func BenchmarkBatchInsert(b *testing.B) {
 		return n / d.Seconds()
 	}
 	var clientCPU, engineCPU time.Duration
+	var clientSelf []float64 // seconds per round: the client path's CPU in this process
+	var clientCPUs, engineCPUs []float64
 	clientPath := func() float64 {
+		self := chtest.SelfCPU()
 		r := timed(func() { send("bench_client") })
 		clientCPU = lastCPU
+		clientSelf = append(clientSelf, (chtest.SelfCPU() - self).Seconds())
 		return r
 	}
 	enginePath := func() float64 {
@@ -229,6 +233,7 @@ func BenchmarkBatchInsert(b *testing.B) {
 		client, engine, ratios = append(client, c), append(engine, e), append(ratios, c/e)
 		if clientCPU > 0 {
 			cpuRatios = append(cpuRatios, engineCPU.Seconds()/clientCPU.Seconds())
+			clientCPUs, engineCPUs = append(clientCPUs, clientCPU.Seconds()), append(engineCPUs, engineCPU.Seconds())
 		}
 		// 2. The server path alone: the same Native bytes POSTed with net/http.
 		posted = append(posted, timed(func() {
@@ -254,6 +259,8 @@ func BenchmarkBatchInsert(b *testing.B) {
 	if len(cpuRatios) > 0 {
 		fmt.Printf("ch_insert: CPU (client process + server) engine/client median %.3f, min %.3f, max %.3f, rounds %s\n",
 			median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios), fmtRatios(cpuRatios))
+		fmt.Printf("ch_insert: CPU s per round (medians): client path %.3f (%.3f in this process), engine path %.3f\n",
+			median(clientCPUs), median(clientSelf), median(engineCPUs))
 	}
 	fmt.Printf("RATIO ch_insert %.3f goal 0.70\n", ratio)
 	b.Logf("median of %d rounds, %d rows (%d bytes Native): clickhouse-go over HTTP %.0f rows/s (%.0f%% of engine, rounds %s), "+

@@ -116,6 +116,7 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 		return c + chtest.SelfCPU()
 	}
 	var cpuRatios []float64
+	var selfCPU, serverCPU, engineCPU []float64 // seconds per round: the sink path's in this process and in the server; the engine path's
 	var sinkRates, engineRates, ratios []float64
 	var inWrite, window time.Duration // the sink's time inside Write, and its measured windows
 	iter, writes := 0, 0
@@ -189,7 +190,13 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 	for b.Loop() {
 		var sr, er float64
 		var sc, ec time.Duration
-		sinkPath := func() { c := cpuNow(); sr = runSink(); sc = cpuNow() - c }
+		sinkPath := func() {
+			c, self := cpuNow(), chtest.SelfCPU()
+			sr = runSink()
+			sc = cpuNow() - c
+			selfCPU = append(selfCPU, (chtest.SelfCPU() - self).Seconds())
+			serverCPU = append(serverCPU, sc.Seconds()-selfCPU[len(selfCPU)-1])
+		}
 		enginePath := func() { c := cpuNow(); er = runEngine(); ec = cpuNow() - c }
 		if len(ratios)%2 == 0 {
 			sinkPath()
@@ -201,6 +208,7 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 		sinkRates, engineRates, ratios = append(sinkRates, sr), append(engineRates, er), append(ratios, sr/er)
 		if sc > 0 {
 			cpuRatios = append(cpuRatios, ec.Seconds()/sc.Seconds())
+			engineCPU = append(engineCPU, ec.Seconds())
 		}
 	}
 	b.StopTimer()
@@ -212,6 +220,8 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 	if len(cpuRatios) > 0 {
 		fmt.Printf("sink_e2e: CPU (sink process + server) engine/sink median %.3f, min %.3f, max %.3f, rounds %s\n",
 			median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios), fmtRatios(cpuRatios))
+		fmt.Printf("sink_e2e: CPU s per round (medians): sink path %.2f in this process (sink + kfake) + %.2f in the server; engine path %.2f\n",
+			median(selfCPU), median(serverCPU), median(engineCPU))
 	}
 	fmt.Printf("RATIO sink_e2e %.3f goal 0.60\n", ratio)
 	b.Logf("median of %d rounds, %d events in %.1f writes each (%d rows per insert): sink %.0f rows/s (%.0f%% of engine), engine from file %.0f rows/s; "+
