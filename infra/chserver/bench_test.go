@@ -92,7 +92,8 @@ func post(b testing.TB, query string) {
 // Log table holding them in the same order: the ceiling), in the same
 // run: each round times both back to back, alternating which goes first,
 // and the row is the median of the rounds' ratios, printed with every
-// round's (run it with -benchtime 9x or more).
+// round's (run it with -benchtime 21x or more), and the CPU ratio (the
+// rows per CPU second of both processes) as FIGURE ch_insert_cpu.
 func BenchmarkBatchInsert(b *testing.B) {
 	const n = 200_000
 	conn := connect(b)
@@ -259,6 +260,7 @@ func BenchmarkBatchInsert(b *testing.B) {
 	if len(cpuRatios) > 0 {
 		fmt.Printf("ch_insert: CPU (client process + server) engine/client median %.3f, min %.3f, max %.3f, rounds %s\n",
 			median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios), fmtRatios(cpuRatios))
+		fmt.Printf("FIGURE ch_insert_cpu %.3f min %.3f max %.3f\n", median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
 		fmt.Printf("ch_insert: CPU s per round (medians): client path %.3f (%.3f in this process), engine path %.3f\n",
 			median(clientCPUs), median(clientSelf), median(engineCPUs))
 	}

@@ -59,7 +59,8 @@ func chPost(b testing.TB, base, query string) {
 // iteration is a round that times both paths back to back, the order
 // alternating between rounds (even rounds the sink first, odd rounds the
 // engine first), and the row is the median of the rounds' ratios, printed
-// with every round's (run it with -benchtime 5x or more).
+// with every round's (run it with -benchtime 9x or more), and the CPU
+// ratio (the rows per CPU second of both processes) as FIGURE sink_e2e_cpu.
 func BenchmarkSinkEndToEnd(b *testing.B) {
 	const n = 200_000
 	brokers := kafkatest.Broker(b)
@@ -220,6 +221,7 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 	if len(cpuRatios) > 0 {
 		fmt.Printf("sink_e2e: CPU (sink process + server) engine/sink median %.3f, min %.3f, max %.3f, rounds %s\n",
 			median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios), fmtRatios(cpuRatios))
+		fmt.Printf("FIGURE sink_e2e_cpu %.3f min %.3f max %.3f\n", median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
 		fmt.Printf("sink_e2e: CPU s per round (medians): sink path %.2f in this process (sink + kfake) + %.2f in the server; engine path %.2f\n",
 			median(selfCPU), median(serverCPU), median(engineCPU))
 	}
