@@ -253,7 +253,8 @@ func ViewScore(s *avro.DailyScore, offset int64) (view.Score, error) {
 		HarshAccel: u32("harsh_accel", int64(s.HarshAccel)), HarshCorner: u32("harsh_corner", int64(s.HarshCorner)),
 		SpeedingS: u32("speeding_s", s.SpeedingS), NightS: u32("night_s", s.NightS), FatigueEvents: u32("fatigue_events", int64(s.FatigueEvents)),
 		Events: uint64(s.Events), GPSJumps: u32("gps_jumps", int64(s.GpsJumps)), HDOPRejected: uint64(s.HDOPRejected),
-		OdometerRollbacks: u32("odometer_rollbacks", int64(s.OdometerRollbacks)), Score: float32(s.Score), Points: s.Points}
+		OdometerRollbacks: u32("odometer_rollbacks", int64(s.OdometerRollbacks)), Score: float32(s.Score), Points: s.Points,
+		Revision: u32("revision", int64(s.Revision)), LateAdded: uint64(max(s.LateAdded, 0))}
 	if s.LateEvents != nil {
 		vs.LateEvents, vs.HasLateEvents = uint64(max(*s.LateEvents, 0)), true
 	}

@@ -22,7 +22,7 @@ type FleetScore struct {
 }
 
 // FleetDay is the answer of GET /v1/fleet/scores?date=&limit=: one day's
-// scores of every vehicle (the latest version of each), most points
+// scores of every vehicle (the latest revision of each), most points
 // first. It is an operator's query: owners get 403.
 type FleetDay struct {
 	Date   string       `json:"date"`
@@ -58,7 +58,7 @@ func (h *handler) queryFleet(ctx context.Context, day time.Time, limit int) (Fle
 			SELECT vehicle_id, score, points, distance_km, flags
 			FROM daily_scores
 			WHERE date = {d:Date}
-			ORDER BY vehicle_id, src_offset DESC
+			ORDER BY vehicle_id, revision DESC, src_offset DESC
 			LIMIT 1 BY vehicle_id)
 		ORDER BY points DESC, vehicle_id
 		LIMIT {lim:UInt32}`)

@@ -223,5 +223,13 @@ func (x *Report) appendJSON(b []byte) ([]byte, bool) {
 	b = appendJSONStrings(b, x.Flags)
 	b = append(b, `,"flag_reasons":`...)
 	b = appendJSONStrings(b, x.FlagReasons)
+	u(`,"revision":`, uint64(x.Revision))
+	if x.LateAdded != 0 {
+		u(`,"late_added":`, x.LateAdded)
+	}
+	if x.RevisionReason != "" {
+		b = append(b, `,"revision_reason":`...)
+		b = appendJSONString(b, x.RevisionReason)
+	}
 	return append(b, '}'), ok
 }

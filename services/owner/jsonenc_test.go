@@ -51,6 +51,7 @@ func TestAppendJSON(t *testing.T) {
 		if i%2 == 0 {
 			r.LateEvents = &late
 			r.Flags, r.FlagReasons = nil, []string{}
+			r.Revision, r.LateAdded, r.RevisionReason = uint32(i)+1, uint64(i)*3, s
 		}
 		checkSame(t, Reports{VehicleID: s, From: s, To: s, Reports: []Report{r, r}, NextCursor: s})
 	}

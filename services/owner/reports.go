@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -38,12 +39,52 @@ type Report struct {
 	OdometerRollbacks uint32    `json:"odometer_rollbacks"`
 	Flags             []string  `json:"flags"`
 	FlagReasons       []string  `json:"flag_reasons"`
+	// Revision: 0 for the score made when the day closed, n > 0 for its
+	// n-th re-score after late data (docs/scoring.md "Late data"); the
+	// report is always the day's latest revision.
+	Revision uint32 `json:"revision"`
+	// LateAdded: events added to the day after it closed (all revisions).
+	LateAdded uint64 `json:"late_added,omitempty"`
+	// RevisionReason says why the day was re-scored (empty for a day
+	// scored once, at its close): RevisionReason's sentence.
+	RevisionReason string `json:"revision_reason,omitempty"`
 }
 
-// The latest version of each day is taken with LIMIT 1 BY (greatest
-// src_offset, as ReplacingMergeTree(src_offset) keeps on merge) rather than
-// FINAL: the same answer, and unlike FINAL it can use a projection of
-// daily_scores sorted by vehicle (docs/analytics.md, "Owner API").
+// RevisionReason is the owner's sentence for a day scored after it
+// closed (docs/scoring.md "Late data", "Global replay check"): empty for the
+// score made at the close (revision 0, no late events); else
+// "<verb> after the day closed: revision <revision>, <points> points, rules
+// <config_version>" with verb "re-scored" ("scored" for a revision 0 whose
+// every event came late), then "; <late_added> events arrived late" when
+// late_added > 0, then "; flagged replayed_trace (see flag_reasons)" when
+// flags hold replayed_trace (a revision a replay verdict made has no late
+// events). The ledger's rescore entry of the same revision gives the
+// signed change in points (docs/ledger.md "Rescore").
+func RevisionReason(revision uint32, lateAdded uint64, points int64, configVersion string, flags []string) string {
+	if revision == 0 && lateAdded == 0 {
+		return ""
+	}
+	verb := "re-scored"
+	if revision == 0 {
+		verb = "scored"
+	}
+	s := fmt.Sprintf("%s after the day closed: revision %d, %d points, rules %s", verb, revision, points, configVersion)
+	if lateAdded > 0 {
+		s += fmt.Sprintf("; %d events arrived late", lateAdded)
+	}
+	if slices.Contains(flags, "replayed_trace") {
+		s += "; flagged replayed_trace (see flag_reasons)"
+	}
+	return s
+}
+
+// The latest version of each day is taken with LIMIT 1 BY over (greatest
+// revision, then greatest src_offset): daily_scores keeps every revision
+// of a day (its sorting key ends with revision) and ReplacingMergeTree(
+// src_offset) collapses only copies of one revision. The view keeps the
+// same one (view.AddScore). LIMIT 1 BY rather than FINAL: unlike FINAL it
+// can use a projection of daily_scores sorted by vehicle
+// (docs/analytics.md, "Owner API").
 
 // Reports is the answer of /reports: days in [From, To] that have a
 // score, oldest first.
@@ -111,10 +152,10 @@ func (h *handler) reports(ctx context.Context, vin string, r *http.Request) (any
 	rows, err := h.cfg.Conn.Query(bind(ctx, p), `
 		SELECT date, id, tz, window_start, window_end, config_version, score, points, distance_km, gps_km,
 			odometer_km, driving_s, harsh_brake, harsh_accel, harsh_corner, speeding_s, night_s, fatigue_events,
-			events, late_events, gps_jumps, hdop_rejected, odometer_rollbacks, flags, flag_reasons
+			events, late_events, gps_jumps, hdop_rejected, odometer_rollbacks, flags, flag_reasons, revision, late_added
 		FROM daily_scores
 		WHERE date >= {from:Date} AND date <= {to:Date} AND vehicle_id = {v:String}
-		ORDER BY date, src_offset DESC
+		ORDER BY date, revision DESC, src_offset DESC
 		LIMIT 1 BY date
 		LIMIT {lim:UInt32}`)
 	if err != nil {
@@ -129,7 +170,7 @@ func (h *handler) reports(ctx context.Context, vin string, r *http.Request) (any
 		if err := rows.Scan(&date, &x.ScoreID, &x.TZ, &x.WindowStart, &x.WindowEnd, &x.ConfigVersion, &x.Score,
 			&x.Points, &x.DistanceKm, &x.GPSKm, &x.OdometerKm, &x.DrivingS, &x.HarshBrake, &x.HarshAccel,
 			&x.HarshCorner, &x.SpeedingS, &x.NightS, &x.FatigueEvents, &x.Events, &x.LateEvents, &x.GPSJumps,
-			&x.HDOPRejected, &x.OdometerRollbacks, &x.Flags, &x.FlagReasons); err != nil {
+			&x.HDOPRejected, &x.OdometerRollbacks, &x.Flags, &x.FlagReasons, &x.Revision, &x.LateAdded); err != nil {
 			return nil, fmt.Errorf("reports: %w", err)
 		}
 		if len(out.Reports) == limit {
@@ -138,6 +179,7 @@ func (h *handler) reports(ctx context.Context, vin string, r *http.Request) (any
 		}
 		x.Date = date.Format(time.DateOnly)
 		x.WindowStart, x.WindowEnd = x.WindowStart.UTC(), x.WindowEnd.UTC()
+		x.RevisionReason = RevisionReason(x.Revision, x.LateAdded, x.Points, x.ConfigVersion, x.Flags)
 		if x.Flags == nil {
 			x.Flags = []string{}
 		}

@@ -138,6 +138,16 @@ func TestViewMatchesClickHouse(t *testing.T) {
 		score(viewScore("view-a", day20.AddDate(0, 0, -d), int64(d)))
 	}
 	score(viewScore("view-a", day20.AddDate(0, 0, -3), 99)) // rescored
+	// view-a 11-15 re-scored after late data: revisions 1 and 2, then a
+	// stray copy of revision 1 at a higher offset: revision 2 stays current.
+	revised := func(rev int32, points, late int64) *avro.DailyScore {
+		s := viewScore("view-a", day20.AddDate(0, 0, -5), points)
+		s.Revision, s.LateAdded, s.ReleaseMs = rev, late, day20.Add(time.Duration(rev)*time.Hour).UnixMilli()
+		return s
+	}
+	score(revised(1, 120, 17))
+	score(revised(2, 111, 23))
+	score(revised(1, 120, 17))
 	wm, err := serde.Marshal(&avro.Watermark{Task: 0, Tasks: 1, ClosedThroughMs: day20})
 	if err != nil {
 		t.Fatal(err)
@@ -323,6 +333,8 @@ func TestViewMatchesClickHouse(t *testing.T) {
 		{"track of an unknown vehicle", track("nobody", day20, day20.AddDate(0, 0, 1), ""), 0, 1, `"error"`},
 		{"reports, 30 days, pages of 4", "/v1/vehicles/view-a/reports?limit=4", -1, 8, `"late_events":0`},
 		{"reports, 30 days", "/v1/vehicles/view-a/reports", -1, 1, `"points":99`},
+		{"reports: a re-scored day's latest revision and why", "/v1/vehicles/view-a/reports?from=2026-11-15&to=2026-11-15", -1, 1,
+			`"revision":2,"late_added":23,"revision_reason":"re-scored after the day closed: revision 2, 111 points, rules v3; 23 events arrived late"`},
 		{"reports of a vehicle without telemetry", "/v1/vehicles/view-d/reports", -1, 1, `"vehicle_id":"view-d"`},
 		{"reports before the kept dates (view miss; the second page starts in them)", "/v1/vehicles/view-a/reports?from=2026-10-12&to=2026-11-20", 1, 2, `"flags":["gps_jump"]`},
 		{"reports of a vehicle with none in range", "/v1/vehicles/view-c/reports", -1, 1, `"reports":[]`},

@@ -205,7 +205,8 @@ func report(s view.Score) Report {
 		Score: s.Score, Points: s.Points, DistanceKm: s.DistanceKm, GPSKm: s.GPSKm, OdometerKm: s.OdometerKm, DrivingS: s.DrivingS,
 		HarshBrake: s.HarshBrake, HarshAccel: s.HarshAccel, HarshCorner: s.HarshCorner, SpeedingS: s.SpeedingS, NightS: s.NightS,
 		FatigueEvents: s.FatigueEvents, Events: s.Events, GPSJumps: s.GPSJumps, HDOPRejected: s.HDOPRejected,
-		OdometerRollbacks: s.OdometerRollbacks, Flags: s.Flags, FlagReasons: s.FlagReasons}
+		OdometerRollbacks: s.OdometerRollbacks, Flags: s.Flags, FlagReasons: s.FlagReasons,
+		Revision: s.Revision, LateAdded: s.LateAdded, RevisionReason: RevisionReason(s.Revision, s.LateAdded, s.Points, s.ConfigVersion, s.Flags)}
 	if s.HasLateEvents {
 		l := s.LateEvents
 		x.LateEvents = &l

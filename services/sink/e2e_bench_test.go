@@ -9,10 +9,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/minecart/minecart/infra/chserver/chtest"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/sink"
@@ -53,8 +55,12 @@ func chPost(b testing.TB, base, query string) {
 // same run: the engine loading the same rows, in Kafka's order, from a
 // local Native file into the same table (with the same materialized views)
 // in one INSERT. Each iteration starts on empty tables with a new consumer
-// group. Rates are from each path's fastest iteration (the machine is
-// shared).
+// group. The machine is shared (2 cores, often other builds): each
+// iteration is a round that times both paths back to back, the order
+// alternating between rounds (even rounds the sink first, odd rounds the
+// engine first), and the row is the median of the rounds' ratios, printed
+// with every round's (run it with -benchtime 9x or more), and the CPU
+// ratio (the rows per CPU second of both processes) as FIGURE sink_e2e_cpu.
 func BenchmarkSinkEndToEnd(b *testing.B) {
 	const n = 200_000
 	brokers := kafkatest.Broker(b)
@@ -82,16 +88,40 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 		return c
 	}
 	file := filepath.Join(b.TempDir(), "telemetry.native")
-	var sinkTime, engine time.Duration
-	best := func(d *time.Duration, v time.Duration) {
-		if *d == 0 || v < *d {
-			*d = v
+	// The baseline needs the landed rows as a file: one unmeasured sink
+	// run makes it first.
+	export := func() {
+		res, err := http.Get(srv.URL() + "/?query=" + url.QueryEscape("SELECT "+sinkColumns+
+			" FROM telemetry ORDER BY src_partition, src_offset FORMAT Native"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != http.StatusOK {
+			b.Fatalf("export: %d %v", res.StatusCode, err)
+		}
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			b.Fatal(err)
 		}
 	}
+	// Each path's CPU time (this process's: the sink, and kfake serving
+	// it; and the server's, which runs the engine) is recorded too: the
+	// engine's CPU over the sink's is the work ratio, which the other load
+	// on the cores moves far less than the wall-clock ratio.
+	cpuNow := func() time.Duration {
+		c, err := srv.CPU()
+		if err != nil {
+			return 0 // not Linux: no CPU figures
+		}
+		return c + chtest.SelfCPU()
+	}
+	var cpuRatios []float64
+	var selfCPU, serverCPU, engineCPU []float64 // seconds per round: the sink path's in this process and in the server; the engine path's
+	var sinkRates, engineRates, ratios []float64
+	var inWrite, window time.Duration // the sink's time inside Write, and its measured windows
 	iter, writes := 0, 0
-	b.ResetTimer()
-	for b.Loop() {
-		b.StopTimer()
+	runSink := func() float64 {
 		truncate()
 		iter++
 		st := newStage(b, conn, sink.Config{Name: fmt.Sprintf("bench-%d", iter), Inputs: []string{pipelines.TopicTelemetryClean},
@@ -104,7 +134,9 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 			if first.IsZero() {
 				first = time.Now()
 			}
+			t0 := time.Now()
 			rejected, err := write(ctx, recs)
+			inWrite += time.Since(t0)
 			if err != nil {
 				return nil, err
 			}
@@ -115,35 +147,20 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 			}
 			return rejected, nil
 		}
-		b.StartTimer()
 		stop := kafkatest.RunSink(b, runtime, st)
 		select {
 		case <-all:
 		case <-time.After(5 * time.Minute):
 			b.Fatalf("%d of %d rows written", written, n)
 		}
-		b.StopTimer()
 		stop()
 		if c := count(); c != n {
 			b.Fatalf("%d rows landed, want %d", c, n)
 		}
-		best(&sinkTime, last.Sub(first))
-		if iter == 1 {
-			// The landed rows, in Kafka's order, as the engine's input.
-			res, err := http.Get(srv.URL() + "/?query=" + url.QueryEscape("SELECT "+sinkColumns+
-				" FROM telemetry ORDER BY src_partition, src_offset FORMAT Native"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			data, err := io.ReadAll(res.Body)
-			res.Body.Close()
-			if err != nil || res.StatusCode != http.StatusOK {
-				b.Fatalf("export: %d %v", res.StatusCode, err)
-			}
-			if err := os.WriteFile(file, data, 0o644); err != nil {
-				b.Fatal(err)
-			}
-		}
+		window += last.Sub(first)
+		return n / last.Sub(first).Seconds()
+	}
+	runEngine := func() float64 {
 		truncate()
 		t0 := time.Now()
 		// The server refuses FROM INFILE from clients (a host file): the
@@ -161,19 +178,78 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 		if res.StatusCode != http.StatusOK {
 			b.Fatalf("engine load: %d", res.StatusCode)
 		}
-		best(&engine, time.Since(t0))
+		rate := n / time.Since(t0).Seconds()
 		if c := count(); c != n {
 			b.Fatalf("engine loaded %d rows, want %d", c, n)
 		}
-		b.StartTimer()
+		return rate
+	}
+	runSink()
+	export()
+	writes, inWrite, window = 0, 0, 0 // (iter goes on: each run needs a new consumer group)
+	b.ResetTimer()
+	for b.Loop() {
+		var sr, er float64
+		var sc, ec time.Duration
+		sinkPath := func() {
+			c, self := cpuNow(), chtest.SelfCPU()
+			sr = runSink()
+			sc = cpuNow() - c
+			selfCPU = append(selfCPU, (chtest.SelfCPU() - self).Seconds())
+			serverCPU = append(serverCPU, sc.Seconds()-selfCPU[len(selfCPU)-1])
+		}
+		enginePath := func() { c := cpuNow(); er = runEngine(); ec = cpuNow() - c }
+		if len(ratios)%2 == 0 {
+			sinkPath()
+			enginePath()
+		} else {
+			enginePath()
+			sinkPath()
+		}
+		sinkRates, engineRates, ratios = append(sinkRates, sr), append(engineRates, er), append(ratios, sr/er)
+		if sc > 0 {
+			cpuRatios = append(cpuRatios, ec.Seconds()/sc.Seconds())
+			engineCPU = append(engineCPU, ec.Seconds())
+		}
 	}
 	b.StopTimer()
-	sinkRate := n / sinkTime.Seconds()
-	engineRate := n / engine.Seconds()
+	sinkRate, engineRate, ratio := median(sinkRates), median(engineRates), median(ratios)
 	b.ReportMetric(sinkRate, "sink_rows/s")
 	b.ReportMetric(engineRate, "engine_rows/s")
-	b.ReportMetric(100*sinkRate/engineRate, "sink_%_of_engine")
-	fmt.Printf("RATIO sink_e2e %.3f goal 0.60\n", sinkRate/engineRate)
-	b.Logf("best of %d, %d events in %.1f writes each (%d rows per insert): sink %.0f rows/s (%.0f%% of engine), engine from file %.0f rows/s",
-		b.N, n, float64(writes)/float64(iter), *insertRows, sinkRate, 100*sinkRate/engineRate, engineRate)
+	b.ReportMetric(100*ratio, "sink_%_of_engine")
+	fmt.Printf("sink_e2e: %d rounds, ratio median %.3f, min %.3f, max %.3f, rounds %s\n", len(ratios), ratio, slices.Min(ratios), slices.Max(ratios), fmtRatios(ratios))
+	if len(cpuRatios) > 0 {
+		fmt.Printf("sink_e2e: CPU (sink process + server) engine/sink median %.3f, min %.3f, max %.3f, rounds %s\n",
+			median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios), fmtRatios(cpuRatios))
+		fmt.Printf("FIGURE sink_e2e_cpu %.3f min %.3f max %.3f\n", median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
+		fmt.Printf("sink_e2e: CPU s per round (medians): sink path %.2f in this process (sink + kfake) + %.2f in the server; engine path %.2f\n",
+			median(selfCPU), median(serverCPU), median(engineCPU))
+	}
+	fmt.Printf("RATIO sink_e2e %.3f goal 0.60\n", ratio)
+	b.Logf("median of %d rounds, %d events in %.1f writes each (%d rows per insert): sink %.0f rows/s (%.0f%% of engine), engine from file %.0f rows/s; "+
+		"%.0f%% of the sink's time inside Write (the rest: between Writes, the runtime commits offsets and fetches the next batch)",
+		len(ratios), n, float64(writes)/float64(len(ratios)), *insertRows, sinkRate, 100*ratio, engineRate, 100*inWrite.Seconds()/window.Seconds())
+}
+
+// median is the middle of xs (the mean of the two middle values for an
+// even count); 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// fmtRatios formats ratios in round order.
+func fmtRatios(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
 }

@@ -119,10 +119,12 @@ type row []any
 const scoresInsert = `INSERT INTO daily_scores (date, vehicle_id, id, device_id, tz, window_start, window_end,
 	config_version, distance_km, gps_km, odometer_km, driving_s, harsh_brake, harsh_accel, harsh_corner,
 	speeding_s, night_s, fatigue_events, events, late_events, gps_jumps, hdop_rejected, odometer_rollbacks,
-	score, points, flags, flag_reasons, events_hash, src_topic, src_partition, src_offset)`
+	score, points, flags, flag_reasons, events_hash, revision, release_ms, late_added, region,
+	src_topic, src_partition, src_offset)`
 
-// scoreRow maps a record of the scores topic: a DailyScore to its row, a
-// Watermark to none.
+// scoreRow maps a record of the scores topic: a DailyScore to its row (each
+// revision of a vehicle-day its own row, docs/analytics.md), a Watermark
+// to none.
 func (w *writer) scoreRow(rec *pipelines.Record) (row, error) {
 	switch name, err := w.serde.Name(rec.Value); {
 	case err != nil:
@@ -151,7 +153,8 @@ func (w *writer) scoreRow(rec *pipelines.Record) (row, error) {
 		c.u32("harsh_corner", int64(s.HarshCorner)), c.u32("speeding_s", s.SpeedingS), c.u32("night_s", s.NightS),
 		c.u32("fatigue_events", int64(s.FatigueEvents)), uint64(s.Events), late, c.u32("gps_jumps", int64(s.GpsJumps)),
 		uint64(s.HDOPRejected), c.u32("odometer_rollbacks", int64(s.OdometerRollbacks)), float32(s.Score), s.Points,
-		strs(s.Flags), strs(s.FlagReasons), string(s.EventsHash), rec.Topic, rec.Partition, rec.Offset}, c.err
+		strs(s.Flags), strs(s.FlagReasons), string(s.EventsHash), c.u32("revision", int64(s.Revision)), s.ReleaseMs,
+		uint64(max(s.LateAdded, 0)), nullable(s.Region), rec.Topic, rec.Partition, rec.Offset}, c.err
 }
 
 const ledgerInsert = `INSERT INTO ledger_entries (leaf_index, block_height, tree_size, block_time, kind, id, vehicle_id,
@@ -215,6 +218,14 @@ func (c *counts) u32(field string, v int64) uint32 {
 		return 0
 	}
 	return uint32(v)
+}
+
+// nullable is s for a Nullable(String) column: NULL when empty (Avro null).
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // strs is a for an Array(String) column: an empty array, never nil.

@@ -136,6 +136,8 @@ type Score struct {
 	Points            int64
 	Flags             []string // nil when none
 	FlagReasons       []string
+	Revision          uint32 // the latest revision wins, then the latest offset
+	LateAdded         uint64 // events added after the day closed
 }
 
 type vehicle struct {
@@ -344,7 +346,8 @@ func (v *View) advance(today int32) {
 }
 
 // AddScore applies one daily score of vehicle, in the order of the
-// topic: the version with the highest offset of a date is kept.
+// topic: of a date's records the one with the highest revision, then the
+// highest offset, is kept (as the owner API's ClickHouse queries pick).
 func (v *View) AddScore(vehicleID string, s Score, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -362,7 +365,7 @@ func (v *View) AddScore(vehicleID string, s Score, now time.Time) {
 	case !found:
 		x.scores = slices.Insert(x.scores, i, s)
 		v.stats.Scores++
-	case s.Offset >= x.scores[i].Offset:
+	case s.Revision > x.scores[i].Revision || s.Revision == x.scores[i].Revision && s.Offset >= x.scores[i].Offset:
 		x.scores[i] = s
 	}
 }
