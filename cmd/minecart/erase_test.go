@@ -477,7 +477,8 @@ func TestPrivacyAndErasure(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if sc2 := checkShredded(t, ctx, st, names, vins, mine); sc2 != sc {
+	// (A restored scoring task writes its watermark once more.)
+	if sc2 := checkShredded(t, ctx, st, names, vins, mine); sc2.opened != sc.opened || sc2.shredded != sc.shredded {
 		t.Fatalf("the scores topic after the restart: %+v, before it %+v", sc2, sc)
 	}
 }
