@@ -20,8 +20,8 @@ import (
 type followed struct{ dir *pseudonym.Directory }
 
 func (f followed) Directory() *pseudonym.Directory { return f.dir }
-func (followed) CatchUp(context.Context) error    { return nil }
-func (followed) Sync(context.Context) error       { return nil }
+func (followed) CatchUp(context.Context) error     { return nil }
+func (followed) Sync(context.Context) error        { return nil }
 
 // TestSealedScores: scores sealed by scoring's writer (docs/privacy.md)
 // make the same book as the same scores in clear, under the pseudonyms

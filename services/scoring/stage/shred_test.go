@@ -23,7 +23,9 @@ type memKeys struct {
 
 func (k *memKeys) Directory() *pseudonym.Directory { return k.dir }
 func (k *memKeys) CatchUp(context.Context) error   { k.catchUps++; return nil }
-func (k *memKeys) Sync(context.Context) error      { panic("the scoring stage must never wait for the pseudonyms topic") }
+func (k *memKeys) Sync(context.Context) error {
+	panic("the scoring stage must never wait for the pseudonyms topic")
+}
 
 // TestSealedScores: with Config.Shred every score leaves sealed under its
 // vehicle's key, keyed by the vehicle's pseudonym, with the key's record
