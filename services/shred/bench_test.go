@@ -88,3 +88,73 @@ func BenchmarkScoreRecord(b *testing.B) {
 		b.ReportMetric(float64(n), "bytes/record")
 	})
 }
+
+// BenchmarkSealOverhead alternates the two paths of BenchmarkScoreRecord
+// in blocks of 64 records within one loop, so machine load hits both
+// alike, and reports each path's ns per record and their ratio.
+func BenchmarkSealOverhead(b *testing.B) {
+	serde := schemas.SingleObject()
+	ctx := context.Background()
+	inner := benchScore(b, serde)
+	var ds avro.DailyScore
+	if err := serde.Unmarshal(inner, &ds); err != nil {
+		b.Fatal(err)
+	}
+	sk, _ := pseudonym.GenerateSealKey()
+	ks := newKeys()
+	ks.committed = []pseudonym.Opening{opening(seq(0), pseudonym.Vehicle, ds.VehicleID)}
+	ks.apply()
+	w := NewWriter(&Keyring{Keys: ks, Seal: sk})
+	rd := &Reader{Keys: ks, Serde: serde}
+	clearOne := func() {
+		v, err := serde.Marshal(&ds)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var back avro.DailyScore
+		if err := serde.Unmarshal(v, &back); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sealedOne := func() {
+		v, err := serde.Marshal(&ds)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, _, err := w.Seal(ctx, "minecart.scores", pseudonym.Vehicle, ds.VehicleID, v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		env, err := serde.Marshal(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, in, _, err := rd.Unseal(ctx, "minecart.scores", []byte(s.Pseudonym), env)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var back avro.DailyScore
+		if err := serde.Unmarshal(in, &back); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const block = 64
+	var tClear, tSealed time.Duration
+	n := 0
+	for b.Loop() {
+		start := time.Now()
+		for range block {
+			clearOne()
+		}
+		mid := time.Now()
+		for range block {
+			sealedOne()
+		}
+		tClear += mid.Sub(start)
+		tSealed += time.Since(mid)
+		n += block
+	}
+	b.ReportMetric(float64(tClear.Nanoseconds())/float64(n), "ns-clear/record")
+	b.ReportMetric(float64(tSealed.Nanoseconds())/float64(n), "ns-sealed/record")
+	b.ReportMetric(float64(tSealed)/float64(tClear), "sealed/clear")
+}
