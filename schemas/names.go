@@ -27,4 +27,5 @@ const (
 	PartnerAck        = "minecart.settlement.PartnerAck"
 	Statement         = "minecart.settlement.Statement"
 	Credential        = "minecart.auth.Credential" // credentials topic (compacted)
+	Sealed            = "minecart.shred.Sealed"    // topics kept forever: a record sealed under its identity's key (docs/privacy.md)
 )

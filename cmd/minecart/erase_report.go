@@ -14,6 +14,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/schemas"
 )
 
 // The erasure report: what `minecart accounts erase` cleared, and what it
@@ -53,7 +54,11 @@ type TopicExpiry struct {
 	SegmentMs     int64  `json:"segment_ms"`     // the topic's segment.ms
 	// ExpiresBy is ErasedAt + retention.ms + segment.ms (RFC 3339, UTC),
 	// or "never" when retention.ms is -1, or "compaction" for a
-	// compacted topic (a record goes when a later record of its key does).
+	// compacted topic (a record goes when a later record of its key does),
+	// or "shredded" for a topic whose records are sealed under their
+	// identity's key (docs/privacy.md): the destroyed keys made them
+	// unreadable at once; erasure-check counts what it still holds in
+	// clear (records written before shredding existed).
 	ExpiresBy string `json:"expires_by"`
 	// EndOffsets are the topic's end offsets by partition when the keys
 	// were destroyed: every record below them was written before the
@@ -68,22 +73,25 @@ type TopicExpiry struct {
 // entries, checkpoints) are not here: they name no one in clear
 // (docs/partners.md, "Nothing personal"), and an erasure makes their
 // pseudonyms unlinkable.
-var ErasureTopics = []struct{ Topic, Holds string }{
-	{pipelines.TopicTelemetryRaw, "vehicle id (key), positions"},
-	{pipelines.TopicTelemetryClean, "vehicle id (key), positions"},
-	{pipelines.TopicLateEvents, "vehicle id, positions"},
-	{pipelines.TopicFingerprints, "vehicle id, trip fingerprints"},
-	{pipelines.TopicReplayVerdicts, "vehicle id (key)"},
-	{pipelines.TopicDeadLetter, "rejected payloads: any id, positions"},
-	{pipelines.TopicScores, "vehicle id, score id <vehicle>/<date>"},
-	{pipelines.TopicLedgerRequests, "account and vehicle ids of debits, adjustments, erasure requests"},
-	{pipelines.TopicRedemptions, "owner (key and value)"},
-	{pipelines.TopicRedemptionStatus, "owner"},
-	{pipelines.TopicTransfers, "account ids"},
-	{pipelines.TopicIngestChangelog, "vehicle ids of the dedup state"},
-	{pipelines.TopicScoringChangelog, "vehicle ids of open windows"},
-	{pipelines.TopicLedgerChangelog, "score ids <vehicle>/<date> of pending credits"},
-	{pipelines.TopicSettlementLog, "the owner's balance and redemptions under the account id"},
+var ErasureTopics = []struct {
+	Topic, Holds string
+	Shredded     bool // sealed under the identity's key (docs/privacy.md)
+}{
+	{pipelines.TopicTelemetryRaw, "vehicle id (key), positions", false},
+	{pipelines.TopicTelemetryClean, "vehicle id (key), positions", false},
+	{pipelines.TopicLateEvents, "vehicle id, positions", false},
+	{pipelines.TopicFingerprints, "vehicle id, trip fingerprints", false},
+	{pipelines.TopicReplayVerdicts, "vehicle id (key)", false},
+	{pipelines.TopicDeadLetter, "rejected payloads: any id, positions", false},
+	{pipelines.TopicScores, "sealed scores under the vehicle's pseudonym: nothing in clear but records written before shredding", true},
+	{pipelines.TopicLedgerRequests, "account and vehicle ids of debits, adjustments, erasure requests", false},
+	{pipelines.TopicRedemptions, "owner (key and value)", false},
+	{pipelines.TopicRedemptionStatus, "owner", false},
+	{pipelines.TopicTransfers, "account ids", false},
+	{pipelines.TopicIngestChangelog, "vehicle ids of the dedup state", false},
+	{pipelines.TopicScoringChangelog, "vehicle ids of open windows", false},
+	{pipelines.TopicLedgerChangelog, "score ids <vehicle>/<date> of pending credits", false},
+	{pipelines.TopicSettlementLog, "the owner's balance and redemptions under the account id", false},
 }
 
 // topicExpiries reads the cleanup and retention configs of ErasureTopics
@@ -124,6 +132,9 @@ func topicExpiries(ctx context.Context, cfg kafka.Config, erasedAt time.Time) ([
 			}
 		}
 		x.ExpiresBy = expiresBy(x, erasedAt)
+		if t.Shredded {
+			x.ExpiresBy = "shredded"
+		}
 		x.EndOffsets = map[int32]int64{}
 		for p, o := range ends[t.Topic] {
 			if o.Err != nil {
@@ -177,6 +188,10 @@ type TopicCheck struct {
 	// summed over partitions; transaction markers included).
 	Left      int64
 	ExpiresBy string
+	// Clear counts, for a shredded topic, the records written before the
+	// erasure that are not sealed and not identity-free (a scoring
+	// watermark): records in clear from before shredding existed.
+	Clear int64
 }
 
 // checkErasure compares the end offsets rep recorded with the topics'
@@ -208,9 +223,42 @@ func checkErasure(ctx context.Context, cfg kafka.Config, rep *ErasureReport) ([]
 				c.Left += end - o.Offset
 			}
 		}
+		if x.ExpiresBy == "shredded" {
+			if c.Clear, err = countClear(ctx, cfg, x); err != nil {
+				return nil, err
+			}
+		}
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// countClear reads a shredded topic below the end offsets of the report
+// and counts the records that are neither sealed (minecart.shred.Sealed)
+// nor identity-free (a scoring Watermark).
+func countClear(ctx context.Context, cfg kafka.Config, x TopicExpiry) (int64, error) {
+	rd, err := kafka.NewReader(cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer rd.Close()
+	serde := cfg.Serde
+	if serde == nil {
+		serde = schemas.SingleObject()
+	}
+	var n int64
+	for p, end := range x.EndOffsets {
+		err := rd.Read(ctx, x.Topic, p, 0, end, func(r pipelines.Record) error {
+			if name, err := serde.Name(r.Value); err != nil || (name != schemas.Sealed && name != schemas.Watermark) {
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("read %s/%d: %w", x.Topic, p, err)
+		}
+	}
+	return n, nil
 }
 
 // readReport loads a report written by --report.
@@ -240,6 +288,15 @@ func erasureCheck(ctx context.Context, a *admin, path string, requireGone bool, 
 	}
 	left := 0
 	for _, c := range cs {
+		if c.ExpiresBy == "shredded" {
+			if c.Clear == 0 {
+				fmt.Fprintf(w, "%-34s shredded (%d records from before the erasure, every one sealed or naming no one)\n", c.Topic, c.Left)
+				continue
+			}
+			left++
+			fmt.Fprintf(w, "%-34s shredded, but %d records from before the erasure are in clear (written before shredding; kept forever)\n", c.Topic, c.Clear)
+			continue
+		}
 		if c.Left == 0 {
 			fmt.Fprintf(w, "%-34s gone\n", c.Topic)
 			continue

@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,10 +32,12 @@ import (
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
+	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/pseudonym/follow"
+	"github.com/minecart/minecart/services/shred"
 	"github.com/minecart/minecart/services/stack"
 )
 
@@ -63,7 +67,7 @@ func TestPrivacyAndErasure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	defer func() { st.Close() }() // the stack of the moment: restarted below
 	sim, err := fleet.New(fleet.Config{Seed: 5, Vehicles: 6, Days: 1, Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)})
 	if err != nil {
 		t.Fatal(err)
@@ -274,6 +278,20 @@ func TestPrivacyAndErasure(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// Before the erasure: every score on the topic kept forever is sealed
+	// (no VIN in clear) and opens; what the other owners hold.
+	names0, err := follow.Snapshot(ctx, kcfg, seal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc := checkShredded(t, ctx, st, names0, vins, nil); sc.opened < len(vins) || sc.shredded != 0 {
+		t.Fatalf("before the erasure: %+v", sc)
+	}
+	sumBefore, err := st.Summary(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// 3. Erase the owner.
 	t.Setenv("MINECART_BROKERS", st.Broker.Addrs()[0])
 	t.Setenv("MINECART_KAFKA_SASL", "scram-sha-512:"+super.Name+":"+super.Password)
@@ -375,6 +393,183 @@ func TestPrivacyAndErasure(t *testing.T) {
 	if code := getAs(t, base+mine[0]+"/points", st.OperatorToken, nil); code != http.StatusNotFound && code != http.StatusGone {
 		t.Fatalf("points of an erased vehicle: %d, want 404 or 410", code)
 	}
+
+	// 4. Crypto-shredding (docs/privacy.md): the scores topic, kept
+	// forever, read from its start: no VIN in clear, the erased vehicles'
+	// scores open under no key left, the others' open as before.
+	sc := checkShredded(t, ctx, st, names, vins, mine)
+	if sc.shredded < len(mine) || sc.opened < len(vins)-len(mine) {
+		t.Fatalf("after the erasure: %+v", sc)
+	}
+	t.Logf("scores topic after the erasure: %+v", sc)
+	otherBalances := func(sum stack.Summary) map[string]int64 {
+		m := map[string]int64{}
+		for _, b := range sum.TopBalances {
+			if b.Owner != owner && b.Owner != acct.Pseudonym {
+				m[b.Owner] = b.Balance
+			}
+		}
+		return m
+	}
+	sumAfter, err := st.Summary(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(otherBalances(sumBefore), otherBalances(sumAfter)) || len(otherBalances(sumAfter)) == 0 {
+		t.Fatalf("the other owners' balances: before %v, after %v", otherBalances(sumBefore), otherBalances(sumAfter))
+	}
+	if len(sumAfter.TopDrivers) != len(sumBefore.TopDrivers)-sc.shredded {
+		t.Fatalf("the summary reads %d scores after the erasure, %d before, %d shredded", len(sumAfter.TopDrivers), len(sumBefore.TopDrivers), sc.shredded)
+	}
+
+	// 5. A restart of every stage after the erasure rebuilds the same
+	// state: the book (its root, and the credits' prefix), the other
+	// owners' balances, the owner view (the erased vehicle's scores
+	// skipped as shredded, the others' points there).
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = stack.Start(ctx, stack.Config{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		ClickHouseDSN: ch.WriterDSN(), ClickHouseReadDSN: ch.AnalystDSN(), SessionTimeout: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	var sumRestart stack.Summary
+	for wctx, wcancel := context.WithTimeout(ctx, time.Minute); ; {
+		if sumRestart, err = st.Summary(ctx, 1000); err == nil && sumRestart.Root == sumAfter.Root && maps.Equal(otherBalances(sumRestart), otherBalances(sumAfter)) {
+			wcancel()
+			break
+		}
+		if wctx.Err() != nil {
+			t.Fatalf("after the restart: root %s (want %s), balances %v (want %v), err %v", sumRestart.Root, sumAfter.Root, otherBalances(sumRestart), otherBalances(sumAfter), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if sumRestart.TreeSize != sumAfter.TreeSize || len(sumRestart.TopDrivers) != len(sumAfter.TopDrivers) {
+		t.Fatalf("after the restart: %d entries, %d scores; before it %d, %d", sumRestart.TreeSize, len(sumRestart.TopDrivers), sumAfter.TreeSize, len(sumAfter.TopDrivers))
+	}
+	// The credits' part of the book is the book of before the erasure.
+	found := false
+	for _, r := range readTopic(t, ctx, st.Pipelines, pipelines.TopicLedgerBlocks) {
+		var b avro.LedgerBlock
+		if err := st.Serde.Unmarshal(r.Value, &b); err != nil {
+			t.Fatal(err)
+		}
+		if uint64(b.TreeSize) == sumBefore.TreeSize && hex.EncodeToString(b.Root) != sumBefore.Root {
+			t.Fatalf("the book at size %d has root %x after the erasure, %s before", b.TreeSize, b.Root, sumBefore.Root)
+		}
+		found = found || uint64(b.TreeSize) == sumBefore.TreeSize
+	}
+	if !found {
+		t.Fatalf("no block ends at the size %d the book had before the erasure", sumBefore.TreeSize)
+	}
+	base = "http://" + st.HTTPAddr() + "/v1/vehicles/"
+	for wctx, wcancel := context.WithTimeout(ctx, time.Minute); ; {
+		code := getAs(t, base+vins[2]+"/points", st.OperatorToken, nil)
+		erased := getAs(t, base+mine[0]+"/points", st.OperatorToken, nil)
+		if code == http.StatusOK && (erased == http.StatusNotFound || erased == http.StatusGone) && counterValue(t, st, "minecart_owner_view_shredded_records_total") >= float64(sc.shredded) {
+			wcancel()
+			break
+		}
+		if wctx.Err() != nil {
+			t.Fatalf("after the restart: points of another vehicle %d, of the erased one %d, shredded scores skipped by the owner view %v",
+				code, erased, counterValue(t, st, "minecart_owner_view_shredded_records_total"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// (A restored scoring task writes its watermark once more.)
+	if sc2 := checkShredded(t, ctx, st, names, vins, mine); sc2.opened != sc.opened || sc2.shredded != sc.shredded {
+		t.Fatalf("the scores topic after the restart: %+v, before it %+v", sc2, sc)
+	}
+}
+
+// shredCount is what checkShredded found on the scores topic.
+type shredCount struct{ opened, shredded, watermarks int }
+
+// snapshotKeys is a complete directory (follow.Snapshot) as shred.Keys:
+// nothing to catch up.
+type snapshotKeys struct{ d *pseudonym.Directory }
+
+func (k snapshotKeys) Directory() *pseudonym.Directory { return k.d }
+func (snapshotKeys) CatchUp(context.Context) error     { return nil }
+func (snapshotKeys) Sync(context.Context) error        { return nil }
+
+// checkShredded reads the scores topic from its start: no record names a
+// vehicle of vins in clear (key or value); every record is a watermark or
+// sealed; a sealed record opens with the keys of names (a snapshot of the
+// pseudonyms topic) to a score of a vehicle not in erased, or is shredded
+// (its key destroyed), and then opens under none of the keys left and is
+// the score of no vehicle that still has a key.
+func checkShredded(t *testing.T, ctx context.Context, st *stack.Stack, names *pseudonym.Directory, vins, erased []string) shredCount {
+	t.Helper()
+	rd := shred.Reader{Keys: snapshotKeys{names}, Serde: st.Serde}
+	var left []pseudonym.Opening
+	for _, v := range vins {
+		if o, ok := names.Lookup(pseudonym.Vehicle, v); ok {
+			left = append(left, o)
+		}
+	}
+	var c shredCount
+	for _, r := range readTopic(t, ctx, st.Pipelines, pipelines.TopicScores) {
+		for _, v := range vins {
+			if bytes.Contains(r.Key, []byte(v)) || bytes.Contains(r.Value, []byte(v)) {
+				t.Fatalf("scores offset %d names %s in clear", r.Offset, v)
+			}
+		}
+		name, err := st.Serde.Name(r.Value)
+		if err != nil {
+			t.Fatalf("scores offset %d: %v", r.Offset, err)
+		}
+		if name == schemas.Watermark {
+			c.watermarks++
+			continue
+		}
+		if name != schemas.Sealed {
+			t.Fatalf("scores offset %d: a %s in clear", r.Offset, name)
+		}
+		o, inner, _, err := rd.Unseal(ctx, r.Topic, r.Key, r.Value)
+		if errors.Is(err, shred.ErrShredded) {
+			c.shredded++
+			var s avro.Sealed
+			if err := st.Serde.Unmarshal(r.Value, &s); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range left {
+				k.Pseudonym = s.Pseudonym // even under its own pseudonym, no other key opens it
+				if _, err := shred.Open(k, r.Topic, s.Pseudonym, &s); err == nil {
+					t.Fatalf("scores offset %d: a shredded score opens under the key of %s", r.Offset, k.ID)
+				}
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("scores offset %d: %v", r.Offset, err)
+		}
+		var ds avro.DailyScore
+		if err := st.Serde.Unmarshal(inner, &ds); err != nil || ds.VehicleID != o.ID || slices.Contains(erased, ds.VehicleID) {
+			t.Fatalf("scores offset %d opens to %+v (key of %s): %v", r.Offset, ds, o.ID, err)
+		}
+		c.opened++
+	}
+	return c
+}
+
+// counterValue is the sum of a counter's series in the stack's registry.
+func counterValue(t *testing.T, st *stack.Stack, name string) float64 {
+	t.Helper()
+	mfs, err := st.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				v += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return v
 }
 
 // getAs GETs url with a bearer token and decodes a 200 answer into into.
@@ -453,6 +648,10 @@ func checkErasureReport(t *testing.T, path, owner string, pseudonyms, vehicles [
 			if x.CleanupPolicy != "compact" || x.ExpiresBy != "compaction" {
 				t.Errorf("report: compacted %s: %+v", e.Topic, x)
 			}
+		case e.Shredded:
+			if x.RetentionMs != -1 || x.ExpiresBy != "shredded" {
+				t.Errorf("report: %s is kept forever, its records sealed: %+v", e.Topic, x)
+			}
 		case s.Retention == 0:
 			if x.RetentionMs != -1 || x.ExpiresBy != "never" {
 				t.Errorf("report: %s is kept forever: %+v", e.Topic, x)
@@ -513,7 +712,7 @@ func checkErasureExpiry(t *testing.T, ctx context.Context, st *stack.Stack, repo
 	out, err = check(false)
 	if err != nil || line(out, pipelines.TopicTelemetryRaw) == "" || !strings.HasSuffix(line(out, pipelines.TopicTelemetryRaw), " gone") ||
 		!strings.HasSuffix(line(out, pipelines.TopicTelemetryClean), " gone") ||
-		!strings.Contains(line(out, pipelines.TopicScores), "records from before the erasure left") {
+		!strings.Contains(line(out, pipelines.TopicScores), " shredded (") {
 		t.Fatalf("erasure-check after retention: %v\n%s", err, out)
 	}
 	t.Log(out)

@@ -72,7 +72,7 @@ var layers = []struct {
 	{"stages and APIs, over the contract", []string{"services/ingest", "services/*/stage", "services/sink", "services/owner",
 		"services/ledger/proofs", "services/settlement/api", "services/campaign/api", "services/auth", "services/auth/authtest", "services/witness", "services/web"}},
 	{"domain", []string{"services/telemetry", "services/telemetry/wire", "services/scoring", "services/scoring/scoringtest", "services/scoring/replay",
-		"services/ledger", "services/ledger/merkle", "services/ledger/ledgertest", "services/settlement", "services/ids", "services/owner/view", "services/sealbox", "services/campaign", "services/pseudonym", "loadtest/fleet", "loadtest/fairness"}},
+		"services/ledger", "services/ledger/merkle", "services/ledger/ledgertest", "services/settlement", "services/ids", "services/owner/view", "services/sealbox", "services/campaign", "services/pseudonym", "services/shred", "loadtest/fleet", "loadtest/fairness"}},
 	{"base", []string{"schemas/avro", "schemas", "schemas/internal/avrogen", "pipelines", "pipelines/prom"}},
 }
 

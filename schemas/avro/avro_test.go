@@ -24,7 +24,7 @@ func records() []schemas.Record {
 		&avro.DeadLetter{}, &avro.Device{}, &avro.LedgerBlock{}, &avro.DebitRequest{}, &avro.LedgerEntry{},
 		&avro.DailyScore{}, &avro.LateEvent{}, &avro.Watermark{}, &avro.AccountBinding{}, &avro.CatalogItem{},
 		&avro.CreditSettled{}, &avro.PartnerAck{}, &avro.Redemption{}, &avro.RedemptionRequest{}, &avro.Statement{},
-		&avro.Credential{}, &avro.TimeMark{}, &avro.TransferRequest{}, &avro.TransferBatch{}, &avro.AccountFlags{}, &avro.CampaignRequest{}, &avro.Pseudonym{},
+		&avro.Credential{}, &avro.TimeMark{}, &avro.TransferRequest{}, &avro.TransferBatch{}, &avro.AccountFlags{}, &avro.CampaignRequest{}, &avro.Pseudonym{}, &avro.Sealed{},
 	}
 }
 

@@ -1923,6 +1923,68 @@ func (r *TransferBatch) decode(d *decoder) {
 	r.RequestedMs = time.UnixMilli(d.long("requested_ms")).UTC()
 }
 
+// SealedKind is the Avro enum minecart.shred.SealedKind.
+type SealedKind string
+
+// The symbols of SealedKind, in schema order.
+const (
+	SealedKindVehicle SealedKind = "vehicle"
+	SealedKindAccount SealedKind = "account"
+)
+
+func (e SealedKind) index() (int64, error) {
+	switch e {
+	case SealedKindVehicle:
+		return 0, nil
+	case SealedKindAccount:
+		return 1, nil
+	}
+	return 0, fmt.Errorf("minecart.shred.SealedKind: symbol %q not in the enum", string(e))
+}
+
+var symbolsSealedKind = [...]SealedKind{SealedKindVehicle, SealedKindAccount}
+
+// Sealed is the Avro record minecart.shred.Sealed.
+//
+// A record of a topic kept forever, sealed under the key of the one identity it names (crypto-shredding): the record key is the identity's pseudonym, and the whole inner record (its framed Avro value, as it would have been written in clear) is sealed under a key derived from the identity's pseudonym key. Tombstoning that key on minecart.ledger.pseudonyms (an erasure) makes every such record unreadable. docs/privacy.md defines every byte.
+type Sealed struct {
+	// pseudonym: p1: then 32 lowercase hex digits: the identity's pseudonym (docs/ledger.md, Pseudonymous leaves). Equals the record's key.
+	Pseudonym string
+	// kind: The kind of the identity.
+	Kind SealedKind
+	// sealed: "MCS1" || key id (8) || nonce (12) || AES-256-GCM(inner value) || tag (16) under the shred key HMAC-SHA256(pseudonym key, "minecart/shred-key/v1"), additional data "minecart/shred/v1\u0000" || topic || "\u0000" || pseudonym.
+	Sealed []byte
+}
+
+// AvroName is the record's full Avro name, minecart.shred.Sealed.
+func (*Sealed) AvroName() string { return "minecart.shred.Sealed" }
+
+// AppendAvro appends r's Avro binary encoding (the body, no framing) to dst.
+func (r *Sealed) AppendAvro(dst []byte) ([]byte, error) {
+	var err error
+	dst = appendString(dst, r.Pseudonym)
+	if dst, err = appendEnum(dst, r.Kind); err != nil {
+		return dst, err
+	}
+	dst = appendBytes(dst, r.Sealed)
+	return dst, nil
+}
+
+// UnmarshalAvro decodes an Avro binary body (no framing) into r; bytes
+// left after the record are an error.
+func (r *Sealed) UnmarshalAvro(b []byte) error {
+	d := decoder{b: b}
+	*r = Sealed{}
+	r.decode(&d)
+	return d.finish("minecart.shred.Sealed")
+}
+
+func (r *Sealed) decode(d *decoder) {
+	r.Pseudonym = d.string("pseudonym")
+	r.Kind = decodeEnum(d, "kind", symbolsSealedKind[:])
+	r.Sealed = d.bytes("sealed")
+}
+
 // TimeMark is the Avro record minecart.telemetry.TimeMark.
 //
 // A time mark, written in-band by a gateway to one partition of minecart.telemetry.raw (header kind=mark, key mark/<gateway>) and forwarded by ingest to the same partition of minecart.telemetry.clean: gateway `gateway` will from now on append to this partition only records it accepted at intake-clock time >= time_ms. Scoring closes days on these marks (docs/scoring.md, Log time).

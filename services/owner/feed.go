@@ -15,6 +15,7 @@ import (
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/owner/view"
+	"github.com/minecart/minecart/services/shred"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -44,6 +45,9 @@ type Feed struct {
 	teleRecords, scoreRecords prometheus.Counter // of records
 	bad                       *prometheus.CounterVec
 	lag                       *prometheus.GaugeVec
+	shredded                  prometheus.Counter
+	unseal                    *shred.Reader   // opens sealed scores (FeedConfig.Pseudonyms; nil: none)
+	ctx                       context.Context // Run's, for the key lookups of unseal
 }
 
 // FeedConfig configures a Feed.
@@ -58,6 +62,9 @@ type FeedConfig struct {
 	// up to it may have been in deleted records (default 1 h, above
 	// ingest's 5 min allowance for box clocks ahead).
 	SkewMargin time.Duration
+	// Pseudonyms opens sealed scores (crypto-shredding, docs/privacy.md;
+	// follow.Follower). Nil: a sealed score is a bad record.
+	Pseudonyms shred.Keys
 }
 
 // NewFeed returns a feed of cfg.View and registers its metrics:
@@ -85,6 +92,12 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 			Help: "Records the owner view skipped because they did not decode, by topic."}, []string{"topic"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "minecart_owner_view_lag_records",
 			Help: "Records of the topic not yet applied to the owner view (at the last check, SetLag)."}, []string{"topic"}),
+		shredded: prometheus.NewCounter(prometheus.CounterOpts{Name: "minecart_owner_view_shredded_records_total",
+			Help: "Sealed scores skipped because their vehicle's key is destroyed (erased): they name nobody any more."}),
+		ctx: context.Background(),
+	}
+	if cfg.Pseudonyms != nil {
+		f.unseal = &shred.Reader{Keys: cfg.Pseudonyms, Serde: cfg.Serde}
 	}
 	f.teleRecords = f.records.WithLabelValues(pipelines.TopicTelemetryClean)
 	f.scoreRecords = f.records.WithLabelValues(pipelines.TopicScores)
@@ -95,7 +108,7 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "minecart_owner_view_" + name, Help: help},
 			func() float64 { return fn(cfg.View.Stats()) })
 	}
-	for _, c := range []prometheus.Collector{f.records, f.bad, f.lag,
+	for _, c := range []prometheus.Collector{f.records, f.bad, f.lag, f.shredded,
 		stat("bytes", "Estimated heap of the owner view (encoded points plus fixed costs per vehicle, day and score).", func(s view.Stats) float64 { return float64(s.Bytes()) }),
 		stat("vehicle_days", "Vehicle-days of track the owner view keeps.", func(s view.Stats) float64 { return float64(s.Days) }),
 		stat("points", "Track points the owner view keeps.", func(s view.Stats) float64 { return float64(s.Points) }),
@@ -203,6 +216,22 @@ func ViewEvent(ev *telemetry.Event) view.Event {
 func (f *Feed) Scores(rec pipelines.Record) error {
 	f.seen(&rec, f.view.SetScoresFrom, 0)
 	name, err := f.serde.Name(rec.Value)
+	if err == nil && name == schemas.Sealed {
+		if f.unseal == nil {
+			err = errors.New("a sealed score, and the view has no pseudonym keys to open it")
+		} else {
+			var inner []byte
+			_, inner, _, err = f.unseal.Unseal(f.ctx, rec.Topic, rec.Key, rec.Value)
+			if errors.Is(err, shred.ErrShredded) {
+				f.shredded.Inc()
+				return nil // names nobody any more
+			}
+			if err == nil {
+				rec.Value = inner
+				name, err = f.serde.Name(rec.Value)
+			}
+		}
+	}
 	if err == nil && name == schemas.Watermark {
 		return nil
 	}
@@ -319,6 +348,7 @@ func (f *Feed) Run(ctx context.Context, newReader func() (TopicReader, error), l
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	f.ctx = ctx
 	topics := []string{pipelines.TopicTelemetryClean, pipelines.TopicScores, pipelines.TopicLedgerRequests}
 	feeds := []struct {
 		fn     func(pipelines.Record) error

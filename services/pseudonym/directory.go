@@ -16,6 +16,7 @@ type Directory struct {
 	mu   sync.RWMutex
 	byP  map[string]Opening
 	byID map[ident]string
+	gone map[string]struct{} // pseudonyms deleted (tombstoned) and not put again
 }
 
 type ident struct {
@@ -25,7 +26,7 @@ type ident struct {
 
 // NewDirectory returns an empty directory.
 func NewDirectory() *Directory {
-	return &Directory{byP: map[string]Opening{}, byID: map[ident]string{}}
+	return &Directory{byP: map[string]Opening{}, byID: map[ident]string{}, gone: map[string]struct{}{}}
 }
 
 // Put adds (or replaces) an opening.
@@ -37,12 +38,14 @@ func (d *Directory) Put(o Opening) {
 	}
 	d.byP[o.Pseudonym] = o
 	d.byID[ident{o.Kind, o.ID}] = o.Pseudonym
+	delete(d.gone, o.Pseudonym)
 }
 
 // Delete forgets pseudonym p (a tombstone: the key is destroyed).
 func (d *Directory) Delete(p string) (Opening, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.gone[p] = struct{}{}
 	o, ok := d.byP[p]
 	if ok {
 		delete(d.byP, p)
@@ -51,6 +54,17 @@ func (d *Directory) Delete(p string) (Opening, bool) {
 		}
 	}
 	return o, ok
+}
+
+// Gone reports whether pseudonym p was deleted (its key tombstoned) and
+// not put again since: a record sealed for it names nobody any more.
+// After the topic's compaction dropped a tombstone, a reader that starts
+// then never sees it: p is then neither known nor gone.
+func (d *Directory) Gone(p string) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	_, ok := d.gone[p]
+	return ok
 }
 
 // Open returns the opening of pseudonym p.

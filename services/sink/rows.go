@@ -1,7 +1,9 @@
 package sink
 
 import (
+	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -10,6 +12,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/shred"
 	"github.com/minecart/minecart/services/telemetry"
 )
 
@@ -122,20 +125,46 @@ const scoresInsert = `INSERT INTO daily_scores (date, vehicle_id, id, device_id,
 	score, points, flags, flag_reasons, events_hash, revision, release_ms, late_added, region,
 	src_topic, src_partition, src_offset)`
 
+// transientError is a failure to read the pseudonym keys: the batch is
+// retried, the record is not dead-lettered.
+type transientError struct{ error }
+
+func (e transientError) Unwrap() error { return e.error }
+
 // scoreRow maps a record of the scores topic: a DailyScore to its row (each
 // revision of a vehicle-day its own row, docs/analytics.md), a Watermark
-// to none.
-func (w *writer) scoreRow(rec *pipelines.Record) (row, error) {
-	switch name, err := w.serde.Name(rec.Value); {
+// to none, a sealed score (docs/privacy.md) to its inner score's row, or
+// to none when its vehicle's key is destroyed.
+func (w *writer) scoreRow(ctx context.Context, rec *pipelines.Record) (row, error) {
+	value := rec.Value
+	name, err := w.serde.Name(value)
+	if err == nil && name == schemas.Sealed {
+		if w.unseal == nil {
+			return nil, errors.New("a sealed score, and the sink has no pseudonym keys to open it")
+		}
+		_, inner, _, err := w.unseal.Unseal(ctx, rec.Topic, rec.Key, value)
+		switch {
+		case errors.Is(err, shred.ErrShredded):
+			w.m.shredded.Inc()
+			return nil, nil // names nobody any more: no row
+		case errors.Is(err, shred.ErrBad):
+			return nil, err
+		case err != nil:
+			return nil, transientError{err}
+		}
+		value = inner
+		name, err = w.serde.Name(value)
+	}
+	switch {
 	case err != nil:
 		return nil, err
 	case name == schemas.Watermark:
-		return nil, w.serde.Unmarshal(rec.Value, &avro.Watermark{})
+		return nil, w.serde.Unmarshal(value, &avro.Watermark{})
 	case name != schemas.DailyScore:
 		return nil, fmt.Errorf("record %s on %s", name, rec.Topic)
 	}
 	var s avro.DailyScore
-	if err := w.serde.Unmarshal(rec.Value, &s); err != nil {
+	if err := w.serde.Unmarshal(value, &s); err != nil {
 		return nil, err
 	}
 	date, err := time.Parse(time.DateOnly, s.Date)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/shred"
 )
 
 // DefaultDSN is the embedded ClickHouse of `minecart run`.
@@ -70,6 +71,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// Pseudonyms opens the sealed records of the scores topic
+	// (crypto-shredding, docs/privacy.md; follow.Follower). Nil: a sealed
+	// score is dead-lettered.
+	Pseudonyms shred.Keys
 }
 
 // Validate reports whether the configuration is usable.

@@ -1,7 +1,9 @@
 package sink
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/services/shred"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -50,14 +53,16 @@ type writer struct {
 	serde  *schemas.Serde
 	events *wire.Codec // telemetry's specialised decoder for the serde's framing
 	log    *slog.Logger
+	unseal *shred.Reader // opens sealed scores (Config.Pseudonyms; nil: none)
 	m      *metrics
 	wire   wireTypes
 	chunk  int
 }
 
 type metrics struct {
-	rows    *prometheus.CounterVec // by table
-	skipped prometheus.Counter
+	rows     *prometheus.CounterVec // by table
+	skipped  prometheus.Counter
+	shredded prometheus.Counter
 }
 
 func newWriter(cfg Config) (*writer, error) {
@@ -67,9 +72,13 @@ func newWriter(cfg Config) (*writer, error) {
 	}
 	m := prom.NewMetrics(cfg.Registerer)
 	w := &writer{verified: map[topicPartition]bool{}, conn: cfg.Conn, serde: cfg.Serde, events: codec, log: cfg.Logger, chunk: cfg.InsertRows, m: &metrics{
-		rows:    m.CounterVec("minecart_sink_inserted_rows_total", "Rows inserted into ClickHouse, by table.", "table"),
-		skipped: m.Counter("minecart_sink_skipped_total", "Records skipped because their offsets were already stored (redeliveries)."),
+		rows:     m.CounterVec("minecart_sink_inserted_rows_total", "Rows inserted into ClickHouse, by table.", "table"),
+		skipped:  m.Counter("minecart_sink_skipped_total", "Records skipped because their offsets were already stored (redeliveries)."),
+		shredded: m.Counter("minecart_sink_shredded_total", "Sealed records skipped because their identity's key is destroyed (erased): no row (docs/privacy.md)."),
 	}}
+	if cfg.Pseudonyms != nil {
+		w.unseal = &shred.Reader{Keys: cfg.Pseudonyms, Serde: cfg.Serde}
+	}
 	return w, m.Err()
 }
 
@@ -169,7 +178,11 @@ func (w *writer) prepare(ctx context.Context, recs []pipelines.Record, stored st
 		if skip {
 			b.skipped++
 		}
-		if code, err := w.add(b, rec, skip); err != nil {
+		code, err := w.add(ctx, b, rec, skip)
+		var te transientError
+		if errors.As(err, &te) {
+			b.err = cmp.Or(b.err, err) // the batch fails and is retried
+		} else if err != nil {
 			b.rejected = append(b.rejected, pipelines.Rejected{Record: *rec, Code: code, Err: err})
 		}
 	}
@@ -214,7 +227,7 @@ func (w *writer) store(ctx context.Context, b *batch) error {
 // add decodes rec into its table's rows, or only decodes it when skip (its
 // rows are stored already). Records that carry no row (scoring watermarks,
 // gateway time marks, the ledger's checkpoint records) are skipped.
-func (w *writer) add(b *batch, rec *pipelines.Record, skip bool) (code string, err error) {
+func (w *writer) add(ctx context.Context, b *batch, rec *pipelines.Record, skip bool) (code string, err error) {
 	switch rec.Topic {
 	case pipelines.TopicTelemetryClean, pipelines.TopicTelemetryRaw:
 		if pipelines.IsMark(rec) {
@@ -229,7 +242,7 @@ func (w *writer) add(b *batch, rec *pipelines.Record, skip bool) (code string, e
 		}
 		b.telemetry.add(&ev, rec)
 	case pipelines.TopicScores:
-		r, err := w.scoreRow(rec)
+		r, err := w.scoreRow(ctx, rec)
 		if err != nil || skip || r == nil {
 			return CodeDecode, err
 		}

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/shred"
 )
 
 // Activity is a snapshot of how much each stage has processed.
@@ -167,8 +169,12 @@ func (s *Stack) Summary(ctx context.Context, top int) (Summary, error) {
 		if strings.HasPrefix(string(r.Key), "wm/") {
 			return nil
 		}
+		v, err := s.ClearScore(ctx, r)
+		if err != nil || v == nil {
+			return err // nil: shredded (erased), names nobody
+		}
 		var ds avro.DailyScore
-		if err := s.Serde.Unmarshal(r.Value, &ds); err != nil {
+		if err := s.Serde.Unmarshal(v, &ds); err != nil {
 			return nil // not a score: the ledger dead-letters it
 		}
 		d := Driver{VehicleID: ds.VehicleID, Date: ds.Date, Score: ds.Score, Points: ds.Points,
@@ -270,4 +276,17 @@ func (s *Stack) scan(ctx context.Context, topic string, fn func(pipelines.Record
 		}
 	}
 	return nil
+}
+
+// ClearScore is the value of a scores record in clear: the inner record
+// of a sealed one (docs/privacy.md), nil when its vehicle's key is
+// destroyed (erased), the record's own value otherwise. A sealed value
+// that does not open is an error.
+func (s *Stack) ClearScore(ctx context.Context, r pipelines.Record) ([]byte, error) {
+	rd := shred.Reader{Keys: s.Pseudonyms, Serde: s.Serde}
+	_, v, _, err := rd.Unseal(ctx, r.Topic, r.Key, r.Value)
+	if errors.Is(err, shred.ErrShredded) {
+		return nil, nil
+	}
+	return v, err
 }

@@ -42,6 +42,7 @@ import (
 	scoringstage "github.com/minecart/minecart/services/scoring/stage"
 	settleapi "github.com/minecart/minecart/services/settlement/api"
 	settlestage "github.com/minecart/minecart/services/settlement/stage"
+	"github.com/minecart/minecart/services/shred"
 	"github.com/minecart/minecart/services/sink"
 	"github.com/minecart/minecart/services/telemetry"
 )
@@ -284,7 +285,12 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	sc, err := scoringstage.NewStage(scoringstage.Config{Grace: cfg.Grace, IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+	// Scores are sealed under their vehicle's key (crypto-shredding,
+	// docs/privacy.md): scoring makes a vehicle's pseudonym key with the
+	// ledger's key source, the readers open them through the follower.
+	ring := &shred.Keyring{Keys: s.Pseudonyms, Source: ps.Keys, Seal: s.PseudonymKey}
+	ps.Follow = s.Pseudonyms
+	sc, err := scoringstage.NewStage(scoringstage.Config{Grace: cfg.Grace, IdleTimeout: cfg.IdleTimeout, TickEvery: time.Second, Serde: s.Serde, Registerer: s.Registry, Logger: log, Shred: ring})
 	if err != nil {
 		return nil, fmt.Errorf("scoring: %w", err)
 	}
@@ -313,7 +319,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			return nil, fmt.Errorf("sink: %w", err)
 		}
 		s.env.OnClose(conn.Close)
-		sinkStage, err := sink.NewStage(sink.Config{Conn: conn, Serde: s.Serde, Registerer: s.Registry, Logger: log})
+		sinkStage, err := sink.NewStage(sink.Config{Conn: conn, Serde: s.Serde, Registerer: s.Registry, Logger: log, Pseudonyms: s.Pseudonyms})
 		if err != nil {
 			return nil, fmt.Errorf("sink: %w", err)
 		}
@@ -501,7 +507,7 @@ func (s *Stack) mountOwner(mux *auth.Mux) error {
 // read_committed readers (owner.Feed.Run), the lag checked every 5 s.
 func (s *Stack) startOwnerView() (*view.View, error) {
 	v := view.New(view.Config{})
-	feed, err := owner.NewFeed(owner.FeedConfig{View: v, Serde: s.Serde, Registerer: s.Registry, Logger: s.cfg.Logger})
+	feed, err := owner.NewFeed(owner.FeedConfig{View: v, Serde: s.Serde, Registerer: s.Registry, Logger: s.cfg.Logger, Pseudonyms: s.Pseudonyms})
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/ledger/merkle"
 	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/shred"
 )
 
 // pseudonymize is the ledger's one choke point for identities: it returns
@@ -127,6 +128,8 @@ type Processor struct {
 	flushed              bool
 	// names are the pseudonym keys (Config.Pseudonyms; nil: none).
 	names *pseudonym.Directory
+	// keysWritten: the open transaction wrote to the pseudonyms topic.
+	keysWritten bool
 
 	// Campaigns (campaigns.go): the scores of credits not yet appended,
 	// the bonus candidates waiting for their window end, compiled rules.
@@ -352,6 +355,35 @@ func (p *Processor) releasedThrough() int64 {
 	return low
 }
 
+// unseal opens a sealed score (docs/privacy.md): its inner value, or nil
+// (skipped, counted) when the vehicle's key is destroyed. The opening
+// joins the ledger's keys, so the credit is named by the pseudonym the
+// scoring stage made.
+func (p *Processor) unseal(ctx context.Context, rec pipelines.Record) ([]byte, error) {
+	ps := p.cfg.Pseudonyms
+	if ps == nil || ps.Follow == nil || p.names == nil {
+		return nil, pipelines.Reject("sealed", errors.New("a sealed score, and the ledger has no pseudonym keys to open it"))
+	}
+	// Waiting for the pseudonyms topic's open transactions would wait for
+	// this one if it wrote keys: then a key not read yet fails the batch
+	// (retried), it is never taken for destroyed.
+	r := shred.Reader{Keys: ps.Follow, Serde: p.cfg.Serde, MayWait: func() bool { return !p.keysWritten }}
+	o, inner, _, err := r.Unseal(ctx, rec.Topic, rec.Key, rec.Value)
+	switch {
+	case errors.Is(err, shred.ErrShredded):
+		p.m.shredded.Inc()
+		return nil, nil
+	case errors.Is(err, shred.ErrBad):
+		return nil, pipelines.Reject("sealed", err)
+	case err != nil:
+		return nil, err // the pseudonyms topic could not be read (or not yet): retried
+	}
+	if _, ok := p.names.Open(o.Pseudonym); !ok {
+		p.names.Put(o)
+	}
+	return inner, nil
+}
+
 // Process handles one score, watermark or ledger request.
 func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipelines.Emitter) error {
 	p.settle()
@@ -362,6 +394,14 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 	name, err := p.cfg.Serde.Name(rec.Value)
 	if err != nil {
 		return decodeErr(err)
+	}
+	if rec.Topic == p.cfg.ScoresTopic && name == schemas.Sealed {
+		if rec.Value, err = p.unseal(ctx, rec); err != nil || rec.Value == nil {
+			return err
+		}
+		if name, err = p.cfg.Serde.Name(rec.Value); err != nil || name != schemas.DailyScore {
+			return pipelines.Reject("sealed", fmt.Errorf("%w: the sealed record is a %s, not a score (%v)", shred.ErrBad, name, err))
+		}
 	}
 	switch {
 	case rec.Topic == p.cfg.ScoresTopic && name == schemas.DailyScore:
@@ -625,6 +665,7 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 				return nil
 			}
 			recs = append(recs, rec{ps.Topic, []byte(o.Pseudonym), v})
+			p.keysWritten = true
 		}
 		// An erasure destroys the keys of the identities it names: a
 		// tombstone on the topic (in this transaction) and the copy here.
@@ -633,6 +674,7 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 				for _, id := range e.Identities() {
 					recs = append(recs, rec{ps.Topic, []byte(id), nil})
 					p.names.Delete(id)
+					p.keysWritten = true
 				}
 			}
 		}
@@ -696,6 +738,7 @@ func (p *Processor) Flush(ctx context.Context, out pipelines.Emitter) error {
 		return err
 	}
 	p.flushedAt, p.flushed = p.book.Height(), true
+	p.keysWritten = false // the transaction ends with this Flush
 	if p.broken != nil {
 		return fmt.Errorf("ledger: %w", p.broken)
 	}

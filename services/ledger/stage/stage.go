@@ -24,6 +24,7 @@ import (
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/ledger"
 	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/shred"
 )
 
 // Name is the ledger stage's name: its consumer group and transactional
@@ -81,6 +82,11 @@ type Pseudonyms struct {
 	Load func(context.Context) (*pseudonym.Directory, error)
 	// Topic (default pipelines.TopicLedgerPseudonyms).
 	Topic string
+	// Follow opens the sealed records of the scores topic
+	// (crypto-shredding, docs/privacy.md): the followed topic
+	// (follow.Follower), which has the keys scoring made. Nil: a sealed
+	// score is dead-lettered.
+	Follow shred.Keys
 }
 
 func (c Config) withDefaults() Config {
@@ -173,6 +179,7 @@ type metrics struct {
 	badBlocks *prometheus.CounterVec
 	bonuses   prometheus.Counter
 	bonusErrs *prometheus.CounterVec
+	shredded  prometheus.Counter
 }
 
 // ReaderLabel is the "reader" label of the stage's series of
@@ -192,6 +199,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		watermark: m.Gauge("minecart_ledger_released_through_ms", "Lowest scoring watermark: credits ending at or before it are in the book."),
 		badBlocks: m.CounterVec(ledger.BadBlocksMetric, ledger.BadBlocksHelp, "reader", "reason"),
 		bonuses:   m.Counter("minecart_ledger_campaign_bonuses_total", "Campaign bonus entries appended."),
+		shredded:  m.Counter("minecart_ledger_shredded_records_total", "Sealed scores skipped because their vehicle's key is destroyed (erased): they name nobody any more (docs/privacy.md)."),
 		bonusErrs: m.CounterVec("minecart_ledger_campaign_errors_total", "Credits a campaign rule could not be evaluated on (no bonus), by what failed: inputs, eval, encode.", "what"),
 	}, m.Err()
 }

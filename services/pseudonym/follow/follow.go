@@ -137,6 +137,30 @@ func (f *Follower) Sync(ctx context.Context) error {
 	return nil
 }
 
+// CatchUp reads the topic up to its last stable offset now, without
+// waiting for open transactions (Sync waits for them): a stage that may
+// itself hold a transaction open on the topic (scoring, the ledger) uses
+// it, so it never waits for itself.
+func (f *Follower) CatchUp(ctx context.Context) error {
+	f.syncMu.Lock()
+	defer f.syncMu.Unlock()
+	ends, err := f.sync.Ends(ctx, Topic)
+	if err != nil {
+		return fmt.Errorf("pseudonyms: %w", err)
+	}
+	end := ends[0]
+	f.l.mu.Lock()
+	from := f.l.next
+	f.l.mu.Unlock()
+	if from >= end {
+		return nil
+	}
+	if err := f.sync.Read(ctx, Topic, 0, from, end, f.l.apply); err != nil {
+		return fmt.Errorf("pseudonyms: %w", err)
+	}
+	return nil
+}
+
 // Directory is the follower's directory (read it after a Sync for an
 // up-to-date view).
 func (f *Follower) Directory() *pseudonym.Directory { return f.l.dir }

@@ -23,8 +23,10 @@ import (
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/ingest"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/scoring/replay"
+	"github.com/minecart/minecart/services/shred"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -100,6 +102,13 @@ type Config struct {
 	// ReplayBudget how many fingerprints per day at most (default
 	// 200,000). docs/scoring.md, "Replay detection".
 	ReplayDays, ReplayBudget int
+	// Shred, when set, seals every DailyScore under its vehicle's key
+	// (crypto-shredding, docs/privacy.md): the scores topic then carries
+	// a minecart.shred.Sealed keyed by the vehicle's pseudonym, and a
+	// vehicle seen first gets its pseudonym key on Pseudonyms (default
+	// pipelines.TopicLedgerPseudonyms) in the same transaction.
+	Shred      *shred.Keyring
+	Pseudonyms string
 }
 
 func (c Config) withDefaults() Config {
@@ -167,6 +176,9 @@ func (c Config) withDefaults() Config {
 	if c.ReplayBudget <= 0 {
 		c.ReplayBudget = 200_000
 	}
+	if c.Pseudonyms == "" {
+		c.Pseudonyms = pipelines.TopicLedgerPseudonyms
+	}
 	return c
 }
 
@@ -194,6 +206,11 @@ func (c Config) Validate() error {
 	}
 	if c.Tasks < 1 {
 		errs = append(errs, fmt.Errorf("tasks %d < 1", c.Tasks))
+	}
+	if c.Shred != nil {
+		if err := c.Shred.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -245,6 +262,7 @@ type processor struct {
 	kept      int                      // closed days kept last reported to the gauge
 	keptBytes int                      // their serialized bytes last reported
 	limits    telemetry.ValidateConfig // physical limits of check: telemetry.Validate's defaults
+	shred     *shred.Writer            // seals the scores (Config.Shred; nil: clear)
 }
 
 func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*processor, error) {
@@ -262,6 +280,9 @@ func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*proc
 	if cfg.Lateness > 0 {
 		p.closed = scoring.NewClosedDays(cfg.Rules, cfg.Lateness)
 	}
+	if cfg.Shred != nil {
+		p.shred = shred.NewWriter(cfg.Shred)
+	}
 	return p, nil
 }
 
@@ -276,9 +297,9 @@ func (p *processor) Close() error {
 }
 
 // Process scores one clean telemetry event, or applies one time mark.
-func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+func (p *processor) Process(ctx context.Context, rec pipelines.Record, out pipelines.Emitter) error {
 	if pipelines.IsMark(&rec) {
-		return p.mark(rec, out)
+		return p.mark(ctx, rec, out)
 	}
 	if rec.Topic == p.cfg.Verdicts {
 		return p.verdict(rec, out)
@@ -304,7 +325,7 @@ func (p *processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 			// when a late event meets a backlog of closes.
 			for p.w.Frozen(ev.VehicleID, late.WindowStart) != nil {
 				var cerr error
-				p.w.Drain(1, func(c scoring.Closed) { cerr = p.emitClosed(out, c) })
+				p.w.Drain(1, func(c scoring.Closed) { cerr = p.emitClosed(ctx, out, c) })
 				if cerr != nil {
 					return cerr
 				}
@@ -383,7 +404,7 @@ const CodeBadMark = "bad_mark"
 // to the lowest mark of the live gateways, and the days it passes by the
 // grace close (emitted by Flush). The first mark switches the task from
 // event time to log time for good.
-func (p *processor) mark(rec pipelines.Record, out pipelines.Emitter) error {
+func (p *processor) mark(ctx context.Context, rec pipelines.Record, out pipelines.Emitter) error {
 	var m avro.TimeMark
 	if err := p.cfg.Serde.Unmarshal(rec.Value, &m); err != nil {
 		return pipelines.Reject(CodeBadMark, err)
@@ -403,14 +424,14 @@ func (p *processor) mark(rec pipelines.Record, out pipelines.Emitter) error {
 	p.seen = true
 	p.m.marks.Inc()
 	p.m.logTime.Set(float64(p.clock.Time()))
-	return p.revise(out)
+	return p.revise(ctx, out)
 }
 
 // revise emits one new DailyScore revision of every kept closed day that
 // took late events since the last call. The stage calls it at each time
 // mark (a point in the log, so replays group late events into the same
 // revisions), and from Flush on a task no gateway marks.
-func (p *processor) revise(out pipelines.Emitter) error {
+func (p *processor) revise(ctx context.Context, out pipelines.Emitter) error {
 	if p.closed == nil || p.closed.Pending() == 0 {
 		return nil
 	}
@@ -425,10 +446,43 @@ func (p *processor) revise(out pipelines.Emitter) error {
 			}
 			return
 		}
-		out.Emit(p.cfg.Scores, []byte(r.Vehicle), b)
+		if err := p.emitScore(ctx, out, r.Vehicle, b); err != nil {
+			if cerr == nil {
+				cerr = err
+			}
+			return
+		}
 		p.m.revisions.Inc()
 	})
-	return cerr // encoding our own schema failed: a bug; the transaction aborts
+	return cerr // encoding our own schema failed (a bug) or no key: the transaction aborts
+}
+
+// emitScore emits one DailyScore (framed value b) of vehicle: in clear
+// keyed by the vehicle id, or sealed under the vehicle's key and keyed by
+// its pseudonym (Config.Shred), with the key's record when it is new.
+func (p *processor) emitScore(ctx context.Context, out pipelines.Emitter, vehicle string, b []byte) error {
+	if p.shred == nil {
+		out.Emit(p.cfg.Scores, []byte(vehicle), b)
+		return nil
+	}
+	s, newKey, err := p.shred.Seal(ctx, p.cfg.Scores, pseudonym.Vehicle, vehicle, b)
+	if err != nil {
+		return fmt.Errorf("seal score of %s: %w", vehicle, err)
+	}
+	if newKey != nil {
+		v, err := p.cfg.Serde.Marshal(newKey)
+		if err != nil {
+			return fmt.Errorf("encode pseudonym: %w", err)
+		}
+		out.EmitTo(p.cfg.Pseudonyms, 0, []byte(newKey.Pseudonym), v)
+		p.m.newKeys.Inc()
+	}
+	v, err := p.cfg.Serde.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode sealed score: %w", err)
+	}
+	out.Emit(p.cfg.Scores, []byte(s.Pseudonym), v)
+	return nil
 }
 
 // Tick is the idle fallback (off by default): it closes windows on the
@@ -444,13 +498,16 @@ func (p *processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter
 // Flush emits up to MaxClosesPerBatch closed days (score + changelog
 // tombstone), writes the changelog once per window touched in the batch,
 // and the task's Watermark when it moved.
-func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
+func (p *processor) Flush(ctx context.Context, out pipelines.Emitter) error {
+	if p.shred != nil {
+		defer p.shred.EndTransaction()
+	}
 	if p.seen { // once per batch: the clock costs ~0.1 us, a record ~1 us
 		p.lastSeen, p.seen = p.cfg.Now(), false
 	}
 	var cerr error
 	p.w.Drain(p.cfg.MaxClosesPerBatch, func(c scoring.Closed) {
-		if err := p.emitClosed(out, c); err != nil && cerr == nil {
+		if err := p.emitClosed(ctx, out, c); err != nil && cerr == nil {
 			cerr = err
 		}
 	})
@@ -458,7 +515,7 @@ func (p *processor) Flush(_ context.Context, out pipelines.Emitter) error {
 		return cerr // encoding our own schema failed: a bug; the transaction aborts
 	}
 	if !p.clock.Active() { // no marks on this partition: revise per batch (not replay-exact)
-		if err := p.revise(out); err != nil {
+		if err := p.revise(ctx, out); err != nil {
 			return err
 		}
 	}
@@ -531,12 +588,14 @@ func (p *processor) Restore(_ context.Context, rec pipelines.Record) error {
 	return nil
 }
 
-func (p *processor) emitClosed(out pipelines.Emitter, c scoring.Closed) error {
+func (p *processor) emitClosed(ctx context.Context, out pipelines.Emitter, c scoring.Closed) error {
 	b, err := p.cfg.Serde.Marshal(scoreRecord(p.cfg.Rules, &c))
 	if err != nil {
 		return fmt.Errorf("encode score %s: %w", c.ID, err)
 	}
-	out.Emit(p.cfg.Scores, []byte(c.Vehicle), b)
+	if err := p.emitScore(ctx, out, c.Vehicle, b); err != nil {
+		return err
+	}
 	out.EmitTo(p.cfg.Changelog, p.task, []byte(c.ID), nil)
 	p.publishTrips(out, c.Trips)
 	if p.closed != nil {
@@ -595,7 +654,7 @@ func scoreRecord(r *scoring.Rules, c *scoring.Closed) *avro.DailyScore {
 
 type metrics struct {
 	events, late, closed, restoreErrors, marks prometheus.Counter
-	lateKept, revisions, fpRecords             prometheus.Counter
+	lateKept, revisions, fpRecords, newKeys    prometheus.Counter
 	verdicts                                   *prometheus.CounterVec
 	open, logTime, kept, keptBytes             prometheus.Gauge
 	flags                                      *prometheus.CounterVec
@@ -613,6 +672,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		open:          m.Gauge("minecart_scoring_open_windows", "Vehicle-days open in this process."),
 		lateKept:      m.Counter("minecart_scoring_late_rescored_events_total", "Events for a closed day within the lateness: they re-score the day."),
 		revisions:     m.Counter("minecart_scoring_revisions_total", "DailyScore revisions written for closed days re-scored after late data."),
+		newKeys:       m.Counter("minecart_scoring_pseudonym_keys_total", "Pseudonym keys made for vehicles first scored here (their scores sealed under them, docs/privacy.md)."),
 		kept:          m.Gauge("minecart_scoring_closed_days_kept", "Closed vehicle-days kept (serialized) in this process for late data."),
 		keptBytes:     m.Gauge("minecart_scoring_closed_days_bytes", "Serialized bytes of the closed vehicle-days kept in this process (bytes per closed day: this / minecart_scoring_closed_days_kept)."),
 		fpRecords:     m.Counter("minecart_scoring_fingerprint_records_total", "Fingerprint records written for the global replay check (one per trip and LSH band)."),

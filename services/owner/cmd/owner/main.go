@@ -60,9 +60,25 @@ func run(ctx context.Context, args []string) error {
 			}
 			env.OnClose(conn.Close)
 			cfg := owner.Config{Conn: conn, Registerer: env.Registry, Logger: env.Log}
+			var names *follow.Follower
+			if sealPath != "" {
+				seal, err := pseudonym.LoadSealKey(sealPath)
+				if err != nil {
+					return err
+				}
+				if names, err = follow.NewFollower(env.Kafka, seal, env.Log); err != nil {
+					return err
+				}
+				env.Go("pseudonyms", names.Run)
+				cfg.Pseudonyms = names
+			}
 			if withView {
 				cfg.View = view.New(view.Config{})
-				feed, err := owner.NewFeed(owner.FeedConfig{View: cfg.View, Serde: env.Kafka.Serde, Registerer: env.Registry, Logger: env.Log})
+				fc := owner.FeedConfig{View: cfg.View, Serde: env.Kafka.Serde, Registerer: env.Registry, Logger: env.Log}
+				if names != nil {
+					fc.Pseudonyms = names // opens the sealed scores (docs/privacy.md)
+				}
+				feed, err := owner.NewFeed(fc)
 				if err != nil {
 					return err
 				}
@@ -93,18 +109,6 @@ func run(ctx context.Context, args []string) error {
 				return err
 			}
 			cfg.Balances = owner.SettlementBalances(bindings, state, env.Kafka.Serde)
-			if sealPath != "" {
-				seal, err := pseudonym.LoadSealKey(sealPath)
-				if err != nil {
-					return err
-				}
-				names, err := follow.NewFollower(env.Kafka, seal, env.Log)
-				if err != nil {
-					return err
-				}
-				env.Go("pseudonyms", names.Run)
-				cfg.Pseudonyms = names
-			}
 			// Callers: credentials (hashes) from their compacted topic; an
 			// owner's vehicles from the bindings.
 			creds, err := env.Table(ctx, pipelines.TopicCredentials)

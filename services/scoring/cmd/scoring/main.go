@@ -14,15 +14,18 @@ import (
 
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/services/daemon"
+	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/scoring/stage"
+	"github.com/minecart/minecart/services/shred"
 )
 
 func main() { daemon.Main("scoring", run) }
 
 func run(ctx context.Context, args []string) error {
 	var cfg stage.Config
-	var rulesFile string
+	var rulesFile, sealPath, pseudonymSeed string
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "scoring", MetricsAddr: "127.0.0.1:9102", InstanceID: true,
 		Flags: func(fs *flag.FlagSet) {
@@ -36,6 +39,8 @@ func run(ctx context.Context, args []string) error {
 			fs.IntVar(&cfg.ReplayDays, "replay-days", 30, "days of trip fingerprints each task keeps for replay detection (negative: off)")
 			fs.IntVar(&cfg.ReplayBudget, "replay-budget", 200000, "trip fingerprints kept per day per task")
 			fs.StringVar(&rulesFile, "rules", "", "JSON file of scoring rules over the defaults (docs/scoring.md; a new Version is required)")
+			fs.StringVar(&sealPath, "pseudonym-key", "", "the ledger's pseudonym-sealing key file: seal every score under its vehicle's key, made here for a vehicle seen first (crypto-shredding, docs/privacy.md; empty: scores in clear)")
+			fs.StringVar(&pseudonymSeed, "pseudonym-seed", "", "TESTS AND SIMULATIONS ONLY: derive pseudonym keys from this seed, as the ledger's -pseudonym-seed (the same one)")
 		},
 		Prepare: func(log *slog.Logger) error {
 			rules := scoring.DefaultRules()
@@ -56,6 +61,21 @@ func run(ctx context.Context, args []string) error {
 		},
 		Build: func(_ context.Context, env *daemon.Env) error {
 			cfg.Serde, cfg.Registerer, cfg.Logger = env.Kafka.Serde, env.Registry, env.Log
+			if sealPath != "" {
+				seal, err := pseudonym.LoadSealKey(sealPath)
+				if err != nil {
+					return err
+				}
+				names, err := follow.NewFollower(env.Kafka, seal, env.Log)
+				if err != nil {
+					return err
+				}
+				env.Go("pseudonyms", names.Run)
+				cfg.Shred = &shred.Keyring{Keys: names, Seal: seal}
+				if pseudonymSeed != "" {
+					cfg.Shred.Source = pseudonym.Derived(pseudonymSeed)
+				}
+			}
 			st, err := stage.NewStage(cfg)
 			if err == nil {
 				env.Stage(st)

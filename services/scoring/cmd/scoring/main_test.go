@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/minecart/minecart/services/daemon/daemontest"
+	"github.com/minecart/minecart/services/pseudonym"
 )
 
 // TestMainSASL runs the command as docker-compose does (brokers and
@@ -33,5 +35,34 @@ func TestMainSASL(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"--rules", "/nonexistent/rules.json"}); err == nil {
 		t.Fatal("missing rules file accepted")
+	}
+	if err := run(context.Background(), []string{"--pseudonym-key", "/nonexistent/pseudonyms.key"}); err == nil {
+		t.Fatal("missing pseudonym key file accepted")
+	}
+}
+
+// TestMainShred: with -pseudonym-key the stage seals its scores
+// (docs/privacy.md): it starts, follows the pseudonyms topic and exports
+// the count of keys it made.
+func TestMainShred(t *testing.T) {
+	cfg := daemontest.Broker(t)
+	metrics := daemontest.Addr(t)
+	keyPath := filepath.Join(t.TempDir(), "pseudonyms.key")
+	if _, err := pseudonym.LoadOrCreateSealKey(keyPath); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--metrics-addr", metrics, "--tick", "100ms", "--pseudonym-key", keyPath, "--pseudonym-seed", "s"})
+	}()
+	daemontest.WaitGroup(t, cfg, "scoring", 30*time.Second)
+	if body := daemontest.Get(t, "http://"+metrics+"/metrics", 200, 10*time.Second); !strings.Contains(body, "minecart_scoring_pseudonym_keys_total") {
+		t.Error("metrics lack minecart_scoring_pseudonym_keys_total")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/services/daemon"
+	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/sink"
 )
 
@@ -15,7 +17,7 @@ func main() { daemon.Main("sink", run) }
 
 func run(ctx context.Context, args []string) error {
 	var cfg sink.Config
-	var dsn string
+	var dsn, sealPath string
 	return daemon.Run(ctx, args, daemon.Service{
 		Name: "sink", MetricsAddr: "127.0.0.1:9106", InstanceID: true,
 		Flags: func(fs *flag.FlagSet) {
@@ -24,6 +26,7 @@ func run(ctx context.Context, args []string) error {
 			fs.IntVar(&cfg.MaxRows, "max-rows", sink.DefaultMaxRows, "most records per batch (offset commit)")
 			fs.IntVar(&cfg.InsertRows, "insert-rows", sink.DefaultInsertRows, "most rows per ClickHouse insert (a batch of more is pipelined in chunks)")
 			fs.DurationVar(&cfg.MaxWait, "max-wait", time.Second, "longest a record waits before its insert")
+			fs.StringVar(&sealPath, "pseudonym-key", "", "the ledger's pseudonym-sealing key file: opens the scores scoring sealed (docs/privacy.md; empty: a sealed score is dead-lettered)")
 		},
 		Build: func(_ context.Context, env *daemon.Env) (err error) {
 			if cfg.Conn, err = sink.Open(dsn); err != nil {
@@ -31,6 +34,18 @@ func run(ctx context.Context, args []string) error {
 			}
 			env.OnClose(cfg.Conn.Close)
 			cfg.Serde, cfg.Registerer, cfg.Logger = env.Kafka.Serde, env.Registry, env.Log
+			if sealPath != "" {
+				seal, err := pseudonym.LoadSealKey(sealPath)
+				if err != nil {
+					return err
+				}
+				names, err := follow.NewFollower(env.Kafka, seal, env.Log)
+				if err != nil {
+					return err
+				}
+				env.Go("pseudonyms", names.Run)
+				cfg.Pseudonyms = names
+			}
 			st, err := sink.NewStage(cfg)
 			if err != nil {
 				return err
