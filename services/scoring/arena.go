@@ -3,6 +3,7 @@ package scoring
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"unsafe"
 )
 
 // arena holds variable-length records (a vehicle id, a cold day) for
@@ -55,6 +56,32 @@ func (a *arena) free(ref uint32) {
 	a.dead += size
 }
 
+// appendName appends a slot record's head: the vehicle id as a uvarint
+// length and its bytes.
+func appendName(dst []byte, vehicle string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(vehicle)))
+	return append(dst, vehicle...)
+}
+
+// splitRecord splits a slot record into the vehicle id and the rest (the
+// cold day, or the hot index).
+func splitRecord(rec []byte) (name, rest []byte) {
+	n, k := binary.Uvarint(rec)
+	return rec[k : k+int(n)], rec[k+int(n):]
+}
+
+// name returns a slot's vehicle id without a copy: a hot slot's is the
+// string in Windows.hot, a cold slot's points into its arena record (the
+// arena never changes bytes it wrote, and a string into an old chunk keeps
+// that chunk alive). Callers that keep it beyond the call use vehicle.
+func (w *Windows) name(s *slot) string {
+	if s.flags()&slotHot != 0 {
+		return w.hot[s.ref].name
+	}
+	name, _ := splitRecord(w.arena.get(s.ref))
+	return unsafe.String(unsafe.SliceData(name), len(name))
+}
+
 func uvarintLen(v uint64) int {
 	n := 1
 	for v >= 0x80 {
@@ -67,7 +94,7 @@ func uvarintLen(v uint64) int {
 // dayIndex finds a slot by (vehicle, window start): open addressing with
 // linear probing over slot numbers + 1 (0: empty), at most 3/4 full,
 // deletion by backward shift (no tombstones). The key lives in the slot
-// (its start and its vehicle's arena record), so an entry is 4 bytes.
+// (its window's start and its record's vehicle id), so an entry is 4 bytes.
 type dayIndex struct {
 	t    []int32
 	n    int
@@ -83,7 +110,7 @@ func dayHash(vehicle uint64, start int64) uint64 {
 
 func (w *Windows) slotHash(i int32) uint64 {
 	s := w.slot(i)
-	return dayHash(maphash.Bytes(w.index.seed, w.arena.get(s.name)), s.start)
+	return dayHash(maphash.String(w.index.seed, w.name(s)), w.start(s))
 }
 
 // lookup returns the slot of (vehicle, start), or -1.
@@ -98,7 +125,7 @@ func (w *Windows) lookup(vehicle string, start int64) int32 {
 		if e == 0 {
 			return -1
 		}
-		if s := w.slot(e - 1); s.start == start && string(w.arena.get(s.name)) == vehicle {
+		if s := w.slot(e - 1); w.start(s) == start && w.name(s) == vehicle {
 			return e - 1
 		}
 	}

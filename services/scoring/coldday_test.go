@@ -36,7 +36,7 @@ func testColdDays(t *testing.T) {
 			if flush {
 				w.Flush(func(string, []byte) {})
 				for j := range w.n {
-					if s := w.slot(j); s.flags&slotUsed != 0 && s.flags&slotHot == 0 {
+					if s := w.slot(j); s.flags()&slotUsed != 0 && s.flags()&slotHot == 0 {
 						cold++
 					}
 				}

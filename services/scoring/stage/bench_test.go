@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +81,13 @@ func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 		if err != nil {
 			b.Fatal(err)
 		}
+		var first, last atomic.Int64
+		var batches atomic.Int64
+		inner := st.NewProcessor
+		st.NewProcessor = func(ctx context.Context, t pipelines.Task) (pipelines.Processor, error) {
+			pr, err := inner(ctx, t)
+			return &timedProc{pr.(*processor), &first, &last, &batches}, err
+		}
 		cfg := kafkatest.Config(brokers)
 		cfg.MaxBatch = 5000
 		start := time.Now()
@@ -91,6 +99,7 @@ func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 			time.Sleep(5 * time.Millisecond)
 		}
 		took := time.Since(start) // until every input offset is committed
+		fmt.Printf("TIMING first %v last %v done %v flushes %d\n", time.Duration(first.Load()-start.UnixNano()), time.Duration(last.Load()-start.UnixNano()), took, batches.Load())
 		stop()
 		b.ReportMetric(float64(n)/base.Seconds(), "baseline-records/s")
 		b.ReportMetric(float64(events)/took.Seconds(), "stage-events/s")
@@ -239,3 +248,76 @@ type discardEmitter struct{}
 
 func (discardEmitter) Emit(string, []byte, []byte, ...pipelines.Header)          {}
 func (discardEmitter) EmitTo(string, int32, []byte, []byte, ...pipelines.Header) {}
+
+type timedProc struct {
+	*processor
+	first, last, flushes *atomic.Int64
+}
+
+func (t *timedProc) Process(ctx context.Context, rec pipelines.Record, out pipelines.Emitter) error {
+	now := time.Now().UnixNano()
+	t.first.CompareAndSwap(0, now)
+	t.last.Store(now)
+	return t.processor.Process(ctx, rec, out)
+}
+
+func (t *timedProc) Flush(ctx context.Context, out pipelines.Emitter) error {
+	t.flushes.Add(1)
+	return t.processor.Flush(ctx, out)
+}
+
+// BenchmarkProcessTraffic is the stage's own CPU per event on the traffic
+// of BenchmarkStageThroughput, no broker: one processor takes every record
+// (decode, checks, Windows.AddRef) and flushes (changelog records) every
+// 600 records, about the transactions of the throughput run.
+func BenchmarkProcessTraffic(b *testing.B) {
+	serde := schemas.SingleObject()
+	evs := scoringtest.Traffic(2000, 5, 1, morning())
+	recs := make([]pipelines.Record, len(evs))
+	for i := range evs {
+		v, err := serde.Encode(schemas.TelemetryEvent, telemetry.ToNative(&evs[i]))
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[i] = pipelines.Record{Topic: pipelines.TopicTelemetryClean, Key: []byte(evs[i].VehicleID), Value: v, Timestamp: time.UnixMilli(evs[i].TimeMs)}
+	}
+	ctx := context.Background()
+	var out countEmitter
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		st, err := NewStage(Config{Serde: serde, IdleTimeout: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		pr, err := st.NewProcessor(ctx, pipelines.Task{Stage: st.Name, Partition: 0})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := pr.(*processor)
+		for i := range recs {
+			if err := p.Process(ctx, recs[i], &out); err != nil {
+				b.Fatal(err)
+			}
+			if i%600 == 599 {
+				if err := p.Flush(ctx, &out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if err := p.Flush(ctx, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/event")
+	b.ReportMetric(float64(out.n)/float64(b.N), "records-emitted")
+	b.ReportMetric(float64(out.bytes)/float64(b.N*len(recs)), "emitted-B/event")
+}
+
+type countEmitter struct{ n, bytes int }
+
+func (c *countEmitter) Emit(_ string, k, v []byte, _ ...pipelines.Header) { c.n++; c.bytes += len(k) + len(v) }
+func (c *countEmitter) EmitTo(_ string, _ int32, k, v []byte, _ ...pipelines.Header) {
+	c.n++
+	c.bytes += len(k) + len(v)
+}
