@@ -1,9 +1,9 @@
 package scoring
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/maphash"
-	"unsafe"
 )
 
 // arena holds variable-length records (a vehicle id, a cold day) for
@@ -56,30 +56,21 @@ func (a *arena) free(ref uint32) {
 	a.dead += size
 }
 
-// appendName appends a slot record's head: the vehicle id as a uvarint
-// length and its bytes.
-func appendName(dst []byte, vehicle string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(vehicle)))
-	return append(dst, vehicle...)
+// splitRecord splits a cold slot's record into its vehicle id's encoding
+// (appendID) and its packed day.
+func splitRecord(rec []byte) (key, cold []byte) {
+	_, _, _, cold, _ = splitID(rec)
+	return rec[:len(rec)-len(cold)], cold
 }
 
-// splitRecord splits a slot record into the vehicle id and the rest (the
-// cold day, or the hot index).
-func splitRecord(rec []byte) (name, rest []byte) {
-	n, k := binary.Uvarint(rec)
-	return rec[k : k+int(n)], rec[k+int(n):]
-}
-
-// name returns a slot's vehicle id without a copy: a hot slot's is the
-// string in Windows.hot, a cold slot's points into its arena record (the
-// arena never changes bytes it wrote, and a string into an old chunk keeps
-// that chunk alive). Callers that keep it beyond the call use vehicle.
-func (w *Windows) name(s *slot) string {
+// key returns a slot's vehicle id encoding (appendID): the index's key,
+// valid until the slot changes or the arena is compacted.
+func (w *Windows) key(s *slot) []byte {
 	if s.flags()&slotHot != 0 {
-		return w.hot[s.ref].name
+		return w.hot[s.ref].key
 	}
-	name, _ := splitRecord(w.arena.get(s.ref))
-	return unsafe.String(unsafe.SliceData(name), len(name))
+	key, _ := splitRecord(w.arena.get(s.ref))
+	return key
 }
 
 func uvarintLen(v uint64) int {
@@ -94,7 +85,7 @@ func uvarintLen(v uint64) int {
 // dayIndex finds a slot by (vehicle, window start): open addressing with
 // linear probing over slot numbers + 1 (0: empty), at most 3/4 full,
 // deletion by backward shift (no tombstones). The key lives in the slot
-// (its window's start and its record's vehicle id), so an entry is 4 bytes.
+// (its window's start and its vehicle id's encoding), so an entry is 4 bytes.
 type dayIndex struct {
 	t    []int32
 	n    int
@@ -110,7 +101,7 @@ func dayHash(vehicle uint64, start int64) uint64 {
 
 func (w *Windows) slotHash(i int32) uint64 {
 	s := w.slot(i)
-	return dayHash(maphash.String(w.index.seed, w.name(s)), w.start(s))
+	return dayHash(maphash.Bytes(w.index.seed, w.key(s)), w.start(s))
 }
 
 // lookup returns the slot of (vehicle, start), or -1.
@@ -119,13 +110,14 @@ func (w *Windows) lookup(vehicle string, start int64) int32 {
 	if x.n == 0 {
 		return -1
 	}
+	w.qbuf = appendID(w.qbuf[:0], vehicle)
 	mask := uint64(len(x.t) - 1)
-	for k := dayHash(maphash.String(x.seed, vehicle), start) & mask; ; k = (k + 1) & mask {
+	for k := dayHash(maphash.Bytes(x.seed, w.qbuf), start) & mask; ; k = (k + 1) & mask {
 		e := x.t[k]
 		if e == 0 {
 			return -1
 		}
-		if s := w.slot(e - 1); w.start(s) == start && w.name(s) == vehicle {
+		if s := w.slot(e - 1); w.start(s) == start && bytes.Equal(w.key(s), w.qbuf) {
 			return e - 1
 		}
 	}

@@ -149,19 +149,35 @@ func (c *coldIO) rawBytes(p []byte) {
 	c.raw = c.raw[len(p):]
 }
 
-// str codes a string: its length in the stream, its bytes in the raw tail.
-func (c *coldIO) str(p *string) {
-	n := c.uv(uint64(len(*p)))
+// id codes an id (a device's) as appendID does: the header (length and
+// whether it is packed) in the stream, the bytes in the raw tail.
+func (c *coldIO) id(p *string) {
 	if !c.dec {
-		c.raw = append(c.raw, *p...)
+		h := uint64(len(*p)) << 1
+		if packable(*p) {
+			h |= 1
+		}
+		c.uv(h)
+		c.raw = appendIDBody(c.raw, *p)
 		return
 	}
-	if uint64(len(c.raw)) < n {
+	h := c.uv(0)
+	n, packed := h>>1, h&1 == 1
+	size := n
+	if packed {
+		size = uint64(packedLen(int(min(n, 1<<20))))
+	}
+	if n > 1<<20 || uint64(len(c.raw)) < size {
 		c.bad = true
 		return
 	}
-	*p = string(c.raw[:n])
-	c.raw = c.raw[n:]
+	if packed {
+		var buf [64]byte
+		*p = string(appendIDText(buf[:0], int(n), true, c.raw[:size]))
+	} else {
+		*p = string(c.raw[:size])
+	}
+	c.raw = c.raw[size:]
 }
 
 func (c *coldIO) sample(x *sample, prev *sample) {
@@ -327,7 +343,7 @@ func (c *coldIO) day(d *Day, night uint32) {
 	c.u32(&d.events, events)
 	for i := range d.devs {
 		s := &d.devs[i]
-		c.str(&s.ID)
+		c.id(&s.ID)
 		if s.ID == "" { // no such device: its span is empty
 			first, last = 0, 0
 		}

@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -102,12 +103,12 @@ func uvarintString(s string) (uint64, int) {
 func (w *Windows) night(s *slot) uint32 { return w.info(s).night }
 
 // cool packs a hot slot's day into a record of the arena (the vehicle
-// id, then the cold layout packed by packZeros) and drops the decoded
-// struct.
+// id's encoding, appendID, then the cold layout packed by packZeros) and
+// drops the decoded struct.
 func (w *Windows) cool(i int32) {
 	s := w.slot(i)
 	h := &w.hot[s.ref]
-	w.rec = appendName(w.rec[:0], h.name)
+	w.rec = append(w.rec[:0], h.key...)
 	w.rec, w.cbuf = appendCold(w.rec, w.cbuf, h.day, w.night(s))
 	w.unhot(s)
 	s.ref = w.arena.put(w.rec)
@@ -137,14 +138,15 @@ func (w *Windows) thaw(i int32) *Day {
 		return w.hot[s.ref].day
 	}
 	info := w.info(s)
-	name, cold := splitRecord(w.arena.get(s.ref))
+	key, cold := splitRecord(w.arena.get(s.ref))
 	d, buf, err := readCold(string(cold), w.pack, info.start, info.end, info.night)
 	w.pack = buf
 	if err == nil {
+		h := hotDay{slot: i, name: idText(key), key: bytes.Clone(key), day: d}
 		w.arena.free(s.ref)
 		s.ref = uint32(len(w.hot))
 		s.day |= slotHot
-		w.hot = append(w.hot, hotDay{slot: i, name: string(name), day: d})
+		w.hot = append(w.hot, h)
 		return d
 	}
 	panic(fmt.Sprintf("scoring: cold day of %s does not decode: %v", w.vehicle(s), err))

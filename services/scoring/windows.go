@@ -62,7 +62,8 @@ type Windows struct {
 	buf  []byte
 	pack []byte // scratch of cool and thaw
 	cbuf []byte // scratch of cool
-	rec  []byte // scratch of open and cool
+	rec  []byte // scratch of cool
+	qbuf []byte // scratch of lookup
 
 	compactions int // arena compactions (tests)
 }
@@ -70,8 +71,9 @@ type Windows struct {
 // A slot is one open vehicle-day, 8 bytes with no pointer: its window
 // (start, end, zone, night end, date) is an entry of Windows.days shared
 // by every slot of that window. While the day is cold, ref names its one
-// arena record: the vehicle id (uvarint length, bytes), then the packed
-// day (the cold layout of coldcodec.go, packZeros). While it is hot
+// arena record: the vehicle id's encoding (appendID), then the packed
+// day (the cold layout of coldcodec.go, packZeros); ids are packed 6 bits
+// a character when they can be (idpack.go). While it is hot
 // (decoded: from its first event after a Flush to the next Flush, or
 // from Frozen or Drain to its drop), ref is its index in Windows.hot,
 // which holds the vehicle id and the Day. Flush packs a hot day and drops
@@ -152,6 +154,7 @@ func (w *Windows) windowID(zone uint16, start, end int64) uint32 {
 type hotDay struct {
 	slot int32
 	name string // the vehicle id
+	key  []byte // its encoding (appendID)
 	day  *Day
 }
 
@@ -329,18 +332,18 @@ func (w *Windows) openID(vehicle string, id uint32, d *Day) int32 {
 	i := w.alloc()
 	s := w.slot(i)
 	*s = slot{day: id<<slotFlagBits | slotUsed | slotHot, ref: uint32(len(w.hot))}
-	w.hot = append(w.hot, hotDay{slot: i, name: strings.Clone(vehicle), day: d})
+	w.hot = append(w.hot, hotDay{slot: i, name: strings.Clone(vehicle), key: appendID(nil, vehicle), day: d})
 	w.indexAdd(i)
 	w.nextEnd = min(w.nextEnd, w.days[id].end)
 	return i
 }
 
-// vehicle returns a slot's vehicle id (a copy of a cold slot's).
+// vehicle returns a slot's vehicle id.
 func (w *Windows) vehicle(s *slot) string {
 	if s.flags()&slotHot != 0 {
-		return w.name(s)
+		return w.hot[s.ref].name
 	}
-	return strings.Clone(w.name(s))
+	return idText(w.key(s))
 }
 
 // Frozen returns the day of vehicle's window starting at start if it is
@@ -433,7 +436,7 @@ func (w *Windows) freeze(idx []int32) {
 		if c := cmp.Compare(w.end(sa), w.end(sb)); c != 0 {
 			return c
 		}
-		return strings.Compare(w.name(sa), w.name(sb))
+		return compareIDs(w.key(sa), w.key(sb))
 	})
 	for _, i := range idx {
 		w.slot(i).day |= slotClosed
@@ -575,7 +578,7 @@ func (w *Windows) encodeSlot(i int32) []byte {
 	s := w.slot(i)
 	z := w.zoneList[w.info(s).zone]
 	day := w.hot[s.ref].day
-	vehicle := w.name(s)
+	vehicle := w.hot[s.ref].name
 	b := make([]byte, 0, dayFixedSize+8+len(z.name)+len(day.Device)+len(vehicle))
 	b = append(b, stateVersion)
 	b = day.AppendBinary(b)

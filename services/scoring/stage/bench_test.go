@@ -3,8 +3,8 @@ package stage
 import (
 	"context"
 	"fmt"
-	"testing"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -316,7 +316,10 @@ func BenchmarkProcessTraffic(b *testing.B) {
 
 type countEmitter struct{ n, bytes int }
 
-func (c *countEmitter) Emit(_ string, k, v []byte, _ ...pipelines.Header) { c.n++; c.bytes += len(k) + len(v) }
+func (c *countEmitter) Emit(_ string, k, v []byte, _ ...pipelines.Header) {
+	c.n++
+	c.bytes += len(k) + len(v)
+}
 func (c *countEmitter) EmitTo(_ string, _ int32, k, v []byte, _ ...pipelines.Header) {
 	c.n++
 	c.bytes += len(k) + len(v)
