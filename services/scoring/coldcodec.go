@@ -3,6 +3,7 @@ package scoring
 import (
 	"encoding/binary"
 	"errors"
+	"unsafe"
 )
 
 // The cold layout of an open day (Windows keeps a day in it between a
@@ -360,24 +361,28 @@ func (c *coldIO) day(d *Day, night uint32) {
 
 var errCold = errors.New("cold day: bad encoding")
 
+// coldBufs is appendCold's scratch space: the stream and the raw tail.
+type coldBufs struct{ stream, raw []byte }
+
 // appendCold appends d's cold record to dst: the stream packed
-// (packZeros), then the raw tail. raw is scratch space.
-func appendCold(dst, raw []byte, d *Day, night uint32) (out, scratch []byte) {
-	c := coldIO{raw: raw[:0]}
+// (packZeros), then the raw tail.
+func appendCold(dst []byte, bufs *coldBufs, d *Day, night uint32) []byte {
+	c := coldIO{b: bufs.stream[:0], raw: bufs.raw[:0]}
 	c.day(d, night)
+	bufs.stream, bufs.raw = c.b, c.raw
 	dst = packZeros(dst, c.b)
-	return append(dst, c.raw...), c.raw
+	return append(dst, c.raw...)
 }
 
 // readCold decodes a cold record into a day of the window [start, end).
-// buf is scratch space; it returns it (grown).
-func readCold(rec string, buf []byte, start, end int64, night uint32) (*Day, []byte, error) {
-	buf, raw, err := unpackZerosRest(buf[:0], rec)
+// buf is scratch space; it returns it (grown). rec is only read.
+func readCold(rec []byte, buf []byte, start, end int64, night uint32) (*Day, []byte, error) {
+	buf, raw, err := unpackZerosRest(buf[:0], unsafe.String(unsafe.SliceData(rec), len(rec)))
 	if err != nil {
 		return nil, buf, err
 	}
 	d := &Day{Start: start, End: end}
-	c := coldIO{dec: true, b: buf, raw: []byte(raw)}
+	c := coldIO{dec: true, b: buf, raw: rec[len(rec)-len(raw):]}
 	c.day(d, night)
 	if c.bad || len(c.b) != 0 || len(c.raw) != 0 {
 		return nil, buf, errCold

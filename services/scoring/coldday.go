@@ -109,7 +109,7 @@ func (w *Windows) cool(i int32) {
 	s := w.slot(i)
 	h := &w.hot[s.ref]
 	w.rec = append(w.rec[:0], h.key...)
-	w.rec, w.cbuf = appendCold(w.rec, w.cbuf, h.day, w.night(s))
+	w.rec = appendCold(w.rec, &w.cbuf, h.day, w.night(s))
 	w.unhot(s)
 	s.ref = w.arena.put(w.rec)
 }
@@ -139,7 +139,7 @@ func (w *Windows) thaw(i int32) *Day {
 	}
 	info := w.info(s)
 	key, cold := splitRecord(w.arena.get(s.ref))
-	d, buf, err := readCold(string(cold), w.pack, info.start, info.end, info.night)
+	d, buf, err := readCold(cold, w.pack, info.start, info.end, info.night)
 	w.pack = buf
 	if err == nil {
 		h := hotDay{slot: i, name: idText(key), key: bytes.Clone(key), day: d}

@@ -59,11 +59,13 @@ type Windows struct {
 	restoring      map[string]int32 // changelog key -> slot, only while restoring
 	replay         *replayState     // nil: replay detection off (EnableReplay)
 
+	last lastSlot // the slot of the last event (slot -1: none)
+
 	buf  []byte
-	pack []byte // scratch of cool and thaw
-	cbuf []byte // scratch of cool
-	rec  []byte // scratch of cool
-	qbuf []byte // scratch of lookup
+	pack []byte   // scratch of cool and thaw
+	cbuf coldBufs // scratch of cool
+	rec  []byte   // scratch of cool
+	qbuf []byte   // scratch of lookup
 
 	compactions int // arena compactions (tests)
 }
@@ -151,6 +153,12 @@ func (w *Windows) windowID(zone uint16, start, end int64) uint32 {
 	return w.dayID(zone, start, end, zd.night, date)
 }
 
+type lastSlot struct {
+	vehicle string
+	start   int64
+	slot    int32
+}
+
 type hotDay struct {
 	slot int32
 	name string // the vehicle id
@@ -196,6 +204,7 @@ func NewWindows(rules *Rules, defaultTZ string, grace time.Duration) (*Windows, 
 		zones:   map[string]*zone{},
 		index:   dayIndex{seed: maphash.MakeSeed()},
 		dayIDs:  map[dayKey]uint32{},
+		last:    lastSlot{slot: -1},
 		nextEnd: maxInt64,
 	}
 	if _, err := w.zone(defaultTZ); err != nil {
@@ -306,10 +315,15 @@ func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) 
 	if ev.TimeMs > w.stream && !w.markClock {
 		w.advance(ev.TimeMs, closed)
 	}
-	i := w.lookup(ev.VehicleID, start)
-	if i < 0 {
-		d := NewDay(start, end, night)
-		i = w.openID(ev.VehicleID, id, &d)
+	// A box uploads its events in batches, so a partition's records come
+	// in runs of one vehicle: the last slot found is tried first.
+	i := w.last.slot
+	if i < 0 || w.last.start != start || w.last.vehicle != ev.VehicleID {
+		if i = w.lookup(ev.VehicleID, start); i < 0 {
+			d := NewDay(start, end, night)
+			i = w.openID(ev.VehicleID, id, &d)
+		}
+		w.last = lastSlot{vehicle: ev.VehicleID, start: start, slot: i}
 	}
 	day := w.thaw(i)
 	w.buf = day.AddRef(w.rules, ev, ref, w.buf)
@@ -679,6 +693,9 @@ func (w *Windows) drop(i int32) {
 		w.arena.free(s.ref)
 	}
 	delete(w.traces, i)
+	if w.last.slot == i {
+		w.last = lastSlot{slot: -1}
+	}
 	*s = slot{}
 	w.free = append(w.free, i)
 }

@@ -361,6 +361,7 @@ func BenchmarkProcessTraffic(b *testing.B) {
 	var out countEmitter
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for range b.N {
 		st, err := NewStage(Config{Serde: serde, IdleTimeout: -1})
 		if err != nil {
@@ -385,6 +386,7 @@ func BenchmarkProcessTraffic(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*len(recs)), "cpu-ns/event")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/event")
 	b.ReportMetric(float64(out.n)/float64(b.N), "records-emitted")
 	b.ReportMetric(float64(out.bytes)/float64(b.N*len(recs)), "emitted-B/event")
