@@ -181,13 +181,17 @@ func (c *coldIO) id(p *string) {
 	c.raw = c.raw[size:]
 }
 
+// sample codes x from prev: its time and speed, then its classes (bits
+// and harsh classes, usually those of prev) in a block.
 func (c *coldIO) sample(x *sample, prev *sample) {
 	c.u32(&x.T, prev.T)
 	c.i32(&x.SpeedC, prev.SpeedC)
-	c.u8(&x.Bits, prev.Bits)
-	for i := range x.Harsh {
-		c.u8(&x.Harsh[i], prev.Harsh[i])
-	}
+	c.block(func() {
+		c.u8(&x.Bits, prev.Bits)
+		for i := range x.Harsh {
+			c.u8(&x.Harsh[i], prev.Harsh[i])
+		}
+	})
 }
 
 // fix codes f from prev's position, the sample time t and speed, and
@@ -216,17 +220,19 @@ func (c *coldIO) seg(s *seg, prevT uint32) {
 	c.u64(&s.LastSeq, s.FirstSeq)
 	c.u32(&s.N, uint32(s.LastSeq-s.FirstSeq)+1)
 	c.u8(&s.Dev, 0)
-	c.sample(&s.F1, &sample{T: prevT})
+	c.sample(&s.F1, &sample{T: prevT, Bits: sMoving})
 	c.sample(&s.F2, &s.F1)
 	period := s.F2.T - s.F1.T // a regular run: every sample this far apart
-	l1 := s.F2
-	if s.N >= 4 {
-		l1.T += period * (s.N - 3)
-	}
-	c.sample(&s.L1, &l1)
-	l2 := s.L1
-	l2.T += period
-	c.sample(&s.L2, &l2)
+	c.block(func() {
+		l1 := s.F2
+		if s.N >= 4 {
+			l1.T += period * (s.N - 3)
+		}
+		c.sample(&s.L1, &l1)
+		l2 := s.L1
+		l2.T += period
+		c.sample(&s.L2, &l2)
+	})
 	c.i64(&o.First, 0)
 	c.i64(&o.Last, o.First)
 	c.i64(&o.M, o.Last-o.First)
@@ -264,45 +270,47 @@ func (c *coldIO) seg(s *seg, prevT uint32) {
 	c.i64(&p.PaidMM, 0)
 	c.u32(&p.JudgedP, triples)
 	c.u32(&p.ExactP, 0)
-	c.block(func() {
-		c.u32(&s.NightMs, 0)
-		c.u32(&st.TFirst, 0)
-		c.u32(&st.TLast, 0)
-		c.u32(&st.Mid, 0)
-		c.u32(&o.Rollbacks, 0)
-		c.u32(&s.HDOPRj, 0)
-	})
-	c.block(func() {
-		c.u32(&s.Speed.Head, 0)
-		c.u32(&s.Speed.Tail, 0)
-		c.u32(&s.Speed.Mid, 0)
-	})
-	for i := range s.Harsh {
-		h := &s.Harsh[i]
+	c.block(func() { // the blocks below, all at their predictions in a regular run
 		c.block(func() {
-			c.flags(&h.AllH, &h.HNon, &h.FStarted, &h.TailActive)
-			c.u32(&h.HHold, 0)
-			c.u32(&h.FHold, 0)
-			c.u32(&h.TailHold, 0)
-			c.u32(&h.Mid, 0)
+			c.u32(&s.NightMs, 0)
+			c.u32(&st.TFirst, 0)
+			c.u32(&st.TLast, 0)
+			c.u32(&st.Mid, 0)
+			c.u32(&o.Rollbacks, 0)
+			c.u32(&s.HDOPRj, 0)
 		})
-	}
-	c.block(func() {
-		c.i64(&p.GapMM, 0)
-		c.i64(&p.GapUnpaidOdoM, 0)
-		c.u32(&p.Jumps, 0)
-		c.u32(&p.Gaps, 0)
-		c.u32(&p.GapsPaid, 0)
-		c.u32(&p.Runs.Head, 0)
-		c.u32(&p.Runs.Tail, 0)
-		c.u32(&p.Runs.Mid, 0)
-	})
-	c.block(func() {
-		if s.HasCand {
-			c.fix(&s.Cand, &fx.First, s.F1.T, uint32(s.F1.SpeedC), 0, false, o.First)
-		} else {
-			c.fix(&s.Cand, &fix{}, 0, 0, 0, false, 0)
+		c.block(func() {
+			c.u32(&s.Speed.Head, 0)
+			c.u32(&s.Speed.Tail, 0)
+			c.u32(&s.Speed.Mid, 0)
+		})
+		for i := range s.Harsh {
+			h := &s.Harsh[i]
+			c.block(func() {
+				c.flags(&h.AllH, &h.HNon, &h.FStarted, &h.TailActive)
+				c.u32(&h.HHold, 0)
+				c.u32(&h.FHold, 0)
+				c.u32(&h.TailHold, 0)
+				c.u32(&h.Mid, 0)
+			})
 		}
+		c.block(func() {
+			c.i64(&p.GapMM, 0)
+			c.i64(&p.GapUnpaidOdoM, 0)
+			c.u32(&p.Jumps, 0)
+			c.u32(&p.Gaps, 0)
+			c.u32(&p.GapsPaid, 0)
+			c.u32(&p.Runs.Head, 0)
+			c.u32(&p.Runs.Tail, 0)
+			c.u32(&p.Runs.Mid, 0)
+		})
+		c.block(func() {
+			if s.HasCand {
+				c.fix(&s.Cand, &fx.First, s.F1.T, uint32(s.F1.SpeedC), 0, false, o.First)
+			} else {
+				c.fix(&s.Cand, &fix{}, 0, 0, 0, false, 0)
+			}
+		})
 	})
 }
 
@@ -343,13 +351,20 @@ func (c *coldIO) day(d *Day, night uint32) {
 	}
 	c.u32(&d.events, events)
 	for i := range d.devs {
-		s := &d.devs[i]
-		c.id(&s.ID)
-		if s.ID == "" { // no such device: its span is empty
-			first, last = 0, 0
+		dev := func() {
+			s := &d.devs[i]
+			c.id(&s.ID)
+			if s.ID == "" { // no such device: its span is empty
+				first, last = 0, 0
+			}
+			c.u32(&s.First, first)
+			c.u32(&s.Last, last)
 		}
-		c.u32(&s.First, first)
-		c.u32(&s.Last, last)
+		if i == 0 {
+			dev()
+		} else {
+			c.block(dev) // usually no second device
+		}
 	}
 	if c.dec && d.devs[0].ID != "" {
 		d.Device = d.devs[0].ID
