@@ -421,7 +421,7 @@ func (w *Windows) advance(t int64, closed func(Closed)) {
 
 // closeThrough closes every open window ending at or before limit: one
 // pass over the slots (windows end on quarter hours, so at most ~100
-// passes a day, each a scan of 24-byte slots; no list per window end to
+// passes a day, each a scan of 8-byte slots and the day table; no list per window end to
 // keep), which also finds the next end.
 func (w *Windows) closeThrough(limit int64) {
 	var idx []int32
