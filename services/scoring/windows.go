@@ -317,15 +317,18 @@ func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) 
 	}
 	// A box uploads its events in batches, so a partition's records come
 	// in runs of one vehicle: the last slot found is tried first.
-	i := w.last.slot
+	i, cached := w.last.slot, true
 	if i < 0 || w.last.start != start || w.last.vehicle != ev.VehicleID {
 		if i = w.lookup(ev.VehicleID, start); i < 0 {
 			d := NewDay(start, end, night)
 			i = w.openID(ev.VehicleID, id, &d)
 		}
-		w.last = lastSlot{vehicle: ev.VehicleID, start: start, slot: i}
+		cached = false
 	}
 	day := w.thaw(i)
+	if !cached { // the hot day's own copy of the id, not the event's string
+		w.last = lastSlot{vehicle: w.hot[w.slot(i).ref].name, start: start, slot: i}
+	}
 	w.buf = day.AddRef(w.rules, ev, ref, w.buf)
 	w.trace(i, day, ev)
 	if s := w.slot(i); s.flags()&slotTouched == 0 {
