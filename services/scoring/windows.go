@@ -546,7 +546,7 @@ func (w *Windows) Flush(put func(key string, value []byte)) {
 	}
 	w.touched = shrink(w.touched[:0])
 	w.hot = shrink(w.hot)
-	if w.arena.dead > w.arena.live/2 && w.arena.dead > compactMin {
+	if w.arena.dead > w.arena.live/16 && w.arena.dead > compactMin {
 		w.compact()
 	}
 	w.flushReplay(put)
@@ -569,19 +569,47 @@ func shrink[T any](x []T) []T {
 // variable for tests).
 var compactMin = arenaChunk
 
-// compact copies the live arena records into a new arena.
+// compact frees dead arena bytes until at most 1/64 of the live ones are
+// left (Flush calls it past 1/16): it picks the chunks with the most dead
+// bytes, finds the slots whose records they hold in one scan, moves those
+// records to new chunks and releases each picked chunk as soon as it is
+// empty, so the arena never holds more than one chunk beyond what it
+// keeps. Each compaction frees at least 3/64 of the live bytes, and the
+// chunks picked are at least as dead as the average (above 1/17), so it
+// copies at most 16 bytes per byte it frees: a task whose days take
+// events in many transactions spends about that in memmove (a cool writes
+// a ~100-byte record), and one scan of the 8-byte slots per compaction.
 func (w *Windows) compact() {
 	w.compactions++
-	old := w.arena
-	w.arena = arena{}
+	a := &w.arena
+	type cand struct{ k, dead int }
+	var cands []cand
+	for k, c := range a.chunks {
+		if d := len(c) - a.chunkLive[k]; c != nil && d > 0 {
+			cands = append(cands, cand{k, d})
+		}
+	}
+	slices.SortFunc(cands, func(x, y cand) int { return cmp.Compare(y.dead, x.dead) })
+	picked := make([]bool, len(a.chunks))
+	var order []int
+	for freed, target := 0, a.dead-a.live/64; freed < target && len(order) < len(cands); {
+		c := cands[len(order)]
+		picked[c.k], order, freed = true, append(order, c.k), freed+c.dead
+	}
+	moves := make([][]int32, len(a.chunks)) // picked chunk -> the slots whose records it holds
 	for i := range w.n {
-		s := w.slot(i)
-		if s.flags()&slotUsed == 0 {
-			continue
+		if s := w.slot(i); s.flags()&(slotUsed|slotHot) == slotUsed && picked[s.ref>>arenaBits] {
+			moves[s.ref>>arenaBits] = append(moves[s.ref>>arenaBits], i)
 		}
-		if s.flags()&slotHot == 0 {
-			s.ref = w.arena.put(old.get(s.ref))
+	}
+	a.next = 0 // moved records go to new chunks, never to a picked one
+	for _, k := range order {
+		for _, i := range moves[k] {
+			s := w.slot(i)
+			s.ref = a.put(a.get(s.ref))
 		}
+		moves[k] = nil
+		a.release(k)
 	}
 }
 
