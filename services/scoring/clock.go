@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -21,16 +21,21 @@ import (
 // times, so replays close the same days.
 type LogClock struct {
 	expiry int64
-	marks  map[string]int64 // live gateway -> its last mark, Unix ms
-	time   int64            // the log time (0 before the first mark)
-	seen   bool             // a mark was applied (the task runs on marks)
+	marks  []gatewayMark // the live gateways and their last marks (a few per partition: a slice, not a map)
+	time   int64         // the log time (0 before the first mark)
+	seen   bool          // a mark was applied (the task runs on marks)
 	dirty  bool
+}
+
+type gatewayMark struct {
+	gateway string
+	t       int64 // Unix ms
 }
 
 // NewLogClock returns a clock with no marks. expiry is how far another
 // gateway's marks must be ahead of a silent gateway's for it to be dropped.
 func NewLogClock(expiry time.Duration) *LogClock {
-	return &LogClock{expiry: expiry.Milliseconds(), marks: map[string]int64{}}
+	return &LogClock{expiry: expiry.Milliseconds()}
 }
 
 // Active reports whether a mark was ever applied: from then on the task's
@@ -41,32 +46,41 @@ func (c *LogClock) Active() bool { return c.seen }
 func (c *LogClock) Time() int64 { return c.time }
 
 // Gateways are the live gateways and their last marks (a copy).
-func (c *LogClock) Gateways() map[string]int64 { return maps.Clone(c.marks) }
+func (c *LogClock) Gateways() map[string]int64 {
+	m := make(map[string]int64, len(c.marks))
+	for _, g := range c.marks {
+		m[g.gateway] = g.t
+	}
+	return m
+}
 
 // Mark applies gateway's mark t (Unix ms) and returns the log time. A
 // gateway's marks never move back (an older one is kept as the newer);
 // leaving drops the gateway.
 func (c *LogClock) Mark(gateway string, t int64, leaving bool) int64 {
 	c.seen, c.dirty = true, true
-	if leaving {
-		delete(c.marks, gateway)
-	} else if old, ok := c.marks[gateway]; !ok || t > old {
-		c.marks[gateway] = t
+	i := slices.IndexFunc(c.marks, func(g gatewayMark) bool { return g.gateway == gateway })
+	switch {
+	case leaving:
+		if i >= 0 {
+			c.marks = slices.Delete(c.marks, i, i+1)
+		}
+	case i < 0:
+		c.marks = append(c.marks, gatewayMark{gateway: gateway, t: t})
+	case t > c.marks[i].t:
+		c.marks[i].t = t
 	}
 	if len(c.marks) == 0 {
 		return c.time
 	}
 	hi := int64(-1 << 63)
-	for _, m := range c.marks {
-		hi = max(hi, m)
+	for _, g := range c.marks {
+		hi = max(hi, g.t)
 	}
 	lo := hi
-	for g, m := range c.marks {
-		if m < hi-c.expiry {
-			delete(c.marks, g)
-			continue
-		}
-		lo = min(lo, m)
+	c.marks = slices.DeleteFunc(c.marks, func(g gatewayMark) bool { return g.t < hi-c.expiry })
+	for _, g := range c.marks {
+		lo = min(lo, g.t)
 	}
 	c.time = max(c.time, lo)
 	return c.time
@@ -87,10 +101,11 @@ func (c *LogClock) AppendBinary(b []byte) []byte {
 	b = append(b, clockVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.time))
 	b = binary.AppendUvarint(b, uint64(len(c.marks)))
-	for _, g := range slices.Sorted(maps.Keys(c.marks)) {
-		b = binary.AppendUvarint(b, uint64(len(g)))
-		b = append(b, g...)
-		b = binary.BigEndian.AppendUint64(b, uint64(c.marks[g]))
+	sorted := slices.SortedFunc(slices.Values(c.marks), func(a, b gatewayMark) int { return strings.Compare(a.gateway, b.gateway) })
+	for _, g := range sorted {
+		b = binary.AppendUvarint(b, uint64(len(g.gateway)))
+		b = append(b, g.gateway...)
+		b = binary.BigEndian.AppendUint64(b, uint64(g.t))
 	}
 	return b
 }
@@ -98,7 +113,7 @@ func (c *LogClock) AppendBinary(b []byte) []byte {
 // Restore replaces the clock's state with a record written by
 // AppendBinary. A nil value resets it to no marks.
 func (c *LogClock) Restore(v []byte) error {
-	clear(c.marks)
+	c.marks = c.marks[:0]
 	c.time, c.seen, c.dirty = 0, false, false
 	if v == nil {
 		return nil
@@ -112,15 +127,19 @@ func (c *LogClock) Restore(v []byte) error {
 	if k <= 0 || n > uint64(len(rest)) {
 		return errors.New("log clock: bad gateway count")
 	}
-	marks := make(map[string]int64, n)
+	var marks []gatewayMark
 	for range n {
 		g, r, err := readString(rest)
 		if err != nil || len(r) < 8 {
 			return errors.New("log clock: truncated gateway")
 		}
-		marks[g] = int64(binary.BigEndian.Uint64(r))
+		marks = append(marks, gatewayMark{gateway: g, t: int64(binary.BigEndian.Uint64(r))})
 		rest = r[8:]
 	}
+	// A repeated id (AppendBinary writes none): the last one wins.
+	slices.Reverse(marks)
+	slices.SortStableFunc(marks, func(a, b gatewayMark) int { return strings.Compare(a.gateway, b.gateway) })
+	marks = slices.CompactFunc(marks, func(a, b gatewayMark) bool { return a.gateway == b.gateway })
 	if len(rest) != 0 {
 		return errors.New("log clock: trailing bytes")
 	}

@@ -119,3 +119,24 @@ func FuzzLogClockRestore(f *testing.F) {
 		}
 	})
 }
+
+// TestLogClockRestoreRepeatedGateway: a record naming a gateway twice
+// restores the last of its marks (the record written by AppendBinary has
+// none; the rule is the one a map gave).
+func TestLogClockRestoreRepeatedGateway(t *testing.T) {
+	b := []byte{clockVersion, 0, 0, 0, 0, 0, 0, 0, 5, 3}
+	for _, g := range []struct {
+		id string
+		t  byte
+	}{{"gw-b", 9}, {"gw-a", 7}, {"gw-b", 8}} {
+		b = append(append(b, byte(len(g.id))), g.id...)
+		b = append(b, 0, 0, 0, 0, 0, 0, 0, g.t)
+	}
+	c := NewLogClock(time.Minute)
+	if err := c.Restore(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Gateways(); !maps.Equal(got, map[string]int64{"gw-a": 7, "gw-b": 8}) || c.Time() != 5 {
+		t.Fatalf("restored %v at %d", got, c.Time())
+	}
+}

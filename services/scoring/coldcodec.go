@@ -3,6 +3,7 @@ package scoring
 import (
 	"encoding/binary"
 	"errors"
+	"unsafe"
 )
 
 // The cold layout of an open day (Windows keeps a day in it between a
@@ -149,28 +150,48 @@ func (c *coldIO) rawBytes(p []byte) {
 	c.raw = c.raw[len(p):]
 }
 
-// str codes a string: its length in the stream, its bytes in the raw tail.
-func (c *coldIO) str(p *string) {
-	n := c.uv(uint64(len(*p)))
+// id codes an id (a device's) as appendID does: the header (length and
+// whether it is packed) in the stream, the bytes in the raw tail.
+func (c *coldIO) id(p *string) {
 	if !c.dec {
-		c.raw = append(c.raw, *p...)
+		h := uint64(len(*p)) << 1
+		if packable(*p) {
+			h |= 1
+		}
+		c.uv(h)
+		c.raw = appendIDBody(c.raw, *p)
 		return
 	}
-	if uint64(len(c.raw)) < n {
+	h := c.uv(0)
+	n, packed := h>>1, h&1 == 1
+	size := n
+	if packed {
+		size = uint64(packedLen(int(min(n, 1<<20))))
+	}
+	if n > 1<<20 || uint64(len(c.raw)) < size {
 		c.bad = true
 		return
 	}
-	*p = string(c.raw[:n])
-	c.raw = c.raw[n:]
+	if packed {
+		var buf [64]byte
+		*p = string(appendIDText(buf[:0], int(n), true, c.raw[:size]))
+	} else {
+		*p = string(c.raw[:size])
+	}
+	c.raw = c.raw[size:]
 }
 
+// sample codes x from prev: its time and speed, then its classes (bits
+// and harsh classes, usually those of prev) in a block.
 func (c *coldIO) sample(x *sample, prev *sample) {
 	c.u32(&x.T, prev.T)
 	c.i32(&x.SpeedC, prev.SpeedC)
-	c.u8(&x.Bits, prev.Bits)
-	for i := range x.Harsh {
-		c.u8(&x.Harsh[i], prev.Harsh[i])
-	}
+	c.block(func() {
+		c.u8(&x.Bits, prev.Bits)
+		for i := range x.Harsh {
+			c.u8(&x.Harsh[i], prev.Harsh[i])
+		}
+	})
 }
 
 // fix codes f from prev's position, the sample time t and speed, and
@@ -199,17 +220,19 @@ func (c *coldIO) seg(s *seg, prevT uint32) {
 	c.u64(&s.LastSeq, s.FirstSeq)
 	c.u32(&s.N, uint32(s.LastSeq-s.FirstSeq)+1)
 	c.u8(&s.Dev, 0)
-	c.sample(&s.F1, &sample{T: prevT})
+	c.sample(&s.F1, &sample{T: prevT, Bits: sMoving})
 	c.sample(&s.F2, &s.F1)
 	period := s.F2.T - s.F1.T // a regular run: every sample this far apart
-	l1 := s.F2
-	if s.N >= 4 {
-		l1.T += period * (s.N - 3)
-	}
-	c.sample(&s.L1, &l1)
-	l2 := s.L1
-	l2.T += period
-	c.sample(&s.L2, &l2)
+	c.block(func() {
+		l1 := s.F2
+		if s.N >= 4 {
+			l1.T += period * (s.N - 3)
+		}
+		c.sample(&s.L1, &l1)
+		l2 := s.L1
+		l2.T += period
+		c.sample(&s.L2, &l2)
+	})
 	c.i64(&o.First, 0)
 	c.i64(&o.Last, o.First)
 	c.i64(&o.M, o.Last-o.First)
@@ -247,45 +270,47 @@ func (c *coldIO) seg(s *seg, prevT uint32) {
 	c.i64(&p.PaidMM, 0)
 	c.u32(&p.JudgedP, triples)
 	c.u32(&p.ExactP, 0)
-	c.block(func() {
-		c.u32(&s.NightMs, 0)
-		c.u32(&st.TFirst, 0)
-		c.u32(&st.TLast, 0)
-		c.u32(&st.Mid, 0)
-		c.u32(&o.Rollbacks, 0)
-		c.u32(&s.HDOPRj, 0)
-	})
-	c.block(func() {
-		c.u32(&s.Speed.Head, 0)
-		c.u32(&s.Speed.Tail, 0)
-		c.u32(&s.Speed.Mid, 0)
-	})
-	for i := range s.Harsh {
-		h := &s.Harsh[i]
+	c.block(func() { // the blocks below, all at their predictions in a regular run
 		c.block(func() {
-			c.flags(&h.AllH, &h.HNon, &h.FStarted, &h.TailActive)
-			c.u32(&h.HHold, 0)
-			c.u32(&h.FHold, 0)
-			c.u32(&h.TailHold, 0)
-			c.u32(&h.Mid, 0)
+			c.u32(&s.NightMs, 0)
+			c.u32(&st.TFirst, 0)
+			c.u32(&st.TLast, 0)
+			c.u32(&st.Mid, 0)
+			c.u32(&o.Rollbacks, 0)
+			c.u32(&s.HDOPRj, 0)
 		})
-	}
-	c.block(func() {
-		c.i64(&p.GapMM, 0)
-		c.i64(&p.GapUnpaidOdoM, 0)
-		c.u32(&p.Jumps, 0)
-		c.u32(&p.Gaps, 0)
-		c.u32(&p.GapsPaid, 0)
-		c.u32(&p.Runs.Head, 0)
-		c.u32(&p.Runs.Tail, 0)
-		c.u32(&p.Runs.Mid, 0)
-	})
-	c.block(func() {
-		if s.HasCand {
-			c.fix(&s.Cand, &fx.First, s.F1.T, uint32(s.F1.SpeedC), 0, false, o.First)
-		} else {
-			c.fix(&s.Cand, &fix{}, 0, 0, 0, false, 0)
+		c.block(func() {
+			c.u32(&s.Speed.Head, 0)
+			c.u32(&s.Speed.Tail, 0)
+			c.u32(&s.Speed.Mid, 0)
+		})
+		for i := range s.Harsh {
+			h := &s.Harsh[i]
+			c.block(func() {
+				c.flags(&h.AllH, &h.HNon, &h.FStarted, &h.TailActive)
+				c.u32(&h.HHold, 0)
+				c.u32(&h.FHold, 0)
+				c.u32(&h.TailHold, 0)
+				c.u32(&h.Mid, 0)
+			})
 		}
+		c.block(func() {
+			c.i64(&p.GapMM, 0)
+			c.i64(&p.GapUnpaidOdoM, 0)
+			c.u32(&p.Jumps, 0)
+			c.u32(&p.Gaps, 0)
+			c.u32(&p.GapsPaid, 0)
+			c.u32(&p.Runs.Head, 0)
+			c.u32(&p.Runs.Tail, 0)
+			c.u32(&p.Runs.Mid, 0)
+		})
+		c.block(func() {
+			if s.HasCand {
+				c.fix(&s.Cand, &fx.First, s.F1.T, uint32(s.F1.SpeedC), 0, false, o.First)
+			} else {
+				c.fix(&s.Cand, &fix{}, 0, 0, 0, false, 0)
+			}
+		})
 	})
 }
 
@@ -326,13 +351,20 @@ func (c *coldIO) day(d *Day, night uint32) {
 	}
 	c.u32(&d.events, events)
 	for i := range d.devs {
-		s := &d.devs[i]
-		c.str(&s.ID)
-		if s.ID == "" { // no such device: its span is empty
-			first, last = 0, 0
+		dev := func() {
+			s := &d.devs[i]
+			c.id(&s.ID)
+			if s.ID == "" { // no such device: its span is empty
+				first, last = 0, 0
+			}
+			c.u32(&s.First, first)
+			c.u32(&s.Last, last)
 		}
-		c.u32(&s.First, first)
-		c.u32(&s.Last, last)
+		if i == 0 {
+			dev()
+		} else {
+			c.block(dev) // usually no second device
+		}
 	}
 	if c.dec && d.devs[0].ID != "" {
 		d.Device = d.devs[0].ID
@@ -344,24 +376,28 @@ func (c *coldIO) day(d *Day, night uint32) {
 
 var errCold = errors.New("cold day: bad encoding")
 
+// coldBufs is appendCold's scratch space: the stream and the raw tail.
+type coldBufs struct{ stream, raw []byte }
+
 // appendCold appends d's cold record to dst: the stream packed
-// (packZeros), then the raw tail. raw is scratch space.
-func appendCold(dst, raw []byte, d *Day, night uint32) (out, scratch []byte) {
-	c := coldIO{raw: raw[:0]}
+// (packZeros), then the raw tail.
+func appendCold(dst []byte, bufs *coldBufs, d *Day, night uint32) []byte {
+	c := coldIO{b: bufs.stream[:0], raw: bufs.raw[:0]}
 	c.day(d, night)
+	bufs.stream, bufs.raw = c.b, c.raw
 	dst = packZeros(dst, c.b)
-	return append(dst, c.raw...), c.raw
+	return append(dst, c.raw...)
 }
 
 // readCold decodes a cold record into a day of the window [start, end).
-// buf is scratch space; it returns it (grown).
-func readCold(rec string, buf []byte, start, end int64, night uint32) (*Day, []byte, error) {
-	buf, raw, err := unpackZerosRest(buf[:0], rec)
+// buf is scratch space; it returns it (grown). rec is only read.
+func readCold(rec []byte, buf []byte, start, end int64, night uint32) (*Day, []byte, error) {
+	buf, raw, err := unpackZerosRest(buf[:0], unsafe.String(unsafe.SliceData(rec), len(rec)))
 	if err != nil {
 		return nil, buf, err
 	}
 	d := &Day{Start: start, End: end}
-	c := coldIO{dec: true, b: buf, raw: []byte(raw)}
+	c := coldIO{dec: true, b: buf, raw: rec[len(rec)-len(raw):]}
 	c.day(d, night)
 	if c.bad || len(c.b) != 0 || len(c.raw) != 0 {
 		return nil, buf, errCold

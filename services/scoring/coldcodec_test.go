@@ -14,8 +14,8 @@ import (
 // unpackZeros, readCold) unchanged, field for field.
 func checkCold(t *testing.T, d *Day) {
 	t.Helper()
-	rec, _ := appendCold(nil, nil, d, 5*3600000)
-	back, _, err := readCold(string(rec), nil, d.Start, d.End, 5*3600000)
+	rec := appendCold(nil, &coldBufs{}, d, 5*3600000)
+	back, _, err := readCold(rec, nil, d.Start, d.End, 5*3600000)
 	if err != nil {
 		t.Fatalf("cold day does not decode: %v", err)
 	}
@@ -26,7 +26,7 @@ func checkCold(t *testing.T, d *Day) {
 		t.Fatalf("cold layout changed the day:\n got %+v\nwant %+v", back, d)
 	}
 	for k := 1; k < len(rec); k++ { // a cut record is refused, never a panic
-		if _, _, err := readCold(string(rec[:k]), nil, d.Start, d.End, 5*3600000); err == nil {
+		if _, _, err := readCold(rec[:k], nil, d.Start, d.End, 5*3600000); err == nil {
 			t.Fatalf("record cut at %d of %d accepted", k, len(rec))
 		}
 	}
@@ -51,7 +51,7 @@ func TestColdCodecRoundTrip(t *testing.T) {
 	}
 	d := benchDay(&r)
 	checkCold(t, &d)
-	rec, _ := appendCold(nil, nil, &d, 5*3600000)
+	rec := appendCold(nil, &coldBufs{}, &d, 5*3600000)
 	cold := len(rec)
 	state := len(packZeros(nil, d.AppendBinary(nil)))
 	t.Logf("benchmark day: %d B cold, %d B packed changelog state", cold, state)

@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -99,47 +100,53 @@ func uvarintString(s string) (uint64, int) {
 
 // night is the night end the slot's zone gives its day: the prediction
 // of Day.NightEnd in the cold layout (any value round-trips).
-func (w *Windows) night(s *slot) uint32 {
-	return w.day(w.zoneList[s.zone], s.start).night
-}
+func (w *Windows) night(s *slot) uint32 { return w.info(s).night }
 
-// cool packs a hot slot's day into the arena (the cold layout, then
-// packZeros) and drops the decoded struct.
+// cool packs a hot slot's day into a record of the arena (the vehicle
+// id's encoding, appendID, then the cold layout packed by packZeros) and
+// drops the decoded struct.
 func (w *Windows) cool(i int32) {
 	s := w.slot(i)
-	d := w.hot[s.cold].day
-	w.pack, w.cbuf = appendCold(w.pack[:0], w.cbuf, d, w.night(s))
+	h := &w.hot[s.ref]
+	w.rec = append(w.rec[:0], h.key...)
+	w.rec = appendCold(w.rec, &w.cbuf, h.day, w.night(s))
 	w.unhot(s)
-	s.cold = w.arena.put(w.pack)
+	s.ref = w.arena.put(w.rec)
 }
 
-// unhot takes a hot slot's day out of Windows.hot.
+// unhot takes a hot slot's day out of Windows.hot; the caller sets the
+// slot's ref (a new record) or drops the slot.
 func (w *Windows) unhot(s *slot) {
-	k, last := s.cold, len(w.hot)-1
+	k, last := s.ref, len(w.hot)-1
 	if int(k) != last {
 		w.hot[k] = w.hot[last]
-		w.slot(w.hot[k].slot).cold = k
+		w.slot(w.hot[k].slot).ref = k
 	}
 	w.hot[last] = hotDay{}
 	w.hot = w.hot[:last]
-	s.flags &^= slotHot
-	s.cold = noRef
+	s.day &^= slotHot
+	s.ref = noRef
 }
 
-// thaw returns a slot's day, decoding it if it is cold. Packing is exact,
-// so a failure is a bug (the bytes were made by cool in this process).
+// thaw returns a slot's day, decoding it if it is cold (its record is then
+// freed: the vehicle id moves to Windows.hot with the day). Packing is
+// exact, so a failure is a bug (the bytes were made by cool in this
+// process).
 func (w *Windows) thaw(i int32) *Day {
 	s := w.slot(i)
-	if s.flags&slotHot != 0 {
-		return w.hot[s.cold].day
+	if s.flags()&slotHot != 0 {
+		return w.hot[s.ref].day
 	}
-	d, buf, err := readCold(string(w.arena.get(s.cold)), w.pack, s.start, s.end(), w.night(s))
+	info := w.info(s)
+	key, cold := splitRecord(w.arena.get(s.ref))
+	d, buf, err := readCold(cold, w.pack, info.start, info.end, info.night)
 	w.pack = buf
 	if err == nil {
-		w.arena.free(s.cold)
-		s.cold = uint32(len(w.hot))
-		s.flags |= slotHot
-		w.hot = append(w.hot, hotDay{i, d})
+		h := hotDay{slot: i, name: idText(key), key: bytes.Clone(key), day: d}
+		w.arena.free(s.ref)
+		s.ref = uint32(len(w.hot))
+		s.day |= slotHot
+		w.hot = append(w.hot, h)
 		return d
 	}
 	panic(fmt.Sprintf("scoring: cold day of %s does not decode: %v", w.vehicle(s), err))

@@ -1,7 +1,6 @@
 package scoring
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -44,8 +43,10 @@ type Windows struct {
 	n       int32    // slots handed out
 	free    []int32
 	index   dayIndex                  // (vehicle, start) -> slot
-	arena   arena                     // the slots' vehicle ids and cold days
-	hot     []hotDay                  // the decoded days (slot.cold indexes it while hot)
+	arena   arena                     // the cold slots' records: vehicle id, then the packed day
+	hot     []hotDay                  // the decoded days (a hot slot's ref indexes it)
+	days    []dayInfo                 // the windows slots point to (slot.day >> slotFlagBits)
+	dayIDs  map[dayKey]uint32         // (zone, start, end) -> index in days
 	traces  map[int32]*replay.Builder // slot -> the day's replay trace (replay detection on)
 	nextEnd int64                     // smallest end of an open, not closed window (MaxInt64 when none)
 	touched []int32
@@ -58,41 +59,110 @@ type Windows struct {
 	restoring      map[string]int32 // changelog key -> slot, only while restoring
 	replay         *replayState     // nil: replay detection off (EnableReplay)
 
+	last lastSlot // the slot of the last event (slot -1: none)
+
 	buf  []byte
-	pack []byte // scratch of cool and thaw
-	cbuf []byte // scratch of cool
+	pack []byte   // scratch of cool and thaw
+	cbuf coldBufs // scratch of cool
+	rec  []byte   // scratch of cool
+	qbuf []byte   // scratch of lookup
 
 	compactions int // arena compactions (tests)
 }
 
-// A slot is one open vehicle-day, 24 bytes with no pointer: its vehicle id
-// is a record in the arena, its window the start and the span, and its
-// Day is decoded ("hot", in Windows.hot) only from its first event after a
-// Flush to the next Flush; Flush packs it into the arena ("cold": the
-// cold layout of coldcodec.go, packZeros) and drops the struct, so a day
-// that waits for its close costs its packed bytes, not the Day and its
-// 440-byte segs (docs/scale.md, "Scoring memory"). The packing is exact:
-// a thawed day is the day that was packed.
+// A slot is one open vehicle-day, 8 bytes with no pointer: its window
+// (start, end, zone, night end, date) is an entry of Windows.days shared
+// by every slot of that window. While the day is cold, ref names its one
+// arena record: the vehicle id's encoding (appendID), then the packed
+// day (the cold layout of coldcodec.go, packZeros); ids are packed 6 bits
+// a character when they can be (idpack.go). While it is hot
+// (decoded: from its first event after a Flush to the next Flush, or
+// from Frozen or Drain to its drop), ref is its index in Windows.hot,
+// which holds the vehicle id and the Day. Flush packs a hot day and drops
+// the struct, so a day that waits for its close costs its packed bytes,
+// not the Day and its 440-byte segs (docs/scale.md, "Scoring memory").
+// The packing is exact: a thawed day is the day that was packed.
 type slot struct {
-	start int64  // the day's window start (Day.Start)
-	name  uint32 // arena record of the vehicle id
-	cold  uint32 // cold: arena record of the packed day; hot: index in Windows.hot
-	span  uint32 // End - Start
-	zone  uint16
-	flags uint8
+	day uint32 // flags (low slotFlagBits bits) | index in Windows.days << slotFlagBits
+	ref uint32 // cold: arena record (vehicle id, packed day); hot: index in Windows.hot
 }
 
 const (
 	slotUsed    = 1 << iota
 	slotTouched // changed since the last Flush (in Windows.touched)
-	slotHot     // decoded: cold is an index in Windows.hot
+	slotHot     // decoded: the record holds an index in Windows.hot
 	slotClosed  // closed: in Windows.pending
+
+	slotFlagBits = 4
+	slotFlags    = 1<<slotFlagBits - 1
 )
 
-func (s *slot) end() int64 { return s.start + int64(s.span) }
+// A dayInfo is one window of one zone (the local calendar day [start,
+// end)), shared by the slots of every vehicle in it. Entries are never
+// removed: a task adds one per zone and day it sees (and one per restored
+// window whose end the zone no longer gives it).
+type dayInfo struct {
+	start, end int64
+	night      uint32 // the night end the zone gives the day (the cold layout's prediction of Day.NightEnd)
+	zone       uint16
+	date       string
+}
+
+type dayKey struct {
+	start, end int64
+	zone       uint16
+}
+
+func (s *slot) flags() uint32 { return s.day & slotFlags }
+
+func (w *Windows) info(s *slot) *dayInfo { return &w.days[s.day>>slotFlagBits] }
+
+func (w *Windows) start(s *slot) int64 { return w.days[s.day>>slotFlagBits].start }
+
+func (w *Windows) end(s *slot) int64 { return w.days[s.day>>slotFlagBits].end }
+
+// dayID returns the index in w.days of zone's window [start, end), adding
+// it (with the night end and date given) if it is new.
+func (w *Windows) dayID(zone uint16, start, end int64, night uint32, date string) uint32 {
+	k := dayKey{start: start, end: end, zone: zone}
+	if id, ok := w.dayIDs[k]; ok {
+		return id
+	}
+	if len(w.days) >= 1<<(32-slotFlagBits) {
+		panic("scoring: too many windows in the day table")
+	}
+	id := uint32(len(w.days))
+	w.days = append(w.days, dayInfo{start: start, end: end, night: night, zone: zone, date: date})
+	w.dayIDs[k] = id
+	return id
+}
+
+// windowID is dayID for a window given by its bounds alone (Restore,
+// tests): its night end and date are those of the zone's day holding
+// start.
+func (w *Windows) windowID(zone uint16, start, end int64) uint32 {
+	if id, ok := w.dayIDs[dayKey{start: start, end: end, zone: zone}]; ok {
+		return id
+	}
+	z := w.zoneList[zone]
+	zd := w.day(z, start)
+	date := zd.date
+	if zd.start != start {
+		date = time.UnixMilli(start).In(z.loc).Format(time.DateOnly)
+	}
+	return w.dayID(zone, start, end, zd.night, date)
+}
+
+type lastSlot struct {
+	vehicle string
+	start   int64
+	slot    int32
+}
 
 type hotDay struct {
 	slot int32
+	name string // the vehicle id
+	key  []byte // its encoding (appendID)
 	day  *Day
 }
 
@@ -106,6 +176,7 @@ type zone struct {
 type zoneDay struct {
 	start, end int64
 	night      uint32
+	id         uint32 // index in Windows.days
 	date       string
 }
 
@@ -132,6 +203,8 @@ func NewWindows(rules *Rules, defaultTZ string, grace time.Duration) (*Windows, 
 		grace:   grace.Milliseconds(),
 		zones:   map[string]*zone{},
 		index:   dayIndex{seed: maphash.MakeSeed()},
+		dayIDs:  map[dayKey]uint32{},
+		last:    lastSlot{slot: -1},
 		nextEnd: maxInt64,
 	}
 	if _, err := w.zone(defaultTZ); err != nil {
@@ -192,6 +265,7 @@ func (w *Windows) day(z *zone, t int64) *zoneDay {
 		night: uint32(time.Date(y, m, dd, w.rules.NightEndHour, 0, 0, 0, z.loc).UnixMilli() - start.UnixMilli()),
 		date:  start.Format(time.DateOnly),
 	}
+	nd.id = w.dayID(z.idx, nd.start, nd.end, nd.night, nd.date)
 	// Keep the later day in slot 0, the earlier in slot 1.
 	if nd.start >= z.days[0].start {
 		z.days[1], z.days[0] = z.days[0], nd
@@ -237,39 +311,57 @@ func (w *Windows) AddRef(ev *telemetry.Event, ref *OdoRef, closed func(Closed)) 
 	if zd.end <= w.closed {
 		return &Late{WindowEnd: zd.end, ClosedThrough: w.closed, Date: zd.date, WindowStart: zd.start, NightEnd: zd.night, TZ: z.name}, nil
 	}
-	start, end, night := zd.start, zd.end, zd.night // zd may move when closing computes days
+	start, end, night, id := zd.start, zd.end, zd.night, zd.id // zd may move when closing computes days
 	if ev.TimeMs > w.stream && !w.markClock {
 		w.advance(ev.TimeMs, closed)
 	}
-	i := w.lookup(ev.VehicleID, start)
-	if i < 0 {
-		d := NewDay(start, end, night)
-		i = w.open(ev.VehicleID, start, end, z.idx, &d)
+	// A box uploads its events in batches, so a partition's records come
+	// in runs of one vehicle: the last slot found is tried first.
+	i, cached := w.last.slot, true
+	if i < 0 || w.last.start != start || w.last.vehicle != ev.VehicleID {
+		if i = w.lookup(ev.VehicleID, start); i < 0 {
+			d := NewDay(start, end, night)
+			i = w.openID(ev.VehicleID, id, &d)
+		}
+		cached = false
 	}
 	day := w.thaw(i)
+	if !cached { // the hot day's own copy of the id, not the event's string
+		w.last = lastSlot{vehicle: w.hot[w.slot(i).ref].name, start: start, slot: i}
+	}
 	w.buf = day.AddRef(w.rules, ev, ref, w.buf)
 	w.trace(i, day, ev)
-	if s := w.slot(i); s.flags&slotTouched == 0 {
-		s.flags |= slotTouched
+	if s := w.slot(i); s.flags()&slotTouched == 0 {
+		s.day |= slotTouched
 		w.touched = append(w.touched, i)
 	}
 	return nil, nil
 }
 
-// open files a new window holding d (hot) and returns its slot.
+// open files a new window [start, end) of zone holding d (hot) and returns
+// its slot.
 func (w *Windows) open(vehicle string, start, end int64, zone uint16, d *Day) int32 {
+	return w.openID(vehicle, w.windowID(zone, start, end), d)
+}
+
+// openID is open for the window w.days[id].
+func (w *Windows) openID(vehicle string, id uint32, d *Day) int32 {
 	i := w.alloc()
 	s := w.slot(i)
-	*s = slot{start: start, span: uint32(end - start), zone: zone, flags: slotUsed | slotHot,
-		name: w.arena.put([]byte(vehicle)), cold: uint32(len(w.hot))}
-	w.hot = append(w.hot, hotDay{i, d})
+	*s = slot{day: id<<slotFlagBits | slotUsed | slotHot, ref: uint32(len(w.hot))}
+	w.hot = append(w.hot, hotDay{slot: i, name: strings.Clone(vehicle), key: appendID(nil, vehicle), day: d})
 	w.indexAdd(i)
-	w.nextEnd = min(w.nextEnd, end)
+	w.nextEnd = min(w.nextEnd, w.days[id].end)
 	return i
 }
 
 // vehicle returns a slot's vehicle id.
-func (w *Windows) vehicle(s *slot) string { return string(w.arena.get(s.name)) }
+func (w *Windows) vehicle(s *slot) string {
+	if s.flags()&slotHot != 0 {
+		return w.hot[s.ref].name
+	}
+	return idText(w.key(s))
+}
 
 // Frozen returns the day of vehicle's window starting at start if it is
 // closed but not yet drained (nil otherwise). The caller must not change
@@ -277,7 +369,7 @@ func (w *Windows) vehicle(s *slot) string { return string(w.arena.get(s.name)) }
 func (w *Windows) Frozen(vehicle string, start int64) *Day {
 	w.endRestore()
 	if i := w.lookup(vehicle, start); i >= 0 {
-		if s := w.slot(i); s.end() <= w.closed {
+		if s := w.slot(i); w.end(s) <= w.closed {
 			return w.thaw(i)
 		}
 	}
@@ -332,17 +424,17 @@ func (w *Windows) advance(t int64, closed func(Closed)) {
 
 // closeThrough closes every open window ending at or before limit: one
 // pass over the slots (windows end on quarter hours, so at most ~100
-// passes a day, each a scan of 24-byte slots; no list per window end to
+// passes a day, each a scan of 8-byte slots and the day table; no list per window end to
 // keep), which also finds the next end.
 func (w *Windows) closeThrough(limit int64) {
 	var idx []int32
 	w.nextEnd = maxInt64
 	for i := range w.n {
 		s := w.slot(i)
-		if s.flags&(slotUsed|slotClosed) != slotUsed {
+		if s.flags()&(slotUsed|slotClosed) != slotUsed {
 			continue
 		}
-		if e := s.end(); e <= limit {
+		if e := w.end(s); e <= limit {
 			idx = append(idx, i)
 		} else {
 			w.nextEnd = min(w.nextEnd, e)
@@ -358,13 +450,13 @@ func (w *Windows) closeThrough(limit int64) {
 func (w *Windows) freeze(idx []int32) {
 	slices.SortFunc(idx, func(a, b int32) int {
 		sa, sb := w.slot(a), w.slot(b)
-		if c := cmp.Compare(sa.end(), sb.end()); c != 0 {
+		if c := cmp.Compare(w.end(sa), w.end(sb)); c != 0 {
 			return c
 		}
-		return bytes.Compare(w.arena.get(sa.name), w.arena.get(sb.name))
+		return compareIDs(w.key(sa), w.key(sb))
 	})
 	for _, i := range idx {
-		w.slot(i).flags |= slotClosed
+		w.slot(i).day |= slotClosed
 	}
 	w.pending = append(w.pending, idx...)
 }
@@ -385,8 +477,8 @@ func (w *Windows) Drain(max int, closed func(Closed)) int {
 		w.head++
 		n++
 		s := w.slot(i)
-		z := w.zoneList[s.zone]
-		date := w.dateOf(s)
+		info := w.info(s)
+		z, date := w.zoneList[info.zone], info.date
 		day := w.thaw(i)
 		vehicle := w.vehicle(s)
 		res := day.Result(w.rules)
@@ -413,20 +505,12 @@ func (w *Windows) Drain(max int, closed func(Closed)) int {
 func (w *Windows) EmittedThrough() int64 {
 	w.endRestore()
 	if w.head < len(w.pending) {
-		return min(w.closed, w.slot(w.pending[w.head]).end()-1)
+		return min(w.closed, w.end(w.slot(w.pending[w.head]))-1)
 	}
 	return w.closed
 }
 
-func (w *Windows) dateOf(s *slot) string {
-	z := w.zoneList[s.zone]
-	for _, d := range z.days {
-		if d.start == s.start {
-			return d.date
-		}
-	}
-	return time.UnixMilli(s.start).In(z.loc).Format(time.DateOnly)
-}
+func (w *Windows) dateOf(s *slot) string { return w.info(s).date }
 
 const slabChunk = 4096
 
@@ -453,16 +537,16 @@ func (w *Windows) Flush(put func(key string, value []byte)) {
 	w.endRestore()
 	for _, i := range w.touched {
 		s := w.slot(i)
-		if s.flags&(slotUsed|slotTouched) != slotUsed|slotTouched {
+		if s.flags()&(slotUsed|slotTouched) != slotUsed|slotTouched {
 			continue
 		}
-		s.flags &^= slotTouched
+		s.day &^= slotTouched
 		put(w.vehicle(s)+"/"+w.dateOf(s), w.encodeSlot(i))
 		w.cool(i)
 	}
 	w.touched = shrink(w.touched[:0])
 	w.hot = shrink(w.hot)
-	if w.arena.dead > w.arena.live/2 && w.arena.dead > compactMin {
+	if w.arena.dead > w.arena.live/16 && w.arena.dead > compactMin {
 		w.compact()
 	}
 	w.flushReplay(put)
@@ -485,20 +569,47 @@ func shrink[T any](x []T) []T {
 // variable for tests).
 var compactMin = arenaChunk
 
-// compact copies the live arena records into a new arena.
+// compact frees dead arena bytes until at most 1/64 of the live ones are
+// left (Flush calls it past 1/16): it picks the chunks with the most dead
+// bytes, finds the slots whose records they hold in one scan, moves those
+// records to new chunks and releases each picked chunk as soon as it is
+// empty, so the arena never holds more than one chunk beyond what it
+// keeps. Each compaction frees at least 3/64 of the live bytes, and the
+// chunks picked are at least as dead as the average (above 1/17), so it
+// copies at most 16 bytes per byte it frees: a task whose days take
+// events in many transactions spends about that in memmove (a cool writes
+// a ~100-byte record), and one scan of the 8-byte slots per compaction.
 func (w *Windows) compact() {
 	w.compactions++
-	old := w.arena
-	w.arena = arena{}
+	a := &w.arena
+	type cand struct{ k, dead int }
+	var cands []cand
+	for k, c := range a.chunks {
+		if d := len(c) - a.chunkLive[k]; c != nil && d > 0 {
+			cands = append(cands, cand{k, d})
+		}
+	}
+	slices.SortFunc(cands, func(x, y cand) int { return cmp.Compare(y.dead, x.dead) })
+	picked := make([]bool, len(a.chunks))
+	var order []int
+	for freed, target := 0, a.dead-a.live/64; freed < target && len(order) < len(cands); {
+		c := cands[len(order)]
+		picked[c.k], order, freed = true, append(order, c.k), freed+c.dead
+	}
+	moves := make([][]int32, len(a.chunks)) // picked chunk -> the slots whose records it holds
 	for i := range w.n {
-		s := w.slot(i)
-		if s.flags&slotUsed == 0 {
-			continue
+		if s := w.slot(i); s.flags()&(slotUsed|slotHot) == slotUsed && picked[s.ref>>arenaBits] {
+			moves[s.ref>>arenaBits] = append(moves[s.ref>>arenaBits], i)
 		}
-		s.name = w.arena.put(old.get(s.name))
-		if s.flags&slotHot == 0 {
-			s.cold = w.arena.put(old.get(s.cold))
+	}
+	a.next = 0 // moved records go to new chunks, never to a picked one
+	for _, k := range order {
+		for _, i := range moves[k] {
+			s := w.slot(i)
+			s.ref = a.put(a.get(s.ref))
 		}
+		moves[k] = nil
+		a.release(k)
 	}
 }
 
@@ -510,9 +621,9 @@ const stateVersion = 2
 // encodeSlot returns a hot slot's changelog value.
 func (w *Windows) encodeSlot(i int32) []byte {
 	s := w.slot(i)
-	z := w.zoneList[s.zone]
-	day := w.hot[s.cold].day
-	vehicle := w.arena.get(s.name)
+	z := w.zoneList[w.info(s).zone]
+	day := w.hot[s.ref].day
+	vehicle := w.hot[s.ref].name
 	b := make([]byte, 0, dayFixedSize+8+len(z.name)+len(day.Device)+len(vehicle))
 	b = append(b, stateVersion)
 	b = day.AppendBinary(b)
@@ -569,7 +680,7 @@ func (w *Windows) Restore(key string, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
-	if uint64(d.End-d.Start) > math.MaxUint32 { // a slot keeps the span in 32 bits (a day is ~24 h)
+	if uint64(d.End-d.Start) > math.MaxUint32 { // a Day keeps times in ms after Start in 32 bits (a day is ~24 h)
 		return fmt.Errorf("restore %s: window of %d ms", key, d.End-d.Start)
 	}
 	name, rest, err := readString(rest)
@@ -607,13 +718,15 @@ func (w *Windows) Restore(key string, value []byte) error {
 func (w *Windows) drop(i int32) {
 	s := w.slot(i)
 	w.indexDel(i)
-	if s.flags&slotHot != 0 {
+	if s.flags()&slotHot != 0 {
 		w.unhot(s)
 	} else {
-		w.arena.free(s.cold)
+		w.arena.free(s.ref)
 	}
-	w.arena.free(s.name)
 	delete(w.traces, i)
+	if w.last.slot == i {
+		w.last = lastSlot{slot: -1}
+	}
 	*s = slot{}
 	w.free = append(w.free, i)
 }
@@ -628,7 +741,7 @@ func (w *Windows) endRestore() {
 	w.restoring = nil
 	w.pending, w.head = w.pending[:0], 0
 	for i := range w.n { // closed before the restart, not yet drained: closeThrough finds them again
-		w.slot(i).flags &^= slotClosed
+		w.slot(i).day &^= slotClosed
 	}
 	w.closeThrough(w.closed)
 }

@@ -317,3 +317,38 @@ func TestWindowsDSTDay(t *testing.T) {
 	eq(t, "length", got.End-got.Start, 23*time.Hour.Milliseconds())
 	eq(t, "night end (05:00 BST = 04:00 UTC)", int64(got.NightEnd), 4*time.Hour.Milliseconds())
 }
+
+// TestWindowsRestoreOddWindow: a restored window whose end is not the one
+// its zone gives the day now (a time zone rule changed between runs)
+// keeps the changelog's bounds: it gets its own entry in the day table,
+// next to the zone's window of the same start, and closes by its own end.
+func TestWindowsRestoreOddWindow(t *testing.T) {
+	r := DefaultRules()
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, shanghai)
+	start := day.UnixMilli()
+	odd := NewDay(start, day.Add(23*time.Hour).UnixMilli(), 5*3600*1000)
+	odd.Add(&r, ev("a", day.Add(10*time.Hour)), nil)
+	v := append([]byte{stateVersion}, odd.AppendBinary(nil)...) // as encodeSlot writes it: state, zone, vehicle
+	for _, s := range []string{"Asia/Shanghai", "a"} {
+		v = append(append(v, byte(len(s))), s...)
+	}
+	w := newTestWindows(t)
+	if err := w.Restore("a/2026-11-24", v); err != nil {
+		t.Fatal(err)
+	}
+	var c collector
+	var ends []int64
+	onClose := func(cl Closed) { c.onClose(cl); ends = append(ends, cl.Day.End-cl.Day.Start) }
+	if late, err := w.Add(ev("b", day.Add(11*time.Hour)), onClose); err != nil || late != nil {
+		t.Fatal(late, err)
+	}
+	if late, err := w.Add(ev("a", day.Add(12*time.Hour)), onClose); err != nil || late != nil {
+		t.Fatal(late, err)
+	}
+	eq(t, "open", w.Open(), 2)
+	eq(t, "day table entries", len(w.days), 2)
+	w.Advance(day.Add(25*time.Hour).UnixMilli(), onClose) // a's end + grace
+	eq(t, "closed", fmt.Sprint(c.ids, ends), fmt.Sprint([]string{"a/2026-11-24"}, []int64{23 * 3600 * 1000}))
+	w.Advance(day.Add(26*time.Hour).UnixMilli(), onClose)
+	eq(t, "closed", fmt.Sprint(c.ids, ends), fmt.Sprint([]string{"a/2026-11-24", "b/2026-11-24"}, []int64{23 * 3600 * 1000, 24 * 3600 * 1000}))
+}
