@@ -15,8 +15,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-
-	"github.com/minecart/minecart/infra/chserver/chtest"
+	"github.com/minecart/minecart/internal/cputime"
 )
 
 // benchWireTypes are the columns of benchTable as the client sends them.
@@ -189,7 +188,7 @@ func BenchmarkBatchInsert(b *testing.B) {
 		if err != nil {
 			return 0 // not Linux: no CPU figures
 		}
-		return c + chtest.SelfCPU()
+		return c + cputime.Self()
 	}
 	timed := func(f func()) float64 {
 		c0 := cpuNow()
@@ -203,10 +202,10 @@ func BenchmarkBatchInsert(b *testing.B) {
 	var clientSelf []float64 // seconds per round: the client path's CPU in this process
 	var clientCPUs, engineCPUs []float64
 	clientPath := func() float64 {
-		self := chtest.SelfCPU()
+		self := cputime.Self()
 		r := timed(func() { send("bench_client") })
 		clientCPU = lastCPU
-		clientSelf = append(clientSelf, (chtest.SelfCPU() - self).Seconds())
+		clientSelf = append(clientSelf, (cputime.Self() - self).Seconds())
 		return r
 	}
 	enginePath := func() float64 {

@@ -1,11 +1,12 @@
 package soak
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/minecart/minecart/internal/cputime"
 )
 
 // Usage is one process tree's resources at one moment, read from /proc.
@@ -13,10 +14,6 @@ type Usage struct {
 	RSS int64   // resident bytes, the process and its descendants
 	CPU float64 // user + system CPU seconds since each started
 }
-
-// clockTick is USER_HZ, the unit of /proc/<pid>/stat's times (100 on
-// every Linux architecture Go supports).
-const clockTick = 100
 
 var pageSize = int64(os.Getpagesize())
 
@@ -57,7 +54,7 @@ func readProc(pid int) (ppid int, u Usage, err error) {
 	if err != nil {
 		return 0, u, err
 	}
-	ppid, cpu, err := parseStat(b)
+	ppid, cpu, err := cputime.ParseStat(b)
 	if err != nil {
 		return 0, u, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
@@ -73,34 +70,7 @@ func readProc(pid int) (ppid int, u Usage, err error) {
 	if err != nil {
 		return 0, u, fmt.Errorf("/proc/%d/statm: %w", pid, err)
 	}
-	return ppid, Usage{RSS: pages * pageSize, CPU: cpu}, nil
-}
-
-// parseStat returns the parent pid and utime+stime in seconds of a
-// /proc/<pid>/stat line. The command name (field 2) is in parentheses and
-// may hold spaces and parentheses, so fields are counted after its last
-// ')': state is field 3, ppid 4, utime 14, stime 15 (proc(5)).
-func parseStat(b []byte) (ppid int, cpu float64, err error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("no command name in %q", b)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("%d fields after the command name", len(f))
-	}
-	if ppid, err = strconv.Atoi(f[1]); err != nil {
-		return 0, 0, err
-	}
-	ut, err := strconv.ParseInt(f[11], 10, 64)
-	if err != nil {
-		return 0, 0, err
-	}
-	st, err := strconv.ParseInt(f[12], 10, 64)
-	if err != nil {
-		return 0, 0, err
-	}
-	return ppid, float64(ut+st) / clockTick, nil
+	return ppid, Usage{RSS: pages * pageSize, CPU: cpu.Seconds()}, nil
 }
 
 // tree sums the usage of pid and its descendants (`minecart clickhouse`

@@ -10,31 +10,6 @@ import (
 	"github.com/minecart/minecart/pipelines"
 )
 
-func TestParseStat(t *testing.T) {
-	for _, tc := range []struct {
-		name, line string
-		ppid       int
-		cpu        float64
-		err        bool
-	}{
-		{"plain", "42 (minecart) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100 1000 10", 7, 3.0, false},
-		{"name with spaces and parens", "42 (a) b (c)) R 1 42 42 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 1 1 1", 1, 0.03, false},
-		{"no name", "42 minecart S 7", 0, 0, true},
-		{"truncated", "42 (minecart) S 7 42", 0, 0, true},
-		{"bad utime", "42 (x) S 7 42 42 0 -1 0 0 0 0 0 x 2 0", 0, 0, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ppid, cpu, err := parseStat([]byte(tc.line))
-			if (err != nil) != tc.err {
-				t.Fatalf("err %v, want error %v", err, tc.err)
-			}
-			if !tc.err && (ppid != tc.ppid || cpu != tc.cpu) {
-				t.Fatalf("ppid %d cpu %v, want %d %v", ppid, cpu, tc.ppid, tc.cpu)
-			}
-		})
-	}
-}
-
 // The harness's own process is in /proc with a resident set and its
 // parent.
 func TestReadProcsSelf(t *testing.T) {

@@ -15,12 +15,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/minecart/minecart/internal/cputime"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
@@ -133,7 +133,7 @@ func benchGateway(b *testing.B, format string) {
 			return 0
 		}
 		var perr atomic.Value
-		c0 := cpuTime()
+		c0 := cputime.Self()
 		t0 := time.Now()
 		for i := range b.N {
 			for _, r := range recs[i%devices] {
@@ -152,7 +152,7 @@ func benchGateway(b *testing.B, format string) {
 			b.Fatal(err)
 		}
 		el := time.Since(t0)
-		bareCPU = min(bareCPU, cpuTime()-c0)
+		bareCPU = min(bareCPU, cputime.Self()-c0)
 		return float64(b.N*perBatch) / el.Seconds()
 	}
 	bareBefore := bareRun()
@@ -162,7 +162,7 @@ func benchGateway(b *testing.B, format string) {
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	start := time.Now()
 	for c := range clients {
 		wg.Add(1)
@@ -195,7 +195,7 @@ func benchGateway(b *testing.B, format string) {
 	}
 	wg.Wait()
 	el := time.Since(start)
-	gwCPU := cpuTime() - cpu0
+	gwCPU := cputime.Self() - cpu0
 	cores := gwCPU.Seconds() / el.Seconds()
 	b.StopTimer()
 	if f := failed.Load(); f > 0 {
@@ -269,15 +269,6 @@ func BenchmarkGzipBombs(b *testing.B) {
 	fmt.Printf("gzip bombs: %d x 3 waves of 16 (%d KiB each, 256 MiB inflated): RSS %.0f -> %.0f MiB (ratio %.2f); heap %.0f MiB, peak %.0f MiB (+%.0f MiB = %.2f x the device bound of %.0f MiB), after %.0f MiB (ratio %.2f)\n",
 		b.N, len(body)>>10, mib(rssBefore), mib(rssAfter), float64(rssAfter)/float64(rssBefore),
 		mib(base), mib(peak), mib(peak-base), float64(peak-base)/bound, bound/(1<<20), mib(after), float64(after)/float64(base))
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // rss is the process's resident set (VmRSS of /proc/self/status).

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"runtime/pprof"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/minecart/minecart/internal/cputime"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
@@ -178,16 +178,6 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 	}
 }
 
-// cpuTime is the CPU time (user and system) this process has used: the
-// stage or baseline, the embedded broker and the bench's own polling.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // timeGroup waits until group has committed total offsets of the raw
 // topic and returns the time from when it had committed warm of them,
 // and the CPU time the process used meanwhile.
@@ -211,10 +201,10 @@ func timeGroup(ctx context.Context, brokers []string, group string, warm, total 
 				}
 			})
 			if start.IsZero() && sum >= warm {
-				start, cpu0 = time.Now(), cpuTime()
+				start, cpu0 = time.Now(), cputime.Self()
 			}
 			if sum >= total {
-				return time.Since(start), cpuTime() - cpu0, nil
+				return time.Since(start), cputime.Self() - cpu0, nil
 			}
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -281,7 +271,7 @@ func BenchmarkProcess(b *testing.B) {
 	var out discard
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for i := 0; i < b.N; i++ {
 		if err := p.Process(ctx, recs[i], &out); err != nil {
 			b.Fatal(err)
@@ -295,7 +285,7 @@ func BenchmarkProcess(b *testing.B) {
 	b.StopTimer()
 	// CPU time per record: the machine is shared, and ns/op (wall clock)
 	// swings with its load.
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Self()-cpu0)/float64(b.N), "cpu-ns/op")
 	if out.n < b.N {
 		b.Fatalf("%d records emitted for %d processed", out.n, b.N)
 	}

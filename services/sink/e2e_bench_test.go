@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minecart/minecart/infra/chserver/chtest"
+	"github.com/minecart/minecart/internal/cputime"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/services/sink"
@@ -114,7 +114,7 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 		if err != nil {
 			return 0 // not Linux: no CPU figures
 		}
-		return c + chtest.SelfCPU()
+		return c + cputime.Self()
 	}
 	var cpuRatios []float64
 	var selfCPU, serverCPU, engineCPU []float64 // seconds per round: the sink path's in this process and in the server; the engine path's
@@ -192,10 +192,10 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 		var sr, er float64
 		var sc, ec time.Duration
 		sinkPath := func() {
-			c, self := cpuNow(), chtest.SelfCPU()
+			c, self := cpuNow(), cputime.Self()
 			sr = runSink()
 			sc = cpuNow() - c
-			selfCPU = append(selfCPU, (chtest.SelfCPU() - self).Seconds())
+			selfCPU = append(selfCPU, (cputime.Self() - self).Seconds())
 			serverCPU = append(serverCPU, sc.Seconds()-selfCPU[len(selfCPU)-1])
 		}
 		enginePath := func() { c := cpuNow(); er = runEngine(); ec = cpuNow() - c }

@@ -5,12 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/minecart/minecart/internal/cputime"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
@@ -121,7 +121,7 @@ func BenchmarkBackfill(b *testing.B) {
 			b.Fatal(err)
 		}
 		var encDur, prodDur time.Duration
-		cpu0 := cpuTime()
+		cpu0 := cputime.Self()
 		t2 := time.Now()
 		var out collect
 		produced := make([][]*kgo.Record, days)
@@ -148,7 +148,7 @@ func BenchmarkBackfill(b *testing.B) {
 			}
 		}
 		stageRate := float64(total) / time.Since(t2).Seconds()
-		cpuRate := float64(total) / (cpuTime() - cpu0).Seconds()
+		cpuRate := float64(total) / (cputime.Self() - cpu0).Seconds()
 		if p.Book().Tree().Root() != pure.Tree().Root() {
 			b.Fatal("stage path and pure book disagree")
 		}
@@ -206,16 +206,6 @@ func BenchmarkBackfill(b *testing.B) {
 		b.ReportMetric(float64(prodDur.Nanoseconds())/float64(total), "ns/entry-kafka-txn")
 		b.ReportMetric(float64(p.Book().Tree().MemoryBytes())/float64(total)*1e6/(1<<20), "treeMiB/M")
 	}
-}
-
-// cpuTime is the process's user+system CPU time: on a shared machine the
-// entries per CPU-second say more than wall-clock rates.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func countRecs(days [][]*kgo.Record) int {

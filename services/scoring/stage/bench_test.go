@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/minecart/minecart/internal/cputime"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
@@ -361,7 +362,7 @@ func BenchmarkProcessTraffic(b *testing.B) {
 	var out countEmitter
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for range b.N {
 		st, err := NewStage(Config{Serde: serde, IdleTimeout: -1})
 		if err != nil {
@@ -386,7 +387,7 @@ func BenchmarkProcessTraffic(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*len(recs)), "cpu-ns/event")
+	b.ReportMetric(float64((cputime.Self()-cpu0).Nanoseconds())/float64(b.N*len(recs)), "cpu-ns/event")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/event")
 	b.ReportMetric(float64(out.n)/float64(b.N), "records-emitted")
 	b.ReportMetric(float64(out.bytes)/float64(b.N*len(recs)), "emitted-B/event")
