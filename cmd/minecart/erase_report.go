@@ -15,6 +15,7 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/schemas"
+	"github.com/minecart/minecart/schemas/avro"
 )
 
 // The erasure report: what `minecart accounts erase` cleared, and what it
@@ -86,7 +87,7 @@ var ErasureTopics = []struct {
 	{pipelines.TopicScores, "sealed scores under the vehicle's pseudonym: nothing in clear but records written before shredding", true},
 	{pipelines.TopicLedgerRequests, "account and vehicle ids of debits, adjustments, erasure requests", false},
 	{pipelines.TopicRedemptions, "owner (key and value)", false},
-	{pipelines.TopicRedemptionStatus, "owner", false},
+	{pipelines.TopicRedemptionStatus, "sealed statuses under the account's pseudonym; an account without a key's owner and customer emptied: nothing in clear but records written before shredding", true},
 	{pipelines.TopicTransfers, "account ids", false},
 	{pipelines.TopicIngestChangelog, "vehicle ids of the dedup state", false},
 	{pipelines.TopicScoringChangelog, "vehicle ids of open windows", false},
@@ -190,7 +191,8 @@ type TopicCheck struct {
 	ExpiresBy string
 	// Clear counts, for a shredded topic, the records written before the
 	// erasure that are not sealed and not identity-free (a scoring
-	// watermark): records in clear from before shredding existed.
+	// watermark, an anonymous redemption status): records in clear from
+	// before shredding existed.
 	Clear int64
 }
 
@@ -235,7 +237,7 @@ func checkErasure(ctx context.Context, cfg kafka.Config, rep *ErasureReport) ([]
 
 // countClear reads a shredded topic below the end offsets of the report
 // and counts the records that are neither sealed (minecart.shred.Sealed)
-// nor identity-free (a scoring Watermark).
+// nor identity-free (identityFree).
 func countClear(ctx context.Context, cfg kafka.Config, x TopicExpiry) (int64, error) {
 	rd, err := kafka.NewReader(cfg)
 	if err != nil {
@@ -249,7 +251,7 @@ func countClear(ctx context.Context, cfg kafka.Config, x TopicExpiry) (int64, er
 	var n int64
 	for p, end := range x.EndOffsets {
 		err := rd.Read(ctx, x.Topic, p, 0, end, func(r pipelines.Record) error {
-			if name, err := serde.Name(r.Value); err != nil || (name != schemas.Sealed && name != schemas.Watermark) {
+			if !identityFree(serde, r.Value) {
 				n++
 			}
 			return nil
@@ -259,6 +261,23 @@ func countClear(ctx context.Context, cfg kafka.Config, x TopicExpiry) (int64, er
 		}
 	}
 	return n, nil
+}
+
+// identityFree reports whether a record of a shredded topic names no one
+// in clear: sealed, a scoring Watermark, or a redemption status with its
+// owner and customer emptied (an account without a key, docs/privacy.md).
+func identityFree(serde *schemas.Serde, v []byte) bool {
+	name, err := serde.Name(v)
+	switch {
+	case err != nil:
+		return false
+	case name == schemas.Sealed || name == schemas.Watermark:
+		return true
+	case name == schemas.Redemption:
+		var r avro.Redemption
+		return serde.Unmarshal(v, &r) == nil && r.Owner == "" && r.Customer == ""
+	}
+	return false
 }
 
 // readReport loads a report written by --report.

@@ -131,29 +131,42 @@ type transientError struct{ error }
 
 func (e transientError) Unwrap() error { return e.error }
 
+// open returns the value of rec to decode and its schema name: for a
+// sealed record (docs/privacy.md) its inner value once opened, or
+// shredded = true when its identity's key is destroyed (counted; no row).
+// A sealed record that does not open is an error (dead-lettered), the
+// pseudonyms topic out of reach a transientError.
+func (w *writer) open(ctx context.Context, rec *pipelines.Record) (value []byte, name string, shredded bool, err error) {
+	value = rec.Value
+	name, err = w.serde.Name(value)
+	if err != nil || name != schemas.Sealed {
+		return value, name, false, err
+	}
+	if w.unseal == nil {
+		return nil, "", false, fmt.Errorf("a sealed record on %s, and the sink has no pseudonym keys to open it", rec.Topic)
+	}
+	_, inner, _, err := w.unseal.Unseal(ctx, rec.Topic, rec.Key, value)
+	switch {
+	case errors.Is(err, shred.ErrShredded):
+		w.m.shredded.Inc()
+		return nil, "", true, nil
+	case errors.Is(err, shred.ErrBad):
+		return nil, "", false, err
+	case err != nil:
+		return nil, "", false, transientError{err}
+	}
+	name, err = w.serde.Name(inner)
+	return inner, name, false, err
+}
+
 // scoreRow maps a record of the scores topic: a DailyScore to its row (each
 // revision of a vehicle-day its own row, docs/analytics.md), a Watermark
 // to none, a sealed score (docs/privacy.md) to its inner score's row, or
 // to none when its vehicle's key is destroyed.
 func (w *writer) scoreRow(ctx context.Context, rec *pipelines.Record) (row, error) {
-	value := rec.Value
-	name, err := w.serde.Name(value)
-	if err == nil && name == schemas.Sealed {
-		if w.unseal == nil {
-			return nil, errors.New("a sealed score, and the sink has no pseudonym keys to open it")
-		}
-		_, inner, _, err := w.unseal.Unseal(ctx, rec.Topic, rec.Key, value)
-		switch {
-		case errors.Is(err, shred.ErrShredded):
-			w.m.shredded.Inc()
-			return nil, nil // names nobody any more: no row
-		case errors.Is(err, shred.ErrBad):
-			return nil, err
-		case err != nil:
-			return nil, transientError{err}
-		}
-		value = inner
-		name, err = w.serde.Name(value)
+	value, name, shredded, err := w.open(ctx, rec)
+	if shredded {
+		return nil, nil // names nobody any more: no row
 	}
 	switch {
 	case err != nil:
@@ -214,9 +227,18 @@ const redemptionsInsert = `INSERT INTO redemptions (redemption_id, updated, stat
 
 // redemptionRow maps a minecart.settlement.Redemption record (its optional
 // strings, written as null when empty, to NULL).
-func (w *writer) redemptionRow(rec *pipelines.Record) (row, error) {
+func (w *writer) redemptionRow(ctx context.Context, rec *pipelines.Record) (row, error) {
+	value, name, shredded, err := w.open(ctx, rec)
+	switch {
+	case shredded:
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case name != schemas.Redemption:
+		return nil, fmt.Errorf("record %s on %s", name, rec.Topic)
+	}
 	var r avro.Redemption
-	if err := w.serde.Unmarshal(rec.Value, &r); err != nil {
+	if err := w.serde.Unmarshal(value, &r); err != nil {
 		return nil, err
 	}
 	opt := func(s string) *string {

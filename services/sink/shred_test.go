@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -72,5 +73,76 @@ func TestSealedScoreRows(t *testing.T) {
 	}
 	if _, err := none.scoreRow(ctx, &rec); err == nil {
 		t.Fatal("a sealed score without keys gave a row")
+	}
+}
+
+// TestSealedRedemptionRows: a redemption status sealed for its owner's
+// account (settlement's SealStatus) becomes the row of the clear status,
+// owner in clear; the anonymous status of an account without a key is
+// stored with an empty owner; once the account's key is destroyed the
+// sealed one gives no row and no error (counted); a flipped byte is an
+// error; a sealed score on the status topic does not open there (its
+// additional data names another topic).
+func TestSealedRedemptionRows(t *testing.T) {
+	ctx := context.Background()
+	serde := schemas.SingleObject()
+	keys := dirKeys{pseudonym.NewDirectory()}
+	key := pseudonym.Derived("s").NewKey(pseudonym.Account, "owner-1")
+	o := pseudonym.Opening{Pseudonym: pseudonym.Of(key, pseudonym.Account, "owner-1"), Kind: pseudonym.Account, ID: "owner-1", Key: key}
+	keys.d.Put(o)
+	w, err := newWriter(Config{Serde: serde, Pseudonyms: keys}.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	red := &avro.Redemption{RedemptionID: "r1", IdempotencyKey: "k1", Owner: "owner-1", Partner: "acme", ItemID: "coffee", Quantity: 1,
+		Points: 30, Status: avro.RedemptionStatusPending, Seq: 1, RequestedMs: time.UnixMilli(1000).UTC(), UpdatedMs: time.UnixMilli(2000).UTC()}
+	inner, err := serde.Marshal(red)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal := func(topic string) pipelines.Record {
+		s, err := shred.Seal(o, topic, inner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := serde.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pipelines.Record{Topic: pipelines.TopicRedemptionStatus, Key: []byte(o.Pseudonym), Value: v, Offset: 3}
+	}
+	rec := seal(pipelines.TopicRedemptionStatus)
+	clear := pipelines.Record{Topic: pipelines.TopicRedemptionStatus, Key: []byte("r1"), Value: inner, Offset: 3}
+	want, err := w.redemptionRow(ctx, &clear)
+	if err != nil || len(want) < 6 || want[0] != "r1" || want[5] != "owner-1" {
+		t.Fatalf("clear status row %v: %v", want, err)
+	}
+	got, err := w.redemptionRow(ctx, &rec)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("sealed status row %v (%v), clear %v", got, err, want)
+	}
+	anon := *red
+	anon.Owner, anon.Customer = "", ""
+	av, err := serde.Marshal(&anon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arec := pipelines.Record{Topic: pipelines.TopicRedemptionStatus, Key: []byte("r1"), Value: av, Offset: 4}
+	if r, err := w.redemptionRow(ctx, &arec); err != nil || r[5] != "" {
+		t.Fatalf("anonymous status row %v: %v", r, err)
+	}
+	bad := rec
+	bad.Value = append([]byte(nil), rec.Value...)
+	bad.Value[len(bad.Value)-1] ^= 1
+	if r, err := w.redemptionRow(ctx, &bad); !errors.Is(err, shred.ErrBad) || r != nil {
+		t.Fatalf("a sealed status that does not open: %v %v", r, err)
+	}
+	moved := seal(pipelines.TopicScores) // sealed for another topic, written here
+	if r, err := w.redemptionRow(ctx, &moved); !errors.Is(err, shred.ErrBad) || r != nil {
+		t.Fatalf("a status sealed for another topic: %v %v", r, err)
+	}
+	keys.d.Delete(o.Pseudonym) // the erasure
+	if r, err := w.redemptionRow(ctx, &rec); err != nil || r != nil || testutil.ToFloat64(w.m.shredded) != 1 {
+		t.Fatalf("a shredded status: row %v, err %v, counted %v", r, err, testutil.ToFloat64(w.m.shredded))
 	}
 }

@@ -257,8 +257,8 @@ func (w *writer) add(ctx context.Context, b *batch, rec *pipelines.Record, skip 
 		}
 		b.ledger = append(b.ledger, r)
 	case pipelines.TopicRedemptionStatus:
-		r, err := w.redemptionRow(rec)
-		if err != nil || skip {
+		r, err := w.redemptionRow(ctx, rec)
+		if err != nil || skip || r == nil {
 			return CodeDecode, err
 		}
 		b.redemptions = append(b.redemptions, r)

@@ -302,7 +302,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	st, err := settlestage.NewStage(settlestage.Config{Serde: s.Serde, Logger: log, Registerer: s.Registry, EnsurePartner: s.ensurePartner, Pseudonyms: s.Pseudonyms})
+	st, err := settlestage.NewStage(settlestage.Config{Serde: s.Serde, Logger: log, Registerer: s.Registry, EnsurePartner: s.ensurePartner, Pseudonyms: s.Pseudonyms, SealStatus: true})
 	if err != nil {
 		return nil, fmt.Errorf("settlement: %w", err)
 	}

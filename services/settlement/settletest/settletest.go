@@ -57,6 +57,7 @@ type Env struct {
 	ledgerCfg      ledgerstage.Config
 	tick           time.Duration
 	policy         settlement.Policy
+	sealStatus     bool
 
 	// Callers of the API replicas: one session key, a credentials table
 	// per replica, a session token per owner (Token).
@@ -93,6 +94,9 @@ type Options struct {
 	// ClientOptions are given to every client of the stages and helpers
 	// (SASL for a broker with ACLs).
 	ClientOptions []kgo.Opt
+	// SealStatus seals the redemption status for the owner's account
+	// (stage.Config.SealStatus, docs/privacy.md).
+	SealStatus bool
 }
 
 // Start starts a broker with the partners' topics, the ledger stage and
@@ -126,7 +130,7 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 		t.Fatal(err)
 	}
 	e := &Env{T: t, Brokers: brokers, Serde: serde, Cfg: cfg, LedgerPub: pub, Origin: "minecart/test-ledger",
-		tick: 250 * time.Millisecond, policy: o.Policy, SessionKey: []byte(auth.NewSecret()), tokens: map[string]string{}}
+		tick: 250 * time.Millisecond, policy: o.Policy, sealStatus: o.SealStatus, SessionKey: []byte(auth.NewSecret()), tokens: map[string]string{}}
 	published, err := blocks.New(blocks.Config{Kafka: cfg})
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +174,7 @@ func StartOn(t testing.TB, brokers []string, o Options) *Env {
 func (e *Env) StartSettlement() {
 	e.T.Helper()
 	st, err := stage.NewStage(stage.Config{Serde: e.Serde, Logger: e.Cfg.Logger, TickEvery: e.tick, Policy: e.policy,
-		EnsurePartner: e.ensurePartner, Pseudonyms: e.Pseudonyms})
+		EnsurePartner: e.ensurePartner, Pseudonyms: e.Pseudonyms, SealStatus: e.sealStatus})
 	if err != nil {
 		e.T.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/minecart/minecart/schemas/avro"
 	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement"
+	"github.com/minecart/minecart/services/shred"
 )
 
 // Name is the settlement stage's name (consumer group, transactional id
@@ -49,6 +50,16 @@ type Config struct {
 	// "vehicle:<pseudonym>", linked to no one. Nil: entries are taken as
 	// they are.
 	Pseudonyms pseudonym.Resolver
+	// SealStatus seals each record of pipelines.TopicRedemptionStatus for
+	// its owner's account (crypto-shredding, docs/privacy.md): record key =
+	// the account's pseudonym, value = a shred Sealed envelope of the
+	// framed Redemption, under the key derived from the account's
+	// pseudonym key (found with Pseudonyms.Lookup; settlement never makes
+	// a key). A redemption of an account without a key (never credited,
+	// or erased: necessarily a rejection) is written in clear with its
+	// owner and customer emptied, under its redemption id. Needs
+	// Pseudonyms.
+	SealStatus bool
 }
 
 // Validate reports a config the stage cannot run with.
@@ -63,6 +74,9 @@ func (c Config) Validate() error {
 	}
 	if c.TickEvery < 0 {
 		return errors.New("settlement: negative tick interval")
+	}
+	if c.SealStatus && c.Pseudonyms == nil {
+		return errors.New("settlement: sealing the redemption status needs the pseudonyms")
 	}
 	return nil
 }
@@ -107,7 +121,7 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 				return nil, err
 			}
 			return &processor{book: b, serde: cfg.Serde, m: m, log: log, task: t,
-				ensure: cfg.EnsurePartner, partners: map[string]bool{}, names: cfg.Pseudonyms}, nil
+				ensure: cfg.EnsurePartner, partners: map[string]bool{}, names: cfg.Pseudonyms, seal: cfg.SealStatus}, nil
 		},
 	}, nil
 }
@@ -120,6 +134,7 @@ type metrics struct {
 	outstanding prometheus.Gauge
 	invariantOK prometheus.Gauge
 	transfers   *prometheus.CounterVec // status, reason
+	status      *prometheus.CounterVec // form: sealed, anonymous
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -131,6 +146,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		outstanding: m.Gauge("minecart_settlement_points_outstanding", "Sum of every account balance at the last statement."),
 		invariantOK: m.Gauge("minecart_settlement_invariant_ok", "1 if the last statement found sum(balances) = minted - redeemed, else 0."),
 		transfers:   m.CounterVec("minecart_settlement_transfers_total", "Transfer decisions, by status (ACCEPTED, REJECTED; replays count their first result) and reason.", "status", "reason"),
+		status:      m.CounterVec("minecart_settlement_status_records_total", "Redemption status records written with SealStatus, by form (sealed: for the owner's account; anonymous: the account has no key, owner and customer emptied; docs/privacy.md).", "form"),
 	}, m.Err()
 }
 
@@ -145,6 +161,7 @@ type processor struct {
 	ensure   func(ctx context.Context, partner string) error
 	partners map[string]bool // partners whose topics exist
 	names    pseudonym.Resolver
+	seal     bool // Config.SealStatus
 }
 
 // open maps the pseudonymous identities of a ledger entry to clear ids.
@@ -211,7 +228,7 @@ func (p *processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 	if err := p.ensureBonusPartners(ctx, tx); err != nil {
 		return err
 	}
-	return p.emit(tx, out)
+	return p.emit(ctx, tx, out)
 }
 
 // ensureBonusPartners creates, once per partner and task, the topics of
@@ -353,15 +370,49 @@ func (p *processor) decode(rec pipelines.Record, r schemas.Record) error {
 	return err
 }
 
+// sealStatus is the record key and value of a redemption's status with
+// Config.SealStatus: sealed for its owner's account (key = the account's
+// pseudonym), or, for an account without a key, the clear record with
+// owner and customer emptied (key = the redemption id). An error is the
+// pseudonyms topic out of reach (retried).
+func (p *processor) sealStatus(ctx context.Context, r settlement.Redemption) (key string, value []byte, form string, err error) {
+	a := r.Avro()
+	o, err := p.names.Lookup(ctx, pseudonym.Account, r.Owner)
+	if errors.Is(err, pseudonym.ErrUnknown) {
+		a.Owner, a.Customer = "", ""
+		v, err := p.serde.Marshal(a)
+		if err != nil {
+			return "", nil, "", fmt.Errorf("redemption %s: %w", r.ID, err)
+		}
+		return r.ID, v, "anonymous", nil
+	}
+	if err != nil {
+		return "", nil, "", fmt.Errorf("redemption %s: key of its account: %w", r.ID, err)
+	}
+	inner, err := p.serde.Marshal(a)
+	if err != nil {
+		return "", nil, "", fmt.Errorf("redemption %s: %w", r.ID, err)
+	}
+	s, err := shred.Seal(o, pipelines.TopicRedemptionStatus, inner)
+	if err != nil {
+		return "", nil, "", fmt.Errorf("redemption %s: %w", r.ID, err)
+	}
+	v, err := p.serde.Marshal(s)
+	if err != nil {
+		return "", nil, "", fmt.Errorf("redemption %s: %w", r.ID, err)
+	}
+	return o.Pseudonym, v, "sealed", nil
+}
+
 // Tick times out pending redemptions and closes finished days.
-func (p *processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter) error {
+func (p *processor) Tick(ctx context.Context, now time.Time, out pipelines.Emitter) error {
 	p.ready()
-	return p.emit(p.book.Tick(now), out)
+	return p.emit(ctx, p.book.Tick(now), out)
 }
 
 // emit encodes and emits everything tx writes, then commits it to the
 // book. An encoding error leaves the book unchanged.
-func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
+func (p *processor) emit(ctx context.Context, tx *settlement.Tx, out pipelines.Emitter) error {
 	type rec struct {
 		topic      string
 		key, value []byte
@@ -379,8 +430,18 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 		r          schemas.Record
 	}
 	var rs []record
+	var forms []string
 	for _, r := range tx.Status {
-		rs = append(rs, record{pipelines.TopicRedemptionStatus, r.ID, r.Avro()})
+		if !p.seal {
+			rs = append(rs, record{pipelines.TopicRedemptionStatus, r.ID, r.Avro()})
+			continue
+		}
+		key, v, form, err := p.sealStatus(ctx, r)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, rec{pipelines.TopicRedemptionStatus, []byte(key), v})
+		forms = append(forms, form)
 	}
 	for _, r := range tx.Orders {
 		rs = append(rs, record{pipelines.PartnerRedemptionsTopic(r.Partner), r.ID, r.PartnerAvro()})
@@ -431,6 +492,9 @@ func (p *processor) emit(tx *settlement.Tx, out pipelines.Emitter) error {
 	p.m.points.WithLabelValues("redeemed").Add(float64(max(0, redeemedNow-redeemed)))
 	for _, r := range tx.Status {
 		p.m.redemptions.WithLabelValues(string(r.Status)).Inc()
+	}
+	for _, f := range forms {
+		p.m.status.WithLabelValues(f).Inc()
 	}
 	for _, s := range tx.Statements {
 		p.m.outstanding.Set(float64(s.BalanceSum))

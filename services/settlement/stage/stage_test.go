@@ -1,7 +1,9 @@
 package stage_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,10 +17,12 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas/avro"
+	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/settlement/settletest"
 	"github.com/minecart/minecart/services/settlement/stage"
+	"github.com/minecart/minecart/services/shred"
 )
 
 // TestConcurrentRedemptions sends 1,000 redemptions (plus 200 retries of
@@ -524,5 +528,113 @@ func TestRedemptionHolds(t *testing.T) {
 		if count[hold] != 1 || !x.Resolved || count[x.ResolvedBy] != 1 {
 			t.Errorf("%s: hold %s entered %d times, resolved by %s (%d entries)", k, hold, count[hold], x.ResolvedBy, count[x.ResolvedBy])
 		}
+	}
+}
+
+// TestSealedStatus: with SealStatus every redemption status of an owner
+// whose account has a key leaves sealed for that account (record key =
+// its pseudonym, neither key nor value naming the owner) and opens to the
+// clear status; the status of an account without a key (a rejection) is
+// written in clear with owner and customer emptied, under its redemption
+// id; once the account's key is tombstoned on the pseudonyms topic (an
+// erasure), its statuses are shredded: the reader skips them, not bad.
+func TestSealedStatus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded pipeline")
+	}
+	env := settletest.StartWith(t, settletest.Options{SealStatus: true}, "acme")
+	env.Fund("alice", 100)
+	env.PutItem("acme", "mug", 30, nil)
+	env.WaitBalance("alice", 100)
+	var outs []kafka.Output
+	for _, rq := range []avro.RedemptionRequest{
+		{IdempotencyKey: "k1", Owner: "alice", Partner: "acme", ItemID: "mug", Quantity: 1, Customer: "alice-at-acme", RequestedMs: time.Now()},
+		{IdempotencyKey: "k2", Owner: "carol", Partner: "acme", ItemID: "mug", Quantity: 1, Customer: "carol-at-acme", RequestedMs: time.Now()},
+	} {
+		v, err := env.Serde.Marshal(&rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte(rq.Owner), Value: v})
+	}
+	kafkatest.Produce(t, env.Brokers, outs...)
+	alice, carol := settlement.RedemptionID("alice", "k1"), settlement.RedemptionID("carol", "k2")
+	env.Wait(30*time.Second, func() bool {
+		a, _ := env.Redemption(alice)
+		c, _ := env.Redemption(carol)
+		return a.Status == settlement.StatusConfirmed && c.Status == settlement.StatusRejected
+	}, func() string {
+		a, _ := env.Redemption(alice)
+		c, _ := env.Redemption(carol)
+		return fmt.Sprintf("alice %s, carol %s", a.Status, c.Status)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	o, err := env.Pseudonyms.Lookup(ctx, pseudonym.Account, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := &shred.Reader{Keys: env.Pseudonyms, Serde: env.Serde}
+	read := func() (opened map[string][]avro.Redemption, anonymous []avro.Redemption, shredded int) {
+		recs, err := kafkatest.ReadCommitted(ctx, env.Brokers, pipelines.TopicRedemptionStatus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opened = map[string][]avro.Redemption{}
+		for _, r := range recs {
+			for _, who := range []string{"alice", "carol"} {
+				if bytes.Contains(r.Key, []byte(who)) || bytes.Contains(r.Value, []byte(who)) {
+					t.Fatalf("status offset %d names %s in clear: key %q", r.Offset, who, r.Key)
+				}
+			}
+			op, inner, sealed, err := rd.Unseal(ctx, r.Topic, r.Key, r.Value)
+			if errors.Is(err, shred.ErrShredded) {
+				shredded++
+				continue
+			} else if err != nil {
+				t.Fatalf("status offset %d: %v", r.Offset, err)
+			}
+			var x avro.Redemption
+			if err := env.Serde.Unmarshal(inner, &x); err != nil {
+				t.Fatalf("status offset %d: %v", r.Offset, err)
+			}
+			if !sealed {
+				if x.Owner != "" || x.Customer != "" || string(r.Key) != x.RedemptionID {
+					t.Fatalf("clear status offset %d: key %q, %+v", r.Offset, r.Key, x)
+				}
+				anonymous = append(anonymous, x)
+				continue
+			}
+			if string(r.Key) != o.Pseudonym || op.ID != x.Owner {
+				t.Fatalf("sealed status offset %d under %q (alice is %s) opens for %q: %+v", r.Offset, r.Key, o.Pseudonym, op.ID, x)
+			}
+			opened[x.Owner] = append(opened[x.Owner], x)
+		}
+		return opened, anonymous, shredded
+	}
+	opened, anonymous, shredded := read()
+	if len(opened["alice"]) < 2 || len(opened) != 1 || shredded != 0 {
+		t.Fatalf("sealed statuses %v, shredded %d", opened, shredded)
+	}
+	for _, x := range opened["alice"] {
+		if x.RedemptionID != alice || x.Customer != "alice-at-acme" {
+			t.Fatalf("alice's status %+v", x)
+		}
+	}
+	if last := opened["alice"][len(opened["alice"])-1]; last.Status != avro.RedemptionStatusConfirmed {
+		t.Fatalf("alice's last status %s", last.Status)
+	}
+	if len(anonymous) != 1 || anonymous[0].RedemptionID != carol || anonymous[0].Status != avro.RedemptionStatusRejected {
+		t.Fatalf("anonymous statuses %+v", anonymous)
+	}
+
+	// The erasure's tombstone: alice's statuses are shredded.
+	kafkatest.Produce(t, env.Brokers, kafka.Output{Topic: pipelines.TopicLedgerPseudonyms, Key: []byte(o.Pseudonym)})
+	if err := env.Pseudonyms.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opened2, anonymous2, shredded2 := read()
+	if len(opened2) != 0 || shredded2 != len(opened["alice"]) || len(anonymous2) != 1 {
+		t.Fatalf("after the tombstone: opened %v, shredded %d of %d, anonymous %d", opened2, shredded2, len(opened["alice"]), len(anonymous2))
 	}
 }

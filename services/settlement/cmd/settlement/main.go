@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string) error {
 			fs.IntVar(&maxQty, "max-quantity", int(p.MaxQuantity), "most units in one redemption")
 			fs.DurationVar(&wait, "http-wait", 5*time.Second, "how long POST /v1/redemptions waits for a decision before answering 202")
 			af.Register(fs)
-			fs.StringVar(&sealPath, "pseudonym-key", "", "the ledger's pseudonym-sealing key file (its DATA_DIR/pseudonyms.key): settlement opens the pseudonyms of the ledger's entries with it (required with -stage)")
+			fs.StringVar(&sealPath, "pseudonym-key", "", "the ledger's pseudonym-sealing key file (its DATA_DIR/pseudonyms.key): settlement opens the pseudonyms of the ledger's entries with it (required with -stage); it also seals the redemption status for the owner's account (docs/privacy.md)")
 		},
 		Prepare: func(*slog.Logger) error {
 			if !runStage && httpAddr == "" {
@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string) error {
 					return err
 				}
 				env.Go("pseudonyms", names.Run)
-				cfg.Pseudonyms = names
+				cfg.Pseudonyms, cfg.SealStatus = names, true
 				// Partner topics are created over the same (SASL, TLS) connection.
 				cfg.EnsurePartner = func(ctx context.Context, partner string) error {
 					return kafka.EnsureTopicsWith(ctx, env.Kafka, settlement.PartnerTopics(partner))
