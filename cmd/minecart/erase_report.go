@@ -87,7 +87,7 @@ var ErasureTopics = []struct {
 	{pipelines.TopicScores, "sealed scores under the vehicle's pseudonym: nothing in clear but records written before shredding", true},
 	{pipelines.TopicLedgerRequests, "account and vehicle ids of debits, adjustments, erasure requests", false},
 	{pipelines.TopicRedemptions, "owner (key and value)", false},
-	{pipelines.TopicRedemptionStatus, "sealed statuses under the account's pseudonym; an account without a key's owner and customer emptied: nothing in clear but records written before shredding", true},
+	{pipelines.TopicRedemptionStatus, "sealed statuses under the account's pseudonym; an account without a key's owner, customer and idempotency key emptied: nothing in clear but records written before shredding", true},
 	{pipelines.TopicTransfers, "account ids", false},
 	{pipelines.TopicIngestChangelog, "vehicle ids of the dedup state", false},
 	{pipelines.TopicScoringChangelog, "vehicle ids of open windows", false},
@@ -265,7 +265,8 @@ func countClear(ctx context.Context, cfg kafka.Config, x TopicExpiry) (int64, er
 
 // identityFree reports whether a record of a shredded topic names no one
 // in clear: sealed, a scoring Watermark, or a redemption status with its
-// owner and customer emptied (an account without a key, docs/privacy.md).
+// owner, customer and idempotency key emptied (an account without a key,
+// docs/privacy.md).
 func identityFree(serde *schemas.Serde, v []byte) bool {
 	name, err := serde.Name(v)
 	switch {
@@ -275,7 +276,7 @@ func identityFree(serde *schemas.Serde, v []byte) bool {
 		return true
 	case name == schemas.Redemption:
 		var r avro.Redemption
-		return serde.Unmarshal(v, &r) == nil && r.Owner == "" && r.Customer == ""
+		return serde.Unmarshal(v, &r) == nil && r.Owner == "" && r.Customer == "" && r.IdempotencyKey == ""
 	}
 	return false
 }

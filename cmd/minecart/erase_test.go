@@ -110,9 +110,7 @@ func TestPrivacyAndErasure(t *testing.T) {
 		}
 		if wctx.Err() != nil {
 			var status []string
-			for _, r := range readTopic(t, ctx, kcfg, pipelines.TopicRedemptionStatus) {
-				var x avro.Redemption
-				_ = st.Serde.Unmarshal(r.Value, &x)
+			for _, x := range readStatus(t, ctx, st) {
 				status = append(status, fmt.Sprintf("%s %v", x.Status, x.Reason))
 			}
 			t.Fatalf("no order on the partner's topic; statuses %v", status)
@@ -262,9 +260,8 @@ func TestPrivacyAndErasure(t *testing.T) {
 	}
 	for wctx, wcancel := context.WithTimeout(ctx, time.Minute); ; {
 		last := ""
-		for _, r := range readTopic(t, ctx, kcfg, pipelines.TopicRedemptionStatus) {
-			var x avro.Redemption
-			if st.Serde.Unmarshal(r.Value, &x) == nil && x.RedemptionID == order.RedemptionID {
+		for _, x := range readStatus(t, ctx, st) {
+			if x.RedemptionID == order.RedemptionID {
 				last = string(x.Status)
 			}
 		}
@@ -286,6 +283,12 @@ func TestPrivacyAndErasure(t *testing.T) {
 	}
 	if sc := checkShredded(t, ctx, st, names0, vins, nil); sc.opened < len(vins) || sc.shredded != 0 {
 		t.Fatalf("before the erasure: %+v", sc)
+	}
+	// The redemption status topic, kept forever too: the owner's statuses
+	// sealed for the account (pending, confirmed, fulfilled at least).
+	stBefore := checkStatus(t, ctx, st, names0, owner)
+	if stBefore.opened[owner] < 3 || stBefore.shredded != 0 {
+		t.Fatalf("redemption statuses before the erasure: %+v", stBefore)
 	}
 	sumBefore, err := st.Summary(ctx, 1000)
 	if err != nil {
@@ -402,6 +405,12 @@ func TestPrivacyAndErasure(t *testing.T) {
 		t.Fatalf("after the erasure: %+v", sc)
 	}
 	t.Logf("scores topic after the erasure: %+v", sc)
+	// The owner's redemption statuses are shredded; any other's open.
+	stAfter := checkStatus(t, ctx, st, names, owner)
+	if stAfter.shredded != stBefore.opened[owner] || stAfter.opened[owner] != 0 || len(stAfter.opened) != len(stBefore.opened)-1 {
+		t.Fatalf("redemption statuses after the erasure: %+v, before it %+v", stAfter, stBefore)
+	}
+	t.Logf("redemption status topic after the erasure: %+v", stAfter)
 	otherBalances := func(sum stack.Summary) map[string]int64 {
 		m := map[string]int64{}
 		for _, b := range sum.TopBalances {
@@ -550,6 +559,75 @@ func checkShredded(t *testing.T, ctx context.Context, st *stack.Stack, names *ps
 			t.Fatalf("scores offset %d opens to %+v (key of %s): %v", r.Offset, ds, o.ID, err)
 		}
 		c.opened++
+	}
+	return c
+}
+
+// readStatus is every redemption status on the status topic that opens
+// (the stack's follower of the pseudonyms topic), in order.
+func readStatus(t *testing.T, ctx context.Context, st *stack.Stack) []avro.Redemption {
+	t.Helper()
+	rd := shred.Reader{Keys: st.Pseudonyms, Serde: st.Serde}
+	var out []avro.Redemption
+	for _, r := range readTopic(t, ctx, st.Pipelines, pipelines.TopicRedemptionStatus) {
+		_, inner, _, err := rd.Unseal(ctx, r.Topic, r.Key, r.Value)
+		if errors.Is(err, shred.ErrShredded) {
+			continue
+		} else if err != nil {
+			t.Fatalf("status offset %d: %v", r.Offset, err)
+		}
+		var x avro.Redemption
+		if err := st.Serde.Unmarshal(inner, &x); err != nil {
+			t.Fatalf("status offset %d: %v", r.Offset, err)
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// statusCount is what checkStatus found on the redemption status topic:
+// the sealed statuses that open, by owner; the shredded ones; the
+// anonymous ones (an account without a key).
+type statusCount struct {
+	opened              map[string]int
+	shredded, anonymous int
+}
+
+// checkStatus reads the redemption status topic from its start: no
+// record names owner in clear (key or value); every record is sealed, or
+// anonymous (owner, customer and idempotency key empty, under its
+// redemption id); a sealed
+// one opens with the keys of names to a status of the account it was
+// sealed for, under that account's pseudonym, or is shredded.
+func checkStatus(t *testing.T, ctx context.Context, st *stack.Stack, names *pseudonym.Directory, owner string) statusCount {
+	t.Helper()
+	rd := shred.Reader{Keys: snapshotKeys{names}, Serde: st.Serde}
+	c := statusCount{opened: map[string]int{}}
+	for _, r := range readTopic(t, ctx, st.Pipelines, pipelines.TopicRedemptionStatus) {
+		if bytes.Contains(r.Key, []byte(owner)) || bytes.Contains(r.Value, []byte(owner)) {
+			t.Fatalf("status offset %d names %s in clear", r.Offset, owner)
+		}
+		o, inner, sealed, err := rd.Unseal(ctx, r.Topic, r.Key, r.Value)
+		if errors.Is(err, shred.ErrShredded) {
+			c.shredded++
+			continue
+		} else if err != nil {
+			t.Fatalf("status offset %d: %v", r.Offset, err)
+		}
+		var x avro.Redemption
+		if err := st.Serde.Unmarshal(inner, &x); err != nil {
+			t.Fatalf("status offset %d: %v", r.Offset, err)
+		}
+		switch {
+		case !sealed && x.Owner == "" && x.Customer == "" && x.IdempotencyKey == "" && string(r.Key) == x.RedemptionID:
+			c.anonymous++
+		case !sealed:
+			t.Fatalf("status offset %d in clear: key %q, %+v", r.Offset, r.Key, x)
+		case o.Kind != pseudonym.Account || o.ID != x.Owner || string(r.Key) != o.Pseudonym:
+			t.Fatalf("status offset %d sealed for %s %s under %q opens to %+v", r.Offset, o.Kind, o.ID, r.Key, x)
+		default:
+			c.opened[x.Owner]++
+		}
 	}
 	return c
 }
@@ -712,7 +790,8 @@ func checkErasureExpiry(t *testing.T, ctx context.Context, st *stack.Stack, repo
 	out, err = check(false)
 	if err != nil || line(out, pipelines.TopicTelemetryRaw) == "" || !strings.HasSuffix(line(out, pipelines.TopicTelemetryRaw), " gone") ||
 		!strings.HasSuffix(line(out, pipelines.TopicTelemetryClean), " gone") ||
-		!strings.Contains(line(out, pipelines.TopicScores), " shredded (") {
+		!strings.Contains(line(out, pipelines.TopicScores), " shredded (") ||
+		!strings.Contains(line(out, pipelines.TopicRedemptionStatus), " shredded (") {
 		t.Fatalf("erasure-check after retention: %v\n%s", err, out)
 	}
 	t.Log(out)

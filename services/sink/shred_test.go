@@ -122,7 +122,7 @@ func TestSealedRedemptionRows(t *testing.T) {
 		t.Fatalf("sealed status row %v (%v), clear %v", got, err, want)
 	}
 	anon := *red
-	anon.Owner, anon.Customer = "", ""
+	anon.Owner, anon.Customer, anon.IdempotencyKey = "", "", ""
 	av, err := serde.Marshal(&anon)
 	if err != nil {
 		t.Fatal(err)

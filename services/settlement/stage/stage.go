@@ -57,7 +57,7 @@ type Config struct {
 	// pseudonym key (found with Pseudonyms.Lookup; settlement never makes
 	// a key). A redemption of an account without a key (never credited,
 	// or erased: necessarily a rejection) is written in clear with its
-	// owner and customer emptied, under its redemption id. Needs
+	// owner, customer and idempotency key emptied, under its redemption id. Needs
 	// Pseudonyms.
 	SealStatus bool
 }
@@ -146,7 +146,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		outstanding: m.Gauge("minecart_settlement_points_outstanding", "Sum of every account balance at the last statement."),
 		invariantOK: m.Gauge("minecart_settlement_invariant_ok", "1 if the last statement found sum(balances) = minted - redeemed, else 0."),
 		transfers:   m.CounterVec("minecart_settlement_transfers_total", "Transfer decisions, by status (ACCEPTED, REJECTED; replays count their first result) and reason.", "status", "reason"),
-		status:      m.CounterVec("minecart_settlement_status_records_total", "Redemption status records written with SealStatus, by form (sealed: for the owner's account; anonymous: the account has no key, owner and customer emptied; docs/privacy.md).", "form"),
+		status:      m.CounterVec("minecart_settlement_status_records_total", "Redemption status records written with SealStatus, by form (sealed: for the owner's account; anonymous: the account has no key, owner, customer and idempotency key emptied; docs/privacy.md).", "form"),
 	}, m.Err()
 }
 
@@ -373,13 +373,13 @@ func (p *processor) decode(rec pipelines.Record, r schemas.Record) error {
 // sealStatus is the record key and value of a redemption's status with
 // Config.SealStatus: sealed for its owner's account (key = the account's
 // pseudonym), or, for an account without a key, the clear record with
-// owner and customer emptied (key = the redemption id). An error is the
+// owner, customer and idempotency key emptied (key = the redemption id). An error is the
 // pseudonyms topic out of reach (retried).
 func (p *processor) sealStatus(ctx context.Context, r settlement.Redemption) (key string, value []byte, form string, err error) {
 	a := r.Avro()
 	o, err := p.names.Lookup(ctx, pseudonym.Account, r.Owner)
 	if errors.Is(err, pseudonym.ErrUnknown) {
-		a.Owner, a.Customer = "", ""
+		a.Owner, a.Customer, a.IdempotencyKey = "", "", ""
 		v, err := p.serde.Marshal(a)
 		if err != nil {
 			return "", nil, "", fmt.Errorf("redemption %s: %w", r.ID, err)

@@ -535,7 +535,7 @@ func TestRedemptionHolds(t *testing.T) {
 // whose account has a key leaves sealed for that account (record key =
 // its pseudonym, neither key nor value naming the owner) and opens to the
 // clear status; the status of an account without a key (a rejection) is
-// written in clear with owner and customer emptied, under its redemption
+// written in clear with owner, customer and idempotency key emptied, under its redemption
 // id; once the account's key is tombstoned on the pseudonyms topic (an
 // erasure), its statuses are shredded: the reader skips them, not bad.
 func TestSealedStatus(t *testing.T) {
@@ -599,7 +599,7 @@ func TestSealedStatus(t *testing.T) {
 				t.Fatalf("status offset %d: %v", r.Offset, err)
 			}
 			if !sealed {
-				if x.Owner != "" || x.Customer != "" || string(r.Key) != x.RedemptionID {
+				if x.Owner != "" || x.Customer != "" || x.IdempotencyKey != "" || string(r.Key) != x.RedemptionID {
 					t.Fatalf("clear status offset %d: key %q, %+v", r.Offset, r.Key, x)
 				}
 				anonymous = append(anonymous, x)
