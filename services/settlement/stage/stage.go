@@ -55,8 +55,9 @@ type Config struct {
 	// the account's pseudonym, value = a shred Sealed envelope of the
 	// framed Redemption, under the key derived from the account's
 	// pseudonym key (found with Pseudonyms.Lookup; settlement never makes
-	// a key). A redemption of an account without a key (never credited,
-	// or erased: necessarily a rejection) is written in clear with its
+	// a key). A status of an account without a key (none until the first
+	// ledger entry naming the account, e.g. the first redemption's hold;
+	// or erased) is written in clear with its
 	// owner, customer and idempotency key emptied, under its redemption id. Needs
 	// Pseudonyms.
 	SealStatus bool
