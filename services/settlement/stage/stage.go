@@ -57,9 +57,8 @@ type Config struct {
 	// pseudonym key (found with Pseudonyms.Lookup; settlement never makes
 	// a key). A status of an account without a key (none until the first
 	// ledger entry naming the account, e.g. the first redemption's hold;
-	// or erased) is written in clear with its
-	// owner, customer and idempotency key emptied, under its redemption id. Needs
-	// Pseudonyms.
+	// or erased) is written in clear with its owner, customer and
+	// idempotency key emptied, under its redemption id. Needs Pseudonyms.
 	SealStatus bool
 }
 
