@@ -61,3 +61,47 @@ func BenchmarkStage(b *testing.B) {
 		b.ReportMetric(base.Seconds()/stage.Seconds(), "ratio")
 	}
 }
+
+// BenchmarkSealStatus alternates, within one run, the redemption path of
+// BenchmarkStage with the status in clear and with SealStatus (every
+// status sealed for the owner's account, docs/privacy.md), each on its
+// own broker, and reports both rates and sealed/clear.
+func BenchmarkSealStatus(b *testing.B) {
+	const n, owners = 2000, 200
+	run := func(seal bool) time.Duration {
+		env := settletest.StartWith(b, settletest.Options{SealStatus: seal}, "acme")
+		for i := range owners {
+			env.Fund(fmt.Sprintf("o%d", i), 1<<30)
+		}
+		env.PutItem("acme", "mug", 10, nil)
+		env.WaitBalance(fmt.Sprintf("o%d", owners-1), 1<<30)
+		var outs []kafka.Output
+		for i := range n {
+			rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprint(i), Owner: fmt.Sprintf("o%d", i%owners), Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()}
+			v, err := env.Serde.Marshal(&rq)
+			if err != nil {
+				b.Fatal(err)
+			}
+			outs = append(outs, kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte(rq.Owner), Value: v})
+		}
+		start := time.Now()
+		kafkatest.Produce(b, env.Brokers, outs...)
+		kafkatest.WaitRecords(b, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), n, 5*time.Minute)
+		// Every status written: pending and confirmed of each.
+		kafkatest.WaitRecords(b, env.Brokers, pipelines.TopicRedemptionStatus, 2*n, 5*time.Minute)
+		return time.Since(start)
+	}
+	var clear, sealed time.Duration
+	for i := range b.N {
+		if i%2 == 0 {
+			clear += run(false)
+			sealed += run(true)
+		} else {
+			sealed += run(true)
+			clear += run(false)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/clear.Seconds(), "clear_redemptions/s")
+	b.ReportMetric(float64(n*b.N)/sealed.Seconds(), "sealed_redemptions/s")
+	b.ReportMetric(sealed.Seconds()/clear.Seconds(), "sealed/clear")
+}

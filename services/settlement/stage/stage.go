@@ -54,8 +54,8 @@ type Config struct {
 	// its owner's account (crypto-shredding, docs/privacy.md): record key =
 	// the account's pseudonym, value = a shred Sealed envelope of the
 	// framed Redemption, under the key derived from the account's
-	// pseudonym key (found with Pseudonyms.Lookup; settlement never makes
-	// a key). A status of an account without a key (none until the first
+	// pseudonym key (found in the keys read so far, else with
+	// Pseudonyms.Lookup; settlement never makes a key). A status of an account without a key (none until the first
 	// ledger entry naming the account, e.g. the first redemption's hold;
 	// or erased) is written in clear with its owner, customer and
 	// idempotency key emptied, under its redemption id. Needs Pseudonyms.
@@ -370,6 +370,26 @@ func (p *processor) decode(rec pipelines.Record, r schemas.Record) error {
 	return err
 }
 
+// keyDirectory is a Resolver that also shows the keys read so far
+// (follow.Follower).
+type keyDirectory interface {
+	Directory() *pseudonym.Directory
+}
+
+// accountKey is the opening of account id: from the keys the follower has
+// read if it is there (no round trip), else after a Lookup (which reads the
+// pseudonyms topic to its end first). A key tombstoned a moment ago may
+// still be found in the directory: a status sealed under it opens for no
+// one, as if written before the erasure.
+func (p *processor) accountKey(ctx context.Context, id string) (pseudonym.Opening, error) {
+	if d, ok := p.names.(keyDirectory); ok {
+		if o, ok := d.Directory().Lookup(pseudonym.Account, id); ok {
+			return o, nil
+		}
+	}
+	return p.names.Lookup(ctx, pseudonym.Account, id)
+}
+
 // sealStatus is the record key and value of a redemption's status with
 // Config.SealStatus: sealed for its owner's account (key = the account's
 // pseudonym), or, for an account without a key, the clear record with
@@ -377,7 +397,7 @@ func (p *processor) decode(rec pipelines.Record, r schemas.Record) error {
 // pseudonyms topic out of reach (retried).
 func (p *processor) sealStatus(ctx context.Context, r settlement.Redemption) (key string, value []byte, form string, err error) {
 	a := r.Avro()
-	o, err := p.names.Lookup(ctx, pseudonym.Account, r.Owner)
+	o, err := p.accountKey(ctx, r.Owner)
 	if errors.Is(err, pseudonym.ErrUnknown) {
 		a.Owner, a.Customer, a.IdempotencyKey = "", "", ""
 		v, err := p.serde.Marshal(a)
