@@ -87,7 +87,7 @@ var ErasureTopics = []struct {
 	{pipelines.TopicScores, "sealed scores under the vehicle's pseudonym: nothing in clear but records written before shredding", true},
 	{pipelines.TopicLedgerRequests, "account and vehicle ids of debits, adjustments, erasure requests", false},
 	{pipelines.TopicRedemptions, "owner (key and value)", false},
-	{pipelines.TopicRedemptionStatus, "sealed statuses under the account's pseudonym; an account without a key's owner, customer and idempotency key emptied: nothing in clear but records written before shredding", true},
+	{pipelines.TopicRedemptionStatus, "statuses sealed under the owner account's pseudonym, or, for an account without a key, with owner, customer and idempotency key emptied: nothing in clear but records written before shredding", true},
 	{pipelines.TopicTransfers, "account ids", false},
 	{pipelines.TopicIngestChangelog, "vehicle ids of the dedup state", false},
 	{pipelines.TopicScoringChangelog, "vehicle ids of open windows", false},
