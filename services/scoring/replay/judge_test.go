@@ -269,3 +269,42 @@ func TestShortFingerprints(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexParked: a day's first trip is anchored at the vehicle's parked
+// position when the index holds no later trip end: near where it was
+// parked, away 5 km off, unknown when parked after the trip started.
+func TestIndexParked(t *testing.T) {
+	cfg := DefaultConfig()
+	fs := newRoute(7, 10).drive(8*3600_000, 1000, func(int) float64 { return 50 }, func(int) float64 { return 0 })
+	for _, c := range []struct {
+		name   string
+		dLatM  float64
+		atMs   int64
+		origin uint8
+	}{
+		{"parked at the start", 0, 7 * 3600_000, OriginNear},
+		{"parked 5 km north", 5000, 7 * 3600_000, OriginAway},
+		{"parked after the start", 0, 9 * 3600_000, OriginUnknown},
+	} {
+		x, _ := NewIndex(cfg, 30, 100)
+		x.Parked("v", "2026-11-30", Fix{TimeMs: c.atMs, Lat: fs[0].Lat + c.dLatM/111320, Lon: fs[0].Lon})
+		fps := Trips(cfg, "v", "2026-12-01", fs)
+		if len(fps) != 1 {
+			t.Fatalf("%d trips", len(fps))
+		}
+		x.Anchor(&fps[0])
+		if fps[0].Origin != c.origin {
+			t.Errorf("%s: origin %d, want %d", c.name, fps[0].Origin, c.origin)
+		}
+	}
+	// a trip end held later than the parked fix wins
+	x, _ := NewIndex(cfg, 30, 100)
+	prev := Trips(cfg, "v", "2026-11-30", newRoute(8, 10).drive(2*3600_000, 1000, func(int) float64 { return 50 }, func(int) float64 { return 0 }))
+	x.Add(&prev[0])
+	x.Parked("v", "2026-11-30", Fix{TimeMs: prev[0].EndMs - 1, Lat: fs[0].Lat, Lon: fs[0].Lon})
+	fps := Trips(cfg, "v", "2026-12-01", fs)
+	x.Anchor(&fps[0])
+	if want := origin(&cfg, prev[0].To, fps[0].From); want == OriginNear || fps[0].Origin != want {
+		t.Errorf("after a held trip: origin %d, want %d (the held trip's end)", fps[0].Origin, want)
+	}
+}
