@@ -670,6 +670,12 @@ func replayDiag(cfg replay.Config, vehicles []fleet.Vehicle, i, d int, r, src *d
 	var b strings.Builder
 	fmt.Fprintf(&b, "%v vehicle %d (%s) day %d copies vehicle %d day %d (a %v day): %d copy trips, %d source trips",
 		r.c, i, vehicles[i].VehicleID, d, r.other, r.src, src.c, len(r.fps), len(src.fps))
+	switch src.c {
+	case fleet.CaseReplayOwn, fleet.CaseReplayOther, fleet.CaseSynthetic:
+		// the simulator copies the vehicle's real drive of that day, which
+		// its box replaced: no trace of it was ever sent
+		fmt.Fprintf(&b, "; the copied drive was never uploaded (its day was sent as %v)", src.c)
+	}
 	for a := range r.fps {
 		cp := &r.fps[a]
 		for o := range src.fps {
