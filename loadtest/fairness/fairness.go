@@ -423,16 +423,7 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 			fps: trace.Fingerprints(&rcfg, vid, w.date)}
 		r.clean = r.res.points
 		if len(out) == 0 {
-			evs := cd.Clean
-			if len(evs) == 0 {
-				evs = cd.Events
-			}
-			for k := range evs {
-				if evs[k].Lat != 0 || evs[k].Lon != 0 {
-					r.parked = &replay.Fix{TimeMs: w.start - 1, Lat: evs[k].Lat, Lon: evs[k].Lon}
-					break
-				}
-			}
+			r.parked = parkedAt(&cd, w.start)
 		}
 		if cd.Case != fleet.CaseNone {
 			clean := scoring.NewDay(w.start, w.end, w.night)
@@ -476,6 +467,21 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 	}
 	sc.events.Add(n)
 	return out
+}
+
+// parkedAt is where the vehicle was parked before its first day (Config.NoParked):
+// the first fix with a position of the untampered day, at start - 1 ms.
+func parkedAt(cd *fleet.CaseDay, start int64) *replay.Fix {
+	evs := cd.Clean
+	if len(evs) == 0 {
+		evs = cd.Events
+	}
+	for k := range evs {
+		if evs[k].Lat != 0 || evs[k].Lon != 0 {
+			return &replay.Fix{TimeMs: start - 1, Lat: evs[k].Lat, Lon: evs[k].Lon}
+		}
+	}
+	return nil
 }
 
 // dayRec is a scored vehicle-day waiting for replay detection.
