@@ -61,6 +61,12 @@ type Config struct {
 	Mix      fleet.CaseMix
 	Workers  int
 	Rules    scoring.Rules
+	// NoParked: the replay indexes start empty. Otherwise each task's index
+	// knows, before the first day, where each of its vehicles was parked
+	// (replay.Index.Parked: the first fix of the vehicle's untampered first
+	// day, as if its previous trip had ended there the day before), as a
+	// running index knows every vehicle's previous day.
+	NoParked bool
 	// Progress, when set, is called after every 500th vehicle scored.
 	Progress func(done, total int, elapsed time.Duration)
 }
@@ -207,6 +213,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	byDate := make(map[string]int, cfg.Days)
 	for d := range wins {
 		byDate[wins[d].date] = d
+	}
+	if !cfg.NoParked && cfg.Days > 0 {
+		before := cfg.Start.AddDate(0, 0, -1).Format(time.DateOnly)
+		for i := range recs {
+			if len(recs[i]) > 0 && recs[i][0].parked != nil {
+				idx[task[i]].Parked(vehicles[i].VehicleID, before, *recs[i][0].parked)
+			}
+		}
 	}
 	const keptDays = 7 // the stage's lateness, 7 x 24 h
 	total := newReport(cfg)
@@ -408,6 +422,9 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 		r := dayRec{c: cd.Case, other: cd.Other, src: cd.SourceDay, truthKm: cd.Truth.DistanceKm, res: summary(&res),
 			fps: trace.Fingerprints(&rcfg, vid, w.date)}
 		r.clean = r.res.points
+		if len(out) == 0 {
+			r.parked = parkedAt(&cd, w.start)
+		}
 		if cd.Case != fleet.CaseNone {
 			clean := scoring.NewDay(w.start, w.end, w.night)
 			for k := range cd.Clean {
@@ -452,6 +469,21 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 	return out
 }
 
+// parkedAt is where the vehicle was parked before its first day (Config.NoParked):
+// the first fix with a position of the untampered day, at start - 1 ms.
+func parkedAt(cd *fleet.CaseDay, start int64) *replay.Fix {
+	evs := cd.Clean
+	if len(evs) == 0 {
+		evs = cd.Events
+	}
+	for k := range evs {
+		if evs[k].Lat != 0 || evs[k].Lon != 0 {
+			return &replay.Fix{TimeMs: start - 1, Lat: evs[k].Lat, Lon: evs[k].Lon}
+		}
+	}
+	return nil
+}
+
 // dayRec is a scored vehicle-day waiting for replay detection.
 type dayRec struct {
 	c       fleet.Case
@@ -462,6 +494,9 @@ type dayRec struct {
 	late    *scored // CaseLate: the revision with the late events
 	clean   int64   // points of the same day in order from an ordinary box
 	fps     []replay.Fingerprint
+	// parked: the vehicle's first day only, its first fix with a position
+	// of the untampered day at the window's start - 1 ms (Config.NoParked).
+	parked *replay.Fix
 	// replayed: the day is flagged replayed_trace, by its task's index at
 	// the close (task) or by a global check verdict (global).
 	replayed, task, global bool
@@ -641,6 +676,12 @@ func replayDiag(cfg replay.Config, vehicles []fleet.Vehicle, i, d int, r, src *d
 	var b strings.Builder
 	fmt.Fprintf(&b, "%v vehicle %d (%s) day %d copies vehicle %d day %d (a %v day): %d copy trips, %d source trips",
 		r.c, i, vehicles[i].VehicleID, d, r.other, r.src, src.c, len(r.fps), len(src.fps))
+	switch src.c {
+	case fleet.CaseReplayOwn, fleet.CaseReplayOther, fleet.CaseSynthetic:
+		// the simulator copies the vehicle's real drive of that day, which
+		// its box replaced: no trace of it was ever sent
+		fmt.Fprintf(&b, "; the copied drive was never uploaded (its day was sent as %v)", src.c)
+	}
 	for a := range r.fps {
 		cp := &r.fps[a]
 		for o := range src.fps {
@@ -648,9 +689,9 @@ func replayDiag(cfg replay.Config, vehicles []fleet.Vehicle, i, d int, r, src *d
 			j, c := replay.Similarity(orig, cp)
 			band := replay.LowestSharedBand(orig, cp)
 			why := replay.Refusal(&cfg, orig, cp)
-			fmt.Fprintf(&b, "\n  copy trip %d (n=%d, %s) vs trip %d (n=%d, %s, %+.1fs): J=%.3f C=%.3f band=%d: %s",
-				cp.Trip, cp.N, time.UnixMilli(cp.StartMs).UTC().Format("01-02 15:04:05"), orig.Trip, orig.N,
-				time.UnixMilli(orig.StartMs).UTC().Format("01-02 15:04:05"), float64(cp.StartMs-orig.StartMs)/1000, j, c, band, why)
+			fmt.Fprintf(&b, "\n  copy trip %d (n=%d, %s, origin %d) vs trip %d (n=%d, %s, %+.1fs, origin %d): J=%.3f C=%.3f band=%d: %s",
+				cp.Trip, cp.N, time.UnixMilli(cp.StartMs).UTC().Format("01-02 15:04:05"), cp.Origin, orig.Trip, orig.N,
+				time.UnixMilli(orig.StartMs).UTC().Format("01-02 15:04:05"), float64(cp.StartMs-orig.StartMs)/1000, orig.Origin, j, c, band, why)
 		}
 	}
 	return b.String()
@@ -704,6 +745,7 @@ func main() {
 	flag.IntVar(&cfg.Workers, "workers", 0, "goroutines (0: GOMAXPROCS)")
 	start := flag.String("start", "2026-11-02", "first local day (Asia/Shanghai)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	flag.BoolVar(&cfg.NoParked, "no-parked", false, "replay indexes start empty (no vehicle's position before the first day)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
