@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"flag"
@@ -69,6 +70,12 @@ type Config struct {
 	NoParked bool
 	// Progress, when set, is called after every 500th vehicle scored.
 	Progress func(done, total int, elapsed time.Duration)
+	// Dump, when set, receives every day's trip fingerprints in close
+	// order, their origins anchored (WriteDump's format), for Rejudge.
+	Dump io.Writer
+	// FpOnly builds the days' fingerprints without scoring them (with
+	// Dump: a faster dump; the table is then meaningless).
+	FpOnly bool
 }
 
 // Row is one class's figures. Late is split in two rows: at close and
@@ -137,7 +144,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	wins := windows(sim, cfg.Days, &cfg.Rules)
-	sc := &scorer{rules: cfg.Rules, rcfg: replay.DefaultConfig(), wins: wins, vehicles: sim.Vehicles()}
+	sc := &scorer{rules: cfg.Rules, rcfg: replay.DefaultConfig(), wins: wins, vehicles: sim.Vehicles(), fpOnly: cfg.FpOnly}
 	rcfg, vehicles := sc.rcfg, sc.vehicles
 	began := time.Now()
 	var done atomic.Int64
@@ -260,6 +267,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	var key [8]byte
+	var dump *dumpWriter
+	if cfg.Dump != nil {
+		dump = newDumpWriter(cfg.Dump, vehicles, wins)
+	}
 	for d := range cfg.Days {
 		if t, err := time.Parse(time.DateOnly, wins[d].date); err == nil {
 			for _, x := range idx {
@@ -275,6 +286,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			replayed := false
 			for k := range r.fps {
 				idx.Anchor(&r.fps[k]) // judgeReplay
+			}
+			if dump != nil {
+				dump.day(i, d, task[i], r)
 			}
 			for k := range r.fps {
 				if len(idx.Check(&r.fps[k])) > 0 {
@@ -340,6 +354,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	total.Events = sc.events.Load()
 	total.Elapsed = time.Since(began)
+	if dump != nil {
+		if err := dump.flush(); err != nil {
+			return nil, err
+		}
+	}
 	return total, nil
 }
 
@@ -376,6 +395,8 @@ type scorer struct {
 	// only, when set, limits scoring to the days of the cases it accepts
 	// (the others only pass ingest's odometer check): a search's speed-up.
 	only func(fleet.Case) bool
+	// fpOnly: only the replay traces are built (Config.FpOnly).
+	fpOnly bool
 }
 
 func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
@@ -406,6 +427,22 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 				odo.check(&cd.Late[k])
 			}
 			out = append(out, dayRec{c: cd.Case})
+			continue
+		}
+		if sc.fpOnly {
+			trace := replay.NewBuilder(w.start)
+			for k := range cd.Events {
+				if ev := &cd.Events[k]; ev.SpeedKmh >= rcfg.MovingKmh {
+					trace.Add(&rcfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
+				}
+			}
+			n += int64(len(cd.Events))
+			r := dayRec{c: cd.Case, other: cd.Other, src: cd.SourceDay, truthKm: cd.Truth.DistanceKm,
+				fps: trace.Fingerprints(&rcfg, vid, w.date)}
+			if len(out) == 0 {
+				r.parked = parkedAt(&cd, w.start)
+			}
+			out = append(out, r)
 			continue
 		}
 		day := scoring.NewDay(w.start, w.end, w.night)
@@ -746,7 +783,44 @@ func main() {
 	start := flag.String("start", "2026-11-02", "first local day (Asia/Shanghai)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.BoolVar(&cfg.NoParked, "no-parked", false, "replay indexes start empty (no vehicle's position before the first day)")
+	dumpTo := flag.String("dump", "", "write every day's trip fingerprints (close order, origins anchored) to this file, for -rejudge")
+	flag.BoolVar(&cfg.FpOnly, "fponly", false, "with -dump: build the fingerprints only, score nothing (the table is meaningless)")
+	rejudge := flag.String("rejudge", "", "judge the fingerprints of a -dump file again (no simulation) and print the replay table")
+	pairs := flag.Bool("pairs", false, "with -rejudge: print every pair flagging an honest day")
+	minJ := flag.Float64("minjaccard", -1, "with -rejudge: replay.Config.MinJaccard (-1: the default)")
+	minC := flag.Float64("mincontain", -1, "with -rejudge: replay.Config.MinContain (-1: the default)")
 	flag.Parse()
+	if *rejudge != "" {
+		rc := replay.DefaultConfig()
+		if *minJ >= 0 {
+			rc.MinJaccard = *minJ
+		}
+		if *minC >= 0 {
+			rc.MinContain = *minC
+		}
+		f, err := os.Open(*rejudge)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fairness:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		rj, err := Rejudge(bufio.NewReaderSize(f, 1<<20), rc)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fairness:", err)
+			os.Exit(1)
+		}
+		rj.Write(os.Stdout, *pairs)
+		return
+	}
+	if *dumpTo != "" {
+		f, err := os.Create(*dumpTo)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fairness:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		cfg.Dump = f
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

@@ -37,8 +37,29 @@ func TestJudge(t *testing.T) {
 		{"short in long, 8 of 64", 8, 311, 46, ""},
 		{"equal halves, 20 of 64", 20, 100, 100, "containment below MinContain"},
 		{"same trace", 64, 120, 120, ""},
+		// the month's highest honest pair (10,000 vehicles): a 24-shingle
+		// trip along 3.5 km of a 51-shingle one, 25 equal values (J 0.39,
+		// C 0.88), 21 shingles shared: a whole-trip copy of those sizes
+		// matches, a part does not
+		{"whole, 24 in 51, 25 of 64", 25, 51, 24, ""},
+		{"part, 24 in 51, 25 of 64", -25, 51, 24, "a part of a trip, shared shingles below PartShared"},
+		// a half of a noisy trip: 16 equal values (J 0.25), C 0.7 of 40
+		{"part, 40 in 100, 16 of 64", -16, 100, 40, ""},
+		{"part, 40 in 100, 15 of 64", -15, 100, 40, "a part of a trip, Jaccard below PartJaccard"},
+		{"whole, 40 in 100, 15 of 64", 15, 100, 40, ""},
+		// a part starting 3 cells from the original's start
+		{"part by 3 cells, 24 in 51, 25 of 64", -1025, 51, 24, "a part of a trip, shared shingles below PartShared"},
 	} {
-		a, b := pair(c.eq, c.na, c.nb)
+		eq, off := c.eq, int32(0)
+		switch {
+		case eq < -1000: // the copy starts 3 cells away (WholeCells 2)
+			eq, off = -eq-1000, 3
+		case eq < 0: // the copy starts and ends 10 cells away from the original's ends
+			eq, off = -eq, 10
+		}
+		a, b := pair(eq, c.na, c.nb)
+		a.From, a.To = [2]int32{100, 100}, [2]int32{140, 90}
+		b.From, b.To = [2]int32{100 + off, 100 - off}, [2]int32{140 - off, 90}
 		for _, swap := range []bool{false, true} {
 			x, y := &a, &b
 			if swap {
@@ -67,6 +88,53 @@ func TestJudge(t *testing.T) {
 		}
 		if _, cp, _, _, why := Judge(&cfg, &b, &a); why != "" || cp != &b {
 			t.Errorf("an hour later: %q, copy %v", why, cp.Vehicle)
+		}
+	}
+	// A cloned box's trip that mixes its own car's driving with its
+	// victim's drive starts before the victim's trip and ends after it:
+	// the victim, inside the other's span, is never judged the copy by
+	// start order (and the clone is the earlier: no verdict).
+	for _, c := range []struct {
+		name          string
+		dStart, dEnd  int64 // victim's start and end after the clone's
+		why, wantCopy string
+	}{
+		{"inside", 3600_000, -3600_000, "inside the original's span", ""},
+		{"inside, ends 181 s before", 600_000, -181_000, "inside the original's span", ""},
+		// simultaneous: the origins call the victim the copy, but it is inside
+		{"ends 180 s before", 600_000, -180_000, "inside the original's span", ""},
+		{"ends with the clone (the month's two victims)", 1719_000, 0, "inside the original's span", ""},
+		{"overlapping, ends after", 3600_000, 600_000, "", "victim"},
+		{"a day later", 86400_000, 86400_000, "", "victim"},
+		// the same span: only the origins can tell, and a victim whose trip
+		// starts away from its previous one (after a power loss) is judged
+		// the copy (docs/scoring.md, "Matching", rule 1: the known limit)
+		{"the same span", 0, 0, "", "victim"},
+		// a same-day copy starting 50 ms after its original and ending with
+		// it (the month's replay of a 20 Hz day): origins decide, as for
+		// the same span (here: the copy is the one starting away)
+		{"50 ms later, ends with it", 50, 0, "", "victim"},
+		{"180 s later, ends with it", 180_000, 0, "", "victim"},
+		{"181 s later, ends with it", 181_000, 0, "inside the original's span", ""},
+	} {
+		clone, victim := pair(64, 300, 120)
+		clone.Vehicle, victim.Vehicle, victim.Date = "clone", "victim", clone.Date
+		clone.Origin, victim.Origin = OriginNear, OriginAway
+		clone.StartMs, clone.EndMs = 0, 4*3600_000
+		victim.StartMs, victim.EndMs = clone.StartMs+c.dStart, clone.EndMs+c.dEnd
+		for _, swap := range []bool{false, true} {
+			x, y := &clone, &victim
+			if swap {
+				x, y = y, x
+			}
+			_, cp, _, _, why := Judge(&cfg, x, y)
+			got := ""
+			if why == "" {
+				got = cp.Vehicle
+			}
+			if why != c.why || got != c.wantCopy {
+				t.Errorf("%s (swap %v): copy %q (%q), want %q (%q)", c.name, swap, got, why, c.wantCopy, c.why)
+			}
 		}
 	}
 	// Simultaneous trips: the copy is the one starting away from its
@@ -187,7 +255,7 @@ func TestAnchor(t *testing.T) {
 }
 
 // TestJudgeShort: a pair with a short trip (N < MinShingles) matches only
-// as a verbatim copy, both short with the same Exact (rule 4), and then
+// as a verbatim copy, both short with the same Exact (rule 5), and then
 // by the same direction rules as other trips.
 func TestJudgeShort(t *testing.T) {
 	cfg := DefaultConfig()
