@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/minecart/minecart/internal/benchfig"
 	"github.com/minecart/minecart/internal/cputime"
 )
 
@@ -247,26 +248,26 @@ func BenchmarkBatchInsert(b *testing.B) {
 		sorted = append(sorted, timed(func() { post(b, "INSERT INTO bench_sorted SELECT * FROM bench_order_sorted") }))
 	}
 	b.StopTimer()
-	clientRate, serverRate, engineRate, sortedRate := median(client), median(posted), median(engine), median(sorted)
-	ratio := median(ratios)
+	clientRate, serverRate, engineRate, sortedRate := benchfig.Median(client), benchfig.Median(posted), benchfig.Median(engine), benchfig.Median(sorted)
+	ratio := benchfig.Median(ratios)
 	b.ReportMetric(clientRate, "client_rows/s")
 	b.ReportMetric(serverRate, "http_rows/s")
 	b.ReportMetric(engineRate, "engine_rows/s")
 	b.ReportMetric(100*ratio, "client_%_of_engine")
-	b.ReportMetric(100*median(div(posted, engine)), "http_%_of_engine")
+	b.ReportMetric(100*benchfig.Median(div(posted, engine)), "http_%_of_engine")
 	b.ReportMetric(sortedRate, "engine_sorted_rows/s")
-	fmt.Printf("ch_insert: %d rounds, ratio median %.3f, min %.3f, max %.3f, rounds %s\n", len(ratios), ratio, slices.Min(ratios), slices.Max(ratios), fmtRatios(ratios))
+	fmt.Printf("ch_insert: %d rounds, ratio median %.3f, min %.3f, max %.3f, rounds %s\n", len(ratios), ratio, slices.Min(ratios), slices.Max(ratios), benchfig.Rounds(ratios))
 	if len(cpuRatios) > 0 {
 		fmt.Printf("ch_insert: CPU (client process + server) engine/client median %.3f, min %.3f, max %.3f, rounds %s\n",
-			median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios), fmtRatios(cpuRatios))
-		fmt.Printf("FIGURE ch_insert_cpu %.3f min %.3f max %.3f\n", median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
+			benchfig.Median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios), benchfig.Rounds(cpuRatios))
+		fmt.Printf("FIGURE ch_insert_cpu %.3f min %.3f max %.3f\n", benchfig.Median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
 		fmt.Printf("ch_insert: CPU s per round (medians): client path %.3f (%.3f in this process), engine path %.3f\n",
-			median(clientCPUs), median(clientSelf), median(engineCPUs))
+			benchfig.Median(clientCPUs), benchfig.Median(clientSelf), benchfig.Median(engineCPUs))
 	}
 	fmt.Printf("RATIO ch_insert %.3f goal 0.70\n", ratio)
 	b.Logf("median of %d rounds, %d rows (%d bytes Native): clickhouse-go over HTTP %.0f rows/s (%.0f%% of engine, rounds %s), "+
 		"Native POST %.0f rows/s (%.0f%%), engine INSERT SELECT %.0f rows/s (rows pre-sorted by the key: %.0f rows/s)",
-		len(ratios), n, len(data), clientRate, 100*ratio, fmtRatios(ratios), serverRate, 100*median(div(posted, engine)), engineRate, sortedRate)
+		len(ratios), n, len(data), clientRate, 100*ratio, benchfig.Rounds(ratios), serverRate, 100*benchfig.Median(div(posted, engine)), engineRate, sortedRate)
 }
 
 // inOrder runs first then second and returns their results in
@@ -276,20 +277,6 @@ func inOrder(first, second func() float64) (float64, float64) {
 	return a, second()
 }
 
-// median is the middle of xs (the mean of the two middle values for an
-// even count); 0 for none.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // div is a[i]/b[i] for each i.
 func div(a, b []float64) []float64 {
 	out := make([]float64, len(a))
@@ -297,13 +284,4 @@ func div(a, b []float64) []float64 {
 		out[i] = a[i] / b[i]
 	}
 	return out
-}
-
-// fmtRatios formats ratios in round order.
-func fmtRatios(xs []float64) string {
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		parts[i] = fmt.Sprintf("%.2f", x)
-	}
-	return strings.Join(parts, " ")
 }

@@ -30,6 +30,8 @@ func TestCheckStatement(t *testing.T) {
 		{analyst, "SELECT count() FROM telemetry WHERE vehicle_id = {v:String}", true},
 		{analyst, "select * from numbers(10) format JSON", true},
 		{analyst, "(SELECT 1) UNION ALL (SELECT 2)", true},
+		// README.md's analyst query: the latest revision of each scored day.
+		{analyst, "SELECT vehicle_id, date, revision, score, distance_km, points, flags FROM (SELECT * FROM daily_scores ORDER BY date, vehicle_id, revision DESC, src_offset DESC LIMIT 1 BY date, vehicle_id) ORDER BY points DESC LIMIT 10 FORMAT PrettyCompact", true},
 		{analyst, "SELECT name FROM system.settings WHERE name = 'x'", true},
 		{analyst, "SELECT 1 SETTINGS max_threads = 2, output_format_json_quote_64bit_integers = 0", true},
 		{analyst, "SELECT 1 SETTINGS max_execution_time = 5", true},

@@ -73,7 +73,7 @@ var layers = []struct {
 		"services/ledger/proofs", "services/settlement/api", "services/campaign/api", "services/auth", "services/auth/authtest", "services/witness", "services/web"}},
 	{"domain", []string{"services/telemetry", "services/telemetry/wire", "services/scoring", "services/scoring/scoringtest", "services/scoring/replay",
 		"services/ledger", "services/ledger/merkle", "services/ledger/ledgertest", "services/settlement", "services/ids", "services/owner/view", "services/sealbox", "services/campaign", "services/pseudonym", "services/shred", "loadtest/fleet", "loadtest/fairness"}},
-	{"base", []string{"schemas/avro", "schemas", "schemas/internal/avrogen", "pipelines", "pipelines/prom", "internal/cputime"}},
+	{"base", []string{"schemas/avro", "schemas", "schemas/internal/avrogen", "pipelines", "pipelines/prom", "internal/cputime", "internal/benchfig"}},
 }
 
 // Indexes of layers with rules of their own.

@@ -132,12 +132,20 @@ func ReadSnapshot(ctx context.Context, bin, dataDir string, e Endpoints, summary
 		return nil, err
 	}
 	serde := schemas.SingleObject()
+	sealed, err := newOpener(ctx, opts, dataDir, serde)
+	if err != nil {
+		return nil, err
+	}
 	err = ReadTopic(ctx, opts, pipelines.TopicScores, func(r *kgo.Record) error {
 		if strings.HasPrefix(string(r.Key), "wm/") {
 			return nil
 		}
+		v, err := sealed.clear(r)
+		if err != nil {
+			return err
+		}
 		var ds avro.DailyScore
-		if err := serde.Unmarshal(r.Value, &ds); err != nil {
+		if err := serde.Unmarshal(v, &ds); err != nil {
 			return fmt.Errorf("scores offset %d: %w", r.Offset, err)
 		}
 		k := ds.VehicleID + "/" + ds.Date

@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"flag"
@@ -61,8 +62,20 @@ type Config struct {
 	Mix      fleet.CaseMix
 	Workers  int
 	Rules    scoring.Rules
+	// NoParked: the replay indexes start empty. Otherwise each task's index
+	// knows, before the first day, where each of its vehicles was parked
+	// (replay.Index.Parked: the first fix of the vehicle's untampered first
+	// day, as if its previous trip had ended there the day before), as a
+	// running index knows every vehicle's previous day.
+	NoParked bool
 	// Progress, when set, is called after every 500th vehicle scored.
 	Progress func(done, total int, elapsed time.Duration)
+	// Dump, when set, receives every day's trip fingerprints in close
+	// order, their origins anchored (WriteDump's format), for Rejudge.
+	Dump io.Writer
+	// FpOnly builds the days' fingerprints without scoring them (with
+	// Dump: a faster dump; the table is then meaningless).
+	FpOnly bool
 }
 
 // Row is one class's figures. Late is split in two rows: at close and
@@ -131,7 +144,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	wins := windows(sim, cfg.Days, &cfg.Rules)
-	sc := &scorer{rules: cfg.Rules, rcfg: replay.DefaultConfig(), wins: wins, vehicles: sim.Vehicles()}
+	sc := &scorer{rules: cfg.Rules, rcfg: replay.DefaultConfig(), wins: wins, vehicles: sim.Vehicles(), fpOnly: cfg.FpOnly}
 	rcfg, vehicles := sc.rcfg, sc.vehicles
 	began := time.Now()
 	var done atomic.Int64
@@ -208,6 +221,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for d := range wins {
 		byDate[wins[d].date] = d
 	}
+	if !cfg.NoParked && cfg.Days > 0 {
+		before := cfg.Start.AddDate(0, 0, -1).Format(time.DateOnly)
+		for i := range recs {
+			if len(recs[i]) > 0 && recs[i][0].parked != nil {
+				idx[task[i]].Parked(vehicles[i].VehicleID, before, *recs[i][0].parked)
+			}
+		}
+	}
 	const keptDays = 7 // the stage's lateness, 7 x 24 h
 	total := newReport(cfg)
 	apply := func(v replay.Verdict, now int) {
@@ -246,6 +267,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	var key [8]byte
+	var dump *dumpWriter
+	if cfg.Dump != nil {
+		dump = newDumpWriter(cfg.Dump, vehicles, wins)
+	}
 	for d := range cfg.Days {
 		if t, err := time.Parse(time.DateOnly, wins[d].date); err == nil {
 			for _, x := range idx {
@@ -261,6 +286,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			replayed := false
 			for k := range r.fps {
 				idx.Anchor(&r.fps[k]) // judgeReplay
+			}
+			if dump != nil {
+				dump.day(i, d, task[i], r)
 			}
 			for k := range r.fps {
 				if len(idx.Check(&r.fps[k])) > 0 {
@@ -326,6 +354,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	total.Events = sc.events.Load()
 	total.Elapsed = time.Since(began)
+	if dump != nil {
+		if err := dump.flush(); err != nil {
+			return nil, err
+		}
+	}
 	return total, nil
 }
 
@@ -362,6 +395,8 @@ type scorer struct {
 	// only, when set, limits scoring to the days of the cases it accepts
 	// (the others only pass ingest's odometer check): a search's speed-up.
 	only func(fleet.Case) bool
+	// fpOnly: only the replay traces are built (Config.FpOnly).
+	fpOnly bool
 }
 
 func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
@@ -394,6 +429,22 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 			out = append(out, dayRec{c: cd.Case})
 			continue
 		}
+		if sc.fpOnly {
+			trace := replay.NewBuilder(w.start)
+			for k := range cd.Events {
+				if ev := &cd.Events[k]; ev.SpeedKmh >= rcfg.MovingKmh {
+					trace.Add(&rcfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
+				}
+			}
+			n += int64(len(cd.Events))
+			r := dayRec{c: cd.Case, other: cd.Other, src: cd.SourceDay, truthKm: cd.Truth.DistanceKm,
+				fps: trace.Fingerprints(&rcfg, vid, w.date)}
+			if len(out) == 0 {
+				r.parked = parkedAt(&cd, w.start)
+			}
+			out = append(out, r)
+			continue
+		}
 		day := scoring.NewDay(w.start, w.end, w.night)
 		trace := replay.NewBuilder(w.start)
 		for k := range cd.Events {
@@ -408,6 +459,9 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 		r := dayRec{c: cd.Case, other: cd.Other, src: cd.SourceDay, truthKm: cd.Truth.DistanceKm, res: summary(&res),
 			fps: trace.Fingerprints(&rcfg, vid, w.date)}
 		r.clean = r.res.points
+		if len(out) == 0 {
+			r.parked = parkedAt(&cd, w.start)
+		}
 		if cd.Case != fleet.CaseNone {
 			clean := scoring.NewDay(w.start, w.end, w.night)
 			for k := range cd.Clean {
@@ -452,6 +506,21 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 	return out
 }
 
+// parkedAt is where the vehicle was parked before its first day (Config.NoParked):
+// the first fix with a position of the untampered day, at start - 1 ms.
+func parkedAt(cd *fleet.CaseDay, start int64) *replay.Fix {
+	evs := cd.Clean
+	if len(evs) == 0 {
+		evs = cd.Events
+	}
+	for k := range evs {
+		if evs[k].Lat != 0 || evs[k].Lon != 0 {
+			return &replay.Fix{TimeMs: start - 1, Lat: evs[k].Lat, Lon: evs[k].Lon}
+		}
+	}
+	return nil
+}
+
 // dayRec is a scored vehicle-day waiting for replay detection.
 type dayRec struct {
 	c       fleet.Case
@@ -462,6 +531,9 @@ type dayRec struct {
 	late    *scored // CaseLate: the revision with the late events
 	clean   int64   // points of the same day in order from an ordinary box
 	fps     []replay.Fingerprint
+	// parked: the vehicle's first day only, its first fix with a position
+	// of the untampered day at the window's start - 1 ms (Config.NoParked).
+	parked *replay.Fix
 	// replayed: the day is flagged replayed_trace, by its task's index at
 	// the close (task) or by a global check verdict (global).
 	replayed, task, global bool
@@ -641,6 +713,12 @@ func replayDiag(cfg replay.Config, vehicles []fleet.Vehicle, i, d int, r, src *d
 	var b strings.Builder
 	fmt.Fprintf(&b, "%v vehicle %d (%s) day %d copies vehicle %d day %d (a %v day): %d copy trips, %d source trips",
 		r.c, i, vehicles[i].VehicleID, d, r.other, r.src, src.c, len(r.fps), len(src.fps))
+	switch src.c {
+	case fleet.CaseReplayOwn, fleet.CaseReplayOther, fleet.CaseSynthetic:
+		// the simulator copies the vehicle's real drive of that day, which
+		// its box replaced: no trace of it was ever sent
+		fmt.Fprintf(&b, "; the copied drive was never uploaded (its day was sent as %v)", src.c)
+	}
 	for a := range r.fps {
 		cp := &r.fps[a]
 		for o := range src.fps {
@@ -648,9 +726,9 @@ func replayDiag(cfg replay.Config, vehicles []fleet.Vehicle, i, d int, r, src *d
 			j, c := replay.Similarity(orig, cp)
 			band := replay.LowestSharedBand(orig, cp)
 			why := replay.Refusal(&cfg, orig, cp)
-			fmt.Fprintf(&b, "\n  copy trip %d (n=%d, %s) vs trip %d (n=%d, %s, %+.1fs): J=%.3f C=%.3f band=%d: %s",
-				cp.Trip, cp.N, time.UnixMilli(cp.StartMs).UTC().Format("01-02 15:04:05"), orig.Trip, orig.N,
-				time.UnixMilli(orig.StartMs).UTC().Format("01-02 15:04:05"), float64(cp.StartMs-orig.StartMs)/1000, j, c, band, why)
+			fmt.Fprintf(&b, "\n  copy trip %d (n=%d, %s, origin %d) vs trip %d (n=%d, %s, %+.1fs, origin %d): J=%.3f C=%.3f band=%d: %s",
+				cp.Trip, cp.N, time.UnixMilli(cp.StartMs).UTC().Format("01-02 15:04:05"), cp.Origin, orig.Trip, orig.N,
+				time.UnixMilli(orig.StartMs).UTC().Format("01-02 15:04:05"), float64(cp.StartMs-orig.StartMs)/1000, orig.Origin, j, c, band, why)
 		}
 	}
 	return b.String()
@@ -704,7 +782,45 @@ func main() {
 	flag.IntVar(&cfg.Workers, "workers", 0, "goroutines (0: GOMAXPROCS)")
 	start := flag.String("start", "2026-11-02", "first local day (Asia/Shanghai)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	flag.BoolVar(&cfg.NoParked, "no-parked", false, "replay indexes start empty (no vehicle's position before the first day)")
+	dumpTo := flag.String("dump", "", "write every day's trip fingerprints (close order, origins anchored) to this file, for -rejudge")
+	flag.BoolVar(&cfg.FpOnly, "fponly", false, "with -dump: build the fingerprints only, score nothing (the table is meaningless)")
+	rejudge := flag.String("rejudge", "", "judge the fingerprints of a -dump file again (no simulation) and print the replay table")
+	pairs := flag.Bool("pairs", false, "with -rejudge: print every pair flagging an honest day")
+	minJ := flag.Float64("minjaccard", -1, "with -rejudge: replay.Config.MinJaccard (-1: the default)")
+	minC := flag.Float64("mincontain", -1, "with -rejudge: replay.Config.MinContain (-1: the default)")
 	flag.Parse()
+	if *rejudge != "" {
+		rc := replay.DefaultConfig()
+		if *minJ >= 0 {
+			rc.MinJaccard = *minJ
+		}
+		if *minC >= 0 {
+			rc.MinContain = *minC
+		}
+		f, err := os.Open(*rejudge)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fairness:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		rj, err := Rejudge(bufio.NewReaderSize(f, 1<<20), rc)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fairness:", err)
+			os.Exit(1)
+		}
+		rj.Write(os.Stdout, *pairs)
+		return
+	}
+	if *dumpTo != "" {
+		f, err := os.Create(*dumpTo)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fairness:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		cfg.Dump = f
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

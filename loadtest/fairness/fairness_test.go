@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/minecart/minecart/loadtest/fleet"
 	"github.com/minecart/minecart/services/scoring"
+	"github.com/minecart/minecart/services/scoring/replay"
 )
 
 // pending are the fraud classes the stage cannot catch on every day yet:
@@ -33,10 +36,37 @@ func TestFairnessQuick(t *testing.T) {
 	if testing.Short() {
 		vehicles = 24
 	}
+	var dump bytes.Buffer
 	rep, err := Run(context.Background(), Config{Seed: 7, Vehicles: vehicles, Days: days,
-		Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), Mix: mix, Rules: scoring.DefaultRules()})
+		Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), Mix: mix, Rules: scoring.DefaultRules(), Dump: &dump})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The dump judged again gives the run's replay flags, class by class
+	// and check by check.
+	rj, err := Rejudge(bufio.NewReader(&dump), replay.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [fleet.NumCases][3]int
+	for i := range rj.Days {
+		for d := range rj.Days[i] {
+			if x := &rj.Days[i][d]; x.replayed {
+				got[x.c][0]++
+				if x.task {
+					got[x.c][1]++
+				}
+				if x.global {
+					got[x.c][2]++
+				}
+			}
+		}
+	}
+	if got != rep.ReplayedBy || rj.Verdicts != rep.GlobalVerdicts {
+		t.Errorf("rejudged dump: %v, %d verdicts; the run: %v, %d", got, rj.Verdicts, rep.ReplayedBy, rep.GlobalVerdicts)
+	}
+	if got[fleet.CaseReplayOwn][0] == 0 {
+		t.Error("no replay flagged: the dump holds nothing to judge")
 	}
 	var b strings.Builder
 	rep.WriteTable(&b)

@@ -23,7 +23,7 @@ func TestRunMatchesWindows(t *testing.T) {
 	const vehicles, days = 12, 5
 	start := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
 	rules := scoring.DefaultRules()
-	rep, err := Run(context.Background(), Config{Seed: 11, Vehicles: vehicles, Days: days, Start: start, Mix: mix, Rules: rules})
+	rep, err := Run(context.Background(), Config{Seed: 11, Vehicles: vehicles, Days: days, Start: start, Mix: mix, Rules: rules, NoParked: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -414,7 +414,7 @@ func (s *Sim) applyCase(cd *CaseDay, c Case, r *rng, i, d int, days [][]telemetr
 		}
 		sd := -1
 		for k := lo + r.IntN(7); k >= lo; k-- { // the latest eligible of a few days back
-			if d-k >= 0 && srcTruths[d-k].DistanceKm >= FraudMinKm {
+			if d-k >= 0 && srcTruths[d-k].DistanceKm >= FraudMinKm && uploadedAsDriven(s.CaseOf(j, d-k)) {
 				sd = d - k
 				break
 			}
@@ -441,6 +441,19 @@ func (s *Sim) applyCase(cd *CaseDay, c Case, r *rng, i, d int, days [][]telemetr
 		return false
 	}
 	cd.Events = ev
+	return true
+}
+
+// uploadedAsDriven reports whether a day of case c reached the platform
+// with the positions the car drove. A replay's source day must have: a
+// copy of a drive that was never uploaded (its day sent as a replay, a
+// clone's mix, a synthetic or teleported trace) copies nothing the
+// platform holds, so it is no replay any trace check could find.
+func uploadedAsDriven(c Case) bool {
+	switch c {
+	case CaseTeleport, CaseClone, CaseSynthetic, CaseReplayOwn, CaseReplayOther:
+		return false
+	}
 	return true
 }
 

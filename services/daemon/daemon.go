@@ -27,6 +27,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/minecart/minecart/infra/clickhouse"
+	"github.com/minecart/minecart/services/pseudonym"
+	"github.com/minecart/minecart/services/pseudonym/follow"
 
 	"github.com/peterbourgon/ff/v4"
 	"github.com/peterbourgon/ff/v4/ffhelp"
@@ -309,4 +311,26 @@ func exit(name string, err error, w io.Writer) int {
 		return coded.ExitCode()
 	}
 	return 1
+}
+
+// FollowPseudonyms follows the pseudonyms topic under seal
+// (follow.NewFollower), read by a part of its own.
+func (e *Env) FollowPseudonyms(seal *pseudonym.SealKey) (*follow.Follower, error) {
+	names, err := follow.NewFollower(e.Kafka, seal, e.Log)
+	if err != nil {
+		return nil, err
+	}
+	e.Go("pseudonyms", names.Run)
+	return names, nil
+}
+
+// LoadPseudonyms is FollowPseudonyms under the sealing key in the file
+// path (pseudonym.LoadSealKey), and that key.
+func (e *Env) LoadPseudonyms(path string) (*follow.Follower, *pseudonym.SealKey, error) {
+	seal, err := pseudonym.LoadSealKey(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	names, err := e.FollowPseudonyms(seal)
+	return names, seal, err
 }

@@ -5,13 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"runtime/pprof"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/minecart/minecart/internal/benchfig"
 	"github.com/minecart/minecart/internal/cputime"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
@@ -25,12 +25,6 @@ var (
 	benchEvents = flag.Int("ingest.events", 200000, "events in BenchmarkStageVsPassthrough")
 	benchRounds = flag.Int("ingest.rounds", 5, "alternating baseline/stage rounds in BenchmarkStageVsPassthrough")
 )
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
 
 // BenchmarkStageVsPassthrough measures the ingest stage (decode, validate,
 // dedup, encode, transactions, changelog) against kafkatest.TxnPassthrough,
@@ -136,7 +130,7 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 			baseRates, stageRates, ratios = append(baseRates, baseRate), append(stageRates, stageRate), append(ratios, stageRate/baseRate)
 			baseCPU, stageCPU, cpuRatios = append(baseCPU, bc), append(stageCPU, sc), append(cpuRatios, bc/sc)
 		}
-		baseRate, stageRate, ratio := median(baseRates), median(stageRates), median(ratios)
+		baseRate, stageRate, ratio := benchfig.Median(baseRates), benchfig.Median(stageRates), benchfig.Median(ratios)
 
 		// The codec alone: decode each raw value and encode the clean one.
 		t0 := time.Now()
@@ -170,8 +164,8 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 		fmt.Printf("ingest: %d events, %d vehicles, 8 partitions, %d per transaction, median of %d rounds: stage %.0f ev/s, bare transactional passthrough %.0f ev/s, ratio %.2f (rounds: %.2f)\n",
 			n, vehicles, cfg.MaxBatch, len(ratios), stageRate, baseRate, ratio, ratios)
 		fmt.Printf("ingest: CPU per event (whole process, broker included), median: stage %.2f us, bare %.2f us, bare/stage %.2f (rounds: %.2f)\n",
-			1e6*median(stageCPU), 1e6*median(baseCPU), median(cpuRatios), cpuRatios)
-		fmt.Printf("ingest: old baseline (kafkatest.Passthrough, non-transactional) %.0f ev/s, stage/old %.2f\n", median(oldRates), stageRate/median(oldRates))
+			1e6*benchfig.Median(stageCPU), 1e6*benchfig.Median(baseCPU), benchfig.Median(cpuRatios), cpuRatios)
+		fmt.Printf("ingest: old baseline (kafkatest.Passthrough, non-transactional) %.0f ev/s, stage/old %.2f\n", benchfig.Median(oldRates), stageRate/benchfig.Median(oldRates))
 		fmt.Printf("RATIO ingest_stage %.3f goal 0.60\n", ratio)
 		fmt.Printf("codec per event (decode+encode): specialised %v (%.0f%% of the stage's %v/event), goavro via Serde %v (would be %.0f%%)\n",
 			fast, 100*float64(fast)/float64(perEvent), perEvent, slow, 100*float64(slow)/float64(perEvent))

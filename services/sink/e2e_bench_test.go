@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minecart/minecart/internal/benchfig"
 	"github.com/minecart/minecart/internal/cputime"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
@@ -213,43 +214,20 @@ func BenchmarkSinkEndToEnd(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	sinkRate, engineRate, ratio := median(sinkRates), median(engineRates), median(ratios)
+	sinkRate, engineRate, ratio := benchfig.Median(sinkRates), benchfig.Median(engineRates), benchfig.Median(ratios)
 	b.ReportMetric(sinkRate, "sink_rows/s")
 	b.ReportMetric(engineRate, "engine_rows/s")
 	b.ReportMetric(100*ratio, "sink_%_of_engine")
-	fmt.Printf("sink_e2e: %d rounds, ratio median %.3f, min %.3f, max %.3f, rounds %s\n", len(ratios), ratio, slices.Min(ratios), slices.Max(ratios), fmtRatios(ratios))
+	fmt.Printf("sink_e2e: %d rounds, ratio median %.3f, min %.3f, max %.3f, rounds %s\n", len(ratios), ratio, slices.Min(ratios), slices.Max(ratios), benchfig.Rounds(ratios))
 	if len(cpuRatios) > 0 {
 		fmt.Printf("sink_e2e: CPU (sink process + server) engine/sink median %.3f, min %.3f, max %.3f, rounds %s\n",
-			median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios), fmtRatios(cpuRatios))
-		fmt.Printf("FIGURE sink_e2e_cpu %.3f min %.3f max %.3f\n", median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
+			benchfig.Median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios), benchfig.Rounds(cpuRatios))
+		fmt.Printf("FIGURE sink_e2e_cpu %.3f min %.3f max %.3f\n", benchfig.Median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
 		fmt.Printf("sink_e2e: CPU s per round (medians): sink path %.2f in this process (sink + kfake) + %.2f in the server; engine path %.2f\n",
-			median(selfCPU), median(serverCPU), median(engineCPU))
+			benchfig.Median(selfCPU), benchfig.Median(serverCPU), benchfig.Median(engineCPU))
 	}
 	fmt.Printf("RATIO sink_e2e %.3f goal 0.60\n", ratio)
 	b.Logf("median of %d rounds, %d events in %.1f writes each (%d rows per insert): sink %.0f rows/s (%.0f%% of engine), engine from file %.0f rows/s; "+
 		"%.0f%% of the sink's time inside Write (the rest: between Writes, the runtime commits offsets and fetches the next batch)",
 		len(ratios), n, float64(writes)/float64(len(ratios)), *insertRows, sinkRate, 100*ratio, engineRate, 100*inWrite.Seconds()/window.Seconds())
-}
-
-// median is the middle of xs (the mean of the two middle values for an
-// even count); 0 for none.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// fmtRatios formats ratios in round order.
-func fmtRatios(xs []float64) string {
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		parts[i] = fmt.Sprintf("%.2f", x)
-	}
-	return strings.Join(parts, " ")
 }

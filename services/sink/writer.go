@@ -186,7 +186,7 @@ func (w *writer) prepare(ctx context.Context, recs []pipelines.Record, stored st
 			b.rejected = append(b.rejected, pipelines.Rejected{Record: *rec, Code: code, Err: err})
 		}
 	}
-	if n := b.telemetry.len(); n > 0 {
+	if n := b.telemetry.len(); n > 0 && b.err == nil { // a transient error fails the whole batch: keep it
 		b.tele, b.err = w.prepareColumns(ctx, telemetryInsert, b.telemetry.columns())
 		if b.err != nil {
 			b.err = fmt.Errorf("insert %d telemetry rows: %w", n, b.err)

@@ -119,22 +119,7 @@ func (f *Follower) Run(ctx context.Context) error {
 // Sync reads the topic up to its current end (once every transaction open
 // now has ended).
 func (f *Follower) Sync(ctx context.Context) error {
-	f.syncMu.Lock()
-	defer f.syncMu.Unlock()
-	end, err := f.sync.End(ctx, Topic, 0)
-	if err != nil {
-		return fmt.Errorf("pseudonyms: %w", err)
-	}
-	f.l.mu.Lock()
-	from := f.l.next
-	f.l.mu.Unlock()
-	if from >= end {
-		return nil
-	}
-	if err := f.sync.Read(ctx, Topic, 0, from, end, f.l.apply); err != nil {
-		return fmt.Errorf("pseudonyms: %w", err)
-	}
-	return nil
+	return f.readTo(ctx, func() (int64, error) { return f.sync.End(ctx, Topic, 0) })
 }
 
 // CatchUp reads the topic up to its last stable offset now, without
@@ -142,20 +127,28 @@ func (f *Follower) Sync(ctx context.Context) error {
 // itself hold a transaction open on the topic (scoring, the ledger) uses
 // it, so it never waits for itself.
 func (f *Follower) CatchUp(ctx context.Context) error {
+	return f.readTo(ctx, func() (int64, error) {
+		ends, err := f.sync.Ends(ctx, Topic)
+		return ends[0], err
+	})
+}
+
+// readTo reads the topic from where the follower is to the offset end
+// gives.
+func (f *Follower) readTo(ctx context.Context, end func() (int64, error)) error {
 	f.syncMu.Lock()
 	defer f.syncMu.Unlock()
-	ends, err := f.sync.Ends(ctx, Topic)
+	to, err := end()
 	if err != nil {
 		return fmt.Errorf("pseudonyms: %w", err)
 	}
-	end := ends[0]
 	f.l.mu.Lock()
 	from := f.l.next
 	f.l.mu.Unlock()
-	if from >= end {
+	if from >= to {
 		return nil
 	}
-	if err := f.sync.Read(ctx, Topic, 0, from, end, f.l.apply); err != nil {
+	if err := f.sync.Read(ctx, Topic, 0, from, to, f.l.apply); err != nil {
 		return fmt.Errorf("pseudonyms: %w", err)
 	}
 	return nil

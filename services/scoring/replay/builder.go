@@ -174,8 +174,8 @@ func (b *Builder) entries(cfg *Config) []entry {
 }
 
 // Fingerprints splits the day's entries into trips (at each Brk) and
-// returns the fingerprint of every trip with at least MinShingles
-// shingles, numbered in time order from 0, each with its first and last
+// returns the fingerprint of every trip with at least MinShort shingles
+// (under MinShingles: a short fingerprint, see Judge), numbered in time order from 0, each with its first and last
 // cell and, after another trip of the day (fingerprinted or not), its
 // Origin against that trip's last cell (the day's first trip: see
 // Index.Anchor).
@@ -189,7 +189,7 @@ func (b *Builder) Fingerprints(cfg *Config, vehicle, date string) []Fingerprint 
 			continue
 		}
 		sh = shingles(*cfg, es[start:k], sh[:0])
-		if len(sh) >= cfg.MinShingles {
+		if len(sh) >= cfg.MinShort {
 			fp := Fingerprint{Version: cfg.Version, Vehicle: vehicle, Date: date, Trip: uint16(len(out)),
 				StartMs: b.Base + int64(es[start].T), EndMs: b.Base + int64(es[k-1].T), N: uint32(len(sh)),
 				From: [2]int32{es[start].X, es[start].Y}, To: [2]int32{es[k-1].X, es[k-1].Y}, first: start == 0}
@@ -197,6 +197,9 @@ func (b *Builder) Fingerprints(cfg *Config, vehicle, date string) []Fingerprint 
 				fp.Origin = origin(cfg, [2]int32{es[start-1].X, es[start-1].Y}, fp.From)
 			}
 			fp.Sig = signature(sh)
+			if len(sh) < cfg.MinShingles {
+				fp.Exact = exactHash(es[start:k])
+			}
 			out = append(out, fp)
 		}
 		start = k

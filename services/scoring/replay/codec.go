@@ -12,8 +12,13 @@ var ErrRecord = errors.New("replay: bad fingerprint record")
 
 // recordVersion is the first byte of an encoded Fingerprint (the layout;
 // the fingerprint's own parameters are Fingerprint.Version). Decode also
-// reads version 1, the layout without the cells and origin.
-const recordVersion = 2
+// reads version 1, the layout without the cells and origin. A short trip's
+// fingerprint (Exact != 0) is written as version 3: version 2's layout and
+// Exact after it.
+const (
+	recordVersion      = 2
+	recordVersionExact = 3
+)
 
 // maxID bounds the vehicle id and date lengths in a record.
 const maxID = 64
@@ -32,11 +37,17 @@ const maxID = 64
 //	byte     origin (0 unknown, 1 near, 2 away)
 //	varint   From column, From row (zig-zag each)
 //	varint   To column - From column, To row - From row (zig-zag each)
+//	8 bytes  Exact, little-endian: record version 3 only, written when
+//	         Exact != 0 (a short trip); version 2 has nothing after the cells
 //
 // 181 bytes for a 17-character VIN, a trip of 43 min and cells of 5
 // digits (version 1 ended after the signature: 171 bytes).
 func AppendBinary(b []byte, fp *Fingerprint) []byte {
-	b = append(b, recordVersion, fp.Version)
+	v := byte(recordVersion)
+	if fp.Exact != 0 {
+		v = recordVersionExact
+	}
+	b = append(b, v, fp.Version)
 	b = binary.AppendUvarint(b, uint64(len(fp.Vehicle)))
 	b = append(b, fp.Vehicle...)
 	b = binary.AppendUvarint(b, uint64(len(fp.Date)))
@@ -52,19 +63,24 @@ func AppendBinary(b []byte, fp *Fingerprint) []byte {
 	b = binary.AppendVarint(b, int64(fp.From[0]))
 	b = binary.AppendVarint(b, int64(fp.From[1]))
 	b = binary.AppendVarint(b, int64(fp.To[0])-int64(fp.From[0]))
-	return binary.AppendVarint(b, int64(fp.To[1])-int64(fp.From[1]))
+	b = binary.AppendVarint(b, int64(fp.To[1])-int64(fp.From[1]))
+	if fp.Exact != 0 {
+		b = binary.LittleEndian.AppendUint64(b, fp.Exact)
+	}
+	return b
 }
 
 // Decode reads a record written by AppendBinary. Anything else (another
 // record version, a truncated or over-long record, ids over 64 bytes, a
-// trip over 65535, an end before the start) is ErrRecord.
+// trip over 65535, an end before the start, a version 3 record with Exact
+// 0) is ErrRecord.
 func Decode(b []byte) (Fingerprint, error) {
 	var fp Fingerprint
 	bad := func(what string) (Fingerprint, error) { return Fingerprint{}, fmt.Errorf("%w: %s", ErrRecord, what) }
-	if len(b) < 2 || b[0] != 1 && b[0] != recordVersion {
+	if len(b) < 2 || b[0] < 1 || b[0] > recordVersionExact {
 		return bad("version")
 	}
-	v1 := b[0] == 1
+	v1, v3 := b[0] == 1, b[0] == recordVersionExact
 	fp.Version = b[1]
 	b = b[2:]
 	str := func() (string, bool) {
@@ -134,6 +150,14 @@ func Decode(b []byte) (Fingerprint, error) {
 			return bad("cells")
 		}
 		c[i], b = v, b[k:]
+	}
+	if v3 {
+		if len(b) < 8 {
+			return bad("exact")
+		}
+		if fp.Exact, b = binary.LittleEndian.Uint64(b), b[8:]; fp.Exact == 0 {
+			return bad("exact")
+		}
 	}
 	tx, ty := c[0]+c[2], c[1]+c[3]
 	if tx < math.MinInt32 || tx > math.MaxInt32 || ty < math.MinInt32 || ty > math.MaxInt32 || len(b) != 0 {

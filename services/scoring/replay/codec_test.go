@@ -33,12 +33,30 @@ func TestCodec(t *testing.T) {
 	if got, err := Decode(v1); err != nil || got != want {
 		t.Fatalf("version 1: %v\n%+v\n%+v", err, got, want)
 	}
+	// version 3: a short trip's fingerprint, version 2's layout and Exact
+	short := fp
+	short.N, short.Exact = 9, 0x0123456789abcdef
+	b3 := AppendBinary(nil, &short)
+	if b3[0] != 3 || len(b3) != 188 {
+		t.Fatalf("short record: version %d, %d bytes, want 3 and 188 (version 2's fields, then Exact)", b3[0], len(b3))
+	}
+	if got, err := Decode(b3); err != nil || got != short {
+		t.Fatalf("version 3 round trip: %v\n%+v\n%+v", err, got, short)
+	}
+	if b[0] != 2 {
+		t.Fatalf("a fingerprint without Exact is record version %d, want 2", b[0])
+	}
 	for _, c := range []struct {
 		name string
 		b    []byte
 	}{
 		{"empty", nil},
-		{"version 3", append([]byte{3}, b[1:]...)},
+		{"version 4", append([]byte{4}, b3[1:]...)},
+		{"version 3 without Exact", append([]byte{3}, b[1:]...)},
+		{"version 3 with Exact 0", append(append([]byte{3}, b[1:]...), 0, 0, 0, 0, 0, 0, 0, 0)},
+		{"version 3 truncated", b3[:len(b3)-1]},
+		{"version 3 trailing byte", append(bytes.Clone(b3), 0)},
+		{"version 2 with Exact", append([]byte{2}, b3[1:]...)},
 		{"version 1 with cells", append([]byte{1}, b[1:]...)},
 		{"origin 3", append(append(bytes.Clone(b[:171]), 3), b[172:]...)},
 		{"no origin", b[:171]},
@@ -58,6 +76,8 @@ func TestCodec(t *testing.T) {
 // fingerprint whose encoding decodes to itself.
 func FuzzDecode(f *testing.F) {
 	fp := sampleFP()
+	f.Add(AppendBinary(nil, &fp))
+	fp.N, fp.Exact = 9, 42
 	f.Add(AppendBinary(nil, &fp))
 	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{})

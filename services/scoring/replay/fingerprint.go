@@ -33,12 +33,26 @@ type Config struct {
 	TripGapMs   int64   // a silence between moving fixes longer than this ends a trip (180 s)
 	Span        int     // a shingle spans this many cell changes (4)
 	BucketRatio float64 // duration buckets grow by this ratio (1.08)
-	MinShingles int     // trips with fewer shingles get no fingerprint (24)
-	MinContain  float64 // a match needs this estimated share of the copy's shingles in the original's (0.5)
+	MinShingles int     // trips with fewer shingles are short: they get a short fingerprint or none (24)
+	// MinShort: a short trip (MinShort <= N < MinShingles) gets a short
+	// fingerprint, matched only as a verbatim copy (Judge, rule 5); fewer
+	// shingles get none (4). MinShort = MinShingles: no short fingerprints.
+	MinShort   int
+	MinContain float64 // a match needs this estimated share of the copy's shingles in the original's (0.5)
 	// MinJaccard: a match also needs this estimated Jaccard similarity
 	// (equal signature values / K), the evidence floor under which an
 	// estimated containment is not trusted (0.125: 8 of 64 values).
 	MinJaccard float64
+	// WholeCells, PartJaccard, PartShared: the floor of a copy of a part
+	// of a trip. A copy whose first and last entry cells are each within
+	// WholeCells (Chebyshev) of the original's is a whole-trip copy and
+	// needs MinContain and MinJaccard only; any other copy also needs an
+	// estimated Jaccard of at least PartJaccard and an estimated
+	// C x N of at least PartShared shingles held in the original (2,
+	// 0.25: 16 of 64 values, 24: MinShingles).
+	WholeCells  int32
+	PartJaccard float64
+	PartShared  float64
 	// NearCells, FarCells: a trip starts near the vehicle's previous trip's
 	// end when their cells are at most NearCells apart (Chebyshev), away
 	// from it when at least FarCells apart (2 and 8).
@@ -48,14 +62,17 @@ type Config struct {
 // DefaultConfig is version 1 of the fingerprint.
 func DefaultConfig() Config {
 	return Config{Version: 1, CellM: 250, MarginM: 30, MovingKmh: 5, TripGapMs: 180_000, Span: 4,
-		BucketRatio: 1.08, MinShingles: 24, MinContain: 0.5, MinJaccard: 0.125, NearCells: 2, FarCells: 8}
+		BucketRatio: 1.08, MinShingles: 24, MinShort: 4, MinContain: 0.5, MinJaccard: 0.125,
+		WholeCells: 2, PartJaccard: 0.25, PartShared: 24, NearCells: 2, FarCells: 8}
 }
 
 // Validate reports parameters the fingerprint cannot work with.
 func (c Config) Validate() error {
 	if c.CellM <= 0 || c.MarginM < 0 || c.MarginM >= c.CellM/2 || c.MovingKmh < 0 || c.TripGapMs <= 0 ||
-		c.Span < 1 || c.BucketRatio <= 1 || c.MinShingles < 1 || c.MinContain <= 0 || c.MinContain > 1 ||
-		c.MinJaccard < 0 || c.MinJaccard > 1 || c.NearCells < 0 || c.FarCells <= c.NearCells {
+		c.Span < 1 || c.BucketRatio <= 1 || c.MinShingles < 1 || c.MinShort < 1 || c.MinShort > c.MinShingles ||
+		c.MinContain <= 0 || c.MinContain > 1 ||
+		c.MinJaccard < 0 || c.MinJaccard > 1 || c.WholeCells < 0 || c.PartJaccard < 0 || c.PartJaccard > 1 ||
+		c.PartShared < 0 || c.NearCells < 0 || c.FarCells <= c.NearCells {
 		return errors.New("replay: invalid config")
 	}
 	return nil
@@ -87,6 +104,11 @@ type Fingerprint struct {
 	// that tells a copy from its original when the two are driven at the
 	// same time (Judge).
 	Origin uint8
+	// Exact is, for a short trip (N < MinShingles), the hash of its cell
+	// entries at their times after its first entry, to the millisecond
+	// (exactHash): equal only for the same trace re-sent, whatever the
+	// time shift. 0 for other trips.
+	Exact uint64
 	// first: the trip is the first of its day (its Origin needs the
 	// vehicle's earlier days: Index.Anchor). Not part of the record.
 	first bool
@@ -219,8 +241,17 @@ func Similarity(a, b *Fingerprint) (jaccard, contain float64) {
 //     other starts near its own (OriginNear); without that one-sided
 //     evidence, no verdict ("simultaneous, no one-sided origin").
 //  2. Otherwise the copy is the later by (StartMs, vehicle, date, trip).
-//  3. The copy holds at least MinContain of its shingles in the original
-//     and the two have an estimated Jaccard of at least MinJaccard.
+//  3. A copy inside a concurrent original (Concurrent; the copy starts
+//     more than TripGapMs after it and ends no later: a cloned box's
+//     victim) gives no verdict
+//     ("inside the original's span").
+//  4. The copy holds at least MinContain of its shingles in the original
+//     and the two have an estimated Jaccard of at least MinJaccard; a copy
+//     that is not Whole (a part of a trip) also needs a Jaccard of at
+//     least PartJaccard and containment x its N of at least PartShared.
+//  5. When either trip is short (N < MinShingles), the pair must be a
+//     verbatim copy: both short, with the same Exact (shortWhy); rule 4
+//     then applies as to any pair.
 func Judge(cfg *Config, a, b *Fingerprint) (orig, cp *Fingerprint, jaccard, contain float64, why string) {
 	orig, cp = a, b
 	if Simultaneous(cfg, a, b) {
@@ -234,14 +265,60 @@ func Judge(cfg *Config, a, b *Fingerprint) (orig, cp *Fingerprint, jaccard, cont
 	} else if before(b, a) {
 		orig, cp = b, a
 	}
+	if Concurrent(orig, cp) && cp.StartMs > orig.StartMs+cfg.TripGapMs && cp.EndMs <= orig.EndMs {
+		return orig, cp, 0, 0, "inside the original's span"
+	}
 	jaccard, contain = Similarity(orig, cp)
+	if Short(cfg, a) || Short(cfg, b) {
+		if why = shortWhy(cfg, orig, cp); why != "" {
+			return orig, cp, jaccard, contain, why
+		}
+	}
 	switch {
 	case contain < cfg.MinContain:
 		why = "containment below MinContain"
 	case jaccard < cfg.MinJaccard:
 		why = "Jaccard below MinJaccard"
+	case !Whole(cfg, orig, cp) && jaccard < cfg.PartJaccard:
+		why = "a part of a trip, Jaccard below PartJaccard"
+	case !Whole(cfg, orig, cp) && contain*float64(cp.N) < cfg.PartShared:
+		why = "a part of a trip, shared shingles below PartShared"
 	}
 	return orig, cp, jaccard, contain, why
+}
+
+// Short reports whether fp is a short trip's fingerprint (N < MinShingles).
+func Short(cfg *Config, fp *Fingerprint) bool { return int(fp.N) < cfg.MinShingles }
+
+// shortWhy is Judge's rule 5 for a pair with a short trip: a verbatim
+// copy only, both short with the same nonzero Exact.
+func shortWhy(cfg *Config, orig, cp *Fingerprint) string {
+	switch {
+	case !Short(cfg, orig) || !Short(cfg, cp):
+		return "short and long"
+	case orig.Exact == 0 || orig.Exact != cp.Exact:
+		return "short, not verbatim"
+	}
+	return ""
+}
+
+// exactHash is a short trip's Exact over its entries e_0 .. e_n-1: h = 0,
+// then per entry h = mix64(h ^ (uint32(X) << 32 | uint32(Y))) and h =
+// mix64(h ^ (T - T_0)), ms; 1 if the result is 0.
+func exactHash(es []entry) uint64 {
+	var h uint64
+	for _, e := range es {
+		h = mix64(h ^ (uint64(uint32(e.X))<<32 | uint64(uint32(e.Y))))
+		h = mix64(h ^ uint64(e.T-es[0].T))
+	}
+	return max(h, 1)
+}
+
+// Whole reports whether cp copies the whole of orig: its first and its
+// last entry cells are each within WholeCells (Chebyshev) of orig's.
+func Whole(cfg *Config, orig, cp *Fingerprint) bool {
+	d := func(a, b [2]int32) int32 { return max(abs32(a[0]-b[0]), abs32(a[1]-b[1])) }
+	return d(orig.From, cp.From) <= cfg.WholeCells && d(orig.To, cp.To) <= cfg.WholeCells
 }
 
 // Simultaneous reports whether two trips are one drive reported at the
@@ -251,6 +328,12 @@ func Judge(cfg *Config, a, b *Fingerprint) (orig, cp *Fingerprint, jaccard, cont
 func Simultaneous(cfg *Config, a, b *Fingerprint) bool {
 	return a.Vehicle != b.Vehicle && a.StartMs <= b.EndMs && b.StartMs <= a.EndMs &&
 		(abs64(a.StartMs-b.StartMs) <= cfg.TripGapMs || abs64(a.EndMs-b.EndMs) <= cfg.TripGapMs)
+}
+
+// Concurrent reports whether two trips of two vehicles were driven at
+// least partly at the same time: their spans [StartMs, EndMs] intersect.
+func Concurrent(a, b *Fingerprint) bool {
+	return a.Vehicle != b.Vehicle && a.StartMs <= b.EndMs && b.StartMs <= a.EndMs
 }
 
 func abs64(x int64) int64 {

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"strconv"
 )
@@ -136,6 +137,20 @@ func (x *Index) Anchor(fp *Fingerprint) {
 	if e, ok := x.ends[fp.Vehicle]; ok && e.endMs < fp.StartMs {
 		fp.Origin = origin(&x.cfg, e.to, fp.From)
 	}
+}
+
+// Parked records that vehicle's latest trip ended at fix f, on date,
+// when the index holds no later end for it: what Anchor compares a first
+// trip with, as if that trip's fingerprint had been added. For an index
+// that starts without the vehicle's earlier days (a simulation's first
+// day, where the box's position before it is known); expiry drops it
+// with its date like any other end.
+func (x *Index) Parked(vehicle, date string, f Fix) {
+	if e, ok := x.ends[vehicle]; ok && e.endMs >= f.TimeMs {
+		return
+	}
+	px, py := proj(f.Lat, f.Lon)
+	x.ends[vehicle] = tripEnd{date, f.TimeMs, [2]int32{int32(math.Floor(px / x.cfg.CellM)), int32(math.Floor(py / x.cfg.CellM))}}
 }
 
 func cmpStr(a, b string) int {

@@ -37,8 +37,29 @@ func TestJudge(t *testing.T) {
 		{"short in long, 8 of 64", 8, 311, 46, ""},
 		{"equal halves, 20 of 64", 20, 100, 100, "containment below MinContain"},
 		{"same trace", 64, 120, 120, ""},
+		// the month's highest honest pair (10,000 vehicles): a 24-shingle
+		// trip along 3.5 km of a 51-shingle one, 25 equal values (J 0.39,
+		// C 0.88), 21 shingles shared: a whole-trip copy of those sizes
+		// matches, a part does not
+		{"whole, 24 in 51, 25 of 64", 25, 51, 24, ""},
+		{"part, 24 in 51, 25 of 64", -25, 51, 24, "a part of a trip, shared shingles below PartShared"},
+		// a half of a noisy trip: 16 equal values (J 0.25), C 0.7 of 40
+		{"part, 40 in 100, 16 of 64", -16, 100, 40, ""},
+		{"part, 40 in 100, 15 of 64", -15, 100, 40, "a part of a trip, Jaccard below PartJaccard"},
+		{"whole, 40 in 100, 15 of 64", 15, 100, 40, ""},
+		// a part starting 3 cells from the original's start
+		{"part by 3 cells, 24 in 51, 25 of 64", -1025, 51, 24, "a part of a trip, shared shingles below PartShared"},
 	} {
-		a, b := pair(c.eq, c.na, c.nb)
+		eq, off := c.eq, int32(0)
+		switch {
+		case eq < -1000: // the copy starts 3 cells away (WholeCells 2)
+			eq, off = -eq-1000, 3
+		case eq < 0: // the copy starts and ends 10 cells away from the original's ends
+			eq, off = -eq, 10
+		}
+		a, b := pair(eq, c.na, c.nb)
+		a.From, a.To = [2]int32{100, 100}, [2]int32{140, 90}
+		b.From, b.To = [2]int32{100 + off, 100 - off}, [2]int32{140 - off, 90}
 		for _, swap := range []bool{false, true} {
 			x, y := &a, &b
 			if swap {
@@ -67,6 +88,53 @@ func TestJudge(t *testing.T) {
 		}
 		if _, cp, _, _, why := Judge(&cfg, &b, &a); why != "" || cp != &b {
 			t.Errorf("an hour later: %q, copy %v", why, cp.Vehicle)
+		}
+	}
+	// A cloned box's trip that mixes its own car's driving with its
+	// victim's drive starts before the victim's trip and ends after it:
+	// the victim, inside the other's span, is never judged the copy by
+	// start order (and the clone is the earlier: no verdict).
+	for _, c := range []struct {
+		name          string
+		dStart, dEnd  int64 // victim's start and end after the clone's
+		why, wantCopy string
+	}{
+		{"inside", 3600_000, -3600_000, "inside the original's span", ""},
+		{"inside, ends 181 s before", 600_000, -181_000, "inside the original's span", ""},
+		// simultaneous: the origins call the victim the copy, but it is inside
+		{"ends 180 s before", 600_000, -180_000, "inside the original's span", ""},
+		{"ends with the clone (the month's two victims)", 1719_000, 0, "inside the original's span", ""},
+		{"overlapping, ends after", 3600_000, 600_000, "", "victim"},
+		{"a day later", 86400_000, 86400_000, "", "victim"},
+		// the same span: only the origins can tell, and a victim whose trip
+		// starts away from its previous one (after a power loss) is judged
+		// the copy (docs/scoring.md, "Matching", rule 1: the known limit)
+		{"the same span", 0, 0, "", "victim"},
+		// a same-day copy starting 50 ms after its original and ending with
+		// it (the month's replay of a 20 Hz day): origins decide, as for
+		// the same span (here: the copy is the one starting away)
+		{"50 ms later, ends with it", 50, 0, "", "victim"},
+		{"180 s later, ends with it", 180_000, 0, "", "victim"},
+		{"181 s later, ends with it", 181_000, 0, "inside the original's span", ""},
+	} {
+		clone, victim := pair(64, 300, 120)
+		clone.Vehicle, victim.Vehicle, victim.Date = "clone", "victim", clone.Date
+		clone.Origin, victim.Origin = OriginNear, OriginAway
+		clone.StartMs, clone.EndMs = 0, 4*3600_000
+		victim.StartMs, victim.EndMs = clone.StartMs+c.dStart, clone.EndMs+c.dEnd
+		for _, swap := range []bool{false, true} {
+			x, y := &clone, &victim
+			if swap {
+				x, y = y, x
+			}
+			_, cp, _, _, why := Judge(&cfg, x, y)
+			got := ""
+			if why == "" {
+				got = cp.Vehicle
+			}
+			if why != c.why || got != c.wantCopy {
+				t.Errorf("%s (swap %v): copy %q (%q), want %q (%q)", c.name, swap, got, why, c.wantCopy, c.why)
+			}
 		}
 	}
 	// Simultaneous trips: the copy is the one starting away from its
@@ -183,5 +251,128 @@ func TestAnchor(t *testing.T) {
 	x.Anchor(&cp)
 	if want := origin(&cfg, all[len(all)-1].To, cp.From); cp.Origin != want {
 		t.Errorf("anchored origin %d, want %d", cp.Origin, want)
+	}
+}
+
+// TestJudgeShort: a pair with a short trip (N < MinShingles) matches only
+// as a verbatim copy, both short with the same Exact (rule 5), and then
+// by the same direction rules as other trips.
+func TestJudgeShort(t *testing.T) {
+	cfg := DefaultConfig()
+	for _, c := range []struct {
+		name         string
+		na, nb       uint32
+		exA, exB     uint64
+		why          string
+		simultaneous bool
+	}{
+		{"verbatim", 9, 9, 77, 77, "", false},
+		{"same cells and buckets, other times", 9, 9, 77, 78, "short, not verbatim", false},
+		{"no Exact (a record of version 2)", 9, 9, 0, 0, "short, not verbatim", false},
+		{"short in long", 120, 9, 0, 77, "short and long", false},
+		{"long in short", 9, 120, 77, 0, "short and long", false},
+		{"verbatim, simultaneous", 9, 9, 77, 77, "", true},
+	} {
+		a, b := pair(64, c.na, c.nb)
+		a.Exact, b.Exact = c.exA, c.exB
+		if c.simultaneous {
+			b.StartMs, b.EndMs = a.StartMs, a.EndMs
+			a.Origin, b.Origin = OriginNear, OriginAway
+		}
+		for _, swap := range []bool{false, true} {
+			x, y := &a, &b
+			if swap {
+				x, y = y, x
+			}
+			orig, cp, _, _, why := Judge(&cfg, x, y)
+			if why != c.why {
+				t.Errorf("%s (swap %v): %q, want %q", c.name, swap, why, c.why)
+			}
+			if why == "" && (orig != &a || cp != &b) {
+				t.Errorf("%s (swap %v): the copy is %s, want %s", c.name, swap, cp.Vehicle, b.Vehicle)
+			}
+		}
+	}
+}
+
+// TestShortFingerprints: a trip of MinShort..MinShingles-1 shingles gets a
+// short fingerprint (Exact set, the same for the trace shifted by any
+// number of milliseconds), a longer one a fingerprint without Exact, a
+// shorter one none.
+func TestShortFingerprints(t *testing.T) {
+	cfg := DefaultConfig()
+	flat := func(int) float64 { return 50 }
+	none := func(int) float64 { return 0 }
+	for _, c := range []struct {
+		km        float64
+		fps       int
+		short     bool
+		shiftSame bool
+	}{{0.8, 0, false, false}, {3, 1, true, true}, {15, 1, false, false}} {
+		fs := newRoute(7, c.km).drive(8*3600_000, 1000, flat, none)
+		fps := Trips(cfg, "v", "2026-12-01", fs)
+		if len(fps) != c.fps {
+			t.Fatalf("%.1f km: %d fingerprints, want %d", c.km, len(fps), c.fps)
+		}
+		if c.fps == 0 {
+			continue
+		}
+		fp := fps[0]
+		if Short(&cfg, &fp) != c.short || (fp.Exact != 0) != c.short {
+			t.Fatalf("%.1f km: N %d, Exact %x, want short %v", c.km, fp.N, fp.Exact, c.short)
+		}
+		if !c.short {
+			continue
+		}
+		if fp.N < uint32(cfg.MinShort) {
+			t.Fatalf("%.1f km: N %d under MinShort", c.km, fp.N)
+		}
+		moved := Trips(cfg, "w", "2026-12-09", shift(7*86400_000+3_723_457)(fs))
+		if len(moved) != 1 || moved[0].Exact != fp.Exact || moved[0].Sig != fp.Sig {
+			t.Fatalf("%.1f km: the shifted trace's Exact %x, want %x", c.km, moved[0].Exact, fp.Exact)
+		}
+		other := Trips(cfg, "w", "2026-12-09", shift(7*86400_000)(newRoute(7, c.km).drive(8*3600_000, 1000, func(int) float64 { return 51 }, none)))
+		if len(other) != 1 || other[0].Exact == fp.Exact {
+			t.Fatalf("%.1f km: the same road 2 %% faster has the same Exact", c.km)
+		}
+	}
+}
+
+// TestIndexParked: a day's first trip is anchored at the vehicle's parked
+// position when the index holds no later trip end: near where it was
+// parked, away 5 km off, unknown when parked after the trip started.
+func TestIndexParked(t *testing.T) {
+	cfg := DefaultConfig()
+	fs := newRoute(7, 10).drive(8*3600_000, 1000, func(int) float64 { return 50 }, func(int) float64 { return 0 })
+	for _, c := range []struct {
+		name   string
+		dLatM  float64
+		atMs   int64
+		origin uint8
+	}{
+		{"parked at the start", 0, 7 * 3600_000, OriginNear},
+		{"parked 5 km north", 5000, 7 * 3600_000, OriginAway},
+		{"parked after the start", 0, 9 * 3600_000, OriginUnknown},
+	} {
+		x, _ := NewIndex(cfg, 30, 100)
+		x.Parked("v", "2026-11-30", Fix{TimeMs: c.atMs, Lat: fs[0].Lat + c.dLatM/111320, Lon: fs[0].Lon})
+		fps := Trips(cfg, "v", "2026-12-01", fs)
+		if len(fps) != 1 {
+			t.Fatalf("%d trips", len(fps))
+		}
+		x.Anchor(&fps[0])
+		if fps[0].Origin != c.origin {
+			t.Errorf("%s: origin %d, want %d", c.name, fps[0].Origin, c.origin)
+		}
+	}
+	// a trip end held later than the parked fix wins
+	x, _ := NewIndex(cfg, 30, 100)
+	prev := Trips(cfg, "v", "2026-11-30", newRoute(8, 10).drive(2*3600_000, 1000, func(int) float64 { return 50 }, func(int) float64 { return 0 }))
+	x.Add(&prev[0])
+	x.Parked("v", "2026-11-30", Fix{TimeMs: prev[0].EndMs - 1, Lat: fs[0].Lat, Lon: fs[0].Lon})
+	fps := Trips(cfg, "v", "2026-12-01", fs)
+	x.Anchor(&fps[0])
+	if want := origin(&cfg, prev[0].To, fps[0].From); want == OriginNear || fps[0].Origin != want {
+		t.Errorf("after a held trip: origin %d, want %d (the held trip's end)", fps[0].Origin, want)
 	}
 }

@@ -114,3 +114,78 @@ func TestSameRouteHonest(t *testing.T) {
 }
 
 func dateOf(d int) string { return "2026-12-" + string(rune('0'+d/10)) + string(rune('0'+d%10)) }
+
+// TestShortRouteHonest: short commutes (2, 3 and 5 km: short fingerprints,
+// N < MinShingles) driven on 40 days each never match one another, with
+// each day's traffic (speeds within +-15 %, red lights) and with almost
+// none (speeds within +-2 %, no lights, where the coarse shingles often
+// agree and only the duration tells); the same drive re-sent verbatim,
+// shifted by whole days or by an odd number of milliseconds, matches.
+func TestShortRouteHonest(t *testing.T) {
+	cfg := DefaultConfig()
+	const day = 86400_000
+	for _, c := range []struct {
+		km     float64
+		spread float64 // speed spread around the road's, +-
+		lights bool
+	}{{2, 0.15, true}, {3, 0.15, true}, {5, 0.15, true}, {2, 0.02, false}, {3, 0.02, false}, {5, 0.02, false}} {
+		x, _ := NewIndex(cfg, 60, 1000)
+		rt := newRoute(uint64(10*c.km), c.km)
+		base := rand.New(rand.NewPCG(uint64(c.km), 2))
+		limits := make([]float64, 40)
+		for i := range limits {
+			limits[i] = []float64{40, 60, 80}[base.IntN(3)]
+		}
+		var first []Fix
+		matches, sameSig, short := 0, 0, 0
+		var held []Fingerprint
+		for d := range 40 {
+			r := rand.New(rand.NewPCG(uint64(d), 3))
+			speeds := make([]float64, 40)
+			reds := make([]float64, 40)
+			for i := range speeds {
+				speeds[i] = limits[i] * (1 - c.spread + 2*c.spread*r.Float64())
+				if c.lights && r.IntN(3) == 0 {
+					reds[i] = 10 + 50*r.Float64()
+				}
+			}
+			fs := rt.drive(int64(d)*day+8*3600_000+int64(r.IntN(600_000)), 1000, func(i int) float64 { return speeds[min(i, 39)] },
+				func(i int) float64 { return reds[min(i, 39)] })
+			if d == 0 {
+				first = fs
+			}
+			fps := Trips(cfg, "commuter", dateOf(d), fs)
+			if len(fps) != 1 {
+				t.Fatalf("%.0f km day %d: %d trips", c.km, d, len(fps))
+			}
+			if Short(&cfg, &fps[0]) {
+				short++
+			}
+			for k := range held {
+				if j, _ := Similarity(&held[k], &fps[0]); j == 1 && held[k].N == fps[0].N {
+					sameSig++
+				}
+			}
+			if ms := x.Check(&fps[0]); len(ms) > 0 {
+				matches++
+				t.Logf("%.0f km day %d matches %s (J %.2f, C %.2f)", c.km, d, ms[0].Of.Date, ms[0].Jaccard, ms[0].Contain)
+			}
+			x.Add(&fps[0])
+			held = append(held, fps[0])
+		}
+		t.Logf("%.0f km, speeds +-%.0f %%, lights %v: %d of 40 short (N %d on day 0), %d of 780 honest pairs with every signature value and N equal, %d matches",
+			c.km, 100*c.spread, c.lights, short, held[0].N, sameSig, matches)
+		if short == 0 {
+			t.Fatalf("%.0f km: no short trip, the case tests nothing", c.km)
+		}
+		if matches > 0 {
+			t.Fatalf("%.0f km: %d of 40 honest drives of one short road matched an earlier day", c.km, matches)
+		}
+		for _, sh := range []int64{50 * day, 50*day + 3600_000 + 17_123} {
+			rp := Trips(cfg, "commuter", dateOf(50), shift(sh)(first))
+			if len(rp) != 1 || len(x.Check(&rp[0])) == 0 {
+				t.Fatalf("%.0f km: verbatim replay of day 0 shifted %d ms not detected", c.km, sh)
+			}
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/minecart/minecart/internal/benchfig"
 	"github.com/minecart/minecart/internal/cputime"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
@@ -92,15 +92,15 @@ func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 			startups = append(startups, float64(r.startup.Milliseconds()))
 			days = r.closed
 		}
-		ratio := median(ratios)
-		b.ReportMetric(median(baseRates), "baseline-records/s")
-		b.ReportMetric(median(stageRates), "stage-records/s")
+		ratio := benchfig.Median(ratios)
+		b.ReportMetric(benchfig.Median(baseRates), "baseline-records/s")
+		b.ReportMetric(benchfig.Median(stageRates), "stage-records/s")
 		b.ReportMetric(ratio, "ratio")
-		b.ReportMetric(median(readRatios), "ratio-to-consume")
-		b.ReportMetric(median(startups), "startup-ms")
+		b.ReportMetric(benchfig.Median(readRatios), "ratio-to-consume")
+		b.ReportMetric(benchfig.Median(startups), "startup-ms")
 		b.ReportMetric(days, "days-closed")
 		fmt.Printf("scoring: %d records (%d events), median of %d rounds: stage %.0f records/s, bare consume and produce %.0f records/s (ratios %.2f), bare consume alone %.0f records/s (ratios %.2f); stage start-up %v ms\n",
-			n, events, len(ratios), median(stageRates), median(baseRates), ratios, median(readRates), readRatios, startups)
+			n, events, len(ratios), benchfig.Median(stageRates), benchfig.Median(baseRates), ratios, benchfig.Median(readRates), readRatios, startups)
 		if row != "" {
 			fmt.Printf("RATIO %s %.3f goal 0.60\n", row, ratio)
 		}
@@ -195,15 +195,6 @@ func (f *firstRecord) Process(ctx context.Context, rec pipelines.Record, out pip
 		f.first.CompareAndSwap(0, time.Now().UnixNano())
 	}
 	return f.processor.Process(ctx, rec, out)
-}
-
-func median(x []float64) float64 {
-	s := slices.Clone(x)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // committed reports whether group has committed the end of every partition of topic.

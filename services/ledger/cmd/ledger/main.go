@@ -82,11 +82,10 @@ func run(ctx context.Context, args []string) error {
 			}
 			cfg.Blocks, cfg.Serde, cfg.Registerer, cfg.Logger = published, env.Kafka.Serde, env.Registry, env.Log
 			// The followed topic opens the scores scoring sealed (docs/privacy.md).
-			names, err := follow.NewFollower(env.Kafka, seal, env.Log)
+			names, err := env.FollowPseudonyms(seal)
 			if err != nil {
 				return err
 			}
-			env.Go("pseudonyms", names.Run)
 			cfg.Pseudonyms = &stage.Pseudonyms{Seal: seal, Load: follow.Loader(env.Kafka, seal, env.Log), Follow: names}
 			if pseudonymSeed != "" {
 				env.Log.Warn("pseudonym keys derived from -pseudonym-seed: for simulations only, erasures are not final")

@@ -25,7 +25,6 @@ import (
 	"github.com/minecart/minecart/services/ledger/proofs"
 	"github.com/minecart/minecart/services/owner"
 	"github.com/minecart/minecart/services/owner/view"
-	"github.com/minecart/minecart/services/pseudonym"
 	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/sink"
 	"github.com/minecart/minecart/services/web"
@@ -62,14 +61,10 @@ func run(ctx context.Context, args []string) error {
 			cfg := owner.Config{Conn: conn, Registerer: env.Registry, Logger: env.Log}
 			var names *follow.Follower
 			if sealPath != "" {
-				seal, err := pseudonym.LoadSealKey(sealPath)
-				if err != nil {
+				var err error
+				if names, _, err = env.LoadPseudonyms(sealPath); err != nil {
 					return err
 				}
-				if names, err = follow.NewFollower(env.Kafka, seal, env.Log); err != nil {
-					return err
-				}
-				env.Go("pseudonyms", names.Run)
 				cfg.Pseudonyms = names
 			}
 			if withView {

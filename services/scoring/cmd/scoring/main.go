@@ -15,7 +15,6 @@ import (
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/services/daemon"
 	"github.com/minecart/minecart/services/pseudonym"
-	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/scoring"
 	"github.com/minecart/minecart/services/scoring/stage"
 	"github.com/minecart/minecart/services/shred"
@@ -62,15 +61,10 @@ func run(ctx context.Context, args []string) error {
 		Build: func(_ context.Context, env *daemon.Env) error {
 			cfg.Serde, cfg.Registerer, cfg.Logger = env.Kafka.Serde, env.Registry, env.Log
 			if sealPath != "" {
-				seal, err := pseudonym.LoadSealKey(sealPath)
+				names, seal, err := env.LoadPseudonyms(sealPath)
 				if err != nil {
 					return err
 				}
-				names, err := follow.NewFollower(env.Kafka, seal, env.Log)
-				if err != nil {
-					return err
-				}
-				env.Go("pseudonyms", names.Run)
 				cfg.Shred = &shred.Keyring{Keys: names, Seal: seal}
 				if pseudonymSeed != "" {
 					cfg.Shred.Source = pseudonym.Derived(pseudonymSeed)

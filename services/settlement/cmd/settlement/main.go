@@ -20,8 +20,6 @@ import (
 	"github.com/minecart/minecart/pipelines/kafka"
 	"github.com/minecart/minecart/services/auth"
 	"github.com/minecart/minecart/services/daemon"
-	"github.com/minecart/minecart/services/pseudonym"
-	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/settlement"
 	"github.com/minecart/minecart/services/settlement/api"
 	"github.com/minecart/minecart/services/settlement/stage"
@@ -68,15 +66,10 @@ func run(ctx context.Context, args []string) error {
 				if sealPath == "" {
 					return errors.New("-pseudonym-key is required with -stage: the ledger's entries name vehicles and accounts by pseudonym")
 				}
-				seal, err := pseudonym.LoadSealKey(sealPath)
+				names, _, err := env.LoadPseudonyms(sealPath)
 				if err != nil {
 					return err
 				}
-				names, err := follow.NewFollower(env.Kafka, seal, env.Log)
-				if err != nil {
-					return err
-				}
-				env.Go("pseudonyms", names.Run)
 				cfg.Pseudonyms, cfg.SealStatus = names, true
 				// Partner topics are created over the same (SASL, TLS) connection.
 				cfg.EnsurePartner = func(ctx context.Context, partner string) error {

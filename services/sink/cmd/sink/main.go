@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/minecart/minecart/services/daemon"
-	"github.com/minecart/minecart/services/pseudonym"
-	"github.com/minecart/minecart/services/pseudonym/follow"
 	"github.com/minecart/minecart/services/sink"
 )
 
@@ -35,15 +33,10 @@ func run(ctx context.Context, args []string) error {
 			env.OnClose(cfg.Conn.Close)
 			cfg.Serde, cfg.Registerer, cfg.Logger = env.Kafka.Serde, env.Registry, env.Log
 			if sealPath != "" {
-				seal, err := pseudonym.LoadSealKey(sealPath)
+				names, _, err := env.LoadPseudonyms(sealPath)
 				if err != nil {
 					return err
 				}
-				names, err := follow.NewFollower(env.Kafka, seal, env.Log)
-				if err != nil {
-					return err
-				}
-				env.Go("pseudonyms", names.Run)
 				cfg.Pseudonyms = names
 			}
 			st, err := sink.NewStage(cfg)
