@@ -24,6 +24,38 @@ func (k dirKeys) Directory() *pseudonym.Directory { return k.d }
 func (dirKeys) CatchUp(context.Context) error     { return nil }
 func (dirKeys) Sync(context.Context) error        { return nil }
 
+// opening is id's pseudonym of kind k, its key derived from the seed "s".
+func opening(k pseudonym.Kind, id string) pseudonym.Opening {
+	key := pseudonym.Derived("s").NewKey(k, id)
+	return pseudonym.Opening{Pseudonym: pseudonym.Of(key, k, id), Kind: k, ID: id, Key: key}
+}
+
+// sealed is inner sealed for o as a record of topic (docs/privacy.md),
+// keyed by o's pseudonym, at offset.
+func sealed(t *testing.T, serde *schemas.Serde, o pseudonym.Opening, topic string, inner []byte, offset int64) pipelines.Record {
+	t.Helper()
+	s, err := shred.Seal(o, topic, inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := serde.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pipelines.Record{Topic: topic, Key: []byte(o.Pseudonym), Value: v, Offset: offset}
+}
+
+// scoreOf is the framed DailyScore of VIN-1 on 2026-11-01.
+func scoreOf(t *testing.T, serde *schemas.Serde) []byte {
+	t.Helper()
+	inner, err := serde.Marshal(&avro.DailyScore{ID: "VIN-1/2026-11-01", VehicleID: "VIN-1", DeviceID: "d", Date: "2026-11-01", TZ: "UTC",
+		WindowStart: time.UnixMilli(0).UTC(), WindowEnd: time.UnixMilli(86400000).UTC(), Points: 7, Flags: []string{}, FlagReasons: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inner
+}
+
 // TestSealedScoreRows: a sealed score (docs/privacy.md) becomes the row
 // of its inner score, with the vehicle id in clear; once the vehicle's
 // key is destroyed the same record gives no row and no error (counted,
@@ -33,33 +65,19 @@ func TestSealedScoreRows(t *testing.T) {
 	ctx := context.Background()
 	serde := schemas.SingleObject()
 	keys := dirKeys{pseudonym.NewDirectory()}
-	key := pseudonym.Derived("s").NewKey(pseudonym.Vehicle, "VIN-1")
-	o := pseudonym.Opening{Pseudonym: pseudonym.Of(key, pseudonym.Vehicle, "VIN-1"), Kind: pseudonym.Vehicle, ID: "VIN-1", Key: key}
+	o := opening(pseudonym.Vehicle, "VIN-1")
 	keys.d.Put(o)
 	w, err := newWriter(Config{Serde: serde, Pseudonyms: keys}.withDefaults())
 	if err != nil {
 		t.Fatal(err)
 	}
-	inner, err := serde.Marshal(&avro.DailyScore{ID: "VIN-1/2026-11-01", VehicleID: "VIN-1", DeviceID: "d", Date: "2026-11-01", TZ: "UTC",
-		WindowStart: time.UnixMilli(0).UTC(), WindowEnd: time.UnixMilli(86400000).UTC(), Points: 7, Flags: []string{}, FlagReasons: []string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := shred.Seal(o, pipelines.TopicScores, inner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := serde.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := pipelines.Record{Topic: pipelines.TopicScores, Key: []byte(o.Pseudonym), Value: v, Offset: 5}
+	rec := sealed(t, serde, o, pipelines.TopicScores, scoreOf(t, serde), 5)
 	r, err := w.scoreRow(ctx, &rec)
 	if err != nil || len(r) < 3 || r[1] != "VIN-1" || r[2] != "VIN-1/2026-11-01" {
 		t.Fatalf("sealed score row %v: %v", r, err)
 	}
 	bad := rec
-	bad.Value = append([]byte(nil), v...)
+	bad.Value = append([]byte(nil), rec.Value...)
 	bad.Value[len(bad.Value)-1] ^= 1
 	if r, err := w.scoreRow(ctx, &bad); !errors.Is(err, shred.ErrBad) || r != nil {
 		t.Fatalf("a sealed score that does not open: %v %v", r, err)
@@ -90,22 +108,7 @@ func TestPrepareKeepsTransientError(t *testing.T) {
 	ctx := context.Background()
 	serde := schemas.SingleObject()
 	keys := failingKeys{dirKeys{pseudonym.NewDirectory()}}
-	key := pseudonym.Derived("s").NewKey(pseudonym.Vehicle, "VIN-1")
-	o := pseudonym.Opening{Pseudonym: pseudonym.Of(key, pseudonym.Vehicle, "VIN-1"), Kind: pseudonym.Vehicle, ID: "VIN-1", Key: key}
 	w, err := newWriter(Config{Serde: serde, Pseudonyms: keys}.withDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	inner, err := serde.Marshal(&avro.DailyScore{ID: "VIN-1/2026-11-01", VehicleID: "VIN-1", DeviceID: "d", Date: "2026-11-01", TZ: "UTC",
-		WindowStart: time.UnixMilli(0).UTC(), WindowEnd: time.UnixMilli(86400000).UTC(), Flags: []string{}, FlagReasons: []string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := shred.Seal(o, pipelines.TopicScores, inner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := serde.Marshal(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +118,7 @@ func TestPrepareKeepsTransientError(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := []pipelines.Record{
-		{Topic: pipelines.TopicScores, Key: []byte(o.Pseudonym), Value: sealed, Offset: 1},
+		sealed(t, serde, opening(pseudonym.Vehicle, "VIN-1"), pipelines.TopicScores, scoreOf(t, serde), 1),
 		{Topic: pipelines.TopicTelemetryClean, Key: []byte("VIN-1"), Value: ev, Offset: 2},
 	}
 	b := w.prepare(ctx, recs, storedSet{})
@@ -137,8 +140,7 @@ func TestSealedRedemptionRows(t *testing.T) {
 	ctx := context.Background()
 	serde := schemas.SingleObject()
 	keys := dirKeys{pseudonym.NewDirectory()}
-	key := pseudonym.Derived("s").NewKey(pseudonym.Account, "owner-1")
-	o := pseudonym.Opening{Pseudonym: pseudonym.Of(key, pseudonym.Account, "owner-1"), Kind: pseudonym.Account, ID: "owner-1", Key: key}
+	o := opening(pseudonym.Account, "owner-1")
 	keys.d.Put(o)
 	w, err := newWriter(Config{Serde: serde, Pseudonyms: keys}.withDefaults())
 	if err != nil {
@@ -150,16 +152,10 @@ func TestSealedRedemptionRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seal := func(topic string) pipelines.Record {
-		s, err := shred.Seal(o, topic, inner)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, err := serde.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pipelines.Record{Topic: pipelines.TopicRedemptionStatus, Key: []byte(o.Pseudonym), Value: v, Offset: 3}
+	seal := func(topic string) pipelines.Record { // sealed for topic, read on the status topic
+		r := sealed(t, serde, o, topic, inner, 3)
+		r.Topic = pipelines.TopicRedemptionStatus
+		return r
 	}
 	rec := seal(pipelines.TopicRedemptionStatus)
 	clear := pipelines.Record{Topic: pipelines.TopicRedemptionStatus, Key: []byte("r1"), Value: inner, Offset: 3}
