@@ -13,6 +13,28 @@ import (
 	"github.com/minecart/minecart/services/settlement/settletest"
 )
 
+// redemptionLoad starts settlement and the ledger (settletest) with opts,
+// funds owners accounts o0.. and puts partner acme's item mug (10 points),
+// and returns n redemption requests spread over the owners, not yet sent.
+func redemptionLoad(b *testing.B, opts settletest.Options, n, owners int) (*settletest.Env, []kafka.Output) {
+	env := settletest.StartWith(b, opts, "acme")
+	for i := range owners {
+		env.Fund(fmt.Sprintf("o%d", i), 1<<30)
+	}
+	env.PutItem("acme", "mug", 10, nil)
+	env.WaitBalance(fmt.Sprintf("o%d", owners-1), 1<<30)
+	outs := make([]kafka.Output, 0, n)
+	for i := range n {
+		rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprint(i), Owner: fmt.Sprintf("o%d", i%owners), Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()}
+		v, err := env.Serde.Marshal(&rq)
+		if err != nil {
+			b.Fatal(err)
+		}
+		outs = append(outs, kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte(rq.Owner), Value: v})
+	}
+	return env, outs
+}
+
 // BenchmarkStage runs n redemption requests through the settlement stage
 // and the real ledger stage (request -> reserve -> hold request -> ledger
 // block -> hold entry -> confirm and order), and compares with the bare franz-go
@@ -20,21 +42,7 @@ import (
 func BenchmarkStage(b *testing.B) {
 	const n, owners = 5000, 500
 	for range b.N {
-		env := settletest.Start(b, "acme")
-		for i := range owners {
-			env.Fund(fmt.Sprintf("o%d", i), 1<<30)
-		}
-		env.PutItem("acme", "mug", 10, nil)
-		env.WaitBalance(fmt.Sprintf("o%d", owners-1), 1<<30)
-		var outs []kafka.Output
-		for i := range n {
-			rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprint(i), Owner: fmt.Sprintf("o%d", i%owners), Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()}
-			v, err := env.Serde.Marshal(&rq)
-			if err != nil {
-				b.Fatal(err)
-			}
-			outs = append(outs, kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte(rq.Owner), Value: v})
-		}
+		env, outs := redemptionLoad(b, settletest.Options{}, n, owners)
 		start := time.Now()
 		kafkatest.Produce(b, env.Brokers, outs...)
 		kafkatest.WaitRecords(b, env.Brokers, pipelines.TopicLedgerRequests, n+owners, 5*time.Minute)
@@ -69,21 +77,7 @@ func BenchmarkStage(b *testing.B) {
 func BenchmarkSealStatus(b *testing.B) {
 	const n, owners = 2000, 200
 	run := func(seal bool) time.Duration {
-		env := settletest.StartWith(b, settletest.Options{SealStatus: seal}, "acme")
-		for i := range owners {
-			env.Fund(fmt.Sprintf("o%d", i), 1<<30)
-		}
-		env.PutItem("acme", "mug", 10, nil)
-		env.WaitBalance(fmt.Sprintf("o%d", owners-1), 1<<30)
-		var outs []kafka.Output
-		for i := range n {
-			rq := avro.RedemptionRequest{IdempotencyKey: fmt.Sprint(i), Owner: fmt.Sprintf("o%d", i%owners), Partner: "acme", ItemID: "mug", Quantity: 1, RequestedMs: time.Now()}
-			v, err := env.Serde.Marshal(&rq)
-			if err != nil {
-				b.Fatal(err)
-			}
-			outs = append(outs, kafka.Output{Topic: pipelines.TopicRedemptions, Key: []byte(rq.Owner), Value: v})
-		}
+		env, outs := redemptionLoad(b, settletest.Options{SealStatus: seal}, n, owners)
 		start := time.Now()
 		kafkatest.Produce(b, env.Brokers, outs...)
 		kafkatest.WaitRecords(b, env.Brokers, pipelines.PartnerRedemptionsTopic("acme"), n, 5*time.Minute)
