@@ -24,10 +24,7 @@ func TestEndToEndOutageScoresLikeLive(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	ctx := context.Background()
-	sim, err := fleet.New(fleet.Config{Seed: 7, Vehicles: e2eVehicles, Days: 2, Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := twoDays(t)
 	end1 := sim.Start().AddDate(0, 0, 1)
 	outages := fleet.Outages{
 		Gateway: []fleet.Span{{From: end1.Add(-15 * time.Minute), To: end1.Add(15 * time.Minute)}},

@@ -28,10 +28,7 @@ func TestEndToEndRevisionInClickHouse(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	ctx := context.Background()
-	sim, err := fleet.New(fleet.Config{Seed: 7, Vehicles: e2eVehicles, Days: 2, Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := twoDays(t)
 	end1 := sim.Start().AddDate(0, 0, 1)
 	from, to := end1.Add(-6*time.Hour), end1.Add(5*time.Hour)
 	// The offline box: the first vehicle that drives in the span.

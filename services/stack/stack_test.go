@@ -33,6 +33,17 @@ import (
 
 const e2eVehicles = 12
 
+// twoDays is the end-to-end tests' two-day fleet (seed 7, e2eVehicles
+// vehicles from 2026-11-02).
+func twoDays(t *testing.T) *fleet.Sim {
+	t.Helper()
+	sim, err := fleet.New(fleet.Config{Seed: 7, Vehicles: e2eVehicles, Days: 2, Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim
+}
+
 func testSim(t *testing.T) *fleet.Sim {
 	t.Helper()
 	sim, err := fleet.New(fleet.Config{Seed: 7, Vehicles: e2eVehicles, Days: 1,
