@@ -60,6 +60,12 @@ type SenderConfig struct {
 	// MaxAttempts bounds the tries of one batch on 429, 5xx and transport
 	// errors (default 20); a batch that exhausts them is counted Failed.
 	MaxAttempts int
+	// UnknownGrace, when > 0, retries a batch the gateway refuses as
+	// unknown_device (401) within this long of the sender's start, like a
+	// 429: the devices were provisioned a moment before (the gateway's
+	// table follows the devices topic asynchronously). Later, or at 0, the
+	// refusal is final.
+	UnknownGrace time.Duration
 	// Backoff is the first wait between tries without a Retry-After
 	// (default 100 ms, doubling to 5 s).
 	Backoff time.Duration
@@ -389,6 +395,8 @@ func (s *Sender) post(b batch, body []byte) bool {
 			s.bytes.Add(int64(len(body)))
 			s.lat.add(s.cfg.Now().Sub(start))
 			return true
+		case err == nil && reason == gateway.ReasonUnknownDevice && s.cfg.Now().Sub(s.start) < s.cfg.UnknownGrace:
+			// provisioned a moment ago: retried below
 		case err == nil && status != http.StatusTooManyRequests && status < 500:
 			s.rejected.Add(n)
 			s.count(reason)

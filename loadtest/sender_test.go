@@ -122,6 +122,10 @@ type fakeGateway struct {
 	seqs    map[string][]uint64
 	nonces  map[string]bool
 	bad     int
+	// unknownFirst answers the first tries of every device 401
+	// unknown_device (a device provisioned a moment ago), before the rest.
+	unknownFirst int
+	unknown      map[string]int
 }
 
 func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -140,6 +144,12 @@ func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.nonces[nonce] = true
+	if f.unknown[dev] < f.unknownFirst {
+		f.unknown[dev]++
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"unknown_device","message":"no such device"}`)
+		return
+	}
 	f.tries[dev]++
 	switch {
 	case dev == f.refuse:
@@ -333,5 +343,50 @@ func TestPaced(t *testing.T) {
 	}
 	if n != 24 || len(waits) != 24 || waits[0] != time.Minute {
 		t.Fatalf("%d chunks, waits %v", n, waits)
+	}
+}
+
+// TestSenderUnknownGrace: within UnknownGrace of its start the sender
+// retries batches refused as unknown_device (devices provisioned a moment
+// before), so every event arrives; without it the refusal is final.
+func TestSenderUnknownGrace(t *testing.T) {
+	sim, err := fleet.New(fleet.Config{Seed: 3, Vehicles: 3, Days: 1, Start: monday, ParkedInterval: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs := sim.Devices()
+	for _, grace := range []time.Duration{time.Hour, 0} {
+		fg := &fakeGateway{secrets: map[string][]byte{}, tries: map[string]int{}, seqs: map[string][]uint64{}, nonces: map[string]bool{},
+			unknownFirst: 2, unknown: map[string]int{}}
+		for _, d := range devs {
+			fg.secrets[d.DeviceID] = d.Secret
+		}
+		srv := httptest.NewServer(fg)
+		s, err := NewSender(SenderConfig{URL: srv.URL, Devices: devs, BatchSize: 50, Concurrency: 3, UnknownGrace: grace,
+			Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for c := range sim.Chunks() {
+			if c.Start.Sub(sim.Start()) >= 10*time.Hour {
+				break
+			}
+			n += len(c.Events)
+			if err := s.Send(context.Background(), c.Events); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rep, err := s.Close()
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if grace > 0 && (rep.Events != int64(n) || rep.Rejected != 0 || rep.Rejects["retry:401"] != int64(2*len(devs))) {
+			t.Fatalf("grace %v: %v, want all %d events and 2 retries of 401 per device", grace, rep, n)
+		}
+		if grace == 0 && (rep.Rejected == 0 || rep.Rejects["unknown_device"] != int64(2*len(devs))) {
+			t.Fatalf("no grace: %v, want the first 2 batches of each device refused for good", rep)
+		}
 	}
 }

@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	url := fs.String("url", "http://127.0.0.1:8080", "gateway base URL (mode gateway)")
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated (mode kafka, and -provision)")
 	topic := fs.String("topic", pipelines.TopicTelemetryRaw, "topic (mode kafka)")
-	provision := fs.Bool("provision", false, "register the fleet's devices in the registry topic first (mode gateway)")
+	provision := fs.Bool("provision", false, "register the fleet's devices in the registry topic first (mode gateway); a batch refused as unknown_device in the first 30 s is retried, since the gateway's table follows the topic asynchronously")
 	deviceKey := fs.String("device-key", "", "the gateway's device-registry key file that -provision seals the secrets with (minecart run: <data-dir>/devices.key)")
 	kafkaUser := fs.String("kafka-user", "", "SASL/SCRAM-SHA-512 user for -brokers (minecart run: the superuser of <data-dir>/kafka/credentials.json)")
 	kafkaPass := fs.String("kafka-password", "", "SASL/SCRAM-SHA-512 password of -kafka-user")
@@ -123,8 +123,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		s, err := loadtest.NewSender(loadtest.SenderConfig{URL: *url, Devices: sim.Devices(), BatchSize: *batch,
-			Format: *format, Gzip: *gzip, Concurrency: *concurrency, ResendEvery: *resend, Progress: progress})
+		sc := loadtest.SenderConfig{URL: *url, Devices: sim.Devices(), BatchSize: *batch,
+			Format: *format, Gzip: *gzip, Concurrency: *concurrency, ResendEvery: *resend, Progress: progress}
+		if *provision {
+			sc.UnknownGrace = 30 * time.Second // the gateway's table picks the new devices up asynchronously
+		}
+		s, err := loadtest.NewSender(sc)
 		if err != nil {
 			return err
 		}
