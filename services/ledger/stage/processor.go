@@ -116,6 +116,7 @@ type Processor struct {
 	tasks      int32
 	debits     []ledger.Entry // requests of the open batch, appended by Flush
 	debitIDs   map[string]struct{}
+	eraseKeys  []string         // vehicles of the open batch whose keys Flush destroys
 	notBefore  int64            // the open batch's lowest block timestamp (transfer expiries)
 	broken     error            // set when the book moved but the outputs could not be made
 	enc        [2]recordEncoder // the entries topic records (encodeEntries)
@@ -441,6 +442,15 @@ func (p *Processor) Process(ctx context.Context, rec pipelines.Record, out pipel
 		if err != nil {
 			return pipelines.Reject("invalid_request", err)
 		}
+		if e.Kind == ledger.KindErasure && e.VehicleID != "" {
+			// A vehicle's erasure destroys its key and appends nothing: an
+			// owner's erasure names its vehicles too, and entries naming
+			// the account and its vehicles side by side (one block, one
+			// requested_at) would link them for good (docs/ledger.md,
+			// Kind 8).
+			p.eraseKeys = append(p.eraseKeys, e.VehicleID)
+			return nil
+		}
 		if _, queued := p.debitIDs[e.ID]; queued || p.book.HasRequest(p.inBook(e)) {
 			p.m.dups.WithLabelValues(e.Kind.String()).Inc()
 			return nil
@@ -737,12 +747,35 @@ func (p *Processor) Flush(ctx context.Context, out pipelines.Emitter) error {
 	if err := p.appendDebits(out); err != nil {
 		return err
 	}
+	p.destroyKeys(out)
 	p.flushedAt, p.flushed = p.book.Height(), true
 	p.keysWritten = false // the transaction ends with this Flush
 	if p.broken != nil {
 		return fmt.Errorf("ledger: %w", p.broken)
 	}
 	return nil
+}
+
+// destroyKeys writes a tombstone for the key of each vehicle whose
+// erasure the batch requested, and drops the ledger's copy. A vehicle
+// with no key (never in the book, or erased already) needs nothing, so a
+// request read twice does nothing the second time.
+func (p *Processor) destroyKeys(out pipelines.Emitter) {
+	if p.broken != nil || p.names == nil {
+		p.eraseKeys = p.eraseKeys[:0]
+		return
+	}
+	for _, id := range p.eraseKeys {
+		o, ok := p.names.Lookup(pseudonym.Vehicle, id)
+		if !ok {
+			continue
+		}
+		out.EmitTo(p.cfg.Pseudonyms.Topic, 0, []byte(o.Pseudonym), nil)
+		p.names.Delete(o.Pseudonym)
+		p.keysWritten = true
+		p.m.keysErased.Inc()
+	}
+	p.eraseKeys = p.eraseKeys[:0]
 }
 
 // appendDebits appends the queued debits and adjustments (a wall-clock

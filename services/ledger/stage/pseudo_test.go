@@ -101,13 +101,24 @@ func TestChokePoint(t *testing.T) {
 	if m.entries != 4 || len(topic) != 3 {
 		t.Fatalf("%d entries, %d keys; want 4, 3", m.entries, len(topic))
 	}
-	// Erase the vehicle.
+	// Erase the owner: the account's erasure is an entry; its vehicle's
+	// destroys the key and appends nothing, so no entry links the two.
+	acct, _ := p.names.Lookup(pseudonym.Account, "owner-1")
+	send(p, pipelines.TopicLedgerRequests, &avro.DebitRequest{RequestID: "erasure/00", Kind: avro.RequestKindErasure, Account: "owner-1", Reason: "owner asked", RequestedAt: now})
 	send(p, pipelines.TopicLedgerRequests, &avro.DebitRequest{RequestID: "erasure/01", Kind: avro.RequestKindErasure, VehicleID: "veh-a", Reason: "owner asked", RequestedAt: now})
-	if m.entries != 5 || len(topic) != 2 {
-		t.Fatalf("after erasure: %d entries, %d keys; want 5, 2", m.entries, len(topic))
+	if m.entries != 5 || len(topic) != 1 {
+		t.Fatalf("after erasure: %d entries, %d keys; want 5, 1", m.entries, len(topic))
 	}
 	if _, ok := p.names.Lookup(pseudonym.Vehicle, "veh-a"); ok {
 		t.Fatal("the ledger kept the erased key")
+	}
+	if _, ok := topic[acct.Pseudonym]; ok || acct.Pseudonym == "" {
+		t.Fatalf("the account's key %q is still on the topic", acct.Pseudonym)
+	}
+	// Read again (a redelivery): no key, nothing to do.
+	send(p, pipelines.TopicLedgerRequests, &avro.DebitRequest{RequestID: "erasure/01", Kind: avro.RequestKindErasure, VehicleID: "veh-a", Reason: "owner asked", RequestedAt: now})
+	if m.entries != 5 || len(topic) != 1 {
+		t.Fatalf("erasure read twice: %d entries, %d keys; want 5, 1", m.entries, len(topic))
 	}
 	var all []ledger.Entry
 	for _, b := range m.blocks {
@@ -125,8 +136,11 @@ func TestChokePoint(t *testing.T) {
 		}
 	}
 	credit, adj, er := all[0], all[3], all[4]
-	if credit.VehicleID != adj.VehicleID || adj.Ref != credit.ID || er.Kind != ledger.KindErasure || er.VehicleID != credit.VehicleID {
-		t.Fatalf("credit %+v, adjustment %+v, erasure %+v: want one pseudonym throughout", credit, adj, er)
+	if credit.VehicleID != adj.VehicleID || adj.Ref != credit.ID {
+		t.Fatalf("credit %+v, adjustment %+v: want one pseudonym throughout", credit, adj)
+	}
+	if er.Kind != ledger.KindErasure || er.Account != acct.Pseudonym || er.VehicleID != "" {
+		t.Fatalf("erasure %+v: want the account's pseudonym %s alone", er, acct.Pseudonym)
 	}
 	if adj.Reason != "goodwill for "+credit.VehicleID {
 		t.Fatalf("reason %q keeps the vehicle id", adj.Reason)

@@ -180,6 +180,8 @@ type metrics struct {
 	bonuses   prometheus.Counter
 	bonusErrs *prometheus.CounterVec
 	shredded  prometheus.Counter
+	// keysErased counts vehicle keys destroyed by an erasure (no entry).
+	keysErased prometheus.Counter
 }
 
 // ReaderLabel is the "reader" label of the stage's series of
@@ -189,18 +191,19 @@ const ReaderLabel = "ledger"
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := prom.NewMetrics(reg)
 	return &metrics{
-		entries:   m.CounterVec("minecart_ledger_entries_total", "Entries appended, by kind.", "kind"),
-		blocks:    m.Counter("minecart_ledger_blocks_total", "Blocks signed and written."),
-		dups:      m.CounterVec("minecart_ledger_duplicates_total", "Scores or requests ignored because the book already holds them, by kind.", "kind"),
-		pending:   m.Gauge("minecart_ledger_pending_credits", "Credits waiting for every scoring watermark to pass their window end."),
-		treeSize:  m.Gauge("minecart_ledger_tree_size", "Entries in the ledger tree."),
-		rebuildS:  m.Gauge("minecart_ledger_rebuild_seconds", "Time the last task assignment took to re-verify the book."),
-		starts:    m.CounterVec("minecart_ledger_task_starts_total", "Task starts, by how the book was obtained: rebuilt (re-read and re-verified) or resumed (the previous processor's, checked against the published head).", "how"),
-		watermark: m.Gauge("minecart_ledger_released_through_ms", "Lowest scoring watermark: credits ending at or before it are in the book."),
-		badBlocks: m.CounterVec(ledger.BadBlocksMetric, ledger.BadBlocksHelp, "reader", "reason"),
-		bonuses:   m.Counter("minecart_ledger_campaign_bonuses_total", "Campaign bonus entries appended."),
-		shredded:  m.Counter("minecart_ledger_shredded_records_total", "Sealed scores skipped because their vehicle's key is destroyed (erased): they name nobody any more (docs/privacy.md)."),
-		bonusErrs: m.CounterVec("minecart_ledger_campaign_errors_total", "Credits a campaign rule could not be evaluated on (no bonus), by what failed: inputs, eval, encode.", "what"),
+		entries:    m.CounterVec("minecart_ledger_entries_total", "Entries appended, by kind.", "kind"),
+		blocks:     m.Counter("minecart_ledger_blocks_total", "Blocks signed and written."),
+		dups:       m.CounterVec("minecart_ledger_duplicates_total", "Scores or requests ignored because the book already holds them, by kind.", "kind"),
+		pending:    m.Gauge("minecart_ledger_pending_credits", "Credits waiting for every scoring watermark to pass their window end."),
+		treeSize:   m.Gauge("minecart_ledger_tree_size", "Entries in the ledger tree."),
+		rebuildS:   m.Gauge("minecart_ledger_rebuild_seconds", "Time the last task assignment took to re-verify the book."),
+		starts:     m.CounterVec("minecart_ledger_task_starts_total", "Task starts, by how the book was obtained: rebuilt (re-read and re-verified) or resumed (the previous processor's, checked against the published head).", "how"),
+		watermark:  m.Gauge("minecart_ledger_released_through_ms", "Lowest scoring watermark: credits ending at or before it are in the book."),
+		badBlocks:  m.CounterVec(ledger.BadBlocksMetric, ledger.BadBlocksHelp, "reader", "reason"),
+		bonuses:    m.Counter("minecart_ledger_campaign_bonuses_total", "Campaign bonus entries appended."),
+		shredded:   m.Counter("minecart_ledger_shredded_records_total", "Sealed scores skipped because their vehicle's key is destroyed (erased): they name nobody any more (docs/privacy.md)."),
+		keysErased: m.Counter("minecart_ledger_vehicle_keys_erased_total", "Vehicle pseudonym keys destroyed by an erasure request (tombstones on the pseudonyms topic; no entry, docs/ledger.md Kind 8)."),
+		bonusErrs:  m.CounterVec("minecart_ledger_campaign_errors_total", "Credits a campaign rule could not be evaluated on (no bonus), by what failed: inputs, eval, encode.", "what"),
 	}, m.Err()
 }
 
