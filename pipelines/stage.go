@@ -102,6 +102,19 @@ type Flusher interface {
 	Flush(ctx context.Context, out Emitter) error
 }
 
+// Release hands what out has collected so far to the producer now, if out
+// can (the runtime's Emitter during Flush), instead of when the call
+// returns; elsewhere it does nothing. A Flush that makes many records
+// (the ledger's release of a day's credits) so overlaps their produce with
+// its own work. Records keep their order. What was released cannot be
+// dropped: a Flush that fails afterwards fails the transaction, which is
+// what any failing Flush does.
+func Release(out Emitter) {
+	if r, ok := out.(interface{ Release() }); ok {
+		r.Release()
+	}
+}
+
 // Stage declares one stage of the pipeline for Run.
 type Stage struct {
 	// Name is the stage's name: the consumer group, the transactional id

@@ -58,6 +58,20 @@ type emitter struct {
 	recs []*kgo.Record
 	slab []kgo.Record
 	hdrs []kgo.RecordHeader
+	// stream, set during Flush only, produces what Release hands over.
+	stream func(*kgo.Record)
+}
+
+// Release (pipelines.Release) produces the records collected so far, when
+// the runtime streams (Flush); otherwise they wait for the call's end.
+func (e *emitter) Release() {
+	if e.stream == nil {
+		return
+	}
+	for _, r := range e.recs {
+		e.stream(r)
+	}
+	e.reset()
 }
 
 // slabLen is the number of records (or headers) per slab allocation.

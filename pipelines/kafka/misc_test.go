@@ -686,3 +686,111 @@ func TestRunSinkRebalance(t *testing.T) {
 		}
 	}
 }
+
+// releasing emits two records per Flush, "a" (released at once with
+// pipelines.Release) and "b", both valued with the batch's record count.
+// Its first Flush waits until "a" is readable uncommitted (so it went out
+// before Flush returned), then fails: that transaction must abort.
+type releasing struct {
+	inBatch int
+	seen    func(ctx context.Context) error
+	failed  *atomic.Bool
+}
+
+func (p *releasing) Process(_ context.Context, _ pipelines.Record, _ pipelines.Emitter) error {
+	p.inBatch++
+	return nil
+}
+
+func (p *releasing) Flush(ctx context.Context, out pipelines.Emitter) error {
+	if p.inBatch == 0 {
+		return nil
+	}
+	n := []byte(strconv.Itoa(p.inBatch))
+	p.inBatch = 0
+	out.EmitTo("rl.out", 0, []byte("a"), n)
+	pipelines.Release(out)
+	if p.failed.CompareAndSwap(false, true) {
+		if err := p.seen(ctx); err != nil {
+			return err
+		}
+		return errors.New("flush fails after its release")
+	}
+	out.EmitTo("rl.out", 0, []byte("b"), n)
+	return nil
+}
+
+// TestFlushRelease: what a Flush releases is produced before Flush
+// returns (read uncommitted while Flush waits), and a Flush that fails
+// after a release aborts its transaction: read committed, every input
+// is counted exactly once and each "a" has its "b".
+func TestFlushRelease(t *testing.T) {
+	const n = 500
+	brokers := kafkatest.Broker(t,
+		pipelines.TopicSpec{Name: "rl.in", Partitions: 1},
+		pipelines.TopicSpec{Name: "rl.out", Partitions: 1})
+	uncommitted, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("rl.out"),
+		kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uncommitted.Close()
+	var released atomic.Bool
+	seen := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		for {
+			fs := uncommitted.PollFetches(ctx)
+			if ctx.Err() != nil {
+				return errors.New("the released record is not on the topic before Flush returned")
+			}
+			found := false
+			fs.EachRecord(func(r *kgo.Record) { found = found || string(r.Key) == "a" })
+			if found {
+				released.Store(true)
+				return nil
+			}
+		}
+	}
+	var failed atomic.Bool
+	cfg := kafkatest.Config(brokers)
+	cfg.MaxBatch = 100
+	kafkatest.Run(t, cfg, pipelines.Stage{
+		Name:   "rl",
+		Inputs: []string{"rl.in"},
+		NewProcessor: func(context.Context, pipelines.Task) (pipelines.Processor, error) {
+			return &releasing{seen: seen, failed: &failed}, nil
+		},
+	})
+	kafkatest.ProduceN(t, brokers, "rl.in", n, gen)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		recs, err := kafkatest.ReadCommitted(context.Background(), brokers, "rl.out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted, open := 0, ""
+		for _, r := range recs {
+			switch {
+			case string(r.Key) == "a" && open == "":
+				open = string(r.Value)
+				c, _ := strconv.Atoi(open)
+				counted += c
+			case string(r.Key) == "b" && string(r.Value) == open:
+				open = ""
+			default:
+				t.Fatalf("committed output out of pairs: %s=%s after a=%q", r.Key, r.Value, open)
+			}
+		}
+		if counted == n && open == "" && failed.Load() {
+			if !released.Load() {
+				t.Fatal("the released record was not on the topic before Flush returned")
+			}
+			return
+		}
+		if counted > n || time.Now().After(deadline) {
+			t.Fatalf("counted %d records, want %d (the failed Flush's transaction committed?)", counted, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

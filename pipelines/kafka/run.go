@@ -662,7 +662,12 @@ func (r *runner) flush(ctx context.Context) error {
 			continue
 		}
 		r.w.em.reset()
-		if err := safely(func() error { return t.flusher.Flush(ctx, &r.w.em) }); err != nil {
+		// A failing Flush fails the transaction, so what it released
+		// (pipelines.Release) may go out before it returns.
+		r.w.em.stream = func(rec *kgo.Record) { r.produce(ctx, &r.w, rec) }
+		err := safely(func() error { return t.flusher.Flush(ctx, &r.w.em) })
+		r.w.em.stream = nil
+		if err != nil {
 			return fmt.Errorf("flush task %d: %w", p, err)
 		}
 		for _, out := range r.w.em.recs {

@@ -1,10 +1,12 @@
 package stage
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +23,35 @@ import (
 
 var backfillN = flag.Int("ledger.backfill", 1_000_000, "credits in BenchmarkBackfill")
 
+var backfillStream = flag.Bool("ledger.stream", true, "BenchmarkBackfill: produce what the processor releases (pipelines.Release) at once, as the runtime does in Flush; false: after the release, as before")
+
 // collect is an Emitter that keeps what the processor emits as kgo records.
 type collect struct{ recs []*kgo.Record }
+
+// streamed is a collect that, like the runtime during Flush, produces
+// what the processor releases (pipelines.Release) at once, in the open
+// transaction. It keeps every record for the baseline's copies.
+type streamed struct {
+	collect
+	ctx  context.Context
+	cl   *kgo.Client
+	sent int
+	mu   sync.Mutex
+	err  error
+}
+
+func (s *streamed) Release() {
+	for _, r := range s.recs[s.sent:] {
+		s.cl.Produce(s.ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				s.mu.Lock()
+				s.err = cmp.Or(s.err, err)
+				s.mu.Unlock()
+			}
+		})
+	}
+	s.sent = len(s.recs)
+}
 
 func (c *collect) Emit(topic string, key, value []byte, _ ...pipelines.Header) {
 	c.recs = append(c.recs, &kgo.Record{Topic: topic, Key: key, Value: value})
@@ -123,21 +152,29 @@ func BenchmarkBackfill(b *testing.B) {
 		var encDur, prodDur time.Duration
 		cpu0 := cputime.Self()
 		t2 := time.Now()
-		var out collect
+		out := &streamed{ctx: ctx, cl: cl}
+		var em pipelines.Emitter = &out.collect
+		if *backfillStream {
+			em = out
+		}
 		produced := make([][]*kgo.Record, days)
 		for d, r := range rels {
-			out.recs = out.recs[:0]
-			te := time.Now()
-			if err := p.release(r, int64(d+2)*ledgertest.DayMs, &out); err != nil {
-				b.Fatal(err)
-			}
-			encDur += time.Since(te)
-			tp := time.Now()
+			out.recs, out.sent = out.recs[:0], 0
 			if err := cl.BeginTransaction(); err != nil {
 				b.Fatal(err)
 			}
-			if err := cl.ProduceSync(ctx, out.recs...).FirstErr(); err != nil {
+			te := time.Now()
+			if err := p.release(r, int64(d+2)*ledgertest.DayMs, em); err != nil {
 				b.Fatal(err)
+			}
+			encDur += time.Since(te) // with -ledger.stream, overlapping the produce of what it released
+			tp := time.Now()
+			out.Release()
+			if err := cl.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if out.err != nil {
+				b.Fatal(out.err)
 			}
 			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 				b.Fatal(err)

@@ -24,6 +24,12 @@ type entryOut struct{ key, value []byte }
 // made on two goroutines (the blocks of its first half and of its second).
 const encodeParallel = 2048
 
+// releaseChunk is about how many entries topic records appendAndEmit
+// encodes before it releases them to the producer (rounded up to a block
+// end): large enough for encodeEntries to split in two, small enough that
+// a release of 50,000 credits is produced while its rest is encoded.
+const releaseChunk = 2 * encodeParallel
+
 // encodeEntries makes the entries topic record of every appended entry
 // (out[i] is appended[i]'s), each with its inclusion proof in the tree
 // after its block. The book's tree is only read. A release of at least

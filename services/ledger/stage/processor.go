@@ -658,14 +658,18 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 	for _, s := range skipped {
 		p.m.dups.WithLabelValues(s.Kind.String()).Inc()
 	}
-	// The book has moved: from here on, failing must fail the transaction,
-	// and nothing is emitted unless every output was made.
+	// The book has moved: from here on, failing must fail the transaction
+	// (p.broken: Flush fails, the transaction aborts), so what was emitted
+	// before a failure never commits. The keys and blocks are emitted
+	// first, then the entries topic records chunk by chunk, each chunk
+	// released to the producer (pipelines.Release) while the next one is
+	// encoded.
 	type rec struct {
 		topic string
 		key   []byte
 		value []byte
 	}
-	recs := make([]rec, 0, len(created)+len(blocks)+len(appended))
+	recs := make([]rec, 0, len(created)+len(blocks))
 	if ps := p.cfg.Pseudonyms; ps != nil {
 		now := p.cfg.Now()
 		for _, o := range created {
@@ -704,22 +708,27 @@ func (p *Processor) appendAndEmit(rel ledger.Release, out pipelines.Emitter) err
 		recs = append(recs, rec{p.cfg.BlocksTopic, blockKey(blk.Header.Height), v})
 	}
 	p.appended = appended
-	var kinds [256]int
-	entries, err := p.encodeEntries(appended)
-	if err != nil {
-		p.broken = err
-		return nil
-	}
-	for i, r := range entries {
-		recs = append(recs, rec{p.cfg.EntriesTopic, r.key, r.value})
-		kinds[appended[i].Entry.Kind]++
-	}
 	for _, r := range recs {
-		if r.topic == p.cfg.BlocksTopic || (p.cfg.Pseudonyms != nil && r.topic == p.cfg.Pseudonyms.Topic) {
-			out.EmitTo(r.topic, 0, r.key, r.value)
-		} else {
-			out.Emit(r.topic, r.key, r.value)
+		out.EmitTo(r.topic, 0, r.key, r.value)
+	}
+	pipelines.Release(out)
+	var kinds [256]int
+	for start := 0; start < len(appended); {
+		end := min(start+releaseChunk, len(appended))
+		for end < len(appended) && appended[end].Block == appended[end-1].Block {
+			end++ // a chunk ends with a block: one proof set per block
 		}
+		entries, err := p.encodeEntries(appended[start:end])
+		if err != nil {
+			p.broken = err
+			return nil
+		}
+		for i, r := range entries {
+			out.Emit(p.cfg.EntriesTopic, r.key, r.value)
+			kinds[appended[start+i].Entry.Kind]++
+		}
+		pipelines.Release(out)
+		start = end
 	}
 	for k, n := range kinds {
 		if n > 0 {
