@@ -134,6 +134,7 @@ type reader struct {
 	b   []byte
 	i   int
 	err error
+	in  *Interner // DecodeAvroInterned: ids and zone interned, event id aliased
 }
 
 func (r *reader) left() int { return len(r.b) - r.i }
@@ -201,16 +202,16 @@ func (r *reader) boolean(field string) bool {
 }
 
 func (r *reader) event(ev *Event, lim Limits) {
-	ev.EventID = r.str("event_id", lim.MaxIDLen)
-	ev.DeviceID = r.str("device_id", lim.MaxIDLen)
-	ev.VehicleID = r.str("vehicle_id", lim.MaxIDLen)
+	ev.EventID = r.eventID(lim.MaxIDLen)
+	ev.DeviceID = r.idStr("device_id", lim.MaxIDLen)
+	ev.VehicleID = r.idStr("vehicle_id", lim.MaxIDLen)
 	seq := r.long("seq")
 	if seq < 0 {
 		r.fail("seq", "negative: %d", seq)
 	}
 	ev.Seq = uint64(seq)
 	ev.TimeMs = r.long("time_ms")
-	ev.TZ = r.str("tz", lim.MaxTZLen)
+	ev.TZ = r.idStr("tz", lim.MaxTZLen)
 	ev.Lat = r.double("lat")
 	ev.Lon = r.double("lon")
 	ev.HDOP = r.double("hdop")
