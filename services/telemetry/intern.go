@@ -41,7 +41,20 @@ type Interner struct {
 	cur, prev map[string]string
 	cap       int
 	rotations int
+	// last is the string each field (device, vehicle, zone) got last: a
+	// vehicle's events come in runs, and comparing the bytes with it is
+	// cheaper than hashing them for a map lookup. Three strings more at
+	// most, whatever the maps evicted.
+	last [internFields]string
 }
+
+// The fields DecodeAvroInterned interns, as indexes of Interner.last.
+const (
+	internDevice = iota
+	internVehicle
+	internZone
+	internFields
+)
 
 // NewInterner returns an empty Interner of n strings per generation
 // (n <= 0: DefaultInternCap).
@@ -74,6 +87,17 @@ func (t *Interner) Bytes(b []byte) string {
 	return s
 }
 
+// field is Bytes for one field of the event, trying the string that field
+// got last first.
+func (t *Interner) field(f int, b []byte) string {
+	if s := t.last[f]; s == string(b) {
+		return s
+	}
+	s := t.Bytes(b)
+	t.last[f] = s
+	return s
+}
+
 // Len is the number of strings held (both generations; a string promoted
 // from the previous generation counts twice until the next rotation).
 func (t *Interner) Len() int { return len(t.cur) + len(t.prev) }
@@ -103,36 +127,17 @@ func DecodeAvroInterned(b []byte, lim Limits, in *Interner) (Event, error) {
 	return ev, nil
 }
 
-// span reads a string's bytes (checked as str checks them) without copying.
-func (r *reader) span(field string, max int) []byte {
-	n := r.long(field)
-	if r.err != nil {
-		return nil
-	}
-	if n < 0 || n > int64(r.left()) {
-		r.fail(field, "string of %d bytes with %d left", n, r.left())
-		return nil
-	}
-	if n > int64(max) {
-		r.err = errorf(CodeFieldTooLong, field, "%d bytes, limit %d", n, max)
-		return nil
-	}
-	s := r.b[r.i : r.i+int(n) : r.i+int(n)]
-	r.i += int(n)
-	return s
-}
-
 // idStr is an id or zone field: interned when the reader has an Interner,
 // else a new string.
-func (r *reader) idStr(field string, max int) string {
+func (r *reader) idStr(field string, max int, f int) string {
 	if r.in == nil {
 		return r.str(field, max)
 	}
-	b := r.span(field, max)
+	b := r.strBytes(field, max)
 	if len(b) == 0 {
 		return ""
 	}
-	return r.in.Bytes(b)
+	return r.in.field(f, b)
 }
 
 // eventID is the event_id field: aliasing the input when the reader has an
@@ -141,7 +146,7 @@ func (r *reader) eventID(max int) string {
 	if r.in == nil {
 		return r.str("event_id", max)
 	}
-	b := r.span("event_id", max)
+	b := r.strBytes("event_id", max)
 	if len(b) == 0 {
 		return ""
 	}
