@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/minecart/minecart/internal/cputime"
 )
 
 func benchEvents(n int) []Event {
@@ -113,6 +115,7 @@ func BenchmarkDecodeAvroInterned(b *testing.B) {
 	}
 	b.Run("DecodeAvro", func(b *testing.B) {
 		b.ReportAllocs()
+		defer cpuPerOp(b)()
 		for i := 0; b.Loop(); i++ {
 			if _, err := DecodeAvro(bodies[i%n], Limits{}); err != nil {
 				b.Fatal(err)
@@ -122,6 +125,7 @@ func BenchmarkDecodeAvroInterned(b *testing.B) {
 	b.Run("interned", func(b *testing.B) {
 		in := NewInterner(0)
 		b.ReportAllocs()
+		defer cpuPerOp(b)()
 		for i := 0; b.Loop(); i++ {
 			if _, err := DecodeAvroInterned(bodies[i%n], Limits{}, in); err != nil {
 				b.Fatal(err)
@@ -131,6 +135,7 @@ func BenchmarkDecodeAvroInterned(b *testing.B) {
 	b.Run("interned-no-runs", func(b *testing.B) { // every event another vehicle than the last
 		in := NewInterner(0)
 		b.ReportAllocs()
+		defer cpuPerOp(b)()
 		for i := 0; b.Loop(); i++ {
 			j := i % n
 			if _, err := DecodeAvroInterned(bodies[(j%vehicles)*run+j/vehicles], Limits{}, in); err != nil {
@@ -138,4 +143,11 @@ func BenchmarkDecodeAvroInterned(b *testing.B) {
 			}
 		}
 	})
+}
+
+// cpuPerOp reports the process's CPU time per op when the returned func
+// runs (deferred): on the shared machine ns/op swings with the load.
+func cpuPerOp(b *testing.B) func() {
+	cpu0 := cputime.Self()
+	return func() { b.ReportMetric(float64(cputime.Self()-cpu0)/float64(b.N), "cpu-ns/op") }
 }
