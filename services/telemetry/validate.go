@@ -3,7 +3,9 @@ package telemetry
 import (
 	"errors"
 	"math"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	_ "time/tzdata" // zone names are checked against the same database everywhere
 )
@@ -33,6 +35,13 @@ func (c ValidateConfig) Defaults() ValidateConfig {
 	return c
 }
 
+// defaulted reports whether Defaults would change nothing.
+func (c *ValidateConfig) defaulted() bool {
+	l := &c.Limits
+	return c.MaxSkew != 0 && c.MaxSpeedKmh != 0 && c.MaxAccelMS2 != 0 &&
+		l.MaxEvents != 0 && l.MaxIDLen != 0 && l.MaxTZLen != 0 && l.MaxFaultCodes != 0 && l.MaxFaultCodeLen != 0
+}
+
 // Validate reports bad bounds.
 func (c ValidateConfig) Validate() error {
 	if c.MaxSkew < 0 || c.MaxAge < 0 || c.MaxSpeedKmh < 0 || c.MaxAccelMS2 < 0 {
@@ -46,7 +55,9 @@ func (c ValidateConfig) Validate() error {
 // (the Code constants), or nil. It does not check what needs history (the
 // odometer, duplicates): Dedup does.
 func Validate(ev *Event, now time.Time, cfg ValidateConfig) error {
-	cfg = cfg.Defaults()
+	if !cfg.defaulted() { // a stage passes its config defaulted once: no copy per event
+		cfg = cfg.Defaults()
+	}
 	switch {
 	case ev.DeviceID == "":
 		return errorf(CodeMissingField, "device_id", "required")
@@ -173,14 +184,24 @@ func validDTC(c string) bool {
 	return true
 }
 
-// validZones caches zone names already found valid (a few hundred exist);
-// invalid names are not cached, so the cache cannot grow without bound.
-var validZones sync.Map
+// validZones caches zone names already found valid (a few hundred exist),
+// each as a *string; invalid names are not cached, so the cache cannot
+// grow without bound. lastZone is the last one found there: a task's
+// events mostly repeat one zone, and comparing with it is cheaper than the
+// map's hash (a new *string is stored only once per zone).
+var (
+	validZones sync.Map
+	lastZone   atomic.Pointer[string]
+)
 
 // ValidTZ reports whether tz names an IANA time zone ("UTC" included;
 // "Local" and "" are not zones of a vehicle).
 func ValidTZ(tz string) bool {
-	if _, ok := validZones.Load(tz); ok {
+	if p := lastZone.Load(); p != nil && *p == tz {
+		return true
+	}
+	if v, ok := validZones.Load(tz); ok {
+		lastZone.Store(v.(*string))
 		return true
 	}
 	if tz == "" || tz == "Local" || len(tz) > 64 {
@@ -189,6 +210,7 @@ func ValidTZ(tz string) bool {
 	if _, err := time.LoadLocation(tz); err != nil {
 		return false
 	}
-	validZones.Store(tz, struct{}{})
+	z := strings.Clone(tz)
+	validZones.Store(z, &z)
 	return true
 }
