@@ -71,15 +71,17 @@ func Validate(ev *Event, now time.Time, cfg ValidateConfig) error {
 	if err := checkFields(ev, cfg.Limits); err != nil {
 		return err
 	}
-	for _, f := range [...]struct {
-		name string
-		v    float64
-	}{{"lat", ev.Lat}, {"lon", ev.Lon}, {"hdop", ev.HDOP}, {"speed_kmh", ev.SpeedKmh},
-		{"heading_deg", ev.HeadingDeg}, {"accel_lon_ms2", ev.AccelLonMS2}, {"accel_lat_ms2", ev.AccelLatMS2},
-		{"speed_limit_kmh", ev.SpeedLimitKmh}, {"odometer_km", ev.OdometerKm}, {"fuel_pct", ev.FuelPct},
-		{"battery_v", ev.BatteryV}, {"coolant_c", ev.CoolantC}} {
-		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
-			return errorf(CodeNotFinite, f.name, "%v", f.v)
+	if !allFinite(ev) {
+		for _, f := range [...]struct {
+			name string
+			v    float64
+		}{{"lat", ev.Lat}, {"lon", ev.Lon}, {"hdop", ev.HDOP}, {"speed_kmh", ev.SpeedKmh},
+			{"heading_deg", ev.HeadingDeg}, {"accel_lon_ms2", ev.AccelLonMS2}, {"accel_lat_ms2", ev.AccelLatMS2},
+			{"speed_limit_kmh", ev.SpeedLimitKmh}, {"odometer_km", ev.OdometerKm}, {"fuel_pct", ev.FuelPct},
+			{"battery_v", ev.BatteryV}, {"coolant_c", ev.CoolantC}} {
+			if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+				return errorf(CodeNotFinite, f.name, "%v", f.v)
+			}
 		}
 	}
 	if !ValidTZ(ev.TZ) {
@@ -94,7 +96,7 @@ func Validate(ev *Event, now time.Time, cfg ValidateConfig) error {
 		return errorf(CodePositionZero, "lat", "0,0 is a box without a fix")
 	case ev.SpeedKmh < 0 || ev.SpeedKmh > cfg.MaxSpeedKmh:
 		return errorf(CodeSpeed, "speed_kmh", "%v outside 0..%v", ev.SpeedKmh, cfg.MaxSpeedKmh)
-	case math.Hypot(ev.AccelLonMS2, ev.AccelLatMS2) > cfg.MaxAccelMS2:
+	case !accelWithin(ev.AccelLonMS2, ev.AccelLatMS2, cfg.MaxAccelMS2):
 		return errorf(CodeAccel, "accel_lon_ms2", "|(%v, %v)| above %v m/s²", ev.AccelLonMS2, ev.AccelLatMS2, cfg.MaxAccelMS2)
 	case ev.HeadingDeg < 0 || ev.HeadingDeg > 360:
 		return errorf(CodeHeading, "heading_deg", "%v outside 0..360", ev.HeadingDeg)
@@ -127,6 +129,28 @@ func Validate(ev *Event, now time.Time, cfg ValidateConfig) error {
 		return errorf(CodeTooOld, "time_ms", "%s is older than %s", time.UnixMilli(ev.TimeMs).UTC().Format(time.RFC3339Nano), cfg.MaxAge)
 	}
 	return nil
+}
+
+// allFinite reports whether the twelve numbers Validate checks are all
+// finite: x - x is +0 for a finite x and NaN for NaN or ±Inf, so the sum is
+// 0 exactly when every one is finite (Validate then names the first that is
+// not).
+func allFinite(ev *Event) bool {
+	s := (ev.Lat - ev.Lat) + (ev.Lon - ev.Lon) + (ev.HDOP - ev.HDOP) + (ev.SpeedKmh - ev.SpeedKmh) +
+		(ev.HeadingDeg - ev.HeadingDeg) + (ev.AccelLonMS2 - ev.AccelLonMS2) + (ev.AccelLatMS2 - ev.AccelLatMS2) +
+		(ev.SpeedLimitKmh - ev.SpeedLimitKmh) + (ev.OdometerKm - ev.OdometerKm) + (ev.FuelPct - ev.FuelPct) +
+		(ev.BatteryV - ev.BatteryV) + (ev.CoolantC - ev.CoolantC)
+	return s == 0
+}
+
+// accelWithin is !(math.Hypot(lon, lat) > max) for finite inputs, without
+// the Hypot when the sum of squares is clearly below max² (its rounding is
+// a few ulps; the margin, 1e-6 of max², is far above that).
+func accelWithin(lon, lat, max float64) bool {
+	if lon*lon+lat*lat < max*max*(1-1e-6) {
+		return true
+	}
+	return !(math.Hypot(lon, lat) > max)
 }
 
 // Normalize puts a valid event in canonical form: heading in [0, 360),

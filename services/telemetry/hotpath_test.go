@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"hash/fnv"
+	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -55,6 +57,46 @@ func TestDedupWindowCache(t *testing.T) {
 		}
 		if v, _ := fresh.Check(e2); v != Duplicate {
 			t.Errorf("%s: the event added after the %s is not in the map's window: %+v", name, name, w)
+		}
+	}
+}
+
+// TestValidateFastPaths: allFinite and accelWithin give what the checks
+// they shortcut give: the twelve fields one by one with math.IsNaN/IsInf,
+// and !(math.Hypot(lon, lat) > max), on boundaries included.
+func TestValidateFastPaths(t *testing.T) {
+	fields := func(ev *Event) []*float64 {
+		return []*float64{&ev.Lat, &ev.Lon, &ev.HDOP, &ev.SpeedKmh, &ev.HeadingDeg, &ev.AccelLonMS2, &ev.AccelLatMS2,
+			&ev.SpeedLimitKmh, &ev.OdometerKm, &ev.FuelPct, &ev.BatteryV, &ev.CoolantC}
+	}
+	for i := range 12 {
+		for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+			ev := sample(1)
+			*fields(&ev)[i] = bad
+			if allFinite(&ev) {
+				t.Errorf("field %d = %v: allFinite", i, bad)
+			}
+		}
+	}
+	ev := sample(1)
+	for _, p := range fields(&ev) {
+		*p = math.MaxFloat64 // finite, and x - x is still 0
+	}
+	if !allFinite(&ev) {
+		t.Error("MaxFloat64 everywhere: not allFinite")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	maxes := []float64{29.43, 1, 0, 1e-300, 1e300, 3}
+	for n := 0; n < 200_000; n++ {
+		m := maxes[n%len(maxes)]
+		th := rng.Float64() * 2 * math.Pi
+		r := m * (1 + (rng.Float64()-0.5)*4e-6) // around the boundary, inside and outside the margin
+		lon, lat := r*math.Cos(th), r*math.Sin(th)
+		if n%7 == 0 {
+			lon, lat = rng.NormFloat64()*m, rng.NormFloat64()*m
+		}
+		if got, want := accelWithin(lon, lat, m), !(math.Hypot(lon, lat) > m); got != want {
+			t.Fatalf("accelWithin(%v, %v, %v) = %v, Hypot says %v", lon, lat, m, got, want)
 		}
 	}
 }
