@@ -110,7 +110,7 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 		// configuration, the codec and Prometheus metrics.
 		Parallel: true,
 		NewProcessor: func(_ context.Context, t pipelines.Task) (pipelines.Processor, error) {
-			return &Processor{cfg: cfg, task: t, codec: codec, m: m,
+			return &Processor{cfg: cfg, task: t, codec: codec, dec: codec.NewDecoder(0), m: m,
 				dedup: telemetry.NewDedup(cfg.Dedup), dirty: map[string]struct{}{}}, nil
 		},
 	}
@@ -130,6 +130,7 @@ type Processor struct {
 	cfg   Config
 	task  pipelines.Task
 	codec *wire.Codec
+	dec   *wire.Decoder // the task's own: ids interned, event id aliasing the value
 	m     *metrics
 	dedup *telemetry.Dedup
 	dirty map[string]struct{} // vehicles changed since the last Flush
@@ -151,7 +152,7 @@ func (p *Processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	if pipelines.IsMark(&rec) {
 		return p.forwardMark(rec, out)
 	}
-	ev, err := p.codec.DecodeEvent(rec.Value, p.cfg.Validation.Limits)
+	ev, err := p.dec.DecodeEvent(rec.Value, p.cfg.Validation.Limits)
 	if err != nil {
 		var te *telemetry.Error
 		if errors.Is(err, wire.ErrSchema) || errors.As(err, &te) {

@@ -1,8 +1,11 @@
 package telemetry
 
 import (
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/minecart/minecart/internal/cputime"
 )
 
 func benchEvents(n int) []Event {
@@ -91,4 +94,60 @@ func BenchmarkDecodeJSONReference(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDecodeAvroInterned: DecodeAvro against DecodeAvroInterned, per
+// event, over 1,000 single events of 50 vehicles (one device each) in
+// runs of 20 events of a vehicle, no fault codes: the stages' hot path.
+//
+//	go test -run '^$' -bench '^BenchmarkDecodeAvroInterned$' -benchmem ./services/telemetry/
+func BenchmarkDecodeAvroInterned(b *testing.B) {
+	const n, run, vehicles = 1000, 20, 50
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		e := sample(uint64(i))
+		v := (i / run) % vehicles
+		e.VehicleID = "VIN" + strconv.Itoa(10_000_000_000_000+v)
+		e.DeviceID = "dev-" + strconv.Itoa(100_000+v)
+		e.EventID = e.DeviceID + "-" + strconv.Itoa(i)
+		e.FaultCodes = nil
+		bodies[i] = AppendAvro(nil, &e)
+	}
+	b.Run("DecodeAvro", func(b *testing.B) {
+		b.ReportAllocs()
+		defer cpuPerOp(b)()
+		for i := 0; b.Loop(); i++ {
+			if _, err := DecodeAvro(bodies[i%n], Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("interned", func(b *testing.B) {
+		in := NewInterner(0)
+		b.ReportAllocs()
+		defer cpuPerOp(b)()
+		for i := 0; b.Loop(); i++ {
+			if _, err := DecodeAvroInterned(bodies[i%n], Limits{}, in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("interned-no-runs", func(b *testing.B) { // every event another vehicle than the last
+		in := NewInterner(0)
+		b.ReportAllocs()
+		defer cpuPerOp(b)()
+		for i := 0; b.Loop(); i++ {
+			j := i % n
+			if _, err := DecodeAvroInterned(bodies[(j%vehicles)*run+j/vehicles], Limits{}, in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// cpuPerOp reports the process's CPU time per op when the returned func
+// runs (deferred): on the shared machine ns/op swings with the load.
+func cpuPerOp(b *testing.B) func() {
+	cpu0 := cputime.Self()
+	return func() { b.ReportMetric(float64(cputime.Self()-cpu0)/float64(b.N), "cpu-ns/op") }
 }

@@ -134,6 +134,7 @@ type reader struct {
 	b   []byte
 	i   int
 	err error
+	in  *Interner // DecodeAvroInterned: ids and zone interned, event id aliased
 }
 
 func (r *reader) left() int { return len(r.b) - r.i }
@@ -201,29 +202,19 @@ func (r *reader) boolean(field string) bool {
 }
 
 func (r *reader) event(ev *Event, lim Limits) {
-	ev.EventID = r.str("event_id", lim.MaxIDLen)
-	ev.DeviceID = r.str("device_id", lim.MaxIDLen)
-	ev.VehicleID = r.str("vehicle_id", lim.MaxIDLen)
+	ev.EventID = r.eventID(lim.MaxIDLen)
+	ev.DeviceID = r.idStr("device_id", lim.MaxIDLen, internDevice)
+	ev.VehicleID = r.idStr("vehicle_id", lim.MaxIDLen, internVehicle)
 	seq := r.long("seq")
 	if seq < 0 {
 		r.fail("seq", "negative: %d", seq)
 	}
 	ev.Seq = uint64(seq)
 	ev.TimeMs = r.long("time_ms")
-	ev.TZ = r.str("tz", lim.MaxTZLen)
-	ev.Lat = r.double("lat")
-	ev.Lon = r.double("lon")
-	ev.HDOP = r.double("hdop")
-	ev.SpeedKmh = r.double("speed_kmh")
-	ev.HeadingDeg = r.double("heading_deg")
-	ev.AccelLonMS2 = r.double("accel_lon_ms2")
-	ev.AccelLatMS2 = r.double("accel_lat_ms2")
-	ev.SpeedLimitKmh = r.double("speed_limit_kmh")
-	ev.OdometerKm = r.double("odometer_km")
-	ev.EngineOn = r.boolean("engine_on")
-	ev.FuelPct = r.double("fuel_pct")
-	ev.BatteryV = r.double("battery_v")
-	ev.CoolantC = r.double("coolant_c")
+	ev.TZ = r.idStr("tz", lim.MaxTZLen, internZone)
+	if !r.fixed(ev) {
+		r.fixedFields(ev)
+	}
 	for r.err == nil {
 		n := r.long("fault_codes")
 		if r.err != nil || n == 0 {
@@ -245,4 +236,44 @@ func (r *reader) event(ev *Event, lim Limits) {
 			ev.FaultCodes = append(ev.FaultCodes, r.str("fault_codes", lim.MaxFaultCodeLen))
 		}
 	}
+}
+
+// fixed reads the fixed-size part of an Event in one bounds check when the
+// bytes are there and engine_on is a valid boolean, and reports whether it
+// did; otherwise (or after an error) it reads nothing, and fixedFields
+// reads the fields one by one with their errors.
+func (r *reader) fixed(ev *Event) bool {
+	if r.err != nil || r.left() < fixedBytes {
+		return false
+	}
+	b := r.b[r.i : r.i+fixedBytes]
+	if b[72] > 1 {
+		return false
+	}
+	f := func(o int) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b[o:])) }
+	ev.Lat, ev.Lon, ev.HDOP = f(0), f(8), f(16)
+	ev.SpeedKmh, ev.HeadingDeg, ev.AccelLonMS2 = f(24), f(32), f(40)
+	ev.AccelLatMS2, ev.SpeedLimitKmh, ev.OdometerKm = f(48), f(56), f(64)
+	ev.EngineOn = b[72] == 1
+	ev.FuelPct, ev.BatteryV, ev.CoolantC = f(73), f(81), f(89)
+	r.i += fixedBytes
+	return true
+}
+
+// fixedFields reads the fixed-size part field by field (a short or bad
+// record: the error names the first field that does not decode).
+func (r *reader) fixedFields(ev *Event) {
+	ev.Lat = r.double("lat")
+	ev.Lon = r.double("lon")
+	ev.HDOP = r.double("hdop")
+	ev.SpeedKmh = r.double("speed_kmh")
+	ev.HeadingDeg = r.double("heading_deg")
+	ev.AccelLonMS2 = r.double("accel_lon_ms2")
+	ev.AccelLatMS2 = r.double("accel_lat_ms2")
+	ev.SpeedLimitKmh = r.double("speed_limit_kmh")
+	ev.OdometerKm = r.double("odometer_km")
+	ev.EngineOn = r.boolean("engine_on")
+	ev.FuelPct = r.double("fuel_pct")
+	ev.BatteryV = r.double("battery_v")
+	ev.CoolantC = r.double("coolant_c")
 }

@@ -215,12 +215,15 @@ func checkID(field, s string, max int) error {
 	if len(s) > max {
 		return errorf(CodeFieldTooLong, field, "%d bytes, limit %d", len(s), max)
 	}
+	var high byte // the OR of the bytes: below 0x80, all ASCII (valid UTF-8)
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
+		c := s[i]
+		if c < 0x20 || c == 0x7f {
 			return errorf(CodeBadID, field, "control character at byte %d", i)
 		}
+		high |= c
 	}
-	if !utf8.ValidString(s) {
+	if high >= 0x80 && !utf8.ValidString(s) {
 		return errorf(CodeBadID, field, "not valid UTF-8")
 	}
 	return nil

@@ -3,7 +3,6 @@ package telemetry
 import (
 	"encoding/binary"
 	"errors"
-	"hash/fnv"
 	"math"
 	"time"
 )
@@ -118,6 +117,11 @@ const (
 type Dedup struct {
 	cfg      DedupConfig
 	vehicles map[string]*VehicleWindow
+	// last is the window of vehicle lastID as the map holds it (nil: none
+	// remembered): Check finds it, the Add that follows takes it without a
+	// second lookup. Cleared by whatever removes or replaces a window.
+	last   *VehicleWindow
+	lastID string
 }
 
 // NewDedup returns an empty Dedup.
@@ -132,10 +136,28 @@ func (d *Dedup) Len() int { return len(d.vehicles) }
 // or change it.
 func (d *Dedup) Window(vehicle string) *VehicleWindow { return d.vehicles[vehicle] }
 
+// idHash is the 64-bit FNV-1a hash of id (hash/fnv's New64a, inlined):
+// the ring of recent event ids, also in the changelog's snapshots.
 func idHash(id string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(id))
-	return h.Sum64()
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= prime64
+	}
+	return h
+}
+
+// window is the window of vehicle, nil if none.
+func (d *Dedup) window(vehicle string) *VehicleWindow {
+	if d.last != nil && d.lastID == vehicle {
+		return d.last
+	}
+	v := d.vehicles[vehicle]
+	if v != nil {
+		d.last, d.lastID = v, vehicle
+	}
+	return v
 }
 
 // Check tells whether ev was seen. It returns an *Error with
@@ -143,7 +165,7 @@ func idHash(id string) uint64 {
 // CodeOdometerDecreased when ev's odometer contradicts the vehicle's
 // newest reading. It changes nothing.
 func (d *Dedup) Check(ev *Event) (Verdict, error) {
-	v := d.vehicles[ev.VehicleID]
+	v := d.window(ev.VehicleID)
 	if v == nil {
 		return New, nil
 	}
@@ -188,10 +210,11 @@ func (v *VehicleWindow) device(id string) *DeviceWindow {
 
 // Add records ev (which Check found New) as written.
 func (d *Dedup) Add(ev *Event) {
-	v := d.vehicles[ev.VehicleID]
+	v := d.window(ev.VehicleID)
 	if v == nil {
 		v = &VehicleWindow{}
 		d.vehicles[ev.VehicleID] = v
+		d.last, d.lastID = v, ev.VehicleID
 	}
 	if ev.TimeMs > v.HighMs {
 		v.HighMs = ev.TimeMs
@@ -341,6 +364,7 @@ func (dw *DeviceWindow) prune(cutoff int64, maxRanges int) {
 // validator's MaxAge refuses events before cutoffMs.
 func (d *Dedup) Evict(cutoffMs int64) []string {
 	var out []string
+	d.last, d.lastID = nil, ""
 	for id, v := range d.vehicles {
 		if v.HighMs < cutoffMs {
 			delete(d.vehicles, id)
@@ -351,7 +375,10 @@ func (d *Dedup) Evict(cutoffMs int64) []string {
 }
 
 // Forget removes vehicle's state (a changelog tombstone).
-func (d *Dedup) Forget(vehicle string) { delete(d.vehicles, vehicle) }
+func (d *Dedup) Forget(vehicle string) {
+	d.last, d.lastID = nil, ""
+	delete(d.vehicles, vehicle)
+}
 
 // Snapshot appends the binary encoding of vehicle's state to dst (the
 // changelog value); nil, false when there is none.
@@ -369,6 +396,7 @@ func (d *Dedup) Restore(vehicle string, b []byte) error {
 	if err := v.UnmarshalBinary(b); err != nil {
 		return err
 	}
+	d.last, d.lastID = nil, ""
 	d.vehicles[vehicle] = &v
 	return nil
 }

@@ -3,7 +3,9 @@ package telemetry
 import (
 	"errors"
 	"math"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	_ "time/tzdata" // zone names are checked against the same database everywhere
 )
@@ -33,6 +35,13 @@ func (c ValidateConfig) Defaults() ValidateConfig {
 	return c
 }
 
+// defaulted reports whether Defaults would change nothing.
+func (c *ValidateConfig) defaulted() bool {
+	l := &c.Limits
+	return c.MaxSkew != 0 && c.MaxSpeedKmh != 0 && c.MaxAccelMS2 != 0 &&
+		l.MaxEvents != 0 && l.MaxIDLen != 0 && l.MaxTZLen != 0 && l.MaxFaultCodes != 0 && l.MaxFaultCodeLen != 0
+}
+
 // Validate reports bad bounds.
 func (c ValidateConfig) Validate() error {
 	if c.MaxSkew < 0 || c.MaxAge < 0 || c.MaxSpeedKmh < 0 || c.MaxAccelMS2 < 0 {
@@ -46,7 +55,9 @@ func (c ValidateConfig) Validate() error {
 // (the Code constants), or nil. It does not check what needs history (the
 // odometer, duplicates): Dedup does.
 func Validate(ev *Event, now time.Time, cfg ValidateConfig) error {
-	cfg = cfg.Defaults()
+	if !cfg.defaulted() { // a stage passes its config defaulted once: no copy per event
+		cfg = cfg.Defaults()
+	}
 	switch {
 	case ev.DeviceID == "":
 		return errorf(CodeMissingField, "device_id", "required")
@@ -60,15 +71,17 @@ func Validate(ev *Event, now time.Time, cfg ValidateConfig) error {
 	if err := checkFields(ev, cfg.Limits); err != nil {
 		return err
 	}
-	for _, f := range [...]struct {
-		name string
-		v    float64
-	}{{"lat", ev.Lat}, {"lon", ev.Lon}, {"hdop", ev.HDOP}, {"speed_kmh", ev.SpeedKmh},
-		{"heading_deg", ev.HeadingDeg}, {"accel_lon_ms2", ev.AccelLonMS2}, {"accel_lat_ms2", ev.AccelLatMS2},
-		{"speed_limit_kmh", ev.SpeedLimitKmh}, {"odometer_km", ev.OdometerKm}, {"fuel_pct", ev.FuelPct},
-		{"battery_v", ev.BatteryV}, {"coolant_c", ev.CoolantC}} {
-		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
-			return errorf(CodeNotFinite, f.name, "%v", f.v)
+	if !allFinite(ev) {
+		for _, f := range [...]struct {
+			name string
+			v    float64
+		}{{"lat", ev.Lat}, {"lon", ev.Lon}, {"hdop", ev.HDOP}, {"speed_kmh", ev.SpeedKmh},
+			{"heading_deg", ev.HeadingDeg}, {"accel_lon_ms2", ev.AccelLonMS2}, {"accel_lat_ms2", ev.AccelLatMS2},
+			{"speed_limit_kmh", ev.SpeedLimitKmh}, {"odometer_km", ev.OdometerKm}, {"fuel_pct", ev.FuelPct},
+			{"battery_v", ev.BatteryV}, {"coolant_c", ev.CoolantC}} {
+			if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+				return errorf(CodeNotFinite, f.name, "%v", f.v)
+			}
 		}
 	}
 	if !ValidTZ(ev.TZ) {
@@ -83,7 +96,7 @@ func Validate(ev *Event, now time.Time, cfg ValidateConfig) error {
 		return errorf(CodePositionZero, "lat", "0,0 is a box without a fix")
 	case ev.SpeedKmh < 0 || ev.SpeedKmh > cfg.MaxSpeedKmh:
 		return errorf(CodeSpeed, "speed_kmh", "%v outside 0..%v", ev.SpeedKmh, cfg.MaxSpeedKmh)
-	case math.Hypot(ev.AccelLonMS2, ev.AccelLatMS2) > cfg.MaxAccelMS2:
+	case !accelWithin(ev.AccelLonMS2, ev.AccelLatMS2, cfg.MaxAccelMS2):
 		return errorf(CodeAccel, "accel_lon_ms2", "|(%v, %v)| above %v m/s²", ev.AccelLonMS2, ev.AccelLatMS2, cfg.MaxAccelMS2)
 	case ev.HeadingDeg < 0 || ev.HeadingDeg > 360:
 		return errorf(CodeHeading, "heading_deg", "%v outside 0..360", ev.HeadingDeg)
@@ -116,6 +129,28 @@ func Validate(ev *Event, now time.Time, cfg ValidateConfig) error {
 		return errorf(CodeTooOld, "time_ms", "%s is older than %s", time.UnixMilli(ev.TimeMs).UTC().Format(time.RFC3339Nano), cfg.MaxAge)
 	}
 	return nil
+}
+
+// allFinite reports whether the twelve numbers Validate checks are all
+// finite: x - x is +0 for a finite x and NaN for NaN or ±Inf, so the sum is
+// 0 exactly when every one is finite (Validate then names the first that is
+// not).
+func allFinite(ev *Event) bool {
+	s := (ev.Lat - ev.Lat) + (ev.Lon - ev.Lon) + (ev.HDOP - ev.HDOP) + (ev.SpeedKmh - ev.SpeedKmh) +
+		(ev.HeadingDeg - ev.HeadingDeg) + (ev.AccelLonMS2 - ev.AccelLonMS2) + (ev.AccelLatMS2 - ev.AccelLatMS2) +
+		(ev.SpeedLimitKmh - ev.SpeedLimitKmh) + (ev.OdometerKm - ev.OdometerKm) + (ev.FuelPct - ev.FuelPct) +
+		(ev.BatteryV - ev.BatteryV) + (ev.CoolantC - ev.CoolantC)
+	return s == 0
+}
+
+// accelWithin is !(math.Hypot(lon, lat) > max) for finite inputs, without
+// the Hypot when the sum of squares is clearly below max² (its rounding is
+// a few ulps; the margin, 1e-6 of max², is far above that).
+func accelWithin(lon, lat, max float64) bool {
+	if lon*lon+lat*lat < max*max*(1-1e-6) {
+		return true
+	}
+	return !(math.Hypot(lon, lat) > max)
 }
 
 // Normalize puts a valid event in canonical form: heading in [0, 360),
@@ -173,14 +208,24 @@ func validDTC(c string) bool {
 	return true
 }
 
-// validZones caches zone names already found valid (a few hundred exist);
-// invalid names are not cached, so the cache cannot grow without bound.
-var validZones sync.Map
+// validZones caches zone names already found valid (a few hundred exist),
+// each as a *string; invalid names are not cached, so the cache cannot
+// grow without bound. lastZone is the last one found there: a task's
+// events mostly repeat one zone, and comparing with it is cheaper than the
+// map's hash (a new *string is stored only once per zone).
+var (
+	validZones sync.Map
+	lastZone   atomic.Pointer[string]
+)
 
 // ValidTZ reports whether tz names an IANA time zone ("UTC" included;
 // "Local" and "" are not zones of a vehicle).
 func ValidTZ(tz string) bool {
-	if _, ok := validZones.Load(tz); ok {
+	if p := lastZone.Load(); p != nil && *p == tz {
+		return true
+	}
+	if v, ok := validZones.Load(tz); ok {
+		lastZone.Store(v.(*string))
 		return true
 	}
 	if tz == "" || tz == "Local" || len(tz) > 64 {
@@ -189,6 +234,7 @@ func ValidTZ(tz string) bool {
 	if _, err := time.LoadLocation(tz); err != nil {
 		return false
 	}
-	validZones.Store(tz, struct{}{})
+	z := strings.Clone(tz)
+	validZones.Store(z, &z)
 	return true
 }

@@ -250,7 +250,7 @@ const DefaultLateness = 7 * 24 * time.Hour
 type processor struct {
 	cfg       *Config
 	m         *metrics
-	codec     *wire.Codec // telemetry's specialised decoder for this serde's framing, the serde for any other
+	codec     *wire.Decoder // telemetry's specialised decoder for this serde's framing (ids interned per task), the serde for any other
 	task      int32
 	w         *scoring.Windows
 	closed    *scoring.ClosedDays      // closed days kept for late data (nil: Lateness off)
@@ -275,7 +275,7 @@ func newProcessor(cfg *Config, m *metrics, codec *wire.Codec, task int32) (*proc
 			return nil, err
 		}
 	}
-	p := &processor{cfg: cfg, m: m, codec: codec, task: task, w: w, clock: scoring.NewLogClock(cfg.MarkExpiry), lastSeen: cfg.Now(),
+	p := &processor{cfg: cfg, m: m, codec: codec.NewDecoder(0), task: task, w: w, clock: scoring.NewLogClock(cfg.MarkExpiry), lastSeen: cfg.Now(),
 		limits: telemetry.ValidateConfig{}.Defaults()}
 	if cfg.Lateness > 0 {
 		p.closed = scoring.NewClosedDays(cfg.Rules, cfg.Lateness)

@@ -78,6 +78,39 @@ func (c *Codec) DecodeEvent(b []byte, lim telemetry.Limits) (telemetry.Event, er
 	return telemetry.FromNative(native)
 }
 
+// Decoder is a Codec's decoder for one stage task: DecodeEvent with the
+// ids and zone interned in its own bounded table (telemetry.Interner) and
+// the event id aliasing the value, so that the steady state allocates no
+// string per event. Not safe for concurrent use: one per processor, so
+// tasks processed in parallel (pipelines.Stage.Parallel) share nothing
+// mutable.
+type Decoder struct {
+	c  *Codec
+	in *telemetry.Interner
+}
+
+// NewDecoder returns a Decoder whose table holds n strings per generation
+// (n <= 0: telemetry.DefaultInternCap).
+func (c *Codec) NewDecoder(n int) *Decoder {
+	return &Decoder{c: c, in: telemetry.NewInterner(n)}
+}
+
+// DecodeEvent is Codec.DecodeEvent, with the same values and errors, for
+// the stages' hot path: values framed with this process's header are
+// decoded by telemetry.DecodeAvroInterned, so DeviceID, VehicleID and TZ
+// are shared with earlier events and EventID aliases b (b must not change
+// while EventID is in use; strings.Clone it to keep it). Other framings go
+// through the Serde as in Codec.DecodeEvent (every string new).
+func (d *Decoder) DecodeEvent(b []byte, lim telemetry.Limits) (telemetry.Event, error) {
+	if bytes.HasPrefix(b, d.c.header) {
+		return telemetry.DecodeAvroInterned(b[len(d.c.header):], lim, d.in)
+	}
+	return d.c.DecodeEvent(b, lim)
+}
+
+// Interner is the Decoder's table (for tests and metrics).
+func (d *Decoder) Interner() *telemetry.Interner { return d.in }
+
 // BatchHeader is the 10-byte single-object header an avro/binary body
 // starts with: C3 01 and the CRC-64-AVRO fingerprint of
 // minecart.telemetry.Batch, little-endian.

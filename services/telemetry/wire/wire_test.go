@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -172,6 +173,47 @@ func TestTranscodeBatch(t *testing.T) {
 		_, derr := c.DecodeBatch(b, telemetry.Limits{})
 		if !errors.Is(err, ErrSchema) || err.Error() != derr.Error() {
 			t.Fatalf("%v, DecodeBatch %v", err, derr)
+		}
+	}
+}
+
+// TestDecoderMatchesCodec: a task's Decoder gives Codec.DecodeEvent's
+// events and errors in every framing (the specialised path interning, the
+// Serde path not), and decodes a known event without allocating.
+func TestDecoderMatchesCodec(t *testing.T) {
+	reg := srfake.New()
+	defer reg.Close()
+	confluent, err := registry.NewSerde(t.Context(), registry.Config{URL: reg.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := event()
+	other, err := schemas.SingleObject().Encode(schemas.TelemetryEvent, telemetry.ToNative(&ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*schemas.Serde{"single-object": schemas.SingleObject(), "confluent": confluent} {
+		c, err := NewCodec(s)
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		d := c.NewDecoder(0)
+		b := c.AppendEvent(nil, &ev)
+		for _, v := range [][]byte{b, b[:len(b)-3], other, {0xC3, 0x01, 1, 2}, nil} {
+			want, werr := c.DecodeEvent(v, telemetry.Limits{})
+			got, gerr := d.DecodeEvent(v, telemetry.Limits{})
+			if fmt.Sprint(werr) != fmt.Sprint(gerr) || errors.Is(gerr, ErrSchema) != errors.Is(werr, ErrSchema) || !reflect.DeepEqual(got, want) {
+				t.Errorf("%s %x: decoder %+v %v, codec %+v %v", name, v, got, gerr, want, werr)
+			}
+		}
+		ev2 := ev
+		ev2.FaultCodes = nil
+		b2 := c.AppendEvent(nil, &ev2)
+		if _, err := d.DecodeEvent(b2, telemetry.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		if n := testing.AllocsPerRun(50, func() { d.DecodeEvent(b2, telemetry.Limits{}) }); n != 0 {
+			t.Errorf("%s: %v allocations per known event, want 0", name, n)
 		}
 	}
 }
