@@ -178,7 +178,8 @@ const endVersion = 1
 //	varint   time ms (zig-zag), |time| <= 2^50
 //	varint   cell column, cell row (zig-zag each, int32)
 //
-// 20 bytes for a date of 10 characters and cells of 5 digits.
+// 24 bytes for a date of 10 characters, a time of 2026 and cells of 5
+// digits.
 func AppendEnd(b []byte, e *End) []byte {
 	b = append(b, endVersion)
 	b = binary.AppendUvarint(b, uint64(len(e.Date)))
