@@ -152,7 +152,10 @@ func TestIndexEnds(t *testing.T) {
 		{"the day's end, then the trip (restore)", func(x *Index) { x.SetEnd("v", day); x.Add(&fp) }, day},
 		{"tie, end last", func(x *Index) { x.Add(&fp); x.SetEnd("v", tie) }, tie},
 		{"tie, end first", func(x *Index) { x.SetEnd("v", tie); x.Add(&fp) }, tie},
-		{"an earlier end", func(x *Index) { x.Add(&fp); x.SetEnd("v", End{Date: "2026-11-23", TimeMs: fp.StartMs, Cell: [2]int32{0, 0}}) },
+		{"an earlier end", func(x *Index) {
+			x.Add(&fp)
+			x.SetEnd("v", End{Date: "2026-11-23", TimeMs: fp.StartMs, Cell: [2]int32{0, 0}})
+		},
 			End{fp.Date, fp.EndMs, fp.To}},
 	} {
 		x, err := NewIndex(cfg, 30, 100)
