@@ -296,6 +296,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				idx.Add(&r.fps[k])
 			}
+			if r.end != nil {
+				idx.SetEnd(vehicles[i].VehicleID, *r.end) // judgeReplay
+			}
 			if replayed {
 				r.replayed, r.task = true, true
 				r.res.replayed()
@@ -432,13 +435,12 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 		if sc.fpOnly {
 			trace := replay.NewBuilder(w.start)
 			for k := range cd.Events {
-				if ev := &cd.Events[k]; ev.SpeedKmh >= rcfg.MovingKmh {
-					trace.Add(&rcfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
-				}
+				ev := &cd.Events[k] // Windows.trace: every fix with a position
+				trace.Add(&rcfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
 			}
 			n += int64(len(cd.Events))
 			r := dayRec{c: cd.Case, other: cd.Other, src: cd.SourceDay, truthKm: cd.Truth.DistanceKm,
-				fps: trace.Fingerprints(&rcfg, vid, w.date)}
+				fps: trace.Fingerprints(&rcfg, vid, w.date), end: dayEnd(trace, w.date)}
 			if len(out) == 0 {
 				r.parked = parkedAt(&cd, w.start)
 			}
@@ -450,14 +452,13 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 		for k := range cd.Events {
 			ev := &cd.Events[k]
 			buf = day.AddRef(&sc.rules, ev, odo.check(ev), buf)
-			if ev.SpeedKmh >= rcfg.MovingKmh { // Windows.trace
-				trace.Add(&rcfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
-			}
+			// Windows.trace: every fix with a position
+			trace.Add(&rcfg, replay.Fix{TimeMs: ev.TimeMs, Lat: ev.Lat, Lon: ev.Lon, SpeedKmh: ev.SpeedKmh})
 		}
 		n += int64(len(cd.Events))
 		res := day.Result(&sc.rules)
 		r := dayRec{c: cd.Case, other: cd.Other, src: cd.SourceDay, truthKm: cd.Truth.DistanceKm, res: summary(&res),
-			fps: trace.Fingerprints(&rcfg, vid, w.date)}
+			fps: trace.Fingerprints(&rcfg, vid, w.date), end: dayEnd(trace, w.date)}
 		r.clean = r.res.points
 		if len(out) == 0 {
 			r.parked = parkedAt(&cd, w.start)
@@ -506,6 +507,16 @@ func (sc *scorer) vehicle(i int, days []fleet.CaseDay) []dayRec {
 	return out
 }
 
+// dayEnd is the day's last fix with a position (Builder.End), the
+// vehicle's end that judgeReplay records after the day's trips.
+func dayEnd(b *replay.Builder, date string) *replay.End {
+	t, c, ok := b.End()
+	if !ok {
+		return nil
+	}
+	return &replay.End{Date: date, TimeMs: t, Cell: c}
+}
+
 // parkedAt is where the vehicle was parked before its first day (Config.NoParked):
 // the first fix with a position of the untampered day, at start - 1 ms.
 func parkedAt(cd *fleet.CaseDay, start int64) *replay.Fix {
@@ -531,6 +542,7 @@ type dayRec struct {
 	late    *scored // CaseLate: the revision with the late events
 	clean   int64   // points of the same day in order from an ordinary box
 	fps     []replay.Fingerprint
+	end     *replay.End // the day's last fix with a position (dayEnd)
 	// parked: the vehicle's first day only, its first fix with a position
 	// of the untampered day at the window's start - 1 ms (Config.NoParked).
 	parked *replay.Fix

@@ -59,6 +59,9 @@ func TestSearchReplayOwnMisses(t *testing.T) {
 				flagged = flagged || len(idx.Check(&r.fps[k])) > 0
 				idx.Add(&r.fps[k])
 			}
+			if r.end != nil {
+				idx.SetEnd(sc.vehicles[i].VehicleID, *r.end)
+			}
 			if r.c != fleet.CaseReplayOwn {
 				continue
 			}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/minecart/minecart/services/scoring/replay"
 )
 
 // FuzzDayState feeds arbitrary bytes to the changelog decoder. Invariants:
@@ -31,20 +33,29 @@ func FuzzDayState(f *testing.F) {
 	})
 }
 
-// FuzzWindowsRestore restores arbitrary changelog records. Invariants: no
-// panic, and the windows keep working afterwards.
+// FuzzWindowsRestore restores arbitrary changelog records (replay
+// detection on: window records with a builder, fingerprint and end
+// records). Invariants: no panic, and the windows keep working afterwards.
 func FuzzWindowsRestore(f *testing.F) {
 	r := DefaultRules()
-	w, _ := NewWindows(&r, "Asia/Shanghai", 2*time.Hour)
+	newW := func(tb testing.TB) *Windows {
+		w, err := NewWindows(&r, "Asia/Shanghai", 2*time.Hour)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := w.EnableReplay(replay.DefaultConfig(), 30, 1000); err != nil {
+			tb.Fatal(err)
+		}
+		return w
+	}
+	w := newW(f)
 	day := time.Date(2026, 11, 24, 0, 0, 0, 0, shanghai)
 	w.Add(ev("a", day.Add(9*time.Hour)), func(Closed) {})
 	w.Flush(func(key string, value []byte) { f.Add(key, value) })
 	f.Add("task", []byte{1, 2, 3})
+	f.Add(endKeyPrefix+"a", replay.AppendEnd(nil, &replay.End{Date: "2026-11-24", TimeMs: day.UnixMilli(), Cell: [2]int32{46000, 13800}}))
 	f.Fuzz(func(t *testing.T, key string, value []byte) {
-		w, err := NewWindows(&r, "Asia/Shanghai", 2*time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
+		w := newW(t)
 		_ = w.Restore(key, value)
 		_ = w.Restore(key, nil)
 		_ = w.Restore(key, value)

@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,11 @@ const FactorReplay = 0.0
 // ids are [A-Za-z0-9._-], so no window key starts with '#').
 const fpKeyPrefix = "#fp/"
 
+// endKeyPrefix starts the changelog key of a vehicle's end record,
+// "#end/<vehicle>" (replay.AppendEnd): where its latest day closed on
+// this task last saw it, the anchor of its next day's first trip.
+const endKeyPrefix = "#end/"
+
 // replayState is a task's replay detection: the fingerprints of the days it
 // closed in the last Retention days, and the records Flush owes the
 // changelog.
@@ -30,6 +36,7 @@ type replayState struct {
 	idx   *replay.Index
 	put   []replay.Fingerprint // added since the last Flush
 	gone  []string             // fingerprint keys expired since the last Flush
+	ends  map[string]bool      // vehicles whose end changed (set or expired) since the last Flush
 	today string               // date of the last expiry
 }
 
@@ -59,10 +66,12 @@ func (w *Windows) ReplayIndexLen() int {
 	return w.replay.idx.Len()
 }
 
-// trace folds ev into the Builder of slot i (day: its day).
+// trace folds ev into the Builder of slot i (day: its day): every fix
+// with a position (the day's last fix, Builder.End, is the next day's
+// anchor), moving ones into the trace.
 func (w *Windows) trace(i int32, day *Day, ev *telemetry.Event) {
 	rs := w.replay
-	if rs == nil || ev.SpeedKmh < rs.cfg.MovingKmh {
+	if rs == nil || ev.Lat == 0 && ev.Lon == 0 {
 		return
 	}
 	tr := w.traces[i]
@@ -82,8 +91,9 @@ func (w *Windows) setTrace(i int32, tr *replay.Builder) {
 }
 
 // judgeReplay fingerprints a drained day, checks each trip against the
-// index, adds them, expires days past the retention, flags res, and
-// returns the day's fingerprints.
+// index, adds them, records the day's last fix as the vehicle's end,
+// expires days past the retention, flags res, and returns the day's
+// fingerprints.
 func (w *Windows) judgeReplay(i int32, vehicle, date string, res *Result) []replay.Fingerprint {
 	rs := w.replay
 	if rs == nil {
@@ -93,7 +103,11 @@ func (w *Windows) judgeReplay(i int32, vehicle, date string, res *Result) []repl
 		rs.today = date
 		if d, err := time.Parse(time.DateOnly, date); err == nil {
 			keep := d.AddDate(0, 0, -(rs.idx.Retention() - 1)).Format(time.DateOnly)
-			rs.gone = append(rs.gone, rs.idx.Expire(keep)...)
+			gone, ends := rs.idx.Expire(keep)
+			rs.gone = append(rs.gone, gone...)
+			for _, v := range ends {
+				rs.endChanged(v)
+			}
 		}
 	}
 	tr := w.traces[i]
@@ -115,6 +129,9 @@ func (w *Windows) judgeReplay(i int32, vehicle, date string, res *Result) []repl
 			rs.put = append(rs.put, fps[i])
 		}
 	}
+	if t, c, ok := tr.End(); ok && rs.idx.SetEnd(vehicle, replay.End{Date: date, TimeMs: t, Cell: c}) {
+		rs.endChanged(vehicle)
+	}
 	if len(reasons) > 0 {
 		res.Flags = append(res.Flags, FlagReplay)
 		res.Reasons = append(res.Reasons, strings.Join(reasons, "; "))
@@ -123,8 +140,16 @@ func (w *Windows) judgeReplay(i int32, vehicle, date string, res *Result) []repl
 	return fps
 }
 
+func (rs *replayState) endChanged(vehicle string) {
+	if rs.ends == nil {
+		rs.ends = map[string]bool{}
+	}
+	rs.ends[vehicle] = true
+}
+
 // flushReplay writes the fingerprints added and the tombstones of those
-// expired since the last Flush.
+// expired since the last Flush, then, in vehicle id order, each changed
+// end: its record, or a tombstone when it expired.
 func (w *Windows) flushReplay(put func(key string, value []byte)) {
 	rs := w.replay
 	if rs == nil {
@@ -137,6 +162,41 @@ func (w *Windows) flushReplay(put func(key string, value []byte)) {
 		put(fpKeyPrefix+replay.Key(&rs.put[i]), replay.AppendBinary(nil, &rs.put[i]))
 	}
 	rs.gone, rs.put = rs.gone[:0], rs.put[:0]
+	if len(rs.ends) == 0 {
+		return
+	}
+	vs := make([]string, 0, len(rs.ends))
+	for v := range rs.ends {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	for _, v := range vs {
+		if e, ok := rs.idx.EndOf(v); ok {
+			put(endKeyPrefix+v, replay.AppendEnd(nil, &e))
+		} else {
+			put(endKeyPrefix+v, nil)
+		}
+	}
+	clear(rs.ends)
+}
+
+// restoreEnd applies a vehicle's end record of the changelog (a tombstone
+// restores nothing: an end expires with the fingerprints older than it).
+func (w *Windows) restoreEnd(key string, value []byte) error {
+	rs := w.replay
+	if rs == nil || value == nil {
+		return nil
+	}
+	v := strings.TrimPrefix(key, endKeyPrefix)
+	if v == "" {
+		return fmt.Errorf("restore %s: bad end key", key)
+	}
+	e, err := replay.DecodeEnd(value)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", key, err)
+	}
+	rs.idx.SetEnd(v, e)
+	return nil
 }
 
 // restoreReplay applies a fingerprint record of the changelog.

@@ -665,6 +665,9 @@ func (w *Windows) Restore(key string, value []byte) error {
 	if strings.HasPrefix(key, fpKeyPrefix) {
 		return w.restoreReplay(key, value)
 	}
+	if strings.HasPrefix(key, endKeyPrefix) {
+		return w.restoreEnd(key, value)
+	}
 	if i, ok := w.restoring[key]; ok {
 		w.drop(i)
 		delete(w.restoring, key)

@@ -49,19 +49,38 @@ type Builder struct {
 	runs    []run
 	n       int // entries kept
 	Dropped int // entries beyond MaxEntries
+	// The day's last fix with a position, whatever its speed (End): its
+	// time, ms after Base, and cell; hasLast false until one is folded in.
+	lastT    int64
+	lastCell [2]int32
+	hasLast  bool
 }
 
 // NewBuilder starts an empty Builder whose times count from base (a day
 // window's start; fixes must lie within 49 days after it).
 func NewBuilder(base int64) *Builder { return &Builder{Base: base} }
 
-// Add folds one fix in (fixes slower than cfg.MovingKmh or without a
-// position are ignored).
+// Add folds one fix in: a fix without a position (lat = lon = 0) or
+// outside [Base, Base + 2^32 - 1] ms is ignored; any other fix, whatever
+// its speed, may be the day's last fix (End); of those, fixes slower
+// than cfg.MovingKmh go no further.
 func (b *Builder) Add(cfg *Config, f Fix) {
-	if f.SpeedKmh < cfg.MovingKmh || (f.Lat == 0 && f.Lon == 0) || f.TimeMs < b.Base || f.TimeMs-b.Base > math.MaxUint32 {
+	if (f.Lat == 0 && f.Lon == 0) || f.TimeMs < b.Base || f.TimeMs-b.Base > math.MaxUint32 {
 		return
 	}
 	t := f.TimeMs - b.Base
+	if !b.hasLast || t >= b.lastT {
+		x, y := proj(f.Lat, f.Lon)
+		c := [2]int32{int32(math.Floor(x / cfg.CellM)), int32(math.Floor(y / cfg.CellM))}
+		// the latest fix; of several at that time, the greatest cell
+		// (column, then row): the same whatever the arrival order
+		if !b.hasLast || t > b.lastT || c[0] > b.lastCell[0] || c[0] == b.lastCell[0] && c[1] > b.lastCell[1] {
+			b.lastT, b.lastCell, b.hasLast = t, c, true
+		}
+	}
+	if f.SpeedKmh < cfg.MovingKmh {
+		return
+	}
 	x, y := proj(f.Lat, f.Lon)
 	// i: the last run starting at or before t.
 	i := len(b.runs) - 1
@@ -161,6 +180,20 @@ func appendRun(cfg *Config, dst []entry, a, c *run) []entry {
 	return append(dst, es...)
 }
 
+// End returns the day's last fix with a position folded in, whatever its
+// speed (Add): its time (UTC Unix ms) and its own cell, (floor(x /
+// CellM), floor(y / CellM)) of its projected position; of several fixes
+// at that time, the greatest cell (column, then row). ok is false when no
+// fix with a position was folded in. It is where the vehicle was last
+// seen that day (a box keeps reporting while parked), the anchor of its
+// next day's first trip (Index.SetEnd).
+func (b *Builder) End() (timeMs int64, cell [2]int32, ok bool) {
+	if !b.hasLast {
+		return 0, [2]int32{}, false
+	}
+	return b.Base + b.lastT, b.lastCell, true
+}
+
 // Entries returns the day's cell entries, runs joined in time order.
 func (b *Builder) entries(cfg *Config) []entry {
 	if len(b.runs) == 0 {
@@ -224,8 +257,9 @@ func Trips(cfg Config, vehicle, date string, fixes []Fix) []Fingerprint {
 	return b.Fingerprints(&cfg, vehicle, date)
 }
 
-// builderVersion is the first byte of an encoded Builder.
-const builderVersion = 1
+// builderVersion is the first byte of an encoded Builder (DecodeBuilder
+// also reads version 1: no last fix).
+const builderVersion = 2
 
 // AppendBinary appends the Builder's state (scoring's changelog keeps it
 // with the day): version byte 1; Base (zig-zag varint); Dropped (uvarint);
@@ -234,7 +268,10 @@ const builderVersion = 1
 // Cur (two zig-zag varints), the number of entries (uvarint), and per
 // entry X - X' and Y - Y' (zig-zag varints; X', Y' the previous entry's, 0
 // for the first), then (T - T') x 2 + Brk (uvarint; T' the previous
-// entry's T, First for the first). About 4-5 bytes per entry.
+// entry's T, First for the first). About 4-5 bytes per entry. Then
+// (version 2; version 1 ends after the runs) the last fix (End): uvarint 0
+// when none, else its time + 1 (ms after Base), then its cell column and
+// row (zig-zag varints).
 func (b *Builder) AppendBinary(dst []byte) []byte {
 	dst = append(dst, builderVersion)
 	dst = binary.AppendVarint(dst, b.Base)
@@ -262,7 +299,12 @@ func (b *Builder) AppendBinary(dst []byte) []byte {
 			px, py, pt = e.X, e.Y, e.T
 		}
 	}
-	return dst
+	if !b.hasLast {
+		return binary.AppendUvarint(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(b.lastT)+1)
+	dst = binary.AppendVarint(dst, int64(b.lastCell[0]))
+	return binary.AppendVarint(dst, int64(b.lastCell[1]))
 }
 
 // DecodeBuilder reads a Builder written by AppendBinary and returns the
@@ -271,9 +313,10 @@ func DecodeBuilder(src []byte) (*Builder, []byte, error) {
 	bad := func(what string) (*Builder, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: builder %s", ErrRecord, what)
 	}
-	if len(src) < 1 || src[0] != builderVersion {
+	if len(src) < 1 || src[0] < 1 || src[0] > builderVersion {
 		return bad("version")
 	}
+	v1 := src[0] == 1
 	src = src[1:]
 	ok := true
 	vi := func() int64 {
@@ -332,6 +375,18 @@ func DecodeBuilder(src []byte) (*Builder, []byte, error) {
 		}
 		b.n += len(r.Ents)
 		b.runs = append(b.runs, r)
+	}
+	if v1 {
+		return b, src, nil
+	}
+	if lt := uv(); !ok || lt > math.MaxUint32+1 {
+		return bad("last fix")
+	} else if lt > 0 {
+		cx, cy := vi(), vi()
+		if !ok || cx != int64(int32(cx)) || cy != int64(int32(cy)) {
+			return bad("last fix")
+		}
+		b.lastT, b.lastCell, b.hasLast = int64(lt-1), [2]int32{int32(cx), int32(cy)}, true
 	}
 	return b, src, nil
 }

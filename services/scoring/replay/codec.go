@@ -166,3 +166,60 @@ func Decode(b []byte) (Fingerprint, error) {
 	fp.From, fp.To = [2]int32{int32(c[0]), int32(c[1])}, [2]int32{int32(tx), int32(ty)}
 	return fp, nil
 }
+
+// endVersion is the first byte of an encoded End.
+const endVersion = 1
+
+// AppendEnd appends e's record (scoring's changelog value under
+// "#end/<vehicle>"):
+//
+//	byte     record version (1)
+//	uvarint  len(date), bytes (1..64)
+//	varint   time ms (zig-zag), |time| <= 2^50
+//	varint   cell column, cell row (zig-zag each, int32)
+//
+// 24 bytes for a date of 10 characters, a time of 2026 and cells of 5
+// digits.
+func AppendEnd(b []byte, e *End) []byte {
+	b = append(b, endVersion)
+	b = binary.AppendUvarint(b, uint64(len(e.Date)))
+	b = append(b, e.Date...)
+	b = binary.AppendVarint(b, e.TimeMs)
+	b = binary.AppendVarint(b, int64(e.Cell[0]))
+	return binary.AppendVarint(b, int64(e.Cell[1]))
+}
+
+// DecodeEnd reads a record written by AppendEnd. Anything else (another
+// version, an empty or over-long date, a time beyond 2^50, a cell outside
+// int32, truncated or trailing bytes) is ErrRecord.
+func DecodeEnd(b []byte) (End, error) {
+	bad := func(what string) (End, error) { return End{}, fmt.Errorf("%w: end %s", ErrRecord, what) }
+	if len(b) < 1 || b[0] != endVersion {
+		return bad("version")
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n == 0 || n > maxID || uint64(len(b)-k) < n {
+		return bad("date")
+	}
+	var e End
+	e.Date, b = string(b[k:k+int(n)]), b[k+int(n):]
+	var v [3]int64
+	for i := range v {
+		x, k := binary.Varint(b)
+		if k <= 0 {
+			return bad("fields")
+		}
+		v[i], b = x, b[k:]
+	}
+	switch {
+	case v[0] > 1<<50 || v[0] < -(1<<50):
+		return bad("time")
+	case v[1] != int64(int32(v[1])) || v[2] != int64(int32(v[2])):
+		return bad("cell")
+	case len(b) != 0:
+		return bad("trailing bytes")
+	}
+	e.TimeMs, e.Cell = v[0], [2]int32{int32(v[1]), int32(v[2])}
+	return e, nil
+}

@@ -31,14 +31,25 @@ type Index struct {
 	keys      map[fpKey]uint32
 	perDay    map[string]int
 	heads     map[uint64]uint32  // band key -> first slot + 1 of its chain
-	ends      map[string]tripEnd // vehicle -> its latest-ending fingerprint held (Anchor)
+	ends      map[string]tripEnd // vehicle -> its latest end held (Anchor): a fingerprint's or a day's (SetEnd)
 }
 
-// tripEnd is where and when a vehicle's latest fingerprinted trip ended.
+// tripEnd is where and when a vehicle was last known to be: the end of
+// its latest fingerprinted trip, or its day's last fix (SetEnd).
 type tripEnd struct {
 	date  string
 	endMs int64
 	to    [2]int32
+}
+
+// End is a vehicle's day's last fix (Builder.End): the day's date, the
+// fix's time (UTC Unix ms) and its cell. Index.SetEnd keeps it as the
+// anchor of the vehicle's next day's first trip; EncodeEnd is its
+// changelog record.
+type End struct {
+	Date   string
+	TimeMs int64
+	Cell   [2]int32
 }
 
 type islot struct {
@@ -126,8 +137,9 @@ func (x *Index) Check(fp *Fingerprint) []Match {
 }
 
 // Anchor sets the Origin of a day's first trip (Fingerprints leaves it
-// unknown) against the vehicle's latest-ending fingerprint held that ended
-// before fp starts: OriginNear or OriginAway by the distance from its last
+// unknown) against the vehicle's latest end held (the latest of its
+// fingerprints' ends and of its days' last fixes, SetEnd) when that is
+// before fp starts: OriginNear or OriginAway by the distance from that
 // cell to fp's first cell; unknown when there is none. Other fingerprints
 // are left as they are. Call it before Add.
 func (x *Index) Anchor(fp *Fingerprint) {
@@ -146,11 +158,29 @@ func (x *Index) Anchor(fp *Fingerprint) {
 // day, where the box's position before it is known); expiry drops it
 // with its date like any other end.
 func (x *Index) Parked(vehicle, date string, f Fix) {
-	if e, ok := x.ends[vehicle]; ok && e.endMs >= f.TimeMs {
-		return
-	}
 	px, py := proj(f.Lat, f.Lon)
-	x.ends[vehicle] = tripEnd{date, f.TimeMs, [2]int32{int32(math.Floor(px / x.cfg.CellM)), int32(math.Floor(py / x.cfg.CellM))}}
+	x.SetEnd(vehicle, End{date, f.TimeMs, [2]int32{int32(math.Floor(px / x.cfg.CellM)), int32(math.Floor(py / x.cfg.CellM))}})
+}
+
+// SetEnd records e, the last fix of one of vehicle's days (Builder.End),
+// as the vehicle's end unless the index holds a later one (a tie goes to
+// e: a day's last fix is never before its last trip's end, and when
+// equal it is the more exact position). It reports whether the held end
+// changed (the caller then writes the vehicle's end record). Call it
+// after the day's fingerprints are added.
+func (x *Index) SetEnd(vehicle string, e End) bool {
+	old, ok := x.ends[vehicle]
+	if ok && (old.endMs > e.TimeMs || old == (tripEnd{e.Date, e.TimeMs, e.Cell})) {
+		return false
+	}
+	x.ends[vehicle] = tripEnd{e.Date, e.TimeMs, e.Cell}
+	return true
+}
+
+// EndOf returns vehicle's end held (the anchor of its next first trip).
+func (x *Index) EndOf(vehicle string) (End, bool) {
+	e, ok := x.ends[vehicle]
+	return End{e.date, e.endMs, e.to}, ok
 }
 
 func cmpStr(a, b string) int {
@@ -231,12 +261,12 @@ func (x *Index) remove(k fpKey, id uint32) {
 	x.free = append(x.free, id)
 }
 
-// Expire drops the fingerprints of days before the Retention days ending
-// with today (dates compare as YYYY-MM-DD strings; keep is the oldest date
-// kept, computed by the caller as today - (Retention - 1) days) and
-// returns their topic keys, for tombstones.
-func (x *Index) Expire(keep string) []string {
-	var gone []string
+// Expire drops the fingerprints and the ends of days before the Retention
+// days ending with today (dates compare as YYYY-MM-DD strings; keep is the
+// oldest date kept, computed by the caller as today - (Retention - 1)
+// days) and returns the fingerprints' topic keys and the vehicles whose
+// end it dropped, sorted, for tombstones.
+func (x *Index) Expire(keep string) (gone, ends []string) {
 	for k, id := range x.keys {
 		if k.date < keep {
 			gone = append(gone, Key(&x.slots[id-1].fp))
@@ -246,10 +276,12 @@ func (x *Index) Expire(keep string) []string {
 	for v, e := range x.ends {
 		if e.date < keep {
 			delete(x.ends, v)
+			ends = append(ends, v)
 		}
 	}
 	slices.Sort(gone)
-	return gone
+	slices.Sort(ends)
+	return gone, ends
 }
 
 // Retention is the number of days the index keeps.

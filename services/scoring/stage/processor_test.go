@@ -100,8 +100,10 @@ func TestProcessor(t *testing.T) {
 	eq(t, "wm tasks", wm.Tasks, int32(pipelines.TelemetryPartitions))
 	eq(t, "wm", wm.ClosedThroughMs.UnixMilli(), day.Add(25*time.Hour).UnixMilli())
 	cl := out.on(pipelines.TopicScoringChangelog)
-	// tombstone of the 24th, the 25th's window, the task meta
-	if len(cl) != 3 || string(cl[0].Key) != "car/2026-11-24" || cl[0].Value != nil || string(cl[2].Key) != "task" {
+	// tombstone of the 24th, the 25th's window, the car's end (its last
+	// fix on the 24th: the anchor of its next day's first trip), the task meta
+	if len(cl) != 4 || string(cl[0].Key) != "car/2026-11-24" || cl[0].Value != nil || string(cl[2].Key) != "#end/car" ||
+		cl[2].Value == nil || string(cl[3].Key) != "task" {
 		t.Fatalf("changelog %v", cl)
 	}
 
