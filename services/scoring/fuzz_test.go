@@ -38,16 +38,7 @@ func FuzzDayState(f *testing.F) {
 // records). Invariants: no panic, and the windows keep working afterwards.
 func FuzzWindowsRestore(f *testing.F) {
 	r := DefaultRules()
-	newW := func(tb testing.TB) *Windows {
-		w, err := NewWindows(&r, "Asia/Shanghai", 2*time.Hour)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := w.EnableReplay(replay.DefaultConfig(), 30, 1000); err != nil {
-			tb.Fatal(err)
-		}
-		return w
-	}
+	newW := func(tb testing.TB) *Windows { return replayWindows(tb, &r, 30) }
 	w := newW(f)
 	day := time.Date(2026, 11, 24, 0, 0, 0, 0, shanghai)
 	w.Add(ev("a", day.Add(9*time.Hour)), func(Closed) {})

@@ -1,13 +1,11 @@
 package scoring
 
 import (
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/minecart/minecart/services/scoring/replay"
 	"github.com/minecart/minecart/services/scoring/scoringtest"
 	"github.com/minecart/minecart/services/telemetry"
 )
@@ -26,12 +24,6 @@ import (
 // detection", Origin).
 func TestWindowsReplayDayEnd(t *testing.T) {
 	r := DefaultRules()
-	traffic := func(tr *trip, seed uint64) {
-		rr := rand.New(rand.NewPCG(seed, 13))
-		for range 40 {
-			tr.Drive(60, 20+80*rr.Float64())
-		}
-	}
 	vic := newTrip("victim", morning(), 1)
 	traffic(vic, 1)
 	vic.Coast(6*time.Minute, 80) // the box is silent on the way home: 8 km
@@ -53,16 +45,7 @@ func TestWindowsReplayDayEnd(t *testing.T) {
 	day1 := slices.Concat(vic.Evs[n0:], copied, []telemetry.Event{*scoringtest.Event("closer", morning().AddDate(0, 0, 3))})
 
 	run := func(restart string) map[string]Result {
-		newW := func() *Windows {
-			w, err := NewWindows(&r, "Asia/Shanghai", 2*time.Hour)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := w.EnableReplay(replay.DefaultConfig(), 30, 1000); err != nil {
-				t.Fatal(err)
-			}
-			return w
-		}
+		newW := func() *Windows { return replayWindows(t, &r, 30) }
 		log := &closedLog{byID: map[string]Result{}}
 		changelog := map[string][]byte{}
 		closed := func(c Closed) { // the stage writes a closed day's tombstone

@@ -1,12 +1,10 @@
 package scoring
 
 import (
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/minecart/minecart/services/scoring/replay"
 	"github.com/minecart/minecart/services/scoring/scoringtest"
 	"github.com/minecart/minecart/services/telemetry"
 )
@@ -20,25 +18,13 @@ import (
 func TestWindowsReplaySameTime(t *testing.T) {
 	r := DefaultRules()
 	for _, copier := range []string{"acopy", "zcopy"} { // drained before / after "victim"
-		w, err := NewWindows(&r, "Asia/Shanghai", 2*time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.EnableReplay(replay.DefaultConfig(), 30, 1000); err != nil {
-			t.Fatal(err)
-		}
+		w := replayWindows(t, &r, 30)
 		log := &closedLog{byID: map[string]Result{}}
 		feed := func(evs []telemetry.Event) {
 			for i := range evs {
 				if _, err := w.Add(&evs[i], log.add); err != nil {
 					t.Fatal(err)
 				}
-			}
-		}
-		traffic := func(tr *trip, seed uint64) {
-			rr := rand.New(rand.NewPCG(seed, 13))
-			for range 40 {
-				tr.Drive(60, 20+80*rr.Float64())
 			}
 		}
 		// the victim drives on day 0, parks, and drives on from there on day 1

@@ -45,6 +45,29 @@ type closedLog struct{ byID map[string]Result }
 
 func (c *closedLog) add(x Closed) { c.byID[x.ID] = x.Result }
 
+// replayWindows is a task's Windows in Asia/Shanghai with a 2 h grace and
+// replay detection on (fingerprints kept retentionDays, 1000 per cell).
+func replayWindows(tb testing.TB, r *Rules, retentionDays int) *Windows {
+	tb.Helper()
+	w, err := NewWindows(r, "Asia/Shanghai", 2*time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.EnableReplay(replay.DefaultConfig(), retentionDays, 1000); err != nil {
+		tb.Fatal(err)
+	}
+	return w
+}
+
+// traffic drives tr 40 minutes in town: 40 one-minute legs at 20-100 km/h
+// drawn from seed.
+func traffic(tr *trip, seed uint64) {
+	rr := rand.New(rand.NewPCG(seed, 13))
+	for range 40 {
+		tr.Drive(60, 20+80*rr.Float64())
+	}
+}
+
 // TestWindowsReplay: a vehicle that re-sends another vehicle's drive of an
 // earlier day, or its own, shifted and resampled with GPS noise, has that
 // day flagged replayed_trace and paid 0; honest drives (the same vehicles
@@ -52,16 +75,7 @@ func (c *closedLog) add(x Closed) { c.byID[x.ID] = x.Result }
 // restart through the changelog and expire after the retention.
 func TestWindowsReplay(t *testing.T) {
 	r := DefaultRules()
-	newW := func() *Windows {
-		w, err := NewWindows(&r, "Asia/Shanghai", 2*time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.EnableReplay(replay.DefaultConfig(), 4, 1000); err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
+	newW := func() *Windows { return replayWindows(t, &r, 4) }
 	log := &closedLog{byID: map[string]Result{}}
 	changelog := map[string][]byte{}
 	feed := func(w *Windows, evs []telemetry.Event) {
