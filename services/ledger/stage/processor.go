@@ -781,7 +781,6 @@ func (p *Processor) destroyKeys(out pipelines.Emitter) {
 		}
 		out.EmitTo(p.cfg.Pseudonyms.Topic, 0, []byte(o.Pseudonym), nil)
 		p.names.Delete(o.Pseudonym)
-		p.keysWritten = true
 		p.m.keysErased.Inc()
 	}
 	p.eraseKeys = p.eraseKeys[:0]
