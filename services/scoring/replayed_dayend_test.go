@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -47,7 +48,7 @@ func TestWindowsReplayDayEnd(t *testing.T) {
 	run := func(restart string) map[string]Result {
 		newW := func() *Windows { return replayWindows(t, &r, 30) }
 		log := &closedLog{byID: map[string]Result{}}
-		changelog := map[string][]byte{}
+		changelog := memChangelog{}
 		closed := func(c Closed) { // the stage writes a closed day's tombstone
 			log.add(c)
 			delete(changelog, c.ID)
@@ -59,13 +60,7 @@ func TestWindowsReplayDayEnd(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			w.Flush(func(k string, v []byte) {
-				if v == nil {
-					delete(changelog, k)
-				} else {
-					changelog[k] = v
-				}
-			})
+			w.Flush(changelog.put)
 		}
 		feed(day0)
 		feed([]telemetry.Event{*scoringtest.Event("closer", morning().AddDate(0, 0, 1).Add(-4*time.Hour))}) // 04:00: closes day 0
@@ -75,11 +70,7 @@ func TestWindowsReplayDayEnd(t *testing.T) {
 		if restart != "" {
 			ends := 0
 			w = newW()
-			for _, k := range slices.Sorted(func(yield func(string) bool) {
-				for k := range changelog {
-					yield(k)
-				}
-			}) {
+			for _, k := range slices.Sorted(maps.Keys(changelog)) {
 				if strings.HasPrefix(k, endKeyPrefix) {
 					ends++
 					if restart == "without ends" {

@@ -45,6 +45,18 @@ type closedLog struct{ byID map[string]Result }
 
 func (c *closedLog) add(x Closed) { c.byID[x.ID] = x.Result }
 
+// memChangelog is a compacted changelog in memory: the last value of each
+// key, a nil value deleting it.
+type memChangelog map[string][]byte
+
+func (c memChangelog) put(k string, v []byte) {
+	if v == nil {
+		delete(c, k)
+	} else {
+		c[k] = v
+	}
+}
+
 // replayWindows is a task's Windows in Asia/Shanghai with a 2 h grace and
 // replay detection on (fingerprints kept retentionDays, 1000 per cell).
 func replayWindows(tb testing.TB, r *Rules, retentionDays int) *Windows {
@@ -77,20 +89,14 @@ func TestWindowsReplay(t *testing.T) {
 	r := DefaultRules()
 	newW := func() *Windows { return replayWindows(t, &r, 4) }
 	log := &closedLog{byID: map[string]Result{}}
-	changelog := map[string][]byte{}
+	changelog := memChangelog{}
 	feed := func(w *Windows, evs []telemetry.Event) {
 		for i := range evs {
 			if _, err := w.Add(&evs[i], log.add); err != nil {
 				t.Fatal(err)
 			}
 		}
-		w.Flush(func(k string, v []byte) {
-			if v == nil {
-				delete(changelog, k)
-			} else {
-				changelog[k] = v
-			}
-		})
+		w.Flush(changelog.put)
 	}
 	original := drive("alice", 0, 1)
 	w := newW()

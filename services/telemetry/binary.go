@@ -69,17 +69,7 @@ func appendString(dst []byte, s string) []byte {
 // encoding (no framing). Every string and array is checked against lim
 // before it is allocated; trailing bytes are an error.
 func DecodeAvro(b []byte, lim Limits) (Event, error) {
-	lim = lim.Defaults()
-	r := reader{b: b}
-	var ev Event
-	r.event(&ev, lim)
-	if r.err == nil && r.i != len(r.b) {
-		r.fail("", "%d bytes after the record", len(r.b)-r.i)
-	}
-	if r.err != nil {
-		return Event{}, r.err
-	}
-	return ev, nil
+	return DecodeAvroInterned(b, lim, nil) // no table: every string its own
 }
 
 // DecodeAvroBatch decodes a minecart.telemetry.Batch from its Avro binary

@@ -112,7 +112,8 @@ func (t *Interner) Rotations() int { return t.rotations }
 // value (pipelines' runtime gives each record its own), and use the event
 // id only to hash it, compare it or encode it again within Process.
 // Keep it beyond that with strings.Clone. Fault codes are allocated as by
-// DecodeAvro (rare, and Normalize may rewrite them).
+// DecodeAvro (rare, and Normalize may rewrite them). With a nil in it is
+// DecodeAvro: every string is a new one, the event id included.
 func DecodeAvroInterned(b []byte, lim Limits, in *Interner) (Event, error) {
 	lim = lim.Defaults()
 	r := reader{b: b, in: in}
