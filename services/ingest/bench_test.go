@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"runtime/pprof"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ var (
 	benchRounds       = flag.Int("ingest.rounds", 5, "alternating baseline/stage rounds in BenchmarkStageVsPassthrough")
 	benchProcVehicles = flag.Int("ingest.proc-vehicles", 2000, "vehicles (round robin) in BenchmarkProcess; the stage bench's tasks see 250 each")
 	benchOnly         = flag.String("ingest.only", "", "BenchmarkStageVsPassthrough: run only this side's rounds (stage or bare), to profile it alone; no RATIO line")
+	benchProf         = flag.String("ingest.roundsprofile", "", "BenchmarkStageVsPassthrough: write a CPU profile of the rounds alone (not the records' set-up) to this file")
 )
 
 // BenchmarkStageVsPassthrough measures the ingest stage (decode, validate,
@@ -120,6 +122,10 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 		// Alternate baseline and stage rounds (each goes first in every
 		// other round) and take medians: the machine is shared, so single
 		// runs swing by 2x.
+		if *benchProf != "" {
+			stopProf := roundsProfile(b, *benchProf)
+			defer stopProf()
+		}
 		if *benchOnly != "" {
 			// One side alone (a CPU profile of it, broker and franz-go
 			// included, without the other side's samples).
@@ -345,4 +351,23 @@ func topicRecords(ctx context.Context, brokers []string, topic string) (int64, e
 		}
 	})
 	return n, nil
+}
+
+// roundsProfile starts a CPU profile written to path (the rounds alone,
+// without the set-up before them) and returns its stop. It fails when
+// another CPU profile runs (go test's -cpuprofile).
+func roundsProfile(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,6 +31,7 @@ func morning() time.Time { return time.Date(2026, 11, 24, 8, 0, 0, 0, shanghai) 
 
 var (
 	benchRounds = flag.Int("scoring.rounds", 3, "alternating baseline/stage rounds in BenchmarkStageThroughput (the median ratio is reported)")
+	benchProf   = flag.String("scoring.roundsprofile", "", "BenchmarkStageThroughput: write a CPU profile of the stage's runs alone (not the set-up nor the baselines) to this file")
 	benchOnly   = flag.Bool("scoring.stage-only", false, "BenchmarkStageThroughput: run the stage alone in each round (no baselines, no RATIO line), to profile it")
 )
 
@@ -173,6 +176,12 @@ func stageRound(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 	}
 	cfg := kafkatest.Config(brokers)
 	cfg.MaxBatch = 5000
+	if *benchProf != "" && !profiling {
+		// The first round's stage run (one profile per process).
+		stopProf := roundsProfile(b, *benchProf)
+		profiling = true
+		defer stopProf()
+	}
 	start, cpu0 := time.Now(), cputime.Self()
 	stop := kafkatest.Run(b, cfg, st)
 	for counter(b, reg, "minecart_scoring_events_total") < float64(events) || !committed(b, brokers, st.Name, pipelines.TopicTelemetryClean) {
@@ -418,4 +427,25 @@ func (c *countEmitter) Emit(_ string, k, v []byte, _ ...pipelines.Header) {
 func (c *countEmitter) EmitTo(_ string, _ int32, k, v []byte, _ ...pipelines.Header) {
 	c.n++
 	c.bytes += len(k) + len(v)
+}
+
+// profiling is set once the stage's run of a round is profiled.
+var profiling bool
+
+// roundsProfile starts a CPU profile written to path and returns its
+// stop. It fails when another CPU profile runs (go test's -cpuprofile).
+func roundsProfile(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
