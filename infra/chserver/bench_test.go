@@ -307,14 +307,15 @@ func BenchmarkBatchInsert(b *testing.B) {
 // capacity; a String column's buffer is sized by strBytes[i]. Every
 // column of benchWireTypes reads zero bytes as zero values.
 func presize(cols []column.Interface, rows int, strBytes []int) {
+	zero := chproto.NewReader(zeros{})
 	for i, c := range cols {
-		var data io.Reader = zeros{}
+		r := zero
 		if c.Type() == "String" {
 			// One string of all the bytes, then the end: the positions
 			// are sized before the first row is read.
-			data = io.MultiReader(bytes.NewReader(binary.AppendUvarint(nil, uint64(strBytes[i]))), io.LimitReader(zeros{}, int64(strBytes[i])))
+			r = chproto.NewReader(io.MultiReader(bytes.NewReader(binary.AppendUvarint(nil, uint64(strBytes[i]))), io.LimitReader(zeros{}, int64(strBytes[i]))))
 		}
-		_ = c.Decode(chproto.NewReader(data), rows)
+		_ = c.Decode(r, rows)
 		c.Reset()
 	}
 }

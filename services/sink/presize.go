@@ -31,15 +31,19 @@ func presize(cols []column.Interface, rows int, strBytes []int) {
 	if rows <= 0 {
 		return
 	}
+	var zero *proto.Reader // shared: every read of it is zeros
 	for i, c := range cols {
 		if c.Rows() != 0 || !zeroDecodable(string(c.Type())) {
 			continue
 		}
-		var data io.Reader = zeros{}
+		r := zero
 		if c.Type() == "String" {
-			data = stringSizer(strBytes, i)
+			r = proto.NewReader(stringSizer(strBytes, i))
+		} else if r == nil {
+			zero = proto.NewReader(zeros{})
+			r = zero
 		}
-		_ = c.Decode(proto.NewReader(data), rows)
+		_ = c.Decode(r, rows)
 		c.Reset()
 	}
 }
