@@ -3,7 +3,6 @@ package chserver_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	chproto "github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/minecart/minecart/internal/benchfig"
 	"github.com/minecart/minecart/internal/cputime"
+	"github.com/minecart/minecart/services/sink/chcols"
 )
 
 // benchWireTypes are the columns of benchTable as the client sends them.
@@ -128,7 +126,7 @@ func BenchmarkBatchInsert(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		presize(batch.Columns(), n, strBytes)
+		chcols.Presize(batch.Columns(), n, strBytes)
 		for i, col := range []any{rows.vehicle, rows.time, rows.device, rows.seq, rows.lat, rows.lon, rows.speed, rows.limit} {
 			if err := batch.Column(i).Append(col); err != nil {
 				b.Fatal(err)
@@ -299,33 +297,6 @@ func BenchmarkBatchInsert(b *testing.B) {
 	b.Logf("median of %d rounds, %d rows (%d bytes Native): clickhouse-go over HTTP %.0f rows/s (%.0f%% of engine, rounds %s), "+
 		"Native POST %.0f rows/s (%.0f%%; %d bytes with plain String columns: %.0f rows/s), engine INSERT SELECT %.0f rows/s (rows pre-sorted by the key: %.0f rows/s)",
 		len(ratios), n, len(data), clientRate, 100*ratio, benchfig.Rounds(ratios), serverRate, 100*benchfig.Median(div(posted, engine)), len(plain), benchfig.Median(postedPlain), engineRate, sortedRate)
-}
-
-// presize makes room for rows more rows in a batch's columns, as
-// services/sink's presize does (see there): decoding rows zero values
-// allocates each column's arrays once at full size, Reset keeps the
-// capacity; a String column's buffer is sized by strBytes[i]. Every
-// column of benchWireTypes reads zero bytes as zero values.
-func presize(cols []column.Interface, rows int, strBytes []int) {
-	zero := chproto.NewReader(zeros{})
-	for i, c := range cols {
-		r := zero
-		if c.Type() == "String" {
-			// One string of all the bytes, then the end: the positions
-			// are sized before the first row is read.
-			r = chproto.NewReader(io.MultiReader(bytes.NewReader(binary.AppendUvarint(nil, uint64(strBytes[i]))), io.LimitReader(zeros{}, int64(strBytes[i]))))
-		}
-		_ = c.Decode(r, rows)
-		c.Reset()
-	}
-}
-
-// zeros reads as an endless run of zero bytes.
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }
 
 // inOrder runs first then second and returns their results in

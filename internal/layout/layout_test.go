@@ -69,7 +69,7 @@ var layers = []struct {
 		"services/daemon/daemontest", "services/settlement/settletest", "internal/envflag", "internal/layout", "loadtest/chaos", "loadtest/soak"}},
 	{"Kafka and infrastructure adapters", []string{"pipelines/kafka", "pipelines/kafka/kafkatest", "services/ledger/blocks", "services/pseudonym/follow",
 		"services/gateway", "loadtest", "schemas/registry", "infra/*", "infra/chserver/chtest", "cmd/partner-example/partner"}},
-	{"stages and APIs, over the contract", []string{"services/ingest", "services/*/stage", "services/sink", "services/owner",
+	{"stages and APIs, over the contract", []string{"services/ingest", "services/*/stage", "services/sink", "services/sink/chcols", "services/owner",
 		"services/ledger/proofs", "services/settlement/api", "services/campaign/api", "services/auth", "services/auth/authtest", "services/witness", "services/web"}},
 	{"domain", []string{"services/telemetry", "services/telemetry/wire", "services/scoring", "services/scoring/scoringtest", "services/scoring/replay",
 		"services/ledger", "services/ledger/merkle", "services/ledger/ledgertest", "services/settlement", "services/ids", "services/owner/view", "services/sealbox", "services/campaign", "services/pseudonym", "services/shred", "loadtest/fleet", "loadtest/fairness"}},

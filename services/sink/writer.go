@@ -15,6 +15,7 @@ import (
 	"github.com/minecart/minecart/pipelines/prom"
 	"github.com/minecart/minecart/schemas"
 	"github.com/minecart/minecart/services/shred"
+	"github.com/minecart/minecart/services/sink/chcols"
 	"github.com/minecart/minecart/services/telemetry"
 	"github.com/minecart/minecart/services/telemetry/wire"
 )
@@ -414,8 +415,8 @@ func (w *writer) prepareColumns(ctx context.Context, insert string, cols []any) 
 		w.wire.forget(insert)
 		return nil, err
 	}
-	rows, strBytes := columnSizes(cols)
-	presize(bt.Columns(), rows, strBytes)
+	rows, strBytes := chcols.ColumnSizes(cols)
+	chcols.Presize(bt.Columns(), rows, strBytes)
 	for i, c := range cols {
 		col := bt.Column(i)
 		if rows, ok := c.([][]string); ok {

@@ -1,4 +1,7 @@
-package sink
+// Package chcols sizes clickhouse-go batch columns before rows are
+// appended to them (Presize), so that a large batch allocates each column
+// once instead of growing it a quarter at a time.
+package chcols
 
 import (
 	"bytes"
@@ -11,7 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 )
 
-// presize makes room for rows more rows in each of cols (a batch's
+// Presize makes room for rows more rows in each of cols (a batch's
 // columns, clickhouse-go's Batch.Columns) before the rows are appended:
 // strBytes[i] is the total length of column i's strings (0 for a column
 // that is not a String). clickhouse-go appends a slice to a column value
@@ -27,7 +30,7 @@ import (
 // (numbers, dates, String, and Nullable and Array of them); the others
 // are left alone. A column that fails to decode is reset all the same:
 // sizing never changes what is appended.
-func presize(cols []column.Interface, rows int, strBytes []int) {
+func Presize(cols []column.Interface, rows int, strBytes []int) {
 	if rows <= 0 {
 		return
 	}
@@ -87,9 +90,9 @@ func (zeros) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// columnSizes is the number of rows of cols (whole columns, one slice
+// ColumnSizes is the number of rows of cols (whole columns, one slice
 // each) and the total length of each []string column's strings.
-func columnSizes(cols []any) (rows int, strBytes []int) {
+func ColumnSizes(cols []any) (rows int, strBytes []int) {
 	strBytes = make([]int, len(cols))
 	for i, c := range cols {
 		if i == 0 {

@@ -1,4 +1,4 @@
-package sink
+package chcols
 
 import (
 	"bytes"
@@ -77,7 +77,7 @@ func TestPresizeKeepsValues(t *testing.T) {
 	} {
 		t.Run(tc.typ, func(t *testing.T) {
 			want, got := newColumn(t, tc.typ), newColumn(t, tc.typ)
-			presize([]column.Interface{got}, n, []int{tc.strBytes})
+			Presize([]column.Interface{got}, n, []int{tc.strBytes})
 			if got.Rows() != 0 {
 				t.Fatalf("presized column has %d rows", got.Rows())
 			}
@@ -125,7 +125,7 @@ func TestPresizeStopsGrowth(t *testing.T) {
 		strBytes int
 	}{{"UInt64", u64s, 0}, {"DateTime64(3, 'UTC')", times, 0}, {"Nullable(Float32)", opts, 0}, {"String", strs, total}} {
 		plain, sized := newColumn(t, tc.typ), newColumn(t, tc.typ)
-		presize([]column.Interface{sized}, n, []int{tc.strBytes})
+		Presize([]column.Interface{sized}, n, []int{tc.strBytes})
 		grown := mallocs(func() { plain.Append(tc.v) })
 		once := mallocs(func() { sized.Append(tc.v) })
 		if once > 3 || grown < 10 {
