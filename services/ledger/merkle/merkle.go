@@ -359,13 +359,46 @@ func (p *Proofs) Make(t *Tree, first, last, size uint64) ([][]Hash, error) {
 		p.out = make([][]Hash, 0, n)
 	}
 	all, out := p.all[:0], p.out[:0]
+	// Consecutive leaves share most of their proof: a leaf's path is the
+	// siblings inside the complete subtree the RFC's descent ends in
+	// (sibling l is node(l, (i>>l)^1)), then the ranges beside the
+	// descent above it. Leaf i in the same complete subtree as leaf i-1
+	// has the proof of i-1 from level bits.Len64((i-1)^i) up (their
+	// ancestors there are one); only the levels below are looked up.
+	var subEnd uint64 // the end of the previous leaf's complete subtree
 	for i := first; i <= last; i++ {
 		at := len(all)
-		all = c.path(all, i, 0, size)
+		if i > first && i < subEnd {
+			prev := out[len(out)-1]
+			shared := bits.Len64((i - 1) ^ i)
+			for l := range shared {
+				all = append(all, c.node(uint(l), (i>>uint(l))^1))
+			}
+			all = append(all, prev[shared:]...)
+		} else {
+			all = c.path(all, i, 0, size)
+			_, subEnd = completeSubtree(i, size)
+		}
 		out = append(out, all[at:len(all):len(all)])
 	}
 	p.all, p.out = all, out
 	return out, nil
+}
+
+// completeSubtree is the complete subtree [lo, end) that PATH's descent
+// towards leaf m in the tree of size leaves ends in: its proof's first
+// bits.Len64(end-lo)-1 hashes are the siblings inside it.
+func completeSubtree(m, size uint64) (lo, end uint64) {
+	n := size
+	for n&(n-1) != 0 {
+		k := largestPow2Below(n)
+		if m-lo < k {
+			n = k
+			break
+		}
+		lo, n = lo+k, n-k
+	}
+	return lo, lo + n
 }
 
 func (c *calc) path(dst []Hash, m, lo, n uint64) []Hash {

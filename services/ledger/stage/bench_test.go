@@ -5,14 +5,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/minecart/minecart/internal/cputime"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
@@ -23,10 +24,27 @@ import (
 
 var backfillN = flag.Int("ledger.backfill", 1_000_000, "credits in BenchmarkBackfill")
 
+var backfillProfile = flag.String("ledger.stageprofile", "", "BenchmarkBackfill: write a CPU profile of the stage path alone (the timed transactions) to this file")
+
+var backfillMemProfile = flag.String("ledger.stagememprofile", "", "BenchmarkBackfill: write the allocations profile before and after the stage path to this file's .0 and .1 (compare with pprof -base)")
+
 var backfillStream = flag.Bool("ledger.stream", true, "BenchmarkBackfill: produce what the processor releases (pipelines.Release) at once, as the runtime does in Flush; false: after the release, as before")
 
-// collect is an Emitter that keeps what the processor emits as kgo records.
-type collect struct{ recs []*kgo.Record }
+// collect is an Emitter that keeps what the processor emits as kgo
+// records, carved from slabs of 256 as the runtime's emitter does
+// (pipelines/kafka's emitter.record).
+type collect struct {
+	recs []*kgo.Record
+	slab []kgo.Record
+}
+
+func (c *collect) record() *kgo.Record {
+	if len(c.slab) == cap(c.slab) {
+		c.slab = make([]kgo.Record, 0, 256)
+	}
+	c.slab = c.slab[:len(c.slab)+1]
+	return &c.slab[len(c.slab)-1]
+}
 
 // streamed is a collect that, like the runtime during Flush, produces
 // what the processor releases (pipelines.Release) at once, in the open
@@ -54,11 +72,15 @@ func (s *streamed) Release() {
 }
 
 func (c *collect) Emit(topic string, key, value []byte, _ ...pipelines.Header) {
-	c.recs = append(c.recs, &kgo.Record{Topic: topic, Key: key, Value: value})
+	r := c.record()
+	r.Topic, r.Key, r.Value = topic, key, value
+	c.recs = append(c.recs, r)
 }
 
 func (c *collect) EmitTo(topic string, partition int32, key, value []byte, _ ...pipelines.Header) {
-	c.recs = append(c.recs, &kgo.Record{Topic: topic, Partition: partition, Key: key, Value: value})
+	r := c.record()
+	r.Topic, r.Partition, r.Key, r.Value = topic, partition, key, value
+	c.recs = append(c.recs, r)
 }
 
 // BenchmarkBackfill appends -ledger.backfill credits (default 10^6, 10 days
@@ -131,6 +153,7 @@ func BenchmarkBackfill(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
 		pure := ledger.NewBook()
+		a0 := probeNow()
 		t1 := time.Now()
 		for d, r := range rels {
 			if _, _, _, err := pure.Append(ledger.Release{Entries: r, TimestampMs: int64(d+2) * ledgertest.DayMs}, 1000, signer); err != nil {
@@ -138,10 +161,18 @@ func BenchmarkBackfill(b *testing.B) {
 			}
 		}
 		pureRate := float64(total) / time.Since(t1).Seconds()
-		treeRate := max(treeBefore, treeRun())
+		pureCost := probeNow().since(a0)
+		a1 := probeNow()
+		treeAfter := treeRun()
+		treeCost := probeNow().since(a1)
+		treeRate := max(treeBefore, treeAfter)
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
 		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/float64(total)*1e6/(1<<20), "bookMiB/M")
+		// Only the pure book's root is used from here (the book is dead:
+		// the collector does not mark it during the stage path and the
+		// baseline).
+		pureRoot := pure.Tree().Root()
 
 		// The stage's path, into Kafka transactions.
 		cfg := Config{Key: ledgertest.Key(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Blocks: ledgertest.Blocks(nil), Logger: kafkatest.Logger()}
@@ -150,7 +181,26 @@ func BenchmarkBackfill(b *testing.B) {
 			b.Fatal(err)
 		}
 		var encDur, prodDur time.Duration
-		cpu0 := cputime.Self()
+		if *backfillProfile != "" {
+			f, err := os.Create(*backfillProfile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var copyDur time.Duration
+		var copyCost probe
+		// Each side (this stage path, the bare produce below) starts
+		// right after a collection, so neither inherits the other's or
+		// the setup's debt: the collections in a side are those of its
+		// own allocations (the heap is the same: the setup's releases and
+		// the broker's data).
+		runtime.GC()
+		writeAllocs(b, *backfillMemProfile, ".0")
+		s0 := probeNow()
 		t2 := time.Now()
 		out := &streamed{ctx: ctx, cl: cl}
 		var em pipelines.Emitter = &out.collect
@@ -180,13 +230,30 @@ func BenchmarkBackfill(b *testing.B) {
 				b.Fatal(err)
 			}
 			prodDur += time.Since(tp)
-			for _, r := range out.recs {
-				produced[d] = append(produced[d], &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value})
+			// The baseline's copies of the records (the stage reuses their
+			// memory once their transaction has committed), outside the
+			// stage's figures: its clock, CPU and counters leave them out,
+			// and its profile labels them bench=copy (pprof -tagignore).
+			c0, tc := probeNow(), time.Now()
+			pprof.Do(ctx, pprof.Labels("bench", "copy"), func(context.Context) {
+				produced[d] = copyRecords(out.recs)
+			})
+			copyDur += time.Since(tc)
+			copyCost = copyCost.plus(probeNow().since(c0))
+			// As the runtime does after each commit (pipelines.Committer).
+			if c, ok := any(p).(interface{ Committed() }); ok {
+				c.Committed()
 			}
 		}
-		stageRate := float64(total) / time.Since(t2).Seconds()
-		cpuRate := float64(total) / (cputime.Self() - cpu0).Seconds()
-		if p.Book().Tree().Root() != pure.Tree().Root() {
+		stageDur := time.Since(t2) - copyDur
+		stageCost := probeNow().since(s0).minus(copyCost)
+		stageRate := float64(total) / stageDur.Seconds()
+		cpuRate := float64(total) / stageCost.cpu.Seconds()
+		if *backfillProfile != "" {
+			pprof.StopCPUProfile()
+		}
+		writeAllocs(b, *backfillMemProfile, ".1")
+		if p.Book().Tree().Root() != pureRoot {
 			b.Fatal("stage path and pure book disagree")
 		}
 		// Rebuild as a new writer does: read and re-verify every block from
@@ -196,11 +263,11 @@ func BenchmarkBackfill(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if rebuilt.Book().Tree().Root() != pure.Tree().Root() {
+		if rebuilt.Book().Tree().Root() != pureRoot {
 			b.Fatal("rebuilt book differs")
 		}
 		b.ReportMetric(time.Since(t3).Seconds()/float64(total)*1e6, "s-rebuild/M")
-		if bareRoot != pure.Tree().Root() {
+		if bareRoot != pureRoot {
 			b.Fatal("bare tree and book disagree: not the same leaves")
 		}
 
@@ -212,6 +279,8 @@ func BenchmarkBackfill(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		runtime.GC()
+		b0 := probeNow()
 		t4 := time.Now()
 		for _, recs := range produced {
 			if err := bare.BeginTransaction(); err != nil {
@@ -225,6 +294,7 @@ func BenchmarkBackfill(b *testing.B) {
 			}
 		}
 		bareTxnRate := float64(total) / time.Since(t4).Seconds()
+		bareCost := probeNow().since(b0)
 		bare.Close()
 		b.ReportMetric(treeRate, "rfc6962-append/s")
 		b.ReportMetric(bareTxnRate, "bare-txn-produce-entries/s")
@@ -232,6 +302,18 @@ func BenchmarkBackfill(b *testing.B) {
 			total, days, pureRate, treeRate, shaRate)
 		fmt.Printf("ledger: stage path into Kafka transactions %.0f entries/s, bare transactional produce of the same %d records %.0f entries/s\n",
 			stageRate, countRecs(produced), bareTxnRate)
+		perEntry := func(what string, c probe) {
+			fmt.Printf("ledger: %s per entry: CPU %.2f us (collector %.2f us, %d cycles), %.2f page faults, %.0f B allocated\n",
+				what, us(c.cpu, total), us(c.gcCPU, total), c.gcs, float64(c.minflt)/float64(total), float64(c.alloc)/float64(total))
+		}
+		perEntry("book append (pure)", pureCost)
+		perEntry("bare RFC 6962 append (second run)", treeCost)
+		perEntry("stage path (broker included)", stageCost)
+		perEntry("bare transactional produce (broker included)", bareCost)
+		// ledger_append's wall ratio depends on how much of a second core
+		// the book's append got (appendplan.go): its CPU over its wall.
+		fmt.Printf("ledger: book append on %.2f cores (CPU / wall); bare append runs %.0f/s and %.0f/s (before, after); CPU ratio (bare / book) %.3f\n",
+			pureCost.cpu.Seconds()*pureRate/float64(total), treeBefore, treeAfter, treeCost.cpu.Seconds()/pureCost.cpu.Seconds())
 		fmt.Printf("RATIO ledger_append %.3f goal 0.50\n", pureRate/treeRate)
 		fmt.Printf("RATIO ledger_e2e %.3f goal 0.50\n", stageRate/bareTxnRate)
 		b.ReportMetric(stageRate, "entries/s")
@@ -243,6 +325,49 @@ func BenchmarkBackfill(b *testing.B) {
 		b.ReportMetric(float64(prodDur.Nanoseconds())/float64(total), "ns/entry-kafka-txn")
 		b.ReportMetric(float64(p.Book().Tree().MemoryBytes())/float64(total)*1e6/(1<<20), "treeMiB/M")
 	}
+}
+
+// us is d per entry in microseconds.
+func us(d time.Duration, n int) float64 { return float64(d.Nanoseconds()) / float64(n) / 1e3 }
+
+// writeAllocs writes the allocations profile to name+suffix, after a
+// collection (the profile counts what the last completed cycle saw);
+// nothing if name is empty.
+func writeAllocs(b *testing.B, name, suffix string) {
+	if name == "" {
+		return
+	}
+	runtime.GC()
+	f, err := os.Create(name + suffix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// copyRecords copies recs, keys and values in one arena, for the
+// baseline to produce after the stage has reused the stage's memory.
+func copyRecords(recs []*kgo.Record) []*kgo.Record {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Key) + len(r.Value)
+	}
+	arena := make([]byte, 0, n)
+	rs := make([]kgo.Record, len(recs))
+	out := make([]*kgo.Record, len(recs))
+	for i, r := range recs {
+		at := len(arena)
+		arena = append(arena, r.Key...)
+		k := arena[at:len(arena):len(arena)]
+		at = len(arena)
+		arena = append(arena, r.Value...)
+		rs[i] = kgo.Record{Topic: r.Topic, Key: k, Value: arena[at:len(arena):len(arena)]}
+		out[i] = &rs[i]
+	}
+	return out
 }
 
 func countRecs(days [][]*kgo.Record) int {
