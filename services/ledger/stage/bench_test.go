@@ -355,6 +355,12 @@ func BenchmarkBackfill(b *testing.B) {
 		fmt.Printf("ledger: book append / bare append per release, paired %s; whole runs (book / best bare) %.3f\n", fmtRatios(pairs), pureRate/treeRate)
 		fmt.Printf("RATIO ledger_append %.3f goal 0.50\n", median(pairs))
 		fmt.Printf("RATIO ledger_e2e %.3f goal 0.50\n", stageRate/bareTxnRate)
+		// The same per CPU second (both sides broker included), steadier
+		// than the wall ratios on a shared machine; and the book's append
+		// against the bare append per CPU second, with the cores the
+		// book's append got (its wall ratio follows them).
+		fmt.Printf("FIGURE ledger_e2e_cpu %.3f stage_us %.2f bare_us %.2f\n", bareCost.cpu.Seconds()/stageCost.cpu.Seconds(), us(stageCost.cpu, total), us(bareCost.cpu, total))
+		fmt.Printf("FIGURE ledger_append_cpu %.3f book_us %.2f bare_us %.2f book_cores %.2f\n", treeCost.cpu.Seconds()/pureCost.cpu.Seconds(), us(pureCost.cpu, total), us(treeCost.cpu, total), pureCost.cpu.Seconds()*pureRate/float64(total))
 		b.ReportMetric(stageRate, "entries/s")
 		b.ReportMetric(cpuRate, "entries/cpu-s")
 		b.ReportMetric(pureRate, "entries/s-hash+sign")
