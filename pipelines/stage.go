@@ -102,6 +102,19 @@ type Flusher interface {
 	Flush(ctx context.Context, out Emitter) error
 }
 
+// Committer is implemented by processors that reuse the memory their
+// output points to. Committed is called on the poll loop's goroutine
+// after the transaction has committed, for every task's processor: the
+// producer has then finished with every record emitted in it (each was
+// acknowledged before the commit), so the bytes of their keys and values
+// may be overwritten. A processor that gave out memory since the last
+// commit must not reuse it before Committed; after an aborted
+// transaction Committed is not called and the processor is closed (its
+// memory is left to the collector).
+type Committer interface {
+	Committed()
+}
+
 // Release hands what out has collected so far to the producer now, if out
 // can (the runtime's Emitter during Flush), instead of when the call
 // returns; elsewhere it does nothing. A Flush that makes many records

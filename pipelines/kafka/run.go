@@ -398,6 +398,9 @@ func (r *runner) batch(ctx context.Context, fs kgo.Fetches) error {
 				t.applied[topic] = next
 			}
 			clear(t.pending)
+			if c, ok := t.proc.(pipelines.Committer); ok {
+				c.Committed() // the producer holds none of the transaction's records
+			}
 		}
 		if !r.firstTxn {
 			r.firstTxn = true

@@ -443,6 +443,7 @@ func (b *Book) Append(rel Release, maxPerBlock int, s BlockSigner) (blocks []*Bl
 	var roots []merkle.Hash
 	if badAt == len(rel.Entries) {
 		b.tree.Grow(len(todo))
+		b.tree.KeepRecent() // the release's inner nodes, for its blocks' proofs (the stage's entries records)
 		roots = make([]merkle.Hash, 0, (len(todo)+maxPerBlock-1)/maxPerBlock)
 		for k, i := range todo {
 			if !plan.wait(int(i)) {

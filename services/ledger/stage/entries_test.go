@@ -75,3 +75,69 @@ func TestEncodeEntriesTwoCores(t *testing.T) {
 		t.Fatalf("%d entry records, want %d", n, len(entries))
 	}
 }
+
+// TestRecordBufsReuse: a processor writes its entries and blocks records
+// into buffers it reuses only after Committed. Two processors append the
+// same three days; one is told of a commit after each day, the other
+// never. Their records are the same bytes, day by day; the first day's
+// records of the processor never told stay as emitted through the later
+// days (no reuse without a commit), and those of the committing one are
+// overwritten by the later days (its memory is reused).
+func TestRecordBufsReuse(t *testing.T) {
+	days := make([][]ledger.Entry, 3)
+	for d := range days {
+		for i := range 2500 {
+			e, err := ledger.CreditFromScore(ledgertest.Score(fmt.Sprintf("veh-%05d", i), d+1, int64(10+(i+d)%50)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			days[d] = append(days[d], e)
+		}
+	}
+	newProc := func() *Processor {
+		p, err := NewProcessor(context.Background(), Config{Key: ledgertest.Key(1), Origin: "minecart/ledger", Serde: schemas.SingleObject(), Blocks: ledgertest.Blocks(nil), Logger: kafkatest.Logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	committing, never := newProc(), newProc()
+	var _ pipelines.Committer = committing
+	var firstC, firstN [][]byte // the first day's values as emitted (the processors' memory)
+	var copyC, copyN [][]byte   // and their copies
+	for d, entries := range days {
+		var outC, outN collect
+		if err := committing.release(entries, int64(d+2)*ledgertest.DayMs, &outC); err != nil {
+			t.Fatal(err)
+		}
+		if err := never.release(entries, int64(d+2)*ledgertest.DayMs, &outN); err != nil {
+			t.Fatal(err)
+		}
+		if len(outC.recs) != len(outN.recs) || len(outC.recs) <= len(entries) {
+			t.Fatalf("day %d: %d and %d records for %d entries", d, len(outC.recs), len(outN.recs), len(entries))
+		}
+		for i := range outC.recs {
+			c, n := outC.recs[i], outN.recs[i]
+			if c.Topic != n.Topic || !bytes.Equal(c.Key, n.Key) || !bytes.Equal(c.Value, n.Value) {
+				t.Fatalf("day %d record %d (%s) differs between the processors", d, i, c.Topic)
+			}
+			if d == 0 {
+				firstC, firstN = append(firstC, c.Value), append(firstN, n.Value)
+				copyC, copyN = append(copyC, bytes.Clone(c.Value)), append(copyN, bytes.Clone(n.Value))
+			}
+		}
+		committing.Committed()
+	}
+	overwritten := 0
+	for i := range firstN {
+		if !bytes.Equal(firstN[i], copyN[i]) {
+			t.Fatalf("record %d of the first day changed without a commit", i)
+		}
+		if !bytes.Equal(firstC[i], copyC[i]) {
+			overwritten++
+		}
+	}
+	if overwritten < len(firstC)/2 {
+		t.Fatalf("%d of the first day's %d records overwritten after commits: their memory was not reused", overwritten, len(firstC))
+	}
+}
