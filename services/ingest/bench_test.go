@@ -200,6 +200,7 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 			1e6*benchfig.Median(stageCPU), 1e6*benchfig.Median(baseCPU), benchfig.Median(cpuRatios), cpuRatios)
 		fmt.Printf("ingest: old baseline (kafkatest.Passthrough, non-transactional) %.0f ev/s, stage/old %.2f\n", benchfig.Median(oldRates), stageRate/benchfig.Median(oldRates))
 		fmt.Printf("RATIO ingest_stage %.3f goal 0.60\n", ratio)
+		fmt.Printf("FIGURE ingest_stage_cpu %.3f stage_us %.2f bare_us %.2f\n", benchfig.Median(cpuRatios), 1e6*benchfig.Median(stageCPU), 1e6*benchfig.Median(baseCPU))
 		fmt.Printf("codec per event (decode+encode): specialised %v (%.0f%% of the stage's %v/event), goavro via Serde %v (would be %.0f%%)\n",
 			fast, 100*float64(fast)/float64(perEvent), perEvent, slow, 100*float64(slow)/float64(perEvent))
 	}

@@ -123,6 +123,7 @@ func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 			benchfig.Median(stageCPU), benchfig.Median(baseCPU), benchfig.Median(cpuRatios), cpuRatios)
 		if row != "" {
 			fmt.Printf("RATIO %s %.3f goal 0.60\n", row, ratio)
+			fmt.Printf("FIGURE %s_cpu %.3f stage_us %.2f bare_us %.2f\n", row, benchfig.Median(cpuRatios), benchfig.Median(stageCPU), benchfig.Median(baseCPU))
 		}
 	}
 }
