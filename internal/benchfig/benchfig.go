@@ -5,8 +5,11 @@ package benchfig
 
 import (
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
+	"testing"
 )
 
 // Median is the middle of xs (the mean of the two middle values for an
@@ -30,4 +33,26 @@ func Rounds(xs []float64) string {
 		parts[i] = fmt.Sprintf("%.2f", x)
 	}
 	return strings.Join(parts, " ")
+}
+
+// CPUProfile starts a CPU profile written to path and returns its stop:
+// a benchmark profiles its measured part alone, without its set-up. It
+// fails tb when the file cannot be made or another CPU profile runs (go
+// test's -cpuprofile).
+func CPUProfile(tb testing.TB, path string) (stop func()) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		tb.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			tb.Error(err)
+		}
+	}
 }

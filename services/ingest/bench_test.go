@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"runtime/pprof"
 	"testing"
 	"time"
@@ -123,7 +122,7 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 		// other round) and take medians: the machine is shared, so single
 		// runs swing by 2x.
 		if *benchProf != "" {
-			stopProf := roundsProfile(b, *benchProf)
+			stopProf := benchfig.CPUProfile(b, *benchProf)
 			defer stopProf()
 		}
 		if *benchOnly != "" {
@@ -352,23 +351,4 @@ func topicRecords(ctx context.Context, brokers []string, topic string) (int64, e
 		}
 	})
 	return n, nil
-}
-
-// roundsProfile starts a CPU profile written to path (the rounds alone,
-// without the set-up before them) and returns its stop. It fails when
-// another CPU profile runs (go test's -cpuprofile).
-func roundsProfile(b *testing.B, path string) (stop func()) {
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			b.Error(err)
-		}
-	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/minecart/minecart/internal/benchfig"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka/kafkatest"
 	"github.com/minecart/minecart/schemas"
@@ -219,15 +220,9 @@ func BenchmarkBackfill(b *testing.B) {
 			b.Fatal(err)
 		}
 		var encDur, prodDur time.Duration
+		stopProfile := func() {}
 		if *backfillProfile != "" {
-			f, err := os.Create(*backfillProfile)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer f.Close()
-			if err := pprof.StartCPUProfile(f); err != nil {
-				b.Fatal(err)
-			}
+			stopProfile = benchfig.CPUProfile(b, *backfillProfile)
 		}
 		var copyDur time.Duration
 		var copyCost probe
@@ -294,9 +289,7 @@ func BenchmarkBackfill(b *testing.B) {
 		stageCost := probeNow().since(s0).minus(copyCost)
 		stageRate := float64(total) / stageDur.Seconds()
 		cpuRate := float64(total) / stageCost.cpu.Seconds()
-		if *backfillProfile != "" {
-			pprof.StopCPUProfile()
-		}
+		stopProfile()
 		writeAllocs(b, *backfillMemProfile, ".1")
 		produced := copies.records()
 		if p.Book().Tree().Root() != pureRoot {

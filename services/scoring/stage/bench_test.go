@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"runtime/pprof"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -179,7 +177,7 @@ func stageRound(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 	cfg.MaxBatch = 5000
 	if *benchProf != "" && !profiling {
 		// The first round's stage run (one profile per process).
-		stopProf := roundsProfile(b, *benchProf)
+		stopProf := benchfig.CPUProfile(b, *benchProf)
 		profiling = true
 		defer stopProf()
 	}
@@ -432,21 +430,3 @@ func (c *countEmitter) EmitTo(_ string, _ int32, k, v []byte, _ ...pipelines.Hea
 
 // profiling is set once the stage's run of a round is profiled.
 var profiling bool
-
-// roundsProfile starts a CPU profile written to path and returns its
-// stop. It fails when another CPU profile runs (go test's -cpuprofile).
-func roundsProfile(b *testing.B, path string) (stop func()) {
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			b.Error(err)
-		}
-	}
-}
