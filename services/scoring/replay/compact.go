@@ -6,7 +6,10 @@ package replay
 // strings interned (one copy per vehicle and per date, reference
 // counted), their (vehicle, date, trip) keys in an open-addressing table
 // of slot ids, and the LSH band chains threaded through per-band head
-// arrays indexed by the band key's low bits. Every structure is a slice
+// arrays indexed by the band key's low bits (the index's heads also hold
+// a 32-bit tag: the OR of its chain's band keys' tagBits, so a band value
+// that no slot of the chain holds is mostly rejected without reading a
+// slot). Every structure is a slice
 // of fixed-size entries: no map entry, string or pointer per fingerprint.
 
 // The layout stores a band as one uint32 (two signature values).
@@ -27,10 +30,20 @@ const chunkBits = 10
 // minHeads is the smallest head array per band (a power of two).
 const minHeads = 16
 
-// headLoad is the most chain entries per head slot, on average, before the
-// head arrays double: after a doubling the load is over headLoad / 2, so
-// the heads cost 4 x Bands / load bytes per fingerprint, 32 to 64.
-const headLoad = 4
+// postLoad is the most chain entries per head of Postings, on average,
+// before its head arrays double: after a doubling the load is over
+// postLoad / 2, so the heads cost 4 / load bytes per entry, 1 to 2.
+const postLoad = 4
+
+// indexLoad is the same for Index, whose heads are 8 bytes (a slot id and
+// a tag): 8 x Bands / load bytes per fingerprint, 32 to 64, and a chain
+// of 4 to 8 slots that the tag lets Check skip unless it may hold the
+// band value sought (about 1 in 6).
+const indexLoad = 8
+
+// tagBit is the bit of a band key in a head's tag: one of 32, by the key's
+// high bits (the head's index is its low bits).
+func tagBit(k uint64) uint32 { return 1 << (k >> 59) }
 
 // interner gives each distinct string a uint32 id (from 1) while it is
 // referenced; ids of released strings are reused.

@@ -71,7 +71,7 @@ func TestIndexDifferential(t *testing.T) {
 		}
 		ref, _ := newRefIndex(cfg, 3, budget)
 		if seed%3 == 0 {
-			x.nh, x.heads = 1, make([]uint32, Bands) // one chain per band until it grows: every chain merged
+			x.nh, x.heads = 1, make([]uint64, Bands) // one chain per band until it grows: every chain merged
 		}
 		days := 1
 		for op := range 1500 {

@@ -34,7 +34,7 @@ type Index struct {
 	free      []uint32
 	n         int // slots used
 	keys      keyTable
-	heads     []uint32 // band b's head array at [b*nh, (b+1)*nh): first slot id of its chain
+	heads     []uint64 // band b's head array at [b*nh, (b+1)*nh): the chain's tag << 32 | its first slot id
 	nh        int      // head array length per band, a power of two
 	top       uint32   // slot ids ever used: 1 .. top
 	vehicles  interner // referenced by slots and by ends
@@ -109,7 +109,7 @@ func NewIndex(cfg Config, retention, budget int) (*Index, error) {
 		return nil, errors.New("replay: retention and budget must be >= 1")
 	}
 	x := &Index{cfg: cfg, retention: retention, budget: budget, perDay: map[string]int{},
-		nh: minHeads, heads: make([]uint32, Bands*minHeads)}
+		nh: minHeads, heads: make([]uint64, Bands*minHeads)}
 	x.keys.keyOf = func(id uint32) key { return x.slot(id).key() }
 	return x, nil
 }
@@ -156,9 +156,10 @@ func (x *Index) load(sl *islot, fp *Fingerprint) {
 	}
 }
 
-// head is the head array entry of band b holding rows.
-func (x *Index) head(b int, rows uint32) *uint32 {
-	return &x.heads[b*x.nh+int(rowsKey(b, rows)&uint64(x.nh-1))]
+// head is the head array entry of band b holding rows, and its tag bit.
+func (x *Index) head(b int, rows uint32) (*uint64, uint32) {
+	k := rowsKey(b, rows)
+	return &x.heads[b*x.nh+int(k&uint64(x.nh-1))], tagBit(k)
 }
 
 // Check returns the fingerprints held of which fp is a copy (Judge with
@@ -178,7 +179,11 @@ func (x *Index) Check(fp *Fingerprint) []Match {
 	var old Fingerprint
 	for b := range Bands {
 		r := rows[b]
-		for id := *x.head(b, r); id != 0; {
+		h, bit := x.head(b, r)
+		if uint32(*h>>32)&bit == 0 {
+			continue // no slot of the chain holds r
+		}
+		for id := uint32(*h); id != 0; {
 			sl := x.slot(id)
 			id = sl.band[b].next
 			if sl.band[b].rows != r || sharesBelow(sl, &rows, b) || sl.key() == self {
@@ -343,7 +348,7 @@ func (x *Index) Add(fp *Fingerprint) bool {
 	if e := &x.ends[v-1]; !e.set || fp.EndMs > e.endMs {
 		x.setEnd(fp.Vehicle, v, fp.Date, fp.EndMs, fp.To)
 	}
-	if x.n > headLoad*x.nh {
+	if x.n > indexLoad*x.nh {
 		x.relink()
 	} else {
 		x.link(id, sl)
@@ -354,20 +359,20 @@ func (x *Index) Add(fp *Fingerprint) bool {
 // link puts slot id first in its bands' chains.
 func (x *Index) link(id uint32, sl *islot) {
 	for b := range Bands {
-		h := x.head(b, sl.band[b].rows)
-		sl.band[b].next = *h
-		*h = id
+		h, bit := x.head(b, sl.band[b].rows)
+		sl.band[b].next = uint32(*h)
+		*h = uint64(uint32(*h>>32)|bit)<<32 | uint64(id)
 	}
 }
 
 // relink rebuilds every chain, with head arrays of at least x.n /
-// headLoad entries per band.
+// indexLoad entries per band.
 func (x *Index) relink() {
-	for x.n > headLoad*x.nh {
+	for x.n > indexLoad*x.nh {
 		x.nh *= 2
 	}
 	if len(x.heads) != Bands*x.nh {
-		x.heads = make([]uint32, Bands*x.nh)
+		x.heads = make([]uint64, Bands*x.nh)
 	} else {
 		clear(x.heads)
 	}
@@ -405,20 +410,27 @@ func (x *Index) remove(id uint32, unlink bool) {
 	x.n--
 }
 
-// unlink takes slot id out of its bands' chains.
+// unlink takes slot id out of its bands' chains, and recomputes their
+// tags.
 func (x *Index) unlink(id uint32, sl *islot) {
 	for b := range Bands {
-		h := x.head(b, sl.band[b].rows)
-		if *h == id {
-			*h = sl.band[b].next
-			continue
-		}
-		for p := *h; p != 0; p = x.slot(p).band[b].next {
-			if pl := x.slot(p); pl.band[b].next == id {
-				pl.band[b].next = sl.band[b].next
-				break
+		h, _ := x.head(b, sl.band[b].rows)
+		var tag uint32
+		prev := (*islot)(nil)
+		for p := uint32(*h); p != 0; {
+			pl := x.slot(p)
+			switch {
+			case p == id && prev == nil:
+				*h = *h&^(1<<32-1) | uint64(pl.band[b].next)
+			case p == id:
+				prev.band[b].next = pl.band[b].next
+			default:
+				tag |= tagBit(rowsKey(b, pl.band[b].rows))
+				prev = pl
 			}
+			p = pl.band[b].next
 		}
+		*h = uint64(tag)<<32 | uint64(uint32(*h))
 	}
 }
 
@@ -468,7 +480,7 @@ func (x *Index) Retention() int { return x.retention }
 // bytes is the heap the index holds, by its structures' sizes.
 func (x *Index) bytes() int {
 	return len(x.chunks)*(1<<chunkBits)*int(unsafe.Sizeof(islot{})) + 8*cap(x.chunks) + 4*cap(x.free) +
-		4*len(x.keys.ids) + 4*len(x.heads) + x.vehicles.bytes() + x.dates.bytes() +
+		4*len(x.keys.ids) + 8*len(x.heads) + x.vehicles.bytes() + x.dates.bytes() +
 		int(unsafe.Sizeof(vend{}))*cap(x.ends) + 48*len(x.perDay)
 }
 

@@ -131,9 +131,9 @@ func (p *Postings) link(id uint32, b int, rows uint32) {
 }
 
 // relink rebuilds every chain and the entries, with head arrays of at
-// least entries / (Bands x headLoad) per band.
+// least entries / (Bands x postLoad) per band.
 func (p *Postings) relink() {
-	for p.nents > headLoad*Bands*p.nh {
+	for p.nents > postLoad*Bands*p.nh {
 		p.nh *= 2
 	}
 	if len(p.heads) != Bands*p.nh {
@@ -160,10 +160,10 @@ func (p *Postings) hold(id uint32, b int, rows uint32) {
 	p.grow()
 }
 
-// grow doubles the heads (relink) when the chains are over headLoad long
+// grow doubles the heads (relink) when the chains are over postLoad long
 // on average.
 func (p *Postings) grow() {
-	if p.nents > headLoad*Bands*p.nh {
+	if p.nents > postLoad*Bands*p.nh {
 		p.relink()
 	}
 }
@@ -407,7 +407,11 @@ func (p *Postings) Flush(put func(key string, value []byte)) {
 		b := binary.BigEndian.AppendUint32([]byte{postingVersion}, sl.bands)
 		put(key, AppendBinary(b, &fp))
 	}
-	clear(p.dirty)
+	if len(p.dirty) > 4096 {
+		p.dirty = map[fpKey]struct{}{} // clear keeps a map's buckets: an expiry's burst would stay allocated
+	} else {
+		clear(p.dirty)
+	}
 }
 
 // Restore applies one changelog record written by Flush (replayed from the
