@@ -82,6 +82,15 @@ func (in *interner) ref(s string) uint32 {
 	return id
 }
 
+// refID adds a reference to id when it is s's (nonzero), else interns s.
+func (in *interner) refID(id uint32, s string) uint32 {
+	if id == 0 {
+		return in.ref(s)
+	}
+	in.refs[id-1]++
+	return id
+}
+
 // unref drops a reference to id, releasing the string at none.
 func (in *interner) unref(id uint32) {
 	if in.refs[id-1]--; in.refs[id-1] > 0 {

@@ -315,8 +315,12 @@ func cmpStr(a, b string) int {
 // Add keeps fp (replacing an earlier fingerprint of the same trip) unless
 // its day already holds budget fingerprints; it reports whether it kept it.
 func (x *Index) Add(fp *Fingerprint) bool {
-	if id := x.find(fp.Vehicle, fp.Date, fp.Trip); id != 0 {
-		x.remove(id, true)
+	v, d := x.vehicles.id(fp.Vehicle), x.dates.id(fp.Date)
+	if v != 0 && d != 0 {
+		if id := x.keys.find(key{v, d, fp.Trip}); id != 0 {
+			x.remove(id, true)
+			v, d = x.vehicles.id(fp.Vehicle), x.dates.id(fp.Date) // perhaps released
+		}
 	}
 	if x.perDay[fp.Date] >= x.budget {
 		return false
@@ -332,7 +336,12 @@ func (x *Index) Add(fp *Fingerprint) bool {
 		x.top++
 		id = x.top
 	}
-	v, d := x.vref(fp.Vehicle), x.dates.ref(fp.Date)
+	if v == 0 {
+		v = x.vref(fp.Vehicle)
+	} else {
+		x.vehicles.refs[v-1]++
+	}
+	d = x.dates.refID(d, fp.Date)
 	sl := x.slot(id)
 	*sl = islot{startMs: fp.StartMs, endMs: fp.EndMs, exact: fp.Exact, from: fp.From, to: fp.To, n: fp.N,
 		veh: v, date: d, trip: fp.Trip, version: fp.Version, origin: fp.Origin}

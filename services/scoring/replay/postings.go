@@ -225,11 +225,14 @@ func (p *Postings) Offer(fp *Fingerprint, band int) []Verdict {
 	if fp.Date < p.oldest {
 		return nil
 	}
-	held := p.find(fp.Vehicle, fp.Date, fp.Trip)
+	selfV, selfD := p.vehicles.id(fp.Vehicle), p.dates.id(fp.Date)
+	var held uint32
+	if selfV != 0 && selfD != 0 {
+		held = p.keys.find(key{selfV, selfD, fp.Trip})
+	}
 	if held != 0 && p.slot(held).bands&(1<<band) != 0 {
 		return nil
 	}
-	selfV, selfD := p.vehicles.id(fp.Vehicle), p.dates.id(fp.Date)
 	rows := rowsOf(&fp.Sig, band)
 	var best map[fpKey]Verdict
 	var o Fingerprint
@@ -264,7 +267,7 @@ func (p *Postings) Offer(fp *Fingerprint, band int) []Verdict {
 		p.hold(held, band, rowsOf(&sl.sig, band)) // the entry of the fingerprint held, as Restore builds it
 		p.dirty[p.keyOf(sl)] = struct{}{}
 	case p.perDay[fp.Date] < p.budget:
-		id := p.add(fp, 1<<band)
+		id := p.add(fp, 1<<band, selfV, selfD)
 		p.hold(id, band, rows)
 		p.dirty[p.keyOf(p.slot(id))] = struct{}{}
 	}
@@ -282,8 +285,9 @@ func (p *Postings) keyOf(sl *pslot) fpKey {
 }
 
 // add puts fp in a new slot with bands (its entries are the caller's) and
-// returns its id.
-func (p *Postings) add(fp *Fingerprint, bands uint32) uint32 {
+// returns its id; v and d are its vehicle's and date's ids when interned
+// (else 0).
+func (p *Postings) add(fp *Fingerprint, bands uint32, v, d uint32) uint32 {
 	var id uint32
 	if n := len(p.free); n > 0 {
 		id = p.free[n-1]
@@ -297,7 +301,7 @@ func (p *Postings) add(fp *Fingerprint, bands uint32) uint32 {
 	}
 	sl := p.slot(id)
 	*sl = pslot{sig: fp.Sig, startMs: fp.StartMs, endMs: fp.EndMs, exact: fp.Exact, from: fp.From, to: fp.To, n: fp.N,
-		bands: bands, veh: p.vehicles.ref(fp.Vehicle), date: p.dates.ref(fp.Date), trip: fp.Trip,
+		bands: bands, veh: p.vehicles.refID(v, fp.Vehicle), date: p.dates.refID(d, fp.Date), trip: fp.Trip,
 		version: fp.Version, origin: fp.Origin}
 	p.keys.insert(id)
 	p.perDay[p.dates.name(sl.date)]++
@@ -444,7 +448,7 @@ func (p *Postings) Restore(key string, value []byte) error {
 	if Key(&fp) != key || bands == 0 {
 		return fmt.Errorf("restore %s: record of %s with bands %#x", key, Key(&fp), bands)
 	}
-	id := p.add(&fp, bands)
+	id := p.add(&fp, bands, 0, 0)
 	for b := range Bands {
 		if bands&(1<<b) != 0 {
 			p.link(id, b, rowsOf(&fp.Sig, b))
