@@ -38,12 +38,13 @@ const postLoad = 4
 // indexLoad is the same for Index, whose heads are 8 bytes (a slot id and
 // a tag): 8 x Bands / load bytes per fingerprint, 32 to 64, and a chain
 // of 4 to 8 slots that the tag lets Check skip unless it may hold the
-// band value sought (about 1 in 6).
+// band value sought (about 1 in 10).
 const indexLoad = 8
 
-// tagBit is the bit of a band key in a head's tag: one of 32, by the key's
-// high bits (the head's index is its low bits).
-func tagBit(k uint64) uint32 { return 1 << (k >> 59) }
+// tagBits are a band key's bits in a head's tag (a Bloom filter of the
+// chain's band keys, 2 of 32 bits by the key's high bits; the head's index
+// is its low bits).
+func tagBits(k uint64) uint32 { return 1<<(k>>59) | 1<<(k>>54&31) }
 
 // interner gives each distinct string a uint32 id (from 1) while it is
 // referenced; ids of released strings are reused.

@@ -156,10 +156,10 @@ func (x *Index) load(sl *islot, fp *Fingerprint) {
 	}
 }
 
-// head is the head array entry of band b holding rows, and its tag bit.
+// head is the head array entry of band b holding rows, and its tag bits.
 func (x *Index) head(b int, rows uint32) (*uint64, uint32) {
 	k := rowsKey(b, rows)
-	return &x.heads[b*x.nh+int(k&uint64(x.nh-1))], tagBit(k)
+	return &x.heads[b*x.nh+int(k&uint64(x.nh-1))], tagBits(k)
 }
 
 // Check returns the fingerprints held of which fp is a copy (Judge with
@@ -179,8 +179,8 @@ func (x *Index) Check(fp *Fingerprint) []Match {
 	var old Fingerprint
 	for b := range Bands {
 		r := rows[b]
-		h, bit := x.head(b, r)
-		if uint32(*h>>32)&bit == 0 {
+		h, bits := x.head(b, r)
+		if uint32(*h>>32)&bits != bits {
 			continue // no slot of the chain holds r
 		}
 		for id := uint32(*h); id != 0; {
@@ -368,9 +368,9 @@ func (x *Index) Add(fp *Fingerprint) bool {
 // link puts slot id first in its bands' chains.
 func (x *Index) link(id uint32, sl *islot) {
 	for b := range Bands {
-		h, bit := x.head(b, sl.band[b].rows)
+		h, bits := x.head(b, sl.band[b].rows)
 		sl.band[b].next = uint32(*h)
-		*h = uint64(uint32(*h>>32)|bit)<<32 | uint64(id)
+		*h = uint64(uint32(*h>>32)|bits)<<32 | uint64(id)
 	}
 }
 
@@ -434,7 +434,7 @@ func (x *Index) unlink(id uint32, sl *islot) {
 			case p == id:
 				prev.band[b].next = pl.band[b].next
 			default:
-				tag |= tagBit(rowsKey(b, pl.band[b].rows))
+				tag |= tagBits(rowsKey(b, pl.band[b].rows))
 				prev = pl
 			}
 			p = pl.band[b].next
