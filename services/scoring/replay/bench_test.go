@@ -120,3 +120,38 @@ func BenchmarkIndex(b *testing.B) {
 	b.ReportMetric(float64(gc)/5/1e6, "gc-cpu-ms")
 	runtime.KeepAlive(x)
 }
+
+// BenchmarkIndexExpire: the day's expiry of an index of 100,000
+// fingerprints of 30 days (benchFleet): each op drops the oldest day
+// (1/30) and adds a new one; reports the time per fingerprint expired and
+// per fingerprint added.
+func BenchmarkIndexExpire(b *testing.B) {
+	const n = 100_000
+	fps, _ := benchFleet(n)
+	x, _ := NewIndex(DefaultConfig(), 30, 1<<30)
+	for i := range fps {
+		x.Add(&fps[i])
+	}
+	perDay := n / 30
+	var expire, add time.Duration
+	dropped := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		day := i % 30 // the oldest held: dates 1 + day, then 31 + day, ...
+		t0 := time.Now()
+		gone, _ := x.Expire(dateOf(2 + day))
+		expire += time.Since(t0)
+		dropped += len(gone)
+		t0 = time.Now()
+		for j := range perDay {
+			fp := fps[(i*perDay+j)%n]
+			fp.Date, fp.Trip = "2027-01-"+strconv.Itoa(10+i), uint16(j) // a new day, after every date held
+			x.Add(&fp)
+		}
+		add += time.Since(t0)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(expire.Nanoseconds())/float64(max(1, dropped)), "ns/expired")
+	b.ReportMetric(float64(add.Nanoseconds())/float64(b.N*perDay), "ns/added")
+	b.ReportMetric(float64(dropped)/float64(b.N), "expired/op")
+}

@@ -164,8 +164,9 @@ func (x *Index) head(b int, rows uint32) (*uint64, uint32) {
 
 // Check returns the fingerprints held of which fp is a copy (Judge with
 // fp the copy), most contained first (ties by vehicle, date, trip). It
-// changes nothing. A fingerprint held is judged once, from the chain of
-// the lowest band it shares with fp.
+// changes nothing but the tags of the chains it walks (made exact). A
+// fingerprint held is judged once, from the chain of the lowest band it
+// shares with fp.
 func (x *Index) Check(fp *Fingerprint) []Match {
 	if fp.Version != x.cfg.Version || x.n == 0 {
 		return nil
@@ -183,9 +184,11 @@ func (x *Index) Check(fp *Fingerprint) []Match {
 		if uint32(*h>>32)&bits != bits {
 			continue // no slot of the chain holds r
 		}
+		var tag uint32
 		for id := uint32(*h); id != 0; {
 			sl := x.slot(id)
 			id = sl.band[b].next
+			tag |= tagBits(rowsKey(b, sl.band[b].rows))
 			if sl.band[b].rows != r || sharesBelow(sl, &rows, b) || sl.key() == self {
 				continue // another band value in a merged chain, judged at a lower band, or fp itself
 			}
@@ -194,6 +197,7 @@ func (x *Index) Check(fp *Fingerprint) []Match {
 				out = append(out, Match{Of: old, Jaccard: j, Contain: c})
 			}
 		}
+		*h = uint64(tag)<<32 | uint64(uint32(*h)) // the chain's exact tag: bits of removed slots dropped
 	}
 	slices.SortFunc(out, func(a, b Match) int {
 		switch {
@@ -419,27 +423,24 @@ func (x *Index) remove(id uint32, unlink bool) {
 	x.n--
 }
 
-// unlink takes slot id out of its bands' chains, and recomputes their
-// tags.
+// unlink takes slot id out of its bands' chains. The chains' tags keep
+// its bits (a tag may hold bits of no slot of its chain: Check walks the
+// chain for nothing once, and refreshes the tag).
 func (x *Index) unlink(id uint32, sl *islot) {
 	for b := range Bands {
 		h, _ := x.head(b, sl.band[b].rows)
-		var tag uint32
-		prev := (*islot)(nil)
+		if uint32(*h) == id {
+			*h = *h&^(1<<32-1) | uint64(sl.band[b].next)
+			continue
+		}
 		for p := uint32(*h); p != 0; {
 			pl := x.slot(p)
-			switch {
-			case p == id && prev == nil:
-				*h = *h&^(1<<32-1) | uint64(pl.band[b].next)
-			case p == id:
-				prev.band[b].next = pl.band[b].next
-			default:
-				tag |= tagBits(rowsKey(b, pl.band[b].rows))
-				prev = pl
+			if pl.band[b].next == id {
+				pl.band[b].next = sl.band[b].next
+				break
 			}
 			p = pl.band[b].next
 		}
-		*h = uint64(tag)<<32 | uint64(uint32(*h))
 	}
 }
 
