@@ -1,16 +1,17 @@
 package replay
 
 // The compact storage shared by Index and Postings (docs/scoring.md,
-// "Replay detection", Costs): fingerprints in fixed-size slots of chunked
-// slices addressed by a uint32 id (0: none), their vehicle and date
-// strings interned (one copy per vehicle and per date, reference
-// counted), their (vehicle, date, trip) keys in an open-addressing table
-// of slot ids, and the LSH band chains threaded through per-band head
-// arrays indexed by the band key's low bits (the index's heads also hold
-// a 32-bit tag: the OR of its chain's band keys' tagBits, so a band value
-// that no slot of the chain holds is mostly rejected without reading a
-// slot). Every structure is a slice
-// of fixed-size entries: no map entry, string or pointer per fingerprint.
+// "Replay detection", "The index's layout"): fingerprints in fixed-size
+// slots of chunked slices addressed by a uint32 id (0: none), their
+// vehicle and date strings interned (one copy per vehicle and per date,
+// reference counted), their (vehicle, date, trip) keys in an
+// open-addressing table of slot ids, and the LSH band chains threaded
+// through per-band head arrays indexed by the band key's low bits (the
+// index's heads also hold a 32-bit tag, a Bloom filter of their chain's
+// band keys, so a band value that no slot of the chain holds is mostly
+// rejected without reading a slot). Every structure is a slice of
+// fixed-size entries without pointers: no map entry, string or pointer
+// per fingerprint.
 
 // The layout stores a band as one uint32 (two signature values).
 var _ = [1]struct{}{}[Rows-2]

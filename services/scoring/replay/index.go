@@ -43,18 +43,11 @@ type Index struct {
 	perDay    map[string]int
 }
 
-// vend is a vehicle's end, when set.
+// vend is where and when a vehicle was last known to be, when set: the
+// end of its latest fingerprinted trip, or its day's last fix (SetEnd).
 type vend struct {
 	set   bool
 	date  uint32
-	endMs int64
-	to    [2]int32
-}
-
-// tripEnd is where and when a vehicle was last known to be: the end of
-// its latest fingerprinted trip, or its day's last fix (SetEnd).
-type tripEnd struct {
-	date  string
 	endMs int64
 	to    [2]int32
 }

@@ -22,6 +22,12 @@ type refSlot struct {
 	used bool
 }
 
+type tripEnd struct {
+	date  string
+	endMs int64
+	to    [2]int32
+}
+
 type refKey struct {
 	vehicle, date string
 	trip          uint16
