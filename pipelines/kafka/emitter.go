@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -119,22 +120,21 @@ func (e *emitter) reset() {
 	e.recs = e.recs[:0]
 }
 
-// inHeaders is the slab the consumed records' headers are converted into
-// (pipelines.Record.Headers), on the same terms as the emitter's slabs: a
-// processor may keep a record's Headers, so a slab is never reused.
-type inHeaders struct{ slab []pipelines.Header }
+// inHeaders turns consumed records into pipelines.Records. The headers
+// are not copied: pipelines.Header and kgo.RecordHeader are the same
+// struct (the conversion below fails to compile otherwise), so a record's
+// Headers is its kgo.Record's header array seen as []pipelines.Header,
+// with its capacity cut to its length so that a processor appending to it
+// gets a new array. The runtime never changes a consumed record's headers
+// after the poll, and a processor may keep them.
+type inHeaders struct{}
 
-func (s *inHeaders) record(r *kgo.Record) pipelines.Record {
+var _ = pipelines.Header(kgo.RecordHeader{})
+
+func (inHeaders) record(r *kgo.Record) pipelines.Record {
 	rec := pipelines.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
 	if n := len(r.Headers); n > 0 {
-		if cap(s.slab)-len(s.slab) < n {
-			s.slab = make([]pipelines.Header, 0, max(slabLen, n))
-		}
-		start := len(s.slab)
-		for _, h := range r.Headers {
-			s.slab = append(s.slab, pipelines.Header{Key: h.Key, Value: h.Value})
-		}
-		rec.Headers = s.slab[start:len(s.slab):len(s.slab)]
+		rec.Headers = unsafe.Slice((*pipelines.Header)(unsafe.Pointer(unsafe.SliceData(r.Headers))), n)[:n:n]
 	}
 	return rec
 }

@@ -51,14 +51,25 @@ func TestEmitterSlabs(t *testing.T) {
 
 	var in inHeaders
 	var recs []pipelines.Record
+	var krs []*kgo.Record
 	for i := 0; i < n; i++ {
-		rec := in.record(&kgo.Record{Topic: "t", Offset: int64(i), Headers: []kgo.RecordHeader{{Key: "i", Value: []byte(fmt.Sprint(i))}}})
+		// Two records sharing one header array (as a fetch could): a
+		// processor appending to the first's must not touch the second's.
+		both := []kgo.RecordHeader{{Key: "i", Value: []byte(fmt.Sprint(i))}, {Key: "k", Value: []byte("y")}}
+		kr := &kgo.Record{Topic: "t", Offset: int64(i), Headers: both[:1]}
+		rec := in.record(kr)
 		rec.Headers = append(rec.Headers, pipelines.Header{Key: "x"}) // a processor's own use
-		recs = append(recs, rec)
+		recs, krs = append(recs, rec), append(krs, kr)
+		if both[1].Key != "k" {
+			t.Fatalf("consumed record %d: appending to its Headers overwrote the array after them", i)
+		}
 	}
 	for i, rec := range recs {
 		if rec.Offset != int64(i) || len(rec.Headers) != 2 || string(rec.Header("i")) != fmt.Sprint(i) || rec.Headers[1].Key != "x" {
 			t.Fatalf("consumed record %d: %+v", i, rec)
+		}
+		if len(krs[i].Headers) != 1 || krs[i].Headers[0].Key != "i" {
+			t.Fatalf("consumed record %d: its kgo.Record's headers changed: %+v", i, krs[i].Headers)
 		}
 	}
 	if rec := in.record(&kgo.Record{}); rec.Headers != nil {

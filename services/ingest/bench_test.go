@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"runtime/pprof"
 	"testing"
 	"time"
@@ -22,8 +23,11 @@ import (
 )
 
 var (
-	benchEvents = flag.Int("ingest.events", 200000, "events in BenchmarkStageVsPassthrough")
-	benchRounds = flag.Int("ingest.rounds", 5, "alternating baseline/stage rounds in BenchmarkStageVsPassthrough")
+	benchEvents       = flag.Int("ingest.events", 200000, "events in BenchmarkStageVsPassthrough")
+	benchRounds       = flag.Int("ingest.rounds", 5, "alternating baseline/stage rounds in BenchmarkStageVsPassthrough")
+	benchProcVehicles = flag.Int("ingest.proc-vehicles", 2000, "vehicles (round robin) in BenchmarkProcess; the stage bench's tasks see 250 each")
+	benchOnly         = flag.String("ingest.only", "", "BenchmarkStageVsPassthrough: run only this side's rounds (stage or bare), to profile it alone; no RATIO line")
+	benchProf         = flag.String("ingest.roundsprofile", "", "BenchmarkStageVsPassthrough: write a CPU profile of the rounds alone (not the records' set-up) to this file")
 )
 
 // BenchmarkStageVsPassthrough measures the ingest stage (decode, validate,
@@ -102,6 +106,15 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				if *benchOnly != "" {
+					// What the stage wrote besides its clean records (the
+					// changelog: dedup snapshots and applied offsets).
+					n, err := topicRecords(ctx, brokers, pipelines.TopicIngestChangelog)
+					if err != nil {
+						b.Fatal(err)
+					}
+					fmt.Printf("ingest: stage round: %d changelog records (%.3f per event)\n", n, float64(n)/float64(total))
+				}
 				rate, cpuPer = float64(total-warm)/d.Seconds(), cpu.Seconds()/float64(total-warm)
 			})
 			return rate, cpuPer
@@ -109,6 +122,26 @@ func BenchmarkStageVsPassthrough(b *testing.B) {
 		// Alternate baseline and stage rounds (each goes first in every
 		// other round) and take medians: the machine is shared, so single
 		// runs swing by 2x.
+		if *benchProf != "" {
+			stopProf := roundsProfile(b, *benchProf)
+			defer stopProf()
+		}
+		if *benchOnly != "" {
+			// One side alone (a CPU profile of it, broker and franz-go
+			// included, without the other side's samples).
+			side := map[string]func() (float64, float64){"stage": stage, "bare": bare}[*benchOnly]
+			if side == nil {
+				b.Fatalf("-ingest.only=%q: want stage or bare", *benchOnly)
+			}
+			var rates, cpus []float64
+			for round := 0; round < *benchRounds; round++ {
+				rate, cpu := side()
+				rates, cpus = append(rates, rate), append(cpus, cpu)
+			}
+			fmt.Printf("ingest: %s alone, median of %d rounds: %.0f ev/s, CPU per event (whole process) %.2f us (rounds: %.2f)\n",
+				*benchOnly, len(rates), benchfig.Median(rates), 1e6*benchfig.Median(cpus), scaled(cpus, 1e6))
+			continue
+		}
 		var baseRates, stageRates, ratios, oldRates, baseCPU, stageCPU, cpuRatios []float64
 		for round := 0; round < *benchRounds; round++ {
 			// The baseline before 2026-12-05 (kafkatest.Passthrough: no
@@ -243,7 +276,7 @@ func (d *discard) EmitTo(string, int32, []byte, []byte, ...pipelines.Header) { d
 //	go test -run '^$' -bench '^BenchmarkProcess$' -benchmem ./services/ingest/
 func BenchmarkProcess(b *testing.B) {
 	codec, _ := wire.NewCodec(schemas.SingleObject())
-	const vehicles, batch = 2000, 5000
+	vehicles, batch := *benchProcVehicles, 5000
 	n := max(b.N, batch)
 	recs := make([]pipelines.Record, n)
 	for i := range recs {
@@ -282,5 +315,59 @@ func BenchmarkProcess(b *testing.B) {
 	b.ReportMetric(float64(cputime.Self()-cpu0)/float64(b.N), "cpu-ns/op")
 	if out.n < b.N {
 		b.Fatalf("%d records emitted for %d processed", out.n, b.N)
+	}
+}
+
+// scaled is xs times k (a figure's rounds in the unit printed).
+func scaled(xs []float64, k float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = x * k
+	}
+	return out
+}
+
+// topicRecords is the number of offsets in topic (end minus start, over
+// its partitions; transaction markers included).
+func topicRecords(ctx context.Context, brokers []string, topic string) (int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	start, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	end, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	end.Each(func(o kadm.ListedOffset) {
+		if s, ok := start.Lookup(o.Topic, o.Partition); ok {
+			n += o.Offset - s.Offset
+		}
+	})
+	return n, nil
+}
+
+// roundsProfile starts a CPU profile written to path (the rounds alone,
+// without the set-up before them) and returns its stop. It fails when
+// another CPU profile runs (go test's -cpuprofile).
+func roundsProfile(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -111,7 +112,7 @@ func NewStage(cfg Config) (pipelines.Stage, error) {
 		Parallel: true,
 		NewProcessor: func(_ context.Context, t pipelines.Task) (pipelines.Processor, error) {
 			return &Processor{cfg: cfg, task: t, codec: codec, dec: codec.NewDecoder(0), m: m,
-				dedup: telemetry.NewDedup(cfg.Dedup), dirty: map[string]struct{}{}}, nil
+				dedup: telemetry.NewDedup(cfg.Dedup), dirty: map[string]struct{}{}, dirtyGen: 1}, nil
 		},
 	}
 	if cfg.Validation.MaxAge > 0 {
@@ -134,6 +135,12 @@ type Processor struct {
 	m     *metrics
 	dedup *telemetry.Dedup
 	dirty map[string]struct{} // vehicles changed since the last Flush
+	// dirtyNear remembers the vehicles put in dirty lately, by the address
+	// of their (interned) id, so that a vehicle's later events skip the
+	// map; an entry counts while its gen is dirtyGen, which Flush and Tick
+	// advance (telemetry.Dedup's near table, the same reasoning).
+	dirtyNear [dirtyNearLen]dirtyEntry
+	dirtyGen  uint32
 
 	scratch []byte              // the clean encoding, compared with the raw value
 	snapLen int                 // changelog bytes per vehicle in the last Flush
@@ -195,7 +202,7 @@ func (p *Processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	if p.dedup.Len() > known {
 		p.m.vehicles.Inc()
 	}
-	p.dirty[ev.VehicleID] = struct{}{}
+	p.markDirty(ev.VehicleID)
 	hdr := p.hdr[:0]
 	if device != nil {
 		hdr = append(hdr, pipelines.Header{Key: "device", Value: device})
@@ -205,6 +212,29 @@ func (p *Processor) Process(_ context.Context, rec pipelines.Record, out pipelin
 	}
 	out.Emit(pipelines.TopicTelemetryClean, rec.Key, p.clean(rec.Value, &ev), hdr...)
 	return nil
+}
+
+// dirtyNearLen is the number of slots of Processor.dirtyNear (a power of
+// two).
+const (
+	dirtyNearBits = 11
+	dirtyNearLen  = 1 << dirtyNearBits
+)
+
+type dirtyEntry struct {
+	id  string
+	gen uint32
+}
+
+// markDirty adds vehicle to the vehicles the next Flush writes.
+func (p *Processor) markDirty(vehicle string) {
+	a := uint64(uintptr(unsafe.Pointer(unsafe.StringData(vehicle))))
+	e := &p.dirtyNear[(a*0x9e3779b97f4a7c15)>>(64-dirtyNearBits)]
+	if e.gen == p.dirtyGen && len(e.id) == len(vehicle) && unsafe.StringData(e.id) == unsafe.StringData(vehicle) {
+		return // in dirty already
+	}
+	p.dirty[vehicle] = struct{}{}
+	*e = dirtyEntry{id: vehicle, gen: p.dirtyGen}
 }
 
 // clean returns the clean record's value: the raw value itself when it is
@@ -277,6 +307,7 @@ func (p *Processor) Flush(_ context.Context, out pipelines.Emitter) error {
 		p.snapLen = len(vals)/n + 8
 	}
 	clear(p.dirty)
+	p.dirtyGen++
 	return nil
 }
 
@@ -308,6 +339,7 @@ func (p *Processor) Tick(_ context.Context, now time.Time, out pipelines.Emitter
 	if p.cfg.Validation.MaxAge <= 0 {
 		return nil
 	}
+	p.dirtyGen++ // dirtyNear must not answer for the vehicles deleted below
 	for _, v := range p.dedup.Evict(now.Add(-p.cfg.Validation.MaxAge).UnixMilli()) {
 		delete(p.dirty, v)
 		p.m.vehicles.Dec()

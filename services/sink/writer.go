@@ -414,6 +414,8 @@ func (w *writer) prepareColumns(ctx context.Context, insert string, cols []any) 
 		w.wire.forget(insert)
 		return nil, err
 	}
+	rows, strBytes := columnSizes(cols)
+	presize(bt.Columns(), rows, strBytes)
 	for i, c := range cols {
 		col := bt.Column(i)
 		if rows, ok := c.([][]string); ok {

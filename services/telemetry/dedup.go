@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"time"
+	"unsafe"
 )
 
 // De-duplication of re-uploaded events, with bounded state per vehicle.
@@ -122,11 +123,53 @@ type Dedup struct {
 	// second lookup. Cleared by whatever removes or replaces a window.
 	last   *VehicleWindow
 	lastID string
+	// near is a direct-mapped table of recently found windows, indexed by
+	// the address of the vehicle id's bytes: the stages' decoder interns
+	// the ids (telemetry.Interner), so a vehicle's events carry the same
+	// string and a hit costs no hash of the id nor map probe. A string
+	// with other bytes at the same address cannot exist while the entry
+	// holds it (Go strings are immutable and the entry keeps its bytes
+	// alive), so an equal address and length is an equal id. An entry
+	// counts only when its gen is nearGen: Forget, Restore and Evict
+	// start a new generation instead of clearing the table.
+	near    [dedupNear]nearWindow
+	nearGen uint32
+}
+
+// dedupNear is the number of slots of Dedup.near (a power of two).
+const (
+	dedupNearBits = 11
+	dedupNear     = 1 << dedupNearBits
+)
+
+type nearWindow struct {
+	id  string
+	v   *VehicleWindow
+	gen uint32
+}
+
+// nearSlot is the Dedup.near slot of a vehicle id: its address, hashed.
+func nearSlot(id string) int {
+	p := uint64(uintptr(unsafe.Pointer(unsafe.StringData(id))))
+	return int((p * 0x9e3779b97f4a7c15) >> (64 - dedupNearBits))
+}
+
+// remember notes v as the window of vehicle in last and near.
+func (d *Dedup) remember(vehicle string, v *VehicleWindow) {
+	d.last, d.lastID = v, vehicle
+	d.near[nearSlot(vehicle)] = nearWindow{id: vehicle, v: v, gen: d.nearGen}
+}
+
+// forgetFound drops what last and near remember (a window was removed or
+// replaced).
+func (d *Dedup) forgetFound() {
+	d.last, d.lastID = nil, ""
+	d.nearGen++
 }
 
 // NewDedup returns an empty Dedup.
 func NewDedup(cfg DedupConfig) *Dedup {
-	return &Dedup{cfg: cfg.Defaults(), vehicles: map[string]*VehicleWindow{}}
+	return &Dedup{cfg: cfg.Defaults(), vehicles: map[string]*VehicleWindow{}, nearGen: 1}
 }
 
 // Len is the number of vehicles remembered.
@@ -153,9 +196,14 @@ func (d *Dedup) window(vehicle string) *VehicleWindow {
 	if d.last != nil && d.lastID == vehicle {
 		return d.last
 	}
+	if e := &d.near[nearSlot(vehicle)]; e.gen == d.nearGen && len(e.id) == len(vehicle) &&
+		unsafe.StringData(e.id) == unsafe.StringData(vehicle) {
+		d.last, d.lastID = e.v, vehicle
+		return e.v
+	}
 	v := d.vehicles[vehicle]
 	if v != nil {
-		d.last, d.lastID = v, vehicle
+		d.remember(vehicle, v)
 	}
 	return v
 }
@@ -214,7 +262,7 @@ func (d *Dedup) Add(ev *Event) {
 	if v == nil {
 		v = &VehicleWindow{}
 		d.vehicles[ev.VehicleID] = v
-		d.last, d.lastID = v, ev.VehicleID
+		d.remember(ev.VehicleID, v)
 	}
 	if ev.TimeMs > v.HighMs {
 		v.HighMs = ev.TimeMs
@@ -364,7 +412,7 @@ func (dw *DeviceWindow) prune(cutoff int64, maxRanges int) {
 // validator's MaxAge refuses events before cutoffMs.
 func (d *Dedup) Evict(cutoffMs int64) []string {
 	var out []string
-	d.last, d.lastID = nil, ""
+	d.forgetFound()
 	for id, v := range d.vehicles {
 		if v.HighMs < cutoffMs {
 			delete(d.vehicles, id)
@@ -376,7 +424,7 @@ func (d *Dedup) Evict(cutoffMs int64) []string {
 
 // Forget removes vehicle's state (a changelog tombstone).
 func (d *Dedup) Forget(vehicle string) {
-	d.last, d.lastID = nil, ""
+	d.forgetFound()
 	delete(d.vehicles, vehicle)
 }
 
@@ -396,7 +444,7 @@ func (d *Dedup) Restore(vehicle string, b []byte) error {
 	if err := v.UnmarshalBinary(b); err != nil {
 		return err
 	}
-	d.last, d.lastID = nil, ""
+	d.forgetFound()
 	d.vehicles[vehicle] = &v
 	return nil
 }

@@ -37,11 +37,26 @@ func TestDedupWindowCache(t *testing.T) {
 			}
 		},
 	} {
-		d := NewDedup(DedupConfig{})
-		d.Add(e1)
-		if v, err := d.Check(e2); v != New || err != nil {
-			t.Fatalf("%s: %v %v", name, v, err)
+		for _, otherBetween := range []bool{false, true} {
+			d := NewDedup(DedupConfig{})
+			d.Add(e1)
+			if v, err := d.Check(e2); v != New || err != nil {
+				t.Fatalf("%s: %v %v", name, v, err)
+			}
+			if otherBetween {
+				// Another vehicle's event: the last-window cache moves to it,
+				// and "v" is only in the near table (same string: a literal).
+				o := ev("d5", 1, 1_000_000, 0)
+				o.VehicleID = "w"
+				d.Add(o)
+			}
+			checkWindowCache(t, name, d, between, e2)
 		}
+	}
+}
+
+func checkWindowCache(t *testing.T, name string, d *Dedup, between func(*Dedup), e2 *Event) {
+	{
 		between(d)
 		d.Add(e2)
 		w := d.Window("v")

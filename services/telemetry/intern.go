@@ -1,6 +1,10 @@
 package telemetry
 
-import "unsafe"
+import (
+	"encoding/binary"
+	"math/bits"
+	"unsafe"
+)
 
 // Interning: the decoding path of the stages (ingest, scoring) without a
 // string allocation per event. A task's events repeat a few device ids,
@@ -46,6 +50,38 @@ type Interner struct {
 	// cheaper than hashing them for a map lookup. Three strings more at
 	// most, whatever the maps evicted.
 	last [internFields]string
+	// front is a direct-mapped table in front of the maps, indexed by
+	// frontHash of the bytes: a hit costs a few loads and one compare
+	// instead of the map's hash and probe (when a partition's records
+	// do not come in runs, as in a backlog of many vehicles). A miss goes
+	// to the maps and stores their answer in the slot. Every rotation
+	// clears it, so it holds only strings of the current generation: the
+	// bound and the eviction rule are the maps' alone.
+	front [internFront]string
+}
+
+// internFront is the number of slots of Interner.front (a power of two):
+// 4,096 strings, 64 KiB of string headers per table.
+const (
+	internFrontBits = 12
+	internFront     = 1 << internFrontBits
+)
+
+// frontHash is a cheap hash of b for Interner.front: its first and last
+// eight bytes (all of them when shorter) and its length, mixed by one
+// multiplication; the top internFrontBits bits index the table.
+func frontHash(b []byte) uint64 {
+	var a, z uint64
+	if len(b) >= 8 {
+		a = binary.LittleEndian.Uint64(b)
+		z = binary.LittleEndian.Uint64(b[len(b)-8:])
+	} else {
+		for _, c := range b {
+			a = a<<8 | uint64(c)
+		}
+	}
+	h := (a ^ bits.RotateLeft64(z, 29) ^ uint64(len(b))) * 0x9e3779b97f4a7c15
+	return h >> (64 - internFrontBits)
 }
 
 // The fields DecodeAvroInterned interns, as indexes of Interner.last.
@@ -81,6 +117,7 @@ func (t *Interner) Bytes(b []byte) string {
 	if len(t.cur) >= t.cap {
 		t.prev, t.cur = t.cur, t.prev
 		clear(t.cur)
+		clear(t.front[:]) // the front holds strings of cur only
 		t.rotations++
 	}
 	t.cur[s] = s
@@ -93,7 +130,15 @@ func (t *Interner) field(f int, b []byte) string {
 	if s := t.last[f]; s == string(b) {
 		return s
 	}
+	slot := &t.front[frontHash(b)]
+	if s := *slot; s == string(b) {
+		t.last[f] = s
+		return s
+	}
 	s := t.Bytes(b)
+	if len(s) <= MaxInternLen {
+		*slot = s
+	}
 	t.last[f] = s
 	return s
 }

@@ -186,3 +186,31 @@ func FuzzDecodeAvroInterned(f *testing.F) {
 		}
 	})
 }
+
+// TestInternerFront: the direct-mapped front holds only strings of the
+// current generation (so the bound and eviction are the maps'), and a
+// string found there is the one the maps hold.
+func TestInternerFront(t *testing.T) {
+	in := NewInterner(100)
+	for i := range 20_000 {
+		b := []byte(fmt.Sprintf("veh-%04d", (i*7919)%450)) // 450 ids through generations of 100
+		s := in.field(internVehicle, b)
+		if s != string(b) {
+			t.Fatalf("%q interned as %q", b, s)
+		}
+		if m, ok := in.cur[s]; !ok || unsafe.StringData(m) != unsafe.StringData(s) {
+			t.Fatalf("%q returned but not the current generation's string", s)
+		}
+		for _, f := range in.front {
+			if f == "" {
+				continue
+			}
+			if m, ok := in.cur[f]; !ok || unsafe.StringData(m) != unsafe.StringData(f) {
+				t.Fatalf("after %d lookups the front holds %q, not in the current generation", i+1, f)
+			}
+		}
+	}
+	if in.Rotations() == 0 {
+		t.Fatal("no rotation: the test exercises nothing")
+	}
+}

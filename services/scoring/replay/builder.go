@@ -69,8 +69,8 @@ func (b *Builder) Add(cfg *Config, f Fix) {
 		return
 	}
 	t := f.TimeMs - b.Base
+	x, y := proj(f.Lat, f.Lon)
 	if !b.hasLast || t >= b.lastT {
-		x, y := proj(f.Lat, f.Lon)
 		c := [2]int32{int32(math.Floor(x / cfg.CellM)), int32(math.Floor(y / cfg.CellM))}
 		// the latest fix; of several at that time, the greatest cell
 		// (column, then row): the same whatever the arrival order
@@ -81,7 +81,6 @@ func (b *Builder) Add(cfg *Config, f Fix) {
 	if f.SpeedKmh < cfg.MovingKmh {
 		return
 	}
-	x, y := proj(f.Lat, f.Lon)
 	// i: the last run starting at or before t.
 	i := len(b.runs) - 1
 	for i >= 0 && b.runs[i].First > t {

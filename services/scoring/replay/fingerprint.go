@@ -149,9 +149,24 @@ type cell struct{ X, Y int32 }
 // x cos(floor(lat) + 0.5 degrees). The scale is fixed per 1-degree band so
 // every box computes the same cells whatever its exact latitude.
 func proj(lat, lon float64) (x, y float64) {
-	band := (math.Floor(lat) + 0.5) * math.Pi / 180
-	return lon * 111320 * math.Cos(band), lat * 111320
+	f := math.Floor(lat)
+	var c float64
+	if f >= -90 && f <= 90 {
+		c = bandCos[int(f)+90] // the same value, without a cosine per fix
+	} else {
+		c = math.Cos((f + 0.5) * math.Pi / 180)
+	}
+	return lon * 111320 * c, lat * 111320
 }
+
+// bandCos[i] is proj's cosine of the band of latitude i - 90 (floor of the
+// latitude), computed by the same expression.
+var bandCos = func() (t [181]float64) {
+	for i := range t {
+		t[i] = math.Cos((float64(i-90) + 0.5) * math.Pi / 180)
+	}
+	return t
+}()
 
 // shingles returns the trip's shingles, sorted and distinct: for each k,
 // the hash of (cell k, cell k+Span, bucket of the time from entering cell

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,7 +29,11 @@ import (
 
 func morning() time.Time { return time.Date(2026, 11, 24, 8, 0, 0, 0, shanghai) }
 
-var benchRounds = flag.Int("scoring.rounds", 3, "alternating baseline/stage rounds in BenchmarkStageThroughput (the median ratio is reported)")
+var (
+	benchRounds = flag.Int("scoring.rounds", 3, "alternating baseline/stage rounds in BenchmarkStageThroughput (the median ratio is reported)")
+	benchProf   = flag.String("scoring.roundsprofile", "", "BenchmarkStageThroughput: write a CPU profile of the stage's runs alone (not the set-up nor the baselines) to this file")
+	benchOnly   = flag.Bool("scoring.stage-only", false, "BenchmarkStageThroughput: run the stage alone in each round (no baselines, no RATIO line), to profile it")
+)
 
 // BenchmarkStageThroughput runs the scoring stage over simulated traffic on
 // an embedded broker and compares it with kafkatest.Passthrough (a bare
@@ -82,15 +88,27 @@ func BenchmarkStageThroughput(b *testing.B) {
 func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events int, row string) {
 	n := len(recs)
 	for range b.N {
-		var baseRates, readRates, stageRates, ratios, readRatios, startups []float64
+		var baseRates, readRates, stageRates, ratios, readRatios, startups, baseCPU, stageCPU, cpuRatios []float64
 		days := 0.0
 		for range max(1, *benchRounds) {
 			r := stageRound(b, serde, recs, events)
+			stageCPU = append(stageCPU, 1e6*r.stageCPU.Seconds()/float64(n))
+			if *benchOnly {
+				stageRates = append(stageRates, float64(n)/r.took.Seconds())
+				continue
+			}
+			baseCPU = append(baseCPU, 1e6*r.baseCPU.Seconds()/float64(n))
+			cpuRatios = append(cpuRatios, r.baseCPU.Seconds()/r.stageCPU.Seconds())
 			baseRates, readRates = append(baseRates, float64(n)/r.base.Seconds()), append(readRates, float64(n)/r.read.Seconds())
 			stageRates = append(stageRates, float64(n)/r.took.Seconds())
 			ratios, readRatios = append(ratios, r.base.Seconds()/r.took.Seconds()), append(readRatios, r.read.Seconds()/r.took.Seconds())
 			startups = append(startups, float64(r.startup.Milliseconds()))
 			days = r.closed
+		}
+		if *benchOnly {
+			fmt.Printf("scoring: stage alone, median of %d rounds: %.0f records/s, CPU per record (whole process, start-up included) %.2f us (rounds: %.2f)\n",
+				len(stageRates), benchfig.Median(stageRates), benchfig.Median(stageCPU), stageCPU)
+			continue
 		}
 		ratio := benchfig.Median(ratios)
 		b.ReportMetric(benchfig.Median(baseRates), "baseline-records/s")
@@ -101,6 +119,8 @@ func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 		b.ReportMetric(days, "days-closed")
 		fmt.Printf("scoring: %d records (%d events), median of %d rounds: stage %.0f records/s, bare consume and produce %.0f records/s (ratios %.2f), bare consume alone %.0f records/s (ratios %.2f); stage start-up %v ms\n",
 			n, events, len(ratios), benchfig.Median(stageRates), benchfig.Median(baseRates), ratios, benchfig.Median(readRates), readRatios, startups)
+		fmt.Printf("scoring: CPU per record (whole process, broker included; the stage's with its start-up), median: stage %.2f us, bare consume and produce %.2f us, bare/stage %.2f (rounds: %.2f)\n",
+			benchfig.Median(stageCPU), benchfig.Median(baseCPU), benchfig.Median(cpuRatios), cpuRatios)
 		if row != "" {
 			fmt.Printf("RATIO %s %.3f goal 0.60\n", row, ratio)
 		}
@@ -113,6 +133,7 @@ func benchStage(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 // closed.
 type round struct {
 	base, read, took, startup time.Duration
+	baseCPU, stageCPU         time.Duration // the process's CPU time during the baseline and during the stage's run
 	closed                    float64
 }
 
@@ -124,13 +145,19 @@ func stageRound(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	base, err := kafkatest.Passthrough(ctx, brokers, pipelines.TopicTelemetryClean, "bench.out", len(recs))
-	if err != nil {
-		b.Fatal(err)
-	}
-	read, err := bareConsume(ctx, brokers, pipelines.TopicTelemetryClean, len(recs))
-	if err != nil {
-		b.Fatal(err)
+	var base, read, baseCPU time.Duration
+	if !*benchOnly {
+		var err error
+		cpu0 := cputime.Self()
+		base, err = kafkatest.Passthrough(ctx, brokers, pipelines.TopicTelemetryClean, "bench.out", len(recs))
+		if err != nil {
+			b.Fatal(err)
+		}
+		baseCPU = cputime.Self() - cpu0
+		read, err = bareConsume(ctx, brokers, pipelines.TopicTelemetryClean, len(recs))
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -149,7 +176,13 @@ func stageRound(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 	}
 	cfg := kafkatest.Config(brokers)
 	cfg.MaxBatch = 5000
-	start := time.Now()
+	if *benchProf != "" && !profiling {
+		// The first round's stage run (one profile per process).
+		stopProf := roundsProfile(b, *benchProf)
+		profiling = true
+		defer stopProf()
+	}
+	start, cpu0 := time.Now(), cputime.Self()
 	stop := kafkatest.Run(b, cfg, st)
 	for counter(b, reg, "minecart_scoring_events_total") < float64(events) || !committed(b, brokers, st.Name, pipelines.TopicTelemetryClean) {
 		if time.Since(start) > 5*time.Minute {
@@ -157,10 +190,11 @@ func stageRound(b *testing.B, serde *schemas.Serde, recs []kafka.Output, events 
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	end := time.Now() // every input offset is committed
+	end, stageCPU := time.Now(), cputime.Self()-cpu0 // every input offset is committed
 	stop()
 	t0 := time.Unix(0, first.Load())
-	return round{base: base, read: read, took: end.Sub(t0), startup: t0.Sub(start), closed: counter(b, reg, "minecart_scoring_windows_closed_total")}
+	return round{base: base, read: read, took: end.Sub(t0), startup: t0.Sub(start), baseCPU: baseCPU, stageCPU: stageCPU,
+		closed: counter(b, reg, "minecart_scoring_windows_closed_total")}
 }
 
 // bareConsume reads n records of topic (direct, from the start,
@@ -393,4 +427,25 @@ func (c *countEmitter) Emit(_ string, k, v []byte, _ ...pipelines.Header) {
 func (c *countEmitter) EmitTo(_ string, _ int32, k, v []byte, _ ...pipelines.Header) {
 	c.n++
 	c.bytes += len(k) + len(v)
+}
+
+// profiling is set once the stage's run of a round is profiled.
+var profiling bool
+
+// roundsProfile starts a CPU profile written to path and returns its
+// stop. It fails when another CPU profile runs (go test's -cpuprofile).
+func roundsProfile(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
