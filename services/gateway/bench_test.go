@@ -20,6 +20,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/minecart/minecart/internal/benchfig"
 	"github.com/minecart/minecart/internal/cputime"
 	"github.com/minecart/minecart/pipelines"
 	"github.com/minecart/minecart/pipelines/kafka"
@@ -32,6 +33,7 @@ import (
 var (
 	benchClients = flag.Int("gateway.clients", 32, "concurrent HTTP clients in BenchmarkGateway")
 	benchBare    = flag.Bool("gateway.bare", true, "BenchmarkGateway: measure the bare-produce baseline (false: the gateway alone, for its profile; no RATIO line)")
+	benchRounds  = flag.Int("gateway.rounds", 5, "BenchmarkGateway: rounds, each timing the gateway and the bare produce back to back in alternating order; the RATIO is the median of the rounds' ratios")
 )
 
 // BenchmarkGateway posts signed batches of 100 events over real HTTP on
@@ -41,8 +43,12 @@ var (
 // It also reports the CPU time of the whole process (clients, gateway,
 // broker) per event, for the gateway and for the bare baseline: on a
 // machine shared with other work the rates move by 2x between runs, the
-// CPU per event much less. -gateway.bare=false runs the gateway alone
-// (for its profile, no RATIO line).
+// CPU per event much less. Each of -gateway.rounds rounds posts b.N
+// batches and runs the bare produce of the same events, in alternating
+// order (even rounds the gateway first); the RATIO is the median of the
+// rounds' ratios, the latencies those of every round's batches.
+// -gateway.bare=false runs the gateway alone (for its profile, no RATIO
+// line).
 //
 //	go test -run '^$' -bench Gateway -benchtime 2000x ./services/gateway/
 //	go test -run '^$' -bench Gateway/avro -benchtime 20000x -cpuprofile cpu.out ./services/gateway/ -args -gateway.bare=false
@@ -127,11 +133,7 @@ func benchGateway(b *testing.B, format string) {
 	if err := bare.ProduceSync(ctx, recs[0][0]).FirstErr(); err != nil {
 		b.Fatal(err)
 	}
-	bareCPU := time.Duration(1<<63 - 1) // the least CPU time of the bare runs
-	bareRun := func() float64 {
-		if !*benchBare {
-			return 0
-		}
+	bareRun := func() (rate float64, cpu time.Duration) {
 		var perr atomic.Value
 		c0 := cputime.Self()
 		t0 := time.Now()
@@ -152,81 +154,105 @@ func benchGateway(b *testing.B, format string) {
 			b.Fatal(err)
 		}
 		el := time.Since(t0)
-		bareCPU = min(bareCPU, cputime.Self()-c0)
-		return float64(b.N*perBatch) / el.Seconds()
+		return float64(b.N*perBatch) / el.Seconds(), cputime.Self() - c0
 	}
-	bareBefore := bareRun()
 
-	var next atomic.Int64
-	lat := make([][]time.Duration, clients)
-	var wg sync.WaitGroup
-	var failed atomic.Int64
+	var all []time.Duration // every round's ack latencies
+	gatewayRun := func() (rate float64, cpu time.Duration, cores float64) {
+		var next atomic.Int64
+		lat := make([][]time.Duration, clients)
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		cpu0 := cputime.Self()
+		start := time.Now()
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(b.N) {
+						return
+					}
+					d := int(i) % devices
+					req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/telemetry", bytes.NewReader(bodies[d]))
+					req.Header.Set("Content-Type", ctype)
+					SignHeaders(req.Header, fmt.Sprintf("d%03d", d), bodies[d], keys[d], time.Now(), NewNonce())
+					t0 := time.Now()
+					res, err := client.Do(req)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode != http.StatusAccepted {
+						failed.Add(1)
+						continue
+					}
+					lat[c] = append(lat[c], time.Since(t0))
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		cpu = cputime.Self() - cpu0
+		if f := failed.Load(); f > 0 {
+			b.Fatalf("%d of %d batches failed", f, b.N)
+		}
+		all = append(all, slices.Concat(lat...)...)
+		return float64(b.N*perBatch) / el.Seconds(), cpu, cpu.Seconds() / el.Seconds()
+	}
+
+	// Rounds: the gateway and the bare produce back to back, in
+	// alternating order.
+	var rates, bareRates, ratios, gwCPUs, bareCPUs, busy []float64
+	perEv := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 / float64(b.N*perBatch) }
 	b.ResetTimer()
-	cpu0 := cputime.Self()
-	start := time.Now()
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(b.N) {
-					return
-				}
-				d := int(i) % devices
-				req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/telemetry", bytes.NewReader(bodies[d]))
-				req.Header.Set("Content-Type", ctype)
-				SignHeaders(req.Header, fmt.Sprintf("d%03d", d), bodies[d], keys[d], time.Now(), NewNonce())
-				t0 := time.Now()
-				res, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				if res.StatusCode != http.StatusAccepted {
-					failed.Add(1)
-					continue
-				}
-				lat[c] = append(lat[c], time.Since(t0))
-			}
-		}()
+	for r := range max(1, *benchRounds) {
+		var rate, bareRate, cores float64
+		var cpu, bareCPU time.Duration
+		switch {
+		case !*benchBare:
+			rate, cpu, cores = gatewayRun()
+		case r%2 == 0:
+			rate, cpu, cores = gatewayRun()
+			bareRate, bareCPU = bareRun()
+		default:
+			bareRate, bareCPU = bareRun()
+			rate, cpu, cores = gatewayRun()
+		}
+		rates, gwCPUs, busy = append(rates, rate), append(gwCPUs, perEv(cpu)), append(busy, cores)
+		if *benchBare {
+			bareRates, bareCPUs = append(bareRates, bareRate), append(bareCPUs, perEv(bareCPU))
+			ratios = append(ratios, rate/bareRate)
+		}
 	}
-	wg.Wait()
-	el := time.Since(start)
-	gwCPU := cputime.Self() - cpu0
-	cores := gwCPU.Seconds() / el.Seconds()
 	b.StopTimer()
-	if f := failed.Load(); f > 0 {
-		b.Fatalf("%d of %d batches failed", f, b.N)
-	}
-	all := slices.Concat(lat...)
 	slices.Sort(all)
-	rate := float64(b.N*perBatch) / el.Seconds()
+	rate := benchfig.Median(rates)
 	p50, p99 := all[len(all)/2], all[len(all)*99/100]
 	b.ReportMetric(rate, "events/s")
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99_ms")
-	b.ReportMetric(cores, "cores")
-	fmt.Printf("gateway %s: %d batches x %d events, %d clients: %.0f events/s, ack p50 %v p99 %v, %.2f cores busy\n",
-		format, b.N, perBatch, clients, rate, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), cores)
+	b.ReportMetric(benchfig.Median(busy), "cores")
+	fmt.Printf("gateway %s: %d rounds of %d batches x %d events, %d clients: median %.0f events/s, ack p50 %v p99 %v, %.2f cores busy\n",
+		format, len(rates), b.N, perBatch, clients, rate, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), benchfig.Median(busy))
 
 	// CPU time per event (the whole process: clients, gateway, broker),
 	// less sensitive than rates to other work on the machine.
-	perEv := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 / float64(b.N*perBatch) }
-	b.ReportMetric(perEv(gwCPU), "cpu_us/event")
+	b.ReportMetric(benchfig.Median(gwCPUs), "cpu_us/event")
 	if !*benchBare {
 		return
 	}
-	bareRate := max(bareBefore, bareRun())
-	b.ReportMetric(bareRate, "bare_events/s")
-	b.ReportMetric(rate/bareRate, "ratio")
-	b.ReportMetric(perEv(bareCPU), "bare_cpu_us/event")
-	fmt.Printf("gateway %s: bare franz-go produce of the same %d events %.0f events/s; CPU per event: gateway %.2f us, bare %.2f us\n",
-		format, b.N*perBatch, bareRate, perEv(gwCPU), perEv(bareCPU))
+	ratio := benchfig.Median(ratios)
+	b.ReportMetric(benchfig.Median(bareRates), "bare_events/s")
+	b.ReportMetric(ratio, "ratio")
+	b.ReportMetric(benchfig.Median(bareCPUs), "bare_cpu_us/event")
+	fmt.Printf("gateway %s: bare franz-go produce of the same %d events, median %.0f events/s; ratios %s; CPU per event (medians): gateway %.2f us, bare %.2f us\n",
+		format, b.N*perBatch, benchfig.Median(bareRates), benchfig.Rounds(ratios), benchfig.Median(gwCPUs), benchfig.Median(bareCPUs))
 	goal := map[string]float64{"json": 0.25, "avro": 0.40}[format]
-	fmt.Printf("RATIO gateway_%s %.3f goal %.2f\n", format, rate/bareRate, goal)
+	fmt.Printf("RATIO gateway_%s %.3f goal %.2f\n", format, ratio, goal)
 }
 
 // decodeBody decodes a benchmark body back into its events.
