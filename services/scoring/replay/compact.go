@@ -1,5 +1,7 @@
 package replay
 
+import "unsafe"
+
 // The compact storage shared by Index and Postings (docs/scoring.md,
 // "Replay detection", "The index's layout"): fingerprints in fixed-size
 // slots of chunked slices addressed by a uint32 id (0: none), their
@@ -27,6 +29,47 @@ func rowsKey(b int, rows uint32) uint64 { return mix64(uint64(b)<<32 | uint64(ro
 // chunkBits: slots are allocated 1 << chunkBits at a time (no copy on
 // growth, at most one partly used chunk).
 const chunkBits = 10
+
+// slots is the arena of Index's and Postings' fixed-size slots, addressed
+// by uint32 ids 1 .. top (0 is "none"), allocated 1 << chunkBits at a
+// time; a released id is reused before a new one is taken.
+type slots[T any] struct {
+	chunks [][]T
+	free   []uint32
+	top    uint32 // ids ever used: 1 .. top
+}
+
+// at is slot id (1 <= id <= top).
+func (s *slots[T]) at(id uint32) *T {
+	return &s.chunks[(id-1)>>chunkBits][(id-1)&(1<<chunkBits-1)]
+}
+
+// alloc returns the id of a zero slot: the last released, else a new one.
+func (s *slots[T]) alloc() uint32 {
+	if n := len(s.free); n > 0 {
+		id := s.free[n-1]
+		s.free = s.free[:n-1]
+		return id
+	}
+	if int(s.top) == len(s.chunks)<<chunkBits {
+		s.chunks = append(s.chunks, make([]T, 1<<chunkBits))
+	}
+	s.top++
+	return s.top
+}
+
+// release zeroes slot id and makes its id free.
+func (s *slots[T]) release(id uint32) {
+	var zero T
+	*s.at(id) = zero
+	s.free = append(s.free, id)
+}
+
+// bytes is the heap the arena holds.
+func (s *slots[T]) bytes() int {
+	var zero T
+	return len(s.chunks)*(1<<chunkBits)*int(unsafe.Sizeof(zero)) + 8*cap(s.chunks) + 4*cap(s.free)
+}
 
 // minHeads is the smallest head array per band (a power of two).
 const minHeads = 16

@@ -30,13 +30,11 @@ type Index struct {
 	cfg       Config
 	retention int // days
 	budget    int // fingerprints kept per day
-	chunks    [][]islot
-	free      []uint32
+	slots     slots[islot]
 	n         int // slots used
 	keys      keyTable
 	heads     []uint64 // band b's head array at [b*nh, (b+1)*nh): the chain's tag << 32 | its first slot id
 	nh        int      // head array length per band, a power of two
-	top       uint32   // slot ids ever used: 1 .. top
 	vehicles  interner // referenced by slots and by ends
 	dates     interner // referenced by slots and by ends
 	ends      []vend   // vehicle id - 1 -> its latest end held (Anchor): a fingerprint's or a day's (SetEnd)
@@ -125,7 +123,7 @@ func Key(fp *Fingerprint) string {
 }
 
 func (x *Index) slot(id uint32) *islot {
-	return &x.chunks[(id-1)>>chunkBits][(id-1)&(1<<chunkBits-1)]
+	return x.slots.at(id)
 }
 
 func (sl *islot) key() key { return key{sl.veh, sl.date &^ firstBit, sl.trip} }
@@ -322,17 +320,7 @@ func (x *Index) Add(fp *Fingerprint) bool {
 	if x.perDay[fp.Date] >= x.budget {
 		return false
 	}
-	var id uint32
-	if n := len(x.free); n > 0 {
-		id = x.free[n-1]
-		x.free = x.free[:n-1]
-	} else {
-		if int(x.top) == len(x.chunks)<<chunkBits {
-			x.chunks = append(x.chunks, make([]islot, 1<<chunkBits))
-		}
-		x.top++
-		id = x.top
-	}
+	id := x.slots.alloc()
 	if v == 0 {
 		v = x.vref(fp.Vehicle)
 	} else {
@@ -382,7 +370,7 @@ func (x *Index) relink() {
 	} else {
 		clear(x.heads)
 	}
-	for id := uint32(1); id <= x.top; id++ {
+	for id := uint32(1); id <= x.slots.top; id++ {
 		if sl := x.slot(id); sl.veh != 0 {
 			x.link(id, sl)
 		}
@@ -411,8 +399,7 @@ func (x *Index) remove(id uint32, unlink bool) {
 	}
 	x.vehicles.unref(k.veh)
 	x.dates.unref(k.date)
-	*sl = islot{}
-	x.free = append(x.free, id)
+	x.slots.release(id)
 	x.n--
 }
 
@@ -450,7 +437,7 @@ func (x *Index) Expire(keep string) (gone, ends []string) {
 		old[i+1] = x.dates.refs[i] > 0 && d < keep
 	}
 	var ids []uint32
-	for id := uint32(1); id <= x.top; id++ {
+	for id := uint32(1); id <= x.slots.top; id++ {
 		if sl := x.slot(id); sl.veh != 0 && old[sl.date&^firstBit] {
 			ids = append(ids, id)
 			gone = append(gone, x.vehicles.name(sl.veh)+"/"+x.dates.name(sl.date&^firstBit)+"/"+strconv.Itoa(int(sl.trip)))
@@ -482,7 +469,7 @@ func (x *Index) Retention() int { return x.retention }
 
 // bytes is the heap the index holds, by its structures' sizes.
 func (x *Index) bytes() int {
-	return len(x.chunks)*(1<<chunkBits)*int(unsafe.Sizeof(islot{})) + 8*cap(x.chunks) + 4*cap(x.free) +
+	return x.slots.bytes() +
 		4*len(x.keys.ids) + 8*len(x.heads) + x.vehicles.bytes() + x.dates.bytes() +
 		int(unsafe.Sizeof(vend{}))*cap(x.ends) + 48*len(x.perDay)
 }

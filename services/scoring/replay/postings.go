@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 )
 
 // Postings is one partition of the global replay check (docs/scoring.md,
@@ -27,10 +26,8 @@ type Postings struct {
 	cfg       Config
 	retention int
 	budget    int
-	chunks    [][]pslot
-	free      []uint32
-	top       uint32 // slot ids ever used: 1 .. top
-	n         int    // slots used
+	slots     slots[pslot]
+	n         int // slots used
 	keys      keyTable
 	vehicles  interner
 	dates     interner
@@ -90,7 +87,7 @@ func (p *Postings) Len() int { return p.n }
 func (p *Postings) Entries() int { return p.nents }
 
 func (p *Postings) slot(id uint32) *pslot {
-	return &p.chunks[(id-1)>>chunkBits][(id-1)&(1<<chunkBits-1)]
+	return p.slots.at(id)
 }
 
 // find returns the slot id of a trip's fingerprint, 0 when not held.
@@ -142,7 +139,7 @@ func (p *Postings) relink() {
 		clear(p.heads)
 	}
 	p.ents, p.efree, p.nents = make([]pent, 0, p.nents), nil, 0
-	for id := uint32(1); id <= p.top; id++ {
+	for id := uint32(1); id <= p.slots.top; id++ {
 		if sl := p.slot(id); sl.veh != 0 {
 			for b := range Bands {
 				if sl.bands&(1<<b) != 0 {
@@ -288,17 +285,7 @@ func (p *Postings) keyOf(sl *pslot) fpKey {
 // returns its id; v and d are its vehicle's and date's ids when interned
 // (else 0).
 func (p *Postings) add(fp *Fingerprint, bands uint32, v, d uint32) uint32 {
-	var id uint32
-	if n := len(p.free); n > 0 {
-		id = p.free[n-1]
-		p.free = p.free[:n-1]
-	} else {
-		if int(p.top) == len(p.chunks)<<chunkBits {
-			p.chunks = append(p.chunks, make([]pslot, 1<<chunkBits))
-		}
-		p.top++
-		id = p.top
-	}
+	id := p.slots.alloc()
 	sl := p.slot(id)
 	*sl = pslot{sig: fp.Sig, startMs: fp.StartMs, endMs: fp.EndMs, exact: fp.Exact, from: fp.From, to: fp.To, n: fp.N,
 		bands: bands, veh: p.vehicles.refID(v, fp.Vehicle), date: p.dates.refID(d, fp.Date), trip: fp.Trip,
@@ -327,7 +314,7 @@ func (p *Postings) expire() {
 		old[i+1] = p.dates.refs[i] > 0 && d < keep
 	}
 	var ids []uint32
-	for id := uint32(1); id <= p.top; id++ {
+	for id := uint32(1); id <= p.slots.top; id++ {
 		if sl := p.slot(id); sl.veh != 0 && old[sl.date] {
 			ids = append(ids, id)
 		}
@@ -374,15 +361,14 @@ func (p *Postings) drop(id uint32, unlink bool) {
 	}
 	p.vehicles.unref(k.veh)
 	p.dates.unref(k.date)
-	*sl = pslot{}
-	p.free = append(p.free, id)
+	p.slots.release(id)
 	p.n--
 }
 
 // bytes is the heap the postings hold, by their structures' sizes (dirty
 // aside: it empties at each Flush).
 func (p *Postings) bytes() int {
-	return len(p.chunks)*(1<<chunkBits)*int(unsafe.Sizeof(pslot{})) + 8*cap(p.chunks) + 4*cap(p.free) +
+	return p.slots.bytes() +
 		4*len(p.keys.ids) + 8*cap(p.ents) + 4*cap(p.efree) + 4*len(p.heads) + p.vehicles.bytes() +
 		p.dates.bytes() + 48*len(p.perDay)
 }
