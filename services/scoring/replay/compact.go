@@ -169,6 +169,24 @@ func (k key) hash() uint64 {
 // keyTable finds a slot by its key: open addressing with linear probing
 // over slot ids (0: empty), at most 3/4 full, deletion by backward shift
 // (no tombstones). keyOf reads a slot's key.
+// trips finds a trip's slot by its key (vehicle, date, trip): the key
+// table of slot ids and the interned vehicle and date strings, the same
+// in Index and Postings.
+type trips struct {
+	keys     keyTable
+	vehicles interner
+	dates    interner
+}
+
+// find returns the slot id of a trip's fingerprint, 0 when not held.
+func (t *trips) find(vehicle, date string, trip uint16) uint32 {
+	v, d := t.vehicles.id(vehicle), t.dates.id(date)
+	if v == 0 || d == 0 {
+		return 0
+	}
+	return t.keys.find(key{v, d, trip})
+}
+
 type keyTable struct {
 	ids   []uint32
 	n     int

@@ -31,12 +31,10 @@ type Index struct {
 	retention int // days
 	budget    int // fingerprints kept per day
 	slots     slots[islot]
-	n         int // slots used
-	keys      keyTable
+	n         int      // slots used
 	heads     []uint64 // band b's head array at [b*nh, (b+1)*nh): the chain's tag << 32 | its first slot id
 	nh        int      // head array length per band, a power of two
-	vehicles  interner // referenced by slots and by ends
-	dates     interner // referenced by slots and by ends
+	trips              // its keys, vehicles and dates: referenced by slots, vehicles and dates also by ends
 	ends      []vend   // vehicle id - 1 -> its latest end held (Anchor): a fingerprint's or a day's (SetEnd)
 	perDay    map[string]int
 }
@@ -127,15 +125,6 @@ func (x *Index) slot(id uint32) *islot {
 }
 
 func (sl *islot) key() key { return key{sl.veh, sl.date &^ firstBit, sl.trip} }
-
-// find returns the slot id of a trip's fingerprint, 0 when not held.
-func (x *Index) find(vehicle, date string, trip uint16) uint32 {
-	v, d := x.vehicles.id(vehicle), x.dates.id(date)
-	if v == 0 || d == 0 {
-		return 0
-	}
-	return x.keys.find(key{v, d, trip})
-}
 
 // load sets *fp to the fingerprint of sl.
 func (x *Index) load(sl *islot, fp *Fingerprint) {

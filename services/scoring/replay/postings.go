@@ -27,10 +27,8 @@ type Postings struct {
 	retention int
 	budget    int
 	slots     slots[pslot]
-	n         int // slots used
-	keys      keyTable
-	vehicles  interner
-	dates     interner
+	n         int      // slots used
+	trips              // its keys, vehicles and dates
 	ents      []pent   // entry id - 1: one (fingerprint, band) held
 	efree     []uint32 // free entry ids
 	nents     int      // entries used
@@ -88,15 +86,6 @@ func (p *Postings) Entries() int { return p.nents }
 
 func (p *Postings) slot(id uint32) *pslot {
 	return p.slots.at(id)
-}
-
-// find returns the slot id of a trip's fingerprint, 0 when not held.
-func (p *Postings) find(vehicle, date string, trip uint16) uint32 {
-	v, d := p.vehicles.id(vehicle), p.dates.id(date)
-	if v == 0 || d == 0 {
-		return 0
-	}
-	return p.keys.find(key{v, d, trip})
 }
 
 // load sets *fp to the fingerprint of sl.
